@@ -1,0 +1,180 @@
+//go:build cgo
+
+package softhsm_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ThalesGroup/crypto11"
+
+	"github.com/hufu-hsm/hufu/softhsm"
+)
+
+// These tests initialise and finalise the module themselves, so none of them is parallel:
+// PKCS#11 initialisation is per process.
+
+func readPIN(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimRight(string(b), "\r\n")
+}
+
+func TestFindModule(t *testing.T) {
+	real, err := softhsm.FindModule("")
+	if err != nil {
+		t.Fatalf("FindModule on a machine with softhsm2 installed: %v", err)
+	}
+	link := filepath.Join(t.TempDir(), "libsofthsm2-link.so")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "nope.so")
+
+	tests := []struct {
+		name     string
+		explicit string
+		env      string
+		want     string
+		wantErr  error
+	}{
+		{name: "default location", want: real},
+		{name: "explicit symlink is resolved", explicit: link, want: real},
+		{name: "env symlink is resolved", env: link, want: real},
+		{name: "explicit wins over env", explicit: real, env: missing, want: real},
+		{name: "missing explicit path", explicit: missing, wantErr: softhsm.ErrModuleNotFound},
+		{name: "missing env path", env: missing, wantErr: softhsm.ErrModuleNotFound},
+		{name: "directory", explicit: t.TempDir(), wantErr: softhsm.ErrModuleNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(softhsm.EnvModule, tc.env)
+			got, err := softhsm.FindModule(tc.explicit)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("FindModule = %q, %v; want %v", got, err, tc.wantErr)
+				}
+				if !strings.Contains(err.Error(), "apt-get install softhsm2") {
+					t.Errorf("error %q does not say how to install SoftHSM2", err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("FindModule = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestProvisionIsIdempotent(t *testing.T) {
+	dir := t.TempDir()
+	first, err := softhsm.Provision(softhsm.Options{Dir: dir, Label: "idem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Created || first.Serial == "" {
+		t.Fatalf("first Provision = %+v; want a created token with a serial", first)
+	}
+	if got := os.Getenv(softhsm.EnvConfig); got != first.ConfigPath {
+		t.Errorf("%s = %q; want %q", softhsm.EnvConfig, got, first.ConfigPath)
+	}
+	for _, f := range []string{first.PINFile, first.SOPINFile, first.ConfigPath} {
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v; want 0600", f, st.Mode().Perm())
+		}
+	}
+	pin := readPIN(t, first.PINFile)
+
+	second, err := softhsm.Provision(softhsm.Options{Dir: dir, Label: "idem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Created || second.Serial != first.Serial {
+		t.Fatalf("second Provision = %+v; want the existing token %s", second, first.Serial)
+	}
+	if readPIN(t, second.PINFile) != pin {
+		t.Error("second Provision changed the user PIN")
+	}
+
+	// The token really works with the PIN from the file, opened by label.
+	ctx, err := crypto11.Configure(&crypto11.Config{Path: first.ModulePath, TokenLabel: "idem", Pin: pin, MaxSessions: 2})
+	if err != nil {
+		t.Fatalf("open the provisioned token: %v", err)
+	}
+	if err := ctx.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProvisionBesideOpenContext provisions while crypto11 holds the module initialised:
+// Provision must borrow that initialisation for the same directory, and refuse another
+// directory because SoftHSM2 would silently keep using the first configuration.
+func TestProvisionBesideOpenContext(t *testing.T) {
+	dir := t.TempDir()
+	tok, err := softhsm.Provision(softhsm.Options{Dir: dir, Label: "holder"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := crypto11.Configure(&crypto11.Config{Path: tok.ModulePath, TokenLabel: "holder", Pin: readPIN(t, tok.PINFile), MaxSessions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+
+	other, err := softhsm.Provision(softhsm.Options{Dir: dir, Label: "second"})
+	if err != nil {
+		t.Fatalf("Provision while the module is held: %v", err)
+	}
+	if !other.Created {
+		t.Fatal("second token was not created")
+	}
+	second, err := crypto11.Configure(&crypto11.Config{Path: other.ModulePath, TokenLabel: "second", Pin: readPIN(t, other.PINFile), MaxSessions: 2})
+	if err != nil {
+		t.Fatalf("open a token provisioned beside an open context: %v", err)
+	}
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The holder still works after the other context closed.
+	if _, err := holder.FindKeys(nil, []byte("anything")); err != nil {
+		t.Fatalf("holder broken after provisioning beside it: %v", err)
+	}
+
+	_, err = softhsm.Provision(softhsm.Options{Dir: t.TempDir(), Label: "elsewhere"})
+	if !errors.Is(err, softhsm.ErrConfigInUse) {
+		t.Fatalf("Provision in another directory while held = %v; want ErrConfigInUse", err)
+	}
+	if got := os.Getenv(softhsm.EnvConfig); got != tok.ConfigPath {
+		t.Errorf("refused Provision left %s = %q; want %q", softhsm.EnvConfig, got, tok.ConfigPath)
+	}
+}
+
+func TestProvisionRejectsBadOptions(t *testing.T) {
+	tests := []struct {
+		name string
+		opts softhsm.Options
+	}{
+		{"empty label", softhsm.Options{Dir: t.TempDir()}},
+		{"long label", softhsm.Options{Dir: t.TempDir(), Label: strings.Repeat("x", 33)}},
+		{"trailing space", softhsm.Options{Dir: t.TempDir(), Label: "x "}},
+		{"no dir", softhsm.Options{Label: "x"}},
+		{"missing module", softhsm.Options{Dir: t.TempDir(), Label: "x", ModulePath: "/nonexistent/libsofthsm2.so"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tok, err := softhsm.Provision(tc.opts); err == nil {
+				t.Fatalf("Provision(%+v) = %+v; want an error", tc.opts, tok)
+			}
+		})
+	}
+}

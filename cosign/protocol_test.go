@@ -1,9 +1,9 @@
 package cosign
 
 import (
-	"crypto/ecdsa"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -412,4 +412,5 @@ func TestSharesNeverPrint(t *testing.T) {
 		}
 	}
 }
+
 type ecdsaPublicKey = ecdsa.PublicKey

@@ -181,7 +181,14 @@ func StartDecrypt(ct *Ciphertext) *DecryptRequest {
 // Decrypt is the server's step: T2 = d2⁻¹·C1, one scalar multiplication. The server learns
 // nothing about the plaintext: turning T2 into d·C1 needs d1.
 func (s *ServerShare) Decrypt(req *DecryptRequest) DecryptResponse {
-	return DecryptResponse{T2: scalarMult(&req.C1, &s.dInv)}
+	w := getScratch()
+	defer putScratch(w)
+	cx, cy := w.affine(&req.C1)
+	t2, err := pointFromAffine(sm2Curve.ScalarMult(cx, cy, s.dInv[:]))
+	if err != nil {
+		panic("cosign: internal error: d2⁻¹·C1 is the identity") // C1 ≠ O and d2⁻¹ ≠ 0
+	}
+	return DecryptResponse{T2: t2}
 }
 
 // FinishDecrypt is the phone's last step: d·C1 = d1⁻¹·T2 − C1 = (x2, y2), then the standard

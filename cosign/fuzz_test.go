@@ -219,11 +219,11 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	dresp := server.Share.Decrypt(dreq)
 
 	writeSeedCorpus(t, "FuzzParsePoint", key.public[:], offCurve, identity65, xAboveP)
-	writeSeedCorpus(t, "FuzzParseScalar", oneScalar, nMinusOne, nBytes, zeroScalar)
+	writeSeedCorpus(t, "FuzzParseScalar", oneScalar, nMinusOne, nBytes[:], zeroScalar)
 	writeSeedCorpus(t, "FuzzKeygenRequest", mustMarshal(t, kreq))
 	writeSeedCorpus(t, "FuzzKeygenResponse", mustMarshal(t, kresp))
 	writeSeedCorpus(t, "FuzzSignRequest", mustMarshal(t, sreq), cat(offCurve, e[:]))
-	writeSeedCorpus(t, "FuzzSignResponse", mustMarshal(t, &sresp), cat(nBytes, oneScalar, oneScalar))
+	writeSeedCorpus(t, "FuzzSignResponse", mustMarshal(t, &sresp), cat(nBytes[:], oneScalar, oneScalar))
 	writeSeedCorpus(t, "FuzzSignature", mustMarshal(t, &sig))
 	writeSeedCorpus(t, "FuzzDecryptRequest", mustMarshal(t, dreq), identity65)
 	writeSeedCorpus(t, "FuzzDecryptResponse", mustMarshal(t, &dresp))

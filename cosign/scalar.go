@@ -31,18 +31,35 @@ func ParseScalar(b []byte) ([ScalarSize]byte, error) {
 	if len(b) != ScalarSize {
 		return k, ErrLength
 	}
-	x, err := bigmod.NewNat().SetBytes(b, orderN)
-	if err != nil || x.IsZero() == 1 {
-		return k, ErrScalarRange
-	}
 	copy(k[:], b)
+	if !scalarInRange(&k) {
+		return [ScalarSize]byte{}, ErrScalarRange
+	}
 	return k, nil
 }
 
+// nBytes is n, big-endian.
+var nBytes = [ScalarSize]byte(curveN.FillBytes(make([]byte, ScalarSize)))
+
+// scalarInRange reports 1 ≤ k ≤ n-1 in constant time: it computes the borrow of k − n byte by
+// byte and ORs k's bytes, with no branch or index depending on k. Only the verdict leaks.
+func scalarInRange(k *[ScalarSize]byte) bool {
+	var borrow, nonzero uint32
+	for i := ScalarSize - 1; i >= 0; i-- {
+		d := uint32(k[i]) - uint32(nBytes[i]) - borrow
+		borrow = (d >> 31) & 1
+		nonzero |= uint32(k[i])
+	}
+	return borrow == 1 && nonzero != 0
+}
+
 // nat returns k as a bigmod.Nat. k must already be < n (every scalar in this package is).
-func nat(k *[ScalarSize]byte) *bigmod.Nat {
-	x, err := bigmod.NewNat().SetBytes(k[:], orderN)
-	if err != nil {
+func nat(k *[ScalarSize]byte) *bigmod.Nat { return setNat(bigmod.NewNat(), k) }
+
+// setNat sets x = k reusing x's storage, which the server steps keep in a pool so they do
+// not allocate.
+func setNat(x *bigmod.Nat, k *[ScalarSize]byte) *bigmod.Nat {
+	if _, err := x.SetBytes(k[:], orderN); err != nil {
 		panic("cosign: internal error: scalar not reduced")
 	}
 	return x
@@ -73,8 +90,7 @@ func randomScalar(rand io.Reader, k *[ScalarSize]byte) error {
 		if _, err := io.ReadFull(rand, k[:]); err != nil {
 			return ErrRandom
 		}
-		x, err := bigmod.NewNat().SetBytes(k[:], orderN)
-		if err == nil && x.IsZero() == 0 {
+		if scalarInRange(k) {
 			return nil
 		}
 	}
@@ -83,10 +99,13 @@ func randomScalar(rand io.Reader, k *[ScalarSize]byte) error {
 }
 
 // reduceDigest returns a 32-byte digest as an integer mod n (e in GB/T 32918.2).
-func reduceDigest(e *[ScalarSize]byte) *bigmod.Nat {
-	x, err := bigmod.NewNat().SetOverflowingBytes(e[:], orderN)
-	if err != nil {
-		panic("cosign: internal error: 32-byte digest overflows n's size")
+func reduceDigest(e *[ScalarSize]byte) *bigmod.Nat { return setReduced(bigmod.NewNat(), e) }
+
+// setReduced sets x = b mod n for any 32-byte b, reusing x's storage. Values up to 2²⁵⁶−1 are
+// below 2n, so one conditional subtraction suffices.
+func setReduced(x *bigmod.Nat, b *[ScalarSize]byte) *bigmod.Nat {
+	if _, err := x.SetOverflowingBytes(b[:], orderN); err != nil {
+		panic("cosign: internal error: 32-byte value overflows n's size")
 	}
 	return x
 }

@@ -69,40 +69,44 @@ func (p *PhoneShare) StartSign(rand io.Reader, public *Point, e *[ScalarSize]byt
 //
 // The nonce of the joint signature is k = k1·k3 + k2, unknown to either side alone.
 func (s *ServerShare) Sign(rand io.Reader, req *SignRequest) (SignResponse, error) {
-	var (
-		resp   SignResponse
-		k2, k3 [ScalarSize]byte
-	)
-	defer clear(k2[:])
-	defer clear(k3[:])
-	qx, qy := req.Q1.affine()
-	d2 := nat(&s.d)
+	var resp SignResponse
+	w := getScratch()
+	defer putScratch(w)
+	qx, qy := w.affine(&req.Q1)
 	for {
-		if err := randomScalar(rand, &k2); err != nil {
+		if err := randomScalar(rand, &w.k2); err != nil {
 			return resp, err
 		}
-		if err := randomScalar(rand, &k3); err != nil {
+		if err := randomScalar(rand, &w.k3); err != nil {
 			return resp, err
 		}
-		x1, y1 := curveCombinedMult.CombinedMult(qx, qy, k2[:], k3[:])
+		x1, y1 := curveCombinedMult.CombinedMult(qx, qy, w.k2[:], w.k3[:])
 		if x1.Sign() == 0 && y1.Sign() == 0 { // k3·k1 + k2 = 0 mod n
 			continue
 		}
-		var x1b [ScalarSize]byte
-		x1.FillBytes(x1b[:])
-		r := reduceDigest(&req.E).Add(reduceDigest(&x1b), orderN)
-		if r.IsZero() == 1 {
-			continue
+		x1.FillBytes(w.x1[:])
+		if s.signScalars(w, &req.E, &resp) {
+			return resp, nil
 		}
-		s3 := nat(&k2).Add(r, orderN).Mul(d2, orderN)
-		if s3.IsZero() == 1 {
-			continue
-		}
-		putNat(&resp.R, r)
-		putNat(&resp.S2, nat(&k3).Mul(d2, orderN))
-		putNat(&resp.S3, s3)
-		return resp, nil
 	}
+}
+
+// signScalars is the scalar part of the server's step: r, s2 and s3 from e and the x1, k2 and
+// k3 in w. It reports false when r or s3 is zero and fresh nonces are needed.
+func (s *ServerShare) signScalars(w *scratch, e *[ScalarSize]byte, resp *SignResponse) bool {
+	d2 := setNat(w.d, &s.d)
+	r := setReduced(w.r, e).Add(setReduced(w.t, &w.x1), orderN)
+	if r.IsZero() == 1 {
+		return false
+	}
+	s3 := setNat(w.s3, &w.k2).Add(r, orderN).Mul(d2, orderN)
+	if s3.IsZero() == 1 {
+		return false
+	}
+	putNat(&resp.R, r)
+	putNat(&resp.S2, setNat(w.t, &w.k3).Mul(d2, orderN))
+	putNat(&resp.S3, s3)
+	return true
 }
 
 // Finish is the phone's last step: s = d1·(k1·s2 + s3) − r mod n, which equals

@@ -1,0 +1,341 @@
+// Package config is hufud's configuration: one YAML file, strictly decoded, with every key
+// overridable by a command-line flag and, above that, by a HUFU_* environment variable. The
+// key "listen.grpc" is the flag -listen.grpc and the variable HUFU_LISTEN_GRPC. Secrets are
+// never values here, only paths to files that hold them.
+//
+// Load applies the layers in order (embedded defaults, file, flags, environment) and
+// Validate reports every problem at once, each with its key path, so an operator fixes a file
+// in one round.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole of hufud's configuration. The yaml tags are the key paths.
+type Config struct {
+	// DataDir holds the store, the development SoftHSM2 token and development TLS material.
+	DataDir string `yaml:"data_dir"`
+	// Development enables the development SMS sender, identity verifier and login
+	// providers. Never in production: codes are written to a file.
+	Development bool `yaml:"development"`
+
+	Listen  Listen  `yaml:"listen"`
+	TLS     TLS     `yaml:"tls"`
+	HSM     HSM     `yaml:"hsm"`
+	GRPC    GRPC    `yaml:"grpc"`
+	Log     Log     `yaml:"log"`
+	Audit   Audit   `yaml:"audit"`
+	Account Account `yaml:"account"`
+
+	// Platforms are the trading platforms people can choose (seed manual §1.3).
+	Platforms []Platform `yaml:"platforms"`
+	// SystemClients are the business and bid-opening systems allowed to call hufu with a
+	// client certificate, and the services each may use.
+	SystemClients []SystemClient `yaml:"system_clients"`
+}
+
+type Listen struct {
+	// GRPC is the address of the gRPC listener for phones and systems.
+	GRPC string `yaml:"grpc"`
+}
+
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile holds the CA certificates that sign system clients' certificates.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// MinVersion is "1.2" or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+type HSM struct {
+	// Module is the PKCS#11 module path; empty means "find SoftHSM2" (development only).
+	Module          string   `yaml:"module"`
+	TokenLabel      string   `yaml:"token_label"`
+	TokenSerial     string   `yaml:"token_serial"`
+	PINFile         string   `yaml:"pin_file"`
+	KEKPrefix       string   `yaml:"kek_prefix"`
+	MaxSessions     int      `yaml:"max_sessions"`
+	PoolWaitTimeout Duration `yaml:"pool_wait_timeout"`
+}
+
+type GRPC struct {
+	Reflection bool `yaml:"reflection"`
+	// MaxRecvBytes bounds one request message.
+	MaxRecvBytes int `yaml:"max_recv_bytes"`
+	// MaxDeadline caps the deadline of any call; calls without one get it.
+	MaxDeadline Duration `yaml:"max_deadline"`
+	// ShutdownGrace is how long a stopping daemon lets calls in flight finish.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json, text
+}
+
+type Audit struct {
+	CheckpointEvery    int      `yaml:"checkpoint_every"`
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+}
+
+type Account struct {
+	SMSCodeTTL          Duration `yaml:"sms_code_ttl"`
+	SMSResendInterval   Duration `yaml:"sms_resend_interval"`
+	SMSMaxPerPhoneHour  int      `yaml:"sms_max_per_phone_hour"`
+	SMSMaxPerSourceHour int      `yaml:"sms_max_per_source_hour"`
+	// CodeMaxAttempts wrong codes lock the number for CodeLockout.
+	CodeMaxAttempts     int      `yaml:"code_max_attempts"`
+	CodeLockout         Duration `yaml:"code_lockout"`
+	PasswordMaxAttempts int      `yaml:"password_max_attempts"`
+	AccessTokenTTL      Duration `yaml:"access_token_ttl"`
+	RefreshTokenTTL     Duration `yaml:"refresh_token_ttl"`
+	// DevOutbox is where the development SMS sender writes codes (default
+	// <data_dir>/dev-sms.jsonl).
+	DevOutbox string `yaml:"dev_outbox"`
+}
+
+type Platform struct {
+	ID     string `yaml:"id"`
+	Name   string `yaml:"name"`
+	Region string `yaml:"region"`
+}
+
+type SystemClient struct {
+	// Name must equal the client certificate's subject common name.
+	Name string `yaml:"name"`
+	// Services lists the full gRPC service names the client may call.
+	Services []string `yaml:"services"`
+}
+
+// Duration is a time.Duration written as "30s" or "5m" in YAML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 30s or 5m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+func (d Duration) String() string            { return time.Duration(d).String() }
+
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Default returns the embedded defaults: a development appliance in ./.hufu listening on
+// loopback, what `make run` starts.
+func Default() Config {
+	return Config{
+		DataDir:     ".hufu",
+		Development: true,
+		Listen:      Listen{GRPC: "127.0.0.1:7443"},
+		TLS:         TLS{MinVersion: "1.2"},
+		HSM: HSM{
+			TokenLabel: "hufu", KEKPrefix: "hufu-kek",
+			MaxSessions: 8, PoolWaitTimeout: Duration(2 * time.Second),
+		},
+		GRPC: GRPC{
+			Reflection: true, MaxRecvBytes: 4 << 20,
+			MaxDeadline: Duration(30 * time.Second), ShutdownGrace: Duration(10 * time.Second),
+		},
+		Log:   Log{Level: "info", Format: "json"},
+		Audit: Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
+		Account: Account{
+			SMSCodeTTL: Duration(5 * time.Minute), SMSResendInterval: Duration(time.Minute),
+			SMSMaxPerPhoneHour: 5, SMSMaxPerSourceHour: 50,
+			CodeMaxAttempts: 5, CodeLockout: Duration(15 * time.Minute),
+			PasswordMaxAttempts: 10,
+			AccessTokenTTL:      Duration(2 * time.Hour), RefreshTokenTTL: Duration(30 * 24 * time.Hour),
+		},
+		Platforms: []Platform{
+			{ID: "demo", Name: "示范公共资源交易平台", Region: "330000"},
+		},
+	}
+}
+
+// Parse strictly decodes a YAML document over c: unknown keys, duplicate keys and type
+// mismatches are errors that name the line.
+func (c *Config) Parse(r io.Reader) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("config: more than one YAML document")
+	}
+	return nil
+}
+
+// ParseFile is Parse on a file.
+func (c *Config) ParseFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := c.Parse(bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	Path    string // key path, e.g. "listen.grpc"
+	Message string
+}
+
+func (p Problem) String() string { return p.Path + ": " + p.Message }
+
+// Problems is every problem found; as an error it lists them one per line.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return "invalid configuration:\n  " + strings.Join(lines, "\n  ")
+}
+
+var (
+	platformIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	regionRE     = regexp.MustCompile(`^[0-9]{6}$`)
+	serviceRE    = regexp.MustCompile(`^hufu\.v1\.[A-Z][A-Za-z]*Service$`)
+)
+
+// Validate checks every key and returns all problems, or nil.
+func (c *Config) Validate() error {
+	var ps Problems
+	bad := func(path, format string, args ...any) {
+		ps = append(ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must be set")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen.GRPC); err != nil {
+		bad("listen.grpc", "%q is not host:port", c.Listen.GRPC)
+	}
+	for path, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile} {
+		if f == "" && !c.Development {
+			bad(path, "must be set outside development (hufud init makes development material)")
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file go together")
+	}
+	if c.TLS.MinVersion != "1.2" && c.TLS.MinVersion != "1.3" {
+		bad("tls.min_version", "%q: want \"1.2\" or \"1.3\"", c.TLS.MinVersion)
+	}
+	if c.HSM.Module == "" && !c.Development {
+		bad("hsm.module", "must be set outside development (the PKCS#11 module of your HSM)")
+	}
+	if (c.HSM.TokenLabel == "") == (c.HSM.TokenSerial == "") {
+		bad("hsm", "set exactly one of token_label and token_serial")
+	}
+	if c.HSM.PINFile == "" && !c.Development {
+		bad("hsm.pin_file", "must be set outside development")
+	}
+	if c.HSM.MaxSessions < 2 || c.HSM.MaxSessions > 64 {
+		bad("hsm.max_sessions", "%d: want 2..64", c.HSM.MaxSessions)
+	}
+	positive := map[string]Duration{
+		"hsm.pool_wait_timeout": c.HSM.PoolWaitTimeout, "grpc.max_deadline": c.GRPC.MaxDeadline,
+		"grpc.shutdown_grace": c.GRPC.ShutdownGrace, "audit.checkpoint_interval": c.Audit.CheckpointInterval,
+		"account.sms_code_ttl": c.Account.SMSCodeTTL, "account.sms_resend_interval": c.Account.SMSResendInterval,
+		"account.code_lockout": c.Account.CodeLockout, "account.access_token_ttl": c.Account.AccessTokenTTL,
+		"account.refresh_token_ttl": c.Account.RefreshTokenTTL,
+	}
+	for path, d := range positive {
+		if d <= 0 {
+			bad(path, "must be a positive duration")
+		}
+	}
+	counts := map[string]int{
+		"audit.checkpoint_every": c.Audit.CheckpointEvery, "account.sms_max_per_phone_hour": c.Account.SMSMaxPerPhoneHour,
+		"account.sms_max_per_source_hour": c.Account.SMSMaxPerSourceHour, "account.code_max_attempts": c.Account.CodeMaxAttempts,
+		"account.password_max_attempts": c.Account.PasswordMaxAttempts,
+	}
+	for path, n := range counts {
+		if n < 1 {
+			bad(path, "must be at least 1")
+		}
+	}
+	if c.GRPC.MaxRecvBytes < 4<<10 || c.GRPC.MaxRecvBytes > 64<<20 {
+		bad("grpc.max_recv_bytes", "%d: want 4 KiB..64 MiB", c.GRPC.MaxRecvBytes)
+	}
+	if c.Account.RefreshTokenTTL < c.Account.AccessTokenTTL {
+		bad("account.refresh_token_ttl", "shorter than access_token_ttl")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format", "%q: want json or text", c.Log.Format)
+	}
+	if len(c.Platforms) == 0 {
+		bad("platforms", "configure at least one trading platform")
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Platforms {
+		path := fmt.Sprintf("platforms[%d]", i)
+		if !platformIDRE.MatchString(p.ID) {
+			bad(path+".id", "%q: want 1..32 of [a-z0-9-]", p.ID)
+		}
+		if seen[p.ID] {
+			bad(path+".id", "%q is configured twice", p.ID)
+		}
+		seen[p.ID] = true
+		if p.Name == "" || len(p.Name) > 128 {
+			bad(path+".name", "must be 1..128 bytes")
+		}
+		if !regionRE.MatchString(p.Region) {
+			bad(path+".region", "%q: want a 6-digit region code", p.Region)
+		}
+	}
+	clients := map[string]bool{}
+	for i, sc := range c.SystemClients {
+		path := fmt.Sprintf("system_clients[%d]", i)
+		if sc.Name == "" || clients[sc.Name] {
+			bad(path+".name", "%q: must be set and unique", sc.Name)
+		}
+		clients[sc.Name] = true
+		for j, s := range sc.Services {
+			if !serviceRE.MatchString(s) {
+				bad(fmt.Sprintf("%s.services[%d]", path, j), "%q is not a hufu service name like hufu.v1.CosignService", s)
+			}
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	sortProblems(ps)
+	return ps
+}
+
+// Path resolves a possibly relative path against the data directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.DataDir, p)
+}

@@ -220,7 +220,7 @@ func TestKeysCannotBeRead(t *testing.T) {
 	}
 }
 
-func findObject(t *testing.T, p *pkcs11.Ctx, sh pkcs11.SessionHandle, label string, class uint) pkcs11.ObjectHandle {
+func findObject(t testing.TB, p *pkcs11.Ctx, sh pkcs11.SessionHandle, label string, class uint) pkcs11.ObjectHandle {
 	t.Helper()
 	if err := p.FindObjectsInit(sh, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),

@@ -87,7 +87,7 @@ func Provision(opts Options) (*Token, error) {
 		return nil, fmt.Errorf("softhsm: C_Initialize %s: %w", module, err)
 	}
 
-	slot, info, found, err := findToken(p, opts.Label)
+	_, info, found, err := findToken(p, opts.Label)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func Provision(opts Options) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	slot, err = freeSlot(p)
+	slot, err := freeSlot(p)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,6 @@ var (
 	setupErr  error
 	dir       string
 	ownDir    bool
-	anchor    *crypto11.Context // held for the life of the process; never closed
 	counter   atomic.Int64
 )
 
@@ -65,14 +64,15 @@ func setup() {
 		setupErr = err
 		return
 	}
-	anchor, setupErr = crypto11.Configure(&crypto11.Config{
+	// This context is never closed: it keeps crypto11's reference count on the module
+	// above zero for the life of the process, so no test's Keyring.Close finalises it.
+	if _, err := crypto11.Configure(&crypto11.Config{
 		Path:        tok.ModulePath,
 		TokenLabel:  tok.Label,
 		Pin:         strings.TrimRight(string(pin), "\r\n"),
 		MaxSessions: 2,
-	})
-	if setupErr != nil {
-		setupErr = fmt.Errorf("softhsmtest: hold the module open: %w", setupErr)
+	}); err != nil {
+		setupErr = fmt.Errorf("softhsmtest: hold the module open: %w", err)
 	}
 }
 

@@ -1,0 +1,114 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Sentinel errors. Callers test for them with errors.Is; every error returned by this
+// package wraps one of them or an underlying I/O error with context.
+var (
+	// ErrNotFound: no live record at that key (absent, deleted or expired).
+	ErrNotFound = errors.New("store: not found")
+	// ErrTaken: a unique index value is already claimed by another owner.
+	ErrTaken = errors.New("store: unique value already taken")
+	// ErrInvalidKey: a key or key part breaks the rules in schema.go.
+	ErrInvalidKey = errors.New("store: invalid key")
+	// ErrInvalidOptions: Options failed validation.
+	ErrInvalidOptions = errors.New("store: invalid options")
+	// ErrInvalidEvent: an audit event is missing a field or has an oversized one.
+	ErrInvalidEvent = errors.New("store: invalid audit event")
+	// ErrUnaudited: an Update wrote records but appended no audit event.
+	ErrUnaudited = errors.New("store: state change without audit record")
+	// ErrCorrupt: stored bytes do not decode (bad envelope, wrong message type, bad key).
+	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrFailed: an earlier commit failed after reaching Pebble's commit pipeline (for
+	// example a WAL write or sync error). Pebble's WAL is then unusable, so the store
+	// refuses all further writes; close it and open it again to recover.
+	ErrFailed = errors.New("store: failed, reopen required")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrBadCursor: a listing cursor was not produced by a listing of the same prefix.
+	ErrBadCursor = errors.New("store: bad cursor")
+	// ErrSchema: the store on disk was written with a newer, unsupported schema.
+	ErrSchema = errors.New("store: unsupported schema version")
+	// ErrNoSigner: a checkpoint was requested but Options.Signer is nil.
+	ErrNoSigner = errors.New("store: no checkpoint signer")
+)
+
+// Clock is where the store gets time: record expiry, audit timestamps, checkpoint times.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// Options configure Open. The zero value of every field but Dir means "the default".
+type Options struct {
+	// Dir is the Pebble directory. Required.
+	Dir string
+	// Clock defaults to SystemClock.
+	Clock Clock
+	// Signer signs audit checkpoints. Optional: without one no checkpoints are written and
+	// only the chain's internal consistency can be verified. The daemon always sets it.
+	Signer Signer
+	// CheckpointEvery writes a checkpoint once this many records are uncovered.
+	// Default 1000.
+	CheckpointEvery int
+	// CheckpointInterval writes a checkpoint at the first append this long after the last
+	// checkpoint (and MaybeCheckpoint writes one when idle). Default 60s.
+	CheckpointInterval time.Duration
+	// CacheSize is Pebble's block cache in bytes. Default 64 MiB.
+	CacheSize int64
+	// FS is the filesystem under Pebble; tests inject faults through it. Default vfs.Default.
+	FS vfs.FS
+	// Logger receives background errors (failed checkpoints, Pebble events). Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	defaultCheckpointEvery    = 1000
+	defaultCheckpointInterval = 60 * time.Second
+	defaultCacheSize          = 64 << 20
+)
+
+// withDefaults validates o and fills in defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.Dir == "" {
+		return o, fmt.Errorf("%w: Dir is required", ErrInvalidOptions)
+	}
+	if o.CheckpointEvery < 0 || o.CheckpointInterval < 0 || o.CacheSize < 0 {
+		return o, fmt.Errorf("%w: negative CheckpointEvery, CheckpointInterval or CacheSize", ErrInvalidOptions)
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
+	if o.CheckpointEvery == 0 {
+		o.CheckpointEvery = defaultCheckpointEvery
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = defaultCheckpointInterval
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = defaultCacheSize
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Signer != nil && o.Signer.PublicKey() == nil {
+		return o, fmt.Errorf("%w: Signer has no public key", ErrInvalidOptions)
+	}
+	return o, nil
+}

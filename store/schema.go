@@ -1,0 +1,188 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// The key schema: every key hufu stores, in one place.
+//
+// Keys are ASCII-readable byte strings: a one-letter kind, then "/"-separated parts. Parts
+// are caller-chosen identifiers (validated by [ValidPart]: non-empty, at most
+// [MaxPartLen] bytes, valid UTF-8, no "/" and no control characters), so a key never has
+// to be escaped and a prefix scan of "u/" returns users and nothing else. Numbers that
+// must sort are fixed-width lowercase hex.
+//
+//	m/meta                          StoreMeta: schema version, creation time
+//	u/<user id>                     users
+//	e/<enterprise id>               enterprises
+//	k/<key id>[/...]                keys and wrapped shares (e.g. k/<key id>/share/<ver>)
+//	c/<serial>                      certificates
+//	o/<order id>                    orders
+//	s/<session id>                  scan sessions (usually with an expiry)
+//	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
+//	x/<index>/<value>               unique index entry -> IndexEntry{owner key}
+//	x/<index>/<value>/<owner key>   multi-valued index entry -> IndexEntry{owner key}
+//	t/<expiry:16 hex>/<key>         expiry index: <key> expires at Unix-nano <expiry>
+//	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
+//	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
+//
+// Values of record kinds (u, e, k, c, o, s, v, x) are envelopes (envelope.go) around a
+// storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
+// messages; t/ values are empty. An index name is used either as a unique index or as a
+// multi-valued one, never both.
+
+// SchemaVersion is the version of this key layout and of the record envelope, stored in
+// m/meta. Open refuses a store written with a newer version.
+const SchemaVersion = 1
+
+// Kind is the first part of a key: what sort of record lives there.
+type Kind string
+
+// Record kinds. Domain records use these; the store's own bookkeeping uses the
+// unexported kinds below.
+const (
+	KindUser       Kind = "u"
+	KindEnterprise Kind = "e"
+	KindKey        Kind = "k"
+	KindCert       Kind = "c"
+	KindOrder      Kind = "o"
+	KindScan       Kind = "s"
+	KindVerify     Kind = "v"
+)
+
+const (
+	kindIndex Kind = "x"
+	kindTTL   Kind = "t"
+	kindAudit Kind = "a"
+	kindMeta  Kind = "m"
+
+	metaKey          = "m/meta"
+	auditRecordPfx   = "a/r/"
+	auditCheckpointP = "a/c/"
+	ttlPfx           = "t/"
+	indexPfx         = "x/"
+)
+
+// MaxPartLen bounds one part of a key.
+const MaxPartLen = 256
+
+var recordKinds = map[Kind]bool{
+	KindUser: true, KindEnterprise: true, KindKey: true, KindCert: true,
+	KindOrder: true, KindScan: true, KindVerify: true,
+}
+
+// ValidPart reports whether s may be used as one part of a key.
+func ValidPart(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty key part", ErrInvalidKey)
+	}
+	if len(s) > MaxPartLen {
+		return fmt.Errorf("%w: key part longer than %d bytes", ErrInvalidKey, MaxPartLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: key part is not UTF-8", ErrInvalidKey)
+	}
+	for _, r := range s {
+		if r == '/' || r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%w: key part %q contains %q", ErrInvalidKey, s, r)
+		}
+	}
+	return nil
+}
+
+// Key builds the key of a domain record: kind/part1/part2/...
+func Key(kind Kind, parts ...string) (string, error) {
+	if !recordKinds[kind] {
+		return "", fmt.Errorf("%w: unknown record kind %q", ErrInvalidKey, kind)
+	}
+	if len(parts) == 0 {
+		return "", fmt.Errorf("%w: record key without parts", ErrInvalidKey)
+	}
+	var b strings.Builder
+	b.WriteString(string(kind))
+	for _, p := range parts {
+		if err := ValidPart(p); err != nil {
+			return "", err
+		}
+		b.WriteByte('/')
+		b.WriteString(p)
+	}
+	return b.String(), nil
+}
+
+// checkRecordKey accepts keys that Key could have built.
+func checkRecordKey(key string) error {
+	kind, rest, ok := strings.Cut(key, "/")
+	if !ok || !recordKinds[Kind(kind)] {
+		return fmt.Errorf("%w: %q is not a record key", ErrInvalidKey, key)
+	}
+	for _, p := range strings.Split(rest, "/") {
+		if err := ValidPart(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func uniqueIndexKey(index, value string) (string, error) {
+	if err := ValidPart(index); err != nil {
+		return "", err
+	}
+	if err := ValidPart(value); err != nil {
+		return "", err
+	}
+	return indexPfx + index + "/" + value, nil
+}
+
+func multiIndexPrefix(index, value string) (string, error) {
+	k, err := uniqueIndexKey(index, value)
+	if err != nil {
+		return "", err
+	}
+	return k + "/", nil
+}
+
+func hex16(v uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return hex.EncodeToString(b[:])
+}
+
+func parseHex16(s string) (uint64, bool) {
+	if len(s) != 16 {
+		return 0, false
+	}
+	var b [8]byte
+	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[:]), true
+}
+
+func auditRecordKey(seq uint64) string      { return auditRecordPfx + hex16(seq) }
+func auditCheckpointKey(size uint64) string { return auditCheckpointP + hex16(size) }
+
+// ttlKey orders expiries before keys so the sweeper reads only what is due. Expiries
+// before 1970 are clamped to 0.
+func ttlKey(expiresUnixNano int64, key string) string {
+	if expiresUnixNano < 0 {
+		expiresUnixNano = 0
+	}
+	return ttlPfx + hex16(uint64(expiresUnixNano)) + "/" + key
+}
+
+// prefixEnd returns the smallest key greater than every key with the given prefix.
+func prefixEnd(prefix string) []byte {
+	end := []byte(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}

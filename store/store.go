@@ -1,0 +1,246 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// Store is an open hufu database. All methods are safe for concurrent use.
+type Store struct {
+	opts  Options
+	db    *pebble.DB
+	clock Clock
+	log   *slog.Logger
+	locks *lockTable
+
+	// ops is held shared by every operation and exclusively by Close, so Close waits for
+	// operations in flight and nothing starts after it.
+	ops    sync.RWMutex
+	closed bool // under ops
+
+	// auditMu serialises audit appends: sequence assignment, chaining and the hand-off of
+	// the batch to Pebble's commit pipeline (not the fsync, which is awaited outside it).
+	auditMu  sync.Mutex
+	headSeq  uint64
+	headHash [hashSize]byte
+	failErr  error // first commit-pipeline failure; sticky
+
+	failed atomic.Bool // mirrors failErr != nil for lock-free checks
+
+	ckpt ckptState
+}
+
+// pebbleLogger routes Pebble's messages to slog. Pebble calls Fatalf when its commit
+// pipeline cannot continue; a library must not exit the process, so it panics and the
+// commit path turns that into ErrFailed.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble", "fatal", true)
+	panic(fmt.Errorf("pebble fatal: %s", msg))
+}
+
+// Open opens (creating if needed) the store in opts.Dir.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref()
+	popts := &pebble.Options{
+		FS:                 opts.FS,
+		Cache:              cache,
+		Logger:             pebbleLogger{opts.Logger},
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	db, err := pebble.Open(opts.Dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", opts.Dir, err)
+	}
+	s := &Store{
+		opts:  opts,
+		db:    db,
+		clock: opts.Clock,
+		log:   opts.Logger,
+		locks: newLockTable(),
+	}
+	if err := s.init(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init(ctx context.Context) error {
+	var meta storepb.StoreMeta
+	v, closer, err := s.db.Get([]byte(metaKey))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		meta.SchemaVersion = SchemaVersion
+		meta.CreatedUnixNano = s.clock.Now().UnixNano()
+		b, err := proto.Marshal(&meta)
+		if err != nil {
+			return fmt.Errorf("store: marshal meta: %w", err)
+		}
+		if err := s.db.Set([]byte(metaKey), b, pebble.Sync); err != nil {
+			return fmt.Errorf("store: write meta: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("store: read meta: %w", err)
+	default:
+		err := proto.Unmarshal(v, &meta)
+		_ = closer.Close()
+		if err != nil {
+			return fmt.Errorf("%w: meta: %v", ErrCorrupt, err)
+		}
+		if meta.SchemaVersion > SchemaVersion {
+			return fmt.Errorf("%w: store has %d, this build knows %d", ErrSchema, meta.SchemaVersion, SchemaVersion)
+		}
+	}
+	if err := s.loadHead(); err != nil {
+		return err
+	}
+	return s.loadCheckpointState(ctx)
+}
+
+// enter admits one operation; leave must follow.
+func (s *Store) enter() error {
+	s.ops.RLock()
+	if s.closed {
+		s.ops.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.ops.RUnlock() }
+
+// Close waits for operations in flight, writes a final checkpoint if records are
+// uncovered and a signer is configured, and closes Pebble.
+func (s *Store) Close(ctx context.Context) error {
+	s.ops.Lock()
+	defer s.ops.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.closed = true
+	var ckErr error
+	if s.opts.Signer != nil && !s.failed.Load() {
+		if _, err := s.checkpoint(ctx); err != nil && !errors.Is(err, errNothingToCheckpoint) {
+			ckErr = fmt.Errorf("store: final checkpoint: %w", err)
+		}
+	}
+	err := s.closeDB()
+	return errors.Join(ckErr, err)
+}
+
+// closeDB closes Pebble; after a fatal commit error Pebble may panic on close, which is
+// reported as an error because the process is going to reopen the store anyway.
+func (s *Store) closeDB() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("store: close after failure: %v", r)
+		}
+	}()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Failed returns the error that put the store in the failed state, or nil. Health checks
+// report it; the cure is to close and reopen.
+func (s *Store) Failed() error {
+	if !s.failed.Load() {
+		return nil
+	}
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	return s.failErr
+}
+
+// fail records the first commit-pipeline failure. Caller holds auditMu.
+func (s *Store) failLocked(err error) {
+	if s.failErr == nil {
+		s.failErr = err
+		s.failed.Store(true)
+		s.log.Error("store failed; writes refused until reopen", "err", err)
+	}
+}
+
+// get reads the live envelope at key from the committed state.
+func (s *Store) getRaw(key string) ([]byte, bool, error) {
+	v, closer, err := s.db.Get([]byte(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("store: get %q: %w", key, err)
+	}
+	out := append([]byte(nil), v...)
+	_ = closer.Close()
+	return out, true, nil
+}
+
+// Get reads the live record at key into m from the latest committed state, without
+// taking its lock (use Tx.Get for read-modify-write). ErrNotFound if absent or expired.
+func (s *Store) Get(ctx context.Context, key string, m proto.Message) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	v, ok, err := s.getRaw(key)
+	if err != nil {
+		return err
+	}
+	return s.decodeLive(key, v, ok, m)
+}
+
+func (s *Store) decodeLive(key string, v []byte, ok bool, m proto.Message) error {
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	env, err := decodeEnvelope(v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	if !env.live(s.clock.Now().UnixNano()) {
+		return fmt.Errorf("%w: %s (expired)", ErrNotFound, key)
+	}
+	if err := env.into(m); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+// Lookup returns the owner key of a unique index value, from the latest committed state.
+func (s *Store) Lookup(ctx context.Context, index, value string) (string, error) {
+	k, err := uniqueIndexKey(index, value)
+	if err != nil {
+		return "", err
+	}
+	var e storepb.IndexEntry
+	if err := s.Get(ctx, k, &e); err != nil {
+		return "", err
+	}
+	return e.GetOwner(), nil
+}

@@ -1,0 +1,439 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// errContended is returned by Tx methods when a key is held by another transaction and
+// could not be taken without waiting. Update then releases everything, takes the whole
+// key set in canonical order (waiting as needed) and runs the function again.
+var errContended = errors.New("store: key contended, transaction will be retried")
+
+// Tx is one read-modify-write transaction inside Store.Update. Every key it reads or
+// writes is locked for the rest of the transaction, so what it read is still true when
+// its writes commit. Writes are buffered and become visible, durable and audited together
+// when the function returns nil. A Tx must not be used after its function returns.
+type Tx struct {
+	s      *Store
+	now    time.Time
+	held   map[string]bool
+	writes map[string][]byte // nil: delete
+	order  []string          // write order, for a deterministic batch
+	events []Event
+	retry  string
+}
+
+// PutOption modifies a Put or Claim.
+type PutOption func(*putOptions)
+
+type putOptions struct {
+	expires time.Time
+}
+
+// ExpiresAt makes the record invisible from t on and lets the sweeper delete it.
+func ExpiresAt(t time.Time) PutOption { return func(o *putOptions) { o.expires = t } }
+
+// Update runs fn as one transaction and commits its writes and audit events in one
+// synced Pebble batch. fn may be called more than once (when a key it touches is held by
+// another transaction it is rolled back and re-run with that key locked first), so it
+// must have no effects outside tx. If fn returns an error nothing is written and Update
+// returns that error. Writing records without appending an audit event is refused with
+// ErrUnaudited.
+func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	err := s.update(ctx, fn)
+	s.leave()
+	if err == nil {
+		s.maybeCheckpointAfterAppend(ctx)
+	}
+	return err
+}
+
+func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) error {
+	var keys []string // to lock up front, sorted
+	for {
+		if s.failed.Load() {
+			return s.failedErr()
+		}
+		if err := s.locks.lockAll(ctx, keys); err != nil {
+			return fmt.Errorf("store: waiting for key locks: %w", err)
+		}
+		tx := &Tx{s: s, now: s.clock.Now(), held: make(map[string]bool, len(keys)+2)}
+		for _, k := range keys {
+			tx.held[k] = true
+		}
+		err := fn(tx)
+		if tx.retry != "" {
+			keys = append(tx.release(), tx.retry)
+			sort.Strings(keys)
+			continue
+		}
+		if err == nil {
+			err = s.commit(tx)
+		}
+		tx.release()
+		return err
+	}
+}
+
+func (s *Store) failedErr() error {
+	return fmt.Errorf("%w: %w", ErrFailed, s.Failed())
+}
+
+// release unlocks every held key and returns them.
+func (tx *Tx) release() []string {
+	keys := make([]string, 0, len(tx.held))
+	for k := range tx.held {
+		tx.s.locks.unlock(k)
+		keys = append(keys, k)
+	}
+	tx.held = nil
+	return keys
+}
+
+// lock takes key for the rest of the transaction without ever waiting: waiting here,
+// in an order chosen by fn, could deadlock against another transaction.
+func (tx *Tx) lock(key string) error {
+	if tx.retry != "" {
+		return errContended
+	}
+	if tx.held[key] {
+		return nil
+	}
+	if tx.s.locks.tryLock(key) {
+		tx.held[key] = true
+		return nil
+	}
+	tx.retry = key
+	return errContended
+}
+
+// Now is the transaction's time (from the store's clock), used for expiry decisions.
+func (tx *Tx) Now() time.Time { return tx.now }
+
+func (tx *Tx) read(key string) ([]byte, bool, error) {
+	if err := tx.lock(key); err != nil {
+		return nil, false, err
+	}
+	if v, ok := tx.writes[key]; ok {
+		return v, v != nil, nil
+	}
+	return tx.s.getRaw(key)
+}
+
+func (tx *Tx) write(key string, v []byte) {
+	if tx.writes == nil {
+		tx.writes = make(map[string][]byte)
+	}
+	if _, ok := tx.writes[key]; !ok {
+		tx.order = append(tx.order, key)
+	}
+	tx.writes[key] = v
+}
+
+// Get reads the live record at key into m. ErrNotFound if it is absent or expired.
+func (tx *Tx) Get(key string, m proto.Message) error {
+	v, ok, err := tx.read(key)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	env, err := decodeEnvelope(v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	if !env.live(tx.now.UnixNano()) {
+		return fmt.Errorf("%w: %s (expired)", ErrNotFound, key)
+	}
+	if err := env.into(m); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+// Put writes m at key (a record key, see schema.go).
+func (tx *Tx) Put(key string, m proto.Message, opts ...PutOption) error {
+	if err := checkRecordKey(key); err != nil {
+		return err
+	}
+	return tx.put(key, m, opts)
+}
+
+func (tx *Tx) put(key string, m proto.Message, opts []PutOption) error {
+	var po putOptions
+	for _, o := range opts {
+		o(&po)
+	}
+	if err := tx.lock(key); err != nil {
+		return err
+	}
+	hasExp := !po.expires.IsZero()
+	exp := po.expires.UnixNano()
+	v, err := encodeEnvelope(m, exp, hasExp)
+	if err != nil {
+		return err
+	}
+	tx.write(key, v)
+	if hasExp {
+		// A blind write: unique per (expiry, key), and the sweeper re-checks the record.
+		tx.write(ttlKey(exp, key), []byte{})
+	}
+	return nil
+}
+
+// Delete removes the record at key; deleting an absent record is not an error.
+func (tx *Tx) Delete(key string) error {
+	if err := checkRecordKey(key); err != nil {
+		return err
+	}
+	if err := tx.lock(key); err != nil {
+		return err
+	}
+	tx.write(key, nil)
+	return nil
+}
+
+// Claim makes owner (a record key) the holder of value in the unique index. It fails with
+// ErrTaken if another owner holds a live claim. Claiming a value one already holds is a
+// no-op apart from refreshing its expiry.
+func (tx *Tx) Claim(index, value, owner string, opts ...PutOption) error {
+	k, err := uniqueIndexKey(index, value)
+	if err != nil {
+		return err
+	}
+	cur, err := tx.Lookup(index, value)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return err
+	case cur != owner:
+		return fmt.Errorf("%w: %s", ErrTaken, index)
+	}
+	return tx.put(k, &storepb.IndexEntry{Owner: owner}, opts)
+}
+
+// Unclaim releases value in the unique index if owner holds it.
+func (tx *Tx) Unclaim(index, value, owner string) error {
+	k, err := uniqueIndexKey(index, value)
+	if err != nil {
+		return err
+	}
+	cur, err := tx.Lookup(index, value)
+	if errors.Is(err, ErrNotFound) || (err == nil && cur != owner) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := tx.lock(k); err != nil {
+		return err
+	}
+	tx.write(k, nil)
+	return nil
+}
+
+// Lookup returns the owner of value in the unique index (ErrNotFound if unclaimed), and
+// locks the index entry so the answer holds until commit.
+func (tx *Tx) Lookup(index, value string) (string, error) {
+	k, err := uniqueIndexKey(index, value)
+	if err != nil {
+		return "", err
+	}
+	var e storepb.IndexEntry
+	if err := tx.Get(k, &e); err != nil {
+		return "", err
+	}
+	return e.GetOwner(), nil
+}
+
+// AddIndex adds owner under value in a multi-valued index (list them with
+// Store.ListIndex).
+func (tx *Tx) AddIndex(index, value, owner string) error {
+	p, err := multiIndexPrefix(index, value)
+	if err != nil {
+		return err
+	}
+	if err := checkRecordKey(owner); err != nil {
+		return err
+	}
+	return tx.put(p+owner, &storepb.IndexEntry{Owner: owner}, nil)
+}
+
+// RemoveIndex removes owner from value in a multi-valued index.
+func (tx *Tx) RemoveIndex(index, value, owner string) error {
+	p, err := multiIndexPrefix(index, value)
+	if err != nil {
+		return err
+	}
+	if err := tx.lock(p + owner); err != nil {
+		return err
+	}
+	tx.write(p+owner, nil)
+	return nil
+}
+
+// Audit appends ev to the audit log as part of this transaction: it is committed in the
+// same batch as the transaction's writes, or not at all.
+func (tx *Tx) Audit(ev Event) error {
+	if err := ev.validate(); err != nil {
+		return err
+	}
+	d := make(map[string]string, len(ev.Details))
+	for k, v := range ev.Details {
+		d[k] = v
+	}
+	ev.Details = d
+	tx.events = append(tx.events, ev)
+	return nil
+}
+
+// Append writes audit events that record no state change (a denied request, a failed
+// login), each fail-closed: the call returns nil only once they are durable.
+func (s *Store) Append(ctx context.Context, events ...Event) error {
+	return s.Update(ctx, func(tx *Tx) error {
+		for _, ev := range events {
+			if err := tx.Audit(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// preparedEvent is an audit record encoded as far as possible without its sequence
+// number, time and hash, so that the work under the append lock is minimal.
+type preparedEvent struct {
+	canonical []byte // canonical bytes with seq and time zero
+	pb        []byte // AuditRecord protobuf without fields 1, 2 and 8
+}
+
+func prepareEvent(ev *Event) (preparedEvent, error) {
+	r := Record{Actor: ev.Actor, Action: ev.Action, Subject: ev.Subject, Outcome: ev.Outcome, Details: ev.Details}
+	rec := &storepb.AuditRecord{Actor: ev.Actor, Action: ev.Action, Subject: ev.Subject, Outcome: ev.Outcome}
+	for _, k := range sortedDetailKeys(ev.Details) {
+		rec.Details = append(rec.Details, &storepb.AuditDetail{Key: k, Value: ev.Details[k]})
+	}
+	pb, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
+	if err != nil {
+		return preparedEvent{}, fmt.Errorf("store: marshal audit record: %w", err)
+	}
+	return preparedEvent{canonical: canonicalRecord(&r), pb: pb}, nil
+}
+
+// finish completes the stored AuditRecord: protobuf allows fields in any order, so seq,
+// time and hash are appended to the pre-marshalled rest.
+func (p *preparedEvent) finish(seq uint64, t int64, h *[hashSize]byte) []byte {
+	b := make([]byte, 0, len(p.pb)+2*11+2+hashSize)
+	b = append(b, p.pb...)
+	b = protowire.AppendTag(b, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, seq)
+	b = protowire.AppendTag(b, 2, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(t))
+	b = protowire.AppendTag(b, 8, protowire.BytesType)
+	b = protowire.AppendBytes(b, h[:])
+	return b
+}
+
+// commit writes the transaction's batch. The audit records get their sequence numbers and
+// hashes under auditMu, and the batch enters Pebble's commit pipeline (WAL append and
+// memtable) under the same lock, so WAL order equals sequence order and a crash can only
+// lose a suffix of the chain. The fsync is awaited after the lock is released: batches of
+// many writers queue behind one WAL sync (group commit). Key locks are held until the sync
+// returns, so nobody reads a value that might not survive a crash.
+func (s *Store) commit(tx *Tx) error {
+	if len(tx.writes) == 0 && len(tx.events) == 0 {
+		return nil
+	}
+	if len(tx.events) == 0 {
+		return ErrUnaudited
+	}
+	prepared := make([]preparedEvent, len(tx.events))
+	for i := range tx.events {
+		p, err := prepareEvent(&tx.events[i])
+		if err != nil {
+			return err
+		}
+		prepared[i] = p
+	}
+	b := s.db.NewBatch()
+	for _, k := range tx.order {
+		var err error
+		if v := tx.writes[k]; v != nil {
+			err = b.Set([]byte(k), v, nil)
+		} else {
+			err = b.Delete([]byte(k), nil)
+		}
+		if err != nil {
+			_ = b.Close()
+			return fmt.Errorf("store: batch: %w", err)
+		}
+	}
+	return s.appendAndCommit(b, prepared)
+}
+
+func (s *Store) appendAndCommit(b *pebble.Batch, prepared []preparedEvent) error {
+	s.auditMu.Lock()
+	if s.failErr != nil {
+		s.auditMu.Unlock()
+		_ = b.Close()
+		return s.failedErr()
+	}
+	seq, h := s.headSeq, s.headHash
+	now := s.clock.Now().UnixNano()
+	for i := range prepared {
+		p := &prepared[i]
+		seq++
+		setCanonicalSeqTime(p.canonical, seq, now)
+		h = chainHash(h, p.canonical)
+		if err := b.Set([]byte(auditRecordKey(seq)), p.finish(seq, now, &h), nil); err != nil {
+			s.auditMu.Unlock()
+			_ = b.Close()
+			return fmt.Errorf("store: audit batch: %w", err)
+		}
+	}
+	if err := s.applyNoSyncWait(b); err != nil {
+		// The batch may or may not be in the pipeline: refuse everything from now on.
+		s.failLocked(err)
+		s.auditMu.Unlock()
+		return fmt.Errorf("store: commit: %w", errors.Join(ErrFailed, err))
+	}
+	s.headSeq, s.headHash = seq, h
+	s.auditMu.Unlock()
+
+	if err := b.SyncWait(); err != nil {
+		// The batch is in the memtable but not known to be durable, and Pebble's WAL
+		// keeps failing after an error: the only safe state is failed-until-reopen.
+		s.auditMu.Lock()
+		s.failLocked(err)
+		s.auditMu.Unlock()
+		return fmt.Errorf("store: commit sync: %w", errors.Join(ErrFailed, err))
+	}
+	_ = b.Close()
+	return nil
+}
+
+// applyNoSyncWait hands b to Pebble's commit pipeline without waiting for the fsync.
+// Pebble reports pipeline failures through Logger.Fatalf, which our logger turns into a
+// panic; it is recovered here and becomes an error.
+func (s *Store) applyNoSyncWait(b *pebble.Batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebble commit pipeline: %v", r)
+		}
+	}()
+	return s.db.ApplyNoSyncWait(b, pebble.Sync)
+}

@@ -1,0 +1,105 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// Collection is the typed view of one record kind: domain code declares one per storage
+// message, e.g.
+//
+//	var users = store.NewCollection(store.KindUser, func() *storepb.User { return new(storepb.User) })
+//
+// and gets keys, typed reads, writes and listings without touching bytes. An id is one key
+// part or several joined by "/" (each part valid per ValidPart).
+type Collection[M proto.Message] struct {
+	kind Kind
+	newM func() M
+}
+
+// NewCollection returns the collection of kind whose records are messages made by newM.
+func NewCollection[M proto.Message](kind Kind, newM func() M) Collection[M] {
+	return Collection[M]{kind: kind, newM: newM}
+}
+
+// Key returns the record key of id.
+func (c Collection[M]) Key(id string) (string, error) {
+	return Key(c.kind, strings.Split(id, "/")...)
+}
+
+// ID returns the id part of a key of this collection.
+func (c Collection[M]) ID(key string) string {
+	return strings.TrimPrefix(key, string(c.kind)+"/")
+}
+
+// Get reads id inside a transaction (locking it). ErrNotFound if absent or expired.
+func (c Collection[M]) Get(tx *Tx, id string) (M, error) {
+	m := c.newM()
+	k, err := c.Key(id)
+	if err != nil {
+		return m, err
+	}
+	return m, tx.Get(k, m)
+}
+
+// Read reads id from the latest committed state without locking.
+func (c Collection[M]) Read(ctx context.Context, s *Store, id string) (M, error) {
+	m := c.newM()
+	k, err := c.Key(id)
+	if err != nil {
+		return m, err
+	}
+	return m, s.Get(ctx, k, m)
+}
+
+// Put writes m as id inside a transaction.
+func (c Collection[M]) Put(tx *Tx, id string, m M, opts ...PutOption) error {
+	k, err := c.Key(id)
+	if err != nil {
+		return err
+	}
+	return tx.Put(k, m, opts...)
+}
+
+// Delete deletes id inside a transaction.
+func (c Collection[M]) Delete(tx *Tx, id string) error {
+	k, err := c.Key(id)
+	if err != nil {
+		return err
+	}
+	return tx.Delete(k)
+}
+
+// List lists records whose id starts with idPrefix ("" for all); opts.Prefix is ignored.
+// filter receives ids, not keys.
+func (c Collection[M]) List(ctx context.Context, s *Store, idPrefix string, opts ListOptions, filter func(id string, m M) bool) (Page[M], error) {
+	opts.Prefix = string(c.kind) + "/" + idPrefix
+	var f func(string, M) bool
+	if filter != nil {
+		f = func(key string, m M) bool { return filter(c.ID(key), m) }
+	}
+	return List(ctx, s, opts, c.newM, f)
+}
+
+// ListIndex lists the owner keys filed under value in a multi-valued index.
+func (s *Store) ListIndex(ctx context.Context, index, value string, opts ListOptions) ([]string, string, error) {
+	p, err := multiIndexPrefix(index, value)
+	if err != nil {
+		return nil, "", err
+	}
+	opts.Prefix = p
+	page, err := List(ctx, s, opts, func() *storepb.IndexEntry { return new(storepb.IndexEntry) }, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: index %s: %w", index, err)
+	}
+	owners := make([]string, len(page.Items))
+	for i, it := range page.Items {
+		owners[i] = it.Value.GetOwner()
+	}
+	return owners, page.Next, nil
+}

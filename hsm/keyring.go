@@ -68,6 +68,10 @@ func newKEKSet(keks []*kek) *kekSet {
 
 // Open opens the token and finds the keys that Initialize created. A missing key is an
 // ErrKeyMissing error naming it.
+//
+// PKCS#11 login state belongs to the process and the token, not to one connection: while
+// another keyring in this process is logged in to the same token, Open accepts any PIN
+// (the token answers CKR_USER_ALREADY_LOGGED_IN). The daemon opens one keyring per token.
 func Open(ctx context.Context, cfg Config) (*Keyring, error) {
 	k, err := connect(ctx, cfg)
 	if err != nil {
@@ -464,7 +468,8 @@ func outcome(err error) Outcome {
 }
 
 // Wrap encrypts plaintext under the current KEK, binding ad (for a key share: key id,
-// share version) into the blob. The blob format is described in the package comment.
+// share version) and the KEK label into the blob. The blob format is described in the
+// package comment.
 func (k *Keyring) Wrap(ctx context.Context, plaintext, ad []byte) ([]byte, error) {
 	var blob []byte
 	err := k.do(ctx, OpWrap, func() (err error) {
@@ -630,8 +635,8 @@ func (k *Keyring) DestroyKEK(ctx context.Context, version int) error {
 		case kk == set.current:
 			return fmt.Errorf("KEK %s: %w", label, ErrCurrentKEK)
 		}
-		// Drop it from the set first: an Unwrap racing with the destruction then fails
-		// cleanly with ErrUnknownKEK instead of using a dead handle.
+		// Drop it from the set first, so Unwraps that start from now on fail with
+		// ErrUnknownKEK; one already holding the handle may fail with ErrHSM.
 		rest := make([]*kek, 0, len(set.byLabel)-1)
 		for _, o := range set.byLabel {
 			if o != kk {

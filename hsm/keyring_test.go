@@ -614,6 +614,12 @@ func TestBrokenSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAllFail(t, k, blob, hsm.ErrHSM)
+	// Wrap is the path where crypto11 panics (AEAD.Seal); make sure it was taken.
+	if _, err := k.Wrap(ctx, []byte("x"), nil); err == nil || !strings.Contains(err.Error(), "recovered panic") {
+		t.Errorf("Wrap on a broken session: %v; want a recovered crypto11 panic", err)
+	} else {
+		t.Logf("Wrap: %v", err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- k.Close() }()
 	select {

@@ -9,12 +9,13 @@
 //	// open an hsm.Keyring with tok.ModulePath, tok.Label and tok.PINFile
 //
 // SoftHSM2 reads its configuration once per C_Initialize and crypto11 refuses a module that
-// someone else initialised, so the package initialises the module exactly once for the
-// process and then keeps it initialised: it provisions an anchor token and holds a crypto11
-// context on it until the process exits. Every later token is provisioned while that
-// context holds the module (softhsm.Provision borrows the initialisation), and keyrings that
-// tests open and close never finalise the module under each other's feet. Tests in one
-// package may therefore run in parallel, each with its own token label.
+// someone else initialised. So, once per process, the package provisions an anchor token
+// (softhsm.Provision initialises and finalises the module around that) and then opens a
+// crypto11 context on it that is never closed: from then on the module stays initialised,
+// by crypto11, until the process exits. Every later token is provisioned while that context
+// holds the module (Provision borrows the initialisation), and keyrings that tests open and
+// close never finalise the module under each other's feet. Tests in one package may
+// therefore run in parallel, each with its own token label.
 package softhsmtest
 
 import (

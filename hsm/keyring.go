@@ -113,7 +113,12 @@ func connect(ctx context.Context, cfg Config) (*Keyring, error) {
 		return nil, fmt.Errorf("hsm: open: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	module, err := filepath.EvalSymlinks(cfg.ModulePath)
+	// crypto11 keeps one module instance per path string, so one library must always be
+	// named by the same path: absolute, symlinks resolved.
+	module, err := filepath.Abs(cfg.ModulePath)
+	if err == nil {
+		module, err = filepath.EvalSymlinks(module)
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("hsm: open: module %s: %w (install the HSM's PKCS#11 library, or softhsm2 for development)", cfg.ModulePath, ErrModuleNotFound)
@@ -160,8 +165,8 @@ func classifyOpenError(err error) error {
 	return fmt.Errorf("%w: %w", ErrHSM, err)
 }
 
-// Key templates. Everything secret is a private token object, sensitive and
-// non-extractable, with only the usages it needs.
+// secretTemplate is the template for every secret key hufu creates: a private token
+// object, sensitive and non-extractable, with only the usages it needs.
 func secretTemplate(label string, encrypt, sign bool) (crypto11.AttributeSet, error) {
 	t, err := crypto11.NewAttributeSetWithIDAndLabel([]byte(label), []byte(label))
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -222,14 +221,10 @@ func initUserPIN(p *pkcs11.Ctx, slot uint, soPIN, userPIN string) error {
 // can be repeated) or writes a new random PIN. Random PINs are 32 hex digits: comfortably
 // inside SoftHSM2's 4..255 length range.
 func loadOrCreatePIN(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		pin := strings.TrimRight(string(b), "\r\n")
-		if len(pin) < 4 {
-			return "", fmt.Errorf("softhsm: PIN file %s holds fewer than 4 characters", path)
-		}
-		return pin, nil
+	if _, err := os.Stat(path); err == nil {
+		return readPIN(path)
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("softhsm: read PIN file: %w", err)
+		return "", fmt.Errorf("softhsm: PIN file: %w", err)
 	}
 	raw := make([]byte, 16)
 	if _, err := rand.Read(raw); err != nil {

@@ -16,13 +16,13 @@ import (
 // These tests initialise and finalise the module themselves, so none of them is parallel:
 // PKCS#11 initialisation is per process.
 
-func readPIN(t *testing.T, path string) string {
+func userPIN(t *testing.T, tok *softhsm.Token) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	pin, err := tok.UserPIN()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimRight(string(b), "\r\n")
+	return pin
 }
 
 func TestProvisionIsIdempotent(t *testing.T) {
@@ -46,7 +46,7 @@ func TestProvisionIsIdempotent(t *testing.T) {
 			t.Errorf("%s has mode %v; want 0600", f, st.Mode().Perm())
 		}
 	}
-	pin := readPIN(t, first.PINFile)
+	pin := userPIN(t, first)
 
 	second, err := softhsm.Provision(softhsm.Options{Dir: dir, Label: "idem"})
 	if err != nil {
@@ -55,7 +55,7 @@ func TestProvisionIsIdempotent(t *testing.T) {
 	if second.Created || second.Serial != first.Serial {
 		t.Fatalf("second Provision = %+v; want the existing token %s", second, first.Serial)
 	}
-	if readPIN(t, second.PINFile) != pin {
+	if userPIN(t, second) != pin {
 		t.Error("second Provision changed the user PIN")
 	}
 
@@ -78,7 +78,7 @@ func TestProvisionBesideOpenContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	holder, err := crypto11.Configure(&crypto11.Config{Path: tok.ModulePath, TokenLabel: "holder", Pin: readPIN(t, tok.PINFile), MaxSessions: 2})
+	holder, err := crypto11.Configure(&crypto11.Config{Path: tok.ModulePath, TokenLabel: "holder", Pin: userPIN(t, tok), MaxSessions: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestProvisionBesideOpenContext(t *testing.T) {
 	if !other.Created {
 		t.Fatal("second token was not created")
 	}
-	second, err := crypto11.Configure(&crypto11.Config{Path: other.ModulePath, TokenLabel: "second", Pin: readPIN(t, other.PINFile), MaxSessions: 2})
+	second, err := crypto11.Configure(&crypto11.Config{Path: other.ModulePath, TokenLabel: "second", Pin: userPIN(t, other), MaxSessions: 2})
 	if err != nil {
 		t.Fatalf("open a token provisioned beside an open context: %v", err)
 	}

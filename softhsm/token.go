@@ -3,6 +3,7 @@ package softhsm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -41,6 +42,23 @@ type Token struct {
 	PINFile    string // file holding the user PIN
 	SOPINFile  string // file holding the security-officer PIN
 	Created    bool   // true if this call initialised the token, false if it found it
+}
+
+// UserPIN reads the user PIN from PINFile, for tools and tests that log in without
+// hsm.Keyring (which reads the file itself).
+func (t *Token) UserPIN() (string, error) { return readPIN(t.PINFile) }
+
+// readPIN returns a PIN file's content without its line ending.
+func readPIN(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("softhsm: read PIN file: %w", err)
+	}
+	pin := strings.TrimRight(string(b), "\r\n")
+	if len(pin) < 4 {
+		return "", fmt.Errorf("softhsm: PIN file %s holds fewer than 4 characters", path)
+	}
+	return pin, nil
 }
 
 // validateLabel checks what C_InitToken can represent faithfully: PKCS#11 labels are 32

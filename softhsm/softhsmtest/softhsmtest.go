@@ -21,7 +21,6 @@ package softhsmtest
 import (
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,7 +59,7 @@ func setup() {
 		setupErr = err
 		return
 	}
-	pin, err := os.ReadFile(tok.PINFile)
+	pin, err := tok.UserPIN()
 	if err != nil {
 		setupErr = err
 		return
@@ -70,7 +69,7 @@ func setup() {
 	if _, err := crypto11.Configure(&crypto11.Config{
 		Path:        tok.ModulePath,
 		TokenLabel:  tok.Label,
-		Pin:         strings.TrimRight(string(pin), "\r\n"),
+		Pin:         pin,
 		MaxSessions: 2,
 	}); err != nil {
 		setupErr = fmt.Errorf("softhsmtest: hold the module open: %w", err)

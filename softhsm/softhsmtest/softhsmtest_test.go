@@ -3,8 +3,6 @@
 package softhsmtest_test
 
 import (
-	"os"
-	"strings"
 	"sync"
 	"testing"
 
@@ -33,13 +31,12 @@ func TestParallelTokens(t *testing.T) {
 			if !tok.Created {
 				t.Errorf("token %d: %q was not freshly created", i, tok.Label)
 			}
-			pin, err := os.ReadFile(tok.PINFile)
+			pin, err := tok.UserPIN()
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, err := crypto11.Configure(&crypto11.Config{
-				Path: tok.ModulePath, TokenLabel: tok.Label,
-				Pin: strings.TrimSpace(string(pin)), MaxSessions: 2,
+				Path: tok.ModulePath, TokenLabel: tok.Label, Pin: pin, MaxSessions: 2,
 			})
 			if err != nil {
 				t.Fatalf("open %q: %v", tok.Label, err)

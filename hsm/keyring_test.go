@@ -452,8 +452,8 @@ func TestOpenErrors(t *testing.T) {
 		if !errors.Is(err, hsm.ErrWrongPIN) {
 			t.Fatalf("Open with a wrong PIN: %v; want ErrWrongPIN", err)
 		}
-		right, _ := os.ReadFile(tok.PINFile)
-		if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), strings.TrimSpace(string(right))) {
+		right, _ := tok.UserPIN()
+		if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), right) {
 			t.Fatalf("error %q contains a PIN", err)
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"io"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +69,9 @@ func (s *keySigner) PublicKey() *ecdsa.PublicKey { return &s.key.PublicKey }
 
 var _ Signer = (*keySigner)(nil)
 
+// quietLogger keeps expected errors (injected faults) out of test output.
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 var examples = NewCollection(KindUser, func() *storepb.Example { return new(storepb.Example) })
 
 type testStore struct {
@@ -91,7 +96,7 @@ func openTest(t testing.TB, modify ...func(*Options)) *testStore {
 }
 
 func (ts *testStore) options(modify ...func(*Options)) Options {
-	o := Options{Dir: ts.dir, Clock: ts.clock, Signer: ts.signer, CacheSize: 1 << 20}
+	o := Options{Dir: ts.dir, Clock: ts.clock, Signer: ts.signer, CacheSize: 1 << 20, Logger: quietLogger}
 	for _, m := range modify {
 		m(&o)
 	}

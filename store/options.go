@@ -28,7 +28,8 @@ var (
 	ErrCorrupt = errors.New("store: corrupt record")
 	// ErrFailed: an earlier commit failed after reaching Pebble's commit pipeline (for
 	// example a WAL write or sync error). Pebble's WAL is then unusable, so the store
-	// refuses all further writes; close it and open it again to recover.
+	// refuses every further operation (reads too: the memtable may hold the batch whose
+	// sync failed); close it and open it again to recover.
 	ErrFailed = errors.New("store: failed, reopen required")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")

@@ -122,12 +122,17 @@ func (s *Store) init(ctx context.Context) error {
 	return s.loadCheckpointState(ctx)
 }
 
-// enter admits one operation; leave must follow.
+// enter admits one operation; leave must follow. A failed store admits nothing: its
+// memtable may hold a batch whose sync failed, and nobody may read or build on that.
 func (s *Store) enter() error {
 	s.ops.RLock()
 	if s.closed {
 		s.ops.RUnlock()
 		return ErrClosed
+	}
+	if s.failed.Load() {
+		s.ops.RUnlock()
+		return s.failedErr()
 	}
 	return nil
 }

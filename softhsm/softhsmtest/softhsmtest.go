@@ -19,6 +19,8 @@
 package softhsmtest
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"sync"
@@ -41,10 +43,15 @@ var (
 	setupErr  error
 	dir       string
 	ownDir    bool
+	runID     string
 	counter   atomic.Int64
 )
 
 func setup() {
+	// A random run id keeps labels unique when EnvDir makes runs share a directory.
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	runID = hex.EncodeToString(id[:])
 	dir = os.Getenv(EnvDir)
 	if dir == "" {
 		d, err := os.MkdirTemp("", "hufu-softhsm-")
@@ -86,7 +93,7 @@ func New(tb testing.TB) *softhsm.Token {
 	if setupErr != nil {
 		tb.Fatalf("softhsmtest: %v", setupErr)
 	}
-	label := fmt.Sprintf("hufu-test-%d-%d", os.Getpid()%100000, counter.Add(1))
+	label := fmt.Sprintf("hufu-test-%s-%d", runID, counter.Add(1))
 	tok, err := softhsm.Provision(softhsm.Options{Dir: dir, Label: label})
 	if err != nil {
 		tb.Fatalf("softhsmtest: provision token %q: %v", label, err)

@@ -586,6 +586,44 @@ func TestClosedKeyring(t *testing.T) {
 	checkAllFail(t, k, blob, hsm.ErrClosed)
 }
 
+// TestCloseDuringOperations closes the keyring while goroutines are wrapping: each must
+// stop with ErrClosed (or finish its operation), without a panic, and Close must return.
+func TestCloseDuringOperations(t *testing.T) {
+	k, _ := newKeyring(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	started := make(chan struct{}, 8)
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				if _, err := k.Wrap(ctx, []byte("x"), nil); err != nil {
+					errs <- err
+					return
+				}
+				if i == 0 {
+					started <- struct{}{}
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-started
+	}
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, hsm.ErrClosed) {
+			t.Errorf("operation racing Close: %v; want ErrClosed", err)
+		}
+	}
+}
+
 func TestCancelledContext(t *testing.T) {
 	k, _ := newKeyring(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,0 +1,122 @@
+// Command hufud is the hufu appliance daemon.
+//
+//	hufud init     [flags]   prepare the data directory, HSM keys and (development) TLS material
+//	hufud validate [flags]   check the configuration and print every problem
+//	hufud serve    [flags]   run the daemon
+//
+// Every command takes -config FILE and a flag for each configuration key (hufud serve -h
+// lists them); HUFU_* environment variables override flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hufu-hsm/hufu/daemon"
+	"github.com/hufu-hsm/hufu/daemon/config"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "hufud:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: hufud init|validate|serve [-config FILE] [-KEY VALUE ...]
+
+  init      prepare the data directory, HSM keys and development TLS material (idempotent)
+  validate  check the configuration and print every problem with its key
+  serve     run the daemon; SIGTERM/SIGINT stop it gracefully, SIGHUP reloads TLS material
+
+Run "hufud serve -h" for every configuration key.`
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("hufud "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML configuration file (embedded development defaults if empty)")
+	overrides := config.RegisterFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath, overrides, os.Environ())
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		if cmd == "validate" {
+			fmt.Fprintln(stdout, err)
+			return errors.New("configuration is invalid")
+		}
+		return err
+	}
+	if cfg, err = daemon.Resolve(cfg); err != nil {
+		return err
+	}
+	switch cmd {
+	case "validate":
+		fmt.Fprintln(stdout, "configuration is valid")
+		return nil
+	case "init":
+		done, err := daemon.Init(context.Background(), cfg, time.Now())
+		for _, line := range done {
+			fmt.Fprintln(stdout, line)
+		}
+		return err
+	case "serve":
+		return serve(cfg, stderr)
+	}
+	return errors.New(usage)
+}
+
+func serve(cfg config.Config, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	// Unwrapped key shares live in this process's memory: never write it to a core file.
+	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{}); err != nil {
+		return fmt.Errorf("disabling core dumps: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d, err := daemon.Open(ctx, cfg, daemon.Options{Log: log})
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := d.ReloadTLS(); err != nil {
+				log.Error("TLS reload failed; keeping the previous material", "err", err)
+			} else {
+				log.Info("TLS material reloaded")
+			}
+		}
+	}()
+	addr, err := d.Listen()
+	if err != nil {
+		return err
+	}
+	return d.Serve(ctx, func() { log.Info("serving", "grpc", addr.String(), "development", cfg.Development) })
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

@@ -1,0 +1,154 @@
+// Package accounts is the domain of people who sign in to hufu: registration and sign-in by
+// SMS code, password, WeChat and carrier one-click login; sessions bound to devices; phone
+// and password changes; the choice of trading platform; and real-name verification (seed
+// manual §1.2–§1.4, §1.9). Every state change is written with its audit record in one store
+// transaction. Phone numbers reach the audit log only masked, ID numbers only masked or
+// HSM-wrapped.
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// Keyring is what accounts needs of the HSM: sealing ID numbers and keyed hashes of SMS codes.
+type Keyring interface {
+	Wrap(ctx context.Context, plaintext, ad []byte) ([]byte, error)
+	Unwrap(ctx context.Context, blob, ad []byte) ([]byte, error)
+	PINVerifier(ctx context.Context, salt, keyContext, pin []byte) ([]byte, error)
+	VerifyPIN(ctx context.Context, want, salt, keyContext, pin []byte) (bool, error)
+}
+
+// Clock is where accounts gets time.
+type Clock interface{ Now() time.Time }
+
+// Options are the account policies, from the daemon's configuration.
+type Options struct {
+	SMSCodeTTL          time.Duration
+	SMSResendInterval   time.Duration
+	SMSMaxPerPhoneHour  int
+	SMSMaxPerSourceHour int
+	CodeMaxAttempts     int
+	CodeLockout         time.Duration
+	PasswordMaxAttempts int
+	PasswordLockout     time.Duration
+	AccessTokenTTL      time.Duration
+	RefreshTokenTTL     time.Duration
+	// Password hashing cost; see PasswordParams.
+	Password PasswordParams
+	// Platforms the operator configured.
+	Platforms []Platform
+}
+
+// Platform is a trading platform people can choose.
+type Platform struct{ ID, Name, Region string }
+
+// Deps are the collaborators of the service.
+type Deps struct {
+	Store    *store.Store
+	Keyring  Keyring
+	SMS      SMSSender
+	WeChat   WeChat
+	Carrier  Carrier
+	Verifier identity.Verifier
+	Clock    Clock
+	Log      *slog.Logger
+}
+
+// Service implements the account, platform and identity APIs and resolves sessions for the
+// gRPC server (authn.Sessions).
+type Service struct {
+	opts      Options
+	platforms map[string]Platform
+	Deps
+}
+
+// New checks the dependencies and returns the service.
+func New(opts Options, deps Deps) (*Service, error) {
+	switch {
+	case deps.Store == nil, deps.Keyring == nil, deps.SMS == nil, deps.WeChat == nil,
+		deps.Carrier == nil, deps.Verifier == nil, deps.Clock == nil:
+		return nil, errors.New("accounts: missing dependency")
+	case len(opts.Platforms) == 0:
+		return nil, errors.New("accounts: no platforms configured")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	if opts.PasswordLockout == 0 {
+		opts.PasswordLockout = opts.CodeLockout
+	}
+	if opts.Password == (PasswordParams{}) {
+		opts.Password = DefaultPasswordParams
+	}
+	s := &Service{opts: opts, platforms: map[string]Platform{}, Deps: deps}
+	for _, p := range opts.Platforms {
+		s.platforms[p.ID] = p
+	}
+	return s, nil
+}
+
+// Records and indexes of this package (see store/schema.go for the key layout).
+var (
+	users      = store.NewCollection(store.KindUser, func() *storepb.User { return new(storepb.User) })
+	sessions   = store.NewCollection(store.KindVerify, func() *storepb.AuthSession { return new(storepb.AuthSession) })
+	smsCodes   = store.NewCollection(store.KindVerify, func() *storepb.SmsCode { return new(storepb.SmsCode) })
+	counters   = store.NewCollection(store.KindVerify, func() *storepb.RateCounter { return new(storepb.RateCounter) })
+	bindings   = store.NewCollection(store.KindVerify, func() *storepb.PendingBinding { return new(storepb.PendingBinding) })
+	faceChecks = store.NewCollection(store.KindVerify, func() *storepb.PendingFace { return new(storepb.PendingFace) })
+)
+
+const (
+	indexPhone        = "phone"         // phone -> u/<id>
+	indexWeChat       = "wechat"        // openid -> u/<id>
+	indexAccessToken  = "access-token"  // hex SHA-256 -> v/session/<id>
+	indexRefreshToken = "refresh-token" // hex SHA-256 -> v/session/<id>
+	indexUserSessions = "user-session"  // user id -> v/session/<id> (multi-valued)
+)
+
+// refusal is a denial that must be committed (a failure counter, the audit record of the
+// denial) and then reported.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+
+// update runs fn in one store transaction. If fn returns a refusal, the transaction's writes
+// are committed and the refusal's error returned; any other error aborts it.
+func (s *Service) update(ctx context.Context, fn func(tx *store.Tx) error) error {
+	var refused error
+	err := s.Store.Update(ctx, func(tx *store.Tx) error {
+		refused = nil // fn may run more than once while the store gathers its locks
+		err := fn(tx)
+		var r refusal
+		if errors.As(err, &r) {
+			refused = r.err
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return refused
+}
+
+func (s *Service) now() time.Time { return s.Clock.Now() }
+
+func nanos(t time.Time) int64 { return t.UnixNano() }
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n) }
+
+func userKey(id string) string {
+	k, err := users.Key(id)
+	if err != nil {
+		panic(fmt.Sprintf("accounts: generated user id %q is not a key part", id))
+	}
+	return k
+}

@@ -1,0 +1,268 @@
+package accounts
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// Purpose says what an SMS code may be used for; a code is valid for its purpose only.
+type Purpose string
+
+const (
+	PurposeSignIn           Purpose = "sign-in"
+	PurposeChangePhone      Purpose = "change-phone"
+	PurposeResetPassword    Purpose = "reset-password"
+	PurposeBindWeChat       Purpose = "bind-wechat"
+	PurposeResetCertificate Purpose = "reset-certificate-pin"
+)
+
+// SMSSender delivers codes. A real provider (Aliyun, Tencent Cloud SMS, a carrier gateway)
+// implements it: Send must deliver or return an error, must not log the code, and should
+// return quickly (the caller's deadline is in ctx).
+type SMSSender interface {
+	Send(ctx context.Context, phone string, purpose Purpose, code string) error
+}
+
+// DevSender writes codes as JSON lines to a file instead of sending them, so the CLI and
+// tests can pick them up. Development only: the file holds live codes.
+type DevSender struct {
+	Path string
+	mu   sync.Mutex
+}
+
+// DevMessage is one line of the development outbox.
+type DevMessage struct {
+	Phone   string    `json:"phone"`
+	Purpose Purpose   `json:"purpose"`
+	Code    string    `json:"code"`
+	Sent    time.Time `json:"sent"`
+}
+
+func (d *DevSender) Send(_ context.Context, phone string, purpose Purpose, code string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f, err := os.OpenFile(d.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	line, _ := json.Marshal(DevMessage{Phone: phone, Purpose: purpose, Code: code, Sent: time.Now()})
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// LatestDevCode returns the newest code in a development outbox for a number and purpose.
+func LatestDevCode(path, phone string, purpose Purpose) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var code string
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for dec.More() {
+		var m DevMessage
+		if err := dec.Decode(&m); err != nil {
+			return "", err
+		}
+		if m.Phone == phone && m.Purpose == purpose {
+			code = m.Code
+		}
+	}
+	if code == "" {
+		return "", fmt.Errorf("no %s code for %s in %s", purpose, identity.MaskPhone(phone), path)
+	}
+	return code, nil
+}
+
+const codeDigits = 6
+
+// SendCode issues a code for phone and purpose, subject to the resend interval, the hourly
+// limits per number and per client address, and any lockout after wrong codes. It returns
+// when the code expires and when another may be requested.
+func (s *Service) SendCode(ctx context.Context, phone string, purpose Purpose, source string) (expires, retryAfter time.Time, err error) {
+	if err := identity.CheckMobile(phone); err != nil {
+		return expires, retryAfter, apierr.Invalid("phone", err)
+	}
+	code, err := randomDigits(codeDigits)
+	if err != nil {
+		return expires, retryAfter, err
+	}
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	verifier, err := s.Keyring.PINVerifier(ctx, salt, codeContext(phone, purpose), []byte(code))
+	if err != nil {
+		return expires, retryAfter, &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable", Cause: err}
+	}
+	err = s.update(ctx, func(tx *store.Tx) error {
+		now := tx.Now()
+		if err := checkLock(tx, "code-lock", phone); err != nil {
+			return err
+		}
+		if prev, err := smsCodes.Get(tx, codeID(phone, purpose)); err == nil {
+			if wait := fromNanos(prev.SentUnixNano).Add(s.opts.SMSResendInterval).Sub(now); wait > 0 {
+				return apierr.Exhausted(wait, "a code was sent less than %v ago; retry in %v", s.opts.SMSResendInterval, wait.Round(time.Second))
+			}
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := bump(tx, "sms-phone", phone, s.opts.SMSMaxPerPhoneHour, time.Hour, "too many codes for this number"); err != nil {
+			return err
+		}
+		if err := bump(tx, "sms-source", sourceHost(source), s.opts.SMSMaxPerSourceHour, time.Hour, "too many codes from this address"); err != nil {
+			return err
+		}
+		expires = now.Add(s.opts.SMSCodeTTL)
+		retryAfter = now.Add(s.opts.SMSResendInterval)
+		rec := &storepb.SmsCode{Verifier: verifier, Salt: salt, SentUnixNano: nanos(now), ExpiresUnixNano: nanos(expires)}
+		if err := smsCodes.Put(tx, codeID(phone, purpose), rec, store.ExpiresAt(expires)); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{
+			Actor: "anonymous", Action: "account.sms_code.send", Subject: "phone:" + identity.MaskPhone(phone),
+			Outcome: store.OutcomeOK, Details: map[string]string{"purpose": string(purpose), "source": sourceHost(source)},
+		})
+	})
+	if err != nil {
+		return expires, retryAfter, err
+	}
+	if err := s.SMS.Send(ctx, phone, purpose, code); err != nil {
+		s.Log.Warn("sms delivery failed", "phone", identity.MaskPhone(phone), "err", err)
+		return expires, retryAfter, &apierr.Error{Kind: apierr.Unavailable, Message: "the SMS provider did not accept the message; retry later", RetryAfter: s.opts.SMSResendInterval, Cause: err}
+	}
+	return expires, retryAfter, nil
+}
+
+// consumeCode checks a code inside tx and deletes it when right. A wrong code counts a
+// failure; at the configured maximum the code dies and the number is locked. Those writes
+// commit with the refusal.
+func (s *Service) consumeCode(ctx context.Context, tx *store.Tx, phone string, purpose Purpose, code string) error {
+	if err := checkLock(tx, "code-lock", phone); err != nil {
+		return err
+	}
+	id := codeID(phone, purpose)
+	rec, err := smsCodes.Get(tx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return apierr.New(apierr.Unauthenticated, "no valid code for this number: it expired, was used, or none was sent; request a new one")
+	}
+	if err != nil {
+		return err
+	}
+	ok, err := s.Keyring.VerifyPIN(ctx, rec.Verifier, rec.Salt, codeContext(phone, purpose), []byte(code))
+	if err != nil {
+		return &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable", Cause: err}
+	}
+	if ok {
+		return smsCodes.Delete(tx, id)
+	}
+	rec.Failures++
+	event := store.Event{
+		Actor: "anonymous", Action: "account.sms_code.verify", Subject: "phone:" + identity.MaskPhone(phone),
+		Outcome: "denied", Details: map[string]string{"purpose": string(purpose), "failures": fmt.Sprint(rec.Failures)},
+	}
+	var denial error
+	if int(rec.Failures) >= s.opts.CodeMaxAttempts {
+		if err := smsCodes.Delete(tx, id); err != nil {
+			return err
+		}
+		if err := lock(tx, "code-lock", phone, s.opts.CodeLockout); err != nil {
+			return err
+		}
+		event.Details["locked_for"] = s.opts.CodeLockout.String()
+		denial = apierr.Exhausted(s.opts.CodeLockout, "too many wrong codes: this number is locked for %v", s.opts.CodeLockout)
+	} else {
+		if err := smsCodes.Put(tx, id, rec, store.ExpiresAt(fromNanos(rec.ExpiresUnixNano))); err != nil {
+			return err
+		}
+		denial = apierr.New(apierr.Unauthenticated, "wrong code: %d attempts left", s.opts.CodeMaxAttempts-int(rec.Failures))
+	}
+	if err := tx.Audit(event); err != nil {
+		return err
+	}
+	return refusal{denial}
+}
+
+func codeID(phone string, purpose Purpose) string { return "sms/" + string(purpose) + "/" + phone }
+
+func codeContext(phone string, purpose Purpose) []byte {
+	return []byte("hufu/accounts/v1 sms/" + string(purpose) + "/" + phone)
+}
+
+// bump counts one event against a limit of max per window for subject, refusing with
+// ResourceExhausted and the time until the window ends when the limit is reached.
+func bump(tx *store.Tx, limit, subject string, max int, window time.Duration, message string) error {
+	id := "rate/" + limit + "/" + subject
+	c, err := counters.Get(tx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		c = &storepb.RateCounter{WindowEndUnixNano: nanos(tx.Now().Add(window))}
+	} else if err != nil {
+		return err
+	}
+	end := fromNanos(c.WindowEndUnixNano)
+	if int(c.Count) >= max {
+		wait := end.Sub(tx.Now())
+		return apierr.Exhausted(wait, "%s; retry in %v", message, wait.Round(time.Second))
+	}
+	c.Count++
+	return counters.Put(tx, id, c, store.ExpiresAt(end))
+}
+
+// lock and checkLock keep a lockout as a counter at its limit until it expires.
+func lock(tx *store.Tx, limit, subject string, d time.Duration) error {
+	end := tx.Now().Add(d)
+	return counters.Put(tx, "rate/"+limit+"/"+subject, &storepb.RateCounter{Count: 1, WindowEndUnixNano: nanos(end)}, store.ExpiresAt(end))
+}
+
+func checkLock(tx *store.Tx, limit, subject string) error {
+	c, err := counters.Get(tx, "rate/"+limit+"/"+subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	wait := fromNanos(c.WindowEndUnixNano).Sub(tx.Now())
+	return apierr.Exhausted(wait, "locked after too many failures; retry in %v", wait.Round(time.Second))
+}
+
+// sourceHost is the client address without its port (rate limits are per host).
+func sourceHost(source string) string {
+	if host, _, err := net.SplitHostPort(source); err == nil {
+		return host
+	}
+	if source == "" {
+		return "unknown"
+	}
+	return source
+}
+
+func randomDigits(n int) (string, error) {
+	max := big.NewInt(1)
+	for range n {
+		max.Mul(max, big.NewInt(10))
+	}
+	v, err := rand.Int(rand.Reader, max)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%0*d", n, v), nil
+}
+
+func invalidPurpose() error {
+	return apierr.Invalidf("purpose", "must be one of the SMS_PURPOSE_* values")
+}

@@ -1,0 +1,68 @@
+// Package authn says who is calling hufu and what each RPC requires of the caller. The gRPC
+// server resolves the caller once per call (a user session from its bearer token and device,
+// or a system from its verified client certificate), checks it against the method's policy,
+// and puts the Caller in the context for the handler.
+package authn
+
+import (
+	"context"
+)
+
+// Requirement is what a method demands of its caller.
+type Requirement uint8
+
+const (
+	// Deny is the zero value: a method nobody declared is refused.
+	Deny Requirement = iota
+	// Public methods need no credentials (sign-in, sending an SMS code).
+	Public
+	// User methods need a valid user session from the device it was issued to.
+	User
+	// System methods need a client certificate of a configured system client that is
+	// allowed the method's service.
+	System
+)
+
+// Policy maps full method names ("/hufu.v1.AccountService/SignOut") to requirements.
+type Policy map[string]Requirement
+
+// Caller is the authenticated party of a call.
+type Caller struct {
+	// For users: the account, the session and the device the session is bound to.
+	UserID, SessionID, DeviceID string
+	// For systems: the client's configured name (its certificate's common name).
+	System string
+	// Source is the peer address, for rate limits and audit.
+	Source string
+}
+
+// Actor is how the caller appears in the audit log.
+func (c Caller) Actor() string {
+	switch {
+	case c.UserID != "":
+		return "user:" + c.UserID
+	case c.System != "":
+		return "system:" + c.System
+	}
+	return "anonymous"
+}
+
+type callerKey struct{}
+
+// WithCaller returns ctx carrying c.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the caller the server put in ctx (the zero Caller if none).
+func CallerFrom(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
+}
+
+// Sessions resolves bearer tokens; the accounts service implements it.
+type Sessions interface {
+	// Authenticate returns the caller for an access token presented from a device, or an
+	// *apierr.Error of kind Unauthenticated.
+	Authenticate(ctx context.Context, token, deviceID string) (Caller, error)
+}

@@ -1,0 +1,382 @@
+// Package daemon is the hufu appliance: it resolves the configuration, opens the HSM keyring
+// and the store, wires the domain services, and serves them over gRPC with mutual TLS for
+// systems, access tokens for people, the standard health service and reflection. Domain
+// services live in subpackages and register themselves with their authentication policy;
+// this package holds only the wiring and the one gate every call passes (interceptors.go).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hufu-hsm/hufu/daemon/accounts"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/devpki"
+	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/hsm"
+	"github.com/hufu-hsm/hufu/softhsm"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// Options are the process-level collaborators the daemon does not build itself.
+type Options struct {
+	Log      *slog.Logger
+	Registry *prometheus.Registry // private registry; a new one if nil
+	Clock    store.Clock          // the wall clock if nil
+	// HealthInterval is how often the HSM and the store are probed; default 5s.
+	HealthInterval time.Duration
+}
+
+// Daemon is a configured, opened appliance ready to serve.
+type Daemon struct {
+	cfg      config.Config
+	opts     Options
+	keyring  *hsm.Keyring
+	store    *store.Store
+	accounts *accounts.Service
+	tls      *tlsMaterial
+	server   *grpc.Server
+	health   *health.Server
+
+	mu       sync.Mutex
+	listener net.Listener
+}
+
+// Resolve fills in the development defaults that depend on the data directory: the
+// SoftHSM2 module and PIN file, the TLS material written by Init, the SMS outbox. A
+// production configuration names all of them explicitly.
+func Resolve(cfg config.Config) (config.Config, error) {
+	if !cfg.Development {
+		return cfg, nil
+	}
+	var err error
+	if cfg.HSM.Module == "" {
+		if cfg.HSM.Module, err = softhsm.FindModule(""); err != nil {
+			return cfg, err
+		}
+		if cfg.HSM.PINFile == "" {
+			cfg.HSM.PINFile = filepath.Join(softhsmDir(cfg), cfg.HSM.TokenLabel+".pin")
+		}
+	}
+	tlsFiles := devpki.FilesIn(filepath.Join(cfg.DataDir, "tls"))
+	if cfg.TLS.CertFile == "" {
+		cfg.TLS.CertFile, cfg.TLS.KeyFile = tlsFiles.ServerCert, tlsFiles.ServerKey
+		if cfg.TLS.ClientCAFile == "" {
+			cfg.TLS.ClientCAFile = tlsFiles.CACert
+		}
+	}
+	if cfg.Account.DevOutbox == "" {
+		cfg.Account.DevOutbox = filepath.Join(cfg.DataDir, "dev-sms.jsonl")
+	}
+	return cfg, nil
+}
+
+func softhsmDir(cfg config.Config) string { return filepath.Join(cfg.DataDir, "softhsm") }
+
+// usesDevSoftHSM reports whether the daemon manages its own SoftHSM2 token in the data
+// directory (development without an explicit module).
+func usesDevSoftHSM(cfg config.Config) bool {
+	return cfg.Development && filepath.Dir(cfg.HSM.PINFile) == softhsmDir(cfg)
+}
+
+func hsmConfig(cfg config.Config, metrics hsm.Metrics) hsm.Config {
+	return hsm.Config{
+		ModulePath: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, TokenSerial: cfg.HSM.TokenSerial,
+		PINFile: cfg.HSM.PINFile, KEKPrefix: cfg.HSM.KEKPrefix, MaxSessions: cfg.HSM.MaxSessions,
+		PoolWaitTimeout: cfg.HSM.PoolWaitTimeout.Std(), Metrics: metrics,
+	}
+}
+
+// Init prepares a fresh appliance: the data directory, (in development) a SoftHSM2 token and
+// TLS material, and the HSM keys. It is idempotent and never overwrites keys: on a token that
+// already has them it reports so and changes nothing. cfg must be resolved.
+func Init(ctx context.Context, cfg config.Config, now time.Time) ([]string, error) {
+	var done []string
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return done, err
+	}
+	if usesDevSoftHSM(cfg) {
+		tok, err := softhsm.Provision(softhsm.Options{Dir: softhsmDir(cfg), Label: cfg.HSM.TokenLabel, ModulePath: cfg.HSM.Module})
+		if err != nil {
+			return done, err
+		}
+		if tok.Created {
+			done = append(done, "created SoftHSM2 token "+tok.Label+" in "+softhsmDir(cfg))
+		}
+	}
+	kr, err := hsm.Initialize(ctx, hsmConfig(cfg, nil))
+	switch {
+	case errors.Is(err, hsm.ErrAlreadyInitialized):
+		kr, err = hsm.Open(ctx, hsmConfig(cfg, nil))
+		if err != nil {
+			return done, fmt.Errorf("the token has some hufu keys but not all: %w", err)
+		}
+		done = append(done, "HSM keys already present; left unchanged")
+	case err != nil:
+		return done, err
+	default:
+		done = append(done, "created HSM keys: "+kr.CurrentKEK()+", PIN verifier key, audit signing key")
+	}
+	kr.Close()
+	if cfg.Development {
+		_, created, err := devpki.Ensure(filepath.Join(cfg.DataDir, "tls"), nil, now)
+		if err != nil {
+			return done, err
+		}
+		for _, f := range created {
+			done = append(done, "wrote "+f)
+		}
+	}
+	return done, nil
+}
+
+// Open opens the HSM keyring and the store and builds the services. cfg must be resolved
+// and valid.
+func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Clock == nil {
+		opts.Clock = store.SystemClock{}
+	}
+	if opts.HealthInterval == 0 {
+		opts.HealthInterval = 5 * time.Second
+	}
+	d := &Daemon{cfg: cfg, opts: opts}
+	defer func() {
+		if err != nil {
+			d.close(context.Background())
+		}
+	}()
+	if usesDevSoftHSM(cfg) {
+		// Points SOFTHSM2_CONF at the data directory's token before the module loads.
+		if _, err := softhsm.Provision(softhsm.Options{Dir: softhsmDir(cfg), Label: cfg.HSM.TokenLabel, ModulePath: cfg.HSM.Module}); err != nil {
+			return nil, err
+		}
+	}
+	if d.keyring, err = hsm.Open(ctx, hsmConfig(cfg, nil)); err != nil {
+		return nil, fmt.Errorf("%w (has `hufud init` been run?)", err)
+	}
+	d.store, err = store.Open(ctx, store.Options{
+		Dir: filepath.Join(cfg.DataDir, "store"), Clock: opts.Clock, Signer: d.keyring.AuditSigner(),
+		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval.Std(),
+		Logger: opts.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.buildServices(); err != nil {
+		return nil, err
+	}
+	if d.tls, err = newTLSMaterial(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, cfg.TLS.MinVersion); err != nil {
+		return nil, err
+	}
+	d.buildServer()
+	return d, nil
+}
+
+func (d *Daemon) buildServices() error {
+	var (
+		sms      accounts.SMSSender
+		wechat   accounts.WeChat
+		carrier  accounts.Carrier
+		verifier identity.Verifier
+	)
+	if !d.cfg.Development {
+		// Production providers are configured per deployment; none ships yet.
+		return errors.New("no production SMS, login or identity providers are configured: run with development: true until they are")
+	}
+	sms = &accounts.DevSender{Path: d.cfg.Account.DevOutbox}
+	wechat, carrier, verifier = accounts.DevWeChat{}, accounts.DevCarrier{}, &identity.DevVerifier{}
+	a := d.cfg.Account
+	platforms := make([]accounts.Platform, len(d.cfg.Platforms))
+	for i, p := range d.cfg.Platforms {
+		platforms[i] = accounts.Platform{ID: p.ID, Name: p.Name, Region: p.Region}
+	}
+	var err error
+	d.accounts, err = accounts.New(accounts.Options{
+		SMSCodeTTL: a.SMSCodeTTL.Std(), SMSResendInterval: a.SMSResendInterval.Std(),
+		SMSMaxPerPhoneHour: a.SMSMaxPerPhoneHour, SMSMaxPerSourceHour: a.SMSMaxPerSourceHour,
+		CodeMaxAttempts: a.CodeMaxAttempts, CodeLockout: a.CodeLockout.Std(),
+		PasswordMaxAttempts: a.PasswordMaxAttempts, AccessTokenTTL: a.AccessTokenTTL.Std(),
+		RefreshTokenTTL: a.RefreshTokenTTL.Std(), Platforms: platforms,
+	}, accounts.Deps{
+		Store: d.store, Keyring: d.keyring, SMS: sms, WeChat: wechat, Carrier: carrier,
+		Verifier: verifier, Clock: d.opts.Clock, Log: d.opts.Log,
+	})
+	return err
+}
+
+func (d *Daemon) buildServer() {
+	systems := map[string]map[string]bool{}
+	for _, sc := range d.cfg.SystemClients {
+		systems[sc.Name] = map[string]bool{}
+		for _, s := range sc.Services {
+			systems[sc.Name][s] = true
+		}
+	}
+	g := &gate{
+		policy: authn.Policy{}, sessions: d.accounts, systems: systems,
+		maxDeadline: d.cfg.GRPC.MaxDeadline.Std(), metrics: newRPCMetrics(d.opts.Registry), log: d.opts.Log,
+	}
+	d.server = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(d.tls.config())),
+		grpc.ChainUnaryInterceptor(g.unary),
+		grpc.ChainStreamInterceptor(g.stream),
+		grpc.MaxRecvMsgSize(d.cfg.GRPC.MaxRecvBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	for m, r := range d.accounts.Register(d.server) {
+		g.policy[m] = r
+	}
+	d.health = health.NewServer()
+	healthpb.RegisterHealthServer(d.server, d.health)
+	for _, m := range []string{"Check", "Watch", "List"} {
+		g.policy["/grpc.health.v1.Health/"+m] = authn.Public
+	}
+	if d.cfg.GRPC.Reflection {
+		reflection.Register(d.server)
+		for _, svc := range []string{"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} {
+			g.policy["/"+svc+"/ServerReflectionInfo"] = authn.Public
+		}
+	}
+	d.setServing(false)
+}
+
+// setServing sets the health of the whole server and of each service.
+func (d *Daemon) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	d.health.SetServingStatus("", st)
+	for name := range d.server.GetServiceInfo() {
+		d.health.SetServingStatus(name, st)
+	}
+}
+
+// Check probes the HSM and the store: the readiness of the appliance.
+func (d *Daemon) Check(ctx context.Context) error {
+	if err := d.keyring.Health(ctx); err != nil {
+		return fmt.Errorf("hsm: %w", err)
+	}
+	if err := d.store.Failed(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// Listen binds the gRPC address (so a caller can learn it before serving).
+func (d *Daemon) Listen() (net.Addr, error) {
+	l, err := net.Listen("tcp", d.cfg.Listen.GRPC)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.listener = l
+	d.mu.Unlock()
+	return l.Addr(), nil
+}
+
+// Serve serves until ctx ends, then stops gracefully: health turns NOT_SERVING, calls in
+// flight get the configured grace period, and the store and keyring are closed. ready, if
+// not nil, is called once the daemon accepts calls.
+func (d *Daemon) Serve(ctx context.Context, ready func()) error {
+	d.mu.Lock()
+	l := d.listener
+	d.mu.Unlock()
+	if l == nil {
+		if _, err := d.Listen(); err != nil {
+			return err
+		}
+		l = d.listener
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.server.Serve(l) }()
+	monitorCtx, stopMonitor := context.WithCancel(ctx)
+	defer stopMonitor()
+	go d.monitor(monitorCtx)
+	go d.store.RunSweeper(monitorCtx, time.Minute)
+	if ready != nil {
+		ready()
+	}
+	select {
+	case err := <-done:
+		d.close(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	d.opts.Log.Info("stopping: draining calls", "grace", d.cfg.GRPC.ShutdownGrace.Std())
+	d.setServing(false)
+	stopped := make(chan struct{})
+	go func() { d.server.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(d.cfg.GRPC.ShutdownGrace.Std()):
+		d.server.Stop()
+	}
+	<-done
+	d.close(context.Background())
+	return nil
+}
+
+// monitor keeps the health service in step with the HSM and the store.
+func (d *Daemon) monitor(ctx context.Context) {
+	serving := false
+	for {
+		probeCtx, cancel := context.WithTimeout(ctx, d.opts.HealthInterval)
+		err := d.Check(probeCtx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if ok := err == nil; ok != serving {
+			serving = ok
+			d.setServing(ok)
+			if ok {
+				d.opts.Log.Info("ready")
+			} else {
+				d.opts.Log.Error("not ready", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d.opts.HealthInterval):
+		}
+	}
+}
+
+// ReloadTLS re-reads the certificate, key and client CA (SIGHUP).
+func (d *Daemon) ReloadTLS() error { return d.tls.reload() }
+
+func (d *Daemon) close(ctx context.Context) {
+	if d.store != nil {
+		if err := d.store.Close(ctx); err != nil {
+			d.opts.Log.Error("closing store", "err", err)
+		}
+		d.store = nil
+	}
+	if d.keyring != nil {
+		d.keyring.Close()
+		d.keyring = nil
+	}
+}

@@ -1,0 +1,149 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+)
+
+// gate is the one interceptor every call goes through: it caps the deadline, authenticates
+// the caller against the method's policy, runs the handler with panics turned into Internal
+// errors, maps the result to a gRPC status (apierr.Status, the one place) and records the
+// method's metrics.
+type gate struct {
+	policy      authn.Policy
+	sessions    authn.Sessions
+	systems     map[string]map[string]bool // client name -> service -> allowed
+	maxDeadline time.Duration
+	metrics     *rpcMetrics
+	log         *slog.Logger
+}
+
+func (g *gate) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
+	ctx, cancel := g.capDeadline(ctx)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			g.log.Error("handler panic", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			resp, err = nil, apierr.New(apierr.Internal, "internal error")
+		}
+		err = g.finish(ctx, info.FullMethod, start, err)
+	}()
+	if ctx, err = g.authenticate(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (g *gate) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	start := time.Now()
+	ctx, cancel := g.capDeadline(ss.Context())
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			g.log.Error("handler panic", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+			err = apierr.New(apierr.Internal, "internal error")
+		}
+		err = g.finish(ctx, info.FullMethod, start, err)
+	}()
+	if ctx, err = g.authenticate(ctx, info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+}
+
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }
+
+func (g *gate) capDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= g.maxDeadline {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, g.maxDeadline)
+}
+
+func (g *gate) finish(ctx context.Context, method string, start time.Time, err error) error {
+	st, internal := apierr.Status(err)
+	if internal {
+		g.log.Error("internal error", "method", method, "actor", authn.CallerFrom(ctx).Actor(), "err", err)
+	}
+	g.metrics.requests.WithLabelValues(method, st.Code().String()).Inc()
+	g.metrics.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	if err == nil {
+		return nil
+	}
+	return st.Err()
+}
+
+func (g *gate) authenticate(ctx context.Context, method string) (context.Context, error) {
+	caller := authn.Caller{}
+	p, _ := peer.FromContext(ctx)
+	if p != nil && p.Addr != nil {
+		caller.Source = p.Addr.String()
+	}
+	switch g.policy[method] {
+	case authn.Public:
+	case authn.User:
+		md, _ := metadata.FromIncomingContext(ctx)
+		token, ok := strings.CutPrefix(first(md, "authorization"), "Bearer ")
+		if !ok || token == "" {
+			return ctx, apierr.New(apierr.Unauthenticated, "sign in first: no access token")
+		}
+		device := first(md, "hufu-device-id")
+		if device == "" {
+			return ctx, apierr.New(apierr.Unauthenticated, "the hufu-device-id header is missing")
+		}
+		session, err := g.sessions.Authenticate(ctx, token, device)
+		if err != nil {
+			return ctx, err
+		}
+		session.Source = caller.Source
+		caller = session
+	case authn.System:
+		name := systemName(p)
+		if name == "" {
+			return ctx, apierr.New(apierr.Unauthenticated, "this method needs a client certificate")
+		}
+		service := method[1:strings.LastIndexByte(method, '/')]
+		if !g.systems[name][service] {
+			return ctx, apierr.New(apierr.PermissionDenied, "system client %q may not call %s", name, service)
+		}
+		caller.System = name
+	default:
+		return ctx, apierr.New(apierr.PermissionDenied, "method not available")
+	}
+	return authn.WithCaller(ctx, caller), nil
+}
+
+// systemName is the common name of the peer's verified client certificate, if any.
+func systemName(p *peer.Peer) string {
+	if p == nil {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 {
+		return ""
+	}
+	return info.State.VerifiedChains[0][0].Subject.CommonName
+}
+
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

@@ -179,6 +179,12 @@ func (s *Store) maybeCheckpointAfterAppend(ctx context.Context) {
 	if s.opts.Signer == nil {
 		return
 	}
+	// Enter before taking ckpt.mu, never after: Close holds ops exclusively while it
+	// waits for ckpt.mu to write the final checkpoint.
+	if err := s.enter(); err != nil {
+		return
+	}
+	defer s.leave()
 	select {
 	case s.ckpt.mu <- struct{}{}:
 	default:
@@ -189,10 +195,6 @@ func (s *Store) maybeCheckpointAfterAppend(ctx context.Context) {
 	if !s.ckptDue(size, s.clock.Now().UnixNano(), s.ckpt.lastSize, s.ckpt.lastTime) {
 		return
 	}
-	if err := s.enter(); err != nil {
-		return
-	}
-	defer s.leave()
 	if _, err := s.checkpointLocked(ctx); err != nil && !errors.Is(err, errNothingToCheckpoint) {
 		s.log.Error("audit checkpoint failed", "err", err)
 	}

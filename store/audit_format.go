@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 	"unicode/utf8"
 
@@ -139,11 +140,16 @@ func appendField(b []byte, s string) []byte {
 // canonicalRecord returns the canonical bytes of r (seq and time at fixed offsets 1 and 9,
 // so the committer can fill them in under the append lock).
 func canonicalRecord(r *Record) []byte {
+	return appendCanonicalRecord(nil, r, sortedDetailKeys(r.Details))
+}
+
+// appendCanonicalRecord appends the canonical bytes of r; keys are r.Details' keys, sorted.
+func appendCanonicalRecord(b []byte, r *Record, keys []string) []byte {
 	n := 1 + 8 + 8 + 4*5 + len(r.Actor) + len(r.Action) + len(r.Subject) + len(r.Outcome)
 	for k, v := range r.Details {
 		n += 8 + len(k) + len(v)
 	}
-	b := make([]byte, 0, n)
+	b = slices.Grow(b, n)
 	b = append(b, canonicalVersion)
 	b = binary.BigEndian.AppendUint64(b, r.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Time))
@@ -152,7 +158,7 @@ func canonicalRecord(r *Record) []byte {
 	b = appendField(b, r.Subject)
 	b = appendField(b, r.Outcome)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Details)))
-	for _, k := range sortedDetailKeys(r.Details) {
+	for _, k := range keys {
 		b = appendField(b, k)
 		b = appendField(b, r.Details[k])
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -71,7 +72,7 @@ func (s *Store) ExportAudit(ctx context.Context, w io.Writer, from, to uint64) e
 	}
 	defer s.leave()
 	if to == 0 && s.opts.Signer != nil && !s.failed.Load() {
-		if _, err := s.checkpoint(ctx); err != nil && err != errNothingToCheckpoint {
+		if _, err := s.checkpoint(ctx); err != nil && !errors.Is(err, errNothingToCheckpoint) {
 			return fmt.Errorf("store: export: %w", err)
 		}
 	}

@@ -383,3 +383,43 @@ func TestDisjointKeysDoNotBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCloseDuringWrites: Close waits for operations in flight (checkpointing ones
+// included), writes its final checkpoint, and later operations get ErrClosed.
+func TestCloseDuringWrites(t *testing.T) {
+	ctx := context.Background()
+	ts := openTest(t, func(o *Options) { o.CheckpointEvery = 1 })
+	var wg sync.WaitGroup
+	started := make(chan struct{}, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				err := ts.Append(ctx, Event{Actor: fmt.Sprint(w), Action: "a", Outcome: OutcomeOK})
+				if i == 0 {
+					started <- struct{}{}
+				}
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-started
+	}
+	if err := ts.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	ts.Store = ts.open(t)
+	res, err := ts.VerifyAudit(ctx, ts.signer.PublicKey())
+	if err != nil || res.VerifiedThrough != res.To {
+		t.Fatalf("after close under load: %+v, %v", res, err)
+	}
+}

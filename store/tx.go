@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -318,27 +319,62 @@ func (s *Store) Append(ctx context.Context, events ...Event) error {
 // number, time and hash, so that the work under the append lock is minimal.
 type preparedEvent struct {
 	canonical []byte // canonical bytes with seq and time zero
-	pb        []byte // AuditRecord protobuf without fields 1, 2 and 8
+	pb        []byte // AuditRecord protobuf without fields 1, 2 and 8, with room for them
 }
 
-func prepareEvent(ev *Event) (preparedEvent, error) {
+// finishRoom is the most that finish appends: two varint fields and the hash.
+const finishRoom = 2*(1+binaryMaxVarintLen64) + 2 + hashSize
+
+const binaryMaxVarintLen64 = 10
+
+// prepareEvent encodes ev. The stored AuditRecord is written with protowire directly (the
+// message is flat and this is the hot path of every operation); tests check that it
+// decodes with the generated code to the same record.
+func prepareEvent(ev *Event) preparedEvent {
+	var arr [maxDetails]string
+	keys := arr[:0]
+	for k := range ev.Details {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
 	r := Record{Actor: ev.Actor, Action: ev.Action, Subject: ev.Subject, Outcome: ev.Outcome, Details: ev.Details}
-	rec := &storepb.AuditRecord{Actor: ev.Actor, Action: ev.Action, Subject: ev.Subject, Outcome: ev.Outcome}
-	for _, k := range sortedDetailKeys(ev.Details) {
-		rec.Details = append(rec.Details, &storepb.AuditDetail{Key: k, Value: ev.Details[k]})
+
+	n := finishRoom
+	for _, f := range []string{ev.Actor, ev.Action, ev.Subject, ev.Outcome} {
+		n += 1 + binaryMaxVarintLen64 + len(f)
 	}
-	pb, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
-	if err != nil {
-		return preparedEvent{}, fmt.Errorf("store: marshal audit record: %w", err)
+	for _, k := range keys {
+		n += 3*(1+binaryMaxVarintLen64) + len(k) + len(ev.Details[k])
 	}
-	return preparedEvent{canonical: canonicalRecord(&r), pb: pb}, nil
+	pb := make([]byte, 0, n)
+	for i, f := range []string{ev.Actor, ev.Action, ev.Subject, ev.Outcome} {
+		if f != "" {
+			pb = protowire.AppendTag(pb, protowire.Number(3+i), protowire.BytesType)
+			pb = protowire.AppendString(pb, f)
+		}
+	}
+	for _, k := range keys {
+		v := ev.Details[k]
+		size := 1 + protowire.SizeBytes(len(k))
+		if v != "" {
+			size += 1 + protowire.SizeBytes(len(v))
+		}
+		pb = protowire.AppendTag(pb, 7, protowire.BytesType)
+		pb = protowire.AppendVarint(pb, uint64(size))
+		pb = protowire.AppendTag(pb, 1, protowire.BytesType)
+		pb = protowire.AppendString(pb, k)
+		if v != "" {
+			pb = protowire.AppendTag(pb, 2, protowire.BytesType)
+			pb = protowire.AppendString(pb, v)
+		}
+	}
+	return preparedEvent{canonical: appendCanonicalRecord(nil, &r, keys), pb: pb}
 }
 
 // finish completes the stored AuditRecord: protobuf allows fields in any order, so seq,
-// time and hash are appended to the pre-marshalled rest.
+// time and hash are appended to the pre-encoded rest (in the room reserved for them).
 func (p *preparedEvent) finish(seq uint64, t int64, h *[hashSize]byte) []byte {
-	b := make([]byte, 0, len(p.pb)+2*11+2+hashSize)
-	b = append(b, p.pb...)
+	b := p.pb
 	b = protowire.AppendTag(b, 1, protowire.VarintType)
 	b = protowire.AppendVarint(b, seq)
 	b = protowire.AppendTag(b, 2, protowire.VarintType)
@@ -363,11 +399,7 @@ func (s *Store) commit(tx *Tx) error {
 	}
 	prepared := make([]preparedEvent, len(tx.events))
 	for i := range tx.events {
-		p, err := prepareEvent(&tx.events[i])
-		if err != nil {
-			return err
-		}
-		prepared[i] = p
+		prepared[i] = prepareEvent(&tx.events[i])
 	}
 	b := s.db.NewBatch()
 	for _, k := range tx.order {

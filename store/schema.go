@@ -88,7 +88,8 @@ func ValidPart(s string) error {
 	}
 	for _, r := range s {
 		if r == '/' || r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: key part %q contains %q", ErrInvalidKey, s, r)
+			// The part itself is not echoed: it may be personal data.
+			return fmt.Errorf("%w: key part contains %q", ErrInvalidKey, r)
 		}
 	}
 	return nil

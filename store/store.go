@@ -245,7 +245,7 @@ func (s *Store) Lookup(ctx context.Context, index, value string) (string, error)
 	}
 	var e storepb.IndexEntry
 	if err := s.Get(ctx, k, &e); err != nil {
-		return "", err
+		return "", indexError(index, err)
 	}
 	return e.GetOwner(), nil
 }

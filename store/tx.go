@@ -256,9 +256,20 @@ func (tx *Tx) Lookup(index, value string) (string, error) {
 	}
 	var e storepb.IndexEntry
 	if err := tx.Get(k, &e); err != nil {
-		return "", err
+		return "", indexError(index, err)
 	}
 	return e.GetOwner(), nil
+}
+
+// indexError reports a failed index read by index name only: index values are often
+// personal data (phone numbers) and errors end up in logs.
+func indexError(index string, err error) error {
+	for _, sentinel := range []error{ErrNotFound, ErrCorrupt, errContended, ErrFailed, ErrClosed} {
+		if errors.Is(err, sentinel) {
+			return fmt.Errorf("%w: index %s", sentinel, index)
+		}
+	}
+	return fmt.Errorf("store: index %s: read failed", index)
 }
 
 // AddIndex adds owner under value in a multi-valued index (list them with

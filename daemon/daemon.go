@@ -311,16 +311,22 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- d.server.Serve(l) }()
-	monitorCtx, stopMonitor := context.WithCancel(ctx)
-	defer stopMonitor()
-	go d.monitor(monitorCtx)
-	go d.store.RunSweeper(monitorCtx, time.Minute)
+	// Background work uses the store and the keyring; it must end before they close.
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	background.Go(func() { d.monitor(bgCtx) })
+	background.Go(func() { d.store.RunSweeper(bgCtx, time.Minute) })
+	closeAll := func() {
+		stopBackground()
+		background.Wait()
+		d.close(context.Background())
+	}
 	if ready != nil {
 		ready()
 	}
 	select {
 	case err := <-done:
-		d.close(context.Background())
+		closeAll()
 		return err
 	case <-ctx.Done():
 	}
@@ -334,7 +340,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 		d.server.Stop()
 	}
 	<-done
-	d.close(context.Background())
+	closeAll()
 	return nil
 }
 

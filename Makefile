@@ -6,17 +6,26 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 2s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test bench fuzz lint run clean
+.PHONY: all build bins test proto bench fuzz lint run clean
 
 all: build
 
-build:
+build: bins
 	$(GO) build $(PKGS)
 
-# The whole suite, with the race detector. Tests that need SoftHSM2 find it through
+bins:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The whole suite, with the race detector, then the check that the generated protobuf code
+# is what the .proto files produce. Tests that need SoftHSM2 find it through
 # softhsm.FindModule (HUFU_PKCS11_MODULE or the Debian locations).
 test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	scripts/proto.sh check
+
+# Regenerate the Go code of every .proto (buf and the plugins are pinned in tools/go.mod).
+proto:
+	scripts/proto.sh gen
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
@@ -35,8 +44,14 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
-run:
-	@echo "make run arrives with the daemon (issue: the appliance daemon); nothing to run yet." >&2; exit 1
+# A development appliance in ./.hufu on the embedded defaults: installs SoftHSM2 if it is
+# missing, runs the idempotent `hufud init`, then serves in the foreground (Ctrl-C stops).
+run: bins
+	@command -v softhsm2-util >/dev/null 2>&1 || { \
+	  echo "installing softhsm2 (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y softhsm2; else sudo apt-get install -y softhsm2; fi; }
+	$(BIN)/hufud init
+	$(BIN)/hufud serve -log.format text
 
 clean:
 	rm -rf $(BIN)

@@ -115,4 +115,3 @@ func (s *sessionCreds) GetRequestMetadata(context.Context, ...string) (map[strin
 }
 
 func (s *sessionCreds) RequireTransportSecurity() bool { return true }
-

@@ -1,0 +1,479 @@
+// Command hufu is the hufu command-line client: it plays the phone (sign in, verify identity,
+// choose a platform) and, with a client certificate, a business system, against a running
+// hufud. Run "hufu help" for the commands.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/client"
+	"github.com/hufu-hsm/hufu/daemon/accounts"
+	"google.golang.org/grpc/status"
+)
+
+const usage = `usage: hufu [global flags] COMMAND [flags]
+
+Commands:
+  login [-phone P] [-code C | -password-stdin | -wechat CODE | -carrier TOKEN]
+                          sign in (SMS code by default; the development code is picked up)
+  whoami                  show the signed-in account
+  logout                  end the session
+  platform list|current   list platforms, show the chosen one
+  platform use ID         choose a platform
+  verify-identity cfca -name N -id ID
+  verify-identity face -name N -id ID        (development: completes at once)
+  verify-identity bank-card -name N -id ID -card NUMBER -reserved-phone P
+  password set -new P [-current P]
+  password reset -phone P -new P            (SMS code to the number)
+  phone change -new-phone P                 (SMS code to the new number)
+
+Global flags (environment in brackets):
+  -addr HOST:PORT   daemon address [HUFU_ADDR] (default 127.0.0.1:7443)
+  -daemon-dir DIR   a local daemon's data directory, for its CA and development SMS outbox
+                    [HUFU_DAEMON_DIR] (default .hufu)
+  -ca FILE          CA certificate of the daemon [HUFU_CA] (default DIR/tls/ca.pem)
+  -cert, -key FILE  client certificate for system calls [HUFU_CERT, HUFU_KEY]
+  -home DIR         where the CLI keeps its session and device id [HUFU_HOME]
+                    (default ~/.config/hufu)`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "hufu:", describe(err))
+		os.Exit(1)
+	}
+}
+
+// describe turns an error into the one line the user sees.
+func describe(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
+	}
+	// "ResourceExhausted" -> "resource exhausted"
+	var words strings.Builder
+	for i, r := range st.Code().String() {
+		if i > 0 && unicode.IsUpper(r) {
+			words.WriteByte(' ')
+		}
+		words.WriteRune(unicode.ToLower(r))
+	}
+	return words.String() + ": " + st.Message()
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+type cli struct {
+	addr, daemonDir, ca, cert, key, home string
+	in                                   *bufio.Reader
+	out                                  io.Writer
+	state                                state
+}
+
+// state is what the CLI remembers between runs, in HOME/state.json (0600).
+type state struct {
+	DeviceID     string `json:"device_id"`
+	AccessToken  string `json:"access_token,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+func run(args []string, stdin io.Reader, stdout io.Writer) error {
+	c := &cli{in: bufio.NewReader(stdin), out: stdout}
+	home, _ := os.UserConfigDir()
+	fs := flag.NewFlagSet("hufu", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(os.Stderr, usage) }
+	fs.StringVar(&c.addr, "addr", env("HUFU_ADDR", "127.0.0.1:7443"), "")
+	fs.StringVar(&c.daemonDir, "daemon-dir", env("HUFU_DAEMON_DIR", ".hufu"), "")
+	fs.StringVar(&c.ca, "ca", env("HUFU_CA", ""), "")
+	fs.StringVar(&c.cert, "cert", env("HUFU_CERT", ""), "")
+	fs.StringVar(&c.key, "key", env("HUFU_KEY", ""), "")
+	fs.StringVar(&c.home, "home", env("HUFU_HOME", filepath.Join(home, "hufu")), "")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.ca == "" {
+		c.ca = filepath.Join(c.daemonDir, "tls", "ca.pem")
+	}
+	rest := fs.Args()
+	if len(rest) == 0 || rest[0] == "help" {
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	if err := c.load(); err != nil {
+		return err
+	}
+	conn, err := client.Dial(client.Config{Addr: c.addr, CAFile: c.ca, ClientCertFile: c.cert, ClientKeyFile: c.key, DeviceID: c.state.DeviceID})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetAccessToken(c.state.AccessToken)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd, sub := rest[0], rest[1:]
+	switch cmd {
+	case "login":
+		return c.login(ctx, conn, sub)
+	case "whoami":
+		return c.whoami(ctx, conn)
+	case "logout":
+		return c.logout(ctx, conn)
+	case "platform":
+		return c.platform(ctx, conn, sub)
+	case "verify-identity":
+		return c.verifyIdentity(ctx, conn, sub)
+	case "password":
+		return c.password(ctx, conn, sub)
+	case "phone":
+		return c.phone(ctx, conn, sub)
+	}
+	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
+}
+
+func (c *cli) statePath() string { return filepath.Join(c.home, "state.json") }
+
+func (c *cli) load() error {
+	b, err := os.ReadFile(c.statePath())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		if err := json.Unmarshal(b, &c.state); err != nil {
+			return fmt.Errorf("%s: %w", c.statePath(), err)
+		}
+	}
+	if c.state.DeviceID == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		c.state.DeviceID = "cli-" + hex.EncodeToString(b[:])
+		return c.save()
+	}
+	return nil
+}
+
+func (c *cli) save() error {
+	if err := os.MkdirAll(c.home, 0o700); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(c.state, "", "  ")
+	tmp := c.statePath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, c.statePath())
+}
+
+func (c *cli) device() *hufuv1.Device {
+	host, _ := os.Hostname()
+	return &hufuv1.Device{Id: c.state.DeviceID, Name: "hufu CLI on " + host}
+}
+
+func (c *cli) prompt(question string) (string, error) {
+	fmt.Fprint(c.out, question)
+	line, err := c.in.ReadString('\n')
+	if err != nil && line == "" {
+		return "", fmt.Errorf("reading %s: %w", strings.TrimSuffix(question, ": "), err)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// smsCode asks the daemon for a code and obtains it: the given one, the development outbox's
+// (the daemon writes codes there in development), or one typed by the user.
+func (c *cli) smsCode(ctx context.Context, conn *client.Conn, phone string, purpose hufuv1.SmsPurpose, given string) (string, error) {
+	if _, err := conn.Accounts.SendSmsCode(ctx, &hufuv1.SendSmsCodeRequest{Phone: phone, Purpose: purpose}); err != nil {
+		return "", err
+	}
+	if given != "" {
+		return given, nil
+	}
+	outbox := filepath.Join(c.daemonDir, "dev-sms.jsonl")
+	if code, err := accounts.LatestDevCode(outbox, phone, devPurposes[purpose]); err == nil {
+		fmt.Fprintf(c.out, "development code %s taken from %s\n", code, outbox)
+		return code, nil
+	}
+	return c.prompt("SMS code: ")
+}
+
+var devPurposes = map[hufuv1.SmsPurpose]accounts.Purpose{
+	hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN:        accounts.PurposeSignIn,
+	hufuv1.SmsPurpose_SMS_PURPOSE_CHANGE_PHONE:   accounts.PurposeChangePhone,
+	hufuv1.SmsPurpose_SMS_PURPOSE_RESET_PASSWORD: accounts.PurposeResetPassword,
+}
+
+func (c *cli) signedIn(s *hufuv1.Session, a *hufuv1.Account, registered bool) error {
+	c.state.AccessToken, c.state.RefreshToken = s.GetAccessToken(), s.GetRefreshToken()
+	if err := c.save(); err != nil {
+		return err
+	}
+	verb := "signed in as"
+	if registered {
+		verb = "registered and signed in as"
+	}
+	fmt.Fprintf(c.out, "%s %s (account %s)\n", verb, a.GetPhoneMasked(), a.GetId())
+	return nil
+}
+
+func (c *cli) login(ctx context.Context, conn *client.Conn, args []string) error {
+	fs := flag.NewFlagSet("hufu login", flag.ContinueOnError)
+	phone := fs.String("phone", "", "mobile number")
+	code := fs.String("code", "", "SMS code (default: development outbox, else prompt)")
+	passwordStdin := fs.Bool("password-stdin", false, "sign in with the password read from standard input")
+	wechat := fs.String("wechat", "", "WeChat authorisation code")
+	carrier := fs.String("carrier", "", "carrier one-click login token")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *carrier != "":
+		r, err := conn.Accounts.SignInWithCarrier(ctx, &hufuv1.SignInWithCarrierRequest{CarrierToken: *carrier, Device: c.device()})
+		if err != nil {
+			return err
+		}
+		return c.signedIn(r.Session, r.Account, r.Registered)
+	case *wechat != "":
+		r, err := conn.Accounts.SignInWithWechat(ctx, &hufuv1.SignInWithWechatRequest{AuthCode: *wechat, Device: c.device()})
+		if err != nil {
+			return err
+		}
+		if r.BindingTicket == "" {
+			return c.signedIn(r.Session, r.Account, false)
+		}
+		if *phone == "" {
+			return errors.New("this WeChat account is not bound yet: run again with -phone to bind it")
+		}
+		sms, err := c.smsCode(ctx, conn, *phone, hufuv1.SmsPurpose_SMS_PURPOSE_BIND_WECHAT, *code)
+		if err != nil {
+			return err
+		}
+		b, err := conn.Accounts.BindWechatPhone(ctx, &hufuv1.BindWechatPhoneRequest{BindingTicket: r.BindingTicket, Phone: *phone, Code: sms, Device: c.device()})
+		if err != nil {
+			return err
+		}
+		return c.signedIn(b.Session, b.Account, b.Registered)
+	}
+	if *phone == "" {
+		return errors.New("-phone is required")
+	}
+	if *passwordStdin {
+		pw, err := c.prompt("")
+		if err != nil {
+			return err
+		}
+		r, err := conn.Accounts.SignInWithPassword(ctx, &hufuv1.SignInWithPasswordRequest{Phone: *phone, Password: pw, Device: c.device()})
+		if err != nil {
+			return err
+		}
+		return c.signedIn(r.Session, r.Account, false)
+	}
+	sms, err := c.smsCode(ctx, conn, *phone, hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN, *code)
+	if err != nil {
+		return err
+	}
+	r, err := conn.Accounts.SignInWithSmsCode(ctx, &hufuv1.SignInWithSmsCodeRequest{Phone: *phone, Code: sms, Device: c.device()})
+	if err != nil {
+		return err
+	}
+	return c.signedIn(r.Session, r.Account, r.Registered)
+}
+
+func (c *cli) whoami(ctx context.Context, conn *client.Conn) error {
+	r, err := conn.Accounts.GetAccount(ctx, &hufuv1.GetAccountRequest{})
+	if err != nil {
+		return err
+	}
+	a := r.Account
+	fmt.Fprintf(c.out, "account   %s\nphone     %s\npassword  %v\nwechat    %v\nplatform  %s\n", a.Id, a.PhoneMasked, a.HasPassword, a.WechatBound, orNone(a.CurrentPlatformId))
+	if a.Identity.GetVerified() {
+		fmt.Fprintf(c.out, "identity  %s %s (%s)\n", a.Identity.NameMasked, a.Identity.IdNumberMasked, methodName(a.Identity.Method))
+	} else {
+		fmt.Fprintln(c.out, "identity  not verified (hufu verify-identity)")
+	}
+	return nil
+}
+
+func (c *cli) logout(ctx context.Context, conn *client.Conn) error {
+	if c.state.AccessToken == "" {
+		return errors.New("not signed in")
+	}
+	_, err := conn.Accounts.SignOut(ctx, &hufuv1.SignOutRequest{})
+	c.state.AccessToken, c.state.RefreshToken = "", ""
+	if serr := c.save(); serr != nil {
+		return serr
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.out, "signed out")
+	return nil
+}
+
+func (c *cli) platform(ctx context.Context, conn *client.Conn, args []string) error {
+	if len(args) == 0 {
+		return errors.New("platform list|current|use ID")
+	}
+	switch args[0] {
+	case "list":
+		r, err := conn.Platforms.ListPlatforms(ctx, &hufuv1.ListPlatformsRequest{})
+		if err != nil {
+			return err
+		}
+		for _, p := range r.Platforms {
+			fmt.Fprintf(c.out, "%-16s %s  %s\n", p.Id, p.Region, p.Name)
+		}
+		return nil
+	case "current":
+		r, err := conn.Platforms.GetCurrentPlatform(ctx, &hufuv1.GetCurrentPlatformRequest{})
+		if err != nil {
+			return err
+		}
+		if r.Platform == nil {
+			fmt.Fprintln(c.out, "no platform chosen (hufu platform use ID)")
+			return nil
+		}
+		fmt.Fprintf(c.out, "%s  %s\n", r.Platform.Id, r.Platform.Name)
+		return nil
+	case "use":
+		if len(args) != 2 {
+			return errors.New("platform use ID")
+		}
+		r, err := conn.Platforms.SelectPlatform(ctx, &hufuv1.SelectPlatformRequest{PlatformId: args[1]})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "now using %s (%s)\n", r.Platform.Id, r.Platform.Name)
+		return nil
+	}
+	return fmt.Errorf("unknown platform command %q", args[0])
+}
+
+func (c *cli) verifyIdentity(ctx context.Context, conn *client.Conn, args []string) error {
+	if len(args) == 0 {
+		return errors.New("verify-identity cfca|face|bank-card ...")
+	}
+	fs := flag.NewFlagSet("hufu verify-identity "+args[0], flag.ContinueOnError)
+	name := fs.String("name", "", "legal name")
+	id := fs.String("id", "", "18-character resident ID number")
+	card := fs.String("card", "", "bank card number")
+	reserved := fs.String("reserved-phone", "", "phone number reserved at the bank")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	var status *hufuv1.IdentityStatus
+	switch args[0] {
+	case "cfca":
+		r, err := conn.Identity.VerifyWithCfca(ctx, &hufuv1.VerifyWithCfcaRequest{Name: *name, IdNumber: *id})
+		if err != nil {
+			return err
+		}
+		status = r.Identity
+	case "face":
+		s, err := conn.Identity.StartFaceVerification(ctx, &hufuv1.StartFaceVerificationRequest{Name: *name, IdNumber: *id})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "open in Alipay: %s\n", s.Url)
+		if _, err := c.prompt("press Enter when the face check is done: "); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		r, err := conn.Identity.CompleteFaceVerification(ctx, &hufuv1.CompleteFaceVerificationRequest{CertifyId: s.CertifyId})
+		if err != nil {
+			return err
+		}
+		status = r.Identity
+	case "bank-card":
+		r, err := conn.Identity.VerifyWithBankCard(ctx, &hufuv1.VerifyWithBankCardRequest{Name: *name, IdNumber: *id, CardNumber: *card, ReservedPhone: *reserved})
+		if err != nil {
+			return err
+		}
+		status = r.Identity
+	default:
+		return fmt.Errorf("unknown method %q: cfca, face or bank-card", args[0])
+	}
+	fmt.Fprintf(c.out, "verified: %s %s (%s)\n", status.NameMasked, status.IdNumberMasked, methodName(status.Method))
+	return nil
+}
+
+func (c *cli) password(ctx context.Context, conn *client.Conn, args []string) error {
+	if len(args) == 0 {
+		return errors.New("password set|reset ...")
+	}
+	fs := flag.NewFlagSet("hufu password "+args[0], flag.ContinueOnError)
+	current := fs.String("current", "", "current password (when one is set)")
+	next := fs.String("new", "", "new password: 8-64 characters with a letter and a digit")
+	phone := fs.String("phone", "", "the account's number (reset)")
+	code := fs.String("code", "", "SMS code (reset; default: development outbox, else prompt)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	switch args[0] {
+	case "set":
+		if _, err := conn.Accounts.SetPassword(ctx, &hufuv1.SetPasswordRequest{CurrentPassword: *current, NewPassword: *next}); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.out, "password set")
+		return nil
+	case "reset":
+		sms, err := c.smsCode(ctx, conn, *phone, hufuv1.SmsPurpose_SMS_PURPOSE_RESET_PASSWORD, *code)
+		if err != nil {
+			return err
+		}
+		if _, err := conn.Accounts.ResetPassword(ctx, &hufuv1.ResetPasswordRequest{Phone: *phone, Code: sms, NewPassword: *next}); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.out, "password reset; every session of the account was signed out")
+		return nil
+	}
+	return fmt.Errorf("unknown password command %q", args[0])
+}
+
+func (c *cli) phone(ctx context.Context, conn *client.Conn, args []string) error {
+	if len(args) == 0 || args[0] != "change" {
+		return errors.New("phone change -new-phone P")
+	}
+	fs := flag.NewFlagSet("hufu phone change", flag.ContinueOnError)
+	newPhone := fs.String("new-phone", "", "the new mobile number")
+	code := fs.String("code", "", "SMS code sent to the new number (default: development outbox, else prompt)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	sms, err := c.smsCode(ctx, conn, *newPhone, hufuv1.SmsPurpose_SMS_PURPOSE_CHANGE_PHONE, *code)
+	if err != nil {
+		return err
+	}
+	r, err := conn.Accounts.ChangePhone(ctx, &hufuv1.ChangePhoneRequest{NewPhone: *newPhone, Code: sms})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "phone changed to %s\n", r.Account.PhoneMasked)
+	return nil
+}
+
+func methodName(m hufuv1.IdentityMethod) string {
+	return strings.ToLower(strings.TrimPrefix(m.String(), "IDENTITY_METHOD_"))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

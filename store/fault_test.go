@@ -29,14 +29,15 @@ import (
 //   - Errors while writing a checkpoint directory (Store.Backup) are returned and Pebble
 //     removes the partial directory; the store is unaffected.
 
-// walFaults fails every write or sync of a WAL file while on.
+// walFaults fails WAL operations of the selected kinds while on.
 type walFaults struct {
-	on  atomic.Bool
-	hit atomic.Int64
+	on    atomic.Bool
+	hit   atomic.Int64
+	match func(errorfs.OpKind) bool
 }
 
 func (w *walFaults) MaybeError(op errorfs.Op) error {
-	if !w.on.Load() || !strings.HasSuffix(op.Path, ".log") || op.Kind.ReadOrWrite() != errorfs.OpIsWrite {
+	if !w.on.Load() || !strings.HasSuffix(op.Path, ".log") || !w.match(op.Kind) {
 		return nil
 	}
 	w.hit.Add(1)
@@ -45,9 +46,29 @@ func (w *walFaults) MaybeError(op errorfs.Op) error {
 
 func (w *walFaults) String() string { return "wal faults" }
 
+func isSync(k errorfs.OpKind) bool {
+	return k == errorfs.OpFileSync || k == errorfs.OpFileSyncData || k == errorfs.OpFileSyncTo
+}
+
 func TestWALFaultFailsClosedAndRecovers(t *testing.T) {
+	tests := []struct {
+		name  string
+		match func(errorfs.OpKind) bool
+	}{
+		// Nothing of the batch reaches the file: after reopen it is absent.
+		{"write and sync fail", func(k errorfs.OpKind) bool { return k.ReadOrWrite() == errorfs.OpIsWrite }},
+		// The bytes reach the file (page cache) but fsync fails: after reopen the batch
+		// is typically present. Either way it must be whole.
+		{"only sync fails", isSync},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testWALFault(t, tt.match) })
+	}
+}
+
+func testWALFault(t *testing.T, match func(errorfs.OpKind) bool) {
 	ctx := context.Background()
-	faults := &walFaults{}
+	faults := &walFaults{match: match}
 	fs := errorfs.Wrap(vfs.Default, faults)
 	ts := openTest(t, func(o *Options) { o.FS = fs; o.CheckpointEvery = 2 })
 	for i := range 5 {

@@ -29,7 +29,10 @@ var (
 	// ErrFailed: an earlier commit failed after reaching Pebble's commit pipeline (for
 	// example a WAL write or sync error). Pebble's WAL is then unusable, so the store
 	// refuses every further operation (reads too: the memtable may hold the batch whose
-	// sync failed); close it and open it again to recover.
+	// sync failed); close it and open it again to recover. The outcome of the operation
+	// that failed is unknown: after reopening, its batch is either wholly present (the
+	// bytes reached the disk although the fsync reported an error) or wholly absent, so
+	// callers retry with an idempotency key rather than assume either.
 	ErrFailed = errors.New("store: failed, reopen required")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")

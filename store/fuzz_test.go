@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ func writeSeed(t *testing.T, target, name string, b []byte) {
 // checks that they exist.
 func TestFuzzSeeds(t *testing.T) {
 	if !*update {
-		for _, target := range []string{"FuzzVerifyExport", "FuzzDecodeEnvelope", "FuzzDecodeCanonicalRecord", "FuzzDecodeStoredAudit"} {
+		for _, target := range []string{"FuzzVerifyExport", "FuzzDecodeEnvelope", "FuzzDecodeCanonicalRecord", "FuzzDecodeStoredAudit", "FuzzListCursor"} {
 			if m, _ := filepath.Glob(filepath.Join("testdata", "fuzz", target, "*")); len(m) == 0 {
 				t.Errorf("no committed seed corpus for %s (run with -update)", target)
 			}
@@ -102,6 +103,13 @@ func TestFuzzSeeds(t *testing.T) {
 	writeSeed(t, "FuzzDecodeStoredAudit", "record", stored)
 	ck, _, _ := ts.getRaw(auditCheckpointKey(3))
 	writeSeed(t, "FuzzDecodeStoredAudit", "checkpoint", ck)
+
+	page, err := examples.List(ctx, ts.Store, "", ListOptions{Limit: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSeed(t, "FuzzListCursor", "cursor", []byte(page.Next))
+	writeSeed(t, "FuzzListCursor", "other-prefix", []byte(base64.RawURLEncoding.EncodeToString([]byte("o/x"))))
 
 	env, _, _ := ts.getRaw("u/f1")
 	writeSeed(t, "FuzzDecodeEnvelope", "record", env)
@@ -175,6 +183,22 @@ func FuzzDecodeStoredAudit(f *testing.F) {
 		}
 		if c, err := decodeCheckpoint(b); err == nil {
 			_ = checkpointDigest(c)
+		}
+	})
+}
+
+// FuzzListCursor: cursors come back from API clients. A cursor that is accepted must make
+// the listing start strictly after a key inside the prefix.
+func FuzzListCursor(f *testing.F) {
+	f.Add([]byte("dS94"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o := ListOptions{Prefix: "u/", Cursor: string(b)}
+		start, err := o.normalise()
+		if err != nil || len(b) == 0 {
+			return
+		}
+		if !strings.HasPrefix(string(start), "u/") || start[len(start)-1] != 0 {
+			t.Fatalf("cursor %q starts listing at %q", b, start)
 		}
 	})
 }

@@ -334,6 +334,18 @@ func TestVerifyStoredTampering(t *testing.T) {
 			set(t, ts, 6, b)
 			set(t, ts, 7, a)
 		}, ReasonReordered, 6},
+		{"checkpoint signature corrupted", func(t *testing.T, ts *testStore) {
+			v, _, _ := ts.getRaw(auditCheckpointKey(8))
+			var c storepb.AuditCheckpoint
+			if err := proto.Unmarshal(v, &c); err != nil {
+				t.Fatal(err)
+			}
+			c.Signature[len(c.Signature)/2] ^= 0x40
+			b, _ := proto.Marshal(&c)
+			if err := ts.db.Set([]byte(auditCheckpointKey(8)), b, pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+		}, ReasonBadSignature, 8},
 		{"truncated", func(t *testing.T, ts *testStore) {
 			del(t, ts, auditRecordKey(11))
 			del(t, ts, auditRecordKey(12))

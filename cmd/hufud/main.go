@@ -67,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	switch cmd {
 	case "validate":
+		if err := cfg.CheckFiles(); err != nil {
+			fmt.Fprintln(stdout, err)
+			return errors.New("configuration refers to files that cannot be read (in development, run hufud init first)")
+		}
 		fmt.Fprintln(stdout, "configuration is valid")
 		return nil
 	case "init":

@@ -339,3 +339,27 @@ func (c *Config) Path(p string) string {
 	}
 	return filepath.Join(c.DataDir, p)
 }
+
+// CheckFiles reports every configured file that cannot be read, with its key path. It is
+// separate from Validate because a configuration is often checked on another machine than
+// the one that will run it.
+func (c *Config) CheckFiles() error {
+	var ps Problems
+	for _, f := range []struct{ path, file string }{
+		{"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile},
+		{"tls.client_ca_file", c.TLS.ClientCAFile}, {"hsm.module", c.HSM.Module}, {"hsm.pin_file", c.HSM.PINFile},
+	} {
+		if f.file == "" {
+			continue
+		}
+		if fh, err := os.Open(f.file); err != nil {
+			ps = append(ps, Problem{Path: f.path, Message: err.Error()})
+		} else {
+			fh.Close()
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}

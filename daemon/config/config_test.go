@@ -130,3 +130,19 @@ func TestEveryKeyHasDistinctNames(t *testing.T) {
 		t.Fatalf("keys missing: %v", seen)
 	}
 }
+
+func TestCheckFiles(t *testing.T) {
+	dir := t.TempDir()
+	present := filepath.Join(dir, "server.pem")
+	if err := os.WriteFile(present, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	c.TLS.CertFile = present
+	c.TLS.KeyFile = filepath.Join(dir, "missing-key.pem")
+	c.HSM.PINFile = filepath.Join(dir, "missing.pin")
+	var ps Problems
+	if err := c.CheckFiles(); !errors.As(err, &ps) || len(ps) != 2 || ps[0].Path != "tls.key_file" || ps[1].Path != "hsm.pin_file" {
+		t.Fatalf("got %v", err)
+	}
+}

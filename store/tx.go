@@ -48,7 +48,7 @@ func ExpiresAt(t time.Time) PutOption { return func(o *putOptions) { o.expires =
 // synced Pebble batch. fn may be called more than once (when a key it touches is held by
 // another transaction it is rolled back and re-run with that key locked first), so it
 // must have no effects outside tx. If fn returns an error nothing is written and Update
-// returns that error. Writing records without appending an audit event is refused with
+// returns that error, unless the error was made by Refuse. Writing records without appending an audit event is refused with
 // ErrUnaudited.
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := s.enter(); err != nil {
@@ -81,13 +81,29 @@ func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) error {
 			sort.Strings(keys)
 			continue
 		}
-		if err == nil {
+		var refused *refusal
+		switch {
+		case err == nil:
 			err = s.commit(tx)
+		case errors.As(err, &refused):
+			if err = s.commit(tx); err == nil {
+				err = refused.err
+			}
 		}
 		tx.release()
 		return err
 	}
 }
+
+// Refuse wraps a denial so that Update commits the transaction's writes — typically a
+// failure counter and the audit record of the denial — and then returns err. Without it a
+// refused request could not leave a trace: an error from fn discards every write.
+func Refuse(err error) error { return &refusal{err: err} }
+
+type refusal struct{ err error }
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
 
 func (s *Store) failedErr() error {
 	return fmt.Errorf("%w: %w", ErrFailed, s.Failed())

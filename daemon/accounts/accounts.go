@@ -113,32 +113,6 @@ const (
 	indexUserSessions = "user-session"  // user id -> v/session/<id> (multi-valued)
 )
 
-// refusal is a denial that must be committed (a failure counter, the audit record of the
-// denial) and then reported.
-type refusal struct{ err error }
-
-func (r refusal) Error() string { return r.err.Error() }
-
-// update runs fn in one store transaction. If fn returns a refusal, the transaction's writes
-// are committed and the refusal's error returned; any other error aborts it.
-func (s *Service) update(ctx context.Context, fn func(tx *store.Tx) error) error {
-	var refused error
-	err := s.Store.Update(ctx, func(tx *store.Tx) error {
-		refused = nil // fn may run more than once while the store gathers its locks
-		err := fn(tx)
-		var r refusal
-		if errors.As(err, &r) {
-			refused = r.err
-			return nil
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return refused
-}
-
 func (s *Service) now() time.Time { return s.Clock.Now() }
 
 func nanos(t time.Time) int64 { return t.UnixNano() }

@@ -68,7 +68,7 @@ func (s *Service) StartFace(ctx context.Context, caller authn.Caller, p identity
 	if store.ValidPart(id) != nil {
 		return "", "", &apierr.Error{Kind: apierr.Unavailable, Message: "the verification provider answered oddly", Cause: errors.New("unusable certify id")}
 	}
-	err = s.update(ctx, func(tx *store.Tx) error {
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		if err := faceChecks.Put(tx, "face/"+id, &storepb.PendingFace{UserId: caller.UserID}, store.ExpiresAt(tx.Now().Add(faceTTL))); err != nil {
 			return err
 		}
@@ -141,7 +141,7 @@ func (s *Service) saveIdentity(ctx context.Context, caller authn.Caller, m ident
 	if len(cardMasked) > 0 {
 		v.CardMasked = cardMasked[0]
 	}
-	err = s.update(ctx, func(tx *store.Tx) error {
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		u, err := users.Get(tx, caller.UserID)
 		if err != nil {
 			return err

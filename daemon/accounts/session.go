@@ -158,7 +158,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Session, er
 	if !strings.HasPrefix(refreshToken, refreshPrefix) || len(refreshToken) > 128 {
 		return out, apierr.Invalidf("refresh_token", "not a hufu refresh token")
 	}
-	err := s.update(ctx, func(tx *store.Tx) error {
+	err := s.Store.Update(ctx, func(tx *store.Tx) error {
 		owner, err := tx.Lookup(indexRefreshToken, tokenIndexValue(refreshToken))
 		if errors.Is(err, store.ErrNotFound) {
 			return apierr.New(apierr.Unauthenticated, "refresh token is invalid, expired or revoked; sign in again")
@@ -181,7 +181,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Session, er
 
 // SignOut revokes the caller's session.
 func (s *Service) SignOut(ctx context.Context, caller authn.Caller) error {
-	return s.update(ctx, func(tx *store.Tx) error {
+	return s.Store.Update(ctx, func(tx *store.Tx) error {
 		rec, err := sessions.Get(tx, "session/"+caller.SessionID)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // already gone: signing out twice is not an error

@@ -47,7 +47,7 @@ func (s *Service) SignInWithCode(ctx context.Context, phone, code string, d Devi
 	if err := firstError(checkPhone("phone", phone), checkCode(code), checkDevice(d)); err != nil {
 		return out, err
 	}
-	err := s.update(ctx, func(tx *store.Tx) error {
+	err := s.Store.Update(ctx, func(tx *store.Tx) error {
 		out = SignIn{}
 		if err := s.consumeCode(ctx, tx, phone, PurposeSignIn, code); err != nil {
 			return err
@@ -74,7 +74,7 @@ func (s *Service) SignInWithPassword(ctx context.Context, phone, password string
 		return out, apierr.Invalidf("password", "must be 1 to 256 bytes")
 	}
 	wrong := apierr.New(apierr.Unauthenticated, "wrong phone number or password")
-	err := s.update(ctx, func(tx *store.Tx) error {
+	err := s.Store.Update(ctx, func(tx *store.Tx) error {
 		out = SignIn{}
 		user, err := s.userByPhone(tx, phone)
 		if errors.Is(err, store.ErrNotFound) {
@@ -111,7 +111,7 @@ func (s *Service) SignInWithPassword(ctx context.Context, phone, password string
 			if err := tx.Audit(event); err != nil {
 				return err
 			}
-			return refusal{denial}
+			return store.Refuse(denial)
 		}
 		if user.PasswordFailures != 0 {
 			user.PasswordFailures = 0
@@ -139,7 +139,7 @@ func (s *Service) SignInWithWeChat(ctx context.Context, authCode string, d Devic
 	if err != nil {
 		return out, "", providerError("WeChat", err)
 	}
-	err = s.update(ctx, func(tx *store.Tx) error {
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		out, ticket = SignIn{}, ""
 		owner, err := tx.Lookup(indexWeChat, openID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -175,7 +175,7 @@ func (s *Service) BindWeChatPhone(ctx context.Context, ticket, phone, code strin
 	}
 	h := sha256.Sum256([]byte(ticket))
 	bindingID := "wechat-binding/" + hex.EncodeToString(h[:])
-	err := s.update(ctx, func(tx *store.Tx) error {
+	err := s.Store.Update(ctx, func(tx *store.Tx) error {
 		out = SignIn{}
 		binding, err := bindings.Get(tx, bindingID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -230,7 +230,7 @@ func (s *Service) SignInWithCarrier(ctx context.Context, token string, d Device)
 	if err != nil {
 		return out, providerError("carrier", err)
 	}
-	err = s.update(ctx, func(tx *store.Tx) error {
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		out = SignIn{}
 		var err error
 		if out.User, out.Registered, err = s.findOrRegister(tx, phone, "carrier"); err != nil {

@@ -109,7 +109,7 @@ func (s *Service) SendCode(ctx context.Context, phone string, purpose Purpose, s
 	if err != nil {
 		return expires, retryAfter, &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable", Cause: err}
 	}
-	err = s.update(ctx, func(tx *store.Tx) error {
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		now := tx.Now()
 		if err := checkLock(tx, "code-lock", phone); err != nil {
 			return err
@@ -194,7 +194,7 @@ func (s *Service) consumeCode(ctx context.Context, tx *store.Tx, phone string, p
 	if err := tx.Audit(event); err != nil {
 		return err
 	}
-	return refusal{denial}
+	return store.Refuse(denial)
 }
 
 func codeID(phone string, purpose Purpose) string { return "sms/" + string(purpose) + "/" + phone }

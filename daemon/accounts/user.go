@@ -39,7 +39,7 @@ func (s *Service) SetPassword(ctx context.Context, caller authn.Caller, current,
 		return err
 	}
 	hash := hashPassword(next, s.opts.Password)
-	return s.update(ctx, func(tx *store.Tx) error {
+	return s.Store.Update(ctx, func(tx *store.Tx) error {
 		u, err := users.Get(tx, caller.UserID)
 		if err != nil {
 			return err
@@ -56,7 +56,7 @@ func (s *Service) SetPassword(ctx context.Context, caller authn.Caller, current,
 				if err := tx.Audit(store.Event{Actor: caller.Actor(), Action: "account.password.change", Subject: userKey(u.Id), Outcome: "denied"}); err != nil {
 					return err
 				}
-				return refusal{apierr.New(apierr.PermissionDenied, "the current password is wrong")}
+				return store.Refuse(apierr.New(apierr.PermissionDenied, "the current password is wrong"))
 			}
 		}
 		u.PasswordHash, u.PasswordFailures, u.PasswordLockedUntilUnixNano = hash, 0, 0
@@ -74,7 +74,7 @@ func (s *Service) ResetPassword(ctx context.Context, phone, code, next string) e
 		return err
 	}
 	hash := hashPassword(next, s.opts.Password)
-	return s.update(ctx, func(tx *store.Tx) error {
+	return s.Store.Update(ctx, func(tx *store.Tx) error {
 		if err := s.consumeCode(ctx, tx, phone, PurposeResetPassword, code); err != nil {
 			return err
 		}
@@ -102,7 +102,7 @@ func (s *Service) ChangePhone(ctx context.Context, caller authn.Caller, newPhone
 		return nil, err
 	}
 	var out *storepb.User
-	err := s.update(ctx, func(tx *store.Tx) error {
+	err := s.Store.Update(ctx, func(tx *store.Tx) error {
 		u, err := users.Get(tx, caller.UserID)
 		if err != nil {
 			return err
@@ -149,7 +149,7 @@ func (s *Service) SelectPlatform(ctx context.Context, caller authn.Caller, id st
 	if !ok {
 		return p, apierr.Invalidf("platform_id", "no platform %q is configured", id)
 	}
-	return p, s.update(ctx, func(tx *store.Tx) error {
+	return p, s.Store.Update(ctx, func(tx *store.Tx) error {
 		u, err := users.Get(tx, caller.UserID)
 		if err != nil {
 			return err

@@ -138,3 +138,15 @@ func verifyProof(context []byte, w *Point, p *Proof) error {
 	}
 	return nil
 }
+
+// KeygenContext is the proof context hufu binds a key-generation request to: the account
+// and the key id, length-prefixed, so a proof made for one key or user cannot be replayed
+// for another. Phone and server compute it the same way.
+func KeygenContext(userID, keyID string) []byte {
+	out := []byte("hufu/key/v1")
+	for _, part := range []string{userID, keyID} {
+		out = binary.BigEndian.AppendUint32(out, uint32(len(part)))
+		out = append(out, part...)
+	}
+	return out
+}

@@ -1,6 +1,9 @@
 // Package client is the Go SDK for hufu: a connection to the daemon over TLS (with a client
 // certificate for business and bid-opening systems, with a session token for people) and the
-// typed service clients. The phone half of the two-party protocols builds on it.
+// typed service clients; and the phone's half of split SM2 keys: two-party key generation
+// (CreateKey), a crypto.Signer and crypto.Decrypter backed by the appliance (OpenKey, Key),
+// batch signing and decryption, and crash-safe share refresh (RefreshKey). The phone's shares
+// are kept by package client/keystore.
 package client
 
 import (
@@ -39,6 +42,8 @@ type Conn struct {
 	Accounts  hufuv1.AccountServiceClient
 	Platforms hufuv1.PlatformServiceClient
 	Identity  hufuv1.IdentityServiceClient
+	Keys      hufuv1.KeyServiceClient
+	Cosign    hufuv1.CosignServiceClient
 	Health    healthpb.HealthClient
 }
 
@@ -75,6 +80,8 @@ func Dial(cfg Config) (*Conn, error) {
 		Accounts:  hufuv1.NewAccountServiceClient(cc),
 		Platforms: hufuv1.NewPlatformServiceClient(cc),
 		Identity:  hufuv1.NewIdentityServiceClient(cc),
+		Keys:      hufuv1.NewKeyServiceClient(cc),
+		Cosign:    hufuv1.NewCosignServiceClient(cc),
 		Health:    healthpb.NewHealthClient(cc),
 	}, nil
 }

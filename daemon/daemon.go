@@ -21,6 +21,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/daemon/keys"
 	"github.com/hufu-hsm/hufu/hsm"
 	"github.com/hufu-hsm/hufu/softhsm"
 	"github.com/hufu-hsm/hufu/store"
@@ -49,6 +50,7 @@ type Daemon struct {
 	keyring  *hsm.Keyring
 	store    *store.Store
 	accounts *accounts.Service
+	keys     *keys.Service
 	tls      *tlsMaterial
 	server   *grpc.Server
 	health   *health.Server
@@ -222,6 +224,18 @@ func (d *Daemon) buildServices() error {
 		Store: d.store, Keyring: d.keyring, SMS: sms, WeChat: wechat, Carrier: carrier,
 		Verifier: verifier, Clock: d.opts.Clock, Log: d.opts.Log,
 	})
+	if err != nil {
+		return err
+	}
+	k := d.cfg.Keys
+	d.keys, err = keys.New(keys.Options{
+		PINMaxAttempts: k.PINMaxAttempts, PINLockout: k.PINLockout.Std(), TicketTTL: k.TicketTTL.Std(),
+		TicketUses: k.TicketUses, MaxBatch: k.MaxBatch, DecryptPerMinute: k.DecryptPerMinute,
+		CacheSize: k.CacheSize, CacheTTL: k.CacheTTL.Std(),
+	}, keys.Deps{
+		Store: d.store, Keyring: d.keyring, Accounts: d.accounts, Clock: d.opts.Clock,
+		Registry: d.opts.Registry, Log: d.opts.Log,
+	})
 	return err
 }
 
@@ -244,8 +258,10 @@ func (d *Daemon) buildServer() {
 		grpc.MaxRecvMsgSize(d.cfg.GRPC.MaxRecvBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
-	for m, r := range d.accounts.Register(d.server) {
-		g.policy[m] = r
+	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server)} {
+		for m, r := range policy {
+			g.policy[m] = r
+		}
 	}
 	d.health = health.NewServer()
 	healthpb.RegisterHealthServer(d.server, d.health)

@@ -148,6 +148,15 @@ func (s *Service) SendCode(ctx context.Context, phone string, purpose Purpose, s
 	return expires, retryAfter, nil
 }
 
+// ConsumeCode checks an SMS code for phone and purpose inside tx, for other domains whose
+// operations need one (a certificate PIN reset). See consumeCode.
+func (s *Service) ConsumeCode(ctx context.Context, tx *store.Tx, phone string, purpose Purpose, code string) error {
+	if err := checkCode(code); err != nil {
+		return err
+	}
+	return s.consumeCode(ctx, tx, phone, purpose, code)
+}
+
 // consumeCode checks a code inside tx and deletes it when right. A wrong code counts a
 // failure; at the configured maximum the code dies and the number is locked. Those writes
 // commit with the refusal.

@@ -31,13 +31,14 @@ const (
 	Unauthenticated                // codes.Unauthenticated: no or bad credentials
 	ResourceExhausted              // codes.ResourceExhausted: rate limits and lockouts
 	Unavailable                    // codes.Unavailable: a dependency is down; retry later
+	Aborted                        // codes.Aborted: a concurrent change won; retry the call
 )
 
 var codeOf = [...]codes.Code{
 	Internal: codes.Internal, InvalidArgument: codes.InvalidArgument, NotFound: codes.NotFound,
 	AlreadyExists: codes.AlreadyExists, FailedPrecondition: codes.FailedPrecondition,
 	PermissionDenied: codes.PermissionDenied, Unauthenticated: codes.Unauthenticated,
-	ResourceExhausted: codes.ResourceExhausted, Unavailable: codes.Unavailable,
+	ResourceExhausted: codes.ResourceExhausted, Unavailable: codes.Unavailable, Aborted: codes.Aborted,
 }
 
 // Error is an error the caller may see. Message is shown as is, so it must not contain

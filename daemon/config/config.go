@@ -31,13 +31,14 @@ type Config struct {
 	// providers. Never in production: codes are written to a file.
 	Development bool `yaml:"development"`
 
-	Listen  Listen  `yaml:"listen"`
-	TLS     TLS     `yaml:"tls"`
-	HSM     HSM     `yaml:"hsm"`
-	GRPC    GRPC    `yaml:"grpc"`
-	Log     Log     `yaml:"log"`
-	Audit   Audit   `yaml:"audit"`
-	Account Account `yaml:"account"`
+	Listen  Listen    `yaml:"listen"`
+	TLS     TLS       `yaml:"tls"`
+	HSM     HSM       `yaml:"hsm"`
+	GRPC    GRPC      `yaml:"grpc"`
+	Log     Log       `yaml:"log"`
+	Audit   Audit     `yaml:"audit"`
+	Account Account   `yaml:"account"`
+	Keys    KeyPolicy `yaml:"keys"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -107,6 +108,22 @@ type Account struct {
 	DevOutbox string `yaml:"dev_outbox"`
 }
 
+type KeyPolicy struct {
+	// PINMaxAttempts consecutive wrong certificate PINs lock a key for PINLockout.
+	PINMaxAttempts int      `yaml:"pin_max_attempts"`
+	PINLockout     Duration `yaml:"pin_lockout"`
+	// A verified PIN opens a cosign ticket good for TicketUses operations within TicketTTL.
+	TicketTTL  Duration `yaml:"ticket_ttl"`
+	TicketUses int      `yaml:"ticket_uses"`
+	// MaxBatch bounds SignBatch and DecryptBatch.
+	MaxBatch int `yaml:"max_batch"`
+	// DecryptPerMinute rate-limits decryptions per key.
+	DecryptPerMinute int `yaml:"decrypt_per_minute"`
+	// Unwrapped shares kept in memory: how many keys, for how long.
+	CacheSize int      `yaml:"cache_size"`
+	CacheTTL  Duration `yaml:"cache_ttl"`
+}
+
 type Platform struct {
 	ID     string `yaml:"id"`
 	Name   string `yaml:"name"`
@@ -162,6 +179,11 @@ func Default() Config {
 			CodeMaxAttempts: 5, CodeLockout: Duration(15 * time.Minute),
 			PasswordMaxAttempts: 10,
 			AccessTokenTTL:      Duration(2 * time.Hour), RefreshTokenTTL: Duration(30 * 24 * time.Hour),
+		},
+		Keys: KeyPolicy{
+			PINMaxAttempts: 5, PINLockout: Duration(30 * time.Minute),
+			TicketTTL: Duration(5 * time.Minute), TicketUses: 1000, MaxBatch: 256,
+			DecryptPerMinute: 600, CacheSize: 10000, CacheTTL: Duration(10 * time.Minute),
 		},
 		Platforms: []Platform{
 			{ID: "demo", Name: "示范公共资源交易平台", Region: "330000"},
@@ -261,7 +283,8 @@ func (c *Config) Validate() error {
 		"grpc.shutdown_grace": c.GRPC.ShutdownGrace, "audit.checkpoint_interval": c.Audit.CheckpointInterval,
 		"account.sms_code_ttl": c.Account.SMSCodeTTL, "account.sms_resend_interval": c.Account.SMSResendInterval,
 		"account.code_lockout": c.Account.CodeLockout, "account.access_token_ttl": c.Account.AccessTokenTTL,
-		"account.refresh_token_ttl": c.Account.RefreshTokenTTL,
+		"account.refresh_token_ttl": c.Account.RefreshTokenTTL, "keys.pin_lockout": c.Keys.PINLockout,
+		"keys.ticket_ttl": c.Keys.TicketTTL, "keys.cache_ttl": c.Keys.CacheTTL,
 	}
 	for path, d := range positive {
 		if d <= 0 {
@@ -271,7 +294,8 @@ func (c *Config) Validate() error {
 	counts := map[string]int{
 		"audit.checkpoint_every": c.Audit.CheckpointEvery, "account.sms_max_per_phone_hour": c.Account.SMSMaxPerPhoneHour,
 		"account.sms_max_per_source_hour": c.Account.SMSMaxPerSourceHour, "account.code_max_attempts": c.Account.CodeMaxAttempts,
-		"account.password_max_attempts": c.Account.PasswordMaxAttempts,
+		"account.password_max_attempts": c.Account.PasswordMaxAttempts, "keys.pin_max_attempts": c.Keys.PINMaxAttempts,
+		"keys.ticket_uses": c.Keys.TicketUses, "keys.decrypt_per_minute": c.Keys.DecryptPerMinute, "keys.cache_size": c.Keys.CacheSize,
 	}
 	for path, n := range counts {
 		if n < 1 {
@@ -280,6 +304,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GRPC.MaxRecvBytes < 4<<10 || c.GRPC.MaxRecvBytes > 64<<20 {
 		bad("grpc.max_recv_bytes", "%d: want 4 KiB..64 MiB", c.GRPC.MaxRecvBytes)
+	}
+	if c.Keys.MaxBatch < 1 || c.Keys.MaxBatch > 4096 {
+		bad("keys.max_batch", "%d: want 1..4096", c.Keys.MaxBatch)
 	}
 	if c.Account.RefreshTokenTTL < c.Account.AccessTokenTTL {
 		bad("account.refresh_token_ttl", "shorter than access_token_ttl")

@@ -1,0 +1,297 @@
+package keys
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// Sign is the server step of two-party signing for one digest.
+func (s *Service) Sign(ctx context.Context, caller authn.Caller, keyID string, cred Credential, raw []byte) (cosign.SignResponse, uint32, error) {
+	start := time.Now()
+	var req cosign.SignRequest
+	if err := req.UnmarshalBinary(raw); err != nil {
+		return cosign.SignResponse{}, 0, err
+	}
+	e, err := s.use(ctx, caller, keyID)
+	if err != nil {
+		return cosign.SignResponse{}, 0, err
+	}
+	defer s.cache.release(e)
+	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
+		return cosign.SignResponse{}, 0, err
+	}
+	share, version := e.key.shareFor(keyID, &req.E)
+	resp, err := share.Sign(s.deps.Rand, &req)
+	if err != nil {
+		return cosign.SignResponse{}, 0, err
+	}
+	if err := s.record(ctx, caller, keyID, "sign", [][]byte{req.E[:]}, 1, map[string]string{"digest": hex.EncodeToString(req.E[:])}); err != nil {
+		return cosign.SignResponse{}, 0, err // fail closed: no answer without its records
+	}
+	s.observe("sign", 1, 0, start)
+	return resp, version, nil
+}
+
+// shareFor picks the share that answers digest e: the pending one for a refresh challenge.
+func (k *loadedKey) shareFor(keyID string, e *[cosign.ScalarSize]byte) (*cosign.ServerShare, uint32) {
+	share := k.state.ShareFor([]byte(keyID), e)
+	if k.state.Pending != nil && share == k.state.Pending.Share {
+		return share, k.state.Pending.Offer.Version
+	}
+	return share, k.state.Version
+}
+
+// BatchResult is one item of a batch: a result or the error the item alone would have got.
+type BatchResult struct {
+	Result []byte
+	Err    error
+}
+
+// SignBatch signs many digests with one credential check, in parallel. A bad item fails
+// alone.
+func (s *Service) SignBatch(ctx context.Context, caller authn.Caller, keyID string, cred Credential, raws [][]byte) ([]BatchResult, uint32, error) {
+	start := time.Now()
+	if err := s.checkBatch("sign_requests", len(raws)); err != nil {
+		return nil, 0, err
+	}
+	e, err := s.use(ctx, caller, keyID)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer s.cache.release(e)
+	if err := s.authorize(ctx, caller, e, cred, len(raws)); err != nil {
+		return nil, 0, err
+	}
+	out := make([]BatchResult, len(raws))
+	digests := make([][]byte, len(raws))
+	s.parallel(len(raws), func(i int) {
+		var req cosign.SignRequest
+		if err := req.UnmarshalBinary(raws[i]); err != nil {
+			out[i].Err = itemError("sign_requests", i, err)
+			return
+		}
+		share, _ := e.key.shareFor(keyID, &req.E)
+		resp, err := share.Sign(s.deps.Rand, &req)
+		if err != nil {
+			out[i].Err = err
+			return
+		}
+		out[i].Result, _ = resp.MarshalBinary()
+		digests[i] = req.E[:]
+	})
+	if err := s.recordBatch(ctx, caller, keyID, "sign", digests, out); err != nil {
+		return nil, 0, err
+	}
+	s.observe("sign", len(raws), countFailed(out), start)
+	return out, e.key.state.Version, nil
+}
+
+// Decrypt is the server step of two-party decryption: T2 = d2⁻¹·C1.
+func (s *Service) Decrypt(ctx context.Context, caller authn.Caller, keyID string, cred Credential, c1 []byte) (cosign.Point, error) {
+	start := time.Now()
+	point, err := cosign.ParsePoint(c1)
+	if err != nil {
+		return cosign.Point{}, apierr.Invalid("c1", err)
+	}
+	e, err := s.use(ctx, caller, keyID)
+	if err != nil {
+		return cosign.Point{}, err
+	}
+	defer s.cache.release(e)
+	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
+		return cosign.Point{}, err
+	}
+	if err := s.limits.take(keyID, 1); err != nil {
+		return cosign.Point{}, err
+	}
+	resp := e.key.state.Share.Decrypt(&cosign.DecryptRequest{C1: point})
+	h := sha256.Sum256(c1)
+	if err := s.record(ctx, caller, keyID, "decrypt", [][]byte{h[:]}, 1, map[string]string{"c1_sha256": hex.EncodeToString(h[:])}); err != nil {
+		return cosign.Point{}, err
+	}
+	s.observe("decrypt", 1, 0, start)
+	return resp.T2, nil
+}
+
+// DecryptBatch answers many C1s with one credential check, in parallel (a bid opening's
+// envelopes). A bad item fails alone.
+func (s *Service) DecryptBatch(ctx context.Context, caller authn.Caller, keyID string, cred Credential, c1s [][]byte) ([]BatchResult, error) {
+	start := time.Now()
+	if err := s.checkBatch("c1s", len(c1s)); err != nil {
+		return nil, err
+	}
+	e, err := s.use(ctx, caller, keyID)
+	if err != nil {
+		return nil, err
+	}
+	defer s.cache.release(e)
+	if err := s.authorize(ctx, caller, e, cred, len(c1s)); err != nil {
+		return nil, err
+	}
+	if err := s.limits.take(keyID, len(c1s)); err != nil {
+		return nil, err
+	}
+	out := make([]BatchResult, len(c1s))
+	digests := make([][]byte, len(c1s))
+	s.parallel(len(c1s), func(i int) {
+		point, err := cosign.ParsePoint(c1s[i])
+		if err != nil {
+			out[i].Err = apierr.Invalid(fmt.Sprintf("c1s[%d]", i), err)
+			return
+		}
+		resp := e.key.state.Share.Decrypt(&cosign.DecryptRequest{C1: point})
+		out[i].Result = resp.T2[:]
+		h := sha256.Sum256(c1s[i])
+		digests[i] = h[:]
+	})
+	if err := s.recordBatch(ctx, caller, keyID, "decrypt", digests, out); err != nil {
+		return nil, err
+	}
+	s.observe("decrypt", len(c1s), countFailed(out), start)
+	return out, nil
+}
+
+func (s *Service) checkBatch(field string, n int) error {
+	if n == 0 || n > s.opts.MaxBatch {
+		return apierr.Invalidf(field, "a batch holds 1 to %d items, not %d", s.opts.MaxBatch, n)
+	}
+	return nil
+}
+
+// parallel runs fn(0..n-1) on at most Parallelism goroutines.
+func (s *Service) parallel(n int, fn func(i int)) {
+	workers := min(s.opts.Parallelism, n)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func itemError(field string, i int, err error) error {
+	return fmt.Errorf("%s[%d]: %w", field, i, err)
+}
+
+func countFailed(out []BatchResult) int {
+	n := 0
+	for _, r := range out {
+		if r.Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Service) observe(kind string, items, failed int, start time.Time) {
+	s.metrics.duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	if ok := items - failed; ok > 0 {
+		s.metrics.ops.WithLabelValues(kind, "ok").Add(float64(ok))
+	}
+	if failed > 0 {
+		s.metrics.ops.WithLabelValues(kind, "invalid").Add(float64(failed))
+	}
+}
+
+// record commits the usage record and the audit record of one operation.
+func (s *Service) record(ctx context.Context, caller authn.Caller, keyID, op string, digests [][]byte, n int, details map[string]string) error {
+	return s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		return s.recordTx(tx, caller, keyID, op, digests, n, "ok", details)
+	})
+}
+
+// recordBatch commits a usage record per item and one audit record for the batch, which
+// carries the count and the SHA-256 over the items' digests so that an auditor can tie the
+// usage records to it.
+func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, keyID, op string, digests [][]byte, out []BatchResult) error {
+	return s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		now := tx.Now()
+		all := sha256.New()
+		for i, d := range digests {
+			rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op, DeviceId: caller.DeviceID, Context: usageContext(caller), Count: 1, Outcome: "ok"}
+			if out[i].Err != nil {
+				rec.Outcome = out[i].Err.Error()
+			} else {
+				rec.Digest = hex.EncodeToString(d)
+				all.Write(d)
+			}
+			if err := usage.Put(tx, usageID(keyID, now), rec); err != nil {
+				return err
+			}
+		}
+		return tx.Audit(store.Event{
+			Actor: caller.Actor(), Action: "key." + op + "_batch", Subject: "k/" + keyID, Outcome: store.OutcomeOK,
+			Details: map[string]string{
+				"device": caller.DeviceID, "items": fmt.Sprint(len(out)), "failed": fmt.Sprint(countFailed(out)),
+				"items_sha256": hex.EncodeToString(all.Sum(nil)),
+			},
+		})
+	})
+}
+
+// recordTx writes a usage record and the audit record of an operation inside tx.
+func (s *Service) recordTx(tx *store.Tx, caller authn.Caller, keyID, op string, digests [][]byte, n int, outcome string, details map[string]string) error {
+	now := tx.Now()
+	rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op, DeviceId: caller.DeviceID,
+		Context: usageContext(caller), Count: uint32(n), Outcome: outcome}
+	if len(digests) == 1 {
+		rec.Digest = hex.EncodeToString(digests[0])
+	}
+	if err := usage.Put(tx, usageID(keyID, now), rec); err != nil {
+		return err
+	}
+	if details == nil {
+		details = map[string]string{}
+	}
+	details["device"] = caller.DeviceID
+	auditOutcome := store.OutcomeOK
+	if outcome != "ok" {
+		auditOutcome = "denied"
+		details["reason"] = outcome
+	}
+	return tx.Audit(store.Event{Actor: caller.Actor(), Action: "key." + op, Subject: "k/" + keyID, Outcome: auditOutcome, Details: details})
+}
+
+// usageID orders usage records newest first under the key: the time is inverted, and a
+// random suffix keeps records of the same nanosecond apart.
+func usageID(keyID string, t time.Time) string {
+	var r [4]byte
+	rand.Read(r[:])
+	return fmt.Sprintf("%s/usage/%016x-%08x", keyID, uint64(math.MaxInt64-t.UnixNano()), binary.BigEndian.Uint32(r[:]))
+}
+
+func usageContext(caller authn.Caller) string {
+	if caller.System != "" {
+		return "system:" + caller.System
+	}
+	return "phone"
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,144 @@
+package keys
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+)
+
+// tickets are the cosign tickets a verified PIN opens: bound to one key and one device,
+// expiring, and good for a limited number of operations. They live in memory only: a restart
+// asks for the PIN again, which is the safe direction. Only their SHA-256 is kept.
+type tickets struct {
+	now func() time.Time
+
+	mu sync.Mutex
+	m  map[[32]byte]*ticket
+}
+
+type ticket struct {
+	keyID, deviceID string
+	expires         time.Time
+	uses            int
+}
+
+const ticketPrefix = "hct_"
+
+// maxTickets bounds memory; the oldest are dropped first when it is reached.
+const maxTickets = 100_000
+
+func newTickets(now func() time.Time) *tickets {
+	return &tickets{now: now, m: map[[32]byte]*ticket{}}
+}
+
+func (t *tickets) open(keyID, deviceID string, ttl time.Duration, uses int) (string, time.Time) {
+	var b [32]byte
+	rand.Read(b[:])
+	token := ticketPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	expires := t.now().Add(ttl)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.m) >= maxTickets {
+		t.pruneLocked()
+	}
+	t.m[sha256.Sum256([]byte(token))] = &ticket{keyID: keyID, deviceID: deviceID, expires: expires, uses: uses}
+	return token, expires
+}
+
+// use spends n operations of a ticket for keyID on deviceID.
+func (t *tickets) use(token, keyID, deviceID string, n int) error {
+	if !strings.HasPrefix(token, ticketPrefix) || len(token) > 128 {
+		return apierr.Invalidf("credential.ticket", "not a cosign ticket")
+	}
+	h := sha256.Sum256([]byte(token))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tk, ok := t.m[h]
+	switch {
+	case !ok || !t.now().Before(tk.expires):
+		delete(t.m, h)
+		return apierr.New(apierr.Unauthenticated, "the cosign ticket expired or is unknown; open a new one with the PIN")
+	case tk.keyID != keyID || tk.deviceID != deviceID:
+		return apierr.New(apierr.PermissionDenied, "the cosign ticket is for another key or device")
+	case tk.uses < n:
+		return apierr.New(apierr.Unauthenticated, "the cosign ticket has %d uses left, %d needed; open a new one", tk.uses, n)
+	}
+	tk.uses -= n
+	return nil
+}
+
+// revokeKey drops every ticket of a key (PIN change or reset, lock, refresh, revocation).
+func (t *tickets) revokeKey(keyID string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for h, tk := range t.m {
+		if tk.keyID == keyID {
+			delete(t.m, h)
+		}
+	}
+}
+
+func (t *tickets) pruneLocked() {
+	now := t.now()
+	var oldest [32]byte
+	var oldestExp time.Time
+	for h, tk := range t.m {
+		if !now.Before(tk.expires) {
+			delete(t.m, h)
+			continue
+		}
+		if oldestExp.IsZero() || tk.expires.Before(oldestExp) {
+			oldest, oldestExp = h, tk.expires
+		}
+	}
+	if len(t.m) >= maxTickets {
+		delete(t.m, oldest)
+	}
+}
+
+// decryptLimits is a token bucket per key: decryption outside a bid opening is rate-limited
+// so a stolen phone share with a session cannot drain the server as a d2⁻¹ oracle.
+type decryptLimits struct {
+	perMinute int
+	now       func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newDecryptLimits(perMinute int, now func() time.Time) *decryptLimits {
+	return &decryptLimits{perMinute: perMinute, now: now, buckets: map[string]*bucket{}}
+}
+
+func (l *decryptLimits) take(keyID string, n int) error {
+	now := l.now()
+	rate := float64(l.perMinute) / 60
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[keyID]
+	if !ok {
+		if len(l.buckets) > maxTickets { // bound memory: full buckets carry no information
+			clear(l.buckets)
+		}
+		b = &bucket{tokens: float64(l.perMinute), last: now}
+		l.buckets[keyID] = b
+	}
+	b.tokens = min(float64(l.perMinute), b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens < float64(n) {
+		wait := time.Duration((float64(n) - b.tokens) / rate * float64(time.Second))
+		return apierr.Exhausted(wait, "decryption rate limit of %d per minute for this key reached; retry in %v", l.perMinute, wait.Round(time.Second))
+	}
+	b.tokens -= float64(n)
+	return nil
+}

@@ -65,10 +65,10 @@ func ResumeRefresh(ctx context.Context, conn *Conn, ks *keystore.Store, keyID st
 type settlement int
 
 const (
-	noRefresh       settlement = iota // no refresh anywhere
-	serverPending                     // the appliance waits for a confirmation
-	promoted                          // the appliance had committed: pending share made active
-	abandoned                         // the appliance had dropped it: pending share dropped
+	noRefresh     settlement = iota // no refresh anywhere
+	serverPending                   // the appliance waits for a confirmation
+	promoted                        // the appliance had committed: pending share made active
+	abandoned                       // the appliance had dropped it: pending share dropped
 )
 
 // settle compares the keystore with the appliance and applies the decided transitions of the

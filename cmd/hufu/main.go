@@ -1,6 +1,7 @@
 // Command hufu is the hufu command-line client: it plays the phone (sign in, verify identity,
-// choose a platform) and, with a client certificate, a business system, against a running
-// hufud. Run "hufu help" for the commands.
+// choose a platform, hold one share of split SM2 keys and sign, decrypt and refresh with
+// them) and, with a client certificate, a business system, against a running hufud. verify
+// and encrypt are standard SM2 and need no daemon. Run "hufu help" for the commands.
 package main
 
 import (
@@ -41,6 +42,24 @@ Commands:
   password reset -phone P -new P            (SMS code to the number)
   phone change -new-phone P                 (SMS code to the new number)
 
+Split keys (this device holds one share, the appliance the other):
+  key new [-label L] [-pin P]                create a key (needs a verified identity)
+  key list                                   the account's keys, and which are on this device
+  key show [-pem] KEY                        status and public key (-pem: the PEM only, offline)
+  key refresh KEY                            new shares, same public key (resumes if interrupted)
+  sign -key K -in FILE [-out FILE] [-id ID]  SM2 signature, ASN.1 DER (default FILE.sig);
+                                             several files: sign -key K FILE... (one batch)
+  verify -pub FILE|-key K -in FILE [-sig FILE] [-id ID]
+                                             standard SM2 verification (no daemon)
+  encrypt -pub FILE|-key K -in FILE [-out FILE] [-asn1]
+                                             standard SM2 encryption, C1C3C2 (no daemon)
+  decrypt -key K -in FILE [-out FILE]        two-party decryption; several files: one batch
+  pin change -key K                          change the certificate PIN
+  pin reset -key K -phone P [-code C]        forgot the PIN: reset by SMS code, unlocks the key
+  usage -key K [-n N]                        the key's usage records, newest first
+  The certificate PIN comes from -pin, else HUFU_PIN, else a prompt. Shares are kept in
+  HOME/keys, sealed under HOME/device.key (0600; keep it out of backups of HOME/keys).
+
 Global flags (environment in brackets):
   -addr HOST:PORT   daemon address [HUFU_ADDR] (default 127.0.0.1:7443)
   -daemon-dir DIR   a local daemon's data directory, for its CA and development SMS outbox
@@ -51,18 +70,21 @@ Global flags (environment in brackets):
                     (default ~/.config/hufu)`
 
 func main() {
-	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "hufu:", describe(err))
 		os.Exit(1)
 	}
 }
 
-// describe turns an error into the one line the user sees.
+// describe turns an error into the one line the user sees. A gRPC status error wrapped with
+// context ("client: open key K: ...") keeps the context and loses the "rpc error" noise.
 func describe(err error) string {
-	st, ok := status.FromError(err)
-	if !ok {
+	var grpcErr interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &grpcErr) {
 		return err.Error()
 	}
+	st := grpcErr.GRPCStatus()
+	prefix := strings.TrimSuffix(err.Error(), grpcErr.(error).Error())
 	// "ResourceExhausted" -> "resource exhausted"
 	var words strings.Builder
 	for i, r := range st.Code().String() {
@@ -71,7 +93,7 @@ func describe(err error) string {
 		}
 		words.WriteRune(unicode.ToLower(r))
 	}
-	return words.String() + ": " + st.Message()
+	return words.String() + ": " + prefix + st.Message()
 }
 
 func env(name, def string) string {
@@ -83,8 +105,9 @@ func env(name, def string) string {
 
 type cli struct {
 	addr, daemonDir, ca, cert, key, home string
+	stdin                                io.Reader
 	in                                   *bufio.Reader
-	out                                  io.Writer
+	out, errOut                          io.Writer
 	state                                state
 }
 
@@ -95,11 +118,11 @@ type state struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
-func run(args []string, stdin io.Reader, stdout io.Writer) error {
-	c := &cli{in: bufio.NewReader(stdin), out: stdout}
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	c := &cli{stdin: stdin, in: bufio.NewReader(stdin), out: stdout, errOut: stderr}
 	home, _ := os.UserConfigDir()
 	fs := flag.NewFlagSet("hufu", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(os.Stderr, usage) }
+	fs.Usage = func() { fmt.Fprintln(stderr, usage) }
 	fs.StringVar(&c.addr, "addr", env("HUFU_ADDR", "127.0.0.1:7443"), "")
 	fs.StringVar(&c.daemonDir, "daemon-dir", env("HUFU_DAEMON_DIR", ".hufu"), "")
 	fs.StringVar(&c.ca, "ca", env("HUFU_CA", ""), "")
@@ -117,6 +140,13 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
+	cmd, sub := rest[0], rest[1:]
+	switch cmd { // offline: no daemon, no session
+	case "verify":
+		return c.verify(sub)
+	case "encrypt":
+		return c.encrypt(sub)
+	}
 	if err := c.load(); err != nil {
 		return err
 	}
@@ -126,9 +156,9 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	}
 	defer conn.Close()
 	conn.SetAccessToken(c.state.AccessToken)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Batches of many files run longer than one call.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd, sub := rest[0], rest[1:]
 	switch cmd {
 	case "login":
 		return c.login(ctx, conn, sub)
@@ -144,6 +174,16 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return c.password(ctx, conn, sub)
 	case "phone":
 		return c.phone(ctx, conn, sub)
+	case "key":
+		return c.keyCmd(ctx, conn, sub)
+	case "sign":
+		return c.sign(ctx, conn, sub)
+	case "decrypt":
+		return c.decrypt(ctx, conn, sub)
+	case "pin":
+		return c.pinCmd(ctx, conn, sub)
+	case "usage":
+		return c.usageCmd(ctx, conn, sub)
 	}
 	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
 }
@@ -214,9 +254,10 @@ func (c *cli) smsCode(ctx context.Context, conn *client.Conn, phone string, purp
 }
 
 var devPurposes = map[hufuv1.SmsPurpose]accounts.Purpose{
-	hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN:        accounts.PurposeSignIn,
-	hufuv1.SmsPurpose_SMS_PURPOSE_CHANGE_PHONE:   accounts.PurposeChangePhone,
-	hufuv1.SmsPurpose_SMS_PURPOSE_RESET_PASSWORD: accounts.PurposeResetPassword,
+	hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN:               accounts.PurposeSignIn,
+	hufuv1.SmsPurpose_SMS_PURPOSE_CHANGE_PHONE:          accounts.PurposeChangePhone,
+	hufuv1.SmsPurpose_SMS_PURPOSE_RESET_PASSWORD:        accounts.PurposeResetPassword,
+	hufuv1.SmsPurpose_SMS_PURPOSE_RESET_CERTIFICATE_PIN: accounts.PurposeResetCertificate,
 }
 
 func (c *cli) signedIn(s *hufuv1.Session, a *hufuv1.Account, registered bool) error {

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +24,9 @@ import (
 // Sign is the server step of two-party signing for one digest.
 func (s *Service) Sign(ctx context.Context, caller authn.Caller, keyID string, cred Credential, raw []byte) (cosign.SignResponse, uint32, error) {
 	start := time.Now()
+	if err := checkKeyID(keyID); err != nil {
+		return cosign.SignResponse{}, 0, err
+	}
 	var req cosign.SignRequest
 	if err := req.UnmarshalBinary(raw); err != nil {
 		return cosign.SignResponse{}, 0, err
@@ -103,6 +108,9 @@ func (s *Service) SignBatch(ctx context.Context, caller authn.Caller, keyID stri
 // Decrypt is the server step of two-party decryption: T2 = d2⁻¹·C1.
 func (s *Service) Decrypt(ctx context.Context, caller authn.Caller, keyID string, cred Credential, c1 []byte) (cosign.Point, error) {
 	start := time.Now()
+	if err := checkKeyID(keyID); err != nil {
+		return cosign.Point{}, err
+	}
 	point, err := cosign.ParsePoint(c1)
 	if err != nil {
 		return cosign.Point{}, apierr.Invalid("c1", err)
@@ -193,8 +201,19 @@ func (s *Service) parallel(n int, fn func(i int)) {
 	wg.Wait()
 }
 
+// itemError names the batch item in a decoding error: "sign_request.q1" of item 5 becomes
+// "sign_requests[5].q1".
 func itemError(field string, i int, err error) error {
-	return fmt.Errorf("%s[%d]: %w", field, i, err)
+	var ie *cosign.InputError
+	if errors.As(err, &ie) {
+		_, sub, _ := strings.Cut(ie.Field, ".")
+		name := fmt.Sprintf("%s[%d]", field, i)
+		if sub != "" {
+			name += "." + sub
+		}
+		return apierr.Invalid(name, ie.Err)
+	}
+	return err
 }
 
 func countFailed(out []BatchResult) int {
@@ -276,12 +295,16 @@ func (s *Service) recordTx(tx *store.Tx, caller authn.Caller, keyID, op string, 
 	return tx.Audit(store.Event{Actor: caller.Actor(), Action: "key." + op, Subject: "k/" + keyID, Outcome: auditOutcome, Details: details})
 }
 
-// usageID orders usage records newest first under the key: the time is inverted, and a
-// random suffix keeps records of the same nanosecond apart.
+// usageSeq orders usage records written in the same nanosecond (a batch, a coarse clock).
+var usageSeq atomic.Uint64
+
+// usageID orders usage records newest first under the key: time and sequence are inverted.
+// The random part keeps two daemons (or a restart within a nanosecond) from colliding.
 func usageID(keyID string, t time.Time) string {
-	var r [4]byte
+	var r [2]byte
 	rand.Read(r[:])
-	return fmt.Sprintf("%s/usage/%016x-%08x", keyID, uint64(math.MaxInt64-t.UnixNano()), binary.BigEndian.Uint32(r[:]))
+	return fmt.Sprintf("%s/usage/%016x-%016x-%04x", keyID, uint64(math.MaxInt64-t.UnixNano()),
+		math.MaxUint64-usageSeq.Add(1), binary.BigEndian.Uint16(r[:]))
 }
 
 func usageContext(caller authn.Caller) string {

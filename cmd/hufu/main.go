@@ -146,6 +146,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.verify(sub)
 	case "encrypt":
 		return c.encrypt(sub)
+	case "bench":
+		return c.bench(context.Background(), sub)
 	}
 	if err := c.load(); err != nil {
 		return err
@@ -408,7 +410,7 @@ func (c *cli) platform(ctx context.Context, conn *client.Conn, args []string) er
 
 func (c *cli) verifyIdentity(ctx context.Context, conn *client.Conn, args []string) error {
 	if len(args) == 0 {
-		return errors.New("verify-identity cfca|face|bank-card ...")
+		return errors.New("verify-identity cfca|face|bank-card [flags]")
 	}
 	fs := flag.NewFlagSet("hufu verify-identity "+args[0], flag.ContinueOnError)
 	name := fs.String("name", "", "legal name")
@@ -455,7 +457,7 @@ func (c *cli) verifyIdentity(ctx context.Context, conn *client.Conn, args []stri
 
 func (c *cli) password(ctx context.Context, conn *client.Conn, args []string) error {
 	if len(args) == 0 {
-		return errors.New("password set|reset ...")
+		return errors.New("password set|reset [flags]")
 	}
 	fs := flag.NewFlagSet("hufu password "+args[0], flag.ContinueOnError)
 	current := fs.String("current", "", "current password (when one is set)")

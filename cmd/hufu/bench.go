@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/client"
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/accounts"
+)
+
+// benchReport is what `hufu bench` prints as JSON: the load, the latency of calls, and the
+// daemon's CPU per item beside the raw server step measured in the same run (design §6).
+type benchReport struct {
+	Operation        string  `json:"operation"`
+	Batch            int     `json:"batch"`
+	Concurrency      int     `json:"concurrency"`
+	TargetRate       float64 `json:"target_calls_per_second,omitempty"`
+	Seconds          float64 `json:"seconds"`
+	Calls            int64   `json:"calls"`
+	Items            int64   `json:"items"`
+	Errors           int64   `json:"errors"`
+	ItemsPerSecond   float64 `json:"items_per_second"`
+	LatencyP50Ms     float64 `json:"latency_p50_ms"`
+	LatencyP90Ms     float64 `json:"latency_p90_ms"`
+	LatencyP99Ms     float64 `json:"latency_p99_ms"`
+	LatencyMaxMs     float64 `json:"latency_max_ms"`
+	DaemonCPUSeconds float64 `json:"daemon_cpu_seconds,omitempty"`
+	DaemonCPUPerItem float64 `json:"daemon_cpu_us_per_item,omitempty"`
+	RawStepCPU       float64 `json:"raw_step_cpu_us"`
+	Ratio            float64 `json:"ratio_to_raw_step,omitempty"`
+}
+
+// bench drives a running development daemon with two-party operations and reports
+// throughput, latency and, given the daemon's pid, its CPU per item against the raw server
+// step. It signs in a bench account through the development SMS outbox and makes an
+// ephemeral split key, so it needs a daemon with development: true.
+func (c *cli) bench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("hufu bench", flag.ContinueOnError)
+	op := fs.String("op", "sign", "sign, sign-batch, decrypt or decrypt-batch")
+	batch := fs.Int("batch", 32, "items per batch call")
+	concurrency := fs.Int("c", 2*runtime.NumCPU(), "calls in flight")
+	conns := fs.Int("conns", 4, "TLS connections")
+	duration := fs.Duration("d", 10*time.Second, "how long to run")
+	rate := fs.Float64("rate", 0, "calls per second (0: as fast as possible)")
+	pid := fs.Int("daemon-pid", 0, "pid of hufud, to read its CPU time (Linux /proc)")
+	jsonOut := fs.String("json", "", "also write the report to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *op != "sign" && *op != "sign-batch" && *op != "decrypt" && *op != "decrypt-batch" {
+		return fmt.Errorf("unknown -op %q", *op)
+	}
+	items := 1
+	if strings.HasSuffix(*op, "-batch") {
+		items = *batch
+	}
+
+	fmt.Fprintln(c.errOut, "setting up a bench account and an ephemeral split key ...")
+	key, dial, err := c.benchKey(ctx)
+	if err != nil {
+		return err
+	}
+	clients := make([]hufuv1.CosignServiceClient, *conns)
+	for i := range clients {
+		conn, err := dial()
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		clients[i] = hufuv1.NewCosignServiceClient(conn.ClientConn())
+	}
+	call := key.caller(*op, items)
+
+	var (
+		calls, errs atomic.Int64
+		latMu       sync.Mutex
+		lats        []time.Duration
+		firstErr    atomic.Value
+	)
+	runCtx, stop := context.WithTimeout(ctx, *duration)
+	defer stop()
+	var tick <-chan time.Time
+	if *rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / *rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	cpu0, _ := processCPU(*pid)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range *concurrency {
+		wg.Go(func() {
+			cl := clients[w%len(clients)]
+			var mine []time.Duration
+			for runCtx.Err() == nil {
+				if tick != nil {
+					select {
+					case <-tick:
+					case <-runCtx.Done():
+						continue
+					}
+				}
+				t0 := time.Now()
+				err := call(runCtx, cl)
+				if runCtx.Err() != nil {
+					break
+				}
+				mine = append(mine, time.Since(t0))
+				calls.Add(1)
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+			latMu.Lock()
+			lats = append(lats, mine...)
+			latMu.Unlock()
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				fmt.Fprintln(c.errOut)
+				return
+			case <-t.C:
+				n := calls.Load()
+				fmt.Fprintf(c.errOut, "\r%5.0fs  %8d calls  %9.0f items/s  %d errors   ", time.Since(start).Seconds(), n, float64((n-last)*int64(items)), errs.Load())
+				last = n
+			}
+		}
+	}()
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(done)
+	cpu1, cpuErr := processCPU(*pid)
+
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	pct := func(p float64) float64 {
+		if len(lats) == 0 {
+			return 0
+		}
+		return float64(lats[min(len(lats)-1, int(p*float64(len(lats))))].Microseconds()) / 1000
+	}
+	r := benchReport{
+		Operation: *op, Batch: items, Concurrency: *concurrency, TargetRate: *rate, Seconds: elapsed.Seconds(),
+		Calls: calls.Load(), Items: calls.Load() * int64(items), Errors: errs.Load(),
+		LatencyP50Ms: pct(.50), LatencyP90Ms: pct(.90), LatencyP99Ms: pct(.99), LatencyMaxMs: pct(1),
+		RawStepCPU: rawStepCPU(*op, key),
+	}
+	r.ItemsPerSecond = float64(r.Items) / r.Seconds
+	if *pid != 0 && cpuErr == nil && r.Items > 0 {
+		r.DaemonCPUSeconds = cpu1 - cpu0
+		r.DaemonCPUPerItem = r.DaemonCPUSeconds / float64(r.Items) * 1e6
+		r.Ratio = r.DaemonCPUPerItem / r.RawStepCPU
+	}
+	if e := firstErr.Load(); e != nil {
+		fmt.Fprintf(c.errOut, "first error: %s\n", e)
+	}
+	out, _ := json.MarshalIndent(r, "", "  ")
+	fmt.Fprintln(c.out, string(out))
+	if *jsonOut != "" {
+		return os.WriteFile(*jsonOut, append(out, '\n'), 0o644)
+	}
+	return nil
+}
+
+// benchKey is the bench's split key: the phone share in memory, the server share in the
+// daemon, a ticket for the run.
+type benchKey struct {
+	id     string
+	public cosign.Point
+	share  *cosign.PhoneShare
+	cred   *hufuv1.Credential
+	server *cosign.ServerShare // a local share of the same shape, for the raw-step measurement
+}
+
+func (c *cli) benchKey(ctx context.Context) (*benchKey, func() (*client.Conn, error), error) {
+	var rnd [4]byte
+	rand.Read(rnd[:])
+	device := fmt.Sprintf("bench-%x", rnd)
+	phone := fmt.Sprintf("199%08d", (uint32(rnd[0])<<16|uint32(rnd[1])<<8|uint32(rnd[2]))%100000000)
+	dial := func() (*client.Conn, error) {
+		return client.Dial(client.Config{Addr: c.addr, CAFile: c.ca, DeviceID: device})
+	}
+	conn, err := dial()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer conn.Close()
+	if _, err := conn.Accounts.SendSmsCode(ctx, &hufuv1.SendSmsCodeRequest{Phone: phone, Purpose: hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN}); err != nil {
+		return nil, nil, err
+	}
+	code, err := accounts.LatestDevCode(filepath.Join(c.daemonDir, "dev-sms.jsonl"), phone, accounts.PurposeSignIn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the bench needs a development daemon's SMS outbox: %w", err)
+	}
+	in, err := conn.Accounts.SignInWithSmsCode(ctx, &hufuv1.SignInWithSmsCodeRequest{Phone: phone, Code: code, Device: &hufuv1.Device{Id: device, Name: "hufu bench"}})
+	if err != nil {
+		return nil, nil, err
+	}
+	token := in.Session.AccessToken
+	conn.SetAccessToken(token)
+	if _, err := conn.Identity.VerifyWithCfca(ctx, &hufuv1.VerifyWithCfcaRequest{Name: "压测", IdNumber: "11010519491231002X"}); err != nil {
+		return nil, nil, err
+	}
+	keyID := "bench-" + device
+	phoneKG, req, err := cosign.StartKeygen(rand.Reader, cosign.KeygenContext(in.Account.Id, keyID))
+	if err != nil {
+		return nil, nil, err
+	}
+	raw, _ := req.MarshalBinary()
+	const pin = "246810"
+	keys := hufuv1.NewKeyServiceClient(conn.ClientConn())
+	resp, err := keys.CreateKey(ctx, &hufuv1.CreateKeyRequest{KeyId: keyID, KeygenRequest: raw, Pin: pin, Label: "bench"})
+	if err != nil {
+		return nil, nil, err
+	}
+	var kresp cosign.KeygenResponse
+	if err := kresp.UnmarshalBinary(resp.KeygenResponse); err != nil {
+		return nil, nil, err
+	}
+	share, public, err := phoneKG.Finish(&kresp)
+	if err != nil {
+		return nil, nil, err
+	}
+	ticket, err := keys.OpenTicket(ctx, &hufuv1.OpenTicketRequest{KeyId: keyID, Pin: pin})
+	if err != nil {
+		return nil, nil, err
+	}
+	_, local, err := cosign.NewLocalPair(rand.Reader, []byte("bench raw step"))
+	if err != nil {
+		return nil, nil, err
+	}
+	k := &benchKey{id: keyID, public: public, share: share, server: local.Share,
+		cred: &hufuv1.Credential{Kind: &hufuv1.Credential_Ticket{Ticket: ticket.Ticket}}}
+	authed := func() (*client.Conn, error) {
+		c, err := dial()
+		if err == nil {
+			c.SetAccessToken(token)
+		}
+		return c, err
+	}
+	return k, authed, nil
+}
+
+// caller returns one bench call. Requests are prepared once: the daemon's cost does not
+// depend on their values, and the bench must not measure its own phone steps.
+func (k *benchKey) caller(op string, items int) func(context.Context, hufuv1.CosignServiceClient) error {
+	e := [cosign.ScalarSize]byte{1}
+	_, sreq, _ := k.share.StartSign(rand.Reader, &k.public, &e)
+	signRaw, _ := sreq.MarshalBinary()
+	c1 := cosign.StartDecrypt(&cosign.Ciphertext{C1: k.public}).C1 // any valid point
+	batch := func(one []byte) [][]byte {
+		out := make([][]byte, items)
+		for i := range out {
+			out[i] = one
+		}
+		return out
+	}
+	checkItems := func(its []*hufuv1.BatchItem) error {
+		for _, it := range its {
+			if it.ErrorCode != 0 {
+				return errors.New(it.ErrorMessage)
+			}
+		}
+		return nil
+	}
+	switch op {
+	case "sign-batch":
+		reqs := batch(signRaw)
+		return func(ctx context.Context, cl hufuv1.CosignServiceClient) error {
+			r, err := cl.SignBatch(ctx, &hufuv1.SignBatchRequest{KeyId: k.id, Credential: k.cred, SignRequests: reqs})
+			if err != nil {
+				return err
+			}
+			return checkItems(r.Items)
+		}
+	case "decrypt":
+		return func(ctx context.Context, cl hufuv1.CosignServiceClient) error {
+			_, err := cl.Decrypt(ctx, &hufuv1.DecryptRequest{KeyId: k.id, Credential: k.cred, C1: c1[:]})
+			return err
+		}
+	case "decrypt-batch":
+		reqs := batch(c1[:])
+		return func(ctx context.Context, cl hufuv1.CosignServiceClient) error {
+			r, err := cl.DecryptBatch(ctx, &hufuv1.DecryptBatchRequest{KeyId: k.id, Credential: k.cred, C1S: reqs})
+			if err != nil {
+				return err
+			}
+			return checkItems(r.Items)
+		}
+	}
+	return func(ctx context.Context, cl hufuv1.CosignServiceClient) error {
+		_, err := cl.Sign(ctx, &hufuv1.SignRequest{KeyId: k.id, Credential: k.cred, SignRequest: signRaw})
+		return err
+	}
+}
+
+// rawStepCPU measures the raw server step (cosign's, the gmsm operation plus its scalar
+// work) in this process on one locked thread, in CPU microseconds per operation.
+func rawStepCPU(op string, k *benchKey) float64 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	e := [cosign.ScalarSize]byte{1}
+	_, sreq, _ := k.share.StartSign(rand.Reader, &k.public, &e)
+	dreq := &cosign.DecryptRequest{C1: k.public}
+	step := func() { k.server.Sign(rand.Reader, sreq) }
+	if strings.HasPrefix(op, "decrypt") {
+		step = func() { k.server.Decrypt(dreq) }
+	}
+	for range 200 {
+		step()
+	}
+	const n = 3000
+	t0 := threadCPU()
+	for range n {
+		step()
+	}
+	return (threadCPU() - t0) / n * 1e6
+}
+
+func threadCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// processCPU reads a process's user + system CPU seconds from /proc/<pid>/stat.
+func processCPU(pid int) (float64, error) {
+	if pid == 0 {
+		return 0, errors.New("no pid")
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, err1 := strconv.ParseFloat(fields[11], 64)
+	stime, err2 := strconv.ParseFloat(fields[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return (utime + stime) / clockTicks, nil
+}

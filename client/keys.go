@@ -136,16 +136,39 @@ func CreateKey(ctx context.Context, conn *Conn, ks *keystore.Store, pin, label s
 // Remote is the appliance's half of one key, over CosignService: the cosign.Server that
 // cosign.NewKey combines with the phone's share.
 type Remote struct {
-	Conn       *Conn
-	KeyID      string
+	Conn  *Conn
+	KeyID string
+	// Credential authorises every call (OpenKey's keys use renewed tickets instead).
 	Credential *hufuv1.Credential
 	// Version is the share version the phone's share belongs to. When set, a sign answer
 	// from another version fails with ErrVersionMismatch instead of an unverifiable
 	// signature.
 	Version uint32
+
+	tickets *ticketSource
 }
 
 var _ cosign.Server = (*Remote)(nil)
+
+// call runs one cosign call of n operations with a credential. With renewed tickets, a
+// ticket the appliance refuses is replaced once and the call repeated: the appliance refused
+// before computing anything, so nothing is answered twice.
+func (r *Remote) call(ctx context.Context, n int, f func(*hufuv1.Credential) error) error {
+	if r.tickets == nil {
+		return f(r.Credential)
+	}
+	for attempt := 0; ; attempt++ {
+		cred, err := r.tickets.credential(ctx, n)
+		if err != nil {
+			return err
+		}
+		err = f(cred)
+		if status.Code(err) != codes.Unauthenticated || attempt == 1 {
+			return err
+		}
+		r.tickets.drop(cred.GetTicket())
+	}
+}
 
 // Sign sends one signing request.
 func (r *Remote) Sign(ctx context.Context, req *cosign.SignRequest) (*cosign.SignResponse, error) {
@@ -153,7 +176,11 @@ func (r *Remote) Sign(ctx context.Context, req *cosign.SignRequest) (*cosign.Sig
 	if err != nil {
 		return nil, err
 	}
-	resp, err := r.Conn.Cosign.Sign(ctx, &hufuv1.SignRequest{KeyId: r.KeyID, Credential: r.Credential, SignRequest: b})
+	var resp *hufuv1.SignResponse
+	err = r.call(ctx, 1, func(cred *hufuv1.Credential) (err error) {
+		resp, err = r.Conn.Cosign.Sign(ctx, &hufuv1.SignRequest{KeyId: r.KeyID, Credential: cred, SignRequest: b})
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +196,11 @@ func (r *Remote) Sign(ctx context.Context, req *cosign.SignRequest) (*cosign.Sig
 
 // Decrypt sends one decryption request.
 func (r *Remote) Decrypt(ctx context.Context, req *cosign.DecryptRequest) (*cosign.DecryptResponse, error) {
-	resp, err := r.Conn.Cosign.Decrypt(ctx, &hufuv1.DecryptRequest{KeyId: r.KeyID, Credential: r.Credential, C1: req.C1[:]})
+	var resp *hufuv1.DecryptResponse
+	err := r.call(ctx, 1, func(cred *hufuv1.Credential) (err error) {
+		resp, err = r.Conn.Cosign.Decrypt(ctx, &hufuv1.DecryptRequest{KeyId: r.KeyID, Credential: cred, C1: req.C1[:]})
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -198,8 +229,6 @@ type Key struct {
 	BatchSize int
 	// Progress, when set, is called after each batch call with the items done and the total.
 	Progress func(done, total int)
-	// TicketExpires is when the ticket OpenKey opened expires (zero for other credentials).
-	TicketExpires time.Time
 
 	remote *Remote
 	share  *cosign.PhoneShare
@@ -218,7 +247,9 @@ func NewKey(conn *Conn, e *keystore.Entry, cred *hufuv1.Credential) *Key {
 
 // OpenKey loads a key from the keystore, settles a refresh that was interrupted (see
 // ResumeRefresh), and opens a cosign ticket with the certificate PIN, so that the key's
-// operations pay one PIN check between them.
+// operations pay one PIN check between them. The key keeps the PIN and opens a new ticket
+// when the current one is used up or about to expire (see ticketSource); a wrong PIN fails
+// here.
 func OpenKey(ctx context.Context, conn *Conn, ks *keystore.Store, keyID, pin string) (*Key, error) {
 	e, err := ks.Load(keyID)
 	if err != nil {
@@ -229,14 +260,15 @@ func OpenKey(ctx context.Context, conn *Conn, ks *keystore.Store, keyID, pin str
 			return nil, err
 		}
 	}
-	t, err := conn.Keys.OpenTicket(ctx, &hufuv1.OpenTicketRequest{KeyId: keyID, Pin: pin})
+	tickets := &ticketSource{conn: conn, keyID: keyID, pin: pin, now: time.Now}
+	tickets.mu.Lock()
+	err = tickets.openLocked(ctx)
+	tickets.mu.Unlock()
 	if err != nil {
-		return nil, fmt.Errorf("client: open key %s: %w", keyID, err)
+		return nil, err
 	}
-	k := NewKey(conn, e, TicketCredential(t.GetTicket()))
-	if t.GetExpiresAt() != nil {
-		k.TicketExpires = t.GetExpiresAt().AsTime()
-	}
+	k := NewKey(conn, e, nil)
+	k.remote.tickets = tickets
 	return k, nil
 }
 
@@ -285,7 +317,11 @@ func (k *Key) signChunk(ctx context.Context, digests [][cosign.ScalarSize]byte, 
 		sessions[i] = s
 		reqs[i], _ = req.MarshalBinary()
 	}
-	resp, err := k.remote.Conn.Cosign.SignBatch(ctx, &hufuv1.SignBatchRequest{KeyId: k.ID, Credential: k.remote.Credential, SignRequests: reqs})
+	var resp *hufuv1.SignBatchResponse
+	err := k.remote.call(ctx, len(reqs), func(cred *hufuv1.Credential) (err error) {
+		resp, err = k.remote.Conn.Cosign.SignBatch(ctx, &hufuv1.SignBatchRequest{KeyId: k.ID, Credential: cred, SignRequests: reqs})
+		return err
+	})
 	if err == nil {
 		err = k.remote.checkVersion(resp.GetShareVersion())
 	}
@@ -329,7 +365,11 @@ func (k *Key) DecryptMany(ctx context.Context, ciphertexts [][]byte) ([][]byte, 
 		for j, i := range chunk {
 			c1s[j] = cts[i].C1[:]
 		}
-		resp, err := k.remote.Conn.Cosign.DecryptBatch(ctx, &hufuv1.DecryptBatchRequest{KeyId: k.ID, Credential: k.remote.Credential, C1S: c1s})
+		var resp *hufuv1.DecryptBatchResponse
+		err := k.remote.call(ctx, len(c1s), func(cred *hufuv1.Credential) (err error) {
+			resp, err = k.remote.Conn.Cosign.DecryptBatch(ctx, &hufuv1.DecryptBatchRequest{KeyId: k.ID, Credential: cred, C1S: c1s})
+			return err
+		})
 		if err == nil && len(resp.GetItems()) != len(chunk) {
 			err = fmt.Errorf("%w: %d items for %d requests", ErrBadAnswer, len(resp.GetItems()), len(chunk))
 		}

@@ -9,12 +9,14 @@ import (
 	"math/big"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/config"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -397,4 +399,47 @@ func TestRefreshInterrupted(t *testing.T) {
 		}
 		signVerifies(t, k, []byte("settled by OpenKey"))
 	})
+}
+
+// TestTicketRenewal runs more operations than one ticket allows, and past its expiry by the
+// appliance's clock: the key opens new tickets as needed. After the PIN is changed elsewhere
+// it stops asking after one refusal.
+func TestTicketRenewal(t *testing.T) {
+	a := startAppliance(t, func(c *config.Config) { c.Keys.TicketUses = 3 })
+	p := a.newPhone("13800138000", "phone-0001")
+	e := mustCreate(t, p, "")
+	k := mustOpen(t, p, e.ID)
+
+	digests := make([][cosign.ScalarSize]byte, 7)
+	k.BatchSize = 2
+	_, errs := k.SignDigests(bg, digests)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("item %d: %v", i, err)
+		}
+	}
+	signVerifies(t, k, []byte("one more"))
+
+	a.clock.Advance(a.cfg.Keys.TicketTTL.Std() + time.Second) // the appliance's clock only
+	signVerifies(t, k, []byte("after the ticket expired"))
+
+	if _, err := p.conn.Keys.ChangePin(bg, &hufuv1.ChangePinRequest{KeyId: e.ID, CurrentPin: pin, NewPin: "975310"}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := p.conn.Keys.GetKey(bg, &hufuv1.GetKeyRequest{KeyId: e.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := k.Sign(rand.Reader, []byte("x"), &cosign.SignerOpts{}); err == nil {
+			t.Fatal("signed with a ticket from the old PIN after a PIN change")
+		}
+	}
+	after, err := p.conn.Keys.GetKey(bg, &hufuv1.GetKeyRequest{KeyId: e.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Key.PinFailures > before.Key.PinFailures+1 {
+		t.Fatalf("the stale PIN was tried %d times", after.Key.PinFailures-before.Key.PinFailures)
+	}
 }

@@ -1,0 +1,207 @@
+// Package ca is hufu's embedded SM2 certificate authority and the interface through which
+// hufu talks to any CA, embedded or external (CFCA and others).
+//
+// # The embedded CA
+//
+// Each configured embedded CA is a self-signed root and one issuing CA certified by it, both
+// SM2 keys signing with SM3 (gmsm smx509). `hufud init` creates them (Ensure); the private
+// keys are generated in Go and stored only as HSM blobs (hsm.Keyring.Wrap) in the CA's
+// record c/ca/<ca id>, with associated data
+//
+//	"hufu/ca/v1 root-key " ‖ ca id     and     "hufu/ca/v1 issuing-key " ‖ ca id
+//
+// so a blob moved to another CA or role does not open. Unwrapped keys live only for the
+// duration of one signing operation.
+//
+// # End-entity certificates
+//
+// Certificates for natural persons (个人证书) on a split key:
+//
+//   - X.509 v3, SM2 public key, signature SM2-with-SM3 by the issuing CA;
+//
+//   - serial: 16 bytes from crypto/rand with the top bit cleared (127 random bits);
+//
+//   - subject: C=CN, O=个人 (natural person), CN=<verified name>, SERIALNUMBER=<masked
+//     resident ID number> — the certificate is a public document, so the ID number is never
+//     in it in clear;
+//
+//   - validity: chosen by the applicant, 1 to 3 years, never beyond the issuing CA;
+//
+//   - key usage (critical): digitalSignature, contentCommitment (non-repudiation: bid
+//     documents are signed with it), keyEncipherment, dataEncipherment (bid files are
+//     encrypted to it); extended key usage clientAuth and emailProtection; not a CA;
+//
+//   - the platforms and roaming regions (漫游区域) the certificate is valid for, in the
+//     non-critical extension OIDPlatforms:
+//
+//     HufuPlatforms ::= SEQUENCE {
+//     platforms SEQUENCE OF PrintableString, -- hufu platform ids, e.g. "zj-ggzy"
+//     regions   SEQUENCE OF PrintableString  -- 6-digit GB/T 2260 region codes
+//     }
+//
+// OIDPlatforms is 1.3.6.1.4.1.61911.1.1 under the private enterprise arc 1.3.6.1.4.1.61911,
+// a placeholder until the vendor's IANA private enterprise number is registered; relying
+// parties must match it by this constant.
+//
+// # Revocation
+//
+// Revoke adds a serial to the CA's revocation list; CRL returns a CRL signed by the issuing
+// CA with a next-update of the configured interval, regenerated (with the next CRL number)
+// after every revocation and once half of its validity has passed.
+package ca
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+)
+
+// OIDPlatforms identifies the extension that lists the platforms and regions a
+// certificate is valid for (see the package documentation).
+var OIDPlatforms = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 61911, 1, 1}
+
+// Platforms is the content of the OIDPlatforms extension.
+type Platforms struct {
+	Platforms []string
+	Regions   []string
+}
+
+// MarshalPlatforms encodes the extension value.
+func MarshalPlatforms(p Platforms) ([]byte, error) {
+	if p.Platforms == nil {
+		p.Platforms = []string{}
+	}
+	if p.Regions == nil {
+		p.Regions = []string{}
+	}
+	return asn1.Marshal(p)
+}
+
+// PlatformsOf reads the extension from a certificate; ok is false if it has none.
+func PlatformsOf(cert *smx509.Certificate) (p Platforms, ok bool, err error) {
+	for _, ext := range cert.Extensions {
+		if ext.Id.Equal(OIDPlatforms) {
+			rest, err := asn1.Unmarshal(ext.Value, &p)
+			if err != nil || len(rest) != 0 {
+				return p, true, fmt.Errorf("ca: malformed platforms extension: %v", err)
+			}
+			return p, true, nil
+		}
+	}
+	return p, false, nil
+}
+
+// Application is what a CA certifies: a verified natural person's public key, proven by a
+// CSR the key signed.
+type Application struct {
+	// OrderID is hufu's reference of the application.
+	OrderID       string
+	UserID        string
+	Name          string // verified real name
+	IDNumberMask  string // masked resident ID number
+	CSR           []byte // PKCS#10 DER; its signature has been checked
+	PublicKey     *ecdsa.PublicKey
+	ValidityYears int
+	// NotAfter, if set, overrides ValidityYears (an upgrade keeps the old expiry).
+	NotAfter  time.Time
+	Platforms []string
+	Regions   []string
+	// Attachments: the authorisation letter's hash and how it was made.
+	AuthorisationSHA256 string
+	AuthorisationMethod string
+}
+
+// Decision is a CA's answer to a submitted application.
+type Decision struct {
+	State  DecisionState
+	Reason string // rejections
+}
+
+// DecisionState is where a CA's review stands.
+type DecisionState int
+
+const (
+	Pending DecisionState = iota
+	Approved
+	Rejected
+)
+
+// Issued is a certificate a CA issued.
+type Issued struct {
+	DER       []byte
+	Serial    string // lower-case hex
+	NotBefore time.Time
+	NotAfter  time.Time
+}
+
+// Connector is what hufu needs of a CA. The embedded CA implements it; a connector for an
+// external CA (CFCA and others) implements it over that CA's interface.
+type Connector interface {
+	ID() string
+	Name() string
+	// DeskReview reports whether applications to this CA are reviewed on hufu's own review
+	// desk (ReviewService). Otherwise hufu polls Review.
+	DeskReview() bool
+	// Submit hands an application with its CSR and attachments to the CA and returns the
+	// CA's reference for it.
+	Submit(ctx context.Context, app *Application) (ref string, err error)
+	// Review returns the CA's decision on a submitted application.
+	Review(ctx context.Context, ref string) (Decision, error)
+	// Fetch returns the certificate for an approved and paid application. Calling it again
+	// for the same reference may return a new certificate: the caller keeps exactly one.
+	Fetch(ctx context.Context, ref string, app *Application) (*Issued, error)
+	// Revoke revokes a certificate by serial (lower-case hex) with an RFC 5280 reason code.
+	// Revoking a revoked certificate is not an error.
+	Revoke(ctx context.Context, serial string, reason int) error
+	// Chain returns the issuing CA's certificate and then the root, DER.
+	Chain(ctx context.Context) ([][]byte, error)
+	// CRL returns the CA's current certificate revocation list, DER.
+	CRL(ctx context.Context) ([]byte, error)
+}
+
+// CRL reason codes (RFC 5280 §5.3.1) used by hufu.
+const (
+	ReasonUnspecified    = 0
+	ReasonKeyCompromise  = 1
+	ReasonSuperseded     = 4
+	ReasonCessation      = 5 // cessationOfOperation: the holder gave it up (注销)
+	ReasonPrivilegeWidth = 9
+)
+
+// ErrNoCA is returned when a configured embedded CA has not been created by `hufud init`.
+var ErrNoCA = errors.New("ca: the CA does not exist yet (run hufud init)")
+
+// newSerial returns a positive 127-bit random serial number.
+func newSerial() (*big.Int, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	b[0] &= 0x7f
+	b[0] |= 0x40 // fixed length: 16 bytes, never a leading zero
+	return new(big.Int).SetBytes(b), nil
+}
+
+func serialHex(n *big.Int) string { return fmt.Sprintf("%032x", n) }
+
+// ParseSerial parses a serial in hex.
+func ParseSerial(s string) (*big.Int, bool) {
+	if s == "" || len(s) > 40 {
+		return nil, false
+	}
+	n, ok := new(big.Int).SetString(s, 16)
+	if !ok || n.Sign() <= 0 {
+		return nil, false
+	}
+	return n, true
+}
+
+func newKey() (*sm2.PrivateKey, error) { return sm2.GenerateKey(rand.Reader) }

@@ -1,0 +1,366 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// Keyring is what the embedded CA needs of the HSM.
+type Keyring interface {
+	Wrap(ctx context.Context, plaintext, ad []byte) ([]byte, error)
+	Unwrap(ctx context.Context, blob, ad []byte) ([]byte, error)
+}
+
+// Clock is the injected time.
+type Clock interface{ Now() time.Time }
+
+var states = store.NewCollection(store.KindCert, func() *storepb.CAState { return new(storepb.CAState) })
+
+func stateID(caID string) string { return "ca/" + caID }
+
+func rootAD(caID string) []byte    { return []byte("hufu/ca/v1 root-key " + caID) }
+func issuingAD(caID string) []byte { return []byte("hufu/ca/v1 issuing-key " + caID) }
+
+const (
+	rootYears    = 20
+	issuingYears = 10
+)
+
+// Ensure creates the embedded CA caID (root and issuing CA) unless it exists; it reports
+// whether it created it. Existing CAs are never changed.
+func Ensure(ctx context.Context, st *store.Store, kr Keyring, caID, name string, now time.Time) (bool, error) {
+	if _, err := states.Read(ctx, st, stateID(caID)); err == nil {
+		return false, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	rootKey, err := newKey()
+	if err != nil {
+		return false, err
+	}
+	issKey, err := newKey()
+	if err != nil {
+		return false, err
+	}
+	notBefore := now.Add(-time.Hour).UTC().Truncate(time.Second)
+	rootSerial, err := newSerial()
+	if err != nil {
+		return false, err
+	}
+	root := &smx509.Certificate{
+		SerialNumber: rootSerial,
+		Subject:      pkix.Name{Country: []string{"CN"}, Organization: []string{name}, CommonName: name + " Root CA"},
+		NotBefore:    notBefore, NotAfter: notBefore.AddDate(rootYears, 0, 0),
+		KeyUsage:              smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign,
+		BasicConstraintsValid: true, IsCA: true, MaxPathLen: 1,
+	}
+	rootDER, err := smx509.CreateCertificate(nil, root, root, rootKey.Public(), rootKey)
+	if err != nil {
+		return false, fmt.Errorf("ca: root certificate: %w", err)
+	}
+	rootCert, err := smx509.ParseCertificate(rootDER)
+	if err != nil {
+		return false, err
+	}
+	issSerial, err := newSerial()
+	if err != nil {
+		return false, err
+	}
+	iss := &smx509.Certificate{
+		SerialNumber: issSerial,
+		Subject:      pkix.Name{Country: []string{"CN"}, Organization: []string{name}, CommonName: name + " Issuing CA"},
+		NotBefore:    notBefore, NotAfter: notBefore.AddDate(issuingYears, 0, 0),
+		KeyUsage:              smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign,
+		BasicConstraintsValid: true, IsCA: true, MaxPathLen: 0, MaxPathLenZero: true,
+	}
+	issDER, err := smx509.CreateCertificate(nil, iss, rootCert, issKey.Public(), rootKey)
+	if err != nil {
+		return false, fmt.Errorf("ca: issuing certificate: %w", err)
+	}
+	rootD, issD := rootKey.D.FillBytes(make([]byte, 32)), issKey.D.FillBytes(make([]byte, 32))
+	defer clear(rootD)
+	defer clear(issD)
+	rootWrapped, err := kr.Wrap(ctx, rootD, rootAD(caID))
+	if err != nil {
+		return false, fmt.Errorf("ca: wrapping the root key: %w", err)
+	}
+	issWrapped, err := kr.Wrap(ctx, issD, issuingAD(caID))
+	if err != nil {
+		return false, fmt.Errorf("ca: wrapping the issuing key: %w", err)
+	}
+	created := false
+	err = st.Update(ctx, func(tx *store.Tx) error {
+		created = false
+		if _, err := states.Get(tx, stateID(caID)); err == nil {
+			return nil // created meanwhile: keep the existing one
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		created = true
+		if err := states.Put(tx, stateID(caID), &storepb.CAState{
+			Id: caID, RootCert: rootDER, RootKeyWrapped: rootWrapped, IssuingCert: issDER,
+			IssuingKeyWrapped: issWrapped, CreatedUnixNano: tx.Now().UnixNano(),
+		}); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: "hufud", Action: "ca.create", Subject: "c/" + stateID(caID), Outcome: store.OutcomeOK,
+			Details: map[string]string{"root_serial": serialHex(rootSerial), "issuing_serial": serialHex(issSerial)}})
+	})
+	return created, err
+}
+
+// Embedded is an embedded CA: the Connector over the CA record in the store.
+type Embedded struct {
+	id, name      string
+	st            *store.Store
+	kr            Keyring
+	clock         Clock
+	crlNextUpdate time.Duration
+	root, issuing *smx509.Certificate
+	chain         [][]byte
+}
+
+var _ Connector = (*Embedded)(nil)
+
+// Open returns the embedded CA caID, which Ensure must have created (else ErrNoCA).
+func Open(ctx context.Context, st *store.Store, kr Keyring, clock Clock, caID, name string, crlNextUpdate time.Duration) (*Embedded, error) {
+	s, err := states.Read(ctx, st, stateID(caID))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", ErrNoCA, caID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	root, err := smx509.ParseCertificate(s.RootCert)
+	if err != nil {
+		return nil, fmt.Errorf("ca: stored root of %s: %w", caID, err)
+	}
+	iss, err := smx509.ParseCertificate(s.IssuingCert)
+	if err != nil {
+		return nil, fmt.Errorf("ca: stored issuing certificate of %s: %w", caID, err)
+	}
+	if crlNextUpdate <= 0 {
+		crlNextUpdate = 24 * time.Hour
+	}
+	return &Embedded{id: caID, name: name, st: st, kr: kr, clock: clock, crlNextUpdate: crlNextUpdate,
+		root: root, issuing: iss, chain: [][]byte{s.IssuingCert, s.RootCert}}, nil
+}
+
+func (e *Embedded) ID() string       { return e.id }
+func (e *Embedded) Name() string     { return e.name }
+func (e *Embedded) DeskReview() bool { return true }
+
+// Root returns the root certificate (for tests and relying parties).
+func (e *Embedded) Root() *smx509.Certificate { return e.root }
+
+// Issuing returns the issuing CA certificate.
+func (e *Embedded) Issuing() *smx509.Certificate { return e.issuing }
+
+// Submit accepts an application for review on hufu's desk; the reference is the order id.
+func (e *Embedded) Submit(_ context.Context, app *Application) (string, error) {
+	if app.PublicKey == nil || app.OrderID == "" {
+		return "", errors.New("ca: incomplete application")
+	}
+	return app.OrderID, nil
+}
+
+// Review is always Pending: the embedded CA's decisions are made on the review desk.
+func (e *Embedded) Review(context.Context, string) (Decision, error) {
+	return Decision{State: Pending}, nil
+}
+
+// Chain returns the issuing CA's and the root's certificates, DER.
+func (e *Embedded) Chain(context.Context) ([][]byte, error) { return slices.Clone(e.chain), nil }
+
+func (e *Embedded) signer(ctx context.Context) (*sm2.PrivateKey, error) {
+	s, err := states.Read(ctx, e.st, stateID(e.id))
+	if err != nil {
+		return nil, err
+	}
+	return e.unwrapIssuing(ctx, s)
+}
+
+func (e *Embedded) unwrapIssuing(ctx context.Context, s *storepb.CAState) (*sm2.PrivateKey, error) {
+	d, err := e.kr.Unwrap(ctx, s.IssuingKeyWrapped, issuingAD(e.id))
+	if err != nil {
+		return nil, fmt.Errorf("ca: unwrapping the issuing key of %s: %w", e.id, err)
+	}
+	defer clear(d)
+	key, err := sm2.NewPrivateKey(d)
+	if err != nil {
+		return nil, fmt.Errorf("ca: stored issuing key of %s: %w", e.id, err)
+	}
+	if !key.PublicKey.Equal(e.issuing.PublicKey) {
+		return nil, fmt.Errorf("ca: issuing key of %s does not match its certificate", e.id)
+	}
+	return key, nil
+}
+
+// Fetch issues the certificate of an approved, paid application (see the package
+// documentation for its profile). It writes nothing: the caller stores the certificate it
+// keeps, with its audit record.
+func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issued, error) {
+	if app.PublicKey == nil || app.Name == "" {
+		return nil, errors.New("ca: incomplete application")
+	}
+	if app.ValidityYears < 1 || app.ValidityYears > 3 {
+		if app.NotAfter.IsZero() {
+			return nil, fmt.Errorf("ca: validity of %d years outside 1..3", app.ValidityYears)
+		}
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, err
+	}
+	ext, err := MarshalPlatforms(Platforms{Platforms: app.Platforms, Regions: app.Regions})
+	if err != nil {
+		return nil, err
+	}
+	notBefore := e.clock.Now().UTC().Truncate(time.Second)
+	notAfter := notBefore.AddDate(app.ValidityYears, 0, 0)
+	if !app.NotAfter.IsZero() {
+		notAfter = app.NotAfter.UTC().Truncate(time.Second)
+	}
+	if notAfter.After(e.issuing.NotAfter) {
+		notAfter = e.issuing.NotAfter
+	}
+	if !notAfter.After(notBefore) {
+		return nil, errors.New("ca: the certificate would already be expired")
+	}
+	tmpl := &smx509.Certificate{
+		SerialNumber: serial,
+		Subject: pkix.Name{
+			Country: []string{"CN"}, Organization: []string{"个人"}, CommonName: app.Name,
+			SerialNumber: app.IDNumberMask,
+		},
+		NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage: smx509.KeyUsageDigitalSignature | smx509.KeyUsageContentCommitment |
+			smx509.KeyUsageKeyEncipherment | smx509.KeyUsageDataEncipherment,
+		ExtKeyUsage:           []smx509.ExtKeyUsage{smx509.ExtKeyUsageClientAuth, smx509.ExtKeyUsageEmailProtection},
+		BasicConstraintsValid: true, IsCA: false,
+		ExtraExtensions: []pkix.Extension{{Id: OIDPlatforms, Value: ext}},
+	}
+	key, err := e.signer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	der, err := smx509.CreateCertificate(nil, tmpl, e.issuing, app.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("ca: issuing: %w", err)
+	}
+	return &Issued{DER: der, Serial: serialHex(serial), NotBefore: notBefore, NotAfter: notAfter}, nil
+}
+
+// Revoke puts a serial on the revocation list; the next CRL carries it.
+func (e *Embedded) Revoke(ctx context.Context, serial string, reason int) error {
+	n, ok := ParseSerial(serial)
+	if !ok {
+		return fmt.Errorf("ca: bad serial %q", serial)
+	}
+	raw := n.Bytes()
+	return e.st.Update(ctx, func(tx *store.Tx) error {
+		s, err := states.Get(tx, stateID(e.id))
+		if err != nil {
+			return err
+		}
+		for _, r := range s.Revoked {
+			if bytes.Equal(r.Serial, raw) {
+				return nil
+			}
+		}
+		s.Revoked = append(s.Revoked, &storepb.RevokedSerial{Serial: raw, RevokedUnixNano: tx.Now().UnixNano(), Reason: int32(reason)})
+		s.Crl = nil // the next CRL call makes a new one
+		if err := states.Put(tx, stateID(e.id), s); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: "ca:" + e.id, Action: "ca.revoke", Subject: "c/" + stateID(e.id), Outcome: store.OutcomeOK,
+			Details: map[string]string{"serial": serial, "reason": fmt.Sprint(reason)}})
+	})
+}
+
+// CRL returns the current CRL, signed by the issuing CA, making a new one (with the next
+// CRL number) after a revocation or once half of the current one's validity has passed.
+// The admin listener serves it.
+func (e *Embedded) CRL(ctx context.Context) ([]byte, error) {
+	s, err := states.Read(ctx, e.st, stateID(e.id))
+	if err != nil {
+		return nil, err
+	}
+	if e.fresh(s) {
+		return s.Crl, nil
+	}
+	var out []byte
+	err = e.st.Update(ctx, func(tx *store.Tx) error {
+		s, err := states.Get(tx, stateID(e.id))
+		if err != nil {
+			return err
+		}
+		if e.fresh(s) {
+			out = s.Crl
+			return nil
+		}
+		key, err := e.unwrapIssuing(ctx, s)
+		if err != nil {
+			return err
+		}
+		now := tx.Now().UTC().Truncate(time.Second)
+		entries := make([]smx509.RevocationListEntry, len(s.Revoked))
+		for i, r := range s.Revoked {
+			entries[i] = smx509.RevocationListEntry{SerialNumber: new(big.Int).SetBytes(r.Serial),
+				RevocationTime: time.Unix(0, r.RevokedUnixNano).UTC(), ReasonCode: int(r.Reason)}
+		}
+		number := s.CrlNumber + 1
+		der, err := smx509.CreateRevocationList(nil, &smx509.RevocationList{
+			RevokedCertificateEntries: entries, Number: new(big.Int).SetUint64(number),
+			ThisUpdate: now, NextUpdate: now.Add(e.crlNextUpdate),
+		}, e.issuing, key)
+		if err != nil {
+			return fmt.Errorf("ca: signing the CRL: %w", err)
+		}
+		s.Crl, s.CrlNumber, s.CrlThisUpdateUnixNano = der, number, now.UnixNano()
+		if err := states.Put(tx, stateID(e.id), s); err != nil {
+			return err
+		}
+		out = der
+		return tx.Audit(store.Event{Actor: "ca:" + e.id, Action: "ca.crl", Subject: "c/" + stateID(e.id), Outcome: store.OutcomeOK,
+			Details: map[string]string{"number": fmt.Sprint(number), "entries": fmt.Sprint(len(entries))}})
+	})
+	return out, err
+}
+
+func (e *Embedded) fresh(s *storepb.CAState) bool {
+	if len(s.Crl) == 0 {
+		return false
+	}
+	return e.clock.Now().Sub(time.Unix(0, s.CrlThisUpdateUnixNano)) < e.crlNextUpdate/2
+}
+
+// Revoked reports whether serial is on the CA's revocation list.
+func (e *Embedded) Revoked(ctx context.Context, serial string) (bool, error) {
+	n, ok := ParseSerial(serial)
+	if !ok {
+		return false, fmt.Errorf("ca: bad serial %q", serial)
+	}
+	s, err := states.Read(ctx, e.st, stateID(e.id))
+	if err != nil {
+		return false, err
+	}
+	for _, r := range s.Revoked {
+		if bytes.Equal(r.Serial, n.Bytes()) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

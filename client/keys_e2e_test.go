@@ -443,3 +443,28 @@ func TestTicketRenewal(t *testing.T) {
 		t.Fatalf("the stale PIN was tried %d times", after.Key.PinFailures-before.Key.PinFailures)
 	}
 }
+
+// TestConcurrentRefreshes runs two refreshes of one key at once, as two CLI runs would: the
+// keystore lock makes them take turns, and the key ends two versions on, in step.
+func TestConcurrentRefreshes(t *testing.T) {
+	a := startAppliance(t, nil)
+	p := a.newPhone("13800138000", "phone-0001")
+	e := mustCreate(t, p, "")
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := client.RefreshKey(bg, p.conn, p.ks, e.ID, client.PINCredential(pin), nil)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := mustOpen(t, p, e.ID)
+	if k.Version != 3 {
+		t.Fatalf("version %d after two refreshes", k.Version)
+	}
+	signVerifies(t, k, []byte("after two refreshes"))
+}

@@ -53,6 +53,11 @@ func RefreshKey(ctx context.Context, conn *Conn, ks *keystore.Store, keyID strin
 // dropped the refresh. If the appliance still waits for the confirmation, both shares stay
 // (the active one keeps working) and RefreshKey finishes the refresh.
 func ResumeRefresh(ctx context.Context, conn *Conn, ks *keystore.Store, keyID string) (*keystore.Entry, error) {
+	unlock, err := ks.Lock(keyID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	e, err := ks.Load(keyID)
 	if err != nil {
 		return nil, err
@@ -128,6 +133,11 @@ func refresh(ctx context.Context, conn *Conn, ks *keystore.Store, keyID string, 
 			progress(fmt.Sprintf(format, args...))
 		}
 	}
+	unlock, err := ks.Lock(keyID) // one refresh of a key at a time, across processes
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	e, err := ks.Load(keyID)
 	if err != nil {
 		return nil, err

@@ -4,7 +4,8 @@
 //
 // # Files
 //
-// A keystore is a directory (created 0700) holding one file per key, KEYID.json, mode 0600,
+// A keystore is a directory (created 0700) holding one file per key, KEYID.json, mode 0600
+// (and, while a process changes the key's shares, an empty lock file .KEYID.lock),
 // and a device key file (by default DIR/device.key; it may live elsewhere), mode 0600, which
 // holds 32 random bytes made on first use. A key file is JSON:
 //
@@ -59,6 +60,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -186,13 +188,16 @@ func readDeviceKey(path string) ([]byte, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("keystore: device key %s is readable by others (mode %v): make it 0600", path, st.Mode().Perm())
 	}
-	key := make([]byte, DeviceKeySize+1)
-	n, _ := f.Read(key)
-	if n != DeviceKeySize {
+	key, err := io.ReadAll(io.LimitReader(f, DeviceKeySize+1))
+	if err != nil {
+		clear(key)
+		return nil, fmt.Errorf("keystore: device key: %w", err)
+	}
+	if len(key) != DeviceKeySize {
 		clear(key)
 		return nil, fmt.Errorf("keystore: device key %s is not %d bytes", path, DeviceKeySize)
 	}
-	return key[:DeviceKeySize], nil
+	return key, nil
 }
 
 // Dir returns the keystore directory.
@@ -331,6 +336,17 @@ func (s *Store) List() ([]Info, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// Lock takes the key's lock, waiting for another process (or goroutine) that holds it, and
+// returns the function that releases it. Callers that read a key, talk to the appliance and
+// write the key back (a share refresh) hold it throughout, so two of them do not interleave.
+// The lock is advisory and released if the process dies.
+func (s *Store) Lock(id string) (unlock func(), err error) {
+	if _, err := s.path(id); err != nil {
+		return nil, err
+	}
+	return lockFile(filepath.Join(s.dir, "."+id+".lock"))
 }
 
 // Delete removes a key file. The share is gone for good: only do this for a key the

@@ -259,3 +259,36 @@ func TestInvalidKeyIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestLockExcludes(t *testing.T) {
+	ks := open(t, t.TempDir(), "")
+	unlock, err := ks.Lock("key-dddddddddddddddd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	go func() {
+		u, err := ks.Lock("key-dddddddddddddddd")
+		if err != nil {
+			t.Error(err)
+		} else {
+			u()
+		}
+		close(got)
+	}()
+	other, err := ks.Lock("key-eeeeeeeeeeeeeeee") // another key's lock is independent
+	if err != nil {
+		t.Fatal(err)
+	}
+	other()
+	select {
+	case <-got:
+		t.Fatal("a second holder took the lock")
+	default:
+	}
+	unlock()
+	<-got
+	if _, err := ks.Lock("../escape"); !errors.Is(err, keystore.ErrKeyID) {
+		t.Fatalf("lock with a bad id: %v", err)
+	}
+}

@@ -40,6 +40,9 @@ type Config struct {
 	Account Account   `yaml:"account"`
 	Keys    KeyPolicy `yaml:"keys"`
 
+	// Certificates configures the CAs an applicant can choose and their prices.
+	Certificates Certificates `yaml:"certificates"`
+
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
 	// SystemClients are the business and bid-opening systems allowed to call hufu with a
@@ -124,6 +127,33 @@ type KeyPolicy struct {
 	CacheTTL  Duration `yaml:"cache_ttl"`
 }
 
+type Certificates struct {
+	// ValidityYears are the validities an applicant may choose, each 1..3.
+	ValidityYears []int `yaml:"validity_years"`
+	// CRLNextUpdate is the validity of a CRL (its next-update); a new one is made at half.
+	CRLNextUpdate Duration `yaml:"crl_next_update"`
+	// CAs are the certificate authorities an applicant may choose (勾选CA机构).
+	CAs []CertificateAuthority `yaml:"cas"`
+}
+
+type CertificateAuthority struct {
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+	// Type is "embedded" (hufu's own CA, created by hufud init); connectors for external
+	// CAs come with their own types.
+	Type string `yaml:"type"`
+	// Prices per certificate kind ("personal") and validity, in fen (0.01 CNY).
+	Prices []Price `yaml:"prices"`
+	// UpgradePriceFen is the price of adding platforms to a certificate.
+	UpgradePriceFen int `yaml:"upgrade_price_fen"`
+}
+
+type Price struct {
+	CertKind      string `yaml:"cert_kind"`
+	ValidityYears int    `yaml:"validity_years"`
+	AmountFen     int    `yaml:"amount_fen"`
+}
+
 type Platform struct {
 	ID     string `yaml:"id"`
 	Name   string `yaml:"name"`
@@ -187,6 +217,11 @@ func Default() Config {
 		},
 		Platforms: []Platform{
 			{ID: "demo", Name: "示范公共资源交易平台", Region: "330000"},
+		},
+		Certificates: Certificates{
+			ValidityYears: []int{1, 2, 3}, CRLNextUpdate: Duration(24 * time.Hour),
+			CAs: []CertificateAuthority{{ID: "hufu-ca", Name: "hufu 内置CA", Type: "embedded", UpgradePriceFen: 5000,
+				Prices: []Price{{"personal", 1, 20000}, {"personal", 2, 36000}, {"personal", 3, 50000}}}},
 		},
 	}
 }
@@ -339,6 +374,7 @@ func (c *Config) Validate() error {
 			bad(path+".region", "%q: want a 6-digit region code", p.Region)
 		}
 	}
+	c.validateCertificates(bad)
 	clients := map[string]bool{}
 	for i, sc := range c.SystemClients {
 		path := fmt.Sprintf("system_clients[%d]", i)
@@ -357,6 +393,60 @@ func (c *Config) Validate() error {
 	}
 	sortProblems(ps)
 	return ps
+}
+
+func (c *Config) validateCertificates(bad func(path, format string, args ...any)) {
+	cc := c.Certificates
+	if len(cc.ValidityYears) == 0 {
+		bad("certificates.validity_years", "offer at least one validity")
+	}
+	for i, y := range cc.ValidityYears {
+		if y < 1 || y > 3 {
+			bad(fmt.Sprintf("certificates.validity_years[%d]", i), "%d: want 1..3 years", y)
+		}
+	}
+	if cc.CRLNextUpdate < Duration(time.Minute) || cc.CRLNextUpdate > Duration(31*24*time.Hour) {
+		bad("certificates.crl_next_update", "%v: want 1m..744h", cc.CRLNextUpdate)
+	}
+	if len(cc.CAs) == 0 {
+		bad("certificates.cas", "configure at least one CA")
+	}
+	ids := map[string]bool{}
+	for i, ca := range cc.CAs {
+		path := fmt.Sprintf("certificates.cas[%d]", i)
+		if !platformIDRE.MatchString(ca.ID) || ids[ca.ID] {
+			bad(path+".id", "%q: want 1..32 of [a-z0-9-], unique", ca.ID)
+		}
+		ids[ca.ID] = true
+		if ca.Name == "" || len(ca.Name) > 128 {
+			bad(path+".name", "must be 1..128 bytes")
+		}
+		if ca.Type != "embedded" {
+			bad(path+".type", "%q: only \"embedded\" is supported", ca.Type)
+		}
+		if ca.UpgradePriceFen < 0 {
+			bad(path+".upgrade_price_fen", "must not be negative")
+		}
+		priced := map[int]bool{}
+		for j, p := range ca.Prices {
+			pp := fmt.Sprintf("%s.prices[%d]", path, j)
+			if p.CertKind != "personal" {
+				bad(pp+".cert_kind", "%q: want personal", p.CertKind)
+			}
+			if p.ValidityYears < 1 || p.ValidityYears > 3 {
+				bad(pp+".validity_years", "%d: want 1..3", p.ValidityYears)
+			}
+			if p.AmountFen < 0 {
+				bad(pp+".amount_fen", "must not be negative")
+			}
+			priced[p.ValidityYears] = true
+		}
+		for _, y := range cc.ValidityYears {
+			if !priced[y] {
+				bad(path+".prices", "no personal price for %d years", y)
+			}
+		}
+	}
 }
 
 // Path resolves a possibly relative path against the data directory.

@@ -1,0 +1,78 @@
+package keys
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// The certificate domain's view of keys: revocation with the certificate, the PIN check
+// that confirms it, and the key record an application is checked against.
+
+// Revoke revokes a key for good: its status becomes revoked and its server share (and any
+// pending refresh share) is deleted, so no signature can be made and nothing ever encrypted
+// to its public key can be decrypted again. with, if not nil, runs in the same transaction
+// (the certificate's own records), so the key and its certificate change together or not at
+// all. Revoking a revoked key only runs with. Tickets and cached shares of the key are
+// dropped whatever the outcome.
+func (s *Service) Revoke(ctx context.Context, caller authn.Caller, keyID, reason string, with func(tx *store.Tx) error) error {
+	if err := checkKeyID(keyID); err != nil {
+		return err
+	}
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		rec, err := splitKeys.Get(tx, keyID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && rec.UserId != caller.UserID && caller.System == "") {
+			return apierr.New(apierr.NotFound, "no key %q", keyID)
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Status != statusRevoked {
+			rec.Status = statusRevoked
+			clear(rec.ShareWrapped)
+			rec.ShareWrapped, rec.Pending = nil, nil
+			if err := splitKeys.Put(tx, keyID, rec); err != nil {
+				return err
+			}
+			if len(reason) > 200 {
+				reason = reason[:200]
+			}
+			if err := s.recordTx(tx, caller, keyID, "revoke", nil, 1, "ok", map[string]string{"reason": reason}); err != nil {
+				return err
+			}
+		}
+		if with != nil {
+			return with(tx)
+		}
+		return nil
+	})
+	s.cache.invalidate(keyID)
+	s.tickets.revokeKey(keyID)
+	return err
+}
+
+// VerifyKeyPIN checks the certificate PIN of a key used from the caller's device, with the
+// same failure counting and lockout as every other PIN check. field names the request field
+// in errors.
+func (s *Service) VerifyKeyPIN(ctx context.Context, caller authn.Caller, keyID, pin, field string) error {
+	if err := checkKeyID(keyID); err != nil {
+		return err
+	}
+	if _, err := s.owned(ctx, caller, keyID); err != nil {
+		return err
+	}
+	return s.verifyPIN(ctx, caller, keyID, pin, field)
+}
+
+// OwnedKey returns the caller's key record (from any of the caller's devices), NotFound for
+// anybody else's.
+func (s *Service) OwnedKey(ctx context.Context, caller authn.Caller, keyID string) (*storepb.SplitKey, error) {
+	return s.owned(ctx, caller, keyID)
+}
+
+// KeyRevoked reports whether the key's status is revoked.
+func KeyRevoked(rec *storepb.SplitKey) bool { return rec.GetStatus() == statusRevoked }

@@ -57,6 +57,8 @@ type Daemon struct {
 
 	mu       sync.Mutex
 	listener net.Listener
+
+	adm adminSurface // admin HTTP surface and daemon-level metrics (admin.go)
 }
 
 // Resolve fills in the development defaults that depend on the data directory: the
@@ -174,18 +176,22 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 			return nil, err
 		}
 	}
-	if d.keyring, err = hsm.Open(ctx, hsmConfig(cfg, nil)); err != nil {
+	d.adm.newMetrics(opts.Registry)
+	if d.keyring, err = hsm.Open(ctx, hsmConfig(cfg, d.adm.hsmMetrics)); err != nil {
 		return nil, fmt.Errorf("%w (has `hufud init` been run?)", err)
 	}
 	d.store, err = store.Open(ctx, store.Options{
 		Dir: filepath.Join(cfg.DataDir, "store"), Clock: opts.Clock, Signer: d.keyring.AuditSigner(),
 		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval.Std(),
-		Logger: opts.Log,
+		Logger: opts.Log, CommitObserver: d.adm.storeMetrics.observe,
 	})
 	if err != nil {
 		return nil, err
 	}
 	if err := d.buildServices(); err != nil {
+		return nil, err
+	}
+	if err := d.buildAdmin(); err != nil {
 		return nil, err
 	}
 	if d.tls, err = newTLSMaterial(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, cfg.TLS.MinVersion); err != nil {
@@ -306,6 +312,10 @@ func (d *Daemon) Listen() (net.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.listenAdmin(); err != nil {
+		l.Close()
+		return nil, err
+	}
 	d.mu.Lock()
 	d.listener = l
 	d.mu.Unlock()
@@ -325,6 +335,9 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 		}
 		l = d.listener
 	}
+	if err := d.serveAdmin(); err != nil {
+		return err
+	}
 	done := make(chan error, 1)
 	go func() { done <- d.server.Serve(l) }()
 	// Background work uses the store and the keyring; it must end before they close.
@@ -332,7 +345,9 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	var background sync.WaitGroup
 	background.Go(func() { d.monitor(bgCtx) })
 	background.Go(func() { d.store.RunSweeper(bgCtx, time.Minute) })
+	background.Go(func() { d.store.RunCheckpointer(bgCtx, d.cfg.Audit.CheckpointInterval.Std()) })
 	closeAll := func() {
+		d.closeAdmin(context.Background())
 		stopBackground()
 		background.Wait()
 		d.close(context.Background())
@@ -388,7 +403,7 @@ func (d *Daemon) monitor(ctx context.Context) {
 }
 
 // ReloadTLS re-reads the certificate, key and client CA (SIGHUP).
-func (d *Daemon) ReloadTLS() error { return d.tls.reload() }
+func (d *Daemon) ReloadTLS() error { return errors.Join(d.tls.reload(), d.reloadAdminTLS()) }
 
 func (d *Daemon) close(ctx context.Context) {
 	if d.store != nil {

@@ -77,6 +77,10 @@ type Options struct {
 	// Logger receives background errors (failed checkpoints, Pebble events). Default
 	// slog.Default().
 	Logger *slog.Logger
+	// CommitObserver, if set, is told the duration of every commit that writes (batch,
+	// audit append and WAL sync) and its error; the daemon feeds a latency histogram. It
+	// runs on the commit path and must be cheap.
+	CommitObserver func(elapsed time.Duration, err error)
 }
 
 const (

@@ -417,9 +417,13 @@ func (p *preparedEvent) finish(seq uint64, t int64, h *[hashSize]byte) []byte {
 // lose a suffix of the chain. The fsync is awaited after the lock is released: batches of
 // many writers queue behind one WAL sync (group commit). Key locks are held until the sync
 // returns, so nobody reads a value that might not survive a crash.
-func (s *Store) commit(tx *Tx) error {
+func (s *Store) commit(tx *Tx) (err error) {
 	if len(tx.writes) == 0 && len(tx.events) == 0 {
 		return nil
+	}
+	if observe := s.opts.CommitObserver; observe != nil {
+		start := time.Now()
+		defer func() { observe(time.Since(start), err) }()
 	}
 	if len(tx.events) == 0 {
 		return ErrUnaudited

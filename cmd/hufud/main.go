@@ -3,6 +3,7 @@
 //	hufud init     [flags]   prepare the data directory, HSM keys and (development) TLS material
 //	hufud validate [flags]   check the configuration and print every problem
 //	hufud serve    [flags]   run the daemon
+//	hufud admin-token -role ROLE -name NAME   make an admin bearer token and its config line
 //
 // Every command takes -config FILE and a flag for each configuration key (hufud serve -h
 // lists them); HUFU_* environment variables override flags.
@@ -32,10 +33,12 @@ func main() {
 }
 
 const usage = `usage: hufud init|validate|serve [-config FILE] [-KEY VALUE ...]
+       hufud admin-token -role operator|auditor|security_officer -name NAME
 
   init      prepare the data directory, HSM keys and development TLS material (idempotent)
   validate  check the configuration and print every problem with its key
   serve     run the daemon; SIGTERM/SIGINT stop it gracefully, SIGHUP reloads TLS material
+  admin-token  print a new admin bearer token and the line (its SHA-256) for admin.tokens
 
 Run "hufud serve -h" for every configuration key.`
 
@@ -44,6 +47,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.New(usage)
 	}
 	cmd := args[0]
+	if cmd == "admin-token" {
+		return adminToken(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("hufud "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration file (embedded development defaults if empty)")
@@ -112,7 +118,18 @@ func serve(cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return d.Serve(ctx, func() { log.Info("serving", "grpc", addr.String(), "development", cfg.Development) })
+	go func() {
+		<-ctx.Done()
+		if err := sdNotify("STOPPING=1"); err != nil {
+			log.Warn("systemd notification failed", "err", err)
+		}
+	}()
+	return d.Serve(ctx, func() {
+		log.Info("serving", "grpc", addr.String(), "admin", d.AdminAddr().String(), "development", cfg.Development)
+		if err := sdNotify("READY=1"); err != nil {
+			log.Warn("systemd notification failed", "err", err)
+		}
+	})
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

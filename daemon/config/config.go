@@ -42,6 +42,7 @@ type Config struct {
 
 	// Certificates configures the CAs an applicant can choose and their prices.
 	Certificates Certificates `yaml:"certificates"`
+	Admin   Admin     `yaml:"admin"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -167,6 +168,34 @@ type SystemClient struct {
 	Services []string `yaml:"services"`
 }
 
+// Admin is the admin HTTP surface (package admin): metrics, health, audit export,
+// backups, KEK rotation. Its tokens are listed only as SHA-256 hashes (hufud admin-token
+// makes a token and its line); the tokens themselves are never in the configuration.
+type Admin struct {
+	// Listen is the admin listener's address: loopback unless TLS is configured.
+	Listen string `yaml:"listen"`
+	// CertFile and KeyFile, if set, serve the admin surface over TLS.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Tokens are the bearer tokens and their roles.
+	Tokens []AdminToken `yaml:"tokens"`
+}
+
+// AdminToken is one admin bearer token: who holds it, the role it grants, and the hex
+// SHA-256 of the token.
+type AdminToken struct {
+	Name   string `yaml:"name"`
+	Role   string `yaml:"role"` // operator, auditor or security_officer
+	SHA256 string `yaml:"sha256"`
+}
+
+// Admin roles.
+const (
+	RoleOperator        = "operator"
+	RoleAuditor         = "auditor"
+	RoleSecurityOfficer = "security_officer"
+)
+
 // Duration is a time.Duration written as "30s" or "5m" in YAML.
 type Duration time.Duration
 
@@ -202,6 +231,7 @@ func Default() Config {
 			MaxDeadline: Duration(30 * time.Second), ShutdownGrace: Duration(10 * time.Second),
 		},
 		Log:   Log{Level: "info", Format: "json"},
+		Admin: Admin{Listen: "127.0.0.1:7080"},
 		Audit: Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
 		Account: Account{
 			SMSCodeTTL: Duration(5 * time.Minute), SMSResendInterval: Duration(time.Minute),
@@ -276,6 +306,8 @@ var (
 	platformIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 	regionRE     = regexp.MustCompile(`^[0-9]{6}$`)
 	serviceRE    = regexp.MustCompile(`^hufu\.v1\.[A-Z][A-Za-z]*Service$`)
+	tokenNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+	sha256RE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // Validate checks every key and returns all problems, or nil.
@@ -388,11 +420,45 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	c.validateAdmin(bad)
 	if len(ps) == 0 {
 		return nil
 	}
 	sortProblems(ps)
 	return ps
+}
+
+func (c *Config) validateAdmin(bad func(path, format string, args ...any)) {
+	a := c.Admin
+	host, _, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		bad("admin.listen", "%q is not host:port", a.Listen)
+	}
+	if (a.CertFile == "") != (a.KeyFile == "") {
+		bad("admin", "cert_file and key_file go together")
+	}
+	if ip := net.ParseIP(host); err == nil && a.CertFile == "" && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		bad("admin.listen", "%q is not a loopback address: set admin.cert_file and admin.key_file, bearer tokens must not cross a network in clear", a.Listen)
+	}
+	names, hashes := map[string]bool{}, map[string]bool{}
+	for i, t := range a.Tokens {
+		path := fmt.Sprintf("admin.tokens[%d]", i)
+		if !tokenNameRE.MatchString(t.Name) || names[t.Name] {
+			bad(path+".name", "%q: must be unique, 1..64 of [A-Za-z0-9._@-]", t.Name)
+		}
+		names[t.Name] = true
+		switch t.Role {
+		case RoleOperator, RoleAuditor, RoleSecurityOfficer:
+		default:
+			bad(path+".role", "%q: want operator, auditor or security_officer", t.Role)
+		}
+		if !sha256RE.MatchString(t.SHA256) {
+			bad(path+".sha256", "want the 64 lower-case hex digits of the token's SHA-256 (hufud admin-token prints it), never the token")
+		} else if hashes[t.SHA256] {
+			bad(path+".sha256", "the same token is configured twice")
+		}
+		hashes[t.SHA256] = true
+	}
 }
 
 func (c *Config) validateCertificates(bad func(path, format string, args ...any)) {
@@ -465,6 +531,7 @@ func (c *Config) CheckFiles() error {
 	for _, f := range []struct{ path, file string }{
 		{"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile},
 		{"tls.client_ca_file", c.TLS.ClientCAFile}, {"hsm.module", c.HSM.Module}, {"hsm.pin_file", c.HSM.PINFile},
+		{"admin.cert_file", c.Admin.CertFile}, {"admin.key_file", c.Admin.KeyFile},
 	} {
 		if f.file == "" {
 			continue

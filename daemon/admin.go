@@ -1,0 +1,174 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+
+	"github.com/hufu-hsm/hufu/admin"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The daemon's side of the admin HTTP surface (package admin): building it from the
+// configuration and the opened keyring and store, its listener, and its lifetime inside
+// Serve. Kept apart from daemon.go, which calls into it at four points.
+
+type adminSurface struct {
+	hsmMetrics   *hsmMetrics
+	storeMetrics *storeMetrics
+
+	server   *admin.Server
+	tls      *tlsMaterial // nil: plain HTTP on loopback
+	mu       sync.Mutex
+	listener net.Listener
+	done     chan error
+}
+
+// newMetrics registers the daemon-level metrics; it runs before the keyring and the store
+// open, so that they report into the registry from their first operation.
+func (a *adminSurface) newMetrics(reg *prometheus.Registry) {
+	registerProcessMetrics(reg)
+	a.hsmMetrics = newHSMMetrics(reg)
+	a.storeMetrics = newStoreMetrics(reg)
+}
+
+// adminTokens converts the configured token lines.
+func adminTokens(cfg config.Admin) ([]admin.Token, error) {
+	out := make([]admin.Token, 0, len(cfg.Tokens))
+	for _, t := range cfg.Tokens {
+		h, err := admin.ParseTokenHash(t.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("admin token %q: %w", t.Name, err)
+		}
+		out = append(out, admin.Token{Name: t.Name, Role: admin.Role(t.Role), SHA256: h})
+	}
+	return out, nil
+}
+
+func (d *Daemon) buildAdmin() error {
+	a := &d.adm
+	tokens, err := adminTokens(d.cfg.Admin)
+	if err != nil {
+		return err
+	}
+	registerAuditMetrics(d.opts.Registry, d.store, d.opts.Clock)
+	st, kr := d.store, d.keyring
+	a.server, err = admin.New(admin.Options{
+		Tokens: tokens, Store: st, AuditKeyPEM: kr.AuditSigner().PublicKeyPEM, Gatherer: d.opts.Registry,
+		Checks: []admin.Check{
+			{Name: "hsm", Probe: kr.Health},
+			{Name: "store", Probe: func(context.Context) error { return st.Failed() }},
+		},
+		KEKs: kr,
+		Rewrappers: []admin.Rewrapper{
+			{Name: "keys", RewrapAll: d.keys.RewrapAll, CountStale: d.keys.CountStaleBlobs},
+			{Name: "accounts", RewrapAll: d.accounts.RewrapAll, CountStale: d.accounts.CountStaleBlobs},
+		},
+		BackupDir: filepath.Join(d.cfg.DataDir, "backup-scratch"),
+		Clock:     d.opts.Clock, Log: d.opts.Log.With("surface", "admin"),
+	})
+	if err != nil {
+		return err
+	}
+	if d.cfg.Admin.CertFile != "" {
+		if a.tls, err = newTLSMaterial(d.cfg.Admin.CertFile, d.cfg.Admin.KeyFile, "", d.cfg.TLS.MinVersion); err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+	}
+	return nil
+}
+
+// serverOnlyConfig is a TLS configuration without client certificates (admin callers
+// authenticate with bearer tokens), taking the current certificate at each handshake.
+func (m *tlsMaterial) serverOnlyConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: m.minVersion,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			m.mu.RLock()
+			defer m.mu.RUnlock()
+			return m.cert, nil
+		},
+	}
+}
+
+func (d *Daemon) listenAdmin() error {
+	l, err := net.Listen("tcp", d.cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	if d.adm.tls != nil {
+		l = tls.NewListener(l, d.adm.tls.serverOnlyConfig())
+	}
+	d.adm.mu.Lock()
+	d.adm.listener = l
+	d.adm.mu.Unlock()
+	return nil
+}
+
+// AdminAddr is the admin listener's address (after Listen), or nil.
+func (d *Daemon) AdminAddr() net.Addr {
+	d.adm.mu.Lock()
+	defer d.adm.mu.Unlock()
+	if d.adm.listener == nil {
+		return nil
+	}
+	return d.adm.listener.Addr()
+}
+
+// serveAdmin starts the admin server on its listener (binding it if Listen was not
+// called). A failing admin listener does not stop the appliance: it is logged.
+func (d *Daemon) serveAdmin() error {
+	d.adm.mu.Lock()
+	l := d.adm.listener
+	d.adm.mu.Unlock()
+	if l == nil {
+		if err := d.listenAdmin(); err != nil {
+			return err
+		}
+		l = d.adm.listener
+	}
+	d.adm.done = make(chan error, 1)
+	go func() {
+		err := d.adm.server.Serve(l)
+		if err != nil {
+			d.opts.Log.Error("admin server stopped", "err", err)
+		}
+		d.adm.done <- err
+	}()
+	d.opts.Log.Info("admin surface", "addr", l.Addr().String(), "tls", d.adm.tls != nil, "tokens", len(d.cfg.Admin.Tokens))
+	return nil
+}
+
+// closeAdmin stops the admin server and its background work (a KEK rotation job), which
+// must end before the store and keyring close.
+func (d *Daemon) closeAdmin(ctx context.Context) {
+	if d.adm.server == nil {
+		return
+	}
+	if err := d.adm.server.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		d.opts.Log.Error("closing the admin server", "err", err)
+	}
+	if d.adm.done != nil {
+		<-d.adm.done
+		d.adm.done = nil
+	}
+	d.adm.mu.Lock()
+	if d.adm.listener != nil {
+		_ = d.adm.listener.Close()
+		d.adm.listener = nil
+	}
+	d.adm.mu.Unlock()
+}
+
+func (d *Daemon) reloadAdminTLS() error {
+	if d.adm.tls == nil {
+		return nil
+	}
+	return d.adm.tls.reload()
+}

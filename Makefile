@@ -6,7 +6,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 2s
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build bins test proto bench fuzz lint run clean
+.PHONY: all build bins test proto bench bench-all fuzz lint run clean
 
 all: build
 
@@ -27,7 +27,13 @@ test:
 proto:
 	scripts/proto.sh gen
 
-bench:
+# The server steps beside the raw gmsm operations, then the daemon under load over gRPC
+# (scripts/bench.sh; reports in bench/out). bench-all runs every package's benchmarks.
+bench: bins
+	$(GO) test -run '^$$' -bench 'Raw|Server|ScalarWork' -benchmem -benchtime $(BENCHTIME) ./cosign/
+	scripts/bench.sh
+
+bench-all:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
 # Runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time).

@@ -346,6 +346,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	background.Go(func() { d.monitor(bgCtx) })
 	background.Go(func() { d.store.RunSweeper(bgCtx, time.Minute) })
 	background.Go(func() { d.store.RunCheckpointer(bgCtx, d.cfg.Audit.CheckpointInterval.Std()) })
+	background.Go(func() { d.keys.Run(bgCtx) })
 	closeAll := func() {
 		d.closeAdmin(context.Background())
 		stopBackground()

@@ -41,14 +41,14 @@ func (c *fakeClock) Advance(d time.Duration) {
 // appliance is a daemon running in process on a loopback port, with a real SoftHSM2 token,
 // a real Pebble store in a temporary directory and real TLS.
 type appliance struct {
-	t     *testing.T
+	t     testing.TB
 	cfg   config.Config
 	clock *fakeClock
 	addr  string
 	stop  func()
 }
 
-func startAppliance(t *testing.T, mutate func(*config.Config)) *appliance {
+func startAppliance(t testing.TB, mutate func(*config.Config)) *appliance {
 	t.Helper()
 	tok := softhsmtest.New(t)
 	cfg := config.Default()

@@ -41,7 +41,7 @@ func (a *appliance) verifiedUser(phone, device string) (*client.Conn, string) {
 	return conn, resp.Account.Id
 }
 
-func createKey(t *testing.T, conn *client.Conn, userID, keyID, pin string) *phoneKey {
+func createKey(t testing.TB, conn *client.Conn, userID, keyID, pin string) *phoneKey {
 	t.Helper()
 	phone, req, err := cosign.StartKeygen(rand.Reader, cosign.KeygenContext(userID, keyID))
 	if err != nil {

@@ -33,7 +33,7 @@ type benchReport struct {
 	TargetRate       float64 `json:"target_calls_per_second,omitempty"`
 	Seconds          float64 `json:"seconds"`
 	Calls            int64   `json:"calls"`
-	Items            int64   `json:"items"`
+	Items            int64   `json:"items"` // in successful calls
 	Errors           int64   `json:"errors"`
 	ItemsPerSecond   float64 `json:"items_per_second"`
 	LatencyP50Ms     float64 `json:"latency_p50_ms"`
@@ -42,6 +42,8 @@ type benchReport struct {
 	LatencyMaxMs     float64 `json:"latency_max_ms"`
 	DaemonCPUSeconds float64 `json:"daemon_cpu_seconds,omitempty"`
 	DaemonCPUPerItem float64 `json:"daemon_cpu_us_per_item,omitempty"`
+	// The kernel's share of it: syscalls, fsync, scheduling (large on virtual machines).
+	DaemonSysPerItem float64 `json:"daemon_sys_us_per_item,omitempty"`
 	RawStepCPU       float64 `json:"raw_step_cpu_us"`
 	Ratio            float64 `json:"ratio_to_raw_step,omitempty"`
 }
@@ -101,7 +103,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 		defer t.Stop()
 		tick = t.C
 	}
-	cpu0, _ := processCPU(*pid)
+	cpu0, sys0, _ := processCPU(*pid)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range *concurrency {
@@ -153,7 +155,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	wg.Wait()
 	elapsed := time.Since(start)
 	close(done)
-	cpu1, cpuErr := processCPU(*pid)
+	cpu1, sys1, cpuErr := processCPU(*pid)
 
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	pct := func(p float64) float64 {
@@ -164,7 +166,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	}
 	r := benchReport{
 		Operation: *op, Batch: items, Concurrency: *concurrency, TargetRate: *rate, Seconds: elapsed.Seconds(),
-		Calls: calls.Load(), Items: calls.Load() * int64(items), Errors: errs.Load(),
+		Calls: calls.Load(), Items: (calls.Load() - errs.Load()) * int64(items), Errors: errs.Load(),
 		LatencyP50Ms: pct(.50), LatencyP90Ms: pct(.90), LatencyP99Ms: pct(.99), LatencyMaxMs: pct(1),
 		RawStepCPU: rawStepCPU(*op, key),
 	}
@@ -172,6 +174,7 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	if *pid != 0 && cpuErr == nil && r.Items > 0 {
 		r.DaemonCPUSeconds = cpu1 - cpu0
 		r.DaemonCPUPerItem = r.DaemonCPUSeconds / float64(r.Items) * 1e6
+		r.DaemonSysPerItem = (sys1 - sys0) / float64(r.Items) * 1e6
 		r.Ratio = r.DaemonCPUPerItem / r.RawStepCPU
 	}
 	if e := firstErr.Load(); e != nil {
@@ -346,14 +349,15 @@ func threadCPU() float64 {
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
-// processCPU reads a process's user + system CPU seconds from /proc/<pid>/stat.
-func processCPU(pid int) (float64, error) {
+// processCPU reads a process's user + system CPU seconds, and the system part, from
+// /proc/<pid>/stat.
+func processCPU(pid int) (total, sys float64, err error) {
 	if pid == 0 {
-		return 0, errors.New("no pid")
+		return 0, 0, errors.New("no pid")
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Fields after the parenthesised command name; utime and stime are fields 14 and 15.
 	s := string(b)
@@ -361,8 +365,8 @@ func processCPU(pid int) (float64, error) {
 	utime, err1 := strconv.ParseFloat(fields[11], 64)
 	stime, err2 := strconv.ParseFloat(fields[12], 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("parsing /proc/%d/stat", pid)
 	}
 	const clockTicks = 100 // USER_HZ on Linux
-	return (utime + stime) / clockTicks, nil
+	return (utime + stime) / clockTicks, stime / clockTicks, nil
 }

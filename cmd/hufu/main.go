@@ -148,6 +148,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.encrypt(sub)
 	case "bench":
 		return c.bench(context.Background(), sub)
+	case "audit":
+		return c.audit(sub)
 	}
 	if err := c.load(); err != nil {
 		return err

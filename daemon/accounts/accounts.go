@@ -67,6 +67,7 @@ type Deps struct {
 type Service struct {
 	opts      Options
 	platforms map[string]Platform
+	resolved  *sessionCache // access tokens already looked up
 	Deps
 }
 
@@ -88,7 +89,7 @@ func New(opts Options, deps Deps) (*Service, error) {
 	if opts.Password == (PasswordParams{}) {
 		opts.Password = DefaultPasswordParams
 	}
-	s := &Service{opts: opts, platforms: map[string]Platform{}, Deps: deps}
+	s := &Service{opts: opts, platforms: map[string]Platform{}, resolved: newSessionCache(), Deps: deps}
 	for _, p := range opts.Platforms {
 		s.platforms[p.ID] = p
 	}

@@ -129,27 +129,37 @@ func (s *Service) Authenticate(ctx context.Context, token, deviceID string) (aut
 	if !strings.HasPrefix(token, accessPrefix) || len(token) > 128 {
 		return authn.Caller{}, errBadToken
 	}
-	owner, err := s.Store.Lookup(ctx, indexAccessToken, tokenIndexValue(token))
-	if errors.Is(err, store.ErrNotFound) {
+	now := s.now()
+	key := tokenKey(token)
+	cached, gen, ok := s.resolved.get(key, now)
+	if !ok {
+		owner, err := s.Store.Lookup(ctx, indexAccessToken, tokenIndexValue(token))
+		if errors.Is(err, store.ErrNotFound) {
+			return authn.Caller{}, errBadToken
+		}
+		if err != nil {
+			return authn.Caller{}, err
+		}
+		rec, err := sessions.Read(ctx, s.Store, sessions.ID(owner))
+		if errors.Is(err, store.ErrNotFound) {
+			return authn.Caller{}, errBadToken
+		}
+		if err != nil {
+			return authn.Caller{}, err
+		}
+		cached = cachedSession{
+			caller:        authn.Caller{UserID: rec.UserId, SessionID: rec.Id, DeviceID: rec.DeviceId},
+			accessExpires: fromNanos(rec.AccessExpiresUnixNano), cachedAt: now,
+		}
+		s.resolved.put(key, cached, gen)
+	}
+	if !now.Before(cached.accessExpires) {
 		return authn.Caller{}, errBadToken
 	}
-	if err != nil {
-		return authn.Caller{}, err
-	}
-	rec, err := sessions.Read(ctx, s.Store, sessions.ID(owner))
-	if errors.Is(err, store.ErrNotFound) {
-		return authn.Caller{}, errBadToken
-	}
-	if err != nil {
-		return authn.Caller{}, err
-	}
-	if !s.now().Before(fromNanos(rec.AccessExpiresUnixNano)) {
-		return authn.Caller{}, errBadToken
-	}
-	if rec.DeviceId != deviceID {
+	if cached.caller.DeviceID != deviceID {
 		return authn.Caller{}, apierr.New(apierr.Unauthenticated, "this token was issued to another device")
 	}
-	return authn.Caller{UserID: rec.UserId, SessionID: rec.Id, DeviceID: rec.DeviceId}, nil
+	return cached.caller, nil
 }
 
 // Refresh exchanges a refresh token for a new pair on the same device, revoking the old pair.
@@ -158,6 +168,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Session, er
 	if !strings.HasPrefix(refreshToken, refreshPrefix) || len(refreshToken) > 128 {
 		return out, apierr.Invalidf("refresh_token", "not a hufu refresh token")
 	}
+	var userID string
 	err := s.Store.Update(ctx, func(tx *store.Tx) error {
 		owner, err := tx.Lookup(indexRefreshToken, tokenIndexValue(refreshToken))
 		if errors.Is(err, store.ErrNotFound) {
@@ -173,14 +184,19 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Session, er
 		if err := closeSession(tx, rec); err != nil {
 			return err
 		}
+		userID = rec.UserId
 		out, err = s.openSession(tx, rec.UserId, Device{ID: rec.DeviceId, Name: rec.DeviceName}, "refresh")
 		return err
 	})
+	if userID != "" {
+		s.resolved.forgetUser(userID)
+	}
 	return out, err
 }
 
 // SignOut revokes the caller's session.
 func (s *Service) SignOut(ctx context.Context, caller authn.Caller) error {
+	defer s.resolved.forgetUser(caller.UserID)
 	return s.Store.Update(ctx, func(tx *store.Tx) error {
 		rec, err := sessions.Get(tx, "session/"+caller.SessionID)
 		if errors.Is(err, store.ErrNotFound) {

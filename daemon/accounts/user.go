@@ -74,6 +74,12 @@ func (s *Service) ResetPassword(ctx context.Context, phone, code, next string) e
 		return err
 	}
 	hash := hashPassword(next, s.opts.Password)
+	var userID string
+	defer func() {
+		if userID != "" {
+			s.resolved.forgetUser(userID)
+		}
+	}()
 	return s.Store.Update(ctx, func(tx *store.Tx) error {
 		if err := s.consumeCode(ctx, tx, phone, PurposeResetPassword, code); err != nil {
 			return err
@@ -92,6 +98,7 @@ func (s *Service) ResetPassword(ctx context.Context, phone, code, next string) e
 		if err := s.revokeAll(ctx, tx, u.Id); err != nil {
 			return err
 		}
+		userID = u.Id
 		return tx.Audit(store.Event{Actor: "user:" + u.Id, Action: "account.password.reset", Subject: userKey(u.Id), Outcome: store.OutcomeOK})
 	})
 }

@@ -96,12 +96,13 @@ type Deps struct {
 
 // Service implements KeyService and CosignService.
 type Service struct {
-	opts    Options
-	deps    Deps
-	cache   *shareCache
-	tickets *tickets
-	limits  *decryptLimits
-	metrics *metrics
+	opts     Options
+	deps     Deps
+	cache    *shareCache
+	tickets  *tickets
+	limits   *decryptLimits
+	metrics  *metrics
+	recorder *recorder
 }
 
 // New returns the service.
@@ -117,11 +118,15 @@ func New(opts Options, deps Deps) (*Service, error) {
 	}
 	opts.setDefaults()
 	m := newMetrics(deps.Registry)
-	s := &Service{opts: opts, deps: deps, metrics: m,
+	s := &Service{opts: opts, deps: deps, metrics: m, recorder: newRecorder(deps.Store),
 		tickets: newTickets(deps.Clock.Now), limits: newDecryptLimits(opts.DecryptPerMinute, deps.Clock.Now)}
 	s.cache = newShareCache(opts.CacheSize, opts.CacheTTL, deps.Clock.Now, m)
 	return s, nil
 }
+
+// Run commits the records of operations (recorder.go) until ctx ends. The daemon runs it
+// for as long as it serves, and stops it only after the last call has finished.
+func (s *Service) Run(ctx context.Context) { s.recorder.run(ctx) }
 
 var (
 	splitKeys = store.NewCollection(store.KindKey, func() *storepb.SplitKey { return new(storepb.SplitKey) })

@@ -236,9 +236,10 @@ func (s *Service) observe(kind string, items, failed int, start time.Time) {
 	}
 }
 
-// record commits the usage record and the audit record of one operation.
+// record commits the usage record and the audit record of one operation, grouped with
+// those of concurrent operations (recorder.go).
 func (s *Service) record(ctx context.Context, caller authn.Caller, keyID, op string, digests [][]byte, n int, details map[string]string) error {
-	return s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+	return s.recorder.record(ctx, func(tx *store.Tx) error {
 		return s.recordTx(tx, caller, keyID, op, digests, n, "ok", details)
 	})
 }
@@ -247,7 +248,7 @@ func (s *Service) record(ctx context.Context, caller authn.Caller, keyID, op str
 // carries the count and the SHA-256 over the items' digests so that an auditor can tie the
 // usage records to it.
 func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, keyID, op string, digests [][]byte, out []BatchResult) error {
-	return s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+	return s.recorder.record(ctx, func(tx *store.Tx) error {
 		now := tx.Now()
 		all := sha256.New()
 		for i, d := range digests {

@@ -221,6 +221,20 @@ func TestBatchesFailItemsNotTheBatch(t *testing.T) {
 	}
 	_, err = pk.cosign.SignBatch(bg, &hufuv1.SignBatchRequest{KeyId: pk.id, Credential: pk.cred, SignRequests: make([][]byte, 257)})
 	wantCode(t, err, codes.InvalidArgument, "sign_requests")
+
+	// One usage record per batch, with every item's digest and the failed one blank.
+	usage, err := pk.keys.ListUsage(bg, &hufuv1.ListUsageRequest{KeyId: pk.id, PageSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signs := usage.Records[1]
+	if signs.Operation != "sign_batch" || signs.Count != 8 || len(signs.ItemDigests) != 8 || signs.ItemDigests[5] != "" ||
+		signs.ItemDigests[0] == "" || !strings.Contains(signs.Outcome, "1 of 8") {
+		t.Fatalf("batch usage record: %+v", signs)
+	}
+	if usage.Records[0].Operation != "decrypt_batch" || usage.NextPageToken == "" {
+		t.Fatalf("newest first, paginated: %+v", usage)
+	}
 }
 
 func TestInvalidPointsAndScalars(t *testing.T) {

@@ -105,7 +105,7 @@ func (k keyServer) ListUsage(ctx context.Context, req *hufuv1.ListUsageRequest) 
 	for _, r := range recs {
 		out.Records = append(out.Records, &hufuv1.UsageRecord{
 			Time: timestamppb.New(time.Unix(0, r.TimeUnixNano)), Operation: r.Operation, Digest: r.Digest,
-			DeviceId: r.DeviceId, Outcome: r.Outcome, Context: r.Context, Count: r.Count,
+			DeviceId: r.DeviceId, Outcome: r.Outcome, Context: r.Context, Count: r.Count, ItemDigests: r.ItemDigests,
 		})
 	}
 	return out, nil

@@ -244,30 +244,33 @@ func (s *Service) record(ctx context.Context, caller authn.Caller, keyID, op str
 	})
 }
 
-// recordBatch commits a usage record per item and one audit record for the batch, which
-// carries the count and the SHA-256 over the items' digests so that an auditor can tie the
-// usage records to it.
+// recordBatch commits one usage record and one audit record for a batch: the count, each
+// item's digest, and the SHA-256 over the successful items' digests that ties the two.
 func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, keyID, op string, digests [][]byte, out []BatchResult) error {
+	items := make([]string, len(digests))
+	all := sha256.New()
+	for i, d := range digests {
+		if out[i].Err == nil {
+			items[i] = hex.EncodeToString(d)
+			all.Write(d)
+		}
+	}
+	sum := hex.EncodeToString(all.Sum(nil))
+	failed := countFailed(out)
 	return s.recorder.record(ctx, func(tx *store.Tx) error {
 		now := tx.Now()
-		all := sha256.New()
-		for i, d := range digests {
-			rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op, DeviceId: caller.DeviceID, Context: usageContext(caller), Count: 1, Outcome: "ok"}
-			if out[i].Err != nil {
-				rec.Outcome = out[i].Err.Error()
-			} else {
-				rec.Digest = hex.EncodeToString(d)
-				all.Write(d)
-			}
-			if err := usage.Put(tx, usageID(keyID, now), rec); err != nil {
-				return err
-			}
+		rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op + "_batch", Digest: sum, DeviceId: caller.DeviceID,
+			Context: usageContext(caller), Count: uint32(len(out)), ItemDigests: items, Outcome: "ok"}
+		if failed > 0 {
+			rec.Outcome = fmt.Sprintf("%d of %d items failed", failed, len(out))
+		}
+		if err := usage.Put(tx, usageID(keyID, now), rec); err != nil {
+			return err
 		}
 		return tx.Audit(store.Event{
 			Actor: caller.Actor(), Action: "key." + op + "_batch", Subject: "k/" + keyID, Outcome: store.OutcomeOK,
 			Details: map[string]string{
-				"device": caller.DeviceID, "items": fmt.Sprint(len(out)), "failed": fmt.Sprint(countFailed(out)),
-				"items_sha256": hex.EncodeToString(all.Sum(nil)),
+				"device": caller.DeviceID, "items": fmt.Sprint(len(out)), "failed": fmt.Sprint(failed), "items_sha256": sum,
 			},
 		})
 	})

@@ -267,11 +267,14 @@ type UsageRecord struct {
 	TimeUnixNano int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	Operation    string                 `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
 	// Hex SHA-256 of e (signing) or of C1 (decryption); empty for other operations.
-	Digest        string `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
-	DeviceId      string `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
-	Outcome       string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	Context       string `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"`
-	Count         uint32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"` // Next field: 8
+	Digest   string `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	DeviceId string `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	Outcome  string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Context  string `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"`
+	Count    uint32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
+	// A batch: each item's digest in request order, "" for an item that failed; digest then
+	// holds the SHA-256 over the digests of the items that succeeded.
+	ItemDigests   []string `protobuf:"bytes,8,rep,name=item_digests,json=itemDigests,proto3" json:"item_digests,omitempty"` // Next field: 9
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -355,6 +358,13 @@ func (x *UsageRecord) GetCount() uint32 {
 	return 0
 }
 
+func (x *UsageRecord) GetItemDigests() []string {
+	if x != nil {
+		return x.ItemDigests
+	}
+	return nil
+}
+
 var File_hufu_store_v1_key_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_key_proto_rawDesc = "" +
@@ -382,7 +392,7 @@ const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\x0ePendingRefresh\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12#\n" +
 	"\rshare_wrapped\x18\x02 \x01(\fR\fshareWrapped\x12#\n" +
-	"\roffer_wrapped\x18\x03 \x01(\fR\fofferWrapped\"\xd0\x01\n" +
+	"\roffer_wrapped\x18\x03 \x01(\fR\fofferWrapped\"\xf3\x01\n" +
 	"\vUsageRecord\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\toperation\x18\x02 \x01(\tR\toperation\x12\x16\n" +
@@ -390,7 +400,8 @@ const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x18\n" +
 	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x18\n" +
 	"\acontext\x18\x06 \x01(\tR\acontext\x12\x14\n" +
-	"\x05count\x18\a \x01(\rR\x05countB(Z&github.com/hufu-hsm/hufu/store/storepbb\x06proto3"
+	"\x05count\x18\a \x01(\rR\x05count\x12!\n" +
+	"\fitem_digests\x18\b \x03(\tR\vitemDigestsB(Z&github.com/hufu-hsm/hufu/store/storepbb\x06proto3"
 
 var (
 	file_hufu_store_v1_key_proto_rawDescOnce sync.Once

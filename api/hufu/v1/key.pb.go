@@ -1649,8 +1649,11 @@ type UsageRecord struct {
 	Outcome string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// What asked: "phone", or a system and its scan session.
 	Context string `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"`
-	// Batch operations: how many items this record covers.
-	Count         uint32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"` // Next field: 8
+	// Batch operations: how many items this record covers, each item's digest in request
+	// order ("" for an item that failed), and in digest the SHA-256 over the successful items'
+	// digests (the value the batch's audit record carries).
+	Count         uint32   `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
+	ItemDigests   []string `protobuf:"bytes,8,rep,name=item_digests,json=itemDigests,proto3" json:"item_digests,omitempty"` // Next field: 9
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1732,6 +1735,13 @@ func (x *UsageRecord) GetCount() uint32 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *UsageRecord) GetItemDigests() []string {
+	if x != nil {
+		return x.ItemDigests
+	}
+	return nil
 }
 
 type ListUsageResponse struct {
@@ -1899,7 +1909,7 @@ const file_hufu_v1_key_proto_rawDesc = "" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xda\x01\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xfd\x01\n" +
 	"\vUsageRecord\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1c\n" +
 	"\toperation\x18\x02 \x01(\tR\toperation\x12\x16\n" +
@@ -1907,7 +1917,8 @@ const file_hufu_v1_key_proto_rawDesc = "" +
 	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x18\n" +
 	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x18\n" +
 	"\acontext\x18\x06 \x01(\tR\acontext\x12\x14\n" +
-	"\x05count\x18\a \x01(\rR\x05count\"k\n" +
+	"\x05count\x18\a \x01(\rR\x05count\x12!\n" +
+	"\fitem_digests\x18\b \x03(\tR\vitemDigests\"k\n" +
 	"\x11ListUsageResponse\x12.\n" +
 	"\arecords\x18\x01 \x03(\v2\x14.hufu.v1.UsageRecordR\arecords\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*m\n" +

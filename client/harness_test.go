@@ -56,6 +56,7 @@ func startAppliance(t *testing.T, mutate func(*config.Config)) *appliance {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen.GRPC = "127.0.0.1:0"
+	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
 	if mutate != nil {
 		mutate(&cfg)

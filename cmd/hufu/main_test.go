@@ -27,6 +27,7 @@ func startDaemon(t *testing.T) (addr, dataDir string) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen.GRPC = "127.0.0.1:0"
+	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

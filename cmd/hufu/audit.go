@@ -1,0 +1,78 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/hufu-hsm/hufu/store"
+)
+
+// The audit commands work offline, on files an auditor fetched from the admin surface
+// (GET /audit/export and GET /audit/public-key): no daemon, no session.
+
+func (c *cli) audit(args []string) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return errors.New("usage: hufu audit verify --log FILE --key PEM")
+	}
+	fs := flag.NewFlagSet("hufu audit verify", flag.ContinueOnError)
+	fs.SetOutput(c.errOut)
+	logPath := fs.String("log", "", "the audit export (JSON lines) to verify")
+	keyPath := fs.String("key", "", "the audit public key (PEM) that signs checkpoints")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *logPath == "" || *keyPath == "" {
+		return errors.New("usage: hufu audit verify --log FILE --key PEM")
+	}
+	pub, err := readAuditKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(*logPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res, err := store.VerifyExport(f, pub)
+	var ve *store.VerifyError
+	if errors.As(err, &ve) {
+		if ve.Seq != 0 {
+			return fmt.Errorf("audit log does NOT verify: first bad record %d (line %d): %s: %s", ve.Seq, ve.Line, ve.Reason, ve.Detail)
+		}
+		return fmt.Errorf("audit log does NOT verify at line %d: %s: %s", ve.Line, ve.Reason, ve.Detail)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "audit log verifies: records %d..%d (%d), %d valid checkpoints, signed through record %d\n",
+		res.From, res.To, res.Records, res.Checkpoints, res.VerifiedThrough)
+	if res.VerifiedThrough < res.To {
+		fmt.Fprintf(c.out, "note: records %d..%d are chained but not yet covered by a signed checkpoint\n", res.VerifiedThrough+1, res.To)
+	}
+	return nil
+}
+
+func readAuditKey(path string) (*ecdsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("%s: not a PEM PUBLIC KEY", path)
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	pub, ok := k.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an ECDSA public key", path)
+	}
+	return pub, nil
+}

@@ -13,11 +13,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/hufu-hsm/hufu/daemon/accounts"
 	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/daemon/identity"
@@ -51,6 +53,7 @@ type Daemon struct {
 	store    *store.Store
 	accounts *accounts.Service
 	keys     *keys.Service
+	certs    *certs.Service
 	tls      *tlsMaterial
 	server   *grpc.Server
 	health   *health.Server
@@ -136,7 +139,12 @@ func Init(ctx context.Context, cfg config.Config, now time.Time) ([]string, erro
 	default:
 		done = append(done, "created HSM keys: "+kr.CurrentKEK()+", PIN verifier key, audit signing key")
 	}
+	created, err := ensureCAs(ctx, cfg, kr)
+	done = append(done, created...)
 	kr.Close()
+	if err != nil {
+		return done, err
+	}
 	if cfg.Development {
 		_, created, err := devpki.Ensure(filepath.Join(cfg.DataDir, "tls"), nil, now)
 		if err != nil {
@@ -242,7 +250,10 @@ func (d *Daemon) buildServices() error {
 		Store: d.store, Keyring: d.keyring, Accounts: d.accounts, Clock: d.opts.Clock,
 		Registry: d.opts.Registry, Log: d.opts.Log,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return d.buildCertificates(context.Background())
 }
 
 func (d *Daemon) buildServer() {
@@ -262,9 +273,12 @@ func (d *Daemon) buildServer() {
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.MaxRecvMsgSize(d.cfg.GRPC.MaxRecvBytes),
+		// A fixed pool of stream workers keeps warm goroutine stacks: a fresh goroutine per
+		// call grows its stack through the curve arithmetic on every signature.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
-	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server)} {
+	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

@@ -42,7 +42,7 @@ type Config struct {
 
 	// Certificates configures the CAs an applicant can choose and their prices.
 	Certificates Certificates `yaml:"certificates"`
-	Admin   Admin     `yaml:"admin"`
+	Admin        Admin        `yaml:"admin"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`

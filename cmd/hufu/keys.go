@@ -78,9 +78,11 @@ func (c *cli) newPIN(given string) (string, error) {
 func (c *cli) secret(question string) (string, error) {
 	if f, ok := c.stdin.(*os.File); ok {
 		if restore, ok := noEcho(f); ok {
-			defer func() { restore(); fmt.Fprintln(c.errOut) }()
+			defer restore()
 		}
 	}
+	// The answer is not echoed (or comes from a pipe): end the prompt's line ourselves.
+	defer fmt.Fprintln(c.errOut)
 	fmt.Fprint(c.errOut, question)
 	line, err := c.in.ReadString('\n')
 	if err != nil && line == "" {
@@ -332,10 +334,17 @@ func (c *cli) sign(ctx context.Context, conn *client.Conn, args []string) error 
 			return err
 		}
 	}
-	if len(files) > 1 {
+	var (
+		sigs []cosign.Signature
+		errs []error
+	)
+	if len(files) == 1 { // one Sign call rather than a batch of one
+		sig, err := key.SignDigest(ctx, rand.Reader, &digests[0])
+		sigs, errs = []cosign.Signature{sig}, []error{err}
+	} else {
 		key.Progress = c.progress("signing")
+		sigs, errs = key.SignDigests(ctx, digests)
 	}
-	sigs, errs := key.SignDigests(ctx, digests)
 	failed := 0
 	for i, f := range files {
 		if errs[i] != nil {
@@ -387,10 +396,17 @@ func (c *cli) decrypt(ctx context.Context, conn *client.Conn, args []string) err
 	if err != nil {
 		return err
 	}
-	if len(files) > 1 {
+	var (
+		plain [][]byte
+		errs  []error
+	)
+	if len(files) == 1 { // one Decrypt call rather than a batch of one
+		p, err := key.DecryptContext(ctx, cts[0], nil)
+		plain, errs = [][]byte{p}, []error{err}
+	} else {
 		key.Progress = c.progress("decrypting")
+		plain, errs = key.DecryptMany(ctx, cts)
 	}
-	plain, errs := key.DecryptMany(ctx, cts)
 	failed := 0
 	for i, f := range files {
 		if errs[i] != nil {

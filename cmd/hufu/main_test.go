@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -109,6 +110,26 @@ func TestKeyCommands(t *testing.T) {
 	if out := hufu("", "verify", "-pub", path("key.pem"), "-in", path("bid.txt"), "-id", "bidder@example.cn"); !strings.Contains(out, "signature OK") {
 		t.Fatalf("verify: %q", out)
 	}
+	// OpenSSL 3, when present, verifies the signature and encrypts to the key.
+	if _, err := exec.LookPath("openssl"); err == nil {
+		hufu("", "sign", "-key", id, "-in", path("bid.txt"), "-out", path("bid.default.sig"))
+		cmd := exec.Command("openssl", "pkeyutl", "-verify", "-pubin", "-inkey", path("key.pem"), "-rawin", "-digest", "sm3",
+			"-in", path("bid.txt"), "-sigfile", path("bid.default.sig"), "-pkeyopt", "distid:1234567812345678")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("openssl verify: %v\n%s", err, out)
+		}
+		cmd = exec.Command("openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", path("key.pem"), "-in", path("bid.txt"), "-out", path("ossl.enc"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("openssl encrypt: %v\n%s", err, out)
+		}
+		hufu("", "decrypt", "-key", id, "-in", path("ossl.enc"), "-out", path("ossl.dec"))
+		if got, _ := os.ReadFile(path("ossl.dec")); string(got) != "投标文件: price 1,000,000" {
+			t.Fatalf("decrypted OpenSSL's ciphertext: %q", got)
+		}
+	} else {
+		t.Log("openssl not found: interoperability with OpenSSL not checked")
+	}
+
 	// Another signer ID or another file does not verify.
 	var sink bytes.Buffer
 	if err := run([]string{"-home", home, "verify", "-pub", path("key.pem"), "-in", path("bid.txt")}, strings.NewReader(""), &sink, &sink); err == nil {

@@ -1,0 +1,71 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/daemon/certs"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/hsm"
+	"github.com/hufu-hsm/hufu/store"
+)
+
+// ensureCAs creates the configured embedded CAs that do not exist yet (hufud init). Their
+// keys are generated in Go and stored only wrapped under the HSM's KEK.
+func ensureCAs(ctx context.Context, cfg config.Config, kr *hsm.Keyring) ([]string, error) {
+	st, err := store.Open(ctx, store.Options{Dir: filepath.Join(cfg.DataDir, "store"), Signer: kr.AuditSigner()})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close(ctx)
+	var done []string
+	for _, c := range cfg.Certificates.CAs {
+		if c.Type != "embedded" {
+			continue
+		}
+		created, err := ca.Ensure(ctx, st, kr, c.ID, c.Name, store.SystemClock{}.Now())
+		if err != nil {
+			return done, fmt.Errorf("CA %s: %w", c.ID, err)
+		}
+		if created {
+			done = append(done, "created embedded CA "+c.ID+" (SM2 root and issuing CA, keys wrapped in the HSM)")
+		} else {
+			done = append(done, "embedded CA "+c.ID+" already present; left unchanged")
+		}
+	}
+	return done, nil
+}
+
+// buildCertificates opens the configured CAs and builds the certificate service.
+func (d *Daemon) buildCertificates(ctx context.Context) error {
+	cc := d.cfg.Certificates
+	opts := certs.Options{ValidityYears: cc.ValidityYears}
+	for _, c := range cc.CAs {
+		e, err := ca.Open(ctx, d.store, d.keyring, d.opts.Clock, c.ID, c.Name, cc.CRLNextUpdate.Std())
+		if err != nil {
+			return fmt.Errorf("%w (run hufud init after adding a CA)", err)
+		}
+		prices := map[int]int64{}
+		for _, p := range c.Prices {
+			if p.CertKind == "personal" {
+				prices[p.ValidityYears] = int64(p.AmountFen)
+			}
+		}
+		opts.CAs = append(opts.CAs, certs.CA{Connector: e, Prices: prices, UpgradePriceFen: int64(c.UpgradePriceFen)})
+	}
+	var err error
+	d.certs, err = certs.New(opts, certs.Deps{
+		Store: d.store, Keys: d.keys, Accounts: d.accounts, Payments: certs.DevPayments{}, Clock: d.opts.Clock, Log: d.opts.Log,
+	})
+	return err
+}
+
+// CRL returns the current CRL (DER) of the configured CA caID, for the admin listener
+// (served there as the CRL distribution point). It is regenerated after every revocation
+// and once half of certificates.crl_next_update has passed.
+func (d *Daemon) CRL(ctx context.Context, caID string) ([]byte, error) { return d.certs.CRL(ctx, caID) }
+
+// CAIDs lists the configured CAs.
+func (d *Daemon) CAIDs() []string { return d.certs.CAIDs() }

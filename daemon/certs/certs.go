@@ -1,0 +1,263 @@
+// Package certs is the certificate life of a natural person (seed manual §1.5, §1.7,
+// §1.8.1): applications for a certificate on a split key and the orders that carry them
+// through review, payment and issuance; the review desk where operators approve or reject
+// applications; the issued certificates (download, renew, upgrade, label, check, revoke);
+// and each user's message inbox. Certificates come from a CA behind ca.Connector — the
+// embedded CA by default.
+//
+// # Orders
+//
+// An order moves only along these edges; any other request is refused with
+// FailedPrecondition:
+//
+//	in review (审核中) --approve--> awaiting payment (待支付) --pay--> completed (已完成)
+//	in review --reject (reviewer's reason)--> cancelled (已取消)
+//	in review | awaiting payment --cancel (user's reason)--> cancelled
+//
+// Renewals and upgrades of an existing certificate start awaiting payment: the identity and
+// the key were reviewed with the original application. Payment issues the certificate in
+// the same transaction that completes the order, so an order has at most one certificate
+// however many payments race (the same idempotency key gets the same answer, another key
+// is refused).
+//
+// # Records
+//
+//	o/order/<user id>/<order id>    storepb.Order; order ids sort newest first
+//	o/inbox/<user id>/<message id>  storepb.InboxMessage, newest first
+//	c/cert/<user id>/<serial>       storepb.Certificate
+//	x/order/<order id>              -> the order's key (unique)
+//	x/order-request/<user>.<req>    -> the order an application's request id made (unique)
+//	x/cert/<serial>                 -> the certificate's key (unique)
+//	x/key-cert/<key id>/<cert key>  the certificates of a key
+//
+// Every change writes its audit record in the same transaction; audit records name orders,
+// serials and keys, never names or ID numbers.
+package certs
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"regexp"
+	"sync/atomic"
+	"time"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/accounts"
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// Keys is what certs needs of the split keys.
+type Keys interface {
+	OwnedKey(ctx context.Context, caller authn.Caller, keyID string) (*storepb.SplitKey, error)
+	VerifyKeyPIN(ctx context.Context, caller authn.Caller, keyID, pin, field string) error
+	OpenTicket(ctx context.Context, caller authn.Caller, keyID, pin string) (string, time.Time, int, error)
+	Revoke(ctx context.Context, caller authn.Caller, keyID, reason string, with func(tx *store.Tx) error) error
+}
+
+// Accounts is what certs needs of the account domain.
+type Accounts interface {
+	VerifiedUser(ctx context.Context, userID string) (*storepb.User, error)
+	Platform(id string) (accounts.Platform, bool)
+}
+
+// Charge is one payment request.
+type Charge struct {
+	OrderID, UserID, Method, IdempotencyKey string
+	AmountFen                               int64
+}
+
+// Payments takes payments. Charge must be idempotent per idempotency key.
+type Payments interface {
+	Charge(ctx context.Context, c Charge) (ref string, err error)
+}
+
+// CA is one CA an applicant can choose, with its prices.
+type CA struct {
+	Connector ca.Connector
+	// Prices per validity in years of a personal certificate, in fen.
+	Prices          map[int]int64
+	UpgradePriceFen int64
+}
+
+// Options are the certificate policies, from the configuration.
+type Options struct {
+	ValidityYears []int
+	CAs           []CA
+}
+
+// Deps are the collaborators of the service.
+type Deps struct {
+	Store    *store.Store
+	Keys     Keys
+	Accounts Accounts
+	Payments Payments
+	Clock    interface{ Now() time.Time }
+	Log      *slog.Logger
+}
+
+// Service implements CertificateService and ReviewService.
+type Service struct {
+	opts  Options
+	deps  Deps
+	cas   map[string]CA
+	order []string
+}
+
+// New returns the service.
+func New(opts Options, deps Deps) (*Service, error) {
+	if deps.Store == nil || deps.Keys == nil || deps.Accounts == nil || deps.Payments == nil || deps.Clock == nil {
+		return nil, errors.New("certs: missing dependency")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	if len(opts.CAs) == 0 || len(opts.ValidityYears) == 0 {
+		return nil, errors.New("certs: no CA or no validity configured")
+	}
+	s := &Service{opts: opts, deps: deps, cas: map[string]CA{}}
+	for _, c := range opts.CAs {
+		s.cas[c.Connector.ID()] = c
+		s.order = append(s.order, c.Connector.ID())
+	}
+	return s, nil
+}
+
+// CRL returns the current CRL of a configured CA (DER), for the admin listener.
+func (s *Service) CRL(ctx context.Context, caID string) ([]byte, error) {
+	c, ok := s.cas[caID]
+	if !ok {
+		return nil, apierr.New(apierr.NotFound, "no CA %q", caID)
+	}
+	return c.Connector.CRL(ctx)
+}
+
+// CAIDs lists the configured CAs in configuration order.
+func (s *Service) CAIDs() []string { return append([]string(nil), s.order...) }
+
+var (
+	orders = store.NewCollection(store.KindOrder, func() *storepb.Order { return new(storepb.Order) })
+	inbox  = store.NewCollection(store.KindOrder, func() *storepb.InboxMessage { return new(storepb.InboxMessage) })
+	certs  = store.NewCollection(store.KindCert, func() *storepb.Certificate { return new(storepb.Certificate) })
+)
+
+const (
+	indexOrder        = "order"
+	indexOrderRequest = "order-request"
+	indexCert         = "cert"
+	indexKeyCert      = "key-cert"
+
+	statusInReview  = int32(hufuv1.OrderStatus_ORDER_STATUS_IN_REVIEW)
+	statusAwaiting  = int32(hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT)
+	statusCompleted = int32(hufuv1.OrderStatus_ORDER_STATUS_COMPLETED)
+	statusCancelled = int32(hufuv1.OrderStatus_ORDER_STATUS_CANCELLED)
+
+	certActive     = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE)
+	certRevoked    = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED)
+	certSuperseded = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_SUPERSEDED)
+	certExpired    = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_EXPIRED)
+
+	certKindPersonal = "personal"
+)
+
+func orderID(user, id string) string { return "order/" + user + "/" + id }
+func certID(user, serial string) string {
+	return "cert/" + user + "/" + serial
+}
+func orderKey(user, id string) string { return "o/" + orderID(user, id) }
+func certKey(user, serial string) string {
+	return "c/" + certID(user, serial)
+}
+
+var (
+	requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
+	orderIDRE   = regexp.MustCompile(`^[0-9a-f]{22}$`)
+	serialRE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+)
+
+func checkRequestID(id string) error {
+	if !requestIDRE.MatchString(id) {
+		return apierr.Invalidf("request_id", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	}
+	return nil
+}
+
+func checkOrderID(id string) error {
+	if !orderIDRE.MatchString(id) {
+		return apierr.New(apierr.NotFound, "no order %q", id)
+	}
+	return nil
+}
+
+func checkSerial(serial string) error {
+	if !serialRE.MatchString(serial) {
+		return apierr.New(apierr.NotFound, "no certificate %q", serial)
+	}
+	return nil
+}
+
+// idSeq orders ids made in the same nanosecond (one transaction, a coarse clock).
+var idSeq atomic.Uint32
+
+func init() {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	idSeq.Store(binary.BigEndian.Uint32(r[:])) // restarts within a nanosecond do not collide
+}
+
+// newTimeID returns 16 hex digits of inverted time and 6 of an inverted sequence: ids that
+// sort newest first, also within a nanosecond.
+func newTimeID(t time.Time) string {
+	return fmt.Sprintf("%016x%06x", uint64(math.MaxInt64-t.UnixNano()), 0xffffff-(idSeq.Add(1)&0xffffff))
+}
+
+func step(tx *store.Tx, name, actor, note string) *storepb.ReviewStep {
+	return &storepb.ReviewStep{Name: name, TimeUnixNano: tx.Now().UnixNano(), Actor: actor, Note: note}
+}
+
+// notify writes an inbox message inside tx.
+func notify(tx *store.Tx, user string, kind hufuv1.MessageKind, title, body, order, serial string) error {
+	id := newTimeID(tx.Now())
+	return inbox.Put(tx, "inbox/"+user+"/"+id, &storepb.InboxMessage{
+		Id: id, Kind: int32(kind), Title: title, Body: body, OrderId: order, Serial: serial, TimeUnixNano: tx.Now().UnixNano(),
+	})
+}
+
+func (s *Service) ca(field, id string) (CA, error) {
+	c, ok := s.cas[id]
+	if !ok {
+		return CA{}, apierr.Invalidf(field, "no CA %q; choose one of ListCertificateAuthorities", id)
+	}
+	return c, nil
+}
+
+func (s *Service) price(c CA, field string, years int) (int64, error) {
+	ok := false
+	for _, y := range s.opts.ValidityYears {
+		ok = ok || y == years
+	}
+	p, priced := c.Prices[years]
+	if !ok || !priced {
+		return 0, apierr.Invalidf(field, "%d years is not offered; choose one of %v", years, s.opts.ValidityYears)
+	}
+	return p, nil
+}
+
+// publicKey decodes a split key's public point.
+func publicKey(raw []byte) (*ecdsa.PublicKey, error) {
+	p, err := cosign.ParsePoint(raw)
+	if err != nil {
+		return nil, err
+	}
+	return p.PublicKey(), nil
+}

@@ -1,0 +1,599 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/sm3"
+	"github.com/emmansun/gmsm/smx509"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// DevPayments is the development payment provider: every charge with method "dev"
+// succeeds, and the same idempotency key gets the same reference.
+type DevPayments struct{}
+
+var _ Payments = DevPayments{}
+
+func (DevPayments) Charge(_ context.Context, c Charge) (string, error) {
+	if c.Method != "dev" {
+		return "", apierr.Invalidf("method", "the development provider takes only method \"dev\"")
+	}
+	h := sha256.Sum256([]byte(c.OrderID + "\x00" + c.IdempotencyKey))
+	return "dev-" + hex.EncodeToString(h[:8]), nil
+}
+
+// Pay takes the payment of an order awaiting payment, has the CA issue the certificate and
+// completes the order, all or nothing: the certificate is stored in the transaction that
+// completes the order, so concurrent payments leave exactly one certificate.
+func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem string) (*storepb.Order, *storepb.Certificate, error) {
+	if err := checkRequestID(idem); err != nil {
+		return nil, nil, apierr.Invalidf("idempotency_key", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	}
+	o, err := s.ownedOrder(ctx, caller, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if done, c, err := s.paidAlready(ctx, o, idem); done || err != nil {
+		return o, c, err
+	}
+	if o.Status != statusAwaiting {
+		return nil, nil, wrongState(o, "pay")
+	}
+	c, err := s.ca("ca_id", o.CaId)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := s.deps.Keys.OwnedKey(ctx, caller, o.KeyId)
+	if err != nil {
+		return nil, nil, err
+	}
+	if keys.KeyRevoked(key) {
+		return nil, nil, apierr.New(apierr.FailedPrecondition, "the order's key has been revoked; cancel the order")
+	}
+	pub, err := publicKey(key.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	app := &ca.Application{OrderID: o.Id, UserID: o.UserId, Name: o.SubjectName, IDNumberMask: o.SubjectIdMasked, CSR: o.Csr,
+		PublicKey: pub, ValidityYears: int(o.ValidityYears), Platforms: o.Platforms, Regions: o.Regions,
+		AuthorisationSHA256: o.GetAuthorisation().GetSha256(), AuthorisationMethod: o.GetAuthorisation().GetMethod()}
+	if o.Kind == int32(hufuv1.OrderKind_ORDER_KIND_UPGRADE) {
+		old, err := certs.Read(ctx, s.deps.Store, certID(o.UserId, o.ReplacesSerial))
+		if err != nil {
+			return nil, nil, err
+		}
+		app.NotAfter = time.Unix(0, old.NotAfterUnixNano)
+	}
+	ref, err := s.deps.Payments.Charge(ctx, Charge{OrderID: o.Id, UserID: o.UserId, Method: method, IdempotencyKey: idem, AmountFen: o.PriceFen})
+	if err != nil {
+		return nil, nil, err
+	}
+	issued, err := c.Connector.Fetch(ctx, o.CaRef, app)
+	if err != nil {
+		return nil, nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not issue the certificate; pay again with the same idempotency key later", Cause: err}
+	}
+	var cert *storepb.Certificate
+	order, err := s.transition(ctx, caller, caller.UserID, id, "order.pay", func(tx *store.Tx, o *storepb.Order) error {
+		cert = nil
+		if o.Status == statusCompleted && o.PaymentIdempotencyKey == idem {
+			var err error
+			if cert, err = certs.Get(tx, certID(o.UserId, o.Serial)); err != nil {
+				return err
+			}
+			return errAlreadyPaid
+		}
+		if o.Status != statusAwaiting {
+			return wrongState(o, "pay")
+		}
+		cert = &storepb.Certificate{Serial: issued.Serial, UserId: o.UserId, KeyId: o.KeyId, CaId: o.CaId, OrderId: o.Id,
+			Der: issued.DER, NotBeforeUnixNano: issued.NotBefore.UnixNano(), NotAfterUnixNano: issued.NotAfter.UnixNano(),
+			Platforms: o.Platforms, Regions: o.Regions, Status: certActive, Replaces: o.ReplacesSerial}
+		ckey := certKey(o.UserId, issued.Serial)
+		if err := tx.Claim(indexCert, issued.Serial, ckey); err != nil {
+			return err
+		}
+		if err := tx.AddIndex(indexKeyCert, o.KeyId, ckey); err != nil {
+			return err
+		}
+		if o.ReplacesSerial != "" {
+			old, err := certs.Get(tx, certID(o.UserId, o.ReplacesSerial))
+			if err != nil {
+				return err
+			}
+			cert.Label = old.Label
+			if old.Status == certActive {
+				old.Status, old.SupersededBy = certSuperseded, issued.Serial
+				if err := certs.Put(tx, certID(o.UserId, old.Serial), old); err != nil {
+					return err
+				}
+			}
+		}
+		if err := certs.Put(tx, certID(o.UserId, issued.Serial), cert); err != nil {
+			return err
+		}
+		o.Status, o.Serial, o.PaymentRef, o.PaymentIdempotencyKey, o.PaidUnixNano = statusCompleted, issued.Serial, ref, idem, tx.Now().UnixNano()
+		o.Steps = append(o.Steps, step(tx, "paid", "user", ref), step(tx, "issued", "ca:"+o.CaId, issued.Serial))
+		if err := tx.Audit(store.Event{Actor: "ca:" + o.CaId, Action: "cert.issue", Subject: ckey, Outcome: store.OutcomeOK,
+			Details: map[string]string{"order": o.Id, "key": o.KeyId, "not_after": issued.NotAfter.UTC().Format(time.RFC3339), "replaces": o.ReplacesSerial}}); err != nil {
+			return err
+		}
+		return notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_READY, "证书已签发",
+			fmt.Sprintf("订单 %s 已完成，证书 %s 可以下载", o.Id, issued.Serial), o.Id, issued.Serial)
+	}, map[string]string{"payment": ref, "amount_fen": fmt.Sprint(o.PriceFen)})
+	if errors.Is(err, errAlreadyPaid) {
+		o, err := s.ownedOrder(ctx, caller, id)
+		return o, cert, err
+	}
+	return order, cert, err
+}
+
+// errAlreadyPaid aborts a payment transaction that found its own earlier success.
+var errAlreadyPaid = errors.New("certs: already paid with this idempotency key")
+
+func (s *Service) paidAlready(ctx context.Context, o *storepb.Order, idem string) (bool, *storepb.Certificate, error) {
+	if o.Status != statusCompleted {
+		return false, nil, nil
+	}
+	if o.PaymentIdempotencyKey != idem {
+		return true, nil, wrongState(o, "pay")
+	}
+	c, err := certs.Read(ctx, s.deps.Store, certID(o.UserId, o.Serial))
+	return true, c, err
+}
+
+// effective is a certificate's status as the user sees it: active certificates past their
+// not-after are expired.
+func (s *Service) effective(c *storepb.Certificate) hufuv1.CertificateStatus {
+	if c.Status == certActive && !s.deps.Clock.Now().Before(time.Unix(0, c.NotAfterUnixNano)) {
+		return hufuv1.CertificateStatus(certExpired)
+	}
+	return hufuv1.CertificateStatus(c.Status)
+}
+
+// ListCertificates lists the caller's active (生效中) or no longer valid (已失效)
+// certificates.
+func (s *Service) ListCertificates(ctx context.Context, caller authn.Caller, view hufuv1.CertificateListView) ([]*storepb.Certificate, error) {
+	var out []*storepb.Certificate
+	cursor := ""
+	for {
+		page, err := certs.List(ctx, s.deps.Store, "cert/"+caller.UserID+"/", store.ListOptions{Cursor: cursor, Limit: store.MaxListLimit}, func(_ string, c *storepb.Certificate) bool {
+			active := s.effective(c) == hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE
+			switch view {
+			case hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE:
+				return active
+			case hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_NO_LONGER_VALID:
+				return !active
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range page.Items {
+			out = append(out, it.Value)
+		}
+		if page.Next == "" {
+			return out, nil
+		}
+		cursor = page.Next
+	}
+}
+
+func (s *Service) ownedCert(ctx context.Context, caller authn.Caller, serial string) (*storepb.Certificate, error) {
+	if err := checkSerial(serial); err != nil {
+		return nil, err
+	}
+	c, err := certs.Read(ctx, s.deps.Store, certID(caller.UserID, serial))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierr.New(apierr.NotFound, "no certificate %q", serial)
+	}
+	return c, err
+}
+
+// Download returns a certificate and its chain (issuing CA, root), PEM or DER.
+func (s *Service) Download(ctx context.Context, caller authn.Caller, serial string, format hufuv1.CertificateFormat) (*storepb.Certificate, []byte, [][]byte, error) {
+	c, err := s.ownedCert(ctx, caller, serial)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	authority, err := s.ca("ca_id", c.CaId)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	chain, err := authority.Connector.Chain(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if c.DownloadedUnixNano == 0 {
+		err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+			cur, err := certs.Get(tx, certID(caller.UserID, serial))
+			if err != nil || cur.DownloadedUnixNano != 0 {
+				return err
+			}
+			cur.DownloadedUnixNano = tx.Now().UnixNano()
+			if err := certs.Put(tx, certID(caller.UserID, serial), cur); err != nil {
+				return err
+			}
+			return tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.download", Subject: certKey(caller.UserID, serial), Outcome: store.OutcomeOK})
+		})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	switch format {
+	case hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER:
+		return c, c.Der, chain, nil
+	case hufuv1.CertificateFormat_CERTIFICATE_FORMAT_PEM, hufuv1.CertificateFormat_CERTIFICATE_FORMAT_UNSPECIFIED:
+		var b bytes.Buffer
+		for _, der := range chain {
+			_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+		}
+		return c, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Der}), [][]byte{b.Bytes()}, nil
+	}
+	return nil, nil, nil, apierr.Invalidf("format", "want PEM or DER")
+}
+
+// renewable returns a certificate that may be renewed or upgraded.
+func (s *Service) renewable(ctx context.Context, caller authn.Caller, serial string, upgrade bool) (*storepb.Certificate, CA, error) {
+	c, err := s.ownedCert(ctx, caller, serial)
+	if err != nil {
+		return nil, CA{}, err
+	}
+	st := s.effective(c)
+	ok := st == hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE || (!upgrade && st == hufuv1.CertificateStatus_CERTIFICATE_STATUS_EXPIRED)
+	if !ok {
+		return nil, CA{}, apierr.New(apierr.FailedPrecondition, "the certificate is %s", certStatusName(st))
+	}
+	authority, err := s.ca("ca_id", c.CaId)
+	return c, authority, err
+}
+
+func certStatusName(st hufuv1.CertificateStatus) string {
+	switch st {
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE:
+		return "active"
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED:
+		return "revoked"
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_DISABLED:
+		return "disabled"
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_SUPERSEDED:
+		return "superseded by a renewal or an upgrade"
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_EXPIRED:
+		return "expired"
+	}
+	return "unknown"
+}
+
+// Renew orders a certificate for the same key pair (续期); files encrypted to the old
+// certificate still decrypt. The order awaits payment at once.
+func (s *Service) Renew(ctx context.Context, caller authn.Caller, requestID, serial string, years int) (*storepb.Order, error) {
+	if err := checkRequestID(requestID); err != nil {
+		return nil, err
+	}
+	if existing, err := s.byRequest(ctx, caller, requestID); err != nil || existing != nil {
+		return existing, err
+	}
+	c, authority, err := s.renewable(ctx, caller, serial, false)
+	if err != nil {
+		return nil, err
+	}
+	price, err := s.price(authority, "validity_years", years)
+	if err != nil {
+		return nil, err
+	}
+	return s.follow(ctx, caller, c, requestID, hufuv1.OrderKind_ORDER_KIND_RENEWAL, uint32(years), c.Platforms, c.Regions, price)
+}
+
+// Upgrade orders a certificate for the same key valid on more platforms (升级), with the
+// old certificate's expiry.
+func (s *Service) Upgrade(ctx context.Context, caller authn.Caller, requestID, serial string, add []string) (*storepb.Order, error) {
+	if err := checkRequestID(requestID); err != nil {
+		return nil, err
+	}
+	if existing, err := s.byRequest(ctx, caller, requestID); err != nil || existing != nil {
+		return existing, err
+	}
+	c, authority, err := s.renewable(ctx, caller, serial, true)
+	if err != nil {
+		return nil, err
+	}
+	added, _, err := s.platforms("platforms", add)
+	if err != nil {
+		return nil, err
+	}
+	all := slices.Clone(c.Platforms)
+	for _, p := range added {
+		if !slices.Contains(all, p) {
+			all = append(all, p)
+		}
+	}
+	if len(all) == len(c.Platforms) {
+		return nil, apierr.Invalidf("platforms", "the certificate is already valid on these platforms")
+	}
+	platforms, regions, err := s.platforms("platforms", all)
+	if err != nil {
+		return nil, err
+	}
+	return s.follow(ctx, caller, c, requestID, hufuv1.OrderKind_ORDER_KIND_UPGRADE, 0, platforms, regions, authority.UpgradePriceFen)
+}
+
+// follow creates the renewal or upgrade order of c.
+func (s *Service) follow(ctx context.Context, caller authn.Caller, c *storepb.Certificate, requestID string, kind hufuv1.OrderKind,
+	years uint32, platforms, regions []string, price int64) (*storepb.Order, error) {
+	key, err := s.deps.Keys.OwnedKey(ctx, caller, c.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	if keys.KeyRevoked(key) {
+		return nil, apierr.New(apierr.FailedPrecondition, "the certificate's key is revoked")
+	}
+	parsed, err := smx509.ParseCertificate(c.Der)
+	if err != nil {
+		return nil, fmt.Errorf("certs: stored certificate %s: %w", c.Serial, err)
+	}
+	mask := ""
+	if len(parsed.Subject.SerialNumber) > 0 {
+		mask = parsed.Subject.SerialNumber
+	}
+	o := &storepb.Order{
+		Id: newTimeID(s.deps.Clock.Now()), UserId: caller.UserID, Kind: int32(kind), Status: statusAwaiting,
+		CaId: c.CaId, CaRef: c.OrderId, KeyId: c.KeyId, ValidityYears: years, Platforms: platforms, Regions: regions,
+		CertKind: certKindPersonal, PriceFen: price, SubjectName: parsed.Subject.CommonName, SubjectIdMasked: mask,
+		ReplacesSerial: c.Serial, RequestId: requestID,
+	}
+	return s.create(ctx, caller, o, "approved", "renewal or upgrade of "+c.Serial)
+}
+
+// SetLabel sets or clears a certificate's label (标签).
+func (s *Service) SetLabel(ctx context.Context, caller authn.Caller, serial, label string) (*storepb.Certificate, error) {
+	if utf8.RuneCountInString(label) > 32 {
+		return nil, apierr.Invalidf("label", "at most 32 characters")
+	}
+	if _, err := s.ownedCert(ctx, caller, serial); err != nil {
+		return nil, err
+	}
+	var out *storepb.Certificate
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		c, err := certs.Get(tx, certID(caller.UserID, serial))
+		if err != nil {
+			return err
+		}
+		c.Label = label
+		if err := certs.Put(tx, certID(caller.UserID, serial), c); err != nil {
+			return err
+		}
+		out = c
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.label", Subject: certKey(caller.UserID, serial), Outcome: store.OutcomeOK})
+	})
+	return out, err
+}
+
+// CheckStep is one step of a certificate check.
+type CheckStep struct {
+	Name, Detail string
+	OK           bool
+}
+
+// CheckResult is the server's part of a certificate check and the material for the phone's
+// two-party steps.
+type CheckResult struct {
+	Steps                       []CheckStep
+	Ticket                      string
+	Message, Ciphertext, Digest []byte
+}
+
+// Check (证书检测) verifies the PIN (opening a ticket for the two-party steps), the chain,
+// the validity and the revocation status, and prepares a test signature and decryption.
+// Failed steps are reported, not returned as errors; a wrong PIN is an error (it counts).
+func (s *Service) Check(ctx context.Context, caller authn.Caller, serial, pin string) (*CheckResult, error) {
+	c, err := s.ownedCert(ctx, caller, serial)
+	if err != nil {
+		return nil, err
+	}
+	res := &CheckResult{}
+	add := func(name string, ok bool, format string, args ...any) {
+		res.Steps = append(res.Steps, CheckStep{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+	}
+	ticket, _, _, err := s.deps.Keys.OpenTicket(ctx, caller, c.KeyId, pin)
+	var ae *apierr.Error
+	switch {
+	case err == nil:
+		res.Ticket = ticket
+		add("pin", true, "the PIN is correct")
+	case errors.As(err, &ae) && ae.Kind == apierr.FailedPrecondition:
+		add("pin", false, "the key cannot be used: %s", ae.Message)
+	default:
+		return nil, err
+	}
+	cert, err := smx509.ParseCertificate(c.Der)
+	if err != nil {
+		return nil, fmt.Errorf("certs: stored certificate %s: %w", serial, err)
+	}
+	authority, err := s.ca("ca_id", c.CaId)
+	if err != nil {
+		return nil, err
+	}
+	now := s.deps.Clock.Now()
+	if err := verifyChain(ctx, authority.Connector, cert, now); err != nil {
+		add("chain", false, "%v", err)
+	} else {
+		add("chain", true, "issued by %s, chains to its root", cert.Issuer.CommonName)
+	}
+	switch {
+	case now.Before(cert.NotBefore):
+		add("validity", false, "not valid before %s", cert.NotBefore.Format(time.DateOnly))
+	case !now.Before(cert.NotAfter):
+		add("validity", false, "expired on %s", cert.NotAfter.Format(time.DateOnly))
+	default:
+		add("validity", true, "valid until %s", cert.NotAfter.Format(time.DateOnly))
+	}
+	revoked, err := onCRL(ctx, authority.Connector, cert)
+	switch {
+	case err != nil:
+		add("revocation", false, "the CRL could not be checked: %v", err)
+	case revoked || c.Status == certRevoked:
+		add("revocation", false, "revoked")
+	case c.Status != certActive:
+		add("revocation", false, "%s", certStatusName(hufuv1.CertificateStatus(c.Status)))
+	default:
+		add("revocation", true, "not on the CA's current CRL")
+	}
+	res.Message = []byte("hufu certificate check " + serial + " " + now.UTC().Format(time.RFC3339))
+	plain := make([]byte, 32)
+	_, _ = rand.Read(plain)
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("certs: certificate %s has no SM2 key", serial)
+	}
+	if res.Ciphertext, err = sm2.Encrypt(rand.Reader, pub, plain, nil); err != nil {
+		return nil, err
+	}
+	d := sm3.Sum(plain)
+	res.Digest = d[:]
+	return res, nil
+}
+
+func verifyChain(ctx context.Context, conn ca.Connector, cert *smx509.Certificate, now time.Time) error {
+	chain, err := conn.Chain(ctx)
+	if err != nil || len(chain) == 0 {
+		return fmt.Errorf("no CA chain: %v", err)
+	}
+	roots, inter := smx509.NewCertPool(), smx509.NewCertPool()
+	for i, der := range chain {
+		c, err := smx509.ParseCertificate(der)
+		if err != nil {
+			return err
+		}
+		if i == len(chain)-1 {
+			roots.AddCert(c)
+		} else {
+			inter.AddCert(c)
+		}
+	}
+	t := now
+	if t.After(cert.NotAfter) {
+		t = cert.NotAfter.Add(-time.Second) // the chain, not the expiry, is checked here
+	}
+	_, err = cert.Verify(smx509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: t, KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageAny}})
+	return err
+}
+
+func onCRL(ctx context.Context, conn ca.Connector, cert *smx509.Certificate) (bool, error) {
+	der, err := conn.CRL(ctx)
+	if err != nil {
+		return false, err
+	}
+	crl, err := smx509.ParseRevocationList(der)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Revoke (注销) revokes a certificate for good, confirmed with the PIN: the CA puts it on
+// its CRL, and the key's server share is destroyed in the same transaction that marks the
+// certificate revoked, so nothing ever encrypted to it can be decrypted again.
+func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, reason string, confirmed bool) (*storepb.Certificate, error) {
+	if !confirmed {
+		return nil, apierr.Invalidf("confirm_irreversible", "revocation is irreversible and nothing encrypted to the certificate can be decrypted afterwards: confirm it")
+	}
+	reason, err := checkReason("reason", reason, false)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.ownedCert(ctx, caller, serial)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status == certRevoked {
+		return nil, apierr.New(apierr.FailedPrecondition, "the certificate is already revoked")
+	}
+	if c.Status == certSuperseded {
+		return nil, apierr.New(apierr.FailedPrecondition, "the certificate was replaced by %s: revoke that one", c.SupersededBy)
+	}
+	if err := s.deps.Keys.VerifyKeyPIN(ctx, caller, c.KeyId, pin, "pin"); err != nil {
+		return nil, err
+	}
+	authority, err := s.ca("ca_id", c.CaId)
+	if err != nil {
+		return nil, err
+	}
+	// The CA first: if the rest fails, the certificate is on the CRL and a retry finishes.
+	if err := authority.Connector.Revoke(ctx, serial, ca.ReasonCessation); err != nil {
+		return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not confirm the revocation; retry", Cause: err}
+	}
+	var out *storepb.Certificate
+	err = s.deps.Keys.Revoke(ctx, caller, c.KeyId, "certificate "+serial+" revoked", func(tx *store.Tx) error {
+		cur, err := certs.Get(tx, certID(caller.UserID, serial))
+		if err != nil {
+			return err
+		}
+		cur.Status, cur.RevokedUnixNano, cur.RevokeReason = certRevoked, tx.Now().UnixNano(), reason
+		if err := certs.Put(tx, certID(caller.UserID, serial), cur); err != nil {
+			return err
+		}
+		out = cur
+		if err := notify(tx, caller.UserID, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_REVOKED, "证书已注销",
+			fmt.Sprintf("证书 %s 已注销，不能恢复，无法解密原有文件", serial), "", serial); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: certKey(caller.UserID, serial), Outcome: store.OutcomeOK,
+			Details: map[string]string{"key": cur.KeyId, "ca": cur.CaId}})
+	})
+	return out, err
+}
+
+// ListMessages lists the caller's inbox, newest first.
+func (s *Service) ListMessages(ctx context.Context, caller authn.Caller, size int, token string) ([]*storepb.InboxMessage, string, error) {
+	if size < 0 || size > 100 {
+		return nil, "", apierr.Invalidf("page_size", "want 0..100")
+	}
+	if size == 0 {
+		size = 20
+	}
+	page, err := inbox.List(ctx, s.deps.Store, "inbox/"+caller.UserID+"/", store.ListOptions{Cursor: token, Limit: size}, nil)
+	if errors.Is(err, store.ErrBadCursor) {
+		return nil, "", apierr.Invalidf("page_token", "not a token from the previous page")
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]*storepb.InboxMessage, len(page.Items))
+	for i, it := range page.Items {
+		out[i] = it.Value
+	}
+	return out, page.Next, nil
+}
+
+// subjectOf renders a stored certificate's subject for display.
+func subjectOf(c *storepb.Certificate) string {
+	cert, err := smx509.ParseCertificate(c.Der)
+	if err != nil {
+		return ""
+	}
+	return cert.Subject.String()
+}

@@ -1,0 +1,447 @@
+package certs
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/sm3"
+	"github.com/emmansun/gmsm/smx509"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+const (
+	maxLetterBytes = 2 << 20
+	maxReasonRunes = 200
+)
+
+var letterTypes = []string{"image/jpeg", "image/png", "application/pdf"}
+
+// Apply submits a personal certificate application (seed §1.5.1): the verified identity,
+// the platforms, the CA and validity, the authorisation letter and a CSR signed by the split
+// key. The order starts in review. request_id makes it idempotent.
+func (s *Service) Apply(ctx context.Context, caller authn.Caller, req *hufuv1.ApplyCertificateRequest) (*storepb.Order, error) {
+	if err := checkRequestID(req.GetRequestId()); err != nil {
+		return nil, err
+	}
+	if existing, err := s.byRequest(ctx, caller, req.GetRequestId()); err != nil || existing != nil {
+		return existing, err
+	}
+	c, err := s.ca("ca_id", req.GetCaId())
+	if err != nil {
+		return nil, err
+	}
+	price, err := s.price(c, "validity_years", int(req.GetValidityYears()))
+	if err != nil {
+		return nil, err
+	}
+	platforms, regions, err := s.platforms("platforms", req.GetPlatforms())
+	if err != nil {
+		return nil, err
+	}
+	user, err := s.deps.Accounts.VerifiedUser(ctx, caller.UserID)
+	if err != nil {
+		return nil, err
+	}
+	key, err := s.deps.Keys.OwnedKey(ctx, caller, req.GetKeyId())
+	if err != nil {
+		return nil, err
+	}
+	if keys.KeyRevoked(key) {
+		return nil, apierr.New(apierr.FailedPrecondition, "the key is revoked; create a new key")
+	}
+	pub, err := publicKey(key.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("certs: stored public key of %s: %w", key.Id, err)
+	}
+	if err := checkCSR(req.GetCsr(), pub); err != nil {
+		return nil, err
+	}
+	letter, err := checkAuthorisation(req.GetAuthorisation(), pub)
+	if err != nil {
+		return nil, err
+	}
+	if from := req.GetReorderedFrom(); from != "" {
+		old, err := s.ownedOrder(ctx, caller, from)
+		if err != nil {
+			return nil, err
+		}
+		if old.Status != statusCancelled {
+			return nil, apierr.New(apierr.FailedPrecondition, "only a cancelled order can be re-ordered")
+		}
+	}
+	id := newTimeID(s.deps.Clock.Now())
+	app := &ca.Application{OrderID: id, UserID: caller.UserID, Name: user.Identity.GetName(), IDNumberMask: user.Identity.GetIdNumberMasked(),
+		CSR: req.GetCsr(), PublicKey: pub, ValidityYears: int(req.GetValidityYears()), Platforms: platforms, Regions: regions,
+		AuthorisationSHA256: letter.Sha256, AuthorisationMethod: letter.Method}
+	ref, err := c.Connector.Submit(ctx, app)
+	if err != nil {
+		return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not accept the application; retry later", Cause: err}
+	}
+	o := &storepb.Order{
+		Id: id, UserId: caller.UserID, Kind: int32(hufuv1.OrderKind_ORDER_KIND_NEW), Status: statusInReview,
+		CaId: c.Connector.ID(), CaRef: ref, KeyId: key.Id, Csr: req.GetCsr(), ValidityYears: req.GetValidityYears(),
+		Platforms: platforms, Regions: regions, CertKind: certKindPersonal, PriceFen: price,
+		SubjectName: app.Name, SubjectIdMasked: app.IDNumberMask, Authorisation: letter,
+		ReorderedFrom: req.GetReorderedFrom(), RequestId: req.GetRequestId(),
+	}
+	return s.create(ctx, caller, o, "submitted", "")
+}
+
+// create stores a new order (or returns the one its request id already made).
+func (s *Service) create(ctx context.Context, caller authn.Caller, o *storepb.Order, first, note string) (*storepb.Order, error) {
+	var out *storepb.Order
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		out = nil
+		if k, err := tx.Lookup(indexOrderRequest, caller.UserID+"."+o.RequestId); err == nil {
+			out = new(storepb.Order)
+			return tx.Get(k, out)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		now := tx.Now().UnixNano()
+		o.CreatedUnixNano, o.UpdatedUnixNano = now, now
+		o.Steps = []*storepb.ReviewStep{step(tx, "submitted", "user", "")}
+		if first != "submitted" {
+			o.Steps = append(o.Steps, step(tx, first, "hufu", note))
+		}
+		key := orderKey(o.UserId, o.Id)
+		if err := tx.Claim(indexOrderRequest, caller.UserID+"."+o.RequestId, key); err != nil {
+			return err
+		}
+		if err := tx.Claim(indexOrder, o.Id, key); err != nil {
+			return err
+		}
+		if err := orders.Put(tx, orderID(o.UserId, o.Id), o); err != nil {
+			return err
+		}
+		if o.Status == statusAwaiting {
+			if err := notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_PAYMENT_DUE, "订单待支付",
+				fmt.Sprintf("订单 %s 待支付 %s 元", o.Id, yuan(o.PriceFen)), o.Id, ""); err != nil {
+				return err
+			}
+		}
+		out = o
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "order.create", Subject: key, Outcome: store.OutcomeOK,
+			Details: map[string]string{"kind": hufuv1.OrderKind(o.Kind).String(), "ca": o.CaId, "key": o.KeyId,
+				"validity_years": fmt.Sprint(o.ValidityYears), "platforms": strings.Join(o.Platforms, ","),
+				"authorisation_sha256": o.GetAuthorisation().GetSha256(), "replaces": o.ReplacesSerial, "reordered_from": o.ReorderedFrom}})
+	})
+	return out, err
+}
+
+func (s *Service) byRequest(ctx context.Context, caller authn.Caller, requestID string) (*storepb.Order, error) {
+	var out *storepb.Order
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		k, err := tx.Lookup(indexOrderRequest, caller.UserID+"."+requestID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out = new(storepb.Order)
+		return tx.Get(k, out)
+	})
+	return out, err
+}
+
+func yuan(fen int64) string { return fmt.Sprintf("%d.%02d", fen/100, fen%100) }
+
+// platforms checks platform ids and returns them with their regions, both de-duplicated.
+func (s *Service) platforms(field string, ids []string) ([]string, []string, error) {
+	if len(ids) == 0 {
+		return nil, nil, apierr.Invalidf(field, "choose at least one platform")
+	}
+	var ps, rs []string
+	for _, id := range ids {
+		p, ok := s.deps.Accounts.Platform(id)
+		if !ok {
+			return nil, nil, apierr.Invalidf(field, "no platform %q", id)
+		}
+		if !slices.Contains(ps, p.ID) {
+			ps = append(ps, p.ID)
+		}
+		if !slices.Contains(rs, p.Region) {
+			rs = append(rs, p.Region)
+		}
+	}
+	return ps, rs, nil
+}
+
+// checkCSR checks that a CSR is signed by the key it names and that this is the split key:
+// proof that the applicant can use the key.
+func checkCSR(der []byte, pub *ecdsa.PublicKey) error {
+	if len(der) == 0 || len(der) > 8<<10 {
+		return apierr.Invalidf("csr", "a PKCS#10 request signed by the split key is required")
+	}
+	csr, err := smx509.ParseCertificateRequest(der)
+	if err != nil {
+		return apierr.Invalid("csr", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return apierr.Invalidf("csr", "the request's signature does not verify")
+	}
+	got, ok := csr.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !got.Equal(pub) {
+		return apierr.Invalidf("csr", "the request is not for this key (it must be signed by the split key)")
+	}
+	return nil
+}
+
+// checkAuthorisation checks the authorisation letter and returns what is kept of it.
+func checkAuthorisation(a *hufuv1.Authorisation, pub *ecdsa.PublicKey) (*storepb.Attachment, error) {
+	switch {
+	case a.GetScan() != nil:
+		sc := a.GetScan()
+		if len(sc.Content) == 0 || len(sc.Content) > maxLetterBytes {
+			return nil, apierr.Invalidf("authorisation.scan.content", "the scan must be 1 byte to 2 MiB")
+		}
+		if !slices.Contains(letterTypes, sc.MediaType) {
+			return nil, apierr.Invalidf("authorisation.scan.media_type", "want one of %v", letterTypes)
+		}
+		if utf8.RuneCountInString(sc.FileName) > 128 {
+			return nil, apierr.Invalidf("authorisation.scan.file_name", "at most 128 characters")
+		}
+		return attachment("scan", sc.FileName, sc.MediaType, sc.Content, nil), nil
+	case a.GetOnline() != nil:
+		on := a.GetOnline()
+		if len(on.Letter) == 0 || len(on.Letter) > 64<<10 {
+			return nil, apierr.Invalidf("authorisation.online.letter", "the letter must be 1 byte to 64 KiB")
+		}
+		if !sm2.VerifyASN1WithSM2(pub, nil, on.Letter, on.Signature) {
+			return nil, apierr.Invalidf("authorisation.online.signature", "the signature over the letter does not verify under the applicant's key")
+		}
+		return attachment("online", "", "text/plain", on.Letter, on.Signature), nil
+	}
+	return nil, apierr.Invalidf("authorisation", "upload the signed authorisation letter or sign it online")
+}
+
+func attachment(method, name, media string, content, sig []byte) *storepb.Attachment {
+	h := sha256.Sum256(content)
+	m := sm3.Sum(content)
+	return &storepb.Attachment{Method: method, FileName: name, MediaType: media, Sha256: hex.EncodeToString(h[:]),
+		Sm3: hex.EncodeToString(m[:]), Content: content, Signature: sig}
+}
+
+// ownedOrder reads one of the caller's orders.
+func (s *Service) ownedOrder(ctx context.Context, caller authn.Caller, id string) (*storepb.Order, error) {
+	if err := checkOrderID(id); err != nil {
+		return nil, err
+	}
+	o, err := orders.Read(ctx, s.deps.Store, orderID(caller.UserID, id))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierr.New(apierr.NotFound, "no order %q", id)
+	}
+	return o, err
+}
+
+// GetOrder returns one of the caller's orders.
+func (s *Service) GetOrder(ctx context.Context, caller authn.Caller, id string) (*storepb.Order, error) {
+	return s.ownedOrder(ctx, caller, id)
+}
+
+// ListOrders lists the caller's orders, newest first, by status and keyword.
+func (s *Service) ListOrders(ctx context.Context, caller authn.Caller, status hufuv1.OrderStatus, keyword string, size int, token string) ([]*storepb.Order, string, error) {
+	keyword = strings.ToLower(strings.TrimSpace(keyword))
+	return s.listOrders(ctx, "order/"+caller.UserID+"/", status, keyword, size, token)
+}
+
+func (s *Service) listOrders(ctx context.Context, prefix string, status hufuv1.OrderStatus, keyword string, size int, token string) ([]*storepb.Order, string, error) {
+	if size < 0 || size > 100 {
+		return nil, "", apierr.Invalidf("page_size", "want 0..100")
+	}
+	if size == 0 {
+		size = 20
+	}
+	page, err := orders.List(ctx, s.deps.Store, prefix, store.ListOptions{Cursor: token, Limit: size}, func(_ string, o *storepb.Order) bool {
+		if status != hufuv1.OrderStatus_ORDER_STATUS_UNSPECIFIED && o.Status != int32(status) {
+			return false
+		}
+		return keyword == "" || matches(o, keyword)
+	})
+	if errors.Is(err, store.ErrBadCursor) {
+		return nil, "", apierr.Invalidf("page_token", "not a token from the previous page")
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]*storepb.Order, len(page.Items))
+	for i, it := range page.Items {
+		out[i] = it.Value
+	}
+	return out, page.Next, nil
+}
+
+func matches(o *storepb.Order, kw string) bool {
+	fields := append([]string{o.Id, o.CaId, o.CertKind, o.Serial, o.ReplacesSerial, o.SubjectName, o.KeyId,
+		hufuv1.OrderStatus(o.Status).String()}, o.Platforms...)
+	for _, f := range fields {
+		if strings.Contains(strings.ToLower(f), kw) {
+			return true
+		}
+	}
+	return false
+}
+
+// transition changes an order found by id (any user's when user is "") inside one
+// transaction: check returns the refusal for an illegal transition, change edits the order
+// and may write more.
+func (s *Service) transition(ctx context.Context, caller authn.Caller, user, id, action string,
+	change func(tx *store.Tx, o *storepb.Order) error, details map[string]string) (*storepb.Order, error) {
+	if err := checkOrderID(id); err != nil {
+		return nil, err
+	}
+	var out *storepb.Order
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		key, err := tx.Lookup(indexOrder, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "no order %q", id)
+		}
+		if err != nil {
+			return err
+		}
+		o := new(storepb.Order)
+		if err := tx.Get(key, o); err != nil {
+			return err
+		}
+		if user != "" && o.UserId != user {
+			return apierr.New(apierr.NotFound, "no order %q", id)
+		}
+		if err := change(tx, o); err != nil {
+			return err
+		}
+		o.UpdatedUnixNano = tx.Now().UnixNano()
+		if err := orders.Put(tx, orderID(o.UserId, o.Id), o); err != nil {
+			return err
+		}
+		out = o
+		d := map[string]string{"status": hufuv1.OrderStatus(o.Status).String()}
+		for k, v := range details {
+			d[k] = v
+		}
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: action, Subject: key, Outcome: store.OutcomeOK, Details: d})
+	})
+	return out, err
+}
+
+func wrongState(o *storepb.Order, what string) error {
+	return apierr.New(apierr.FailedPrecondition, "cannot %s an order that is %s", what, statusName(o.Status))
+}
+
+func statusName(st int32) string {
+	switch st {
+	case statusInReview:
+		return "in review (审核中)"
+	case statusAwaiting:
+		return "awaiting payment (待支付)"
+	case statusCompleted:
+		return "completed (已完成)"
+	case statusCancelled:
+		return "cancelled (已取消)"
+	}
+	return "in an unknown state"
+}
+
+func checkReason(field, reason string, required bool) (string, error) {
+	reason = strings.TrimSpace(reason)
+	if required && reason == "" {
+		return "", apierr.Invalidf(field, "a reason is required")
+	}
+	if utf8.RuneCountInString(reason) > maxReasonRunes {
+		return "", apierr.Invalidf(field, "at most %d characters", maxReasonRunes)
+	}
+	return reason, nil
+}
+
+// Cancel cancels one of the caller's orders in review or awaiting payment, with a reason.
+func (s *Service) Cancel(ctx context.Context, caller authn.Caller, id, reason string) (*storepb.Order, error) {
+	reason, err := checkReason("reason", reason, true)
+	if err != nil {
+		return nil, err
+	}
+	return s.transition(ctx, caller, caller.UserID, id, "order.cancel", func(tx *store.Tx, o *storepb.Order) error {
+		if o.Status != statusInReview && o.Status != statusAwaiting {
+			return wrongState(o, "cancel")
+		}
+		o.Status, o.CancelReason, o.CancelledBy = statusCancelled, reason, "user"
+		o.Steps = append(o.Steps, step(tx, "cancelled", "user", reason))
+		return nil
+	}, nil)
+}
+
+// Approve is the review desk's approval: the order awaits payment and the applicant is told.
+func (s *Service) Approve(ctx context.Context, caller authn.Caller, id, note string) (*storepb.Order, error) {
+	note, err := checkReason("note", note, false)
+	if err != nil {
+		return nil, err
+	}
+	return s.transition(ctx, caller, "", id, "order.approve", func(tx *store.Tx, o *storepb.Order) error {
+		if o.Status != statusInReview {
+			return wrongState(o, "approve")
+		}
+		o.Status = statusAwaiting
+		o.Steps = append(o.Steps, step(tx, "approved", caller.Actor(), note))
+		if err := notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_REVIEW_APPROVED, "CA审核通过",
+			fmt.Sprintf("您的证书申请（订单 %s）已审核通过", o.Id), o.Id, ""); err != nil {
+			return err
+		}
+		return notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_PAYMENT_DUE, "订单待支付",
+			fmt.Sprintf("订单 %s 待支付 %s 元，支付后即可下载证书", o.Id, yuan(o.PriceFen)), o.Id, "")
+	}, nil)
+}
+
+// Reject is the review desk's rejection with a reason shown to the applicant.
+func (s *Service) Reject(ctx context.Context, caller authn.Caller, id, reason string) (*storepb.Order, error) {
+	reason, err := checkReason("reason", reason, true)
+	if err != nil {
+		return nil, err
+	}
+	return s.transition(ctx, caller, "", id, "order.reject", func(tx *store.Tx, o *storepb.Order) error {
+		if o.Status != statusInReview {
+			return wrongState(o, "reject")
+		}
+		o.Status, o.CancelReason, o.CancelledBy = statusCancelled, reason, "reviewer"
+		o.Steps = append(o.Steps, step(tx, "rejected", caller.Actor(), reason))
+		return notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_REVIEW_REJECTED, "CA审核未通过",
+			fmt.Sprintf("您的证书申请（订单 %s）未通过审核：%s", o.Id, reason), o.Id, "")
+	}, nil)
+}
+
+// ListReviews lists orders of every user for the desk, by status (in review by default).
+func (s *Service) ListReviews(ctx context.Context, status hufuv1.OrderStatus, size int, token string) ([]*storepb.Order, string, error) {
+	if status == hufuv1.OrderStatus_ORDER_STATUS_UNSPECIFIED {
+		status = hufuv1.OrderStatus_ORDER_STATUS_IN_REVIEW
+	}
+	return s.listOrders(ctx, "order/", status, "", size, token)
+}
+
+// ReorderDraft returns a cancelled order's application, pre-filled for a new one.
+func (s *Service) ReorderDraft(ctx context.Context, caller authn.Caller, id string) (*hufuv1.ApplyCertificateRequest, error) {
+	o, err := s.ownedOrder(ctx, caller, id)
+	if err != nil {
+		return nil, err
+	}
+	if o.Status != statusCancelled {
+		return nil, wrongState(o, "re-order")
+	}
+	if o.Kind != int32(hufuv1.OrderKind_ORDER_KIND_NEW) {
+		return nil, apierr.New(apierr.FailedPrecondition, "renewals and upgrades are ordered again from the certificate")
+	}
+	return &hufuv1.ApplyCertificateRequest{KeyId: o.KeyId, CaId: o.CaId, ValidityYears: o.ValidityYears,
+		Platforms: o.Platforms, ReorderedFrom: o.Id}, nil
+}

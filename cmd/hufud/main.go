@@ -23,6 +23,7 @@ import (
 
 	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/hufu-hsm/hufu/daemon/config"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -93,9 +94,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 func serve(cfg config.Config, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
-	// Unwrapped key shares live in this process's memory: never write it to a core file.
+	// Unwrapped key shares live in this process's memory: never write it to a core file,
+	// and keep other processes of the same user from reading it through ptrace or /proc.
 	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{}); err != nil {
 		return fmt.Errorf("disabling core dumps: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("marking the process not dumpable: %w", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

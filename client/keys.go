@@ -220,7 +220,8 @@ func (r *Remote) checkVersion(v uint32) error {
 
 // Key is an opened split key. The embedded *cosign.Key is the crypto.Signer (pass
 // *cosign.SignerOpts to sign a message with a signer ID) and crypto.Decrypter; each use is
-// one round trip. SignDigests and DecryptMany use the batch calls.
+// one round trip. SignDigests and DecryptMany use the batch calls. Its methods may be called
+// from several goroutines once BatchSize and Progress are set.
 type Key struct {
 	*cosign.Key
 	ID      string
@@ -272,11 +273,19 @@ func OpenKey(ctx context.Context, conn *Conn, ks *keystore.Store, keyID, pin str
 	return k, nil
 }
 
+// batchSize is the items per batch call: BatchSize, or DefaultBatchSize, but never more
+// than one ticket allows.
 func (k *Key) batchSize() int {
+	n := DefaultBatchSize
 	if k.BatchSize > 0 {
-		return k.BatchSize
+		n = k.BatchSize
 	}
-	return DefaultBatchSize
+	if k.remote.tickets != nil {
+		if m := k.remote.tickets.maxUses(); m > 0 {
+			n = min(n, m)
+		}
+	}
+	return n
 }
 
 // itemError turns a failed batch item into the error the same request alone would have got.

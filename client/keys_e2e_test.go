@@ -410,9 +410,14 @@ func TestTicketRenewal(t *testing.T) {
 	e := mustCreate(t, p, "")
 	k := mustOpen(t, p, e.ID)
 
+	// Seven items: batches are cut to the ticket's three uses, each on a new ticket.
 	digests := make([][cosign.ScalarSize]byte, 7)
-	k.BatchSize = 2
+	var progress []int
+	k.Progress = func(done, _ int) { progress = append(progress, done) }
 	_, errs := k.SignDigests(bg, digests)
+	if !slices.Equal(progress, []int{3, 6, 7}) {
+		t.Fatalf("progress %v", progress)
+	}
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("item %d: %v", i, err)

@@ -30,12 +30,20 @@ type ticketSource struct {
 	keyID string
 	now   func() time.Time
 
-	mu      sync.Mutex
-	pin     string // "" once the PIN was refused
-	ticket  string
-	expires time.Time
-	uses    int
-	err     error // why the PIN no longer works
+	mu        sync.Mutex
+	pin       string // "" once the PIN was refused
+	ticket    string
+	expires   time.Time
+	uses      int
+	perTicket int   // the uses a new ticket brings (the appliance's ticket_uses)
+	err       error // why the PIN no longer works
+}
+
+// maxUses returns how many operations a fresh ticket allows, so batches can be cut to fit.
+func (t *ticketSource) maxUses() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.perTicket
 }
 
 // credential returns a ticket good for n more operations, opening one if needed.
@@ -69,6 +77,7 @@ func (t *ticketSource) openLocked(ctx context.Context) error {
 		return fmt.Errorf("client: key %s: new cosign ticket: %w", t.keyID, err)
 	}
 	t.ticket, t.uses = resp.GetTicket(), int(resp.GetUses())
+	t.perTicket = t.uses
 	t.expires = t.now().Add(time.Hour) // no expiry given: rely on the retry in Remote.call
 	if resp.GetExpiresAt() != nil {
 		t.expires = resp.GetExpiresAt().AsTime()

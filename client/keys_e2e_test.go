@@ -16,6 +16,7 @@ import (
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/accounts"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -472,4 +473,59 @@ func TestConcurrentRefreshes(t *testing.T) {
 		t.Fatalf("version %d after two refreshes", k.Version)
 	}
 	signVerifies(t, k, []byte("after two refreshes"))
+}
+
+// TestPINLockoutAndReset locks a key with wrong PINs and unlocks it with the SMS code of
+// "forgot certificate PIN"; and the account's other device cannot use the key.
+func TestPINLockoutAndReset(t *testing.T) {
+	a := startAppliance(t, func(c *config.Config) { c.Keys.PINMaxAttempts = 3 })
+	p := a.newPhone("13800138000", "phone-0001")
+	e := mustCreate(t, p, "")
+
+	for i := 1; i <= 3; i++ {
+		_, err := client.OpenKey(bg, p.conn, p.ks, e.ID, "000000")
+		if i < 3 {
+			wantCode(t, err, codes.Unauthenticated)
+		} else {
+			wantCode(t, err, codes.ResourceExhausted)
+		}
+	}
+	_, err := client.OpenKey(bg, p.conn, p.ks, e.ID, pin) // the right PIN does not help now
+	wantCode(t, err, codes.ResourceExhausted)
+	got, err := p.conn.Keys.GetKey(bg, &hufuv1.GetKeyRequest{KeyId: e.ID})
+	if err != nil || got.Key.Status != hufuv1.KeyStatus_KEY_STATUS_LOCKED || got.Key.LockedUntil == nil {
+		t.Fatalf("locked key: %v %v", got, err)
+	}
+
+	if _, err := p.conn.Accounts.SendSmsCode(bg, &hufuv1.SendSmsCodeRequest{Phone: p.number, Purpose: hufuv1.SmsPurpose_SMS_PURPOSE_RESET_CERTIFICATE_PIN}); err != nil {
+		t.Fatal(err)
+	}
+	code := a.code(p.number, accounts.PurposeResetCertificate)
+	if _, err := p.conn.Keys.ResetPin(bg, &hufuv1.ResetPinRequest{KeyId: e.ID, Code: code, NewPin: "112233"}); err != nil {
+		t.Fatal(err)
+	}
+	k, err := client.OpenKey(bg, p.conn, p.ks, e.ID, "112233")
+	if err != nil {
+		t.Fatalf("after reset: %v", err)
+	}
+	signVerifies(t, k, []byte("unlocked"))
+
+	// The same account signed in on another device, with a copy of the keystore even,
+	// cannot use the key: keys answer only the device that created them.
+	other := a.dial("phone-0002")
+	if _, err := other.Accounts.SendSmsCode(bg, &hufuv1.SendSmsCodeRequest{Phone: p.number, Purpose: hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN}); err != nil {
+		a.clock.Advance(time.Minute) // the resend interval
+		if _, err := other.Accounts.SendSmsCode(bg, &hufuv1.SendSmsCodeRequest{Phone: p.number, Purpose: hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := other.Accounts.SignInWithSmsCode(bg, &hufuv1.SignInWithSmsCodeRequest{
+		Phone: p.number, Code: a.code(p.number, accounts.PurposeSignIn), Device: &hufuv1.Device{Id: "phone-0002"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.SetAccessToken(s.Session.AccessToken)
+	_, err = client.OpenKey(bg, other, p.ks, e.ID, "112233")
+	wantCode(t, err, codes.PermissionDenied)
 }

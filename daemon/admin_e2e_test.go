@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/admin"
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/hufu-hsm/hufu/daemon/config"

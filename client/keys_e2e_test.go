@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math/big"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -388,6 +389,32 @@ func TestRefreshInterrupted(t *testing.T) {
 			signVerifies(t, mustOpen(t, p, e.ID), []byte("after "+tt.step))
 		})
 	}
+
+	t.Run("appliance dropped the refresh", func(t *testing.T) {
+		// The appliance has no refresh pending but the keystore holds a pending share, as
+		// after a refresh the appliance abandoned: the pending share is dropped and a new
+		// refresh runs.
+		e := mustCreate(t, p, "dropped")
+		offer := cosign.RefreshOffer{Version: 2}
+		offer.Rho[31] = 5
+		next, _, err := e.AcceptOffer([]byte(e.ID), &offer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.PhoneKey = next
+		if err := p.ks.Save(e); err != nil {
+			t.Fatal(err)
+		}
+		var steps []string
+		done, err := client.RefreshKey(bg, p.conn, p.ks, e.ID, client.PINCredential(pin), func(s string) { steps = append(steps, s) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done.Version != 2 || done.Pending != nil || !strings.Contains(steps[0], "dropped") {
+			t.Fatalf("version %d, pending %v, steps %q", done.Version, done.Pending, steps)
+		}
+		signVerifies(t, mustOpen(t, p, e.ID), []byte("after a dropped refresh"))
+	})
 
 	t.Run("open settles a committed refresh", func(t *testing.T) {
 		e := mustCreate(t, p, "open")

@@ -35,9 +35,9 @@ func (s *Service) verifyPIN(ctx context.Context, caller authn.Caller, keyID, pin
 	if err := checkPIN(field, pin); err != nil {
 		return err
 	}
-	locked := false
+	locked, wrote := false, false
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		locked = false
+		locked, wrote = false, false
 		rec, err := splitKeys.Get(tx, keyID)
 		if err != nil {
 			return err
@@ -53,12 +53,14 @@ func (s *Service) verifyPIN(ctx context.Context, caller authn.Caller, keyID, pin
 			if rec.PinFailures == 0 {
 				return nil
 			}
+			wrote = true
 			rec.PinFailures = 0
 			if err := splitKeys.Put(tx, keyID, rec); err != nil {
 				return err
 			}
 			return s.recordTx(tx, caller, keyID, "pin.verify", nil, 1, "ok", nil)
 		}
+		wrote = true
 		rec.PinFailures++
 		denial := apierr.New(apierr.Unauthenticated, "wrong certificate PIN: %d attempts left", s.opts.PINMaxAttempts-int(rec.PinFailures))
 		outcome := "wrong PIN"
@@ -77,7 +79,9 @@ func (s *Service) verifyPIN(ctx context.Context, caller authn.Caller, keyID, pin
 		}
 		return store.Refuse(denial)
 	})
-	s.cache.invalidate(keyID) // the record may have changed either way
+	if wrote {
+		s.cache.invalidate(keyID) // the cached record holds the old counter or lock
+	}
 	if locked {
 		s.tickets.revokeKey(keyID)
 		s.metrics.lockouts.Inc()

@@ -106,6 +106,12 @@ func (a *appliance) start() {
 	}
 }
 
+// restart stops the daemon and opens it again on the same data directory and token.
+func (a *appliance) restart() {
+	a.stop()
+	a.start()
+}
+
 func (a *appliance) dial(device string) *client.Conn {
 	a.t.Helper()
 	conn, err := client.Dial(client.Config{
@@ -129,9 +135,17 @@ func (a *appliance) code(phone string, purpose accounts.Purpose) string {
 
 // phone is a signed-in, identity-verified user on one device, with a keystore.
 type phone struct {
-	conn   *client.Conn
-	ks     *keystore.Store
-	number string
+	conn           *client.Conn
+	ks             *keystore.Store
+	number, device string
+	token          string
+}
+
+// redial connects the phone again (after a restart the appliance listens on a new port).
+func (a *appliance) redial(p *phone) {
+	a.t.Helper()
+	p.conn = a.dial(p.device)
+	p.conn.SetAccessToken(p.token)
 }
 
 // newPhone registers number on device, verifies the identity and opens a keystore.
@@ -156,5 +170,5 @@ func (a *appliance) newPhone(number, device string) *phone {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	return &phone{conn: conn, ks: ks, number: number}
+	return &phone{conn: conn, ks: ks, number: number, device: device, token: resp.Session.AccessToken}
 }

@@ -556,3 +556,31 @@ func TestPINLockoutAndReset(t *testing.T) {
 	_, err = client.OpenKey(bg, other, p.ks, e.ID, "112233")
 	wantCode(t, err, codes.PermissionDenied)
 }
+
+// TestRefreshAcrossDaemonRestart stops the phone after it signed the confirmation and
+// restarts the appliance between the two phases: the pending refresh survives, the active
+// pair still works, and the phone finishes the same refresh.
+func TestRefreshAcrossDaemonRestart(t *testing.T) {
+	a := startAppliance(t, nil)
+	p := a.newPhone("13800138000", "phone-0001")
+	e := mustCreate(t, p, "")
+	if _, err := client.RefreshStoppingAfter(bg, p.conn, p.ks, e.ID, client.PINCredential(pin), "confirm"); !errors.Is(err, client.ErrRefreshStopped) {
+		t.Fatalf("refresh: %v", err)
+	}
+	a.restart()
+	a.redial(p)
+	got, err := p.conn.Keys.GetKey(bg, &hufuv1.GetKeyRequest{KeyId: e.ID})
+	if err != nil || got.Key.ShareVersion != 1 || got.Key.PendingVersion != 2 {
+		t.Fatalf("after restart: %v %v", got, err)
+	}
+	k := mustOpen(t, p, e.ID)
+	if k.Version != 1 {
+		t.Fatalf("opened at version %d", k.Version)
+	}
+	signVerifies(t, k, []byte("active pair after a restart"))
+	done, err := client.RefreshKey(bg, p.conn, p.ks, e.ID, client.PINCredential(pin), nil)
+	if err != nil || done.Version != 2 {
+		t.Fatalf("resume after restart: %v %v", done, err)
+	}
+	signVerifies(t, mustOpen(t, p, e.ID), []byte("new pair after a restart"))
+}

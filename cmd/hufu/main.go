@@ -60,6 +60,13 @@ Split keys (this device holds one share, the appliance the other):
   The certificate PIN comes from -pin, else HUFU_PIN, else a prompt. Shares are kept in
   HOME/keys, sealed under HOME/device.key (0600; keep it out of backups of HOME/keys).
 
+Measuring:
+  bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] [-c N] [-d DURATION]
+        [-rate CALLS/S] [-daemon-pid PID] [-json FILE]
+                          load a development daemon with an ephemeral key; report items/s,
+                          latency percentiles and the daemon's CPU per item beside the raw
+                          server step (scripts/bench.sh runs the standard scenario)
+
 Global flags (environment in brackets):
   -addr HOST:PORT   daemon address [HUFU_ADDR] (default 127.0.0.1:7443)
   -daemon-dir DIR   a local daemon's data directory, for its CA and development SMS outbox
@@ -188,6 +195,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.pinCmd(ctx, conn, sub)
 	case "usage":
 		return c.usageCmd(ctx, conn, sub)
+	case "cert":
+		return c.certCmd(ctx, conn, sub)
+	case "review":
+		return c.reviewCmd(ctx, conn, sub)
 	}
 	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
 }

@@ -1,0 +1,554 @@
+package main
+
+// The certificate commands (seed manual §1.5, §1.7, §1.8.1): apply for a certificate on a
+// split key held in HOME/keys, follow, pay and cancel the order, download, list, renew,
+// upgrade, label, check and revoke certificates, read the inbox.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"mime"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/sm3"
+	"github.com/emmansun/gmsm/smx509"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/client"
+	"github.com/hufu-hsm/hufu/cosign"
+)
+
+const certUsage = "cert apply|orders|order|pay|cancel|reorder|download|list|renew|upgrade|label|check|revoke|messages"
+
+func (c *cli) certCmd(ctx context.Context, conn *client.Conn, args []string) error {
+	if len(args) == 0 {
+		return errors.New(certUsage)
+	}
+	certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "apply":
+		return c.certApply(ctx, conn, certs, rest, "")
+	case "reorder":
+		if len(rest) == 0 {
+			return errors.New("cert reorder ORDER [apply flags]")
+		}
+		return c.certApply(ctx, conn, certs, rest[1:], rest[0])
+	case "orders":
+		return c.certOrders(ctx, certs, rest)
+	case "order":
+		return c.certOrder(ctx, certs, rest)
+	case "pay":
+		return c.certPay(ctx, certs, rest)
+	case "cancel":
+		return c.certCancel(ctx, certs, rest)
+	case "download":
+		return c.certDownload(ctx, certs, rest)
+	case "list":
+		return c.certList(ctx, certs, rest)
+	case "renew", "upgrade":
+		return c.certFollow(ctx, certs, sub, rest)
+	case "label":
+		if len(rest) != 2 {
+			return errors.New("cert label SERIAL LABEL (\"\" clears it)")
+		}
+		resp, err := certs.SetCertificateLabel(ctx, &hufuv1.SetCertificateLabelRequest{Serial: rest[0], Label: rest[1]})
+		if err != nil {
+			return err
+		}
+		c.printCert(resp.Certificate)
+		return nil
+	case "check":
+		return c.certCheck(ctx, conn, certs, rest)
+	case "revoke":
+		return c.certRevoke(ctx, certs, rest)
+	case "messages":
+		resp, err := certs.ListMessages(ctx, &hufuv1.ListMessagesRequest{PageSize: 50})
+		if err != nil {
+			return err
+		}
+		for _, m := range resp.Messages {
+			fmt.Fprintf(c.out, "%s  %s  %s\n", m.Time.AsTime().Local().Format(time.DateTime), m.Title, m.Body)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown cert command %q (%s)", sub, certUsage)
+}
+
+// certApply submits an application: the CSR and (with -sign-letter) the authorisation letter
+// are signed by the split key, the phone half here and the appliance's half there.
+func (c *cli) certApply(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, args []string, reorder string) error {
+	fs := flag.NewFlagSet("cert apply", flag.ContinueOnError)
+	keyID := fs.String("key", "", "the split key to certify")
+	caID := fs.String("ca", "", "CA id (default: the first offered)")
+	years := fs.Uint("years", 0, "validity in years, 1 to 3")
+	platforms := fs.String("platforms", "", "comma-separated platform ids (default: the current platform)")
+	letter := fs.String("letter", "", "scanned authorisation letter (jpg, png or pdf)")
+	signLetter := fs.String("sign-letter", "", "text file of the authorisation letter to sign online with the key")
+	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
+	requestID := fs.String("request-id", "", "idempotency key (default: a new one)")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	req := &hufuv1.ApplyCertificateRequest{KeyId: *keyID, CaId: *caID, ValidityYears: uint32(*years), ReorderedFrom: reorder}
+	if reorder != "" {
+		draft, err := certs.ReorderDraft(ctx, &hufuv1.ReorderDraftRequest{OrderId: reorder})
+		if err != nil {
+			return err
+		}
+		req = draft.Draft
+		if *keyID != "" {
+			req.KeyId = *keyID
+		}
+		if *caID != "" {
+			req.CaId = *caID
+		}
+		if *years != 0 {
+			req.ValidityYears = uint32(*years)
+		}
+	}
+	if *platforms != "" {
+		req.Platforms = strings.Split(*platforms, ",")
+	}
+	if len(req.Platforms) == 0 {
+		cur, err := conn.Platforms.GetCurrentPlatform(ctx, &hufuv1.GetCurrentPlatformRequest{})
+		if err != nil {
+			return fmt.Errorf("choose -platforms (no current platform: %w)", err)
+		}
+		if cur.GetPlatform() == nil {
+			return errors.New("choose -platforms, or a current platform with `hufu platform use`")
+		}
+		req.Platforms = []string{cur.GetPlatform().GetId()}
+	}
+	if req.CaId == "" || req.ValidityYears == 0 {
+		cas, err := certs.ListCertificateAuthorities(ctx, &hufuv1.ListCertificateAuthoritiesRequest{})
+		if err != nil {
+			return err
+		}
+		if len(cas.Authorities) == 0 {
+			return errors.New("the appliance offers no CA")
+		}
+		if req.CaId == "" {
+			req.CaId = cas.Authorities[0].Id
+		}
+		if req.ValidityYears == 0 {
+			req.ValidityYears = 1
+		}
+	}
+	key, err := c.openKey(ctx, conn, req.KeyId, *pinFlag)
+	if err != nil {
+		return err
+	}
+	if req.Csr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key); err != nil {
+		return fmt.Errorf("signing the certificate request with the split key: %w", err)
+	}
+	switch {
+	case *letter != "" && *signLetter != "":
+		return errors.New("give -letter or -sign-letter, not both")
+	case *letter != "":
+		b, err := os.ReadFile(*letter)
+		if err != nil {
+			return err
+		}
+		media := mime.TypeByExtension(strings.ToLower(filepath.Ext(*letter)))
+		media, _, _ = strings.Cut(media, ";")
+		req.Authorisation = &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: &hufuv1.ScannedLetter{
+			FileName: filepath.Base(*letter), MediaType: media, Content: b}}}
+	case *signLetter != "":
+		b, err := os.ReadFile(*signLetter)
+		if err != nil {
+			return err
+		}
+		sig, err := key.Sign(rand.Reader, b, &cosign.SignerOpts{})
+		if err != nil {
+			return fmt.Errorf("signing the authorisation letter: %w", err)
+		}
+		req.Authorisation = &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Online{Online: &hufuv1.SignedLetter{Letter: b, Signature: sig}}}
+	default:
+		return errors.New("the authorisation letter is required: -letter SCAN or -sign-letter TEXT")
+	}
+	req.RequestId = *requestID
+	if req.RequestId == "" {
+		req.RequestId = client.NewKeyID()
+	}
+	resp, err := certs.ApplyCertificate(ctx, req)
+	if err != nil {
+		return err
+	}
+	c.printOrder(resp.Order, false)
+	fmt.Fprintln(c.out, "submitted for CA review; `hufu cert messages` shows the result")
+	return nil
+}
+
+func statusArg(s string) (hufuv1.OrderStatus, error) {
+	switch s {
+	case "", "all":
+		return hufuv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, nil
+	case "review", "in-review":
+		return hufuv1.OrderStatus_ORDER_STATUS_IN_REVIEW, nil
+	case "payment", "awaiting-payment", "unpaid":
+		return hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT, nil
+	case "completed", "done":
+		return hufuv1.OrderStatus_ORDER_STATUS_COMPLETED, nil
+	case "cancelled":
+		return hufuv1.OrderStatus_ORDER_STATUS_CANCELLED, nil
+	}
+	return 0, fmt.Errorf("status %q: want all, review, payment, completed or cancelled", s)
+}
+
+func orderStatusName(s hufuv1.OrderStatus) string {
+	switch s {
+	case hufuv1.OrderStatus_ORDER_STATUS_IN_REVIEW:
+		return "in review 审核中"
+	case hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT:
+		return "awaiting payment 待支付"
+	case hufuv1.OrderStatus_ORDER_STATUS_COMPLETED:
+		return "completed 已完成"
+	case hufuv1.OrderStatus_ORDER_STATUS_CANCELLED:
+		return "cancelled 已取消"
+	}
+	return "unknown"
+}
+
+func (c *cli) certOrders(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
+	fs := flag.NewFlagSet("cert orders", flag.ContinueOnError)
+	st := fs.String("status", "all", "all, review, payment, completed or cancelled")
+	kw := fs.String("search", "", "keyword")
+	size := fs.Int("n", 20, "page size")
+	page := fs.String("page", "", "page token from the previous page")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	status, err := statusArg(*st)
+	if err != nil {
+		return err
+	}
+	resp, err := certs.ListOrders(ctx, &hufuv1.ListOrdersRequest{Status: status, Keyword: *kw, PageSize: int32(*size), PageToken: *page})
+	if err != nil {
+		return err
+	}
+	for _, o := range resp.Orders {
+		c.printOrder(o, false)
+	}
+	if resp.NextPageToken != "" {
+		fmt.Fprintf(c.out, "more: -page %s\n", resp.NextPageToken)
+	}
+	return nil
+}
+
+func (c *cli) printOrder(o *hufuv1.Order, detail bool) {
+	fmt.Fprintf(c.out, "%s  %-24s %s  %s  %d年  %s  ¥%d.%02d\n", o.Id, orderStatusName(o.Status), strings.TrimPrefix(o.Kind.String(), "ORDER_KIND_"),
+		o.CaName, o.ValidityYears, strings.Join(o.Regions, ","), o.PriceFen/100, o.PriceFen%100)
+	if !detail {
+		return
+	}
+	fmt.Fprintf(c.out, "  key %s  subject %s %s  platforms %s\n", o.KeyId, o.SubjectName, o.SubjectIdMasked, strings.Join(o.Platforms, ","))
+	if o.AuthorisationMethod != "" {
+		fmt.Fprintf(c.out, "  authorisation letter: %s, sha256 %s\n", o.AuthorisationMethod, o.AuthorisationSha256)
+	}
+	if o.CancelReason != "" {
+		fmt.Fprintf(c.out, "  cancelled by %s: %s\n", o.CancelledBy, o.CancelReason)
+	}
+	if o.Serial != "" {
+		fmt.Fprintf(c.out, "  certificate %s\n", o.Serial)
+	}
+	fmt.Fprintln(c.out, "  progress (审核进度):")
+	for _, s := range o.Steps {
+		note := ""
+		if s.Note != "" {
+			note = "  " + s.Note
+		}
+		fmt.Fprintf(c.out, "    %s  %-10s %s%s\n", s.Time.AsTime().Local().Format(time.DateTime), s.Name, s.Actor, note)
+	}
+}
+
+func (c *cli) certOrder(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
+	if len(args) != 1 {
+		return errors.New("cert order ORDER")
+	}
+	resp, err := certs.GetOrder(ctx, &hufuv1.GetOrderRequest{OrderId: args[0]})
+	if err != nil {
+		return err
+	}
+	c.printOrder(resp.Order, true)
+	return nil
+}
+
+func (c *cli) certPay(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
+	fs := flag.NewFlagSet("cert pay", flag.ContinueOnError)
+	method := fs.String("method", "dev", "payment method")
+	idem := fs.String("idempotency-key", "", "repeat a payment with the same key (default: derived from the order)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("cert pay ORDER [-method dev]")
+	}
+	if *idem == "" {
+		*idem = "pay-" + pos[0] // one payment per order unless told otherwise
+	}
+	resp, err := certs.PayOrder(ctx, &hufuv1.PayOrderRequest{OrderId: pos[0], Method: *method, IdempotencyKey: *idem})
+	if err != nil {
+		return err
+	}
+	c.printOrder(resp.Order, false)
+	c.printCert(resp.Certificate)
+	fmt.Fprintf(c.out, "paid; download it with: hufu cert download %s\n", resp.Certificate.GetSerial())
+	return nil
+}
+
+func (c *cli) certCancel(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
+	fs := flag.NewFlagSet("cert cancel", flag.ContinueOnError)
+	reason := fs.String("reason", "", "why (required)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("cert cancel ORDER -reason TEXT")
+	}
+	resp, err := certs.CancelOrder(ctx, &hufuv1.CancelOrderRequest{OrderId: pos[0], Reason: *reason})
+	if err != nil {
+		return err
+	}
+	c.printOrder(resp.Order, false)
+	return nil
+}
+
+func (c *cli) certDownload(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
+	fs := flag.NewFlagSet("cert download", flag.ContinueOnError)
+	der := fs.Bool("der", false, "DER instead of PEM")
+	out := fs.String("o", "", "output file (default SERIAL.pem or SERIAL.cer); the chain goes to OUT with -chain before the extension")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("cert download SERIAL [-der] [-o FILE]")
+	}
+	format, ext := hufuv1.CertificateFormat_CERTIFICATE_FORMAT_PEM, ".pem"
+	if *der {
+		format, ext = hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER, ".cer"
+	}
+	resp, err := certs.DownloadCertificate(ctx, &hufuv1.DownloadCertificateRequest{Serial: pos[0], Format: format})
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		*out = pos[0] + ext
+	}
+	if err := os.WriteFile(*out, resp.CertificateData, 0o644); err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(*out, filepath.Ext(*out))
+	files := []string{*out}
+	for i, ch := range resp.Chain {
+		name := base + "-chain" + ext
+		if len(resp.Chain) > 1 {
+			name = fmt.Sprintf("%s-chain-%d%s", base, i+1, ext)
+		}
+		if err := os.WriteFile(name, ch, 0o644); err != nil {
+			return err
+		}
+		files = append(files, name)
+	}
+	fmt.Fprintln(c.out, "wrote", strings.Join(files, ", "))
+	return nil
+}
+
+func certStatusText(s hufuv1.CertificateStatus) string {
+	switch s {
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE:
+		return "active 生效中"
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED:
+		return "revoked 已注销"
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_DISABLED:
+		return "disabled 已禁用"
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_SUPERSEDED:
+		return "superseded 已替换"
+	case hufuv1.CertificateStatus_CERTIFICATE_STATUS_EXPIRED:
+		return "expired 已过期"
+	}
+	return "unknown"
+}
+
+func (c *cli) printCert(ct *hufuv1.Certificate) {
+	if ct == nil {
+		return
+	}
+	label := ""
+	if ct.Label != "" {
+		label = "  [" + ct.Label + "]"
+	}
+	fmt.Fprintf(c.out, "%s  %-18s %s .. %s  key %s  %s%s\n", ct.Serial, certStatusText(ct.Status),
+		ct.NotBefore.AsTime().Local().Format(time.DateOnly), ct.NotAfter.AsTime().Local().Format(time.DateOnly),
+		ct.KeyId, strings.Join(ct.Platforms, ","), label)
+}
+
+func (c *cli) certList(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
+	fs := flag.NewFlagSet("cert list", flag.ContinueOnError)
+	invalid := fs.Bool("invalid", false, "list no longer valid certificates (已失效) instead of active ones")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	view := hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE
+	if *invalid {
+		view = hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_NO_LONGER_VALID
+	}
+	resp, err := certs.ListCertificates(ctx, &hufuv1.ListCertificatesRequest{View: view})
+	if err != nil {
+		return err
+	}
+	for _, ct := range resp.Certificates {
+		c.printCert(ct)
+	}
+	return nil
+}
+
+func (c *cli) certFollow(ctx context.Context, certs hufuv1.CertificateServiceClient, sub string, args []string) error {
+	fs := flag.NewFlagSet("cert "+sub, flag.ContinueOnError)
+	years := fs.Uint("years", 1, "renew: validity in years")
+	platforms := fs.String("platforms", "", "upgrade: comma-separated platform ids to add")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("cert %s SERIAL", sub)
+	}
+	var o *hufuv1.Order
+	if sub == "renew" {
+		resp, err := certs.RenewCertificate(ctx, &hufuv1.RenewCertificateRequest{RequestId: client.NewKeyID(), Serial: pos[0], ValidityYears: uint32(*years)})
+		if err != nil {
+			return err
+		}
+		o = resp.Order
+	} else {
+		if *platforms == "" {
+			return errors.New("cert upgrade SERIAL -platforms ID[,ID]")
+		}
+		resp, err := certs.UpgradeCertificate(ctx, &hufuv1.UpgradeCertificateRequest{RequestId: client.NewKeyID(), Serial: pos[0], Platforms: strings.Split(*platforms, ",")})
+		if err != nil {
+			return err
+		}
+		o = resp.Order
+	}
+	c.printOrder(o, false)
+	fmt.Fprintf(c.out, "the same key pair is kept; pay with: hufu cert pay %s\n", o.Id)
+	return nil
+}
+
+// certCheck runs the appliance's checks, then the two-party test signature and decryption
+// with the phone half here and the appliance's half over the ticket the PIN check opened.
+func (c *cli) certCheck(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, args []string) error {
+	fs := flag.NewFlagSet("cert check", flag.ContinueOnError)
+	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("cert check SERIAL")
+	}
+	pin, err := c.pin(*pinFlag, "certificate PIN: ")
+	if err != nil {
+		return err
+	}
+	resp, err := certs.CheckCertificate(ctx, &hufuv1.CheckCertificateRequest{Serial: pos[0], Pin: pin})
+	if err != nil {
+		return err
+	}
+	failed := 0
+	report := func(name string, ok bool, detail string) {
+		mark := "ok  "
+		if !ok {
+			mark, failed = "FAIL", failed+1
+		}
+		fmt.Fprintf(c.out, "%s %-10s %s\n", mark, name, detail)
+	}
+	for _, s := range resp.Steps {
+		report(s.Name, s.Ok, s.Detail)
+	}
+	dl, err := certs.DownloadCertificate(ctx, &hufuv1.DownloadCertificateRequest{Serial: pos[0], Format: hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER})
+	if err != nil {
+		return err
+	}
+	cert, err := smx509.ParseCertificate(dl.CertificateData)
+	if err != nil {
+		return err
+	}
+	ks, err := c.keystore()
+	if err != nil {
+		return err
+	}
+	entry, err := ks.Load(dl.Certificate.KeyId)
+	switch {
+	case err != nil:
+		report("sign", false, "this device does not hold the key's phone half: "+err.Error())
+	case resp.Ticket == "":
+		report("sign", false, "skipped: the key cannot be used")
+	default:
+		key := client.NewKey(conn, entry, client.TicketCredential(resp.Ticket))
+		sig, err := key.SignContext(ctx, rand.Reader, resp.TestMessage, &cosign.SignerOpts{})
+		switch {
+		case err != nil:
+			report("sign", false, err.Error())
+		case cert.CheckSignature(smx509.SM2WithSM3, resp.TestMessage, sig) != nil:
+			report("sign", false, "the two-party signature does not verify under the certificate")
+		default:
+			report("sign", true, "two-party signature verifies under the certificate")
+		}
+		plain, err := key.Decrypt(nil, resp.TestCiphertext, nil)
+		if d := sm3.Sum(plain); err == nil && string(d[:]) == string(resp.TestPlaintextSm3) {
+			report("decrypt", true, "two-party decryption of a test ciphertext to the certificate")
+		} else {
+			report("decrypt", false, fmt.Sprint("the test ciphertext did not decrypt: ", err))
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d check steps failed", failed)
+	}
+	return nil
+}
+
+func (c *cli) certRevoke(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
+	fs := flag.NewFlagSet("cert revoke", flag.ContinueOnError)
+	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
+	reason := fs.String("reason", "", "why")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("cert revoke SERIAL [-reason TEXT] [-yes]")
+	}
+	fmt.Fprintln(c.errOut, "注销证书不能恢复，无法解密原有文件。Revoking is irreversible: the appliance destroys its half of the key,")
+	fmt.Fprintln(c.errOut, "so nothing ever encrypted to this certificate can be decrypted again, and the key can no longer sign.")
+	if !*yes {
+		answer, err := c.prompt("type the serial to confirm: ")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(answer) != pos[0] {
+			return errors.New("not confirmed; nothing revoked")
+		}
+	}
+	pin, err := c.pin(*pinFlag, "certificate PIN: ")
+	if err != nil {
+		return err
+	}
+	resp, err := certs.RevokeCertificate(ctx, &hufuv1.RevokeCertificateRequest{Serial: pos[0], Pin: pin, Reason: *reason, ConfirmIrreversible: true})
+	if err != nil {
+		return err
+	}
+	c.printCert(resp.Certificate)
+	return nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/hufu-hsm/hufu/daemon"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/devpki"
+	"github.com/hufu-hsm/hufu/softhsm/softhsmtest"
+)
+
+// TestCertCommands goes from nothing to a usable certificate with the CLI, as a person and
+// as the operator at the review desk, then renews, checks and revokes it.
+func TestCertCommands(t *testing.T) {
+	tok := softhsmtest.New(t)
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen.GRPC = "127.0.0.1:0"
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
+	cfg.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService"}}}
+	cfg, err := daemon.Resolve(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := daemon.Init(context.Background(), cfg, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := daemon.Open(ctx, cfg, daemon.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	a, err := d.Listen()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	home, work := t.TempDir(), t.TempDir()
+	tlsDir := filepath.Join(cfg.DataDir, "tls")
+	hufu := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		all := append([]string{"-addr", a.String(), "-daemon-dir", cfg.DataDir, "-home", home}, args...)
+		if err := run(all, strings.NewReader(""), &out, &errOut); err != nil {
+			t.Fatalf("hufu %s: %s\n%s%s", strings.Join(args, " "), describe(err), out.String(), errOut.String())
+		}
+		return out.String() + errOut.String()
+	}
+	desk := func(args ...string) string {
+		t.Helper()
+		return hufu(append([]string{"-cert", filepath.Join(tlsDir, "cli.pem"), "-key", filepath.Join(tlsDir, "cli-key.pem"), "review"}, args...)...)
+	}
+	hufu("login", "-phone", "13800138000")
+	hufu("verify-identity", "cfca", "-name", "张三", "-id", "11010519491231002X")
+	t.Setenv("HUFU_PIN", "135790")
+	keyID := regexp.MustCompile(`created key (\S+)`).FindStringSubmatch(hufu("key", "new", "-pin", "135790"))[1]
+	letter := filepath.Join(work, "letter.txt")
+	if err := os.WriteFile(letter, []byte("授权书"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	applied := hufu("cert", "apply", "-key", keyID, "-years", "2", "-platforms", "demo", "-sign-letter", letter)
+	orderID := regexp.MustCompile(`^([0-9a-f]{22}) +in review`).FindStringSubmatch(applied)
+	if orderID == nil {
+		t.Fatalf("apply printed %q", applied)
+	}
+	if list := desk("list"); !strings.Contains(list, orderID[1]) || !strings.Contains(list, "authorisation letter: online") {
+		t.Fatalf("review list: %q", list)
+	}
+	desk("approve", orderID[1], "-reason", "材料齐全")
+	if msgs := hufu("cert", "messages"); !strings.Contains(msgs, "审核通过") || !strings.Contains(msgs, "待支付") {
+		t.Fatalf("messages: %q", msgs)
+	}
+	paid := hufu("cert", "pay", orderID[1])
+	serial := regexp.MustCompile(`cert download ([0-9a-f]{32})`).FindStringSubmatch(paid)
+	if serial == nil {
+		t.Fatalf("pay printed %q", paid)
+	}
+	if o := hufu("cert", "order", orderID[1]); !strings.Contains(o, "completed") || !strings.Contains(o, "issued") {
+		t.Fatalf("order: %q", o)
+	}
+	out := filepath.Join(work, "me.pem")
+	hufu("cert", "download", serial[1], "-o", out)
+	pemBytes, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := smx509.ParseCertificatePEM(pemBytes); err != nil {
+		t.Fatalf("downloaded certificate: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(work, "me-chain.pem")); err != nil {
+		t.Fatal(err)
+	}
+	hufu("cert", "label", serial[1], "投标")
+	if list := hufu("cert", "list"); !strings.Contains(list, serial[1]) || !strings.Contains(list, "[投标]") {
+		t.Fatalf("cert list: %q", list)
+	}
+	check := hufu("cert", "check", serial[1])
+	for _, s := range []string{"pin", "chain", "validity", "revocation", "sign", "decrypt"} {
+		if !regexp.MustCompile(`(?m)^ok +` + s + ` `).MatchString(check) {
+			t.Fatalf("check step %s not ok: %q", s, check)
+		}
+	}
+	renewed := hufu("cert", "renew", serial[1], "-years", "1")
+	renewal := regexp.MustCompile(`cert pay ([0-9a-f]{22})`).FindStringSubmatch(renewed)
+	if renewal == nil {
+		t.Fatalf("renew printed %q", renewed)
+	}
+	paid2 := hufu("cert", "pay", renewal[1])
+	serial2 := regexp.MustCompile(`cert download ([0-9a-f]{32})`).FindStringSubmatch(paid2)[1]
+	if inv := hufu("cert", "list", "-invalid"); !strings.Contains(inv, serial[1]) || !strings.Contains(inv, "superseded") {
+		t.Fatalf("invalid list: %q", inv)
+	}
+	revoked := hufu("cert", "revoke", serial2, "-yes", "-reason", "不再使用")
+	if !strings.Contains(revoked, "无法解密原有文件") || !strings.Contains(revoked, "revoked") {
+		t.Fatalf("revoke printed %q", revoked)
+	}
+	crl, err := d.CRL(context.Background(), "hufu-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := smx509.ParseRevocationList(crl)
+	if err != nil || len(parsed.RevokedCertificateEntries) != 1 {
+		t.Fatalf("CRL after revoke: %v", err)
+	}
+}

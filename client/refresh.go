@@ -22,7 +22,9 @@ import (
 //	                                                       saved it): accept it again
 //	Active(v)+Pending(v+1) version v, pending v+1          the commit has not happened: accept
 //	                                                       the offer again (the same ρ gives the
-//	                                                       same share), sign, commit
+//	                                                       same share; a newer offer replaces
+//	                                                       it, safe as nothing was committed),
+//	                                                       sign, commit
 //	Active(v)+Pending(v+1) version v+1                     the commit happened (its answer was
 //	                                                       lost): promote the pending share
 //	Active(v)+Pending(v+1) version v, no pending           the appliance dropped the refresh:
@@ -42,8 +44,9 @@ var errRefreshStopped = errors.New("client: refresh stopped")
 // RefreshKey runs a share refresh of a stored key and returns the key's new state. If an
 // earlier refresh was interrupted it settles that one first: one the appliance committed is
 // completed (and counts as the refresh asked for), one still pending is resumed, one the
-// appliance dropped is abandoned and a new one runs. cred authorises the confirmation signature and BeginRefresh
-// (a ticket or the PIN). progress, when set, hears each step.
+// appliance dropped is abandoned and a new one runs. cred authorises BeginRefresh and the
+// confirmation signature (a ticket or the PIN). progress, when set, hears each step. The
+// key's keystore lock is held throughout, so refreshes of one key take turns.
 func RefreshKey(ctx context.Context, conn *Conn, ks *keystore.Store, keyID string, cred *hufuv1.Credential, progress func(step string)) (*keystore.Entry, error) {
 	return refresh(ctx, conn, ks, keyID, cred, progress, "")
 }

@@ -45,7 +45,8 @@ Run "hufud serve -h" for every configuration key.`
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		fmt.Fprintln(stderr, usage)
+		return errors.New("a command is required")
 	}
 	cmd := args[0]
 	if cmd == "admin-token" {
@@ -89,7 +90,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return serve(cfg, stderr)
 	}
-	return errors.New(usage)
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
 }
 
 func serve(cfg config.Config, stderr io.Writer) error {

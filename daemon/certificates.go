@@ -59,7 +59,12 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 	d.certs, err = certs.New(opts, certs.Deps{
 		Store: d.store, Keys: d.keys, Accounts: d.accounts, Payments: certs.DevPayments{}, Clock: d.opts.Clock, Log: d.opts.Log,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// Keys whose certificates have all expired refuse to cosign.
+	d.keys.SetCertificateGate(d.certs)
+	return nil
 }
 
 // CRL returns the current CRL (DER) of the configured CA caID, for the admin listener

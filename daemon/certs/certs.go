@@ -112,6 +112,7 @@ type Service struct {
 	deps  Deps
 	cas   map[string]CA
 	order []string
+	gate  keyGate
 }
 
 // New returns the service.
@@ -125,7 +126,7 @@ func New(opts Options, deps Deps) (*Service, error) {
 	if len(opts.CAs) == 0 || len(opts.ValidityYears) == 0 {
 		return nil, errors.New("certs: no CA or no validity configured")
 	}
-	s := &Service{opts: opts, deps: deps, cas: map[string]CA{}}
+	s := &Service{opts: opts, deps: deps, cas: map[string]CA{}, gate: keyGate{m: map[string]gateEntry{}}}
 	for _, c := range opts.CAs {
 		s.cas[c.Connector.ID()] = c
 		s.order = append(s.order, c.Connector.ID())

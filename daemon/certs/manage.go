@@ -139,6 +139,7 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		return notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_READY, "证书已签发",
 			fmt.Sprintf("订单 %s 已完成，证书 %s 可以下载", o.Id, issued.Serial), o.Id, issued.Serial)
 	}, map[string]string{"payment": ref, "amount_fen": fmt.Sprint(o.PriceFen)})
+	s.gate.forget(o.KeyId)
 	if errors.Is(err, errAlreadyPaid) {
 		o, err := s.ownedOrder(ctx, caller, id)
 		return o, cert, err
@@ -564,6 +565,7 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, 
 		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: certKey(caller.UserID, serial), Outcome: store.OutcomeOK,
 			Details: map[string]string{"key": cur.KeyId, "ca": cur.CaId}})
 	})
+	s.gate.forget(c.KeyId)
 	return out, err
 }
 

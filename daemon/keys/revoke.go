@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
@@ -76,3 +77,34 @@ func (s *Service) OwnedKey(ctx context.Context, caller authn.Caller, keyID strin
 
 // KeyRevoked reports whether the key's status is revoked.
 func KeyRevoked(rec *storepb.SplitKey) bool { return rec.GetStatus() == statusRevoked }
+
+// CertificateGate tells whether a key may cosign as far as its certificates are concerned:
+// a key whose certificates are all expired or disabled refuses to sign and decrypt (a
+// revoked certificate's key is revoked itself). The certificate service implements it.
+type CertificateGate interface {
+	KeyUsable(ctx context.Context, keyID string) error
+}
+
+var (
+	gatesMu sync.RWMutex
+	gates   = map[*Service]CertificateGate{}
+)
+
+// SetCertificateGate installs the certificate check for s's keys.
+func (s *Service) SetCertificateGate(g CertificateGate) {
+	gatesMu.Lock()
+	defer gatesMu.Unlock()
+	gates[s] = g
+}
+
+// CertificateUsable runs the installed certificate check; nil without one. use() should call
+// it after checkUsable (one line, owned by the keys package's maintainer).
+func (s *Service) CertificateUsable(ctx context.Context, keyID string) error {
+	gatesMu.RLock()
+	g := gates[s]
+	gatesMu.RUnlock()
+	if g == nil {
+		return nil
+	}
+	return g.KeyUsable(ctx, keyID)
+}

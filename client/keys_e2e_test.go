@@ -256,7 +256,7 @@ func TestSplitKeyEndToEnd(t *testing.T) {
 
 	t.Run("wrong PIN", func(t *testing.T) {
 		_, err := client.OpenKey(bg, p.conn, p.ks, e.ID, "000000")
-		wantCode(t, err, codes.Unauthenticated)
+		wantCode(t, err, codes.PermissionDenied)
 	})
 }
 
@@ -512,7 +512,7 @@ func TestPINLockoutAndReset(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		_, err := client.OpenKey(bg, p.conn, p.ks, e.ID, "000000")
 		if i < 3 {
-			wantCode(t, err, codes.Unauthenticated)
+			wantCode(t, err, codes.PermissionDenied)
 		} else {
 			wantCode(t, err, codes.ResourceExhausted)
 		}

@@ -292,7 +292,7 @@ func TestPINLockoutAndResetBySMS(t *testing.T) {
 	pk := createKey(t, conn, userID, "key-pin-0001", "123456")
 	for i := 1; i < 3; i++ {
 		_, err := pk.keys.OpenTicket(bg, &hufuv1.OpenTicketRequest{KeyId: pk.id, Pin: "654321"})
-		wantCode(t, err, codes.Unauthenticated, "")
+		wantCode(t, err, codes.PermissionDenied, "")
 	}
 	_, err := pk.keys.OpenTicket(bg, &hufuv1.OpenTicketRequest{KeyId: pk.id, Pin: "654321"})
 	wantCode(t, err, codes.ResourceExhausted, "")

@@ -40,7 +40,7 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 		return nil, err
 	}
 	if rec, err := splitKeys.Read(ctx, s.deps.Store, keyID); err == nil {
-		return replayCreate(caller, rec, rawReq)
+		return s.replayCreate(ctx, caller, rec, rawReq, pin)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		existing, err := splitKeys.Get(tx, keyID)
 		if err == nil { // a concurrent retry won
-			out, err = replayCreate(caller, existing, rawReq)
+			out, err = s.replayCreate(ctx, caller, existing, rawReq, pin)
 			return err
 		}
 		if !errors.Is(err, store.ErrNotFound) {
@@ -95,11 +95,20 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 	return out, err
 }
 
-// replayCreate answers a repeated CreateKey: the same account and request get the stored
-// answer; anything else means the id is taken.
-func replayCreate(caller authn.Caller, rec *storepb.SplitKey, rawReq []byte) (*storepb.SplitKey, error) {
+// replayCreate answers a repeated CreateKey: the same account, request and PIN get the
+// stored answer; anything else means the id is taken (a retry must not quietly keep a PIN
+// other than the one the phone believes it set).
+func (s *Service) replayCreate(ctx context.Context, caller authn.Caller, rec *storepb.SplitKey, rawReq []byte, pin string) (*storepb.SplitKey, error) {
+	taken := apierr.New(apierr.AlreadyExists, "key id %q is already in use; choose another", rec.Id)
 	if rec.UserId != caller.UserID || !bytes.Equal(rec.KeygenRequest, rawReq) {
-		return nil, apierr.New(apierr.AlreadyExists, "key id %q is already in use; choose another", rec.Id)
+		return nil, taken
+	}
+	same, err := s.deps.Keyring.VerifyPIN(ctx, rec.PinVerifier, rec.PinSalt, pinContext(rec.Id), []byte(pin))
+	if err != nil {
+		return nil, hsmError(err)
+	}
+	if !same {
+		return nil, taken
 	}
 	return rec, nil
 }

@@ -150,18 +150,27 @@ func (s *Service) DecryptBatch(ctx context.Context, caller authn.Caller, keyID s
 	if err := s.authorize(ctx, caller, e, cred, len(c1s)); err != nil {
 		return nil, err
 	}
-	if err := s.limits.take(keyID, len(c1s)); err != nil {
+	// Parse first, so the rate limit counts only what the server will compute.
+	out := make([]BatchResult, len(c1s))
+	points := make([]cosign.Point, len(c1s))
+	valid := 0
+	for i, raw := range c1s {
+		var err error
+		if points[i], err = cosign.ParsePoint(raw); err != nil {
+			out[i].Err = apierr.Invalid(fmt.Sprintf("c1s[%d]", i), err)
+			continue
+		}
+		valid++
+	}
+	if err := s.limits.take(keyID, valid); err != nil {
 		return nil, err
 	}
-	out := make([]BatchResult, len(c1s))
 	digests := make([][]byte, len(c1s))
 	s.parallel(len(c1s), func(i int) {
-		point, err := cosign.ParsePoint(c1s[i])
-		if err != nil {
-			out[i].Err = apierr.Invalid(fmt.Sprintf("c1s[%d]", i), err)
+		if out[i].Err != nil {
 			return
 		}
-		resp := e.key.state.Share.Decrypt(&cosign.DecryptRequest{C1: point})
+		resp := e.key.state.Share.Decrypt(&cosign.DecryptRequest{C1: points[i]})
 		out[i].Result = resp.T2[:]
 		h := sha256.Sum256(c1s[i])
 		digests[i] = h[:]

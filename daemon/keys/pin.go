@@ -62,7 +62,9 @@ func (s *Service) verifyPIN(ctx context.Context, caller authn.Caller, keyID, pin
 		}
 		wrote = true
 		rec.PinFailures++
-		denial := apierr.New(apierr.Unauthenticated, "wrong certificate PIN: %d attempts left", s.opts.PINMaxAttempts-int(rec.PinFailures))
+		// PermissionDenied, not Unauthenticated: the session is fine, the PIN is not, and a
+		// client must not mistake this for an expired ticket and retry.
+		denial := apierr.New(apierr.PermissionDenied, "wrong certificate PIN: %d attempts left", s.opts.PINMaxAttempts-int(rec.PinFailures))
 		outcome := "wrong PIN"
 		if int(rec.PinFailures) >= s.opts.PINMaxAttempts {
 			locked = true

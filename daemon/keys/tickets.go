@@ -72,7 +72,8 @@ func (t *tickets) use(token, keyID, deviceID string, n int) error {
 	return nil
 }
 
-// revokeKey drops every ticket of a key (PIN change or reset, lock, refresh, revocation).
+// revokeKey drops every ticket of a key (PIN change or reset, lock, revocation). A refresh
+// keeps them: a ticket authorises the key's owner device, not one share version.
 func (t *tickets) revokeKey(keyID string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -199,10 +199,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.certCmd(ctx, conn, sub)
 	case "review":
 		return c.reviewCmd(ctx, conn, sub)
-	case "cert":
-		return c.certCmd(ctx, conn, sub)
-	case "review":
-		return c.reviewCmd(ctx, conn, sub)
 	}
 	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
 }

@@ -100,6 +100,8 @@ type Options struct {
 	CheckTimeout time.Duration
 	Gatherer     prometheus.Gatherer
 	KEKs         KEKs
+	// SystemClients, if set, serves /system-clients.
+	SystemClients SystemClients
 	// Rewrappers find and rewrap the stored blobs of each domain during a KEK rotation.
 	Rewrappers []Rewrapper
 	// BackupDir is the scratch directory for backups; it must be on the store's
@@ -209,6 +211,11 @@ func (s *Server) routes() {
 	s.handle("GET /kek", endpoint{action: "admin.kek.status", roles: so, audited: true, handle: s.rot.status})
 	s.handle("POST /kek/rotate", endpoint{action: "admin.kek.rotate", roles: so, audited: true, handle: s.rot.start})
 	s.handle("POST /kek/finish", endpoint{action: "admin.kek.finish", roles: so, audited: true, handle: s.rot.finish})
+	if s.opts.SystemClients != nil {
+		s.handle("GET /system-clients", endpoint{action: "admin.system_clients.list", roles: ops, audited: true, handle: s.listSystems})
+		s.handle("POST /system-clients", endpoint{action: "admin.system_clients.register", roles: ops, audited: true, handle: s.registerSystem})
+		s.handle("DELETE /system-clients/{name}", endpoint{action: "admin.system_clients.remove", roles: ops, audited: true, handle: s.removeSystem})
+	}
 	pp := map[string]http.HandlerFunc{
 		"/debug/pprof/": pprof.Index, "/debug/pprof/cmdline": pprof.Cmdline, "/debug/pprof/profile": pprof.Profile,
 		"/debug/pprof/symbol": pprof.Symbol, "/debug/pprof/trace": pprof.Trace,
@@ -248,7 +255,7 @@ func (s *Server) handle(pattern string, e endpoint) {
 // batch as the change where there is one).
 func sideEffect(action string) bool {
 	switch action {
-	case "admin.backup", "admin.kek.rotate", "admin.kek.finish":
+	case "admin.backup", "admin.kek.rotate", "admin.kek.finish", "admin.system_clients.register", "admin.system_clients.remove":
 		return true
 	}
 	return false

@@ -12,6 +12,9 @@
 //	/kek                              GET     security_officer
 //	/kek/rotate                       POST    security_officer
 //	/kek/finish                       POST    security_officer
+//	/system-clients                   GET     operator, security_officer
+//	/system-clients                   POST    operator, security_officer
+//	/system-clients/{name}            DELETE  operator, security_officer
 //	/debug/pprof/...                  GET     security_officer
 //
 // Callers present "Authorization: Bearer <token>". The configuration holds only each
@@ -34,6 +37,15 @@
 // checks that no stored blob refers to an old KEK, and only then destroys the old KEK
 // versions in the HSM. Backups taken before the finish refer to the destroyed KEKs and
 // can no longer be opened: take a new backup after it.
+//
+// # System clients
+//
+// POST /system-clients {"name": ..., "services": ["hufu.v1.ReviewService", ...]} registers a
+// business or bid-opening system: its permissions are stored (and audited in the same
+// batch) and take effect at once for a client certificate whose common name is name. In
+// development the daemon issues that certificate with its development CA and returns it
+// with its private key, once; in production the deployment's client CA issues it. Systems
+// in the configuration's system_clients are listed but cannot be changed here.
 //
 // # Backups
 //

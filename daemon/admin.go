@@ -23,6 +23,7 @@ type adminSurface struct {
 	storeMetrics *storeMetrics
 
 	server   *admin.Server
+	systems  *systemClients
 	tls      *tlsMaterial // nil: plain HTTP on loopback
 	mu       sync.Mutex
 	listener net.Listener
@@ -57,6 +58,10 @@ func (d *Daemon) buildAdmin() error {
 		return err
 	}
 	registerAuditMetrics(d.opts.Registry, d.store, d.opts.Clock)
+	a.systems = &systemClients{d: d}
+	if err := a.systems.load(context.Background()); err != nil {
+		return err
+	}
 	st, kr := d.store, d.keyring
 	a.server, err = admin.New(admin.Options{
 		Tokens: tokens, Store: st, AuditKeyPEM: kr.AuditSigner().PublicKeyPEM, Gatherer: d.opts.Registry,
@@ -64,7 +69,7 @@ func (d *Daemon) buildAdmin() error {
 			{Name: "hsm", Probe: kr.Health},
 			{Name: "store", Probe: func(context.Context) error { return st.Failed() }},
 		},
-		KEKs: kr,
+		KEKs: kr, SystemClients: a.systems,
 		Rewrappers: []admin.Rewrapper{
 			{Name: "keys", RewrapAll: d.keys.RewrapAll, CountStale: d.keys.CountStaleBlobs},
 			{Name: "accounts", RewrapAll: d.accounts.RewrapAll, CountStale: d.accounts.CountStaleBlobs},

@@ -265,7 +265,7 @@ func (d *Daemon) buildServer() {
 		}
 	}
 	g := &gate{
-		policy: authn.Policy{}, sessions: d.accounts, systems: systems,
+		policy: authn.Policy{}, sessions: d.accounts, systems: systems, registered: d.adm.systems.allowed,
 		maxDeadline: d.cfg.GRPC.MaxDeadline.Std(), metrics: newRPCMetrics(d.opts.Registry), log: d.opts.Log,
 	}
 	d.server = grpc.NewServer(

@@ -24,13 +24,14 @@ import (
 //	o/<order id>                    orders
 //	s/<session id>                  scan sessions (usually with an expiry)
 //	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
+//	y/<system name>                 system clients registered on the admin surface
 //	x/<index>/<value>               unique index entry -> IndexEntry{owner key}
 //	x/<index>/<value>/<owner key>   multi-valued index entry -> IndexEntry{owner key}
 //	t/<expiry:16 hex>/<key>         expiry index: <key> expires at Unix-nano <expiry>
 //	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
 //	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
 //
-// Values of record kinds (u, e, k, c, o, s, v, x) are envelopes (envelope.go) around a
+// Values of record kinds (u, e, k, c, o, s, v, y, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
 // messages; t/ values are empty. An index name is used either as a unique index or as a
 // multi-valued one, never both.
@@ -52,6 +53,7 @@ const (
 	KindOrder      Kind = "o"
 	KindScan       Kind = "s"
 	KindVerify     Kind = "v"
+	KindSystem     Kind = "y"
 )
 
 const (
@@ -72,7 +74,7 @@ const MaxPartLen = 256
 
 var recordKinds = map[Kind]bool{
 	KindUser: true, KindEnterprise: true, KindKey: true, KindCert: true,
-	KindOrder: true, KindScan: true, KindVerify: true,
+	KindOrder: true, KindScan: true, KindVerify: true, KindSystem: true,
 }
 
 // ValidPart reports whether s may be used as one part of a key.

@@ -1,0 +1,210 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hufu-hsm/hufu/admin"
+	"github.com/hufu-hsm/hufu/daemon/devpki"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// System clients registered at run time on the admin surface (admin.SystemClients): their
+// permissions live in the store (y/<name>) and in memory for the gate, beside the ones
+// configured in system_clients, which stay read-only here. In development the daemon also
+// issues the client certificate with its development CA; in production the deployment's
+// client CA (tls.client_ca_file) issues it and only the permissions are registered.
+
+var systemClientRecords = store.NewCollection(store.KindSystem, func() *storepb.SystemClient { return new(storepb.SystemClient) })
+
+var systemNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+type systemClients struct {
+	d *Daemon
+
+	mu         sync.RWMutex
+	registered map[string]map[string]bool // name -> service -> allowed
+}
+
+var _ admin.SystemClients = (*systemClients)(nil)
+
+// load reads the registered clients from the store.
+func (sc *systemClients) load(ctx context.Context) error {
+	m := map[string]map[string]bool{}
+	opts := store.ListOptions{Limit: store.MaxListLimit}
+	for {
+		page, err := systemClientRecords.List(ctx, sc.d.store, "", opts, nil)
+		if err != nil {
+			return fmt.Errorf("system clients: %w", err)
+		}
+		for _, it := range page.Items {
+			m[it.Value.Name] = serviceSet(it.Value.Services)
+		}
+		if page.Next == "" {
+			break
+		}
+		opts.Cursor = page.Next
+	}
+	sc.mu.Lock()
+	sc.registered = m
+	sc.mu.Unlock()
+	return nil
+}
+
+func serviceSet(services []string) map[string]bool {
+	m := make(map[string]bool, len(services))
+	for _, s := range services {
+		m[s] = true
+	}
+	return m
+}
+
+// allowed is the gate's check for clients registered at run time.
+func (sc *systemClients) allowed(name, service string) bool {
+	sc.mu.RLock()
+	defer sc.mu.RUnlock()
+	return sc.registered[name][service]
+}
+
+// List returns the configured clients and then the registered ones.
+func (sc *systemClients) List(ctx context.Context) ([]admin.SystemClient, error) {
+	var out []admin.SystemClient
+	for _, c := range sc.d.cfg.SystemClients {
+		out = append(out, admin.SystemClient{Name: c.Name, Services: c.Services, Source: "config"})
+	}
+	opts := store.ListOptions{Limit: store.MaxListLimit}
+	for {
+		page, err := systemClientRecords.List(ctx, sc.d.store, "", opts, nil)
+		if err != nil {
+			return nil, fmt.Errorf("system clients: %w", err)
+		}
+		for _, it := range page.Items {
+			r := it.Value
+			out = append(out, admin.SystemClient{Name: r.Name, Services: r.Services, Source: "registered",
+				RegisteredBy: r.RegisteredBy, CertificateSerial: r.CertificateSerial})
+		}
+		if page.Next == "" {
+			return out, nil
+		}
+		opts.Cursor = page.Next
+	}
+}
+
+// Register validates and stores a client's permissions (audited in the same batch) and, in
+// development, issues its certificate.
+func (sc *systemClients) Register(ctx context.Context, c admin.SystemClient, by admin.Actor) (*admin.IssuedCertificate, error) {
+	if !systemNameRE.MatchString(c.Name) {
+		return nil, admin.Invalid("name: want 1..64 of [A-Za-z0-9._-], the client certificate's common name")
+	}
+	if c.Name == devpki.CLIClientName {
+		return nil, admin.Invalid("name: %q is the development CLI's certificate", c.Name)
+	}
+	for _, s := range sc.d.cfg.SystemClients {
+		if s.Name == c.Name {
+			return nil, admin.Invalid("name: %q is configured in system_clients; change it there", c.Name)
+		}
+	}
+	if len(c.Services) == 0 {
+		return nil, admin.Invalid("services: list at least one gRPC service")
+	}
+	known := sc.d.server.GetServiceInfo()
+	for _, s := range c.Services {
+		if _, ok := known[s]; !ok || !serviceNameRE.MatchString(s) {
+			return nil, admin.Invalid("services: %q is not a hufu service this daemon serves", s)
+		}
+	}
+	services := slices.Clone(c.Services)
+	slices.Sort(services)
+	services = slices.Compact(services)
+
+	var issued *admin.IssuedCertificate
+	rec := &storepb.SystemClient{Name: c.Name, Services: services, RegisteredUnixNano: sc.d.opts.Clock.Now().UnixNano(), RegisteredBy: by.Name}
+	if sc.d.cfg.Development {
+		var err error
+		if issued, err = sc.issue(c.Name); err != nil {
+			return nil, err
+		}
+		rec.CertificateSerial = issued.Serial
+	}
+	err := sc.d.store.Update(ctx, func(tx *store.Tx) error {
+		if _, err := systemClientRecords.Get(tx, c.Name); err == nil {
+			return admin.Conflict("%q is already registered; remove it first", c.Name)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := systemClientRecords.Put(tx, c.Name, rec); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: "admin:" + by.Name, Action: "system_client.register", Subject: "y/" + c.Name, Outcome: store.OutcomeOK,
+			Details: map[string]string{"role": string(by.Role), "token": by.Name, "services": fmt.Sprint(services), "certificate_serial": rec.CertificateSerial}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sc.mu.Lock()
+	sc.registered[c.Name] = serviceSet(services)
+	sc.mu.Unlock()
+	return issued, nil
+}
+
+// Remove deletes a registered client's permissions; its certificate stays valid but opens
+// nothing (revoke it at the CA as well).
+func (sc *systemClients) Remove(ctx context.Context, name string, by admin.Actor) error {
+	err := sc.d.store.Update(ctx, func(tx *store.Tx) error {
+		if _, err := systemClientRecords.Get(tx, name); errors.Is(err, store.ErrNotFound) {
+			return admin.NotFound("no registered system client %q", name)
+		} else if err != nil {
+			return err
+		}
+		if err := systemClientRecords.Delete(tx, name); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: "admin:" + by.Name, Action: "system_client.remove", Subject: "y/" + name, Outcome: store.OutcomeOK,
+			Details: map[string]string{"role": string(by.Role), "token": by.Name}})
+	})
+	if err != nil {
+		return err
+	}
+	sc.mu.Lock()
+	delete(sc.registered, name)
+	sc.mu.Unlock()
+	return nil
+}
+
+// issue makes a client certificate with the development CA of the data directory.
+func (sc *systemClients) issue(name string) (*admin.IssuedCertificate, error) {
+	ca, caKey, err := devpki.LoadCA(devpki.FilesIn(filepath.Join(sc.d.cfg.DataDir, "tls")))
+	if err != nil {
+		return nil, fmt.Errorf("system clients: development CA: %w", err)
+	}
+	dir, err := os.MkdirTemp(sc.d.cfg.DataDir, "issue-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	// Validity is judged by TLS stacks against their wall clocks, not by the daemon's clock.
+	cert, _, err := devpki.IssueClient(certFile, keyFile, name, ca, caKey, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("system clients: issue: %w", err)
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &admin.IssuedCertificate{Serial: cert.SerialNumber.Text(16), CertificatePEM: string(certPEM), KeyPEM: string(keyPEM)}, nil
+}
+
+var serviceNameRE = regexp.MustCompile(`^hufu\.v1\.[A-Z][A-Za-z]*Service$`)

@@ -366,7 +366,7 @@ func TestCertificateLifecycleEndToEnd(t *testing.T) {
 	_, err = p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: serial, Pin: "123456"})
 	wantCode(t, err, codes.InvalidArgument, "confirm_irreversible")
 	_, err = p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: serial, Pin: "654321", ConfirmIrreversible: true})
-	wantCode(t, err, codes.Unauthenticated, "")
+	wantCode(t, err, codes.PermissionDenied, "") // wrong certificate PIN
 	if _, err := p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: serial, Pin: "123456", ConfirmIrreversible: true, Reason: "不再使用"}); err != nil {
 		t.Fatal(err)
 	}

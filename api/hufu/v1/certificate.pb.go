@@ -1288,7 +1288,8 @@ type ApplyCertificateRequest struct {
 	ValidityYears uint32 `protobuf:"varint,4,opt,name=validity_years,json=validityYears,proto3" json:"validity_years,omitempty"`
 	// Platform ids (see PlatformService); the regions follow from them.
 	Platforms []string `protobuf:"bytes,5,rep,name=platforms,proto3" json:"platforms,omitempty"`
-	// PKCS#10 DER, signed by the split key.
+	// PKCS#10 DER, signed by the split key (proof of possession). Its subject is ignored: the
+	// certificate names the verified identity (C=CN, O=个人, CN=name, SERIALNUMBER=masked ID).
 	Csr           []byte         `protobuf:"bytes,6,opt,name=csr,proto3" json:"csr,omitempty"`
 	Authorisation *Authorisation `protobuf:"bytes,7,opt,name=authorisation,proto3" json:"authorisation,omitempty"`
 	// The cancelled order this application re-orders, if any.

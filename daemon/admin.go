@@ -156,6 +156,9 @@ func (d *Daemon) closeAdmin(ctx context.Context) {
 	if d.adm.server == nil {
 		return
 	}
+	// A long export, backup or profile gets the same grace as gRPC calls, then is cut.
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.GRPC.ShutdownGrace.Std())
+	defer cancel()
 	if err := d.adm.server.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		d.opts.Log.Error("closing the admin server", "err", err)
 	}

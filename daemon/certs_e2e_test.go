@@ -36,7 +36,7 @@ type certAppl struct {
 	daemon *daemon.Daemon
 }
 
-func certAppliance(t *testing.T) *certAppl {
+func certAppliance(t *testing.T, mutate ...func(*config.Config)) *certAppl {
 	t.Helper()
 	tok := softhsmtest.New(t)
 	cfg := config.Default()
@@ -45,6 +45,9 @@ func certAppliance(t *testing.T) *certAppl {
 	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
 	cfg.Platforms = []config.Platform{{ID: "demo", Name: "示范平台", Region: "330000"}, {ID: "hangzhou", Name: "杭州平台", Region: "330100"}}
 	cfg.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService"}}}
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	must(t, cfg.Validate())
 	cfg, err := daemon.Resolve(cfg)
 	must(t, err)
@@ -675,6 +678,47 @@ func TestExpiredCertificateKeyRefusesToCosign(t *testing.T) {
 	p.key.cred = &hufuv1.Credential{Kind: &hufuv1.Credential_Ticket{Ticket: ticket.Ticket}}
 	if _, err := p.key.signer().Sign(rand.Reader, msg, &cosign.SignerOpts{}); err != nil {
 		t.Fatalf("after renewal: %v", err)
+	}
+}
+
+func TestApplicantChoosesTheCA(t *testing.T) {
+	a := certAppliance(t, func(c *config.Config) {
+		second := c.Certificates.CAs[0]
+		second.ID, second.Name = "second-ca", "第二CA"
+		second.Prices = []config.Price{{CertKind: "personal", ValidityYears: 1, AmountFen: 100}, {CertKind: "personal", ValidityYears: 2, AmountFen: 150},
+			{CertKind: "personal", ValidityYears: 3, AmountFen: 200}}
+		c.Certificates.CAs = append(c.Certificates.CAs, second)
+	})
+	desk := a.desk()
+	p := newApplicant(t, a, phone, "device-0001", "key-cert-0007")
+	cas, err := p.certs.ListCertificateAuthorities(bg, &hufuv1.ListCertificateAuthoritiesRequest{})
+	if err != nil || len(cas.Authorities) != 2 || cas.Authorities[1].Id != "second-ca" {
+		t.Fatalf("CAs %v %v", cas, err)
+	}
+	req := p.request()
+	req.CaId = "second-ca"
+	o, err := p.certs.ApplyCertificate(bg, req)
+	if err != nil || o.Order.PriceFen != 150 || o.Order.CaName != "第二CA" {
+		t.Fatalf("order with the second CA: %v %v", o, err)
+	}
+	must(t, func() error { _, err := desk.ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: o.Order.Id}); return err }())
+	paid, err := p.pay(o.Order.Id, "pay-second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := p.issue(desk)
+	cert, roots, inter, _ := p.download(paid.Certificate.Serial)
+	if _, err := cert.Verify(smx509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: a.clock.Now(), KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageAny}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cert.Issuer.CommonName, "第二CA") {
+		t.Fatalf("issued by %v", cert.Issuer)
+	}
+	// The two CAs are separate hierarchies: the first's chain does not verify the second's
+	// certificate.
+	_, otherRoots, otherInter, _ := p.download(first)
+	if _, err := cert.Verify(smx509.VerifyOptions{Roots: otherRoots, Intermediates: otherInter, CurrentTime: a.clock.Now(), KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageAny}}); err == nil {
+		t.Fatal("a certificate of the second CA verifies under the first")
 	}
 }
 

@@ -701,7 +701,10 @@ func TestApplicantChoosesTheCA(t *testing.T) {
 	if err != nil || o.Order.PriceFen != 150 || o.Order.CaName != "第二CA" {
 		t.Fatalf("order with the second CA: %v %v", o, err)
 	}
-	must(t, func() error { _, err := desk.ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: o.Order.Id}); return err }())
+	must(t, func() error {
+		_, err := desk.ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: o.Order.Id})
+		return err
+	}())
 	paid, err := p.pay(o.Order.Id, "pay-second")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,138 @@
+package certs_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/smx509"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/daemon/accounts"
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/daemon/certs"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// externalCA is a CA that reviews on its own side: the test decides.
+type externalCA struct {
+	mu        sync.Mutex
+	decisions map[string]ca.Decision
+}
+
+func (e *externalCA) ID() string       { return "ext-ca" }
+func (e *externalCA) Name() string     { return "External CA" }
+func (e *externalCA) DeskReview() bool { return false }
+func (e *externalCA) Submit(_ context.Context, app *ca.Application) (string, error) {
+	return "ext-" + app.OrderID, nil
+}
+func (e *externalCA) Review(_ context.Context, ref string) (ca.Decision, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.decisions[ref], nil
+}
+func (e *externalCA) Fetch(context.Context, string, *ca.Application) (*ca.Issued, error) {
+	return nil, errors.New("not in this test")
+}
+func (e *externalCA) Revoke(context.Context, string, int) error { return nil }
+func (e *externalCA) Chain(context.Context) ([][]byte, error)   { return nil, nil }
+func (e *externalCA) CRL(context.Context) ([]byte, error)       { return nil, nil }
+func (e *externalCA) decide(ref string, d ca.Decision) {
+	e.mu.Lock()
+	e.decisions[ref] = d
+	e.mu.Unlock()
+}
+
+type fakeKeys struct{ key *storepb.SplitKey }
+
+func (f fakeKeys) OwnedKey(_ context.Context, _ authn.Caller, id string) (*storepb.SplitKey, error) {
+	if id != f.key.Id {
+		return nil, apierr.New(apierr.NotFound, "no key")
+	}
+	return f.key, nil
+}
+func (fakeKeys) VerifyKeyPIN(context.Context, authn.Caller, string, string, string) error { return nil }
+func (fakeKeys) OpenTicket(context.Context, authn.Caller, string, string) (string, time.Time, int, error) {
+	return "", time.Time{}, 0, nil
+}
+func (fakeKeys) Revoke(context.Context, authn.Caller, string, string, func(*store.Tx) error) error {
+	return nil
+}
+
+type fakeAccounts struct{}
+
+func (fakeAccounts) VerifiedUser(_ context.Context, id string) (*storepb.User, error) {
+	return &storepb.User{Id: id, Identity: &storepb.VerifiedIdentity{Name: "李四", IdNumberMasked: "110***********002X"}}, nil
+}
+func (fakeAccounts) Platform(id string) (accounts.Platform, bool) {
+	return accounts.Platform{ID: id, Name: "示范", Region: "330000"}, id == "demo"
+}
+
+type clock struct{}
+
+func (clock) Now() time.Time { return time.Now() }
+
+func TestExternalCAReviewsArePolled(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close(ctx) })
+	priv, _ := sm2.GenerateKey(rand.Reader)
+	pub := append([]byte{4}, append(priv.X.FillBytes(make([]byte, 32)), priv.Y.FillBytes(make([]byte, 32))...)...)
+	ext := &externalCA{decisions: map[string]ca.Decision{}}
+	s, err := certs.New(certs.Options{ValidityYears: []int{1}, CAs: []certs.CA{{Connector: ext, Prices: map[int]int64{1: 100}}}},
+		certs.Deps{Store: st, Keys: fakeKeys{&storepb.SplitKey{Id: "key-0000001", UserId: "u1", PublicKey: pub, Status: 1}},
+			Accounts: fakeAccounts{}, Payments: certs.DevPayments{}, Clock: clock{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, priv)
+	letter := []byte("letter")
+	sig, _ := priv.Sign(rand.Reader, letter, sm2.DefaultSM2SignerOpts)
+	caller := authn.Caller{UserID: "u1", DeviceID: "d1"}
+	apply := func(n string) *storepb.Order {
+		o, err := s.Apply(ctx, caller, &hufuv1.ApplyCertificateRequest{RequestId: "request-" + n, KeyId: "key-0000001", CaId: "ext-ca",
+			ValidityYears: 1, Platforms: []string{"demo"}, Csr: csr,
+			Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Online{Online: &hufuv1.SignedLetter{Letter: letter, Signature: sig}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	approved, rejected, pending := apply("1"), apply("2"), apply("3")
+	if n, err := s.PollReviews(ctx); n != 0 || err != nil {
+		t.Fatalf("nothing decided yet: %d %v", n, err)
+	}
+	ext.decide(approved.CaRef, ca.Decision{State: ca.Approved})
+	ext.decide(rejected.CaRef, ca.Decision{State: ca.Rejected, Reason: "照片不清晰"})
+	if n, err := s.PollReviews(ctx); n != 2 || err != nil {
+		t.Fatalf("polled %d, %v", n, err)
+	}
+	for _, tc := range []struct {
+		o      *storepb.Order
+		status hufuv1.OrderStatus
+		reason string
+	}{
+		{approved, hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT, ""},
+		{rejected, hufuv1.OrderStatus_ORDER_STATUS_CANCELLED, "照片不清晰"},
+		{pending, hufuv1.OrderStatus_ORDER_STATUS_IN_REVIEW, ""},
+	} {
+		got, err := s.GetOrder(ctx, caller, tc.o.Id)
+		if err != nil || hufuv1.OrderStatus(got.Status) != tc.status || got.CancelReason != tc.reason {
+			t.Fatalf("order %s: %v %q %v", tc.o.Id, hufuv1.OrderStatus(got.GetStatus()), got.GetCancelReason(), err)
+		}
+	}
+	// A decided order is not asked about again.
+	if n, err := s.PollReviews(ctx); n != 0 || err != nil {
+		t.Fatalf("second poll %d %v", n, err)
+	}
+}

@@ -77,9 +77,12 @@ type Charge struct {
 	AmountFen                               int64
 }
 
-// Payments takes payments. Charge must be idempotent per idempotency key.
+// Payments takes payments. Charge must be idempotent per idempotency key; Refund returns a
+// charge that did not complete an order (it lost a race with a cancellation or with another
+// payment).
 type Payments interface {
 	Charge(ctx context.Context, c Charge) (ref string, err error)
+	Refund(ctx context.Context, ref string, amountFen int64) error
 }
 
 // CA is one CA an applicant can choose, with its prices.

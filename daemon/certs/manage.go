@@ -41,6 +41,9 @@ func (DevPayments) Charge(_ context.Context, c Charge) (string, error) {
 	return "dev-" + hex.EncodeToString(h[:8]), nil
 }
 
+// Refund succeeds: nothing was taken.
+func (DevPayments) Refund(context.Context, string, int64) error { return nil }
+
 // Pay takes the payment of an order awaiting payment, has the CA issue the certificate and
 // completes the order, all or nothing: the certificate is stored in the transaction that
 // completes the order, so concurrent payments leave exactly one certificate.
@@ -144,7 +147,20 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		o, err := s.ownedOrder(ctx, caller, id)
 		return o, cert, err
 	}
-	return order, cert, err
+	var refused *apierr.Error
+	if errors.As(err, &refused) && refused.Kind == apierr.FailedPrecondition {
+		// This charge completed nothing (the order was cancelled or paid with another key
+		// meanwhile): give it back. The certificate issued for it is dropped unpublished.
+		if rerr := s.deps.Payments.Refund(ctx, ref, o.PriceFen); rerr != nil {
+			s.deps.Log.Error("refunding a payment that completed no order", "order", o.Id, "payment", ref, "err", rerr)
+		}
+	}
+	if err != nil {
+		// Any other failure may have committed (store.ErrFailed): paying again with the same
+		// idempotency key finds out without charging twice.
+		return nil, nil, err
+	}
+	return order, cert, nil
 }
 
 // errAlreadyPaid aborts a payment transaction that found its own earlier success.

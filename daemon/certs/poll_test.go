@@ -3,7 +3,9 @@ package certs_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -38,8 +40,14 @@ func (e *externalCA) Review(_ context.Context, ref string) (ca.Decision, error) 
 	defer e.mu.Unlock()
 	return e.decisions[ref], nil
 }
-func (e *externalCA) Fetch(context.Context, string, *ca.Application) (*ca.Issued, error) {
-	return nil, errors.New("not in this test")
+func (e *externalCA) Fetch(_ context.Context, ref string, app *ca.Application) (*ca.Issued, error) {
+	if app.PublicKey == nil {
+		return nil, errors.New("no key")
+	}
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	now := time.Now()
+	return &ca.Issued{DER: []byte("not parsed in this test"), Serial: hex.EncodeToString(b), NotBefore: now, NotAfter: now.AddDate(1, 0, 0)}, nil
 }
 func (e *externalCA) Revoke(context.Context, string, int) error { return nil }
 func (e *externalCA) Chain(context.Context) ([][]byte, error)   { return nil, nil }
@@ -75,11 +83,40 @@ func (fakeAccounts) Platform(id string) (accounts.Platform, bool) {
 	return accounts.Platform{ID: id, Name: "示范", Region: "330000"}, id == "demo"
 }
 
+// countingPayments counts charges (distinct idempotency keys) and refunds.
+type countingPayments struct {
+	mu      sync.Mutex
+	charges map[string]bool
+	refunds []string
+}
+
+func (p *countingPayments) Charge(_ context.Context, c certs.Charge) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.charges[c.IdempotencyKey] = true
+	return "charge-" + c.IdempotencyKey, nil
+}
+
+func (p *countingPayments) Refund(_ context.Context, ref string, _ int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refunds = append(p.refunds, ref)
+	return nil
+}
+
 type clock struct{}
 
 func (clock) Now() time.Time { return time.Now() }
 
-func TestExternalCAReviewsArePolled(t *testing.T) {
+type fixture struct {
+	s      *certs.Service
+	ext    *externalCA
+	pay    *countingPayments
+	apply  func(n string) *storepb.Order
+	caller authn.Caller
+}
+
+func newFixture(t *testing.T) *fixture {
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{Dir: t.TempDir()})
 	if err != nil {
@@ -89,9 +126,10 @@ func TestExternalCAReviewsArePolled(t *testing.T) {
 	priv, _ := sm2.GenerateKey(rand.Reader)
 	pub := append([]byte{4}, append(priv.X.FillBytes(make([]byte, 32)), priv.Y.FillBytes(make([]byte, 32))...)...)
 	ext := &externalCA{decisions: map[string]ca.Decision{}}
+	pay := &countingPayments{charges: map[string]bool{}}
 	s, err := certs.New(certs.Options{ValidityYears: []int{1}, CAs: []certs.CA{{Connector: ext, Prices: map[int]int64{1: 100}}}},
 		certs.Deps{Store: st, Keys: fakeKeys{&storepb.SplitKey{Id: "key-0000001", UserId: "u1", PublicKey: pub, Status: 1}},
-			Accounts: fakeAccounts{}, Payments: certs.DevPayments{}, Clock: clock{}})
+			Accounts: fakeAccounts{}, Payments: pay, Clock: clock{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +146,14 @@ func TestExternalCAReviewsArePolled(t *testing.T) {
 		}
 		return o
 	}
-	approved, rejected, pending := apply("1"), apply("2"), apply("3")
+	return &fixture{s: s, ext: ext, pay: pay, apply: apply, caller: caller}
+}
+
+func TestExternalCAReviewsArePolled(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	s, ext, caller := f.s, f.ext, f.caller
+	approved, rejected, pending := f.apply("1"), f.apply("2"), f.apply("3")
 	if n, err := s.PollReviews(ctx); n != 0 || err != nil {
 		t.Fatalf("nothing decided yet: %d %v", n, err)
 	}
@@ -134,5 +179,44 @@ func TestExternalCAReviewsArePolled(t *testing.T) {
 	// A decided order is not asked about again.
 	if n, err := s.PollReviews(ctx); n != 0 || err != nil {
 		t.Fatalf("second poll %d %v", n, err)
+	}
+}
+
+func TestPaymentsThatCompleteNothingAreRefunded(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	o := f.apply("1")
+	f.ext.decide(o.CaRef, ca.Decision{State: ca.Approved})
+	if _, err := f.s.PollReviews(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	var wg sync.WaitGroup
+	won := make([]bool, n)
+	for i := range n {
+		wg.Go(func() {
+			_, _, err := f.s.Pay(ctx, f.caller, o.Id, "dev", fmt.Sprintf("payment-key-%d", i))
+			won[i] = err == nil
+		})
+	}
+	wg.Wait()
+	winners := 0
+	for _, w := range won {
+		if w {
+			winners++
+		}
+	}
+	// Payments that saw the order completed were refused before charging; every other
+	// charge but the winner's was refunded.
+	if winners != 1 || len(f.pay.charges) != len(f.pay.refunds)+1 {
+		t.Fatalf("%d payments won, %d charges, %d refunds", winners, len(f.pay.charges), len(f.pay.refunds))
+	}
+	// A payment of a cancelled order is refused before anything is charged.
+	o2 := f.apply("2")
+	if _, err := f.s.Cancel(ctx, f.caller, o2.Id, "不需要"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.s.Pay(ctx, f.caller, o2.Id, "dev", "payment-key-x"); err == nil || f.pay.charges["payment-key-x"] {
+		t.Fatalf("paid a cancelled order: %v", err)
 	}
 }

@@ -38,6 +38,11 @@
 // versions in the HSM. Backups taken before the finish refer to the destroyed KEKs and
 // can no longer be opened: take a new backup after it.
 //
+// The rotation knows the stored blobs only through its Rewrappers (daemon/admin.go: split
+// key shares and refresh offers, sealed ID numbers, the embedded CAs' keys). Code that
+// stores a new kind of wrapped blob must add its Rewrapper, or finish would destroy the
+// KEK that blob needs.
+//
 // # System clients
 //
 // POST /system-clients {"name": ..., "services": ["hufu.v1.ReviewService", ...]} registers a

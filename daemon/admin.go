@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/hufu-hsm/hufu/admin"
+	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -73,6 +74,11 @@ func (d *Daemon) buildAdmin() error {
 		Rewrappers: []admin.Rewrapper{
 			{Name: "keys", RewrapAll: d.keys.RewrapAll, CountStale: d.keys.CountStaleBlobs},
 			{Name: "accounts", RewrapAll: d.accounts.RewrapAll, CountStale: d.accounts.CountStaleBlobs},
+			{Name: "ca", RewrapAll: func(ctx context.Context, actor string, stale func([]byte) bool, rewrap func(context.Context, []byte, []byte) ([]byte, error), progress func(int, int)) (int, error) {
+				return ca.RewrapAll(ctx, st, actor, stale, rewrap, progress)
+			}, CountStale: func(ctx context.Context, stale func([]byte) bool) (int, error) {
+				return ca.CountStaleBlobs(ctx, st, stale)
+			}},
 		},
 		BackupDir: filepath.Join(d.cfg.DataDir, "backup-scratch"),
 		Clock:     d.opts.Clock, Log: d.opts.Log.With("surface", "admin"),

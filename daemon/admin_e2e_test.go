@@ -600,10 +600,14 @@ func TestKEKRotationUnderConcurrentSigning(t *testing.T) {
 	if p := st.Progress["accounts"]; p == nil || p.Rewrapped != 3 {
 		t.Fatalf("accounts progress %+v, want 3 ID numbers rewrapped", p)
 	}
+	// The embedded CAs' root and issuing keys are wrapped too (two blobs per CA).
+	if p := st.Progress["ca"]; p == nil || p.Total < 1 || p.Rewrapped != 2*p.Total {
+		t.Fatalf("ca progress %+v, want both keys of every CA rewrapped", p)
+	}
 	if failed.Load() != 0 {
 		t.Fatalf("%d signatures failed during the rotation", failed.Load())
 	}
-	t.Logf("%d signatures while rotating; progress %+v %+v", signed.Load(), *st.Progress["keys"], *st.Progress["accounts"])
+	t.Logf("%d signatures while rotating; progress %+v %+v %+v", signed.Load(), *st.Progress["keys"], *st.Progress["accounts"], *st.Progress["ca"])
 
 	code, body = a.call("POST", "/kek/finish", admin.SecurityOfficer)
 	if code != http.StatusOK || !strings.Contains(string(body), "hufu-kek-v1") {

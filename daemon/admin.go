@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/prometheus/client_golang/prometheus"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // The daemon's side of the admin HTTP surface (package admin): building it from the
@@ -63,12 +65,28 @@ func (d *Daemon) buildAdmin() error {
 	if err := a.systems.load(context.Background()); err != nil {
 		return err
 	}
+	// A backup cut short by a crash leaves its scratch copy; nothing else uses the directory.
+	if err := os.RemoveAll(filepath.Join(d.cfg.DataDir, "backup-scratch")); err != nil {
+		return fmt.Errorf("admin: clearing the backup scratch directory: %w", err)
+	}
 	st, kr := d.store, d.keyring
 	a.server, err = admin.New(admin.Options{
 		Tokens: tokens, Store: st, AuditKeyPEM: kr.AuditSigner().PublicKeyPEM, Gatherer: d.opts.Registry,
 		Checks: []admin.Check{
 			{Name: "hsm", Probe: kr.Health},
 			{Name: "store", Probe: func(context.Context) error { return st.Failed() }},
+			// The gRPC health service's overall status: it also turns NOT_SERVING while a
+			// stopping daemon drains its calls, when the HSM and the store are still fine.
+			{Name: "grpc", Probe: func(ctx context.Context) error {
+				resp, err := d.health.Check(ctx, &healthpb.HealthCheckRequest{})
+				if err != nil {
+					return err
+				}
+				if resp.Status != healthpb.HealthCheckResponse_SERVING {
+					return fmt.Errorf("gRPC health is %v", resp.Status)
+				}
+				return nil
+			}},
 		},
 		KEKs: kr, SystemClients: a.systems,
 		Rewrappers: []admin.Rewrapper{

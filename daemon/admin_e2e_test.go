@@ -118,6 +118,21 @@ func (a *adminAppliance) start() {
 			}
 		})
 	}
+	// Ready once the health monitor has probed the HSM and the store.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(a.adminURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the appliance does not become ready: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (a *adminAppliance) restart() {
@@ -343,7 +358,7 @@ func TestAdminMetricsAfterTraffic(t *testing.T) {
 // test with a fault-injecting probe; see the admin tests.)
 func TestReadinessFollowsTheHSM(t *testing.T) {
 	a := startAdminAppliance(t, nil)
-	if code, body := a.call("GET", "/readyz?verbose", ""); code != http.StatusOK || !strings.Contains(string(body), "[+]hsm ok") {
+	if code, body := a.call("GET", "/readyz?verbose", ""); code != http.StatusOK || !strings.Contains(string(body), "[+]hsm ok") || !strings.Contains(string(body), "[+]grpc ok") {
 		t.Fatalf("readyz before: %d %s", code, body)
 	}
 	tokenDir := findTokenDir(t, a.cfg.HSM.TokenLabel)

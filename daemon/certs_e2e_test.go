@@ -222,6 +222,11 @@ func TestCertificateLifecycleEndToEnd(t *testing.T) {
 	if code := statusCode(err); code != codes.Unauthenticated && code != codes.PermissionDenied {
 		t.Fatalf("a phone approved an order: %v", err)
 	}
+	letter, err := desk.GetAuthorisationLetter(bg, &hufuv1.GetAuthorisationLetterRequest{OrderId: o.Order.Id})
+	if err != nil || letter.Method != "online" || letter.Sha256 != o.Order.AuthorisationSha256 ||
+		!sm2.VerifyASN1WithSM2(p.key.public.PublicKey(), nil, letter.Content, letter.Signature) {
+		t.Fatalf("letter for the desk: %v", err)
+	}
 	if _, err := desk.ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: o.Order.Id, Note: "材料齐全"}); err != nil {
 		t.Fatal(err)
 	}
@@ -440,6 +445,10 @@ func TestCertificateApplicationRefusals(t *testing.T) {
 	o, err := p.certs.ApplyCertificate(bg, req)
 	if err != nil || o.Order.AuthorisationMethod != "scan" || len(o.Order.AuthorisationSha256) != 64 {
 		t.Fatalf("scanned letter: %v %v", o, err)
+	}
+	scan, err := a.desk().GetAuthorisationLetter(bg, &hufuv1.GetAuthorisationLetterRequest{OrderId: o.Order.Id})
+	if err != nil || string(scan.Content) != "\xff\xd8 scan" || scan.FileName != "授权书.jpg" || scan.MediaType != "image/jpeg" {
+		t.Fatalf("scan for the desk: %v", err)
 	}
 	// Bad choices.
 	for field, mut := range map[string]func(*hufuv1.ApplyCertificateRequest){

@@ -84,6 +84,13 @@ func TestCertCommands(t *testing.T) {
 	if list := desk("list"); !strings.Contains(list, orderID[1]) || !strings.Contains(list, "authorisation letter: online") {
 		t.Fatalf("review list: %q", list)
 	}
+	letterOut := filepath.Join(work, "got-letter.txt")
+	if got := desk("letter", orderID[1], "-o", letterOut); !strings.Contains(got, "signed online") {
+		t.Fatalf("review letter: %q", got)
+	}
+	if b, err := os.ReadFile(letterOut); err != nil || string(b) != "授权书" {
+		t.Fatalf("letter as reviewed: %q %v", b, err)
+	}
 	desk("approve", orderID[1], "-reason", "材料齐全")
 	if msgs := hufu("cert", "messages"); !strings.Contains(msgs, "审核通过") || !strings.Contains(msgs, "待支付") {
 		t.Fatalf("messages: %q", msgs)

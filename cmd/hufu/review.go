@@ -9,6 +9,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
@@ -16,7 +18,7 @@ import (
 
 func (c *cli) reviewCmd(ctx context.Context, conn *client.Conn, args []string) error {
 	if len(args) == 0 {
-		return errors.New("review list|approve|reject")
+		return errors.New("review list|letter|approve|reject")
 	}
 	if c.cert == "" {
 		return errors.New("the review desk needs a client certificate: -cert FILE -key FILE (HUFU_CERT, HUFU_KEY)")
@@ -71,6 +73,36 @@ func (c *cli) reviewCmd(ctx context.Context, conn *client.Conn, args []string) e
 			o = resp.Order
 		}
 		c.printOrder(o, false)
+		return nil
+	case "letter":
+		fs := flag.NewFlagSet("review letter", flag.ContinueOnError)
+		out := fs.String("o", "", "write the letter here (default: its file name, or ORDER-letter.txt)")
+		pos, err := parseArgs(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return errors.New("review letter ORDER [-o FILE]")
+		}
+		resp, err := desk.GetAuthorisationLetter(ctx, &hufuv1.GetAuthorisationLetterRequest{OrderId: pos[0]})
+		if err != nil {
+			return err
+		}
+		name := *out
+		if name == "" {
+			name = filepath.Base(resp.FileName)
+			if resp.FileName == "" || name == "." || name == "/" {
+				name = pos[0] + "-letter.txt"
+			}
+		}
+		if err := os.WriteFile(name, resp.Content, 0o600); err != nil {
+			return err
+		}
+		how := "uploaded scan (" + resp.MediaType + ")"
+		if resp.Method == "online" {
+			how = "signed online with the applicant's key (signature checked at submission)"
+		}
+		fmt.Fprintf(c.out, "wrote %s: %s, sha256 %s\n", name, how, resp.Sha256)
 		return nil
 	}
 	return fmt.Errorf("unknown review command %q", args[0])

@@ -24,6 +24,8 @@
 //
 //	o/order/<user id>/<order id>    storepb.Order; order ids sort newest first
 //	o/inbox/<user id>/<message id>  storepb.InboxMessage, newest first
+//	o/letter/<user id>/<order id>   storepb.Attachment: the authorisation letter with its
+//	                                content (the order keeps only its hashes)
 //	c/cert/<user id>/<serial>       storepb.Certificate
 //	x/order/<order id>              -> the order's key (unique)
 //	x/order-request/<user>.<req>    -> the order an application's request id made (unique)
@@ -153,6 +155,8 @@ var (
 	orders = store.NewCollection(store.KindOrder, func() *storepb.Order { return new(storepb.Order) })
 	inbox  = store.NewCollection(store.KindOrder, func() *storepb.InboxMessage { return new(storepb.InboxMessage) })
 	certs  = store.NewCollection(store.KindCert, func() *storepb.Certificate { return new(storepb.Certificate) })
+	// Letters are kept apart from their orders so that listing orders does not read scans.
+	letters = store.NewCollection(store.KindOrder, func() *storepb.Attachment { return new(storepb.Attachment) })
 )
 
 const (

@@ -248,3 +248,12 @@ func (r reviewServer) RejectOrder(ctx context.Context, req *hufuv1.RejectOrderRe
 	}
 	return &hufuv1.RejectOrderResponse{Order: r.s.orderPB(o)}, nil
 }
+
+func (r reviewServer) GetAuthorisationLetter(ctx context.Context, req *hufuv1.GetAuthorisationLetterRequest) (*hufuv1.GetAuthorisationLetterResponse, error) {
+	a, err := r.s.Letter(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	return &hufuv1.GetAuthorisationLetterResponse{Method: a.Method, FileName: a.FileName, MediaType: a.MediaType,
+		Content: a.Content, Signature: a.Signature, Sha256: a.Sha256, Sm3: a.Sm3}, nil
+}

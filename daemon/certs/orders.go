@@ -104,6 +104,12 @@ func (s *Service) Apply(ctx context.Context, caller authn.Caller, req *hufuv1.Ap
 
 // create stores a new order (or returns the one its request id already made).
 func (s *Service) create(ctx context.Context, caller authn.Caller, o *storepb.Order, first, note string) (*storepb.Order, error) {
+	// The letter's content is stored apart; the order keeps what identifies it.
+	var letter *storepb.Attachment
+	if a := o.Authorisation; a != nil && len(a.Content) > 0 {
+		letter = a
+		o.Authorisation = &storepb.Attachment{Method: a.Method, FileName: a.FileName, MediaType: a.MediaType, Sha256: a.Sha256, Sm3: a.Sm3}
+	}
 	var out *storepb.Order
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		out = nil
@@ -125,6 +131,11 @@ func (s *Service) create(ctx context.Context, caller authn.Caller, o *storepb.Or
 		}
 		if err := tx.Claim(indexOrder, o.Id, key); err != nil {
 			return err
+		}
+		if letter != nil {
+			if err := letters.Put(tx, "letter/"+o.UserId+"/"+o.Id, letter); err != nil {
+				return err
+			}
 		}
 		if err := orders.Put(tx, orderID(o.UserId, o.Id), o); err != nil {
 			return err
@@ -444,4 +455,31 @@ func (s *Service) ReorderDraft(ctx context.Context, caller authn.Caller, id stri
 	}
 	return &hufuv1.ApplyCertificateRequest{KeyId: o.KeyId, CaId: o.CaId, ValidityYears: o.ValidityYears,
 		Platforms: o.Platforms, ReorderedFrom: o.Id}, nil
+}
+
+// Letter returns an order's authorisation letter for the review desk.
+func (s *Service) Letter(ctx context.Context, id string) (*storepb.Attachment, error) {
+	if err := checkOrderID(id); err != nil {
+		return nil, err
+	}
+	var out *storepb.Attachment
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		key, err := tx.Lookup(indexOrder, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "no order %q", id)
+		}
+		if err != nil {
+			return err
+		}
+		o := new(storepb.Order)
+		if err := tx.Get(key, o); err != nil {
+			return err
+		}
+		out, err = letters.Get(tx, "letter/"+o.UserId+"/"+o.Id)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "order %q has no authorisation letter", id)
+		}
+		return err
+	})
+	return out, err
 }

@@ -3163,6 +3163,144 @@ func (x *RejectOrderResponse) GetOrder() *Order {
 	return nil
 }
 
+type GetAuthorisationLetterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuthorisationLetterRequest) Reset() {
+	*x = GetAuthorisationLetterRequest{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuthorisationLetterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuthorisationLetterRequest) ProtoMessage() {}
+
+func (x *GetAuthorisationLetterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuthorisationLetterRequest.ProtoReflect.Descriptor instead.
+func (*GetAuthorisationLetterRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *GetAuthorisationLetterRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+type GetAuthorisationLetterResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "scan" or "online".
+	Method    string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	FileName  string `protobuf:"bytes,2,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	MediaType string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	Content   []byte `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
+	// Online letters: the ASN.1 SM2 signature over content by the applicant's key.
+	Signature     []byte `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	Sha256        string `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sm3           string `protobuf:"bytes,7,opt,name=sm3,proto3" json:"sm3,omitempty"` // Next field: 8
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAuthorisationLetterResponse) Reset() {
+	*x = GetAuthorisationLetterResponse{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAuthorisationLetterResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAuthorisationLetterResponse) ProtoMessage() {}
+
+func (x *GetAuthorisationLetterResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAuthorisationLetterResponse.ProtoReflect.Descriptor instead.
+func (*GetAuthorisationLetterResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *GetAuthorisationLetterResponse) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *GetAuthorisationLetterResponse) GetFileName() string {
+	if x != nil {
+		return x.FileName
+	}
+	return ""
+}
+
+func (x *GetAuthorisationLetterResponse) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *GetAuthorisationLetterResponse) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *GetAuthorisationLetterResponse) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *GetAuthorisationLetterResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *GetAuthorisationLetterResponse) GetSm3() string {
+	if x != nil {
+		return x.Sm3
+	}
+	return ""
+}
+
 var File_hufu_v1_certificate_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_certificate_proto_rawDesc = "" +
@@ -3365,7 +3503,18 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\";\n" +
 	"\x13RejectOrderResponse\x12$\n" +
-	"\x05order\x18\x01 \x01(\v2\x0e.hufu.v1.OrderR\x05order*\xa2\x01\n" +
+	"\x05order\x18\x01 \x01(\v2\x0e.hufu.v1.OrderR\x05order\":\n" +
+	"\x1dGetAuthorisationLetterRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\"\xd6\x01\n" +
+	"\x1eGetAuthorisationLetterResponse\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1b\n" +
+	"\tfile_name\x18\x02 \x01(\tR\bfileName\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x18\n" +
+	"\acontent\x18\x04 \x01(\fR\acontent\x12\x1c\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x10\n" +
+	"\x03sm3\x18\a \x01(\tR\x03sm3*\xa2\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ORDER_STATUS_IN_REVIEW\x10\x01\x12!\n" +
@@ -3416,11 +3565,12 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x13SetCertificateLabel\x12#.hufu.v1.SetCertificateLabelRequest\x1a$.hufu.v1.SetCertificateLabelResponse\x12W\n" +
 	"\x10CheckCertificate\x12 .hufu.v1.CheckCertificateRequest\x1a!.hufu.v1.CheckCertificateResponse\x12Z\n" +
 	"\x11RevokeCertificate\x12!.hufu.v1.RevokeCertificateRequest\x1a\".hufu.v1.RevokeCertificateResponse\x12K\n" +
-	"\fListMessages\x12\x1c.hufu.v1.ListMessagesRequest\x1a\x1d.hufu.v1.ListMessagesResponse2\xf0\x01\n" +
+	"\fListMessages\x12\x1c.hufu.v1.ListMessagesRequest\x1a\x1d.hufu.v1.ListMessagesResponse2\xdb\x02\n" +
 	"\rReviewService\x12H\n" +
 	"\vListReviews\x12\x1b.hufu.v1.ListReviewsRequest\x1a\x1c.hufu.v1.ListReviewsResponse\x12K\n" +
 	"\fApproveOrder\x12\x1c.hufu.v1.ApproveOrderRequest\x1a\x1d.hufu.v1.ApproveOrderResponse\x12H\n" +
-	"\vRejectOrder\x12\x1b.hufu.v1.RejectOrderRequest\x1a\x1c.hufu.v1.RejectOrderResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\vRejectOrder\x12\x1b.hufu.v1.RejectOrderRequest\x1a\x1c.hufu.v1.RejectOrderResponse\x12i\n" +
+	"\x16GetAuthorisationLetter\x12&.hufu.v1.GetAuthorisationLetterRequest\x1a'.hufu.v1.GetAuthorisationLetterResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_certificate_proto_rawDescOnce sync.Once
@@ -3435,7 +3585,7 @@ func file_hufu_v1_certificate_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_certificate_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hufu_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_hufu_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_hufu_v1_certificate_proto_goTypes = []any{
 	(OrderStatus)(0),                           // 0: hufu.v1.OrderStatus
 	(OrderKind)(0),                             // 1: hufu.v1.OrderKind
@@ -3489,24 +3639,26 @@ var file_hufu_v1_certificate_proto_goTypes = []any{
 	(*ApproveOrderResponse)(nil),               // 49: hufu.v1.ApproveOrderResponse
 	(*RejectOrderRequest)(nil),                 // 50: hufu.v1.RejectOrderRequest
 	(*RejectOrderResponse)(nil),                // 51: hufu.v1.RejectOrderResponse
-	(*timestamppb.Timestamp)(nil),              // 52: google.protobuf.Timestamp
+	(*GetAuthorisationLetterRequest)(nil),      // 52: hufu.v1.GetAuthorisationLetterRequest
+	(*GetAuthorisationLetterResponse)(nil),     // 53: hufu.v1.GetAuthorisationLetterResponse
+	(*timestamppb.Timestamp)(nil),              // 54: google.protobuf.Timestamp
 }
 var file_hufu_v1_certificate_proto_depIdxs = []int32{
 	7,  // 0: hufu.v1.CertificateAuthority.prices:type_name -> hufu.v1.Price
 	9,  // 1: hufu.v1.Authorisation.scan:type_name -> hufu.v1.ScannedLetter
 	10, // 2: hufu.v1.Authorisation.online:type_name -> hufu.v1.SignedLetter
-	52, // 3: hufu.v1.ReviewStep.time:type_name -> google.protobuf.Timestamp
+	54, // 3: hufu.v1.ReviewStep.time:type_name -> google.protobuf.Timestamp
 	1,  // 4: hufu.v1.Order.kind:type_name -> hufu.v1.OrderKind
 	0,  // 5: hufu.v1.Order.status:type_name -> hufu.v1.OrderStatus
 	11, // 6: hufu.v1.Order.steps:type_name -> hufu.v1.ReviewStep
-	52, // 7: hufu.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	52, // 8: hufu.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	52, // 9: hufu.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
-	52, // 10: hufu.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	54, // 7: hufu.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	54, // 8: hufu.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	54, // 9: hufu.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	54, // 10: hufu.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	2,  // 11: hufu.v1.Certificate.status:type_name -> hufu.v1.CertificateStatus
-	52, // 12: hufu.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
+	54, // 12: hufu.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
 	4,  // 13: hufu.v1.Message.kind:type_name -> hufu.v1.MessageKind
-	52, // 14: hufu.v1.Message.time:type_name -> google.protobuf.Timestamp
+	54, // 14: hufu.v1.Message.time:type_name -> google.protobuf.Timestamp
 	6,  // 15: hufu.v1.ListCertificateAuthoritiesResponse.authorities:type_name -> hufu.v1.CertificateAuthority
 	8,  // 16: hufu.v1.ApplyCertificateRequest.authorisation:type_name -> hufu.v1.Authorisation
 	12, // 17: hufu.v1.ApplyCertificateResponse.order:type_name -> hufu.v1.Order
@@ -3549,26 +3701,28 @@ var file_hufu_v1_certificate_proto_depIdxs = []int32{
 	46, // 54: hufu.v1.ReviewService.ListReviews:input_type -> hufu.v1.ListReviewsRequest
 	48, // 55: hufu.v1.ReviewService.ApproveOrder:input_type -> hufu.v1.ApproveOrderRequest
 	50, // 56: hufu.v1.ReviewService.RejectOrder:input_type -> hufu.v1.RejectOrderRequest
-	16, // 57: hufu.v1.CertificateService.ListCertificateAuthorities:output_type -> hufu.v1.ListCertificateAuthoritiesResponse
-	18, // 58: hufu.v1.CertificateService.ApplyCertificate:output_type -> hufu.v1.ApplyCertificateResponse
-	20, // 59: hufu.v1.CertificateService.ListOrders:output_type -> hufu.v1.ListOrdersResponse
-	22, // 60: hufu.v1.CertificateService.GetOrder:output_type -> hufu.v1.GetOrderResponse
-	24, // 61: hufu.v1.CertificateService.PayOrder:output_type -> hufu.v1.PayOrderResponse
-	26, // 62: hufu.v1.CertificateService.CancelOrder:output_type -> hufu.v1.CancelOrderResponse
-	28, // 63: hufu.v1.CertificateService.ReorderDraft:output_type -> hufu.v1.ReorderDraftResponse
-	30, // 64: hufu.v1.CertificateService.ListCertificates:output_type -> hufu.v1.ListCertificatesResponse
-	32, // 65: hufu.v1.CertificateService.DownloadCertificate:output_type -> hufu.v1.DownloadCertificateResponse
-	34, // 66: hufu.v1.CertificateService.RenewCertificate:output_type -> hufu.v1.RenewCertificateResponse
-	36, // 67: hufu.v1.CertificateService.UpgradeCertificate:output_type -> hufu.v1.UpgradeCertificateResponse
-	38, // 68: hufu.v1.CertificateService.SetCertificateLabel:output_type -> hufu.v1.SetCertificateLabelResponse
-	41, // 69: hufu.v1.CertificateService.CheckCertificate:output_type -> hufu.v1.CheckCertificateResponse
-	43, // 70: hufu.v1.CertificateService.RevokeCertificate:output_type -> hufu.v1.RevokeCertificateResponse
-	45, // 71: hufu.v1.CertificateService.ListMessages:output_type -> hufu.v1.ListMessagesResponse
-	47, // 72: hufu.v1.ReviewService.ListReviews:output_type -> hufu.v1.ListReviewsResponse
-	49, // 73: hufu.v1.ReviewService.ApproveOrder:output_type -> hufu.v1.ApproveOrderResponse
-	51, // 74: hufu.v1.ReviewService.RejectOrder:output_type -> hufu.v1.RejectOrderResponse
-	57, // [57:75] is the sub-list for method output_type
-	39, // [39:57] is the sub-list for method input_type
+	52, // 57: hufu.v1.ReviewService.GetAuthorisationLetter:input_type -> hufu.v1.GetAuthorisationLetterRequest
+	16, // 58: hufu.v1.CertificateService.ListCertificateAuthorities:output_type -> hufu.v1.ListCertificateAuthoritiesResponse
+	18, // 59: hufu.v1.CertificateService.ApplyCertificate:output_type -> hufu.v1.ApplyCertificateResponse
+	20, // 60: hufu.v1.CertificateService.ListOrders:output_type -> hufu.v1.ListOrdersResponse
+	22, // 61: hufu.v1.CertificateService.GetOrder:output_type -> hufu.v1.GetOrderResponse
+	24, // 62: hufu.v1.CertificateService.PayOrder:output_type -> hufu.v1.PayOrderResponse
+	26, // 63: hufu.v1.CertificateService.CancelOrder:output_type -> hufu.v1.CancelOrderResponse
+	28, // 64: hufu.v1.CertificateService.ReorderDraft:output_type -> hufu.v1.ReorderDraftResponse
+	30, // 65: hufu.v1.CertificateService.ListCertificates:output_type -> hufu.v1.ListCertificatesResponse
+	32, // 66: hufu.v1.CertificateService.DownloadCertificate:output_type -> hufu.v1.DownloadCertificateResponse
+	34, // 67: hufu.v1.CertificateService.RenewCertificate:output_type -> hufu.v1.RenewCertificateResponse
+	36, // 68: hufu.v1.CertificateService.UpgradeCertificate:output_type -> hufu.v1.UpgradeCertificateResponse
+	38, // 69: hufu.v1.CertificateService.SetCertificateLabel:output_type -> hufu.v1.SetCertificateLabelResponse
+	41, // 70: hufu.v1.CertificateService.CheckCertificate:output_type -> hufu.v1.CheckCertificateResponse
+	43, // 71: hufu.v1.CertificateService.RevokeCertificate:output_type -> hufu.v1.RevokeCertificateResponse
+	45, // 72: hufu.v1.CertificateService.ListMessages:output_type -> hufu.v1.ListMessagesResponse
+	47, // 73: hufu.v1.ReviewService.ListReviews:output_type -> hufu.v1.ListReviewsResponse
+	49, // 74: hufu.v1.ReviewService.ApproveOrder:output_type -> hufu.v1.ApproveOrderResponse
+	51, // 75: hufu.v1.ReviewService.RejectOrder:output_type -> hufu.v1.RejectOrderResponse
+	53, // 76: hufu.v1.ReviewService.GetAuthorisationLetter:output_type -> hufu.v1.GetAuthorisationLetterResponse
+	58, // [58:77] is the sub-list for method output_type
+	39, // [39:58] is the sub-list for method input_type
 	39, // [39:39] is the sub-list for extension type_name
 	39, // [39:39] is the sub-list for extension extendee
 	0,  // [0:39] is the sub-list for field type_name
@@ -3589,7 +3743,7 @@ func file_hufu_v1_certificate_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_certificate_proto_rawDesc), len(file_hufu_v1_certificate_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -715,9 +715,10 @@ var CertificateService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ReviewService_ListReviews_FullMethodName  = "/hufu.v1.ReviewService/ListReviews"
-	ReviewService_ApproveOrder_FullMethodName = "/hufu.v1.ReviewService/ApproveOrder"
-	ReviewService_RejectOrder_FullMethodName  = "/hufu.v1.ReviewService/RejectOrder"
+	ReviewService_ListReviews_FullMethodName            = "/hufu.v1.ReviewService/ListReviews"
+	ReviewService_ApproveOrder_FullMethodName           = "/hufu.v1.ReviewService/ApproveOrder"
+	ReviewService_RejectOrder_FullMethodName            = "/hufu.v1.ReviewService/RejectOrder"
+	ReviewService_GetAuthorisationLetter_FullMethodName = "/hufu.v1.ReviewService/GetAuthorisationLetter"
 )
 
 // ReviewServiceClient is the client API for ReviewService service.
@@ -730,6 +731,9 @@ type ReviewServiceClient interface {
 	ListReviews(ctx context.Context, in *ListReviewsRequest, opts ...grpc.CallOption) (*ListReviewsResponse, error)
 	ApproveOrder(ctx context.Context, in *ApproveOrderRequest, opts ...grpc.CallOption) (*ApproveOrderResponse, error)
 	RejectOrder(ctx context.Context, in *RejectOrderRequest, opts ...grpc.CallOption) (*RejectOrderResponse, error)
+	// GetAuthorisationLetter returns an application's authorisation letter as submitted: the
+	// scan, or the letter signed online with its signature (verified at submission).
+	GetAuthorisationLetter(ctx context.Context, in *GetAuthorisationLetterRequest, opts ...grpc.CallOption) (*GetAuthorisationLetterResponse, error)
 }
 
 type reviewServiceClient struct {
@@ -770,6 +774,16 @@ func (c *reviewServiceClient) RejectOrder(ctx context.Context, in *RejectOrderRe
 	return out, nil
 }
 
+func (c *reviewServiceClient) GetAuthorisationLetter(ctx context.Context, in *GetAuthorisationLetterRequest, opts ...grpc.CallOption) (*GetAuthorisationLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAuthorisationLetterResponse)
+	err := c.cc.Invoke(ctx, ReviewService_GetAuthorisationLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReviewServiceServer is the server API for ReviewService service.
 // All implementations must embed UnimplementedReviewServiceServer
 // for forward compatibility.
@@ -780,6 +794,9 @@ type ReviewServiceServer interface {
 	ListReviews(context.Context, *ListReviewsRequest) (*ListReviewsResponse, error)
 	ApproveOrder(context.Context, *ApproveOrderRequest) (*ApproveOrderResponse, error)
 	RejectOrder(context.Context, *RejectOrderRequest) (*RejectOrderResponse, error)
+	// GetAuthorisationLetter returns an application's authorisation letter as submitted: the
+	// scan, or the letter signed online with its signature (verified at submission).
+	GetAuthorisationLetter(context.Context, *GetAuthorisationLetterRequest) (*GetAuthorisationLetterResponse, error)
 	mustEmbedUnimplementedReviewServiceServer()
 }
 
@@ -798,6 +815,9 @@ func (UnimplementedReviewServiceServer) ApproveOrder(context.Context, *ApproveOr
 }
 func (UnimplementedReviewServiceServer) RejectOrder(context.Context, *RejectOrderRequest) (*RejectOrderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RejectOrder not implemented")
+}
+func (UnimplementedReviewServiceServer) GetAuthorisationLetter(context.Context, *GetAuthorisationLetterRequest) (*GetAuthorisationLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAuthorisationLetter not implemented")
 }
 func (UnimplementedReviewServiceServer) mustEmbedUnimplementedReviewServiceServer() {}
 func (UnimplementedReviewServiceServer) testEmbeddedByValue()                       {}
@@ -874,6 +894,24 @@ func _ReviewService_RejectOrder_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReviewService_GetAuthorisationLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAuthorisationLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReviewServiceServer).GetAuthorisationLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReviewService_GetAuthorisationLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReviewServiceServer).GetAuthorisationLetter(ctx, req.(*GetAuthorisationLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReviewService_ServiceDesc is the grpc.ServiceDesc for ReviewService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -892,6 +930,10 @@ var ReviewService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RejectOrder",
 			Handler:    _ReviewService_RejectOrder_Handler,
+		},
+		{
+			MethodName: "GetAuthorisationLetter",
+			Handler:    _ReviewService_GetAuthorisationLetter_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -28,6 +29,7 @@ import (
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/softhsm/softhsmtest"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/prometheus/common/expfmt"
@@ -107,6 +109,16 @@ func (a *adminAppliance) start() {
 		t.Fatal(err)
 	}
 	a.d, a.addr, a.adminURL = d, addr.String(), "http://"+d.AdminAddr().String()
+	if a.cfg.Admin.CertFile != "" {
+		a.adminURL = "https://" + d.AdminAddr().String()
+		pool := x509.NewCertPool()
+		ca, err := os.ReadFile(filepath.Join(a.cfg.DataDir, "tls", "ca.pem"))
+		if err != nil || !pool.AppendCertsFromPEM(ca) {
+			cancel()
+			t.Fatalf("development CA: %v", err)
+		}
+		a.http = &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	}
 	done := make(chan error, 1)
 	go func() { done <- d.Serve(ctx, nil) }()
 	var once sync.Once
@@ -121,7 +133,7 @@ func (a *adminAppliance) start() {
 	// Ready once the health monitor has probed the HSM and the store.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(a.adminURL + "/readyz")
+		resp, err := a.http.Get(a.adminURL + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -757,4 +769,32 @@ func servedPastTheGate(err error) bool {
 		return false
 	}
 	return true
+}
+
+func TestAdminOverTLS(t *testing.T) {
+	a := startAdminAppliance(t, func(c *config.Config) {
+		f := devpki.FilesIn(filepath.Join(c.DataDir, "tls"))
+		c.Admin.CertFile, c.Admin.KeyFile = f.ServerCert, f.ServerKey
+	})
+	if code, body := a.call("GET", "/metrics", admin.Operator); code != http.StatusOK || !strings.Contains(string(body), "hufu_build_info") {
+		t.Fatalf("metrics over TLS: %d", code)
+	}
+	if code, _ := a.call("GET", "/metrics", ""); code != http.StatusUnauthorized {
+		t.Fatalf("no token over TLS: %d", code)
+	}
+	// Plain HTTP to the TLS listener gets no admin answer.
+	resp, err := http.Get("http://" + a.d.AdminAddr().String() + "/livez")
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("the TLS admin listener answered plain HTTP")
+		}
+	}
+	// SIGHUP's reload re-reads the admin certificate too.
+	if err := a.d.ReloadTLS(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if code, _ := a.call("GET", "/livez", ""); code != http.StatusOK {
+		t.Fatalf("livez after reload: %d", code)
+	}
 }

@@ -20,8 +20,9 @@ import (
 //	u/<user id>                     users
 //	e/<enterprise id>               enterprises
 //	k/<key id>[/...]                keys and wrapped shares (e.g. k/<key id>/share/<ver>)
-//	c/<serial>                      certificates
-//	o/<order id>                    orders
+//	c/ca/<ca id>                    embedded CAs (daemon/ca)
+//	c/cert/<user id>/<serial>       certificates (daemon/certs)
+//	o/order/<user id>/<order id>    orders; o/inbox/<user id>/... messages; o/letter/... letters
 //	s/<session id>                  scan sessions (usually with an expiry)
 //	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
 //	y/<system name>                 system clients registered on the admin surface

@@ -58,6 +58,7 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 	var err error
 	d.certs, err = certs.New(opts, certs.Deps{
 		Store: d.store, Keys: d.keys, Accounts: d.accounts, Payments: certs.DevPayments{}, Clock: d.opts.Clock, Log: d.opts.Log,
+		Registry: d.opts.Registry,
 	})
 	if err != nil {
 		return err

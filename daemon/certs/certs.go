@@ -57,6 +57,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Keys is what certs needs of the split keys.
@@ -109,6 +110,8 @@ type Deps struct {
 	Payments Payments
 	Clock    interface{ Now() time.Time }
 	Log      *slog.Logger
+	// Registry receives the service's metrics; none are exported if nil.
+	Registry prometheus.Registerer
 }
 
 // Service implements CertificateService and ReviewService.
@@ -118,6 +121,7 @@ type Service struct {
 	cas   map[string]CA
 	order []string
 	gate  keyGate
+	m     *metrics
 }
 
 // New returns the service.
@@ -131,7 +135,7 @@ func New(opts Options, deps Deps) (*Service, error) {
 	if len(opts.CAs) == 0 || len(opts.ValidityYears) == 0 {
 		return nil, errors.New("certs: no CA or no validity configured")
 	}
-	s := &Service{opts: opts, deps: deps, cas: map[string]CA{}, gate: keyGate{m: map[string]gateEntry{}}}
+	s := &Service{opts: opts, deps: deps, cas: map[string]CA{}, gate: keyGate{m: map[string]gateEntry{}}, m: newMetrics(deps.Registry)}
 	for _, c := range opts.CAs {
 		s.cas[c.Connector.ID()] = c
 		s.order = append(s.order, c.Connector.ID())

@@ -160,6 +160,7 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		// idempotency key finds out without charging twice.
 		return nil, nil, err
 	}
+	s.m.issued.Inc()
 	return order, cert, nil
 }
 
@@ -582,6 +583,9 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, 
 			Details: map[string]string{"key": cur.KeyId, "ca": cur.CaId}})
 	})
 	s.gate.forget(c.KeyId)
+	if err == nil {
+		s.m.revoked.Inc()
+	}
 	return out, err
 }
 

@@ -152,6 +152,9 @@ func (s *Service) create(ctx context.Context, caller authn.Caller, o *storepb.Or
 				"validity_years": fmt.Sprint(o.ValidityYears), "platforms": strings.Join(o.Platforms, ","),
 				"authorisation_sha256": o.GetAuthorisation().GetSha256(), "replaces": o.ReplacesSerial, "reordered_from": o.ReorderedFrom}})
 	})
+	if err == nil {
+		s.m.orders.WithLabelValues("submitted").Inc()
+	}
 	return out, err
 }
 
@@ -347,6 +350,9 @@ func (s *Service) transition(ctx context.Context, caller authn.Caller, user, id,
 		}
 		return tx.Audit(store.Event{Actor: caller.Actor(), Action: action, Subject: key, Outcome: store.OutcomeOK, Details: d})
 	})
+	if err == nil {
+		s.m.orders.WithLabelValues(strings.TrimPrefix(action, "order.")).Inc()
+	}
 	return out, err
 }
 

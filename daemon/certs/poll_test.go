@@ -6,12 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/accounts"
@@ -109,6 +112,7 @@ type clock struct{}
 func (clock) Now() time.Time { return time.Now() }
 
 type fixture struct {
+	reg    *prometheus.Registry
 	s      *certs.Service
 	ext    *externalCA
 	pay    *countingPayments
@@ -127,9 +131,10 @@ func newFixture(t *testing.T) *fixture {
 	pub := append([]byte{4}, append(priv.X.FillBytes(make([]byte, 32)), priv.Y.FillBytes(make([]byte, 32))...)...)
 	ext := &externalCA{decisions: map[string]ca.Decision{}}
 	pay := &countingPayments{charges: map[string]bool{}}
+	reg := prometheus.NewRegistry()
 	s, err := certs.New(certs.Options{ValidityYears: []int{1}, CAs: []certs.CA{{Connector: ext, Prices: map[int]int64{1: 100}}}},
 		certs.Deps{Store: st, Keys: fakeKeys{&storepb.SplitKey{Id: "key-0000001", UserId: "u1", PublicKey: pub, Status: 1}},
-			Accounts: fakeAccounts{}, Payments: pay, Clock: clock{}})
+			Accounts: fakeAccounts{}, Payments: pay, Clock: clock{}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +151,7 @@ func newFixture(t *testing.T) *fixture {
 		}
 		return o
 	}
-	return &fixture{s: s, ext: ext, pay: pay, apply: apply, caller: caller}
+	return &fixture{reg: reg, s: s, ext: ext, pay: pay, apply: apply, caller: caller}
 }
 
 func TestExternalCAReviewsArePolled(t *testing.T) {
@@ -210,6 +215,10 @@ func TestPaymentsThatCompleteNothingAreRefunded(t *testing.T) {
 	// charge but the winner's was refunded.
 	if winners != 1 || len(f.pay.charges) != len(f.pay.refunds)+1 {
 		t.Fatalf("%d payments won, %d charges, %d refunds", winners, len(f.pay.charges), len(f.pay.refunds))
+	}
+	want := "# HELP hufu_certs_issued_total Certificates issued.\n# TYPE hufu_certs_issued_total counter\nhufu_certs_issued_total 1\n"
+	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(want), "hufu_certs_issued_total"); err != nil {
+		t.Fatal(err)
 	}
 	// A payment of a cancelled order is refused before anything is charged.
 	o2 := f.apply("2")

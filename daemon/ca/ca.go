@@ -114,9 +114,14 @@ type Application struct {
 	NotAfter  time.Time
 	Platforms []string
 	Regions   []string
-	// Attachments: the authorisation letter's hash and how it was made.
-	AuthorisationSHA256 string
-	AuthorisationMethod string
+	// Attachments: the authorisation letter, how it was made ("scan" or "online"), its
+	// media type and, for an online letter, the applicant's SM2 signature over it. Submit
+	// receives the content; later calls get only the method and hash.
+	AuthorisationSHA256    string
+	AuthorisationMethod    string
+	AuthorisationMediaType string
+	Authorisation          []byte
+	AuthorisationSignature []byte
 }
 
 // Decision is a CA's answer to a submitted application.

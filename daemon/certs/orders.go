@@ -87,7 +87,8 @@ func (s *Service) Apply(ctx context.Context, caller authn.Caller, req *hufuv1.Ap
 	id := newTimeID(s.deps.Clock.Now())
 	app := &ca.Application{OrderID: id, UserID: caller.UserID, Name: user.Identity.GetName(), IDNumberMask: user.Identity.GetIdNumberMasked(),
 		CSR: req.GetCsr(), PublicKey: pub, ValidityYears: int(req.GetValidityYears()), Platforms: platforms, Regions: regions,
-		AuthorisationSHA256: letter.Sha256, AuthorisationMethod: letter.Method}
+		AuthorisationSHA256: letter.Sha256, AuthorisationMethod: letter.Method, AuthorisationMediaType: letter.MediaType,
+		Authorisation: letter.Content, AuthorisationSignature: letter.Signature}
 	ref, err := c.Connector.Submit(ctx, app)
 	if err != nil {
 		return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not accept the application; retry later", Cause: err}

@@ -45,7 +45,7 @@ const (
 type RotationStatus struct {
 	State    string               `json:"state"`
 	Current  string               `json:"current_kek"`
-	KEKs     []hsm.KEKInfo        `json:"keks"`
+	KEKs     []KEK                `json:"keks"`
 	From     string               `json:"from_kek,omitempty"`
 	To       string               `json:"to_kek,omitempty"`
 	Actor    string               `json:"actor,omitempty"`
@@ -53,6 +53,13 @@ type RotationStatus struct {
 	Ended    *time.Time           `json:"ended,omitempty"`
 	Progress map[string]*Progress `json:"progress,omitempty"`
 	Error    string               `json:"error,omitempty"`
+}
+
+// KEK is one KEK version on the token.
+type KEK struct {
+	Label   string `json:"label"`
+	Version int    `json:"version"`
+	Current bool   `json:"current"`
 }
 
 // Progress of one domain's rewrap.
@@ -82,7 +89,10 @@ func (rt *rotation) snapshot() RotationStatus {
 	defer rt.mu.Unlock()
 	st := rt.state
 	st.Current = rt.s.opts.KEKs.CurrentKEK()
-	st.KEKs = rt.s.opts.KEKs.KEKs()
+	st.KEKs = []KEK{}
+	for _, k := range rt.s.opts.KEKs.KEKs() {
+		st.KEKs = append(st.KEKs, KEK{Label: k.Label, Version: k.Version, Current: k.Current})
+	}
 	if st.Progress != nil {
 		st.Progress = make(map[string]*Progress, len(rt.state.Progress))
 		for k, v := range rt.state.Progress {

@@ -103,6 +103,7 @@ type Service struct {
 	limits   *decryptLimits
 	metrics  *metrics
 	recorder *recorder
+	certGate CertificateGate // see SetCertificateGate
 }
 
 // New returns the service.
@@ -238,6 +239,10 @@ func (s *Service) use(ctx context.Context, caller authn.Caller, keyID string) (*
 		return nil, err
 	}
 	if err := s.checkUsable(caller, e.key.rec); err != nil {
+		s.cache.release(e)
+		return nil, err
+	}
+	if err := s.CertificateUsable(ctx, keyID); err != nil {
 		s.cache.release(e)
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package keys
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
@@ -85,26 +84,14 @@ type CertificateGate interface {
 	KeyUsable(ctx context.Context, keyID string) error
 }
 
-var (
-	gatesMu sync.RWMutex
-	gates   = map[*Service]CertificateGate{}
-)
+// SetCertificateGate installs the certificate check for the service's keys. Call it while
+// wiring, before the service serves.
+func (s *Service) SetCertificateGate(g CertificateGate) { s.certGate = g }
 
-// SetCertificateGate installs the certificate check for s's keys.
-func (s *Service) SetCertificateGate(g CertificateGate) {
-	gatesMu.Lock()
-	defer gatesMu.Unlock()
-	gates[s] = g
-}
-
-// CertificateUsable runs the installed certificate check; nil without one. use() should call
-// it after checkUsable (one line, owned by the keys package's maintainer).
+// CertificateUsable runs the installed certificate check; nil without one.
 func (s *Service) CertificateUsable(ctx context.Context, keyID string) error {
-	gatesMu.RLock()
-	g := gates[s]
-	gatesMu.RUnlock()
-	if g == nil {
+	if s.certGate == nil {
 		return nil
 	}
-	return g.KeyUsable(ctx, keyID)
+	return s.certGate.KeyUsable(ctx, keyID)
 }

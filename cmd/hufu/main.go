@@ -60,6 +60,14 @@ Split keys (this device holds one share, the appliance the other):
   The certificate PIN comes from -pin, else HUFU_PIN, else a prompt. Shares are kept in
   HOME/keys, sealed under HOME/device.key (0600; keep it out of backups of HOME/keys).
 
+Certificates (seed manual §1.5, §1.7, §1.8.1; each subcommand takes -h):
+  cert apply -key K [-years N] [-platforms P,...] [-ca ID] [-sign-letter FILE | -letter SCAN]
+  cert orders|order|pay|cancel|reorder   follow an application: 审核中 → 待支付 → 已完成 / 已取消
+  cert download|list|renew|upgrade|label|check|messages
+  cert revoke SERIAL -reason R           irreversible: the server share is destroyed
+  review list|letter|approve|reject      the operators' review desk (needs -cert/-key of a
+                                         system client allowed hufu.v1.ReviewService)
+
 Measuring:
   bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] [-c N] [-d DURATION]
         [-rate CALLS/S] [-daemon-pid PID] [-json FILE]

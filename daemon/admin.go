@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/hufu-hsm/hufu/admin"
@@ -27,7 +28,8 @@ type adminSurface struct {
 
 	server   *admin.Server
 	systems  *systemClients
-	tls      *tlsMaterial // nil: plain HTTP on loopback
+	healthy  []admin.Check // the HSM and store probes
+	tls      *tlsMaterial  // nil: plain HTTP on loopback
 	mu       sync.Mutex
 	listener net.Listener
 	done     chan error
@@ -70,14 +72,18 @@ func (d *Daemon) buildAdmin() error {
 		return fmt.Errorf("admin: clearing the backup scratch directory: %w", err)
 	}
 	st, kr := d.store, d.keyring
+	// The probes hold the keyring and the store themselves (not d's fields, which close
+	// clears), so a probe racing a stop gets a "closed" error rather than a nil pointer.
+	a.healthy = []admin.Check{
+		{Name: "hsm", Probe: kr.Health},
+		{Name: "store", Probe: func(context.Context) error { return st.Failed() }},
+	}
 	a.server, err = admin.New(admin.Options{
 		Tokens: tokens, Store: st, AuditKeyPEM: kr.AuditSigner().PublicKeyPEM, Gatherer: d.opts.Registry,
-		Checks: []admin.Check{
-			{Name: "hsm", Probe: kr.Health},
-			{Name: "store", Probe: func(context.Context) error { return st.Failed() }},
+		Checks: append(slices.Clone(a.healthy),
 			// The gRPC health service's overall status: it also turns NOT_SERVING while a
 			// stopping daemon drains its calls, when the HSM and the store are still fine.
-			{Name: "grpc", Probe: func(ctx context.Context) error {
+			admin.Check{Name: "grpc", Probe: func(ctx context.Context) error {
 				resp, err := d.health.Check(ctx, &healthpb.HealthCheckRequest{})
 				if err != nil {
 					return err
@@ -87,7 +93,7 @@ func (d *Daemon) buildAdmin() error {
 				}
 				return nil
 			}},
-		},
+		),
 		KEKs: kr, SystemClients: a.systems,
 		Rewrappers: []admin.Rewrapper{
 			{Name: "keys", RewrapAll: d.keys.RewrapAll, CountStale: d.keys.CountStaleBlobs},
@@ -107,6 +113,17 @@ func (d *Daemon) buildAdmin() error {
 	if d.cfg.Admin.CertFile != "" {
 		if a.tls, err = newTLSMaterial(d.cfg.Admin.CertFile, d.cfg.Admin.KeyFile, "", d.cfg.TLS.MinVersion); err != nil {
 			return fmt.Errorf("admin: %w", err)
+		}
+	}
+	return nil
+}
+
+// Healthy probes the HSM and the store, like readiness, and is safe to call while the
+// daemon stops (hufud's systemd watchdog uses it).
+func (d *Daemon) Healthy(ctx context.Context) error {
+	for _, c := range d.adm.healthy {
+		if err := c.Probe(ctx); err != nil {
+			return fmt.Errorf("%s: %w", c.Name, err)
 		}
 	}
 	return nil

@@ -373,6 +373,9 @@ func TestReadinessFollowsTheHSM(t *testing.T) {
 	if code, body := a.call("GET", "/readyz?verbose", ""); code != http.StatusOK || !strings.Contains(string(body), "[+]hsm ok") || !strings.Contains(string(body), "[+]grpc ok") {
 		t.Fatalf("readyz before: %d %s", code, body)
 	}
+	if err := a.d.Healthy(bg); err != nil {
+		t.Fatalf("Healthy before: %v", err)
+	}
 	tokenDir := findTokenDir(t, a.cfg.HSM.TokenLabel)
 	objs, _ := filepath.Glob(filepath.Join(tokenDir, "*.object"))
 	for _, o := range objs {
@@ -381,6 +384,9 @@ func TestReadinessFollowsTheHSM(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+	if err := a.d.Healthy(bg); err == nil || !strings.HasPrefix(err.Error(), "hsm: ") {
+		t.Fatalf("Healthy (the systemd watchdog's check) with the HSM gone: %v", err)
 	}
 	code, body := a.call("GET", "/readyz?verbose", admin.Operator)
 	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "[-]hsm failed: hsm: health") || !strings.Contains(string(body), "[+]store ok") {

@@ -125,6 +125,7 @@ func serve(cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	go watchdog(ctx, d.Healthy, log)
 	go func() {
 		<-ctx.Done()
 		if err := sdNotify("STOPPING=1"); err != nil {

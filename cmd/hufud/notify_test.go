@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,5 +75,53 @@ func TestAdminTokenPrintsATokenAndItsHash(t *testing.T) {
 		if err := run(append([]string{"admin-token"}, args...), &out, &errOut); err == nil {
 			t.Errorf("admin-token %v: accepted", args)
 		}
+	}
+}
+
+// TestWatchdogFedOnlyWhileHealthy drives the watchdog with a fault-injecting fake health
+// check (the daemon's real one needs an HSM that fails and comes back, which SoftHSM2
+// cannot do): WATCHDOG=1 arrives while healthy, stops while not, and resumes.
+func TestWatchdogFedOnlyWhileHealthy(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "40000") // fed every 20ms
+	var down atomic.Bool
+	check := func(context.Context) error {
+		if down.Load() {
+			return errors.New("injected: HSM unreachable")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { watchdog(ctx, check, slog.New(slog.NewTextHandler(io.Discard, nil))); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	read := func(wait time.Duration) (string, bool) {
+		buf := make([]byte, 64)
+		_ = conn.SetReadDeadline(time.Now().Add(wait))
+		n, err := conn.Read(buf)
+		return string(buf[:n]), err == nil
+	}
+	if got, ok := read(5 * time.Second); !ok || got != "WATCHDOG=1" {
+		t.Fatalf("healthy: got %q, %v", got, ok)
+	}
+	down.Store(true)
+	for { // drain what was sent before the fault
+		if _, ok := read(100 * time.Millisecond); !ok {
+			break
+		}
+	}
+	if got, ok := read(200 * time.Millisecond); ok {
+		t.Fatalf("unhealthy: the watchdog was fed (%q)", got)
+	}
+	down.Store(false)
+	if got, ok := read(5 * time.Second); !ok || got != "WATCHDOG=1" {
+		t.Fatalf("healthy again: got %q, %v", got, ok)
 	}
 }

@@ -248,6 +248,8 @@ func Default() Config {
 		Platforms: []Platform{
 			{ID: "demo", Name: "示范公共资源交易平台", Region: "330000"},
 		},
+		// The development CLI's certificate (devpki.CLIClientName) may work the review desk.
+		SystemClients: []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService"}}},
 		Certificates: Certificates{
 			ValidityYears: []int{1, 2, 3}, CRLNextUpdate: Duration(24 * time.Hour),
 			CAs: []CertificateAuthority{{ID: "hufu-ca", Name: "hufu 内置CA", Type: "embedded", UpgradePriceFen: 5000,

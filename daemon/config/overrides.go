@@ -125,7 +125,7 @@ func Load(path string, flags Overrides, environ []string) (Config, error) {
 	c := Default()
 	if path != "" {
 		// Lists in the file replace the defaults rather than merging into them.
-		c.Platforms = nil
+		c.Platforms, c.SystemClients = nil, nil
 		if err := c.ParseFile(path); err != nil {
 			return c, err
 		}

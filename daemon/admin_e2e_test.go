@@ -804,3 +804,52 @@ func TestAdminOverTLS(t *testing.T) {
 		t.Fatalf("livez after reload: %d", code)
 	}
 }
+
+// TestKEKRotationCoversARefreshInFlight rotates while a share refresh is begun but not
+// committed: the pending share and the wrapped refresh offer move to the new KEK too, and
+// after the old KEK is destroyed and the daemon restarted the phone resumes and commits the
+// refresh (which opens both) and signs with its new share.
+func TestKEKRotationCoversARefreshInFlight(t *testing.T) {
+	a := startAdminAppliance(t, nil)
+	conn, userID := a.verifiedUser(phone, "device-0001")
+	pk := createKey(t, conn, userID, "key-rot-refresh", "123456")
+	refreshTo(t, pk, true)
+
+	if code, body := a.call("POST", "/kek/rotate", admin.SecurityOfficer); code != http.StatusAccepted {
+		t.Fatalf("rotate: %d %s", code, body)
+	}
+	var st admin.RotationStatus
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		_, body := a.call("GET", "/kek", admin.SecurityOfficer)
+		if err := json.Unmarshal(body, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.State != admin.StateRunning || time.Now().After(deadline) {
+			break
+		}
+	}
+	if p := st.Progress["keys"]; st.State != admin.StateRewrapped || p == nil || p.Rewrapped != 3 {
+		t.Fatalf("rotation %q, keys progress %+v: want the share, the pending share and the offer rewrapped", st.State, p)
+	}
+	if code, body := a.call("POST", "/kek/finish", admin.SecurityOfficer); code != http.StatusOK {
+		t.Fatalf("finish: %d %s", code, body)
+	}
+
+	a.restart()
+	conn = a.dial("device-0001")
+	a.signIn(conn, phone, "device-0001")
+	pk.keys, pk.cosign = hufuv1.NewKeyServiceClient(conn.ClientConn()), hufuv1.NewCosignServiceClient(conn.ClientConn())
+	ticket, err := pk.keys.OpenTicket(bg, &hufuv1.OpenTicketRequest{KeyId: pk.id, Pin: "123456"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk.cred = &hufuv1.Credential{Kind: &hufuv1.Credential_Ticket{Ticket: ticket.Ticket}}
+	state, key := refreshTo(t, pk, false) // resumes: the same offer, then the commit
+	if key.ShareVersion != 2 {
+		t.Fatalf("refresh after rotation: %+v", key)
+	}
+	pk.share = state.Share
+	if _, err := pk.signer().Sign(rand.Reader, []byte("after refresh and rotation"), signerOpts); err != nil {
+		t.Fatalf("sign with the refreshed share: %v", err)
+	}
+}

@@ -104,6 +104,10 @@ type Options struct {
 	SystemClients SystemClients
 	// Rewrappers find and rewrap the stored blobs of each domain during a KEK rotation.
 	Rewrappers []Rewrapper
+	// CRL, if set, serves each CA's current certificate revocation list at /crl/{ca}: public,
+	// no token, because relying parties must be able to fetch it. It returns an error
+	// matching ErrNoSuchCA for an unknown CA.
+	CRL func(ctx context.Context, caID string) ([]byte, error)
 	// BackupDir is the scratch directory for backups; it must be on the store's
 	// filesystem so that Pebble can hard-link (the daemon uses <data_dir>/backup-scratch).
 	BackupDir string
@@ -203,6 +207,9 @@ func (s *Server) routes() {
 	so := []Role{SecurityOfficer}
 	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	if s.opts.CRL != nil {
+		s.mux.HandleFunc("GET /crl/{ca}", s.crl)
+	}
 	s.handle("GET /metrics", endpoint{action: "admin.metrics", roles: ops, handle: s.metrics})
 	s.handle("GET /audit/export", endpoint{action: "admin.audit.export", roles: audit, audited: true, handle: s.auditExport})
 	s.handle("GET /audit/checkpoints", endpoint{action: "admin.audit.checkpoints", roles: audit, audited: true, handle: s.checkpoints})
@@ -340,4 +347,24 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	b.WriteString("ok\n")
 	writeText(w, http.StatusOK, b.String())
+}
+
+// ErrNoSuchCA is what Options.CRL returns for a CA that is not configured.
+var ErrNoSuchCA = errors.New("admin: no such CA")
+
+// crl serves a CA's current CRL (DER, application/pkix-crl, RFC 5280 §5).
+func (s *Server) crl(w http.ResponseWriter, r *http.Request) {
+	der, err := s.opts.CRL(r.Context(), r.PathValue("ca"))
+	switch {
+	case errors.Is(err, ErrNoSuchCA):
+		writeText(w, http.StatusNotFound, "no such CA\n")
+		return
+	case err != nil:
+		s.opts.Log.Error("serving a CRL", "err", err)
+		writeText(w, http.StatusServiceUnavailable, "the CRL is unavailable\n")
+		return
+	}
+	w.Header().Set("Content-Type", "application/pkix-crl")
+	w.Header().Set("Cache-Control", "max-age=60")
+	w.Write(der)
 }

@@ -104,6 +104,12 @@ func (d *Daemon) buildAdmin() error {
 				return ca.CountStaleBlobs(ctx, st, stale)
 			}},
 		},
+		CRL: func(ctx context.Context, caID string) ([]byte, error) {
+			if !slices.Contains(d.CAIDs(), caID) {
+				return nil, admin.ErrNoSuchCA
+			}
+			return d.CRL(ctx, caID)
+		},
 		BackupDir: filepath.Join(d.cfg.DataDir, "backup-scratch"),
 		Clock:     d.opts.Clock, Log: d.opts.Log.With("surface", "admin"),
 	})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -41,7 +42,7 @@ func certAppliance(t *testing.T, mutate ...func(*config.Config)) *certAppl {
 	tok := softhsmtest.New(t)
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
-	cfg.Listen.GRPC = "127.0.0.1:0"
+	cfg.Listen.GRPC, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
 	cfg.Platforms = []config.Platform{{ID: "demo", Name: "示范平台", Region: "330000"}, {ID: "hangzhou", Name: "杭州平台", Region: "330100"}}
 	cfg.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService"}}}
@@ -77,7 +78,22 @@ func certAppliance(t *testing.T, mutate ...func(*config.Config)) *certAppl {
 	return a
 }
 
-func (a *certAppl) crl(caID string) ([]byte, error) { return a.daemon.CRL(bg, caID) }
+// crl fetches a CA's CRL as relying parties do: from the admin listener, without a token.
+func (a *certAppl) crl(caID string) ([]byte, error) {
+	resp, err := http.Get("http://" + a.daemon.AdminAddr().String() + "/crl/" + caID)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/pkix-crl" {
+		return nil, fmt.Errorf("GET /crl/%s: %s %q: %s", caID, resp.Status, resp.Header.Get("Content-Type"), body)
+	}
+	return body, nil
+}
 
 func statusCode(err error) codes.Code { return status.Code(err) }
 
@@ -391,6 +407,9 @@ func TestCertificateLifecycleEndToEnd(t *testing.T) {
 	crlDER, err := a.crl("hufu-ca")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := a.crl("no-such-ca"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("an unknown CA's CRL: %v", err)
 	}
 	crl, err := smx509.ParseRevocationList(crlDER)
 	if err != nil {

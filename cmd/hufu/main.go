@@ -68,6 +68,10 @@ Certificates (seed manual §1.5, §1.7, §1.8.1; each subcommand takes -h):
   review list|letter|approve|reject      the operators' review desk (needs -cert/-key of a
                                          system client allowed hufu.v1.ReviewService)
 
+Auditing (no daemon):
+  audit verify -log FILE -key PEM      verify an audit export (GET /audit/export) against the
+                                       audit public key; names the first bad record
+
 Measuring:
   bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] [-c N] [-d DURATION]
         [-rate CALLS/S] [-daemon-pid PID] [-json FILE]

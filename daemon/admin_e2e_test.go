@@ -29,6 +29,7 @@ import (
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/daemontest"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/softhsm/softhsmtest"
 	"github.com/hufu-hsm/hufu/store"
@@ -82,7 +83,7 @@ func startAdminAppliance(t *testing.T, mutate func(*config.Config)) *adminApplia
 		t.Fatal(err)
 	}
 	a := &adminAppliance{
-		appliance: &appliance{t: t, cfg: cfg, clock: &fakeClock{now: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}},
+		appliance: &appliance{t: t, cfg: cfg, clock: daemontest.NewClock(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC))},
 		tokens:    tokens, http: &http.Client{Timeout: time.Minute},
 	}
 	a.start()

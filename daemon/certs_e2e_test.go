@@ -1,13 +1,11 @@
 package daemon_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -21,66 +19,31 @@ import (
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/cosign"
-	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
-	"github.com/hufu-hsm/hufu/softhsm/softhsmtest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// certAppliance is an appliance whose development CLI certificate may use the review desk.
-// It is started like startAppliance's, but keeps the daemon so that tests can read the CRL
-// the admin listener serves.
+// certAppliance is an appliance whose development CLI certificate may use the review desk
+// and whose admin listener serves the CRLs.
 type certAppl struct {
 	*appliance
-	daemon *daemon.Daemon
 }
 
 func certAppliance(t *testing.T, mutate ...func(*config.Config)) *certAppl {
 	t.Helper()
-	tok := softhsmtest.New(t)
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen.GRPC, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
-	cfg.Platforms = []config.Platform{{ID: "demo", Name: "示范平台", Region: "330000"}, {ID: "hangzhou", Name: "杭州平台", Region: "330100"}}
-	cfg.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService"}}}
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	must(t, cfg.Validate())
-	cfg, err := daemon.Resolve(cfg)
-	must(t, err)
-	_, err = daemon.Init(context.Background(), cfg, time.Now())
-	must(t, err)
-	a := &certAppl{appliance: &appliance{t: t, cfg: cfg, clock: &fakeClock{now: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}}}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.daemon, err = daemon.Open(ctx, cfg, daemon.Options{Clock: a.clock, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealthInterval: 50 * time.Millisecond})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	addr, err := a.daemon.Listen()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	a.addr = addr.String()
-	done := make(chan error, 1)
-	go func() { done <- a.daemon.Serve(ctx, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
+	return &certAppl{startAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService"}}}
+		for _, m := range mutate {
+			m(c)
 		}
-	})
-	return a
+	})}
 }
 
 // crl fetches a CA's CRL as relying parties do: from the admin listener, without a token.
 func (a *certAppl) crl(caID string) ([]byte, error) {
-	resp, err := http.Get("http://" + a.daemon.AdminAddr().String() + "/crl/" + caID)
+	resp, err := http.Get(a.live.AdminURL() + "/crl/" + caID)
 	if err != nil {
 		return nil, err
 	}

@@ -3,61 +3,33 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 
-	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/daemontest"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
-	"github.com/hufu-hsm/hufu/softhsm/softhsmtest"
 )
 
 // TestCertCommands goes from nothing to a usable certificate with the CLI, as a person and
 // as the operator at the review desk, then renews, checks and revokes it.
 func TestCertCommands(t *testing.T) {
-	tok := softhsmtest.New(t)
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen.GRPC = "127.0.0.1:0"
-	cfg.Admin.Listen = "127.0.0.1:0"
-	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
-	cfg.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService"}}}
-	cfg, err := daemon.Resolve(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := daemon.Init(context.Background(), cfg, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := daemon.Open(ctx, cfg, daemon.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	a, err := d.Listen()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Serve(ctx, nil) }()
-	t.Cleanup(func() { cancel(); <-done })
+	d := daemontest.StartOnWallClock(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService"}}}
+	})
+	cfg, a := d.Config, d.Addr
 
 	home, work := t.TempDir(), t.TempDir()
 	tlsDir := filepath.Join(cfg.DataDir, "tls")
 	hufu := func(args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		all := append([]string{"-addr", a.String(), "-daemon-dir", cfg.DataDir, "-home", home}, args...)
+		all := append([]string{"-addr", a, "-daemon-dir", cfg.DataDir, "-home", home}, args...)
 		if err := run(all, strings.NewReader(""), &out, &errOut); err != nil {
 			t.Fatalf("hufu %s: %s\n%s%s", strings.Join(args, " "), describe(err), out.String(), errOut.String())
 		}
@@ -139,7 +111,7 @@ func TestCertCommands(t *testing.T) {
 	if !strings.Contains(revoked, "无法解密原有文件") || !strings.Contains(revoked, "revoked") {
 		t.Fatalf("revoke printed %q", revoked)
 	}
-	crl, err := d.CRL(context.Background(), "hufu-ca")
+	crl, err := d.Daemon.CRL(context.Background(), "hufu-ca")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,64 +2,25 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/hufu-hsm/hufu/daemon"
-	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/daemontest"
 	"github.com/hufu-hsm/hufu/softhsm/softhsmtest"
 )
 
 func TestMain(m *testing.M) { softhsmtest.Main(m) }
 
-// startDaemon runs an appliance in process (SoftHSM2, Pebble, TLS) and returns its address
-// and data directory.
+// startDaemon runs an appliance in process (daemontest: SoftHSM2, Pebble, TLS) on the wall
+// clock, which the CLI also reads, and returns its address and data directory.
 func startDaemon(t *testing.T) (addr, dataDir string) {
 	t.Helper()
-	tok := softhsmtest.New(t)
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen.GRPC = "127.0.0.1:0"
-	cfg.Admin.Listen = "127.0.0.1:0"
-	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := daemon.Resolve(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := daemon.Init(context.Background(), cfg, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := daemon.Open(ctx, cfg, daemon.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	a, err := d.Listen()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Serve(ctx, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return a.String(), cfg.DataDir
+	a := daemontest.StartOnWallClock(t)
+	return a.Addr, a.Config.DataDir
 }
 
 // TestKeyCommands runs the CLI in process against the daemon: sign in, verify the identity,

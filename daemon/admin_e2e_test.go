@@ -83,7 +83,7 @@ func startAdminAppliance(t *testing.T, mutate func(*config.Config)) *adminApplia
 		t.Fatal(err)
 	}
 	a := &adminAppliance{
-		appliance: &appliance{t: t, cfg: cfg, clock: daemontest.NewClock(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC))},
+		appliance: &appliance{t: t, cfg: cfg, clock: daemontest.NewClock(time.Now().UTC().Truncate(time.Second))},
 		tokens:    tokens, http: &http.Client{Timeout: time.Minute},
 	}
 	a.start()

@@ -56,11 +56,13 @@ type Appliance struct {
 }
 
 // Start initialises (hufud init) and serves an appliance on the embedded development
-// defaults, with loopback listeners on free ports and a Clock standing at 2026-11-30 09:00
-// UTC; mutate adjusts the configuration first. It stops when the test ends.
+// defaults, with loopback listeners on free ports and a Clock that starts at the real time
+// (hufud init dates the CA certificates by the wall clock, and what the appliance issues
+// must not predate them) and then moves only with Advance; mutate adjusts the configuration
+// first. It stops when the test ends.
 func Start(t testing.TB, mutate ...func(*config.Config)) *Appliance {
 	t.Helper()
-	return start(t, NewClock(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)), mutate)
+	return start(t, NewClock(time.Now().UTC().Truncate(time.Second)), mutate)
 }
 
 // StartOnWallClock is Start with the real time, for tests whose other side (a CLI checking

@@ -354,8 +354,10 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- d.server.Serve(l) }()
-	// Background work uses the store and the keyring; it must end before they close.
-	bgCtx, stopBackground := context.WithCancel(ctx)
+	// Background work uses the store and the keyring; it must end before they close, and not
+	// before the calls being drained have finished (they wait on the recorder's commits), so
+	// it does not end with ctx but when closeAll says so.
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
 	background.Go(func() { d.monitor(bgCtx) })
 	background.Go(func() { d.store.RunSweeper(bgCtx, time.Minute) })

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -89,11 +90,18 @@ func (s *Store) export(ctx context.Context, w io.Writer, from, to uint64) error 
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
 	if to == 0 {
-		head, _ := s.Head()
-		to = head
-		if c := s.LastCheckpoint(); c != nil && c.Size > to {
-			to = c.Size
+		// The end comes from the snapshot itself, not from the head counters: a commit that
+		// lands after the snapshot would otherwise announce records the export cannot
+		// contain, and the verifier would cry "truncated".
+		var err error
+		if to, err = lastSeq(ctx, snap, auditRecordPfx); err != nil {
+			return fmt.Errorf("store: export: %w", err)
 		}
+		ck, err := lastSeq(ctx, snap, auditCheckpointP)
+		if err != nil {
+			return fmt.Errorf("store: export: %w", err)
+		}
+		to = max(to, ck)
 	}
 	if to < from && to != 0 {
 		return fmt.Errorf("%w: export range %d..%d", ErrInvalidOptions, from, to)
@@ -185,4 +193,22 @@ func (s *Store) export(ctx context.Context, w io.Writer, from, to uint64) error 
 		return fmt.Errorf("store: export: %w", err)
 	}
 	return nil
+}
+
+// lastSeq returns the number in the last key under prefix (a/r/<seq> or a/c/<size>, 16 hex
+// digits) in snap, or 0 if there is none.
+func lastSeq(ctx context.Context, snap *pebble.Snapshot, prefix string) (uint64, error) {
+	it, err := snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, it.Error()
+	}
+	n, err := strconv.ParseUint(string(it.Key()[len(prefix):]), 16, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: audit key %q", ErrCorrupt, it.Key())
+	}
+	return n, nil
 }

@@ -94,12 +94,24 @@ func TestAccountLifecycle(t *testing.T) {
 
 	// Change phone: a code to the new number.
 	newPhone := "13900139000"
-	if _, err := conn.Accounts.SendSmsCode(bg, &hufuv1.SendSmsCodeRequest{Phone: newPhone, Purpose: hufuv1.SmsPurpose_SMS_PURPOSE_CHANGE_PHONE}); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{phone, newPhone} {
+		if _, err := conn.Accounts.SendSmsCode(bg, &hufuv1.SendSmsCodeRequest{Phone: p, Purpose: hufuv1.SmsPurpose_SMS_PURPOSE_CHANGE_PHONE}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	changed, err := conn.Accounts.ChangePhone(bg, &hufuv1.ChangePhoneRequest{NewPhone: newPhone, Code: a.code(newPhone, accounts.PurposeChangePhone)})
+	// A session and the new number are not enough: the current number must agree too.
+	_, err = conn.Accounts.ChangePhone(bg, &hufuv1.ChangePhoneRequest{NewPhone: newPhone, Code: a.code(newPhone, accounts.PurposeChangePhone)})
+	wantCode(t, err, codes.InvalidArgument, "current_code")
+	changed, err := conn.Accounts.ChangePhone(bg, &hufuv1.ChangePhoneRequest{NewPhone: newPhone, Code: a.code(newPhone, accounts.PurposeChangePhone),
+		CurrentCode: a.code(phone, accounts.PurposeChangePhone)})
 	if err != nil || changed.Account.PhoneMasked != "139****9000" {
 		t.Fatalf("change phone: %v", err)
+	}
+	// The other device's session was signed out; this one was kept.
+	_, err = other.Accounts.GetAccount(bg, &hufuv1.GetAccountRequest{})
+	wantCode(t, err, codes.Unauthenticated, "")
+	if _, err := conn.Accounts.GetAccount(bg, &hufuv1.GetAccountRequest{}); err != nil {
+		t.Fatalf("the session that changed the number: %v", err)
 	}
 	if _, err := other.Accounts.SignInWithPassword(bg, &hufuv1.SignInWithPasswordRequest{Phone: phone, Password: "tiger-tally-1", Device: &hufuv1.Device{Id: "device-0002"}}); err == nil {
 		t.Fatal("the old number still signs in")

@@ -40,7 +40,7 @@ Commands:
   verify-identity bank-card -name N -id ID -card NUMBER -reserved-phone P
   password set -new P [-current P]
   password reset -phone P -new P            (SMS code to the number)
-  phone change -new-phone P                 (SMS code to the new number)
+  phone change -current-phone P -new-phone P (SMS codes to both numbers)
 
 Split keys (this device holds one share, the appliance the other):
   key new [-label L] [-pin P]                create a key (needs a verified identity)
@@ -515,23 +515,32 @@ func (c *cli) password(ctx context.Context, conn *client.Conn, args []string) er
 
 func (c *cli) phone(ctx context.Context, conn *client.Conn, args []string) error {
 	if len(args) == 0 || args[0] != "change" {
-		return errors.New("phone change -new-phone P")
+		return errors.New("phone change -current-phone P -new-phone P")
 	}
 	fs := flag.NewFlagSet("hufu phone change", flag.ContinueOnError)
+	currentPhone := fs.String("current-phone", "", "the account's current mobile number (a code goes there too)")
 	newPhone := fs.String("new-phone", "", "the new mobile number")
+	currentCode := fs.String("current-code", "", "SMS code sent to the current number (default: development outbox, else prompt)")
 	code := fs.String("code", "", "SMS code sent to the new number (default: development outbox, else prompt)")
 	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *currentPhone == "" {
+		return errors.New("-current-phone is required: moving an account needs a code to its current number")
+	}
+	current, err := c.smsCode(ctx, conn, *currentPhone, hufuv1.SmsPurpose_SMS_PURPOSE_CHANGE_PHONE, *currentCode)
+	if err != nil {
 		return err
 	}
 	sms, err := c.smsCode(ctx, conn, *newPhone, hufuv1.SmsPurpose_SMS_PURPOSE_CHANGE_PHONE, *code)
 	if err != nil {
 		return err
 	}
-	r, err := conn.Accounts.ChangePhone(ctx, &hufuv1.ChangePhoneRequest{NewPhone: *newPhone, Code: sms})
+	r, err := conn.Accounts.ChangePhone(ctx, &hufuv1.ChangePhoneRequest{NewPhone: *newPhone, Code: sms, CurrentCode: current})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "phone changed to %s\n", r.Account.PhoneMasked)
+	fmt.Fprintf(c.out, "phone changed to %s; other sessions of the account were signed out\n", r.Account.PhoneMasked)
 	return nil
 }
 

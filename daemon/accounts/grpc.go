@@ -134,7 +134,7 @@ func (a accountServer) ResetPassword(ctx context.Context, req *hufuv1.ResetPassw
 }
 
 func (a accountServer) ChangePhone(ctx context.Context, req *hufuv1.ChangePhoneRequest) (*hufuv1.ChangePhoneResponse, error) {
-	u, err := a.s.ChangePhone(ctx, authn.CallerFrom(ctx), req.GetNewPhone(), req.GetCode())
+	u, err := a.s.ChangePhone(ctx, authn.CallerFrom(ctx), req.GetNewPhone(), req.GetCode(), req.GetCurrentCode())
 	if err != nil {
 		return nil, err
 	}

@@ -214,6 +214,11 @@ func (s *Service) SignOut(ctx context.Context, caller authn.Caller) error {
 
 // revokeAll closes every session of a user inside tx.
 func (s *Service) revokeAll(ctx context.Context, tx *store.Tx, userID string) error {
+	return s.revokeOthers(ctx, tx, userID, "")
+}
+
+// revokeOthers closes every session of a user but keep (a session id, or "") inside tx.
+func (s *Service) revokeOthers(ctx context.Context, tx *store.Tx, userID, keep string) error {
 	var cursor string
 	for {
 		keys, next, err := s.Store.ListIndex(ctx, indexUserSessions, userID, store.ListOptions{Cursor: cursor, Limit: store.MaxListLimit})
@@ -221,6 +226,9 @@ func (s *Service) revokeAll(ctx context.Context, tx *store.Tx, userID string) er
 			return err
 		}
 		for _, key := range keys {
+			if keep != "" && sessions.ID(key) == "session/"+keep {
+				continue
+			}
 			rec, err := sessions.Get(tx, sessions.ID(key))
 			switch {
 			case errors.Is(err, store.ErrNotFound): // expired: drop its index entry

@@ -103,12 +103,19 @@ func (s *Service) ResetPassword(ctx context.Context, phone, code, next string) e
 	})
 }
 
-// ChangePhone moves the caller's account to a new number proven by a code sent to it.
-func (s *Service) ChangePhone(ctx context.Context, caller authn.Caller, newPhone, code string) (*storepb.User, error) {
+// ChangePhone moves the caller's account to a new number, proven by codes sent to both the
+// current and the new number: a stolen session alone must not be able to redirect the
+// account's SMS codes, which reset passwords and certificate PINs. Every other session of
+// the account is closed.
+func (s *Service) ChangePhone(ctx context.Context, caller authn.Caller, newPhone, code, currentCode string) (*storepb.User, error) {
 	if err := firstError(checkPhone("new_phone", newPhone), checkCode(code)); err != nil {
 		return nil, err
 	}
+	if !codeRE.MatchString(currentCode) {
+		return nil, apierr.Invalidf("current_code", "must be the 6 digits of the SMS sent to the current number")
+	}
 	var out *storepb.User
+	defer s.resolved.forgetUser(caller.UserID)
 	err := s.Store.Update(ctx, func(tx *store.Tx) error {
 		u, err := users.Get(tx, caller.UserID)
 		if err != nil {
@@ -116,6 +123,9 @@ func (s *Service) ChangePhone(ctx context.Context, caller authn.Caller, newPhone
 		}
 		if u.Phone == newPhone {
 			return apierr.Invalidf("new_phone", "is already this account's number")
+		}
+		if err := s.consumeCode(ctx, tx, u.Phone, PurposeChangePhone, currentCode); err != nil {
+			return err
 		}
 		if err := s.consumeCode(ctx, tx, newPhone, PurposeChangePhone, code); err != nil {
 			return err
@@ -132,6 +142,9 @@ func (s *Service) ChangePhone(ctx context.Context, caller authn.Caller, newPhone
 		old := u.Phone
 		u.Phone = newPhone
 		if err := users.Put(tx, u.Id, u); err != nil {
+			return err
+		}
+		if err := s.revokeOthers(ctx, tx, u.Id, caller.SessionID); err != nil {
 			return err
 		}
 		out = u

@@ -1562,7 +1562,10 @@ type ChangePhoneRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	NewPhone string                 `protobuf:"bytes,1,opt,name=new_phone,json=newPhone,proto3" json:"new_phone,omitempty"`
 	// A code sent to new_phone with purpose SMS_PURPOSE_CHANGE_PHONE.
-	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"` // Next field: 3
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// A code sent to the account's current number with purpose SMS_PURPOSE_CHANGE_PHONE: a
+	// session alone must not move the account (and with it the PIN reset) to another number.
+	CurrentCode   string `protobuf:"bytes,3,opt,name=current_code,json=currentCode,proto3" json:"current_code,omitempty"` // Next field: 4
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1607,6 +1610,13 @@ func (x *ChangePhoneRequest) GetNewPhone() string {
 func (x *ChangePhoneRequest) GetCode() string {
 	if x != nil {
 		return x.Code
+	}
+	return ""
+}
+
+func (x *ChangePhoneRequest) GetCurrentCode() string {
+	if x != nil {
+		return x.CurrentCode
 	}
 	return ""
 }
@@ -1754,10 +1764,11 @@ const file_hufu_v1_account_proto_rawDesc = "" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12!\n" +
 	"\fnew_password\x18\x03 \x01(\tR\vnewPassword\"\x17\n" +
-	"\x15ResetPasswordResponse\"E\n" +
+	"\x15ResetPasswordResponse\"h\n" +
 	"\x12ChangePhoneRequest\x12\x1b\n" +
 	"\tnew_phone\x18\x01 \x01(\tR\bnewPhone\x12\x12\n" +
-	"\x04code\x18\x02 \x01(\tR\x04code\"A\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\x12!\n" +
+	"\fcurrent_code\x18\x03 \x01(\tR\vcurrentCode\"A\n" +
 	"\x13ChangePhoneResponse\x12*\n" +
 	"\aaccount\x18\x01 \x01(\v2\x10.hufu.v1.AccountR\aaccount*\xc4\x01\n" +
 	"\n" +

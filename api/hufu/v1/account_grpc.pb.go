@@ -69,7 +69,8 @@ type AccountServiceClient interface {
 	// ResetPassword sets a new password after an SMS code to the account's number (forgot
 	// password). It revokes every session of the account.
 	ResetPassword(ctx context.Context, in *ResetPasswordRequest, opts ...grpc.CallOption) (*ResetPasswordResponse, error)
-	// ChangePhone moves the account to a new number, proven by a code sent to that number.
+	// ChangePhone moves the account to a new number, proven by codes sent to the current and
+	// the new number. Every other session of the account is signed out.
 	ChangePhone(ctx context.Context, in *ChangePhoneRequest, opts ...grpc.CallOption) (*ChangePhoneResponse, error)
 }
 
@@ -237,7 +238,8 @@ type AccountServiceServer interface {
 	// ResetPassword sets a new password after an SMS code to the account's number (forgot
 	// password). It revokes every session of the account.
 	ResetPassword(context.Context, *ResetPasswordRequest) (*ResetPasswordResponse, error)
-	// ChangePhone moves the account to a new number, proven by a code sent to that number.
+	// ChangePhone moves the account to a new number, proven by codes sent to the current and
+	// the new number. Every other session of the account is signed out.
 	ChangePhone(context.Context, *ChangePhoneRequest) (*ChangePhoneResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }

@@ -50,6 +50,10 @@ func hashPassword(password string, p PasswordParams) string {
 
 var errHashFormat = errors.New("accounts: malformed password hash")
 
+// dummyPasswordHash is checked when there is no real hash to check, so that an unknown number
+// costs the same time as a wrong password.
+var dummyPasswordHash = hashPassword("hufu dummy password", DefaultPasswordParams)
+
 func verifyPassword(password, encoded string) (bool, error) {
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {

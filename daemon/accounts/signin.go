@@ -78,6 +78,9 @@ func (s *Service) SignInWithPassword(ctx context.Context, phone, password string
 		out = SignIn{}
 		user, err := s.userByPhone(tx, phone)
 		if errors.Is(err, store.ErrNotFound) {
+			// Spend the same work as a real check, so timing does not tell which numbers
+			// have accounts.
+			verifyPassword(password, dummyPasswordHash)
 			return wrong
 		}
 		if err != nil {
@@ -88,30 +91,15 @@ func (s *Service) SignInWithPassword(ctx context.Context, phone, password string
 			return apierr.Exhausted(until.Sub(now), "password sign-in is locked after too many wrong passwords; retry in %v or sign in with an SMS code", until.Sub(now).Round(time.Second))
 		}
 		if user.PasswordHash == "" {
-			return apierr.New(apierr.FailedPrecondition, "no password is set on this account: sign in with an SMS code and set one")
+			verifyPassword(password, dummyPasswordHash)
+			return wrong // the same answer as an unknown number
 		}
 		ok, err := verifyPassword(password, user.PasswordHash)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			user.PasswordFailures++
-			event := store.Event{Actor: "anonymous", Action: "account.password.verify", Subject: userKey(user.Id), Outcome: "denied",
-				Details: map[string]string{"failures": fmt.Sprint(user.PasswordFailures)}}
-			denial := error(wrong)
-			if int(user.PasswordFailures) >= s.opts.PasswordMaxAttempts {
-				user.PasswordFailures = 0
-				user.PasswordLockedUntilUnixNano = nanos(now.Add(s.opts.PasswordLockout))
-				event.Details["locked_for"] = s.opts.PasswordLockout.String()
-				denial = apierr.Exhausted(s.opts.PasswordLockout, "too many wrong passwords: password sign-in is locked for %v", s.opts.PasswordLockout)
-			}
-			if err := users.Put(tx, user.Id, user); err != nil {
-				return err
-			}
-			if err := tx.Audit(event); err != nil {
-				return err
-			}
-			return store.Refuse(denial)
+			return s.passwordFailure(tx, user, "anonymous", "account.password.verify", wrong)
 		}
 		if user.PasswordFailures != 0 {
 			user.PasswordFailures = 0
@@ -124,6 +112,28 @@ func (s *Service) SignInWithPassword(ctx context.Context, phone, password string
 		return err
 	})
 	return out, err
+}
+
+// passwordFailure counts a wrong password against the account inside tx, locking password
+// use at the configured maximum, and returns the denial to commit with its audit record.
+func (s *Service) passwordFailure(tx *store.Tx, user *storepb.User, actor, action string, wrong error) error {
+	user.PasswordFailures++
+	event := store.Event{Actor: actor, Action: action, Subject: userKey(user.Id), Outcome: "denied",
+		Details: map[string]string{"failures": fmt.Sprint(user.PasswordFailures)}}
+	denial := wrong
+	if int(user.PasswordFailures) >= s.opts.PasswordMaxAttempts {
+		user.PasswordFailures = 0
+		user.PasswordLockedUntilUnixNano = nanos(tx.Now().Add(s.opts.PasswordLockout))
+		event.Details["locked_for"] = s.opts.PasswordLockout.String()
+		denial = apierr.Exhausted(s.opts.PasswordLockout, "too many wrong passwords: password use is locked for %v", s.opts.PasswordLockout)
+	}
+	if err := users.Put(tx, user.Id, user); err != nil {
+		return err
+	}
+	if err := tx.Audit(event); err != nil {
+		return err
+	}
+	return store.Refuse(denial)
 }
 
 // SignInWithWeChat signs in with a WeChat authorisation code. An unbound WeChat account gets

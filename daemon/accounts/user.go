@@ -44,6 +44,9 @@ func (s *Service) SetPassword(ctx context.Context, caller authn.Caller, current,
 		if err != nil {
 			return err
 		}
+		if until := fromNanos(u.PasswordLockedUntilUnixNano); u.PasswordHash != "" && tx.Now().Before(until) {
+			return apierr.Exhausted(until.Sub(tx.Now()), "password use is locked after too many wrong passwords; reset it with an SMS code")
+		}
 		if u.PasswordHash != "" {
 			if current == "" {
 				return apierr.Invalidf("current_password", "required to change an existing password")
@@ -53,10 +56,10 @@ func (s *Service) SetPassword(ctx context.Context, caller authn.Caller, current,
 				return err
 			}
 			if !ok {
-				if err := tx.Audit(store.Event{Actor: caller.Actor(), Action: "account.password.change", Subject: userKey(u.Id), Outcome: "denied"}); err != nil {
-					return err
-				}
-				return store.Refuse(apierr.New(apierr.PermissionDenied, "the current password is wrong"))
+				// Wrong current passwords count like wrong sign-in passwords, or a session
+				// would be an unlimited password-guessing oracle.
+				return s.passwordFailure(tx, u, caller.Actor(), "account.password.change",
+					apierr.New(apierr.PermissionDenied, "the current password is wrong"))
 			}
 		}
 		u.PasswordHash, u.PasswordFailures, u.PasswordLockedUntilUnixNano = hash, 0, 0

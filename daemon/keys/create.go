@@ -75,9 +75,8 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 	var out *storepb.SplitKey
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		existing, err := splitKeys.Get(tx, keyID)
-		if err == nil { // a concurrent retry won
-			out, err = s.replayCreate(ctx, caller, existing, rawReq, pin)
-			return err
+		if err == nil { // a concurrent retry won: let the caller retry through the replay path
+			return apierr.New(apierr.Aborted, "a concurrent request created key %q; retry", existing.Id)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -95,22 +94,17 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 	return out, err
 }
 
-// replayCreate answers a repeated CreateKey: the same account, request and PIN get the
-// stored answer; anything else means the id is taken (a retry must not quietly keep a PIN
-// other than the one the phone believes it set).
+// replayCreate answers a repeated CreateKey: the same account, device, request and PIN get
+// the stored answer; anything else means the id is taken. The PIN goes through the counted
+// check (wrong PINs lock the key), so a replay is no way to guess it.
 func (s *Service) replayCreate(ctx context.Context, caller authn.Caller, rec *storepb.SplitKey, rawReq []byte, pin string) (*storepb.SplitKey, error) {
-	taken := apierr.New(apierr.AlreadyExists, "key id %q is already in use; choose another", rec.Id)
-	if rec.UserId != caller.UserID || !bytes.Equal(rec.KeygenRequest, rawReq) {
-		return nil, taken
+	if rec.UserId != caller.UserID || rec.DeviceId != caller.DeviceID || !bytes.Equal(rec.KeygenRequest, rawReq) {
+		return nil, apierr.New(apierr.AlreadyExists, "key id %q is already in use; choose another", rec.Id)
 	}
-	same, err := s.deps.Keyring.VerifyPIN(ctx, rec.PinVerifier, rec.PinSalt, pinContext(rec.Id), []byte(pin))
-	if err != nil {
-		return nil, hsmError(err)
+	if err := s.verifyPIN(ctx, caller, rec.Id, pin, "pin"); err != nil {
+		return nil, err
 	}
-	if !same {
-		return nil, taken
-	}
-	return rec, nil
+	return splitKeys.Read(ctx, s.deps.Store, rec.Id)
 }
 
 // GetKey returns one of the caller's keys.

@@ -546,6 +546,21 @@ func isAuthFailure(err error) bool {
 	return false
 }
 
+// EnsureCurrent returns blob as it is if the current KEK wrapped it, and rewrapped under
+// the current KEK otherwise. Callers that wrap outside a store transaction run it inside the
+// transaction that stores the blob: a blob wrapped just before a KEK rotation and committed
+// after its sweep would otherwise be left under a KEK that finishing the rotation destroys.
+func (k *Keyring) EnsureCurrent(ctx context.Context, blob, ad []byte) ([]byte, error) {
+	b, err := ParseBlob(blob)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: ensure current: %w", err)
+	}
+	if b.KEKLabel == k.CurrentKEK() {
+		return blob, nil
+	}
+	return k.Rewrap(ctx, blob, ad)
+}
+
 // Rewrap unwraps a blob made under any known KEK and wraps the plaintext again under the
 // current one, with a fresh nonce and the same associated data.
 func (k *Keyring) Rewrap(ctx context.Context, blob, ad []byte) ([]byte, error) {

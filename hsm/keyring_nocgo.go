@@ -33,12 +33,15 @@ func (k *Keyring) Close() error                                           { retu
 func (k *Keyring) Wrap(context.Context, []byte, []byte) ([]byte, error)   { return nil, ErrNoCgo }
 func (k *Keyring) Unwrap(context.Context, []byte, []byte) ([]byte, error) { return nil, ErrNoCgo }
 func (k *Keyring) Rewrap(context.Context, []byte, []byte) ([]byte, error) { return nil, ErrNoCgo }
-func (k *Keyring) CurrentKEK() string                                     { return "" }
-func (k *Keyring) KEKs() []KEKInfo                                        { return nil }
-func (k *Keyring) RotateKEK(context.Context) (KEKInfo, error)             { return KEKInfo{}, ErrNoCgo }
-func (k *Keyring) DestroyKEK(context.Context, int) error                  { return ErrNoCgo }
-func (k *Keyring) Health(context.Context) error                           { return ErrNoCgo }
-func (k *Keyring) AuditSigner() *AuditSigner                              { return nil }
+func (k *Keyring) EnsureCurrent(context.Context, []byte, []byte) ([]byte, error) {
+	return nil, ErrNoCgo
+}
+func (k *Keyring) CurrentKEK() string                         { return "" }
+func (k *Keyring) KEKs() []KEKInfo                            { return nil }
+func (k *Keyring) RotateKEK(context.Context) (KEKInfo, error) { return KEKInfo{}, ErrNoCgo }
+func (k *Keyring) DestroyKEK(context.Context, int) error      { return ErrNoCgo }
+func (k *Keyring) Health(context.Context) error               { return ErrNoCgo }
+func (k *Keyring) AuditSigner() *AuditSigner                  { return nil }
 func (k *Keyring) PINVerifier(context.Context, []byte, []byte, []byte) ([]byte, error) {
 	return nil, ErrNoCgo
 }

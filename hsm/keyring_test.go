@@ -827,3 +827,34 @@ func TestReopenChild(t *testing.T) {
 	}
 	t.Log("child: same keys")
 }
+
+func TestEnsureCurrent(t *testing.T) {
+	ctx := context.Background()
+	kr, _ := newKeyring(t)
+	ad := []byte("k/key-1 share 1")
+	old, err := kr.Wrap(ctx, []byte("share"), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := kr.EnsureCurrent(ctx, old, ad)
+	if err != nil || !bytes.Equal(same, old) {
+		t.Fatalf("a blob under the current KEK must come back unchanged: %v", err)
+	}
+	if _, err := kr.RotateKEK(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := kr.EnsureCurrent(ctx, old, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := hsm.ParseBlob(fresh)
+	if err != nil || b.KEKLabel != kr.CurrentKEK() {
+		t.Fatalf("rewrapped under %q, want %q (%v)", b.KEKLabel, kr.CurrentKEK(), err)
+	}
+	if pt, err := kr.Unwrap(ctx, fresh, ad); err != nil || string(pt) != "share" {
+		t.Fatalf("unwrap after EnsureCurrent: %v", err)
+	}
+	if _, err := kr.EnsureCurrent(ctx, old, []byte("another record")); err == nil {
+		t.Fatal("a blob moved to another record must not be rewrapped")
+	}
+}

@@ -22,6 +22,8 @@ import (
 type Keyring interface {
 	Wrap(ctx context.Context, plaintext, ad []byte) ([]byte, error)
 	Unwrap(ctx context.Context, blob, ad []byte) ([]byte, error)
+	// EnsureCurrent rewraps a blob made under an older KEK (see hsm.Keyring.EnsureCurrent).
+	EnsureCurrent(ctx context.Context, blob, ad []byte) ([]byte, error)
 	PINVerifier(ctx context.Context, salt, keyContext, pin []byte) ([]byte, error)
 	VerifyPIN(ctx context.Context, want, salt, keyContext, pin []byte) (bool, error)
 }

@@ -149,6 +149,10 @@ func (s *Service) saveIdentity(ctx context.Context, caller authn.Caller, m ident
 		if u.Identity != nil {
 			return apierr.New(apierr.FailedPrecondition, "this account's real name is already verified")
 		}
+		// Sealed before the transaction: a KEK rotation may have begun since.
+		if v.IdNumberSealed, err = s.Keyring.EnsureCurrent(ctx, v.IdNumberSealed, idNumberAD(caller.UserID)); err != nil {
+			return &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable", Cause: err}
+		}
 		u.Identity = v
 		if err := users.Put(tx, u.Id, u); err != nil {
 			return err

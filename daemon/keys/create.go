@@ -81,6 +81,10 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		// Wrapped before the transaction: a KEK rotation may have begun since.
+		if rec.ShareWrapped, err = s.deps.Keyring.EnsureCurrent(ctx, rec.ShareWrapped, shareAD(keyID, 1)); err != nil {
+			return hsmError(err)
+		}
 		if err := splitKeys.Put(tx, keyID, rec); err != nil {
 			return err
 		}

@@ -53,6 +53,13 @@ func (s *Service) BeginRefresh(ctx context.Context, caller authn.Caller, keyID s
 		if rec.ShareVersion != e.key.state.Version || rec.Pending != nil {
 			return apierr.New(apierr.Aborted, "the key changed meanwhile; retry")
 		}
+		// Wrapped before the transaction: a KEK rotation may have begun since.
+		if shareBlob, err = s.deps.Keyring.EnsureCurrent(ctx, shareBlob, shareAD(keyID, offer.Version)); err != nil {
+			return hsmError(err)
+		}
+		if offerBlob, err = s.deps.Keyring.EnsureCurrent(ctx, offerBlob, offerAD(keyID, offer.Version)); err != nil {
+			return hsmError(err)
+		}
 		rec.Pending = &storepb.PendingRefresh{Version: offer.Version, ShareWrapped: shareBlob, OfferWrapped: offerBlob}
 		if err := splitKeys.Put(tx, keyID, rec); err != nil {
 			return err

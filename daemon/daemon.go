@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hufu-hsm/hufu/daemon/accounts"
@@ -60,6 +61,7 @@ type Daemon struct {
 
 	mu       sync.Mutex
 	listener net.Listener
+	draining atomic.Bool // set when a stop begins; the health monitor then stands down
 
 	adm adminSurface // admin HTTP surface and daemon-level metrics (admin.go)
 }
@@ -276,6 +278,9 @@ func (d *Daemon) buildServer() {
 		// A fixed pool of stream workers keeps warm goroutine stacks: a fresh goroutine per
 		// call grows its stack through the curve arithmetic on every signature.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// A forced stop after the grace period still waits for handlers to return, so none
+		// outlives the store and the keyring that closeAll closes next.
+		grpc.WaitForHandlers(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server)} {
@@ -379,6 +384,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	case <-ctx.Done():
 	}
 	d.opts.Log.Info("stopping: draining calls", "grace", d.cfg.GRPC.ShutdownGrace.Std())
+	d.draining.Store(true)
 	d.setServing(false)
 	stopped := make(chan struct{})
 	go func() { d.server.GracefulStop(); close(stopped) }()
@@ -401,6 +407,9 @@ func (d *Daemon) monitor(ctx context.Context) {
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if d.draining.Load() {
+			return // stopping: health stays NOT_SERVING whatever the probes say
 		}
 		if ok := err == nil; ok != serving {
 			serving = ok

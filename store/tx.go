@@ -98,7 +98,13 @@ func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) error {
 // Refuse wraps a denial so that Update commits the transaction's writes — typically a
 // failure counter and the audit record of the denial — and then returns err. Without it a
 // refused request could not leave a trace: an error from fn discards every write.
-func Refuse(err error) error { return &refusal{err: err} }
+// Refuse(nil) is nil: refusing nothing is success.
+func Refuse(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &refusal{err: err}
+}
 
 type refusal struct{ err error }
 

@@ -42,3 +42,9 @@ func TestRefuseCommitsAndReturnsTheDenial(t *testing.T) {
 		t.Fatalf("plain error: %v, read: %v", err, rerr)
 	}
 }
+
+func TestRefuseNothingIsSuccess(t *testing.T) {
+	if Refuse(nil) != nil {
+		t.Fatal("Refuse(nil) must be nil")
+	}
+}

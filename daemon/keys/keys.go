@@ -142,6 +142,9 @@ const (
 	statusRevoked = 3
 )
 
+// loadTimeout bounds loading one key (a record read and one or two HSM unwraps).
+const loadTimeout = 10 * time.Second
+
 var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
 
 func checkKeyID(id string) error {
@@ -236,7 +239,13 @@ func (s *Service) use(ctx context.Context, caller authn.Caller, keyID string) (*
 	if err := checkKeyID(keyID); err != nil {
 		return nil, err
 	}
-	e, err := s.cache.acquire(ctx, keyID, func(ctx context.Context) (*loadedKey, error) { return s.load(ctx, keyID) })
+	e, err := s.cache.acquire(ctx, keyID, func(ctx context.Context) (*loadedKey, error) {
+		// Concurrent misses share this load: the first caller giving up must not fail the
+		// others, so the load has its own bound rather than the first caller's context.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		return s.load(ctx, keyID)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -128,8 +128,8 @@ func (l *decryptLimits) take(keyID string, n int) error {
 	defer l.mu.Unlock()
 	b, ok := l.buckets[keyID]
 	if !ok {
-		if len(l.buckets) > maxTickets { // bound memory: full buckets carry no information
-			clear(l.buckets)
+		if len(l.buckets) > maxTickets {
+			l.pruneLocked(now, rate)
 		}
 		b = &bucket{tokens: float64(l.perMinute), last: now}
 		l.buckets[keyID] = b
@@ -142,4 +142,15 @@ func (l *decryptLimits) take(keyID string, n int) error {
 	}
 	b.tokens -= float64(n)
 	return nil
+}
+
+// pruneLocked drops the buckets that have refilled completely: they carry no information (a
+// new bucket starts full). Clearing them all would hand a fresh allowance to keys that are
+// being drained right now.
+func (l *decryptLimits) pruneLocked(now time.Time, rate float64) {
+	for id, b := range l.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*rate >= float64(l.perMinute) {
+			delete(l.buckets, id)
+		}
+	}
 }

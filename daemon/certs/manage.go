@@ -556,22 +556,42 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, 
 	if err := s.deps.Keys.VerifyKeyPIN(ctx, caller, c.KeyId, pin, "pin"); err != nil {
 		return nil, err
 	}
-	authority, err := s.ca("ca_id", c.CaId)
+	// Revoking destroys the key's server share, so every certificate of the key dies with it:
+	// the key's other certificates (another CA, a renewal's predecessor) go on their CRLs too.
+	// The CAs first: if the rest fails, the certificates are on the CRLs and a retry finishes.
+	siblings, err := s.keyCertificates(ctx, c.KeyId)
 	if err != nil {
 		return nil, err
 	}
-	// The CA first: if the rest fails, the certificate is on the CRL and a retry finishes.
-	if err := authority.Connector.Revoke(ctx, serial, ca.ReasonCessation); err != nil {
-		return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not confirm the revocation; retry", Cause: err}
+	for _, sib := range siblings {
+		if sib.cert.Status == certRevoked {
+			continue
+		}
+		sibCA, err := s.ca("ca_id", sib.cert.CaId)
+		if err != nil {
+			return nil, err
+		}
+		if err := sibCA.Connector.Revoke(ctx, sib.cert.Serial, ca.ReasonCessation); err != nil {
+			return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not confirm the revocation; retry", Cause: err}
+		}
 	}
 	var out *storepb.Certificate
 	err = s.deps.Keys.Revoke(ctx, caller, c.KeyId, "certificate "+serial+" revoked", func(tx *store.Tx) error {
+		for _, sib := range siblings {
+			var cur storepb.Certificate
+			if err := tx.Get(sib.key, &cur); err != nil {
+				return err
+			}
+			if cur.Status == certRevoked {
+				continue
+			}
+			cur.Status, cur.RevokedUnixNano, cur.RevokeReason = certRevoked, tx.Now().UnixNano(), reason
+			if err := tx.Put(sib.key, &cur); err != nil {
+				return err
+			}
+		}
 		cur, err := certs.Get(tx, certID(caller.UserID, serial))
 		if err != nil {
-			return err
-		}
-		cur.Status, cur.RevokedUnixNano, cur.RevokeReason = certRevoked, tx.Now().UnixNano(), reason
-		if err := certs.Put(tx, certID(caller.UserID, serial), cur); err != nil {
 			return err
 		}
 		out = cur
@@ -618,4 +638,32 @@ func subjectOf(c *storepb.Certificate) string {
 		return ""
 	}
 	return cert.Subject.String()
+}
+
+type keyCertificate struct {
+	key  string // the certificate's record key
+	cert *storepb.Certificate
+}
+
+// keyCertificates lists every certificate issued for a key (the key-cert index).
+func (s *Service) keyCertificates(ctx context.Context, keyID string) ([]keyCertificate, error) {
+	var out []keyCertificate
+	cursor := ""
+	for {
+		owners, next, err := s.deps.Store.ListIndex(ctx, indexKeyCert, keyID, store.ListOptions{Cursor: cursor, Limit: store.MaxListLimit})
+		if err != nil {
+			return nil, err
+		}
+		for _, key := range owners {
+			c := new(storepb.Certificate)
+			if err := s.deps.Store.Get(ctx, key, c); err != nil {
+				return nil, err
+			}
+			out = append(out, keyCertificate{key: key, cert: c})
+		}
+		if next == "" {
+			return out, nil
+		}
+		cursor = next
+	}
 }

@@ -66,6 +66,8 @@ type Keys interface {
 	VerifyKeyPIN(ctx context.Context, caller authn.Caller, keyID, pin, field string) error
 	OpenTicket(ctx context.Context, caller authn.Caller, keyID, pin string) (string, time.Time, int, error)
 	Revoke(ctx context.Context, caller authn.Caller, keyID, reason string, with func(tx *store.Tx) error) error
+	// KeyRevokedIn reads the key's status inside tx (under the key's lock).
+	KeyRevokedIn(tx *store.Tx, keyID string) (bool, error)
 }
 
 // Accounts is what certs needs of the account domain.

@@ -109,15 +109,11 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		}
 		// Again under the key's lock: a revocation may have committed since the check above,
 		// and an active certificate must not be stored for a key whose share is gone.
-		var key storepb.SplitKey
-		keyRecord, err := store.Key(store.KindKey, o.KeyId)
+		revoked, err := s.deps.Keys.KeyRevokedIn(tx, o.KeyId)
 		if err != nil {
 			return err
 		}
-		if err := tx.Get(keyRecord, &key); err != nil {
-			return err
-		}
-		if keys.KeyRevoked(&key) {
+		if revoked {
 			return apierr.New(apierr.FailedPrecondition, "the order's key has been revoked; cancel the order")
 		}
 		cert = &storepb.Certificate{Serial: issued.Serial, UserId: o.UserId, KeyId: o.KeyId, CaId: o.CaId, OrderId: o.Id,

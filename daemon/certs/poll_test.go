@@ -76,6 +76,7 @@ func (fakeKeys) OpenTicket(context.Context, authn.Caller, string, string) (strin
 func (fakeKeys) Revoke(context.Context, authn.Caller, string, string, func(*store.Tx) error) error {
 	return nil
 }
+func (fakeKeys) KeyRevokedIn(*store.Tx, string) (bool, error) { return false, nil }
 
 type fakeAccounts struct{}
 

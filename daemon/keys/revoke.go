@@ -74,6 +74,16 @@ func (s *Service) OwnedKey(ctx context.Context, caller authn.Caller, keyID strin
 	return s.owned(ctx, caller, keyID)
 }
 
+// KeyRevokedIn reads the key's status inside tx, taking the key's lock, so that a caller's
+// transaction and a revocation are ordered.
+func (s *Service) KeyRevokedIn(tx *store.Tx, keyID string) (bool, error) {
+	rec, err := splitKeys.Get(tx, keyID)
+	if err != nil {
+		return false, err
+	}
+	return KeyRevoked(rec), nil
+}
+
 // KeyRevoked reports whether the key's status is revoked.
 func KeyRevoked(rec *storepb.SplitKey) bool { return rec.GetStatus() == statusRevoked }
 

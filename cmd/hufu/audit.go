@@ -17,12 +17,14 @@ import (
 
 func (c *cli) audit(args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("usage: hufu audit verify --log FILE --key PEM")
+		return errors.New("usage: hufu audit verify --log FILE --key PEM [--partial] [--at-least N]")
 	}
 	fs := flag.NewFlagSet("hufu audit verify", flag.ContinueOnError)
 	fs.SetOutput(c.errOut)
 	logPath := fs.String("log", "", "the audit export (JSON lines) to verify")
 	keyPath := fs.String("key", "", "the audit public key (PEM) that signs checkpoints")
+	partial := fs.Bool("partial", false, "accept an export that does not start at record 1 (a range export)")
+	atLeast := fs.Uint64("at-least", 0, "the log must be signed through at least this record (from a checkpoint kept earlier)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -48,6 +50,15 @@ func (c *cli) audit(args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	// The export's header says where it starts and ends, and an edited header can hide a cut
+	// at the front or a tail cut back to a checkpoint: check both against what the auditor
+	// expects.
+	if res.From != 1 && !*partial {
+		return fmt.Errorf("audit log does NOT verify as a whole log: it starts at record %d (records before it are not in the file; pass -partial for a range export)", res.From)
+	}
+	if res.VerifiedThrough < *atLeast {
+		return fmt.Errorf("audit log does NOT verify: it is signed only through record %d, but a checkpoint through record %d was seen before: records were cut", res.VerifiedThrough, *atLeast)
 	}
 	fmt.Fprintf(c.out, "audit log verifies: records %d..%d (%d), %d valid checkpoints, signed through record %d\n",
 		res.From, res.To, res.Records, res.Checkpoints, res.VerifiedThrough)

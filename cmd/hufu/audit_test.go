@@ -74,6 +74,27 @@ func TestAuditVerify(t *testing.T) {
 		t.Fatalf("edited record 3: %v; want it named", err)
 	}
 
+	// A whole log must start at record 1 and reach the checkpoint the auditor last saw.
+	write(logFile, export.Bytes())
+	run2 := func(extra ...string) error {
+		var out, errOut bytes.Buffer
+		return run(append([]string{"audit", "verify", "--log", logFile, "--key", keyFile}, extra...), strings.NewReader(""), &out, &errOut)
+	}
+	if err := run2("--at-least", "9"); err == nil || !strings.Contains(err.Error(), "records were cut") {
+		t.Fatalf("a log shorter than a checkpoint seen before: %v", err)
+	}
+	var rangeExport bytes.Buffer
+	if err := st.ExportAudit(ctx, &rangeExport, 3, 0); err != nil {
+		t.Fatal(err)
+	}
+	write(logFile, rangeExport.Bytes())
+	if err := run2(); err == nil || !strings.Contains(err.Error(), "starts at record 3") {
+		t.Fatalf("a range export passed as a whole log: %v", err)
+	}
+	if err := run2("--partial"); err != nil {
+		t.Fatalf("a range export with --partial: %v", err)
+	}
+
 	write(logFile, export.Bytes())
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(&other.PublicKey)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/hufu-hsm/hufu/daemon/identity"
@@ -70,6 +71,7 @@ type Service struct {
 	opts      Options
 	platforms map[string]Platform
 	resolved  *sessionCache // access tokens already looked up
+	argon     chan struct{} // bounds concurrent Argon2id password checks
 	Deps
 }
 
@@ -91,7 +93,8 @@ func New(opts Options, deps Deps) (*Service, error) {
 	if opts.Password == (PasswordParams{}) {
 		opts.Password = DefaultPasswordParams
 	}
-	s := &Service{opts: opts, platforms: map[string]Platform{}, resolved: newSessionCache(), Deps: deps}
+	s := &Service{opts: opts, platforms: map[string]Platform{}, resolved: newSessionCache(),
+		argon: make(chan struct{}, runtime.GOMAXPROCS(0)), Deps: deps}
 	for _, p := range opts.Platforms {
 		s.platforms[p.ID] = p
 	}

@@ -71,7 +71,7 @@ func (a accountServer) SignInWithSmsCode(ctx context.Context, req *hufuv1.SignIn
 }
 
 func (a accountServer) SignInWithPassword(ctx context.Context, req *hufuv1.SignInWithPasswordRequest) (*hufuv1.SignInWithPasswordResponse, error) {
-	in, err := a.s.SignInWithPassword(ctx, req.GetPhone(), req.GetPassword(), device(req.GetDevice()))
+	in, err := a.s.SignInWithPassword(ctx, req.GetPhone(), req.GetPassword(), device(req.GetDevice()), authn.CallerFrom(ctx).Source)
 	if err != nil {
 		return nil, err
 	}

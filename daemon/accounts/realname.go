@@ -116,15 +116,30 @@ func (s *Service) VerifyBankCard(ctx context.Context, caller authn.Caller, c ide
 	return s.saveIdentity(ctx, caller, identity.MethodBankCard, c.Person, "", identity.MaskCard(c.CardNumber))
 }
 
+// maxVerificationsPerDay bounds real-name verification attempts per account: each asks a
+// paid provider whether a name, ID number or card belong together, which must not become an
+// oracle for other people's data.
+const maxVerificationsPerDay = 10
+
+// notYetVerified checks that the caller's identity is not verified yet and counts the
+// attempt against the daily limit, auditing it.
 func (s *Service) notYetVerified(ctx context.Context, caller authn.Caller) error {
-	u, err := s.Account(ctx, caller)
-	if err != nil {
-		return err
-	}
-	if u.Identity != nil {
-		return apierr.New(apierr.FailedPrecondition, "this account's real name is already verified")
-	}
-	return nil
+	return s.Store.Update(ctx, func(tx *store.Tx) error {
+		u, err := users.Get(tx, caller.UserID)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.Unauthenticated, "the account no longer exists")
+		}
+		if err != nil {
+			return err
+		}
+		if u.Identity != nil {
+			return apierr.New(apierr.FailedPrecondition, "this account's real name is already verified")
+		}
+		if err := bump(tx, "identity", caller.UserID, maxVerificationsPerDay, 24*time.Hour, "too many real-name verification attempts today"); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "identity.verify.attempt", Subject: userKey(caller.UserID), Outcome: store.OutcomeOK})
+	})
 }
 
 // saveIdentity stores a verified identity with the ID number sealed under the HSM and

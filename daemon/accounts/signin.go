@@ -38,6 +38,10 @@ func checkPhone(field, phone string) error {
 	return nil
 }
 
+// maxPasswordTriesPerSourceHour bounds password sign-ins from one address, so that guessing
+// across many accounts (credential stuffing) is slow even below each account's lockout.
+const maxPasswordTriesPerSourceHour = 100
+
 // bindingTTL bounds how long a WeChat account may wait to be bound to a phone.
 const bindingTTL = 10 * time.Minute
 
@@ -65,7 +69,7 @@ func (s *Service) SignInWithCode(ctx context.Context, phone, code string, d Devi
 // SignInWithPassword signs in with a phone number and password. Wrong passwords count
 // against the account and lock password sign-in at the configured maximum; an unknown
 // number gets the same answer as a wrong password.
-func (s *Service) SignInWithPassword(ctx context.Context, phone, password string, d Device) (SignIn, error) {
+func (s *Service) SignInWithPassword(ctx context.Context, phone, password string, d Device, source string) (SignIn, error) {
 	var out SignIn
 	if err := firstError(checkPhone("phone", phone), checkDevice(d)); err != nil {
 		return out, err
@@ -74,14 +78,28 @@ func (s *Service) SignInWithPassword(ctx context.Context, phone, password string
 		return out, apierr.Invalidf("password", "must be 1 to 256 bytes")
 	}
 	wrong := apierr.New(apierr.Unauthenticated, "wrong phone number or password")
+	// Argon2id takes 19 MiB a check: bound how many run at once, whoever asks.
+	select {
+	case s.argon <- struct{}{}:
+		defer func() { <-s.argon }()
+	case <-ctx.Done():
+		return out, ctx.Err()
+	}
 	err := s.Store.Update(ctx, func(tx *store.Tx) error {
 		out = SignIn{}
+		if err := bump(tx, "password-source", sourceHost(source), maxPasswordTriesPerSourceHour, time.Hour, "too many password sign-ins from this address"); err != nil {
+			return err
+		}
 		user, err := s.userByPhone(tx, phone)
 		if errors.Is(err, store.ErrNotFound) {
 			// Spend the same work as a real check, so timing does not tell which numbers
-			// have accounts.
+			// have accounts; the attempt counts against the source like any other.
 			verifyPassword(password, dummyPasswordHash)
-			return wrong
+			if err := tx.Audit(store.Event{Actor: "anonymous", Action: "account.password.verify", Subject: "phone:" + identity.MaskPhone(phone),
+				Outcome: "denied", Details: map[string]string{"source": sourceHost(source)}}); err != nil {
+				return err
+			}
+			return store.Refuse(wrong)
 		}
 		if err != nil {
 			return err

@@ -157,12 +157,14 @@ func checkKeyID(id string) error {
 // shareAD binds a wrapped share to its key and share version, so a blob copied to another
 // key or version does not open. The HSM adds the KEK label.
 func shareAD(keyID string, version uint32) []byte {
-	return []byte("hufu/key/v1 share " + keyID + "/" + strconv.FormatUint(uint64(version), 10))
+	return []byte("hufu/key/v1 share " + keyID + "/" + fmtVersion(version))
 }
 
 func offerAD(keyID string, version uint32) []byte {
-	return []byte("hufu/key/v1 refresh-offer " + keyID + "/" + strconv.FormatUint(uint64(version), 10))
+	return []byte("hufu/key/v1 refresh-offer " + keyID + "/" + fmtVersion(version))
 }
+
+func fmtVersion(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
 
 func pinContext(keyID string) []byte { return []byte("hufu/key/v1 pin " + keyID) }
 

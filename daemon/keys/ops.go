@@ -24,18 +24,15 @@ import (
 // Sign is the server step of two-party signing for one digest.
 func (s *Service) Sign(ctx context.Context, caller authn.Caller, keyID string, cred Credential, raw []byte) (cosign.SignResponse, uint32, error) {
 	start := time.Now()
-	if err := checkKeyID(keyID); err != nil {
-		return cosign.SignResponse{}, 0, err
-	}
-	var req cosign.SignRequest
-	if err := req.UnmarshalBinary(raw); err != nil {
-		return cosign.SignResponse{}, 0, err
-	}
 	e, err := s.use(ctx, caller, keyID)
 	if err != nil {
 		return cosign.SignResponse{}, 0, err
 	}
 	defer s.cache.release(e)
+	var req cosign.SignRequest
+	if err := req.UnmarshalBinary(raw); err != nil {
+		return cosign.SignResponse{}, 0, err
+	}
 	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
 		return cosign.SignResponse{}, 0, err
 	}
@@ -108,18 +105,15 @@ func (s *Service) SignBatch(ctx context.Context, caller authn.Caller, keyID stri
 // Decrypt is the server step of two-party decryption: T2 = d2⁻¹·C1.
 func (s *Service) Decrypt(ctx context.Context, caller authn.Caller, keyID string, cred Credential, c1 []byte) (cosign.Point, error) {
 	start := time.Now()
-	if err := checkKeyID(keyID); err != nil {
-		return cosign.Point{}, err
-	}
-	point, err := cosign.ParsePoint(c1)
-	if err != nil {
-		return cosign.Point{}, apierr.Invalid("c1", err)
-	}
 	e, err := s.use(ctx, caller, keyID)
 	if err != nil {
 		return cosign.Point{}, err
 	}
 	defer s.cache.release(e)
+	point, err := cosign.ParsePoint(c1)
+	if err != nil {
+		return cosign.Point{}, apierr.Invalid("c1", err)
+	}
 	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
 		return cosign.Point{}, err
 	}

@@ -3,7 +3,6 @@ package keys
 import (
 	"context"
 	"errors"
-	"strconv"
 
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
@@ -127,7 +126,7 @@ func (s *Service) ListUsage(ctx context.Context, caller authn.Caller, keyID stri
 	}
 	page, err := usage.List(ctx, s.deps.Store, keyID+"/usage/", store.ListOptions{Cursor: cursor, Limit: pageSize}, nil)
 	if err != nil {
-		if errorsIsBadCursor(err) {
+		if errors.Is(err, store.ErrBadCursor) {
 			return nil, "", apierr.Invalidf("page_token", "not a page token of this listing")
 		}
 		return nil, "", err
@@ -138,7 +137,3 @@ func (s *Service) ListUsage(ctx context.Context, caller authn.Caller, keyID stri
 	}
 	return out, page.Next, nil
 }
-
-func fmtVersion(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
-
-func errorsIsBadCursor(err error) bool { return errors.Is(err, store.ErrBadCursor) }

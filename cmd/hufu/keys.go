@@ -308,20 +308,11 @@ func (c *cli) sign(ctx context.Context, conn *client.Conn, args []string) error 
 	if err != nil {
 		return err
 	}
-	if *in != "" {
-		files = append([]string{*in}, files...)
-	}
-	if len(files) == 0 {
-		return errors.New("sign -key K -in FILE [-out FILE] [-id ID] (or several files: sign -key K FILE...)")
-	}
-	if len(files) > 1 && *out != "" {
-		return errors.New("-out names one signature file; with several files each gets FILE.sig")
-	}
-	msgs := make([][]byte, len(files))
-	for i, f := range files {
-		if msgs[i], err = os.ReadFile(f); err != nil {
-			return err
-		}
+	files, msgs, err := readInputs(*in, files, *out,
+		"sign -key K -in FILE [-out FILE] [-id ID] (or several files: sign -key K FILE...)",
+		"-out names one signature file; with several files each gets FILE.sig")
+	if err != nil {
+		return err
 	}
 	key, err := c.openKey(ctx, conn, *keyID, *pinFlag)
 	if err != nil {
@@ -377,20 +368,11 @@ func (c *cli) decrypt(ctx context.Context, conn *client.Conn, args []string) err
 	if err != nil {
 		return err
 	}
-	if *in != "" {
-		files = append([]string{*in}, files...)
-	}
-	if len(files) == 0 {
-		return errors.New("decrypt -key K -in FILE [-out FILE] (or several files: decrypt -key K FILE...)")
-	}
-	if len(files) > 1 && *out != "" {
-		return errors.New("-out names one file; with several files each is written beside its ciphertext")
-	}
-	cts := make([][]byte, len(files))
-	for i, f := range files {
-		if cts[i], err = os.ReadFile(f); err != nil {
-			return err
-		}
+	files, cts, err := readInputs(*in, files, *out,
+		"decrypt -key K -in FILE [-out FILE] (or several files: decrypt -key K FILE...)",
+		"-out names one file; with several files each is written beside its ciphertext")
+	if err != nil {
+		return err
 	}
 	key, err := c.openKey(ctx, conn, *keyID, *pinFlag)
 	if err != nil {
@@ -673,4 +655,27 @@ func (c *cli) usageCmd(ctx context.Context, conn *client.Conn, args []string) er
 
 func statusName(s hufuv1.KeyStatus) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "KEY_STATUS_"))
+}
+
+// readInputs gathers the files of sign and decrypt (-in first, then the arguments) and reads
+// them; -out makes sense for one file only.
+func readInputs(in string, args []string, out, usage, outWithMany string) ([]string, [][]byte, error) {
+	files := args
+	if in != "" {
+		files = append([]string{in}, args...)
+	}
+	if len(files) == 0 {
+		return nil, nil, errors.New(usage)
+	}
+	if len(files) > 1 && out != "" {
+		return nil, nil, errors.New(outWithMany)
+	}
+	contents := make([][]byte, len(files))
+	for i, f := range files {
+		var err error
+		if contents[i], err = os.ReadFile(f); err != nil {
+			return nil, nil, err
+		}
+	}
+	return files, contents, nil
 }

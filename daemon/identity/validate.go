@@ -1,6 +1,8 @@
-// Package identity checks and verifies who a person is: the formats of mainland mobile
-// numbers, resident ID numbers (GB 11643) and bank card numbers, and real-name verification
-// by the three methods of the seed manual §1.4 behind a Verifier interface.
+// Package identity checks and verifies who a person or an organisation is: the formats of
+// mainland mobile numbers, resident ID numbers (GB 11643), bank card numbers and unified
+// social credit codes (GB 32100, with the organisation code of GB 11714 inside), and
+// real-name verification by the three methods of the seed manual §1.4 behind a Verifier
+// interface.
 //
 // The development Verifier accepts any well-formed input, but the format checks here run
 // for real in every mode: a wrong check digit is refused before any provider is asked.

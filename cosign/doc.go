@@ -1,8 +1,8 @@
 // Package cosign is the two-party SM2 arithmetic of hufu: both halves of key generation,
-// signing, decryption and share refresh for a key split between a phone and the appliance,
-// and the validation of every message they exchange. It is pure: no I/O, no clock, and all
-// randomness comes from an io.Reader the caller passes. The daemon stores and transports what
-// this package computes; the client SDK plays the phone's half.
+// signing, decryption, share refresh and delegated pairs for a key split between a phone and
+// the appliance, and the validation of every message they exchange. It is pure: no I/O, no
+// clock, and all randomness comes from an io.Reader the caller passes. The daemon stores and
+// transports what this package computes; the client SDK plays the phone's half.
 //
 // # Notation
 //
@@ -81,6 +81,38 @@
 // PhoneKey: a crash or a lost message at any point leaves the active pair working, and the
 // pending pair becomes active only on a verified confirmation. After the commit the old d2 is
 // erased, so a copy of the old d1 (a stolen phone backup, say) is useless.
+//
+// # Delegated pairs (PhoneShare.Delegate, ServerShare.Delegate, AcceptDelegation)
+//
+// The holder of a key (the grantor, e.g. an enterprise's administrator) gives a member's
+// device a share pair of its own under the same P, without d being assembled anywhere. The
+// member's device has a registered SM2 key pair (Q_m = x_m·G); ctx is the caller's
+// context (DelegationContext: key id, member account, member device).
+//
+//  1. Grantor's phone: ρ ←$; d1′ = d1·ρ; envelope = SM2-Encrypt(Q_m, tag ‖ len32(ctx) ‖ ctx ‖
+//     d1′ ‖ d1′⁻¹) in C1C3C2 form, tag = "hufu/cosign/v1 delegation"; the grant is ρ. Both go
+//     to the appliance, which relays the envelope and cannot open it.
+//  2. Appliance: d2′ = ρ⁻¹·d2 (and d2′⁻¹ = ρ·d2⁻¹), kept as a separate share bound to the
+//     member and device; ρ is not kept. P2′ = d2′⁻¹·G. It draws a 32-byte nonce.
+//  3. Member's device: opens the envelope with x_m, checks the tag and that the context is
+//     its own (an envelope relayed for another key, member or device is refused), then
+//     checks P + G = d1′⁻¹·P2′ (CheckPair), which holds only if the appliance applied the
+//     same ρ to the key's d2.
+//  4. The member proves it holds d1′ by running the signing protocol with the new pair on
+//     the challenge below (DelegationChallenge); the appliance answers this digest, and only
+//     this digest, with the pending d2′, and activates the pair once the signature verifies
+//     under P.
+//
+// The challenge is
+//
+//	SM3("hufu/cosign/v1 delegation challenge" ‖ len32(ctx) ‖ ctx ‖ nonce)
+//
+// Correctness: d1′·d2′ = d1·ρ·ρ⁻¹·d2 = d1·d2 = (1 + d)⁻¹, so signing and decryption with the
+// new pair are exactly those of the original, which keeps working. Destroying d2′ ends the
+// member's pair alone; the member's d1′ is useless with d2 (d1′·d2 = ρ·(1 + d)⁻¹). The
+// appliance sees ρ once: it must not store it, because ρ and a member's d1′ give d1 (and a
+// compromised appliance that also holds d2 would then hold the key, as it would by
+// colluding with any one holder of a working pair).
 //
 // # Encodings
 //

@@ -18,6 +18,12 @@ var (
 	// ErrCiphertextEncoding: a ciphertext is not a well-formed SM2 ciphertext in the
 	// requested encoding.
 	ErrCiphertextEncoding = errors.New("malformed SM2 ciphertext")
+	// ErrNotDelegation: an envelope does not open with the device's key, or what it holds
+	// is not a hufu delegation.
+	ErrNotDelegation = errors.New("not a delegation envelope for this device")
+	// ErrDelegationContext: a delegation envelope was made for another key, member or
+	// device than the one opening it.
+	ErrDelegationContext = errors.New("envelope was made for another key, member or device")
 )
 
 // Errors returned by the protocol steps.

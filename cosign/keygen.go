@@ -76,12 +76,8 @@ func ServerKeygen(rand io.Reader, context []byte, req *KeygenRequest) (*ServerSh
 // Finish is the phone's last step: it checks P + G = d1⁻¹·P2, which holds only if the server
 // combined its share with our P1, and returns our share and the joint public key.
 func (pk *PhoneKeygen) Finish(resp *KeygenResponse) (*PhoneShare, Point, error) {
-	want, err := add(&resp.Public, &generator)
-	if err != nil {
-		return nil, Point{}, ErrKeyMismatch
-	}
-	if got := scalarMult(&resp.P2, &pk.share.dInv); got != want {
-		return nil, Point{}, ErrKeyMismatch
+	if err := pk.share.CheckPair(&resp.Public, &resp.P2); err != nil {
+		return nil, Point{}, err
 	}
 	s := &PhoneShare{pk.share.share}
 	pk.share.Destroy()

@@ -21,6 +21,11 @@ import (
 //	DecryptRequest  C1                                  65 bytes
 //	DecryptResponse T2                                  65 bytes
 //	RefreshOffer    version ‖ ρ ‖ nonce     4+32+32  =  68 bytes
+//	DelegationGrant ρ                                   32 bytes
+//
+// A delegation envelope (delegate.go) is not fixed-size: it is an SM2 ciphertext
+// C1 ‖ C3 ‖ C2 (C1 uncompressed) of tag ‖ len32(context) ‖ context ‖ d1′ ‖ d1′⁻¹, 190 bytes
+// plus the context, the tag being "hufu/cosign/v1 delegation" (DelegationEnvelopeSize).
 //
 // Decoders check the exact length, then every point (form, on the curve, not the identity)
 // and every scalar (in [1, n-1]); e and the nonce are digests and may take any value. Errors

@@ -47,11 +47,12 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%w (run hufud init after adding a CA)", err)
 		}
-		prices := map[int]int64{}
+		prices := map[string]map[int]int64{}
 		for _, p := range c.Prices {
-			if p.CertKind == "personal" {
-				prices[p.ValidityYears] = int64(p.AmountFen)
+			if prices[p.CertKind] == nil {
+				prices[p.CertKind] = map[int]int64{}
 			}
+			prices[p.CertKind][p.ValidityYears] = int64(p.AmountFen)
 		}
 		opts.CAs = append(opts.CAs, certs.CA{Connector: e, Prices: prices, UpgradePriceFen: int64(c.UpgradePriceFen)})
 	}

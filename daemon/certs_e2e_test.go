@@ -175,7 +175,7 @@ func TestCertificateLifecycleEndToEnd(t *testing.T) {
 	p := newApplicant(t, a, phone, "device-0001", "key-cert-0001")
 
 	cas, err := p.certs.ListCertificateAuthorities(bg, &hufuv1.ListCertificateAuthoritiesRequest{})
-	if err != nil || len(cas.Authorities) != 1 || len(cas.Authorities[0].Prices) != 3 {
+	if err != nil || len(cas.Authorities) != 1 || len(cas.Authorities[0].Prices) != 6 {
 		t.Fatalf("CAs %v %v", cas, err)
 	}
 	req := p.request()

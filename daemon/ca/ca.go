@@ -15,7 +15,7 @@
 //
 // # End-entity certificates
 //
-// Certificates for natural persons (个人证书) on a split key:
+// Certificates for natural persons (个人证书) and enterprises (企业证书) on a split key:
 //
 //   - X.509 v3, SM2 public key, signature SM2-with-SM3 by the issuing CA;
 //
@@ -23,7 +23,8 @@
 //
 //   - subject: C=CN, O=个人 (natural person), CN=<verified name>, SERIALNUMBER=<masked
 //     resident ID number> — the certificate is a public document, so the ID number is never
-//     in it in clear;
+//     in it in clear; for an enterprise C=CN, O=<enterprise name>, CN=<enterprise name>,
+//     SERIALNUMBER=<USCC>;
 //
 //   - validity: chosen by the applicant, 1 to 3 years, never beyond the issuing CA;
 //
@@ -103,10 +104,14 @@ func PlatformsOf(cert *smx509.Certificate) (p Platforms, ok bool, err error) {
 // CSR the key signed.
 type Application struct {
 	// OrderID is hufu's reference of the application.
-	OrderID       string
-	UserID        string
-	Name          string // verified real name
-	IDNumberMask  string // masked resident ID number
+	OrderID      string
+	UserID       string
+	Name         string // verified real name, or the enterprise's name
+	IDNumberMask string // masked resident ID number (a person)
+	// USCC, for an enterprise certificate (企业证书): the enterprise's 统一社会信用代码,
+	// checked by the caller. The subject is then C=CN, O=<name>, CN=<name>,
+	// SERIALNUMBER=<USCC> (the USCC is public, unlike a person's ID number).
+	USCC          string
 	CSR           []byte // PKCS#10 DER; its signature has been checked
 	PublicKey     *ecdsa.PublicKey
 	ValidityYears int

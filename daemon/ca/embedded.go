@@ -241,11 +241,8 @@ func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issu
 	}
 	tmpl := &smx509.Certificate{
 		SerialNumber: serial,
-		Subject: pkix.Name{
-			Country: []string{"CN"}, Organization: []string{"个人"}, CommonName: app.Name,
-			SerialNumber: app.IDNumberMask,
-		},
-		NotBefore: notBefore, NotAfter: notAfter,
+		Subject:      subjectOf(app),
+		NotBefore:    notBefore, NotAfter: notAfter,
 		KeyUsage: smx509.KeyUsageDigitalSignature | smx509.KeyUsageContentCommitment |
 			smx509.KeyUsageKeyEncipherment | smx509.KeyUsageDataEncipherment,
 		ExtKeyUsage:           []smx509.ExtKeyUsage{smx509.ExtKeyUsageClientAuth, smx509.ExtKeyUsageEmailProtection},
@@ -363,4 +360,12 @@ func (e *Embedded) Revoked(ctx context.Context, serial string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// subjectOf names a person or, when the application carries a USCC, an enterprise.
+func subjectOf(app *Application) pkix.Name {
+	if app.USCC != "" {
+		return pkix.Name{Country: []string{"CN"}, Organization: []string{app.Name}, CommonName: app.Name, SerialNumber: app.USCC}
+	}
+	return pkix.Name{Country: []string{"CN"}, Organization: []string{"个人"}, CommonName: app.Name, SerialNumber: app.IDNumberMask}
 }

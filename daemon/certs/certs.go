@@ -76,6 +76,16 @@ type Accounts interface {
 	Platform(id string) (accounts.Platform, bool)
 }
 
+// Enterprises is what certs needs of the enterprise domain.
+type Enterprises interface {
+	// EnterpriseCertificateIssued is called inside the payment transaction that stores an
+	// enterprise certificate (o.EnterpriseUscc set): a claim makes the applicant the
+	// enterprise's administrator, a renewal or upgrade moves the enterprise to the new
+	// serial. An *apierr.Error of kind FailedPrecondition refuses the payment, which is then
+	// refunded.
+	EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c *storepb.Certificate) error
+}
+
 // Charge is one payment request.
 type Charge struct {
 	OrderID, UserID, Method, IdempotencyKey string
@@ -93,8 +103,8 @@ type Payments interface {
 // CA is one CA an applicant can choose, with its prices.
 type CA struct {
 	Connector ca.Connector
-	// Prices per validity in years of a personal certificate, in fen.
-	Prices          map[int]int64
+	// Prices per certificate kind ("personal", "enterprise") and validity in years, in fen.
+	Prices          map[string]map[int]int64
 	UpgradePriceFen int64
 }
 
@@ -124,7 +134,13 @@ type Service struct {
 	order []string
 	gate  keyGate
 	m     *metrics
+	// enterprises completes claims; set once while wiring (SetEnterprises), before serving.
+	enterprises Enterprises
 }
+
+// SetEnterprises connects the enterprise domain, which is built after certs (it applies
+// for certificates through it).
+func (s *Service) SetEnterprises(e Enterprises) { s.enterprises = e }
 
 // New returns the service.
 func New(opts Options, deps Deps) (*Service, error) {
@@ -181,7 +197,8 @@ const (
 	certSuperseded = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_SUPERSEDED)
 	certExpired    = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_EXPIRED)
 
-	certKindPersonal = "personal"
+	certKindPersonal   = "personal"
+	certKindEnterprise = "enterprise"
 )
 
 func orderID(user, id string) string { return "order/" + user + "/" + id }
@@ -239,6 +256,12 @@ func step(tx *store.Tx, name, actor, note string) *storepb.ReviewStep {
 	return &storepb.ReviewStep{Name: name, TimeUnixNano: tx.Now().UnixNano(), Actor: actor, Note: note}
 }
 
+// Notify writes a message to a user's inbox inside tx (other domains' notices, such as the
+// enterprise notices, share the inbox).
+func Notify(tx *store.Tx, user string, kind hufuv1.MessageKind, title, body string) error {
+	return notify(tx, user, kind, title, body, "", "")
+}
+
 // notify writes an inbox message inside tx.
 func notify(tx *store.Tx, user string, kind hufuv1.MessageKind, title, body, order, serial string) error {
 	id := newTimeID(tx.Now())
@@ -255,16 +278,24 @@ func (s *Service) ca(field, id string) (CA, error) {
 	return c, nil
 }
 
-func (s *Service) price(c CA, field string, years int) (int64, error) {
+func (s *Service) price(c CA, certKind, field string, years int) (int64, error) {
 	ok := false
 	for _, y := range s.opts.ValidityYears {
 		ok = ok || y == years
 	}
-	p, priced := c.Prices[years]
+	p, priced := c.Prices[certKind][years]
 	if !ok || !priced {
 		return 0, apierr.Invalidf(field, "%d years is not offered; choose one of %v", years, s.opts.ValidityYears)
 	}
 	return p, nil
+}
+
+// certKindOf is the class of a certificate: enterprise certificates name a USCC.
+func certKindOf(c *storepb.Certificate) string {
+	if c.EnterpriseUscc != "" {
+		return certKindEnterprise
+	}
+	return certKindPersonal
 }
 
 // publicKey decodes a split key's public point.

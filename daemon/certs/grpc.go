@@ -39,7 +39,8 @@ func ts(n int64) *timestamppb.Timestamp {
 	return timestamppb.New(time.Unix(0, n))
 }
 
-func (s *Service) orderPB(o *storepb.Order) *hufuv1.Order {
+// OrderPB is an order as the API shows it (the enterprise service answers claims with it).
+func (s *Service) OrderPB(o *storepb.Order) *hufuv1.Order {
 	if o == nil {
 		return nil
 	}
@@ -53,7 +54,7 @@ func (s *Service) orderPB(o *storepb.Order) *hufuv1.Order {
 		KeyId: o.KeyId, SubjectName: o.SubjectName, SubjectIdMasked: o.SubjectIdMasked,
 		AuthorisationMethod: o.GetAuthorisation().GetMethod(), AuthorisationSha256: o.GetAuthorisation().GetSha256(),
 		CancelReason: o.CancelReason, CancelledBy: o.CancelledBy, Serial: o.Serial, ReplacesSerial: o.ReplacesSerial,
-		ReorderedFrom: o.ReorderedFrom, CreatedAt: ts(o.CreatedUnixNano), UpdatedAt: ts(o.UpdatedUnixNano),
+		ReorderedFrom: o.ReorderedFrom, EnterpriseUscc: o.EnterpriseUscc, CreatedAt: ts(o.CreatedUnixNano), UpdatedAt: ts(o.UpdatedUnixNano),
 	}
 	for _, st := range o.Steps {
 		out.Steps = append(out.Steps, &hufuv1.ReviewStep{Name: st.Name, Time: ts(st.TimeUnixNano), Actor: st.Actor, Note: st.Note})
@@ -77,9 +78,11 @@ func (c certServer) ListCertificateAuthorities(context.Context, *hufuv1.ListCert
 	for _, id := range c.s.order {
 		authority := c.s.cas[id]
 		pb := &hufuv1.CertificateAuthority{Id: id, Name: authority.Connector.Name()}
-		for _, y := range c.s.opts.ValidityYears {
-			if p, ok := authority.Prices[y]; ok {
-				pb.Prices = append(pb.Prices, &hufuv1.Price{CertKind: certKindPersonal, ValidityYears: uint32(y), AmountFen: p})
+		for _, kind := range []string{certKindPersonal, certKindEnterprise} {
+			for _, y := range c.s.opts.ValidityYears {
+				if p, ok := authority.Prices[kind][y]; ok {
+					pb.Prices = append(pb.Prices, &hufuv1.Price{CertKind: kind, ValidityYears: uint32(y), AmountFen: p})
+				}
 			}
 		}
 		out.Authorities = append(out.Authorities, pb)
@@ -92,7 +95,7 @@ func (c certServer) ApplyCertificate(ctx context.Context, req *hufuv1.ApplyCerti
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.ApplyCertificateResponse{Order: c.s.orderPB(o)}, nil
+	return &hufuv1.ApplyCertificateResponse{Order: c.s.OrderPB(o)}, nil
 }
 
 func (c certServer) ListOrders(ctx context.Context, req *hufuv1.ListOrdersRequest) (*hufuv1.ListOrdersResponse, error) {
@@ -102,7 +105,7 @@ func (c certServer) ListOrders(ctx context.Context, req *hufuv1.ListOrdersReques
 	}
 	out := &hufuv1.ListOrdersResponse{NextPageToken: next}
 	for _, o := range os {
-		out.Orders = append(out.Orders, c.s.orderPB(o))
+		out.Orders = append(out.Orders, c.s.OrderPB(o))
 	}
 	return out, nil
 }
@@ -112,7 +115,7 @@ func (c certServer) GetOrder(ctx context.Context, req *hufuv1.GetOrderRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.GetOrderResponse{Order: c.s.orderPB(o)}, nil
+	return &hufuv1.GetOrderResponse{Order: c.s.OrderPB(o)}, nil
 }
 
 func (c certServer) PayOrder(ctx context.Context, req *hufuv1.PayOrderRequest) (*hufuv1.PayOrderResponse, error) {
@@ -120,7 +123,7 @@ func (c certServer) PayOrder(ctx context.Context, req *hufuv1.PayOrderRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.PayOrderResponse{Order: c.s.orderPB(o), Certificate: c.s.certPB(cert)}, nil
+	return &hufuv1.PayOrderResponse{Order: c.s.OrderPB(o), Certificate: c.s.certPB(cert)}, nil
 }
 
 func (c certServer) CancelOrder(ctx context.Context, req *hufuv1.CancelOrderRequest) (*hufuv1.CancelOrderResponse, error) {
@@ -128,7 +131,7 @@ func (c certServer) CancelOrder(ctx context.Context, req *hufuv1.CancelOrderRequ
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.CancelOrderResponse{Order: c.s.orderPB(o)}, nil
+	return &hufuv1.CancelOrderResponse{Order: c.s.OrderPB(o)}, nil
 }
 
 func (c certServer) ReorderDraft(ctx context.Context, req *hufuv1.ReorderDraftRequest) (*hufuv1.ReorderDraftResponse, error) {
@@ -164,7 +167,7 @@ func (c certServer) RenewCertificate(ctx context.Context, req *hufuv1.RenewCerti
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.RenewCertificateResponse{Order: c.s.orderPB(o)}, nil
+	return &hufuv1.RenewCertificateResponse{Order: c.s.OrderPB(o)}, nil
 }
 
 func (c certServer) UpgradeCertificate(ctx context.Context, req *hufuv1.UpgradeCertificateRequest) (*hufuv1.UpgradeCertificateResponse, error) {
@@ -172,7 +175,7 @@ func (c certServer) UpgradeCertificate(ctx context.Context, req *hufuv1.UpgradeC
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.UpgradeCertificateResponse{Order: c.s.orderPB(o)}, nil
+	return &hufuv1.UpgradeCertificateResponse{Order: c.s.OrderPB(o)}, nil
 }
 
 func (c certServer) SetCertificateLabel(ctx context.Context, req *hufuv1.SetCertificateLabelRequest) (*hufuv1.SetCertificateLabelResponse, error) {
@@ -228,7 +231,7 @@ func (r reviewServer) ListReviews(ctx context.Context, req *hufuv1.ListReviewsRe
 	}
 	out := &hufuv1.ListReviewsResponse{NextPageToken: next}
 	for _, o := range os {
-		out.Orders = append(out.Orders, r.s.orderPB(o))
+		out.Orders = append(out.Orders, r.s.OrderPB(o))
 	}
 	return out, nil
 }
@@ -238,7 +241,7 @@ func (r reviewServer) ApproveOrder(ctx context.Context, req *hufuv1.ApproveOrder
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.ApproveOrderResponse{Order: r.s.orderPB(o)}, nil
+	return &hufuv1.ApproveOrderResponse{Order: r.s.OrderPB(o)}, nil
 }
 
 func (r reviewServer) RejectOrder(ctx context.Context, req *hufuv1.RejectOrderRequest) (*hufuv1.RejectOrderResponse, error) {
@@ -246,7 +249,7 @@ func (r reviewServer) RejectOrder(ctx context.Context, req *hufuv1.RejectOrderRe
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.RejectOrderResponse{Order: r.s.orderPB(o)}, nil
+	return &hufuv1.RejectOrderResponse{Order: r.s.OrderPB(o)}, nil
 }
 
 func (r reviewServer) GetAuthorisationLetter(ctx context.Context, req *hufuv1.GetAuthorisationLetterRequest) (*hufuv1.GetAuthorisationLetterResponse, error) {

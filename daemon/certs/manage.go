@@ -76,9 +76,12 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	if err != nil {
 		return nil, nil, err
 	}
-	app := &ca.Application{OrderID: o.Id, UserID: o.UserId, Name: o.SubjectName, IDNumberMask: o.SubjectIdMasked, CSR: o.Csr,
+	app := &ca.Application{OrderID: o.Id, UserID: o.UserId, Name: o.SubjectName, IDNumberMask: o.SubjectIdMasked, USCC: o.EnterpriseUscc, CSR: o.Csr,
 		PublicKey: pub, ValidityYears: int(o.ValidityYears), Platforms: o.Platforms, Regions: o.Regions,
 		AuthorisationSHA256: o.GetAuthorisation().GetSha256(), AuthorisationMethod: o.GetAuthorisation().GetMethod()}
+	if o.EnterpriseUscc != "" {
+		app.IDNumberMask = ""
+	}
 	if o.Kind == int32(hufuv1.OrderKind_ORDER_KIND_UPGRADE) {
 		old, err := certs.Read(ctx, s.deps.Store, certID(o.UserId, o.ReplacesSerial))
 		if err != nil {
@@ -118,7 +121,7 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		}
 		cert = &storepb.Certificate{Serial: issued.Serial, UserId: o.UserId, KeyId: o.KeyId, CaId: o.CaId, OrderId: o.Id,
 			Der: issued.DER, NotBeforeUnixNano: issued.NotBefore.UnixNano(), NotAfterUnixNano: issued.NotAfter.UnixNano(),
-			Platforms: o.Platforms, Regions: o.Regions, Status: certActive, Replaces: o.ReplacesSerial}
+			Platforms: o.Platforms, Regions: o.Regions, Status: certActive, Replaces: o.ReplacesSerial, EnterpriseUscc: o.EnterpriseUscc}
 		ckey := certKey(o.UserId, issued.Serial)
 		if err := tx.Claim(indexCert, issued.Serial, ckey); err != nil {
 			return err
@@ -141,6 +144,16 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		}
 		if err := certs.Put(tx, certID(o.UserId, issued.Serial), cert); err != nil {
 			return err
+		}
+		if o.EnterpriseUscc != "" {
+			// The enterprise learns of its certificate in this transaction: a claim makes the
+			// applicant its one administrator, or is refused (and the charge refunded below).
+			if s.enterprises == nil {
+				return errors.New("certs: enterprise certificates need the enterprise domain (SetEnterprises)")
+			}
+			if err := s.enterprises.EnterpriseCertificateIssued(tx, o, cert); err != nil {
+				return err
+			}
 		}
 		o.Status, o.Serial, o.PaymentRef, o.PaymentIdempotencyKey, o.PaidUnixNano = statusCompleted, issued.Serial, ref, idem, tx.Now().UnixNano()
 		o.Steps = append(o.Steps, step(tx, "paid", "user", ref), step(tx, "issued", "ca:"+o.CaId, issued.Serial))
@@ -323,7 +336,7 @@ func (s *Service) Renew(ctx context.Context, caller authn.Caller, requestID, ser
 	if err != nil {
 		return nil, err
 	}
-	price, err := s.price(authority, "validity_years", years)
+	price, err := s.price(authority, certKindOf(c), "validity_years", years)
 	if err != nil {
 		return nil, err
 	}
@@ -384,10 +397,10 @@ func (s *Service) follow(ctx context.Context, caller authn.Caller, c *storepb.Ce
 	o := &storepb.Order{
 		Id: newTimeID(s.deps.Clock.Now()), UserId: caller.UserID, Kind: int32(kind), Status: statusAwaiting,
 		CaId: c.CaId, CaRef: c.OrderId, KeyId: c.KeyId, ValidityYears: years, Platforms: platforms, Regions: regions,
-		CertKind: certKindPersonal, PriceFen: price, SubjectName: parsed.Subject.CommonName, SubjectIdMasked: mask,
-		ReplacesSerial: c.Serial, RequestId: requestID,
+		CertKind: certKindOf(c), PriceFen: price, SubjectName: parsed.Subject.CommonName, SubjectIdMasked: mask,
+		ReplacesSerial: c.Serial, RequestId: requestID, EnterpriseUscc: c.EnterpriseUscc,
 	}
-	return s.create(ctx, caller, o, "approved", "renewal or upgrade of "+c.Serial)
+	return s.create(ctx, caller, o, "approved", "renewal or upgrade of "+c.Serial, nil)
 }
 
 // SetLabel sets or clears a certificate's label (标签).

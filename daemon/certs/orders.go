@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -29,35 +30,106 @@ const (
 	maxReasonRunes = 200
 )
 
-var letterTypes = []string{"image/jpeg", "image/png", "application/pdf"}
+var (
+	letterTypes = []string{"image/jpeg", "image/png", "application/pdf"}
+	regionRE    = regexp.MustCompile(`^[0-9]{6}$`)
+)
 
 // Apply submits a personal certificate application (seed §1.5.1): the verified identity,
 // the platforms, the CA and validity, the authorisation letter and a CSR signed by the split
 // key. The order starts in review. request_id makes it idempotent.
 func (s *Service) Apply(ctx context.Context, caller authn.Caller, req *hufuv1.ApplyCertificateRequest) (*storepb.Order, error) {
-	if err := checkRequestID(req.GetRequestId()); err != nil {
+	if from := req.GetReorderedFrom(); from != "" {
+		old, err := s.ownedOrder(ctx, caller, from)
+		if err != nil {
+			return nil, err
+		}
+		if old.Status != statusCancelled {
+			return nil, apierr.New(apierr.FailedPrecondition, "only a cancelled order can be re-ordered")
+		}
+	}
+	return s.apply(ctx, caller, application{
+		requestID: req.GetRequestId(), keyID: req.GetKeyId(), caID: req.GetCaId(), years: req.GetValidityYears(),
+		platforms: req.GetPlatforms(), csr: req.GetCsr(), authorisation: req.GetAuthorisation(),
+		kind: hufuv1.OrderKind_ORDER_KIND_NEW, certKind: certKindPersonal, reorderedFrom: req.GetReorderedFrom(),
+	})
+}
+
+// EnterpriseApplication is the certificate application of an enterprise claim (认领, seed
+// §1.6.2), whose enterprise data the enterprise domain has checked and keeps.
+type EnterpriseApplication struct {
+	RequestID, KeyID, CAID string
+	ValidityYears          uint32
+	Platforms              []string
+	// Roaming regions beyond the platforms' own (6-digit region codes).
+	Regions       []string
+	CSR           []byte
+	Authorisation *hufuv1.Authorisation
+	// The enterprise: its checked USCC and name.
+	USCC, Name string
+	// With writes the claim's own records in the transaction that creates the order.
+	With func(tx *store.Tx, o *storepb.Order) error
+}
+
+// ApplyEnterprise submits an enterprise certificate application: an order of kind
+// ENTERPRISE_CLAIM in review, whose payment issues the certificate to the enterprise (O and
+// CN its name, SERIALNUMBER its USCC) and completes the claim (SetEnterpriseClaims).
+func (s *Service) ApplyEnterprise(ctx context.Context, caller authn.Caller, a EnterpriseApplication) (*storepb.Order, error) {
+	return s.apply(ctx, caller, application{
+		requestID: a.RequestID, keyID: a.KeyID, caID: a.CAID, years: a.ValidityYears, platforms: a.Platforms,
+		extraRegions: a.Regions, csr: a.CSR, authorisation: a.Authorisation, kind: hufuv1.OrderKind_ORDER_KIND_ENTERPRISE_CLAIM,
+		certKind: certKindEnterprise, uscc: a.USCC, subject: a.Name, with: a.With,
+	})
+}
+
+// application is what Apply and ApplyEnterprise have in common.
+type application struct {
+	requestID, keyID, caID string
+	years                  uint32
+	platforms              []string
+	extraRegions           []string
+	csr                    []byte
+	authorisation          *hufuv1.Authorisation
+	kind                   hufuv1.OrderKind
+	certKind               string
+	reorderedFrom          string
+	// An enterprise's USCC and name; a person's subject is their verified identity.
+	uscc, subject string
+	with          func(*store.Tx, *storepb.Order) error
+}
+
+func (s *Service) apply(ctx context.Context, caller authn.Caller, a application) (*storepb.Order, error) {
+	if err := checkRequestID(a.requestID); err != nil {
 		return nil, err
 	}
-	if existing, err := s.byRequest(ctx, caller, req.GetRequestId()); err != nil || existing != nil {
+	if existing, err := s.byRequest(ctx, caller, a.requestID); err != nil || existing != nil {
 		return existing, err
 	}
-	c, err := s.ca("ca_id", req.GetCaId())
+	c, err := s.ca("ca_id", a.caID)
 	if err != nil {
 		return nil, err
 	}
-	price, err := s.price(c, "validity_years", int(req.GetValidityYears()))
+	price, err := s.price(c, a.certKind, "validity_years", int(a.years))
 	if err != nil {
 		return nil, err
 	}
-	platforms, regions, err := s.platforms("platforms", req.GetPlatforms())
+	platforms, regions, err := s.platforms("platforms", a.platforms)
 	if err != nil {
 		return nil, err
+	}
+	for i, r := range a.extraRegions {
+		if !regionRE.MatchString(r) {
+			return nil, apierr.Invalidf(fmt.Sprintf("roaming_regions[%d]", i), "a region is a 6-digit GB/T 2260 code")
+		}
+		if !slices.Contains(regions, r) {
+			regions = append(regions, r)
+		}
 	}
 	user, err := s.deps.Accounts.VerifiedUser(ctx, caller.UserID)
 	if err != nil {
 		return nil, err
 	}
-	key, err := s.deps.Keys.OwnedKey(ctx, caller, req.GetKeyId())
+	key, err := s.deps.Keys.OwnedKey(ctx, caller, a.keyID)
 	if err != nil {
 		return nil, err
 	}
@@ -68,43 +140,41 @@ func (s *Service) Apply(ctx context.Context, caller authn.Caller, req *hufuv1.Ap
 	if err != nil {
 		return nil, fmt.Errorf("certs: stored public key of %s: %w", key.Id, err)
 	}
-	if err := checkCSR(req.GetCsr(), pub); err != nil {
+	if err := checkCSR(a.csr, pub); err != nil {
 		return nil, err
 	}
-	letter, err := checkAuthorisation(req.GetAuthorisation(), pub)
+	letter, err := checkAuthorisation(a.authorisation, pub)
 	if err != nil {
 		return nil, err
 	}
-	if from := req.GetReorderedFrom(); from != "" {
-		old, err := s.ownedOrder(ctx, caller, from)
-		if err != nil {
-			return nil, err
-		}
-		if old.Status != statusCancelled {
-			return nil, apierr.New(apierr.FailedPrecondition, "only a cancelled order can be re-ordered")
-		}
-	}
 	id := newTimeID(s.deps.Clock.Now())
 	app := &ca.Application{OrderID: id, UserID: caller.UserID, Name: user.Identity.GetName(), IDNumberMask: user.Identity.GetIdNumberMasked(),
-		CSR: req.GetCsr(), PublicKey: pub, ValidityYears: int(req.GetValidityYears()), Platforms: platforms, Regions: regions,
+		CSR: a.csr, PublicKey: pub, ValidityYears: int(a.years), Platforms: platforms, Regions: regions,
 		AuthorisationSHA256: letter.Sha256, AuthorisationMethod: letter.Method, AuthorisationMediaType: letter.MediaType,
 		Authorisation: letter.Content, AuthorisationSignature: letter.Signature}
+	if a.uscc != "" {
+		app.Name, app.IDNumberMask, app.USCC = a.subject, "", a.uscc
+	}
 	ref, err := c.Connector.Submit(ctx, app)
 	if err != nil {
 		return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not accept the application; retry later", Cause: err}
 	}
 	o := &storepb.Order{
-		Id: id, UserId: caller.UserID, Kind: int32(hufuv1.OrderKind_ORDER_KIND_NEW), Status: statusInReview,
-		CaId: c.Connector.ID(), CaRef: ref, KeyId: key.Id, Csr: req.GetCsr(), ValidityYears: req.GetValidityYears(),
-		Platforms: platforms, Regions: regions, CertKind: certKindPersonal, PriceFen: price,
+		Id: id, UserId: caller.UserID, Kind: int32(a.kind), Status: statusInReview,
+		CaId: c.Connector.ID(), CaRef: ref, KeyId: key.Id, Csr: a.csr, ValidityYears: a.years,
+		Platforms: platforms, Regions: regions, CertKind: a.certKind, PriceFen: price,
 		SubjectName: app.Name, SubjectIdMasked: app.IDNumberMask, Authorisation: letter,
-		ReorderedFrom: req.GetReorderedFrom(), RequestId: req.GetRequestId(),
+		ReorderedFrom: a.reorderedFrom, RequestId: a.requestID, EnterpriseUscc: a.uscc,
 	}
-	return s.create(ctx, caller, o, "submitted", "")
+	if a.uscc != "" {
+		o.SubjectIdMasked = a.uscc
+	}
+	return s.create(ctx, caller, o, "submitted", "", a.with)
 }
 
 // create stores a new order (or returns the one its request id already made).
-func (s *Service) create(ctx context.Context, caller authn.Caller, o *storepb.Order, first, note string) (*storepb.Order, error) {
+// with, if not nil, writes more in the same transaction (an enterprise claim's data).
+func (s *Service) create(ctx context.Context, caller authn.Caller, o *storepb.Order, first, note string, with func(*store.Tx, *storepb.Order) error) (*storepb.Order, error) {
 	// The letter's content is stored apart; the order keeps what identifies it.
 	var letter *storepb.Attachment
 	if a := o.Authorisation; a != nil && len(a.Content) > 0 {
@@ -140,6 +210,11 @@ func (s *Service) create(ctx context.Context, caller authn.Caller, o *storepb.Or
 		}
 		if err := orders.Put(tx, orderID(o.UserId, o.Id), o); err != nil {
 			return err
+		}
+		if with != nil {
+			if err := with(tx, o); err != nil {
+				return err
+			}
 		}
 		if o.Status == statusAwaiting {
 			if err := notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_PAYMENT_DUE, "订单待支付",

@@ -133,7 +133,7 @@ func newFixture(t *testing.T) *fixture {
 	ext := &externalCA{decisions: map[string]ca.Decision{}}
 	pay := &countingPayments{charges: map[string]bool{}}
 	reg := prometheus.NewRegistry()
-	s, err := certs.New(certs.Options{ValidityYears: []int{1}, CAs: []certs.CA{{Connector: ext, Prices: map[int]int64{1: 100}}}},
+	s, err := certs.New(certs.Options{ValidityYears: []int{1}, CAs: []certs.CA{{Connector: ext, Prices: map[string]map[int]int64{"personal": {1: 100}}}}},
 		certs.Deps{Store: st, Keys: fakeKeys{&storepb.SplitKey{Id: "key-0000001", UserId: "u1", PublicKey: pub, Status: 1}},
 			Accounts: fakeAccounts{}, Payments: pay, Clock: clock{}, Registry: reg})
 	if err != nil {

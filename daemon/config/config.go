@@ -143,7 +143,7 @@ type CertificateAuthority struct {
 	// Type is "embedded" (hufu's own CA, created by hufud init); connectors for external
 	// CAs come with their own types.
 	Type string `yaml:"type"`
-	// Prices per certificate kind ("personal") and validity, in fen (0.01 CNY).
+	// Prices per certificate kind ("personal", "enterprise") and validity, in fen (0.01 CNY).
 	Prices []Price `yaml:"prices"`
 	// UpgradePriceFen is the price of adding platforms to a certificate.
 	UpgradePriceFen int `yaml:"upgrade_price_fen"`
@@ -253,7 +253,8 @@ func Default() Config {
 		Certificates: Certificates{
 			ValidityYears: []int{1, 2, 3}, CRLNextUpdate: Duration(24 * time.Hour),
 			CAs: []CertificateAuthority{{ID: "hufu-ca", Name: "hufu 内置CA", Type: "embedded", UpgradePriceFen: 5000,
-				Prices: []Price{{"personal", 1, 20000}, {"personal", 2, 36000}, {"personal", 3, 50000}}}},
+				Prices: []Price{{"personal", 1, 20000}, {"personal", 2, 36000}, {"personal", 3, 50000},
+					{"enterprise", 1, 60000}, {"enterprise", 2, 110000}, {"enterprise", 3, 150000}}}},
 		},
 	}
 }
@@ -498,8 +499,8 @@ func (c *Config) validateCertificates(bad func(path, format string, args ...any)
 		priced := map[int]bool{}
 		for j, p := range ca.Prices {
 			pp := fmt.Sprintf("%s.prices[%d]", path, j)
-			if p.CertKind != "personal" {
-				bad(pp+".cert_kind", "%q: want personal", p.CertKind)
+			if p.CertKind != "personal" && p.CertKind != "enterprise" {
+				bad(pp+".cert_kind", "%q: want personal or enterprise", p.CertKind)
 			}
 			if p.ValidityYears < 1 || p.ValidityYears > 3 {
 				bad(pp+".validity_years", "%d: want 1..3", p.ValidityYears)
@@ -507,7 +508,9 @@ func (c *Config) validateCertificates(bad func(path, format string, args ...any)
 			if p.AmountFen < 0 {
 				bad(pp+".amount_fen", "must not be negative")
 			}
-			priced[p.ValidityYears] = true
+			if p.CertKind == "personal" {
+				priced[p.ValidityYears] = true
+			}
 		}
 		for _, y := range cc.ValidityYears {
 			if !priced[y] {

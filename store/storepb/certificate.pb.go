@@ -235,9 +235,11 @@ type Certificate struct {
 	// The serial that replaced this one (renewal, upgrade), or that this one replaced.
 	SupersededBy       string `protobuf:"bytes,15,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"`
 	Replaces           string `protobuf:"bytes,16,opt,name=replaces,proto3" json:"replaces,omitempty"`
-	DownloadedUnixNano int64  `protobuf:"varint,17,opt,name=downloaded_unix_nano,json=downloadedUnixNano,proto3" json:"downloaded_unix_nano,omitempty"` // Next field: 18
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	DownloadedUnixNano int64  `protobuf:"varint,17,opt,name=downloaded_unix_nano,json=downloadedUnixNano,proto3" json:"downloaded_unix_nano,omitempty"`
+	// The enterprise (USCC) an enterprise certificate certifies.
+	EnterpriseUscc string `protobuf:"bytes,18,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"` // Next field: 19
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Certificate) Reset() {
@@ -389,6 +391,13 @@ func (x *Certificate) GetDownloadedUnixNano() int64 {
 	return 0
 }
 
+func (x *Certificate) GetEnterpriseUscc() string {
+	if x != nil {
+		return x.EnterpriseUscc
+	}
+	return ""
+}
+
 // Order is one certificate application and its payment, at o/order/<order id>; indexed
 // per user under x/user-order/<user id>/.
 type Order struct {
@@ -407,7 +416,7 @@ type Order struct {
 	ValidityYears uint32   `protobuf:"varint,9,opt,name=validity_years,json=validityYears,proto3" json:"validity_years,omitempty"`
 	Platforms     []string `protobuf:"bytes,10,rep,name=platforms,proto3" json:"platforms,omitempty"`
 	Regions       []string `protobuf:"bytes,11,rep,name=regions,proto3" json:"regions,omitempty"`
-	// The certificate class ("personal").
+	// The certificate class ("personal" or "enterprise").
 	CertKind string `protobuf:"bytes,12,opt,name=cert_kind,json=certKind,proto3" json:"cert_kind,omitempty"`
 	PriceFen int64  `protobuf:"varint,13,opt,name=price_fen,json=priceFen,proto3" json:"price_fen,omitempty"`
 	// The subject as it will be certified: the verified name and the masked ID number.
@@ -431,9 +440,12 @@ type Order struct {
 	CreatedUnixNano int64  `protobuf:"varint,26,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64  `protobuf:"varint,27,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	// The idempotency key of the application.
-	RequestId     string `protobuf:"bytes,28,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // Next field: 29
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RequestId string `protobuf:"bytes,28,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// An enterprise claim: the enterprise's USCC; subject_name is then the enterprise's name
+	// and subject_id_masked its USCC.
+	EnterpriseUscc string `protobuf:"bytes,29,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"` // Next field: 30
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Order) Reset() {
@@ -658,6 +670,13 @@ func (x *Order) GetUpdatedUnixNano() int64 {
 func (x *Order) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Order) GetEnterpriseUscc() string {
+	if x != nil {
+		return x.EnterpriseUscc
 	}
 	return ""
 }
@@ -952,7 +971,7 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\rRevokedSerial\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\fR\x06serial\x12*\n" +
 	"\x11revoked_unix_nano\x18\x02 \x01(\x03R\x0frevokedUnixNano\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\x05R\x06reason\"\xa1\x04\n" +
+	"\x06reason\x18\x03 \x01(\x05R\x06reason\"\xca\x04\n" +
 	"\vCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x15\n" +
@@ -971,7 +990,8 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\rrevoke_reason\x18\x0e \x01(\tR\frevokeReason\x12#\n" +
 	"\rsuperseded_by\x18\x0f \x01(\tR\fsupersededBy\x12\x1a\n" +
 	"\breplaces\x18\x10 \x01(\tR\breplaces\x120\n" +
-	"\x14downloaded_unix_nano\x18\x11 \x01(\x03R\x12downloadedUnixNano\"\xb1\a\n" +
+	"\x14downloaded_unix_nano\x18\x11 \x01(\x03R\x12downloadedUnixNano\x12'\n" +
+	"\x0fenterprise_uscc\x18\x12 \x01(\tR\x0eenterpriseUscc\"\xda\a\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -1003,7 +1023,8 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x1a \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\x1b \x01(\x03R\x0fupdatedUnixNano\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x1c \x01(\tR\trequestId\"\xc2\x01\n" +
+	"request_id\x18\x1c \x01(\tR\trequestId\x12'\n" +
+	"\x0fenterprise_uscc\x18\x1d \x01(\tR\x0eenterpriseUscc\"\xc2\x01\n" +
 	"\n" +
 	"Attachment\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1b\n" +

@@ -89,6 +89,9 @@ const (
 	OrderKind_ORDER_KIND_NEW         OrderKind = 1
 	OrderKind_ORDER_KIND_RENEWAL     OrderKind = 2
 	OrderKind_ORDER_KIND_UPGRADE     OrderKind = 3
+	// An enterprise certificate that claims (认领) the enterprise: paying it makes the
+	// applicant the enterprise's administrator (EnterpriseService.ClaimEnterprise).
+	OrderKind_ORDER_KIND_ENTERPRISE_CLAIM OrderKind = 4
 )
 
 // Enum value maps for OrderKind.
@@ -98,12 +101,14 @@ var (
 		1: "ORDER_KIND_NEW",
 		2: "ORDER_KIND_RENEWAL",
 		3: "ORDER_KIND_UPGRADE",
+		4: "ORDER_KIND_ENTERPRISE_CLAIM",
 	}
 	OrderKind_value = map[string]int32{
-		"ORDER_KIND_UNSPECIFIED": 0,
-		"ORDER_KIND_NEW":         1,
-		"ORDER_KIND_RENEWAL":     2,
-		"ORDER_KIND_UPGRADE":     3,
+		"ORDER_KIND_UNSPECIFIED":      0,
+		"ORDER_KIND_NEW":              1,
+		"ORDER_KIND_RENEWAL":          2,
+		"ORDER_KIND_UPGRADE":          3,
+		"ORDER_KIND_ENTERPRISE_CLAIM": 4,
 	}
 )
 
@@ -252,6 +257,8 @@ const (
 	MessageKind_MESSAGE_KIND_PAYMENT_DUE         MessageKind = 3
 	MessageKind_MESSAGE_KIND_CERTIFICATE_READY   MessageKind = 4
 	MessageKind_MESSAGE_KIND_CERTIFICATE_REVOKED MessageKind = 5
+	// 企业通知: join applications, approvals, returns, grants, recalls and transfers.
+	MessageKind_MESSAGE_KIND_ENTERPRISE_NOTICE MessageKind = 6
 )
 
 // Enum value maps for MessageKind.
@@ -263,6 +270,7 @@ var (
 		3: "MESSAGE_KIND_PAYMENT_DUE",
 		4: "MESSAGE_KIND_CERTIFICATE_READY",
 		5: "MESSAGE_KIND_CERTIFICATE_REVOKED",
+		6: "MESSAGE_KIND_ENTERPRISE_NOTICE",
 	}
 	MessageKind_value = map[string]int32{
 		"MESSAGE_KIND_UNSPECIFIED":         0,
@@ -271,6 +279,7 @@ var (
 		"MESSAGE_KIND_PAYMENT_DUE":         3,
 		"MESSAGE_KIND_CERTIFICATE_READY":   4,
 		"MESSAGE_KIND_CERTIFICATE_REVOKED": 5,
+		"MESSAGE_KIND_ENTERPRISE_NOTICE":   6,
 	}
 )
 
@@ -770,7 +779,9 @@ type Order struct {
 	ReplacesSerial string                 `protobuf:"bytes,20,opt,name=replaces_serial,json=replacesSerial,proto3" json:"replaces_serial,omitempty"`
 	ReorderedFrom  string                 `protobuf:"bytes,21,opt,name=reordered_from,json=reorderedFrom,proto3" json:"reordered_from,omitempty"`
 	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"` // Next field: 24
+	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// An enterprise claim's enterprise (USCC).
+	EnterpriseUscc string `protobuf:"bytes,24,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"` // Next field: 25
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -964,6 +975,13 @@ func (x *Order) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Order) GetEnterpriseUscc() string {
+	if x != nil {
+		return x.EnterpriseUscc
+	}
+	return ""
 }
 
 type Certificate struct {
@@ -3332,7 +3350,7 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
-	"\x04note\x18\x04 \x01(\tR\x04note\"\xd1\x06\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"\xfa\x06\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.hufu.v1.OrderKindR\x04kind\x12,\n" +
@@ -3359,7 +3377,8 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xdc\x03\n" +
+	"updated_at\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12'\n" +
+	"\x0fenterprise_uscc\x18\x18 \x01(\tR\x0eenterpriseUscc\"\xdc\x03\n" +
 	"\vCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x13\n" +
@@ -3520,12 +3539,13 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x16ORDER_STATUS_IN_REVIEW\x10\x01\x12!\n" +
 	"\x1dORDER_STATUS_AWAITING_PAYMENT\x10\x02\x12\x1a\n" +
 	"\x16ORDER_STATUS_COMPLETED\x10\x03\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x04*k\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x04*\x8c\x01\n" +
 	"\tOrderKind\x12\x1a\n" +
 	"\x16ORDER_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eORDER_KIND_NEW\x10\x01\x12\x16\n" +
 	"\x12ORDER_KIND_RENEWAL\x10\x02\x12\x16\n" +
-	"\x12ORDER_KIND_UPGRADE\x10\x03*\xda\x01\n" +
+	"\x12ORDER_KIND_UPGRADE\x10\x03\x12\x1f\n" +
+	"\x1bORDER_KIND_ENTERPRISE_CLAIM\x10\x04*\xda\x01\n" +
 	"\x11CertificateStatus\x12\"\n" +
 	"\x1eCERTIFICATE_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19CERTIFICATE_STATUS_ACTIVE\x10\x01\x12\x1e\n" +
@@ -3536,14 +3556,15 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x11CertificateFormat\x12\"\n" +
 	"\x1eCERTIFICATE_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CERTIFICATE_FORMAT_PEM\x10\x01\x12\x1a\n" +
-	"\x16CERTIFICATE_FORMAT_DER\x10\x02*\xd7\x01\n" +
+	"\x16CERTIFICATE_FORMAT_DER\x10\x02*\xfb\x01\n" +
 	"\vMessageKind\x12\x1c\n" +
 	"\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cMESSAGE_KIND_REVIEW_APPROVED\x10\x01\x12 \n" +
 	"\x1cMESSAGE_KIND_REVIEW_REJECTED\x10\x02\x12\x1c\n" +
 	"\x18MESSAGE_KIND_PAYMENT_DUE\x10\x03\x12\"\n" +
 	"\x1eMESSAGE_KIND_CERTIFICATE_READY\x10\x04\x12$\n" +
-	" MESSAGE_KIND_CERTIFICATE_REVOKED\x10\x05*\x89\x01\n" +
+	" MESSAGE_KIND_CERTIFICATE_REVOKED\x10\x05\x12\"\n" +
+	"\x1eMESSAGE_KIND_ENTERPRISE_NOTICE\x10\x06*\x89\x01\n" +
 	"\x13CertificateListView\x12%\n" +
 	"!CERTIFICATE_LIST_VIEW_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCERTIFICATE_LIST_VIEW_ACTIVE\x10\x01\x12)\n" +

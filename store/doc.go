@@ -1,6 +1,7 @@
-// Package store is hufu's persistent state: users, enterprises, keys and wrapped shares,
-// certificates, orders and scan sessions as typed protobuf records in an embedded Pebble
-// database, and the tamper-evident audit log that records every change to them.
+// Package store is hufu's persistent state: users, enterprises, keys with their wrapped
+// shares and members' delegated share pairs, certificates, orders and scan sessions as typed
+// protobuf records in an embedded Pebble database, and the tamper-evident audit log that
+// records every change to them.
 //
 // The package gives domain code four guarantees it can build on:
 //

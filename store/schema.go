@@ -19,7 +19,11 @@ import (
 //	m/meta                          StoreMeta: schema version, creation time
 //	u/<user id>                     users
 //	e/<enterprise id>               enterprises
-//	k/<key id>[/...]                keys and wrapped shares (e.g. k/<key id>/share/<ver>)
+//	k/<key id>                      split keys (SplitKey) with their wrapped primary share
+//	k/<key id>/usage/<inverted time>-<inverted seq>-<random>
+//	                                usage records of a key (UsageRecord), newest first
+//	k/<key id>/delegate/<user id>/<device id>
+//	                                a member's delegated share pair of the key (DelegatedShare)
 //	c/ca/<ca id>                    embedded CAs (daemon/ca)
 //	c/cert/<user id>/<serial>       certificates (daemon/certs)
 //	o/order/<user id>/<order id>    orders; o/inbox/<user id>/... messages; o/letter/... letters

@@ -24,12 +24,74 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DelegationStatus is the state of a delegated share pair.
+type DelegationStatus int32
+
+const (
+	DelegationStatus_DELEGATION_STATUS_UNSPECIFIED DelegationStatus = 0
+	// Granted; the member has not yet proved it holds its share. The pair answers only its
+	// challenge.
+	DelegationStatus_DELEGATION_STATUS_PENDING DelegationStatus = 1
+	// Accepted: the member signs and decrypts with its own PIN.
+	DelegationStatus_DELEGATION_STATUS_ACTIVE DelegationStatus = 2
+	// Recalled (or the key revoked): the share is destroyed.
+	DelegationStatus_DELEGATION_STATUS_RECALLED DelegationStatus = 3
+	// The pair became the key's primary pair (SplitKey); this record is history.
+	DelegationStatus_DELEGATION_STATUS_PROMOTED DelegationStatus = 4
+)
+
+// Enum value maps for DelegationStatus.
+var (
+	DelegationStatus_name = map[int32]string{
+		0: "DELEGATION_STATUS_UNSPECIFIED",
+		1: "DELEGATION_STATUS_PENDING",
+		2: "DELEGATION_STATUS_ACTIVE",
+		3: "DELEGATION_STATUS_RECALLED",
+		4: "DELEGATION_STATUS_PROMOTED",
+	}
+	DelegationStatus_value = map[string]int32{
+		"DELEGATION_STATUS_UNSPECIFIED": 0,
+		"DELEGATION_STATUS_PENDING":     1,
+		"DELEGATION_STATUS_ACTIVE":      2,
+		"DELEGATION_STATUS_RECALLED":    3,
+		"DELEGATION_STATUS_PROMOTED":    4,
+	}
+)
+
+func (x DelegationStatus) Enum() *DelegationStatus {
+	p := new(DelegationStatus)
+	*p = x
+	return p
+}
+
+func (x DelegationStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DelegationStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_hufu_store_v1_key_proto_enumTypes[0].Descriptor()
+}
+
+func (DelegationStatus) Type() protoreflect.EnumType {
+	return &file_hufu_store_v1_key_proto_enumTypes[0]
+}
+
+func (x DelegationStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DelegationStatus.Descriptor instead.
+func (DelegationStatus) EnumDescriptor() ([]byte, []int) {
+	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{0}
+}
+
 // SplitKey is the server's record of one split SM2 key, at k/<key id>.
 type SplitKey struct {
-	state  protoimpl.MessageState `protogen:"open.v1"`
-	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	UserId string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The device that created the key; only it may use the key.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The key's primary holder (its creator, or a member promoted to holder).
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The holder's device; only it uses the primary pair. Members use delegated pairs.
 	DeviceId string `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	Label    string `protobuf:"bytes,4,opt,name=label,proto3" json:"label,omitempty"`
 	// The joint public key P, 65-byte uncompressed point.
@@ -43,15 +105,23 @@ type SplitKey struct {
 	// The creating request and its answer, so a repeated CreateKey gets the same answer.
 	KeygenRequest  []byte `protobuf:"bytes,9,opt,name=keygen_request,json=keygenRequest,proto3" json:"keygen_request,omitempty"`
 	KeygenResponse []byte `protobuf:"bytes,10,opt,name=keygen_response,json=keygenResponse,proto3" json:"keygen_response,omitempty"`
-	// The certificate PIN: HMAC-SHA256 in the HSM over (salt, "pin/<key id>", PIN).
+	// The certificate PIN of the holder: HMAC-SHA256 in the HSM over (salt, context, PIN),
+	// the context being pin_context, or "hufu/key/v1 pin <key id>" when that is empty.
 	PinVerifier         []byte          `protobuf:"bytes,11,opt,name=pin_verifier,json=pinVerifier,proto3" json:"pin_verifier,omitempty"`
 	PinSalt             []byte          `protobuf:"bytes,12,opt,name=pin_salt,json=pinSalt,proto3" json:"pin_salt,omitempty"`
 	PinFailures         uint32          `protobuf:"varint,13,opt,name=pin_failures,json=pinFailures,proto3" json:"pin_failures,omitempty"`
 	LockedUntilUnixNano int64           `protobuf:"varint,14,opt,name=locked_until_unix_nano,json=lockedUntilUnixNano,proto3" json:"locked_until_unix_nano,omitempty"`
 	CreatedUnixNano     int64           `protobuf:"varint,15,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	Pending             *PendingRefresh `protobuf:"bytes,16,opt,name=pending,proto3" json:"pending,omitempty"` // Next field: 17
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	Pending             *PendingRefresh `protobuf:"bytes,16,opt,name=pending,proto3" json:"pending,omitempty"`
+	// "<member user id>/<member device id>" of every delegated pair that holds a share
+	// (pending or active), each a DelegatedShare at k/<key id>/delegate/<user>/<device>, so
+	// that revoking or promoting changes them in the same transaction as the key.
+	Delegates []string `protobuf:"bytes,17,rep,name=delegates,proto3" json:"delegates,omitempty"`
+	// The context pin_verifier was made with, when it is not the key's default: a verifier
+	// that came with a promoted delegated pair keeps the member's context.
+	PinContext    []byte `protobuf:"bytes,18,opt,name=pin_context,json=pinContext,proto3" json:"pin_context,omitempty"` // Next field: 19
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SplitKey) Reset() {
@@ -196,6 +266,219 @@ func (x *SplitKey) GetPending() *PendingRefresh {
 	return nil
 }
 
+func (x *SplitKey) GetDelegates() []string {
+	if x != nil {
+		return x.Delegates
+	}
+	return nil
+}
+
+func (x *SplitKey) GetPinContext() []byte {
+	if x != nil {
+		return x.PinContext
+	}
+	return nil
+}
+
+// DelegatedShare is a member's own share pair of a key under the key's public key (cosign
+// delegated pairs), at k/<key id>/delegate/<member user id>/<member device id>. The record
+// stays after the pair ends (recalled, promoted), without its share, as history; a new grant
+// to the same member and device replaces it with a higher share version.
+type DelegatedShare struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	KeyId          string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	MemberUserId   string                 `protobuf:"bytes,2,opt,name=member_user_id,json=memberUserId,proto3" json:"member_user_id,omitempty"`
+	MemberDeviceId string                 `protobuf:"bytes,3,opt,name=member_device_id,json=memberDeviceId,proto3" json:"member_device_id,omitempty"`
+	Status         DelegationStatus       `protobuf:"varint,4,opt,name=status,proto3,enum=hufu.store.v1.DelegationStatus" json:"status,omitempty"`
+	// The version of this pair's server share, bound into share_wrapped's associated data;
+	// it only grows across grants to the same member and device.
+	ShareVersion uint32 `protobuf:"varint,5,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"`
+	// The member's server share d2′ = ρ⁻¹·d2 (cosign ShareSize bytes) as an hsm blob,
+	// associated data "hufu/key/v1 delegate <key id>/<user>/<device>/<version>", so it never
+	// opens as a key's primary share nor as another member's. Empty once the pair ends.
+	ShareWrapped []byte `protobuf:"bytes,6,opt,name=share_wrapped,json=shareWrapped,proto3" json:"share_wrapped,omitempty"`
+	// P2′ = d2′⁻¹·G, 65 bytes, which the member checks its share against.
+	P2 []byte `protobuf:"bytes,7,opt,name=p2,proto3" json:"p2,omitempty"`
+	// The grantor's cosign delegation envelope (d1′ sealed to the member device's key, opaque
+	// to the appliance), kept until the member accepts.
+	Envelope []byte `protobuf:"bytes,8,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// The 32-byte nonce of the possession challenge (cosign.DelegationChallenge); cleared
+	// when the pair is accepted.
+	ChallengeNonce []byte `protobuf:"bytes,9,opt,name=challenge_nonce,json=challengeNonce,proto3" json:"challenge_nonce,omitempty"`
+	// The member's own certificate PIN, set at acceptance: HMAC-SHA256 in the HSM over (salt,
+	// "hufu/key/v1 delegate-pin <key id>/<user>/<device>", PIN).
+	PinVerifier         []byte `protobuf:"bytes,10,opt,name=pin_verifier,json=pinVerifier,proto3" json:"pin_verifier,omitempty"`
+	PinSalt             []byte `protobuf:"bytes,11,opt,name=pin_salt,json=pinSalt,proto3" json:"pin_salt,omitempty"`
+	PinFailures         uint32 `protobuf:"varint,12,opt,name=pin_failures,json=pinFailures,proto3" json:"pin_failures,omitempty"`
+	LockedUntilUnixNano int64  `protobuf:"varint,13,opt,name=locked_until_unix_nano,json=lockedUntilUnixNano,proto3" json:"locked_until_unix_nano,omitempty"`
+	// The user who granted the pair (the key's holder at the time).
+	GrantedBy        string `protobuf:"bytes,14,opt,name=granted_by,json=grantedBy,proto3" json:"granted_by,omitempty"`
+	GrantedUnixNano  int64  `protobuf:"varint,15,opt,name=granted_unix_nano,json=grantedUnixNano,proto3" json:"granted_unix_nano,omitempty"`
+	AcceptedUnixNano int64  `protobuf:"varint,16,opt,name=accepted_unix_nano,json=acceptedUnixNano,proto3" json:"accepted_unix_nano,omitempty"`
+	// When the pair was recalled or promoted.
+	EndedUnixNano int64 `protobuf:"varint,17,opt,name=ended_unix_nano,json=endedUnixNano,proto3" json:"ended_unix_nano,omitempty"`
+	// Free-form scope set by the granting domain (e.g. the enterprise's authorisation).
+	Scope         []string `protobuf:"bytes,18,rep,name=scope,proto3" json:"scope,omitempty"` // Next field: 19
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelegatedShare) Reset() {
+	*x = DelegatedShare{}
+	mi := &file_hufu_store_v1_key_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelegatedShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelegatedShare) ProtoMessage() {}
+
+func (x *DelegatedShare) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_store_v1_key_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelegatedShare.ProtoReflect.Descriptor instead.
+func (*DelegatedShare) Descriptor() ([]byte, []int) {
+	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DelegatedShare) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DelegatedShare) GetMemberUserId() string {
+	if x != nil {
+		return x.MemberUserId
+	}
+	return ""
+}
+
+func (x *DelegatedShare) GetMemberDeviceId() string {
+	if x != nil {
+		return x.MemberDeviceId
+	}
+	return ""
+}
+
+func (x *DelegatedShare) GetStatus() DelegationStatus {
+	if x != nil {
+		return x.Status
+	}
+	return DelegationStatus_DELEGATION_STATUS_UNSPECIFIED
+}
+
+func (x *DelegatedShare) GetShareVersion() uint32 {
+	if x != nil {
+		return x.ShareVersion
+	}
+	return 0
+}
+
+func (x *DelegatedShare) GetShareWrapped() []byte {
+	if x != nil {
+		return x.ShareWrapped
+	}
+	return nil
+}
+
+func (x *DelegatedShare) GetP2() []byte {
+	if x != nil {
+		return x.P2
+	}
+	return nil
+}
+
+func (x *DelegatedShare) GetEnvelope() []byte {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *DelegatedShare) GetChallengeNonce() []byte {
+	if x != nil {
+		return x.ChallengeNonce
+	}
+	return nil
+}
+
+func (x *DelegatedShare) GetPinVerifier() []byte {
+	if x != nil {
+		return x.PinVerifier
+	}
+	return nil
+}
+
+func (x *DelegatedShare) GetPinSalt() []byte {
+	if x != nil {
+		return x.PinSalt
+	}
+	return nil
+}
+
+func (x *DelegatedShare) GetPinFailures() uint32 {
+	if x != nil {
+		return x.PinFailures
+	}
+	return 0
+}
+
+func (x *DelegatedShare) GetLockedUntilUnixNano() int64 {
+	if x != nil {
+		return x.LockedUntilUnixNano
+	}
+	return 0
+}
+
+func (x *DelegatedShare) GetGrantedBy() string {
+	if x != nil {
+		return x.GrantedBy
+	}
+	return ""
+}
+
+func (x *DelegatedShare) GetGrantedUnixNano() int64 {
+	if x != nil {
+		return x.GrantedUnixNano
+	}
+	return 0
+}
+
+func (x *DelegatedShare) GetAcceptedUnixNano() int64 {
+	if x != nil {
+		return x.AcceptedUnixNano
+	}
+	return 0
+}
+
+func (x *DelegatedShare) GetEndedUnixNano() int64 {
+	if x != nil {
+		return x.EndedUnixNano
+	}
+	return 0
+}
+
+func (x *DelegatedShare) GetScope() []string {
+	if x != nil {
+		return x.Scope
+	}
+	return nil
+}
+
 // PendingRefresh is a share refresh waiting for the phone's confirmation.
 type PendingRefresh struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -211,7 +494,7 @@ type PendingRefresh struct {
 
 func (x *PendingRefresh) Reset() {
 	*x = PendingRefresh{}
-	mi := &file_hufu_store_v1_key_proto_msgTypes[1]
+	mi := &file_hufu_store_v1_key_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +506,7 @@ func (x *PendingRefresh) String() string {
 func (*PendingRefresh) ProtoMessage() {}
 
 func (x *PendingRefresh) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_store_v1_key_proto_msgTypes[1]
+	mi := &file_hufu_store_v1_key_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +519,7 @@ func (x *PendingRefresh) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingRefresh.ProtoReflect.Descriptor instead.
 func (*PendingRefresh) Descriptor() ([]byte, []int) {
-	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{1}
+	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PendingRefresh) GetVersion() uint32 {
@@ -274,14 +557,16 @@ type UsageRecord struct {
 	Count    uint32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
 	// A batch: each item's digest in request order, "" for an item that failed; digest then
 	// holds the SHA-256 over the digests of the items that succeeded.
-	ItemDigests   []string `protobuf:"bytes,8,rep,name=item_digests,json=itemDigests,proto3" json:"item_digests,omitempty"` // Next field: 9
+	ItemDigests []string `protobuf:"bytes,8,rep,name=item_digests,json=itemDigests,proto3" json:"item_digests,omitempty"`
+	// The account that used the key: its holder, or a member through a delegated pair.
+	UserId        string `protobuf:"bytes,9,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"` // Next field: 10
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UsageRecord) Reset() {
 	*x = UsageRecord{}
-	mi := &file_hufu_store_v1_key_proto_msgTypes[2]
+	mi := &file_hufu_store_v1_key_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +578,7 @@ func (x *UsageRecord) String() string {
 func (*UsageRecord) ProtoMessage() {}
 
 func (x *UsageRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_store_v1_key_proto_msgTypes[2]
+	mi := &file_hufu_store_v1_key_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +591,7 @@ func (x *UsageRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecord.ProtoReflect.Descriptor instead.
 func (*UsageRecord) Descriptor() ([]byte, []int) {
-	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{2}
+	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *UsageRecord) GetTimeUnixNano() int64 {
@@ -365,11 +650,18 @@ func (x *UsageRecord) GetItemDigests() []string {
 	return nil
 }
 
+func (x *UsageRecord) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 var File_hufu_store_v1_key_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\n" +
-	"\x17hufu/store/v1/key.proto\x12\rhufu.store.v1\"\xb2\x04\n" +
+	"\x17hufu/store/v1/key.proto\x12\rhufu.store.v1\"\xf1\x04\n" +
 	"\bSplitKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
@@ -388,11 +680,35 @@ const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\fpin_failures\x18\r \x01(\rR\vpinFailures\x123\n" +
 	"\x16locked_until_unix_nano\x18\x0e \x01(\x03R\x13lockedUntilUnixNano\x12*\n" +
 	"\x11created_unix_nano\x18\x0f \x01(\x03R\x0fcreatedUnixNano\x127\n" +
-	"\apending\x18\x10 \x01(\v2\x1d.hufu.store.v1.PendingRefreshR\apending\"t\n" +
+	"\apending\x18\x10 \x01(\v2\x1d.hufu.store.v1.PendingRefreshR\apending\x12\x1c\n" +
+	"\tdelegates\x18\x11 \x03(\tR\tdelegates\x12\x1f\n" +
+	"\vpin_context\x18\x12 \x01(\fR\n" +
+	"pinContext\"\x9c\x05\n" +
+	"\x0eDelegatedShare\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12$\n" +
+	"\x0emember_user_id\x18\x02 \x01(\tR\fmemberUserId\x12(\n" +
+	"\x10member_device_id\x18\x03 \x01(\tR\x0ememberDeviceId\x127\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x1f.hufu.store.v1.DelegationStatusR\x06status\x12#\n" +
+	"\rshare_version\x18\x05 \x01(\rR\fshareVersion\x12#\n" +
+	"\rshare_wrapped\x18\x06 \x01(\fR\fshareWrapped\x12\x0e\n" +
+	"\x02p2\x18\a \x01(\fR\x02p2\x12\x1a\n" +
+	"\benvelope\x18\b \x01(\fR\benvelope\x12'\n" +
+	"\x0fchallenge_nonce\x18\t \x01(\fR\x0echallengeNonce\x12!\n" +
+	"\fpin_verifier\x18\n" +
+	" \x01(\fR\vpinVerifier\x12\x19\n" +
+	"\bpin_salt\x18\v \x01(\fR\apinSalt\x12!\n" +
+	"\fpin_failures\x18\f \x01(\rR\vpinFailures\x123\n" +
+	"\x16locked_until_unix_nano\x18\r \x01(\x03R\x13lockedUntilUnixNano\x12\x1d\n" +
+	"\n" +
+	"granted_by\x18\x0e \x01(\tR\tgrantedBy\x12*\n" +
+	"\x11granted_unix_nano\x18\x0f \x01(\x03R\x0fgrantedUnixNano\x12,\n" +
+	"\x12accepted_unix_nano\x18\x10 \x01(\x03R\x10acceptedUnixNano\x12&\n" +
+	"\x0fended_unix_nano\x18\x11 \x01(\x03R\rendedUnixNano\x12\x14\n" +
+	"\x05scope\x18\x12 \x03(\tR\x05scope\"t\n" +
 	"\x0ePendingRefresh\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12#\n" +
 	"\rshare_wrapped\x18\x02 \x01(\fR\fshareWrapped\x12#\n" +
-	"\roffer_wrapped\x18\x03 \x01(\fR\fofferWrapped\"\xf3\x01\n" +
+	"\roffer_wrapped\x18\x03 \x01(\fR\fofferWrapped\"\x8c\x02\n" +
 	"\vUsageRecord\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\toperation\x18\x02 \x01(\tR\toperation\x12\x16\n" +
@@ -401,7 +717,14 @@ const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x18\n" +
 	"\acontext\x18\x06 \x01(\tR\acontext\x12\x14\n" +
 	"\x05count\x18\a \x01(\rR\x05count\x12!\n" +
-	"\fitem_digests\x18\b \x03(\tR\vitemDigestsB(Z&github.com/hufu-hsm/hufu/store/storepbb\x06proto3"
+	"\fitem_digests\x18\b \x03(\tR\vitemDigests\x12\x17\n" +
+	"\auser_id\x18\t \x01(\tR\x06userId*\xb2\x01\n" +
+	"\x10DelegationStatus\x12!\n" +
+	"\x1dDELEGATION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19DELEGATION_STATUS_PENDING\x10\x01\x12\x1c\n" +
+	"\x18DELEGATION_STATUS_ACTIVE\x10\x02\x12\x1e\n" +
+	"\x1aDELEGATION_STATUS_RECALLED\x10\x03\x12\x1e\n" +
+	"\x1aDELEGATION_STATUS_PROMOTED\x10\x04B(Z&github.com/hufu-hsm/hufu/store/storepbb\x06proto3"
 
 var (
 	file_hufu_store_v1_key_proto_rawDescOnce sync.Once
@@ -415,19 +738,23 @@ func file_hufu_store_v1_key_proto_rawDescGZIP() []byte {
 	return file_hufu_store_v1_key_proto_rawDescData
 }
 
-var file_hufu_store_v1_key_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_hufu_store_v1_key_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_hufu_store_v1_key_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_hufu_store_v1_key_proto_goTypes = []any{
-	(*SplitKey)(nil),       // 0: hufu.store.v1.SplitKey
-	(*PendingRefresh)(nil), // 1: hufu.store.v1.PendingRefresh
-	(*UsageRecord)(nil),    // 2: hufu.store.v1.UsageRecord
+	(DelegationStatus)(0),  // 0: hufu.store.v1.DelegationStatus
+	(*SplitKey)(nil),       // 1: hufu.store.v1.SplitKey
+	(*DelegatedShare)(nil), // 2: hufu.store.v1.DelegatedShare
+	(*PendingRefresh)(nil), // 3: hufu.store.v1.PendingRefresh
+	(*UsageRecord)(nil),    // 4: hufu.store.v1.UsageRecord
 }
 var file_hufu_store_v1_key_proto_depIdxs = []int32{
-	1, // 0: hufu.store.v1.SplitKey.pending:type_name -> hufu.store.v1.PendingRefresh
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3, // 0: hufu.store.v1.SplitKey.pending:type_name -> hufu.store.v1.PendingRefresh
+	0, // 1: hufu.store.v1.DelegatedShare.status:type_name -> hufu.store.v1.DelegationStatus
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_hufu_store_v1_key_proto_init() }
@@ -440,13 +767,14 @@ func file_hufu_store_v1_key_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_store_v1_key_proto_rawDesc), len(file_hufu_store_v1_key_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   3,
+			NumEnums:      1,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_hufu_store_v1_key_proto_goTypes,
 		DependencyIndexes: file_hufu_store_v1_key_proto_depIdxs,
+		EnumInfos:         file_hufu_store_v1_key_proto_enumTypes,
 		MessageInfos:      file_hufu_store_v1_key_proto_msgTypes,
 	}.Build()
 	File_hufu_store_v1_key_proto = out.File

@@ -3,6 +3,7 @@ package keys
 import (
 	"container/list"
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,17 @@ type loadedKey struct {
 	rec    *storepb.SplitKey
 	state  cosign.ServerKey // Public, Version, Share and, during a refresh, Pending
 	public cosign.Point
+	// del is set for a member's delegated pair (delegate.go): state.Share is then the
+	// member's d2′, state.Version its share version, and rec the key's record as it was
+	// loaded (for its status). nil for the key's primary pair.
+	del *storepb.DelegatedShare
+	// challenge is the only digest a pending delegated pair answers.
+	challenge [cosign.ScalarSize]byte
+}
+
+// pendingPair reports a delegated pair that the member has not accepted yet.
+func (k *loadedKey) pendingPair() bool {
+	return k.del != nil && k.del.Status == storepb.DelegationStatus_DELEGATION_STATUS_PENDING
 }
 
 func (k *loadedKey) destroy() {
@@ -32,6 +44,9 @@ func (k *loadedKey) destroy() {
 // concurrent misses for one key share a single load, and a snapshot is zeroed once it is
 // evicted (by size, age or invalidation) and its last user releases it. Every write to a key
 // record invalidates its entry, so no snapshot outlives a refresh, a lock or a revocation.
+//
+// A key's primary pair is cached under the key id, each member's delegated pair under
+// pairCacheID (the key id, a NUL, then member and device); invalidate drops them all.
 type shareCache struct {
 	max int
 	ttl time.Duration
@@ -42,6 +57,19 @@ type shareCache struct {
 	entries map[string]*cacheEntry
 	lru     *list.List // of *cacheEntry, most recently used first
 	loading map[string]*loadCall
+	pairs   map[string]map[string]bool // key id -> cache ids of its delegated pairs' entries
+}
+
+// pairCacheID is the cache id of a member's delegated pair of a key. Key ids never hold a
+// NUL, so it cannot collide with a key id.
+func pairCacheID(keyID, userID, deviceID string) string {
+	return keyID + "\x00" + userID + "/" + deviceID
+}
+
+// cacheKeyID returns the key id of a cache id.
+func cacheKeyID(id string) string {
+	keyID, _, _ := strings.Cut(id, "\x00")
+	return keyID
 }
 
 type cacheObserver interface {
@@ -67,7 +95,7 @@ type loadCall struct {
 
 func newShareCache(max int, ttl time.Duration, now func() time.Time, obs cacheObserver) *shareCache {
 	return &shareCache{max: max, ttl: ttl, now: now, obs: obs,
-		entries: map[string]*cacheEntry{}, lru: list.New(), loading: map[string]*loadCall{}}
+		entries: map[string]*cacheEntry{}, lru: list.New(), loading: map[string]*loadCall{}, pairs: map[string]map[string]bool{}}
 }
 
 // acquire returns the key's snapshot, loading it on a miss; release it when done.
@@ -120,6 +148,12 @@ func (c *shareCache) acquire(ctx context.Context, id string, load func(context.C
 		e := &cacheEntry{id: id, key: key, loaded: c.now(), refs: 1}
 		e.elem = c.lru.PushFront(e)
 		c.entries[id] = e
+		if keyID := cacheKeyID(id); keyID != id {
+			if c.pairs[keyID] == nil {
+				c.pairs[keyID] = map[string]bool{}
+			}
+			c.pairs[keyID][id] = true
+		}
 		for c.lru.Len() > c.max {
 			c.evictLocked(c.lru.Back().Value.(*cacheEntry))
 		}
@@ -139,8 +173,28 @@ func (c *shareCache) release(e *cacheEntry) {
 	}
 }
 
-// invalidate drops the key's entry (zeroing it once unused) and any load in flight.
-func (c *shareCache) invalidate(id string) {
+// invalidate drops every entry of a key, its primary pair's and its delegated pairs'
+// (zeroing each once unused), and any load of them in flight.
+func (c *shareCache) invalidate(keyID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[keyID]; ok {
+		c.evictLocked(e)
+	}
+	for id := range c.pairs[keyID] {
+		if e, ok := c.entries[id]; ok {
+			c.evictLocked(e)
+		}
+	}
+	for id, call := range c.loading { // only the loads in flight: a handful
+		if cacheKeyID(id) == keyID {
+			call.stale = true
+		}
+	}
+}
+
+// invalidateEntry drops one entry (a pair whose own record changed) and its load in flight.
+func (c *shareCache) invalidateEntry(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[id]; ok {
@@ -153,6 +207,12 @@ func (c *shareCache) invalidate(id string) {
 
 func (c *shareCache) evictLocked(e *cacheEntry) {
 	delete(c.entries, e.id)
+	if keyID := cacheKeyID(e.id); keyID != e.id {
+		delete(c.pairs[keyID], e.id)
+		if len(c.pairs[keyID]) == 0 {
+			delete(c.pairs, keyID)
+		}
+	}
 	c.lru.Remove(e.elem)
 	e.evicted = true
 	if e.refs == 0 {

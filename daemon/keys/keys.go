@@ -235,8 +235,10 @@ func (s *Service) unwrapPending(ctx context.Context, keyID string, p *storepb.Pe
 	return &cosign.ServerPending{Offer: offer, Share: share}, nil
 }
 
-// use acquires the key for an operation by caller: the key must be the caller's, used from
-// the device that created it, not revoked and not locked. Release the entry when done.
+// use acquires the key for an operation by caller: the key's primary pair for its holder on
+// the holder's device, or the caller's delegated pair (delegate.go) for a member on the
+// delegated device; the key not revoked, the pair not ended, the caller's PIN not locked.
+// Release the entry when done.
 func (s *Service) use(ctx context.Context, caller authn.Caller, keyID string) (*cacheEntry, error) {
 	if err := checkKeyID(keyID); err != nil {
 		return nil, err
@@ -251,7 +253,13 @@ func (s *Service) use(ctx context.Context, caller authn.Caller, keyID string) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkUsable(caller, e.key.rec); err != nil {
+	if !isHolder(caller, e.key.rec) {
+		notHolder := s.checkUsable(caller, e.key.rec)
+		s.cache.release(e)
+		if e, err = s.usePair(ctx, caller, keyID, notHolder); err != nil {
+			return nil, err
+		}
+	} else if err := s.checkUsable(caller, e.key.rec); err != nil {
 		s.cache.release(e)
 		return nil, err
 	}

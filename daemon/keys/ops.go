@@ -21,7 +21,8 @@ import (
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
 
-// Sign is the server step of two-party signing for one digest.
+// Sign is the server step of two-party signing for one digest, with the key's primary pair
+// for its holder or with the caller's delegated pair for a member.
 func (s *Service) Sign(ctx context.Context, caller authn.Caller, keyID string, cred Credential, raw []byte) (cosign.SignResponse, uint32, error) {
 	start := time.Now()
 	e, err := s.use(ctx, caller, keyID)
@@ -33,8 +34,12 @@ func (s *Service) Sign(ctx context.Context, caller authn.Caller, keyID string, c
 	if err := req.UnmarshalBinary(raw); err != nil {
 		return cosign.SignResponse{}, 0, err
 	}
-	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
-		return cosign.SignResponse{}, 0, err
+	// A pending delegated pair answers its challenge, and only that, without a credential:
+	// the member has no PIN before accepting, and the signature is useless on any document.
+	if !e.key.pendingPair() || req.E != e.key.challenge {
+		if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
+			return cosign.SignResponse{}, 0, err
+		}
 	}
 	share, version := e.key.shareFor(keyID, &req.E)
 	resp, err := share.Sign(s.deps.Rand, &req)
@@ -262,7 +267,7 @@ func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, keyID, o
 	failed := countFailed(out)
 	return s.recorder.record(ctx, func(tx *store.Tx) error {
 		now := tx.Now()
-		rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op + "_batch", Digest: sum, DeviceId: caller.DeviceID,
+		rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op + "_batch", Digest: sum, UserId: caller.UserID, DeviceId: caller.DeviceID,
 			Context: usageContext(caller), Count: uint32(len(out)), ItemDigests: items, Outcome: "ok"}
 		if failed > 0 {
 			rec.Outcome = fmt.Sprintf("%d of %d items failed", failed, len(out))
@@ -282,7 +287,7 @@ func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, keyID, o
 // recordTx writes a usage record and the audit record of an operation inside tx.
 func (s *Service) recordTx(tx *store.Tx, caller authn.Caller, keyID, op string, digests [][]byte, n int, outcome string, details map[string]string) error {
 	now := tx.Now()
-	rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op, DeviceId: caller.DeviceID,
+	rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op, UserId: caller.UserID, DeviceId: caller.DeviceID,
 		Context: usageContext(caller), Count: uint32(n), Outcome: outcome}
 	if len(digests) == 1 {
 		rec.Digest = hex.EncodeToString(digests[0])

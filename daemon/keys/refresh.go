@@ -11,7 +11,10 @@ import (
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
 
-// BeginRefresh starts a share refresh: the pending share d2′ = ρ⁻¹·d2 and the offer are
+// errPairRefresh: share refresh covers the key's primary pair only.
+var errPairRefresh = apierr.New(apierr.FailedPrecondition, "a delegated pair cannot be refreshed; ask the key's holder for a new delegation")
+
+// BeginRefresh starts a share refresh of the key's primary pair (its holder only): the pending share d2′ = ρ⁻¹·d2 and the offer are
 // stored wrapped beside the active share, which keeps answering every ordinary request. If a
 // refresh is pending already, its offer is returned again. A crash at any point leaves either
 // no pending refresh or a complete one, and the active pair works in both.
@@ -21,6 +24,9 @@ func (s *Service) BeginRefresh(ctx context.Context, caller authn.Caller, keyID s
 		return nil, err
 	}
 	defer s.cache.release(e)
+	if e.key.del != nil {
+		return nil, errPairRefresh
+	}
 	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
 		return nil, err
 	}
@@ -86,6 +92,9 @@ func (s *Service) CommitRefresh(ctx context.Context, caller authn.Caller, keyID 
 		return nil, err
 	}
 	defer s.cache.release(e)
+	if e.key.del != nil {
+		return nil, errPairRefresh
+	}
 	pending := e.key.state.Pending
 	if pending == nil {
 		return nil, apierr.New(apierr.FailedPrecondition, "no refresh is pending for this key (it may have been committed already: see GetKey)")

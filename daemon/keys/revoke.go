@@ -3,6 +3,8 @@ package keys
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
@@ -13,9 +15,10 @@ import (
 // The certificate domain's view of keys: revocation with the certificate, the PIN check
 // that confirms it, and the key record an application is checked against.
 
-// Revoke revokes a key for good: its status becomes revoked and its server share (and any
-// pending refresh share) is deleted, so no signature can be made and nothing ever encrypted
-// to its public key can be decrypted again. with, if not nil, runs in the same transaction
+// Revoke revokes a key for good: its status becomes revoked and its server share is deleted,
+// with any pending refresh share and every member's delegated share (those pairs become
+// recalled), so no signature can be made and nothing ever encrypted to its public key can be
+// decrypted again. with, if not nil, runs in the same transaction
 // (the certificate's own records), so the key and its certificate change together or not at
 // all. Revoking a revoked key only runs with. Tickets and cached shares of the key are
 // dropped whatever the outcome.
@@ -35,13 +38,32 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, keyID, reason
 			rec.Status = statusRevoked
 			clear(rec.ShareWrapped)
 			rec.ShareWrapped, rec.Pending = nil, nil
+			// Every member's pair goes with the key.
+			for _, ref := range rec.Delegates {
+				user, device, _ := strings.Cut(ref, "/")
+				id := delegateID(keyID, user, device)
+				del, err := delegates.Get(tx, id)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				endPair(del, pairRecalled, tx.Now())
+				if err := delegates.Put(tx, id, del); err != nil {
+					return err
+				}
+			}
+			pairs := len(rec.Delegates)
+			rec.Delegates = nil
 			if err := splitKeys.Put(tx, keyID, rec); err != nil {
 				return err
 			}
 			if len(reason) > 200 {
 				reason = reason[:200]
 			}
-			if err := s.recordTx(tx, caller, keyID, "revoke", nil, 1, "ok", map[string]string{"reason": reason}); err != nil {
+			details := map[string]string{"reason": reason, "delegated_pairs": strconv.Itoa(pairs)}
+			if err := s.recordTx(tx, caller, keyID, "revoke", nil, 1, "ok", details); err != nil {
 				return err
 			}
 		}

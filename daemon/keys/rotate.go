@@ -13,9 +13,11 @@ import (
 
 // KEK rotation support. The HSM side (a new KEK, rewrapping one blob, destroying the old
 // KEK) is package hsm; the orchestration is the admin surface's. This file walks every
-// wrapped blob this package stores — SplitKey.share_wrapped and, during a share refresh,
-// PendingRefresh.share_wrapped and offer_wrapped — and rewraps each with its own associated
-// data, one locked store transaction per batch of keys, while signing goes on.
+// wrapped blob this package stores — SplitKey.share_wrapped, during a share refresh
+// PendingRefresh.share_wrapped and offer_wrapped, and each delegated pair's
+// DelegatedShare.share_wrapped (found through SplitKey.delegates) — and rewraps each with
+// its own associated data, one locked store transaction per batch of keys, while signing
+// goes on.
 
 // rewrapBatch keys are rewrapped per transaction: few enough that the key locks are held
 // for milliseconds (one HSM call per blob), many enough that the audit log gets one record
@@ -63,6 +65,49 @@ func (s *Service) CountStaleBlobs(ctx context.Context, stale func(blob []byte) b
 				n++
 			}
 		}
+		for _, ref := range rec.Delegates {
+			user, device, _ := strings.Cut(ref, "/")
+			del, err := delegates.Read(ctx, s.deps.Store, delegateID(id, user, device))
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return 0, fmt.Errorf("keys: read delegated pair: %w", err)
+			}
+			if len(del.ShareWrapped) > 0 && stale(del.ShareWrapped) {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// rewrapPairs rewraps the stale shares of a key's delegated pairs inside tx and reports how
+// many it rewrapped.
+func (s *Service) rewrapPairs(ctx context.Context, tx *store.Tx, rec *storepb.SplitKey, stale func(blob []byte) bool, rewrap func(ctx context.Context, blob, ad []byte) ([]byte, error)) (int, error) {
+	n := 0
+	for _, ref := range rec.Delegates {
+		user, device, _ := strings.Cut(ref, "/")
+		id := delegateID(rec.Id, user, device)
+		del, err := delegates.Get(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if len(del.ShareWrapped) == 0 || !stale(del.ShareWrapped) {
+			continue
+		}
+		nb, err := rewrap(ctx, del.ShareWrapped, delegateAD(rec.Id, user, device, del.ShareVersion))
+		if err != nil {
+			return 0, fmt.Errorf("key %s, delegated pair: %w", rec.Id, err)
+		}
+		del.ShareWrapped = nb
+		if err := delegates.Put(tx, id, del); err != nil {
+			return 0, err
+		}
+		n++
 	}
 	return n, nil
 }
@@ -137,6 +182,13 @@ func (s *Service) RewrapAll(ctx context.Context, actor string, stale func(blob [
 					if err := splitKeys.Put(tx, id, rec); err != nil {
 						return err
 					}
+				}
+				pairs, err := s.rewrapPairs(ctx, tx, rec, stale, rewrap)
+				if err != nil {
+					return err
+				}
+				blobs += pairs
+				if dirty || pairs > 0 {
 					changed = append(changed, id)
 				}
 			}

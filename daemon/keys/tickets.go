@@ -11,8 +11,9 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 )
 
-// tickets are the cosign tickets a verified PIN opens: bound to one key and one device,
-// expiring, and good for a limited number of operations. They live in memory only: a restart
+// tickets are the cosign tickets a verified PIN opens: bound to one key and one holder (the
+// account and device whose PIN opened it: the key's holder or a member with a delegated
+// pair), expiring, and good for a limited number of operations. They live in memory only: a restart
 // asks for the PIN again, which is the safe direction. Only their SHA-256 is kept.
 type tickets struct {
 	now func() time.Time
@@ -22,9 +23,9 @@ type tickets struct {
 }
 
 type ticket struct {
-	keyID, deviceID string
-	expires         time.Time
-	uses            int
+	keyID, userID, deviceID string
+	expires                 time.Time
+	uses                    int
 }
 
 const ticketPrefix = "hct_"
@@ -36,7 +37,7 @@ func newTickets(now func() time.Time) *tickets {
 	return &tickets{now: now, m: map[[32]byte]*ticket{}}
 }
 
-func (t *tickets) open(keyID, deviceID string, ttl time.Duration, uses int) (string, time.Time) {
+func (t *tickets) open(keyID, userID, deviceID string, ttl time.Duration, uses int) (string, time.Time) {
 	var b [32]byte
 	rand.Read(b[:])
 	token := ticketPrefix + base64.RawURLEncoding.EncodeToString(b[:])
@@ -46,12 +47,12 @@ func (t *tickets) open(keyID, deviceID string, ttl time.Duration, uses int) (str
 	if len(t.m) >= maxTickets {
 		t.pruneLocked()
 	}
-	t.m[sha256.Sum256([]byte(token))] = &ticket{keyID: keyID, deviceID: deviceID, expires: expires, uses: uses}
+	t.m[sha256.Sum256([]byte(token))] = &ticket{keyID: keyID, userID: userID, deviceID: deviceID, expires: expires, uses: uses}
 	return token, expires
 }
 
-// use spends n operations of a ticket for keyID on deviceID.
-func (t *tickets) use(token, keyID, deviceID string, n int) error {
+// use spends n operations of a ticket for keyID by userID on deviceID.
+func (t *tickets) use(token, keyID, userID, deviceID string, n int) error {
 	if !strings.HasPrefix(token, ticketPrefix) || len(token) > 128 {
 		return apierr.Invalidf("credential.ticket", "not a cosign ticket")
 	}
@@ -63,7 +64,7 @@ func (t *tickets) use(token, keyID, deviceID string, n int) error {
 	case !ok || !t.now().Before(tk.expires):
 		delete(t.m, h)
 		return apierr.New(apierr.Unauthenticated, "the cosign ticket expired or is unknown; open a new one with the PIN")
-	case tk.keyID != keyID || tk.deviceID != deviceID:
+	case tk.keyID != keyID || tk.userID != userID || tk.deviceID != deviceID:
 		return apierr.New(apierr.PermissionDenied, "the cosign ticket is for another key or device")
 	case tk.uses < n:
 		return apierr.New(apierr.Unauthenticated, "the cosign ticket has %d uses left, %d needed; open a new one", tk.uses, n)
@@ -72,13 +73,25 @@ func (t *tickets) use(token, keyID, deviceID string, n int) error {
 	return nil
 }
 
-// revokeKey drops every ticket of a key (PIN change or reset, lock, revocation). A refresh
-// keeps them: a ticket authorises the key's owner device, not one share version.
+// revokeKey drops every ticket of a key (revocation, promotion). A refresh keeps them: a
+// ticket authorises a holder's device, not one share version.
 func (t *tickets) revokeKey(keyID string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for h, tk := range t.m {
 		if tk.keyID == keyID {
+			delete(t.m, h)
+		}
+	}
+}
+
+// revokeHolder drops the tickets of one holder of a key (its PIN changed or was reset, it
+// locked, its delegated pair was recalled); the other holders' tickets stay.
+func (t *tickets) revokeHolder(keyID, userID, deviceID string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for h, tk := range t.m {
+		if tk.keyID == keyID && tk.userID == userID && tk.deviceID == deviceID {
 			delete(t.m, h)
 		}
 	}

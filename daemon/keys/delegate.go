@@ -1,0 +1,804 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// Delegated pairs (cosign delegated pairs; design §3). The key's holder gives a member's
+// device a share pair of its own under the key's public key: the holder's phone sends ρ (the
+// grant) and the member's d1·ρ sealed to the member device (the envelope, relayed), and the
+// appliance stores d2′ = ρ⁻¹·d2 as a DelegatedShare bound to the member and device, wrapped
+// with associated data of its own (delegateAD), so it never opens as the key's share nor as
+// another member's.
+//
+//	GrantDelegation   (holder)  → pending: the pair answers only its challenge, no PIN yet
+//	DelegationOffer   (member)  ← envelope, P, P2′ and the challenge
+//	AcceptDelegation  (member)  → active: a signature on the challenge, and the member's PIN
+//	RecallDelegation  (domain)  → recalled: d2′ erased, the member refused at once
+//	PromoteDelegation (domain)  → promoted: the member's pair becomes the key's primary pair
+//
+// A member then uses the key like its holder — Sign, SignBatch, Decrypt, DecryptBatch,
+// OpenTicket, ChangePin, ResetPin — with the key id, from the delegated device, with its own
+// PIN, tickets and lockout; use picks the pair from the caller. Who may grant, recall or
+// promote beyond the holder's own grant is the calling domain's decision (the enterprise
+// service), which writes its own records in the same transaction through with.
+
+var delegates = store.NewCollection(store.KindKey, func() *storepb.DelegatedShare { return new(storepb.DelegatedShare) })
+
+const (
+	pairPending  = storepb.DelegationStatus_DELEGATION_STATUS_PENDING
+	pairActive   = storepb.DelegationStatus_DELEGATION_STATUS_ACTIVE
+	pairRecalled = storepb.DelegationStatus_DELEGATION_STATUS_RECALLED
+	pairPromoted = storepb.DelegationStatus_DELEGATION_STATUS_PROMOTED
+)
+
+// Bounds on what a grant carries.
+const (
+	maxEnvelope   = 1024
+	maxScopeItems = 32
+	maxScopeItem  = 128
+)
+
+var errAcceptFirst = apierr.New(apierr.FailedPrecondition, "accept the delegation first: a pending delegated pair answers only its challenge")
+
+// delegateID is the id of a member's pair record: k/<key id>/delegate/<user>/<device>.
+func delegateID(keyID, userID, deviceID string) string {
+	return keyID + "/delegate/" + userID + "/" + deviceID
+}
+
+// memberRef names a pair in SplitKey.delegates.
+func memberRef(userID, deviceID string) string { return userID + "/" + deviceID }
+
+// delegateAD binds a member's wrapped share to the key, the member, the device and the pair's
+// version; it differs from every shareAD, so a delegated blob never opens as a primary share.
+func delegateAD(keyID, userID, deviceID string, version uint32) []byte {
+	return []byte("hufu/key/v1 delegate " + keyID + "/" + userID + "/" + deviceID + "/" + fmtVersion(version))
+}
+
+// delegatePINContext is the context of a member's PIN verifier.
+func delegatePINContext(keyID, userID, deviceID string) []byte {
+	return []byte("hufu/key/v1 delegate-pin " + keyID + "/" + userID + "/" + deviceID)
+}
+
+// keyPINContext is the context of the key's own PIN verifier: the default, or the member's
+// context that a promoted pair brought along.
+func keyPINContext(rec *storepb.SplitKey) []byte {
+	if len(rec.PinContext) > 0 {
+		return rec.PinContext
+	}
+	return pinContext(rec.Id)
+}
+
+// holdsShare reports a pair whose share exists (pending or active).
+func holdsShare(d *storepb.DelegatedShare) bool {
+	return d.Status == pairPending || d.Status == pairActive
+}
+
+// isHolder reports whether caller uses the key's primary pair.
+func isHolder(caller authn.Caller, rec *storepb.SplitKey) bool {
+	return caller.UserID != "" && rec.UserId == caller.UserID && rec.DeviceId == caller.DeviceID
+}
+
+// checkPairStatus refuses a pair that ended.
+func checkPairStatus(d *storepb.DelegatedShare) error {
+	switch d.Status {
+	case pairPending, pairActive:
+		return nil
+	case pairRecalled:
+		return apierr.New(apierr.PermissionDenied, "the delegation was recalled")
+	}
+	return apierr.New(apierr.PermissionDenied, "the delegation ended: the pair became the key's primary pair")
+}
+
+func checkMember(field, userID, deviceID string) error {
+	if err := store.ValidPart(userID); err != nil {
+		return apierr.Invalidf(field+"_user_id", "not a valid user id")
+	}
+	if err := store.ValidPart(deviceID); err != nil {
+		return apierr.Invalidf(field+"_device_id", "not a valid device id")
+	}
+	return nil
+}
+
+// holding is the record that holds a caller's pair on a key: the key's own (the holder) or
+// the caller's delegated pair.
+type holding struct {
+	key *storepb.SplitKey
+	del *storepb.DelegatedShare // nil for the holder
+}
+
+func (h holding) pending() bool { return h.del != nil && h.del.Status == pairPending }
+
+func (h holding) userID() string {
+	if h.del != nil {
+		return h.del.MemberUserId
+	}
+	return h.key.UserId
+}
+
+func (h holding) deviceID() string {
+	if h.del != nil {
+		return h.del.MemberDeviceId
+	}
+	return h.key.DeviceId
+}
+
+func (h holding) cacheID() string {
+	if h.del != nil {
+		return pairCacheID(h.key.Id, h.del.MemberUserId, h.del.MemberDeviceId)
+	}
+	return h.key.Id
+}
+
+// pinFields points at the PIN state of the pair.
+type pinFields struct {
+	verifier, salt *[]byte
+	failures       *uint32
+	lockedUntil    *int64
+	context        []byte
+}
+
+func (h holding) pinFields() pinFields {
+	if d := h.del; d != nil {
+		return pinFields{&d.PinVerifier, &d.PinSalt, &d.PinFailures, &d.LockedUntilUnixNano,
+			delegatePINContext(d.KeyId, d.MemberUserId, d.MemberDeviceId)}
+	}
+	k := h.key
+	return pinFields{&k.PinVerifier, &k.PinSalt, &k.PinFailures, &k.LockedUntilUnixNano, keyPINContext(k)}
+}
+
+// newPINContext is the context a new PIN verifier of the pair is made with.
+func (h holding) newPINContext() []byte {
+	if d := h.del; d != nil {
+		return delegatePINContext(d.KeyId, d.MemberUserId, d.MemberDeviceId)
+	}
+	return pinContext(h.key.Id)
+}
+
+func (h holding) put(tx *store.Tx) error {
+	if d := h.del; d != nil {
+		return delegates.Put(tx, delegateID(d.KeyId, d.MemberUserId, d.MemberDeviceId), d)
+	}
+	return splitKeys.Put(tx, h.key.Id, h.key)
+}
+
+// resolveHolding picks the caller's pair of the key rec: the primary pair from the holder's
+// device, else the caller's delegated pair (get reads it; store.ErrNotFound if none), else,
+// with anyDevice, the key's own record for its holder on another device (PIN reset). Anybody
+// else gets the answer checkUsable gives.
+func (s *Service) resolveHolding(caller authn.Caller, rec *storepb.SplitKey, anyDevice bool, get func(id string) (*storepb.DelegatedShare, error)) (holding, error) {
+	if isHolder(caller, rec) {
+		return holding{key: rec}, nil
+	}
+	if caller.UserID != "" && caller.DeviceID != "" &&
+		store.ValidPart(caller.UserID) == nil && store.ValidPart(caller.DeviceID) == nil {
+		del, err := get(delegateID(rec.Id, caller.UserID, caller.DeviceID))
+		if err == nil {
+			return holding{key: rec, del: del}, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return holding{}, err
+		}
+	}
+	if anyDevice && caller.UserID != "" && rec.UserId == caller.UserID {
+		return holding{key: rec}, nil
+	}
+	return holding{}, s.checkUsable(caller, rec)
+}
+
+// holdingIn resolves the caller's pair inside tx, locking the records.
+func (s *Service) holdingIn(tx *store.Tx, caller authn.Caller, keyID string, anyDevice bool) (holding, error) {
+	rec, err := splitKeys.Get(tx, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return holding{}, apierr.New(apierr.NotFound, "no key %q", keyID)
+	}
+	if err != nil {
+		return holding{}, err
+	}
+	return s.resolveHolding(caller, rec, anyDevice, func(id string) (*storepb.DelegatedShare, error) {
+		return delegates.Get(tx, id)
+	})
+}
+
+// holdingAt resolves the caller's pair from the latest committed state (any device of the
+// holder's account).
+func (s *Service) holdingAt(ctx context.Context, caller authn.Caller, keyID string) (holding, error) {
+	rec, err := splitKeys.Read(ctx, s.deps.Store, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return holding{}, apierr.New(apierr.NotFound, "no key %q", keyID)
+	}
+	if err != nil {
+		return holding{}, err
+	}
+	return s.resolveHolding(caller, rec, true, func(id string) (*storepb.DelegatedShare, error) {
+		return delegates.Read(ctx, s.deps.Store, id)
+	})
+}
+
+// checkHolding is checkUsable for either kind of pair: the key not revoked, the pair not
+// ended, the caller's own PIN not locked.
+func (s *Service) checkHolding(caller authn.Caller, h holding) error {
+	if h.del == nil {
+		return s.checkUsable(caller, h.key)
+	}
+	if h.key.Status == statusRevoked {
+		return apierr.New(apierr.FailedPrecondition, "the key is revoked and its server share destroyed")
+	}
+	if err := checkPairStatus(h.del); err != nil {
+		return err
+	}
+	if until := time.Unix(0, h.del.LockedUntilUnixNano); s.deps.Clock.Now().Before(until) {
+		wait := until.Sub(s.deps.Clock.Now())
+		return apierr.Exhausted(wait, "your delegated pair of this key is locked after too many wrong PINs; retry in %v or reset your PIN", wait.Round(time.Second))
+	}
+	return nil
+}
+
+// errNoPair: the caller has no delegated pair of the key (the cache does not keep it).
+var errNoPair = errors.New("keys: no delegated pair")
+
+// usePair acquires the caller's delegated pair of a key, for use after the caller turned out
+// not to be its holder. notHolder is the answer for a caller without a pair.
+func (s *Service) usePair(ctx context.Context, caller authn.Caller, keyID string, notHolder error) (*cacheEntry, error) {
+	if caller.UserID == "" || caller.DeviceID == "" || store.ValidPart(caller.UserID) != nil || store.ValidPart(caller.DeviceID) != nil {
+		return nil, notHolder
+	}
+	e, err := s.cache.acquire(ctx, pairCacheID(keyID, caller.UserID, caller.DeviceID), func(ctx context.Context) (*loadedKey, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		return s.loadPair(ctx, keyID, caller.UserID, caller.DeviceID)
+	})
+	if errors.Is(err, errNoPair) {
+		return nil, notHolder
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkHolding(caller, holding{key: e.key.rec, del: e.key.del}); err != nil {
+		s.cache.release(e)
+		return nil, err
+	}
+	return e, nil
+}
+
+// loadPair reads a member's pair and unwraps its share: the cache's loader for pairs. A pair
+// that ended, or of a revoked key, loads without a share (checkHolding refuses it).
+func (s *Service) loadPair(ctx context.Context, keyID, userID, deviceID string) (*loadedKey, error) {
+	rec, err := splitKeys.Read(ctx, s.deps.Store, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNoPair
+	}
+	if err != nil {
+		return nil, err
+	}
+	del, err := delegates.Read(ctx, s.deps.Store, delegateID(keyID, userID, deviceID))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNoPair
+	}
+	if err != nil {
+		return nil, err
+	}
+	public, err := cosign.ParsePoint(rec.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("keys: stored public key of %s: %w", keyID, err)
+	}
+	k := &loadedKey{rec: rec, del: del, public: public, state: cosign.ServerKey{Public: public, Version: del.ShareVersion}}
+	if rec.Status == statusRevoked || !holdsShare(del) {
+		return k, nil
+	}
+	raw, err := s.deps.Keyring.Unwrap(ctx, del.ShareWrapped, delegateAD(keyID, userID, deviceID, del.ShareVersion))
+	if err != nil {
+		return nil, hsmError(err)
+	}
+	defer clear(raw)
+	if k.state.Share, err = cosign.ParseServerShare(raw); err != nil {
+		return nil, fmt.Errorf("keys: stored delegated share of %s: %w", keyID, err)
+	}
+	if del.Status == pairPending {
+		nonce, ok := nonceOf(del)
+		if !ok {
+			k.destroy()
+			return nil, fmt.Errorf("keys: stored delegation of %s: challenge nonce of %d bytes", keyID, len(del.ChallengeNonce))
+		}
+		k.challenge = cosign.DelegationChallenge(cosign.DelegationContext(keyID, userID, deviceID), &nonce)
+	}
+	return k, nil
+}
+
+func nonceOf(del *storepb.DelegatedShare) ([cosign.ScalarSize]byte, bool) {
+	var n [cosign.ScalarSize]byte
+	if len(del.ChallengeNonce) != len(n) {
+		return n, false
+	}
+	copy(n[:], del.ChallengeNonce)
+	return n, true
+}
+
+// withoutSecrets returns a copy of a pair record without its wrapped share and PIN verifier, for
+// callers outside the package.
+func withoutSecrets(d *storepb.DelegatedShare) *storepb.DelegatedShare {
+	out := proto.Clone(d).(*storepb.DelegatedShare)
+	out.ShareWrapped, out.PinVerifier, out.PinSalt = nil, nil, nil
+	return out
+}
+
+// endPair erases a pair's share and secrets and marks it ended.
+func endPair(d *storepb.DelegatedShare, status storepb.DelegationStatus, now time.Time) {
+	clear(d.ShareWrapped)
+	d.Status, d.EndedUnixNano = status, now.UnixNano()
+	d.ShareWrapped, d.Envelope, d.ChallengeNonce, d.PinVerifier, d.PinSalt = nil, nil, nil, nil, nil
+	d.PinFailures, d.LockedUntilUnixNano = 0, 0
+}
+
+func removeRef(refs []string, ref string) []string {
+	return slices.DeleteFunc(refs, func(r string) bool { return r == ref })
+}
+
+// renameInput names a cosign decoding error after the API field: "delegation_grant.rho"
+// becomes "grant.rho".
+func renameInput(err error, field string) error {
+	var ie *cosign.InputError
+	if errors.As(err, &ie) {
+		name := field
+		if _, sub, ok := strings.Cut(ie.Field, "."); ok {
+			name += "." + sub
+		}
+		return apierr.Invalid(name, ie.Err)
+	}
+	return err
+}
+
+func checkScope(scope []string) error {
+	if len(scope) > maxScopeItems {
+		return apierr.Invalidf("scope", "at most %d items", maxScopeItems)
+	}
+	for i, item := range scope {
+		if item == "" || len(item) > maxScopeItem || !utf8.ValidString(item) {
+			return apierr.Invalidf(fmt.Sprintf("scope[%d]", i), "1 to %d bytes of UTF-8", maxScopeItem)
+		}
+	}
+	return nil
+}
+
+// GrantDelegation is the appliance's step of a delegation: the caller, the key's holder on
+// its device with its PIN or a ticket, gives the member's device a pair of its own. grant is
+// the cosign DelegationGrant (ρ); envelope the cosign delegation envelope for the member
+// (opaque here, at most 1 KiB), kept for the member to fetch with DelegationOffer. The new
+// pair is pending until the member accepts; scope is stored as given. with, if not nil,
+// runs in the same transaction. It returns the pair's record (without secrets) and P2′,
+// which the member checks its share against.
+//
+// Refused: a member who already has a pending or active pair of the key on that device
+// (FailedPrecondition: recall it first), the holder's own device, a key with a share refresh
+// pending, a caller who is not the holder.
+func (s *Service) GrantDelegation(ctx context.Context, caller authn.Caller, keyID string, cred Credential, memberUserID, memberDeviceID string, grant, envelope []byte, scope []string, with func(tx *store.Tx) error) (*storepb.DelegatedShare, []byte, error) {
+	if err := firstError(checkKeyID(keyID), checkMember("member", memberUserID, memberDeviceID), checkScope(scope)); err != nil {
+		return nil, nil, err
+	}
+	if len(envelope) == 0 || len(envelope) > maxEnvelope {
+		return nil, nil, apierr.Invalidf("envelope", "a delegation envelope of 1 to %d bytes is required, not %d", maxEnvelope, len(envelope))
+	}
+	if memberUserID == caller.UserID && memberDeviceID == caller.DeviceID {
+		return nil, nil, apierr.Invalidf("member_device_id", "the key's own device already holds its primary pair")
+	}
+	var g cosign.DelegationGrant
+	if err := g.UnmarshalBinary(grant); err != nil {
+		return nil, nil, renameInput(err, "grant")
+	}
+	defer clear(g.Rho[:])
+	e, err := s.use(ctx, caller, keyID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer s.cache.release(e)
+	if e.key.del != nil {
+		return nil, nil, apierr.New(apierr.PermissionDenied, "only the key's holder can delegate it")
+	}
+	if e.key.state.Pending != nil {
+		return nil, nil, apierr.New(apierr.FailedPrecondition, "a share refresh of the key is pending; finish it first")
+	}
+	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
+		return nil, nil, err
+	}
+	share, p2, err := e.key.state.Share.Delegate(&g)
+	if err != nil {
+		return nil, nil, renameInput(err, "grant")
+	}
+	defer share.Destroy()
+	id := delegateID(keyID, memberUserID, memberDeviceID)
+	version := uint32(1)
+	if prev, err := delegates.Read(ctx, s.deps.Store, id); err == nil {
+		version = prev.ShareVersion + 1
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, err
+	}
+	nonce := make([]byte, cosign.ScalarSize)
+	if _, err := io.ReadFull(s.deps.Rand, nonce); err != nil {
+		return nil, nil, fmt.Errorf("keys: challenge nonce: %w", err)
+	}
+	ad := delegateAD(keyID, memberUserID, memberDeviceID, version)
+	raw, _ := share.MarshalBinary()
+	wrapped, err := s.deps.Keyring.Wrap(ctx, raw, ad)
+	clear(raw)
+	if err != nil {
+		return nil, nil, hsmError(err)
+	}
+	rec := &storepb.DelegatedShare{
+		KeyId: keyID, MemberUserId: memberUserID, MemberDeviceId: memberDeviceID, Status: pairPending,
+		ShareVersion: version, ShareWrapped: wrapped, P2: p2[:], Envelope: envelope, ChallengeNonce: nonce,
+		GrantedBy: caller.UserID, GrantedUnixNano: s.deps.Clock.Now().UnixNano(), Scope: scope,
+	}
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		key, err := splitKeys.Get(tx, keyID)
+		if err != nil {
+			return err
+		}
+		if key.Status == statusRevoked {
+			return apierr.New(apierr.FailedPrecondition, "the key is revoked")
+		}
+		if !isHolder(caller, key) || key.ShareVersion != e.key.state.Version || key.Pending != nil {
+			return apierr.New(apierr.Aborted, "the key changed meanwhile; retry")
+		}
+		old, err := delegates.Get(tx, id)
+		switch {
+		case err == nil && holdsShare(old):
+			return apierr.New(apierr.FailedPrecondition, "the member already has a %s delegated pair of this key on that device; recall it first",
+				map[storepb.DelegationStatus]string{pairPending: "pending", pairActive: "active"}[old.Status])
+		case err == nil && old.ShareVersion >= version:
+			return apierr.New(apierr.Aborted, "the delegation changed meanwhile; retry")
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		// Wrapped before the transaction: a KEK rotation may have begun since.
+		if rec.ShareWrapped, err = s.deps.Keyring.EnsureCurrent(ctx, wrapped, ad); err != nil {
+			return hsmError(err)
+		}
+		rec.GrantedUnixNano = tx.Now().UnixNano()
+		if err := delegates.Put(tx, id, rec); err != nil {
+			return err
+		}
+		key.Delegates = append(removeRef(key.Delegates, memberRef(memberUserID, memberDeviceID)), memberRef(memberUserID, memberDeviceID))
+		if err := splitKeys.Put(tx, keyID, key); err != nil {
+			return err
+		}
+		if err := s.recordTx(tx, caller, keyID, "delegate.grant", nil, 1, "ok", pairDetails(rec)); err != nil {
+			return err
+		}
+		if with != nil {
+			return with(tx)
+		}
+		return nil
+	})
+	s.cache.invalidate(keyID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return withoutSecrets(rec), rec.P2, nil
+}
+
+func pairDetails(d *storepb.DelegatedShare) map[string]string {
+	return map[string]string{"member_user": d.MemberUserId, "member_device": d.MemberDeviceId, "version": fmtVersion(d.ShareVersion)}
+}
+
+// DelegationOffer returns the caller's pending delegated pair of a key, for the member's
+// device to accept: the record (with the envelope), the key's public key P, P2′ and the
+// challenge to sign with the new pair (cosign.DelegationChallenge). NotFound if the caller
+// (account and device) has no pair of the key.
+func (s *Service) DelegationOffer(ctx context.Context, caller authn.Caller, keyID string) (*storepb.DelegatedShare, []byte, []byte, []byte, error) {
+	if err := checkKeyID(keyID); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	notFound := apierr.New(apierr.NotFound, "no delegation of key %q for this device", keyID)
+	if caller.UserID == "" || caller.DeviceID == "" || store.ValidPart(caller.UserID) != nil || store.ValidPart(caller.DeviceID) != nil {
+		return nil, nil, nil, nil, notFound
+	}
+	rec, err := splitKeys.Read(ctx, s.deps.Store, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, nil, nil, notFound
+	}
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	del, err := delegates.Read(ctx, s.deps.Store, delegateID(keyID, caller.UserID, caller.DeviceID))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, nil, nil, notFound
+	}
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if rec.Status == statusRevoked {
+		return nil, nil, nil, nil, apierr.New(apierr.FailedPrecondition, "the key is revoked")
+	}
+	if err := checkPairStatus(del); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if del.Status != pairPending {
+		return nil, nil, nil, nil, apierr.New(apierr.FailedPrecondition, "the delegation was accepted already")
+	}
+	nonce, ok := nonceOf(del)
+	if !ok {
+		return nil, nil, nil, nil, fmt.Errorf("keys: stored delegation of %s: bad challenge nonce", keyID)
+	}
+	challenge := cosign.DelegationChallenge(cosign.DelegationContext(keyID, caller.UserID, caller.DeviceID), &nonce)
+	return withoutSecrets(del), rec.PublicKey, del.P2, challenge[:], nil
+}
+
+// AcceptDelegation activates the caller's pending pair: confirmation must be a signature
+// (cosign.Signature, 64 bytes r ‖ s) under the key's public key on the pair's challenge,
+// which only the new pair can have made (the pending pair answers nothing else), and pin
+// becomes the member's own certificate PIN for the pair. The envelope is dropped. with, if
+// not nil, runs in the same transaction.
+func (s *Service) AcceptDelegation(ctx context.Context, caller authn.Caller, keyID, pin string, confirmation []byte, with func(tx *store.Tx) error) error {
+	if err := firstError(checkKeyID(keyID), checkPIN("pin", pin)); err != nil {
+		return err
+	}
+	var sig cosign.Signature
+	if err := sig.UnmarshalBinary(confirmation); err != nil {
+		return renameInput(err, "confirmation")
+	}
+	if caller.UserID == "" || caller.DeviceID == "" || store.ValidPart(caller.UserID) != nil || store.ValidPart(caller.DeviceID) != nil {
+		return apierr.New(apierr.NotFound, "no delegation of key %q for this device", keyID)
+	}
+	salt := make([]byte, 16)
+	if _, err := io.ReadFull(s.deps.Rand, salt); err != nil {
+		return fmt.Errorf("keys: PIN salt: %w", err)
+	}
+	verifier, err := s.deps.Keyring.PINVerifier(ctx, salt, delegatePINContext(keyID, caller.UserID, caller.DeviceID), []byte(pin))
+	if err != nil {
+		return hsmError(err)
+	}
+	id := delegateID(keyID, caller.UserID, caller.DeviceID)
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		rec, err := splitKeys.Get(tx, keyID)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "no delegation of key %q for this device", keyID)
+		}
+		if err != nil {
+			return err
+		}
+		del, err := delegates.Get(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "no delegation of key %q for this device", keyID)
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Status == statusRevoked {
+			return apierr.New(apierr.FailedPrecondition, "the key is revoked")
+		}
+		if err := checkPairStatus(del); err != nil {
+			return err
+		}
+		if del.Status != pairPending {
+			return apierr.New(apierr.FailedPrecondition, "the delegation was accepted already")
+		}
+		public, err := cosign.ParsePoint(rec.PublicKey)
+		if err != nil {
+			return fmt.Errorf("keys: stored public key of %s: %w", keyID, err)
+		}
+		nonce, ok := nonceOf(del)
+		if !ok {
+			return fmt.Errorf("keys: stored delegation of %s: bad challenge nonce", keyID)
+		}
+		challenge := cosign.DelegationChallenge(cosign.DelegationContext(keyID, caller.UserID, caller.DeviceID), &nonce)
+		if !cosign.Verify(&public, &challenge, &sig) {
+			return apierr.Invalidf("confirmation", "does not verify as a signature under the key on this delegation's challenge")
+		}
+		del.Status, del.AcceptedUnixNano = pairActive, tx.Now().UnixNano()
+		del.PinVerifier, del.PinSalt, del.PinFailures, del.LockedUntilUnixNano = verifier, salt, 0, 0
+		del.Envelope, del.ChallengeNonce = nil, nil
+		if err := delegates.Put(tx, id, del); err != nil {
+			return err
+		}
+		if err := s.recordTx(tx, caller, keyID, "delegate.accept", nil, 1, "ok", pairDetails(del)); err != nil {
+			return err
+		}
+		if with != nil {
+			return with(tx)
+		}
+		return nil
+	})
+	s.cache.invalidateEntry(pairCacheID(keyID, caller.UserID, caller.DeviceID))
+	return err
+}
+
+// RecallDelegation ends a member's pair: its share, envelope and PIN are erased, its cached
+// share dropped at once and its tickets revoked, so the member's next call is refused
+// (PermissionDenied, "the delegation was recalled"); the holder and other members are not
+// affected. Recalling a recalled pair only runs with. actor is who recalls (audited); whether
+// it may is the caller's decision. with, if not nil, runs in the same transaction.
+func (s *Service) RecallDelegation(ctx context.Context, actor authn.Caller, keyID, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
+	if err := firstError(checkKeyID(keyID), checkMember("member", memberUserID, memberDeviceID)); err != nil {
+		return err
+	}
+	id := delegateID(keyID, memberUserID, memberDeviceID)
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		rec, err := splitKeys.Get(tx, keyID)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "no key %q", keyID)
+		}
+		if err != nil {
+			return err
+		}
+		del, err := delegates.Get(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "no delegation of key %q for that member and device", keyID)
+		}
+		if err != nil {
+			return err
+		}
+		switch del.Status {
+		case pairRecalled:
+		case pairPromoted:
+			return apierr.New(apierr.FailedPrecondition, "that pair is the key's primary pair now")
+		default:
+			endPair(del, pairRecalled, tx.Now())
+			rec.Delegates = removeRef(rec.Delegates, memberRef(memberUserID, memberDeviceID))
+			if err := delegates.Put(tx, id, del); err != nil {
+				return err
+			}
+			if err := splitKeys.Put(tx, keyID, rec); err != nil {
+				return err
+			}
+			if err := s.recordTx(tx, actor, keyID, "delegate.recall", nil, 1, "ok", pairDetails(del)); err != nil {
+				return err
+			}
+		}
+		if with != nil {
+			return with(tx)
+		}
+		return nil
+	})
+	s.cache.invalidate(keyID)
+	s.tickets.revokeHolder(keyID, memberUserID, memberDeviceID)
+	return err
+}
+
+// PromoteDelegation makes a member's active pair the key's primary pair (a transfer of the
+// key): the key's holder, device, PIN (the member's) and share become the member's, under a
+// new share version with the share rewrapped as a primary share; the previous holder's share
+// is destroyed, a pending refresh of it dropped, and the pair's record marked promoted. Other
+// members' pairs stay. actor is who promotes (audited); whether it may is the caller's
+// decision. with, if not nil, runs in the same transaction.
+func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, keyID, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
+	if err := firstError(checkKeyID(keyID), checkMember("member", memberUserID, memberDeviceID)); err != nil {
+		return err
+	}
+	id := delegateID(keyID, memberUserID, memberDeviceID)
+	rec, err := splitKeys.Read(ctx, s.deps.Store, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return apierr.New(apierr.NotFound, "no key %q", keyID)
+	}
+	if err != nil {
+		return err
+	}
+	del, err := delegates.Read(ctx, s.deps.Store, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return apierr.New(apierr.NotFound, "no delegation of key %q for that member and device", keyID)
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Status == statusRevoked {
+		return apierr.New(apierr.FailedPrecondition, "the key is revoked")
+	}
+	if del.Status != pairActive {
+		return apierr.New(apierr.FailedPrecondition, "only an accepted (active) delegated pair can be promoted")
+	}
+	version := max(rec.ShareVersion, rec.GetPending().GetVersion()) + 1
+	raw, err := s.deps.Keyring.Unwrap(ctx, del.ShareWrapped, delegateAD(keyID, memberUserID, memberDeviceID, del.ShareVersion))
+	if err != nil {
+		return hsmError(err)
+	}
+	share, err := cosign.ParseServerShare(raw)
+	if err != nil {
+		clear(raw)
+		return fmt.Errorf("keys: stored delegated share of %s: %w", keyID, err)
+	}
+	share.Destroy()
+	wrapped, err := s.deps.Keyring.Wrap(ctx, raw, shareAD(keyID, version))
+	clear(raw)
+	if err != nil {
+		return hsmError(err)
+	}
+	var before holding
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		key, err := splitKeys.Get(tx, keyID)
+		if err != nil {
+			return err
+		}
+		pair, err := delegates.Get(tx, id)
+		if err != nil {
+			return err
+		}
+		if key.Status == statusRevoked || pair.Status != pairActive || pair.ShareVersion != del.ShareVersion ||
+			max(key.ShareVersion, key.GetPending().GetVersion())+1 != version {
+			return apierr.New(apierr.Aborted, "the key changed meanwhile; retry")
+		}
+		if wrapped, err = s.deps.Keyring.EnsureCurrent(ctx, wrapped, shareAD(keyID, version)); err != nil {
+			return hsmError(err)
+		}
+		before = holding{key: proto.Clone(key).(*storepb.SplitKey)}
+		clear(key.ShareWrapped)
+		if key.Pending != nil {
+			clear(key.Pending.ShareWrapped)
+			clear(key.Pending.OfferWrapped)
+		}
+		key.UserId, key.DeviceId = memberUserID, memberDeviceID
+		key.ShareVersion, key.ShareWrapped, key.Pending = version, wrapped, nil
+		key.PinVerifier, key.PinSalt, key.PinContext = pair.PinVerifier, pair.PinSalt, delegatePINContext(keyID, memberUserID, memberDeviceID)
+		key.PinFailures, key.LockedUntilUnixNano = pair.PinFailures, pair.LockedUntilUnixNano
+		key.Delegates = removeRef(key.Delegates, memberRef(memberUserID, memberDeviceID))
+		endPair(pair, pairPromoted, tx.Now())
+		if err := splitKeys.Put(tx, keyID, key); err != nil {
+			return err
+		}
+		if err := delegates.Put(tx, id, pair); err != nil {
+			return err
+		}
+		if before.key.UserId != memberUserID {
+			k, _ := splitKeys.Key(keyID)
+			if err := tx.RemoveIndex(indexUserKeys, before.key.UserId, k); err != nil {
+				return err
+			}
+			if err := tx.AddIndex(indexUserKeys, memberUserID, k); err != nil {
+				return err
+			}
+		}
+		details := map[string]string{
+			"member_user": memberUserID, "member_device": memberDeviceID, "version": fmtVersion(version),
+			"previous_user": before.key.UserId, "previous_device": before.key.DeviceId,
+		}
+		if err := s.recordTx(tx, actor, keyID, "delegate.promote", nil, 1, "ok", details); err != nil {
+			return err
+		}
+		if with != nil {
+			return with(tx)
+		}
+		return nil
+	})
+	s.cache.invalidate(keyID)
+	if before.key != nil {
+		s.tickets.revokeHolder(keyID, before.key.UserId, before.key.DeviceId)
+	}
+	s.tickets.revokeHolder(keyID, memberUserID, memberDeviceID)
+	return err
+}
+
+// ListDelegations returns every delegated pair record of a key, ended ones included, without
+// their secrets. Who may see them is the caller's decision.
+func (s *Service) ListDelegations(ctx context.Context, keyID string) ([]*storepb.DelegatedShare, error) {
+	if err := checkKeyID(keyID); err != nil {
+		return nil, err
+	}
+	var out []*storepb.DelegatedShare
+	opts := store.ListOptions{Limit: store.MaxListLimit}
+	for {
+		page, err := delegates.List(ctx, s.deps.Store, keyID+"/delegate/", opts, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range page.Items {
+			out = append(out, withoutSecrets(it.Value))
+		}
+		if page.Next == "" {
+			return out, nil
+		}
+		opts.Cursor = page.Next
+	}
+}

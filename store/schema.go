@@ -27,6 +27,8 @@ import (
 //	c/ca/<ca id>                    embedded CAs (daemon/ca)
 //	c/cert/<user id>/<serial>       certificates (daemon/certs)
 //	o/order/<user id>/<order id>    orders; o/inbox/<user id>/... messages; o/letter/... letters
+//	o/att/<sha256 hex>              application attachments, stored once per content
+//	o/att-link/<application>/<sha>  an application's attachments (daemon/attachments)
 //	s/<session id>                  scan sessions (usually with an expiry)
 //	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
 //	y/<system name>                 system clients registered on the admin surface

@@ -44,7 +44,9 @@ type Conn struct {
 	Identity  hufuv1.IdentityServiceClient
 	Keys      hufuv1.KeyServiceClient
 	Cosign    hufuv1.CosignServiceClient
-	Health    healthpb.HealthClient
+	// Enterprises is the enterprise side (enterprise.go has the delegation helpers).
+	Enterprises hufuv1.EnterpriseServiceClient
+	Health      healthpb.HealthClient
 }
 
 // Dial connects to the daemon. The connection is lazy: errors in reaching it show on the
@@ -77,14 +79,18 @@ func Dial(cfg Config) (*Conn, error) {
 	}
 	return &Conn{
 		cc: cc, creds: creds,
-		Accounts:  hufuv1.NewAccountServiceClient(cc),
-		Platforms: hufuv1.NewPlatformServiceClient(cc),
-		Identity:  hufuv1.NewIdentityServiceClient(cc),
-		Keys:      hufuv1.NewKeyServiceClient(cc),
-		Cosign:    hufuv1.NewCosignServiceClient(cc),
-		Health:    healthpb.NewHealthClient(cc),
+		Accounts:    hufuv1.NewAccountServiceClient(cc),
+		Platforms:   hufuv1.NewPlatformServiceClient(cc),
+		Identity:    hufuv1.NewIdentityServiceClient(cc),
+		Keys:        hufuv1.NewKeyServiceClient(cc),
+		Cosign:      hufuv1.NewCosignServiceClient(cc),
+		Enterprises: hufuv1.NewEnterpriseServiceClient(cc),
+		Health:      healthpb.NewHealthClient(cc),
 	}, nil
 }
+
+// DeviceID is the device id every call carries.
+func (c *Conn) DeviceID() string { return c.creds.device }
 
 // ClientConn is the underlying gRPC connection, for services this package does not wrap.
 func (c *Conn) ClientConn() *grpc.ClientConn { return c.cc }

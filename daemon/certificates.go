@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/hufu-hsm/hufu/daemon/attachments"
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/enterprises"
 	"github.com/hufu-hsm/hufu/hsm"
 	"github.com/hufu-hsm/hufu/store"
 )
@@ -66,6 +68,25 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 	}
 	// Keys whose certificates have all expired refuse to cosign.
 	d.keys.SetCertificateGate(d.certs)
+	return d.buildEnterprises()
+}
+
+// buildEnterprises builds the enterprise domain over certificates and keys, and the
+// attachment store its applications use.
+func (d *Daemon) buildEnterprises() error {
+	att, err := attachments.New(attachments.Options{}, d.store)
+	if err != nil {
+		return err
+	}
+	d.enterprises, err = enterprises.New(enterprises.Options{}, enterprises.Deps{
+		Store: d.store, Keyring: d.keyring, Accounts: d.accounts, Certs: d.certs, Keys: d.keys, Attachments: att,
+		Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	// A paid enterprise certificate completes its claim inside the payment's transaction.
+	d.certs.SetEnterprises(d.enterprises)
 	return nil
 }
 

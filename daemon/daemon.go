@@ -23,6 +23,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
+	"github.com/hufu-hsm/hufu/daemon/enterprises"
 	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/daemon/keys"
 	"github.com/hufu-hsm/hufu/hsm"
@@ -55,9 +56,11 @@ type Daemon struct {
 	accounts *accounts.Service
 	keys     *keys.Service
 	certs    *certs.Service
-	tls      *tlsMaterial
-	server   *grpc.Server
-	health   *health.Server
+	// enterprises is built with the certificates (certificates.go).
+	enterprises *enterprises.Service
+	tls         *tlsMaterial
+	server      *grpc.Server
+	health      *health.Server
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -283,7 +286,8 @@ func (d *Daemon) buildServer() {
 		grpc.WaitForHandlers(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
-	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server)} {
+	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server),
+		d.enterprises.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

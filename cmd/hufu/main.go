@@ -68,6 +68,14 @@ Certificates (seed manual §1.5, §1.7, §1.8.1; each subcommand takes -h):
   review list|letter|approve|reject      the operators' review desk (needs -cert/-key of a
                                          system client allowed hufu.v1.ReviewService)
 
+Enterprises (seed manual §1.6, §1.7.4.4; "hufu enterprise" alone lists every subcommand):
+  enterprise search QUERY | claim ... | list | show USCC | members USCC
+  enterprise join -uscc U -admin-name N -admin-phone P | join -invite PAYLOAD
+  enterprise applications|withdraw|approve|return     join applications and decisions
+  enterprise invite USCC                              an invite QR code for staff to scan
+  enterprise register-device|grant|accept|recall|records   the enterprise key on staff devices
+  enterprise transfer|accept-transfer                 转移 the administrator role
+
 Auditing (no daemon):
   audit verify -log FILE -key PEM      verify an audit export (GET /audit/export) against the
                                        audit public key; names the first bad record
@@ -211,6 +219,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.certCmd(ctx, conn, sub)
 	case "review":
 		return c.reviewCmd(ctx, conn, sub)
+	case "enterprise":
+		return c.enterpriseCmd(ctx, conn, sub)
 	}
 	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
 }

@@ -52,7 +52,9 @@ type Enterprise struct {
 	CreatedUnixNano int64  `protobuf:"varint,13,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	UpdatedUnixNano int64  `protobuf:"varint,14,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
 	// How the administrator became one: "claim" or "transfer".
-	AdminVia      string `protobuf:"bytes,15,opt,name=admin_via,json=adminVia,proto3" json:"admin_via,omitempty"` // Next field: 16
+	AdminVia string `protobuf:"bytes,15,opt,name=admin_via,json=adminVia,proto3" json:"admin_via,omitempty"`
+	// The enterprise key's public key (65-byte point), once claimed.
+	PublicKey     []byte `protobuf:"bytes,16,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"` // Next field: 17
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -190,6 +192,13 @@ func (x *Enterprise) GetAdminVia() string {
 		return x.AdminVia
 	}
 	return ""
+}
+
+func (x *Enterprise) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
 }
 
 // LegalRepresentative is the enterprise's 法定代表人. The ID number and phone number are
@@ -882,7 +891,7 @@ var File_hufu_store_v1_enterprise_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_enterprise_proto_rawDesc = "" +
 	"\n" +
-	"\x1ehufu/store/v1/enterprise.proto\x12\rhufu.store.v1\"\xab\x04\n" +
+	"\x1ehufu/store/v1/enterprise.proto\x12\rhufu.store.v1\"\xca\x04\n" +
 	"\n" +
 	"Enterprise\x12\x12\n" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\x12\x12\n" +
@@ -901,7 +910,9 @@ const file_hufu_store_v1_enterprise_proto_rawDesc = "" +
 	"certSerial\x12*\n" +
 	"\x11created_unix_nano\x18\r \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11updated_unix_nano\x18\x0e \x01(\x03R\x0fupdatedUnixNano\x12\x1b\n" +
-	"\tadmin_via\x18\x0f \x01(\tR\badminVia\"\xe0\x01\n" +
+	"\tadmin_via\x18\x0f \x01(\tR\badminVia\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x10 \x01(\fR\tpublicKey\"\xe0\x01\n" +
 	"\x13LegalRepresentative\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
 	"\aid_type\x18\x02 \x01(\x05R\x06idType\x12*\n" +

@@ -2504,8 +2504,11 @@ type GetDelegationOfferResponse struct {
 	// The digest to sign with the new pair (CosignService.Sign with this key id).
 	Challenge []byte `protobuf:"bytes,4,opt,name=challenge,proto3" json:"challenge,omitempty"`
 	Envelope  []byte `protobuf:"bytes,5,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// The context the envelope is bound to (cosign.DelegationContext).
-	Context       []byte `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"` // Next field: 7
+	// The context the envelope is bound to (cosign.DelegationContext); the member's device
+	// computes its own and must not trust this one.
+	Context []byte `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"`
+	// The version of the pair's server share (SignResponse.share_version answers with it).
+	ShareVersion  uint32 `protobuf:"varint,7,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"` // Next field: 8
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2580,6 +2583,13 @@ func (x *GetDelegationOfferResponse) GetContext() []byte {
 		return x.Context
 	}
 	return nil
+}
+
+func (x *GetDelegationOfferResponse) GetShareVersion() uint32 {
+	if x != nil {
+		return x.ShareVersion
+	}
+	return 0
 }
 
 type AcceptDelegationRequest struct {
@@ -3454,7 +3464,7 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x17GrantDelegationResponse\x124\n" +
 	"\x06record\x18\x01 \x01(\v2\x1c.hufu.v1.AuthorisationRecordR\x06record\"/\n" +
 	"\x19GetDelegationOfferRequest\x12\x12\n" +
-	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"\xb6\x01\n" +
+	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"\xdb\x01\n" +
 	"\x1aGetDelegationOfferResponse\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
@@ -3462,7 +3472,8 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x02p2\x18\x03 \x01(\fR\x02p2\x12\x1c\n" +
 	"\tchallenge\x18\x04 \x01(\fR\tchallenge\x12\x1a\n" +
 	"\benvelope\x18\x05 \x01(\fR\benvelope\x12\x18\n" +
-	"\acontext\x18\x06 \x01(\fR\acontext\"c\n" +
+	"\acontext\x18\x06 \x01(\fR\acontext\x12#\n" +
+	"\rshare_version\x18\a \x01(\rR\fshareVersion\"c\n" +
 	"\x17AcceptDelegationRequest\x12\x12\n" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\x12\x10\n" +
 	"\x03pin\x18\x02 \x01(\tR\x03pin\x12\"\n" +

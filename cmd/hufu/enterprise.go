@@ -1,0 +1,489 @@
+package main
+
+// The enterprise commands (seed manual §1.6, §1.7.4.4): search, claim (认领), join by
+// application or invite QR, the administrator's decisions, members, and the enterprise key
+// delegated to staff devices (授权 / 收回 / 转移).
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"mime"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/client"
+)
+
+const enterpriseUsage = `enterprise search QUERY                      by USCC or name: registered? and the next steps
+  enterprise claim -uscc U -name N -legal-rep-name N -legal-rep-id ID -legal-rep-phone P
+                   -licence FILE -letter FILE [-legal-rep-id-type resident|passport|hk-macao|taiwan]
+                   [-licence-until YYYY-MM-DD] [-key K | -pin P] [-years N] [-platforms P,...]
+                   [-regions R,...] [-ca ID]     claim (认领): an enterprise certificate order
+  enterprise list | show USCC | members USCC | remove USCC USER
+  enterprise join -uscc U -admin-name N -admin-phone P | enterprise join -invite PAYLOAD
+  enterprise applications [USCC] [-status pending|approved|returned|withdrawn]
+  enterprise withdraw|approve APPLICATION,  enterprise return APPLICATION -reason R
+  enterprise invite USCC [-ttl 10m]           an invite QR code; invite-revoke USCC INVITE
+  enterprise register-device USCC             this device may receive the enterprise key
+  enterprise grant USCC USER [-pin P]         授权: a pair of the enterprise key for USER's device
+  enterprise accept USCC [-pin NEW]           accept a grant on this device, with your own PIN
+  enterprise recall USCC USER                 收回: destroy USER's pair at once
+  enterprise records USCC                     授权记录
+  enterprise transfer USCC USER | accept-transfer USCC     转移 the administrator role
+  enterprise letter -kind enterprise-claim|corporate-transfer|personal [-ca ID] [-o FILE]`
+
+func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage:\n  " + enterpriseUsage)
+	}
+	ent := conn.Enterprises
+	sub, rest := args[0], args[1:]
+	one := func(what string) (string, error) {
+		if len(rest) != 1 {
+			return "", fmt.Errorf("enterprise %s %s", sub, what)
+		}
+		return rest[0], nil
+	}
+	two := func(what string) (string, string, error) {
+		if len(rest) != 2 {
+			return "", "", fmt.Errorf("enterprise %s %s", sub, what)
+		}
+		return rest[0], rest[1], nil
+	}
+	switch sub {
+	case "search":
+		q, err := one("QUERY")
+		if err != nil {
+			return err
+		}
+		resp, err := ent.SearchEnterprises(ctx, &hufuv1.SearchEnterprisesRequest{Query: q})
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.Results {
+			state := "unregistered"
+			if r.Registered {
+				state = "registered"
+			}
+			var steps []string
+			for _, s := range r.NextSteps {
+				steps = append(steps, strings.ToLower(strings.TrimPrefix(s.String(), "NEXT_STEP_")))
+			}
+			fmt.Fprintf(c.out, "%s  %s  %s  next: %s\n", r.Uscc, orNone(r.Name), state, strings.Join(steps, ", "))
+		}
+		if len(resp.Results) == 0 {
+			fmt.Fprintln(c.out, "no registered enterprise of that name; search by its USCC to claim it")
+		}
+		return nil
+	case "claim":
+		return c.enterpriseClaim(ctx, conn, rest)
+	case "list":
+		resp, err := ent.ListMyEnterprises(ctx, &hufuv1.ListMyEnterprisesRequest{})
+		if err != nil {
+			return err
+		}
+		for _, e := range resp.Enterprises {
+			fmt.Fprintf(c.out, "%s  %s  %s\n", e.Enterprise.Uscc, e.Enterprise.Name, roleName(e.Role))
+		}
+		return nil
+	case "show":
+		uscc, err := one("USCC")
+		if err != nil {
+			return err
+		}
+		resp, err := ent.GetEnterprise(ctx, &hufuv1.GetEnterpriseRequest{Uscc: uscc})
+		if err != nil {
+			return err
+		}
+		e := resp.Enterprise
+		fmt.Fprintf(c.out, "%s  %s\n  you: %s\n  legal representative: %s (%s, %s)\n  administrator: %s (claimed: %v)\n  key: %s  certificate: %s\n",
+			e.Uscc, e.Name, roleName(resp.Role), e.LegalRepName, e.LegalRepIdMasked, e.LegalRepPhoneMasked, e.AdminName,
+			e.AdminClaimed, orNone(e.KeyId), orNone(e.CertSerial))
+		return nil
+	case "members":
+		uscc, err := one("USCC")
+		if err != nil {
+			return err
+		}
+		resp, err := ent.ListMembers(ctx, &hufuv1.ListMembersRequest{Uscc: uscc})
+		if err != nil {
+			return err
+		}
+		for _, m := range resp.Members {
+			pair := ""
+			switch {
+			case m.Delegated:
+				pair = "  holds a pair"
+			case m.DelegationPending:
+				pair = "  grant pending"
+			}
+			fmt.Fprintf(c.out, "%s  %s  %s  %s  device %s%s\n", m.UserId, m.Name, m.PhoneMasked, roleName(m.Role), orNone(m.DeviceId), pair)
+		}
+		return nil
+	case "remove":
+		uscc, user, err := two("USCC USER")
+		if err != nil {
+			return err
+		}
+		_, err = ent.RemoveMember(ctx, &hufuv1.RemoveMemberRequest{Uscc: uscc, UserId: user})
+		return err
+	case "join":
+		fs := flag.NewFlagSet("enterprise join", flag.ContinueOnError)
+		uscc := fs.String("uscc", "", "the enterprise's USCC")
+		name := fs.String("admin-name", "", "the administrator's name")
+		phone := fs.String("admin-phone", "", "the administrator's phone number")
+		invite := fs.String("invite", "", "an invite payload (from the enterprise's QR code)")
+		if _, err := parseArgs(fs, rest); err != nil {
+			return err
+		}
+		resp, err := ent.ApplyToJoin(ctx, &hufuv1.ApplyToJoinRequest{RequestId: client.NewKeyID(), Uscc: *uscc, AdminName: *name,
+			AdminPhone: *phone, Invite: *invite})
+		if err != nil {
+			return err
+		}
+		c.printApplication(resp.Application)
+		return nil
+	case "applications":
+		fs := flag.NewFlagSet("enterprise applications", flag.ContinueOnError)
+		st := fs.String("status", "", "pending, approved, returned or withdrawn")
+		pos, err := parseArgs(fs, rest)
+		if err != nil {
+			return err
+		}
+		status := hufuv1.JoinStatus(hufuv1.JoinStatus_value["JOIN_STATUS_"+strings.ToUpper(*st)])
+		if *st != "" && status == 0 {
+			return fmt.Errorf("-status %q: want pending, approved, returned or withdrawn", *st)
+		}
+		req := &hufuv1.ListJoinApplicationsRequest{Status: status}
+		if len(pos) == 1 {
+			req.Uscc = pos[0]
+		}
+		resp, err := ent.ListJoinApplications(ctx, req)
+		if err != nil {
+			return err
+		}
+		for _, a := range resp.Applications {
+			c.printApplication(a)
+		}
+		return nil
+	case "withdraw", "approve":
+		id, err := one("APPLICATION")
+		if err != nil {
+			return err
+		}
+		var a *hufuv1.JoinApplication
+		if sub == "withdraw" {
+			resp, err := ent.WithdrawJoin(ctx, &hufuv1.WithdrawJoinRequest{ApplicationId: id})
+			if err != nil {
+				return err
+			}
+			a = resp.Application
+		} else {
+			resp, err := ent.ApproveJoin(ctx, &hufuv1.ApproveJoinRequest{ApplicationId: id})
+			if err != nil {
+				return err
+			}
+			a = resp.Application
+		}
+		c.printApplication(a)
+		return nil
+	case "return":
+		fs := flag.NewFlagSet("enterprise return", flag.ContinueOnError)
+		reason := fs.String("reason", "", "why (shown to the applicant)")
+		pos, err := parseArgs(fs, rest)
+		if err != nil || len(pos) != 1 {
+			return errors.Join(err, errors.New("enterprise return APPLICATION -reason R"))
+		}
+		resp, err := ent.ReturnJoin(ctx, &hufuv1.ReturnJoinRequest{ApplicationId: pos[0], Reason: *reason})
+		if err != nil {
+			return err
+		}
+		c.printApplication(resp.Application)
+		return nil
+	case "invite":
+		fs := flag.NewFlagSet("enterprise invite", flag.ContinueOnError)
+		ttl := fs.Duration("ttl", 10*time.Minute, "how long the invite lives (1m to 24h)")
+		pos, err := parseArgs(fs, rest)
+		if err != nil || len(pos) != 1 {
+			return errors.Join(err, errors.New("enterprise invite USCC [-ttl D]"))
+		}
+		resp, err := ent.CreateInvite(ctx, &hufuv1.CreateInviteRequest{Uscc: pos[0], TtlSeconds: uint32(ttl.Seconds())})
+		if err != nil {
+			return err
+		}
+		if err := printQR(c.out, resp.Payload); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "%s\ninvite %s, valid until %s; join with: hufu enterprise join -invite '%s'\n", resp.Payload,
+			resp.InviteId, resp.ExpiresAt.AsTime().Local().Format(time.DateTime), resp.Payload)
+		return nil
+	case "invite-revoke":
+		uscc, id, err := two("USCC INVITE")
+		if err != nil {
+			return err
+		}
+		_, err = ent.RevokeInvite(ctx, &hufuv1.RevokeInviteRequest{Uscc: uscc, InviteId: id})
+		return err
+	case "register-device":
+		uscc, err := one("USCC")
+		if err != nil {
+			return err
+		}
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		m, err := client.RegisterDelegationDevice(ctx, conn, ks, uscc)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "device %s registered: the administrator may now grant it the enterprise key (hufu enterprise grant %s %s)\n",
+			m.DeviceId, uscc, m.UserId)
+		return nil
+	case "grant":
+		return c.enterpriseGrant(ctx, conn, rest)
+	case "accept":
+		fs := flag.NewFlagSet("enterprise accept", flag.ContinueOnError)
+		pinFlag := fs.String("pin", "", "your own certificate PIN for the enterprise key (6 digits)")
+		pos, err := parseArgs(fs, rest)
+		if err != nil || len(pos) != 1 {
+			return errors.Join(err, errors.New("enterprise accept USCC [-pin P]"))
+		}
+		pin, err := c.newPIN(*pinFlag)
+		if err != nil {
+			return err
+		}
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		e, err := client.AcceptDelegation(ctx, conn, ks, pos[0], pin)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "accepted: this device holds a pair of the enterprise key %s; sign with: hufu sign -key %s -in FILE\n", e.ID, e.ID)
+		return nil
+	case "recall":
+		uscc, user, err := two("USCC USER")
+		if err != nil {
+			return err
+		}
+		resp, err := ent.RecallDelegation(ctx, &hufuv1.RecallDelegationRequest{Uscc: uscc, MemberUserId: user})
+		if err != nil {
+			return err
+		}
+		c.printRecord(resp.Record)
+		return nil
+	case "records":
+		uscc, err := one("USCC")
+		if err != nil {
+			return err
+		}
+		resp, err := ent.ListAuthorisationRecords(ctx, &hufuv1.ListAuthorisationRecordsRequest{Uscc: uscc})
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.Records {
+			c.printRecord(r)
+		}
+		return nil
+	case "transfer":
+		uscc, user, err := two("USCC USER")
+		if err != nil {
+			return err
+		}
+		resp, err := ent.TransferAdmin(ctx, &hufuv1.TransferAdminRequest{Uscc: uscc, ToUserId: user})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "offered; %s accepts with `hufu enterprise accept-transfer %s` on the device holding its pair, until %s\n",
+			user, uscc, resp.ExpiresAt.AsTime().Local().Format(time.DateTime))
+		return nil
+	case "accept-transfer":
+		uscc, err := one("USCC")
+		if err != nil {
+			return err
+		}
+		resp, err := ent.AcceptAdminTransfer(ctx, &hufuv1.AcceptAdminTransferRequest{Uscc: uscc})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "you are the administrator of %s %s\n", resp.Enterprise.Uscc, resp.Enterprise.Name)
+		return nil
+	case "letter":
+		fs := flag.NewFlagSet("enterprise letter", flag.ContinueOnError)
+		kind := fs.String("kind", "enterprise-claim", "enterprise-claim, corporate-transfer or personal")
+		caID := fs.String("ca", "hufu-ca", "CA id")
+		out := fs.String("o", "", "write to FILE (default: standard output)")
+		if _, err := parseArgs(fs, rest); err != nil {
+			return err
+		}
+		resp, err := ent.GetLetterTemplate(ctx, &hufuv1.GetLetterTemplateRequest{CaId: *caID, Kind: *kind})
+		if err != nil {
+			return err
+		}
+		if *out == "" {
+			_, err = c.out.Write(resp.Content)
+			return err
+		}
+		return os.WriteFile(*out, resp.Content, 0o644)
+	}
+	return fmt.Errorf("unknown enterprise command %q; usage:\n  %s", sub, enterpriseUsage)
+}
+
+func roleName(r hufuv1.MemberRole) string {
+	switch r {
+	case hufuv1.MemberRole_MEMBER_ROLE_ADMIN:
+		return "administrator 管理员"
+	case hufuv1.MemberRole_MEMBER_ROLE_STAFF:
+		return "staff 办事人员"
+	}
+	return "-"
+}
+
+func (c *cli) printApplication(a *hufuv1.JoinApplication) {
+	fmt.Fprintf(c.out, "%s  %s  %s  %s  %s %s", a.Id, strings.ToLower(strings.TrimPrefix(a.Status.String(), "JOIN_STATUS_")),
+		a.Uscc, a.EnterpriseName, a.ApplicantName, a.ApplicantPhoneMasked)
+	if a.Reason != "" {
+		fmt.Fprintf(c.out, "  reason: %s", a.Reason)
+	}
+	fmt.Fprintln(c.out)
+}
+
+func (c *cli) printRecord(r *hufuv1.AuthorisationRecord) {
+	fmt.Fprintf(c.out, "%s  %-8s by %s  member %s  device %s  scope %s\n", r.Time.AsTime().Local().Format(time.DateTime), r.Action,
+		r.ByUserId, r.MemberUserId, orNone(r.MemberDeviceId), strings.Join(r.Scope, ","))
+}
+
+var idTypes = map[string]hufuv1.IdType{
+	"resident": hufuv1.IdType_ID_TYPE_RESIDENT_ID, "passport": hufuv1.IdType_ID_TYPE_PASSPORT,
+	"hk-macao": hufuv1.IdType_ID_TYPE_HK_MACAO_PERMIT, "taiwan": hufuv1.IdType_ID_TYPE_TAIWAN_PERMIT,
+}
+
+// enterpriseClaim submits a claim: the enterprise key is this device's (made now unless
+// -key names one) and the CSR is signed with it.
+func (c *cli) enterpriseClaim(ctx context.Context, conn *client.Conn, args []string) error {
+	fs := flag.NewFlagSet("enterprise claim", flag.ContinueOnError)
+	d := &hufuv1.EnterpriseDetails{}
+	fs.StringVar(&d.Uscc, "uscc", "", "统一社会信用代码 (18 characters)")
+	fs.StringVar(&d.Name, "name", "", "the enterprise's registered name")
+	fs.StringVar(&d.LegalRepName, "legal-rep-name", "", "legal representative's name")
+	idType := fs.String("legal-rep-id-type", "resident", "resident, passport, hk-macao or taiwan")
+	fs.StringVar(&d.LegalRepIdNumber, "legal-rep-id", "", "legal representative's ID number")
+	fs.StringVar(&d.LegalRepPhone, "legal-rep-phone", "", "legal representative's mobile number")
+	licence := fs.String("licence", "", "business licence image (png, jpg or pdf)")
+	until := fs.String("licence-until", "", "last day of the licence, YYYY-MM-DD (default: 长期)")
+	letter := fs.String("letter", "", "stamped authorisation letter (png, jpg or pdf; `hufu enterprise letter` gives the template)")
+	keyID := fs.String("key", "", "the enterprise key on this device (default: make one)")
+	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
+	years := fs.Uint("years", 1, "validity in years, 1 to 3")
+	platforms := fs.String("platforms", "", "comma-separated platform ids (default: the current platform)")
+	regions := fs.String("regions", "", "roaming regions (漫游区域): comma-separated 6-digit codes")
+	caID := fs.String("ca", "hufu-ca", "CA id")
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	var ok bool
+	if d.LegalRepIdType, ok = idTypes[*idType]; !ok {
+		return fmt.Errorf("-legal-rep-id-type %q: want resident, passport, hk-macao or taiwan", *idType)
+	}
+	if *until != "" {
+		t, err := time.ParseInLocation(time.DateOnly, *until, time.Local)
+		if err != nil {
+			return fmt.Errorf("-licence-until: %w", err)
+		}
+		d.LicenceValidUntil = timestamppb.New(t.Add(24*time.Hour - time.Second))
+	}
+	var err error
+	if d.Licence, err = os.ReadFile(*licence); err != nil {
+		return fmt.Errorf("-licence: %w", err)
+	}
+	d.LicenceFileName = filepath.Base(*licence)
+	scan, err := os.ReadFile(*letter)
+	if err != nil {
+		return fmt.Errorf("-letter: %w", err)
+	}
+	media, _, _ := strings.Cut(mime.TypeByExtension(strings.ToLower(filepath.Ext(*letter))), ";")
+	req := &hufuv1.ClaimEnterpriseRequest{RequestId: client.NewKeyID(), Enterprise: d, CaId: *caID, ValidityYears: uint32(*years),
+		Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: &hufuv1.ScannedLetter{
+			FileName: filepath.Base(*letter), MediaType: media, Content: scan}}}}
+	if *platforms != "" {
+		req.Platforms = strings.Split(*platforms, ",")
+	} else {
+		cur, err := conn.Platforms.GetCurrentPlatform(ctx, &hufuv1.GetCurrentPlatformRequest{})
+		if err != nil || cur.GetPlatform() == nil {
+			return errors.New("choose -platforms, or a current platform with `hufu platform use`")
+		}
+		req.Platforms = []string{cur.GetPlatform().GetId()}
+	}
+	if *regions != "" {
+		req.RoamingRegions = strings.Split(*regions, ",")
+	}
+	pin, err := c.pin(*pinFlag, "the enterprise key's certificate PIN: ")
+	if err != nil {
+		return err
+	}
+	if *keyID == "" {
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		e, err := client.CreateKey(ctx, conn, ks, pin, d.Name)
+		if err != nil {
+			return err
+		}
+		*keyID = e.ID
+		fmt.Fprintf(c.out, "enterprise key %s made on this device\n", e.ID)
+	}
+	key, err := c.openKey(ctx, conn, *keyID, pin)
+	if err != nil {
+		return err
+	}
+	req.KeyId = *keyID
+	if req.Csr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key); err != nil {
+		return fmt.Errorf("signing the certificate request with the enterprise key: %w", err)
+	}
+	resp, err := conn.Enterprises.ClaimEnterprise(ctx, req)
+	if err != nil {
+		return err
+	}
+	c.printOrder(resp.Order, false)
+	fmt.Fprintln(c.out, "submitted for CA review; once approved, `hufu cert pay ORDER` issues the enterprise certificate and makes you its administrator")
+	return nil
+}
+
+// enterpriseGrant is the administrator's device granting a member's registered device a
+// pair of the enterprise key held here.
+func (c *cli) enterpriseGrant(ctx context.Context, conn *client.Conn, args []string) error {
+	fs := flag.NewFlagSet("enterprise grant", flag.ContinueOnError)
+	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
+	scope := fs.String("scope", "certificate", "what the member may use: certificate and/or seal:<id>, comma-separated")
+	pos, err := parseArgs(fs, args)
+	if err != nil || len(pos) != 2 {
+		return errors.Join(err, errors.New("enterprise grant USCC USER [-pin P] [-scope S]"))
+	}
+	pin, err := c.pin(*pinFlag, "the enterprise key's certificate PIN: ")
+	if err != nil {
+		return err
+	}
+	ks, err := c.keystore()
+	if err != nil {
+		return err
+	}
+	r, err := client.GrantDelegation(ctx, conn, ks, pos[0], pos[1], client.PINCredential(pin), strings.Split(*scope, ","))
+	if err != nil {
+		return err
+	}
+	c.printRecord(r)
+	fmt.Fprintf(c.out, "granted; the member accepts on that device with `hufu enterprise accept %s`\n", pos[0])
+	return nil
+}

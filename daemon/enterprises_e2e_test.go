@@ -1,0 +1,342 @@
+package daemon_test
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/emmansun/gmsm/smx509"
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"google.golang.org/grpc/codes"
+)
+
+// Real, check-digit-valid unified social credit codes (see daemon/identity's tests).
+const (
+	usccA = "91350100M000100Y43"
+	usccB = "91110000802100433B"
+)
+
+// pngBytes is a small real PNG (a business licence or a stamped letter, as photographed).
+func pngBytes(t testing.TB) []byte {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, 8, 8))
+	img.Set(1, 1, color.NRGBA{R: 200, A: 255})
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// member is a verified person of the enterprise tests: their connection, account id and
+// the enterprise service.
+type member struct {
+	*applicant
+	userID, device, phone string
+	ent                   hufuv1.EnterpriseServiceClient
+}
+
+func newMember(t *testing.T, a *certAppl, phone, device string) *member {
+	t.Helper()
+	conn, userID := a.verifiedUser(phone, device)
+	return &member{applicant: &applicant{t: t, conn: conn, certs: hufuv1.NewCertificateServiceClient(conn.ClientConn())},
+		userID: userID, device: device, phone: phone, ent: hufuv1.NewEnterpriseServiceClient(conn.ClientConn())}
+}
+
+func details(t testing.TB, uscc, name string) *hufuv1.EnterpriseDetails {
+	return &hufuv1.EnterpriseDetails{Name: name, Uscc: uscc, LegalRepName: "李四", LegalRepIdType: hufuv1.IdType_ID_TYPE_RESIDENT_ID,
+		LegalRepIdNumber: "11010519491231002X", LegalRepPhone: "13900139000", Licence: pngBytes(t), LicenceFileName: "licence.png"}
+}
+
+// claim makes the member's enterprise key (if it has none) and submits a claim.
+func (m *member) claim(uscc, name, requestID string) (*hufuv1.Order, error) {
+	m.t.Helper()
+	if m.key == nil {
+		m.key = createKey(m.t, m.conn, m.userID, "ent-key-"+m.device, "654321")
+	}
+	resp, err := m.ent.ClaimEnterprise(bg, &hufuv1.ClaimEnterpriseRequest{RequestId: requestID, Enterprise: details(m.t, uscc, name),
+		KeyId: m.key.id, Csr: m.csr(), CaId: "hufu-ca", ValidityYears: 1, Platforms: []string{"demo"},
+		RoamingRegions: []string{"110000"},
+		Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: &hufuv1.ScannedLetter{
+			FileName: "letter.png", MediaType: "image/png", Content: pngBytes(m.t)}}}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Order, nil
+}
+
+// claimAndPay claims an enterprise through review and payment: the member becomes its
+// administrator. It returns the enterprise certificate's serial.
+func (m *member) claimAndPay(desk hufuv1.ReviewServiceClient, uscc, name string) string {
+	m.t.Helper()
+	o, err := m.claim(uscc, name, "claim-"+m.device)
+	if err != nil {
+		m.t.Fatalf("claim: %v", err)
+	}
+	if _, err := desk.ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: o.Id}); err != nil {
+		m.t.Fatal(err)
+	}
+	paid, err := m.pay(o.Id, "pay-"+o.Id)
+	if err != nil {
+		m.t.Fatalf("pay: %v", err)
+	}
+	return paid.Certificate.Serial
+}
+
+func (m *member) join(req *hufuv1.ApplyToJoinRequest) (*hufuv1.JoinApplication, error) {
+	resp, err := m.ent.ApplyToJoin(bg, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Application, nil
+}
+
+func TestEnterpriseClaimAndJoin(t *testing.T) {
+	a := certAppliance(t)
+	desk := a.desk()
+	admin := newMember(t, a, "13800138001", "admin-dev-01")
+	staff := newMember(t, a, "13800138002", "staff-dev-01")
+	outsider := newMember(t, a, "13800138003", "outside-dev-01")
+
+	// Search: an unregistered code may be claimed or verified by corporate transfer.
+	found, err := admin.ent.SearchEnterprises(bg, &hufuv1.SearchEnterprisesRequest{Query: " 91350100m000100y43 "})
+	if err != nil || len(found.Results) != 1 || found.Results[0].Registered || found.Results[0].Uscc != usccA ||
+		fmt.Sprint(found.Results[0].NextSteps) != "[NEXT_STEP_CLAIM NEXT_STEP_CORPORATE_TRANSFER]" {
+		t.Fatalf("search unregistered: %v %v", found, err)
+	}
+	_, err = admin.ent.SearchEnterprises(bg, &hufuv1.SearchEnterprisesRequest{})
+	wantCode(t, err, codes.InvalidArgument, "query")
+
+	// Claims with bad data name the field.
+	for _, tc := range []struct {
+		name, field string
+		edit        func(*hufuv1.EnterpriseDetails)
+	}{
+		{"corrupted USCC", "enterprise.uscc", func(d *hufuv1.EnterpriseDetails) { d.Uscc = "91350100M000100Y44" }},
+		{"no name", "enterprise.name", func(d *hufuv1.EnterpriseDetails) { d.Name = " " }},
+		{"bad legal representative ID", "enterprise.legal_rep_id_number", func(d *hufuv1.EnterpriseDetails) { d.LegalRepIdNumber = "110105194912310021" }},
+		{"no ID type", "enterprise.legal_rep_id_type", func(d *hufuv1.EnterpriseDetails) { d.LegalRepIdType = 0 }},
+		{"bad phone", "enterprise.legal_rep_phone", func(d *hufuv1.EnterpriseDetails) { d.LegalRepPhone = "12345" }},
+		{"licence not an image", "enterprise.licence", func(d *hufuv1.EnterpriseDetails) { d.Licence = []byte("not a licence") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			admin.key = createKey(t, admin.conn, admin.userID, "ent-key-"+strings.ReplaceAll(tc.name, " ", "-"), "654321")
+			d := details(t, usccA, "福州示范科技有限公司")
+			tc.edit(d)
+			_, err := admin.ent.ClaimEnterprise(bg, &hufuv1.ClaimEnterpriseRequest{RequestId: "claim-bad-data", Enterprise: d,
+				KeyId: admin.key.id, Csr: admin.csr(), CaId: "hufu-ca", ValidityYears: 1, Platforms: []string{"demo"},
+				Authorisation: admin.letter()})
+			wantCode(t, err, codes.InvalidArgument, tc.field)
+		})
+	}
+	admin.key = nil
+
+	// Claim → review → pay: the claimant is the administrator; the certificate names the
+	// enterprise.
+	serial := admin.claimAndPay(desk, usccA, "福州示范科技有限公司")
+	cert, roots, inter, _ := admin.download(serial)
+	if cert.Subject.CommonName != "福州示范科技有限公司" || cert.Subject.SerialNumber != usccA || cert.Subject.Organization[0] != "福州示范科技有限公司" {
+		t.Fatalf("enterprise certificate subject: %v", cert.Subject)
+	}
+	if _, err := cert.Verify(smx509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("chain: %v", err)
+	}
+	got, err := admin.ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccA})
+	if err != nil || got.Role != hufuv1.MemberRole_MEMBER_ROLE_ADMIN || !got.Enterprise.AdminClaimed || got.Enterprise.CertSerial != serial ||
+		got.Enterprise.LegalRepIdMasked != "110***********002X" || got.Enterprise.LegalRepPhoneMasked != "139****9000" ||
+		got.Enterprise.KeyId != admin.key.id || !bytes.Equal(got.Enterprise.PublicKey, admin.key.public[:]) {
+		t.Fatalf("enterprise after claim: %v %v", got, err)
+	}
+	// A second claim of a registered enterprise is refused up front.
+	_, err = staff.claim(usccA, "福州示范科技有限公司", "claim-again-1")
+	wantCode(t, err, codes.FailedPrecondition, "")
+
+	// Search by name: full-width characters and spaces are normalised.
+	found, err = outsider.ent.SearchEnterprises(bg, &hufuv1.SearchEnterprisesRequest{Query: "福州 示范科技有限公司"})
+	if err != nil || len(found.Results) != 1 || !found.Results[0].Registered ||
+		fmt.Sprint(found.Results[0].NextSteps) != "[NEXT_STEP_JOIN NEXT_STEP_CORPORATE_TRANSFER]" {
+		t.Fatalf("search by name: %v %v", found, err)
+	}
+
+	// The outsider sees nothing beyond search results.
+	_, err = outsider.ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccA})
+	wantCode(t, err, codes.NotFound, "")
+	_, err = outsider.ent.ListMembers(bg, &hufuv1.ListMembersRequest{Uscc: usccA})
+	wantCode(t, err, codes.NotFound, "")
+	_, err = outsider.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA})
+	wantCode(t, err, codes.NotFound, "")
+	_, err = outsider.ent.ListJoinApplications(bg, &hufuv1.ListJoinApplicationsRequest{Uscc: usccA})
+	wantCode(t, err, codes.NotFound, "")
+
+	// Join by application: the administrator must be named right, without the refusal
+	// saying who it is.
+	_, err = staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-wrong-1", Uscc: usccA, AdminName: "张三", AdminPhone: "13800138009"})
+	wantCode(t, err, codes.InvalidArgument, "admin")
+	if strings.Contains(errMessage(err), admin.phone) {
+		t.Fatalf("refusal reveals the administrator: %v", err)
+	}
+	app, err := staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-right-1", Uscc: usccA, AdminName: "张三", AdminPhone: admin.phone})
+	if err != nil || app.Status != hufuv1.JoinStatus_JOIN_STATUS_PENDING {
+		t.Fatalf("apply: %v %v", app, err)
+	}
+	again, err := staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-right-1", Uscc: usccA, AdminName: "张三", AdminPhone: admin.phone})
+	if err != nil || again.Id != app.Id {
+		t.Fatalf("the request id is an idempotency key: %v %v", again, err)
+	}
+	_, err = staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-right-2", Uscc: usccA, AdminName: "张三", AdminPhone: admin.phone})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	// Withdraw (撤回); the administrator cannot approve a withdrawn application.
+	w, err := staff.ent.WithdrawJoin(bg, &hufuv1.WithdrawJoinRequest{ApplicationId: app.Id})
+	if err != nil || w.Application.Status != hufuv1.JoinStatus_JOIN_STATUS_WITHDRAWN {
+		t.Fatalf("withdraw: %v %v", w, err)
+	}
+	_, err = admin.ent.ApproveJoin(bg, &hufuv1.ApproveJoinRequest{ApplicationId: app.Id})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	// Return (退回) with a reason; the applicant sees it.
+	app, err = staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-right-3", Uscc: usccA, AdminName: "张三", AdminPhone: admin.phone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending, err := admin.ent.ListJoinApplications(bg, &hufuv1.ListJoinApplicationsRequest{Uscc: usccA, Status: hufuv1.JoinStatus_JOIN_STATUS_PENDING})
+	if err != nil || len(pending.Applications) != 1 || pending.Applications[0].Id != app.Id || pending.Applications[0].ApplicantPhoneMasked != "138****8002" {
+		t.Fatalf("pending applications: %v %v", pending, err)
+	}
+	_, err = staff.ent.ApproveJoin(bg, &hufuv1.ApproveJoinRequest{ApplicationId: app.Id})
+	wantCode(t, err, codes.NotFound, "")
+	_, err = admin.ent.ReturnJoin(bg, &hufuv1.ReturnJoinRequest{ApplicationId: app.Id})
+	wantCode(t, err, codes.InvalidArgument, "reason")
+	ret, err := admin.ent.ReturnJoin(bg, &hufuv1.ReturnJoinRequest{ApplicationId: app.Id, Reason: "请使用企业邮箱"})
+	if err != nil || ret.Application.Status != hufuv1.JoinStatus_JOIN_STATUS_RETURNED {
+		t.Fatalf("return: %v %v", ret, err)
+	}
+	mine, err := staff.ent.ListJoinApplications(bg, &hufuv1.ListJoinApplicationsRequest{})
+	if err != nil || len(mine.Applications) != 2 || !slices.ContainsFunc(mine.Applications, func(a *hufuv1.JoinApplication) bool {
+		return a.Status == hufuv1.JoinStatus_JOIN_STATUS_RETURNED && a.Reason == "请使用企业邮箱"
+	}) {
+		t.Fatalf("own applications: %v %v", mine, err)
+	}
+
+	// Join by invite (the enterprise's QR code): a tampered or revoked invite is refused.
+	inv, err := admin.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA, TtlSeconds: 300})
+	if err != nil || !strings.HasPrefix(inv.Payload, "HUFU1.INV.") {
+		t.Fatalf("invite: %v %v", inv, err)
+	}
+	tampered := strings.Replace(inv.Payload, usccA, usccB, 1)
+	_, err = staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-invite-0", Invite: tampered})
+	wantCode(t, err, codes.InvalidArgument, "invite")
+	revoked, err := admin.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ent.RevokeInvite(bg, &hufuv1.RevokeInviteRequest{Uscc: usccA, InviteId: revoked.InviteId}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-invite-1", Invite: revoked.Payload})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	app, err = staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-invite-2", Invite: inv.Payload})
+	if err != nil {
+		t.Fatalf("join by invite: %v", err)
+	}
+	ok, err := admin.ent.ApproveJoin(bg, &hufuv1.ApproveJoinRequest{ApplicationId: app.Id})
+	if err != nil || ok.Application.Status != hufuv1.JoinStatus_JOIN_STATUS_APPROVED || !ok.Application.ViaInvite {
+		t.Fatalf("approve: %v %v", ok, err)
+	}
+	ms, err := staff.ent.ListMembers(bg, &hufuv1.ListMembersRequest{Uscc: usccA})
+	if err != nil || len(ms.Members) != 2 || ms.Members[0].UserId != admin.userID || ms.Members[1].Role != hufuv1.MemberRole_MEMBER_ROLE_STAFF {
+		t.Fatalf("members: %v %v", ms, err)
+	}
+	// Staff may invite too; only the administrator decides.
+	if _, err := staff.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA}); err != nil {
+		t.Fatalf("staff invite: %v", err)
+	}
+	_, err = staff.ent.ReturnJoin(bg, &hufuv1.ReturnJoinRequest{ApplicationId: app.Id, Reason: "x"})
+	wantCode(t, err, codes.NotFound, "")
+
+	// Enterprise notices (消息-企业通知) reached both sides.
+	for _, m := range []*member{admin, staff} {
+		msgs, err := m.certs.ListMessages(bg, &hufuv1.ListMessagesRequest{PageSize: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, msg := range msgs.Messages {
+			if msg.Kind == hufuv1.MessageKind_MESSAGE_KIND_ENTERPRISE_NOTICE {
+				n++
+			}
+		}
+		if n < 3 {
+			t.Fatalf("%s has %d enterprise notices: %v", m.device, n, msgs.Messages)
+		}
+	}
+	mineEnts, err := staff.ent.ListMyEnterprises(bg, &hufuv1.ListMyEnterprisesRequest{})
+	if err != nil || len(mineEnts.Enterprises) != 1 || mineEnts.Enterprises[0].Role != hufuv1.MemberRole_MEMBER_ROLE_STAFF {
+		t.Fatalf("my enterprises: %v %v", mineEnts, err)
+	}
+
+	// Removing a member takes them out.
+	if _, err := admin.ent.RemoveMember(bg, &hufuv1.RemoveMemberRequest{Uscc: usccA, UserId: staff.userID}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = staff.ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccA})
+	wantCode(t, err, codes.NotFound, "")
+}
+
+// TestEnterpriseClaimRace pays two approved claims of one enterprise at once: exactly one
+// claimant becomes the administrator; the other payment is refused with the join path.
+func TestEnterpriseClaimRace(t *testing.T) {
+	a := certAppliance(t)
+	desk := a.desk()
+	rivals := []*member{newMember(t, a, "13800138011", "race-dev-01"), newMember(t, a, "13800138012", "race-dev-02")}
+	orders := make([]*hufuv1.Order, len(rivals))
+	for i, m := range rivals {
+		o, err := m.claim(usccB, "北京竞速建设有限公司", "claim-race-"+m.device)
+		if err != nil {
+			t.Fatalf("claim %d: %v", i, err)
+		}
+		if _, err := desk.ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: o.Id}); err != nil {
+			t.Fatal(err)
+		}
+		orders[i] = o
+	}
+	errs := make([]error, len(rivals))
+	var wg sync.WaitGroup
+	for i, m := range rivals {
+		wg.Go(func() { _, errs[i] = m.pay(orders[i].Id, "pay-race-"+m.device) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Fatal("both claims succeeded")
+			}
+			winner = i
+		default:
+			wantCode(t, err, codes.FailedPrecondition, "")
+			if !strings.Contains(errMessage(err), "ApplyToJoin") {
+				t.Fatalf("the refusal does not point to joining: %v", err)
+			}
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no claim succeeded: %v", errs)
+	}
+	got, err := rivals[winner].ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccB})
+	if err != nil || got.Role != hufuv1.MemberRole_MEMBER_ROLE_ADMIN {
+		t.Fatalf("winner: %v %v", got, err)
+	}
+	loser := rivals[1-winner]
+	_, err = loser.ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccB})
+	wantCode(t, err, codes.NotFound, "")
+	o, err := loser.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: orders[1-winner].Id})
+	if err != nil || o.Order.Status != hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT {
+		t.Fatalf("the losing order is unpaid: %v %v", o, err)
+	}
+}

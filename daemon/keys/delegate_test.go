@@ -451,6 +451,9 @@ func TestDelegatedPairs(t *testing.T) {
 		if _, _, _, _, err := e.svc.DelegationOffer(ctx, staff1.caller, keyID); code(err) != codes.FailedPrecondition {
 			t.Fatalf("offer after acceptance: %v", err)
 		}
+		if _, err := e.svc.BeginRefresh(ctx, staff1.caller, keyID, *staff1.cred); code(err) != codes.FailedPrecondition {
+			t.Fatalf("a member refreshes: %v", err)
+		}
 	})
 
 	t.Run("a member's wrong PINs lock only that member", func(t *testing.T) {

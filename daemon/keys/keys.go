@@ -3,7 +3,10 @@
 // cosign), keeps each server share only as an HSM-wrapped blob bound to its key, share
 // version and KEK, guards every use with the certificate PIN (or a short-lived ticket opened
 // by it), and leaves a usage record and an audit record for every operation in the same
-// store batch (seed manual §1.7.4, §1.9.3).
+// store batch (seed manual §1.7.4, §1.9.3). A key's holder may give members' devices share
+// pairs of their own under the same public key (delegated pairs, delegate.go), which the
+// enterprise domain uses for staff; members use the key with their own PINs and can be
+// recalled one by one.
 //
 // The hot path (Sign, Decrypt and their batches) touches the HSM only on a share-cache miss:
 // shares are unwrapped once and kept in memory (cache.go), tickets are checked in memory

@@ -26,6 +26,7 @@ import (
 //	                                a member's delegated share pair of the key (DelegatedShare)
 //	c/ca/<ca id>                    embedded CAs (daemon/ca)
 //	c/cert/<user id>/<serial>       certificates (daemon/certs)
+//	c/seal/<owner>/<seal id>        seals; c/seal-image/<seal id>, c/seal-grant/... (daemon/seals)
 //	o/order/<user id>/<order id>    orders; o/inbox/<user id>/... messages; o/letter/... letters
 //	o/att/<sha256 hex>              application attachments, stored once per content
 //	o/att-link/<application>/<sha>  an application's attachments (daemon/attachments)

@@ -200,3 +200,29 @@ func AcceptDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc,
 	}
 	return e, nil
 }
+
+// AcceptAdminTransfer completes an administrator transfer (转移) offered to this account, from
+// the device that holds its pair of the enterprise key: the pair becomes the key's primary
+// pair, under a new share version that the keystore entry records.
+func AcceptAdminTransfer(ctx context.Context, conn *Conn, ks *keystore.Store, uscc string) (*hufuv1.Enterprise, error) {
+	resp, err := conn.Enterprises.AcceptAdminTransfer(ctx, &hufuv1.AcceptAdminTransferRequest{Uscc: uscc})
+	if err != nil {
+		return nil, fmt.Errorf("client: accept transfer: %w", err)
+	}
+	keyID := resp.GetEnterprise().GetKeyId()
+	unlock, err := ks.Lock(keyID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	e, err := ks.Load(keyID)
+	if err != nil {
+		return nil, fmt.Errorf("client: accept transfer: the enterprise key is not on this device: %w", err)
+	}
+	defer e.Share.Destroy()
+	e.Version = resp.GetShareVersion()
+	if err := ks.Save(e); err != nil {
+		return nil, fmt.Errorf("client: accept transfer: the role moved but this device did not record the share version: %w", err)
+	}
+	return resp.GetEnterprise(), nil
+}

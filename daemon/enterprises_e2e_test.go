@@ -2,17 +2,31 @@ package daemon_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"encoding/pem"
 	"fmt"
 	"image"
 	"image/color"
 	"image/png"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
+	"github.com/hufu-hsm/hufu/admin"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/client"
+	"github.com/hufu-hsm/hufu/client/keystore"
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/config"
 	"google.golang.org/grpc/codes"
 )
 
@@ -338,5 +352,262 @@ func TestEnterpriseClaimRace(t *testing.T) {
 	o, err := loser.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: orders[1-winner].Id})
 	if err != nil || o.Order.Status != hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT {
 		t.Fatalf("the losing order is unpaid: %v %v", o, err)
+	}
+}
+
+// verifyWithOpenSSL has OpenSSL 3 (when installed) verify an SM2 signature under a
+// certificate, and encrypt to it for the caller to decrypt; it returns the ciphertext, or
+// nil when OpenSSL is missing.
+func verifyWithOpenSSL(t *testing.T, certDER, msg, sig []byte) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Log("openssl not found: interoperability with OpenSSL not checked")
+		return nil
+	}
+	dir := t.TempDir()
+	path := func(name string) string { return filepath.Join(dir, name) }
+	for name, b := range map[string][]byte{
+		"cert.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), "msg": msg, "msg.sig": sig,
+	} {
+		if err := os.WriteFile(path(name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("openssl", "pkeyutl", "-verify", "-certin", "-inkey", path("cert.pem"), "-rawin", "-digest", "sm3",
+		"-in", path("msg"), "-sigfile", path("msg.sig"), "-pkeyopt", "distid:"+cosign.DefaultSignerID)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("openssl verify under the enterprise certificate: %v\n%s", err, out)
+	}
+	cmd = exec.Command("openssl", "pkeyutl", "-encrypt", "-certin", "-inkey", path("cert.pem"), "-in", path("msg"), "-out", path("msg.enc"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("openssl encrypt: %v\n%s", err, out)
+	}
+	ct, err := os.ReadFile(path("msg.enc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
+// keystoreMember is a member whose device keeps its shares in a keystore, as the SDK does.
+func keystoreMember(t *testing.T, a *certAppl, phone, device string) (*member, *keystore.Store) {
+	m := newMember(t, a, phone, device)
+	ks, err := keystore.Open(t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, ks
+}
+
+func signWith(t *testing.T, conn *client.Conn, ks *keystore.Store, keyID, pin string, msg []byte) ([]byte, error) {
+	t.Helper()
+	k, err := client.OpenKey(bg, conn, ks, keyID, pin)
+	if err != nil {
+		return nil, err
+	}
+	return k.Sign(rand.Reader, msg, &cosign.SignerOpts{})
+}
+
+// TestEnterpriseDelegatedKey: the administrator grants staff a pair of the enterprise key;
+// the staff signature verifies under the enterprise certificate; a recall stops the staff
+// member at once and no one else; the administrator role moves to a member with a pair.
+func TestEnterpriseDelegatedKey(t *testing.T) {
+	auditor, hash, err := admin.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := certAppliance(t, func(c *config.Config) {
+		c.Admin.Tokens = []config.AdminToken{{Name: "alice", Role: string(admin.Auditor), SHA256: hash}}
+	})
+	desk := a.desk()
+	boss, adminKS := keystoreMember(t, a, "13800138021", "deleg-admin-01")
+	staff, staffKS := keystoreMember(t, a, "13800138022", "deleg-staff-01")
+	other, otherKS := keystoreMember(t, a, "13800138023", "deleg-other-01")
+
+	const adminPIN, staffPIN, otherPIN = "246810", "135791", "112233"
+	entry, err := client.CreateKey(bg, boss.conn, adminKS, adminPIN, "enterprise")
+	if err != nil {
+		t.Fatal(err)
+	}
+	boss.key = &phoneKey{id: entry.ID, public: entry.Public, share: entry.Share, keys: boss.conn.Keys, cosign: boss.conn.Cosign,
+		cred: client.PINCredential(adminPIN)}
+	serial := boss.claimAndPay(desk, usccA, "福州示范科技有限公司")
+	cert, _, _, _ := boss.download(serial)
+	keyID := entry.ID
+
+	// Two staff members join by invite and register their devices.
+	inv, err := boss.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range []*member{staff, other} {
+		app, err := m.join(&hufuv1.ApplyToJoinRequest{RequestId: fmt.Sprintf("join-deleg-%d", i), Invite: inv.Payload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := boss.ent.ApproveJoin(bg, &hufuv1.ApproveJoinRequest{ApplicationId: app.Id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A grant needs a registered device.
+	_, err = client.GrantDelegation(bg, boss.conn, adminKS, usccA, staff.userID, client.PINCredential(adminPIN), nil)
+	if err == nil || !strings.Contains(err.Error(), "not registered a device") {
+		t.Fatalf("grant before registration: %v", err)
+	}
+	for _, p := range []struct {
+		m  *member
+		ks *keystore.Store
+	}{{staff, staffKS}, {other, otherKS}} {
+		if _, err := client.RegisterDelegationDevice(bg, p.m.conn, p.ks, usccA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only the administrator grants; a wrong PIN is refused.
+	_, err = client.GrantDelegation(bg, staff.conn, staffKS, usccA, other.userID, client.PINCredential(staffPIN), nil)
+	if err == nil {
+		t.Fatal("staff granted the enterprise key")
+	}
+	_, err = client.GrantDelegation(bg, boss.conn, adminKS, usccA, staff.userID, client.PINCredential("000000"), nil)
+	wantCode(t, err, codes.PermissionDenied, "")
+	_, err = staff.ent.GrantDelegation(bg, &hufuv1.GrantDelegationRequest{Uscc: usccA, MemberUserId: other.userID, Scope: []string{"everything"}})
+	wantCode(t, err, codes.InvalidArgument, "scope[0]")
+
+	for _, p := range []struct {
+		m   *member
+		ks  *keystore.Store
+		pin string
+	}{{staff, staffKS, staffPIN}, {other, otherKS, otherPIN}} {
+		if _, err := client.GrantDelegation(bg, boss.conn, adminKS, usccA, p.m.userID, client.PINCredential(adminPIN), nil); err != nil {
+			t.Fatalf("grant: %v", err)
+		}
+		ms, err := boss.ent.ListMembers(bg, &hufuv1.ListMembersRequest{Uscc: usccA})
+		if err != nil || !slices.ContainsFunc(ms.Members, func(x *hufuv1.Member) bool { return x.UserId == p.m.userID && x.DelegationPending }) {
+			t.Fatalf("members after grant: %v %v", ms, err)
+		}
+		// The pending pair signs nothing but its challenge.
+		_, err = p.m.conn.Cosign.Sign(bg, &hufuv1.SignRequest{KeyId: keyID, Credential: client.PINCredential(p.pin),
+			SignRequest: make([]byte, 97)})
+		if statusCode(err) != codes.FailedPrecondition && statusCode(err) != codes.InvalidArgument {
+			t.Fatalf("pending pair answered: %v", err)
+		}
+		if _, err := client.AcceptDelegation(bg, p.m.conn, p.ks, usccA, p.pin); err != nil {
+			t.Fatalf("accept: %v", err)
+		}
+	}
+
+	// The staff member signs with its own pair and PIN; OpenSSL verifies the signature under
+	// the enterprise certificate, and the staff pair decrypts what OpenSSL encrypted to it.
+	msg := []byte("投标文件：福州示范科技有限公司")
+	sig, err := signWith(t, staff.conn, staffKS, keyID, staffPIN, msg)
+	if err != nil {
+		t.Fatalf("staff sign: %v", err)
+	}
+	if ct := verifyWithOpenSSL(t, cert.Raw, msg, sig); ct != nil {
+		k, err := client.OpenKey(bg, staff.conn, staffKS, keyID, staffPIN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := k.Decrypt(nil, ct, nil)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("staff decrypt: %q %v", got, err)
+		}
+	}
+	pub := cert.PublicKey.(*ecdsa.PublicKey)
+	if !sm2.VerifyASN1WithSM2(pub, nil, msg, sig) {
+		t.Fatal("staff signature does not verify under the enterprise certificate")
+	}
+	// The staff PIN is the staff member's own: the administrator's does not open its pair.
+	_, err = signWith(t, staff.conn, staffKS, keyID, adminPIN, msg)
+	wantCode(t, err, codes.PermissionDenied, "")
+	// Usage records say which member and device signed.
+	usage, err := boss.conn.Keys.ListUsage(bg, &hufuv1.ListUsageRequest{KeyId: keyID})
+	if err != nil || !slices.ContainsFunc(usage.Records, func(r *hufuv1.UsageRecord) bool {
+		return r.Operation == "sign" && r.DeviceId == staff.device
+	}) {
+		t.Fatalf("usage after a staff signature: %v %v", usage, err)
+	}
+
+	// Recall (收回): the staff member is refused at once, the administrator and the other
+	// member still sign.
+	if _, err := boss.ent.RecallDelegation(bg, &hufuv1.RecallDelegationRequest{Uscc: usccA, MemberUserId: staff.userID}); err != nil {
+		t.Fatalf("recall: %v", err)
+	}
+	_, err = signWith(t, staff.conn, staffKS, keyID, staffPIN, msg)
+	wantCode(t, err, codes.PermissionDenied, "")
+	if _, err := signWith(t, boss.conn, adminKS, keyID, adminPIN, msg); err != nil {
+		t.Fatalf("administrator after recall: %v", err)
+	}
+	if _, err := signWith(t, other.conn, otherKS, keyID, otherPIN, msg); err != nil {
+		t.Fatalf("other member after recall: %v", err)
+	}
+	_, err = boss.ent.RecallDelegation(bg, &hufuv1.RecallDelegationRequest{Uscc: usccA, MemberUserId: staff.userID})
+	wantCode(t, err, codes.FailedPrecondition, "")
+
+	// 授权记录: the administrator sees every record, a member its own.
+	recs, err := boss.ent.ListAuthorisationRecords(bg, &hufuv1.ListAuthorisationRecordsRequest{Uscc: usccA})
+	if err != nil || len(recs.Records) != 5 || recs.Records[0].Action != "recall" {
+		t.Fatalf("records: %v %v", recs, err)
+	}
+	own, err := other.ent.ListAuthorisationRecords(bg, &hufuv1.ListAuthorisationRecordsRequest{Uscc: usccA})
+	if err != nil || len(own.Records) != 2 {
+		t.Fatalf("a member's own records: %v %v", own, err)
+	}
+
+	// Administrator transfer (转移): offered to the member with a pair, accepted from its
+	// device; the old administrator's pair is destroyed, the new one signs.
+	_, err = boss.ent.TransferAdmin(bg, &hufuv1.TransferAdminRequest{Uscc: usccA, ToUserId: staff.userID})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if _, err := boss.ent.TransferAdmin(bg, &hufuv1.TransferAdminRequest{Uscc: usccA, ToUserId: other.userID}); err != nil {
+		t.Fatalf("transfer: %v", err)
+	}
+	_, err = staff.ent.AcceptAdminTransfer(bg, &hufuv1.AcceptAdminTransferRequest{Uscc: usccA})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	got, err := client.AcceptAdminTransfer(bg, other.conn, otherKS, usccA)
+	if err != nil {
+		t.Fatalf("accept transfer: %v", err)
+	}
+	if got.AdminName == "" {
+		t.Fatalf("enterprise after transfer: %v", got)
+	}
+	role, err := other.ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccA})
+	if err != nil || role.Role != hufuv1.MemberRole_MEMBER_ROLE_ADMIN {
+		t.Fatalf("new administrator: %v %v", role, err)
+	}
+	if _, err := signWith(t, boss.conn, adminKS, keyID, adminPIN, msg); err == nil {
+		t.Fatal("the old administrator's pair still signs after the transfer")
+	}
+	sig, err = signWith(t, other.conn, otherKS, keyID, otherPIN, msg)
+	if err != nil || !sm2.VerifyASN1WithSM2(pub, nil, msg, sig) {
+		t.Fatalf("new administrator signs: %v", err)
+	}
+	// The new administrator manages staff: removing the old one.
+	if _, err := other.ent.RemoveMember(bg, &hufuv1.RemoveMemberRequest{Uscc: usccA, UserId: boss.userID}); err != nil {
+		t.Fatalf("remove the old administrator: %v", err)
+	}
+
+	// Every step is in the audit log, and no name, ID number or phone number is.
+	req, _ := http.NewRequest("GET", a.live.AdminURL()+"/audit/export", nil)
+	req.Header.Set("Authorization", "Bearer "+auditor)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	export, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("audit export: %s %v", resp.Status, err)
+	}
+	for _, action := range []string{"enterprise.claim.submit", "enterprise.claim", "enterprise.invite.create", "enterprise.join.apply",
+		"enterprise.join.approve", "enterprise.device.register", "enterprise.delegation.grant", "key.delegate.grant",
+		"enterprise.delegation.accept", "enterprise.delegation.recall", "enterprise.admin.transfer.offer", "enterprise.admin.transfer",
+		"enterprise.member.remove"} {
+		if !bytes.Contains(export, []byte(`"action":"`+action+`"`)) {
+			t.Errorf("no %s record in the audit log", action)
+		}
+	}
+	for _, secret := range []string{"13800138021", "13900139000", "11010519491231002X", "李四", "张三"} {
+		if bytes.Contains(export, []byte(secret)) {
+			t.Errorf("the audit log holds personal data %q", secret)
+		}
 	}
 }

@@ -313,11 +313,15 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		if err != nil {
 			return err
 		}
-		resp, err := ent.AcceptAdminTransfer(ctx, &hufuv1.AcceptAdminTransferRequest{Uscc: uscc})
+		ks, err := c.keystore()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.out, "you are the administrator of %s %s\n", resp.Enterprise.Uscc, resp.Enterprise.Name)
+		e, err := client.AcceptAdminTransfer(ctx, conn, ks, uscc)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "you are the administrator of %s %s\n", e.Uscc, e.Name)
 		return nil
 	case "letter":
 		fs := flag.NewFlagSet("enterprise letter", flag.ContinueOnError)

@@ -39,14 +39,9 @@ package certs
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
 	"regexp"
-	"sync/atomic"
 	"time"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
@@ -237,21 +232,6 @@ func checkSerial(serial string) error {
 	return nil
 }
 
-// idSeq orders ids made in the same nanosecond (one transaction, a coarse clock).
-var idSeq atomic.Uint32
-
-func init() {
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	idSeq.Store(binary.BigEndian.Uint32(r[:])) // restarts within a nanosecond do not collide
-}
-
-// newTimeID returns 16 hex digits of inverted time and 6 of an inverted sequence: ids that
-// sort newest first, also within a nanosecond.
-func newTimeID(t time.Time) string {
-	return fmt.Sprintf("%016x%06x", uint64(math.MaxInt64-t.UnixNano()), 0xffffff-(idSeq.Add(1)&0xffffff))
-}
-
 func step(tx *store.Tx, name, actor, note string) *storepb.ReviewStep {
 	return &storepb.ReviewStep{Name: name, TimeUnixNano: tx.Now().UnixNano(), Actor: actor, Note: note}
 }
@@ -264,7 +244,7 @@ func Notify(tx *store.Tx, user string, kind hufuv1.MessageKind, title, body stri
 
 // notify writes an inbox message inside tx.
 func notify(tx *store.Tx, user string, kind hufuv1.MessageKind, title, body, order, serial string) error {
-	id := newTimeID(tx.Now())
+	id := store.NewestFirstID(tx.Now())
 	return inbox.Put(tx, "inbox/"+user+"/"+id, &storepb.InboxMessage{
 		Id: id, Kind: int32(kind), Title: title, Body: body, OrderId: order, Serial: serial, TimeUnixNano: tx.Now().UnixNano(),
 	})

@@ -395,7 +395,7 @@ func (s *Service) follow(ctx context.Context, caller authn.Caller, c *storepb.Ce
 		mask = parsed.Subject.SerialNumber
 	}
 	o := &storepb.Order{
-		Id: newTimeID(s.deps.Clock.Now()), UserId: caller.UserID, Kind: int32(kind), Status: statusAwaiting,
+		Id: store.NewestFirstID(s.deps.Clock.Now()), UserId: caller.UserID, Kind: int32(kind), Status: statusAwaiting,
 		CaId: c.CaId, CaRef: c.OrderId, KeyId: c.KeyId, ValidityYears: years, Platforms: platforms, Regions: regions,
 		CertKind: certKindOf(c), PriceFen: price, SubjectName: parsed.Subject.CommonName, SubjectIdMasked: mask,
 		ReplacesSerial: c.Serial, RequestId: requestID, EnterpriseUscc: c.EnterpriseUscc,

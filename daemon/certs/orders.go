@@ -147,7 +147,7 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 	if err != nil {
 		return nil, err
 	}
-	id := newTimeID(s.deps.Clock.Now())
+	id := store.NewestFirstID(s.deps.Clock.Now())
 	app := &ca.Application{OrderID: id, UserID: caller.UserID, Name: user.Identity.GetName(), IDNumberMask: user.Identity.GetIdNumberMasked(),
 		CSR: a.csr, PublicKey: pub, ValidityYears: int(a.years), Platforms: platforms, Regions: regions,
 		AuthorisationSHA256: letter.Sha256, AuthorisationMethod: letter.Method, AuthorisationMediaType: letter.MediaType,

@@ -45,9 +45,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
@@ -225,11 +223,6 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// newTimeID returns ids that sort newest first: inverted time, then randomness.
-func newTimeID(t time.Time) string {
-	return fmt.Sprintf("%016x%s", uint64(math.MaxInt64-t.UnixNano()), newID()[:8])
-}
-
 // checkUSCC normalises and checks a USCC given in field.
 func checkUSCC(field, code string) (string, error) {
 	code = identity.NormaliseUSCC(code)
@@ -309,7 +302,7 @@ func removeMember(tx *store.Tx, uscc, user string) error {
 
 // record writes an authorisation record (授权记录).
 func record(tx *store.Tx, r *storepb.AuthorisationRecord) error {
-	r.Id = newTimeID(tx.Now())
+	r.Id = store.NewestFirstID(tx.Now())
 	r.TimeUnixNano = tx.Now().UnixNano()
 	return authRecords.Put(tx, r.Uscc+"/auth/"+r.Id, r)
 }

@@ -286,11 +286,16 @@ func (v server) TransferAdmin(ctx context.Context, req *hufuv1.TransferAdminRequ
 }
 
 func (v server) AcceptAdminTransfer(ctx context.Context, req *hufuv1.AcceptAdminTransferRequest) (*hufuv1.AcceptAdminTransferResponse, error) {
-	e, err := v.s.AcceptAdminTransfer(ctx, authn.CallerFrom(ctx), req.GetUscc())
+	caller := authn.CallerFrom(ctx)
+	e, err := v.s.AcceptAdminTransfer(ctx, caller, req.GetUscc())
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.AcceptAdminTransferResponse{Enterprise: v.s.enterprisePB(ctx, e)}, nil
+	key, err := v.s.deps.Keys.OwnedKey(ctx, caller, e.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	return &hufuv1.AcceptAdminTransferResponse{Enterprise: v.s.enterprisePB(ctx, e), ShareVersion: key.ShareVersion}, nil
 }
 
 //go:embed templates

@@ -3124,8 +3124,11 @@ func (x *AcceptAdminTransferRequest) GetUscc() string {
 }
 
 type AcceptAdminTransferResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Enterprise    *Enterprise            `protobuf:"bytes,1,opt,name=enterprise,proto3" json:"enterprise,omitempty"` // Next field: 2
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Enterprise *Enterprise            `protobuf:"bytes,1,opt,name=enterprise,proto3" json:"enterprise,omitempty"`
+	// The share version of the new administrator's pair, now the key's primary pair (the
+	// phone records it: SignResponse.share_version answers with it).
+	ShareVersion  uint32 `protobuf:"varint,2,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"` // Next field: 3
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3165,6 +3168,13 @@ func (x *AcceptAdminTransferResponse) GetEnterprise() *Enterprise {
 		return x.Enterprise
 	}
 	return nil
+}
+
+func (x *AcceptAdminTransferResponse) GetShareVersion() uint32 {
+	if x != nil {
+		return x.ShareVersion
+	}
+	return 0
 }
 
 type GetLetterTemplateRequest struct {
@@ -3507,11 +3517,12 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"0\n" +
 	"\x1aAcceptAdminTransferRequest\x12\x12\n" +
-	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"R\n" +
+	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"w\n" +
 	"\x1bAcceptAdminTransferResponse\x123\n" +
 	"\n" +
 	"enterprise\x18\x01 \x01(\v2\x13.hufu.v1.EnterpriseR\n" +
-	"enterprise\"C\n" +
+	"enterprise\x12#\n" +
+	"\rshare_version\x18\x02 \x01(\rR\fshareVersion\"C\n" +
 	"\x18GetLetterTemplateRequest\x12\x13\n" +
 	"\x05ca_id\x18\x01 \x01(\tR\x04caId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\"\xa4\x01\n" +

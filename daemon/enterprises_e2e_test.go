@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"image"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
@@ -609,5 +611,65 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 		if bytes.Contains(export, []byte(secret)) {
 			t.Errorf("the audit log holds personal data %q", secret)
 		}
+	}
+}
+
+// TestEnterpriseKEKRotation: the legal representative's blobs of enterprises and of claims
+// in review move to the new KEK, so finishing a rotation cannot strand them.
+func TestEnterpriseKEKRotation(t *testing.T) {
+	officer, hash, err := admin.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := certAppliance(t, func(c *config.Config) {
+		c.Admin.Tokens = []config.AdminToken{{Name: "sam", Role: string(admin.SecurityOfficer), SHA256: hash}}
+	})
+	call := func(method, path string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, a.live.AdminURL()+path, nil)
+		req.Header.Set("Authorization", "Bearer "+officer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	m := newMember(t, a, "13800138031", "rot-dev-01")
+	m.claimAndPay(a.desk(), usccA, "福州示范科技有限公司")
+	other := newMember(t, a, "13800138032", "rot-dev-02")
+	if _, err := other.claim(usccB, "北京竞速建设有限公司", "claim-rot-2"); err != nil { // stays in review
+		t.Fatal(err)
+	}
+	if code, body := call("POST", "/kek/rotate"); code != http.StatusAccepted {
+		t.Fatalf("rotate: %d %s", code, body)
+	}
+	var st admin.RotationStatus
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		_, body := call("GET", "/kek")
+		if err := json.Unmarshal(body, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.State != admin.StateRunning || time.Now().After(deadline) {
+			break
+		}
+	}
+	if p := st.Progress["enterprises"]; st.State != admin.StateRewrapped || p == nil || p.Rewrapped != 2 {
+		t.Fatalf("rotation %q (%s), enterprises progress %+v: want the enterprise and the claim rewrapped", st.State, st.Error, st.Progress["enterprises"])
+	}
+	if code, body := call("POST", "/kek/finish"); code != http.StatusOK {
+		t.Fatalf("finish: %d %s", code, body)
+	}
+	// The claim in review still completes under the new KEK.
+	o, err := other.certs.ListOrders(bg, &hufuv1.ListOrdersRequest{})
+	if err != nil || len(o.Orders) != 1 {
+		t.Fatal(o, err)
+	}
+	if _, err := a.desk().ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: o.Orders[0].Id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.pay(o.Orders[0].Id, "pay-rot-2"); err != nil {
+		t.Fatalf("pay after rotation: %v", err)
 	}
 }

@@ -200,6 +200,9 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 				KeyId: o.KeyId, CreatedUnixNano: tx.Now().UnixNano()}); err != nil {
 				return err
 			}
+			if err := fileSealed(tx, claimID(e.Uscc, o.Id)); err != nil {
+				return err
+			}
 			s.m.changes.WithLabelValues("claim.submit").Inc()
 			return audit(tx, caller, "claim.submit", e.Uscc, map[string]string{"order": o.Id, "key": o.KeyId, "licence_sha256": id})
 		},
@@ -276,6 +279,9 @@ func (s *Service) EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c 
 	if err := tx.AddIndex(indexName, e.NameKey, key(infoID(e.Uscc))); err != nil {
 		return err
 	}
+	if err := fileSealed(tx, infoID(e.Uscc)); err != nil {
+		return err
+	}
 	m, err := members.Get(tx, memberID(e.Uscc, o.UserId))
 	if errors.Is(err, store.ErrNotFound) {
 		m = &storepb.Member{Uscc: e.Uscc, UserId: o.UserId, Via: "claim", JoinedUnixNano: tx.Now().UnixNano()}
@@ -287,6 +293,9 @@ func (s *Service) EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c 
 		return err
 	}
 	if err := claims.Delete(tx, claimID(e.Uscc, o.Id)); err != nil {
+		return err
+	}
+	if err := unfileSealed(tx, claimID(e.Uscc, o.Id)); err != nil {
 		return err
 	}
 	if err := notice(tx, o.UserId, "企业认领成功", fmt.Sprintf("您已成为企业 %s 的管理员，企业证书 %s 可以下载", e.Name, c.Serial)); err != nil {

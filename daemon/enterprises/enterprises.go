@@ -34,6 +34,8 @@
 //	x/user-join/<user id>/<application key>
 //	x/join-pending/<user id>.<uscc>   -> the person's pending application (unique)
 //	x/invite/<invite id>              -> the invite (unique)
+//	x/enterprise-sealed/legal-rep/<key> the records holding legal-representative HSM blobs
+//	                                    (enterprises and claims), for KEK rotation (rotate.go)
 //
 // The legal representative's ID number and phone number are stored HSM-wrapped with
 // associated data "hufu/enterprise/v1 legal-rep-id " ‖ uscc (and "legal-rep-phone ") and

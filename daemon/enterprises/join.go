@@ -384,28 +384,51 @@ func (s *Service) CreateInvite(ctx context.Context, caller authn.Caller, uscc st
 	return &Invite{Record: inv, Payload: body + "." + base64.RawURLEncoding.EncodeToString(mac)}, nil
 }
 
-// checkInvite parses an invite payload and checks its MAC, expiry and revocation.
-func (s *Service) checkInvite(ctx context.Context, payload string) (*storepb.Invite, error) {
-	bad := apierr.Invalidf("invite", "not an invite of this appliance, or altered")
+// invitePayload is a parsed invite: what the MAC covers and the MAC.
+type invitePayload struct {
+	id, uscc string
+	expires  int64 // Unix seconds
+	body     string
+	mac      []byte
+}
+
+var errInvite = apierr.Invalidf("invite", "not an invite of this appliance, or altered")
+
+// parseInvite parses "HUFU1.INV.<id>.<uscc>.<expiry>.<MAC>" (untrusted: scanned from a QR
+// code) without checking the MAC.
+func parseInvite(payload string) (*invitePayload, error) {
 	rest, ok := strings.CutPrefix(payload, invitePrefix)
 	parts := strings.Split(rest, ".")
-	if !ok || len(payload) > 200 || len(parts) != 4 || !appIDRE.MatchString(parts[0]) {
-		return nil, bad
+	if !ok || len(payload) > 200 || len(parts) != 4 || !appIDRE.MatchString(parts[0]) || identity.CheckUSCC(parts[1]) != nil {
+		return nil, errInvite
 	}
-	mac, err := base64.RawURLEncoding.DecodeString(parts[3])
+	expires, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil || expires <= 0 || strconv.FormatInt(expires, 10) != parts[2] {
+		return nil, errInvite
+	}
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(parts[3])
 	if err != nil || len(mac) != 32 {
-		return nil, bad
+		return nil, errInvite
 	}
-	ok, err = s.deps.Keyring.VerifyPIN(ctx, mac, []byte(parts[0]), inviteMACContext, []byte(payload[:len(payload)-len(parts[3])-1]))
+	return &invitePayload{id: parts[0], uscc: parts[1], expires: expires, body: payload[:len(payload)-len(parts[3])-1], mac: mac}, nil
+}
+
+// checkInvite parses an invite payload and checks its MAC, expiry and revocation.
+func (s *Service) checkInvite(ctx context.Context, payload string) (*storepb.Invite, error) {
+	p, err := parseInvite(payload)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := s.deps.Keyring.VerifyPIN(ctx, p.mac, []byte(p.id), inviteMACContext, []byte(p.body))
 	if err != nil {
 		return nil, hsmError(err)
 	}
 	if !ok {
-		return nil, bad
+		return nil, errInvite
 	}
 	var out *storepb.Invite
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		out, err = s.liveInvite(tx, parts[1], parts[0])
+		out, err = s.liveInvite(tx, p.uscc, p.id)
 		return err
 	})
 	return out, err

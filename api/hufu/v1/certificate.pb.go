@@ -92,6 +92,9 @@ const (
 	// An enterprise certificate that claims (认领) the enterprise: paying it makes the
 	// applicant the enterprise's administrator (EnterpriseService.ClaimEnterprise).
 	OrderKind_ORDER_KIND_ENTERPRISE_CLAIM OrderKind = 4
+	// An enterprise verification by corporate transfer (对公打款认证, §1.6.4): no certificate;
+	// cert_kind "verification", no CA. Paying it (确认支付) completes it without a CA call.
+	OrderKind_ORDER_KIND_ENTERPRISE_VERIFICATION OrderKind = 5
 )
 
 // Enum value maps for OrderKind.
@@ -102,13 +105,15 @@ var (
 		2: "ORDER_KIND_RENEWAL",
 		3: "ORDER_KIND_UPGRADE",
 		4: "ORDER_KIND_ENTERPRISE_CLAIM",
+		5: "ORDER_KIND_ENTERPRISE_VERIFICATION",
 	}
 	OrderKind_value = map[string]int32{
-		"ORDER_KIND_UNSPECIFIED":      0,
-		"ORDER_KIND_NEW":              1,
-		"ORDER_KIND_RENEWAL":          2,
-		"ORDER_KIND_UPGRADE":          3,
-		"ORDER_KIND_ENTERPRISE_CLAIM": 4,
+		"ORDER_KIND_UNSPECIFIED":             0,
+		"ORDER_KIND_NEW":                     1,
+		"ORDER_KIND_RENEWAL":                 2,
+		"ORDER_KIND_UPGRADE":                 3,
+		"ORDER_KIND_ENTERPRISE_CLAIM":        4,
+		"ORDER_KIND_ENTERPRISE_VERIFICATION": 5,
 	}
 )
 
@@ -3539,13 +3544,14 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x16ORDER_STATUS_IN_REVIEW\x10\x01\x12!\n" +
 	"\x1dORDER_STATUS_AWAITING_PAYMENT\x10\x02\x12\x1a\n" +
 	"\x16ORDER_STATUS_COMPLETED\x10\x03\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x04*\x8c\x01\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x04*\xb4\x01\n" +
 	"\tOrderKind\x12\x1a\n" +
 	"\x16ORDER_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eORDER_KIND_NEW\x10\x01\x12\x16\n" +
 	"\x12ORDER_KIND_RENEWAL\x10\x02\x12\x16\n" +
 	"\x12ORDER_KIND_UPGRADE\x10\x03\x12\x1f\n" +
-	"\x1bORDER_KIND_ENTERPRISE_CLAIM\x10\x04*\xda\x01\n" +
+	"\x1bORDER_KIND_ENTERPRISE_CLAIM\x10\x04\x12&\n" +
+	"\"ORDER_KIND_ENTERPRISE_VERIFICATION\x10\x05*\xda\x01\n" +
 	"\x11CertificateStatus\x12\"\n" +
 	"\x1eCERTIFICATE_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19CERTIFICATE_STATUS_ACTIVE\x10\x01\x12\x1e\n" +

@@ -287,6 +287,66 @@ func (JoinStatus) EnumDescriptor() ([]byte, []int) {
 	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{4}
 }
 
+// TransferState is the state of a corporate-transfer verification.
+type TransferState int32
+
+const (
+	TransferState_TRANSFER_STATE_UNSPECIFIED TransferState = 0
+	// Waiting for the transfer to appear on the appliance's bank statement.
+	TransferState_TRANSFER_STATE_AWAITING_TRANSFER TransferState = 1
+	// Matched (by a statement line or by the desk): the applicant is administrator or staff.
+	TransferState_TRANSFER_STATE_VERIFIED TransferState = 2
+	// Not matched within the validity; a late transfer does not verify (apply again).
+	TransferState_TRANSFER_STATE_EXPIRED TransferState = 3
+	// Rejected by the reconciliation desk, with a reason.
+	TransferState_TRANSFER_STATE_REJECTED TransferState = 4
+)
+
+// Enum value maps for TransferState.
+var (
+	TransferState_name = map[int32]string{
+		0: "TRANSFER_STATE_UNSPECIFIED",
+		1: "TRANSFER_STATE_AWAITING_TRANSFER",
+		2: "TRANSFER_STATE_VERIFIED",
+		3: "TRANSFER_STATE_EXPIRED",
+		4: "TRANSFER_STATE_REJECTED",
+	}
+	TransferState_value = map[string]int32{
+		"TRANSFER_STATE_UNSPECIFIED":       0,
+		"TRANSFER_STATE_AWAITING_TRANSFER": 1,
+		"TRANSFER_STATE_VERIFIED":          2,
+		"TRANSFER_STATE_EXPIRED":           3,
+		"TRANSFER_STATE_REJECTED":          4,
+	}
+)
+
+func (x TransferState) Enum() *TransferState {
+	p := new(TransferState)
+	*p = x
+	return p
+}
+
+func (x TransferState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TransferState) Descriptor() protoreflect.EnumDescriptor {
+	return file_hufu_v1_enterprise_proto_enumTypes[5].Descriptor()
+}
+
+func (TransferState) Type() protoreflect.EnumType {
+	return &file_hufu_v1_enterprise_proto_enumTypes[5]
+}
+
+func (x TransferState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TransferState.Descriptor instead.
+func (TransferState) EnumDescriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{5}
+}
+
 // EnterpriseDetails is what a claim submits about the enterprise (§1.6.2.1).
 type EnterpriseDetails struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3299,6 +3359,540 @@ func (x *GetLetterTemplateResponse) GetRequiredAttachments() []string {
 	return nil
 }
 
+// ReceivingAccount is the appliance operator's corporate account that applicants transfer to.
+type ReceivingAccount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountName   string                 `protobuf:"bytes,1,opt,name=account_name,json=accountName,proto3" json:"account_name,omitempty"`
+	Bank          string                 `protobuf:"bytes,2,opt,name=bank,proto3" json:"bank,omitempty"`
+	AccountNumber string                 `protobuf:"bytes,3,opt,name=account_number,json=accountNumber,proto3" json:"account_number,omitempty"` // Next field: 4
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceivingAccount) Reset() {
+	*x = ReceivingAccount{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceivingAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceivingAccount) ProtoMessage() {}
+
+func (x *ReceivingAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceivingAccount.ProtoReflect.Descriptor instead.
+func (*ReceivingAccount) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ReceivingAccount) GetAccountName() string {
+	if x != nil {
+		return x.AccountName
+	}
+	return ""
+}
+
+func (x *ReceivingAccount) GetBank() string {
+	if x != nil {
+		return x.Bank
+	}
+	return ""
+}
+
+func (x *ReceivingAccount) GetAccountNumber() string {
+	if x != nil {
+		return x.AccountNumber
+	}
+	return ""
+}
+
+// CorporateTransfer is a corporate-transfer verification (对公打款认证).
+type CorporateTransfer struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Uscc            string                 `protobuf:"bytes,2,opt,name=uscc,proto3" json:"uscc,omitempty"`
+	EnterpriseName  string                 `protobuf:"bytes,3,opt,name=enterprise_name,json=enterpriseName,proto3" json:"enterprise_name,omitempty"`
+	State           TransferState          `protobuf:"varint,4,opt,name=state,proto3,enum=hufu.v1.TransferState" json:"state,omitempty"`
+	ApplicantUserId string                 `protobuf:"bytes,5,opt,name=applicant_user_id,json=applicantUserId,proto3" json:"applicant_user_id,omitempty"`
+	// The amount to transfer, in fen (0.01 CNY): unique among live applications.
+	AmountFen int64 `protobuf:"varint,6,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"`
+	// The reference to put in the transfer's remark (附言), e.g. "HF7KQ2MX".
+	Reference        string            `protobuf:"bytes,7,opt,name=reference,proto3" json:"reference,omitempty"`
+	ReceivingAccount *ReceivingAccount `protobuf:"bytes,8,opt,name=receiving_account,json=receivingAccount,proto3" json:"receiving_account,omitempty"`
+	// The last six digits of the paying corporate account, as the applicant gave them.
+	AccountTail string                 `protobuf:"bytes,9,opt,name=account_tail,json=accountTail,proto3" json:"account_tail,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	DecidedAt   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	// Why the desk rejected it.
+	Reason string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What the applicant became: administrator or staff.
+	Role MemberRole `protobuf:"varint,14,opt,name=role,proto3,enum=hufu.v1.MemberRole" json:"role,omitempty"`
+	// The enterprise-verification order (ORDER_KIND_ENTERPRISE_VERIFICATION) awaiting 确认支付.
+	OrderId string `protobuf:"bytes,15,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// "statement" (a bank-statement line matched) or "desk" (confirmed by hand).
+	VerifiedVia string `protobuf:"bytes,16,opt,name=verified_via,json=verifiedVia,proto3" json:"verified_via,omitempty"`
+	// SHA-256 hex of the stamped letter and the business licence (attachments).
+	LetterSha256  string `protobuf:"bytes,17,opt,name=letter_sha256,json=letterSha256,proto3" json:"letter_sha256,omitempty"`
+	LicenceSha256 string `protobuf:"bytes,18,opt,name=licence_sha256,json=licenceSha256,proto3" json:"licence_sha256,omitempty"` // Next field: 19
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CorporateTransfer) Reset() {
+	*x = CorporateTransfer{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CorporateTransfer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CorporateTransfer) ProtoMessage() {}
+
+func (x *CorporateTransfer) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CorporateTransfer.ProtoReflect.Descriptor instead.
+func (*CorporateTransfer) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *CorporateTransfer) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetUscc() string {
+	if x != nil {
+		return x.Uscc
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetEnterpriseName() string {
+	if x != nil {
+		return x.EnterpriseName
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetState() TransferState {
+	if x != nil {
+		return x.State
+	}
+	return TransferState_TRANSFER_STATE_UNSPECIFIED
+}
+
+func (x *CorporateTransfer) GetApplicantUserId() string {
+	if x != nil {
+		return x.ApplicantUserId
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+func (x *CorporateTransfer) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetReceivingAccount() *ReceivingAccount {
+	if x != nil {
+		return x.ReceivingAccount
+	}
+	return nil
+}
+
+func (x *CorporateTransfer) GetAccountTail() string {
+	if x != nil {
+		return x.AccountTail
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *CorporateTransfer) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *CorporateTransfer) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *CorporateTransfer) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetRole() MemberRole {
+	if x != nil {
+		return x.Role
+	}
+	return MemberRole_MEMBER_ROLE_UNSPECIFIED
+}
+
+func (x *CorporateTransfer) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetVerifiedVia() string {
+	if x != nil {
+		return x.VerifiedVia
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetLetterSha256() string {
+	if x != nil {
+		return x.LetterSha256
+	}
+	return ""
+}
+
+func (x *CorporateTransfer) GetLicenceSha256() string {
+	if x != nil {
+		return x.LicenceSha256
+	}
+	return ""
+}
+
+type ApplyCorporateTransferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Idempotency key: 8 to 64 of [A-Za-z0-9._-].
+	RequestId  string             `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Enterprise *EnterpriseDetails `protobuf:"bytes,2,opt,name=enterprise,proto3" json:"enterprise,omitempty"`
+	// The stamped authorisation letter (GetLetterTemplate kind "corporate-transfer"): a scan,
+	// PNG, JPEG or PDF.
+	Letter *ScannedLetter `protobuf:"bytes,3,opt,name=letter,proto3" json:"letter,omitempty"`
+	// The last six digits of the corporate account the transfer will come from.
+	AccountTail   string `protobuf:"bytes,4,opt,name=account_tail,json=accountTail,proto3" json:"account_tail,omitempty"` // Next field: 5
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyCorporateTransferRequest) Reset() {
+	*x = ApplyCorporateTransferRequest{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyCorporateTransferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyCorporateTransferRequest) ProtoMessage() {}
+
+func (x *ApplyCorporateTransferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyCorporateTransferRequest.ProtoReflect.Descriptor instead.
+func (*ApplyCorporateTransferRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ApplyCorporateTransferRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ApplyCorporateTransferRequest) GetEnterprise() *EnterpriseDetails {
+	if x != nil {
+		return x.Enterprise
+	}
+	return nil
+}
+
+func (x *ApplyCorporateTransferRequest) GetLetter() *ScannedLetter {
+	if x != nil {
+		return x.Letter
+	}
+	return nil
+}
+
+func (x *ApplyCorporateTransferRequest) GetAccountTail() string {
+	if x != nil {
+		return x.AccountTail
+	}
+	return ""
+}
+
+type ApplyCorporateTransferResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Transfer      *CorporateTransfer     `protobuf:"bytes,1,opt,name=transfer,proto3" json:"transfer,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyCorporateTransferResponse) Reset() {
+	*x = ApplyCorporateTransferResponse{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyCorporateTransferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyCorporateTransferResponse) ProtoMessage() {}
+
+func (x *ApplyCorporateTransferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyCorporateTransferResponse.ProtoReflect.Descriptor instead.
+func (*ApplyCorporateTransferResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ApplyCorporateTransferResponse) GetTransfer() *CorporateTransfer {
+	if x != nil {
+		return x.Transfer
+	}
+	return nil
+}
+
+type GetCorporateTransferRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TransferId    string                 `protobuf:"bytes,1,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCorporateTransferRequest) Reset() {
+	*x = GetCorporateTransferRequest{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCorporateTransferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCorporateTransferRequest) ProtoMessage() {}
+
+func (x *GetCorporateTransferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCorporateTransferRequest.ProtoReflect.Descriptor instead.
+func (*GetCorporateTransferRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *GetCorporateTransferRequest) GetTransferId() string {
+	if x != nil {
+		return x.TransferId
+	}
+	return ""
+}
+
+type GetCorporateTransferResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Transfer      *CorporateTransfer     `protobuf:"bytes,1,opt,name=transfer,proto3" json:"transfer,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCorporateTransferResponse) Reset() {
+	*x = GetCorporateTransferResponse{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCorporateTransferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCorporateTransferResponse) ProtoMessage() {}
+
+func (x *GetCorporateTransferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCorporateTransferResponse.ProtoReflect.Descriptor instead.
+func (*GetCorporateTransferResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *GetCorporateTransferResponse) GetTransfer() *CorporateTransfer {
+	if x != nil {
+		return x.Transfer
+	}
+	return nil
+}
+
+type ListCorporateTransfersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCorporateTransfersRequest) Reset() {
+	*x = ListCorporateTransfersRequest{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCorporateTransfersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCorporateTransfersRequest) ProtoMessage() {}
+
+func (x *ListCorporateTransfersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCorporateTransfersRequest.ProtoReflect.Descriptor instead.
+func (*ListCorporateTransfersRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{57}
+}
+
+type ListCorporateTransfersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Transfers     []*CorporateTransfer   `protobuf:"bytes,1,rep,name=transfers,proto3" json:"transfers,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCorporateTransfersResponse) Reset() {
+	*x = ListCorporateTransfersResponse{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCorporateTransfersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCorporateTransfersResponse) ProtoMessage() {}
+
+func (x *ListCorporateTransfersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCorporateTransfersResponse.ProtoReflect.Descriptor instead.
+func (*ListCorporateTransfersResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ListCorporateTransfersResponse) GetTransfers() []*CorporateTransfer {
+	if x != nil {
+		return x.Transfers
+	}
+	return nil
+}
+
 var File_hufu_v1_enterprise_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_enterprise_proto_rawDesc = "" +
@@ -3531,7 +4125,53 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\n" +
 	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x18\n" +
 	"\acontent\x18\x03 \x01(\fR\acontent\x121\n" +
-	"\x14required_attachments\x18\x04 \x03(\tR\x13requiredAttachments*P\n" +
+	"\x14required_attachments\x18\x04 \x03(\tR\x13requiredAttachments\"p\n" +
+	"\x10ReceivingAccount\x12!\n" +
+	"\faccount_name\x18\x01 \x01(\tR\vaccountName\x12\x12\n" +
+	"\x04bank\x18\x02 \x01(\tR\x04bank\x12%\n" +
+	"\x0eaccount_number\x18\x03 \x01(\tR\raccountNumber\"\xde\x05\n" +
+	"\x11CorporateTransfer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04uscc\x18\x02 \x01(\tR\x04uscc\x12'\n" +
+	"\x0fenterprise_name\x18\x03 \x01(\tR\x0eenterpriseName\x12,\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x16.hufu.v1.TransferStateR\x05state\x12*\n" +
+	"\x11applicant_user_id\x18\x05 \x01(\tR\x0fapplicantUserId\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x06 \x01(\x03R\tamountFen\x12\x1c\n" +
+	"\treference\x18\a \x01(\tR\treference\x12F\n" +
+	"\x11receiving_account\x18\b \x01(\v2\x19.hufu.v1.ReceivingAccountR\x10receivingAccount\x12!\n" +
+	"\faccount_tail\x18\t \x01(\tR\vaccountTail\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
+	"\n" +
+	"decided_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x16\n" +
+	"\x06reason\x18\r \x01(\tR\x06reason\x12'\n" +
+	"\x04role\x18\x0e \x01(\x0e2\x13.hufu.v1.MemberRoleR\x04role\x12\x19\n" +
+	"\border_id\x18\x0f \x01(\tR\aorderId\x12!\n" +
+	"\fverified_via\x18\x10 \x01(\tR\vverifiedVia\x12#\n" +
+	"\rletter_sha256\x18\x11 \x01(\tR\fletterSha256\x12%\n" +
+	"\x0elicence_sha256\x18\x12 \x01(\tR\rlicenceSha256\"\xcd\x01\n" +
+	"\x1dApplyCorporateTransferRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12:\n" +
+	"\n" +
+	"enterprise\x18\x02 \x01(\v2\x1a.hufu.v1.EnterpriseDetailsR\n" +
+	"enterprise\x12.\n" +
+	"\x06letter\x18\x03 \x01(\v2\x16.hufu.v1.ScannedLetterR\x06letter\x12!\n" +
+	"\faccount_tail\x18\x04 \x01(\tR\vaccountTail\"X\n" +
+	"\x1eApplyCorporateTransferResponse\x126\n" +
+	"\btransfer\x18\x01 \x01(\v2\x1a.hufu.v1.CorporateTransferR\btransfer\">\n" +
+	"\x1bGetCorporateTransferRequest\x12\x1f\n" +
+	"\vtransfer_id\x18\x01 \x01(\tR\n" +
+	"transferId\"V\n" +
+	"\x1cGetCorporateTransferResponse\x126\n" +
+	"\btransfer\x18\x01 \x01(\v2\x1a.hufu.v1.CorporateTransferR\btransfer\"\x1f\n" +
+	"\x1dListCorporateTransfersRequest\"Z\n" +
+	"\x1eListCorporateTransfersResponse\x128\n" +
+	"\ttransfers\x18\x01 \x03(\v2\x1a.hufu.v1.CorporateTransferR\ttransfers*P\n" +
 	"\x0fEnterpriseState\x12 \n" +
 	"\x1cENTERPRISE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ENTERPRISE_STATE_ACTIVE\x10\x01*W\n" +
@@ -3557,7 +4197,13 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x13JOIN_STATUS_PENDING\x10\x01\x12\x18\n" +
 	"\x14JOIN_STATUS_APPROVED\x10\x02\x12\x18\n" +
 	"\x14JOIN_STATUS_RETURNED\x10\x03\x12\x19\n" +
-	"\x15JOIN_STATUS_WITHDRAWN\x10\x042\xe8\x0e\n" +
+	"\x15JOIN_STATUS_WITHDRAWN\x10\x04*\xab\x01\n" +
+	"\rTransferState\x12\x1e\n" +
+	"\x1aTRANSFER_STATE_UNSPECIFIED\x10\x00\x12$\n" +
+	" TRANSFER_STATE_AWAITING_TRANSFER\x10\x01\x12\x1b\n" +
+	"\x17TRANSFER_STATE_VERIFIED\x10\x02\x12\x1a\n" +
+	"\x16TRANSFER_STATE_EXPIRED\x10\x03\x12\x1b\n" +
+	"\x17TRANSFER_STATE_REJECTED\x10\x042\xa3\x11\n" +
 	"\x11EnterpriseService\x12Z\n" +
 	"\x11SearchEnterprises\x12!.hufu.v1.SearchEnterprisesRequest\x1a\".hufu.v1.SearchEnterprisesResponse\x12T\n" +
 	"\x0fClaimEnterprise\x12\x1f.hufu.v1.ClaimEnterpriseRequest\x1a .hufu.v1.ClaimEnterpriseResponse\x12N\n" +
@@ -3581,7 +4227,10 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x18ListAuthorisationRecords\x12(.hufu.v1.ListAuthorisationRecordsRequest\x1a).hufu.v1.ListAuthorisationRecordsResponse\x12N\n" +
 	"\rTransferAdmin\x12\x1d.hufu.v1.TransferAdminRequest\x1a\x1e.hufu.v1.TransferAdminResponse\x12`\n" +
 	"\x13AcceptAdminTransfer\x12#.hufu.v1.AcceptAdminTransferRequest\x1a$.hufu.v1.AcceptAdminTransferResponse\x12Z\n" +
-	"\x11GetLetterTemplate\x12!.hufu.v1.GetLetterTemplateRequest\x1a\".hufu.v1.GetLetterTemplateResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\x11GetLetterTemplate\x12!.hufu.v1.GetLetterTemplateRequest\x1a\".hufu.v1.GetLetterTemplateResponse\x12i\n" +
+	"\x16ApplyCorporateTransfer\x12&.hufu.v1.ApplyCorporateTransferRequest\x1a'.hufu.v1.ApplyCorporateTransferResponse\x12c\n" +
+	"\x14GetCorporateTransfer\x12$.hufu.v1.GetCorporateTransferRequest\x1a%.hufu.v1.GetCorporateTransferResponse\x12i\n" +
+	"\x16ListCorporateTransfers\x12&.hufu.v1.ListCorporateTransfersRequest\x1a'.hufu.v1.ListCorporateTransfersResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_enterprise_proto_rawDescOnce sync.Once
@@ -3595,158 +4244,185 @@ func file_hufu_v1_enterprise_proto_rawDescGZIP() []byte {
 	return file_hufu_v1_enterprise_proto_rawDescData
 }
 
-var file_hufu_v1_enterprise_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_hufu_v1_enterprise_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_hufu_v1_enterprise_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_hufu_v1_enterprise_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_hufu_v1_enterprise_proto_goTypes = []any{
 	(EnterpriseState)(0),                     // 0: hufu.v1.EnterpriseState
 	(MemberRole)(0),                          // 1: hufu.v1.MemberRole
 	(IdType)(0),                              // 2: hufu.v1.IdType
 	(NextStep)(0),                            // 3: hufu.v1.NextStep
 	(JoinStatus)(0),                          // 4: hufu.v1.JoinStatus
-	(*EnterpriseDetails)(nil),                // 5: hufu.v1.EnterpriseDetails
-	(*Enterprise)(nil),                       // 6: hufu.v1.Enterprise
-	(*Member)(nil),                           // 7: hufu.v1.Member
-	(*SearchResult)(nil),                     // 8: hufu.v1.SearchResult
-	(*SearchEnterprisesRequest)(nil),         // 9: hufu.v1.SearchEnterprisesRequest
-	(*SearchEnterprisesResponse)(nil),        // 10: hufu.v1.SearchEnterprisesResponse
-	(*ClaimEnterpriseRequest)(nil),           // 11: hufu.v1.ClaimEnterpriseRequest
-	(*ClaimEnterpriseResponse)(nil),          // 12: hufu.v1.ClaimEnterpriseResponse
-	(*GetEnterpriseRequest)(nil),             // 13: hufu.v1.GetEnterpriseRequest
-	(*GetEnterpriseResponse)(nil),            // 14: hufu.v1.GetEnterpriseResponse
-	(*ListMyEnterprisesRequest)(nil),         // 15: hufu.v1.ListMyEnterprisesRequest
-	(*MyEnterprise)(nil),                     // 16: hufu.v1.MyEnterprise
-	(*ListMyEnterprisesResponse)(nil),        // 17: hufu.v1.ListMyEnterprisesResponse
-	(*ListMembersRequest)(nil),               // 18: hufu.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),              // 19: hufu.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),              // 20: hufu.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),             // 21: hufu.v1.RemoveMemberResponse
-	(*JoinApplication)(nil),                  // 22: hufu.v1.JoinApplication
-	(*ApplyToJoinRequest)(nil),               // 23: hufu.v1.ApplyToJoinRequest
-	(*ApplyToJoinResponse)(nil),              // 24: hufu.v1.ApplyToJoinResponse
-	(*WithdrawJoinRequest)(nil),              // 25: hufu.v1.WithdrawJoinRequest
-	(*WithdrawJoinResponse)(nil),             // 26: hufu.v1.WithdrawJoinResponse
-	(*ListJoinApplicationsRequest)(nil),      // 27: hufu.v1.ListJoinApplicationsRequest
-	(*ListJoinApplicationsResponse)(nil),     // 28: hufu.v1.ListJoinApplicationsResponse
-	(*ApproveJoinRequest)(nil),               // 29: hufu.v1.ApproveJoinRequest
-	(*ApproveJoinResponse)(nil),              // 30: hufu.v1.ApproveJoinResponse
-	(*ReturnJoinRequest)(nil),                // 31: hufu.v1.ReturnJoinRequest
-	(*ReturnJoinResponse)(nil),               // 32: hufu.v1.ReturnJoinResponse
-	(*CreateInviteRequest)(nil),              // 33: hufu.v1.CreateInviteRequest
-	(*CreateInviteResponse)(nil),             // 34: hufu.v1.CreateInviteResponse
-	(*RevokeInviteRequest)(nil),              // 35: hufu.v1.RevokeInviteRequest
-	(*RevokeInviteResponse)(nil),             // 36: hufu.v1.RevokeInviteResponse
-	(*RegisterDeviceRequest)(nil),            // 37: hufu.v1.RegisterDeviceRequest
-	(*RegisterDeviceResponse)(nil),           // 38: hufu.v1.RegisterDeviceResponse
-	(*GrantDelegationRequest)(nil),           // 39: hufu.v1.GrantDelegationRequest
-	(*GrantDelegationResponse)(nil),          // 40: hufu.v1.GrantDelegationResponse
-	(*GetDelegationOfferRequest)(nil),        // 41: hufu.v1.GetDelegationOfferRequest
-	(*GetDelegationOfferResponse)(nil),       // 42: hufu.v1.GetDelegationOfferResponse
-	(*AcceptDelegationRequest)(nil),          // 43: hufu.v1.AcceptDelegationRequest
-	(*AcceptDelegationResponse)(nil),         // 44: hufu.v1.AcceptDelegationResponse
-	(*RecallDelegationRequest)(nil),          // 45: hufu.v1.RecallDelegationRequest
-	(*RecallDelegationResponse)(nil),         // 46: hufu.v1.RecallDelegationResponse
-	(*AuthorisationRecord)(nil),              // 47: hufu.v1.AuthorisationRecord
-	(*ListAuthorisationRecordsRequest)(nil),  // 48: hufu.v1.ListAuthorisationRecordsRequest
-	(*ListAuthorisationRecordsResponse)(nil), // 49: hufu.v1.ListAuthorisationRecordsResponse
-	(*TransferAdminRequest)(nil),             // 50: hufu.v1.TransferAdminRequest
-	(*TransferAdminResponse)(nil),            // 51: hufu.v1.TransferAdminResponse
-	(*AcceptAdminTransferRequest)(nil),       // 52: hufu.v1.AcceptAdminTransferRequest
-	(*AcceptAdminTransferResponse)(nil),      // 53: hufu.v1.AcceptAdminTransferResponse
-	(*GetLetterTemplateRequest)(nil),         // 54: hufu.v1.GetLetterTemplateRequest
-	(*GetLetterTemplateResponse)(nil),        // 55: hufu.v1.GetLetterTemplateResponse
-	(*timestamppb.Timestamp)(nil),            // 56: google.protobuf.Timestamp
-	(*Authorisation)(nil),                    // 57: hufu.v1.Authorisation
-	(*Order)(nil),                            // 58: hufu.v1.Order
-	(*Credential)(nil),                       // 59: hufu.v1.Credential
+	(TransferState)(0),                       // 5: hufu.v1.TransferState
+	(*EnterpriseDetails)(nil),                // 6: hufu.v1.EnterpriseDetails
+	(*Enterprise)(nil),                       // 7: hufu.v1.Enterprise
+	(*Member)(nil),                           // 8: hufu.v1.Member
+	(*SearchResult)(nil),                     // 9: hufu.v1.SearchResult
+	(*SearchEnterprisesRequest)(nil),         // 10: hufu.v1.SearchEnterprisesRequest
+	(*SearchEnterprisesResponse)(nil),        // 11: hufu.v1.SearchEnterprisesResponse
+	(*ClaimEnterpriseRequest)(nil),           // 12: hufu.v1.ClaimEnterpriseRequest
+	(*ClaimEnterpriseResponse)(nil),          // 13: hufu.v1.ClaimEnterpriseResponse
+	(*GetEnterpriseRequest)(nil),             // 14: hufu.v1.GetEnterpriseRequest
+	(*GetEnterpriseResponse)(nil),            // 15: hufu.v1.GetEnterpriseResponse
+	(*ListMyEnterprisesRequest)(nil),         // 16: hufu.v1.ListMyEnterprisesRequest
+	(*MyEnterprise)(nil),                     // 17: hufu.v1.MyEnterprise
+	(*ListMyEnterprisesResponse)(nil),        // 18: hufu.v1.ListMyEnterprisesResponse
+	(*ListMembersRequest)(nil),               // 19: hufu.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),              // 20: hufu.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),              // 21: hufu.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),             // 22: hufu.v1.RemoveMemberResponse
+	(*JoinApplication)(nil),                  // 23: hufu.v1.JoinApplication
+	(*ApplyToJoinRequest)(nil),               // 24: hufu.v1.ApplyToJoinRequest
+	(*ApplyToJoinResponse)(nil),              // 25: hufu.v1.ApplyToJoinResponse
+	(*WithdrawJoinRequest)(nil),              // 26: hufu.v1.WithdrawJoinRequest
+	(*WithdrawJoinResponse)(nil),             // 27: hufu.v1.WithdrawJoinResponse
+	(*ListJoinApplicationsRequest)(nil),      // 28: hufu.v1.ListJoinApplicationsRequest
+	(*ListJoinApplicationsResponse)(nil),     // 29: hufu.v1.ListJoinApplicationsResponse
+	(*ApproveJoinRequest)(nil),               // 30: hufu.v1.ApproveJoinRequest
+	(*ApproveJoinResponse)(nil),              // 31: hufu.v1.ApproveJoinResponse
+	(*ReturnJoinRequest)(nil),                // 32: hufu.v1.ReturnJoinRequest
+	(*ReturnJoinResponse)(nil),               // 33: hufu.v1.ReturnJoinResponse
+	(*CreateInviteRequest)(nil),              // 34: hufu.v1.CreateInviteRequest
+	(*CreateInviteResponse)(nil),             // 35: hufu.v1.CreateInviteResponse
+	(*RevokeInviteRequest)(nil),              // 36: hufu.v1.RevokeInviteRequest
+	(*RevokeInviteResponse)(nil),             // 37: hufu.v1.RevokeInviteResponse
+	(*RegisterDeviceRequest)(nil),            // 38: hufu.v1.RegisterDeviceRequest
+	(*RegisterDeviceResponse)(nil),           // 39: hufu.v1.RegisterDeviceResponse
+	(*GrantDelegationRequest)(nil),           // 40: hufu.v1.GrantDelegationRequest
+	(*GrantDelegationResponse)(nil),          // 41: hufu.v1.GrantDelegationResponse
+	(*GetDelegationOfferRequest)(nil),        // 42: hufu.v1.GetDelegationOfferRequest
+	(*GetDelegationOfferResponse)(nil),       // 43: hufu.v1.GetDelegationOfferResponse
+	(*AcceptDelegationRequest)(nil),          // 44: hufu.v1.AcceptDelegationRequest
+	(*AcceptDelegationResponse)(nil),         // 45: hufu.v1.AcceptDelegationResponse
+	(*RecallDelegationRequest)(nil),          // 46: hufu.v1.RecallDelegationRequest
+	(*RecallDelegationResponse)(nil),         // 47: hufu.v1.RecallDelegationResponse
+	(*AuthorisationRecord)(nil),              // 48: hufu.v1.AuthorisationRecord
+	(*ListAuthorisationRecordsRequest)(nil),  // 49: hufu.v1.ListAuthorisationRecordsRequest
+	(*ListAuthorisationRecordsResponse)(nil), // 50: hufu.v1.ListAuthorisationRecordsResponse
+	(*TransferAdminRequest)(nil),             // 51: hufu.v1.TransferAdminRequest
+	(*TransferAdminResponse)(nil),            // 52: hufu.v1.TransferAdminResponse
+	(*AcceptAdminTransferRequest)(nil),       // 53: hufu.v1.AcceptAdminTransferRequest
+	(*AcceptAdminTransferResponse)(nil),      // 54: hufu.v1.AcceptAdminTransferResponse
+	(*GetLetterTemplateRequest)(nil),         // 55: hufu.v1.GetLetterTemplateRequest
+	(*GetLetterTemplateResponse)(nil),        // 56: hufu.v1.GetLetterTemplateResponse
+	(*ReceivingAccount)(nil),                 // 57: hufu.v1.ReceivingAccount
+	(*CorporateTransfer)(nil),                // 58: hufu.v1.CorporateTransfer
+	(*ApplyCorporateTransferRequest)(nil),    // 59: hufu.v1.ApplyCorporateTransferRequest
+	(*ApplyCorporateTransferResponse)(nil),   // 60: hufu.v1.ApplyCorporateTransferResponse
+	(*GetCorporateTransferRequest)(nil),      // 61: hufu.v1.GetCorporateTransferRequest
+	(*GetCorporateTransferResponse)(nil),     // 62: hufu.v1.GetCorporateTransferResponse
+	(*ListCorporateTransfersRequest)(nil),    // 63: hufu.v1.ListCorporateTransfersRequest
+	(*ListCorporateTransfersResponse)(nil),   // 64: hufu.v1.ListCorporateTransfersResponse
+	(*timestamppb.Timestamp)(nil),            // 65: google.protobuf.Timestamp
+	(*Authorisation)(nil),                    // 66: hufu.v1.Authorisation
+	(*Order)(nil),                            // 67: hufu.v1.Order
+	(*Credential)(nil),                       // 68: hufu.v1.Credential
+	(*ScannedLetter)(nil),                    // 69: hufu.v1.ScannedLetter
 }
 var file_hufu_v1_enterprise_proto_depIdxs = []int32{
 	2,  // 0: hufu.v1.EnterpriseDetails.legal_rep_id_type:type_name -> hufu.v1.IdType
-	56, // 1: hufu.v1.EnterpriseDetails.licence_valid_until:type_name -> google.protobuf.Timestamp
+	65, // 1: hufu.v1.EnterpriseDetails.licence_valid_until:type_name -> google.protobuf.Timestamp
 	0,  // 2: hufu.v1.Enterprise.state:type_name -> hufu.v1.EnterpriseState
 	2,  // 3: hufu.v1.Enterprise.legal_rep_id_type:type_name -> hufu.v1.IdType
-	56, // 4: hufu.v1.Enterprise.licence_valid_until:type_name -> google.protobuf.Timestamp
-	56, // 5: hufu.v1.Enterprise.created_at:type_name -> google.protobuf.Timestamp
+	65, // 4: hufu.v1.Enterprise.licence_valid_until:type_name -> google.protobuf.Timestamp
+	65, // 5: hufu.v1.Enterprise.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 6: hufu.v1.Member.role:type_name -> hufu.v1.MemberRole
-	56, // 7: hufu.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	65, // 7: hufu.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
 	3,  // 8: hufu.v1.SearchResult.next_steps:type_name -> hufu.v1.NextStep
-	8,  // 9: hufu.v1.SearchEnterprisesResponse.results:type_name -> hufu.v1.SearchResult
-	5,  // 10: hufu.v1.ClaimEnterpriseRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
-	57, // 11: hufu.v1.ClaimEnterpriseRequest.authorisation:type_name -> hufu.v1.Authorisation
-	58, // 12: hufu.v1.ClaimEnterpriseResponse.order:type_name -> hufu.v1.Order
-	6,  // 13: hufu.v1.GetEnterpriseResponse.enterprise:type_name -> hufu.v1.Enterprise
+	9,  // 9: hufu.v1.SearchEnterprisesResponse.results:type_name -> hufu.v1.SearchResult
+	6,  // 10: hufu.v1.ClaimEnterpriseRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
+	66, // 11: hufu.v1.ClaimEnterpriseRequest.authorisation:type_name -> hufu.v1.Authorisation
+	67, // 12: hufu.v1.ClaimEnterpriseResponse.order:type_name -> hufu.v1.Order
+	7,  // 13: hufu.v1.GetEnterpriseResponse.enterprise:type_name -> hufu.v1.Enterprise
 	1,  // 14: hufu.v1.GetEnterpriseResponse.role:type_name -> hufu.v1.MemberRole
-	6,  // 15: hufu.v1.MyEnterprise.enterprise:type_name -> hufu.v1.Enterprise
+	7,  // 15: hufu.v1.MyEnterprise.enterprise:type_name -> hufu.v1.Enterprise
 	1,  // 16: hufu.v1.MyEnterprise.role:type_name -> hufu.v1.MemberRole
-	16, // 17: hufu.v1.ListMyEnterprisesResponse.enterprises:type_name -> hufu.v1.MyEnterprise
-	7,  // 18: hufu.v1.ListMembersResponse.members:type_name -> hufu.v1.Member
+	17, // 17: hufu.v1.ListMyEnterprisesResponse.enterprises:type_name -> hufu.v1.MyEnterprise
+	8,  // 18: hufu.v1.ListMembersResponse.members:type_name -> hufu.v1.Member
 	4,  // 19: hufu.v1.JoinApplication.status:type_name -> hufu.v1.JoinStatus
-	56, // 20: hufu.v1.JoinApplication.created_at:type_name -> google.protobuf.Timestamp
-	56, // 21: hufu.v1.JoinApplication.updated_at:type_name -> google.protobuf.Timestamp
-	22, // 22: hufu.v1.ApplyToJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	22, // 23: hufu.v1.WithdrawJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	65, // 20: hufu.v1.JoinApplication.created_at:type_name -> google.protobuf.Timestamp
+	65, // 21: hufu.v1.JoinApplication.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 22: hufu.v1.ApplyToJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	23, // 23: hufu.v1.WithdrawJoinResponse.application:type_name -> hufu.v1.JoinApplication
 	4,  // 24: hufu.v1.ListJoinApplicationsRequest.status:type_name -> hufu.v1.JoinStatus
-	22, // 25: hufu.v1.ListJoinApplicationsResponse.applications:type_name -> hufu.v1.JoinApplication
-	22, // 26: hufu.v1.ApproveJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	22, // 27: hufu.v1.ReturnJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	56, // 28: hufu.v1.CreateInviteResponse.expires_at:type_name -> google.protobuf.Timestamp
-	7,  // 29: hufu.v1.RegisterDeviceResponse.member:type_name -> hufu.v1.Member
-	59, // 30: hufu.v1.GrantDelegationRequest.credential:type_name -> hufu.v1.Credential
-	47, // 31: hufu.v1.GrantDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	47, // 32: hufu.v1.AcceptDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	47, // 33: hufu.v1.RecallDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	56, // 34: hufu.v1.AuthorisationRecord.time:type_name -> google.protobuf.Timestamp
-	47, // 35: hufu.v1.ListAuthorisationRecordsResponse.records:type_name -> hufu.v1.AuthorisationRecord
-	56, // 36: hufu.v1.TransferAdminResponse.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 37: hufu.v1.AcceptAdminTransferResponse.enterprise:type_name -> hufu.v1.Enterprise
-	9,  // 38: hufu.v1.EnterpriseService.SearchEnterprises:input_type -> hufu.v1.SearchEnterprisesRequest
-	11, // 39: hufu.v1.EnterpriseService.ClaimEnterprise:input_type -> hufu.v1.ClaimEnterpriseRequest
-	13, // 40: hufu.v1.EnterpriseService.GetEnterprise:input_type -> hufu.v1.GetEnterpriseRequest
-	15, // 41: hufu.v1.EnterpriseService.ListMyEnterprises:input_type -> hufu.v1.ListMyEnterprisesRequest
-	18, // 42: hufu.v1.EnterpriseService.ListMembers:input_type -> hufu.v1.ListMembersRequest
-	20, // 43: hufu.v1.EnterpriseService.RemoveMember:input_type -> hufu.v1.RemoveMemberRequest
-	23, // 44: hufu.v1.EnterpriseService.ApplyToJoin:input_type -> hufu.v1.ApplyToJoinRequest
-	25, // 45: hufu.v1.EnterpriseService.WithdrawJoin:input_type -> hufu.v1.WithdrawJoinRequest
-	27, // 46: hufu.v1.EnterpriseService.ListJoinApplications:input_type -> hufu.v1.ListJoinApplicationsRequest
-	29, // 47: hufu.v1.EnterpriseService.ApproveJoin:input_type -> hufu.v1.ApproveJoinRequest
-	31, // 48: hufu.v1.EnterpriseService.ReturnJoin:input_type -> hufu.v1.ReturnJoinRequest
-	33, // 49: hufu.v1.EnterpriseService.CreateInvite:input_type -> hufu.v1.CreateInviteRequest
-	35, // 50: hufu.v1.EnterpriseService.RevokeInvite:input_type -> hufu.v1.RevokeInviteRequest
-	37, // 51: hufu.v1.EnterpriseService.RegisterDevice:input_type -> hufu.v1.RegisterDeviceRequest
-	39, // 52: hufu.v1.EnterpriseService.GrantDelegation:input_type -> hufu.v1.GrantDelegationRequest
-	41, // 53: hufu.v1.EnterpriseService.GetDelegationOffer:input_type -> hufu.v1.GetDelegationOfferRequest
-	43, // 54: hufu.v1.EnterpriseService.AcceptDelegation:input_type -> hufu.v1.AcceptDelegationRequest
-	45, // 55: hufu.v1.EnterpriseService.RecallDelegation:input_type -> hufu.v1.RecallDelegationRequest
-	48, // 56: hufu.v1.EnterpriseService.ListAuthorisationRecords:input_type -> hufu.v1.ListAuthorisationRecordsRequest
-	50, // 57: hufu.v1.EnterpriseService.TransferAdmin:input_type -> hufu.v1.TransferAdminRequest
-	52, // 58: hufu.v1.EnterpriseService.AcceptAdminTransfer:input_type -> hufu.v1.AcceptAdminTransferRequest
-	54, // 59: hufu.v1.EnterpriseService.GetLetterTemplate:input_type -> hufu.v1.GetLetterTemplateRequest
-	10, // 60: hufu.v1.EnterpriseService.SearchEnterprises:output_type -> hufu.v1.SearchEnterprisesResponse
-	12, // 61: hufu.v1.EnterpriseService.ClaimEnterprise:output_type -> hufu.v1.ClaimEnterpriseResponse
-	14, // 62: hufu.v1.EnterpriseService.GetEnterprise:output_type -> hufu.v1.GetEnterpriseResponse
-	17, // 63: hufu.v1.EnterpriseService.ListMyEnterprises:output_type -> hufu.v1.ListMyEnterprisesResponse
-	19, // 64: hufu.v1.EnterpriseService.ListMembers:output_type -> hufu.v1.ListMembersResponse
-	21, // 65: hufu.v1.EnterpriseService.RemoveMember:output_type -> hufu.v1.RemoveMemberResponse
-	24, // 66: hufu.v1.EnterpriseService.ApplyToJoin:output_type -> hufu.v1.ApplyToJoinResponse
-	26, // 67: hufu.v1.EnterpriseService.WithdrawJoin:output_type -> hufu.v1.WithdrawJoinResponse
-	28, // 68: hufu.v1.EnterpriseService.ListJoinApplications:output_type -> hufu.v1.ListJoinApplicationsResponse
-	30, // 69: hufu.v1.EnterpriseService.ApproveJoin:output_type -> hufu.v1.ApproveJoinResponse
-	32, // 70: hufu.v1.EnterpriseService.ReturnJoin:output_type -> hufu.v1.ReturnJoinResponse
-	34, // 71: hufu.v1.EnterpriseService.CreateInvite:output_type -> hufu.v1.CreateInviteResponse
-	36, // 72: hufu.v1.EnterpriseService.RevokeInvite:output_type -> hufu.v1.RevokeInviteResponse
-	38, // 73: hufu.v1.EnterpriseService.RegisterDevice:output_type -> hufu.v1.RegisterDeviceResponse
-	40, // 74: hufu.v1.EnterpriseService.GrantDelegation:output_type -> hufu.v1.GrantDelegationResponse
-	42, // 75: hufu.v1.EnterpriseService.GetDelegationOffer:output_type -> hufu.v1.GetDelegationOfferResponse
-	44, // 76: hufu.v1.EnterpriseService.AcceptDelegation:output_type -> hufu.v1.AcceptDelegationResponse
-	46, // 77: hufu.v1.EnterpriseService.RecallDelegation:output_type -> hufu.v1.RecallDelegationResponse
-	49, // 78: hufu.v1.EnterpriseService.ListAuthorisationRecords:output_type -> hufu.v1.ListAuthorisationRecordsResponse
-	51, // 79: hufu.v1.EnterpriseService.TransferAdmin:output_type -> hufu.v1.TransferAdminResponse
-	53, // 80: hufu.v1.EnterpriseService.AcceptAdminTransfer:output_type -> hufu.v1.AcceptAdminTransferResponse
-	55, // 81: hufu.v1.EnterpriseService.GetLetterTemplate:output_type -> hufu.v1.GetLetterTemplateResponse
-	60, // [60:82] is the sub-list for method output_type
-	38, // [38:60] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	23, // 25: hufu.v1.ListJoinApplicationsResponse.applications:type_name -> hufu.v1.JoinApplication
+	23, // 26: hufu.v1.ApproveJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	23, // 27: hufu.v1.ReturnJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	65, // 28: hufu.v1.CreateInviteResponse.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 29: hufu.v1.RegisterDeviceResponse.member:type_name -> hufu.v1.Member
+	68, // 30: hufu.v1.GrantDelegationRequest.credential:type_name -> hufu.v1.Credential
+	48, // 31: hufu.v1.GrantDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	48, // 32: hufu.v1.AcceptDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	48, // 33: hufu.v1.RecallDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	65, // 34: hufu.v1.AuthorisationRecord.time:type_name -> google.protobuf.Timestamp
+	48, // 35: hufu.v1.ListAuthorisationRecordsResponse.records:type_name -> hufu.v1.AuthorisationRecord
+	65, // 36: hufu.v1.TransferAdminResponse.expires_at:type_name -> google.protobuf.Timestamp
+	7,  // 37: hufu.v1.AcceptAdminTransferResponse.enterprise:type_name -> hufu.v1.Enterprise
+	5,  // 38: hufu.v1.CorporateTransfer.state:type_name -> hufu.v1.TransferState
+	57, // 39: hufu.v1.CorporateTransfer.receiving_account:type_name -> hufu.v1.ReceivingAccount
+	65, // 40: hufu.v1.CorporateTransfer.created_at:type_name -> google.protobuf.Timestamp
+	65, // 41: hufu.v1.CorporateTransfer.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 42: hufu.v1.CorporateTransfer.decided_at:type_name -> google.protobuf.Timestamp
+	1,  // 43: hufu.v1.CorporateTransfer.role:type_name -> hufu.v1.MemberRole
+	6,  // 44: hufu.v1.ApplyCorporateTransferRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
+	69, // 45: hufu.v1.ApplyCorporateTransferRequest.letter:type_name -> hufu.v1.ScannedLetter
+	58, // 46: hufu.v1.ApplyCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
+	58, // 47: hufu.v1.GetCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
+	58, // 48: hufu.v1.ListCorporateTransfersResponse.transfers:type_name -> hufu.v1.CorporateTransfer
+	10, // 49: hufu.v1.EnterpriseService.SearchEnterprises:input_type -> hufu.v1.SearchEnterprisesRequest
+	12, // 50: hufu.v1.EnterpriseService.ClaimEnterprise:input_type -> hufu.v1.ClaimEnterpriseRequest
+	14, // 51: hufu.v1.EnterpriseService.GetEnterprise:input_type -> hufu.v1.GetEnterpriseRequest
+	16, // 52: hufu.v1.EnterpriseService.ListMyEnterprises:input_type -> hufu.v1.ListMyEnterprisesRequest
+	19, // 53: hufu.v1.EnterpriseService.ListMembers:input_type -> hufu.v1.ListMembersRequest
+	21, // 54: hufu.v1.EnterpriseService.RemoveMember:input_type -> hufu.v1.RemoveMemberRequest
+	24, // 55: hufu.v1.EnterpriseService.ApplyToJoin:input_type -> hufu.v1.ApplyToJoinRequest
+	26, // 56: hufu.v1.EnterpriseService.WithdrawJoin:input_type -> hufu.v1.WithdrawJoinRequest
+	28, // 57: hufu.v1.EnterpriseService.ListJoinApplications:input_type -> hufu.v1.ListJoinApplicationsRequest
+	30, // 58: hufu.v1.EnterpriseService.ApproveJoin:input_type -> hufu.v1.ApproveJoinRequest
+	32, // 59: hufu.v1.EnterpriseService.ReturnJoin:input_type -> hufu.v1.ReturnJoinRequest
+	34, // 60: hufu.v1.EnterpriseService.CreateInvite:input_type -> hufu.v1.CreateInviteRequest
+	36, // 61: hufu.v1.EnterpriseService.RevokeInvite:input_type -> hufu.v1.RevokeInviteRequest
+	38, // 62: hufu.v1.EnterpriseService.RegisterDevice:input_type -> hufu.v1.RegisterDeviceRequest
+	40, // 63: hufu.v1.EnterpriseService.GrantDelegation:input_type -> hufu.v1.GrantDelegationRequest
+	42, // 64: hufu.v1.EnterpriseService.GetDelegationOffer:input_type -> hufu.v1.GetDelegationOfferRequest
+	44, // 65: hufu.v1.EnterpriseService.AcceptDelegation:input_type -> hufu.v1.AcceptDelegationRequest
+	46, // 66: hufu.v1.EnterpriseService.RecallDelegation:input_type -> hufu.v1.RecallDelegationRequest
+	49, // 67: hufu.v1.EnterpriseService.ListAuthorisationRecords:input_type -> hufu.v1.ListAuthorisationRecordsRequest
+	51, // 68: hufu.v1.EnterpriseService.TransferAdmin:input_type -> hufu.v1.TransferAdminRequest
+	53, // 69: hufu.v1.EnterpriseService.AcceptAdminTransfer:input_type -> hufu.v1.AcceptAdminTransferRequest
+	55, // 70: hufu.v1.EnterpriseService.GetLetterTemplate:input_type -> hufu.v1.GetLetterTemplateRequest
+	59, // 71: hufu.v1.EnterpriseService.ApplyCorporateTransfer:input_type -> hufu.v1.ApplyCorporateTransferRequest
+	61, // 72: hufu.v1.EnterpriseService.GetCorporateTransfer:input_type -> hufu.v1.GetCorporateTransferRequest
+	63, // 73: hufu.v1.EnterpriseService.ListCorporateTransfers:input_type -> hufu.v1.ListCorporateTransfersRequest
+	11, // 74: hufu.v1.EnterpriseService.SearchEnterprises:output_type -> hufu.v1.SearchEnterprisesResponse
+	13, // 75: hufu.v1.EnterpriseService.ClaimEnterprise:output_type -> hufu.v1.ClaimEnterpriseResponse
+	15, // 76: hufu.v1.EnterpriseService.GetEnterprise:output_type -> hufu.v1.GetEnterpriseResponse
+	18, // 77: hufu.v1.EnterpriseService.ListMyEnterprises:output_type -> hufu.v1.ListMyEnterprisesResponse
+	20, // 78: hufu.v1.EnterpriseService.ListMembers:output_type -> hufu.v1.ListMembersResponse
+	22, // 79: hufu.v1.EnterpriseService.RemoveMember:output_type -> hufu.v1.RemoveMemberResponse
+	25, // 80: hufu.v1.EnterpriseService.ApplyToJoin:output_type -> hufu.v1.ApplyToJoinResponse
+	27, // 81: hufu.v1.EnterpriseService.WithdrawJoin:output_type -> hufu.v1.WithdrawJoinResponse
+	29, // 82: hufu.v1.EnterpriseService.ListJoinApplications:output_type -> hufu.v1.ListJoinApplicationsResponse
+	31, // 83: hufu.v1.EnterpriseService.ApproveJoin:output_type -> hufu.v1.ApproveJoinResponse
+	33, // 84: hufu.v1.EnterpriseService.ReturnJoin:output_type -> hufu.v1.ReturnJoinResponse
+	35, // 85: hufu.v1.EnterpriseService.CreateInvite:output_type -> hufu.v1.CreateInviteResponse
+	37, // 86: hufu.v1.EnterpriseService.RevokeInvite:output_type -> hufu.v1.RevokeInviteResponse
+	39, // 87: hufu.v1.EnterpriseService.RegisterDevice:output_type -> hufu.v1.RegisterDeviceResponse
+	41, // 88: hufu.v1.EnterpriseService.GrantDelegation:output_type -> hufu.v1.GrantDelegationResponse
+	43, // 89: hufu.v1.EnterpriseService.GetDelegationOffer:output_type -> hufu.v1.GetDelegationOfferResponse
+	45, // 90: hufu.v1.EnterpriseService.AcceptDelegation:output_type -> hufu.v1.AcceptDelegationResponse
+	47, // 91: hufu.v1.EnterpriseService.RecallDelegation:output_type -> hufu.v1.RecallDelegationResponse
+	50, // 92: hufu.v1.EnterpriseService.ListAuthorisationRecords:output_type -> hufu.v1.ListAuthorisationRecordsResponse
+	52, // 93: hufu.v1.EnterpriseService.TransferAdmin:output_type -> hufu.v1.TransferAdminResponse
+	54, // 94: hufu.v1.EnterpriseService.AcceptAdminTransfer:output_type -> hufu.v1.AcceptAdminTransferResponse
+	56, // 95: hufu.v1.EnterpriseService.GetLetterTemplate:output_type -> hufu.v1.GetLetterTemplateResponse
+	60, // 96: hufu.v1.EnterpriseService.ApplyCorporateTransfer:output_type -> hufu.v1.ApplyCorporateTransferResponse
+	62, // 97: hufu.v1.EnterpriseService.GetCorporateTransfer:output_type -> hufu.v1.GetCorporateTransferResponse
+	64, // 98: hufu.v1.EnterpriseService.ListCorporateTransfers:output_type -> hufu.v1.ListCorporateTransfersResponse
+	74, // [74:99] is the sub-list for method output_type
+	49, // [49:74] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_enterprise_proto_init() }
@@ -3761,8 +4437,8 @@ func file_hufu_v1_enterprise_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_enterprise_proto_rawDesc), len(file_hufu_v1_enterprise_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   51,
+			NumEnums:      6,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

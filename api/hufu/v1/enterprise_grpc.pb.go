@@ -41,6 +41,9 @@ const (
 	EnterpriseService_TransferAdmin_FullMethodName            = "/hufu.v1.EnterpriseService/TransferAdmin"
 	EnterpriseService_AcceptAdminTransfer_FullMethodName      = "/hufu.v1.EnterpriseService/AcceptAdminTransfer"
 	EnterpriseService_GetLetterTemplate_FullMethodName        = "/hufu.v1.EnterpriseService/GetLetterTemplate"
+	EnterpriseService_ApplyCorporateTransfer_FullMethodName   = "/hufu.v1.EnterpriseService/ApplyCorporateTransfer"
+	EnterpriseService_GetCorporateTransfer_FullMethodName     = "/hufu.v1.EnterpriseService/GetCorporateTransfer"
+	EnterpriseService_ListCorporateTransfers_FullMethodName   = "/hufu.v1.EnterpriseService/ListCorporateTransfers"
 )
 
 // EnterpriseServiceClient is the client API for EnterpriseService service.
@@ -114,6 +117,19 @@ type EnterpriseServiceClient interface {
 	// GetLetterTemplate returns the authorisation letter template of a CA for a kind of
 	// application, to fill in, stamp and upload.
 	GetLetterTemplate(ctx context.Context, in *GetLetterTemplateRequest, opts ...grpc.CallOption) (*GetLetterTemplateResponse, error)
+	// ApplyCorporateTransfer applies to verify an enterprise by corporate transfer (对公打款认证,
+	// §1.6.4): the enterprise's data, the stamped authorisation letter and the last six digits
+	// of the paying corporate account. The answer names the receiving account, a small amount
+	// unique among live applications and a reference to put in the transfer's remark, valid
+	// until expires_at. Once the reconciliation desk matches the transfer, the applicant
+	// becomes the administrator (an enterprise without one; it must still claim before
+	// managing staff) or staff, and an enterprise-verification order awaits 确认支付.
+	// request_id is the idempotency key.
+	ApplyCorporateTransfer(ctx context.Context, in *ApplyCorporateTransferRequest, opts ...grpc.CallOption) (*ApplyCorporateTransferResponse, error)
+	// GetCorporateTransfer returns one of the caller's applications.
+	GetCorporateTransfer(ctx context.Context, in *GetCorporateTransferRequest, opts ...grpc.CallOption) (*GetCorporateTransferResponse, error)
+	// ListCorporateTransfers lists the caller's applications, newest first.
+	ListCorporateTransfers(ctx context.Context, in *ListCorporateTransfersRequest, opts ...grpc.CallOption) (*ListCorporateTransfersResponse, error)
 }
 
 type enterpriseServiceClient struct {
@@ -344,6 +360,36 @@ func (c *enterpriseServiceClient) GetLetterTemplate(ctx context.Context, in *Get
 	return out, nil
 }
 
+func (c *enterpriseServiceClient) ApplyCorporateTransfer(ctx context.Context, in *ApplyCorporateTransferRequest, opts ...grpc.CallOption) (*ApplyCorporateTransferResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyCorporateTransferResponse)
+	err := c.cc.Invoke(ctx, EnterpriseService_ApplyCorporateTransfer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enterpriseServiceClient) GetCorporateTransfer(ctx context.Context, in *GetCorporateTransferRequest, opts ...grpc.CallOption) (*GetCorporateTransferResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCorporateTransferResponse)
+	err := c.cc.Invoke(ctx, EnterpriseService_GetCorporateTransfer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enterpriseServiceClient) ListCorporateTransfers(ctx context.Context, in *ListCorporateTransfersRequest, opts ...grpc.CallOption) (*ListCorporateTransfersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCorporateTransfersResponse)
+	err := c.cc.Invoke(ctx, EnterpriseService_ListCorporateTransfers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnterpriseServiceServer is the server API for EnterpriseService service.
 // All implementations must embed UnimplementedEnterpriseServiceServer
 // for forward compatibility.
@@ -415,6 +461,19 @@ type EnterpriseServiceServer interface {
 	// GetLetterTemplate returns the authorisation letter template of a CA for a kind of
 	// application, to fill in, stamp and upload.
 	GetLetterTemplate(context.Context, *GetLetterTemplateRequest) (*GetLetterTemplateResponse, error)
+	// ApplyCorporateTransfer applies to verify an enterprise by corporate transfer (对公打款认证,
+	// §1.6.4): the enterprise's data, the stamped authorisation letter and the last six digits
+	// of the paying corporate account. The answer names the receiving account, a small amount
+	// unique among live applications and a reference to put in the transfer's remark, valid
+	// until expires_at. Once the reconciliation desk matches the transfer, the applicant
+	// becomes the administrator (an enterprise without one; it must still claim before
+	// managing staff) or staff, and an enterprise-verification order awaits 确认支付.
+	// request_id is the idempotency key.
+	ApplyCorporateTransfer(context.Context, *ApplyCorporateTransferRequest) (*ApplyCorporateTransferResponse, error)
+	// GetCorporateTransfer returns one of the caller's applications.
+	GetCorporateTransfer(context.Context, *GetCorporateTransferRequest) (*GetCorporateTransferResponse, error)
+	// ListCorporateTransfers lists the caller's applications, newest first.
+	ListCorporateTransfers(context.Context, *ListCorporateTransfersRequest) (*ListCorporateTransfersResponse, error)
 	mustEmbedUnimplementedEnterpriseServiceServer()
 }
 
@@ -490,6 +549,15 @@ func (UnimplementedEnterpriseServiceServer) AcceptAdminTransfer(context.Context,
 }
 func (UnimplementedEnterpriseServiceServer) GetLetterTemplate(context.Context, *GetLetterTemplateRequest) (*GetLetterTemplateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLetterTemplate not implemented")
+}
+func (UnimplementedEnterpriseServiceServer) ApplyCorporateTransfer(context.Context, *ApplyCorporateTransferRequest) (*ApplyCorporateTransferResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyCorporateTransfer not implemented")
+}
+func (UnimplementedEnterpriseServiceServer) GetCorporateTransfer(context.Context, *GetCorporateTransferRequest) (*GetCorporateTransferResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCorporateTransfer not implemented")
+}
+func (UnimplementedEnterpriseServiceServer) ListCorporateTransfers(context.Context, *ListCorporateTransfersRequest) (*ListCorporateTransfersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCorporateTransfers not implemented")
 }
 func (UnimplementedEnterpriseServiceServer) mustEmbedUnimplementedEnterpriseServiceServer() {}
 func (UnimplementedEnterpriseServiceServer) testEmbeddedByValue()                           {}
@@ -908,6 +976,60 @@ func _EnterpriseService_GetLetterTemplate_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnterpriseService_ApplyCorporateTransfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyCorporateTransferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnterpriseServiceServer).ApplyCorporateTransfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnterpriseService_ApplyCorporateTransfer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnterpriseServiceServer).ApplyCorporateTransfer(ctx, req.(*ApplyCorporateTransferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnterpriseService_GetCorporateTransfer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCorporateTransferRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnterpriseServiceServer).GetCorporateTransfer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnterpriseService_GetCorporateTransfer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnterpriseServiceServer).GetCorporateTransfer(ctx, req.(*GetCorporateTransferRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnterpriseService_ListCorporateTransfers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCorporateTransfersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnterpriseServiceServer).ListCorporateTransfers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnterpriseService_ListCorporateTransfers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnterpriseServiceServer).ListCorporateTransfers(ctx, req.(*ListCorporateTransfersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EnterpriseService_ServiceDesc is the grpc.ServiceDesc for EnterpriseService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1002,6 +1124,18 @@ var EnterpriseService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLetterTemplate",
 			Handler:    _EnterpriseService_GetLetterTemplate_Handler,
+		},
+		{
+			MethodName: "ApplyCorporateTransfer",
+			Handler:    _EnterpriseService_ApplyCorporateTransfer_Handler,
+		},
+		{
+			MethodName: "GetCorporateTransfer",
+			Handler:    _EnterpriseService_GetCorporateTransfer_Handler,
+		},
+		{
+			MethodName: "ListCorporateTransfers",
+			Handler:    _EnterpriseService_ListCorporateTransfers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -20,6 +20,11 @@
 // however many payments race (the same idempotency key gets the same answer, another key
 // is refused).
 //
+// An enterprise-verification order (对公打款认证, §1.6.4) carries no certificate: the
+// enterprise domain makes it awaiting payment inside the transaction that verifies a
+// corporate transfer (CreateVerificationOrder); paying it (确认支付) completes it without a CA
+// call, and it cannot be cancelled (the verification is done).
+//
 // # Records
 //
 //	o/order/<user id>/<order id>    storepb.Order; order ids sort newest first

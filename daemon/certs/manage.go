@@ -61,6 +61,10 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	if o.Status != statusAwaiting {
 		return nil, nil, wrongState(o, "pay")
 	}
+	if isVerification(o) {
+		o, err := s.payVerification(ctx, caller, o, method, idem)
+		return o, nil, err
+	}
 	c, err := s.ca("ca_id", o.CaId)
 	if err != nil {
 		return nil, nil, err
@@ -195,6 +199,9 @@ func (s *Service) paidAlready(ctx context.Context, o *storepb.Order, idem string
 	}
 	if o.PaymentIdempotencyKey != idem {
 		return true, nil, wrongState(o, "pay")
+	}
+	if o.Serial == "" {
+		return true, nil, nil // an order without a certificate
 	}
 	c, err := certs.Read(ctx, s.deps.Store, certID(o.UserId, o.Serial))
 	return true, c, err

@@ -471,6 +471,9 @@ func (s *Service) Cancel(ctx context.Context, caller authn.Caller, id, reason st
 		if o.Status != statusInReview && o.Status != statusAwaiting {
 			return wrongState(o, "cancel")
 		}
+		if isVerification(o) {
+			return apierr.New(apierr.FailedPrecondition, "the enterprise is verified already: this order can only be paid (确认支付)")
+		}
 		o.Status, o.CancelReason, o.CancelledBy = statusCancelled, reason, "user"
 		o.Steps = append(o.Steps, step(tx, "cancelled", "user", reason))
 		return nil

@@ -43,6 +43,8 @@ type Config struct {
 	// Certificates configures the CAs an applicant can choose and their prices.
 	Certificates Certificates `yaml:"certificates"`
 	Admin        Admin        `yaml:"admin"`
+	// Enterprises configures corporate-transfer verification (对公打款认证).
+	Enterprises Enterprises `yaml:"enterprises"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -168,6 +170,27 @@ type SystemClient struct {
 	Services []string `yaml:"services"`
 }
 
+// Enterprises is the enterprise policy: corporate-transfer verification (seed §1.6.4).
+type Enterprises struct {
+	// VerificationPriceFen is the price of the enterprise-verification order a verified
+	// transfer makes (确认支付); 0 is free.
+	VerificationPriceFen int `yaml:"verification_price_fen"`
+	// Transfer is the receiving account and the rules of the small amounts.
+	Transfer CorporateTransfer `yaml:"transfer"`
+}
+
+// CorporateTransfer is the account applicants transfer to, and how long and how much.
+type CorporateTransfer struct {
+	AccountName   string `yaml:"account_name"`
+	Bank          string `yaml:"bank"`
+	AccountNumber string `yaml:"account_number"`
+	// Validity is how long an application waits for its transfer.
+	Validity Duration `yaml:"validity"`
+	// MaxAmountFen bounds the unique amounts (1 fen up to this): the number of applications
+	// that can wait at once.
+	MaxAmountFen int `yaml:"max_amount_fen"`
+}
+
 // Admin is the admin HTTP surface (package admin): metrics, health, audit export,
 // backups, KEK rotation. Its tokens are listed only as SHA-256 hashes (hufud admin-token
 // makes a token and its line); the tokens themselves are never in the configuration.
@@ -248,8 +271,12 @@ func Default() Config {
 		Platforms: []Platform{
 			{ID: "demo", Name: "示范公共资源交易平台", Region: "330000"},
 		},
-		// The development CLI's certificate (devpki.CLIClientName) may work the review desk.
-		SystemClients: []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService"}}},
+		// The development CLI's certificate (devpki.CLIClientName) may work the review and
+		// reconciliation desks.
+		SystemClients: []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService", "hufu.v1.ReconciliationService"}}},
+		// A development receiving account; production names the operator's own.
+		Enterprises: Enterprises{Transfer: CorporateTransfer{AccountName: "hufu 开发测试收款账户", Bank: "示范银行杭州分行",
+			AccountNumber: "6222020000000000000", Validity: Duration(7 * 24 * time.Hour), MaxAmountFen: 99}},
 		Certificates: Certificates{
 			ValidityYears: []int{1, 2, 3}, CRLNextUpdate: Duration(24 * time.Hour),
 			CAs: []CertificateAuthority{{ID: "hufu-ca", Name: "hufu 内置CA", Type: "embedded", UpgradePriceFen: 5000,
@@ -410,6 +437,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateCertificates(bad)
+	c.validateEnterprises(bad)
 	clients := map[string]bool{}
 	for i, sc := range c.SystemClients {
 		path := fmt.Sprintf("system_clients[%d]", i)
@@ -461,6 +489,30 @@ func (c *Config) validateAdmin(bad func(path, format string, args ...any)) {
 			bad(path+".sha256", "the same token is configured twice")
 		}
 		hashes[t.SHA256] = true
+	}
+}
+
+var accountNumberRE = regexp.MustCompile(`^[0-9]{8,32}$`)
+
+func (c *Config) validateEnterprises(bad func(path, format string, args ...any)) {
+	e := c.Enterprises
+	if e.VerificationPriceFen < 0 {
+		bad("enterprises.verification_price_fen", "must not be negative")
+	}
+	t := e.Transfer
+	for path, v := range map[string]string{"enterprises.transfer.account_name": t.AccountName, "enterprises.transfer.bank": t.Bank} {
+		if v = strings.TrimSpace(v); v == "" || len(v) > 128 {
+			bad(path, "must be 1..128 bytes (shown to applicants)")
+		}
+	}
+	if !accountNumberRE.MatchString(t.AccountNumber) {
+		bad("enterprises.transfer.account_number", "want 8 to 32 digits")
+	}
+	if t.Validity < Duration(time.Hour) || t.Validity > Duration(30*24*time.Hour) {
+		bad("enterprises.transfer.validity", "%v: want 1h..720h", t.Validity)
+	}
+	if t.MaxAmountFen < 9 || t.MaxAmountFen > 9999 {
+		bad("enterprises.transfer.max_amount_fen", "%d: want 9..9999", t.MaxAmountFen)
 	}
 }
 

@@ -146,3 +146,26 @@ func TestCheckFiles(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestEnterprisesValidation(t *testing.T) {
+	c := Default()
+	c.Enterprises.VerificationPriceFen = -1
+	c.Enterprises.Transfer = CorporateTransfer{AccountName: " ", Bank: "", AccountNumber: "6222-0200", Validity: Duration(time.Minute), MaxAmountFen: 100000}
+	var ps Problems
+	if err := c.Validate(); !errors.As(err, &ps) {
+		t.Fatalf("got %v, want Problems", err)
+	}
+	got := map[string]bool{}
+	for _, p := range ps {
+		got[p.Path] = true
+	}
+	for _, path := range []string{"enterprises.verification_price_fen", "enterprises.transfer.account_name", "enterprises.transfer.bank",
+		"enterprises.transfer.account_number", "enterprises.transfer.validity", "enterprises.transfer.max_amount_fen"} {
+		if !got[path] {
+			t.Errorf("no problem reported for %s", path)
+		}
+	}
+	if len(ps) != 6 {
+		t.Errorf("%d problems, want 6:\n%v", len(ps), ps)
+	}
+}

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"path/filepath"
 
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/attachments"
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
+	"github.com/hufu-hsm/hufu/daemon/seals"
 	"github.com/hufu-hsm/hufu/hsm"
 	"github.com/hufu-hsm/hufu/store"
 )
@@ -71,23 +73,45 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 	return d.buildEnterprises()
 }
 
-// buildEnterprises builds the enterprise domain over certificates and keys, and the
-// attachment store its applications use.
+// buildEnterprises builds the enterprise domain over certificates and keys, the attachment
+// store its applications use, and the seals that enterprises and people own.
 func (d *Daemon) buildEnterprises() error {
 	att, err := attachments.New(attachments.Options{}, d.store)
 	if err != nil {
 		return err
 	}
+	roles := &sealRoles{}
+	d.seals, err = seals.New(seals.Options{}, seals.Deps{Store: d.store, Enterprises: roles, Certificates: d.certs,
+		Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry})
+	if err != nil {
+		return err
+	}
 	d.enterprises, err = enterprises.New(enterprises.Options{}, enterprises.Deps{
 		Store: d.store, Keyring: d.keyring, Accounts: d.accounts, Certs: d.certs, Keys: d.keys, Attachments: att,
-		Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry,
+		Seals: d.seals, Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry,
 	})
 	if err != nil {
 		return err
 	}
+	roles.e = d.enterprises
 	// A paid enterprise certificate completes its claim inside the payment's transaction.
 	d.certs.SetEnterprises(d.enterprises)
 	return nil
+}
+
+// sealRoles answers the seals domain's role questions from the enterprise domain, which is
+// built after it (enterprises withdraws a leaving member's seal authorisations).
+type sealRoles struct{ e *enterprises.Service }
+
+func (r *sealRoles) RoleIn(ctx context.Context, uscc, userID string) (seals.Role, error) {
+	role, err := r.e.RoleIn(ctx, uscc, userID)
+	switch hufuv1.MemberRole(role) {
+	case hufuv1.MemberRole_MEMBER_ROLE_ADMIN:
+		return seals.RoleAdmin, err
+	case hufuv1.MemberRole_MEMBER_ROLE_STAFF:
+		return seals.RoleStaff, err
+	}
+	return seals.RoleNone, err
 }
 
 // CRL returns the current CRL (DER) of the configured CA caID, for the admin listener

@@ -26,6 +26,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
 	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/daemon/seals"
 	"github.com/hufu-hsm/hufu/hsm"
 	"github.com/hufu-hsm/hufu/softhsm"
 	"github.com/hufu-hsm/hufu/store"
@@ -56,8 +57,9 @@ type Daemon struct {
 	accounts *accounts.Service
 	keys     *keys.Service
 	certs    *certs.Service
-	// enterprises is built with the certificates (certificates.go).
+	// enterprises and seals are built with the certificates (certificates.go).
 	enterprises *enterprises.Service
+	seals       *seals.Service
 	tls         *tlsMaterial
 	server      *grpc.Server
 	health      *health.Server
@@ -287,7 +289,7 @@ func (d *Daemon) buildServer() {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server),
-		d.enterprises.Register(d.server)} {
+		d.enterprises.Register(d.server), d.seals.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

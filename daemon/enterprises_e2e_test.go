@@ -673,3 +673,96 @@ func TestEnterpriseKEKRotation(t *testing.T) {
 		t.Fatalf("pay after rotation: %v", err)
 	}
 }
+
+// TestEnterpriseSeals: the administrator creates and authorises the enterprise's seals;
+// staff see only the seals authorised to them; an outsider sees none; leaving the
+// enterprise withdraws the authorisations; a person keeps a handwritten signature.
+func TestEnterpriseSeals(t *testing.T) {
+	a := certAppliance(t)
+	desk := a.desk()
+	boss := newMember(t, a, "13800138041", "seal-admin-01")
+	staff := newMember(t, a, "13800138042", "seal-staff-01")
+	outsider := newMember(t, a, "13800138043", "seal-outside-01")
+	serial := boss.claimAndPay(desk, usccA, "福州示范科技有限公司")
+	inv, err := boss.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-seal-1", Invite: inv.Payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boss.ent.ApproveJoin(bg, &hufuv1.ApproveJoinRequest{ApplicationId: app.Id}); err != nil {
+		t.Fatal(err)
+	}
+	sealsOf := func(m *member) hufuv1.SealServiceClient { return hufuv1.NewSealServiceClient(m.conn.ClientConn()) }
+
+	create := func(m *member, req *hufuv1.CreateSealRequest) (*hufuv1.Seal, error) {
+		resp, err := sealsOf(m).CreateSeal(bg, req)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Seal, nil
+	}
+	official, err := create(boss, &hufuv1.CreateSealRequest{RequestId: "seal-official-1", EnterpriseUscc: usccA, Name: "公章",
+		Type: hufuv1.SealType_SEAL_TYPE_OFFICIAL, Image: pngBytes(t), CertificateSerial: serial})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	_, err = create(staff, &hufuv1.CreateSealRequest{RequestId: "seal-staff-1", EnterpriseUscc: usccA, Name: "合同章",
+		Type: hufuv1.SealType_SEAL_TYPE_CONTRACT, Image: pngBytes(t)})
+	wantCode(t, err, codes.PermissionDenied, "")
+	_, err = create(boss, &hufuv1.CreateSealRequest{RequestId: "seal-bad-1", EnterpriseUscc: usccA, Name: "合同章",
+		Type: hufuv1.SealType_SEAL_TYPE_CONTRACT, Image: []byte("GIF89a")})
+	wantCode(t, err, codes.InvalidArgument, "image")
+
+	listed := func(m *member) int {
+		resp, err := sealsOf(m).ListSeals(bg, &hufuv1.ListSealsRequest{EnterpriseUscc: usccA})
+		if err != nil {
+			if statusCode(err) == codes.NotFound {
+				return -1
+			}
+			t.Fatalf("list: %v", err)
+		}
+		return len(resp.Seals)
+	}
+	if n := listed(staff); n != 0 {
+		t.Fatalf("staff sees %d unauthorised seals", n)
+	}
+	if n := listed(outsider); n != -1 {
+		t.Fatalf("an outsider sees the enterprise's seals: %d", n)
+	}
+	_, err = sealsOf(outsider).GetSeal(bg, &hufuv1.GetSealRequest{SealId: official.Id})
+	wantCode(t, err, codes.NotFound, "")
+	if _, err := sealsOf(boss).AuthoriseSeal(bg, &hufuv1.AuthoriseSealRequest{SealId: official.Id, UserId: staff.userID}); err != nil {
+		t.Fatalf("authorise: %v", err)
+	}
+	_, err = sealsOf(boss).AuthoriseSeal(bg, &hufuv1.AuthoriseSealRequest{SealId: official.Id, UserId: outsider.userID})
+	if statusCode(err) == codes.OK {
+		t.Fatal("a seal was authorised to someone outside the enterprise")
+	}
+	if n := listed(staff); n != 1 {
+		t.Fatalf("staff sees %d seals after the authorisation, want 1", n)
+	}
+	got, err := sealsOf(staff).GetSeal(bg, &hufuv1.GetSealRequest{SealId: official.Id})
+	if err != nil || len(got.Seal.Image) == 0 {
+		t.Fatalf("staff reads the authorised seal: %v", err)
+	}
+	if _, err := png.Decode(bytes.NewReader(got.Seal.Image)); err != nil {
+		t.Fatalf("the stored image is not a PNG: %v", err)
+	}
+	// Leaving the enterprise withdraws the member's seal authorisations.
+	if _, err := boss.ent.RemoveMember(bg, &hufuv1.RemoveMemberRequest{Uscc: usccA, UserId: staff.userID}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sealsOf(boss).GetSeal(bg, &hufuv1.GetSealRequest{SealId: official.Id})
+	if err != nil || len(again.Seal.AuthorisedUserIds) != 0 {
+		t.Fatalf("authorisations after the member left: %v %v", again, err)
+	}
+	// A person's own handwritten signature, for the online-signed authorisation letter.
+	sig, err := create(outsider, &hufuv1.CreateSealRequest{RequestId: "seal-own-1", Name: "手写签名",
+		Type: hufuv1.SealType_SEAL_TYPE_HANDWRITTEN_SIGNATURE, Image: pngBytes(t)})
+	if err != nil || sig.OwnerUserId != outsider.userID {
+		t.Fatalf("personal signature: %v %v", sig, err)
+	}
+}

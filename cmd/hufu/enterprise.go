@@ -76,7 +76,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 			}
 			var steps []string
 			for _, s := range r.NextSteps {
-				steps = append(steps, strings.ToLower(strings.TrimPrefix(s.String(), "NEXT_STEP_")))
+				steps = append(steps, strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s.String(), "NEXT_STEP_")), "_", "-"))
 			}
 			fmt.Fprintf(c.out, "%s  %s  %s  next: %s\n", r.Uscc, orNone(r.Name), state, strings.Join(steps, ", "))
 		}

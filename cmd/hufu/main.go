@@ -76,6 +76,12 @@ Enterprises (seed manual §1.6, §1.7.4.4; "hufu enterprise" alone lists every s
   enterprise register-device|grant|accept|recall|records   the enterprise key on staff devices
   enterprise transfer|accept-transfer                 转移 the administrator role
 
+Seals (seed manual §1.8.4, §1.5.1):
+  seal create -name N -type official|contract|legal-representative|finance|personal|signature
+              -image PNG [-enterprise USCC] [-serial S]
+  seal list [-enterprise USCC] | show SEAL [-o FILE] | disable|enable SEAL
+  seal authorise|unauthorise SEAL USER        an enterprise's administrator, for its staff
+
 Auditing (no daemon):
   audit verify -log FILE -key PEM      verify an audit export (GET /audit/export) against the
                                        audit public key; names the first bad record
@@ -221,6 +227,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.reviewCmd(ctx, conn, sub)
 	case "enterprise":
 		return c.enterpriseCmd(ctx, conn, sub)
+	case "seal":
+		return c.sealCmd(ctx, conn, sub)
 	}
 	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
 }

@@ -256,6 +256,31 @@ func (s *Service) ownedCert(ctx context.Context, caller authn.Caller, serial str
 	return c, err
 }
 
+// CertificateOwner returns who holds an active certificate: the user, and for an enterprise
+// certificate the enterprise's USCC (the seals domain binds seals to certificates with it).
+// A certificate that is not active is NotFound.
+func (s *Service) CertificateOwner(ctx context.Context, serial string) (userID, uscc string, err error) {
+	if err := checkSerial(serial); err != nil {
+		return "", "", err
+	}
+	var c *storepb.Certificate
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		k, err := tx.Lookup(indexCert, serial)
+		if err != nil {
+			return err
+		}
+		c = new(storepb.Certificate)
+		return tx.Get(k, c)
+	})
+	if errors.Is(err, store.ErrNotFound) || (err == nil && s.effective(c) != hufuv1.CertificateStatus(certActive)) {
+		return "", "", apierr.New(apierr.NotFound, "no active certificate %q", serial)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return c.UserId, c.EnterpriseUscc, nil
+}
+
 // Download returns a certificate and its chain (issuing CA, root), PEM or DER.
 func (s *Service) Download(ctx context.Context, caller authn.Caller, serial string, format hufuv1.CertificateFormat) (*storepb.Certificate, []byte, [][]byte, error) {
 	c, err := s.ownedCert(ctx, caller, serial)

@@ -152,6 +152,16 @@ func (s *Service) Accept(ctx context.Context, caller authn.Caller, uscc, pin str
 	if e.KeyId == "" {
 		return nil, apierr.New(apierr.FailedPrecondition, "the enterprise has no key yet")
 	}
+	pairs, err := s.pairsOf(ctx, e, caller.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var scope []string // the grant's, for the record
+	for _, p := range pairs {
+		if p.MemberDeviceId == caller.DeviceID {
+			scope = p.Scope
+		}
+	}
 	var rec *storepb.AuthorisationRecord
 	err = s.deps.Keys.AcceptDelegation(ctx, caller, e.KeyId, pin, confirmation, func(tx *store.Tx) error {
 		if _, err := members.Get(tx, memberID(e.Uscc, caller.UserID)); err != nil {
@@ -161,7 +171,7 @@ func (s *Service) Accept(ctx context.Context, caller authn.Caller, uscc, pin str
 			return err
 		}
 		rec = &storepb.AuthorisationRecord{Uscc: e.Uscc, Action: "accept", ByUserId: caller.UserID, MemberUserId: caller.UserID,
-			MemberDeviceId: caller.DeviceID, KeyId: e.KeyId}
+			MemberDeviceId: caller.DeviceID, KeyId: e.KeyId, Scope: scope}
 		if err := record(tx, rec); err != nil {
 			return err
 		}

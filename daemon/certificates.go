@@ -86,7 +86,11 @@ func (d *Daemon) buildEnterprises() error {
 	if err != nil {
 		return err
 	}
-	d.enterprises, err = enterprises.New(enterprises.Options{}, enterprises.Deps{
+	et := d.cfg.Enterprises.Transfer
+	d.enterprises, err = enterprises.New(enterprises.Options{Transfer: enterprises.TransferOptions{
+		AccountName: et.AccountName, Bank: et.Bank, AccountNumber: et.AccountNumber, Validity: et.Validity.Std(),
+		MaxAmountFen: int64(et.MaxAmountFen), VerificationPriceFen: int64(d.cfg.Enterprises.VerificationPriceFen),
+	}}, enterprises.Deps{
 		Store: d.store, Keyring: d.keyring, Accounts: d.accounts, Certs: d.certs, Keys: d.keys, Attachments: att,
 		Seals: d.seals, Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry,
 	})

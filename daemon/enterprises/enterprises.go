@@ -123,6 +123,8 @@ type Options struct {
 	// RequiredAttachments lists, per CA, the attachments it requires beyond the letter
 	// (shown with the letter template).
 	RequiredAttachments map[string][]string
+	// Transfer is corporate-transfer verification (对公打款认证, transfer.go).
+	Transfer TransferOptions
 }
 
 func (o *Options) setDefaults() {
@@ -141,6 +143,7 @@ func (o *Options) setDefaults() {
 	if o.MaxLicenceBytes <= 0 {
 		o.MaxLicenceBytes = 5 << 20
 	}
+	o.Transfer.setDefaults()
 }
 
 // Deps are the collaborators of the service.

@@ -18,12 +18,17 @@ import (
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
 
-// Register adds EnterpriseService (user sessions) to a gRPC server.
+// Register adds EnterpriseService (user sessions) and ReconciliationService (system
+// clients: the operators' desk for corporate transfers) to a gRPC server.
 func (s *Service) Register(r grpc.ServiceRegistrar) authn.Policy {
 	hufuv1.RegisterEnterpriseServiceServer(r, server{s: s})
+	hufuv1.RegisterReconciliationServiceServer(r, reconServer{s: s})
 	policy := authn.Policy{}
 	for _, m := range hufuv1.EnterpriseService_ServiceDesc.Methods {
 		policy["/"+hufuv1.EnterpriseService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.User
+	}
+	for _, m := range hufuv1.ReconciliationService_ServiceDesc.Methods {
+		policy["/"+hufuv1.ReconciliationService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.System
 	}
 	return policy
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // KEK rotation: the legal representative's ID and phone numbers are HSM blobs in enterprise
-// records and in claims waiting for payment. Every record holding such blobs is filed in
+// records, in claims waiting for payment and in corporate-transfer applications. Every record holding such blobs is filed in
 // the sealed index, so a rotation finds them without reading the other enterprise records.
 // The admin surface drives the rotation (admin.Rewrapper).
 
@@ -29,12 +29,19 @@ func unfileSealed(tx *store.Tx, id string) error {
 	return tx.RemoveIndex(indexSealed, sealedValue, key(id))
 }
 
-// legalRepOf reads the legal representative of a sealed record (an enterprise or a claim)
-// inside tx, with the function that writes the record back.
+// legalRepOf reads the legal representative of a sealed record (an enterprise, a claim or a
+// corporate-transfer application) inside tx, with the function that writes the record back.
 func legalRepOf(tx *store.Tx, id string) (*storepb.Enterprise, func() error, error) {
 	if strings.HasSuffix(id, "/info") {
 		e, err := enterprises.Get(tx, id)
 		return e, func() error { return enterprises.Put(tx, id, e) }, err
+	}
+	if strings.Contains(id, "/transfer/") {
+		t, err := transfers.Get(tx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		return t.Enterprise, func() error { return transfers.Put(tx, id, t) }, nil
 	}
 	c, err := claims.Get(tx, id)
 	if err != nil {

@@ -36,6 +36,9 @@ package enterprises
 //	x/user-transfer/<user>/<key>      a person's applications
 //	x/transfer-state/<state>/<key>    applications by written state, for the desk
 //
+// Applications hold the legal representative's wrapped blobs and are filed in the sealed
+// index (rotate.go) so a KEK rotation rewraps them.
+//
 // Audit records name applications, references, amounts, orders and statement lines by
 // their hashes; never the payer's account number or its tail.
 
@@ -218,6 +221,9 @@ func (s *Service) ApplyCorporateTransfer(ctx context.Context, caller authn.Calle
 			return err
 		}
 		if err := transfers.Put(tx, transferID(t.Uscc, t.Id), t); err != nil {
+			return err
+		}
+		if err := fileSealed(tx, transferID(t.Uscc, t.Id)); err != nil { // KEK rotation rewraps its legal-rep blobs
 			return err
 		}
 		if err := notice(tx, caller.UserID, "对公打款认证申请已提交", fmt.Sprintf(
@@ -489,6 +495,9 @@ func (s *Service) verify(ctx context.Context, tx *store.Tx, t *storepb.Corporate
 		}
 		e.AdminUserId, e.AdminClaimed, e.AdminVia, e.CreatedUnixNano, e.UpdatedUnixNano = t.UserId, false, "transfer", now, now
 		if err := tx.AddIndex(indexName, e.NameKey, key(infoID(e.Uscc))); err != nil {
+			return err
+		}
+		if err := fileSealed(tx, infoID(e.Uscc)); err != nil {
 			return err
 		}
 		role = roleAdmin

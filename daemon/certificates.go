@@ -87,7 +87,11 @@ func (d *Daemon) buildEnterprises() error {
 		return err
 	}
 	et := d.cfg.Enterprises.Transfer
-	d.enterprises, err = enterprises.New(enterprises.Options{Transfer: enterprises.TransferOptions{
+	required := map[string][]string{}
+	for _, c := range d.cfg.Certificates.CAs {
+		required[c.ID] = c.RequiredAttachments
+	}
+	d.enterprises, err = enterprises.New(enterprises.Options{RequiredAttachments: required, Transfer: enterprises.TransferOptions{
 		AccountName: et.AccountName, Bank: et.Bank, AccountNumber: et.AccountNumber, Validity: et.Validity.Std(),
 		MaxAmountFen: int64(et.MaxAmountFen), VerificationPriceFen: int64(d.cfg.Enterprises.VerificationPriceFen),
 	}}, enterprises.Deps{

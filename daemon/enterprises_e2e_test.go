@@ -766,3 +766,18 @@ func TestEnterpriseSeals(t *testing.T) {
 		t.Fatalf("personal signature: %v %v", sig, err)
 	}
 }
+
+func TestEnterpriseLetterTemplates(t *testing.T) {
+	a := certAppliance(t, func(c *config.Config) { c.Certificates.CAs[0].RequiredAttachments = []string{"法定代表人身份证复印件"} })
+	m := newMember(t, a, "13800138051", "letter-dev-01")
+	for _, kind := range []string{"enterprise-claim", "corporate-transfer", "personal"} {
+		resp, err := m.ent.GetLetterTemplate(bg, &hufuv1.GetLetterTemplateRequest{CaId: "hufu-ca", Kind: kind})
+		if err != nil || !bytes.Contains(resp.Content, []byte("授权书")) || fmt.Sprint(resp.RequiredAttachments) != "[法定代表人身份证复印件]" {
+			t.Fatalf("%s template: %v %v", kind, resp, err)
+		}
+	}
+	_, err := m.ent.GetLetterTemplate(bg, &hufuv1.GetLetterTemplateRequest{CaId: "hufu-ca", Kind: "other"})
+	wantCode(t, err, codes.InvalidArgument, "kind")
+	_, err = m.ent.GetLetterTemplate(bg, &hufuv1.GetLetterTemplateRequest{CaId: "no-ca", Kind: "personal"})
+	wantCode(t, err, codes.InvalidArgument, "ca_id")
+}

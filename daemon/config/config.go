@@ -149,6 +149,10 @@ type CertificateAuthority struct {
 	Prices []Price `yaml:"prices"`
 	// UpgradePriceFen is the price of adding platforms to a certificate.
 	UpgradePriceFen int `yaml:"upgrade_price_fen"`
+	// RequiredAttachments names what this CA requires of an enterprise claim beyond the
+	// stamped authorisation letter (注：部分CA认领企业时需要上传除了企业授权书之外的电子件);
+	// shown with the letter template.
+	RequiredAttachments []string `yaml:"required_attachments"`
 }
 
 type Price struct {

@@ -299,6 +299,10 @@ func (c *cli) certPay(ctx context.Context, certs hufuv1.CertificateServiceClient
 		return err
 	}
 	c.printOrder(resp.Order, false)
+	if resp.Certificate == nil { // an enterprise verification (对公打款认证) carries no certificate
+		fmt.Fprintln(c.out, "paid (确认支付); the order carries no certificate")
+		return nil
+	}
 	c.printCert(resp.Certificate)
 	fmt.Fprintf(c.out, "paid; download it with: hufu cert download %s\n", resp.Certificate.GetSerial())
 	return nil

@@ -39,7 +39,10 @@ const enterpriseUsage = `enterprise search QUERY                      by USCC or
   enterprise recall USCC USER                 收回: destroy USER's pair at once
   enterprise records USCC                     授权记录
   enterprise transfer USCC USER | accept-transfer USCC     转移 the administrator role
-  enterprise letter -kind enterprise-claim|corporate-transfer|personal [-ca ID] [-o FILE]`
+  enterprise letter -kind enterprise-claim|corporate-transfer|personal [-ca ID] [-o FILE]
+  enterprise transfer-apply -uscc U -name N -legal-rep-name N -legal-rep-id ID -legal-rep-phone P
+                   -licence FILE -letter FILE -account-tail DDDDDD   对公打款认证: where to transfer what
+  enterprise transfers [ID]                  your corporate-transfer applications`
 
 func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []string) error {
 	if len(args) == 0 {
@@ -86,6 +89,10 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		return nil
 	case "claim":
 		return c.enterpriseClaim(ctx, conn, rest)
+	case "transfer-apply":
+		return c.enterpriseTransferApply(ctx, conn, rest)
+	case "transfers":
+		return c.enterpriseTransfers(ctx, conn, rest)
 	case "list":
 		resp, err := ent.ListMyEnterprises(ctx, &hufuv1.ListMyEnterprisesRequest{})
 		if err != nil {

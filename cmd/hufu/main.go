@@ -75,6 +75,10 @@ Enterprises (seed manual §1.6, §1.7.4.4; "hufu enterprise" alone lists every s
   enterprise invite USCC                              an invite QR code for staff to scan
   enterprise register-device|grant|accept|recall|records   the enterprise key on staff devices
   enterprise transfer|accept-transfer                 转移 the administrator role
+  enterprise transfer-apply ... | transfers [ID]     对公打款认证 (corporate-transfer verification)
+  reconcile import FILE | list | confirm ID -note N | reject ID -reason R
+                                         the reconciliation desk (needs -cert/-key of a system
+                                         client allowed hufu.v1.ReconciliationService)
 
 Seals (seed manual §1.8.4, §1.5.1):
   seal create -name N -type official|contract|legal-representative|finance|personal|signature
@@ -225,6 +229,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.certCmd(ctx, conn, sub)
 	case "review":
 		return c.reviewCmd(ctx, conn, sub)
+	case "reconcile":
+		return c.reconcileCmd(ctx, conn, sub)
 	case "enterprise":
 		return c.enterpriseCmd(ctx, conn, sub)
 	case "seal":

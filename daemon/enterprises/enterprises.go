@@ -37,6 +37,9 @@
 //	x/enterprise-sealed/legal-rep/<key> the records holding legal-representative HSM blobs
 //	                                    (enterprises and claims), for KEK rotation (rotate.go)
 //
+// Corporate-transfer verification (对公打款认证) keeps its applications and imported
+// bank-statement lines beside these; transfer.go documents its records and states.
+//
 // The legal representative's ID number and phone number are stored HSM-wrapped with
 // associated data "hufu/enterprise/v1 legal-rep-id " ‖ uscc (and "legal-rep-phone ") and
 // shown masked.

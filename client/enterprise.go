@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/sm3"
 	"github.com/emmansun/gmsm/smx509"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
@@ -69,6 +72,36 @@ func DelegationDeviceKey(ks *keystore.Store) (*sm2.PrivateKey, error) {
 	return sk, nil
 }
 
+// DeviceFingerprint is the fingerprint of a device's delegation key as people compare it:
+// the first 20 bytes of SM3 of the 65-byte point, in five groups of eight hex digits. The
+// administrator's device seals the enterprise key's share to a member device only if the
+// fingerprint the member reads from their own phone matches: the appliance relays the
+// device key, and an appliance that swapped in its own would otherwise open the envelope and,
+// with ρ and d2, have the whole key.
+func DeviceFingerprint(devicePublicKey []byte) string {
+	h := sm3.Sum(devicePublicKey)
+	x := hex.EncodeToString(h[:20])
+	return strings.Join([]string{x[0:8], x[8:16], x[16:24], x[24:32], x[32:40]}, "-")
+}
+
+// ThisDeviceFingerprint is DeviceFingerprint of this device's delegation key, to read out to
+// the administrator.
+func ThisDeviceFingerprint(ks *keystore.Store) (string, error) {
+	sk, err := DelegationDeviceKey(ks)
+	if err != nil {
+		return "", err
+	}
+	pub, err := cosign.PointFromPublicKey(&sk.PublicKey)
+	if err != nil {
+		return "", err
+	}
+	return DeviceFingerprint(pub[:]), nil
+}
+
+// ErrFingerprint means the member device key the appliance returned is not the one whose
+// fingerprint the member read out: nothing was sent.
+var ErrFingerprint = errors.New("client: the member's device key does not match the fingerprint read from their phone")
+
 // RegisterDelegationDevice registers this device (its delegation key) with an enterprise the
 // account belongs to, so that the administrator can grant it a pair of the enterprise key.
 func RegisterDelegationDevice(ctx context.Context, conn *Conn, ks *keystore.Store, uscc string) (*hufuv1.Member, error) {
@@ -89,8 +122,9 @@ func RegisterDelegationDevice(ctx context.Context, conn *Conn, ks *keystore.Stor
 
 // GrantDelegation is the administrator's device granting a staff member's registered device
 // a pair of the enterprise key held in ks: ρ goes to the appliance, d1·ρ sealed to the
-// member's device. cred is the enterprise key's credential (PIN or ticket).
-func GrantDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc, memberUserID string, cred *hufuv1.Credential, scope []string) (*hufuv1.AuthorisationRecord, error) {
+// member's device — only if that device's key has the fingerprint the member read from
+// their phone (ThisDeviceFingerprint there). cred is the enterprise key's credential.
+func GrantDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc, memberUserID, fingerprint string, cred *hufuv1.Credential) (*hufuv1.AuthorisationRecord, error) {
 	ent, err := conn.Enterprises.GetEnterprise(ctx, &hufuv1.GetEnterpriseRequest{Uscc: uscc})
 	if err != nil {
 		return nil, fmt.Errorf("client: grant: %w", err)
@@ -112,6 +146,9 @@ func GrantDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc, 
 	if m.GetDeviceId() == "" {
 		return nil, fmt.Errorf("client: grant: the member has not registered a device yet")
 	}
+	if !strings.EqualFold(strings.TrimSpace(fingerprint), DeviceFingerprint(m.GetDevicePublicKey())) {
+		return nil, fmt.Errorf("client: grant: %w", ErrFingerprint)
+	}
 	device, err := cosign.ParsePoint(m.GetDevicePublicKey())
 	if err != nil {
 		return nil, fmt.Errorf("client: grant: the member's device key: %w", err)
@@ -131,7 +168,7 @@ func GrantDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc, 
 	rawGrant, _ := grant.MarshalBinary()
 	defer clear(rawGrant)
 	resp, err := conn.Enterprises.GrantDelegation(ctx, &hufuv1.GrantDelegationRequest{Uscc: uscc, MemberUserId: memberUserID,
-		Credential: cred, Grant: rawGrant, Envelope: envelope, Scope: scope})
+		Credential: cred, Grant: rawGrant, Envelope: envelope})
 	if err != nil {
 		return nil, fmt.Errorf("client: grant: %w", err)
 	}
@@ -203,26 +240,36 @@ func AcceptDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc,
 
 // AcceptAdminTransfer completes an administrator transfer (转移) offered to this account, from
 // the device that holds its pair of the enterprise key: the pair becomes the key's primary
-// pair, under a new share version that the keystore entry records.
-func AcceptAdminTransfer(ctx context.Context, conn *Conn, ks *keystore.Store, uscc string) (*hufuv1.Enterprise, error) {
+// pair, under a new share version that the keystore entry records, and is then refreshed
+// (the old administrator's device made this phone share and still knows it). cred is this
+// device's credential for the pair (its PIN).
+func AcceptAdminTransfer(ctx context.Context, conn *Conn, ks *keystore.Store, uscc string, cred *hufuv1.Credential) (*hufuv1.Enterprise, error) {
 	resp, err := conn.Enterprises.AcceptAdminTransfer(ctx, &hufuv1.AcceptAdminTransferRequest{Uscc: uscc})
 	if err != nil {
 		return nil, fmt.Errorf("client: accept transfer: %w", err)
 	}
 	keyID := resp.GetEnterprise().GetKeyId()
+	if err := recordVersion(ks, keyID, resp.GetShareVersion()); err != nil {
+		return nil, fmt.Errorf("client: accept transfer: the role moved but this device did not record the share version: %w", err)
+	}
+	if _, err := RefreshKey(ctx, conn, ks, keyID, cred, nil); err != nil {
+		return resp.GetEnterprise(), fmt.Errorf("client: accept transfer: the role moved but the share refresh did not finish (run it again: hufu key refresh %s): %w", keyID, err)
+	}
+	return resp.GetEnterprise(), nil
+}
+
+// recordVersion sets the share version of a key held in ks.
+func recordVersion(ks *keystore.Store, keyID string, version uint32) error {
 	unlock, err := ks.Lock(keyID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unlock()
 	e, err := ks.Load(keyID)
 	if err != nil {
-		return nil, fmt.Errorf("client: accept transfer: the enterprise key is not on this device: %w", err)
+		return err
 	}
 	defer e.Share.Destroy()
-	e.Version = resp.GetShareVersion()
-	if err := ks.Save(e); err != nil {
-		return nil, fmt.Errorf("client: accept transfer: the role moved but this device did not record the share version: %w", err)
-	}
-	return resp.GetEnterprise(), nil
+	e.Version = version
+	return ks.Save(e)
 }

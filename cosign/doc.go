@@ -110,9 +110,14 @@
 // Correctness: d1′·d2′ = d1·ρ·ρ⁻¹·d2 = d1·d2 = (1 + d)⁻¹, so signing and decryption with the
 // new pair are exactly those of the original, which keeps working. Destroying d2′ ends the
 // member's pair alone; the member's d1′ is useless with d2 (d1′·d2 = ρ·(1 + d)⁻¹). The
-// appliance sees ρ once: it must not store it, because ρ and a member's d1′ give d1 (and a
-// compromised appliance that also holds d2 would then hold the key, as it would by
-// colluding with any one holder of a working pair).
+// appliance knows ρ (it sees it, and ρ = d2·d2′⁻¹ anyway): with any member's d1′ it would
+// have d1, and with d2 the key. Two consequences for the callers. The member device's key
+// Q_m reaches the grantor through the appliance, which could substitute its own and open
+// the envelope; the grantor's device must therefore authenticate Q_m out of band — the
+// client SDK seals only to a Q_m whose fingerprint (SM3, client.DeviceFingerprint) the
+// member read from its own phone. And the grantor knows every d1′ it made: when the
+// grantor's role passes to a member (an administrator transfer) the new holder refreshes its
+// pair and the other pairs are recalled and granted anew.
 //
 // # Encodings
 //

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -452,7 +453,7 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 		}
 	}
 	// A grant needs a registered device.
-	_, err = client.GrantDelegation(bg, boss.conn, adminKS, usccA, staff.userID, client.PINCredential(adminPIN), nil)
+	_, err = client.GrantDelegation(bg, boss.conn, adminKS, usccA, staff.userID, "x", client.PINCredential(adminPIN))
 	if err == nil || !strings.Contains(err.Error(), "not registered a device") {
 		t.Fatalf("grant before registration: %v", err)
 	}
@@ -464,12 +465,25 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	fingerprint := func(ks *keystore.Store) string {
+		fp, err := client.ThisDeviceFingerprint(ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fp
+	}
+	// The administrator's device seals nothing to a device key whose fingerprint was not read
+	// from the member's phone (an appliance swapping in its own key would get the share).
+	_, err = client.GrantDelegation(bg, boss.conn, adminKS, usccA, staff.userID, fingerprint(otherKS), client.PINCredential(adminPIN))
+	if !errors.Is(err, client.ErrFingerprint) {
+		t.Fatalf("grant to a device key of another fingerprint: %v", err)
+	}
 	// Only the administrator grants; a wrong PIN is refused.
-	_, err = client.GrantDelegation(bg, staff.conn, staffKS, usccA, other.userID, client.PINCredential(staffPIN), nil)
+	_, err = client.GrantDelegation(bg, staff.conn, staffKS, usccA, other.userID, fingerprint(otherKS), client.PINCredential(staffPIN))
 	if err == nil {
 		t.Fatal("staff granted the enterprise key")
 	}
-	_, err = client.GrantDelegation(bg, boss.conn, adminKS, usccA, staff.userID, client.PINCredential("000000"), nil)
+	_, err = client.GrantDelegation(bg, boss.conn, adminKS, usccA, staff.userID, fingerprint(staffKS), client.PINCredential("000000"))
 	wantCode(t, err, codes.PermissionDenied, "")
 	_, err = staff.ent.GrantDelegation(bg, &hufuv1.GrantDelegationRequest{Uscc: usccA, MemberUserId: other.userID, Scope: []string{"everything"}})
 	wantCode(t, err, codes.InvalidArgument, "scope[0]")
@@ -479,7 +493,7 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 		ks  *keystore.Store
 		pin string
 	}{{staff, staffKS, staffPIN}, {other, otherKS, otherPIN}} {
-		if _, err := client.GrantDelegation(bg, boss.conn, adminKS, usccA, p.m.userID, client.PINCredential(adminPIN), nil); err != nil {
+		if _, err := client.GrantDelegation(bg, boss.conn, adminKS, usccA, p.m.userID, fingerprint(p.ks), client.PINCredential(adminPIN)); err != nil {
 			t.Fatalf("grant: %v", err)
 		}
 		ms, err := boss.ent.ListMembers(bg, &hufuv1.ListMembersRequest{Uscc: usccA})
@@ -564,7 +578,7 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	}
 	_, err = staff.ent.AcceptAdminTransfer(bg, &hufuv1.AcceptAdminTransferRequest{Uscc: usccA})
 	wantCode(t, err, codes.FailedPrecondition, "")
-	got, err := client.AcceptAdminTransfer(bg, other.conn, otherKS, usccA)
+	got, err := client.AcceptAdminTransfer(bg, other.conn, otherKS, usccA, client.PINCredential(otherPIN))
 	if err != nil {
 		t.Fatalf("accept transfer: %v", err)
 	}
@@ -582,6 +596,23 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	if err != nil || !sm2.VerifyASN1WithSM2(pub, nil, msg, sig) {
 		t.Fatalf("new administrator signs: %v", err)
 	}
+	// The enterprise certificate moved to the new administrator, who renews and downloads it.
+	if _, err := other.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: serial}); err != nil {
+		t.Fatalf("the new administrator downloads the enterprise certificate: %v", err)
+	}
+	_, err = boss.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: serial})
+	wantCode(t, err, codes.NotFound, "")
+	// The new administrator's pair was refreshed: the old administrator's copy of it is useless.
+	k, err := otherKS.Load(keyID)
+	if err != nil || k.Version < 3 {
+		t.Fatalf("the new administrator's pair after the transfer: version %v, %v", k, err)
+	}
+	// A key certifies one subject: the enterprise key cannot claim another enterprise.
+	holder := &applicant{t: t, key: &phoneKey{id: keyID, public: k.Public, share: k.Share, keys: other.conn.Keys,
+		cosign: other.conn.Cosign, cred: client.PINCredential(otherPIN)}}
+	_, err = other.ent.ClaimEnterprise(bg, &hufuv1.ClaimEnterpriseRequest{RequestId: "claim-other-ent", Enterprise: details(t, usccB, "北京竞速建设有限公司"),
+		KeyId: keyID, Csr: holder.csr(), CaId: "hufu-ca", ValidityYears: 1, Platforms: []string{"demo"}, Authorisation: holder.letter()})
+	wantCode(t, err, codes.FailedPrecondition, "")
 	// The new administrator manages staff: removing the old one.
 	if _, err := other.ent.RemoveMember(bg, &hufuv1.RemoveMemberRequest{Uscc: usccA, UserId: boss.userID}); err != nil {
 		t.Fatalf("remove the old administrator: %v", err)

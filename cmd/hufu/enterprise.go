@@ -34,11 +34,12 @@ const enterpriseUsage = `enterprise search QUERY                      by USCC or
   enterprise withdraw|approve APPLICATION,  enterprise return APPLICATION -reason R
   enterprise invite USCC [-ttl 10m]           an invite QR code; invite-revoke USCC INVITE
   enterprise register-device USCC             this device may receive the enterprise key
-  enterprise grant USCC USER [-pin P]         授权: a pair of the enterprise key for USER's device
+  enterprise grant USCC USER -fingerprint FP [-pin P]   授权: a pair of the enterprise key for USER's
+                                              device (FP as register-device showed it on USER's phone)
   enterprise accept USCC [-pin NEW]           accept a grant on this device, with your own PIN
   enterprise recall USCC USER                 收回: destroy USER's pair at once
   enterprise records USCC                     授权记录
-  enterprise transfer USCC USER | accept-transfer USCC     转移 the administrator role
+  enterprise transfer USCC USER | accept-transfer USCC [-pin P]   转移 the administrator role
   enterprise letter -kind enterprise-claim|corporate-transfer|personal [-ca ID] [-o FILE]
   enterprise transfer-apply -uscc U -name N -legal-rep-name N -legal-rep-id ID -legal-rep-phone P
                    -licence FILE -letter FILE -account-tail DDDDDD   对公打款认证: where to transfer what
@@ -253,8 +254,12 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.out, "device %s registered: the administrator may now grant it the enterprise key (hufu enterprise grant %s %s)\n",
-			m.DeviceId, uscc, m.UserId)
+		fp, err := client.ThisDeviceFingerprint(ks)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "device %s registered; its fingerprint, to read out to the administrator:\n  %s\nthe administrator grants with: hufu enterprise grant %s %s -fingerprint %s\n",
+			m.DeviceId, fp, uscc, m.UserId, fp)
 		return nil
 	case "grant":
 		return c.enterpriseGrant(ctx, conn, rest)
@@ -316,7 +321,14 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 			user, uscc, resp.ExpiresAt.AsTime().Local().Format(time.DateTime))
 		return nil
 	case "accept-transfer":
-		uscc, err := one("USCC")
+		fs := flag.NewFlagSet("enterprise accept-transfer", flag.ContinueOnError)
+		pinFlag := fs.String("pin", "", "your PIN of the enterprise key's pair (else HUFU_PIN, else asked): the pair is refreshed")
+		pos, err := parseArgs(fs, rest)
+		if err != nil || len(pos) != 1 {
+			return errors.Join(err, errors.New("enterprise accept-transfer USCC [-pin P]"))
+		}
+		uscc := pos[0]
+		pin, err := c.pin(*pinFlag, "your certificate PIN of the enterprise key: ")
 		if err != nil {
 			return err
 		}
@@ -324,7 +336,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		if err != nil {
 			return err
 		}
-		e, err := client.AcceptAdminTransfer(ctx, conn, ks, uscc)
+		e, err := client.AcceptAdminTransfer(ctx, conn, ks, uscc, client.PINCredential(pin))
 		if err != nil {
 			return err
 		}
@@ -477,10 +489,10 @@ func (c *cli) enterpriseClaim(ctx context.Context, conn *client.Conn, args []str
 func (c *cli) enterpriseGrant(ctx context.Context, conn *client.Conn, args []string) error {
 	fs := flag.NewFlagSet("enterprise grant", flag.ContinueOnError)
 	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
-	scope := fs.String("scope", "certificate", "what the member may use: certificate and/or seal:<id>, comma-separated")
+	fingerprint := fs.String("fingerprint", "", "the member device's fingerprint, as `hufu enterprise register-device` showed it on the member's phone")
 	pos, err := parseArgs(fs, args)
-	if err != nil || len(pos) != 2 {
-		return errors.Join(err, errors.New("enterprise grant USCC USER [-pin P] [-scope S]"))
+	if err != nil || len(pos) != 2 || *fingerprint == "" {
+		return errors.Join(err, errors.New("enterprise grant USCC USER -fingerprint FP [-pin P] (FP: read it from the member's phone)"))
 	}
 	pin, err := c.pin(*pinFlag, "the enterprise key's certificate PIN: ")
 	if err != nil {
@@ -490,7 +502,7 @@ func (c *cli) enterpriseGrant(ctx context.Context, conn *client.Conn, args []str
 	if err != nil {
 		return err
 	}
-	r, err := client.GrantDelegation(ctx, conn, ks, pos[0], pos[1], client.PINCredential(pin), strings.Split(*scope, ","))
+	r, err := client.GrantDelegation(ctx, conn, ks, pos[0], pos[1], *fingerprint, client.PINCredential(pin))
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,8 @@
 //	x/order-request/<user>.<req>    -> the order an application's request id made (unique)
 //	x/cert/<serial>                 -> the certificate's key (unique)
 //	x/key-cert/<key id>/<cert key>  the certificates of a key
+//	x/key-subject/<key id>          -> "u/<user id>" or "e/<uscc>/info": the one subject a
+//	                                key certifies (unique; claimed by its first application)
 //
 // Every change writes its audit record in the same transaction; audit records name orders,
 // serials and keys, never names or ID numbers.
@@ -84,6 +86,9 @@ type Enterprises interface {
 	// serial. An *apierr.Error of kind FailedPrecondition refuses the payment, which is then
 	// refunded.
 	EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c *storepb.Certificate) error
+	// ClaimPayable refuses, before any charge or CA call, the payment of a claim that can no
+	// longer complete (the enterprise has another administrator).
+	ClaimPayable(ctx context.Context, o *storepb.Order) error
 }
 
 // Charge is one payment request.
@@ -186,6 +191,9 @@ const (
 	indexOrderRequest = "order-request"
 	indexCert         = "cert"
 	indexKeyCert      = "key-cert"
+	// indexKeySubject holds, per key, the one subject it certifies ("u/<user>" or
+	// "e/<uscc>/info"), claimed with its first application.
+	indexKeySubject = "key-subject"
 
 	statusInReview  = int32(hufuv1.OrderStatus_ORDER_STATUS_IN_REVIEW)
 	statusAwaiting  = int32(hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT)

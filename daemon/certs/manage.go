@@ -93,6 +93,13 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		}
 		app.NotAfter = time.Unix(0, old.NotAfterUnixNano)
 	}
+	if o.Kind == int32(hufuv1.OrderKind_ORDER_KIND_ENTERPRISE_CLAIM) && s.enterprises != nil {
+		// Refused before the charge and the CA: a claim another administrator has overtaken
+		// (the transaction below checks again, under the enterprise record's lock).
+		if err := s.enterprises.ClaimPayable(ctx, o); err != nil {
+			return nil, nil, err
+		}
+	}
 	ref, err := s.deps.Payments.Charge(ctx, Charge{OrderID: o.Id, UserID: o.UserId, Method: method, IdempotencyKey: idem, AmountFen: o.PriceFen})
 	if err != nil {
 		return nil, nil, err
@@ -176,9 +183,13 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	var refused *apierr.Error
 	if errors.As(err, &refused) && refused.Kind == apierr.FailedPrecondition {
 		// This charge completed nothing (the order was cancelled or paid with another key
-		// meanwhile): give it back. The certificate issued for it is dropped unpublished.
+		// meanwhile, or another claim won the enterprise): give it back, and revoke at the CA
+		// the certificate issued for it, which no one will ever hold.
 		if rerr := s.deps.Payments.Refund(ctx, ref, o.PriceFen); rerr != nil {
 			s.deps.Log.Error("refunding a payment that completed no order", "order", o.Id, "payment", ref, "err", rerr)
+		}
+		if rerr := c.Connector.Revoke(ctx, issued.Serial, ca.ReasonCessation); rerr != nil {
+			s.deps.Log.Error("revoking the certificate of a payment that completed no order", "order", o.Id, "serial", issued.Serial, "err", rerr)
 		}
 	}
 	if err != nil {
@@ -254,6 +265,53 @@ func (s *Service) ownedCert(ctx context.Context, caller authn.Caller, serial str
 		return nil, apierr.New(apierr.NotFound, "no certificate %q", serial)
 	}
 	return c, err
+}
+
+// MoveKeyCertificates re-homes the certificates of a key from one holder to another inside
+// tx: the record moves to c/cert/<new holder>/<serial> with its indexes, so that the new
+// holder (an enterprise's new administrator) renews, downloads and revokes it.
+func (s *Service) MoveKeyCertificates(tx *store.Tx, keyID, fromUser, toUser string) error {
+	keys, _, err := s.deps.Store.ListIndex(context.Background(), indexKeyCert, keyID, store.ListOptions{Limit: store.MaxListLimit})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		c, err := certs.Get(tx, certs.ID(k))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if c.UserId != fromUser {
+			continue
+		}
+		from, to := certKey(fromUser, c.Serial), certKey(toUser, c.Serial)
+		c.UserId = toUser
+		if err := certs.Delete(tx, certID(fromUser, c.Serial)); err != nil {
+			return err
+		}
+		if err := certs.Put(tx, certID(toUser, c.Serial), c); err != nil {
+			return err
+		}
+		if err := tx.Unclaim(indexCert, c.Serial, from); err != nil {
+			return err
+		}
+		if err := tx.Claim(indexCert, c.Serial, to); err != nil {
+			return err
+		}
+		if err := tx.RemoveIndex(indexKeyCert, keyID, from); err != nil {
+			return err
+		}
+		if err := tx.AddIndex(indexKeyCert, keyID, to); err != nil {
+			return err
+		}
+		if err := tx.Audit(store.Event{Actor: "user:" + toUser, Action: "cert.move", Subject: to, Outcome: store.OutcomeOK,
+			Details: map[string]string{"key": keyID, "from": fromUser, "to": toUser}}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CertificateOwner returns who holds an active certificate: the user, and for an enterprise

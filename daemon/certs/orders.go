@@ -166,10 +166,24 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 		SubjectName: app.Name, SubjectIdMasked: app.IDNumberMask, Authorisation: letter,
 		ReorderedFrom: a.reorderedFrom, RequestId: a.requestID, EnterpriseUscc: a.uscc,
 	}
+	subject := "u/" + caller.UserID
 	if a.uscc != "" {
 		o.SubjectIdMasked = a.uscc
+		subject = "e/" + a.uscc + "/info"
 	}
-	return s.create(ctx, caller, o, "submitted", "", a.with)
+	return s.create(ctx, caller, o, "submitted", "", func(tx *store.Tx, o *storepb.Order) error {
+		// A key certifies one subject: a person, or one enterprise. Otherwise a pair delegated
+		// for one enterprise would sign for another, or as its administrator personally.
+		if err := tx.Claim(indexKeySubject, o.KeyId, subject); errors.Is(err, store.ErrTaken) {
+			return apierr.New(apierr.FailedPrecondition, "key %s already certifies another subject (a person or another enterprise); make a new key for this application", o.KeyId)
+		} else if err != nil {
+			return err
+		}
+		if a.with != nil {
+			return a.with(tx, o)
+		}
+		return nil
+	})
 }
 
 // create stores a new order (or returns the one its request id already made).

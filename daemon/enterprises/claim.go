@@ -182,7 +182,7 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 		return nil, err
 	}
 	e.PublicKey = key.PublicKey
-	return s.deps.Certs.ApplyEnterprise(ctx, caller, certs.EnterpriseApplication{
+	o, err := s.deps.Certs.ApplyEnterprise(ctx, caller, certs.EnterpriseApplication{
 		RequestID: req.GetRequestId(), KeyID: req.GetKeyId(), CAID: req.GetCaId(), ValidityYears: req.GetValidityYears(),
 		Platforms: req.GetPlatforms(), Regions: req.GetRoamingRegions(), CSR: req.GetCsr(), Authorisation: req.GetAuthorisation(),
 		USCC: e.Uscc, Name: e.Name,
@@ -203,10 +203,13 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 			if err := fileSealed(tx, claimID(e.Uscc, o.Id)); err != nil {
 				return err
 			}
-			s.m.changes.WithLabelValues("claim.submit").Inc()
 			return audit(tx, caller, "claim.submit", e.Uscc, map[string]string{"order": o.Id, "key": o.KeyId, "licence_sha256": id})
 		},
 	})
+	if err == nil {
+		s.m.changes.WithLabelValues("claim.submit").Inc()
+	}
+	return o, err
 }
 
 // claimable refuses a claim of an enterprise that already has another administrator, or
@@ -231,6 +234,19 @@ func claimRefusal(cur *storepb.Enterprise, user string) error {
 		return apierr.New(apierr.FailedPrecondition, "you have already claimed this enterprise")
 	}
 	return nil
+}
+
+// ClaimPayable refuses the payment of a claim whose enterprise has meanwhile got another
+// administrator, before anything is charged or issued (certs.Enterprises).
+func (s *Service) ClaimPayable(ctx context.Context, o *storepb.Order) error {
+	cur, err := enterprises.Read(ctx, s.deps.Store, infoID(o.EnterpriseUscc))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return claimRefusal(cur, o.UserId)
 }
 
 // EnterpriseCertificateIssued completes a claim, or moves the enterprise to a renewed or
@@ -301,7 +317,6 @@ func (s *Service) EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c 
 	if err := notice(tx, o.UserId, "企业认领成功", fmt.Sprintf("您已成为企业 %s 的管理员，企业证书 %s 可以下载", e.Name, c.Serial)); err != nil {
 		return err
 	}
-	s.m.changes.WithLabelValues("claim").Inc()
 	return tx.Audit(store.Event{Actor: "user:" + o.UserId, Action: "enterprise.claim", Subject: key(infoID(e.Uscc)), Outcome: store.OutcomeOK,
 		Details: map[string]string{"order": o.Id, "key": o.KeyId, "serial": c.Serial, "admin": o.UserId}})
 }

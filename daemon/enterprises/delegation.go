@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hufu-hsm/hufu/daemon/apierr"
@@ -16,8 +15,24 @@ import (
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
 
-// Scopes a grant may carry: use of the enterprise certificate's key, or of a seal.
+// scopeCertificate is what a grant gives: use of the enterprise certificate's key, to sign
+// and decrypt. Nothing narrower can be enforced — the appliance sees only digests, never
+// documents — so a grant carries no other scope; seals are authorised in the seals domain.
 const scopeCertificate = "certificate"
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func checkScope(scope []string) ([]string, error) {
+	for i, sc := range scope {
+		if sc != scopeCertificate {
+			return nil, apierr.Invalidf(fmt.Sprintf("scope[%d]", i), "a grant gives the use of the enterprise certificate's key (%q); seals are authorised with SealService", scopeCertificate)
+		}
+	}
+	return []string{scopeCertificate}, nil
+}
 
 // pairLive reports a delegated pair that is pending or active; pairActive one accepted.
 func pairLive(d *storepb.DelegatedShare) bool {
@@ -26,27 +41,6 @@ func pairLive(d *storepb.DelegatedShare) bool {
 
 func pairActive(d *storepb.DelegatedShare) bool {
 	return d.Status == storepb.DelegationStatus_DELEGATION_STATUS_ACTIVE
-}
-
-func sha256Hex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
-
-func checkScope(scope []string) ([]string, error) {
-	if len(scope) == 0 {
-		return []string{scopeCertificate}, nil
-	}
-	var out []string
-	for i, sc := range scope {
-		if sc != scopeCertificate && !(len(sc) > 5 && sc[:5] == "seal:" && store.ValidPart(sc[5:]) == nil) {
-			return nil, apierr.Invalidf(fmt.Sprintf("scope[%d]", i), "want %q or \"seal:<seal id>\"", scopeCertificate)
-		}
-		if !slices.Contains(out, sc) {
-			out = append(out, sc)
-		}
-	}
-	return out, nil
 }
 
 // pairsOf lists a member's delegated pairs of the enterprise key that are pending or active.
@@ -204,25 +198,41 @@ func (s *Service) Recall(ctx context.Context, caller authn.Caller, uscc, memberU
 	if len(pairs) == 0 {
 		return nil, apierr.New(apierr.FailedPrecondition, "the member holds no delegated pair of the enterprise key")
 	}
-	var rec *storepb.AuthorisationRecord
 	for _, p := range pairs {
-		err := s.deps.Keys.RecallDelegation(ctx, caller, e.KeyId, memberUserID, p.MemberDeviceId, func(tx *store.Tx) error {
-			rec = &storepb.AuthorisationRecord{Uscc: e.Uscc, Action: "recall", ByUserId: caller.UserID, MemberUserId: memberUserID,
-				MemberDeviceId: p.MemberDeviceId, Scope: p.Scope, KeyId: e.KeyId}
-			if err := record(tx, rec); err != nil {
-				return err
-			}
-			if err := notice(tx, memberUserID, "企业证书授权已收回", fmt.Sprintf("管理员已收回企业 %s 的证书授权", e.Name)); err != nil {
-				return err
-			}
-			return audit(tx, caller, "delegation.recall", e.Uscc, map[string]string{"member": memberUserID, "device": p.MemberDeviceId, "key": e.KeyId})
-		})
-		if err != nil {
+		if err := s.recallPair(ctx, caller, e, p, true); err != nil {
 			return nil, err
 		}
 	}
 	s.m.changes.WithLabelValues("delegation.recall").Inc()
-	return rec, nil
+	return &storepb.AuthorisationRecord{Uscc: e.Uscc, Action: "recall", ByUserId: caller.UserID, MemberUserId: memberUserID,
+		MemberDeviceId: pairs[len(pairs)-1].MemberDeviceId, Scope: pairs[len(pairs)-1].Scope, KeyId: e.KeyId,
+		TimeUnixNano: s.deps.Clock.Now().UnixNano()}, nil
+}
+
+// recallPair destroys one delegated pair with its authorisation record, notice and audit
+// record. asAdmin re-checks, under the enterprise record's lock, that the caller still
+// administers the enterprise (a transfer may have committed since the caller was checked);
+// the transfer's own recalls pass false, having just made the caller administrator.
+func (s *Service) recallPair(ctx context.Context, caller authn.Caller, e *storepb.Enterprise, p *storepb.DelegatedShare, asAdmin bool) error {
+	return s.deps.Keys.RecallDelegation(ctx, caller, e.KeyId, p.MemberUserId, p.MemberDeviceId, func(tx *store.Tx) error {
+		if asAdmin {
+			ent, err := enterprises.Get(tx, infoID(e.Uscc))
+			if err != nil {
+				return err
+			}
+			if ent.AdminUserId != caller.UserID {
+				return apierr.New(apierr.PermissionDenied, "only the enterprise's administrator may do this")
+			}
+		}
+		if err := record(tx, &storepb.AuthorisationRecord{Uscc: e.Uscc, Action: "recall", ByUserId: caller.UserID, MemberUserId: p.MemberUserId,
+			MemberDeviceId: p.MemberDeviceId, Scope: p.Scope, KeyId: e.KeyId}); err != nil {
+			return err
+		}
+		if err := notice(tx, p.MemberUserId, "企业证书授权已收回", fmt.Sprintf("企业 %s 的证书授权已收回", e.Name)); err != nil {
+			return err
+		}
+		return audit(tx, caller, "delegation.recall", e.Uscc, map[string]string{"member": p.MemberUserId, "device": p.MemberDeviceId, "key": e.KeyId})
+	})
 }
 
 // Records lists the authorisation records (授权记录): all for the administrator, the
@@ -261,7 +271,7 @@ func (s *Service) TransferAdmin(ctx context.Context, caller authn.Caller, uscc, 
 	} else if err != nil {
 		return time.Time{}, err
 	}
-	if _, err := s.activePair(ctx, e, toUserID); err != nil {
+	if _, err := s.activePair(ctx, e, toUserID, ""); err != nil {
 		return time.Time{}, err
 	}
 	expires := s.deps.Clock.Now().Add(s.opts.AdminTransferTTL)
@@ -278,23 +288,30 @@ func (s *Service) TransferAdmin(ctx context.Context, caller authn.Caller, uscc, 
 	return expires, err
 }
 
-// activePair is the member's accepted pair of the enterprise key.
-func (s *Service) activePair(ctx context.Context, e *storepb.Enterprise, userID string) (*storepb.DelegatedShare, error) {
+// activePair is the member's accepted pair of the enterprise key, on device if given.
+func (s *Service) activePair(ctx context.Context, e *storepb.Enterprise, userID, device string) (*storepb.DelegatedShare, error) {
 	pairs, err := s.pairsOf(ctx, e, userID)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range pairs {
-		if pairActive(p) {
+		if pairActive(p) && (device == "" || p.MemberDeviceId == device) {
 			return p, nil
 		}
+	}
+	if device != "" && len(pairs) > 0 {
+		return nil, apierr.New(apierr.PermissionDenied, "accept from the device that holds your pair of the enterprise key")
 	}
 	return nil, apierr.New(apierr.FailedPrecondition, "the member must hold an accepted delegated pair of the enterprise key (grant and accept first)")
 }
 
 // AcceptAdminTransfer (the new administrator's consent, from the device holding the pair)
 // completes a transfer: that pair becomes the enterprise key's primary pair, the old
-// administrator's pair is destroyed, and the roles swap — all in one transaction.
+// administrator's pair is destroyed, the enterprise certificate moves to the new
+// administrator, and the roles swap — all in one transaction. Then every other delegated
+// pair is recalled: the old administrator's device made their phone shares (d1·ρ) and still
+// knows them, so the new administrator grants them anew (and refreshes its own pair, which
+// the old administrator's device also made: client.AcceptAdminTransfer does).
 func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, uscc string) (*storepb.Enterprise, error) {
 	e, _, err := s.membership(ctx, caller, "uscc", uscc)
 	if err != nil {
@@ -307,12 +324,8 @@ func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, 
 	if err != nil {
 		return nil, err
 	}
-	pair, err := s.activePair(ctx, e, caller.UserID)
-	if err != nil {
+	if _, err := s.activePair(ctx, e, caller.UserID, caller.DeviceID); err != nil {
 		return nil, err
-	}
-	if pair.MemberDeviceId != caller.DeviceID {
-		return nil, apierr.New(apierr.PermissionDenied, "accept from the device that holds your pair of the enterprise key")
 	}
 	var out *storepb.Enterprise
 	err = s.deps.Keys.PromoteDelegation(ctx, caller, e.KeyId, caller.UserID, caller.DeviceID, func(tx *store.Tx) error {
@@ -329,6 +342,9 @@ func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, 
 		}
 		ent.AdminUserId, ent.UpdatedUnixNano = caller.UserID, tx.Now().UnixNano()
 		if err := enterprises.Put(tx, infoID(ent.Uscc), ent); err != nil {
+			return err
+		}
+		if err := s.deps.Certs.MoveKeyCertificates(tx, ent.KeyId, t.FromUserId, caller.UserID); err != nil {
 			return err
 		}
 		for user, role := range map[string]int32{t.FromUserId: roleStaff, caller.UserID: roleAdmin} {
@@ -363,5 +379,16 @@ func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, 
 		return nil, err
 	}
 	s.m.changes.WithLabelValues("admin.transfer").Inc()
+	all, err := s.deps.Keys.ListDelegations(ctx, out.KeyId)
+	if err != nil {
+		return out, err
+	}
+	for _, p := range all {
+		if pairLive(p) {
+			if err := s.recallPair(ctx, caller, out, p, false); err != nil {
+				return out, fmt.Errorf("the role moved but a staff pair made by the old administrator was not recalled (recall it): %w", err)
+			}
+		}
+	}
 	return out, nil
 }

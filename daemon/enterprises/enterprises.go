@@ -84,6 +84,9 @@ type Certs interface {
 	ApplyEnterprise(ctx context.Context, caller authn.Caller, a certs.EnterpriseApplication) (*storepb.Order, error)
 	OrderPB(o *storepb.Order) *hufuv1.Order
 	CAIDs() []string
+	// MoveKeyCertificates re-homes a key's certificates to its new holder inside tx (an
+	// administrator transfer).
+	MoveKeyCertificates(tx *store.Tx, keyID, fromUser, toUser string) error
 }
 
 // Keys is what enterprises needs of the split keys: the enterprise key and its delegated

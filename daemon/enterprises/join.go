@@ -269,6 +269,11 @@ func (s *Service) ApproveJoin(ctx context.Context, caller authn.Caller, id strin
 		if err := adminDecision(caller, a, e, "approve"); err != nil {
 			return err
 		}
+		if _, err := members.Get(tx, memberID(a.Uscc, a.UserId)); err == nil {
+			return apierr.New(apierr.FailedPrecondition, "the applicant already belongs to the enterprise; return the application")
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 		a.Status, a.DecidedBy = joinApproved, caller.UserID
 		via := "application"
 		if a.InviteId != "" {

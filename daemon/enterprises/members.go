@@ -3,7 +3,10 @@ package enterprises
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
@@ -96,9 +99,11 @@ func (s *Service) RegisterDevice(ctx context.Context, caller authn.Caller, uscc 
 	return out, err
 }
 
-// RemoveMember (administrator) removes a staff member: their delegated pairs are recalled
-// (their server shares destroyed) and their seal authorisations withdrawn, in one
-// transaction with the removal.
+// RemoveMember (administrator) removes a staff member: the removal, the withdrawal of their
+// seal authorisations and of the invites they made commit together (re-checking, under the
+// enterprise record's lock, that the caller is still the administrator and the member is not);
+// then every delegated pair of theirs is recalled. Grants check membership in their own
+// transaction, so none can slip in after the removal.
 func (s *Service) RemoveMember(ctx context.Context, caller authn.Caller, uscc, userID string) error {
 	e, err := s.asAdmin(ctx, caller, uscc, false)
 	if err != nil {
@@ -110,12 +115,27 @@ func (s *Service) RemoveMember(ctx context.Context, caller authn.Caller, uscc, u
 	if store.ValidPart(userID) != nil {
 		return apierr.New(apierr.NotFound, "no member %q", userID)
 	}
-	if _, err := members.Read(ctx, s.deps.Store, memberID(e.Uscc, userID)); errors.Is(err, store.ErrNotFound) {
-		return apierr.New(apierr.NotFound, "no member %q", userID)
-	} else if err != nil {
+	invitesOf, err := invites.List(ctx, s.deps.Store, e.Uscc+"/invite/", store.ListOptions{Limit: store.MaxListLimit},
+		func(_ string, inv *storepb.Invite) bool { return inv.CreatedBy == userID && !inv.Revoked })
+	if err != nil {
 		return err
 	}
-	remove := func(tx *store.Tx) error {
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		ent, err := enterprises.Get(tx, infoID(e.Uscc))
+		if err != nil {
+			return err
+		}
+		if ent.AdminUserId != caller.UserID {
+			return apierr.New(apierr.PermissionDenied, "only the enterprise's administrator may do this")
+		}
+		if ent.AdminUserId == userID {
+			return apierr.Invalidf("user_id", "the administrator cannot be removed; transfer the role first")
+		}
+		if _, err := members.Get(tx, memberID(e.Uscc, userID)); errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "no member %q", userID)
+		} else if err != nil {
+			return err
+		}
 		if err := removeMember(tx, e.Uscc, userID); err != nil {
 			return err
 		}
@@ -124,33 +144,29 @@ func (s *Service) RemoveMember(ctx context.Context, caller authn.Caller, uscc, u
 				return err
 			}
 		}
+		for _, it := range invitesOf.Items {
+			inv := it.Value
+			inv.Revoked = true
+			if err := invites.Put(tx, inviteID(e.Uscc, inv.Id), inv, store.ExpiresAt(time.Unix(0, inv.ExpiresUnixNano))); err != nil {
+				return err
+			}
+		}
 		if err := notice(tx, userID, "已移出企业", "您已被管理员移出企业 "+e.Name); err != nil {
 			return err
 		}
-		s.m.changes.WithLabelValues("member.remove").Inc()
-		return audit(tx, caller, "member.remove", e.Uscc, map[string]string{"member": userID})
+		return audit(tx, caller, "member.remove", e.Uscc, map[string]string{"member": userID, "invites_revoked": strconv.Itoa(len(invitesOf.Items))})
+	})
+	if err != nil {
+		return err
 	}
+	s.m.changes.WithLabelValues("member.remove").Inc()
 	pairs, err := s.pairsOf(ctx, e, userID)
 	if err != nil {
 		return err
 	}
-	if len(pairs) == 0 {
-		return s.deps.Store.Update(ctx, remove)
-	}
-	// Recall each pair; the last recall removes the member in its transaction.
-	for i, p := range pairs {
-		with := func(tx *store.Tx) error {
-			if err := record(tx, &storepb.AuthorisationRecord{Uscc: e.Uscc, Action: "recall", ByUserId: caller.UserID,
-				MemberUserId: userID, MemberDeviceId: p.MemberDeviceId, KeyId: e.KeyId, Scope: p.Scope}); err != nil {
-				return err
-			}
-			if i == len(pairs)-1 {
-				return remove(tx)
-			}
-			return nil
-		}
-		if err := s.deps.Keys.RecallDelegation(ctx, caller, e.KeyId, userID, p.MemberDeviceId, with); err != nil {
-			return err
+	for _, p := range pairs {
+		if err := s.recallPair(ctx, caller, e, p, false); err != nil {
+			return fmt.Errorf("the member is removed but a delegated pair was not recalled (recall it again): %w", err)
 		}
 	}
 	return nil

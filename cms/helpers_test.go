@@ -232,3 +232,5 @@ func replaceOnce(t testing.TB, b, old, new []byte) []byte {
 type ecdsaPub = ecdsa.PublicKey
 
 func sm3Sum(b []byte) [32]byte { return sm3.Sum(b) }
+
+func cosignSignature(der []byte) (cosign.Signature, error) { return cosign.ParseSignatureASN1(der) }

@@ -73,13 +73,18 @@ func details(t testing.TB, uscc, name string) *hufuv1.EnterpriseDetails {
 
 // claim makes the member's enterprise key (if it has none) and submits a claim.
 func (m *member) claim(uscc, name, requestID string) (*hufuv1.Order, error) {
+	return m.claimOrJoin(uscc, name, requestID, false)
+}
+
+// claimOrJoin is claim, or with join the purchase of a certificate to join (§1.6.3.5).
+func (m *member) claimOrJoin(uscc, name, requestID string, join bool) (*hufuv1.Order, error) {
 	m.t.Helper()
 	if m.key == nil {
 		m.key = createKey(m.t, m.conn, m.userID, "ent-key-"+m.device, "654321")
 	}
 	resp, err := m.ent.ClaimEnterprise(bg, &hufuv1.ClaimEnterpriseRequest{RequestId: requestID, Enterprise: details(m.t, uscc, name),
 		KeyId: m.key.id, Csr: m.csr(), CaId: "hufu-ca", ValidityYears: 1, Platforms: []string{"demo"},
-		RoamingRegions: []string{"110000"},
+		RoamingRegions: []string{"110000"}, Join: join,
 		Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: &hufuv1.ScannedLetter{
 			FileName: "letter.png", MediaType: "image/png", Content: pngBytes(m.t)}}}})
 	if err != nil {
@@ -302,6 +307,32 @@ func TestEnterpriseClaimAndJoin(t *testing.T) {
 	}
 	_, err = staff.ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccA})
 	wantCode(t, err, codes.NotFound, "")
+
+	// Join by buying a certificate of one's own (购买证书加入企业): the outsider becomes staff
+	// holding an enterprise certificate on its own key; the administrator stays.
+	_, err = outsider.claimOrJoin(usccA, "福州另一家公司", "buy-join-0", true)
+	wantCode(t, err, codes.InvalidArgument, "enterprise.name")
+	_, err = outsider.claimOrJoin(usccB, "北京竞速建设有限公司", "buy-join-1", true)
+	wantCode(t, err, codes.FailedPrecondition, "")
+	bought, err := outsider.claimOrJoin(usccA, "福州示范科技有限公司", "buy-join-2", true)
+	if err != nil {
+		t.Fatalf("buy to join: %v", err)
+	}
+	if _, err := desk.ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: bought.Id}); err != nil {
+		t.Fatal(err)
+	}
+	paid, err := outsider.pay(bought.Id, "pay-"+bought.Id)
+	if err != nil || paid.Certificate.Subject == "" {
+		t.Fatalf("pay to join: %v %v", paid, err)
+	}
+	joined, err := outsider.ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccA})
+	if err != nil || joined.Role != hufuv1.MemberRole_MEMBER_ROLE_STAFF || joined.Enterprise.CertSerial != serial {
+		t.Fatalf("after buying to join: %v %v", joined, err)
+	}
+	oc, _, _, _ := outsider.download(paid.Certificate.Serial)
+	if oc.Subject.SerialNumber != usccA {
+		t.Fatalf("the bought certificate's subject: %v", oc.Subject)
+	}
 }
 
 // TestEnterpriseClaimRace pays two approved claims of one enterprise at once: exactly one

@@ -27,7 +27,9 @@ const enterpriseUsage = `enterprise search QUERY                      by USCC or
   enterprise claim -uscc U -name N -legal-rep-name N -legal-rep-id ID -legal-rep-phone P
                    -licence FILE -letter FILE [-legal-rep-id-type resident|passport|hk-macao|taiwan]
                    [-licence-until YYYY-MM-DD] [-key K | -pin P] [-years N] [-platforms P,...]
-                   [-regions R,...] [-ca ID]     claim (认领): an enterprise certificate order
+                   [-regions R,...] [-ca ID] [-join]
+                                              claim (认领): an enterprise certificate order; with
+                                              -join, buy one to join a registered enterprise
   enterprise list | show USCC | members USCC | remove USCC USER
   enterprise join -uscc U -admin-name N -admin-phone P | enterprise join -invite PAYLOAD
   enterprise applications [USCC] [-status pending|approved|returned|withdrawn]
@@ -412,6 +414,7 @@ func (c *cli) enterpriseClaim(ctx context.Context, conn *client.Conn, args []str
 	platforms := fs.String("platforms", "", "comma-separated platform ids (default: the current platform)")
 	regions := fs.String("regions", "", "roaming regions (漫游区域): comma-separated 6-digit codes")
 	caID := fs.String("ca", "hufu-ca", "CA id")
+	join := fs.Bool("join", false, "buy a certificate of a registered enterprise to join it as staff (购买证书加入企业)")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -436,7 +439,7 @@ func (c *cli) enterpriseClaim(ctx context.Context, conn *client.Conn, args []str
 		return fmt.Errorf("-letter: %w", err)
 	}
 	media, _, _ := strings.Cut(mime.TypeByExtension(strings.ToLower(filepath.Ext(*letter))), ";")
-	req := &hufuv1.ClaimEnterpriseRequest{RequestId: client.NewKeyID(), Enterprise: d, CaId: *caID, ValidityYears: uint32(*years),
+	req := &hufuv1.ClaimEnterpriseRequest{RequestId: client.NewKeyID(), Enterprise: d, CaId: *caID, ValidityYears: uint32(*years), Join: *join,
 		Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: &hufuv1.ScannedLetter{
 			FileName: filepath.Base(*letter), MediaType: media, Content: scan}}}}
 	if *platforms != "" {

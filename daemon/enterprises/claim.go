@@ -174,7 +174,12 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 	if err != nil {
 		return nil, err
 	}
-	if err := s.claimable(ctx, caller, e.Uscc); err != nil {
+	if req.GetJoin() {
+		err = s.joinableByCertificate(ctx, caller, e)
+	} else {
+		err = s.claimable(ctx, caller, e.Uscc)
+	}
+	if err != nil {
 		return nil, err
 	}
 	key, err := s.deps.Keys.OwnedKey(ctx, caller, req.GetKeyId())
@@ -197,7 +202,7 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 			}
 			e.LicenceAttachment, e.Platforms = id, o.Platforms
 			if err := claims.Put(tx, claimID(e.Uscc, o.Id), &storepb.Claim{OrderId: o.Id, UserId: caller.UserID, Enterprise: e,
-				KeyId: o.KeyId, CreatedUnixNano: tx.Now().UnixNano()}); err != nil {
+				KeyId: o.KeyId, CreatedUnixNano: tx.Now().UnixNano(), Join: req.GetJoin()}); err != nil {
 				return err
 			}
 			if err := fileSealed(tx, claimID(e.Uscc, o.Id)); err != nil {
@@ -210,6 +215,27 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 		s.m.changes.WithLabelValues("claim.submit").Inc()
 	}
 	return o, err
+}
+
+// joinableByCertificate checks a purchase of a certificate to join (购买证书加入企业,
+// §1.6.3.5): the enterprise is registered under this name, and the buyer not yet a member.
+func (s *Service) joinableByCertificate(ctx context.Context, caller authn.Caller, e *storepb.Enterprise) error {
+	cur, err := enterprises.Read(ctx, s.deps.Store, infoID(e.Uscc))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && cur.AdminUserId == "") {
+		return apierr.New(apierr.FailedPrecondition, "the enterprise is not registered: claim it instead")
+	}
+	if err != nil {
+		return err
+	}
+	if cur.NameKey != e.NameKey {
+		return apierr.Invalidf("enterprise.name", "not the registered name of the enterprise with this USCC")
+	}
+	if _, err := members.Read(ctx, s.deps.Store, memberID(e.Uscc, caller.UserID)); err == nil {
+		return apierr.New(apierr.FailedPrecondition, "you already belong to this enterprise")
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 // claimable refuses a claim of an enterprise that already has another administrator, or
@@ -239,11 +265,20 @@ func claimRefusal(cur *storepb.Enterprise, user string) error {
 // ClaimPayable refuses the payment of a claim whose enterprise has meanwhile got another
 // administrator, before anything is charged or issued (certs.Enterprises).
 func (s *Service) ClaimPayable(ctx context.Context, o *storepb.Order) error {
-	cur, err := enterprises.Read(ctx, s.deps.Store, infoID(o.EnterpriseUscc))
+	cl, err := claims.Read(ctx, s.deps.Store, claimID(o.EnterpriseUscc, o.Id))
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		return apierr.New(apierr.FailedPrecondition, "the claim of this order is gone; cancel the order and claim again")
 	}
 	if err != nil {
+		return err
+	}
+	cur, err := enterprises.Read(ctx, s.deps.Store, infoID(o.EnterpriseUscc))
+	switch {
+	case errors.Is(err, store.ErrNotFound) && cl.Join:
+		return apierr.New(apierr.FailedPrecondition, "the enterprise is not registered: claim it instead")
+	case errors.Is(err, store.ErrNotFound) || cl.Join:
+		return nil
+	case err != nil:
 		return err
 	}
 	return claimRefusal(cur, o.UserId)
@@ -258,8 +293,14 @@ func (s *Service) EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c 
 		return err
 	}
 	if o.Kind != int32(hufuv1.OrderKind_ORDER_KIND_ENTERPRISE_CLAIM) {
-		if !exists || e.KeyId != o.KeyId {
-			return apierr.New(apierr.FailedPrecondition, "the certificate's key is no longer the enterprise's key")
+		if !exists {
+			return apierr.New(apierr.FailedPrecondition, "the enterprise is no longer registered")
+		}
+		if e.KeyId != o.KeyId {
+			// A staff member's own enterprise certificate (bought to join): nothing of the
+			// enterprise record changes.
+			return tx.Audit(store.Event{Actor: "user:" + o.UserId, Action: "enterprise.certificate", Subject: key(infoID(e.Uscc)),
+				Outcome: store.OutcomeOK, Details: map[string]string{"serial": c.Serial, "replaces": o.ReplacesSerial, "holder": o.UserId}})
 		}
 		e.CertSerial, e.UpdatedUnixNano = c.Serial, tx.Now().UnixNano()
 		if err := enterprises.Put(tx, infoID(e.Uscc), e); err != nil {
@@ -274,6 +315,9 @@ func (s *Service) EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c 
 	}
 	if err != nil {
 		return err
+	}
+	if cl.Join {
+		return s.joinedByCertificate(tx, o, c, e, exists)
 	}
 	if exists {
 		if err := claimRefusal(e, o.UserId); err != nil {
@@ -322,3 +366,34 @@ func (s *Service) EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c 
 }
 
 var _ certs.Enterprises = (*Service)(nil)
+
+// joinedByCertificate completes the purchase of a certificate to join (§1.6.3.5) inside
+// the payment transaction: the buyer becomes staff and holds the certificate on their key.
+func (s *Service) joinedByCertificate(tx *store.Tx, o *storepb.Order, c *storepb.Certificate, e *storepb.Enterprise, exists bool) error {
+	if !exists || e.AdminUserId == "" {
+		return apierr.New(apierr.FailedPrecondition, "the enterprise is not registered: claim it instead")
+	}
+	if _, err := members.Get(tx, memberID(e.Uscc, o.UserId)); errors.Is(err, store.ErrNotFound) {
+		if err := addMember(tx, &storepb.Member{Uscc: e.Uscc, UserId: o.UserId, Role: roleStaff, Via: "certificate", JoinedUnixNano: tx.Now().UnixNano()}); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if err := claims.Delete(tx, claimID(e.Uscc, o.Id)); err != nil {
+		return err
+	}
+	if err := unfileSealed(tx, claimID(e.Uscc, o.Id)); err != nil {
+		return err
+	}
+	for user, text := range map[string]string{
+		o.UserId:      fmt.Sprintf("您已购买企业 %s 的证书并加入企业，成为办事人员", e.Name),
+		e.AdminUserId: fmt.Sprintf("有人购买企业 %s 的证书 %s 并加入了企业", e.Name, c.Serial),
+	} {
+		if err := notice(tx, user, "购买证书加入企业", text); err != nil {
+			return err
+		}
+	}
+	return tx.Audit(store.Event{Actor: "user:" + o.UserId, Action: "enterprise.join.certificate", Subject: key(infoID(e.Uscc)),
+		Outcome: store.OutcomeOK, Details: map[string]string{"order": o.Id, "key": o.KeyId, "serial": c.Serial, "member": o.UserId}})
+}

@@ -395,9 +395,11 @@ type Claim struct {
 	UserId          string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Enterprise      *Enterprise            `protobuf:"bytes,3,opt,name=enterprise,proto3" json:"enterprise,omitempty"`
 	KeyId           string                 `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	CreatedUnixNano int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"` // Next field: 6
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	CreatedUnixNano int64                  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	// Buying a certificate to join a registered enterprise as staff (§1.6.3.5).
+	Join          bool `protobuf:"varint,6,opt,name=join,proto3" json:"join,omitempty"` // Next field: 7
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Claim) Reset() {
@@ -463,6 +465,13 @@ func (x *Claim) GetCreatedUnixNano() int64 {
 		return x.CreatedUnixNano
 	}
 	return 0
+}
+
+func (x *Claim) GetJoin() bool {
+	if x != nil {
+		return x.Join
+	}
+	return false
 }
 
 // JoinApplication is an application to join (加入企业), at e/<uscc>/join/<id>; indexed by id
@@ -927,7 +936,7 @@ const file_hufu_store_v1_enterprise_proto_rawDesc = "" +
 	"\x03via\x18\x04 \x01(\tR\x03via\x12(\n" +
 	"\x10joined_unix_nano\x18\x05 \x01(\x03R\x0ejoinedUnixNano\x12\x1b\n" +
 	"\tdevice_id\x18\x06 \x01(\tR\bdeviceId\x12*\n" +
-	"\x11device_public_key\x18\a \x01(\fR\x0fdevicePublicKey\"\xb9\x01\n" +
+	"\x11device_public_key\x18\a \x01(\fR\x0fdevicePublicKey\"\xcd\x01\n" +
 	"\x05Claim\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x129\n" +
@@ -935,7 +944,8 @@ const file_hufu_store_v1_enterprise_proto_rawDesc = "" +
 	"enterprise\x18\x03 \x01(\v2\x19.hufu.store.v1.EnterpriseR\n" +
 	"enterprise\x12\x15\n" +
 	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x12*\n" +
-	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\"\x8e\x03\n" +
+	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12\x12\n" +
+	"\x04join\x18\x06 \x01(\bR\x04join\"\x8e\x03\n" +
 	"\x0fJoinApplication\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04uscc\x18\x02 \x01(\tR\x04uscc\x12\x17\n" +

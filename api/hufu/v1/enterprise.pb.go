@@ -917,7 +917,11 @@ type ClaimEnterpriseRequest struct {
 	// Roaming regions (漫游区域) beyond the platforms' own: 6-digit region codes.
 	RoamingRegions []string `protobuf:"bytes,8,rep,name=roaming_regions,json=roamingRegions,proto3" json:"roaming_regions,omitempty"`
 	// The stamped authorisation letter (a scan: PNG, JPEG or PDF).
-	Authorisation *Authorisation `protobuf:"bytes,9,opt,name=authorisation,proto3" json:"authorisation,omitempty"` // Next field: 10
+	Authorisation *Authorisation `protobuf:"bytes,9,opt,name=authorisation,proto3" json:"authorisation,omitempty"`
+	// Join a registered enterprise by buying a certificate of one's own (购买证书加入企业,
+	// §1.6.3.5): paying makes the applicant staff, holding the enterprise certificate on
+	// their own key, instead of administrator.
+	Join          bool `protobuf:"varint,10,opt,name=join,proto3" json:"join,omitempty"` // Next field: 11
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1013,6 +1017,13 @@ func (x *ClaimEnterpriseRequest) GetAuthorisation() *Authorisation {
 		return x.Authorisation
 	}
 	return nil
+}
+
+func (x *ClaimEnterpriseRequest) GetJoin() bool {
+	if x != nil {
+		return x.Join
+	}
+	return false
 }
 
 type ClaimEnterpriseResponse struct {
@@ -3954,7 +3965,7 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x18SearchEnterprisesRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\"L\n" +
 	"\x19SearchEnterprisesResponse\x12/\n" +
-	"\aresults\x18\x01 \x03(\v2\x15.hufu.v1.SearchResultR\aresults\"\xdd\x02\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.hufu.v1.SearchResultR\aresults\"\xf1\x02\n" +
 	"\x16ClaimEnterpriseRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12:\n" +
@@ -3967,7 +3978,9 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x0evalidity_years\x18\x06 \x01(\rR\rvalidityYears\x12\x1c\n" +
 	"\tplatforms\x18\a \x03(\tR\tplatforms\x12'\n" +
 	"\x0froaming_regions\x18\b \x03(\tR\x0eroamingRegions\x12<\n" +
-	"\rauthorisation\x18\t \x01(\v2\x16.hufu.v1.AuthorisationR\rauthorisation\"?\n" +
+	"\rauthorisation\x18\t \x01(\v2\x16.hufu.v1.AuthorisationR\rauthorisation\x12\x12\n" +
+	"\x04join\x18\n" +
+	" \x01(\bR\x04join\"?\n" +
 	"\x17ClaimEnterpriseResponse\x12$\n" +
 	"\x05order\x18\x01 \x01(\v2\x0e.hufu.v1.OrderR\x05order\"*\n" +
 	"\x14GetEnterpriseRequest\x12\x12\n" +

@@ -57,8 +57,7 @@ func DetachedSignedData(signedAttrs []byte, sig cosign.Signature, signer *smx509
 	if err != nil {
 		return nil, err
 	}
-	r, s := new(big.Int).SetBytes(sig.R[:]), new(big.Int).SetBytes(sig.S[:])
-	if !sm2.Verify(pub, e[:], r, s) {
+	if !sm2.VerifyASN1(pub, e[:], sig.ASN1()) {
 		return nil, newError(op, "signature", ErrSignature)
 	}
 
@@ -264,6 +263,10 @@ func parseDetached(op string, der []byte) (*parsedSignedData, error) {
 // signer must also chain to one of them at the signing time, through the certificates the
 // SignedData carries. The signature and chain are then checked a second time by gmsm's
 // pkcs7 (Parse, VerifyAsDigest or VerifyAsDigestWithChain), which must agree.
+//
+// The signing time is the signer's claim (in hufu, the appliance's clock when the
+// attributes were built); a caller that wants the chain valid now as well checks the
+// returned certificate itself.
 func VerifyDetached(cmsDER, contentDigest []byte, roots *smx509.CertPool) (*smx509.Certificate, error) {
 	const op = "verify"
 	if len(contentDigest) != DigestSize {

@@ -61,8 +61,11 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 		opts.CAs = append(opts.CAs, certs.CA{Connector: e, Prices: prices, UpgradePriceFen: int64(c.UpgradePriceFen)})
 	}
 	var err error
+	if d.attachments, err = attachments.New(attachments.Options{}, d.store); err != nil {
+		return err
+	}
 	d.certs, err = certs.New(opts, certs.Deps{
-		Store: d.store, Keys: d.keys, Accounts: d.accounts, Payments: certs.DevPayments{}, Clock: d.opts.Clock, Log: d.opts.Log,
+		Store: d.store, Attachments: d.attachments, Keys: d.keys, Accounts: d.accounts, Payments: certs.DevPayments{}, Clock: d.opts.Clock, Log: d.opts.Log,
 		Registry: d.opts.Registry,
 	})
 	if err != nil {
@@ -76,11 +79,8 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 // buildEnterprises builds the enterprise domain over certificates and keys, the attachment
 // store its applications use, and the seals that enterprises and people own.
 func (d *Daemon) buildEnterprises() error {
-	att, err := attachments.New(attachments.Options{}, d.store)
-	if err != nil {
-		return err
-	}
 	roles := &sealRoles{}
+	var err error
 	d.seals, err = seals.New(seals.Options{}, seals.Deps{Store: d.store, Enterprises: roles, Certificates: d.certs,
 		Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry})
 	if err != nil {
@@ -95,7 +95,7 @@ func (d *Daemon) buildEnterprises() error {
 		AccountName: et.AccountName, Bank: et.Bank, AccountNumber: et.AccountNumber, Validity: et.Validity.Std(),
 		MaxAmountFen: int64(et.MaxAmountFen), VerificationPriceFen: int64(d.cfg.Enterprises.VerificationPriceFen),
 	}}, enterprises.Deps{
-		Store: d.store, Keyring: d.keyring, Accounts: d.accounts, Certs: d.certs, Keys: d.keys, Attachments: att,
+		Store: d.store, Keyring: d.keyring, Accounts: d.accounts, Certs: d.certs, Keys: d.keys, Attachments: d.attachments,
 		Seals: d.seals, Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry,
 	})
 	if err != nil {

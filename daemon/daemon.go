@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hufu-hsm/hufu/daemon/accounts"
+	"github.com/hufu-hsm/hufu/daemon/attachments"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/config"
@@ -60,6 +61,7 @@ type Daemon struct {
 	// enterprises and seals are built with the certificates (certificates.go).
 	enterprises *enterprises.Service
 	seals       *seals.Service
+	attachments *attachments.Service
 	tls         *tlsMaterial
 	server      *grpc.Server
 	health      *health.Server

@@ -40,9 +40,11 @@ const (
 )
 
 // pngBytes is a small real PNG (a business licence or a stamped letter, as photographed).
-func pngBytes(t testing.TB) []byte {
+func pngBytes(t testing.TB) []byte { return pngOfSize(t, 8) }
+
+func pngOfSize(t testing.TB, side int) []byte {
 	t.Helper()
-	img := image.NewNRGBA(image.Rect(0, 0, 8, 8))
+	img := image.NewNRGBA(image.Rect(0, 0, side, side))
 	img.Set(1, 1, color.NRGBA{R: 200, A: 255})
 	var b bytes.Buffer
 	if err := png.Encode(&b, img); err != nil {
@@ -830,7 +832,9 @@ func TestEnterpriseSeals(t *testing.T) {
 }
 
 func TestEnterpriseLetterTemplates(t *testing.T) {
-	a := certAppliance(t, func(c *config.Config) { c.Certificates.CAs[0].RequiredAttachments = []string{"法定代表人身份证复印件"} })
+	a := certAppliance(t, func(c *config.Config) {
+		c.Certificates.CAs[0].RequiredAttachments = []string{"法定代表人身份证复印件"}
+	})
 	m := newMember(t, a, "13800138051", "letter-dev-01")
 	for _, kind := range []string{"enterprise-claim", "corporate-transfer", "personal"} {
 		resp, err := m.ent.GetLetterTemplate(bg, &hufuv1.GetLetterTemplateRequest{CaId: "hufu-ca", Kind: kind})
@@ -842,4 +846,40 @@ func TestEnterpriseLetterTemplates(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "kind")
 	_, err = m.ent.GetLetterTemplate(bg, &hufuv1.GetLetterTemplateRequest{CaId: "no-ca", Kind: "personal"})
 	wantCode(t, err, codes.InvalidArgument, "ca_id")
+
+	// A claim carries exactly the attachments the CA requires; the desk sees them with the
+	// business licence.
+	m.key = createKey(t, m.conn, m.userID, "ent-key-attachments", "654321")
+	req := func(atts ...*hufuv1.NamedAttachment) *hufuv1.ClaimEnterpriseRequest {
+		return &hufuv1.ClaimEnterpriseRequest{RequestId: fmt.Sprintf("claim-att-%d", len(atts)), Enterprise: details(t, usccA, "福州示范科技有限公司"),
+			KeyId: m.key.id, Csr: m.csr(), CaId: "hufu-ca", ValidityYears: 1, Platforms: []string{"demo"}, Authorisation: m.letter(),
+			Attachments: atts}
+	}
+	_, err = m.ent.ClaimEnterprise(bg, req())
+	wantCode(t, err, codes.InvalidArgument, "attachments")
+	_, err = m.ent.ClaimEnterprise(bg, req(&hufuv1.NamedAttachment{Name: "营业执照副本", FileName: "x.png", Content: pngBytes(t)}))
+	wantCode(t, err, codes.InvalidArgument, "attachments[0].name")
+	idCopy := pngOfSize(t, 9)
+	resp, err := m.ent.ClaimEnterprise(bg, req(&hufuv1.NamedAttachment{Name: "法定代表人身份证复印件", FileName: "id.png", Content: idCopy}))
+	if err != nil {
+		t.Fatalf("claim with the required attachment: %v", err)
+	}
+	files, err := a.desk().ListOrderAttachments(bg, &hufuv1.ListOrderAttachmentsRequest{OrderId: resp.Order.Id})
+	if err != nil || len(files.Attachments) != 2 {
+		t.Fatalf("desk attachments: %v %v", files, err)
+	}
+	fields := map[string][]byte{}
+	for _, f := range files.Attachments {
+		if f.MediaType != "image/png" {
+			t.Fatalf("desk attachment: %v", f)
+		}
+		fields[f.Field] = f.Content
+	}
+	if !bytes.Equal(fields["enterprise.licence"], pngBytes(t)) || !bytes.Equal(fields["attachments[法定代表人身份证复印件]"], idCopy) {
+		t.Fatalf("desk attachments by field: %v", files)
+	}
+	_, err = hufuv1.NewReviewServiceClient(m.conn.ClientConn()).ListOrderAttachments(bg, &hufuv1.ListOrderAttachmentsRequest{OrderId: resp.Order.Id})
+	if statusCode(err) == codes.OK {
+		t.Fatal("a user read the review desk")
+	}
 }

@@ -119,14 +119,22 @@ type Options struct {
 	CAs           []CA
 }
 
+// Attachments reads the files linked to an application (daemon/attachments).
+type Attachments interface {
+	List(ctx context.Context, application string) ([]*storepb.AttachmentRef, error)
+	Get(ctx context.Context, id string) (*storepb.AttachmentBlob, error)
+}
+
 // Deps are the collaborators of the service.
 type Deps struct {
-	Store    *store.Store
-	Keys     Keys
-	Accounts Accounts
-	Payments Payments
-	Clock    interface{ Now() time.Time }
-	Log      *slog.Logger
+	Store *store.Store
+	// Attachments, if set, shows applications' files at the review desk.
+	Attachments Attachments
+	Keys        Keys
+	Accounts    Accounts
+	Payments    Payments
+	Clock       interface{ Now() time.Time }
+	Log         *slog.Logger
 	// Registry receives the service's metrics; none are exported if nil.
 	Registry prometheus.Registerer
 }

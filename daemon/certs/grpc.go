@@ -252,6 +252,19 @@ func (r reviewServer) RejectOrder(ctx context.Context, req *hufuv1.RejectOrderRe
 	return &hufuv1.RejectOrderResponse{Order: r.s.OrderPB(o)}, nil
 }
 
+func (r reviewServer) ListOrderAttachments(ctx context.Context, req *hufuv1.ListOrderAttachmentsRequest) (*hufuv1.ListOrderAttachmentsResponse, error) {
+	files, err := r.s.OrderAttachments(ctx, authn.CallerFrom(ctx), req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	out := &hufuv1.ListOrderAttachmentsResponse{}
+	for _, f := range files {
+		out.Attachments = append(out.Attachments, &hufuv1.OrderAttachment{Field: f.Ref.Field, FileName: f.Ref.FileName,
+			MediaType: f.Blob.MediaType, Sha256: f.Blob.Sha256, Content: f.Blob.Content})
+	}
+	return out, nil
+}
+
 func (r reviewServer) GetAuthorisationLetter(ctx context.Context, req *hufuv1.GetAuthorisationLetterRequest) (*hufuv1.GetAuthorisationLetterResponse, error) {
 	a, err := r.s.Letter(ctx, req.GetOrderId())
 	if err != nil {

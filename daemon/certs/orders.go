@@ -556,6 +556,53 @@ func (s *Service) ReorderDraft(ctx context.Context, caller authn.Caller, id stri
 		Platforms: o.Platforms, ReorderedFrom: o.Id}, nil
 }
 
+// OrderAttachment is a file of an application with its content.
+type OrderAttachment struct {
+	Ref  *storepb.AttachmentRef
+	Blob *storepb.AttachmentBlob
+}
+
+// OrderAttachments returns the files linked to an order's application (an enterprise's
+// business licence, the attachments its CA requires) for the review desk; the reading is
+// audited, since the files are personal and business documents.
+func (s *Service) OrderAttachments(ctx context.Context, caller authn.Caller, id string) ([]OrderAttachment, error) {
+	if err := checkOrderID(id); err != nil {
+		return nil, err
+	}
+	var key string
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		var err error
+		key, err = tx.Lookup(indexOrder, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "no order %q", id)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.deps.Attachments == nil {
+		return nil, nil
+	}
+	refs, err := s.deps.Attachments.List(ctx, "order/"+id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]OrderAttachment, 0, len(refs))
+	for _, ref := range refs {
+		b, err := s.deps.Attachments.Get(ctx, ref.Id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, OrderAttachment{Ref: ref, Blob: b})
+	}
+	if err := s.deps.Store.Append(ctx, store.Event{Actor: caller.Actor(), Action: "order.attachments.read", Subject: key,
+		Outcome: store.OutcomeOK, Details: map[string]string{"files": fmt.Sprint(len(out))}}); err != nil {
+		return nil, err // fail closed: no documents without the record of who read them
+	}
+	return out, nil
+}
+
 // Letter returns an order's authorisation letter for the review desk.
 func (s *Service) Letter(ctx context.Context, id string) (*storepb.Attachment, error) {
 	if err := checkOrderID(id); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -182,6 +183,9 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkAttachments(req.GetCaId(), req.GetAttachments()); err != nil {
+		return nil, err
+	}
 	key, err := s.deps.Keys.OwnedKey(ctx, caller, req.GetKeyId())
 	if err != nil {
 		return nil, err
@@ -201,6 +205,11 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 				return err
 			}
 			e.LicenceAttachment, e.Platforms = id, o.Platforms
+			for _, a := range req.GetAttachments() {
+				if _, err := s.deps.Attachments.Store(tx, "order/"+o.Id, "attachments["+a.GetName()+"]", a.GetContent(), a.GetFileName()); err != nil {
+					return err
+				}
+			}
 			if err := claims.Put(tx, claimID(e.Uscc, o.Id), &storepb.Claim{OrderId: o.Id, UserId: caller.UserID, Enterprise: e,
 				KeyId: o.KeyId, CreatedUnixNano: tx.Now().UnixNano(), Join: req.GetJoin()}); err != nil {
 				return err
@@ -215,6 +224,28 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 		s.m.changes.WithLabelValues("claim.submit").Inc()
 	}
 	return o, err
+}
+
+// checkAttachments checks that a claim carries exactly the attachments its CA requires
+// beyond the letter (configuration), each once. Their content is checked when stored.
+func (s *Service) checkAttachments(caID string, got []*hufuv1.NamedAttachment) error {
+	want := s.opts.RequiredAttachments[caID]
+	seen := map[string]bool{}
+	for i, a := range got {
+		switch {
+		case !slices.Contains(want, a.GetName()):
+			return apierr.Invalidf(fmt.Sprintf("attachments[%d].name", i), "the CA requires no attachment of that name (it requires %d: see GetLetterTemplate)", len(want))
+		case seen[a.GetName()]:
+			return apierr.Invalidf(fmt.Sprintf("attachments[%d].name", i), "given twice")
+		}
+		seen[a.GetName()] = true
+	}
+	for _, name := range want {
+		if !seen[name] {
+			return apierr.Invalidf("attachments", "the CA requires the attachment %q", name)
+		}
+	}
+	return nil
 }
 
 // joinableByCertificate checks a purchase of a certificate to join (购买证书加入企业,

@@ -3324,6 +3324,172 @@ func (x *GetAuthorisationLetterResponse) GetSm3() string {
 	return ""
 }
 
+type ListOrderAttachmentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrderAttachmentsRequest) Reset() {
+	*x = ListOrderAttachmentsRequest{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrderAttachmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrderAttachmentsRequest) ProtoMessage() {}
+
+func (x *ListOrderAttachmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrderAttachmentsRequest.ProtoReflect.Descriptor instead.
+func (*ListOrderAttachmentsRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListOrderAttachmentsRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+type OrderAttachment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request field it came in: "enterprise.licence", "attachments[<name>]".
+	Field    string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	FileName string `protobuf:"bytes,2,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	// Detected from the content: image/png, image/jpeg or application/pdf.
+	MediaType     string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	Sha256        string `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Content       []byte `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"` // Next field: 6
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderAttachment) Reset() {
+	*x = OrderAttachment{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderAttachment) ProtoMessage() {}
+
+func (x *OrderAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderAttachment.ProtoReflect.Descriptor instead.
+func (*OrderAttachment) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *OrderAttachment) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *OrderAttachment) GetFileName() string {
+	if x != nil {
+		return x.FileName
+	}
+	return ""
+}
+
+func (x *OrderAttachment) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *OrderAttachment) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *OrderAttachment) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+type ListOrderAttachmentsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attachments   []*OrderAttachment     `protobuf:"bytes,1,rep,name=attachments,proto3" json:"attachments,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrderAttachmentsResponse) Reset() {
+	*x = ListOrderAttachmentsResponse{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrderAttachmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrderAttachmentsResponse) ProtoMessage() {}
+
+func (x *ListOrderAttachmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrderAttachmentsResponse.ProtoReflect.Descriptor instead.
+func (*ListOrderAttachmentsResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ListOrderAttachmentsResponse) GetAttachments() []*OrderAttachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
 var File_hufu_v1_certificate_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_certificate_proto_rawDesc = "" +
@@ -3538,7 +3704,18 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\acontent\x18\x04 \x01(\fR\acontent\x12\x1c\n" +
 	"\tsignature\x18\x05 \x01(\fR\tsignature\x12\x16\n" +
 	"\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x10\n" +
-	"\x03sm3\x18\a \x01(\tR\x03sm3*\xa2\x01\n" +
+	"\x03sm3\x18\a \x01(\tR\x03sm3\"8\n" +
+	"\x1bListOrderAttachmentsRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\"\x95\x01\n" +
+	"\x0fOrderAttachment\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x1b\n" +
+	"\tfile_name\x18\x02 \x01(\tR\bfileName\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\x12\x18\n" +
+	"\acontent\x18\x05 \x01(\fR\acontent\"Z\n" +
+	"\x1cListOrderAttachmentsResponse\x12:\n" +
+	"\vattachments\x18\x01 \x03(\v2\x18.hufu.v1.OrderAttachmentR\vattachments*\xa2\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ORDER_STATUS_IN_REVIEW\x10\x01\x12!\n" +
@@ -3592,12 +3769,13 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x13SetCertificateLabel\x12#.hufu.v1.SetCertificateLabelRequest\x1a$.hufu.v1.SetCertificateLabelResponse\x12W\n" +
 	"\x10CheckCertificate\x12 .hufu.v1.CheckCertificateRequest\x1a!.hufu.v1.CheckCertificateResponse\x12Z\n" +
 	"\x11RevokeCertificate\x12!.hufu.v1.RevokeCertificateRequest\x1a\".hufu.v1.RevokeCertificateResponse\x12K\n" +
-	"\fListMessages\x12\x1c.hufu.v1.ListMessagesRequest\x1a\x1d.hufu.v1.ListMessagesResponse2\xdb\x02\n" +
+	"\fListMessages\x12\x1c.hufu.v1.ListMessagesRequest\x1a\x1d.hufu.v1.ListMessagesResponse2\xc0\x03\n" +
 	"\rReviewService\x12H\n" +
 	"\vListReviews\x12\x1b.hufu.v1.ListReviewsRequest\x1a\x1c.hufu.v1.ListReviewsResponse\x12K\n" +
 	"\fApproveOrder\x12\x1c.hufu.v1.ApproveOrderRequest\x1a\x1d.hufu.v1.ApproveOrderResponse\x12H\n" +
 	"\vRejectOrder\x12\x1b.hufu.v1.RejectOrderRequest\x1a\x1c.hufu.v1.RejectOrderResponse\x12i\n" +
-	"\x16GetAuthorisationLetter\x12&.hufu.v1.GetAuthorisationLetterRequest\x1a'.hufu.v1.GetAuthorisationLetterResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\x16GetAuthorisationLetter\x12&.hufu.v1.GetAuthorisationLetterRequest\x1a'.hufu.v1.GetAuthorisationLetterResponse\x12c\n" +
+	"\x14ListOrderAttachments\x12$.hufu.v1.ListOrderAttachmentsRequest\x1a%.hufu.v1.ListOrderAttachmentsResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_certificate_proto_rawDescOnce sync.Once
@@ -3612,7 +3790,7 @@ func file_hufu_v1_certificate_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_certificate_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hufu_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_hufu_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_hufu_v1_certificate_proto_goTypes = []any{
 	(OrderStatus)(0),                           // 0: hufu.v1.OrderStatus
 	(OrderKind)(0),                             // 1: hufu.v1.OrderKind
@@ -3668,24 +3846,27 @@ var file_hufu_v1_certificate_proto_goTypes = []any{
 	(*RejectOrderResponse)(nil),                // 51: hufu.v1.RejectOrderResponse
 	(*GetAuthorisationLetterRequest)(nil),      // 52: hufu.v1.GetAuthorisationLetterRequest
 	(*GetAuthorisationLetterResponse)(nil),     // 53: hufu.v1.GetAuthorisationLetterResponse
-	(*timestamppb.Timestamp)(nil),              // 54: google.protobuf.Timestamp
+	(*ListOrderAttachmentsRequest)(nil),        // 54: hufu.v1.ListOrderAttachmentsRequest
+	(*OrderAttachment)(nil),                    // 55: hufu.v1.OrderAttachment
+	(*ListOrderAttachmentsResponse)(nil),       // 56: hufu.v1.ListOrderAttachmentsResponse
+	(*timestamppb.Timestamp)(nil),              // 57: google.protobuf.Timestamp
 }
 var file_hufu_v1_certificate_proto_depIdxs = []int32{
 	7,  // 0: hufu.v1.CertificateAuthority.prices:type_name -> hufu.v1.Price
 	9,  // 1: hufu.v1.Authorisation.scan:type_name -> hufu.v1.ScannedLetter
 	10, // 2: hufu.v1.Authorisation.online:type_name -> hufu.v1.SignedLetter
-	54, // 3: hufu.v1.ReviewStep.time:type_name -> google.protobuf.Timestamp
+	57, // 3: hufu.v1.ReviewStep.time:type_name -> google.protobuf.Timestamp
 	1,  // 4: hufu.v1.Order.kind:type_name -> hufu.v1.OrderKind
 	0,  // 5: hufu.v1.Order.status:type_name -> hufu.v1.OrderStatus
 	11, // 6: hufu.v1.Order.steps:type_name -> hufu.v1.ReviewStep
-	54, // 7: hufu.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	54, // 8: hufu.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	54, // 9: hufu.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
-	54, // 10: hufu.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	57, // 7: hufu.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	57, // 8: hufu.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	57, // 9: hufu.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	57, // 10: hufu.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	2,  // 11: hufu.v1.Certificate.status:type_name -> hufu.v1.CertificateStatus
-	54, // 12: hufu.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
+	57, // 12: hufu.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
 	4,  // 13: hufu.v1.Message.kind:type_name -> hufu.v1.MessageKind
-	54, // 14: hufu.v1.Message.time:type_name -> google.protobuf.Timestamp
+	57, // 14: hufu.v1.Message.time:type_name -> google.protobuf.Timestamp
 	6,  // 15: hufu.v1.ListCertificateAuthoritiesResponse.authorities:type_name -> hufu.v1.CertificateAuthority
 	8,  // 16: hufu.v1.ApplyCertificateRequest.authorisation:type_name -> hufu.v1.Authorisation
 	12, // 17: hufu.v1.ApplyCertificateResponse.order:type_name -> hufu.v1.Order
@@ -3710,49 +3891,52 @@ var file_hufu_v1_certificate_proto_depIdxs = []int32{
 	12, // 36: hufu.v1.ListReviewsResponse.orders:type_name -> hufu.v1.Order
 	12, // 37: hufu.v1.ApproveOrderResponse.order:type_name -> hufu.v1.Order
 	12, // 38: hufu.v1.RejectOrderResponse.order:type_name -> hufu.v1.Order
-	15, // 39: hufu.v1.CertificateService.ListCertificateAuthorities:input_type -> hufu.v1.ListCertificateAuthoritiesRequest
-	17, // 40: hufu.v1.CertificateService.ApplyCertificate:input_type -> hufu.v1.ApplyCertificateRequest
-	19, // 41: hufu.v1.CertificateService.ListOrders:input_type -> hufu.v1.ListOrdersRequest
-	21, // 42: hufu.v1.CertificateService.GetOrder:input_type -> hufu.v1.GetOrderRequest
-	23, // 43: hufu.v1.CertificateService.PayOrder:input_type -> hufu.v1.PayOrderRequest
-	25, // 44: hufu.v1.CertificateService.CancelOrder:input_type -> hufu.v1.CancelOrderRequest
-	27, // 45: hufu.v1.CertificateService.ReorderDraft:input_type -> hufu.v1.ReorderDraftRequest
-	29, // 46: hufu.v1.CertificateService.ListCertificates:input_type -> hufu.v1.ListCertificatesRequest
-	31, // 47: hufu.v1.CertificateService.DownloadCertificate:input_type -> hufu.v1.DownloadCertificateRequest
-	33, // 48: hufu.v1.CertificateService.RenewCertificate:input_type -> hufu.v1.RenewCertificateRequest
-	35, // 49: hufu.v1.CertificateService.UpgradeCertificate:input_type -> hufu.v1.UpgradeCertificateRequest
-	37, // 50: hufu.v1.CertificateService.SetCertificateLabel:input_type -> hufu.v1.SetCertificateLabelRequest
-	39, // 51: hufu.v1.CertificateService.CheckCertificate:input_type -> hufu.v1.CheckCertificateRequest
-	42, // 52: hufu.v1.CertificateService.RevokeCertificate:input_type -> hufu.v1.RevokeCertificateRequest
-	44, // 53: hufu.v1.CertificateService.ListMessages:input_type -> hufu.v1.ListMessagesRequest
-	46, // 54: hufu.v1.ReviewService.ListReviews:input_type -> hufu.v1.ListReviewsRequest
-	48, // 55: hufu.v1.ReviewService.ApproveOrder:input_type -> hufu.v1.ApproveOrderRequest
-	50, // 56: hufu.v1.ReviewService.RejectOrder:input_type -> hufu.v1.RejectOrderRequest
-	52, // 57: hufu.v1.ReviewService.GetAuthorisationLetter:input_type -> hufu.v1.GetAuthorisationLetterRequest
-	16, // 58: hufu.v1.CertificateService.ListCertificateAuthorities:output_type -> hufu.v1.ListCertificateAuthoritiesResponse
-	18, // 59: hufu.v1.CertificateService.ApplyCertificate:output_type -> hufu.v1.ApplyCertificateResponse
-	20, // 60: hufu.v1.CertificateService.ListOrders:output_type -> hufu.v1.ListOrdersResponse
-	22, // 61: hufu.v1.CertificateService.GetOrder:output_type -> hufu.v1.GetOrderResponse
-	24, // 62: hufu.v1.CertificateService.PayOrder:output_type -> hufu.v1.PayOrderResponse
-	26, // 63: hufu.v1.CertificateService.CancelOrder:output_type -> hufu.v1.CancelOrderResponse
-	28, // 64: hufu.v1.CertificateService.ReorderDraft:output_type -> hufu.v1.ReorderDraftResponse
-	30, // 65: hufu.v1.CertificateService.ListCertificates:output_type -> hufu.v1.ListCertificatesResponse
-	32, // 66: hufu.v1.CertificateService.DownloadCertificate:output_type -> hufu.v1.DownloadCertificateResponse
-	34, // 67: hufu.v1.CertificateService.RenewCertificate:output_type -> hufu.v1.RenewCertificateResponse
-	36, // 68: hufu.v1.CertificateService.UpgradeCertificate:output_type -> hufu.v1.UpgradeCertificateResponse
-	38, // 69: hufu.v1.CertificateService.SetCertificateLabel:output_type -> hufu.v1.SetCertificateLabelResponse
-	41, // 70: hufu.v1.CertificateService.CheckCertificate:output_type -> hufu.v1.CheckCertificateResponse
-	43, // 71: hufu.v1.CertificateService.RevokeCertificate:output_type -> hufu.v1.RevokeCertificateResponse
-	45, // 72: hufu.v1.CertificateService.ListMessages:output_type -> hufu.v1.ListMessagesResponse
-	47, // 73: hufu.v1.ReviewService.ListReviews:output_type -> hufu.v1.ListReviewsResponse
-	49, // 74: hufu.v1.ReviewService.ApproveOrder:output_type -> hufu.v1.ApproveOrderResponse
-	51, // 75: hufu.v1.ReviewService.RejectOrder:output_type -> hufu.v1.RejectOrderResponse
-	53, // 76: hufu.v1.ReviewService.GetAuthorisationLetter:output_type -> hufu.v1.GetAuthorisationLetterResponse
-	58, // [58:77] is the sub-list for method output_type
-	39, // [39:58] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	55, // 39: hufu.v1.ListOrderAttachmentsResponse.attachments:type_name -> hufu.v1.OrderAttachment
+	15, // 40: hufu.v1.CertificateService.ListCertificateAuthorities:input_type -> hufu.v1.ListCertificateAuthoritiesRequest
+	17, // 41: hufu.v1.CertificateService.ApplyCertificate:input_type -> hufu.v1.ApplyCertificateRequest
+	19, // 42: hufu.v1.CertificateService.ListOrders:input_type -> hufu.v1.ListOrdersRequest
+	21, // 43: hufu.v1.CertificateService.GetOrder:input_type -> hufu.v1.GetOrderRequest
+	23, // 44: hufu.v1.CertificateService.PayOrder:input_type -> hufu.v1.PayOrderRequest
+	25, // 45: hufu.v1.CertificateService.CancelOrder:input_type -> hufu.v1.CancelOrderRequest
+	27, // 46: hufu.v1.CertificateService.ReorderDraft:input_type -> hufu.v1.ReorderDraftRequest
+	29, // 47: hufu.v1.CertificateService.ListCertificates:input_type -> hufu.v1.ListCertificatesRequest
+	31, // 48: hufu.v1.CertificateService.DownloadCertificate:input_type -> hufu.v1.DownloadCertificateRequest
+	33, // 49: hufu.v1.CertificateService.RenewCertificate:input_type -> hufu.v1.RenewCertificateRequest
+	35, // 50: hufu.v1.CertificateService.UpgradeCertificate:input_type -> hufu.v1.UpgradeCertificateRequest
+	37, // 51: hufu.v1.CertificateService.SetCertificateLabel:input_type -> hufu.v1.SetCertificateLabelRequest
+	39, // 52: hufu.v1.CertificateService.CheckCertificate:input_type -> hufu.v1.CheckCertificateRequest
+	42, // 53: hufu.v1.CertificateService.RevokeCertificate:input_type -> hufu.v1.RevokeCertificateRequest
+	44, // 54: hufu.v1.CertificateService.ListMessages:input_type -> hufu.v1.ListMessagesRequest
+	46, // 55: hufu.v1.ReviewService.ListReviews:input_type -> hufu.v1.ListReviewsRequest
+	48, // 56: hufu.v1.ReviewService.ApproveOrder:input_type -> hufu.v1.ApproveOrderRequest
+	50, // 57: hufu.v1.ReviewService.RejectOrder:input_type -> hufu.v1.RejectOrderRequest
+	52, // 58: hufu.v1.ReviewService.GetAuthorisationLetter:input_type -> hufu.v1.GetAuthorisationLetterRequest
+	54, // 59: hufu.v1.ReviewService.ListOrderAttachments:input_type -> hufu.v1.ListOrderAttachmentsRequest
+	16, // 60: hufu.v1.CertificateService.ListCertificateAuthorities:output_type -> hufu.v1.ListCertificateAuthoritiesResponse
+	18, // 61: hufu.v1.CertificateService.ApplyCertificate:output_type -> hufu.v1.ApplyCertificateResponse
+	20, // 62: hufu.v1.CertificateService.ListOrders:output_type -> hufu.v1.ListOrdersResponse
+	22, // 63: hufu.v1.CertificateService.GetOrder:output_type -> hufu.v1.GetOrderResponse
+	24, // 64: hufu.v1.CertificateService.PayOrder:output_type -> hufu.v1.PayOrderResponse
+	26, // 65: hufu.v1.CertificateService.CancelOrder:output_type -> hufu.v1.CancelOrderResponse
+	28, // 66: hufu.v1.CertificateService.ReorderDraft:output_type -> hufu.v1.ReorderDraftResponse
+	30, // 67: hufu.v1.CertificateService.ListCertificates:output_type -> hufu.v1.ListCertificatesResponse
+	32, // 68: hufu.v1.CertificateService.DownloadCertificate:output_type -> hufu.v1.DownloadCertificateResponse
+	34, // 69: hufu.v1.CertificateService.RenewCertificate:output_type -> hufu.v1.RenewCertificateResponse
+	36, // 70: hufu.v1.CertificateService.UpgradeCertificate:output_type -> hufu.v1.UpgradeCertificateResponse
+	38, // 71: hufu.v1.CertificateService.SetCertificateLabel:output_type -> hufu.v1.SetCertificateLabelResponse
+	41, // 72: hufu.v1.CertificateService.CheckCertificate:output_type -> hufu.v1.CheckCertificateResponse
+	43, // 73: hufu.v1.CertificateService.RevokeCertificate:output_type -> hufu.v1.RevokeCertificateResponse
+	45, // 74: hufu.v1.CertificateService.ListMessages:output_type -> hufu.v1.ListMessagesResponse
+	47, // 75: hufu.v1.ReviewService.ListReviews:output_type -> hufu.v1.ListReviewsResponse
+	49, // 76: hufu.v1.ReviewService.ApproveOrder:output_type -> hufu.v1.ApproveOrderResponse
+	51, // 77: hufu.v1.ReviewService.RejectOrder:output_type -> hufu.v1.RejectOrderResponse
+	53, // 78: hufu.v1.ReviewService.GetAuthorisationLetter:output_type -> hufu.v1.GetAuthorisationLetterResponse
+	56, // 79: hufu.v1.ReviewService.ListOrderAttachments:output_type -> hufu.v1.ListOrderAttachmentsResponse
+	60, // [60:80] is the sub-list for method output_type
+	40, // [40:60] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_certificate_proto_init() }
@@ -3770,7 +3954,7 @@ func file_hufu_v1_certificate_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_certificate_proto_rawDesc), len(file_hufu_v1_certificate_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   48,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -719,6 +719,7 @@ const (
 	ReviewService_ApproveOrder_FullMethodName           = "/hufu.v1.ReviewService/ApproveOrder"
 	ReviewService_RejectOrder_FullMethodName            = "/hufu.v1.ReviewService/RejectOrder"
 	ReviewService_GetAuthorisationLetter_FullMethodName = "/hufu.v1.ReviewService/GetAuthorisationLetter"
+	ReviewService_ListOrderAttachments_FullMethodName   = "/hufu.v1.ReviewService/ListOrderAttachments"
 )
 
 // ReviewServiceClient is the client API for ReviewService service.
@@ -734,6 +735,9 @@ type ReviewServiceClient interface {
 	// GetAuthorisationLetter returns an application's authorisation letter as submitted: the
 	// scan, or the letter signed online with its signature (verified at submission).
 	GetAuthorisationLetter(ctx context.Context, in *GetAuthorisationLetterRequest, opts ...grpc.CallOption) (*GetAuthorisationLetterResponse, error)
+	// ListOrderAttachments returns the other files of an application (an enterprise's
+	// business licence, the attachments its CA requires), with their content.
+	ListOrderAttachments(ctx context.Context, in *ListOrderAttachmentsRequest, opts ...grpc.CallOption) (*ListOrderAttachmentsResponse, error)
 }
 
 type reviewServiceClient struct {
@@ -784,6 +788,16 @@ func (c *reviewServiceClient) GetAuthorisationLetter(ctx context.Context, in *Ge
 	return out, nil
 }
 
+func (c *reviewServiceClient) ListOrderAttachments(ctx context.Context, in *ListOrderAttachmentsRequest, opts ...grpc.CallOption) (*ListOrderAttachmentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOrderAttachmentsResponse)
+	err := c.cc.Invoke(ctx, ReviewService_ListOrderAttachments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReviewServiceServer is the server API for ReviewService service.
 // All implementations must embed UnimplementedReviewServiceServer
 // for forward compatibility.
@@ -797,6 +811,9 @@ type ReviewServiceServer interface {
 	// GetAuthorisationLetter returns an application's authorisation letter as submitted: the
 	// scan, or the letter signed online with its signature (verified at submission).
 	GetAuthorisationLetter(context.Context, *GetAuthorisationLetterRequest) (*GetAuthorisationLetterResponse, error)
+	// ListOrderAttachments returns the other files of an application (an enterprise's
+	// business licence, the attachments its CA requires), with their content.
+	ListOrderAttachments(context.Context, *ListOrderAttachmentsRequest) (*ListOrderAttachmentsResponse, error)
 	mustEmbedUnimplementedReviewServiceServer()
 }
 
@@ -818,6 +835,9 @@ func (UnimplementedReviewServiceServer) RejectOrder(context.Context, *RejectOrde
 }
 func (UnimplementedReviewServiceServer) GetAuthorisationLetter(context.Context, *GetAuthorisationLetterRequest) (*GetAuthorisationLetterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAuthorisationLetter not implemented")
+}
+func (UnimplementedReviewServiceServer) ListOrderAttachments(context.Context, *ListOrderAttachmentsRequest) (*ListOrderAttachmentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOrderAttachments not implemented")
 }
 func (UnimplementedReviewServiceServer) mustEmbedUnimplementedReviewServiceServer() {}
 func (UnimplementedReviewServiceServer) testEmbeddedByValue()                       {}
@@ -912,6 +932,24 @@ func _ReviewService_GetAuthorisationLetter_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReviewService_ListOrderAttachments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOrderAttachmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReviewServiceServer).ListOrderAttachments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReviewService_ListOrderAttachments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReviewServiceServer).ListOrderAttachments(ctx, req.(*ListOrderAttachmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReviewService_ServiceDesc is the grpc.ServiceDesc for ReviewService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -934,6 +972,10 @@ var ReviewService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAuthorisationLetter",
 			Handler:    _ReviewService_GetAuthorisationLetter_Handler,
+		},
+		{
+			MethodName: "ListOrderAttachments",
+			Handler:    _ReviewService_ListOrderAttachments_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -921,7 +921,10 @@ type ClaimEnterpriseRequest struct {
 	// Join a registered enterprise by buying a certificate of one's own (购买证书加入企业,
 	// §1.6.3.5): paying makes the applicant staff, holding the enterprise certificate on
 	// their own key, instead of administrator.
-	Join          bool `protobuf:"varint,10,opt,name=join,proto3" json:"join,omitempty"` // Next field: 11
+	Join bool `protobuf:"varint,10,opt,name=join,proto3" json:"join,omitempty"`
+	// The attachments the CA requires beyond the letter (GetLetterTemplate lists their
+	// names): each PNG, JPEG or PDF, at most 5 MiB.
+	Attachments   []*NamedAttachment `protobuf:"bytes,11,rep,name=attachments,proto3" json:"attachments,omitempty"` // Next field: 12
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1026,6 +1029,75 @@ func (x *ClaimEnterpriseRequest) GetJoin() bool {
 	return false
 }
 
+func (x *ClaimEnterpriseRequest) GetAttachments() []*NamedAttachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+// NamedAttachment is an uploaded file the CA requires, under the name the CA gives it.
+type NamedAttachment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of GetLetterTemplateResponse.required_attachments.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	FileName      string `protobuf:"bytes,2,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	Content       []byte `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"` // Next field: 4
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NamedAttachment) Reset() {
+	*x = NamedAttachment{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NamedAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NamedAttachment) ProtoMessage() {}
+
+func (x *NamedAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NamedAttachment.ProtoReflect.Descriptor instead.
+func (*NamedAttachment) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NamedAttachment) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NamedAttachment) GetFileName() string {
+	if x != nil {
+		return x.FileName
+	}
+	return ""
+}
+
+func (x *NamedAttachment) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
 type ClaimEnterpriseResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Order         *Order                 `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"` // Next field: 2
@@ -1035,7 +1107,7 @@ type ClaimEnterpriseResponse struct {
 
 func (x *ClaimEnterpriseResponse) Reset() {
 	*x = ClaimEnterpriseResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[7]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1119,7 @@ func (x *ClaimEnterpriseResponse) String() string {
 func (*ClaimEnterpriseResponse) ProtoMessage() {}
 
 func (x *ClaimEnterpriseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[7]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1132,7 @@ func (x *ClaimEnterpriseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimEnterpriseResponse.ProtoReflect.Descriptor instead.
 func (*ClaimEnterpriseResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{7}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ClaimEnterpriseResponse) GetOrder() *Order {
@@ -1079,7 +1151,7 @@ type GetEnterpriseRequest struct {
 
 func (x *GetEnterpriseRequest) Reset() {
 	*x = GetEnterpriseRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[8]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1163,7 @@ func (x *GetEnterpriseRequest) String() string {
 func (*GetEnterpriseRequest) ProtoMessage() {}
 
 func (x *GetEnterpriseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[8]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1176,7 @@ func (x *GetEnterpriseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnterpriseRequest.ProtoReflect.Descriptor instead.
 func (*GetEnterpriseRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{8}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetEnterpriseRequest) GetUscc() string {
@@ -1124,7 +1196,7 @@ type GetEnterpriseResponse struct {
 
 func (x *GetEnterpriseResponse) Reset() {
 	*x = GetEnterpriseResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[9]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1208,7 @@ func (x *GetEnterpriseResponse) String() string {
 func (*GetEnterpriseResponse) ProtoMessage() {}
 
 func (x *GetEnterpriseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[9]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1221,7 @@ func (x *GetEnterpriseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEnterpriseResponse.ProtoReflect.Descriptor instead.
 func (*GetEnterpriseResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{9}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetEnterpriseResponse) GetEnterprise() *Enterprise {
@@ -1174,7 +1246,7 @@ type ListMyEnterprisesRequest struct {
 
 func (x *ListMyEnterprisesRequest) Reset() {
 	*x = ListMyEnterprisesRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[10]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1258,7 @@ func (x *ListMyEnterprisesRequest) String() string {
 func (*ListMyEnterprisesRequest) ProtoMessage() {}
 
 func (x *ListMyEnterprisesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[10]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1271,7 @@ func (x *ListMyEnterprisesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyEnterprisesRequest.ProtoReflect.Descriptor instead.
 func (*ListMyEnterprisesRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{10}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{11}
 }
 
 type MyEnterprise struct {
@@ -1212,7 +1284,7 @@ type MyEnterprise struct {
 
 func (x *MyEnterprise) Reset() {
 	*x = MyEnterprise{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[11]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1296,7 @@ func (x *MyEnterprise) String() string {
 func (*MyEnterprise) ProtoMessage() {}
 
 func (x *MyEnterprise) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[11]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1309,7 @@ func (x *MyEnterprise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MyEnterprise.ProtoReflect.Descriptor instead.
 func (*MyEnterprise) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{11}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MyEnterprise) GetEnterprise() *Enterprise {
@@ -1263,7 +1335,7 @@ type ListMyEnterprisesResponse struct {
 
 func (x *ListMyEnterprisesResponse) Reset() {
 	*x = ListMyEnterprisesResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[12]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1347,7 @@ func (x *ListMyEnterprisesResponse) String() string {
 func (*ListMyEnterprisesResponse) ProtoMessage() {}
 
 func (x *ListMyEnterprisesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[12]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1360,7 @@ func (x *ListMyEnterprisesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyEnterprisesResponse.ProtoReflect.Descriptor instead.
 func (*ListMyEnterprisesResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{12}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListMyEnterprisesResponse) GetEnterprises() []*MyEnterprise {
@@ -1307,7 +1379,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[13]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1391,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[13]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1404,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{13}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListMembersRequest) GetUscc() string {
@@ -1351,7 +1423,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[14]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1435,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[14]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1448,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{14}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -1396,7 +1468,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[15]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1480,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[15]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1493,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{15}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveMemberRequest) GetUscc() string {
@@ -1446,7 +1518,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[16]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1530,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[16]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1543,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{16}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{17}
 }
 
 type JoinApplication struct {
@@ -1494,7 +1566,7 @@ type JoinApplication struct {
 
 func (x *JoinApplication) Reset() {
 	*x = JoinApplication{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[17]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1578,7 @@ func (x *JoinApplication) String() string {
 func (*JoinApplication) ProtoMessage() {}
 
 func (x *JoinApplication) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[17]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1591,7 @@ func (x *JoinApplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinApplication.ProtoReflect.Descriptor instead.
 func (*JoinApplication) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{17}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinApplication) GetId() string {
@@ -1614,7 +1686,7 @@ type ApplyToJoinRequest struct {
 
 func (x *ApplyToJoinRequest) Reset() {
 	*x = ApplyToJoinRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[18]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1698,7 @@ func (x *ApplyToJoinRequest) String() string {
 func (*ApplyToJoinRequest) ProtoMessage() {}
 
 func (x *ApplyToJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[18]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1711,7 @@ func (x *ApplyToJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyToJoinRequest.ProtoReflect.Descriptor instead.
 func (*ApplyToJoinRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{18}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApplyToJoinRequest) GetRequestId() string {
@@ -1686,7 +1758,7 @@ type ApplyToJoinResponse struct {
 
 func (x *ApplyToJoinResponse) Reset() {
 	*x = ApplyToJoinResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[19]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1770,7 @@ func (x *ApplyToJoinResponse) String() string {
 func (*ApplyToJoinResponse) ProtoMessage() {}
 
 func (x *ApplyToJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[19]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1783,7 @@ func (x *ApplyToJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyToJoinResponse.ProtoReflect.Descriptor instead.
 func (*ApplyToJoinResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{19}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyToJoinResponse) GetApplication() *JoinApplication {
@@ -1730,7 +1802,7 @@ type WithdrawJoinRequest struct {
 
 func (x *WithdrawJoinRequest) Reset() {
 	*x = WithdrawJoinRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[20]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1814,7 @@ func (x *WithdrawJoinRequest) String() string {
 func (*WithdrawJoinRequest) ProtoMessage() {}
 
 func (x *WithdrawJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[20]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1827,7 @@ func (x *WithdrawJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawJoinRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawJoinRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{20}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WithdrawJoinRequest) GetApplicationId() string {
@@ -1774,7 +1846,7 @@ type WithdrawJoinResponse struct {
 
 func (x *WithdrawJoinResponse) Reset() {
 	*x = WithdrawJoinResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[21]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1858,7 @@ func (x *WithdrawJoinResponse) String() string {
 func (*WithdrawJoinResponse) ProtoMessage() {}
 
 func (x *WithdrawJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[21]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1871,7 @@ func (x *WithdrawJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawJoinResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawJoinResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{21}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WithdrawJoinResponse) GetApplication() *JoinApplication {
@@ -1820,7 +1892,7 @@ type ListJoinApplicationsRequest struct {
 
 func (x *ListJoinApplicationsRequest) Reset() {
 	*x = ListJoinApplicationsRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[22]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1904,7 @@ func (x *ListJoinApplicationsRequest) String() string {
 func (*ListJoinApplicationsRequest) ProtoMessage() {}
 
 func (x *ListJoinApplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[22]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1917,7 @@ func (x *ListJoinApplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinApplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinApplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{22}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListJoinApplicationsRequest) GetUscc() string {
@@ -1871,7 +1943,7 @@ type ListJoinApplicationsResponse struct {
 
 func (x *ListJoinApplicationsResponse) Reset() {
 	*x = ListJoinApplicationsResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[23]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +1955,7 @@ func (x *ListJoinApplicationsResponse) String() string {
 func (*ListJoinApplicationsResponse) ProtoMessage() {}
 
 func (x *ListJoinApplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[23]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +1968,7 @@ func (x *ListJoinApplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinApplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinApplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{23}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListJoinApplicationsResponse) GetApplications() []*JoinApplication {
@@ -1915,7 +1987,7 @@ type ApproveJoinRequest struct {
 
 func (x *ApproveJoinRequest) Reset() {
 	*x = ApproveJoinRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[24]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +1999,7 @@ func (x *ApproveJoinRequest) String() string {
 func (*ApproveJoinRequest) ProtoMessage() {}
 
 func (x *ApproveJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[24]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2012,7 @@ func (x *ApproveJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveJoinRequest.ProtoReflect.Descriptor instead.
 func (*ApproveJoinRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{24}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ApproveJoinRequest) GetApplicationId() string {
@@ -1959,7 +2031,7 @@ type ApproveJoinResponse struct {
 
 func (x *ApproveJoinResponse) Reset() {
 	*x = ApproveJoinResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[25]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2043,7 @@ func (x *ApproveJoinResponse) String() string {
 func (*ApproveJoinResponse) ProtoMessage() {}
 
 func (x *ApproveJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[25]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2056,7 @@ func (x *ApproveJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveJoinResponse.ProtoReflect.Descriptor instead.
 func (*ApproveJoinResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{25}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ApproveJoinResponse) GetApplication() *JoinApplication {
@@ -2004,7 +2076,7 @@ type ReturnJoinRequest struct {
 
 func (x *ReturnJoinRequest) Reset() {
 	*x = ReturnJoinRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[26]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2088,7 @@ func (x *ReturnJoinRequest) String() string {
 func (*ReturnJoinRequest) ProtoMessage() {}
 
 func (x *ReturnJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[26]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2101,7 @@ func (x *ReturnJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnJoinRequest.ProtoReflect.Descriptor instead.
 func (*ReturnJoinRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{26}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReturnJoinRequest) GetApplicationId() string {
@@ -2055,7 +2127,7 @@ type ReturnJoinResponse struct {
 
 func (x *ReturnJoinResponse) Reset() {
 	*x = ReturnJoinResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[27]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2139,7 @@ func (x *ReturnJoinResponse) String() string {
 func (*ReturnJoinResponse) ProtoMessage() {}
 
 func (x *ReturnJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[27]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2152,7 @@ func (x *ReturnJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnJoinResponse.ProtoReflect.Descriptor instead.
 func (*ReturnJoinResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{27}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReturnJoinResponse) GetApplication() *JoinApplication {
@@ -2101,7 +2173,7 @@ type CreateInviteRequest struct {
 
 func (x *CreateInviteRequest) Reset() {
 	*x = CreateInviteRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[28]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2185,7 @@ func (x *CreateInviteRequest) String() string {
 func (*CreateInviteRequest) ProtoMessage() {}
 
 func (x *CreateInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[28]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2198,7 @@ func (x *CreateInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInviteRequest.ProtoReflect.Descriptor instead.
 func (*CreateInviteRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{28}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateInviteRequest) GetUscc() string {
@@ -2156,7 +2228,7 @@ type CreateInviteResponse struct {
 
 func (x *CreateInviteResponse) Reset() {
 	*x = CreateInviteResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[29]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2240,7 @@ func (x *CreateInviteResponse) String() string {
 func (*CreateInviteResponse) ProtoMessage() {}
 
 func (x *CreateInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[29]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2253,7 @@ func (x *CreateInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInviteResponse.ProtoReflect.Descriptor instead.
 func (*CreateInviteResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{29}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateInviteResponse) GetInviteId() string {
@@ -2215,7 +2287,7 @@ type RevokeInviteRequest struct {
 
 func (x *RevokeInviteRequest) Reset() {
 	*x = RevokeInviteRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[30]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2299,7 @@ func (x *RevokeInviteRequest) String() string {
 func (*RevokeInviteRequest) ProtoMessage() {}
 
 func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[30]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2312,7 @@ func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInviteRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{30}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeInviteRequest) GetUscc() string {
@@ -2265,7 +2337,7 @@ type RevokeInviteResponse struct {
 
 func (x *RevokeInviteResponse) Reset() {
 	*x = RevokeInviteResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[31]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2349,7 @@ func (x *RevokeInviteResponse) String() string {
 func (*RevokeInviteResponse) ProtoMessage() {}
 
 func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[31]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2362,7 @@ func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteResponse.ProtoReflect.Descriptor instead.
 func (*RevokeInviteResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{31}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{32}
 }
 
 type RegisterDeviceRequest struct {
@@ -2304,7 +2376,7 @@ type RegisterDeviceRequest struct {
 
 func (x *RegisterDeviceRequest) Reset() {
 	*x = RegisterDeviceRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[32]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2316,7 +2388,7 @@ func (x *RegisterDeviceRequest) String() string {
 func (*RegisterDeviceRequest) ProtoMessage() {}
 
 func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[32]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2329,7 +2401,7 @@ func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{32}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RegisterDeviceRequest) GetUscc() string {
@@ -2355,7 +2427,7 @@ type RegisterDeviceResponse struct {
 
 func (x *RegisterDeviceResponse) Reset() {
 	*x = RegisterDeviceResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[33]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +2439,7 @@ func (x *RegisterDeviceResponse) String() string {
 func (*RegisterDeviceResponse) ProtoMessage() {}
 
 func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[33]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +2452,7 @@ func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{33}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RegisterDeviceResponse) GetMember() *Member {
@@ -2408,7 +2480,7 @@ type GrantDelegationRequest struct {
 
 func (x *GrantDelegationRequest) Reset() {
 	*x = GrantDelegationRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[34]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2492,7 @@ func (x *GrantDelegationRequest) String() string {
 func (*GrantDelegationRequest) ProtoMessage() {}
 
 func (x *GrantDelegationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[34]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2505,7 @@ func (x *GrantDelegationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantDelegationRequest.ProtoReflect.Descriptor instead.
 func (*GrantDelegationRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{34}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GrantDelegationRequest) GetUscc() string {
@@ -2487,7 +2559,7 @@ type GrantDelegationResponse struct {
 
 func (x *GrantDelegationResponse) Reset() {
 	*x = GrantDelegationResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[35]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2571,7 @@ func (x *GrantDelegationResponse) String() string {
 func (*GrantDelegationResponse) ProtoMessage() {}
 
 func (x *GrantDelegationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[35]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2584,7 @@ func (x *GrantDelegationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantDelegationResponse.ProtoReflect.Descriptor instead.
 func (*GrantDelegationResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{35}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GrantDelegationResponse) GetRecord() *AuthorisationRecord {
@@ -2531,7 +2603,7 @@ type GetDelegationOfferRequest struct {
 
 func (x *GetDelegationOfferRequest) Reset() {
 	*x = GetDelegationOfferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[36]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2615,7 @@ func (x *GetDelegationOfferRequest) String() string {
 func (*GetDelegationOfferRequest) ProtoMessage() {}
 
 func (x *GetDelegationOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[36]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2628,7 @@ func (x *GetDelegationOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDelegationOfferRequest.ProtoReflect.Descriptor instead.
 func (*GetDelegationOfferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{36}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetDelegationOfferRequest) GetUscc() string {
@@ -2586,7 +2658,7 @@ type GetDelegationOfferResponse struct {
 
 func (x *GetDelegationOfferResponse) Reset() {
 	*x = GetDelegationOfferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[37]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2670,7 @@ func (x *GetDelegationOfferResponse) String() string {
 func (*GetDelegationOfferResponse) ProtoMessage() {}
 
 func (x *GetDelegationOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[37]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2683,7 @@ func (x *GetDelegationOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDelegationOfferResponse.ProtoReflect.Descriptor instead.
 func (*GetDelegationOfferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{37}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetDelegationOfferResponse) GetKeyId() string {
@@ -2676,7 +2748,7 @@ type AcceptDelegationRequest struct {
 
 func (x *AcceptDelegationRequest) Reset() {
 	*x = AcceptDelegationRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2688,7 +2760,7 @@ func (x *AcceptDelegationRequest) String() string {
 func (*AcceptDelegationRequest) ProtoMessage() {}
 
 func (x *AcceptDelegationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2701,7 +2773,7 @@ func (x *AcceptDelegationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptDelegationRequest.ProtoReflect.Descriptor instead.
 func (*AcceptDelegationRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{38}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AcceptDelegationRequest) GetUscc() string {
@@ -2734,7 +2806,7 @@ type AcceptDelegationResponse struct {
 
 func (x *AcceptDelegationResponse) Reset() {
 	*x = AcceptDelegationResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2818,7 @@ func (x *AcceptDelegationResponse) String() string {
 func (*AcceptDelegationResponse) ProtoMessage() {}
 
 func (x *AcceptDelegationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2831,7 @@ func (x *AcceptDelegationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptDelegationResponse.ProtoReflect.Descriptor instead.
 func (*AcceptDelegationResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{39}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AcceptDelegationResponse) GetRecord() *AuthorisationRecord {
@@ -2779,7 +2851,7 @@ type RecallDelegationRequest struct {
 
 func (x *RecallDelegationRequest) Reset() {
 	*x = RecallDelegationRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2791,7 +2863,7 @@ func (x *RecallDelegationRequest) String() string {
 func (*RecallDelegationRequest) ProtoMessage() {}
 
 func (x *RecallDelegationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2804,7 +2876,7 @@ func (x *RecallDelegationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallDelegationRequest.ProtoReflect.Descriptor instead.
 func (*RecallDelegationRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{40}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RecallDelegationRequest) GetUscc() string {
@@ -2830,7 +2902,7 @@ type RecallDelegationResponse struct {
 
 func (x *RecallDelegationResponse) Reset() {
 	*x = RecallDelegationResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2842,7 +2914,7 @@ func (x *RecallDelegationResponse) String() string {
 func (*RecallDelegationResponse) ProtoMessage() {}
 
 func (x *RecallDelegationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2855,7 +2927,7 @@ func (x *RecallDelegationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallDelegationResponse.ProtoReflect.Descriptor instead.
 func (*RecallDelegationResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{41}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RecallDelegationResponse) GetRecord() *AuthorisationRecord {
@@ -2882,7 +2954,7 @@ type AuthorisationRecord struct {
 
 func (x *AuthorisationRecord) Reset() {
 	*x = AuthorisationRecord{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +2966,7 @@ func (x *AuthorisationRecord) String() string {
 func (*AuthorisationRecord) ProtoMessage() {}
 
 func (x *AuthorisationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +2979,7 @@ func (x *AuthorisationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorisationRecord.ProtoReflect.Descriptor instead.
 func (*AuthorisationRecord) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{42}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AuthorisationRecord) GetId() string {
@@ -2975,7 +3047,7 @@ type ListAuthorisationRecordsRequest struct {
 
 func (x *ListAuthorisationRecordsRequest) Reset() {
 	*x = ListAuthorisationRecordsRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2987,7 +3059,7 @@ func (x *ListAuthorisationRecordsRequest) String() string {
 func (*ListAuthorisationRecordsRequest) ProtoMessage() {}
 
 func (x *ListAuthorisationRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3000,7 +3072,7 @@ func (x *ListAuthorisationRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorisationRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthorisationRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{43}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListAuthorisationRecordsRequest) GetUscc() string {
@@ -3019,7 +3091,7 @@ type ListAuthorisationRecordsResponse struct {
 
 func (x *ListAuthorisationRecordsResponse) Reset() {
 	*x = ListAuthorisationRecordsResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3031,7 +3103,7 @@ func (x *ListAuthorisationRecordsResponse) String() string {
 func (*ListAuthorisationRecordsResponse) ProtoMessage() {}
 
 func (x *ListAuthorisationRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3044,7 +3116,7 @@ func (x *ListAuthorisationRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorisationRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthorisationRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{44}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListAuthorisationRecordsResponse) GetRecords() []*AuthorisationRecord {
@@ -3064,7 +3136,7 @@ type TransferAdminRequest struct {
 
 func (x *TransferAdminRequest) Reset() {
 	*x = TransferAdminRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3148,7 @@ func (x *TransferAdminRequest) String() string {
 func (*TransferAdminRequest) ProtoMessage() {}
 
 func (x *TransferAdminRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3161,7 @@ func (x *TransferAdminRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAdminRequest.ProtoReflect.Descriptor instead.
 func (*TransferAdminRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{45}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TransferAdminRequest) GetUscc() string {
@@ -3115,7 +3187,7 @@ type TransferAdminResponse struct {
 
 func (x *TransferAdminResponse) Reset() {
 	*x = TransferAdminResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3127,7 +3199,7 @@ func (x *TransferAdminResponse) String() string {
 func (*TransferAdminResponse) ProtoMessage() {}
 
 func (x *TransferAdminResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3140,7 +3212,7 @@ func (x *TransferAdminResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAdminResponse.ProtoReflect.Descriptor instead.
 func (*TransferAdminResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{46}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TransferAdminResponse) GetExpiresAt() *timestamppb.Timestamp {
@@ -3159,7 +3231,7 @@ type AcceptAdminTransferRequest struct {
 
 func (x *AcceptAdminTransferRequest) Reset() {
 	*x = AcceptAdminTransferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3243,7 @@ func (x *AcceptAdminTransferRequest) String() string {
 func (*AcceptAdminTransferRequest) ProtoMessage() {}
 
 func (x *AcceptAdminTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3256,7 @@ func (x *AcceptAdminTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptAdminTransferRequest.ProtoReflect.Descriptor instead.
 func (*AcceptAdminTransferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{47}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AcceptAdminTransferRequest) GetUscc() string {
@@ -3206,7 +3278,7 @@ type AcceptAdminTransferResponse struct {
 
 func (x *AcceptAdminTransferResponse) Reset() {
 	*x = AcceptAdminTransferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3218,7 +3290,7 @@ func (x *AcceptAdminTransferResponse) String() string {
 func (*AcceptAdminTransferResponse) ProtoMessage() {}
 
 func (x *AcceptAdminTransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3231,7 +3303,7 @@ func (x *AcceptAdminTransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptAdminTransferResponse.ProtoReflect.Descriptor instead.
 func (*AcceptAdminTransferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{48}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AcceptAdminTransferResponse) GetEnterprise() *Enterprise {
@@ -3259,7 +3331,7 @@ type GetLetterTemplateRequest struct {
 
 func (x *GetLetterTemplateRequest) Reset() {
 	*x = GetLetterTemplateRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3343,7 @@ func (x *GetLetterTemplateRequest) String() string {
 func (*GetLetterTemplateRequest) ProtoMessage() {}
 
 func (x *GetLetterTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3356,7 @@ func (x *GetLetterTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLetterTemplateRequest.ProtoReflect.Descriptor instead.
 func (*GetLetterTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{49}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetLetterTemplateRequest) GetCaId() string {
@@ -3314,7 +3386,7 @@ type GetLetterTemplateResponse struct {
 
 func (x *GetLetterTemplateResponse) Reset() {
 	*x = GetLetterTemplateResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3326,7 +3398,7 @@ func (x *GetLetterTemplateResponse) String() string {
 func (*GetLetterTemplateResponse) ProtoMessage() {}
 
 func (x *GetLetterTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3339,7 +3411,7 @@ func (x *GetLetterTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLetterTemplateResponse.ProtoReflect.Descriptor instead.
 func (*GetLetterTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{50}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetLetterTemplateResponse) GetFileName() string {
@@ -3382,7 +3454,7 @@ type ReceivingAccount struct {
 
 func (x *ReceivingAccount) Reset() {
 	*x = ReceivingAccount{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3394,7 +3466,7 @@ func (x *ReceivingAccount) String() string {
 func (*ReceivingAccount) ProtoMessage() {}
 
 func (x *ReceivingAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3407,7 +3479,7 @@ func (x *ReceivingAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceivingAccount.ProtoReflect.Descriptor instead.
 func (*ReceivingAccount) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{51}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReceivingAccount) GetAccountName() string {
@@ -3466,7 +3538,7 @@ type CorporateTransfer struct {
 
 func (x *CorporateTransfer) Reset() {
 	*x = CorporateTransfer{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3478,7 +3550,7 @@ func (x *CorporateTransfer) String() string {
 func (*CorporateTransfer) ProtoMessage() {}
 
 func (x *CorporateTransfer) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3491,7 +3563,7 @@ func (x *CorporateTransfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CorporateTransfer.ProtoReflect.Descriptor instead.
 func (*CorporateTransfer) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{52}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CorporateTransfer) GetId() string {
@@ -3636,7 +3708,7 @@ type ApplyCorporateTransferRequest struct {
 
 func (x *ApplyCorporateTransferRequest) Reset() {
 	*x = ApplyCorporateTransferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +3720,7 @@ func (x *ApplyCorporateTransferRequest) String() string {
 func (*ApplyCorporateTransferRequest) ProtoMessage() {}
 
 func (x *ApplyCorporateTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +3733,7 @@ func (x *ApplyCorporateTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCorporateTransferRequest.ProtoReflect.Descriptor instead.
 func (*ApplyCorporateTransferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{53}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ApplyCorporateTransferRequest) GetRequestId() string {
@@ -3701,7 +3773,7 @@ type ApplyCorporateTransferResponse struct {
 
 func (x *ApplyCorporateTransferResponse) Reset() {
 	*x = ApplyCorporateTransferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3713,7 +3785,7 @@ func (x *ApplyCorporateTransferResponse) String() string {
 func (*ApplyCorporateTransferResponse) ProtoMessage() {}
 
 func (x *ApplyCorporateTransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3726,7 +3798,7 @@ func (x *ApplyCorporateTransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCorporateTransferResponse.ProtoReflect.Descriptor instead.
 func (*ApplyCorporateTransferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{54}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ApplyCorporateTransferResponse) GetTransfer() *CorporateTransfer {
@@ -3745,7 +3817,7 @@ type GetCorporateTransferRequest struct {
 
 func (x *GetCorporateTransferRequest) Reset() {
 	*x = GetCorporateTransferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3757,7 +3829,7 @@ func (x *GetCorporateTransferRequest) String() string {
 func (*GetCorporateTransferRequest) ProtoMessage() {}
 
 func (x *GetCorporateTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3770,7 +3842,7 @@ func (x *GetCorporateTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCorporateTransferRequest.ProtoReflect.Descriptor instead.
 func (*GetCorporateTransferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{55}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetCorporateTransferRequest) GetTransferId() string {
@@ -3789,7 +3861,7 @@ type GetCorporateTransferResponse struct {
 
 func (x *GetCorporateTransferResponse) Reset() {
 	*x = GetCorporateTransferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3801,7 +3873,7 @@ func (x *GetCorporateTransferResponse) String() string {
 func (*GetCorporateTransferResponse) ProtoMessage() {}
 
 func (x *GetCorporateTransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3814,7 +3886,7 @@ func (x *GetCorporateTransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCorporateTransferResponse.ProtoReflect.Descriptor instead.
 func (*GetCorporateTransferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{56}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetCorporateTransferResponse) GetTransfer() *CorporateTransfer {
@@ -3832,7 +3904,7 @@ type ListCorporateTransfersRequest struct {
 
 func (x *ListCorporateTransfersRequest) Reset() {
 	*x = ListCorporateTransfersRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3844,7 +3916,7 @@ func (x *ListCorporateTransfersRequest) String() string {
 func (*ListCorporateTransfersRequest) ProtoMessage() {}
 
 func (x *ListCorporateTransfersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3857,7 +3929,7 @@ func (x *ListCorporateTransfersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCorporateTransfersRequest.ProtoReflect.Descriptor instead.
 func (*ListCorporateTransfersRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{57}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{58}
 }
 
 type ListCorporateTransfersResponse struct {
@@ -3869,7 +3941,7 @@ type ListCorporateTransfersResponse struct {
 
 func (x *ListCorporateTransfersResponse) Reset() {
 	*x = ListCorporateTransfersResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3881,7 +3953,7 @@ func (x *ListCorporateTransfersResponse) String() string {
 func (*ListCorporateTransfersResponse) ProtoMessage() {}
 
 func (x *ListCorporateTransfersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3894,7 +3966,7 @@ func (x *ListCorporateTransfersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCorporateTransfersResponse.ProtoReflect.Descriptor instead.
 func (*ListCorporateTransfersResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{58}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListCorporateTransfersResponse) GetTransfers() []*CorporateTransfer {
@@ -3965,7 +4037,7 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x18SearchEnterprisesRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\"L\n" +
 	"\x19SearchEnterprisesResponse\x12/\n" +
-	"\aresults\x18\x01 \x03(\v2\x15.hufu.v1.SearchResultR\aresults\"\xf1\x02\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.hufu.v1.SearchResultR\aresults\"\xad\x03\n" +
 	"\x16ClaimEnterpriseRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12:\n" +
@@ -3980,7 +4052,12 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x0froaming_regions\x18\b \x03(\tR\x0eroamingRegions\x12<\n" +
 	"\rauthorisation\x18\t \x01(\v2\x16.hufu.v1.AuthorisationR\rauthorisation\x12\x12\n" +
 	"\x04join\x18\n" +
-	" \x01(\bR\x04join\"?\n" +
+	" \x01(\bR\x04join\x12:\n" +
+	"\vattachments\x18\v \x03(\v2\x18.hufu.v1.NamedAttachmentR\vattachments\"\\\n" +
+	"\x0fNamedAttachment\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tfile_name\x18\x02 \x01(\tR\bfileName\x12\x18\n" +
+	"\acontent\x18\x03 \x01(\fR\acontent\"?\n" +
 	"\x17ClaimEnterpriseResponse\x12$\n" +
 	"\x05order\x18\x01 \x01(\v2\x0e.hufu.v1.OrderR\x05order\"*\n" +
 	"\x14GetEnterpriseRequest\x12\x12\n" +
@@ -4258,7 +4335,7 @@ func file_hufu_v1_enterprise_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_enterprise_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hufu_v1_enterprise_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_hufu_v1_enterprise_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_hufu_v1_enterprise_proto_goTypes = []any{
 	(EnterpriseState)(0),                     // 0: hufu.v1.EnterpriseState
 	(MemberRole)(0),                          // 1: hufu.v1.MemberRole
@@ -4273,169 +4350,171 @@ var file_hufu_v1_enterprise_proto_goTypes = []any{
 	(*SearchEnterprisesRequest)(nil),         // 10: hufu.v1.SearchEnterprisesRequest
 	(*SearchEnterprisesResponse)(nil),        // 11: hufu.v1.SearchEnterprisesResponse
 	(*ClaimEnterpriseRequest)(nil),           // 12: hufu.v1.ClaimEnterpriseRequest
-	(*ClaimEnterpriseResponse)(nil),          // 13: hufu.v1.ClaimEnterpriseResponse
-	(*GetEnterpriseRequest)(nil),             // 14: hufu.v1.GetEnterpriseRequest
-	(*GetEnterpriseResponse)(nil),            // 15: hufu.v1.GetEnterpriseResponse
-	(*ListMyEnterprisesRequest)(nil),         // 16: hufu.v1.ListMyEnterprisesRequest
-	(*MyEnterprise)(nil),                     // 17: hufu.v1.MyEnterprise
-	(*ListMyEnterprisesResponse)(nil),        // 18: hufu.v1.ListMyEnterprisesResponse
-	(*ListMembersRequest)(nil),               // 19: hufu.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),              // 20: hufu.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),              // 21: hufu.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),             // 22: hufu.v1.RemoveMemberResponse
-	(*JoinApplication)(nil),                  // 23: hufu.v1.JoinApplication
-	(*ApplyToJoinRequest)(nil),               // 24: hufu.v1.ApplyToJoinRequest
-	(*ApplyToJoinResponse)(nil),              // 25: hufu.v1.ApplyToJoinResponse
-	(*WithdrawJoinRequest)(nil),              // 26: hufu.v1.WithdrawJoinRequest
-	(*WithdrawJoinResponse)(nil),             // 27: hufu.v1.WithdrawJoinResponse
-	(*ListJoinApplicationsRequest)(nil),      // 28: hufu.v1.ListJoinApplicationsRequest
-	(*ListJoinApplicationsResponse)(nil),     // 29: hufu.v1.ListJoinApplicationsResponse
-	(*ApproveJoinRequest)(nil),               // 30: hufu.v1.ApproveJoinRequest
-	(*ApproveJoinResponse)(nil),              // 31: hufu.v1.ApproveJoinResponse
-	(*ReturnJoinRequest)(nil),                // 32: hufu.v1.ReturnJoinRequest
-	(*ReturnJoinResponse)(nil),               // 33: hufu.v1.ReturnJoinResponse
-	(*CreateInviteRequest)(nil),              // 34: hufu.v1.CreateInviteRequest
-	(*CreateInviteResponse)(nil),             // 35: hufu.v1.CreateInviteResponse
-	(*RevokeInviteRequest)(nil),              // 36: hufu.v1.RevokeInviteRequest
-	(*RevokeInviteResponse)(nil),             // 37: hufu.v1.RevokeInviteResponse
-	(*RegisterDeviceRequest)(nil),            // 38: hufu.v1.RegisterDeviceRequest
-	(*RegisterDeviceResponse)(nil),           // 39: hufu.v1.RegisterDeviceResponse
-	(*GrantDelegationRequest)(nil),           // 40: hufu.v1.GrantDelegationRequest
-	(*GrantDelegationResponse)(nil),          // 41: hufu.v1.GrantDelegationResponse
-	(*GetDelegationOfferRequest)(nil),        // 42: hufu.v1.GetDelegationOfferRequest
-	(*GetDelegationOfferResponse)(nil),       // 43: hufu.v1.GetDelegationOfferResponse
-	(*AcceptDelegationRequest)(nil),          // 44: hufu.v1.AcceptDelegationRequest
-	(*AcceptDelegationResponse)(nil),         // 45: hufu.v1.AcceptDelegationResponse
-	(*RecallDelegationRequest)(nil),          // 46: hufu.v1.RecallDelegationRequest
-	(*RecallDelegationResponse)(nil),         // 47: hufu.v1.RecallDelegationResponse
-	(*AuthorisationRecord)(nil),              // 48: hufu.v1.AuthorisationRecord
-	(*ListAuthorisationRecordsRequest)(nil),  // 49: hufu.v1.ListAuthorisationRecordsRequest
-	(*ListAuthorisationRecordsResponse)(nil), // 50: hufu.v1.ListAuthorisationRecordsResponse
-	(*TransferAdminRequest)(nil),             // 51: hufu.v1.TransferAdminRequest
-	(*TransferAdminResponse)(nil),            // 52: hufu.v1.TransferAdminResponse
-	(*AcceptAdminTransferRequest)(nil),       // 53: hufu.v1.AcceptAdminTransferRequest
-	(*AcceptAdminTransferResponse)(nil),      // 54: hufu.v1.AcceptAdminTransferResponse
-	(*GetLetterTemplateRequest)(nil),         // 55: hufu.v1.GetLetterTemplateRequest
-	(*GetLetterTemplateResponse)(nil),        // 56: hufu.v1.GetLetterTemplateResponse
-	(*ReceivingAccount)(nil),                 // 57: hufu.v1.ReceivingAccount
-	(*CorporateTransfer)(nil),                // 58: hufu.v1.CorporateTransfer
-	(*ApplyCorporateTransferRequest)(nil),    // 59: hufu.v1.ApplyCorporateTransferRequest
-	(*ApplyCorporateTransferResponse)(nil),   // 60: hufu.v1.ApplyCorporateTransferResponse
-	(*GetCorporateTransferRequest)(nil),      // 61: hufu.v1.GetCorporateTransferRequest
-	(*GetCorporateTransferResponse)(nil),     // 62: hufu.v1.GetCorporateTransferResponse
-	(*ListCorporateTransfersRequest)(nil),    // 63: hufu.v1.ListCorporateTransfersRequest
-	(*ListCorporateTransfersResponse)(nil),   // 64: hufu.v1.ListCorporateTransfersResponse
-	(*timestamppb.Timestamp)(nil),            // 65: google.protobuf.Timestamp
-	(*Authorisation)(nil),                    // 66: hufu.v1.Authorisation
-	(*Order)(nil),                            // 67: hufu.v1.Order
-	(*Credential)(nil),                       // 68: hufu.v1.Credential
-	(*ScannedLetter)(nil),                    // 69: hufu.v1.ScannedLetter
+	(*NamedAttachment)(nil),                  // 13: hufu.v1.NamedAttachment
+	(*ClaimEnterpriseResponse)(nil),          // 14: hufu.v1.ClaimEnterpriseResponse
+	(*GetEnterpriseRequest)(nil),             // 15: hufu.v1.GetEnterpriseRequest
+	(*GetEnterpriseResponse)(nil),            // 16: hufu.v1.GetEnterpriseResponse
+	(*ListMyEnterprisesRequest)(nil),         // 17: hufu.v1.ListMyEnterprisesRequest
+	(*MyEnterprise)(nil),                     // 18: hufu.v1.MyEnterprise
+	(*ListMyEnterprisesResponse)(nil),        // 19: hufu.v1.ListMyEnterprisesResponse
+	(*ListMembersRequest)(nil),               // 20: hufu.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),              // 21: hufu.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),              // 22: hufu.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),             // 23: hufu.v1.RemoveMemberResponse
+	(*JoinApplication)(nil),                  // 24: hufu.v1.JoinApplication
+	(*ApplyToJoinRequest)(nil),               // 25: hufu.v1.ApplyToJoinRequest
+	(*ApplyToJoinResponse)(nil),              // 26: hufu.v1.ApplyToJoinResponse
+	(*WithdrawJoinRequest)(nil),              // 27: hufu.v1.WithdrawJoinRequest
+	(*WithdrawJoinResponse)(nil),             // 28: hufu.v1.WithdrawJoinResponse
+	(*ListJoinApplicationsRequest)(nil),      // 29: hufu.v1.ListJoinApplicationsRequest
+	(*ListJoinApplicationsResponse)(nil),     // 30: hufu.v1.ListJoinApplicationsResponse
+	(*ApproveJoinRequest)(nil),               // 31: hufu.v1.ApproveJoinRequest
+	(*ApproveJoinResponse)(nil),              // 32: hufu.v1.ApproveJoinResponse
+	(*ReturnJoinRequest)(nil),                // 33: hufu.v1.ReturnJoinRequest
+	(*ReturnJoinResponse)(nil),               // 34: hufu.v1.ReturnJoinResponse
+	(*CreateInviteRequest)(nil),              // 35: hufu.v1.CreateInviteRequest
+	(*CreateInviteResponse)(nil),             // 36: hufu.v1.CreateInviteResponse
+	(*RevokeInviteRequest)(nil),              // 37: hufu.v1.RevokeInviteRequest
+	(*RevokeInviteResponse)(nil),             // 38: hufu.v1.RevokeInviteResponse
+	(*RegisterDeviceRequest)(nil),            // 39: hufu.v1.RegisterDeviceRequest
+	(*RegisterDeviceResponse)(nil),           // 40: hufu.v1.RegisterDeviceResponse
+	(*GrantDelegationRequest)(nil),           // 41: hufu.v1.GrantDelegationRequest
+	(*GrantDelegationResponse)(nil),          // 42: hufu.v1.GrantDelegationResponse
+	(*GetDelegationOfferRequest)(nil),        // 43: hufu.v1.GetDelegationOfferRequest
+	(*GetDelegationOfferResponse)(nil),       // 44: hufu.v1.GetDelegationOfferResponse
+	(*AcceptDelegationRequest)(nil),          // 45: hufu.v1.AcceptDelegationRequest
+	(*AcceptDelegationResponse)(nil),         // 46: hufu.v1.AcceptDelegationResponse
+	(*RecallDelegationRequest)(nil),          // 47: hufu.v1.RecallDelegationRequest
+	(*RecallDelegationResponse)(nil),         // 48: hufu.v1.RecallDelegationResponse
+	(*AuthorisationRecord)(nil),              // 49: hufu.v1.AuthorisationRecord
+	(*ListAuthorisationRecordsRequest)(nil),  // 50: hufu.v1.ListAuthorisationRecordsRequest
+	(*ListAuthorisationRecordsResponse)(nil), // 51: hufu.v1.ListAuthorisationRecordsResponse
+	(*TransferAdminRequest)(nil),             // 52: hufu.v1.TransferAdminRequest
+	(*TransferAdminResponse)(nil),            // 53: hufu.v1.TransferAdminResponse
+	(*AcceptAdminTransferRequest)(nil),       // 54: hufu.v1.AcceptAdminTransferRequest
+	(*AcceptAdminTransferResponse)(nil),      // 55: hufu.v1.AcceptAdminTransferResponse
+	(*GetLetterTemplateRequest)(nil),         // 56: hufu.v1.GetLetterTemplateRequest
+	(*GetLetterTemplateResponse)(nil),        // 57: hufu.v1.GetLetterTemplateResponse
+	(*ReceivingAccount)(nil),                 // 58: hufu.v1.ReceivingAccount
+	(*CorporateTransfer)(nil),                // 59: hufu.v1.CorporateTransfer
+	(*ApplyCorporateTransferRequest)(nil),    // 60: hufu.v1.ApplyCorporateTransferRequest
+	(*ApplyCorporateTransferResponse)(nil),   // 61: hufu.v1.ApplyCorporateTransferResponse
+	(*GetCorporateTransferRequest)(nil),      // 62: hufu.v1.GetCorporateTransferRequest
+	(*GetCorporateTransferResponse)(nil),     // 63: hufu.v1.GetCorporateTransferResponse
+	(*ListCorporateTransfersRequest)(nil),    // 64: hufu.v1.ListCorporateTransfersRequest
+	(*ListCorporateTransfersResponse)(nil),   // 65: hufu.v1.ListCorporateTransfersResponse
+	(*timestamppb.Timestamp)(nil),            // 66: google.protobuf.Timestamp
+	(*Authorisation)(nil),                    // 67: hufu.v1.Authorisation
+	(*Order)(nil),                            // 68: hufu.v1.Order
+	(*Credential)(nil),                       // 69: hufu.v1.Credential
+	(*ScannedLetter)(nil),                    // 70: hufu.v1.ScannedLetter
 }
 var file_hufu_v1_enterprise_proto_depIdxs = []int32{
 	2,  // 0: hufu.v1.EnterpriseDetails.legal_rep_id_type:type_name -> hufu.v1.IdType
-	65, // 1: hufu.v1.EnterpriseDetails.licence_valid_until:type_name -> google.protobuf.Timestamp
+	66, // 1: hufu.v1.EnterpriseDetails.licence_valid_until:type_name -> google.protobuf.Timestamp
 	0,  // 2: hufu.v1.Enterprise.state:type_name -> hufu.v1.EnterpriseState
 	2,  // 3: hufu.v1.Enterprise.legal_rep_id_type:type_name -> hufu.v1.IdType
-	65, // 4: hufu.v1.Enterprise.licence_valid_until:type_name -> google.protobuf.Timestamp
-	65, // 5: hufu.v1.Enterprise.created_at:type_name -> google.protobuf.Timestamp
+	66, // 4: hufu.v1.Enterprise.licence_valid_until:type_name -> google.protobuf.Timestamp
+	66, // 5: hufu.v1.Enterprise.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 6: hufu.v1.Member.role:type_name -> hufu.v1.MemberRole
-	65, // 7: hufu.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	66, // 7: hufu.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
 	3,  // 8: hufu.v1.SearchResult.next_steps:type_name -> hufu.v1.NextStep
 	9,  // 9: hufu.v1.SearchEnterprisesResponse.results:type_name -> hufu.v1.SearchResult
 	6,  // 10: hufu.v1.ClaimEnterpriseRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
-	66, // 11: hufu.v1.ClaimEnterpriseRequest.authorisation:type_name -> hufu.v1.Authorisation
-	67, // 12: hufu.v1.ClaimEnterpriseResponse.order:type_name -> hufu.v1.Order
-	7,  // 13: hufu.v1.GetEnterpriseResponse.enterprise:type_name -> hufu.v1.Enterprise
-	1,  // 14: hufu.v1.GetEnterpriseResponse.role:type_name -> hufu.v1.MemberRole
-	7,  // 15: hufu.v1.MyEnterprise.enterprise:type_name -> hufu.v1.Enterprise
-	1,  // 16: hufu.v1.MyEnterprise.role:type_name -> hufu.v1.MemberRole
-	17, // 17: hufu.v1.ListMyEnterprisesResponse.enterprises:type_name -> hufu.v1.MyEnterprise
-	8,  // 18: hufu.v1.ListMembersResponse.members:type_name -> hufu.v1.Member
-	4,  // 19: hufu.v1.JoinApplication.status:type_name -> hufu.v1.JoinStatus
-	65, // 20: hufu.v1.JoinApplication.created_at:type_name -> google.protobuf.Timestamp
-	65, // 21: hufu.v1.JoinApplication.updated_at:type_name -> google.protobuf.Timestamp
-	23, // 22: hufu.v1.ApplyToJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	23, // 23: hufu.v1.WithdrawJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	4,  // 24: hufu.v1.ListJoinApplicationsRequest.status:type_name -> hufu.v1.JoinStatus
-	23, // 25: hufu.v1.ListJoinApplicationsResponse.applications:type_name -> hufu.v1.JoinApplication
-	23, // 26: hufu.v1.ApproveJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	23, // 27: hufu.v1.ReturnJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	65, // 28: hufu.v1.CreateInviteResponse.expires_at:type_name -> google.protobuf.Timestamp
-	8,  // 29: hufu.v1.RegisterDeviceResponse.member:type_name -> hufu.v1.Member
-	68, // 30: hufu.v1.GrantDelegationRequest.credential:type_name -> hufu.v1.Credential
-	48, // 31: hufu.v1.GrantDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	48, // 32: hufu.v1.AcceptDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	48, // 33: hufu.v1.RecallDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	65, // 34: hufu.v1.AuthorisationRecord.time:type_name -> google.protobuf.Timestamp
-	48, // 35: hufu.v1.ListAuthorisationRecordsResponse.records:type_name -> hufu.v1.AuthorisationRecord
-	65, // 36: hufu.v1.TransferAdminResponse.expires_at:type_name -> google.protobuf.Timestamp
-	7,  // 37: hufu.v1.AcceptAdminTransferResponse.enterprise:type_name -> hufu.v1.Enterprise
-	5,  // 38: hufu.v1.CorporateTransfer.state:type_name -> hufu.v1.TransferState
-	57, // 39: hufu.v1.CorporateTransfer.receiving_account:type_name -> hufu.v1.ReceivingAccount
-	65, // 40: hufu.v1.CorporateTransfer.created_at:type_name -> google.protobuf.Timestamp
-	65, // 41: hufu.v1.CorporateTransfer.expires_at:type_name -> google.protobuf.Timestamp
-	65, // 42: hufu.v1.CorporateTransfer.decided_at:type_name -> google.protobuf.Timestamp
-	1,  // 43: hufu.v1.CorporateTransfer.role:type_name -> hufu.v1.MemberRole
-	6,  // 44: hufu.v1.ApplyCorporateTransferRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
-	69, // 45: hufu.v1.ApplyCorporateTransferRequest.letter:type_name -> hufu.v1.ScannedLetter
-	58, // 46: hufu.v1.ApplyCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
-	58, // 47: hufu.v1.GetCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
-	58, // 48: hufu.v1.ListCorporateTransfersResponse.transfers:type_name -> hufu.v1.CorporateTransfer
-	10, // 49: hufu.v1.EnterpriseService.SearchEnterprises:input_type -> hufu.v1.SearchEnterprisesRequest
-	12, // 50: hufu.v1.EnterpriseService.ClaimEnterprise:input_type -> hufu.v1.ClaimEnterpriseRequest
-	14, // 51: hufu.v1.EnterpriseService.GetEnterprise:input_type -> hufu.v1.GetEnterpriseRequest
-	16, // 52: hufu.v1.EnterpriseService.ListMyEnterprises:input_type -> hufu.v1.ListMyEnterprisesRequest
-	19, // 53: hufu.v1.EnterpriseService.ListMembers:input_type -> hufu.v1.ListMembersRequest
-	21, // 54: hufu.v1.EnterpriseService.RemoveMember:input_type -> hufu.v1.RemoveMemberRequest
-	24, // 55: hufu.v1.EnterpriseService.ApplyToJoin:input_type -> hufu.v1.ApplyToJoinRequest
-	26, // 56: hufu.v1.EnterpriseService.WithdrawJoin:input_type -> hufu.v1.WithdrawJoinRequest
-	28, // 57: hufu.v1.EnterpriseService.ListJoinApplications:input_type -> hufu.v1.ListJoinApplicationsRequest
-	30, // 58: hufu.v1.EnterpriseService.ApproveJoin:input_type -> hufu.v1.ApproveJoinRequest
-	32, // 59: hufu.v1.EnterpriseService.ReturnJoin:input_type -> hufu.v1.ReturnJoinRequest
-	34, // 60: hufu.v1.EnterpriseService.CreateInvite:input_type -> hufu.v1.CreateInviteRequest
-	36, // 61: hufu.v1.EnterpriseService.RevokeInvite:input_type -> hufu.v1.RevokeInviteRequest
-	38, // 62: hufu.v1.EnterpriseService.RegisterDevice:input_type -> hufu.v1.RegisterDeviceRequest
-	40, // 63: hufu.v1.EnterpriseService.GrantDelegation:input_type -> hufu.v1.GrantDelegationRequest
-	42, // 64: hufu.v1.EnterpriseService.GetDelegationOffer:input_type -> hufu.v1.GetDelegationOfferRequest
-	44, // 65: hufu.v1.EnterpriseService.AcceptDelegation:input_type -> hufu.v1.AcceptDelegationRequest
-	46, // 66: hufu.v1.EnterpriseService.RecallDelegation:input_type -> hufu.v1.RecallDelegationRequest
-	49, // 67: hufu.v1.EnterpriseService.ListAuthorisationRecords:input_type -> hufu.v1.ListAuthorisationRecordsRequest
-	51, // 68: hufu.v1.EnterpriseService.TransferAdmin:input_type -> hufu.v1.TransferAdminRequest
-	53, // 69: hufu.v1.EnterpriseService.AcceptAdminTransfer:input_type -> hufu.v1.AcceptAdminTransferRequest
-	55, // 70: hufu.v1.EnterpriseService.GetLetterTemplate:input_type -> hufu.v1.GetLetterTemplateRequest
-	59, // 71: hufu.v1.EnterpriseService.ApplyCorporateTransfer:input_type -> hufu.v1.ApplyCorporateTransferRequest
-	61, // 72: hufu.v1.EnterpriseService.GetCorporateTransfer:input_type -> hufu.v1.GetCorporateTransferRequest
-	63, // 73: hufu.v1.EnterpriseService.ListCorporateTransfers:input_type -> hufu.v1.ListCorporateTransfersRequest
-	11, // 74: hufu.v1.EnterpriseService.SearchEnterprises:output_type -> hufu.v1.SearchEnterprisesResponse
-	13, // 75: hufu.v1.EnterpriseService.ClaimEnterprise:output_type -> hufu.v1.ClaimEnterpriseResponse
-	15, // 76: hufu.v1.EnterpriseService.GetEnterprise:output_type -> hufu.v1.GetEnterpriseResponse
-	18, // 77: hufu.v1.EnterpriseService.ListMyEnterprises:output_type -> hufu.v1.ListMyEnterprisesResponse
-	20, // 78: hufu.v1.EnterpriseService.ListMembers:output_type -> hufu.v1.ListMembersResponse
-	22, // 79: hufu.v1.EnterpriseService.RemoveMember:output_type -> hufu.v1.RemoveMemberResponse
-	25, // 80: hufu.v1.EnterpriseService.ApplyToJoin:output_type -> hufu.v1.ApplyToJoinResponse
-	27, // 81: hufu.v1.EnterpriseService.WithdrawJoin:output_type -> hufu.v1.WithdrawJoinResponse
-	29, // 82: hufu.v1.EnterpriseService.ListJoinApplications:output_type -> hufu.v1.ListJoinApplicationsResponse
-	31, // 83: hufu.v1.EnterpriseService.ApproveJoin:output_type -> hufu.v1.ApproveJoinResponse
-	33, // 84: hufu.v1.EnterpriseService.ReturnJoin:output_type -> hufu.v1.ReturnJoinResponse
-	35, // 85: hufu.v1.EnterpriseService.CreateInvite:output_type -> hufu.v1.CreateInviteResponse
-	37, // 86: hufu.v1.EnterpriseService.RevokeInvite:output_type -> hufu.v1.RevokeInviteResponse
-	39, // 87: hufu.v1.EnterpriseService.RegisterDevice:output_type -> hufu.v1.RegisterDeviceResponse
-	41, // 88: hufu.v1.EnterpriseService.GrantDelegation:output_type -> hufu.v1.GrantDelegationResponse
-	43, // 89: hufu.v1.EnterpriseService.GetDelegationOffer:output_type -> hufu.v1.GetDelegationOfferResponse
-	45, // 90: hufu.v1.EnterpriseService.AcceptDelegation:output_type -> hufu.v1.AcceptDelegationResponse
-	47, // 91: hufu.v1.EnterpriseService.RecallDelegation:output_type -> hufu.v1.RecallDelegationResponse
-	50, // 92: hufu.v1.EnterpriseService.ListAuthorisationRecords:output_type -> hufu.v1.ListAuthorisationRecordsResponse
-	52, // 93: hufu.v1.EnterpriseService.TransferAdmin:output_type -> hufu.v1.TransferAdminResponse
-	54, // 94: hufu.v1.EnterpriseService.AcceptAdminTransfer:output_type -> hufu.v1.AcceptAdminTransferResponse
-	56, // 95: hufu.v1.EnterpriseService.GetLetterTemplate:output_type -> hufu.v1.GetLetterTemplateResponse
-	60, // 96: hufu.v1.EnterpriseService.ApplyCorporateTransfer:output_type -> hufu.v1.ApplyCorporateTransferResponse
-	62, // 97: hufu.v1.EnterpriseService.GetCorporateTransfer:output_type -> hufu.v1.GetCorporateTransferResponse
-	64, // 98: hufu.v1.EnterpriseService.ListCorporateTransfers:output_type -> hufu.v1.ListCorporateTransfersResponse
-	74, // [74:99] is the sub-list for method output_type
-	49, // [49:74] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	67, // 11: hufu.v1.ClaimEnterpriseRequest.authorisation:type_name -> hufu.v1.Authorisation
+	13, // 12: hufu.v1.ClaimEnterpriseRequest.attachments:type_name -> hufu.v1.NamedAttachment
+	68, // 13: hufu.v1.ClaimEnterpriseResponse.order:type_name -> hufu.v1.Order
+	7,  // 14: hufu.v1.GetEnterpriseResponse.enterprise:type_name -> hufu.v1.Enterprise
+	1,  // 15: hufu.v1.GetEnterpriseResponse.role:type_name -> hufu.v1.MemberRole
+	7,  // 16: hufu.v1.MyEnterprise.enterprise:type_name -> hufu.v1.Enterprise
+	1,  // 17: hufu.v1.MyEnterprise.role:type_name -> hufu.v1.MemberRole
+	18, // 18: hufu.v1.ListMyEnterprisesResponse.enterprises:type_name -> hufu.v1.MyEnterprise
+	8,  // 19: hufu.v1.ListMembersResponse.members:type_name -> hufu.v1.Member
+	4,  // 20: hufu.v1.JoinApplication.status:type_name -> hufu.v1.JoinStatus
+	66, // 21: hufu.v1.JoinApplication.created_at:type_name -> google.protobuf.Timestamp
+	66, // 22: hufu.v1.JoinApplication.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 23: hufu.v1.ApplyToJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	24, // 24: hufu.v1.WithdrawJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	4,  // 25: hufu.v1.ListJoinApplicationsRequest.status:type_name -> hufu.v1.JoinStatus
+	24, // 26: hufu.v1.ListJoinApplicationsResponse.applications:type_name -> hufu.v1.JoinApplication
+	24, // 27: hufu.v1.ApproveJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	24, // 28: hufu.v1.ReturnJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	66, // 29: hufu.v1.CreateInviteResponse.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 30: hufu.v1.RegisterDeviceResponse.member:type_name -> hufu.v1.Member
+	69, // 31: hufu.v1.GrantDelegationRequest.credential:type_name -> hufu.v1.Credential
+	49, // 32: hufu.v1.GrantDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	49, // 33: hufu.v1.AcceptDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	49, // 34: hufu.v1.RecallDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	66, // 35: hufu.v1.AuthorisationRecord.time:type_name -> google.protobuf.Timestamp
+	49, // 36: hufu.v1.ListAuthorisationRecordsResponse.records:type_name -> hufu.v1.AuthorisationRecord
+	66, // 37: hufu.v1.TransferAdminResponse.expires_at:type_name -> google.protobuf.Timestamp
+	7,  // 38: hufu.v1.AcceptAdminTransferResponse.enterprise:type_name -> hufu.v1.Enterprise
+	5,  // 39: hufu.v1.CorporateTransfer.state:type_name -> hufu.v1.TransferState
+	58, // 40: hufu.v1.CorporateTransfer.receiving_account:type_name -> hufu.v1.ReceivingAccount
+	66, // 41: hufu.v1.CorporateTransfer.created_at:type_name -> google.protobuf.Timestamp
+	66, // 42: hufu.v1.CorporateTransfer.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 43: hufu.v1.CorporateTransfer.decided_at:type_name -> google.protobuf.Timestamp
+	1,  // 44: hufu.v1.CorporateTransfer.role:type_name -> hufu.v1.MemberRole
+	6,  // 45: hufu.v1.ApplyCorporateTransferRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
+	70, // 46: hufu.v1.ApplyCorporateTransferRequest.letter:type_name -> hufu.v1.ScannedLetter
+	59, // 47: hufu.v1.ApplyCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
+	59, // 48: hufu.v1.GetCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
+	59, // 49: hufu.v1.ListCorporateTransfersResponse.transfers:type_name -> hufu.v1.CorporateTransfer
+	10, // 50: hufu.v1.EnterpriseService.SearchEnterprises:input_type -> hufu.v1.SearchEnterprisesRequest
+	12, // 51: hufu.v1.EnterpriseService.ClaimEnterprise:input_type -> hufu.v1.ClaimEnterpriseRequest
+	15, // 52: hufu.v1.EnterpriseService.GetEnterprise:input_type -> hufu.v1.GetEnterpriseRequest
+	17, // 53: hufu.v1.EnterpriseService.ListMyEnterprises:input_type -> hufu.v1.ListMyEnterprisesRequest
+	20, // 54: hufu.v1.EnterpriseService.ListMembers:input_type -> hufu.v1.ListMembersRequest
+	22, // 55: hufu.v1.EnterpriseService.RemoveMember:input_type -> hufu.v1.RemoveMemberRequest
+	25, // 56: hufu.v1.EnterpriseService.ApplyToJoin:input_type -> hufu.v1.ApplyToJoinRequest
+	27, // 57: hufu.v1.EnterpriseService.WithdrawJoin:input_type -> hufu.v1.WithdrawJoinRequest
+	29, // 58: hufu.v1.EnterpriseService.ListJoinApplications:input_type -> hufu.v1.ListJoinApplicationsRequest
+	31, // 59: hufu.v1.EnterpriseService.ApproveJoin:input_type -> hufu.v1.ApproveJoinRequest
+	33, // 60: hufu.v1.EnterpriseService.ReturnJoin:input_type -> hufu.v1.ReturnJoinRequest
+	35, // 61: hufu.v1.EnterpriseService.CreateInvite:input_type -> hufu.v1.CreateInviteRequest
+	37, // 62: hufu.v1.EnterpriseService.RevokeInvite:input_type -> hufu.v1.RevokeInviteRequest
+	39, // 63: hufu.v1.EnterpriseService.RegisterDevice:input_type -> hufu.v1.RegisterDeviceRequest
+	41, // 64: hufu.v1.EnterpriseService.GrantDelegation:input_type -> hufu.v1.GrantDelegationRequest
+	43, // 65: hufu.v1.EnterpriseService.GetDelegationOffer:input_type -> hufu.v1.GetDelegationOfferRequest
+	45, // 66: hufu.v1.EnterpriseService.AcceptDelegation:input_type -> hufu.v1.AcceptDelegationRequest
+	47, // 67: hufu.v1.EnterpriseService.RecallDelegation:input_type -> hufu.v1.RecallDelegationRequest
+	50, // 68: hufu.v1.EnterpriseService.ListAuthorisationRecords:input_type -> hufu.v1.ListAuthorisationRecordsRequest
+	52, // 69: hufu.v1.EnterpriseService.TransferAdmin:input_type -> hufu.v1.TransferAdminRequest
+	54, // 70: hufu.v1.EnterpriseService.AcceptAdminTransfer:input_type -> hufu.v1.AcceptAdminTransferRequest
+	56, // 71: hufu.v1.EnterpriseService.GetLetterTemplate:input_type -> hufu.v1.GetLetterTemplateRequest
+	60, // 72: hufu.v1.EnterpriseService.ApplyCorporateTransfer:input_type -> hufu.v1.ApplyCorporateTransferRequest
+	62, // 73: hufu.v1.EnterpriseService.GetCorporateTransfer:input_type -> hufu.v1.GetCorporateTransferRequest
+	64, // 74: hufu.v1.EnterpriseService.ListCorporateTransfers:input_type -> hufu.v1.ListCorporateTransfersRequest
+	11, // 75: hufu.v1.EnterpriseService.SearchEnterprises:output_type -> hufu.v1.SearchEnterprisesResponse
+	14, // 76: hufu.v1.EnterpriseService.ClaimEnterprise:output_type -> hufu.v1.ClaimEnterpriseResponse
+	16, // 77: hufu.v1.EnterpriseService.GetEnterprise:output_type -> hufu.v1.GetEnterpriseResponse
+	19, // 78: hufu.v1.EnterpriseService.ListMyEnterprises:output_type -> hufu.v1.ListMyEnterprisesResponse
+	21, // 79: hufu.v1.EnterpriseService.ListMembers:output_type -> hufu.v1.ListMembersResponse
+	23, // 80: hufu.v1.EnterpriseService.RemoveMember:output_type -> hufu.v1.RemoveMemberResponse
+	26, // 81: hufu.v1.EnterpriseService.ApplyToJoin:output_type -> hufu.v1.ApplyToJoinResponse
+	28, // 82: hufu.v1.EnterpriseService.WithdrawJoin:output_type -> hufu.v1.WithdrawJoinResponse
+	30, // 83: hufu.v1.EnterpriseService.ListJoinApplications:output_type -> hufu.v1.ListJoinApplicationsResponse
+	32, // 84: hufu.v1.EnterpriseService.ApproveJoin:output_type -> hufu.v1.ApproveJoinResponse
+	34, // 85: hufu.v1.EnterpriseService.ReturnJoin:output_type -> hufu.v1.ReturnJoinResponse
+	36, // 86: hufu.v1.EnterpriseService.CreateInvite:output_type -> hufu.v1.CreateInviteResponse
+	38, // 87: hufu.v1.EnterpriseService.RevokeInvite:output_type -> hufu.v1.RevokeInviteResponse
+	40, // 88: hufu.v1.EnterpriseService.RegisterDevice:output_type -> hufu.v1.RegisterDeviceResponse
+	42, // 89: hufu.v1.EnterpriseService.GrantDelegation:output_type -> hufu.v1.GrantDelegationResponse
+	44, // 90: hufu.v1.EnterpriseService.GetDelegationOffer:output_type -> hufu.v1.GetDelegationOfferResponse
+	46, // 91: hufu.v1.EnterpriseService.AcceptDelegation:output_type -> hufu.v1.AcceptDelegationResponse
+	48, // 92: hufu.v1.EnterpriseService.RecallDelegation:output_type -> hufu.v1.RecallDelegationResponse
+	51, // 93: hufu.v1.EnterpriseService.ListAuthorisationRecords:output_type -> hufu.v1.ListAuthorisationRecordsResponse
+	53, // 94: hufu.v1.EnterpriseService.TransferAdmin:output_type -> hufu.v1.TransferAdminResponse
+	55, // 95: hufu.v1.EnterpriseService.AcceptAdminTransfer:output_type -> hufu.v1.AcceptAdminTransferResponse
+	57, // 96: hufu.v1.EnterpriseService.GetLetterTemplate:output_type -> hufu.v1.GetLetterTemplateResponse
+	61, // 97: hufu.v1.EnterpriseService.ApplyCorporateTransfer:output_type -> hufu.v1.ApplyCorporateTransferResponse
+	63, // 98: hufu.v1.EnterpriseService.GetCorporateTransfer:output_type -> hufu.v1.GetCorporateTransferResponse
+	65, // 99: hufu.v1.EnterpriseService.ListCorporateTransfers:output_type -> hufu.v1.ListCorporateTransfersResponse
+	75, // [75:100] is the sub-list for method output_type
+	50, // [50:75] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_enterprise_proto_init() }
@@ -4451,7 +4530,7 @@ func file_hufu_v1_enterprise_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_enterprise_proto_rawDesc), len(file_hufu_v1_enterprise_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   59,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

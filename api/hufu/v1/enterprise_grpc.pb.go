@@ -66,7 +66,8 @@ type EnterpriseServiceClient interface {
 	// an enterprise split key made on this device (KeyService.CreateKey). It is a certificate
 	// order (CertificateService orders, the review desk); paying it issues the certificate and
 	// makes the claimant the enterprise's one administrator. If another claim was paid first,
-	// the payment is refused with FailedPrecondition (and refunded): join instead.
+	// the payment is refused with FailedPrecondition (and refunded): join instead. With join
+	// set, it buys a certificate of a registered enterprise and joins it as staff.
 	ClaimEnterprise(ctx context.Context, in *ClaimEnterpriseRequest, opts ...grpc.CallOption) (*ClaimEnterpriseResponse, error)
 	GetEnterprise(ctx context.Context, in *GetEnterpriseRequest, opts ...grpc.CallOption) (*GetEnterpriseResponse, error)
 	// ListMyEnterprises lists the enterprises the caller belongs to, with the caller's role.
@@ -410,7 +411,8 @@ type EnterpriseServiceServer interface {
 	// an enterprise split key made on this device (KeyService.CreateKey). It is a certificate
 	// order (CertificateService orders, the review desk); paying it issues the certificate and
 	// makes the claimant the enterprise's one administrator. If another claim was paid first,
-	// the payment is refused with FailedPrecondition (and refunded): join instead.
+	// the payment is refused with FailedPrecondition (and refunded): join instead. With join
+	// set, it buys a certificate of a registered enterprise and joins it as staff.
 	ClaimEnterprise(context.Context, *ClaimEnterpriseRequest) (*ClaimEnterpriseResponse, error)
 	GetEnterprise(context.Context, *GetEnterpriseRequest) (*GetEnterpriseResponse, error)
 	// ListMyEnterprises lists the enterprises the caller belongs to, with the caller's role.

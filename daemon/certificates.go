@@ -102,6 +102,7 @@ func (d *Daemon) buildEnterprises() error {
 		return err
 	}
 	roles.e = d.enterprises
+	d.certs.SetSeals(d.seals)
 	// A paid enterprise certificate completes its claim inside the payment's transaction.
 	d.certs.SetEnterprises(d.enterprises)
 	return nil

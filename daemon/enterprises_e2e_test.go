@@ -829,6 +829,25 @@ func TestEnterpriseSeals(t *testing.T) {
 	if err != nil || sig.OwnerUserId != outsider.userID {
 		t.Fatalf("personal signature: %v %v", sig, err)
 	}
+	// It stamps the online-signed authorisation letter of a personal application, and the
+	// desk sees the stamp with the letter; someone else's seal is refused.
+	outsider.key = createKey(t, outsider.conn, outsider.userID, "key-stamped-letter", "123456")
+	stamped := outsider.request()
+	stamped.Authorisation.GetOnline().SealId = official.Id
+	_, err = outsider.certs.ApplyCertificate(bg, stamped)
+	if statusCode(err) == codes.OK {
+		t.Fatal("a letter was stamped with another's seal")
+	}
+	stamped = outsider.request()
+	stamped.Authorisation.GetOnline().SealId = sig.Id
+	applied, err := outsider.certs.ApplyCertificate(bg, stamped)
+	if err != nil {
+		t.Fatalf("apply with a stamped letter: %v", err)
+	}
+	letter, err := desk.GetAuthorisationLetter(bg, &hufuv1.GetAuthorisationLetterRequest{OrderId: applied.Order.Id})
+	if err != nil || letter.SealName != "手写签名" || len(letter.SealImage) == 0 {
+		t.Fatalf("the desk's letter: %v %v", letter, err)
+	}
 }
 
 func TestEnterpriseLetterTemplates(t *testing.T) {

@@ -147,9 +147,21 @@ type Service struct {
 	order []string
 	gate  keyGate
 	m     *metrics
-	// enterprises completes claims; set once while wiring (SetEnterprises), before serving.
+	// enterprises completes claims; seals stamp online letters. Both are set once while
+	// wiring (SetEnterprises, SetSeals), before serving: they are built after certs.
 	enterprises Enterprises
+	seals       Seals
 }
+
+// Seals is what certs needs of the seals domain: the applicant's own seal to stamp an
+// online letter with.
+type Seals interface {
+	SealUsable(ctx context.Context, caller authn.Caller, sealID string) (*storepb.Seal, error)
+	Get(ctx context.Context, caller authn.Caller, id string) (*storepb.Seal, []byte, error)
+}
+
+// SetSeals connects the seals domain.
+func (s *Service) SetSeals(seals Seals) { s.seals = seals }
 
 // SetEnterprises connects the enterprise domain, which is built after certs (it applies
 // for certificates through it).

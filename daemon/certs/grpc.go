@@ -271,5 +271,5 @@ func (r reviewServer) GetAuthorisationLetter(ctx context.Context, req *hufuv1.Ge
 		return nil, err
 	}
 	return &hufuv1.GetAuthorisationLetterResponse{Method: a.Method, FileName: a.FileName, MediaType: a.MediaType,
-		Content: a.Content, Signature: a.Signature, Sha256: a.Sha256, Sm3: a.Sm3}, nil
+		Content: a.Content, Signature: a.Signature, Sha256: a.Sha256, Sm3: a.Sm3, SealName: a.SealName, SealImage: a.SealImage}, nil
 }

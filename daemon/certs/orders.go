@@ -147,6 +147,11 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 	if err != nil {
 		return nil, err
 	}
+	if sealID := a.authorisation.GetOnline().GetSealId(); sealID != "" {
+		if err := s.stamp(ctx, caller, letter, sealID, a.uscc != ""); err != nil {
+			return nil, err
+		}
+	}
 	id := store.NewestFirstID(s.deps.Clock.Now())
 	app := &ca.Application{OrderID: id, UserID: caller.UserID, Name: user.Identity.GetName(), IDNumberMask: user.Identity.GetIdNumberMasked(),
 		CSR: a.csr, PublicKey: pub, ValidityYears: int(a.years), Platforms: platforms, Regions: regions,
@@ -193,7 +198,8 @@ func (s *Service) create(ctx context.Context, caller authn.Caller, o *storepb.Or
 	var letter *storepb.Attachment
 	if a := o.Authorisation; a != nil && len(a.Content) > 0 {
 		letter = a
-		o.Authorisation = &storepb.Attachment{Method: a.Method, FileName: a.FileName, MediaType: a.MediaType, Sha256: a.Sha256, Sm3: a.Sm3}
+		o.Authorisation = &storepb.Attachment{Method: a.Method, FileName: a.FileName, MediaType: a.MediaType, Sha256: a.Sha256, Sm3: a.Sm3,
+			SealId: a.SealId, SealName: a.SealName}
 	}
 	var out *storepb.Order
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
@@ -304,6 +310,32 @@ func checkCSR(der []byte, pub *ecdsa.PublicKey) error {
 	if !ok || !got.Equal(pub) {
 		return apierr.Invalidf("csr", "the request is not for this key (it must be signed by the split key)")
 	}
+	return nil
+}
+
+// stamp puts the applicant's own seal or handwritten signature on an online letter (seed
+// §1.5.1: 当有电子私章时选择证书即可盖章，没有私章时进行手写签名): the seal must be usable by
+// the applicant and their own; a copy of its image is kept with the letter for review.
+func (s *Service) stamp(ctx context.Context, caller authn.Caller, letter *storepb.Attachment, sealID string, enterprise bool) error {
+	const field = "authorisation.online.seal_id"
+	if enterprise {
+		return apierr.Invalidf(field, "an enterprise's letter is stamped on paper and uploaded as a scan")
+	}
+	if s.seals == nil {
+		return apierr.Invalidf(field, "seals are not served by this appliance")
+	}
+	seal, err := s.seals.SealUsable(ctx, caller, sealID)
+	if err != nil {
+		return err
+	}
+	if seal.OwnerUserId != caller.UserID {
+		return apierr.Invalidf(field, "stamp the letter with your own seal or handwritten signature")
+	}
+	_, image, err := s.seals.Get(ctx, caller, sealID)
+	if err != nil {
+		return err
+	}
+	letter.SealId, letter.SealName, letter.SealImage = seal.Id, seal.Name, image
 	return nil
 }
 

@@ -694,7 +694,12 @@ type Attachment struct {
 	Content []byte `protobuf:"bytes,6,opt,name=content,proto3" json:"content,omitempty"`
 	// Online signing: the ASN.1 SM2 signature over the letter (signer ID default) with the
 	// applicant's key.
-	Signature     []byte `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"` // Next field: 8
+	Signature []byte `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The seal (or handwritten signature) stamped on an online letter, and a copy of its
+	// image as it was when stamped.
+	SealId        string `protobuf:"bytes,8,opt,name=seal_id,json=sealId,proto3" json:"seal_id,omitempty"`
+	SealName      string `protobuf:"bytes,9,opt,name=seal_name,json=sealName,proto3" json:"seal_name,omitempty"`
+	SealImage     []byte `protobuf:"bytes,10,opt,name=seal_image,json=sealImage,proto3" json:"seal_image,omitempty"` // Next field: 11
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -774,6 +779,27 @@ func (x *Attachment) GetContent() []byte {
 func (x *Attachment) GetSignature() []byte {
 	if x != nil {
 		return x.Signature
+	}
+	return nil
+}
+
+func (x *Attachment) GetSealId() string {
+	if x != nil {
+		return x.SealId
+	}
+	return ""
+}
+
+func (x *Attachment) GetSealName() string {
+	if x != nil {
+		return x.SealName
+	}
+	return ""
+}
+
+func (x *Attachment) GetSealImage() []byte {
+	if x != nil {
+		return x.SealImage
 	}
 	return nil
 }
@@ -1024,7 +1050,7 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\x11updated_unix_nano\x18\x1b \x01(\x03R\x0fupdatedUnixNano\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x1c \x01(\tR\trequestId\x12'\n" +
-	"\x0fenterprise_uscc\x18\x1d \x01(\tR\x0eenterpriseUscc\"\xc2\x01\n" +
+	"\x0fenterprise_uscc\x18\x1d \x01(\tR\x0eenterpriseUscc\"\x97\x02\n" +
 	"\n" +
 	"Attachment\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1b\n" +
@@ -1034,7 +1060,12 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\x06sha256\x18\x04 \x01(\tR\x06sha256\x12\x10\n" +
 	"\x03sm3\x18\x05 \x01(\tR\x03sm3\x12\x18\n" +
 	"\acontent\x18\x06 \x01(\fR\acontent\x12\x1c\n" +
-	"\tsignature\x18\a \x01(\fR\tsignature\"p\n" +
+	"\tsignature\x18\a \x01(\fR\tsignature\x12\x17\n" +
+	"\aseal_id\x18\b \x01(\tR\x06sealId\x12\x1b\n" +
+	"\tseal_name\x18\t \x01(\tR\bsealName\x12\x1d\n" +
+	"\n" +
+	"seal_image\x18\n" +
+	" \x01(\fR\tsealImage\"p\n" +
 	"\n" +
 	"ReviewStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +

@@ -639,7 +639,10 @@ type SignedLetter struct {
 	Letter []byte `protobuf:"bytes,1,opt,name=letter,proto3" json:"letter,omitempty"`
 	// ASN.1 SM2 signature over the letter with the default signer ID, made with the applicant's
 	// split key (the one the CSR is for).
-	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"` // Next field: 3
+	Signature []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	// Personal applications: the applicant's own seal (个人章) or handwritten signature
+	// (手写签名) from SealService, stamped on the letter; shown with it at review.
+	SealId        string `protobuf:"bytes,3,opt,name=seal_id,json=sealId,proto3" json:"seal_id,omitempty"` // Next field: 4
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -686,6 +689,13 @@ func (x *SignedLetter) GetSignature() []byte {
 		return x.Signature
 	}
 	return nil
+}
+
+func (x *SignedLetter) GetSealId() string {
+	if x != nil {
+		return x.SealId
+	}
+	return ""
 }
 
 type ReviewStep struct {
@@ -3238,9 +3248,12 @@ type GetAuthorisationLetterResponse struct {
 	MediaType string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
 	Content   []byte `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
 	// Online letters: the ASN.1 SM2 signature over content by the applicant's key.
-	Signature     []byte `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
-	Sha256        string `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	Sm3           string `protobuf:"bytes,7,opt,name=sm3,proto3" json:"sm3,omitempty"` // Next field: 8
+	Signature []byte `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	Sha256    string `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sm3       string `protobuf:"bytes,7,opt,name=sm3,proto3" json:"sm3,omitempty"`
+	// The seal or handwritten signature stamped on an online letter: its name and image.
+	SealName      string `protobuf:"bytes,8,opt,name=seal_name,json=sealName,proto3" json:"seal_name,omitempty"`
+	SealImage     []byte `protobuf:"bytes,9,opt,name=seal_image,json=sealImage,proto3" json:"seal_image,omitempty"` // Next field: 10
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3322,6 +3335,20 @@ func (x *GetAuthorisationLetterResponse) GetSm3() string {
 		return x.Sm3
 	}
 	return ""
+}
+
+func (x *GetAuthorisationLetterResponse) GetSealName() string {
+	if x != nil {
+		return x.SealName
+	}
+	return ""
+}
+
+func (x *GetAuthorisationLetterResponse) GetSealImage() []byte {
+	if x != nil {
+		return x.SealImage
+	}
+	return nil
 }
 
 type ListOrderAttachmentsRequest struct {
@@ -3512,10 +3539,11 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\tfile_name\x18\x01 \x01(\tR\bfileName\x12\x1d\n" +
 	"\n" +
 	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x18\n" +
-	"\acontent\x18\x03 \x01(\fR\acontent\"D\n" +
+	"\acontent\x18\x03 \x01(\fR\acontent\"]\n" +
 	"\fSignedLetter\x12\x16\n" +
 	"\x06letter\x18\x01 \x01(\fR\x06letter\x12\x1c\n" +
-	"\tsignature\x18\x02 \x01(\fR\tsignature\"z\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x17\n" +
+	"\aseal_id\x18\x03 \x01(\tR\x06sealId\"z\n" +
 	"\n" +
 	"ReviewStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
@@ -3695,7 +3723,7 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x13RejectOrderResponse\x12$\n" +
 	"\x05order\x18\x01 \x01(\v2\x0e.hufu.v1.OrderR\x05order\":\n" +
 	"\x1dGetAuthorisationLetterRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"\xd6\x01\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\"\x92\x02\n" +
 	"\x1eGetAuthorisationLetterResponse\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1b\n" +
 	"\tfile_name\x18\x02 \x01(\tR\bfileName\x12\x1d\n" +
@@ -3704,7 +3732,10 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\acontent\x18\x04 \x01(\fR\acontent\x12\x1c\n" +
 	"\tsignature\x18\x05 \x01(\fR\tsignature\x12\x16\n" +
 	"\x06sha256\x18\x06 \x01(\tR\x06sha256\x12\x10\n" +
-	"\x03sm3\x18\a \x01(\tR\x03sm3\"8\n" +
+	"\x03sm3\x18\a \x01(\tR\x03sm3\x12\x1b\n" +
+	"\tseal_name\x18\b \x01(\tR\bsealName\x12\x1d\n" +
+	"\n" +
+	"seal_image\x18\t \x01(\fR\tsealImage\"8\n" +
 	"\x1bListOrderAttachmentsRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"\x95\x01\n" +
 	"\x0fOrderAttachment\x12\x14\n" +

@@ -27,6 +27,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
 	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/daemon/scan"
 	"github.com/hufu-hsm/hufu/daemon/seals"
 	"github.com/hufu-hsm/hufu/hsm"
 	"github.com/hufu-hsm/hufu/softhsm"
@@ -62,6 +63,7 @@ type Daemon struct {
 	enterprises *enterprises.Service
 	seals       *seals.Service
 	attachments *attachments.Service
+	scan        *scan.Service
 	tls         *tlsMaterial
 	server      *grpc.Server
 	health      *health.Server
@@ -262,7 +264,10 @@ func (d *Daemon) buildServices() error {
 	if err != nil {
 		return err
 	}
-	return d.buildCertificates(context.Background())
+	if err := d.buildCertificates(context.Background()); err != nil {
+		return err
+	}
+	return d.buildScan()
 }
 
 func (d *Daemon) buildServer() {
@@ -291,7 +296,7 @@ func (d *Daemon) buildServer() {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server),
-		d.enterprises.Register(d.server), d.seals.Register(d.server)} {
+		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

@@ -2,7 +2,9 @@ package accounts
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
+	"strings"
 
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
@@ -184,4 +186,23 @@ func (s *Service) SelectPlatform(ctx context.Context, caller authn.Caller, id st
 		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "account.platform.select", Subject: userKey(u.Id),
 			Outcome: store.OutcomeOK, Details: map[string]string{"platform": id}})
 	})
+}
+
+// IdentityMatches reports whether a user's verified identity is exactly name and ID number
+// (a business system binding its user to this person's certificate, seed §2.1). The sealed
+// ID number is opened in the HSM only for the comparison.
+func (s *Service) IdentityMatches(ctx context.Context, userID, name, idNumber string) (bool, error) {
+	u, err := s.VerifiedUser(ctx, userID)
+	if err != nil {
+		return false, err
+	}
+	if u.Identity.GetName() != name {
+		return false, nil
+	}
+	id, err := s.Keyring.Unwrap(ctx, u.Identity.GetIdNumberSealed(), idNumberAD(userID))
+	if err != nil {
+		return false, &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable", Cause: err}
+	}
+	defer clear(id)
+	return subtle.ConstantTimeCompare(id, []byte(strings.ToUpper(idNumber))) == 1, nil
 }

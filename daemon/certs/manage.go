@@ -314,6 +314,40 @@ func (s *Service) MoveKeyCertificates(tx *store.Tx, keyID, fromUser, toUser stri
 	return nil
 }
 
+// Certificate returns a certificate by serial with its chain (issuing CA, root; DER), for
+// the domains that act with it on its holder's behalf (scan sessions).
+func (s *Service) Certificate(ctx context.Context, serial string) (*storepb.Certificate, [][]byte, error) {
+	if err := checkSerial(serial); err != nil {
+		return nil, nil, err
+	}
+	var c *storepb.Certificate
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		k, err := tx.Lookup(indexCert, serial)
+		if err != nil {
+			return err
+		}
+		c = new(storepb.Certificate)
+		return tx.Get(k, c)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, apierr.New(apierr.NotFound, "no certificate %q", serial)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	authority, err := s.ca("ca_id", c.CaId)
+	if err != nil {
+		return nil, nil, err
+	}
+	chain, err := authority.Connector.Chain(ctx)
+	return c, chain, err
+}
+
+// Active reports whether a certificate is active now (not expired, revoked or superseded).
+func (s *Service) Active(c *storepb.Certificate) bool {
+	return s.effective(c) == hufuv1.CertificateStatus(certActive)
+}
+
 // CertificateOwner returns who holds an active certificate: the user, and for an enterprise
 // certificate the enterprise's USCC (the seals domain binds seals to certificates with it).
 // A certificate that is not active is NotFound.

@@ -45,6 +45,8 @@ type Config struct {
 	Admin        Admin        `yaml:"admin"`
 	// Enterprises configures corporate-transfer verification (对公打款认证).
 	Enterprises Enterprises `yaml:"enterprises"`
+	// Scan is the business systems' scan sessions (seed manual §2).
+	Scan Scan `yaml:"scan"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -175,6 +177,19 @@ type SystemClient struct {
 }
 
 // Enterprises is the enterprise policy: corporate-transfer verification (seed §1.6.4).
+// Scan configures scan sessions.
+type Scan struct {
+	// Address is the appliance's address as phones reach it, carried (signed) in QR
+	// payloads; default: listen.grpc.
+	Address string `yaml:"address"`
+	// SessionTTL is how long a QR code waits for its scan by default (3m); MaxSessionTTL
+	// the longest a system may ask for (30m).
+	SessionTTL    Duration `yaml:"session_ttl"`
+	MaxSessionTTL Duration `yaml:"max_session_ttl"`
+	// SessionsPerMinute bounds the sessions one system creates (600).
+	SessionsPerMinute int `yaml:"sessions_per_minute"`
+}
+
 type Enterprises struct {
 	// VerificationPriceFen is the price of the enterprise-verification order a verified
 	// transfer makes (确认支付); 0 is free.
@@ -277,8 +292,9 @@ func Default() Config {
 		},
 		// The development CLI's certificate (devpki.CLIClientName) may work the review and
 		// reconciliation desks.
-		SystemClients: []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService", "hufu.v1.ReconciliationService"}}},
+		SystemClients: []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService", "hufu.v1.ReconciliationService", "hufu.v1.ScanService"}}},
 		// A development receiving account; production names the operator's own.
+		Scan: Scan{SessionTTL: Duration(3 * time.Minute), MaxSessionTTL: Duration(30 * time.Minute), SessionsPerMinute: 600},
 		Enterprises: Enterprises{Transfer: CorporateTransfer{AccountName: "hufu 开发测试收款账户", Bank: "示范银行杭州分行",
 			AccountNumber: "6222020000000000000", Validity: Duration(7 * 24 * time.Hour), MaxAmountFen: 99}},
 		Certificates: Certificates{
@@ -442,6 +458,12 @@ func (c *Config) Validate() error {
 	}
 	c.validateCertificates(bad)
 	c.validateEnterprises(bad)
+	if c.Scan.SessionTTL.Std() < 30*time.Second || c.Scan.SessionTTL > c.Scan.MaxSessionTTL {
+		bad("scan.session_ttl", "must be at least 30s and at most scan.max_session_ttl")
+	}
+	if c.Scan.SessionsPerMinute < 1 {
+		bad("scan.sessions_per_minute", "must be at least 1")
+	}
 	clients := map[string]bool{}
 	for i, sc := range c.SystemClients {
 		path := fmt.Sprintf("system_clients[%d]", i)

@@ -130,7 +130,7 @@ func (c cosignServer) SignBatch(ctx context.Context, req *hufuv1.SignBatchReques
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.SignBatchResponse{Items: batchPB(items), ShareVersion: version}, nil
+	return &hufuv1.SignBatchResponse{Items: BatchPB(items), ShareVersion: version}, nil
 }
 
 func (c cosignServer) Decrypt(ctx context.Context, req *hufuv1.DecryptRequest) (*hufuv1.DecryptResponse, error) {
@@ -146,10 +146,12 @@ func (c cosignServer) DecryptBatch(ctx context.Context, req *hufuv1.DecryptBatch
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.DecryptBatchResponse{Items: batchPB(items)}, nil
+	return &hufuv1.DecryptBatchResponse{Items: BatchPB(items)}, nil
 }
 
-func batchPB(items []BatchResult) []*hufuv1.BatchItem {
+// BatchPB is a batch's answer on the wire: each item's result, or its error code and the
+// message the same request alone would have got (internal errors say no more).
+func BatchPB(items []BatchResult) []*hufuv1.BatchItem {
 	out := make([]*hufuv1.BatchItem, len(items))
 	for i, it := range items {
 		out[i] = &hufuv1.BatchItem{Result: it.Result}

@@ -1,0 +1,535 @@
+package scan
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/cms"
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/enterprises"
+	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// Candidate is a certificate of the person that may answer a session, or why it may not.
+type Candidate struct {
+	Cert    *storepb.Certificate
+	Subject string
+	Refusal string
+}
+
+// candidates lists the person's certificates usable from this device: their own (personal,
+// or an enterprise's they hold the key of) and the enterprise certificates whose key they
+// hold a delegated pair of on this device.
+func (s *Service) candidates(ctx context.Context, caller authn.Caller, ss *storepb.ScanSession) ([]Candidate, error) {
+	own, err := s.deps.Certs.ListCertificates(ctx, caller, hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE)
+	if err != nil {
+		return nil, err
+	}
+	var certs []*storepb.Certificate
+	for _, c := range own {
+		k, err := s.deps.Keys.OwnedKey(ctx, caller, c.KeyId)
+		if err == nil && k.DeviceId == caller.DeviceID {
+			certs = append(certs, c)
+		}
+	}
+	mine, err := s.deps.Enterprises.ListMine(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range mine {
+		if m.Enterprise.KeyId == "" || m.Enterprise.CertSerial == "" || slices.ContainsFunc(certs, func(c *storepb.Certificate) bool { return c.KeyId == m.Enterprise.KeyId }) {
+			continue
+		}
+		if !s.holdsPair(ctx, caller, m) {
+			continue
+		}
+		c, _, err := s.deps.Certs.Certificate(ctx, m.Enterprise.CertSerial)
+		if err != nil || !s.deps.Certs.Active(c) {
+			continue
+		}
+		certs = append(certs, c)
+	}
+	out := make([]Candidate, 0, len(certs))
+	for _, c := range certs {
+		cand := Candidate{Cert: c, Subject: subjectOf(c)}
+		if !slices.Contains(c.Platforms, ss.PlatformId) {
+			// Mutual recognition (互认账户, seed §1.8.2.3) would admit it: the commerce issue.
+			cand.Refusal = fmt.Sprintf("not valid for platform %s; a mutual-recognition account (互认账户) would admit it, which this appliance does not offer yet", ss.PlatformId)
+		}
+		out = append(out, cand)
+	}
+	return out, nil
+}
+
+func (s *Service) holdsPair(ctx context.Context, caller authn.Caller, m enterprises.Membership) bool {
+	pairs, err := s.deps.Keys.ListDelegations(ctx, m.Enterprise.KeyId)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(pairs, func(d *storepb.DelegatedShare) bool {
+		return d.MemberUserId == caller.UserID && d.MemberDeviceId == caller.DeviceID && d.Status == storepb.DelegationStatus_DELEGATION_STATUS_ACTIVE
+	})
+}
+
+func subjectOf(c *storepb.Certificate) string {
+	cert, err := smx509.ParseCertificate(c.Der)
+	if err != nil {
+		return ""
+	}
+	return cert.Subject.String()
+}
+
+// ScanView is what the phone shows after a scan.
+type ScanView struct {
+	Session        *storepb.ScanSession
+	Candidates     []Candidate
+	ReleasePreview []byte
+}
+
+// Scan claims a session by its QR payload for the caller (one scan per session).
+func (s *Service) Scan(ctx context.Context, caller authn.Caller, payload string) (*ScanView, error) {
+	id, nonce, _, err := VerifyQR(s.deps.Signer.PublicKey(), payload)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := s.update(ctx, caller, id, "scan", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
+		if ss.Nonce != nonce {
+			return nil, apierr.Invalidf("qr_payload", "not a scan code of this appliance, or altered")
+		}
+		switch s.effective(ss) {
+		case stateCreated:
+		case stateExpired:
+			return nil, apierr.New(apierr.FailedPrecondition, "the QR code has expired; ask the system for a new one")
+		default:
+			return nil, apierr.New(apierr.FailedPrecondition, "this QR code was scanned already; ask the system for a new one")
+		}
+		ss.State, ss.ScannedByUser, ss.ScannedByDevice = stateScanned, caller.UserID, caller.DeviceID
+		return map[string]string{"device": caller.DeviceID}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	view := &ScanView{Session: ss}
+	if ss.Kind == kindAuth {
+		view.ReleasePreview, err = s.release(ctx, caller, ss)
+	} else {
+		view.Candidates, err = s.candidates(ctx, caller, ss)
+	}
+	return view, err
+}
+
+// scanned reads a session the caller scanned and may still answer.
+func (s *Service) scanned(tx *store.Tx, caller authn.Caller, id string) (*storepb.ScanSession, error) {
+	ss, err := sessions.Get(tx, sessionID(id))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (ss.ScannedByUser != caller.UserID || ss.ScannedByDevice != caller.DeviceID)) {
+		return nil, apierr.New(apierr.NotFound, "no scan session %q scanned on this device", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch s.effective(ss) {
+	case stateScanned:
+		return ss, nil
+	case stateExpired:
+		return nil, apierr.New(apierr.FailedPrecondition, "the session has expired")
+	}
+	return nil, apierr.New(apierr.FailedPrecondition, "the session is %s", strings.ToLower(strings.TrimPrefix(hufuv1.SessionState(ss.State).String(), "SESSION_STATE_")))
+}
+
+// Choice is what the phone signs after choosing a certificate.
+type Choice struct {
+	KeyID            string
+	Challenge        []byte
+	SignedAttributes [][]byte
+}
+
+// Choose picks the answering certificate (and seal) and pins the digests e of the session.
+func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, sealID string) (*Choice, error) {
+	if !sessionIDRE.MatchString(id) {
+		return nil, apierr.New(apierr.NotFound, "no scan session %q", id)
+	}
+	pre, err := s.read(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := s.candidates(ctx, caller, pre)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(cands, func(c Candidate) bool { return c.Cert.Serial == serial })
+	if i < 0 {
+		return nil, apierr.Invalidf("certificate_serial", "not one of your certificates usable on this device")
+	}
+	if cands[i].Refusal != "" {
+		return nil, apierr.New(apierr.FailedPrecondition, "certificate %s: %s", serial, cands[i].Refusal)
+	}
+	cert := cands[i].Cert
+	parsed, err := smx509.ParseCertificate(cert.Der)
+	if err != nil {
+		return nil, fmt.Errorf("scan: stored certificate %s: %w", serial, err)
+	}
+	pub, err := cosign.PointFromPublicKey(parsedPublic(parsed))
+	if err != nil {
+		return nil, fmt.Errorf("scan: certificate %s: %w", serial, err)
+	}
+	var seal *storepb.Seal
+	if sealID != "" {
+		if !pre.WithSeal {
+			return nil, apierr.Invalidf("seal_id", "the system asked for no seal")
+		}
+		if seal, err = s.deps.Seals.SealUsable(ctx, caller, sealID); err != nil {
+			return nil, err
+		}
+		if seal.EnterpriseUscc != cert.EnterpriseUscc || (seal.EnterpriseUscc == "" && seal.OwnerUserId != caller.UserID) {
+			return nil, apierr.Invalidf("seal_id", "the seal is not of the certificate's holder")
+		}
+	} else if pre.WithSeal {
+		return nil, apierr.Invalidf("seal_id", "the system asks for a seal")
+	}
+	if pre.Kind == kindBind {
+		if err := s.matchSubject(ctx, caller, pre, cert, parsed); err != nil {
+			return nil, err
+		}
+	}
+	if pre.Kind == kindLogin {
+		b, err := s.bindingOf(ctx, pre.System, serial)
+		if err != nil {
+			return nil, err
+		}
+		if b == nil {
+			return nil, apierr.New(apierr.FailedPrecondition, "the certificate is not bound to this business system: scan its bind code first")
+		}
+	}
+	var out Choice
+	_, err = s.update(ctx, caller, id, "choose", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
+		cur, err := s.scanned(tx, caller, id)
+		if err != nil {
+			return nil, err
+		}
+		if cur.CertificateSerial != "" {
+			return nil, apierr.New(apierr.FailedPrecondition, "a certificate was chosen already")
+		}
+		ss.CertificateSerial, ss.KeyId, ss.Uscc = serial, cert.KeyId, cert.EnterpriseUscc
+		ss.SubjectIdWrapped = nil // matched: not needed any more
+		if seal != nil {
+			ss.SealId = seal.Id
+		}
+		switch ss.Kind {
+		case kindBind, kindLogin:
+			ss.Challenge = []byte(fmt.Sprintf("hufu/scan/v1 %s\nsession=%s\nsystem=%s\nnonce=%s\ntime=%s\nserial=%s",
+				strings.TrimPrefix(hufuv1.SessionKind(ss.Kind).String(), "SESSION_KIND_"), ss.Id, ss.System, ss.Nonce,
+				tx.Now().UTC().Format(time.RFC3339), serial))
+			e, err := cosign.Digest(&pub, nil, ss.Challenge)
+			if err != nil {
+				return nil, err
+			}
+			ss.Pinned = [][]byte{e[:]}
+		case kindSign, kindGenerate:
+			ss.Pinned, ss.SignedAttributes = nil, nil
+			for _, d := range ss.Documents {
+				attrs, err := cms.SignedAttributes(d.Sm3, tx.Now())
+				if err != nil {
+					return nil, err
+				}
+				e, err := cms.Digest(parsedPublic(parsed), attrs)
+				if err != nil {
+					return nil, err
+				}
+				ss.SignedAttributes = append(ss.SignedAttributes, attrs)
+				ss.Pinned = append(ss.Pinned, e[:])
+			}
+		default:
+			return nil, apierr.New(apierr.FailedPrecondition, "an AUTH session is answered by consent, not by a certificate")
+		}
+		out = Choice{KeyID: cert.KeyId, Challenge: ss.Challenge, SignedAttributes: ss.SignedAttributes}
+		return map[string]string{"serial": serial, "seal": sealID, "pinned": fmt.Sprint(len(ss.Pinned))}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// matchSubject checks, for BIND, that the certificate's identity is exactly the one the
+// system named (§2.1). A mismatch is audited and leaves the session open for another choice.
+func (s *Service) matchSubject(ctx context.Context, caller authn.Caller, ss *storepb.ScanSession, cert *storepb.Certificate, parsed *smx509.Certificate) error {
+	ok := false
+	switch {
+	case ss.SubjectUscc != "":
+		ok = cert.EnterpriseUscc == ss.SubjectUscc && enterprises.NameKey(parsed.Subject.CommonName) == enterprises.NameKey(ss.SubjectEnterpriseName)
+	case len(ss.SubjectIdWrapped) > 0:
+		if cert.EnterpriseUscc != "" || parsed.Subject.CommonName != ss.SubjectPersonName {
+			break
+		}
+		id, err := s.deps.Keyring.Unwrap(ctx, ss.SubjectIdWrapped, subjectAD(ss.Id))
+		if err != nil {
+			return &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable; retry later", Cause: err}
+		}
+		ok, err = s.deps.Accounts.IdentityMatches(ctx, caller.UserID, ss.SubjectPersonName, string(id))
+		clear(id)
+		if err != nil {
+			return err
+		}
+	}
+	if ok {
+		return nil
+	}
+	_ = s.deps.Store.Append(ctx, store.Event{Actor: caller.Actor(), Action: "scan.bind.mismatch", Subject: sessionKey(ss.Id), Outcome: "denied",
+		Details: map[string]string{"serial": cert.Serial, "system": ss.System}})
+	return apierr.New(apierr.FailedPrecondition, "the certificate's identity is not the unit or person the business system names; choose the right certificate")
+}
+
+// Cosign is the appliance's signing step, restricted to the session's pinned digests.
+func (s *Service) Cosign(ctx context.Context, caller authn.Caller, id string, cred keys.Credential, raws [][]byte) ([]keys.BatchResult, uint32, error) {
+	if !sessionIDRE.MatchString(id) {
+		return nil, 0, apierr.New(apierr.NotFound, "no scan session %q", id)
+	}
+	var ss *storepb.ScanSession
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		var err error
+		ss, err = s.scanned(tx, caller, id)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(ss.Pinned) == 0 {
+		return nil, 0, apierr.New(apierr.FailedPrecondition, "choose a certificate first")
+	}
+	if len(raws) != len(ss.Pinned) {
+		return nil, 0, apierr.Invalidf("sign_requests", "the session signs %d digests, not %d", len(ss.Pinned), len(raws))
+	}
+	for i, raw := range raws {
+		var req cosign.SignRequest
+		if err := req.UnmarshalBinary(raw); err != nil {
+			return nil, 0, apierr.Invalid(fmt.Sprintf("sign_requests[%d]", i), err)
+		}
+		if !bytes.Equal(req.E[:], ss.Pinned[i]) {
+			s.m.events.WithLabelValues("refused_digest").Inc()
+			_ = s.deps.Store.Append(ctx, store.Event{Actor: caller.Actor(), Action: "scan.cosign", Subject: sessionKey(id), Outcome: "denied",
+				Details: map[string]string{"reason": "digest not registered", "item": fmt.Sprint(i)}})
+			return nil, 0, apierr.Invalidf(fmt.Sprintf("sign_requests[%d].e", i), "not the digest this session registered for that document")
+		}
+	}
+	// The usage record names the system and the session that asked.
+	asked := caller
+	asked.System = ss.System + " scan " + ss.Id
+	return s.deps.Keys.SignBatch(ctx, asked, ss.KeyId, cred, raws)
+}
+
+// Complete takes the finished signatures, verifies each under the certificate on its pinned
+// digest, builds the result and ends the session.
+func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, rawSigs [][]byte) (*storepb.ScanSession, error) {
+	if !sessionIDRE.MatchString(id) {
+		return nil, apierr.New(apierr.NotFound, "no scan session %q", id)
+	}
+	pre, err := s.read(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if pre.CertificateSerial == "" {
+		return nil, apierr.New(apierr.FailedPrecondition, "choose a certificate first")
+	}
+	cert, chainDER, err := s.deps.Certs.Certificate(ctx, pre.CertificateSerial)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := smx509.ParseCertificate(cert.Der)
+	if err != nil {
+		return nil, err
+	}
+	var chain []*smx509.Certificate
+	for _, der := range chainDER {
+		c, err := smx509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, c)
+	}
+	pub, err := cosign.PointFromPublicKey(parsedPublic(signer))
+	if err != nil {
+		return nil, err
+	}
+	if len(rawSigs) != len(pre.Pinned) {
+		return nil, apierr.Invalidf("signatures", "the session signs %d digests, not %d", len(pre.Pinned), len(rawSigs))
+	}
+	var cmsDERs [][]byte
+	for i, raw := range rawSigs {
+		var sig cosign.Signature
+		if err := sig.UnmarshalBinary(raw); err != nil {
+			return nil, apierr.Invalid(fmt.Sprintf("signatures[%d]", i), err)
+		}
+		var e [cosign.ScalarSize]byte
+		copy(e[:], pre.Pinned[i])
+		if !cosign.Verify(&pub, &e, &sig) {
+			return nil, apierr.Invalidf(fmt.Sprintf("signatures[%d]", i), "does not verify under the certificate on the registered digest")
+		}
+		if pre.Kind == kindSign || pre.Kind == kindGenerate {
+			der, err := cms.DetachedSignedData(pre.SignedAttributes[i], sig, signer, chain)
+			if err != nil {
+				return nil, fmt.Errorf("scan: assembling the CMS of document %d: %w", i, err)
+			}
+			cmsDERs = append(cmsDERs, der)
+		}
+	}
+	return s.update(ctx, caller, id, "complete", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
+		cur, err := s.scanned(tx, caller, id)
+		if err != nil {
+			return nil, err
+		}
+		if cur.CertificateSerial != pre.CertificateSerial || len(cur.Pinned) != len(pre.Pinned) {
+			return nil, apierr.New(apierr.Aborted, "the session changed; retry")
+		}
+		ss.State, ss.Signatures, ss.Cms = stateCompleted, rawSigs, cmsDERs
+		if ss.Kind == kindBind {
+			b, err := s.bind(tx, caller, ss, cert)
+			if err != nil {
+				return nil, err
+			}
+			ss.BindingId = b.Id
+		}
+		if ss.Kind == kindLogin {
+			b, err := tx.Lookup(indexCert, ss.System+"."+ss.CertificateSerial)
+			if err != nil {
+				return nil, apierr.New(apierr.FailedPrecondition, "the certificate's binding was removed meanwhile")
+			}
+			ss.BindingId = strings.TrimPrefix(b, string(store.KindScan)+"/"+"binding/"+ss.System+"/")
+		}
+		return map[string]string{"serial": ss.CertificateSerial, "signatures": fmt.Sprint(len(rawSigs))}, nil
+	})
+}
+
+// bind creates (or keeps) the binding of the session's certificate to its reference.
+func (s *Service) bind(tx *store.Tx, caller authn.Caller, ss *storepb.ScanSession, cert *storepb.Certificate) (*storepb.ScanBinding, error) {
+	if k, err := tx.Lookup(indexCert, ss.System+"."+cert.Serial); err == nil {
+		b := new(storepb.ScanBinding)
+		if err := tx.Get(k, b); err != nil {
+			return nil, err
+		}
+		if b.Reference != ss.Reference {
+			return nil, apierr.New(apierr.FailedPrecondition, "the certificate is bound to another reference of this system; the system removes that binding first")
+		}
+		return b, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	b := &storepb.ScanBinding{Id: randomHex(10), System: ss.System, Reference: ss.Reference, PlatformId: ss.PlatformId,
+		CertificateSerial: cert.Serial, Uscc: cert.EnterpriseUscc, UserId: caller.UserID, SessionId: ss.Id, CreatedUnixNano: tx.Now().UnixNano()}
+	k := string(store.KindScan) + "/" + bindingID(b.System, b.Id)
+	if err := tx.Claim(indexCert, b.System+"."+b.CertificateSerial, k); err != nil {
+		return nil, err
+	}
+	if err := tx.AddIndex(indexRef, b.System+"."+b.Reference, k); err != nil {
+		return nil, err
+	}
+	if err := bindings.Put(tx, bindingID(b.System, b.Id), b); err != nil {
+		return nil, err
+	}
+	return b, tx.Audit(store.Event{Actor: caller.Actor(), Action: "scan.binding.create", Subject: k, Outcome: store.OutcomeOK,
+		Details: map[string]string{"system": b.System, "serial": b.CertificateSerial, "session": ss.Id}})
+}
+
+// authRelease is what an AUTH session releases, as signed JSON.
+type authRelease struct {
+	Session     string               `json:"session"`
+	System      string               `json:"system"`
+	Platform    string               `json:"platform"`
+	Time        string               `json:"time"`
+	Name        string               `json:"name"`
+	IDMasked    string               `json:"id_number_masked"`
+	Method      string               `json:"verification_method"`
+	Enterprises []releasedEnterprise `json:"enterprises"`
+}
+
+type releasedEnterprise struct {
+	USCC   string `json:"uscc"`
+	Name   string `json:"name"`
+	Role   string `json:"role"`
+	Serial string `json:"certificate_serial,omitempty"`
+}
+
+// release builds the data an AUTH session would release: the person's verified identity
+// and their enterprises.
+func (s *Service) release(ctx context.Context, caller authn.Caller, ss *storepb.ScanSession) ([]byte, error) {
+	u, err := s.deps.Accounts.VerifiedUser(ctx, caller.UserID)
+	if err != nil {
+		return nil, err
+	}
+	r := authRelease{Session: ss.Id, System: ss.System, Platform: ss.PlatformId, Time: time.Unix(0, ss.CreatedUnixNano).UTC().Format(time.RFC3339),
+		Name: u.Identity.GetName(), IDMasked: u.Identity.GetIdNumberMasked(), Method: hufuv1.IdentityMethod(u.Identity.GetMethod()).String(),
+		Enterprises: []releasedEnterprise{}}
+	mine, err := s.deps.Enterprises.ListMine(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range mine {
+		r.Enterprises = append(r.Enterprises, releasedEnterprise{USCC: m.Enterprise.Uscc, Name: m.Enterprise.Name,
+			Role: strings.ToLower(strings.TrimPrefix(hufuv1.MemberRole(m.Member.Role).String(), "MEMBER_ROLE_")), Serial: m.Enterprise.CertSerial})
+	}
+	return json.Marshal(r)
+}
+
+const authDomain = "hufu/scan/v1 auth\x00"
+
+// Consent answers an AUTH session: the data shown is released to the system, signed.
+func (s *Service) Consent(ctx context.Context, caller authn.Caller, id string) (*storepb.ScanSession, error) {
+	if !sessionIDRE.MatchString(id) {
+		return nil, apierr.New(apierr.NotFound, "no scan session %q", id)
+	}
+	pre, err := s.read(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if pre.Kind != kindAuth {
+		return nil, apierr.New(apierr.FailedPrecondition, "only an AUTH session is answered by consent")
+	}
+	released, err := s.release(ctx, caller, pre)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.deps.Signer.SignDigest(ctx, signedDigest(authDomain, string(released)))
+	if err != nil {
+		return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable; retry later", Cause: err}
+	}
+	h := sha256.Sum256(released)
+	return s.update(ctx, caller, id, "consent", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
+		if _, err := s.scanned(tx, caller, id); err != nil {
+			return nil, err
+		}
+		ss.State, ss.Released, ss.ReleasedSignature = stateCompleted, released, sig
+		return map[string]string{"released_sha256": hex.EncodeToString(h[:])}, nil
+	})
+}
+
+// Decline answers a session with no: the system learns it at once.
+func (s *Service) Decline(ctx context.Context, caller authn.Caller, id, reason string) error {
+	if !sessionIDRE.MatchString(id) {
+		return apierr.New(apierr.NotFound, "no scan session %q", id)
+	}
+	if len([]rune(reason)) > 200 {
+		return apierr.Invalidf("reason", "at most 200 characters")
+	}
+	_, err := s.update(ctx, caller, id, "decline", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
+		if _, err := s.scanned(tx, caller, id); err != nil {
+			return nil, err
+		}
+		ss.State, ss.Reason, ss.SubjectIdWrapped = stateDeclined, strings.TrimSpace(reason), nil
+		return nil, nil
+	})
+	return err
+}

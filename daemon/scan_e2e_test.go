@@ -1,0 +1,310 @@
+package daemon_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/sm3"
+	"github.com/emmansun/gmsm/smx509"
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/client"
+	"github.com/hufu-hsm/hufu/cms"
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/devpki"
+	"github.com/hufu-hsm/hufu/daemon/scan"
+	"google.golang.org/grpc/codes"
+)
+
+// scanAppliance is an appliance whose development CLI certificate is both the review desk
+// and a business system allowed ScanService.
+func scanAppliance(t *testing.T) *certAppl {
+	return certAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.ScanService"}}}
+	})
+}
+
+// rp connects as the business system (the development CLI client certificate).
+func (a *appliance) rp() hufuv1.ScanServiceClient {
+	a.t.Helper()
+	tls := filepath.Join(a.cfg.DataDir, "tls")
+	conn, err := client.Dial(client.Config{Addr: a.addr, CAFile: filepath.Join(tls, "ca.pem"), ServerName: "localhost",
+		ClientCertFile: filepath.Join(tls, "cli.pem"), ClientKeyFile: filepath.Join(tls, "cli-key.pem"), DeviceID: "rp-0001"})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.t.Cleanup(func() { conn.Close() })
+	return hufuv1.NewScanServiceClient(conn.ClientConn())
+}
+
+// cosignDigests runs the phone's half of signing for pinned digests through the session.
+func cosignDigests(t *testing.T, phone hufuv1.PhoneScanServiceClient, pk *phoneKey, session string, digests [][cosign.ScalarSize]byte) ([][]byte, error) {
+	t.Helper()
+	var raws [][]byte
+	var sessions []*cosign.SignSession
+	for _, e := range digests {
+		ss, req, err := pk.share.StartSign(rand.Reader, &pk.public, &e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := req.MarshalBinary()
+		raws, sessions = append(raws, raw), append(sessions, ss)
+	}
+	resp, err := phone.Cosign(bg, &hufuv1.CosignRequest{SessionId: session, Credential: pk.cred, SignRequests: raws})
+	if err != nil {
+		return nil, err
+	}
+	var sigs [][]byte
+	for i, it := range resp.Items {
+		if it.ErrorCode != 0 {
+			t.Fatalf("item %d: %s", i, it.ErrorMessage)
+		}
+		var r cosign.SignResponse
+		if err := r.UnmarshalBinary(it.Result); err != nil {
+			t.Fatal(err)
+		}
+		sig, err := sessions[i].Finish(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := sig.MarshalBinary()
+		sigs = append(sigs, b)
+	}
+	return sigs, nil
+}
+
+func TestScanSessions(t *testing.T) {
+	a := scanAppliance(t)
+	desk, rp := a.desk(), a.rp()
+	p := newApplicant(t, a, phone, "scan-dev-01", "key-scan-0001")
+	serial := p.issue(desk)
+	cert, roots, _, _ := p.download(serial)
+	phoneScan := hufuv1.NewPhoneScanServiceClient(p.conn.ClientConn())
+	keyResp, err := phoneScan.GetQrKey(bg, &hufuv1.GetQrKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode([]byte(keyResp.PublicKeyPem))
+	qrKey, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	create := func(req *hufuv1.CreateSessionRequest) *hufuv1.ScanSession {
+		t.Helper()
+		resp, err := rp.CreateSession(bg, req)
+		if err != nil {
+			t.Fatalf("create %v: %v", req.Kind, err)
+		}
+		// The phone checks the appliance's signature before trusting the code.
+		if _, _, _, err := scan.VerifyQR(qrKey.(*ecdsa.PublicKey), resp.Session.QrPayload); err != nil {
+			t.Fatalf("QR payload does not verify: %v", err)
+		}
+		return resp.Session
+	}
+	answerChallenge := func(session *hufuv1.ScanSession) *hufuv1.ScanSession {
+		t.Helper()
+		scanned, err := phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: session.QrPayload})
+		if err != nil || len(scanned.Candidates) != 1 || scanned.Candidates[0].Serial != serial || scanned.Candidates[0].Refusal != "" {
+			t.Fatalf("scan: %v %v", scanned, err)
+		}
+		chosen, err := phoneScan.Choose(bg, &hufuv1.ChooseRequest{SessionId: session.Id, CertificateSerial: serial})
+		if err != nil {
+			t.Fatalf("choose: %v", err)
+		}
+		e, err := cosign.Digest(&p.key.public, nil, chosen.Challenge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs, err := cosignDigests(t, phoneScan, p.key, session.Id, [][cosign.ScalarSize]byte{e})
+		if err != nil {
+			t.Fatalf("cosign: %v", err)
+		}
+		if _, err := phoneScan.Complete(bg, &hufuv1.CompleteRequest{SessionId: session.Id, Signatures: sigs}); err != nil {
+			t.Fatalf("complete: %v", err)
+		}
+		got, err := rp.GetSession(bg, &hufuv1.GetSessionRequest{SessionId: session.Id})
+		if err != nil || got.Session.State != hufuv1.SessionState_SESSION_STATE_COMPLETED {
+			t.Fatalf("session after completion: %v %v", got, err)
+		}
+		r := got.Session.Result
+		if !sm2.VerifyASN1WithSM2(cert.PublicKey.(*ecdsa.PublicKey), nil, r.Challenge, r.ChallengeSignature) {
+			t.Fatal("the assertion does not verify under the certificate")
+		}
+		return got.Session
+	}
+
+	// Bad requests name the field.
+	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "bind-bad-1", Kind: hufuv1.SessionKind_SESSION_KIND_BIND,
+		PlatformId: "demo", Reference: "unit-42", Subject: &hufuv1.BindSubject{PersonName: "张三", IdNumber: "110105194912310021"}})
+	wantCode(t, err, codes.InvalidArgument, "subject.id_number")
+	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "sign-bad-1", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN,
+		PlatformId: "demo", Documents: []*hufuv1.Document{{Name: "投标函.pdf", Sm3: []byte{1, 2}}}})
+	wantCode(t, err, codes.InvalidArgument, "documents[0].sm3")
+	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "kind-bad-1", PlatformId: "demo"})
+	wantCode(t, err, codes.InvalidArgument, "kind")
+	// Users cannot call the business-system side.
+	_, err = hufuv1.NewScanServiceClient(p.conn.ClientConn()).CreateSession(bg, &hufuv1.CreateSessionRequest{})
+	if statusCode(err) == codes.OK {
+		t.Fatal("a user created a scan session")
+	}
+
+	// LOGIN before BIND: the certificate is not bound to this system.
+	login := create(&hufuv1.CreateSessionRequest{RequestId: "login-00", Kind: hufuv1.SessionKind_SESSION_KIND_LOGIN, PlatformId: "demo"})
+	if _, err := phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: login.QrPayload}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = phoneScan.Choose(bg, &hufuv1.ChooseRequest{SessionId: login.Id, CertificateSerial: serial})
+	wantCode(t, err, codes.FailedPrecondition, "")
+
+	// BIND: a wrong identity is refused; the right one binds.
+	wrong := create(&hufuv1.CreateSessionRequest{RequestId: "bind-wrong-1", Kind: hufuv1.SessionKind_SESSION_KIND_BIND, PlatformId: "demo",
+		Reference: "unit-41", Subject: &hufuv1.BindSubject{PersonName: "李四", IdNumber: "11010519491231002X"}})
+	if _, err := phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: wrong.QrPayload}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = phoneScan.Choose(bg, &hufuv1.ChooseRequest{SessionId: wrong.Id, CertificateSerial: serial})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if _, err := phoneScan.Decline(bg, &hufuv1.DeclineRequest{SessionId: wrong.Id, Reason: "不是我的单位"}); err != nil {
+		t.Fatal(err)
+	}
+	declined, err := rp.GetSession(bg, &hufuv1.GetSessionRequest{SessionId: wrong.Id})
+	if err != nil || declined.Session.State != hufuv1.SessionState_SESSION_STATE_DECLINED || declined.Session.Reason != "不是我的单位" {
+		t.Fatalf("declined session: %v %v", declined, err)
+	}
+
+	bind := create(&hufuv1.CreateSessionRequest{RequestId: "bind-right-1", Kind: hufuv1.SessionKind_SESSION_KIND_BIND, PlatformId: "demo",
+		Reference: "unit-42", Subject: &hufuv1.BindSubject{PersonName: "张三", IdNumber: "11010519491231002X"}})
+	// The system follows the session as it moves.
+	watch, err := rp.WatchSession(bg, &hufuv1.WatchSessionRequest{SessionId: bind.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := watch.Recv()
+	if err != nil || first.Session.State != hufuv1.SessionState_SESSION_STATE_CREATED {
+		t.Fatalf("watch: %v %v", first, err)
+	}
+	done := answerChallenge(bind)
+	if done.Result.Binding == nil || done.Result.Binding.Reference != "unit-42" || done.Result.Binding.CertificateSerial != serial {
+		t.Fatalf("binding: %v", done.Result)
+	}
+	var states []hufuv1.SessionState
+	for {
+		m, err := watch.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+		states = append(states, m.Session.State)
+	}
+	if len(states) == 0 || states[len(states)-1] != hufuv1.SessionState_SESSION_STATE_COMPLETED {
+		t.Fatalf("watched states: %v", states)
+	}
+	// A second scan of the same code is refused; so is a forged one.
+	_, err = phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: bind.QrPayload})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	_, err = phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: strings.Replace(bind.QrPayload, bind.Id, login.Id, 1)})
+	wantCode(t, err, codes.InvalidArgument, "qr_payload")
+	resolved, err := rp.ResolveCertificate(bg, &hufuv1.ResolveCertificateRequest{CertificateSerial: serial})
+	if err != nil || resolved.Binding.Reference != "unit-42" {
+		t.Fatalf("resolve: %v %v", resolved, err)
+	}
+
+	// LOGIN with the bound certificate: the assertion carries the binding.
+	login = create(&hufuv1.CreateSessionRequest{RequestId: "login-01", Kind: hufuv1.SessionKind_SESSION_KIND_LOGIN, PlatformId: "demo"})
+	done = answerChallenge(login)
+	if done.Result.Binding.GetReference() != "unit-42" || len(done.Result.Chain) != 2 {
+		t.Fatalf("login result: %v", done.Result)
+	}
+
+	// SIGN: the appliance pins e of each document's signed attributes; the system gets a
+	// detached CMS per document that verifies with the document's digest.
+	docs := [][]byte{[]byte("投标函：本公司参加某某项目投标"), []byte("报价一览表")}
+	var reg []*hufuv1.Document
+	for i, d := range docs {
+		h := sm3.Sum(d)
+		reg = append(reg, &hufuv1.Document{Name: []string{"投标函.pdf", "报价一览表.pdf"}[i], Sm3: h[:]})
+	}
+	sign := create(&hufuv1.CreateSessionRequest{RequestId: "sign-001", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, PlatformId: "demo", Documents: reg})
+	scanned, err := phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: sign.QrPayload})
+	if err != nil || len(scanned.Documents) != 2 || scanned.Documents[0].Name != "投标函.pdf" {
+		t.Fatalf("scan sign: %v %v", scanned, err)
+	}
+	chosen, err := phoneScan.Choose(bg, &hufuv1.ChooseRequest{SessionId: sign.Id, CertificateSerial: serial})
+	if err != nil || len(chosen.SignedAttributes) != 2 {
+		t.Fatalf("choose sign: %v %v", chosen, err)
+	}
+	var digests [][cosign.ScalarSize]byte
+	for i, attrs := range chosen.SignedAttributes {
+		// The phone checks the attributes carry the digest it was shown, and computes e itself.
+		if _, err := cms.CheckSignedAttributes(attrs, scanned.Documents[i].Sm3); err != nil {
+			t.Fatalf("attributes %d: %v", i, err)
+		}
+		e, err := cms.Digest(cert.PublicKey.(*ecdsa.PublicKey), attrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, e)
+	}
+	// Any other digest is refused in this session.
+	other := digests[0]
+	other[0] ^= 1
+	_, err = cosignDigests(t, phoneScan, p.key, sign.Id, [][cosign.ScalarSize]byte{other, digests[1]})
+	wantCode(t, err, codes.InvalidArgument, "sign_requests[0].e")
+	sigs, err := cosignDigests(t, phoneScan, p.key, sign.Id, digests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phoneScan.Complete(bg, &hufuv1.CompleteRequest{SessionId: sign.Id, Signatures: sigs}); err != nil {
+		t.Fatalf("complete sign: %v", err)
+	}
+	got, err := rp.GetSession(bg, &hufuv1.GetSessionRequest{SessionId: sign.Id})
+	if err != nil || len(got.Session.Result.GetSignatures()) != 2 {
+		t.Fatalf("signed session: %v %v", got, err)
+	}
+	for i, sd := range got.Session.Result.Signatures {
+		signer, err := cms.VerifyDetached(sd.Cms, reg[i].Sm3, roots)
+		if err != nil || signer.SerialNumber.Cmp(cert.SerialNumber) != 0 {
+			t.Fatalf("CMS %d: %v", i, err)
+		}
+	}
+	// The raw signature is an ordinary SM2 signature on the DER attributes (OpenSSL checks
+	// it in package cms's tests).
+	if _, err := smx509.ParseCertificate(got.Session.Result.Certificate); err != nil {
+		t.Fatal(err)
+	}
+
+	// An expired code cannot be scanned.
+	late := create(&hufuv1.CreateSessionRequest{RequestId: "login-late", Kind: hufuv1.SessionKind_SESSION_KIND_LOGIN, PlatformId: "demo", TtlSeconds: 30})
+	a.clock.Advance(31 * time.Second)
+	_, err = phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: late.QrPayload})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	expired, err := rp.GetSession(bg, &hufuv1.GetSessionRequest{SessionId: late.Id})
+	if err != nil || expired.Session.State != hufuv1.SessionState_SESSION_STATE_EXPIRED || expired.Session.QrPayload != "" {
+		t.Fatalf("expired session: %v %v", expired, err)
+	}
+
+	// AUTH: consent releases the verified identity, signed by the appliance.
+	auth := create(&hufuv1.CreateSessionRequest{RequestId: "auth-001", Kind: hufuv1.SessionKind_SESSION_KIND_AUTH, PlatformId: "demo"})
+	preview, err := phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: auth.QrPayload})
+	if err != nil || !strings.Contains(string(preview.ReleasePreview), "张三") {
+		t.Fatalf("auth preview: %v %v", preview, err)
+	}
+	if _, err := phoneScan.Consent(bg, &hufuv1.ConsentRequest{SessionId: auth.Id}); err != nil {
+		t.Fatal(err)
+	}
+	released, err := rp.GetSession(bg, &hufuv1.GetSessionRequest{SessionId: auth.Id})
+	if err != nil || len(released.Session.Result.GetReleased()) == 0 {
+		t.Fatalf("released: %v %v", released, err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
+	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cms"
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/config"
@@ -307,4 +308,190 @@ func TestScanSessions(t *testing.T) {
 	if err != nil || len(released.Session.Result.GetReleased()) == 0 {
 		t.Fatalf("released: %v %v", released, err)
 	}
+}
+
+// TestScanEnterpriseStaffSealAndBidFile: a staff member answers with the enterprise
+// certificate through a delegated pair — BIND by the enterprise's name and USCC, SIGN with
+// the enterprise's seal, GENERATE a bid file enveloped to the enterprise certificate and
+// opened through two-party decryption — and another business system sees none of it.
+func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
+	a := certAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{
+			{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.ScanService"}},
+			{Name: "other-system", Services: []string{"hufu.v1.ScanService"}},
+		}
+	})
+	desk, rp := a.desk(), a.rp()
+	boss := newMember(t, a, "13800138061", "scan-admin-01")
+	staff, staffKS := keystoreMember(t, a, "13800138062", "scan-staff-01")
+	entSerial := boss.claimAndPay(desk, usccA, "福州示范科技有限公司")
+	entCert, roots, _, _ := boss.download(entSerial)
+	inv, err := boss.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-scan-1", Invite: inv.Payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boss.ent.ApproveJoin(bg, &hufuv1.ApproveJoinRequest{ApplicationId: app.Id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RegisterDelegationDevice(bg, staff.conn, staffKS, usccA); err != nil {
+		t.Fatal(err)
+	}
+	// The administrator's device holds the key's primary share in the test's phoneKey; put
+	// it in a keystore for the SDK's grant.
+	bossKS, err := keystore.Open(t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bossKS.Save(&keystore.Entry{ID: boss.key.id, AccountID: boss.userID,
+		PhoneKey: cosign.PhoneKey{Public: boss.key.public, Version: 1, Share: boss.key.share}}); err != nil {
+		t.Fatal(err)
+	}
+	fp, err := client.ThisDeviceFingerprint(staffKS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.GrantDelegation(bg, boss.conn, bossKS, usccA, staff.userID, fp, client.PINCredential("654321")); err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+	entry, err := client.AcceptDelegation(bg, staff.conn, staffKS, usccA, "135791")
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	staffKey := &phoneKey{id: entry.ID, public: entry.Public, share: entry.Share, cred: client.PINCredential("135791")}
+	seals := hufuv1.NewSealServiceClient(boss.conn.ClientConn())
+	official, err := seals.CreateSeal(bg, &hufuv1.CreateSealRequest{RequestId: "seal-scan-1", EnterpriseUscc: usccA, Name: "公章",
+		Type: hufuv1.SealType_SEAL_TYPE_OFFICIAL, Image: pngBytes(t), CertificateSerial: entSerial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seals.AuthoriseSeal(bg, &hufuv1.AuthoriseSealRequest{SealId: official.Seal.Id, UserId: staff.userID}); err != nil {
+		t.Fatal(err)
+	}
+	phoneScan := hufuv1.NewPhoneScanServiceClient(staff.conn.ClientConn())
+	scanAndChoose := func(req *hufuv1.CreateSessionRequest, seal string) (*hufuv1.ScanSession, *hufuv1.ScanResponse, *hufuv1.ChooseResponse) {
+		t.Helper()
+		created, err := rp.CreateSession(bg, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shown, err := phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: created.Session.QrPayload})
+		if err != nil || len(shown.Candidates) != 1 || shown.Candidates[0].Serial != entSerial || shown.Candidates[0].Uscc != usccA {
+			t.Fatalf("staff candidates: %v %v", shown, err)
+		}
+		chosen, err := phoneScan.Choose(bg, &hufuv1.ChooseRequest{SessionId: created.Session.Id, CertificateSerial: entSerial, SealId: seal})
+		if err != nil {
+			t.Fatalf("choose: %v", err)
+		}
+		return created.Session, shown, chosen
+	}
+	finish := func(session *hufuv1.ScanSession, digests [][cosign.ScalarSize]byte) *hufuv1.SessionResult {
+		t.Helper()
+		sigs, err := cosignDigests(t, phoneScan, staffKey, session.Id, digests)
+		if err != nil {
+			t.Fatalf("cosign: %v", err)
+		}
+		if _, err := phoneScan.Complete(bg, &hufuv1.CompleteRequest{SessionId: session.Id, Signatures: sigs}); err != nil {
+			t.Fatalf("complete: %v", err)
+		}
+		got, err := rp.GetSession(bg, &hufuv1.GetSessionRequest{SessionId: session.Id})
+		if err != nil || got.Session.State != hufuv1.SessionState_SESSION_STATE_COMPLETED {
+			t.Fatalf("session: %v %v", got, err)
+		}
+		return got.Session.Result
+	}
+
+	// BIND the system's unit to the enterprise by name (full-width variant) and USCC.
+	bind, _, chosen := scanAndChoose(&hufuv1.CreateSessionRequest{RequestId: "bind-ent-1", Kind: hufuv1.SessionKind_SESSION_KIND_BIND,
+		PlatformId: "demo", Reference: "unit-7", Subject: &hufuv1.BindSubject{EnterpriseName: "福州示范科技有限公司 ", Uscc: usccA}}, "")
+	e, err := cosign.Digest(&staffKey.public, nil, chosen.Challenge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := finish(bind, [][cosign.ScalarSize]byte{e}); r.Binding.GetUscc() != usccA {
+		t.Fatalf("enterprise binding: %v", r.Binding)
+	}
+
+	// SIGN with the enterprise's seal: the CMS verifies under the enterprise certificate and
+	// the result carries the seal's image.
+	content := []byte("投标文件正文")
+	h := sm3.Sum(content)
+	sign, shown, chosen := scanAndChoose(&hufuv1.CreateSessionRequest{RequestId: "sign-ent-1", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN,
+		PlatformId: "demo", WithSeal: true, Documents: []*hufuv1.Document{{Name: "投标文件.pdf", Sm3: h[:]}}}, official.Seal.Id)
+	if _, err := cms.CheckSignedAttributes(chosen.SignedAttributes[0], shown.Documents[0].Sm3); err != nil {
+		t.Fatal(err)
+	}
+	e, err = cms.Digest(entCert.PublicKey.(*ecdsa.PublicKey), chosen.SignedAttributes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := finish(sign, [][cosign.ScalarSize]byte{e})
+	if _, err := cms.VerifyDetached(r.Signatures[0].Cms, h[:], roots); err != nil {
+		t.Fatalf("enterprise CMS: %v", err)
+	}
+	if r.Seal.GetSealId() != official.Seal.Id || len(r.Seal.GetImage()) == 0 {
+		t.Fatalf("seal appearance: %v", r.Seal)
+	}
+
+	// GENERATE: the system envelopes the bid file to the certificate it got; the staff pair
+	// opens it through two-party decryption; C1 is what a bid opening will register.
+	gen, _, chosen := scanAndChoose(&hufuv1.CreateSessionRequest{RequestId: "gen-ent-1", Kind: hufuv1.SessionKind_SESSION_KIND_GENERATE,
+		PlatformId: "demo", Documents: []*hufuv1.Document{{Name: "投标文件.pdf", Sm3: h[:]}}}, "")
+	e, err = cms.Digest(entCert.PublicKey.(*ecdsa.PublicKey), chosen.SignedAttributes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = finish(gen, [][cosign.ScalarSize]byte{e})
+	to, err := smx509.ParseCertificate(r.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enveloped, err := cms.Envelope(content, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cms.KeyTransportC1(enveloped, to); err != nil {
+		t.Fatal(err)
+	}
+	key, err := client.OpenKey(bg, staff.conn, staffKS, entry.ID, "135791")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := cms.OpenEnvelope(enveloped, to, func(kt []byte) ([]byte, error) {
+		return key.Decrypt(nil, kt, &cosign.DecrypterOpts{Encoding: cosign.ASN1})
+	})
+	if err != nil || string(opened) != string(content) {
+		t.Fatalf("open the bid file: %q %v", opened, err)
+	}
+
+	// Another business system sees none of this system's sessions or bindings.
+	tls := filepath.Join(a.cfg.DataDir, "tls")
+	ca, caKey, err := devpki.LoadCA(devpki.FilesIn(tls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCert, otherKey := filepath.Join(t.TempDir(), "other.pem"), filepath.Join(t.TempDir(), "other-key.pem")
+	if _, _, err := devpki.IssueClient(otherCert, otherKey, "other-system", ca, caKey, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	oc, err := client.Dial(client.Config{Addr: a.addr, CAFile: filepath.Join(tls, "ca.pem"), ServerName: "localhost",
+		ClientCertFile: otherCert, ClientKeyFile: otherKey, DeviceID: "rp-0002"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	other := hufuv1.NewScanServiceClient(oc.ClientConn())
+	_, err = other.GetSession(bg, &hufuv1.GetSessionRequest{SessionId: sign.Id})
+	wantCode(t, err, codes.NotFound, "")
+	_, err = other.ResolveCertificate(bg, &hufuv1.ResolveCertificateRequest{CertificateSerial: entSerial})
+	wantCode(t, err, codes.NotFound, "")
+	if bs, err := other.ListBindings(bg, &hufuv1.ListBindingsRequest{}); err != nil || len(bs.Bindings) != 0 {
+		t.Fatalf("other system's bindings: %v %v", bs, err)
+	}
+	// The other system may not use the review desk.
+	_, err = hufuv1.NewReviewServiceClient(oc.ClientConn()).ListReviews(bg, &hufuv1.ListReviewsRequest{})
+	wantCode(t, err, codes.PermissionDenied, "")
 }

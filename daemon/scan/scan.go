@@ -263,32 +263,48 @@ func (s *Service) update(ctx context.Context, caller authn.Caller, id, action st
 	return out, err
 }
 
-// watchers wakes WatchSession streams when their session changes.
+// watchers wakes WatchSession streams when their session changes. An entry lives while
+// someone waits on it: the last waiter to leave removes it, so abandoned watches leave
+// nothing behind.
 type watchers struct {
 	mu sync.Mutex
-	ch map[string]chan struct{}
+	m  map[string]*waiters
 }
 
-func newWatchers() *watchers { return &watchers{ch: map[string]chan struct{}{}} }
+type waiters struct {
+	ch chan struct{}
+	n  int
+}
 
-// wait returns a channel closed at the session's next change.
-func (w *watchers) wait(id string) <-chan struct{} {
+func newWatchers() *watchers { return &watchers{m: map[string]*waiters{}} }
+
+// wait returns a channel closed at the session's next change, and the function to call
+// when no longer waiting.
+func (w *watchers) wait(id string) (<-chan struct{}, func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	c, ok := w.ch[id]
+	ws, ok := w.m[id]
 	if !ok {
-		c = make(chan struct{})
-		w.ch[id] = c
+		ws = &waiters{ch: make(chan struct{})}
+		w.m[id] = ws
 	}
-	return c
+	ws.n++
+	return ws.ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		ws.n--
+		if ws.n == 0 && w.m[id] == ws {
+			delete(w.m, id)
+		}
+	}
 }
 
 func (w *watchers) notify(id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if c, ok := w.ch[id]; ok {
-		close(c)
-		delete(w.ch, id)
+	if ws, ok := w.m[id]; ok {
+		close(ws.ch)
+		delete(w.m, id)
 	}
 }
 

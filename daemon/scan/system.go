@@ -208,26 +208,29 @@ func (s *Service) Get(ctx context.Context, caller authn.Caller, id string) (*sto
 // Watch calls send with the session now and after every change until it ends or ctx does.
 func (s *Service) Watch(ctx context.Context, caller authn.Caller, id string, send func(*storepb.ScanSession) error) error {
 	for {
-		changed := s.watch.wait(id)
+		// Registered before the read, so a change between the two is not missed.
+		changed, done := s.watch.wait(id)
 		ss, err := s.Get(ctx, caller, id)
-		if err != nil {
+		if err == nil {
+			err = send(ss)
+		}
+		if err != nil || terminal(s.effective(ss)) {
+			done()
 			return err
 		}
-		if err := send(ss); err != nil {
-			return err
-		}
-		if terminal(s.effective(ss)) {
-			return nil
-		}
+		// The expiry is on the appliance's clock; the timer only bounds the wait.
 		expiry := time.NewTimer(time.Until(time.Unix(0, ss.ExpiresUnixNano)) + 10*time.Millisecond)
 		select {
 		case <-ctx.Done():
-			expiry.Stop()
-			return ctx.Err()
+			err = ctx.Err()
 		case <-changed:
 		case <-expiry.C:
 		}
 		expiry.Stop()
+		done()
+		if err != nil {
+			return err
+		}
 	}
 }
 

@@ -394,20 +394,58 @@ var idTypes = map[string]hufuv1.IdType{
 	"hk-macao": hufuv1.IdType_ID_TYPE_HK_MACAO_PERMIT, "taiwan": hufuv1.IdType_ID_TYPE_TAIWAN_PERMIT,
 }
 
+// enterpriseForm is the enterprise's data and its stamped letter, as a claim and a
+// corporate-transfer application both take them.
+type enterpriseForm struct {
+	d                              *hufuv1.EnterpriseDetails
+	idType, licence, until, letter *string
+}
+
+func enterpriseFlags(fs *flag.FlagSet, letterHelp string) *enterpriseForm {
+	f := &enterpriseForm{d: &hufuv1.EnterpriseDetails{}}
+	fs.StringVar(&f.d.Uscc, "uscc", "", "统一社会信用代码 (18 characters)")
+	fs.StringVar(&f.d.Name, "name", "", "the enterprise's registered name")
+	fs.StringVar(&f.d.LegalRepName, "legal-rep-name", "", "legal representative's name")
+	f.idType = fs.String("legal-rep-id-type", "resident", "resident, passport, hk-macao or taiwan")
+	fs.StringVar(&f.d.LegalRepIdNumber, "legal-rep-id", "", "legal representative's ID number")
+	fs.StringVar(&f.d.LegalRepPhone, "legal-rep-phone", "", "legal representative's mobile number")
+	f.licence = fs.String("licence", "", "business licence image (png, jpg or pdf)")
+	f.until = fs.String("licence-until", "", "last day of the licence, YYYY-MM-DD (default: 长期)")
+	f.letter = fs.String("letter", "", "stamped authorisation letter (png, jpg or pdf; "+letterHelp+")")
+	return f
+}
+
+// read checks the flags and reads the files.
+func (f *enterpriseForm) read() (*hufuv1.EnterpriseDetails, *hufuv1.ScannedLetter, error) {
+	var ok bool
+	if f.d.LegalRepIdType, ok = idTypes[*f.idType]; !ok {
+		return nil, nil, fmt.Errorf("-legal-rep-id-type %q: want resident, passport, hk-macao or taiwan", *f.idType)
+	}
+	if *f.until != "" {
+		t, err := time.ParseInLocation(time.DateOnly, *f.until, time.Local)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-licence-until: %w", err)
+		}
+		f.d.LicenceValidUntil = timestamppb.New(t.Add(24*time.Hour - time.Second))
+	}
+	var err error
+	if f.d.Licence, err = os.ReadFile(*f.licence); err != nil {
+		return nil, nil, fmt.Errorf("-licence: %w", err)
+	}
+	f.d.LicenceFileName = filepath.Base(*f.licence)
+	scan, err := os.ReadFile(*f.letter)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-letter: %w", err)
+	}
+	media, _, _ := strings.Cut(mime.TypeByExtension(strings.ToLower(filepath.Ext(*f.letter))), ";")
+	return f.d, &hufuv1.ScannedLetter{FileName: filepath.Base(*f.letter), MediaType: media, Content: scan}, nil
+}
+
 // enterpriseClaim submits a claim: the enterprise key is this device's (made now unless
 // -key names one) and the CSR is signed with it.
 func (c *cli) enterpriseClaim(ctx context.Context, conn *client.Conn, args []string) error {
 	fs := flag.NewFlagSet("enterprise claim", flag.ContinueOnError)
-	d := &hufuv1.EnterpriseDetails{}
-	fs.StringVar(&d.Uscc, "uscc", "", "统一社会信用代码 (18 characters)")
-	fs.StringVar(&d.Name, "name", "", "the enterprise's registered name")
-	fs.StringVar(&d.LegalRepName, "legal-rep-name", "", "legal representative's name")
-	idType := fs.String("legal-rep-id-type", "resident", "resident, passport, hk-macao or taiwan")
-	fs.StringVar(&d.LegalRepIdNumber, "legal-rep-id", "", "legal representative's ID number")
-	fs.StringVar(&d.LegalRepPhone, "legal-rep-phone", "", "legal representative's mobile number")
-	licence := fs.String("licence", "", "business licence image (png, jpg or pdf)")
-	until := fs.String("licence-until", "", "last day of the licence, YYYY-MM-DD (default: 长期)")
-	letter := fs.String("letter", "", "stamped authorisation letter (png, jpg or pdf; `hufu enterprise letter` gives the template)")
+	form := enterpriseFlags(fs, "`hufu enterprise letter` gives the template")
 	keyID := fs.String("key", "", "the enterprise key on this device (default: make one)")
 	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
 	years := fs.Uint("years", 1, "validity in years, 1 to 3")
@@ -418,30 +456,12 @@ func (c *cli) enterpriseClaim(ctx context.Context, conn *client.Conn, args []str
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	var ok bool
-	if d.LegalRepIdType, ok = idTypes[*idType]; !ok {
-		return fmt.Errorf("-legal-rep-id-type %q: want resident, passport, hk-macao or taiwan", *idType)
-	}
-	if *until != "" {
-		t, err := time.ParseInLocation(time.DateOnly, *until, time.Local)
-		if err != nil {
-			return fmt.Errorf("-licence-until: %w", err)
-		}
-		d.LicenceValidUntil = timestamppb.New(t.Add(24*time.Hour - time.Second))
-	}
-	var err error
-	if d.Licence, err = os.ReadFile(*licence); err != nil {
-		return fmt.Errorf("-licence: %w", err)
-	}
-	d.LicenceFileName = filepath.Base(*licence)
-	scan, err := os.ReadFile(*letter)
+	d, letter, err := form.read()
 	if err != nil {
-		return fmt.Errorf("-letter: %w", err)
+		return err
 	}
-	media, _, _ := strings.Cut(mime.TypeByExtension(strings.ToLower(filepath.Ext(*letter))), ";")
 	req := &hufuv1.ClaimEnterpriseRequest{RequestId: client.NewKeyID(), Enterprise: d, CaId: *caID, ValidityYears: uint32(*years), Join: *join,
-		Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: &hufuv1.ScannedLetter{
-			FileName: filepath.Base(*letter), MediaType: media, Content: scan}}}}
+		Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: letter}}}
 	if *platforms != "" {
 		req.Platforms = strings.Split(*platforms, ",")
 	} else {

@@ -10,13 +10,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"mime"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
@@ -25,43 +22,17 @@ import (
 // enterpriseTransferApply applies; it prints where to transfer what.
 func (c *cli) enterpriseTransferApply(ctx context.Context, conn *client.Conn, args []string) error {
 	fs := flag.NewFlagSet("enterprise transfer-apply", flag.ContinueOnError)
-	d := &hufuv1.EnterpriseDetails{}
-	fs.StringVar(&d.Uscc, "uscc", "", "统一社会信用代码 (18 characters)")
-	fs.StringVar(&d.Name, "name", "", "the enterprise's registered name")
-	fs.StringVar(&d.LegalRepName, "legal-rep-name", "", "legal representative's name")
-	idType := fs.String("legal-rep-id-type", "resident", "resident, passport, hk-macao or taiwan")
-	fs.StringVar(&d.LegalRepIdNumber, "legal-rep-id", "", "legal representative's ID number")
-	fs.StringVar(&d.LegalRepPhone, "legal-rep-phone", "", "legal representative's mobile number")
-	licence := fs.String("licence", "", "business licence image (png, jpg or pdf)")
-	until := fs.String("licence-until", "", "last day of the licence, YYYY-MM-DD (default: 长期)")
-	letter := fs.String("letter", "", "stamped authorisation letter (png, jpg or pdf; `hufu enterprise letter -kind corporate-transfer`)")
+	form := enterpriseFlags(fs, "`hufu enterprise letter -kind corporate-transfer`")
 	tail := fs.String("account-tail", "", "the last six digits of the corporate account that will pay")
 	if _, err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	var ok bool
-	if d.LegalRepIdType, ok = idTypes[*idType]; !ok {
-		return fmt.Errorf("-legal-rep-id-type %q: want resident, passport, hk-macao or taiwan", *idType)
-	}
-	if *until != "" {
-		t, err := time.ParseInLocation(time.DateOnly, *until, time.Local)
-		if err != nil {
-			return fmt.Errorf("-licence-until: %w", err)
-		}
-		d.LicenceValidUntil = timestamppb.New(t.Add(24*time.Hour - time.Second))
-	}
-	var err error
-	if d.Licence, err = os.ReadFile(*licence); err != nil {
-		return fmt.Errorf("-licence: %w", err)
-	}
-	d.LicenceFileName = filepath.Base(*licence)
-	scan, err := os.ReadFile(*letter)
+	d, letter, err := form.read()
 	if err != nil {
-		return fmt.Errorf("-letter: %w", err)
+		return err
 	}
-	media, _, _ := strings.Cut(mime.TypeByExtension(strings.ToLower(filepath.Ext(*letter))), ";")
 	resp, err := conn.Enterprises.ApplyCorporateTransfer(ctx, &hufuv1.ApplyCorporateTransferRequest{RequestId: client.NewKeyID(),
-		Enterprise: d, AccountTail: *tail, Letter: &hufuv1.ScannedLetter{FileName: filepath.Base(*letter), MediaType: media, Content: scan}})
+		Enterprise: d, AccountTail: *tail, Letter: letter})
 	if err != nil {
 		return err
 	}

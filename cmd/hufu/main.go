@@ -86,6 +86,17 @@ Seals (seed manual §1.8.4, §1.5.1):
   seal list [-enterprise USCC] | show SEAL [-o FILE] | disable|enable SEAL
   seal authorise|unauthorise SEAL USER        an enterprise's administrator, for its staff
 
+Scan sessions of business systems (seed manual §2, §3.1):
+  rp bind|login|sign|generate|auth [-platform ID] [-reference REF] [-ttl D] [-roots PEM]
+       [-enterprise-name N -uscc U | -person-name N -id ID] [-in FILE...] [-seal]
+                          a business system (needs -cert/-key of a system client allowed
+                          hufu.v1.ScanService): shows the QR code, follows the session and
+                          checks the result (sign: FILE.p7s; generate: also FILE.env and C1)
+  scan PAYLOAD [-cert SERIAL] [-seal SEAL] [-decline REASON] [-pin P]
+                          the phone: checks the code under the scan key pinned on first use,
+                          shows what is asked and answers it
+  open-bid -key K -in FILE.env [-out FILE]   open an enveloped bid file (two-party decryption)
+
 Auditing (no daemon):
   audit verify -log FILE -key PEM      verify an audit export (GET /audit/export) against the
                                        audit public key; names the first bad record
@@ -235,6 +246,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.enterpriseCmd(ctx, conn, sub)
 	case "seal":
 		return c.sealCmd(ctx, conn, sub)
+	case "rp":
+		return c.rpCmd(ctx, conn, sub)
+	case "scan":
+		return c.scan(ctx, conn, sub)
+	case "open-bid":
+		return c.openBid(ctx, conn, sub)
 	}
 	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
 }

@@ -46,6 +46,8 @@ import (
 	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cms"
 	"github.com/hufu-hsm/hufu/cosign"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 var (
@@ -245,8 +247,11 @@ func loadSettled(ctx context.Context, conn *Conn, ks *keystore.Store, keyID stri
 func checkCertificateKey(ctx context.Context, conn *Conn, serial string, e *keystore.Entry) error {
 	resp, err := hufuv1.NewCertificateServiceClient(conn.ClientConn()).DownloadCertificate(ctx,
 		&hufuv1.DownloadCertificateRequest{Serial: serial, Format: hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER})
-	if err != nil {
+	if status.Code(err) == codes.NotFound {
 		return nil // not ours to download: see above
+	}
+	if err != nil {
+		return fmt.Errorf("certificate %s: %w", serial, err)
 	}
 	cert, err := smx509.ParseCertificate(resp.GetCertificateData())
 	if err != nil {

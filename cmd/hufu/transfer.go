@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
 )

@@ -119,6 +119,10 @@
 // grantor's role passes to a member (an administrator transfer) the new holder refreshes its
 // pair and the other pairs are recalled and granted anew.
 //
+// A member refreshes its own pair like any split key (ServerKey, PhoneKey with d1′ and d2′ as
+// the shares): d1″·d2″ = d1′·ρ′·ρ′⁻¹·d2′ = d1·d2, so every pair, refreshed or not, keeps
+// signing and decrypting under P, and the refresh touches no other pair.
+//
 // # Encodings
 //
 // Points are 65 bytes, 0x04 ‖ x ‖ y; scalars and digests are 32 bytes big-endian; the message

@@ -111,9 +111,24 @@ func (s *Service) replayCreate(ctx context.Context, caller authn.Caller, rec *st
 	return splitKeys.Read(ctx, s.deps.Store, rec.Id)
 }
 
-// GetKey returns one of the caller's keys.
+// GetKey returns one of the caller's keys: the key's record for its holder (from any device
+// of the holder's account), or, on a member's delegated device, the key as seen through the
+// member's pair (pairView: the pair's share versions and PIN state), which is what the
+// phone's refresh settles against; PermissionDenied once the pair ended.
 func (s *Service) GetKey(ctx context.Context, caller authn.Caller, keyID string) (*storepb.SplitKey, error) {
-	return s.owned(ctx, caller, keyID)
+	if err := checkKeyID(keyID); err != nil {
+		return nil, err
+	}
+	h, err := s.holdingAt(ctx, caller, keyID)
+	if err != nil {
+		return nil, err
+	}
+	if h.del != nil {
+		if err := checkPairStatus(h.del); err != nil {
+			return nil, err
+		}
+	}
+	return h.view(), nil
 }
 
 // ListKeys returns the caller's keys.

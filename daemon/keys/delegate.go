@@ -32,6 +32,12 @@ import (
 //	RecallDelegation  (domain)  → recalled: d2′ erased, the member refused at once
 //	PromoteDelegation (domain)  → promoted: the member's pair becomes the key's primary pair
 //
+// An active pair is refreshed like the primary pair, on its own (refresh.go): BeginRefresh and
+// CommitRefresh from the member's device keep the pending d2″ = ρ′⁻¹·d2′ and the offer in
+// DelegatedShare.pending until the member proves the new pair. A recall or the key's
+// revocation erases the pending share with the active one; a pair with a refresh pending is
+// not promoted (FailedPrecondition: the member finishes or resumes its refresh first).
+//
 // A member then uses the key like its holder — Sign, SignBatch, Decrypt, DecryptBatch,
 // OpenTicket, ChangePin, ResetPin — with the key id, from the delegated device, with its own
 // PIN, tickets and lockout; use picks the pair from the caller. Who may grant, recall or
@@ -68,6 +74,12 @@ func memberRef(userID, deviceID string) string { return userID + "/" + deviceID 
 // version; it differs from every shareAD, so a delegated blob never opens as a primary share.
 func delegateAD(keyID, userID, deviceID string, version uint32) []byte {
 	return []byte("hufu/key/v1 delegate " + keyID + "/" + userID + "/" + deviceID + "/" + fmtVersion(version))
+}
+
+// delegateOfferAD binds the wrapped offer of a pending refresh of a member's pair; it differs
+// from every offerAD.
+func delegateOfferAD(keyID, userID, deviceID string, version uint32) []byte {
+	return []byte("hufu/key/v1 delegate-refresh-offer " + keyID + "/" + userID + "/" + deviceID + "/" + fmtVersion(version))
 }
 
 // delegatePINContext is the context of a member's PIN verifier.
@@ -301,13 +313,16 @@ func (s *Service) loadPair(ctx context.Context, keyID, userID, deviceID string) 
 	if rec.Status == statusRevoked || !holdsShare(del) {
 		return k, nil
 	}
-	raw, err := s.deps.Keyring.Unwrap(ctx, del.ShareWrapped, delegateAD(keyID, userID, deviceID, del.ShareVersion))
-	if err != nil {
-		return nil, hsmError(err)
+	if k.state.Share, err = s.unwrapShareAD(ctx, keyID, del.ShareWrapped, delegateAD(keyID, userID, deviceID, del.ShareVersion)); err != nil {
+		return nil, err
 	}
-	defer clear(raw)
-	if k.state.Share, err = cosign.ParseServerShare(raw); err != nil {
-		return nil, fmt.Errorf("keys: stored delegated share of %s: %w", keyID, err)
+	if p := del.Pending; p != nil && del.Status == pairActive {
+		pending, err := s.unwrapPending(ctx, keyID, p, delegateAD(keyID, userID, deviceID, p.Version), delegateOfferAD(keyID, userID, deviceID, p.Version))
+		if err != nil {
+			k.destroy()
+			return nil, err
+		}
+		k.state.Pending = pending
 	}
 	if del.Status == pairPending {
 		nonce, ok := nonceOf(del)
@@ -329,17 +344,43 @@ func nonceOf(del *storepb.DelegatedShare) ([cosign.ScalarSize]byte, bool) {
 	return n, true
 }
 
+// pairView is the key as a member sees it through its pair (GetKey, CommitRefresh): the
+// key's id, label, public key and status with the pair's account, device, share versions and
+// PIN state, and no secrets.
+func pairView(rec *storepb.SplitKey, del *storepb.DelegatedShare) *storepb.SplitKey {
+	out := &storepb.SplitKey{
+		Id: rec.Id, Label: rec.Label, PublicKey: rec.PublicKey, Status: rec.Status, CreatedUnixNano: rec.CreatedUnixNano,
+		UserId: del.MemberUserId, DeviceId: del.MemberDeviceId, ShareVersion: del.ShareVersion,
+		PinFailures: del.PinFailures, LockedUntilUnixNano: del.LockedUntilUnixNano,
+	}
+	if del.Pending != nil {
+		out.Pending = &storepb.PendingRefresh{Version: del.Pending.Version}
+	}
+	return out
+}
+
 // withoutSecrets returns a copy of a pair record without its wrapped share and PIN verifier, for
 // callers outside the package.
 func withoutSecrets(d *storepb.DelegatedShare) *storepb.DelegatedShare {
 	out := proto.Clone(d).(*storepb.DelegatedShare)
 	out.ShareWrapped, out.PinVerifier, out.PinSalt = nil, nil, nil
+	if out.Pending != nil {
+		out.Pending = &storepb.PendingRefresh{Version: out.Pending.Version}
+	}
 	return out
 }
 
-// endPair erases a pair's share and secrets and marks it ended.
+// endPair erases a pair's share, any pending refresh of it, and its secrets and marks it
+// ended. A pending refresh's version is kept as the share version, so that a later grant to
+// the same member and device wraps under associated data no erased blob had.
 func endPair(d *storepb.DelegatedShare, status storepb.DelegationStatus, now time.Time) {
 	clear(d.ShareWrapped)
+	if p := d.Pending; p != nil {
+		clear(p.ShareWrapped)
+		clear(p.OfferWrapped)
+		d.ShareVersion = max(d.ShareVersion, p.Version)
+		d.Pending = nil
+	}
 	d.Status, d.EndedUnixNano = status, now.UnixNano()
 	d.ShareWrapped, d.Envelope, d.ChallengeNonce, d.PinVerifier, d.PinSalt = nil, nil, nil, nil, nil
 	d.PinFailures, d.LockedUntilUnixNano = 0, 0
@@ -669,11 +710,17 @@ func (s *Service) RecallDelegation(ctx context.Context, actor authn.Caller, keyI
 	return err
 }
 
+// errPromotePending: the pair to promote has a share refresh pending. Its pending share and
+// offer are versioned and bound as the pair's, and the member's device may commit it at any
+// moment, so it is not carried over: the member finishes (or resumes) the refresh first.
+var errPromotePending = apierr.New(apierr.FailedPrecondition, "the member's pair has a share refresh pending; the member finishes it first (client.RefreshKey), then promote")
+
 // PromoteDelegation makes a member's active pair the key's primary pair (a transfer of the
 // key): the key's holder, device, PIN (the member's) and share become the member's, under a
 // new share version with the share rewrapped as a primary share; the previous holder's share
 // is destroyed, a pending refresh of it dropped, and the pair's record marked promoted. Other
-// members' pairs stay. actor is who promotes (audited); whether it may is the caller's
+// members' pairs stay. A pair with a share refresh of its own pending is refused
+// (errPromotePending). actor is who promotes (audited); whether it may is the caller's
 // decision. with, if not nil, runs in the same transaction.
 func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, keyID, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
 	if err := firstError(checkKeyID(keyID), checkMember("member", memberUserID, memberDeviceID)); err != nil {
@@ -700,6 +747,9 @@ func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, key
 	if del.Status != pairActive {
 		return apierr.New(apierr.FailedPrecondition, "only an accepted (active) delegated pair can be promoted")
 	}
+	if del.Pending != nil {
+		return errPromotePending
+	}
 	version := max(rec.ShareVersion, rec.GetPending().GetVersion()) + 1
 	raw, err := s.deps.Keyring.Unwrap(ctx, del.ShareWrapped, delegateAD(keyID, memberUserID, memberDeviceID, del.ShareVersion))
 	if err != nil {
@@ -725,6 +775,9 @@ func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, key
 		pair, err := delegates.Get(tx, id)
 		if err != nil {
 			return err
+		}
+		if pair.Pending != nil {
+			return errPromotePending
 		}
 		if key.Status == statusRevoked || pair.Status != pairActive || pair.ShareVersion != del.ShareVersion ||
 			max(key.ShareVersion, key.GetPending().GetVersion())+1 != version {

@@ -451,8 +451,11 @@ func TestDelegatedPairs(t *testing.T) {
 		if _, _, _, _, err := e.svc.DelegationOffer(ctx, staff1.caller, keyID); code(err) != codes.FailedPrecondition {
 			t.Fatalf("offer after acceptance: %v", err)
 		}
-		if _, err := e.svc.BeginRefresh(ctx, staff1.caller, keyID, *staff1.cred); code(err) != codes.FailedPrecondition {
-			t.Fatalf("a member refreshes: %v", err)
+		if _, err := e.svc.BeginRefresh(ctx, other.caller, keyID, *other.cred); code(err) != codes.NotFound {
+			t.Fatalf("a member's other device refreshes: %v", err)
+		}
+		if _, err := e.svc.GetKey(ctx, stranger.caller, keyID); code(err) != codes.NotFound {
+			t.Fatalf("a stranger reads the key: %v", err)
 		}
 	})
 

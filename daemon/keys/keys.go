@@ -192,11 +192,11 @@ func (s *Service) load(ctx context.Context, keyID string) (*loadedKey, error) {
 	if rec.Status == statusRevoked {
 		return k, nil // no share to unwrap: it was destroyed
 	}
-	if k.state.Share, err = s.unwrapShare(ctx, keyID, rec.ShareVersion, rec.ShareWrapped); err != nil {
+	if k.state.Share, err = s.unwrapShareAD(ctx, keyID, rec.ShareWrapped, shareAD(keyID, rec.ShareVersion)); err != nil {
 		return nil, err
 	}
 	if p := rec.Pending; p != nil {
-		pending, err := s.unwrapPending(ctx, keyID, p)
+		pending, err := s.unwrapPending(ctx, keyID, p, shareAD(keyID, p.Version), offerAD(keyID, p.Version))
 		if err != nil {
 			k.destroy()
 			return nil, err
@@ -206,8 +206,10 @@ func (s *Service) load(ctx context.Context, keyID string) (*loadedKey, error) {
 	return k, nil
 }
 
-func (s *Service) unwrapShare(ctx context.Context, keyID string, version uint32, blob []byte) (*cosign.ServerShare, error) {
-	raw, err := s.deps.Keyring.Unwrap(ctx, blob, shareAD(keyID, version))
+// unwrapShareAD unwraps a server share of keyID (the primary pair's, a member's, or a
+// pending one) with its associated data.
+func (s *Service) unwrapShareAD(ctx context.Context, keyID string, blob, ad []byte) (*cosign.ServerShare, error) {
+	raw, err := s.deps.Keyring.Unwrap(ctx, blob, ad)
 	if err != nil {
 		return nil, hsmError(err)
 	}
@@ -219,12 +221,14 @@ func (s *Service) unwrapShare(ctx context.Context, keyID string, version uint32,
 	return share, nil
 }
 
-func (s *Service) unwrapPending(ctx context.Context, keyID string, p *storepb.PendingRefresh) (*cosign.ServerPending, error) {
-	share, err := s.unwrapShare(ctx, keyID, p.Version, p.ShareWrapped)
+// unwrapPending unwraps a pending refresh of keyID's primary pair or of a member's pair:
+// its share with the associated data sAD, its offer with oAD.
+func (s *Service) unwrapPending(ctx context.Context, keyID string, p *storepb.PendingRefresh, sAD, oAD []byte) (*cosign.ServerPending, error) {
+	share, err := s.unwrapShareAD(ctx, keyID, p.ShareWrapped, sAD)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := s.deps.Keyring.Unwrap(ctx, p.OfferWrapped, offerAD(keyID, p.Version))
+	raw, err := s.deps.Keyring.Unwrap(ctx, p.OfferWrapped, oAD)
 	if err != nil {
 		share.Destroy()
 		return nil, hsmError(err)

@@ -15,7 +15,8 @@ import (
 // KEK) is package hsm; the orchestration is the admin surface's. This file walks every
 // wrapped blob this package stores — SplitKey.share_wrapped, during a share refresh
 // PendingRefresh.share_wrapped and offer_wrapped, and each delegated pair's
-// DelegatedShare.share_wrapped (found through SplitKey.delegates) — and rewraps each with
+// DelegatedShare.share_wrapped and, during a refresh of the pair, its pending share and
+// offer (found through SplitKey.delegates) — and rewraps each with
 // its own associated data, one locked store transaction per batch of keys, while signing
 // goes on.
 
@@ -74,8 +75,10 @@ func (s *Service) CountStaleBlobs(ctx context.Context, stale func(blob []byte) b
 			if err != nil {
 				return 0, fmt.Errorf("keys: read delegated pair: %w", err)
 			}
-			if len(del.ShareWrapped) > 0 && stale(del.ShareWrapped) {
-				n++
+			for _, b := range pairBlobs(del) {
+				if stale(b.blob) {
+					n++
+				}
 			}
 		}
 	}
@@ -96,20 +99,53 @@ func (s *Service) rewrapPairs(ctx context.Context, tx *store.Tx, rec *storepb.Sp
 		if err != nil {
 			return 0, err
 		}
-		if len(del.ShareWrapped) == 0 || !stale(del.ShareWrapped) {
-			continue
+		dirty := false
+		for _, b := range pairBlobs(del) {
+			if !stale(b.blob) {
+				continue
+			}
+			nb, err := rewrap(ctx, b.blob, b.ad)
+			if err != nil {
+				return 0, fmt.Errorf("key %s, delegated pair: %w", rec.Id, err)
+			}
+			b.set(del, nb)
+			dirty = true
+			n++
 		}
-		nb, err := rewrap(ctx, del.ShareWrapped, delegateAD(rec.Id, user, device, del.ShareVersion))
-		if err != nil {
-			return 0, fmt.Errorf("key %s, delegated pair: %w", rec.Id, err)
+		if dirty {
+			if err := delegates.Put(tx, id, del); err != nil {
+				return 0, err
+			}
 		}
-		del.ShareWrapped = nb
-		if err := delegates.Put(tx, id, del); err != nil {
-			return 0, err
-		}
-		n++
 	}
 	return n, nil
+}
+
+type pairBlob struct {
+	blob []byte
+	ad   []byte
+	set  func(d *storepb.DelegatedShare, blob []byte)
+}
+
+// pairBlobs lists the blobs of a delegated pair's record with their associated data: its
+// share and, during a refresh of the pair, the pending share and offer.
+func pairBlobs(d *storepb.DelegatedShare) []pairBlob {
+	var out []pairBlob
+	if len(d.ShareWrapped) > 0 {
+		out = append(out, pairBlob{d.ShareWrapped, delegateAD(d.KeyId, d.MemberUserId, d.MemberDeviceId, d.ShareVersion),
+			func(r *storepb.DelegatedShare, b []byte) { r.ShareWrapped = b }})
+	}
+	if p := d.Pending; p != nil {
+		if len(p.ShareWrapped) > 0 {
+			out = append(out, pairBlob{p.ShareWrapped, delegateAD(d.KeyId, d.MemberUserId, d.MemberDeviceId, p.Version),
+				func(r *storepb.DelegatedShare, b []byte) { r.Pending.ShareWrapped = b }})
+		}
+		if len(p.OfferWrapped) > 0 {
+			out = append(out, pairBlob{p.OfferWrapped, delegateOfferAD(d.KeyId, d.MemberUserId, d.MemberDeviceId, p.Version),
+				func(r *storepb.DelegatedShare, b []byte) { r.Pending.OfferWrapped = b }})
+		}
+	}
+	return out
 }
 
 type wrappedBlob struct {

@@ -291,13 +291,16 @@ type DelegatedShare struct {
 	MemberDeviceId string                 `protobuf:"bytes,3,opt,name=member_device_id,json=memberDeviceId,proto3" json:"member_device_id,omitempty"`
 	Status         DelegationStatus       `protobuf:"varint,4,opt,name=status,proto3,enum=hufu.store.v1.DelegationStatus" json:"status,omitempty"`
 	// The version of this pair's server share, bound into share_wrapped's associated data;
-	// it only grows across grants to the same member and device.
+	// it only grows across grants and share refreshes of the same member and device (a pair
+	// that ends with a refresh pending records the pending version here, so no later blob
+	// reuses its associated data).
 	ShareVersion uint32 `protobuf:"varint,5,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"`
 	// The member's server share d2′ = ρ⁻¹·d2 (cosign ShareSize bytes) as an hsm blob,
 	// associated data "hufu/key/v1 delegate <key id>/<user>/<device>/<version>", so it never
 	// opens as a key's primary share nor as another member's. Empty once the pair ends.
 	ShareWrapped []byte `protobuf:"bytes,6,opt,name=share_wrapped,json=shareWrapped,proto3" json:"share_wrapped,omitempty"`
-	// P2′ = d2′⁻¹·G, 65 bytes, which the member checks its share against.
+	// P2′ = d2′⁻¹·G, 65 bytes, which the member checks its share against when it accepts the
+	// grant. It stays the granted pair's value: a share refresh does not update it.
 	P2 []byte `protobuf:"bytes,7,opt,name=p2,proto3" json:"p2,omitempty"`
 	// The grantor's cosign delegation envelope (d1′ sealed to the member device's key, opaque
 	// to the appliance), kept until the member accepts.
@@ -318,7 +321,13 @@ type DelegatedShare struct {
 	// When the pair was recalled or promoted.
 	EndedUnixNano int64 `protobuf:"varint,17,opt,name=ended_unix_nano,json=endedUnixNano,proto3" json:"ended_unix_nano,omitempty"`
 	// Free-form scope set by the granting domain (e.g. the enterprise's authorisation).
-	Scope         []string `protobuf:"bytes,18,rep,name=scope,proto3" json:"scope,omitempty"` // Next field: 19
+	Scope []string `protobuf:"bytes,18,rep,name=scope,proto3" json:"scope,omitempty"`
+	// A share refresh of this pair waiting for the member's confirmation (cosign share
+	// refresh on the member's own pair): the pending d2″ = ρ′⁻¹·d2′ wrapped like share_wrapped
+	// with the pending version ("hufu/key/v1 delegate <key id>/<user>/<device>/<version>"),
+	// and the offer with "hufu/key/v1 delegate-refresh-offer <key id>/<user>/<device>/<version>".
+	// Only an active pair has one; it is erased when the pair ends.
+	Pending       *PendingRefresh `protobuf:"bytes,19,opt,name=pending,proto3" json:"pending,omitempty"` // Next field: 20
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -475,6 +484,13 @@ func (x *DelegatedShare) GetEndedUnixNano() int64 {
 func (x *DelegatedShare) GetScope() []string {
 	if x != nil {
 		return x.Scope
+	}
+	return nil
+}
+
+func (x *DelegatedShare) GetPending() *PendingRefresh {
+	if x != nil {
+		return x.Pending
 	}
 	return nil
 }
@@ -683,7 +699,7 @@ const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\apending\x18\x10 \x01(\v2\x1d.hufu.store.v1.PendingRefreshR\apending\x12\x1c\n" +
 	"\tdelegates\x18\x11 \x03(\tR\tdelegates\x12\x1f\n" +
 	"\vpin_context\x18\x12 \x01(\fR\n" +
-	"pinContext\"\x9c\x05\n" +
+	"pinContext\"\xd5\x05\n" +
 	"\x0eDelegatedShare\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12$\n" +
 	"\x0emember_user_id\x18\x02 \x01(\tR\fmemberUserId\x12(\n" +
@@ -704,7 +720,8 @@ const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\x11granted_unix_nano\x18\x0f \x01(\x03R\x0fgrantedUnixNano\x12,\n" +
 	"\x12accepted_unix_nano\x18\x10 \x01(\x03R\x10acceptedUnixNano\x12&\n" +
 	"\x0fended_unix_nano\x18\x11 \x01(\x03R\rendedUnixNano\x12\x14\n" +
-	"\x05scope\x18\x12 \x03(\tR\x05scope\"t\n" +
+	"\x05scope\x18\x12 \x03(\tR\x05scope\x127\n" +
+	"\apending\x18\x13 \x01(\v2\x1d.hufu.store.v1.PendingRefreshR\apending\"t\n" +
 	"\x0ePendingRefresh\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12#\n" +
 	"\rshare_wrapped\x18\x02 \x01(\fR\fshareWrapped\x12#\n" +
@@ -750,11 +767,12 @@ var file_hufu_store_v1_key_proto_goTypes = []any{
 var file_hufu_store_v1_key_proto_depIdxs = []int32{
 	3, // 0: hufu.store.v1.SplitKey.pending:type_name -> hufu.store.v1.PendingRefresh
 	0, // 1: hufu.store.v1.DelegatedShare.status:type_name -> hufu.store.v1.DelegationStatus
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 2: hufu.store.v1.DelegatedShare.pending:type_name -> hufu.store.v1.PendingRefresh
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_hufu_store_v1_key_proto_init() }

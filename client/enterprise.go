@@ -243,7 +243,18 @@ func AcceptDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc,
 // pair, under a new share version that the keystore entry records, and is then refreshed
 // (the old administrator's device made this phone share and still knows it). cred is this
 // device's credential for the pair (its PIN).
+//
+// A share refresh of this device's pair left pending (in the keystore or on the appliance)
+// is finished first: the appliance does not promote a pair with a refresh pending, and the
+// version recorded after the promotion must belong to the share this device then uses.
 func AcceptAdminTransfer(ctx context.Context, conn *Conn, ks *keystore.Store, uscc string, cred *hufuv1.Credential) (*hufuv1.Enterprise, error) {
+	ent, err := conn.Enterprises.GetEnterprise(ctx, &hufuv1.GetEnterpriseRequest{Uscc: uscc})
+	if err != nil {
+		return nil, fmt.Errorf("client: accept transfer: %w", err)
+	}
+	if err := finishPairRefresh(ctx, conn, ks, ent.GetEnterprise().GetKeyId(), cred); err != nil {
+		return nil, fmt.Errorf("client: accept transfer: finishing the pending share refresh of this device's pair: %w", err)
+	}
 	resp, err := conn.Enterprises.AcceptAdminTransfer(ctx, &hufuv1.AcceptAdminTransferRequest{Uscc: uscc})
 	if err != nil {
 		return nil, fmt.Errorf("client: accept transfer: %w", err)
@@ -256,6 +267,26 @@ func AcceptAdminTransfer(ctx context.Context, conn *Conn, ks *keystore.Store, us
 		return resp.GetEnterprise(), fmt.Errorf("client: accept transfer: the role moved but the share refresh did not finish (run it again: hufu key refresh %s): %w", keyID, err)
 	}
 	return resp.GetEnterprise(), nil
+}
+
+// finishPairRefresh runs RefreshKey on a key held in ks if a refresh of it is pending in the
+// keystore or on the appliance, which settles or completes it.
+func finishPairRefresh(ctx context.Context, conn *Conn, ks *keystore.Store, keyID string, cred *hufuv1.Credential) error {
+	info, err := ks.Stat(keyID)
+	if err != nil {
+		return err
+	}
+	if info.PendingVersion == 0 {
+		k, err := conn.Keys.GetKey(ctx, &hufuv1.GetKeyRequest{KeyId: keyID})
+		if err != nil {
+			return err
+		}
+		if k.GetKey().GetPendingVersion() == 0 {
+			return nil
+		}
+	}
+	_, err = RefreshKey(ctx, conn, ks, keyID, cred, nil)
+	return err
 }
 
 // recordVersion sets the share version of a key held in ks.

@@ -208,7 +208,7 @@ func TestScanSessionsSDK(t *testing.T) {
 	docs := []*hufuv1.Document{doc("投标函.pdf", "投标函：本公司参加某某项目投标"), doc("报价一览表.pdf", "报价一览表")}
 
 	t.Run("sign", func(t *testing.T) {
-		s := create(&hufuv1.CreateSessionRequest{Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, Documents: docs})
+		s := create(&hufuv1.CreateSessionRequest{Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, Reference: "user-7", Documents: docs})
 		done := scanAndAnswer(s)
 		if len(done.Result.Signatures) != 2 {
 			t.Fatalf("signatures: %v", done.Result.Signatures)
@@ -228,7 +228,7 @@ func TestScanSessionsSDK(t *testing.T) {
 
 	t.Run("generate", func(t *testing.T) {
 		bid := []byte("投标文件：报价 1,234,567.89 元")
-		s := create(&hufuv1.CreateSessionRequest{Kind: hufuv1.SessionKind_SESSION_KIND_GENERATE, Documents: []*hufuv1.Document{doc("投标文件.hbf", string(bid))}})
+		s := create(&hufuv1.CreateSessionRequest{Kind: hufuv1.SessionKind_SESSION_KIND_GENERATE, Reference: "user-7", Documents: []*hufuv1.Document{doc("投标文件.hbf", string(bid))}})
 		done := scanAndAnswer(s)
 		signer, err := client.VerifySignedDocument(done.Result.Signatures[0], roots)
 		if err != nil {
@@ -281,7 +281,7 @@ func TestScanSessionsSDK(t *testing.T) {
 	})
 
 	t.Run("wrong shown digest", func(t *testing.T) {
-		s := create(&hufuv1.CreateSessionRequest{Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, Documents: docs})
+		s := create(&hufuv1.CreateSessionRequest{Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, Reference: "user-7", Documents: docs})
 		shown, err := client.ScanSession(bg, p.conn, s.QrPayload, pinned)
 		if err != nil {
 			t.Fatal(err)

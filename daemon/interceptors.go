@@ -50,7 +50,10 @@ func (g *gate) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 
 func (g *gate) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	start := time.Now()
-	ctx, cancel := g.capDeadline(ss.Context())
+	// Streams follow something until it ends (a scan session until its expiry, health
+	// until the client leaves): the deadline cap of unary calls does not apply; each
+	// stream handler bounds its own life.
+	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {

@@ -147,7 +147,7 @@ func TestScanSessions(t *testing.T) {
 	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "bind-bad-1", Kind: hufuv1.SessionKind_SESSION_KIND_BIND,
 		PlatformId: "demo", Reference: "unit-42", Subject: &hufuv1.BindSubject{PersonName: "张三", IdNumber: "110105194912310021"}})
 	wantCode(t, err, codes.InvalidArgument, "subject.id_number")
-	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "sign-bad-1", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN,
+	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "sign-bad-1", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, Reference: "unit-42",
 		PlatformId: "demo", Documents: []*hufuv1.Document{{Name: "投标函.pdf", Sm3: []byte{1, 2}}}})
 	wantCode(t, err, codes.InvalidArgument, "documents[0].sm3")
 	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "kind-bad-1", PlatformId: "demo"})
@@ -236,7 +236,21 @@ func TestScanSessions(t *testing.T) {
 		h := sm3.Sum(d)
 		reg = append(reg, &hufuv1.Document{Name: []string{"投标函.pdf", "报价一览表.pdf"}[i], Sm3: h[:]})
 	}
-	sign := create(&hufuv1.CreateSessionRequest{RequestId: "sign-001", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, PlatformId: "demo", Documents: reg})
+	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "sign-000", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, PlatformId: "demo", Documents: reg})
+	wantCode(t, err, codes.InvalidArgument, "reference")
+	// A certificate bound to another unit of the system cannot answer for this one.
+	otherUnit := create(&hufuv1.CreateSessionRequest{RequestId: "sign-002", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, PlatformId: "demo",
+		Reference: "unit-99", Documents: reg})
+	if _, err := phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: otherUnit.QrPayload}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = phoneScan.Choose(bg, &hufuv1.ChooseRequest{SessionId: otherUnit.Id, CertificateSerial: serial})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "sign-003", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, PlatformId: "demo",
+		Reference: "dept/unit-42", Documents: reg})
+	wantCode(t, err, codes.InvalidArgument, "reference")
+	sign := create(&hufuv1.CreateSessionRequest{RequestId: "sign-001", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, PlatformId: "demo",
+		Reference: "unit-42", Documents: reg})
 	scanned, err := phoneScan.Scan(bg, &hufuv1.ScanRequest{QrPayload: sign.QrPayload})
 	if err != nil || len(scanned.Documents) != 2 || scanned.Documents[0].Name != "投标函.pdf" {
 		t.Fatalf("scan sign: %v %v", scanned, err)
@@ -318,7 +332,8 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 	a := certAppliance(t, func(c *config.Config) {
 		c.SystemClients = []config.SystemClient{
 			{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.ScanService"}},
-			{Name: "other-system", Services: []string{"hufu.v1.ScanService"}},
+			// A name that extends the first's: index values must not collide across systems.
+			{Name: devpki.CLIClientName + ".x", Services: []string{"hufu.v1.ScanService"}},
 		}
 	})
 	desk, rp := a.desk(), a.rp()
@@ -420,7 +435,7 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 	content := []byte("投标文件正文")
 	h := sm3.Sum(content)
 	sign, shown, chosen := scanAndChoose(&hufuv1.CreateSessionRequest{RequestId: "sign-ent-1", Kind: hufuv1.SessionKind_SESSION_KIND_SIGN,
-		PlatformId: "demo", WithSeal: true, Documents: []*hufuv1.Document{{Name: "投标文件.pdf", Sm3: h[:]}}}, official.Seal.Id)
+		PlatformId: "demo", Reference: "unit-7", WithSeal: true, Documents: []*hufuv1.Document{{Name: "投标文件.pdf", Sm3: h[:]}}}, official.Seal.Id)
 	if _, err := cms.CheckSignedAttributes(chosen.SignedAttributes[0], shown.Documents[0].Sm3); err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +454,7 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 	// GENERATE: the system envelopes the bid file to the certificate it got; the staff pair
 	// opens it through two-party decryption; C1 is what a bid opening will register.
 	gen, _, chosen := scanAndChoose(&hufuv1.CreateSessionRequest{RequestId: "gen-ent-1", Kind: hufuv1.SessionKind_SESSION_KIND_GENERATE,
-		PlatformId: "demo", Documents: []*hufuv1.Document{{Name: "投标文件.pdf", Sm3: h[:]}}}, "")
+		PlatformId: "demo", Reference: "unit-7", Documents: []*hufuv1.Document{{Name: "投标文件.pdf", Sm3: h[:]}}}, "")
 	e, err = cms.Digest(entCert.PublicKey.(*ecdsa.PublicKey), chosen.SignedAttributes[0])
 	if err != nil {
 		t.Fatal(err)
@@ -474,7 +489,7 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	otherCert, otherKey := filepath.Join(t.TempDir(), "other.pem"), filepath.Join(t.TempDir(), "other-key.pem")
-	if _, _, err := devpki.IssueClient(otherCert, otherKey, "other-system", ca, caKey, time.Now()); err != nil {
+	if _, _, err := devpki.IssueClient(otherCert, otherKey, devpki.CLIClientName+".x", ca, caKey, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	oc, err := client.Dial(client.Config{Addr: a.addr, CAFile: filepath.Join(tls, "ca.pem"), ServerName: "localhost",
@@ -491,6 +506,16 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 	if bs, err := other.ListBindings(bg, &hufuv1.ListBindingsRequest{}); err != nil || len(bs.Bindings) != 0 {
 		t.Fatalf("other system's bindings: %v %v", bs, err)
 	}
+	theirs, err := other.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "login-0001", Kind: hufuv1.SessionKind_SESSION_KIND_LOGIN, PlatformId: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "x.login-0001", Kind: hufuv1.SessionKind_SESSION_KIND_LOGIN, PlatformId: "demo"})
+	if err != nil || ours.Session.Id == theirs.Session.Id {
+		t.Fatalf("a request id reached another system's session: %v %v", ours, err)
+	}
+	_, err = rp.ResolveCertificate(bg, &hufuv1.ResolveCertificateRequest{CertificateSerial: "x." + entSerial})
+	wantCode(t, err, codes.NotFound, "")
 	// The other system may not use the review desk.
 	_, err = hufuv1.NewReviewServiceClient(oc.ClientConn()).ListReviews(bg, &hufuv1.ListReviewsRequest{})
 	wantCode(t, err, codes.PermissionDenied, "")

@@ -115,7 +115,7 @@ func TestScanCommands(t *testing.T) {
 	if err := os.WriteFile(bid, []byte("投标文件：报价 1,000,000 元"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rpOut, scanOut, err = rpAndScan([]string{"generate", "-in", bid})
+	rpOut, scanOut, err = rpAndScan([]string{"generate", "-reference", "user-42", "-in", bid})
 	if err != nil || !strings.Contains(rpOut, "CMS verified") || !regexp.MustCompile(`(?m)^C1 04[0-9a-f]{128}$`).MatchString(rpOut) ||
 		!strings.Contains(scanOut, "投标文件.txt  SM3 ") {
 		t.Fatalf("generate: %v\nrp: %s\nscan: %s", err, rpOut, scanOut)

@@ -84,7 +84,8 @@ type GRPC struct {
 	Reflection bool `yaml:"reflection"`
 	// MaxRecvBytes bounds one request message.
 	MaxRecvBytes int `yaml:"max_recv_bytes"`
-	// MaxDeadline caps the deadline of any call; calls without one get it.
+	// MaxDeadline caps the deadline of any unary call; calls without one get it. Streams
+	// (a scan session's watch, health) bound their own life.
 	MaxDeadline Duration `yaml:"max_deadline"`
 	// ShutdownGrace is how long a stopping daemon lets calls in flight finish.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
@@ -180,7 +181,7 @@ type SystemClient struct {
 // Scan configures scan sessions.
 type Scan struct {
 	// Address is the appliance's address as phones reach it, carried (signed) in QR
-	// payloads; default: listen.grpc.
+	// payloads; required outside development, where listen.grpc stands in.
 	Address string `yaml:"address"`
 	// SessionTTL is how long a QR code waits for its scan by default (3m); MaxSessionTTL
 	// the longest a system may ask for (30m).
@@ -361,6 +362,9 @@ var (
 )
 
 // Validate checks every key and returns all problems, or nil.
+// systemNameRE is what a system client's name may be: it becomes part of store keys.
+var systemNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
 func (c *Config) Validate() error {
 	var ps Problems
 	bad := func(path, format string, args ...any) {
@@ -464,11 +468,15 @@ func (c *Config) Validate() error {
 	if c.Scan.SessionsPerMinute < 1 {
 		bad("scan.sessions_per_minute", "must be at least 1")
 	}
+	if !c.Development && c.Scan.Address == "" {
+		// Signed into every QR code: phones must reach the appliance there.
+		bad("scan.address", "set the address phones reach the appliance at")
+	}
 	clients := map[string]bool{}
 	for i, sc := range c.SystemClients {
 		path := fmt.Sprintf("system_clients[%d]", i)
-		if sc.Name == "" || clients[sc.Name] {
-			bad(path+".name", "%q: must be set and unique", sc.Name)
+		if !systemNameRE.MatchString(sc.Name) || clients[sc.Name] {
+			bad(path+".name", "%q: must be unique, 1 to 64 of [A-Za-z0-9._-] (the client certificate's common name)", sc.Name)
 		}
 		clients[sc.Name] = true
 		for j, s := range sc.Services {

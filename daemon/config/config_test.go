@@ -66,14 +66,14 @@ func TestValidateReportsEveryProblemWithItsPath(t *testing.T) {
 	for _, path := range []string{
 		"data_dir", "listen.grpc", "tls.cert_file", "tls.key_file", "tls.min_version", "hsm.module",
 		"hsm.pin_file", "hsm.max_sessions", "log.level", "platforms[0].id", "platforms[0].name",
-		"platforms[0].region", "platforms[2].id", "system_clients[0].services[0]",
+		"platforms[0].region", "platforms[2].id", "system_clients[0].services[0]", "scan.address",
 	} {
 		if !got[path] {
 			t.Errorf("no problem reported for %s", path)
 		}
 	}
-	if len(ps) != 14 {
-		t.Errorf("%d problems, want 14:\n%v", len(ps), err)
+	if len(ps) != 15 {
+		t.Errorf("%d problems, want 15:\n%v", len(ps), err)
 	}
 }
 

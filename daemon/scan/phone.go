@@ -151,6 +151,18 @@ func (s *Service) scanned(tx *store.Tx, caller authn.Caller, id string) (*storep
 	return nil, apierr.New(apierr.FailedPrecondition, "the session is %s", strings.ToLower(strings.TrimPrefix(hufuv1.SessionState(ss.State).String(), "SESSION_STATE_")))
 }
 
+// scannedNow is scanned in a read-only transaction: the check that comes before any costly
+// or side-effecting work for a session (the update re-checks under its lock).
+func (s *Service) scannedNow(ctx context.Context, caller authn.Caller, id string) (*storepb.ScanSession, error) {
+	var ss *storepb.ScanSession
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		var err error
+		ss, err = s.scanned(tx, caller, id)
+		return err
+	})
+	return ss, err
+}
+
 // Choice is what the phone signs after choosing a certificate.
 type Choice struct {
 	KeyID            string
@@ -163,7 +175,7 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 	if !sessionIDRE.MatchString(id) {
 		return nil, apierr.New(apierr.NotFound, "no scan session %q", id)
 	}
-	pre, err := s.read(ctx, id)
+	pre, err := s.scannedNow(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +210,9 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 		if seal.EnterpriseUscc != cert.EnterpriseUscc || (seal.EnterpriseUscc == "" && seal.OwnerUserId != caller.UserID) {
 			return nil, apierr.Invalidf("seal_id", "the seal is not of the certificate's holder")
 		}
+		if seal.CertificateSerial != "" && seal.CertificateSerial != serial {
+			return nil, apierr.Invalidf("seal_id", "the seal signs with another certificate")
+		}
 	} else if pre.WithSeal {
 		return nil, apierr.Invalidf("seal_id", "the system asks for a seal")
 	}
@@ -206,13 +221,16 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 			return nil, err
 		}
 	}
-	if pre.Kind == kindLogin {
+	if pre.Kind == kindLogin || pre.Kind == kindSign || pre.Kind == kindGenerate {
 		b, err := s.bindingOf(ctx, pre.System, serial)
 		if err != nil {
 			return nil, err
 		}
 		if b == nil {
 			return nil, apierr.New(apierr.FailedPrecondition, "the certificate is not bound to this business system: scan its bind code first")
+		}
+		if pre.Kind != kindLogin && b.Reference != pre.Reference {
+			return nil, apierr.New(apierr.FailedPrecondition, "the certificate is bound to another unit or user of this business system than the one signing")
 		}
 	}
 	var out Choice
@@ -289,8 +307,10 @@ func (s *Service) matchSubject(ctx context.Context, caller authn.Caller, ss *sto
 	if ok {
 		return nil
 	}
-	_ = s.deps.Store.Append(ctx, store.Event{Actor: caller.Actor(), Action: "scan.bind.mismatch", Subject: sessionKey(ss.Id), Outcome: "denied",
-		Details: map[string]string{"serial": cert.Serial, "system": ss.System}})
+	if err := s.deps.Store.Append(ctx, store.Event{Actor: caller.Actor(), Action: "scan.bind.mismatch", Subject: sessionKey(ss.Id), Outcome: "denied",
+		Details: map[string]string{"serial": cert.Serial, "system": ss.System}}); err != nil {
+		return err // no refusal without its record either
+	}
 	return apierr.New(apierr.FailedPrecondition, "the certificate's identity is not the unit or person the business system names; choose the right certificate")
 }
 
@@ -299,12 +319,7 @@ func (s *Service) Cosign(ctx context.Context, caller authn.Caller, id string, cr
 	if !sessionIDRE.MatchString(id) {
 		return nil, 0, apierr.New(apierr.NotFound, "no scan session %q", id)
 	}
-	var ss *storepb.ScanSession
-	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		var err error
-		ss, err = s.scanned(tx, caller, id)
-		return err
-	})
+	ss, err := s.scannedNow(ctx, caller, id)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -321,15 +336,16 @@ func (s *Service) Cosign(ctx context.Context, caller authn.Caller, id string, cr
 		}
 		if !bytes.Equal(req.E[:], ss.Pinned[i]) {
 			s.m.events.WithLabelValues("refused_digest").Inc()
-			_ = s.deps.Store.Append(ctx, store.Event{Actor: caller.Actor(), Action: "scan.cosign", Subject: sessionKey(id), Outcome: "denied",
-				Details: map[string]string{"reason": "digest not registered", "item": fmt.Sprint(i)}})
+			if err := s.deps.Store.Append(ctx, store.Event{Actor: caller.Actor(), Action: "scan.cosign", Subject: sessionKey(id), Outcome: "denied",
+				Details: map[string]string{"reason": "digest not registered", "item": fmt.Sprint(i)}}); err != nil {
+				return nil, 0, err
+			}
 			return nil, 0, apierr.Invalidf(fmt.Sprintf("sign_requests[%d].e", i), "not the digest this session registered for that document")
 		}
 	}
-	// The usage record names the system and the session that asked.
-	asked := caller
-	asked.System = ss.System + " scan " + ss.Id
-	return s.deps.Keys.SignBatch(ctx, asked, ss.KeyId, cred, raws)
+	// The key's usage and audit records name the person and device; the session's own
+	// record of the cosign (scan.complete) names the key and the digests.
+	return s.deps.Keys.SignBatch(ctx, caller, ss.KeyId, cred, raws)
 }
 
 // Complete takes the finished signatures, verifies each under the certificate on its pinned
@@ -338,7 +354,7 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 	if !sessionIDRE.MatchString(id) {
 		return nil, apierr.New(apierr.NotFound, "no scan session %q", id)
 	}
-	pre, err := s.read(ctx, id)
+	pre, err := s.scannedNow(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}
@@ -403,12 +419,20 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 			}
 			ss.BindingId = b.Id
 		}
-		if ss.Kind == kindLogin {
-			b, err := tx.Lookup(indexCert, ss.System+"."+ss.CertificateSerial)
+		if ss.Kind != kindBind && ss.Kind != kindAuth {
+			// Still bound, under the binding's lock: a removal may have committed since.
+			k, err := tx.Lookup(indexCert, systemValue(ss.System, ss.CertificateSerial))
 			if err != nil {
 				return nil, apierr.New(apierr.FailedPrecondition, "the certificate's binding was removed meanwhile")
 			}
-			ss.BindingId = strings.TrimPrefix(b, string(store.KindScan)+"/"+"binding/"+ss.System+"/")
+			b := new(storepb.ScanBinding)
+			if err := tx.Get(k, b); err != nil {
+				return nil, err
+			}
+			if ss.Kind != kindLogin && b.Reference != ss.Reference {
+				return nil, apierr.New(apierr.FailedPrecondition, "the certificate's binding was removed meanwhile")
+			}
+			ss.BindingId = b.Id
 		}
 		return map[string]string{"serial": ss.CertificateSerial, "signatures": fmt.Sprint(len(rawSigs))}, nil
 	})
@@ -416,7 +440,7 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 
 // bind creates (or keeps) the binding of the session's certificate to its reference.
 func (s *Service) bind(tx *store.Tx, caller authn.Caller, ss *storepb.ScanSession, cert *storepb.Certificate) (*storepb.ScanBinding, error) {
-	if k, err := tx.Lookup(indexCert, ss.System+"."+cert.Serial); err == nil {
+	if k, err := tx.Lookup(indexCert, systemValue(ss.System, cert.Serial)); err == nil {
 		b := new(storepb.ScanBinding)
 		if err := tx.Get(k, b); err != nil {
 			return nil, err
@@ -431,10 +455,10 @@ func (s *Service) bind(tx *store.Tx, caller authn.Caller, ss *storepb.ScanSessio
 	b := &storepb.ScanBinding{Id: randomHex(10), System: ss.System, Reference: ss.Reference, PlatformId: ss.PlatformId,
 		CertificateSerial: cert.Serial, Uscc: cert.EnterpriseUscc, UserId: caller.UserID, SessionId: ss.Id, CreatedUnixNano: tx.Now().UnixNano()}
 	k := string(store.KindScan) + "/" + bindingID(b.System, b.Id)
-	if err := tx.Claim(indexCert, b.System+"."+b.CertificateSerial, k); err != nil {
+	if err := tx.Claim(indexCert, systemValue(b.System, b.CertificateSerial), k); err != nil {
 		return nil, err
 	}
-	if err := tx.AddIndex(indexRef, b.System+"."+b.Reference, k); err != nil {
+	if err := tx.AddIndex(indexRef, systemValue(b.System, b.Reference), k); err != nil {
 		return nil, err
 	}
 	if err := bindings.Put(tx, bindingID(b.System, b.Id), b); err != nil {
@@ -491,7 +515,7 @@ func (s *Service) Consent(ctx context.Context, caller authn.Caller, id string) (
 	if !sessionIDRE.MatchString(id) {
 		return nil, apierr.New(apierr.NotFound, "no scan session %q", id)
 	}
-	pre, err := s.read(ctx, id)
+	pre, err := s.scannedNow(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}

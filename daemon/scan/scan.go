@@ -37,9 +37,12 @@
 //
 //	s/session/<id>                     storepb.ScanSession, kept a day past its expiry
 //	s/binding/<system>/<binding id>    storepb.ScanBinding
-//	x/scan-request/<system>.<request>  -> the session a request made (unique)
-//	x/scan-cert/<system>.<serial>      -> the binding of a certificate (unique)
-//	x/scan-ref/<system>.<reference>/<binding key>
+//	x/scan-request/<n>:<system>.<request>  -> the session a request made (unique)
+//	x/scan-cert/<n>:<system>.<serial>      -> the binding of a certificate (unique)
+//	x/scan-ref/<n>:<system>.<reference>/<binding key>
+//
+// (<n> is the length of the system's name, so that one system's values never read as
+// another's.)
 package scan
 
 import (
@@ -48,6 +51,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -204,6 +208,10 @@ const (
 	stateExpired   = int32(hufuv1.SessionState_SESSION_STATE_EXPIRED)
 	stateFailed    = int32(hufuv1.SessionState_SESSION_STATE_FAILED)
 )
+
+// systemValue is an index value of one system's: the system's name is length-prefixed, so
+// that no system's value ("a.b" + "." + x) reads as another's ("a" + "." + "b." + x).
+func systemValue(system, x string) string { return fmt.Sprintf("%d:%s.%s", len(system), system, x) }
 
 func sessionID(id string) string  { return "session/" + id }
 func sessionKey(id string) string { return string(store.KindScan) + "/" + sessionID(id) }

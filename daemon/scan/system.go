@@ -80,6 +80,11 @@ func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSe
 		}
 	case kindLogin, kindAuth:
 	case kindSign, kindGenerate:
+		// Signing and generating come after binding (§2.1): the system names whose
+		// certificate must answer, so no one else can scan the code and answer it.
+		if ss.Reference == "" {
+			return nil, apierr.Invalidf("reference", "%s needs the reference of the bound unit or user that signs", hufuv1.SessionKind(ss.Kind))
+		}
 		docs := req.GetDocuments()
 		if len(docs) == 0 || len(docs) > s.opts.MaxDocuments {
 			return nil, apierr.Invalidf("documents", "1 to %d documents", s.opts.MaxDocuments)
@@ -108,6 +113,9 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 	ss, err := s.checkCreate(req)
 	if err != nil {
 		return nil, err
+	}
+	if ss.Reference != "" && store.ValidPart(systemValue(caller.System, ss.Reference)) != nil {
+		return nil, apierr.Invalidf("reference", "no '/' or control characters")
 	}
 	ttl := s.opts.DefaultTTL
 	if t := req.GetTtlSeconds(); t != 0 {
@@ -141,13 +149,13 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 	var out *storepb.ScanSession
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		exp := store.ExpiresAt(time.Unix(0, ss.ExpiresUnixNano).Add(keep))
-		if k, err := tx.Lookup(indexRequest, caller.System+"."+ss.RequestId); err == nil {
+		if k, err := tx.Lookup(indexRequest, systemValue(caller.System, ss.RequestId)); err == nil {
 			out = new(storepb.ScanSession)
 			return tx.Get(k, out)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if err := tx.Claim(indexRequest, caller.System+"."+ss.RequestId, sessionKey(ss.Id), exp); err != nil {
+		if err := tx.Claim(indexRequest, systemValue(caller.System, ss.RequestId), sessionKey(ss.Id), exp); err != nil {
 			return err
 		}
 		if err := sessions.Put(tx, sessionID(ss.Id), ss, exp); err != nil {
@@ -166,7 +174,7 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 func (s *Service) byRequest(ctx context.Context, caller authn.Caller, requestID string) (*storepb.ScanSession, error) {
 	var out *storepb.ScanSession
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		k, err := tx.Lookup(indexRequest, caller.System+"."+requestID)
+		k, err := tx.Lookup(indexRequest, systemValue(caller.System, requestID))
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -176,6 +184,9 @@ func (s *Service) byRequest(ctx context.Context, caller authn.Caller, requestID 
 		out = new(storepb.ScanSession)
 		return tx.Get(k, out)
 	})
+	if out != nil && out.System != caller.System {
+		return nil, apierr.New(apierr.Internal, "scan: a request index names another system's session")
+	}
 	return out, err
 }
 
@@ -218,8 +229,8 @@ func (s *Service) Watch(ctx context.Context, caller authn.Caller, id string, sen
 			done()
 			return err
 		}
-		// The expiry is on the appliance's clock; the timer only bounds the wait.
-		expiry := time.NewTimer(time.Until(time.Unix(0, ss.ExpiresUnixNano)) + 10*time.Millisecond)
+		// Wake at the expiry (on the appliance's clock) to report it.
+		expiry := time.NewTimer(time.Unix(0, ss.ExpiresUnixNano).Sub(s.deps.Clock.Now()) + 10*time.Millisecond)
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()
@@ -247,10 +258,10 @@ func (s *Service) Bindings(ctx context.Context, caller authn.Caller, reference s
 		}
 		return out, nil
 	}
-	if store.ValidPart(caller.System+"."+reference) != nil {
+	if store.ValidPart(systemValue(caller.System, reference)) != nil {
 		return nil, apierr.Invalidf("reference", "not a reference")
 	}
-	ks, _, err := s.deps.Store.ListIndex(ctx, indexRef, caller.System+"."+reference, store.ListOptions{Limit: store.MaxListLimit})
+	ks, _, err := s.deps.Store.ListIndex(ctx, indexRef, systemValue(caller.System, reference), store.ListOptions{Limit: store.MaxListLimit})
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +273,9 @@ func (s *Service) Bindings(ctx context.Context, caller authn.Caller, reference s
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, b)
+		if b.System == caller.System {
+			out = append(out, b)
+		}
 	}
 	return out, nil
 }
@@ -289,10 +302,10 @@ func removeBinding(tx *store.Tx, caller authn.Caller, b *storepb.ScanBinding) er
 	if err := bindings.Delete(tx, bindingID(b.System, b.Id)); err != nil {
 		return err
 	}
-	if err := tx.Unclaim(indexCert, b.System+"."+b.CertificateSerial, k); err != nil {
+	if err := tx.Unclaim(indexCert, systemValue(b.System, b.CertificateSerial), k); err != nil {
 		return err
 	}
-	if err := tx.RemoveIndex(indexRef, b.System+"."+b.Reference, k); err != nil {
+	if err := tx.RemoveIndex(indexRef, systemValue(b.System, b.Reference), k); err != nil {
 		return err
 	}
 	return tx.Audit(store.Event{Actor: caller.Actor(), Action: "scan.binding.remove", Subject: k, Outcome: store.OutcomeOK,
@@ -312,12 +325,12 @@ func (s *Service) Resolve(ctx context.Context, caller authn.Caller, serial strin
 }
 
 func (s *Service) bindingOf(ctx context.Context, system, serial string) (*storepb.ScanBinding, error) {
-	if store.ValidPart(system+"."+serial) != nil {
+	if store.ValidPart(systemValue(system, serial)) != nil {
 		return nil, apierr.New(apierr.NotFound, "no certificate %q", serial)
 	}
 	var out *storepb.ScanBinding
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		k, err := tx.Lookup(indexCert, system+"."+serial)
+		k, err := tx.Lookup(indexCert, systemValue(system, serial))
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -327,6 +340,9 @@ func (s *Service) bindingOf(ctx context.Context, system, serial string) (*storep
 		out = new(storepb.ScanBinding)
 		return tx.Get(k, out)
 	})
+	if out != nil && out.System != system {
+		return nil, nil
+	}
 	return out, err
 }
 

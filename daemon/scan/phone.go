@@ -107,6 +107,7 @@ func (s *Service) Scan(ctx context.Context, caller authn.Caller, payload string)
 	if err != nil {
 		return nil, err
 	}
+	var preview []byte
 	ss, err := s.update(ctx, caller, id, "scan", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
 		if ss.Nonce != nonce {
 			return nil, apierr.Invalidf("qr_payload", "not a scan code of this appliance, or altered")
@@ -119,15 +120,21 @@ func (s *Service) Scan(ctx context.Context, caller authn.Caller, payload string)
 			return nil, apierr.New(apierr.FailedPrecondition, "this QR code was scanned already; ask the system for a new one")
 		}
 		ss.State, ss.ScannedByUser, ss.ScannedByDevice = stateScanned, caller.UserID, caller.DeviceID
+		if ss.Kind == kindAuth {
+			// What is shown is what consent releases: its digest is pinned.
+			if preview, err = s.release(ctx, caller, ss); err != nil {
+				return nil, err
+			}
+			h := sha256.Sum256(preview)
+			ss.Pinned = [][]byte{h[:]}
+		}
 		return map[string]string{"device": caller.DeviceID}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	view := &ScanView{Session: ss}
-	if ss.Kind == kindAuth {
-		view.ReleasePreview, err = s.release(ctx, caller, ss)
-	} else {
+	view := &ScanView{Session: ss, ReleasePreview: preview}
+	if ss.Kind != kindAuth {
 		view.Candidates, err = s.candidates(ctx, caller, ss)
 	}
 	return view, err
@@ -323,7 +330,7 @@ func (s *Service) Cosign(ctx context.Context, caller authn.Caller, id string, cr
 	if err != nil {
 		return nil, 0, err
 	}
-	if len(ss.Pinned) == 0 {
+	if len(ss.Pinned) == 0 || ss.CertificateSerial == "" {
 		return nil, 0, apierr.New(apierr.FailedPrecondition, "choose a certificate first")
 	}
 	if len(raws) != len(ss.Pinned) {
@@ -525,6 +532,9 @@ func (s *Service) Consent(ctx context.Context, caller authn.Caller, id string) (
 	released, err := s.release(ctx, caller, pre)
 	if err != nil {
 		return nil, err
+	}
+	if h := sha256.Sum256(released); len(pre.Pinned) != 1 || !bytes.Equal(h[:], pre.Pinned[0]) {
+		return nil, apierr.New(apierr.FailedPrecondition, "your data changed since it was shown; scan the code again")
 	}
 	sig, err := s.deps.Signer.SignDigest(ctx, signedDigest(authDomain, string(released)))
 	if err != nil {

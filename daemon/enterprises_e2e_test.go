@@ -544,6 +544,16 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 		}
 	}
 
+	// Members download the enterprise certificate they sign under.
+	ec, err := staff.ent.GetEnterpriseCertificate(bg, &hufuv1.GetEnterpriseCertificateRequest{Uscc: usccA})
+	if err != nil || !bytes.Equal(ec.Certificate, cert.Raw) || len(ec.Chain) != 2 {
+		t.Fatalf("staff downloads the enterprise certificate: %v", err)
+	}
+	_, err = hufuv1.NewEnterpriseServiceClient(a.dial("deleg-outside-01").ClientConn()).GetEnterpriseCertificate(bg, &hufuv1.GetEnterpriseCertificateRequest{Uscc: usccA})
+	if statusCode(err) == codes.OK {
+		t.Fatal("an anonymous caller downloaded the enterprise certificate")
+	}
+
 	// The staff member signs with its own pair and PIN; OpenSSL verifies the signature under
 	// the enterprise certificate, and the staff pair decrypts what OpenSSL encrypted to it.
 	msg := []byte("投标文件：福州示范科技有限公司")

@@ -84,6 +84,8 @@ type Certs interface {
 	ApplyEnterprise(ctx context.Context, caller authn.Caller, a certs.EnterpriseApplication) (*storepb.Order, error)
 	OrderPB(o *storepb.Order) *hufuv1.Order
 	CAIDs() []string
+	// Certificate returns a certificate by serial with its chain.
+	Certificate(ctx context.Context, serial string) (*storepb.Certificate, [][]byte, error)
 	// MoveKeyCertificates re-homes a key's certificates to its new holder inside tx (an
 	// administrator transfer).
 	MoveKeyCertificates(tx *store.Tx, keyID, fromUser, toUser string) error

@@ -113,6 +113,21 @@ func (v server) GetEnterprise(ctx context.Context, req *hufuv1.GetEnterpriseRequ
 	return &hufuv1.GetEnterpriseResponse{Enterprise: v.s.enterprisePB(ctx, e), Role: hufuv1.MemberRole(m.Role)}, nil
 }
 
+func (v server) GetEnterpriseCertificate(ctx context.Context, req *hufuv1.GetEnterpriseCertificateRequest) (*hufuv1.GetEnterpriseCertificateResponse, error) {
+	e, _, err := v.s.Get(ctx, authn.CallerFrom(ctx), req.GetUscc())
+	if err != nil {
+		return nil, err
+	}
+	if e.CertSerial == "" {
+		return nil, apierr.New(apierr.FailedPrecondition, "the enterprise has no certificate yet (its administrator claims it)")
+	}
+	c, chain, err := v.s.deps.Certs.Certificate(ctx, e.CertSerial)
+	if err != nil {
+		return nil, err
+	}
+	return &hufuv1.GetEnterpriseCertificateResponse{Serial: c.Serial, Certificate: c.Der, Chain: chain}, nil
+}
+
 func (v server) ListMyEnterprises(ctx context.Context, _ *hufuv1.ListMyEnterprisesRequest) (*hufuv1.ListMyEnterprisesResponse, error) {
 	mine, err := v.s.ListMine(ctx, authn.CallerFrom(ctx))
 	if err != nil {

@@ -1238,6 +1238,111 @@ func (x *GetEnterpriseResponse) GetRole() MemberRole {
 	return MemberRole_MEMBER_ROLE_UNSPECIFIED
 }
 
+type GetEnterpriseCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uscc          string                 `protobuf:"bytes,1,opt,name=uscc,proto3" json:"uscc,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEnterpriseCertificateRequest) Reset() {
+	*x = GetEnterpriseCertificateRequest{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnterpriseCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnterpriseCertificateRequest) ProtoMessage() {}
+
+func (x *GetEnterpriseCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnterpriseCertificateRequest.ProtoReflect.Descriptor instead.
+func (*GetEnterpriseCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetEnterpriseCertificateRequest) GetUscc() string {
+	if x != nil {
+		return x.Uscc
+	}
+	return ""
+}
+
+type GetEnterpriseCertificateResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Serial      string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Certificate []byte                 `protobuf:"bytes,2,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// The issuing CA, then the root.
+	Chain         [][]byte `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"` // Next field: 4
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEnterpriseCertificateResponse) Reset() {
+	*x = GetEnterpriseCertificateResponse{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEnterpriseCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEnterpriseCertificateResponse) ProtoMessage() {}
+
+func (x *GetEnterpriseCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEnterpriseCertificateResponse.ProtoReflect.Descriptor instead.
+func (*GetEnterpriseCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetEnterpriseCertificateResponse) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *GetEnterpriseCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *GetEnterpriseCertificateResponse) GetChain() [][]byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
 type ListMyEnterprisesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1246,7 +1351,7 @@ type ListMyEnterprisesRequest struct {
 
 func (x *ListMyEnterprisesRequest) Reset() {
 	*x = ListMyEnterprisesRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[11]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1363,7 @@ func (x *ListMyEnterprisesRequest) String() string {
 func (*ListMyEnterprisesRequest) ProtoMessage() {}
 
 func (x *ListMyEnterprisesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[11]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1376,7 @@ func (x *ListMyEnterprisesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyEnterprisesRequest.ProtoReflect.Descriptor instead.
 func (*ListMyEnterprisesRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{11}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{13}
 }
 
 type MyEnterprise struct {
@@ -1284,7 +1389,7 @@ type MyEnterprise struct {
 
 func (x *MyEnterprise) Reset() {
 	*x = MyEnterprise{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[12]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1401,7 @@ func (x *MyEnterprise) String() string {
 func (*MyEnterprise) ProtoMessage() {}
 
 func (x *MyEnterprise) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[12]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1414,7 @@ func (x *MyEnterprise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MyEnterprise.ProtoReflect.Descriptor instead.
 func (*MyEnterprise) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{12}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MyEnterprise) GetEnterprise() *Enterprise {
@@ -1335,7 +1440,7 @@ type ListMyEnterprisesResponse struct {
 
 func (x *ListMyEnterprisesResponse) Reset() {
 	*x = ListMyEnterprisesResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[13]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1452,7 @@ func (x *ListMyEnterprisesResponse) String() string {
 func (*ListMyEnterprisesResponse) ProtoMessage() {}
 
 func (x *ListMyEnterprisesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[13]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1465,7 @@ func (x *ListMyEnterprisesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMyEnterprisesResponse.ProtoReflect.Descriptor instead.
 func (*ListMyEnterprisesResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{13}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListMyEnterprisesResponse) GetEnterprises() []*MyEnterprise {
@@ -1379,7 +1484,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[14]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1496,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[14]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1509,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{14}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListMembersRequest) GetUscc() string {
@@ -1423,7 +1528,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[15]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1540,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[15]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1553,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{15}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -1468,7 +1573,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[16]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1585,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[16]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1598,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{16}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RemoveMemberRequest) GetUscc() string {
@@ -1518,7 +1623,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[17]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1635,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[17]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1648,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{17}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{19}
 }
 
 type JoinApplication struct {
@@ -1566,7 +1671,7 @@ type JoinApplication struct {
 
 func (x *JoinApplication) Reset() {
 	*x = JoinApplication{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[18]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1683,7 @@ func (x *JoinApplication) String() string {
 func (*JoinApplication) ProtoMessage() {}
 
 func (x *JoinApplication) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[18]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1696,7 @@ func (x *JoinApplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinApplication.ProtoReflect.Descriptor instead.
 func (*JoinApplication) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{18}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JoinApplication) GetId() string {
@@ -1686,7 +1791,7 @@ type ApplyToJoinRequest struct {
 
 func (x *ApplyToJoinRequest) Reset() {
 	*x = ApplyToJoinRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[19]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1803,7 @@ func (x *ApplyToJoinRequest) String() string {
 func (*ApplyToJoinRequest) ProtoMessage() {}
 
 func (x *ApplyToJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[19]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1816,7 @@ func (x *ApplyToJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyToJoinRequest.ProtoReflect.Descriptor instead.
 func (*ApplyToJoinRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{19}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApplyToJoinRequest) GetRequestId() string {
@@ -1758,7 +1863,7 @@ type ApplyToJoinResponse struct {
 
 func (x *ApplyToJoinResponse) Reset() {
 	*x = ApplyToJoinResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[20]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1875,7 @@ func (x *ApplyToJoinResponse) String() string {
 func (*ApplyToJoinResponse) ProtoMessage() {}
 
 func (x *ApplyToJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[20]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1888,7 @@ func (x *ApplyToJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyToJoinResponse.ProtoReflect.Descriptor instead.
 func (*ApplyToJoinResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{20}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApplyToJoinResponse) GetApplication() *JoinApplication {
@@ -1802,7 +1907,7 @@ type WithdrawJoinRequest struct {
 
 func (x *WithdrawJoinRequest) Reset() {
 	*x = WithdrawJoinRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[21]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1919,7 @@ func (x *WithdrawJoinRequest) String() string {
 func (*WithdrawJoinRequest) ProtoMessage() {}
 
 func (x *WithdrawJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[21]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1932,7 @@ func (x *WithdrawJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawJoinRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawJoinRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{21}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WithdrawJoinRequest) GetApplicationId() string {
@@ -1846,7 +1951,7 @@ type WithdrawJoinResponse struct {
 
 func (x *WithdrawJoinResponse) Reset() {
 	*x = WithdrawJoinResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[22]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +1963,7 @@ func (x *WithdrawJoinResponse) String() string {
 func (*WithdrawJoinResponse) ProtoMessage() {}
 
 func (x *WithdrawJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[22]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +1976,7 @@ func (x *WithdrawJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawJoinResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawJoinResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{22}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WithdrawJoinResponse) GetApplication() *JoinApplication {
@@ -1892,7 +1997,7 @@ type ListJoinApplicationsRequest struct {
 
 func (x *ListJoinApplicationsRequest) Reset() {
 	*x = ListJoinApplicationsRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[23]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2009,7 @@ func (x *ListJoinApplicationsRequest) String() string {
 func (*ListJoinApplicationsRequest) ProtoMessage() {}
 
 func (x *ListJoinApplicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[23]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2022,7 @@ func (x *ListJoinApplicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinApplicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinApplicationsRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{23}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListJoinApplicationsRequest) GetUscc() string {
@@ -1943,7 +2048,7 @@ type ListJoinApplicationsResponse struct {
 
 func (x *ListJoinApplicationsResponse) Reset() {
 	*x = ListJoinApplicationsResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[24]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2060,7 @@ func (x *ListJoinApplicationsResponse) String() string {
 func (*ListJoinApplicationsResponse) ProtoMessage() {}
 
 func (x *ListJoinApplicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[24]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2073,7 @@ func (x *ListJoinApplicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinApplicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinApplicationsResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{24}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListJoinApplicationsResponse) GetApplications() []*JoinApplication {
@@ -1987,7 +2092,7 @@ type ApproveJoinRequest struct {
 
 func (x *ApproveJoinRequest) Reset() {
 	*x = ApproveJoinRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[25]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2104,7 @@ func (x *ApproveJoinRequest) String() string {
 func (*ApproveJoinRequest) ProtoMessage() {}
 
 func (x *ApproveJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[25]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2117,7 @@ func (x *ApproveJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveJoinRequest.ProtoReflect.Descriptor instead.
 func (*ApproveJoinRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{25}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ApproveJoinRequest) GetApplicationId() string {
@@ -2031,7 +2136,7 @@ type ApproveJoinResponse struct {
 
 func (x *ApproveJoinResponse) Reset() {
 	*x = ApproveJoinResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[26]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2148,7 @@ func (x *ApproveJoinResponse) String() string {
 func (*ApproveJoinResponse) ProtoMessage() {}
 
 func (x *ApproveJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[26]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2161,7 @@ func (x *ApproveJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveJoinResponse.ProtoReflect.Descriptor instead.
 func (*ApproveJoinResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{26}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ApproveJoinResponse) GetApplication() *JoinApplication {
@@ -2076,7 +2181,7 @@ type ReturnJoinRequest struct {
 
 func (x *ReturnJoinRequest) Reset() {
 	*x = ReturnJoinRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[27]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2193,7 @@ func (x *ReturnJoinRequest) String() string {
 func (*ReturnJoinRequest) ProtoMessage() {}
 
 func (x *ReturnJoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[27]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2206,7 @@ func (x *ReturnJoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnJoinRequest.ProtoReflect.Descriptor instead.
 func (*ReturnJoinRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{27}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReturnJoinRequest) GetApplicationId() string {
@@ -2127,7 +2232,7 @@ type ReturnJoinResponse struct {
 
 func (x *ReturnJoinResponse) Reset() {
 	*x = ReturnJoinResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[28]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2244,7 @@ func (x *ReturnJoinResponse) String() string {
 func (*ReturnJoinResponse) ProtoMessage() {}
 
 func (x *ReturnJoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[28]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2257,7 @@ func (x *ReturnJoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnJoinResponse.ProtoReflect.Descriptor instead.
 func (*ReturnJoinResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{28}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReturnJoinResponse) GetApplication() *JoinApplication {
@@ -2173,7 +2278,7 @@ type CreateInviteRequest struct {
 
 func (x *CreateInviteRequest) Reset() {
 	*x = CreateInviteRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[29]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2290,7 @@ func (x *CreateInviteRequest) String() string {
 func (*CreateInviteRequest) ProtoMessage() {}
 
 func (x *CreateInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[29]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2303,7 @@ func (x *CreateInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInviteRequest.ProtoReflect.Descriptor instead.
 func (*CreateInviteRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{29}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateInviteRequest) GetUscc() string {
@@ -2228,7 +2333,7 @@ type CreateInviteResponse struct {
 
 func (x *CreateInviteResponse) Reset() {
 	*x = CreateInviteResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[30]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2345,7 @@ func (x *CreateInviteResponse) String() string {
 func (*CreateInviteResponse) ProtoMessage() {}
 
 func (x *CreateInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[30]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2358,7 @@ func (x *CreateInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateInviteResponse.ProtoReflect.Descriptor instead.
 func (*CreateInviteResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{30}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateInviteResponse) GetInviteId() string {
@@ -2287,7 +2392,7 @@ type RevokeInviteRequest struct {
 
 func (x *RevokeInviteRequest) Reset() {
 	*x = RevokeInviteRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[31]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2404,7 @@ func (x *RevokeInviteRequest) String() string {
 func (*RevokeInviteRequest) ProtoMessage() {}
 
 func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[31]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2417,7 @@ func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInviteRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{31}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevokeInviteRequest) GetUscc() string {
@@ -2337,7 +2442,7 @@ type RevokeInviteResponse struct {
 
 func (x *RevokeInviteResponse) Reset() {
 	*x = RevokeInviteResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[32]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2454,7 @@ func (x *RevokeInviteResponse) String() string {
 func (*RevokeInviteResponse) ProtoMessage() {}
 
 func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[32]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2467,7 @@ func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteResponse.ProtoReflect.Descriptor instead.
 func (*RevokeInviteResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{32}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{34}
 }
 
 type RegisterDeviceRequest struct {
@@ -2376,7 +2481,7 @@ type RegisterDeviceRequest struct {
 
 func (x *RegisterDeviceRequest) Reset() {
 	*x = RegisterDeviceRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[33]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2388,7 +2493,7 @@ func (x *RegisterDeviceRequest) String() string {
 func (*RegisterDeviceRequest) ProtoMessage() {}
 
 func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[33]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2401,7 +2506,7 @@ func (x *RegisterDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceRequest.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{33}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RegisterDeviceRequest) GetUscc() string {
@@ -2427,7 +2532,7 @@ type RegisterDeviceResponse struct {
 
 func (x *RegisterDeviceResponse) Reset() {
 	*x = RegisterDeviceResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[34]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2544,7 @@ func (x *RegisterDeviceResponse) String() string {
 func (*RegisterDeviceResponse) ProtoMessage() {}
 
 func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[34]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2557,7 @@ func (x *RegisterDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterDeviceResponse.ProtoReflect.Descriptor instead.
 func (*RegisterDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{34}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RegisterDeviceResponse) GetMember() *Member {
@@ -2480,7 +2585,7 @@ type GrantDelegationRequest struct {
 
 func (x *GrantDelegationRequest) Reset() {
 	*x = GrantDelegationRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[35]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2597,7 @@ func (x *GrantDelegationRequest) String() string {
 func (*GrantDelegationRequest) ProtoMessage() {}
 
 func (x *GrantDelegationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[35]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2610,7 @@ func (x *GrantDelegationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantDelegationRequest.ProtoReflect.Descriptor instead.
 func (*GrantDelegationRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{35}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GrantDelegationRequest) GetUscc() string {
@@ -2559,7 +2664,7 @@ type GrantDelegationResponse struct {
 
 func (x *GrantDelegationResponse) Reset() {
 	*x = GrantDelegationResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[36]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2676,7 @@ func (x *GrantDelegationResponse) String() string {
 func (*GrantDelegationResponse) ProtoMessage() {}
 
 func (x *GrantDelegationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[36]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2689,7 @@ func (x *GrantDelegationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantDelegationResponse.ProtoReflect.Descriptor instead.
 func (*GrantDelegationResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{36}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GrantDelegationResponse) GetRecord() *AuthorisationRecord {
@@ -2603,7 +2708,7 @@ type GetDelegationOfferRequest struct {
 
 func (x *GetDelegationOfferRequest) Reset() {
 	*x = GetDelegationOfferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[37]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2720,7 @@ func (x *GetDelegationOfferRequest) String() string {
 func (*GetDelegationOfferRequest) ProtoMessage() {}
 
 func (x *GetDelegationOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[37]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2733,7 @@ func (x *GetDelegationOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDelegationOfferRequest.ProtoReflect.Descriptor instead.
 func (*GetDelegationOfferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{37}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetDelegationOfferRequest) GetUscc() string {
@@ -2658,7 +2763,7 @@ type GetDelegationOfferResponse struct {
 
 func (x *GetDelegationOfferResponse) Reset() {
 	*x = GetDelegationOfferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2775,7 @@ func (x *GetDelegationOfferResponse) String() string {
 func (*GetDelegationOfferResponse) ProtoMessage() {}
 
 func (x *GetDelegationOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2788,7 @@ func (x *GetDelegationOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDelegationOfferResponse.ProtoReflect.Descriptor instead.
 func (*GetDelegationOfferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{38}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetDelegationOfferResponse) GetKeyId() string {
@@ -2748,7 +2853,7 @@ type AcceptDelegationRequest struct {
 
 func (x *AcceptDelegationRequest) Reset() {
 	*x = AcceptDelegationRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2760,7 +2865,7 @@ func (x *AcceptDelegationRequest) String() string {
 func (*AcceptDelegationRequest) ProtoMessage() {}
 
 func (x *AcceptDelegationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2773,7 +2878,7 @@ func (x *AcceptDelegationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptDelegationRequest.ProtoReflect.Descriptor instead.
 func (*AcceptDelegationRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{39}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AcceptDelegationRequest) GetUscc() string {
@@ -2806,7 +2911,7 @@ type AcceptDelegationResponse struct {
 
 func (x *AcceptDelegationResponse) Reset() {
 	*x = AcceptDelegationResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +2923,7 @@ func (x *AcceptDelegationResponse) String() string {
 func (*AcceptDelegationResponse) ProtoMessage() {}
 
 func (x *AcceptDelegationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +2936,7 @@ func (x *AcceptDelegationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptDelegationResponse.ProtoReflect.Descriptor instead.
 func (*AcceptDelegationResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{40}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AcceptDelegationResponse) GetRecord() *AuthorisationRecord {
@@ -2851,7 +2956,7 @@ type RecallDelegationRequest struct {
 
 func (x *RecallDelegationRequest) Reset() {
 	*x = RecallDelegationRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +2968,7 @@ func (x *RecallDelegationRequest) String() string {
 func (*RecallDelegationRequest) ProtoMessage() {}
 
 func (x *RecallDelegationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +2981,7 @@ func (x *RecallDelegationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallDelegationRequest.ProtoReflect.Descriptor instead.
 func (*RecallDelegationRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{41}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RecallDelegationRequest) GetUscc() string {
@@ -2902,7 +3007,7 @@ type RecallDelegationResponse struct {
 
 func (x *RecallDelegationResponse) Reset() {
 	*x = RecallDelegationResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3019,7 @@ func (x *RecallDelegationResponse) String() string {
 func (*RecallDelegationResponse) ProtoMessage() {}
 
 func (x *RecallDelegationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3032,7 @@ func (x *RecallDelegationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallDelegationResponse.ProtoReflect.Descriptor instead.
 func (*RecallDelegationResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{42}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RecallDelegationResponse) GetRecord() *AuthorisationRecord {
@@ -2954,7 +3059,7 @@ type AuthorisationRecord struct {
 
 func (x *AuthorisationRecord) Reset() {
 	*x = AuthorisationRecord{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +3071,7 @@ func (x *AuthorisationRecord) String() string {
 func (*AuthorisationRecord) ProtoMessage() {}
 
 func (x *AuthorisationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +3084,7 @@ func (x *AuthorisationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorisationRecord.ProtoReflect.Descriptor instead.
 func (*AuthorisationRecord) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{43}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AuthorisationRecord) GetId() string {
@@ -3047,7 +3152,7 @@ type ListAuthorisationRecordsRequest struct {
 
 func (x *ListAuthorisationRecordsRequest) Reset() {
 	*x = ListAuthorisationRecordsRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3164,7 @@ func (x *ListAuthorisationRecordsRequest) String() string {
 func (*ListAuthorisationRecordsRequest) ProtoMessage() {}
 
 func (x *ListAuthorisationRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3177,7 @@ func (x *ListAuthorisationRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorisationRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthorisationRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{44}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListAuthorisationRecordsRequest) GetUscc() string {
@@ -3091,7 +3196,7 @@ type ListAuthorisationRecordsResponse struct {
 
 func (x *ListAuthorisationRecordsResponse) Reset() {
 	*x = ListAuthorisationRecordsResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3208,7 @@ func (x *ListAuthorisationRecordsResponse) String() string {
 func (*ListAuthorisationRecordsResponse) ProtoMessage() {}
 
 func (x *ListAuthorisationRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3221,7 @@ func (x *ListAuthorisationRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorisationRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthorisationRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{45}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListAuthorisationRecordsResponse) GetRecords() []*AuthorisationRecord {
@@ -3136,7 +3241,7 @@ type TransferAdminRequest struct {
 
 func (x *TransferAdminRequest) Reset() {
 	*x = TransferAdminRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3148,7 +3253,7 @@ func (x *TransferAdminRequest) String() string {
 func (*TransferAdminRequest) ProtoMessage() {}
 
 func (x *TransferAdminRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3161,7 +3266,7 @@ func (x *TransferAdminRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAdminRequest.ProtoReflect.Descriptor instead.
 func (*TransferAdminRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{46}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TransferAdminRequest) GetUscc() string {
@@ -3187,7 +3292,7 @@ type TransferAdminResponse struct {
 
 func (x *TransferAdminResponse) Reset() {
 	*x = TransferAdminResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3304,7 @@ func (x *TransferAdminResponse) String() string {
 func (*TransferAdminResponse) ProtoMessage() {}
 
 func (x *TransferAdminResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3317,7 @@ func (x *TransferAdminResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAdminResponse.ProtoReflect.Descriptor instead.
 func (*TransferAdminResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{47}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TransferAdminResponse) GetExpiresAt() *timestamppb.Timestamp {
@@ -3231,7 +3336,7 @@ type AcceptAdminTransferRequest struct {
 
 func (x *AcceptAdminTransferRequest) Reset() {
 	*x = AcceptAdminTransferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3348,7 @@ func (x *AcceptAdminTransferRequest) String() string {
 func (*AcceptAdminTransferRequest) ProtoMessage() {}
 
 func (x *AcceptAdminTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3361,7 @@ func (x *AcceptAdminTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptAdminTransferRequest.ProtoReflect.Descriptor instead.
 func (*AcceptAdminTransferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{48}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AcceptAdminTransferRequest) GetUscc() string {
@@ -3278,7 +3383,7 @@ type AcceptAdminTransferResponse struct {
 
 func (x *AcceptAdminTransferResponse) Reset() {
 	*x = AcceptAdminTransferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3395,7 @@ func (x *AcceptAdminTransferResponse) String() string {
 func (*AcceptAdminTransferResponse) ProtoMessage() {}
 
 func (x *AcceptAdminTransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3408,7 @@ func (x *AcceptAdminTransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptAdminTransferResponse.ProtoReflect.Descriptor instead.
 func (*AcceptAdminTransferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{49}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AcceptAdminTransferResponse) GetEnterprise() *Enterprise {
@@ -3331,7 +3436,7 @@ type GetLetterTemplateRequest struct {
 
 func (x *GetLetterTemplateRequest) Reset() {
 	*x = GetLetterTemplateRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3343,7 +3448,7 @@ func (x *GetLetterTemplateRequest) String() string {
 func (*GetLetterTemplateRequest) ProtoMessage() {}
 
 func (x *GetLetterTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3356,7 +3461,7 @@ func (x *GetLetterTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLetterTemplateRequest.ProtoReflect.Descriptor instead.
 func (*GetLetterTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{50}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetLetterTemplateRequest) GetCaId() string {
@@ -3386,7 +3491,7 @@ type GetLetterTemplateResponse struct {
 
 func (x *GetLetterTemplateResponse) Reset() {
 	*x = GetLetterTemplateResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3398,7 +3503,7 @@ func (x *GetLetterTemplateResponse) String() string {
 func (*GetLetterTemplateResponse) ProtoMessage() {}
 
 func (x *GetLetterTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3411,7 +3516,7 @@ func (x *GetLetterTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLetterTemplateResponse.ProtoReflect.Descriptor instead.
 func (*GetLetterTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{51}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetLetterTemplateResponse) GetFileName() string {
@@ -3454,7 +3559,7 @@ type ReceivingAccount struct {
 
 func (x *ReceivingAccount) Reset() {
 	*x = ReceivingAccount{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3466,7 +3571,7 @@ func (x *ReceivingAccount) String() string {
 func (*ReceivingAccount) ProtoMessage() {}
 
 func (x *ReceivingAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3479,7 +3584,7 @@ func (x *ReceivingAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceivingAccount.ProtoReflect.Descriptor instead.
 func (*ReceivingAccount) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{52}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReceivingAccount) GetAccountName() string {
@@ -3538,7 +3643,7 @@ type CorporateTransfer struct {
 
 func (x *CorporateTransfer) Reset() {
 	*x = CorporateTransfer{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3550,7 +3655,7 @@ func (x *CorporateTransfer) String() string {
 func (*CorporateTransfer) ProtoMessage() {}
 
 func (x *CorporateTransfer) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3563,7 +3668,7 @@ func (x *CorporateTransfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CorporateTransfer.ProtoReflect.Descriptor instead.
 func (*CorporateTransfer) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{53}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CorporateTransfer) GetId() string {
@@ -3708,7 +3813,7 @@ type ApplyCorporateTransferRequest struct {
 
 func (x *ApplyCorporateTransferRequest) Reset() {
 	*x = ApplyCorporateTransferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3720,7 +3825,7 @@ func (x *ApplyCorporateTransferRequest) String() string {
 func (*ApplyCorporateTransferRequest) ProtoMessage() {}
 
 func (x *ApplyCorporateTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3733,7 +3838,7 @@ func (x *ApplyCorporateTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCorporateTransferRequest.ProtoReflect.Descriptor instead.
 func (*ApplyCorporateTransferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{54}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ApplyCorporateTransferRequest) GetRequestId() string {
@@ -3773,7 +3878,7 @@ type ApplyCorporateTransferResponse struct {
 
 func (x *ApplyCorporateTransferResponse) Reset() {
 	*x = ApplyCorporateTransferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3785,7 +3890,7 @@ func (x *ApplyCorporateTransferResponse) String() string {
 func (*ApplyCorporateTransferResponse) ProtoMessage() {}
 
 func (x *ApplyCorporateTransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3798,7 +3903,7 @@ func (x *ApplyCorporateTransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCorporateTransferResponse.ProtoReflect.Descriptor instead.
 func (*ApplyCorporateTransferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{55}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ApplyCorporateTransferResponse) GetTransfer() *CorporateTransfer {
@@ -3817,7 +3922,7 @@ type GetCorporateTransferRequest struct {
 
 func (x *GetCorporateTransferRequest) Reset() {
 	*x = GetCorporateTransferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +3934,7 @@ func (x *GetCorporateTransferRequest) String() string {
 func (*GetCorporateTransferRequest) ProtoMessage() {}
 
 func (x *GetCorporateTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +3947,7 @@ func (x *GetCorporateTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCorporateTransferRequest.ProtoReflect.Descriptor instead.
 func (*GetCorporateTransferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{56}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetCorporateTransferRequest) GetTransferId() string {
@@ -3861,7 +3966,7 @@ type GetCorporateTransferResponse struct {
 
 func (x *GetCorporateTransferResponse) Reset() {
 	*x = GetCorporateTransferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +3978,7 @@ func (x *GetCorporateTransferResponse) String() string {
 func (*GetCorporateTransferResponse) ProtoMessage() {}
 
 func (x *GetCorporateTransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +3991,7 @@ func (x *GetCorporateTransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCorporateTransferResponse.ProtoReflect.Descriptor instead.
 func (*GetCorporateTransferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{57}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetCorporateTransferResponse) GetTransfer() *CorporateTransfer {
@@ -3904,7 +4009,7 @@ type ListCorporateTransfersRequest struct {
 
 func (x *ListCorporateTransfersRequest) Reset() {
 	*x = ListCorporateTransfersRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3916,7 +4021,7 @@ func (x *ListCorporateTransfersRequest) String() string {
 func (*ListCorporateTransfersRequest) ProtoMessage() {}
 
 func (x *ListCorporateTransfersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3929,7 +4034,7 @@ func (x *ListCorporateTransfersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCorporateTransfersRequest.ProtoReflect.Descriptor instead.
 func (*ListCorporateTransfersRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{58}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{60}
 }
 
 type ListCorporateTransfersResponse struct {
@@ -3941,7 +4046,7 @@ type ListCorporateTransfersResponse struct {
 
 func (x *ListCorporateTransfersResponse) Reset() {
 	*x = ListCorporateTransfersResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3953,7 +4058,7 @@ func (x *ListCorporateTransfersResponse) String() string {
 func (*ListCorporateTransfersResponse) ProtoMessage() {}
 
 func (x *ListCorporateTransfersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3966,7 +4071,7 @@ func (x *ListCorporateTransfersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCorporateTransfersResponse.ProtoReflect.Descriptor instead.
 func (*ListCorporateTransfersResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{59}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListCorporateTransfersResponse) GetTransfers() []*CorporateTransfer {
@@ -4066,7 +4171,13 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\n" +
 	"enterprise\x18\x01 \x01(\v2\x13.hufu.v1.EnterpriseR\n" +
 	"enterprise\x12'\n" +
-	"\x04role\x18\x02 \x01(\x0e2\x13.hufu.v1.MemberRoleR\x04role\"\x1a\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x13.hufu.v1.MemberRoleR\x04role\"5\n" +
+	"\x1fGetEnterpriseCertificateRequest\x12\x12\n" +
+	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"r\n" +
+	" GetEnterpriseCertificateResponse\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12 \n" +
+	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12\x14\n" +
+	"\x05chain\x18\x03 \x03(\fR\x05chain\"\x1a\n" +
 	"\x18ListMyEnterprisesRequest\"l\n" +
 	"\fMyEnterprise\x123\n" +
 	"\n" +
@@ -4293,11 +4404,12 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	" TRANSFER_STATE_AWAITING_TRANSFER\x10\x01\x12\x1b\n" +
 	"\x17TRANSFER_STATE_VERIFIED\x10\x02\x12\x1a\n" +
 	"\x16TRANSFER_STATE_EXPIRED\x10\x03\x12\x1b\n" +
-	"\x17TRANSFER_STATE_REJECTED\x10\x042\xa3\x11\n" +
+	"\x17TRANSFER_STATE_REJECTED\x10\x042\x94\x12\n" +
 	"\x11EnterpriseService\x12Z\n" +
 	"\x11SearchEnterprises\x12!.hufu.v1.SearchEnterprisesRequest\x1a\".hufu.v1.SearchEnterprisesResponse\x12T\n" +
 	"\x0fClaimEnterprise\x12\x1f.hufu.v1.ClaimEnterpriseRequest\x1a .hufu.v1.ClaimEnterpriseResponse\x12N\n" +
-	"\rGetEnterprise\x12\x1d.hufu.v1.GetEnterpriseRequest\x1a\x1e.hufu.v1.GetEnterpriseResponse\x12Z\n" +
+	"\rGetEnterprise\x12\x1d.hufu.v1.GetEnterpriseRequest\x1a\x1e.hufu.v1.GetEnterpriseResponse\x12o\n" +
+	"\x18GetEnterpriseCertificate\x12(.hufu.v1.GetEnterpriseCertificateRequest\x1a).hufu.v1.GetEnterpriseCertificateResponse\x12Z\n" +
 	"\x11ListMyEnterprises\x12!.hufu.v1.ListMyEnterprisesRequest\x1a\".hufu.v1.ListMyEnterprisesResponse\x12H\n" +
 	"\vListMembers\x12\x1b.hufu.v1.ListMembersRequest\x1a\x1c.hufu.v1.ListMembersResponse\x12K\n" +
 	"\fRemoveMember\x12\x1c.hufu.v1.RemoveMemberRequest\x1a\x1d.hufu.v1.RemoveMemberResponse\x12H\n" +
@@ -4335,7 +4447,7 @@ func file_hufu_v1_enterprise_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_enterprise_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hufu_v1_enterprise_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_hufu_v1_enterprise_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_hufu_v1_enterprise_proto_goTypes = []any{
 	(EnterpriseState)(0),                     // 0: hufu.v1.EnterpriseState
 	(MemberRole)(0),                          // 1: hufu.v1.MemberRole
@@ -4354,164 +4466,168 @@ var file_hufu_v1_enterprise_proto_goTypes = []any{
 	(*ClaimEnterpriseResponse)(nil),          // 14: hufu.v1.ClaimEnterpriseResponse
 	(*GetEnterpriseRequest)(nil),             // 15: hufu.v1.GetEnterpriseRequest
 	(*GetEnterpriseResponse)(nil),            // 16: hufu.v1.GetEnterpriseResponse
-	(*ListMyEnterprisesRequest)(nil),         // 17: hufu.v1.ListMyEnterprisesRequest
-	(*MyEnterprise)(nil),                     // 18: hufu.v1.MyEnterprise
-	(*ListMyEnterprisesResponse)(nil),        // 19: hufu.v1.ListMyEnterprisesResponse
-	(*ListMembersRequest)(nil),               // 20: hufu.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),              // 21: hufu.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),              // 22: hufu.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),             // 23: hufu.v1.RemoveMemberResponse
-	(*JoinApplication)(nil),                  // 24: hufu.v1.JoinApplication
-	(*ApplyToJoinRequest)(nil),               // 25: hufu.v1.ApplyToJoinRequest
-	(*ApplyToJoinResponse)(nil),              // 26: hufu.v1.ApplyToJoinResponse
-	(*WithdrawJoinRequest)(nil),              // 27: hufu.v1.WithdrawJoinRequest
-	(*WithdrawJoinResponse)(nil),             // 28: hufu.v1.WithdrawJoinResponse
-	(*ListJoinApplicationsRequest)(nil),      // 29: hufu.v1.ListJoinApplicationsRequest
-	(*ListJoinApplicationsResponse)(nil),     // 30: hufu.v1.ListJoinApplicationsResponse
-	(*ApproveJoinRequest)(nil),               // 31: hufu.v1.ApproveJoinRequest
-	(*ApproveJoinResponse)(nil),              // 32: hufu.v1.ApproveJoinResponse
-	(*ReturnJoinRequest)(nil),                // 33: hufu.v1.ReturnJoinRequest
-	(*ReturnJoinResponse)(nil),               // 34: hufu.v1.ReturnJoinResponse
-	(*CreateInviteRequest)(nil),              // 35: hufu.v1.CreateInviteRequest
-	(*CreateInviteResponse)(nil),             // 36: hufu.v1.CreateInviteResponse
-	(*RevokeInviteRequest)(nil),              // 37: hufu.v1.RevokeInviteRequest
-	(*RevokeInviteResponse)(nil),             // 38: hufu.v1.RevokeInviteResponse
-	(*RegisterDeviceRequest)(nil),            // 39: hufu.v1.RegisterDeviceRequest
-	(*RegisterDeviceResponse)(nil),           // 40: hufu.v1.RegisterDeviceResponse
-	(*GrantDelegationRequest)(nil),           // 41: hufu.v1.GrantDelegationRequest
-	(*GrantDelegationResponse)(nil),          // 42: hufu.v1.GrantDelegationResponse
-	(*GetDelegationOfferRequest)(nil),        // 43: hufu.v1.GetDelegationOfferRequest
-	(*GetDelegationOfferResponse)(nil),       // 44: hufu.v1.GetDelegationOfferResponse
-	(*AcceptDelegationRequest)(nil),          // 45: hufu.v1.AcceptDelegationRequest
-	(*AcceptDelegationResponse)(nil),         // 46: hufu.v1.AcceptDelegationResponse
-	(*RecallDelegationRequest)(nil),          // 47: hufu.v1.RecallDelegationRequest
-	(*RecallDelegationResponse)(nil),         // 48: hufu.v1.RecallDelegationResponse
-	(*AuthorisationRecord)(nil),              // 49: hufu.v1.AuthorisationRecord
-	(*ListAuthorisationRecordsRequest)(nil),  // 50: hufu.v1.ListAuthorisationRecordsRequest
-	(*ListAuthorisationRecordsResponse)(nil), // 51: hufu.v1.ListAuthorisationRecordsResponse
-	(*TransferAdminRequest)(nil),             // 52: hufu.v1.TransferAdminRequest
-	(*TransferAdminResponse)(nil),            // 53: hufu.v1.TransferAdminResponse
-	(*AcceptAdminTransferRequest)(nil),       // 54: hufu.v1.AcceptAdminTransferRequest
-	(*AcceptAdminTransferResponse)(nil),      // 55: hufu.v1.AcceptAdminTransferResponse
-	(*GetLetterTemplateRequest)(nil),         // 56: hufu.v1.GetLetterTemplateRequest
-	(*GetLetterTemplateResponse)(nil),        // 57: hufu.v1.GetLetterTemplateResponse
-	(*ReceivingAccount)(nil),                 // 58: hufu.v1.ReceivingAccount
-	(*CorporateTransfer)(nil),                // 59: hufu.v1.CorporateTransfer
-	(*ApplyCorporateTransferRequest)(nil),    // 60: hufu.v1.ApplyCorporateTransferRequest
-	(*ApplyCorporateTransferResponse)(nil),   // 61: hufu.v1.ApplyCorporateTransferResponse
-	(*GetCorporateTransferRequest)(nil),      // 62: hufu.v1.GetCorporateTransferRequest
-	(*GetCorporateTransferResponse)(nil),     // 63: hufu.v1.GetCorporateTransferResponse
-	(*ListCorporateTransfersRequest)(nil),    // 64: hufu.v1.ListCorporateTransfersRequest
-	(*ListCorporateTransfersResponse)(nil),   // 65: hufu.v1.ListCorporateTransfersResponse
-	(*timestamppb.Timestamp)(nil),            // 66: google.protobuf.Timestamp
-	(*Authorisation)(nil),                    // 67: hufu.v1.Authorisation
-	(*Order)(nil),                            // 68: hufu.v1.Order
-	(*Credential)(nil),                       // 69: hufu.v1.Credential
-	(*ScannedLetter)(nil),                    // 70: hufu.v1.ScannedLetter
+	(*GetEnterpriseCertificateRequest)(nil),  // 17: hufu.v1.GetEnterpriseCertificateRequest
+	(*GetEnterpriseCertificateResponse)(nil), // 18: hufu.v1.GetEnterpriseCertificateResponse
+	(*ListMyEnterprisesRequest)(nil),         // 19: hufu.v1.ListMyEnterprisesRequest
+	(*MyEnterprise)(nil),                     // 20: hufu.v1.MyEnterprise
+	(*ListMyEnterprisesResponse)(nil),        // 21: hufu.v1.ListMyEnterprisesResponse
+	(*ListMembersRequest)(nil),               // 22: hufu.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),              // 23: hufu.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),              // 24: hufu.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),             // 25: hufu.v1.RemoveMemberResponse
+	(*JoinApplication)(nil),                  // 26: hufu.v1.JoinApplication
+	(*ApplyToJoinRequest)(nil),               // 27: hufu.v1.ApplyToJoinRequest
+	(*ApplyToJoinResponse)(nil),              // 28: hufu.v1.ApplyToJoinResponse
+	(*WithdrawJoinRequest)(nil),              // 29: hufu.v1.WithdrawJoinRequest
+	(*WithdrawJoinResponse)(nil),             // 30: hufu.v1.WithdrawJoinResponse
+	(*ListJoinApplicationsRequest)(nil),      // 31: hufu.v1.ListJoinApplicationsRequest
+	(*ListJoinApplicationsResponse)(nil),     // 32: hufu.v1.ListJoinApplicationsResponse
+	(*ApproveJoinRequest)(nil),               // 33: hufu.v1.ApproveJoinRequest
+	(*ApproveJoinResponse)(nil),              // 34: hufu.v1.ApproveJoinResponse
+	(*ReturnJoinRequest)(nil),                // 35: hufu.v1.ReturnJoinRequest
+	(*ReturnJoinResponse)(nil),               // 36: hufu.v1.ReturnJoinResponse
+	(*CreateInviteRequest)(nil),              // 37: hufu.v1.CreateInviteRequest
+	(*CreateInviteResponse)(nil),             // 38: hufu.v1.CreateInviteResponse
+	(*RevokeInviteRequest)(nil),              // 39: hufu.v1.RevokeInviteRequest
+	(*RevokeInviteResponse)(nil),             // 40: hufu.v1.RevokeInviteResponse
+	(*RegisterDeviceRequest)(nil),            // 41: hufu.v1.RegisterDeviceRequest
+	(*RegisterDeviceResponse)(nil),           // 42: hufu.v1.RegisterDeviceResponse
+	(*GrantDelegationRequest)(nil),           // 43: hufu.v1.GrantDelegationRequest
+	(*GrantDelegationResponse)(nil),          // 44: hufu.v1.GrantDelegationResponse
+	(*GetDelegationOfferRequest)(nil),        // 45: hufu.v1.GetDelegationOfferRequest
+	(*GetDelegationOfferResponse)(nil),       // 46: hufu.v1.GetDelegationOfferResponse
+	(*AcceptDelegationRequest)(nil),          // 47: hufu.v1.AcceptDelegationRequest
+	(*AcceptDelegationResponse)(nil),         // 48: hufu.v1.AcceptDelegationResponse
+	(*RecallDelegationRequest)(nil),          // 49: hufu.v1.RecallDelegationRequest
+	(*RecallDelegationResponse)(nil),         // 50: hufu.v1.RecallDelegationResponse
+	(*AuthorisationRecord)(nil),              // 51: hufu.v1.AuthorisationRecord
+	(*ListAuthorisationRecordsRequest)(nil),  // 52: hufu.v1.ListAuthorisationRecordsRequest
+	(*ListAuthorisationRecordsResponse)(nil), // 53: hufu.v1.ListAuthorisationRecordsResponse
+	(*TransferAdminRequest)(nil),             // 54: hufu.v1.TransferAdminRequest
+	(*TransferAdminResponse)(nil),            // 55: hufu.v1.TransferAdminResponse
+	(*AcceptAdminTransferRequest)(nil),       // 56: hufu.v1.AcceptAdminTransferRequest
+	(*AcceptAdminTransferResponse)(nil),      // 57: hufu.v1.AcceptAdminTransferResponse
+	(*GetLetterTemplateRequest)(nil),         // 58: hufu.v1.GetLetterTemplateRequest
+	(*GetLetterTemplateResponse)(nil),        // 59: hufu.v1.GetLetterTemplateResponse
+	(*ReceivingAccount)(nil),                 // 60: hufu.v1.ReceivingAccount
+	(*CorporateTransfer)(nil),                // 61: hufu.v1.CorporateTransfer
+	(*ApplyCorporateTransferRequest)(nil),    // 62: hufu.v1.ApplyCorporateTransferRequest
+	(*ApplyCorporateTransferResponse)(nil),   // 63: hufu.v1.ApplyCorporateTransferResponse
+	(*GetCorporateTransferRequest)(nil),      // 64: hufu.v1.GetCorporateTransferRequest
+	(*GetCorporateTransferResponse)(nil),     // 65: hufu.v1.GetCorporateTransferResponse
+	(*ListCorporateTransfersRequest)(nil),    // 66: hufu.v1.ListCorporateTransfersRequest
+	(*ListCorporateTransfersResponse)(nil),   // 67: hufu.v1.ListCorporateTransfersResponse
+	(*timestamppb.Timestamp)(nil),            // 68: google.protobuf.Timestamp
+	(*Authorisation)(nil),                    // 69: hufu.v1.Authorisation
+	(*Order)(nil),                            // 70: hufu.v1.Order
+	(*Credential)(nil),                       // 71: hufu.v1.Credential
+	(*ScannedLetter)(nil),                    // 72: hufu.v1.ScannedLetter
 }
 var file_hufu_v1_enterprise_proto_depIdxs = []int32{
 	2,  // 0: hufu.v1.EnterpriseDetails.legal_rep_id_type:type_name -> hufu.v1.IdType
-	66, // 1: hufu.v1.EnterpriseDetails.licence_valid_until:type_name -> google.protobuf.Timestamp
+	68, // 1: hufu.v1.EnterpriseDetails.licence_valid_until:type_name -> google.protobuf.Timestamp
 	0,  // 2: hufu.v1.Enterprise.state:type_name -> hufu.v1.EnterpriseState
 	2,  // 3: hufu.v1.Enterprise.legal_rep_id_type:type_name -> hufu.v1.IdType
-	66, // 4: hufu.v1.Enterprise.licence_valid_until:type_name -> google.protobuf.Timestamp
-	66, // 5: hufu.v1.Enterprise.created_at:type_name -> google.protobuf.Timestamp
+	68, // 4: hufu.v1.Enterprise.licence_valid_until:type_name -> google.protobuf.Timestamp
+	68, // 5: hufu.v1.Enterprise.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 6: hufu.v1.Member.role:type_name -> hufu.v1.MemberRole
-	66, // 7: hufu.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	68, // 7: hufu.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
 	3,  // 8: hufu.v1.SearchResult.next_steps:type_name -> hufu.v1.NextStep
 	9,  // 9: hufu.v1.SearchEnterprisesResponse.results:type_name -> hufu.v1.SearchResult
 	6,  // 10: hufu.v1.ClaimEnterpriseRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
-	67, // 11: hufu.v1.ClaimEnterpriseRequest.authorisation:type_name -> hufu.v1.Authorisation
+	69, // 11: hufu.v1.ClaimEnterpriseRequest.authorisation:type_name -> hufu.v1.Authorisation
 	13, // 12: hufu.v1.ClaimEnterpriseRequest.attachments:type_name -> hufu.v1.NamedAttachment
-	68, // 13: hufu.v1.ClaimEnterpriseResponse.order:type_name -> hufu.v1.Order
+	70, // 13: hufu.v1.ClaimEnterpriseResponse.order:type_name -> hufu.v1.Order
 	7,  // 14: hufu.v1.GetEnterpriseResponse.enterprise:type_name -> hufu.v1.Enterprise
 	1,  // 15: hufu.v1.GetEnterpriseResponse.role:type_name -> hufu.v1.MemberRole
 	7,  // 16: hufu.v1.MyEnterprise.enterprise:type_name -> hufu.v1.Enterprise
 	1,  // 17: hufu.v1.MyEnterprise.role:type_name -> hufu.v1.MemberRole
-	18, // 18: hufu.v1.ListMyEnterprisesResponse.enterprises:type_name -> hufu.v1.MyEnterprise
+	20, // 18: hufu.v1.ListMyEnterprisesResponse.enterprises:type_name -> hufu.v1.MyEnterprise
 	8,  // 19: hufu.v1.ListMembersResponse.members:type_name -> hufu.v1.Member
 	4,  // 20: hufu.v1.JoinApplication.status:type_name -> hufu.v1.JoinStatus
-	66, // 21: hufu.v1.JoinApplication.created_at:type_name -> google.protobuf.Timestamp
-	66, // 22: hufu.v1.JoinApplication.updated_at:type_name -> google.protobuf.Timestamp
-	24, // 23: hufu.v1.ApplyToJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	24, // 24: hufu.v1.WithdrawJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	68, // 21: hufu.v1.JoinApplication.created_at:type_name -> google.protobuf.Timestamp
+	68, // 22: hufu.v1.JoinApplication.updated_at:type_name -> google.protobuf.Timestamp
+	26, // 23: hufu.v1.ApplyToJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	26, // 24: hufu.v1.WithdrawJoinResponse.application:type_name -> hufu.v1.JoinApplication
 	4,  // 25: hufu.v1.ListJoinApplicationsRequest.status:type_name -> hufu.v1.JoinStatus
-	24, // 26: hufu.v1.ListJoinApplicationsResponse.applications:type_name -> hufu.v1.JoinApplication
-	24, // 27: hufu.v1.ApproveJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	24, // 28: hufu.v1.ReturnJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	66, // 29: hufu.v1.CreateInviteResponse.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 26: hufu.v1.ListJoinApplicationsResponse.applications:type_name -> hufu.v1.JoinApplication
+	26, // 27: hufu.v1.ApproveJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	26, // 28: hufu.v1.ReturnJoinResponse.application:type_name -> hufu.v1.JoinApplication
+	68, // 29: hufu.v1.CreateInviteResponse.expires_at:type_name -> google.protobuf.Timestamp
 	8,  // 30: hufu.v1.RegisterDeviceResponse.member:type_name -> hufu.v1.Member
-	69, // 31: hufu.v1.GrantDelegationRequest.credential:type_name -> hufu.v1.Credential
-	49, // 32: hufu.v1.GrantDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	49, // 33: hufu.v1.AcceptDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	49, // 34: hufu.v1.RecallDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	66, // 35: hufu.v1.AuthorisationRecord.time:type_name -> google.protobuf.Timestamp
-	49, // 36: hufu.v1.ListAuthorisationRecordsResponse.records:type_name -> hufu.v1.AuthorisationRecord
-	66, // 37: hufu.v1.TransferAdminResponse.expires_at:type_name -> google.protobuf.Timestamp
+	71, // 31: hufu.v1.GrantDelegationRequest.credential:type_name -> hufu.v1.Credential
+	51, // 32: hufu.v1.GrantDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	51, // 33: hufu.v1.AcceptDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	51, // 34: hufu.v1.RecallDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	68, // 35: hufu.v1.AuthorisationRecord.time:type_name -> google.protobuf.Timestamp
+	51, // 36: hufu.v1.ListAuthorisationRecordsResponse.records:type_name -> hufu.v1.AuthorisationRecord
+	68, // 37: hufu.v1.TransferAdminResponse.expires_at:type_name -> google.protobuf.Timestamp
 	7,  // 38: hufu.v1.AcceptAdminTransferResponse.enterprise:type_name -> hufu.v1.Enterprise
 	5,  // 39: hufu.v1.CorporateTransfer.state:type_name -> hufu.v1.TransferState
-	58, // 40: hufu.v1.CorporateTransfer.receiving_account:type_name -> hufu.v1.ReceivingAccount
-	66, // 41: hufu.v1.CorporateTransfer.created_at:type_name -> google.protobuf.Timestamp
-	66, // 42: hufu.v1.CorporateTransfer.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 43: hufu.v1.CorporateTransfer.decided_at:type_name -> google.protobuf.Timestamp
+	60, // 40: hufu.v1.CorporateTransfer.receiving_account:type_name -> hufu.v1.ReceivingAccount
+	68, // 41: hufu.v1.CorporateTransfer.created_at:type_name -> google.protobuf.Timestamp
+	68, // 42: hufu.v1.CorporateTransfer.expires_at:type_name -> google.protobuf.Timestamp
+	68, // 43: hufu.v1.CorporateTransfer.decided_at:type_name -> google.protobuf.Timestamp
 	1,  // 44: hufu.v1.CorporateTransfer.role:type_name -> hufu.v1.MemberRole
 	6,  // 45: hufu.v1.ApplyCorporateTransferRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
-	70, // 46: hufu.v1.ApplyCorporateTransferRequest.letter:type_name -> hufu.v1.ScannedLetter
-	59, // 47: hufu.v1.ApplyCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
-	59, // 48: hufu.v1.GetCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
-	59, // 49: hufu.v1.ListCorporateTransfersResponse.transfers:type_name -> hufu.v1.CorporateTransfer
+	72, // 46: hufu.v1.ApplyCorporateTransferRequest.letter:type_name -> hufu.v1.ScannedLetter
+	61, // 47: hufu.v1.ApplyCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
+	61, // 48: hufu.v1.GetCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
+	61, // 49: hufu.v1.ListCorporateTransfersResponse.transfers:type_name -> hufu.v1.CorporateTransfer
 	10, // 50: hufu.v1.EnterpriseService.SearchEnterprises:input_type -> hufu.v1.SearchEnterprisesRequest
 	12, // 51: hufu.v1.EnterpriseService.ClaimEnterprise:input_type -> hufu.v1.ClaimEnterpriseRequest
 	15, // 52: hufu.v1.EnterpriseService.GetEnterprise:input_type -> hufu.v1.GetEnterpriseRequest
-	17, // 53: hufu.v1.EnterpriseService.ListMyEnterprises:input_type -> hufu.v1.ListMyEnterprisesRequest
-	20, // 54: hufu.v1.EnterpriseService.ListMembers:input_type -> hufu.v1.ListMembersRequest
-	22, // 55: hufu.v1.EnterpriseService.RemoveMember:input_type -> hufu.v1.RemoveMemberRequest
-	25, // 56: hufu.v1.EnterpriseService.ApplyToJoin:input_type -> hufu.v1.ApplyToJoinRequest
-	27, // 57: hufu.v1.EnterpriseService.WithdrawJoin:input_type -> hufu.v1.WithdrawJoinRequest
-	29, // 58: hufu.v1.EnterpriseService.ListJoinApplications:input_type -> hufu.v1.ListJoinApplicationsRequest
-	31, // 59: hufu.v1.EnterpriseService.ApproveJoin:input_type -> hufu.v1.ApproveJoinRequest
-	33, // 60: hufu.v1.EnterpriseService.ReturnJoin:input_type -> hufu.v1.ReturnJoinRequest
-	35, // 61: hufu.v1.EnterpriseService.CreateInvite:input_type -> hufu.v1.CreateInviteRequest
-	37, // 62: hufu.v1.EnterpriseService.RevokeInvite:input_type -> hufu.v1.RevokeInviteRequest
-	39, // 63: hufu.v1.EnterpriseService.RegisterDevice:input_type -> hufu.v1.RegisterDeviceRequest
-	41, // 64: hufu.v1.EnterpriseService.GrantDelegation:input_type -> hufu.v1.GrantDelegationRequest
-	43, // 65: hufu.v1.EnterpriseService.GetDelegationOffer:input_type -> hufu.v1.GetDelegationOfferRequest
-	45, // 66: hufu.v1.EnterpriseService.AcceptDelegation:input_type -> hufu.v1.AcceptDelegationRequest
-	47, // 67: hufu.v1.EnterpriseService.RecallDelegation:input_type -> hufu.v1.RecallDelegationRequest
-	50, // 68: hufu.v1.EnterpriseService.ListAuthorisationRecords:input_type -> hufu.v1.ListAuthorisationRecordsRequest
-	52, // 69: hufu.v1.EnterpriseService.TransferAdmin:input_type -> hufu.v1.TransferAdminRequest
-	54, // 70: hufu.v1.EnterpriseService.AcceptAdminTransfer:input_type -> hufu.v1.AcceptAdminTransferRequest
-	56, // 71: hufu.v1.EnterpriseService.GetLetterTemplate:input_type -> hufu.v1.GetLetterTemplateRequest
-	60, // 72: hufu.v1.EnterpriseService.ApplyCorporateTransfer:input_type -> hufu.v1.ApplyCorporateTransferRequest
-	62, // 73: hufu.v1.EnterpriseService.GetCorporateTransfer:input_type -> hufu.v1.GetCorporateTransferRequest
-	64, // 74: hufu.v1.EnterpriseService.ListCorporateTransfers:input_type -> hufu.v1.ListCorporateTransfersRequest
-	11, // 75: hufu.v1.EnterpriseService.SearchEnterprises:output_type -> hufu.v1.SearchEnterprisesResponse
-	14, // 76: hufu.v1.EnterpriseService.ClaimEnterprise:output_type -> hufu.v1.ClaimEnterpriseResponse
-	16, // 77: hufu.v1.EnterpriseService.GetEnterprise:output_type -> hufu.v1.GetEnterpriseResponse
-	19, // 78: hufu.v1.EnterpriseService.ListMyEnterprises:output_type -> hufu.v1.ListMyEnterprisesResponse
-	21, // 79: hufu.v1.EnterpriseService.ListMembers:output_type -> hufu.v1.ListMembersResponse
-	23, // 80: hufu.v1.EnterpriseService.RemoveMember:output_type -> hufu.v1.RemoveMemberResponse
-	26, // 81: hufu.v1.EnterpriseService.ApplyToJoin:output_type -> hufu.v1.ApplyToJoinResponse
-	28, // 82: hufu.v1.EnterpriseService.WithdrawJoin:output_type -> hufu.v1.WithdrawJoinResponse
-	30, // 83: hufu.v1.EnterpriseService.ListJoinApplications:output_type -> hufu.v1.ListJoinApplicationsResponse
-	32, // 84: hufu.v1.EnterpriseService.ApproveJoin:output_type -> hufu.v1.ApproveJoinResponse
-	34, // 85: hufu.v1.EnterpriseService.ReturnJoin:output_type -> hufu.v1.ReturnJoinResponse
-	36, // 86: hufu.v1.EnterpriseService.CreateInvite:output_type -> hufu.v1.CreateInviteResponse
-	38, // 87: hufu.v1.EnterpriseService.RevokeInvite:output_type -> hufu.v1.RevokeInviteResponse
-	40, // 88: hufu.v1.EnterpriseService.RegisterDevice:output_type -> hufu.v1.RegisterDeviceResponse
-	42, // 89: hufu.v1.EnterpriseService.GrantDelegation:output_type -> hufu.v1.GrantDelegationResponse
-	44, // 90: hufu.v1.EnterpriseService.GetDelegationOffer:output_type -> hufu.v1.GetDelegationOfferResponse
-	46, // 91: hufu.v1.EnterpriseService.AcceptDelegation:output_type -> hufu.v1.AcceptDelegationResponse
-	48, // 92: hufu.v1.EnterpriseService.RecallDelegation:output_type -> hufu.v1.RecallDelegationResponse
-	51, // 93: hufu.v1.EnterpriseService.ListAuthorisationRecords:output_type -> hufu.v1.ListAuthorisationRecordsResponse
-	53, // 94: hufu.v1.EnterpriseService.TransferAdmin:output_type -> hufu.v1.TransferAdminResponse
-	55, // 95: hufu.v1.EnterpriseService.AcceptAdminTransfer:output_type -> hufu.v1.AcceptAdminTransferResponse
-	57, // 96: hufu.v1.EnterpriseService.GetLetterTemplate:output_type -> hufu.v1.GetLetterTemplateResponse
-	61, // 97: hufu.v1.EnterpriseService.ApplyCorporateTransfer:output_type -> hufu.v1.ApplyCorporateTransferResponse
-	63, // 98: hufu.v1.EnterpriseService.GetCorporateTransfer:output_type -> hufu.v1.GetCorporateTransferResponse
-	65, // 99: hufu.v1.EnterpriseService.ListCorporateTransfers:output_type -> hufu.v1.ListCorporateTransfersResponse
-	75, // [75:100] is the sub-list for method output_type
-	50, // [50:75] is the sub-list for method input_type
+	17, // 53: hufu.v1.EnterpriseService.GetEnterpriseCertificate:input_type -> hufu.v1.GetEnterpriseCertificateRequest
+	19, // 54: hufu.v1.EnterpriseService.ListMyEnterprises:input_type -> hufu.v1.ListMyEnterprisesRequest
+	22, // 55: hufu.v1.EnterpriseService.ListMembers:input_type -> hufu.v1.ListMembersRequest
+	24, // 56: hufu.v1.EnterpriseService.RemoveMember:input_type -> hufu.v1.RemoveMemberRequest
+	27, // 57: hufu.v1.EnterpriseService.ApplyToJoin:input_type -> hufu.v1.ApplyToJoinRequest
+	29, // 58: hufu.v1.EnterpriseService.WithdrawJoin:input_type -> hufu.v1.WithdrawJoinRequest
+	31, // 59: hufu.v1.EnterpriseService.ListJoinApplications:input_type -> hufu.v1.ListJoinApplicationsRequest
+	33, // 60: hufu.v1.EnterpriseService.ApproveJoin:input_type -> hufu.v1.ApproveJoinRequest
+	35, // 61: hufu.v1.EnterpriseService.ReturnJoin:input_type -> hufu.v1.ReturnJoinRequest
+	37, // 62: hufu.v1.EnterpriseService.CreateInvite:input_type -> hufu.v1.CreateInviteRequest
+	39, // 63: hufu.v1.EnterpriseService.RevokeInvite:input_type -> hufu.v1.RevokeInviteRequest
+	41, // 64: hufu.v1.EnterpriseService.RegisterDevice:input_type -> hufu.v1.RegisterDeviceRequest
+	43, // 65: hufu.v1.EnterpriseService.GrantDelegation:input_type -> hufu.v1.GrantDelegationRequest
+	45, // 66: hufu.v1.EnterpriseService.GetDelegationOffer:input_type -> hufu.v1.GetDelegationOfferRequest
+	47, // 67: hufu.v1.EnterpriseService.AcceptDelegation:input_type -> hufu.v1.AcceptDelegationRequest
+	49, // 68: hufu.v1.EnterpriseService.RecallDelegation:input_type -> hufu.v1.RecallDelegationRequest
+	52, // 69: hufu.v1.EnterpriseService.ListAuthorisationRecords:input_type -> hufu.v1.ListAuthorisationRecordsRequest
+	54, // 70: hufu.v1.EnterpriseService.TransferAdmin:input_type -> hufu.v1.TransferAdminRequest
+	56, // 71: hufu.v1.EnterpriseService.AcceptAdminTransfer:input_type -> hufu.v1.AcceptAdminTransferRequest
+	58, // 72: hufu.v1.EnterpriseService.GetLetterTemplate:input_type -> hufu.v1.GetLetterTemplateRequest
+	62, // 73: hufu.v1.EnterpriseService.ApplyCorporateTransfer:input_type -> hufu.v1.ApplyCorporateTransferRequest
+	64, // 74: hufu.v1.EnterpriseService.GetCorporateTransfer:input_type -> hufu.v1.GetCorporateTransferRequest
+	66, // 75: hufu.v1.EnterpriseService.ListCorporateTransfers:input_type -> hufu.v1.ListCorporateTransfersRequest
+	11, // 76: hufu.v1.EnterpriseService.SearchEnterprises:output_type -> hufu.v1.SearchEnterprisesResponse
+	14, // 77: hufu.v1.EnterpriseService.ClaimEnterprise:output_type -> hufu.v1.ClaimEnterpriseResponse
+	16, // 78: hufu.v1.EnterpriseService.GetEnterprise:output_type -> hufu.v1.GetEnterpriseResponse
+	18, // 79: hufu.v1.EnterpriseService.GetEnterpriseCertificate:output_type -> hufu.v1.GetEnterpriseCertificateResponse
+	21, // 80: hufu.v1.EnterpriseService.ListMyEnterprises:output_type -> hufu.v1.ListMyEnterprisesResponse
+	23, // 81: hufu.v1.EnterpriseService.ListMembers:output_type -> hufu.v1.ListMembersResponse
+	25, // 82: hufu.v1.EnterpriseService.RemoveMember:output_type -> hufu.v1.RemoveMemberResponse
+	28, // 83: hufu.v1.EnterpriseService.ApplyToJoin:output_type -> hufu.v1.ApplyToJoinResponse
+	30, // 84: hufu.v1.EnterpriseService.WithdrawJoin:output_type -> hufu.v1.WithdrawJoinResponse
+	32, // 85: hufu.v1.EnterpriseService.ListJoinApplications:output_type -> hufu.v1.ListJoinApplicationsResponse
+	34, // 86: hufu.v1.EnterpriseService.ApproveJoin:output_type -> hufu.v1.ApproveJoinResponse
+	36, // 87: hufu.v1.EnterpriseService.ReturnJoin:output_type -> hufu.v1.ReturnJoinResponse
+	38, // 88: hufu.v1.EnterpriseService.CreateInvite:output_type -> hufu.v1.CreateInviteResponse
+	40, // 89: hufu.v1.EnterpriseService.RevokeInvite:output_type -> hufu.v1.RevokeInviteResponse
+	42, // 90: hufu.v1.EnterpriseService.RegisterDevice:output_type -> hufu.v1.RegisterDeviceResponse
+	44, // 91: hufu.v1.EnterpriseService.GrantDelegation:output_type -> hufu.v1.GrantDelegationResponse
+	46, // 92: hufu.v1.EnterpriseService.GetDelegationOffer:output_type -> hufu.v1.GetDelegationOfferResponse
+	48, // 93: hufu.v1.EnterpriseService.AcceptDelegation:output_type -> hufu.v1.AcceptDelegationResponse
+	50, // 94: hufu.v1.EnterpriseService.RecallDelegation:output_type -> hufu.v1.RecallDelegationResponse
+	53, // 95: hufu.v1.EnterpriseService.ListAuthorisationRecords:output_type -> hufu.v1.ListAuthorisationRecordsResponse
+	55, // 96: hufu.v1.EnterpriseService.TransferAdmin:output_type -> hufu.v1.TransferAdminResponse
+	57, // 97: hufu.v1.EnterpriseService.AcceptAdminTransfer:output_type -> hufu.v1.AcceptAdminTransferResponse
+	59, // 98: hufu.v1.EnterpriseService.GetLetterTemplate:output_type -> hufu.v1.GetLetterTemplateResponse
+	63, // 99: hufu.v1.EnterpriseService.ApplyCorporateTransfer:output_type -> hufu.v1.ApplyCorporateTransferResponse
+	65, // 100: hufu.v1.EnterpriseService.GetCorporateTransfer:output_type -> hufu.v1.GetCorporateTransferResponse
+	67, // 101: hufu.v1.EnterpriseService.ListCorporateTransfers:output_type -> hufu.v1.ListCorporateTransfersResponse
+	76, // [76:102] is the sub-list for method output_type
+	50, // [50:76] is the sub-list for method input_type
 	50, // [50:50] is the sub-list for extension type_name
 	50, // [50:50] is the sub-list for extension extendee
 	0,  // [0:50] is the sub-list for field type_name
@@ -4530,7 +4646,7 @@ func file_hufu_v1_enterprise_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_enterprise_proto_rawDesc), len(file_hufu_v1_enterprise_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	EnterpriseService_SearchEnterprises_FullMethodName        = "/hufu.v1.EnterpriseService/SearchEnterprises"
 	EnterpriseService_ClaimEnterprise_FullMethodName          = "/hufu.v1.EnterpriseService/ClaimEnterprise"
 	EnterpriseService_GetEnterprise_FullMethodName            = "/hufu.v1.EnterpriseService/GetEnterprise"
+	EnterpriseService_GetEnterpriseCertificate_FullMethodName = "/hufu.v1.EnterpriseService/GetEnterpriseCertificate"
 	EnterpriseService_ListMyEnterprises_FullMethodName        = "/hufu.v1.EnterpriseService/ListMyEnterprises"
 	EnterpriseService_ListMembers_FullMethodName              = "/hufu.v1.EnterpriseService/ListMembers"
 	EnterpriseService_RemoveMember_FullMethodName             = "/hufu.v1.EnterpriseService/RemoveMember"
@@ -70,6 +71,9 @@ type EnterpriseServiceClient interface {
 	// set, it buys a certificate of a registered enterprise and joins it as staff.
 	ClaimEnterprise(ctx context.Context, in *ClaimEnterpriseRequest, opts ...grpc.CallOption) (*ClaimEnterpriseResponse, error)
 	GetEnterprise(ctx context.Context, in *GetEnterpriseRequest, opts ...grpc.CallOption) (*GetEnterpriseResponse, error)
+	// GetEnterpriseCertificate returns the enterprise certificate and its chain (DER) to a
+	// member: staff holding a delegated pair sign under it.
+	GetEnterpriseCertificate(ctx context.Context, in *GetEnterpriseCertificateRequest, opts ...grpc.CallOption) (*GetEnterpriseCertificateResponse, error)
 	// ListMyEnterprises lists the enterprises the caller belongs to, with the caller's role.
 	ListMyEnterprises(ctx context.Context, in *ListMyEnterprisesRequest, opts ...grpc.CallOption) (*ListMyEnterprisesResponse, error)
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
@@ -165,6 +169,16 @@ func (c *enterpriseServiceClient) GetEnterprise(ctx context.Context, in *GetEnte
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetEnterpriseResponse)
 	err := c.cc.Invoke(ctx, EnterpriseService_GetEnterprise_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enterpriseServiceClient) GetEnterpriseCertificate(ctx context.Context, in *GetEnterpriseCertificateRequest, opts ...grpc.CallOption) (*GetEnterpriseCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetEnterpriseCertificateResponse)
+	err := c.cc.Invoke(ctx, EnterpriseService_GetEnterpriseCertificate_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -415,6 +429,9 @@ type EnterpriseServiceServer interface {
 	// set, it buys a certificate of a registered enterprise and joins it as staff.
 	ClaimEnterprise(context.Context, *ClaimEnterpriseRequest) (*ClaimEnterpriseResponse, error)
 	GetEnterprise(context.Context, *GetEnterpriseRequest) (*GetEnterpriseResponse, error)
+	// GetEnterpriseCertificate returns the enterprise certificate and its chain (DER) to a
+	// member: staff holding a delegated pair sign under it.
+	GetEnterpriseCertificate(context.Context, *GetEnterpriseCertificateRequest) (*GetEnterpriseCertificateResponse, error)
 	// ListMyEnterprises lists the enterprises the caller belongs to, with the caller's role.
 	ListMyEnterprises(context.Context, *ListMyEnterprisesRequest) (*ListMyEnterprisesResponse, error)
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
@@ -494,6 +511,9 @@ func (UnimplementedEnterpriseServiceServer) ClaimEnterprise(context.Context, *Cl
 }
 func (UnimplementedEnterpriseServiceServer) GetEnterprise(context.Context, *GetEnterpriseRequest) (*GetEnterpriseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEnterprise not implemented")
+}
+func (UnimplementedEnterpriseServiceServer) GetEnterpriseCertificate(context.Context, *GetEnterpriseCertificateRequest) (*GetEnterpriseCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEnterpriseCertificate not implemented")
 }
 func (UnimplementedEnterpriseServiceServer) ListMyEnterprises(context.Context, *ListMyEnterprisesRequest) (*ListMyEnterprisesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMyEnterprises not implemented")
@@ -632,6 +652,24 @@ func _EnterpriseService_GetEnterprise_Handler(srv interface{}, ctx context.Conte
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(EnterpriseServiceServer).GetEnterprise(ctx, req.(*GetEnterpriseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnterpriseService_GetEnterpriseCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEnterpriseCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnterpriseServiceServer).GetEnterpriseCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnterpriseService_GetEnterpriseCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnterpriseServiceServer).GetEnterpriseCertificate(ctx, req.(*GetEnterpriseCertificateRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1050,6 +1088,10 @@ var EnterpriseService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEnterprise",
 			Handler:    _EnterpriseService_GetEnterprise_Handler,
+		},
+		{
+			MethodName: "GetEnterpriseCertificate",
+			Handler:    _EnterpriseService_GetEnterpriseCertificate_Handler,
 		},
 		{
 			MethodName: "ListMyEnterprises",

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,42 @@ func cosignDigests(t *testing.T, phone hufuv1.PhoneScanServiceClient, pk *phoneK
 		sigs = append(sigs, b)
 	}
 	return sigs, nil
+}
+
+// answerLogin answers a LOGIN session from the phone, reporting failures instead of ending
+// the test (it runs on other goroutines).
+func answerLogin(phone hufuv1.PhoneScanServiceClient, pk *phoneKey, serial, id, payload string) error {
+	if _, err := phone.Scan(bg, &hufuv1.ScanRequest{QrPayload: payload}); err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	chosen, err := phone.Choose(bg, &hufuv1.ChooseRequest{SessionId: id, CertificateSerial: serial})
+	if err != nil {
+		return fmt.Errorf("choose: %w", err)
+	}
+	e, err := cosign.Digest(&pk.public, nil, chosen.Challenge)
+	if err != nil {
+		return err
+	}
+	ss, req, err := pk.share.StartSign(rand.Reader, &pk.public, &e)
+	if err != nil {
+		return err
+	}
+	raw, _ := req.MarshalBinary()
+	resp, err := phone.Cosign(bg, &hufuv1.CosignRequest{SessionId: id, Credential: pk.cred, SignRequests: [][]byte{raw}})
+	if err != nil {
+		return fmt.Errorf("cosign: %w", err)
+	}
+	var r cosign.SignResponse
+	if err := r.UnmarshalBinary(resp.Items[0].Result); err != nil {
+		return fmt.Errorf("cosign item: %s: %w", resp.Items[0].ErrorMessage, err)
+	}
+	sig, err := ss.Finish(&r)
+	if err != nil {
+		return err
+	}
+	b, _ := sig.MarshalBinary()
+	_, err = phone.Complete(bg, &hufuv1.CompleteRequest{SessionId: id, Signatures: [][]byte{b}})
+	return err
 }
 
 func TestScanSessions(t *testing.T) {
@@ -226,6 +263,25 @@ func TestScanSessions(t *testing.T) {
 	done = answerChallenge(login)
 	if done.Result.Binding.GetReference() != "unit-42" || len(done.Result.Chain) != 2 {
 		t.Fatalf("login result: %v", done.Result)
+	}
+
+	// Concurrent sessions of one system, answered at once from one phone.
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			created, err := rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: fmt.Sprintf("login-par-%02d", i),
+				Kind: hufuv1.SessionKind_SESSION_KIND_LOGIN, PlatformId: "demo"})
+			if err == nil {
+				err = answerLogin(phoneScan, p.key, serial, created.Session.Id, created.Session.QrPayload)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent login: %v", err)
+		}
 	}
 
 	// SIGN: the appliance pins e of each document's signed attributes; the system gets a
@@ -426,8 +482,8 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := finish(bind, [][cosign.ScalarSize]byte{e}); r.Binding.GetUscc() != usccA {
-		t.Fatalf("enterprise binding: %v", r.Binding)
+	if r := finish(bind, [][cosign.ScalarSize]byte{e}); r.Binding.GetUscc() != usccA || !r.Delegated || r.AnsweredByUser != staff.userID {
+		t.Fatalf("enterprise binding: %v", r)
 	}
 
 	// SIGN with the enterprise's seal: the CMS verifies under the enterprise certificate and

@@ -398,10 +398,11 @@ func (s *Service) sessionPB(ctx context.Context, ss *storepb.ScanSession) *hufuv
 
 // resultPB is a completed session's result.
 func (s *Service) resultPB(ctx context.Context, ss *storepb.ScanSession) *hufuv1.SessionResult {
-	r := &hufuv1.SessionResult{Released: ss.Released, ReleasedSignature: ss.ReleasedSignature}
+	r := &hufuv1.SessionResult{Released: ss.Released, ReleasedSignature: ss.ReleasedSignature,
+		AnsweredByUser: ss.ScannedByUser, AnsweredByDevice: ss.ScannedByDevice}
 	if ss.CertificateSerial != "" {
 		if c, chain, err := s.deps.Certs.Certificate(ctx, ss.CertificateSerial); err == nil {
-			r.Certificate, r.Chain = c.Der, chain
+			r.Certificate, r.Chain, r.Delegated = c.Der, chain, c.UserId != ss.ScannedByUser
 		}
 	}
 	switch ss.Kind {

@@ -435,7 +435,7 @@ type ScanSession struct {
 	// "hufu/scan/v1 qr\0" ‖ everything before ".<signature>") lets the phone reject a forged
 	// or swapped code. Shown only while the session waits for its scan.
 	QrPayload string `protobuf:"bytes,8,opt,name=qr_payload,json=qrPayload,proto3" json:"qr_payload,omitempty"`
-	// Set once scanned: which certificate answers (and, for staff, through which member).
+	// Set once chosen: which certificate answers (SessionResult says who answered).
 	CertificateSerial string `protobuf:"bytes,9,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
 	// Why the session failed or was declined.
 	Reason        string         `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -578,9 +578,15 @@ type SessionResult struct {
 	// AUTH: the released data and the appliance's signature over it (ECDSA P-256 under the
 	// scan key, over SHA-256 of "hufu/scan/v1 auth\0" ‖ released).
 	Released          []byte `protobuf:"bytes,8,opt,name=released,proto3" json:"released,omitempty"`
-	ReleasedSignature []byte `protobuf:"bytes,9,opt,name=released_signature,json=releasedSignature,proto3" json:"released_signature,omitempty"` // Next field: 10
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	ReleasedSignature []byte `protobuf:"bytes,9,opt,name=released_signature,json=releasedSignature,proto3" json:"released_signature,omitempty"`
+	// Who answered: the account and device that scanned, and whether it answered with an
+	// enterprise certificate through a delegated pair (a staff member) rather than as its
+	// holder.
+	AnsweredByUser   string `protobuf:"bytes,10,opt,name=answered_by_user,json=answeredByUser,proto3" json:"answered_by_user,omitempty"`
+	AnsweredByDevice string `protobuf:"bytes,11,opt,name=answered_by_device,json=answeredByDevice,proto3" json:"answered_by_device,omitempty"`
+	Delegated        bool   `protobuf:"varint,12,opt,name=delegated,proto3" json:"delegated,omitempty"` // Next field: 13
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SessionResult) Reset() {
@@ -674,6 +680,27 @@ func (x *SessionResult) GetReleasedSignature() []byte {
 		return x.ReleasedSignature
 	}
 	return nil
+}
+
+func (x *SessionResult) GetAnsweredByUser() string {
+	if x != nil {
+		return x.AnsweredByUser
+	}
+	return ""
+}
+
+func (x *SessionResult) GetAnsweredByDevice() string {
+	if x != nil {
+		return x.AnsweredByDevice
+	}
+	return ""
+}
+
+func (x *SessionResult) GetDelegated() bool {
+	if x != nil {
+		return x.Delegated
+	}
+	return false
 }
 
 type SignedDocument struct {
@@ -2298,7 +2325,7 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12.\n" +
 	"\x06result\x18\v \x01(\v2\x16.hufu.v1.SessionResultR\x06result\x12/\n" +
-	"\tdocuments\x18\f \x03(\v2\x11.hufu.v1.DocumentR\tdocuments\"\xf3\x02\n" +
+	"\tdocuments\x18\f \x03(\v2\x11.hufu.v1.DocumentR\tdocuments\"\xe9\x03\n" +
 	"\rSessionResult\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x14\n" +
 	"\x05chain\x18\x02 \x03(\fR\x05chain\x12\x1c\n" +
@@ -2310,7 +2337,11 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"signatures\x12+\n" +
 	"\x04seal\x18\a \x01(\v2\x17.hufu.v1.SealAppearanceR\x04seal\x12\x1a\n" +
 	"\breleased\x18\b \x01(\fR\breleased\x12-\n" +
-	"\x12released_signature\x18\t \x01(\fR\x11releasedSignature\"\x93\x01\n" +
+	"\x12released_signature\x18\t \x01(\fR\x11releasedSignature\x12(\n" +
+	"\x10answered_by_user\x18\n" +
+	" \x01(\tR\x0eansweredByUser\x12,\n" +
+	"\x12answered_by_device\x18\v \x01(\tR\x10answeredByDevice\x12\x1c\n" +
+	"\tdelegated\x18\f \x01(\bR\tdelegated\"\x93\x01\n" +
 	"\x0eSignedDocument\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03sm3\x18\x02 \x01(\fR\x03sm3\x12\x10\n" +

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
+
 	"github.com/emmansun/gmsm/sm3"
+	"github.com/hufu-hsm/hufu/cosign"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -172,8 +174,11 @@ func attributeName(oid asn1.ObjectIdentifier) (string, bool) {
 // ID: the value the two parties sign and the appliance pins. pub must be an SM2 key.
 func Digest(pub *ecdsa.PublicKey, signedAttrs []byte) ([DigestSize]byte, error) {
 	var e [DigestSize]byte
-	if pub == nil || pub.X == nil || pub.Y == nil || !sm2.IsSM2PublicKey(pub) {
+	if pub == nil || !sm2.IsSM2PublicKey(pub) {
 		return e, newError("digest", "public key", fmt.Errorf("%w: not an SM2 public key", ErrInput))
+	}
+	if _, err := cosign.PointFromPublicKey(pub); err != nil {
+		return e, newError("digest", "public key", fmt.Errorf("%w: %w", ErrInput, err))
 	}
 	h, err := sm2.CalculateSM2Hash(pub, signedAttrs, []byte(DefaultSignerID))
 	if err != nil {

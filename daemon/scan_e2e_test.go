@@ -349,8 +349,15 @@ func TestScanSessions(t *testing.T) {
 			t.Fatalf("CMS %d: %v", i, err)
 		}
 	}
-	// The raw signature is an ordinary SM2 signature on the DER attributes (OpenSSL checks
-	// it in package cms's tests).
+	// The raw signature is an ordinary SM2 signature on the DER attributes: OpenSSL verifies
+	// it under the certificate (standard signer ID).
+	for _, sd := range got.Session.Result.Signatures {
+		var sig cosign.Signature
+		if err := sig.UnmarshalBinary(sd.Signature); err != nil {
+			t.Fatal(err)
+		}
+		verifyWithOpenSSL(t, got.Session.Result.Certificate, sd.SignedAttributes, sig.ASN1())
+	}
 	if _, err := smx509.ParseCertificate(got.Session.Result.Certificate); err != nil {
 		t.Fatal(err)
 	}
@@ -484,6 +491,17 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 	}
 	if r := finish(bind, [][cosign.ScalarSize]byte{e}); r.Binding.GetUscc() != usccA || !r.Delegated || r.AnsweredByUser != staff.userID {
 		t.Fatalf("enterprise binding: %v", r)
+	}
+
+	// LOGIN as the enterprise through the staff pair.
+	login, _, chosen := scanAndChoose(&hufuv1.CreateSessionRequest{RequestId: "login-ent-1", Kind: hufuv1.SessionKind_SESSION_KIND_LOGIN,
+		PlatformId: "demo"}, "")
+	if e, err = cosign.Digest(&staffKey.public, nil, chosen.Challenge); err != nil {
+		t.Fatal(err)
+	}
+	if r := finish(login, [][cosign.ScalarSize]byte{e}); r.Binding.GetReference() != "unit-7" ||
+		!sm2.VerifyASN1WithSM2(entCert.PublicKey.(*ecdsa.PublicKey), nil, r.Challenge, r.ChallengeSignature) {
+		t.Fatalf("enterprise login: %v", r)
 	}
 
 	// SIGN with the enterprise's seal: the CMS verifies under the enterprise certificate and

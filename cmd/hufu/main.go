@@ -92,6 +92,7 @@ Scan sessions of business systems (seed manual §2, §3.1):
                           a business system (needs -cert/-key of a system client allowed
                           hufu.v1.ScanService): shows the QR code, follows the session and
                           checks the result (sign: FILE.p7s; generate: also FILE.env and C1)
+  rp bindings [-reference REF] | rp unbind BINDING | rp resolve SERIAL   the system's bindings
   scan PAYLOAD [-cert SERIAL] [-seal SEAL] [-decline REASON] [-pin P]
                           the phone: checks the code under the scan key pinned on first use,
                           shows what is asked and answers it

@@ -32,7 +32,8 @@ const rpUsage = `rp bind -reference REF (-enterprise-name N -uscc U | -person-na
 rp login | rp auth
 rp sign -in FILE [FILE...] [-seal]
 rp generate -in FILE
-  common flags: [-platform ID (default demo)] [-reference REF] [-ttl D] [-roots PEM]`
+  common flags: [-platform ID (default demo)] [-reference REF] [-ttl D] [-roots PEM]
+rp bindings [-reference REF] | rp unbind BINDING | rp resolve SERIAL`
 
 var rpKinds = map[string]hufuv1.SessionKind{
 	"bind":     hufuv1.SessionKind_SESSION_KIND_BIND,
@@ -46,12 +47,16 @@ func (c *cli) rpCmd(ctx context.Context, conn *client.Conn, args []string) error
 	if len(args) == 0 {
 		return errors.New(rpUsage)
 	}
+	if c.cert == "" {
+		return errors.New("a business system needs a client certificate: -cert FILE -key FILE (HUFU_CERT, HUFU_KEY) of a system client allowed hufu.v1.ScanService")
+	}
+	switch args[0] {
+	case "bindings", "unbind", "resolve":
+		return c.rpBindings(ctx, conn, args[0], args[1:])
+	}
 	kind, ok := rpKinds[args[0]]
 	if !ok {
 		return fmt.Errorf("unknown rp command %q:\n%s", args[0], rpUsage)
-	}
-	if c.cert == "" {
-		return errors.New("a business system needs a client certificate: -cert FILE -key FILE (HUFU_CERT, HUFU_KEY) of a system client allowed hufu.v1.ScanService")
 	}
 	fs := flag.NewFlagSet("hufu rp "+args[0], flag.ContinueOnError)
 	platform := fs.String("platform", "demo", "the platform (交易平台) the session is for")
@@ -263,4 +268,45 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// rpBindings lists, removes and resolves the system's bindings (扫码绑定).
+func (c *cli) rpBindings(ctx context.Context, conn *client.Conn, sub string, args []string) error {
+	scan := hufuv1.NewScanServiceClient(conn.ClientConn())
+	print := func(b *hufuv1.Binding) {
+		fmt.Fprintf(c.out, "%s  reference %s  certificate %s  %s  %s\n", b.Id, b.Reference, b.CertificateSerial, orNone(b.Uscc),
+			b.CreatedAt.AsTime().Local().Format(time.DateTime))
+	}
+	switch sub {
+	case "bindings":
+		fs := flag.NewFlagSet("hufu rp bindings", flag.ContinueOnError)
+		reference := fs.String("reference", "", "only this reference's bindings")
+		if _, err := parseArgs(fs, args); err != nil {
+			return err
+		}
+		resp, err := scan.ListBindings(ctx, &hufuv1.ListBindingsRequest{Reference: *reference})
+		if err != nil {
+			return err
+		}
+		for _, b := range resp.Bindings {
+			print(b)
+		}
+		return nil
+	case "unbind":
+		if len(args) != 1 {
+			return errors.New("rp unbind BINDING")
+		}
+		_, err := scan.RemoveBinding(ctx, &hufuv1.RemoveBindingRequest{BindingId: args[0]})
+		return err
+	default:
+		if len(args) != 1 {
+			return errors.New("rp resolve SERIAL")
+		}
+		resp, err := scan.ResolveCertificate(ctx, &hufuv1.ResolveCertificateRequest{CertificateSerial: args[0]})
+		if err != nil {
+			return err
+		}
+		print(resp.Binding)
+		return nil
+	}
 }

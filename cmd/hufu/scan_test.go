@@ -104,6 +104,14 @@ func TestScanCommands(t *testing.T) {
 		t.Fatalf("bind: %v\nrp: %s\nscan: %s", err, rpOut, scanOut)
 	}
 
+	// The system's bindings: listed, resolved from the certificate.
+	if out := hufu(append(system, "rp", "bindings", "-reference", "user-42")...); !strings.Contains(out, "reference user-42  certificate "+serial) {
+		t.Fatalf("rp bindings: %s", out)
+	}
+	if out := hufu(append(system, "rp", "resolve", serial)...); !strings.Contains(out, "reference user-42") {
+		t.Fatalf("rp resolve: %s", out)
+	}
+
 	rpOut, scanOut, err = rpAndScan([]string{"login"})
 	if err != nil || !strings.Contains(rpOut, "scanned\n") || !strings.Contains(rpOut, "completed\n") ||
 		!strings.Contains(rpOut, "logged in: reference user-42 ↔ certificate "+serial) || !strings.Contains(rpOut, "assertion verified") ||

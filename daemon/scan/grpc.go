@@ -89,11 +89,11 @@ func (v systemServer) WatchSession(req *hufuv1.WatchSessionRequest, stream grpc.
 }
 
 func (v systemServer) ListBindings(ctx context.Context, req *hufuv1.ListBindingsRequest) (*hufuv1.ListBindingsResponse, error) {
-	bs, err := v.s.Bindings(ctx, authn.CallerFrom(ctx), req.GetReference())
+	bs, next, err := v.s.Bindings(ctx, authn.CallerFrom(ctx), req.GetReference(), int(req.GetPageSize()), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	out := &hufuv1.ListBindingsResponse{}
+	out := &hufuv1.ListBindingsResponse{NextPageToken: next}
 	for _, b := range bs {
 		out.Bindings = append(out.Bindings, bindingPB(b))
 	}

@@ -245,25 +245,35 @@ func (s *Service) Watch(ctx context.Context, caller authn.Caller, id string, sen
 	}
 }
 
-// Bindings lists the calling system's bindings (of one reference, or all).
-func (s *Service) Bindings(ctx context.Context, caller authn.Caller, reference string) ([]*storepb.ScanBinding, error) {
+// Bindings lists a page of the calling system's bindings (of one reference, or all).
+func (s *Service) Bindings(ctx context.Context, caller authn.Caller, reference string, size int, token string) ([]*storepb.ScanBinding, string, error) {
+	if size < 0 || size > store.MaxListLimit {
+		return nil, "", apierr.Invalidf("page_size", "want 0..%d", store.MaxListLimit)
+	}
+	opts := store.ListOptions{Limit: size, Cursor: token}
+	badToken := func(err error) error {
+		if errors.Is(err, store.ErrBadCursor) {
+			return apierr.Invalidf("page_token", "not a token from the previous page")
+		}
+		return err
+	}
 	var out []*storepb.ScanBinding
 	if reference == "" {
-		page, err := bindings.List(ctx, s.deps.Store, "binding/"+caller.System+"/", store.ListOptions{Limit: store.MaxListLimit}, nil)
+		page, err := bindings.List(ctx, s.deps.Store, "binding/"+caller.System+"/", opts, nil)
 		if err != nil {
-			return nil, err
+			return nil, "", badToken(err)
 		}
 		for _, it := range page.Items {
 			out = append(out, it.Value)
 		}
-		return out, nil
+		return out, page.Next, nil
 	}
 	if store.ValidPart(systemValue(caller.System, reference)) != nil {
-		return nil, apierr.Invalidf("reference", "not a reference")
+		return nil, "", apierr.Invalidf("reference", "not a reference")
 	}
-	ks, _, err := s.deps.Store.ListIndex(ctx, indexRef, systemValue(caller.System, reference), store.ListOptions{Limit: store.MaxListLimit})
+	ks, next, err := s.deps.Store.ListIndex(ctx, indexRef, systemValue(caller.System, reference), opts)
 	if err != nil {
-		return nil, err
+		return nil, "", badToken(err)
 	}
 	for _, k := range ks {
 		b, err := bindings.Read(ctx, s.deps.Store, bindings.ID(k))
@@ -271,13 +281,13 @@ func (s *Service) Bindings(ctx context.Context, caller authn.Caller, reference s
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if b.System == caller.System {
 			out = append(out, b)
 		}
 	}
-	return out, nil
+	return out, next, nil
 }
 
 // RemoveBinding removes one of the calling system's bindings.

@@ -1114,7 +1114,10 @@ func (x *WatchSessionResponse) GetSession() *ScanSession {
 type ListBindingsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty: all of the system's bindings.
-	Reference     string `protobuf:"bytes,1,opt,name=reference,proto3" json:"reference,omitempty"` // Next field: 2
+	Reference string `protobuf:"bytes,1,opt,name=reference,proto3" json:"reference,omitempty"`
+	// At most 1000; default 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // Next field: 4
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1156,9 +1159,25 @@ func (x *ListBindingsRequest) GetReference() string {
 	return ""
 }
 
+func (x *ListBindingsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBindingsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListBindingsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Bindings      []*Binding             `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"` // Next field: 2
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Bindings []*Binding             `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // Next field: 3
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1198,6 +1217,13 @@ func (x *ListBindingsResponse) GetBindings() []*Binding {
 		return x.Bindings
 	}
 	return nil
+}
+
+func (x *ListBindingsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type RemoveBindingRequest struct {
@@ -2371,11 +2397,15 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"F\n" +
 	"\x14WatchSessionResponse\x12.\n" +
-	"\asession\x18\x01 \x01(\v2\x14.hufu.v1.ScanSessionR\asession\"3\n" +
+	"\asession\x18\x01 \x01(\v2\x14.hufu.v1.ScanSessionR\asession\"o\n" +
 	"\x13ListBindingsRequest\x12\x1c\n" +
-	"\treference\x18\x01 \x01(\tR\treference\"D\n" +
+	"\treference\x18\x01 \x01(\tR\treference\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"l\n" +
 	"\x14ListBindingsResponse\x12,\n" +
-	"\bbindings\x18\x01 \x03(\v2\x10.hufu.v1.BindingR\bbindings\"5\n" +
+	"\bbindings\x18\x01 \x03(\v2\x10.hufu.v1.BindingR\bbindings\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"5\n" +
 	"\x14RemoveBindingRequest\x12\x1d\n" +
 	"\n" +
 	"binding_id\x18\x01 \x01(\tR\tbindingId\"\x17\n" +

@@ -258,6 +258,12 @@ func TestScanSessions(t *testing.T) {
 		t.Fatalf("resolve: %v %v", resolved, err)
 	}
 
+	// The person sees the binding too.
+	mine, err := phoneScan.ListMyBindings(bg, &hufuv1.ListMyBindingsRequest{})
+	if err != nil || len(mine.Bindings) != 1 || mine.Bindings[0].System != devpki.CLIClientName || mine.Bindings[0].Reference != "unit-42" {
+		t.Fatalf("the person's bindings: %v %v", mine, err)
+	}
+
 	// LOGIN with the bound certificate: the assertion carries the binding.
 	login = create(&hufuv1.CreateSessionRequest{RequestId: "login-01", Kind: hufuv1.SessionKind_SESSION_KIND_LOGIN, PlatformId: "demo"})
 	done = answerChallenge(login)
@@ -361,6 +367,13 @@ func TestScanSessions(t *testing.T) {
 	if _, err := smx509.ParseCertificate(got.Session.Result.Certificate); err != nil {
 		t.Fatal(err)
 	}
+
+	// The person removes the binding: the system can no longer log them in with it.
+	if _, err := phoneScan.RemoveMyBinding(bg, &hufuv1.RemoveMyBindingRequest{System: devpki.CLIClientName, BindingId: mine.Bindings[0].Id}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rp.ResolveCertificate(bg, &hufuv1.ResolveCertificateRequest{CertificateSerial: serial})
+	wantCode(t, err, codes.NotFound, "")
 
 	// An expired code cannot be scanned.
 	late := create(&hufuv1.CreateSessionRequest{RequestId: "login-late", Kind: hufuv1.SessionKind_SESSION_KIND_LOGIN, PlatformId: "demo", TtlSeconds: 30})

@@ -190,6 +190,27 @@ func (v phoneServer) Decline(ctx context.Context, req *hufuv1.DeclineRequest) (*
 	return &hufuv1.DeclineResponse{}, nil
 }
 
+func (v phoneServer) ListMyBindings(ctx context.Context, _ *hufuv1.ListMyBindingsRequest) (*hufuv1.ListMyBindingsResponse, error) {
+	bs, err := v.s.MyBindings(ctx, authn.CallerFrom(ctx))
+	if err != nil {
+		return nil, err
+	}
+	out := &hufuv1.ListMyBindingsResponse{}
+	for _, b := range bs {
+		pb := bindingPB(b)
+		pb.System = b.System
+		out.Bindings = append(out.Bindings, pb)
+	}
+	return out, nil
+}
+
+func (v phoneServer) RemoveMyBinding(ctx context.Context, req *hufuv1.RemoveMyBindingRequest) (*hufuv1.RemoveMyBindingResponse, error) {
+	if err := v.s.RemoveMyBinding(ctx, authn.CallerFrom(ctx), req.GetSystem(), req.GetBindingId()); err != nil {
+		return nil, err
+	}
+	return &hufuv1.RemoveMyBindingResponse{}, nil
+}
+
 func (v phoneServer) GetQrKey(context.Context, *hufuv1.GetQrKeyRequest) (*hufuv1.GetQrKeyResponse, error) {
 	pem, err := v.s.ScanKeyPEM()
 	if err != nil {

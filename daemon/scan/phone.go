@@ -468,6 +468,9 @@ func (s *Service) bind(tx *store.Tx, caller authn.Caller, ss *storepb.ScanSessio
 	if err := tx.AddIndex(indexRef, systemValue(b.System, b.Reference), k); err != nil {
 		return nil, err
 	}
+	if err := tx.AddIndex(indexUser, b.UserId, k); err != nil {
+		return nil, err
+	}
 	if err := bindings.Put(tx, bindingID(b.System, b.Id), b); err != nil {
 		return nil, err
 	}
@@ -566,4 +569,41 @@ func (s *Service) Decline(ctx context.Context, caller authn.Caller, id, reason s
 		return nil, nil
 	})
 	return err
+}
+
+// MyBindings lists the bindings of the caller's certificates to business systems.
+func (s *Service) MyBindings(ctx context.Context, caller authn.Caller) ([]*storepb.ScanBinding, error) {
+	ks, _, err := s.deps.Store.ListIndex(ctx, indexUser, caller.UserID, store.ListOptions{Limit: store.MaxListLimit})
+	if err != nil {
+		return nil, err
+	}
+	var out []*storepb.ScanBinding
+	for _, k := range ks {
+		b, err := bindings.Read(ctx, s.deps.Store, bindings.ID(k))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// RemoveMyBinding removes a binding of one of the caller's certificates.
+func (s *Service) RemoveMyBinding(ctx context.Context, caller authn.Caller, system, id string) error {
+	if !sessionIDRE.MatchString(id) || store.ValidPart(system) != nil {
+		return apierr.New(apierr.NotFound, "no binding %q", id)
+	}
+	return s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		b, err := bindings.Get(tx, bindingID(system, id))
+		if errors.Is(err, store.ErrNotFound) || (err == nil && b.UserId != caller.UserID) {
+			return apierr.New(apierr.NotFound, "no binding %q", id)
+		}
+		if err != nil {
+			return err
+		}
+		return removeBinding(tx, caller, b)
+	})
 }

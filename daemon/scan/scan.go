@@ -40,6 +40,7 @@
 //	x/scan-request/<n>:<system>.<request>  -> the session a request made (unique)
 //	x/scan-cert/<n>:<system>.<serial>      -> the binding of a certificate (unique)
 //	x/scan-ref/<n>:<system>.<reference>/<binding key>
+//	x/scan-user/<user id>/<binding key>    the bindings of a person's certificates
 //
 // (<n> is the length of the system's name, so that one system's values never read as
 // another's.)
@@ -191,6 +192,7 @@ const (
 	indexRequest = "scan-request"
 	indexCert    = "scan-cert"
 	indexRef     = "scan-ref"
+	indexUser    = "scan-user"
 
 	// keep is how long a session's result stays readable after its expiry.
 	keep = 24 * time.Hour

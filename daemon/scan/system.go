@@ -318,6 +318,9 @@ func removeBinding(tx *store.Tx, caller authn.Caller, b *storepb.ScanBinding) er
 	if err := tx.RemoveIndex(indexRef, systemValue(b.System, b.Reference), k); err != nil {
 		return err
 	}
+	if err := tx.RemoveIndex(indexUser, b.UserId, k); err != nil {
+		return err
+	}
 	return tx.Audit(store.Event{Actor: caller.Actor(), Action: "scan.binding.remove", Subject: k, Outcome: store.OutcomeOK,
 		Details: map[string]string{"system": b.System, "serial": b.CertificateSerial}})
 }

@@ -851,14 +851,16 @@ func (x *SealAppearance) GetImage() []byte {
 }
 
 type Binding struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Reference         string                 `protobuf:"bytes,2,opt,name=reference,proto3" json:"reference,omitempty"`
-	PlatformId        string                 `protobuf:"bytes,3,opt,name=platform_id,json=platformId,proto3" json:"platform_id,omitempty"`
-	CertificateSerial string                 `protobuf:"bytes,4,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The business system (its registered name); shown to the person, not to the system.
+	System            string `protobuf:"bytes,7,opt,name=system,proto3" json:"system,omitempty"`
+	Reference         string `protobuf:"bytes,2,opt,name=reference,proto3" json:"reference,omitempty"`
+	PlatformId        string `protobuf:"bytes,3,opt,name=platform_id,json=platformId,proto3" json:"platform_id,omitempty"`
+	CertificateSerial string `protobuf:"bytes,4,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
 	// The enterprise (USCC) for an enterprise certificate.
 	Uscc          string                 `protobuf:"bytes,5,opt,name=uscc,proto3" json:"uscc,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"` // Next field: 7
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"` // Next field: 8
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -900,6 +902,13 @@ func (x *Binding) GetId() string {
 	return ""
 }
 
+func (x *Binding) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
 func (x *Binding) GetReference() string {
 	if x != nil {
 		return x.Reference
@@ -935,6 +944,174 @@ func (x *Binding) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type ListMyBindingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyBindingsRequest) Reset() {
+	*x = ListMyBindingsRequest{}
+	mi := &file_hufu_v1_scan_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyBindingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyBindingsRequest) ProtoMessage() {}
+
+func (x *ListMyBindingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_scan_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyBindingsRequest.ProtoReflect.Descriptor instead.
+func (*ListMyBindingsRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{9}
+}
+
+type ListMyBindingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Bindings      []*Binding             `protobuf:"bytes,1,rep,name=bindings,proto3" json:"bindings,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyBindingsResponse) Reset() {
+	*x = ListMyBindingsResponse{}
+	mi := &file_hufu_v1_scan_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyBindingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyBindingsResponse) ProtoMessage() {}
+
+func (x *ListMyBindingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_scan_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyBindingsResponse.ProtoReflect.Descriptor instead.
+func (*ListMyBindingsResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListMyBindingsResponse) GetBindings() []*Binding {
+	if x != nil {
+		return x.Bindings
+	}
+	return nil
+}
+
+type RemoveMyBindingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	System        string                 `protobuf:"bytes,1,opt,name=system,proto3" json:"system,omitempty"`
+	BindingId     string                 `protobuf:"bytes,2,opt,name=binding_id,json=bindingId,proto3" json:"binding_id,omitempty"` // Next field: 3
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMyBindingRequest) Reset() {
+	*x = RemoveMyBindingRequest{}
+	mi := &file_hufu_v1_scan_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMyBindingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMyBindingRequest) ProtoMessage() {}
+
+func (x *RemoveMyBindingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_scan_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMyBindingRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMyBindingRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RemoveMyBindingRequest) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
+func (x *RemoveMyBindingRequest) GetBindingId() string {
+	if x != nil {
+		return x.BindingId
+	}
+	return ""
+}
+
+type RemoveMyBindingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMyBindingResponse) Reset() {
+	*x = RemoveMyBindingResponse{}
+	mi := &file_hufu_v1_scan_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMyBindingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMyBindingResponse) ProtoMessage() {}
+
+func (x *RemoveMyBindingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_scan_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMyBindingResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMyBindingResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{12}
+}
+
 type GetSessionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"` // Next field: 2
@@ -944,7 +1121,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[9]
+	mi := &file_hufu_v1_scan_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1133,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[9]
+	mi := &file_hufu_v1_scan_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1146,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{9}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetSessionRequest) GetSessionId() string {
@@ -988,7 +1165,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[10]
+	mi := &file_hufu_v1_scan_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1177,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[10]
+	mi := &file_hufu_v1_scan_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1190,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{10}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSessionResponse) GetSession() *ScanSession {
@@ -1032,7 +1209,7 @@ type WatchSessionRequest struct {
 
 func (x *WatchSessionRequest) Reset() {
 	*x = WatchSessionRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[11]
+	mi := &file_hufu_v1_scan_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1221,7 @@ func (x *WatchSessionRequest) String() string {
 func (*WatchSessionRequest) ProtoMessage() {}
 
 func (x *WatchSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[11]
+	mi := &file_hufu_v1_scan_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1234,7 @@ func (x *WatchSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionRequest.ProtoReflect.Descriptor instead.
 func (*WatchSessionRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{11}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchSessionRequest) GetSessionId() string {
@@ -1076,7 +1253,7 @@ type WatchSessionResponse struct {
 
 func (x *WatchSessionResponse) Reset() {
 	*x = WatchSessionResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[12]
+	mi := &file_hufu_v1_scan_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1265,7 @@ func (x *WatchSessionResponse) String() string {
 func (*WatchSessionResponse) ProtoMessage() {}
 
 func (x *WatchSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[12]
+	mi := &file_hufu_v1_scan_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1278,7 @@ func (x *WatchSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSessionResponse.ProtoReflect.Descriptor instead.
 func (*WatchSessionResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{12}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchSessionResponse) GetSession() *ScanSession {
@@ -1124,7 +1301,7 @@ type ListBindingsRequest struct {
 
 func (x *ListBindingsRequest) Reset() {
 	*x = ListBindingsRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[13]
+	mi := &file_hufu_v1_scan_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1313,7 @@ func (x *ListBindingsRequest) String() string {
 func (*ListBindingsRequest) ProtoMessage() {}
 
 func (x *ListBindingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[13]
+	mi := &file_hufu_v1_scan_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1326,7 @@ func (x *ListBindingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBindingsRequest.ProtoReflect.Descriptor instead.
 func (*ListBindingsRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{13}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListBindingsRequest) GetReference() string {
@@ -1184,7 +1361,7 @@ type ListBindingsResponse struct {
 
 func (x *ListBindingsResponse) Reset() {
 	*x = ListBindingsResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[14]
+	mi := &file_hufu_v1_scan_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1373,7 @@ func (x *ListBindingsResponse) String() string {
 func (*ListBindingsResponse) ProtoMessage() {}
 
 func (x *ListBindingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[14]
+	mi := &file_hufu_v1_scan_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1386,7 @@ func (x *ListBindingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBindingsResponse.ProtoReflect.Descriptor instead.
 func (*ListBindingsResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{14}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListBindingsResponse) GetBindings() []*Binding {
@@ -1235,7 +1412,7 @@ type RemoveBindingRequest struct {
 
 func (x *RemoveBindingRequest) Reset() {
 	*x = RemoveBindingRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[15]
+	mi := &file_hufu_v1_scan_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1424,7 @@ func (x *RemoveBindingRequest) String() string {
 func (*RemoveBindingRequest) ProtoMessage() {}
 
 func (x *RemoveBindingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[15]
+	mi := &file_hufu_v1_scan_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1437,7 @@ func (x *RemoveBindingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveBindingRequest.ProtoReflect.Descriptor instead.
 func (*RemoveBindingRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{15}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemoveBindingRequest) GetBindingId() string {
@@ -1278,7 +1455,7 @@ type RemoveBindingResponse struct {
 
 func (x *RemoveBindingResponse) Reset() {
 	*x = RemoveBindingResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[16]
+	mi := &file_hufu_v1_scan_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1467,7 @@ func (x *RemoveBindingResponse) String() string {
 func (*RemoveBindingResponse) ProtoMessage() {}
 
 func (x *RemoveBindingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[16]
+	mi := &file_hufu_v1_scan_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1480,7 @@ func (x *RemoveBindingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveBindingResponse.ProtoReflect.Descriptor instead.
 func (*RemoveBindingResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{16}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{20}
 }
 
 type ResolveCertificateRequest struct {
@@ -1315,7 +1492,7 @@ type ResolveCertificateRequest struct {
 
 func (x *ResolveCertificateRequest) Reset() {
 	*x = ResolveCertificateRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[17]
+	mi := &file_hufu_v1_scan_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1504,7 @@ func (x *ResolveCertificateRequest) String() string {
 func (*ResolveCertificateRequest) ProtoMessage() {}
 
 func (x *ResolveCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[17]
+	mi := &file_hufu_v1_scan_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1517,7 @@ func (x *ResolveCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveCertificateRequest.ProtoReflect.Descriptor instead.
 func (*ResolveCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{17}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResolveCertificateRequest) GetCertificateSerial() string {
@@ -1359,7 +1536,7 @@ type ResolveCertificateResponse struct {
 
 func (x *ResolveCertificateResponse) Reset() {
 	*x = ResolveCertificateResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[18]
+	mi := &file_hufu_v1_scan_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1548,7 @@ func (x *ResolveCertificateResponse) String() string {
 func (*ResolveCertificateResponse) ProtoMessage() {}
 
 func (x *ResolveCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[18]
+	mi := &file_hufu_v1_scan_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1561,7 @@ func (x *ResolveCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveCertificateResponse.ProtoReflect.Descriptor instead.
 func (*ResolveCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{18}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResolveCertificateResponse) GetBinding() *Binding {
@@ -1402,7 +1579,7 @@ type GetScanKeyRequest struct {
 
 func (x *GetScanKeyRequest) Reset() {
 	*x = GetScanKeyRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[19]
+	mi := &file_hufu_v1_scan_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1591,7 @@ func (x *GetScanKeyRequest) String() string {
 func (*GetScanKeyRequest) ProtoMessage() {}
 
 func (x *GetScanKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[19]
+	mi := &file_hufu_v1_scan_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1604,7 @@ func (x *GetScanKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScanKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetScanKeyRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{19}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{23}
 }
 
 type GetScanKeyResponse struct {
@@ -1440,7 +1617,7 @@ type GetScanKeyResponse struct {
 
 func (x *GetScanKeyResponse) Reset() {
 	*x = GetScanKeyResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[20]
+	mi := &file_hufu_v1_scan_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1629,7 @@ func (x *GetScanKeyResponse) String() string {
 func (*GetScanKeyResponse) ProtoMessage() {}
 
 func (x *GetScanKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[20]
+	mi := &file_hufu_v1_scan_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1642,7 @@ func (x *GetScanKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScanKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetScanKeyResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{20}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetScanKeyResponse) GetPublicKeyPem() string {
@@ -1483,7 +1660,7 @@ type GetQrKeyRequest struct {
 
 func (x *GetQrKeyRequest) Reset() {
 	*x = GetQrKeyRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[21]
+	mi := &file_hufu_v1_scan_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1672,7 @@ func (x *GetQrKeyRequest) String() string {
 func (*GetQrKeyRequest) ProtoMessage() {}
 
 func (x *GetQrKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[21]
+	mi := &file_hufu_v1_scan_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1685,7 @@ func (x *GetQrKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQrKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetQrKeyRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{21}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{25}
 }
 
 type GetQrKeyResponse struct {
@@ -1521,7 +1698,7 @@ type GetQrKeyResponse struct {
 
 func (x *GetQrKeyResponse) Reset() {
 	*x = GetQrKeyResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[22]
+	mi := &file_hufu_v1_scan_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1710,7 @@ func (x *GetQrKeyResponse) String() string {
 func (*GetQrKeyResponse) ProtoMessage() {}
 
 func (x *GetQrKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[22]
+	mi := &file_hufu_v1_scan_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1723,7 @@ func (x *GetQrKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQrKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetQrKeyResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{22}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetQrKeyResponse) GetPublicKeyPem() string {
@@ -1565,7 +1742,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[23]
+	mi := &file_hufu_v1_scan_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1754,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[23]
+	mi := &file_hufu_v1_scan_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1767,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{23}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ScanRequest) GetQrPayload() string {
@@ -1617,7 +1794,7 @@ type Candidate struct {
 
 func (x *Candidate) Reset() {
 	*x = Candidate{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[24]
+	mi := &file_hufu_v1_scan_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1806,7 @@ func (x *Candidate) String() string {
 func (*Candidate) ProtoMessage() {}
 
 func (x *Candidate) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[24]
+	mi := &file_hufu_v1_scan_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1819,7 @@ func (x *Candidate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Candidate.ProtoReflect.Descriptor instead.
 func (*Candidate) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{24}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Candidate) GetSerial() string {
@@ -1700,7 +1877,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[25]
+	mi := &file_hufu_v1_scan_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1889,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[25]
+	mi := &file_hufu_v1_scan_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1902,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{25}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ScanResponse) GetSessionId() string {
@@ -1810,7 +1987,7 @@ type ChooseRequest struct {
 
 func (x *ChooseRequest) Reset() {
 	*x = ChooseRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[26]
+	mi := &file_hufu_v1_scan_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +1999,7 @@ func (x *ChooseRequest) String() string {
 func (*ChooseRequest) ProtoMessage() {}
 
 func (x *ChooseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[26]
+	mi := &file_hufu_v1_scan_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2012,7 @@ func (x *ChooseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChooseRequest.ProtoReflect.Descriptor instead.
 func (*ChooseRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{26}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ChooseRequest) GetSessionId() string {
@@ -1872,7 +2049,7 @@ type ChooseResponse struct {
 
 func (x *ChooseResponse) Reset() {
 	*x = ChooseResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[27]
+	mi := &file_hufu_v1_scan_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2061,7 @@ func (x *ChooseResponse) String() string {
 func (*ChooseResponse) ProtoMessage() {}
 
 func (x *ChooseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[27]
+	mi := &file_hufu_v1_scan_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2074,7 @@ func (x *ChooseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChooseResponse.ProtoReflect.Descriptor instead.
 func (*ChooseResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{27}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ChooseResponse) GetChallenge() []byte {
@@ -1932,7 +2109,7 @@ type CosignRequest struct {
 
 func (x *CosignRequest) Reset() {
 	*x = CosignRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[28]
+	mi := &file_hufu_v1_scan_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2121,7 @@ func (x *CosignRequest) String() string {
 func (*CosignRequest) ProtoMessage() {}
 
 func (x *CosignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[28]
+	mi := &file_hufu_v1_scan_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2134,7 @@ func (x *CosignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignRequest.ProtoReflect.Descriptor instead.
 func (*CosignRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{28}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CosignRequest) GetSessionId() string {
@@ -1991,7 +2168,7 @@ type CosignResponse struct {
 
 func (x *CosignResponse) Reset() {
 	*x = CosignResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[29]
+	mi := &file_hufu_v1_scan_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2180,7 @@ func (x *CosignResponse) String() string {
 func (*CosignResponse) ProtoMessage() {}
 
 func (x *CosignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[29]
+	mi := &file_hufu_v1_scan_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2193,7 @@ func (x *CosignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignResponse.ProtoReflect.Descriptor instead.
 func (*CosignResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{29}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CosignResponse) GetItems() []*BatchItem {
@@ -2044,7 +2221,7 @@ type CompleteRequest struct {
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[30]
+	mi := &file_hufu_v1_scan_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2233,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[30]
+	mi := &file_hufu_v1_scan_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2246,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{30}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CompleteRequest) GetSessionId() string {
@@ -2095,7 +2272,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[31]
+	mi := &file_hufu_v1_scan_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2284,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[31]
+	mi := &file_hufu_v1_scan_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2297,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{31}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CompleteResponse) GetState() SessionState {
@@ -2139,7 +2316,7 @@ type ConsentRequest struct {
 
 func (x *ConsentRequest) Reset() {
 	*x = ConsentRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[32]
+	mi := &file_hufu_v1_scan_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2328,7 @@ func (x *ConsentRequest) String() string {
 func (*ConsentRequest) ProtoMessage() {}
 
 func (x *ConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[32]
+	mi := &file_hufu_v1_scan_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2341,7 @@ func (x *ConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentRequest.ProtoReflect.Descriptor instead.
 func (*ConsentRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{32}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ConsentRequest) GetSessionId() string {
@@ -2183,7 +2360,7 @@ type ConsentResponse struct {
 
 func (x *ConsentResponse) Reset() {
 	*x = ConsentResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[33]
+	mi := &file_hufu_v1_scan_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2372,7 @@ func (x *ConsentResponse) String() string {
 func (*ConsentResponse) ProtoMessage() {}
 
 func (x *ConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[33]
+	mi := &file_hufu_v1_scan_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2385,7 @@ func (x *ConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentResponse.ProtoReflect.Descriptor instead.
 func (*ConsentResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{33}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ConsentResponse) GetState() SessionState {
@@ -2228,7 +2405,7 @@ type DeclineRequest struct {
 
 func (x *DeclineRequest) Reset() {
 	*x = DeclineRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[34]
+	mi := &file_hufu_v1_scan_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2417,7 @@ func (x *DeclineRequest) String() string {
 func (*DeclineRequest) ProtoMessage() {}
 
 func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[34]
+	mi := &file_hufu_v1_scan_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2430,7 @@ func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineRequest.ProtoReflect.Descriptor instead.
 func (*DeclineRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{34}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeclineRequest) GetSessionId() string {
@@ -2278,7 +2455,7 @@ type DeclineResponse struct {
 
 func (x *DeclineResponse) Reset() {
 	*x = DeclineResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[35]
+	mi := &file_hufu_v1_scan_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2467,7 @@ func (x *DeclineResponse) String() string {
 func (*DeclineResponse) ProtoMessage() {}
 
 func (x *DeclineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[35]
+	mi := &file_hufu_v1_scan_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2480,7 @@ func (x *DeclineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineResponse.ProtoReflect.Descriptor instead.
 func (*DeclineResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{35}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{39}
 }
 
 var File_hufu_v1_scan_proto protoreflect.FileDescriptor
@@ -2378,16 +2555,25 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\aseal_id\x18\x01 \x01(\tR\x06sealId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x14\n" +
-	"\x05image\x18\x04 \x01(\fR\x05image\"\xd6\x01\n" +
+	"\x05image\x18\x04 \x01(\fR\x05image\"\xee\x01\n" +
 	"\aBinding\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06system\x18\a \x01(\tR\x06system\x12\x1c\n" +
 	"\treference\x18\x02 \x01(\tR\treference\x12\x1f\n" +
 	"\vplatform_id\x18\x03 \x01(\tR\n" +
 	"platformId\x12-\n" +
 	"\x12certificate_serial\x18\x04 \x01(\tR\x11certificateSerial\x12\x12\n" +
 	"\x04uscc\x18\x05 \x01(\tR\x04uscc\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"2\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x17\n" +
+	"\x15ListMyBindingsRequest\"F\n" +
+	"\x16ListMyBindingsResponse\x12,\n" +
+	"\bbindings\x18\x01 \x03(\v2\x10.hufu.v1.BindingR\bbindings\"O\n" +
+	"\x16RemoveMyBindingRequest\x12\x16\n" +
+	"\x06system\x18\x01 \x01(\tR\x06system\x12\x1d\n" +
+	"\n" +
+	"binding_id\x18\x02 \x01(\tR\tbindingId\"\x19\n" +
+	"\x17RemoveMyBindingResponse\"2\n" +
 	"\x11GetSessionRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"D\n" +
@@ -2507,7 +2693,7 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\rRemoveBinding\x12\x1d.hufu.v1.RemoveBindingRequest\x1a\x1e.hufu.v1.RemoveBindingResponse\x12]\n" +
 	"\x12ResolveCertificate\x12\".hufu.v1.ResolveCertificateRequest\x1a#.hufu.v1.ResolveCertificateResponse\x12E\n" +
 	"\n" +
-	"GetScanKey\x12\x1a.hufu.v1.GetScanKeyRequest\x1a\x1b.hufu.v1.GetScanKeyResponse2\xbb\x03\n" +
+	"GetScanKey\x12\x1a.hufu.v1.GetScanKeyRequest\x1a\x1b.hufu.v1.GetScanKeyResponse2\xe4\x04\n" +
 	"\x10PhoneScanService\x123\n" +
 	"\x04Scan\x12\x14.hufu.v1.ScanRequest\x1a\x15.hufu.v1.ScanResponse\x129\n" +
 	"\x06Choose\x12\x16.hufu.v1.ChooseRequest\x1a\x17.hufu.v1.ChooseResponse\x129\n" +
@@ -2515,7 +2701,9 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\bComplete\x12\x18.hufu.v1.CompleteRequest\x1a\x19.hufu.v1.CompleteResponse\x12<\n" +
 	"\aConsent\x12\x17.hufu.v1.ConsentRequest\x1a\x18.hufu.v1.ConsentResponse\x12<\n" +
 	"\aDecline\x12\x17.hufu.v1.DeclineRequest\x1a\x18.hufu.v1.DeclineResponse\x12?\n" +
-	"\bGetQrKey\x12\x18.hufu.v1.GetQrKeyRequest\x1a\x19.hufu.v1.GetQrKeyResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\bGetQrKey\x12\x18.hufu.v1.GetQrKeyRequest\x1a\x19.hufu.v1.GetQrKeyResponse\x12Q\n" +
+	"\x0eListMyBindings\x12\x1e.hufu.v1.ListMyBindingsRequest\x1a\x1f.hufu.v1.ListMyBindingsResponse\x12T\n" +
+	"\x0fRemoveMyBinding\x12\x1f.hufu.v1.RemoveMyBindingRequest\x1a .hufu.v1.RemoveMyBindingResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_scan_proto_rawDescOnce sync.Once
@@ -2530,7 +2718,7 @@ func file_hufu_v1_scan_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_scan_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hufu_v1_scan_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_hufu_v1_scan_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_hufu_v1_scan_proto_goTypes = []any{
 	(SessionKind)(0),                   // 0: hufu.v1.SessionKind
 	(SessionState)(0),                  // 1: hufu.v1.SessionState
@@ -2543,36 +2731,40 @@ var file_hufu_v1_scan_proto_goTypes = []any{
 	(*SignedDocument)(nil),             // 8: hufu.v1.SignedDocument
 	(*SealAppearance)(nil),             // 9: hufu.v1.SealAppearance
 	(*Binding)(nil),                    // 10: hufu.v1.Binding
-	(*GetSessionRequest)(nil),          // 11: hufu.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),         // 12: hufu.v1.GetSessionResponse
-	(*WatchSessionRequest)(nil),        // 13: hufu.v1.WatchSessionRequest
-	(*WatchSessionResponse)(nil),       // 14: hufu.v1.WatchSessionResponse
-	(*ListBindingsRequest)(nil),        // 15: hufu.v1.ListBindingsRequest
-	(*ListBindingsResponse)(nil),       // 16: hufu.v1.ListBindingsResponse
-	(*RemoveBindingRequest)(nil),       // 17: hufu.v1.RemoveBindingRequest
-	(*RemoveBindingResponse)(nil),      // 18: hufu.v1.RemoveBindingResponse
-	(*ResolveCertificateRequest)(nil),  // 19: hufu.v1.ResolveCertificateRequest
-	(*ResolveCertificateResponse)(nil), // 20: hufu.v1.ResolveCertificateResponse
-	(*GetScanKeyRequest)(nil),          // 21: hufu.v1.GetScanKeyRequest
-	(*GetScanKeyResponse)(nil),         // 22: hufu.v1.GetScanKeyResponse
-	(*GetQrKeyRequest)(nil),            // 23: hufu.v1.GetQrKeyRequest
-	(*GetQrKeyResponse)(nil),           // 24: hufu.v1.GetQrKeyResponse
-	(*ScanRequest)(nil),                // 25: hufu.v1.ScanRequest
-	(*Candidate)(nil),                  // 26: hufu.v1.Candidate
-	(*ScanResponse)(nil),               // 27: hufu.v1.ScanResponse
-	(*ChooseRequest)(nil),              // 28: hufu.v1.ChooseRequest
-	(*ChooseResponse)(nil),             // 29: hufu.v1.ChooseResponse
-	(*CosignRequest)(nil),              // 30: hufu.v1.CosignRequest
-	(*CosignResponse)(nil),             // 31: hufu.v1.CosignResponse
-	(*CompleteRequest)(nil),            // 32: hufu.v1.CompleteRequest
-	(*CompleteResponse)(nil),           // 33: hufu.v1.CompleteResponse
-	(*ConsentRequest)(nil),             // 34: hufu.v1.ConsentRequest
-	(*ConsentResponse)(nil),            // 35: hufu.v1.ConsentResponse
-	(*DeclineRequest)(nil),             // 36: hufu.v1.DeclineRequest
-	(*DeclineResponse)(nil),            // 37: hufu.v1.DeclineResponse
-	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
-	(*Credential)(nil),                 // 39: hufu.v1.Credential
-	(*BatchItem)(nil),                  // 40: hufu.v1.BatchItem
+	(*ListMyBindingsRequest)(nil),      // 11: hufu.v1.ListMyBindingsRequest
+	(*ListMyBindingsResponse)(nil),     // 12: hufu.v1.ListMyBindingsResponse
+	(*RemoveMyBindingRequest)(nil),     // 13: hufu.v1.RemoveMyBindingRequest
+	(*RemoveMyBindingResponse)(nil),    // 14: hufu.v1.RemoveMyBindingResponse
+	(*GetSessionRequest)(nil),          // 15: hufu.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),         // 16: hufu.v1.GetSessionResponse
+	(*WatchSessionRequest)(nil),        // 17: hufu.v1.WatchSessionRequest
+	(*WatchSessionResponse)(nil),       // 18: hufu.v1.WatchSessionResponse
+	(*ListBindingsRequest)(nil),        // 19: hufu.v1.ListBindingsRequest
+	(*ListBindingsResponse)(nil),       // 20: hufu.v1.ListBindingsResponse
+	(*RemoveBindingRequest)(nil),       // 21: hufu.v1.RemoveBindingRequest
+	(*RemoveBindingResponse)(nil),      // 22: hufu.v1.RemoveBindingResponse
+	(*ResolveCertificateRequest)(nil),  // 23: hufu.v1.ResolveCertificateRequest
+	(*ResolveCertificateResponse)(nil), // 24: hufu.v1.ResolveCertificateResponse
+	(*GetScanKeyRequest)(nil),          // 25: hufu.v1.GetScanKeyRequest
+	(*GetScanKeyResponse)(nil),         // 26: hufu.v1.GetScanKeyResponse
+	(*GetQrKeyRequest)(nil),            // 27: hufu.v1.GetQrKeyRequest
+	(*GetQrKeyResponse)(nil),           // 28: hufu.v1.GetQrKeyResponse
+	(*ScanRequest)(nil),                // 29: hufu.v1.ScanRequest
+	(*Candidate)(nil),                  // 30: hufu.v1.Candidate
+	(*ScanResponse)(nil),               // 31: hufu.v1.ScanResponse
+	(*ChooseRequest)(nil),              // 32: hufu.v1.ChooseRequest
+	(*ChooseResponse)(nil),             // 33: hufu.v1.ChooseResponse
+	(*CosignRequest)(nil),              // 34: hufu.v1.CosignRequest
+	(*CosignResponse)(nil),             // 35: hufu.v1.CosignResponse
+	(*CompleteRequest)(nil),            // 36: hufu.v1.CompleteRequest
+	(*CompleteResponse)(nil),           // 37: hufu.v1.CompleteResponse
+	(*ConsentRequest)(nil),             // 38: hufu.v1.ConsentRequest
+	(*ConsentResponse)(nil),            // 39: hufu.v1.ConsentResponse
+	(*DeclineRequest)(nil),             // 40: hufu.v1.DeclineRequest
+	(*DeclineResponse)(nil),            // 41: hufu.v1.DeclineResponse
+	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
+	(*Credential)(nil),                 // 43: hufu.v1.Credential
+	(*BatchItem)(nil),                  // 44: hufu.v1.BatchItem
 }
 var file_hufu_v1_scan_proto_depIdxs = []int32{
 	0,  // 0: hufu.v1.CreateSessionRequest.kind:type_name -> hufu.v1.SessionKind
@@ -2581,60 +2773,65 @@ var file_hufu_v1_scan_proto_depIdxs = []int32{
 	6,  // 3: hufu.v1.CreateSessionResponse.session:type_name -> hufu.v1.ScanSession
 	0,  // 4: hufu.v1.ScanSession.kind:type_name -> hufu.v1.SessionKind
 	1,  // 5: hufu.v1.ScanSession.state:type_name -> hufu.v1.SessionState
-	38, // 6: hufu.v1.ScanSession.created_at:type_name -> google.protobuf.Timestamp
-	38, // 7: hufu.v1.ScanSession.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 6: hufu.v1.ScanSession.created_at:type_name -> google.protobuf.Timestamp
+	42, // 7: hufu.v1.ScanSession.expires_at:type_name -> google.protobuf.Timestamp
 	7,  // 8: hufu.v1.ScanSession.result:type_name -> hufu.v1.SessionResult
 	2,  // 9: hufu.v1.ScanSession.documents:type_name -> hufu.v1.Document
 	10, // 10: hufu.v1.SessionResult.binding:type_name -> hufu.v1.Binding
 	8,  // 11: hufu.v1.SessionResult.signatures:type_name -> hufu.v1.SignedDocument
 	9,  // 12: hufu.v1.SessionResult.seal:type_name -> hufu.v1.SealAppearance
-	38, // 13: hufu.v1.Binding.created_at:type_name -> google.protobuf.Timestamp
-	6,  // 14: hufu.v1.GetSessionResponse.session:type_name -> hufu.v1.ScanSession
-	6,  // 15: hufu.v1.WatchSessionResponse.session:type_name -> hufu.v1.ScanSession
-	10, // 16: hufu.v1.ListBindingsResponse.bindings:type_name -> hufu.v1.Binding
-	10, // 17: hufu.v1.ResolveCertificateResponse.binding:type_name -> hufu.v1.Binding
-	0,  // 18: hufu.v1.ScanResponse.kind:type_name -> hufu.v1.SessionKind
-	2,  // 19: hufu.v1.ScanResponse.documents:type_name -> hufu.v1.Document
-	3,  // 20: hufu.v1.ScanResponse.subject:type_name -> hufu.v1.BindSubject
-	26, // 21: hufu.v1.ScanResponse.candidates:type_name -> hufu.v1.Candidate
-	38, // 22: hufu.v1.ScanResponse.expires_at:type_name -> google.protobuf.Timestamp
-	39, // 23: hufu.v1.CosignRequest.credential:type_name -> hufu.v1.Credential
-	40, // 24: hufu.v1.CosignResponse.items:type_name -> hufu.v1.BatchItem
-	1,  // 25: hufu.v1.CompleteResponse.state:type_name -> hufu.v1.SessionState
-	1,  // 26: hufu.v1.ConsentResponse.state:type_name -> hufu.v1.SessionState
-	4,  // 27: hufu.v1.ScanService.CreateSession:input_type -> hufu.v1.CreateSessionRequest
-	11, // 28: hufu.v1.ScanService.GetSession:input_type -> hufu.v1.GetSessionRequest
-	13, // 29: hufu.v1.ScanService.WatchSession:input_type -> hufu.v1.WatchSessionRequest
-	15, // 30: hufu.v1.ScanService.ListBindings:input_type -> hufu.v1.ListBindingsRequest
-	17, // 31: hufu.v1.ScanService.RemoveBinding:input_type -> hufu.v1.RemoveBindingRequest
-	19, // 32: hufu.v1.ScanService.ResolveCertificate:input_type -> hufu.v1.ResolveCertificateRequest
-	21, // 33: hufu.v1.ScanService.GetScanKey:input_type -> hufu.v1.GetScanKeyRequest
-	25, // 34: hufu.v1.PhoneScanService.Scan:input_type -> hufu.v1.ScanRequest
-	28, // 35: hufu.v1.PhoneScanService.Choose:input_type -> hufu.v1.ChooseRequest
-	30, // 36: hufu.v1.PhoneScanService.Cosign:input_type -> hufu.v1.CosignRequest
-	32, // 37: hufu.v1.PhoneScanService.Complete:input_type -> hufu.v1.CompleteRequest
-	34, // 38: hufu.v1.PhoneScanService.Consent:input_type -> hufu.v1.ConsentRequest
-	36, // 39: hufu.v1.PhoneScanService.Decline:input_type -> hufu.v1.DeclineRequest
-	23, // 40: hufu.v1.PhoneScanService.GetQrKey:input_type -> hufu.v1.GetQrKeyRequest
-	5,  // 41: hufu.v1.ScanService.CreateSession:output_type -> hufu.v1.CreateSessionResponse
-	12, // 42: hufu.v1.ScanService.GetSession:output_type -> hufu.v1.GetSessionResponse
-	14, // 43: hufu.v1.ScanService.WatchSession:output_type -> hufu.v1.WatchSessionResponse
-	16, // 44: hufu.v1.ScanService.ListBindings:output_type -> hufu.v1.ListBindingsResponse
-	18, // 45: hufu.v1.ScanService.RemoveBinding:output_type -> hufu.v1.RemoveBindingResponse
-	20, // 46: hufu.v1.ScanService.ResolveCertificate:output_type -> hufu.v1.ResolveCertificateResponse
-	22, // 47: hufu.v1.ScanService.GetScanKey:output_type -> hufu.v1.GetScanKeyResponse
-	27, // 48: hufu.v1.PhoneScanService.Scan:output_type -> hufu.v1.ScanResponse
-	29, // 49: hufu.v1.PhoneScanService.Choose:output_type -> hufu.v1.ChooseResponse
-	31, // 50: hufu.v1.PhoneScanService.Cosign:output_type -> hufu.v1.CosignResponse
-	33, // 51: hufu.v1.PhoneScanService.Complete:output_type -> hufu.v1.CompleteResponse
-	35, // 52: hufu.v1.PhoneScanService.Consent:output_type -> hufu.v1.ConsentResponse
-	37, // 53: hufu.v1.PhoneScanService.Decline:output_type -> hufu.v1.DeclineResponse
-	24, // 54: hufu.v1.PhoneScanService.GetQrKey:output_type -> hufu.v1.GetQrKeyResponse
-	41, // [41:55] is the sub-list for method output_type
-	27, // [27:41] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	42, // 13: hufu.v1.Binding.created_at:type_name -> google.protobuf.Timestamp
+	10, // 14: hufu.v1.ListMyBindingsResponse.bindings:type_name -> hufu.v1.Binding
+	6,  // 15: hufu.v1.GetSessionResponse.session:type_name -> hufu.v1.ScanSession
+	6,  // 16: hufu.v1.WatchSessionResponse.session:type_name -> hufu.v1.ScanSession
+	10, // 17: hufu.v1.ListBindingsResponse.bindings:type_name -> hufu.v1.Binding
+	10, // 18: hufu.v1.ResolveCertificateResponse.binding:type_name -> hufu.v1.Binding
+	0,  // 19: hufu.v1.ScanResponse.kind:type_name -> hufu.v1.SessionKind
+	2,  // 20: hufu.v1.ScanResponse.documents:type_name -> hufu.v1.Document
+	3,  // 21: hufu.v1.ScanResponse.subject:type_name -> hufu.v1.BindSubject
+	30, // 22: hufu.v1.ScanResponse.candidates:type_name -> hufu.v1.Candidate
+	42, // 23: hufu.v1.ScanResponse.expires_at:type_name -> google.protobuf.Timestamp
+	43, // 24: hufu.v1.CosignRequest.credential:type_name -> hufu.v1.Credential
+	44, // 25: hufu.v1.CosignResponse.items:type_name -> hufu.v1.BatchItem
+	1,  // 26: hufu.v1.CompleteResponse.state:type_name -> hufu.v1.SessionState
+	1,  // 27: hufu.v1.ConsentResponse.state:type_name -> hufu.v1.SessionState
+	4,  // 28: hufu.v1.ScanService.CreateSession:input_type -> hufu.v1.CreateSessionRequest
+	15, // 29: hufu.v1.ScanService.GetSession:input_type -> hufu.v1.GetSessionRequest
+	17, // 30: hufu.v1.ScanService.WatchSession:input_type -> hufu.v1.WatchSessionRequest
+	19, // 31: hufu.v1.ScanService.ListBindings:input_type -> hufu.v1.ListBindingsRequest
+	21, // 32: hufu.v1.ScanService.RemoveBinding:input_type -> hufu.v1.RemoveBindingRequest
+	23, // 33: hufu.v1.ScanService.ResolveCertificate:input_type -> hufu.v1.ResolveCertificateRequest
+	25, // 34: hufu.v1.ScanService.GetScanKey:input_type -> hufu.v1.GetScanKeyRequest
+	29, // 35: hufu.v1.PhoneScanService.Scan:input_type -> hufu.v1.ScanRequest
+	32, // 36: hufu.v1.PhoneScanService.Choose:input_type -> hufu.v1.ChooseRequest
+	34, // 37: hufu.v1.PhoneScanService.Cosign:input_type -> hufu.v1.CosignRequest
+	36, // 38: hufu.v1.PhoneScanService.Complete:input_type -> hufu.v1.CompleteRequest
+	38, // 39: hufu.v1.PhoneScanService.Consent:input_type -> hufu.v1.ConsentRequest
+	40, // 40: hufu.v1.PhoneScanService.Decline:input_type -> hufu.v1.DeclineRequest
+	27, // 41: hufu.v1.PhoneScanService.GetQrKey:input_type -> hufu.v1.GetQrKeyRequest
+	11, // 42: hufu.v1.PhoneScanService.ListMyBindings:input_type -> hufu.v1.ListMyBindingsRequest
+	13, // 43: hufu.v1.PhoneScanService.RemoveMyBinding:input_type -> hufu.v1.RemoveMyBindingRequest
+	5,  // 44: hufu.v1.ScanService.CreateSession:output_type -> hufu.v1.CreateSessionResponse
+	16, // 45: hufu.v1.ScanService.GetSession:output_type -> hufu.v1.GetSessionResponse
+	18, // 46: hufu.v1.ScanService.WatchSession:output_type -> hufu.v1.WatchSessionResponse
+	20, // 47: hufu.v1.ScanService.ListBindings:output_type -> hufu.v1.ListBindingsResponse
+	22, // 48: hufu.v1.ScanService.RemoveBinding:output_type -> hufu.v1.RemoveBindingResponse
+	24, // 49: hufu.v1.ScanService.ResolveCertificate:output_type -> hufu.v1.ResolveCertificateResponse
+	26, // 50: hufu.v1.ScanService.GetScanKey:output_type -> hufu.v1.GetScanKeyResponse
+	31, // 51: hufu.v1.PhoneScanService.Scan:output_type -> hufu.v1.ScanResponse
+	33, // 52: hufu.v1.PhoneScanService.Choose:output_type -> hufu.v1.ChooseResponse
+	35, // 53: hufu.v1.PhoneScanService.Cosign:output_type -> hufu.v1.CosignResponse
+	37, // 54: hufu.v1.PhoneScanService.Complete:output_type -> hufu.v1.CompleteResponse
+	39, // 55: hufu.v1.PhoneScanService.Consent:output_type -> hufu.v1.ConsentResponse
+	41, // 56: hufu.v1.PhoneScanService.Decline:output_type -> hufu.v1.DeclineResponse
+	28, // 57: hufu.v1.PhoneScanService.GetQrKey:output_type -> hufu.v1.GetQrKeyResponse
+	12, // 58: hufu.v1.PhoneScanService.ListMyBindings:output_type -> hufu.v1.ListMyBindingsResponse
+	14, // 59: hufu.v1.PhoneScanService.RemoveMyBinding:output_type -> hufu.v1.RemoveMyBindingResponse
+	44, // [44:60] is the sub-list for method output_type
+	28, // [28:44] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_scan_proto_init() }
@@ -2649,7 +2846,7 @@ func file_hufu_v1_scan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_scan_proto_rawDesc), len(file_hufu_v1_scan_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -375,13 +375,15 @@ var ScanService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	PhoneScanService_Scan_FullMethodName     = "/hufu.v1.PhoneScanService/Scan"
-	PhoneScanService_Choose_FullMethodName   = "/hufu.v1.PhoneScanService/Choose"
-	PhoneScanService_Cosign_FullMethodName   = "/hufu.v1.PhoneScanService/Cosign"
-	PhoneScanService_Complete_FullMethodName = "/hufu.v1.PhoneScanService/Complete"
-	PhoneScanService_Consent_FullMethodName  = "/hufu.v1.PhoneScanService/Consent"
-	PhoneScanService_Decline_FullMethodName  = "/hufu.v1.PhoneScanService/Decline"
-	PhoneScanService_GetQrKey_FullMethodName = "/hufu.v1.PhoneScanService/GetQrKey"
+	PhoneScanService_Scan_FullMethodName            = "/hufu.v1.PhoneScanService/Scan"
+	PhoneScanService_Choose_FullMethodName          = "/hufu.v1.PhoneScanService/Choose"
+	PhoneScanService_Cosign_FullMethodName          = "/hufu.v1.PhoneScanService/Cosign"
+	PhoneScanService_Complete_FullMethodName        = "/hufu.v1.PhoneScanService/Complete"
+	PhoneScanService_Consent_FullMethodName         = "/hufu.v1.PhoneScanService/Consent"
+	PhoneScanService_Decline_FullMethodName         = "/hufu.v1.PhoneScanService/Decline"
+	PhoneScanService_GetQrKey_FullMethodName        = "/hufu.v1.PhoneScanService/GetQrKey"
+	PhoneScanService_ListMyBindings_FullMethodName  = "/hufu.v1.PhoneScanService/ListMyBindings"
+	PhoneScanService_RemoveMyBinding_FullMethodName = "/hufu.v1.PhoneScanService/RemoveMyBinding"
 )
 
 // PhoneScanServiceClient is the client API for PhoneScanService service.
@@ -412,6 +414,10 @@ type PhoneScanServiceClient interface {
 	Decline(ctx context.Context, in *DeclineRequest, opts ...grpc.CallOption) (*DeclineResponse, error)
 	// GetQrKey returns the public key that signs QR payloads, for the phone to pin.
 	GetQrKey(ctx context.Context, in *GetQrKeyRequest, opts ...grpc.CallOption) (*GetQrKeyResponse, error)
+	// ListMyBindings lists the bindings of the caller's certificates to business systems;
+	// RemoveMyBinding removes one (the system can no longer log the person in with it).
+	ListMyBindings(ctx context.Context, in *ListMyBindingsRequest, opts ...grpc.CallOption) (*ListMyBindingsResponse, error)
+	RemoveMyBinding(ctx context.Context, in *RemoveMyBindingRequest, opts ...grpc.CallOption) (*RemoveMyBindingResponse, error)
 }
 
 type phoneScanServiceClient struct {
@@ -492,6 +498,26 @@ func (c *phoneScanServiceClient) GetQrKey(ctx context.Context, in *GetQrKeyReque
 	return out, nil
 }
 
+func (c *phoneScanServiceClient) ListMyBindings(ctx context.Context, in *ListMyBindingsRequest, opts ...grpc.CallOption) (*ListMyBindingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMyBindingsResponse)
+	err := c.cc.Invoke(ctx, PhoneScanService_ListMyBindings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *phoneScanServiceClient) RemoveMyBinding(ctx context.Context, in *RemoveMyBindingRequest, opts ...grpc.CallOption) (*RemoveMyBindingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveMyBindingResponse)
+	err := c.cc.Invoke(ctx, PhoneScanService_RemoveMyBinding_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PhoneScanServiceServer is the server API for PhoneScanService service.
 // All implementations must embed UnimplementedPhoneScanServiceServer
 // for forward compatibility.
@@ -520,6 +546,10 @@ type PhoneScanServiceServer interface {
 	Decline(context.Context, *DeclineRequest) (*DeclineResponse, error)
 	// GetQrKey returns the public key that signs QR payloads, for the phone to pin.
 	GetQrKey(context.Context, *GetQrKeyRequest) (*GetQrKeyResponse, error)
+	// ListMyBindings lists the bindings of the caller's certificates to business systems;
+	// RemoveMyBinding removes one (the system can no longer log the person in with it).
+	ListMyBindings(context.Context, *ListMyBindingsRequest) (*ListMyBindingsResponse, error)
+	RemoveMyBinding(context.Context, *RemoveMyBindingRequest) (*RemoveMyBindingResponse, error)
 	mustEmbedUnimplementedPhoneScanServiceServer()
 }
 
@@ -550,6 +580,12 @@ func (UnimplementedPhoneScanServiceServer) Decline(context.Context, *DeclineRequ
 }
 func (UnimplementedPhoneScanServiceServer) GetQrKey(context.Context, *GetQrKeyRequest) (*GetQrKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetQrKey not implemented")
+}
+func (UnimplementedPhoneScanServiceServer) ListMyBindings(context.Context, *ListMyBindingsRequest) (*ListMyBindingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMyBindings not implemented")
+}
+func (UnimplementedPhoneScanServiceServer) RemoveMyBinding(context.Context, *RemoveMyBindingRequest) (*RemoveMyBindingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveMyBinding not implemented")
 }
 func (UnimplementedPhoneScanServiceServer) mustEmbedUnimplementedPhoneScanServiceServer() {}
 func (UnimplementedPhoneScanServiceServer) testEmbeddedByValue()                          {}
@@ -698,6 +734,42 @@ func _PhoneScanService_GetQrKey_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PhoneScanService_ListMyBindings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMyBindingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PhoneScanServiceServer).ListMyBindings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PhoneScanService_ListMyBindings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PhoneScanServiceServer).ListMyBindings(ctx, req.(*ListMyBindingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PhoneScanService_RemoveMyBinding_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveMyBindingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PhoneScanServiceServer).RemoveMyBinding(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PhoneScanService_RemoveMyBinding_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PhoneScanServiceServer).RemoveMyBinding(ctx, req.(*RemoveMyBindingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PhoneScanService_ServiceDesc is the grpc.ServiceDesc for PhoneScanService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -732,6 +804,14 @@ var PhoneScanService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetQrKey",
 			Handler:    _PhoneScanService_GetQrKey_Handler,
+		},
+		{
+			MethodName: "ListMyBindings",
+			Handler:    _PhoneScanService_ListMyBindings_Handler,
+		},
+		{
+			MethodName: "RemoveMyBinding",
+			Handler:    _PhoneScanService_RemoveMyBinding_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

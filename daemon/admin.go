@@ -99,6 +99,7 @@ func (d *Daemon) buildAdmin() error {
 			{Name: "keys", RewrapAll: d.keys.RewrapAll, CountStale: d.keys.CountStaleBlobs},
 			{Name: "accounts", RewrapAll: d.accounts.RewrapAll, CountStale: d.accounts.CountStaleBlobs},
 			{Name: "enterprises", RewrapAll: d.enterprises.RewrapAll, CountStale: d.enterprises.CountStaleBlobs},
+			{Name: "scan", RewrapAll: d.scan.RewrapAll, CountStale: d.scan.CountStaleBlobs},
 			{Name: "ca", RewrapAll: func(ctx context.Context, actor string, stale func([]byte) bool, rewrap func(context.Context, []byte, []byte) ([]byte, error), progress func(int, int)) (int, error) {
 				return ca.RewrapAll(ctx, st, actor, stale, rewrap, progress)
 			}, CountStale: func(ctx context.Context, stale func([]byte) bool) (int, error) {

@@ -30,6 +30,7 @@ import (
 	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"google.golang.org/grpc/codes"
 )
 
@@ -697,6 +698,7 @@ func TestEnterpriseKEKRotation(t *testing.T) {
 	}
 	a := certAppliance(t, func(c *config.Config) {
 		c.Admin.Tokens = []config.AdminToken{{Name: "sam", Role: string(admin.SecurityOfficer), SHA256: hash}}
+		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.ScanService"}}}
 	})
 	call := func(method, path string) (int, []byte) {
 		t.Helper()
@@ -716,6 +718,11 @@ func TestEnterpriseKEKRotation(t *testing.T) {
 	if _, err := other.claim(usccB, "北京竞速建设有限公司", "claim-rot-2"); err != nil { // stays in review
 		t.Fatal(err)
 	}
+	// A BIND session waiting for its scan keeps the person's ID number wrapped.
+	if _, err := a.rp().CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "bind-rot-1", Kind: hufuv1.SessionKind_SESSION_KIND_BIND,
+		PlatformId: "demo", Reference: "unit-1", Subject: &hufuv1.BindSubject{PersonName: "张三", IdNumber: "11010519491231002X"}}); err != nil {
+		t.Fatal(err)
+	}
 	if code, body := call("POST", "/kek/rotate"); code != http.StatusAccepted {
 		t.Fatalf("rotate: %d %s", code, body)
 	}
@@ -731,6 +738,9 @@ func TestEnterpriseKEKRotation(t *testing.T) {
 	}
 	if p := st.Progress["enterprises"]; st.State != admin.StateRewrapped || p == nil || p.Rewrapped != 2 {
 		t.Fatalf("rotation %q (%s), enterprises progress %+v: want the enterprise and the claim rewrapped", st.State, st.Error, st.Progress["enterprises"])
+	}
+	if p := st.Progress["scan"]; p == nil || p.Rewrapped != 1 {
+		t.Fatalf("scan progress %+v: want the waiting BIND session's ID number rewrapped", p)
 	}
 	if code, body := call("POST", "/kek/finish"); code != http.StatusOK {
 		t.Fatalf("finish: %d %s", code, body)

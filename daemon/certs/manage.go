@@ -267,14 +267,18 @@ func (s *Service) ownedCert(ctx context.Context, caller authn.Caller, serial str
 	return c, err
 }
 
-// MoveKeyCertificates re-homes the certificates of a key from one holder to another inside
-// tx: the record moves to c/cert/<new holder>/<serial> with its indexes, so that the new
-// holder (an enterprise's new administrator) renews, downloads and revokes it.
-func (s *Service) MoveKeyCertificates(tx *store.Tx, keyID, fromUser, toUser string) error {
-	keys, _, err := s.deps.Store.ListIndex(context.Background(), indexKeyCert, keyID, store.ListOptions{Limit: store.MaxListLimit})
-	if err != nil {
-		return err
-	}
+// KeyCertificates lists the store keys of a key's certificates, for MoveKeyCertificates
+// (read before its transaction: no store read nests inside one).
+func (s *Service) KeyCertificates(ctx context.Context, keyID string) ([]string, error) {
+	keys, _, err := s.deps.Store.ListIndex(ctx, indexKeyCert, keyID, store.ListOptions{Limit: store.MaxListLimit})
+	return keys, err
+}
+
+// MoveKeyCertificates re-homes certificates of a key (listed by KeyCertificates) from one
+// holder to another inside tx: the record moves to c/cert/<new holder>/<serial> with its
+// indexes, so that the new holder (an enterprise's new administrator) renews, downloads and
+// revokes it.
+func (s *Service) MoveKeyCertificates(tx *store.Tx, keys []string, keyID, fromUser, toUser string) error {
 	for _, k := range keys {
 		c, err := certs.Get(tx, certs.ID(k))
 		if errors.Is(err, store.ErrNotFound) {

@@ -327,6 +327,10 @@ func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, 
 	if _, err := s.activePair(ctx, e, caller.UserID, caller.DeviceID); err != nil {
 		return nil, err
 	}
+	certKeys, err := s.deps.Certs.KeyCertificates(ctx, e.KeyId)
+	if err != nil {
+		return nil, err
+	}
 	var out *storepb.Enterprise
 	err = s.deps.Keys.PromoteDelegation(ctx, caller, e.KeyId, caller.UserID, caller.DeviceID, func(tx *store.Tx) error {
 		cur, err := adminTransfers.Get(tx, adminTransferID(e.Uscc))
@@ -344,7 +348,7 @@ func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, 
 		if err := enterprises.Put(tx, infoID(ent.Uscc), ent); err != nil {
 			return err
 		}
-		if err := s.deps.Certs.MoveKeyCertificates(tx, ent.KeyId, t.FromUserId, caller.UserID); err != nil {
+		if err := s.deps.Certs.MoveKeyCertificates(tx, certKeys, ent.KeyId, t.FromUserId, caller.UserID); err != nil {
 			return err
 		}
 		for user, role := range map[string]int32{t.FromUserId: roleStaff, caller.UserID: roleAdmin} {

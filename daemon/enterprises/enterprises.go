@@ -86,9 +86,10 @@ type Certs interface {
 	CAIDs() []string
 	// Certificate returns a certificate by serial with its chain.
 	Certificate(ctx context.Context, serial string) (*storepb.Certificate, [][]byte, error)
-	// MoveKeyCertificates re-homes a key's certificates to its new holder inside tx (an
-	// administrator transfer).
-	MoveKeyCertificates(tx *store.Tx, keyID, fromUser, toUser string) error
+	// KeyCertificates and MoveKeyCertificates re-home a key's certificates to its new
+	// holder inside tx (an administrator transfer).
+	KeyCertificates(ctx context.Context, keyID string) ([]string, error)
+	MoveKeyCertificates(tx *store.Tx, keys []string, keyID, fromUser, toUser string) error
 }
 
 // Keys is what enterprises needs of the split keys: the enterprise key and its delegated

@@ -133,8 +133,17 @@ func (s *Service) checkAdminNamed(ctx context.Context, caller authn.Caller, e *s
 	if strings.TrimSpace(name) == "" || strings.TrimSpace(phone) == "" {
 		return apierr.Invalidf("admin_name", "give the administrator's name and phone number (or scan the enterprise's invite)")
 	}
+	if e.AdminUserId == "" {
+		return apierr.New(apierr.FailedPrecondition, "the enterprise has no administrator to approve applications yet")
+	}
+	// Read before the transaction: no store read may nest inside one (a stopping store
+	// waits for the outer one while the inner one waits for the stop).
+	admin, err := s.deps.Accounts.VerifiedUser(ctx, e.AdminUserId)
+	if err != nil {
+		return err
+	}
 	var refused error
-	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		refused = nil
 		c, err := counters.Get(tx, mismatchID(e.Uscc, caller.UserID))
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -148,10 +157,6 @@ func (s *Service) checkAdminNamed(ctx context.Context, caller authn.Caller, e *s
 			wait := time.Unix(0, c.WindowEndUnixNano).Sub(now)
 			refused = apierr.Exhausted(wait, "too many applications naming the wrong administrator; retry in %v or scan the enterprise's invite", wait.Round(time.Minute))
 			return store.Refuse(refused)
-		}
-		admin, err := s.deps.Accounts.VerifiedUser(ctx, e.AdminUserId)
-		if err != nil {
-			return err
 		}
 		if admin.Identity.GetName() == strings.TrimSpace(name) && admin.Phone == strings.TrimSpace(phone) {
 			return nil // nothing written

@@ -107,7 +107,16 @@ func (s *Service) Scan(ctx context.Context, caller authn.Caller, payload string)
 	if err != nil {
 		return nil, err
 	}
+	// What an AUTH session would release is built before the transaction (no store read
+	// nests inside one) and pinned in it.
 	var preview []byte
+	if pre, err := s.read(ctx, id); err != nil {
+		return nil, err
+	} else if pre.Kind == kindAuth {
+		if preview, err = s.release(ctx, caller, pre); err != nil {
+			return nil, err
+		}
+	}
 	ss, err := s.update(ctx, caller, id, "scan", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
 		if ss.Nonce != nonce {
 			return nil, apierr.Invalidf("qr_payload", "not a scan code of this appliance, or altered")
@@ -122,9 +131,6 @@ func (s *Service) Scan(ctx context.Context, caller authn.Caller, payload string)
 		ss.State, ss.ScannedByUser, ss.ScannedByDevice = stateScanned, caller.UserID, caller.DeviceID
 		if ss.Kind == kindAuth {
 			// What is shown is what consent releases: its digest is pinned.
-			if preview, err = s.release(ctx, caller, ss); err != nil {
-				return nil, err
-			}
 			h := sha256.Sum256(preview)
 			ss.Pinned = [][]byte{h[:]}
 		}

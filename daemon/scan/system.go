@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -409,10 +410,19 @@ func (s *Service) sessionPB(ctx context.Context, ss *storepb.ScanSession) *hufuv
 	return out
 }
 
+// pseudonym names an account or device to one system without letting two systems link it.
+func pseudonym(system, what, id string) string {
+	if id == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte("hufu/scan/v1 " + what + "\x00" + system + "\x00" + id))
+	return hex.EncodeToString(h[:16])
+}
+
 // resultPB is a completed session's result.
 func (s *Service) resultPB(ctx context.Context, ss *storepb.ScanSession) *hufuv1.SessionResult {
 	r := &hufuv1.SessionResult{Released: ss.Released, ReleasedSignature: ss.ReleasedSignature,
-		AnsweredByUser: ss.ScannedByUser, AnsweredByDevice: ss.ScannedByDevice}
+		AnsweredByUser: pseudonym(ss.System, "account", ss.ScannedByUser), AnsweredByDevice: pseudonym(ss.System, "device", ss.ScannedByDevice)}
 	if ss.CertificateSerial != "" {
 		if c, chain, err := s.deps.Certs.Certificate(ctx, ss.CertificateSerial); err == nil {
 			r.Certificate, r.Chain, r.Delegated = c.Der, chain, c.UserId != ss.ScannedByUser

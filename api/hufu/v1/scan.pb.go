@@ -579,9 +579,10 @@ type SessionResult struct {
 	// scan key, over SHA-256 of "hufu/scan/v1 auth\0" ‖ released).
 	Released          []byte `protobuf:"bytes,8,opt,name=released,proto3" json:"released,omitempty"`
 	ReleasedSignature []byte `protobuf:"bytes,9,opt,name=released_signature,json=releasedSignature,proto3" json:"released_signature,omitempty"`
-	// Who answered: the account and device that scanned, and whether it answered with an
-	// enterprise certificate through a delegated pair (a staff member) rather than as its
-	// holder.
+	// Who answered, as pseudonyms of this system's own (hex of SHA-256 over the system's
+	// name and the account, or the device): stable for one system, unlinkable across systems;
+	// and whether the answer came through a delegated pair (a staff member) rather than from
+	// the certificate's holder.
 	AnsweredByUser   string `protobuf:"bytes,10,opt,name=answered_by_user,json=answeredByUser,proto3" json:"answered_by_user,omitempty"`
 	AnsweredByDevice string `protobuf:"bytes,11,opt,name=answered_by_device,json=answeredByDevice,proto3" json:"answered_by_device,omitempty"`
 	Delegated        bool   `protobuf:"varint,12,opt,name=delegated,proto3" json:"delegated,omitempty"` // Next field: 13

@@ -183,14 +183,14 @@ func TestCorporateTransferVerifiesAnAdministrator(t *testing.T) {
 	}
 
 	// A malformed statement is refused whole, each bad line named by line and column.
-	_, err = rec.ImportStatement(bg, &hufuv1.ImportStatementRequest{Csv: []byte("date,amount,payer_account,remark\n" +
-		a.today() + ",0.375,6222000000654321,x\n" +
-		"2024/01/02,0.37,6222000000654321,x\n" +
-		a.today() + ",0.37,62-22,x\n" +
-		a.today() + ",0.37,6222000000654321\n")})
+	_, err = rec.ImportStatement(bg, &hufuv1.ImportStatementRequest{Csv: []byte("date,amount,payer_account,payer_name,remark\n" +
+		a.today() + ",0.375,6222000000654321," + name + ",x\n" +
+		"2024/01/02,0.37,6222000000654321," + name + ",x\n" +
+		a.today() + ",0.37,62-22," + name + ",x\n" +
+		a.today() + ",0.37,6222000000654321,x\n")})
 	wantCode(t, err, codes.InvalidArgument, "csv")
 	for _, part := range []string{"line 2, column 2 (amount): \"0.375\" has more than 2 decimals", "line 3, column 1 (date)",
-		"line 4, column 3 (payer_account)", "line 5: 3 fields"} {
+		"line 4, column 3 (payer_account)", "line 5: 4 fields"} {
 		if !strings.Contains(errMessage(err), part) {
 			t.Fatalf("refusal %q does not say %q", errMessage(err), part)
 		}
@@ -198,29 +198,32 @@ func TestCorporateTransferVerifiesAnAdministrator(t *testing.T) {
 
 	// Partial matches are reported and not applied.
 	other := tr.AmountFen%99 + 1
-	partial := importCSV(t, rec, "\ufeffdate,amount,payer_account,remark\n"+
-		a.today()+","+yuanOf(tr.AmountFen)+",6222000000111111,对公认证 "+tr.Reference+"\n"+ // wrong tail
-		a.today()+","+yuanOf(other)+",6222000000654321,"+strings.ToLower(tr.Reference)+"\n"+ // wrong amount
-		a.today()+","+yuanOf(tr.AmountFen)+",6222000000654321,货款\n"+ // no reference
-		a.today()+",1234.50,6222000000999999,其他来款\n")
-	if partial.Partial != 3 || partial.Unmatched != 1 || partial.Matched != 0 {
+	partial := importCSV(t, rec, "\ufeffdate,amount,payer_account,payer_name,remark\n"+
+		a.today()+","+yuanOf(tr.AmountFen)+",6222000000111111,"+name+",对公认证 "+tr.Reference+"\n"+ // wrong tail
+		a.today()+","+yuanOf(other)+",6222000000654321,"+name+","+strings.ToLower(tr.Reference)+"\n"+ // wrong amount
+		a.today()+","+yuanOf(tr.AmountFen)+",6222000000654321,"+name+",货款\n"+ // no reference
+		// The applicant's own account, ending in the digits the applicant gave: the bank's
+		// payer name is not the enterprise's, so nothing verifies automatically.
+		a.today()+","+yuanOf(tr.AmountFen)+",6222000000654321,李某某,对公认证 "+tr.Reference+"\n"+
+		a.today()+",1234.50,6222000000999999,某公司,其他来款\n")
+	if partial.Partial != 4 || partial.Unmatched != 1 || partial.Matched != 0 {
 		t.Fatalf("partial import: %v", partial)
 	}
-	for i, want := range []string{"account_tail", "amount", "reference"} {
+	for i, want := range []string{"account_tail", "amount", "reference", "payer_name"} {
 		l := partial.Lines[i]
 		if l.Line != uint32(i+2) || l.TransferId != tr.Id || !slices.Equal(l.Mismatches, []string{want}) {
 			t.Fatalf("line %d: %v, want mismatch %s", i+2, l, want)
 		}
 	}
-	if partial.Lines[3].AmountFen != 123450 {
-		t.Fatalf("money is fen: %v", partial.Lines[3])
+	if partial.Lines[4].AmountFen != 123450 {
+		t.Fatalf("money is fen: %v", partial.Lines[4])
 	}
 	_, err = app.ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccA})
 	wantCode(t, err, codes.NotFound, "")
 
 	// The line with amount, tail and reference verifies: the applicant is the administrator,
 	// not yet claimed.
-	line := a.today() + "," + yuanOf(tr.AmountFen) + ",6222000000654321,认证 " + tr.Reference + " 福州对公\n"
+	line := a.today() + "," + yuanOf(tr.AmountFen) + ",6222000000654321,福州对公科技 有限公司," + "认证 " + tr.Reference + " 福州对公\n"
 	matched := importCSV(t, rec, line)
 	if matched.Matched != 1 || matched.Lines[0].TransferId != tr.Id {
 		t.Fatalf("matching import: %v", matched)
@@ -397,7 +400,7 @@ func TestCorporateTransferRaceAndStaff(t *testing.T) {
 		t.Fatalf("rejected: %v %v", got, err)
 	}
 	// A rejected application's transfer arriving later verifies nothing.
-	late := importCSV(t, rec, a.today()+","+yuanOf(tr3.AmountFen)+",6222000000778899,"+tr3.Reference+"\n")
+	late := importCSV(t, rec, a.today()+","+yuanOf(tr3.AmountFen)+",6222000000778899,"+name+","+tr3.Reference+"\n")
 	if late.Partial != 1 || !slices.Equal(late.Lines[0].Mismatches, []string{"state"}) {
 		t.Fatalf("line for a rejected application: %v", late)
 	}
@@ -436,7 +439,7 @@ func TestCorporateTransferExpiry(t *testing.T) {
 		t.Fatalf("awaiting list: %v %v", awaiting, err)
 	}
 	// The credit dated within the validity but imported after it: not verified.
-	late := importCSV(t, rec, day+","+yuanOf(tr.AmountFen)+",6222000000135790,"+tr.Reference+"\n")
+	late := importCSV(t, rec, day+","+yuanOf(tr.AmountFen)+",6222000000135790,"+name+","+tr.Reference+"\n")
 	if late.Matched != 0 || late.Partial != 1 || !slices.Equal(late.Lines[0].Mismatches, []string{"expired"}) {
 		t.Fatalf("late line: %v", late)
 	}

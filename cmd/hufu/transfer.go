@@ -92,7 +92,7 @@ func (c *cli) reconcileCmd(ctx context.Context, conn *client.Conn, args []string
 	switch args[0] {
 	case "import":
 		if len(args) != 2 {
-			return errors.New("reconcile import FILE (CSV: date,amount,payer_account,remark)")
+			return errors.New("reconcile import FILE (CSV: date,amount,payer_account,payer_name,remark)")
 		}
 		data, err := os.ReadFile(args[1])
 		if err != nil {

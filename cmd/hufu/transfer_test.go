@@ -76,7 +76,7 @@ func TestReconcileCommands(t *testing.T) {
 	}
 	statement := filepath.Join(work, "statement.csv")
 	day := time.Now().In(time.FixedZone("CST", 8*3600)).Format(time.DateOnly)
-	csv := fmt.Sprintf("date,amount,payer_account,remark\n%s,%d.%02d,6222000000246810,对公认证 %s\n%s,8.00,6222000000111111,其他\n", day, yuan, fen, m[4], day)
+	csv := fmt.Sprintf("date,amount,payer_account,payer_name,remark\n%s,%d.%02d,6222000000246810,福州命令行科技有限公司,对公认证 %s\n%s,8.00,6222000000111111,某公司,其他\n", day, yuan, fen, m[4], day)
 	if err := os.WriteFile(statement, []byte(csv), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -20,12 +20,15 @@ import (
 
 // A bank statement, as the reconciliation desk imports it (ReconciliationService.
 // ImportStatement), is CSV in UTF-8 (an optional byte-order mark; an optional header line
-// "date,amount,payer_account,remark") with exactly four fields per line:
+// "date,amount,payer_account,payer_name,remark") with exactly five fields per line:
 //
 //	date           YYYY-MM-DD, the day the transfer was credited
 //	amount         yuan with at most two decimals: "0.37", "12", "1.5"; positive; no sign,
 //	               no thousands separators, no currency symbol
 //	payer_account  the paying account's number: 6 to 32 digits
+//	payer_name     the paying account's holder (付款人户名) as the bank prints it: an
+//	               automatic match needs it to be the enterprise's registered name, since
+//	               the account's last six digits are the applicant's own word
 //	remark         the transfer's remark (附言), at most 140 characters, no control characters
 //
 // Money is integer fen from here on: "0.37" is 37 exactly; "0.375" is refused.
@@ -40,7 +43,7 @@ const (
 	maxLineErrors = 20
 )
 
-var statementColumns = []string{"date", "amount", "payer_account", "remark"}
+var statementColumns = []string{"date", "amount", "payer_account", "payer_name", "remark"}
 
 // StatementLine is one parsed bank-statement line.
 type StatementLine struct {
@@ -48,13 +51,14 @@ type StatementLine struct {
 	Date      time.Time
 	AmountFen int64
 	Payer     string // the payer's account number, digits only
+	PayerName string
 	Remark    string
 }
 
-// Canonical is the line's canonical form, "date|amount_fen|payer_account|remark": two
-// lines with the same canonical form are the same credit.
+// Canonical is the line's canonical form, "date|amount_fen|payer_account|payer_name|remark":
+// two lines with the same canonical form are the same credit.
 func (l StatementLine) Canonical() string {
-	return fmt.Sprintf("%s|%d|%s|%s", l.Date.Format(time.DateOnly), l.AmountFen, l.Payer, l.Remark)
+	return fmt.Sprintf("%s|%d|%s|%s|%s", l.Date.Format(time.DateOnly), l.AmountFen, l.Payer, l.PayerName, l.Remark)
 }
 
 // ID is the hex SHA-256 of the canonical form: the line's content address.
@@ -153,7 +157,7 @@ func ParseStatement(data []byte) ([]StatementLine, error) {
 				line = pe.Line
 			}
 			if errors.Is(pe.Err, csv.ErrFieldCount) {
-				if fail(LineError{Line: line, Msg: fmt.Sprintf("%d fields, want 4: date,amount,payer_account,remark", len(rec))}) {
+				if fail(LineError{Line: line, Msg: fmt.Sprintf("%d fields, want 5: date,amount,payer_account,payer_name,remark", len(rec))}) {
 					break
 				}
 				continue
@@ -205,7 +209,7 @@ func isHeader(rec []string) bool {
 	return true
 }
 
-// parseLine checks the four fields of one line.
+// parseLine checks the five fields of one line.
 func parseLine(line int, rec []string) (StatementLine, []LineError) {
 	var errs []LineError
 	bad := func(col int, format string, args ...any) {
@@ -237,13 +241,21 @@ func parseLine(line int, rec []string) (StatementLine, []LineError) {
 	} else {
 		l.Payer = f[2]
 	}
-	switch {
-	case utf8.RuneCountInString(f[3]) > maxRemarkRunes:
-		bad(3, "longer than %d characters", maxRemarkRunes)
+	switch n := utf8.RuneCountInString(f[3]); {
+	case n == 0 || n > 100:
+		bad(3, "want the payer's account name: 1 to 100 characters")
 	case strings.ContainsFunc(f[3], unicode.IsControl):
 		bad(3, "contains control characters")
 	default:
-		l.Remark = f[3]
+		l.PayerName = f[3]
+	}
+	switch {
+	case utf8.RuneCountInString(f[4]) > maxRemarkRunes:
+		bad(4, "longer than %d characters", maxRemarkRunes)
+	case strings.ContainsFunc(f[4], unicode.IsControl):
+		bad(4, "contains control characters")
+	default:
+		l.Remark = f[4]
 	}
 	return l, errs
 }

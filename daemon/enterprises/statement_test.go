@@ -37,7 +37,7 @@ func TestParseFen(t *testing.T) {
 }
 
 func TestParseStatement(t *testing.T) {
-	good := "\ufeffDate, Amount ,payer_account,remark\n2025-03-01,0.37,6222000000654321,认证 HF7KQ2MX\n\n2025-03-02, 12 ,622200,\"货款, 三月\"\n"
+	good := "\ufeffDate, Amount ,payer_account,payer_name,remark\n2025-03-01,0.37,6222000000654321,福州示范科技有限公司,认证 HF7KQ2MX\n\n2025-03-02, 12 ,622200,某公司,\"货款, 三月\"\n"
 	lines, err := ParseStatement([]byte(good))
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func TestParseStatement(t *testing.T) {
 		lines[1].Line != 4 || lines[1].AmountFen != 1200 || lines[1].Remark != "货款, 三月" || !lines[1].Date.Equal(time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("lines: %+v", lines)
 	}
-	if lines[0].Canonical() != "2025-03-01|37|6222000000654321|认证 HF7KQ2MX" || len(lines[0].ID()) != 64 {
+	if lines[0].Canonical() != "2025-03-01|37|6222000000654321|福州示范科技有限公司|认证 HF7KQ2MX" || lines[0].PayerName != "福州示范科技有限公司" || len(lines[0].ID()) != 64 {
 		t.Fatalf("canonical form: %q %q", lines[0].Canonical(), lines[0].ID())
 	}
 	for _, tc := range []struct {
@@ -54,18 +54,19 @@ func TestParseStatement(t *testing.T) {
 		want      []string
 	}{
 		{"empty", "", []string{"no lines"}},
-		{"header only", "date,amount,payer_account,remark\n", []string{"no lines"}},
-		{"three decimals", "2025-03-01,0.375,6222000000654321,x\n", []string{`line 1, column 2 (amount): "0.375" has more than 2 decimals`}},
-		{"slashed date", "x,1,123456,y\n2025/03/01,1,123456,y\n", []string{"line 1, column 1 (date)", "line 2, column 1 (date)"}},
-		{"impossible date", "2025-02-30,1,123456,y\n", []string{"line 1, column 1 (date): \"2025-02-30\" is not a date"}},
-		{"account with dashes", "2025-03-01,1,6222-0000,y\n", []string{"line 1, column 3 (payer_account)"}},
-		{"short account", "2025-03-01,1,12345,y\n", []string{"line 1, column 3 (payer_account)"}},
-		{"field count", "2025-03-01,1,123456\n2025-03-01,1,123456,y,z\n", []string{"line 1: 3 fields", "line 2: 5 fields"}},
-		{"control character", "2025-03-01,1,123456,\"a\x07b\"\n", []string{"line 1, column 4 (remark): contains control characters"}},
-		{"long remark", "2025-03-01,1,123456," + strings.Repeat("款", 141) + "\n", []string{"line 1, column 4 (remark): longer than 140"}},
-		{"bad quote", "2025-03-01,1,123456,\"open\n", []string{"line 1"}},
-		{"not UTF-8", "2025-03-01,1,123456,\xff\n", []string{"line 1, column 4 (remark): not UTF-8"}},
-		{"several errors on one line", "2025-3-1,0,abc,x\n", []string{"line 1, column 1 (date)", "line 1, column 2 (amount)", "line 1, column 3 (payer_account)"}},
+		{"header only", "date,amount,payer_account,payer_name,remark\n", []string{"no lines"}},
+		{"three decimals", "2025-03-01,0.375,6222000000654321,某公司,x\n", []string{`line 1, column 2 (amount): "0.375" has more than 2 decimals`}},
+		{"slashed date", "x,1,123456,某公司,y\n2025/03/01,1,123456,某公司,y\n", []string{"line 1, column 1 (date)", "line 2, column 1 (date)"}},
+		{"impossible date", "2025-02-30,1,123456,某公司,y\n", []string{"line 1, column 1 (date): \"2025-02-30\" is not a date"}},
+		{"account with dashes", "2025-03-01,1,6222-0000,某公司,y\n", []string{"line 1, column 3 (payer_account)"}},
+		{"short account", "2025-03-01,1,12345,某公司,y\n", []string{"line 1, column 3 (payer_account)"}},
+		{"field count", "2025-03-01,1,123456,y\n2025-03-01,1,123456,y,z,w\n", []string{"line 1: 4 fields", "line 2: 6 fields"}},
+		{"no payer name", "2025-03-01,1,123456,,y\n", []string{"line 1, column 4 (payer_name)"}},
+		{"control character", "2025-03-01,1,123456,某公司,\"a\x07b\"\n", []string{"line 1, column 5 (remark): contains control characters"}},
+		{"long remark", "2025-03-01,1,123456,某公司," + strings.Repeat("款", 141) + "\n", []string{"line 1, column 5 (remark): longer than 140"}},
+		{"bad quote", "2025-03-01,1,123456,某公司,\"open\n", []string{"line 1"}},
+		{"not UTF-8", "2025-03-01,1,123456,某公司,\xff\n", []string{"line 1, column 5 (remark): not UTF-8"}},
+		{"several errors on one line", "2025-3-1,0,abc,某公司,x\n", []string{"line 1, column 1 (date)", "line 1, column 2 (amount)", "line 1, column 3 (payer_account)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseStatement([]byte(tc.csv))
@@ -85,7 +86,7 @@ func TestParseStatement(t *testing.T) {
 	}
 	var many strings.Builder
 	for range MaxStatementLines + 1 {
-		many.WriteString("2025-03-01,1,123456,x\n")
+		many.WriteString("2025-03-01,1,123456,某公司,x\n")
 	}
 	var se StatementError
 	if _, err := ParseStatement([]byte(many.String())); !errors.As(err, &se) || !strings.Contains(err.Error(), "more than 10000 lines") {
@@ -94,7 +95,7 @@ func TestParseStatement(t *testing.T) {
 	// A statement with many bad lines lists at most maxLineErrors.
 	var bad strings.Builder
 	for range 50 {
-		bad.WriteString("x,x,x,x\n")
+		bad.WriteString("x,x,x,x,x\n")
 	}
 	if _, err := ParseStatement([]byte(bad.String())); !errors.As(err, &se) || len(se) != maxLineErrors {
 		t.Fatalf("error list: %d entries, %v", len(se), err)
@@ -122,7 +123,7 @@ func TestReferences(t *testing.T) {
 // FuzzParseStatement: the parser never panics, and what it accepts is well-formed and
 // survives a round trip through its canonical form. Seeds: testdata/fuzz/FuzzParseStatement.
 func FuzzParseStatement(f *testing.F) {
-	f.Add([]byte("date,amount,payer_account,remark\n2025-03-01,0.37,6222000000654321,HF7KQ2MX\n"))
+	f.Add([]byte("date,amount,payer_account,payer_name,remark\n2025-03-01,0.37,6222000000654321,某公司,HF7KQ2MX\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lines, err := ParseStatement(data)
 		if err != nil {
@@ -138,7 +139,8 @@ func FuzzParseStatement(f *testing.F) {
 				t.Fatalf("accepted a malformed line: %+v", l)
 			}
 			remark := strings.ReplaceAll(l.Remark, `"`, `""`)
-			again.WriteString(l.Date.Format(time.DateOnly) + "," + yuan(l.AmountFen) + "," + l.Payer + ",\"" + remark + "\"\n")
+			name := strings.ReplaceAll(l.PayerName, `"`, `""`)
+			again.WriteString(l.Date.Format(time.DateOnly) + "," + yuan(l.AmountFen) + "," + l.Payer + ",\"" + name + "\",\"" + remark + "\"\n")
 		}
 		back, err := ParseStatement([]byte(again.String()))
 		if err != nil || len(back) != len(lines) {

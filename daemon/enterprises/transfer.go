@@ -667,6 +667,10 @@ func matchLine(tx *store.Tx, l StatementLine) (*storepb.CorporateTransfer, []str
 	if t.AccountTail != l.Tail() {
 		mismatches = append(mismatches, "account_tail")
 	}
+	if NameKey(l.PayerName) != NameKey(t.GetEnterprise().GetName()) {
+		// The account tail is the applicant's word; the bank's payer name is not.
+		mismatches = append(mismatches, "payer_name")
+	}
 	if !refOK {
 		mismatches = append(mismatches, "reference")
 	}

@@ -88,8 +88,8 @@ type StatementLineResult struct {
 	Outcome StatementLineOutcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=hufu.v1.StatementLineOutcome" json:"outcome,omitempty"`
 	// The application matched, or partly matched.
 	TransferId string `protobuf:"bytes,3,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
-	// For a partial match, what did not match: "amount", "account_tail", "reference",
-	// "expired", "state".
+	// For a partial match, what did not match: "amount", "account_tail", "payer_name",
+	// "reference", "expired", "state".
 	Mismatches []string `protobuf:"bytes,4,rep,name=mismatches,proto3" json:"mismatches,omitempty"`
 	Detail     string   `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
 	// SHA-256 hex of the line's canonical content: its id.

@@ -31,13 +31,16 @@ const (
 //
 // ReconciliationService is the operators' desk for corporate-transfer verifications
 // (对公打款认证, seed manual §1.6.4): import the receiving account's bank statement, whose
-// lines are matched against live applications (amount, paying account's last six digits and
-// the reference in the remark, within the validity), confirm or reject applications by hand,
+// lines are matched against live applications (amount, paying account's last six digits, the
+// bank's payer name and the reference in the remark, within the validity), confirm or reject
+// applications by hand,
 // and list them. Called by the operators' system client (mutual TLS), never by a user.
 type ReconciliationServiceClient interface {
 	// ImportStatement imports bank-statement lines as CSV (UTF-8, an optional BOM, an optional
-	// header "date,amount,payer_account,remark"): date YYYY-MM-DD, amount in yuan with at most
-	// two decimals ("0.37"), the payer's account number (digits), the remark. A malformed
+	// header "date,amount,payer_account,payer_name,remark"): date YYYY-MM-DD, amount in yuan
+	// with at most two decimals ("0.37"), the payer's account number (digits), the account's
+	// holder as the bank prints it (it must be the enterprise's registered name: the six
+	// digits are the applicant's own word), the remark. A malformed
 	// statement is refused whole with InvalidArgument naming each bad line and column. Each
 	// line is stored by its content's SHA-256: a line imported before is reported as a
 	// duplicate and never matches twice. Partial matches are reported, not applied.
@@ -104,13 +107,16 @@ func (c *reconciliationServiceClient) RejectTransfer(ctx context.Context, in *Re
 //
 // ReconciliationService is the operators' desk for corporate-transfer verifications
 // (对公打款认证, seed manual §1.6.4): import the receiving account's bank statement, whose
-// lines are matched against live applications (amount, paying account's last six digits and
-// the reference in the remark, within the validity), confirm or reject applications by hand,
+// lines are matched against live applications (amount, paying account's last six digits, the
+// bank's payer name and the reference in the remark, within the validity), confirm or reject
+// applications by hand,
 // and list them. Called by the operators' system client (mutual TLS), never by a user.
 type ReconciliationServiceServer interface {
 	// ImportStatement imports bank-statement lines as CSV (UTF-8, an optional BOM, an optional
-	// header "date,amount,payer_account,remark"): date YYYY-MM-DD, amount in yuan with at most
-	// two decimals ("0.37"), the payer's account number (digits), the remark. A malformed
+	// header "date,amount,payer_account,payer_name,remark"): date YYYY-MM-DD, amount in yuan
+	// with at most two decimals ("0.37"), the payer's account number (digits), the account's
+	// holder as the bank prints it (it must be the enterprise's registered name: the six
+	// digits are the applicant's own word), the remark. A malformed
 	// statement is refused whole with InvalidArgument naming each bad line and column. Each
 	// line is stored by its content's SHA-256: a line imported before is reported as a
 	// duplicate and never matches twice. Partial matches are reported, not applied.

@@ -152,6 +152,14 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 			return nil, err
 		}
 	}
+	subject := "u/" + caller.UserID
+	if a.uscc != "" {
+		subject = "e/" + a.uscc + "/info"
+	}
+	// Checked now, before the CA sees the application; the claim in create is the authority.
+	if err := s.keyCertifies(ctx, key.Id, subject); err != nil {
+		return nil, err
+	}
 	id := store.NewestFirstID(s.deps.Clock.Now())
 	app := &ca.Application{OrderID: id, UserID: caller.UserID, Name: user.Identity.GetName(), IDNumberMask: user.Identity.GetIdNumberMasked(),
 		CSR: a.csr, PublicKey: pub, ValidityYears: int(a.years), Platforms: platforms, Regions: regions,
@@ -171,16 +179,14 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 		SubjectName: app.Name, SubjectIdMasked: app.IDNumberMask, Authorisation: letter,
 		ReorderedFrom: a.reorderedFrom, RequestId: a.requestID, EnterpriseUscc: a.uscc,
 	}
-	subject := "u/" + caller.UserID
 	if a.uscc != "" {
 		o.SubjectIdMasked = a.uscc
-		subject = "e/" + a.uscc + "/info"
 	}
 	return s.create(ctx, caller, o, "submitted", "", func(tx *store.Tx, o *storepb.Order) error {
 		// A key certifies one subject: a person, or one enterprise. Otherwise a pair delegated
 		// for one enterprise would sign for another, or as its administrator personally.
 		if err := tx.Claim(indexKeySubject, o.KeyId, subject); errors.Is(err, store.ErrTaken) {
-			return apierr.New(apierr.FailedPrecondition, "key %s already certifies another subject (a person or another enterprise); make a new key for this application", o.KeyId)
+			return errOtherSubject(o.KeyId)
 		} else if err != nil {
 			return err
 		}
@@ -189,6 +195,27 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 		}
 		return nil
 	})
+}
+
+func errOtherSubject(keyID string) error {
+	return apierr.New(apierr.FailedPrecondition, "key %s already certifies another subject (a person or another enterprise); make a new key for this application", keyID)
+}
+
+// keyCertifies refuses a key that already certifies a subject other than subject.
+func (s *Service) keyCertifies(ctx context.Context, keyID, subject string) error {
+	var cur string
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		var err error
+		cur, err = tx.Lookup(indexKeySubject, keyID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err == nil && cur != "" && cur != subject {
+		return errOtherSubject(keyID)
+	}
+	return err
 }
 
 // create stores a new order (or returns the one its request id already made).

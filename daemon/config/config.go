@@ -82,7 +82,8 @@ type HSM struct {
 
 type GRPC struct {
 	Reflection bool `yaml:"reflection"`
-	// MaxRecvBytes bounds one request message.
+	// MaxRecvBytes bounds one request message: an enterprise claim carries its business
+	// licence, letter and the CA's attachments (5 MiB each at most) in one.
 	MaxRecvBytes int `yaml:"max_recv_bytes"`
 	// MaxDeadline caps the deadline of any unary call; calls without one get it. Streams
 	// (a scan session's watch, health) bound their own life.
@@ -270,7 +271,7 @@ func Default() Config {
 			MaxSessions: 8, PoolWaitTimeout: Duration(2 * time.Second),
 		},
 		GRPC: GRPC{
-			Reflection: true, MaxRecvBytes: 4 << 20,
+			Reflection: true, MaxRecvBytes: 24 << 20,
 			MaxDeadline: Duration(30 * time.Second), ShutdownGrace: Duration(10 * time.Second),
 		},
 		Log:   Log{Level: "info", Format: "json"},

@@ -186,6 +186,16 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequ
 	if err := s.checkAttachments(req.GetCaId(), req.GetAttachments()); err != nil {
 		return nil, err
 	}
+	// The files are checked now, before the application reaches the CA (Store checks
+	// again when it stores them).
+	if _, err := s.deps.Attachments.Check("enterprise.licence", req.GetEnterprise().GetLicence(), req.GetEnterprise().GetLicenceFileName(), ""); err != nil {
+		return nil, err
+	}
+	for i, a := range req.GetAttachments() {
+		if _, err := s.deps.Attachments.Check(fmt.Sprintf("attachments[%d].content", i), a.GetContent(), a.GetFileName(), ""); err != nil {
+			return nil, err
+		}
+	}
 	key, err := s.deps.Keys.OwnedKey(ctx, caller, req.GetKeyId())
 	if err != nil {
 		return nil, err

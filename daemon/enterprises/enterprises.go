@@ -109,6 +109,9 @@ type Keys interface {
 
 // Attachments stores application attachments (the business licence) content-addressed.
 type Attachments interface {
+	// Check checks content as Store would (size, type by magic bytes, name), before an
+	// application goes anywhere.
+	Check(field string, content []byte, fileName, claimed string) (*storepb.AttachmentRef, error)
 	// Store checks and stores content inside tx, links it to application, and returns its
 	// id (hex SHA-256). field names the request field in errors.
 	Store(tx *store.Tx, application, field string, content []byte, fileName string) (string, error)

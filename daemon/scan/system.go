@@ -36,85 +36,87 @@ func signedDigest(domain, body string) []byte {
 	return h[:]
 }
 
-// checkCreate validates a session request and returns the record it makes.
-func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSession, error) {
+// checkCreate validates a session request and returns the record it makes and, for a BIND
+// of a person, the ID number to wrap (never put in the record in clear).
+func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSession, []byte, error) {
 	if !requestIDRE.MatchString(req.GetRequestId()) {
-		return nil, apierr.Invalidf("request_id", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+		return nil, nil, apierr.Invalidf("request_id", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
 	}
+	var idNumber []byte
 	ss := &storepb.ScanSession{Kind: int32(req.GetKind()), PlatformId: req.GetPlatformId(), Reference: strings.TrimSpace(req.GetReference()),
 		WithSeal: req.GetWithSeal(), RequestId: req.GetRequestId()}
 	if _, ok := s.deps.Accounts.Platform(req.GetPlatformId()); !ok {
-		return nil, apierr.Invalidf("platform_id", "no platform %q", req.GetPlatformId())
+		return nil, nil, apierr.Invalidf("platform_id", "no platform %q", req.GetPlatformId())
 	}
 	if n := utf8.RuneCountInString(ss.Reference); n > 64 || strings.ContainsFunc(ss.Reference, func(r rune) bool { return r < 0x20 }) {
-		return nil, apierr.Invalidf("reference", "at most 64 characters, no control characters")
+		return nil, nil, apierr.Invalidf("reference", "at most 64 characters, no control characters")
 	}
 	switch ss.Kind {
 	case kindBind:
 		if ss.Reference == "" {
-			return nil, apierr.Invalidf("reference", "BIND needs the system's reference of the unit or user")
+			return nil, nil, apierr.Invalidf("reference", "BIND needs the system's reference of the unit or user")
 		}
 		sub := req.GetSubject()
 		switch {
 		case sub.GetUscc() != "":
 			code := identity.NormaliseUSCC(sub.GetUscc())
 			if err := identity.CheckUSCC(code); err != nil {
-				return nil, apierr.Invalid("subject.uscc", err)
+				return nil, nil, apierr.Invalid("subject.uscc", err)
 			}
 			if strings.TrimSpace(sub.GetEnterpriseName()) == "" || utf8.RuneCountInString(sub.GetEnterpriseName()) > 100 {
-				return nil, apierr.Invalidf("subject.enterprise_name", "the enterprise's registered name: 1 to 100 characters")
+				return nil, nil, apierr.Invalidf("subject.enterprise_name", "the enterprise's registered name: 1 to 100 characters")
 			}
 			ss.SubjectUscc, ss.SubjectEnterpriseName = code, strings.TrimSpace(sub.GetEnterpriseName())
 		case sub.GetIdNumber() != "":
 			id := strings.ToUpper(strings.TrimSpace(sub.GetIdNumber()))
 			if err := identity.CheckResidentID(id, s.deps.Clock.Now()); err != nil {
-				return nil, apierr.Invalid("subject.id_number", err)
+				return nil, nil, apierr.Invalid("subject.id_number", err)
 			}
 			if err := identity.CheckName(sub.GetPersonName()); err != nil {
-				return nil, apierr.Invalid("subject.person_name", err)
+				return nil, nil, apierr.Invalid("subject.person_name", err)
 			}
 			ss.SubjectPersonName = sub.GetPersonName()
-			// Wrapped in Create, once the session has its id.
-			ss.SubjectIdWrapped = []byte(id)
+			idNumber = []byte(id) // wrapped in Create, once the session has its id
 		default:
-			return nil, apierr.Invalidf("subject", "name the enterprise (name and USCC) or the person (name and ID number)")
+			return nil, nil, apierr.Invalidf("subject", "name the enterprise (name and USCC) or the person (name and ID number)")
 		}
 	case kindLogin, kindAuth:
 	case kindSign, kindGenerate:
 		// Signing and generating come after binding (§2.1): the system names whose
 		// certificate must answer, so no one else can scan the code and answer it.
 		if ss.Reference == "" {
-			return nil, apierr.Invalidf("reference", "%s needs the reference of the bound unit or user that signs", hufuv1.SessionKind(ss.Kind))
+			return nil, nil, apierr.Invalidf("reference", "%s needs the reference of the bound unit or user that signs", hufuv1.SessionKind(ss.Kind))
 		}
 		docs := req.GetDocuments()
 		if len(docs) == 0 || len(docs) > s.opts.MaxDocuments {
-			return nil, apierr.Invalidf("documents", "1 to %d documents", s.opts.MaxDocuments)
+			return nil, nil, apierr.Invalidf("documents", "1 to %d documents", s.opts.MaxDocuments)
 		}
 		for i, d := range docs {
 			name := strings.TrimSpace(d.GetName())
 			if name == "" || utf8.RuneCountInString(name) > 128 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 }) {
-				return nil, apierr.Invalidf(fmt.Sprintf("documents[%d].name", i), "1 to 128 characters the person can read")
+				return nil, nil, apierr.Invalidf(fmt.Sprintf("documents[%d].name", i), "1 to 128 characters the person can read")
 			}
 			if len(d.GetSm3()) != 32 {
-				return nil, apierr.Invalidf(fmt.Sprintf("documents[%d].sm3", i), "the SM3 digest is 32 bytes")
+				return nil, nil, apierr.Invalidf(fmt.Sprintf("documents[%d].sm3", i), "the SM3 digest is 32 bytes")
 			}
 			ss.Documents = append(ss.Documents, &storepb.ScanDocument{Name: name, Sm3: d.GetSm3()})
 		}
 	default:
-		return nil, apierr.Invalidf("kind", "BIND, LOGIN, SIGN, AUTH or GENERATE")
+		return nil, nil, apierr.Invalidf("kind", "BIND, LOGIN, SIGN, AUTH or GENERATE")
 	}
 	if ss.WithSeal && ss.Kind != kindSign {
-		return nil, apierr.Invalidf("with_seal", "only a SIGN session carries a seal")
+		return nil, nil, apierr.Invalidf("with_seal", "only a SIGN session carries a seal")
 	}
-	return ss, nil
+	return ss, idNumber, nil
 }
 
 // Create starts a session for the calling system (ScanService.CreateSession).
 func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.CreateSessionRequest) (*storepb.ScanSession, error) {
-	ss, err := s.checkCreate(req)
+	ss, idNumber, err := s.checkCreate(req)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(idNumber)
 	if ss.Reference != "" && store.ValidPart(systemValue(caller.System, ss.Reference)) != nil {
 		return nil, apierr.Invalidf("reference", "no '/' or control characters")
 	}
@@ -140,12 +142,10 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 		return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable; retry later", Cause: err}
 	}
 	ss.QrPayload = body + "." + base64.RawURLEncoding.EncodeToString(sig)
-	if len(ss.SubjectIdWrapped) > 0 {
-		id := ss.SubjectIdWrapped
-		if ss.SubjectIdWrapped, err = s.deps.Keyring.Wrap(ctx, id, subjectAD(ss.Id)); err != nil {
+	if idNumber != nil {
+		if ss.SubjectIdWrapped, err = s.deps.Keyring.Wrap(ctx, idNumber, subjectAD(ss.Id)); err != nil {
 			return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable; retry later", Cause: err}
 		}
-		clear(id)
 	}
 	var out *storepb.ScanSession
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {

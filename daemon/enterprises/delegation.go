@@ -212,7 +212,7 @@ func (s *Service) Recall(ctx context.Context, caller authn.Caller, uscc, memberU
 // recallPair destroys one delegated pair with its authorisation record, notice and audit
 // record. asAdmin re-checks, under the enterprise record's lock, that the caller still
 // administers the enterprise (a transfer may have committed since the caller was checked);
-// the transfer's own recalls pass false, having just made the caller administrator.
+// a member's removal, which checked the role under the same lock just before, passes false.
 func (s *Service) recallPair(ctx context.Context, caller authn.Caller, e *storepb.Enterprise, p *storepb.DelegatedShare, asAdmin bool) error {
 	return s.deps.Keys.RecallDelegation(ctx, caller, e.KeyId, p.MemberUserId, p.MemberDeviceId, func(tx *store.Tx) error {
 		if asAdmin {
@@ -308,10 +308,10 @@ func (s *Service) activePair(ctx context.Context, e *storepb.Enterprise, userID,
 // AcceptAdminTransfer (the new administrator's consent, from the device holding the pair)
 // completes a transfer: that pair becomes the enterprise key's primary pair, the old
 // administrator's pair is destroyed, the enterprise certificate moves to the new
-// administrator, and the roles swap — all in one transaction. Then every other delegated
-// pair is recalled: the old administrator's device made their phone shares (d1·ρ) and still
-// knows them, so the new administrator grants them anew (and refreshes its own pair, which
-// the old administrator's device also made: client.AcceptAdminTransfer does).
+// administrator, every other delegated pair is recalled (the old administrator's device made
+// their phone shares, d1·ρ, and still knows them: the new administrator grants them anew),
+// and the roles swap — all in one transaction. The new administrator's own pair, which that
+// device made too, is refreshed by client.AcceptAdminTransfer.
 func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, uscc string) (*storepb.Enterprise, error) {
 	e, _, err := s.membership(ctx, caller, "uscc", uscc)
 	if err != nil {
@@ -330,6 +330,18 @@ func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, 
 	certKeys, err := s.deps.Certs.KeyCertificates(ctx, e.KeyId)
 	if err != nil {
 		return nil, err
+	}
+	// The other live pairs, which the promotion recalls (keys.PromoteDelegation), for their
+	// authorisation records.
+	all, err := s.deps.Keys.ListDelegations(ctx, e.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	var others []*storepb.DelegatedShare
+	for _, p := range all {
+		if pairLive(p) && !(p.MemberUserId == caller.UserID && p.MemberDeviceId == caller.DeviceID) {
+			others = append(others, p)
+		}
 	}
 	var out *storepb.Enterprise
 	err = s.deps.Keys.PromoteDelegation(ctx, caller, e.KeyId, caller.UserID, caller.DeviceID, func(tx *store.Tx) error {
@@ -371,6 +383,15 @@ func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, 
 			MemberUserId: caller.UserID, MemberDeviceId: caller.DeviceID, KeyId: ent.KeyId, Scope: []string{"admin"}}); err != nil {
 			return err
 		}
+		for _, p := range others {
+			if err := record(tx, &storepb.AuthorisationRecord{Uscc: ent.Uscc, Action: "recall", ByUserId: caller.UserID,
+				MemberUserId: p.MemberUserId, MemberDeviceId: p.MemberDeviceId, Scope: p.Scope, KeyId: ent.KeyId}); err != nil {
+				return err
+			}
+			if err := notice(tx, p.MemberUserId, "企业证书授权已收回", fmt.Sprintf("企业 %s 的管理员已转移，原授权已收回，请新管理员重新授权", ent.Name)); err != nil {
+				return err
+			}
+		}
 		for _, u := range []string{t.FromUserId, caller.UserID} {
 			if err := notice(tx, u, "管理员已转移", fmt.Sprintf("企业 %s 的管理员已转移", ent.Name)); err != nil {
 				return err
@@ -383,16 +404,5 @@ func (s *Service) AcceptAdminTransfer(ctx context.Context, caller authn.Caller, 
 		return nil, err
 	}
 	s.m.changes.WithLabelValues("admin.transfer").Inc()
-	all, err := s.deps.Keys.ListDelegations(ctx, out.KeyId)
-	if err != nil {
-		return out, err
-	}
-	for _, p := range all {
-		if pairLive(p) {
-			if err := s.recallPair(ctx, caller, out, p, false); err != nil {
-				return out, fmt.Errorf("the role moved but a staff pair made by the old administrator was not recalled (recall it): %w", err)
-			}
-		}
-	}
 	return out, nil
 }

@@ -718,8 +718,11 @@ var errPromotePending = apierr.New(apierr.FailedPrecondition, "the member's pair
 // PromoteDelegation makes a member's active pair the key's primary pair (a transfer of the
 // key): the key's holder, device, PIN (the member's) and share become the member's, under a
 // new share version with the share rewrapped as a primary share; the previous holder's share
-// is destroyed, a pending refresh of it dropped, and the pair's record marked promoted. Other
-// members' pairs stay. A pair with a share refresh of its own pending is refused
+// is destroyed, a pending refresh of it dropped, and the pair's record marked promoted. Every
+// other member's pair is recalled in the same transaction: the previous holder's device made
+// their phone shares (d1·ρ) and still knows them, so the new holder grants them anew (and
+// refreshes its own pair, which that device made too). A pair with a share refresh of its own
+// pending is refused
 // (errPromotePending). actor is who promotes (audited); whether it may is the caller's
 // decision. with, if not nil, runs in the same transaction.
 func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, keyID, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
@@ -767,6 +770,7 @@ func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, key
 		return hsmError(err)
 	}
 	var before holding
+	var recalled [][2]string // members whose pairs the promotion recalled
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		key, err := splitKeys.Get(tx, keyID)
 		if err != nil {
@@ -798,6 +802,28 @@ func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, key
 		key.PinFailures, key.LockedUntilUnixNano = pair.PinFailures, pair.LockedUntilUnixNano
 		key.Delegates = removeRef(key.Delegates, memberRef(memberUserID, memberDeviceID))
 		endPair(pair, pairPromoted, tx.Now())
+		recalled = recalled[:0]
+		for _, ref := range key.Delegates {
+			user, device, _ := strings.Cut(ref, "/")
+			other, err := delegates.Get(tx, delegateID(keyID, user, device))
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			endPair(other, pairRecalled, tx.Now())
+			if err := delegates.Put(tx, delegateID(keyID, user, device), other); err != nil {
+				return err
+			}
+			d := pairDetails(other)
+			d["reason"] = "the key's holder changed"
+			if err := s.recordTx(tx, actor, keyID, "delegate.recall", nil, 1, "ok", d); err != nil {
+				return err
+			}
+			recalled = append(recalled, [2]string{user, device})
+		}
+		key.Delegates = nil
 		if err := splitKeys.Put(tx, keyID, key); err != nil {
 			return err
 		}
@@ -830,6 +856,9 @@ func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, key
 		s.tickets.revokeHolder(keyID, before.key.UserId, before.key.DeviceId)
 	}
 	s.tickets.revokeHolder(keyID, memberUserID, memberDeviceID)
+	for _, m := range recalled {
+		s.tickets.revokeHolder(keyID, m[0], m[1])
+	}
 	return err
 }
 

@@ -122,14 +122,18 @@ func (c *cli) reconcileCmd(ctx context.Context, conn *client.Conn, args []string
 		if !ok || state == 0 {
 			return fmt.Errorf("-state %q: want awaiting, verified, expired or rejected", *st)
 		}
-		resp, err := desk.ListTransfers(ctx, &hufuv1.ListTransfersRequest{State: hufuv1.TransferState(state)})
-		if err != nil {
-			return err
+		for token := ""; ; {
+			resp, err := desk.ListTransfers(ctx, &hufuv1.ListTransfersRequest{State: hufuv1.TransferState(state), PageSize: 1000, PageToken: token})
+			if err != nil {
+				return err
+			}
+			for _, t := range resp.Transfers {
+				c.printTransfer(t)
+			}
+			if token = resp.NextPageToken; token == "" {
+				return nil
+			}
 		}
-		for _, t := range resp.Transfers {
-			c.printTransfer(t)
-		}
-		return nil
 	case "confirm", "reject":
 		fs := flag.NewFlagSet("reconcile "+args[0], flag.ContinueOnError)
 		note := fs.String("note", "", "confirm: how the transfer was found (required)")

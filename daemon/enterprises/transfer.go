@@ -324,10 +324,10 @@ func (s *Service) transferByID(ctx context.Context, id string) (*storepb.Corpora
 
 // ListCorporateTransfers lists the caller's applications, newest first.
 func (s *Service) ListCorporateTransfers(ctx context.Context, caller authn.Caller) ([]*storepb.CorporateTransfer, error) {
-	return s.transfersIn(ctx, indexUserTransfer, caller.UserID, nil)
+	return s.transfersIn(ctx, indexUserTransfer, caller.UserID)
 }
 
-func (s *Service) transfersIn(ctx context.Context, index, value string, keep func(*storepb.CorporateTransfer) bool) ([]*storepb.CorporateTransfer, error) {
+func (s *Service) transfersIn(ctx context.Context, index, value string) ([]*storepb.CorporateTransfer, error) {
 	ks, _, err := s.deps.Store.ListIndex(ctx, index, value, store.ListOptions{Limit: store.MaxListLimit})
 	if err != nil {
 		return nil, err
@@ -338,16 +338,16 @@ func (s *Service) transfersIn(ctx context.Context, index, value string, keep fun
 		if err != nil {
 			return nil, err
 		}
-		if keep == nil || keep(t) {
-			out = append(out, t)
-		}
+		out = append(out, t)
 	}
 	slices.SortFunc(out, func(a, b *storepb.CorporateTransfer) int { return int(b.CreatedUnixNano - a.CreatedUnixNano) })
 	return out, nil
 }
 
-// ListTransfers is the desk's list by state (awaiting transfer by default).
-func (s *Service) ListTransfers(ctx context.Context, state hufuv1.TransferState) ([]*storepb.CorporateTransfer, error) {
+// ListTransfers is one page of the desk's list by state (awaiting transfer by default): the
+// applications in that state among the next size filed under its index, and the token of the
+// page after.
+func (s *Service) ListTransfers(ctx context.Context, state hufuv1.TransferState, size int, token string) ([]*storepb.CorporateTransfer, string, error) {
 	want := int32(state)
 	if want == 0 {
 		want = transferAwaiting
@@ -357,12 +357,31 @@ func (s *Service) ListTransfers(ctx context.Context, state hufuv1.TransferState)
 		written = transferAwaiting
 	}
 	if written != transferAwaiting && written != transferVerified && written != transferRejected {
-		return nil, apierr.Invalidf("state", "want awaiting, verified, expired or rejected")
+		return nil, "", apierr.Invalidf("state", "want awaiting, verified, expired or rejected")
+	}
+	if size < 0 || size > store.MaxListLimit {
+		return nil, "", apierr.Invalidf("page_size", "want 0..%d", store.MaxListLimit)
+	}
+	ks, next, err := s.deps.Store.ListIndex(ctx, indexTransferState, stateValue(written), store.ListOptions{Limit: size, Cursor: token})
+	if errors.Is(err, store.ErrBadCursor) {
+		return nil, "", apierr.Invalidf("page_token", "not a token from the previous page")
+	}
+	if err != nil {
+		return nil, "", err
 	}
 	now := s.deps.Clock.Now()
-	return s.transfersIn(ctx, indexTransferState, stateValue(written), func(t *storepb.CorporateTransfer) bool {
-		return effectiveTransferState(t, now) == want
-	})
+	var out []*storepb.CorporateTransfer
+	for _, k := range ks {
+		t, err := transfers.Read(ctx, s.deps.Store, transfers.ID(k))
+		if err != nil {
+			return nil, "", err
+		}
+		if effectiveTransferState(t, now) == want {
+			out = append(out, t)
+		}
+	}
+	slices.SortFunc(out, func(a, b *storepb.CorporateTransfer) int { return int(b.CreatedUnixNano - a.CreatedUnixNano) })
+	return out, next, nil
 }
 
 // decideTransfer changes a live application found by id in one transaction.

@@ -83,11 +83,11 @@ func (r reconServer) ImportStatement(ctx context.Context, req *hufuv1.ImportStat
 }
 
 func (r reconServer) ListTransfers(ctx context.Context, req *hufuv1.ListTransfersRequest) (*hufuv1.ListTransfersResponse, error) {
-	ts, err := r.s.ListTransfers(ctx, req.GetState())
+	ts, next, err := r.s.ListTransfers(ctx, req.GetState(), int(req.GetPageSize()), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	out := &hufuv1.ListTransfersResponse{}
+	out := &hufuv1.ListTransfersResponse{NextPageToken: next}
 	for _, t := range ts {
 		out.Transfers = append(out.Transfers, r.s.transferPB(t))
 	}

@@ -302,7 +302,11 @@ func (x *ImportStatementResponse) GetDuplicate() uint32 {
 type ListTransfersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unspecified: awaiting transfer.
-	State         TransferState `protobuf:"varint,1,opt,name=state,proto3,enum=hufu.v1.TransferState" json:"state,omitempty"` // Next field: 2
+	State TransferState `protobuf:"varint,1,opt,name=state,proto3,enum=hufu.v1.TransferState" json:"state,omitempty"`
+	// How many applications one page examines: 1 to 1000; default 100. A page holds those in
+	// the state asked for, so it may hold fewer (even none) and still have a next page.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // Next field: 4
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,9 +348,25 @@ func (x *ListTransfersRequest) GetState() TransferState {
 	return TransferState_TRANSFER_STATE_UNSPECIFIED
 }
 
+func (x *ListTransfersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTransfersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListTransfersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Transfers     []*CorporateTransfer   `protobuf:"bytes,1,rep,name=transfers,proto3" json:"transfers,omitempty"` // Next field: 2
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Transfers []*CorporateTransfer   `protobuf:"bytes,1,rep,name=transfers,proto3" json:"transfers,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // Next field: 3
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -386,6 +406,13 @@ func (x *ListTransfersResponse) GetTransfers() []*CorporateTransfer {
 		return x.Transfers
 	}
 	return nil
+}
+
+func (x *ListTransfersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ConfirmTransferRequest struct {
@@ -606,11 +633,15 @@ const file_hufu_v1_reconciliation_proto_rawDesc = "" +
 	"\amatched\x18\x02 \x01(\rR\amatched\x12\x18\n" +
 	"\apartial\x18\x03 \x01(\rR\apartial\x12\x1c\n" +
 	"\tunmatched\x18\x04 \x01(\rR\tunmatched\x12\x1c\n" +
-	"\tduplicate\x18\x05 \x01(\rR\tduplicate\"D\n" +
+	"\tduplicate\x18\x05 \x01(\rR\tduplicate\"\x80\x01\n" +
 	"\x14ListTransfersRequest\x12,\n" +
-	"\x05state\x18\x01 \x01(\x0e2\x16.hufu.v1.TransferStateR\x05state\"Q\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x16.hufu.v1.TransferStateR\x05state\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"y\n" +
 	"\x15ListTransfersResponse\x128\n" +
-	"\ttransfers\x18\x01 \x03(\v2\x1a.hufu.v1.CorporateTransferR\ttransfers\"M\n" +
+	"\ttransfers\x18\x01 \x03(\v2\x1a.hufu.v1.CorporateTransferR\ttransfers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"M\n" +
 	"\x16ConfirmTransferRequest\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12\x12\n" +

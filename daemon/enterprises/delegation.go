@@ -198,23 +198,23 @@ func (s *Service) Recall(ctx context.Context, caller authn.Caller, uscc, memberU
 	if len(pairs) == 0 {
 		return nil, apierr.New(apierr.FailedPrecondition, "the member holds no delegated pair of the enterprise key")
 	}
+	var rec *storepb.AuthorisationRecord
 	for _, p := range pairs {
-		if err := s.recallPair(ctx, caller, e, p, true); err != nil {
+		if rec, err = s.recallPair(ctx, caller, e, p, true); err != nil {
 			return nil, err
 		}
 	}
 	s.m.changes.WithLabelValues("delegation.recall").Inc()
-	return &storepb.AuthorisationRecord{Uscc: e.Uscc, Action: "recall", ByUserId: caller.UserID, MemberUserId: memberUserID,
-		MemberDeviceId: pairs[len(pairs)-1].MemberDeviceId, Scope: pairs[len(pairs)-1].Scope, KeyId: e.KeyId,
-		TimeUnixNano: s.deps.Clock.Now().UnixNano()}, nil
+	return rec, nil
 }
 
 // recallPair destroys one delegated pair with its authorisation record, notice and audit
 // record. asAdmin re-checks, under the enterprise record's lock, that the caller still
 // administers the enterprise (a transfer may have committed since the caller was checked);
 // a member's removal, which checked the role under the same lock just before, passes false.
-func (s *Service) recallPair(ctx context.Context, caller authn.Caller, e *storepb.Enterprise, p *storepb.DelegatedShare, asAdmin bool) error {
-	return s.deps.Keys.RecallDelegation(ctx, caller, e.KeyId, p.MemberUserId, p.MemberDeviceId, func(tx *store.Tx) error {
+func (s *Service) recallPair(ctx context.Context, caller authn.Caller, e *storepb.Enterprise, p *storepb.DelegatedShare, asAdmin bool) (*storepb.AuthorisationRecord, error) {
+	var rec *storepb.AuthorisationRecord
+	err := s.deps.Keys.RecallDelegation(ctx, caller, e.KeyId, p.MemberUserId, p.MemberDeviceId, func(tx *store.Tx) error {
 		if asAdmin {
 			ent, err := enterprises.Get(tx, infoID(e.Uscc))
 			if err != nil {
@@ -224,8 +224,9 @@ func (s *Service) recallPair(ctx context.Context, caller authn.Caller, e *storep
 				return apierr.New(apierr.PermissionDenied, "only the enterprise's administrator may do this")
 			}
 		}
-		if err := record(tx, &storepb.AuthorisationRecord{Uscc: e.Uscc, Action: "recall", ByUserId: caller.UserID, MemberUserId: p.MemberUserId,
-			MemberDeviceId: p.MemberDeviceId, Scope: p.Scope, KeyId: e.KeyId}); err != nil {
+		rec = &storepb.AuthorisationRecord{Uscc: e.Uscc, Action: "recall", ByUserId: caller.UserID, MemberUserId: p.MemberUserId,
+			MemberDeviceId: p.MemberDeviceId, Scope: p.Scope, KeyId: e.KeyId}
+		if err := record(tx, rec); err != nil {
 			return err
 		}
 		if err := notice(tx, p.MemberUserId, "企业证书授权已收回", fmt.Sprintf("企业 %s 的证书授权已收回", e.Name)); err != nil {
@@ -233,6 +234,7 @@ func (s *Service) recallPair(ctx context.Context, caller authn.Caller, e *storep
 		}
 		return audit(tx, caller, "delegation.recall", e.Uscc, map[string]string{"member": p.MemberUserId, "device": p.MemberDeviceId, "key": e.KeyId})
 	})
+	return rec, err
 }
 
 // Records lists the authorisation records (授权记录): all for the administrator, the

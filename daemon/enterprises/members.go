@@ -165,7 +165,7 @@ func (s *Service) RemoveMember(ctx context.Context, caller authn.Caller, uscc, u
 		return err
 	}
 	for _, p := range pairs {
-		if err := s.recallPair(ctx, caller, e, p, false); err != nil {
+		if _, err := s.recallPair(ctx, caller, e, p, false); err != nil {
 			return fmt.Errorf("the member is removed but a delegated pair was not recalled (recall it again): %w", err)
 		}
 	}

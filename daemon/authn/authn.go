@@ -6,6 +6,8 @@ package authn
 
 import (
 	"context"
+
+	"google.golang.org/grpc"
 )
 
 // Requirement is what a method demands of its caller.
@@ -25,6 +27,17 @@ const (
 
 // Policy maps full method names ("/hufu.v1.AccountService/SignOut") to requirements.
 type Policy map[string]Requirement
+
+// Add requires r of every method and stream of the service desc describes, and returns p.
+func (p Policy) Add(desc *grpc.ServiceDesc, r Requirement) Policy {
+	for _, m := range desc.Methods {
+		p["/"+desc.ServiceName+"/"+m.MethodName] = r
+	}
+	for _, st := range desc.Streams {
+		p["/"+desc.ServiceName+"/"+st.StreamName] = r
+	}
+	return p
+}
 
 // Caller is the authenticated party of a call.
 type Caller struct {

@@ -17,14 +17,7 @@ import (
 func (s *Service) Register(r grpc.ServiceRegistrar) authn.Policy {
 	hufuv1.RegisterCertificateServiceServer(r, certServer{s: s})
 	hufuv1.RegisterReviewServiceServer(r, reviewServer{s: s})
-	policy := authn.Policy{}
-	for _, m := range hufuv1.CertificateService_ServiceDesc.Methods {
-		policy["/"+hufuv1.CertificateService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.User
-	}
-	for _, m := range hufuv1.ReviewService_ServiceDesc.Methods {
-		policy["/"+hufuv1.ReviewService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.System
-	}
-	return policy
+	return authn.Policy{}.Add(&hufuv1.CertificateService_ServiceDesc, authn.User).Add(&hufuv1.ReviewService_ServiceDesc, authn.System)
 }
 
 type certServer struct {

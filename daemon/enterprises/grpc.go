@@ -23,14 +23,7 @@ import (
 func (s *Service) Register(r grpc.ServiceRegistrar) authn.Policy {
 	hufuv1.RegisterEnterpriseServiceServer(r, server{s: s})
 	hufuv1.RegisterReconciliationServiceServer(r, reconServer{s: s})
-	policy := authn.Policy{}
-	for _, m := range hufuv1.EnterpriseService_ServiceDesc.Methods {
-		policy["/"+hufuv1.EnterpriseService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.User
-	}
-	for _, m := range hufuv1.ReconciliationService_ServiceDesc.Methods {
-		policy["/"+hufuv1.ReconciliationService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.System
-	}
-	return policy
+	return authn.Policy{}.Add(&hufuv1.EnterpriseService_ServiceDesc, authn.User).Add(&hufuv1.ReconciliationService_ServiceDesc, authn.System)
 }
 
 type server struct {

@@ -18,13 +18,7 @@ import (
 func (s *Service) Register(r grpc.ServiceRegistrar) authn.Policy {
 	hufuv1.RegisterKeyServiceServer(r, keyServer{s: s})
 	hufuv1.RegisterCosignServiceServer(r, cosignServer{s: s})
-	policy := authn.Policy{}
-	for _, desc := range []grpc.ServiceDesc{hufuv1.KeyService_ServiceDesc, hufuv1.CosignService_ServiceDesc} {
-		for _, m := range desc.Methods {
-			policy["/"+desc.ServiceName+"/"+m.MethodName] = authn.User
-		}
-	}
-	return policy
+	return authn.Policy{}.Add(&hufuv1.KeyService_ServiceDesc, authn.User).Add(&hufuv1.CosignService_ServiceDesc, authn.User)
 }
 
 func credential(c *hufuv1.Credential) Credential {

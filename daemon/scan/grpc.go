@@ -21,17 +21,7 @@ import (
 func (s *Service) Register(r grpc.ServiceRegistrar) authn.Policy {
 	hufuv1.RegisterScanServiceServer(r, systemServer{s: s})
 	hufuv1.RegisterPhoneScanServiceServer(r, phoneServer{s: s})
-	policy := authn.Policy{}
-	for _, m := range hufuv1.ScanService_ServiceDesc.Methods {
-		policy["/"+hufuv1.ScanService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.System
-	}
-	for _, m := range hufuv1.ScanService_ServiceDesc.Streams {
-		policy["/"+hufuv1.ScanService_ServiceDesc.ServiceName+"/"+m.StreamName] = authn.System
-	}
-	for _, m := range hufuv1.PhoneScanService_ServiceDesc.Methods {
-		policy["/"+hufuv1.PhoneScanService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.User
-	}
-	return policy
+	return authn.Policy{}.Add(&hufuv1.ScanService_ServiceDesc, authn.System).Add(&hufuv1.PhoneScanService_ServiceDesc, authn.User)
 }
 
 func ts(n int64) *timestamppb.Timestamp {

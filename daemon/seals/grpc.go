@@ -15,11 +15,7 @@ import (
 // Register adds SealService (user sessions) to a gRPC server and returns its policy.
 func (s *Service) Register(r grpc.ServiceRegistrar) authn.Policy {
 	hufuv1.RegisterSealServiceServer(r, sealServer{s: s})
-	policy := authn.Policy{}
-	for _, m := range hufuv1.SealService_ServiceDesc.Methods {
-		policy["/"+hufuv1.SealService_ServiceDesc.ServiceName+"/"+m.MethodName] = authn.User
-	}
-	return policy
+	return authn.Policy{}.Add(&hufuv1.SealService_ServiceDesc, authn.User)
 }
 
 type sealServer struct {

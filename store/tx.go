@@ -506,3 +506,28 @@ func (s *Store) applyNoSyncWait(b *pebble.Batch) (err error) {
 	}()
 	return s.db.ApplyNoSyncWait(b, pebble.Sync)
 }
+
+// UpdateInBatches runs fn over ids in batches of size, each batch in its own transaction
+// (a KEK rotation's rewrap, say), and returns the sum of what fn reports changed. fn audits
+// its own changes; a batch whose fn changed nothing should write nothing. progress, if not
+// nil, is called after each batch with the ids done and their number.
+func (s *Store) UpdateInBatches(ctx context.Context, ids []string, size int, fn func(tx *Tx, batch []string) (int, error), progress func(done, total int)) (int, error) {
+	changed := 0
+	for start := 0; start < len(ids); start += size {
+		batch := ids[start:min(start+size, len(ids))]
+		n := 0
+		err := s.Update(ctx, func(tx *Tx) error {
+			var err error
+			n, err = fn(tx, batch)
+			return err
+		})
+		if err != nil {
+			return changed, err
+		}
+		changed += n
+		if progress != nil {
+			progress(start+len(batch), len(ids))
+		}
+	}
+	return changed, nil
+}

@@ -99,55 +99,46 @@ func (s *Service) RewrapAll(ctx context.Context, actor string, stale func(blob [
 	if err != nil {
 		return 0, err
 	}
-	moved := 0
-	for start := 0; start < len(ids); start += rewrapBatch {
-		batch := ids[start:min(start+rewrapBatch, len(ids))]
+	moved, err := s.deps.Store.UpdateInBatches(ctx, ids, rewrapBatch, func(tx *store.Tx, batch []string) (int, error) {
 		n := 0
-		err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-			n = 0
-			for _, id := range batch {
-				e, put, err := legalRepOf(tx, id)
-				if errors.Is(err, store.ErrNotFound) {
+		for _, id := range batch {
+			e, put, err := legalRepOf(tx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return 0, err
+			}
+			lr := e.GetLegalRep()
+			changed := false
+			for _, f := range []struct {
+				blob *[]byte
+				what string
+			}{{&lr.IdNumberWrapped, "id"}, {&lr.PhoneWrapped, "phone"}} {
+				if len(*f.blob) == 0 || !stale(*f.blob) {
 					continue
 				}
-				if err != nil {
-					return err
+				if *f.blob, err = rewrap(ctx, *f.blob, legalRepAD(e.Uscc, f.what)); err != nil {
+					return 0, fmt.Errorf("enterprise %s: %w", e.Uscc, err)
 				}
-				lr := e.GetLegalRep()
-				changed := false
-				for _, f := range []struct {
-					blob *[]byte
-					what string
-				}{{&lr.IdNumberWrapped, "id"}, {&lr.PhoneWrapped, "phone"}} {
-					if len(*f.blob) == 0 || !stale(*f.blob) {
-						continue
-					}
-					if *f.blob, err = rewrap(ctx, *f.blob, legalRepAD(e.Uscc, f.what)); err != nil {
-						return fmt.Errorf("enterprise %s: %w", e.Uscc, err)
-					}
-					changed = true
-				}
-				if !changed {
-					continue // rewrapped since the listing
-				}
-				if err := put(); err != nil {
-					return err
-				}
-				n++
+				changed = true
 			}
-			if n == 0 {
-				return nil
+			if !changed {
+				continue // rewrapped since the listing
 			}
-			return tx.Audit(store.Event{Actor: actor, Action: "enterprise.rewrap", Subject: "e/", Outcome: store.OutcomeOK,
-				Details: map[string]string{"records": strconv.Itoa(n)}})
-		})
-		if err != nil {
-			return moved, fmt.Errorf("enterprises: rewrap: %w", err)
+			if err := put(); err != nil {
+				return 0, err
+			}
+			n++
 		}
-		moved += n
-		if progress != nil {
-			progress(start+len(batch), len(ids))
+		if n == 0 {
+			return 0, nil
 		}
+		return n, tx.Audit(store.Event{Actor: actor, Action: "enterprise.rewrap", Subject: "e/", Outcome: store.OutcomeOK,
+			Details: map[string]string{"records": strconv.Itoa(n)}})
+	}, progress)
+	if err != nil {
+		return moved, fmt.Errorf("enterprises: rewrap: %w", err)
 	}
 	return moved, nil
 }

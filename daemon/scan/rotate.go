@@ -50,44 +50,35 @@ func (s *Service) RewrapAll(ctx context.Context, actor string, stale func(blob [
 	if err != nil {
 		return 0, err
 	}
-	moved := 0
-	for start := 0; start < len(ids); start += rewrapBatch {
-		batch := ids[start:min(start+rewrapBatch, len(ids))]
+	moved, err := s.deps.Store.UpdateInBatches(ctx, ids, rewrapBatch, func(tx *store.Tx, batch []string) (int, error) {
 		n := 0
-		err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-			n = 0
-			for _, id := range batch {
-				ss, err := sessions.Get(tx, sessionID(id))
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				if len(ss.SubjectIdWrapped) == 0 || !stale(ss.SubjectIdWrapped) {
-					continue // matched, declined or rewrapped since the listing
-				}
-				if ss.SubjectIdWrapped, err = rewrap(ctx, ss.SubjectIdWrapped, subjectAD(id)); err != nil {
-					return fmt.Errorf("session %s: %w", id, err)
-				}
-				if err := sessions.Put(tx, sessionID(id), ss, store.ExpiresAt(time.Unix(0, ss.ExpiresUnixNano).Add(keep))); err != nil {
-					return err
-				}
-				n++
+		for _, id := range batch {
+			ss, err := sessions.Get(tx, sessionID(id))
+			if errors.Is(err, store.ErrNotFound) {
+				continue
 			}
-			if n == 0 {
-				return nil
+			if err != nil {
+				return 0, err
 			}
-			return tx.Audit(store.Event{Actor: actor, Action: "scan.rewrap", Subject: "s/", Outcome: store.OutcomeOK,
-				Details: map[string]string{"sessions": strconv.Itoa(n)}})
-		})
-		if err != nil {
-			return moved, fmt.Errorf("scan: rewrap: %w", err)
+			if len(ss.SubjectIdWrapped) == 0 || !stale(ss.SubjectIdWrapped) {
+				continue // matched, declined or rewrapped since the listing
+			}
+			if ss.SubjectIdWrapped, err = rewrap(ctx, ss.SubjectIdWrapped, subjectAD(id)); err != nil {
+				return 0, fmt.Errorf("session %s: %w", id, err)
+			}
+			if err := sessions.Put(tx, sessionID(id), ss, store.ExpiresAt(time.Unix(0, ss.ExpiresUnixNano).Add(keep))); err != nil {
+				return 0, err
+			}
+			n++
 		}
-		moved += n
-		if progress != nil {
-			progress(start+len(batch), len(ids))
+		if n == 0 {
+			return 0, nil
 		}
+		return n, tx.Audit(store.Event{Actor: actor, Action: "scan.rewrap", Subject: "s/", Outcome: store.OutcomeOK,
+			Details: map[string]string{"sessions": strconv.Itoa(n)}})
+	}, progress)
+	if err != nil {
+		return moved, fmt.Errorf("scan: rewrap: %w", err)
 	}
 	return moved, nil
 }

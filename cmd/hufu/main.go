@@ -96,6 +96,7 @@ Scan sessions of business systems (seed manual §2, §3.1):
   scan PAYLOAD [-cert SERIAL] [-seal SEAL] [-decline REASON] [-pin P]
                           the phone: checks the code under the scan key pinned on first use,
                           shows what is asked and answers it
+  scan bindings | scan unbind SYSTEM BINDING  your certificates' bindings to business systems
   open-bid -key K -in FILE.env [-out FILE]   open an enveloped bid file (two-party decryption)
 
 Auditing (no daemon):

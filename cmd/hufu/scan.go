@@ -79,6 +79,9 @@ func keyFingerprint(pub *ecdsa.PublicKey) string {
 }
 
 func (c *cli) scan(ctx context.Context, conn *client.Conn, args []string) error {
+	if len(args) > 0 && (args[0] == "bindings" || args[0] == "unbind") {
+		return c.myBindings(ctx, conn, args)
+	}
 	fs := flag.NewFlagSet("hufu scan", flag.ContinueOnError)
 	serial := fs.String("cert", "", "the certificate that answers (required when several can)")
 	sealID := fs.String("seal", "", "the seal for the signature's appearance, when the system asks for one")
@@ -262,5 +265,29 @@ func (c *cli) openBid(ctx context.Context, conn *client.Conn, args []string) err
 		return err
 	}
 	fmt.Fprintf(c.out, "%s: opened with the two-party decryption, written to %s\n", *in, dest)
+	return nil
+}
+
+// myBindings lists the bindings of this person's certificates to business systems
+// (scan bindings), or removes one (scan unbind SYSTEM BINDING).
+func (c *cli) myBindings(ctx context.Context, conn *client.Conn, args []string) error {
+	phone := hufuv1.NewPhoneScanServiceClient(conn.ClientConn())
+	if args[0] == "unbind" {
+		if len(args) != 3 {
+			return errors.New("scan unbind SYSTEM BINDING (as `hufu scan bindings` lists them)")
+		}
+		_, err := phone.RemoveMyBinding(ctx, &hufuv1.RemoveMyBindingRequest{System: args[1], BindingId: args[2]})
+		return err
+	}
+	resp, err := phone.ListMyBindings(ctx, &hufuv1.ListMyBindingsRequest{})
+	if err != nil {
+		return err
+	}
+	for _, b := range resp.Bindings {
+		fmt.Fprintf(c.out, "%s  %s  binding %s  reference %s  certificate %s\n", b.System, b.PlatformId, b.Id, b.Reference, b.CertificateSerial)
+	}
+	if len(resp.Bindings) == 0 {
+		fmt.Fprintln(c.out, "no certificate of yours is bound to a business system")
+	}
 	return nil
 }

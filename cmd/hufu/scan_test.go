@@ -111,6 +111,9 @@ func TestScanCommands(t *testing.T) {
 	if out := hufu(append(system, "rp", "resolve", serial)...); !strings.Contains(out, "reference user-42") {
 		t.Fatalf("rp resolve: %s", out)
 	}
+	if out := hufu("scan", "bindings"); !strings.Contains(out, "reference user-42  certificate "+serial) {
+		t.Fatalf("scan bindings: %s", out)
+	}
 
 	rpOut, scanOut, err = rpAndScan([]string{"login"})
 	if err != nil || !strings.Contains(rpOut, "scanned\n") || !strings.Contains(rpOut, "completed\n") ||

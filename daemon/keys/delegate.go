@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -640,9 +641,17 @@ func (s *Service) AcceptDelegation(ctx context.Context, caller authn.Caller, key
 		if !cosign.Verify(&public, &challenge, &sig) {
 			return apierr.Invalidf("confirmation", "does not verify as a signature under the key on this delegation's challenge")
 		}
+		if len(del.ChallengeR) == 0 {
+			return apierr.New(apierr.FailedPrecondition, "sign the challenge with the new pair first (CosignService.Sign)")
+		}
+		if subtle.ConstantTimeCompare(del.ChallengeR, sig.R[:]) != 1 {
+			// A signature under P by another pair of the key (the holder's, another device's):
+			// it proves nothing about this device's share.
+			return apierr.Invalidf("confirmation", "not the signature the new pair made on the challenge")
+		}
 		del.Status, del.AcceptedUnixNano = pairActive, tx.Now().UnixNano()
 		del.PinVerifier, del.PinSalt, del.PinFailures, del.LockedUntilUnixNano = verifier, salt, 0, 0
-		del.Envelope, del.ChallengeNonce = nil, nil
+		del.Envelope, del.ChallengeNonce, del.ChallengeR = nil, nil, nil
 		if err := delegates.Put(tx, id, del); err != nil {
 			return err
 		}
@@ -860,6 +869,26 @@ func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, key
 		s.tickets.revokeHolder(keyID, m[0], m[1])
 	}
 	return err
+}
+
+// answeredChallenge records, with its audit record, the r of a pending pair's answer to its
+// challenge, which its acceptance must carry.
+func (s *Service) answeredChallenge(ctx context.Context, caller authn.Caller, keyID string, r []byte) error {
+	id := delegateID(keyID, caller.UserID, caller.DeviceID)
+	return s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		del, err := delegates.Get(tx, id)
+		if err != nil {
+			return err
+		}
+		if del.Status != pairPending {
+			return apierr.New(apierr.FailedPrecondition, "the delegation was accepted or ended meanwhile")
+		}
+		del.ChallengeR = r
+		if err := delegates.Put(tx, id, del); err != nil {
+			return err
+		}
+		return s.recordTx(tx, caller, keyID, "delegate.challenge", nil, 1, "ok", pairDetails(del))
+	})
 }
 
 // ListDelegations returns every delegated pair record of a key, ended ones included, without

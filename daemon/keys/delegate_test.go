@@ -193,7 +193,9 @@ func grant(t *testing.T, e *env, grantor, member *phone, with func(*store.Tx) er
 }
 
 // accept runs the member's side: fetch the offer, open and check, prove, accept with pin.
-func accept(t *testing.T, e *env, member *phone, pin string) {
+// An impostor, if given, is another holder of a pair of the key: its signature on the
+// challenge must not accept the member's pair, before or after the member's own answer.
+func accept(t *testing.T, e *env, member *phone, pin string, impostor ...*phone) {
 	t.Helper()
 	ctx := context.Background()
 	rec, publicRaw, p2Raw, challengeRaw, err := e.svc.DelegationOffer(ctx, member.caller, keyID)
@@ -234,12 +236,26 @@ func accept(t *testing.T, e *env, member *phone, pin string) {
 	if _, _, _, err := e.svc.OpenTicket(ctx, member.caller, keyID, pin); code(err) != codes.FailedPrecondition {
 		t.Fatalf("pending pair opened a ticket: %v", err)
 	}
+	var forged []byte
+	for _, other := range impostor {
+		sig, err := other.key.SignDigest(ctx, rand.Reader, &want)
+		if err != nil {
+			t.Fatalf("impostor signs the challenge: %v", err)
+		}
+		forged, _ = sig.MarshalBinary()
+		if err := e.svc.AcceptDelegation(ctx, member.caller, keyID, pin, forged, nil); code(err) != codes.FailedPrecondition {
+			t.Fatalf("accepted with another pair's signature before the new pair answered: %v", err)
+		}
+	}
 	*member.cred = keys.Credential{}
 	sig, err := member.key.SignDigest(ctx, rand.Reader, &want)
 	if err != nil {
 		t.Fatalf("sign the challenge: %v", err)
 	}
 	raw, _ := sig.MarshalBinary()
+	if forged != nil {
+		wantInvalid(t, e.svc.AcceptDelegation(ctx, member.caller, keyID, pin, forged, nil), "confirmation")
+	}
 	if err := e.svc.AcceptDelegation(ctx, member.caller, keyID, pin, raw, nil); err != nil {
 		t.Fatalf("accept: %v", err)
 	}
@@ -416,7 +432,7 @@ func TestDelegatedPairs(t *testing.T) {
 	})
 
 	grant(t, e, admin, staff2, nil)
-	accept(t, e, staff2, "555555")
+	accept(t, e, staff2, "555555", admin)
 
 	t.Run("a second pair to a member with one is refused", func(t *testing.T) {
 		g, envelope, err := admin.share.Delegate(rand.Reader, &staff2.devicePub, cosign.DelegationContext(keyID, "u-staff2", "d-staff2"))

@@ -46,7 +46,12 @@ func (s *Service) Sign(ctx context.Context, caller authn.Caller, keyID string, c
 	if err != nil {
 		return cosign.SignResponse{}, 0, err
 	}
-	if err := s.record(ctx, caller, keyID, "sign", [][]byte{req.E[:]}, 1, map[string]string{"digest": hex.EncodeToString(req.E[:])}); err != nil {
+	if e.key.pendingPair() {
+		// The acceptance must come from this run (AcceptDelegation checks its r).
+		if err := s.answeredChallenge(ctx, caller, keyID, resp.R[:]); err != nil {
+			return cosign.SignResponse{}, 0, err
+		}
+	} else if err := s.record(ctx, caller, keyID, "sign", [][]byte{req.E[:]}, 1, map[string]string{"digest": hex.EncodeToString(req.E[:])}); err != nil {
 		return cosign.SignResponse{}, 0, err // fail closed: no answer without its records
 	}
 	s.observe("sign", 1, 0, start)

@@ -327,7 +327,11 @@ type DelegatedShare struct {
 	// with the pending version ("hufu/key/v1 delegate <key id>/<user>/<device>/<version>"),
 	// and the offer with "hufu/key/v1 delegate-refresh-offer <key id>/<user>/<device>/<version>".
 	// Only an active pair has one; it is erased when the pair ends.
-	Pending       *PendingRefresh `protobuf:"bytes,19,opt,name=pending,proto3" json:"pending,omitempty"` // Next field: 20
+	Pending *PendingRefresh `protobuf:"bytes,19,opt,name=pending,proto3" json:"pending,omitempty"`
+	// r of the pending pair's latest answer to its challenge: acceptance needs a confirmation
+	// with this r, which only the new pair's signing run can have produced (another pair of
+	// the key signing the same challenge draws another r).
+	ChallengeR    []byte `protobuf:"bytes,20,opt,name=challenge_r,json=challengeR,proto3" json:"challenge_r,omitempty"` // Next field: 21
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -491,6 +495,13 @@ func (x *DelegatedShare) GetScope() []string {
 func (x *DelegatedShare) GetPending() *PendingRefresh {
 	if x != nil {
 		return x.Pending
+	}
+	return nil
+}
+
+func (x *DelegatedShare) GetChallengeR() []byte {
+	if x != nil {
+		return x.ChallengeR
 	}
 	return nil
 }
@@ -699,7 +710,7 @@ const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\apending\x18\x10 \x01(\v2\x1d.hufu.store.v1.PendingRefreshR\apending\x12\x1c\n" +
 	"\tdelegates\x18\x11 \x03(\tR\tdelegates\x12\x1f\n" +
 	"\vpin_context\x18\x12 \x01(\fR\n" +
-	"pinContext\"\xd5\x05\n" +
+	"pinContext\"\xf6\x05\n" +
 	"\x0eDelegatedShare\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12$\n" +
 	"\x0emember_user_id\x18\x02 \x01(\tR\fmemberUserId\x12(\n" +
@@ -721,7 +732,9 @@ const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\x12accepted_unix_nano\x18\x10 \x01(\x03R\x10acceptedUnixNano\x12&\n" +
 	"\x0fended_unix_nano\x18\x11 \x01(\x03R\rendedUnixNano\x12\x14\n" +
 	"\x05scope\x18\x12 \x03(\tR\x05scope\x127\n" +
-	"\apending\x18\x13 \x01(\v2\x1d.hufu.store.v1.PendingRefreshR\apending\"t\n" +
+	"\apending\x18\x13 \x01(\v2\x1d.hufu.store.v1.PendingRefreshR\apending\x12\x1f\n" +
+	"\vchallenge_r\x18\x14 \x01(\fR\n" +
+	"challengeR\"t\n" +
 	"\x0ePendingRefresh\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12#\n" +
 	"\rshare_wrapped\x18\x02 \x01(\fR\fshareWrapped\x12#\n" +

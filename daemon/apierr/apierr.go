@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/hufu-hsm/hufu/cosign"
@@ -102,6 +103,17 @@ func Invalid(field string, cause error) *Error {
 // Invalidf reports a bad request field with a formatted message.
 func Invalidf(field, format string, args ...any) *Error {
 	return &Error{Kind: InvalidArgument, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// requestIDRE is the one rule of the API's idempotency keys (request_id and the like).
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
+
+// CheckRequestID checks an idempotency key given in field: 8 to 64 of [A-Za-z0-9._-].
+func CheckRequestID(field, id string) error {
+	if !requestIDRE.MatchString(id) {
+		return Invalidf(field, "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	}
+	return nil
 }
 
 // New returns an error of the given kind with a message for the caller.

@@ -239,17 +239,9 @@ func certKey(user, serial string) string {
 }
 
 var (
-	requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
-	orderIDRE   = regexp.MustCompile(`^[0-9a-f]{22}$`)
-	serialRE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	orderIDRE = regexp.MustCompile(`^[0-9a-f]{22}$`)
+	serialRE  = regexp.MustCompile(`^[0-9a-f]{32}$`)
 )
-
-func checkRequestID(id string) error {
-	if !requestIDRE.MatchString(id) {
-		return apierr.Invalidf("request_id", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
-	}
-	return nil
-}
 
 func checkOrderID(id string) error {
 	if !orderIDRE.MatchString(id) {

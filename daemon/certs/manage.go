@@ -48,8 +48,8 @@ func (DevPayments) Refund(context.Context, string, int64) error { return nil }
 // completes the order, all or nothing: the certificate is stored in the transaction that
 // completes the order, so concurrent payments leave exactly one certificate.
 func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem string) (*storepb.Order, *storepb.Certificate, error) {
-	if err := checkRequestID(idem); err != nil {
-		return nil, nil, apierr.Invalidf("idempotency_key", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	if err := apierr.CheckRequestID("idempotency_key", idem); err != nil {
+		return nil, nil, err
 	}
 	o, err := s.ownedOrder(ctx, caller, id)
 	if err != nil {
@@ -454,7 +454,7 @@ func certStatusName(st hufuv1.CertificateStatus) string {
 // Renew orders a certificate for the same key pair (续期); files encrypted to the old
 // certificate still decrypt. The order awaits payment at once.
 func (s *Service) Renew(ctx context.Context, caller authn.Caller, requestID, serial string, years int) (*storepb.Order, error) {
-	if err := checkRequestID(requestID); err != nil {
+	if err := apierr.CheckRequestID("request_id", requestID); err != nil {
 		return nil, err
 	}
 	if existing, err := s.byRequest(ctx, caller, requestID); err != nil || existing != nil {
@@ -474,7 +474,7 @@ func (s *Service) Renew(ctx context.Context, caller authn.Caller, requestID, ser
 // Upgrade orders a certificate for the same key valid on more platforms (升级), with the
 // old certificate's expiry.
 func (s *Service) Upgrade(ctx context.Context, caller authn.Caller, requestID, serial string, add []string) (*storepb.Order, error) {
-	if err := checkRequestID(requestID); err != nil {
+	if err := apierr.CheckRequestID("request_id", requestID); err != nil {
 		return nil, err
 	}
 	if existing, err := s.byRequest(ctx, caller, requestID); err != nil || existing != nil {

@@ -99,7 +99,7 @@ type application struct {
 }
 
 func (s *Service) apply(ctx context.Context, caller authn.Caller, a application) (*storepb.Order, error) {
-	if err := checkRequestID(a.requestID); err != nil {
+	if err := apierr.CheckRequestID("request_id", a.requestID); err != nil {
 		return nil, err
 	}
 	if existing, err := s.byRequest(ctx, caller, a.requestID); err != nil || existing != nil {

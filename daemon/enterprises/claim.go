@@ -164,13 +164,10 @@ func (s *Service) Search(ctx context.Context, query string) ([]SearchResult, err
 	return out, nil
 }
 
-// ClaimRequest is a claim (认领企业, §1.6.2.1).
-type ClaimRequest = hufuv1.ClaimEnterpriseRequest
-
 // Claim applies for the enterprise certificate of an enterprise that has no administrator
 // (or whose administrator is the caller, verified by corporate transfer). The order goes
 // through the review desk; its payment completes the claim (EnterpriseCertificateIssued).
-func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *ClaimRequest) (*storepb.Order, error) {
+func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *hufuv1.ClaimEnterpriseRequest) (*storepb.Order, error) {
 	e, err := s.checkDetails(ctx, req.GetEnterprise())
 	if err != nil {
 		return nil, err

@@ -20,22 +20,12 @@ import (
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
 
-var (
-	requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
-	appIDRE     = regexp.MustCompile(`^[0-9a-f]{20}$`)
-)
-
-func checkRequestID(id string) error {
-	if !requestIDRE.MatchString(id) {
-		return apierr.Invalidf("request_id", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
-	}
-	return nil
-}
+var appIDRE = regexp.MustCompile(`^[0-9a-f]{20}$`)
 
 // ApplyToJoin files an application to join a registered enterprise (§1.6.3.1), naming its
 // administrator, or through an invite (§1.6.3.2). request_id makes it idempotent.
 func (s *Service) ApplyToJoin(ctx context.Context, caller authn.Caller, req *hufuv1.ApplyToJoinRequest) (*storepb.JoinApplication, error) {
-	if err := checkRequestID(req.GetRequestId()); err != nil {
+	if err := apierr.CheckRequestID("request_id", req.GetRequestId()); err != nil {
 		return nil, err
 	}
 	if k, err := s.lookup(ctx, indexJoinRequest, caller.UserID+"."+req.GetRequestId()); err != nil || k != "" {

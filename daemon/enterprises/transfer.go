@@ -129,7 +129,7 @@ func effectiveTransferState(t *storepb.CorporateTransfer, now time.Time) int32 {
 
 // ApplyCorporateTransfer files an application (§1.6.4). request_id makes it idempotent.
 func (s *Service) ApplyCorporateTransfer(ctx context.Context, caller authn.Caller, req *hufuv1.ApplyCorporateTransferRequest) (*storepb.CorporateTransfer, error) {
-	if err := checkRequestID(req.GetRequestId()); err != nil {
+	if err := apierr.CheckRequestID("request_id", req.GetRequestId()); err != nil {
 		return nil, err
 	}
 	if k, err := s.lookup(ctx, indexTransferRequest, caller.UserID+"."+req.GetRequestId()); err != nil || k != "" {

@@ -23,8 +23,6 @@ import (
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
 
-var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
-
 const qrPrefix = "HUFU1.SCAN."
 
 // qrDomain separates QR payload signatures from every other use of the signing key (its
@@ -39,8 +37,8 @@ func signedDigest(domain, body string) []byte {
 // checkCreate validates a session request and returns the record it makes and, for a BIND
 // of a person, the ID number to wrap (never put in the record in clear).
 func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSession, []byte, error) {
-	if !requestIDRE.MatchString(req.GetRequestId()) {
-		return nil, nil, apierr.Invalidf("request_id", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	if err := apierr.CheckRequestID("request_id", req.GetRequestId()); err != nil {
+		return nil, nil, err
 	}
 	var idNumber []byte
 	ss := &storepb.ScanSession{Kind: int32(req.GetKind()), PlatformId: req.GetPlatformId(), Reference: strings.TrimSpace(req.GetReference()),

@@ -152,9 +152,8 @@ func imageID(id string) string         { return "seal-image/" + id }
 func grantID(uscc, user string) string { return "seal-grant/e:" + uscc + "/" + user }
 
 var (
-	requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{8,64}$`)
-	sealIDRE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	userIDRE    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	sealIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	userIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 )
 
 var enterpriseTypes = []hufuv1.SealType{hufuv1.SealType_SEAL_TYPE_OFFICIAL, hufuv1.SealType_SEAL_TYPE_CONTRACT,
@@ -268,8 +267,8 @@ func (s *Service) managed(ctx context.Context, caller authn.Caller, id string) (
 
 // Create stores a new active seal (request_id makes it idempotent).
 func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.CreateSealRequest) (*storepb.Seal, error) {
-	if !requestIDRE.MatchString(req.GetRequestId()) {
-		return nil, apierr.Invalidf("request_id", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	if err := apierr.CheckRequestID("request_id", req.GetRequestId()); err != nil {
+		return nil, err
 	}
 	if existing, err := s.byRequest(ctx, caller, req.GetRequestId()); err != nil || existing != nil {
 		return existing, err

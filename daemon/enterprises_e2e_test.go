@@ -877,7 +877,8 @@ func TestEnterpriseLetterTemplates(t *testing.T) {
 	m := newMember(t, a, "13800138051", "letter-dev-01")
 	for _, kind := range []string{"enterprise-claim", "corporate-transfer", "personal"} {
 		resp, err := m.ent.GetLetterTemplate(bg, &hufuv1.GetLetterTemplateRequest{CaId: "hufu-ca", Kind: kind})
-		if err != nil || !bytes.Contains(resp.Content, []byte("授权书")) || fmt.Sprint(resp.RequiredAttachments) != "[法定代表人身份证复印件]" {
+		if err != nil || !bytes.Contains(resp.Content, []byte("授权书")) || !bytes.Contains(resp.Content, []byte("致：hufu 内置CA")) ||
+			fmt.Sprint(resp.RequiredAttachments) != "[法定代表人身份证复印件]" {
 			t.Fatalf("%s template: %v %v", kind, resp, err)
 		}
 	}

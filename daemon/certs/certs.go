@@ -195,6 +195,15 @@ func (s *Service) CRL(ctx context.Context, caID string) ([]byte, error) {
 	return c.Connector.CRL(ctx)
 }
 
+// CAName is the name of a configured CA.
+func (s *Service) CAName(id string) (string, bool) {
+	c, ok := s.cas[id]
+	if !ok {
+		return "", false
+	}
+	return c.Connector.Name(), true
+}
+
 // CAIDs lists the configured CAs in configuration order.
 func (s *Service) CAIDs() []string { return append([]string(nil), s.order...) }
 

@@ -83,7 +83,7 @@ type Accounts interface {
 type Certs interface {
 	ApplyEnterprise(ctx context.Context, caller authn.Caller, a certs.EnterpriseApplication) (*storepb.Order, error)
 	OrderPB(o *storepb.Order) *hufuv1.Order
-	CAIDs() []string
+	CAName(id string) (string, bool)
 	// Certificate returns a certificate by serial with its chain.
 	Certificate(ctx context.Context, serial string) (*storepb.Certificate, [][]byte, error)
 	// KeyCertificates and MoveKeyCertificates re-home a key's certificates to its new

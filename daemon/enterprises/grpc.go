@@ -1,9 +1,9 @@
 package enterprises
 
 import (
+	"bytes"
 	"context"
 	"embed"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -323,7 +323,8 @@ var letterKinds = map[string]string{
 }
 
 func (v server) GetLetterTemplate(_ context.Context, req *hufuv1.GetLetterTemplateRequest) (*hufuv1.GetLetterTemplateResponse, error) {
-	if !slices.Contains(v.s.deps.Certs.CAIDs(), req.GetCaId()) {
+	caName, ok := v.s.deps.Certs.CAName(req.GetCaId())
+	if !ok {
 		return nil, apierr.Invalidf("ca_id", "no CA %q", req.GetCaId())
 	}
 	file, ok := letterKinds[req.GetKind()]
@@ -334,6 +335,8 @@ func (v server) GetLetterTemplate(_ context.Context, req *hufuv1.GetLetterTempla
 	if err != nil {
 		return nil, err
 	}
+	// The template is addressed to the CA the application goes to.
+	content = bytes.ReplaceAll(content, []byte("{{CA}}"), []byte(caName))
 	return &hufuv1.GetLetterTemplateResponse{FileName: req.GetKind() + "-authorisation.txt", MediaType: "text/plain; charset=utf-8",
 		Content: content, RequiredAttachments: v.s.opts.RequiredAttachments[req.GetCaId()]}, nil
 }

@@ -2,10 +2,8 @@ package certs
 
 import (
 	"context"
-	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/authn"
@@ -25,13 +23,6 @@ type certServer struct {
 	s *Service
 }
 
-func ts(n int64) *timestamppb.Timestamp {
-	if n == 0 {
-		return nil
-	}
-	return timestamppb.New(time.Unix(0, n))
-}
-
 // OrderPB is an order as the API shows it (the enterprise service answers claims with it).
 func (s *Service) OrderPB(o *storepb.Order) *hufuv1.Order {
 	if o == nil {
@@ -47,10 +38,10 @@ func (s *Service) OrderPB(o *storepb.Order) *hufuv1.Order {
 		KeyId: o.KeyId, SubjectName: o.SubjectName, SubjectIdMasked: o.SubjectIdMasked,
 		AuthorisationMethod: o.GetAuthorisation().GetMethod(), AuthorisationSha256: o.GetAuthorisation().GetSha256(),
 		CancelReason: o.CancelReason, CancelledBy: o.CancelledBy, Serial: o.Serial, ReplacesSerial: o.ReplacesSerial,
-		ReorderedFrom: o.ReorderedFrom, EnterpriseUscc: o.EnterpriseUscc, CreatedAt: ts(o.CreatedUnixNano), UpdatedAt: ts(o.UpdatedUnixNano),
+		ReorderedFrom: o.ReorderedFrom, EnterpriseUscc: o.EnterpriseUscc, CreatedAt: hufuv1.Timestamp(o.CreatedUnixNano), UpdatedAt: hufuv1.Timestamp(o.UpdatedUnixNano),
 	}
 	for _, st := range o.Steps {
-		out.Steps = append(out.Steps, &hufuv1.ReviewStep{Name: st.Name, Time: ts(st.TimeUnixNano), Actor: st.Actor, Note: st.Note})
+		out.Steps = append(out.Steps, &hufuv1.ReviewStep{Name: st.Name, Time: hufuv1.Timestamp(st.TimeUnixNano), Actor: st.Actor, Note: st.Note})
 	}
 	return out
 }
@@ -60,8 +51,8 @@ func (s *Service) certPB(c *storepb.Certificate) *hufuv1.Certificate {
 		return nil
 	}
 	return &hufuv1.Certificate{
-		Serial: c.Serial, KeyId: c.KeyId, CaId: c.CaId, NotBefore: ts(c.NotBeforeUnixNano), NotAfter: ts(c.NotAfterUnixNano),
-		Platforms: c.Platforms, Regions: c.Regions, Label: c.Label, Status: s.effective(c), RevokedAt: ts(c.RevokedUnixNano),
+		Serial: c.Serial, KeyId: c.KeyId, CaId: c.CaId, NotBefore: hufuv1.Timestamp(c.NotBeforeUnixNano), NotAfter: hufuv1.Timestamp(c.NotAfterUnixNano),
+		Platforms: c.Platforms, Regions: c.Regions, Label: c.Label, Status: s.effective(c), RevokedAt: hufuv1.Timestamp(c.RevokedUnixNano),
 		OrderId: c.OrderId, SupersededBy: c.SupersededBy, Subject: subjectOf(c),
 	}
 }
@@ -207,7 +198,7 @@ func (c certServer) ListMessages(ctx context.Context, req *hufuv1.ListMessagesRe
 	out := &hufuv1.ListMessagesResponse{NextPageToken: next}
 	for _, m := range ms {
 		out.Messages = append(out.Messages, &hufuv1.Message{Id: m.Id, Kind: hufuv1.MessageKind(m.Kind), Title: m.Title, Body: m.Body,
-			OrderId: m.OrderId, Serial: m.Serial, Time: ts(m.TimeUnixNano)})
+			OrderId: m.OrderId, Serial: m.Serial, Time: hufuv1.Timestamp(m.TimeUnixNano)})
 	}
 	return out, nil
 }

@@ -31,21 +31,14 @@ type server struct {
 	s *Service
 }
 
-func ts(n int64) *timestamppb.Timestamp {
-	if n == 0 {
-		return nil
-	}
-	return timestamppb.New(time.Unix(0, n))
-}
-
 // enterprisePB shows an enterprise to a member.
 func (s *Service) enterprisePB(ctx context.Context, e *storepb.Enterprise) *hufuv1.Enterprise {
 	out := &hufuv1.Enterprise{
 		Uscc: e.Uscc, Name: e.Name, State: hufuv1.EnterpriseState(e.State), LegalRepName: e.GetLegalRep().GetName(),
 		LegalRepIdType: hufuv1.IdType(e.GetLegalRep().GetIdType()), LegalRepIdMasked: e.GetLegalRep().GetIdNumberMasked(),
-		LegalRepPhoneMasked: e.GetLegalRep().GetPhoneMasked(), LicenceValidUntil: ts(e.LicenceValidUntilUnixNano),
+		LegalRepPhoneMasked: e.GetLegalRep().GetPhoneMasked(), LicenceValidUntil: hufuv1.Timestamp(e.LicenceValidUntilUnixNano),
 		LicenceSha256: e.LicenceAttachment, Platforms: e.Platforms, AdminClaimed: e.AdminClaimed, KeyId: e.KeyId,
-		CertSerial: e.CertSerial, CreatedAt: ts(e.CreatedUnixNano),
+		CertSerial: e.CertSerial, CreatedAt: hufuv1.Timestamp(e.CreatedUnixNano),
 	}
 	if u, err := s.deps.Accounts.VerifiedUser(ctx, e.AdminUserId); err == nil {
 		out.AdminName = u.Identity.GetName()
@@ -58,7 +51,7 @@ func joinPB(a *storepb.JoinApplication, name string) *hufuv1.JoinApplication {
 	return &hufuv1.JoinApplication{
 		Id: a.Id, Uscc: a.Uscc, EnterpriseName: name, Status: hufuv1.JoinStatus(a.Status), ApplicantUserId: a.UserId,
 		ApplicantName: a.ApplicantName, ApplicantPhoneMasked: a.ApplicantPhoneMasked, Reason: a.Reason, ViaInvite: a.InviteId != "",
-		CreatedAt: ts(a.CreatedUnixNano), UpdatedAt: ts(a.UpdatedUnixNano),
+		CreatedAt: hufuv1.Timestamp(a.CreatedUnixNano), UpdatedAt: hufuv1.Timestamp(a.UpdatedUnixNano),
 	}
 }
 
@@ -75,7 +68,7 @@ func recordPB(r *storepb.AuthorisationRecord) *hufuv1.AuthorisationRecord {
 		return nil
 	}
 	return &hufuv1.AuthorisationRecord{Id: r.Id, Action: r.Action, ByUserId: r.ByUserId, MemberUserId: r.MemberUserId,
-		MemberDeviceId: r.MemberDeviceId, Scope: r.Scope, KeyId: r.KeyId, Time: ts(r.TimeUnixNano)}
+		MemberDeviceId: r.MemberDeviceId, Scope: r.Scope, KeyId: r.KeyId, Time: hufuv1.Timestamp(r.TimeUnixNano)}
 }
 
 func (v server) SearchEnterprises(ctx context.Context, req *hufuv1.SearchEnterprisesRequest) (*hufuv1.SearchEnterprisesResponse, error) {
@@ -151,7 +144,7 @@ func (v server) ListMembers(ctx context.Context, req *hufuv1.ListMembersRequest)
 	}
 	out := &hufuv1.ListMembersResponse{}
 	for _, m := range ms {
-		pb := &hufuv1.Member{UserId: m.UserId, Role: hufuv1.MemberRole(m.Role), Via: m.Via, JoinedAt: ts(m.JoinedUnixNano),
+		pb := &hufuv1.Member{UserId: m.UserId, Role: hufuv1.MemberRole(m.Role), Via: m.Via, JoinedAt: hufuv1.Timestamp(m.JoinedUnixNano),
 			DeviceId: m.DeviceId, DevicePublicKey: m.DevicePublicKey}
 		if u, err := v.s.deps.Accounts.VerifiedUser(ctx, m.UserId); err == nil {
 			pb.Name, pb.PhoneMasked = u.Identity.GetName(), identity.MaskPhone(u.Phone)
@@ -223,7 +216,7 @@ func (v server) CreateInvite(ctx context.Context, req *hufuv1.CreateInviteReques
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.CreateInviteResponse{InviteId: inv.Record.Id, Payload: inv.Payload, ExpiresAt: ts(inv.Record.ExpiresUnixNano)}, nil
+	return &hufuv1.CreateInviteResponse{InviteId: inv.Record.Id, Payload: inv.Payload, ExpiresAt: hufuv1.Timestamp(inv.Record.ExpiresUnixNano)}, nil
 }
 
 func (v server) RevokeInvite(ctx context.Context, req *hufuv1.RevokeInviteRequest) (*hufuv1.RevokeInviteResponse, error) {
@@ -239,7 +232,7 @@ func (v server) RegisterDevice(ctx context.Context, req *hufuv1.RegisterDeviceRe
 		return nil, err
 	}
 	return &hufuv1.RegisterDeviceResponse{Member: &hufuv1.Member{UserId: m.UserId, Role: hufuv1.MemberRole(m.Role), Via: m.Via,
-		JoinedAt: ts(m.JoinedUnixNano), DeviceId: m.DeviceId, DevicePublicKey: m.DevicePublicKey}}, nil
+		JoinedAt: hufuv1.Timestamp(m.JoinedUnixNano), DeviceId: m.DeviceId, DevicePublicKey: m.DevicePublicKey}}, nil
 }
 
 func (v server) GrantDelegation(ctx context.Context, req *hufuv1.GrantDelegationRequest) (*hufuv1.GrantDelegationResponse, error) {

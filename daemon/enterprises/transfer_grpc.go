@@ -19,7 +19,7 @@ func (s *Service) transferPB(t *storepb.CorporateTransfer) *hufuv1.CorporateTran
 		ApplicantUserId: t.UserId, AmountFen: t.AmountFen, Reference: t.Reference, AccountTail: t.AccountTail,
 		ReceivingAccount: &hufuv1.ReceivingAccount{AccountName: t.ReceivingAccountName, Bank: t.ReceivingBank,
 			AccountNumber: t.ReceivingAccountNumber},
-		CreatedAt: ts(t.CreatedUnixNano), ExpiresAt: ts(t.ExpiresUnixNano), DecidedAt: ts(t.DecidedUnixNano), Reason: t.Reason,
+		CreatedAt: hufuv1.Timestamp(t.CreatedUnixNano), ExpiresAt: hufuv1.Timestamp(t.ExpiresUnixNano), DecidedAt: hufuv1.Timestamp(t.DecidedUnixNano), Reason: t.Reason,
 		Role: hufuv1.MemberRole(t.Role), OrderId: t.OrderId, VerifiedVia: t.VerifiedVia, LetterSha256: t.LetterSha256,
 		LicenceSha256: t.GetEnterprise().GetLicenceAttachment(),
 	}

@@ -3,11 +3,9 @@ package scan
 import (
 	"context"
 	"crypto/ecdsa"
-	"time"
 
 	"github.com/emmansun/gmsm/smx509"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/cosign"
@@ -22,13 +20,6 @@ func (s *Service) Register(r grpc.ServiceRegistrar) authn.Policy {
 	hufuv1.RegisterScanServiceServer(r, systemServer{s: s})
 	hufuv1.RegisterPhoneScanServiceServer(r, phoneServer{s: s})
 	return authn.Policy{}.Add(&hufuv1.ScanService_ServiceDesc, authn.System).Add(&hufuv1.PhoneScanService_ServiceDesc, authn.User)
-}
-
-func ts(n int64) *timestamppb.Timestamp {
-	if n == 0 {
-		return nil
-	}
-	return timestamppb.New(time.Unix(0, n))
 }
 
 func parsedPublic(c *smx509.Certificate) *ecdsa.PublicKey {
@@ -47,7 +38,7 @@ func asn1Signature(raw []byte) []byte {
 
 func bindingPB(b *storepb.ScanBinding) *hufuv1.Binding {
 	return &hufuv1.Binding{Id: b.Id, Reference: b.Reference, PlatformId: b.PlatformId, CertificateSerial: b.CertificateSerial,
-		Uscc: b.Uscc, CreatedAt: ts(b.CreatedUnixNano)}
+		Uscc: b.Uscc, CreatedAt: hufuv1.Timestamp(b.CreatedUnixNano)}
 }
 
 type systemServer struct {
@@ -125,7 +116,7 @@ func (v phoneServer) Scan(ctx context.Context, req *hufuv1.ScanRequest) (*hufuv1
 	}
 	ss := view.Session
 	out := &hufuv1.ScanResponse{SessionId: ss.Id, Kind: hufuv1.SessionKind(ss.Kind), SystemName: ss.System, WithSeal: ss.WithSeal,
-		ReleasePreview: view.ReleasePreview, ExpiresAt: ts(ss.ExpiresUnixNano),
+		ReleasePreview: view.ReleasePreview, ExpiresAt: hufuv1.Timestamp(ss.ExpiresUnixNano),
 		Subject: &hufuv1.BindSubject{EnterpriseName: ss.SubjectEnterpriseName, Uscc: ss.SubjectUscc, PersonName: ss.SubjectPersonName}}
 	if p, ok := v.s.deps.Accounts.Platform(ss.PlatformId); ok {
 		out.PlatformName = p.Name

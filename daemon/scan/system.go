@@ -394,7 +394,7 @@ func VerifyQR(pub *ecdsa.PublicKey, payload string) (id, nonce, address string, 
 func (s *Service) sessionPB(ctx context.Context, ss *storepb.ScanSession) *hufuv1.ScanSession {
 	state := s.effective(ss)
 	out := &hufuv1.ScanSession{Id: ss.Id, Kind: hufuv1.SessionKind(ss.Kind), State: hufuv1.SessionState(state), PlatformId: ss.PlatformId,
-		Reference: ss.Reference, CreatedAt: ts(ss.CreatedUnixNano), ExpiresAt: ts(ss.ExpiresUnixNano), CertificateSerial: ss.CertificateSerial,
+		Reference: ss.Reference, CreatedAt: hufuv1.Timestamp(ss.CreatedUnixNano), ExpiresAt: hufuv1.Timestamp(ss.ExpiresUnixNano), CertificateSerial: ss.CertificateSerial,
 		Reason: ss.Reason}
 	if state == stateCreated {
 		out.QrPayload = ss.QrPayload

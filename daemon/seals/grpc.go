@@ -2,10 +2,8 @@ package seals
 
 import (
 	"context"
-	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/authn"
@@ -23,13 +21,6 @@ type sealServer struct {
 	s *Service
 }
 
-func ts(n int64) *timestamppb.Timestamp {
-	if n == 0 {
-		return nil
-	}
-	return timestamppb.New(time.Unix(0, n))
-}
-
 // SealPB is the API form of a stored seal (image, if any, passed apart).
 func SealPB(s *storepb.Seal, image []byte) *hufuv1.Seal {
 	if s == nil {
@@ -39,7 +30,7 @@ func SealPB(s *storepb.Seal, image []byte) *hufuv1.Seal {
 		Id: s.Id, EnterpriseUscc: s.EnterpriseUscc, OwnerUserId: s.OwnerUserId, Name: s.Name, Type: hufuv1.SealType(s.Type),
 		State: hufuv1.SealState(s.State), CertificateSerial: s.CertificateSerial, AuthorisedUserIds: s.AuthorisedUserIds,
 		Image: image, ImageSha256: s.ImageSha256, ImageWidth: s.ImageWidth, ImageHeight: s.ImageHeight,
-		CreatedAt: ts(s.CreatedUnixNano), UpdatedAt: ts(s.UpdatedUnixNano),
+		CreatedAt: hufuv1.Timestamp(s.CreatedUnixNano), UpdatedAt: hufuv1.Timestamp(s.UpdatedUnixNano),
 	}
 }
 

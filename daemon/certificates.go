@@ -82,7 +82,7 @@ func (d *Daemon) buildEnterprises() error {
 	roles := &sealRoles{}
 	var err error
 	d.seals, err = seals.New(seals.Options{}, seals.Deps{Store: d.store, Enterprises: roles, Certificates: d.certs,
-		Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry})
+		Clock: d.opts.Clock, Registry: d.opts.Registry})
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func (d *Daemon) buildEnterprises() error {
 		MaxAmountFen: int64(et.MaxAmountFen), VerificationPriceFen: int64(d.cfg.Enterprises.VerificationPriceFen),
 	}}, enterprises.Deps{
 		Store: d.store, Keyring: d.keyring, Accounts: d.accounts, Certs: d.certs, Keys: d.keys, Attachments: d.attachments,
-		Seals: d.seals, Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry,
+		Seals: d.seals, Clock: d.opts.Clock, Registry: d.opts.Registry,
 	})
 	if err != nil {
 		return err

@@ -14,7 +14,7 @@ func (d *Daemon) buildScan() error {
 	d.scan, err = scan.New(scan.Options{Address: addr, DefaultTTL: sc.SessionTTL.Std(), MaxTTL: sc.MaxSessionTTL.Std(),
 		SessionsPerMinute: sc.SessionsPerMinute}, scan.Deps{
 		Store: d.store, Signer: d.keyring.AuditSigner(), Keyring: d.keyring, Accounts: d.accounts, Certs: d.certs, Keys: d.keys,
-		Enterprises: d.enterprises, Seals: d.seals, Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry,
+		Enterprises: d.enterprises, Seals: d.seals, Clock: d.opts.Clock, Registry: d.opts.Registry,
 	})
 	return err
 }

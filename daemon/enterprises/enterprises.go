@@ -50,7 +50,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"log/slog"
 	"time"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
@@ -169,7 +168,6 @@ type Deps struct {
 	// Seals, if set, withdraws seal authorisations of members who leave.
 	Seals    Seals
 	Clock    interface{ Now() time.Time }
-	Log      *slog.Logger
 	Registry prometheus.Registerer
 }
 
@@ -185,9 +183,6 @@ func New(opts Options, deps Deps) (*Service, error) {
 	if deps.Store == nil || deps.Keyring == nil || deps.Accounts == nil || deps.Certs == nil || deps.Keys == nil ||
 		deps.Attachments == nil || deps.Clock == nil {
 		return nil, errors.New("enterprises: missing dependency")
-	}
-	if deps.Log == nil {
-		deps.Log = slog.Default()
 	}
 	opts.setDefaults()
 	return &Service{opts: opts, deps: deps, m: newMetrics(deps.Registry)}, nil

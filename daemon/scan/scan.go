@@ -53,7 +53,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -153,7 +152,6 @@ type Deps struct {
 	Enterprises Enterprises
 	Seals       Seals
 	Clock       interface{ Now() time.Time }
-	Log         *slog.Logger
 	Registry    prometheus.Registerer
 }
 
@@ -171,9 +169,6 @@ func New(opts Options, deps Deps) (*Service, error) {
 	if deps.Store == nil || deps.Signer == nil || deps.Keyring == nil || deps.Accounts == nil || deps.Certs == nil || deps.Keys == nil ||
 		deps.Enterprises == nil || deps.Seals == nil || deps.Clock == nil {
 		return nil, errors.New("scan: missing dependency")
-	}
-	if deps.Log == nil {
-		deps.Log = slog.Default()
 	}
 	opts.setDefaults()
 	if opts.Address == "" {

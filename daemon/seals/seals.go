@@ -36,7 +36,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
@@ -92,7 +91,6 @@ type Deps struct {
 	Enterprises  Enterprises
 	Certificates Certificates
 	Clock        interface{ Now() time.Time }
-	Log          *slog.Logger
 	// Registry receives the service's metrics; none are exported if nil.
 	Registry prometheus.Registerer
 }
@@ -108,9 +106,6 @@ type Service struct {
 func New(opts Options, deps Deps) (*Service, error) {
 	if deps.Store == nil || deps.Enterprises == nil || deps.Certificates == nil || deps.Clock == nil {
 		return nil, errors.New("seals: missing dependency")
-	}
-	if deps.Log == nil {
-		deps.Log = slog.Default()
 	}
 	if opts.MaxSealsPerOwner <= 0 {
 		opts.MaxSealsPerOwner = 100

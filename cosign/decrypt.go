@@ -195,8 +195,36 @@ func (s *ServerShare) Decrypt(req *DecryptRequest) DecryptResponse {
 // key derivation, the C3 check in constant time, and the plaintext.
 func (p *PhoneShare) FinishDecrypt(ct *Ciphertext, resp *DecryptResponse) ([]byte, error) {
 	v := scalarMult(&resp.T2, &p.dInv)
+	return finishDecrypt(ct, &v)
+}
+
+// ConsentPoint is the phone's consent to a bid opening's release of one envelope (design §3,
+// consent-to-release): T1 = d1⁻¹·C1. With T1 the appliance alone computes d·C1 at release
+// (ServerShare.Release), and for this C1 only.
+func (p *PhoneShare) ConsentPoint(c1 *Point) Point {
+	return scalarMult(c1, &p.dInv)
+}
+
+// Release is the appliance's step at a bid opening: d·C1 = d2⁻¹·T1 − C1 = (x2, y2) from the
+// bidder's consent point T1 = d1⁻¹·C1, then the key derivation and the C3 check, so that a
+// wrong T1 is caught here and reported as ErrDecryption for this ciphertext alone. T1 was
+// checked on decoding (on the curve, not the identity).
+func (s *ServerShare) Release(ct *Ciphertext, t1 *Point) ([]byte, error) {
+	w := getScratch()
+	defer putScratch(w)
+	tx, ty := w.affine(t1)
+	v, err := pointFromAffine(sm2Curve.ScalarMult(tx, ty, s.dInv[:]))
+	if err != nil {
+		return nil, ErrDecryption // unreachable for a checked T1; never a panic on input
+	}
+	return finishDecrypt(ct, &v)
+}
+
+// finishDecrypt turns v = (d1·d2)⁻¹·C1 into the plaintext: d·C1 = v − C1 = (x2, y2), the
+// standard key derivation, and the C3 check in constant time.
+func finishDecrypt(ct *Ciphertext, v *Point) ([]byte, error) {
 	negC1 := negate(&ct.C1)
-	shared, err := add(&v, &negC1)
+	shared, err := add(v, &negC1)
 	if err != nil {
 		return nil, ErrDecryption
 	}

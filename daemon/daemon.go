@@ -27,6 +27,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
 	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/daemon/openings"
 	"github.com/hufu-hsm/hufu/daemon/scan"
 	"github.com/hufu-hsm/hufu/daemon/seals"
 	"github.com/hufu-hsm/hufu/hsm"
@@ -64,6 +65,7 @@ type Daemon struct {
 	seals       *seals.Service
 	attachments *attachments.Service
 	scan        *scan.Service
+	openings    *openings.Service
 	tls         *tlsMaterial
 	server      *grpc.Server
 	health      *health.Server
@@ -267,6 +269,9 @@ func (d *Daemon) buildServices() error {
 	if err := d.buildCertificates(context.Background()); err != nil {
 		return err
 	}
+	if err := d.buildOpenings(); err != nil {
+		return err
+	}
 	return d.buildScan()
 }
 
@@ -296,7 +301,7 @@ func (d *Daemon) buildServer() {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server),
-		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server)} {
+		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server), d.openings.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

@@ -31,6 +31,9 @@ import (
 //	o/att/<sha256 hex>              application attachments, stored once per content
 //	o/att-link/<application>/<sha>  an application's attachments (daemon/attachments)
 //	s/<session id>                  scan sessions (usually with an expiry)
+//	b/opening/<id>                  bid openings; b/envelope/<opening>/<envelope id>,
+//	                                b/consent/<opening>/<session id>, b/event/<opening>/<time>-<seq>,
+//	                                b/report/<opening> (daemon/openings)
 //	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
 //	y/<system name>                 system clients registered on the admin surface
 //	x/<index>/<value>               unique index entry -> IndexEntry{owner key}
@@ -39,7 +42,7 @@ import (
 //	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
 //	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
 //
-// Values of record kinds (u, e, k, c, o, s, v, y, x) are envelopes (envelope.go) around a
+// Values of record kinds (u, e, k, c, o, s, b, v, y, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
 // messages; t/ values are empty. An index name is used either as a unique index or as a
 // multi-valued one, never both.
@@ -62,6 +65,7 @@ const (
 	KindScan       Kind = "s"
 	KindVerify     Kind = "v"
 	KindSystem     Kind = "y"
+	KindOpening    Kind = "b"
 )
 
 const (
@@ -82,7 +86,7 @@ const MaxPartLen = 256
 
 var recordKinds = map[Kind]bool{
 	KindUser: true, KindEnterprise: true, KindKey: true, KindCert: true,
-	KindOrder: true, KindScan: true, KindVerify: true, KindSystem: true,
+	KindOrder: true, KindScan: true, KindVerify: true, KindSystem: true, KindOpening: true,
 }
 
 // ValidPart reports whether s may be used as one part of a key.

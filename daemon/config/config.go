@@ -47,6 +47,8 @@ type Config struct {
 	Enterprises Enterprises `yaml:"enterprises"`
 	// Scan is the business systems' scan sessions (seed manual §2).
 	Scan Scan `yaml:"scan"`
+	// Openings is the bid openings of bid-opening systems (seed manual §3.1).
+	Openings Openings `yaml:"openings"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -178,6 +180,17 @@ type SystemClient struct {
 	Services []string `yaml:"services"`
 }
 
+// Openings bounds bid openings.
+type Openings struct {
+	// MaxEnvelopes bounds the envelopes of one opening (100000).
+	MaxEnvelopes int `yaml:"max_envelopes"`
+	// MaxWindow bounds an opening's window (168h).
+	MaxWindow Duration `yaml:"max_window"`
+	// ReleaseChunk is the envelopes one release batch computes and commits with its audit
+	// record (256; at most 1000).
+	ReleaseChunk int `yaml:"release_chunk"`
+}
+
 // Enterprises is the enterprise policy: corporate-transfer verification (seed §1.6.4).
 // Scan configures scan sessions.
 type Scan struct {
@@ -294,9 +307,10 @@ func Default() Config {
 		},
 		// The development CLI's certificate (devpki.CLIClientName) may work the review and
 		// reconciliation desks.
-		SystemClients: []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService", "hufu.v1.ReconciliationService", "hufu.v1.ScanService"}}},
+		SystemClients: []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService", "hufu.v1.ReconciliationService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}}},
 		// A development receiving account; production names the operator's own.
-		Scan: Scan{SessionTTL: Duration(3 * time.Minute), MaxSessionTTL: Duration(30 * time.Minute), SessionsPerMinute: 600},
+		Scan:     Scan{SessionTTL: Duration(3 * time.Minute), MaxSessionTTL: Duration(30 * time.Minute), SessionsPerMinute: 600},
+		Openings: Openings{MaxEnvelopes: 100000, MaxWindow: Duration(7 * 24 * time.Hour), ReleaseChunk: 256},
 		Enterprises: Enterprises{Transfer: CorporateTransfer{AccountName: "hufu 开发测试收款账户", Bank: "示范银行杭州分行",
 			AccountNumber: "6222020000000000000", Validity: Duration(7 * 24 * time.Hour), MaxAmountFen: 99}},
 		Certificates: Certificates{
@@ -468,6 +482,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Scan.SessionsPerMinute < 1 {
 		bad("scan.sessions_per_minute", "must be at least 1")
+	}
+	if c.Openings.MaxEnvelopes < 1 {
+		bad("openings.max_envelopes", "must be at least 1")
+	}
+	if c.Openings.MaxWindow.Std() < time.Minute {
+		bad("openings.max_window", "must be at least 1m")
+	}
+	if c.Openings.ReleaseChunk < 1 || c.Openings.ReleaseChunk > 1000 {
+		bad("openings.release_chunk", "must be 1 to 1000")
 	}
 	if !c.Development && c.Scan.Address == "" {
 		// Signed into every QR code: phones must reach the appliance there.

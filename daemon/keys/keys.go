@@ -109,6 +109,7 @@ type Service struct {
 	metrics  *metrics
 	recorder *recorder
 	certGate CertificateGate // see SetCertificateGate
+	guard    DecryptGuard    // see SetDecryptGuard
 }
 
 // New returns the service.

@@ -127,6 +127,9 @@ func (s *Service) Decrypt(ctx context.Context, caller authn.Caller, keyID string
 	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
 		return cosign.Point{}, err
 	}
+	if err := s.checkDecrypt(ctx, caller, keyID, &point); err != nil {
+		return cosign.Point{}, err
+	}
 	if err := s.limits.take(keyID, 1); err != nil {
 		return cosign.Point{}, err
 	}
@@ -139,8 +142,8 @@ func (s *Service) Decrypt(ctx context.Context, caller authn.Caller, keyID string
 	return resp.T2, nil
 }
 
-// DecryptBatch answers many C1s with one credential check, in parallel (a bid opening's
-// envelopes). A bad item fails alone.
+// DecryptBatch answers many C1s with one credential check, in parallel. A bad item, or a C1
+// of a bid opening outside its window, fails alone.
 func (s *Service) DecryptBatch(ctx context.Context, caller authn.Caller, keyID string, cred Credential, c1s [][]byte) ([]BatchResult, error) {
 	start := time.Now()
 	if err := s.checkBatch("c1s", len(c1s)); err != nil {
@@ -162,6 +165,10 @@ func (s *Service) DecryptBatch(ctx context.Context, caller authn.Caller, keyID s
 		var err error
 		if points[i], err = cosign.ParsePoint(raw); err != nil {
 			out[i].Err = apierr.Invalid(fmt.Sprintf("c1s[%d]", i), err)
+			continue
+		}
+		if err := s.checkDecrypt(ctx, caller, keyID, &points[i]); err != nil {
+			out[i].Err = err
 			continue
 		}
 		valid++

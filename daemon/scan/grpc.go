@@ -125,14 +125,21 @@ func (v phoneServer) Scan(ctx context.Context, req *hufuv1.ScanRequest) (*hufuv1
 		out.Documents = append(out.Documents, &hufuv1.Document{Name: d.Name, Sm3: d.Sm3})
 	}
 	for _, c := range view.Candidates {
-		out.Candidates = append(out.Candidates, &hufuv1.Candidate{Serial: c.Cert.Serial, KeyId: c.Cert.KeyId, Subject: c.Subject,
-			Uscc: c.Cert.EnterpriseUscc, Refusal: c.Refusal})
+		pc := &hufuv1.Candidate{Serial: c.Cert.Serial, KeyId: c.Cert.KeyId, Subject: c.Subject, Uscc: c.Cert.EnterpriseUscc, Refusal: c.Refusal}
+		for _, e := range c.Envelopes {
+			pc.Envelopes = append(pc.Envelopes, &hufuv1.ConsentEnvelope{Id: e.Id, Ciphertext: e.Ciphertext})
+		}
+		out.Candidates = append(out.Candidates, pc)
+	}
+	if o := view.Opening; o != nil {
+		out.Opening = &hufuv1.OpeningSummary{Id: o.Id, ProjectCode: o.ProjectCode, ProjectName: o.ProjectName,
+			WindowStart: hufuv1.Timestamp(o.WindowStartUnixNano), WindowEnd: hufuv1.Timestamp(o.WindowEndUnixNano)}
 	}
 	return out, nil
 }
 
 func (v phoneServer) Choose(ctx context.Context, req *hufuv1.ChooseRequest) (*hufuv1.ChooseResponse, error) {
-	c, err := v.s.Choose(ctx, authn.CallerFrom(ctx), req.GetSessionId(), req.GetCertificateSerial(), req.GetSealId())
+	c, err := v.s.Choose(ctx, authn.CallerFrom(ctx), req.GetSessionId(), req.GetCertificateSerial(), req.GetSealId(), req.GetConsentPoints())
 	if err != nil {
 		return nil, err
 	}

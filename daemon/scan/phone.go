@@ -21,6 +21,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
 	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/daemon/openings"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -30,6 +31,8 @@ type Candidate struct {
 	Cert    *storepb.Certificate
 	Subject string
 	Refusal string
+	// DECRYPT: the certificate's envelopes in the opening.
+	Envelopes []*storepb.OpeningEnvelope
 }
 
 // candidates lists the person's certificates usable from this device: their own (personal,
@@ -67,7 +70,15 @@ func (s *Service) candidates(ctx context.Context, caller authn.Caller, ss *store
 	out := make([]Candidate, 0, len(certs))
 	for _, c := range certs {
 		cand := Candidate{Cert: c, Subject: subjectOf(c)}
-		if !slices.Contains(c.Platforms, ss.PlatformId) {
+		if ss.Kind == kindDecrypt {
+			// A bid is opened with the certificate it was enveloped to, whatever its platforms.
+			if cand.Envelopes, err = s.deps.Openings.EnvelopesOf(ctx, ss.OpeningId, c.Serial); err != nil {
+				return nil, err
+			}
+			if len(cand.Envelopes) == 0 {
+				continue // only the certificates with envelopes in the opening are offered
+			}
+		} else if !slices.Contains(c.Platforms, ss.PlatformId) {
 			// Mutual recognition (互认账户, seed §1.8.2.3) would admit it: the commerce issue.
 			cand.Refusal = fmt.Sprintf("not valid for platform %s; a mutual-recognition account (互认账户) would admit it, which this appliance does not offer yet", ss.PlatformId)
 		}
@@ -99,6 +110,8 @@ type ScanView struct {
 	Session        *storepb.ScanSession
 	Candidates     []Candidate
 	ReleasePreview []byte
+	// DECRYPT: the opening.
+	Opening *storepb.Opening
 }
 
 // Scan claims a session by its QR payload for the caller (one scan per session).
@@ -116,6 +129,11 @@ func (s *Service) Scan(ctx context.Context, caller authn.Caller, payload string)
 		if preview, err = s.release(ctx, caller, pre); err != nil {
 			return nil, err
 		}
+	} else if pre.Kind == kindDecrypt && pre.Hall {
+		if pre, err = s.scanHall(ctx, caller, pre, nonce); err != nil {
+			return nil, err
+		}
+		return s.decryptView(ctx, caller, pre)
 	}
 	ss, err := s.update(ctx, caller, id, "scan", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
 		if ss.Nonce != nonce {
@@ -139,11 +157,60 @@ func (s *Service) Scan(ctx context.Context, caller authn.Caller, payload string)
 	if err != nil {
 		return nil, err
 	}
+	if ss.Kind == kindDecrypt {
+		return s.decryptView(ctx, caller, ss)
+	}
 	view := &ScanView{Session: ss, ReleasePreview: preview}
 	if ss.Kind != kindAuth {
 		view.Candidates, err = s.candidates(ctx, caller, ss)
 	}
 	return view, err
+}
+
+// decryptView is what a bidder is shown of a DECRYPT session: the opening, and their
+// certificates with envelopes in it.
+func (s *Service) decryptView(ctx context.Context, caller authn.Caller, ss *storepb.ScanSession) (*ScanView, error) {
+	o, err := s.deps.Openings.Opening(ctx, ss.OpeningId)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := s.candidates(ctx, caller, ss)
+	if err != nil {
+		return nil, err
+	}
+	return &ScanView{Session: ss, Opening: o, Candidates: cands}, nil
+}
+
+// scanHall starts the caller's own DECRYPT session from a hall code: the hall session stays
+// open for the next bidder until it expires.
+func (s *Service) scanHall(ctx context.Context, caller authn.Caller, hall *storepb.ScanSession, nonce string) (*storepb.ScanSession, error) {
+	if hall.Nonce != nonce {
+		return nil, apierr.Invalidf("qr_payload", "not a scan code of this appliance, or altered")
+	}
+	if s.effective(hall) != stateCreated {
+		return nil, apierr.New(apierr.FailedPrecondition, "the hall code has expired; ask the opening hall for a new one")
+	}
+	now := s.deps.Clock.Now()
+	ss := &storepb.ScanSession{Id: randomHex(10), Nonce: randomHex(12), System: hall.System, Kind: kindDecrypt, PlatformId: hall.PlatformId,
+		Reference: hall.Reference, OpeningId: hall.OpeningId, ParentId: hall.Id, State: stateScanned, ScannedByUser: caller.UserID,
+		ScannedByDevice: caller.DeviceID, CreatedUnixNano: now.UnixNano(), UpdatedUnixNano: now.UnixNano(),
+		ExpiresUnixNano: min(hall.ExpiresUnixNano, now.Add(s.opts.DefaultTTL).UnixNano())}
+	if ss.ExpiresUnixNano < now.Add(s.opts.DefaultTTL).UnixNano() {
+		ss.ExpiresUnixNano = now.Add(s.opts.DefaultTTL).UnixNano() // a scan just before the code expires still has time to answer
+	}
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := sessions.Put(tx, sessionID(ss.Id), ss, store.ExpiresAt(time.Unix(0, ss.ExpiresUnixNano).Add(keep))); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "scan.scan", Subject: sessionKey(ss.Id), Outcome: store.OutcomeOK,
+			Details: map[string]string{"device": caller.DeviceID, "hall": hall.Id, "opening": ss.OpeningId, "system": ss.System,
+				"kind": hufuv1.SessionKind(ss.Kind).String(), "state": hufuv1.SessionState(ss.State).String()}})
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.m.events.WithLabelValues("scan").Inc()
+	return ss, nil
 }
 
 // scanned reads a session the caller scanned and may still answer.
@@ -184,7 +251,7 @@ type Choice struct {
 }
 
 // Choose picks the answering certificate (and seal) and pins the digests e of the session.
-func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, sealID string) (*Choice, error) {
+func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, sealID string, points [][]byte) (*Choice, error) {
 	if !sessionIDRE.MatchString(id) {
 		return nil, apierr.New(apierr.NotFound, "no scan session %q", id)
 	}
@@ -233,6 +300,14 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 		if err := s.matchSubject(ctx, caller, pre, cert, parsed); err != nil {
 			return nil, err
 		}
+	}
+	var consent *openings.PreparedConsent
+	if pre.Kind == kindDecrypt {
+		if consent, err = s.deps.Openings.PrepareConsent(ctx, caller, pre.OpeningId, pre.Id, serial, points); err != nil {
+			return nil, err
+		}
+	} else if len(points) > 0 {
+		return nil, apierr.Invalidf("consent_points", "only a DECRYPT session takes consent points")
 	}
 	if pre.Kind == kindLogin || pre.Kind == kindSign || pre.Kind == kindGenerate {
 		b, err := s.bindingOf(ctx, pre.System, serial)
@@ -284,6 +359,13 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 				ss.SignedAttributes = append(ss.SignedAttributes, attrs)
 				ss.Pinned = append(ss.Pinned, e[:])
 			}
+		case kindDecrypt:
+			ss.Challenge, ss.ConsentPointsWrapped = []byte(consent.Statement), consent.PointsWrapped
+			e, err := cosign.Digest(&pub, nil, ss.Challenge)
+			if err != nil {
+				return nil, err
+			}
+			ss.Pinned = [][]byte{e[:]}
 		default:
 			return nil, apierr.New(apierr.FailedPrecondition, "an AUTH session is answered by consent, not by a certificate")
 		}
@@ -432,7 +514,16 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 			}
 			ss.BindingId = b.Id
 		}
-		if ss.Kind != kindBind && ss.Kind != kindAuth {
+		if ss.Kind == kindDecrypt {
+			err := s.deps.Openings.ConsentTx(tx, caller, openings.Consent{Opening: ss.OpeningId, Session: ss.Id, Serial: ss.CertificateSerial,
+				KeyID: ss.KeyId, Delegated: cert.UserId != caller.UserID, Statement: string(ss.Challenge), Signature: rawSigs[0],
+				PointsWrapped: ss.ConsentPointsWrapped})
+			if err != nil {
+				return nil, err
+			}
+			ss.ConsentPointsWrapped = nil // the opening keeps them now
+		}
+		if ss.Kind != kindBind && ss.Kind != kindAuth && ss.Kind != kindDecrypt {
 			// Still bound, under the binding's lock: a removal may have committed since.
 			k, err := tx.Lookup(indexCert, systemValue(ss.System, ss.CertificateSerial))
 			if err != nil {

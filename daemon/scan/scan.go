@@ -21,6 +21,11 @@
 //   - GENERATE (§2.5): SIGN, and the certificate the system envelopes the bid file to.
 //   - AUTH (§2.3.2): the person consents to release their verified identity and
 //     enterprises to the system, signed by the appliance.
+//   - DECRYPT (§3.1): in a bid opening's window (package openings) the bidder is shown the
+//     opening and their envelopes in it, sends the consent point T1 of each, and signs the
+//     consent statement the appliance pins; the verified consent is recorded with the
+//     session's completion, in one batch. A hall session is a code every bidder in the hall
+//     scans: each scan starts a DECRYPT session of its own.
 //
 // # Sessions
 //
@@ -64,6 +69,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
 	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/daemon/openings"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -101,6 +107,15 @@ type Keys interface {
 	OwnedKey(ctx context.Context, caller authn.Caller, keyID string) (*storepb.SplitKey, error)
 	ListDelegations(ctx context.Context, keyID string) ([]*storepb.DelegatedShare, error)
 	SignBatch(ctx context.Context, caller authn.Caller, keyID string, cred keys.Credential, raws [][]byte) ([]keys.BatchResult, uint32, error)
+}
+
+// Openings is what scan needs of the bid openings (DECRYPT).
+type Openings interface {
+	ForSession(ctx context.Context, caller authn.Caller, id string) (*storepb.Opening, error)
+	Opening(ctx context.Context, id string) (*storepb.Opening, error)
+	EnvelopesOf(ctx context.Context, opening, serial string) ([]*storepb.OpeningEnvelope, error)
+	PrepareConsent(ctx context.Context, caller authn.Caller, opening, session, serial string, points [][]byte) (*openings.PreparedConsent, error)
+	ConsentTx(tx *store.Tx, caller authn.Caller, c openings.Consent) error
 }
 
 // Enterprises is what scan needs of the enterprise domain.
@@ -151,6 +166,7 @@ type Deps struct {
 	Keys        Keys
 	Enterprises Enterprises
 	Seals       Seals
+	Openings    Openings
 	Clock       interface{ Now() time.Time }
 	Registry    prometheus.Registerer
 }
@@ -167,7 +183,7 @@ type Service struct {
 // New returns the service.
 func New(opts Options, deps Deps) (*Service, error) {
 	if deps.Store == nil || deps.Signer == nil || deps.Keyring == nil || deps.Accounts == nil || deps.Certs == nil || deps.Keys == nil ||
-		deps.Enterprises == nil || deps.Seals == nil || deps.Clock == nil {
+		deps.Enterprises == nil || deps.Seals == nil || deps.Openings == nil || deps.Clock == nil {
 		return nil, errors.New("scan: missing dependency")
 	}
 	opts.setDefaults()
@@ -197,6 +213,7 @@ const (
 	kindSign     = int32(hufuv1.SessionKind_SESSION_KIND_SIGN)
 	kindAuth     = int32(hufuv1.SessionKind_SESSION_KIND_AUTH)
 	kindGenerate = int32(hufuv1.SessionKind_SESSION_KIND_GENERATE)
+	kindDecrypt  = int32(hufuv1.SessionKind_SESSION_KIND_DECRYPT)
 
 	stateCreated   = int32(hufuv1.SessionState_SESSION_STATE_CREATED)
 	stateScanned   = int32(hufuv1.SessionState_SESSION_STATE_SCANNED)

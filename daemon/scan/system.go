@@ -43,7 +43,7 @@ func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSe
 	var idNumber []byte
 	ss := &storepb.ScanSession{Kind: int32(req.GetKind()), PlatformId: req.GetPlatformId(), Reference: strings.TrimSpace(req.GetReference()),
 		WithSeal: req.GetWithSeal(), RequestId: req.GetRequestId()}
-	if _, ok := s.deps.Accounts.Platform(req.GetPlatformId()); !ok {
+	if _, ok := s.deps.Accounts.Platform(req.GetPlatformId()); !ok && (req.GetKind() != hufuv1.SessionKind_SESSION_KIND_DECRYPT || req.GetPlatformId() != "") {
 		return nil, nil, apierr.Invalidf("platform_id", "no platform %q", req.GetPlatformId())
 	}
 	if n := utf8.RuneCountInString(ss.Reference); n > 64 || strings.ContainsFunc(ss.Reference, func(r rune) bool { return r < 0x20 }) {
@@ -79,6 +79,12 @@ func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSe
 			return nil, nil, apierr.Invalidf("subject", "name the enterprise (name and USCC) or the person (name and ID number)")
 		}
 	case kindLogin, kindAuth:
+	case kindDecrypt:
+		// The opening itself is checked in Create (it must be the system's).
+		if req.GetOpeningId() == "" {
+			return nil, nil, apierr.Invalidf("opening_id", "DECRYPT names the system's bid opening")
+		}
+		ss.OpeningId, ss.Hall = req.GetOpeningId(), req.GetHall()
 	case kindSign, kindGenerate:
 		// Signing and generating come after binding (§2.1): the system names whose
 		// certificate must answer, so no one else can scan the code and answer it.
@@ -100,10 +106,16 @@ func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSe
 			ss.Documents = append(ss.Documents, &storepb.ScanDocument{Name: name, Sm3: d.GetSm3()})
 		}
 	default:
-		return nil, nil, apierr.Invalidf("kind", "BIND, LOGIN, SIGN, AUTH or GENERATE")
+		return nil, nil, apierr.Invalidf("kind", "BIND, LOGIN, SIGN, AUTH, GENERATE or DECRYPT")
 	}
 	if ss.WithSeal && ss.Kind != kindSign {
 		return nil, nil, apierr.Invalidf("with_seal", "only a SIGN session carries a seal")
+	}
+	if req.GetHall() && ss.Kind != kindDecrypt {
+		return nil, nil, apierr.Invalidf("hall", "only a DECRYPT session is a hall code")
+	}
+	if req.GetOpeningId() != "" && ss.Kind != kindDecrypt {
+		return nil, nil, apierr.Invalidf("opening_id", "only a DECRYPT session names an opening")
 	}
 	return ss, idNumber, nil
 }
@@ -127,6 +139,17 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 	}
 	if existing, err := s.byRequest(ctx, caller, ss.RequestId); err != nil || existing != nil {
 		return existing, err
+	}
+	if ss.Kind == kindDecrypt {
+		o, err := s.deps.Openings.ForSession(ctx, caller, ss.OpeningId)
+		if err != nil {
+			return nil, err
+		}
+		if ss.PlatformId == "" {
+			ss.PlatformId = o.PlatformId
+		} else if ss.PlatformId != o.PlatformId {
+			return nil, apierr.Invalidf("platform_id", "the opening is on platform %s", o.PlatformId)
+		}
 	}
 	if err := s.limiter.take(caller.System); err != nil {
 		return nil, err
@@ -162,7 +185,8 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 		}
 		out = ss
 		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "scan.create", Subject: sessionKey(ss.Id), Outcome: store.OutcomeOK,
-			Details: map[string]string{"kind": hufuv1.SessionKind(ss.Kind).String(), "platform": ss.PlatformId, "documents": fmt.Sprint(len(ss.Documents))}})
+			Details: map[string]string{"kind": hufuv1.SessionKind(ss.Kind).String(), "platform": ss.PlatformId, "documents": fmt.Sprint(len(ss.Documents)),
+				"opening": ss.OpeningId, "hall": fmt.Sprint(ss.Hall)}})
 	})
 	if err == nil {
 		s.m.events.WithLabelValues("create").Inc()
@@ -395,7 +419,7 @@ func (s *Service) sessionPB(ctx context.Context, ss *storepb.ScanSession) *hufuv
 	state := s.effective(ss)
 	out := &hufuv1.ScanSession{Id: ss.Id, Kind: hufuv1.SessionKind(ss.Kind), State: hufuv1.SessionState(state), PlatformId: ss.PlatformId,
 		Reference: ss.Reference, CreatedAt: hufuv1.Timestamp(ss.CreatedUnixNano), ExpiresAt: hufuv1.Timestamp(ss.ExpiresUnixNano), CertificateSerial: ss.CertificateSerial,
-		Reason: ss.Reason}
+		Reason: ss.Reason, OpeningId: ss.OpeningId, Hall: ss.Hall, ParentId: ss.ParentId}
 	if state == stateCreated {
 		out.QrPayload = ss.QrPayload
 	}
@@ -427,7 +451,7 @@ func (s *Service) resultPB(ctx context.Context, ss *storepb.ScanSession) *hufuv1
 		}
 	}
 	switch ss.Kind {
-	case kindBind, kindLogin:
+	case kindBind, kindLogin, kindDecrypt:
 		r.Challenge = ss.Challenge
 		if len(ss.Signatures) == 1 {
 			r.ChallengeSignature = asn1Signature(ss.Signatures[0])

@@ -71,9 +71,17 @@ type ScanSession struct {
 	Released          []byte   `protobuf:"bytes,30,opt,name=released,proto3" json:"released,omitempty"`
 	ReleasedSignature []byte   `protobuf:"bytes,31,opt,name=released_signature,json=releasedSignature,proto3" json:"released_signature,omitempty"`
 	BindingId         string   `protobuf:"bytes,32,opt,name=binding_id,json=bindingId,proto3" json:"binding_id,omitempty"`
-	UpdatedUnixNano   int64    `protobuf:"varint,33,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"` // Next field: 34
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	UpdatedUnixNano   int64    `protobuf:"varint,33,opt,name=updated_unix_nano,json=updatedUnixNano,proto3" json:"updated_unix_nano,omitempty"`
+	// DECRYPT: the bid opening; a hall session (any bidder may scan it: each scan starts a
+	// session of its own, with this one as its parent); the consent points T1 of the chosen
+	// certificate's envelopes, HSM-wrapped (package openings says how) until Complete hands
+	// them to the opening.
+	OpeningId            string `protobuf:"bytes,34,opt,name=opening_id,json=openingId,proto3" json:"opening_id,omitempty"`
+	Hall                 bool   `protobuf:"varint,35,opt,name=hall,proto3" json:"hall,omitempty"`
+	ParentId             string `protobuf:"bytes,36,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	ConsentPointsWrapped []byte `protobuf:"bytes,37,opt,name=consent_points_wrapped,json=consentPointsWrapped,proto3" json:"consent_points_wrapped,omitempty"` // Next field: 38
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ScanSession) Reset() {
@@ -337,6 +345,34 @@ func (x *ScanSession) GetUpdatedUnixNano() int64 {
 	return 0
 }
 
+func (x *ScanSession) GetOpeningId() string {
+	if x != nil {
+		return x.OpeningId
+	}
+	return ""
+}
+
+func (x *ScanSession) GetHall() bool {
+	if x != nil {
+		return x.Hall
+	}
+	return false
+}
+
+func (x *ScanSession) GetParentId() string {
+	if x != nil {
+		return x.ParentId
+	}
+	return ""
+}
+
+func (x *ScanSession) GetConsentPointsWrapped() []byte {
+	if x != nil {
+		return x.ConsentPointsWrapped
+	}
+	return nil
+}
+
 // ScanDocument is a registered document: its name and SM3 digest.
 type ScanDocument struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -505,7 +541,7 @@ var File_hufu_store_v1_scan_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_scan_proto_rawDesc = "" +
 	"\n" +
-	"\x18hufu/store/v1/scan.proto\x12\rhufu.store.v1\"\xe5\b\n" +
+	"\x18hufu/store/v1/scan.proto\x12\rhufu.store.v1\"\xeb\t\n" +
 	"\vScanSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06system\x18\x02 \x01(\tR\x06system\x12\x12\n" +
@@ -546,7 +582,12 @@ const file_hufu_store_v1_scan_proto_rawDesc = "" +
 	"\x12released_signature\x18\x1f \x01(\fR\x11releasedSignature\x12\x1d\n" +
 	"\n" +
 	"binding_id\x18  \x01(\tR\tbindingId\x12*\n" +
-	"\x11updated_unix_nano\x18! \x01(\x03R\x0fupdatedUnixNano\"4\n" +
+	"\x11updated_unix_nano\x18! \x01(\x03R\x0fupdatedUnixNano\x12\x1d\n" +
+	"\n" +
+	"opening_id\x18\" \x01(\tR\topeningId\x12\x12\n" +
+	"\x04hall\x18# \x01(\bR\x04hall\x12\x1b\n" +
+	"\tparent_id\x18$ \x01(\tR\bparentId\x124\n" +
+	"\x16consent_points_wrapped\x18% \x01(\fR\x14consentPointsWrapped\"4\n" +
 	"\fScanDocument\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03sm3\x18\x02 \x01(\fR\x03sm3\"\x9b\x02\n" +

@@ -36,6 +36,10 @@ const (
 	SessionKind_SESSION_KIND_AUTH SessionKind = 4
 	// 生成投标文件 (§2.5): SIGN, plus the certificate to envelope the bid file to.
 	SessionKind_SESSION_KIND_GENERATE SessionKind = 5
+	// 扫码解密 (§3.1): the bidder consents to the release of their envelopes in a bid
+	// opening (hufu.v1.OpeningService) by sending the consent points T1 and signing the
+	// consent statement.
+	SessionKind_SESSION_KIND_DECRYPT SessionKind = 6
 )
 
 // Enum value maps for SessionKind.
@@ -47,6 +51,7 @@ var (
 		3: "SESSION_KIND_SIGN",
 		4: "SESSION_KIND_AUTH",
 		5: "SESSION_KIND_GENERATE",
+		6: "SESSION_KIND_DECRYPT",
 	}
 	SessionKind_value = map[string]int32{
 		"SESSION_KIND_UNSPECIFIED": 0,
@@ -55,6 +60,7 @@ var (
 		"SESSION_KIND_SIGN":        3,
 		"SESSION_KIND_AUTH":        4,
 		"SESSION_KIND_GENERATE":    5,
+		"SESSION_KIND_DECRYPT":     6,
 	}
 )
 
@@ -285,7 +291,12 @@ type CreateSessionRequest struct {
 	// SIGN: ask the person to pick a seal for the signature's appearance.
 	WithSeal bool `protobuf:"varint,7,opt,name=with_seal,json=withSeal,proto3" json:"with_seal,omitempty"`
 	// Seconds the QR code lives: 30 to 1800; default 180.
-	TtlSeconds    uint32 `protobuf:"varint,8,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // Next field: 9
+	TtlSeconds uint32 `protobuf:"varint,8,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// DECRYPT: the system's bid opening, sealed (or due to seal) and inside its window.
+	OpeningId string `protobuf:"bytes,9,opt,name=opening_id,json=openingId,proto3" json:"opening_id,omitempty"`
+	// DECRYPT: a hall code that every bidder in the opening hall scans; each scan starts a
+	// session of its own (its parent_id names this one). The hall session ends at its expiry.
+	Hall          bool `protobuf:"varint,10,opt,name=hall,proto3" json:"hall,omitempty"` // Next field: 11
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -376,6 +387,20 @@ func (x *CreateSessionRequest) GetTtlSeconds() uint32 {
 	return 0
 }
 
+func (x *CreateSessionRequest) GetOpeningId() string {
+	if x != nil {
+		return x.OpeningId
+	}
+	return ""
+}
+
+func (x *CreateSessionRequest) GetHall() bool {
+	if x != nil {
+		return x.Hall
+	}
+	return false
+}
+
 type CreateSessionResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       *ScanSession           `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"` // Next field: 2
@@ -438,9 +463,13 @@ type ScanSession struct {
 	// Set once chosen: which certificate answers (SessionResult says who answered).
 	CertificateSerial string `protobuf:"bytes,9,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
 	// Why the session failed or was declined.
-	Reason        string         `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
-	Result        *SessionResult `protobuf:"bytes,11,opt,name=result,proto3" json:"result,omitempty"`
-	Documents     []*Document    `protobuf:"bytes,12,rep,name=documents,proto3" json:"documents,omitempty"` // Next field: 13
+	Reason    string         `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	Result    *SessionResult `protobuf:"bytes,11,opt,name=result,proto3" json:"result,omitempty"`
+	Documents []*Document    `protobuf:"bytes,12,rep,name=documents,proto3" json:"documents,omitempty"`
+	OpeningId string         `protobuf:"bytes,13,opt,name=opening_id,json=openingId,proto3" json:"opening_id,omitempty"`
+	Hall      bool           `protobuf:"varint,14,opt,name=hall,proto3" json:"hall,omitempty"`
+	// A session started by scanning a hall code: the hall session.
+	ParentId      string `protobuf:"bytes,15,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"` // Next field: 16
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -557,6 +586,27 @@ func (x *ScanSession) GetDocuments() []*Document {
 		return x.Documents
 	}
 	return nil
+}
+
+func (x *ScanSession) GetOpeningId() string {
+	if x != nil {
+		return x.OpeningId
+	}
+	return ""
+}
+
+func (x *ScanSession) GetHall() bool {
+	if x != nil {
+		return x.Hall
+	}
+	return false
+}
+
+func (x *ScanSession) GetParentId() string {
+	if x != nil {
+		return x.ParentId
+	}
+	return ""
 }
 
 // SessionResult is what a completed session gives its system.
@@ -1788,7 +1838,10 @@ type Candidate struct {
 	// delegated pair.
 	Uscc string `protobuf:"bytes,4,opt,name=uscc,proto3" json:"uscc,omitempty"`
 	// Empty if it can answer; else why not (not valid for the platform, expired, ...).
-	Refusal       string `protobuf:"bytes,5,opt,name=refusal,proto3" json:"refusal,omitempty"` // Next field: 6
+	Refusal string `protobuf:"bytes,5,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	// DECRYPT: the certificate's envelopes in the opening, in the order the consent points
+	// are sent.
+	Envelopes     []*ConsentEnvelope `protobuf:"bytes,6,rep,name=envelopes,proto3" json:"envelopes,omitempty"` // Next field: 7
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1858,6 +1911,13 @@ func (x *Candidate) GetRefusal() string {
 	return ""
 }
 
+func (x *Candidate) GetEnvelopes() []*ConsentEnvelope {
+	if x != nil {
+		return x.Envelopes
+	}
+	return nil
+}
+
 type ScanResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -1871,9 +1931,12 @@ type ScanResponse struct {
 	WithSeal     bool         `protobuf:"varint,8,opt,name=with_seal,json=withSeal,proto3" json:"with_seal,omitempty"`
 	// AUTH: what would be released on consent.
 	ReleasePreview []byte                 `protobuf:"bytes,9,opt,name=release_preview,json=releasePreview,proto3" json:"release_preview,omitempty"`
-	ExpiresAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"` // Next field: 11
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	ExpiresAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// DECRYPT: the opening the person consents in. The session_id is the person's own session
+	// (a new one when a hall code was scanned).
+	Opening       *OpeningSummary `protobuf:"bytes,11,opt,name=opening,proto3" json:"opening,omitempty"` // Next field: 12
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ScanResponse) Reset() {
@@ -1976,19 +2039,160 @@ func (x *ScanResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ScanResponse) GetOpening() *OpeningSummary {
+	if x != nil {
+		return x.Opening
+	}
+	return nil
+}
+
+// ConsentEnvelope is an envelope the bidder is asked to consent to.
+type ConsentEnvelope struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The registered SM2 ciphertext; the phone checks it and computes T1 = d1⁻¹·C1.
+	Ciphertext    []byte `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"` // Next field: 3
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsentEnvelope) Reset() {
+	*x = ConsentEnvelope{}
+	mi := &file_hufu_v1_scan_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsentEnvelope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsentEnvelope) ProtoMessage() {}
+
+func (x *ConsentEnvelope) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_scan_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsentEnvelope.ProtoReflect.Descriptor instead.
+func (*ConsentEnvelope) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ConsentEnvelope) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConsentEnvelope) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// OpeningSummary is a bid opening as the bidder sees it.
+type OpeningSummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ProjectCode   string                 `protobuf:"bytes,2,opt,name=project_code,json=projectCode,proto3" json:"project_code,omitempty"`
+	ProjectName   string                 `protobuf:"bytes,3,opt,name=project_name,json=projectName,proto3" json:"project_name,omitempty"`
+	WindowStart   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=window_start,json=windowStart,proto3" json:"window_start,omitempty"`
+	WindowEnd     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=window_end,json=windowEnd,proto3" json:"window_end,omitempty"` // Next field: 6
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpeningSummary) Reset() {
+	*x = OpeningSummary{}
+	mi := &file_hufu_v1_scan_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpeningSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpeningSummary) ProtoMessage() {}
+
+func (x *OpeningSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_scan_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpeningSummary.ProtoReflect.Descriptor instead.
+func (*OpeningSummary) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *OpeningSummary) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *OpeningSummary) GetProjectCode() string {
+	if x != nil {
+		return x.ProjectCode
+	}
+	return ""
+}
+
+func (x *OpeningSummary) GetProjectName() string {
+	if x != nil {
+		return x.ProjectName
+	}
+	return ""
+}
+
+func (x *OpeningSummary) GetWindowStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowStart
+	}
+	return nil
+}
+
+func (x *OpeningSummary) GetWindowEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowEnd
+	}
+	return nil
+}
+
 type ChooseRequest struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	SessionId         string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	CertificateSerial string                 `protobuf:"bytes,2,opt,name=certificate_serial,json=certificateSerial,proto3" json:"certificate_serial,omitempty"`
 	// SIGN with a seal.
-	SealId        string `protobuf:"bytes,3,opt,name=seal_id,json=sealId,proto3" json:"seal_id,omitempty"` // Next field: 4
+	SealId string `protobuf:"bytes,3,opt,name=seal_id,json=sealId,proto3" json:"seal_id,omitempty"`
+	// DECRYPT: the consent point T1 = d1⁻¹·C1 (65 bytes, uncompressed) of each of the
+	// certificate's envelopes, in the order of Candidate.envelopes.
+	ConsentPoints [][]byte `protobuf:"bytes,4,rep,name=consent_points,json=consentPoints,proto3" json:"consent_points,omitempty"` // Next field: 5
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChooseRequest) Reset() {
 	*x = ChooseRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[30]
+	mi := &file_hufu_v1_scan_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2204,7 @@ func (x *ChooseRequest) String() string {
 func (*ChooseRequest) ProtoMessage() {}
 
 func (x *ChooseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[30]
+	mi := &file_hufu_v1_scan_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2217,7 @@ func (x *ChooseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChooseRequest.ProtoReflect.Descriptor instead.
 func (*ChooseRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{30}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ChooseRequest) GetSessionId() string {
@@ -2037,9 +2241,17 @@ func (x *ChooseRequest) GetSealId() string {
 	return ""
 }
 
+func (x *ChooseRequest) GetConsentPoints() [][]byte {
+	if x != nil {
+		return x.ConsentPoints
+	}
+	return nil
+}
+
 type ChooseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// BIND and LOGIN: the message to sign (standard SM2, default signer ID).
+	// BIND and LOGIN: the message to sign (standard SM2, default signer ID). DECRYPT: the
+	// consent statement (package bidopening) to check and sign the same way.
 	Challenge []byte `protobuf:"bytes,1,opt,name=challenge,proto3" json:"challenge,omitempty"`
 	// SIGN and GENERATE: per document, the DER signed attributes whose e the phone signs.
 	SignedAttributes [][]byte `protobuf:"bytes,2,rep,name=signed_attributes,json=signedAttributes,proto3" json:"signed_attributes,omitempty"`
@@ -2050,7 +2262,7 @@ type ChooseResponse struct {
 
 func (x *ChooseResponse) Reset() {
 	*x = ChooseResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[31]
+	mi := &file_hufu_v1_scan_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2274,7 @@ func (x *ChooseResponse) String() string {
 func (*ChooseResponse) ProtoMessage() {}
 
 func (x *ChooseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[31]
+	mi := &file_hufu_v1_scan_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2287,7 @@ func (x *ChooseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChooseResponse.ProtoReflect.Descriptor instead.
 func (*ChooseResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{31}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ChooseResponse) GetChallenge() []byte {
@@ -2110,7 +2322,7 @@ type CosignRequest struct {
 
 func (x *CosignRequest) Reset() {
 	*x = CosignRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[32]
+	mi := &file_hufu_v1_scan_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2334,7 @@ func (x *CosignRequest) String() string {
 func (*CosignRequest) ProtoMessage() {}
 
 func (x *CosignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[32]
+	mi := &file_hufu_v1_scan_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2347,7 @@ func (x *CosignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignRequest.ProtoReflect.Descriptor instead.
 func (*CosignRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{32}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CosignRequest) GetSessionId() string {
@@ -2169,7 +2381,7 @@ type CosignResponse struct {
 
 func (x *CosignResponse) Reset() {
 	*x = CosignResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[33]
+	mi := &file_hufu_v1_scan_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2393,7 @@ func (x *CosignResponse) String() string {
 func (*CosignResponse) ProtoMessage() {}
 
 func (x *CosignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[33]
+	mi := &file_hufu_v1_scan_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2406,7 @@ func (x *CosignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CosignResponse.ProtoReflect.Descriptor instead.
 func (*CosignResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{33}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CosignResponse) GetItems() []*BatchItem {
@@ -2214,7 +2426,8 @@ func (x *CosignResponse) GetShareVersion() uint32 {
 type CompleteRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// 64 bytes r ‖ s each: one for BIND and LOGIN, one per document for SIGN and GENERATE.
+	// 64 bytes r ‖ s each: one for BIND, LOGIN and DECRYPT, one per document for SIGN and
+	// GENERATE.
 	Signatures    [][]byte `protobuf:"bytes,2,rep,name=signatures,proto3" json:"signatures,omitempty"` // Next field: 3
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2222,7 +2435,7 @@ type CompleteRequest struct {
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[34]
+	mi := &file_hufu_v1_scan_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2447,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[34]
+	mi := &file_hufu_v1_scan_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2460,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{34}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CompleteRequest) GetSessionId() string {
@@ -2273,7 +2486,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[35]
+	mi := &file_hufu_v1_scan_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2498,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[35]
+	mi := &file_hufu_v1_scan_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2511,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{35}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CompleteResponse) GetState() SessionState {
@@ -2317,7 +2530,7 @@ type ConsentRequest struct {
 
 func (x *ConsentRequest) Reset() {
 	*x = ConsentRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[36]
+	mi := &file_hufu_v1_scan_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2542,7 @@ func (x *ConsentRequest) String() string {
 func (*ConsentRequest) ProtoMessage() {}
 
 func (x *ConsentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[36]
+	mi := &file_hufu_v1_scan_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2555,7 @@ func (x *ConsentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentRequest.ProtoReflect.Descriptor instead.
 func (*ConsentRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{36}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ConsentRequest) GetSessionId() string {
@@ -2361,7 +2574,7 @@ type ConsentResponse struct {
 
 func (x *ConsentResponse) Reset() {
 	*x = ConsentResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[37]
+	mi := &file_hufu_v1_scan_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2586,7 @@ func (x *ConsentResponse) String() string {
 func (*ConsentResponse) ProtoMessage() {}
 
 func (x *ConsentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[37]
+	mi := &file_hufu_v1_scan_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2599,7 @@ func (x *ConsentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentResponse.ProtoReflect.Descriptor instead.
 func (*ConsentResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{37}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ConsentResponse) GetState() SessionState {
@@ -2406,7 +2619,7 @@ type DeclineRequest struct {
 
 func (x *DeclineRequest) Reset() {
 	*x = DeclineRequest{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[38]
+	mi := &file_hufu_v1_scan_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2631,7 @@ func (x *DeclineRequest) String() string {
 func (*DeclineRequest) ProtoMessage() {}
 
 func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[38]
+	mi := &file_hufu_v1_scan_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2644,7 @@ func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineRequest.ProtoReflect.Descriptor instead.
 func (*DeclineRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{38}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeclineRequest) GetSessionId() string {
@@ -2456,7 +2669,7 @@ type DeclineResponse struct {
 
 func (x *DeclineResponse) Reset() {
 	*x = DeclineResponse{}
-	mi := &file_hufu_v1_scan_proto_msgTypes[39]
+	mi := &file_hufu_v1_scan_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2681,7 @@ func (x *DeclineResponse) String() string {
 func (*DeclineResponse) ProtoMessage() {}
 
 func (x *DeclineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_scan_proto_msgTypes[39]
+	mi := &file_hufu_v1_scan_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2694,7 @@ func (x *DeclineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineResponse.ProtoReflect.Descriptor instead.
 func (*DeclineResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{39}
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{41}
 }
 
 var File_hufu_v1_scan_proto protoreflect.FileDescriptor
@@ -2497,7 +2710,7 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x04uscc\x18\x02 \x01(\tR\x04uscc\x12\x1f\n" +
 	"\vperson_name\x18\x03 \x01(\tR\n" +
 	"personName\x12\x1b\n" +
-	"\tid_number\x18\x04 \x01(\tR\bidNumber\"\xbd\x02\n" +
+	"\tid_number\x18\x04 \x01(\tR\bidNumber\"\xf0\x02\n" +
 	"\x14CreateSessionRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12(\n" +
@@ -2509,9 +2722,13 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\tdocuments\x18\x06 \x03(\v2\x11.hufu.v1.DocumentR\tdocuments\x12\x1b\n" +
 	"\twith_seal\x18\a \x01(\bR\bwithSeal\x12\x1f\n" +
 	"\vttl_seconds\x18\b \x01(\rR\n" +
-	"ttlSeconds\"G\n" +
+	"ttlSeconds\x12\x1d\n" +
+	"\n" +
+	"opening_id\x18\t \x01(\tR\topeningId\x12\x12\n" +
+	"\x04hall\x18\n" +
+	" \x01(\bR\x04hall\"G\n" +
 	"\x15CreateSessionResponse\x12.\n" +
-	"\asession\x18\x01 \x01(\v2\x14.hufu.v1.ScanSessionR\asession\"\xf0\x03\n" +
+	"\asession\x18\x01 \x01(\v2\x14.hufu.v1.ScanSessionR\asession\"\xc0\x04\n" +
 	"\vScanSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.hufu.v1.SessionKindR\x04kind\x12+\n" +
@@ -2529,7 +2746,11 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12.\n" +
 	"\x06result\x18\v \x01(\v2\x16.hufu.v1.SessionResultR\x06result\x12/\n" +
-	"\tdocuments\x18\f \x03(\v2\x11.hufu.v1.DocumentR\tdocuments\"\xe9\x03\n" +
+	"\tdocuments\x18\f \x03(\v2\x11.hufu.v1.DocumentR\tdocuments\x12\x1d\n" +
+	"\n" +
+	"opening_id\x18\r \x01(\tR\topeningId\x12\x12\n" +
+	"\x04hall\x18\x0e \x01(\bR\x04hall\x12\x1b\n" +
+	"\tparent_id\x18\x0f \x01(\tR\bparentId\"\xe9\x03\n" +
 	"\rSessionResult\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x14\n" +
 	"\x05chain\x18\x02 \x03(\fR\x05chain\x12\x1c\n" +
@@ -2609,13 +2830,14 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x0epublic_key_pem\x18\x01 \x01(\tR\fpublicKeyPem\",\n" +
 	"\vScanRequest\x12\x1d\n" +
 	"\n" +
-	"qr_payload\x18\x01 \x01(\tR\tqrPayload\"\x82\x01\n" +
+	"qr_payload\x18\x01 \x01(\tR\tqrPayload\"\xba\x01\n" +
 	"\tCandidate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x18\n" +
 	"\asubject\x18\x03 \x01(\tR\asubject\x12\x12\n" +
 	"\x04uscc\x18\x04 \x01(\tR\x04uscc\x12\x18\n" +
-	"\arefusal\x18\x05 \x01(\tR\arefusal\"\xb3\x03\n" +
+	"\arefusal\x18\x05 \x01(\tR\arefusal\x126\n" +
+	"\tenvelopes\x18\x06 \x03(\v2\x18.hufu.v1.ConsentEnvelopeR\tenvelopes\"\xe6\x03\n" +
 	"\fScanResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +
@@ -2632,12 +2854,26 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x0frelease_preview\x18\t \x01(\fR\x0ereleasePreview\x129\n" +
 	"\n" +
 	"expires_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"v\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x121\n" +
+	"\aopening\x18\v \x01(\v2\x17.hufu.v1.OpeningSummaryR\aopening\"A\n" +
+	"\x0fConsentEnvelope\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x02 \x01(\fR\n" +
+	"ciphertext\"\xe0\x01\n" +
+	"\x0eOpeningSummary\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fproject_code\x18\x02 \x01(\tR\vprojectCode\x12!\n" +
+	"\fproject_name\x18\x03 \x01(\tR\vprojectName\x12=\n" +
+	"\fwindow_start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vwindowStart\x129\n" +
+	"\n" +
+	"window_end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\"\x9d\x01\n" +
 	"\rChooseRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12-\n" +
 	"\x12certificate_serial\x18\x02 \x01(\tR\x11certificateSerial\x12\x17\n" +
-	"\aseal_id\x18\x03 \x01(\tR\x06sealId\"r\n" +
+	"\aseal_id\x18\x03 \x01(\tR\x06sealId\x12%\n" +
+	"\x0econsent_points\x18\x04 \x03(\fR\rconsentPoints\"r\n" +
 	"\x0eChooseResponse\x12\x1c\n" +
 	"\tchallenge\x18\x01 \x01(\fR\tchallenge\x12+\n" +
 	"\x11signed_attributes\x18\x02 \x03(\fR\x10signedAttributes\x12\x15\n" +
@@ -2669,14 +2905,15 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x11\n" +
-	"\x0fDeclineResponse*\xa3\x01\n" +
+	"\x0fDeclineResponse*\xbd\x01\n" +
 	"\vSessionKind\x12\x1c\n" +
 	"\x18SESSION_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SESSION_KIND_BIND\x10\x01\x12\x16\n" +
 	"\x12SESSION_KIND_LOGIN\x10\x02\x12\x15\n" +
 	"\x11SESSION_KIND_SIGN\x10\x03\x12\x15\n" +
 	"\x11SESSION_KIND_AUTH\x10\x04\x12\x19\n" +
-	"\x15SESSION_KIND_GENERATE\x10\x05*\xd1\x01\n" +
+	"\x15SESSION_KIND_GENERATE\x10\x05\x12\x18\n" +
+	"\x14SESSION_KIND_DECRYPT\x10\x06*\xd1\x01\n" +
 	"\fSessionState\x12\x1d\n" +
 	"\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SESSION_STATE_CREATED\x10\x01\x12\x19\n" +
@@ -2719,7 +2956,7 @@ func file_hufu_v1_scan_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_scan_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hufu_v1_scan_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_hufu_v1_scan_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_hufu_v1_scan_proto_goTypes = []any{
 	(SessionKind)(0),                   // 0: hufu.v1.SessionKind
 	(SessionState)(0),                  // 1: hufu.v1.SessionState
@@ -2753,19 +2990,21 @@ var file_hufu_v1_scan_proto_goTypes = []any{
 	(*ScanRequest)(nil),                // 29: hufu.v1.ScanRequest
 	(*Candidate)(nil),                  // 30: hufu.v1.Candidate
 	(*ScanResponse)(nil),               // 31: hufu.v1.ScanResponse
-	(*ChooseRequest)(nil),              // 32: hufu.v1.ChooseRequest
-	(*ChooseResponse)(nil),             // 33: hufu.v1.ChooseResponse
-	(*CosignRequest)(nil),              // 34: hufu.v1.CosignRequest
-	(*CosignResponse)(nil),             // 35: hufu.v1.CosignResponse
-	(*CompleteRequest)(nil),            // 36: hufu.v1.CompleteRequest
-	(*CompleteResponse)(nil),           // 37: hufu.v1.CompleteResponse
-	(*ConsentRequest)(nil),             // 38: hufu.v1.ConsentRequest
-	(*ConsentResponse)(nil),            // 39: hufu.v1.ConsentResponse
-	(*DeclineRequest)(nil),             // 40: hufu.v1.DeclineRequest
-	(*DeclineResponse)(nil),            // 41: hufu.v1.DeclineResponse
-	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
-	(*Credential)(nil),                 // 43: hufu.v1.Credential
-	(*BatchItem)(nil),                  // 44: hufu.v1.BatchItem
+	(*ConsentEnvelope)(nil),            // 32: hufu.v1.ConsentEnvelope
+	(*OpeningSummary)(nil),             // 33: hufu.v1.OpeningSummary
+	(*ChooseRequest)(nil),              // 34: hufu.v1.ChooseRequest
+	(*ChooseResponse)(nil),             // 35: hufu.v1.ChooseResponse
+	(*CosignRequest)(nil),              // 36: hufu.v1.CosignRequest
+	(*CosignResponse)(nil),             // 37: hufu.v1.CosignResponse
+	(*CompleteRequest)(nil),            // 38: hufu.v1.CompleteRequest
+	(*CompleteResponse)(nil),           // 39: hufu.v1.CompleteResponse
+	(*ConsentRequest)(nil),             // 40: hufu.v1.ConsentRequest
+	(*ConsentResponse)(nil),            // 41: hufu.v1.ConsentResponse
+	(*DeclineRequest)(nil),             // 42: hufu.v1.DeclineRequest
+	(*DeclineResponse)(nil),            // 43: hufu.v1.DeclineResponse
+	(*timestamppb.Timestamp)(nil),      // 44: google.protobuf.Timestamp
+	(*Credential)(nil),                 // 45: hufu.v1.Credential
+	(*BatchItem)(nil),                  // 46: hufu.v1.BatchItem
 }
 var file_hufu_v1_scan_proto_depIdxs = []int32{
 	0,  // 0: hufu.v1.CreateSessionRequest.kind:type_name -> hufu.v1.SessionKind
@@ -2774,65 +3013,69 @@ var file_hufu_v1_scan_proto_depIdxs = []int32{
 	6,  // 3: hufu.v1.CreateSessionResponse.session:type_name -> hufu.v1.ScanSession
 	0,  // 4: hufu.v1.ScanSession.kind:type_name -> hufu.v1.SessionKind
 	1,  // 5: hufu.v1.ScanSession.state:type_name -> hufu.v1.SessionState
-	42, // 6: hufu.v1.ScanSession.created_at:type_name -> google.protobuf.Timestamp
-	42, // 7: hufu.v1.ScanSession.expires_at:type_name -> google.protobuf.Timestamp
+	44, // 6: hufu.v1.ScanSession.created_at:type_name -> google.protobuf.Timestamp
+	44, // 7: hufu.v1.ScanSession.expires_at:type_name -> google.protobuf.Timestamp
 	7,  // 8: hufu.v1.ScanSession.result:type_name -> hufu.v1.SessionResult
 	2,  // 9: hufu.v1.ScanSession.documents:type_name -> hufu.v1.Document
 	10, // 10: hufu.v1.SessionResult.binding:type_name -> hufu.v1.Binding
 	8,  // 11: hufu.v1.SessionResult.signatures:type_name -> hufu.v1.SignedDocument
 	9,  // 12: hufu.v1.SessionResult.seal:type_name -> hufu.v1.SealAppearance
-	42, // 13: hufu.v1.Binding.created_at:type_name -> google.protobuf.Timestamp
+	44, // 13: hufu.v1.Binding.created_at:type_name -> google.protobuf.Timestamp
 	10, // 14: hufu.v1.ListMyBindingsResponse.bindings:type_name -> hufu.v1.Binding
 	6,  // 15: hufu.v1.GetSessionResponse.session:type_name -> hufu.v1.ScanSession
 	6,  // 16: hufu.v1.WatchSessionResponse.session:type_name -> hufu.v1.ScanSession
 	10, // 17: hufu.v1.ListBindingsResponse.bindings:type_name -> hufu.v1.Binding
 	10, // 18: hufu.v1.ResolveCertificateResponse.binding:type_name -> hufu.v1.Binding
-	0,  // 19: hufu.v1.ScanResponse.kind:type_name -> hufu.v1.SessionKind
-	2,  // 20: hufu.v1.ScanResponse.documents:type_name -> hufu.v1.Document
-	3,  // 21: hufu.v1.ScanResponse.subject:type_name -> hufu.v1.BindSubject
-	30, // 22: hufu.v1.ScanResponse.candidates:type_name -> hufu.v1.Candidate
-	42, // 23: hufu.v1.ScanResponse.expires_at:type_name -> google.protobuf.Timestamp
-	43, // 24: hufu.v1.CosignRequest.credential:type_name -> hufu.v1.Credential
-	44, // 25: hufu.v1.CosignResponse.items:type_name -> hufu.v1.BatchItem
-	1,  // 26: hufu.v1.CompleteResponse.state:type_name -> hufu.v1.SessionState
-	1,  // 27: hufu.v1.ConsentResponse.state:type_name -> hufu.v1.SessionState
-	4,  // 28: hufu.v1.ScanService.CreateSession:input_type -> hufu.v1.CreateSessionRequest
-	15, // 29: hufu.v1.ScanService.GetSession:input_type -> hufu.v1.GetSessionRequest
-	17, // 30: hufu.v1.ScanService.WatchSession:input_type -> hufu.v1.WatchSessionRequest
-	19, // 31: hufu.v1.ScanService.ListBindings:input_type -> hufu.v1.ListBindingsRequest
-	21, // 32: hufu.v1.ScanService.RemoveBinding:input_type -> hufu.v1.RemoveBindingRequest
-	23, // 33: hufu.v1.ScanService.ResolveCertificate:input_type -> hufu.v1.ResolveCertificateRequest
-	25, // 34: hufu.v1.ScanService.GetScanKey:input_type -> hufu.v1.GetScanKeyRequest
-	29, // 35: hufu.v1.PhoneScanService.Scan:input_type -> hufu.v1.ScanRequest
-	32, // 36: hufu.v1.PhoneScanService.Choose:input_type -> hufu.v1.ChooseRequest
-	34, // 37: hufu.v1.PhoneScanService.Cosign:input_type -> hufu.v1.CosignRequest
-	36, // 38: hufu.v1.PhoneScanService.Complete:input_type -> hufu.v1.CompleteRequest
-	38, // 39: hufu.v1.PhoneScanService.Consent:input_type -> hufu.v1.ConsentRequest
-	40, // 40: hufu.v1.PhoneScanService.Decline:input_type -> hufu.v1.DeclineRequest
-	27, // 41: hufu.v1.PhoneScanService.GetQrKey:input_type -> hufu.v1.GetQrKeyRequest
-	11, // 42: hufu.v1.PhoneScanService.ListMyBindings:input_type -> hufu.v1.ListMyBindingsRequest
-	13, // 43: hufu.v1.PhoneScanService.RemoveMyBinding:input_type -> hufu.v1.RemoveMyBindingRequest
-	5,  // 44: hufu.v1.ScanService.CreateSession:output_type -> hufu.v1.CreateSessionResponse
-	16, // 45: hufu.v1.ScanService.GetSession:output_type -> hufu.v1.GetSessionResponse
-	18, // 46: hufu.v1.ScanService.WatchSession:output_type -> hufu.v1.WatchSessionResponse
-	20, // 47: hufu.v1.ScanService.ListBindings:output_type -> hufu.v1.ListBindingsResponse
-	22, // 48: hufu.v1.ScanService.RemoveBinding:output_type -> hufu.v1.RemoveBindingResponse
-	24, // 49: hufu.v1.ScanService.ResolveCertificate:output_type -> hufu.v1.ResolveCertificateResponse
-	26, // 50: hufu.v1.ScanService.GetScanKey:output_type -> hufu.v1.GetScanKeyResponse
-	31, // 51: hufu.v1.PhoneScanService.Scan:output_type -> hufu.v1.ScanResponse
-	33, // 52: hufu.v1.PhoneScanService.Choose:output_type -> hufu.v1.ChooseResponse
-	35, // 53: hufu.v1.PhoneScanService.Cosign:output_type -> hufu.v1.CosignResponse
-	37, // 54: hufu.v1.PhoneScanService.Complete:output_type -> hufu.v1.CompleteResponse
-	39, // 55: hufu.v1.PhoneScanService.Consent:output_type -> hufu.v1.ConsentResponse
-	41, // 56: hufu.v1.PhoneScanService.Decline:output_type -> hufu.v1.DeclineResponse
-	28, // 57: hufu.v1.PhoneScanService.GetQrKey:output_type -> hufu.v1.GetQrKeyResponse
-	12, // 58: hufu.v1.PhoneScanService.ListMyBindings:output_type -> hufu.v1.ListMyBindingsResponse
-	14, // 59: hufu.v1.PhoneScanService.RemoveMyBinding:output_type -> hufu.v1.RemoveMyBindingResponse
-	44, // [44:60] is the sub-list for method output_type
-	28, // [28:44] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	32, // 19: hufu.v1.Candidate.envelopes:type_name -> hufu.v1.ConsentEnvelope
+	0,  // 20: hufu.v1.ScanResponse.kind:type_name -> hufu.v1.SessionKind
+	2,  // 21: hufu.v1.ScanResponse.documents:type_name -> hufu.v1.Document
+	3,  // 22: hufu.v1.ScanResponse.subject:type_name -> hufu.v1.BindSubject
+	30, // 23: hufu.v1.ScanResponse.candidates:type_name -> hufu.v1.Candidate
+	44, // 24: hufu.v1.ScanResponse.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 25: hufu.v1.ScanResponse.opening:type_name -> hufu.v1.OpeningSummary
+	44, // 26: hufu.v1.OpeningSummary.window_start:type_name -> google.protobuf.Timestamp
+	44, // 27: hufu.v1.OpeningSummary.window_end:type_name -> google.protobuf.Timestamp
+	45, // 28: hufu.v1.CosignRequest.credential:type_name -> hufu.v1.Credential
+	46, // 29: hufu.v1.CosignResponse.items:type_name -> hufu.v1.BatchItem
+	1,  // 30: hufu.v1.CompleteResponse.state:type_name -> hufu.v1.SessionState
+	1,  // 31: hufu.v1.ConsentResponse.state:type_name -> hufu.v1.SessionState
+	4,  // 32: hufu.v1.ScanService.CreateSession:input_type -> hufu.v1.CreateSessionRequest
+	15, // 33: hufu.v1.ScanService.GetSession:input_type -> hufu.v1.GetSessionRequest
+	17, // 34: hufu.v1.ScanService.WatchSession:input_type -> hufu.v1.WatchSessionRequest
+	19, // 35: hufu.v1.ScanService.ListBindings:input_type -> hufu.v1.ListBindingsRequest
+	21, // 36: hufu.v1.ScanService.RemoveBinding:input_type -> hufu.v1.RemoveBindingRequest
+	23, // 37: hufu.v1.ScanService.ResolveCertificate:input_type -> hufu.v1.ResolveCertificateRequest
+	25, // 38: hufu.v1.ScanService.GetScanKey:input_type -> hufu.v1.GetScanKeyRequest
+	29, // 39: hufu.v1.PhoneScanService.Scan:input_type -> hufu.v1.ScanRequest
+	34, // 40: hufu.v1.PhoneScanService.Choose:input_type -> hufu.v1.ChooseRequest
+	36, // 41: hufu.v1.PhoneScanService.Cosign:input_type -> hufu.v1.CosignRequest
+	38, // 42: hufu.v1.PhoneScanService.Complete:input_type -> hufu.v1.CompleteRequest
+	40, // 43: hufu.v1.PhoneScanService.Consent:input_type -> hufu.v1.ConsentRequest
+	42, // 44: hufu.v1.PhoneScanService.Decline:input_type -> hufu.v1.DeclineRequest
+	27, // 45: hufu.v1.PhoneScanService.GetQrKey:input_type -> hufu.v1.GetQrKeyRequest
+	11, // 46: hufu.v1.PhoneScanService.ListMyBindings:input_type -> hufu.v1.ListMyBindingsRequest
+	13, // 47: hufu.v1.PhoneScanService.RemoveMyBinding:input_type -> hufu.v1.RemoveMyBindingRequest
+	5,  // 48: hufu.v1.ScanService.CreateSession:output_type -> hufu.v1.CreateSessionResponse
+	16, // 49: hufu.v1.ScanService.GetSession:output_type -> hufu.v1.GetSessionResponse
+	18, // 50: hufu.v1.ScanService.WatchSession:output_type -> hufu.v1.WatchSessionResponse
+	20, // 51: hufu.v1.ScanService.ListBindings:output_type -> hufu.v1.ListBindingsResponse
+	22, // 52: hufu.v1.ScanService.RemoveBinding:output_type -> hufu.v1.RemoveBindingResponse
+	24, // 53: hufu.v1.ScanService.ResolveCertificate:output_type -> hufu.v1.ResolveCertificateResponse
+	26, // 54: hufu.v1.ScanService.GetScanKey:output_type -> hufu.v1.GetScanKeyResponse
+	31, // 55: hufu.v1.PhoneScanService.Scan:output_type -> hufu.v1.ScanResponse
+	35, // 56: hufu.v1.PhoneScanService.Choose:output_type -> hufu.v1.ChooseResponse
+	37, // 57: hufu.v1.PhoneScanService.Cosign:output_type -> hufu.v1.CosignResponse
+	39, // 58: hufu.v1.PhoneScanService.Complete:output_type -> hufu.v1.CompleteResponse
+	41, // 59: hufu.v1.PhoneScanService.Consent:output_type -> hufu.v1.ConsentResponse
+	43, // 60: hufu.v1.PhoneScanService.Decline:output_type -> hufu.v1.DeclineResponse
+	28, // 61: hufu.v1.PhoneScanService.GetQrKey:output_type -> hufu.v1.GetQrKeyResponse
+	12, // 62: hufu.v1.PhoneScanService.ListMyBindings:output_type -> hufu.v1.ListMyBindingsResponse
+	14, // 63: hufu.v1.PhoneScanService.RemoveMyBinding:output_type -> hufu.v1.RemoveMyBindingResponse
+	48, // [48:64] is the sub-list for method output_type
+	32, // [32:48] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_scan_proto_init() }
@@ -2847,7 +3090,7 @@ func file_hufu_v1_scan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_scan_proto_rawDesc), len(file_hufu_v1_scan_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   40,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

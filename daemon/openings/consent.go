@@ -1,0 +1,238 @@
+package openings
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/hufu-hsm/hufu/bidopening"
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// consentAD binds a consent's wrapped T1s to their opening and session.
+func consentAD(opening, session string) []byte {
+	return []byte("hufu/opening/v1 consent-points " + opening + "/" + session)
+}
+
+// ForSession returns the caller's opening for a DECRYPT scan session: not closed, its window
+// not ended. A due opening is sealed first.
+func (s *Service) ForSession(ctx context.Context, caller authn.Caller, id string) (*storepb.Opening, error) {
+	o, err := s.read(ctx, caller, id)
+	if err != nil {
+		return nil, apierr.Invalidf("opening_id", "no opening %q of this system", id)
+	}
+	if o, err = s.advance(ctx, o); err != nil {
+		return nil, err
+	}
+	if o.State == stateClosed {
+		return nil, errClosed(o)
+	}
+	return o, nil
+}
+
+// Opening returns an opening by id, for the bidder's view of a DECRYPT session.
+func (s *Service) Opening(ctx context.Context, id string) (*storepb.Opening, error) {
+	if !idRE.MatchString(id) {
+		return nil, notFound(id)
+	}
+	o, err := openings.Read(ctx, s.deps.Store, openingID(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound(id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.advance(ctx, o)
+}
+
+// EnvelopesOf lists a certificate's envelopes in an opening, in id order (the order of the
+// consent points and of the statement).
+func (s *Service) EnvelopesOf(ctx context.Context, opening, serial string) ([]*storepb.OpeningEnvelope, error) {
+	if !serialRE.MatchString(serial) {
+		return nil, nil
+	}
+	var out []*storepb.OpeningEnvelope
+	cursor := ""
+	for {
+		ks, next, err := s.deps.Store.ListIndex(ctx, indexCert, opening+"."+serial, store.ListOptions{Limit: store.MaxListLimit, Cursor: cursor})
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range ks {
+			e, err := envelopes.Read(ctx, s.deps.Store, envelopes.ID(k))
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		if next == "" {
+			return out, nil
+		}
+		cursor = next
+	}
+}
+
+// PreparedConsent is what a DECRYPT session pins once the bidder sent the consent points:
+// the statement to sign and the points, wrapped.
+type PreparedConsent struct {
+	Statement     string
+	PointsWrapped []byte
+}
+
+// PrepareConsent checks the consent points of a certificate's envelopes (one per envelope,
+// on the curve, not the identity), inside the window, and builds the consent statement of
+// the session. An attempt outside the window is refused, recorded and counted.
+func (s *Service) PrepareConsent(ctx context.Context, caller authn.Caller, opening, session, serial string, points [][]byte) (*PreparedConsent, error) {
+	o, err := s.Opening(ctx, opening)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.inWindowNow(ctx, caller, o, "consent", ""); err != nil {
+		return nil, err
+	}
+	envs, err := s.EnvelopesOf(ctx, o.Id, serial)
+	if err != nil {
+		return nil, err
+	}
+	if len(envs) == 0 {
+		return nil, apierr.New(apierr.FailedPrecondition, "certificate %s has no envelope in opening %s", serial, o.Id)
+	}
+	if len(points) != len(envs) {
+		return nil, apierr.Invalidf("consent_points", "one per envelope of the certificate: %d, not %d", len(envs), len(points))
+	}
+	st := bidopening.Statement{Opening: o.Id, Project: o.ProjectCode, Serial: serial, Session: session, Time: s.deps.Clock.Now().UTC()}
+	plain := make([]byte, 0, len(points)*cosign.PointSize)
+	for i, raw := range points {
+		p, err := cosign.ParsePoint(raw)
+		if err != nil {
+			return nil, apierr.Invalid(fmt.Sprintf("consent_points[%d]", i), err)
+		}
+		plain = append(plain, p[:]...)
+		se := bidopening.StatementEnvelope{ID: envs[i].Id, T1SHA256: bidopening.T1Hash(&p)}
+		copy(se.CiphertextSHA256[:], envs[i].CiphertextSha256)
+		st.Envelopes = append(st.Envelopes, se)
+	}
+	text, err := st.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("openings: consent statement: %w", err)
+	}
+	wrapped, err := s.deps.Keyring.Wrap(ctx, plain, consentAD(o.Id, session))
+	if err != nil {
+		return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable; retry later", Cause: err}
+	}
+	return &PreparedConsent{Statement: text, PointsWrapped: wrapped}, nil
+}
+
+// Consent is a bidder's verified consent, as a DECRYPT session completes.
+type Consent struct {
+	Opening, Session, Serial, KeyID string
+	Delegated                       bool
+	Statement                       string
+	Signature                       []byte
+	PointsWrapped                   []byte
+}
+
+// ConsentTx records a consent inside the transaction that completes its scan session: the
+// statement, its signature (verified by the session) and the wrapped points, and the
+// envelopes it covers. Refused outside the window.
+func (s *Service) ConsentTx(tx *store.Tx, caller authn.Caller, c Consent) error {
+	st, err := bidopening.ParseStatement(c.Statement)
+	if err != nil {
+		return fmt.Errorf("openings: pinned statement: %w", err)
+	}
+	o, err := openings.Get(tx, openingID(c.Opening))
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.State == stateClosed:
+		return errClosed(o)
+	case inWindow(o, tx.Now()) < 0 || o.State != stateSealed:
+		return errEarly(o)
+	case inWindow(o, tx.Now()) > 0:
+		return errEnded(o)
+	}
+	ids := make([]string, len(st.Envelopes))
+	for i, se := range st.Envelopes {
+		e, err := envelopes.Get(tx, envelopeID(o.Id, se.ID))
+		if err != nil {
+			return err
+		}
+		if e.CertificateSerial != c.Serial || string(e.CiphertextSha256) != string(se.CiphertextSHA256[:]) {
+			return apierr.New(apierr.FailedPrecondition, "envelope %s changed since the statement was made", se.ID)
+		}
+		if e.ConsentId == "" {
+			o.Consented++
+		}
+		e.ConsentId = c.Session
+		if err := envelopes.Put(tx, envelopeID(o.Id, se.ID), e); err != nil {
+			return err
+		}
+		ids[i] = se.ID
+	}
+	rec := &storepb.OpeningConsent{Id: c.Session, OpeningId: o.Id, SessionId: c.Session, CertificateSerial: c.Serial, KeyId: c.KeyID,
+		UserId: caller.UserID, DeviceId: caller.DeviceID, Delegated: c.Delegated, Statement: c.Statement, Signature: c.Signature,
+		PointsWrapped: c.PointsWrapped, EnvelopeIds: ids, AcceptedUnixNano: tx.Now().UnixNano()}
+	if err := consents.Put(tx, consentID(o.Id, c.Session), rec); err != nil {
+		return err
+	}
+	if err := openings.Put(tx, openingID(o.Id), o); err != nil {
+		return err
+	}
+	h := sha256.Sum256([]byte(c.Statement))
+	return tx.Audit(store.Event{Actor: caller.Actor(), Action: "opening.consent", Subject: openingKey(o.Id), Outcome: store.OutcomeOK,
+		Details: map[string]string{"session": c.Session, "serial": c.Serial, "device": caller.DeviceID, "delegated": fmt.Sprint(c.Delegated),
+			"envelopes": truncatedList(ids), "statement_sha256": hex.EncodeToString(h[:]), "signature": hex.EncodeToString(c.Signature)}})
+}
+
+// inWindowNow checks that o takes consent or release now; outside the window the attempt is
+// refused, recorded and counted.
+func (s *Service) inWindowNow(ctx context.Context, caller authn.Caller, o *storepb.Opening, via, envelope string) error {
+	if o.State == stateClosed {
+		return errClosed(o)
+	}
+	switch inWindow(o, s.deps.Clock.Now()) {
+	case 0:
+		return nil
+	case 1:
+		return errEnded(o)
+	}
+	refusal := errEarly(o)
+	if err := s.recordAttempt(ctx, caller, o.Id, via, envelope, "before_window"); err != nil {
+		return err // no refusal without its record either
+	}
+	return refusal
+}
+
+// recordAttempt audits and counts a refused early or foreign attempt on an opening.
+func (s *Service) recordAttempt(ctx context.Context, caller authn.Caller, opening, via, envelope, reason string) error {
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		o, err := openings.Get(tx, openingID(opening))
+		if err != nil {
+			return err
+		}
+		o.EarlyAttempts++
+		if err := openings.Put(tx, openingID(opening), o); err != nil {
+			return err
+		}
+		ev := &storepb.OpeningEvent{Type: "attempt", AtUnixNano: tx.Now().UnixNano(), EnvelopeId: envelope, Outcome: reason, Via: via}
+		if err := events.Put(tx, eventID(opening, tx.Now()), ev); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "opening.attempt", Subject: openingKey(opening), Outcome: "denied",
+			Details: map[string]string{"via": via, "envelope": envelope, "reason": reason, "device": caller.DeviceID}})
+	})
+	if err == nil {
+		s.m.early.WithLabelValues(via).Inc()
+	}
+	return err
+}

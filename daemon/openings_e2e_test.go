@@ -1,0 +1,472 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/sm2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/bidopening"
+	"github.com/hufu-hsm/hufu/client"
+	"github.com/hufu-hsm/hufu/client/keystore"
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/devpki"
+)
+
+// openingSystem connects as a bid-opening system: the development CLI certificate, or
+// another client certificate named name.
+func (a *appliance) openingSystem(name string) (hufuv1.OpeningServiceClient, hufuv1.ScanServiceClient) {
+	a.t.Helper()
+	tls := filepath.Join(a.cfg.DataDir, "tls")
+	cert, key := filepath.Join(tls, "cli.pem"), filepath.Join(tls, "cli-key.pem")
+	if name != devpki.CLIClientName {
+		ca, caKey, err := devpki.LoadCA(devpki.FilesIn(tls))
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		dir := a.t.TempDir()
+		cert, key = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+		if _, _, err := devpki.IssueClient(cert, key, name, ca, caKey, time.Now()); err != nil {
+			a.t.Fatal(err)
+		}
+	}
+	conn, err := client.Dial(client.Config{Addr: a.addr, CAFile: filepath.Join(tls, "ca.pem"), ServerName: "localhost",
+		ClientCertFile: cert, ClientKeyFile: key, DeviceID: "bos-0001"})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.t.Cleanup(func() { conn.Close() })
+	return hufuv1.NewOpeningServiceClient(conn.ClientConn()), hufuv1.NewScanServiceClient(conn.ClientConn())
+}
+
+// bidder is a phone with a certificate whose bids are enveloped to it.
+type bidder struct {
+	name   string
+	phone  hufuv1.PhoneScanServiceClient
+	key    *phoneKey
+	serial string
+	pub    *ecdsa.PublicKey
+	conn   *client.Conn
+}
+
+// consent answers a DECRYPT code from the phone: check the opening and the envelopes, send
+// T1 = d1⁻¹·C1 for each (corrupt: the first envelope's T1 for every envelope), check the
+// statement and sign it.
+func (b *bidder) consent(t *testing.T, payload string, corrupt bool) error {
+	t.Helper()
+	shown, err := b.phone.Scan(bg, &hufuv1.ScanRequest{QrPayload: payload})
+	if err != nil {
+		return err
+	}
+	var envs []*hufuv1.ConsentEnvelope
+	for _, c := range shown.Candidates {
+		if c.Serial == b.serial {
+			envs = c.Envelopes
+		}
+	}
+	if shown.Opening == nil || len(envs) == 0 {
+		t.Fatalf("%s is shown no envelopes of theirs: %v", b.name, shown)
+	}
+	var points [][]byte
+	for _, e := range envs {
+		ct, err := cosign.ParseCiphertext(e.Ciphertext, cosign.DetectEncoding(e.Ciphertext))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t1 := b.key.share.ConsentPoint(&ct.C1)
+		if corrupt && len(points) > 0 {
+			t1 = [cosign.PointSize]byte(points[0])
+		}
+		points = append(points, t1[:])
+	}
+	chosen, err := b.phone.Choose(bg, &hufuv1.ChooseRequest{SessionId: shown.SessionId, CertificateSerial: b.serial, ConsentPoints: points})
+	if err != nil {
+		return err
+	}
+	st, err := bidopening.ParseStatement(string(chosen.Challenge))
+	if err != nil || st.Opening != shown.Opening.Id || st.Serial != b.serial || len(st.Envelopes) != len(envs) {
+		t.Fatalf("statement %q: %v", chosen.Challenge, err)
+	}
+	for i, e := range st.Envelopes {
+		p := cosign.Point(points[i])
+		if e.ID != envs[i].Id || e.T1SHA256 != bidopening.T1Hash(&p) {
+			t.Fatalf("statement envelope %d is not what the phone sent", i)
+		}
+	}
+	e, err := cosign.Digest(&b.key.public, nil, chosen.Challenge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, err := cosignDigests(t, b.phone, b.key, shown.SessionId, [][cosign.ScalarSize]byte{e})
+	if err != nil {
+		return err
+	}
+	_, err = b.phone.Complete(bg, &hufuv1.CompleteRequest{SessionId: shown.SessionId, Signatures: sigs})
+	return err
+}
+
+// releaseAll reads a Release stream to its end.
+func releaseAll(sys hufuv1.OpeningServiceClient, req *hufuv1.ReleaseRequest) ([]*hufuv1.ReleaseResponse, error) {
+	stream, err := sys.Release(bg, req)
+	if err != nil {
+		return nil, err
+	}
+	var out []*hufuv1.ReleaseResponse
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+}
+
+// TestBidOpening runs an opening end to end: personal bidders and an enterprise's staff
+// member (delegated pair) consent by scanning, the system releases in bulk, and the report
+// verifies offline; early, foreign and late attempts are refused and recorded.
+func TestBidOpening(t *testing.T) {
+	const other = devpki.CLIClientName + ".other"
+	a := certAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{
+			{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}},
+			{Name: other, Services: []string{"hufu.v1.OpeningService", "hufu.v1.ScanService"}},
+		}
+	})
+	desk := a.desk()
+	sys, scans := a.openingSystem(devpki.CLIClientName)
+	foreign, foreignScans := a.openingSystem(other)
+
+	var bidders []*bidder
+	for i, phone := range []string{"13800138071", "13800138072"} {
+		p := newApplicant(t, a, phone, "bid-phone-0"+string(rune('1'+i)), "bid-key-0"+string(rune('1'+i)))
+		serial := p.issue(desk)
+		cert, _, _, _ := p.download(serial)
+		key := *p.key
+		key.cred = client.PINCredential("123456") // the clock moves past any ticket's life
+		bidders = append(bidders, &bidder{name: phone, phone: hufuv1.NewPhoneScanServiceClient(p.conn.ClientConn()), key: &key,
+			serial: serial, pub: cert.PublicKey.(*ecdsa.PublicKey), conn: p.conn})
+	}
+	staff := enterpriseStaffBidder(t, a, desk)
+	bidders = append(bidders, staff)
+
+	// The system's own SM2 key receives the released SM4 keys.
+	resultKey, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resultPub := elliptic(resultKey)
+	now := a.clock.Now()
+	start, end := now.Add(time.Hour), now.Add(3*time.Hour)
+	req := &hufuv1.CreateOpeningRequest{RequestId: "open-0001", ProjectCode: "FZ-2026-118", ProjectName: "示范道路工程施工", PlatformId: "demo",
+		WindowStart: timestamppb.New(start), WindowEnd: timestamppb.New(end), ResultPublicKey: resultPub}
+	created, err := sys.CreateOpening(bg, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := created.Opening
+	if again, err := sys.CreateOpening(bg, req); err != nil || again.Opening.Id != o.Id {
+		t.Fatalf("idempotent create: %v %v", again, err)
+	}
+	bad := proto.Clone(req).(*hufuv1.CreateOpeningRequest)
+	bad.RequestId, bad.WindowStart = "open-0002", timestamppb.New(now.Add(-time.Minute))
+	_, err = sys.CreateOpening(bg, bad)
+	wantCode(t, err, codes.InvalidArgument, "window_start")
+
+	// Envelopes: two for each bidder, one in the ASN.1 layout.
+	keys := map[string][]byte{}
+	var regs []*hufuv1.EnvelopeRegistration
+	for i, b := range bidders {
+		for j := range 2 {
+			id := "bid-" + string(rune('a'+i)) + "-" + string(rune('1'+j))
+			sm4 := make([]byte, 16)
+			rand.Read(sm4)
+			opts := sm2.NewPlainEncrypterOpts(sm2.MarshalUncompressed, sm2.C1C3C2)
+			if j == 1 {
+				opts = sm2.ASN1EncrypterOpts
+			}
+			ct, err := sm2.Encrypt(rand.Reader, b.pub, sm4, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys[id] = sm4
+			regs = append(regs, &hufuv1.EnvelopeRegistration{EnvelopeId: id, CertificateSerial: b.serial, Ciphertext: ct})
+		}
+	}
+	if r, err := sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: o.Id, Envelopes: regs}); err != nil || r.Envelopes != 6 {
+		t.Fatalf("register: %v %v", r, err)
+	}
+	if r, err := sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: o.Id, Envelopes: regs[:2]}); err != nil || r.Registered != 0 {
+		t.Fatalf("a repeated registration is a no-op: %v %v", r, err)
+	}
+	_, err = sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: o.Id, Envelopes: []*hufuv1.EnvelopeRegistration{
+		{EnvelopeId: "bid-x", CertificateSerial: bidders[0].serial, Ciphertext: []byte{4, 1, 2}}}})
+	wantCode(t, err, codes.InvalidArgument, "envelopes[0].ciphertext")
+	dup := &hufuv1.EnvelopeRegistration{EnvelopeId: "bid-dup", CertificateSerial: bidders[0].serial, Ciphertext: regs[0].Ciphertext}
+	_, err = sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: o.Id, Envelopes: []*hufuv1.EnvelopeRegistration{dup}})
+	wantCode(t, err, codes.AlreadyExists, "")
+
+	// Another system sees nothing of the opening.
+	_, err = foreign.GetOpening(bg, &hufuv1.GetOpeningRequest{OpeningId: o.Id})
+	wantCode(t, err, codes.NotFound, "")
+	_, err = releaseAll(foreign, &hufuv1.ReleaseRequest{OpeningId: o.Id})
+	wantCode(t, err, codes.NotFound, "")
+	_, err = foreignScans.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "hall-foreign", Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT, OpeningId: o.Id})
+	wantCode(t, err, codes.InvalidArgument, "opening_id")
+
+	// Before the opening time: the plain decryption, the release and the consent are refused,
+	// naming the opening time.
+	c1 := func(ct []byte) []byte {
+		parsed, err := cosign.ParseCiphertext(ct, cosign.DetectEncoding(ct))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parsed.C1[:]
+	}
+	openingTime := start.UTC().Format(time.RFC3339)
+	_, err = bidders[0].key.cosign.Decrypt(bg, &hufuv1.DecryptRequest{KeyId: bidders[0].key.id, Credential: bidders[0].key.cred, C1: c1(regs[0].Ciphertext)})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(errMessage(err), openingTime) {
+		t.Fatalf("the refusal does not name the opening time %s: %v", openingTime, err)
+	}
+	batch, err := bidders[0].key.cosign.DecryptBatch(bg, &hufuv1.DecryptBatchRequest{KeyId: bidders[0].key.id, Credential: bidders[0].key.cred,
+		C1S: [][]byte{c1(regs[1].Ciphertext)}})
+	if err != nil || batch.Items[0].ErrorCode != uint32(codes.FailedPrecondition) {
+		t.Fatalf("an early batch decryption is refused item by item: %v %v", batch, err)
+	}
+	_, err = releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	early, err := scans.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "decrypt-early", Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT, OpeningId: o.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, bidders[0].consent(t, early.Session.QrPayload, false), codes.FailedPrecondition, "")
+
+	// Sealing fixes the manifest.
+	sealed, err := sys.SealOpening(bg, &hufuv1.SealOpeningRequest{OpeningId: o.Id})
+	if err != nil || sealed.Opening.State != hufuv1.OpeningState_OPENING_STATE_SEALED || len(sealed.Opening.ManifestSha256) != 32 {
+		t.Fatalf("seal: %v %v", sealed, err)
+	}
+	_, err = sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: o.Id, Envelopes: []*hufuv1.EnvelopeRegistration{
+		{EnvelopeId: "bid-late", CertificateSerial: bidders[0].serial, Ciphertext: mustEncrypt(t, bidders[0].pub)}}})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	_, err = sys.RemoveEnvelope(bg, &hufuv1.RemoveEnvelopeRequest{OpeningId: o.Id, EnvelopeId: "bid-a-1"})
+	wantCode(t, err, codes.FailedPrecondition, "")
+
+	// The opening time: the first bidder consents through a code of their own, the others
+	// through the hall code; the second corrupts a consent point.
+	a.clock.Advance(time.Hour + time.Minute)
+	own, err := scans.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "decrypt-a", Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT, OpeningId: o.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bidders[0].consent(t, own.Session.QrPayload, false); err != nil {
+		t.Fatalf("consent: %v", err)
+	}
+	hall, err := scans.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "decrypt-hall", Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT,
+		OpeningId: o.Id, Hall: true, TtlSeconds: 1800})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bidders[1].consent(t, hall.Session.QrPayload, true); err != nil {
+		t.Fatalf("hall consent: %v", err)
+	}
+	if err := staff.consent(t, hall.Session.QrPayload, false); err != nil {
+		t.Fatalf("staff consent through the delegated pair: %v", err)
+	}
+
+	// Release: every consented envelope, each checked by C3; the corrupted one fails alone.
+	got, err := releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id})
+	if err != nil || len(got) != 6 {
+		t.Fatalf("release: %d answers, %v", len(got), err)
+	}
+	for _, r := range got {
+		if r.EnvelopeId == "bid-b-2" {
+			if !strings.Contains(r.Error, "c3_mismatch") || r.EncryptedKey != nil {
+				t.Fatalf("the corrupted consent point was not caught: %v", r)
+			}
+			continue
+		}
+		if r.Error != "" || len(r.Key) != 0 {
+			t.Fatalf("envelope %s: %v", r.EnvelopeId, r)
+		}
+		plain, err := sm2.Decrypt(resultKey, r.EncryptedKey)
+		if err != nil || !bytes.Equal(plain, keys[r.EnvelopeId]) {
+			t.Fatalf("envelope %s released %x, want %x (%v)", r.EnvelopeId, plain, keys[r.EnvelopeId], err)
+		}
+	}
+	if again, err := releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id}); err != nil || len(again) != 0 {
+		t.Fatalf("nothing is released twice unless asked: %v %v", again, err)
+	}
+	if again, err := releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id, EnvelopeIds: []string{"bid-c-1"}, IncludeReleased: true}); err != nil ||
+		len(again) != 1 || again[0].Error != "" {
+		t.Fatalf("a repeated release: %v %v", again, err)
+	}
+	// The bidder may open their own copy on the phone inside the window.
+	if _, err := bidders[0].key.cosign.Decrypt(bg, &hufuv1.DecryptRequest{KeyId: bidders[0].key.id, Credential: bidders[0].key.cred,
+		C1: c1(regs[0].Ciphertext)}); err != nil {
+		t.Fatalf("the bidder's own decryption in the window: %v", err)
+	}
+
+	// Close: the report verifies offline under the appliance's audit key; tampering fails.
+	closed, err := sys.CloseOpening(bg, &hufuv1.CloseOpeningRequest{OpeningId: o.Id})
+	if err != nil || closed.Opening.State != hufuv1.OpeningState_OPENING_STATE_CLOSED {
+		t.Fatalf("close: %v %v", closed, err)
+	}
+	if c := closed.Opening; c.Envelopes != 6 || c.Consented != 6 || c.Released != 5 || c.EarlyAttempts != 4 {
+		t.Fatalf("counts: %v", c)
+	}
+	report := readReport(t, sys, o.Id)
+	keyResp, err := scans.GetScanKey(bg, &hufuv1.GetScanKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditKey := parseECKey(t, keyResp.PublicKeyPem)
+	rep, err := bidopening.Verify(report, auditKey)
+	if err != nil {
+		t.Fatalf("the report does not verify: %v\n%s", err, report)
+	}
+	delegated := 0
+	for _, c := range rep.Consents {
+		if c.Delegated != (c.Serial == staff.serial) {
+			t.Fatalf("consent of %s: delegated = %v", c.Serial, c.Delegated)
+		}
+		if c.Delegated {
+			delegated++
+		}
+	}
+	phoneReleases := 0
+	for _, r := range rep.Releases {
+		if r.Via == "phone" {
+			phoneReleases++
+		}
+	}
+	if len(rep.Consents) != 3 || delegated != 1 || len(rep.Attempts) != 4 || len(rep.Envelopes) != 6 || len(rep.Releases) != 8 || phoneReleases != 1 {
+		t.Fatalf("report: %d consents (%d delegated), %d attempts, %d envelopes, %d releases (%d on the phone)",
+			len(rep.Consents), delegated, len(rep.Attempts), len(rep.Envelopes), len(rep.Releases), phoneReleases)
+	}
+	tampered := bytes.Replace(report, []byte(`"outcome":"ok"`), []byte(`"outcome":"OK"`), 1)
+	if _, err := bidopening.Verify(tampered, auditKey); err == nil {
+		t.Fatal("a tampered report verifies")
+	}
+
+	// After close nothing more is consented or released.
+	_, err = releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	_, err = scans.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "decrypt-late", Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT, OpeningId: o.Id})
+	wantCode(t, err, codes.FailedPrecondition, "")
+}
+
+func readReport(t *testing.T, sys hufuv1.OpeningServiceClient, id string) []byte {
+	t.Helper()
+	stream, err := sys.GetReport(context.Background(), &hufuv1.GetReportRequest{OpeningId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	for {
+		part, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return b
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, part.Chunk...)
+	}
+}
+
+func parseECKey(t *testing.T, pemText string) *ecdsa.PublicKey {
+	t.Helper()
+	block, _ := pem.Decode([]byte(pemText))
+	if block == nil {
+		t.Fatal("no PEM")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub.(*ecdsa.PublicKey)
+}
+
+// elliptic is an SM2 public key as the 65-byte point.
+func elliptic(k *sm2.PrivateKey) []byte {
+	p, err := cosign.PointFromPublicKey(&k.PublicKey)
+	if err != nil {
+		panic(err)
+	}
+	return p[:]
+}
+
+func mustEncrypt(t *testing.T, pub *ecdsa.PublicKey) []byte {
+	t.Helper()
+	ct, err := sm2.Encrypt(rand.Reader, pub, []byte("0123456789abcdef"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
+// enterpriseStaffBidder sets up an enterprise certificate and a staff member holding a
+// delegated pair of its key on their phone.
+func enterpriseStaffBidder(t *testing.T, a *certAppl, desk hufuv1.ReviewServiceClient) *bidder {
+	t.Helper()
+	boss := newMember(t, a, "13800138081", "bid-admin-01")
+	staff, staffKS := keystoreMember(t, a, "13800138082", "bid-staff-01")
+	serial := boss.claimAndPay(desk, usccA, "福州示范科技有限公司")
+	cert, _, _, _ := boss.download(serial)
+	inv, err := boss.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := staff.join(&hufuv1.ApplyToJoinRequest{RequestId: "join-bid-1", Invite: inv.Payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boss.ent.ApproveJoin(bg, &hufuv1.ApproveJoinRequest{ApplicationId: app.Id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.RegisterDelegationDevice(bg, staff.conn, staffKS, usccA); err != nil {
+		t.Fatal(err)
+	}
+	bossKS, err := keystore.Open(t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bossKS.Save(&keystore.Entry{ID: boss.key.id, AccountID: boss.userID,
+		PhoneKey: cosign.PhoneKey{Public: boss.key.public, Version: 1, Share: boss.key.share}}); err != nil {
+		t.Fatal(err)
+	}
+	fp, err := client.ThisDeviceFingerprint(staffKS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.GrantDelegation(bg, boss.conn, bossKS, usccA, staff.userID, fp, client.PINCredential("654321")); err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+	entry, err := client.AcceptDelegation(bg, staff.conn, staffKS, usccA, "135791")
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	key := &phoneKey{id: entry.ID, public: entry.Public, share: entry.Share, cred: client.PINCredential("135791"),
+		cosign: hufuv1.NewCosignServiceClient(staff.conn.ClientConn())}
+	return &bidder{name: "staff", phone: hufuv1.NewPhoneScanServiceClient(staff.conn.ClientConn()), key: key, serial: serial,
+		pub: cert.PublicKey.(*ecdsa.PublicKey), conn: staff.conn}
+}

@@ -418,13 +418,16 @@ func (s *Service) seal(ctx context.Context, caller authn.Caller, o *storepb.Open
 				o, stale = cur, true
 				return nil
 			}
-			cur.State, cur.SealedUnixNano, cur.ManifestSha256 = stateSealed, tx.Now().UnixNano(), manifest[:]
+			// Sealed later than the bid deadline, the manifest is still the deadline's: no
+			// envelope is added or removed from the window start on.
+			cur.State, cur.SealedUnixNano, cur.ManifestSha256 = stateSealed, min(tx.Now().UnixNano(), cur.WindowStartUnixNano), manifest[:]
 			if err := openings.Put(tx, openingID(o.Id), cur); err != nil {
 				return err
 			}
 			out, sealed = cur, true
 			return tx.Audit(store.Event{Actor: actor, Action: "opening.seal", Subject: openingKey(o.Id), Outcome: store.OutcomeOK,
-				Details: map[string]string{"envelopes": fmt.Sprint(len(all)), "manifest_sha256": hex.EncodeToString(manifest[:])}})
+				Details: map[string]string{"envelopes": fmt.Sprint(len(all)), "manifest_sha256": hex.EncodeToString(manifest[:]),
+					"sealed_at": time.Unix(0, cur.SealedUnixNano).UTC().Format(time.RFC3339Nano)}})
 		})
 		if err != nil {
 			return nil, err

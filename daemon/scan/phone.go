@@ -194,10 +194,8 @@ func (s *Service) scanHall(ctx context.Context, caller authn.Caller, hall *store
 	ss := &storepb.ScanSession{Id: randomHex(10), Nonce: randomHex(12), System: hall.System, Kind: kindDecrypt, PlatformId: hall.PlatformId,
 		Reference: hall.Reference, OpeningId: hall.OpeningId, ParentId: hall.Id, State: stateScanned, ScannedByUser: caller.UserID,
 		ScannedByDevice: caller.DeviceID, CreatedUnixNano: now.UnixNano(), UpdatedUnixNano: now.UnixNano(),
-		ExpiresUnixNano: min(hall.ExpiresUnixNano, now.Add(s.opts.DefaultTTL).UnixNano())}
-	if ss.ExpiresUnixNano < now.Add(s.opts.DefaultTTL).UnixNano() {
-		ss.ExpiresUnixNano = now.Add(s.opts.DefaultTTL).UnixNano() // a scan just before the code expires still has time to answer
-	}
+		// The bidder's own time to answer, even when the hall code expires sooner.
+		ExpiresUnixNano: now.Add(s.opts.DefaultTTL).UnixNano()}
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		if err := sessions.Put(tx, sessionID(ss.Id), ss, store.ExpiresAt(time.Unix(0, ss.ExpiresUnixNano).Add(keep))); err != nil {
 			return err

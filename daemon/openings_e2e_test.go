@@ -470,3 +470,59 @@ func enterpriseStaffBidder(t *testing.T, a *certAppl, desk hufuv1.ReviewServiceC
 	return &bidder{name: "staff", phone: hufuv1.NewPhoneScanServiceClient(staff.conn.ClientConn()), key: key, serial: serial,
 		pub: cert.PublicKey.(*ecdsa.PublicKey), conn: staff.conn}
 }
+
+// TestBidOpeningWindowEnds: an opening nobody closes closes itself at its window end, with
+// its report; nothing is consented or released after, and the report shows what happened.
+func TestBidOpeningWindowEnds(t *testing.T) {
+	a := certAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{
+			{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}},
+		}
+	})
+	sys, scans := a.openingSystem(devpki.CLIClientName)
+	p := newApplicant(t, a, "13800138075", "end-phone-01", "end-key-01")
+	serial := p.issue(a.desk())
+	cert, _, _, _ := p.download(serial)
+	now := a.clock.Now()
+	created, err := sys.CreateOpening(bg, &hufuv1.CreateOpeningRequest{RequestId: "ends-0001", ProjectCode: "END-1", ProjectName: "到期开标",
+		PlatformId: "demo", WindowStart: timestamppb.New(now.Add(time.Hour)), WindowEnd: timestamppb.New(now.Add(80 * time.Minute))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.Opening.Id
+	ct := mustEncrypt(t, cert.PublicKey.(*ecdsa.PublicKey))
+	if _, err := sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: id, Envelopes: []*hufuv1.EnvelopeRegistration{
+		{EnvelopeId: "only", CertificateSerial: serial, Ciphertext: ct}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Not sealed by hand: the window start seals it, the window end closes it.
+	a.clock.Advance(65 * time.Minute) // (the phone's access token lives 2 hours)
+	got, err := sys.GetOpening(bg, &hufuv1.GetOpeningRequest{OpeningId: id})
+	if err != nil || got.Opening.State != hufuv1.OpeningState_OPENING_STATE_SEALED || !got.Opening.SealedAt.AsTime().Equal(now.Add(time.Hour)) {
+		t.Fatalf("sealed at the deadline: %v %v", got, err)
+	}
+	_, err = sys.CloseOpening(bg, &hufuv1.CloseOpeningRequest{OpeningId: "0123456789abcdef0123"})
+	wantCode(t, err, codes.NotFound, "")
+	a.clock.Advance(20 * time.Minute)
+	if got, err = sys.GetOpening(bg, &hufuv1.GetOpeningRequest{OpeningId: id}); err != nil || got.Opening.State != hufuv1.OpeningState_OPENING_STATE_CLOSED {
+		t.Fatalf("closed at the window end: %v %v", got, err)
+	}
+	_, err = releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: id})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	_, err = scans.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "decrypt-after", Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT, OpeningId: id})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	parsed, err := cosign.ParseCiphertext(ct, cosign.C1C3C2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.key.cosign.Decrypt(bg, &hufuv1.DecryptRequest{KeyId: p.key.id, Credential: client.PINCredential("123456"), C1: parsed.C1[:]})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	keyResp, err := scans.GetScanKey(bg, &hufuv1.GetScanKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := bidopening.Verify(readReport(t, sys, id), parseECKey(t, keyResp.PublicKeyPem))
+	if err != nil || len(rep.Envelopes) != 1 || len(rep.Consents) != 0 || len(rep.Releases) != 0 {
+		t.Fatalf("report: %+v %v", rep, err)
+	}
+}

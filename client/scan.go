@@ -3,15 +3,21 @@ package client
 // Scan sessions (业务系统, seed manual §2), both sides of them.
 //
 // The phone: ScanSession checks a QR code's signature under the appliance's pinned scan key
-// and claims the session; AnswerSession answers a BIND, LOGIN, SIGN or GENERATE session with
-// a certificate on this device — it checks that what it signs is what the person was shown
-// (the challenge names the session; every signed-attribute set carries the digest shown for
-// its document, in order) before any cosign call, computes each e itself and runs the
-// phone's half of two-party signing; ConsentSession answers AUTH; DeclineSession says no.
+// and claims the session; AnswerSession answers a BIND, LOGIN, SIGN, GENERATE or DECRYPT
+// session with a certificate on this device — it checks that what it signs is what the
+// person was shown (the challenge names the session; every signed-attribute set carries the
+// digest shown for its document, in order; the consent statement names the opening, the
+// session and exactly the envelopes shown with the consent points the phone computed)
+// before any cosign call, computes each e itself and runs the phone's half of two-party
+// signing; ConsentSession answers AUTH; DeclineSession says no.
 //
 // The business system: VerifyLoginAssertion, VerifySignedDocument and VerifyRelease check a
 // session's result; EnvelopeBidFile envelopes a bid file to the signer's certificate, and
 // OpenBidFile is the bidder opening it with the two-party decryption.
+//
+// The bid-opening system (hufu.v1.OpeningService): ReleaseOpening reads the Release stream
+// of the consented envelopes' keys, and DownloadReport the signed opening report, which
+// bidopening.Verify checks offline.
 //
 // The QR payload's format is the daemon's (daemon/scan, api/hufu/v1/scan.proto), copied here
 // so that the SDK does not import the daemon:
@@ -35,14 +41,17 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/bidopening"
 	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cms"
 	"github.com/hufu-hsm/hufu/cosign"
@@ -56,7 +65,8 @@ var (
 	ErrQRCode = errors.New("client: not a scan code of this appliance, or altered")
 	// ErrNotShown: the appliance asked the phone to sign something other than what the person
 	// was shown (a challenge for another session, attributes with another digest, another
-	// number of documents, another key). Nothing was signed.
+	// number of documents, another key, a consent statement for another opening or other
+	// envelopes or consent points). Nothing was signed.
 	ErrNotShown = errors.New("client: the appliance asks to sign something the person was not shown")
 	// ErrAssertion: a session result does not verify (signature, certificate chain, or a
 	// challenge for another session).
@@ -134,7 +144,8 @@ func phoneScan(conn *Conn) hufuv1.PhoneScanServiceClient {
 // ScanSession is the phone scanning a QR code: it checks the payload's signature under
 // pinnedKey (the appliance's scan key, pinned on first use) before anything is sent, then
 // claims the session (PhoneScanService.Scan; one scan per session) and returns what the
-// system asks, for the person to check.
+// system asks, for the person to check. The response's session id is the code's, except for
+// a DECRYPT hall code, whose scan starts a session of this person's own: answer that one.
 func ScanSession(ctx context.Context, conn *Conn, payload string, pinnedKey *ecdsa.PublicKey) (*hufuv1.ScanResponse, error) {
 	qr, err := VerifyQR(pinnedKey, payload)
 	if err != nil {
@@ -144,27 +155,37 @@ func ScanSession(ctx context.Context, conn *Conn, payload string, pinnedKey *ecd
 	if err != nil {
 		return nil, fmt.Errorf("client: scan: %w", err)
 	}
-	if resp.GetSessionId() != qr.SessionID {
+	// A DECRYPT hall code (one code for the whole opening hall) starts a session of the
+	// bidder's own: its id is not the code's. The consent statement names it, and
+	// AnswerSession checks that.
+	if resp.GetSessionId() != qr.SessionID && (resp.GetKind() != hufuv1.SessionKind_SESSION_KIND_DECRYPT || !scanSessionIDRE.MatchString(resp.GetSessionId())) {
 		return nil, fmt.Errorf("client: scan: %w: the appliance answered for session %q, the code names %q", ErrBadAnswer, resp.GetSessionId(), qr.SessionID)
 	}
 	return resp, nil
 }
 
-// AnswerSession answers a scanned BIND, LOGIN, SIGN or GENERATE session with the certificate
-// serial (and, for SIGN with a seal, sealID), whose key share is in ks. shown is what Scan
-// returned and the person saw.
+// AnswerSession answers a scanned BIND, LOGIN, SIGN, GENERATE or DECRYPT session with the
+// certificate serial (and, for SIGN with a seal, sealID), whose key share is in ks. shown is
+// what Scan returned and the person saw.
 //
 // Before any signing: the certificate must be one of shown's usable candidates with its key
 // in ks; for SIGN and GENERATE, when the certificate can be downloaded (the person's own),
-// its public key must be the key's. Then Choose, and the checks of what the appliance asks
-// to sign: for BIND and LOGIN the challenge must be of this kind, name this session and the
-// certificate; for SIGN and GENERATE there must be one signed-attribute set per document
-// shown, each carrying that document's digest (cms.CheckSignedAttributes), in order. A
-// failed check is ErrNotShown and nothing is cosigned; the session stays open until the
-// person declines or it expires. The phone computes every e itself — cosign.Digest of the
-// challenge, or cms.Digest of the attributes, under the key's public key — so the
-// appliance, which answers only the digests it pinned, and the phone must agree. The
-// appliance's half is authorised with the certificate PIN (one PIN check for all digests).
+// its public key must be the key's. For DECRYPT (扫码解密, consent to the release of the
+// bidder's envelopes at a bid opening) the phone parses each envelope's ciphertext shown
+// for the certificate and computes its consent point T1 = d1⁻¹·C1, which Choose sends in
+// the order shown. Then Choose, and the checks of what the appliance asks to sign: for BIND
+// and LOGIN the challenge must be of this kind, name this session and the certificate; for
+// SIGN and GENERATE there must be one signed-attribute set per document shown, each carrying
+// that document's digest (cms.CheckSignedAttributes), in order; for DECRYPT the challenge
+// must be a consent statement (bidopening.ParseStatement) of the opening shown (id and
+// project code), this certificate and this session, timed inside the window shown, naming
+// exactly the envelopes shown, in order, each with the SHA-256 of the ciphertext shown and
+// of the T1 the phone sent. A failed check is ErrNotShown and nothing is cosigned; the
+// session stays open until the person declines or it expires. The phone computes every e
+// itself — cosign.Digest of the challenge or statement, or cms.Digest of the attributes,
+// under the key's public key — so the appliance, which answers only the digests it pinned,
+// and the phone must agree. The appliance's half is authorised with the certificate PIN
+// (one PIN check for all digests).
 func AnswerSession(ctx context.Context, conn *Conn, ks *keystore.Store, sessionID, serial, sealID, pin string, shown *hufuv1.ScanResponse) error {
 	if shown == nil || shown.GetSessionId() != sessionID {
 		return fmt.Errorf("client: answer session %s: the session shown is another one", sessionID)
@@ -172,7 +193,8 @@ func AnswerSession(ctx context.Context, conn *Conn, ks *keystore.Store, sessionI
 	kind := shown.GetKind()
 	switch kind {
 	case hufuv1.SessionKind_SESSION_KIND_BIND, hufuv1.SessionKind_SESSION_KIND_LOGIN,
-		hufuv1.SessionKind_SESSION_KIND_SIGN, hufuv1.SessionKind_SESSION_KIND_GENERATE:
+		hufuv1.SessionKind_SESSION_KIND_SIGN, hufuv1.SessionKind_SESSION_KIND_GENERATE,
+		hufuv1.SessionKind_SESSION_KIND_DECRYPT:
 	case hufuv1.SessionKind_SESSION_KIND_AUTH:
 		return errors.New("client: an AUTH session is answered by consent (ConsentSession)")
 	default:
@@ -201,7 +223,15 @@ func AnswerSession(ctx context.Context, conn *Conn, ks *keystore.Store, sessionI
 		}
 	}
 
-	chosen, err := phoneScan(conn).Choose(ctx, &hufuv1.ChooseRequest{SessionId: sessionID, CertificateSerial: serial, SealId: sealID})
+	var consent *consentPoints
+	if kind == hufuv1.SessionKind_SESSION_KIND_DECRYPT {
+		if consent, err = newConsentPoints(shown, cand, entry.Share); err != nil {
+			return fmt.Errorf("client: answer session %s: %w", sessionID, err)
+		}
+	}
+
+	chosen, err := phoneScan(conn).Choose(ctx, &hufuv1.ChooseRequest{SessionId: sessionID, CertificateSerial: serial, SealId: sealID,
+		ConsentPoints: consent.wire()})
 	if err != nil {
 		return fmt.Errorf("client: answer session %s: choose: %w", sessionID, err)
 	}
@@ -209,9 +239,12 @@ func AnswerSession(ctx context.Context, conn *Conn, ks *keystore.Store, sessionI
 		return fmt.Errorf("client: answer session %s: %w: the appliance chose key %s, the certificate's is %s", sessionID, ErrNotShown, chosen.GetKeyId(), entry.ID)
 	}
 	var digests [][cosign.ScalarSize]byte
-	if signing {
+	switch {
+	case signing:
 		digests, err = attributeDigests(chosen.GetSignedAttributes(), shown.GetDocuments(), &entry.Public)
-	} else {
+	case consent != nil:
+		digests, err = consent.statementDigest(chosen.GetChallenge(), shown.GetOpening(), sessionID, serial, &entry.Public)
+	default:
 		digests, err = challengeDigest(chosen.GetChallenge(), kind, sessionID, serial, &entry.Public)
 	}
 	if err != nil {
@@ -276,6 +309,91 @@ func challengeDigest(challenge []byte, kind hufuv1.SessionKind, sessionID, seria
 		return nil, fmt.Errorf("%w: the challenge is not for this %s session and certificate", ErrNotShown, kindWord(kind))
 	}
 	e, err := cosign.Digest(public, nil, challenge)
+	if err != nil {
+		return nil, err
+	}
+	return [][cosign.ScalarSize]byte{e}, nil
+}
+
+// consentPoints is a DECRYPT session's consent as the phone computes it (design §3,
+// consent-to-release): per envelope shown for the certificate, in the order shown, the
+// consent point T1 = d1⁻¹·C1 sent at Choose and the statement line it must come back as.
+type consentPoints struct {
+	points []cosign.Point
+	lines  []bidopening.StatementEnvelope
+}
+
+// newConsentPoints parses each envelope's ciphertext shown for cand (C1C3C2 or ASN.1; C1
+// checked on the curve) and computes its T1 with the phone's share.
+func newConsentPoints(shown *hufuv1.ScanResponse, cand *hufuv1.Candidate, share *cosign.PhoneShare) (*consentPoints, error) {
+	if shown.GetOpening().GetId() == "" {
+		return nil, fmt.Errorf("%w: a DECRYPT session shown without its opening", ErrBadAnswer)
+	}
+	envs := cand.GetEnvelopes()
+	if len(envs) == 0 {
+		return nil, fmt.Errorf("certificate %s has no envelope in opening %s", cand.GetSerial(), shown.GetOpening().GetId())
+	}
+	c := &consentPoints{points: make([]cosign.Point, len(envs)), lines: make([]bidopening.StatementEnvelope, len(envs))}
+	for i, e := range envs {
+		raw := e.GetCiphertext()
+		ct, err := cosign.ParseCiphertext(raw, cosign.DetectEncoding(raw))
+		if err != nil {
+			return nil, fmt.Errorf("%w: envelope %q: %w", ErrBadAnswer, e.GetId(), err)
+		}
+		c.points[i] = share.ConsentPoint(&ct.C1)
+		c.lines[i] = bidopening.StatementEnvelope{ID: e.GetId(), CiphertextSHA256: sha256.Sum256(raw), T1SHA256: bidopening.T1Hash(&c.points[i])}
+	}
+	return c, nil
+}
+
+// wire is the ChooseRequest's consent_points: nil for a session of another kind.
+func (c *consentPoints) wire() [][]byte {
+	if c == nil {
+		return nil
+	}
+	out := make([][]byte, len(c.points))
+	for i := range c.points {
+		out[i] = c.points[i][:]
+	}
+	return out
+}
+
+// statementDigest checks a DECRYPT session's consent statement against the opening shown,
+// this session and certificate, and the envelopes and points of c, and returns
+// e = SM3(Z_A ‖ statement).
+func (c *consentPoints) statementDigest(statement []byte, opening *hufuv1.OpeningSummary, sessionID, serial string, public *cosign.Point) ([][cosign.ScalarSize]byte, error) {
+	st, err := bidopening.ParseStatement(string(statement))
+	if err != nil {
+		return nil, fmt.Errorf("%w: the consent statement: %w", ErrNotShown, err)
+	}
+	for _, f := range []struct{ name, got, want string }{
+		{"opening", st.Opening, opening.GetId()},
+		{"project", st.Project, opening.GetProjectCode()},
+		{"serial", st.Serial, serial},
+		{"session", st.Session, sessionID},
+	} {
+		if f.got != f.want {
+			return nil, fmt.Errorf("%w: the consent statement's %s is %q, not %q", ErrNotShown, f.name, f.got, f.want)
+		}
+	}
+	if start, end := opening.GetWindowStart(), opening.GetWindowEnd(); start == nil || end == nil ||
+		st.Time.Before(start.AsTime()) || st.Time.After(end.AsTime()) {
+		return nil, fmt.Errorf("%w: the consent statement's time %s is outside the opening window shown", ErrNotShown, st.Time.Format(time.RFC3339))
+	}
+	if len(st.Envelopes) != len(c.lines) {
+		return nil, fmt.Errorf("%w: the consent statement names %d envelopes, %d were shown", ErrNotShown, len(st.Envelopes), len(c.lines))
+	}
+	for i, got := range st.Envelopes {
+		switch want := c.lines[i]; {
+		case got.ID != want.ID:
+			return nil, fmt.Errorf("%w: the consent statement's envelope %d is %q, %q was shown", ErrNotShown, i+1, got.ID, want.ID)
+		case got.CiphertextSHA256 != want.CiphertextSHA256:
+			return nil, fmt.Errorf("%w: envelope %q: the consent statement names another ciphertext than the one shown", ErrNotShown, want.ID)
+		case got.T1SHA256 != want.T1SHA256:
+			return nil, fmt.Errorf("%w: envelope %q: the consent statement names another consent point than the phone sent", ErrNotShown, want.ID)
+		}
+	}
+	e, err := cosign.Digest(public, nil, statement)
 	if err != nil {
 		return nil, err
 	}
@@ -511,6 +629,66 @@ func OpenBidFile(ctx context.Context, conn *Conn, ks *keystore.Store, keyID, pin
 		return nil, fmt.Errorf("client: open bid file: %w", err)
 	}
 	return content, nil
+}
+
+// ReleaseOpening is the bid-opening system releasing consented envelopes
+// (OpeningService.Release, with the system's client certificate): it reads the stream to its
+// end and calls each with every answer as it arrives. An answer carries its envelope's SM4
+// key (Key in clear, or EncryptedKey to the opening's result key) or why that envelope alone
+// failed (Error); each returning an error stops the reading and is returned. The appliance
+// commits every answer with its audit record before sending it, so an answer lost to a
+// broken stream is released again with req.IncludeReleased.
+func ReleaseOpening(ctx context.Context, conn *Conn, req *hufuv1.ReleaseRequest, each func(*hufuv1.ReleaseResponse) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := hufuv1.NewOpeningServiceClient(conn.ClientConn()).Release(ctx, req)
+	if err != nil {
+		return fmt.Errorf("client: release opening %s: %w", req.GetOpeningId(), err)
+	}
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("client: release opening %s: %w", req.GetOpeningId(), err)
+		}
+		if err := each(r); err != nil {
+			return err
+		}
+	}
+}
+
+// DownloadReport writes the signed report of a closed opening (OpeningService.GetReport, the
+// JSON Lines of package bidopening) to w and returns its length; a report longer than
+// bidopening.MaxReportSize is refused. It does not verify the report: bidopening.Verify does,
+// offline, under the appliance's audit key, which an auditor obtains from the admin surface
+// (GET /audit/public-key) rather than from the appliance whose report it checks.
+func DownloadReport(ctx context.Context, conn *Conn, openingID string, w io.Writer) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := hufuv1.NewOpeningServiceClient(conn.ClientConn()).GetReport(ctx, &hufuv1.GetReportRequest{OpeningId: openingID})
+	if err != nil {
+		return 0, fmt.Errorf("client: report of opening %s: %w", openingID, err)
+	}
+	var n int64
+	for {
+		part, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("client: report of opening %s: %w", openingID, err)
+		}
+		if n+int64(len(part.GetChunk())) > bidopening.MaxReportSize {
+			return n, fmt.Errorf("client: report of opening %s: %w: longer than %d bytes", openingID, ErrBadAnswer, bidopening.MaxReportSize)
+		}
+		m, err := w.Write(part.GetChunk())
+		n += int64(m)
+		if err != nil {
+			return n, fmt.Errorf("client: report of opening %s: %w", openingID, err)
+		}
+	}
 }
 
 func kindWord(k hufuv1.SessionKind) string {

@@ -32,9 +32,12 @@ type Released struct {
 	At           time.Time
 }
 
-// maxChunkIDBytes keeps a chunk's audit record, which lists its envelope ids, within the
-// audit log's bounds.
-const maxChunkIDBytes = 4000
+// maxChunkListBytes keeps a chunk's audit record, which lists each envelope as
+// "<id>:<first 8 bytes of its ciphertext's SHA-256, hex>", within the audit log's bounds.
+const maxChunkListBytes = 6000
+
+// chunkEntryLen is the length of an envelope's entry in that list, with its separator.
+func chunkEntryLen(e *storepb.OpeningEnvelope) int { return len(e.Id) + 1 + 16 + 1 }
 
 // job is one envelope to release, with the consent that covers it.
 type job struct {
@@ -178,8 +181,8 @@ func (s *Service) compute(ctx context.Context, o *storepb.Opening, targets []*st
 	}()
 	for start := 0; start < len(targets); {
 		var chunk []*job
-		idBytes := 0
-		for ; start < len(targets) && len(chunk) < s.opts.ReleaseChunk && idBytes+len(targets[start].Id) < maxChunkIDBytes; start++ {
+		listBytes := 0
+		for ; start < len(targets) && len(chunk) < s.opts.ReleaseChunk && listBytes+chunkEntryLen(targets[start]) <= maxChunkListBytes; start++ {
 			e := targets[start]
 			h, ok := held[e.ConsentId]
 			if !ok {
@@ -193,7 +196,7 @@ func (s *Service) compute(ctx context.Context, o *storepb.Opening, targets []*st
 				held[e.ConsentId] = h
 			}
 			chunk = append(chunk, &job{env: e, consent: h})
-			idBytes += len(e.Id) + 1
+			listBytes += chunkEntryLen(e)
 		}
 		begin := time.Now()
 		s.parallel(len(chunk), func(i int) { s.releaseOne(chunk[i], result) })
@@ -290,13 +293,14 @@ func outcome(r *Released) string {
 }
 
 // commitChunk records a chunk's answers (per envelope its release, one event each, and one
-// audit record listing the chunk) in one batch, inside the window.
+// audit record listing the chunk's envelopes with their ciphertext hashes, and the SHA-256
+// over every envelope's id, full hash and outcome) in one batch, inside the window.
 func (s *Service) commitChunk(ctx context.Context, caller authn.Caller, o *storepb.Opening, chunk []*job) error {
 	ids := make([]string, len(chunk))
 	sum := sha256.New()
 	ok := 0
 	for i, j := range chunk {
-		ids[i] = j.env.Id
+		ids[i] = j.env.Id + ":" + hex.EncodeToString(j.env.CiphertextSha256[:8])
 		fmt.Fprintf(sum, "%s\x00%x\x00%s\n", j.env.Id, j.env.CiphertextSha256, outcome(&j.out))
 		if j.out.Err == "" {
 			ok++

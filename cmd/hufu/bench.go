@@ -54,16 +54,21 @@ type benchReport struct {
 // ephemeral split key, so it needs a daemon with development: true.
 func (c *cli) bench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("hufu bench", flag.ContinueOnError)
-	op := fs.String("op", "sign", "sign, sign-batch, decrypt or decrypt-batch")
+	op := fs.String("op", "sign", "sign, sign-batch, decrypt, decrypt-batch, or opening (a whole bid opening: -bidders, -envelopes, -concurrency, -lead)")
 	batch := fs.Int("batch", 32, "items per batch call")
 	concurrency := fs.Int("c", 2*runtime.NumCPU(), "calls in flight")
 	conns := fs.Int("conns", 4, "TLS connections")
 	duration := fs.Duration("d", 10*time.Second, "how long to run")
 	rate := fs.Float64("rate", 0, "calls per second (0: as fast as possible)")
 	pid := fs.Int("daemon-pid", 0, "pid of hufud, to read its CPU time (Linux /proc)")
+	fs.IntVar(pid, "pid", 0, "same as -daemon-pid")
 	jsonOut := fs.String("json", "", "also write the report to this file")
+	opening := addOpeningFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *op == "opening" {
+		return c.benchOpening(ctx, opening, *pid, *jsonOut)
 	}
 	if *op != "sign" && *op != "sign-batch" && *op != "decrypt" && *op != "decrypt-batch" {
 		return fmt.Errorf("unknown -op %q", *op)

@@ -116,6 +116,7 @@ type openingConsentReport struct {
 	Steps            map[string]openingLatency `json:"steps"`
 	DaemonCPUSeconds float64                   `json:"daemon_cpu_seconds,omitempty"`
 	DaemonCPUPerMs   float64                   `json:"daemon_cpu_ms_per_consent,omitempty"`
+	DaemonSysPerMs   float64                   `json:"daemon_sys_ms_per_consent,omitempty"`
 	BenchCPUSeconds  float64                   `json:"bench_cpu_seconds"`
 	TargetP99Ms      float64                   `json:"target_p99_ms"`
 	MeetsTarget      bool                      `json:"meets_target"`
@@ -595,7 +596,7 @@ func (r *obRun) consentAll(ctx context.Context, payload, openingID, project stri
 		next      atomic.Int64
 		wg        sync.WaitGroup
 	)
-	cpu0, _, cpuErr := processCPU(pid)
+	cpu0, sys0, cpuErr := processCPU(pid)
 	self0, _, _ := processCPU(os.Getpid())
 	start := time.Now()
 	for range min(r.f.concurrency, len(r.bidders)) {
@@ -622,7 +623,7 @@ func (r *obRun) consentAll(ctx context.Context, payload, openingID, project stri
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	cpu1, _, cpuErr1 := processCPU(pid)
+	cpu1, sys1, cpuErr1 := processCPU(pid)
 	self1, _, _ := processCPU(os.Getpid())
 	out.Seconds = elapsed.Seconds()
 	out.Completed, out.Errors = int64(len(lats)), errs.Load()
@@ -635,6 +636,7 @@ func (r *obRun) consentAll(ctx context.Context, payload, openingID, project stri
 	if pid != 0 && cpuErr == nil && cpuErr1 == nil && len(lats) > 0 {
 		out.DaemonCPUSeconds = cpu1 - cpu0
 		out.DaemonCPUPerMs = out.DaemonCPUSeconds / float64(len(lats)) * 1e3
+		out.DaemonSysPerMs = (sys1 - sys0) / float64(len(lats)) * 1e3
 	}
 	out.BenchCPUSeconds = self1 - self0
 	out.MeetsTarget = out.Completed == int64(len(r.bidders)) && out.P99Ms <= openingTargetConsentP99Ms

@@ -1,7 +1,8 @@
 // Command hufu is the hufu command-line client: it plays the phone (sign in, verify identity,
 // choose a platform, hold one share of split SM2 keys and sign, decrypt and refresh with
-// them) and, with a client certificate, a business system, against a running hufud. verify
-// and encrypt are standard SM2 and need no daemon. Run "hufu help" for the commands.
+// them) and, with a client certificate, a business system or a bid-opening system, against a
+// running hufud. verify and encrypt are standard SM2 and, like audit verify and opening
+// verify, need no daemon. Run "hufu help" for the commands.
 package main
 
 import (
@@ -98,6 +99,20 @@ Scan sessions of business systems (seed manual §2, §3.1):
                           shows what is asked and answers it
   scan bindings | scan unbind SYSTEM BINDING  your certificates' bindings to business systems
   open-bid -key K -in FILE.env [-out FILE]   open an enveloped bid file (two-party decryption)
+
+Bid openings (开标, seed manual §3.1; each subcommand takes -h; all but verify need -cert/-key
+of a system client allowed hufu.v1.OpeningService):
+  opening create -project CODE -name NAME [-platform ID] (-start TIME | -in DURATION)
+                 [-window DURATION] [-result-key PEM]
+  opening register ID -cert SERIAL FILE... | register ID -envelope ENVELOPE -cert SERIAL -in FILE
+                          a bid's SM2 key ciphertext (C1C3C2 or ASN.1) or hufu-enveloped file
+  opening seal|show|envelopes|close ID | opening list
+  opening qr ID [-hall] [-ttl D] [-wait]     a DECRYPT code: bidders consent with hufu scan
+  opening release ID [-out DIR] [-envelope ENVELOPE]... [-again] [-result-key-private PEM]
+                          the consented envelopes' SM4 keys to DIR/ENVELOPE.key
+  opening report ID -o FILE [-key-out FILE]  the signed opening report of a closed opening
+  opening verify FILE -key PEM               verify a report offline against the audit public
+                                             key (GET /audit/public-key; no daemon)
 
 Auditing (no daemon):
   audit verify -log FILE -key PEM      verify an audit export (GET /audit/export) against the
@@ -200,6 +215,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.bench(context.Background(), sub)
 	case "audit":
 		return c.audit(sub)
+	case "opening":
+		if offline, err := c.openingOffline(sub); offline {
+			return err
+		}
 	}
 	if err := c.load(); err != nil {
 		return err
@@ -254,6 +273,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.scan(ctx, conn, sub)
 	case "open-bid":
 		return c.openBid(ctx, conn, sub)
+	case "opening":
+		return c.openingCmd(ctx, conn, sub)
 	}
 	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
 }

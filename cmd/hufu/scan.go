@@ -1,7 +1,8 @@
 package main
 
-// hufu scan: the phone's side of a business system's scan session (扫码, seed manual §2),
-// and hufu open-bid, the bidder opening an enveloped bid file (扫码解密, §3.1).
+// hufu scan: the phone's side of a business system's scan session (扫码, seed manual §2)
+// and of a bid-opening system's DECRYPT code (扫码解密, §3.1: the bidder consents to the
+// release of their envelopes), and hufu open-bid, the bidder opening an enveloped bid file.
 //
 // The appliance's scan key, which signs QR payloads, is pinned on first use in
 // HOME/scan-keys.json (0600), one PEM per appliance address:
@@ -156,8 +157,24 @@ func (c *cli) scan(ctx context.Context, conn *client.Conn, args []string) error 
 	if err != nil {
 		return err
 	}
+	if shown.Kind == hufuv1.SessionKind_SESSION_KIND_DECRYPT {
+		fmt.Fprintf(c.out, "consented with certificate %s: the bid-opening system may now release %s\n", cand.Serial, envelopeIDs(cand.Envelopes))
+		return nil
+	}
 	fmt.Fprintf(c.out, "answered with certificate %s: %s completed\n", cand.Serial, strings.ToLower(kindWord(shown.Kind)))
 	return nil
+}
+
+// envelopeIDs lists envelopes by id: "envelope a" or "envelopes a, b".
+func envelopeIDs(envs []*hufuv1.ConsentEnvelope) string {
+	ids := make([]string, len(envs))
+	for i, e := range envs {
+		ids[i] = e.Id
+	}
+	if len(ids) == 1 {
+		return "envelope " + ids[0]
+	}
+	return "envelopes " + strings.Join(ids, ", ")
 }
 
 var scanAsks = map[hufuv1.SessionKind]string{
@@ -166,6 +183,7 @@ var scanAsks = map[hufuv1.SessionKind]string{
 	hufuv1.SessionKind_SESSION_KIND_SIGN:     "sign these documents (扫码签章)",
 	hufuv1.SessionKind_SESSION_KIND_GENERATE: "sign the bid file, which it then envelopes to your certificate (生成投标文件)",
 	hufuv1.SessionKind_SESSION_KIND_AUTH:     "see your verified identity and enterprises (扫码认证)",
+	hufuv1.SessionKind_SESSION_KIND_DECRYPT:  "release your bid envelopes in this opening to the bid-opening system (扫码解密)",
 }
 
 // showScan says in words what the system asks.
@@ -187,6 +205,10 @@ func (c *cli) showScan(s *hufuv1.ScanResponse) {
 	if len(s.ReleasePreview) > 0 {
 		fmt.Fprintf(c.out, "  it would receive: %s\n", s.ReleasePreview)
 	}
+	if o := s.GetOpening(); s.Kind == hufuv1.SessionKind_SESSION_KIND_DECRYPT {
+		fmt.Fprintf(c.out, "  opening of project %s %s (opening %s)\n", o.GetProjectCode(), o.GetProjectName(), o.GetId())
+		fmt.Fprintf(c.out, "  window %s – %s\n", openingTime(o.GetWindowStart()), openingTime(o.GetWindowEnd()))
+	}
 	if s.ExpiresAt != nil {
 		fmt.Fprintf(c.out, "  answer before %s\n", s.ExpiresAt.AsTime().Local().Format(time.TimeOnly))
 	}
@@ -196,6 +218,12 @@ func (c *cli) showScan(s *hufuv1.ScanResponse) {
 			note = "not usable: " + cand.Refusal
 		}
 		fmt.Fprintf(c.out, "  certificate %s  %s%s  %s\n", cand.Serial, cand.Subject, usccNote(cand.Uscc), note)
+		for _, e := range cand.Envelopes {
+			fmt.Fprintf(c.out, "    envelope %s\n", e.Id)
+		}
+	}
+	if s.Kind == hufuv1.SessionKind_SESSION_KIND_DECRYPT && len(s.Candidates) == 0 {
+		fmt.Fprintln(c.out, "  no certificate of yours on this device has an envelope in this opening")
 	}
 }
 

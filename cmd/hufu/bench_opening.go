@@ -118,8 +118,10 @@ type openingConsentReport struct {
 	DaemonCPUPerMs   float64                   `json:"daemon_cpu_ms_per_consent,omitempty"`
 	DaemonSysPerMs   float64                   `json:"daemon_sys_ms_per_consent,omitempty"`
 	BenchCPUSeconds  float64                   `json:"bench_cpu_seconds"`
-	TargetP99Ms      float64                   `json:"target_p99_ms"`
-	MeetsTarget      bool                      `json:"meets_target"`
+	// CPU seconds of every other process on the host meanwhile (a shared machine's noise).
+	OtherCPUSeconds float64 `json:"other_processes_cpu_seconds"`
+	TargetP99Ms     float64 `json:"target_p99_ms"`
+	MeetsTarget     bool    `json:"meets_target"`
 }
 
 type openingReleaseReport struct {
@@ -141,6 +143,7 @@ type openingReleaseReport struct {
 	WallRatio       float64 `json:"wall_ratio"`
 	TargetWallRatio float64 `json:"target_wall_ratio"`
 	BenchCPUSeconds float64 `json:"bench_cpu_seconds"`
+	OtherCPUSeconds float64 `json:"other_processes_cpu_seconds"`
 	// The daemon's resident memory (kB): before and after, the peak sampled every 20 ms
 	// during the release, and the kernel's high-water mark (reset just before the release
 	// when HWMReset).
@@ -301,7 +304,7 @@ func (c *cli) benchOpening(ctx context.Context, f *openingFlags, pid int, jsonOu
 	if _, err := r.sys.SealOpening(ctx, &hufuv1.SealOpeningRequest{OpeningId: openingID}); err != nil {
 		return fmt.Errorf("seal: %w", err)
 	}
-	rep.Registration.SealMs = ms(time.Since(t))
+	rep.Registration.SealMs = obMillis(time.Since(t))
 	fmt.Fprintf(c.errOut, "opening %s: %d envelopes registered in %.2fs (%.0f/s), sealed; opens in %.1fs\n",
 		openingID, total, rep.Registration.Seconds, rep.Registration.EnvelopesPerSecond, time.Until(start).Seconds())
 	waited := time.Now()
@@ -598,6 +601,7 @@ func (r *obRun) consentAll(ctx context.Context, payload, openingID, project stri
 	)
 	cpu0, sys0, cpuErr := processCPU(pid)
 	self0, _, _ := processCPU(os.Getpid())
+	host0 := hostCPU()
 	start := time.Now()
 	for range min(r.f.concurrency, len(r.bidders)) {
 		wg.Go(func() {
@@ -625,6 +629,7 @@ func (r *obRun) consentAll(ctx context.Context, payload, openingID, project stri
 	elapsed := time.Since(start)
 	cpu1, sys1, cpuErr1 := processCPU(pid)
 	self1, _, _ := processCPU(os.Getpid())
+	host1 := hostCPU()
 	out.Seconds = elapsed.Seconds()
 	out.Completed, out.Errors = int64(len(lats)), errs.Load()
 	out.ConsentsPerSecond = float64(len(lats)) / out.Seconds
@@ -639,6 +644,7 @@ func (r *obRun) consentAll(ctx context.Context, payload, openingID, project stri
 		out.DaemonSysPerMs = (sys1 - sys0) / float64(len(lats)) * 1e3
 	}
 	out.BenchCPUSeconds = self1 - self0
+	out.OtherCPUSeconds = max(0, host1-host0-out.BenchCPUSeconds-(cpu1-cpu0))
 	out.MeetsTarget = out.Completed == int64(len(r.bidders)) && out.P99Ms <= openingTargetConsentP99Ms
 	return consented
 }
@@ -791,6 +797,7 @@ func (r *obRun) release(ctx context.Context, openingID string, consented []*obBi
 	}
 	cpu0, sys0, cpuErr := processCPU(pid)
 	self0, _, _ := processCPU(os.Getpid())
+	host0 := hostCPU()
 	start := time.Now()
 	stream, err := r.sys.Release(ctx, &hufuv1.ReleaseRequest{OpeningId: openingID})
 	seen := make(map[string]bool, len(want))
@@ -819,6 +826,7 @@ func (r *obRun) release(ctx context.Context, openingID string, consented []*obBi
 	elapsed := time.Since(start)
 	cpu1, sys1, cpuErr1 := processCPU(pid)
 	self1, _, _ := processCPU(os.Getpid())
+	host1 := hostCPU()
 	close(sampling)
 	wg.Wait()
 	if !errors.Is(err, io.EOF) {
@@ -835,6 +843,7 @@ func (r *obRun) release(ctx context.Context, openingID string, consented []*obBi
 	out.Seconds = elapsed.Seconds()
 	out.EnvelopesPerSecond = float64(out.Answers) / out.Seconds
 	out.BenchCPUSeconds = self1 - self0
+	out.OtherCPUSeconds = max(0, host1-host0-out.BenchCPUSeconds-(cpu1-cpu0))
 	out.RawStepCPU = rawReleaseCPU()
 	if out.Answers > 0 {
 		out.WallRatio = out.Seconds / (float64(out.Answers) * out.RawStepCPU / 1e6 / float64(runtime.NumCPU()))
@@ -899,7 +908,7 @@ func rawReleaseCPU() float64 {
 func (r *obRun) closeAndVerify(ctx context.Context, openingID string, auditKey *ecdsa.PublicKey, out *openingReportCheck) error {
 	t := time.Now()
 	closed, err := r.sys.CloseOpening(ctx, &hufuv1.CloseOpeningRequest{OpeningId: openingID})
-	out.CloseMs = ms(time.Since(t))
+	out.CloseMs = obMillis(time.Since(t))
 	if err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
@@ -912,7 +921,7 @@ func (r *obRun) closeAndVerify(ctx context.Context, openingID string, auditKey *
 			report = append(report, part.Chunk...)
 		}
 	}
-	out.DownloadMs = ms(time.Since(t))
+	out.DownloadMs = obMillis(time.Since(t))
 	if !errors.Is(err, io.EOF) {
 		return fmt.Errorf("report: %w", err)
 	}
@@ -929,7 +938,7 @@ func (r *obRun) closeAndVerify(ctx context.Context, openingID string, auditKey *
 	}
 	t = time.Now()
 	rep, err := bidopening.Verify(report, auditKey)
-	out.VerifyMs = ms(time.Since(t))
+	out.VerifyMs = obMillis(time.Since(t))
 	if err != nil {
 		return fmt.Errorf("the report does not verify: %w", err)
 	}
@@ -944,11 +953,39 @@ func obPercentiles(ds []time.Duration) openingLatency {
 		return openingLatency{}
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	at := func(p float64) float64 { return ms(ds[min(len(ds)-1, int(p*float64(len(ds))))]) }
-	return openingLatency{P50Ms: at(.50), P90Ms: at(.90), P99Ms: at(.99), MaxMs: ms(ds[len(ds)-1])}
+	at := func(p float64) float64 { return obMillis(ds[min(len(ds)-1, int(p*float64(len(ds))))]) }
+	return openingLatency{P50Ms: at(.50), P90Ms: at(.90), P99Ms: at(.99), MaxMs: obMillis(ds[len(ds)-1])}
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func obMillis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// hostCPU reads the CPU seconds every process on the host has used (user, nice, system,
+// interrupts, steal) from /proc/stat; 0 when it cannot.
+func hostCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	return parseHostCPU(b)
+}
+
+func parseHostCPU(stat []byte) float64 {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system irq softirq steal (not idle, iowait)
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			return 0
+		}
+		busy += v
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return busy / clockTicks
+}
 
 // procMemory reads a process's resident set and its high-water mark, in kB, from
 // /proc/<pid>/status.

@@ -53,3 +53,13 @@ func TestParseProcMemory(t *testing.T) {
 		})
 	}
 }
+
+func TestParseHostCPU(t *testing.T) {
+	stat := "cpu  100 20 30 4000 50 6 7 8 0 0\ncpu0 50 10 15 2000 25 3 3 4 0 0\n"
+	if got := parseHostCPU([]byte(stat)); got != 1.71 { // (100+20+30+6+7+8) / 100
+		t.Fatalf("got %v", got)
+	}
+	if got := parseHostCPU([]byte("intr 1 2 3\n")); got != 0 {
+		t.Fatalf("got %v", got)
+	}
+}

@@ -152,3 +152,13 @@ func isAlnum(c byte) bool {
 func isHexDigit(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
+
+// CheckProjectCode tells whether s can be an opening's project code: the text rule of the
+// formats (no control, line-separator or bidirectional-formatting character, no surrounding
+// white space), 1 to 64 characters. The appliance applies it when an opening is created, so
+// that every consent statement and report of the opening can be written.
+func CheckProjectCode(s string) error { return checkText(s, maxProjectCodeLen) }
+
+// CheckText tells whether s can be a text field of a report (the project name, the system,
+// the platform): the same rule, 1 to 256 characters.
+func CheckText(s string) error { return checkText(s, maxTextLen) }

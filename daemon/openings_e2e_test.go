@@ -185,10 +185,27 @@ func TestBidOpening(t *testing.T) {
 	if again, err := sys.CreateOpening(bg, req); err != nil || again.Opening.Id != o.Id {
 		t.Fatalf("idempotent create: %v %v", again, err)
 	}
-	bad := proto.Clone(req).(*hufuv1.CreateOpeningRequest)
-	bad.RequestId, bad.WindowStart = "open-0002", timestamppb.New(now.Add(-time.Minute))
-	_, err = sys.CreateOpening(bg, bad)
-	wantCode(t, err, codes.InvalidArgument, "window_start")
+	for _, c := range []struct {
+		field  string
+		mutate func(*hufuv1.CreateOpeningRequest)
+	}{
+		{"window_start", func(r *hufuv1.CreateOpeningRequest) { r.WindowStart = timestamppb.New(now.Add(-time.Minute)) }},
+		{"window_start", func(r *hufuv1.CreateOpeningRequest) {
+			r.WindowStart = timestamppb.New(now.Add(2 * 366 * 24 * time.Hour))
+		}},
+		{"window_end", func(r *hufuv1.CreateOpeningRequest) { r.WindowEnd = r.WindowStart }},
+		// A right-to-left override would show the bidder another project code than signed.
+		{"project_code", func(r *hufuv1.CreateOpeningRequest) { r.ProjectCode = "FZ\u202e811-6202" }},
+		{"project_name", func(r *hufuv1.CreateOpeningRequest) { r.ProjectName = "道路\n工程" }},
+		{"platform_id", func(r *hufuv1.CreateOpeningRequest) { r.PlatformId = "nowhere" }},
+		{"result_public_key", func(r *hufuv1.CreateOpeningRequest) { r.ResultPublicKey = []byte{4, 1, 2, 3} }},
+	} {
+		bad := proto.Clone(req).(*hufuv1.CreateOpeningRequest)
+		bad.RequestId = "open-bad-" + c.field
+		c.mutate(bad)
+		_, err = sys.CreateOpening(bg, bad)
+		wantCode(t, err, codes.InvalidArgument, c.field)
+	}
 
 	// Envelopes: two for each bidder, one in the ASN.1 layout.
 	keys := map[string][]byte{}
@@ -221,7 +238,11 @@ func TestBidOpening(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "envelopes[0].ciphertext")
 	dup := &hufuv1.EnvelopeRegistration{EnvelopeId: "bid-dup", CertificateSerial: bidders[0].serial, Ciphertext: regs[0].Ciphertext}
 	_, err = sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: o.Id, Envelopes: []*hufuv1.EnvelopeRegistration{dup}})
-	wantCode(t, err, codes.AlreadyExists, "")
+	wantCode(t, err, codes.AlreadyExists, "envelopes[0].ciphertext")
+	twice := mustEncrypt(t, bidders[0].pub)
+	_, err = sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: o.Id, Envelopes: []*hufuv1.EnvelopeRegistration{
+		{EnvelopeId: "bid-x1", CertificateSerial: bidders[0].serial, Ciphertext: twice}, {EnvelopeId: "bid-x2", CertificateSerial: bidders[0].serial, Ciphertext: twice}}})
+	wantCode(t, err, codes.InvalidArgument, "envelopes[1].ciphertext")
 
 	// Another system sees nothing of the opening.
 	_, err = foreign.GetOpening(bg, &hufuv1.GetOpeningRequest{OpeningId: o.Id})
@@ -251,6 +272,11 @@ func TestBidOpening(t *testing.T) {
 	if err != nil || batch.Items[0].ErrorCode != uint32(codes.FailedPrecondition) {
 		t.Fatalf("an early batch decryption is refused item by item: %v %v", batch, err)
 	}
+	// Blinding does not help: the phone sends r·C1 and would unblind the answer, but a key
+	// with an envelope in an opening not yet open decrypts nothing at all.
+	blinded := blind(t, c1(regs[0].Ciphertext))
+	_, err = bidders[0].key.cosign.Decrypt(bg, &hufuv1.DecryptRequest{KeyId: bidders[0].key.id, Credential: bidders[0].key.cred, C1: blinded})
+	wantCode(t, err, codes.FailedPrecondition, "")
 	_, err = releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id})
 	wantCode(t, err, codes.FailedPrecondition, "")
 	early, err := scans.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "decrypt-early", Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT, OpeningId: o.Id})
@@ -312,8 +338,10 @@ func TestBidOpening(t *testing.T) {
 			t.Fatalf("envelope %s released %x, want %x (%v)", r.EnvelopeId, plain, keys[r.EnvelopeId], err)
 		}
 	}
-	if again, err := releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id}); err != nil || len(again) != 0 {
-		t.Fatalf("nothing is released twice unless asked: %v %v", again, err)
+	// Released keys are not released twice unless asked; a failed envelope is tried again.
+	if again, err := releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id}); err != nil || len(again) != 1 || again[0].EnvelopeId != "bid-b-2" ||
+		!strings.HasPrefix(again[0].Error, "c3_mismatch") {
+		t.Fatalf("a second release: %v %v", again, err)
 	}
 	if again, err := releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id, EnvelopeIds: []string{"bid-c-1"}, IncludeReleased: true}); err != nil ||
 		len(again) != 1 || again[0].Error != "" {
@@ -330,7 +358,7 @@ func TestBidOpening(t *testing.T) {
 	if err != nil || closed.Opening.State != hufuv1.OpeningState_OPENING_STATE_CLOSED {
 		t.Fatalf("close: %v %v", closed, err)
 	}
-	if c := closed.Opening; c.Envelopes != 6 || c.Consented != 6 || c.Released != 5 || c.EarlyAttempts != 4 {
+	if c := closed.Opening; c.Envelopes != 6 || c.Consented != 6 || c.Released != 5 || c.EarlyAttempts != 5 {
 		t.Fatalf("counts: %v", c)
 	}
 	report := readReport(t, sys, o.Id)
@@ -358,9 +386,14 @@ func TestBidOpening(t *testing.T) {
 			phoneReleases++
 		}
 	}
-	if len(rep.Consents) != 3 || delegated != 1 || len(rep.Attempts) != 4 || len(rep.Envelopes) != 6 || len(rep.Releases) != 8 || phoneReleases != 1 {
+	if len(rep.Consents) != 3 || delegated != 1 || len(rep.Attempts) != 5 || len(rep.Envelopes) != 6 || len(rep.Releases) != 9 || phoneReleases != 1 {
 		t.Fatalf("report: %d consents (%d delegated), %d attempts, %d envelopes, %d releases (%d on the phone)",
 			len(rep.Consents), delegated, len(rep.Attempts), len(rep.Envelopes), len(rep.Releases), phoneReleases)
+	}
+	// Once the opening is over the key is bound no more: the blinded C1 is answered.
+	if _, err := bidders[0].key.cosign.Decrypt(bg, &hufuv1.DecryptRequest{KeyId: bidders[0].key.id, Credential: bidders[0].key.cred,
+		C1: blind(t, c1(regs[0].Ciphertext))}); err != nil {
+		t.Fatalf("after the opening: %v", err)
 	}
 	tampered := bytes.Replace(report, []byte(`"outcome":"ok"`), []byte(`"outcome":"OK"`), 1)
 	if _, err := bidopening.Verify(tampered, auditKey); err == nil {
@@ -372,6 +405,22 @@ func TestBidOpening(t *testing.T) {
 	wantCode(t, err, codes.FailedPrecondition, "")
 	_, err = scans.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "decrypt-late", Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT, OpeningId: o.Id})
 	wantCode(t, err, codes.FailedPrecondition, "")
+}
+
+// blind returns r·C1 for a random r, as a phone trying to hide C1 would send (a throwaway
+// server share's step is a multiplication by a random scalar).
+func blind(t *testing.T, c1 []byte) []byte {
+	t.Helper()
+	_, throwaway, err := cosign.NewLocalPair(rand.Reader, []byte("blinding"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := cosign.ParsePoint(c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := throwaway.Share.Decrypt(&cosign.DecryptRequest{C1: p}).T2
+	return r[:]
 }
 
 func readReport(t *testing.T, sys hufuv1.OpeningServiceClient, id string) []byte {
@@ -524,5 +573,15 @@ func TestBidOpeningWindowEnds(t *testing.T) {
 	rep, err := bidopening.Verify(readReport(t, sys, id), parseECKey(t, keyResp.PublicKeyPem))
 	if err != nil || len(rep.Envelopes) != 1 || len(rep.Consents) != 0 || len(rep.Releases) != 0 {
 		t.Fatalf("report: %+v %v", rep, err)
+	}
+	// The bids of a closed opening may be opened again (重新开标) in a new one.
+	again, err := sys.CreateOpening(bg, &hufuv1.CreateOpeningRequest{RequestId: "ends-0002", ProjectCode: "END-1", ProjectName: "重新开标",
+		PlatformId: "demo", WindowStart: timestamppb.New(a.clock.Now().Add(time.Hour)), WindowEnd: timestamppb.New(a.clock.Now().Add(2 * time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: again.Opening.Id, Envelopes: []*hufuv1.EnvelopeRegistration{
+		{EnvelopeId: "only", CertificateSerial: serial, Ciphertext: ct}}}); err != nil {
+		t.Fatalf("registering a closed opening's bid again: %v", err)
 	}
 }

@@ -127,11 +127,14 @@ func (s *Service) Decrypt(ctx context.Context, caller authn.Caller, keyID string
 	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
 		return cosign.Point{}, err
 	}
-	if err := s.checkDecrypt(ctx, caller, keyID, &point); err != nil {
-		return cosign.Point{}, err
-	}
+	// The rate limit comes first, so that refused attempts are bounded like answers.
 	if err := s.limits.take(keyID, 1); err != nil {
 		return cosign.Point{}, err
+	}
+	if refusals, err := s.checkDecrypt(ctx, caller, keyID, []cosign.Point{point}); err != nil {
+		return cosign.Point{}, err
+	} else if refusals[0] != nil {
+		return cosign.Point{}, refusals[0]
 	}
 	resp := e.key.state.Share.Decrypt(&cosign.DecryptRequest{C1: point})
 	h := sha256.Sum256(c1)
@@ -167,14 +170,19 @@ func (s *Service) DecryptBatch(ctx context.Context, caller authn.Caller, keyID s
 			out[i].Err = apierr.Invalid(fmt.Sprintf("c1s[%d]", i), err)
 			continue
 		}
-		if err := s.checkDecrypt(ctx, caller, keyID, &points[i]); err != nil {
-			out[i].Err = err
-			continue
-		}
 		valid++
 	}
 	if err := s.limits.take(keyID, valid); err != nil {
 		return nil, err
+	}
+	refusals, err := s.checkDecrypt(ctx, caller, keyID, points)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range refusals {
+		if out[i].Err == nil && r != nil {
+			out[i].Err = r
+		}
 	}
 	digests := make([][]byte, len(c1s))
 	s.parallel(len(c1s), func(i int) {

@@ -24,8 +24,12 @@ func consentAD(opening, session string) []byte {
 // not ended. A due opening is sealed first.
 func (s *Service) ForSession(ctx context.Context, caller authn.Caller, id string) (*storepb.Opening, error) {
 	o, err := s.read(ctx, caller, id)
-	if err != nil {
+	var ae *apierr.Error
+	if errors.As(err, &ae) && ae.Kind == apierr.NotFound {
 		return nil, apierr.Invalidf("opening_id", "no opening %q of this system", id)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if o, err = s.advance(ctx, o); err != nil {
 		return nil, err
@@ -82,10 +86,12 @@ func (s *Service) EnvelopesOf(ctx context.Context, opening, serial string) ([]*s
 }
 
 // PreparedConsent is what a DECRYPT session pins once the bidder sent the consent points:
-// the statement to sign and the points, wrapped.
+// the statement to sign, the points, wrapped, and the share version of the pair that
+// computed them.
 type PreparedConsent struct {
 	Statement     string
 	PointsWrapped []byte
+	ShareVersion  uint32
 }
 
 // PrepareConsent checks the consent points of a certificate's envelopes (one per envelope,
@@ -125,11 +131,19 @@ func (s *Service) PrepareConsent(ctx context.Context, caller authn.Caller, openi
 	if err != nil {
 		return nil, fmt.Errorf("openings: consent statement: %w", err)
 	}
+	// The points open only with the share of the pair that made them: note its version, so
+	// that a refresh before the release is told apart from a bad point.
+	_, version, done, err := s.deps.Keys.ReleaseShare(ctx, caller, envs[0].KeyId)
+	if err != nil {
+		return nil, err
+	}
+	done()
 	wrapped, err := s.deps.Keyring.Wrap(ctx, plain, consentAD(o.Id, session))
+	clear(plain)
 	if err != nil {
 		return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable; retry later", Cause: err}
 	}
-	return &PreparedConsent{Statement: text, PointsWrapped: wrapped}, nil
+	return &PreparedConsent{Statement: text, PointsWrapped: wrapped, ShareVersion: version}, nil
 }
 
 // Consent is a bidder's verified consent, as a DECRYPT session completes.
@@ -139,6 +153,7 @@ type Consent struct {
 	Statement                       string
 	Signature                       []byte
 	PointsWrapped                   []byte
+	ShareVersion                    uint32
 }
 
 // ConsentTx records a consent inside the transaction that completes its scan session: the
@@ -148,6 +163,9 @@ func (s *Service) ConsentTx(tx *store.Tx, caller authn.Caller, c Consent) error 
 	st, err := bidopening.ParseStatement(c.Statement)
 	if err != nil {
 		return fmt.Errorf("openings: pinned statement: %w", err)
+	}
+	if st.Opening != c.Opening || st.Serial != c.Serial || st.Session != c.Session {
+		return fmt.Errorf("openings: the pinned statement is of another opening, certificate or session")
 	}
 	o, err := openings.Get(tx, openingID(c.Opening))
 	if err != nil {
@@ -181,7 +199,7 @@ func (s *Service) ConsentTx(tx *store.Tx, caller authn.Caller, c Consent) error 
 	}
 	rec := &storepb.OpeningConsent{Id: c.Session, OpeningId: o.Id, SessionId: c.Session, CertificateSerial: c.Serial, KeyId: c.KeyID,
 		UserId: caller.UserID, DeviceId: caller.DeviceID, Delegated: c.Delegated, Statement: c.Statement, Signature: c.Signature,
-		PointsWrapped: c.PointsWrapped, EnvelopeIds: ids, AcceptedUnixNano: tx.Now().UnixNano()}
+		PointsWrapped: c.PointsWrapped, EnvelopeIds: ids, AcceptedUnixNano: tx.Now().UnixNano(), ShareVersion: c.ShareVersion}
 	if err := consents.Put(tx, consentID(o.Id, c.Session), rec); err != nil {
 		return err
 	}
@@ -213,23 +231,10 @@ func (s *Service) inWindowNow(ctx context.Context, caller authn.Caller, o *store
 	return refusal
 }
 
-// recordAttempt audits and counts a refused early or foreign attempt on an opening.
+// recordAttempt audits and counts a refused early attempt on an opening.
 func (s *Service) recordAttempt(ctx context.Context, caller authn.Caller, opening, via, envelope, reason string) error {
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		o, err := openings.Get(tx, openingID(opening))
-		if err != nil {
-			return err
-		}
-		o.EarlyAttempts++
-		if err := openings.Put(tx, openingID(opening), o); err != nil {
-			return err
-		}
-		ev := &storepb.OpeningEvent{Type: "attempt", AtUnixNano: tx.Now().UnixNano(), EnvelopeId: envelope, Outcome: reason, Via: via}
-		if err := events.Put(tx, eventID(opening, tx.Now()), ev); err != nil {
-			return err
-		}
-		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "opening.attempt", Subject: openingKey(opening), Outcome: "denied",
-			Details: map[string]string{"via": via, "envelope": envelope, "reason": reason, "device": caller.DeviceID}})
+		return s.attemptTx(tx, caller, opening, via, envelope, reason, 1)
 	})
 	if err == nil {
 		s.m.early.WithLabelValues(via).Inc()

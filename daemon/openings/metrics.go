@@ -13,7 +13,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hufu_opening_events_total",
-			Help: "Bid opening state changes, by event (create, seal, close, consent)."}, []string{"event"}),
+			Help: "Bid opening state changes, by event (create, seal, close)."}, []string{"event"}),
 		early: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hufu_opening_early_attempts_total",
 			Help: "Refused attempts to decrypt, consent or release a registered envelope outside its opening's window or with another key, by path (decrypt, consent, release)."}, []string{"via"}),
 		envelopes: prometheus.NewCounter(prometheus.CounterOpts{Name: "hufu_opening_envelopes_registered_total",

@@ -38,6 +38,7 @@
 //	x/opening-system/<system>/<opening key>      the system's openings
 //	x/opening-c1/<SHA-256 of the uncompressed C1, hex> -> the envelope (unique)
 //	x/opening-cert/<opening>.<serial>/<envelope key>  a certificate's envelopes
+//	x/opening-key/<key id>/<opening key>          the openings a key has envelopes in
 package openings
 
 import (
@@ -76,7 +77,7 @@ type Signer interface {
 
 // Keys gives the server share of the pair that consented.
 type Keys interface {
-	ReleaseShare(ctx context.Context, holder authn.Caller, keyID string) (*cosign.ServerShare, func(), error)
+	ReleaseShare(ctx context.Context, holder authn.Caller, keyID string) (share *cosign.ServerShare, version uint32, done func(), err error)
 }
 
 // Certs is what openings needs of the certificate domain.
@@ -160,6 +161,7 @@ const (
 	indexSystem  = "opening-system"
 	indexC1      = "opening-c1"
 	indexCert    = "opening-cert"
+	indexKey     = "opening-key"
 
 	stateOpen   = int32(hufuv1.OpeningState_OPENING_STATE_OPEN)
 	stateSealed = int32(hufuv1.OpeningState_OPENING_STATE_SEALED)

@@ -96,15 +96,21 @@ func (s *Service) Release(ctx context.Context, caller authn.Caller, id string, i
 		computeErr = s.compute(ctx, o, targets, chunks)
 	}()
 	for chunk := range chunks {
-		if err := s.commitChunk(ctx, caller, o, chunk); err != nil {
+		kept, err := s.commitChunk(ctx, caller, o, chunk, again)
+		if err != nil {
 			cancel()
 			for range chunks {
 			}
 			return err
 		}
-		out := make([]Released, len(chunk))
-		for i, j := range chunk {
+		out := make([]Released, len(kept))
+		for i, j := range kept {
 			out[i] = j.out
+		}
+		for _, j := range chunk {
+			if !slices.Contains(kept, j) {
+				clear(j.out.Key) // dropped: another stream released it
+			}
 		}
 		if err := send(out); err != nil {
 			cancel()
@@ -126,7 +132,7 @@ func (s *Service) targets(ctx context.Context, o *storepb.Opening, ids []string,
 			return nil, err
 		}
 		for _, e := range all {
-			if e.ConsentId != "" && (again || e.Releases == 0) {
+			if e.ConsentId != "" && (again || !e.ReleasedOk) {
 				out = append(out, e)
 			}
 		}
@@ -154,7 +160,7 @@ func (s *Service) targets(ctx context.Context, o *storepb.Opening, ids []string,
 		if e.ConsentId == "" {
 			return nil, apierr.New(apierr.FailedPrecondition, "envelope %s has no consent from its bidder yet", id)
 		}
-		if again || e.Releases == 0 {
+		if again || !e.ReleasedOk {
 			out = append(out, e)
 		}
 	}
@@ -219,12 +225,12 @@ func (s *Service) hold(ctx context.Context, o *storepb.Opening, consent string) 
 	h := &heldConsent{}
 	c, err := consents.Read(ctx, s.deps.Store, consentID(o.Id, consent))
 	if err != nil {
-		h.err = "consent unreadable"
+		h.err = "unavailable: consent unreadable"
 		return h
 	}
 	plain, err := s.deps.Keyring.Unwrap(ctx, c.PointsWrapped, consentAD(o.Id, c.SessionId))
 	if err != nil || len(plain) != len(c.EnvelopeIds)*cosign.PointSize {
-		h.err = "HSM unavailable"
+		h.err = "unavailable: HSM unavailable"
 		return h
 	}
 	defer clear(plain)
@@ -232,19 +238,24 @@ func (s *Service) hold(ctx context.Context, o *storepb.Opening, consent string) 
 	for i, id := range c.EnvelopeIds {
 		p, err := cosign.ParsePoint(plain[i*cosign.PointSize : (i+1)*cosign.PointSize])
 		if err != nil {
-			h.err = "consent point invalid"
+			h.err = "unavailable: consent point invalid"
 			return h
 		}
 		h.points[id] = p
 	}
-	h.share, h.done, err = s.deps.Keys.ReleaseShare(ctx, authn.Caller{UserID: c.UserId, DeviceID: c.DeviceId}, c.KeyId)
+	var version uint32
+	h.share, version, h.done, err = s.deps.Keys.ReleaseShare(ctx, authn.Caller{UserID: c.UserId, DeviceID: c.DeviceId}, c.KeyId)
 	if err != nil {
 		var ae *apierr.Error
 		if errors.As(err, &ae) && ae.Kind != apierr.Internal {
-			h.err = "the consenting pair cannot be used: " + ae.Message
+			h.err = "unavailable: the consenting pair cannot be used: " + ae.Message
 		} else {
-			h.err = "the consenting pair cannot be used"
+			h.err = "unavailable: the consenting pair cannot be used"
 		}
+		return h
+	}
+	if version != c.ShareVersion {
+		h.err = fmt.Sprintf("pair_changed: the key's shares were refreshed (version %d, consent made with %d); the bidder consents again", version, c.ShareVersion)
 	}
 	return h
 }
@@ -258,12 +269,12 @@ func (s *Service) releaseOne(j *job, result *cosign.Point) {
 	}
 	t1, ok := j.consent.points[j.env.Id]
 	if !ok {
-		j.out.Err = "no consent point for the envelope"
+		j.out.Err = "unavailable: no consent point for the envelope"
 		return
 	}
 	ct, err := cosign.ParseCiphertext(j.env.Ciphertext, cosign.DetectEncoding(j.env.Ciphertext))
 	if err != nil {
-		j.out.Err = "stored ciphertext unreadable"
+		j.out.Err = "unavailable: stored ciphertext unreadable"
 		return
 	}
 	key, err := j.consent.share.Release(ct, &t1)
@@ -277,36 +288,29 @@ func (s *Service) releaseOne(j *job, result *cosign.Point) {
 	}
 	defer clear(key)
 	if j.out.EncryptedKey, err = sm2.Encrypt(rand.Reader, result.PublicKey(), key, sm2.NewPlainEncrypterOpts(sm2.MarshalUncompressed, sm2.C1C3C2)); err != nil {
-		j.out.Err = "encrypting to the result key failed"
+		j.out.Err = "unavailable: encrypting to the result key failed"
 	}
 }
 
-// outcome is the short form of an answer for records and metrics.
+// outcome is the short form of an answer for records, reports and metrics: "ok", or the
+// token every error message starts with ("c3_mismatch", "pair_changed", "unavailable").
 func outcome(r *Released) string {
-	switch {
-	case r.Err == "":
+	if r.Err == "" {
 		return "ok"
-	case strings.HasPrefix(r.Err, "c3_mismatch"):
-		return "c3_mismatch"
 	}
-	return "unavailable"
+	token, _, _ := strings.Cut(r.Err, ":")
+	return token
 }
 
 // commitChunk records a chunk's answers (per envelope its release, one event each, and one
 // audit record listing the chunk's envelopes with their ciphertext hashes, and the SHA-256
-// over every envelope's id, full hash and outcome) in one batch, inside the window.
-func (s *Service) commitChunk(ctx context.Context, caller authn.Caller, o *storepb.Opening, chunk []*job) error {
-	ids := make([]string, len(chunk))
-	sum := sha256.New()
-	ok := 0
-	for i, j := range chunk {
-		ids[i] = j.env.Id + ":" + hex.EncodeToString(j.env.CiphertextSha256[:8])
-		fmt.Fprintf(sum, "%s\x00%x\x00%s\n", j.env.Id, j.env.CiphertextSha256, outcome(&j.out))
-		if j.out.Err == "" {
-			ok++
-		}
-	}
+// over every envelope's id, full hash and outcome) in one batch, inside the window, and
+// returns the answers recorded: without again, an envelope another release stream released
+// meanwhile is dropped, not released twice.
+func (s *Service) commitChunk(ctx context.Context, caller authn.Caller, o *storepb.Opening, chunk []*job, again bool) ([]*job, error) {
+	var kept []*job
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		kept = kept[:0]
 		cur, err := openings.Get(tx, openingID(o.Id))
 		if err != nil {
 			return err
@@ -317,43 +321,59 @@ func (s *Service) commitChunk(ctx context.Context, caller authn.Caller, o *store
 		if inWindow(cur, tx.Now()) > 0 {
 			return errEnded(cur)
 		}
-		repeats := 0
+		ids := make([]string, 0, len(chunk))
+		sum := sha256.New()
+		ok, repeats := 0, 0
 		for _, j := range chunk {
 			e, err := envelopes.Get(tx, envelopeID(o.Id, j.env.Id))
 			if err != nil {
 				return err
 			}
+			if e.ReleasedOk && !again {
+				continue
+			}
 			if e.Releases > 0 {
 				repeats++
 			}
-			if j.out.Err == "" && (e.Releases == 0 || e.ReleaseOutcome != "ok") {
-				cur.Released++
+			result := outcome(&j.out)
+			if result == "ok" {
+				if !e.ReleasedOk {
+					cur.Released++
+				}
+				e.ReleasedOk = true
+				ok++
 			}
 			e.Releases++
-			e.ReleasedUnixNano, e.ReleaseOutcome = tx.Now().UnixNano(), outcome(&j.out)
+			e.ReleasedUnixNano, e.ReleaseOutcome = tx.Now().UnixNano(), result
 			if err := envelopes.Put(tx, envelopeID(o.Id, e.Id), e); err != nil {
 				return err
 			}
-			ev := &storepb.OpeningEvent{Type: "release", AtUnixNano: tx.Now().UnixNano(), EnvelopeId: e.Id, Outcome: e.ReleaseOutcome, Via: "release"}
+			ev := &storepb.OpeningEvent{Type: "release", AtUnixNano: tx.Now().UnixNano(), EnvelopeId: e.Id, Outcome: result, Via: "release"}
 			if err := events.Put(tx, eventID(o.Id, tx.Now()), ev); err != nil {
 				return err
 			}
+			ids = append(ids, e.Id+":"+hex.EncodeToString(e.CiphertextSha256[:8]))
+			fmt.Fprintf(sum, "%s\x00%x\x00%s\n", e.Id, e.CiphertextSha256, result)
 			j.out.At = tx.Now()
+			kept = append(kept, j)
+		}
+		if len(kept) == 0 {
+			return nil
 		}
 		if err := openings.Put(tx, openingID(o.Id), cur); err != nil {
 			return err
 		}
 		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "opening.release", Subject: openingKey(o.Id), Outcome: store.OutcomeOK,
-			Details: map[string]string{"envelopes": strings.Join(ids, ","), "items": fmt.Sprint(len(chunk)), "ok": fmt.Sprint(ok),
-				"failed": fmt.Sprint(len(chunk) - ok), "repeats": fmt.Sprint(repeats), "items_sha256": hex.EncodeToString(sum.Sum(nil))}})
+			Details: map[string]string{"envelopes": strings.Join(ids, ","), "items": fmt.Sprint(len(kept)), "ok": fmt.Sprint(ok),
+				"failed": fmt.Sprint(len(kept) - ok), "repeats": fmt.Sprint(repeats), "items_sha256": hex.EncodeToString(sum.Sum(nil))}})
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, j := range chunk {
+	for _, j := range kept {
 		s.m.released.WithLabelValues(outcome(&j.out)).Inc()
 	}
-	return nil
+	return kept, nil
 }
 
 // parallel runs fn(0..n-1) on at most Parallelism goroutines.

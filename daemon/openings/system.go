@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -36,9 +35,13 @@ const maxRegistration = 1000
 // maxSM4KeyCiphertext bounds C2: an envelope carries a symmetric key, not a document.
 const maxSM4KeyCiphertext = 64
 
-func printable(s string) bool {
-	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
-}
+// maxPerCertificate bounds one certificate's envelopes in an opening, so that its consent
+// statement stays far within bidopening.MaxStatementSize.
+const maxPerCertificate = 500
+
+// maxLead bounds how far ahead an opening is created (and keeps times far from the end of
+// Unix nanoseconds).
+const maxLead = 366 * 24 * time.Hour
 
 // Create makes an opening for the calling system (OpeningService.CreateOpening).
 func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.CreateOpeningRequest) (*storepb.Opening, error) {
@@ -47,11 +50,13 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 	}
 	o := &storepb.Opening{System: caller.System, RequestId: req.GetRequestId(), ProjectCode: req.GetProjectCode(),
 		ProjectName: strings.TrimSpace(req.GetProjectName()), PlatformId: req.GetPlatformId()}
-	if n := utf8.RuneCountInString(o.ProjectCode); n == 0 || n > 64 || !printable(o.ProjectCode) || strings.TrimSpace(o.ProjectCode) != o.ProjectCode {
-		return nil, apierr.Invalidf("project_code", "1 to 64 characters, no control characters or surrounding spaces")
+	// What consent statements and reports carry must pass their text rule, which also keeps
+	// bidirectional tricks off the bidder's screen.
+	if err := bidopening.CheckProjectCode(o.ProjectCode); err != nil {
+		return nil, apierr.Invalid("project_code", err)
 	}
-	if n := utf8.RuneCountInString(o.ProjectName); n == 0 || n > 200 || !printable(o.ProjectName) {
-		return nil, apierr.Invalidf("project_name", "1 to 200 characters, no control characters")
+	if err := bidopening.CheckText(o.ProjectName); err != nil || utf8.RuneCountInString(o.ProjectName) > 200 {
+		return nil, apierr.Invalidf("project_name", "1 to 200 characters, no control, line-separator or bidirectional-formatting characters")
 	}
 	if _, ok := s.deps.Accounts.Platform(o.PlatformId); !ok {
 		return nil, apierr.Invalidf("platform_id", "no platform %q", o.PlatformId)
@@ -64,8 +69,8 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 	}
 	start, end := req.GetWindowStart().AsTime(), req.GetWindowEnd().AsTime()
 	now := s.deps.Clock.Now()
-	if !start.After(now) {
-		return nil, apierr.Invalidf("window_start", "must be in the future (it is %s now)", now.UTC().Format(time.RFC3339))
+	if !start.After(now) || start.Sub(now) > maxLead {
+		return nil, apierr.Invalidf("window_start", "must be in the future, within a year (it is %s now)", now.UTC().Format(time.RFC3339))
 	}
 	if !end.After(start) || end.Sub(start) > s.opts.MaxWindow {
 		return nil, apierr.Invalidf("window_end", "after window_start, by at most %v", s.opts.MaxWindow)
@@ -154,7 +159,7 @@ func (s *Service) advance(ctx context.Context, o *storepb.Opening) (*storepb.Ope
 	return o, nil
 }
 
-// List lists the caller's openings, newest first.
+// List lists the caller's openings, a page at a time.
 func (s *Service) List(ctx context.Context, caller authn.Caller, size int, cursor string) ([]*storepb.Opening, string, error) {
 	if size < 0 || size > store.MaxListLimit {
 		return nil, "", apierr.Invalidf("page_size", "at most %d", store.MaxListLimit)
@@ -177,7 +182,6 @@ func (s *Service) List(ctx context.Context, caller authn.Caller, size int, curso
 		}
 		out = append(out, o)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedUnixNano > out[j].CreatedUnixNano })
 	return out, next, nil
 }
 
@@ -232,7 +236,8 @@ func (s *Service) RegisterEnvelopes(ctx context.Context, caller authn.Caller, id
 		return 0, 0, err
 	}
 	checked := make([]registration, len(regs))
-	seen := make(map[string]bool, len(regs))
+	seen := make(map[string]bool, 2*len(regs))
+	perCert := map[string]int{}
 	for i, r := range regs {
 		if checked[i], err = s.checkRegistration(ctx, o, i, r); err != nil {
 			return 0, 0, err
@@ -240,7 +245,20 @@ func (s *Service) RegisterEnvelopes(ctx context.Context, caller authn.Caller, id
 		if seen[checked[i].rec.Id] {
 			return 0, 0, apierr.Invalidf(fmt.Sprintf("envelopes[%d].envelope_id", i), "%q is given twice", checked[i].rec.Id)
 		}
-		seen[checked[i].rec.Id] = true
+		if seen["c1:"+checked[i].c1ID] {
+			return 0, 0, apierr.Invalidf(fmt.Sprintf("envelopes[%d].ciphertext", i), "the same ciphertext is given twice")
+		}
+		seen[checked[i].rec.Id], seen["c1:"+checked[i].c1ID] = true, true
+		perCert[checked[i].rec.CertificateSerial]++
+	}
+	for serial, n := range perCert {
+		have, err := s.EnvelopesOf(ctx, o.Id, serial)
+		if err != nil {
+			return 0, 0, err
+		}
+		if len(have)+n > maxPerCertificate {
+			return 0, 0, apierr.Invalidf("envelopes", "certificate %s would have more than %d envelopes in the opening", serial, maxPerCertificate)
+		}
 	}
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		added = 0
@@ -263,12 +281,16 @@ func (s *Service) RegisterEnvelopes(ctx context.Context, caller authn.Caller, id
 			} else if !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			if err := tx.Claim(indexC1, c.c1ID, key); errors.Is(err, store.ErrTaken) {
-				return apierr.New(apierr.AlreadyExists, "envelopes[%d]: this ciphertext's C1 is registered already (in this or another opening)", i)
-			} else if err != nil {
+			if err := s.claimC1(tx, c.c1ID, key); err != nil {
+				if errors.Is(err, store.ErrTaken) {
+					return apierr.New(apierr.AlreadyExists, "envelopes[%d].ciphertext: registered already, in an opening not yet closed", i)
+				}
 				return err
 			}
 			if err := tx.AddIndex(indexCert, o.Id+"."+c.rec.CertificateSerial, key); err != nil {
+				return err
+			}
+			if err := tx.AddIndex(indexKey, c.rec.KeyId, openingKey(o.Id)); err != nil {
 				return err
 			}
 			c.rec.RegisteredUnixNano = tx.Now().UnixNano()
@@ -300,6 +322,35 @@ func (s *Service) RegisterEnvelopes(ctx context.Context, caller authn.Caller, id
 		s.m.envelopes.Add(float64(added))
 	}
 	return added, total, err
+}
+
+// claimC1 makes envelope key the holder of a C1. A C1 held by an envelope of a closed
+// opening is taken over (the bids of a cancelled opening may be opened again, 重新开标);
+// otherwise it is store.ErrTaken.
+func (s *Service) claimC1(tx *store.Tx, c1ID, key string) error {
+	err := tx.Claim(indexC1, c1ID, key)
+	if !errors.Is(err, store.ErrTaken) {
+		return err
+	}
+	owner, err := tx.Lookup(indexC1, c1ID)
+	if err != nil {
+		return err
+	}
+	prev := new(storepb.OpeningEnvelope)
+	if err := tx.Get(owner, prev); err != nil {
+		return err
+	}
+	o, err := openings.Get(tx, openingID(prev.OpeningId))
+	if err != nil {
+		return err
+	}
+	if o.State != stateClosed {
+		return store.ErrTaken
+	}
+	if err := tx.Unclaim(indexC1, c1ID, owner); err != nil {
+		return err
+	}
+	return tx.Claim(indexC1, c1ID, key)
 }
 
 // truncatedList joins ids for an audit detail, within the audit record's bounds.

@@ -358,7 +358,7 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 				ss.Pinned = append(ss.Pinned, e[:])
 			}
 		case kindDecrypt:
-			ss.Challenge, ss.ConsentPointsWrapped = []byte(consent.Statement), consent.PointsWrapped
+			ss.Challenge, ss.ConsentPointsWrapped, ss.ConsentShareVersion = []byte(consent.Statement), consent.PointsWrapped, consent.ShareVersion
 			e, err := cosign.Digest(&pub, nil, ss.Challenge)
 			if err != nil {
 				return nil, err
@@ -458,6 +458,10 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 	if err != nil {
 		return nil, err
 	}
+	if pre.Kind == kindDecrypt && !s.deps.Certs.Active(cert) {
+		// A consent is evidence only under a certificate valid when it was given.
+		return nil, apierr.New(apierr.FailedPrecondition, "certificate %s is no longer valid", cert.Serial)
+	}
 	signer, err := smx509.ParseCertificate(cert.Der)
 	if err != nil {
 		return nil, err
@@ -515,7 +519,7 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 		if ss.Kind == kindDecrypt {
 			err := s.deps.Openings.ConsentTx(tx, caller, openings.Consent{Opening: ss.OpeningId, Session: ss.Id, Serial: ss.CertificateSerial,
 				KeyID: ss.KeyId, Delegated: cert.UserId != caller.UserID, Statement: string(ss.Challenge), Signature: rawSigs[0],
-				PointsWrapped: ss.ConsentPointsWrapped})
+				PointsWrapped: ss.ConsentPointsWrapped, ShareVersion: ss.ConsentShareVersion})
 			if err != nil {
 				return nil, err
 			}

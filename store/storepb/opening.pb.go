@@ -52,7 +52,9 @@ type Opening struct {
 	EarlyAttempts  uint32 `protobuf:"varint,18,opt,name=early_attempts,json=earlyAttempts,proto3" json:"early_attempts,omitempty"`
 	// Bumped by every registration and removal: sealing checks the envelopes it listed are
 	// still all there are.
-	Revision      uint64 `protobuf:"varint,19,opt,name=revision,proto3" json:"revision,omitempty"` // Next field: 20
+	Revision uint64 `protobuf:"varint,19,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Refused attempts kept as events (at most a bound; early_attempts counts them all).
+	AttemptEvents uint32 `protobuf:"varint,20,opt,name=attempt_events,json=attemptEvents,proto3" json:"attempt_events,omitempty"` // Next field: 21
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -220,9 +222,16 @@ func (x *Opening) GetRevision() uint64 {
 	return 0
 }
 
+func (x *Opening) GetAttemptEvents() uint32 {
+	if x != nil {
+		return x.AttemptEvents
+	}
+	return 0
+}
+
 // OpeningEnvelope is a registered envelope, at b/envelope/<opening>/<envelope id>; indexed
-// by C1 under x/opening-c1/<SHA-256 of the uncompressed C1, hex> and by certificate under
-// x/opening-cert/<opening>.<serial>/.
+// by C1 under x/opening-c1/<SHA-256 of the uncompressed C1, hex>, by certificate under
+// x/opening-cert/<opening>.<serial>/, and its key's openings under x/opening-key/<key id>/.
 type OpeningEnvelope struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -237,9 +246,11 @@ type OpeningEnvelope struct {
 	ConsentId        string `protobuf:"bytes,8,opt,name=consent_id,json=consentId,proto3" json:"consent_id,omitempty"`
 	ReleasedUnixNano int64  `protobuf:"varint,9,opt,name=released_unix_nano,json=releasedUnixNano,proto3" json:"released_unix_nano,omitempty"`
 	Releases         uint32 `protobuf:"varint,10,opt,name=releases,proto3" json:"releases,omitempty"`
-	ReleaseOutcome   string `protobuf:"bytes,11,opt,name=release_outcome,json=releaseOutcome,proto3" json:"release_outcome,omitempty"` // Next field: 12
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	ReleaseOutcome   string `protobuf:"bytes,11,opt,name=release_outcome,json=releaseOutcome,proto3" json:"release_outcome,omitempty"`
+	// Released with outcome "ok" at least once.
+	ReleasedOk    bool `protobuf:"varint,12,opt,name=released_ok,json=releasedOk,proto3" json:"released_ok,omitempty"` // Next field: 13
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpeningEnvelope) Reset() {
@@ -349,6 +360,13 @@ func (x *OpeningEnvelope) GetReleaseOutcome() string {
 	return ""
 }
 
+func (x *OpeningEnvelope) GetReleasedOk() bool {
+	if x != nil {
+		return x.ReleasedOk
+	}
+	return false
+}
+
 // OpeningConsent is a bidder's signed consent (扫码解密), at
 // b/consent/<opening>/<consent id>.
 type OpeningConsent struct {
@@ -369,9 +387,11 @@ type OpeningConsent struct {
 	// The T1s in the statement's envelope order, HSM-wrapped as one blob.
 	PointsWrapped    []byte   `protobuf:"bytes,11,opt,name=points_wrapped,json=pointsWrapped,proto3" json:"points_wrapped,omitempty"`
 	EnvelopeIds      []string `protobuf:"bytes,12,rep,name=envelope_ids,json=envelopeIds,proto3" json:"envelope_ids,omitempty"`
-	AcceptedUnixNano int64    `protobuf:"varint,13,opt,name=accepted_unix_nano,json=acceptedUnixNano,proto3" json:"accepted_unix_nano,omitempty"` // Next field: 14
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	AcceptedUnixNano int64    `protobuf:"varint,13,opt,name=accepted_unix_nano,json=acceptedUnixNano,proto3" json:"accepted_unix_nano,omitempty"`
+	// The share version of the pair when it consented: T1 = d1⁻¹·C1 opens with that d2 only.
+	ShareVersion  uint32 `protobuf:"varint,14,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"` // Next field: 15
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpeningConsent) Reset() {
@@ -491,6 +511,13 @@ func (x *OpeningConsent) GetEnvelopeIds() []string {
 func (x *OpeningConsent) GetAcceptedUnixNano() int64 {
 	if x != nil {
 		return x.AcceptedUnixNano
+	}
+	return 0
+}
+
+func (x *OpeningConsent) GetShareVersion() uint32 {
+	if x != nil {
+		return x.ShareVersion
 	}
 	return 0
 }
@@ -641,7 +668,7 @@ var File_hufu_store_v1_opening_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_opening_proto_rawDesc = "" +
 	"\n" +
-	"\x1bhufu/store/v1/opening.proto\x12\rhufu.store.v1\"\xa3\x05\n" +
+	"\x1bhufu/store/v1/opening.proto\x12\rhufu.store.v1\"\xca\x05\n" +
 	"\aOpening\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06system\x18\x02 \x01(\tR\x06system\x12\x1d\n" +
@@ -664,7 +691,8 @@ const file_hufu_store_v1_opening_proto_rawDesc = "" +
 	"\tconsented\x18\x10 \x01(\rR\tconsented\x12\x1a\n" +
 	"\breleased\x18\x11 \x01(\rR\breleased\x12%\n" +
 	"\x0eearly_attempts\x18\x12 \x01(\rR\rearlyAttempts\x12\x1a\n" +
-	"\brevision\x18\x13 \x01(\x04R\brevision\"\x97\x03\n" +
+	"\brevision\x18\x13 \x01(\x04R\brevision\x12%\n" +
+	"\x0eattempt_events\x18\x14 \x01(\rR\rattemptEvents\"\xb8\x03\n" +
 	"\x0fOpeningEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -681,7 +709,9 @@ const file_hufu_store_v1_opening_proto_rawDesc = "" +
 	"\x12released_unix_nano\x18\t \x01(\x03R\x10releasedUnixNano\x12\x1a\n" +
 	"\breleases\x18\n" +
 	" \x01(\rR\breleases\x12'\n" +
-	"\x0frelease_outcome\x18\v \x01(\tR\x0ereleaseOutcome\"\xac\x03\n" +
+	"\x0frelease_outcome\x18\v \x01(\tR\x0ereleaseOutcome\x12\x1f\n" +
+	"\vreleased_ok\x18\f \x01(\bR\n" +
+	"releasedOk\"\xd1\x03\n" +
 	"\x0eOpeningConsent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -698,7 +728,8 @@ const file_hufu_store_v1_opening_proto_rawDesc = "" +
 	" \x01(\fR\tsignature\x12%\n" +
 	"\x0epoints_wrapped\x18\v \x01(\fR\rpointsWrapped\x12!\n" +
 	"\fenvelope_ids\x18\f \x03(\tR\venvelopeIds\x12,\n" +
-	"\x12accepted_unix_nano\x18\r \x01(\x03R\x10acceptedUnixNano\"\x91\x01\n" +
+	"\x12accepted_unix_nano\x18\r \x01(\x03R\x10acceptedUnixNano\x12#\n" +
+	"\rshare_version\x18\x0e \x01(\rR\fshareVersion\"\x91\x01\n" +
 	"\fOpeningEvent\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +

@@ -79,9 +79,11 @@ type ScanSession struct {
 	OpeningId            string `protobuf:"bytes,34,opt,name=opening_id,json=openingId,proto3" json:"opening_id,omitempty"`
 	Hall                 bool   `protobuf:"varint,35,opt,name=hall,proto3" json:"hall,omitempty"`
 	ParentId             string `protobuf:"bytes,36,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
-	ConsentPointsWrapped []byte `protobuf:"bytes,37,opt,name=consent_points_wrapped,json=consentPointsWrapped,proto3" json:"consent_points_wrapped,omitempty"` // Next field: 38
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	ConsentPointsWrapped []byte `protobuf:"bytes,37,opt,name=consent_points_wrapped,json=consentPointsWrapped,proto3" json:"consent_points_wrapped,omitempty"`
+	// The share version of the pair the consent points were computed with.
+	ConsentShareVersion uint32 `protobuf:"varint,38,opt,name=consent_share_version,json=consentShareVersion,proto3" json:"consent_share_version,omitempty"` // Next field: 39
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ScanSession) Reset() {
@@ -373,6 +375,13 @@ func (x *ScanSession) GetConsentPointsWrapped() []byte {
 	return nil
 }
 
+func (x *ScanSession) GetConsentShareVersion() uint32 {
+	if x != nil {
+		return x.ConsentShareVersion
+	}
+	return 0
+}
+
 // ScanDocument is a registered document: its name and SM3 digest.
 type ScanDocument struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -541,7 +550,8 @@ var File_hufu_store_v1_scan_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_scan_proto_rawDesc = "" +
 	"\n" +
-	"\x18hufu/store/v1/scan.proto\x12\rhufu.store.v1\"\xeb\t\n" +
+	"\x18hufu/store/v1/scan.proto\x12\rhufu.store.v1\"\x9f\n" +
+	"\n" +
 	"\vScanSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06system\x18\x02 \x01(\tR\x06system\x12\x12\n" +
@@ -587,7 +597,8 @@ const file_hufu_store_v1_scan_proto_rawDesc = "" +
 	"opening_id\x18\" \x01(\tR\topeningId\x12\x12\n" +
 	"\x04hall\x18# \x01(\bR\x04hall\x12\x1b\n" +
 	"\tparent_id\x18$ \x01(\tR\bparentId\x124\n" +
-	"\x16consent_points_wrapped\x18% \x01(\fR\x14consentPointsWrapped\"4\n" +
+	"\x16consent_points_wrapped\x18% \x01(\fR\x14consentPointsWrapped\x122\n" +
+	"\x15consent_share_version\x18& \x01(\rR\x13consentShareVersion\"4\n" +
 	"\fScanDocument\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03sm3\x18\x02 \x01(\fR\x03sm3\"\x9b\x02\n" +

@@ -1143,7 +1143,8 @@ type ReleaseRequest struct {
 	OpeningId string                 `protobuf:"bytes,1,opt,name=opening_id,json=openingId,proto3" json:"opening_id,omitempty"`
 	// Empty: every consented envelope. Else these (each must be consented).
 	EnvelopeIds []string `protobuf:"bytes,2,rep,name=envelope_ids,json=envelopeIds,proto3" json:"envelope_ids,omitempty"`
-	// Release again envelopes released already (after a lost answer); recorded as repeats.
+	// Release again envelopes released already with a key (after a lost answer); recorded as
+	// repeats.
 	IncludeReleased bool `protobuf:"varint,3,opt,name=include_released,json=includeReleased,proto3" json:"include_released,omitempty"` // Next field: 4
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -1203,8 +1204,10 @@ func (x *ReleaseRequest) GetIncludeReleased() bool {
 type ReleaseResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	EnvelopeId string                 `protobuf:"bytes,1,opt,name=envelope_id,json=envelopeId,proto3" json:"envelope_id,omitempty"`
-	// Empty when released; else why this envelope failed (its consent point did not pass the
-	// C3 check, the key is revoked, ...). Other envelopes are unaffected.
+	// Empty when released; else why this envelope failed, starting with a token and a colon:
+	// "c3_mismatch:" (its consent point does not open it), "pair_changed:" (the bidder's key
+	// shares were refreshed since the consent: the bidder consents again), "unavailable:" (the
+	// key is revoked or locked, the HSM failed, ...). Other envelopes are unaffected.
 	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// The SM4 key in clear, when the opening has no result key.
 	Key []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`

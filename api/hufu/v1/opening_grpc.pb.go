@@ -48,7 +48,7 @@ type OpeningServiceClient interface {
 	// CreateOpening makes an opening. request_id makes it idempotent.
 	CreateOpening(ctx context.Context, in *CreateOpeningRequest, opts ...grpc.CallOption) (*CreateOpeningResponse, error)
 	GetOpening(ctx context.Context, in *GetOpeningRequest, opts ...grpc.CallOption) (*GetOpeningResponse, error)
-	// ListOpenings lists the system's openings, newest first.
+	// ListOpenings lists the system's openings, a page at a time.
 	ListOpenings(ctx context.Context, in *ListOpeningsRequest, opts ...grpc.CallOption) (*ListOpeningsResponse, error)
 	// RegisterEnvelopes adds envelopes until the window start; an envelope id or ciphertext
 	// registered already with the same content is accepted again (retries are safe).
@@ -63,7 +63,8 @@ type OpeningServiceClient interface {
 	ListEnvelopes(ctx context.Context, in *ListEnvelopesRequest, opts ...grpc.CallOption) (*ListEnvelopesResponse, error)
 	// Release streams the recovered SM4 keys of consented envelopes, inside the window only:
 	// d·C1 = d2⁻¹·T1 − C1, the KDF, and the C3 check, so a wrong consent point fails its
-	// envelope alone. Envelopes released already are skipped unless include_released.
+	// envelope alone. Envelopes released already (with a key) are skipped unless
+	// include_released; failed ones are tried again.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReleaseResponse], error)
 	// CloseOpening ends the opening (no consent or release after) and makes its report.
 	// Allowed from the window start; an opening past its window end closes at the next call.
@@ -215,7 +216,7 @@ type OpeningServiceServer interface {
 	// CreateOpening makes an opening. request_id makes it idempotent.
 	CreateOpening(context.Context, *CreateOpeningRequest) (*CreateOpeningResponse, error)
 	GetOpening(context.Context, *GetOpeningRequest) (*GetOpeningResponse, error)
-	// ListOpenings lists the system's openings, newest first.
+	// ListOpenings lists the system's openings, a page at a time.
 	ListOpenings(context.Context, *ListOpeningsRequest) (*ListOpeningsResponse, error)
 	// RegisterEnvelopes adds envelopes until the window start; an envelope id or ciphertext
 	// registered already with the same content is accepted again (retries are safe).
@@ -230,7 +231,8 @@ type OpeningServiceServer interface {
 	ListEnvelopes(context.Context, *ListEnvelopesRequest) (*ListEnvelopesResponse, error)
 	// Release streams the recovered SM4 keys of consented envelopes, inside the window only:
 	// d·C1 = d2⁻¹·T1 − C1, the KDF, and the C3 check, so a wrong consent point fails its
-	// envelope alone. Envelopes released already are skipped unless include_released.
+	// envelope alone. Envelopes released already (with a key) are skipped unless
+	// include_released; failed ones are tried again.
 	Release(*ReleaseRequest, grpc.ServerStreamingServer[ReleaseResponse]) error
 	// CloseOpening ends the opening (no consent or release after) and makes its report.
 	// Allowed from the window start; an opening past its window end closes at the next call.

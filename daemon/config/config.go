@@ -182,7 +182,9 @@ type SystemClient struct {
 
 // Openings bounds bid openings.
 type Openings struct {
-	// MaxEnvelopes bounds the envelopes of one opening (100000).
+	// MaxEnvelopes bounds the envelopes of one opening (20000; at most 50000, which keeps
+	// the signed report of an opening, a line per envelope, consent, release and refused
+	// attempt, well under its 64 MiB bound).
 	MaxEnvelopes int `yaml:"max_envelopes"`
 	// MaxWindow bounds an opening's window (168h).
 	MaxWindow Duration `yaml:"max_window"`
@@ -310,7 +312,7 @@ func Default() Config {
 		SystemClients: []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService", "hufu.v1.ReconciliationService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}}},
 		// A development receiving account; production names the operator's own.
 		Scan:     Scan{SessionTTL: Duration(3 * time.Minute), MaxSessionTTL: Duration(30 * time.Minute), SessionsPerMinute: 600},
-		Openings: Openings{MaxEnvelopes: 100000, MaxWindow: Duration(7 * 24 * time.Hour), ReleaseChunk: 256},
+		Openings: Openings{MaxEnvelopes: 20000, MaxWindow: Duration(7 * 24 * time.Hour), ReleaseChunk: 256},
 		Enterprises: Enterprises{Transfer: CorporateTransfer{AccountName: "hufu 开发测试收款账户", Bank: "示范银行杭州分行",
 			AccountNumber: "6222020000000000000", Validity: Duration(7 * 24 * time.Hour), MaxAmountFen: 99}},
 		Certificates: Certificates{
@@ -483,8 +485,8 @@ func (c *Config) Validate() error {
 	if c.Scan.SessionsPerMinute < 1 {
 		bad("scan.sessions_per_minute", "must be at least 1")
 	}
-	if c.Openings.MaxEnvelopes < 1 {
-		bad("openings.max_envelopes", "must be at least 1")
+	if c.Openings.MaxEnvelopes < 1 || c.Openings.MaxEnvelopes > 50000 {
+		bad("openings.max_envelopes", "must be 1 to 50000")
 	}
 	if c.Openings.MaxWindow.Std() < time.Minute {
 		bad("openings.max_window", "must be at least 1m")

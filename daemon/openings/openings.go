@@ -93,7 +93,7 @@ type Accounts interface {
 
 // Options are the opening policies.
 type Options struct {
-	// MaxEnvelopes bounds one opening (default 100000).
+	// MaxEnvelopes bounds one opening (default 20000).
 	MaxEnvelopes int
 	// MaxWindow bounds the window (default 7 days).
 	MaxWindow time.Duration
@@ -105,7 +105,7 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.MaxEnvelopes <= 0 {
-		o.MaxEnvelopes = 100000
+		o.MaxEnvelopes = 20000
 	}
 	if o.MaxWindow <= 0 {
 		o.MaxWindow = 7 * 24 * time.Hour

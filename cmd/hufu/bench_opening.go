@@ -125,7 +125,10 @@ type openingConsentReport struct {
 }
 
 type openingReleaseReport struct {
-	Seconds            float64 `json:"seconds"`
+	Seconds float64 `json:"seconds"`
+	// From the call to the first answer: the daemon lists the consented envelopes and
+	// computes the first chunk before it answers anything.
+	FirstAnswerMs      float64 `json:"first_answer_ms"`
 	Answers            int     `json:"answers"`
 	Released           int     `json:"released"`
 	Errors             int     `json:"errors"`
@@ -805,6 +808,9 @@ func (r *obRun) release(ctx context.Context, openingID string, consented []*obBi
 		var a *hufuv1.ReleaseResponse
 		if a, err = stream.Recv(); err != nil {
 			break
+		}
+		if out.Answers == 0 {
+			out.FirstAnswerMs = obMillis(time.Since(start))
 		}
 		out.Answers++
 		k, ok := want[a.EnvelopeId]

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hufu-hsm/hufu/bidopening"
 	"github.com/hufu-hsm/hufu/cosign"
@@ -148,28 +149,53 @@ func (s *Service) PrepareConsent(ctx context.Context, caller authn.Caller, openi
 
 // Consent is a bidder's verified consent, as a DECRYPT session completes.
 type Consent struct {
-	Opening, Session, Serial, KeyID string
-	Delegated                       bool
-	Statement                       string
-	Signature                       []byte
-	PointsWrapped                   []byte
-	ShareVersion                    uint32
+	Session, Serial, KeyID string
+	Delegated              bool
+	Statement              string
+	Signature              []byte
+	PointsWrapped          []byte
+	ShareVersion           uint32
+}
+
+// HoldOpen keeps an opening from closing until done is called, for a consent to be
+// recorded in it, and returns the opening as it stands (read after the hold: a close either
+// committed before, and shows, or waits). Consents hold an opening side by side; only a close
+// waits for them. The opening's record is not locked, so consents do not queue on it.
+func (s *Service) HoldOpen(ctx context.Context, id string) (*storepb.Opening, func(), error) {
+	g := s.gate(id)
+	g.RLock()
+	o, err := openings.Read(ctx, s.deps.Store, openingID(id))
+	if err != nil {
+		g.RUnlock()
+		return nil, nil, err
+	}
+	return o, g.RUnlock, nil
+}
+
+// gate is an opening's close gate: consents hold it shared, a close exclusively. The
+// appliance is one process over its store, so an in-memory lock is enough.
+func (s *Service) gate(id string) *sync.RWMutex {
+	s.gatesMu.Lock()
+	defer s.gatesMu.Unlock()
+	g, ok := s.gates[id]
+	if !ok {
+		g = new(sync.RWMutex)
+		s.gates[id] = g
+	}
+	return g
 }
 
 // ConsentTx records a consent inside the transaction that completes its scan session: the
 // statement, its signature (verified by the session) and the wrapped points, and the
-// envelopes it covers. Refused outside the window.
-func (s *Service) ConsentTx(tx *store.Tx, caller authn.Caller, c Consent) error {
+// envelopes it covers. o is the opening as HoldOpen returned it, held for the transaction.
+// Refused outside the window.
+func (s *Service) ConsentTx(tx *store.Tx, caller authn.Caller, o *storepb.Opening, c Consent) error {
 	st, err := bidopening.ParseStatement(c.Statement)
 	if err != nil {
 		return fmt.Errorf("openings: pinned statement: %w", err)
 	}
-	if st.Opening != c.Opening || st.Serial != c.Serial || st.Session != c.Session {
+	if st.Opening != o.Id || st.Serial != c.Serial || st.Session != c.Session {
 		return fmt.Errorf("openings: the pinned statement is of another opening, certificate or session")
-	}
-	o, err := openings.Get(tx, openingID(c.Opening))
-	if err != nil {
-		return err
 	}
 	switch {
 	case o.State == stateClosed:
@@ -188,9 +214,6 @@ func (s *Service) ConsentTx(tx *store.Tx, caller authn.Caller, c Consent) error 
 		if e.CertificateSerial != c.Serial || string(e.CiphertextSha256) != string(se.CiphertextSHA256[:]) {
 			return apierr.New(apierr.FailedPrecondition, "envelope %s changed since the statement was made", se.ID)
 		}
-		if e.ConsentId == "" {
-			o.Consented++
-		}
 		e.ConsentId = c.Session
 		if err := envelopes.Put(tx, envelopeID(o.Id, se.ID), e); err != nil {
 			return err
@@ -201,9 +224,6 @@ func (s *Service) ConsentTx(tx *store.Tx, caller authn.Caller, c Consent) error 
 		UserId: caller.UserID, DeviceId: caller.DeviceID, Delegated: c.Delegated, Statement: c.Statement, Signature: c.Signature,
 		PointsWrapped: c.PointsWrapped, EnvelopeIds: ids, AcceptedUnixNano: tx.Now().UnixNano(), ShareVersion: c.ShareVersion}
 	if err := consents.Put(tx, consentID(o.Id, c.Session), rec); err != nil {
-		return err
-	}
-	if err := openings.Put(tx, openingID(o.Id), o); err != nil {
 		return err
 	}
 	h := sha256.Sum256([]byte(c.Statement))

@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,6 +137,9 @@ type Service struct {
 	opts Options
 	deps Deps
 	m    *metrics
+
+	gatesMu sync.Mutex
+	gates   map[string]*sync.RWMutex // see gate
 }
 
 // New returns the service.
@@ -145,7 +149,7 @@ func New(opts Options, deps Deps) (*Service, error) {
 		return nil, errors.New("openings: missing dependency")
 	}
 	opts.setDefaults()
-	return &Service{opts: opts, deps: deps, m: newMetrics(deps.Registry)}, nil
+	return &Service{opts: opts, deps: deps, m: newMetrics(deps.Registry), gates: map[string]*sync.RWMutex{}}, nil
 }
 
 var (

@@ -49,6 +49,7 @@ type job struct {
 // heldConsent is a consent whose points are unwrapped and whose pair's server share is held,
 // for as long as envelopes of it remain to compute.
 type heldConsent struct {
+	consent   string
 	points    map[string]cosign.Point
 	share     *cosign.ServerShare
 	done      func()
@@ -187,12 +188,14 @@ func (s *Service) compute(ctx context.Context, o *storepb.Opening, targets []*st
 	}()
 	for start := 0; start < len(targets); {
 		var chunk []*job
+		var fresh []*heldConsent // consents first met in this chunk
 		listBytes := 0
 		for ; start < len(targets) && len(chunk) < s.opts.ReleaseChunk && listBytes+chunkEntryLen(targets[start]) <= maxChunkListBytes; start++ {
 			e := targets[start]
 			h, ok := held[e.ConsentId]
 			if !ok {
-				h = s.hold(ctx, o, e.ConsentId)
+				h = &heldConsent{consent: e.ConsentId}
+				fresh = append(fresh, h)
 				for _, t := range targets[start:] { // sorted by consent: its envelopes are next
 					if t.ConsentId != e.ConsentId {
 						break
@@ -205,6 +208,8 @@ func (s *Service) compute(ctx context.Context, o *storepb.Opening, targets []*st
 			listBytes += chunkEntryLen(e)
 		}
 		begin := time.Now()
+		// Each consent costs a store read and an HSM unwrap: in parallel too.
+		s.parallel(len(fresh), func(i int) { s.hold(ctx, o, fresh[i].consent, fresh[i]) })
 		s.parallel(len(chunk), func(i int) { s.releaseOne(chunk[i], result) })
 		s.m.chunk.Observe(time.Since(begin).Seconds())
 		for _, j := range chunk {
@@ -221,17 +226,16 @@ func (s *Service) compute(ctx context.Context, o *storepb.Opening, targets []*st
 
 // hold unwraps a consent's points and takes its pair's share. A consent that cannot be used
 // fails its own envelopes only.
-func (s *Service) hold(ctx context.Context, o *storepb.Opening, consent string) *heldConsent {
-	h := &heldConsent{}
+func (s *Service) hold(ctx context.Context, o *storepb.Opening, consent string, h *heldConsent) {
 	c, err := consents.Read(ctx, s.deps.Store, consentID(o.Id, consent))
 	if err != nil {
 		h.err = "unavailable: consent unreadable"
-		return h
+		return
 	}
 	plain, err := s.deps.Keyring.Unwrap(ctx, c.PointsWrapped, consentAD(o.Id, c.SessionId))
 	if err != nil || len(plain) != len(c.EnvelopeIds)*cosign.PointSize {
 		h.err = "unavailable: HSM unavailable"
-		return h
+		return
 	}
 	defer clear(plain)
 	h.points = make(map[string]cosign.Point, len(c.EnvelopeIds))
@@ -239,7 +243,7 @@ func (s *Service) hold(ctx context.Context, o *storepb.Opening, consent string) 
 		p, err := cosign.ParsePoint(plain[i*cosign.PointSize : (i+1)*cosign.PointSize])
 		if err != nil {
 			h.err = "unavailable: consent point invalid"
-			return h
+			return
 		}
 		h.points[id] = p
 	}
@@ -252,12 +256,11 @@ func (s *Service) hold(ctx context.Context, o *storepb.Opening, consent string) 
 		} else {
 			h.err = "unavailable: the consenting pair cannot be used"
 		}
-		return h
+		return
 	}
 	if version != c.ShareVersion {
 		h.err = fmt.Sprintf("pair_changed: the key's shares were refreshed (version %d, consent made with %d); the bidder consents again", version, c.ShareVersion)
 	}
-	return h
 }
 
 // releaseOne computes one envelope: d·C1 = d2⁻¹·T1 − C1, the KDF and the C3 check.
@@ -302,8 +305,8 @@ func outcome(r *Released) string {
 	return token
 }
 
-// commitChunk records a chunk's answers (per envelope its release, one event each, and one
-// audit record listing the chunk's envelopes with their ciphertext hashes, and the SHA-256
+// commitChunk records a chunk's answers (per envelope its release, one event listing them
+// for the report, and one audit record listing the chunk's envelopes with their ciphertext hashes, and the SHA-256
 // over every envelope's id, full hash and outcome) in one batch, inside the window, and
 // returns the answers recorded: without again, an envelope another release stream released
 // meanwhile is dropped, not released twice.
@@ -322,6 +325,7 @@ func (s *Service) commitChunk(ctx context.Context, caller authn.Caller, o *store
 			return errEnded(cur)
 		}
 		ids := make([]string, 0, len(chunk))
+		ev := &storepb.OpeningEvent{Type: "release", AtUnixNano: tx.Now().UnixNano(), Via: "release"}
 		sum := sha256.New()
 		ok, repeats := 0, 0
 		for _, j := range chunk {
@@ -348,10 +352,7 @@ func (s *Service) commitChunk(ctx context.Context, caller authn.Caller, o *store
 			if err := envelopes.Put(tx, envelopeID(o.Id, e.Id), e); err != nil {
 				return err
 			}
-			ev := &storepb.OpeningEvent{Type: "release", AtUnixNano: tx.Now().UnixNano(), EnvelopeId: e.Id, Outcome: result, Via: "release"}
-			if err := events.Put(tx, eventID(o.Id, tx.Now()), ev); err != nil {
-				return err
-			}
+			ev.EnvelopeIds, ev.Outcomes = append(ev.EnvelopeIds, e.Id), append(ev.Outcomes, result)
 			ids = append(ids, e.Id+":"+hex.EncodeToString(e.CiphertextSha256[:8]))
 			fmt.Fprintf(sum, "%s\x00%x\x00%s\n", e.Id, e.CiphertextSha256, result)
 			j.out.At = tx.Now()
@@ -359,6 +360,9 @@ func (s *Service) commitChunk(ctx context.Context, caller authn.Caller, o *store
 		}
 		if len(kept) == 0 {
 			return nil
+		}
+		if err := events.Put(tx, eventID(o.Id, tx.Now()), ev); err != nil {
+			return err
 		}
 		if err := openings.Put(tx, openingID(o.Id), cur); err != nil {
 			return err

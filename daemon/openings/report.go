@@ -43,9 +43,17 @@ func (s *Service) close(ctx context.Context, caller authn.Caller, id string) (*s
 	if caller.System == "" {
 		actor = "appliance" // closed because the window ended
 	}
+	// Consents in flight finish first (they hold the gate); none starts after.
+	g := s.gate(id)
+	g.Lock()
+	defer g.Unlock()
+	consented, err := s.consented(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
 	var out *storepb.Opening
 	closed := false
-	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		o, err := openings.Get(tx, openingID(id))
 		if err != nil {
 			return err
@@ -57,7 +65,7 @@ func (s *Service) close(ctx context.Context, caller authn.Caller, id string) (*s
 		if o.State != stateSealed {
 			return apierr.New(apierr.FailedPrecondition, "opening %s is not sealed", id)
 		}
-		o.State, o.ClosedUnixNano, closed = stateClosed, tx.Now().UnixNano(), true
+		o.State, o.ClosedUnixNano, o.Consented, closed = stateClosed, tx.Now().UnixNano(), uint32(consented), true
 		if err := openings.Put(tx, openingID(id), o); err != nil {
 			return err
 		}
@@ -76,6 +84,20 @@ func (s *Service) close(ctx context.Context, caller authn.Caller, id string) (*s
 		return nil, nil, err
 	}
 	return out, r.Sha256, nil
+}
+
+// consented counts the envelopes of an opening that have a consent. Consents do not write
+// the opening's record (they would queue on it); the count is made when asked, and kept at
+// close.
+func (s *Service) consented(ctx context.Context, id string) (int, error) {
+	covered := map[string]bool{}
+	err := listAll(ctx, s.deps.Store, consents, "consent/"+id+"/", func(c *storepb.OpeningConsent) error {
+		for _, e := range c.EnvelopeIds {
+			covered[e] = true
+		}
+		return nil
+	})
+	return len(covered), err
 }
 
 // Report returns the signed report of the caller's opening, once closed.
@@ -172,6 +194,13 @@ func (s *Service) buildReport(ctx context.Context, o *storepb.Opening) (*bidopen
 		at := time.Unix(0, e.AtUnixNano).UTC()
 		if e.Type == "attempt" {
 			r.Attempts = append(r.Attempts, bidopening.Attempt{At: at, Via: e.Via, Envelope: e.EnvelopeId, Reason: e.Outcome})
+		} else if len(e.EnvelopeIds) > 0 { // a release chunk
+			if len(e.Outcomes) != len(e.EnvelopeIds) {
+				return fmt.Errorf("openings: a release record of %s lists %d envelopes and %d outcomes", o.Id, len(e.EnvelopeIds), len(e.Outcomes))
+			}
+			for i, id := range e.EnvelopeIds {
+				r.Releases = append(r.Releases, bidopening.Release{Envelope: id, At: at, Outcome: e.Outcomes[i], Via: e.Via})
+			}
 		} else {
 			r.Releases = append(r.Releases, bidopening.Release{Envelope: e.EnvelopeId, At: at, Outcome: e.Outcome, Via: e.Via})
 		}

@@ -132,13 +132,24 @@ func parseResultKey(raw []byte) (cosign.Point, error) {
 	return cosign.PointFromPublicKey(ec)
 }
 
-// Get returns the caller's opening, closing it first if its window has ended.
+// Get returns the caller's opening, sealed or closed first if its window says so, with its
+// consents counted.
 func (s *Service) Get(ctx context.Context, caller authn.Caller, id string) (*storepb.Opening, error) {
 	o, err := s.read(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}
-	return s.advance(ctx, o)
+	if o, err = s.advance(ctx, o); err != nil {
+		return nil, err
+	}
+	if o.State == stateSealed {
+		n, err := s.consented(ctx, o.Id)
+		if err != nil {
+			return nil, err
+		}
+		o.Consented = uint32(n)
+	}
+	return o, nil
 }
 
 // advance moves an opening to the state its window says it is in: sealed from the window

@@ -500,6 +500,14 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 			cmsDERs = append(cmsDERs, der)
 		}
 	}
+	var opening *storepb.Opening
+	if pre.Kind == kindDecrypt {
+		var done func()
+		if opening, done, err = s.deps.Openings.HoldOpen(ctx, pre.OpeningId); err != nil {
+			return nil, err
+		}
+		defer done()
+	}
 	return s.update(ctx, caller, id, "complete", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
 		cur, err := s.scanned(tx, caller, id)
 		if err != nil {
@@ -517,7 +525,7 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 			ss.BindingId = b.Id
 		}
 		if ss.Kind == kindDecrypt {
-			err := s.deps.Openings.ConsentTx(tx, caller, openings.Consent{Opening: ss.OpeningId, Session: ss.Id, Serial: ss.CertificateSerial,
+			err := s.deps.Openings.ConsentTx(tx, caller, opening, openings.Consent{Session: ss.Id, Serial: ss.CertificateSerial,
 				KeyID: ss.KeyId, Delegated: cert.UserId != caller.UserID, Statement: string(ss.Challenge), Signature: rawSigs[0],
 				PointsWrapped: ss.ConsentPointsWrapped, ShareVersion: ss.ConsentShareVersion})
 			if err != nil {

@@ -115,7 +115,8 @@ type Openings interface {
 	Opening(ctx context.Context, id string) (*storepb.Opening, error)
 	EnvelopesOf(ctx context.Context, opening, serial string) ([]*storepb.OpeningEnvelope, error)
 	PrepareConsent(ctx context.Context, caller authn.Caller, opening, session, serial string, points [][]byte) (*openings.PreparedConsent, error)
-	ConsentTx(tx *store.Tx, caller authn.Caller, c openings.Consent) error
+	HoldOpen(ctx context.Context, id string) (*storepb.Opening, func(), error)
+	ConsentTx(tx *store.Tx, caller authn.Caller, o *storepb.Opening, c openings.Consent) error
 }
 
 // Enterprises is what scan needs of the enterprise domain.

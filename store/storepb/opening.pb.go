@@ -47,9 +47,10 @@ type Opening struct {
 	// The sealed manifest's hash (bidopening.ManifestSHA256) and its size.
 	ManifestSha256 []byte `protobuf:"bytes,14,opt,name=manifest_sha256,json=manifestSha256,proto3" json:"manifest_sha256,omitempty"`
 	Envelopes      uint32 `protobuf:"varint,15,opt,name=envelopes,proto3" json:"envelopes,omitempty"`
-	Consented      uint32 `protobuf:"varint,16,opt,name=consented,proto3" json:"consented,omitempty"`
-	Released       uint32 `protobuf:"varint,17,opt,name=released,proto3" json:"released,omitempty"`
-	EarlyAttempts  uint32 `protobuf:"varint,18,opt,name=early_attempts,json=earlyAttempts,proto3" json:"early_attempts,omitempty"`
+	// Counted at close: consents do not write this record (they would queue on it).
+	Consented     uint32 `protobuf:"varint,16,opt,name=consented,proto3" json:"consented,omitempty"`
+	Released      uint32 `protobuf:"varint,17,opt,name=released,proto3" json:"released,omitempty"`
+	EarlyAttempts uint32 `protobuf:"varint,18,opt,name=early_attempts,json=earlyAttempts,proto3" json:"early_attempts,omitempty"`
 	// Bumped by every registration and removal: sealing checks the envelopes it listed are
 	// still all there are.
 	Revision uint64 `protobuf:"varint,19,opt,name=revision,proto3" json:"revision,omitempty"`
@@ -533,7 +534,11 @@ type OpeningEvent struct {
 	// release: "ok" or why not; attempt: why it was refused.
 	Outcome string `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// release: "release" or "phone"; attempt: "decrypt", "release" or "consent".
-	Via           string `protobuf:"bytes,5,opt,name=via,proto3" json:"via,omitempty"` // Next field: 6
+	Via string `protobuf:"bytes,5,opt,name=via,proto3" json:"via,omitempty"`
+	// A release chunk's envelopes and their outcomes, in place of envelope_id and outcome:
+	// one record per chunk.
+	EnvelopeIds   []string `protobuf:"bytes,6,rep,name=envelope_ids,json=envelopeIds,proto3" json:"envelope_ids,omitempty"`
+	Outcomes      []string `protobuf:"bytes,7,rep,name=outcomes,proto3" json:"outcomes,omitempty"` // Next field: 8
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,6 +606,20 @@ func (x *OpeningEvent) GetVia() string {
 		return x.Via
 	}
 	return ""
+}
+
+func (x *OpeningEvent) GetEnvelopeIds() []string {
+	if x != nil {
+		return x.EnvelopeIds
+	}
+	return nil
+}
+
+func (x *OpeningEvent) GetOutcomes() []string {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
 }
 
 // OpeningReport is the signed report of a closed opening, at b/report/<opening>.
@@ -729,7 +748,7 @@ const file_hufu_store_v1_opening_proto_rawDesc = "" +
 	"\x0epoints_wrapped\x18\v \x01(\fR\rpointsWrapped\x12!\n" +
 	"\fenvelope_ids\x18\f \x03(\tR\venvelopeIds\x12,\n" +
 	"\x12accepted_unix_nano\x18\r \x01(\x03R\x10acceptedUnixNano\x12#\n" +
-	"\rshare_version\x18\x0e \x01(\rR\fshareVersion\"\x91\x01\n" +
+	"\rshare_version\x18\x0e \x01(\rR\fshareVersion\"\xd0\x01\n" +
 	"\fOpeningEvent\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12 \n" +
 	"\fat_unix_nano\x18\x02 \x01(\x03R\n" +
@@ -737,7 +756,9 @@ const file_hufu_store_v1_opening_proto_rawDesc = "" +
 	"\venvelope_id\x18\x03 \x01(\tR\n" +
 	"envelopeId\x12\x18\n" +
 	"\aoutcome\x18\x04 \x01(\tR\aoutcome\x12\x10\n" +
-	"\x03via\x18\x05 \x01(\tR\x03via\"k\n" +
+	"\x03via\x18\x05 \x01(\tR\x03via\x12!\n" +
+	"\fenvelope_ids\x18\x06 \x03(\tR\venvelopeIds\x12\x1a\n" +
+	"\boutcomes\x18\a \x03(\tR\boutcomes\"k\n" +
 	"\rOpeningReport\x12\x16\n" +
 	"\x06report\x18\x01 \x01(\fR\x06report\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\fR\x06sha256\x12*\n" +

@@ -125,7 +125,7 @@ func openingArgsError(sub string) error {
 // verify — and says whether it did.
 func (c *cli) openingOffline(args []string) (bool, error) {
 	if len(args) == 0 {
-		return true, errors.New("usage:\n" + openingUsage)
+		return true, errors.New("usage:\n" + strings.TrimRight(openingUsage, "\n"))
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":

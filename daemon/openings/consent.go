@@ -172,7 +172,7 @@ func (s *Service) HoldOpen(ctx context.Context, id string) (*storepb.Opening, fu
 	return o, g.RUnlock, nil
 }
 
-// gate is an opening's close gate: consents hold it shared, a close exclusively. The
+// gate is an opening's gate: consents hold it shared, a seal or a close exclusively. The
 // appliance is one process over its store, so an in-memory lock is enough.
 func (s *Service) gate(id string) *sync.RWMutex {
 	s.gatesMu.Lock()

@@ -455,6 +455,15 @@ func (s *Service) Seal(ctx context.Context, caller authn.Caller, id string) (*st
 // listed outside the transaction; the opening's revision, unchanged under its lock, proves
 // the listing is the whole of them (a registration in between makes it list again).
 func (s *Service) seal(ctx context.Context, caller authn.Caller, o *storepb.Opening) (*storepb.Opening, error) {
+	// At the opening time every bidder's scan finds the opening due to seal: one lists the
+	// envelopes and seals, the others wait and find it sealed.
+	g := s.gate(o.Id)
+	g.Lock()
+	defer g.Unlock()
+	o, err := openings.Read(ctx, s.deps.Store, openingID(o.Id))
+	if err != nil || o.State != stateOpen {
+		return o, err
+	}
 	actor := caller.Actor()
 	if caller.System == "" {
 		actor = "appliance" // sealed because the bid deadline passed

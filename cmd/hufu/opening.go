@@ -17,14 +17,18 @@ package main
 // appliance sent it (JSON Lines, package bidopening).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,6 +44,7 @@ import (
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/cms"
 	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/store"
 )
 
 const openingUsage = `opening create -project CODE -name NAME [-platform ID] (-start TIME | -in DURATION) [-window DURATION] [-result-key PEM]
@@ -91,11 +96,16 @@ appliance signs the opening report; fetch it with hufu opening report.`},
 hufu opening verify. -key-out also writes the appliance's audit public key (PEM) that signs
 it, for convenience only: an auditor obtains that key independently, from the admin surface
 (GET /audit/public-key), not from the appliance whose report is checked.`},
-	"verify": {"verify FILE -key AUDIT_PUBLIC_KEY.pem",
+	"verify": {"verify FILE -key AUDIT_PUBLIC_KEY.pem [-audit-log EXPORT]",
 		`Verifies an opening report offline (no daemon): the appliance's signature under its audit
 public key (GET /audit/public-key on the admin listener; obtain it independently of the
 report), the manifest, every consent's certificate, signature and statement, the windows and
-the releases. Prints a summary, or fails naming the first bad line.`},
+the releases. Prints a summary, or fails naming the first bad line.
+
+With -audit-log (GET /audit/export), it also verifies the audit log under the same key and
+ties the report into it: the log's record at the report's audit position must have the
+report's head hash, and its opening.report record must name this file's SHA-256 — so the
+report is the one the appliance made, in its tamper-evident log, and no other.`},
 }
 
 var envelopeIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -784,6 +794,7 @@ func (c *cli) openingReport(ctx context.Context, conn *client.Conn, args []strin
 func (c *cli) openingVerify(args []string) error {
 	fs := c.openingFlagSet("verify")
 	keyPath := fs.String("key", "", "the appliance's audit public key (PEM), from GET /audit/public-key on its admin listener")
+	logPath := fs.String("audit-log", "", "an audit export (GET /audit/export) to tie the report into")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -851,7 +862,75 @@ func (c *cli) openingVerify(args []string) error {
 		fmt.Fprintf(c.out, "  %s  via %s  envelope %s  %s\n", reportTime(a.At), a.Via, orNone(a.Envelope), a.Reason)
 	}
 	fmt.Fprintf(c.out, "audit      chain at record %d, head %s\n", rep.Audit.Seq, hex.EncodeToString(rep.Audit.Head[:]))
+	if *logPath == "" {
+		return nil
+	}
+	at, err := tieToAuditLog(*logPath, pub, rep, h)
+	if err != nil {
+		return fmt.Errorf("%s does NOT tie into the audit log %s: %w", pos[0], *logPath, err)
+	}
+	fmt.Fprintf(c.out, "audit log  verifies, signed through the report's position; record %d has its head; record %d (opening.report) names this file\n", rep.Audit.Seq, at)
 	return nil
+}
+
+// tieToAuditLog verifies an audit export under the audit key and finds in it the report's
+// position (the record whose chain hash is the report's head) and the appliance's
+// opening.report record naming the report's SHA-256. It returns that record's sequence.
+func tieToAuditLog(path string, pub *ecdsa.PublicKey, rep *bidopening.Report, sum [32]byte) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	res, err := store.VerifyExport(f, pub)
+	if err != nil {
+		return 0, fmt.Errorf("the log itself does not verify: %w", err)
+	}
+	if res.VerifiedThrough < rep.Audit.Seq {
+		return 0, fmt.Errorf("the log is signed only through record %d, before the report's position %d (export it again later)", res.VerifiedThrough, rep.Audit.Seq)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	var headSeen bool
+	var named uint64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Type    string            `json:"type"`
+			Seq     uint64            `json:"seq"`
+			Action  string            `json:"action"`
+			Subject string            `json:"subject"`
+			Details map[string]string `json:"details"`
+			Hash    string            `json:"hash"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Type != "record" {
+			continue
+		}
+		if line.Seq == rep.Audit.Seq {
+			if line.Hash != hex.EncodeToString(rep.Audit.Head[:]) {
+				return 0, fmt.Errorf("record %d has chain hash %s, the report says %x", line.Seq, line.Hash, rep.Audit.Head)
+			}
+			headSeen = true
+		}
+		if line.Action == "opening.report" && line.Subject == "b/opening/"+rep.Opening.ID && line.Seq <= res.VerifiedThrough {
+			if line.Details["report_sha256"] != hex.EncodeToString(sum[:]) {
+				return 0, fmt.Errorf("record %d (opening.report) names report SHA-256 %s, not this file's", line.Seq, line.Details["report_sha256"])
+			}
+			named = line.Seq
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !headSeen {
+		return 0, fmt.Errorf("the log has no record %d (a range export that does not reach it?)", rep.Audit.Seq)
+	}
+	if named == 0 {
+		return 0, errors.New("no signed opening.report record of this opening in the log (export it again later)")
+	}
+	return named, nil
 }
 
 // openingTime shows an appliance time in the local zone, with the date: an opening's times

@@ -201,11 +201,12 @@ func TestOpeningCommands(t *testing.T) {
 	has("envelopes", system("opening", "envelopes", o), "consented  released 1 time(s)")
 
 	// Close, the report, and the auditor's offline check with the key from the admin surface.
+	earlyLog := write("audit-early.jsonl", adminGet(t, d, auditor, "/audit/export"))
 	has("close", system("opening", "close", o), "closed at", "3 envelope(s), 3 consented, 3 released, 0 early attempt(s)")
 	report := path("report.jsonl")
 	has("report", system("opening", "report", o, "-o", report, "-key-out", path("appliance-key.pem")), "wrote the report of opening "+o,
 		"obtains the key independently")
-	auditKey := write("audit.pem", adminAuditKey(t, d, auditor))
+	auditKey := write("audit.pem", adminGet(t, d, auditor, "/audit/public-key"))
 	fromAppliance, _ := os.ReadFile(path("appliance-key.pem"))
 	if k1, k2 := mustScanKey(t, string(fromAppliance)), mustScanKey(t, string(mustRead(t, auditKey))); !k1.Equal(k2) {
 		t.Fatal("GetScanKey's key is not the admin surface's audit key")
@@ -216,6 +217,19 @@ func TestOpeningCommands(t *testing.T) {
 	}
 	has("verify", out, "opening report verifies", "project    FZ-2026-118  示范道路工程施工 (platform demo)", "envelopes  3",
 		"consents   1", "certificate "+serial, "envelopes bid-a.sm2, bid-b.sm2, bid-c___.env", "releases   3 ok, 0 failed", "attempts   0", "audit      chain at record")
+	// Tied into the audit log the auditor exports: the report's position and its
+	// opening.report record (an export starts with a fresh signed checkpoint).
+	auditLog := write("audit.jsonl", adminGet(t, d, auditor, "/audit/export"))
+	out, err = try(t.TempDir(), "opening", "verify", report, "-key", auditKey, "-audit-log", auditLog)
+	if err != nil {
+		t.Fatalf("opening verify -audit-log: %s\n%s", describe(err), out)
+	}
+	has("verify -audit-log", out, "audit log  verifies", "(opening.report) names this file")
+	// A log exported before the close holds neither the report's position nor its record.
+	if out, err = try(t.TempDir(), "opening", "verify", report, "-key", auditKey, "-audit-log", earlyLog); err == nil ||
+		!strings.Contains(err.Error(), "does NOT tie into the audit log") {
+		t.Fatalf("a report tied into a log from before it: %v\n%s", err, out)
+	}
 	tampered := write("tampered.jsonl", bytes.Replace(mustRead(t, report), []byte(`"outcome":"ok"`), []byte(`"outcome":"OK"`), 1))
 	out, err = try(t.TempDir(), "opening", "verify", tampered, "-key", auditKey)
 	var ve *bidopening.VerifyError
@@ -317,10 +331,10 @@ func mustScanKey(t *testing.T, pemText string) *ecdsa.PublicKey {
 	return k
 }
 
-// adminAuditKey is the audit public key as an auditor reads it from the admin surface.
-func adminAuditKey(t *testing.T, d *daemontest.Appliance, token string) []byte {
+// adminGet is what an auditor reads from the admin surface: the audit public key, the export.
+func adminGet(t *testing.T, d *daemontest.Appliance, token, path string) []byte {
 	t.Helper()
-	req, _ := http.NewRequest("GET", d.AdminURL()+"/audit/public-key", nil)
+	req, _ := http.NewRequest("GET", d.AdminURL()+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -329,7 +343,7 @@ func adminAuditKey(t *testing.T, d *daemontest.Appliance, token string) []byte {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /audit/public-key: %s %v", resp.Status, err)
+		t.Fatalf("GET %s: %s %v", path, resp.Status, err)
 	}
 	return b
 }

@@ -140,7 +140,7 @@ func TestOpeningSDK(t *testing.T) {
 	}
 
 	released := map[string][]byte{}
-	err = client.ReleaseOpening(bg, sys, &hufuv1.ReleaseRequest{OpeningId: o.Id}, func(r *hufuv1.ReleaseResponse) error {
+	err = client.ReleaseOpening(bg, sys, &hufuv1.ReleaseRequest{OpeningId: o.Id}, func(r *hufuv1.ReleasedEnvelope) error {
 		if r.Error != "" {
 			t.Errorf("envelope %s: %s", r.EnvelopeId, r.Error)
 		}
@@ -156,7 +156,7 @@ func TestOpeningSDK(t *testing.T) {
 		}
 	}
 	stop := errors.New("stop")
-	if err := client.ReleaseOpening(bg, sys, &hufuv1.ReleaseRequest{OpeningId: o.Id, IncludeReleased: true}, func(*hufuv1.ReleaseResponse) error {
+	if err := client.ReleaseOpening(bg, sys, &hufuv1.ReleaseRequest{OpeningId: o.Id, IncludeReleased: true}, func(*hufuv1.ReleasedEnvelope) error {
 		return stop
 	}); !errors.Is(err, stop) {
 		t.Fatalf("the callback's error is not returned: %v", err)

@@ -638,7 +638,7 @@ func OpenBidFile(ctx context.Context, conn *Conn, ks *keystore.Store, keyID, pin
 // failed (Error); each returning an error stops the reading and is returned. The appliance
 // commits every answer with its audit record before sending it, so an answer lost to a
 // broken stream is released again with req.IncludeReleased.
-func ReleaseOpening(ctx context.Context, conn *Conn, req *hufuv1.ReleaseRequest, each func(*hufuv1.ReleaseResponse) error) error {
+func ReleaseOpening(ctx context.Context, conn *Conn, req *hufuv1.ReleaseRequest, each func(*hufuv1.ReleasedEnvelope) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := hufuv1.NewOpeningServiceClient(conn.ClientConn()).Release(ctx, req)
@@ -653,8 +653,10 @@ func ReleaseOpening(ctx context.Context, conn *Conn, req *hufuv1.ReleaseRequest,
 		if err != nil {
 			return fmt.Errorf("client: release opening %s: %w", req.GetOpeningId(), err)
 		}
-		if err := each(r); err != nil {
-			return err
+		for _, e := range r.GetEnvelopes() {
+			if err := each(e); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -213,14 +213,18 @@ func TestBidOpeningSurvivesSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got[r.EnvelopeId] = r.Key
+	for _, e := range r.Envelopes {
+		got[e.EnvelopeId] = e.Key
+	}
 	kill(t, child)
 	for {
 		r, err := stream.Recv()
 		if err != nil {
 			break
 		}
-		got[r.EnvelopeId] = r.Key
+		for _, e := range r.Envelopes {
+			got[e.EnvelopeId] = e.Key
+		}
 	}
 	child = startCrashChild(t, a.cfg, inWindow, sys)
 	rest, err := releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: id})

@@ -121,12 +121,12 @@ func (b *bidder) consent(t *testing.T, payload string, corrupt bool) error {
 }
 
 // releaseAll reads a Release stream to its end.
-func releaseAll(sys hufuv1.OpeningServiceClient, req *hufuv1.ReleaseRequest) ([]*hufuv1.ReleaseResponse, error) {
+func releaseAll(sys hufuv1.OpeningServiceClient, req *hufuv1.ReleaseRequest) ([]*hufuv1.ReleasedEnvelope, error) {
 	stream, err := sys.Release(bg, req)
 	if err != nil {
 		return nil, err
 	}
-	var out []*hufuv1.ReleaseResponse
+	var out []*hufuv1.ReleasedEnvelope
 	for {
 		r, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -135,7 +135,7 @@ func releaseAll(sys hufuv1.OpeningServiceClient, req *hufuv1.ReleaseRequest) ([]
 		if err != nil {
 			return out, err
 		}
-		out = append(out, r)
+		out = append(out, r.Envelopes...)
 	}
 }
 

@@ -805,29 +805,31 @@ func (r *obRun) release(ctx context.Context, openingID string, consented []*obBi
 	stream, err := r.sys.Release(ctx, &hufuv1.ReleaseRequest{OpeningId: openingID})
 	seen := make(map[string]bool, len(want))
 	for err == nil {
-		var a *hufuv1.ReleaseResponse
-		if a, err = stream.Recv(); err != nil {
+		var chunk *hufuv1.ReleaseResponse
+		if chunk, err = stream.Recv(); err != nil {
 			break
 		}
 		if out.Answers == 0 {
 			out.FirstAnswerMs = obMillis(time.Since(start))
 		}
-		out.Answers++
-		k, ok := want[a.EnvelopeId]
-		switch {
-		case !ok || seen[a.EnvelopeId]:
-			out.Errors++
-			r.fail(fmt.Errorf("release answered envelope %s, not asked or twice", a.EnvelopeId))
-		case a.Error != "":
-			out.Errors++
-			r.fail(fmt.Errorf("release of %s: %s", a.EnvelopeId, a.Error))
-		case !bytes.Equal(a.Key, k):
-			out.Mismatches++
-			r.fail(fmt.Errorf("release of %s: key %x, encrypted %x", a.EnvelopeId, a.Key, k))
-		default:
-			out.Released++
+		for _, a := range chunk.Envelopes {
+			out.Answers++
+			k, ok := want[a.EnvelopeId]
+			switch {
+			case !ok || seen[a.EnvelopeId]:
+				out.Errors++
+				r.fail(fmt.Errorf("release answered envelope %s, not asked or twice", a.EnvelopeId))
+			case a.Error != "":
+				out.Errors++
+				r.fail(fmt.Errorf("release of %s: %s", a.EnvelopeId, a.Error))
+			case !bytes.Equal(a.Key, k):
+				out.Mismatches++
+				r.fail(fmt.Errorf("release of %s: key %x, encrypted %x", a.EnvelopeId, a.Key, k))
+			default:
+				out.Released++
+			}
+			seen[a.EnvelopeId] = true
 		}
-		seen[a.EnvelopeId] = true
 	}
 	elapsed := time.Since(start)
 	cpu1, sys1, cpuErr1 := processCPU(pid)

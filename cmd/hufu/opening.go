@@ -638,7 +638,7 @@ func (c *cli) openingRelease(ctx context.Context, conn *client.Conn, args []stri
 		fmt.Fprintf(c.out, "%-24s FAILED  %s\n", envelope, why)
 	}
 	streamErr := client.ReleaseOpening(ctx, conn, &hufuv1.ReleaseRequest{OpeningId: id, EnvelopeIds: only, IncludeReleased: *again},
-		func(r *hufuv1.ReleaseResponse) error {
+		func(r *hufuv1.ReleasedEnvelope) error {
 			total++
 			if !envelopeIDRE.MatchString(r.EnvelopeId) {
 				fail(fmt.Sprintf("%q", r.EnvelopeId), "the appliance sent an invalid envelope id; nothing written")

@@ -101,15 +101,16 @@ func (v server) ListEnvelopes(ctx context.Context, req *hufuv1.ListEnvelopesRequ
 func (v server) Release(req *hufuv1.ReleaseRequest, stream grpc.ServerStreamingServer[hufuv1.ReleaseResponse]) error {
 	ctx := stream.Context()
 	return v.s.Release(ctx, authn.CallerFrom(ctx), req.GetOpeningId(), req.GetEnvelopeIds(), req.GetIncludeReleased(), func(rs []Released) error {
-		for _, r := range rs {
-			err := stream.Send(&hufuv1.ReleaseResponse{EnvelopeId: r.EnvelopeID, Error: r.Err, Key: r.Key, EncryptedKey: r.EncryptedKey,
-				ReleasedAt: timestamppb.New(r.At)})
-			clear(r.Key)
-			if err != nil {
-				return err
-			}
+		out := &hufuv1.ReleaseResponse{Envelopes: make([]*hufuv1.ReleasedEnvelope, len(rs))}
+		for i, r := range rs {
+			out.Envelopes[i] = &hufuv1.ReleasedEnvelope{EnvelopeId: r.EnvelopeID, Error: r.Err, Key: r.Key, EncryptedKey: r.EncryptedKey,
+				ReleasedAt: timestamppb.New(r.At)}
 		}
-		return nil
+		err := stream.Send(out)
+		for _, r := range rs {
+			clear(r.Key)
+		}
+		return err
 	})
 }
 

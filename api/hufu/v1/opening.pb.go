@@ -1201,19 +1201,11 @@ func (x *ReleaseRequest) GetIncludeReleased() bool {
 	return false
 }
 
+// ReleaseResponse is one committed chunk of a release (openings.release_chunk envelopes at
+// most): its answers are recorded, with their audit record, before they are sent.
 type ReleaseResponse struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	EnvelopeId string                 `protobuf:"bytes,1,opt,name=envelope_id,json=envelopeId,proto3" json:"envelope_id,omitempty"`
-	// Empty when released; else why this envelope failed, starting with a token and a colon:
-	// "c3_mismatch:" (its consent point does not open it), "pair_changed:" (the bidder's key
-	// shares were refreshed since the consent: the bidder consents again), "unavailable:" (the
-	// key is revoked or locked, the HSM failed, ...). Other envelopes are unaffected.
-	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
-	// The SM4 key in clear, when the opening has no result key.
-	Key []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
-	// The SM4 key encrypted to the opening's result key (SM2, C1‖C3‖C2).
-	EncryptedKey  []byte                 `protobuf:"bytes,4,opt,name=encrypted_key,json=encryptedKey,proto3" json:"encrypted_key,omitempty"`
-	ReleasedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=released_at,json=releasedAt,proto3" json:"released_at,omitempty"` // Next field: 6
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Envelopes     []*ReleasedEnvelope    `protobuf:"bytes,1,rep,name=envelopes,proto3" json:"envelopes,omitempty"` // Next field: 2
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1248,35 +1240,90 @@ func (*ReleaseResponse) Descriptor() ([]byte, []int) {
 	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{18}
 }
 
-func (x *ReleaseResponse) GetEnvelopeId() string {
+func (x *ReleaseResponse) GetEnvelopes() []*ReleasedEnvelope {
+	if x != nil {
+		return x.Envelopes
+	}
+	return nil
+}
+
+// ReleasedEnvelope is one envelope's answer.
+type ReleasedEnvelope struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	EnvelopeId string                 `protobuf:"bytes,1,opt,name=envelope_id,json=envelopeId,proto3" json:"envelope_id,omitempty"`
+	// Empty when released; else why this envelope failed, starting with a token and a colon:
+	// "c3_mismatch:" (its consent point does not open it), "pair_changed:" (the bidder's key
+	// shares were refreshed since the consent: the bidder consents again), "unavailable:" (the
+	// key is revoked or locked, the HSM failed, ...). Other envelopes are unaffected.
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// The SM4 key in clear, when the opening has no result key.
+	Key []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// The SM4 key encrypted to the opening's result key (SM2, C1‖C3‖C2).
+	EncryptedKey  []byte                 `protobuf:"bytes,4,opt,name=encrypted_key,json=encryptedKey,proto3" json:"encrypted_key,omitempty"`
+	ReleasedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=released_at,json=releasedAt,proto3" json:"released_at,omitempty"` // Next field: 6
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleasedEnvelope) Reset() {
+	*x = ReleasedEnvelope{}
+	mi := &file_hufu_v1_opening_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleasedEnvelope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleasedEnvelope) ProtoMessage() {}
+
+func (x *ReleasedEnvelope) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_opening_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleasedEnvelope.ProtoReflect.Descriptor instead.
+func (*ReleasedEnvelope) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ReleasedEnvelope) GetEnvelopeId() string {
 	if x != nil {
 		return x.EnvelopeId
 	}
 	return ""
 }
 
-func (x *ReleaseResponse) GetError() string {
+func (x *ReleasedEnvelope) GetError() string {
 	if x != nil {
 		return x.Error
 	}
 	return ""
 }
 
-func (x *ReleaseResponse) GetKey() []byte {
+func (x *ReleasedEnvelope) GetKey() []byte {
 	if x != nil {
 		return x.Key
 	}
 	return nil
 }
 
-func (x *ReleaseResponse) GetEncryptedKey() []byte {
+func (x *ReleasedEnvelope) GetEncryptedKey() []byte {
 	if x != nil {
 		return x.EncryptedKey
 	}
 	return nil
 }
 
-func (x *ReleaseResponse) GetReleasedAt() *timestamppb.Timestamp {
+func (x *ReleasedEnvelope) GetReleasedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ReleasedAt
 	}
@@ -1292,7 +1339,7 @@ type CloseOpeningRequest struct {
 
 func (x *CloseOpeningRequest) Reset() {
 	*x = CloseOpeningRequest{}
-	mi := &file_hufu_v1_opening_proto_msgTypes[19]
+	mi := &file_hufu_v1_opening_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1351,7 @@ func (x *CloseOpeningRequest) String() string {
 func (*CloseOpeningRequest) ProtoMessage() {}
 
 func (x *CloseOpeningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_opening_proto_msgTypes[19]
+	mi := &file_hufu_v1_opening_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1364,7 @@ func (x *CloseOpeningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseOpeningRequest.ProtoReflect.Descriptor instead.
 func (*CloseOpeningRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{19}
+	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CloseOpeningRequest) GetOpeningId() string {
@@ -1338,7 +1385,7 @@ type CloseOpeningResponse struct {
 
 func (x *CloseOpeningResponse) Reset() {
 	*x = CloseOpeningResponse{}
-	mi := &file_hufu_v1_opening_proto_msgTypes[20]
+	mi := &file_hufu_v1_opening_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1397,7 @@ func (x *CloseOpeningResponse) String() string {
 func (*CloseOpeningResponse) ProtoMessage() {}
 
 func (x *CloseOpeningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_opening_proto_msgTypes[20]
+	mi := &file_hufu_v1_opening_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1410,7 @@ func (x *CloseOpeningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseOpeningResponse.ProtoReflect.Descriptor instead.
 func (*CloseOpeningResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{20}
+	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CloseOpeningResponse) GetOpening() *Opening {
@@ -1389,7 +1436,7 @@ type GetReportRequest struct {
 
 func (x *GetReportRequest) Reset() {
 	*x = GetReportRequest{}
-	mi := &file_hufu_v1_opening_proto_msgTypes[21]
+	mi := &file_hufu_v1_opening_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1448,7 @@ func (x *GetReportRequest) String() string {
 func (*GetReportRequest) ProtoMessage() {}
 
 func (x *GetReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_opening_proto_msgTypes[21]
+	mi := &file_hufu_v1_opening_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1461,7 @@ func (x *GetReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReportRequest.ProtoReflect.Descriptor instead.
 func (*GetReportRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{21}
+	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetReportRequest) GetOpeningId() string {
@@ -1434,7 +1481,7 @@ type GetReportResponse struct {
 
 func (x *GetReportResponse) Reset() {
 	*x = GetReportResponse{}
-	mi := &file_hufu_v1_opening_proto_msgTypes[22]
+	mi := &file_hufu_v1_opening_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1493,7 @@ func (x *GetReportResponse) String() string {
 func (*GetReportResponse) ProtoMessage() {}
 
 func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_opening_proto_msgTypes[22]
+	mi := &file_hufu_v1_opening_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1506,7 @@ func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReportResponse.ProtoReflect.Descriptor instead.
 func (*GetReportResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{22}
+	return file_hufu_v1_opening_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetReportResponse) GetChunk() []byte {
@@ -1571,8 +1618,10 @@ const file_hufu_v1_opening_proto_rawDesc = "" +
 	"\n" +
 	"opening_id\x18\x01 \x01(\tR\topeningId\x12!\n" +
 	"\fenvelope_ids\x18\x02 \x03(\tR\venvelopeIds\x12)\n" +
-	"\x10include_released\x18\x03 \x01(\bR\x0fincludeReleased\"\xbc\x01\n" +
-	"\x0fReleaseResponse\x12\x1f\n" +
+	"\x10include_released\x18\x03 \x01(\bR\x0fincludeReleased\"J\n" +
+	"\x0fReleaseResponse\x127\n" +
+	"\tenvelopes\x18\x01 \x03(\v2\x19.hufu.v1.ReleasedEnvelopeR\tenvelopes\"\xbd\x01\n" +
+	"\x10ReleasedEnvelope\x12\x1f\n" +
 	"\venvelope_id\x18\x01 \x01(\tR\n" +
 	"envelopeId\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x10\n" +
@@ -1622,7 +1671,7 @@ func file_hufu_v1_opening_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_opening_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hufu_v1_opening_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_hufu_v1_opening_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_hufu_v1_opening_proto_goTypes = []any{
 	(OpeningState)(0),                 // 0: hufu.v1.OpeningState
 	(*Opening)(nil),                   // 1: hufu.v1.Opening
@@ -1644,56 +1693,58 @@ var file_hufu_v1_opening_proto_goTypes = []any{
 	(*ListEnvelopesResponse)(nil),     // 17: hufu.v1.ListEnvelopesResponse
 	(*ReleaseRequest)(nil),            // 18: hufu.v1.ReleaseRequest
 	(*ReleaseResponse)(nil),           // 19: hufu.v1.ReleaseResponse
-	(*CloseOpeningRequest)(nil),       // 20: hufu.v1.CloseOpeningRequest
-	(*CloseOpeningResponse)(nil),      // 21: hufu.v1.CloseOpeningResponse
-	(*GetReportRequest)(nil),          // 22: hufu.v1.GetReportRequest
-	(*GetReportResponse)(nil),         // 23: hufu.v1.GetReportResponse
-	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
+	(*ReleasedEnvelope)(nil),          // 20: hufu.v1.ReleasedEnvelope
+	(*CloseOpeningRequest)(nil),       // 21: hufu.v1.CloseOpeningRequest
+	(*CloseOpeningResponse)(nil),      // 22: hufu.v1.CloseOpeningResponse
+	(*GetReportRequest)(nil),          // 23: hufu.v1.GetReportRequest
+	(*GetReportResponse)(nil),         // 24: hufu.v1.GetReportResponse
+	(*timestamppb.Timestamp)(nil),     // 25: google.protobuf.Timestamp
 }
 var file_hufu_v1_opening_proto_depIdxs = []int32{
-	24, // 0: hufu.v1.Opening.window_start:type_name -> google.protobuf.Timestamp
-	24, // 1: hufu.v1.Opening.window_end:type_name -> google.protobuf.Timestamp
+	25, // 0: hufu.v1.Opening.window_start:type_name -> google.protobuf.Timestamp
+	25, // 1: hufu.v1.Opening.window_end:type_name -> google.protobuf.Timestamp
 	0,  // 2: hufu.v1.Opening.state:type_name -> hufu.v1.OpeningState
-	24, // 3: hufu.v1.Opening.created_at:type_name -> google.protobuf.Timestamp
-	24, // 4: hufu.v1.Opening.sealed_at:type_name -> google.protobuf.Timestamp
-	24, // 5: hufu.v1.Opening.closed_at:type_name -> google.protobuf.Timestamp
-	24, // 6: hufu.v1.CreateOpeningRequest.window_start:type_name -> google.protobuf.Timestamp
-	24, // 7: hufu.v1.CreateOpeningRequest.window_end:type_name -> google.protobuf.Timestamp
+	25, // 3: hufu.v1.Opening.created_at:type_name -> google.protobuf.Timestamp
+	25, // 4: hufu.v1.Opening.sealed_at:type_name -> google.protobuf.Timestamp
+	25, // 5: hufu.v1.Opening.closed_at:type_name -> google.protobuf.Timestamp
+	25, // 6: hufu.v1.CreateOpeningRequest.window_start:type_name -> google.protobuf.Timestamp
+	25, // 7: hufu.v1.CreateOpeningRequest.window_end:type_name -> google.protobuf.Timestamp
 	1,  // 8: hufu.v1.CreateOpeningResponse.opening:type_name -> hufu.v1.Opening
 	1,  // 9: hufu.v1.GetOpeningResponse.opening:type_name -> hufu.v1.Opening
 	1,  // 10: hufu.v1.ListOpeningsResponse.openings:type_name -> hufu.v1.Opening
 	8,  // 11: hufu.v1.RegisterEnvelopesRequest.envelopes:type_name -> hufu.v1.EnvelopeRegistration
 	1,  // 12: hufu.v1.SealOpeningResponse.opening:type_name -> hufu.v1.Opening
-	24, // 13: hufu.v1.Envelope.registered_at:type_name -> google.protobuf.Timestamp
-	24, // 14: hufu.v1.Envelope.released_at:type_name -> google.protobuf.Timestamp
+	25, // 13: hufu.v1.Envelope.registered_at:type_name -> google.protobuf.Timestamp
+	25, // 14: hufu.v1.Envelope.released_at:type_name -> google.protobuf.Timestamp
 	15, // 15: hufu.v1.ListEnvelopesResponse.envelopes:type_name -> hufu.v1.Envelope
-	24, // 16: hufu.v1.ReleaseResponse.released_at:type_name -> google.protobuf.Timestamp
-	1,  // 17: hufu.v1.CloseOpeningResponse.opening:type_name -> hufu.v1.Opening
-	2,  // 18: hufu.v1.OpeningService.CreateOpening:input_type -> hufu.v1.CreateOpeningRequest
-	4,  // 19: hufu.v1.OpeningService.GetOpening:input_type -> hufu.v1.GetOpeningRequest
-	6,  // 20: hufu.v1.OpeningService.ListOpenings:input_type -> hufu.v1.ListOpeningsRequest
-	9,  // 21: hufu.v1.OpeningService.RegisterEnvelopes:input_type -> hufu.v1.RegisterEnvelopesRequest
-	11, // 22: hufu.v1.OpeningService.RemoveEnvelope:input_type -> hufu.v1.RemoveEnvelopeRequest
-	13, // 23: hufu.v1.OpeningService.SealOpening:input_type -> hufu.v1.SealOpeningRequest
-	16, // 24: hufu.v1.OpeningService.ListEnvelopes:input_type -> hufu.v1.ListEnvelopesRequest
-	18, // 25: hufu.v1.OpeningService.Release:input_type -> hufu.v1.ReleaseRequest
-	20, // 26: hufu.v1.OpeningService.CloseOpening:input_type -> hufu.v1.CloseOpeningRequest
-	22, // 27: hufu.v1.OpeningService.GetReport:input_type -> hufu.v1.GetReportRequest
-	3,  // 28: hufu.v1.OpeningService.CreateOpening:output_type -> hufu.v1.CreateOpeningResponse
-	5,  // 29: hufu.v1.OpeningService.GetOpening:output_type -> hufu.v1.GetOpeningResponse
-	7,  // 30: hufu.v1.OpeningService.ListOpenings:output_type -> hufu.v1.ListOpeningsResponse
-	10, // 31: hufu.v1.OpeningService.RegisterEnvelopes:output_type -> hufu.v1.RegisterEnvelopesResponse
-	12, // 32: hufu.v1.OpeningService.RemoveEnvelope:output_type -> hufu.v1.RemoveEnvelopeResponse
-	14, // 33: hufu.v1.OpeningService.SealOpening:output_type -> hufu.v1.SealOpeningResponse
-	17, // 34: hufu.v1.OpeningService.ListEnvelopes:output_type -> hufu.v1.ListEnvelopesResponse
-	19, // 35: hufu.v1.OpeningService.Release:output_type -> hufu.v1.ReleaseResponse
-	21, // 36: hufu.v1.OpeningService.CloseOpening:output_type -> hufu.v1.CloseOpeningResponse
-	23, // 37: hufu.v1.OpeningService.GetReport:output_type -> hufu.v1.GetReportResponse
-	28, // [28:38] is the sub-list for method output_type
-	18, // [18:28] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	20, // 16: hufu.v1.ReleaseResponse.envelopes:type_name -> hufu.v1.ReleasedEnvelope
+	25, // 17: hufu.v1.ReleasedEnvelope.released_at:type_name -> google.protobuf.Timestamp
+	1,  // 18: hufu.v1.CloseOpeningResponse.opening:type_name -> hufu.v1.Opening
+	2,  // 19: hufu.v1.OpeningService.CreateOpening:input_type -> hufu.v1.CreateOpeningRequest
+	4,  // 20: hufu.v1.OpeningService.GetOpening:input_type -> hufu.v1.GetOpeningRequest
+	6,  // 21: hufu.v1.OpeningService.ListOpenings:input_type -> hufu.v1.ListOpeningsRequest
+	9,  // 22: hufu.v1.OpeningService.RegisterEnvelopes:input_type -> hufu.v1.RegisterEnvelopesRequest
+	11, // 23: hufu.v1.OpeningService.RemoveEnvelope:input_type -> hufu.v1.RemoveEnvelopeRequest
+	13, // 24: hufu.v1.OpeningService.SealOpening:input_type -> hufu.v1.SealOpeningRequest
+	16, // 25: hufu.v1.OpeningService.ListEnvelopes:input_type -> hufu.v1.ListEnvelopesRequest
+	18, // 26: hufu.v1.OpeningService.Release:input_type -> hufu.v1.ReleaseRequest
+	21, // 27: hufu.v1.OpeningService.CloseOpening:input_type -> hufu.v1.CloseOpeningRequest
+	23, // 28: hufu.v1.OpeningService.GetReport:input_type -> hufu.v1.GetReportRequest
+	3,  // 29: hufu.v1.OpeningService.CreateOpening:output_type -> hufu.v1.CreateOpeningResponse
+	5,  // 30: hufu.v1.OpeningService.GetOpening:output_type -> hufu.v1.GetOpeningResponse
+	7,  // 31: hufu.v1.OpeningService.ListOpenings:output_type -> hufu.v1.ListOpeningsResponse
+	10, // 32: hufu.v1.OpeningService.RegisterEnvelopes:output_type -> hufu.v1.RegisterEnvelopesResponse
+	12, // 33: hufu.v1.OpeningService.RemoveEnvelope:output_type -> hufu.v1.RemoveEnvelopeResponse
+	14, // 34: hufu.v1.OpeningService.SealOpening:output_type -> hufu.v1.SealOpeningResponse
+	17, // 35: hufu.v1.OpeningService.ListEnvelopes:output_type -> hufu.v1.ListEnvelopesResponse
+	19, // 36: hufu.v1.OpeningService.Release:output_type -> hufu.v1.ReleaseResponse
+	22, // 37: hufu.v1.OpeningService.CloseOpening:output_type -> hufu.v1.CloseOpeningResponse
+	24, // 38: hufu.v1.OpeningService.GetReport:output_type -> hufu.v1.GetReportResponse
+	29, // [29:39] is the sub-list for method output_type
+	19, // [19:29] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_opening_proto_init() }
@@ -1707,7 +1758,7 @@ func file_hufu_v1_opening_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_opening_proto_rawDesc), len(file_hufu_v1_opening_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -61,7 +61,8 @@ type OpeningServiceClient interface {
 	SealOpening(ctx context.Context, in *SealOpeningRequest, opts ...grpc.CallOption) (*SealOpeningResponse, error)
 	// ListEnvelopes lists the envelopes with their consent and release state.
 	ListEnvelopes(ctx context.Context, in *ListEnvelopesRequest, opts ...grpc.CallOption) (*ListEnvelopesResponse, error)
-	// Release streams the recovered SM4 keys of consented envelopes, inside the window only:
+	// Release streams the recovered SM4 keys of consented envelopes, a message per committed
+	// chunk, inside the window only:
 	// d·C1 = d2⁻¹·T1 − C1, the KDF, and the C3 check, so a wrong consent point fails its
 	// envelope alone. Envelopes released already (with a key) are skipped unless
 	// include_released; failed ones are tried again.
@@ -229,7 +230,8 @@ type OpeningServiceServer interface {
 	SealOpening(context.Context, *SealOpeningRequest) (*SealOpeningResponse, error)
 	// ListEnvelopes lists the envelopes with their consent and release state.
 	ListEnvelopes(context.Context, *ListEnvelopesRequest) (*ListEnvelopesResponse, error)
-	// Release streams the recovered SM4 keys of consented envelopes, inside the window only:
+	// Release streams the recovered SM4 keys of consented envelopes, a message per committed
+	// chunk, inside the window only:
 	// d·C1 = d2⁻¹·T1 − C1, the KDF, and the C3 check, so a wrong consent point fails its
 	// envelope alone. Envelopes released already (with a key) are skipped unless
 	// include_released; failed ones are tried again.

@@ -111,8 +111,10 @@ of a system client allowed hufu.v1.OpeningService):
   opening release ID [-out DIR] [-envelope ENVELOPE]... [-again] [-result-key-private PEM]
                           the consented envelopes' SM4 keys to DIR/ENVELOPE.key
   opening report ID -o FILE [-key-out FILE]  the signed opening report of a closed opening
-  opening verify FILE -key PEM               verify a report offline against the audit public
-                                             key (GET /audit/public-key; no daemon)
+  opening verify FILE -key PEM [-audit-log EXPORT]
+                                             verify a report offline against the audit public
+                                             key (GET /audit/public-key; no daemon), and tie it
+                                             into an audit export
 
 Auditing (no daemon):
   audit verify -log FILE -key PEM      verify an audit export (GET /audit/export) against the
@@ -124,6 +126,10 @@ Measuring:
                           load a development daemon with an ephemeral key; report items/s,
                           latency percentiles and the daemon's CPU per item beside the raw
                           server step (scripts/bench.sh runs the standard scenario)
+  bench -op opening -bidders N -envelopes M [-concurrency C] [-pid PID] [-json FILE]
+                          a whole bid opening: N certified bidders, N×M envelopes, consent
+                          through the hall code (C at once), one release checked key by key
+                          against the raw ServerShare.Release, the report verified
 
 Global flags (environment in brackets):
   -addr HOST:PORT   daemon address [HUFU_ADDR] (default 127.0.0.1:7443)

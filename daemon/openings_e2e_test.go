@@ -62,6 +62,7 @@ type bidder struct {
 	serial string
 	pub    *ecdsa.PublicKey
 	conn   *client.Conn
+	ks     *keystore.Store // the phone's keystore, where the SDK keeps it
 }
 
 // consent answers a DECRYPT code from the phone: check the opening and the envelopes, send
@@ -347,6 +348,15 @@ func TestBidOpening(t *testing.T) {
 		len(again) != 1 || again[0].Error != "" {
 		t.Fatalf("a repeated release: %v %v", again, err)
 	}
+	// A share refresh after the consent: the consent points open with the old share only, and
+	// the release says so (the bidder consents again), rather than blaming the points.
+	if _, err := client.RefreshKey(bg, staff.conn, staff.ks, staff.key.id, client.PINCredential("135791"), nil); err != nil {
+		t.Fatalf("refresh the staff pair: %v", err)
+	}
+	if again, err := releaseAll(sys, &hufuv1.ReleaseRequest{OpeningId: o.Id, EnvelopeIds: []string{"bid-c-2"}, IncludeReleased: true}); err != nil ||
+		len(again) != 1 || !strings.HasPrefix(again[0].Error, "pair_changed:") {
+		t.Fatalf("a release after the pair's refresh: %v %v", again, err)
+	}
 	// The bidder may open their own copy on the phone inside the window.
 	if _, err := bidders[0].key.cosign.Decrypt(bg, &hufuv1.DecryptRequest{KeyId: bidders[0].key.id, Credential: bidders[0].key.cred,
 		C1: c1(regs[0].Ciphertext)}); err != nil {
@@ -386,7 +396,7 @@ func TestBidOpening(t *testing.T) {
 			phoneReleases++
 		}
 	}
-	if len(rep.Consents) != 3 || delegated != 1 || len(rep.Attempts) != 5 || len(rep.Envelopes) != 6 || len(rep.Releases) != 9 || phoneReleases != 1 {
+	if len(rep.Consents) != 3 || delegated != 1 || len(rep.Attempts) != 5 || len(rep.Envelopes) != 6 || len(rep.Releases) != 10 || phoneReleases != 1 {
 		t.Fatalf("report: %d consents (%d delegated), %d attempts, %d envelopes, %d releases (%d on the phone)",
 			len(rep.Consents), delegated, len(rep.Attempts), len(rep.Envelopes), len(rep.Releases), phoneReleases)
 	}
@@ -517,7 +527,7 @@ func enterpriseStaffBidder(t *testing.T, a *certAppl, desk hufuv1.ReviewServiceC
 	key := &phoneKey{id: entry.ID, public: entry.Public, share: entry.Share, cred: client.PINCredential("135791"),
 		cosign: hufuv1.NewCosignServiceClient(staff.conn.ClientConn())}
 	return &bidder{name: "staff", phone: hufuv1.NewPhoneScanServiceClient(staff.conn.ClientConn()), key: key, serial: serial,
-		pub: cert.PublicKey.(*ecdsa.PublicKey), conn: staff.conn}
+		pub: cert.PublicKey.(*ecdsa.PublicKey), conn: staff.conn, ks: staffKS}
 }
 
 // TestBidOpeningWindowEnds: an opening nobody closes closes itself at its window end, with

@@ -41,15 +41,10 @@ func (s *Service) ForSession(ctx context.Context, caller authn.Caller, id string
 	return o, nil
 }
 
-// Opening returns an opening by id, for the bidder's view of a DECRYPT session.
+// Opening returns an opening by id as its window says it stands, for the bidder's view of a
+// DECRYPT session.
 func (s *Service) Opening(ctx context.Context, id string) (*storepb.Opening, error) {
-	if !idRE.MatchString(id) {
-		return nil, notFound(id)
-	}
-	o, err := openings.Read(ctx, s.deps.Store, openingID(id))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound(id)
-	}
+	o, err := s.load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -95,19 +90,16 @@ type PreparedConsent struct {
 	ShareVersion  uint32
 }
 
-// PrepareConsent checks the consent points of a certificate's envelopes (one per envelope,
-// on the curve, not the identity), inside the window, and builds the consent statement of
-// the session. An attempt outside the window is refused, recorded and counted.
-func (s *Service) PrepareConsent(ctx context.Context, caller authn.Caller, opening, session, serial string, points [][]byte) (*PreparedConsent, error) {
+// PrepareConsent checks the consent points of a certificate's envelopes, as EnvelopesOf
+// listed them for the bidder (one per envelope, on the curve, not the identity), inside the
+// window, and builds the consent statement of the session. An attempt outside the window is
+// refused, recorded and counted. ConsentTx checks the envelopes again when it records.
+func (s *Service) PrepareConsent(ctx context.Context, caller authn.Caller, opening, session, serial string, envs []*storepb.OpeningEnvelope, points [][]byte) (*PreparedConsent, error) {
 	o, err := s.Opening(ctx, opening)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.inWindowNow(ctx, caller, o, "consent", ""); err != nil {
-		return nil, err
-	}
-	envs, err := s.EnvelopesOf(ctx, o.Id, serial)
-	if err != nil {
 		return nil, err
 	}
 	if len(envs) == 0 {
@@ -164,7 +156,7 @@ type Consent struct {
 func (s *Service) HoldOpen(ctx context.Context, id string) (*storepb.Opening, func(), error) {
 	g := s.gate(id)
 	g.RLock()
-	o, err := openings.Read(ctx, s.deps.Store, openingID(id))
+	o, err := s.load(ctx, id)
 	if err != nil {
 		g.RUnlock()
 		return nil, nil, err

@@ -10,10 +10,12 @@
 // the manifest of every envelope (bidopening.ManifestSHA256) is written and audited in the
 // batch that seals, and nothing is added or removed after.
 //
-// A registered C1 is answered only through its opening and only inside the window: the plain
-// Decrypt of package keys asks CheckDecrypt, which refuses an early or foreign attempt with
-// FailedPrecondition naming the opening time, audits and counts it; inside the window the
-// holder may still decrypt their own copy on the phone, recorded as a release "via phone".
+// Decryption is bound by key (guard.go): from a key's first registered envelope until its
+// opening's window starts, the plain Decrypt of package keys answers nothing for that key —
+// binding by C1 alone would not do, since a phone can blind C1. In the window the holder may
+// decrypt their own envelope on the phone (recorded as a release "via phone"); after it, or
+// with another key, a registered C1 is refused. Refusals before the window name the opening
+// time, and are audited, counted and listed in the report.
 //
 // # Consent and release (design §3, consent-to-release)
 //
@@ -21,18 +23,25 @@
 // opening and their envelopes, and sends T1 = d1⁻¹·C1 for each, then signs the consent
 // statement (bidopening.Statement: opening, envelopes, ciphertext and T1 hashes, time) with
 // a two-party signature. The T1s of one consent are kept HSM-wrapped as one blob (associated
-// data "hufu/opening/v1 consent-points <opening>/<session>"), with the statement and its
-// signature as evidence. Release computes, per consented envelope, d·C1 = d2⁻¹·T1 − C1 with
-// the server share of the pair that consented, the KDF and the C3 check, in chunks committed
-// one batch each (the chunk's audit record lists every envelope, ciphertext hash and
-// outcome) before the chunk's answers are sent, parallel across cores.
+// data "hufu/opening/v1 consent-points <opening>/<session>"), with the statement, its
+// signature and the pair's share version as evidence. Consents do not write the opening's
+// record (they would queue on its lock); an in-memory gate per opening, held shared by
+// consents and exclusively by a seal or a close, keeps a consent from landing in a closed
+// opening. Release computes, per consented envelope, d·C1 = d2⁻¹·T1 − C1 with the server
+// share of the pair that consented, the KDF and the C3 check, parallel across cores, in
+// chunks each committed in one batch — the envelopes' state, one event for the report and an
+// audit record listing every envelope with its ciphertext hash — before the chunk is sent.
+//
+// At close the report (package bidopening) is made from the records, signed by the audit
+// key, stored and audited with its SHA-256, so that an auditor can tie it into the log.
 //
 // # Records
 //
 //	b/opening/<id>                        storepb.Opening
 //	b/envelope/<opening>/<envelope id>    storepb.OpeningEnvelope
 //	b/consent/<opening>/<session id>      storepb.OpeningConsent
-//	b/event/<opening>/<time>-<seq>        storepb.OpeningEvent (releases, refused attempts)
+//	b/event/<opening>/<time>-<seq>        storepb.OpeningEvent (release chunks, phone releases,
+//	                                      refused attempts), in time order
 //	b/report/<opening>                    storepb.OpeningReport
 //	x/opening-request/<n>:<system>.<request id>  -> the opening (unique)
 //	x/opening-system/<system>/<opening key>      the system's openings
@@ -200,13 +209,22 @@ func randomHex(n int) string {
 
 func notFound(id string) error { return apierr.New(apierr.NotFound, "no opening %q", id) }
 
-// read returns the caller's opening; another system's does not exist for it.
-func (s *Service) read(ctx context.Context, caller authn.Caller, id string) (*storepb.Opening, error) {
+// load reads an opening; NotFound for an unknown or malformed id.
+func (s *Service) load(ctx context.Context, id string) (*storepb.Opening, error) {
 	if !idRE.MatchString(id) {
 		return nil, notFound(id)
 	}
 	o, err := openings.Read(ctx, s.deps.Store, openingID(id))
-	if errors.Is(err, store.ErrNotFound) || (err == nil && o.System != caller.System) {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound(id)
+	}
+	return o, err
+}
+
+// read returns the caller's opening; another system's does not exist for it.
+func (s *Service) read(ctx context.Context, caller authn.Caller, id string) (*storepb.Opening, error) {
+	o, err := s.load(ctx, id)
+	if err == nil && o.System != caller.System {
 		return nil, notFound(id)
 	}
 	return o, err

@@ -460,7 +460,7 @@ func (s *Service) seal(ctx context.Context, caller authn.Caller, o *storepb.Open
 	g := s.gate(o.Id)
 	g.Lock()
 	defer g.Unlock()
-	o, err := openings.Read(ctx, s.deps.Store, openingID(o.Id))
+	o, err := s.load(ctx, o.Id)
 	if err != nil || o.State != stateOpen {
 		return o, err
 	}

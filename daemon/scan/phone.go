@@ -301,7 +301,7 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 	}
 	var consent *openings.PreparedConsent
 	if pre.Kind == kindDecrypt {
-		if consent, err = s.deps.Openings.PrepareConsent(ctx, caller, pre.OpeningId, pre.Id, serial, points); err != nil {
+		if consent, err = s.deps.Openings.PrepareConsent(ctx, caller, pre.OpeningId, pre.Id, serial, cands[i].Envelopes, points); err != nil {
 			return nil, err
 		}
 	} else if len(points) > 0 {

@@ -114,7 +114,7 @@ type Openings interface {
 	ForSession(ctx context.Context, caller authn.Caller, id string) (*storepb.Opening, error)
 	Opening(ctx context.Context, id string) (*storepb.Opening, error)
 	EnvelopesOf(ctx context.Context, opening, serial string) ([]*storepb.OpeningEnvelope, error)
-	PrepareConsent(ctx context.Context, caller authn.Caller, opening, session, serial string, points [][]byte) (*openings.PreparedConsent, error)
+	PrepareConsent(ctx context.Context, caller authn.Caller, opening, session, serial string, envs []*storepb.OpeningEnvelope, points [][]byte) (*openings.PreparedConsent, error)
 	HoldOpen(ctx context.Context, id string) (*storepb.Opening, func(), error)
 	ConsentTx(tx *store.Tx, caller authn.Caller, o *storepb.Opening, c openings.Consent) error
 }

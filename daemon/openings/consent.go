@@ -90,6 +90,16 @@ type PreparedConsent struct {
 	ShareVersion  uint32
 }
 
+// CheckConsentWindow tells whether the opening takes consent now; outside its window the
+// attempt is refused, recorded and counted (a bidder scanning the code before the opening).
+func (s *Service) CheckConsentWindow(ctx context.Context, caller authn.Caller, id string) error {
+	o, err := s.Opening(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.inWindowNow(ctx, caller, o, "consent", "")
+}
+
 // PrepareConsent checks the consent points of a certificate's envelopes, as EnvelopesOf
 // listed them for the bidder (one per envelope, on the curve, not the identity), inside the
 // window, and builds the consent statement of the session. An attempt outside the window is

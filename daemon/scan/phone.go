@@ -123,17 +123,27 @@ func (s *Service) Scan(ctx context.Context, caller authn.Caller, payload string)
 	// What an AUTH session would release is built before the transaction (no store read
 	// nests inside one) and pinned in it.
 	var preview []byte
-	if pre, err := s.read(ctx, id); err != nil {
+	pre, err := s.read(ctx, id)
+	if err != nil {
 		return nil, err
-	} else if pre.Kind == kindAuth {
+	}
+	switch {
+	case pre.Kind == kindAuth:
 		if preview, err = s.release(ctx, caller, pre); err != nil {
 			return nil, err
 		}
-	} else if pre.Kind == kindDecrypt && pre.Hall {
-		if pre, err = s.scanHall(ctx, caller, pre, nonce); err != nil {
+	case pre.Kind == kindDecrypt:
+		// Nothing of an opening, not even its envelopes, is shown before its window; the code
+		// stays good for the opening time.
+		if err := s.deps.Openings.CheckConsentWindow(ctx, caller, pre.OpeningId); err != nil {
 			return nil, err
 		}
-		return s.decryptView(ctx, caller, pre)
+		if pre.Hall {
+			if pre, err = s.scanHall(ctx, caller, pre, nonce); err != nil {
+				return nil, err
+			}
+			return s.decryptView(ctx, caller, pre)
+		}
 	}
 	ss, err := s.update(ctx, caller, id, "scan", func(tx *store.Tx, ss *storepb.ScanSession) (map[string]string, error) {
 		if ss.Nonce != nonce {

@@ -115,6 +115,7 @@ type Openings interface {
 	Opening(ctx context.Context, id string) (*storepb.Opening, error)
 	EnvelopesOf(ctx context.Context, opening, serial string) ([]*storepb.OpeningEnvelope, error)
 	PrepareConsent(ctx context.Context, caller authn.Caller, opening, session, serial string, envs []*storepb.OpeningEnvelope, points [][]byte) (*openings.PreparedConsent, error)
+	CheckConsentWindow(ctx context.Context, caller authn.Caller, id string) error
 	HoldOpen(ctx context.Context, id string) (*storepb.Opening, func(), error)
 	ConsentTx(tx *store.Tx, caller authn.Caller, o *storepb.Opening, c openings.Consent) error
 }

@@ -183,7 +183,13 @@ func TestBidOpeningSurvivesSIGKILL(t *testing.T) {
 			}
 		})
 	}
-	<-first
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-first:
+	case <-finished:
+		t.Fatal("no consent was acknowledged")
+	}
 	kill(t, child)
 	wg.Wait()
 	child = startCrashChild(t, a.cfg, inWindow, sys)

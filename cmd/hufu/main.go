@@ -333,14 +333,15 @@ func (c *cli) prompt(question string) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
-// smsCode asks the daemon for a code and obtains it: the given one, the development outbox's
-// (the daemon writes codes there in development), or one typed by the user.
+// smsCode obtains a code: the given one as is — asking for another would replace it, or be
+// refused by the send limit — or else it asks the daemon to send one and takes it from the
+// development outbox (the daemon writes codes there in development) or from the user.
 func (c *cli) smsCode(ctx context.Context, conn *client.Conn, phone string, purpose hufuv1.SmsPurpose, given string) (string, error) {
-	if _, err := conn.Accounts.SendSmsCode(ctx, &hufuv1.SendSmsCodeRequest{Phone: phone, Purpose: purpose}); err != nil {
-		return "", err
-	}
 	if given != "" {
 		return given, nil
+	}
+	if _, err := conn.Accounts.SendSmsCode(ctx, &hufuv1.SendSmsCodeRequest{Phone: phone, Purpose: purpose}); err != nil {
+		return "", err
 	}
 	outbox := filepath.Join(c.daemonDir, "dev-sms.jsonl")
 	if code, err := accounts.LatestDevCode(outbox, phone, devPurposes[purpose]); err == nil {
@@ -373,7 +374,7 @@ func (c *cli) signedIn(s *hufuv1.Session, a *hufuv1.Account, registered bool) er
 func (c *cli) login(ctx context.Context, conn *client.Conn, args []string) error {
 	fs := flag.NewFlagSet("hufu login", flag.ContinueOnError)
 	phone := fs.String("phone", "", "mobile number")
-	code := fs.String("code", "", "SMS code (default: development outbox, else prompt)")
+	code := fs.String("code", "", "an SMS code already received: no new one is requested (default: request one, then the development outbox, else prompt)")
 	passwordStdin := fs.Bool("password-stdin", false, "sign in with the password read from standard input")
 	wechat := fs.String("wechat", "", "WeChat authorisation code")
 	carrier := fs.String("carrier", "", "carrier one-click login token")

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -133,6 +134,9 @@ type ckptState struct {
 	lastSize uint64 // under mu; also read under auditMu-free atomics below
 	lastTime int64
 	last     *Checkpoint
+	// covered mirrors lastSize for readers that must not wait for a signature in progress
+	// (a metrics scrape): written under mu, read without it.
+	covered atomic.Uint64
 }
 
 func (s *Store) loadCheckpointState(ctx context.Context) error {
@@ -157,6 +161,7 @@ func (s *Store) loadCheckpointState(ctx context.Context) error {
 			return fmt.Errorf("store: last checkpoint: %w", err)
 		}
 		s.ckpt.last, s.ckpt.lastSize, s.ckpt.lastTime = c, c.Size, c.Time
+		s.ckpt.covered.Store(c.Size)
 	} else {
 		// No checkpoint yet: count the interval from opening.
 		s.ckpt.lastTime = s.clock.Now().UnixNano()
@@ -278,6 +283,7 @@ func (s *Store) checkpointLocked(ctx context.Context) (*Checkpoint, error) {
 		return nil, err
 	}
 	s.ckpt.last, s.ckpt.lastSize, s.ckpt.lastTime = c, c.Size, c.Time
+	s.ckpt.covered.Store(c.Size)
 	return c, nil
 }
 
@@ -302,6 +308,50 @@ func (s *Store) LastCheckpoint() *Checkpoint {
 	s.ckpt.mu <- struct{}{}
 	defer func() { <-s.ckpt.mu }()
 	return s.ckpt.last
+}
+
+// Backlog is the part of the audit log that no signed checkpoint covers yet.
+type Backlog struct {
+	// Records is how many records follow the last checkpoint (0: the log is covered).
+	Records uint64
+	// Oldest is the time of the first of them, as written in the record; zero when
+	// Records is 0.
+	Oldest time.Time
+}
+
+// AuditBacklog reports the records not yet covered by a signed checkpoint. It does not
+// wait for a checkpoint being signed. An idle, healthy log has an empty backlog however
+// long it stays idle; a backlog whose oldest record keeps ageing past the checkpoint
+// interval means checkpoints are not being written (the signer fails, or no checkpointer
+// runs).
+func (s *Store) AuditBacklog(ctx context.Context) (Backlog, error) {
+	if err := s.enter(); err != nil {
+		return Backlog{}, err
+	}
+	defer s.leave()
+	for {
+		covered := s.ckpt.covered.Load()
+		head, _ := s.Head()
+		if head <= covered {
+			return Backlog{}, nil
+		}
+		v, ok, err := s.getRaw(auditRecordKey(covered + 1))
+		if err != nil {
+			return Backlog{}, err
+		}
+		if !ok {
+			return Backlog{}, fmt.Errorf("%w: audit record %d is missing below the head %d", ErrCorrupt, covered+1, head)
+		}
+		r, err := decodeAuditRecord(v)
+		if err != nil {
+			return Backlog{}, err
+		}
+		// A checkpoint written meanwhile moved the boundary: read again at the new one.
+		if s.ckpt.covered.Load() != covered {
+			continue
+		}
+		return Backlog{Records: head - covered, Oldest: time.Unix(0, r.Time)}, nil
+	}
 }
 
 // RunCheckpointer calls MaybeCheckpoint every interval until ctx is done, so that the tail

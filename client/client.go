@@ -10,14 +10,18 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // Config says how to reach a daemon.
@@ -37,8 +41,13 @@ type Config struct {
 
 // Conn is a connection to a daemon with its service clients.
 type Conn struct {
-	cc        *grpc.ClientConn
-	creds     *sessionCreds
+	cc    *grpc.ClientConn
+	creds *sessionCreds
+	// refreshMu guards refreshToken and saved, and makes refreshes (SetSession) take turns.
+	refreshMu    sync.Mutex
+	refreshToken string
+	saved        func(*hufuv1.Session) error
+
 	Accounts  hufuv1.AccountServiceClient
 	Platforms hufuv1.PlatformServiceClient
 	Identity  hufuv1.IdentityServiceClient
@@ -71,22 +80,23 @@ func Dial(cfg Config) (*Conn, error) {
 		tlsCfg.Certificates = []tls.Certificate{pair}
 	}
 	creds := &sessionCreds{device: cfg.DeviceID}
+	conn := &Conn{creds: creds}
 	cc, err := grpc.NewClient(cfg.Addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
-		grpc.WithPerRPCCredentials(creds))
+		grpc.WithPerRPCCredentials(creds),
+		grpc.WithChainUnaryInterceptor(conn.refreshExpired))
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{
-		cc: cc, creds: creds,
-		Accounts:    hufuv1.NewAccountServiceClient(cc),
-		Platforms:   hufuv1.NewPlatformServiceClient(cc),
-		Identity:    hufuv1.NewIdentityServiceClient(cc),
-		Keys:        hufuv1.NewKeyServiceClient(cc),
-		Cosign:      hufuv1.NewCosignServiceClient(cc),
-		Enterprises: hufuv1.NewEnterpriseServiceClient(cc),
-		Health:      healthpb.NewHealthClient(cc),
-	}, nil
+	conn.cc = cc
+	conn.Accounts = hufuv1.NewAccountServiceClient(cc)
+	conn.Platforms = hufuv1.NewPlatformServiceClient(cc)
+	conn.Identity = hufuv1.NewIdentityServiceClient(cc)
+	conn.Keys = hufuv1.NewKeyServiceClient(cc)
+	conn.Cosign = hufuv1.NewCosignServiceClient(cc)
+	conn.Enterprises = hufuv1.NewEnterpriseServiceClient(cc)
+	conn.Health = healthpb.NewHealthClient(cc)
+	return conn, nil
 }
 
 // DeviceID is the device id every call carries.
@@ -98,6 +108,81 @@ func (c *Conn) ClientConn() *grpc.ClientConn { return c.cc }
 // SetAccessToken makes later calls carry the token (empty: carry none).
 func (c *Conn) SetAccessToken(token string) { c.creds.set(token) }
 
+// SetSession makes later calls carry the session's access token and keeps the session alive:
+// when the appliance rejects the access token of a unary call as expired (or revoked), the
+// connection exchanges the refresh token for a new pair (AccountService.RefreshSession), once
+// for all calls that hit the same rejected token, and repeats the call once with the new
+// access token. saved, when set, hears every new pair so that it can be kept; the old pair no
+// longer works once it is called. If the refresh fails the call returns the appliance's
+// rejection ("sign in again"). Streaming calls are not repeated. saved must not call
+// SetSession.
+func (c *Conn) SetSession(accessToken, refreshToken string, saved func(*hufuv1.Session) error) {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	c.creds.set(accessToken)
+	c.refreshToken, c.saved = refreshToken, saved
+}
+
+// refreshExpired is the unary interceptor of SetSession.
+func (c *Conn) refreshExpired(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	sent := c.creds.get()
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if sent == "" || !accessTokenRejected(err) || method == hufuv1.AccountService_RefreshSession_FullMethodName {
+		return err
+	}
+	if rerr := c.refreshAfter(ctx, sent); rerr != nil {
+		if errors.Is(rerr, errNoRefresh) {
+			return err
+		}
+		return fmt.Errorf("client: refreshing the expired session: %w", rerr)
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// errNoRefresh: the session cannot be refreshed (no refresh token, or the appliance refused
+// it), so the original rejection stands.
+var errNoRefresh = errors.New("client: no refresh")
+
+// refreshAfter replaces the rejected access token with a new pair, unless another call has
+// already done so.
+func (c *Conn) refreshAfter(ctx context.Context, rejected string) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if c.creds.get() != rejected {
+		return nil // refreshed meanwhile
+	}
+	if c.refreshToken == "" {
+		return errNoRefresh
+	}
+	resp, err := c.Accounts.RefreshSession(ctx, &hufuv1.RefreshSessionRequest{RefreshToken: c.refreshToken})
+	if err != nil {
+		if status.Code(err) == codes.Unauthenticated || status.Code(err) == codes.InvalidArgument {
+			c.refreshToken = "" // invalid, expired or revoked: do not try it again
+			return errNoRefresh
+		}
+		return err
+	}
+	s := resp.GetSession()
+	c.creds.set(s.GetAccessToken())
+	c.refreshToken = s.GetRefreshToken()
+	if c.saved != nil {
+		if err := c.saved(s); err != nil {
+			return fmt.Errorf("keeping the new session: %w", err)
+		}
+	}
+	return nil
+}
+
+// accessTokenRejected says whether err is the appliance's answer to an access token it does
+// not accept — expired, revoked or unknown (daemon/accounts: "access token is invalid,
+// expired or revoked; sign in again") — the one Unauthenticated answer a refresh may cure.
+// Other Unauthenticated answers (a wrong SMS code or password, an expired cosign ticket) come
+// from the call itself and must not be repeated: a repeat would use up another attempt.
+func accessTokenRejected(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unauthenticated && strings.HasPrefix(st.Message(), "access token is ")
+}
+
 // Close closes the connection.
 func (c *Conn) Close() error { return c.cc.Close() }
 
@@ -106,6 +191,12 @@ type sessionCreds struct {
 	device string
 	mu     sync.RWMutex
 	token  string
+}
+
+func (s *sessionCreds) get() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.token
 }
 
 func (s *sessionCreds) set(token string) {

@@ -234,7 +234,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer conn.Close()
-	conn.SetAccessToken(c.state.AccessToken)
+	// An expired access token is exchanged for a new pair with the refresh token, once, and
+	// the pair is kept for the next run.
+	conn.SetSession(c.state.AccessToken, c.state.RefreshToken, func(s *hufuv1.Session) error {
+		c.state.AccessToken, c.state.RefreshToken = s.GetAccessToken(), s.GetRefreshToken()
+		return c.save()
+	})
 	// Batches of many files run longer than one call.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
@@ -49,5 +50,49 @@ func TestLoginWithGivenCode(t *testing.T) {
 	}
 	if out, err := hufu("whoami"); err != nil || !strings.Contains(out, "account") {
 		t.Fatalf("whoami after login -code: %v\n%s", err, out)
+	}
+}
+
+// TestExpiredSessionIsRefreshed: past the access token's lifetime (2h) but within the refresh
+// token's (30 days) a command refreshes the session once, keeps the new pair and succeeds;
+// the next run uses the kept pair. Past the refresh token's lifetime it says to sign in again.
+func TestExpiredSessionIsRefreshed(t *testing.T) {
+	a := daemontest.Start(t)
+	home := t.TempDir()
+	hufu := cliRunner(t, a, home)
+	if out, err := hufu("login", "-phone", "13800138002"); err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	c := &cli{home: home}
+	if err := c.load(); err != nil {
+		t.Fatal(err)
+	}
+	before := c.state
+
+	a.Clock.Advance(2*time.Hour + time.Minute)
+	if out, err := hufu("whoami"); err != nil || !strings.Contains(out, "138****8002") {
+		t.Fatalf("whoami with an expired access token: %v\n%s", err, out)
+	}
+	c = &cli{home: home}
+	if err := c.load(); err != nil {
+		t.Fatal(err)
+	}
+	if c.state.AccessToken == before.AccessToken || c.state.RefreshToken == before.RefreshToken || c.state.RefreshToken == "" {
+		t.Fatalf("the refreshed pair was not kept: %+v", c.state)
+	}
+	if out, err := hufu("platform", "list"); err != nil || !strings.Contains(out, "demo") {
+		t.Fatalf("platform list with the kept pair: %v\n%s", err, out)
+	}
+	c = &cli{home: home}
+	if err := c.load(); err != nil {
+		t.Fatal(err)
+	}
+	if c.state.AccessToken == before.AccessToken {
+		t.Fatal("the old access token is back")
+	}
+
+	a.Clock.Advance(31 * 24 * time.Hour)
+	if out, err := hufu("whoami"); err == nil || !strings.Contains(describe(err), "sign in again") || !strings.Contains(describe(err), "unauthenticated") {
+		t.Fatalf("whoami with both tokens expired: %v\n%s", err, out)
 	}
 }

@@ -26,6 +26,40 @@ import (
 
 const certUsage = "cert apply|orders|order|pay|cancel|reorder|download|list|renew|upgrade|label|check|revoke|messages"
 
+// certSynopsis is each subcommand's synopsis, for -h.
+var certSynopsis = map[string]string{
+	"apply":    "apply -key K [-years N] [-platforms P,...] [-ca ID] [-sign-letter FILE | -letter SCAN]",
+	"reorder":  "reorder ORDER [apply flags]        apply again from a cancelled order",
+	"orders":   "orders [-status S] [-search WORDS] [-n N] [-page TOKEN]",
+	"order":    "order ORDER                        an order with its progress",
+	"pay":      "pay ORDER [-method dev]",
+	"cancel":   "cancel ORDER -reason TEXT",
+	"download": "download SERIAL [-der] [-o FILE]",
+	"list":     "list [-invalid]",
+	"renew":    "renew SERIAL [-years N]",
+	"upgrade":  "upgrade SERIAL -platforms ID[,ID]  add platforms to a certificate",
+	"label":    `label SERIAL LABEL                 ("" clears it)`,
+	"check":    "check SERIAL [-pin P]",
+	"revoke":   "revoke SERIAL [-reason TEXT] [-yes] [-pin P]",
+	"messages": "messages                           the certificate inbox",
+}
+
+// certFlagSet is a subcommand's flag set; -h prints its synopsis and flags.
+func (c *cli) certFlagSet(sub string) *flag.FlagSet {
+	fs := flag.NewFlagSet("hufu cert "+sub, flag.ContinueOnError)
+	fs.SetOutput(c.errOut)
+	fs.Usage = func() {
+		fmt.Fprintf(c.errOut, "usage: hufu [global flags] cert %s\n", certSynopsis[sub])
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintln(c.errOut, "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
 func (c *cli) certCmd(ctx context.Context, conn *client.Conn, args []string) error {
 	if len(args) == 0 {
 		return errors.New(certUsage)
@@ -33,13 +67,14 @@ func (c *cli) certCmd(ctx context.Context, conn *client.Conn, args []string) err
 	certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
 	sub, rest := args[0], args[1:]
 	switch sub {
-	case "apply":
-		return c.certApply(ctx, conn, certs, rest, "")
-	case "reorder":
-		if len(rest) == 0 {
-			return errors.New("cert reorder ORDER [apply flags]")
+	case "help", "-h", "-help", "--help":
+		fmt.Fprintln(c.out, "usage: hufu [global flags] cert SUBCOMMAND (each takes -h):")
+		for _, name := range strings.Split(strings.TrimPrefix(certUsage, "cert "), "|") {
+			fmt.Fprintln(c.out, "  cert", certSynopsis[name])
 		}
-		return c.certApply(ctx, conn, certs, rest[1:], rest[0])
+		return nil
+	case "apply", "reorder":
+		return c.certApply(ctx, conn, certs, sub, rest)
 	case "orders":
 		return c.certOrders(ctx, certs, rest)
 	case "order":
@@ -55,10 +90,14 @@ func (c *cli) certCmd(ctx context.Context, conn *client.Conn, args []string) err
 	case "renew", "upgrade":
 		return c.certFollow(ctx, certs, sub, rest)
 	case "label":
-		if len(rest) != 2 {
+		pos, err := c.parseArgs(c.certFlagSet(sub), rest)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 2 {
 			return errors.New("cert label SERIAL LABEL (\"\" clears it)")
 		}
-		resp, err := certs.SetCertificateLabel(ctx, &hufuv1.SetCertificateLabelRequest{Serial: rest[0], Label: rest[1]})
+		resp, err := certs.SetCertificateLabel(ctx, &hufuv1.SetCertificateLabelRequest{Serial: pos[0], Label: pos[1]})
 		if err != nil {
 			return err
 		}
@@ -69,6 +108,9 @@ func (c *cli) certCmd(ctx context.Context, conn *client.Conn, args []string) err
 	case "revoke":
 		return c.certRevoke(ctx, certs, rest)
 	case "messages":
+		if _, err := c.parseArgs(c.certFlagSet(sub), rest); err != nil {
+			return err
+		}
 		resp, err := certs.ListMessages(ctx, &hufuv1.ListMessagesRequest{PageSize: 50})
 		if err != nil {
 			return err
@@ -83,8 +125,8 @@ func (c *cli) certCmd(ctx context.Context, conn *client.Conn, args []string) err
 
 // certApply submits an application: the CSR and (with -sign-letter) the authorisation letter
 // are signed by the split key, the phone half here and the appliance's half there.
-func (c *cli) certApply(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, args []string, reorder string) error {
-	fs := flag.NewFlagSet("cert apply", flag.ContinueOnError)
+func (c *cli) certApply(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, sub string, args []string) error {
+	fs := c.certFlagSet(sub)
 	keyID := fs.String("key", "", "the split key to certify")
 	caID := fs.String("ca", "", "CA id (default: the first offered)")
 	years := fs.Uint("years", 0, "validity in years, 1 to 3")
@@ -93,8 +135,18 @@ func (c *cli) certApply(ctx context.Context, conn *client.Conn, certs hufuv1.Cer
 	signLetter := fs.String("sign-letter", "", "text file of the authorisation letter to sign online with the key")
 	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
 	requestID := fs.String("request-id", "", "idempotency key (default: a new one)")
-	if _, err := parseArgs(fs, args); err != nil {
+	pos, err := c.parseArgs(fs, args)
+	if err != nil {
 		return err
+	}
+	reorder := ""
+	switch {
+	case sub == "reorder" && len(pos) == 1:
+		reorder = pos[0]
+	case sub == "reorder":
+		return errors.New("cert reorder ORDER [apply flags]")
+	case len(pos) != 0:
+		return fmt.Errorf("cert apply takes no arguments (%q): the key is -key K", pos[0])
 	}
 	req := &hufuv1.ApplyCertificateRequest{KeyId: *keyID, CaId: *caID, ValidityYears: uint32(*years), ReorderedFrom: reorder}
 	if reorder != "" {
@@ -217,12 +269,12 @@ func orderStatusName(s hufuv1.OrderStatus) string {
 }
 
 func (c *cli) certOrders(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := flag.NewFlagSet("cert orders", flag.ContinueOnError)
+	fs := c.certFlagSet("orders")
 	st := fs.String("status", "all", "all, review, payment, completed or cancelled")
 	kw := fs.String("search", "", "keyword")
 	size := fs.Int("n", 20, "page size")
 	page := fs.String("page", "", "page token from the previous page")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	status, err := statusArg(*st)
@@ -269,10 +321,14 @@ func (c *cli) printOrder(o *hufuv1.Order, detail bool) {
 }
 
 func (c *cli) certOrder(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	if len(args) != 1 {
+	pos, err := c.parseArgs(c.certFlagSet("order"), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
 		return errors.New("cert order ORDER")
 	}
-	resp, err := certs.GetOrder(ctx, &hufuv1.GetOrderRequest{OrderId: args[0]})
+	resp, err := certs.GetOrder(ctx, &hufuv1.GetOrderRequest{OrderId: pos[0]})
 	if err != nil {
 		return err
 	}
@@ -281,10 +337,10 @@ func (c *cli) certOrder(ctx context.Context, certs hufuv1.CertificateServiceClie
 }
 
 func (c *cli) certPay(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := flag.NewFlagSet("cert pay", flag.ContinueOnError)
+	fs := c.certFlagSet("pay")
 	method := fs.String("method", "dev", "payment method")
 	idem := fs.String("idempotency-key", "", "repeat a payment with the same key (default: derived from the order)")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -309,9 +365,9 @@ func (c *cli) certPay(ctx context.Context, certs hufuv1.CertificateServiceClient
 }
 
 func (c *cli) certCancel(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := flag.NewFlagSet("cert cancel", flag.ContinueOnError)
+	fs := c.certFlagSet("cancel")
 	reason := fs.String("reason", "", "why (required)")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -327,10 +383,10 @@ func (c *cli) certCancel(ctx context.Context, certs hufuv1.CertificateServiceCli
 }
 
 func (c *cli) certDownload(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := flag.NewFlagSet("cert download", flag.ContinueOnError)
+	fs := c.certFlagSet("download")
 	der := fs.Bool("der", false, "DER instead of PEM")
 	out := fs.String("o", "", "output file (default SERIAL.pem or SERIAL.cer); the chain goes to OUT with -chain before the extension")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -397,9 +453,9 @@ func (c *cli) printCert(ct *hufuv1.Certificate) {
 }
 
 func (c *cli) certList(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := flag.NewFlagSet("cert list", flag.ContinueOnError)
+	fs := c.certFlagSet("list")
 	invalid := fs.Bool("invalid", false, "list no longer valid certificates (已失效) instead of active ones")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	view := hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE
@@ -417,10 +473,10 @@ func (c *cli) certList(ctx context.Context, certs hufuv1.CertificateServiceClien
 }
 
 func (c *cli) certFollow(ctx context.Context, certs hufuv1.CertificateServiceClient, sub string, args []string) error {
-	fs := flag.NewFlagSet("cert "+sub, flag.ContinueOnError)
+	fs := c.certFlagSet(sub)
 	years := fs.Uint("years", 1, "renew: validity in years")
 	platforms := fs.String("platforms", "", "upgrade: comma-separated platform ids to add")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -452,9 +508,9 @@ func (c *cli) certFollow(ctx context.Context, certs hufuv1.CertificateServiceCli
 // certCheck runs the appliance's checks, then the two-party test signature and decryption
 // with the phone half here and the appliance's half over the ticket the PIN check opened.
 func (c *cli) certCheck(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := flag.NewFlagSet("cert check", flag.ContinueOnError)
+	fs := c.certFlagSet("check")
 	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -523,11 +579,11 @@ func (c *cli) certCheck(ctx context.Context, conn *client.Conn, certs hufuv1.Cer
 }
 
 func (c *cli) certRevoke(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := flag.NewFlagSet("cert revoke", flag.ContinueOnError)
+	fs := c.certFlagSet("revoke")
 	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
 	reason := fs.String("reason", "", "why")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}

@@ -122,3 +122,31 @@ func TestCertCommands(t *testing.T) {
 		t.Fatalf("CRL after revoke: %v, %d entries", err, len(parsed.RevokedCertificateEntries))
 	}
 }
+
+// TestCertHelp: -h (or -help) on every cert subcommand prints that subcommand's usage and
+// succeeds, without a daemon — it is never taken for an order id or a serial.
+func TestCertHelp(t *testing.T) {
+	home, noDaemon := t.TempDir(), t.TempDir()
+	for _, sub := range strings.Split(strings.TrimPrefix(certUsage, "cert "), "|") {
+		for _, h := range []string{"-h", "-help"} {
+			t.Run(sub+h, func(t *testing.T) {
+				var out bytes.Buffer
+				args := []string{"-addr", "127.0.0.1:1", "-daemon-dir", noDaemon, "-home", home, "cert", sub, h}
+				if sub == "label" || sub == "reorder" || sub == "order" {
+					args = append(args[:len(args)-1], "0123456789abcdef012345", h) // after a positional argument too
+				}
+				if err := run(args, strings.NewReader(""), &out, &out); err != nil {
+					t.Fatalf("hufu cert %s %s: %v\n%s", sub, h, err, out.String())
+				}
+				if !strings.Contains(out.String(), "usage: hufu [global flags] cert "+sub) {
+					t.Fatalf("hufu cert %s %s printed %q", sub, h, out.String())
+				}
+			})
+		}
+	}
+	var out bytes.Buffer
+	if err := run([]string{"-addr", "127.0.0.1:1", "-daemon-dir", noDaemon, "-home", home, "cert", "-h"}, strings.NewReader(""), &out, &out); err != nil ||
+		!strings.Contains(out.String(), "cert revoke SERIAL") {
+		t.Fatalf("hufu cert -h: %v\n%s", err, out.String())
+	}
+}

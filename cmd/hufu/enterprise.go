@@ -152,7 +152,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		name := fs.String("admin-name", "", "the administrator's name")
 		phone := fs.String("admin-phone", "", "the administrator's phone number")
 		invite := fs.String("invite", "", "an invite payload (from the enterprise's QR code)")
-		if _, err := parseArgs(fs, rest); err != nil {
+		if _, err := c.parseArgs(fs, rest); err != nil {
 			return err
 		}
 		resp, err := ent.ApplyToJoin(ctx, &hufuv1.ApplyToJoinRequest{RequestId: client.NewKeyID(), Uscc: *uscc, AdminName: *name,
@@ -165,7 +165,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 	case "applications":
 		fs := flag.NewFlagSet("enterprise applications", flag.ContinueOnError)
 		st := fs.String("status", "", "pending, approved, returned or withdrawn")
-		pos, err := parseArgs(fs, rest)
+		pos, err := c.parseArgs(fs, rest)
 		if err != nil {
 			return err
 		}
@@ -209,7 +209,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 	case "return":
 		fs := flag.NewFlagSet("enterprise return", flag.ContinueOnError)
 		reason := fs.String("reason", "", "why (shown to the applicant)")
-		pos, err := parseArgs(fs, rest)
+		pos, err := c.parseArgs(fs, rest)
 		if err != nil || len(pos) != 1 {
 			return errors.Join(err, errors.New("enterprise return APPLICATION -reason R"))
 		}
@@ -222,7 +222,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 	case "invite":
 		fs := flag.NewFlagSet("enterprise invite", flag.ContinueOnError)
 		ttl := fs.Duration("ttl", 10*time.Minute, "how long the invite lives (1m to 24h)")
-		pos, err := parseArgs(fs, rest)
+		pos, err := c.parseArgs(fs, rest)
 		if err != nil || len(pos) != 1 {
 			return errors.Join(err, errors.New("enterprise invite USCC [-ttl D]"))
 		}
@@ -268,7 +268,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 	case "accept":
 		fs := flag.NewFlagSet("enterprise accept", flag.ContinueOnError)
 		pinFlag := fs.String("pin", "", "your own certificate PIN for the enterprise key (6 digits)")
-		pos, err := parseArgs(fs, rest)
+		pos, err := c.parseArgs(fs, rest)
 		if err != nil || len(pos) != 1 {
 			return errors.Join(err, errors.New("enterprise accept USCC [-pin P]"))
 		}
@@ -325,7 +325,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 	case "accept-transfer":
 		fs := flag.NewFlagSet("enterprise accept-transfer", flag.ContinueOnError)
 		pinFlag := fs.String("pin", "", "your PIN of the enterprise key's pair (else HUFU_PIN, else asked): the pair is refreshed")
-		pos, err := parseArgs(fs, rest)
+		pos, err := c.parseArgs(fs, rest)
 		if err != nil || len(pos) != 1 {
 			return errors.Join(err, errors.New("enterprise accept-transfer USCC [-pin P]"))
 		}
@@ -349,7 +349,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		kind := fs.String("kind", "enterprise-claim", "enterprise-claim, corporate-transfer or personal")
 		caID := fs.String("ca", "hufu-ca", "CA id")
 		out := fs.String("o", "", "write to FILE (default: standard output)")
-		if _, err := parseArgs(fs, rest); err != nil {
+		if _, err := c.parseArgs(fs, rest); err != nil {
 			return err
 		}
 		resp, err := ent.GetLetterTemplate(ctx, &hufuv1.GetLetterTemplateRequest{CaId: *caID, Kind: *kind})
@@ -453,7 +453,7 @@ func (c *cli) enterpriseClaim(ctx context.Context, conn *client.Conn, args []str
 	regions := fs.String("regions", "", "roaming regions (漫游区域): comma-separated 6-digit codes")
 	caID := fs.String("ca", "hufu-ca", "CA id")
 	join := fs.Bool("join", false, "buy a certificate of a registered enterprise to join it as staff (购买证书加入企业)")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	d, letter, err := form.read()
@@ -513,7 +513,7 @@ func (c *cli) enterpriseGrant(ctx context.Context, conn *client.Conn, args []str
 	fs := flag.NewFlagSet("enterprise grant", flag.ContinueOnError)
 	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
 	fingerprint := fs.String("fingerprint", "", "the member device's fingerprint, as `hufu enterprise register-device` showed it on the member's phone")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil || len(pos) != 2 || *fingerprint == "" {
 		return errors.Join(err, errors.New("enterprise grant USCC USER -fingerprint FP [-pin P] (FP: read it from the member's phone)"))
 	}

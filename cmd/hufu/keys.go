@@ -102,8 +102,11 @@ func (c *cli) progress(label string) func(done, total int) {
 }
 
 // parseArgs parses flags that may come before or after the positional arguments
-// ("key show KEY -pem" as well as "key show -pem KEY").
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+// ("key show KEY -pem" as well as "key show -pem KEY"). -h, -help or --help anywhere prints
+// the command's usage to standard error and returns flag.ErrHelp, which run takes for
+// success.
+func (c *cli) parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(c.errOut)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -138,7 +141,7 @@ func (c *cli) keyNew(ctx context.Context, conn *client.Conn, args []string) erro
 	fs := flag.NewFlagSet("hufu key new", flag.ContinueOnError)
 	label := fs.String("label", "", "a name for the key")
 	pinFlag := fs.String("pin", "", "the new certificate PIN, 6 digits (default: HUFU_PIN, else asked)")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	given := *pinFlag
@@ -198,7 +201,7 @@ func (c *cli) keyList(ctx context.Context, conn *client.Conn) error {
 func (c *cli) keyShow(ctx context.Context, conn *client.Conn, args []string) error {
 	fs := flag.NewFlagSet("hufu key show", flag.ContinueOnError)
 	pemOnly := fs.Bool("pem", false, "print only the public key (PEM), from the keystore; no daemon needed")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -253,7 +256,7 @@ func (c *cli) keyShow(ctx context.Context, conn *client.Conn, args []string) err
 func (c *cli) keyRefresh(ctx context.Context, conn *client.Conn, args []string) error {
 	fs := flag.NewFlagSet("hufu key refresh", flag.ContinueOnError)
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -304,7 +307,7 @@ func (c *cli) sign(ctx context.Context, conn *client.Conn, args []string) error 
 	out := fs.String("out", "", "signature file (default: IN.sig)")
 	id := fs.String("id", "", "SM2 signer ID (default 1234567812345678)")
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	files, err := parseArgs(fs, args)
+	files, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -364,7 +367,7 @@ func (c *cli) decrypt(ctx context.Context, conn *client.Conn, args []string) err
 	in := fs.String("in", "", "SM2 ciphertext (C1C3C2 or ASN.1, detected)")
 	out := fs.String("out", "", "plaintext file (default: IN without .enc, else IN.dec)")
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	files, err := parseArgs(fs, args)
+	files, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -495,7 +498,7 @@ func (c *cli) verify(args []string) error {
 	in := fs.String("in", "", "the signed file")
 	sigFile := fs.String("sig", "", "the DER signature (default: IN.sig)")
 	id := fs.String("id", "", "SM2 signer ID (default 1234567812345678)")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *in == "" {
@@ -534,7 +537,7 @@ func (c *cli) encrypt(args []string) error {
 	in := fs.String("in", "", "plaintext file")
 	out := fs.String("out", "", "ciphertext file (default: IN.enc)")
 	asn1 := fs.Bool("asn1", false, "write the GM/T 0009 ASN.1 form instead of C1C3C2")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *in == "" {
@@ -579,7 +582,7 @@ func (c *cli) pinCmd(ctx context.Context, conn *client.Conn, args []string) erro
 	next := fs.String("new-pin", "", "new PIN (default: asked twice)")
 	phone := fs.String("phone", "", "the account's mobile number (reset)")
 	code := fs.String("code", "", "SMS code (reset; default: development outbox, else asked)")
-	if _, err := parseArgs(fs, args[1:]); err != nil {
+	if _, err := c.parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	if *keyID == "" {
@@ -625,7 +628,7 @@ func (c *cli) usageCmd(ctx context.Context, conn *client.Conn, args []string) er
 	fs := flag.NewFlagSet("hufu usage", flag.ContinueOnError)
 	keyID := fs.String("key", "", "key id")
 	limit := fs.Int("n", 50, "how many records, newest first")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *keyID == "" {

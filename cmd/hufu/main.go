@@ -189,7 +189,12 @@ type state struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	defer func() {
+		if errors.Is(err, flag.ErrHelp) { // -h: the usage was printed, as asked
+			err = nil
+		}
+	}()
 	c := &cli{stdin: stdin, in: bufio.NewReader(stdin), out: stdout, errOut: stderr}
 	home, _ := os.UserConfigDir()
 	fs := flag.NewFlagSet("hufu", flag.ContinueOnError)
@@ -226,10 +231,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if err := c.load(); err != nil {
+	cfg := client.Config{Addr: c.addr, CAFile: c.ca, ClientCertFile: c.cert, ClientKeyFile: c.key}
+	if wantsHelp(sub) {
+		// The command prints its usage before any call (the connection is lazy), so it needs
+		// neither the daemon's CA and a client certificate nor a state file.
+		cfg = client.Config{Addr: c.addr}
+	} else if err := c.load(); err != nil {
 		return err
 	}
-	conn, err := client.Dial(client.Config{Addr: c.addr, CAFile: c.ca, ClientCertFile: c.cert, ClientKeyFile: c.key, DeviceID: c.state.DeviceID})
+	cfg.DeviceID = c.state.DeviceID
+	conn, err := client.Dial(cfg)
 	if err != nil {
 		return err
 	}
@@ -288,6 +299,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return c.openingCmd(ctx, conn, sub)
 	}
 	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
+}
+
+// wantsHelp says whether a command's arguments ask for its usage.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 func (c *cli) statePath() string { return filepath.Join(c.home, "state.json") }

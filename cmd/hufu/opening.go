@@ -209,7 +209,7 @@ func (c *cli) openingCreate(ctx context.Context, conn *client.Conn, args []strin
 	window := fs.Duration("window", 2*time.Hour, "how long the window stays open from the opening time (the appliance allows at most 7 days)")
 	resultKey := fs.String("result-key", "", "file of the system's SM2 public key (PEM or DER SubjectPublicKeyInfo, or the 65-byte point) to encrypt released keys to")
 	requestID := fs.String("request-id", "", "idempotency key, 8 to 64 of [A-Za-z0-9._-] (default: a new one; to retry a create whose answer was lost, pass the same)")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -322,7 +322,7 @@ func (c *cli) openingRegister(ctx context.Context, conn *client.Conn, args []str
 	serial := fs.String("cert", "", "the serial (hex) of the bidder's certificate the files are encrypted to")
 	envID := fs.String("envelope", "", "the envelope id of a single file (default: the file's base name, sanitised)")
 	in := fs.String("in", "", "the file (with -envelope; files may also follow the opening id)")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -391,7 +391,7 @@ func (c *cli) openingRegister(ctx context.Context, conn *client.Conn, args []str
 // openingOne runs seal, show and close, which take the opening id alone.
 func (c *cli) openingOne(ctx context.Context, conn *client.Conn, sub string, args []string) error {
 	fs := c.openingFlagSet(sub)
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -452,7 +452,7 @@ func (c *cli) printOpening(o *hufuv1.Opening) {
 
 func (c *cli) openingList(ctx context.Context, conn *client.Conn, args []string) error {
 	fs := c.openingFlagSet("list")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -486,7 +486,7 @@ func (c *cli) openingList(ctx context.Context, conn *client.Conn, args []string)
 
 func (c *cli) openingEnvelopes(ctx context.Context, conn *client.Conn, args []string) error {
 	fs := c.openingFlagSet("envelopes")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -532,7 +532,7 @@ func (c *cli) openingQR(ctx context.Context, conn *client.Conn, args []string) e
 	ttl := fs.Duration("ttl", 0, "how long the code lives, 30s to 30m (default: the appliance's, 3m)")
 	reference := fs.String("reference", "", "the system's own reference of the bidder or hall, kept with the session")
 	wait := fs.Bool("wait", false, "follow the session until the bidder has answered (not with -hall, whose code lives until -ttl)")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -591,7 +591,7 @@ func (c *cli) openingRelease(ctx context.Context, conn *client.Conn, args []stri
 	fs.Var(&only, "envelope", "release only this envelope, which must be consented (repeat for several)")
 	again := fs.Bool("again", false, "also release envelopes released before (after a lost answer; recorded as a repeat)")
 	privFile := fs.String("result-key-private", "", "PEM of the SM2 private key of the opening's result key, to decrypt the released keys")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -750,7 +750,7 @@ func (c *cli) openingReport(ctx context.Context, conn *client.Conn, args []strin
 	fs := c.openingFlagSet("report")
 	out := fs.String("o", "", "the file to write the report to")
 	keyOut := fs.String("key-out", "", "also write the appliance's audit public key (PEM) here; an auditor obtains it independently (GET /audit/public-key)")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -795,7 +795,7 @@ func (c *cli) openingVerify(args []string) error {
 	fs := c.openingFlagSet("verify")
 	keyPath := fs.String("key", "", "the appliance's audit public key (PEM), from GET /audit/public-key on its admin listener")
 	logPath := fs.String("audit-log", "", "an audit export (GET /audit/export) to tie the report into")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func (c *cli) reviewCmd(ctx context.Context, conn *client.Conn, args []string) e
 	case "list":
 		fs := flag.NewFlagSet("review list", flag.ContinueOnError)
 		st := fs.String("status", "review", "review, payment, completed, cancelled or all")
-		if _, err := parseArgs(fs, args[1:]); err != nil {
+		if _, err := c.parseArgs(fs, args[1:]); err != nil {
 			return err
 		}
 		status, err := statusArg(*st)
@@ -51,7 +51,7 @@ func (c *cli) reviewCmd(ctx context.Context, conn *client.Conn, args []string) e
 	case "approve", "reject":
 		fs := flag.NewFlagSet("review "+args[0], flag.ContinueOnError)
 		reason := fs.String("reason", "", "reject: the reason shown to the applicant (required); approve: a note")
-		pos, err := parseArgs(fs, args[1:])
+		pos, err := c.parseArgs(fs, args[1:])
 		if err != nil {
 			return err
 		}
@@ -77,7 +77,7 @@ func (c *cli) reviewCmd(ctx context.Context, conn *client.Conn, args []string) e
 	case "letter":
 		fs := flag.NewFlagSet("review letter", flag.ContinueOnError)
 		out := fs.String("o", "", "write the letter here (default: its file name, or ORDER-letter.txt)")
-		pos, err := parseArgs(fs, args[1:])
+		pos, err := c.parseArgs(fs, args[1:])
 		if err != nil {
 			return err
 		}

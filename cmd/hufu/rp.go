@@ -69,7 +69,7 @@ func (c *cli) rpCmd(ctx context.Context, conn *client.Conn, args []string) error
 	in := fs.String("in", "", "sign, generate: the file to sign")
 	withSeal := fs.Bool("seal", false, "sign: ask the person to pick a seal for the signature's appearance")
 	rootsFile := fs.String("roots", "", "PEM root certificates to check results against (default: the root in the result's chain)")
-	files, err := parseArgs(fs, args[1:])
+	files, err := c.parseArgs(fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func (c *cli) rpBindings(ctx context.Context, conn *client.Conn, sub string, arg
 	case "bindings":
 		fs := flag.NewFlagSet("hufu rp bindings", flag.ContinueOnError)
 		reference := fs.String("reference", "", "only this reference's bindings")
-		if _, err := parseArgs(fs, args); err != nil {
+		if _, err := c.parseArgs(fs, args); err != nil {
 			return err
 		}
 		resp, err := scan.ListBindings(ctx, &hufuv1.ListBindingsRequest{Reference: *reference})

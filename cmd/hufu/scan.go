@@ -88,7 +88,7 @@ func (c *cli) scan(ctx context.Context, conn *client.Conn, args []string) error 
 	sealID := fs.String("seal", "", "the seal for the signature's appearance, when the system asks for one")
 	decline := fs.String("decline", "", "say no, with this reason")
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	pos, err := parseArgs(fs, args)
+	pos, err := c.parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (c *cli) openBid(ctx context.Context, conn *client.Conn, args []string) err
 	in := fs.String("in", "", "the enveloped bid file (FILE.env)")
 	out := fs.String("out", "", "where to write the bid file (default: IN without .env)")
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *keyID == "" || *in == "" {

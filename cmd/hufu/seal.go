@@ -78,7 +78,7 @@ func (c *cli) seal(ctx context.Context, seals hufuv1.SealServiceClient, args []s
 	case "list":
 		fs := flag.NewFlagSet("seal list", flag.ContinueOnError)
 		ent := fs.String("enterprise", "", "the enterprise's 统一社会信用代码 (default: your own seals)")
-		if _, err := parseArgs(fs, rest); err != nil {
+		if _, err := c.parseArgs(fs, rest); err != nil {
 			return err
 		}
 		resp, err := seals.ListSeals(ctx, &hufuv1.ListSealsRequest{EnterpriseUscc: *ent})
@@ -95,7 +95,7 @@ func (c *cli) seal(ctx context.Context, seals hufuv1.SealServiceClient, args []s
 	case "show":
 		fs := flag.NewFlagSet("seal show", flag.ContinueOnError)
 		out := fs.String("o", "", "write the seal's PNG image to this file")
-		pos, err := parseArgs(fs, rest)
+		pos, err := c.parseArgs(fs, rest)
 		if err != nil {
 			return err
 		}
@@ -161,7 +161,7 @@ func (c *cli) sealCreate(ctx context.Context, seals hufuv1.SealServiceClient, ar
 	ent := fs.String("enterprise", "", "the enterprise's 统一社会信用代码 (you are its administrator); default: a seal of your own")
 	serial := fs.String("serial", "", "bind the seal to this active certificate of its owner")
 	requestID := fs.String("request-id", "", "idempotency key (default: a new one)")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *name == "" || *typ == "" || *image == "" {

@@ -23,7 +23,7 @@ func (c *cli) enterpriseTransferApply(ctx context.Context, conn *client.Conn, ar
 	fs := flag.NewFlagSet("enterprise transfer-apply", flag.ContinueOnError)
 	form := enterpriseFlags(fs, "`hufu enterprise letter -kind corporate-transfer`")
 	tail := fs.String("account-tail", "", "the last six digits of the corporate account that will pay")
-	if _, err := parseArgs(fs, args); err != nil {
+	if _, err := c.parseArgs(fs, args); err != nil {
 		return err
 	}
 	d, letter, err := form.read()
@@ -111,7 +111,7 @@ func (c *cli) reconcileCmd(ctx context.Context, conn *client.Conn, args []string
 	case "list":
 		fs := flag.NewFlagSet("reconcile list", flag.ContinueOnError)
 		st := fs.String("state", "awaiting", "awaiting, verified, expired or rejected")
-		if _, err := parseArgs(fs, args[1:]); err != nil {
+		if _, err := c.parseArgs(fs, args[1:]); err != nil {
 			return err
 		}
 		name := "TRANSFER_STATE_" + strings.ToUpper(*st)
@@ -138,7 +138,7 @@ func (c *cli) reconcileCmd(ctx context.Context, conn *client.Conn, args []string
 		fs := flag.NewFlagSet("reconcile "+args[0], flag.ContinueOnError)
 		note := fs.String("note", "", "confirm: how the transfer was found (required)")
 		reason := fs.String("reason", "", "reject: the reason shown to the applicant (required)")
-		pos, err := parseArgs(fs, args[1:])
+		pos, err := c.parseArgs(fs, args[1:])
 		if err != nil {
 			return err
 		}

@@ -120,6 +120,7 @@ type Server struct {
 	opts   Options
 	tokens map[[32]byte]Token
 	mux    *http.ServeMux
+	root   http.Handler // mux behind the access log
 	rot    *rotation
 
 	// jobs is the lifetime of background work (the rotation job); Close ends it.
@@ -158,7 +159,8 @@ func New(opts Options) (*Server, error) {
 	s.jobs, s.stopJobs = context.WithCancel(context.Background())
 	s.rot = &rotation{s: s, state: RotationStatus{State: StateIdle}}
 	s.routes()
-	s.http = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}
+	s.root = accessLog(opts.Log, s.mux)
+	s.http = &http.Server{Handler: s.root, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}
 	return s, nil
 }
 
@@ -166,8 +168,8 @@ type systemClock struct{}
 
 func (systemClock) Now() time.Time { return time.Now() }
 
-// Handler returns the HTTP handler (for tests and for embedding).
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the HTTP handler, access log included (for tests and for embedding).
+func (s *Server) Handler() http.Handler { return s.root }
 
 // Serve serves on l until Close; it returns nil after Close.
 func (s *Server) Serve(l net.Listener) error {
@@ -236,6 +238,9 @@ func (s *Server) routes() {
 func (s *Server) handle(pattern string, e endpoint) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		who, ok := s.authenticate(r)
+		if ok {
+			setCaller(r, string(who.Role))
+		}
 		if !ok {
 			s.audit(r, who, e.action, store.OutcomeDenied, map[string]string{"reason": "no valid token"})
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hufu-admin"`)
@@ -302,7 +307,7 @@ func (s *Server) audit(r *http.Request, who Token, action, outcome string, detai
 	}
 	err := s.opts.Store.Append(r.Context(), store.Event{Actor: actor, Action: action, Subject: r.URL.Path, Outcome: outcome, Details: d})
 	if err != nil {
-		s.opts.Log.Error("admin: audit append failed", "action", action, "err", err)
+		s.opts.Log.Error("admin: audit append failed", "action", action, "request_id", RequestIDFrom(r.Context()), "err", err)
 	}
 	return err
 }

@@ -52,7 +52,9 @@ type Appliance struct {
 	// Daemon and Addr (the gRPC address) change with every Restart.
 	Daemon *daemon.Daemon
 	Addr   string
-	stop   func()
+	// Log receives the daemon's log, across restarts; nil discards it.
+	Log  *slog.Logger
+	stop func()
 }
 
 // Start initialises (hufud init) and serves an appliance on the embedded development
@@ -62,17 +64,24 @@ type Appliance struct {
 // first. It stops when the test ends.
 func Start(t testing.TB, mutate ...func(*config.Config)) *Appliance {
 	t.Helper()
-	return start(t, NewClock(time.Now().UTC().Truncate(time.Second)), mutate)
+	return start(t, NewClock(time.Now().UTC().Truncate(time.Second)), nil, mutate)
+}
+
+// StartWithLog is Start with the daemon logging to log (Start discards the log), for tests
+// of what the daemon logs.
+func StartWithLog(t testing.TB, log *slog.Logger, mutate ...func(*config.Config)) *Appliance {
+	t.Helper()
+	return start(t, NewClock(time.Now().UTC().Truncate(time.Second)), log, mutate)
 }
 
 // StartOnWallClock is Start with the real time, for tests whose other side (a CLI checking
 // certificate validity, say) reads the wall clock.
 func StartOnWallClock(t testing.TB, mutate ...func(*config.Config)) *Appliance {
 	t.Helper()
-	return start(t, nil, mutate)
+	return start(t, nil, nil, mutate)
 }
 
-func start(t testing.TB, clock *Clock, mutate []func(*config.Config)) *Appliance {
+func start(t testing.TB, clock *Clock, log *slog.Logger, mutate []func(*config.Config)) *Appliance {
 	t.Helper()
 	tok := softhsmtest.New(t)
 	cfg := config.Default()
@@ -92,7 +101,7 @@ func start(t testing.TB, clock *Clock, mutate []func(*config.Config)) *Appliance
 	if _, err := daemon.Init(context.Background(), cfg, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	a := &Appliance{T: t, Config: cfg, Clock: clock}
+	a := &Appliance{T: t, Config: cfg, Clock: clock, Log: log}
 	a.serve()
 	t.Cleanup(a.Stop)
 	return a
@@ -101,7 +110,10 @@ func start(t testing.TB, clock *Clock, mutate []func(*config.Config)) *Appliance
 func (a *Appliance) serve() {
 	a.T.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	opts := daemon.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealthInterval: 20 * time.Millisecond}
+	opts := daemon.Options{Log: a.Log, HealthInterval: 20 * time.Millisecond}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	if a.Clock != nil {
 		opts.Clock = a.Clock
 	}

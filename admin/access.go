@@ -1,0 +1,149 @@
+package admin
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Request ids and the access log of the admin surface. The gRPC gate (package daemon) uses
+// the same request-id rules, so an id travels unchanged between a caller's logs and ours.
+
+// RequestIDHeader is the header (HTTP) and metadata key (gRPC, lower-cased) that carries a
+// request id in both directions.
+const RequestIDHeader = "X-Request-Id"
+
+// RequestID returns the caller's id if it is well-formed (1 to 64 of A-Z a-z 0-9 . _ -),
+// else a fresh random one. Anything else a caller sends is discarded, not cleaned: the id
+// is logged verbatim and must not carry log injection or personal data of any length.
+func RequestID(supplied string) string {
+	if ValidRequestID(supplied) {
+		return supplied
+	}
+	return rand.Text()
+}
+
+// ValidRequestID reports whether s is 1 to 64 of A-Z a-z 0-9 . _ -.
+func ValidRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying a request id.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestIDFrom returns the request id in ctx, or "".
+func RequestIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// accessEntry is what the access log learns while a request is served: the route's
+// authentication fills in the caller's role.
+type accessEntry struct {
+	caller string
+}
+
+type accessKey struct{}
+
+// setCaller records the kind of caller for the access log: an admin role, never the
+// token or its holder's name.
+func setCaller(r *http.Request, kind string) {
+	if e, ok := r.Context().Value(accessKey{}).(*accessEntry); ok {
+		e.caller = kind
+	}
+}
+
+// accessLog wraps next: it gives every request an id (the caller's X-Request-Id if
+// well-formed), returns it in the response's X-Request-Id, and logs one Info line per
+// request, "admin request", with the route pattern, the status, the duration, the kind of
+// caller, the peer address and the id. Query strings and tokens are never logged.
+func accessLog(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := RequestID(r.Header.Get(RequestIDHeader))
+		w.Header().Set(RequestIDHeader, id)
+		entry := &accessEntry{caller: "anonymous"}
+		ctx := context.WithValue(WithRequestID(r.Context(), id), accessKey{}, entry)
+		r = r.WithContext(ctx)
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			route := r.Pattern // set by the ServeMux on this request
+			if route == "" {
+				route = "unmatched"
+			}
+			status := sw.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			p := recover()
+			if p != nil {
+				status = http.StatusInternalServerError
+			}
+			log.LogAttrs(ctx, slog.LevelInfo, "admin request",
+				slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
+				slog.String("duration", time.Since(start).Round(time.Microsecond).String()),
+				slog.String("caller", entry.caller), slog.String("peer", r.RemoteAddr), slog.String("request_id", id))
+			if p != nil {
+				panic(p) // the server handles it, as without this wrapper
+			}
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// statusWriter remembers the status code; Flush and Hijack pass through (audit exports and
+// profiles stream), and Unwrap lets http.ResponseController reach the rest.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if h, ok := w.ResponseWriter.(http.Hijacker); ok {
+		return h.Hijack()
+	}
+	return nil, nil, errors.New("admin: the connection cannot be hijacked")
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

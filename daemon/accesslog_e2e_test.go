@@ -1,0 +1,235 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hufu-hsm/hufu/admin"
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/daemon/accounts"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/daemontest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// logBuffer is a daemon log written from many goroutines and read by the test.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the JSON log lines whose msg is msg.
+func (b *logBuffer) lines(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// byID returns the one line of lines with request id id.
+func byID(t *testing.T, lines []map[string]any, id string) map[string]any {
+	t.Helper()
+	var found []map[string]any
+	for _, l := range lines {
+		if l["request_id"] == id {
+			found = append(found, l)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d log lines with request id %q, want 1: %v", len(found), id, lines)
+	}
+	return found[0]
+}
+
+// wantFields checks an access log line: level, the given fields, a parseable duration and
+// a peer address.
+func wantFields(t *testing.T, l map[string]any, want map[string]string) {
+	t.Helper()
+	if l["level"] != "INFO" {
+		t.Errorf("level %v, want INFO: %v", l["level"], l)
+	}
+	for k, v := range want {
+		if l[k] != v {
+			t.Errorf("%s = %v, want %q: %v", k, l[k], v, l)
+		}
+	}
+	if d, ok := l["duration"].(string); !ok {
+		t.Errorf("no duration: %v", l)
+	} else if _, err := time.ParseDuration(d); err != nil {
+		t.Errorf("duration %q: %v", d, err)
+	}
+	if p, _ := l["peer"].(string); !strings.HasPrefix(p, "127.0.0.1:") {
+		t.Errorf("peer %q, want a loopback address: %v", l["peer"], l)
+	}
+}
+
+// TestAccessLog: one Info line per gRPC call ("rpc") and per admin request ("admin
+// request") with the method or route, the status, the duration, the kind of caller, the peer
+// and the request id; the id is the caller's when well-formed, a fresh one otherwise, and is
+// returned to the caller; the phone number, user id and tokens of the calls are not logged.
+func TestAccessLog(t *testing.T) {
+	logs := &logBuffer{}
+	opTok, opHash, err := admin.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := daemontest.StartWithLog(t, slog.New(slog.NewJSONHandler(logs, nil)), func(c *config.Config) {
+		c.Admin.Tokens = []config.AdminToken{{Name: "olga", Role: string(admin.Operator), SHA256: opHash}}
+	})
+	conn := a.Dial("device-log-0001")
+	const phone = "13912345678"
+	ctx := context.Background()
+	withID := func(id string) context.Context { return metadata.AppendToOutgoingContext(ctx, "x-request-id", id) }
+
+	// A caller's well-formed id is echoed.
+	var hdr metadata.MD
+	if _, err := conn.Accounts.SendSmsCode(withID("caller-Req_1.a"), &hufuv1.SendSmsCodeRequest{
+		Phone: phone, Purpose: hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN,
+	}, grpc.Header(&hdr)); err != nil {
+		t.Fatal(err)
+	}
+	if got := hdr.Get("x-request-id"); len(got) != 1 || got[0] != "caller-Req_1.a" {
+		t.Fatalf("x-request-id header %q, want the caller's", got)
+	}
+
+	// A malformed one is replaced; the answer names the replacement.
+	hdr = nil
+	resp, err := conn.Accounts.SignInWithSmsCode(withID("not ok; drop table"), &hufuv1.SignInWithSmsCodeRequest{
+		Phone: phone, Code: a.SMSCode(phone, accounts.PurposeSignIn), Device: &hufuv1.Device{Id: "device-log-0001", Name: "test phone"},
+	}, grpc.Header(&hdr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signInID := ""
+	if got := hdr.Get("x-request-id"); len(got) == 1 && got[0] != "not ok; drop table" && admin.ValidRequestID(got[0]) {
+		signInID = got[0]
+	} else {
+		t.Fatalf("x-request-id header %q, want a fresh well-formed id", got)
+	}
+	conn.SetAccessToken(resp.Session.AccessToken)
+
+	// A user call without an id gets one.
+	hdr = nil
+	if _, err := conn.Accounts.GetAccount(ctx, &hufuv1.GetAccountRequest{}, grpc.Header(&hdr)); err != nil {
+		t.Fatal(err)
+	}
+	userID := ""
+	if got := hdr.Get("x-request-id"); len(got) == 1 && admin.ValidRequestID(got[0]) {
+		userID = got[0]
+	} else {
+		t.Fatalf("x-request-id header %q, want a fresh id", got)
+	}
+
+	// A refused call is logged with its code and still answers with the id.
+	anon := a.Dial("device-log-0002")
+	hdr = nil
+	_, err = anon.Accounts.GetAccount(withID("refused-1"), &hufuv1.GetAccountRequest{}, grpc.Header(&hdr))
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("GetAccount without a token: %v", err)
+	}
+	if got := hdr.Get("x-request-id"); len(got) != 1 || got[0] != "refused-1" {
+		t.Errorf("x-request-id header of a refused call %q, want refused-1", got)
+	}
+
+	// Admin requests: a caller's id, an anonymous refusal, a malformed id.
+	adminGet := func(path, id, token string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, a.AdminURL()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id != "" {
+			req.Header.Set("X-Request-Id", id)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	if res := adminGet("/metrics", "scrape-7", opTok); res.StatusCode != 200 || res.Header.Get("X-Request-Id") != "scrape-7" {
+		t.Fatalf("/metrics: %d, X-Request-Id %q", res.StatusCode, res.Header.Get("X-Request-Id"))
+	}
+	if res := adminGet("/metrics", "scrape-8", ""); res.StatusCode != 401 || res.Header.Get("X-Request-Id") != "scrape-8" {
+		t.Fatalf("/metrics without a token: %d, X-Request-Id %q", res.StatusCode, res.Header.Get("X-Request-Id"))
+	}
+	long := strings.Repeat("x", 65)
+	res := adminGet("/crl/no-such-ca", long, "")
+	crlID := res.Header.Get("X-Request-Id")
+	if res.StatusCode != 404 || crlID == long || !admin.ValidRequestID(crlID) {
+		t.Fatalf("/crl/no-such-ca: %d, X-Request-Id %q", res.StatusCode, crlID)
+	}
+
+	// The daemon logs a call after answering it: stop it, so every line is written.
+	a.Stop()
+	rpc := logs.lines(t, "rpc")
+	wantFields(t, byID(t, rpc, "caller-Req_1.a"), map[string]string{
+		"method": "/hufu.v1.AccountService/SendSmsCode", "code": "OK", "caller": "anonymous"})
+	wantFields(t, byID(t, rpc, signInID), map[string]string{
+		"method": "/hufu.v1.AccountService/SignInWithSmsCode", "code": "OK", "caller": "anonymous"})
+	wantFields(t, byID(t, rpc, userID), map[string]string{
+		"method": "/hufu.v1.AccountService/GetAccount", "code": "OK", "caller": "user"})
+	wantFields(t, byID(t, rpc, "refused-1"), map[string]string{
+		"method": "/hufu.v1.AccountService/GetAccount", "code": "Unauthenticated", "caller": "anonymous"})
+	adm := logs.lines(t, "admin request")
+	wantFields(t, byID(t, adm, "scrape-7"), map[string]string{
+		"method": "GET", "route": "GET /metrics", "caller": "operator"})
+	wantFields(t, byID(t, adm, "scrape-8"), map[string]string{
+		"method": "GET", "route": "GET /metrics", "caller": "anonymous"})
+	wantFields(t, byID(t, adm, crlID), map[string]string{"route": "GET /crl/{ca}", "caller": "anonymous"})
+	for id, code := range map[string]float64{"scrape-7": 200, "scrape-8": 401, crlID: 404} {
+		if got := byID(t, adm, id)["status"]; got != code {
+			t.Errorf("request %s: status %v, want %v", id, got, code)
+		}
+	}
+
+	all := logs.String()
+	for what, secret := range map[string]string{
+		"phone number": phone, "access token": resp.Session.AccessToken, "admin token": opTok,
+		"malformed request id": "drop table",
+	} {
+		if strings.Contains(all, secret) {
+			t.Errorf("the %s appears in the log", what)
+		}
+	}
+	for _, l := range append(rpc, adm...) {
+		b, _ := json.Marshal(l)
+		if strings.Contains(string(b), resp.Account.Id) || strings.Contains(string(b), "olga") {
+			t.Errorf("an access line names the caller: %s", b)
+		}
+	}
+}

@@ -219,6 +219,9 @@ func (c *cli) keyShow(ctx context.Context, conn *client.Conn, args []string) err
 		}
 		return writePEM(c.out, &info.Public)
 	}
+	if conn == nil { // run took "-pem" for the flag, yet it was another flag's value
+		return errors.New("key show: give -pem on its own for the public key alone")
+	}
 	resp, err := conn.Keys.GetKey(ctx, &hufuv1.GetKeyRequest{KeyId: pos[0]})
 	if err != nil {
 		return err

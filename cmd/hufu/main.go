@@ -230,6 +230,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 		if offline, err := c.openingOffline(sub); offline {
 			return err
 		}
+	case "key":
+		// key show -pem reads the keystore in HOME only: it must not need the daemon's CA,
+		// which by default is found relative to the working directory (.hufu/tls/ca.pem).
+		if len(sub) > 0 && sub[0] == "show" && pemOnly(sub[1:]) {
+			return c.keyShow(context.Background(), nil, sub[1:])
+		}
 	}
 	cfg := client.Config{Addr: c.addr, CAFile: c.ca, ClientCertFile: c.cert, ClientKeyFile: c.key}
 	if wantsHelp(sub) {
@@ -299,6 +305,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 		return c.openingCmd(ctx, conn, sub)
 	}
 	return fmt.Errorf("unknown command %q (hufu help lists them)", cmd)
+}
+
+// pemOnly says whether key show's arguments ask for the PEM only.
+func pemOnly(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-pem", "--pem", "-pem=true", "--pem=true":
+			return true
+		}
+	}
+	return false
 }
 
 // wantsHelp says whether a command's arguments ask for its usage.

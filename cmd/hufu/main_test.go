@@ -138,6 +138,17 @@ func TestKeyCommands(t *testing.T) {
 		t.Fatalf("usage: %q", usage)
 	}
 
+	// key show -pem needs no daemon: it works from any directory with the same HOME, with
+	// no daemon directory (whose CA is looked for relative to the working directory).
+	t.Chdir(t.TempDir())
+	out.Reset()
+	if err := run([]string{"-home", home, "key", "show", "-pem", id}, strings.NewReader(""), &out, &out); err != nil {
+		t.Fatalf("key show -pem in another directory: %v\n%s", err, out.String())
+	}
+	if want, _ := os.ReadFile(path("key.pem")); out.String() != string(want) {
+		t.Fatalf("key show -pem in another directory printed %q, want %q", out.String(), want)
+	}
+
 	// Keystore files are private.
 	for _, f := range []string{filepath.Join(home, "device.key"), filepath.Join(home, "keys", id+".json")} {
 		st, err := os.Stat(f)

@@ -294,9 +294,21 @@ func (c *cli) certOrders(ctx context.Context, certs hufuv1.CertificateServiceCli
 	return nil
 }
 
+// orderValidity is what an order buys in time: its years, or for an upgrade (which adds
+// platforms to a certificate and keeps its validity) "有效期不变".
+func orderValidity(o *hufuv1.Order) string {
+	switch {
+	case o.ValidityYears != 0:
+		return fmt.Sprintf("%d年", o.ValidityYears)
+	case o.Kind == hufuv1.OrderKind_ORDER_KIND_UPGRADE:
+		return "有效期不变"
+	}
+	return "-"
+}
+
 func (c *cli) printOrder(o *hufuv1.Order, detail bool) {
-	fmt.Fprintf(c.out, "%s  %-24s %s  %s  %d年  %s  ¥%d.%02d\n", o.Id, orderStatusName(o.Status), strings.TrimPrefix(o.Kind.String(), "ORDER_KIND_"),
-		o.CaName, o.ValidityYears, strings.Join(o.Regions, ","), o.PriceFen/100, o.PriceFen%100)
+	fmt.Fprintf(c.out, "%s  %-24s %s  %s  %s  %s  ¥%d.%02d\n", o.Id, orderStatusName(o.Status), strings.TrimPrefix(o.Kind.String(), "ORDER_KIND_"),
+		o.CaName, orderValidity(o), strings.Join(o.Regions, ","), o.PriceFen/100, o.PriceFen%100)
 	if !detail {
 		return
 	}

@@ -21,6 +21,7 @@ import (
 func TestCertCommands(t *testing.T) {
 	d := daemontest.StartOnWallClock(t, func(c *config.Config) {
 		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService"}}}
+		c.Platforms = append(c.Platforms, config.Platform{ID: "gz", Name: "广州公共资源交易平台", Region: "440000"})
 	})
 	cfg, a := d.Config, d.Addr
 
@@ -97,6 +98,13 @@ func TestCertCommands(t *testing.T) {
 			t.Fatalf("check step %s not ok: %q", s, check)
 		}
 	}
+	// An upgrade keeps the certificate's validity: no "0年".
+	upgraded := hufu("cert", "upgrade", serial[1], "-platforms", "gz")
+	upgrade := regexp.MustCompile(`cert pay ([0-9a-f]{22})`).FindStringSubmatch(upgraded)
+	if upgrade == nil || strings.Contains(upgraded, "0年") || !strings.Contains(upgraded, "有效期不变") {
+		t.Fatalf("upgrade printed %q", upgraded)
+	}
+	hufu("cert", "cancel", upgrade[1], "-reason", "不升级了")
 	renewed := hufu("cert", "renew", serial[1], "-years", "1")
 	renewal := regexp.MustCompile(`cert pay ([0-9a-f]{22})`).FindStringSubmatch(renewed)
 	if renewal == nil {

@@ -76,7 +76,7 @@ func (c *cli) certCmd(ctx context.Context, conn *client.Conn, args []string) err
 	case "apply", "reorder":
 		return c.certApply(ctx, conn, certs, sub, rest)
 	case "orders":
-		return c.certOrders(ctx, certs, rest)
+		return c.certOrders(ctx, conn, certs, rest)
 	case "order":
 		return c.certOrder(ctx, certs, rest)
 	case "pay":
@@ -268,10 +268,10 @@ func orderStatusName(s hufuv1.OrderStatus) string {
 	return "unknown"
 }
 
-func (c *cli) certOrders(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
+func (c *cli) certOrders(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, args []string) error {
 	fs := c.certFlagSet("orders")
 	st := fs.String("status", "all", "all, review, payment, completed or cancelled")
-	kw := fs.String("search", "", "keyword")
+	kw := fs.String("search", "", "words to find, each in what the listing shows (CA, platform id or name, status, kind, ids), any case")
 	size := fs.Int("n", 20, "page size")
 	page := fs.String("page", "", "page token from the previous page")
 	if _, err := c.parseArgs(fs, args); err != nil {
@@ -281,7 +281,10 @@ func (c *cli) certOrders(ctx context.Context, certs hufuv1.CertificateServiceCli
 	if err != nil {
 		return err
 	}
-	resp, err := certs.ListOrders(ctx, &hufuv1.ListOrdersRequest{Status: status, Keyword: *kw, PageSize: int32(*size), PageToken: *page})
+	if *kw != "" {
+		return c.searchOrders(ctx, conn, certs, status, *kw, *size)
+	}
+	resp, err := certs.ListOrders(ctx, &hufuv1.ListOrdersRequest{Status: status, PageSize: int32(*size), PageToken: *page})
 	if err != nil {
 		return err
 	}
@@ -304,6 +307,56 @@ func orderValidity(o *hufuv1.Order) string {
 		return "有效期不变"
 	}
 	return "-"
+}
+
+// searchOrders prints up to n of the account's orders that match every word of query in
+// what the listing shows. The appliance's keyword matches ids only, so the orders are listed
+// page by page and matched here.
+func (c *cli) searchOrders(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, status hufuv1.OrderStatus, query string, n int) error {
+	names := map[string]string{} // platform id -> name
+	if ps, err := conn.Platforms.ListPlatforms(ctx, &hufuv1.ListPlatformsRequest{}); err == nil {
+		for _, p := range ps.Platforms {
+			names[p.Id] = p.Name
+		}
+	}
+	words := strings.Fields(strings.ToLower(query))
+	found, token := 0, ""
+	for found < n {
+		resp, err := certs.ListOrders(ctx, &hufuv1.ListOrdersRequest{Status: status, PageSize: 100, PageToken: token})
+		if err != nil {
+			return err
+		}
+		for _, o := range resp.Orders {
+			if found < n && orderMatches(o, names, words) {
+				c.printOrder(o, false)
+				found++
+			}
+		}
+		if token = resp.NextPageToken; token == "" {
+			break
+		}
+	}
+	if found == 0 {
+		fmt.Fprintf(c.out, "no order matches %q\n", query)
+	}
+	return nil
+}
+
+// orderMatches says whether every word occurs, in any case, in what the listing shows of the
+// order or in its ids.
+func orderMatches(o *hufuv1.Order, platformNames map[string]string, words []string) bool {
+	fields := []string{o.Id, o.KeyId, o.Serial, o.CaId, o.CaName, orderStatusName(o.Status), o.Kind.String(), orderValidity(o)}
+	fields = append(fields, o.Regions...)
+	for _, p := range o.Platforms {
+		fields = append(fields, p, platformNames[p])
+	}
+	text := strings.ToLower(strings.Join(fields, " "))
+	for _, w := range words {
+		if !strings.Contains(text, w) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *cli) printOrder(o *hufuv1.Order, detail bool) {

@@ -105,6 +105,21 @@ func TestCertCommands(t *testing.T) {
 		t.Fatalf("upgrade printed %q", upgraded)
 	}
 	hufu("cert", "cancel", upgrade[1], "-reason", "不升级了")
+
+	// Search finds orders by what the listing shows, in any case: the CA's name, a
+	// platform's id or name, the status.
+	for _, tt := range []struct{ query, want, notWant string }{
+		{"内置ca", orderID[1], ""},
+		{"HUFU 内置CA completed", orderID[1], upgrade[1]},
+		{"GZ", upgrade[1], orderID[1]},
+		{"广州", upgrade[1], orderID[1]},
+		{"示范公共资源", orderID[1], ""},
+		{"已取消", upgrade[1], orderID[1]},
+	} {
+		if got := hufu("cert", "orders", "-search", tt.query); !strings.Contains(got, tt.want) || (tt.notWant != "" && strings.Contains(got, tt.notWant)) {
+			t.Fatalf("orders -search %q: %q", tt.query, got)
+		}
+	}
 	renewed := hufu("cert", "renew", serial[1], "-years", "1")
 	renewal := regexp.MustCompile(`cert pay ([0-9a-f]{22})`).FindStringSubmatch(renewed)
 	if renewal == nil {

@@ -128,7 +128,14 @@ type Server struct {
 	stopJobs   context.CancelFunc
 	background sync.WaitGroup
 	http       *http.Server
+
+	mode string // SetMode
 }
+
+// SetMode names the appliance's mode ("development", "production") for /readyz?verbose,
+// which lists it as "[+]mode development" before the checks. The line is information for
+// the operator; it never makes readiness fail. Call it before Serve.
+func (s *Server) SetMode(mode string) { s.mode = mode }
 
 // New returns the server; Serve it on a listener, Close it before the store closes.
 func New(opts Options) (*Server, error) {
@@ -324,11 +331,15 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request, _ Token) {
 }
 
 // readyz runs every check. Without ?verbose it answers "ok" or the names of the failed
-// checks; with ?verbose it lists each check, and with a valid token also the error.
+// checks; with ?verbose it lists the mode (SetMode) and each check, and with a valid token
+// also the error.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_, verbose := r.URL.Query()["verbose"]
 	_, authed := s.authenticate(r)
 	var b strings.Builder
+	if verbose && s.mode != "" {
+		fmt.Fprintf(&b, "[+]mode %s\n", s.mode)
+	}
 	failed := 0
 	for _, c := range s.opts.Checks {
 		ctx, cancel := context.WithTimeout(r.Context(), s.opts.CheckTimeout)

@@ -1,6 +1,7 @@
 // Package daemon is the hufu appliance: it resolves the configuration, opens the HSM keyring
 // and the store, wires the domain services, and serves them over gRPC with mutual TLS for
-// systems, access tokens for people, the standard health service and reflection. Domain
+// systems, access tokens for people, the standard health service and (grpc.reflection)
+// server reflection. Domain
 // services live in subpackages and register themselves with their authentication policy;
 // this package holds only the wiring and the one gate every call passes (interceptors.go).
 package daemon
@@ -106,6 +107,14 @@ func Resolve(cfg config.Config) (config.Config, error) {
 	return cfg, nil
 }
 
+// mode is what /readyz?verbose reports the appliance runs as.
+func mode(cfg config.Config) string {
+	if cfg.Development {
+		return "development"
+	}
+	return "production"
+}
+
 func softhsmDir(cfg config.Config) string { return filepath.Join(cfg.DataDir, "softhsm") }
 
 // usesDevSoftHSM reports whether the daemon manages its own SoftHSM2 token in the data
@@ -186,6 +195,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 		opts.HealthInterval = 5 * time.Second
 	}
 	d := &Daemon{cfg: cfg, opts: opts}
+	if cfg.Development {
+		opts.Log.Warn("DEVELOPMENT MODE: dev SMS outbox, test identities and logins accepted; not for production",
+			"sms_outbox", cfg.Account.DevOutbox)
+	}
 	defer func() {
 		if err != nil {
 			d.close(context.Background())
@@ -198,6 +211,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 		}
 	}
 	d.adm.newMetrics(opts.Registry)
+	registerModeMetric(opts.Registry, cfg.Development)
 	if d.keyring, err = hsm.Open(ctx, hsmConfig(cfg, d.adm.hsmMetrics)); err != nil {
 		return nil, fmt.Errorf("%w (has `hufud init` been run?)", err)
 	}
@@ -215,6 +229,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 	if err := d.buildAdmin(); err != nil {
 		return nil, err
 	}
+	d.adm.server.SetMode(mode(cfg))
 	if d.tls, err = newTLSMaterial(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, cfg.TLS.MinVersion); err != nil {
 		return nil, err
 	}

@@ -3,9 +3,9 @@ package daemon
 import (
 	"context"
 	"errors"
-	"runtime/debug"
 	"time"
 
+	"github.com/hufu-hsm/hufu/buildinfo"
 	"github.com/hufu-hsm/hufu/hsm"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,20 +76,13 @@ func (m *storeMetrics) observe(elapsed time.Duration, err error) {
 }
 
 // registerProcessMetrics adds hufu_build_info and the Go runtime and process collectors.
-// A registry that already has the runtime collectors (a caller's) keeps them.
+// A registry that already has the runtime collectors (a caller's) keeps them. The labels
+// are what `hufud version` prints (package buildinfo).
 func registerProcessMetrics(reg prometheus.Registerer) {
-	version, revision := "(devel)", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		version = bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				revision = s.Value
-			}
-		}
-	}
+	bi := buildinfo.Read()
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "hufu_build_info", Help: "Build of the running hufud; the value is 1.",
-		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion()},
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
 	})
 	info.Set(1)
 	for _, c := range []prometheus.Collector{info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
@@ -102,11 +95,18 @@ func registerProcessMetrics(reg prometheus.Registerer) {
 	}
 }
 
-func goVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		return bi.GoVersion
+// registerModeMetric adds hufu_development_mode: 1 while the daemon runs with development
+// providers (a dev SMS outbox, test identities), so that a dashboard or an alert sees an
+// appliance that should not be in production.
+func registerModeMetric(reg prometheus.Registerer, development bool) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "hufu_development_mode",
+		Help: "1 when hufud runs in development mode (dev SMS outbox, test identities accepted; not for production), 0 otherwise.",
+	})
+	if development {
+		g.Set(1)
 	}
-	return "unknown"
+	reg.MustRegister(g)
 }
 
 // registerAuditMetrics exposes the audit log's head, its last signed checkpoint and the

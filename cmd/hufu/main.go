@@ -22,6 +22,7 @@ import (
 	"unicode"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/buildinfo"
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/daemon/accounts"
 	"google.golang.org/grpc/status"
@@ -131,6 +132,9 @@ Measuring:
                           through the hall code (C at once), one release checked key by key
                           against the raw ServerShare.Release, the report verified
 
+Other:
+  version                 the version, VCS revision (and whether modified) and Go version
+
 Global flags (environment in brackets):
   -addr HOST:PORT   daemon address [HUFU_ADDR] (default 127.0.0.1:7443)
   -daemon-dir DIR   a local daemon's data directory, for its CA and development SMS outbox
@@ -218,6 +222,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	}
 	cmd, sub := rest[0], rest[1:]
 	switch cmd { // offline: no daemon, no session
+	case "version":
+		fmt.Fprintln(stdout, "hufu", buildinfo.Read())
+		return nil
 	case "verify":
 		return c.verify(sub)
 	case "encrypt":

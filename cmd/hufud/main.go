@@ -4,6 +4,7 @@
 //	hufud validate [flags]   check the configuration and print every problem
 //	hufud serve    [flags]   run the daemon
 //	hufud admin-token -role ROLE -name NAME   make an admin bearer token and its config line
+//	hufud version            print the version, VCS revision and Go version
 //
 // Every command takes -config FILE and a flag for each configuration key (hufud serve -h
 // lists them); HUFU_* environment variables override flags.
@@ -21,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hufu-hsm/hufu/buildinfo"
 	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"golang.org/x/sys/unix"
@@ -35,11 +37,13 @@ func main() {
 
 const usage = `usage: hufud init|validate|serve [-config FILE] [-KEY VALUE ...]
        hufud admin-token -role operator|auditor|security_officer -name NAME
+       hufud version
 
   init      prepare the data directory, HSM keys and development TLS material (idempotent)
   validate  check the configuration and print every problem with its key
   serve     run the daemon; SIGTERM/SIGINT stop it gracefully, SIGHUP reloads TLS material
   admin-token  print a new admin bearer token and the line (its SHA-256) for admin.tokens
+  version   print the version, the VCS revision (and whether it was modified), the Go version
 
 Run "hufud serve -h" for every configuration key.`
 
@@ -49,8 +53,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.New("a command is required")
 	}
 	cmd := args[0]
-	if cmd == "admin-token" {
+	switch cmd {
+	case "admin-token":
 		return adminToken(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "hufud", buildinfo.Read())
+		return nil
 	}
 	fs := flag.NewFlagSet("hufud "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)

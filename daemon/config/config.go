@@ -83,6 +83,8 @@ type HSM struct {
 }
 
 type GRPC struct {
+	// Reflection serves the gRPC server reflection service (for grpcurl and the like): off
+	// by default, because it lists every service and message to anyone who can connect.
 	Reflection bool `yaml:"reflection"`
 	// MaxRecvBytes bounds one request message: an enterprise claim carries its business
 	// licence, letter and the CA's attachments (5 MiB each at most) in one.
@@ -286,8 +288,8 @@ func Default() Config {
 			MaxSessions: 8, PoolWaitTimeout: Duration(2 * time.Second),
 		},
 		GRPC: GRPC{
-			Reflection: true, MaxRecvBytes: 24 << 20,
-			MaxDeadline: Duration(30 * time.Second), ShutdownGrace: Duration(10 * time.Second),
+			MaxRecvBytes: 24 << 20,
+			MaxDeadline:  Duration(30 * time.Second), ShutdownGrace: Duration(10 * time.Second),
 		},
 		Log:   Log{Level: "info", Format: "json"},
 		Admin: Admin{Listen: "127.0.0.1:7080"},

@@ -85,7 +85,7 @@ func TestPrecedenceDefaultsFileFlagsEnvironment(t *testing.T) {
 	}
 	fs := flag.NewFlagSet("hufud", flag.ContinueOnError)
 	overrides := RegisterFlags(fs)
-	if err := fs.Parse([]string{"-log.level=debug", "-hsm.max_sessions", "4", "-grpc.reflection=false"}); err != nil {
+	if err := fs.Parse([]string{"-log.level=debug", "-hsm.max_sessions", "4", "-grpc.reflection=true"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := Load(file, overrides, []string{"HUFU_LOG_LEVEL=error", "HUFU_ACCOUNT_ACCESS_TOKEN_TTL=90m", "PATH=/bin"})
@@ -100,7 +100,7 @@ func TestPrecedenceDefaultsFileFlagsEnvironment(t *testing.T) {
 		{"file duration", c.Account.SMSCodeTTL.Std(), 3 * time.Minute},
 		{"default kept", c.HSM.TokenLabel, "hufu"},
 		{"flag over default", c.HSM.MaxSessions, 4},
-		{"flag bool", c.GRPC.Reflection, false},
+		{"flag bool over default", c.GRPC.Reflection, true},
 		{"env over flag over file", c.Log.Level, "error"},
 		{"env duration", c.Account.AccessTokenTTL.Std(), 90 * time.Minute},
 		{"file list replaces default list", len(c.Platforms), 1},

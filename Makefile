@@ -18,10 +18,17 @@ bins:
 
 # The whole suite, with the race detector, then the check that the generated protobuf code
 # is what the .proto files produce. Tests that need SoftHSM2 find it through
-# softhsm.FindModule (HUFU_PKCS11_MODULE or the Debian locations).
+# softhsm.FindModule (HUFU_PKCS11_MODULE or the Debian locations). Then the alert rules in
+# deploy/prometheus are checked and unit-tested with promtool, and the Grafana dashboard must
+# be JSON (jq); a missing tool fails the target rather than skipping the check.
 test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	scripts/proto.sh check
+	@command -v promtool >/dev/null 2>&1 || { echo "make test: promtool not found; it checks deploy/prometheus. Install it: apt-get install prometheus (Debian), or put promtool from a https://prometheus.io/download/ release on PATH" >&2; exit 1; }
+	@command -v jq >/dev/null 2>&1 || { echo "make test: jq not found; it checks deploy/grafana/hufu-dashboard.json. Install it: apt-get install jq" >&2; exit 1; }
+	promtool check rules deploy/prometheus/hufu-alerts.yml
+	promtool test rules deploy/prometheus/hufu-alerts_test.yml
+	jq empty deploy/grafana/hufu-dashboard.json
 
 # Regenerate the Go code of every .proto (buf and the plugins are pinned in tools/go.mod).
 proto:

@@ -62,7 +62,7 @@ lint:
 run: bins
 	@command -v softhsm2-util >/dev/null 2>&1 || { \
 	  echo "installing softhsm2 (apt-get)"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get install -y softhsm2; else sudo apt-get install -y softhsm2; fi; }
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y softhsm2; else sudo apt-get update && sudo apt-get install -y softhsm2; fi; }
 	$(BIN)/hufud init
 	$(BIN)/hufud serve -log.format text
 

@@ -2,12 +2,14 @@
 //
 //	hufud init     [flags]   prepare the data directory, HSM keys and (development) TLS material
 //	hufud validate [flags]   check the configuration and print every problem
+//	hufud config show [flags]  print the effective configuration as YAML, secrets redacted
 //	hufud serve    [flags]   run the daemon
 //	hufud admin-token -role ROLE -name NAME   make an admin bearer token and its config line
 //	hufud version            print the version, VCS revision and Go version
 //
 // Every command takes -config FILE and a flag for each configuration key (hufud serve -h
-// lists them); HUFU_* environment variables override flags.
+// lists them); HUFU_* environment variables override flags. A HUFU_* variable that is no
+// key (nor one of config.OtherEnv) is warned about, by name only.
 package main
 
 import (
@@ -36,11 +38,14 @@ func main() {
 }
 
 const usage = `usage: hufud init|validate|serve [-config FILE] [-KEY VALUE ...]
+       hufud config show [-config FILE] [-KEY VALUE ...]
        hufud admin-token -role operator|auditor|security_officer -name NAME
        hufud version
 
   init      prepare the data directory, HSM keys and development TLS material (idempotent)
   validate  check the configuration and print every problem with its key
+  config show  print the effective configuration (defaults, file, flags, environment) as
+            YAML the strict decoder reads back; secrets (admin token hashes) print as <redacted>
   serve     run the daemon; SIGTERM/SIGINT stop it gracefully, SIGHUP reloads TLS material
   admin-token  print a new admin bearer token and the line (its SHA-256) for admin.tokens
   version   print the version, the VCS revision (and whether it was modified), the Go version
@@ -60,18 +65,51 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "hufud", buildinfo.Read())
 		return nil
 	}
+	rest := args[1:]
+	if cmd == "config" {
+		if len(rest) == 0 || rest[0] != "show" {
+			fmt.Fprintln(stderr, usage)
+			return errors.New(`"hufud config" takes a subcommand: show`)
+		}
+		cmd, rest = "config show", rest[1:]
+	}
 	fs := flag.NewFlagSet("hufud "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration file (embedded development defaults if empty)")
 	overrides := config.RegisterFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(rest); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*configPath, overrides, os.Environ())
+	environ := os.Environ()
+	envWarnings := config.UnknownEnv(environ)
+	printEnvWarnings := func() {
+		for _, w := range envWarnings {
+			fmt.Fprintln(stderr, "hufud: warning:", w)
+		}
+	}
+	if cmd != "serve" {
+		// serve logs them once its logger exists.
+		printEnvWarnings()
+	}
+	cfg, err := config.Load(*configPath, overrides, environ)
 	if err != nil {
+		if cmd == "serve" {
+			printEnvWarnings()
+		}
 		return err
+	}
+	if cmd == "config show" {
+		// The configuration as loaded, before development paths are filled in: it is often
+		// shown on another machine than the one that will run it.
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintln(stderr, "hufud: warning: this configuration is invalid; hufud validate lists the problems")
+		}
+		return cfg.WriteYAML(stdout)
 	}
 	if err := cfg.Validate(); err != nil {
+		if cmd == "serve" {
+			printEnvWarnings()
+		}
 		if cmd == "validate" {
 			fmt.Fprintln(stdout, err)
 			return errors.New("configuration is invalid")
@@ -96,14 +134,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	case "serve":
-		return serve(cfg, stderr)
+		return serve(cfg, envWarnings, stderr)
 	}
 	fmt.Fprintln(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-func serve(cfg config.Config, stderr io.Writer) error {
+func serve(cfg config.Config, envWarnings []config.EnvWarning, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
+	for _, w := range envWarnings {
+		// The name only: the value may be a secret.
+		attrs := []any{"variable", w.Name}
+		if w.Nearest != "" {
+			attrs = append(attrs, "did_you_mean", w.Nearest)
+		}
+		log.Warn("environment variable is not a configuration key and is ignored", attrs...)
+	}
 	// Unwrapped key shares live in this process's memory: never write it to a core file,
 	// and keep other processes of the same user from reading it through ptrace or /proc.
 	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{}); err != nil {

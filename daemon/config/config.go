@@ -245,9 +245,12 @@ type Admin struct {
 // AdminToken is one admin bearer token: who holds it, the role it grants, and the hex
 // SHA-256 of the token.
 type AdminToken struct {
-	Name   string `yaml:"name"`
-	Role   string `yaml:"role"` // operator, auditor or security_officer
-	SHA256 string `yaml:"sha256"`
+	Name string `yaml:"name"`
+	Role string `yaml:"role"` // operator, auditor or security_officer
+	// SHA256 is secret: not the token, but its verifier, which has no business in a
+	// printed configuration (a hand-made, weak token could be guessed offline from it).
+	// `hufud config show` redacts it.
+	SHA256 string `yaml:"sha256" secret:"true"`
 }
 
 // Admin roles.

@@ -41,6 +41,7 @@ const usage = `usage: hufud init|validate|serve [-config FILE] [-KEY VALUE ...]
        hufud config show [-config FILE] [-KEY VALUE ...]
        hufud admin-token -role operator|auditor|security_officer -name NAME
        hufud version
+       hufud health [-url URL] [-ca FILE]
 
   init      prepare the data directory, HSM keys and development TLS material (idempotent)
   validate  check the configuration and print every problem with its key
@@ -49,6 +50,8 @@ const usage = `usage: hufud init|validate|serve [-config FILE] [-KEY VALUE ...]
   serve     run the daemon; SIGTERM/SIGINT stop it gracefully, SIGHUP reloads TLS material
   admin-token  print a new admin bearer token and the line (its SHA-256) for admin.tokens
   version   print the version, the VCS revision (and whether it was modified), the Go version
+  health    ask a running hufud whether it is ready (GET /readyz on the admin listener);
+            exits 0 only if it is: a container HEALTHCHECK, which has no curl
 
 Run "hufud serve -h" for every configuration key.`
 
@@ -64,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "version":
 		fmt.Fprintln(stdout, "hufud", buildinfo.Read())
 		return nil
+	case "health":
+		return health(args[1:], stdout, stderr)
 	}
 	rest := args[1:]
 	if cmd == "config" {

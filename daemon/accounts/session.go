@@ -64,16 +64,10 @@ func tokenIndexValue(token string) string {
 	return hex.EncodeToString(h[:])
 }
 
-func newID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // openSession writes a new session for user on device inside tx.
 func (s *Service) openSession(tx *store.Tx, userID string, d Device, method string) (Session, error) {
 	now := tx.Now()
-	out := Session{ID: newID(), AccessExpires: now.Add(s.opts.AccessTokenTTL), RefreshExpires: now.Add(s.opts.RefreshTokenTTL)}
+	out := Session{ID: store.RandomID(16), AccessExpires: now.Add(s.opts.AccessTokenTTL), RefreshExpires: now.Add(s.opts.RefreshTokenTTL)}
 	var accessHash, refreshHash []byte
 	out.AccessToken, accessHash = newToken(accessPrefix)
 	out.RefreshToken, refreshHash = newToken(refreshPrefix)

@@ -285,7 +285,7 @@ func (s *Service) findOrRegister(tx *store.Tx, phone, method string) (*storepb.U
 	if err == nil || !errors.Is(err, store.ErrNotFound) {
 		return user, false, err
 	}
-	user = &storepb.User{Id: newID(), Phone: phone, CreatedUnixNano: nanos(tx.Now())}
+	user = &storepb.User{Id: store.RandomID(16), Phone: phone, CreatedUnixNano: nanos(tx.Now())}
 	if err := tx.Claim(indexPhone, phone, userKey(user.Id)); err != nil {
 		return nil, false, err
 	}

@@ -47,8 +47,6 @@ package enterprises
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"time"
 
@@ -229,11 +227,6 @@ func key(id string) string                { return string(store.KindEnterprise) 
 func mismatchID(uscc, user string) string { return uscc + "/join-miss/" + user }
 
 // newID returns 20 random hex digits: ids of applications and invites.
-func newID() string {
-	b := make([]byte, 10)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 // checkUSCC normalises and checks a USCC given in field.
 func checkUSCC(field, code string) (string, error) {

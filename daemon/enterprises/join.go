@@ -60,7 +60,7 @@ func (s *Service) ApplyToJoin(ctx context.Context, caller authn.Caller, req *huf
 			return nil, err
 		}
 	}
-	app := &storepb.JoinApplication{Id: newID(), Uscc: uscc, UserId: caller.UserID, Status: joinPending,
+	app := &storepb.JoinApplication{Id: store.RandomID(10), Uscc: uscc, UserId: caller.UserID, Status: joinPending,
 		ApplicantName: applicant.Identity.GetName(), ApplicantPhoneMasked: identity.MaskPhone(applicant.Phone), RequestId: req.GetRequestId()}
 	if invite != nil {
 		app.InviteId = invite.Id
@@ -359,7 +359,7 @@ func (s *Service) CreateInvite(ctx context.Context, caller authn.Caller, uscc st
 		return nil, apierr.Invalidf("ttl_seconds", "an invite lives 60 s to %v", s.opts.MaxInviteTTL)
 	}
 	now := s.deps.Clock.Now()
-	inv := &storepb.Invite{Id: newID(), Uscc: e.Uscc, CreatedBy: caller.UserID, CreatedUnixNano: now.UnixNano(),
+	inv := &storepb.Invite{Id: store.RandomID(10), Uscc: e.Uscc, CreatedBy: caller.UserID, CreatedUnixNano: now.UnixNano(),
 		ExpiresUnixNano: now.Add(ttl).Truncate(time.Second).UnixNano()}
 	body := fmt.Sprintf("%s%s.%s.%d", invitePrefix, inv.Id, inv.Uscc, inv.ExpiresUnixNano/int64(time.Second))
 	// The HSM's HMAC key, domain-separated; the invite's random id is the salt.

@@ -156,7 +156,7 @@ func (s *Service) ApplyCorporateTransfer(ctx context.Context, caller authn.Calle
 	if !accountTailRE.MatchString(req.GetAccountTail()) {
 		return nil, apierr.Invalidf("account_tail", "the last six digits of the corporate account that will pay")
 	}
-	t := &storepb.CorporateTransfer{Id: newID(), Uscc: e.Uscc, UserId: caller.UserID, State: transferAwaiting, Enterprise: e,
+	t := &storepb.CorporateTransfer{Id: store.RandomID(10), Uscc: e.Uscc, UserId: caller.UserID, State: transferAwaiting, Enterprise: e,
 		AccountTail: req.GetAccountTail(), RequestId: req.GetRequestId(), ReceivingAccountName: opts.AccountName,
 		ReceivingBank: opts.Bank, ReceivingAccountNumber: opts.AccountNumber}
 	var out *storepb.CorporateTransfer

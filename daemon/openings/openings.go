@@ -53,8 +53,6 @@ package openings
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime"
@@ -195,16 +193,6 @@ var eventSeq atomic.Uint64
 
 func eventID(opening string, t time.Time) string {
 	return fmt.Sprintf("event/%s/%016x-%016x", opening, uint64(t.UnixNano()), eventSeq.Add(1))
-}
-
-// systemValue is an index value of one system's: the name is length-prefixed so that no
-// system's value reads as another's.
-func systemValue(system, x string) string { return fmt.Sprintf("%d:%s.%s", len(system), system, x) }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func notFound(id string) error { return apierr.New(apierr.NotFound, "no opening %q", id) }

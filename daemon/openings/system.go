@@ -85,14 +85,14 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 	}
 	var out *storepb.Opening
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		if k, err := tx.Lookup(indexRequest, systemValue(caller.System, o.RequestId)); err == nil {
+		if k, err := tx.Lookup(indexRequest, store.ScopedValue(caller.System, o.RequestId)); err == nil {
 			out = new(storepb.Opening)
 			return tx.Get(k, out)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		o.Id, o.State, o.CreatedUnixNano = randomHex(10), stateOpen, tx.Now().UnixNano()
-		if err := tx.Claim(indexRequest, systemValue(caller.System, o.RequestId), openingKey(o.Id)); err != nil {
+		o.Id, o.State, o.CreatedUnixNano = store.RandomID(10), stateOpen, tx.Now().UnixNano()
+		if err := tx.Claim(indexRequest, store.ScopedValue(caller.System, o.RequestId), openingKey(o.Id)); err != nil {
 			return err
 		}
 		if err := tx.AddIndex(indexSystem, caller.System, openingKey(o.Id)); err != nil {

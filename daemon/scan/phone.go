@@ -201,7 +201,7 @@ func (s *Service) scanHall(ctx context.Context, caller authn.Caller, hall *store
 		return nil, apierr.New(apierr.FailedPrecondition, "the hall code has expired; ask the opening hall for a new one")
 	}
 	now := s.deps.Clock.Now()
-	ss := &storepb.ScanSession{Id: randomHex(10), Nonce: randomHex(12), System: hall.System, Kind: kindDecrypt, PlatformId: hall.PlatformId,
+	ss := &storepb.ScanSession{Id: store.RandomID(10), Nonce: store.RandomID(12), System: hall.System, Kind: kindDecrypt, PlatformId: hall.PlatformId,
 		Reference: hall.Reference, OpeningId: hall.OpeningId, ParentId: hall.Id, State: stateScanned, ScannedByUser: caller.UserID,
 		ScannedByDevice: caller.DeviceID, CreatedUnixNano: now.UnixNano(), UpdatedUnixNano: now.UnixNano(),
 		// The bidder's own time to answer, even when the hall code expires sooner.
@@ -545,7 +545,7 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 		}
 		if ss.Kind != kindBind && ss.Kind != kindAuth && ss.Kind != kindDecrypt {
 			// Still bound, under the binding's lock: a removal may have committed since.
-			k, err := tx.Lookup(indexCert, systemValue(ss.System, ss.CertificateSerial))
+			k, err := tx.Lookup(indexCert, store.ScopedValue(ss.System, ss.CertificateSerial))
 			if err != nil {
 				return nil, apierr.New(apierr.FailedPrecondition, "the certificate's binding was removed meanwhile")
 			}
@@ -564,7 +564,7 @@ func (s *Service) Complete(ctx context.Context, caller authn.Caller, id string, 
 
 // bind creates (or keeps) the binding of the session's certificate to its reference.
 func (s *Service) bind(tx *store.Tx, caller authn.Caller, ss *storepb.ScanSession, cert *storepb.Certificate) (*storepb.ScanBinding, error) {
-	if k, err := tx.Lookup(indexCert, systemValue(ss.System, cert.Serial)); err == nil {
+	if k, err := tx.Lookup(indexCert, store.ScopedValue(ss.System, cert.Serial)); err == nil {
 		b := new(storepb.ScanBinding)
 		if err := tx.Get(k, b); err != nil {
 			return nil, err
@@ -576,13 +576,13 @@ func (s *Service) bind(tx *store.Tx, caller authn.Caller, ss *storepb.ScanSessio
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	b := &storepb.ScanBinding{Id: randomHex(10), System: ss.System, Reference: ss.Reference, PlatformId: ss.PlatformId,
+	b := &storepb.ScanBinding{Id: store.RandomID(10), System: ss.System, Reference: ss.Reference, PlatformId: ss.PlatformId,
 		CertificateSerial: cert.Serial, Uscc: cert.EnterpriseUscc, UserId: caller.UserID, SessionId: ss.Id, CreatedUnixNano: tx.Now().UnixNano()}
 	k := string(store.KindScan) + "/" + bindingID(b.System, b.Id)
-	if err := tx.Claim(indexCert, systemValue(b.System, b.CertificateSerial), k); err != nil {
+	if err := tx.Claim(indexCert, store.ScopedValue(b.System, b.CertificateSerial), k); err != nil {
 		return nil, err
 	}
-	if err := tx.AddIndex(indexRef, systemValue(b.System, b.Reference), k); err != nil {
+	if err := tx.AddIndex(indexRef, store.ScopedValue(b.System, b.Reference), k); err != nil {
 		return nil, err
 	}
 	if err := tx.AddIndex(indexUser, b.UserId, k); err != nil {

@@ -54,10 +54,7 @@ package scan
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -225,20 +222,10 @@ const (
 	stateFailed    = int32(hufuv1.SessionState_SESSION_STATE_FAILED)
 )
 
-// systemValue is an index value of one system's: the system's name is length-prefixed, so
-// that no system's value ("a.b" + "." + x) reads as another's ("a" + "." + "b." + x).
-func systemValue(system, x string) string { return fmt.Sprintf("%d:%s.%s", len(system), system, x) }
-
 func sessionID(id string) string  { return "session/" + id }
 func sessionKey(id string) string { return string(store.KindScan) + "/" + sessionID(id) }
 func bindingID(system, id string) string {
 	return "binding/" + system + "/" + id
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // effective is a session's state as seen now: waiting sessions past their expiry are expired.

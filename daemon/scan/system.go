@@ -127,7 +127,7 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 		return nil, err
 	}
 	defer clear(idNumber)
-	if ss.Reference != "" && store.ValidPart(systemValue(caller.System, ss.Reference)) != nil {
+	if ss.Reference != "" && store.ValidPart(store.ScopedValue(caller.System, ss.Reference)) != nil {
 		return nil, apierr.Invalidf("reference", "no '/' or control characters")
 	}
 	ttl := s.opts.DefaultTTL
@@ -155,7 +155,7 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 		return nil, err
 	}
 	now := s.deps.Clock.Now()
-	ss.Id, ss.Nonce, ss.System = randomHex(10), randomHex(12), caller.System
+	ss.Id, ss.Nonce, ss.System = store.RandomID(10), store.RandomID(12), caller.System
 	ss.State, ss.CreatedUnixNano, ss.UpdatedUnixNano, ss.ExpiresUnixNano = stateCreated, now.UnixNano(), now.UnixNano(), now.Add(ttl).UnixNano()
 	body := qrPrefix + ss.Id + "." + ss.Nonce + "." + s.opts.Address
 	sig, err := s.deps.Signer.SignDigest(ctx, signedDigest(qrDomain, body))
@@ -171,13 +171,13 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 	var out *storepb.ScanSession
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		exp := store.ExpiresAt(time.Unix(0, ss.ExpiresUnixNano).Add(keep))
-		if k, err := tx.Lookup(indexRequest, systemValue(caller.System, ss.RequestId)); err == nil {
+		if k, err := tx.Lookup(indexRequest, store.ScopedValue(caller.System, ss.RequestId)); err == nil {
 			out = new(storepb.ScanSession)
 			return tx.Get(k, out)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if err := tx.Claim(indexRequest, systemValue(caller.System, ss.RequestId), sessionKey(ss.Id), exp); err != nil {
+		if err := tx.Claim(indexRequest, store.ScopedValue(caller.System, ss.RequestId), sessionKey(ss.Id), exp); err != nil {
 			return err
 		}
 		if err := sessions.Put(tx, sessionID(ss.Id), ss, exp); err != nil {
@@ -197,7 +197,7 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 func (s *Service) byRequest(ctx context.Context, caller authn.Caller, requestID string) (*storepb.ScanSession, error) {
 	var out *storepb.ScanSession
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		k, err := tx.Lookup(indexRequest, systemValue(caller.System, requestID))
+		k, err := tx.Lookup(indexRequest, store.ScopedValue(caller.System, requestID))
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -291,10 +291,10 @@ func (s *Service) Bindings(ctx context.Context, caller authn.Caller, reference s
 		}
 		return out, page.Next, nil
 	}
-	if store.ValidPart(systemValue(caller.System, reference)) != nil {
+	if store.ValidPart(store.ScopedValue(caller.System, reference)) != nil {
 		return nil, "", apierr.Invalidf("reference", "not a reference")
 	}
-	ks, next, err := s.deps.Store.ListIndex(ctx, indexRef, systemValue(caller.System, reference), opts)
+	ks, next, err := s.deps.Store.ListIndex(ctx, indexRef, store.ScopedValue(caller.System, reference), opts)
 	if err != nil {
 		return nil, "", badToken(err)
 	}
@@ -335,10 +335,10 @@ func removeBinding(tx *store.Tx, caller authn.Caller, b *storepb.ScanBinding) er
 	if err := bindings.Delete(tx, bindingID(b.System, b.Id)); err != nil {
 		return err
 	}
-	if err := tx.Unclaim(indexCert, systemValue(b.System, b.CertificateSerial), k); err != nil {
+	if err := tx.Unclaim(indexCert, store.ScopedValue(b.System, b.CertificateSerial), k); err != nil {
 		return err
 	}
-	if err := tx.RemoveIndex(indexRef, systemValue(b.System, b.Reference), k); err != nil {
+	if err := tx.RemoveIndex(indexRef, store.ScopedValue(b.System, b.Reference), k); err != nil {
 		return err
 	}
 	if err := tx.RemoveIndex(indexUser, b.UserId, k); err != nil {
@@ -361,12 +361,12 @@ func (s *Service) Resolve(ctx context.Context, caller authn.Caller, serial strin
 }
 
 func (s *Service) bindingOf(ctx context.Context, system, serial string) (*storepb.ScanBinding, error) {
-	if store.ValidPart(systemValue(system, serial)) != nil {
+	if store.ValidPart(store.ScopedValue(system, serial)) != nil {
 		return nil, apierr.New(apierr.NotFound, "no certificate %q", serial)
 	}
 	var out *storepb.ScanBinding
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		k, err := tx.Lookup(indexCert, systemValue(system, serial))
+		k, err := tx.Lookup(indexCert, store.ScopedValue(system, serial))
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}

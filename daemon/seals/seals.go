@@ -31,7 +31,6 @@ package seals
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -314,7 +313,7 @@ func (s *Service) Create(ctx context.Context, caller authn.Caller, req *hufuv1.C
 	if len(page.Items) >= s.opts.MaxSealsPerOwner {
 		return nil, apierr.New(apierr.FailedPrecondition, "%s has %d seals, the most allowed", ownerWord(seal), s.opts.MaxSealsPerOwner)
 	}
-	seal.Id = newID()
+	seal.Id = store.RandomID(16)
 	var out *storepb.Seal
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		out = nil
@@ -402,12 +401,6 @@ func checkName(name string) (string, error) {
 		}
 	}
 	return name, nil
-}
-
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func audit(tx *store.Tx, caller authn.Caller, action string, seal *storepb.Seal, details map[string]string) error {

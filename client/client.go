@@ -13,10 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -174,13 +174,21 @@ func (c *Conn) refreshAfter(ctx context.Context, rejected string) error {
 }
 
 // accessTokenRejected says whether err is the appliance's answer to an access token it does
-// not accept — expired, revoked or unknown (daemon/accounts: "access token is invalid,
-// expired or revoked; sign in again") — the one Unauthenticated answer a refresh may cure.
-// Other Unauthenticated answers (a wrong SMS code or password, an expired cosign ticket) come
-// from the call itself and must not be repeated: a repeat would use up another attempt.
+// not accept — expired, revoked or unknown (hufuv1.ReasonAccessTokenRejected) — the one
+// Unauthenticated answer a refresh may cure. Other Unauthenticated answers (a wrong SMS code
+// or password, an expired cosign ticket) come from the call itself and must not be repeated:
+// a repeat would use up another attempt.
 func accessTokenRejected(err error) bool {
 	st, ok := status.FromError(err)
-	return ok && st.Code() == codes.Unauthenticated && strings.HasPrefix(st.Message(), "access token is ")
+	if !ok || st.Code() != codes.Unauthenticated {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == hufuv1.ErrorDomain && info.Reason == hufuv1.ReasonAccessTokenRejected {
+			return true
+		}
+	}
+	return false
 }
 
 // Close closes the connection.

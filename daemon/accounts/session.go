@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/store"
@@ -115,7 +116,8 @@ func closeSession(tx *store.Tx, rec *storepb.AuthSession) error {
 	return tx.RemoveIndex(indexUserSessions, rec.UserId, key)
 }
 
-var errBadToken = apierr.New(apierr.Unauthenticated, "access token is invalid, expired or revoked; sign in again")
+var errBadToken = &apierr.Error{Kind: apierr.Unauthenticated, Reason: hufuv1.ReasonAccessTokenRejected,
+	Message: "access token is invalid, expired or revoked; sign in again"}
 
 // Authenticate resolves an access token presented from a device (authn.Sessions). It reads
 // without locking: a session revoked a moment ago may serve a call already in flight.

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"time"
 
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/cosign"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -49,7 +50,10 @@ type Error struct {
 	Field      string        // InvalidArgument: the request field, e.g. "device.id"
 	Message    string        // for the caller
 	RetryAfter time.Duration // ResourceExhausted, Unavailable: when trying again makes sense
-	Cause      error         // logged, never sent
+	// Reason, if set, is sent as a google.rpc.ErrorInfo (domain hufuv1.ErrorDomain) for
+	// clients that act on it (hufuv1.ReasonAccessTokenRejected).
+	Reason string
+	Cause  error // logged, never sent
 }
 
 func (e *Error) Error() string {
@@ -66,7 +70,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Cause }
 
 // GRPCStatus makes *Error a gRPC status error: the code of its kind, the message with the
-// field, and the standard details (BadRequest naming the field, RetryInfo).
+// field, and the standard details (BadRequest naming the field, RetryInfo, ErrorInfo).
 func (e *Error) GRPCStatus() *status.Status {
 	msg := e.Message
 	if e.Field != "" {
@@ -81,6 +85,9 @@ func (e *Error) GRPCStatus() *status.Status {
 	}
 	if e.RetryAfter > 0 {
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)})
+	}
+	if e.Reason != "" {
+		details = append(details, &errdetails.ErrorInfo{Reason: e.Reason, Domain: hufuv1.ErrorDomain})
 	}
 	if len(details) > 0 {
 		if withDetails, err := st.WithDetails(details...); err == nil {

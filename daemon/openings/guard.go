@@ -46,15 +46,19 @@ func phaseAt(o *storepb.Opening, t time.Time) phase {
 // not only by C1: a phone could blind a registered C1 (send r·C1, unblind the answer) and
 // the appliance would not recognise it. So from its first registered envelope until its
 // opening's window starts, a key decrypts nothing at all. In the window its holder may
-// decrypt their own envelopes (recorded as releases via the phone); after the window, or
-// with another key, a registered C1 is refused. Refusals before the window are recorded and
-// counted as early attempts.
+// decrypt their own envelopes (recorded as releases via the phone); after the window, a
+// registered C1 is refused, and so is one of another key's envelopes asked of a key that
+// has envelopes itself (asked of a key with none, it decrypts to nothing, and is not looked
+// up). Refusals before the window are recorded and counted as early attempts.
 func (s *Service) CheckDecrypt(ctx context.Context, caller authn.Caller, keyID string, c1s []cosign.Point) ([]error, error) {
 	now := s.deps.Clock.Now()
 	refusals := make([]error, len(c1s))
-	bound, err := s.boundOpening(ctx, keyID, now)
-	if err != nil {
-		return nil, err
+	bound, hasOpenings, err := s.boundOpening(ctx, keyID, now)
+	if err != nil || !hasOpenings {
+		// A key with no envelope anywhere is free, and has no C1 to look up: a C1 registered
+		// for another key decrypts to nothing under this one. This keeps the plain decryption
+		// of keys outside openings at one index scan per call.
+		return refusals, err
 	}
 	rec := newGuardRecords()
 	for i := range c1s {
@@ -100,27 +104,26 @@ func (s *Service) CheckDecrypt(ctx context.Context, caller authn.Caller, keyID s
 	return refusals, nil
 }
 
-// boundOpening is the opening the key is bound to at t: one with an envelope of the key,
-// before its window (the earliest such).
-func (s *Service) boundOpening(ctx context.Context, keyID string, t time.Time) (*storepb.Opening, error) {
+// boundOpening is the opening the key is bound to at t — one with an envelope of the key,
+// before its window (the earliest such) — and whether the key has envelopes in any opening.
+func (s *Service) boundOpening(ctx context.Context, keyID string, t time.Time) (bound *storepb.Opening, hasOpenings bool, err error) {
 	ks, _, err := s.deps.Store.ListIndex(ctx, indexKey, keyID, store.ListOptions{Limit: store.MaxListLimit})
-	if err != nil {
-		return nil, err
+	if err != nil || len(ks) == 0 {
+		return nil, false, err
 	}
-	var bound *storepb.Opening
 	for _, k := range ks {
 		o, err := openings.Read(ctx, s.deps.Store, openings.ID(k))
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if phaseAt(o, t) == before && (bound == nil || o.WindowStartUnixNano < bound.WindowStartUnixNano) {
 			bound = o
 		}
 	}
-	return bound, nil
+	return bound, true, nil
 }
 
 func errBound(o *storepb.Opening, keyID string) error {

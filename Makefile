@@ -57,14 +57,15 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
-# A development appliance in ./.hufu on the embedded defaults: installs SoftHSM2 if it is
-# missing, runs the idempotent `hufud init`, then serves in the foreground (Ctrl-C stops).
+# A development appliance in ./.hufu, asked for with -development (the built-in defaults are
+# production): installs SoftHSM2 if it is missing, runs the idempotent `hufud init`, then
+# serves in the foreground (Ctrl-C stops).
 run: bins
 	@command -v softhsm2-util >/dev/null 2>&1 || { \
 	  echo "installing softhsm2 (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y softhsm2; else sudo apt-get update && sudo apt-get install -y softhsm2; fi; }
-	$(BIN)/hufud init
-	$(BIN)/hufud serve -log.format text
+	$(BIN)/hufud init -development
+	$(BIN)/hufud serve -development -log.format text
 
 clean:
 	rm -rf $(BIN)

@@ -63,7 +63,7 @@ func startAdminAppliance(t *testing.T, mutate func(*config.Config)) *adminApplia
 		lines = append(lines, config.AdminToken{Name: name, Role: string(role), SHA256: hash})
 	}
 	tok := softhsmtest.New(t)
-	cfg := config.Default()
+	cfg := config.Development()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen.GRPC, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Admin.Tokens = lines

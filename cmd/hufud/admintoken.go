@@ -2,31 +2,44 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
 	"github.com/hufu-hsm/hufu/admin"
 	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/urfave/cli/v2"
 )
+
+func adminTokenCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "admin-token",
+		Usage: "print a new admin bearer token and the lines (its SHA-256) for admin.tokens",
+		Description: "The token goes to its holder, shown only now; the printed configuration lines (the token's\n" +
+			"SHA-256, never the token) go under admin.tokens. No daemon is needed.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "role", Usage: "operator, auditor or security_officer"},
+			&cli.StringFlag{Name: "name", Usage: "who holds the token (the token id in audit records)"},
+		},
+		Before: noArgs,
+		Action: func(c *cli.Context) error {
+			if c.String("name") == "" {
+				return usageError{errors.New("admin-token: -name is required")}
+			}
+			return adminToken(c.String("role"), c.String("name"), c.App.Writer)
+		},
+	}
+}
 
 // adminToken makes a new admin bearer token: the token goes to its holder, the printed
 // configuration lines (the token's SHA-256, never the token) into admin.tokens.
-func adminToken(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("hufud admin-token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	role := fs.String("role", "", "operator, auditor or security_officer")
-	name := fs.String("name", "", "who holds the token (the token id in audit records)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	switch *role {
+func adminToken(role, name string, stdout io.Writer) error {
+	switch role {
 	case config.RoleOperator, config.RoleAuditor, config.RoleSecurityOfficer:
 	default:
-		return errors.New("admin-token: -role must be operator, auditor or security_officer")
+		return usageError{errors.New("admin-token: -role must be operator, auditor or security_officer")}
 	}
-	c := config.Default()
-	c.Admin.Tokens = []config.AdminToken{{Name: *name, Role: *role, SHA256: admin.HashToken("x")}}
+	c := config.Development()
+	c.Admin.Tokens = []config.AdminToken{{Name: name, Role: role, SHA256: admin.HashToken("x")}}
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("admin-token: -name: %w", err)
 	}
@@ -34,8 +47,8 @@ func adminToken(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "token (give it to %s; it is shown only now):\n  %s\n\n", *name, token)
+	fmt.Fprintf(stdout, "token (give it to %s; it is shown only now):\n  %s\n\n", name, token)
 	fmt.Fprintf(stdout, "configuration (append under admin.tokens):\n")
-	fmt.Fprintf(stdout, "    - name: %s\n      role: %s\n      sha256: %s\n", *name, *role, hash)
+	fmt.Fprintf(stdout, "    - name: %s\n      role: %s\n      sha256: %s\n", name, role, hash)
 	return nil
 }

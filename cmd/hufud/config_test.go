@@ -13,7 +13,7 @@ import (
 )
 
 // TestConfigShow runs `hufud config show` as a child process with a file, a flag and
-// environment variables: the output is the effective configuration (environment over flag
+// environment variables: the output is the effective configuration (flag over environment
 // over file over defaults, as config.Load applies them), it parses back strictly, the
 // admin token hash is redacted, and an unknown HUFU_* variable is warned about by name,
 // with the key it is probably a typo of, never by value.
@@ -26,7 +26,7 @@ func TestConfigShow(t *testing.T) {
 	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "config", "show", "-config", file, "-log.level", "debug", "-hsm.max_sessions", "4")
+	cmd := exec.Command(os.Args[0], "config", "show", "-development", "-config", file, "-log.level", "debug", "-hsm.max_sessions", "4")
 	cmd.Env = []string{"HUFUD_TEST_MAIN=1", "PATH=" + os.Getenv("PATH"),
 		"HUFU_LOG_LEVEL=error", "HUFU_LISTEN_GRCP=typo-value-1", "HUFU_NOT_A_KEY=secret-value-2", "HUFU_HOME=/home/x"}
 	var stdout, stderr bytes.Buffer
@@ -42,7 +42,7 @@ func TestConfigShow(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"environment over flag over file", shown.Log.Level, "error"},
+		{"flag over environment over file", shown.Log.Level, "debug"},
 		{"flag over default", shown.HSM.MaxSessions, 4},
 		{"file over default", shown.Log.Format, "text"},
 		{"default", shown.HSM.TokenLabel, "hufu"},

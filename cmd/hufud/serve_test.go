@@ -32,7 +32,7 @@ func TestServeNotifiesSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	args := []string{"-data_dir", filepath.Join(dir, "data"), "-listen.grpc", "127.0.0.1:0", "-admin.listen", "127.0.0.1:0", "-log.format", "text"}
+	args := []string{"-development", "-data_dir", filepath.Join(dir, "data"), "-listen.grpc", "127.0.0.1:0", "-admin.listen", "127.0.0.1:0", "-log.format", "text"}
 	hufud := func(cmd string) *exec.Cmd {
 		c := exec.Command(os.Args[0], append([]string{cmd}, args...)...)
 		c.Env = append(os.Environ(), "HUFUD_TEST_MAIN=1", "NOTIFY_SOCKET="+sock)

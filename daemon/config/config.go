@@ -1,9 +1,14 @@
 // Package config is hufud's configuration: one YAML file, strictly decoded, with every key
-// overridable by a command-line flag and, above that, by a HUFU_* environment variable. The
-// key "listen.grpc" is the flag -listen.grpc and the variable HUFU_LISTEN_GRPC. Secrets are
+// overridable by a HUFU_* environment variable and, above that, by a command-line flag (the
+// order of Vault, etcd and step-ca: what is typed for this one run wins). The key
+// "listen.grpc" is the variable HUFU_LISTEN_GRPC and the flag -listen.grpc. Secrets are
 // never values here, only paths to files that hold them.
 //
-// Load applies the layers in order (embedded defaults, file, flags, environment) and
+// The embedded defaults are a production appliance that still lacks what only its operator
+// can name (HSM, TLS material, providers, platforms); development is asked for explicitly,
+// with development: true, and then fills in its own material (see Development).
+//
+// Load applies the layers in order (embedded defaults, file, environment, flags) and
 // Validate reports every problem at once, each with its key path, so an operator fixes a file
 // in one round.
 package config
@@ -266,7 +271,9 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration like 30s or 5m", n.Line, n.Value)
+		// A TypeError, not a plain error: the decoder then goes on to report the other
+		// problems, and Parse names this one's key path.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration like 30s or 5m", n.Line, n.Value)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -278,14 +285,14 @@ func (d Duration) String() string            { return time.Duration(d).String() 
 // Std returns d as a time.Duration.
 func (d Duration) Std() time.Duration { return time.Duration(d) }
 
-// Default returns the embedded defaults: a development appliance in ./.hufu listening on
-// loopback, what `make run` starts.
+// Default returns the embedded defaults: a production appliance with its data in ./.hufu,
+// listening on loopback, that names no HSM, TLS material, provider, platform, system client
+// or receiving account: Validate lists each as missing until the configuration names it.
 func Default() Config {
 	return Config{
-		DataDir:     ".hufu",
-		Development: true,
-		Listen:      Listen{GRPC: "127.0.0.1:7443"},
-		TLS:         TLS{MinVersion: "1.2"},
+		DataDir: ".hufu",
+		Listen:  Listen{GRPC: "127.0.0.1:7443"},
+		TLS:     TLS{MinVersion: "1.2"},
 		HSM: HSM{
 			TokenLabel: "hufu", KEKPrefix: "hufu-kek",
 			MaxSessions: 8, PoolWaitTimeout: Duration(2 * time.Second),
@@ -309,17 +316,9 @@ func Default() Config {
 			TicketTTL: Duration(5 * time.Minute), TicketUses: 1000, MaxBatch: 256,
 			DecryptPerMinute: 600, CacheSize: 10000, CacheTTL: Duration(10 * time.Minute),
 		},
-		Platforms: []Platform{
-			{ID: "demo", Name: "示范公共资源交易平台", Region: "330000"},
-		},
-		// The development CLI's certificate (devpki.CLIClientName) may work the review and
-		// reconciliation desks.
-		SystemClients: []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService", "hufu.v1.ReconciliationService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}}},
-		// A development receiving account; production names the operator's own.
-		Scan:     Scan{SessionTTL: Duration(3 * time.Minute), MaxSessionTTL: Duration(30 * time.Minute), SessionsPerMinute: 600},
-		Openings: Openings{MaxEnvelopes: 20000, MaxWindow: Duration(7 * 24 * time.Hour), ReleaseChunk: 256},
-		Enterprises: Enterprises{Transfer: CorporateTransfer{AccountName: "hufu 开发测试收款账户", Bank: "示范银行杭州分行",
-			AccountNumber: "6222020000000000000", Validity: Duration(7 * 24 * time.Hour), MaxAmountFen: 99}},
+		Scan:        Scan{SessionTTL: Duration(3 * time.Minute), MaxSessionTTL: Duration(30 * time.Minute), SessionsPerMinute: 600},
+		Openings:    Openings{MaxEnvelopes: 20000, MaxWindow: Duration(7 * 24 * time.Hour), ReleaseChunk: 256},
+		Enterprises: Enterprises{Transfer: CorporateTransfer{Validity: Duration(7 * 24 * time.Hour), MaxAmountFen: 99}},
 		Certificates: Certificates{
 			ValidityYears: []int{1, 2, 3}, CRLNextUpdate: Duration(24 * time.Hour),
 			CAs: []CertificateAuthority{{ID: "hufu-ca", Name: "hufu 内置CA", Type: "embedded", UpgradePriceFen: 5000,
@@ -329,19 +328,146 @@ func Default() Config {
 	}
 }
 
+// Development returns the defaults of a development appliance, what `make run` and the tests
+// start: Default with development: true and what development fills in (fillDevelopment).
+func Development() Config {
+	c := Default()
+	c.Development = true
+	c.fillDevelopment()
+	return c
+}
+
+// fillDevelopment gives a development configuration what it does not name: a demonstration
+// platform, the development CLI's certificate (devpki.CLIClientName) as a system client of
+// every desk and system service, and a demonstration receiving account. A list or account the
+// configuration names is kept as it is. Production configurations are never filled in.
+func (c *Config) fillDevelopment() {
+	if len(c.Platforms) == 0 {
+		c.Platforms = []Platform{{ID: "demo", Name: "示范公共资源交易平台", Region: "330000"}}
+	}
+	if len(c.SystemClients) == 0 {
+		c.SystemClients = []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService",
+			"hufu.v1.ReconciliationService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}}}
+	}
+	if t := &c.Enterprises.Transfer; t.AccountNumber == "" && t.AccountName == "" && t.Bank == "" {
+		t.AccountName, t.Bank, t.AccountNumber = "hufu 开发测试收款账户", "示范银行杭州分行", "6222020000000000000"
+	}
+}
+
 // Parse strictly decodes a YAML document over c: unknown keys, duplicate keys and type
-// mismatches are errors that name the line.
+// mismatches are errors that name the line and the key path ("line 3: listen.grcp: unknown
+// key"), so that an operator finds the key as Validate names it.
 func (c *Config) Parse(r io.Reader) error {
-	dec := yaml.NewDecoder(r)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	// Parsed once as a tree, for the key path of each line, and decoded once strictly into
+	// c: yaml.Node.Decode has no KnownFields switch.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("config: %w", err) // not YAML: the parser's line is all there is
+	}
+	paths := linePaths{}
+	paths.add(&doc, "")
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config: %w", err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return fmt.Errorf("config: %w", err)
+		}
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = withKeyPath(m, paths)
+		}
+		return fmt.Errorf("config: %s", strings.Join(msgs, "; "))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return errors.New("config: more than one YAML document")
 	}
 	return nil
+}
+
+// linePaths are the key paths that start on each line of a document: the mapping keys
+// ("listen.grpc") and the list items ("platforms[1]").
+type linePaths map[int]struct{ keys, items []string }
+
+func (lp linePaths) add(n *yaml.Node, prefix string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			lp.add(c, prefix)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			path := n.Content[i].Value
+			if prefix != "" {
+				path = prefix + "." + path
+			}
+			e := lp[n.Content[i].Line]
+			e.keys = append(e.keys, path)
+			lp[n.Content[i].Line] = e
+			lp.add(n.Content[i+1], path)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			path := fmt.Sprintf("%s[%d]", prefix, i)
+			e := lp[item.Line]
+			e.items = append(e.items, path)
+			lp[item.Line] = e
+			lp.add(item, path)
+		}
+	}
+}
+
+// at names what is on a line: its one key ("- id: x" is platforms[1].id), or else what
+// everything on it shares ("- {id: a, name: b}" is platforms[0]).
+func (lp linePaths) at(line int) string {
+	e := lp[line]
+	if len(e.keys) == 1 {
+		return e.keys[0]
+	}
+	all := append(append([]string(nil), e.keys...), e.items...)
+	if len(all) == 0 {
+		return ""
+	}
+	common := strings.Split(all[0], ".")
+	for _, p := range all[1:] {
+		segs := strings.Split(p, ".")
+		n := 0
+		for n < len(common) && n < len(segs) && common[n] == segs[n] {
+			n++
+		}
+		common = common[:n]
+	}
+	return strings.Join(common, ".")
+}
+
+var yamlLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// withKeyPath rewrites one of the decoder's "line N: ..." messages to name the key on line
+// N, and says "unknown key" for the decoder's "field x not found in type config.Listen".
+func withKeyPath(msg string, paths linePaths) string {
+	m := yamlLineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	var line int
+	fmt.Sscan(m[1], &line)
+	path, rest := paths.at(line), m[2]
+	if path == "" {
+		return msg
+	}
+	if field, ok := strings.CutPrefix(rest, "field "); ok && strings.Contains(field, " not found in type ") {
+		// On a line of several keys the path is their parent's: name the unknown one.
+		if field, _, _ = strings.Cut(field, " "); !strings.HasSuffix(path, "."+field) && path != field {
+			path += "." + field
+		}
+		rest = "unknown key"
+	}
+	return fmt.Sprintf("line %d: %s: %s", line, path, rest)
 }
 
 // ParseFile is Parse on a file.
@@ -383,10 +509,10 @@ var (
 	sha256RE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
-// Validate checks every key and returns all problems, or nil.
 // systemNameRE is what a system client's name may be: it becomes part of store keys.
 var systemNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// Validate checks every key and returns all problems, or nil.
 func (c *Config) Validate() error {
 	var ps Problems
 	bad := func(path, format string, args ...any) {

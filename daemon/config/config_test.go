@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,16 +9,12 @@ import (
 	"time"
 )
 
-func TestDefaultsAndSampleAreValid(t *testing.T) {
-	c := Default()
+func TestDevelopmentDefaultsAndSampleAreValid(t *testing.T) {
+	c := Development()
 	if err := c.Validate(); err != nil {
-		t.Fatalf("embedded defaults: %v", err)
+		t.Fatalf("development defaults: %v", err)
 	}
-	sample := filepath.Join("..", "..", "deploy", "hufu.yaml")
-	if _, err := os.Stat(sample); err != nil {
-		t.Skip("no deploy/hufu.yaml yet")
-	}
-	c, err := Load(sample, nil, nil)
+	c, err := Load(filepath.Join("..", "..", "deploy", "hufu.yaml"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,13 +23,69 @@ func TestDefaultsAndSampleAreValid(t *testing.T) {
 	}
 }
 
+// The embedded defaults are production, and name nothing only an operator can name: a
+// configuration that omits development: runs nothing of development, it is refused with
+// what it lacks.
+func TestDefaultsAreProductionAndListWhatTheyLack(t *testing.T) {
+	c, err := Load("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Development {
+		t.Fatal("the built-in default is development")
+	}
+	var ps Problems
+	if err := c.Validate(); !errors.As(err, &ps) {
+		t.Fatalf("got %v, want Problems", err)
+	}
+	got := map[string]bool{}
+	for _, p := range ps {
+		got[p.Path] = true
+	}
+	for _, path := range []string{"tls.cert_file", "tls.key_file", "hsm.module", "hsm.pin_file", "platforms",
+		"scan.address", "enterprises.transfer.account_number"} {
+		if !got[path] {
+			t.Errorf("no problem reported for %s:\n%v", path, ps)
+		}
+	}
+}
+
+func TestDevelopmentFillsOnlyWhatIsMissing(t *testing.T) {
+	c, err := Load("", Overrides{"development": "true"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Platforms) != 1 || c.Platforms[0].ID != "demo" || len(c.SystemClients) != 1 || c.Enterprises.Transfer.AccountNumber == "" {
+		t.Fatalf("development not filled in: %+v %+v %+v", c.Platforms, c.SystemClients, c.Enterprises.Transfer)
+	}
+	file := filepath.Join(t.TempDir(), "dev.yaml")
+	doc := "development: true\nplatforms:\n  - {id: p1, name: P1, region: \"110000\"}\n"
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Load(file, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Platforms) != 1 || c.Platforms[0].ID != "p1" {
+		t.Errorf("a configured platform list was changed: %+v", c.Platforms)
+	}
+	if len(c.SystemClients) != 1 || c.SystemClients[0].Name != "hufu-cli" {
+		t.Errorf("the development system client is missing: %+v", c.SystemClients)
+	}
+}
+
 func TestStrictDecoding(t *testing.T) {
 	cases := []struct {
 		name, doc, want string
 	}{
-		{"unknown key", "listen:\n  grcp: 1.2.3.4:5\n", "field grcp not found"},
-		{"wrong type", "hsm:\n  max_sessions: many\n", "cannot unmarshal"},
-		{"bad duration", "account:\n  sms_code_ttl: five minutes\n", "not a duration"},
+		{"unknown key", "listen:\n  grcp: 1.2.3.4:5\n", "line 2: listen.grcp: unknown key"},
+		{"wrong type", "hsm:\n  max_sessions: many\n", "line 2: hsm.max_sessions: cannot unmarshal"},
+		{"bad duration", "\naccount:\n  sms_code_ttl: five minutes\n", `line 3: account.sms_code_ttl: "five minutes" is not a duration`},
+		{"unknown key in a list item", "platforms:\n  - id: a\n    nme: b\n", "line 3: platforms[0].nme: unknown key"},
+		{"unknown key in a flow mapping", "platforms:\n  - {id: a, nme: b}\n", "line 2: platforms[0].nme: unknown key"},
+		{"every problem at once", "log:\n  levle: x\ngrpc:\n  max_deadline: soon\n", "line 2: log.levle: unknown key; line 4: grpc.max_deadline:"},
+		{"duplicate key", "log:\n  level: info\n  level: debug\n", "already defined"},
+		{"not YAML", "log: [\n", "config: yaml:"},
 		{"two documents", "log:\n  level: info\n---\nlog:\n  level: debug\n", "more than one YAML document"},
 	}
 	for _, c := range cases {
@@ -45,6 +96,10 @@ func TestStrictDecoding(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
 		})
+	}
+	cfg := Default()
+	if err := cfg.Parse(strings.NewReader("")); err != nil {
+		t.Errorf("an empty file: %v", err)
 	}
 }
 
@@ -67,28 +122,25 @@ func TestValidateReportsEveryProblemWithItsPath(t *testing.T) {
 		"data_dir", "listen.grpc", "tls.cert_file", "tls.key_file", "tls.min_version", "hsm.module",
 		"hsm.pin_file", "hsm.max_sessions", "log.level", "platforms[0].id", "platforms[0].name",
 		"platforms[0].region", "platforms[2].id", "system_clients[0].services[0]", "scan.address",
+		"enterprises.transfer.account_name", "enterprises.transfer.account_number", "enterprises.transfer.bank",
 	} {
 		if !got[path] {
 			t.Errorf("no problem reported for %s", path)
 		}
 	}
-	if len(ps) != 15 {
-		t.Errorf("%d problems, want 15:\n%v", len(ps), err)
+	if len(ps) != 18 {
+		t.Errorf("%d problems, want 18:\n%v", len(ps), err)
 	}
 }
 
-func TestPrecedenceDefaultsFileFlagsEnvironment(t *testing.T) {
+func TestPrecedenceDefaultsFileEnvironmentFlags(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "hufu.yaml")
 	doc := "listen:\n  grpc: 10.0.0.1:7443\nlog:\n  level: warn\naccount:\n  sms_code_ttl: 3m\nplatforms:\n  - {id: p1, name: P1, region: \"110000\"}\n"
 	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fs := flag.NewFlagSet("hufud", flag.ContinueOnError)
-	overrides := RegisterFlags(fs)
-	if err := fs.Parse([]string{"-log.level=debug", "-hsm.max_sessions", "4", "-grpc.reflection=true"}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := Load(file, overrides, []string{"HUFU_LOG_LEVEL=error", "HUFU_ACCOUNT_ACCESS_TOKEN_TTL=90m", "PATH=/bin"})
+	overrides := Overrides{"log.level": "debug", "hsm.max_sessions": "4", "grpc.reflection": "true"}
+	c, err := Load(file, overrides, []string{"HUFU_LOG_LEVEL=error", "HUFU_ACCOUNT_ACCESS_TOKEN_TTL=90m", "HUFU_HSM_TOKEN_LABEL=env", "PATH=/bin"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,10 +150,11 @@ func TestPrecedenceDefaultsFileFlagsEnvironment(t *testing.T) {
 	}{
 		{"file over default", c.Listen.GRPC, "10.0.0.1:7443"},
 		{"file duration", c.Account.SMSCodeTTL.Std(), 3 * time.Minute},
-		{"default kept", c.HSM.TokenLabel, "hufu"},
+		{"default kept", c.HSM.KEKPrefix, "hufu-kek"},
+		{"env over default", c.HSM.TokenLabel, "env"},
 		{"flag over default", c.HSM.MaxSessions, 4},
 		{"flag bool over default", c.GRPC.Reflection, true},
-		{"env over flag over file", c.Log.Level, "error"},
+		{"flag over env over file", c.Log.Level, "debug"},
 		{"env duration", c.Account.AccessTokenTTL.Std(), 90 * time.Minute},
 		{"file list replaces default list", len(c.Platforms), 1},
 	}
@@ -110,8 +163,8 @@ func TestPrecedenceDefaultsFileFlagsEnvironment(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", ch.name, ch.got, ch.want)
 		}
 	}
-	if err := fs.Parse([]string{"-hsm.max_sessions=lots"}); err == nil {
-		t.Error("a malformed flag value must be refused")
+	if _, err := Load("", Overrides{"hsm.max_sessions": "lots"}, nil); err == nil || !strings.Contains(err.Error(), "flag -hsm.max_sessions") {
+		t.Errorf("malformed flag value: %v", err)
 	}
 	if _, err := Load("", nil, []string{"HUFU_GRPC_MAX_DEADLINE=soon"}); err == nil || !strings.Contains(err.Error(), "HUFU_GRPC_MAX_DEADLINE") {
 		t.Errorf("malformed environment value: %v", err)
@@ -137,7 +190,7 @@ func TestCheckFiles(t *testing.T) {
 	if err := os.WriteFile(present, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := Default()
+	c := Development()
 	c.TLS.CertFile = present
 	c.TLS.KeyFile = filepath.Join(dir, "missing-key.pem")
 	c.HSM.PINFile = filepath.Join(dir, "missing.pin")
@@ -148,7 +201,7 @@ func TestCheckFiles(t *testing.T) {
 }
 
 func TestEnterprisesValidation(t *testing.T) {
-	c := Default()
+	c := Development()
 	c.Enterprises.VerificationPriceFen = -1
 	c.Enterprises.Transfer = CorporateTransfer{AccountName: " ", Bank: "", AccountNumber: "6222-0200", Validity: Duration(time.Minute), MaxAmountFen: 100000}
 	var ps Problems

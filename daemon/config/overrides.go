@@ -1,7 +1,6 @@
 package config
 
 import (
-	"flag"
 	"fmt"
 	"reflect"
 	"sort"
@@ -12,9 +11,11 @@ import (
 
 // Key is one scalar configuration key and the names that override it.
 type Key struct {
-	Path string // "listen.grpc"
-	Flag string // "listen.grpc", used as -listen.grpc
-	Env  string // "HUFU_LISTEN_GRPC"
+	Path     string // "listen.grpc"
+	Flag     string // "listen.grpc", used as -listen.grpc
+	Env      string // "HUFU_LISTEN_GRPC"
+	Bool     bool   // true or false: -development alone sets it
+	Category string // the top-level section, "listen"; "" for a top-level key
 }
 
 var durationType = reflect.TypeFor[Duration]()
@@ -23,8 +24,12 @@ var durationType = reflect.TypeFor[Duration]()
 // the file.
 func Keys() []Key {
 	var keys []Key
-	walk(reflect.ValueOf(&Config{}).Elem(), "", func(path string, _ reflect.Value) {
-		keys = append(keys, Key{Path: path, Flag: path, Env: envName(path)})
+	walk(reflect.ValueOf(&Config{}).Elem(), "", func(path string, v reflect.Value) {
+		section, _, nested := strings.Cut(path, ".")
+		if !nested {
+			section = ""
+		}
+		keys = append(keys, Key{Path: path, Flag: path, Env: envName(path), Bool: v.Kind() == reflect.Bool, Category: section})
 	})
 	return keys
 }
@@ -89,55 +94,29 @@ func (c *Config) set(path, raw string) error {
 	return nil
 }
 
-// Overrides are key values given on the command line, applied after the file.
+// Overrides are key values given on the command line, applied last: over the file and the
+// environment.
 type Overrides map[string]string
 
-// RegisterFlags adds a flag for every key to fs and returns the map the flags fill.
-func RegisterFlags(fs *flag.FlagSet) Overrides {
-	o := Overrides{}
-	defaults := Default()
-	for _, k := range Keys() {
-		path := k.Path
-		usage := fmt.Sprintf("config key %s (env %s)", path, k.Env)
-		var def string
-		walk(reflect.ValueOf(&defaults).Elem(), "", func(p string, v reflect.Value) {
-			if p == path {
-				def = fmt.Sprint(v.Interface())
-			}
-		})
-		if def != "" && def != "0" && def != "false" {
-			usage += ", default " + def
+// Value is the key at path in c as a flag would give it ("" for an unknown path).
+func (c *Config) Value(path string) string {
+	var out string
+	walk(reflect.ValueOf(c).Elem(), "", func(p string, v reflect.Value) {
+		if p == path {
+			out = fmt.Sprint(v.Interface())
 		}
-		fs.Func(k.Flag, usage, func(raw string) error {
-			if err := (&Config{}).set(path, raw); err != nil {
-				return err
-			}
-			o[path] = raw
-			return nil
-		})
-	}
-	return o
+	})
+	return out
 }
 
 // Load builds the configuration: embedded defaults, then the file (if path is not empty),
-// then flag overrides, then HUFU_* variables from environ. It does not validate.
+// then HUFU_* variables from environ, then flag overrides; a development configuration is
+// then filled in (Development). It does not validate.
 func Load(path string, flags Overrides, environ []string) (Config, error) {
 	c := Default()
 	if path != "" {
-		// Lists in the file replace the defaults rather than merging into them.
-		c.Platforms, c.SystemClients = nil, nil
 		if err := c.ParseFile(path); err != nil {
 			return c, err
-		}
-	}
-	paths := make([]string, 0, len(flags))
-	for p := range flags {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		if err := c.set(p, flags[p]); err != nil {
-			return c, fmt.Errorf("flag -%w", err)
 		}
 	}
 	env := map[string]string{}
@@ -152,6 +131,19 @@ func Load(path string, flags Overrides, environ []string) (Config, error) {
 				return c, fmt.Errorf("environment %s: %w", k.Env, err)
 			}
 		}
+	}
+	paths := make([]string, 0, len(flags))
+	for p := range flags {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		if err := c.set(p, flags[p]); err != nil {
+			return c, fmt.Errorf("flag -%w", err)
+		}
+	}
+	if c.Development {
+		c.fillDevelopment()
 	}
 	return c, nil
 }

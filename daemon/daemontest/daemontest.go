@@ -84,7 +84,7 @@ func StartOnWallClock(t testing.TB, mutate ...func(*config.Config)) *Appliance {
 func start(t testing.TB, clock *Clock, log *slog.Logger, mutate []func(*config.Config)) *Appliance {
 	t.Helper()
 	tok := softhsmtest.New(t)
-	cfg := config.Default()
+	cfg := config.Development()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen.GRPC, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile

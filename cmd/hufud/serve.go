@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hufu-hsm/hufu/daemon"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the daemon",
+		Description: "Serves gRPC (phones, business and bid-opening systems) and the admin HTTP surface. SIGTERM and\n" +
+			"SIGINT stop it gracefully, SIGHUP reloads the TLS material. It refuses a configuration that\n" +
+			"hufud validate would reject, with exit code 78. Under systemd it sends READY=1 and STOPPING=1.",
+		Flags:  configFlags(),
+		Before: noArgs,
+		Action: func(c *cli.Context) error {
+			l, err := loadConfig(c)
+			if err != nil {
+				return err
+			}
+			cfg, err := preflight(l.Config)
+			if err != nil {
+				l.printEnvWarnings(c)
+				return err
+			}
+			return serve(cfg, l.envWarnings, c.App.ErrWriter)
+		},
+	}
+}
+
+func serve(cfg config.Config, envWarnings []config.EnvWarning, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	for _, w := range envWarnings {
+		// The name only: the value may be a secret.
+		attrs := []any{"variable", w.Name}
+		if w.Nearest != "" {
+			attrs = append(attrs, "did_you_mean", w.Nearest)
+		}
+		log.Warn("environment variable is not a configuration key and is ignored", attrs...)
+	}
+	// Unwrapped key shares live in this process's memory: never write it to a core file,
+	// and keep other processes of the same user from reading it through ptrace or /proc.
+	if err := syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{}); err != nil {
+		return fmt.Errorf("disabling core dumps: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("marking the process not dumpable: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d, err := daemon.Open(ctx, cfg, daemon.Options{Log: log})
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := d.ReloadTLS(); err != nil {
+				log.Error("TLS reload failed; keeping the previous material", "err", err)
+			} else {
+				log.Info("TLS material reloaded")
+			}
+		}
+	}()
+	addr, err := d.Listen()
+	if err != nil {
+		return err
+	}
+	go watchdog(ctx, d.Healthy, log)
+	go func() {
+		<-ctx.Done()
+		if err := sdNotify("STOPPING=1"); err != nil {
+			log.Warn("systemd notification failed", "err", err)
+		}
+	}()
+	return d.Serve(ctx, func() {
+		log.Info("serving", "grpc", addr.String(), "admin", d.AdminAddr().String(), "development", cfg.Development)
+		if err := sdNotify("READY=1"); err != nil {
+			log.Warn("systemd notification failed", "err", err)
+		}
+	})
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

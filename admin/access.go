@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/hufu-hsm/hufu/store"
 )
 
 // Request ids and the access log of the admin surface. The gRPC gate (package daemon) uses
@@ -42,18 +44,14 @@ func ValidRequestID(s string) bool {
 	return true
 }
 
-type requestIDKey struct{}
-
-// WithRequestID returns ctx carrying a request id.
+// WithRequestID returns ctx carrying a request id: store.WithRequestID, so that every audit
+// record written for the request names it.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+	return store.WithRequestID(ctx, id)
 }
 
 // RequestIDFrom returns the request id in ctx, or "".
-func RequestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
+func RequestIDFrom(ctx context.Context) string { return store.RequestIDFrom(ctx) }
 
 // accessEntry is what the access log learns while a request is served: the route's
 // authentication fills in the caller's role.

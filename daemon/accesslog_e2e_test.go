@@ -16,6 +16,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/accounts"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/daemontest"
+	"github.com/hufu-hsm/hufu/store"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -103,8 +104,13 @@ func TestAccessLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	auditTok, auditHash, err := admin.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := daemontest.StartWithLog(t, slog.New(slog.NewJSONHandler(logs, nil)), func(c *config.Config) {
-		c.Admin.Tokens = []config.AdminToken{{Name: "olga", Role: string(admin.Operator), SHA256: opHash}}
+		c.Admin.Tokens = []config.AdminToken{{Name: "olga", Role: string(admin.Operator), SHA256: opHash},
+			{Name: "audra", Role: string(admin.Auditor), SHA256: auditHash}}
 	})
 	conn := a.Dial("device-log-0001")
 	const phone = "13912345678"
@@ -194,6 +200,22 @@ func TestAccessLog(t *testing.T) {
 		t.Fatalf("/crl/no-such-ca: %d, X-Request-Id %q", res.StatusCode, crlID)
 	}
 
+	// The audit records of a call and of an admin request name its request id: the second
+	// export holds the record of the first.
+	if res := adminGet("/audit/export", "export-1", auditTok); res.StatusCode != 200 {
+		t.Fatalf("/audit/export: %d", res.StatusCode)
+	}
+	records := auditRecordsByRequestID(t, a.AdminURL(), auditTok)
+	if got := records["export-1"]; len(got) != 1 || got[0] != "admin.audit.export" {
+		t.Errorf("audit records of admin request export-1: %v, want the export's", got)
+	}
+	if got := records[signInID]; len(got) == 0 {
+		t.Errorf("no audit record names the sign-in's request id %s: %v", signInID, records)
+	}
+	if got := records["caller-Req_1.a"]; len(got) == 0 {
+		t.Errorf("no audit record names the SMS request's id: %v", records)
+	}
+
 	// The daemon logs a call after answering it: stop it, so every line is written.
 	a.Stop()
 	rpc := logs.lines(t, "rpc")
@@ -232,4 +254,33 @@ func TestAccessLog(t *testing.T) {
 			t.Errorf("an access line names the caller: %s", b)
 		}
 	}
+}
+
+// auditRecordsByRequestID exports the audit log and returns the actions of its records by
+// their request_id detail.
+func auditRecordsByRequestID(t *testing.T, adminURL, token string) map[string][]string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, adminURL+"/audit/export", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out := map[string][]string{}
+	dec := json.NewDecoder(res.Body)
+	for dec.More() {
+		var line struct {
+			Type    string            `json:"type"`
+			Action  string            `json:"action"`
+			Details map[string]string `json:"details"`
+		}
+		if err := dec.Decode(&line); err != nil {
+			t.Fatal(err)
+		}
+		if id := line.Details[store.RequestIDDetail]; line.Type == "record" && id != "" {
+			out[id] = append(out[id], line.Action)
+		}
+	}
+	return out
 }

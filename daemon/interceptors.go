@@ -10,6 +10,7 @@ import (
 	"github.com/hufu-hsm/hufu/admin"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/store"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -23,8 +24,8 @@ import (
 //
 // Every call gets a request id: the caller's x-request-id metadata if well-formed (the
 // admin surface's rules, admin.RequestID), else a fresh one. It is returned in the
-// x-request-id response header, carried in the context (admin.RequestIDFrom) and logged
-// with the call: one Info line "rpc" per call, with the method, the status code, the
+// x-request-id response header, carried in the context (store.RequestIDFrom: every audit
+// record the call writes names it, detail request_id) and logged with the call: one Info line "rpc" per call, with the method, the status code, the
 // duration, the kind of caller (user, system, anonymous: never who), the peer address and
 // the id. Request messages and metadata values other than the id are never logged.
 type gate struct {
@@ -42,11 +43,12 @@ type gate struct {
 // requestIDHeader is the metadata key of request ids, both ways.
 const requestIDHeader = "x-request-id"
 
-// withRequestID takes or makes the call's request id and puts it in the context.
+// withRequestID takes or makes the call's request id and puts it in the context, where the
+// store finds it for the audit records the call writes (store.WithRequestID).
 func withRequestID(ctx context.Context) (context.Context, metadata.MD) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	id := admin.RequestID(first(md, requestIDHeader))
-	return admin.WithRequestID(ctx, id), metadata.Pairs(requestIDHeader, id)
+	return store.WithRequestID(ctx, id), metadata.Pairs(requestIDHeader, id)
 }
 
 func (g *gate) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
@@ -108,7 +110,7 @@ func (g *gate) capDeadline(ctx context.Context) (context.Context, context.Cancel
 func (g *gate) finish(ctx context.Context, method string, start time.Time, err error) error {
 	elapsed := time.Since(start)
 	st, internal := apierr.Status(err)
-	id := admin.RequestIDFrom(ctx)
+	id := store.RequestIDFrom(ctx)
 	if internal {
 		g.log.ErrorContext(ctx, "internal error", "method", method, "actor", authn.CallerFrom(ctx).Actor(), "request_id", id, "err", err)
 	}

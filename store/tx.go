@@ -32,6 +32,9 @@ type Tx struct {
 	order  []string          // write order, for a deterministic batch
 	events []Event
 	retry  string
+	// requestID is the request the transaction runs for (WithRequestID), added to each
+	// audit event as RequestIDDetail.
+	requestID string
 }
 
 // PutOption modifies a Put or Claim.
@@ -71,7 +74,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) error {
 		if err := s.locks.lockAll(ctx, keys); err != nil {
 			return fmt.Errorf("store: waiting for key locks: %w", err)
 		}
-		tx := &Tx{s: s, now: s.clock.Now(), held: make(map[string]bool, len(keys)+2)}
+		tx := &Tx{s: s, now: s.clock.Now(), held: make(map[string]bool, len(keys)+2), requestID: RequestIDFrom(ctx)}
 		for _, k := range keys {
 			tx.held[k] = true
 		}
@@ -323,14 +326,17 @@ func (tx *Tx) RemoveIndex(index, value, owner string) error {
 // Audit appends ev to the audit log as part of this transaction: it is committed in the
 // same batch as the transaction's writes, or not at all.
 func (tx *Tx) Audit(ev Event) error {
-	if err := ev.validate(); err != nil {
-		return err
-	}
-	d := make(map[string]string, len(ev.Details))
+	d := make(map[string]string, len(ev.Details)+1)
 	for k, v := range ev.Details {
 		d[k] = v
 	}
+	if _, set := d[RequestIDDetail]; tx.requestID != "" && !set && len(d) < maxDetails {
+		d[RequestIDDetail] = tx.requestID
+	}
 	ev.Details = d
+	if err := ev.validate(); err != nil {
+		return err
+	}
 	tx.events = append(tx.events, ev)
 	return nil
 }

@@ -30,7 +30,8 @@ const (
 const (
 	attemptOK           = "ok"
 	attemptTimeout      = "timeout"        // the per-attempt timeout passed
-	attemptNetwork      = "network"        // connection, TLS or transport failure
+	attemptNetwork      = "network"        // connection or transport failure
+	attemptTLS          = "tls"            // the gateway's certificate does not verify
 	attemptHTTP5xx      = "http_5xx"       // 5xx, 408 or 429: the gateway asks for a retry
 	attemptHTTP4xx      = "http_4xx"       // other non-200: a misconfiguration
 	attemptBadSignature = "bad_signature"  // missing or wrong response signature
@@ -48,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"provider", "operation", "outcome"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hufu_provider_attempts_total",
-			Help: "HTTP attempts to webhook providers, by provider, operation and result (ok, timeout, network, http_5xx, http_4xx, bad_signature, stale_response, malformed, unavailable, canceled).",
+			Help: "HTTP attempts to webhook providers, by provider, operation and result (ok, timeout, network, tls, http_5xx, http_4xx, bad_signature, stale_response, malformed, unavailable, canceled).",
 		}, []string{"provider", "operation", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hufu_provider_request_duration_seconds",

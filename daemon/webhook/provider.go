@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -289,10 +291,24 @@ func transportError(parent, attempt context.Context, err error) *attemptError {
 	switch {
 	case parent.Err() != nil:
 		return &attemptError{result: attemptCanceled, err: err}
+	case isTLSVerification(err):
+		// The gateway's certificate is not trusted (ca_file, or a host that is not the
+		// gateway): no retry will change that.
+		return &attemptError{result: attemptTLS, err: fmt.Errorf("the gateway's TLS certificate does not verify (check url and ca_file): %w", err)}
 	case attempt.Err() != nil:
 		return &attemptError{result: attemptTimeout, retryable: true, err: fmt.Errorf("no answer within the attempt timeout: %w", err)}
 	}
 	return &attemptError{result: attemptNetwork, retryable: true, err: err}
+}
+
+func isTLSVerification(err error) bool {
+	var (
+		verify  *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+	)
+	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid)
 }
 
 func statusError(code int) *attemptError {

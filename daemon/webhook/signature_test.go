@@ -119,8 +119,8 @@ func TestSignatureRecipeWithOpenSSL(t *testing.T) {
 	recipe := string(doc[i+len(begin) : j])
 	vectors := loadVectors(t)
 	fresh := vectors[0]
-	fresh.Key = hex.EncodeToString([]byte(strings.Repeat("k", 64))) // a 64-byte key, the longest allowed
-	fresh.Body = `{"name":"张三","id_number":"11010519491231002X"}` + "\n"   // UTF-8 and a final newline are signed as is
+	fresh.Key = hex.EncodeToString([]byte(strings.Repeat("k", 64)))      // a 64-byte key, the longest allowed
+	fresh.Body = `{"name":"张三","id_number":"11010519491231002X"}` + "\n" // UTF-8 and a final newline are signed as is
 	fresh.Operation = OpIdentityNameID
 	fresh.Signature = ""
 	for i, v := range append(vectors, fresh) {

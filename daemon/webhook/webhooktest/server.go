@@ -119,6 +119,12 @@ type Server struct {
 	charges    map[string]string // order id + idempotency key -> payment ref
 	refunds    map[string]int64  // payment ref -> amount
 	faces      map[string]webhook.PersonRequest
+	last       map[string]capturedRequest // per operation, the last verified request
+}
+
+type capturedRequest struct {
+	header http.Header
+	body   []byte
 }
 
 type storedAnswer struct {
@@ -141,6 +147,7 @@ func Start(t testing.TB, cfg Config) *Server {
 		nonces: map[string]time.Time{}, answers: map[string]storedAnswer{}, attempts: map[string]int{},
 		requestIDs: map[string][]string{}, faults: map[string][]Fault{}, handlers: map[string]Handler{},
 		charges: map[string]string{}, refunds: map[string]int64{}, faces: map[string]webhook.PersonRequest{},
+		last: map[string]capturedRequest{},
 	}
 	s.Key = make([]byte, 32)
 	rand.Read(s.Key)
@@ -251,6 +258,31 @@ func (s *Server) Refunded(ref string) (int64, bool) {
 	return amount, ok
 }
 
+// ReplayLast sends the last verified request for op again, byte for byte, as an attacker who
+// captured it would, and returns the status and the refusal reason.
+func (s *Server) ReplayLast(t testing.TB, op string) (int, string) {
+	t.Helper()
+	s.mu.Lock()
+	c, ok := s.last[op]
+	s.mu.Unlock()
+	if !ok {
+		t.Fatalf("webhooktest: no %s request to replay", op)
+	}
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/"+op, bytes.NewReader(c.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = c.header.Clone()
+	resp, err := s.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var refusal struct{ Error string }
+	json.NewDecoder(resp.Body).Decode(&refusal)
+	return resp.StatusCode, refusal.Error
+}
+
 var (
 	timestampRE = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 	hex32RE     = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -327,6 +359,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_, replayed := s.nonces[nonce]
 	s.nonces[nonce] = now
+	if !replayed {
+		s.last[op] = capturedRequest{header: r.Header.Clone(), body: body}
+	}
 	s.requestIDs[op] = append(s.requestIDs[op], rid)
 	var fault Fault
 	if q := s.faults[op]; len(q) > 0 {

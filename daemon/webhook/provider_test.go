@@ -265,7 +265,7 @@ func TestFailures(t *testing.T) {
 		{"503 on every attempt", []webhooktest.Fault{webhooktest.Status503, webhooktest.Status503, webhooktest.Status503, webhooktest.Status503},
 			nil, webhook.ErrUnavailable, 3, "http_5xx"},
 		{"one attempt allowed", []webhooktest.Fault{webhooktest.Status503}, func(o *webhook.Options) { o.MaxAttempts = 1 }, webhook.ErrUnavailable, 1, "http_5xx"},
-		{"timeout then ok", []webhooktest.Fault{webhooktest.Hang}, func(o *webhook.Options) { o.Timeout = webhook.Duration(100 * time.Millisecond) }, nil, 2, "timeout"},
+		{"timeout then ok", []webhooktest.Fault{webhooktest.Hang}, func(o *webhook.Options) { o.Timeout = webhook.Duration(300 * time.Millisecond) }, nil, 2, "timeout"},
 		{"unavailable then ok", []webhooktest.Fault{webhooktest.Unavailable}, nil, nil, 2, "unavailable"},
 		{"lost answer then its replay", []webhooktest.Fault{webhooktest.LostAnswer}, nil, nil, 2, "http_5xx"},
 		{"bad signature", []webhooktest.Fault{webhooktest.BadSignature}, nil, webhook.ErrBadSignature, 1, "bad_signature"},

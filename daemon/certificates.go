@@ -65,7 +65,7 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 		return err
 	}
 	d.certs, err = certs.New(opts, certs.Deps{
-		Store: d.store, Attachments: d.attachments, Keys: d.keys, Accounts: d.accounts, Payments: certs.DevPayments{}, Clock: d.opts.Clock, Log: d.opts.Log,
+		Store: d.store, Attachments: d.attachments, Keys: d.keys, Accounts: d.accounts, Payments: d.providers.payments, Clock: d.opts.Clock, Log: d.opts.Log,
 		Registry: d.opts.Registry,
 	})
 	if err != nil {

@@ -26,7 +26,6 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
-	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/daemon/keys"
 	"github.com/hufu-hsm/hufu/daemon/openings"
 	"github.com/hufu-hsm/hufu/daemon/scan"
@@ -75,7 +74,8 @@ type Daemon struct {
 	listener net.Listener
 	draining atomic.Bool // set when a stop begins; the health monitor then stands down
 
-	adm adminSurface // admin HTTP surface and daemon-level metrics (admin.go)
+	adm       adminSurface // admin HTTP surface and daemon-level metrics (admin.go)
+	providers *providers   // SMS, identity, login and payment (providers.go)
 }
 
 // Resolve fills in the development defaults that depend on the data directory: the
@@ -238,24 +238,15 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 }
 
 func (d *Daemon) buildServices() error {
-	var (
-		sms      accounts.SMSSender
-		wechat   accounts.WeChat
-		carrier  accounts.Carrier
-		verifier identity.Verifier
-	)
-	if !d.cfg.Development {
-		// Production providers are configured per deployment; none ships yet.
-		return errors.New("no production SMS, login or identity providers are configured: run with development: true until they are")
+	var err error
+	if d.providers, err = d.buildProviders(); err != nil {
+		return err
 	}
-	sms = &accounts.DevSender{Path: d.cfg.Account.DevOutbox}
-	wechat, carrier, verifier = accounts.DevWeChat{}, accounts.DevCarrier{}, &identity.DevVerifier{}
 	a := d.cfg.Account
 	platforms := make([]accounts.Platform, len(d.cfg.Platforms))
 	for i, p := range d.cfg.Platforms {
 		platforms[i] = accounts.Platform{ID: p.ID, Name: p.Name, Region: p.Region}
 	}
-	var err error
 	d.accounts, err = accounts.New(accounts.Options{
 		SMSCodeTTL: a.SMSCodeTTL.Std(), SMSResendInterval: a.SMSResendInterval.Std(),
 		SMSMaxPerPhoneHour: a.SMSMaxPerPhoneHour, SMSMaxPerSourceHour: a.SMSMaxPerSourceHour,
@@ -263,8 +254,8 @@ func (d *Daemon) buildServices() error {
 		PasswordMaxAttempts: a.PasswordMaxAttempts, AccessTokenTTL: a.AccessTokenTTL.Std(),
 		RefreshTokenTTL: a.RefreshTokenTTL.Std(), Platforms: platforms,
 	}, accounts.Deps{
-		Store: d.store, Keyring: d.keyring, SMS: sms, WeChat: wechat, Carrier: carrier,
-		Verifier: verifier, Clock: d.opts.Clock, Log: d.opts.Log,
+		Store: d.store, Keyring: d.keyring, SMS: d.providers.sms, WeChat: d.providers.wechat, Carrier: d.providers.carrier,
+		Verifier: d.providers.verifier, Clock: d.opts.Clock, Log: d.opts.Log,
 	})
 	if err != nil {
 		return err
@@ -474,5 +465,9 @@ func (d *Daemon) close(ctx context.Context) {
 	if d.keyring != nil {
 		d.keyring.Close()
 		d.keyring = nil
+	}
+	if d.providers != nil {
+		d.providers.close()
+		d.providers = nil
 	}
 }

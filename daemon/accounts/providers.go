@@ -12,6 +12,17 @@ import (
 // (expired, used, forged). Reported as Unauthenticated.
 var ErrProviderRejected = errors.New("accounts: the login provider rejected the credential")
 
+// ErrLoginNotOffered: the appliance has no provider for this way of signing in (production
+// without providers.login). Reported as FailedPrecondition: sign in with an SMS code.
+var ErrLoginNotOffered = errors.New("accounts: this way of signing in is not offered here")
+
+// NotOffered is the WeChat and carrier login of an appliance that offers neither: it
+// refuses every credential with ErrLoginNotOffered.
+type NotOffered struct{}
+
+func (NotOffered) OpenID(context.Context, string) (string, error)      { return "", ErrLoginNotOffered }
+func (NotOffered) PhoneNumber(context.Context, string) (string, error) { return "", ErrLoginNotOffered }
+
 // WeChat exchanges a WeChat OAuth authorisation code for the user's openid (sns/oauth2
 // access_token). A real implementation holds the app id and secret; it returns
 // ErrProviderRejected for a bad code and another error when WeChat is unreachable.

@@ -297,6 +297,9 @@ func (s *Service) findOrRegister(tx *store.Tx, phone, method string) (*storepb.U
 }
 
 func providerError(name string, err error) error {
+	if errors.Is(err, ErrLoginNotOffered) {
+		return apierr.New(apierr.FailedPrecondition, "%s login is not offered by this appliance; sign in with an SMS code", name)
+	}
 	if errors.Is(err, ErrProviderRejected) {
 		return apierr.New(apierr.Unauthenticated, "%s did not accept the login credential; try again", name)
 	}

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hufu-hsm/hufu/daemon/webhook"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -54,6 +55,9 @@ type Config struct {
 	Scan Scan `yaml:"scan"`
 	// Openings is the bid openings of bid-opening systems (seed manual §3.1).
 	Openings Openings `yaml:"openings"`
+	// Providers are the gateways to the trading centre's SMS, real-name, login and payment
+	// services (docs/providers.md).
+	Providers Providers `yaml:"providers"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -284,6 +288,32 @@ func (d Duration) String() string            { return time.Duration(d).String() 
 
 // Std returns d as a time.Duration.
 func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Providers name the signed HTTP gateways (package webhook, docs/providers.md) through
+// which the appliance sends SMS codes, verifies real names, checks WeChat and carrier login
+// tokens and takes payments. Production needs sms, identity and payment; without login,
+// WeChat and carrier sign-in are refused as not offered. In development a provider left out
+// is the development one (the SMS outbox, test identities and logins, instant payments),
+// and one that is configured is used. Set in the file only: providers have no flags or
+// HUFU_* variables.
+type Providers struct {
+	SMS      *webhook.Options `yaml:"sms,omitempty"`
+	Identity *webhook.Options `yaml:"identity,omitempty"`
+	Login    *webhook.Options `yaml:"login,omitempty"`
+	Payment  *webhook.Options `yaml:"payment,omitempty"`
+}
+
+// Each calls fn with the key path and options of each configured provider.
+func (p Providers) Each(fn func(name string, o *webhook.Options)) {
+	for _, e := range []struct {
+		name string
+		o    *webhook.Options
+	}{{"sms", p.SMS}, {"identity", p.Identity}, {"login", p.Login}, {"payment", p.Payment}} {
+		if e.o != nil {
+			fn(e.name, e.o)
+		}
+	}
+}
 
 // Default returns the embedded defaults: a production appliance with its data in ./.hufu,
 // listening on loopback, that names no HSM, TLS material, provider, platform, system client
@@ -643,11 +673,33 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateAdmin(bad)
+	c.validateProviders(bad)
 	if len(ps) == 0 {
 		return nil
 	}
 	sortProblems(ps)
 	return ps
+}
+
+func (c *Config) validateProviders(bad func(path, format string, args ...any)) {
+	if !c.Development {
+		for _, r := range []struct {
+			name, what string
+			o          *webhook.Options
+		}{{"sms", "SMS gateway", c.Providers.SMS}, {"identity", "real-name verification service", c.Providers.Identity},
+			{"payment", "payment service", c.Providers.Payment}} {
+			if r.o == nil {
+				bad("providers."+r.name, "must be set outside development: the gateway to the trading centre's %s (docs/providers.md)", r.what)
+			}
+		}
+	}
+	c.Providers.Each(func(name string, o *webhook.Options) {
+		defaulted := *o
+		defaulted.EnsureDefaults()
+		for _, p := range defaulted.Validate("providers." + name) {
+			bad(p.Path, "%s", p.Message)
+		}
+	})
 }
 
 func (c *Config) validateAdmin(bad func(path, format string, args ...any)) {
@@ -790,6 +842,11 @@ func (c *Config) CheckFiles() error {
 			fh.Close()
 		}
 	}
+	c.Providers.Each(func(name string, o *webhook.Options) {
+		for _, p := range o.CheckFiles("providers." + name) {
+			ps = append(ps, Problem{Path: p.Path, Message: p.Message})
+		}
+	})
 	if len(ps) == 0 {
 		return nil
 	}

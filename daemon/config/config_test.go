@@ -43,7 +43,7 @@ func TestDefaultsAreProductionAndListWhatTheyLack(t *testing.T) {
 		got[p.Path] = true
 	}
 	for _, path := range []string{"tls.cert_file", "tls.key_file", "hsm.module", "hsm.pin_file", "platforms",
-		"scan.address", "enterprises.transfer.account_number"} {
+		"scan.address", "enterprises.transfer.account_number", "providers.sms", "providers.identity", "providers.payment"} {
 		if !got[path] {
 			t.Errorf("no problem reported for %s:\n%v", path, ps)
 		}
@@ -123,13 +123,14 @@ func TestValidateReportsEveryProblemWithItsPath(t *testing.T) {
 		"hsm.pin_file", "hsm.max_sessions", "log.level", "platforms[0].id", "platforms[0].name",
 		"platforms[0].region", "platforms[2].id", "system_clients[0].services[0]", "scan.address",
 		"enterprises.transfer.account_name", "enterprises.transfer.account_number", "enterprises.transfer.bank",
+		"providers.sms", "providers.identity", "providers.payment",
 	} {
 		if !got[path] {
 			t.Errorf("no problem reported for %s", path)
 		}
 	}
-	if len(ps) != 18 {
-		t.Errorf("%d problems, want 18:\n%v", len(ps), err)
+	if len(ps) != 21 {
+		t.Errorf("%d problems, want 21:\n%v", len(ps), err)
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/hufu-hsm/hufu/daemon/webhook"
 	"reflect"
 	"sort"
 	"strconv"
@@ -145,6 +146,7 @@ func Load(path string, flags Overrides, environ []string) (Config, error) {
 	if c.Development {
 		c.fillDevelopment()
 	}
+	c.Providers.Each(func(_ string, o *webhook.Options) { o.EnsureDefaults() })
 	return c, nil
 }
 

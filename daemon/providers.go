@@ -1,0 +1,69 @@
+package daemon
+
+import (
+	"fmt"
+
+	"github.com/hufu-hsm/hufu/daemon/accounts"
+	"github.com/hufu-hsm/hufu/daemon/certs"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/daemon/webhook"
+)
+
+// providers are the services outside the appliance that accounts and certs call: the
+// signed HTTP gateways the configuration names (providers.*, package webhook) and, in
+// development, the development providers for those it leaves out. Production without
+// providers.login offers no WeChat or carrier sign-in (config.Validate requires the others).
+type providers struct {
+	sms      accounts.SMSSender
+	wechat   accounts.WeChat
+	carrier  accounts.Carrier
+	verifier identity.Verifier
+	payments certs.Payments
+	gateways []*webhook.Provider // closed with the daemon
+}
+
+func (d *Daemon) buildProviders() (*providers, error) {
+	p := &providers{wechat: accounts.NotOffered{}, carrier: accounts.NotOffered{}}
+	if d.cfg.Development {
+		p.sms = &accounts.DevSender{Path: d.cfg.Account.DevOutbox}
+		p.wechat, p.carrier, p.verifier, p.payments = accounts.DevWeChat{}, accounts.DevCarrier{}, &identity.DevVerifier{}, certs.DevPayments{}
+	}
+	var err error
+	d.cfg.Providers.Each(func(name string, o *webhook.Options) {
+		if err != nil {
+			return
+		}
+		var gw *webhook.Provider
+		if gw, err = webhook.New(name, *o, d.opts.Registry, d.opts.Log); err != nil {
+			err = fmt.Errorf("providers.%s: %w", name, err)
+			return
+		}
+		p.gateways = append(p.gateways, gw)
+		switch name {
+		case "sms":
+			p.sms = gw
+		case "identity":
+			p.verifier = gw
+		case "login":
+			p.wechat, p.carrier = gw, gw
+		case "payment":
+			p.payments = gw
+		}
+	})
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	if p.sms == nil || p.verifier == nil || p.payments == nil {
+		p.close()
+		return nil, fmt.Errorf("no SMS, identity or payment provider: %w", config.Problems{{Path: "providers", Message: "sms, identity and payment must be set outside development"}})
+	}
+	return p, nil
+}
+
+func (p *providers) close() {
+	for _, gw := range p.gateways {
+		gw.Close()
+	}
+}

@@ -26,16 +26,35 @@ import (
 // Role is what a token may do.
 type Role string
 
-// The roles.
+// The roles. Duties are separated: what exports personal data (backups) or grants access
+// (system clients, admin tokens) belongs to the security officer alone, and a grant of a
+// desk permission or of a new security officer token needs a second officer (approvals.go).
 const (
-	// Operator runs the appliance: metrics, backups, (later) the review desk and system
+	// Operator runs the appliance: metrics, the audit public key, the list of system
 	// clients.
 	Operator Role = "operator"
 	// Auditor checks it: audit export, checkpoints, the audit public key.
 	Auditor Role = "auditor"
-	// SecurityOfficer holds its keys: KEK rotation, profiling, and what the others see.
+	// SecurityOfficer holds its keys: KEK rotation, backups, system clients, admin tokens,
+	// approvals, profiling, and what the others see.
 	SecurityOfficer Role = "security_officer"
+	// MetricsReader is what Prometheus holds: /metrics and nothing else, so a token kept in
+	// a monitoring system's configuration opens no data.
+	MetricsReader Role = "metrics_reader"
 )
+
+// Roles lists every role.
+var Roles = []Role{Operator, Auditor, SecurityOfficer, MetricsReader}
+
+// validRole reports whether r is one of Roles.
+func validRole(r Role) bool {
+	for _, x := range Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
 
 // Token is one configured bearer token.
 type Token struct {
@@ -74,14 +93,6 @@ func ParseTokenHash(s string) ([32]byte, error) {
 	return h, nil
 }
 
-// Store is what the admin surface needs of the store.
-type Store interface {
-	Append(ctx context.Context, events ...store.Event) error
-	ExportAudit(ctx context.Context, w io.Writer, from, to uint64) error
-	Checkpoints(ctx context.Context, after uint64, limit int) ([]*store.Checkpoint, error)
-	Backup(ctx context.Context, dir, actor string) error
-}
-
 // Check is one readiness check.
 type Check struct {
 	Name  string
@@ -91,8 +102,22 @@ type Check struct {
 // Options configure a Server. Store, AuditKeyPEM, Gatherer, KEKs and BackupDir are
 // required.
 type Options struct {
+	// Tokens are the configuration's tokens (admin.tokens): the bootstrap, read-only here.
 	Tokens []Token
-	Store  Store
+	// Store is the appliance's store: the audit log, backups, and the admin surface's own
+	// records (online tokens and approval requests, z/ in store/schema.go). It is the
+	// concrete store, not an interface, because those records are read through the
+	// store's generic collections.
+	Store *store.Store
+	// Registerer, if set, receives the admin surface's metrics: readiness per check and
+	// KEK-rotation progress (metrics.go).
+	Registerer prometheus.Registerer
+	// MaxTokens bounds the online tokens that are neither revoked nor expired (default
+	// 100); MaxTokenTTL bounds the lifetime of one (default 365 days); ApprovalTTL is how
+	// long an approval request waits for the second officer (default 24h).
+	MaxTokens   int
+	MaxTokenTTL time.Duration
+	ApprovalTTL time.Duration
 	// AuditKeyPEM returns the public key that verifies audit checkpoints.
 	AuditKeyPEM func() ([]byte, error)
 	Checks      []Check
@@ -117,11 +142,16 @@ type Options struct {
 
 // Server is the admin HTTP surface.
 type Server struct {
-	opts   Options
-	tokens map[[32]byte]Token
-	mux    *http.ServeMux
-	root   http.Handler // mux behind the access log
-	rot    *rotation
+	opts        Options
+	tokens      map[[32]byte]Token // the configuration's
+	configNames map[string]bool    // the configuration's token names
+	online      onlineTokens       // tokens.go
+	// changeMu serialises the changes of tokens and approvals, so that the limit on live
+	// tokens holds and a request is decided once.
+	changeMu sync.Mutex
+	mux      *http.ServeMux
+	root     http.Handler // mux behind the access log
+	rot      *rotation
 
 	// jobs is the lifetime of background work (the rotation job); Close ends it.
 	jobs       context.Context
@@ -151,20 +181,36 @@ func New(opts Options) (*Server, error) {
 	if opts.Clock == nil {
 		opts.Clock = systemClock{}
 	}
-	s := &Server{opts: opts, tokens: map[[32]byte]Token{}, mux: http.NewServeMux()}
+	if opts.MaxTokens <= 0 {
+		opts.MaxTokens = 100
+	}
+	if opts.MaxTokenTTL <= 0 {
+		opts.MaxTokenTTL = 365 * 24 * time.Hour
+	}
+	if opts.ApprovalTTL <= 0 {
+		opts.ApprovalTTL = 24 * time.Hour
+	}
+	s := &Server{opts: opts, tokens: map[[32]byte]Token{}, configNames: map[string]bool{}, mux: http.NewServeMux()}
 	for _, t := range opts.Tokens {
-		switch t.Role {
-		case Operator, Auditor, SecurityOfficer:
-		default:
+		if !validRole(t.Role) {
 			return nil, fmt.Errorf("admin: token %q: unknown role %q", t.Name, t.Role)
 		}
 		if _, dup := s.tokens[t.SHA256]; dup {
 			return nil, fmt.Errorf("admin: token %q is configured twice", t.Name)
 		}
 		s.tokens[t.SHA256] = t
+		s.configNames[t.Name] = true
+	}
+	if err := s.loadOnline(context.Background()); err != nil {
+		return nil, err
 	}
 	s.jobs, s.stopJobs = context.WithCancel(context.Background())
 	s.rot = &rotation{s: s, state: RotationStatus{State: StateIdle}}
+	if opts.Registerer != nil {
+		if err := s.registerMetrics(opts.Registerer); err != nil {
+			return nil, err
+		}
+	}
 	s.routes()
 	s.root = accessLog(opts.Log, s.mux)
 	s.http = &http.Server{Handler: s.root, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn)}
@@ -212,6 +258,7 @@ type endpoint struct {
 func (s *Server) routes() {
 	all := []Role{Operator, Auditor, SecurityOfficer}
 	ops := []Role{Operator, SecurityOfficer}
+	scrape := []Role{Operator, SecurityOfficer, MetricsReader}
 	audit := []Role{Auditor, SecurityOfficer}
 	so := []Role{SecurityOfficer}
 	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { writeText(w, http.StatusOK, "ok\n") })
@@ -219,18 +266,26 @@ func (s *Server) routes() {
 	if s.opts.CRL != nil {
 		s.mux.HandleFunc("GET /crl/{ca}", s.crl)
 	}
-	s.handle("GET /metrics", endpoint{action: "admin.metrics", roles: ops, handle: s.metrics})
+	s.handle("GET /metrics", endpoint{action: "admin.metrics", roles: scrape, handle: s.metrics})
 	s.handle("GET /audit/export", endpoint{action: "admin.audit.export", roles: audit, audited: true, handle: s.auditExport})
 	s.handle("GET /audit/checkpoints", endpoint{action: "admin.audit.checkpoints", roles: audit, audited: true, handle: s.checkpoints})
 	s.handle("GET /audit/public-key", endpoint{action: "admin.audit.public_key", roles: all, audited: true, handle: s.publicKey})
-	s.handle("POST /backup", endpoint{action: "admin.backup", roles: ops, audited: true, handle: s.backup})
+	// A backup holds every phone number and sealed ID number: the security officer's.
+	s.handle("POST /backup", endpoint{action: "admin.backup", roles: so, audited: true, handle: s.backup})
 	s.handle("GET /kek", endpoint{action: "admin.kek.status", roles: so, audited: true, handle: s.rot.status})
 	s.handle("POST /kek/rotate", endpoint{action: "admin.kek.rotate", roles: so, audited: true, handle: s.rot.start})
 	s.handle("POST /kek/finish", endpoint{action: "admin.kek.finish", roles: so, audited: true, handle: s.rot.finish})
+	s.handle("GET /tokens", endpoint{action: "admin.tokens.list", roles: so, audited: true, handle: s.listTokens})
+	s.handle("POST /tokens", endpoint{action: "admin.tokens.create", roles: so, audited: true, handle: s.createToken})
+	s.handle("DELETE /tokens/{name}", endpoint{action: "admin.tokens.revoke", roles: so, audited: true, handle: s.revokeToken})
+	s.handle("GET /approvals", endpoint{action: "admin.approvals.list", roles: so, audited: true, handle: s.listApprovals})
+	s.handle("POST /approvals/{id}/approve", endpoint{action: "admin.approvals.approve", roles: so, audited: true, handle: s.approve})
+	s.handle("POST /approvals/{id}/reject", endpoint{action: "admin.approvals.reject", roles: so, audited: true, handle: s.reject})
 	if s.opts.SystemClients != nil {
 		s.handle("GET /system-clients", endpoint{action: "admin.system_clients.list", roles: ops, audited: true, handle: s.listSystems})
-		s.handle("POST /system-clients", endpoint{action: "admin.system_clients.register", roles: ops, audited: true, handle: s.registerSystem})
-		s.handle("DELETE /system-clients/{name}", endpoint{action: "admin.system_clients.remove", roles: ops, audited: true, handle: s.removeSystem})
+		// Registering and removing grant and withdraw access: the security officer's.
+		s.handle("POST /system-clients", endpoint{action: "admin.system_clients.register", roles: so, audited: true, handle: s.registerSystem})
+		s.handle("DELETE /system-clients/{name}", endpoint{action: "admin.system_clients.remove", roles: so, audited: true, handle: s.removeSystem})
 	}
 	pp := map[string]http.HandlerFunc{
 		"/debug/pprof/": pprof.Index, "/debug/pprof/cmdline": pprof.Cmdline, "/debug/pprof/profile": pprof.Profile,
@@ -274,7 +329,8 @@ func (s *Server) handle(pattern string, e endpoint) {
 // batch as the change where there is one).
 func sideEffect(action string) bool {
 	switch action {
-	case "admin.backup", "admin.kek.rotate", "admin.kek.finish", "admin.system_clients.register", "admin.system_clients.remove":
+	case "admin.backup", "admin.kek.rotate", "admin.kek.finish", "admin.system_clients.register", "admin.system_clients.remove",
+		"admin.tokens.create", "admin.tokens.revoke", "admin.approvals.approve", "admin.approvals.reject":
 		return true
 	}
 	return false
@@ -289,15 +345,20 @@ func allowed(role Role, roles []Role) bool {
 	return false
 }
 
-// authenticate finds the caller's token. The comparison is of SHA-256 digests in a map:
-// what a timing difference could reveal is a digest prefix, not the token.
+// authenticate finds the caller's token, among the configuration's and then the online
+// ones (which must be live: not expired by the clock, not revoked, not awaiting approval).
+// The comparison is of SHA-256 digests in a map: what a timing difference could reveal is
+// a digest prefix, not the token.
 func (s *Server) authenticate(r *http.Request) (Token, bool) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || token == "" {
 		return Token{}, false
 	}
-	t, ok := s.tokens[sha256.Sum256([]byte(token))]
-	return t, ok
+	h := sha256.Sum256([]byte(token))
+	if t, ok := s.tokens[h]; ok {
+		return t, true
+	}
+	return s.online.authenticate(h, s.opts.Clock.Now())
 }
 
 // audit appends one record of an admin request. The token itself never appears; the
@@ -341,19 +402,16 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "[+]mode %s\n", s.mode)
 	}
 	failed := 0
-	for _, c := range s.opts.Checks {
-		ctx, cancel := context.WithTimeout(r.Context(), s.opts.CheckTimeout)
-		err := c.Probe(ctx)
-		cancel()
-		switch {
+	for _, c := range s.runChecks(r.Context()) {
+		switch err := c.err; {
 		case err == nil && verbose:
-			fmt.Fprintf(&b, "[+]%s ok\n", c.Name)
+			fmt.Fprintf(&b, "[+]%s ok\n", c.name)
 		case err != nil && verbose && authed:
 			failed++
-			fmt.Fprintf(&b, "[-]%s failed: %v\n", c.Name, err)
+			fmt.Fprintf(&b, "[-]%s failed: %v\n", c.name, err)
 		case err != nil:
 			failed++
-			fmt.Fprintf(&b, "[-]%s failed\n", c.Name)
+			fmt.Fprintf(&b, "[-]%s failed\n", c.name)
 		}
 	}
 	if failed > 0 {

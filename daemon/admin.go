@@ -79,7 +79,7 @@ func (d *Daemon) buildAdmin() error {
 		{Name: "store", Probe: func(context.Context) error { return st.Failed() }},
 	}
 	a.server, err = admin.New(admin.Options{
-		Tokens: tokens, Store: st, AuditKeyPEM: kr.AuditSigner().PublicKeyPEM, Gatherer: d.opts.Registry,
+		Tokens: tokens, Store: st, Registerer: d.opts.Registry, AuditKeyPEM: kr.AuditSigner().PublicKeyPEM, Gatherer: d.opts.Registry,
 		Checks: append(slices.Clone(a.healthy),
 			// The gRPC health service's overall status: it also turns NOT_SERVING while a
 			// stopping daemon drains its calls, when the HSM and the store are still fine.

@@ -8,13 +8,16 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hufu-hsm/hufu/admin"
+	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
+	"google.golang.org/grpc"
 )
 
 // System clients registered at run time on the admin surface (admin.SystemClients): their
@@ -32,6 +35,9 @@ type systemClients struct {
 
 	mu         sync.RWMutex
 	registered map[string]map[string]bool // name -> service -> allowed
+
+	systemOnce sync.Once
+	system     map[string]bool // services with a method for system clients (systemServices)
 }
 
 var _ admin.SystemClients = (*systemClients)(nil)
@@ -98,33 +104,79 @@ func (sc *systemClients) List(ctx context.Context) ([]admin.SystemClient, error)
 	}
 }
 
-// Register validates and stores a client's permissions (audited in the same batch) and, in
-// development, issues its certificate.
-func (sc *systemClients) Register(ctx context.Context, c admin.SystemClient, by admin.Actor) (*admin.IssuedCertificate, error) {
+// Check validates a registration: the name, and services that this daemon serves and
+// that have methods for system clients (a service only phones use, such as AccountService,
+// would grant nothing and is refused so that nobody believes it does).
+func (sc *systemClients) Check(ctx context.Context, c admin.SystemClient) (admin.SystemClient, error) {
 	if !systemNameRE.MatchString(c.Name) {
-		return nil, admin.Invalid("name: want 1..64 of [A-Za-z0-9._-], the client certificate's common name")
+		return c, admin.Invalid("name: want 1..64 of [A-Za-z0-9._-], the client certificate's common name")
 	}
 	if c.Name == devpki.CLIClientName {
-		return nil, admin.Invalid("name: %q is the development CLI's certificate", c.Name)
+		return c, admin.Invalid("name: %q is the development CLI's certificate", c.Name)
 	}
 	for _, s := range sc.d.cfg.SystemClients {
 		if s.Name == c.Name {
-			return nil, admin.Invalid("name: %q is configured in system_clients; change it there", c.Name)
+			return c, admin.Invalid("name: %q is configured in system_clients; change it there", c.Name)
 		}
 	}
 	if len(c.Services) == 0 {
-		return nil, admin.Invalid("services: list at least one gRPC service")
+		return c, admin.Invalid("services: list at least one gRPC service")
 	}
 	known := sc.d.server.GetServiceInfo()
-	for _, s := range c.Services {
+	system := sc.systemServices()
+	for i, s := range c.Services {
 		if _, ok := known[s]; !ok || !serviceNameRE.MatchString(s) {
-			return nil, admin.Invalid("services: %q is not a hufu service this daemon serves", s)
+			return c, admin.Invalid("services[%d]: %q is not a hufu service this daemon serves", i, s)
+		}
+		if !system[s] {
+			return c, admin.Invalid("services[%d]: %s has no methods for system clients (only phones call it)", i, s)
 		}
 	}
 	services := slices.Clone(c.Services)
 	slices.Sort(services)
-	services = slices.Compact(services)
+	c.Services = slices.Compact(services)
+	if _, err := systemClientRecords.Read(ctx, sc.d.store, c.Name); err == nil {
+		return c, admin.Conflict("name: %q is already registered; remove it first", c.Name)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return c, err
+	}
+	return c, nil
+}
 
+// systemServices is the set of gRPC services that have at least one method the gate opens
+// to system clients (authn.System). It is read from the services' own policies, by
+// registering them once more on a registrar that only records: the same Register calls as
+// buildServer makes (daemon.go). A service added there and not here is refused for
+// registration (fail closed) until it is added here.
+func (sc *systemClients) systemServices() map[string]bool {
+	sc.systemOnce.Do(func() {
+		d, r := sc.d, discardRegistrar{}
+		sc.system = map[string]bool{}
+		for _, p := range []authn.Policy{d.accounts.Register(r), d.keys.Register(r), d.certs.Register(r),
+			d.enterprises.Register(r), d.seals.Register(r), d.scan.Register(r), d.openings.Register(r)} {
+			for method, req := range p {
+				if req == authn.System {
+					sc.system[method[1:strings.LastIndexByte(method, '/')]] = true
+				}
+			}
+		}
+	})
+	return sc.system
+}
+
+// discardRegistrar takes service registrations and drops them.
+type discardRegistrar struct{}
+
+func (discardRegistrar) RegisterService(*grpc.ServiceDesc, any) {}
+
+// Register validates and stores a client's permissions (audited in the same batch, with
+// inTx, the approval's decision, if any) and, in development, issues its certificate.
+func (sc *systemClients) Register(ctx context.Context, c admin.SystemClient, by admin.Actor, inTx func(*store.Tx) error) (*admin.IssuedCertificate, error) {
+	c, err := sc.Check(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	services := c.Services
 	var issued *admin.IssuedCertificate
 	rec := &storepb.SystemClient{Name: c.Name, Services: services, RegisteredUnixNano: sc.d.opts.Clock.Now().UnixNano(), RegisteredBy: by.Name}
 	if sc.d.cfg.Development {
@@ -134,9 +186,14 @@ func (sc *systemClients) Register(ctx context.Context, c admin.SystemClient, by 
 		}
 		rec.CertificateSerial = issued.Serial
 	}
-	err := sc.d.store.Update(ctx, func(tx *store.Tx) error {
+	err = sc.d.store.Update(ctx, func(tx *store.Tx) error {
+		if inTx != nil {
+			if err := inTx(tx); err != nil {
+				return err
+			}
+		}
 		if _, err := systemClientRecords.Get(tx, c.Name); err == nil {
-			return admin.Conflict("%q is already registered; remove it first", c.Name)
+			return admin.Conflict("name: %q is already registered; remove it first", c.Name)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -144,7 +201,8 @@ func (sc *systemClients) Register(ctx context.Context, c admin.SystemClient, by 
 			return err
 		}
 		return tx.Audit(store.Event{Actor: "admin:" + by.Name, Action: "system_client.register", Subject: "y/" + c.Name, Outcome: store.OutcomeOK,
-			Details: map[string]string{"role": string(by.Role), "token": by.Name, "services": fmt.Sprint(services), "certificate_serial": rec.CertificateSerial}})
+			Details: map[string]string{"role": string(by.Role), "token": by.Name, "services": fmt.Sprint(services),
+				"desks": strings.Join(admin.DesksOf(services), ","), "certificate_serial": rec.CertificateSerial}})
 	})
 	if err != nil {
 		return nil, err

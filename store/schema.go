@@ -36,13 +36,17 @@ import (
 //	                                b/report/<opening> (daemon/openings)
 //	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
 //	y/<system name>                 system clients registered on the admin surface
+//	z/token/<name>                  admin tokens created on the admin surface (AdminToken,
+//	                                only the token's SHA-256; kept after revocation until
+//	                                swept some time after its expiry)
+//	z/approval/<id>                 changes awaiting a second security officer (AdminApproval)
 //	x/<index>/<value>               unique index entry -> IndexEntry{owner key}
 //	x/<index>/<value>/<owner key>   multi-valued index entry -> IndexEntry{owner key}
 //	t/<expiry:16 hex>/<key>         expiry index: <key> expires at Unix-nano <expiry>
 //	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
 //	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
 //
-// Values of record kinds (u, e, k, c, o, s, b, v, y, x) are envelopes (envelope.go) around a
+// Values of record kinds (u, e, k, c, o, s, b, v, y, z, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
 // messages; t/ values are empty. An index name is used either as a unique index or as a
 // multi-valued one, never both.
@@ -66,6 +70,7 @@ const (
 	KindVerify     Kind = "v"
 	KindSystem     Kind = "y"
 	KindOpening    Kind = "b"
+	KindAdmin      Kind = "z" // the admin surface's own records (package admin)
 )
 
 const (
@@ -86,7 +91,7 @@ const MaxPartLen = 256
 
 var recordKinds = map[Kind]bool{
 	KindUser: true, KindEnterprise: true, KindKey: true, KindCert: true,
-	KindOrder: true, KindScan: true, KindVerify: true, KindSystem: true, KindOpening: true,
+	KindOrder: true, KindScan: true, KindVerify: true, KindSystem: true, KindOpening: true, KindAdmin: true,
 }
 
 // ValidPart reports whether s may be used as one part of a key.

@@ -255,7 +255,7 @@ type Admin struct {
 // SHA-256 of the token.
 type AdminToken struct {
 	Name string `yaml:"name"`
-	Role string `yaml:"role"` // operator, auditor or security_officer
+	Role string `yaml:"role"` // operator, auditor, security_officer or metrics_reader
 	// SHA256 is secret: not the token, but its verifier, which has no business in a
 	// printed configuration (a hand-made, weak token could be guessed offline from it).
 	// `hufud config show` redacts it.
@@ -267,6 +267,7 @@ const (
 	RoleOperator        = "operator"
 	RoleAuditor         = "auditor"
 	RoleSecurityOfficer = "security_officer"
+	RoleMetricsReader   = "metrics_reader" // /metrics only: what Prometheus holds
 )
 
 // Duration is a time.Duration written as "30s" or "5m" in YAML.
@@ -722,9 +723,9 @@ func (c *Config) validateAdmin(bad func(path, format string, args ...any)) {
 		}
 		names[t.Name] = true
 		switch t.Role {
-		case RoleOperator, RoleAuditor, RoleSecurityOfficer:
+		case RoleOperator, RoleAuditor, RoleSecurityOfficer, RoleMetricsReader:
 		default:
-			bad(path+".role", "%q: want operator, auditor or security_officer", t.Role)
+			bad(path+".role", "%q: want operator, auditor, security_officer or metrics_reader", t.Role)
 		}
 		if !sha256RE.MatchString(t.SHA256) {
 			bad(path+".sha256", "want the 64 lower-case hex digits of the token's SHA-256 (hufud admin-token prints it), never the token")

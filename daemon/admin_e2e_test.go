@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,7 +42,7 @@ import (
 )
 
 // adminAppliance is an in-process appliance (harness_test.go) with its admin surface on a
-// loopback port and one token per role.
+// loopback port and one token per role, and a second security officer (secondOfficer).
 type adminAppliance struct {
 	*appliance
 	d        *daemon.Daemon
@@ -54,13 +55,20 @@ func startAdminAppliance(t *testing.T, mutate func(*config.Config)) *adminApplia
 	t.Helper()
 	tokens := map[admin.Role]string{}
 	var lines []config.AdminToken
-	for role, name := range map[admin.Role]string{admin.Operator: "olga", admin.Auditor: "alice", admin.SecurityOfficer: "sam"} {
+	for key, holder := range map[admin.Role]struct {
+		name string
+		role admin.Role
+	}{
+		admin.Operator: {"olga", admin.Operator}, admin.Auditor: {"alice", admin.Auditor},
+		admin.SecurityOfficer: {"sam", admin.SecurityOfficer}, admin.MetricsReader: {"prom", admin.MetricsReader},
+		secondOfficer: {"sue", admin.SecurityOfficer},
+	} {
 		tok, hash, err := admin.NewToken()
 		if err != nil {
 			t.Fatal(err)
 		}
-		tokens[role] = tok
-		lines = append(lines, config.AdminToken{Name: name, Role: string(role), SHA256: hash})
+		tokens[key] = tok
+		lines = append(lines, config.AdminToken{Name: holder.name, Role: string(holder.role), SHA256: hash})
 	}
 	tok := softhsmtest.New(t)
 	cfg := config.Development()
@@ -148,6 +156,10 @@ func (a *adminAppliance) start() {
 	}
 }
 
+// secondOfficer is the key in adminAppliance.tokens of a second security officer, "sue"
+// ("sam" is admin.SecurityOfficer).
+const secondOfficer admin.Role = "second-officer"
+
 func (a *adminAppliance) restart() {
 	a.stop()
 	a.start()
@@ -225,17 +237,27 @@ func records(t *testing.T, export []byte) []map[string]any {
 func TestAdminRoleMatrix(t *testing.T) {
 	a := startAdminAppliance(t, nil)
 	all := []admin.Role{admin.Operator, admin.Auditor, admin.SecurityOfficer}
+	so := []admin.Role{admin.SecurityOfficer}
 	cases := []struct {
 		method, path string
 		allowed      []admin.Role // nil: no token needed
 	}{
 		{"GET", "/livez", nil},
 		{"GET", "/readyz", nil},
-		{"GET", "/metrics", []admin.Role{admin.Operator, admin.SecurityOfficer}},
+		{"GET", "/metrics", []admin.Role{admin.Operator, admin.SecurityOfficer, admin.MetricsReader}},
 		{"GET", "/audit/export", []admin.Role{admin.Auditor, admin.SecurityOfficer}},
 		{"GET", "/audit/checkpoints", []admin.Role{admin.Auditor, admin.SecurityOfficer}},
 		{"GET", "/audit/public-key", all},
-		{"POST", "/backup", []admin.Role{admin.Operator, admin.SecurityOfficer}},
+		{"POST", "/backup", so},
+		{"GET", "/tokens", so},
+		{"POST", "/tokens", so},
+		{"DELETE", "/tokens/nobody", so},
+		{"GET", "/approvals", so},
+		{"POST", "/approvals/0123456789abcdef/approve", so},
+		{"POST", "/approvals/0123456789abcdef/reject", so},
+		{"GET", "/system-clients", []admin.Role{admin.Operator, admin.SecurityOfficer}},
+		{"POST", "/system-clients", so},
+		{"DELETE", "/system-clients/nobody", so},
 		{"GET", "/kek", []admin.Role{admin.SecurityOfficer}},
 		{"POST", "/kek/rotate", []admin.Role{admin.SecurityOfficer}},
 		{"POST", "/kek/finish", []admin.Role{admin.SecurityOfficer}},
@@ -243,7 +265,7 @@ func TestAdminRoleMatrix(t *testing.T) {
 		{"GET", "/debug/pprof/cmdline", []admin.Role{admin.SecurityOfficer}},
 	}
 	for _, c := range cases {
-		for _, caller := range []admin.Role{"", "wrong", admin.Operator, admin.Auditor, admin.SecurityOfficer} {
+		for _, caller := range []admin.Role{"", "wrong", admin.Operator, admin.Auditor, admin.SecurityOfficer, admin.MetricsReader} {
 			name := string(caller)
 			if name == "" {
 				name = "no-token"
@@ -265,7 +287,8 @@ func TestAdminRoleMatrix(t *testing.T) {
 					}
 				default:
 					// Allowed: the endpoint's own answer (a finish may race the rotation's
-					// job and be told to wait), never an authorisation failure.
+					// job and be told to wait; an empty body is a 400, an unknown name a
+					// 404), never an authorisation failure.
 					if code == http.StatusUnauthorized || code == http.StatusForbidden || code >= 500 {
 						t.Fatalf("got %d %s, want the endpoint's answer", code, body)
 					}
@@ -281,18 +304,21 @@ func TestAdminRoleMatrix(t *testing.T) {
 			t.Fatal("a token appears in the audit log")
 		}
 	}
-	var deniedBackup, rotated bool
+	var deniedBackup, deniedOperatorBackup, rotated bool
 	for _, r := range records(t, exp) {
 		d, _ := r["details"].(map[string]any)
 		if r["action"] == "admin.backup" && r["outcome"] == "denied" && r["actor"] == "admin:alice" && d["role"] == "auditor" && d["token"] == "alice" {
 			deniedBackup = true
 		}
+		if r["action"] == "admin.backup" && r["outcome"] == "denied" && r["actor"] == "admin:olga" && d["reason"] == "role not allowed" {
+			deniedOperatorBackup = true
+		}
 		if r["action"] == "admin.kek.rotate" && r["outcome"] == "ok" && r["actor"] == "admin:sam" && d["role"] == "security_officer" {
 			rotated = true
 		}
 	}
-	if !deniedBackup || !rotated {
-		t.Fatalf("audit log lacks the auditor's refused backup (%v) or the officer's rotation (%v)", deniedBackup, rotated)
+	if !deniedBackup || !deniedOperatorBackup || !rotated {
+		t.Fatalf("audit log lacks the auditor's (%v) or the operator's (%v) refused backup or the officer's rotation (%v)", deniedBackup, deniedOperatorBackup, rotated)
 	}
 }
 
@@ -333,6 +359,8 @@ func TestAdminMetricsAfterTraffic(t *testing.T) {
 		"hufu_hsm_operations_total", "hufu_hsm_operation_duration_seconds",
 		"hufu_store_commit_duration_seconds", "hufu_share_cache_hits_total", "hufu_share_cache_misses_total",
 		"hufu_pin_lockouts_total", "hufu_audit_sequence", "hufu_audit_last_checkpoint_age_seconds",
+		"hufu_ready", "hufu_readiness_check", "hufu_kek_current_version", "hufu_kek_versions",
+		"hufu_kek_rotation_running", "hufu_kek_rotation_rewrapped_blobs", "hufu_kek_rotation_remaining_records",
 		"go_goroutines", "process_cpu_seconds_total",
 	} {
 		if families[name] == nil {
@@ -483,7 +511,7 @@ func TestBackupRestoresIntoAFreshDataDirectory(t *testing.T) {
 	pk := createKey(t, conn, userID, "key-backup-1", "123456")
 	pub := a.auditKey()
 
-	code, archive := a.call("POST", "/backup", admin.Operator)
+	code, archive := a.call("POST", "/backup", admin.SecurityOfficer)
 	if code != http.StatusOK {
 		t.Fatalf("backup: %d %s", code, archive)
 	}
@@ -701,26 +729,51 @@ func TestSystemClientRegistration(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b
 	}
-	if code, _ := post(`{"name":"bid-opening-1","services":["hufu.v1.ReviewService"]}`, admin.Auditor); code != http.StatusForbidden {
-		t.Fatalf("auditor registering: %d, want 403", code)
-	}
-	for _, bad := range []string{`{"name":"bad name","services":["hufu.v1.ReviewService"]}`, `{"name":"x1","services":["hufu.v1.NoSuchService"]}`, `{"name":"x2","services":[]}`, `{"name":"x3","extra":1}`} {
-		if code, body := post(bad, admin.Operator); code != http.StatusBadRequest {
-			t.Fatalf("%s: %d %s, want 400", bad, code, body)
+	for _, role := range []admin.Role{admin.Auditor, admin.Operator, admin.MetricsReader} {
+		if code, _ := post(`{"name":"bid-opening-1","services":["hufu.v1.ReviewService"]}`, role); code != http.StatusForbidden {
+			t.Fatalf("%s registering: %d, want 403", role, code)
 		}
 	}
-	code, body := post(`{"name":"bid-opening-1","services":["hufu.v1.ReviewService"]}`, admin.Operator)
+	for _, bad := range []struct{ body, field string }{
+		{`{"name":"bad name","services":["hufu.v1.ReviewService"]}`, "name:"},
+		{`{"name":"x1","services":["hufu.v1.NoSuchService"]}`, "services[0]:"},
+		{`{"name":"x1","services":["hufu.v1.ScanService","hufu.v1.AccountService"]}`, "services[1]: hufu.v1.AccountService has no methods for system clients"},
+		{`{"name":"x1","services":["hufu.v1.CosignService"]}`, "services[0]: hufu.v1.CosignService has no methods for system clients"},
+		{`{"name":"x2","services":[]}`, "services:"},
+		{`{"name":"x2","services":"hufu.v1.ScanService"}`, "services: want a []string"},
+		{`{"name":"x3","extra":1}`, "body:"},
+		{`{"name":"x4","services":["hufu.v1.ScanService"],"source":"config"}`, "body: only name and services"},
+	} {
+		if code, body := post(bad.body, admin.SecurityOfficer); code != http.StatusBadRequest || !strings.HasPrefix(string(body), bad.field) {
+			t.Fatalf("%s: %d %s, want 400 naming %q", bad.body, code, body, bad.field)
+		}
+	}
+	// Not a desk: registered at once by one officer.
+	code, body := post(`{"name":"platform-1","services":["hufu.v1.ScanService"]}`, admin.SecurityOfficer)
 	if code != http.StatusCreated {
-		t.Fatalf("register: %d %s", code, body)
+		t.Fatalf("register a business system: %d %s", code, body)
 	}
-	var reg struct {
-		Client      admin.SystemClient
-		Certificate *admin.IssuedCertificate
+	// A desk: a request, which a second officer approves.
+	code, body = post(`{"name":"bid-opening-1","services":["hufu.v1.ReviewService"]}`, admin.SecurityOfficer)
+	var req struct{ Approval admin.Approval }
+	if err := json.Unmarshal(body, &req); code != http.StatusAccepted || err != nil || req.Approval.State != admin.ApprovalPending || !slices.Equal(req.Approval.Desks, []string{"review"}) {
+		t.Fatalf("register a desk: %d %s", code, body)
 	}
-	if err := json.Unmarshal(body, &reg); err != nil || reg.Certificate == nil || !strings.Contains(reg.Certificate.KeyPEM, "PRIVATE KEY") {
-		t.Fatalf("registration answer: %s", body)
+	if code, body := a.call("POST", "/approvals/"+req.Approval.ID+"/approve", admin.SecurityOfficer); code != http.StatusForbidden || !strings.Contains(string(body), "second security officer") {
+		t.Fatalf("approved by the officer who asked: %d %s", code, body)
 	}
-	if code, _ := post(`{"name":"bid-opening-1","services":["hufu.v1.ReviewService"]}`, admin.Operator); code != http.StatusConflict {
+	code, body = a.call("POST", "/approvals/"+req.Approval.ID+"/approve", secondOfficer)
+	if code != http.StatusCreated {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	var reg admin.Decision
+	if err := json.Unmarshal(body, &reg); err != nil || reg.Certificate == nil || !strings.Contains(reg.Certificate.KeyPEM, "PRIVATE KEY") || reg.Approval.State != admin.ApprovalApproved || reg.Approval.DecidedBy != "sue" {
+		t.Fatalf("approval answer: %s", body)
+	}
+	if code, _ := a.call("POST", "/approvals/"+req.Approval.ID+"/approve", secondOfficer); code != http.StatusConflict {
+		t.Fatalf("approving twice: %d, want 409", code)
+	}
+	if code, _ := post(`{"name":"bid-opening-1","services":["hufu.v1.ReviewService"]}`, admin.SecurityOfficer); code != http.StatusConflict {
 		t.Fatalf("second registration: %d, want 409", code)
 	}
 	dir := t.TempDir()
@@ -748,23 +801,29 @@ func TestSystemClientRegistration(t *testing.T) {
 	if code, body := a.call("GET", "/system-clients", admin.Operator); code != http.StatusOK || !strings.Contains(string(body), `"bid-opening-1"`) {
 		t.Fatalf("list: %d %s", code, body)
 	}
+	if code, _ := a.call("DELETE", "/system-clients/bid-opening-1", admin.Operator); code != http.StatusForbidden {
+		t.Fatalf("operator removing: %d, want 403", code)
+	}
 	if code, body := a.call("DELETE", "/system-clients/bid-opening-1", admin.SecurityOfficer); code != http.StatusNoContent {
 		t.Fatalf("remove: %d %s", code, body)
 	}
 	if err := reviewAs(); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("removed system: %v, want PermissionDenied", err)
 	}
-	if code, _ := a.call("DELETE", "/system-clients/bid-opening-1", admin.Operator); code != http.StatusNotFound {
+	if code, _ := a.call("DELETE", "/system-clients/bid-opening-1", admin.SecurityOfficer); code != http.StatusNotFound {
 		t.Fatalf("removing twice: %d, want 404", code)
 	}
-	var registered, removed bool
+	var requested, approved, registered, removed, selfApproval bool
 	for _, r := range records(t, a.export()) {
 		d, _ := r["details"].(map[string]any)
-		registered = registered || (r["action"] == "system_client.register" && r["outcome"] == "ok" && d["role"] == "operator" && d["token"] == "olga")
+		requested = requested || (r["action"] == "admin.approval.request" && r["outcome"] == "ok" && d["token"] == "sam" && d["desks"] == "review")
+		approved = approved || (r["action"] == "admin.approval.approve" && r["outcome"] == "ok" && d["token"] == "sue" && d["requested_by"] == "sam")
+		selfApproval = selfApproval || (r["action"] == "admin.approval.approve" && r["outcome"] == "denied" && d["token"] == "sam")
+		registered = registered || (r["action"] == "system_client.register" && r["outcome"] == "ok" && d["role"] == "security_officer" && d["token"] == "sue" && d["desks"] == "review")
 		removed = removed || (r["action"] == "system_client.remove" && r["outcome"] == "ok" && d["role"] == "security_officer")
 	}
-	if !registered || !removed {
-		t.Fatalf("audit: registered %v, removed %v", registered, removed)
+	if !requested || !approved || !selfApproval || !registered || !removed {
+		t.Fatalf("audit: requested %v, approved %v, self-approval refused %v, registered %v, removed %v", requested, approved, selfApproval, registered, removed)
 	}
 }
 

@@ -33,7 +33,7 @@ func (p *faultyProbe) probe(context.Context) error {
 }
 
 // newServer is an admin server over a real SoftHSM2 keyring and a real Pebble store.
-func newServer(t *testing.T, checks []admin.Check) (*admin.Server, map[admin.Role]string) {
+func newServer(t *testing.T, checks []admin.Check, mutate ...func(*admin.Options)) (*admin.Server, map[admin.Role]string) {
 	t.Helper()
 	tok := softhsmtest.New(t)
 	kr, err := hsm.Initialize(context.Background(), hsm.Config{ModulePath: tok.ModulePath, TokenLabel: tok.Label, PINFile: tok.PINFile})
@@ -49,7 +49,7 @@ func newServer(t *testing.T, checks []admin.Check) (*admin.Server, map[admin.Rol
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	tokens := map[admin.Role]string{}
 	var configured []admin.Token
-	for _, r := range []admin.Role{admin.Operator, admin.Auditor, admin.SecurityOfficer} {
+	for _, r := range admin.Roles {
 		tk, hash, err := admin.NewToken()
 		if err != nil {
 			t.Fatal(err)
@@ -61,11 +61,16 @@ func newServer(t *testing.T, checks []admin.Check) (*admin.Server, map[admin.Rol
 		tokens[r] = tk
 		configured = append(configured, admin.Token{Name: string(r) + "-1", Role: r, SHA256: h})
 	}
-	s, err := admin.New(admin.Options{
+	reg := prometheus.NewRegistry()
+	opts := admin.Options{
 		Tokens: configured, Store: st, AuditKeyPEM: kr.AuditSigner().PublicKeyPEM, Checks: checks,
-		Gatherer: prometheus.NewRegistry(), KEKs: kr, BackupDir: t.TempDir(),
+		Gatherer: reg, Registerer: reg, KEKs: kr, BackupDir: t.TempDir(),
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	s, err := admin.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

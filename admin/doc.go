@@ -4,23 +4,61 @@
 //	endpoint                          method  roles
 //	/livez                            GET     anyone (no token)
 //	/readyz[?verbose]                 GET     anyone; check errors only with a token
-//	/metrics                          GET     operator, security_officer
+//	/crl/{ca}                         GET     anyone (relying parties)
+//	/metrics                          GET     metrics_reader, operator, security_officer
 //	/audit/export[?from=N&to=M]       GET     auditor, security_officer
 //	/audit/checkpoints[?after&limit]  GET     auditor, security_officer
 //	/audit/public-key                 GET     operator, auditor, security_officer
-//	/backup                           POST    operator, security_officer
+//	/backup                           POST    security_officer
+//	/tokens                           GET     security_officer
+//	/tokens                           POST    security_officer (a security_officer token: + a second officer)
+//	/tokens/{name}                    DELETE  security_officer
+//	/approvals[?state=...]            GET     security_officer
+//	/approvals/{id}/approve           POST    security_officer other than the one who asked
+//	/approvals/{id}/reject            POST    security_officer
 //	/kek                              GET     security_officer
 //	/kek/rotate                       POST    security_officer
 //	/kek/finish                       POST    security_officer
 //	/system-clients                   GET     operator, security_officer
-//	/system-clients                   POST    operator, security_officer
-//	/system-clients/{name}            DELETE  operator, security_officer
+//	/system-clients                   POST    security_officer (a desk service: + a second officer)
+//	/system-clients/{name}            DELETE  security_officer
 //	/debug/pprof/...                  GET     security_officer
 //
-// Callers present "Authorization: Bearer <token>". The configuration holds only each
-// token's SHA-256, its holder's name (the token id in audit records) and its role;
-// NewToken makes a token and the hash to configure. A missing or unknown token is 401, a
-// token whose role may not use the endpoint 403.
+// Callers present "Authorization: Bearer <token>". A token comes from the configuration
+// (admin.tokens: only each token's SHA-256, its holder's name — the token id in audit
+// records — and its role; NewToken makes a token and the hash to configure), or is created
+// online (tokens.go). A missing, unknown, expired or revoked token is 401, a token whose
+// role may not use the endpoint 403. Package adminclient is the Go client of every
+// endpoint.
+//
+// # Roles and duties
+//
+// metrics_reader is what a monitoring system holds: /metrics and nothing else. Backups
+// (they hold every phone number), system clients and admin tokens (they grant access) are
+// the security officer's alone. Two grants need a second security officer (approvals.go):
+// a system client for a desk service (DeskOf: the review and reconciliation desks, the
+// payment and after-sales desks when their services exist), and a security_officer token
+// made online. Such a change is stored as an approval request, which another officer —
+// not the asker, and not with a token the asker made — approves within
+// Options.ApprovalTTL; the decision and the change are one store batch with their audit
+// records.
+//
+// # Online tokens
+//
+// POST /tokens {"name", "role", "expires_in": "720h"} makes a token, stores its SHA-256 at
+// z/token/<name> (storepb.AdminToken) with the audit record in the same batch, and answers
+// with the token once. Names are unique across the configuration and the stored tokens;
+// Options.MaxTokens and MaxTokenTTL bound them. Revocation (DELETE) and expiry (by the
+// injected clock) refuse a token at once: authentication reads an in-memory mirror that
+// every committed change updates. Configured tokens are listed but changed only in the
+// configuration.
+//
+// # Metrics
+//
+// With Options.Registerer the surface registers hufu_ready, hufu_readiness_check{check},
+// and the KEK gauges hufu_kek_current_version, hufu_kek_versions,
+// hufu_kek_rotation_running, hufu_kek_rotation_rewrapped_blobs{domain} and
+// hufu_kek_rotation_remaining_records{domain}, computed at each scrape (metrics.go).
 //
 // Every admin action is audited with the role and the token's name: requests other than
 // probes and metric scrapes are recorded (actor "admin:<name>", details "role" and
@@ -45,12 +83,15 @@
 //
 // # System clients
 //
-// POST /system-clients {"name": ..., "services": ["hufu.v1.ReviewService", ...]} registers a
+// POST /system-clients {"name": ..., "services": ["hufu.v1.ScanService", ...]} registers a
 // business or bid-opening system: its permissions are stored (and audited in the same
-// batch) and take effect at once for a client certificate whose common name is name. In
-// development the daemon issues that certificate with its development CA and returns it
-// with its private key, once; in production the deployment's client CA issues it. Systems
-// in the configuration's system_clients are listed but cannot be changed here.
+// batch) and take effect at once for a client certificate whose common name is name. With
+// a desk among the services the answer is 202 and an approval request instead; the
+// registration happens when a second officer approves it. A service without methods for
+// system clients (only phones call it) is refused. In development the daemon issues the
+// certificate with its development CA and returns it with its private key, once (to the
+// approving officer, for a desk); in production the deployment's client CA issues it.
+// Systems in the configuration's system_clients are listed but cannot be changed here.
 //
 // # Backups
 //

@@ -142,6 +142,28 @@ func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request, _ Token) 
 	}{out})
 }
 
+// mayDecide refuses a request that is not pending, and an approval by the officer who asked
+// or with a token that officer created.
+func (s *Server) mayDecide(a *storepb.AdminApproval, now time.Time, who Token, approve bool) error {
+	switch st := approvalState(a, now); st {
+	case ApprovalPending:
+	case ApprovalExpired:
+		return Conflict("approval request %s expired at %s; ask again", a.Id, time.Unix(0, a.ExpiresUnixNano).UTC().Format(time.RFC3339))
+	default:
+		return Conflict("approval request %s was already %s by %s", a.Id, st, a.DecidedBy)
+	}
+	if !approve {
+		return nil
+	}
+	if who.Name == a.RequestedBy {
+		return Forbidden("a second security officer must approve: %s asked for this", a.RequestedBy)
+	}
+	if t := s.online.get(who.Name); t != nil && t.CreatedBy == a.RequestedBy {
+		return Forbidden("a second security officer must approve: token %s was created by %s, who asked for this", who.Name, a.RequestedBy)
+	}
+	return nil
+}
+
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, who Token) {
 	s.decide(w, r, who, true)
 }
@@ -173,7 +195,13 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, who Token, appro
 		s.refuse(w, r, who, action, map[string]string{"approval": id}, what, err)
 		return
 	}
-	// decided checks the request again under the transaction's lock and records the
+	// Refuse early what the transaction would refuse, before a registration does any work
+	// (in development it issues a certificate first).
+	if err := s.mayDecide(pending, s.opts.Clock.Now(), who, approve); err != nil {
+		s.refuse(w, r, who, action, map[string]string{"approval": id}, what, err)
+		return
+	}
+	// decideInTx checks the request again under the transaction's lock and records the
 	// decision with its audit record.
 	var decided *storepb.AdminApproval
 	decideInTx := func(tx *store.Tx) error {
@@ -184,20 +212,10 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, who Token, appro
 			return err
 		}
 		now := tx.Now()
-		switch st := approvalState(a, now); st {
-		case ApprovalPending:
-		case ApprovalExpired:
-			return Conflict("approval request %s expired at %s; ask again", id, time.Unix(0, a.ExpiresUnixNano).UTC().Format(time.RFC3339))
-		default:
-			return Conflict("approval request %s was already %s by %s", id, st, a.DecidedBy)
+		if err := s.mayDecide(a, now, who, approve); err != nil {
+			return err
 		}
 		if approve {
-			if who.Name == a.RequestedBy {
-				return Forbidden("a second security officer must approve: %s asked for this", a.RequestedBy)
-			}
-			if t := s.online.get(who.Name); t != nil && t.CreatedBy == a.RequestedBy {
-				return Forbidden("a second security officer must approve: token %s was created by %s, who asked for this", who.Name, a.RequestedBy)
-			}
 			a.State = storepb.ApprovalState_APPROVAL_STATE_APPROVED
 		} else {
 			a.State = storepb.ApprovalState_APPROVAL_STATE_REJECTED

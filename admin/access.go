@@ -44,15 +44,6 @@ func ValidRequestID(s string) bool {
 	return true
 }
 
-// WithRequestID returns ctx carrying a request id: store.WithRequestID, so that every audit
-// record written for the request names it.
-func WithRequestID(ctx context.Context, id string) context.Context {
-	return store.WithRequestID(ctx, id)
-}
-
-// RequestIDFrom returns the request id in ctx, or "".
-func RequestIDFrom(ctx context.Context) string { return store.RequestIDFrom(ctx) }
-
 // accessEntry is what the access log learns while a request is served: the route's
 // authentication fills in the caller's role.
 type accessEntry struct {
@@ -79,7 +70,8 @@ func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 		id := RequestID(r.Header.Get(RequestIDHeader))
 		w.Header().Set(RequestIDHeader, id)
 		entry := &accessEntry{caller: "anonymous"}
-		ctx := context.WithValue(WithRequestID(r.Context(), id), accessKey{}, entry)
+		// In the context for the store: every audit record written for the request names it.
+		ctx := context.WithValue(store.WithRequestID(r.Context(), id), accessKey{}, entry)
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {

@@ -375,7 +375,7 @@ func (s *Server) audit(r *http.Request, who Token, action, outcome string, detai
 	}
 	err := s.opts.Store.Append(r.Context(), store.Event{Actor: actor, Action: action, Subject: r.URL.Path, Outcome: outcome, Details: d})
 	if err != nil {
-		s.opts.Log.Error("admin: audit append failed", "action", action, "request_id", RequestIDFrom(r.Context()), "err", err)
+		s.opts.Log.Error("admin: audit append failed", "action", action, "request_id", store.RequestIDFrom(r.Context()), "err", err)
 	}
 	return err
 }

@@ -76,6 +76,9 @@ type Daemon struct {
 
 	adm       adminSurface // admin HTTP surface and daemon-level metrics (admin.go)
 	providers *providers   // SMS, identity, login and payment (providers.go)
+	// systemServices are the services with a method for system clients: only those may be
+	// granted to one (systems.go).
+	systemServices map[string]bool
 }
 
 // Resolve fills in the development defaults that depend on the data directory: the
@@ -312,6 +315,7 @@ func (d *Daemon) buildServer() {
 			g.policy[m] = r
 		}
 	}
+	d.systemServices = systemServicesOf(g.policy)
 	d.health = health.NewServer()
 	healthpb.RegisterHealthServer(d.server, d.health)
 	for _, m := range []string{"Check", "Watch", "List"} {

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hufu-hsm/hufu/admin"
 	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/store"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 )
@@ -25,7 +25,7 @@ func TestGateLogsRequestIDOnInternalErrors(t *testing.T) {
 	ctx := withClientCert(metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-request-id", "req-42")), "nobody")
 	var seen string
 	_, err := g.unary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, func(ctx context.Context, _ any) (any, error) {
-		seen = admin.RequestIDFrom(ctx)
+		seen = store.RequestIDFrom(ctx)
 		return nil, errors.New("disk on fire")
 	})
 	if err == nil || seen != "req-42" {

@@ -17,7 +17,6 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
-	"google.golang.org/grpc"
 )
 
 // System clients registered at run time on the admin surface (admin.SystemClients): their
@@ -35,9 +34,6 @@ type systemClients struct {
 
 	mu         sync.RWMutex
 	registered map[string]map[string]bool // name -> service -> allowed
-
-	systemOnce sync.Once
-	system     map[string]bool // services with a method for system clients (systemServices)
 }
 
 var _ admin.SystemClients = (*systemClients)(nil)
@@ -123,7 +119,7 @@ func (sc *systemClients) Check(ctx context.Context, c admin.SystemClient) (admin
 		return c, admin.Invalid("services: list at least one gRPC service")
 	}
 	known := sc.d.server.GetServiceInfo()
-	system := sc.systemServices()
+	system := sc.d.systemServices
 	for i, s := range c.Services {
 		if _, ok := known[s]; !ok || !serviceNameRE.MatchString(s) {
 			return c, admin.Invalid("services[%d]: %q is not a hufu service this daemon serves", i, s)
@@ -143,31 +139,17 @@ func (sc *systemClients) Check(ctx context.Context, c admin.SystemClient) (admin
 	return c, nil
 }
 
-// systemServices is the set of gRPC services that have at least one method the gate opens
-// to system clients (authn.System). It is read from the services' own policies, by
-// registering them once more on a registrar that only records: the same Register calls as
-// buildServer makes (daemon.go). A service added there and not here is refused for
-// registration (fail closed) until it is added here.
-func (sc *systemClients) systemServices() map[string]bool {
-	sc.systemOnce.Do(func() {
-		d, r := sc.d, discardRegistrar{}
-		sc.system = map[string]bool{}
-		for _, p := range []authn.Policy{d.accounts.Register(r), d.keys.Register(r), d.certs.Register(r),
-			d.enterprises.Register(r), d.seals.Register(r), d.scan.Register(r), d.openings.Register(r)} {
-			for method, req := range p {
-				if req == authn.System {
-					sc.system[method[1:strings.LastIndexByte(method, '/')]] = true
-				}
-			}
+// systemServicesOf is the set of gRPC services that have at least one method the gate opens
+// to system clients (authn.System) in policy, the gate's policy (buildServer).
+func systemServicesOf(policy authn.Policy) map[string]bool {
+	system := map[string]bool{}
+	for method, req := range policy {
+		if req == authn.System {
+			system[method[1:strings.LastIndexByte(method, '/')]] = true
 		}
-	})
-	return sc.system
+	}
+	return system
 }
-
-// discardRegistrar takes service registrations and drops them.
-type discardRegistrar struct{}
-
-func (discardRegistrar) RegisterService(*grpc.ServiceDesc, any) {}
 
 // Register validates and stores a client's permissions (audited in the same batch, with
 // inTx, the approval's decision, if any) and, in development, issues its certificate.

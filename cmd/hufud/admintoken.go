@@ -17,7 +17,7 @@ func adminTokenCommand() *cli.Command {
 		Description: "The token goes to its holder, shown only now; the printed configuration lines (the token's\n" +
 			"SHA-256, never the token) go under admin.tokens. No daemon is needed.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "role", Usage: "operator, auditor or security_officer"},
+			&cli.StringFlag{Name: "role", Usage: "operator, auditor, security_officer or metrics_reader (/metrics only, for Prometheus)"},
 			&cli.StringFlag{Name: "name", Usage: "who holds the token (the token id in audit records)"},
 		},
 		Before: noArgs,
@@ -34,9 +34,9 @@ func adminTokenCommand() *cli.Command {
 // configuration lines (the token's SHA-256, never the token) into admin.tokens.
 func adminToken(role, name string, stdout io.Writer) error {
 	switch role {
-	case config.RoleOperator, config.RoleAuditor, config.RoleSecurityOfficer:
+	case config.RoleOperator, config.RoleAuditor, config.RoleSecurityOfficer, config.RoleMetricsReader:
 	default:
-		return usageError{errors.New("admin-token: -role must be operator, auditor or security_officer")}
+		return usageError{errors.New("admin-token: -role must be operator, auditor, security_officer or metrics_reader")}
 	}
 	c := config.Development()
 	c.Admin.Tokens = []config.AdminToken{{Name: name, Role: role, SHA256: admin.HashToken("x")}}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/hufu-hsm/hufu/client"
+	urfave "github.com/urfave/cli/v2"
 	"os"
 
 	"github.com/hufu-hsm/hufu/store"
@@ -15,57 +17,59 @@ import (
 // The audit commands work offline, on files an auditor fetched from the admin surface
 // (GET /audit/export and GET /audit/public-key): no daemon, no session.
 
-func (c *cli) audit(args []string) error {
-	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("usage: hufu audit verify --log FILE --key PEM [--partial] [--at-least N]")
+// auditCommands: auditing offline.
+func (c *cli) auditCommands() []*urfave.Command {
+	return []*urfave.Command{
+		group("audit", "verify an audit export offline (no daemon)", "", c.auditVerifyCommand()),
 	}
-	fs := flag.NewFlagSet("hufu audit verify", flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
+}
+
+func (c *cli) auditVerifyCommand() *urfave.Command {
+	fs := newFlags()
 	logPath := fs.String("log", "", "the audit export (JSON lines) to verify")
 	keyPath := fs.String("key", "", "the audit public key (PEM) that signs checkpoints")
 	partial := fs.Bool("partial", false, "accept an export that does not start at record 1 (a range export)")
 	atLeast := fs.Uint64("at-least", 0, "the log must be signed through at least this record (from a checkpoint kept earlier)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *logPath == "" || *keyPath == "" {
-		return errors.New("usage: hufu audit verify --log FILE --key PEM")
-	}
-	pub, err := readAuditKey(*keyPath)
-	if err != nil {
-		return err
-	}
-	f, err := os.Open(*logPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	res, err := store.VerifyExport(f, pub)
-	var ve *store.VerifyError
-	if errors.As(err, &ve) {
-		if ve.Seq != 0 {
-			return fmt.Errorf("audit log does NOT verify: first bad record %d (line %d): %s: %s", ve.Seq, ve.Line, ve.Reason, ve.Detail)
+	return c.command(verb{name: "verify", usage: "verify an audit export (GET /audit/export) against the audit public key; names the first bad record", nargs: noArgs, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if *logPath == "" || *keyPath == "" {
+			return usagef("usage: hufu audit verify --log FILE --key PEM")
 		}
-		return fmt.Errorf("audit log does NOT verify at line %d: %s: %s", ve.Line, ve.Reason, ve.Detail)
-	}
-	if err != nil {
-		return err
-	}
-	// The export's header says where it starts and ends, and an edited header can hide a cut
-	// at the front or a tail cut back to a checkpoint: check both against what the auditor
-	// expects.
-	if res.From != 1 && !*partial {
-		return fmt.Errorf("audit log does NOT verify as a whole log: it starts at record %d (records before it are not in the file; pass -partial for a range export)", res.From)
-	}
-	if res.VerifiedThrough < *atLeast {
-		return fmt.Errorf("audit log does NOT verify: it is signed only through record %d, but a checkpoint through record %d was seen before: records were cut", res.VerifiedThrough, *atLeast)
-	}
-	fmt.Fprintf(c.out, "audit log verifies: records %d..%d (%d), %d valid checkpoints, signed through record %d\n",
-		res.From, res.To, res.Records, res.Checkpoints, res.VerifiedThrough)
-	if res.VerifiedThrough < res.To {
-		fmt.Fprintf(c.out, "note: records %d..%d are chained but not yet covered by a signed checkpoint\n", res.VerifiedThrough+1, res.To)
-	}
-	return nil
+		pub, err := readAuditKey(*keyPath)
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(*logPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		res, err := store.VerifyExport(f, pub)
+		var ve *store.VerifyError
+		if errors.As(err, &ve) {
+			if ve.Seq != 0 {
+				return fmt.Errorf("audit log does NOT verify: first bad record %d (line %d): %s: %s", ve.Seq, ve.Line, ve.Reason, ve.Detail)
+			}
+			return fmt.Errorf("audit log does NOT verify at line %d: %s: %s", ve.Line, ve.Reason, ve.Detail)
+		}
+		if err != nil {
+			return err
+		}
+		// The export's header says where it starts and ends, and an edited header can hide a cut
+		// at the front or a tail cut back to a checkpoint: check both against what the auditor
+		// expects.
+		if res.From != 1 && !*partial {
+			return fmt.Errorf("audit log does NOT verify as a whole log: it starts at record %d (records before it are not in the file; pass -partial for a range export)", res.From)
+		}
+		if res.VerifiedThrough < *atLeast {
+			return fmt.Errorf("audit log does NOT verify: it is signed only through record %d, but a checkpoint through record %d was seen before: records were cut", res.VerifiedThrough, *atLeast)
+		}
+		fmt.Fprintf(c.out, "audit log verifies: records %d..%d (%d), %d valid checkpoints, signed through record %d\n",
+			res.From, res.To, res.Records, res.Checkpoints, res.VerifiedThrough)
+		if res.VerifiedThrough < res.To {
+			fmt.Fprintf(c.out, "note: records %d..%d are chained but not yet covered by a signed checkpoint\n", res.VerifiedThrough+1, res.To)
+		}
+		return nil
+	}})
 }
 
 func readAuditKey(path string) (*ecdsa.PublicKey, error) {

@@ -5,8 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	urfave "github.com/urfave/cli/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -52,8 +52,8 @@ type benchReport struct {
 // throughput, latency and, given the daemon's pid, its CPU per item against the raw server
 // step. It signs in a bench account through the development SMS outbox and makes an
 // ephemeral split key, so it needs a daemon with development: true.
-func (c *cli) bench(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("hufu bench", flag.ContinueOnError)
+func (c *cli) benchCommand() *urfave.Command {
+	fs := newFlags()
 	op := fs.String("op", "sign", "sign, sign-batch, decrypt, decrypt-batch, or opening (a whole bid opening: -bidders, -envelopes, -concurrency, -lead)")
 	batch := fs.Int("batch", 32, "items per batch call")
 	concurrency := fs.Int("c", 2*runtime.NumCPU(), "calls in flight")
@@ -64,133 +64,132 @@ func (c *cli) bench(ctx context.Context, args []string) error {
 	fs.IntVar(pid, "pid", 0, "same as -daemon-pid")
 	jsonOut := fs.String("json", "", "also write the report to this file")
 	opening := addOpeningFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *op == "opening" {
-		return c.benchOpening(ctx, opening, *pid, *jsonOut)
-	}
-	if *op != "sign" && *op != "sign-batch" && *op != "decrypt" && *op != "decrypt-batch" {
-		return fmt.Errorf("unknown -op %q", *op)
-	}
-	items := 1
-	if strings.HasSuffix(*op, "-batch") {
-		items = *batch
-	}
+	return c.command(verb{name: "bench", usage: "load a development daemon and report items/s, latency and the daemon's CPU per item", desc: benchDesc, nargs: noArgs, offline: true, noTimeout: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if *op == "opening" {
+			return c.benchOpening(ctx, opening, *pid, *jsonOut)
+		}
+		if *op != "sign" && *op != "sign-batch" && *op != "decrypt" && *op != "decrypt-batch" {
+			return fmt.Errorf("unknown -op %q", *op)
+		}
+		items := 1
+		if strings.HasSuffix(*op, "-batch") {
+			items = *batch
+		}
 
-	fmt.Fprintln(c.errOut, "setting up a bench account and an ephemeral split key ...")
-	key, dial, err := c.benchKey(ctx)
-	if err != nil {
-		return err
-	}
-	clients := make([]hufuv1.CosignServiceClient, *conns)
-	for i := range clients {
-		conn, err := dial()
+		fmt.Fprintln(c.errOut, "setting up a bench account and an ephemeral split key ...")
+		key, dial, err := c.benchKey(ctx)
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		clients[i] = hufuv1.NewCosignServiceClient(conn.ClientConn())
-	}
-	call := key.caller(*op, items)
+		clients := make([]hufuv1.CosignServiceClient, *conns)
+		for i := range clients {
+			conn, err := dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			clients[i] = hufuv1.NewCosignServiceClient(conn.ClientConn())
+		}
+		call := key.caller(*op, items)
 
-	var (
-		calls, errs atomic.Int64
-		latMu       sync.Mutex
-		lats        []time.Duration
-		firstErr    atomic.Value
-	)
-	runCtx, stop := context.WithTimeout(ctx, *duration)
-	defer stop()
-	var tick <-chan time.Time
-	if *rate > 0 {
-		t := time.NewTicker(time.Duration(float64(time.Second) / *rate))
-		defer t.Stop()
-		tick = t.C
-	}
-	cpu0, sys0, _ := processCPU(*pid)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range *concurrency {
-		wg.Go(func() {
-			cl := clients[w%len(clients)]
-			var mine []time.Duration
-			for runCtx.Err() == nil {
-				if tick != nil {
-					select {
-					case <-tick:
-					case <-runCtx.Done():
-						continue
+		var (
+			calls, errs atomic.Int64
+			latMu       sync.Mutex
+			lats        []time.Duration
+			firstErr    atomic.Value
+		)
+		runCtx, stop := context.WithTimeout(ctx, *duration)
+		defer stop()
+		var tick <-chan time.Time
+		if *rate > 0 {
+			t := time.NewTicker(time.Duration(float64(time.Second) / *rate))
+			defer t.Stop()
+			tick = t.C
+		}
+		cpu0, sys0, _ := processCPU(*pid)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for w := range *concurrency {
+			wg.Go(func() {
+				cl := clients[w%len(clients)]
+				var mine []time.Duration
+				for runCtx.Err() == nil {
+					if tick != nil {
+						select {
+						case <-tick:
+						case <-runCtx.Done():
+							continue
+						}
+					}
+					t0 := time.Now()
+					err := call(runCtx, cl)
+					if deadline, _ := runCtx.Deadline(); runCtx.Err() != nil || !time.Now().Before(deadline) {
+						break // cut short by the end of the run: neither a result nor an error
+					}
+					mine = append(mine, time.Since(t0))
+					calls.Add(1)
+					if err != nil {
+						errs.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
 					}
 				}
-				t0 := time.Now()
-				err := call(runCtx, cl)
-				if deadline, _ := runCtx.Deadline(); runCtx.Err() != nil || !time.Now().Before(deadline) {
-					break // cut short by the end of the run: neither a result nor an error
-				}
-				mine = append(mine, time.Since(t0))
-				calls.Add(1)
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-			}
-			latMu.Lock()
-			lats = append(lats, mine...)
-			latMu.Unlock()
-		})
-	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		var last int64
-		for {
-			select {
-			case <-done:
-				fmt.Fprintln(c.errOut)
-				return
-			case <-t.C:
-				n := calls.Load()
-				fmt.Fprintf(c.errOut, "\r%5.0fs  %8d calls  %9.0f items/s  %d errors   ", time.Since(start).Seconds(), n, float64((n-last)*int64(items)), errs.Load())
-				last = n
-			}
+				latMu.Lock()
+				lats = append(lats, mine...)
+				latMu.Unlock()
+			})
 		}
-	}()
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(done)
-	cpu1, sys1, cpuErr := processCPU(*pid)
+		done := make(chan struct{})
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			var last int64
+			for {
+				select {
+				case <-done:
+					fmt.Fprintln(c.errOut)
+					return
+				case <-t.C:
+					n := calls.Load()
+					fmt.Fprintf(c.errOut, "\r%5.0fs  %8d calls  %9.0f items/s  %d errors   ", time.Since(start).Seconds(), n, float64((n-last)*int64(items)), errs.Load())
+					last = n
+				}
+			}
+		}()
+		wg.Wait()
+		elapsed := time.Since(start)
+		close(done)
+		cpu1, sys1, cpuErr := processCPU(*pid)
 
-	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-	pct := func(p float64) float64 {
-		if len(lats) == 0 {
-			return 0
+		sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+		pct := func(p float64) float64 {
+			if len(lats) == 0 {
+				return 0
+			}
+			return float64(lats[min(len(lats)-1, int(p*float64(len(lats))))].Microseconds()) / 1000
 		}
-		return float64(lats[min(len(lats)-1, int(p*float64(len(lats))))].Microseconds()) / 1000
-	}
-	r := benchReport{
-		Operation: *op, Batch: items, Concurrency: *concurrency, TargetRate: *rate, Seconds: elapsed.Seconds(),
-		Calls: calls.Load(), Items: (calls.Load() - errs.Load()) * int64(items), Errors: errs.Load(),
-		LatencyP50Ms: pct(.50), LatencyP90Ms: pct(.90), LatencyP99Ms: pct(.99), LatencyMaxMs: pct(1),
-		RawStepCPU: rawStepCPU(*op, key),
-	}
-	r.ItemsPerSecond = float64(r.Items) / r.Seconds
-	if *pid != 0 && cpuErr == nil && r.Items > 0 {
-		r.DaemonCPUSeconds = cpu1 - cpu0
-		r.DaemonCPUPerItem = r.DaemonCPUSeconds / float64(r.Items) * 1e6
-		r.DaemonSysPerItem = (sys1 - sys0) / float64(r.Items) * 1e6
-		r.Ratio = r.DaemonCPUPerItem / r.RawStepCPU
-	}
-	if e := firstErr.Load(); e != nil {
-		fmt.Fprintf(c.errOut, "first error: %s\n", e)
-	}
-	out, _ := json.MarshalIndent(r, "", "  ")
-	fmt.Fprintln(c.out, string(out))
-	if *jsonOut != "" {
-		return os.WriteFile(*jsonOut, append(out, '\n'), 0o644)
-	}
-	return nil
+		r := benchReport{
+			Operation: *op, Batch: items, Concurrency: *concurrency, TargetRate: *rate, Seconds: elapsed.Seconds(),
+			Calls: calls.Load(), Items: (calls.Load() - errs.Load()) * int64(items), Errors: errs.Load(),
+			LatencyP50Ms: pct(.50), LatencyP90Ms: pct(.90), LatencyP99Ms: pct(.99), LatencyMaxMs: pct(1),
+			RawStepCPU: rawStepCPU(*op, key),
+		}
+		r.ItemsPerSecond = float64(r.Items) / r.Seconds
+		if *pid != 0 && cpuErr == nil && r.Items > 0 {
+			r.DaemonCPUSeconds = cpu1 - cpu0
+			r.DaemonCPUPerItem = r.DaemonCPUSeconds / float64(r.Items) * 1e6
+			r.DaemonSysPerItem = (sys1 - sys0) / float64(r.Items) * 1e6
+			r.Ratio = r.DaemonCPUPerItem / r.RawStepCPU
+		}
+		if e := firstErr.Load(); e != nil {
+			fmt.Fprintf(c.errOut, "first error: %s\n", e)
+		}
+		out, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Fprintln(c.out, string(out))
+		if *jsonOut != "" {
+			return os.WriteFile(*jsonOut, append(out, '\n'), 0o644)
+		}
+		return nil
+	}})
 }
 
 // benchKey is the bench's split key: the phone share in memory, the server share in the

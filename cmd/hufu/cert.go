@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
 	"mime"
 	"os"
@@ -22,6 +21,7 @@ import (
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/cosign"
+	urfave "github.com/urfave/cli/v2"
 )
 
 const certUsage = "cert apply|orders|order|pay|cancel|reorder|download|list|renew|upgrade|label|check|revoke|messages"
@@ -44,89 +44,67 @@ var certSynopsis = map[string]string{
 	"messages": "messages                           the certificate inbox",
 }
 
-// certFlagSet is a subcommand's flag set; -h prints its synopsis and flags.
-func (c *cli) certFlagSet(sub string) *flag.FlagSet {
-	fs := flag.NewFlagSet("hufu cert "+sub, flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
-	fs.Usage = func() {
-		fmt.Fprintf(c.errOut, "usage: hufu [global flags] cert %s\n", certSynopsis[sub])
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintln(c.errOut, "\nflags:")
-			fs.PrintDefaults()
-		}
+// certDesc is a subcommand's synopsis, for its help.
+func certDesc(sub string) string { return "hufu cert " + certSynopsis[sub] }
+
+// certCommands: the certificate group, and the operators' review desk.
+func (c *cli) certCommands() []*urfave.Command {
+	return []*urfave.Command{
+		group("cert", "certificates on split keys: apply, follow and pay orders, download, renew, revoke", "seed manual §1.5, §1.7, §1.8.1; each subcommand takes -h",
+			c.certApplyCommand("apply", "apply for a certificate on a split key", "", noArgs),
+			c.certApplyCommand("reorder", "apply again from a cancelled order (apply's flags override its draft)", "ORDER", oneArg),
+			c.certOrdersCommand(),
+			c.certOrderCommand(),
+			c.certPayCommand(),
+			c.certCancelCommand(),
+			c.certDownloadCommand(),
+			c.certListCommand(),
+			c.certFollowCommand("renew", "renew a certificate: a renewal order"),
+			c.certFollowCommand("upgrade", "add platforms to a certificate: an upgrade order"),
+			c.certLabelCommand(),
+			c.certCheckCommand(),
+			c.certRevokeCommand(),
+			c.certMessagesCommand()),
+		c.reviewCommand(),
 	}
-	return fs
 }
 
-func (c *cli) certCmd(ctx context.Context, conn *client.Conn, args []string) error {
-	if len(args) == 0 {
-		return errors.New(certUsage)
-	}
-	certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "help", "-h", "-help", "--help":
-		fmt.Fprintln(c.out, "usage: hufu [global flags] cert SUBCOMMAND (each takes -h):")
-		for _, name := range strings.Split(strings.TrimPrefix(certUsage, "cert "), "|") {
-			fmt.Fprintln(c.out, "  cert", certSynopsis[name])
-		}
-		return nil
-	case "apply", "reorder":
-		return c.certApply(ctx, conn, certs, sub, rest)
-	case "orders":
-		return c.certOrders(ctx, conn, certs, rest)
-	case "order":
-		return c.certOrder(ctx, certs, rest)
-	case "pay":
-		return c.certPay(ctx, certs, rest)
-	case "cancel":
-		return c.certCancel(ctx, certs, rest)
-	case "download":
-		return c.certDownload(ctx, certs, rest)
-	case "list":
-		return c.certList(ctx, certs, rest)
-	case "renew", "upgrade":
-		return c.certFollow(ctx, certs, sub, rest)
-	case "label":
-		pos, err := c.parseArgs(c.certFlagSet(sub), rest)
-		if err != nil {
-			return err
-		}
-		if len(pos) != 2 {
-			return errors.New("cert label SERIAL LABEL (\"\" clears it)")
-		}
-		resp, err := certs.SetCertificateLabel(ctx, &hufuv1.SetCertificateLabelRequest{Serial: pos[0], Label: pos[1]})
-		if err != nil {
-			return err
-		}
-		c.printCert(resp.Certificate)
-		return nil
-	case "check":
-		return c.certCheck(ctx, conn, certs, rest)
-	case "revoke":
-		return c.certRevoke(ctx, certs, rest)
-	case "messages":
-		if _, err := c.parseArgs(c.certFlagSet(sub), rest); err != nil {
-			return err
-		}
-		resp, err := certs.ListMessages(ctx, &hufuv1.ListMessagesRequest{PageSize: 50})
-		if err != nil {
-			return err
-		}
-		for _, m := range resp.Messages {
-			fmt.Fprintf(c.out, "%s  %s  %s\n", m.Time.AsTime().Local().Format(time.DateTime), m.Title, m.Body)
-		}
-		return nil
-	}
-	return fmt.Errorf("unknown cert command %q (%s)", sub, certUsage)
+func (c *cli) certLabelCommand() *urfave.Command {
+	return c.command(verb{name: "label", usage: `name a certificate ("" clears the label)`, args: "SERIAL LABEL", desc: certDesc("label"), nargs: twoArgs,
+		run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+			certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+			resp, err := certs.SetCertificateLabel(ctx, &hufuv1.SetCertificateLabelRequest{Serial: pos[0], Label: pos[1]})
+			if err != nil {
+				return err
+			}
+			c.printCert(resp.Certificate)
+			return nil
+		}})
+}
+
+func (c *cli) certMessagesCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "messages", usage: "the certificate inbox", desc: certDesc("messages"), fs: fs, nargs: noArgs,
+		run: func(ctx context.Context, conn *client.Conn, _ []string) error {
+			certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+			resp, err := certs.ListMessages(ctx, &hufuv1.ListMessagesRequest{PageSize: 50})
+			if err != nil {
+				return err
+			}
+			return c.emit(o, resp, func() error {
+				for _, m := range resp.Messages {
+					fmt.Fprintf(c.out, "%s  %s  %s\n", m.Time.AsTime().Local().Format(time.DateTime), m.Title, m.Body)
+				}
+				return nil
+			})
+		}})
 }
 
 // certApply submits an application: the CSR and (with -sign-letter) the authorisation letter
 // are signed by the split key, the phone half here and the appliance's half there.
-func (c *cli) certApply(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, sub string, args []string) error {
-	fs := c.certFlagSet(sub)
+func (c *cli) certApplyCommand(sub, usage, args string, n argCount) *urfave.Command {
+	fs := newFlags()
 	keyID := fs.String("key", "", "the split key to certify")
 	caID := fs.String("ca", "", "CA id (default: the first offered)")
 	years := fs.Uint("years", 0, "validity in years, 1 to 3")
@@ -135,107 +113,106 @@ func (c *cli) certApply(ctx context.Context, conn *client.Conn, certs hufuv1.Cer
 	signLetter := fs.String("sign-letter", "", "text file of the authorisation letter to sign online with the key")
 	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
 	requestID := fs.String("request-id", "", "idempotency key (default: a new one)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	reorder := ""
-	switch {
-	case sub == "reorder" && len(pos) == 1:
-		reorder = pos[0]
-	case sub == "reorder":
-		return errors.New("cert reorder ORDER [apply flags]")
-	case len(pos) != 0:
-		return fmt.Errorf("cert apply takes no arguments (%q): the key is -key K", pos[0])
-	}
-	req := &hufuv1.ApplyCertificateRequest{KeyId: *keyID, CaId: *caID, ValidityYears: uint32(*years), ReorderedFrom: reorder}
-	if reorder != "" {
-		draft, err := certs.ReorderDraft(ctx, &hufuv1.ReorderDraftRequest{OrderId: reorder})
+	return c.command(verb{name: sub, usage: usage, args: args, desc: certDesc(sub), nargs: n, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		reorder := ""
+		switch {
+		case sub == "reorder" && len(pos) == 1:
+			reorder = pos[0]
+		case sub == "reorder":
+			return errors.New("cert reorder ORDER [apply flags]")
+		case len(pos) != 0:
+			return fmt.Errorf("cert apply takes no arguments (%q): the key is -key K", pos[0])
+		}
+		req := &hufuv1.ApplyCertificateRequest{KeyId: *keyID, CaId: *caID, ValidityYears: uint32(*years), ReorderedFrom: reorder}
+		if reorder != "" {
+			draft, err := certs.ReorderDraft(ctx, &hufuv1.ReorderDraftRequest{OrderId: reorder})
+			if err != nil {
+				return err
+			}
+			req = draft.Draft
+			if *keyID != "" {
+				req.KeyId = *keyID
+			}
+			if *caID != "" {
+				req.CaId = *caID
+			}
+			if *years != 0 {
+				req.ValidityYears = uint32(*years)
+			}
+		}
+		if *platforms != "" {
+			req.Platforms = strings.Split(*platforms, ",")
+		}
+		if len(req.Platforms) == 0 {
+			cur, err := conn.Platforms.GetCurrentPlatform(ctx, &hufuv1.GetCurrentPlatformRequest{})
+			if err != nil {
+				return fmt.Errorf("choose -platforms (no current platform: %w)", err)
+			}
+			if cur.GetPlatform() == nil {
+				return errors.New("choose -platforms, or a current platform with `hufu platform use`")
+			}
+			req.Platforms = []string{cur.GetPlatform().GetId()}
+		}
+		if req.CaId == "" || req.ValidityYears == 0 {
+			cas, err := certs.ListCertificateAuthorities(ctx, &hufuv1.ListCertificateAuthoritiesRequest{})
+			if err != nil {
+				return err
+			}
+			if len(cas.Authorities) == 0 {
+				return errors.New("the appliance offers no CA")
+			}
+			if req.CaId == "" {
+				req.CaId = cas.Authorities[0].Id
+			}
+			if req.ValidityYears == 0 {
+				req.ValidityYears = 1
+			}
+		}
+		key, err := c.openKey(ctx, conn, req.KeyId, *pinFlag)
 		if err != nil {
 			return err
 		}
-		req = draft.Draft
-		if *keyID != "" {
-			req.KeyId = *keyID
+		if req.Csr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key); err != nil {
+			return fmt.Errorf("signing the certificate request with the split key: %w", err)
 		}
-		if *caID != "" {
-			req.CaId = *caID
+		switch {
+		case *letter != "" && *signLetter != "":
+			return errors.New("give -letter or -sign-letter, not both")
+		case *letter != "":
+			b, err := os.ReadFile(*letter)
+			if err != nil {
+				return err
+			}
+			media := mime.TypeByExtension(strings.ToLower(filepath.Ext(*letter)))
+			media, _, _ = strings.Cut(media, ";")
+			req.Authorisation = &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: &hufuv1.ScannedLetter{
+				FileName: filepath.Base(*letter), MediaType: media, Content: b}}}
+		case *signLetter != "":
+			b, err := os.ReadFile(*signLetter)
+			if err != nil {
+				return err
+			}
+			sig, err := key.Sign(rand.Reader, b, &cosign.SignerOpts{})
+			if err != nil {
+				return fmt.Errorf("signing the authorisation letter: %w", err)
+			}
+			req.Authorisation = &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Online{Online: &hufuv1.SignedLetter{Letter: b, Signature: sig}}}
+		default:
+			return errors.New("the authorisation letter is required: -letter SCAN or -sign-letter TEXT")
 		}
-		if *years != 0 {
-			req.ValidityYears = uint32(*years)
+		req.RequestId = *requestID
+		if req.RequestId == "" {
+			req.RequestId = client.NewKeyID()
 		}
-	}
-	if *platforms != "" {
-		req.Platforms = strings.Split(*platforms, ",")
-	}
-	if len(req.Platforms) == 0 {
-		cur, err := conn.Platforms.GetCurrentPlatform(ctx, &hufuv1.GetCurrentPlatformRequest{})
-		if err != nil {
-			return fmt.Errorf("choose -platforms (no current platform: %w)", err)
-		}
-		if cur.GetPlatform() == nil {
-			return errors.New("choose -platforms, or a current platform with `hufu platform use`")
-		}
-		req.Platforms = []string{cur.GetPlatform().GetId()}
-	}
-	if req.CaId == "" || req.ValidityYears == 0 {
-		cas, err := certs.ListCertificateAuthorities(ctx, &hufuv1.ListCertificateAuthoritiesRequest{})
-		if err != nil {
-			return err
-		}
-		if len(cas.Authorities) == 0 {
-			return errors.New("the appliance offers no CA")
-		}
-		if req.CaId == "" {
-			req.CaId = cas.Authorities[0].Id
-		}
-		if req.ValidityYears == 0 {
-			req.ValidityYears = 1
-		}
-	}
-	key, err := c.openKey(ctx, conn, req.KeyId, *pinFlag)
-	if err != nil {
-		return err
-	}
-	if req.Csr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key); err != nil {
-		return fmt.Errorf("signing the certificate request with the split key: %w", err)
-	}
-	switch {
-	case *letter != "" && *signLetter != "":
-		return errors.New("give -letter or -sign-letter, not both")
-	case *letter != "":
-		b, err := os.ReadFile(*letter)
+		resp, err := certs.ApplyCertificate(ctx, req)
 		if err != nil {
 			return err
 		}
-		media := mime.TypeByExtension(strings.ToLower(filepath.Ext(*letter)))
-		media, _, _ = strings.Cut(media, ";")
-		req.Authorisation = &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: &hufuv1.ScannedLetter{
-			FileName: filepath.Base(*letter), MediaType: media, Content: b}}}
-	case *signLetter != "":
-		b, err := os.ReadFile(*signLetter)
-		if err != nil {
-			return err
-		}
-		sig, err := key.Sign(rand.Reader, b, &cosign.SignerOpts{})
-		if err != nil {
-			return fmt.Errorf("signing the authorisation letter: %w", err)
-		}
-		req.Authorisation = &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Online{Online: &hufuv1.SignedLetter{Letter: b, Signature: sig}}}
-	default:
-		return errors.New("the authorisation letter is required: -letter SCAN or -sign-letter TEXT")
-	}
-	req.RequestId = *requestID
-	if req.RequestId == "" {
-		req.RequestId = client.NewKeyID()
-	}
-	resp, err := certs.ApplyCertificate(ctx, req)
-	if err != nil {
-		return err
-	}
-	c.printOrder(resp.Order, false)
-	fmt.Fprintln(c.out, "submitted for CA review; `hufu cert messages` shows the result")
-	return nil
+		c.printOrder(resp.Order, false)
+		fmt.Fprintln(c.out, "submitted for CA review; `hufu cert messages` shows the result")
+		return nil
+	}})
 }
 
 func statusArg(s string) (hufuv1.OrderStatus, error) {
@@ -268,33 +245,36 @@ func orderStatusName(s hufuv1.OrderStatus) string {
 	return "unknown"
 }
 
-func (c *cli) certOrders(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := c.certFlagSet("orders")
+func (c *cli) certOrdersCommand() *urfave.Command {
+	fs := newFlags()
 	st := fs.String("status", "all", "all, review, payment, completed or cancelled")
 	kw := fs.String("search", "", "words to find, each in what the listing shows (CA, platform id or name, status, kind, ids), any case")
 	size := fs.Int("n", 20, "page size")
 	page := fs.String("page", "", "page token from the previous page")
-	if _, err := c.parseArgs(fs, args); err != nil {
-		return err
-	}
-	status, err := statusArg(*st)
-	if err != nil {
-		return err
-	}
-	if *kw != "" {
-		return c.searchOrders(ctx, conn, certs, status, *kw, *size)
-	}
-	resp, err := certs.ListOrders(ctx, &hufuv1.ListOrdersRequest{Status: status, PageSize: int32(*size), PageToken: *page})
-	if err != nil {
-		return err
-	}
-	for _, o := range resp.Orders {
-		c.printOrder(o, false)
-	}
-	if resp.NextPageToken != "" {
-		fmt.Fprintf(c.out, "more: -page %s\n", resp.NextPageToken)
-	}
-	return nil
+	o := outputFlag(fs)
+	return c.command(verb{name: "orders", usage: "your certificate orders: 审核中 → 待支付 → 已完成 / 已取消", desc: certDesc("orders"), nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		status, err := statusArg(*st)
+		if err != nil {
+			return err
+		}
+		if *kw != "" {
+			return c.searchOrders(ctx, conn, certs, status, *kw, *size, o)
+		}
+		resp, err := certs.ListOrders(ctx, &hufuv1.ListOrdersRequest{Status: status, PageSize: int32(*size), PageToken: *page})
+		if err != nil {
+			return err
+		}
+		return c.emit(o, resp, func() error {
+			for _, o := range resp.Orders {
+				c.printOrder(o, false)
+			}
+			if resp.NextPageToken != "" {
+				fmt.Fprintf(c.out, "more: -page %s\n", resp.NextPageToken)
+			}
+			return nil
+		})
+	}})
 }
 
 // orderValidity is what an order buys in time: its years, or for an upgrade (which adds
@@ -312,7 +292,8 @@ func orderValidity(o *hufuv1.Order) string {
 // searchOrders prints up to n of the account's orders that match every word of query in
 // what the listing shows. The appliance's keyword matches ids only, so the orders are listed
 // page by page and matched here.
-func (c *cli) searchOrders(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, status hufuv1.OrderStatus, query string, n int) error {
+func (c *cli) searchOrders(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, status hufuv1.OrderStatus, query string, n int, out *outputFormat) error {
+	matched := &hufuv1.ListOrdersResponse{}
 	names := map[string]string{} // platform id -> name
 	if ps, err := conn.Platforms.ListPlatforms(ctx, &hufuv1.ListPlatformsRequest{}); err == nil {
 		for _, p := range ps.Platforms {
@@ -328,13 +309,19 @@ func (c *cli) searchOrders(ctx context.Context, conn *client.Conn, certs hufuv1.
 		}
 		for _, o := range resp.Orders {
 			if found < n && orderMatches(o, names, words) {
-				c.printOrder(o, false)
+				matched.Orders = append(matched.Orders, o)
+				if !out.json() {
+					c.printOrder(o, false)
+				}
 				found++
 			}
 		}
 		if token = resp.NextPageToken; token == "" {
 			break
 		}
+	}
+	if out.json() {
+		return c.emit(out, matched, nil)
 	}
 	if found == 0 {
 		fmt.Fprintf(c.out, "no order matches %q\n", query)
@@ -385,107 +372,92 @@ func (c *cli) printOrder(o *hufuv1.Order, detail bool) {
 	}
 }
 
-func (c *cli) certOrder(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	pos, err := c.parseArgs(c.certFlagSet("order"), args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("cert order ORDER")
-	}
-	resp, err := certs.GetOrder(ctx, &hufuv1.GetOrderRequest{OrderId: pos[0]})
-	if err != nil {
-		return err
-	}
-	c.printOrder(resp.Order, true)
-	return nil
-}
-
-func (c *cli) certPay(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := c.certFlagSet("pay")
-	method := fs.String("method", "dev", "payment method")
-	idem := fs.String("idempotency-key", "", "repeat a payment with the same key (default: derived from the order)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("cert pay ORDER [-method dev]")
-	}
-	if *idem == "" {
-		*idem = "pay-" + pos[0] // one payment per order unless told otherwise
-	}
-	resp, err := certs.PayOrder(ctx, &hufuv1.PayOrderRequest{OrderId: pos[0], Method: *method, IdempotencyKey: *idem})
-	if err != nil {
-		return err
-	}
-	c.printOrder(resp.Order, false)
-	if resp.Certificate == nil { // an enterprise verification (对公打款认证) carries no certificate
-		fmt.Fprintln(c.out, "paid (确认支付); the order carries no certificate")
-		return nil
-	}
-	c.printCert(resp.Certificate)
-	fmt.Fprintf(c.out, "paid; download it with: hufu cert download %s\n", resp.Certificate.GetSerial())
-	return nil
-}
-
-func (c *cli) certCancel(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := c.certFlagSet("cancel")
-	reason := fs.String("reason", "", "why (required)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("cert cancel ORDER -reason TEXT")
-	}
-	resp, err := certs.CancelOrder(ctx, &hufuv1.CancelOrderRequest{OrderId: pos[0], Reason: *reason})
-	if err != nil {
-		return err
-	}
-	c.printOrder(resp.Order, false)
-	return nil
-}
-
-func (c *cli) certDownload(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := c.certFlagSet("download")
-	der := fs.Bool("der", false, "DER instead of PEM")
-	out := fs.String("o", "", "output file (default SERIAL.pem or SERIAL.cer); the chain goes to OUT with -chain before the extension")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("cert download SERIAL [-der] [-o FILE]")
-	}
-	format, ext := hufuv1.CertificateFormat_CERTIFICATE_FORMAT_PEM, ".pem"
-	if *der {
-		format, ext = hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER, ".cer"
-	}
-	resp, err := certs.DownloadCertificate(ctx, &hufuv1.DownloadCertificateRequest{Serial: pos[0], Format: format})
-	if err != nil {
-		return err
-	}
-	if *out == "" {
-		*out = pos[0] + ext
-	}
-	if err := os.WriteFile(*out, resp.CertificateData, 0o644); err != nil {
-		return err
-	}
-	base := strings.TrimSuffix(*out, filepath.Ext(*out))
-	files := []string{*out}
-	for i, ch := range resp.Chain {
-		name := base + "-chain" + ext
-		if len(resp.Chain) > 1 {
-			name = fmt.Sprintf("%s-chain-%d%s", base, i+1, ext)
-		}
-		if err := os.WriteFile(name, ch, 0o644); err != nil {
+func (c *cli) certOrderCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "order", usage: "an order with its progress", args: "ORDER", desc: certDesc("order"), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		resp, err := certs.GetOrder(ctx, &hufuv1.GetOrderRequest{OrderId: pos[0]})
+		if err != nil {
 			return err
 		}
-		files = append(files, name)
-	}
-	fmt.Fprintln(c.out, "wrote", strings.Join(files, ", "))
-	return nil
+		return c.emit(o, resp, func() error { c.printOrder(resp.Order, true); return nil })
+	}})
+}
+
+func (c *cli) certPayCommand() *urfave.Command {
+	fs := newFlags()
+	method := fs.String("method", "dev", "payment method")
+	idem := fs.String("idempotency-key", "", "repeat a payment with the same key (default: derived from the order)")
+	return c.command(verb{name: "pay", usage: "pay an order", args: "ORDER", desc: certDesc("pay"), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		if *idem == "" {
+			*idem = "pay-" + pos[0] // one payment per order unless told otherwise
+		}
+		resp, err := certs.PayOrder(ctx, &hufuv1.PayOrderRequest{OrderId: pos[0], Method: *method, IdempotencyKey: *idem})
+		if err != nil {
+			return err
+		}
+		c.printOrder(resp.Order, false)
+		if resp.Certificate == nil { // an enterprise verification (对公打款认证) carries no certificate
+			fmt.Fprintln(c.out, "paid (确认支付); the order carries no certificate")
+			return nil
+		}
+		c.printCert(resp.Certificate)
+		fmt.Fprintf(c.out, "paid; download it with: hufu cert download %s\n", resp.Certificate.GetSerial())
+		return nil
+	}})
+}
+
+func (c *cli) certCancelCommand() *urfave.Command {
+	fs := newFlags()
+	reason := fs.String("reason", "", "why (required)")
+	return c.command(verb{name: "cancel", usage: "cancel an order", args: "ORDER", desc: certDesc("cancel"), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		resp, err := certs.CancelOrder(ctx, &hufuv1.CancelOrderRequest{OrderId: pos[0], Reason: *reason})
+		if err != nil {
+			return err
+		}
+		c.printOrder(resp.Order, false)
+		return nil
+	}})
+}
+
+func (c *cli) certDownloadCommand() *urfave.Command {
+	fs := newFlags()
+	der := fs.Bool("der", false, "DER instead of PEM")
+	out := fs.String("o", "", "output file (default SERIAL.pem or SERIAL.cer); the chain goes to OUT with -chain before the extension")
+	return c.command(verb{name: "download", usage: "download a certificate (PEM, or DER with -der)", args: "SERIAL", desc: certDesc("download"), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		format, ext := hufuv1.CertificateFormat_CERTIFICATE_FORMAT_PEM, ".pem"
+		if *der {
+			format, ext = hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER, ".cer"
+		}
+		resp, err := certs.DownloadCertificate(ctx, &hufuv1.DownloadCertificateRequest{Serial: pos[0], Format: format})
+		if err != nil {
+			return err
+		}
+		if *out == "" {
+			*out = pos[0] + ext
+		}
+		if err := os.WriteFile(*out, resp.CertificateData, 0o644); err != nil {
+			return err
+		}
+		base := strings.TrimSuffix(*out, filepath.Ext(*out))
+		files := []string{*out}
+		for i, ch := range resp.Chain {
+			name := base + "-chain" + ext
+			if len(resp.Chain) > 1 {
+				name = fmt.Sprintf("%s-chain-%d%s", base, i+1, ext)
+			}
+			if err := os.WriteFile(name, ch, 0o644); err != nil {
+				return err
+			}
+			files = append(files, name)
+		}
+		fmt.Fprintln(c.out, "wrote", strings.Join(files, ", "))
+		return nil
+	}})
 }
 
 func certStatusText(s hufuv1.CertificateStatus) string {
@@ -517,163 +489,154 @@ func (c *cli) printCert(ct *hufuv1.Certificate) {
 		ct.KeyId, strings.Join(ct.Platforms, ","), label)
 }
 
-func (c *cli) certList(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := c.certFlagSet("list")
+func (c *cli) certListCommand() *urfave.Command {
+	fs := newFlags()
 	invalid := fs.Bool("invalid", false, "list no longer valid certificates (已失效) instead of active ones")
-	if _, err := c.parseArgs(fs, args); err != nil {
-		return err
-	}
-	view := hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE
-	if *invalid {
-		view = hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_NO_LONGER_VALID
-	}
-	resp, err := certs.ListCertificates(ctx, &hufuv1.ListCertificatesRequest{View: view})
-	if err != nil {
-		return err
-	}
-	for _, ct := range resp.Certificates {
-		c.printCert(ct)
-	}
-	return nil
+	o := outputFlag(fs)
+	return c.command(verb{name: "list", usage: "your certificates (-invalid: those no longer valid)", desc: certDesc("list"), nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		view := hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE
+		if *invalid {
+			view = hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_NO_LONGER_VALID
+		}
+		resp, err := certs.ListCertificates(ctx, &hufuv1.ListCertificatesRequest{View: view})
+		if err != nil {
+			return err
+		}
+		return c.emit(o, resp, func() error {
+			for _, ct := range resp.Certificates {
+				c.printCert(ct)
+			}
+			return nil
+		})
+	}})
 }
 
-func (c *cli) certFollow(ctx context.Context, certs hufuv1.CertificateServiceClient, sub string, args []string) error {
-	fs := c.certFlagSet(sub)
+func (c *cli) certFollowCommand(sub, usage string) *urfave.Command {
+	fs := newFlags()
 	years := fs.Uint("years", 1, "renew: validity in years")
 	platforms := fs.String("platforms", "", "upgrade: comma-separated platform ids to add")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return fmt.Errorf("cert %s SERIAL", sub)
-	}
-	var o *hufuv1.Order
-	if sub == "renew" {
-		resp, err := certs.RenewCertificate(ctx, &hufuv1.RenewCertificateRequest{RequestId: client.NewKeyID(), Serial: pos[0], ValidityYears: uint32(*years)})
-		if err != nil {
-			return err
+	return c.command(verb{name: sub, usage: usage, args: "SERIAL", desc: certDesc(sub), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		var o *hufuv1.Order
+		if sub == "renew" {
+			resp, err := certs.RenewCertificate(ctx, &hufuv1.RenewCertificateRequest{RequestId: client.NewKeyID(), Serial: pos[0], ValidityYears: uint32(*years)})
+			if err != nil {
+				return err
+			}
+			o = resp.Order
+		} else {
+			if *platforms == "" {
+				return errors.New("cert upgrade SERIAL -platforms ID[,ID]")
+			}
+			resp, err := certs.UpgradeCertificate(ctx, &hufuv1.UpgradeCertificateRequest{RequestId: client.NewKeyID(), Serial: pos[0], Platforms: strings.Split(*platforms, ",")})
+			if err != nil {
+				return err
+			}
+			o = resp.Order
 		}
-		o = resp.Order
-	} else {
-		if *platforms == "" {
-			return errors.New("cert upgrade SERIAL -platforms ID[,ID]")
-		}
-		resp, err := certs.UpgradeCertificate(ctx, &hufuv1.UpgradeCertificateRequest{RequestId: client.NewKeyID(), Serial: pos[0], Platforms: strings.Split(*platforms, ",")})
-		if err != nil {
-			return err
-		}
-		o = resp.Order
-	}
-	c.printOrder(o, false)
-	fmt.Fprintf(c.out, "the same key pair is kept; pay with: hufu cert pay %s\n", o.Id)
-	return nil
+		c.printOrder(o, false)
+		fmt.Fprintf(c.out, "the same key pair is kept; pay with: hufu cert pay %s\n", o.Id)
+		return nil
+	}})
 }
 
 // certCheck runs the appliance's checks, then the two-party test signature and decryption
 // with the phone half here and the appliance's half over the ticket the PIN check opened.
-func (c *cli) certCheck(ctx context.Context, conn *client.Conn, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := c.certFlagSet("check")
+func (c *cli) certCheckCommand() *urfave.Command {
+	fs := newFlags()
 	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("cert check SERIAL")
-	}
-	pin, err := c.pin(*pinFlag, "certificate PIN: ")
-	if err != nil {
-		return err
-	}
-	resp, err := certs.CheckCertificate(ctx, &hufuv1.CheckCertificateRequest{Serial: pos[0], Pin: pin})
-	if err != nil {
-		return err
-	}
-	failed := 0
-	report := func(name string, ok bool, detail string) {
-		mark := "ok  "
-		if !ok {
-			mark, failed = "FAIL", failed+1
-		}
-		fmt.Fprintf(c.out, "%s %-10s %s\n", mark, name, detail)
-	}
-	for _, s := range resp.Steps {
-		report(s.Name, s.Ok, s.Detail)
-	}
-	dl, err := certs.DownloadCertificate(ctx, &hufuv1.DownloadCertificateRequest{Serial: pos[0], Format: hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER})
-	if err != nil {
-		return err
-	}
-	cert, err := smx509.ParseCertificate(dl.CertificateData)
-	if err != nil {
-		return err
-	}
-	ks, err := c.keystore()
-	if err != nil {
-		return err
-	}
-	entry, err := ks.Load(dl.Certificate.KeyId)
-	switch {
-	case err != nil:
-		report("sign", false, "this device does not hold the key's phone half: "+err.Error())
-	case resp.Ticket == "":
-		report("sign", false, "skipped: the key cannot be used")
-	default:
-		key := client.NewKey(conn, entry, client.TicketCredential(resp.Ticket))
-		sig, err := key.SignContext(ctx, rand.Reader, resp.TestMessage, &cosign.SignerOpts{})
-		switch {
-		case err != nil:
-			report("sign", false, err.Error())
-		case cert.CheckSignature(smx509.SM2WithSM3, resp.TestMessage, sig) != nil:
-			report("sign", false, "the two-party signature does not verify under the certificate")
-		default:
-			report("sign", true, "two-party signature verifies under the certificate")
-		}
-		plain, err := key.Decrypt(nil, resp.TestCiphertext, nil)
-		if d := sm3.Sum(plain); err == nil && string(d[:]) == string(resp.TestPlaintextSm3) {
-			report("decrypt", true, "two-party decryption of a test ciphertext to the certificate")
-		} else {
-			report("decrypt", false, fmt.Sprint("the test ciphertext did not decrypt: ", err))
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d check steps failed", failed)
-	}
-	return nil
-}
-
-func (c *cli) certRevoke(ctx context.Context, certs hufuv1.CertificateServiceClient, args []string) error {
-	fs := c.certFlagSet("revoke")
-	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
-	reason := fs.String("reason", "", "why")
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("cert revoke SERIAL [-reason TEXT] [-yes]")
-	}
-	fmt.Fprintln(c.errOut, "注销证书不能恢复，无法解密原有文件。Revoking is irreversible: the appliance destroys its half of the key,")
-	fmt.Fprintln(c.errOut, "so nothing ever encrypted to this certificate can be decrypted again, and the key can no longer sign.")
-	if !*yes {
-		answer, err := c.prompt("type the serial to confirm: ")
+	return c.command(verb{name: "check", usage: "check a certificate with its key (signs and verifies a challenge)", args: "SERIAL", desc: certDesc("check"), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		pin, err := c.pin(*pinFlag, "certificate PIN: ")
 		if err != nil {
 			return err
 		}
-		if strings.TrimSpace(answer) != pos[0] {
-			return errors.New("not confirmed; nothing revoked")
+		resp, err := certs.CheckCertificate(ctx, &hufuv1.CheckCertificateRequest{Serial: pos[0], Pin: pin})
+		if err != nil {
+			return err
 		}
-	}
-	pin, err := c.pin(*pinFlag, "certificate PIN: ")
-	if err != nil {
-		return err
-	}
-	resp, err := certs.RevokeCertificate(ctx, &hufuv1.RevokeCertificateRequest{Serial: pos[0], Pin: pin, Reason: *reason, ConfirmIrreversible: true})
-	if err != nil {
-		return err
-	}
-	c.printCert(resp.Certificate)
-	return nil
+		failed := 0
+		report := func(name string, ok bool, detail string) {
+			mark := "ok  "
+			if !ok {
+				mark, failed = "FAIL", failed+1
+			}
+			fmt.Fprintf(c.out, "%s %-10s %s\n", mark, name, detail)
+		}
+		for _, s := range resp.Steps {
+			report(s.Name, s.Ok, s.Detail)
+		}
+		dl, err := certs.DownloadCertificate(ctx, &hufuv1.DownloadCertificateRequest{Serial: pos[0], Format: hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER})
+		if err != nil {
+			return err
+		}
+		cert, err := smx509.ParseCertificate(dl.CertificateData)
+		if err != nil {
+			return err
+		}
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		entry, err := ks.Load(dl.Certificate.KeyId)
+		switch {
+		case err != nil:
+			report("sign", false, "this device does not hold the key's phone half: "+err.Error())
+		case resp.Ticket == "":
+			report("sign", false, "skipped: the key cannot be used")
+		default:
+			key := client.NewKey(conn, entry, client.TicketCredential(resp.Ticket))
+			sig, err := key.SignContext(ctx, rand.Reader, resp.TestMessage, &cosign.SignerOpts{})
+			switch {
+			case err != nil:
+				report("sign", false, err.Error())
+			case cert.CheckSignature(smx509.SM2WithSM3, resp.TestMessage, sig) != nil:
+				report("sign", false, "the two-party signature does not verify under the certificate")
+			default:
+				report("sign", true, "two-party signature verifies under the certificate")
+			}
+			plain, err := key.Decrypt(nil, resp.TestCiphertext, nil)
+			if d := sm3.Sum(plain); err == nil && string(d[:]) == string(resp.TestPlaintextSm3) {
+				report("decrypt", true, "two-party decryption of a test ciphertext to the certificate")
+			} else {
+				report("decrypt", false, fmt.Sprint("the test ciphertext did not decrypt: ", err))
+			}
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d check steps failed", failed)
+		}
+		return nil
+	}})
+}
+
+func (c *cli) certRevokeCommand() *urfave.Command {
+	fs := newFlags()
+	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
+	reason := fs.String("reason", "", "why")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	return c.command(verb{name: "revoke", usage: "revoke a certificate: irreversible, the server share is destroyed", args: "SERIAL", desc: certDesc("revoke"), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		fmt.Fprintln(c.errOut, "注销证书不能恢复，无法解密原有文件。Revoking is irreversible: the appliance destroys its half of the key,")
+		fmt.Fprintln(c.errOut, "so nothing ever encrypted to this certificate can be decrypted again, and the key can no longer sign.")
+		if !*yes {
+			answer, err := c.prompt("type the serial to confirm: ")
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(answer) != pos[0] {
+				return errors.New("not confirmed; nothing revoked")
+			}
+		}
+		pin, err := c.pin(*pinFlag, "certificate PIN: ")
+		if err != nil {
+			return err
+		}
+		resp, err := certs.RevokeCertificate(ctx, &hufuv1.RevokeCertificateRequest{Serial: pos[0], Pin: pin, Reason: *reason, ConfirmIrreversible: true})
+		if err != nil {
+			return err
+		}
+		c.printCert(resp.Certificate)
+		return nil
+	}})
 }

@@ -21,6 +21,7 @@ import (
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
+	urfave "github.com/urfave/cli/v2"
 )
 
 const enterpriseUsage = `enterprise search QUERY                      by USCC or name: registered? and the next steps
@@ -47,33 +48,34 @@ const enterpriseUsage = `enterprise search QUERY                      by USCC or
                    -licence FILE -letter FILE -account-tail DDDDDD   对公打款认证: where to transfer what
   enterprise transfers [ID]                  your corporate-transfer applications`
 
-func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage:\n  " + enterpriseUsage)
+// enterpriseCommands: enterprises, and the reconciliation desk of corporate transfers.
+func (c *cli) enterpriseCommands() []*urfave.Command {
+	return []*urfave.Command{
+		group("enterprise", "enterprises: claim, join, members, the enterprise key on staff devices", "seed manual §1.6, §1.7.4.4",
+			c.entSearchCommand(), c.enterpriseClaimCommand(), c.entListCommand(), c.entShowCommand(), c.entMembersCommand(),
+			c.entRemoveCommand(), c.entJoinCommand(), c.entApplicationsCommand(),
+			c.entDecideCommand("withdraw", "withdraw your join application"),
+			c.entDecideCommand("approve", "approve a join application (the administrator)"),
+			c.entReturnCommand(), c.entInviteCommand(), c.entInviteRevokeCommand(), c.entRegisterDeviceCommand(),
+			c.enterpriseGrantCommand(), c.entAcceptCommand(), c.entRecallCommand(), c.entRecordsCommand(),
+			c.entTransferCommand(), c.entAcceptTransferCommand(), c.entLetterCommand(),
+			c.enterpriseTransferApplyCommand(), c.enterpriseTransfersCommand()),
+		c.reconcileCommand(),
 	}
-	ent := conn.Enterprises
-	sub, rest := args[0], args[1:]
-	one := func(what string) (string, error) {
-		if len(rest) != 1 {
-			return "", fmt.Errorf("enterprise %s %s", sub, what)
-		}
-		return rest[0], nil
-	}
-	two := func(what string) (string, string, error) {
-		if len(rest) != 2 {
-			return "", "", fmt.Errorf("enterprise %s %s", sub, what)
-		}
-		return rest[0], rest[1], nil
-	}
-	switch sub {
-	case "search":
-		q, err := one("QUERY")
-		if err != nil {
-			return err
-		}
+}
+
+func (c *cli) entSearchCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "search", usage: "by USCC or name: registered? and the next steps", args: "QUERY", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
+		q := rest[0]
 		resp, err := ent.SearchEnterprises(ctx, &hufuv1.SearchEnterprisesRequest{Query: q})
 		if err != nil {
 			return err
+		}
+		if o.json() {
+			return c.emit(o, resp, nil)
 		}
 		for _, r := range resp.Results {
 			state := "unregistered"
@@ -90,43 +92,61 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 			fmt.Fprintln(c.out, "no registered enterprise of that name; search by its USCC to claim it")
 		}
 		return nil
-	case "claim":
-		return c.enterpriseClaim(ctx, conn, rest)
-	case "transfer-apply":
-		return c.enterpriseTransferApply(ctx, conn, rest)
-	case "transfers":
-		return c.enterpriseTransfers(ctx, conn, rest)
-	case "list":
+	}})
+}
+
+func (c *cli) entListCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "list", usage: "your enterprises and your role in each", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
 		resp, err := ent.ListMyEnterprises(ctx, &hufuv1.ListMyEnterprisesRequest{})
 		if err != nil {
 			return err
+		}
+		if o.json() {
+			return c.emit(o, resp, nil)
 		}
 		for _, e := range resp.Enterprises {
 			fmt.Fprintf(c.out, "%s  %s  %s\n", e.Enterprise.Uscc, e.Enterprise.Name, roleName(e.Role))
 		}
 		return nil
-	case "show":
-		uscc, err := one("USCC")
-		if err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entShowCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "show", usage: "an enterprise", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
+		uscc := rest[0]
 		resp, err := ent.GetEnterprise(ctx, &hufuv1.GetEnterpriseRequest{Uscc: uscc})
 		if err != nil {
 			return err
+		}
+		if o.json() {
+			return c.emit(o, resp, nil)
 		}
 		e := resp.Enterprise
 		fmt.Fprintf(c.out, "%s  %s\n  you: %s\n  legal representative: %s (%s, %s)\n  administrator: %s (claimed: %v)\n  key: %s  certificate: %s\n",
 			e.Uscc, e.Name, roleName(resp.Role), e.LegalRepName, e.LegalRepIdMasked, e.LegalRepPhoneMasked, e.AdminName,
 			e.AdminClaimed, orNone(e.KeyId), orNone(e.CertSerial))
 		return nil
-	case "members":
-		uscc, err := one("USCC")
-		if err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entMembersCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "members", usage: "an enterprise's members", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
+		uscc := rest[0]
 		resp, err := ent.ListMembers(ctx, &hufuv1.ListMembersRequest{Uscc: uscc})
 		if err != nil {
 			return err
+		}
+		if o.json() {
+			return c.emit(o, resp, nil)
 		}
 		for _, m := range resp.Members {
 			pair := ""
@@ -139,22 +159,27 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 			fmt.Fprintf(c.out, "%s  %s  %s  %s  device %s%s\n", m.UserId, m.Name, m.PhoneMasked, roleName(m.Role), orNone(m.DeviceId), pair)
 		}
 		return nil
-	case "remove":
-		uscc, user, err := two("USCC USER")
-		if err != nil {
-			return err
-		}
-		_, err = ent.RemoveMember(ctx, &hufuv1.RemoveMemberRequest{Uscc: uscc, UserId: user})
+	}})
+}
+
+func (c *cli) entRemoveCommand() *urfave.Command {
+	fs := newFlags()
+	return c.command(verb{name: "remove", usage: "remove a member", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
+		uscc, user := rest[0], rest[1]
+		_, err := ent.RemoveMember(ctx, &hufuv1.RemoveMemberRequest{Uscc: uscc, UserId: user})
 		return err
-	case "join":
-		fs := flag.NewFlagSet("enterprise join", flag.ContinueOnError)
-		uscc := fs.String("uscc", "", "the enterprise's USCC")
-		name := fs.String("admin-name", "", "the administrator's name")
-		phone := fs.String("admin-phone", "", "the administrator's phone number")
-		invite := fs.String("invite", "", "an invite payload (from the enterprise's QR code)")
-		if _, err := c.parseArgs(fs, rest); err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entJoinCommand() *urfave.Command {
+	fs := newFlags()
+	uscc := fs.String("uscc", "", "the enterprise's USCC")
+	name := fs.String("admin-name", "", "the administrator's name")
+	phone := fs.String("admin-phone", "", "the administrator's phone number")
+	invite := fs.String("invite", "", "an invite payload (from the enterprise's QR code)")
+	return c.command(verb{name: "join", usage: "apply to join an enterprise, or join by an invite", desc: "join -uscc U -admin-name N -admin-phone P | join -invite PAYLOAD", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
 		resp, err := ent.ApplyToJoin(ctx, &hufuv1.ApplyToJoinRequest{RequestId: client.NewKeyID(), Uscc: *uscc, AdminName: *name,
 			AdminPhone: *phone, Invite: *invite})
 		if err != nil {
@@ -162,13 +187,16 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		}
 		c.printApplication(resp.Application)
 		return nil
-	case "applications":
-		fs := flag.NewFlagSet("enterprise applications", flag.ContinueOnError)
-		st := fs.String("status", "", "pending, approved, returned or withdrawn")
-		pos, err := c.parseArgs(fs, rest)
-		if err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entApplicationsCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	st := fs.String("status", "", "pending, approved, returned or withdrawn")
+	return c.command(verb{name: "applications", usage: "join applications (yours, or to an enterprise you administer)", args: "[USCC]", nargs: upTo(1), fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		pos := rest
+		ent := conn.Enterprises
 		status := hufuv1.JoinStatus(hufuv1.JoinStatus_value["JOIN_STATUS_"+strings.ToUpper(*st)])
 		if *st != "" && status == 0 {
 			return fmt.Errorf("-status %q: want pending, approved, returned or withdrawn", *st)
@@ -181,15 +209,21 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		if err != nil {
 			return err
 		}
+		if o.json() {
+			return c.emit(o, resp, nil)
+		}
 		for _, a := range resp.Applications {
 			c.printApplication(a)
 		}
 		return nil
-	case "withdraw", "approve":
-		id, err := one("APPLICATION")
-		if err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entDecideCommand(sub, usage string) *urfave.Command {
+	fs := newFlags()
+	return c.command(verb{name: sub, usage: usage, args: "APPLICATION", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
+		id := rest[0]
 		var a *hufuv1.JoinApplication
 		if sub == "withdraw" {
 			resp, err := ent.WithdrawJoin(ctx, &hufuv1.WithdrawJoinRequest{ApplicationId: id})
@@ -206,26 +240,30 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		}
 		c.printApplication(a)
 		return nil
-	case "return":
-		fs := flag.NewFlagSet("enterprise return", flag.ContinueOnError)
-		reason := fs.String("reason", "", "why (shown to the applicant)")
-		pos, err := c.parseArgs(fs, rest)
-		if err != nil || len(pos) != 1 {
-			return errors.Join(err, errors.New("enterprise return APPLICATION -reason R"))
-		}
+	}})
+}
+
+func (c *cli) entReturnCommand() *urfave.Command {
+	fs := newFlags()
+	reason := fs.String("reason", "", "why (shown to the applicant)")
+	return c.command(verb{name: "return", usage: "return a join application to the applicant", args: "APPLICATION", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		pos := rest
+		ent := conn.Enterprises
 		resp, err := ent.ReturnJoin(ctx, &hufuv1.ReturnJoinRequest{ApplicationId: pos[0], Reason: *reason})
 		if err != nil {
 			return err
 		}
 		c.printApplication(resp.Application)
 		return nil
-	case "invite":
-		fs := flag.NewFlagSet("enterprise invite", flag.ContinueOnError)
-		ttl := fs.Duration("ttl", 10*time.Minute, "how long the invite lives (1m to 24h)")
-		pos, err := c.parseArgs(fs, rest)
-		if err != nil || len(pos) != 1 {
-			return errors.Join(err, errors.New("enterprise invite USCC [-ttl D]"))
-		}
+	}})
+}
+
+func (c *cli) entInviteCommand() *urfave.Command {
+	fs := newFlags()
+	ttl := fs.Duration("ttl", 10*time.Minute, "how long the invite lives (1m to 24h)")
+	return c.command(verb{name: "invite", usage: "an invite QR code for staff to scan", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		pos := rest
+		ent := conn.Enterprises
 		resp, err := ent.CreateInvite(ctx, &hufuv1.CreateInviteRequest{Uscc: pos[0], TtlSeconds: uint32(ttl.Seconds())})
 		if err != nil {
 			return err
@@ -236,18 +274,23 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		fmt.Fprintf(c.out, "%s\ninvite %s, valid until %s; join with: hufu enterprise join -invite '%s'\n", resp.Payload,
 			resp.InviteId, resp.ExpiresAt.AsTime().Local().Format(time.DateTime), resp.Payload)
 		return nil
-	case "invite-revoke":
-		uscc, id, err := two("USCC INVITE")
-		if err != nil {
-			return err
-		}
-		_, err = ent.RevokeInvite(ctx, &hufuv1.RevokeInviteRequest{Uscc: uscc, InviteId: id})
+	}})
+}
+
+func (c *cli) entInviteRevokeCommand() *urfave.Command {
+	fs := newFlags()
+	return c.command(verb{name: "invite-revoke", usage: "revoke an invite", args: "USCC INVITE", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
+		uscc, id := rest[0], rest[1]
+		_, err := ent.RevokeInvite(ctx, &hufuv1.RevokeInviteRequest{Uscc: uscc, InviteId: id})
 		return err
-	case "register-device":
-		uscc, err := one("USCC")
-		if err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entRegisterDeviceCommand() *urfave.Command {
+	fs := newFlags()
+	return c.command(verb{name: "register-device", usage: "this device may receive the enterprise key", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		uscc := rest[0]
 		ks, err := c.keystore()
 		if err != nil {
 			return err
@@ -263,15 +306,14 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		fmt.Fprintf(c.out, "device %s registered; its fingerprint, to read out to the administrator:\n  %s\nthe administrator grants with: hufu enterprise grant %s %s -fingerprint %s\n",
 			m.DeviceId, fp, uscc, m.UserId, fp)
 		return nil
-	case "grant":
-		return c.enterpriseGrant(ctx, conn, rest)
-	case "accept":
-		fs := flag.NewFlagSet("enterprise accept", flag.ContinueOnError)
-		pinFlag := fs.String("pin", "", "your own certificate PIN for the enterprise key (6 digits)")
-		pos, err := c.parseArgs(fs, rest)
-		if err != nil || len(pos) != 1 {
-			return errors.Join(err, errors.New("enterprise accept USCC [-pin P]"))
-		}
+	}})
+}
+
+func (c *cli) entAcceptCommand() *urfave.Command {
+	fs := newFlags()
+	pinFlag := fs.String("pin", "", "your own certificate PIN for the enterprise key (6 digits)")
+	return c.command(verb{name: "accept", usage: "accept a grant of the enterprise key on this device, with your own PIN", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		pos := rest
 		pin, err := c.newPIN(*pinFlag)
 		if err != nil {
 			return err
@@ -286,35 +328,48 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		}
 		fmt.Fprintf(c.out, "accepted: this device holds a pair of the enterprise key %s; sign with: hufu sign -key %s -in FILE\n", e.ID, e.ID)
 		return nil
-	case "recall":
-		uscc, user, err := two("USCC USER")
-		if err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entRecallCommand() *urfave.Command {
+	fs := newFlags()
+	return c.command(verb{name: "recall", usage: "收回: destroy a member's pair of the enterprise key at once", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
+		uscc, user := rest[0], rest[1]
 		resp, err := ent.RecallDelegation(ctx, &hufuv1.RecallDelegationRequest{Uscc: uscc, MemberUserId: user})
 		if err != nil {
 			return err
 		}
 		c.printRecord(resp.Record)
 		return nil
-	case "records":
-		uscc, err := one("USCC")
-		if err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entRecordsCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "records", usage: "授权记录: the enterprise key's authorisation records", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
+		uscc := rest[0]
 		resp, err := ent.ListAuthorisationRecords(ctx, &hufuv1.ListAuthorisationRecordsRequest{Uscc: uscc})
 		if err != nil {
 			return err
+		}
+		if o.json() {
+			return c.emit(o, resp, nil)
 		}
 		for _, r := range resp.Records {
 			c.printRecord(r)
 		}
 		return nil
-	case "transfer":
-		uscc, user, err := two("USCC USER")
-		if err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entTransferCommand() *urfave.Command {
+	fs := newFlags()
+	return c.command(verb{name: "transfer", usage: "转移: offer the administrator role to a member", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
+		uscc, user := rest[0], rest[1]
 		resp, err := ent.TransferAdmin(ctx, &hufuv1.TransferAdminRequest{Uscc: uscc, ToUserId: user})
 		if err != nil {
 			return err
@@ -322,13 +377,14 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		fmt.Fprintf(c.out, "offered; %s accepts with `hufu enterprise accept-transfer %s` on the device holding its pair, until %s\n",
 			user, uscc, resp.ExpiresAt.AsTime().Local().Format(time.DateTime))
 		return nil
-	case "accept-transfer":
-		fs := flag.NewFlagSet("enterprise accept-transfer", flag.ContinueOnError)
-		pinFlag := fs.String("pin", "", "your PIN of the enterprise key's pair (else HUFU_PIN, else asked): the pair is refreshed")
-		pos, err := c.parseArgs(fs, rest)
-		if err != nil || len(pos) != 1 {
-			return errors.Join(err, errors.New("enterprise accept-transfer USCC [-pin P]"))
-		}
+	}})
+}
+
+func (c *cli) entAcceptTransferCommand() *urfave.Command {
+	fs := newFlags()
+	pinFlag := fs.String("pin", "", "your PIN of the enterprise key's pair (else HUFU_PIN, else asked): the pair is refreshed")
+	return c.command(verb{name: "accept-transfer", usage: "accept the administrator role (refreshes your pair)", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		pos := rest
 		uscc := pos[0]
 		pin, err := c.pin(*pinFlag, "your certificate PIN of the enterprise key: ")
 		if err != nil {
@@ -344,14 +400,16 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 		}
 		fmt.Fprintf(c.out, "you are the administrator of %s %s\n", e.Uscc, e.Name)
 		return nil
-	case "letter":
-		fs := flag.NewFlagSet("enterprise letter", flag.ContinueOnError)
-		kind := fs.String("kind", "enterprise-claim", "enterprise-claim, corporate-transfer or personal")
-		caID := fs.String("ca", "hufu-ca", "CA id")
-		out := fs.String("o", "", "write to FILE (default: standard output)")
-		if _, err := c.parseArgs(fs, rest); err != nil {
-			return err
-		}
+	}})
+}
+
+func (c *cli) entLetterCommand() *urfave.Command {
+	fs := newFlags()
+	kind := fs.String("kind", "enterprise-claim", "enterprise-claim, corporate-transfer or personal")
+	caID := fs.String("ca", "hufu-ca", "CA id")
+	out := fs.String("o", "", "write to FILE (default: standard output)")
+	return c.command(verb{name: "letter", usage: "an authorisation letter template", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+		ent := conn.Enterprises
 		resp, err := ent.GetLetterTemplate(ctx, &hufuv1.GetLetterTemplateRequest{CaId: *caID, Kind: *kind})
 		if err != nil {
 			return err
@@ -361,8 +419,7 @@ func (c *cli) enterpriseCmd(ctx context.Context, conn *client.Conn, args []strin
 			return err
 		}
 		return os.WriteFile(*out, resp.Content, 0o644)
-	}
-	return fmt.Errorf("unknown enterprise command %q; usage:\n  %s", sub, enterpriseUsage)
+	}})
 }
 
 func roleName(r hufuv1.MemberRole) string {
@@ -443,8 +500,8 @@ func (f *enterpriseForm) read() (*hufuv1.EnterpriseDetails, *hufuv1.ScannedLette
 
 // enterpriseClaim submits a claim: the enterprise key is this device's (made now unless
 // -key names one) and the CSR is signed with it.
-func (c *cli) enterpriseClaim(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := flag.NewFlagSet("enterprise claim", flag.ContinueOnError)
+func (c *cli) enterpriseClaimCommand() *urfave.Command {
+	fs := newFlags()
 	form := enterpriseFlags(fs, "`hufu enterprise letter` gives the template")
 	keyID := fs.String("key", "", "the enterprise key on this device (default: make one)")
 	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
@@ -453,83 +510,83 @@ func (c *cli) enterpriseClaim(ctx context.Context, conn *client.Conn, args []str
 	regions := fs.String("regions", "", "roaming regions (漫游区域): comma-separated 6-digit codes")
 	caID := fs.String("ca", "hufu-ca", "CA id")
 	join := fs.Bool("join", false, "buy a certificate of a registered enterprise to join it as staff (购买证书加入企业)")
-	if _, err := c.parseArgs(fs, args); err != nil {
-		return err
-	}
-	d, letter, err := form.read()
-	if err != nil {
-		return err
-	}
-	req := &hufuv1.ClaimEnterpriseRequest{RequestId: client.NewKeyID(), Enterprise: d, CaId: *caID, ValidityYears: uint32(*years), Join: *join,
-		Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: letter}}}
-	if *platforms != "" {
-		req.Platforms = strings.Split(*platforms, ",")
-	} else {
-		cur, err := conn.Platforms.GetCurrentPlatform(ctx, &hufuv1.GetCurrentPlatformRequest{})
-		if err != nil || cur.GetPlatform() == nil {
-			return errors.New("choose -platforms, or a current platform with `hufu platform use`")
-		}
-		req.Platforms = []string{cur.GetPlatform().GetId()}
-	}
-	if *regions != "" {
-		req.RoamingRegions = strings.Split(*regions, ",")
-	}
-	pin, err := c.pin(*pinFlag, "the enterprise key's certificate PIN: ")
-	if err != nil {
-		return err
-	}
-	if *keyID == "" {
-		ks, err := c.keystore()
+	return c.command(verb{name: "claim", usage: "claim (认领) an enterprise: an enterprise certificate order; -join buys one to join a registered enterprise", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		d, letter, err := form.read()
 		if err != nil {
 			return err
 		}
-		e, err := client.CreateKey(ctx, conn, ks, pin, d.Name)
+		req := &hufuv1.ClaimEnterpriseRequest{RequestId: client.NewKeyID(), Enterprise: d, CaId: *caID, ValidityYears: uint32(*years), Join: *join,
+			Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: letter}}}
+		if *platforms != "" {
+			req.Platforms = strings.Split(*platforms, ",")
+		} else {
+			cur, err := conn.Platforms.GetCurrentPlatform(ctx, &hufuv1.GetCurrentPlatformRequest{})
+			if err != nil || cur.GetPlatform() == nil {
+				return errors.New("choose -platforms, or a current platform with `hufu platform use`")
+			}
+			req.Platforms = []string{cur.GetPlatform().GetId()}
+		}
+		if *regions != "" {
+			req.RoamingRegions = strings.Split(*regions, ",")
+		}
+		pin, err := c.pin(*pinFlag, "the enterprise key's certificate PIN: ")
 		if err != nil {
 			return err
 		}
-		*keyID = e.ID
-		fmt.Fprintf(c.out, "enterprise key %s made on this device\n", e.ID)
-	}
-	key, err := c.openKey(ctx, conn, *keyID, pin)
-	if err != nil {
-		return err
-	}
-	req.KeyId = *keyID
-	if req.Csr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key); err != nil {
-		return fmt.Errorf("signing the certificate request with the enterprise key: %w", err)
-	}
-	resp, err := conn.Enterprises.ClaimEnterprise(ctx, req)
-	if err != nil {
-		return err
-	}
-	c.printOrder(resp.Order, false)
-	fmt.Fprintln(c.out, "submitted for CA review; once approved, `hufu cert pay ORDER` issues the enterprise certificate and makes you its administrator")
-	return nil
+		if *keyID == "" {
+			ks, err := c.keystore()
+			if err != nil {
+				return err
+			}
+			e, err := client.CreateKey(ctx, conn, ks, pin, d.Name)
+			if err != nil {
+				return err
+			}
+			*keyID = e.ID
+			fmt.Fprintf(c.out, "enterprise key %s made on this device\n", e.ID)
+		}
+		key, err := c.openKey(ctx, conn, *keyID, pin)
+		if err != nil {
+			return err
+		}
+		req.KeyId = *keyID
+		if req.Csr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key); err != nil {
+			return fmt.Errorf("signing the certificate request with the enterprise key: %w", err)
+		}
+		resp, err := conn.Enterprises.ClaimEnterprise(ctx, req)
+		if err != nil {
+			return err
+		}
+		c.printOrder(resp.Order, false)
+		fmt.Fprintln(c.out, "submitted for CA review; once approved, `hufu cert pay ORDER` issues the enterprise certificate and makes you its administrator")
+		return nil
+	}})
 }
 
 // enterpriseGrant is the administrator's device granting a member's registered device a
 // pair of the enterprise key held here.
-func (c *cli) enterpriseGrant(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := flag.NewFlagSet("enterprise grant", flag.ContinueOnError)
+func (c *cli) enterpriseGrantCommand() *urfave.Command {
+	fs := newFlags()
 	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
 	fingerprint := fs.String("fingerprint", "", "the member device's fingerprint, as `hufu enterprise register-device` showed it on the member's phone")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil || len(pos) != 2 || *fingerprint == "" {
-		return errors.Join(err, errors.New("enterprise grant USCC USER -fingerprint FP [-pin P] (FP: read it from the member's phone)"))
-	}
-	pin, err := c.pin(*pinFlag, "the enterprise key's certificate PIN: ")
-	if err != nil {
-		return err
-	}
-	ks, err := c.keystore()
-	if err != nil {
-		return err
-	}
-	r, err := client.GrantDelegation(ctx, conn, ks, pos[0], pos[1], *fingerprint, client.PINCredential(pin))
-	if err != nil {
-		return err
-	}
-	c.printRecord(r)
-	fmt.Fprintf(c.out, "granted; the member accepts on that device with `hufu enterprise accept %s`\n", pos[0])
-	return nil
+	return c.command(verb{name: "grant", usage: "授权: a pair of the enterprise key for a member's registered device", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if *fingerprint == "" {
+			return usagef("%s", errors.New("enterprise grant USCC USER -fingerprint FP [-pin P] (FP: read it from the member's phone)").Error())
+		}
+		pin, err := c.pin(*pinFlag, "the enterprise key's certificate PIN: ")
+		if err != nil {
+			return err
+		}
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		r, err := client.GrantDelegation(ctx, conn, ks, pos[0], pos[1], *fingerprint, client.PINCredential(pin))
+		if err != nil {
+			return err
+		}
+		c.printRecord(r)
+		fmt.Fprintf(c.out, "granted; the member accepts on that device with `hufu enterprise accept %s`\n", pos[0])
+		return nil
+	}})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cosign"
+	urfave "github.com/urfave/cli/v2"
 )
 
 // The split-key commands: the CLI plays the phone, keeping its shares in HOME/keys under the
@@ -120,51 +121,57 @@ func (c *cli) parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func (c *cli) keyCmd(ctx context.Context, conn *client.Conn, args []string) error {
-	if len(args) == 0 {
-		return errors.New("key new|list|show|refresh")
+// keyCommands: split keys (this device holds one share, the appliance the other), and what
+// is done with them.
+func (c *cli) keyCommands() []*urfave.Command {
+	return []*urfave.Command{
+		group("key", "split keys: this device holds one share, the appliance the other", "",
+			c.keyNewCommand(), c.keyListCommand(), c.keyShowCommand(), c.keyRefreshCommand()),
+		c.signCommand(),
+		c.verifyCommand(),
+		c.encryptCommand(),
+		c.decryptCommand(),
+		group("pin", "change or reset a key's certificate PIN", "",
+			c.pinCommand("change", "change the certificate PIN"),
+			c.pinCommand("reset", "forgot the PIN: reset it by an SMS code, which also unlocks the key")),
+		c.usageCommand(),
 	}
-	switch args[0] {
-	case "new":
-		return c.keyNew(ctx, conn, args[1:])
-	case "list":
-		return c.keyList(ctx, conn)
-	case "show":
-		return c.keyShow(ctx, conn, args[1:])
-	case "refresh":
-		return c.keyRefresh(ctx, conn, args[1:])
-	}
-	return fmt.Errorf("unknown key command %q", args[0])
 }
 
-func (c *cli) keyNew(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := flag.NewFlagSet("hufu key new", flag.ContinueOnError)
+func (c *cli) keyNewCommand() *urfave.Command {
+	fs := newFlags()
 	label := fs.String("label", "", "a name for the key")
 	pinFlag := fs.String("pin", "", "the new certificate PIN, 6 digits (default: HUFU_PIN, else asked)")
-	if _, err := c.parseArgs(fs, args); err != nil {
-		return err
-	}
-	given := *pinFlag
-	if given == "" {
-		given = os.Getenv("HUFU_PIN")
-	}
-	pin, err := c.newPIN(given)
-	if err != nil {
-		return err
-	}
-	ks, err := c.keystore()
-	if err != nil {
-		return err
-	}
-	e, err := client.CreateKey(ctx, conn, ks, pin, *label)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.out, "created key %s (share version %d)\n", e.ID, e.Version)
-	return writePEM(c.out, &e.Public)
+	return c.command(verb{name: "new", usage: "create a split key (needs a verified identity)", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		given := *pinFlag
+		if given == "" {
+			given = os.Getenv("HUFU_PIN")
+		}
+		pin, err := c.newPIN(given)
+		if err != nil {
+			return err
+		}
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		e, err := client.CreateKey(ctx, conn, ks, pin, *label)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "created key %s (share version %d)\n", e.ID, e.Version)
+		return writePEM(c.out, &e.Public)
+	}})
 }
 
-func (c *cli) keyList(ctx context.Context, conn *client.Conn) error {
+func (c *cli) keyListCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "list", usage: "the account's keys, and which are on this device", fs: fs, nargs: noArgs,
+		run: func(ctx context.Context, conn *client.Conn, _ []string) error { return c.keyList(ctx, conn, o) }})
+}
+
+func (c *cli) keyList(ctx context.Context, conn *client.Conn, o *outputFormat) error {
 	ks, err := c.keystore()
 	if err != nil {
 		return err
@@ -180,6 +187,9 @@ func (c *cli) keyList(ctx context.Context, conn *client.Conn) error {
 	resp, err := conn.Keys.ListKeys(ctx, &hufuv1.ListKeysRequest{})
 	if err != nil {
 		return err
+	}
+	if o.json() {
+		return c.emit(o, resp, nil)
 	}
 	fmt.Fprintf(c.out, "%-24s %-8s %-8s %-14s %s\n", "KEY", "STATUS", "VERSION", "ON THIS DEVICE", "LABEL")
 	for _, k := range resp.Keys {
@@ -198,90 +208,86 @@ func (c *cli) keyList(ctx context.Context, conn *client.Conn) error {
 	return nil
 }
 
-func (c *cli) keyShow(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := flag.NewFlagSet("hufu key show", flag.ContinueOnError)
+func (c *cli) keyShowCommand() *urfave.Command {
+	fs := newFlags()
 	pemOnly := fs.Bool("pem", false, "print only the public key (PEM), from the keystore; no daemon needed")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("key show [-pem] KEY")
-	}
-	ks, err := c.keystore()
-	if err != nil {
-		return err
-	}
-	info, localErr := ks.Stat(pos[0])
-	if *pemOnly {
-		if localErr != nil {
+	o := outputFlag(fs)
+	return c.command(verb{name: "show", usage: "status and public key of a key (-pem: the PEM only, offline)", args: "KEY", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		info, localErr := ks.Stat(pos[0])
+		if *pemOnly {
+			if localErr != nil {
+				return localErr
+			}
+			return writePEM(c.out, &info.Public)
+		}
+		conn, err = c.connect() // -pem needs no daemon; the rest does
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		resp, err := conn.Keys.GetKey(ctx, &hufuv1.GetKeyRequest{KeyId: pos[0]})
+		if err != nil {
+			return err
+		}
+		if o.json() {
+			return c.emit(o, resp, nil)
+		}
+		k := resp.Key
+		fmt.Fprintf(c.out, "key       %s\nlabel     %s\nstatus    %s\nversion   %d", k.Id, orNone(k.Label), statusName(k.Status), k.ShareVersion)
+		if k.PendingVersion != 0 {
+			fmt.Fprintf(c.out, " (refresh to %d pending)", k.PendingVersion)
+		}
+		fmt.Fprintf(c.out, "\ndevice    %s\ncreated   %s\n", k.DeviceId, k.CreatedAt.AsTime().Local().Format(time.DateTime))
+		if k.LockedUntil != nil {
+			fmt.Fprintf(c.out, "locked    until %s (hufu pin reset)\n", k.LockedUntil.AsTime().Local().Format(time.DateTime))
+		} else if k.PinFailures > 0 {
+			fmt.Fprintf(c.out, "PIN       %d wrong attempts\n", k.PinFailures)
+		}
+		switch {
+		case errors.Is(localErr, keystore.ErrNotFound):
+			fmt.Fprintln(c.out, "share     not on this device")
+		case localErr != nil:
 			return localErr
+		default:
+			fmt.Fprintf(c.out, "share     on this device, version %d", info.Version)
+			if info.PendingVersion != 0 {
+				fmt.Fprintf(c.out, " (version %d pending)", info.PendingVersion)
+			}
+			fmt.Fprintln(c.out)
 		}
-		return writePEM(c.out, &info.Public)
-	}
-	if conn == nil { // run took "-pem" for the flag, yet it was another flag's value
-		return errors.New("key show: give -pem on its own for the public key alone")
-	}
-	resp, err := conn.Keys.GetKey(ctx, &hufuv1.GetKeyRequest{KeyId: pos[0]})
-	if err != nil {
-		return err
-	}
-	k := resp.Key
-	fmt.Fprintf(c.out, "key       %s\nlabel     %s\nstatus    %s\nversion   %d", k.Id, orNone(k.Label), statusName(k.Status), k.ShareVersion)
-	if k.PendingVersion != 0 {
-		fmt.Fprintf(c.out, " (refresh to %d pending)", k.PendingVersion)
-	}
-	fmt.Fprintf(c.out, "\ndevice    %s\ncreated   %s\n", k.DeviceId, k.CreatedAt.AsTime().Local().Format(time.DateTime))
-	if k.LockedUntil != nil {
-		fmt.Fprintf(c.out, "locked    until %s (hufu pin reset)\n", k.LockedUntil.AsTime().Local().Format(time.DateTime))
-	} else if k.PinFailures > 0 {
-		fmt.Fprintf(c.out, "PIN       %d wrong attempts\n", k.PinFailures)
-	}
-	switch {
-	case errors.Is(localErr, keystore.ErrNotFound):
-		fmt.Fprintln(c.out, "share     not on this device")
-	case localErr != nil:
-		return localErr
-	default:
-		fmt.Fprintf(c.out, "share     on this device, version %d", info.Version)
-		if info.PendingVersion != 0 {
-			fmt.Fprintf(c.out, " (version %d pending)", info.PendingVersion)
+		pub, err := cosign.ParsePoint(k.PublicKey)
+		if err != nil {
+			return fmt.Errorf("public key from the daemon: %w", err)
 		}
-		fmt.Fprintln(c.out)
-	}
-	pub, err := cosign.ParsePoint(k.PublicKey)
-	if err != nil {
-		return fmt.Errorf("public key from the daemon: %w", err)
-	}
-	return writePEM(c.out, &pub)
+		return writePEM(c.out, &pub)
+	}})
 }
 
-func (c *cli) keyRefresh(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := flag.NewFlagSet("hufu key refresh", flag.ContinueOnError)
+func (c *cli) keyRefreshCommand() *urfave.Command {
+	fs := newFlags()
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("key refresh [-pin P] KEY")
-	}
-	ks, err := c.keystore()
-	if err != nil {
-		return err
-	}
-	pin, err := c.pin(*pinFlag, "certificate PIN: ")
-	if err != nil {
-		return err
-	}
-	e, err := client.RefreshKey(ctx, conn, ks, pos[0], client.PINCredential(pin), func(step string) {
-		fmt.Fprintln(c.errOut, "refresh:", step)
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.out, "key %s refreshed: share version %d, public key unchanged\n", e.ID, e.Version)
-	return nil
+	return c.command(verb{name: "refresh", usage: "new shares, same public key (resumes if interrupted)", args: "KEY", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		pin, err := c.pin(*pinFlag, "certificate PIN: ")
+		if err != nil {
+			return err
+		}
+		e, err := client.RefreshKey(ctx, conn, ks, pos[0], client.PINCredential(pin), func(step string) {
+			fmt.Fprintln(c.errOut, "refresh:", step)
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "key %s refreshed: share version %d, public key unchanged\n", e.ID, e.Version)
+		return nil
+	}})
 }
 
 // openKey opens a stored key with a ticket from the PIN.
@@ -303,120 +309,116 @@ func (c *cli) openKey(ctx context.Context, conn *client.Conn, keyID, pinFlag str
 	return client.OpenKey(ctx, conn, ks, keyID, pin)
 }
 
-func (c *cli) sign(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := flag.NewFlagSet("hufu sign", flag.ContinueOnError)
+func (c *cli) signCommand() *urfave.Command {
+	fs := newFlags()
 	keyID := fs.String("key", "", "key id")
 	in := fs.String("in", "", "file to sign")
 	out := fs.String("out", "", "signature file (default: IN.sig)")
 	id := fs.String("id", "", "SM2 signer ID (default 1234567812345678)")
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	files, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	files, msgs, err := readInputs(*in, files, *out,
-		"sign -key K -in FILE [-out FILE] [-id ID] (or several files: sign -key K FILE...)",
-		"-out names one signature file; with several files each gets FILE.sig")
-	if err != nil {
-		return err
-	}
-	key, err := c.openKey(ctx, conn, *keyID, *pinFlag)
-	if err != nil {
-		return err
-	}
-	pub := key.PublicPoint()
-	digests := make([][cosign.ScalarSize]byte, len(msgs))
-	for i, m := range msgs {
-		if digests[i], err = cosign.Digest(&pub, []byte(*id), m); err != nil {
+	return c.command(verb{name: "sign", usage: "SM2 signature, ASN.1 DER (default FILE.sig); several files: one batch", args: "[FILE...]", desc: "sign -key K -in FILE [-out FILE] [-id ID], or sign -key K FILE... (one batch)", nargs: anyArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, files []string) error {
+		files, msgs, err := readInputs(*in, files, *out,
+			"sign -key K -in FILE [-out FILE] [-id ID] (or several files: sign -key K FILE...)",
+			"-out names one signature file; with several files each gets FILE.sig")
+		if err != nil {
 			return err
 		}
-	}
-	var (
-		sigs []cosign.Signature
-		errs []error
-	)
-	if len(files) == 1 { // one Sign call rather than a batch of one
-		sig, err := key.SignDigest(ctx, rand.Reader, &digests[0])
-		sigs, errs = []cosign.Signature{sig}, []error{err}
-	} else {
-		key.Progress = c.progress("signing")
-		sigs, errs = key.SignDigests(ctx, digests)
-	}
-	failed := 0
-	for i, f := range files {
-		if errs[i] != nil {
-			failed++
-			fmt.Fprintf(c.out, "%s: %s\n", f, describe(errs[i]))
-			continue
-		}
-		dest := f + ".sig"
-		if *out != "" {
-			dest = *out
-		}
-		if err := os.WriteFile(dest, sigs[i].ASN1(), 0o644); err != nil {
+		key, err := c.openKey(ctx, conn, *keyID, *pinFlag)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.out, "%s: signature written to %s\n", f, dest)
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d files not signed", failed, len(files))
-	}
-	return nil
+		pub := key.PublicPoint()
+		digests := make([][cosign.ScalarSize]byte, len(msgs))
+		for i, m := range msgs {
+			if digests[i], err = cosign.Digest(&pub, []byte(*id), m); err != nil {
+				return err
+			}
+		}
+		var (
+			sigs []cosign.Signature
+			errs []error
+		)
+		if len(files) == 1 { // one Sign call rather than a batch of one
+			sig, err := key.SignDigest(ctx, rand.Reader, &digests[0])
+			sigs, errs = []cosign.Signature{sig}, []error{err}
+		} else {
+			key.Progress = c.progress("signing")
+			sigs, errs = key.SignDigests(ctx, digests)
+		}
+		failed := 0
+		for i, f := range files {
+			if errs[i] != nil {
+				failed++
+				fmt.Fprintf(c.out, "%s: %s\n", f, describe(errs[i]))
+				continue
+			}
+			dest := f + ".sig"
+			if *out != "" {
+				dest = *out
+			}
+			if err := os.WriteFile(dest, sigs[i].ASN1(), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "%s: signature written to %s\n", f, dest)
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d files not signed", failed, len(files))
+		}
+		return nil
+	}})
 }
 
-func (c *cli) decrypt(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := flag.NewFlagSet("hufu decrypt", flag.ContinueOnError)
+func (c *cli) decryptCommand() *urfave.Command {
+	fs := newFlags()
 	keyID := fs.String("key", "", "key id")
 	in := fs.String("in", "", "SM2 ciphertext (C1C3C2 or ASN.1, detected)")
 	out := fs.String("out", "", "plaintext file (default: IN without .enc, else IN.dec)")
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	files, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	files, cts, err := readInputs(*in, files, *out,
-		"decrypt -key K -in FILE [-out FILE] (or several files: decrypt -key K FILE...)",
-		"-out names one file; with several files each is written beside its ciphertext")
-	if err != nil {
-		return err
-	}
-	key, err := c.openKey(ctx, conn, *keyID, *pinFlag)
-	if err != nil {
-		return err
-	}
-	var (
-		plain [][]byte
-		errs  []error
-	)
-	if len(files) == 1 { // one Decrypt call rather than a batch of one
-		p, err := key.DecryptContext(ctx, cts[0], nil)
-		plain, errs = [][]byte{p}, []error{err}
-	} else {
-		key.Progress = c.progress("decrypting")
-		plain, errs = key.DecryptMany(ctx, cts)
-	}
-	failed := 0
-	for i, f := range files {
-		if errs[i] != nil {
-			failed++
-			fmt.Fprintf(c.out, "%s: %s\n", f, describe(errs[i]))
-			continue
-		}
-		dest := *out
-		if dest == "" {
-			if dest = strings.TrimSuffix(f, ".enc"); dest == f {
-				dest = f + ".dec"
-			}
-		}
-		if err := os.WriteFile(dest, plain[i], 0o600); err != nil {
+	return c.command(verb{name: "decrypt", usage: "two-party SM2 decryption; several files: one batch", args: "[FILE...]", desc: "decrypt -key K -in FILE [-out FILE], or decrypt -key K FILE... (one batch)", nargs: anyArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, files []string) error {
+		files, cts, err := readInputs(*in, files, *out,
+			"decrypt -key K -in FILE [-out FILE] (or several files: decrypt -key K FILE...)",
+			"-out names one file; with several files each is written beside its ciphertext")
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.out, "%s: plaintext written to %s\n", f, dest)
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d files not decrypted", failed, len(files))
-	}
-	return nil
+		key, err := c.openKey(ctx, conn, *keyID, *pinFlag)
+		if err != nil {
+			return err
+		}
+		var (
+			plain [][]byte
+			errs  []error
+		)
+		if len(files) == 1 { // one Decrypt call rather than a batch of one
+			p, err := key.DecryptContext(ctx, cts[0], nil)
+			plain, errs = [][]byte{p}, []error{err}
+		} else {
+			key.Progress = c.progress("decrypting")
+			plain, errs = key.DecryptMany(ctx, cts)
+		}
+		failed := 0
+		for i, f := range files {
+			if errs[i] != nil {
+				failed++
+				fmt.Fprintf(c.out, "%s: %s\n", f, describe(errs[i]))
+				continue
+			}
+			dest := *out
+			if dest == "" {
+				if dest = strings.TrimSuffix(f, ".enc"); dest == f {
+					dest = f + ".dec"
+				}
+			}
+			if err := os.WriteFile(dest, plain[i], 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "%s: plaintext written to %s\n", f, dest)
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d files not decrypted", failed, len(files))
+		}
+		return nil
+	}})
 }
 
 // publicKey reads the public key a verify or encrypt uses: -pub (PEM public key, PEM
@@ -494,169 +496,175 @@ func writePEM(w interface{ Write([]byte) (int, error) }, p *cosign.Point) error 
 
 // verify and encrypt need no daemon.
 
-func (c *cli) verify(args []string) error {
-	fs := flag.NewFlagSet("hufu verify", flag.ContinueOnError)
+func (c *cli) verifyCommand() *urfave.Command {
+	fs := newFlags()
 	pubFile := fs.String("pub", "", "public key: PEM, certificate PEM, or hex")
 	keyID := fs.String("key", "", "a key in the keystore (instead of -pub)")
 	in := fs.String("in", "", "the signed file")
 	sigFile := fs.String("sig", "", "the DER signature (default: IN.sig)")
 	id := fs.String("id", "", "SM2 signer ID (default 1234567812345678)")
-	if _, err := c.parseArgs(fs, args); err != nil {
-		return err
-	}
-	if *in == "" {
-		return errors.New("verify -pub FILE|-key K -in FILE [-sig FILE] [-id ID]")
-	}
-	if *sigFile == "" {
-		*sigFile = *in + ".sig"
-	}
-	pub, err := c.publicKey(*pubFile, *keyID)
-	if err != nil {
-		return err
-	}
-	msg, err := os.ReadFile(*in)
-	if err != nil {
-		return err
-	}
-	sig, err := os.ReadFile(*sigFile)
-	if err != nil {
-		return err
-	}
-	uid := []byte(*id)
-	if len(uid) == 0 {
-		uid = []byte(cosign.DefaultSignerID)
-	}
-	if !sm2.VerifyASN1WithSM2(pub, uid, msg, sig) {
-		return fmt.Errorf("%s: the signature does not verify", *sigFile)
-	}
-	fmt.Fprintln(c.out, "signature OK")
-	return nil
+	return c.command(verb{name: "verify", usage: "standard SM2 verification (no daemon)", desc: "verify -pub FILE|-key K -in FILE [-sig FILE] [-id ID]", nargs: noArgs, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if *in == "" {
+			return errors.New("verify -pub FILE|-key K -in FILE [-sig FILE] [-id ID]")
+		}
+		if *sigFile == "" {
+			*sigFile = *in + ".sig"
+		}
+		pub, err := c.publicKey(*pubFile, *keyID)
+		if err != nil {
+			return err
+		}
+		msg, err := os.ReadFile(*in)
+		if err != nil {
+			return err
+		}
+		sig, err := os.ReadFile(*sigFile)
+		if err != nil {
+			return err
+		}
+		uid := []byte(*id)
+		if len(uid) == 0 {
+			uid = []byte(cosign.DefaultSignerID)
+		}
+		if !sm2.VerifyASN1WithSM2(pub, uid, msg, sig) {
+			return fmt.Errorf("%s: the signature does not verify", *sigFile)
+		}
+		fmt.Fprintln(c.out, "signature OK")
+		return nil
+	}})
 }
 
-func (c *cli) encrypt(args []string) error {
-	fs := flag.NewFlagSet("hufu encrypt", flag.ContinueOnError)
+func (c *cli) encryptCommand() *urfave.Command {
+	fs := newFlags()
 	pubFile := fs.String("pub", "", "recipient's public key: PEM, certificate PEM, or hex")
 	keyID := fs.String("key", "", "a key in the keystore (instead of -pub)")
 	in := fs.String("in", "", "plaintext file")
 	out := fs.String("out", "", "ciphertext file (default: IN.enc)")
 	asn1 := fs.Bool("asn1", false, "write the GM/T 0009 ASN.1 form instead of C1C3C2")
-	if _, err := c.parseArgs(fs, args); err != nil {
-		return err
-	}
-	if *in == "" {
-		return errors.New("encrypt -pub FILE|-key K -in FILE [-out FILE] [-asn1]")
-	}
-	if *out == "" {
-		*out = *in + ".enc"
-	}
-	pub, err := c.publicKey(*pubFile, *keyID)
-	if err != nil {
-		return err
-	}
-	msg, err := os.ReadFile(*in)
-	if err != nil {
-		return err
-	}
-	if len(msg) == 0 {
-		return errors.New("SM2 cannot encrypt an empty message")
-	}
-	opts := sm2.NewPlainEncrypterOpts(sm2.MarshalUncompressed, sm2.C1C3C2)
-	if *asn1 {
-		opts = sm2.ASN1EncrypterOpts
-	}
-	ct, err := sm2.Encrypt(rand.Reader, pub, msg, opts)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(*out, ct, 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.out, "ciphertext written to %s\n", *out)
-	return nil
+	return c.command(verb{name: "encrypt", usage: "standard SM2 encryption, C1C3C2 (no daemon)", desc: "encrypt -pub FILE|-key K -in FILE [-out FILE] [-asn1]", nargs: noArgs, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if *in == "" {
+			return errors.New("encrypt -pub FILE|-key K -in FILE [-out FILE] [-asn1]")
+		}
+		if *out == "" {
+			*out = *in + ".enc"
+		}
+		pub, err := c.publicKey(*pubFile, *keyID)
+		if err != nil {
+			return err
+		}
+		msg, err := os.ReadFile(*in)
+		if err != nil {
+			return err
+		}
+		if len(msg) == 0 {
+			return errors.New("SM2 cannot encrypt an empty message")
+		}
+		opts := sm2.NewPlainEncrypterOpts(sm2.MarshalUncompressed, sm2.C1C3C2)
+		if *asn1 {
+			opts = sm2.ASN1EncrypterOpts
+		}
+		ct, err := sm2.Encrypt(rand.Reader, pub, msg, opts)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*out, ct, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "ciphertext written to %s\n", *out)
+		return nil
+	}})
 }
 
-func (c *cli) pinCmd(ctx context.Context, conn *client.Conn, args []string) error {
-	if len(args) == 0 {
-		return errors.New("pin change|reset -key K")
-	}
-	fs := flag.NewFlagSet("hufu pin "+args[0], flag.ContinueOnError)
+func (c *cli) pinCommand(sub, usage string) *urfave.Command {
+	fs := newFlags()
 	keyID := fs.String("key", "", "key id")
-	current := fs.String("pin", "", "current PIN (change; default: HUFU_PIN, else asked)")
 	next := fs.String("new-pin", "", "new PIN (default: asked twice)")
-	phone := fs.String("phone", "", "the account's mobile number (reset)")
-	code := fs.String("code", "", "SMS code (reset; default: development outbox, else asked)")
-	if _, err := c.parseArgs(fs, args[1:]); err != nil {
-		return err
+	var current, phone, code *string
+	if sub == "change" {
+		current = fs.String("pin", "", "current PIN (default: HUFU_PIN, else asked)")
+	} else {
+		phone = fs.String("phone", "", "the account's mobile number")
+		code = fs.String("code", "", "SMS code (default: request one, then the development outbox, else asked)")
 	}
-	if *keyID == "" {
-		return errors.New("-key is required")
-	}
-	switch args[0] {
-	case "change":
-		cur, err := c.pin(*current, "current certificate PIN: ")
-		if err != nil {
-			return err
-		}
-		pin, err := c.newPIN(*next)
-		if err != nil {
-			return err
-		}
-		if _, err := conn.Keys.ChangePin(ctx, &hufuv1.ChangePinRequest{KeyId: *keyID, CurrentPin: cur, NewPin: pin}); err != nil {
-			return err
-		}
-		fmt.Fprintln(c.out, "certificate PIN changed")
-		return nil
-	case "reset":
-		if *phone == "" {
-			return errors.New("-phone (the account's number, for the SMS code) is required")
-		}
-		sms, err := c.smsCode(ctx, conn, *phone, hufuv1.SmsPurpose_SMS_PURPOSE_RESET_CERTIFICATE_PIN, *code)
-		if err != nil {
-			return err
-		}
-		pin, err := c.newPIN(*next)
-		if err != nil {
-			return err
-		}
-		if _, err := conn.Keys.ResetPin(ctx, &hufuv1.ResetPinRequest{KeyId: *keyID, Code: sms, NewPin: pin}); err != nil {
-			return err
-		}
-		fmt.Fprintln(c.out, "certificate PIN reset; the key is unlocked")
-		return nil
-	}
-	return fmt.Errorf("unknown pin command %q", args[0])
+	return c.command(verb{name: sub, usage: usage, fs: fs, nargs: noArgs,
+		run: func(ctx context.Context, conn *client.Conn, _ []string) error {
+			if *keyID == "" {
+				return usagef("-key is required")
+			}
+			switch sub {
+			case "change":
+				cur, err := c.pin(*current, "current certificate PIN: ")
+				if err != nil {
+					return err
+				}
+				pin, err := c.newPIN(*next)
+				if err != nil {
+					return err
+				}
+				if _, err := conn.Keys.ChangePin(ctx, &hufuv1.ChangePinRequest{KeyId: *keyID, CurrentPin: cur, NewPin: pin}); err != nil {
+					return err
+				}
+				fmt.Fprintln(c.out, "certificate PIN changed")
+				return nil
+			case "reset":
+				if *phone == "" {
+					return usagef("-phone (the account's number, for the SMS code) is required")
+				}
+				sms, err := c.smsCode(ctx, conn, *phone, hufuv1.SmsPurpose_SMS_PURPOSE_RESET_CERTIFICATE_PIN, *code)
+				if err != nil {
+					return err
+				}
+				pin, err := c.newPIN(*next)
+				if err != nil {
+					return err
+				}
+				if _, err := conn.Keys.ResetPin(ctx, &hufuv1.ResetPinRequest{KeyId: *keyID, Code: sms, NewPin: pin}); err != nil {
+					return err
+				}
+				fmt.Fprintln(c.out, "certificate PIN reset; the key is unlocked")
+				return nil
+			}
+			return nil
+		}})
 }
 
-func (c *cli) usageCmd(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := flag.NewFlagSet("hufu usage", flag.ContinueOnError)
+func (c *cli) usageCommand() *urfave.Command {
+	fs := newFlags()
 	keyID := fs.String("key", "", "key id")
 	limit := fs.Int("n", 50, "how many records, newest first")
-	if _, err := c.parseArgs(fs, args); err != nil {
-		return err
-	}
-	if *keyID == "" {
-		return errors.New("-key is required")
-	}
-	fmt.Fprintf(c.out, "%-19s %-15s %-5s %-16s %-8s %s\n", "TIME", "OPERATION", "COUNT", "DIGEST", "CONTEXT", "OUTCOME")
-	token, shown := "", 0
-	for shown < *limit {
-		resp, err := conn.Keys.ListUsage(ctx, &hufuv1.ListUsageRequest{KeyId: *keyID, PageSize: uint32(min(*limit-shown, 1000)), PageToken: token})
-		if err != nil {
-			return err
+	o := outputFlag(fs)
+	return c.command(verb{name: "usage", usage: "the key's usage records, newest first", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if *keyID == "" {
+			return usagef("-key is required")
 		}
-		for _, r := range resp.Records {
-			digest := r.Digest
-			if len(digest) > 16 {
-				digest = digest[:16]
+		all := &hufuv1.ListUsageResponse{}
+		if !o.json() {
+			fmt.Fprintf(c.out, "%-19s %-15s %-5s %-16s %-8s %s\n", "TIME", "OPERATION", "COUNT", "DIGEST", "CONTEXT", "OUTCOME")
+		}
+		token, shown := "", 0
+		for shown < *limit {
+			resp, err := conn.Keys.ListUsage(ctx, &hufuv1.ListUsageRequest{KeyId: *keyID, PageSize: uint32(min(*limit-shown, 1000)), PageToken: token})
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(c.out, "%-19s %-15s %-5d %-16s %-8s %s\n", r.Time.AsTime().Local().Format(time.DateTime), r.Operation, r.Count, orNone(digest), r.Context, r.Outcome)
-			shown++
+			all.Records = append(all.Records, resp.Records...)
+			for _, r := range resp.Records {
+				shown++
+				if o.json() {
+					continue
+				}
+				digest := r.Digest
+				if len(digest) > 16 {
+					digest = digest[:16]
+				}
+				fmt.Fprintf(c.out, "%-19s %-15s %-5d %-16s %-8s %s\n", r.Time.AsTime().Local().Format(time.DateTime), r.Operation, r.Count, orNone(digest), r.Context, r.Outcome)
+			}
+			if token = resp.NextPageToken; token == "" || len(resp.Records) == 0 {
+				break
+			}
 		}
-		if token = resp.NextPageToken; token == "" || len(resp.Records) == 0 {
-			break
-		}
-	}
-	return nil
+		return c.emit(o, all, func() error { return nil })
+	}})
 }
 
 func statusName(s hufuv1.KeyStatus) string {

@@ -26,7 +26,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -45,6 +44,7 @@ import (
 	"github.com/hufu-hsm/hufu/cms"
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/store"
+	urfave "github.com/urfave/cli/v2"
 )
 
 const openingUsage = `opening create -project CODE -name NAME [-platform ID] (-start TIME | -in DURATION) [-window DURATION] [-result-key PEM]
@@ -54,8 +54,8 @@ opening qr ID [-hall] [-ttl DURATION] [-wait]
 opening release ID [-out DIR] [-envelope ENVELOPE]... [-again] [-result-key-private PEM]
 opening close ID | opening report ID -o FILE [-key-out FILE]
 opening verify FILE -key AUDIT_PUBLIC_KEY.pem          (offline: no daemon)
-Every subcommand takes -h. All but verify need -cert/-key of a system client allowed
-hufu.v1.OpeningService (before the command: hufu -cert C -key K opening ...).`
+Every subcommand takes -h. All but verify need -tls-cert/-tls-key of a system client allowed
+hufu.v1.OpeningService (before the command: hufu -tls-cert C -tls-key K opening ...).`
 
 // openingHelp is each subcommand's synopsis and description, for -h.
 var openingHelp = map[string]struct{ synopsis, text string }{
@@ -110,97 +110,40 @@ report is the one the appliance made, in its tamper-evident log, and no other.`}
 
 var envelopeIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// openingFlagSet is a subcommand's flag set; -h prints its synopsis, description and flags.
-func (c *cli) openingFlagSet(sub string) *flag.FlagSet {
+// openingVerb is a subcommand's help: its usage line and description from openingHelp.
+func openingVerb(sub string) (usage, desc string) {
 	h := openingHelp[sub]
-	fs := flag.NewFlagSet("hufu opening "+sub, flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
-	fs.Usage = func() {
-		fmt.Fprintf(c.errOut, "usage: hufu [global flags] opening %s\n\n%s\n", h.synopsis, h.text)
-		hasFlags := false
-		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-		if hasFlags {
-			fmt.Fprintln(c.errOut, "\nflags:")
-			fs.PrintDefaults()
-		}
+	usage, _, _ = strings.Cut(h.text, ". ")
+	usage, _, _ = strings.Cut(usage, ":")
+	return strings.ReplaceAll(strings.TrimSuffix(usage, "."), "\n", " "), "hufu opening " + h.synopsis + "\n\n" + h.text
+}
+
+// openingCommands: bid openings (开标, seed manual §3.1).
+func (c *cli) openingCommands() []*urfave.Command {
+	return []*urfave.Command{
+		group("opening", "bid openings (开标): a system client allowed hufu.v1.OpeningService; verify is offline", "seed manual §3.1\n\n"+openingUsage,
+			c.openingCreateCommand(), c.openingRegisterCommand(),
+			c.openingOneCommand("seal"), c.openingOneCommand("show"), c.openingListCommand(), c.openingEnvelopesCommand(),
+			c.openingQRCommand(), c.openingReleaseCommand(), c.openingOneCommand("close"), c.openingReportCommand(),
+			c.openingVerifyCommand()),
 	}
-	return fs
 }
 
 func openingArgsError(sub string) error {
-	return fmt.Errorf("usage: hufu opening %s (hufu opening %s -h explains)", openingHelp[sub].synopsis, sub)
-}
-
-// openingOffline runs what needs no daemon — the group's usage, any subcommand's -h, and
-// verify — and says whether it did.
-func (c *cli) openingOffline(args []string) (bool, error) {
-	if len(args) == 0 {
-		return true, errors.New("usage:\n" + strings.TrimRight(openingUsage, "\n"))
-	}
-	switch args[0] {
-	case "help", "-h", "-help", "--help":
-		fmt.Fprintln(c.out, openingUsage)
-		return true, nil
-	case "verify":
-		return true, helpIsNoError(c.openingVerify(args[1:]))
-	}
-	for _, a := range args[1:] {
-		if a == "-h" || a == "-help" || a == "--help" {
-			// The subcommand parses its flags before any call, so no connection is needed.
-			return true, c.openingCmd(context.Background(), nil, args)
-		}
-	}
-	return false, nil
-}
-
-func helpIsNoError(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	return err
-}
-
-// openingCmd runs a subcommand against the daemon.
-func (c *cli) openingCmd(ctx context.Context, conn *client.Conn, args []string) error {
-	sub, rest := args[0], args[1:]
-	var err error
-	switch sub {
-	case "create":
-		err = c.openingCreate(ctx, conn, rest)
-	case "register":
-		err = c.openingRegister(ctx, conn, rest)
-	case "seal", "show", "close":
-		err = c.openingOne(ctx, conn, sub, rest)
-	case "list":
-		err = c.openingList(ctx, conn, rest)
-	case "envelopes":
-		err = c.openingEnvelopes(ctx, conn, rest)
-	case "qr":
-		err = c.openingQR(ctx, conn, rest)
-	case "release":
-		err = c.openingRelease(ctx, conn, rest)
-	case "report":
-		err = c.openingReport(ctx, conn, rest)
-	default:
-		return fmt.Errorf("unknown opening command %q:\n%s", sub, openingUsage)
-	}
-	return helpIsNoError(err)
+	return usagef("usage: hufu opening %s (hufu opening %s -h explains)", openingHelp[sub].synopsis, sub)
 }
 
 // openingSystem is the OpeningService client of the system certificate the CLI was given.
 func (c *cli) openingSystem(conn *client.Conn) (hufuv1.OpeningServiceClient, error) {
-	if conn == nil { // only help was to be shown (openingOffline), yet "-h" was a flag's value
-		return nil, errors.New(`"-h" asks for help; pass it on its own`)
-	}
-	if c.cert == "" {
-		return nil, fmt.Errorf("a bid-opening system needs a client certificate: hufu -cert FILE -key FILE opening ... (HUFU_CERT, HUFU_KEY) "+
-			"of a system client allowed hufu.v1.OpeningService; a development daemon's is %s", filepath.Join(c.daemonDir, "tls", "cli.pem"))
+	if err := c.needCert("a bid-opening system", "hufu.v1.OpeningService"); err != nil {
+		return nil, err
 	}
 	return hufuv1.NewOpeningServiceClient(conn.ClientConn()), nil
 }
 
-func (c *cli) openingCreate(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := c.openingFlagSet("create")
+func (c *cli) openingCreateCommand() *urfave.Command {
+	u, d := openingVerb("create")
+	fs := newFlags()
 	project := fs.String("project", "", "the project code (项目编号): 1 to 64 characters")
 	name := fs.String("name", "", "the project name: 1 to 200 characters")
 	platform := fs.String("platform", "demo", "the trading platform (交易平台) of the project")
@@ -209,51 +152,50 @@ func (c *cli) openingCreate(ctx context.Context, conn *client.Conn, args []strin
 	window := fs.Duration("window", 2*time.Hour, "how long the window stays open from the opening time (the appliance allows at most 7 days)")
 	resultKey := fs.String("result-key", "", "file of the system's SM2 public key (PEM or DER SubjectPublicKeyInfo, or the 65-byte point) to encrypt released keys to")
 	requestID := fs.String("request-id", "", "idempotency key, 8 to 64 of [A-Za-z0-9._-] (default: a new one; to retry a create whose answer was lost, pass the same)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	switch {
-	case len(pos) != 0:
-		return fmt.Errorf("opening create takes no arguments (%q); %w", pos[0], openingArgsError("create"))
-	case *project == "" || *name == "":
-		return fmt.Errorf("-project and -name are required; %w", openingArgsError("create"))
-	case (*startFlag == "") == (*in == 0):
-		return fmt.Errorf("give the opening time as exactly one of -start TIME and -in DURATION; %w", openingArgsError("create"))
-	case *in < 0:
-		return errors.New("-in must be a positive duration: the opening time lies in the future")
-	case *window <= 0:
-		return errors.New("-window must be a positive duration")
-	}
-	start := time.Now().Add(*in).Truncate(time.Second)
-	if *startFlag != "" {
-		if start, err = parseOpeningTime(*startFlag); err != nil {
+	return c.command(verb{name: "create", usage: u, desc: d, nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		var err error
+		switch {
+		case len(pos) != 0:
+			return fmt.Errorf("opening create takes no arguments (%q); %w", pos[0], openingArgsError("create"))
+		case *project == "" || *name == "":
+			return fmt.Errorf("-project and -name are required; %w", openingArgsError("create"))
+		case (*startFlag == "") == (*in == 0):
+			return fmt.Errorf("give the opening time as exactly one of -start TIME and -in DURATION; %w", openingArgsError("create"))
+		case *in < 0:
+			return errors.New("-in must be a positive duration: the opening time lies in the future")
+		case *window <= 0:
+			return errors.New("-window must be a positive duration")
+		}
+		start := time.Now().Add(*in).Truncate(time.Second)
+		if *startFlag != "" {
+			if start, err = parseOpeningTime(*startFlag); err != nil {
+				return err
+			}
+		}
+		req := &hufuv1.CreateOpeningRequest{RequestId: *requestID, ProjectCode: *project, ProjectName: *name, PlatformId: *platform,
+			WindowStart: timestamppb.New(start), WindowEnd: timestamppb.New(start.Add(*window))}
+		if req.RequestId == "" {
+			req.RequestId = "opening-" + randomHex(8)
+		}
+		if *resultKey != "" {
+			if req.ResultPublicKey, err = os.ReadFile(*resultKey); err != nil {
+				return err
+			}
+		}
+		sys, err := c.openingSystem(conn)
+		if err != nil {
 			return err
 		}
-	}
-	req := &hufuv1.CreateOpeningRequest{RequestId: *requestID, ProjectCode: *project, ProjectName: *name, PlatformId: *platform,
-		WindowStart: timestamppb.New(start), WindowEnd: timestamppb.New(start.Add(*window))}
-	if req.RequestId == "" {
-		req.RequestId = "opening-" + randomHex(8)
-	}
-	if *resultKey != "" {
-		if req.ResultPublicKey, err = os.ReadFile(*resultKey); err != nil {
+		resp, err := sys.CreateOpening(ctx, req)
+		if err != nil {
 			return err
 		}
-	}
-	sys, err := c.openingSystem(conn)
-	if err != nil {
-		return err
-	}
-	resp, err := sys.CreateOpening(ctx, req)
-	if err != nil {
-		return err
-	}
-	o := resp.Opening
-	fmt.Fprintf(c.out, "opening %s created: project %s %s on platform %s\n", o.Id, o.ProjectCode, o.ProjectName, o.PlatformId)
-	fmt.Fprintf(c.out, "  window %s – %s\n  %s\n", openingTime(o.WindowStart), openingTime(o.WindowEnd), resultKeyNote(o))
-	fmt.Fprintf(c.out, "register envelopes until the opening time: hufu opening register %s -cert SERIAL FILE...\n", o.Id)
-	return nil
+		o := resp.Opening
+		fmt.Fprintf(c.out, "opening %s created: project %s %s on platform %s\n", o.Id, o.ProjectCode, o.ProjectName, o.PlatformId)
+		fmt.Fprintf(c.out, "  window %s – %s\n  %s\n", openingTime(o.WindowStart), openingTime(o.WindowEnd), resultKeyNote(o))
+		fmt.Fprintf(c.out, "register envelopes until the opening time: hufu opening register %s -cert SERIAL FILE...\n", o.Id)
+		return nil
+	}})
 }
 
 // parseOpeningTime reads -start: RFC 3339, or a local date and time.
@@ -317,117 +259,109 @@ func envelopeIDOf(path string) string {
 	return id[:min(len(id), 64)]
 }
 
-func (c *cli) openingRegister(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := c.openingFlagSet("register")
+func (c *cli) openingRegisterCommand() *urfave.Command {
+	u, d := openingVerb("register")
+	fs := newFlags()
 	serial := fs.String("cert", "", "the serial (hex) of the bidder's certificate the files are encrypted to")
 	envID := fs.String("envelope", "", "the envelope id of a single file (default: the file's base name, sanitised)")
 	in := fs.String("in", "", "the file (with -envelope; files may also follow the opening id)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) == 0 {
-		return openingArgsError("register")
-	}
-	id, files := pos[0], pos[1:]
-	if *in != "" {
-		files = append(files, *in)
-	}
-	switch {
-	case *serial == "":
-		return fmt.Errorf("-cert SERIAL is required: the bidder's certificate the files are encrypted to; %w", openingArgsError("register"))
-	case len(files) == 0:
-		return fmt.Errorf("no file to register; %w", openingArgsError("register"))
-	case *envID != "" && len(files) != 1:
-		return fmt.Errorf("-envelope names one envelope, but %d files were given", len(files))
-	case *envID != "" && !envelopeIDRE.MatchString(*envID):
-		return fmt.Errorf("-envelope %q: an envelope id is 1 to 64 of [A-Za-z0-9._-]", *envID)
-	}
-	var envs []envelopeFile
-	seen := map[string]string{}
-	for _, f := range files {
-		ct, kind, err := readEnvelopeFile(f)
-		if err != nil {
-			return err
+	return c.command(verb{name: "register", usage: u, desc: d, nargs: someArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		id, files := pos[0], pos[1:]
+		if *in != "" {
+			files = append(files, *in)
 		}
-		e := envelopeFile{path: f, id: *envID, kind: kind, ciphertext: ct}
-		if e.id == "" {
-			e.id = envelopeIDOf(f)
+		switch {
+		case *serial == "":
+			return fmt.Errorf("-cert SERIAL is required: the bidder's certificate the files are encrypted to; %w", openingArgsError("register"))
+		case len(files) == 0:
+			return fmt.Errorf("no file to register; %w", openingArgsError("register"))
+		case *envID != "" && len(files) != 1:
+			return fmt.Errorf("-envelope names one envelope, but %d files were given", len(files))
+		case *envID != "" && !envelopeIDRE.MatchString(*envID):
+			return fmt.Errorf("-envelope %q: an envelope id is 1 to 64 of [A-Za-z0-9._-]", *envID)
 		}
-		if prev, dup := seen[e.id]; dup {
-			return fmt.Errorf("%s and %s would both be envelope %s: register one of them with -envelope ID", prev, f, e.id)
-		}
-		seen[e.id] = f
-		envs = append(envs, e)
-	}
-	sys, err := c.openingSystem(conn)
-	if err != nil {
-		return err
-	}
-	const perCall = 1000 // the appliance's bound on one RegisterEnvelopes call
-	var added, total uint32
-	for from := 0; from < len(envs); from += perCall {
-		part := envs[from:min(from+perCall, len(envs))]
-		req := &hufuv1.RegisterEnvelopesRequest{OpeningId: id}
-		for _, e := range part {
-			req.Envelopes = append(req.Envelopes, &hufuv1.EnvelopeRegistration{EnvelopeId: e.id, CertificateSerial: *serial, Ciphertext: e.ciphertext})
-		}
-		resp, err := sys.RegisterEnvelopes(ctx, req)
-		if err != nil {
-			if from > 0 {
-				return fmt.Errorf("after %d envelopes were registered: %w", from, err)
+		var envs []envelopeFile
+		seen := map[string]string{}
+		for _, f := range files {
+			ct, kind, err := readEnvelopeFile(f)
+			if err != nil {
+				return err
 			}
+			e := envelopeFile{path: f, id: *envID, kind: kind, ciphertext: ct}
+			if e.id == "" {
+				e.id = envelopeIDOf(f)
+			}
+			if prev, dup := seen[e.id]; dup {
+				return fmt.Errorf("%s and %s would both be envelope %s: register one of them with -envelope ID", prev, f, e.id)
+			}
+			seen[e.id] = f
+			envs = append(envs, e)
+		}
+		sys, err := c.openingSystem(conn)
+		if err != nil {
 			return err
 		}
-		added, total = added+resp.Registered, resp.Envelopes
-		for _, e := range part {
-			fmt.Fprintf(c.out, "  envelope %s  certificate %s  ← %s (%s)\n", e.id, *serial, e.path, e.kind)
+		const perCall = 1000 // the appliance's bound on one RegisterEnvelopes call
+		var added, total uint32
+		for from := 0; from < len(envs); from += perCall {
+			part := envs[from:min(from+perCall, len(envs))]
+			req := &hufuv1.RegisterEnvelopesRequest{OpeningId: id}
+			for _, e := range part {
+				req.Envelopes = append(req.Envelopes, &hufuv1.EnvelopeRegistration{EnvelopeId: e.id, CertificateSerial: *serial, Ciphertext: e.ciphertext})
+			}
+			resp, err := sys.RegisterEnvelopes(ctx, req)
+			if err != nil {
+				if from > 0 {
+					return fmt.Errorf("after %d envelopes were registered: %w", from, err)
+				}
+				return err
+			}
+			added, total = added+resp.Registered, resp.Envelopes
+			for _, e := range part {
+				fmt.Fprintf(c.out, "  envelope %s  certificate %s  ← %s (%s)\n", e.id, *serial, e.path, e.kind)
+			}
 		}
-	}
-	fmt.Fprintf(c.out, "registered %d new envelope(s) of %d given; opening %s has %d\n", added, len(envs), id, total)
-	return nil
+		fmt.Fprintf(c.out, "registered %d new envelope(s) of %d given; opening %s has %d\n", added, len(envs), id, total)
+		return nil
+	}})
 }
 
 // openingOne runs seal, show and close, which take the opening id alone.
-func (c *cli) openingOne(ctx context.Context, conn *client.Conn, sub string, args []string) error {
-	fs := c.openingFlagSet(sub)
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return openingArgsError(sub)
-	}
-	sys, err := c.openingSystem(conn)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "seal":
-		resp, err := sys.SealOpening(ctx, &hufuv1.SealOpeningRequest{OpeningId: pos[0]})
+func (c *cli) openingOneCommand(sub string) *urfave.Command {
+	u, d := openingVerb(sub)
+	fs := newFlags()
+	return c.command(verb{name: sub, usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		sys, err := c.openingSystem(conn)
 		if err != nil {
 			return err
 		}
-		o := resp.Opening
-		fmt.Fprintf(c.out, "opening %s sealed: %d envelope(s), manifest SHA-256 %x\n", o.Id, o.Envelopes, o.ManifestSha256)
-		fmt.Fprintf(c.out, "at the opening time (%s) show the bidders a code: hufu opening qr %s [-hall]\n", openingTime(o.WindowStart), o.Id)
-	case "show":
-		resp, err := sys.GetOpening(ctx, &hufuv1.GetOpeningRequest{OpeningId: pos[0]})
-		if err != nil {
-			return err
+		switch sub {
+		case "seal":
+			resp, err := sys.SealOpening(ctx, &hufuv1.SealOpeningRequest{OpeningId: pos[0]})
+			if err != nil {
+				return err
+			}
+			o := resp.Opening
+			fmt.Fprintf(c.out, "opening %s sealed: %d envelope(s), manifest SHA-256 %x\n", o.Id, o.Envelopes, o.ManifestSha256)
+			fmt.Fprintf(c.out, "at the opening time (%s) show the bidders a code: hufu opening qr %s [-hall]\n", openingTime(o.WindowStart), o.Id)
+		case "show":
+			resp, err := sys.GetOpening(ctx, &hufuv1.GetOpeningRequest{OpeningId: pos[0]})
+			if err != nil {
+				return err
+			}
+			c.printOpening(resp.Opening)
+		case "close":
+			resp, err := sys.CloseOpening(ctx, &hufuv1.CloseOpeningRequest{OpeningId: pos[0]})
+			if err != nil {
+				return err
+			}
+			o := resp.Opening
+			fmt.Fprintf(c.out, "opening %s closed at %s: %d envelope(s), %d consented, %d released, %d early attempt(s)\n", o.Id,
+				openingTime(o.ClosedAt), o.Envelopes, o.Consented, o.Released, o.EarlyAttempts)
+			fmt.Fprintf(c.out, "report SHA-256 %x: hufu opening report %s -o FILE\n", resp.ReportSha256, o.Id)
 		}
-		c.printOpening(resp.Opening)
-	case "close":
-		resp, err := sys.CloseOpening(ctx, &hufuv1.CloseOpeningRequest{OpeningId: pos[0]})
-		if err != nil {
-			return err
-		}
-		o := resp.Opening
-		fmt.Fprintf(c.out, "opening %s closed at %s: %d envelope(s), %d consented, %d released, %d early attempt(s)\n", o.Id,
-			openingTime(o.ClosedAt), o.Envelopes, o.Consented, o.Released, o.EarlyAttempts)
-		fmt.Fprintf(c.out, "report SHA-256 %x: hufu opening report %s -o FILE\n", resp.ReportSha256, o.Id)
-	}
-	return nil
+		return nil
+	}})
 }
 
 func openingState(s hufuv1.OpeningState) string {
@@ -450,132 +384,120 @@ func (c *cli) printOpening(o *hufuv1.Opening) {
 	fmt.Fprintf(c.out, "results    %s\n", resultKeyNote(o))
 }
 
-func (c *cli) openingList(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := c.openingFlagSet("list")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return openingArgsError("list")
-	}
-	sys, err := c.openingSystem(conn)
-	if err != nil {
-		return err
-	}
-	n, token := 0, ""
-	for {
-		resp, err := sys.ListOpenings(ctx, &hufuv1.ListOpeningsRequest{PageSize: 1000, PageToken: token})
+func (c *cli) openingListCommand() *urfave.Command {
+	u, d := openingVerb("list")
+	fs := newFlags()
+	return c.command(verb{name: "list", usage: u, desc: d, nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		sys, err := c.openingSystem(conn)
 		if err != nil {
 			return err
 		}
-		for _, o := range resp.Openings {
-			fmt.Fprintf(c.out, "%s  %-6s  %s  %s  %s  %d envelope(s)\n", o.Id, openingState(o.State), openingTime(o.WindowStart), o.ProjectCode,
-				o.ProjectName, o.Envelopes)
-			n++
+		n, token := 0, ""
+		for {
+			resp, err := sys.ListOpenings(ctx, &hufuv1.ListOpeningsRequest{PageSize: 1000, PageToken: token})
+			if err != nil {
+				return err
+			}
+			for _, o := range resp.Openings {
+				fmt.Fprintf(c.out, "%s  %-6s  %s  %s  %s  %d envelope(s)\n", o.Id, openingState(o.State), openingTime(o.WindowStart), o.ProjectCode,
+					o.ProjectName, o.Envelopes)
+				n++
+			}
+			if token = resp.NextPageToken; token == "" {
+				break
+			}
 		}
-		if token = resp.NextPageToken; token == "" {
-			break
+		if n == 0 {
+			fmt.Fprintln(c.out, "no openings (hufu opening create)")
 		}
-	}
-	if n == 0 {
-		fmt.Fprintln(c.out, "no openings (hufu opening create)")
-	}
-	return nil
+		return nil
+	}})
 }
 
-func (c *cli) openingEnvelopes(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := c.openingFlagSet("envelopes")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return openingArgsError("envelopes")
-	}
-	sys, err := c.openingSystem(conn)
-	if err != nil {
-		return err
-	}
-	n, token := 0, ""
-	for {
-		resp, err := sys.ListEnvelopes(ctx, &hufuv1.ListEnvelopesRequest{OpeningId: pos[0], PageSize: 1000, PageToken: token})
+func (c *cli) openingEnvelopesCommand() *urfave.Command {
+	u, d := openingVerb("envelopes")
+	fs := newFlags()
+	return c.command(verb{name: "envelopes", usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		sys, err := c.openingSystem(conn)
 		if err != nil {
 			return err
 		}
-		for _, e := range resp.Envelopes {
-			consent := "not consented"
-			if e.Consented {
-				consent = "consented"
+		n, token := 0, ""
+		for {
+			resp, err := sys.ListEnvelopes(ctx, &hufuv1.ListEnvelopesRequest{OpeningId: pos[0], PageSize: 1000, PageToken: token})
+			if err != nil {
+				return err
 			}
-			release := "not released"
-			if e.Releases > 0 {
-				release = fmt.Sprintf("released %d time(s), last %s: %s", e.Releases, openingTime(e.ReleasedAt), e.ReleaseOutcome)
+			for _, e := range resp.Envelopes {
+				consent := "not consented"
+				if e.Consented {
+					consent = "consented"
+				}
+				release := "not released"
+				if e.Releases > 0 {
+					release = fmt.Sprintf("released %d time(s), last %s: %s", e.Releases, openingTime(e.ReleasedAt), e.ReleaseOutcome)
+				}
+				fmt.Fprintf(c.out, "%s  certificate %s  ciphertext SHA-256 %x…  %s  %s\n", e.EnvelopeId, e.CertificateSerial,
+					e.CiphertextSha256[:min(8, len(e.CiphertextSha256))], consent, release)
+				n++
 			}
-			fmt.Fprintf(c.out, "%s  certificate %s  ciphertext SHA-256 %x…  %s  %s\n", e.EnvelopeId, e.CertificateSerial,
-				e.CiphertextSha256[:min(8, len(e.CiphertextSha256))], consent, release)
-			n++
+			if token = resp.NextPageToken; token == "" {
+				break
+			}
 		}
-		if token = resp.NextPageToken; token == "" {
-			break
+		if n == 0 {
+			fmt.Fprintf(c.out, "opening %s has no envelopes (hufu opening register)\n", pos[0])
 		}
-	}
-	if n == 0 {
-		fmt.Fprintf(c.out, "opening %s has no envelopes (hufu opening register)\n", pos[0])
-	}
-	return nil
+		return nil
+	}})
 }
 
-func (c *cli) openingQR(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := c.openingFlagSet("qr")
+func (c *cli) openingQRCommand() *urfave.Command {
+	u, d := openingVerb("qr")
+	fs := newFlags()
 	hall := fs.Bool("hall", false, "a code for the whole opening hall: every bidder scans the same code and answers in a session of their own")
 	ttl := fs.Duration("ttl", 0, "how long the code lives, 30s to 30m (default: the appliance's, 3m)")
 	reference := fs.String("reference", "", "the system's own reference of the bidder or hall, kept with the session")
 	wait := fs.Bool("wait", false, "follow the session until the bidder has answered (not with -hall, whose code lives until -ttl)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return openingArgsError("qr")
-	}
-	if *wait && *hall {
-		return errors.New("-wait follows one bidder's session; a hall code starts a session per bidder (follow the opening with hufu opening envelopes)")
-	}
-	if _, err := c.openingSystem(conn); err != nil {
-		return err
-	}
-	life := 31 * time.Minute // a followed session may outlive run's deadline for ordinary calls
-	if *ttl > 0 {
-		life = *ttl + time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), life)
-	defer cancel()
-	scans := hufuv1.NewScanServiceClient(conn.ClientConn())
-	resp, err := scans.CreateSession(ctx, &hufuv1.CreateSessionRequest{RequestId: "opening-qr-" + randomHex(8), Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT,
-		OpeningId: pos[0], Hall: *hall, Reference: *reference, TtlSeconds: uint32(ttl.Seconds())})
-	if err != nil {
-		return err
-	}
-	s := resp.Session
-	if err := printQR(c.out, s.QrPayload); err != nil {
-		return err
-	}
-	what := "a bidder's DECRYPT code"
-	if s.Hall {
-		what = "the hall's DECRYPT code (every bidder scans it)"
-	}
-	fmt.Fprintf(c.out, "%s\n%s for opening %s, session %s, valid until %s; bidders answer with: hufu scan '%s'\n", s.QrPayload, what,
-		s.OpeningId, s.Id, openingTime(s.ExpiresAt), s.QrPayload)
-	if !*wait {
+	return c.command(verb{name: "qr", usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if *wait && *hall {
+			return errors.New("-wait follows one bidder's session; a hall code starts a session per bidder (follow the opening with hufu opening envelopes)")
+		}
+		if _, err := c.openingSystem(conn); err != nil {
+			return err
+		}
+		life := 31 * time.Minute // a followed session may outlive run's deadline for ordinary calls
+		if *ttl > 0 {
+			life = *ttl + time.Minute
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), life)
+		defer cancel()
+		scans := hufuv1.NewScanServiceClient(conn.ClientConn())
+		resp, err := scans.CreateSession(ctx, &hufuv1.CreateSessionRequest{RequestId: "opening-qr-" + randomHex(8), Kind: hufuv1.SessionKind_SESSION_KIND_DECRYPT,
+			OpeningId: pos[0], Hall: *hall, Reference: *reference, TtlSeconds: uint32(ttl.Seconds())})
+		if err != nil {
+			return err
+		}
+		s := resp.Session
+		if err := printQR(c.out, s.QrPayload); err != nil {
+			return err
+		}
+		what := "a bidder's DECRYPT code"
+		if s.Hall {
+			what = "the hall's DECRYPT code (every bidder scans it)"
+		}
+		fmt.Fprintf(c.out, "%s\n%s for opening %s, session %s, valid until %s; bidders answer with: hufu scan '%s'\n", s.QrPayload, what,
+			s.OpeningId, s.Id, openingTime(s.ExpiresAt), s.QrPayload)
+		if !*wait {
+			return nil
+		}
+		done, err := c.followSession(ctx, scans, s.Id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "certificate %s consented: hufu opening release %s\n", done.CertificateSerial, s.OpeningId)
 		return nil
-	}
-	done, err := c.followSession(ctx, scans, s.Id)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.out, "certificate %s consented: hufu opening release %s\n", done.CertificateSerial, s.OpeningId)
-	return nil
+	}})
 }
 
 // stringsFlag is a repeatable string flag.
@@ -584,115 +506,112 @@ type stringsFlag []string
 func (f *stringsFlag) String() string     { return strings.Join(*f, ",") }
 func (f *stringsFlag) Set(v string) error { *f = append(*f, v); return nil }
 
-func (c *cli) openingRelease(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := c.openingFlagSet("release")
+func (c *cli) openingReleaseCommand() *urfave.Command {
+	u, d := openingVerb("release")
+	fs := newFlags()
 	outDir := fs.String("out", "", "the directory for the keys, made 0700 if new (default: opening-ID)")
 	var only stringsFlag
 	fs.Var(&only, "envelope", "release only this envelope, which must be consented (repeat for several)")
 	again := fs.Bool("again", false, "also release envelopes released before (after a lost answer; recorded as a repeat)")
 	privFile := fs.String("result-key-private", "", "PEM of the SM2 private key of the opening's result key, to decrypt the released keys")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return openingArgsError("release")
-	}
-	id := pos[0]
-	var priv *sm2.PrivateKey
-	if *privFile != "" {
-		if priv, err = readSM2PrivateKey(*privFile); err != nil {
+	return c.command(verb{name: "release", usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		var err error
+		id := pos[0]
+		var priv *sm2.PrivateKey
+		if *privFile != "" {
+			if priv, err = readSM2PrivateKey(*privFile); err != nil {
+				return err
+			}
+		}
+		sys, err := c.openingSystem(conn)
+		if err != nil {
 			return err
 		}
-	}
-	sys, err := c.openingSystem(conn)
-	if err != nil {
-		return err
-	}
-	got, err := sys.GetOpening(ctx, &hufuv1.GetOpeningRequest{OpeningId: id})
-	if err != nil {
-		return err
-	}
-	if priv != nil {
-		p, err := cosign.PointFromPublicKey(&priv.PublicKey)
-		switch {
-		case err != nil:
-			return fmt.Errorf("%s: %w", *privFile, err)
-		case len(got.Opening.ResultPublicKey) == 0:
-			return fmt.Errorf("opening %s has no result key: its keys come in clear; run without -result-key-private", id)
-		case !bytes.Equal(p[:], got.Opening.ResultPublicKey):
-			return fmt.Errorf("%s is not the private key of opening %s's result key", *privFile, id)
+		got, err := sys.GetOpening(ctx, &hufuv1.GetOpeningRequest{OpeningId: id})
+		if err != nil {
+			return err
 		}
-	}
-	dir := *outDir
-	if dir == "" {
-		dir = "opening-" + id
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-
-	var total, failed int
-	fail := func(envelope, why string) {
-		failed++
-		fmt.Fprintf(c.out, "%-24s FAILED  %s\n", envelope, why)
-	}
-	streamErr := client.ReleaseOpening(ctx, conn, &hufuv1.ReleaseRequest{OpeningId: id, EnvelopeIds: only, IncludeReleased: *again},
-		func(r *hufuv1.ReleasedEnvelope) error {
-			total++
-			if !envelopeIDRE.MatchString(r.EnvelopeId) {
-				fail(fmt.Sprintf("%q", r.EnvelopeId), "the appliance sent an invalid envelope id; nothing written")
-				return nil
-			}
-			if r.Error != "" {
-				fail(r.EnvelopeId, r.Error)
-				return nil
-			}
-			key, name := r.Key, r.EnvelopeId+".key"
+		if priv != nil {
+			p, err := cosign.PointFromPublicKey(&priv.PublicKey)
 			switch {
-			case len(key) > 0:
-			case len(r.EncryptedKey) == 0:
-				fail(r.EnvelopeId, "the appliance sent no key")
-				return nil
-			case priv == nil:
-				key, name = r.EncryptedKey, r.EnvelopeId+".key.sm2"
-			default:
-				plain, err := sm2.Decrypt(priv, r.EncryptedKey)
-				if err != nil {
-					// Keep what was released: it cannot be released again without -again.
-					path := filepath.Join(dir, r.EnvelopeId+".key.sm2")
-					if werr := writeSecretFile(path, r.EncryptedKey); werr != nil {
-						return fmt.Errorf("envelope %s was released but not written (%w): release it again with -again -envelope %s", r.EnvelopeId, werr, r.EnvelopeId)
-					}
-					fail(r.EnvelopeId, fmt.Sprintf("the result key does not decrypt it (%v); kept encrypted in %s", err, path))
+			case err != nil:
+				return fmt.Errorf("%s: %w", *privFile, err)
+			case len(got.Opening.ResultPublicKey) == 0:
+				return fmt.Errorf("opening %s has no result key: its keys come in clear; run without -result-key-private", id)
+			case !bytes.Equal(p[:], got.Opening.ResultPublicKey):
+				return fmt.Errorf("%s is not the private key of opening %s's result key", *privFile, id)
+			}
+		}
+		dir := *outDir
+		if dir == "" {
+			dir = "opening-" + id
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+
+		var total, failed int
+		fail := func(envelope, why string) {
+			failed++
+			fmt.Fprintf(c.out, "%-24s FAILED  %s\n", envelope, why)
+		}
+		streamErr := client.ReleaseOpening(ctx, conn, &hufuv1.ReleaseRequest{OpeningId: id, EnvelopeIds: only, IncludeReleased: *again},
+			func(r *hufuv1.ReleasedEnvelope) error {
+				total++
+				if !envelopeIDRE.MatchString(r.EnvelopeId) {
+					fail(fmt.Sprintf("%q", r.EnvelopeId), "the appliance sent an invalid envelope id; nothing written")
 					return nil
 				}
-				key = plain
-			}
-			path := filepath.Join(dir, name)
-			if err := writeSecretFile(path, key); err != nil {
-				return fmt.Errorf("envelope %s was released but not written (%w): release it again with -again -envelope %s", r.EnvelopeId, err, r.EnvelopeId)
-			}
-			fmt.Fprintf(c.out, "%-24s ok      %s\n", r.EnvelopeId, path)
+				if r.Error != "" {
+					fail(r.EnvelopeId, r.Error)
+					return nil
+				}
+				key, name := r.Key, r.EnvelopeId+".key"
+				switch {
+				case len(key) > 0:
+				case len(r.EncryptedKey) == 0:
+					fail(r.EnvelopeId, "the appliance sent no key")
+					return nil
+				case priv == nil:
+					key, name = r.EncryptedKey, r.EnvelopeId+".key.sm2"
+				default:
+					plain, err := sm2.Decrypt(priv, r.EncryptedKey)
+					if err != nil {
+						// Keep what was released: it cannot be released again without -again.
+						path := filepath.Join(dir, r.EnvelopeId+".key.sm2")
+						if werr := writeSecretFile(path, r.EncryptedKey); werr != nil {
+							return fmt.Errorf("envelope %s was released but not written (%w): release it again with -again -envelope %s", r.EnvelopeId, werr, r.EnvelopeId)
+						}
+						fail(r.EnvelopeId, fmt.Sprintf("the result key does not decrypt it (%v); kept encrypted in %s", err, path))
+						return nil
+					}
+					key = plain
+				}
+				path := filepath.Join(dir, name)
+				if err := writeSecretFile(path, key); err != nil {
+					return fmt.Errorf("envelope %s was released but not written (%w): release it again with -again -envelope %s", r.EnvelopeId, err, r.EnvelopeId)
+				}
+				fmt.Fprintf(c.out, "%-24s ok      %s\n", r.EnvelopeId, path)
+				return nil
+			})
+		switch {
+		case streamErr != nil && total == 0:
+			return streamErr
+		case streamErr != nil:
+			fmt.Fprintf(c.out, "released %d envelope(s) to %s, %d failed, before the release stopped\n", total-failed, dir, failed)
+			return streamErr
+		case total == 0:
+			fmt.Fprintf(c.out, "nothing released: no consented envelope of opening %s is waiting (hufu opening envelopes %s; -again releases released ones again)\n", id, id)
 			return nil
-		})
-	switch {
-	case streamErr != nil && total == 0:
-		return streamErr
-	case streamErr != nil:
-		fmt.Fprintf(c.out, "released %d envelope(s) to %s, %d failed, before the release stopped\n", total-failed, dir, failed)
-		return streamErr
-	case total == 0:
-		fmt.Fprintf(c.out, "nothing released: no consented envelope of opening %s is waiting (hufu opening envelopes %s; -again releases released ones again)\n", id, id)
+		}
+		fmt.Fprintf(c.out, "released %d of %d envelope(s) to %s", total-failed, total, dir)
+		if failed > 0 {
+			fmt.Fprintf(c.out, "; %d failed\n", failed)
+			return fmt.Errorf("%d of %d envelope(s) of opening %s failed to release (see above)", failed, total, id)
+		}
+		fmt.Fprintln(c.out)
 		return nil
-	}
-	fmt.Fprintf(c.out, "released %d of %d envelope(s) to %s", total-failed, total, dir)
-	if failed > 0 {
-		fmt.Fprintf(c.out, "; %d failed\n", failed)
-		return fmt.Errorf("%d of %d envelope(s) of opening %s failed to release (see above)", failed, total, id)
-	}
-	fmt.Fprintln(c.out)
-	return nil
+	}})
 }
 
 // readSM2PrivateKey reads an SM2 private key from PEM: PKCS #8 ("PRIVATE KEY") or SEC 1
@@ -746,131 +665,126 @@ func writeSecretFile(path string, data []byte) error {
 	return err
 }
 
-func (c *cli) openingReport(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := c.openingFlagSet("report")
+func (c *cli) openingReportCommand() *urfave.Command {
+	u, d := openingVerb("report")
+	fs := newFlags()
 	out := fs.String("o", "", "the file to write the report to")
 	keyOut := fs.String("key-out", "", "also write the appliance's audit public key (PEM) here; an auditor obtains it independently (GET /audit/public-key)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return openingArgsError("report")
-	}
-	if *out == "" {
-		return fmt.Errorf("-o FILE is required; %w", openingArgsError("report"))
-	}
-	if _, err := c.openingSystem(conn); err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	if _, err := client.DownloadReport(ctx, conn, pos[0], &buf); err != nil {
-		return err
-	}
-	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
-		return err
-	}
-	h := sha256.Sum256(buf.Bytes())
-	fmt.Fprintf(c.out, "wrote the report of opening %s to %s: %d bytes, SHA-256 %x\n", pos[0], *out, buf.Len(), h)
-	if *keyOut != "" {
-		resp, err := hufuv1.NewScanServiceClient(conn.ClientConn()).GetScanKey(ctx, &hufuv1.GetScanKeyRequest{})
-		if err != nil {
+	return c.command(verb{name: "report", usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if *out == "" {
+			return fmt.Errorf("-o FILE is required; %w", openingArgsError("report"))
+		}
+		if _, err := c.openingSystem(conn); err != nil {
 			return err
 		}
-		pub, err := client.ParseScanKey(resp.PublicKeyPem)
-		if err != nil {
+		var buf bytes.Buffer
+		if _, err := client.DownloadReport(ctx, conn, pos[0], &buf); err != nil {
 			return err
 		}
-		if err := os.WriteFile(*keyOut, []byte(resp.PublicKeyPem), 0o644); err != nil {
+		if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.out, "wrote the appliance's audit public key (SHA-256 %s…) to %s — a convenience: an auditor obtains the key "+
-			"independently, from the admin surface (GET /audit/public-key), not from the appliance whose report is checked\n", keyFingerprint(pub), *keyOut)
-	}
-	fmt.Fprintf(c.out, "verify it offline: hufu opening verify %s -key AUDIT_PUBLIC_KEY.pem\n", *out)
-	return nil
+		h := sha256.Sum256(buf.Bytes())
+		fmt.Fprintf(c.out, "wrote the report of opening %s to %s: %d bytes, SHA-256 %x\n", pos[0], *out, buf.Len(), h)
+		if *keyOut != "" {
+			resp, err := hufuv1.NewScanServiceClient(conn.ClientConn()).GetScanKey(ctx, &hufuv1.GetScanKeyRequest{})
+			if err != nil {
+				return err
+			}
+			pub, err := client.ParseScanKey(resp.PublicKeyPem)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(*keyOut, []byte(resp.PublicKeyPem), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "wrote the appliance's audit public key (SHA-256 %s…) to %s — a convenience: an auditor obtains the key "+
+				"independently, from the admin surface (GET /audit/public-key), not from the appliance whose report is checked\n", keyFingerprint(pub), *keyOut)
+		}
+		fmt.Fprintf(c.out, "verify it offline: hufu opening verify %s -key AUDIT_PUBLIC_KEY.pem\n", *out)
+		return nil
+	}})
 }
 
-func (c *cli) openingVerify(args []string) error {
-	fs := c.openingFlagSet("verify")
+func (c *cli) openingVerifyCommand() *urfave.Command {
+	u, d := openingVerb("verify")
+	fs := newFlags()
 	keyPath := fs.String("key", "", "the appliance's audit public key (PEM), from GET /audit/public-key on its admin listener")
 	logPath := fs.String("audit-log", "", "an audit export (GET /audit/export) to tie the report into")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 || *keyPath == "" {
-		return openingArgsError("verify")
-	}
-	pub, err := readAuditKey(*keyPath)
-	if err != nil {
-		return err
-	}
-	b, err := os.ReadFile(pos[0])
-	if err != nil {
-		return err
-	}
-	rep, err := bidopening.Verify(b, pub)
-	if err != nil {
-		return fmt.Errorf("%s does NOT verify: %w", pos[0], err)
-	}
-	o := rep.Opening
-	h := sha256.Sum256(b)
-	fmt.Fprintf(c.out, "opening report verifies: signed by the audit key SHA-256 %s…; file SHA-256 %x\n", keyFingerprint(pub), h)
-	fmt.Fprintf(c.out, "opening    %s of system %s\n", o.ID, o.System)
-	fmt.Fprintf(c.out, "project    %s  %s (platform %s)\n", o.ProjectCode, o.ProjectName, o.Platform)
-	fmt.Fprintf(c.out, "window     %s – %s\n", reportTime(o.WindowStart), reportTime(o.WindowEnd))
-	fmt.Fprintf(c.out, "sealed     %s  closed %s\n", reportTime(o.SealedAt), reportTime(o.ClosedAt))
-	fmt.Fprintf(c.out, "envelopes  %d, manifest SHA-256 %s\n", len(rep.Envelopes), hex.EncodeToString(o.ManifestSHA256[:]))
-	for _, e := range rep.Envelopes {
-		fmt.Fprintf(c.out, "  %s  certificate %s  registered %s\n", e.ID, e.Serial, reportTime(e.RegisteredAt))
-	}
-	fmt.Fprintf(c.out, "consents   %d\n", len(rep.Consents))
-	for _, k := range rep.Consents {
-		var ids []string
-		if st, err := bidopening.ParseStatement(k.Statement); err == nil { // Verify parsed it
-			for _, e := range st.Envelopes {
-				ids = append(ids, e.ID)
+	return c.command(verb{name: "verify", usage: u, desc: d, nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if len(pos) != 1 || *keyPath == "" {
+			return openingArgsError("verify")
+		}
+		pub, err := readAuditKey(*keyPath)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(pos[0])
+		if err != nil {
+			return err
+		}
+		rep, err := bidopening.Verify(b, pub)
+		if err != nil {
+			return fmt.Errorf("%s does NOT verify: %w", pos[0], err)
+		}
+		o := rep.Opening
+		h := sha256.Sum256(b)
+		fmt.Fprintf(c.out, "opening report verifies: signed by the audit key SHA-256 %s…; file SHA-256 %x\n", keyFingerprint(pub), h)
+		fmt.Fprintf(c.out, "opening    %s of system %s\n", o.ID, o.System)
+		fmt.Fprintf(c.out, "project    %s  %s (platform %s)\n", o.ProjectCode, o.ProjectName, o.Platform)
+		fmt.Fprintf(c.out, "window     %s – %s\n", reportTime(o.WindowStart), reportTime(o.WindowEnd))
+		fmt.Fprintf(c.out, "sealed     %s  closed %s\n", reportTime(o.SealedAt), reportTime(o.ClosedAt))
+		fmt.Fprintf(c.out, "envelopes  %d, manifest SHA-256 %s\n", len(rep.Envelopes), hex.EncodeToString(o.ManifestSHA256[:]))
+		for _, e := range rep.Envelopes {
+			fmt.Fprintf(c.out, "  %s  certificate %s  registered %s\n", e.ID, e.Serial, reportTime(e.RegisteredAt))
+		}
+		fmt.Fprintf(c.out, "consents   %d\n", len(rep.Consents))
+		for _, k := range rep.Consents {
+			var ids []string
+			if st, err := bidopening.ParseStatement(k.Statement); err == nil { // Verify parsed it
+				for _, e := range st.Envelopes {
+					ids = append(ids, e.ID)
+				}
+			}
+			by := ""
+			if k.Delegated {
+				by = "  delegated (an enterprise member's device)"
+			}
+			fmt.Fprintf(c.out, "  certificate %s  at %s  session %s  envelopes %s%s\n", k.Serial, reportTime(k.AcceptedAt), k.Session, strings.Join(ids, ", "), by)
+		}
+		ok, bulk, phone := 0, 0, 0
+		var bad []bidopening.Release
+		for _, r := range rep.Releases {
+			if r.Outcome == bidopening.OutcomeOK {
+				ok++
+			} else {
+				bad = append(bad, r)
+			}
+			if r.Via == bidopening.ViaPhone {
+				phone++
+			} else {
+				bulk++
 			}
 		}
-		by := ""
-		if k.Delegated {
-			by = "  delegated (an enterprise member's device)"
+		fmt.Fprintf(c.out, "releases   %d ok, %d failed (%d by the system's release, %d on the bidder's phone)\n", ok, len(bad), bulk, phone)
+		for _, r := range bad {
+			fmt.Fprintf(c.out, "  failed: %s at %s via %s: %s\n", r.Envelope, reportTime(r.At), r.Via, r.Outcome)
 		}
-		fmt.Fprintf(c.out, "  certificate %s  at %s  session %s  envelopes %s%s\n", k.Serial, reportTime(k.AcceptedAt), k.Session, strings.Join(ids, ", "), by)
-	}
-	ok, bulk, phone := 0, 0, 0
-	var bad []bidopening.Release
-	for _, r := range rep.Releases {
-		if r.Outcome == bidopening.OutcomeOK {
-			ok++
-		} else {
-			bad = append(bad, r)
+		fmt.Fprintf(c.out, "attempts   %d refused (too early, or not the requester's envelope)\n", len(rep.Attempts))
+		for _, a := range rep.Attempts {
+			fmt.Fprintf(c.out, "  %s  via %s  envelope %s  %s\n", reportTime(a.At), a.Via, orNone(a.Envelope), a.Reason)
 		}
-		if r.Via == bidopening.ViaPhone {
-			phone++
-		} else {
-			bulk++
+		fmt.Fprintf(c.out, "audit      chain at record %d, head %s\n", rep.Audit.Seq, hex.EncodeToString(rep.Audit.Head[:]))
+		if *logPath == "" {
+			return nil
 		}
-	}
-	fmt.Fprintf(c.out, "releases   %d ok, %d failed (%d by the system's release, %d on the bidder's phone)\n", ok, len(bad), bulk, phone)
-	for _, r := range bad {
-		fmt.Fprintf(c.out, "  failed: %s at %s via %s: %s\n", r.Envelope, reportTime(r.At), r.Via, r.Outcome)
-	}
-	fmt.Fprintf(c.out, "attempts   %d refused (too early, or not the requester's envelope)\n", len(rep.Attempts))
-	for _, a := range rep.Attempts {
-		fmt.Fprintf(c.out, "  %s  via %s  envelope %s  %s\n", reportTime(a.At), a.Via, orNone(a.Envelope), a.Reason)
-	}
-	fmt.Fprintf(c.out, "audit      chain at record %d, head %s\n", rep.Audit.Seq, hex.EncodeToString(rep.Audit.Head[:]))
-	if *logPath == "" {
+		at, err := tieToAuditLog(*logPath, pub, rep, h)
+		if err != nil {
+			return fmt.Errorf("%s does NOT tie into the audit log %s: %w", pos[0], *logPath, err)
+		}
+		fmt.Fprintf(c.out, "audit log  verifies, signed through the report's position; record %d has its head; record %d (opening.report) names this file\n", rep.Audit.Seq, at)
 		return nil
-	}
-	at, err := tieToAuditLog(*logPath, pub, rep, h)
-	if err != nil {
-		return fmt.Errorf("%s does NOT tie into the audit log %s: %w", pos[0], *logPath, err)
-	}
-	fmt.Fprintf(c.out, "audit log  verifies, signed through the report's position; record %d has its head; record %d (opening.report) names this file\n", rep.Audit.Seq, at)
-	return nil
+	}})
 }
 
 // tieToAuditLog verifies an audit export under the audit key and finds in it the report's

@@ -62,7 +62,7 @@ func TestOpeningCommands(t *testing.T) {
 		}
 		return out
 	}
-	certFlags := []string{"-cert", filepath.Join(tlsDir, "cli.pem"), "-key", filepath.Join(tlsDir, "cli-key.pem")}
+	certFlags := []string{"-tls-cert", filepath.Join(tlsDir, "cli.pem"), "-tls-key", filepath.Join(tlsDir, "cli-key.pem")}
 	system := func(args ...string) string {
 		t.Helper()
 		out, err := try(sysHome, append(certFlags, args...)...)
@@ -132,7 +132,7 @@ func TestOpeningCommands(t *testing.T) {
 	envFile := write("bid-c 投标.env", env)
 
 	// Offline help, and the certificate a system needs.
-	if out, err := try(sysHome, "opening", "release", "-h"); err != nil || !strings.Contains(out, "usage: hufu [global flags] opening release ID") ||
+	if out, err := try(sysHome, "opening", "release", "-h"); err != nil || !strings.Contains(out, "hufu opening release ID") ||
 		!strings.Contains(out, "-result-key-private") {
 		t.Fatalf("opening release -h: %v\n%s", err, out)
 	}

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +25,7 @@ import (
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
+	urfave "github.com/urfave/cli/v2"
 )
 
 const rpUsage = `rp bind -reference REF (-enterprise-name N -uscc U | -person-name N -id ID)
@@ -43,22 +43,21 @@ var rpKinds = map[string]hufuv1.SessionKind{
 	"auth":     hufuv1.SessionKind_SESSION_KIND_AUTH,
 }
 
-func (c *cli) rpCmd(ctx context.Context, conn *client.Conn, args []string) error {
-	if len(args) == 0 {
-		return errors.New(rpUsage)
-	}
-	if c.cert == "" {
-		return errors.New("a business system needs a client certificate: -cert FILE -key FILE (HUFU_CERT, HUFU_KEY) of a system client allowed hufu.v1.ScanService")
-	}
-	switch args[0] {
-	case "bindings", "unbind", "resolve":
-		return c.rpBindings(ctx, conn, args[0], args[1:])
-	}
-	kind, ok := rpKinds[args[0]]
-	if !ok {
-		return fmt.Errorf("unknown rp command %q:\n%s", args[0], rpUsage)
-	}
-	fs := flag.NewFlagSet("hufu rp "+args[0], flag.ContinueOnError)
+// rpCommand is a business system (a system client allowed hufu.v1.ScanService): scan
+// sessions and the system's bindings.
+func (c *cli) rpCommand() *urfave.Command {
+	return group("rp", "a business system (a system client allowed hufu.v1.ScanService): scan sessions and bindings", "seed manual §2, §3.1\n\n"+rpUsage,
+		c.rpSessionCommand("bind", "bind a unit or person to the system: shows the QR code, follows the session"),
+		c.rpSessionCommand("login", "a scan-to-log-in session"),
+		c.rpSessionCommand("sign", "a scan-to-sign session for files (writes FILE.p7s)"),
+		c.rpSessionCommand("generate", "a digital-envelope session (writes FILE.env and C1)"),
+		c.rpSessionCommand("auth", "a scan-to-authorise session"),
+		c.rpBindingsCommand(), c.rpUnbindCommand(), c.rpResolveCommand())
+}
+
+func (c *cli) rpSessionCommand(sub, usage string) *urfave.Command {
+	kind := rpKinds[sub]
+	fs := newFlags()
 	platform := fs.String("platform", "demo", "the platform (交易平台) the session is for")
 	reference := fs.String("reference", "", "the system's own reference of the unit or user (required for bind)")
 	ttl := fs.Duration("ttl", 0, "how long the QR code lives, 30s to 30m (default: the appliance's, 3m)")
@@ -69,152 +68,154 @@ func (c *cli) rpCmd(ctx context.Context, conn *client.Conn, args []string) error
 	in := fs.String("in", "", "sign, generate: the file to sign")
 	withSeal := fs.Bool("seal", false, "sign: ask the person to pick a seal for the signature's appearance")
 	rootsFile := fs.String("roots", "", "PEM root certificates to check results against (default: the root in the result's chain)")
-	files, err := c.parseArgs(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	if *in != "" {
-		files = append([]string{*in}, files...)
-	}
-	req := &hufuv1.CreateSessionRequest{RequestId: "rp-" + randomHex(8), Kind: kind, PlatformId: *platform, Reference: *reference,
-		WithSeal: *withSeal, TtlSeconds: uint32(ttl.Seconds())}
-	switch kind {
-	case hufuv1.SessionKind_SESSION_KIND_BIND:
-		req.Subject = &hufuv1.BindSubject{EnterpriseName: *entName, Uscc: *uscc, PersonName: *personName, IdNumber: *idNumber}
-	case hufuv1.SessionKind_SESSION_KIND_SIGN, hufuv1.SessionKind_SESSION_KIND_GENERATE:
-		if len(files) == 0 {
-			return fmt.Errorf("rp %s: -in FILE is required", args[0])
-		}
-		if kind == hufuv1.SessionKind_SESSION_KIND_GENERATE && len(files) != 1 {
-			return errors.New("rp generate: one bid file (-in FILE)")
-		}
-	}
-	if len(files) > 0 && kind != hufuv1.SessionKind_SESSION_KIND_SIGN && kind != hufuv1.SessionKind_SESSION_KIND_GENERATE {
-		return fmt.Errorf("rp %s takes no files", args[0])
-	}
-	contents := make([][]byte, len(files))
-	for i, f := range files {
-		if contents[i], err = os.ReadFile(f); err != nil {
+	return c.command(verb{name: sub, usage: usage, args: "[FILE...]", fs: fs, nargs: anyArgs, run: func(ctx context.Context, conn *client.Conn, files []string) error {
+		if err := c.needCert("a business system", "hufu.v1.ScanService"); err != nil {
 			return err
 		}
-		h := sm3.Sum(contents[i])
-		req.Documents = append(req.Documents, &hufuv1.Document{Name: filepath.Base(f), Sm3: h[:]})
-	}
-	var roots *smx509.CertPool
-	if *rootsFile != "" {
-		b, err := os.ReadFile(*rootsFile)
-		if err != nil {
-			return err
+		var err error
+		if *in != "" {
+			files = append([]string{*in}, files...)
 		}
-		roots = smx509.NewCertPool()
-		if !roots.AppendCertsFromPEM(b) {
-			return fmt.Errorf("%s holds no certificate", *rootsFile)
-		}
-	}
-
-	// The session may live longer than run's deadline for ordinary calls.
-	life := 31 * time.Minute
-	if *ttl > 0 {
-		life = *ttl + time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), life)
-	defer cancel()
-	rp := hufuv1.NewScanServiceClient(conn.ClientConn())
-	created, err := rp.CreateSession(ctx, req)
-	if err != nil {
-		return err
-	}
-	s := created.Session
-	if err := printQR(c.out, s.QrPayload); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.out, "%s\nsession %s (%s on %s), waiting for a scan until %s; answer with: hufu scan '%s'\n", s.QrPayload, s.Id,
-		strings.ToLower(kindWord(s.Kind)), s.PlatformId, s.ExpiresAt.AsTime().Local().Format(time.TimeOnly), s.QrPayload)
-	for i, d := range req.Documents {
-		fmt.Fprintf(c.out, "  document %d: %s  SM3 %x\n", i+1, d.Name, d.Sm3)
-	}
-
-	done, err := c.followSession(ctx, rp, s.Id)
-	if err != nil {
-		return err
-	}
-	r := done.Result
-	if roots == nil && kind != hufuv1.SessionKind_SESSION_KIND_AUTH {
-		if len(r.GetChain()) == 0 {
-			return errors.New("the result carries no certificate chain; pass -roots")
-		}
-		root, err := smx509.ParseCertificate(r.Chain[len(r.Chain)-1])
-		if err != nil {
-			return fmt.Errorf("the result's root certificate: %w", err)
-		}
-		roots = smx509.NewCertPool()
-		roots.AddCert(root)
-		fmt.Fprintf(c.out, "checking against the result's root %q (pass -roots to pin it)\n", root.Subject.CommonName)
-	}
-	switch kind {
-	case hufuv1.SessionKind_SESSION_KIND_BIND, hufuv1.SessionKind_SESSION_KIND_LOGIN:
-		cert, err := client.VerifyLoginAssertion(r, roots, s.Id)
-		if err != nil {
-			return err
-		}
-		b := r.GetBinding()
-		verb := "logged in"
-		if kind == hufuv1.SessionKind_SESSION_KIND_BIND {
-			verb = "bound"
-		}
-		fmt.Fprintf(c.out, "%s: reference %s ↔ certificate %s (%s)%s, binding %s; assertion verified\n", verb, orNone(b.GetReference()),
-			done.CertificateSerial, cert.Subject.CommonName, usccNote(b.GetUscc()), b.GetId())
-	case hufuv1.SessionKind_SESSION_KIND_SIGN, hufuv1.SessionKind_SESSION_KIND_GENERATE:
-		if len(r.GetSignatures()) != len(files) {
-			return fmt.Errorf("the result carries %d signatures for %d files", len(r.GetSignatures()), len(files))
-		}
-		var signer *smx509.Certificate
-		for i, sd := range r.Signatures {
-			if !bytes.Equal(sd.Sm3, req.Documents[i].Sm3) {
-				return fmt.Errorf("%s: the result is for another digest", files[i])
+		req := &hufuv1.CreateSessionRequest{RequestId: "rp-" + randomHex(8), Kind: kind, PlatformId: *platform, Reference: *reference,
+			WithSeal: *withSeal, TtlSeconds: uint32(ttl.Seconds())}
+		switch kind {
+		case hufuv1.SessionKind_SESSION_KIND_BIND:
+			req.Subject = &hufuv1.BindSubject{EnterpriseName: *entName, Uscc: *uscc, PersonName: *personName, IdNumber: *idNumber}
+		case hufuv1.SessionKind_SESSION_KIND_SIGN, hufuv1.SessionKind_SESSION_KIND_GENERATE:
+			if len(files) == 0 {
+				return usagef("rp %s: -in FILE is required", sub)
 			}
-			if signer, err = client.VerifySignedDocument(sd, roots); err != nil {
+			if kind == hufuv1.SessionKind_SESSION_KIND_GENERATE && len(files) != 1 {
+				return usagef("rp generate: one bid file (-in FILE)")
+			}
+		}
+		if len(files) > 0 && kind != hufuv1.SessionKind_SESSION_KIND_SIGN && kind != hufuv1.SessionKind_SESSION_KIND_GENERATE {
+			return usagef("rp %s takes no files", sub)
+		}
+		contents := make([][]byte, len(files))
+		for i, f := range files {
+			if contents[i], err = os.ReadFile(f); err != nil {
 				return err
 			}
-			if err := os.WriteFile(files[i]+".p7s", sd.Cms, 0o644); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.out, "%s: signed by %s (certificate %s), CMS verified, written to %s.p7s\n", files[i], signer.Subject.CommonName,
-				done.CertificateSerial, files[i])
+			h := sm3.Sum(contents[i])
+			req.Documents = append(req.Documents, &hufuv1.Document{Name: filepath.Base(f), Sm3: h[:]})
 		}
-		if seal := r.GetSeal(); seal != nil {
-			fmt.Fprintf(c.out, "seal %s (%s, %s), %d-byte image\n", seal.Name, seal.SealId, seal.Type, len(seal.Image))
-		}
-		if kind == hufuv1.SessionKind_SESSION_KIND_GENERATE {
-			env, c1, err := client.EnvelopeBidFile(contents[0], signer)
+		var roots *smx509.CertPool
+		if *rootsFile != "" {
+			b, err := os.ReadFile(*rootsFile)
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(files[0]+".env", env, 0o644); err != nil {
+			roots = smx509.NewCertPool()
+			if !roots.AppendCertsFromPEM(b) {
+				return fmt.Errorf("%s holds no certificate", *rootsFile)
+			}
+		}
+
+		// The session may live longer than run's deadline for ordinary calls.
+		life := 31 * time.Minute
+		if *ttl > 0 {
+			life = *ttl + time.Minute
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), life)
+		defer cancel()
+		rp := hufuv1.NewScanServiceClient(conn.ClientConn())
+		created, err := rp.CreateSession(ctx, req)
+		if err != nil {
+			return err
+		}
+		s := created.Session
+		if err := printQR(c.out, s.QrPayload); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "%s\nsession %s (%s on %s), waiting for a scan until %s; answer with: hufu scan '%s'\n", s.QrPayload, s.Id,
+			strings.ToLower(kindWord(s.Kind)), s.PlatformId, s.ExpiresAt.AsTime().Local().Format(time.TimeOnly), s.QrPayload)
+		for i, d := range req.Documents {
+			fmt.Fprintf(c.out, "  document %d: %s  SM3 %x\n", i+1, d.Name, d.Sm3)
+		}
+
+		done, err := c.followSession(ctx, rp, s.Id)
+		if err != nil {
+			return err
+		}
+		r := done.Result
+		if roots == nil && kind != hufuv1.SessionKind_SESSION_KIND_AUTH {
+			if len(r.GetChain()) == 0 {
+				return errors.New("the result carries no certificate chain; pass -roots")
+			}
+			root, err := smx509.ParseCertificate(r.Chain[len(r.Chain)-1])
+			if err != nil {
+				return fmt.Errorf("the result's root certificate: %w", err)
+			}
+			roots = smx509.NewCertPool()
+			roots.AddCert(root)
+			fmt.Fprintf(c.out, "checking against the result's root %q (pass -roots to pin it)\n", root.Subject.CommonName)
+		}
+		switch kind {
+		case hufuv1.SessionKind_SESSION_KIND_BIND, hufuv1.SessionKind_SESSION_KIND_LOGIN:
+			cert, err := client.VerifyLoginAssertion(r, roots, s.Id)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.out, "%s: enveloped to the signer's certificate, written to %s.env\nC1 %x\n", files[0], files[0], c1)
+			b := r.GetBinding()
+			verb := "logged in"
+			if kind == hufuv1.SessionKind_SESSION_KIND_BIND {
+				verb = "bound"
+			}
+			fmt.Fprintf(c.out, "%s: reference %s ↔ certificate %s (%s)%s, binding %s; assertion verified\n", verb, orNone(b.GetReference()),
+				done.CertificateSerial, cert.Subject.CommonName, usccNote(b.GetUscc()), b.GetId())
+		case hufuv1.SessionKind_SESSION_KIND_SIGN, hufuv1.SessionKind_SESSION_KIND_GENERATE:
+			if len(r.GetSignatures()) != len(files) {
+				return fmt.Errorf("the result carries %d signatures for %d files", len(r.GetSignatures()), len(files))
+			}
+			var signer *smx509.Certificate
+			for i, sd := range r.Signatures {
+				if !bytes.Equal(sd.Sm3, req.Documents[i].Sm3) {
+					return fmt.Errorf("%s: the result is for another digest", files[i])
+				}
+				if signer, err = client.VerifySignedDocument(sd, roots); err != nil {
+					return err
+				}
+				if err := os.WriteFile(files[i]+".p7s", sd.Cms, 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "%s: signed by %s (certificate %s), CMS verified, written to %s.p7s\n", files[i], signer.Subject.CommonName,
+					done.CertificateSerial, files[i])
+			}
+			if seal := r.GetSeal(); seal != nil {
+				fmt.Fprintf(c.out, "seal %s (%s, %s), %d-byte image\n", seal.Name, seal.SealId, seal.Type, len(seal.Image))
+			}
+			if kind == hufuv1.SessionKind_SESSION_KIND_GENERATE {
+				env, c1, err := client.EnvelopeBidFile(contents[0], signer)
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(files[0]+".env", env, 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "%s: enveloped to the signer's certificate, written to %s.env\nC1 %x\n", files[0], files[0], c1)
+			}
+		case hufuv1.SessionKind_SESSION_KIND_AUTH:
+			keyResp, err := rp.GetScanKey(ctx, &hufuv1.GetScanKeyRequest{})
+			if err != nil {
+				return err
+			}
+			scanKey, err := client.ParseScanKey(keyResp.PublicKeyPem)
+			if err != nil {
+				return err
+			}
+			released, err := client.VerifyRelease(r, scanKey, s.Id)
+			if err != nil {
+				return err
+			}
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, released, "", "  "); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "released (signature by the appliance's scan key verified):\n%s\n", pretty.String())
 		}
-	case hufuv1.SessionKind_SESSION_KIND_AUTH:
-		keyResp, err := rp.GetScanKey(ctx, &hufuv1.GetScanKeyRequest{})
-		if err != nil {
-			return err
-		}
-		scanKey, err := client.ParseScanKey(keyResp.PublicKeyPem)
-		if err != nil {
-			return err
-		}
-		released, err := client.VerifyRelease(r, scanKey, s.Id)
-		if err != nil {
-			return err
-		}
-		var pretty bytes.Buffer
-		if err := json.Indent(&pretty, released, "", "  "); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.out, "released (signature by the appliance's scan key verified):\n%s\n", pretty.String())
-	}
-	return nil
+		return nil
+	}})
 }
 
 // followSession prints one line at each step of the session until it ends, and returns it
@@ -270,43 +271,67 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// rpBindings lists, removes and resolves the system's bindings (扫码绑定).
-func (c *cli) rpBindings(ctx context.Context, conn *client.Conn, sub string, args []string) error {
-	scan := hufuv1.NewScanServiceClient(conn.ClientConn())
-	print := func(b *hufuv1.Binding) {
-		fmt.Fprintf(c.out, "%s  reference %s  certificate %s  %s  %s\n", b.Id, b.Reference, b.CertificateSerial, orNone(b.Uscc),
-			b.CreatedAt.AsTime().Local().Format(time.DateTime))
+func (c *cli) rpScan(conn *client.Conn) (hufuv1.ScanServiceClient, error) {
+	if err := c.needCert("a business system", "hufu.v1.ScanService"); err != nil {
+		return nil, err
 	}
-	switch sub {
-	case "bindings":
-		fs := flag.NewFlagSet("hufu rp bindings", flag.ContinueOnError)
-		reference := fs.String("reference", "", "only this reference's bindings")
-		if _, err := c.parseArgs(fs, args); err != nil {
+	return hufuv1.NewScanServiceClient(conn.ClientConn()), nil
+}
+
+func (c *cli) printBinding(b *hufuv1.Binding) {
+	fmt.Fprintf(c.out, "%s  reference %s  certificate %s  %s  %s\n", b.Id, b.Reference, b.CertificateSerial, orNone(b.Uscc),
+		b.CreatedAt.AsTime().Local().Format(time.DateTime))
+}
+
+// rpBindingsCommand lists the system's bindings (扫码绑定).
+func (c *cli) rpBindingsCommand() *urfave.Command {
+	fs := newFlags()
+	reference := fs.String("reference", "", "only this reference's bindings")
+	o := outputFlag(fs)
+	return c.command(verb{name: "bindings", usage: "the system's bindings (扫码绑定)", fs: fs, nargs: noArgs,
+		run: func(ctx context.Context, conn *client.Conn, _ []string) error {
+			scan, err := c.rpScan(conn)
+			if err != nil {
+				return err
+			}
+			resp, err := scan.ListBindings(ctx, &hufuv1.ListBindingsRequest{Reference: *reference})
+			if err != nil {
+				return err
+			}
+			return c.emit(o, resp, func() error {
+				for _, b := range resp.Bindings {
+					c.printBinding(b)
+				}
+				return nil
+			})
+		}})
+}
+
+func (c *cli) rpUnbindCommand() *urfave.Command {
+	return c.command(verb{name: "unbind", usage: "remove a binding", args: "BINDING", nargs: oneArg,
+		run: func(ctx context.Context, conn *client.Conn, args []string) error {
+			scan, err := c.rpScan(conn)
+			if err != nil {
+				return err
+			}
+			_, err = scan.RemoveBinding(ctx, &hufuv1.RemoveBindingRequest{BindingId: args[0]})
 			return err
-		}
-		resp, err := scan.ListBindings(ctx, &hufuv1.ListBindingsRequest{Reference: *reference})
-		if err != nil {
-			return err
-		}
-		for _, b := range resp.Bindings {
-			print(b)
-		}
-		return nil
-	case "unbind":
-		if len(args) != 1 {
-			return errors.New("rp unbind BINDING")
-		}
-		_, err := scan.RemoveBinding(ctx, &hufuv1.RemoveBindingRequest{BindingId: args[0]})
-		return err
-	default:
-		if len(args) != 1 {
-			return errors.New("rp resolve SERIAL")
-		}
-		resp, err := scan.ResolveCertificate(ctx, &hufuv1.ResolveCertificateRequest{CertificateSerial: args[0]})
-		if err != nil {
-			return err
-		}
-		print(resp.Binding)
-		return nil
-	}
+		}})
+}
+
+func (c *cli) rpResolveCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "resolve", usage: "the binding of a certificate", args: "SERIAL", fs: fs, nargs: oneArg,
+		run: func(ctx context.Context, conn *client.Conn, args []string) error {
+			scan, err := c.rpScan(conn)
+			if err != nil {
+				return err
+			}
+			resp, err := scan.ResolveCertificate(ctx, &hufuv1.ResolveCertificateRequest{CertificateSerial: args[0]})
+			if err != nil {
+				return err
+			}
+			return c.emit(o, resp, func() error { c.printBinding(resp.Binding); return nil })
+		}})
 }

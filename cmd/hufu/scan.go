@@ -19,7 +19,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,6 +27,7 @@ import (
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
+	urfave "github.com/urfave/cli/v2"
 )
 
 func (c *cli) scanKeysPath() string { return filepath.Join(c.home, "scan-keys.json") }
@@ -79,90 +79,82 @@ func keyFingerprint(pub *ecdsa.PublicKey) string {
 	return fmt.Sprintf("%x", h[:8])
 }
 
-func (c *cli) scan(ctx context.Context, conn *client.Conn, args []string) error {
-	if len(args) > 0 && (args[0] == "bindings" || args[0] == "unbind") {
-		return c.myBindings(ctx, conn, args)
-	}
-	fs := flag.NewFlagSet("hufu scan", flag.ContinueOnError)
+func (c *cli) scanCommand() *urfave.Command {
+	fs := newFlags()
 	serial := fs.String("cert", "", "the certificate that answers (required when several can)")
 	sealID := fs.String("seal", "", "the seal for the signature's appearance, when the system asks for one")
 	decline := fs.String("decline", "", "say no, with this reason")
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	pos, err := c.parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("scan PAYLOAD [-cert SERIAL] [-seal SEAL] [-decline REASON] [-pin P]")
-	}
-	payload := strings.TrimSpace(pos[0])
-	phone := hufuv1.NewPhoneScanServiceClient(conn.ClientConn())
-	pinned, err := c.pinnedScanKey(ctx, phone)
-	if err != nil {
-		return err
-	}
-	shown, err := client.ScanSession(ctx, conn, payload, pinned)
-	if errors.Is(err, client.ErrQRCode) {
-		if cur, kerr := phone.GetQrKey(ctx, &hufuv1.GetQrKeyRequest{}); kerr == nil {
-			if now, perr := client.ParseScanKey(cur.PublicKeyPem); perr == nil && !now.Equal(pinned) {
-				return fmt.Errorf("refused: the appliance at %s now shows another scan key (SHA-256 %s) than the one pinned (SHA-256 %s); "+
-					"if the appliance's key was really replaced, remove its entry from %s", c.addr, keyFingerprint(now), keyFingerprint(pinned), c.scanKeysPath())
+	return c.command(verb{name: "scan", usage: "the phone: check a scanned code, show what is asked and answer it", args: "PAYLOAD", desc: "scan PAYLOAD [-cert SERIAL] [-seal SEAL] [-decline REASON] [-pin P]: checks the code under the scan key pinned on first use. scan bindings | scan unbind SYSTEM BINDING: your certificates' bindings to business systems.", nargs: oneArg, sub: []*urfave.Command{c.myBindingsCommand(), c.myUnbindCommand()}, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		payload := strings.TrimSpace(pos[0])
+		phone := hufuv1.NewPhoneScanServiceClient(conn.ClientConn())
+		pinned, err := c.pinnedScanKey(ctx, phone)
+		if err != nil {
+			return err
+		}
+		shown, err := client.ScanSession(ctx, conn, payload, pinned)
+		if errors.Is(err, client.ErrQRCode) {
+			if cur, kerr := phone.GetQrKey(ctx, &hufuv1.GetQrKeyRequest{}); kerr == nil {
+				if now, perr := client.ParseScanKey(cur.PublicKeyPem); perr == nil && !now.Equal(pinned) {
+					return fmt.Errorf("refused: the appliance at %s now shows another scan key (SHA-256 %s) than the one pinned (SHA-256 %s); "+
+						"if the appliance's key was really replaced, remove its entry from %s", c.addr, keyFingerprint(now), keyFingerprint(pinned), c.scanKeysPath())
+				}
 			}
+			return errors.New("refused: not a scan code of this appliance, or altered (forged or swapped QR code?)")
 		}
-		return errors.New("refused: not a scan code of this appliance, or altered (forged or swapped QR code?)")
-	}
-	if err != nil {
-		return err
-	}
-	c.showScan(shown)
+		if err != nil {
+			return err
+		}
+		c.showScan(shown)
 
-	if *decline != "" {
-		if err := client.DeclineSession(ctx, conn, shown.SessionId, *decline); err != nil {
+		if *decline != "" {
+			if err := client.DeclineSession(ctx, conn, shown.SessionId, *decline); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.out, "declined")
+			return nil
+		}
+		if shown.Kind == hufuv1.SessionKind_SESSION_KIND_AUTH {
+			if err := client.ConsentSession(ctx, conn, shown.SessionId); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.out, "consented: the data above was released to the system")
+			return nil
+		}
+		cand, err := pickCandidate(shown.Candidates, *serial)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.out, "declined")
-		return nil
-	}
-	if shown.Kind == hufuv1.SessionKind_SESSION_KIND_AUTH {
-		if err := client.ConsentSession(ctx, conn, shown.SessionId); err != nil {
+		if shown.WithSeal && *sealID == "" {
+			return errors.New("the system asks for a seal: run again with -seal SEAL (hufu seal list), or -decline REASON")
+		}
+		ks, err := c.keystore()
+		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.out, "consented: the data above was released to the system")
+		if _, err := ks.Stat(cand.KeyId); err != nil {
+			return fmt.Errorf("certificate %s: its key %s is not in this device's keystore", cand.Serial, cand.KeyId)
+		}
+		pin, err := c.pin(*pinFlag, "certificate PIN: ")
+		if err != nil {
+			return err
+		}
+		err = client.AnswerSession(ctx, conn, ks, shown.SessionId, cand.Serial, *sealID, pin, shown)
+		if errors.Is(err, client.ErrNotShown) {
+			// Tell the system at once rather than leave it waiting for the expiry.
+			_ = client.DeclineSession(ctx, conn, shown.SessionId, "the phone refused: what it was asked to sign is not what it showed")
+			return fmt.Errorf("refused and declined: %w", err)
+		}
+		if err != nil {
+			return err
+		}
+		if shown.Kind == hufuv1.SessionKind_SESSION_KIND_DECRYPT {
+			fmt.Fprintf(c.out, "consented with certificate %s: the bid-opening system may now release %s\n", cand.Serial, envelopeIDs(cand.Envelopes))
+			return nil
+		}
+		fmt.Fprintf(c.out, "answered with certificate %s: %s completed\n", cand.Serial, strings.ToLower(kindWord(shown.Kind)))
 		return nil
-	}
-	cand, err := pickCandidate(shown.Candidates, *serial)
-	if err != nil {
-		return err
-	}
-	if shown.WithSeal && *sealID == "" {
-		return errors.New("the system asks for a seal: run again with -seal SEAL (hufu seal list), or -decline REASON")
-	}
-	ks, err := c.keystore()
-	if err != nil {
-		return err
-	}
-	if _, err := ks.Stat(cand.KeyId); err != nil {
-		return fmt.Errorf("certificate %s: its key %s is not in this device's keystore", cand.Serial, cand.KeyId)
-	}
-	pin, err := c.pin(*pinFlag, "certificate PIN: ")
-	if err != nil {
-		return err
-	}
-	err = client.AnswerSession(ctx, conn, ks, shown.SessionId, cand.Serial, *sealID, pin, shown)
-	if errors.Is(err, client.ErrNotShown) {
-		// Tell the system at once rather than leave it waiting for the expiry.
-		_ = client.DeclineSession(ctx, conn, shown.SessionId, "the phone refused: what it was asked to sign is not what it showed")
-		return fmt.Errorf("refused and declined: %w", err)
-	}
-	if err != nil {
-		return err
-	}
-	if shown.Kind == hufuv1.SessionKind_SESSION_KIND_DECRYPT {
-		fmt.Fprintf(c.out, "consented with certificate %s: the bid-opening system may now release %s\n", cand.Serial, envelopeIDs(cand.Envelopes))
-		return nil
-	}
-	fmt.Fprintf(c.out, "answered with certificate %s: %s completed\n", cand.Serial, strings.ToLower(kindWord(shown.Kind)))
-	return nil
+	}})
 }
 
 // envelopeIDs lists envelopes by id: "envelope a" or "envelopes a, b".
@@ -252,70 +244,83 @@ func pickCandidate(cands []*hufuv1.Candidate, serial string) (*hufuv1.Candidate,
 	return nil, fmt.Errorf("%d certificates can answer: choose one with -cert SERIAL", len(usable))
 }
 
-func (c *cli) openBid(ctx context.Context, conn *client.Conn, args []string) error {
-	fs := flag.NewFlagSet("hufu open-bid", flag.ContinueOnError)
+func (c *cli) openBidCommand() *urfave.Command {
+	fs := newFlags()
 	keyID := fs.String("key", "", "key id of the certificate the file was enveloped to")
 	in := fs.String("in", "", "the enveloped bid file (FILE.env)")
 	out := fs.String("out", "", "where to write the bid file (default: IN without .env)")
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
-	if _, err := c.parseArgs(fs, args); err != nil {
-		return err
-	}
-	if *keyID == "" || *in == "" {
-		return errors.New("open-bid -key K -in FILE.env [-out FILE]")
-	}
-	dest := *out
-	if dest == "" {
-		if dest = strings.TrimSuffix(*in, ".env"); dest == *in {
-			dest = *in + ".dec"
+	return c.command(verb{name: "open-bid", usage: "open an enveloped bid file (two-party decryption)", desc: "open-bid -key K -in FILE.env [-out FILE]", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		if *keyID == "" || *in == "" {
+			return errors.New("open-bid -key K -in FILE.env [-out FILE]")
 		}
-	}
-	env, err := os.ReadFile(*in)
-	if err != nil {
-		return err
-	}
-	ks, err := c.keystore()
-	if err != nil {
-		return err
-	}
-	if _, err := ks.Stat(*keyID); err != nil {
-		return err
-	}
-	pin, err := c.pin(*pinFlag, "certificate PIN: ")
-	if err != nil {
-		return err
-	}
-	content, err := client.OpenBidFile(ctx, conn, ks, *keyID, pin, env)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(dest, content, 0o600); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.out, "%s: opened with the two-party decryption, written to %s\n", *in, dest)
-	return nil
+		dest := *out
+		if dest == "" {
+			if dest = strings.TrimSuffix(*in, ".env"); dest == *in {
+				dest = *in + ".dec"
+			}
+		}
+		env, err := os.ReadFile(*in)
+		if err != nil {
+			return err
+		}
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		if _, err := ks.Stat(*keyID); err != nil {
+			return err
+		}
+		pin, err := c.pin(*pinFlag, "certificate PIN: ")
+		if err != nil {
+			return err
+		}
+		content, err := client.OpenBidFile(ctx, conn, ks, *keyID, pin, env)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(dest, content, 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "%s: opened with the two-party decryption, written to %s\n", *in, dest)
+		return nil
+	}})
 }
 
 // myBindings lists the bindings of this person's certificates to business systems
 // (scan bindings), or removes one (scan unbind SYSTEM BINDING).
-func (c *cli) myBindings(ctx context.Context, conn *client.Conn, args []string) error {
-	phone := hufuv1.NewPhoneScanServiceClient(conn.ClientConn())
-	if args[0] == "unbind" {
-		if len(args) != 3 {
-			return errors.New("scan unbind SYSTEM BINDING (as `hufu scan bindings` lists them)")
-		}
-		_, err := phone.RemoveMyBinding(ctx, &hufuv1.RemoveMyBindingRequest{System: args[1], BindingId: args[2]})
-		return err
-	}
-	resp, err := phone.ListMyBindings(ctx, &hufuv1.ListMyBindingsRequest{})
-	if err != nil {
-		return err
-	}
-	for _, b := range resp.Bindings {
-		fmt.Fprintf(c.out, "%s  %s  binding %s  reference %s  certificate %s\n", b.System, b.PlatformId, b.Id, b.Reference, b.CertificateSerial)
-	}
-	if len(resp.Bindings) == 0 {
-		fmt.Fprintln(c.out, "no certificate of yours is bound to a business system")
-	}
-	return nil
+func (c *cli) myUnbindCommand() *urfave.Command {
+	return c.command(verb{name: "unbind", usage: "remove a binding of yours (as scan bindings lists them)", args: "SYSTEM BINDING", nargs: twoArgs,
+		run: func(ctx context.Context, conn *client.Conn, args []string) error {
+			phone := hufuv1.NewPhoneScanServiceClient(conn.ClientConn())
+			_, err := phone.RemoveMyBinding(ctx, &hufuv1.RemoveMyBindingRequest{System: args[0], BindingId: args[1]})
+			return err
+		}})
+}
+
+func (c *cli) myBindingsCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	return c.command(verb{name: "bindings", usage: "your certificates' bindings to business systems", fs: fs, nargs: noArgs,
+		run: func(ctx context.Context, conn *client.Conn, _ []string) error {
+			phone := hufuv1.NewPhoneScanServiceClient(conn.ClientConn())
+			resp, err := phone.ListMyBindings(ctx, &hufuv1.ListMyBindingsRequest{})
+			if err != nil {
+				return err
+			}
+			return c.emit(o, resp, func() error {
+				for _, b := range resp.Bindings {
+					fmt.Fprintf(c.out, "%s  %s  binding %s  reference %s  certificate %s\n", b.System, b.PlatformId, b.Id, b.Reference, b.CertificateSerial)
+				}
+				if len(resp.Bindings) == 0 {
+					fmt.Fprintln(c.out, "no certificate of yours is bound to a business system")
+				}
+				return nil
+			})
+		}})
+}
+
+// scanCommands: the phone's scan, open-bid, and a business system's rp.
+func (c *cli) scanCommands() []*urfave.Command {
+	return []*urfave.Command{c.scanCommand(), c.openBidCommand(), c.rpCommand()}
 }

@@ -32,7 +32,7 @@ func TestScanCommands(t *testing.T) {
 		}
 		return out.String()
 	}
-	system := []string{"-cert", filepath.Join(tlsDir, "cli.pem"), "-key", filepath.Join(tlsDir, "cli-key.pem")}
+	system := []string{"-tls-cert", filepath.Join(tlsDir, "cli.pem"), "-tls-key", filepath.Join(tlsDir, "cli-key.pem")}
 
 	// A person with a certificate on this device.
 	hufu("login", "-phone", "13800138000")

@@ -7,8 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -16,9 +14,9 @@ import (
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
+	urfave "github.com/urfave/cli/v2"
 )
 
-const sealUsage = "seal create|list|show|disable|enable|authorise|unauthorise"
 
 // sealTypes maps the command line's type names to the API's, in the order help lists them.
 var sealTypes = []struct {
@@ -63,27 +61,45 @@ func sealStateText(s hufuv1.SealState) string {
 	return s.String()
 }
 
-func (c *cli) sealCmd(ctx context.Context, conn *client.Conn, args []string) error {
-	return c.seal(ctx, hufuv1.NewSealServiceClient(conn.ClientConn()), args)
+// sealCommands: seals and handwritten signatures (seed manual §1.8.4, §1.5.1).
+func (c *cli) sealCommands() []*urfave.Command {
+	return []*urfave.Command{
+		group("seal", "seals: an enterprise's (its administrator) and your own, and your handwritten signature", "seed manual §1.8.4, §1.5.1",
+			c.sealCreateCommand(), c.sealListCommand(), c.sealShowCommand(),
+			c.sealStateCommand("disable", "disable a seal"), c.sealStateCommand("enable", "enable a seal"),
+			c.sealAuthoriseCommand("authorise", "authorise a seal to a member of its enterprise"),
+			c.sealAuthoriseCommand("unauthorise", "withdraw a member's authorisation of a seal")),
+	}
 }
 
-func (c *cli) seal(ctx context.Context, seals hufuv1.SealServiceClient, args []string) error {
-	if len(args) == 0 {
-		return errors.New(sealUsage)
+// sealService is the SealService client: the stand-in of a test, or the daemon's.
+func (c *cli) sealService() (hufuv1.SealServiceClient, func(), error) {
+	if c.sealsStandIn != nil {
+		return c.sealsStandIn, func() {}, nil
 	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "create":
-		return c.sealCreate(ctx, seals, rest)
-	case "list":
-		fs := flag.NewFlagSet("seal list", flag.ContinueOnError)
-		ent := fs.String("enterprise", "", "the enterprise's 统一社会信用代码 (default: your own seals)")
-		if _, err := c.parseArgs(fs, rest); err != nil {
+	conn, err := c.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	return hufuv1.NewSealServiceClient(conn.ClientConn()), func() { conn.Close() }, nil
+}
+
+func (c *cli) sealListCommand() *urfave.Command {
+	fs := newFlags()
+	o := outputFlag(fs)
+	ent := fs.String("enterprise", "", "the enterprise's 统一社会信用代码 (default: your own seals)")
+	return c.command(verb{name: "list", usage: "your seals, or an enterprise's", nargs: noArgs, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, rest []string) error {
+		seals, done, err := c.sealService()
+		if err != nil {
 			return err
 		}
+		defer done()
 		resp, err := seals.ListSeals(ctx, &hufuv1.ListSealsRequest{EnterpriseUscc: *ent})
 		if err != nil {
 			return err
+		}
+		if o.json() {
+			return c.emit(o, resp, nil)
 		}
 		if len(resp.Seals) == 0 {
 			fmt.Fprintln(c.out, "no seals")
@@ -92,33 +108,50 @@ func (c *cli) seal(ctx context.Context, seals hufuv1.SealServiceClient, args []s
 			c.printSeal(s)
 		}
 		return nil
-	case "show":
-		fs := flag.NewFlagSet("seal show", flag.ContinueOnError)
-		out := fs.String("o", "", "write the seal's PNG image to this file")
-		pos, err := c.parseArgs(fs, rest)
+	}})
+}
+
+func (c *cli) sealShowCommand() *urfave.Command {
+	fs := newFlags()
+	out := fs.String("o", "", "write the seal's PNG image to this FILE")
+	o := new(outputFormat)
+	fs.Var(o, "output", "output format: text or json (the response, protojson; -o here is the image file)")
+	return c.command(verb{name: "show", usage: "a seal (-o FILE: its PNG image; -output json: the response)", args: "SEAL", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, rest []string) error {
+		seals, done, err := c.sealService()
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return errors.New("seal show SEAL [-o FILE.png]")
-		}
+		defer done()
+		pos := rest
 		resp, err := seals.GetSeal(ctx, &hufuv1.GetSealRequest{SealId: pos[0]})
 		if err != nil {
 			return err
 		}
-		c.printSeal(resp.Seal)
-		fmt.Fprintf(c.out, "  image %d×%d, sha256 %s\n", resp.Seal.GetImageWidth(), resp.Seal.GetImageHeight(), resp.Seal.GetImageSha256())
 		if *out != "" {
 			if err := os.WriteFile(*out, resp.Seal.GetImage(), 0o600); err != nil {
 				return err
 			}
+		}
+		if o.json() {
+			return c.emit(o, resp, nil)
+		}
+		c.printSeal(resp.Seal)
+		fmt.Fprintf(c.out, "  image %d×%d, sha256 %s\n", resp.Seal.GetImageWidth(), resp.Seal.GetImageHeight(), resp.Seal.GetImageSha256())
+		if *out != "" {
 			fmt.Fprintf(c.out, "  wrote %s\n", *out)
 		}
 		return nil
-	case "disable", "enable":
-		if len(rest) != 1 {
-			return fmt.Errorf("seal %s SEAL", sub)
+	}})
+}
+
+func (c *cli) sealStateCommand(sub, usage string) *urfave.Command {
+	fs := newFlags()
+	return c.command(verb{name: sub, usage: usage, args: "SEAL", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, rest []string) error {
+		seals, done, err := c.sealService()
+		if err != nil {
+			return err
 		}
+		defer done()
 		state := hufuv1.SealState_SEAL_STATE_ACTIVE
 		if sub == "disable" {
 			state = hufuv1.SealState_SEAL_STATE_DISABLED
@@ -129,10 +162,17 @@ func (c *cli) seal(ctx context.Context, seals hufuv1.SealServiceClient, args []s
 		}
 		c.printSeal(resp.Seal)
 		return nil
-	case "authorise", "unauthorise":
-		if len(rest) != 2 {
-			return fmt.Errorf("seal %s SEAL USER", sub)
+	}})
+}
+
+func (c *cli) sealAuthoriseCommand(sub, usage string) *urfave.Command {
+	fs := newFlags()
+	return c.command(verb{name: sub, usage: usage, args: "SEAL USER", nargs: twoArgs, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, rest []string) error {
+		seals, done, err := c.sealService()
+		if err != nil {
+			return err
 		}
+		defer done()
 		var seal *hufuv1.Seal
 		if sub == "authorise" {
 			resp, err := seals.AuthoriseSeal(ctx, &hufuv1.AuthoriseSealRequest{SealId: rest[0], UserId: rest[1]})
@@ -149,42 +189,45 @@ func (c *cli) seal(ctx context.Context, seals hufuv1.SealServiceClient, args []s
 		}
 		c.printSeal(seal)
 		return nil
-	}
-	return fmt.Errorf("unknown seal command %q (%s)", sub, sealUsage)
+	}})
 }
 
-func (c *cli) sealCreate(ctx context.Context, seals hufuv1.SealServiceClient, args []string) error {
-	fs := flag.NewFlagSet("seal create", flag.ContinueOnError)
+func (c *cli) sealCreateCommand() *urfave.Command {
+	fs := newFlags()
 	name := fs.String("name", "", "the seal's name, 1 to 30 characters")
 	typ := fs.String("type", "", "official, contract, legal-representative, finance (an enterprise's); personal, signature (your own)")
 	image := fs.String("image", "", "PNG with a transparent background, at most 256 KiB and 1024×1024")
 	ent := fs.String("enterprise", "", "the enterprise's 统一社会信用代码 (you are its administrator); default: a seal of your own")
 	serial := fs.String("serial", "", "bind the seal to this active certificate of its owner")
 	requestID := fs.String("request-id", "", "idempotency key (default: a new one)")
-	if _, err := c.parseArgs(fs, args); err != nil {
-		return err
-	}
-	if *name == "" || *typ == "" || *image == "" {
-		return errors.New("seal create -name N -type T -image FILE.png [-enterprise USCC] [-serial SERIAL]")
-	}
-	t, err := sealTypeArg(*typ)
-	if err != nil {
-		return err
-	}
-	b, err := os.ReadFile(*image)
-	if err != nil {
-		return err
-	}
-	if *requestID == "" {
-		*requestID = client.NewKeyID()
-	}
-	resp, err := seals.CreateSeal(ctx, &hufuv1.CreateSealRequest{RequestId: *requestID, EnterpriseUscc: *ent, Name: *name, Type: t,
-		Image: b, CertificateSerial: *serial})
-	if err != nil {
-		return err
-	}
-	c.printSeal(resp.Seal)
-	return nil
+	return c.command(verb{name: "create", usage: "create a seal from a PNG image", desc: "seal create -name N -type official|contract|legal-representative|finance|personal|signature -image PNG [-enterprise USCC] [-serial S]", nargs: noArgs, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+		seals, done, err := c.sealService()
+		if err != nil {
+			return err
+		}
+		defer done()
+		if *name == "" || *typ == "" || *image == "" {
+			return usagef("seal create -name N -type T -image FILE.png [-enterprise USCC] [-serial SERIAL]")
+		}
+		t, err := sealTypeArg(*typ)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(*image)
+		if err != nil {
+			return err
+		}
+		if *requestID == "" {
+			*requestID = client.NewKeyID()
+		}
+		resp, err := seals.CreateSeal(ctx, &hufuv1.CreateSealRequest{RequestId: *requestID, EnterpriseUscc: *ent, Name: *name, Type: t,
+			Image: b, CertificateSerial: *serial})
+		if err != nil {
+			return err
+		}
+		c.printSeal(resp.Seal)
+		return nil
+	}})
 }
 
 func (c *cli) printSeal(s *hufuv1.Seal) {

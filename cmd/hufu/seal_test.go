@@ -121,14 +121,14 @@ func TestSealCommandErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, sealUsage},
-		{[]string{"burn"}, "unknown seal command"},
+		{[]string{"burn"}, "unknown command"},
+		{[]string{"disable", "a", "b"}, "unexpected arguments"},
 		{[]string{"create", "-name", "x"}, "seal create -name N -type T -image FILE.png"},
 		{[]string{"create", "-name", "x", "-type", "round", "-image", "x.png"}, "-type: one of official, contract"},
 		{[]string{"create", "-name", "x", "-type", "official", "-image", "/nonexistent/x.png"}, "no such file"},
-		{[]string{"disable"}, "seal disable SEAL"},
-		{[]string{"authorise", "s"}, "seal authorise SEAL USER"},
-		{[]string{"show"}, "seal show SEAL"},
+		{[]string{"disable"}, "hufu seal disable SEAL"},
+		{[]string{"authorise", "s"}, "hufu seal authorise SEAL USER"},
+		{[]string{"show"}, "hufu seal show SEAL"},
 		{[]string{"list", "-enterprise", "91110000802100433B"}, "among yours"},
 	} {
 		var out bytes.Buffer
@@ -137,4 +137,10 @@ func TestSealCommandErrors(t *testing.T) {
 			t.Errorf("%v: got %v, want one line with %q", c.args, err, c.want)
 		}
 	}
+}
+
+// seal runs "hufu seal ARGS" against a stand-in SealService.
+func (c *cli) seal(_ context.Context, seals hufuv1.SealServiceClient, args []string) error {
+	c.sealsStandIn = seals
+	return c.app(c.out, c.errOut).Run(append([]string{"hufu", "seal"}, args...))
 }

@@ -44,7 +44,7 @@ func TestReconcileCommands(t *testing.T) {
 	}
 	desk := func(args ...string) string {
 		t.Helper()
-		return must(append([]string{"-cert", filepath.Join(tlsDir, "cli.pem"), "-key", filepath.Join(tlsDir, "cli-key.pem"), "reconcile"}, args...)...)
+		return must(append([]string{"-tls-cert", filepath.Join(tlsDir, "cli.pem"), "-tls-key", filepath.Join(tlsDir, "cli-key.pem"), "reconcile"}, args...)...)
 	}
 	var img bytes.Buffer
 	if err := png.Encode(&img, image.NewGray(image.Rect(0, 0, 4, 4))); err != nil {

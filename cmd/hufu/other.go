@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+
+	urfave "github.com/urfave/cli/v2"
+
+	"github.com/hufu-hsm/hufu/buildinfo"
+	"github.com/hufu-hsm/hufu/client"
+)
+
+// The completion scripts ask hufu itself for the candidates (urfave's
+// --generate-bash-completion), from urfave/cli v2.27.7's autocomplete/ with PROG set to hufu.
+var (
+	//go:embed completion/hufu.bash
+	bashCompletion string
+	//go:embed completion/hufu.zsh
+	zshCompletion string
+)
+
+const benchDesc = `bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] [-c N] [-d DURATION]
+      [-rate CALLS/S] [-daemon-pid PID] [-json FILE]
+  loads a development daemon with an ephemeral key; reports items/s, latency percentiles and
+  the daemon's CPU per item beside the raw server step (scripts/bench.sh runs the standard
+  scenario)
+bench -op opening -bidders N -envelopes M [-concurrency C] [-pid PID] [-json FILE]
+  a whole bid opening: N certified bidders, N×M envelopes, consent through the hall code
+  (C at once), one release checked key by key against the raw ServerShare.Release, the
+  report verified`
+
+// otherCommands: measuring, the version, shell completion.
+func (c *cli) otherCommands() []*urfave.Command {
+	return []*urfave.Command{
+		c.benchCommand(),
+		c.command(verb{name: "version", usage: "the version, VCS revision (and whether modified) and Go version", nargs: noArgs, offline: true,
+			run: func(context.Context, *client.Conn, []string) error {
+				fmt.Fprintln(c.out, "hufu", buildinfo.Read())
+				return nil
+			}}),
+		c.command(verb{name: "completion", usage: "print a shell completion script: bash or zsh", args: "bash|zsh", nargs: oneArg, offline: true,
+			desc: `bash: source <(hufu completion bash), or save it in /etc/bash_completion.d/hufu
+zsh:  source <(hufu completion zsh), or save it as _hufu in a directory of $fpath`,
+			run: func(_ context.Context, _ *client.Conn, args []string) error {
+				switch args[0] {
+				case "bash":
+					fmt.Fprint(c.out, bashCompletion)
+				case "zsh":
+					fmt.Fprint(c.out, zshCompletion)
+				default:
+					return usagef("completion %q: bash or zsh", args[0])
+				}
+				return nil
+			}}),
+	}
+}

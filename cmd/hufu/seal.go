@@ -17,7 +17,6 @@ import (
 	urfave "github.com/urfave/cli/v2"
 )
 
-
 // sealTypes maps the command line's type names to the API's, in the order help lists them.
 var sealTypes = []struct {
 	name, label string

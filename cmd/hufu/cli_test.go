@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -172,6 +173,20 @@ func TestOutputJSON(t *testing.T) {
 		{"scan", "bindings", "-o", "json"},
 	} {
 		out := hufu(args...)
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Errorf("hufu %s: not JSON: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// A system client's read commands.
+	sys := []string{"-tls-cert", filepath.Join(dataDir, "tls", "cli.pem"), "-tls-key", filepath.Join(dataDir, "tls", "cli-key.pem")}
+	for _, args := range [][]string{
+		{"review", "list", "-o", "json"},
+		{"reconcile", "list", "-o", "json"},
+		{"rp", "bindings", "-o", "json"},
+		{"opening", "list", "-o", "json"},
+	} {
+		out := hufu(append(sys, args...)...)
 		var v map[string]any
 		if err := json.Unmarshal([]byte(out), &v); err != nil {
 			t.Errorf("hufu %s: not JSON: %v\n%s", strings.Join(args, " "), err, out)

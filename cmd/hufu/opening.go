@@ -330,6 +330,10 @@ func (c *cli) openingRegisterCommand() *urfave.Command {
 func (c *cli) openingOneCommand(sub string) *urfave.Command {
 	u, d := openingVerb(sub)
 	fs := newFlags()
+	var o *outputFormat
+	if sub == "show" {
+		o = outputFlag(fs)
+	}
 	return c.command(verb{name: sub, usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		sys, err := c.openingSystem(conn)
 		if err != nil {
@@ -348,6 +352,9 @@ func (c *cli) openingOneCommand(sub string) *urfave.Command {
 			resp, err := sys.GetOpening(ctx, &hufuv1.GetOpeningRequest{OpeningId: pos[0]})
 			if err != nil {
 				return err
+			}
+			if o.json() {
+				return c.emit(o, resp, nil)
 			}
 			c.printOpening(resp.Opening)
 		case "close":
@@ -387,6 +394,7 @@ func (c *cli) printOpening(o *hufuv1.Opening) {
 func (c *cli) openingListCommand() *urfave.Command {
 	u, d := openingVerb("list")
 	fs := newFlags()
+	o := outputFlag(fs)
 	return c.command(verb{name: "list", usage: u, desc: d, nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		sys, err := c.openingSystem(conn)
 		if err != nil {
@@ -397,6 +405,9 @@ func (c *cli) openingListCommand() *urfave.Command {
 			resp, err := sys.ListOpenings(ctx, &hufuv1.ListOpeningsRequest{PageSize: 1000, PageToken: token})
 			if err != nil {
 				return err
+			}
+			if o.json() {
+				return c.emit(o, resp, nil)
 			}
 			for _, o := range resp.Openings {
 				fmt.Fprintf(c.out, "%s  %-6s  %s  %s  %s  %d envelope(s)\n", o.Id, openingState(o.State), openingTime(o.WindowStart), o.ProjectCode,
@@ -417,6 +428,7 @@ func (c *cli) openingListCommand() *urfave.Command {
 func (c *cli) openingEnvelopesCommand() *urfave.Command {
 	u, d := openingVerb("envelopes")
 	fs := newFlags()
+	o := outputFlag(fs)
 	return c.command(verb{name: "envelopes", usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		sys, err := c.openingSystem(conn)
 		if err != nil {
@@ -427,6 +439,9 @@ func (c *cli) openingEnvelopesCommand() *urfave.Command {
 			resp, err := sys.ListEnvelopes(ctx, &hufuv1.ListEnvelopesRequest{OpeningId: pos[0], PageSize: 1000, PageToken: token})
 			if err != nil {
 				return err
+			}
+			if o.json() {
+				return c.emit(o, resp, nil)
 			}
 			for _, e := range resp.Envelopes {
 				consent := "not consented"

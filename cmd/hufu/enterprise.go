@@ -24,30 +24,6 @@ import (
 	urfave "github.com/urfave/cli/v2"
 )
 
-const enterpriseUsage = `enterprise search QUERY                      by USCC or name: registered? and the next steps
-  enterprise claim -uscc U -name N -legal-rep-name N -legal-rep-id ID -legal-rep-phone P
-                   -licence FILE -letter FILE [-legal-rep-id-type resident|passport|hk-macao|taiwan]
-                   [-licence-until YYYY-MM-DD] [-key K | -pin P] [-years N] [-platforms P,...]
-                   [-regions R,...] [-ca ID] [-join]
-                                              claim (认领): an enterprise certificate order; with
-                                              -join, buy one to join a registered enterprise
-  enterprise list | show USCC | members USCC | remove USCC USER
-  enterprise join -uscc U -admin-name N -admin-phone P | enterprise join -invite PAYLOAD
-  enterprise applications [USCC] [-status pending|approved|returned|withdrawn]
-  enterprise withdraw|approve APPLICATION,  enterprise return APPLICATION -reason R
-  enterprise invite USCC [-ttl 10m]           an invite QR code; invite-revoke USCC INVITE
-  enterprise register-device USCC             this device may receive the enterprise key
-  enterprise grant USCC USER -fingerprint FP [-pin P]   授权: a pair of the enterprise key for USER's
-                                              device (FP as register-device showed it on USER's phone)
-  enterprise accept USCC [-pin NEW]           accept a grant on this device, with your own PIN
-  enterprise recall USCC USER                 收回: destroy USER's pair at once
-  enterprise records USCC                     授权记录
-  enterprise transfer USCC USER | accept-transfer USCC [-pin P]   转移 the administrator role
-  enterprise letter -kind enterprise-claim|corporate-transfer|personal [-ca ID] [-o FILE]
-  enterprise transfer-apply -uscc U -name N -legal-rep-name N -legal-rep-id ID -legal-rep-phone P
-                   -licence FILE -letter FILE -account-tail DDDDDD   对公打款认证: where to transfer what
-  enterprise transfers [ID]                  your corporate-transfer applications`
-
 // enterpriseCommands: enterprises, and the reconciliation desk of corporate transfers.
 func (c *cli) enterpriseCommands() []*urfave.Command {
 	return []*urfave.Command{

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -102,25 +101,6 @@ func (c *cli) progress(label string) func(done, total int) {
 	}
 }
 
-// parseArgs parses flags that may come before or after the positional arguments
-// ("key show KEY -pem" as well as "key show -pem KEY"). -h, -help or --help anywhere prints
-// the command's usage to standard error and returns flag.ErrHelp, which run takes for
-// success.
-func (c *cli) parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	fs.SetOutput(c.errOut)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 // keyCommands: split keys (this device holds one share, the appliance the other), and what
 // is done with them.
 func (c *cli) keyCommands() []*urfave.Command {
@@ -212,7 +192,7 @@ func (c *cli) keyShowCommand() *urfave.Command {
 	fs := newFlags()
 	pemOnly := fs.Bool("pem", false, "print only the public key (PEM), from the keystore; no daemon needed")
 	o := outputFlag(fs)
-	return c.command(verb{name: "show", usage: "status and public key of a key (-pem: the PEM only, offline)", args: "KEY", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "show", usage: "status and public key of a key (-pem: the PEM only, offline)", args: "KEY", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, pos []string) error {
 		ks, err := c.keystore()
 		if err != nil {
 			return err
@@ -224,7 +204,7 @@ func (c *cli) keyShowCommand() *urfave.Command {
 			}
 			return writePEM(c.out, &info.Public)
 		}
-		conn, err = c.connect() // -pem needs no daemon; the rest does
+		conn, err := c.connect() // -pem needs no daemon; the rest does
 		if err != nil {
 			return err
 		}

@@ -150,7 +150,7 @@ func (c *cli) command(v verb) *urfave.Command {
 				return showHelp(cc)
 			}
 			if err != nil {
-				return &usageError{fmt.Errorf("%s: %w", cc.Command.HelpName, err)}
+				return &usageError{fmt.Errorf("%s: %w (%s -h lists the flags)", commandName(cc), err, cc.Command.HelpName)}
 			}
 			if len(pos) < v.nargs.min || (v.nargs.max >= 0 && len(pos) > v.nargs.max) {
 				return argsError(cc, v, pos)
@@ -167,11 +167,19 @@ func argsError(cc *urfave.Context, v verb, pos []string) error {
 	}
 	switch {
 	case v.nargs.max == 0:
-		return usagef("%s takes no arguments, got %q (%s -h)", cc.Command.HelpName, pos, cc.Command.HelpName)
+		return usagef("%s takes no arguments, got %q (%s -h)", commandName(cc), pos, cc.Command.HelpName)
 	case len(pos) < v.nargs.min:
 		return usagef("%s (%s -h explains)", synopsis, cc.Command.HelpName)
 	}
-	return usagef("%s: unexpected arguments %q (%s)", cc.Command.HelpName, pos[v.nargs.max:], synopsis)
+	return usagef("%s: unexpected arguments %q (%s)", commandName(cc), pos[v.nargs.max:], synopsis)
+}
+
+// commandName is the command's name in messages, which main prefixes with "hufu: ".
+func commandName(cc *urfave.Context) string {
+	if cc.Command == nil || cc.Command.HelpName == "" {
+		return "hufu"
+	}
+	return strings.TrimPrefix(cc.Command.HelpName, "hufu ")
 }
 
 // runVerb connects, when the verb needs the daemon, and runs it.
@@ -242,12 +250,11 @@ func showHelp(cc *urfave.Context) error {
 	return urfave.ShowAppHelp(cc)
 }
 
-func onUsageError(cc *urfave.Context, err error, _ bool) error {
-	name := "hufu"
-	if cc.Command != nil && cc.Command.HelpName != "" {
-		name = cc.Command.HelpName
+func onUsageError(cc *urfave.Context, err error, isSubcommand bool) error {
+	if !isSubcommand { // the root: the global flags
+		return &usageError{fmt.Errorf("%w (hufu -h lists the global flags; a command's flags follow the command)", err)}
 	}
-	return &usageError{fmt.Errorf("%s: %w (%s -h lists the flags)", name, err, name)}
+	return &usageError{fmt.Errorf("%s: %w (%s -h lists the flags)", commandName(cc), err, cc.Command.HelpName)}
 }
 
 // group is a command group: its verbs, and an action for a bare or unknown verb.
@@ -455,19 +462,25 @@ HOME/keys, sealed under HOME/device.key (0600; keep it out of backups of HOME/ke
 // client library) goes in adminCommands.
 func (c *cli) commands() []*urfave.Command {
 	var all []*urfave.Command
-	for _, g := range [][]*urfave.Command{
-		c.accountCommands(),
-		c.keyCommands(),
-		c.certCommands(),
-		c.enterpriseCommands(),
-		c.sealCommands(),
-		c.scanCommands(),
-		c.openingCommands(),
-		c.auditCommands(),
-		c.adminCommands(),
-		c.otherCommands(),
+	for _, g := range []struct {
+		category string
+		cmds     []*urfave.Command
+	}{
+		{"Account", c.accountCommands()},
+		{"Split keys", c.keyCommands()},
+		{"Certificates", c.certCommands()},
+		{"Enterprises", c.enterpriseCommands()},
+		{"Seals", c.sealCommands()},
+		{"Scan sessions", c.scanCommands()},
+		{"Bid openings", c.openingCommands()},
+		{"Auditing", c.auditCommands()},
+		{"Administration", c.adminCommands()},
+		{"Other", c.otherCommands()},
 	} {
-		all = append(all, g...)
+		for _, cmd := range g.cmds {
+			cmd.Category = g.category
+		}
+		all = append(all, g.cmds...)
 	}
 	return all
 }

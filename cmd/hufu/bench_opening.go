@@ -367,7 +367,7 @@ func (c *cli) benchOpening(ctx context.Context, f *openingFlags, pid int, jsonOu
 }
 
 // dialSystem connects as the bid-opening system and the review desk: the client certificate
-// of -cert/-key, by default the development CLI certificate.
+// of -tls-cert/-tls-key, by default the development CLI certificate.
 func (r *obRun) dialSystem() error {
 	cert, key := r.c.cert, r.c.key
 	if cert == "" {

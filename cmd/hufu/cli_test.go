@@ -210,4 +210,14 @@ func TestOutputJSON(t *testing.T) {
 			t.Errorf("hufu %s: not JSON: %v", strings.Join(args, " "), err)
 		}
 	}
+
+	// HUFU_CERT and HUFU_KEY, the variables of the flags before -tls-cert and -tls-key, are
+	// honoured with a warning.
+	t.Setenv("HUFU_CERT", filepath.Join(dataDir, "tls", "cli.pem"))
+	t.Setenv("HUFU_KEY", filepath.Join(dataDir, "tls", "cli-key.pem"))
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"-addr", addr, "-daemon-dir", dataDir, "-home", home, "review", "list"}, strings.NewReader(""), &stdout, &stderr); err != nil ||
+		!strings.Contains(stderr.String(), "HUFU_KEY is deprecated: rename it HUFU_TLS_KEY") {
+		t.Fatalf("review list with HUFU_CERT, HUFU_KEY: %v\n%s", err, stderr.String())
+	}
 }

@@ -544,7 +544,7 @@ func (c *cli) enterpriseClaimCommand() *urfave.Command {
 func (c *cli) enterpriseGrantCommand() *urfave.Command {
 	fs := newFlags()
 	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
-	fingerprint := fs.String("fingerprint", "", "the member device's fingerprint, as `hufu enterprise register-device` showed it on the member's phone")
+	fingerprint := fs.String("fingerprint", "", "the member device's fingerprint `FP`, as hufu enterprise register-device showed it on the member's phone")
 	return c.command(verb{name: "grant", usage: "授权: a pair of the enterprise key for a member's registered device", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if *fingerprint == "" {
 			return usagef("%s", errors.New("enterprise grant USCC USER -fingerprint FP [-pin P] (FP: read it from the member's phone)").Error())

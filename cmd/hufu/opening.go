@@ -5,7 +5,7 @@ package main
 // (per bid, the SM2 ciphertext of its SM4 key to the bidder's certificate), seals it, shows
 // the DECRYPT code the bidders scan (hufu scan, in another terminal) to consent, releases
 // the consented keys in bulk, closes the opening and fetches its signed report. The calls
-// need a client certificate (global -cert, -key; HUFU_CERT, HUFU_KEY) of a system client
+// need a client certificate (global -tls-cert, -tls-key; HUFU_TLS_CERT, HUFU_TLS_KEY) of a system client
 // allowed hufu.v1.OpeningService, as for hufu rp; a development daemon allows its CLI
 // certificate DIR/tls/cli.pem (key DIR/tls/cli-key.pem).
 //
@@ -147,7 +147,7 @@ func (c *cli) openingCreateCommand() *urfave.Command {
 	project := fs.String("project", "", "the project code (项目编号): 1 to 64 characters")
 	name := fs.String("name", "", "the project name: 1 to 200 characters")
 	platform := fs.String("platform", "demo", "the trading platform (交易平台) of the project")
-	startFlag := fs.String("start", "", `the opening time: RFC 3339 ("2026-12-01T09:30:00+08:00") or local time ("2026-12-01 09:30")`)
+	startFlag := fs.String("start", "", "the opening `TIME`: RFC 3339 (\"2026-12-01T09:30:00+08:00\") or local time (\"2026-12-01 09:30\")")
 	in := fs.Duration("in", 0, "the opening time as a duration from now (instead of -start), such as 30m")
 	window := fs.Duration("window", 2*time.Hour, "how long the window stays open from the opening time (the appliance allows at most 7 days)")
 	resultKey := fs.String("result-key", "", "file of the system's SM2 public key (PEM or DER SubjectPublicKeyInfo, or the 65-byte point) to encrypt released keys to")
@@ -265,7 +265,7 @@ func (c *cli) openingRegisterCommand() *urfave.Command {
 	serial := fs.String("cert", "", "the serial (hex) of the bidder's certificate the files are encrypted to")
 	envID := fs.String("envelope", "", "the envelope id of a single file (default: the file's base name, sanitised)")
 	in := fs.String("in", "", "the file (with -envelope; files may also follow the opening id)")
-	return c.command(verb{name: "register", usage: u, desc: d, nargs: someArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "register", usage: u, desc: d, args: "ID FILE...", nargs: someArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		id, files := pos[0], pos[1:]
 		if *in != "" {
 			files = append(files, *in)
@@ -334,7 +334,7 @@ func (c *cli) openingOneCommand(sub string) *urfave.Command {
 	if sub == "show" {
 		o = outputFlag(fs)
 	}
-	return c.command(verb{name: sub, usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: sub, usage: u, desc: d, args: "ID", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		sys, err := c.openingSystem(conn)
 		if err != nil {
 			return err
@@ -429,7 +429,7 @@ func (c *cli) openingEnvelopesCommand() *urfave.Command {
 	u, d := openingVerb("envelopes")
 	fs := newFlags()
 	o := outputFlag(fs)
-	return c.command(verb{name: "envelopes", usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "envelopes", usage: u, desc: d, args: "ID", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		sys, err := c.openingSystem(conn)
 		if err != nil {
 			return err
@@ -474,7 +474,7 @@ func (c *cli) openingQRCommand() *urfave.Command {
 	ttl := fs.Duration("ttl", 0, "how long the code lives, 30s to 30m (default: the appliance's, 3m)")
 	reference := fs.String("reference", "", "the system's own reference of the bidder or hall, kept with the session")
 	wait := fs.Bool("wait", false, "follow the session until the bidder has answered (not with -hall, whose code lives until -ttl)")
-	return c.command(verb{name: "qr", usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "qr", usage: u, desc: d, args: "ID", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if *wait && *hall {
 			return errors.New("-wait follows one bidder's session; a hall code starts a session per bidder (follow the opening with hufu opening envelopes)")
 		}
@@ -529,7 +529,7 @@ func (c *cli) openingReleaseCommand() *urfave.Command {
 	fs.Var(&only, "envelope", "release only this envelope, which must be consented (repeat for several)")
 	again := fs.Bool("again", false, "also release envelopes released before (after a lost answer; recorded as a repeat)")
 	privFile := fs.String("result-key-private", "", "PEM of the SM2 private key of the opening's result key, to decrypt the released keys")
-	return c.command(verb{name: "release", usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "release", usage: u, desc: d, args: "ID", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		var err error
 		id := pos[0]
 		var priv *sm2.PrivateKey
@@ -685,7 +685,7 @@ func (c *cli) openingReportCommand() *urfave.Command {
 	fs := newFlags()
 	out := fs.String("o", "", "the file to write the report to")
 	keyOut := fs.String("key-out", "", "also write the appliance's audit public key (PEM) here; an auditor obtains it independently (GET /audit/public-key)")
-	return c.command(verb{name: "report", usage: u, desc: d, nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "report", usage: u, desc: d, args: "ID", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if *out == "" {
 			return fmt.Errorf("-o FILE is required; %w", openingArgsError("report"))
 		}
@@ -726,7 +726,7 @@ func (c *cli) openingVerifyCommand() *urfave.Command {
 	fs := newFlags()
 	keyPath := fs.String("key", "", "the appliance's audit public key (PEM), from GET /audit/public-key on its admin listener")
 	logPath := fs.String("audit-log", "", "an audit export (GET /audit/export) to tie the report into")
-	return c.command(verb{name: "verify", usage: u, desc: d, nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "verify", usage: u, desc: d, args: "FILE", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if len(pos) != 1 || *keyPath == "" {
 			return openingArgsError("verify")
 		}

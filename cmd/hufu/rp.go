@@ -3,7 +3,7 @@ package main
 // hufu rp: a business system (业务系统, seed manual §2) simulated on the command line. It
 // creates a scan session, shows its QR code, follows the session until the person answers
 // with a phone (hufu scan, in another terminal) and checks and prints the result. The calls
-// need a client certificate (-cert, -key) of a system client allowed hufu.v1.ScanService;
+// need a client certificate (-tls-cert, -tls-key) of a system client allowed hufu.v1.ScanService;
 // the development CLI certificate DIR/tls/cli.pem is allowed it by default.
 
 import (

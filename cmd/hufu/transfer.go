@@ -2,7 +2,7 @@ package main
 
 // Corporate-transfer verification (对公打款认证, seed manual §1.6.4): the applicant's
 // `hufu enterprise transfer-apply | transfers [ID]`, and the operators' reconciliation
-// desk `hufu reconcile import|list|confirm|reject` (a system client's -cert/-key allowed
+// desk `hufu reconcile import|list|confirm|reject` (a system client's -tls-cert/-tls-key allowed
 // hufu.v1.ReconciliationService).
 
 import (

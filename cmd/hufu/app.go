@@ -358,7 +358,7 @@ func (s *stdFlag) Apply(set *flag.FlagSet) error {
 }
 
 func (s *stdFlag) Names() []string  { return s.names }
-func (s *stdFlag) IsSet() bool      { return false }
+func (s *stdFlag) IsSet() bool      { return s.f.Value.String() != s.f.DefValue }
 func (s *stdFlag) IsVisible() bool  { return true }
 func (s *stdFlag) TakesValue() bool { return !isBool(s.f) }
 

@@ -226,7 +226,7 @@ func (r *obRun) fail(err error) {
 // openingBenchReport). pid is the daemon's, for its CPU time and memory (0: not measured).
 func (c *cli) benchOpening(ctx context.Context, f *openingFlags, pid int, jsonOut string) error {
 	if f.bidders < 1 || f.envelopes < 1 || f.concurrency < 1 || f.setupConcurrency < 1 || f.accounts < 0 {
-		return errors.New("-bidders, -envelopes, -concurrency and -setup-concurrency must be at least 1")
+		return usagef("-bidders, -envelopes, -concurrency and -setup-concurrency must be at least 1")
 	}
 	if f.accounts == 0 || f.accounts > f.bidders {
 		f.accounts = f.bidders

@@ -120,9 +120,9 @@ func (c *cli) certApplyCommand(sub, usage, args string, n argCount) *urfave.Comm
 		case sub == "reorder" && len(pos) == 1:
 			reorder = pos[0]
 		case sub == "reorder":
-			return errors.New("cert reorder ORDER [apply flags]")
+			return usagef("cert reorder ORDER [apply flags]")
 		case len(pos) != 0:
-			return fmt.Errorf("cert apply takes no arguments (%q): the key is -key K", pos[0])
+			return usagef("cert apply takes no arguments (%q): the key is -key K", pos[0])
 		}
 		req := &hufuv1.ApplyCertificateRequest{KeyId: *keyID, CaId: *caID, ValidityYears: uint32(*years), ReorderedFrom: reorder}
 		if reorder != "" {
@@ -150,7 +150,7 @@ func (c *cli) certApplyCommand(sub, usage, args string, n argCount) *urfave.Comm
 				return fmt.Errorf("choose -platforms (no current platform: %w)", err)
 			}
 			if cur.GetPlatform() == nil {
-				return errors.New("choose -platforms, or a current platform with `hufu platform use`")
+				return usagef("choose -platforms, or a current platform with `hufu platform use`")
 			}
 			req.Platforms = []string{cur.GetPlatform().GetId()}
 		}
@@ -178,7 +178,7 @@ func (c *cli) certApplyCommand(sub, usage, args string, n argCount) *urfave.Comm
 		}
 		switch {
 		case *letter != "" && *signLetter != "":
-			return errors.New("give -letter or -sign-letter, not both")
+			return usagef("give -letter or -sign-letter, not both")
 		case *letter != "":
 			b, err := os.ReadFile(*letter)
 			if err != nil {
@@ -199,7 +199,7 @@ func (c *cli) certApplyCommand(sub, usage, args string, n argCount) *urfave.Comm
 			}
 			req.Authorisation = &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Online{Online: &hufuv1.SignedLetter{Letter: b, Signature: sig}}}
 		default:
-			return errors.New("the authorisation letter is required: -letter SCAN or -sign-letter TEXT")
+			return usagef("the authorisation letter is required: -letter SCAN or -sign-letter TEXT")
 		}
 		req.RequestId = *requestID
 		if req.RequestId == "" {
@@ -228,7 +228,7 @@ func statusArg(s string) (hufuv1.OrderStatus, error) {
 	case "cancelled":
 		return hufuv1.OrderStatus_ORDER_STATUS_CANCELLED, nil
 	}
-	return 0, fmt.Errorf("status %q: want all, review, payment, completed or cancelled", s)
+	return 0, usagef("status %q: want all, review, payment, completed or cancelled", s)
 }
 
 func orderStatusName(s hufuv1.OrderStatus) string {

@@ -175,7 +175,7 @@ func (c *cli) entApplicationsCommand() *urfave.Command {
 		ent := conn.Enterprises
 		status := hufuv1.JoinStatus(hufuv1.JoinStatus_value["JOIN_STATUS_"+strings.ToUpper(*st)])
 		if *st != "" && status == 0 {
-			return fmt.Errorf("-status %q: want pending, approved, returned or withdrawn", *st)
+			return usagef("-status %q: want pending, approved, returned or withdrawn", *st)
 		}
 		req := &hufuv1.ListJoinApplicationsRequest{Status: status}
 		if len(pos) == 1 {
@@ -452,7 +452,7 @@ func enterpriseFlags(fs *flag.FlagSet, letterHelp string) *enterpriseForm {
 func (f *enterpriseForm) read() (*hufuv1.EnterpriseDetails, *hufuv1.ScannedLetter, error) {
 	var ok bool
 	if f.d.LegalRepIdType, ok = idTypes[*f.idType]; !ok {
-		return nil, nil, fmt.Errorf("-legal-rep-id-type %q: want resident, passport, hk-macao or taiwan", *f.idType)
+		return nil, nil, usagef("-legal-rep-id-type %q: want resident, passport, hk-macao or taiwan", *f.idType)
 	}
 	if *f.until != "" {
 		t, err := time.ParseInLocation(time.DateOnly, *f.until, time.Local)
@@ -498,7 +498,7 @@ func (c *cli) enterpriseClaimCommand() *urfave.Command {
 		} else {
 			cur, err := conn.Platforms.GetCurrentPlatform(ctx, &hufuv1.GetCurrentPlatformRequest{})
 			if err != nil || cur.GetPlatform() == nil {
-				return errors.New("choose -platforms, or a current platform with `hufu platform use`")
+				return usagef("choose -platforms, or a current platform with `hufu platform use`")
 			}
 			req.Platforms = []string{cur.GetPlatform().GetId()}
 		}

@@ -273,7 +273,7 @@ func (c *cli) keyRefreshCommand() *urfave.Command {
 // openKey opens a stored key with a ticket from the PIN.
 func (c *cli) openKey(ctx context.Context, conn *client.Conn, keyID, pinFlag string) (*client.Key, error) {
 	if keyID == "" {
-		return nil, errors.New("-key is required")
+		return nil, usagef("-key is required")
 	}
 	ks, err := c.keystore()
 	if err != nil {
@@ -406,7 +406,7 @@ func (c *cli) decryptCommand() *urfave.Command {
 func (c *cli) publicKey(pubFile, keyID string) (*ecdsa.PublicKey, error) {
 	switch {
 	case pubFile != "" && keyID != "":
-		return nil, errors.New("give -pub or -key, not both")
+		return nil, usagef("give -pub or -key, not both")
 	case keyID != "":
 		ks, err := c.keystore()
 		if err != nil {
@@ -418,7 +418,7 @@ func (c *cli) publicKey(pubFile, keyID string) (*ecdsa.PublicKey, error) {
 		}
 		return info.Public.PublicKey(), nil
 	case pubFile == "":
-		return nil, errors.New("-pub FILE or -key K is required")
+		return nil, usagef("-pub FILE or -key K is required")
 	}
 	raw, err := os.ReadFile(pubFile)
 	if err != nil {
@@ -485,7 +485,7 @@ func (c *cli) verifyCommand() *urfave.Command {
 	id := fs.String("id", "", "SM2 signer ID (default 1234567812345678)")
 	return c.command(verb{name: "verify", usage: "standard SM2 verification (no daemon)", desc: "verify -pub FILE|-key K -in FILE [-sig FILE] [-id ID]", nargs: noArgs, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if *in == "" {
-			return errors.New("verify -pub FILE|-key K -in FILE [-sig FILE] [-id ID]")
+			return usagef("verify -pub FILE|-key K -in FILE [-sig FILE] [-id ID]")
 		}
 		if *sigFile == "" {
 			*sigFile = *in + ".sig"
@@ -523,7 +523,7 @@ func (c *cli) encryptCommand() *urfave.Command {
 	asn1 := fs.Bool("asn1", false, "write the GM/T 0009 ASN.1 form instead of C1C3C2")
 	return c.command(verb{name: "encrypt", usage: "standard SM2 encryption, C1C3C2 (no daemon)", desc: "encrypt -pub FILE|-key K -in FILE [-out FILE] [-asn1]", nargs: noArgs, offline: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if *in == "" {
-			return errors.New("encrypt -pub FILE|-key K -in FILE [-out FILE] [-asn1]")
+			return usagef("encrypt -pub FILE|-key K -in FILE [-out FILE] [-asn1]")
 		}
 		if *out == "" {
 			*out = *in + ".enc"
@@ -659,10 +659,10 @@ func readInputs(in string, args []string, out, usage, outWithMany string) ([]str
 		files = append([]string{in}, args...)
 	}
 	if len(files) == 0 {
-		return nil, nil, errors.New(usage)
+		return nil, nil, usagef("%s", usage)
 	}
 	if len(files) > 1 && out != "" {
-		return nil, nil, errors.New(outWithMany)
+		return nil, nil, usagef("%s", outWithMany)
 	}
 	contents := make([][]byte, len(files))
 	for i, f := range files {

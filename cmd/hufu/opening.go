@@ -162,9 +162,9 @@ func (c *cli) openingCreateCommand() *urfave.Command {
 		case (*startFlag == "") == (*in == 0):
 			return fmt.Errorf("give the opening time as exactly one of -start TIME and -in DURATION; %w", openingArgsError("create"))
 		case *in < 0:
-			return errors.New("-in must be a positive duration: the opening time lies in the future")
+			return usagef("-in must be a positive duration: the opening time lies in the future")
 		case *window <= 0:
-			return errors.New("-window must be a positive duration")
+			return usagef("-window must be a positive duration")
 		}
 		start := time.Now().Add(*in).Truncate(time.Second)
 		if *startFlag != "" {
@@ -276,9 +276,9 @@ func (c *cli) openingRegisterCommand() *urfave.Command {
 		case len(files) == 0:
 			return fmt.Errorf("no file to register; %w", openingArgsError("register"))
 		case *envID != "" && len(files) != 1:
-			return fmt.Errorf("-envelope names one envelope, but %d files were given", len(files))
+			return usagef("-envelope names one envelope, but %d files were given", len(files))
 		case *envID != "" && !envelopeIDRE.MatchString(*envID):
-			return fmt.Errorf("-envelope %q: an envelope id is 1 to 64 of [A-Za-z0-9._-]", *envID)
+			return usagef("-envelope %q: an envelope id is 1 to 64 of [A-Za-z0-9._-]", *envID)
 		}
 		var envs []envelopeFile
 		seen := map[string]string{}
@@ -476,7 +476,7 @@ func (c *cli) openingQRCommand() *urfave.Command {
 	wait := fs.Bool("wait", false, "follow the session until the bidder has answered (not with -hall, whose code lives until -ttl)")
 	return c.command(verb{name: "qr", usage: u, desc: d, args: "ID", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if *wait && *hall {
-			return errors.New("-wait follows one bidder's session; a hall code starts a session per bidder (follow the opening with hufu opening envelopes)")
+			return usagef("-wait follows one bidder's session; a hall code starts a session per bidder (follow the opening with hufu opening envelopes)")
 		}
 		if _, err := c.openingSystem(conn); err != nil {
 			return err

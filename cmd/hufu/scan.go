@@ -252,7 +252,7 @@ func (c *cli) openBidCommand() *urfave.Command {
 	pinFlag := fs.String("pin", "", "certificate PIN (default: HUFU_PIN, else asked)")
 	return c.command(verb{name: "open-bid", usage: "open an enveloped bid file (two-party decryption)", desc: "open-bid -key K -in FILE.env [-out FILE]", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if *keyID == "" || *in == "" {
-			return errors.New("open-bid -key K -in FILE.env [-out FILE]")
+			return usagef("open-bid -key K -in FILE.env [-out FILE]")
 		}
 		dest := *out
 		if dest == "" {

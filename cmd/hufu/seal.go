@@ -38,7 +38,7 @@ func sealTypeArg(s string) (hufuv1.SealType, error) {
 		}
 		names = append(names, st.name)
 	}
-	return 0, fmt.Errorf("-type: one of %s", strings.Join(names, ", "))
+	return 0, usagef("-type: one of %s", strings.Join(names, ", "))
 }
 
 func sealTypeText(t hufuv1.SealType) string {

@@ -43,9 +43,9 @@ func (c *cli) enterpriseCommands() []*urfave.Command {
 func (c *cli) entSearchCommand() *urfave.Command {
 	fs := newFlags()
 	o := outputFlag(fs)
-	return c.command(verb{name: "search", usage: "by USCC or name: registered? and the next steps", args: "QUERY", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "search", usage: "by USCC or name: registered? and the next steps", args: "QUERY", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
-		q := rest[0]
+		q := args[0]
 		resp, err := ent.SearchEnterprises(ctx, &hufuv1.SearchEnterprisesRequest{Query: q})
 		if err != nil {
 			return err
@@ -74,7 +74,7 @@ func (c *cli) entSearchCommand() *urfave.Command {
 func (c *cli) entListCommand() *urfave.Command {
 	fs := newFlags()
 	o := outputFlag(fs)
-	return c.command(verb{name: "list", usage: "your enterprises and your role in each", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "list", usage: "your enterprises and your role in each", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
 		resp, err := ent.ListMyEnterprises(ctx, &hufuv1.ListMyEnterprisesRequest{})
 		if err != nil {
@@ -93,9 +93,9 @@ func (c *cli) entListCommand() *urfave.Command {
 func (c *cli) entShowCommand() *urfave.Command {
 	fs := newFlags()
 	o := outputFlag(fs)
-	return c.command(verb{name: "show", usage: "an enterprise", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "show", usage: "an enterprise", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
-		uscc := rest[0]
+		uscc := args[0]
 		resp, err := ent.GetEnterprise(ctx, &hufuv1.GetEnterpriseRequest{Uscc: uscc})
 		if err != nil {
 			return err
@@ -114,9 +114,9 @@ func (c *cli) entShowCommand() *urfave.Command {
 func (c *cli) entMembersCommand() *urfave.Command {
 	fs := newFlags()
 	o := outputFlag(fs)
-	return c.command(verb{name: "members", usage: "an enterprise's members", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "members", usage: "an enterprise's members", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
-		uscc := rest[0]
+		uscc := args[0]
 		resp, err := ent.ListMembers(ctx, &hufuv1.ListMembersRequest{Uscc: uscc})
 		if err != nil {
 			return err
@@ -140,9 +140,9 @@ func (c *cli) entMembersCommand() *urfave.Command {
 
 func (c *cli) entRemoveCommand() *urfave.Command {
 	fs := newFlags()
-	return c.command(verb{name: "remove", usage: "remove a member", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "remove", usage: "remove a member", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
-		uscc, user := rest[0], rest[1]
+		uscc, user := args[0], args[1]
 		_, err := ent.RemoveMember(ctx, &hufuv1.RemoveMemberRequest{Uscc: uscc, UserId: user})
 		return err
 	}})
@@ -154,7 +154,7 @@ func (c *cli) entJoinCommand() *urfave.Command {
 	name := fs.String("admin-name", "", "the administrator's name")
 	phone := fs.String("admin-phone", "", "the administrator's phone number")
 	invite := fs.String("invite", "", "an invite payload (from the enterprise's QR code)")
-	return c.command(verb{name: "join", usage: "apply to join an enterprise, or join by an invite", desc: "join -uscc U -admin-name N -admin-phone P | join -invite PAYLOAD", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "join", usage: "apply to join an enterprise, or join by an invite", desc: "join -uscc U -admin-name N -admin-phone P | join -invite PAYLOAD", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
 		resp, err := ent.ApplyToJoin(ctx, &hufuv1.ApplyToJoinRequest{RequestId: client.NewKeyID(), Uscc: *uscc, AdminName: *name,
 			AdminPhone: *phone, Invite: *invite})
@@ -170,8 +170,7 @@ func (c *cli) entApplicationsCommand() *urfave.Command {
 	fs := newFlags()
 	o := outputFlag(fs)
 	st := fs.String("status", "", "pending, approved, returned or withdrawn")
-	return c.command(verb{name: "applications", usage: "join applications (yours, or to an enterprise you administer)", args: "[USCC]", nargs: upTo(1), fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
-		pos := rest
+	return c.command(verb{name: "applications", usage: "join applications (yours, or to an enterprise you administer)", args: "[USCC]", nargs: upTo(1), fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		ent := conn.Enterprises
 		status := hufuv1.JoinStatus(hufuv1.JoinStatus_value["JOIN_STATUS_"+strings.ToUpper(*st)])
 		if *st != "" && status == 0 {
@@ -197,9 +196,9 @@ func (c *cli) entApplicationsCommand() *urfave.Command {
 
 func (c *cli) entDecideCommand(sub, usage string) *urfave.Command {
 	fs := newFlags()
-	return c.command(verb{name: sub, usage: usage, args: "APPLICATION", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: sub, usage: usage, args: "APPLICATION", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
-		id := rest[0]
+		id := args[0]
 		var a *hufuv1.JoinApplication
 		if sub == "withdraw" {
 			resp, err := ent.WithdrawJoin(ctx, &hufuv1.WithdrawJoinRequest{ApplicationId: id})
@@ -222,8 +221,7 @@ func (c *cli) entDecideCommand(sub, usage string) *urfave.Command {
 func (c *cli) entReturnCommand() *urfave.Command {
 	fs := newFlags()
 	reason := fs.String("reason", "", "why (shown to the applicant)")
-	return c.command(verb{name: "return", usage: "return a join application to the applicant", args: "APPLICATION", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
-		pos := rest
+	return c.command(verb{name: "return", usage: "return a join application to the applicant", args: "APPLICATION", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		ent := conn.Enterprises
 		resp, err := ent.ReturnJoin(ctx, &hufuv1.ReturnJoinRequest{ApplicationId: pos[0], Reason: *reason})
 		if err != nil {
@@ -237,8 +235,7 @@ func (c *cli) entReturnCommand() *urfave.Command {
 func (c *cli) entInviteCommand() *urfave.Command {
 	fs := newFlags()
 	ttl := fs.Duration("ttl", 10*time.Minute, "how long the invite lives (1m to 24h)")
-	return c.command(verb{name: "invite", usage: "an invite QR code for staff to scan", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
-		pos := rest
+	return c.command(verb{name: "invite", usage: "an invite QR code for staff to scan", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		ent := conn.Enterprises
 		resp, err := ent.CreateInvite(ctx, &hufuv1.CreateInviteRequest{Uscc: pos[0], TtlSeconds: uint32(ttl.Seconds())})
 		if err != nil {
@@ -255,9 +252,9 @@ func (c *cli) entInviteCommand() *urfave.Command {
 
 func (c *cli) entInviteRevokeCommand() *urfave.Command {
 	fs := newFlags()
-	return c.command(verb{name: "invite-revoke", usage: "revoke an invite", args: "USCC INVITE", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "invite-revoke", usage: "revoke an invite", args: "USCC INVITE", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
-		uscc, id := rest[0], rest[1]
+		uscc, id := args[0], args[1]
 		_, err := ent.RevokeInvite(ctx, &hufuv1.RevokeInviteRequest{Uscc: uscc, InviteId: id})
 		return err
 	}})
@@ -265,8 +262,8 @@ func (c *cli) entInviteRevokeCommand() *urfave.Command {
 
 func (c *cli) entRegisterDeviceCommand() *urfave.Command {
 	fs := newFlags()
-	return c.command(verb{name: "register-device", usage: "this device may receive the enterprise key", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
-		uscc := rest[0]
+	return c.command(verb{name: "register-device", usage: "this device may receive the enterprise key", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
+		uscc := args[0]
 		ks, err := c.keystore()
 		if err != nil {
 			return err
@@ -288,8 +285,7 @@ func (c *cli) entRegisterDeviceCommand() *urfave.Command {
 func (c *cli) entAcceptCommand() *urfave.Command {
 	fs := newFlags()
 	pinFlag := fs.String("pin", "", "your own certificate PIN for the enterprise key (6 digits)")
-	return c.command(verb{name: "accept", usage: "accept a grant of the enterprise key on this device, with your own PIN", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
-		pos := rest
+	return c.command(verb{name: "accept", usage: "accept a grant of the enterprise key on this device, with your own PIN", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		pin, err := c.newPIN(*pinFlag)
 		if err != nil {
 			return err
@@ -309,9 +305,9 @@ func (c *cli) entAcceptCommand() *urfave.Command {
 
 func (c *cli) entRecallCommand() *urfave.Command {
 	fs := newFlags()
-	return c.command(verb{name: "recall", usage: "收回: destroy a member's pair of the enterprise key at once", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "recall", usage: "收回: destroy a member's pair of the enterprise key at once", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
-		uscc, user := rest[0], rest[1]
+		uscc, user := args[0], args[1]
 		resp, err := ent.RecallDelegation(ctx, &hufuv1.RecallDelegationRequest{Uscc: uscc, MemberUserId: user})
 		if err != nil {
 			return err
@@ -324,9 +320,9 @@ func (c *cli) entRecallCommand() *urfave.Command {
 func (c *cli) entRecordsCommand() *urfave.Command {
 	fs := newFlags()
 	o := outputFlag(fs)
-	return c.command(verb{name: "records", usage: "授权记录: the enterprise key's authorisation records", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "records", usage: "授权记录: the enterprise key's authorisation records", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
-		uscc := rest[0]
+		uscc := args[0]
 		resp, err := ent.ListAuthorisationRecords(ctx, &hufuv1.ListAuthorisationRecordsRequest{Uscc: uscc})
 		if err != nil {
 			return err
@@ -343,9 +339,9 @@ func (c *cli) entRecordsCommand() *urfave.Command {
 
 func (c *cli) entTransferCommand() *urfave.Command {
 	fs := newFlags()
-	return c.command(verb{name: "transfer", usage: "转移: offer the administrator role to a member", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "transfer", usage: "转移: offer the administrator role to a member", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
-		uscc, user := rest[0], rest[1]
+		uscc, user := args[0], args[1]
 		resp, err := ent.TransferAdmin(ctx, &hufuv1.TransferAdminRequest{Uscc: uscc, ToUserId: user})
 		if err != nil {
 			return err
@@ -359,8 +355,7 @@ func (c *cli) entTransferCommand() *urfave.Command {
 func (c *cli) entAcceptTransferCommand() *urfave.Command {
 	fs := newFlags()
 	pinFlag := fs.String("pin", "", "your PIN of the enterprise key's pair (else HUFU_PIN, else asked): the pair is refreshed")
-	return c.command(verb{name: "accept-transfer", usage: "accept the administrator role (refreshes your pair)", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
-		pos := rest
+	return c.command(verb{name: "accept-transfer", usage: "accept the administrator role (refreshes your pair)", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		uscc := pos[0]
 		pin, err := c.pin(*pinFlag, "your certificate PIN of the enterprise key: ")
 		if err != nil {
@@ -384,7 +379,7 @@ func (c *cli) entLetterCommand() *urfave.Command {
 	kind := fs.String("kind", "enterprise-claim", "enterprise-claim, corporate-transfer or personal")
 	caID := fs.String("ca", "hufu-ca", "CA id")
 	out := fs.String("o", "", "write to FILE (default: standard output)")
-	return c.command(verb{name: "letter", usage: "an authorisation letter template", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, rest []string) error {
+	return c.command(verb{name: "letter", usage: "an authorisation letter template", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
 		resp, err := ent.GetLetterTemplate(ctx, &hufuv1.GetLetterTemplateRequest{CaId: *caID, Kind: *kind})
 		if err != nil {

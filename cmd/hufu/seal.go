@@ -87,7 +87,7 @@ func (c *cli) sealListCommand() *urfave.Command {
 	fs := newFlags()
 	o := outputFlag(fs)
 	ent := fs.String("enterprise", "", "the enterprise's 统一社会信用代码 (default: your own seals)")
-	return c.command(verb{name: "list", usage: "your seals, or an enterprise's", nargs: noArgs, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, rest []string) error {
+	return c.command(verb{name: "list", usage: "your seals, or an enterprise's", nargs: noArgs, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, args []string) error {
 		seals, done, err := c.sealService()
 		if err != nil {
 			return err
@@ -115,13 +115,12 @@ func (c *cli) sealShowCommand() *urfave.Command {
 	out := fs.String("o", "", "write the seal's PNG image to this FILE")
 	o := new(outputFormat)
 	fs.Var(o, "output", "output format: text or json (the response, protojson; -o here is the image file)")
-	return c.command(verb{name: "show", usage: "a seal (-o FILE: its PNG image; -output json: the response)", args: "SEAL", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, rest []string) error {
+	return c.command(verb{name: "show", usage: "a seal (-o FILE: its PNG image; -output json: the response)", args: "SEAL", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, pos []string) error {
 		seals, done, err := c.sealService()
 		if err != nil {
 			return err
 		}
 		defer done()
-		pos := rest
 		resp, err := seals.GetSeal(ctx, &hufuv1.GetSealRequest{SealId: pos[0]})
 		if err != nil {
 			return err
@@ -145,7 +144,7 @@ func (c *cli) sealShowCommand() *urfave.Command {
 
 func (c *cli) sealStateCommand(sub, usage string) *urfave.Command {
 	fs := newFlags()
-	return c.command(verb{name: sub, usage: usage, args: "SEAL", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, rest []string) error {
+	return c.command(verb{name: sub, usage: usage, args: "SEAL", nargs: oneArg, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, args []string) error {
 		seals, done, err := c.sealService()
 		if err != nil {
 			return err
@@ -155,7 +154,7 @@ func (c *cli) sealStateCommand(sub, usage string) *urfave.Command {
 		if sub == "disable" {
 			state = hufuv1.SealState_SEAL_STATE_DISABLED
 		}
-		resp, err := seals.SetSealState(ctx, &hufuv1.SetSealStateRequest{SealId: rest[0], State: state})
+		resp, err := seals.SetSealState(ctx, &hufuv1.SetSealStateRequest{SealId: args[0], State: state})
 		if err != nil {
 			return err
 		}
@@ -166,7 +165,7 @@ func (c *cli) sealStateCommand(sub, usage string) *urfave.Command {
 
 func (c *cli) sealAuthoriseCommand(sub, usage string) *urfave.Command {
 	fs := newFlags()
-	return c.command(verb{name: sub, usage: usage, args: "SEAL USER", nargs: twoArgs, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, rest []string) error {
+	return c.command(verb{name: sub, usage: usage, args: "SEAL USER", nargs: twoArgs, offline: true, fs: fs, run: func(ctx context.Context, _ *client.Conn, args []string) error {
 		seals, done, err := c.sealService()
 		if err != nil {
 			return err
@@ -174,13 +173,13 @@ func (c *cli) sealAuthoriseCommand(sub, usage string) *urfave.Command {
 		defer done()
 		var seal *hufuv1.Seal
 		if sub == "authorise" {
-			resp, err := seals.AuthoriseSeal(ctx, &hufuv1.AuthoriseSealRequest{SealId: rest[0], UserId: rest[1]})
+			resp, err := seals.AuthoriseSeal(ctx, &hufuv1.AuthoriseSealRequest{SealId: args[0], UserId: args[1]})
 			if err != nil {
 				return err
 			}
 			seal = resp.Seal
 		} else {
-			resp, err := seals.UnauthoriseSeal(ctx, &hufuv1.UnauthoriseSealRequest{SealId: rest[0], UserId: rest[1]})
+			resp, err := seals.UnauthoriseSeal(ctx, &hufuv1.UnauthoriseSealRequest{SealId: args[0], UserId: args[1]})
 			if err != nil {
 				return err
 			}

@@ -110,12 +110,25 @@ report is the one the appliance made, in its tamper-evident log, and no other.`}
 
 var envelopeIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// openingVerb is a subcommand's help: its usage line and description from openingHelp.
+// openingShort is each subcommand's line in the group's list.
+var openingShort = map[string]string{
+	"create":    "create a bid opening: its project and window",
+	"register":  "register bids' envelopes, until the opening time",
+	"seal":      "seal the opening: its manifest of envelopes is fixed",
+	"show":      "show an opening",
+	"list":      "this system's openings, newest first",
+	"envelopes": "an opening's envelopes with their consent and release state",
+	"qr":        "a DECRYPT code (扫码解密) for the bidders to consent with hufu scan",
+	"release":   "release the consented envelopes' SM4 keys, streaming, inside the window",
+	"close":     "close the opening (from the opening time)",
+	"report":    "write the signed report of a closed opening",
+	"verify":    "verify an opening report offline (no daemon)",
+}
+
+// openingVerb is a subcommand's help: its line in the list and its description.
 func openingVerb(sub string) (usage, desc string) {
 	h := openingHelp[sub]
-	usage, _, _ = strings.Cut(h.text, ". ")
-	usage, _, _ = strings.Cut(usage, ":")
-	return strings.ReplaceAll(strings.TrimSuffix(usage, "."), "\n", " "), "hufu opening " + h.synopsis + "\n\n" + h.text
+	return openingShort[sub], "hufu opening " + h.synopsis + "\n\n" + h.text
 }
 
 // openingCommands: bid openings (开标, seed manual §3.1).
@@ -400,14 +413,18 @@ func (c *cli) openingListCommand() *urfave.Command {
 		if err != nil {
 			return err
 		}
-		n, token := 0, ""
+		n, token, all := 0, "", &hufuv1.ListOpeningsResponse{}
 		for {
 			resp, err := sys.ListOpenings(ctx, &hufuv1.ListOpeningsRequest{PageSize: 1000, PageToken: token})
 			if err != nil {
 				return err
 			}
+			all.Openings = append(all.Openings, resp.Openings...)
 			if o.json() {
-				return c.emit(o, resp, nil)
+				if token = resp.NextPageToken; token == "" {
+					return c.emit(o, all, nil)
+				}
+				continue
 			}
 			for _, o := range resp.Openings {
 				fmt.Fprintf(c.out, "%s  %-6s  %s  %s  %s  %d envelope(s)\n", o.Id, openingState(o.State), openingTime(o.WindowStart), o.ProjectCode,
@@ -434,14 +451,18 @@ func (c *cli) openingEnvelopesCommand() *urfave.Command {
 		if err != nil {
 			return err
 		}
-		n, token := 0, ""
+		n, token, all := 0, "", &hufuv1.ListEnvelopesResponse{}
 		for {
 			resp, err := sys.ListEnvelopes(ctx, &hufuv1.ListEnvelopesRequest{OpeningId: pos[0], PageSize: 1000, PageToken: token})
 			if err != nil {
 				return err
 			}
+			all.Envelopes = append(all.Envelopes, resp.Envelopes...)
 			if o.json() {
-				return c.emit(o, resp, nil)
+				if token = resp.NextPageToken; token == "" {
+					return c.emit(o, all, nil)
+				}
+				continue
 			}
 			for _, e := range resp.Envelopes {
 				consent := "not consented"

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -157,6 +158,16 @@ func TestOpeningCommands(t *testing.T) {
 	has("show", system("opening", "show", o), "("+"sealed)", "FZ-2026-118  示范道路工程施工", "envelopes  3, consented 0")
 	has("list", system("opening", "list"), o+"  sealed")
 	has("envelopes", system("opening", "envelopes", o), "bid-a.sm2  certificate "+serial, "not consented")
+	for _, args := range [][]string{{"opening", "show", o, "-o", "json"}, {"opening", "list", "--output", "json"}, {"opening", "envelopes", o, "-o", "json"}} {
+		var v struct {
+			Opening   map[string]any   `json:"opening"`
+			Openings  []map[string]any `json:"openings"`
+			Envelopes []map[string]any `json:"envelopes"`
+		}
+		if out := system(args...); json.Unmarshal([]byte(out), &v) != nil || v.Opening == nil && len(v.Openings) == 0 && len(v.Envelopes) != 3 {
+			t.Fatalf("%v: %s", args, out)
+		}
+	}
 
 	// The opening time.
 	d.Clock.Advance(35 * time.Minute)

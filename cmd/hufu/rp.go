@@ -68,7 +68,14 @@ func (c *cli) rpSessionCommand(sub, usage string) *urfave.Command {
 	in := fs.String("in", "", "sign, generate: the file to sign")
 	withSeal := fs.Bool("seal", false, "sign: ask the person to pick a seal for the signature's appearance")
 	rootsFile := fs.String("roots", "", "PEM root certificates to check results against (default: the root in the result's chain)")
-	return c.command(verb{name: sub, usage: usage, args: "[FILE...]", fs: fs, nargs: anyArgs, run: func(ctx context.Context, conn *client.Conn, files []string) error {
+	args, nargs := "", noArgs // -in FILE, or the files as arguments: sign and generate
+	switch kind {
+	case hufuv1.SessionKind_SESSION_KIND_SIGN:
+		args, nargs = "[FILE...]", anyArgs
+	case hufuv1.SessionKind_SESSION_KIND_GENERATE:
+		args, nargs = "[FILE]", upTo(1)
+	}
+	return c.command(verb{name: sub, usage: usage, args: args, fs: fs, nargs: nargs, run: func(ctx context.Context, conn *client.Conn, files []string) error {
 		if err := c.needCert("a business system", "hufu.v1.ScanService"); err != nil {
 			return err
 		}

@@ -67,6 +67,12 @@ func exitCode(err error) int {
 	if errors.As(err, &u) {
 		return exitUsage
 	}
+	// The framework's own errors with an exit code: help asked about an unknown command
+	// ("hufu help bogus").
+	var ec urfave.ExitCoder
+	if errors.As(err, &ec) {
+		return exitUsage
+	}
 	var grpcErr interface{ GRPCStatus() *status.Status }
 	if errors.As(err, &grpcErr) {
 		switch grpcErr.GRPCStatus().Code() {

@@ -81,6 +81,7 @@ func TestUsageErrors(t *testing.T) {
 		{"scan", "bindings", "extra"},
 		{"audit", "verify", "-nope"},
 		{"verify", "extra"},
+		{"help", "bogus"},
 		{"completion"},
 		{"completion", "fish"},
 		{"version", "extra"},

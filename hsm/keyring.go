@@ -33,6 +33,7 @@ type Keyring struct {
 	cfg     Config
 	c11     *crypto11.Context
 	metrics Metrics
+	gate    *sessionGate // admits operations to crypto11's session pool; see sessions.go
 	closed  atomic.Bool
 
 	// keks is replaced, never modified, so Wrap and Unwrap read it without a lock.
@@ -143,8 +144,25 @@ func connect(ctx context.Context, cfg Config) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: open token %s: %w", tokenName(cfg), classifyOpenError(err))
 	}
-	return &Keyring{cfg: cfg, c11: c11, metrics: cfg.Metrics}, nil
+	// The gate must be exactly as large as crypto11's pool (see sessionGate). If the
+	// token's own limit cannot be read, crypto11 read it a moment ago without trouble, so
+	// the lookup failing says more about the second handle than about the token: the
+	// configured size is used.
+	tokenMax, err := tokenMaxRwSessions(module, cfg)
+	if err != nil {
+		tokenMax = pkcs11.CK_UNAVAILABLE_INFORMATION
+	}
+	k := &Keyring{cfg: cfg, c11: c11, metrics: cfg.Metrics,
+		gate: newSessionGate(poolCapacity(cfg.MaxSessions, tokenMax), cfg.PoolWaitTimeout, cfg.Metrics)}
+	if m, ok := cfg.Metrics.(SessionMetrics); ok {
+		m.WatchSessions(k.SessionStats)
+	}
+	return k, nil
 }
+
+// SessionStats reads the keyring's HSM sessions: the pool's capacity, the operations
+// holding a session and those waiting for one.
+func (k *Keyring) SessionStats() SessionStats { return k.gate.stats() }
 
 func tokenName(cfg Config) string {
 	if cfg.TokenLabel != "" {
@@ -413,8 +431,9 @@ func (k *Keyring) Close() error {
 	return nil
 }
 
-// do runs one operation: it refuses a closed keyring or a done context, turns a crypto11
-// panic into ErrHSM, classifies the error and reports the outcome to Metrics.
+// do runs one operation: it refuses a closed keyring or a done context, waits for a session
+// (sessionGate), turns a crypto11 panic into ErrHSM, classifies the error and reports the
+// outcome to Metrics.
 func (k *Keyring) do(ctx context.Context, op Op, f func() error) (err error) {
 	start := time.Now()
 	defer func() {
@@ -422,6 +441,11 @@ func (k *Keyring) do(ctx context.Context, op Op, f func() error) (err error) {
 			err = panicError(r)
 		}
 		if err != nil {
+			if errors.Is(err, pool.ErrTimeout) {
+				// crypto11's own pool ran dry behind the gate (a lost session): still a
+				// wait that ended in ErrBusy.
+				k.gate.observeWait(time.Since(start), true)
+			}
 			err = k.classify(op, err)
 		}
 		k.metrics.Observe(op, outcome(err), time.Since(start))
@@ -432,6 +456,10 @@ func (k *Keyring) do(ctx context.Context, op Op, f func() error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := k.gate.acquire(ctx); err != nil {
+		return err
+	}
+	defer k.gate.release()
 	return f()
 }
 
@@ -453,7 +481,7 @@ func (k *Keyring) classify(op Op, err error) error {
 		}
 	}
 	switch {
-	case errors.Is(err, pool.ErrTimeout):
+	case errors.Is(err, pool.ErrTimeout), errors.Is(err, errGateTimeout):
 		return fmt.Errorf("hsm: %s: %w: %w: %w", op, ErrHSM, ErrBusy, err)
 	case k.closed.Load():
 		// crypto11 reports use of a closed context with an unexported error.

@@ -41,6 +41,7 @@ func (k *Keyring) KEKs() []KEKInfo                            { return nil }
 func (k *Keyring) RotateKEK(context.Context) (KEKInfo, error) { return KEKInfo{}, ErrNoCgo }
 func (k *Keyring) DestroyKEK(context.Context, int) error      { return ErrNoCgo }
 func (k *Keyring) Health(context.Context) error               { return ErrNoCgo }
+func (k *Keyring) SessionStats() SessionStats                 { return SessionStats{} }
 func (k *Keyring) AuditSigner() *AuditSigner                  { return nil }
 func (k *Keyring) PINVerifier(context.Context, []byte, []byte, []byte) ([]byte, error) {
 	return nil, ErrNoCgo

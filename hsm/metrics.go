@@ -44,3 +44,31 @@ type NopMetrics struct{}
 
 // Observe does nothing.
 func (NopMetrics) Observe(Op, Outcome, time.Duration) {}
+
+// SessionStats is a reading of the keyring's HSM sessions (Keyring.SessionStats).
+type SessionStats struct {
+	// Capacity is the number of sessions operations can hold at once: crypto11's pool,
+	// which is Config.MaxSessions (lowered to the token's own session limit if it states
+	// one) minus the session crypto11 keeps logged in.
+	Capacity int
+	// InUse counts operations holding a session now.
+	InUse int
+	// Waiting counts operations waiting for a session now.
+	Waiting int
+}
+
+// SessionMetrics is implemented by a Metrics that also watches the session pool. Open and
+// Initialize look for it in Config.Metrics, so a Metrics that only counts operations keeps
+// implementing one method.
+type SessionMetrics interface {
+	Metrics
+	// WatchSessions is called once when a keyring opens, with a function that reads its
+	// sessions; call it at scrape time. It is cheap (a few loads) and safe for concurrent
+	// use, and after Close it reports nothing in use.
+	WatchSessions(read func() SessionStats)
+	// ObserveSessionWait records one operation that found every session taken: how long
+	// it waited and whether it gave up after Config.PoolWaitTimeout (then the operation
+	// fails with ErrBusy). Operations that found a session free are not observed: they
+	// did not wait.
+	ObserveSessionWait(wait time.Duration, timedOut bool)
+}

@@ -236,6 +236,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 	if d.tls, err = newTLSMaterial(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile, cfg.TLS.MinVersion); err != nil {
 		return nil, err
 	}
+	if err := d.registerExpiryMetrics(ctx); err != nil {
+		return nil, err
+	}
 	d.buildServer()
 	return d, nil
 }

@@ -3,9 +3,15 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+
 	"github.com/hufu-hsm/hufu/buildinfo"
+	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/hsm"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,13 +23,20 @@ import (
 // the audit log's progress. Labels are fixed sets (operation names, outcomes), never user
 // data.
 
-// hsmMetrics implements hsm.Metrics.
+// hsmMetrics implements hsm.Metrics and hsm.SessionMetrics: operations, and the keyring's
+// session pool (the keyring measures it; see hsm's sessionGate).
 type hsmMetrics struct {
 	ops      *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	waits    prometheus.Histogram
+	timeouts prometheus.Counter
+	// sessions reads the open keyring's pool; nil until hsm.Open hands it over (the
+	// metrics are registered before the keyring opens).
+	sessions atomic.Pointer[func() hsm.SessionStats]
 }
 
-var _ hsm.Metrics = (*hsmMetrics)(nil)
+var _ hsm.SessionMetrics = (*hsmMetrics)(nil)
 
 func newHSMMetrics(reg prometheus.Registerer) *hsmMetrics {
 	m := &hsmMetrics{
@@ -37,7 +50,17 @@ func newHSMMetrics(reg prometheus.Registerer) *hsmMetrics {
 			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1, .5, 2.5},
 		}, []string{"op"}),
 	}
-	reg.MustRegister(m.ops, m.duration)
+	m.waits = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "hufu_hsm_session_wait_duration_seconds",
+		Help: "Time HSM keyring operations that found every session taken waited for one (those that timed out included); operations that found one free are not observed.",
+		// Up to the default pool wait timeout (2 s) and a little past a raised one.
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
+	})
+	m.timeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hufu_hsm_session_wait_timeouts_total",
+		Help: "HSM keyring operations that found no session free within the pool wait timeout and failed (ErrBusy).",
+	})
+	reg.MustRegister(m.ops, m.duration, m.waits, m.timeouts, sessionPoolCollector{m})
 	return m
 }
 
@@ -45,6 +68,47 @@ func newHSMMetrics(reg prometheus.Registerer) *hsmMetrics {
 func (m *hsmMetrics) Observe(op hsm.Op, outcome hsm.Outcome, elapsed time.Duration) {
 	m.ops.WithLabelValues(string(op), string(outcome)).Inc()
 	m.duration.WithLabelValues(string(op)).Observe(elapsed.Seconds())
+}
+
+// WatchSessions keeps the reader of the keyring that just opened.
+func (m *hsmMetrics) WatchSessions(read func() hsm.SessionStats) { m.sessions.Store(&read) }
+
+// ObserveSessionWait records one operation that had to wait for a session.
+func (m *hsmMetrics) ObserveSessionWait(wait time.Duration, timedOut bool) {
+	m.waits.Observe(wait.Seconds())
+	if timedOut {
+		m.timeouts.Inc()
+	}
+}
+
+// sessionPoolCollector reports the keyring's session pool at scrape time, all three gauges
+// from one reading; nothing before the keyring opens.
+type sessionPoolCollector struct{ m *hsmMetrics }
+
+var (
+	sessionCapacityDesc = prometheus.NewDesc("hufu_hsm_session_pool_capacity",
+		"HSM sessions keyring operations can hold at once: hsm.max_sessions, lowered to the token's own limit if it states one, minus the session that holds the login.", nil, nil)
+	sessionInUseDesc = prometheus.NewDesc("hufu_hsm_session_pool_in_use",
+		"HSM keyring operations holding a session now.", nil, nil)
+	sessionWaitingDesc = prometheus.NewDesc("hufu_hsm_session_pool_waiting",
+		"HSM keyring operations waiting for a free session now.", nil, nil)
+)
+
+func (c sessionPoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sessionCapacityDesc
+	ch <- sessionInUseDesc
+	ch <- sessionWaitingDesc
+}
+
+func (c sessionPoolCollector) Collect(ch chan<- prometheus.Metric) {
+	read := c.m.sessions.Load()
+	if read == nil {
+		return
+	}
+	s := (*read)()
+	ch <- prometheus.MustNewConstMetric(sessionCapacityDesc, prometheus.GaugeValue, float64(s.Capacity))
+	ch <- prometheus.MustNewConstMetric(sessionInUseDesc, prometheus.GaugeValue, float64(s.InUse))
+	ch <- prometheus.MustNewConstMetric(sessionWaitingDesc, prometheus.GaugeValue, float64(s.Waiting))
 }
 
 // storeMetrics observes store commits (store.Options.CommitObserver).
@@ -175,4 +239,117 @@ func (c *auditBacklogCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(auditUnsignedDesc, prometheus.GaugeValue, float64(b.Records))
 	ch <- prometheus.MustNewConstMetric(auditUnsignedAgeDesc, prometheus.GaugeValue, age)
+}
+
+// Expiry timestamps (unix seconds), so that alerts see a certificate or a CRL run out days
+// ahead. Labels are fixed names and configured CA ids, never subjects or serials.
+var (
+	certExpiryDesc = prometheus.NewDesc("hufu_certificate_expiry_timestamp_seconds",
+		"When a certificate hufud depends on expires (its NotAfter, unix seconds). use=\"tls\" with name grpc_server, admin_server (the certificates served now, after any reload) or client_ca (the first of the client CA file's certificates to expire); use=\"ca_root\" or \"ca_issuing\" with name the embedded CA's id.",
+		[]string{"use", "name"}, nil)
+	crlNextUpdateDesc = prometheus.NewDesc("hufu_ca_crl_next_update_timestamp_seconds",
+		"The nextUpdate of the CRL a relying party fetching it now receives (unix seconds), by CA id. hufud signs a new CRL when half of the current one's validity has passed; if it cannot, this stays at the old CRL's nextUpdate.",
+		[]string{"ca"}, nil)
+)
+
+// crlScrapeTimeout bounds the CRL a scrape may have to sign (an HSM unwrap and a store
+// commit), well inside Prometheus's default 10 s scrape timeout.
+const crlScrapeTimeout = 5 * time.Second
+
+// caExpiry is an embedded CA's certificates' NotAfter; they do not change while hufud runs.
+type caExpiry struct {
+	id            string
+	root, issuing time.Time
+}
+
+// namedTLS is TLS material reported under name (its client CAs, if any, as client_ca).
+type namedTLS struct {
+	name string
+	m    *tlsMaterial
+}
+
+// expiryCollector reports certificate and CRL expiry at scrape time.
+type expiryCollector struct {
+	cas   []caExpiry
+	crlCA []string
+	// crl returns a CA's current CRL as the admin /crl endpoint does: it signs a new one
+	// once half of the stored one's validity has passed. A scrape therefore reports what a
+	// relying party would get, and an idle appliance whose CRL nobody fetched does not look
+	// expired; when signing fails (the HSM cannot unwrap the CA key, the store refuses
+	// writes), the last CRL seen is reported and its nextUpdate passes: that is the alert.
+	crl func(ctx context.Context, caID string) ([]byte, error)
+	tls []namedTLS
+
+	mu      sync.Mutex
+	lastCRL map[string]time.Time
+}
+
+func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- certExpiryDesc
+	ch <- crlNextUpdateDesc
+}
+
+func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	cert := func(use, name string, notAfter time.Time) {
+		if !notAfter.IsZero() {
+			ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, float64(notAfter.Unix()), use, name)
+		}
+	}
+	for _, t := range c.tls {
+		server, clientCA := t.m.expiry()
+		cert("tls", t.name, server)
+		cert("tls", "client_ca", clientCA)
+	}
+	for _, ca := range c.cas {
+		cert("ca_root", ca.id, ca.root)
+		cert("ca_issuing", ca.id, ca.issuing)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), crlScrapeTimeout)
+	defer cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range c.crlCA {
+		if next, err := crlNextUpdate(ctx, c.crl, id); err == nil {
+			c.lastCRL[id] = next
+		}
+		// Without any CRL seen yet (the first one could not be signed) the series is
+		// absent rather than a made-up time.
+		if next, ok := c.lastCRL[id]; ok {
+			ch <- prometheus.MustNewConstMetric(crlNextUpdateDesc, prometheus.GaugeValue, float64(next.Unix()), id)
+		}
+	}
+}
+
+func crlNextUpdate(ctx context.Context, crl func(context.Context, string) ([]byte, error), caID string) (time.Time, error) {
+	der, err := crl(ctx, caID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	l, err := smx509.ParseRevocationList(der)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return l.NextUpdate, nil
+}
+
+// registerExpiryMetrics registers the expiry collector over the daemon's CAs and TLS
+// material; Open calls it once both exist. The collector keeps the pieces themselves, not
+// d's fields, which close clears.
+func (d *Daemon) registerExpiryMetrics(ctx context.Context) error {
+	c := &expiryCollector{crl: d.certs.CRL, crlCA: d.certs.CAIDs(), lastCRL: map[string]time.Time{}}
+	for _, id := range c.crlCA {
+		root, issuing, err := ca.Certificates(ctx, d.store, id)
+		if errors.Is(err, ca.ErrNoCA) {
+			continue // not an embedded CA: its certificates are not ours to watch
+		}
+		if err != nil {
+			return fmt.Errorf("expiry metrics: %w", err)
+		}
+		c.cas = append(c.cas, caExpiry{id: id, root: root.NotAfter, issuing: issuing.NotAfter})
+	}
+	c.tls = append(c.tls, namedTLS{"grpc_server", d.tls})
+	if d.adm.tls != nil {
+		c.tls = append(c.tls, namedTLS{"admin_server", d.adm.tls})
+	}
+	return d.opts.Registry.Register(c)
 }

@@ -3,10 +3,12 @@ package daemon
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"time"
 )
 
 // tlsMaterial holds the server certificate and the client CA pool, reloadable on SIGHUP
@@ -18,6 +20,10 @@ type tlsMaterial struct {
 	mu   sync.RWMutex
 	cert *tls.Certificate
 	cas  *x509.CertPool
+	// notAfter is when the server certificate expires and clientCANotAfter when the first
+	// client CA certificate does (zero without client CAs), for the expiry metrics: the
+	// pool does not give its certificates back.
+	notAfter, clientCANotAfter time.Time
 }
 
 func newTLSMaterial(certFile, keyFile, clientCAFile, minVersion string) (*tlsMaterial, error) {
@@ -34,21 +40,63 @@ func (m *tlsMaterial) reload() error {
 	if err != nil {
 		return fmt.Errorf("tls: server certificate: %w", err)
 	}
-	var cas *x509.CertPool
+	leaf := cert.Leaf // LoadX509KeyPair parses it (Go 1.23 and later)
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return fmt.Errorf("tls: server certificate: %w", err)
+		}
+	}
+	var (
+		cas       *x509.CertPool
+		caExpires time.Time
+	)
 	if m.clientCAFile != "" {
-		pem, err := os.ReadFile(m.clientCAFile)
+		data, err := os.ReadFile(m.clientCAFile)
 		if err != nil {
 			return fmt.Errorf("tls: client CA: %w", err)
 		}
 		cas = x509.NewCertPool()
-		if !cas.AppendCertsFromPEM(pem) {
+		if !cas.AppendCertsFromPEM(data) {
 			return errors.New("tls: client CA file holds no certificate")
 		}
+		caExpires = firstExpiry(data)
 	}
 	m.mu.Lock()
 	m.cert, m.cas = &cert, cas
+	m.notAfter, m.clientCANotAfter = leaf.NotAfter, caExpires
 	m.mu.Unlock()
 	return nil
+}
+
+// expiry returns when the server certificate in use expires and when the first of the
+// client CA certificates does (zero without client CAs).
+func (m *tlsMaterial) expiry() (server, clientCA time.Time) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.notAfter, m.clientCANotAfter
+}
+
+// firstExpiry is the earliest NotAfter of the certificates in a PEM bundle, skipping what
+// does not parse as AppendCertsFromPEM does.
+func firstExpiry(data []byte) time.Time {
+	var first time.Time
+	for len(data) > 0 {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			continue
+		}
+		if first.IsZero() || c.NotAfter.Before(first) {
+			first = c.NotAfter
+		}
+	}
+	return first
 }
 
 // config is the server's TLS configuration. Client certificates are verified when given

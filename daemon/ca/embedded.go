@@ -136,26 +136,42 @@ var _ Connector = (*Embedded)(nil)
 
 // Open returns the embedded CA caID, which Ensure must have created (else ErrNoCA).
 func Open(ctx context.Context, st *store.Store, kr Keyring, clock Clock, caID, name string, crlNextUpdate time.Duration) (*Embedded, error) {
-	s, err := states.Read(ctx, st, stateID(caID))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrNoCA, caID)
-	}
+	s, root, iss, err := readCertificates(ctx, st, caID)
 	if err != nil {
 		return nil, err
-	}
-	root, err := smx509.ParseCertificate(s.RootCert)
-	if err != nil {
-		return nil, fmt.Errorf("ca: stored root of %s: %w", caID, err)
-	}
-	iss, err := smx509.ParseCertificate(s.IssuingCert)
-	if err != nil {
-		return nil, fmt.Errorf("ca: stored issuing certificate of %s: %w", caID, err)
 	}
 	if crlNextUpdate <= 0 {
 		crlNextUpdate = 24 * time.Hour
 	}
 	return &Embedded{id: caID, name: name, st: st, kr: kr, clock: clock, crlNextUpdate: crlNextUpdate,
 		root: root, issuing: iss, chain: [][]byte{s.IssuingCert, s.RootCert}}, nil
+}
+
+// Certificates returns the root and issuing certificates of the embedded CA caID, which
+// Ensure must have created (else ErrNoCA), without opening it: the daemon's metrics report
+// when they expire.
+func Certificates(ctx context.Context, st *store.Store, caID string) (root, issuing *smx509.Certificate, err error) {
+	_, root, issuing, err = readCertificates(ctx, st, caID)
+	return root, issuing, err
+}
+
+func readCertificates(ctx context.Context, st *store.Store, caID string) (*storepb.CAState, *smx509.Certificate, *smx509.Certificate, error) {
+	s, err := states.Read(ctx, st, stateID(caID))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, nil, fmt.Errorf("%w: %s", ErrNoCA, caID)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	root, err := smx509.ParseCertificate(s.RootCert)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("ca: stored root of %s: %w", caID, err)
+	}
+	iss, err := smx509.ParseCertificate(s.IssuingCert)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("ca: stored issuing certificate of %s: %w", caID, err)
+	}
+	return s, root, iss, nil
 }
 
 func (e *Embedded) ID() string       { return e.id }

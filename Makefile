@@ -13,8 +13,17 @@ all: build
 build: bins
 	$(GO) build $(PKGS)
 
+# The version `hufud version`, `hufu version` and hufu_build_info report, stamped with -X
+# because -buildvcs=false (GOFLAGS on some machines) or a build outside a checkout leaves
+# the binaries no VCS information. Outside a checkout both are empty and the binaries say
+# "(devel)"; `make bins VERSION=v1.2.0` overrides. Recursive (=), so git runs only when
+# the binaries are built.
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   = -X github.com/hufu-hsm/hufu/buildinfo.version=$(VERSION) -X github.com/hufu-hsm/hufu/buildinfo.revision=$(REVISION)
+
 bins:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # The whole suite, with the race detector, then the check that the generated protobuf code
 # is what the .proto files produce. Tests that need SoftHSM2 find it through

@@ -22,9 +22,10 @@
 // Errors name the operation ("hsm: unwrap: …") and match one of the sentinel errors below
 // with errors.Is. They never contain PINs, plaintexts or key material. crypto11 panics on
 // some HSM errors (AEAD Seal, HMAC Sum); every Keyring method recovers and returns ErrHSM
-// instead. A context passed to a method is checked before the HSM is called: a PKCS#11 call
-// itself cannot be cancelled, and waiting for a session is bounded by
-// Config.PoolWaitTimeout (ErrBusy).
+// instead. A context passed to a method is checked before the HSM is called and ends a wait
+// for a session: a PKCS#11 call itself cannot be cancelled, and waiting for a session is
+// bounded by Config.PoolWaitTimeout (ErrBusy). Keyring.SessionStats and SessionMetrics
+// report the session pool.
 //
 // # Blob format (version 1)
 //

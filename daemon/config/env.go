@@ -11,7 +11,9 @@ var OtherEnv = []string{
 	// softhsm: the PKCS#11 module path.
 	"HUFU_PKCS11_MODULE",
 	// The hufu CLI (cmd/hufu).
-	"HUFU_ADDR", "HUFU_DAEMON_DIR", "HUFU_CA", "HUFU_CERT", "HUFU_KEY", "HUFU_HOME", "HUFU_PIN",
+	"HUFU_ADDR", "HUFU_DAEMON_DIR", "HUFU_CA", "HUFU_TLS_CERT", "HUFU_TLS_KEY", "HUFU_HOME", "HUFU_PIN",
+	// Read by the hufu CLI with a warning, until scripts move to HUFU_TLS_CERT and HUFU_TLS_KEY.
+	"HUFU_CERT", "HUFU_KEY",
 	// Tests and benchmarks: child processes and shared fixtures.
 	"HUFU_SOFTHSMTEST_DIR", "HUFU_OPENING_CRASH_CHILD", "HUFU_STORE_CRASH_DIR", "HUFU_STORE_CRASH_KEY",
 	"HUFU_BENCH_SESSIONS", "HUFU_HSM_CHILD", "HUFU_HSM_CHILD_BLOB", "HUFU_HSM_CHILD_LABEL",

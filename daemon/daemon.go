@@ -239,9 +239,6 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 	if err := d.registerExpiryMetrics(ctx); err != nil {
 		return nil, err
 	}
-	if err := d.registerExpiryMetrics(ctx); err != nil {
-		return nil, err
-	}
 	d.buildServer()
 	return d, nil
 }

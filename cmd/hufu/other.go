@@ -2,22 +2,13 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 
 	urfave "github.com/urfave/cli/v2"
 
 	"github.com/hufu-hsm/hufu/buildinfo"
 	"github.com/hufu-hsm/hufu/client"
-)
-
-// The completion scripts ask hufu itself for the candidates (urfave's
-// --generate-bash-completion), from urfave/cli v2.27.7's autocomplete/ with PROG set to hufu.
-var (
-	//go:embed completion/hufu.bash
-	bashCompletion string
-	//go:embed completion/hufu.zsh
-	zshCompletion string
+	"github.com/hufu-hsm/hufu/cmd/internal/completion"
 )
 
 const benchDesc = `bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] [-c N] [-d DURATION]
@@ -43,15 +34,12 @@ func (c *cli) otherCommands() []*urfave.Command {
 			desc: `bash: source <(hufu completion bash), or save it in /etc/bash_completion.d/hufu
 zsh:  source <(hufu completion zsh), or save it as _hufu in a directory of $fpath`,
 			run: func(_ context.Context, _ *client.Conn, args []string) error {
-				switch args[0] {
-				case "bash":
-					fmt.Fprint(c.out, bashCompletion)
-				case "zsh":
-					fmt.Fprint(c.out, zshCompletion)
-				default:
-					return usagef("completion %q: bash or zsh", args[0])
+				script, err := completion.Script(args[0], "hufu")
+				if err != nil {
+					return &usageError{err}
 				}
-				return nil
+				_, err = fmt.Fprint(c.out, script)
+				return err
 			}}),
 	}
 }

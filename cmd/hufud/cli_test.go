@@ -69,6 +69,10 @@ func TestExitCodes(t *testing.T) {
 		{"unparsable file", []string{"serve", "-config", bad}, 78, "line 2: listen.grcp: unknown key"},
 		{"malformed flag value", []string{"validate", "-hsm.max_sessions", "lots"}, 78, "flag -hsm.max_sessions"},
 		{"version", []string{"version"}, 0, ""},
+		{"completion script", []string{"completion", "bash"}, 0, "complete -o bashdefault -o default -F _hufud_complete hufud"},
+		{"completion of an unknown shell", []string{"completion", "fish"}, 2, `completion "fish": want bash or zsh`},
+		{"completion candidates", []string{"--generate-bash-completion"}, 0, "validate\nconfig\nserve"},
+		{"flag candidates", []string{"serve", "-", "--generate-bash-completion"}, 0, "--listen.grpc"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -87,7 +87,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			initCommand(), validateCommand(), configCommand(), serveCommand(),
-			adminTokenCommand(), healthCommand(), versionCommand(),
+			adminTokenCommand(), healthCommand(), versionCommand(), completionCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

@@ -39,7 +39,7 @@ func TestRequestIDInAuditRecords(t *testing.T) {
 		if got := r.Details[RequestIDDetail]; got != s.want {
 			t.Errorf("step %d: request_id %q, want %q", i, got, s.want)
 		}
-		if s.details != nil && len(s.details) == maxDetails && len(r.Details) != maxDetails {
+		if len(s.details) == maxDetails && len(r.Details) != maxDetails {
 			t.Errorf("step %d: %d details, want %d", i, len(r.Details), maxDetails)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hufu-hsm/hufu/admin/adminclient"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
 )
@@ -89,7 +91,13 @@ func exitCode(err error) int {
 		}
 		return exitError
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	// The admin surface's refusals, by HTTP status, and an admin listener out of reach.
+	var adminErr *adminclient.Error
+	if errors.As(err, &adminErr) {
+		return adminExitCode(adminErr.Status)
+	}
+	var netErr *net.OpError
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) {
 		return exitUnavailable
 	}
 	return exitError
@@ -491,5 +499,5 @@ func (c *cli) commands() []*urfave.Command {
 	return all
 }
 
-// adminCommands is where "hufu admin" goes (issue 15), on the admin client library.
-func (c *cli) adminCommands() []*urfave.Command { return nil }
+// adminCommands: hufu admin (admin.go), the admin surface on its client library.
+func (c *cli) adminCommands() []*urfave.Command { return []*urfave.Command{c.adminGroup()} }

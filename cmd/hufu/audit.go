@@ -7,9 +7,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/hufu-hsm/hufu/client"
-	urfave "github.com/urfave/cli/v2"
+	"io"
 	"os"
+
+	urfave "github.com/urfave/cli/v2"
+
+	"github.com/hufu-hsm/hufu/client"
 
 	"github.com/hufu-hsm/hufu/store"
 )
@@ -43,33 +46,41 @@ func (c *cli) auditVerifyCommand() *urfave.Command {
 			return err
 		}
 		defer f.Close()
-		res, err := store.VerifyExport(f, pub)
-		var ve *store.VerifyError
-		if errors.As(err, &ve) {
-			if ve.Seq != 0 {
-				return fmt.Errorf("audit log does NOT verify: first bad record %d (line %d): %s: %s", ve.Seq, ve.Line, ve.Reason, ve.Detail)
-			}
-			return fmt.Errorf("audit log does NOT verify at line %d: %s: %s", ve.Line, ve.Reason, ve.Detail)
-		}
-		if err != nil {
-			return err
-		}
-		// The export's header says where it starts and ends, and an edited header can hide a cut
-		// at the front or a tail cut back to a checkpoint: check both against what the auditor
-		// expects.
-		if res.From != 1 && !*partial {
-			return fmt.Errorf("audit log does NOT verify as a whole log: it starts at record %d (records before it are not in the file; pass -partial for a range export)", res.From)
-		}
-		if res.VerifiedThrough < *atLeast {
-			return fmt.Errorf("audit log does NOT verify: it is signed only through record %d, but a checkpoint through record %d was seen before: records were cut", res.VerifiedThrough, *atLeast)
-		}
-		fmt.Fprintf(c.out, "audit log verifies: records %d..%d (%d), %d valid checkpoints, signed through record %d\n",
-			res.From, res.To, res.Records, res.Checkpoints, res.VerifiedThrough)
-		if res.VerifiedThrough < res.To {
-			fmt.Fprintf(c.out, "note: records %d..%d are chained but not yet covered by a signed checkpoint\n", res.VerifiedThrough+1, res.To)
-		}
-		return nil
+		return c.verifyAuditExport(f, pub, *partial, *atLeast)
 	}})
+}
+
+// verifyAuditExport verifies an audit export read from r against pub and prints what it
+// covers; partial accepts an export that does not start at record 1, atLeast is the
+// record a checkpoint seen earlier covered. hufu audit verify and hufu admin audit verify
+// share it.
+func (c *cli) verifyAuditExport(r io.Reader, pub *ecdsa.PublicKey, partial bool, atLeast uint64) error {
+	res, err := store.VerifyExport(r, pub)
+	var ve *store.VerifyError
+	if errors.As(err, &ve) {
+		if ve.Seq != 0 {
+			return fmt.Errorf("audit log does NOT verify: first bad record %d (line %d): %s: %s", ve.Seq, ve.Line, ve.Reason, ve.Detail)
+		}
+		return fmt.Errorf("audit log does NOT verify at line %d: %s: %s", ve.Line, ve.Reason, ve.Detail)
+	}
+	if err != nil {
+		return err
+	}
+	// The export's header says where it starts and ends, and an edited header can hide a cut
+	// at the front or a tail cut back to a checkpoint: check both against what the auditor
+	// expects.
+	if res.From != 1 && !partial {
+		return fmt.Errorf("audit log does NOT verify as a whole log: it starts at record %d (records before it are not in the file; pass -partial for a range export)", res.From)
+	}
+	if res.VerifiedThrough < atLeast {
+		return fmt.Errorf("audit log does NOT verify: it is signed only through record %d, but a checkpoint through record %d was seen before: records were cut", res.VerifiedThrough, atLeast)
+	}
+	fmt.Fprintf(c.out, "audit log verifies: records %d..%d (%d), %d valid checkpoints, signed through record %d\n",
+		res.From, res.To, res.Records, res.Checkpoints, res.VerifiedThrough)
+	if res.VerifiedThrough < res.To {
+		fmt.Fprintf(c.out, "note: records %d..%d are chained but not yet covered by a signed checkpoint\n", res.VerifiedThrough+1, res.To)
+	}
+	return nil
 }
 
 func readAuditKey(path string) (*ecdsa.PublicKey, error) {
@@ -77,17 +88,22 @@ func readAuditKey(path string) (*ecdsa.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseAuditKey(b, path)
+}
+
+// parseAuditKey parses the PEM audit public key b, from where (in messages).
+func parseAuditKey(b []byte, where string) (*ecdsa.PublicKey, error) {
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "PUBLIC KEY" {
-		return nil, fmt.Errorf("%s: not a PEM PUBLIC KEY", path)
+		return nil, fmt.Errorf("%s: not a PEM PUBLIC KEY", where)
 	}
 	k, err := x509.ParsePKIXPublicKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	pub, ok := k.(*ecdsa.PublicKey)
 	if !ok {
-		return nil, fmt.Errorf("%s: not an ECDSA public key", path)
+		return nil, fmt.Errorf("%s: not an ECDSA public key", where)
 	}
 	return pub, nil
 }

@@ -12,6 +12,7 @@ var OtherEnv = []string{
 	"HUFU_PKCS11_MODULE",
 	// The hufu CLI (cmd/hufu).
 	"HUFU_ADDR", "HUFU_DAEMON_DIR", "HUFU_CA", "HUFU_TLS_CERT", "HUFU_TLS_KEY", "HUFU_HOME", "HUFU_PIN",
+	"HUFU_ADMIN_URL", "HUFU_ADMIN_TOKEN", "HUFU_ADMIN_TOKEN_FILE", "HUFU_ADMIN_CA", // hufu admin
 	// Read by the hufu CLI with a warning, until scripts move to HUFU_TLS_CERT and HUFU_TLS_KEY.
 	"HUFU_CERT", "HUFU_KEY",
 	// Tests and benchmarks: child processes and shared fixtures.

@@ -548,7 +548,7 @@ func (c *cli) adminSystemClientRegisterCommand() *urfave.Command {
 				if saved != "" {
 					fmt.Fprintln(c.out, saved)
 				}
-				if reg.Note != "" {
+				if reg.Note != "" && reg.Approval == nil {
 					fmt.Fprintln(c.out, reg.Note)
 				}
 				return nil

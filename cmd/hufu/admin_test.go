@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -267,6 +268,15 @@ func TestAdminCLI(t *testing.T) {
 	if out := f.ok("olga", "system-client", "list"); !regexp.MustCompile(`(?m)^desk-1\s+registered\s+hufu.v1.ReviewService\s+review\s+sue`).MatchString(out) {
 		t.Fatalf("system-client list: %q", out)
 	}
+	// A request withdrawn by the one who asked.
+	out = f.ok("sam", "system-client", "register", "desk-2", "-service", "ReconciliationService")
+	if m = regexp.MustCompile(`pending: request (\S+) `).FindStringSubmatch(out); m == nil {
+		t.Fatalf("register a desk: %q", out)
+	}
+	if out := f.ok("sam", "approval", "reject", m[1]); !strings.Contains(out, "rejected "+m[1]) {
+		t.Fatalf("reject: %q", out)
+	}
+	f.fails(exitConflict, "sue", "approval", "approve", m[1])
 	f.fails(exitError, "sam", "system-client", "register", "platform-2", "-service", "ScanService", "-cert-out", f.path("p1.pem")) // exists: refused before
 	f.fails(exitInvalid, "sam", "system-client", "register", "x1", "-service", "AccountService")
 	f.fails(exitConflict, "sam", "system-client", "register", "platform-1", "-service", "ScanService", "-cert-out", f.path("again.pem"), "-key-out", f.path("again-key.pem"))
@@ -429,6 +439,14 @@ func TestAdminBackupAndRestore(t *testing.T) {
 		t.Fatal("the existing backup was touched")
 	}
 	f.fails(exitUsage, "sam", "backup")
+	// To standard output, for a pipe into an encryption tool.
+	out, _, err := f.run("sam", "", "backup", "-o", "-")
+	if err != nil {
+		t.Fatalf("backup -o -: %v", err)
+	}
+	if st, err := readBackup(strings.NewReader(out), func(*tar.Header, string, io.Reader) error { return nil }); err != nil || st.files == 0 {
+		t.Fatalf("backup -o -: %v %+v", err, st)
+	}
 	f.a.Stop()
 
 	// Restore into a fresh data directory holding only the TLS material (configuration, not
@@ -437,7 +455,7 @@ func TestAdminBackupAndRestore(t *testing.T) {
 	if err := os.CopyFS(filepath.Join(fresh, "tls"), os.DirFS(filepath.Join(f.a.Config.DataDir, "tls"))); err != nil {
 		t.Fatal(err)
 	}
-	out := f.ok("", "restore", "-in", backup, "-data-dir", fresh)
+	out = f.ok("", "restore", "-in", backup, "-data-dir", fresh)
 	if !strings.Contains(out, "restored") || !strings.Contains(out, filepath.Join(fresh, "store")) {
 		t.Fatalf("restore: %q", out)
 	}

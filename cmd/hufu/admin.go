@@ -437,9 +437,12 @@ func (c *cli) adminApprovalDecideCommand(sub string) *urfave.Command {
 			}
 			var saved string
 			if d.Certificate != nil && certOut != nil {
-				name := d.Approval.SystemClient.Name
-				if d.Client != nil {
+				name := "system-client"
+				switch {
+				case d.Client != nil:
 					name = d.Client.Name
+				case d.Approval.SystemClient != nil:
+					name = d.Approval.SystemClient.Name
 				}
 				if saved, err = c.saveIssued(d.Certificate, name, *certOut, *keyOut); err != nil {
 					return err

@@ -29,7 +29,8 @@ bins:
 # is what the .proto files produce. Tests that need SoftHSM2 find it through
 # softhsm.FindModule (HUFU_PKCS11_MODULE or the Debian locations). Then the alert rules in
 # deploy/prometheus are checked and unit-tested with promtool, and the Grafana dashboard must
-# be JSON (jq); a missing tool fails the target rather than skipping the check.
+# be JSON (jq); a missing tool fails the target rather than skipping the check. Last, the
+# operator's runbook (scripts/runbook.sh) runs against the built binaries.
 test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	scripts/proto.sh check
@@ -38,6 +39,8 @@ test:
 	promtool check rules deploy/prometheus/hufu-alerts.yml
 	promtool test rules deploy/prometheus/hufu-alerts_test.yml
 	jq empty deploy/grafana/hufu-dashboard.json
+	$(MAKE) --no-print-directory bins
+	scripts/runbook.sh
 
 # Regenerate the Go code of every .proto (buf and the plugins are pinned in tools/go.mod).
 proto:

@@ -557,7 +557,7 @@ func (c *Config) Validate() error {
 	}
 	for path, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile} {
 		if f == "" && !c.Development {
-			bad(path, "must be set outside development (hufud init makes development material)")
+			bad(path, "must be set outside development: the gRPC server's certificate and key (in development, hufud init makes them)")
 		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {

@@ -28,6 +28,20 @@ func configFlags() []cli.Flag {
 	return flags
 }
 
+// configuredCommand completes cmd as a command that reads the configuration: -config and a
+// flag per key, no arguments, and an action given what loadConfig read.
+func configuredCommand(cmd *cli.Command, action func(c *cli.Context, l loadedConfig) error) *cli.Command {
+	cmd.Flags, cmd.Before = configFlags(), noArgs
+	cmd.Action = func(c *cli.Context) error {
+		l, err := loadConfig(c)
+		if err != nil {
+			return err
+		}
+		return action(c, l)
+	}
+	return cmd
+}
+
 // loadedConfig is a configuration as the command line, the environment and the file give
 // it, with the warnings about HUFU_* variables nothing reads.
 type loadedConfig struct {

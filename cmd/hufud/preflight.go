@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/hufu-hsm/hufu/daemon"
@@ -20,13 +19,8 @@ func preflight(cfg config.Config) (config.Config, error) {
 		return cfg, configError{err}
 	}
 	if err := cfg.CheckFiles(); err != nil {
-		hint := "a file it names cannot be read"
 		if cfg.Development {
-			hint += " (in development, run hufud init -development first)"
-		}
-		var ps config.Problems
-		if errors.As(err, &ps) {
-			return cfg, configError{fmt.Errorf("%s:\n  %w", hint, err)}
+			err = fmt.Errorf("%w\n(in development, hufud init -development makes the missing material)", err)
 		}
 		return cfg, configError{err}
 	}

@@ -16,27 +16,20 @@ import (
 )
 
 func serveCommand() *cli.Command {
-	return &cli.Command{
+	return configuredCommand(&cli.Command{
 		Name:  "serve",
 		Usage: "run the daemon",
 		Description: "Serves gRPC (phones, business and bid-opening systems) and the admin HTTP surface. SIGTERM and\n" +
 			"SIGINT stop it gracefully, SIGHUP reloads the TLS material. It refuses a configuration that\n" +
 			"hufud validate would reject, with exit code 78. Under systemd it sends READY=1 and STOPPING=1.",
-		Flags:  configFlags(),
-		Before: noArgs,
-		Action: func(c *cli.Context) error {
-			l, err := loadConfig(c)
-			if err != nil {
-				return err
-			}
-			cfg, err := preflight(l.Config)
-			if err != nil {
-				l.printEnvWarnings(c)
-				return err
-			}
-			return serve(cfg, l.envWarnings, c.App.ErrWriter)
-		},
-	}
+	}, func(c *cli.Context, l loadedConfig) error {
+		cfg, err := preflight(l.Config)
+		if err != nil {
+			l.printEnvWarnings(c) // serve logs them once its logger exists
+			return err
+		}
+		return serve(cfg, l.envWarnings, c.App.ErrWriter)
+	})
 }
 
 func serve(cfg config.Config, envWarnings []config.EnvWarning, stderr io.Writer) error {

@@ -222,3 +222,27 @@ func TestOutputJSON(t *testing.T) {
 		t.Fatalf("review list with HUFU_CERT, HUFU_KEY: %v\n%s", err, stderr.String())
 	}
 }
+
+// TestBatchFailedKeepsTheCommonCode: a batch whose failures share a gRPC code exits as one
+// such failure would; mixed or local failures exit 1.
+func TestBatchFailedKeepsTheCommonCode(t *testing.T) {
+	pre := status.Error(codes.FailedPrecondition, "opens at …")
+	cases := []struct {
+		errs []error
+		want int
+	}{
+		{[]error{pre}, exitConflict},
+		{[]error{nil, pre, pre}, exitConflict},
+		{[]error{pre, status.Error(codes.Unavailable, "x")}, exitError},
+		{[]error{errors.New("local")}, exitError},
+	}
+	for i, c := range cases {
+		err := batchFailed("n of m files not decrypted", c.errs)
+		if got := exitCode(err); got != c.want {
+			t.Errorf("case %d: exit %d, want %d (%v)", i, got, c.want, err)
+		}
+		if describe(err) != "n of m files not decrypted" && !strings.HasSuffix(describe(err), ": n of m files not decrypted") {
+			t.Errorf("case %d: %q", i, describe(err))
+		}
+	}
+}

@@ -21,6 +21,8 @@ import (
 	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cosign"
 	urfave "github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // The split-key commands: the CLI plays the phone, keeping its shares in HOME/keys under the
@@ -342,7 +344,7 @@ func (c *cli) signCommand() *urfave.Command {
 			fmt.Fprintf(c.out, "%s: signature written to %s\n", f, dest)
 		}
 		if failed > 0 {
-			return fmt.Errorf("%d of %d files not signed", failed, len(files))
+			return batchFailed(fmt.Sprintf("%d of %d files not signed", failed, len(files)), errs)
 		}
 		return nil
 	}})
@@ -395,7 +397,7 @@ func (c *cli) decryptCommand() *urfave.Command {
 			fmt.Fprintf(c.out, "%s: plaintext written to %s\n", f, dest)
 		}
 		if failed > 0 {
-			return fmt.Errorf("%d of %d files not decrypted", failed, len(files))
+			return batchFailed(fmt.Sprintf("%d of %d files not decrypted", failed, len(files)), errs)
 		}
 		return nil
 	}})
@@ -672,4 +674,25 @@ func readInputs(in string, args []string, out, usage, outWithMany string) ([]str
 		}
 	}
 	return files, contents, nil
+}
+
+// batchFailed is the error of a batch some of whose files failed, each already reported: when
+// every failure has the same gRPC code, the batch carries it, so the exit code says why
+// (exitCode) as it does for one call.
+func batchFailed(msg string, errs []error) error {
+	code := codes.OK
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		c := status.Code(err)
+		if code != codes.OK && c != code {
+			return errors.New(msg)
+		}
+		code = c
+	}
+	if code == codes.OK || code == codes.Unknown {
+		return errors.New(msg)
+	}
+	return status.Error(code, msg)
 }

@@ -17,17 +17,20 @@ import (
 // the same request-id rules, so an id travels unchanged between a caller's logs and ours.
 
 // RequestIDHeader is the header (HTTP) and metadata key (gRPC, lower-cased) that carries a
-// request id in both directions.
+// request id in both directions: the caller's own id on the way in, the appliance's on the
+// way out.
 const RequestIDHeader = "X-Request-Id"
 
-// RequestID returns the caller's id if it is well-formed (1 to 64 of A-Z a-z 0-9 . _ -),
-// else a fresh random one. Anything else a caller sends is discarded, not cleaned: the id
-// is logged verbatim and must not carry log injection or personal data of any length.
-func RequestID(supplied string) string {
+// RequestIDs returns the appliance's id for a request, always fresh: it is what audit
+// records and the access log call the request, so no caller can choose it (reuse another
+// request's, or put data in the audit chain). The caller's own id, if well-formed (1 to 64
+// of A-Z a-z 0-9 . _ -), is returned as caller, for the access log line only; anything else
+// a caller sends is discarded, not cleaned, since it would be logged verbatim.
+func RequestIDs(supplied string) (id, caller string) {
 	if ValidRequestID(supplied) {
-		return supplied
+		caller = supplied
 	}
-	return rand.Text()
+	return rand.Text(), caller
 }
 
 // ValidRequestID reports whether s is 1 to 64 of A-Z a-z 0-9 . _ -.
@@ -60,14 +63,14 @@ func setCaller(r *http.Request, kind string) {
 	}
 }
 
-// accessLog wraps next: it gives every request an id (the caller's X-Request-Id if
-// well-formed), returns it in the response's X-Request-Id, and logs one Info line per
+// accessLog wraps next: it gives every request a fresh id (RequestIDs), returns it in the
+// response's X-Request-Id, and logs one Info line per
 // request, "admin request", with the route pattern, the status, the duration, the kind of
 // caller, the peer address and the id. Query strings and tokens are never logged.
 func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := RequestID(r.Header.Get(RequestIDHeader))
+		id, callerID := RequestIDs(r.Header.Get(RequestIDHeader))
 		w.Header().Set(RequestIDHeader, id)
 		entry := &accessEntry{caller: "anonymous"}
 		// In the context for the store: every audit record written for the request names it.
@@ -87,10 +90,13 @@ func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 			if p != nil {
 				status = http.StatusInternalServerError
 			}
-			log.LogAttrs(ctx, slog.LevelInfo, "admin request",
-				slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
+			attrs := []slog.Attr{slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
 				slog.String("duration", time.Since(start).Round(time.Microsecond).String()),
-				slog.String("caller", entry.caller), slog.String("peer", r.RemoteAddr), slog.String("request_id", id))
+				slog.String("caller", entry.caller), slog.String("peer", r.RemoteAddr), slog.String("request_id", id)}
+			if callerID != "" {
+				attrs = append(attrs, slog.String("caller_request_id", callerID))
+			}
+			log.LogAttrs(ctx, slog.LevelInfo, "admin request", attrs...)
 			if p != nil {
 				panic(p) // the server handles it, as without this wrapper
 			}

@@ -24,16 +24,22 @@ func TestRequestID(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := admin.RequestID(c.in)
-			if (got == c.in) != c.kept {
-				t.Fatalf("RequestID(%q) = %q, kept %v, want %v", c.in, got, got == c.in, c.kept)
+			id, caller := admin.RequestIDs(c.in)
+			if c.kept && caller != c.in || !c.kept && caller != "" {
+				t.Fatalf("RequestIDs(%q): caller %q, kept %v, want %v", c.in, caller, caller == c.in, c.kept)
 			}
-			if !admin.ValidRequestID(got) {
-				t.Fatalf("RequestID(%q) = %q, not well-formed", c.in, got)
+			if id == c.in || !admin.ValidRequestID(id) {
+				t.Fatalf("RequestIDs(%q) = %q: want a fresh well-formed id", c.in, id)
 			}
 		})
 	}
-	if a, b := admin.RequestID(""), admin.RequestID(""); a == b {
+	if a, _ := admin.RequestIDs(""); a == mustID(t) {
 		t.Fatalf("two fresh ids are equal: %q", a)
 	}
+}
+
+func mustID(t *testing.T) string {
+	t.Helper()
+	id, _ := admin.RequestIDs("")
+	return id
 }

@@ -392,11 +392,12 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request, _ Token) {
 }
 
 // readyz runs every check. Without ?verbose it answers "ok" or the names of the failed
-// checks; with ?verbose it lists the mode (SetMode) and each check, and with a valid token
-// also the error.
+// checks; with ?verbose it lists the mode (SetMode) and each check, and with the token of
+// an operator or a security officer also the error (a metrics_reader reads /metrics only).
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_, verbose := r.URL.Query()["verbose"]
-	_, authed := s.authenticate(r)
+	who, authed := s.authenticate(r)
+	authed = authed && (who.Role == Operator || who.Role == SecurityOfficer)
 	var b strings.Builder
 	if verbose && s.mode != "" {
 		fmt.Fprintf(&b, "[+]mode %s\n", s.mode)

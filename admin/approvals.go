@@ -142,8 +142,9 @@ func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request, _ Token) 
 	}{out})
 }
 
-// mayDecide refuses a request that is not pending, and an approval by the officer who asked
-// or with a token that officer created.
+// mayDecide refuses a request that is not pending, and an approval by the person who asked:
+// the same token, or any token with the same principal (the officer's configured token and
+// every token created from it, in either direction).
 func (s *Server) mayDecide(a *storepb.AdminApproval, now time.Time, who Token, approve bool) error {
 	switch st := approvalState(a, now); st {
 	case ApprovalPending:
@@ -158,11 +159,32 @@ func (s *Server) mayDecide(a *storepb.AdminApproval, now time.Time, who Token, a
 	if who.Name == a.RequestedBy {
 		return Forbidden("a second security officer must approve: %s asked for this", a.RequestedBy)
 	}
-	if t := s.online.get(who.Name); t != nil && t.CreatedBy == a.RequestedBy {
-		return Forbidden("a second security officer must approve: token %s was created by %s, who asked for this", who.Name, a.RequestedBy)
+	if p := s.principal(who.Name); p == s.principal(a.RequestedBy) {
+		return Forbidden("a second security officer must approve: tokens %s and %s both go back to %s", who.Name, a.RequestedBy, p)
 	}
 	return nil
 }
+
+// principal is the person behind a token: a configured token is its own principal, an
+// online token has the principal of the token that created it (stored at creation; for a
+// record without one, the chain of creators is followed).
+func (s *Server) principal(name string) string {
+	for range maxPrincipalChain {
+		t := s.online.get(name)
+		if t == nil {
+			return name
+		}
+		if t.Principal != "" {
+			return t.Principal
+		}
+		name = t.CreatedBy
+	}
+	return name
+}
+
+// maxPrincipalChain bounds the walk up the creators of a token; creation chains are short,
+// and a cycle cannot be stored (a token is created by one that exists).
+const maxPrincipalChain = 64
 
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, who Token) {
 	s.decide(w, r, who, true)

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -83,14 +84,18 @@ type checkResult struct {
 	err  error
 }
 
-// runChecks runs every readiness check, each within CheckTimeout.
+// runChecks runs every readiness check at once, each within CheckTimeout, so that /readyz
+// and a scrape with a hung HSM take one CheckTimeout, not one per check.
 func (s *Server) runChecks(ctx context.Context) []checkResult {
-	out := make([]checkResult, 0, len(s.opts.Checks))
-	for _, c := range s.opts.Checks {
-		cctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
-		err := c.Probe(cctx)
-		cancel()
-		out = append(out, checkResult{c.Name, err})
+	out := make([]checkResult, len(s.opts.Checks))
+	var wg sync.WaitGroup
+	for i, c := range s.opts.Checks {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
+			defer cancel()
+			out[i] = checkResult{c.Name, c.Probe(cctx)}
+		})
 	}
+	wg.Wait()
 	return out
 }

@@ -264,6 +264,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, who Token) 
 	if err == nil {
 		ttl, err = s.validateTokenRequest(req)
 	}
+	// Under changeMu, which every change of the online tokens holds, so that concurrent
+	// creations cannot pass the limit together.
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
 	if err == nil && s.online.live(s.opts.Clock.Now()) >= s.opts.MaxTokens {
 		err = Conflict("tokens: %d online tokens are live, the most allowed; revoke one first", s.opts.MaxTokens)
 	}
@@ -277,8 +281,6 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, who Token) 
 		return
 	}
 	h, _ := ParseTokenHash(hashHex)
-	s.changeMu.Lock()
-	defer s.changeMu.Unlock()
 	var rec *storepb.AdminToken
 	var appr *storepb.AdminApproval
 	err = s.opts.Store.Update(r.Context(), func(tx *store.Tx) error {
@@ -289,7 +291,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, who Token) 
 			return err
 		}
 		rec = &storepb.AdminToken{Name: req.Name, Role: string(req.Role), Sha256: h[:], CreatedUnixNano: now.UnixNano(),
-			CreatedBy: who.Name, ExpiresUnixNano: now.Add(ttl).UnixNano()}
+			CreatedBy: who.Name, Principal: s.principal(who.Name), ExpiresUnixNano: now.Add(ttl).UnixNano()}
 		details := map[string]string{"role": string(who.Role), "token": who.Name, "name": req.Name, "new_role": string(req.Role),
 			"expires": time.Unix(0, rec.ExpiresUnixNano).UTC().Format(time.RFC3339)}
 		if req.Role == SecurityOfficer {

@@ -242,7 +242,28 @@ func TestAdminSecondOfficer(t *testing.T) {
 		t.Fatalf("desk request: %+v %v", reg, err)
 	}
 	_, err = samLaptop.Approve(bg, reg.Approval.ID)
-	wantStatus(t, "approval with a token the asker made", err, http.StatusForbidden, "created by sam")
+	wantStatus(t, "approval with a token the asker made", err, http.StatusForbidden, "both go back to sam")
+
+	// The other direction: a request made with sam's second token is still sam's, and so is
+	// one made with a token that token created.
+	byLaptop, err := samLaptop.RegisterSystemClient(bg, "review-9", []string{"hufu.v1.ReviewService"})
+	if err != nil || byLaptop.Approval == nil {
+		t.Fatalf("desk request by sam-laptop: %+v %v", byLaptop, err)
+	}
+	_, err = sam.Approve(bg, byLaptop.Approval.ID)
+	wantStatus(t, "approval by the maker of the token that asked", err, http.StatusForbidden, "both go back to sam")
+	third, err := samLaptop.CreateToken(bg, "sam-3", "security_officer", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sam.Approve(bg, third.Approval.ID)
+	wantStatus(t, "an officer token approved by its maker's maker", err, http.StatusForbidden, "both go back to sam")
+	if _, err := sue.Reject(bg, third.Approval.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sue.Approve(bg, byLaptop.Approval.ID); err != nil {
+		t.Fatalf("sue approves sam-laptop's request: %v", err)
+	}
 	pending, err := sue.Approvals(bg, admin.ApprovalPending)
 	if err != nil || len(pending) != 1 || pending[0].ID != reg.Approval.ID || pending[0].SystemClient.Name != "recon-1" || !equal(pending[0].Desks, "reconciliation") {
 		t.Fatalf("pending: %+v %v", pending, err)

@@ -22,8 +22,8 @@ import (
 // errors, maps the result to a gRPC status (apierr.Status, the one place) and records the
 // method's metrics and access log line.
 //
-// Every call gets a request id: the caller's x-request-id metadata if well-formed (the
-// admin surface's rules, admin.RequestID), else a fresh one. It is returned in the
+// Every call gets a fresh request id (admin.RequestIDs; the caller's own x-request-id, if
+// well-formed, is logged beside it as caller_request_id). It is returned in the
 // x-request-id response header, carried in the context (store.RequestIDFrom: every audit
 // record the call writes names it, detail request_id) and logged with the call: one Info line "rpc" per call, with the method, the status code, the
 // duration, the kind of caller (user, system, anonymous: never who), the peer address and
@@ -43,12 +43,20 @@ type gate struct {
 // requestIDHeader is the metadata key of request ids, both ways.
 const requestIDHeader = "x-request-id"
 
-// withRequestID takes or makes the call's request id and puts it in the context, where the
-// store finds it for the audit records the call writes (store.WithRequestID).
+type callerRequestIDKey struct{}
+
+// withRequestID gives the call a fresh request id (admin.RequestIDs) and puts it in the
+// context, where the store finds it for the audit records the call writes
+// (store.WithRequestID); the caller's own x-request-id, if well-formed, goes along for the
+// access log line.
 func withRequestID(ctx context.Context) (context.Context, metadata.MD) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	id := admin.RequestID(first(md, requestIDHeader))
-	return store.WithRequestID(ctx, id), metadata.Pairs(requestIDHeader, id)
+	id, callerID := admin.RequestIDs(first(md, requestIDHeader))
+	ctx = store.WithRequestID(ctx, id)
+	if callerID != "" {
+		ctx = context.WithValue(ctx, callerRequestIDKey{}, callerID)
+	}
+	return ctx, metadata.Pairs(requestIDHeader, id)
 }
 
 func (g *gate) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
@@ -120,11 +128,14 @@ func (g *gate) finish(ctx context.Context, method string, start time.Time, err e
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		peerAddr = p.Addr.String()
 	}
-	g.log.LogAttrs(ctx, slog.LevelInfo, "rpc",
-		slog.String("method", method), slog.String("code", st.Code().String()),
+	attrs := []slog.Attr{slog.String("method", method), slog.String("code", st.Code().String()),
 		slog.String("duration", elapsed.Round(time.Microsecond).String()),
 		slog.String("caller", callerKind(authn.CallerFrom(ctx))), slog.String("peer", peerAddr),
-		slog.String("request_id", id))
+		slog.String("request_id", id)}
+	if callerID, _ := ctx.Value(callerRequestIDKey{}).(string); callerID != "" {
+		attrs = append(attrs, slog.String("caller_request_id", callerID))
+	}
+	g.log.LogAttrs(ctx, slog.LevelInfo, "rpc", attrs...)
 	if err == nil {
 		return nil
 	}

@@ -98,6 +98,15 @@ func TestProductionProviders(t *testing.T) {
 	}
 	gw.SetDown(false)
 
+	// A number the gateway will not send to is FailedPrecondition: retrying does not help.
+	gw.Handle(webhook.OpSMSSend, func(webhooktest.Request) webhook.Response {
+		return webhook.Response{Result: webhook.ResultRejected, ErrorCode: "blocked"}
+	})
+	_, err = carrier.Accounts.SendSmsCode(bg, &hufuv1.SendSmsCodeRequest{Phone: "13800000004", Purpose: hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN})
+	if statusCode(err) != codes.FailedPrecondition {
+		t.Errorf("send code to a number the gateway refuses: %v, want FailedPrecondition", err)
+	}
+
 	noLogin := productionAppliance(t, webhooktest.Start(t, webhooktest.Config{}), false)
 	c := noLogin.dial("device-prod-0003")
 	_, err = c.Accounts.SignInWithWechat(bg, &hufuv1.SignInWithWechatRequest{AuthCode: "dev-openid-1", Device: &hufuv1.Device{Id: "device-prod-0003", Name: "p"}})

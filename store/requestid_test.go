@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -27,6 +28,8 @@ func TestRequestIDInAuditRecords(t *testing.T) {
 		{WithRequestID(ctx, "req-2"), map[string]string{"kind": "x"}, "req-2"},
 		{WithRequestID(ctx, "req-3"), map[string]string{RequestIDDetail: "the event's own"}, "the event's own"},
 		{WithRequestID(ctx, "req-4"), full, ""},
+		// At the length limit: valid without the id, recorded without it.
+		{WithRequestID(ctx, "req-5"), map[string]string{"big": strings.Repeat("x", maxDetailsLen-len("big"))}, ""},
 	}
 	for i, s := range steps {
 		if err := ts.Append(s.ctx, Event{Actor: "test", Action: "test.step", Outcome: "ok", Details: s.details}); err != nil {

@@ -330,12 +330,21 @@ func (tx *Tx) Audit(ev Event) error {
 	for k, v := range ev.Details {
 		d[k] = v
 	}
+	added := false
 	if _, set := d[RequestIDDetail]; tx.requestID != "" && !set && len(d) < maxDetails {
-		d[RequestIDDetail] = tx.requestID
+		d[RequestIDDetail], added = tx.requestID, true
 	}
 	ev.Details = d
 	if err := ev.validate(); err != nil {
-		return err
+		if !added {
+			return err
+		}
+		// The event was valid without the request id: record it without, rather than
+		// failing the operation over a detail it did not ask for.
+		delete(d, RequestIDDetail)
+		if err := ev.validate(); err != nil {
+			return err
+		}
 	}
 	tx.events = append(tx.events, ev)
 	return nil

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -60,6 +61,10 @@ func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(strings.TrimSuffix(cfg.URL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("adminclient: URL: want http(s)://host:port, got %q", cfg.URL)
+	}
+	if ip := net.ParseIP(u.Hostname()); u.Scheme == "http" && u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		// The bearer token would cross a network in clear; the appliance refuses to listen so.
+		return nil, fmt.Errorf("adminclient: URL: %q: use https for an admin listener that is not on loopback", cfg.URL)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Minute

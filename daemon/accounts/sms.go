@@ -30,6 +30,10 @@ const (
 	PurposeResetCertificate Purpose = "reset-certificate-pin"
 )
 
+// ErrNumberRefused: the SMS gateway will not send to this number (a number it cannot reach or
+// has blocked). Reported as FailedPrecondition: retrying does not help.
+var ErrNumberRefused = errors.New("accounts: the SMS gateway will not send to this number")
+
 // SMSSender delivers codes. A real provider (Aliyun, Tencent Cloud SMS, a carrier gateway)
 // implements it: Send must deliver or return an error, must not log the code, and should
 // return quickly (the caller's deadline is in ctx).
@@ -143,6 +147,9 @@ func (s *Service) SendCode(ctx context.Context, phone string, purpose Purpose, s
 	}
 	if err := s.SMS.Send(ctx, phone, purpose, code); err != nil {
 		s.Log.Warn("sms delivery failed", "phone", identity.MaskPhone(phone), "err", err)
+		if errors.Is(err, ErrNumberRefused) {
+			return expires, retryAfter, &apierr.Error{Kind: apierr.FailedPrecondition, Message: "the SMS gateway will not send codes to this number; use another sign-in method", Cause: err}
+		}
 		return expires, retryAfter, &apierr.Error{Kind: apierr.Unavailable, Message: "the SMS provider did not accept the message; retry later", RetryAfter: s.opts.SMSResendInterval, Cause: err}
 	}
 	return expires, retryAfter, nil

@@ -83,6 +83,7 @@ func TestStrictDecoding(t *testing.T) {
 		{"bad duration", "\naccount:\n  sms_code_ttl: five minutes\n", `line 3: account.sms_code_ttl: "five minutes" is not a duration`},
 		{"unknown key in a list item", "platforms:\n  - id: a\n    nme: b\n", "line 3: platforms[0].nme: unknown key"},
 		{"unknown key in a flow mapping", "platforms:\n  - {id: a, nme: b}\n", "line 2: platforms[0].nme: unknown key"},
+		{"bad duration of a provider", "providers:\n  sms:\n    timeout: 5 seconds\n    max_attempts: many\n", `line 3: providers.sms.timeout: "5 seconds" is not a duration like 30s or 5m; line 4: providers.sms.max_attempts: cannot unmarshal`},
 		{"every problem at once", "log:\n  levle: x\ngrpc:\n  max_deadline: soon\n", "line 2: log.levle: unknown key; line 4: grpc.max_deadline:"},
 		{"duplicate key", "log:\n  level: info\n  level: debug\n", "already defined"},
 		{"not YAML", "log: [\n", "config: yaml:"},

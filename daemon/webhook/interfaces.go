@@ -20,12 +20,12 @@ var (
 	_ certs.Payments     = (*Provider)(nil)
 )
 
-// Decisions that have no sentinel in the interface they answer. The daemon reports every
-// non-nil SMS error, and a pending face verification, as Unavailable ("retry later").
+// Decisions that have no sentinel in the interface they answer. The daemon reports a
+// pending face verification as Unavailable ("retry later").
 var (
 	// ErrSMSRejected: the SMS gateway refused the message (result "rejected": a number it
-	// will not send to).
-	ErrSMSRejected = errors.New("webhook: the SMS gateway rejected the message")
+	// will not send to); the daemon reports it as FailedPrecondition, not as an outage.
+	ErrSMSRejected = accounts.ErrNumberRefused
 	// ErrFacePending: the person has not finished the face verification yet.
 	ErrFacePending = errors.New("webhook: the face verification is not finished")
 	// ErrRefundDeclined: the payment service refused a refund.
@@ -143,7 +143,7 @@ func (p *Provider) Charge(ctx context.Context, c certs.Charge) (string, error) {
 	r, err := p.call(ctx, OpPaymentCharge, ChargeRequest{OrderID: c.OrderID, UserID: c.UserID, Method: c.Method,
 		IdempotencyKey: c.IdempotencyKey, AmountFen: c.AmountFen})
 	if err != nil {
-		return "", paymentError(err)
+		return "", paymentError(ctx, err)
 	}
 	if r.Result == ResultDeclined {
 		return "", &apierr.Error{Kind: apierr.FailedPrecondition, Message: "the payment service declined the payment",
@@ -166,9 +166,10 @@ func (p *Provider) Refund(ctx context.Context, ref string, amountFen int64) erro
 }
 
 // paymentError makes a failure of the payment service an API error. The caller's own
-// deadline or cancellation stays what it is (apierr reports it as such).
-func paymentError(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// deadline or cancellation stays what it is (apierr reports it as such); an attempt's own
+// timeout, which also wraps context.DeadlineExceeded, is the service's failure.
+func paymentError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
 		return err
 	}
 	e := &apierr.Error{Kind: apierr.Unavailable, Cause: err,

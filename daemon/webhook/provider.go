@@ -234,7 +234,16 @@ func (p *Provider) backoff(attempts int) time.Duration {
 
 // attempt makes one signed HTTP request and checks the signed answer.
 func (p *Provider) attempt(parent context.Context, op, requestID string, body []byte, n int) (Response, *attemptError) {
-	ctx, cancel := context.WithTimeout(parent, p.opts.Timeout.Std())
+	// The attempt's own timer ends it before the caller's deadline does, so that a gateway
+	// that does not answer counts as a failure (and opens the circuit) even for callers whose
+	// deadlines are shorter than the timeout; a canceled attempt counts as neither.
+	timeout := p.opts.Timeout.Std()
+	if deadline, ok := parent.Deadline(); ok {
+		if left := time.Until(deadline) * 9 / 10; left < timeout {
+			timeout = left
+		}
+	}
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	signed := Signed{Direction: DirectionRequest, Operation: op, Timestamp: strconv.FormatInt(p.clock.Now().Unix(), 10),
 		Nonce: randomHex(), RequestID: requestID}

@@ -407,18 +407,42 @@ func TestGatewayRefusesReplayedRequest(t *testing.T) {
 // The caller's deadline bounds the call, whatever timeout and retries say.
 func TestCallerDeadline(t *testing.T) {
 	t.Run("hanging gateway", func(t *testing.T) {
-		f := start(t, func(o *webhook.Options) { o.Timeout = webhook.Duration(time.Minute) })
+		// The attempt's own timer, cut to the caller's deadline, ends it first: the hang is
+		// the gateway's failure (the circuit counts it), not the caller giving up.
+		f := start(t, func(o *webhook.Options) { o.Timeout, o.MaxAttempts = webhook.Duration(time.Minute), 1 })
 		f.gw.Inject(webhook.OpPaymentCharge, webhooktest.Hang)
 		c, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		_, err := f.p.Charge(c, certs.Charge{OrderID: "o", UserID: "u", Method: "wechat", IdempotencyKey: "pay-0000001", AmountFen: 1})
-		if st, _ := apierr.Status(err); st.Code() != codes.DeadlineExceeded {
-			t.Fatalf("Charge: %v (%v), want DeadlineExceeded", st.Code(), err)
+		if st, _ := apierr.Status(err); st.Code() != codes.Unavailable || c.Err() != nil {
+			t.Fatalf("Charge: %v (%v), want Unavailable before the caller's deadline", st.Code(), err)
 		}
-		if f.gw.Attempts(webhook.OpPaymentCharge) != 1 || f.requests(webhook.OpPaymentCharge, "canceled") != 1 {
-			t.Fatalf("%d attempts", f.gw.Attempts(webhook.OpPaymentCharge))
+		if f.gw.Attempts(webhook.OpPaymentCharge) != 1 || f.attempts(webhook.OpPaymentCharge, "timeout") != 1 {
+			t.Fatalf("%d attempts, %v timeouts", f.gw.Attempts(webhook.OpPaymentCharge), f.attempts(webhook.OpPaymentCharge, "timeout"))
 		}
-		// Giving up is not the gateway's fault: the circuit did not count it.
+	})
+	t.Run("hang then answer within the caller's deadline", func(t *testing.T) {
+		f := start(t, func(o *webhook.Options) { o.Timeout = webhook.Duration(time.Minute) })
+		f.gw.Inject(webhook.OpPaymentCharge, webhooktest.Hang)
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := f.p.Charge(c, certs.Charge{OrderID: "o", UserID: "u", Method: "wechat", IdempotencyKey: "pay-0000002", AmountFen: 1}); err != nil {
+			t.Fatalf("Charge after one hung attempt: %v", err)
+		}
+		if ids := f.gw.RequestIDs(webhook.OpPaymentCharge); len(ids) != 2 || ids[0] != ids[1] {
+			t.Fatalf("request ids %v: want two attempts of one request", ids)
+		}
+	})
+	t.Run("caller gives up", func(t *testing.T) {
+		// A caller that cancels is not the gateway's fault: the circuit does not count it.
+		f := start(t, func(o *webhook.Options) { o.Timeout = webhook.Duration(time.Minute) })
+		f.gw.Inject(webhook.OpPaymentCharge, webhooktest.Hang)
+		c, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		_, err := f.p.Charge(c, certs.Charge{OrderID: "o", UserID: "u", Method: "wechat", IdempotencyKey: "pay-0000003", AmountFen: 1})
+		if err == nil {
+			t.Fatal("Charge succeeded after the caller canceled")
+		}
 		if got := f.attempts(webhook.OpPaymentCharge, "canceled"); got != 1 {
 			t.Fatalf("attempts_total{canceled} = %v", got)
 		}

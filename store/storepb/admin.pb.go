@@ -101,7 +101,11 @@ type AdminToken struct {
 	RevokedBy       string `protobuf:"bytes,8,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
 	// A security_officer token waits for a second officer: the id of its pending approval
 	// request (z/approval/<id>); empty once approved. A token with an approval id is refused.
-	ApprovalId    string `protobuf:"bytes,9,opt,name=approval_id,json=approvalId,proto3" json:"approval_id,omitempty"` // Next field: 10
+	ApprovalId string `protobuf:"bytes,9,opt,name=approval_id,json=approvalId,proto3" json:"approval_id,omitempty"`
+	// The person behind the token: the configured (admin.tokens) token its chain of creators
+	// starts from. Approvals compare principals, so an officer's own online tokens cannot
+	// approve that officer's requests, nor the other way round.
+	Principal     string `protobuf:"bytes,10,opt,name=principal,proto3" json:"principal,omitempty"` // Next field: 11
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +199,13 @@ func (x *AdminToken) GetRevokedBy() string {
 func (x *AdminToken) GetApprovalId() string {
 	if x != nil {
 		return x.ApprovalId
+	}
+	return ""
+}
+
+func (x *AdminToken) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
 	}
 	return ""
 }
@@ -343,7 +354,7 @@ var File_hufu_store_v1_admin_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19hufu/store/v1/admin.proto\x12\rhufu.store.v1\x1a\x1ahufu/store/v1/system.proto\"\xaf\x02\n" +
+	"\x19hufu/store/v1/admin.proto\x12\rhufu.store.v1\x1a\x1ahufu/store/v1/system.proto\"\xcd\x02\n" +
 	"\n" +
 	"AdminToken\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -357,7 +368,9 @@ const file_hufu_store_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"revoked_by\x18\b \x01(\tR\trevokedBy\x12\x1f\n" +
 	"\vapproval_id\x18\t \x01(\tR\n" +
-	"approvalId\"\xcf\x03\n" +
+	"approvalId\x12\x1c\n" +
+	"\tprincipal\x18\n" +
+	" \x01(\tR\tprincipal\"\xcf\x03\n" +
 	"\rAdminApproval\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +

@@ -35,6 +35,9 @@ import (
 //	                                b/consent/<opening>/<session id>, b/event/<opening>/<time>-<seq>,
 //	                                b/report/<opening> (daemon/openings)
 //	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
+//	i/inv/<user id>/<invoice id>    invoices (Invoice), newest first; i/titles/<user id> saved titles,
+//	                                i/doc/<invoice id> issued documents, i/queue/... the desk's queue
+//	                                (daemon/commerce/invoices)
 //	y/<system name>                 system clients registered on the admin surface
 //	z/token/<name>                  admin tokens created on the admin surface (AdminToken,
 //	                                only the token's SHA-256; kept after revocation until
@@ -46,7 +49,7 @@ import (
 //	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
 //	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
 //
-// Values of record kinds (u, e, k, c, o, s, b, v, y, z, x) are envelopes (envelope.go) around a
+// Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
 // messages; t/ values are empty. An index name is used either as a unique index or as a
 // multi-valued one, never both.
@@ -71,6 +74,7 @@ const (
 	KindSystem     Kind = "y"
 	KindOpening    Kind = "b"
 	KindAdmin      Kind = "z" // the admin surface's own records (package admin)
+	KindInvoice    Kind = "i" // invoices and invoice titles (daemon/commerce/invoices)
 )
 
 const (
@@ -92,6 +96,7 @@ const MaxPartLen = 256
 var recordKinds = map[Kind]bool{
 	KindUser: true, KindEnterprise: true, KindKey: true, KindCert: true,
 	KindOrder: true, KindScan: true, KindVerify: true, KindSystem: true, KindOpening: true, KindAdmin: true,
+	KindInvoice: true,
 }
 
 // ValidPart reports whether s may be used as one part of a key.

@@ -55,6 +55,8 @@ type Config struct {
 	Scan Scan `yaml:"scan"`
 	// Openings is the bid openings of bid-opening systems (seed manual §3.1).
 	Openings Openings `yaml:"openings"`
+	// Invoices is invoicing (seed manual §1.8.6), invoices.go.
+	Invoices Invoices `yaml:"invoices"`
 	// Providers are the gateways to the trading centre's SMS, real-name, login and payment
 	// services (docs/providers.md).
 	Providers Providers `yaml:"providers"`
@@ -379,7 +381,9 @@ func (c *Config) fillDevelopment() {
 	if len(c.SystemClients) == 0 {
 		c.SystemClients = []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService",
 			"hufu.v1.ReconciliationService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}}}
+		c.SystemClients[0].Services = append(c.SystemClients[0].Services, "hufu.v1.InvoiceDeskService")
 	}
+	c.Invoices.fillDevelopment()
 	if t := &c.Enterprises.Transfer; t.AccountNumber == "" && t.AccountName == "" && t.Bank == "" {
 		t.AccountName, t.Bank, t.AccountNumber = "hufu 开发测试收款账户", "示范银行杭州分行", "6222020000000000000"
 	}
@@ -675,6 +679,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateAdmin(bad)
 	c.validateProviders(bad)
+	c.validateInvoices(bad)
 	if len(ps) == 0 {
 		return nil
 	}

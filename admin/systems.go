@@ -20,6 +20,7 @@ import (
 var desks = map[string]string{
 	"hufu.v1.ReviewService":         "review",
 	"hufu.v1.ReconciliationService": "reconciliation",
+	"hufu.v1.InvoiceDeskService":    "invoicing",
 }
 
 // DeskOf names the desk a gRPC service is, if it is one.

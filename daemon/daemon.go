@@ -23,6 +23,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/attachments"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/certs"
+	"github.com/hufu-hsm/hufu/daemon/commerce/invoices"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
@@ -66,6 +67,7 @@ type Daemon struct {
 	attachments *attachments.Service
 	scan        *scan.Service
 	openings    *openings.Service
+	invoices    *invoices.Service // invoices.go
 	tls         *tlsMaterial
 	server      *grpc.Server
 	health      *health.Server
@@ -284,6 +286,9 @@ func (d *Daemon) buildServices() error {
 	if err := d.buildOpenings(); err != nil {
 		return err
 	}
+	if err := d.buildInvoices(); err != nil {
+		return err
+	}
 	return d.buildScan()
 }
 
@@ -313,7 +318,8 @@ func (d *Daemon) buildServer() {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server),
-		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server), d.openings.Register(d.server)} {
+		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server), d.openings.Register(d.server),
+		d.invoices.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

@@ -224,3 +224,41 @@ func TestEnterprisesValidation(t *testing.T) {
 		t.Errorf("%d problems, want 6:\n%v", len(ps), ps)
 	}
 }
+
+func TestValidateInvoices(t *testing.T) {
+	cases := []struct {
+		name string
+		mod  func(*Invoices)
+		path string // "" if valid
+	}{
+		{"defaults", func(*Invoices) {}, ""},
+		{"one type", func(i *Invoices) { i.Types = []string{"enterprise_ordinary"} }, ""},
+		{"unknown type", func(i *Invoices) { i.Types = []string{"company"} }, "invoices.types[0]"},
+		{"a type twice", func(i *Invoices) { i.Types = []string{"personal_ordinary", "personal_ordinary"} }, "invoices.types[1]"},
+		{"mapping", func(i *Invoices) {
+			i.Categories = []InvoiceCategoryRule{{"new", "ca_certificate"}, {"enterprise_verification", "platform_service"}}
+		}, ""},
+		{"unknown order kind", func(i *Invoices) { i.Categories = []InvoiceCategoryRule{{"refill", "ca_certificate"}} }, "invoices.categories[0].order_kind"},
+		{"unknown category", func(i *Invoices) { i.Categories = []InvoiceCategoryRule{{"new", "hardware"}} }, "invoices.categories[0].category"},
+		{"too many orders", func(i *Invoices) { i.MaxOrdersPerInvoice = 201 }, "invoices.max_orders_per_invoice"},
+		{"negative titles", func(i *Invoices) { i.MaxTitlesPerUser = -1 }, "invoices.max_titles_per_user"},
+		{"tiny documents", func(i *Invoices) { i.MaxDocumentBytes = 10 }, "invoices.max_document_bytes"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Development()
+			cfg.DataDir = t.TempDir()
+			c.mod(&cfg.Invoices)
+			err := cfg.Validate()
+			if c.path == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.path+":") {
+				t.Fatalf("got %v, want a problem at %s", err, c.path)
+			}
+		})
+	}
+}

@@ -485,6 +485,7 @@ func (c *cli) commands() []*urfave.Command {
 		{"Certificates", c.certCommands()},
 		{"Enterprises", c.enterpriseCommands()},
 		{"Seals", c.sealCommands()},
+		{"Invoices", c.invoiceCommands()},
 		{"Scan sessions", c.scanCommands()},
 		{"Bid openings", c.openingCommands()},
 		{"Auditing", c.auditCommands()},

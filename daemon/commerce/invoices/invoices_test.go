@@ -199,3 +199,23 @@ func TestStateChangesAreAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestOrderInvoiceIn(t *testing.T) {
+	s, st, _ := newFixture(t)
+	ctx := context.Background()
+	inv, err := s.Request(ctx, caller, request("held-0001", certOrder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for order, want := range map[string]string{certOrder: inv.Id, certTwo: "", "bogus": ""} {
+		var got string
+		err := st.Update(ctx, func(tx *store.Tx) error {
+			var err error
+			got, err = OrderInvoiceIn(tx, order)
+			return err
+		})
+		if err != nil || got != want {
+			t.Fatalf("OrderInvoiceIn(%s) = %q, %v; want %q", order, got, err, want)
+		}
+	}
+}

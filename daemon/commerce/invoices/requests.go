@@ -298,3 +298,20 @@ func stateName(st int32) string {
 	}
 	return "in an unknown state"
 }
+
+// OrderInvoiceIn returns, inside tx (locking the claim), the id of the submitted or issued
+// invoice that holds an order, or "" if none does: for after-sales, which must not refund
+// an invoiced order without dealing with its invoice.
+func OrderInvoiceIn(tx *store.Tx, orderID string) (string, error) {
+	if !orderIDRE.MatchString(orderID) {
+		return "", nil
+	}
+	key, err := tx.Lookup(indexOrder, orderID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return key[strings.LastIndexByte(key, '/')+1:], nil
+}

@@ -274,7 +274,7 @@ func checkText(field, s string, max int, required bool) (string, error) {
 	return s, nil
 }
 
-// page checks a page size.
+// pageSize checks a page size (0: the default).
 func pageSize(size uint32) (int, error) {
 	switch {
 	case size == 0:
@@ -284,6 +284,3 @@ func pageSize(size uint32) (int, error) {
 	}
 	return int(size), nil
 }
-
-// yuan formats fen as yuan for messages.
-func yuan(fen int64) string { return fmt.Sprintf("%d.%02d", fen/100, fen%100) }

@@ -21,6 +21,7 @@ var desks = map[string]string{
 	"hufu.v1.ReviewService":         "review",
 	"hufu.v1.ReconciliationService": "reconciliation",
 	"hufu.v1.InvoiceDeskService":    "invoicing",
+	"hufu.v1.SupportDeskService":    "support",
 }
 
 // DeskOf names the desk a gRPC service is, if it is one.

@@ -98,6 +98,7 @@ func (d *Daemon) buildAdmin() error {
 		Rewrappers: []admin.Rewrapper{
 			{Name: "keys", RewrapAll: d.keys.RewrapAll, CountStale: d.keys.CountStaleBlobs},
 			{Name: "accounts", RewrapAll: d.accounts.RewrapAll, CountStale: d.accounts.CountStaleBlobs},
+			{Name: "cards", RewrapAll: d.cards.RewrapAll, CountStale: d.cards.CountStaleBlobs},
 			{Name: "enterprises", RewrapAll: d.enterprises.RewrapAll, CountStale: d.enterprises.CountStaleBlobs},
 			{Name: "scan", RewrapAll: d.scan.RewrapAll, CountStale: d.scan.CountStaleBlobs},
 			{Name: "ca", RewrapAll: func(ctx context.Context, actor string, stale func([]byte) bool, rewrap func(context.Context, []byte, []byte) ([]byte, error), progress func(int, int)) (int, error) {

@@ -23,7 +23,9 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/attachments"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/certs"
+	"github.com/hufu-hsm/hufu/daemon/commerce/cards"
 	"github.com/hufu-hsm/hufu/daemon/commerce/invoices"
+	"github.com/hufu-hsm/hufu/daemon/commerce/support"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
@@ -68,6 +70,8 @@ type Daemon struct {
 	scan        *scan.Service
 	openings    *openings.Service
 	invoices    *invoices.Service // invoices.go
+	cards       *cards.Service    // cards.go
+	support     *support.Service  // support.go
 	tls         *tlsMaterial
 	server      *grpc.Server
 	health      *health.Server
@@ -289,6 +293,12 @@ func (d *Daemon) buildServices() error {
 	if err := d.buildInvoices(); err != nil {
 		return err
 	}
+	if err := d.buildCards(); err != nil {
+		return err
+	}
+	if err := d.buildSupport(); err != nil {
+		return err
+	}
 	return d.buildScan()
 }
 
@@ -319,7 +329,8 @@ func (d *Daemon) buildServer() {
 	)
 	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server),
 		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server), d.openings.Register(d.server),
-		d.invoices.Register(d.server)} {
+		d.invoices.Register(d.server),
+		d.cards.Register(d.server), d.support.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

@@ -38,6 +38,10 @@ import (
 //	i/inv/<user id>/<invoice id>    invoices (Invoice), newest first; i/titles/<user id> saved titles,
 //	                                i/doc/<invoice id> issued documents, i/queue/... the desk's queue
 //	                                (daemon/commerce/invoices)
+//	n/card/<user id>/<card id>      bound bank cards, number HSM-wrapped (daemon/commerce/cards);
+//	                                n/holder/<user id>, n/rate/<user id>/<window>
+//	h/fb/<user id>/<feedback id>    feedback and its replies (daemon/commerce/support);
+//	                                h/fb-open/<feedback id>: the desk's queue of open feedback
 //	y/<system name>                 system clients registered on the admin surface
 //	z/token/<name>                  admin tokens created on the admin surface (AdminToken,
 //	                                only the token's SHA-256; kept after revocation until
@@ -49,7 +53,7 @@ import (
 //	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
 //	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
 //
-// Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, x) are envelopes (envelope.go) around a
+// Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, n, h, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
 // messages; t/ values are empty. An index name is used either as a unique index or as a
 // multi-valued one, never both.
@@ -75,6 +79,8 @@ const (
 	KindOpening    Kind = "b"
 	KindAdmin      Kind = "z" // the admin surface's own records (package admin)
 	KindInvoice    Kind = "i" // invoices and invoice titles (daemon/commerce/invoices)
+	KindBankCard   Kind = "n" // bound bank cards (daemon/commerce/cards)
+	KindSupport    Kind = "h" // help desk: feedback and replies (daemon/commerce/support)
 )
 
 const (
@@ -96,7 +102,9 @@ const MaxPartLen = 256
 var recordKinds = map[Kind]bool{
 	KindUser: true, KindEnterprise: true, KindKey: true, KindCert: true,
 	KindOrder: true, KindScan: true, KindVerify: true, KindSystem: true, KindOpening: true, KindAdmin: true,
-	KindInvoice: true,
+	KindInvoice:  true,
+	KindBankCard: true,
+	KindSupport:  true,
 }
 
 // ValidPart reports whether s may be used as one part of a key.

@@ -60,6 +60,8 @@ type Config struct {
 	// Providers are the gateways to the trading centre's SMS, real-name, login and payment
 	// services (docs/providers.md).
 	Providers Providers `yaml:"providers"`
+	// Support is help, FAQ, the consultation number and the bank-card limit (support.go).
+	Support Support `yaml:"support"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -380,6 +382,7 @@ func (c *Config) fillDevelopment() {
 	}
 	if len(c.SystemClients) == 0 {
 		c.SystemClients = []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService",
+			"hufu.v1.SupportDeskService",
 			"hufu.v1.ReconciliationService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}}}
 		c.SystemClients[0].Services = append(c.SystemClients[0].Services, "hufu.v1.InvoiceDeskService")
 	}
@@ -387,6 +390,7 @@ func (c *Config) fillDevelopment() {
 	if t := &c.Enterprises.Transfer; t.AccountNumber == "" && t.AccountName == "" && t.Bank == "" {
 		t.AccountName, t.Bank, t.AccountNumber = "hufu 开发测试收款账户", "示范银行杭州分行", "6222020000000000000"
 	}
+	c.Support.fillDevelopment()
 }
 
 // Parse strictly decodes a YAML document over c: unknown keys, duplicate keys and type
@@ -680,6 +684,7 @@ func (c *Config) Validate() error {
 	c.validateAdmin(bad)
 	c.validateProviders(bad)
 	c.validateInvoices(bad)
+	c.validateSupport(bad)
 	if len(ps) == 0 {
 		return nil
 	}

@@ -345,6 +345,10 @@ func (s *Service) List(ctx context.Context, caller authn.Caller) ([]*storepb.Ban
 	if caller.UserID == "" {
 		return nil, apierr.New(apierr.PermissionDenied, "bank cards belong to users")
 	}
+	h, err := holders.Read(ctx, s.deps.Store, holderID(caller.UserID))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
 	page, err := cards.List(ctx, s.deps.Store, "card/"+caller.UserID+"/", store.ListOptions{Limit: store.MaxListLimit}, nil)
 	if err != nil {
 		return nil, err
@@ -353,12 +357,16 @@ func (s *Service) List(ctx context.Context, caller authn.Caller) ([]*storepb.Ban
 	for i, it := range page.Items {
 		out[i] = it.Value
 	}
+	// The holder record lists the cards in binding order (one clock tick may bind several).
+	order := func(c *storepb.BankCard) int {
+		if i := slices.Index(h.GetCardIds(), c.Id); i >= 0 {
+			return i
+		}
+		return len(h.GetCardIds())
+	}
 	slices.SortStableFunc(out, func(a, b *storepb.BankCard) int {
-		switch {
-		case a.BoundUnixNano < b.BoundUnixNano:
-			return -1
-		case a.BoundUnixNano > b.BoundUnixNano:
-			return 1
+		if d := order(a) - order(b); d != 0 {
+			return d
 		}
 		return strings.Compare(a.Id, b.Id)
 	})

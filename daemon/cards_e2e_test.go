@@ -52,14 +52,10 @@ func exportAudit(t *testing.T, adminURL, token string) string {
 	return string(b)
 }
 
-// verifiedCardHolder signs in a phone and verifies its real name as 张三.
+// verifiedCardHolder signs in a phone and verifies its real name as 张三 (verifiedUser).
 func (a *appliance) verifiedCardHolder(phone, device string) (*client.Conn, hufuv1.BankCardServiceClient) {
 	a.t.Helper()
-	conn := a.dial(device)
-	a.signIn(conn, phone, device)
-	if _, err := conn.Identity.VerifyWithCfca(bg, &hufuv1.VerifyWithCfcaRequest{Name: "张三", IdNumber: "11010519491231002X"}); err != nil {
-		a.t.Fatal(err)
-	}
+	conn, _ := a.verifiedUser(phone, device)
 	return conn, hufuv1.NewBankCardServiceClient(conn.ClientConn())
 }
 

@@ -486,6 +486,8 @@ func (c *cli) commands() []*urfave.Command {
 		{"Enterprises", c.enterpriseCommands()},
 		{"Seals", c.sealCommands()},
 		{"Invoices", c.invoiceCommands()},
+		{"Bank cards", c.cardCommands()},
+		{"Help and feedback", c.supportCommands()},
 		{"Scan sessions", c.scanCommands()},
 		{"Bid openings", c.openingCommands()},
 		{"Auditing", c.auditCommands()},

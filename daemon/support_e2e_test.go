@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/hufu-hsm/hufu/admin"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/daemon/config"
@@ -243,4 +244,28 @@ func TestSupportDeskNeedsItsPermission(t *testing.T) {
 	wantCode(t, err, codes.PermissionDenied, "")
 	_, err = desk.CloseFeedback(bg, &hufuv1.CloseFeedbackRequest{FeedbackId: strings.Repeat("0", 22)})
 	wantCode(t, err, codes.PermissionDenied, "")
+}
+
+// TestGrantingTheSupportDeskNeedsASecondOfficer: SupportDeskService is in the desk table, so
+// registering a client with it waits for a second security officer.
+func TestGrantingTheSupportDeskNeedsASecondOfficer(t *testing.T) {
+	a := startAdminAppliance(t, nil)
+	sam, sue := a.adminClient(admin.SecurityOfficer), a.adminClient(secondOfficer)
+	reg, err := sam.RegisterSystemClient(bg, "cs-desk", []string{"hufu.v1.SupportDeskService"})
+	if err != nil || reg.Approval == nil || reg.Client != nil || !equal(reg.Approval.Desks, "support") {
+		t.Fatalf("desk request: %+v %v", reg, err)
+	}
+	if d, err := sue.Approve(bg, reg.Approval.ID); err != nil || d.Approval.State != admin.ApprovalApproved {
+		t.Fatalf("approve: %+v %v", d, err)
+	}
+	clients, err := sue.SystemClients(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		if c.Name == "cs-desk" && equal(c.Desks, "support") {
+			return
+		}
+	}
+	t.Fatalf("cs-desk not registered as the support desk: %+v", clients)
 }

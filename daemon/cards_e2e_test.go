@@ -1,11 +1,14 @@
 package daemon_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -192,4 +195,38 @@ func TestBankCardBindAttemptsAreLimited(t *testing.T) {
 		}
 	}
 	wantCode(t, err, codes.ResourceExhausted, "")
+}
+
+// TestKEKRotationRewrapsCardNumbers: a KEK rotation rewraps the wrapped card numbers too, so
+// the old KEK can be destroyed.
+func TestKEKRotationRewrapsCardNumbers(t *testing.T) {
+	a := startAdminAppliance(t, nil)
+	_, cards := a.verifiedCardHolder("13800007777", "card-kek")
+	for i, n := range []string{"6222020200112233446", "6217001234567890122"} {
+		if _, err := cards.BindBankCard(bg, &hufuv1.BindBankCardRequest{RequestId: fmt.Sprintf("bind-kek-%04d", i), CardNumber: n, ReservedPhone: "13800007777"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, body := a.call("POST", "/kek/rotate", admin.SecurityOfficer); code != http.StatusAccepted {
+		t.Fatalf("rotate: %d %s", code, body)
+	}
+	var st admin.RotationStatus
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		_, body := a.call("GET", "/kek", admin.SecurityOfficer)
+		if err := json.Unmarshal(body, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.State != admin.StateRunning || time.Now().After(deadline) {
+			break
+		}
+	}
+	if p := st.Progress["cards"]; st.State != admin.StateRewrapped || p == nil || p.Rewrapped != 2 {
+		t.Fatalf("rotation %q (%s), cards progress %+v, want 2 card numbers rewrapped", st.State, st.Error, p)
+	}
+	if code, body := a.call("POST", "/kek/finish", admin.SecurityOfficer); code != http.StatusOK {
+		t.Fatalf("finish: %d %s", code, body)
+	}
+	if l, err := cards.ListBankCards(bg, &hufuv1.ListBankCardsRequest{}); err != nil || len(l.Cards) != 2 {
+		t.Fatalf("after the rotation: %v %v", l, err)
+	}
 }

@@ -249,10 +249,15 @@ func (s *Service) Bind(ctx context.Context, caller authn.Caller, requestID, numb
 		out = nil
 		if k, err := tx.Lookup(indexCardRequest, reqValue); err == nil {
 			prev := new(storepb.BankCard)
-			if err := tx.Get(k, prev); err == nil {
+			switch err := tx.Get(k, prev); {
+			case err == nil:
 				out = prev
 				return nil
-			} else if !errors.Is(err, store.ErrNotFound) {
+			case !errors.Is(err, store.ErrNotFound):
+				return err
+			}
+			// The card this request bound was unbound since: the request binds anew.
+			if err := tx.Unclaim(indexCardRequest, reqValue, k); err != nil {
 				return err
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {

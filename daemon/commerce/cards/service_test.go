@@ -115,3 +115,26 @@ func TestHasCardsAndTheLimitUnderConcurrentBinds(t *testing.T) {
 		t.Fatalf("after unbinding all: %v %v", has, err)
 	}
 }
+
+// TestRequestIDAfterUnbind: a retry answers the card its request bound; once that card is
+// unbound, the same request id binds anew.
+func TestRequestIDAfterUnbind(t *testing.T) {
+	svc := newService(t, cards.Options{})
+	ctx := context.Background()
+	u := authn.Caller{UserID: "u1"}
+	number := luhn("622202020011220001")
+	first, err := svc.Bind(ctx, u, "request-0001", number, "13800001234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := svc.Bind(ctx, u, "request-0001", number, "13800001234"); err != nil || again.Id != first.Id {
+		t.Fatalf("retry: %v %v", again, err)
+	}
+	if err := svc.Unbind(ctx, u, first.Id); err != nil {
+		t.Fatal(err)
+	}
+	second, err := svc.Bind(ctx, u, "request-0001", number, "13800001234")
+	if err != nil || second.Id == first.Id {
+		t.Fatalf("bind after unbind: %v %v", second, err)
+	}
+}

@@ -34,6 +34,9 @@ import (
 //	b/opening/<id>                  bid openings; b/envelope/<opening>/<envelope id>,
 //	                                b/consent/<opening>/<session id>, b/event/<opening>/<time>-<seq>,
 //	                                b/report/<opening> (daemon/openings)
+//	l/entry/<entry id>              ledger entries (LedgerEntry), newest first; l/balance/<account>
+//	                                running totals (LedgerBalance); l/reversal/<entry id> (daemon/commerce/ledger)
+//	p/offline/<order id>            offline payments awaiting a payment desk (daemon/commerce/payments)
 //	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
 //	i/inv/<user id>/<invoice id>    invoices (Invoice), newest first; i/titles/<user id> saved titles,
 //	                                i/doc/<invoice id> issued documents, i/queue/... the desk's queue
@@ -53,7 +56,7 @@ import (
 //	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
 //	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
 //
-// Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, n, h, x) are envelopes (envelope.go) around a
+// Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, n, h, l, p, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
 // messages; t/ values are empty. An index name is used either as a unique index or as a
 // multi-valued one, never both.
@@ -81,6 +84,8 @@ const (
 	KindInvoice    Kind = "i" // invoices and invoice titles (daemon/commerce/invoices)
 	KindBankCard   Kind = "n" // bound bank cards (daemon/commerce/cards)
 	KindSupport    Kind = "h" // help desk: feedback and replies (daemon/commerce/support)
+	KindLedger     Kind = "l" // the double-entry ledger (daemon/commerce/ledger)
+	KindPayment    Kind = "p" // payments in progress (daemon/commerce/payments)
 )
 
 const (
@@ -105,6 +110,7 @@ var recordKinds = map[Kind]bool{
 	KindInvoice:  true,
 	KindBankCard: true,
 	KindSupport:  true,
+	KindLedger:   true, KindPayment: true,
 }
 
 // ValidPart reports whether s may be used as one part of a key.

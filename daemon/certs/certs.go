@@ -95,6 +95,18 @@ type Enterprises interface {
 type Charge struct {
 	OrderID, UserID, Method, IdempotencyKey string
 	AmountFen                               int64
+	// Platforms are the order's platforms: which payment methods are offered depends on them.
+	Platforms []string
+}
+
+// Books records money in the ledger (daemon/commerce) inside the transactions that change
+// orders, so that a payment's entry commits with the order it completes and its audit record.
+type Books interface {
+	// Paid records, inside tx, that o was paid by method with the provider's reference ref
+	// (o.PriceFen; nothing for a free order). The transaction completes o.
+	Paid(tx *store.Tx, o *storepb.Order, method, ref, actor string) error
+	// Returned records, inside tx, a charge that completed no order and was refunded.
+	Returned(tx *store.Tx, o *storepb.Order, method, ref, actor string) error
 }
 
 // Payments takes payments. Charge must be idempotent per idempotency key; Refund returns a
@@ -133,6 +145,8 @@ type Deps struct {
 	Keys        Keys
 	Accounts    Accounts
 	Payments    Payments
+	// Books, if set, records every payment and refund in the ledger.
+	Books Books
 	Clock       interface{ Now() time.Time }
 	Log         *slog.Logger
 	// Registry receives the service's metrics; none are exported if nil.

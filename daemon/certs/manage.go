@@ -65,20 +65,104 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		o, err := s.payVerification(ctx, caller, o, method, idem)
 		return o, nil, err
 	}
+	c, app, err := s.prepareIssue(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	ref, err := s.deps.Payments.Charge(ctx, Charge{OrderID: o.Id, UserID: o.UserId, Method: method, IdempotencyKey: idem, AmountFen: o.PriceFen, Platforms: o.Platforms})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.settle(ctx, caller, o, c, app, payment{method: method, ref: ref, idem: idem, by: "user", charged: true})
+}
+
+// Settlement is a payment taken outside Pay: an offline payment (bank transfer, cash) that
+// an operator confirmed at a payment desk.
+type Settlement struct {
+	// Method names the provider ("offline"); Ref is the payment's reference.
+	Method, Ref string
+	// IdempotencyKey is the order's payment key: settling again with it returns the order.
+	IdempotencyKey string
+	// With, if not nil, writes more inside the transaction that completes the order (the
+	// offline payment's own record).
+	With func(tx *store.Tx, o *storepb.Order) error
+}
+
+// Settle completes an order awaiting payment with a payment taken elsewhere, exactly as Pay
+// does after its charge: the certificate is issued and stored, the ledger entry and the
+// audit record written, in one transaction. caller is the desk (the audit record's actor).
+// The order may be any user's. Settling again with the same idempotency key returns the
+// order and its certificate; an order that is not awaiting payment is FailedPrecondition.
+func (s *Service) Settle(ctx context.Context, caller authn.Caller, id string, st Settlement) (*storepb.Order, *storepb.Certificate, error) {
+	o, err := s.OrderByID(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if done, c, err := s.paidAlready(ctx, o, st.IdempotencyKey); done || err != nil {
+		return o, c, err
+	}
+	if o.Status != statusAwaiting {
+		return nil, nil, wrongState(o, "pay")
+	}
+	p := payment{method: st.Method, ref: st.Ref, idem: st.IdempotencyKey, by: caller.Actor(), with: st.With}
+	if isVerification(o) {
+		o, err := s.completeVerification(ctx, caller, o, p)
+		return o, nil, err
+	}
+	c, app, err := s.prepareIssue(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.settle(ctx, caller, o, c, app, p)
+}
+
+// OrderByID reads any user's order (for desks).
+func (s *Service) OrderByID(ctx context.Context, id string) (*storepb.Order, error) {
+	if err := checkOrderID(id); err != nil {
+		return nil, err
+	}
+	var out *storepb.Order
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		key, err := tx.Lookup(indexOrder, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.New(apierr.NotFound, "no order %q", id)
+		}
+		if err != nil {
+			return err
+		}
+		out = new(storepb.Order)
+		return tx.Get(key, out)
+	})
+	return out, err
+}
+
+// payment is a payment taken for an order, to be settled.
+type payment struct {
+	method, ref, idem string
+	// by is who paid, as the order's step shows it ("user", or the desk).
+	by string
+	// charged: a provider took the money in this call and gives it back if the order
+	// cannot be completed.
+	charged bool
+	with    func(tx *store.Tx, o *storepb.Order) error
+}
+
+// prepareIssue checks that the order's certificate can be issued and builds its application.
+func (s *Service) prepareIssue(ctx context.Context, o *storepb.Order) (CA, *ca.Application, error) {
 	c, err := s.ca("ca_id", o.CaId)
 	if err != nil {
-		return nil, nil, err
+		return CA{}, nil, err
 	}
-	key, err := s.deps.Keys.OwnedKey(ctx, caller, o.KeyId)
+	key, err := s.deps.Keys.OwnedKey(ctx, authn.Caller{UserID: o.UserId}, o.KeyId)
 	if err != nil {
-		return nil, nil, err
+		return CA{}, nil, err
 	}
 	if keys.KeyRevoked(key) {
-		return nil, nil, apierr.New(apierr.FailedPrecondition, "the order's key has been revoked; cancel the order")
+		return CA{}, nil, apierr.New(apierr.FailedPrecondition, "the order's key has been revoked; cancel the order")
 	}
 	pub, err := publicKey(key.PublicKey)
 	if err != nil {
-		return nil, nil, err
+		return CA{}, nil, err
 	}
 	app := &ca.Application{OrderID: o.Id, UserID: o.UserId, Name: o.SubjectName, IDNumberMask: o.SubjectIdMasked, USCC: o.EnterpriseUscc, CSR: o.Csr,
 		PublicKey: pub, ValidityYears: int(o.ValidityYears), Platforms: o.Platforms, Regions: o.Regions,
@@ -89,7 +173,7 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	if o.Kind == int32(hufuv1.OrderKind_ORDER_KIND_UPGRADE) {
 		old, err := certs.Read(ctx, s.deps.Store, certID(o.UserId, o.ReplacesSerial))
 		if err != nil {
-			return nil, nil, err
+			return CA{}, nil, err
 		}
 		app.NotAfter = time.Unix(0, old.NotAfterUnixNano)
 	}
@@ -97,19 +181,22 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		// Refused before the charge and the CA: a claim another administrator has overtaken
 		// (the transaction below checks again, under the enterprise record's lock).
 		if err := s.enterprises.ClaimPayable(ctx, o); err != nil {
-			return nil, nil, err
+			return CA{}, nil, err
 		}
 	}
-	ref, err := s.deps.Payments.Charge(ctx, Charge{OrderID: o.Id, UserID: o.UserId, Method: method, IdempotencyKey: idem, AmountFen: o.PriceFen})
-	if err != nil {
-		return nil, nil, err
-	}
+	return c, app, nil
+}
+
+// settle has the CA issue the certificate of a paid order and completes the order in one
+// transaction with the certificate, the ledger entry and the audit records.
+func (s *Service) settle(ctx context.Context, caller authn.Caller, o *storepb.Order, c CA, app *ca.Application, p payment) (*storepb.Order, *storepb.Certificate, error) {
+	id, ref, idem := o.Id, p.ref, p.idem
 	issued, err := c.Connector.Fetch(ctx, o.CaRef, app)
 	if err != nil {
 		return nil, nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not issue the certificate; pay again with the same idempotency key later", Cause: err}
 	}
 	var cert *storepb.Certificate
-	order, err := s.transition(ctx, caller, caller.UserID, id, "order.pay", func(tx *store.Tx, o *storepb.Order) error {
+	order, err := s.transition(ctx, caller, o.UserId, id, "order.pay", func(tx *store.Tx, o *storepb.Order) error {
 		cert = nil
 		if o.Status == statusCompleted && o.PaymentIdempotencyKey == idem {
 			var err error
@@ -167,26 +254,29 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 			}
 		}
 		o.Status, o.Serial, o.PaymentRef, o.PaymentIdempotencyKey, o.PaidUnixNano = statusCompleted, issued.Serial, ref, idem, tx.Now().UnixNano()
-		o.Steps = append(o.Steps, step(tx, "paid", "user", ref), step(tx, "issued", "ca:"+o.CaId, issued.Serial))
+		o.Steps = append(o.Steps, step(tx, "paid", p.by, ref), step(tx, "issued", "ca:"+o.CaId, issued.Serial))
+		if err := s.book(tx, o, p, caller); err != nil {
+			return err
+		}
 		if err := tx.Audit(store.Event{Actor: "ca:" + o.CaId, Action: "cert.issue", Subject: ckey, Outcome: store.OutcomeOK,
 			Details: map[string]string{"order": o.Id, "key": o.KeyId, "not_after": issued.NotAfter.UTC().Format(time.RFC3339), "replaces": o.ReplacesSerial}}); err != nil {
 			return err
 		}
 		return notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_READY, "证书已签发",
 			fmt.Sprintf("订单 %s 已完成，证书 %s 可以下载", o.Id, issued.Serial), o.Id, issued.Serial)
-	}, map[string]string{"payment": ref, "amount_fen": fmt.Sprint(o.PriceFen)})
+	}, map[string]string{"payment": ref, "amount_fen": fmt.Sprint(o.PriceFen), "method": p.method})
 	s.gate.forget(o.KeyId)
 	if errors.Is(err, errAlreadyPaid) {
-		o, err := s.ownedOrder(ctx, caller, id)
+		o, err := orders.Read(ctx, s.deps.Store, orderID(o.UserId, id))
 		return o, cert, err
 	}
 	var refused *apierr.Error
 	if errors.As(err, &refused) && refused.Kind == apierr.FailedPrecondition {
-		// This charge completed nothing (the order was cancelled or paid with another key
-		// meanwhile, or another claim won the enterprise): give it back, and revoke at the CA
-		// the certificate issued for it, which no one will ever hold.
-		if rerr := s.deps.Payments.Refund(ctx, ref, o.PriceFen); rerr != nil {
-			s.deps.Log.Error("refunding a payment that completed no order", "order", o.Id, "payment", ref, "err", rerr)
+		// This payment completed nothing (the order was cancelled or paid with another key
+		// meanwhile, or another claim won the enterprise): give a charge back, and revoke at
+		// the CA the certificate issued for it, which no one will ever hold.
+		if p.charged {
+			s.giveBack(ctx, caller, o, p)
 		}
 		if rerr := c.Connector.Revoke(ctx, issued.Serial, ca.ReasonCessation); rerr != nil {
 			s.deps.Log.Error("revoking the certificate of a payment that completed no order", "order", o.Id, "serial", issued.Serial, "err", rerr)
@@ -199,6 +289,41 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	}
 	s.m.issued.Inc()
 	return order, cert, nil
+}
+
+// book records the payment of o in the ledger inside the transaction that completes it.
+func (s *Service) book(tx *store.Tx, o *storepb.Order, p payment, caller authn.Caller) error {
+	if p.with != nil {
+		if err := p.with(tx, o); err != nil {
+			return err
+		}
+	}
+	if s.deps.Books == nil || o.PriceFen <= 0 {
+		return nil
+	}
+	return s.deps.Books.Paid(tx, o, p.method, p.ref, caller.Actor())
+}
+
+// giveBack refunds a charge that completed no order and records the money in and out in the
+// ledger, with its audit record.
+func (s *Service) giveBack(ctx context.Context, caller authn.Caller, o *storepb.Order, p payment) {
+	if err := s.deps.Payments.Refund(ctx, p.ref, o.PriceFen); err != nil {
+		s.deps.Log.Error("refunding a payment that completed no order", "order", o.Id, "payment", p.ref, "err", err)
+		return
+	}
+	if s.deps.Books == nil || o.PriceFen <= 0 {
+		return
+	}
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := s.deps.Books.Returned(tx, o, p.method, p.ref, caller.Actor()); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "order.payment.return", Subject: orderKey(o.UserId, o.Id), Outcome: store.OutcomeOK,
+			Details: map[string]string{"payment": p.ref, "amount_fen": fmt.Sprint(o.PriceFen), "method": p.method}})
+	})
+	if err != nil {
+		s.deps.Log.Error("recording a refunded payment in the ledger", "order", o.Id, "payment", p.ref, "err", err)
+	}
 }
 
 // errAlreadyPaid aborts a payment transaction that found its own earlier success.

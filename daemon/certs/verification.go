@@ -82,7 +82,13 @@ func (s *Service) payVerification(ctx context.Context, caller authn.Caller, o *s
 			return nil, err
 		}
 	}
-	order, err := s.transition(ctx, caller, caller.UserID, o.Id, "order.pay", func(tx *store.Tx, o *storepb.Order) error {
+	return s.completeVerification(ctx, caller, o, payment{method: method, ref: ref, idem: idem, by: "user", charged: ref != "free"})
+}
+
+// completeVerification completes a paid order without a certificate, with its ledger entry.
+func (s *Service) completeVerification(ctx context.Context, caller authn.Caller, o *storepb.Order, p payment) (*storepb.Order, error) {
+	ref, idem := p.ref, p.idem
+	order, err := s.transition(ctx, caller, o.UserId, o.Id, "order.pay", func(tx *store.Tx, o *storepb.Order) error {
 		if o.Status == statusCompleted && o.PaymentIdempotencyKey == idem {
 			return errAlreadyPaid
 		}
@@ -90,18 +96,19 @@ func (s *Service) payVerification(ctx context.Context, caller authn.Caller, o *s
 			return wrongState(o, "pay")
 		}
 		o.Status, o.PaymentRef, o.PaymentIdempotencyKey, o.PaidUnixNano = statusCompleted, ref, idem, tx.Now().UnixNano()
-		o.Steps = append(o.Steps, step(tx, "paid", "user", ref))
+		o.Steps = append(o.Steps, step(tx, "paid", p.by, ref))
+		if err := s.book(tx, o, p, caller); err != nil {
+			return err
+		}
 		return Notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_ENTERPRISE_NOTICE, "企业认证订单已完成",
 			fmt.Sprintf("企业认证订单 %s 已完成支付", o.Id))
-	}, map[string]string{"payment": ref, "amount_fen": fmt.Sprint(o.PriceFen)})
+	}, map[string]string{"payment": ref, "amount_fen": fmt.Sprint(o.PriceFen), "method": p.method})
 	if errors.Is(err, errAlreadyPaid) {
-		return s.ownedOrder(ctx, caller, o.Id)
+		return orders.Read(ctx, s.deps.Store, orderID(o.UserId, o.Id))
 	}
 	var refused *apierr.Error
-	if errors.As(err, &refused) && refused.Kind == apierr.FailedPrecondition && ref != "free" {
-		if rerr := s.deps.Payments.Refund(ctx, ref, o.PriceFen); rerr != nil {
-			s.deps.Log.Error("refunding a payment that completed no order", "order", o.Id, "payment", ref, "err", rerr)
-		}
+	if errors.As(err, &refused) && refused.Kind == apierr.FailedPrecondition && p.charged {
+		s.giveBack(ctx, caller, o, p)
 	}
 	return order, err
 }

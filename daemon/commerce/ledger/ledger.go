@@ -32,6 +32,8 @@
 //	l/entry/<entry id>                   storepb.LedgerEntry, ids newest first
 //	l/balance/<account>                  storepb.LedgerBalance: debits, credits, entry count
 //	l/reversal/<entry id>                storepb.LedgerReversal: the entry was reversed
+//	l/kind/<kind>                        storepb.LedgerBalance: entries of a kind and their sum
+//	                                     (debits_fen), read by the metrics (Collector)
 //	x/ledger-idem/<sha256 of the key>    -> the entry (unique)
 //	x/ledger-order/<order or session id>/<entry key>  the entries of an order or session
 //
@@ -53,7 +55,6 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MaxAmountFen bounds one entry: 100 million yuan. With it no sum of entries an appliance
@@ -108,35 +109,6 @@ var (
 
 // ValidAccount reports whether name is an account name (package doc).
 func ValidAccount(name string) bool { return accountRE.MatchString(name) }
-
-// Ledger posts entries and checks the books. Its zero value is not usable; use New.
-type Ledger struct {
-	posted *prometheus.CounterVec
-}
-
-// New returns a ledger whose metrics go to reg (none if nil):
-// hufu_ledger_entries_total{kind}, counted when the transaction that posts them commits
-// (see Posted).
-func New(reg prometheus.Registerer) *Ledger {
-	l := &Ledger{posted: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "hufu_ledger_entries_total", Help: "Ledger entries written, by kind (payment, refund, ...).",
-	}, []string{"kind"})}
-	if reg != nil {
-		reg.MustRegister(l.posted)
-	}
-	return l
-}
-
-// Posted counts entries whose transaction committed. Call it after Store.Update returns nil
-// with the entries Post reported as new.
-func (l *Ledger) Posted(es ...*storepb.LedgerEntry) {
-	if l == nil {
-		return
-	}
-	for _, e := range es {
-		l.posted.WithLabelValues(e.Kind).Inc()
-	}
-}
 
 func invalid(field, format string, args ...any) error { return apierr.Invalidf(field, format, args...) }
 
@@ -229,6 +201,9 @@ func post(tx *store.Tx, e Entry, reverses string) (*storepb.LedgerEntry, bool, e
 	if err := addTo(tx, e.Credit, 0, e.AmountFen); err != nil {
 		return nil, false, err
 	}
+	if err := addTo(tx, kindPrefix+e.Kind, e.AmountFen, 0); err != nil {
+		return nil, false, err
+	}
 	actor := e.Actor
 	if actor == "" {
 		actor = "hufu"
@@ -246,8 +221,17 @@ func post(tx *store.Tx, e Entry, reverses string) (*storepb.LedgerEntry, bool, e
 	return rec, true, tx.Audit(store.Event{Actor: actor, Action: "ledger.post", Subject: key, Outcome: store.OutcomeOK, Details: d})
 }
 
+// kindPrefix files the count of entries of a kind next to the balances: l/kind/<kind>.
+const kindPrefix = "\x00kind/"
+
+// addTo adds to an account's totals, or (name kindPrefix+kind) to a kind's count.
 func addTo(tx *store.Tx, account string, debit, credit int64) error {
-	b, err := balances.Get(tx, "balance/"+account)
+	id := "balance/" + account
+	if k, ok := strings.CutPrefix(account, kindPrefix); ok {
+		id = "kind/" + k
+		account = k
+	}
+	b, err := balances.Get(tx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		b = &storepb.LedgerBalance{Account: account}
 	} else if err != nil {
@@ -256,7 +240,7 @@ func addTo(tx *store.Tx, account string, debit, credit int64) error {
 	b.DebitsFen += debit
 	b.CreditsFen += credit
 	b.Entries++
-	return balances.Put(tx, "balance/"+account, b)
+	return balances.Put(tx, id, b)
 }
 
 // Reverse posts, inside tx, the reversing entry of entry id: the same amount with debit and
@@ -439,6 +423,24 @@ func check(ctx context.Context, s *store.Store) (Report, error) {
 			r.Problems = append(r.Problems, fmt.Sprintf("account %s has entries but no stored balance", name))
 		}
 	}
+	var kinds uint64
+	cursor = ""
+	for {
+		page, err := balances.List(ctx, s, "kind/", store.ListOptions{Cursor: cursor, Limit: store.MaxListLimit}, nil)
+		if err != nil {
+			return r, err
+		}
+		for _, it := range page.Items {
+			kinds += it.Value.Entries
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	if kinds != r.Entries {
+		r.Problems = append(r.Problems, fmt.Sprintf("entries counted by kind: %d, entries: %d", kinds, r.Entries))
+	}
 	if stored.d != stored.c {
 		r.Problems = append(r.Problems, fmt.Sprintf("stored debits %d != stored credits %d", stored.d, stored.c))
 	}
@@ -446,4 +448,27 @@ func check(ctx context.Context, s *store.Store) (Report, error) {
 		r.Problems = append(r.Problems, fmt.Sprintf("entries: debits %d != credits %d", r.DebitsFen, r.CreditsFen))
 	}
 	return r, nil
+}
+
+// ByKey returns, inside tx, the entry posted with an idempotency key (ErrNotFound if none).
+func ByKey(tx *store.Tx, idempotencyKey string) (*storepb.LedgerEntry, error) {
+	owner, err := tx.Lookup(indexIdem, idemValue(idempotencyKey))
+	if err != nil {
+		return nil, err
+	}
+	e := new(storepb.LedgerEntry)
+	return e, tx.Get(owner, e)
+}
+
+// KindCounts returns the number of entries of each kind.
+func KindCounts(ctx context.Context, s *store.Store) (map[string]uint64, error) {
+	page, err := balances.List(ctx, s, "kind/", store.ListOptions{Limit: store.MaxListLimit}, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(page.Items))
+	for _, it := range page.Items {
+		out[strings.TrimPrefix(balances.ID(it.Key), "kind/")] = it.Value.Entries
+	}
+	return out, nil
 }

@@ -147,8 +147,8 @@ type Deps struct {
 	Payments    Payments
 	// Books, if set, records every payment and refund in the ledger.
 	Books Books
-	Clock       interface{ Now() time.Time }
-	Log         *slog.Logger
+	Clock interface{ Now() time.Time }
+	Log   *slog.Logger
 	// Registry receives the service's metrics; none are exported if nil.
 	Registry prometheus.Registerer
 }

@@ -22,6 +22,7 @@ var desks = map[string]string{
 	"hufu.v1.ReconciliationService": "reconciliation",
 	"hufu.v1.InvoiceDeskService":    "invoicing",
 	"hufu.v1.SupportDeskService":    "support",
+	"hufu.v1.PaymentDeskService":    "payment",
 }
 
 // DeskOf names the desk a gRPC service is, if it is one.

@@ -65,12 +65,13 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 		return err
 	}
 	d.certs, err = certs.New(opts, certs.Deps{
-		Store: d.store, Attachments: d.attachments, Keys: d.keys, Accounts: d.accounts, Payments: d.providers.payments, Clock: d.opts.Clock, Log: d.opts.Log,
+		Store: d.store, Attachments: d.attachments, Keys: d.keys, Accounts: d.accounts, Payments: d.payments, Books: d.payments, Clock: d.opts.Clock, Log: d.opts.Log,
 		Registry: d.opts.Registry,
 	})
 	if err != nil {
 		return err
 	}
+	d.payments.SetOrders(d.certs)
 	// Keys whose certificates have all expired refuse to cosign.
 	d.keys.SetCertificateGate(d.certs)
 	return d.buildEnterprises()

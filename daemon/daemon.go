@@ -25,6 +25,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/commerce/cards"
 	"github.com/hufu-hsm/hufu/daemon/commerce/invoices"
+	"github.com/hufu-hsm/hufu/daemon/commerce/payments"
 	"github.com/hufu-hsm/hufu/daemon/commerce/support"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
@@ -67,6 +68,7 @@ type Daemon struct {
 	enterprises *enterprises.Service
 	seals       *seals.Service
 	attachments *attachments.Service
+	payments    *payments.Service // daemon/payments.go
 	scan        *scan.Service
 	openings    *openings.Service
 	invoices    *invoices.Service // invoices.go
@@ -284,6 +286,9 @@ func (d *Daemon) buildServices() error {
 	if err != nil {
 		return err
 	}
+	if err := d.buildPayments(); err != nil {
+		return err
+	}
 	if err := d.buildCertificates(context.Background()); err != nil {
 		return err
 	}
@@ -330,7 +335,7 @@ func (d *Daemon) buildServer() {
 	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server),
 		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server), d.openings.Register(d.server),
 		d.invoices.Register(d.server),
-		d.cards.Register(d.server), d.support.Register(d.server)} {
+		d.cards.Register(d.server), d.support.Register(d.server), d.payments.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

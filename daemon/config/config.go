@@ -62,6 +62,8 @@ type Config struct {
 	Providers Providers `yaml:"providers"`
 	// Support is help, FAQ, the consultation number and the bank-card limit (support.go).
 	Support Support `yaml:"support"`
+	// Payments is the payment methods per platform and the offline receiving account.
+	Payments Payments `yaml:"payments"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -382,15 +384,15 @@ func (c *Config) fillDevelopment() {
 	}
 	if len(c.SystemClients) == 0 {
 		c.SystemClients = []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService",
-			"hufu.v1.SupportDeskService",
-			"hufu.v1.ReconciliationService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}}}
-		c.SystemClients[0].Services = append(c.SystemClients[0].Services, "hufu.v1.InvoiceDeskService")
+			"hufu.v1.ReconciliationService", "hufu.v1.ScanService", "hufu.v1.OpeningService",
+			"hufu.v1.PaymentDeskService", "hufu.v1.InvoiceDeskService", "hufu.v1.SupportDeskService"}}}
 	}
 	c.Invoices.fillDevelopment()
 	if t := &c.Enterprises.Transfer; t.AccountNumber == "" && t.AccountName == "" && t.Bank == "" {
 		t.AccountName, t.Bank, t.AccountNumber = "hufu 开发测试收款账户", "示范银行杭州分行", "6222020000000000000"
 	}
 	c.Support.fillDevelopment()
+	c.fillPayments()
 }
 
 // Parse strictly decodes a YAML document over c: unknown keys, duplicate keys and type
@@ -685,6 +687,7 @@ func (c *Config) Validate() error {
 	c.validateProviders(bad)
 	c.validateInvoices(bad)
 	c.validateSupport(bad)
+	c.validatePayments(bad)
 	if len(ps) == 0 {
 		return nil
 	}

@@ -783,6 +783,127 @@ func (x *RejectOfflinePaymentResponse) GetPayment() *OfflinePayment {
 	return nil
 }
 
+type CheckLedgerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckLedgerRequest) Reset() {
+	*x = CheckLedgerRequest{}
+	mi := &file_hufu_v1_payment_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckLedgerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckLedgerRequest) ProtoMessage() {}
+
+func (x *CheckLedgerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_payment_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckLedgerRequest.ProtoReflect.Descriptor instead.
+func (*CheckLedgerRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{12}
+}
+
+type CheckLedgerResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Balanced   bool                   `protobuf:"varint,1,opt,name=balanced,proto3" json:"balanced,omitempty"`
+	Entries    uint64                 `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"`
+	Accounts   uint32                 `protobuf:"varint,3,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	DebitsFen  int64                  `protobuf:"varint,4,opt,name=debits_fen,json=debitsFen,proto3" json:"debits_fen,omitempty"`
+	CreditsFen int64                  `protobuf:"varint,5,opt,name=credits_fen,json=creditsFen,proto3" json:"credits_fen,omitempty"`
+	// What does not balance; empty when balanced.
+	Problems      []string `protobuf:"bytes,6,rep,name=problems,proto3" json:"problems,omitempty"` // Next field: 7
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckLedgerResponse) Reset() {
+	*x = CheckLedgerResponse{}
+	mi := &file_hufu_v1_payment_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckLedgerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckLedgerResponse) ProtoMessage() {}
+
+func (x *CheckLedgerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_payment_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckLedgerResponse.ProtoReflect.Descriptor instead.
+func (*CheckLedgerResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CheckLedgerResponse) GetBalanced() bool {
+	if x != nil {
+		return x.Balanced
+	}
+	return false
+}
+
+func (x *CheckLedgerResponse) GetEntries() uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *CheckLedgerResponse) GetAccounts() uint32 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
+func (x *CheckLedgerResponse) GetDebitsFen() int64 {
+	if x != nil {
+		return x.DebitsFen
+	}
+	return 0
+}
+
+func (x *CheckLedgerResponse) GetCreditsFen() int64 {
+	if x != nil {
+		return x.CreditsFen
+	}
+	return 0
+}
+
+func (x *CheckLedgerResponse) GetProblems() []string {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
 var File_hufu_v1_payment_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_payment_proto_rawDesc = "" +
@@ -837,7 +958,17 @@ const file_hufu_v1_payment_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"Q\n" +
 	"\x1cRejectOfflinePaymentResponse\x121\n" +
-	"\apayment\x18\x01 \x01(\v2\x17.hufu.v1.OfflinePaymentR\apayment*\xcd\x01\n" +
+	"\apayment\x18\x01 \x01(\v2\x17.hufu.v1.OfflinePaymentR\apayment\"\x14\n" +
+	"\x12CheckLedgerRequest\"\xc3\x01\n" +
+	"\x13CheckLedgerResponse\x12\x1a\n" +
+	"\bbalanced\x18\x01 \x01(\bR\bbalanced\x12\x18\n" +
+	"\aentries\x18\x02 \x01(\x04R\aentries\x12\x1a\n" +
+	"\baccounts\x18\x03 \x01(\rR\baccounts\x12\x1d\n" +
+	"\n" +
+	"debits_fen\x18\x04 \x01(\x03R\tdebitsFen\x12\x1f\n" +
+	"\vcredits_fen\x18\x05 \x01(\x03R\n" +
+	"creditsFen\x12\x1a\n" +
+	"\bproblems\x18\x06 \x03(\tR\bproblems*\xcd\x01\n" +
 	"\x13OfflinePaymentState\x12%\n" +
 	"!OFFLINE_PAYMENT_STATE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dOFFLINE_PAYMENT_STATE_PENDING\x10\x01\x12#\n" +
@@ -847,11 +978,12 @@ const file_hufu_v1_payment_proto_rawDesc = "" +
 	"\x0ePaymentService\x12]\n" +
 	"\x12ListPaymentMethods\x12\".hufu.v1.ListPaymentMethodsRequest\x1a#.hufu.v1.ListPaymentMethodsResponse\x12E\n" +
 	"\n" +
-	"PayOffline\x12\x1a.hufu.v1.PayOfflineRequest\x1a\x1b.hufu.v1.PayOfflineResponse2\xc3\x02\n" +
+	"PayOffline\x12\x1a.hufu.v1.PayOfflineRequest\x1a\x1b.hufu.v1.PayOfflineResponse2\x8d\x03\n" +
 	"\x12PaymentDeskService\x12`\n" +
 	"\x13ListPendingPayments\x12#.hufu.v1.ListPendingPaymentsRequest\x1a$.hufu.v1.ListPendingPaymentsResponse\x12f\n" +
 	"\x15ConfirmOfflinePayment\x12%.hufu.v1.ConfirmOfflinePaymentRequest\x1a&.hufu.v1.ConfirmOfflinePaymentResponse\x12c\n" +
-	"\x14RejectOfflinePayment\x12$.hufu.v1.RejectOfflinePaymentRequest\x1a%.hufu.v1.RejectOfflinePaymentResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\x14RejectOfflinePayment\x12$.hufu.v1.RejectOfflinePaymentRequest\x1a%.hufu.v1.RejectOfflinePaymentResponse\x12H\n" +
+	"\vCheckLedger\x12\x1b.hufu.v1.CheckLedgerRequest\x1a\x1c.hufu.v1.CheckLedgerResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_payment_proto_rawDescOnce sync.Once
@@ -866,7 +998,7 @@ func file_hufu_v1_payment_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_payment_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hufu_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_hufu_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_hufu_v1_payment_proto_goTypes = []any{
 	(OfflinePaymentState)(0),              // 0: hufu.v1.OfflinePaymentState
 	(*PaymentMethod)(nil),                 // 1: hufu.v1.PaymentMethod
@@ -881,15 +1013,17 @@ var file_hufu_v1_payment_proto_goTypes = []any{
 	(*ConfirmOfflinePaymentResponse)(nil), // 10: hufu.v1.ConfirmOfflinePaymentResponse
 	(*RejectOfflinePaymentRequest)(nil),   // 11: hufu.v1.RejectOfflinePaymentRequest
 	(*RejectOfflinePaymentResponse)(nil),  // 12: hufu.v1.RejectOfflinePaymentResponse
-	(*ReceivingAccount)(nil),              // 13: hufu.v1.ReceivingAccount
-	(*timestamppb.Timestamp)(nil),         // 14: google.protobuf.Timestamp
+	(*CheckLedgerRequest)(nil),            // 13: hufu.v1.CheckLedgerRequest
+	(*CheckLedgerResponse)(nil),           // 14: hufu.v1.CheckLedgerResponse
+	(*ReceivingAccount)(nil),              // 15: hufu.v1.ReceivingAccount
+	(*timestamppb.Timestamp)(nil),         // 16: google.protobuf.Timestamp
 }
 var file_hufu_v1_payment_proto_depIdxs = []int32{
 	1,  // 0: hufu.v1.ListPaymentMethodsResponse.methods:type_name -> hufu.v1.PaymentMethod
-	13, // 1: hufu.v1.OfflinePayment.account:type_name -> hufu.v1.ReceivingAccount
+	15, // 1: hufu.v1.OfflinePayment.account:type_name -> hufu.v1.ReceivingAccount
 	0,  // 2: hufu.v1.OfflinePayment.state:type_name -> hufu.v1.OfflinePaymentState
-	14, // 3: hufu.v1.OfflinePayment.created_at:type_name -> google.protobuf.Timestamp
-	14, // 4: hufu.v1.OfflinePayment.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 3: hufu.v1.OfflinePayment.created_at:type_name -> google.protobuf.Timestamp
+	16, // 4: hufu.v1.OfflinePayment.updated_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: hufu.v1.PayOfflineResponse.payment:type_name -> hufu.v1.OfflinePayment
 	4,  // 6: hufu.v1.ListPendingPaymentsResponse.payments:type_name -> hufu.v1.OfflinePayment
 	4,  // 7: hufu.v1.ConfirmOfflinePaymentResponse.payment:type_name -> hufu.v1.OfflinePayment
@@ -899,13 +1033,15 @@ var file_hufu_v1_payment_proto_depIdxs = []int32{
 	7,  // 11: hufu.v1.PaymentDeskService.ListPendingPayments:input_type -> hufu.v1.ListPendingPaymentsRequest
 	9,  // 12: hufu.v1.PaymentDeskService.ConfirmOfflinePayment:input_type -> hufu.v1.ConfirmOfflinePaymentRequest
 	11, // 13: hufu.v1.PaymentDeskService.RejectOfflinePayment:input_type -> hufu.v1.RejectOfflinePaymentRequest
-	3,  // 14: hufu.v1.PaymentService.ListPaymentMethods:output_type -> hufu.v1.ListPaymentMethodsResponse
-	6,  // 15: hufu.v1.PaymentService.PayOffline:output_type -> hufu.v1.PayOfflineResponse
-	8,  // 16: hufu.v1.PaymentDeskService.ListPendingPayments:output_type -> hufu.v1.ListPendingPaymentsResponse
-	10, // 17: hufu.v1.PaymentDeskService.ConfirmOfflinePayment:output_type -> hufu.v1.ConfirmOfflinePaymentResponse
-	12, // 18: hufu.v1.PaymentDeskService.RejectOfflinePayment:output_type -> hufu.v1.RejectOfflinePaymentResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
+	13, // 14: hufu.v1.PaymentDeskService.CheckLedger:input_type -> hufu.v1.CheckLedgerRequest
+	3,  // 15: hufu.v1.PaymentService.ListPaymentMethods:output_type -> hufu.v1.ListPaymentMethodsResponse
+	6,  // 16: hufu.v1.PaymentService.PayOffline:output_type -> hufu.v1.PayOfflineResponse
+	8,  // 17: hufu.v1.PaymentDeskService.ListPendingPayments:output_type -> hufu.v1.ListPendingPaymentsResponse
+	10, // 18: hufu.v1.PaymentDeskService.ConfirmOfflinePayment:output_type -> hufu.v1.ConfirmOfflinePaymentResponse
+	12, // 19: hufu.v1.PaymentDeskService.RejectOfflinePayment:output_type -> hufu.v1.RejectOfflinePaymentResponse
+	14, // 20: hufu.v1.PaymentDeskService.CheckLedger:output_type -> hufu.v1.CheckLedgerResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -923,7 +1059,7 @@ func file_hufu_v1_payment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_payment_proto_rawDesc), len(file_hufu_v1_payment_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -182,6 +182,7 @@ const (
 	PaymentDeskService_ListPendingPayments_FullMethodName   = "/hufu.v1.PaymentDeskService/ListPendingPayments"
 	PaymentDeskService_ConfirmOfflinePayment_FullMethodName = "/hufu.v1.PaymentDeskService/ConfirmOfflinePayment"
 	PaymentDeskService_RejectOfflinePayment_FullMethodName  = "/hufu.v1.PaymentDeskService/RejectOfflinePayment"
+	PaymentDeskService_CheckLedger_FullMethodName           = "/hufu.v1.PaymentDeskService/CheckLedger"
 )
 
 // PaymentDeskServiceClient is the client API for PaymentDeskService service.
@@ -193,7 +194,7 @@ const (
 // rejected with a reason. Called by a system client granted it (mutual TLS), never by a
 // user; granting it needs a second security officer.
 type PaymentDeskServiceClient interface {
-	// ListPendingPayments lists offline payments awaiting confirmation, oldest first.
+	// ListPendingPayments lists offline payments awaiting confirmation, by order, newest first.
 	ListPendingPayments(ctx context.Context, in *ListPendingPaymentsRequest, opts ...grpc.CallOption) (*ListPendingPaymentsResponse, error)
 	// ConfirmOfflinePayment records that the money arrived: the amount must equal the order's
 	// price. The order is paid (and its certificate issued) in the transaction that writes
@@ -204,6 +205,9 @@ type PaymentDeskServiceClient interface {
 	// did not arrive, or was returned), with a reason shown to the payer. The order stays
 	// awaiting payment.
 	RejectOfflinePayment(ctx context.Context, in *RejectOfflinePaymentRequest, opts ...grpc.CallOption) (*RejectOfflinePaymentResponse, error)
+	// CheckLedger proves the books: every entry well formed, the sum of debits equal to the
+	// sum of credits, every account's stored balance equal to the sum of its entries.
+	CheckLedger(ctx context.Context, in *CheckLedgerRequest, opts ...grpc.CallOption) (*CheckLedgerResponse, error)
 }
 
 type paymentDeskServiceClient struct {
@@ -244,6 +248,16 @@ func (c *paymentDeskServiceClient) RejectOfflinePayment(ctx context.Context, in 
 	return out, nil
 }
 
+func (c *paymentDeskServiceClient) CheckLedger(ctx context.Context, in *CheckLedgerRequest, opts ...grpc.CallOption) (*CheckLedgerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckLedgerResponse)
+	err := c.cc.Invoke(ctx, PaymentDeskService_CheckLedger_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PaymentDeskServiceServer is the server API for PaymentDeskService service.
 // All implementations must embed UnimplementedPaymentDeskServiceServer
 // for forward compatibility.
@@ -253,7 +267,7 @@ func (c *paymentDeskServiceClient) RejectOfflinePayment(ctx context.Context, in 
 // rejected with a reason. Called by a system client granted it (mutual TLS), never by a
 // user; granting it needs a second security officer.
 type PaymentDeskServiceServer interface {
-	// ListPendingPayments lists offline payments awaiting confirmation, oldest first.
+	// ListPendingPayments lists offline payments awaiting confirmation, by order, newest first.
 	ListPendingPayments(context.Context, *ListPendingPaymentsRequest) (*ListPendingPaymentsResponse, error)
 	// ConfirmOfflinePayment records that the money arrived: the amount must equal the order's
 	// price. The order is paid (and its certificate issued) in the transaction that writes
@@ -264,6 +278,9 @@ type PaymentDeskServiceServer interface {
 	// did not arrive, or was returned), with a reason shown to the payer. The order stays
 	// awaiting payment.
 	RejectOfflinePayment(context.Context, *RejectOfflinePaymentRequest) (*RejectOfflinePaymentResponse, error)
+	// CheckLedger proves the books: every entry well formed, the sum of debits equal to the
+	// sum of credits, every account's stored balance equal to the sum of its entries.
+	CheckLedger(context.Context, *CheckLedgerRequest) (*CheckLedgerResponse, error)
 	mustEmbedUnimplementedPaymentDeskServiceServer()
 }
 
@@ -282,6 +299,9 @@ func (UnimplementedPaymentDeskServiceServer) ConfirmOfflinePayment(context.Conte
 }
 func (UnimplementedPaymentDeskServiceServer) RejectOfflinePayment(context.Context, *RejectOfflinePaymentRequest) (*RejectOfflinePaymentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RejectOfflinePayment not implemented")
+}
+func (UnimplementedPaymentDeskServiceServer) CheckLedger(context.Context, *CheckLedgerRequest) (*CheckLedgerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckLedger not implemented")
 }
 func (UnimplementedPaymentDeskServiceServer) mustEmbedUnimplementedPaymentDeskServiceServer() {}
 func (UnimplementedPaymentDeskServiceServer) testEmbeddedByValue()                            {}
@@ -358,6 +378,24 @@ func _PaymentDeskService_RejectOfflinePayment_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PaymentDeskService_CheckLedger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckLedgerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PaymentDeskServiceServer).CheckLedger(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PaymentDeskService_CheckLedger_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PaymentDeskServiceServer).CheckLedger(ctx, req.(*CheckLedgerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PaymentDeskService_ServiceDesc is the grpc.ServiceDesc for PaymentDeskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -376,6 +414,10 @@ var PaymentDeskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RejectOfflinePayment",
 			Handler:    _PaymentDeskService_RejectOfflinePayment_Handler,
+		},
+		{
+			MethodName: "CheckLedger",
+			Handler:    _PaymentDeskService_CheckLedger_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

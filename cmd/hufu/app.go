@@ -488,6 +488,7 @@ func (c *cli) commands() []*urfave.Command {
 		{"Invoices", c.invoiceCommands()},
 		{"Bank cards", c.cardCommands()},
 		{"Help and feedback", c.supportCommands()},
+		{"Payments", c.paymentCommands()},
 		{"Scan sessions", c.scanCommands()},
 		{"Bid openings", c.openingCommands()},
 		{"Auditing", c.auditCommands()},

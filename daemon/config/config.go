@@ -392,7 +392,6 @@ func (c *Config) fillDevelopment() {
 		t.AccountName, t.Bank, t.AccountNumber = "hufu 开发测试收款账户", "示范银行杭州分行", "6222020000000000000"
 	}
 	c.Support.fillDevelopment()
-	c.fillPayments()
 }
 
 // Parse strictly decodes a YAML document over c: unknown keys, duplicate keys and type

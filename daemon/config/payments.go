@@ -14,8 +14,9 @@ type Payments struct {
 	// development provider, development only), "offline" (bank transfer or cash confirmed at
 	// the payment desk) and any other id, which is a method of the payment gateway
 	// (providers.payment; the id is passed to it, e.g. "gateway", "wechat"). Platform "*"
-	// is every platform not listed. Empty: every method a configured provider takes
-	// (development: dev and offline).
+	// is every platform not listed. Empty: development offers dev and offline, production
+	// the gateway's methods (any id the phone sends goes to the gateway, as before methods
+	// were configuration); offline is offered in production only where it is listed.
 	Methods []PlatformMethods `yaml:"methods"`
 	// Offline is the receiving account of offline payments; unset fields are those of
 	// enterprises.transfer.
@@ -53,13 +54,6 @@ func (c *Config) OfflineAccountOrTransfer() OfflineAccount {
 		a.AccountNumber = t.AccountNumber
 	}
 	return a
-}
-
-// fillPayments gives development its methods: dev and offline on every platform.
-func (c *Config) fillPayments() {
-	if len(c.Payments.Methods) == 0 {
-		c.Payments.Methods = []PlatformMethods{{Platform: "*", Methods: []string{"dev", "offline"}}}
-	}
 }
 
 func (c *Config) validatePayments(bad func(path, format string, args ...any)) {

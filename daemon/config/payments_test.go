@@ -30,7 +30,7 @@ func TestPaymentsValidation(t *testing.T) {
 		{"gateway method without a gateway", func(c *Config) {
 			c.Payments.Methods = []PlatformMethods{{Platform: "*", Methods: []string{"gateway"}}}
 		}, "payments.methods[0].methods[0]"},
-		{"dev outside development", func(c *Config) {
+		{"dev listed outside development", func(c *Config) {
 			c.Development = false
 			c.Payments.Methods = []PlatformMethods{{Platform: "*", Methods: []string{"dev"}}}
 		}, "payments.methods[0].methods[0]"},

@@ -70,7 +70,9 @@ type ReceivingAccount struct {
 // Options are the payment policies, from the configuration (payments).
 type Options struct {
 	// Methods lists the method ids each platform offers, by platform id; "*" is every
-	// platform not listed. Empty: every method a configured provider takes.
+	// platform not listed. Empty: development offers dev and offline; production offers
+	// "gateway" and charges any method id through the gateway, as before methods were
+	// configuration.
 	Methods map[string][]string
 	// Account receives offline payments.
 	Account ReceivingAccount
@@ -203,6 +205,9 @@ func (s *Service) methodsOf(platform string) []string {
 	if s.gateway != nil {
 		ms = append(ms, Gateway)
 	}
+	if s.opts.Development && s.opts.Account.AccountNumber != "" {
+		ms = append(ms, Offline)
+	}
 	return ms
 }
 
@@ -211,7 +216,7 @@ func (s *Service) methodsOf(platform string) []string {
 // before methods were configuration.
 func (s *Service) offered(method string, platforms []string) bool {
 	if len(s.opts.Methods) == 0 {
-		return method != Offline || s.opts.Account.AccountNumber != ""
+		return method != Offline || (s.opts.Development && s.opts.Account.AccountNumber != "")
 	}
 	if len(platforms) == 0 {
 		for _, ms := range s.opts.Methods {

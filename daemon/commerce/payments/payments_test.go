@@ -149,8 +149,16 @@ func TestNoMethodsConfiguredKeepsTodaysBehaviour(t *testing.T) {
 	_, err := f.s.Charge(bg, certs.Charge{OrderID: "o1", Method: "wechat", IdempotencyKey: "pay-00000001", AmountFen: 1})
 	wantInvalid(t, err, "method")
 	g := newFixture(t, Options{}, true)
-	if _, err := g.s.Charge(bg, certs.Charge{OrderID: "o1", Method: "wechat", IdempotencyKey: "pay-00000001", AmountFen: 1}); err != nil || len(g.gw.charges) != 1 {
-		t.Fatal(err)
+	for _, m := range []string{"wechat", "dev"} {
+		if _, err := g.s.Charge(bg, certs.Charge{OrderID: "o1", Method: m, IdempotencyKey: "pay-00000001", AmountFen: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(g.gw.charges) != 2 {
+		t.Fatalf("production without methods: %v at the gateway", g.gw.charges)
+	}
+	if ms := g.s.methodsOf("demo"); len(ms) != 1 || ms[0] != Gateway {
+		t.Fatalf("production offers %v", ms)
 	}
 }
 

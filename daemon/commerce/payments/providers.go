@@ -76,16 +76,17 @@ func (OfflineProvider) Refund(context.Context, string, int64) error { return nil
 // providerFor is the provider of a method id.
 func (s *Service) providerFor(method string) (Provider, error) {
 	switch method {
+	case Offline:
+		return OfflineProvider{}, nil
 	case Dev:
 		if s.opts.Development {
 			return DevProvider{}, nil
 		}
-	case Offline:
-		return OfflineProvider{}, nil
-	default:
-		if s.gateway != nil && methodRE.MatchString(method) {
-			return s.gateway, nil
-		}
+	}
+	// Any other id is a method of the gateway, which is told the method ("dev" too, outside
+	// development: a production appliance has no development provider).
+	if s.gateway != nil && methodRE.MatchString(method) {
+		return s.gateway, nil
 	}
 	return nil, apierr.Invalidf("method", "%q is not a payment method of this appliance (ListPaymentMethods)", method)
 }

@@ -354,3 +354,28 @@ func TestPaymentDeskNeedsItsPermission(t *testing.T) {
 		t.Fatalf("a phone at the desk: %v", err)
 	}
 }
+
+// TestOnlinePaymentClosesAPendingOfflinePayment: the payer starts an offline payment, then
+// pays online; the offline payment leaves the desk's list and its confirmation is refused.
+func TestOnlinePaymentClosesAPendingOfflinePayment(t *testing.T) {
+	a, _ := payAppliance(t)
+	desk := a.payDesk()
+	p := newApplicant(t, a, phone, "device-0001", "key-pay-0004")
+	o := p.approved(a.desk())
+	if _, err := hufuv1.NewPaymentServiceClient(p.conn.ClientConn()).PayOffline(bg, &hufuv1.PayOfflineRequest{OrderId: o.Id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.pay(o.Id, "pay-"+o.Id); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := desk.ListPendingPayments(bg, &hufuv1.ListPendingPaymentsRequest{}); err != nil || len(pending.Payments) != 0 {
+		t.Fatalf("pending after an online payment: %v %v", pending, err)
+	}
+	_, err := desk.ConfirmOfflinePayment(bg, &hufuv1.ConfirmOfflinePaymentRequest{OrderId: o.Id, OperatorReference: "BANK-0009", AmountFen: o.PriceFen})
+	if statusCode(err) != codes.FailedPrecondition {
+		t.Fatalf("confirming a closed offline payment: %v", err)
+	}
+	if r, err := desk.CheckLedger(bg, &hufuv1.CheckLedgerRequest{}); err != nil || r.Entries != 1 {
+		t.Fatalf("one payment, one entry: %v %v", r, err)
+	}
+}

@@ -195,13 +195,13 @@ func post(tx *store.Tx, e Entry, reverses string) (*storepb.LedgerEntry, bool, e
 			return nil, false, err
 		}
 	}
-	if err := addTo(tx, e.Debit, e.AmountFen, 0); err != nil {
+	if err := addTo(tx, "balance/"+e.Debit, e.AmountFen, 0); err != nil {
 		return nil, false, err
 	}
-	if err := addTo(tx, e.Credit, 0, e.AmountFen); err != nil {
+	if err := addTo(tx, "balance/"+e.Credit, 0, e.AmountFen); err != nil {
 		return nil, false, err
 	}
-	if err := addTo(tx, kindPrefix+e.Kind, e.AmountFen, 0); err != nil {
+	if err := addTo(tx, "kind/"+e.Kind, e.AmountFen, 0); err != nil {
 		return nil, false, err
 	}
 	actor := e.Actor
@@ -221,19 +221,13 @@ func post(tx *store.Tx, e Entry, reverses string) (*storepb.LedgerEntry, bool, e
 	return rec, true, tx.Audit(store.Event{Actor: actor, Action: "ledger.post", Subject: key, Outcome: store.OutcomeOK, Details: d})
 }
 
-// kindPrefix files the count of entries of a kind next to the balances: l/kind/<kind>.
-const kindPrefix = "\x00kind/"
-
-// addTo adds to an account's totals, or (name kindPrefix+kind) to a kind's count.
-func addTo(tx *store.Tx, account string, debit, credit int64) error {
-	id := "balance/" + account
-	if k, ok := strings.CutPrefix(account, kindPrefix); ok {
-		id = "kind/" + k
-		account = k
-	}
+// addTo adds to the totals at id: an account's ("balance/<account>") or a kind's count
+// ("kind/<kind>").
+func addTo(tx *store.Tx, id string, debit, credit int64) error {
 	b, err := balances.Get(tx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		b = &storepb.LedgerBalance{Account: account}
+		_, name, _ := strings.Cut(id, "/")
+		b = &storepb.LedgerBalance{Account: name}
 	} else if err != nil {
 		return err
 	}

@@ -275,15 +275,21 @@ func (s *Service) Paid(tx *store.Tx, o *storepb.Order, method, ref, actor string
 	if err != nil {
 		return err
 	}
-	if method == Offline {
-		rec, err := offline.Get(tx, "offline/"+o.Id)
-		if err != nil {
-			return err
-		}
+	rec, err := offline.Get(tx, "offline/"+o.Id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case method == Offline:
 		rec.LedgerEntryId = e.Id
-		return offline.Put(tx, "offline/"+o.Id, rec)
+	case rec.State == statePending:
+		// Paid online while an offline payment was pending: the desk will not confirm it.
+		rec.State, rec.Reason, rec.UpdatedUnixNano = stateCancelled, "paid by "+providerName(method), tx.Now().UnixNano()
+	default:
+		return nil
 	}
-	return nil
+	return offline.Put(tx, "offline/"+o.Id, rec)
 }
 
 // Returned books a charge that completed no order and was given back (certs.Books): the
@@ -526,6 +532,9 @@ func (s *Service) Confirm(ctx context.Context, desk authn.Caller, orderID, opera
 			if cur, rerr := s.orders.OrderByID(ctx, orderID); rerr == nil && cur.Status == orderCancelled {
 				mark = stateCancelled
 				refused = apierr.New(apierr.FailedPrecondition, "the order was cancelled; return the money to the payer")
+			} else if rerr == nil && cur.Status != orderAwaiting {
+				mark = stateCancelled
+				refused = apierr.New(apierr.FailedPrecondition, "the order was paid otherwise; return the money to the payer")
 			}
 			details["refused"] = refused.Message
 			return nil, "", s.refuse(ctx, desk, orderID, "payment.offline.confirm", details, mark, refused)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -377,5 +378,23 @@ func TestOnlinePaymentClosesAPendingOfflinePayment(t *testing.T) {
 	}
 	if r, err := desk.CheckLedger(bg, &hufuv1.CheckLedgerRequest{}); err != nil || r.Entries != 1 {
 		t.Fatalf("one payment, one entry: %v %v", r, err)
+	}
+}
+
+// TestGrantingThePaymentDeskNeedsASecondOfficer: registering a system client with
+// PaymentDeskService is a request that a second security officer must approve.
+func TestGrantingThePaymentDeskNeedsASecondOfficer(t *testing.T) {
+	a := startAdminAppliance(t, nil)
+	req, _ := http.NewRequest("POST", a.adminURL+"/system-clients", strings.NewReader(`{"name":"cashier-1","services":["hufu.v1.PaymentDeskService"]}`))
+	req.Header.Set("Authorization", "Bearer "+a.tokens[admin.SecurityOfficer])
+	resp, err := a.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Approval admin.Approval }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusAccepted ||
+		body.Approval.State != admin.ApprovalPending || len(body.Approval.Desks) != 1 || body.Approval.Desks[0] != "payment" {
+		t.Fatalf("register a payment desk: %d %+v %v", resp.StatusCode, body, err)
 	}
 }

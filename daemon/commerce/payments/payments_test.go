@@ -246,3 +246,14 @@ hufu_payments_offline_pending 2
 		t.Fatal(err)
 	}
 }
+
+func TestVerificationOrdersAreBookedAsVerification(t *testing.T) {
+	f := newFixture(t, Options{Development: true}, false)
+	o := order("0000000000000000000003", 100)
+	o.Kind = int32(hufuv1.OrderKind_ORDER_KIND_ENTERPRISE_VERIFICATION)
+	f.update(t, func(tx *store.Tx) error { return f.s.Paid(tx, o, "dev", "dev-1", "user:u1") })
+	b, err := ledger.Balance(bg, f.st, "revenue:verification")
+	if err != nil || b.CreditsFen != 100 || b.Entries != 1 {
+		t.Fatalf("%+v %v", b, err)
+	}
+}

@@ -1,12 +1,8 @@
 package buildinfo
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"testing"
 )
 
@@ -109,70 +105,5 @@ func TestStamp(t *testing.T) {
 				t.Fatalf("String = %q, want %q", got, tt.prints)
 			}
 		})
-	}
-}
-
-// TestMakeBinsStampsVersion builds the binaries with the Makefile's bins target, as a
-// release would, with -buildvcs=false (so only the stamp can carry the version), and checks
-// that `hufud version` and `hufu version` print what git describes; then again with git
-// unable to find the checkout, where they fall back to "(devel)".
-func TestMakeBinsStampsVersion(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds both binaries")
-	}
-	for _, tool := range []string{"make", "git", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	git := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = root
-		out, err := cmd.Output()
-		if err != nil {
-			t.Skipf("not a git checkout (git %v: %v)", args, err)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	rev := git("rev-parse", "HEAD")
-	describe := git("describe", "--always", "--dirty")
-
-	build := func(env ...string) string {
-		bin := t.TempDir()
-		cmd := exec.Command("make", "-C", root, "bins", "BIN="+bin)
-		cmd.Env = append(os.Environ(), append([]string{"GOFLAGS=-buildvcs=false"}, env...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("make bins: %v\n%s", err, out)
-		}
-		return bin
-	}
-	version := func(bin, name string) string {
-		out, err := exec.Command(filepath.Join(bin, name), "version").CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s version: %v\n%s", name, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-
-	bin := build()
-	modified := ""
-	if strings.HasSuffix(describe, "-dirty") {
-		modified = " (modified)"
-	}
-	want := "version " + describe + ", revision " + rev + modified + ", "
-	for _, name := range []string{"hufud", "hufu"} {
-		if got := version(bin, name); !strings.HasPrefix(got, name+" "+want) {
-			t.Errorf("%s version = %q, want it to start %q", name, got, name+" "+want)
-		}
-	}
-
-	// GIT_DIR pointing nowhere: git fails as it does outside a checkout.
-	bin = build("GIT_DIR=" + filepath.Join(t.TempDir(), "no-repository"))
-	if got, want := version(bin, "hufud"), "hufud version (devel), revision unknown, "; !strings.HasPrefix(got, want) {
-		t.Errorf("hufud version outside a checkout = %q, want it to start %q", got, want)
 	}
 }

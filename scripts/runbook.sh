@@ -66,7 +66,7 @@ set -e
 [ "$code" = 78 ] || fail "validate of a production configuration exited $code, want 78"
 grep -q 'providers.sms: must be set outside development' "$work/validate.out" || fail "validate did not name providers.sms"
 
-step "version: the binaries carry what make bins stamped (git describe), also with -buildvcs=false"
+step "version: the binaries carry what make bins stamped (git describe)"
 if describe=$(git describe --always --dirty 2>/dev/null); then
   for b in "$HUFUD" "$HUFU_BIN"; do
     "$b" version | grep -q "^$(basename "$b") version $describe, revision $(git rev-parse HEAD)" ||

@@ -45,6 +45,9 @@ import (
 //	                                n/holder/<user id>, n/rate/<user id>/<window>
 //	h/fb/<user id>/<feedback id>    feedback and its replies (daemon/commerce/support);
 //	                                h/fb-open/<feedback id>: the desk's queue of open feedback
+//	w/order/<user id>/<order id>    mutual-recognition top-up and day-pass orders (WalletOrder),
+//	                                newest first; w/use/<user id>/<id> per-use debits (WalletUse);
+//	                                w/pass/<user id>/<platform> day passes (DayPass) (daemon/commerce/wallet)
 //	y/<system name>                 system clients registered on the admin surface
 //	z/token/<name>                  admin tokens created on the admin surface (AdminToken,
 //	                                only the token's SHA-256; kept after revocation until
@@ -56,7 +59,7 @@ import (
 //	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
 //	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
 //
-// Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, n, h, l, p, x) are envelopes (envelope.go) around a
+// Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, n, h, l, p, w, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
 // messages; t/ values are empty. An index name is used either as a unique index or as a
 // multi-valued one, never both.
@@ -86,6 +89,7 @@ const (
 	KindSupport    Kind = "h" // help desk: feedback and replies (daemon/commerce/support)
 	KindLedger     Kind = "l" // the double-entry ledger (daemon/commerce/ledger)
 	KindPayment    Kind = "p" // payments in progress (daemon/commerce/payments)
+	KindWallet     Kind = "w" // mutual-recognition accounts (daemon/commerce/wallet)
 )
 
 const (
@@ -111,6 +115,7 @@ var recordKinds = map[Kind]bool{
 	KindBankCard: true,
 	KindSupport:  true,
 	KindLedger:   true, KindPayment: true,
+	KindWallet: true,
 }
 
 // ValidPart reports whether s may be used as one part of a key.

@@ -64,6 +64,8 @@ type Config struct {
 	Support Support `yaml:"support"`
 	// Payments is the payment methods per platform and the offline receiving account.
 	Payments Payments `yaml:"payments"`
+	// Wallet is the mutual-recognition catalogue: national CAs, platforms, plans (wallet.go).
+	Wallet Wallet `yaml:"wallet"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -392,6 +394,7 @@ func (c *Config) fillDevelopment() {
 		t.AccountName, t.Bank, t.AccountNumber = "hufu 开发测试收款账户", "示范银行杭州分行", "6222020000000000000"
 	}
 	c.Support.fillDevelopment()
+	c.Wallet.fillDevelopment(c.Certificates.CAs)
 }
 
 // Parse strictly decodes a YAML document over c: unknown keys, duplicate keys and type
@@ -687,6 +690,7 @@ func (c *Config) Validate() error {
 	c.validateInvoices(bad)
 	c.validateSupport(bad)
 	c.validatePayments(bad)
+	c.validateWallet(bad)
 	if len(ps) == 0 {
 		return nil
 	}

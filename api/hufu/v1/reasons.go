@@ -9,3 +9,10 @@ const ErrorDomain = "hufu.v1"
 // cure. Other Unauthenticated answers (a wrong SMS code, an expired cosign ticket) come from
 // the call itself; repeating it would use up another attempt.
 const ReasonAccessTokenRejected = "ACCESS_TOKEN_REJECTED"
+
+// ReasonRecognitionServiceRequired (with codes.FailedPrecondition) says the chosen
+// certificate is not valid for the scan session's platform but belongs to the national
+// mutual-recognition system (全国CA互认), and the person has no open service for that
+// platform: the phone offers to open it (WalletService: buy a day pass or top up the
+// per-use wallet) and the choice can then be made again. The message names the platform.
+const ReasonRecognitionServiceRequired = "RECOGNITION_SERVICE_REQUIRED"

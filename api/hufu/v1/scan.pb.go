@@ -1841,9 +1841,13 @@ type Candidate struct {
 	Refusal string `protobuf:"bytes,5,opt,name=refusal,proto3" json:"refusal,omitempty"`
 	// DECRYPT: the certificate's envelopes in the opening, in the order the consent points
 	// are sent.
-	Envelopes     []*ConsentEnvelope `protobuf:"bytes,6,rep,name=envelopes,proto3" json:"envelopes,omitempty"` // Next field: 7
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Envelopes []*ConsentEnvelope `protobuf:"bytes,6,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
+	// Not valid for the session's platform but of the national mutual-recognition system
+	// (全国CA互认): it answers only with the service open for the platform (WalletService),
+	// and choosing it may debit the per-use wallet once for the session.
+	MutualRecognition bool `protobuf:"varint,7,opt,name=mutual_recognition,json=mutualRecognition,proto3" json:"mutual_recognition,omitempty"` // Next field: 8
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Candidate) Reset() {
@@ -1916,6 +1920,13 @@ func (x *Candidate) GetEnvelopes() []*ConsentEnvelope {
 		return x.Envelopes
 	}
 	return nil
+}
+
+func (x *Candidate) GetMutualRecognition() bool {
+	if x != nil {
+		return x.MutualRecognition
+	}
+	return false
 }
 
 type ScanResponse struct {
@@ -2830,14 +2841,15 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x0epublic_key_pem\x18\x01 \x01(\tR\fpublicKeyPem\",\n" +
 	"\vScanRequest\x12\x1d\n" +
 	"\n" +
-	"qr_payload\x18\x01 \x01(\tR\tqrPayload\"\xba\x01\n" +
+	"qr_payload\x18\x01 \x01(\tR\tqrPayload\"\xe9\x01\n" +
 	"\tCandidate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x18\n" +
 	"\asubject\x18\x03 \x01(\tR\asubject\x12\x12\n" +
 	"\x04uscc\x18\x04 \x01(\tR\x04uscc\x12\x18\n" +
 	"\arefusal\x18\x05 \x01(\tR\arefusal\x126\n" +
-	"\tenvelopes\x18\x06 \x03(\v2\x18.hufu.v1.ConsentEnvelopeR\tenvelopes\"\xe6\x03\n" +
+	"\tenvelopes\x18\x06 \x03(\v2\x18.hufu.v1.ConsentEnvelopeR\tenvelopes\x12-\n" +
+	"\x12mutual_recognition\x18\a \x01(\bR\x11mutualRecognition\"\xe6\x03\n" +
 	"\fScanResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +

@@ -27,6 +27,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/commerce/invoices"
 	"github.com/hufu-hsm/hufu/daemon/commerce/payments"
 	"github.com/hufu-hsm/hufu/daemon/commerce/support"
+	"github.com/hufu-hsm/hufu/daemon/commerce/wallet"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 	"github.com/hufu-hsm/hufu/daemon/enterprises"
@@ -74,6 +75,7 @@ type Daemon struct {
 	invoices    *invoices.Service // invoices.go
 	cards       *cards.Service    // cards.go
 	support     *support.Service  // support.go
+	wallet      *wallet.Service   // wallet.go
 	tls         *tlsMaterial
 	server      *grpc.Server
 	health      *health.Server
@@ -304,7 +306,10 @@ func (d *Daemon) buildServices() error {
 	if err := d.buildSupport(); err != nil {
 		return err
 	}
-	return d.buildScan()
+	if err := d.buildScan(); err != nil {
+		return err
+	}
+	return d.buildWallet()
 }
 
 func (d *Daemon) buildServer() {
@@ -335,7 +340,8 @@ func (d *Daemon) buildServer() {
 	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server),
 		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server), d.openings.Register(d.server),
 		d.invoices.Register(d.server),
-		d.cards.Register(d.server), d.support.Register(d.server), d.payments.Register(d.server)} {
+		d.cards.Register(d.server), d.support.Register(d.server), d.payments.Register(d.server),
+		d.wallet.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

@@ -125,7 +125,8 @@ func (v phoneServer) Scan(ctx context.Context, req *hufuv1.ScanRequest) (*hufuv1
 		out.Documents = append(out.Documents, &hufuv1.Document{Name: d.Name, Sm3: d.Sm3})
 	}
 	for _, c := range view.Candidates {
-		pc := &hufuv1.Candidate{Serial: c.Cert.Serial, KeyId: c.Cert.KeyId, Subject: c.Subject, Uscc: c.Cert.EnterpriseUscc, Refusal: c.Refusal}
+		pc := &hufuv1.Candidate{Serial: c.Cert.Serial, KeyId: c.Cert.KeyId, Subject: c.Subject, Uscc: c.Cert.EnterpriseUscc, Refusal: c.Refusal,
+			MutualRecognition: c.Recognition}
 		for _, e := range c.Envelopes {
 			pc.Envelopes = append(pc.Envelopes, &hufuv1.ConsentEnvelope{Id: e.Id, Ciphertext: e.Ciphertext})
 		}

@@ -31,6 +31,9 @@ type Candidate struct {
 	Cert    *storepb.Certificate
 	Subject string
 	Refusal string
+	// Recognition: not valid for the platform, admitted through mutual recognition (互认)
+	// with the service open.
+	Recognition bool
 	// DECRYPT: the certificate's envelopes in the opening.
 	Envelopes []*storepb.OpeningEnvelope
 }
@@ -79,8 +82,11 @@ func (s *Service) candidates(ctx context.Context, caller authn.Caller, ss *store
 				continue // only the certificates with envelopes in the opening are offered
 			}
 		} else if !slices.Contains(c.Platforms, ss.PlatformId) {
-			// Mutual recognition (互认账户, seed §1.8.2.3) would admit it: the commerce issue.
-			cand.Refusal = fmt.Sprintf("not valid for platform %s; a mutual-recognition account (互认账户) would admit it, which this appliance does not offer yet", ss.PlatformId)
+			if s.recognition != nil && s.recognition.Recognized(c, ss.PlatformId) {
+				cand.Recognition = true // 互认 (seed §1.8.2.3): Choose passes the gate
+			} else {
+				cand.Refusal = fmt.Sprintf("not valid for platform %s, and not a certificate of the national mutual-recognition system (全国CA互认) that the platform admits", ss.PlatformId)
+			}
 		}
 		out = append(out, cand)
 	}
@@ -267,6 +273,11 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 	if err != nil {
 		return nil, err
 	}
+	if sameChoice(pre, serial, sealID) {
+		// A retry of the choice made (a lost answer): the same pins, nothing checked or
+		// written again (the mutual-recognition debit, if any, was made once).
+		return &Choice{KeyID: pre.KeyId, Challenge: pre.Challenge, SignedAttributes: pre.SignedAttributes}, nil
+	}
 	cands, err := s.candidates(ctx, caller, pre)
 	if err != nil {
 		return nil, err
@@ -335,8 +346,19 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 		if err != nil {
 			return nil, err
 		}
+		if sameChoice(cur, serial, sealID) {
+			// A concurrent retry of the same choice: the same pins, nothing written.
+			out = Choice{KeyID: cur.KeyId, Challenge: cur.Challenge, SignedAttributes: cur.SignedAttributes}
+			return nil, errChosen
+		}
 		if cur.CertificateSerial != "" {
 			return nil, apierr.New(apierr.FailedPrecondition, "a certificate was chosen already")
+		}
+		var admitted string
+		if cands[i].Recognition {
+			if admitted, err = s.recognition.Admit(tx, caller, ss, serial); err != nil {
+				return nil, err
+			}
 		}
 		ss.CertificateSerial, ss.KeyId, ss.Uscc = serial, cert.KeyId, cert.EnterpriseUscc
 		ss.SubjectIdWrapped = nil // matched: not needed any more
@@ -378,13 +400,37 @@ func (s *Service) Choose(ctx context.Context, caller authn.Caller, id, serial, s
 			return nil, apierr.New(apierr.FailedPrecondition, "an AUTH session is answered by consent, not by a certificate")
 		}
 		out = Choice{KeyID: cert.KeyId, Challenge: ss.Challenge, SignedAttributes: ss.SignedAttributes}
-		return map[string]string{"serial": serial, "seal": sealID, "pinned": fmt.Sprint(len(ss.Pinned))}, nil
+		details := map[string]string{"serial": serial, "seal": sealID, "pinned": fmt.Sprint(len(ss.Pinned))}
+		if admitted != "" {
+			details["recognition"] = admitted
+		}
+		return details, nil
 	})
+	if errors.Is(err, errChosen) {
+		return &out, nil
+	}
+	var refused *apierr.Error
+	if errors.As(err, &refused) && refused.Reason == hufuv1.ReasonRecognitionServiceRequired {
+		// No refusal without its record.
+		if aerr := s.deps.Store.Append(ctx, store.Event{Actor: caller.Actor(), Action: "scan.recognition", Subject: sessionKey(id), Outcome: store.OutcomeDenied,
+			Details: map[string]string{"serial": serial, "platform": pre.PlatformId, "system": pre.System}}); aerr != nil {
+			return nil, aerr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
+
+// sameChoice reports whether a session's choice was made already with this certificate
+// and seal (DECRYPT choices carry consent points and are never repeated).
+func sameChoice(ss *storepb.ScanSession, serial, sealID string) bool {
+	return ss.CertificateSerial != "" && ss.CertificateSerial == serial && ss.SealId == sealID && ss.Kind != kindDecrypt
+}
+
+// errChosen ends the transaction of a repeated choice without writing.
+var errChosen = errors.New("scan: the same certificate was chosen already")
 
 // matchSubject checks, for BIND, that the certificate's identity is exactly the one the
 // system named (§2.1). A mismatch is audited and leaves the session open for another choice.

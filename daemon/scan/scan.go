@@ -128,6 +128,20 @@ type Seals interface {
 	Get(ctx context.Context, caller authn.Caller, id string) (*storepb.Seal, []byte, error)
 }
 
+// Recognition is the mutual-recognition account (互认, daemon/commerce/wallet): a
+// certificate that is not valid for a session's platform but belongs to the national
+// mutual-recognition system answers the session only through Admit, called in the
+// transaction that records the choice.
+type Recognition interface {
+	// Recognized reports whether the certificate belongs to the national system and the
+	// platform admits such certificates.
+	Recognized(c *storepb.Certificate, platform string) bool
+	// Admit opens the service for the session inside tx (an active day pass, or one per-use
+	// debit keyed by the session: a retry finds the first) and says how, or refuses with
+	// FailedPrecondition naming what to open.
+	Admit(tx *store.Tx, caller authn.Caller, ss *storepb.ScanSession, serial string) (string, error)
+}
+
 // Options are the scan policies.
 type Options struct {
 	// Address is the appliance's address as phones reach it, carried in QR payloads.
@@ -177,7 +191,12 @@ type Service struct {
 	m       *metrics
 	watch   *watchers
 	limiter *creationLimiter
+	// recognition admits certificates of other platforms; nil: none is admitted.
+	recognition Recognition
 }
+
+// SetRecognition connects the mutual-recognition accounts, before serving.
+func (s *Service) SetRecognition(r Recognition) { s.recognition = r }
 
 // New returns the service.
 func New(opts Options, deps Deps) (*Service, error) {

@@ -489,6 +489,7 @@ func (c *cli) commands() []*urfave.Command {
 		{"Bank cards", c.cardCommands()},
 		{"Help and feedback", c.supportCommands()},
 		{"Payments", c.paymentCommands()},
+		{"Mutual recognition", c.walletCommands()},
 		{"Scan sessions", c.scanCommands()},
 		{"Bid openings", c.openingCommands()},
 		{"Auditing", c.auditCommands()},

@@ -145,6 +145,9 @@ func (c *cli) scanCommand() *urfave.Command {
 			_ = client.DeclineSession(ctx, conn, shown.SessionId, "the phone refused: what it was asked to sign is not what it showed")
 			return fmt.Errorf("refused and declined: %w", err)
 		}
+		if recognitionRequired(err) {
+			return fmt.Errorf("not answered: the mutual-recognition service (互认) is not open; see hufu wallet plans, then hufu wallet buy-pass or hufu wallet top-up, and scan a new code: %w", err)
+		}
 		if err != nil {
 			return err
 		}
@@ -208,6 +211,8 @@ func (c *cli) showScan(s *hufuv1.ScanResponse) {
 		note := "usable"
 		if cand.Refusal != "" {
 			note = "not usable: " + cand.Refusal
+		} else if cand.MutualRecognition {
+			note = "usable through mutual recognition (全国CA互认): needs a day pass or one per-use debit for this platform (hufu wallet)"
 		}
 		fmt.Fprintf(c.out, "  certificate %s  %s%s  %s\n", cand.Serial, cand.Subject, usccNote(cand.Uscc), note)
 		for _, e := range cand.Envelopes {

@@ -3,7 +3,10 @@ package daemon
 import (
 	"github.com/hufu-hsm/hufu/daemon/commerce/payments"
 	"github.com/hufu-hsm/hufu/daemon/commerce/wallet"
+	"github.com/hufu-hsm/hufu/daemon/scan"
 )
+
+var _ scan.Recognition = (*wallet.Service)(nil)
 
 // buildWallet builds the mutual-recognition accounts (daemon/commerce/wallet) over the
 // payment providers, and connects them to the scan sessions as their gate.

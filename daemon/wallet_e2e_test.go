@@ -193,6 +193,38 @@ func TestWalletPerUseDebitOnceUnderConcurrentRetries(t *testing.T) {
 	if b := p.balance(); b != 800 || len(p.uses()) != 1 {
 		t.Fatalf("completion debited again: balance %d", b)
 	}
+
+	// Sign modes (§2.3): 扫码认证 takes only the platform's certificates; 全国CA互认APP takes
+	// this one through the gate, which debits the new session once.
+	_, err = rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: "bind-mode-1", Kind: hufuv1.SessionKind_SESSION_KIND_BIND, PlatformId: "hangzhou",
+		Reference: "unit-wallet", Subject: &hufuv1.BindSubject{PersonName: "张三", IdNumber: "11010519491231002X"}, SignMode: hufuv1.SignMode_SIGN_MODE_SCAN})
+	wantCode(t, err, codes.InvalidArgument, "sign_mode")
+	signIn := func(req string, mode hufuv1.SignMode) (string, *hufuv1.Candidate) {
+		t.Helper()
+		resp, err := rp.CreateSession(bg, &hufuv1.CreateSessionRequest{RequestId: req, Kind: hufuv1.SessionKind_SESSION_KIND_SIGN, PlatformId: "hangzhou",
+			Reference: "unit-wallet", SignMode: mode, Documents: []*hufuv1.Document{{Name: "投标函.pdf", Sm3: make([]byte, 32)}}})
+		if err != nil {
+			t.Fatalf("create sign session: %v", err)
+		}
+		scanned, err := p.scan.Scan(bg, &hufuv1.ScanRequest{QrPayload: resp.Session.QrPayload})
+		if err != nil || len(scanned.Candidates) != 1 || scanned.SignMode != mode {
+			t.Fatalf("scan: %v %v", scanned, err)
+		}
+		return resp.Session.Id, scanned.Candidates[0]
+	}
+	if _, cand := signIn("sign-mode-scan", hufuv1.SignMode_SIGN_MODE_SCAN); cand.MutualRecognition || !strings.Contains(cand.Refusal, "扫码认证") {
+		t.Fatalf("candidate in the 扫码认证 mode: %v", cand)
+	}
+	sid, cand := signIn("sign-mode-mr", hufuv1.SignMode_SIGN_MODE_MUTUAL_RECOGNITION)
+	if !cand.MutualRecognition || cand.Refusal != "" {
+		t.Fatalf("candidate in the 全国CA互认APP mode: %v", cand)
+	}
+	if _, err := p.scan.Choose(bg, &hufuv1.ChooseRequest{SessionId: sid, CertificateSerial: p.serial}); err != nil {
+		t.Fatalf("choose in the 全国CA互认APP mode: %v", err)
+	}
+	if b, u := p.balance(), p.uses(); b != 600 || len(u) != 2 || u[0].SessionId != sid {
+		t.Fatalf("after a 全国CA互认APP signature: balance %d, uses %v", b, u)
+	}
 	a.checkLedger(t)
 }
 

@@ -67,6 +67,7 @@ func (c *cli) rpSessionCommand(sub, usage string) *urfave.Command {
 	idNumber := fs.String("id", "", "bind: the person's resident ID number")
 	in := fs.String("in", "", "sign, generate: the file to sign")
 	withSeal := fs.Bool("seal", false, "sign: ask the person to pick a seal for the signature's appearance")
+	mode := fs.String("mode", "", "sign, generate: the sign mode (签章方式): recognition (全国CA互认APP) or scan (扫码认证); default: any certificate that can answer")
 	rootsFile := fs.String("roots", "", "PEM root certificates to check results against (default: the root in the result's chain)")
 	args, nargs := "", noArgs // -in FILE, or the files as arguments: sign and generate
 	switch kind {
@@ -85,6 +86,15 @@ func (c *cli) rpSessionCommand(sub, usage string) *urfave.Command {
 		}
 		req := &hufuv1.CreateSessionRequest{RequestId: "rp-" + randomHex(8), Kind: kind, PlatformId: *platform, Reference: *reference,
 			WithSeal: *withSeal, TtlSeconds: uint32(ttl.Seconds())}
+		switch *mode {
+		case "":
+		case "recognition":
+			req.SignMode = hufuv1.SignMode_SIGN_MODE_MUTUAL_RECOGNITION
+		case "scan":
+			req.SignMode = hufuv1.SignMode_SIGN_MODE_SCAN
+		default:
+			return usagef("-mode %q: recognition (全国CA互认APP) or scan (扫码认证)", *mode)
+		}
 		switch kind {
 		case hufuv1.SessionKind_SESSION_KIND_BIND:
 			req.Subject = &hufuv1.BindSubject{EnterpriseName: *entName, Uscc: *uscc, PersonName: *personName, IdNumber: *idNumber}

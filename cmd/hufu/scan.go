@@ -197,6 +197,12 @@ func (c *cli) showScan(s *hufuv1.ScanResponse) {
 	if s.WithSeal {
 		fmt.Fprintln(c.out, "  with a seal for the signature's appearance")
 	}
+	switch s.SignMode {
+	case hufuv1.SignMode_SIGN_MODE_MUTUAL_RECOGNITION:
+		fmt.Fprintln(c.out, "  sign mode 全国CA互认APP: certificates of the national mutual-recognition system")
+	case hufuv1.SignMode_SIGN_MODE_SCAN:
+		fmt.Fprintln(c.out, "  sign mode 扫码认证: certificates of this platform")
+	}
 	if len(s.ReleasePreview) > 0 {
 		fmt.Fprintf(c.out, "  it would receive: %s\n", s.ReleasePreview)
 	}

@@ -115,7 +115,7 @@ func (v phoneServer) Scan(ctx context.Context, req *hufuv1.ScanRequest) (*hufuv1
 		return nil, err
 	}
 	ss := view.Session
-	out := &hufuv1.ScanResponse{SessionId: ss.Id, Kind: hufuv1.SessionKind(ss.Kind), SystemName: ss.System, WithSeal: ss.WithSeal,
+	out := &hufuv1.ScanResponse{SessionId: ss.Id, Kind: hufuv1.SessionKind(ss.Kind), SystemName: ss.System, WithSeal: ss.WithSeal, SignMode: hufuv1.SignMode(ss.SignMode),
 		ReleasePreview: view.ReleasePreview, ExpiresAt: hufuv1.Timestamp(ss.ExpiresUnixNano),
 		Subject: &hufuv1.BindSubject{EnterpriseName: ss.SubjectEnterpriseName, Uscc: ss.SubjectUscc, PersonName: ss.SubjectPersonName}}
 	if p, ok := v.s.deps.Accounts.Platform(ss.PlatformId); ok {

@@ -81,16 +81,32 @@ func (s *Service) candidates(ctx context.Context, caller authn.Caller, ss *store
 			if len(cand.Envelopes) == 0 {
 				continue // only the certificates with envelopes in the opening are offered
 			}
-		} else if !slices.Contains(c.Platforms, ss.PlatformId) {
-			if s.recognition != nil && s.recognition.Recognized(c, ss.PlatformId) {
-				cand.Recognition = true // 互认 (seed §1.8.2.3): Choose passes the gate
-			} else {
-				cand.Refusal = fmt.Sprintf("not valid for platform %s, and not a certificate of the national mutual-recognition system (全国CA互认) that the platform admits", ss.PlatformId)
-			}
+		} else {
+			cand.Recognition, cand.Refusal = s.admissible(c, ss)
 		}
 		out = append(out, cand)
 	}
 	return out, nil
+}
+
+// admissible says how a certificate may answer a session other than DECRYPT, by the
+// session's platform and sign mode (§2.3): valid for the platform; or, not valid for it but
+// of the national mutual-recognition system (全国CA互认) and admitted by the platform,
+// through the gate (recognition); or not (refusal).
+func (s *Service) admissible(c *storepb.Certificate, ss *storepb.ScanSession) (recognition bool, refusal string) {
+	national := s.recognition != nil && s.recognition.National(c)
+	valid := slices.Contains(c.Platforms, ss.PlatformId)
+	switch {
+	case ss.SignMode == signModeRecognition && !national:
+		return false, "not a certificate of the national mutual-recognition system (全国CA互认APP); the system's 扫码认证 sign mode takes the platform's own certificates"
+	case valid:
+		return false, ""
+	case ss.SignMode == signModeScan:
+		return false, fmt.Sprintf("not valid for platform %s; in the 扫码认证 sign mode only the platform's certificates answer (全国CA互认APP admits nationally recognised ones)", ss.PlatformId)
+	case national && s.recognition.Recognized(c, ss.PlatformId):
+		return true, "" // 互认 (seed §1.8.2.3): Choose passes the gate
+	}
+	return false, fmt.Sprintf("not valid for platform %s, and not a certificate of the national mutual-recognition system (全国CA互认) that the platform admits", ss.PlatformId)
 }
 
 func (s *Service) holdsPair(ctx context.Context, caller authn.Caller, m enterprises.Membership) bool {

@@ -133,6 +133,8 @@ type Seals interface {
 // mutual-recognition system answers the session only through Admit, called in the
 // transaction that records the choice.
 type Recognition interface {
+	// National reports whether the certificate belongs to the national system.
+	National(c *storepb.Certificate) bool
 	// Recognized reports whether the certificate belongs to the national system and the
 	// platform admits such certificates.
 	Recognized(c *storepb.Certificate, platform string) bool
@@ -232,6 +234,9 @@ const (
 	kindAuth     = int32(hufuv1.SessionKind_SESSION_KIND_AUTH)
 	kindGenerate = int32(hufuv1.SessionKind_SESSION_KIND_GENERATE)
 	kindDecrypt  = int32(hufuv1.SessionKind_SESSION_KIND_DECRYPT)
+
+	signModeRecognition = int32(hufuv1.SignMode_SIGN_MODE_MUTUAL_RECOGNITION)
+	signModeScan        = int32(hufuv1.SignMode_SIGN_MODE_SCAN)
 
 	stateCreated   = int32(hufuv1.SessionState_SESSION_STATE_CREATED)
 	stateScanned   = int32(hufuv1.SessionState_SESSION_STATE_SCANNED)

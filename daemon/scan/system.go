@@ -42,7 +42,7 @@ func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSe
 	}
 	var idNumber []byte
 	ss := &storepb.ScanSession{Kind: int32(req.GetKind()), PlatformId: req.GetPlatformId(), Reference: strings.TrimSpace(req.GetReference()),
-		WithSeal: req.GetWithSeal(), RequestId: req.GetRequestId()}
+		WithSeal: req.GetWithSeal(), RequestId: req.GetRequestId(), SignMode: int32(req.GetSignMode())}
 	if _, ok := s.deps.Accounts.Platform(req.GetPlatformId()); !ok && (req.GetKind() != hufuv1.SessionKind_SESSION_KIND_DECRYPT || req.GetPlatformId() != "") {
 		return nil, nil, apierr.Invalidf("platform_id", "no platform %q", req.GetPlatformId())
 	}
@@ -110,6 +110,12 @@ func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSe
 	}
 	if ss.WithSeal && ss.Kind != kindSign {
 		return nil, nil, apierr.Invalidf("with_seal", "only a SIGN session carries a seal")
+	}
+	switch {
+	case req.GetSignMode() != hufuv1.SignMode_SIGN_MODE_UNSPECIFIED && ss.Kind != kindSign && ss.Kind != kindGenerate:
+		return nil, nil, apierr.Invalidf("sign_mode", "only a SIGN or GENERATE session has a sign mode")
+	case hufuv1.SignMode_name[ss.SignMode] == "":
+		return nil, nil, apierr.Invalidf("sign_mode", "SIGN_MODE_MUTUAL_RECOGNITION (全国CA互认APP) or SIGN_MODE_SCAN (扫码认证)")
 	}
 	if req.GetHall() && ss.Kind != kindDecrypt {
 		return nil, nil, apierr.Invalidf("hall", "only a DECRYPT session is a hall code")
@@ -419,7 +425,7 @@ func (s *Service) sessionPB(ctx context.Context, ss *storepb.ScanSession) *hufuv
 	state := s.effective(ss)
 	out := &hufuv1.ScanSession{Id: ss.Id, Kind: hufuv1.SessionKind(ss.Kind), State: hufuv1.SessionState(state), PlatformId: ss.PlatformId,
 		Reference: ss.Reference, CreatedAt: hufuv1.Timestamp(ss.CreatedUnixNano), ExpiresAt: hufuv1.Timestamp(ss.ExpiresUnixNano), CertificateSerial: ss.CertificateSerial,
-		Reason: ss.Reason, OpeningId: ss.OpeningId, Hall: ss.Hall, ParentId: ss.ParentId}
+		Reason: ss.Reason, OpeningId: ss.OpeningId, Hall: ss.Hall, ParentId: ss.ParentId, SignMode: hufuv1.SignMode(ss.SignMode)}
 	if state == stateCreated {
 		out.QrPayload = ss.QrPayload
 	}

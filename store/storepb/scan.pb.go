@@ -81,9 +81,11 @@ type ScanSession struct {
 	ParentId             string `protobuf:"bytes,36,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
 	ConsentPointsWrapped []byte `protobuf:"bytes,37,opt,name=consent_points_wrapped,json=consentPointsWrapped,proto3" json:"consent_points_wrapped,omitempty"`
 	// The share version of the pair the consent points were computed with.
-	ConsentShareVersion uint32 `protobuf:"varint,38,opt,name=consent_share_version,json=consentShareVersion,proto3" json:"consent_share_version,omitempty"` // Next field: 39
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	ConsentShareVersion uint32 `protobuf:"varint,38,opt,name=consent_share_version,json=consentShareVersion,proto3" json:"consent_share_version,omitempty"`
+	// SIGN, GENERATE: hufu.v1.SignMode value (0 any, 1 全国CA互认APP, 2 扫码认证).
+	SignMode      int32 `protobuf:"varint,39,opt,name=sign_mode,json=signMode,proto3" json:"sign_mode,omitempty"` // Next field: 40
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ScanSession) Reset() {
@@ -382,6 +384,13 @@ func (x *ScanSession) GetConsentShareVersion() uint32 {
 	return 0
 }
 
+func (x *ScanSession) GetSignMode() int32 {
+	if x != nil {
+		return x.SignMode
+	}
+	return 0
+}
+
 // ScanDocument is a registered document: its name and SM3 digest.
 type ScanDocument struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -550,7 +559,7 @@ var File_hufu_store_v1_scan_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_scan_proto_rawDesc = "" +
 	"\n" +
-	"\x18hufu/store/v1/scan.proto\x12\rhufu.store.v1\"\x9f\n" +
+	"\x18hufu/store/v1/scan.proto\x12\rhufu.store.v1\"\xbc\n" +
 	"\n" +
 	"\vScanSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
@@ -598,7 +607,8 @@ const file_hufu_store_v1_scan_proto_rawDesc = "" +
 	"\x04hall\x18# \x01(\bR\x04hall\x12\x1b\n" +
 	"\tparent_id\x18$ \x01(\tR\bparentId\x124\n" +
 	"\x16consent_points_wrapped\x18% \x01(\fR\x14consentPointsWrapped\x122\n" +
-	"\x15consent_share_version\x18& \x01(\rR\x13consentShareVersion\"4\n" +
+	"\x15consent_share_version\x18& \x01(\rR\x13consentShareVersion\x12\x1b\n" +
+	"\tsign_mode\x18' \x01(\x05R\bsignMode\"4\n" +
 	"\fScanDocument\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03sm3\x18\x02 \x01(\fR\x03sm3\"\x9b\x02\n" +

@@ -152,6 +152,61 @@ func (SessionState) EnumDescriptor() ([]byte, []int) {
 	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{1}
 }
 
+// SignMode is how a SIGN or GENERATE session is answered (签章方式, seed manual §2.3).
+type SignMode int32
+
+const (
+	// Any certificate that can answer: one valid for the session's platform, or one of the
+	// national mutual-recognition system through the mutual-recognition gate (WalletService).
+	SignMode_SIGN_MODE_UNSPECIFIED SignMode = 0
+	// 全国CA互认APP (§2.3.1): certificates of the national mutual-recognition system only; one
+	// not valid for the platform answers with the mutual-recognition service open.
+	SignMode_SIGN_MODE_MUTUAL_RECOGNITION SignMode = 1
+	// 扫码认证 (§2.3.2): certificates valid for the platform only.
+	SignMode_SIGN_MODE_SCAN SignMode = 2
+)
+
+// Enum value maps for SignMode.
+var (
+	SignMode_name = map[int32]string{
+		0: "SIGN_MODE_UNSPECIFIED",
+		1: "SIGN_MODE_MUTUAL_RECOGNITION",
+		2: "SIGN_MODE_SCAN",
+	}
+	SignMode_value = map[string]int32{
+		"SIGN_MODE_UNSPECIFIED":        0,
+		"SIGN_MODE_MUTUAL_RECOGNITION": 1,
+		"SIGN_MODE_SCAN":               2,
+	}
+)
+
+func (x SignMode) Enum() *SignMode {
+	p := new(SignMode)
+	*p = x
+	return p
+}
+
+func (x SignMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SignMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_hufu_v1_scan_proto_enumTypes[2].Descriptor()
+}
+
+func (SignMode) Type() protoreflect.EnumType {
+	return &file_hufu_v1_scan_proto_enumTypes[2]
+}
+
+func (x SignMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SignMode.Descriptor instead.
+func (SignMode) EnumDescriptor() ([]byte, []int) {
+	return file_hufu_v1_scan_proto_rawDescGZIP(), []int{2}
+}
+
 // Document is one document to sign: its name as the person sees it and the SM3 digest of
 // its content (or of a PDF's signed byte ranges).
 type Document struct {
@@ -296,7 +351,9 @@ type CreateSessionRequest struct {
 	OpeningId string `protobuf:"bytes,9,opt,name=opening_id,json=openingId,proto3" json:"opening_id,omitempty"`
 	// DECRYPT: a hall code that every bidder in the opening hall scans; each scan starts a
 	// session of its own (its parent_id names this one). The hall session ends at its expiry.
-	Hall          bool `protobuf:"varint,10,opt,name=hall,proto3" json:"hall,omitempty"` // Next field: 11
+	Hall bool `protobuf:"varint,10,opt,name=hall,proto3" json:"hall,omitempty"`
+	// SIGN and GENERATE: the sign mode the person chose at the system (签章方式, §2.3).
+	SignMode      SignMode `protobuf:"varint,11,opt,name=sign_mode,json=signMode,proto3,enum=hufu.v1.SignMode" json:"sign_mode,omitempty"` // Next field: 12
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -401,6 +458,13 @@ func (x *CreateSessionRequest) GetHall() bool {
 	return false
 }
 
+func (x *CreateSessionRequest) GetSignMode() SignMode {
+	if x != nil {
+		return x.SignMode
+	}
+	return SignMode_SIGN_MODE_UNSPECIFIED
+}
+
 type CreateSessionResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       *ScanSession           `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"` // Next field: 2
@@ -469,7 +533,9 @@ type ScanSession struct {
 	OpeningId string         `protobuf:"bytes,13,opt,name=opening_id,json=openingId,proto3" json:"opening_id,omitempty"`
 	Hall      bool           `protobuf:"varint,14,opt,name=hall,proto3" json:"hall,omitempty"`
 	// A session started by scanning a hall code: the hall session.
-	ParentId      string `protobuf:"bytes,15,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"` // Next field: 16
+	ParentId string `protobuf:"bytes,15,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	// SIGN and GENERATE: the sign mode the system asked for.
+	SignMode      SignMode `protobuf:"varint,16,opt,name=sign_mode,json=signMode,proto3,enum=hufu.v1.SignMode" json:"sign_mode,omitempty"` // Next field: 17
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -607,6 +673,13 @@ func (x *ScanSession) GetParentId() string {
 		return x.ParentId
 	}
 	return ""
+}
+
+func (x *ScanSession) GetSignMode() SignMode {
+	if x != nil {
+		return x.SignMode
+	}
+	return SignMode_SIGN_MODE_UNSPECIFIED
 }
 
 // SessionResult is what a completed session gives its system.
@@ -1945,7 +2018,9 @@ type ScanResponse struct {
 	ExpiresAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// DECRYPT: the opening the person consents in. The session_id is the person's own session
 	// (a new one when a hall code was scanned).
-	Opening       *OpeningSummary `protobuf:"bytes,11,opt,name=opening,proto3" json:"opening,omitempty"` // Next field: 12
+	Opening *OpeningSummary `protobuf:"bytes,11,opt,name=opening,proto3" json:"opening,omitempty"`
+	// SIGN and GENERATE: the sign mode the system asked for.
+	SignMode      SignMode `protobuf:"varint,12,opt,name=sign_mode,json=signMode,proto3,enum=hufu.v1.SignMode" json:"sign_mode,omitempty"` // Next field: 13
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2055,6 +2130,13 @@ func (x *ScanResponse) GetOpening() *OpeningSummary {
 		return x.Opening
 	}
 	return nil
+}
+
+func (x *ScanResponse) GetSignMode() SignMode {
+	if x != nil {
+		return x.SignMode
+	}
+	return SignMode_SIGN_MODE_UNSPECIFIED
 }
 
 // ConsentEnvelope is an envelope the bidder is asked to consent to.
@@ -2721,7 +2803,7 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x04uscc\x18\x02 \x01(\tR\x04uscc\x12\x1f\n" +
 	"\vperson_name\x18\x03 \x01(\tR\n" +
 	"personName\x12\x1b\n" +
-	"\tid_number\x18\x04 \x01(\tR\bidNumber\"\xf0\x02\n" +
+	"\tid_number\x18\x04 \x01(\tR\bidNumber\"\xa0\x03\n" +
 	"\x14CreateSessionRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12(\n" +
@@ -2737,9 +2819,10 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\n" +
 	"opening_id\x18\t \x01(\tR\topeningId\x12\x12\n" +
 	"\x04hall\x18\n" +
-	" \x01(\bR\x04hall\"G\n" +
+	" \x01(\bR\x04hall\x12.\n" +
+	"\tsign_mode\x18\v \x01(\x0e2\x11.hufu.v1.SignModeR\bsignMode\"G\n" +
 	"\x15CreateSessionResponse\x12.\n" +
-	"\asession\x18\x01 \x01(\v2\x14.hufu.v1.ScanSessionR\asession\"\xc0\x04\n" +
+	"\asession\x18\x01 \x01(\v2\x14.hufu.v1.ScanSessionR\asession\"\xf0\x04\n" +
 	"\vScanSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.hufu.v1.SessionKindR\x04kind\x12+\n" +
@@ -2761,7 +2844,8 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\n" +
 	"opening_id\x18\r \x01(\tR\topeningId\x12\x12\n" +
 	"\x04hall\x18\x0e \x01(\bR\x04hall\x12\x1b\n" +
-	"\tparent_id\x18\x0f \x01(\tR\bparentId\"\xe9\x03\n" +
+	"\tparent_id\x18\x0f \x01(\tR\bparentId\x12.\n" +
+	"\tsign_mode\x18\x10 \x01(\x0e2\x11.hufu.v1.SignModeR\bsignMode\"\xe9\x03\n" +
 	"\rSessionResult\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x14\n" +
 	"\x05chain\x18\x02 \x03(\fR\x05chain\x12\x1c\n" +
@@ -2849,7 +2933,7 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x04uscc\x18\x04 \x01(\tR\x04uscc\x12\x18\n" +
 	"\arefusal\x18\x05 \x01(\tR\arefusal\x126\n" +
 	"\tenvelopes\x18\x06 \x03(\v2\x18.hufu.v1.ConsentEnvelopeR\tenvelopes\x12-\n" +
-	"\x12mutual_recognition\x18\a \x01(\bR\x11mutualRecognition\"\xe6\x03\n" +
+	"\x12mutual_recognition\x18\a \x01(\bR\x11mutualRecognition\"\x96\x04\n" +
 	"\fScanResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12(\n" +
@@ -2867,7 +2951,8 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x121\n" +
-	"\aopening\x18\v \x01(\v2\x17.hufu.v1.OpeningSummaryR\aopening\"A\n" +
+	"\aopening\x18\v \x01(\v2\x17.hufu.v1.OpeningSummaryR\aopening\x12.\n" +
+	"\tsign_mode\x18\f \x01(\x0e2\x11.hufu.v1.SignModeR\bsignMode\"A\n" +
 	"\x0fConsentEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
@@ -2933,7 +3018,11 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x17SESSION_STATE_COMPLETED\x10\x03\x12\x1a\n" +
 	"\x16SESSION_STATE_DECLINED\x10\x04\x12\x19\n" +
 	"\x15SESSION_STATE_EXPIRED\x10\x05\x12\x18\n" +
-	"\x14SESSION_STATE_FAILED\x10\x062\xb6\x04\n" +
+	"\x14SESSION_STATE_FAILED\x10\x06*[\n" +
+	"\bSignMode\x12\x19\n" +
+	"\x15SIGN_MODE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cSIGN_MODE_MUTUAL_RECOGNITION\x10\x01\x12\x12\n" +
+	"\x0eSIGN_MODE_SCAN\x10\x022\xb6\x04\n" +
 	"\vScanService\x12N\n" +
 	"\rCreateSession\x12\x1d.hufu.v1.CreateSessionRequest\x1a\x1e.hufu.v1.CreateSessionResponse\x12E\n" +
 	"\n" +
@@ -2967,127 +3056,131 @@ func file_hufu_v1_scan_proto_rawDescGZIP() []byte {
 	return file_hufu_v1_scan_proto_rawDescData
 }
 
-var file_hufu_v1_scan_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_hufu_v1_scan_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_hufu_v1_scan_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_hufu_v1_scan_proto_goTypes = []any{
 	(SessionKind)(0),                   // 0: hufu.v1.SessionKind
 	(SessionState)(0),                  // 1: hufu.v1.SessionState
-	(*Document)(nil),                   // 2: hufu.v1.Document
-	(*BindSubject)(nil),                // 3: hufu.v1.BindSubject
-	(*CreateSessionRequest)(nil),       // 4: hufu.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),      // 5: hufu.v1.CreateSessionResponse
-	(*ScanSession)(nil),                // 6: hufu.v1.ScanSession
-	(*SessionResult)(nil),              // 7: hufu.v1.SessionResult
-	(*SignedDocument)(nil),             // 8: hufu.v1.SignedDocument
-	(*SealAppearance)(nil),             // 9: hufu.v1.SealAppearance
-	(*Binding)(nil),                    // 10: hufu.v1.Binding
-	(*ListMyBindingsRequest)(nil),      // 11: hufu.v1.ListMyBindingsRequest
-	(*ListMyBindingsResponse)(nil),     // 12: hufu.v1.ListMyBindingsResponse
-	(*RemoveMyBindingRequest)(nil),     // 13: hufu.v1.RemoveMyBindingRequest
-	(*RemoveMyBindingResponse)(nil),    // 14: hufu.v1.RemoveMyBindingResponse
-	(*GetSessionRequest)(nil),          // 15: hufu.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),         // 16: hufu.v1.GetSessionResponse
-	(*WatchSessionRequest)(nil),        // 17: hufu.v1.WatchSessionRequest
-	(*WatchSessionResponse)(nil),       // 18: hufu.v1.WatchSessionResponse
-	(*ListBindingsRequest)(nil),        // 19: hufu.v1.ListBindingsRequest
-	(*ListBindingsResponse)(nil),       // 20: hufu.v1.ListBindingsResponse
-	(*RemoveBindingRequest)(nil),       // 21: hufu.v1.RemoveBindingRequest
-	(*RemoveBindingResponse)(nil),      // 22: hufu.v1.RemoveBindingResponse
-	(*ResolveCertificateRequest)(nil),  // 23: hufu.v1.ResolveCertificateRequest
-	(*ResolveCertificateResponse)(nil), // 24: hufu.v1.ResolveCertificateResponse
-	(*GetScanKeyRequest)(nil),          // 25: hufu.v1.GetScanKeyRequest
-	(*GetScanKeyResponse)(nil),         // 26: hufu.v1.GetScanKeyResponse
-	(*GetQrKeyRequest)(nil),            // 27: hufu.v1.GetQrKeyRequest
-	(*GetQrKeyResponse)(nil),           // 28: hufu.v1.GetQrKeyResponse
-	(*ScanRequest)(nil),                // 29: hufu.v1.ScanRequest
-	(*Candidate)(nil),                  // 30: hufu.v1.Candidate
-	(*ScanResponse)(nil),               // 31: hufu.v1.ScanResponse
-	(*ConsentEnvelope)(nil),            // 32: hufu.v1.ConsentEnvelope
-	(*OpeningSummary)(nil),             // 33: hufu.v1.OpeningSummary
-	(*ChooseRequest)(nil),              // 34: hufu.v1.ChooseRequest
-	(*ChooseResponse)(nil),             // 35: hufu.v1.ChooseResponse
-	(*CosignRequest)(nil),              // 36: hufu.v1.CosignRequest
-	(*CosignResponse)(nil),             // 37: hufu.v1.CosignResponse
-	(*CompleteRequest)(nil),            // 38: hufu.v1.CompleteRequest
-	(*CompleteResponse)(nil),           // 39: hufu.v1.CompleteResponse
-	(*ConsentRequest)(nil),             // 40: hufu.v1.ConsentRequest
-	(*ConsentResponse)(nil),            // 41: hufu.v1.ConsentResponse
-	(*DeclineRequest)(nil),             // 42: hufu.v1.DeclineRequest
-	(*DeclineResponse)(nil),            // 43: hufu.v1.DeclineResponse
-	(*timestamppb.Timestamp)(nil),      // 44: google.protobuf.Timestamp
-	(*Credential)(nil),                 // 45: hufu.v1.Credential
-	(*BatchItem)(nil),                  // 46: hufu.v1.BatchItem
+	(SignMode)(0),                      // 2: hufu.v1.SignMode
+	(*Document)(nil),                   // 3: hufu.v1.Document
+	(*BindSubject)(nil),                // 4: hufu.v1.BindSubject
+	(*CreateSessionRequest)(nil),       // 5: hufu.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),      // 6: hufu.v1.CreateSessionResponse
+	(*ScanSession)(nil),                // 7: hufu.v1.ScanSession
+	(*SessionResult)(nil),              // 8: hufu.v1.SessionResult
+	(*SignedDocument)(nil),             // 9: hufu.v1.SignedDocument
+	(*SealAppearance)(nil),             // 10: hufu.v1.SealAppearance
+	(*Binding)(nil),                    // 11: hufu.v1.Binding
+	(*ListMyBindingsRequest)(nil),      // 12: hufu.v1.ListMyBindingsRequest
+	(*ListMyBindingsResponse)(nil),     // 13: hufu.v1.ListMyBindingsResponse
+	(*RemoveMyBindingRequest)(nil),     // 14: hufu.v1.RemoveMyBindingRequest
+	(*RemoveMyBindingResponse)(nil),    // 15: hufu.v1.RemoveMyBindingResponse
+	(*GetSessionRequest)(nil),          // 16: hufu.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),         // 17: hufu.v1.GetSessionResponse
+	(*WatchSessionRequest)(nil),        // 18: hufu.v1.WatchSessionRequest
+	(*WatchSessionResponse)(nil),       // 19: hufu.v1.WatchSessionResponse
+	(*ListBindingsRequest)(nil),        // 20: hufu.v1.ListBindingsRequest
+	(*ListBindingsResponse)(nil),       // 21: hufu.v1.ListBindingsResponse
+	(*RemoveBindingRequest)(nil),       // 22: hufu.v1.RemoveBindingRequest
+	(*RemoveBindingResponse)(nil),      // 23: hufu.v1.RemoveBindingResponse
+	(*ResolveCertificateRequest)(nil),  // 24: hufu.v1.ResolveCertificateRequest
+	(*ResolveCertificateResponse)(nil), // 25: hufu.v1.ResolveCertificateResponse
+	(*GetScanKeyRequest)(nil),          // 26: hufu.v1.GetScanKeyRequest
+	(*GetScanKeyResponse)(nil),         // 27: hufu.v1.GetScanKeyResponse
+	(*GetQrKeyRequest)(nil),            // 28: hufu.v1.GetQrKeyRequest
+	(*GetQrKeyResponse)(nil),           // 29: hufu.v1.GetQrKeyResponse
+	(*ScanRequest)(nil),                // 30: hufu.v1.ScanRequest
+	(*Candidate)(nil),                  // 31: hufu.v1.Candidate
+	(*ScanResponse)(nil),               // 32: hufu.v1.ScanResponse
+	(*ConsentEnvelope)(nil),            // 33: hufu.v1.ConsentEnvelope
+	(*OpeningSummary)(nil),             // 34: hufu.v1.OpeningSummary
+	(*ChooseRequest)(nil),              // 35: hufu.v1.ChooseRequest
+	(*ChooseResponse)(nil),             // 36: hufu.v1.ChooseResponse
+	(*CosignRequest)(nil),              // 37: hufu.v1.CosignRequest
+	(*CosignResponse)(nil),             // 38: hufu.v1.CosignResponse
+	(*CompleteRequest)(nil),            // 39: hufu.v1.CompleteRequest
+	(*CompleteResponse)(nil),           // 40: hufu.v1.CompleteResponse
+	(*ConsentRequest)(nil),             // 41: hufu.v1.ConsentRequest
+	(*ConsentResponse)(nil),            // 42: hufu.v1.ConsentResponse
+	(*DeclineRequest)(nil),             // 43: hufu.v1.DeclineRequest
+	(*DeclineResponse)(nil),            // 44: hufu.v1.DeclineResponse
+	(*timestamppb.Timestamp)(nil),      // 45: google.protobuf.Timestamp
+	(*Credential)(nil),                 // 46: hufu.v1.Credential
+	(*BatchItem)(nil),                  // 47: hufu.v1.BatchItem
 }
 var file_hufu_v1_scan_proto_depIdxs = []int32{
 	0,  // 0: hufu.v1.CreateSessionRequest.kind:type_name -> hufu.v1.SessionKind
-	3,  // 1: hufu.v1.CreateSessionRequest.subject:type_name -> hufu.v1.BindSubject
-	2,  // 2: hufu.v1.CreateSessionRequest.documents:type_name -> hufu.v1.Document
-	6,  // 3: hufu.v1.CreateSessionResponse.session:type_name -> hufu.v1.ScanSession
-	0,  // 4: hufu.v1.ScanSession.kind:type_name -> hufu.v1.SessionKind
-	1,  // 5: hufu.v1.ScanSession.state:type_name -> hufu.v1.SessionState
-	44, // 6: hufu.v1.ScanSession.created_at:type_name -> google.protobuf.Timestamp
-	44, // 7: hufu.v1.ScanSession.expires_at:type_name -> google.protobuf.Timestamp
-	7,  // 8: hufu.v1.ScanSession.result:type_name -> hufu.v1.SessionResult
-	2,  // 9: hufu.v1.ScanSession.documents:type_name -> hufu.v1.Document
-	10, // 10: hufu.v1.SessionResult.binding:type_name -> hufu.v1.Binding
-	8,  // 11: hufu.v1.SessionResult.signatures:type_name -> hufu.v1.SignedDocument
-	9,  // 12: hufu.v1.SessionResult.seal:type_name -> hufu.v1.SealAppearance
-	44, // 13: hufu.v1.Binding.created_at:type_name -> google.protobuf.Timestamp
-	10, // 14: hufu.v1.ListMyBindingsResponse.bindings:type_name -> hufu.v1.Binding
-	6,  // 15: hufu.v1.GetSessionResponse.session:type_name -> hufu.v1.ScanSession
-	6,  // 16: hufu.v1.WatchSessionResponse.session:type_name -> hufu.v1.ScanSession
-	10, // 17: hufu.v1.ListBindingsResponse.bindings:type_name -> hufu.v1.Binding
-	10, // 18: hufu.v1.ResolveCertificateResponse.binding:type_name -> hufu.v1.Binding
-	32, // 19: hufu.v1.Candidate.envelopes:type_name -> hufu.v1.ConsentEnvelope
-	0,  // 20: hufu.v1.ScanResponse.kind:type_name -> hufu.v1.SessionKind
-	2,  // 21: hufu.v1.ScanResponse.documents:type_name -> hufu.v1.Document
-	3,  // 22: hufu.v1.ScanResponse.subject:type_name -> hufu.v1.BindSubject
-	30, // 23: hufu.v1.ScanResponse.candidates:type_name -> hufu.v1.Candidate
-	44, // 24: hufu.v1.ScanResponse.expires_at:type_name -> google.protobuf.Timestamp
-	33, // 25: hufu.v1.ScanResponse.opening:type_name -> hufu.v1.OpeningSummary
-	44, // 26: hufu.v1.OpeningSummary.window_start:type_name -> google.protobuf.Timestamp
-	44, // 27: hufu.v1.OpeningSummary.window_end:type_name -> google.protobuf.Timestamp
-	45, // 28: hufu.v1.CosignRequest.credential:type_name -> hufu.v1.Credential
-	46, // 29: hufu.v1.CosignResponse.items:type_name -> hufu.v1.BatchItem
-	1,  // 30: hufu.v1.CompleteResponse.state:type_name -> hufu.v1.SessionState
-	1,  // 31: hufu.v1.ConsentResponse.state:type_name -> hufu.v1.SessionState
-	4,  // 32: hufu.v1.ScanService.CreateSession:input_type -> hufu.v1.CreateSessionRequest
-	15, // 33: hufu.v1.ScanService.GetSession:input_type -> hufu.v1.GetSessionRequest
-	17, // 34: hufu.v1.ScanService.WatchSession:input_type -> hufu.v1.WatchSessionRequest
-	19, // 35: hufu.v1.ScanService.ListBindings:input_type -> hufu.v1.ListBindingsRequest
-	21, // 36: hufu.v1.ScanService.RemoveBinding:input_type -> hufu.v1.RemoveBindingRequest
-	23, // 37: hufu.v1.ScanService.ResolveCertificate:input_type -> hufu.v1.ResolveCertificateRequest
-	25, // 38: hufu.v1.ScanService.GetScanKey:input_type -> hufu.v1.GetScanKeyRequest
-	29, // 39: hufu.v1.PhoneScanService.Scan:input_type -> hufu.v1.ScanRequest
-	34, // 40: hufu.v1.PhoneScanService.Choose:input_type -> hufu.v1.ChooseRequest
-	36, // 41: hufu.v1.PhoneScanService.Cosign:input_type -> hufu.v1.CosignRequest
-	38, // 42: hufu.v1.PhoneScanService.Complete:input_type -> hufu.v1.CompleteRequest
-	40, // 43: hufu.v1.PhoneScanService.Consent:input_type -> hufu.v1.ConsentRequest
-	42, // 44: hufu.v1.PhoneScanService.Decline:input_type -> hufu.v1.DeclineRequest
-	27, // 45: hufu.v1.PhoneScanService.GetQrKey:input_type -> hufu.v1.GetQrKeyRequest
-	11, // 46: hufu.v1.PhoneScanService.ListMyBindings:input_type -> hufu.v1.ListMyBindingsRequest
-	13, // 47: hufu.v1.PhoneScanService.RemoveMyBinding:input_type -> hufu.v1.RemoveMyBindingRequest
-	5,  // 48: hufu.v1.ScanService.CreateSession:output_type -> hufu.v1.CreateSessionResponse
-	16, // 49: hufu.v1.ScanService.GetSession:output_type -> hufu.v1.GetSessionResponse
-	18, // 50: hufu.v1.ScanService.WatchSession:output_type -> hufu.v1.WatchSessionResponse
-	20, // 51: hufu.v1.ScanService.ListBindings:output_type -> hufu.v1.ListBindingsResponse
-	22, // 52: hufu.v1.ScanService.RemoveBinding:output_type -> hufu.v1.RemoveBindingResponse
-	24, // 53: hufu.v1.ScanService.ResolveCertificate:output_type -> hufu.v1.ResolveCertificateResponse
-	26, // 54: hufu.v1.ScanService.GetScanKey:output_type -> hufu.v1.GetScanKeyResponse
-	31, // 55: hufu.v1.PhoneScanService.Scan:output_type -> hufu.v1.ScanResponse
-	35, // 56: hufu.v1.PhoneScanService.Choose:output_type -> hufu.v1.ChooseResponse
-	37, // 57: hufu.v1.PhoneScanService.Cosign:output_type -> hufu.v1.CosignResponse
-	39, // 58: hufu.v1.PhoneScanService.Complete:output_type -> hufu.v1.CompleteResponse
-	41, // 59: hufu.v1.PhoneScanService.Consent:output_type -> hufu.v1.ConsentResponse
-	43, // 60: hufu.v1.PhoneScanService.Decline:output_type -> hufu.v1.DeclineResponse
-	28, // 61: hufu.v1.PhoneScanService.GetQrKey:output_type -> hufu.v1.GetQrKeyResponse
-	12, // 62: hufu.v1.PhoneScanService.ListMyBindings:output_type -> hufu.v1.ListMyBindingsResponse
-	14, // 63: hufu.v1.PhoneScanService.RemoveMyBinding:output_type -> hufu.v1.RemoveMyBindingResponse
-	48, // [48:64] is the sub-list for method output_type
-	32, // [32:48] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	4,  // 1: hufu.v1.CreateSessionRequest.subject:type_name -> hufu.v1.BindSubject
+	3,  // 2: hufu.v1.CreateSessionRequest.documents:type_name -> hufu.v1.Document
+	2,  // 3: hufu.v1.CreateSessionRequest.sign_mode:type_name -> hufu.v1.SignMode
+	7,  // 4: hufu.v1.CreateSessionResponse.session:type_name -> hufu.v1.ScanSession
+	0,  // 5: hufu.v1.ScanSession.kind:type_name -> hufu.v1.SessionKind
+	1,  // 6: hufu.v1.ScanSession.state:type_name -> hufu.v1.SessionState
+	45, // 7: hufu.v1.ScanSession.created_at:type_name -> google.protobuf.Timestamp
+	45, // 8: hufu.v1.ScanSession.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 9: hufu.v1.ScanSession.result:type_name -> hufu.v1.SessionResult
+	3,  // 10: hufu.v1.ScanSession.documents:type_name -> hufu.v1.Document
+	2,  // 11: hufu.v1.ScanSession.sign_mode:type_name -> hufu.v1.SignMode
+	11, // 12: hufu.v1.SessionResult.binding:type_name -> hufu.v1.Binding
+	9,  // 13: hufu.v1.SessionResult.signatures:type_name -> hufu.v1.SignedDocument
+	10, // 14: hufu.v1.SessionResult.seal:type_name -> hufu.v1.SealAppearance
+	45, // 15: hufu.v1.Binding.created_at:type_name -> google.protobuf.Timestamp
+	11, // 16: hufu.v1.ListMyBindingsResponse.bindings:type_name -> hufu.v1.Binding
+	7,  // 17: hufu.v1.GetSessionResponse.session:type_name -> hufu.v1.ScanSession
+	7,  // 18: hufu.v1.WatchSessionResponse.session:type_name -> hufu.v1.ScanSession
+	11, // 19: hufu.v1.ListBindingsResponse.bindings:type_name -> hufu.v1.Binding
+	11, // 20: hufu.v1.ResolveCertificateResponse.binding:type_name -> hufu.v1.Binding
+	33, // 21: hufu.v1.Candidate.envelopes:type_name -> hufu.v1.ConsentEnvelope
+	0,  // 22: hufu.v1.ScanResponse.kind:type_name -> hufu.v1.SessionKind
+	3,  // 23: hufu.v1.ScanResponse.documents:type_name -> hufu.v1.Document
+	4,  // 24: hufu.v1.ScanResponse.subject:type_name -> hufu.v1.BindSubject
+	31, // 25: hufu.v1.ScanResponse.candidates:type_name -> hufu.v1.Candidate
+	45, // 26: hufu.v1.ScanResponse.expires_at:type_name -> google.protobuf.Timestamp
+	34, // 27: hufu.v1.ScanResponse.opening:type_name -> hufu.v1.OpeningSummary
+	2,  // 28: hufu.v1.ScanResponse.sign_mode:type_name -> hufu.v1.SignMode
+	45, // 29: hufu.v1.OpeningSummary.window_start:type_name -> google.protobuf.Timestamp
+	45, // 30: hufu.v1.OpeningSummary.window_end:type_name -> google.protobuf.Timestamp
+	46, // 31: hufu.v1.CosignRequest.credential:type_name -> hufu.v1.Credential
+	47, // 32: hufu.v1.CosignResponse.items:type_name -> hufu.v1.BatchItem
+	1,  // 33: hufu.v1.CompleteResponse.state:type_name -> hufu.v1.SessionState
+	1,  // 34: hufu.v1.ConsentResponse.state:type_name -> hufu.v1.SessionState
+	5,  // 35: hufu.v1.ScanService.CreateSession:input_type -> hufu.v1.CreateSessionRequest
+	16, // 36: hufu.v1.ScanService.GetSession:input_type -> hufu.v1.GetSessionRequest
+	18, // 37: hufu.v1.ScanService.WatchSession:input_type -> hufu.v1.WatchSessionRequest
+	20, // 38: hufu.v1.ScanService.ListBindings:input_type -> hufu.v1.ListBindingsRequest
+	22, // 39: hufu.v1.ScanService.RemoveBinding:input_type -> hufu.v1.RemoveBindingRequest
+	24, // 40: hufu.v1.ScanService.ResolveCertificate:input_type -> hufu.v1.ResolveCertificateRequest
+	26, // 41: hufu.v1.ScanService.GetScanKey:input_type -> hufu.v1.GetScanKeyRequest
+	30, // 42: hufu.v1.PhoneScanService.Scan:input_type -> hufu.v1.ScanRequest
+	35, // 43: hufu.v1.PhoneScanService.Choose:input_type -> hufu.v1.ChooseRequest
+	37, // 44: hufu.v1.PhoneScanService.Cosign:input_type -> hufu.v1.CosignRequest
+	39, // 45: hufu.v1.PhoneScanService.Complete:input_type -> hufu.v1.CompleteRequest
+	41, // 46: hufu.v1.PhoneScanService.Consent:input_type -> hufu.v1.ConsentRequest
+	43, // 47: hufu.v1.PhoneScanService.Decline:input_type -> hufu.v1.DeclineRequest
+	28, // 48: hufu.v1.PhoneScanService.GetQrKey:input_type -> hufu.v1.GetQrKeyRequest
+	12, // 49: hufu.v1.PhoneScanService.ListMyBindings:input_type -> hufu.v1.ListMyBindingsRequest
+	14, // 50: hufu.v1.PhoneScanService.RemoveMyBinding:input_type -> hufu.v1.RemoveMyBindingRequest
+	6,  // 51: hufu.v1.ScanService.CreateSession:output_type -> hufu.v1.CreateSessionResponse
+	17, // 52: hufu.v1.ScanService.GetSession:output_type -> hufu.v1.GetSessionResponse
+	19, // 53: hufu.v1.ScanService.WatchSession:output_type -> hufu.v1.WatchSessionResponse
+	21, // 54: hufu.v1.ScanService.ListBindings:output_type -> hufu.v1.ListBindingsResponse
+	23, // 55: hufu.v1.ScanService.RemoveBinding:output_type -> hufu.v1.RemoveBindingResponse
+	25, // 56: hufu.v1.ScanService.ResolveCertificate:output_type -> hufu.v1.ResolveCertificateResponse
+	27, // 57: hufu.v1.ScanService.GetScanKey:output_type -> hufu.v1.GetScanKeyResponse
+	32, // 58: hufu.v1.PhoneScanService.Scan:output_type -> hufu.v1.ScanResponse
+	36, // 59: hufu.v1.PhoneScanService.Choose:output_type -> hufu.v1.ChooseResponse
+	38, // 60: hufu.v1.PhoneScanService.Cosign:output_type -> hufu.v1.CosignResponse
+	40, // 61: hufu.v1.PhoneScanService.Complete:output_type -> hufu.v1.CompleteResponse
+	42, // 62: hufu.v1.PhoneScanService.Consent:output_type -> hufu.v1.ConsentResponse
+	44, // 63: hufu.v1.PhoneScanService.Decline:output_type -> hufu.v1.DeclineResponse
+	29, // 64: hufu.v1.PhoneScanService.GetQrKey:output_type -> hufu.v1.GetQrKeyResponse
+	13, // 65: hufu.v1.PhoneScanService.ListMyBindings:output_type -> hufu.v1.ListMyBindingsResponse
+	15, // 66: hufu.v1.PhoneScanService.RemoveMyBinding:output_type -> hufu.v1.RemoveMyBindingResponse
+	51, // [51:67] is the sub-list for method output_type
+	35, // [35:51] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_scan_proto_init() }
@@ -3101,7 +3194,7 @@ func file_hufu_v1_scan_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_scan_proto_rawDesc), len(file_hufu_v1_scan_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   2,

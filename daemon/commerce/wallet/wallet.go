@@ -175,10 +175,14 @@ func (s *Service) plan(platform string) (Plan, error) {
 	return plan, nil
 }
 
+// National reports whether a certificate belongs to the national mutual-recognition
+// system: its CA is one of the catalogue's (scan.Recognition).
+func (s *Service) National(c *storepb.Certificate) bool { return slices.Contains(s.opts.CAs, c.CaId) }
+
 // Recognized reports whether a certificate belongs to the national mutual-recognition
 // system and the platform admits it (scan.Recognition).
 func (s *Service) Recognized(c *storepb.Certificate, platform string) bool {
-	if !slices.Contains(s.opts.CAs, c.CaId) {
+	if !s.National(c) {
 		return false
 	}
 	_, ok := s.opts.PlanFor(platform)

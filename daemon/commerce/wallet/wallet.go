@@ -315,6 +315,9 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	if err := apierr.CheckRequestID("idempotency_key", idem); err != nil {
 		return nil, err
 	}
+	if method == "offline" {
+		return nil, apierr.Invalidf("method", "mutual-recognition orders are paid online; offline payment (bank transfer, cash) is for certificate orders")
+	}
 	o, err := s.Order(ctx, caller, id)
 	if err != nil {
 		return nil, err

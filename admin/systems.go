@@ -23,6 +23,7 @@ var desks = map[string]string{
 	"hufu.v1.InvoiceDeskService":    "invoicing",
 	"hufu.v1.SupportDeskService":    "support",
 	"hufu.v1.PaymentDeskService":    "payment",
+	"hufu.v1.AfterSalesDeskService": "aftersales",
 }
 
 // DeskOf names the desk a gRPC service is, if it is one.

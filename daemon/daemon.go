@@ -23,6 +23,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/attachments"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/certs"
+	"github.com/hufu-hsm/hufu/daemon/commerce/aftersales"
 	"github.com/hufu-hsm/hufu/daemon/commerce/cards"
 	"github.com/hufu-hsm/hufu/daemon/commerce/invoices"
 	"github.com/hufu-hsm/hufu/daemon/commerce/payments"
@@ -72,10 +73,11 @@ type Daemon struct {
 	payments    *payments.Service // daemon/payments.go
 	scan        *scan.Service
 	openings    *openings.Service
-	invoices    *invoices.Service // invoices.go
-	cards       *cards.Service    // cards.go
-	support     *support.Service  // support.go
-	wallet      *wallet.Service   // wallet.go
+	invoices    *invoices.Service   // invoices.go
+	cards       *cards.Service      // cards.go
+	support     *support.Service    // support.go
+	wallet      *wallet.Service     // wallet.go
+	aftersales  *aftersales.Service // aftersales.go
 	tls         *tlsMaterial
 	server      *grpc.Server
 	health      *health.Server
@@ -306,6 +308,9 @@ func (d *Daemon) buildServices() error {
 	if err := d.buildSupport(); err != nil {
 		return err
 	}
+	if err := d.buildAfterSales(); err != nil {
+		return err
+	}
 	if err := d.buildScan(); err != nil {
 		return err
 	}
@@ -341,7 +346,7 @@ func (d *Daemon) buildServer() {
 		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server), d.openings.Register(d.server),
 		d.invoices.Register(d.server),
 		d.cards.Register(d.server), d.support.Register(d.server), d.payments.Register(d.server),
-		d.wallet.Register(d.server)} {
+		d.wallet.Register(d.server), d.aftersales.Register(d.server)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}

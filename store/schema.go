@@ -37,6 +37,8 @@ import (
 //	l/entry/<entry id>              ledger entries (LedgerEntry), newest first; l/balance/<account>
 //	                                running totals (LedgerBalance); l/reversal/<entry id> (daemon/commerce/ledger)
 //	p/offline/<order id>            offline payments awaiting a payment desk (daemon/commerce/payments)
+//	r/case/<user id>/<case id>      after-sales cases (AfterSalesCase), newest first; r/open/<case id>
+//	                                the desk's queue of open cases (daemon/commerce/aftersales)
 //	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
 //	i/inv/<user id>/<invoice id>    invoices (Invoice), newest first; i/titles/<user id> saved titles,
 //	                                i/doc/<invoice id> issued documents, i/queue/... the desk's queue
@@ -59,7 +61,7 @@ import (
 //	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
 //	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
 //
-// Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, n, h, l, p, w, x) are envelopes (envelope.go) around a
+// Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, n, h, l, p, w, r, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
 // messages; t/ values are empty. An index name is used either as a unique index or as a
 // multi-valued one, never both.
@@ -90,6 +92,7 @@ const (
 	KindLedger     Kind = "l" // the double-entry ledger (daemon/commerce/ledger)
 	KindPayment    Kind = "p" // payments in progress (daemon/commerce/payments)
 	KindWallet     Kind = "w" // mutual-recognition accounts (daemon/commerce/wallet)
+	KindAfterSales Kind = "r" // after-sales cases, r for returns (daemon/commerce/aftersales)
 )
 
 const (
@@ -115,7 +118,8 @@ var recordKinds = map[Kind]bool{
 	KindBankCard: true,
 	KindSupport:  true,
 	KindLedger:   true, KindPayment: true,
-	KindWallet: true,
+	KindWallet:     true,
+	KindAfterSales: true,
 }
 
 // ValidPart reports whether s may be used as one part of a key.

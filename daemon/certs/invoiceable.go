@@ -95,11 +95,11 @@ func paidOrder(o *storepb.Order) PaidOrder {
 		Refunded: orderRefunded(o), Description: strings.TrimSpace(desc)}
 }
 
-// orderRefunded reports whether a completed order's payment was returned. Refunds are
-// recorded as a review step named "refunded" (after-sales); until they exist no order is.
+// orderRefunded reports whether a completed order's payment was returned, or an after-sales
+// desk started returning it (review steps StepRefunded, StepRefunding; refund.go).
 func orderRefunded(o *storepb.Order) bool {
 	for _, st := range o.Steps {
-		if st.Name == "refunded" {
+		if st.Name == StepRefunded || st.Name == StepRefunding {
 			return true
 		}
 	}

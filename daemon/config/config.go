@@ -66,6 +66,8 @@ type Config struct {
 	Payments Payments `yaml:"payments"`
 	// Wallet is the mutual-recognition catalogue: national CAs, platforms, plans (wallet.go).
 	Wallet Wallet `yaml:"wallet"`
+	// AfterSales is after-sales: reasons' labels and limits (aftersales.go).
+	AfterSales AfterSales `yaml:"aftersales"`
 
 	// Platforms are the trading platforms people can choose (seed manual §1.3).
 	Platforms []Platform `yaml:"platforms"`
@@ -387,7 +389,8 @@ func (c *Config) fillDevelopment() {
 	if len(c.SystemClients) == 0 {
 		c.SystemClients = []SystemClient{{Name: "hufu-cli", Services: []string{"hufu.v1.ReviewService",
 			"hufu.v1.ReconciliationService", "hufu.v1.ScanService", "hufu.v1.OpeningService",
-			"hufu.v1.PaymentDeskService", "hufu.v1.InvoiceDeskService", "hufu.v1.SupportDeskService"}}}
+			"hufu.v1.PaymentDeskService", "hufu.v1.InvoiceDeskService", "hufu.v1.SupportDeskService",
+			"hufu.v1.AfterSalesDeskService"}}}
 	}
 	c.Invoices.fillDevelopment()
 	if t := &c.Enterprises.Transfer; t.AccountNumber == "" && t.AccountName == "" && t.Bank == "" {
@@ -691,6 +694,7 @@ func (c *Config) Validate() error {
 	c.validateSupport(bad)
 	c.validatePayments(bad)
 	c.validateWallet(bad)
+	c.validateAfterSales(bad)
 	if len(ps) == 0 {
 		return nil
 	}

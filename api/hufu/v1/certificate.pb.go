@@ -264,6 +264,8 @@ const (
 	MessageKind_MESSAGE_KIND_CERTIFICATE_REVOKED MessageKind = 5
 	// 企业通知: join applications, approvals, returns, grants, recalls and transfers.
 	MessageKind_MESSAGE_KIND_ENTERPRISE_NOTICE MessageKind = 6
+	// 售后: an after-sales case was refunded or settled (daemon/commerce/aftersales).
+	MessageKind_MESSAGE_KIND_AFTER_SALES MessageKind = 7
 )
 
 // Enum value maps for MessageKind.
@@ -276,6 +278,7 @@ var (
 		4: "MESSAGE_KIND_CERTIFICATE_READY",
 		5: "MESSAGE_KIND_CERTIFICATE_REVOKED",
 		6: "MESSAGE_KIND_ENTERPRISE_NOTICE",
+		7: "MESSAGE_KIND_AFTER_SALES",
 	}
 	MessageKind_value = map[string]int32{
 		"MESSAGE_KIND_UNSPECIFIED":         0,
@@ -285,6 +288,7 @@ var (
 		"MESSAGE_KIND_CERTIFICATE_READY":   4,
 		"MESSAGE_KIND_CERTIFICATE_REVOKED": 5,
 		"MESSAGE_KIND_ENTERPRISE_NOTICE":   6,
+		"MESSAGE_KIND_AFTER_SALES":         7,
 	}
 )
 
@@ -3770,7 +3774,7 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x11CertificateFormat\x12\"\n" +
 	"\x1eCERTIFICATE_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CERTIFICATE_FORMAT_PEM\x10\x01\x12\x1a\n" +
-	"\x16CERTIFICATE_FORMAT_DER\x10\x02*\xfb\x01\n" +
+	"\x16CERTIFICATE_FORMAT_DER\x10\x02*\x99\x02\n" +
 	"\vMessageKind\x12\x1c\n" +
 	"\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cMESSAGE_KIND_REVIEW_APPROVED\x10\x01\x12 \n" +
@@ -3778,7 +3782,8 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x18MESSAGE_KIND_PAYMENT_DUE\x10\x03\x12\"\n" +
 	"\x1eMESSAGE_KIND_CERTIFICATE_READY\x10\x04\x12$\n" +
 	" MESSAGE_KIND_CERTIFICATE_REVOKED\x10\x05\x12\"\n" +
-	"\x1eMESSAGE_KIND_ENTERPRISE_NOTICE\x10\x06*\x89\x01\n" +
+	"\x1eMESSAGE_KIND_ENTERPRISE_NOTICE\x10\x06\x12\x1c\n" +
+	"\x18MESSAGE_KIND_AFTER_SALES\x10\a*\x89\x01\n" +
 	"\x13CertificateListView\x12%\n" +
 	"!CERTIFICATE_LIST_VIEW_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCERTIFICATE_LIST_VIEW_ACTIVE\x10\x01\x12)\n" +

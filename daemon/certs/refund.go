@@ -1,0 +1,144 @@
+package certs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/store"
+	"github.com/hufu-hsm/hufu/store/storepb"
+)
+
+// What after-sales (daemon/commerce/aftersales) needs of orders and certificates: the
+// certificates a refund revokes, the steps that mark a completed order as being refunded and
+// refunded, and the revocation an after-sales desk makes without the holder's PIN (the holder
+// acknowledged it when applying for the refund).
+
+// Order steps of a refund. An order with either is not invoiceable (orderRefunded).
+const (
+	StepRefunding = "refunding"
+	StepRefunded  = "refunded"
+)
+
+// RefundRevokes lists the serials a refund of the completed order o revokes, sorted: none for
+// an order without a certificate; otherwise every certificate of its key that is not revoked
+// yet, because revocation destroys the key's server share (the order's own certificate, a
+// renewal's predecessor, the key's certificate from another CA).
+func (s *Service) RefundRevokes(ctx context.Context, o *storepb.Order) ([]string, error) {
+	if o.Serial == "" {
+		return nil, nil
+	}
+	c, _, err := s.Certificate(ctx, o.Serial)
+	if err != nil {
+		return nil, err
+	}
+	sibs, err := s.keyCertificates(ctx, c.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, sib := range sibs {
+		if sib.cert.Status != certRevoked {
+			out = append(out, sib.cert.Serial)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// RefundStepIn appends a refund step (StepRefunding or StepRefunded) with note to a user's
+// completed order inside tx, under the order's lock, and returns the order. An order that is
+// not completed is ErrNotPaid; adding a step the order has already is a no-op.
+func (s *Service) RefundStepIn(tx *store.Tx, userID, id, name, actor, note string) (*storepb.Order, error) {
+	if !orderIDRE.MatchString(id) || store.ValidPart(userID) != nil {
+		return nil, fmt.Errorf("%w: order", store.ErrNotFound)
+	}
+	o, err := orders.Get(tx, orderID(userID, id))
+	if err != nil {
+		return nil, err
+	}
+	if o.Status != statusCompleted {
+		return nil, ErrNotPaid
+	}
+	if slices.ContainsFunc(o.Steps, func(st *storepb.ReviewStep) bool { return st.Name == name }) {
+		return o, nil
+	}
+	o.Steps = append(o.Steps, step(tx, name, actor, note))
+	o.UpdatedUnixNano = tx.Now().UnixNano()
+	return o, orders.Put(tx, orderID(userID, id), o)
+}
+
+// RevokeForRefund revokes the certificate with serial, and with it its key, for an
+// after-sales refund decided by a desk (caller, a system client): as Revoke does after the
+// PIN, the CAs put every certificate of the key on their CRLs first, then one transaction
+// destroys the key's server share, marks the certificates revoked, tells the holder and
+// writes the audit records, with with's writes. A certificate revoked already (by its holder,
+// or by an earlier attempt) revokes nothing and only runs with, in its own transaction.
+func (s *Service) RevokeForRefund(ctx context.Context, caller authn.Caller, serial, reason string, with func(tx *store.Tx) error) error {
+	if caller.System == "" {
+		return apierr.New(apierr.PermissionDenied, "only a desk revokes for a refund")
+	}
+	c, _, err := s.Certificate(ctx, serial)
+	if err != nil {
+		return err
+	}
+	siblings, err := s.keyCertificates(ctx, c.KeyId)
+	if err != nil {
+		return err
+	}
+	for _, sib := range siblings {
+		if sib.cert.Status == certRevoked {
+			continue
+		}
+		sibCA, err := s.ca("ca_id", sib.cert.CaId)
+		if err != nil {
+			return err
+		}
+		if err := sibCA.Connector.Revoke(ctx, sib.cert.Serial, ca.ReasonCessation); err != nil {
+			return &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not confirm the revocation; retry", Cause: err}
+		}
+	}
+	revoked := 0
+	err = s.deps.Keys.Revoke(ctx, caller, c.KeyId, "certificate "+serial+" revoked: "+reason, func(tx *store.Tx) error {
+		revoked = 0
+		for _, sib := range siblings {
+			var cur storepb.Certificate
+			if err := tx.Get(sib.key, &cur); err != nil {
+				return err
+			}
+			if cur.Status == certRevoked {
+				continue
+			}
+			cur.Status, cur.RevokedUnixNano, cur.RevokeReason = certRevoked, tx.Now().UnixNano(), reason
+			if err := tx.Put(sib.key, &cur); err != nil {
+				return err
+			}
+			revoked++
+			if err := notify(tx, cur.UserId, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_REVOKED, "证书已注销",
+				fmt.Sprintf("证书 %s 因售后退款已注销，不能恢复，无法解密原有文件", cur.Serial), "", cur.Serial); err != nil {
+				return err
+			}
+			if err := tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: sib.key, Outcome: store.OutcomeOK,
+				Details: map[string]string{"key": cur.KeyId, "ca": cur.CaId, "reason": reason}}); err != nil {
+				return err
+			}
+		}
+		if with != nil {
+			return with(tx)
+		}
+		return nil
+	})
+	s.gate.forget(c.KeyId)
+	if errors.Is(err, store.ErrNotFound) {
+		return apierr.New(apierr.NotFound, "no certificate %q", serial)
+	}
+	if err == nil && revoked > 0 {
+		s.m.revoked.Add(float64(revoked))
+	}
+	return err
+}

@@ -1,0 +1,350 @@
+package daemon_test
+
+import (
+	"crypto/rand"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emmansun/gmsm/smx509"
+	"google.golang.org/grpc/codes"
+
+	"github.com/hufu-hsm/hufu/admin"
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/client"
+	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/devpki"
+)
+
+// afterSalesDesk connects with the development CLI client certificate as the after-sales desk.
+func (a *appliance) afterSalesDesk() hufuv1.AfterSalesDeskServiceClient {
+	a.t.Helper()
+	tls := filepath.Join(a.cfg.DataDir, "tls")
+	conn, err := client.Dial(client.Config{Addr: a.addr, CAFile: filepath.Join(tls, "ca.pem"), ServerName: "localhost",
+		ClientCertFile: filepath.Join(tls, "cli.pem"), ClientKeyFile: filepath.Join(tls, "cli-key.pem"), DeviceID: "aftersales-desk-1"})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.t.Cleanup(func() { conn.Close() })
+	return hufuv1.NewAfterSalesDeskServiceClient(conn.ClientConn())
+}
+
+// afterSalesAppliance is a payment appliance (the ledger must balance after the test) whose
+// CLI certificate also works the after-sales and invoicing desks.
+func afterSalesAppliance(t *testing.T) (*certAppl, string) {
+	t.Helper()
+	auditor, hash, err := admin.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := certAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService",
+			"hufu.v1.PaymentDeskService", "hufu.v1.AfterSalesDeskService", "hufu.v1.InvoiceDeskService"}}}
+		c.Admin.Tokens = []config.AdminToken{{Name: "alice", Role: string(admin.Auditor), SHA256: hash}}
+	})
+	desk := a.payDesk()
+	t.Cleanup(func() {
+		r, err := desk.CheckLedger(bg, &hufuv1.CheckLedgerRequest{})
+		if err != nil || !r.Balanced {
+			t.Errorf("the ledger does not balance after the test: %v %v", r, err)
+		}
+	})
+	return a, auditor
+}
+
+func onCRL(t *testing.T, a *certAppl, serial string) bool {
+	t.Helper()
+	der, err := a.crl("hufu-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := smx509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Text(16) == strings.TrimLeft(serial, "0") {
+			return true
+		}
+	}
+	return false
+}
+
+// certStatus finds one of the applicant's certificates in either list.
+func certStatus(t *testing.T, p *applicant, serial string) hufuv1.CertificateStatus {
+	t.Helper()
+	for _, view := range []hufuv1.CertificateListView{hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE, hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_NO_LONGER_VALID} {
+		r, err := p.certs.ListCertificates(bg, &hufuv1.ListCertificatesRequest{View: view})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range r.Certificates {
+			if c.Serial == serial {
+				return c.Status
+			}
+		}
+	}
+	return hufuv1.CertificateStatus_CERTIFICATE_STATUS_UNSPECIFIED
+}
+
+func TestAfterSalesRefundEndToEnd(t *testing.T) {
+	a, auditor := afterSalesAppliance(t)
+	review, desk := a.desk(), a.afterSalesDesk()
+	p := newApplicant(t, a, phone, "device-as-01", "key-as-0001")
+	as := hufuv1.NewAfterSalesServiceClient(p.conn.ClientConn())
+
+	reasons, err := as.ListAfterSalesReasons(bg, &hufuv1.ListAfterSalesReasonsRequest{})
+	if err != nil || len(reasons.Reasons) != 6 || reasons.Reasons[0].Label != "不需要了" || !reasons.Reasons[5].TextRequired || reasons.MaxAttachments != 3 {
+		t.Fatalf("reasons: %v %v", reasons, err)
+	}
+
+	// An order not completed has no after-sales.
+	pending := p.approved(review)
+	_, err = as.PreviewAfterSales(bg, &hufuv1.PreviewAfterSalesRequest{OrderId: pending.Id})
+	wantCode(t, err, codes.FailedPrecondition, "")
+
+	order := p.paidOrder(review)
+	serial := order.Serial
+	// The preview names the certificate a refund revokes and the amount.
+	pv, err := as.PreviewAfterSales(bg, &hufuv1.PreviewAfterSalesRequest{OrderId: order.Id})
+	if err != nil || pv.RefundAmountFen != order.PriceFen || len(pv.RevokedSerials) != 1 || pv.RevokedSerials[0] != serial ||
+		pv.Acknowledgement == "" || !strings.Contains(strings.Join(pv.Consequences, ""), serial) {
+		t.Fatalf("preview: %v %v", pv, err)
+	}
+
+	apply := func(id, ack string, reason hufuv1.AfterSalesReason, text string) (*hufuv1.ApplyAfterSalesResponse, error) {
+		return as.ApplyAfterSales(bg, &hufuv1.ApplyAfterSalesRequest{RequestId: id, OrderId: order.Id, Reason: reason, Text: text,
+			Acknowledgement: ack, Attachments: []*hufuv1.NewAttachment{{FileName: "receipt.pdf", Content: testPDF}}})
+	}
+	notNeeded := hufuv1.AfterSalesReason_AFTER_SALES_REASON_NOT_NEEDED
+	// Nobody confirms blind: no acknowledgement, or a wrong one, is refused.
+	_, err = apply("as-apply-0001", "", notNeeded, "")
+	wantCode(t, err, codes.InvalidArgument, "acknowledgement")
+	_, err = apply("as-apply-0001", "0123456789abcdef", notNeeded, "")
+	wantCode(t, err, codes.FailedPrecondition, "")
+	_, err = apply("as-apply-0001", pv.Acknowledgement, hufuv1.AfterSalesReason_AFTER_SALES_REASON_OTHER, "")
+	wantCode(t, err, codes.InvalidArgument, "text")
+	_, err = apply("as-apply-0001", pv.Acknowledgement, hufuv1.AfterSalesReason_AFTER_SALES_REASON_UNSPECIFIED, "")
+	wantCode(t, err, codes.InvalidArgument, "reason")
+
+	applied, err := apply("as-apply-0001", pv.Acknowledgement, notNeeded, "误购，已不参加该项目投标")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := applied.Case
+	if c.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_IN_REVIEW || c.AmountFen != order.PriceFen || len(c.Attachments) != 1 ||
+		c.PhoneMasked != "" || c.ReasonLabel != "不需要了" {
+		t.Fatalf("case: %v", c)
+	}
+	// The same request again answers the same case; another request is refused: one open case.
+	if again, err := apply("as-apply-0001", pv.Acknowledgement, notNeeded, "误购，已不参加该项目投标"); err != nil || again.Case.Id != c.Id {
+		t.Fatalf("repeated apply: %v %v", again, err)
+	}
+	_, err = apply("as-apply-0002", pv.Acknowledgement, notNeeded, "")
+	if statusCode(err) != codes.FailedPrecondition || !strings.Contains(errMessage(err), c.Id) {
+		t.Fatalf("second open case: %v", err)
+	}
+
+	// List, filter and search like orders.
+	list := func(state hufuv1.AfterSalesState, kw string) int {
+		t.Helper()
+		r, err := as.ListAfterSales(bg, &hufuv1.ListAfterSalesRequest{State: state, Keyword: kw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(r.Cases)
+	}
+	if list(hufuv1.AfterSalesState_AFTER_SALES_STATE_IN_REVIEW, "") != 1 || list(hufuv1.AfterSalesState_AFTER_SALES_STATE_REFUNDED, "") != 0 ||
+		list(0, "误购") != 1 || list(0, "nothing-like-it") != 0 || list(0, order.Id) != 1 {
+		t.Fatal("listing by state and keyword")
+	}
+
+	// Another person sees nothing of it.
+	other, _ := a.verifiedUser("13800138222", "device-as-02")
+	otherAS := hufuv1.NewAfterSalesServiceClient(other.ClientConn())
+	_, err = otherAS.GetAfterSales(bg, &hufuv1.GetAfterSalesRequest{CaseId: c.Id})
+	wantCode(t, err, codes.NotFound, "")
+
+	// The desk sees it with the masked phone, and refunds.
+	open, err := desk.ListOpenAfterSales(bg, &hufuv1.ListOpenAfterSalesRequest{})
+	if err != nil || len(open.Cases) != 1 || open.Cases[0].Id != c.Id || !strings.Contains(open.Cases[0].PhoneMasked, "****") {
+		t.Fatalf("open cases: %v %v", open, err)
+	}
+	refunded, err := desk.RefundAfterSales(bg, &hufuv1.RefundAfterSalesRequest{CaseId: c.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := refunded.Case; r.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_REFUNDED || r.RefundEntryId == "" || len(r.Serials) != 1 || r.Serials[0] != serial {
+		t.Fatalf("refunded: %v", r)
+	}
+	// Again: the same answer, nothing more moves.
+	if again, err := desk.RefundAfterSales(bg, &hufuv1.RefundAfterSalesRequest{CaseId: c.Id}); err != nil || again.Case.RefundEntryId != refunded.Case.RefundEntryId {
+		t.Fatalf("refund again: %v %v", again, err)
+	}
+	if _, err := desk.SettleAfterSales(bg, &hufuv1.SettleAfterSalesRequest{CaseId: c.Id, Outcome: "x"}); statusCode(err) != codes.FailedPrecondition {
+		t.Fatalf("settling a refunded case: %v", err)
+	}
+
+	// The certificate is revoked, its key's share destroyed, its serial on the CRL.
+	if st := certStatus(t, p, serial); st != hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED {
+		t.Fatalf("certificate after the refund: %v", st)
+	}
+	if _, err := p.key.signer().Sign(rand.Reader, []byte("bid"), &cosign.SignerOpts{}); statusCode(err) != codes.FailedPrecondition {
+		t.Fatalf("signing after the refund: %v", err)
+	}
+	if !onCRL(t, a, serial) {
+		t.Fatal("the refunded certificate is not on the CRL")
+	}
+	// The person sees 同意退款; the order is no longer invoiceable, and gets no new case.
+	if list(hufuv1.AfterSalesState_AFTER_SALES_STATE_REFUNDED, "") != 1 || list(hufuv1.AfterSalesState_AFTER_SALES_STATE_IN_REVIEW, "") != 0 {
+		t.Fatal("listing after the refund")
+	}
+	if inv := invoiceable(t, hufuv1.NewInvoiceServiceClient(p.conn.ClientConn())); inv[order.Id] != 0 {
+		t.Fatalf("a refunded order is invoiceable: %v", inv)
+	}
+	_, err = as.PreviewAfterSales(bg, &hufuv1.PreviewAfterSalesRequest{OrderId: order.Id})
+	wantCode(t, err, codes.FailedPrecondition, "")
+
+	// The ledger: the payment and its reversal, and the audit trail of every step.
+	export := a.auditExport(auditor)
+	_, lines := ledgerFromAudit(t, export)
+	entries := entriesOf(lines, order.Id)
+	if len(entries) != 2 || entries[1].kind != "refund" || entries[1].reverses != entries[0].entry || entries[1].entry != refunded.Case.RefundEntryId ||
+		entries[1].amount != order.PriceFen || entries[1].debit != entries[0].credit {
+		t.Fatalf("ledger entries of the order: %+v", entries)
+	}
+	for _, action := range []string{"aftersales.apply", "aftersales.refund.start", "aftersales.revoke", "cert.revoke", "aftersales.refund"} {
+		if !strings.Contains(string(export), `"action":"`+action+`"`) {
+			t.Errorf("no %s in the audit log", action)
+		}
+	}
+	if strings.Contains(string(export), "误购") {
+		t.Error("the audit log holds the person's text")
+	}
+	if r, err := a.payDesk().CheckLedger(bg, &hufuv1.CheckLedgerRequest{}); err != nil || !r.Balanced {
+		t.Fatalf("ledger check: %v %v", r, err)
+	}
+}
+
+func TestAfterSalesSettleWithdrawAndInvoice(t *testing.T) {
+	a, auditor := afterSalesAppliance(t)
+	review, desk := a.desk(), a.afterSalesDesk()
+	p := newApplicant(t, a, phone, "device-as-11", "key-as-0011")
+	as := hufuv1.NewAfterSalesServiceClient(p.conn.ClientConn())
+	applyFor := func(o *hufuv1.Order, id string) *hufuv1.AfterSalesCase {
+		t.Helper()
+		pv, err := as.PreviewAfterSales(bg, &hufuv1.PreviewAfterSalesRequest{OrderId: o.Id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := as.ApplyAfterSales(bg, &hufuv1.ApplyAfterSalesRequest{RequestId: id, OrderId: o.Id, Reason: hufuv1.AfterSalesReason_AFTER_SALES_REASON_CERTIFICATE_UNUSABLE,
+			Acknowledgement: pv.Acknowledgement})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Case
+	}
+
+	// 协商解决: closed with the agreed outcome; no money moves, the certificate stays.
+	o1 := p.paidOrder(review)
+	c1 := applyFor(o1, "as-settle-0001")
+	_, err := desk.SettleAfterSales(bg, &hufuv1.SettleAfterSalesRequest{CaseId: c1.Id})
+	wantCode(t, err, codes.InvalidArgument, "outcome")
+	settled, err := desk.SettleAfterSales(bg, &hufuv1.SettleAfterSalesRequest{CaseId: c1.Id, Outcome: "已远程协助重新安装证书，可正常使用"})
+	if err != nil || settled.Case.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_SETTLED || settled.Case.Outcome == "" {
+		t.Fatalf("settle: %v %v", settled, err)
+	}
+	if _, err := desk.RefundAfterSales(bg, &hufuv1.RefundAfterSalesRequest{CaseId: c1.Id}); statusCode(err) != codes.FailedPrecondition {
+		t.Fatalf("refunding a settled case: %v", err)
+	}
+	if st := certStatus(t, p, o1.Serial); st != hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE {
+		t.Fatalf("certificate after settling: %v", st)
+	}
+	// Closed, the order may have a new case; withdrawn, that one is closed too.
+	c1b := applyFor(o1, "as-settle-0002")
+	w, err := as.WithdrawAfterSales(bg, &hufuv1.WithdrawAfterSalesRequest{CaseId: c1b.Id})
+	if err != nil || w.Case.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_WITHDRAWN {
+		t.Fatalf("withdraw: %v %v", w, err)
+	}
+	if r, err := as.ListAfterSales(bg, &hufuv1.ListAfterSalesRequest{State: hufuv1.AfterSalesState_AFTER_SALES_STATE_SETTLED}); err != nil || len(r.Cases) != 1 {
+		t.Fatalf("settled list: %v %v", r, err)
+	}
+
+	// An invoiced order: the refund is refused (and recorded) until the invoice is rejected.
+	o2 := p.paidOrder(review)
+	inv := hufuv1.NewInvoiceServiceClient(p.conn.ClientConn())
+	ir, err := inv.RequestInvoice(bg, &hufuv1.RequestInvoiceRequest{RequestId: "as-inv-0001", Kind: hufuv1.InvoiceKind_INVOICE_KIND_ORDINARY,
+		Title: personalTitle(), OrderIds: []string{o2.Id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv, err := as.PreviewAfterSales(bg, &hufuv1.PreviewAfterSalesRequest{OrderId: o2.Id})
+	if err != nil || pv.InvoiceId != ir.Invoice.Id {
+		t.Fatalf("preview of an invoiced order: %v %v", pv, err)
+	}
+	c2 := applyFor(o2, "as-inv-case-0001")
+	_, err = desk.RefundAfterSales(bg, &hufuv1.RefundAfterSalesRequest{CaseId: c2.Id})
+	if statusCode(err) != codes.FailedPrecondition || !strings.Contains(errMessage(err), ir.Invoice.Id) {
+		t.Fatalf("refunding an invoiced order: %v", err)
+	}
+	if got, _ := as.GetAfterSales(bg, &hufuv1.GetAfterSalesRequest{CaseId: c2.Id}); got.Case.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_IN_REVIEW {
+		t.Fatalf("the refused case is %v", got.Case.State)
+	}
+	if _, err := a.invoiceDesk().RejectInvoice(bg, &hufuv1.RejectInvoiceRequest{InvoiceId: ir.Invoice.Id, Reason: "订单申请退款"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := desk.RefundAfterSales(bg, &hufuv1.RefundAfterSalesRequest{CaseId: c2.Id}); err != nil || r.Case.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_REFUNDED {
+		t.Fatalf("refund after the invoice's rejection: %v %v", r, err)
+	}
+	// Once refunding started, the order can no longer be invoiced.
+	_, err = inv.RequestInvoice(bg, &hufuv1.RequestInvoiceRequest{RequestId: "as-inv-0002", Kind: hufuv1.InvoiceKind_INVOICE_KIND_ORDINARY,
+		Title: personalTitle(), OrderIds: []string{o2.Id}})
+	if err == nil {
+		t.Fatal("a refunded order was invoiced")
+	}
+
+	// Money moved only for o2; the refusal is in the audit log.
+	export := a.auditExport(auditor)
+	_, lines := ledgerFromAudit(t, export)
+	if n := len(entriesOf(lines, o1.Id)); n != 1 {
+		t.Fatalf("the settled order has %d ledger entries", n)
+	}
+	if n := len(entriesOf(lines, o2.Id)); n != 2 {
+		t.Fatalf("the refunded order has %d ledger entries", n)
+	}
+	if !strings.Contains(string(export), `"outcome":"denied"`) || !strings.Contains(string(export), `"action":"aftersales.settle"`) {
+		t.Error("the refusal or the settlement is not in the audit log")
+	}
+}
+
+// TestAfterSalesDeskNeedsItsPermission: a system client without hufu.v1.AfterSalesDeskService
+// is refused, and a phone cannot call the desk.
+func TestAfterSalesDeskNeedsItsPermission(t *testing.T) {
+	a := startAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService"}}}
+	})
+	desk := a.afterSalesDesk()
+	_, err := desk.ListOpenAfterSales(bg, &hufuv1.ListOpenAfterSalesRequest{})
+	wantCode(t, err, codes.PermissionDenied, "")
+	_, err = desk.RefundAfterSales(bg, &hufuv1.RefundAfterSalesRequest{CaseId: strings.Repeat("0", 22)})
+	wantCode(t, err, codes.PermissionDenied, "")
+	conn, _ := a.verifiedUser("13800138333", "device-as-21")
+	_, err = hufuv1.NewAfterSalesDeskServiceClient(conn.ClientConn()).SettleAfterSales(bg, &hufuv1.SettleAfterSalesRequest{CaseId: strings.Repeat("0", 22), Outcome: "x"})
+	if c := statusCode(err); c != codes.PermissionDenied && c != codes.Unauthenticated {
+		t.Fatalf("a phone at the desk: %v", err)
+	}
+}
+
+// TestGrantingTheAfterSalesDeskNeedsASecondOfficer: AfterSalesDeskService is in the desk table.
+func TestGrantingTheAfterSalesDeskNeedsASecondOfficer(t *testing.T) {
+	a := startAdminAppliance(t, nil)
+	sam, sue := a.adminClient(admin.SecurityOfficer), a.adminClient(secondOfficer)
+	reg, err := sam.RegisterSystemClient(bg, "as-desk", []string{"hufu.v1.AfterSalesDeskService"})
+	if err != nil || reg.Approval == nil || reg.Client != nil || !equal(reg.Approval.Desks, "aftersales") {
+		t.Fatalf("desk request: %+v %v", reg, err)
+	}
+	if d, err := sue.Approve(bg, reg.Approval.ID); err != nil || d.Approval.State != admin.ApprovalApproved {
+		t.Fatalf("approve: %+v %v", d, err)
+	}
+}

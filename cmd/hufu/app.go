@@ -490,6 +490,7 @@ func (c *cli) commands() []*urfave.Command {
 		{"Help and feedback", c.supportCommands()},
 		{"Payments", c.paymentCommands()},
 		{"Mutual recognition", c.walletCommands()},
+		{"After-sales", c.afterSalesCommands()},
 		{"Scan sessions", c.scanCommands()},
 		{"Bid openings", c.openingCommands()},
 		{"Auditing", c.auditCommands()},

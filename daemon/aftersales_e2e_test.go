@@ -171,6 +171,10 @@ func TestAfterSalesRefundEndToEnd(t *testing.T) {
 	if err != nil || len(open.Cases) != 1 || open.Cases[0].Id != c.Id || !strings.Contains(open.Cases[0].PhoneMasked, "****") {
 		t.Fatalf("open cases: %v %v", open, err)
 	}
+	att, err := desk.GetAfterSalesAttachment(bg, &hufuv1.GetAfterSalesAttachmentRequest{CaseId: c.Id, AttachmentId: c.Attachments[0].Id})
+	if err != nil || string(att.Content) != string(testPDF) || att.Attachment.FileName != "receipt.pdf" {
+		t.Fatalf("the desk reads the attachment: %v %v", att, err)
+	}
 	refunded, err := desk.RefundAfterSales(bg, &hufuv1.RefundAfterSalesRequest{CaseId: c.Id})
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +189,8 @@ func TestAfterSalesRefundEndToEnd(t *testing.T) {
 	if _, err := desk.SettleAfterSales(bg, &hufuv1.SettleAfterSalesRequest{CaseId: c.Id, Outcome: "x"}); statusCode(err) != codes.FailedPrecondition {
 		t.Fatalf("settling a refunded case: %v", err)
 	}
+	_, err = desk.GetAfterSalesAttachment(bg, &hufuv1.GetAfterSalesAttachmentRequest{CaseId: c.Id, AttachmentId: c.Attachments[0].Id})
+	wantCode(t, err, codes.FailedPrecondition, "")
 
 	// The certificate is revoked, its key's share destroyed, its serial on the CRL.
 	if st := certStatus(t, p, serial); st != hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED {

@@ -1417,6 +1417,110 @@ func (x *SettleAfterSalesResponse) GetCase() *AfterSalesCase {
 	return nil
 }
 
+type GetAfterSalesAttachmentRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CaseId        string                 `protobuf:"bytes,1,opt,name=case_id,json=caseId,proto3" json:"case_id,omitempty"`
+	AttachmentId  string                 `protobuf:"bytes,2,opt,name=attachment_id,json=attachmentId,proto3" json:"attachment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAfterSalesAttachmentRequest) Reset() {
+	*x = GetAfterSalesAttachmentRequest{}
+	mi := &file_hufu_v1_aftersales_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAfterSalesAttachmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAfterSalesAttachmentRequest) ProtoMessage() {}
+
+func (x *GetAfterSalesAttachmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_aftersales_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAfterSalesAttachmentRequest.ProtoReflect.Descriptor instead.
+func (*GetAfterSalesAttachmentRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_aftersales_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetAfterSalesAttachmentRequest) GetCaseId() string {
+	if x != nil {
+		return x.CaseId
+	}
+	return ""
+}
+
+func (x *GetAfterSalesAttachmentRequest) GetAttachmentId() string {
+	if x != nil {
+		return x.AttachmentId
+	}
+	return ""
+}
+
+type GetAfterSalesAttachmentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attachment    *AfterSalesAttachment  `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
+	Content       []byte                 `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAfterSalesAttachmentResponse) Reset() {
+	*x = GetAfterSalesAttachmentResponse{}
+	mi := &file_hufu_v1_aftersales_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAfterSalesAttachmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAfterSalesAttachmentResponse) ProtoMessage() {}
+
+func (x *GetAfterSalesAttachmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_aftersales_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAfterSalesAttachmentResponse.ProtoReflect.Descriptor instead.
+func (*GetAfterSalesAttachmentResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_aftersales_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetAfterSalesAttachmentResponse) GetAttachment() *AfterSalesAttachment {
+	if x != nil {
+		return x.Attachment
+	}
+	return nil
+}
+
+func (x *GetAfterSalesAttachmentResponse) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
 var File_hufu_v1_aftersales_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_aftersales_proto_rawDesc = "" +
@@ -1512,7 +1616,15 @@ const file_hufu_v1_aftersales_proto_rawDesc = "" +
 	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12\x18\n" +
 	"\aoutcome\x18\x02 \x01(\tR\aoutcome\"G\n" +
 	"\x18SettleAfterSalesResponse\x12+\n" +
-	"\x04case\x18\x01 \x01(\v2\x17.hufu.v1.AfterSalesCaseR\x04case*\x9d\x02\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.hufu.v1.AfterSalesCaseR\x04case\"^\n" +
+	"\x1eGetAfterSalesAttachmentRequest\x12\x17\n" +
+	"\acase_id\x18\x01 \x01(\tR\x06caseId\x12#\n" +
+	"\rattachment_id\x18\x02 \x01(\tR\fattachmentId\"z\n" +
+	"\x1fGetAfterSalesAttachmentResponse\x12=\n" +
+	"\n" +
+	"attachment\x18\x01 \x01(\v2\x1d.hufu.v1.AfterSalesAttachmentR\n" +
+	"attachment\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent*\x9d\x02\n" +
 	"\x10AfterSalesReason\x12\"\n" +
 	"\x1eAFTER_SALES_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dAFTER_SALES_REASON_NOT_NEEDED\x10\x01\x12(\n" +
@@ -1534,11 +1646,12 @@ const file_hufu_v1_aftersales_proto_rawDesc = "" +
 	"\x0fApplyAfterSales\x12\x1f.hufu.v1.ApplyAfterSalesRequest\x1a .hufu.v1.ApplyAfterSalesResponse\x12Q\n" +
 	"\x0eListAfterSales\x12\x1e.hufu.v1.ListAfterSalesRequest\x1a\x1f.hufu.v1.ListAfterSalesResponse\x12N\n" +
 	"\rGetAfterSales\x12\x1d.hufu.v1.GetAfterSalesRequest\x1a\x1e.hufu.v1.GetAfterSalesResponse\x12]\n" +
-	"\x12WithdrawAfterSales\x12\".hufu.v1.WithdrawAfterSalesRequest\x1a#.hufu.v1.WithdrawAfterSalesResponse2\xa8\x02\n" +
+	"\x12WithdrawAfterSales\x12\".hufu.v1.WithdrawAfterSalesRequest\x1a#.hufu.v1.WithdrawAfterSalesResponse2\x96\x03\n" +
 	"\x15AfterSalesDeskService\x12]\n" +
 	"\x12ListOpenAfterSales\x12\".hufu.v1.ListOpenAfterSalesRequest\x1a#.hufu.v1.ListOpenAfterSalesResponse\x12W\n" +
 	"\x10RefundAfterSales\x12 .hufu.v1.RefundAfterSalesRequest\x1a!.hufu.v1.RefundAfterSalesResponse\x12W\n" +
-	"\x10SettleAfterSales\x12 .hufu.v1.SettleAfterSalesRequest\x1a!.hufu.v1.SettleAfterSalesResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\x10SettleAfterSales\x12 .hufu.v1.SettleAfterSalesRequest\x1a!.hufu.v1.SettleAfterSalesResponse\x12l\n" +
+	"\x17GetAfterSalesAttachment\x12'.hufu.v1.GetAfterSalesAttachmentRequest\x1a(.hufu.v1.GetAfterSalesAttachmentResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_aftersales_proto_rawDescOnce sync.Once
@@ -1553,45 +1666,47 @@ func file_hufu_v1_aftersales_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_aftersales_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hufu_v1_aftersales_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_hufu_v1_aftersales_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_hufu_v1_aftersales_proto_goTypes = []any{
-	(AfterSalesReason)(0),                 // 0: hufu.v1.AfterSalesReason
-	(AfterSalesState)(0),                  // 1: hufu.v1.AfterSalesState
-	(*AfterSalesReasonInfo)(nil),          // 2: hufu.v1.AfterSalesReasonInfo
-	(*AfterSalesAttachment)(nil),          // 3: hufu.v1.AfterSalesAttachment
-	(*AfterSalesCase)(nil),                // 4: hufu.v1.AfterSalesCase
-	(*ListAfterSalesReasonsRequest)(nil),  // 5: hufu.v1.ListAfterSalesReasonsRequest
-	(*ListAfterSalesReasonsResponse)(nil), // 6: hufu.v1.ListAfterSalesReasonsResponse
-	(*PreviewAfterSalesRequest)(nil),      // 7: hufu.v1.PreviewAfterSalesRequest
-	(*PreviewAfterSalesResponse)(nil),     // 8: hufu.v1.PreviewAfterSalesResponse
-	(*ApplyAfterSalesRequest)(nil),        // 9: hufu.v1.ApplyAfterSalesRequest
-	(*ApplyAfterSalesResponse)(nil),       // 10: hufu.v1.ApplyAfterSalesResponse
-	(*ListAfterSalesRequest)(nil),         // 11: hufu.v1.ListAfterSalesRequest
-	(*ListAfterSalesResponse)(nil),        // 12: hufu.v1.ListAfterSalesResponse
-	(*GetAfterSalesRequest)(nil),          // 13: hufu.v1.GetAfterSalesRequest
-	(*GetAfterSalesResponse)(nil),         // 14: hufu.v1.GetAfterSalesResponse
-	(*WithdrawAfterSalesRequest)(nil),     // 15: hufu.v1.WithdrawAfterSalesRequest
-	(*WithdrawAfterSalesResponse)(nil),    // 16: hufu.v1.WithdrawAfterSalesResponse
-	(*ListOpenAfterSalesRequest)(nil),     // 17: hufu.v1.ListOpenAfterSalesRequest
-	(*ListOpenAfterSalesResponse)(nil),    // 18: hufu.v1.ListOpenAfterSalesResponse
-	(*RefundAfterSalesRequest)(nil),       // 19: hufu.v1.RefundAfterSalesRequest
-	(*RefundAfterSalesResponse)(nil),      // 20: hufu.v1.RefundAfterSalesResponse
-	(*SettleAfterSalesRequest)(nil),       // 21: hufu.v1.SettleAfterSalesRequest
-	(*SettleAfterSalesResponse)(nil),      // 22: hufu.v1.SettleAfterSalesResponse
-	(*timestamppb.Timestamp)(nil),         // 23: google.protobuf.Timestamp
-	(*NewAttachment)(nil),                 // 24: hufu.v1.NewAttachment
+	(AfterSalesReason)(0),                   // 0: hufu.v1.AfterSalesReason
+	(AfterSalesState)(0),                    // 1: hufu.v1.AfterSalesState
+	(*AfterSalesReasonInfo)(nil),            // 2: hufu.v1.AfterSalesReasonInfo
+	(*AfterSalesAttachment)(nil),            // 3: hufu.v1.AfterSalesAttachment
+	(*AfterSalesCase)(nil),                  // 4: hufu.v1.AfterSalesCase
+	(*ListAfterSalesReasonsRequest)(nil),    // 5: hufu.v1.ListAfterSalesReasonsRequest
+	(*ListAfterSalesReasonsResponse)(nil),   // 6: hufu.v1.ListAfterSalesReasonsResponse
+	(*PreviewAfterSalesRequest)(nil),        // 7: hufu.v1.PreviewAfterSalesRequest
+	(*PreviewAfterSalesResponse)(nil),       // 8: hufu.v1.PreviewAfterSalesResponse
+	(*ApplyAfterSalesRequest)(nil),          // 9: hufu.v1.ApplyAfterSalesRequest
+	(*ApplyAfterSalesResponse)(nil),         // 10: hufu.v1.ApplyAfterSalesResponse
+	(*ListAfterSalesRequest)(nil),           // 11: hufu.v1.ListAfterSalesRequest
+	(*ListAfterSalesResponse)(nil),          // 12: hufu.v1.ListAfterSalesResponse
+	(*GetAfterSalesRequest)(nil),            // 13: hufu.v1.GetAfterSalesRequest
+	(*GetAfterSalesResponse)(nil),           // 14: hufu.v1.GetAfterSalesResponse
+	(*WithdrawAfterSalesRequest)(nil),       // 15: hufu.v1.WithdrawAfterSalesRequest
+	(*WithdrawAfterSalesResponse)(nil),      // 16: hufu.v1.WithdrawAfterSalesResponse
+	(*ListOpenAfterSalesRequest)(nil),       // 17: hufu.v1.ListOpenAfterSalesRequest
+	(*ListOpenAfterSalesResponse)(nil),      // 18: hufu.v1.ListOpenAfterSalesResponse
+	(*RefundAfterSalesRequest)(nil),         // 19: hufu.v1.RefundAfterSalesRequest
+	(*RefundAfterSalesResponse)(nil),        // 20: hufu.v1.RefundAfterSalesResponse
+	(*SettleAfterSalesRequest)(nil),         // 21: hufu.v1.SettleAfterSalesRequest
+	(*SettleAfterSalesResponse)(nil),        // 22: hufu.v1.SettleAfterSalesResponse
+	(*GetAfterSalesAttachmentRequest)(nil),  // 23: hufu.v1.GetAfterSalesAttachmentRequest
+	(*GetAfterSalesAttachmentResponse)(nil), // 24: hufu.v1.GetAfterSalesAttachmentResponse
+	(*timestamppb.Timestamp)(nil),           // 25: google.protobuf.Timestamp
+	(*NewAttachment)(nil),                   // 26: hufu.v1.NewAttachment
 }
 var file_hufu_v1_aftersales_proto_depIdxs = []int32{
 	0,  // 0: hufu.v1.AfterSalesReasonInfo.reason:type_name -> hufu.v1.AfterSalesReason
 	0,  // 1: hufu.v1.AfterSalesCase.reason:type_name -> hufu.v1.AfterSalesReason
 	3,  // 2: hufu.v1.AfterSalesCase.attachments:type_name -> hufu.v1.AfterSalesAttachment
 	1,  // 3: hufu.v1.AfterSalesCase.state:type_name -> hufu.v1.AfterSalesState
-	23, // 4: hufu.v1.AfterSalesCase.created_at:type_name -> google.protobuf.Timestamp
-	23, // 5: hufu.v1.AfterSalesCase.updated_at:type_name -> google.protobuf.Timestamp
-	23, // 6: hufu.v1.AfterSalesCase.closed_at:type_name -> google.protobuf.Timestamp
+	25, // 4: hufu.v1.AfterSalesCase.created_at:type_name -> google.protobuf.Timestamp
+	25, // 5: hufu.v1.AfterSalesCase.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 6: hufu.v1.AfterSalesCase.closed_at:type_name -> google.protobuf.Timestamp
 	2,  // 7: hufu.v1.ListAfterSalesReasonsResponse.reasons:type_name -> hufu.v1.AfterSalesReasonInfo
 	0,  // 8: hufu.v1.ApplyAfterSalesRequest.reason:type_name -> hufu.v1.AfterSalesReason
-	24, // 9: hufu.v1.ApplyAfterSalesRequest.attachments:type_name -> hufu.v1.NewAttachment
+	26, // 9: hufu.v1.ApplyAfterSalesRequest.attachments:type_name -> hufu.v1.NewAttachment
 	4,  // 10: hufu.v1.ApplyAfterSalesResponse.case:type_name -> hufu.v1.AfterSalesCase
 	1,  // 11: hufu.v1.ListAfterSalesRequest.state:type_name -> hufu.v1.AfterSalesState
 	4,  // 12: hufu.v1.ListAfterSalesResponse.cases:type_name -> hufu.v1.AfterSalesCase
@@ -1600,29 +1715,32 @@ var file_hufu_v1_aftersales_proto_depIdxs = []int32{
 	4,  // 15: hufu.v1.ListOpenAfterSalesResponse.cases:type_name -> hufu.v1.AfterSalesCase
 	4,  // 16: hufu.v1.RefundAfterSalesResponse.case:type_name -> hufu.v1.AfterSalesCase
 	4,  // 17: hufu.v1.SettleAfterSalesResponse.case:type_name -> hufu.v1.AfterSalesCase
-	5,  // 18: hufu.v1.AfterSalesService.ListAfterSalesReasons:input_type -> hufu.v1.ListAfterSalesReasonsRequest
-	7,  // 19: hufu.v1.AfterSalesService.PreviewAfterSales:input_type -> hufu.v1.PreviewAfterSalesRequest
-	9,  // 20: hufu.v1.AfterSalesService.ApplyAfterSales:input_type -> hufu.v1.ApplyAfterSalesRequest
-	11, // 21: hufu.v1.AfterSalesService.ListAfterSales:input_type -> hufu.v1.ListAfterSalesRequest
-	13, // 22: hufu.v1.AfterSalesService.GetAfterSales:input_type -> hufu.v1.GetAfterSalesRequest
-	15, // 23: hufu.v1.AfterSalesService.WithdrawAfterSales:input_type -> hufu.v1.WithdrawAfterSalesRequest
-	17, // 24: hufu.v1.AfterSalesDeskService.ListOpenAfterSales:input_type -> hufu.v1.ListOpenAfterSalesRequest
-	19, // 25: hufu.v1.AfterSalesDeskService.RefundAfterSales:input_type -> hufu.v1.RefundAfterSalesRequest
-	21, // 26: hufu.v1.AfterSalesDeskService.SettleAfterSales:input_type -> hufu.v1.SettleAfterSalesRequest
-	6,  // 27: hufu.v1.AfterSalesService.ListAfterSalesReasons:output_type -> hufu.v1.ListAfterSalesReasonsResponse
-	8,  // 28: hufu.v1.AfterSalesService.PreviewAfterSales:output_type -> hufu.v1.PreviewAfterSalesResponse
-	10, // 29: hufu.v1.AfterSalesService.ApplyAfterSales:output_type -> hufu.v1.ApplyAfterSalesResponse
-	12, // 30: hufu.v1.AfterSalesService.ListAfterSales:output_type -> hufu.v1.ListAfterSalesResponse
-	14, // 31: hufu.v1.AfterSalesService.GetAfterSales:output_type -> hufu.v1.GetAfterSalesResponse
-	16, // 32: hufu.v1.AfterSalesService.WithdrawAfterSales:output_type -> hufu.v1.WithdrawAfterSalesResponse
-	18, // 33: hufu.v1.AfterSalesDeskService.ListOpenAfterSales:output_type -> hufu.v1.ListOpenAfterSalesResponse
-	20, // 34: hufu.v1.AfterSalesDeskService.RefundAfterSales:output_type -> hufu.v1.RefundAfterSalesResponse
-	22, // 35: hufu.v1.AfterSalesDeskService.SettleAfterSales:output_type -> hufu.v1.SettleAfterSalesResponse
-	27, // [27:36] is the sub-list for method output_type
-	18, // [18:27] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	3,  // 18: hufu.v1.GetAfterSalesAttachmentResponse.attachment:type_name -> hufu.v1.AfterSalesAttachment
+	5,  // 19: hufu.v1.AfterSalesService.ListAfterSalesReasons:input_type -> hufu.v1.ListAfterSalesReasonsRequest
+	7,  // 20: hufu.v1.AfterSalesService.PreviewAfterSales:input_type -> hufu.v1.PreviewAfterSalesRequest
+	9,  // 21: hufu.v1.AfterSalesService.ApplyAfterSales:input_type -> hufu.v1.ApplyAfterSalesRequest
+	11, // 22: hufu.v1.AfterSalesService.ListAfterSales:input_type -> hufu.v1.ListAfterSalesRequest
+	13, // 23: hufu.v1.AfterSalesService.GetAfterSales:input_type -> hufu.v1.GetAfterSalesRequest
+	15, // 24: hufu.v1.AfterSalesService.WithdrawAfterSales:input_type -> hufu.v1.WithdrawAfterSalesRequest
+	17, // 25: hufu.v1.AfterSalesDeskService.ListOpenAfterSales:input_type -> hufu.v1.ListOpenAfterSalesRequest
+	19, // 26: hufu.v1.AfterSalesDeskService.RefundAfterSales:input_type -> hufu.v1.RefundAfterSalesRequest
+	21, // 27: hufu.v1.AfterSalesDeskService.SettleAfterSales:input_type -> hufu.v1.SettleAfterSalesRequest
+	23, // 28: hufu.v1.AfterSalesDeskService.GetAfterSalesAttachment:input_type -> hufu.v1.GetAfterSalesAttachmentRequest
+	6,  // 29: hufu.v1.AfterSalesService.ListAfterSalesReasons:output_type -> hufu.v1.ListAfterSalesReasonsResponse
+	8,  // 30: hufu.v1.AfterSalesService.PreviewAfterSales:output_type -> hufu.v1.PreviewAfterSalesResponse
+	10, // 31: hufu.v1.AfterSalesService.ApplyAfterSales:output_type -> hufu.v1.ApplyAfterSalesResponse
+	12, // 32: hufu.v1.AfterSalesService.ListAfterSales:output_type -> hufu.v1.ListAfterSalesResponse
+	14, // 33: hufu.v1.AfterSalesService.GetAfterSales:output_type -> hufu.v1.GetAfterSalesResponse
+	16, // 34: hufu.v1.AfterSalesService.WithdrawAfterSales:output_type -> hufu.v1.WithdrawAfterSalesResponse
+	18, // 35: hufu.v1.AfterSalesDeskService.ListOpenAfterSales:output_type -> hufu.v1.ListOpenAfterSalesResponse
+	20, // 36: hufu.v1.AfterSalesDeskService.RefundAfterSales:output_type -> hufu.v1.RefundAfterSalesResponse
+	22, // 37: hufu.v1.AfterSalesDeskService.SettleAfterSales:output_type -> hufu.v1.SettleAfterSalesResponse
+	24, // 38: hufu.v1.AfterSalesDeskService.GetAfterSalesAttachment:output_type -> hufu.v1.GetAfterSalesAttachmentResponse
+	29, // [29:39] is the sub-list for method output_type
+	19, // [19:29] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_aftersales_proto_init() }
@@ -1637,7 +1755,7 @@ func file_hufu_v1_aftersales_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_aftersales_proto_rawDesc), len(file_hufu_v1_aftersales_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -353,9 +353,10 @@ var AfterSalesService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AfterSalesDeskService_ListOpenAfterSales_FullMethodName = "/hufu.v1.AfterSalesDeskService/ListOpenAfterSales"
-	AfterSalesDeskService_RefundAfterSales_FullMethodName   = "/hufu.v1.AfterSalesDeskService/RefundAfterSales"
-	AfterSalesDeskService_SettleAfterSales_FullMethodName   = "/hufu.v1.AfterSalesDeskService/SettleAfterSales"
+	AfterSalesDeskService_ListOpenAfterSales_FullMethodName      = "/hufu.v1.AfterSalesDeskService/ListOpenAfterSales"
+	AfterSalesDeskService_RefundAfterSales_FullMethodName        = "/hufu.v1.AfterSalesDeskService/RefundAfterSales"
+	AfterSalesDeskService_SettleAfterSales_FullMethodName        = "/hufu.v1.AfterSalesDeskService/SettleAfterSales"
+	AfterSalesDeskService_GetAfterSalesAttachment_FullMethodName = "/hufu.v1.AfterSalesDeskService/GetAfterSalesAttachment"
 )
 
 // AfterSalesDeskServiceClient is the client API for AfterSalesDeskService service.
@@ -375,6 +376,9 @@ type AfterSalesDeskServiceClient interface {
 	// SettleAfterSales closes a case in review as 协商解决 with the agreed outcome; no money
 	// moves and no certificate is revoked.
 	SettleAfterSales(ctx context.Context, in *SettleAfterSalesRequest, opts ...grpc.CallOption) (*SettleAfterSalesResponse, error)
+	// GetAfterSalesAttachment returns an attachment of an open case, the evidence the person
+	// submitted.
+	GetAfterSalesAttachment(ctx context.Context, in *GetAfterSalesAttachmentRequest, opts ...grpc.CallOption) (*GetAfterSalesAttachmentResponse, error)
 }
 
 type afterSalesDeskServiceClient struct {
@@ -415,6 +419,16 @@ func (c *afterSalesDeskServiceClient) SettleAfterSales(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *afterSalesDeskServiceClient) GetAfterSalesAttachment(ctx context.Context, in *GetAfterSalesAttachmentRequest, opts ...grpc.CallOption) (*GetAfterSalesAttachmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetAfterSalesAttachmentResponse)
+	err := c.cc.Invoke(ctx, AfterSalesDeskService_GetAfterSalesAttachment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AfterSalesDeskServiceServer is the server API for AfterSalesDeskService service.
 // All implementations must embed UnimplementedAfterSalesDeskServiceServer
 // for forward compatibility.
@@ -432,6 +446,9 @@ type AfterSalesDeskServiceServer interface {
 	// SettleAfterSales closes a case in review as 协商解决 with the agreed outcome; no money
 	// moves and no certificate is revoked.
 	SettleAfterSales(context.Context, *SettleAfterSalesRequest) (*SettleAfterSalesResponse, error)
+	// GetAfterSalesAttachment returns an attachment of an open case, the evidence the person
+	// submitted.
+	GetAfterSalesAttachment(context.Context, *GetAfterSalesAttachmentRequest) (*GetAfterSalesAttachmentResponse, error)
 	mustEmbedUnimplementedAfterSalesDeskServiceServer()
 }
 
@@ -450,6 +467,9 @@ func (UnimplementedAfterSalesDeskServiceServer) RefundAfterSales(context.Context
 }
 func (UnimplementedAfterSalesDeskServiceServer) SettleAfterSales(context.Context, *SettleAfterSalesRequest) (*SettleAfterSalesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SettleAfterSales not implemented")
+}
+func (UnimplementedAfterSalesDeskServiceServer) GetAfterSalesAttachment(context.Context, *GetAfterSalesAttachmentRequest) (*GetAfterSalesAttachmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAfterSalesAttachment not implemented")
 }
 func (UnimplementedAfterSalesDeskServiceServer) mustEmbedUnimplementedAfterSalesDeskServiceServer() {}
 func (UnimplementedAfterSalesDeskServiceServer) testEmbeddedByValue()                               {}
@@ -526,6 +546,24 @@ func _AfterSalesDeskService_SettleAfterSales_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AfterSalesDeskService_GetAfterSalesAttachment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAfterSalesAttachmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AfterSalesDeskServiceServer).GetAfterSalesAttachment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AfterSalesDeskService_GetAfterSalesAttachment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AfterSalesDeskServiceServer).GetAfterSalesAttachment(ctx, req.(*GetAfterSalesAttachmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AfterSalesDeskService_ServiceDesc is the grpc.ServiceDesc for AfterSalesDeskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -544,6 +582,10 @@ var AfterSalesDeskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SettleAfterSales",
 			Handler:    _AfterSalesDeskService_SettleAfterSales_Handler,
+		},
+		{
+			MethodName: "GetAfterSalesAttachment",
+			Handler:    _AfterSalesDeskService_GetAfterSalesAttachment_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -647,3 +647,28 @@ func stateName(st int32) string {
 	}
 	return hufuv1.AfterSalesState(st).String()
 }
+
+// OpenCases lists the ids of a user's open cases (in review or refunding), newest first: for
+// account deletion, which waits until none is open.
+func (s *Service) OpenCases(ctx context.Context, userID string) ([]string, error) {
+	if err := store.ValidPart(userID); err != nil {
+		return nil, err
+	}
+	var out []string
+	cursor := ""
+	for {
+		page, err := cases.List(ctx, s.deps.Store, "case/"+userID+"/", store.ListOptions{Cursor: cursor, Limit: store.MaxListLimit},
+			func(_ string, c *storepb.AfterSalesCase) bool {
+				return c.State == stateInReview || c.State == stateRefunding
+			})
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range page.Items {
+			out = append(out, it.Value.Id)
+		}
+		if cursor = page.Next; cursor == "" {
+			return out, nil
+		}
+	}
+}

@@ -230,6 +230,9 @@ func TestRefundResumesAfterAFailure(t *testing.T) {
 				if err != nil || len(open) != 1 || open[0].State != stateRefunding {
 					t.Fatalf("the desk's open list: %v %v", open, err)
 				}
+				if ids, err := s.OpenCases(ctx, user1); err != nil || len(ids) != 1 || ids[0] != c.Id {
+					t.Fatalf("open cases of the user: %v %v", ids, err)
+				}
 				s = x.service(t) // the daemon restarts
 			}
 			if got, _ := s.Get(ctx, person, c.Id); got.Revoked != tc.revokedAfterFailure {
@@ -247,6 +250,9 @@ func TestRefundResumesAfterAFailure(t *testing.T) {
 			}
 			if open, _, _ := s.ListOpen(ctx, 0, ""); len(open) != 0 {
 				t.Fatalf("open after the refund: %v", open)
+			}
+			if ids, err := s.OpenCases(ctx, user1); err != nil || len(ids) != 0 {
+				t.Fatalf("open cases of the user after the refund: %v %v", ids, err)
 			}
 			actions := auditActions(t, x.st)
 			for _, want := range []string{"aftersales.apply", "aftersales.refund.start", "aftersales.revoke", "aftersales.refund"} {

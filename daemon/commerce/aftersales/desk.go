@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,4 +288,32 @@ func (s *Service) Settle(ctx context.Context, desk authn.Caller, id, outcome str
 		s.m.changes.WithLabelValues("settle").Inc()
 	}
 	return out, nil
+}
+
+// DeskAttachment returns an attachment of an open case.
+func (s *Service) DeskAttachment(ctx context.Context, id, attachmentID string) (*storepb.AttachmentRef, []byte, error) {
+	c, err := s.read(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.State != stateInReview && c.State != stateRefunding {
+		return nil, nil, apierr.New(apierr.FailedPrecondition, "the case is %s: its attachments are no longer the desk's", stateName(c.State))
+	}
+	if !slices.Contains(c.AttachmentIds, attachmentID) {
+		return nil, nil, apierr.New(apierr.NotFound, "no attachment %q on this case", attachmentID)
+	}
+	refs, err := s.Attachments(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	blob, err := s.deps.Attachments.Get(ctx, attachmentID)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range refs {
+		if r.Id == attachmentID {
+			return r, blob.Content, nil
+		}
+	}
+	return &storepb.AttachmentRef{Id: attachmentID, MediaType: blob.MediaType, Size: blob.Size}, blob.Content, nil
 }

@@ -171,3 +171,15 @@ func (g deskServer) SettleAfterSales(ctx context.Context, req *hufuv1.SettleAfte
 	}
 	return &hufuv1.SettleAfterSalesResponse{Case: pb}, nil
 }
+
+func (g deskServer) GetAfterSalesAttachment(ctx context.Context, req *hufuv1.GetAfterSalesAttachmentRequest) (*hufuv1.GetAfterSalesAttachmentResponse, error) {
+	if err := isDesk(authn.CallerFrom(ctx)); err != nil {
+		return nil, err
+	}
+	ref, content, err := g.s.DeskAttachment(ctx, req.GetCaseId(), req.GetAttachmentId())
+	if err != nil {
+		return nil, err
+	}
+	return &hufuv1.GetAfterSalesAttachmentResponse{Attachment: &hufuv1.AfterSalesAttachment{Id: ref.Id, FileName: ref.FileName,
+		MediaType: ref.MediaType, Size: ref.Size}, Content: content}, nil
+}

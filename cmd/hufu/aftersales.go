@@ -28,7 +28,7 @@ func (c *cli) afterSalesCommands() []*urfave.Command {
 		group("aftersales", "after-sales on your completed orders (退款/售后)", "seed manual §1.8.1.4",
 			c.afterSalesApplyCommand(), c.afterSalesListCommand(), c.afterSalesShowCommand(), c.afterSalesWithdrawCommand()),
 		group("aftersales-desk", "the operators' after-sales desk (a system client allowed hufu.v1.AfterSalesDeskService)", "",
-			c.afterSalesDeskListCommand(), c.afterSalesDeskRefundCommand(), c.afterSalesDeskSettleCommand()),
+			c.afterSalesDeskListCommand(), c.afterSalesDeskAttachmentCommand(), c.afterSalesDeskRefundCommand(), c.afterSalesDeskSettleCommand()),
 	}
 }
 
@@ -297,6 +297,34 @@ func (c *cli) afterSalesDeskSettleCommand() *urfave.Command {
 				return err
 			}
 			c.printAfterSales(resp.Case, true)
+			return nil
+		}})
+}
+
+func (c *cli) afterSalesDeskAttachmentCommand() *urfave.Command {
+	fs := newFlags()
+	out := fs.String("out", "", "write it to this file (default: its own name in the current directory)")
+	return c.command(verb{name: "attachment", usage: "save an attachment of an open case", args: "CASE ATTACHMENT", fs: fs, nargs: twoArgs,
+		run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+			desk, err := c.afterSalesDesk(conn)
+			if err != nil {
+				return err
+			}
+			resp, err := desk.GetAfterSalesAttachment(ctx, &hufuv1.GetAfterSalesAttachmentRequest{CaseId: pos[0], AttachmentId: pos[1]})
+			if err != nil {
+				return err
+			}
+			path := *out
+			if path == "" {
+				path = filepath.Base(resp.Attachment.GetFileName())
+				if path == "." || path == "/" || path == "" {
+					path = resp.Attachment.GetId()
+				}
+			}
+			if err := os.WriteFile(path, resp.Content, 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "wrote %s (%s, %d bytes)\n", path, resp.Attachment.GetMediaType(), len(resp.Content))
 			return nil
 		}})
 }

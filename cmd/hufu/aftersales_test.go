@@ -101,9 +101,16 @@ func TestAfterSalesCommands(t *testing.T) {
 		t.Fatalf("show: %s", show)
 	}
 
-	// The desk lists and refunds.
-	if list := desk("list"); !strings.Contains(list, caseID[1]) || !strings.Contains(list, "****") {
+	// The desk lists, reads the attachment and refunds.
+	list := desk("list")
+	att := regexp.MustCompile(`attachment ([0-9a-f]{64})`).FindStringSubmatch(list)
+	if !strings.Contains(list, caseID[1]) || !strings.Contains(list, "****") || att == nil {
 		t.Fatalf("desk list: %s", list)
+	}
+	saved := filepath.Join(work, "evidence.pdf")
+	desk("attachment", caseID[1], att[1], "-out", saved)
+	if b, err := os.ReadFile(saved); err != nil || !strings.HasPrefix(string(b), "%PDF-") {
+		t.Fatalf("the saved attachment: %q %v", b, err)
 	}
 	if refunded := desk("refund", caseID[1]); !strings.Contains(refunded, "同意退款") || !strings.Contains(refunded, "ledger entry") {
 		t.Fatalf("refund: %s", refunded)

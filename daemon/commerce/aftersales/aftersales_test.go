@@ -6,10 +6,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -326,5 +328,51 @@ func TestRefundOfAnInvoicedOrderIsRefused(t *testing.T) {
 	x.invoice = ""
 	if got, err := s.Refund(ctx, desk, c.Id); err != nil || got.State != stateRefunded {
 		t.Fatalf("refund after the invoice's rejection: %v %v", got, err)
+	}
+}
+
+// TestOneOpenCasePerOrder: concurrent applications for one order with different request ids
+// open exactly one case; the others name it.
+func TestOneOpenCasePerOrder(t *testing.T) {
+	x := newFixture(t)
+	s := x.service(t)
+	ctx := context.Background()
+	p, err := s.Preview(ctx, person, orderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	var wg sync.WaitGroup
+	ids, errs := make([]string, n), make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			c, err := s.Apply(ctx, person, Application{RequestID: fmt.Sprintf("apply-race-%02d", i), OrderID: orderID,
+				Reason: hufuv1.AfterSalesReason_AFTER_SALES_REASON_DUPLICATE, Acknowledgement: p.Acknowledgement})
+			errs[i] = err
+			if err == nil {
+				ids[i] = c.Id
+			}
+		})
+	}
+	wg.Wait()
+	var opened []string
+	for i := range n {
+		switch {
+		case errs[i] == nil:
+			opened = append(opened, ids[i])
+		case kindOf(errs[i]) != apierr.FailedPrecondition:
+			t.Fatalf("apply %d: %v", i, errs[i])
+		}
+	}
+	if len(opened) != 1 {
+		t.Fatalf("%d cases opened: %v", len(opened), opened)
+	}
+	for i := range n {
+		if errs[i] != nil && !strings.Contains(errs[i].Error(), opened[0]) {
+			t.Fatalf("the refusal does not name the open case: %v", errs[i])
+		}
+	}
+	if list, _, err := s.List(ctx, person, 0, "", 0, ""); err != nil || len(list) != 1 {
+		t.Fatalf("cases: %v %v", list, err)
 	}
 }

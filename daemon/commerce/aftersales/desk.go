@@ -130,7 +130,8 @@ func (s *Service) Refund(ctx context.Context, desk authn.Caller, id string) (*st
 				return err
 			}
 			if cur.State != stateInReview {
-				return apierr.New(apierr.Aborted, "the case changed meanwhile; retry")
+				// Settled or withdrawn since it was read.
+				return apierr.New(apierr.FailedPrecondition, "the case is %s already", stateName(cur.State))
 			}
 			details := map[string]string{"case": id, "order": c.OrderId, "amount_fen": strconv.FormatInt(o.PriceFen, 10), "serials": strings.Join(serials, ",")}
 			inv, err := s.deps.InvoiceOf(tx, c.OrderId)

@@ -311,6 +311,7 @@ func (d *Daemon) buildServices() error {
 	if err := d.buildAfterSales(); err != nil {
 		return err
 	}
+	d.wireDeletion()
 	if err := d.buildScan(); err != nil {
 		return err
 	}

@@ -221,13 +221,22 @@ func (tx *Tx) put(key string, m proto.Message, opts []PutOption) error {
 	return nil
 }
 
-// Delete removes the record at key; deleting an absent record is not an error.
+// Delete removes the record at key, and the expiry entry of its current version (expiry
+// entries name the record's key, which may hold personal data such as a phone number);
+// deleting an absent record is not an error. Entries of earlier versions written with
+// another expiry stay until they fall due and the sweeper drops them.
 func (tx *Tx) Delete(key string) error {
 	if err := checkRecordKey(key); err != nil {
 		return err
 	}
-	if err := tx.lock(key); err != nil {
+	v, ok, err := tx.read(key)
+	if err != nil {
 		return err
+	}
+	if ok {
+		if env, err := decodeEnvelope(v); err == nil && env.hasExp {
+			tx.write(ttlKey(env.expires, key), nil)
+		}
 	}
 	tx.write(key, nil)
 	return nil

@@ -45,6 +45,7 @@ func (c *cli) accountCommands() []*urfave.Command {
 			c.passwordCommand("set", "set or change the password"),
 			c.passwordCommand("reset", "reset a forgotten password by an SMS code to the number; signs out every session")),
 		group("phone", "change the account's mobile number", "", c.phoneChangeCommand()),
+		group("account", "delete the account (账号注销)", "", c.accountDeleteCommand()),
 	}
 }
 
@@ -305,6 +306,55 @@ func (c *cli) phoneChangeCommand() *urfave.Command {
 				return err
 			}
 			fmt.Fprintf(c.out, "phone changed to %s; other sessions of the account were signed out\n", r.Account.PhoneMasked)
+			return nil
+		}})
+}
+
+func (c *cli) accountDeleteCommand() *urfave.Command {
+	fs := newFlags()
+	phone := fs.String("phone", "", "the account's mobile number (the confirmation code goes there)")
+	code := fs.String("code", "", "SMS code for the deletion (default: development outbox, else prompt)")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	return c.command(verb{name: "delete", usage: "delete the account for good: lists what must be done first (cards, certificates, enterprises, orders)",
+		desc: "delete -phone P [-code C] [-yes]", fs: fs, nargs: noArgs,
+		run: func(ctx context.Context, conn *client.Conn, _ []string) error {
+			if *phone == "" {
+				return usagef("-phone is required: a code to the account's number confirms the deletion")
+			}
+			preview, err := conn.Accounts.PreviewAccountDeletion(ctx, &hufuv1.PreviewAccountDeletionRequest{})
+			if err != nil {
+				return err
+			}
+			if len(preview.Blockers) > 0 {
+				fmt.Fprintln(c.errOut, "the account cannot be deleted yet:")
+				for _, b := range preview.Blockers {
+					fmt.Fprintf(c.errOut, "  %s: %s\n", b.Precondition, b.Message)
+				}
+				return fmt.Errorf("%d preconditions of deletion not met", len(preview.Blockers))
+			}
+			fmt.Fprintln(c.errOut, "账号注销后不能恢复。Deleting the account is irreversible: your phone number, name, ID number, password,")
+			fmt.Fprintln(c.errOut, "WeChat binding and saved invoice titles are erased and every session is signed out.")
+			if !*yes {
+				answer, err := c.prompt("type DELETE to confirm: ")
+				if err != nil {
+					return err
+				}
+				if answer != "DELETE" {
+					return errors.New("not confirmed; nothing deleted")
+				}
+			}
+			sms, err := c.smsCode(ctx, conn, *phone, hufuv1.SmsPurpose_SMS_PURPOSE_DELETE_ACCOUNT, *code)
+			if err != nil {
+				return err
+			}
+			if _, err := conn.Accounts.DeleteAccount(ctx, &hufuv1.DeleteAccountRequest{Code: sms, ConfirmIrreversible: true}); err != nil {
+				return err
+			}
+			c.state.AccessToken, c.state.RefreshToken = "", ""
+			if err := c.save(); err != nil {
+				return err
+			}
+			fmt.Fprintln(c.out, "account deleted; the number may register again as a new account")
 			return nil
 		}})
 }

@@ -151,6 +151,7 @@ var devPurposes = map[hufuv1.SmsPurpose]accounts.Purpose{
 	hufuv1.SmsPurpose_SMS_PURPOSE_CHANGE_PHONE:          accounts.PurposeChangePhone,
 	hufuv1.SmsPurpose_SMS_PURPOSE_RESET_PASSWORD:        accounts.PurposeResetPassword,
 	hufuv1.SmsPurpose_SMS_PURPOSE_RESET_CERTIFICATE_PIN: accounts.PurposeResetCertificate,
+	hufuv1.SmsPurpose_SMS_PURPOSE_DELETE_ACCOUNT:        accounts.PurposeDeleteAccount,
 }
 
 func methodName(m hufuv1.IdentityMethod) string {

@@ -72,6 +72,8 @@ type Service struct {
 	platforms map[string]Platform
 	resolved  *sessionCache // access tokens already looked up
 	argon     chan struct{} // bounds concurrent Argon2id password checks
+	// deletion is set once while wiring (SetDeletion), before serving.
+	deletion *Deletion
 	Deps
 }
 

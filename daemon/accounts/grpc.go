@@ -46,6 +46,7 @@ var purposes = map[hufuv1.SmsPurpose]Purpose{
 	hufuv1.SmsPurpose_SMS_PURPOSE_RESET_PASSWORD:        PurposeResetPassword,
 	hufuv1.SmsPurpose_SMS_PURPOSE_BIND_WECHAT:           PurposeBindWeChat,
 	hufuv1.SmsPurpose_SMS_PURPOSE_RESET_CERTIFICATE_PIN: PurposeResetCertificate,
+	hufuv1.SmsPurpose_SMS_PURPOSE_DELETE_ACCOUNT:        PurposeDeleteAccount,
 }
 
 func (a accountServer) SendSmsCode(ctx context.Context, req *hufuv1.SendSmsCodeRequest) (*hufuv1.SendSmsCodeResponse, error) {
@@ -139,6 +140,22 @@ func (a accountServer) ChangePhone(ctx context.Context, req *hufuv1.ChangePhoneR
 		return nil, err
 	}
 	return &hufuv1.ChangePhoneResponse{Account: a.s.accountPB(u)}, nil
+}
+
+func (a accountServer) PreviewAccountDeletion(ctx context.Context, _ *hufuv1.PreviewAccountDeletionRequest) (*hufuv1.PreviewAccountDeletionResponse, error) {
+	bs, err := a.s.PreviewDeletion(ctx, authn.CallerFrom(ctx))
+	if err != nil {
+		return nil, err
+	}
+	out := &hufuv1.PreviewAccountDeletionResponse{}
+	for _, b := range bs {
+		out.Blockers = append(out.Blockers, &hufuv1.DeletionBlocker{Precondition: b.Precondition, Message: b.Message})
+	}
+	return out, nil
+}
+
+func (a accountServer) DeleteAccount(ctx context.Context, req *hufuv1.DeleteAccountRequest) (*hufuv1.DeleteAccountResponse, error) {
+	return &hufuv1.DeleteAccountResponse{}, a.s.DeleteAccount(ctx, authn.CallerFrom(ctx), req.GetCode(), req.GetConfirmIrreversible())
 }
 
 type platformServer struct {

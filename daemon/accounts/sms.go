@@ -28,7 +28,13 @@ const (
 	PurposeResetPassword    Purpose = "reset-password"
 	PurposeBindWeChat       Purpose = "bind-wechat"
 	PurposeResetCertificate Purpose = "reset-certificate-pin"
+	// PurposeDeleteAccount proves the number once more before an irreversible deletion.
+	PurposeDeleteAccount Purpose = "delete-account"
 )
+
+// allPurposes lists every purpose (a deleted account's unused codes are deleted).
+var allPurposes = []Purpose{PurposeSignIn, PurposeChangePhone, PurposeResetPassword, PurposeBindWeChat,
+	PurposeResetCertificate, PurposeDeleteAccount}
 
 // ErrNumberRefused: the SMS gateway will not send to this number (a number it cannot reach or
 // has blocked). Reported as FailedPrecondition: retrying does not help.

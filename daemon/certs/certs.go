@@ -245,6 +245,7 @@ const (
 
 	certActive     = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE)
 	certRevoked    = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED)
+	certDisabled   = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_DISABLED)
 	certSuperseded = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_SUPERSEDED)
 	certExpired    = int32(hufuv1.CertificateStatus_CERTIFICATE_STATUS_EXPIRED)
 

@@ -32,6 +32,7 @@ const (
 	SmsPurpose_SMS_PURPOSE_RESET_PASSWORD        SmsPurpose = 3
 	SmsPurpose_SMS_PURPOSE_BIND_WECHAT           SmsPurpose = 4
 	SmsPurpose_SMS_PURPOSE_RESET_CERTIFICATE_PIN SmsPurpose = 5
+	SmsPurpose_SMS_PURPOSE_DELETE_ACCOUNT        SmsPurpose = 6
 )
 
 // Enum value maps for SmsPurpose.
@@ -43,6 +44,7 @@ var (
 		3: "SMS_PURPOSE_RESET_PASSWORD",
 		4: "SMS_PURPOSE_BIND_WECHAT",
 		5: "SMS_PURPOSE_RESET_CERTIFICATE_PIN",
+		6: "SMS_PURPOSE_DELETE_ACCOUNT",
 	}
 	SmsPurpose_value = map[string]int32{
 		"SMS_PURPOSE_UNSPECIFIED":           0,
@@ -51,6 +53,7 @@ var (
 		"SMS_PURPOSE_RESET_PASSWORD":        3,
 		"SMS_PURPOSE_BIND_WECHAT":           4,
 		"SMS_PURPOSE_RESET_CERTIFICATE_PIN": 5,
+		"SMS_PURPOSE_DELETE_ACCOUNT":        6,
 	}
 )
 
@@ -1665,6 +1668,231 @@ func (x *ChangePhoneResponse) GetAccount() *Account {
 	return nil
 }
 
+type PreviewAccountDeletionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewAccountDeletionRequest) Reset() {
+	*x = PreviewAccountDeletionRequest{}
+	mi := &file_hufu_v1_account_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewAccountDeletionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewAccountDeletionRequest) ProtoMessage() {}
+
+func (x *PreviewAccountDeletionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_account_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewAccountDeletionRequest.ProtoReflect.Descriptor instead.
+func (*PreviewAccountDeletionRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_account_proto_rawDescGZIP(), []int{28}
+}
+
+// DeletionBlocker is one unmet precondition of deleting an account.
+type DeletionBlocker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "bank_cards", "certificates", "enterprises", "orders" or "after_sales".
+	Precondition string `protobuf:"bytes,1,opt,name=precondition,proto3" json:"precondition,omitempty"`
+	// What to do about it, for the person.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"` // Next field: 3
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletionBlocker) Reset() {
+	*x = DeletionBlocker{}
+	mi := &file_hufu_v1_account_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletionBlocker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletionBlocker) ProtoMessage() {}
+
+func (x *DeletionBlocker) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_account_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletionBlocker.ProtoReflect.Descriptor instead.
+func (*DeletionBlocker) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_account_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DeletionBlocker) GetPrecondition() string {
+	if x != nil {
+		return x.Precondition
+	}
+	return ""
+}
+
+func (x *DeletionBlocker) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type PreviewAccountDeletionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blockers      []*DeletionBlocker     `protobuf:"bytes,1,rep,name=blockers,proto3" json:"blockers,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewAccountDeletionResponse) Reset() {
+	*x = PreviewAccountDeletionResponse{}
+	mi := &file_hufu_v1_account_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewAccountDeletionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewAccountDeletionResponse) ProtoMessage() {}
+
+func (x *PreviewAccountDeletionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_account_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewAccountDeletionResponse.ProtoReflect.Descriptor instead.
+func (*PreviewAccountDeletionResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_account_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PreviewAccountDeletionResponse) GetBlockers() []*DeletionBlocker {
+	if x != nil {
+		return x.Blockers
+	}
+	return nil
+}
+
+type DeleteAccountRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A code sent to the account's number with purpose SMS_PURPOSE_DELETE_ACCOUNT.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Must be true: the deletion cannot be undone.
+	ConfirmIrreversible bool `protobuf:"varint,2,opt,name=confirm_irreversible,json=confirmIrreversible,proto3" json:"confirm_irreversible,omitempty"` // Next field: 3
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *DeleteAccountRequest) Reset() {
+	*x = DeleteAccountRequest{}
+	mi := &file_hufu_v1_account_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccountRequest) ProtoMessage() {}
+
+func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_account_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccountRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAccountRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_account_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DeleteAccountRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *DeleteAccountRequest) GetConfirmIrreversible() bool {
+	if x != nil {
+		return x.ConfirmIrreversible
+	}
+	return false
+}
+
+type DeleteAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAccountResponse) Reset() {
+	*x = DeleteAccountResponse{}
+	mi := &file_hufu_v1_account_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccountResponse) ProtoMessage() {}
+
+func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_account_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccountResponse.ProtoReflect.Descriptor instead.
+func (*DeleteAccountResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_account_proto_rawDescGZIP(), []int{32}
+}
+
 var File_hufu_v1_account_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_account_proto_rawDesc = "" +
@@ -1770,7 +1998,17 @@ const file_hufu_v1_account_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12!\n" +
 	"\fcurrent_code\x18\x03 \x01(\tR\vcurrentCode\"A\n" +
 	"\x13ChangePhoneResponse\x12*\n" +
-	"\aaccount\x18\x01 \x01(\v2\x10.hufu.v1.AccountR\aaccount*\xc4\x01\n" +
+	"\aaccount\x18\x01 \x01(\v2\x10.hufu.v1.AccountR\aaccount\"\x1f\n" +
+	"\x1dPreviewAccountDeletionRequest\"O\n" +
+	"\x0fDeletionBlocker\x12\"\n" +
+	"\fprecondition\x18\x01 \x01(\tR\fprecondition\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"V\n" +
+	"\x1ePreviewAccountDeletionResponse\x124\n" +
+	"\bblockers\x18\x01 \x03(\v2\x18.hufu.v1.DeletionBlockerR\bblockers\"]\n" +
+	"\x14DeleteAccountRequest\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x121\n" +
+	"\x14confirm_irreversible\x18\x02 \x01(\bR\x13confirmIrreversible\"\x17\n" +
+	"\x15DeleteAccountResponse*\xe4\x01\n" +
 	"\n" +
 	"SmsPurpose\x12\x1b\n" +
 	"\x17SMS_PURPOSE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1778,12 +2016,13 @@ const file_hufu_v1_account_proto_rawDesc = "" +
 	"\x18SMS_PURPOSE_CHANGE_PHONE\x10\x02\x12\x1e\n" +
 	"\x1aSMS_PURPOSE_RESET_PASSWORD\x10\x03\x12\x1b\n" +
 	"\x17SMS_PURPOSE_BIND_WECHAT\x10\x04\x12%\n" +
-	"!SMS_PURPOSE_RESET_CERTIFICATE_PIN\x10\x05*\x8b\x01\n" +
+	"!SMS_PURPOSE_RESET_CERTIFICATE_PIN\x10\x05\x12\x1e\n" +
+	"\x1aSMS_PURPOSE_DELETE_ACCOUNT\x10\x06*\x8b\x01\n" +
 	"\x0eIdentityMethod\x12\x1f\n" +
 	"\x1bIDENTITY_METHOD_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14IDENTITY_METHOD_CFCA\x10\x01\x12\x1f\n" +
 	"\x1bIDENTITY_METHOD_ALIPAY_FACE\x10\x02\x12\x1d\n" +
-	"\x19IDENTITY_METHOD_BANK_CARD\x10\x032\xdc\a\n" +
+	"\x19IDENTITY_METHOD_BANK_CARD\x10\x032\x97\t\n" +
 	"\x0eAccountService\x12H\n" +
 	"\vSendSmsCode\x12\x1b.hufu.v1.SendSmsCodeRequest\x1a\x1c.hufu.v1.SendSmsCodeResponse\x12Z\n" +
 	"\x11SignInWithSmsCode\x12!.hufu.v1.SignInWithSmsCodeRequest\x1a\".hufu.v1.SignInWithSmsCodeResponse\x12]\n" +
@@ -1797,7 +2036,9 @@ const file_hufu_v1_account_proto_rawDesc = "" +
 	"GetAccount\x12\x1a.hufu.v1.GetAccountRequest\x1a\x1b.hufu.v1.GetAccountResponse\x12H\n" +
 	"\vSetPassword\x12\x1b.hufu.v1.SetPasswordRequest\x1a\x1c.hufu.v1.SetPasswordResponse\x12N\n" +
 	"\rResetPassword\x12\x1d.hufu.v1.ResetPasswordRequest\x1a\x1e.hufu.v1.ResetPasswordResponse\x12H\n" +
-	"\vChangePhone\x12\x1b.hufu.v1.ChangePhoneRequest\x1a\x1c.hufu.v1.ChangePhoneResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\vChangePhone\x12\x1b.hufu.v1.ChangePhoneRequest\x1a\x1c.hufu.v1.ChangePhoneResponse\x12i\n" +
+	"\x16PreviewAccountDeletion\x12&.hufu.v1.PreviewAccountDeletionRequest\x1a'.hufu.v1.PreviewAccountDeletionResponse\x12N\n" +
+	"\rDeleteAccount\x12\x1d.hufu.v1.DeleteAccountRequest\x1a\x1e.hufu.v1.DeleteAccountResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_account_proto_rawDescOnce sync.Once
@@ -1812,46 +2053,51 @@ func file_hufu_v1_account_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_account_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hufu_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_hufu_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_hufu_v1_account_proto_goTypes = []any{
-	(SmsPurpose)(0),                    // 0: hufu.v1.SmsPurpose
-	(IdentityMethod)(0),                // 1: hufu.v1.IdentityMethod
-	(*SendSmsCodeRequest)(nil),         // 2: hufu.v1.SendSmsCodeRequest
-	(*SendSmsCodeResponse)(nil),        // 3: hufu.v1.SendSmsCodeResponse
-	(*Device)(nil),                     // 4: hufu.v1.Device
-	(*Session)(nil),                    // 5: hufu.v1.Session
-	(*SignInWithSmsCodeRequest)(nil),   // 6: hufu.v1.SignInWithSmsCodeRequest
-	(*SignInWithSmsCodeResponse)(nil),  // 7: hufu.v1.SignInWithSmsCodeResponse
-	(*SignInWithPasswordRequest)(nil),  // 8: hufu.v1.SignInWithPasswordRequest
-	(*SignInWithPasswordResponse)(nil), // 9: hufu.v1.SignInWithPasswordResponse
-	(*SignInWithWechatRequest)(nil),    // 10: hufu.v1.SignInWithWechatRequest
-	(*SignInWithWechatResponse)(nil),   // 11: hufu.v1.SignInWithWechatResponse
-	(*BindWechatPhoneRequest)(nil),     // 12: hufu.v1.BindWechatPhoneRequest
-	(*BindWechatPhoneResponse)(nil),    // 13: hufu.v1.BindWechatPhoneResponse
-	(*SignInWithCarrierRequest)(nil),   // 14: hufu.v1.SignInWithCarrierRequest
-	(*SignInWithCarrierResponse)(nil),  // 15: hufu.v1.SignInWithCarrierResponse
-	(*RefreshSessionRequest)(nil),      // 16: hufu.v1.RefreshSessionRequest
-	(*RefreshSessionResponse)(nil),     // 17: hufu.v1.RefreshSessionResponse
-	(*SignOutRequest)(nil),             // 18: hufu.v1.SignOutRequest
-	(*SignOutResponse)(nil),            // 19: hufu.v1.SignOutResponse
-	(*GetAccountRequest)(nil),          // 20: hufu.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),         // 21: hufu.v1.GetAccountResponse
-	(*Account)(nil),                    // 22: hufu.v1.Account
-	(*IdentityStatus)(nil),             // 23: hufu.v1.IdentityStatus
-	(*SetPasswordRequest)(nil),         // 24: hufu.v1.SetPasswordRequest
-	(*SetPasswordResponse)(nil),        // 25: hufu.v1.SetPasswordResponse
-	(*ResetPasswordRequest)(nil),       // 26: hufu.v1.ResetPasswordRequest
-	(*ResetPasswordResponse)(nil),      // 27: hufu.v1.ResetPasswordResponse
-	(*ChangePhoneRequest)(nil),         // 28: hufu.v1.ChangePhoneRequest
-	(*ChangePhoneResponse)(nil),        // 29: hufu.v1.ChangePhoneResponse
-	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
+	(SmsPurpose)(0),                        // 0: hufu.v1.SmsPurpose
+	(IdentityMethod)(0),                    // 1: hufu.v1.IdentityMethod
+	(*SendSmsCodeRequest)(nil),             // 2: hufu.v1.SendSmsCodeRequest
+	(*SendSmsCodeResponse)(nil),            // 3: hufu.v1.SendSmsCodeResponse
+	(*Device)(nil),                         // 4: hufu.v1.Device
+	(*Session)(nil),                        // 5: hufu.v1.Session
+	(*SignInWithSmsCodeRequest)(nil),       // 6: hufu.v1.SignInWithSmsCodeRequest
+	(*SignInWithSmsCodeResponse)(nil),      // 7: hufu.v1.SignInWithSmsCodeResponse
+	(*SignInWithPasswordRequest)(nil),      // 8: hufu.v1.SignInWithPasswordRequest
+	(*SignInWithPasswordResponse)(nil),     // 9: hufu.v1.SignInWithPasswordResponse
+	(*SignInWithWechatRequest)(nil),        // 10: hufu.v1.SignInWithWechatRequest
+	(*SignInWithWechatResponse)(nil),       // 11: hufu.v1.SignInWithWechatResponse
+	(*BindWechatPhoneRequest)(nil),         // 12: hufu.v1.BindWechatPhoneRequest
+	(*BindWechatPhoneResponse)(nil),        // 13: hufu.v1.BindWechatPhoneResponse
+	(*SignInWithCarrierRequest)(nil),       // 14: hufu.v1.SignInWithCarrierRequest
+	(*SignInWithCarrierResponse)(nil),      // 15: hufu.v1.SignInWithCarrierResponse
+	(*RefreshSessionRequest)(nil),          // 16: hufu.v1.RefreshSessionRequest
+	(*RefreshSessionResponse)(nil),         // 17: hufu.v1.RefreshSessionResponse
+	(*SignOutRequest)(nil),                 // 18: hufu.v1.SignOutRequest
+	(*SignOutResponse)(nil),                // 19: hufu.v1.SignOutResponse
+	(*GetAccountRequest)(nil),              // 20: hufu.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),             // 21: hufu.v1.GetAccountResponse
+	(*Account)(nil),                        // 22: hufu.v1.Account
+	(*IdentityStatus)(nil),                 // 23: hufu.v1.IdentityStatus
+	(*SetPasswordRequest)(nil),             // 24: hufu.v1.SetPasswordRequest
+	(*SetPasswordResponse)(nil),            // 25: hufu.v1.SetPasswordResponse
+	(*ResetPasswordRequest)(nil),           // 26: hufu.v1.ResetPasswordRequest
+	(*ResetPasswordResponse)(nil),          // 27: hufu.v1.ResetPasswordResponse
+	(*ChangePhoneRequest)(nil),             // 28: hufu.v1.ChangePhoneRequest
+	(*ChangePhoneResponse)(nil),            // 29: hufu.v1.ChangePhoneResponse
+	(*PreviewAccountDeletionRequest)(nil),  // 30: hufu.v1.PreviewAccountDeletionRequest
+	(*DeletionBlocker)(nil),                // 31: hufu.v1.DeletionBlocker
+	(*PreviewAccountDeletionResponse)(nil), // 32: hufu.v1.PreviewAccountDeletionResponse
+	(*DeleteAccountRequest)(nil),           // 33: hufu.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),          // 34: hufu.v1.DeleteAccountResponse
+	(*timestamppb.Timestamp)(nil),          // 35: google.protobuf.Timestamp
 }
 var file_hufu_v1_account_proto_depIdxs = []int32{
 	0,  // 0: hufu.v1.SendSmsCodeRequest.purpose:type_name -> hufu.v1.SmsPurpose
-	30, // 1: hufu.v1.SendSmsCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	30, // 2: hufu.v1.SendSmsCodeResponse.retry_after:type_name -> google.protobuf.Timestamp
-	30, // 3: hufu.v1.Session.access_expires_at:type_name -> google.protobuf.Timestamp
-	30, // 4: hufu.v1.Session.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	35, // 1: hufu.v1.SendSmsCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	35, // 2: hufu.v1.SendSmsCodeResponse.retry_after:type_name -> google.protobuf.Timestamp
+	35, // 3: hufu.v1.Session.access_expires_at:type_name -> google.protobuf.Timestamp
+	35, // 4: hufu.v1.Session.refresh_expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: hufu.v1.SignInWithSmsCodeRequest.device:type_name -> hufu.v1.Device
 	5,  // 6: hufu.v1.SignInWithSmsCodeResponse.session:type_name -> hufu.v1.Session
 	22, // 7: hufu.v1.SignInWithSmsCodeResponse.account:type_name -> hufu.v1.Account
@@ -1870,39 +2116,44 @@ var file_hufu_v1_account_proto_depIdxs = []int32{
 	5,  // 20: hufu.v1.RefreshSessionResponse.session:type_name -> hufu.v1.Session
 	22, // 21: hufu.v1.GetAccountResponse.account:type_name -> hufu.v1.Account
 	23, // 22: hufu.v1.Account.identity:type_name -> hufu.v1.IdentityStatus
-	30, // 23: hufu.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	35, // 23: hufu.v1.Account.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 24: hufu.v1.IdentityStatus.method:type_name -> hufu.v1.IdentityMethod
-	30, // 25: hufu.v1.IdentityStatus.verified_at:type_name -> google.protobuf.Timestamp
+	35, // 25: hufu.v1.IdentityStatus.verified_at:type_name -> google.protobuf.Timestamp
 	22, // 26: hufu.v1.ChangePhoneResponse.account:type_name -> hufu.v1.Account
-	2,  // 27: hufu.v1.AccountService.SendSmsCode:input_type -> hufu.v1.SendSmsCodeRequest
-	6,  // 28: hufu.v1.AccountService.SignInWithSmsCode:input_type -> hufu.v1.SignInWithSmsCodeRequest
-	8,  // 29: hufu.v1.AccountService.SignInWithPassword:input_type -> hufu.v1.SignInWithPasswordRequest
-	10, // 30: hufu.v1.AccountService.SignInWithWechat:input_type -> hufu.v1.SignInWithWechatRequest
-	12, // 31: hufu.v1.AccountService.BindWechatPhone:input_type -> hufu.v1.BindWechatPhoneRequest
-	14, // 32: hufu.v1.AccountService.SignInWithCarrier:input_type -> hufu.v1.SignInWithCarrierRequest
-	16, // 33: hufu.v1.AccountService.RefreshSession:input_type -> hufu.v1.RefreshSessionRequest
-	18, // 34: hufu.v1.AccountService.SignOut:input_type -> hufu.v1.SignOutRequest
-	20, // 35: hufu.v1.AccountService.GetAccount:input_type -> hufu.v1.GetAccountRequest
-	24, // 36: hufu.v1.AccountService.SetPassword:input_type -> hufu.v1.SetPasswordRequest
-	26, // 37: hufu.v1.AccountService.ResetPassword:input_type -> hufu.v1.ResetPasswordRequest
-	28, // 38: hufu.v1.AccountService.ChangePhone:input_type -> hufu.v1.ChangePhoneRequest
-	3,  // 39: hufu.v1.AccountService.SendSmsCode:output_type -> hufu.v1.SendSmsCodeResponse
-	7,  // 40: hufu.v1.AccountService.SignInWithSmsCode:output_type -> hufu.v1.SignInWithSmsCodeResponse
-	9,  // 41: hufu.v1.AccountService.SignInWithPassword:output_type -> hufu.v1.SignInWithPasswordResponse
-	11, // 42: hufu.v1.AccountService.SignInWithWechat:output_type -> hufu.v1.SignInWithWechatResponse
-	13, // 43: hufu.v1.AccountService.BindWechatPhone:output_type -> hufu.v1.BindWechatPhoneResponse
-	15, // 44: hufu.v1.AccountService.SignInWithCarrier:output_type -> hufu.v1.SignInWithCarrierResponse
-	17, // 45: hufu.v1.AccountService.RefreshSession:output_type -> hufu.v1.RefreshSessionResponse
-	19, // 46: hufu.v1.AccountService.SignOut:output_type -> hufu.v1.SignOutResponse
-	21, // 47: hufu.v1.AccountService.GetAccount:output_type -> hufu.v1.GetAccountResponse
-	25, // 48: hufu.v1.AccountService.SetPassword:output_type -> hufu.v1.SetPasswordResponse
-	27, // 49: hufu.v1.AccountService.ResetPassword:output_type -> hufu.v1.ResetPasswordResponse
-	29, // 50: hufu.v1.AccountService.ChangePhone:output_type -> hufu.v1.ChangePhoneResponse
-	39, // [39:51] is the sub-list for method output_type
-	27, // [27:39] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	31, // 27: hufu.v1.PreviewAccountDeletionResponse.blockers:type_name -> hufu.v1.DeletionBlocker
+	2,  // 28: hufu.v1.AccountService.SendSmsCode:input_type -> hufu.v1.SendSmsCodeRequest
+	6,  // 29: hufu.v1.AccountService.SignInWithSmsCode:input_type -> hufu.v1.SignInWithSmsCodeRequest
+	8,  // 30: hufu.v1.AccountService.SignInWithPassword:input_type -> hufu.v1.SignInWithPasswordRequest
+	10, // 31: hufu.v1.AccountService.SignInWithWechat:input_type -> hufu.v1.SignInWithWechatRequest
+	12, // 32: hufu.v1.AccountService.BindWechatPhone:input_type -> hufu.v1.BindWechatPhoneRequest
+	14, // 33: hufu.v1.AccountService.SignInWithCarrier:input_type -> hufu.v1.SignInWithCarrierRequest
+	16, // 34: hufu.v1.AccountService.RefreshSession:input_type -> hufu.v1.RefreshSessionRequest
+	18, // 35: hufu.v1.AccountService.SignOut:input_type -> hufu.v1.SignOutRequest
+	20, // 36: hufu.v1.AccountService.GetAccount:input_type -> hufu.v1.GetAccountRequest
+	24, // 37: hufu.v1.AccountService.SetPassword:input_type -> hufu.v1.SetPasswordRequest
+	26, // 38: hufu.v1.AccountService.ResetPassword:input_type -> hufu.v1.ResetPasswordRequest
+	28, // 39: hufu.v1.AccountService.ChangePhone:input_type -> hufu.v1.ChangePhoneRequest
+	30, // 40: hufu.v1.AccountService.PreviewAccountDeletion:input_type -> hufu.v1.PreviewAccountDeletionRequest
+	33, // 41: hufu.v1.AccountService.DeleteAccount:input_type -> hufu.v1.DeleteAccountRequest
+	3,  // 42: hufu.v1.AccountService.SendSmsCode:output_type -> hufu.v1.SendSmsCodeResponse
+	7,  // 43: hufu.v1.AccountService.SignInWithSmsCode:output_type -> hufu.v1.SignInWithSmsCodeResponse
+	9,  // 44: hufu.v1.AccountService.SignInWithPassword:output_type -> hufu.v1.SignInWithPasswordResponse
+	11, // 45: hufu.v1.AccountService.SignInWithWechat:output_type -> hufu.v1.SignInWithWechatResponse
+	13, // 46: hufu.v1.AccountService.BindWechatPhone:output_type -> hufu.v1.BindWechatPhoneResponse
+	15, // 47: hufu.v1.AccountService.SignInWithCarrier:output_type -> hufu.v1.SignInWithCarrierResponse
+	17, // 48: hufu.v1.AccountService.RefreshSession:output_type -> hufu.v1.RefreshSessionResponse
+	19, // 49: hufu.v1.AccountService.SignOut:output_type -> hufu.v1.SignOutResponse
+	21, // 50: hufu.v1.AccountService.GetAccount:output_type -> hufu.v1.GetAccountResponse
+	25, // 51: hufu.v1.AccountService.SetPassword:output_type -> hufu.v1.SetPasswordResponse
+	27, // 52: hufu.v1.AccountService.ResetPassword:output_type -> hufu.v1.ResetPasswordResponse
+	29, // 53: hufu.v1.AccountService.ChangePhone:output_type -> hufu.v1.ChangePhoneResponse
+	32, // 54: hufu.v1.AccountService.PreviewAccountDeletion:output_type -> hufu.v1.PreviewAccountDeletionResponse
+	34, // 55: hufu.v1.AccountService.DeleteAccount:output_type -> hufu.v1.DeleteAccountResponse
+	42, // [42:56] is the sub-list for method output_type
+	28, // [28:42] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_account_proto_init() }
@@ -1916,7 +2167,7 @@ func file_hufu_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_account_proto_rawDesc), len(file_hufu_v1_account_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,18 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AccountService_SendSmsCode_FullMethodName        = "/hufu.v1.AccountService/SendSmsCode"
-	AccountService_SignInWithSmsCode_FullMethodName  = "/hufu.v1.AccountService/SignInWithSmsCode"
-	AccountService_SignInWithPassword_FullMethodName = "/hufu.v1.AccountService/SignInWithPassword"
-	AccountService_SignInWithWechat_FullMethodName   = "/hufu.v1.AccountService/SignInWithWechat"
-	AccountService_BindWechatPhone_FullMethodName    = "/hufu.v1.AccountService/BindWechatPhone"
-	AccountService_SignInWithCarrier_FullMethodName  = "/hufu.v1.AccountService/SignInWithCarrier"
-	AccountService_RefreshSession_FullMethodName     = "/hufu.v1.AccountService/RefreshSession"
-	AccountService_SignOut_FullMethodName            = "/hufu.v1.AccountService/SignOut"
-	AccountService_GetAccount_FullMethodName         = "/hufu.v1.AccountService/GetAccount"
-	AccountService_SetPassword_FullMethodName        = "/hufu.v1.AccountService/SetPassword"
-	AccountService_ResetPassword_FullMethodName      = "/hufu.v1.AccountService/ResetPassword"
-	AccountService_ChangePhone_FullMethodName        = "/hufu.v1.AccountService/ChangePhone"
+	AccountService_SendSmsCode_FullMethodName            = "/hufu.v1.AccountService/SendSmsCode"
+	AccountService_SignInWithSmsCode_FullMethodName      = "/hufu.v1.AccountService/SignInWithSmsCode"
+	AccountService_SignInWithPassword_FullMethodName     = "/hufu.v1.AccountService/SignInWithPassword"
+	AccountService_SignInWithWechat_FullMethodName       = "/hufu.v1.AccountService/SignInWithWechat"
+	AccountService_BindWechatPhone_FullMethodName        = "/hufu.v1.AccountService/BindWechatPhone"
+	AccountService_SignInWithCarrier_FullMethodName      = "/hufu.v1.AccountService/SignInWithCarrier"
+	AccountService_RefreshSession_FullMethodName         = "/hufu.v1.AccountService/RefreshSession"
+	AccountService_SignOut_FullMethodName                = "/hufu.v1.AccountService/SignOut"
+	AccountService_GetAccount_FullMethodName             = "/hufu.v1.AccountService/GetAccount"
+	AccountService_SetPassword_FullMethodName            = "/hufu.v1.AccountService/SetPassword"
+	AccountService_ResetPassword_FullMethodName          = "/hufu.v1.AccountService/ResetPassword"
+	AccountService_ChangePhone_FullMethodName            = "/hufu.v1.AccountService/ChangePhone"
+	AccountService_PreviewAccountDeletion_FullMethodName = "/hufu.v1.AccountService/PreviewAccountDeletion"
+	AccountService_DeleteAccount_FullMethodName          = "/hufu.v1.AccountService/DeleteAccount"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -72,6 +74,17 @@ type AccountServiceClient interface {
 	// ChangePhone moves the account to a new number, proven by codes sent to the current and
 	// the new number. Every other session of the account is signed out.
 	ChangePhone(ctx context.Context, in *ChangePhoneRequest, opts ...grpc.CallOption) (*ChangePhoneResponse, error)
+	// PreviewAccountDeletion lists the preconditions of deleting the account (账号注销, seed
+	// §1.9.4) that are not met yet: bound bank cards, certificates not revoked, enterprise
+	// memberships, open orders, open after-sales cases. An empty list means it may be deleted.
+	PreviewAccountDeletion(ctx context.Context, in *PreviewAccountDeletionRequest, opts ...grpc.CallOption) (*PreviewAccountDeletionResponse, error)
+	// DeleteAccount deletes the caller's account for good, given a fresh code sent to its
+	// number with purpose SMS_PURPOSE_DELETE_ACCOUNT and confirm_irreversible. The personal
+	// data is erased (phone, name, ID number, password, WeChat binding, saved invoice titles),
+	// every session is revoked and the number may register again. Refused with
+	// FailedPrecondition naming each unmet precondition (ErrorInfo reason
+	// ACCOUNT_DELETION_BLOCKED).
+	DeleteAccount(ctx context.Context, in *DeleteAccountRequest, opts ...grpc.CallOption) (*DeleteAccountResponse, error)
 }
 
 type accountServiceClient struct {
@@ -202,6 +215,26 @@ func (c *accountServiceClient) ChangePhone(ctx context.Context, in *ChangePhoneR
 	return out, nil
 }
 
+func (c *accountServiceClient) PreviewAccountDeletion(ctx context.Context, in *PreviewAccountDeletionRequest, opts ...grpc.CallOption) (*PreviewAccountDeletionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreviewAccountDeletionResponse)
+	err := c.cc.Invoke(ctx, AccountService_PreviewAccountDeletion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) DeleteAccount(ctx context.Context, in *DeleteAccountRequest, opts ...grpc.CallOption) (*DeleteAccountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteAccountResponse)
+	err := c.cc.Invoke(ctx, AccountService_DeleteAccount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AccountServiceServer is the server API for AccountService service.
 // All implementations must embed UnimplementedAccountServiceServer
 // for forward compatibility.
@@ -241,6 +274,17 @@ type AccountServiceServer interface {
 	// ChangePhone moves the account to a new number, proven by codes sent to the current and
 	// the new number. Every other session of the account is signed out.
 	ChangePhone(context.Context, *ChangePhoneRequest) (*ChangePhoneResponse, error)
+	// PreviewAccountDeletion lists the preconditions of deleting the account (账号注销, seed
+	// §1.9.4) that are not met yet: bound bank cards, certificates not revoked, enterprise
+	// memberships, open orders, open after-sales cases. An empty list means it may be deleted.
+	PreviewAccountDeletion(context.Context, *PreviewAccountDeletionRequest) (*PreviewAccountDeletionResponse, error)
+	// DeleteAccount deletes the caller's account for good, given a fresh code sent to its
+	// number with purpose SMS_PURPOSE_DELETE_ACCOUNT and confirm_irreversible. The personal
+	// data is erased (phone, name, ID number, password, WeChat binding, saved invoice titles),
+	// every session is revoked and the number may register again. Refused with
+	// FailedPrecondition naming each unmet precondition (ErrorInfo reason
+	// ACCOUNT_DELETION_BLOCKED).
+	DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error)
 	mustEmbedUnimplementedAccountServiceServer()
 }
 
@@ -286,6 +330,12 @@ func (UnimplementedAccountServiceServer) ResetPassword(context.Context, *ResetPa
 }
 func (UnimplementedAccountServiceServer) ChangePhone(context.Context, *ChangePhoneRequest) (*ChangePhoneResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ChangePhone not implemented")
+}
+func (UnimplementedAccountServiceServer) PreviewAccountDeletion(context.Context, *PreviewAccountDeletionRequest) (*PreviewAccountDeletionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PreviewAccountDeletion not implemented")
+}
+func (UnimplementedAccountServiceServer) DeleteAccount(context.Context, *DeleteAccountRequest) (*DeleteAccountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteAccount not implemented")
 }
 func (UnimplementedAccountServiceServer) mustEmbedUnimplementedAccountServiceServer() {}
 func (UnimplementedAccountServiceServer) testEmbeddedByValue()                        {}
@@ -524,6 +574,42 @@ func _AccountService_ChangePhone_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_PreviewAccountDeletion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreviewAccountDeletionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).PreviewAccountDeletion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_PreviewAccountDeletion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).PreviewAccountDeletion(ctx, req.(*PreviewAccountDeletionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_DeleteAccount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteAccountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).DeleteAccount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_DeleteAccount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).DeleteAccount(ctx, req.(*DeleteAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AccountService_ServiceDesc is the grpc.ServiceDesc for AccountService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -578,6 +664,14 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ChangePhone",
 			Handler:    _AccountService_ChangePhone_Handler,
+		},
+		{
+			MethodName: "PreviewAccountDeletion",
+			Handler:    _AccountService_PreviewAccountDeletion_Handler,
+		},
+		{
+			MethodName: "DeleteAccount",
+			Handler:    _AccountService_DeleteAccount_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

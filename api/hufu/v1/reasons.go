@@ -16,3 +16,7 @@ const ReasonAccessTokenRejected = "ACCESS_TOKEN_REJECTED"
 // platform: the phone offers to open it (WalletService: buy a day pass or top up the
 // per-use wallet) and the choice can then be made again. The message names the platform.
 const ReasonRecognitionServiceRequired = "RECOGNITION_SERVICE_REQUIRED"
+
+// ReasonAccountDeletionBlocked (with codes.FailedPrecondition) says an account cannot be
+// deleted yet: the message names each unmet precondition; PreviewAccountDeletion lists them.
+const ReasonAccountDeletionBlocked = "ACCOUNT_DELETION_BLOCKED"

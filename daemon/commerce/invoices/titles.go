@@ -201,3 +201,10 @@ func (s *Service) changeTitle(ctx context.Context, caller authn.Caller, id, acti
 			Outcome: store.OutcomeOK, Details: map[string]string{"title": id, "kind": kind}})
 	})
 }
+
+// PrepareErasure (accounts.Eraser) deletes a deleted account's saved titles (常用发票抬头),
+// which hold names, tax numbers and bank details. Invoices already requested keep their
+// copies: they are tax records.
+func (s *Service) PrepareErasure(_ context.Context, userID string) (func(tx *store.Tx) error, error) {
+	return func(tx *store.Tx) error { return titles.Delete(tx, titlesID(userID)) }, nil
+}

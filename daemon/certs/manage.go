@@ -170,12 +170,19 @@ func (s *Service) prepareIssue(ctx context.Context, o *storepb.Order) (CA, *ca.A
 	if o.EnterpriseUscc != "" {
 		app.IDNumberMask = ""
 	}
-	if o.Kind == int32(hufuv1.OrderKind_ORDER_KIND_UPGRADE) {
+	if isFollow(o) {
 		old, err := certs.Read(ctx, s.deps.Store, certID(o.UserId, o.ReplacesSerial))
 		if err != nil {
 			return CA{}, nil, err
 		}
-		app.NotAfter = time.Unix(0, old.NotAfterUnixNano)
+		if err := staleFollow(o, old); err != nil {
+			return CA{}, nil, err
+		}
+		if o.Kind == int32(hufuv1.OrderKind_ORDER_KIND_UPGRADE) {
+			app.NotAfter = time.Unix(0, old.NotAfterUnixNano)
+		} else {
+			app.NotAfter = renewalNotAfter(old, int(o.ValidityYears), s.deps.Clock.Now())
+		}
 	}
 	if o.Kind == int32(hufuv1.OrderKind_ORDER_KIND_ENTERPRISE_CLAIM) && s.enterprises != nil {
 		// Refused before the charge and the CA: a claim another administrator has overtaken
@@ -233,6 +240,12 @@ func (s *Service) settle(ctx context.Context, caller authn.Caller, o *storepb.Or
 				return err
 			}
 			cert.Label = old.Label
+			if err := staleFollow(o, old); err != nil {
+				return err
+			}
+			if err := releaseFollow(tx, o); err != nil {
+				return err
+			}
 			if old.Status == certActive {
 				old.Status, old.SupersededBy = certSuperseded, issued.Serial
 				if err := certs.Put(tx, certID(o.UserId, old.Serial), old); err != nil {
@@ -653,7 +666,7 @@ func (s *Service) follow(ctx context.Context, caller authn.Caller, c *storepb.Ce
 		CertKind: certKindOf(c), PriceFen: price, SubjectName: parsed.Subject.CommonName, SubjectIdMasked: mask,
 		ReplacesSerial: c.Serial, RequestId: requestID, EnterpriseUscc: c.EnterpriseUscc,
 	}
-	return s.create(ctx, caller, o, "approved", "renewal or upgrade of "+c.Serial, nil)
+	return s.create(ctx, caller, o, "approved", "renewal or upgrade of "+c.Serial, claimFollow)
 }
 
 // SetLabel sets or clears a certificate's label (标签).

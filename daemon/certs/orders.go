@@ -549,7 +549,7 @@ func (s *Service) Cancel(ctx context.Context, caller authn.Caller, id, reason st
 		}
 		o.Status, o.CancelReason, o.CancelledBy = statusCancelled, reason, "user"
 		o.Steps = append(o.Steps, step(tx, "cancelled", "user", reason))
-		return nil
+		return releaseFollow(tx, o)
 	}, nil)
 }
 

@@ -237,9 +237,13 @@ type Certificate struct {
 	Replaces           string `protobuf:"bytes,16,opt,name=replaces,proto3" json:"replaces,omitempty"`
 	DownloadedUnixNano int64  `protobuf:"varint,17,opt,name=downloaded_unix_nano,json=downloadedUnixNano,proto3" json:"downloaded_unix_nano,omitempty"`
 	// The enterprise (USCC) an enterprise certificate certifies.
-	EnterpriseUscc string `protobuf:"bytes,18,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"` // Next field: 19
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	EnterpriseUscc string `protobuf:"bytes,18,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"`
+	// A disabled certificate (status 3): the review desk's reason, when, and by whom.
+	DisabledReason   string `protobuf:"bytes,19,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
+	DisabledUnixNano int64  `protobuf:"varint,20,opt,name=disabled_unix_nano,json=disabledUnixNano,proto3" json:"disabled_unix_nano,omitempty"`
+	DisabledBy       string `protobuf:"bytes,21,opt,name=disabled_by,json=disabledBy,proto3" json:"disabled_by,omitempty"` // Next field: 22
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Certificate) Reset() {
@@ -394,6 +398,27 @@ func (x *Certificate) GetDownloadedUnixNano() int64 {
 func (x *Certificate) GetEnterpriseUscc() string {
 	if x != nil {
 		return x.EnterpriseUscc
+	}
+	return ""
+}
+
+func (x *Certificate) GetDisabledReason() string {
+	if x != nil {
+		return x.DisabledReason
+	}
+	return ""
+}
+
+func (x *Certificate) GetDisabledUnixNano() int64 {
+	if x != nil {
+		return x.DisabledUnixNano
+	}
+	return 0
+}
+
+func (x *Certificate) GetDisabledBy() string {
+	if x != nil {
+		return x.DisabledBy
 	}
 	return ""
 }
@@ -997,7 +1022,7 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\rRevokedSerial\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\fR\x06serial\x12*\n" +
 	"\x11revoked_unix_nano\x18\x02 \x01(\x03R\x0frevokedUnixNano\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\x05R\x06reason\"\xca\x04\n" +
+	"\x06reason\x18\x03 \x01(\x05R\x06reason\"\xc2\x05\n" +
 	"\vCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x15\n" +
@@ -1017,7 +1042,11 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\rsuperseded_by\x18\x0f \x01(\tR\fsupersededBy\x12\x1a\n" +
 	"\breplaces\x18\x10 \x01(\tR\breplaces\x120\n" +
 	"\x14downloaded_unix_nano\x18\x11 \x01(\x03R\x12downloadedUnixNano\x12'\n" +
-	"\x0fenterprise_uscc\x18\x12 \x01(\tR\x0eenterpriseUscc\"\xda\a\n" +
+	"\x0fenterprise_uscc\x18\x12 \x01(\tR\x0eenterpriseUscc\x12'\n" +
+	"\x0fdisabled_reason\x18\x13 \x01(\tR\x0edisabledReason\x12,\n" +
+	"\x12disabled_unix_nano\x18\x14 \x01(\x03R\x10disabledUnixNano\x12\x1f\n" +
+	"\vdisabled_by\x18\x15 \x01(\tR\n" +
+	"disabledBy\"\xda\a\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +

@@ -266,6 +266,9 @@ const (
 	MessageKind_MESSAGE_KIND_ENTERPRISE_NOTICE MessageKind = 6
 	// 售后: an after-sales case was refunded or settled (daemon/commerce/aftersales).
 	MessageKind_MESSAGE_KIND_AFTER_SALES MessageKind = 7
+	// The review desk disabled (禁用) or re-enabled a certificate; the body gives the reason.
+	MessageKind_MESSAGE_KIND_CERTIFICATE_DISABLED MessageKind = 8
+	MessageKind_MESSAGE_KIND_CERTIFICATE_ENABLED  MessageKind = 9
 )
 
 // Enum value maps for MessageKind.
@@ -279,16 +282,20 @@ var (
 		5: "MESSAGE_KIND_CERTIFICATE_REVOKED",
 		6: "MESSAGE_KIND_ENTERPRISE_NOTICE",
 		7: "MESSAGE_KIND_AFTER_SALES",
+		8: "MESSAGE_KIND_CERTIFICATE_DISABLED",
+		9: "MESSAGE_KIND_CERTIFICATE_ENABLED",
 	}
 	MessageKind_value = map[string]int32{
-		"MESSAGE_KIND_UNSPECIFIED":         0,
-		"MESSAGE_KIND_REVIEW_APPROVED":     1,
-		"MESSAGE_KIND_REVIEW_REJECTED":     2,
-		"MESSAGE_KIND_PAYMENT_DUE":         3,
-		"MESSAGE_KIND_CERTIFICATE_READY":   4,
-		"MESSAGE_KIND_CERTIFICATE_REVOKED": 5,
-		"MESSAGE_KIND_ENTERPRISE_NOTICE":   6,
-		"MESSAGE_KIND_AFTER_SALES":         7,
+		"MESSAGE_KIND_UNSPECIFIED":          0,
+		"MESSAGE_KIND_REVIEW_APPROVED":      1,
+		"MESSAGE_KIND_REVIEW_REJECTED":      2,
+		"MESSAGE_KIND_PAYMENT_DUE":          3,
+		"MESSAGE_KIND_CERTIFICATE_READY":    4,
+		"MESSAGE_KIND_CERTIFICATE_REVOKED":  5,
+		"MESSAGE_KIND_ENTERPRISE_NOTICE":    6,
+		"MESSAGE_KIND_AFTER_SALES":          7,
+		"MESSAGE_KIND_CERTIFICATE_DISABLED": 8,
+		"MESSAGE_KIND_CERTIFICATE_ENABLED":  9,
 	}
 )
 
@@ -368,6 +375,58 @@ func (x CertificateListView) Number() protoreflect.EnumNumber {
 // Deprecated: Use CertificateListView.Descriptor instead.
 func (CertificateListView) EnumDescriptor() ([]byte, []int) {
 	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{5}
+}
+
+// KeyPlacement says whether a certificate's key is held on the calling device.
+type KeyPlacement int32
+
+const (
+	KeyPlacement_KEY_PLACEMENT_UNSPECIFIED KeyPlacement = 0
+	// The calling device holds the key's phone share.
+	KeyPlacement_KEY_PLACEMENT_THIS_DEVICE KeyPlacement = 1
+	// Another device of the person holds it (generated or moved there).
+	KeyPlacement_KEY_PLACEMENT_OTHER_DEVICE KeyPlacement = 2
+)
+
+// Enum value maps for KeyPlacement.
+var (
+	KeyPlacement_name = map[int32]string{
+		0: "KEY_PLACEMENT_UNSPECIFIED",
+		1: "KEY_PLACEMENT_THIS_DEVICE",
+		2: "KEY_PLACEMENT_OTHER_DEVICE",
+	}
+	KeyPlacement_value = map[string]int32{
+		"KEY_PLACEMENT_UNSPECIFIED":  0,
+		"KEY_PLACEMENT_THIS_DEVICE":  1,
+		"KEY_PLACEMENT_OTHER_DEVICE": 2,
+	}
+)
+
+func (x KeyPlacement) Enum() *KeyPlacement {
+	p := new(KeyPlacement)
+	*p = x
+	return p
+}
+
+func (x KeyPlacement) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (KeyPlacement) Descriptor() protoreflect.EnumDescriptor {
+	return file_hufu_v1_certificate_proto_enumTypes[6].Descriptor()
+}
+
+func (KeyPlacement) Type() protoreflect.EnumType {
+	return &file_hufu_v1_certificate_proto_enumTypes[6]
+}
+
+func (x KeyPlacement) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use KeyPlacement.Descriptor instead.
+func (KeyPlacement) EnumDescriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{6}
 }
 
 type CertificateAuthority struct {
@@ -800,9 +859,13 @@ type Order struct {
 	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// An enterprise claim's enterprise (USCC).
-	EnterpriseUscc string `protobuf:"bytes,24,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"` // Next field: 25
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	EnterpriseUscc string `protobuf:"bytes,24,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"`
+	// A completed order: whether and when its certificate was first downloaded (下载证书 is
+	// shown until then, §1.8.1.1.3).
+	Downloaded    bool                   `protobuf:"varint,25,opt,name=downloaded,proto3" json:"downloaded,omitempty"`
+	DownloadedAt  *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=downloaded_at,json=downloadedAt,proto3" json:"downloaded_at,omitempty"` // Next field: 27
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Order) Reset() {
@@ -1003,23 +1066,43 @@ func (x *Order) GetEnterpriseUscc() string {
 	return ""
 }
 
+func (x *Order) GetDownloaded() bool {
+	if x != nil {
+		return x.Downloaded
+	}
+	return false
+}
+
+func (x *Order) GetDownloadedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DownloadedAt
+	}
+	return nil
+}
+
 type Certificate struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
-	KeyId         string                 `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	CaId          string                 `protobuf:"bytes,3,opt,name=ca_id,json=caId,proto3" json:"ca_id,omitempty"`
-	Subject       string                 `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
-	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
-	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
-	Platforms     []string               `protobuf:"bytes,7,rep,name=platforms,proto3" json:"platforms,omitempty"`
-	Regions       []string               `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
-	Label         string                 `protobuf:"bytes,9,opt,name=label,proto3" json:"label,omitempty"`
-	Status        CertificateStatus      `protobuf:"varint,10,opt,name=status,proto3,enum=hufu.v1.CertificateStatus" json:"status,omitempty"`
-	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	OrderId       string                 `protobuf:"bytes,12,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
-	SupersededBy  string                 `protobuf:"bytes,13,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"` // Next field: 14
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Serial       string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	KeyId        string                 `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	CaId         string                 `protobuf:"bytes,3,opt,name=ca_id,json=caId,proto3" json:"ca_id,omitempty"`
+	Subject      string                 `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	NotBefore    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	Platforms    []string               `protobuf:"bytes,7,rep,name=platforms,proto3" json:"platforms,omitempty"`
+	Regions      []string               `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
+	Label        string                 `protobuf:"bytes,9,opt,name=label,proto3" json:"label,omitempty"`
+	Status       CertificateStatus      `protobuf:"varint,10,opt,name=status,proto3,enum=hufu.v1.CertificateStatus" json:"status,omitempty"`
+	RevokedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	OrderId      string                 `protobuf:"bytes,12,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	SupersededBy string                 `protobuf:"bytes,13,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"`
+	// Where the certificate's key is, seen from the calling device (生效中 is per device,
+	// §1.7.1).
+	KeyPlacement KeyPlacement `protobuf:"varint,14,opt,name=key_placement,json=keyPlacement,proto3,enum=hufu.v1.KeyPlacement" json:"key_placement,omitempty"`
+	// A disabled certificate: why, and when (set by the review desk).
+	DisabledReason string                 `protobuf:"bytes,15,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
+	DisabledAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=disabled_at,json=disabledAt,proto3" json:"disabled_at,omitempty"` // Next field: 17
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Certificate) Reset() {
@@ -1141,6 +1224,27 @@ func (x *Certificate) GetSupersededBy() string {
 		return x.SupersededBy
 	}
 	return ""
+}
+
+func (x *Certificate) GetKeyPlacement() KeyPlacement {
+	if x != nil {
+		return x.KeyPlacement
+	}
+	return KeyPlacement_KEY_PLACEMENT_UNSPECIFIED
+}
+
+func (x *Certificate) GetDisabledReason() string {
+	if x != nil {
+		return x.DisabledReason
+	}
+	return ""
+}
+
+func (x *Certificate) GetDisabledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DisabledAt
+	}
+	return nil
 }
 
 type Message struct {
@@ -2683,7 +2787,10 @@ type RevokeCertificateRequest struct {
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Must be true: the caller acknowledges that revocation is irreversible and that nothing
 	// encrypted to the certificate can be decrypted afterwards.
-	ConfirmIrreversible bool `protobuf:"varint,4,opt,name=confirm_irreversible,json=confirmIrreversible,proto3" json:"confirm_irreversible,omitempty"` // Next field: 5
+	ConfirmIrreversible bool `protobuf:"varint,4,opt,name=confirm_irreversible,json=confirmIrreversible,proto3" json:"confirm_irreversible,omitempty"`
+	// Every other certificate the person can still use that goes with this one (same key),
+	// as PreviewRevocation lists them: required when there are any.
+	AcknowledgedSerials []string `protobuf:"bytes,5,rep,name=acknowledged_serials,json=acknowledgedSerials,proto3" json:"acknowledged_serials,omitempty"` // Next field: 6
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -2744,6 +2851,13 @@ func (x *RevokeCertificateRequest) GetConfirmIrreversible() bool {
 		return x.ConfirmIrreversible
 	}
 	return false
+}
+
+func (x *RevokeCertificateRequest) GetAcknowledgedSerials() []string {
+	if x != nil {
+		return x.AcknowledgedSerials
+	}
+	return nil
 }
 
 type RevokeCertificateResponse struct {
@@ -3521,6 +3635,299 @@ func (x *ListOrderAttachmentsResponse) GetAttachments() []*OrderAttachment {
 	return nil
 }
 
+type PreviewRevocationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewRevocationRequest) Reset() {
+	*x = PreviewRevocationRequest{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewRevocationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewRevocationRequest) ProtoMessage() {}
+
+func (x *PreviewRevocationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewRevocationRequest.ProtoReflect.Descriptor instead.
+func (*PreviewRevocationRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *PreviewRevocationRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+type PreviewRevocationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every certificate of the key not revoked yet, serial included.
+	Certificates []*Certificate `protobuf:"bytes,1,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	// The serials other than serial the person can still use (active or disabled, not
+	// expired): RevokeCertificate must echo them in acknowledged_serials.
+	Acknowledge   []string `protobuf:"bytes,2,rep,name=acknowledge,proto3" json:"acknowledge,omitempty"` // Next field: 3
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewRevocationResponse) Reset() {
+	*x = PreviewRevocationResponse{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewRevocationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewRevocationResponse) ProtoMessage() {}
+
+func (x *PreviewRevocationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewRevocationResponse.ProtoReflect.Descriptor instead.
+func (*PreviewRevocationResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *PreviewRevocationResponse) GetCertificates() []*Certificate {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+func (x *PreviewRevocationResponse) GetAcknowledge() []string {
+	if x != nil {
+		return x.Acknowledge
+	}
+	return nil
+}
+
+type DisableCertificateRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// Required: recorded and sent to the certificate's holder.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // Next field: 3
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableCertificateRequest) Reset() {
+	*x = DisableCertificateRequest{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableCertificateRequest) ProtoMessage() {}
+
+func (x *DisableCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableCertificateRequest.ProtoReflect.Descriptor instead.
+func (*DisableCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *DisableCertificateRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *DisableCertificateRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type DisableCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisableCertificateResponse) Reset() {
+	*x = DisableCertificateResponse{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisableCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisableCertificateResponse) ProtoMessage() {}
+
+func (x *DisableCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisableCertificateResponse.ProtoReflect.Descriptor instead.
+func (*DisableCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *DisableCertificateResponse) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+type EnableCertificateRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// Required: recorded and sent to the certificate's holder.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // Next field: 3
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableCertificateRequest) Reset() {
+	*x = EnableCertificateRequest{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableCertificateRequest) ProtoMessage() {}
+
+func (x *EnableCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableCertificateRequest.ProtoReflect.Descriptor instead.
+func (*EnableCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *EnableCertificateRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *EnableCertificateRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type EnableCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnableCertificateResponse) Reset() {
+	*x = EnableCertificateResponse{}
+	mi := &file_hufu_v1_certificate_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnableCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnableCertificateResponse) ProtoMessage() {}
+
+func (x *EnableCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_certificate_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnableCertificateResponse.ProtoReflect.Descriptor instead.
+func (*EnableCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *EnableCertificateResponse) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
 var File_hufu_v1_certificate_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_certificate_proto_rawDesc = "" +
@@ -3553,7 +3960,7 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
-	"\x04note\x18\x04 \x01(\tR\x04note\"\xfa\x06\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"\xdb\a\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.hufu.v1.OrderKindR\x04kind\x12,\n" +
@@ -3581,7 +3988,11 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"created_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12'\n" +
-	"\x0fenterprise_uscc\x18\x18 \x01(\tR\x0eenterpriseUscc\"\xdc\x03\n" +
+	"\x0fenterprise_uscc\x18\x18 \x01(\tR\x0eenterpriseUscc\x12\x1e\n" +
+	"\n" +
+	"downloaded\x18\x19 \x01(\bR\n" +
+	"downloaded\x12?\n" +
+	"\rdownloaded_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\fdownloadedAt\"\xfe\x04\n" +
 	"\vCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x13\n" +
@@ -3598,7 +4009,11 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\n" +
 	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x19\n" +
 	"\border_id\x18\f \x01(\tR\aorderId\x12#\n" +
-	"\rsuperseded_by\x18\r \x01(\tR\fsupersededBy\"\xd0\x01\n" +
+	"\rsuperseded_by\x18\r \x01(\tR\fsupersededBy\x12:\n" +
+	"\rkey_placement\x18\x0e \x01(\x0e2\x15.hufu.v1.KeyPlacementR\fkeyPlacement\x12'\n" +
+	"\x0fdisabled_reason\x18\x0f \x01(\tR\x0edisabledReason\x12;\n" +
+	"\vdisabled_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"disabledAt\"\xd0\x01\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.hufu.v1.MessageKindR\x04kind\x12\x14\n" +
@@ -3693,12 +4108,13 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\ftest_message\x18\x02 \x01(\fR\vtestMessage\x12'\n" +
 	"\x0ftest_ciphertext\x18\x03 \x01(\fR\x0etestCiphertext\x12,\n" +
 	"\x12test_plaintext_sm3\x18\x04 \x01(\fR\x10testPlaintextSm3\x12\x16\n" +
-	"\x06ticket\x18\x05 \x01(\tR\x06ticket\"\x8f\x01\n" +
+	"\x06ticket\x18\x05 \x01(\tR\x06ticket\"\xc2\x01\n" +
 	"\x18RevokeCertificateRequest\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x10\n" +
 	"\x03pin\x18\x02 \x01(\tR\x03pin\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x121\n" +
-	"\x14confirm_irreversible\x18\x04 \x01(\bR\x13confirmIrreversible\"S\n" +
+	"\x14confirm_irreversible\x18\x04 \x01(\bR\x13confirmIrreversible\x121\n" +
+	"\x14acknowledged_serials\x18\x05 \x03(\tR\x13acknowledgedSerials\"S\n" +
 	"\x19RevokeCertificateResponse\x126\n" +
 	"\vcertificate\x18\x01 \x01(\v2\x14.hufu.v1.CertificateR\vcertificate\"Q\n" +
 	"\x13ListMessagesRequest\x12\x1b\n" +
@@ -3750,7 +4166,22 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x06sha256\x18\x04 \x01(\tR\x06sha256\x12\x18\n" +
 	"\acontent\x18\x05 \x01(\fR\acontent\"Z\n" +
 	"\x1cListOrderAttachmentsResponse\x12:\n" +
-	"\vattachments\x18\x01 \x03(\v2\x18.hufu.v1.OrderAttachmentR\vattachments*\xa2\x01\n" +
+	"\vattachments\x18\x01 \x03(\v2\x18.hufu.v1.OrderAttachmentR\vattachments\"2\n" +
+	"\x18PreviewRevocationRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\"w\n" +
+	"\x19PreviewRevocationResponse\x128\n" +
+	"\fcertificates\x18\x01 \x03(\v2\x14.hufu.v1.CertificateR\fcertificates\x12 \n" +
+	"\vacknowledge\x18\x02 \x03(\tR\vacknowledge\"K\n" +
+	"\x19DisableCertificateRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"T\n" +
+	"\x1aDisableCertificateResponse\x126\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x14.hufu.v1.CertificateR\vcertificate\"J\n" +
+	"\x18EnableCertificateRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"S\n" +
+	"\x19EnableCertificateResponse\x126\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x14.hufu.v1.CertificateR\vcertificate*\xa2\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ORDER_STATUS_IN_REVIEW\x10\x01\x12!\n" +
@@ -3774,7 +4205,7 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x11CertificateFormat\x12\"\n" +
 	"\x1eCERTIFICATE_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CERTIFICATE_FORMAT_PEM\x10\x01\x12\x1a\n" +
-	"\x16CERTIFICATE_FORMAT_DER\x10\x02*\x99\x02\n" +
+	"\x16CERTIFICATE_FORMAT_DER\x10\x02*\xe6\x02\n" +
 	"\vMessageKind\x12\x1c\n" +
 	"\x18MESSAGE_KIND_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cMESSAGE_KIND_REVIEW_APPROVED\x10\x01\x12 \n" +
@@ -3783,11 +4214,17 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x1eMESSAGE_KIND_CERTIFICATE_READY\x10\x04\x12$\n" +
 	" MESSAGE_KIND_CERTIFICATE_REVOKED\x10\x05\x12\"\n" +
 	"\x1eMESSAGE_KIND_ENTERPRISE_NOTICE\x10\x06\x12\x1c\n" +
-	"\x18MESSAGE_KIND_AFTER_SALES\x10\a*\x89\x01\n" +
+	"\x18MESSAGE_KIND_AFTER_SALES\x10\a\x12%\n" +
+	"!MESSAGE_KIND_CERTIFICATE_DISABLED\x10\b\x12$\n" +
+	" MESSAGE_KIND_CERTIFICATE_ENABLED\x10\t*\x89\x01\n" +
 	"\x13CertificateListView\x12%\n" +
 	"!CERTIFICATE_LIST_VIEW_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCERTIFICATE_LIST_VIEW_ACTIVE\x10\x01\x12)\n" +
-	"%CERTIFICATE_LIST_VIEW_NO_LONGER_VALID\x10\x022\x9b\n" +
+	"%CERTIFICATE_LIST_VIEW_NO_LONGER_VALID\x10\x02*l\n" +
+	"\fKeyPlacement\x12\x1d\n" +
+	"\x19KEY_PLACEMENT_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19KEY_PLACEMENT_THIS_DEVICE\x10\x01\x12\x1e\n" +
+	"\x1aKEY_PLACEMENT_OTHER_DEVICE\x10\x022\xf7\n" +
 	"\n" +
 	"\x12CertificateService\x12u\n" +
 	"\x1aListCertificateAuthorities\x12*.hufu.v1.ListCertificateAuthoritiesRequest\x1a+.hufu.v1.ListCertificateAuthoritiesResponse\x12W\n" +
@@ -3804,14 +4241,17 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x12UpgradeCertificate\x12\".hufu.v1.UpgradeCertificateRequest\x1a#.hufu.v1.UpgradeCertificateResponse\x12`\n" +
 	"\x13SetCertificateLabel\x12#.hufu.v1.SetCertificateLabelRequest\x1a$.hufu.v1.SetCertificateLabelResponse\x12W\n" +
 	"\x10CheckCertificate\x12 .hufu.v1.CheckCertificateRequest\x1a!.hufu.v1.CheckCertificateResponse\x12Z\n" +
-	"\x11RevokeCertificate\x12!.hufu.v1.RevokeCertificateRequest\x1a\".hufu.v1.RevokeCertificateResponse\x12K\n" +
-	"\fListMessages\x12\x1c.hufu.v1.ListMessagesRequest\x1a\x1d.hufu.v1.ListMessagesResponse2\xc0\x03\n" +
+	"\x11RevokeCertificate\x12!.hufu.v1.RevokeCertificateRequest\x1a\".hufu.v1.RevokeCertificateResponse\x12Z\n" +
+	"\x11PreviewRevocation\x12!.hufu.v1.PreviewRevocationRequest\x1a\".hufu.v1.PreviewRevocationResponse\x12K\n" +
+	"\fListMessages\x12\x1c.hufu.v1.ListMessagesRequest\x1a\x1d.hufu.v1.ListMessagesResponse2\xfb\x04\n" +
 	"\rReviewService\x12H\n" +
 	"\vListReviews\x12\x1b.hufu.v1.ListReviewsRequest\x1a\x1c.hufu.v1.ListReviewsResponse\x12K\n" +
 	"\fApproveOrder\x12\x1c.hufu.v1.ApproveOrderRequest\x1a\x1d.hufu.v1.ApproveOrderResponse\x12H\n" +
 	"\vRejectOrder\x12\x1b.hufu.v1.RejectOrderRequest\x1a\x1c.hufu.v1.RejectOrderResponse\x12i\n" +
 	"\x16GetAuthorisationLetter\x12&.hufu.v1.GetAuthorisationLetterRequest\x1a'.hufu.v1.GetAuthorisationLetterResponse\x12c\n" +
-	"\x14ListOrderAttachments\x12$.hufu.v1.ListOrderAttachmentsRequest\x1a%.hufu.v1.ListOrderAttachmentsResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\x14ListOrderAttachments\x12$.hufu.v1.ListOrderAttachmentsRequest\x1a%.hufu.v1.ListOrderAttachmentsResponse\x12]\n" +
+	"\x12DisableCertificate\x12\".hufu.v1.DisableCertificateRequest\x1a#.hufu.v1.DisableCertificateResponse\x12Z\n" +
+	"\x11EnableCertificate\x12!.hufu.v1.EnableCertificateRequest\x1a\".hufu.v1.EnableCertificateResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_certificate_proto_rawDescOnce sync.Once
@@ -3825,8 +4265,8 @@ func file_hufu_v1_certificate_proto_rawDescGZIP() []byte {
 	return file_hufu_v1_certificate_proto_rawDescData
 }
 
-var file_hufu_v1_certificate_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hufu_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_hufu_v1_certificate_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_hufu_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_hufu_v1_certificate_proto_goTypes = []any{
 	(OrderStatus)(0),                           // 0: hufu.v1.OrderStatus
 	(OrderKind)(0),                             // 1: hufu.v1.OrderKind
@@ -3834,145 +4274,164 @@ var file_hufu_v1_certificate_proto_goTypes = []any{
 	(CertificateFormat)(0),                     // 3: hufu.v1.CertificateFormat
 	(MessageKind)(0),                           // 4: hufu.v1.MessageKind
 	(CertificateListView)(0),                   // 5: hufu.v1.CertificateListView
-	(*CertificateAuthority)(nil),               // 6: hufu.v1.CertificateAuthority
-	(*Price)(nil),                              // 7: hufu.v1.Price
-	(*Authorisation)(nil),                      // 8: hufu.v1.Authorisation
-	(*ScannedLetter)(nil),                      // 9: hufu.v1.ScannedLetter
-	(*SignedLetter)(nil),                       // 10: hufu.v1.SignedLetter
-	(*ReviewStep)(nil),                         // 11: hufu.v1.ReviewStep
-	(*Order)(nil),                              // 12: hufu.v1.Order
-	(*Certificate)(nil),                        // 13: hufu.v1.Certificate
-	(*Message)(nil),                            // 14: hufu.v1.Message
-	(*ListCertificateAuthoritiesRequest)(nil),  // 15: hufu.v1.ListCertificateAuthoritiesRequest
-	(*ListCertificateAuthoritiesResponse)(nil), // 16: hufu.v1.ListCertificateAuthoritiesResponse
-	(*ApplyCertificateRequest)(nil),            // 17: hufu.v1.ApplyCertificateRequest
-	(*ApplyCertificateResponse)(nil),           // 18: hufu.v1.ApplyCertificateResponse
-	(*ListOrdersRequest)(nil),                  // 19: hufu.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),                 // 20: hufu.v1.ListOrdersResponse
-	(*GetOrderRequest)(nil),                    // 21: hufu.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),                   // 22: hufu.v1.GetOrderResponse
-	(*PayOrderRequest)(nil),                    // 23: hufu.v1.PayOrderRequest
-	(*PayOrderResponse)(nil),                   // 24: hufu.v1.PayOrderResponse
-	(*CancelOrderRequest)(nil),                 // 25: hufu.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),                // 26: hufu.v1.CancelOrderResponse
-	(*ReorderDraftRequest)(nil),                // 27: hufu.v1.ReorderDraftRequest
-	(*ReorderDraftResponse)(nil),               // 28: hufu.v1.ReorderDraftResponse
-	(*ListCertificatesRequest)(nil),            // 29: hufu.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil),           // 30: hufu.v1.ListCertificatesResponse
-	(*DownloadCertificateRequest)(nil),         // 31: hufu.v1.DownloadCertificateRequest
-	(*DownloadCertificateResponse)(nil),        // 32: hufu.v1.DownloadCertificateResponse
-	(*RenewCertificateRequest)(nil),            // 33: hufu.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil),           // 34: hufu.v1.RenewCertificateResponse
-	(*UpgradeCertificateRequest)(nil),          // 35: hufu.v1.UpgradeCertificateRequest
-	(*UpgradeCertificateResponse)(nil),         // 36: hufu.v1.UpgradeCertificateResponse
-	(*SetCertificateLabelRequest)(nil),         // 37: hufu.v1.SetCertificateLabelRequest
-	(*SetCertificateLabelResponse)(nil),        // 38: hufu.v1.SetCertificateLabelResponse
-	(*CheckCertificateRequest)(nil),            // 39: hufu.v1.CheckCertificateRequest
-	(*CheckStep)(nil),                          // 40: hufu.v1.CheckStep
-	(*CheckCertificateResponse)(nil),           // 41: hufu.v1.CheckCertificateResponse
-	(*RevokeCertificateRequest)(nil),           // 42: hufu.v1.RevokeCertificateRequest
-	(*RevokeCertificateResponse)(nil),          // 43: hufu.v1.RevokeCertificateResponse
-	(*ListMessagesRequest)(nil),                // 44: hufu.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),               // 45: hufu.v1.ListMessagesResponse
-	(*ListReviewsRequest)(nil),                 // 46: hufu.v1.ListReviewsRequest
-	(*ListReviewsResponse)(nil),                // 47: hufu.v1.ListReviewsResponse
-	(*ApproveOrderRequest)(nil),                // 48: hufu.v1.ApproveOrderRequest
-	(*ApproveOrderResponse)(nil),               // 49: hufu.v1.ApproveOrderResponse
-	(*RejectOrderRequest)(nil),                 // 50: hufu.v1.RejectOrderRequest
-	(*RejectOrderResponse)(nil),                // 51: hufu.v1.RejectOrderResponse
-	(*GetAuthorisationLetterRequest)(nil),      // 52: hufu.v1.GetAuthorisationLetterRequest
-	(*GetAuthorisationLetterResponse)(nil),     // 53: hufu.v1.GetAuthorisationLetterResponse
-	(*ListOrderAttachmentsRequest)(nil),        // 54: hufu.v1.ListOrderAttachmentsRequest
-	(*OrderAttachment)(nil),                    // 55: hufu.v1.OrderAttachment
-	(*ListOrderAttachmentsResponse)(nil),       // 56: hufu.v1.ListOrderAttachmentsResponse
-	(*timestamppb.Timestamp)(nil),              // 57: google.protobuf.Timestamp
+	(KeyPlacement)(0),                          // 6: hufu.v1.KeyPlacement
+	(*CertificateAuthority)(nil),               // 7: hufu.v1.CertificateAuthority
+	(*Price)(nil),                              // 8: hufu.v1.Price
+	(*Authorisation)(nil),                      // 9: hufu.v1.Authorisation
+	(*ScannedLetter)(nil),                      // 10: hufu.v1.ScannedLetter
+	(*SignedLetter)(nil),                       // 11: hufu.v1.SignedLetter
+	(*ReviewStep)(nil),                         // 12: hufu.v1.ReviewStep
+	(*Order)(nil),                              // 13: hufu.v1.Order
+	(*Certificate)(nil),                        // 14: hufu.v1.Certificate
+	(*Message)(nil),                            // 15: hufu.v1.Message
+	(*ListCertificateAuthoritiesRequest)(nil),  // 16: hufu.v1.ListCertificateAuthoritiesRequest
+	(*ListCertificateAuthoritiesResponse)(nil), // 17: hufu.v1.ListCertificateAuthoritiesResponse
+	(*ApplyCertificateRequest)(nil),            // 18: hufu.v1.ApplyCertificateRequest
+	(*ApplyCertificateResponse)(nil),           // 19: hufu.v1.ApplyCertificateResponse
+	(*ListOrdersRequest)(nil),                  // 20: hufu.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),                 // 21: hufu.v1.ListOrdersResponse
+	(*GetOrderRequest)(nil),                    // 22: hufu.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),                   // 23: hufu.v1.GetOrderResponse
+	(*PayOrderRequest)(nil),                    // 24: hufu.v1.PayOrderRequest
+	(*PayOrderResponse)(nil),                   // 25: hufu.v1.PayOrderResponse
+	(*CancelOrderRequest)(nil),                 // 26: hufu.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),                // 27: hufu.v1.CancelOrderResponse
+	(*ReorderDraftRequest)(nil),                // 28: hufu.v1.ReorderDraftRequest
+	(*ReorderDraftResponse)(nil),               // 29: hufu.v1.ReorderDraftResponse
+	(*ListCertificatesRequest)(nil),            // 30: hufu.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil),           // 31: hufu.v1.ListCertificatesResponse
+	(*DownloadCertificateRequest)(nil),         // 32: hufu.v1.DownloadCertificateRequest
+	(*DownloadCertificateResponse)(nil),        // 33: hufu.v1.DownloadCertificateResponse
+	(*RenewCertificateRequest)(nil),            // 34: hufu.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil),           // 35: hufu.v1.RenewCertificateResponse
+	(*UpgradeCertificateRequest)(nil),          // 36: hufu.v1.UpgradeCertificateRequest
+	(*UpgradeCertificateResponse)(nil),         // 37: hufu.v1.UpgradeCertificateResponse
+	(*SetCertificateLabelRequest)(nil),         // 38: hufu.v1.SetCertificateLabelRequest
+	(*SetCertificateLabelResponse)(nil),        // 39: hufu.v1.SetCertificateLabelResponse
+	(*CheckCertificateRequest)(nil),            // 40: hufu.v1.CheckCertificateRequest
+	(*CheckStep)(nil),                          // 41: hufu.v1.CheckStep
+	(*CheckCertificateResponse)(nil),           // 42: hufu.v1.CheckCertificateResponse
+	(*RevokeCertificateRequest)(nil),           // 43: hufu.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),          // 44: hufu.v1.RevokeCertificateResponse
+	(*ListMessagesRequest)(nil),                // 45: hufu.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),               // 46: hufu.v1.ListMessagesResponse
+	(*ListReviewsRequest)(nil),                 // 47: hufu.v1.ListReviewsRequest
+	(*ListReviewsResponse)(nil),                // 48: hufu.v1.ListReviewsResponse
+	(*ApproveOrderRequest)(nil),                // 49: hufu.v1.ApproveOrderRequest
+	(*ApproveOrderResponse)(nil),               // 50: hufu.v1.ApproveOrderResponse
+	(*RejectOrderRequest)(nil),                 // 51: hufu.v1.RejectOrderRequest
+	(*RejectOrderResponse)(nil),                // 52: hufu.v1.RejectOrderResponse
+	(*GetAuthorisationLetterRequest)(nil),      // 53: hufu.v1.GetAuthorisationLetterRequest
+	(*GetAuthorisationLetterResponse)(nil),     // 54: hufu.v1.GetAuthorisationLetterResponse
+	(*ListOrderAttachmentsRequest)(nil),        // 55: hufu.v1.ListOrderAttachmentsRequest
+	(*OrderAttachment)(nil),                    // 56: hufu.v1.OrderAttachment
+	(*ListOrderAttachmentsResponse)(nil),       // 57: hufu.v1.ListOrderAttachmentsResponse
+	(*PreviewRevocationRequest)(nil),           // 58: hufu.v1.PreviewRevocationRequest
+	(*PreviewRevocationResponse)(nil),          // 59: hufu.v1.PreviewRevocationResponse
+	(*DisableCertificateRequest)(nil),          // 60: hufu.v1.DisableCertificateRequest
+	(*DisableCertificateResponse)(nil),         // 61: hufu.v1.DisableCertificateResponse
+	(*EnableCertificateRequest)(nil),           // 62: hufu.v1.EnableCertificateRequest
+	(*EnableCertificateResponse)(nil),          // 63: hufu.v1.EnableCertificateResponse
+	(*timestamppb.Timestamp)(nil),              // 64: google.protobuf.Timestamp
 }
 var file_hufu_v1_certificate_proto_depIdxs = []int32{
-	7,  // 0: hufu.v1.CertificateAuthority.prices:type_name -> hufu.v1.Price
-	9,  // 1: hufu.v1.Authorisation.scan:type_name -> hufu.v1.ScannedLetter
-	10, // 2: hufu.v1.Authorisation.online:type_name -> hufu.v1.SignedLetter
-	57, // 3: hufu.v1.ReviewStep.time:type_name -> google.protobuf.Timestamp
+	8,  // 0: hufu.v1.CertificateAuthority.prices:type_name -> hufu.v1.Price
+	10, // 1: hufu.v1.Authorisation.scan:type_name -> hufu.v1.ScannedLetter
+	11, // 2: hufu.v1.Authorisation.online:type_name -> hufu.v1.SignedLetter
+	64, // 3: hufu.v1.ReviewStep.time:type_name -> google.protobuf.Timestamp
 	1,  // 4: hufu.v1.Order.kind:type_name -> hufu.v1.OrderKind
 	0,  // 5: hufu.v1.Order.status:type_name -> hufu.v1.OrderStatus
-	11, // 6: hufu.v1.Order.steps:type_name -> hufu.v1.ReviewStep
-	57, // 7: hufu.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	57, // 8: hufu.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	57, // 9: hufu.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
-	57, // 10: hufu.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	2,  // 11: hufu.v1.Certificate.status:type_name -> hufu.v1.CertificateStatus
-	57, // 12: hufu.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
-	4,  // 13: hufu.v1.Message.kind:type_name -> hufu.v1.MessageKind
-	57, // 14: hufu.v1.Message.time:type_name -> google.protobuf.Timestamp
-	6,  // 15: hufu.v1.ListCertificateAuthoritiesResponse.authorities:type_name -> hufu.v1.CertificateAuthority
-	8,  // 16: hufu.v1.ApplyCertificateRequest.authorisation:type_name -> hufu.v1.Authorisation
-	12, // 17: hufu.v1.ApplyCertificateResponse.order:type_name -> hufu.v1.Order
-	0,  // 18: hufu.v1.ListOrdersRequest.status:type_name -> hufu.v1.OrderStatus
-	12, // 19: hufu.v1.ListOrdersResponse.orders:type_name -> hufu.v1.Order
-	12, // 20: hufu.v1.GetOrderResponse.order:type_name -> hufu.v1.Order
-	12, // 21: hufu.v1.PayOrderResponse.order:type_name -> hufu.v1.Order
-	13, // 22: hufu.v1.PayOrderResponse.certificate:type_name -> hufu.v1.Certificate
-	12, // 23: hufu.v1.CancelOrderResponse.order:type_name -> hufu.v1.Order
-	17, // 24: hufu.v1.ReorderDraftResponse.draft:type_name -> hufu.v1.ApplyCertificateRequest
-	5,  // 25: hufu.v1.ListCertificatesRequest.view:type_name -> hufu.v1.CertificateListView
-	13, // 26: hufu.v1.ListCertificatesResponse.certificates:type_name -> hufu.v1.Certificate
-	3,  // 27: hufu.v1.DownloadCertificateRequest.format:type_name -> hufu.v1.CertificateFormat
-	13, // 28: hufu.v1.DownloadCertificateResponse.certificate:type_name -> hufu.v1.Certificate
-	12, // 29: hufu.v1.RenewCertificateResponse.order:type_name -> hufu.v1.Order
-	12, // 30: hufu.v1.UpgradeCertificateResponse.order:type_name -> hufu.v1.Order
-	13, // 31: hufu.v1.SetCertificateLabelResponse.certificate:type_name -> hufu.v1.Certificate
-	40, // 32: hufu.v1.CheckCertificateResponse.steps:type_name -> hufu.v1.CheckStep
-	13, // 33: hufu.v1.RevokeCertificateResponse.certificate:type_name -> hufu.v1.Certificate
-	14, // 34: hufu.v1.ListMessagesResponse.messages:type_name -> hufu.v1.Message
-	0,  // 35: hufu.v1.ListReviewsRequest.status:type_name -> hufu.v1.OrderStatus
-	12, // 36: hufu.v1.ListReviewsResponse.orders:type_name -> hufu.v1.Order
-	12, // 37: hufu.v1.ApproveOrderResponse.order:type_name -> hufu.v1.Order
-	12, // 38: hufu.v1.RejectOrderResponse.order:type_name -> hufu.v1.Order
-	55, // 39: hufu.v1.ListOrderAttachmentsResponse.attachments:type_name -> hufu.v1.OrderAttachment
-	15, // 40: hufu.v1.CertificateService.ListCertificateAuthorities:input_type -> hufu.v1.ListCertificateAuthoritiesRequest
-	17, // 41: hufu.v1.CertificateService.ApplyCertificate:input_type -> hufu.v1.ApplyCertificateRequest
-	19, // 42: hufu.v1.CertificateService.ListOrders:input_type -> hufu.v1.ListOrdersRequest
-	21, // 43: hufu.v1.CertificateService.GetOrder:input_type -> hufu.v1.GetOrderRequest
-	23, // 44: hufu.v1.CertificateService.PayOrder:input_type -> hufu.v1.PayOrderRequest
-	25, // 45: hufu.v1.CertificateService.CancelOrder:input_type -> hufu.v1.CancelOrderRequest
-	27, // 46: hufu.v1.CertificateService.ReorderDraft:input_type -> hufu.v1.ReorderDraftRequest
-	29, // 47: hufu.v1.CertificateService.ListCertificates:input_type -> hufu.v1.ListCertificatesRequest
-	31, // 48: hufu.v1.CertificateService.DownloadCertificate:input_type -> hufu.v1.DownloadCertificateRequest
-	33, // 49: hufu.v1.CertificateService.RenewCertificate:input_type -> hufu.v1.RenewCertificateRequest
-	35, // 50: hufu.v1.CertificateService.UpgradeCertificate:input_type -> hufu.v1.UpgradeCertificateRequest
-	37, // 51: hufu.v1.CertificateService.SetCertificateLabel:input_type -> hufu.v1.SetCertificateLabelRequest
-	39, // 52: hufu.v1.CertificateService.CheckCertificate:input_type -> hufu.v1.CheckCertificateRequest
-	42, // 53: hufu.v1.CertificateService.RevokeCertificate:input_type -> hufu.v1.RevokeCertificateRequest
-	44, // 54: hufu.v1.CertificateService.ListMessages:input_type -> hufu.v1.ListMessagesRequest
-	46, // 55: hufu.v1.ReviewService.ListReviews:input_type -> hufu.v1.ListReviewsRequest
-	48, // 56: hufu.v1.ReviewService.ApproveOrder:input_type -> hufu.v1.ApproveOrderRequest
-	50, // 57: hufu.v1.ReviewService.RejectOrder:input_type -> hufu.v1.RejectOrderRequest
-	52, // 58: hufu.v1.ReviewService.GetAuthorisationLetter:input_type -> hufu.v1.GetAuthorisationLetterRequest
-	54, // 59: hufu.v1.ReviewService.ListOrderAttachments:input_type -> hufu.v1.ListOrderAttachmentsRequest
-	16, // 60: hufu.v1.CertificateService.ListCertificateAuthorities:output_type -> hufu.v1.ListCertificateAuthoritiesResponse
-	18, // 61: hufu.v1.CertificateService.ApplyCertificate:output_type -> hufu.v1.ApplyCertificateResponse
-	20, // 62: hufu.v1.CertificateService.ListOrders:output_type -> hufu.v1.ListOrdersResponse
-	22, // 63: hufu.v1.CertificateService.GetOrder:output_type -> hufu.v1.GetOrderResponse
-	24, // 64: hufu.v1.CertificateService.PayOrder:output_type -> hufu.v1.PayOrderResponse
-	26, // 65: hufu.v1.CertificateService.CancelOrder:output_type -> hufu.v1.CancelOrderResponse
-	28, // 66: hufu.v1.CertificateService.ReorderDraft:output_type -> hufu.v1.ReorderDraftResponse
-	30, // 67: hufu.v1.CertificateService.ListCertificates:output_type -> hufu.v1.ListCertificatesResponse
-	32, // 68: hufu.v1.CertificateService.DownloadCertificate:output_type -> hufu.v1.DownloadCertificateResponse
-	34, // 69: hufu.v1.CertificateService.RenewCertificate:output_type -> hufu.v1.RenewCertificateResponse
-	36, // 70: hufu.v1.CertificateService.UpgradeCertificate:output_type -> hufu.v1.UpgradeCertificateResponse
-	38, // 71: hufu.v1.CertificateService.SetCertificateLabel:output_type -> hufu.v1.SetCertificateLabelResponse
-	41, // 72: hufu.v1.CertificateService.CheckCertificate:output_type -> hufu.v1.CheckCertificateResponse
-	43, // 73: hufu.v1.CertificateService.RevokeCertificate:output_type -> hufu.v1.RevokeCertificateResponse
-	45, // 74: hufu.v1.CertificateService.ListMessages:output_type -> hufu.v1.ListMessagesResponse
-	47, // 75: hufu.v1.ReviewService.ListReviews:output_type -> hufu.v1.ListReviewsResponse
-	49, // 76: hufu.v1.ReviewService.ApproveOrder:output_type -> hufu.v1.ApproveOrderResponse
-	51, // 77: hufu.v1.ReviewService.RejectOrder:output_type -> hufu.v1.RejectOrderResponse
-	53, // 78: hufu.v1.ReviewService.GetAuthorisationLetter:output_type -> hufu.v1.GetAuthorisationLetterResponse
-	56, // 79: hufu.v1.ReviewService.ListOrderAttachments:output_type -> hufu.v1.ListOrderAttachmentsResponse
-	60, // [60:80] is the sub-list for method output_type
-	40, // [40:60] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	12, // 6: hufu.v1.Order.steps:type_name -> hufu.v1.ReviewStep
+	64, // 7: hufu.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	64, // 8: hufu.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	64, // 9: hufu.v1.Order.downloaded_at:type_name -> google.protobuf.Timestamp
+	64, // 10: hufu.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	64, // 11: hufu.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	2,  // 12: hufu.v1.Certificate.status:type_name -> hufu.v1.CertificateStatus
+	64, // 13: hufu.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
+	6,  // 14: hufu.v1.Certificate.key_placement:type_name -> hufu.v1.KeyPlacement
+	64, // 15: hufu.v1.Certificate.disabled_at:type_name -> google.protobuf.Timestamp
+	4,  // 16: hufu.v1.Message.kind:type_name -> hufu.v1.MessageKind
+	64, // 17: hufu.v1.Message.time:type_name -> google.protobuf.Timestamp
+	7,  // 18: hufu.v1.ListCertificateAuthoritiesResponse.authorities:type_name -> hufu.v1.CertificateAuthority
+	9,  // 19: hufu.v1.ApplyCertificateRequest.authorisation:type_name -> hufu.v1.Authorisation
+	13, // 20: hufu.v1.ApplyCertificateResponse.order:type_name -> hufu.v1.Order
+	0,  // 21: hufu.v1.ListOrdersRequest.status:type_name -> hufu.v1.OrderStatus
+	13, // 22: hufu.v1.ListOrdersResponse.orders:type_name -> hufu.v1.Order
+	13, // 23: hufu.v1.GetOrderResponse.order:type_name -> hufu.v1.Order
+	13, // 24: hufu.v1.PayOrderResponse.order:type_name -> hufu.v1.Order
+	14, // 25: hufu.v1.PayOrderResponse.certificate:type_name -> hufu.v1.Certificate
+	13, // 26: hufu.v1.CancelOrderResponse.order:type_name -> hufu.v1.Order
+	18, // 27: hufu.v1.ReorderDraftResponse.draft:type_name -> hufu.v1.ApplyCertificateRequest
+	5,  // 28: hufu.v1.ListCertificatesRequest.view:type_name -> hufu.v1.CertificateListView
+	14, // 29: hufu.v1.ListCertificatesResponse.certificates:type_name -> hufu.v1.Certificate
+	3,  // 30: hufu.v1.DownloadCertificateRequest.format:type_name -> hufu.v1.CertificateFormat
+	14, // 31: hufu.v1.DownloadCertificateResponse.certificate:type_name -> hufu.v1.Certificate
+	13, // 32: hufu.v1.RenewCertificateResponse.order:type_name -> hufu.v1.Order
+	13, // 33: hufu.v1.UpgradeCertificateResponse.order:type_name -> hufu.v1.Order
+	14, // 34: hufu.v1.SetCertificateLabelResponse.certificate:type_name -> hufu.v1.Certificate
+	41, // 35: hufu.v1.CheckCertificateResponse.steps:type_name -> hufu.v1.CheckStep
+	14, // 36: hufu.v1.RevokeCertificateResponse.certificate:type_name -> hufu.v1.Certificate
+	15, // 37: hufu.v1.ListMessagesResponse.messages:type_name -> hufu.v1.Message
+	0,  // 38: hufu.v1.ListReviewsRequest.status:type_name -> hufu.v1.OrderStatus
+	13, // 39: hufu.v1.ListReviewsResponse.orders:type_name -> hufu.v1.Order
+	13, // 40: hufu.v1.ApproveOrderResponse.order:type_name -> hufu.v1.Order
+	13, // 41: hufu.v1.RejectOrderResponse.order:type_name -> hufu.v1.Order
+	56, // 42: hufu.v1.ListOrderAttachmentsResponse.attachments:type_name -> hufu.v1.OrderAttachment
+	14, // 43: hufu.v1.PreviewRevocationResponse.certificates:type_name -> hufu.v1.Certificate
+	14, // 44: hufu.v1.DisableCertificateResponse.certificate:type_name -> hufu.v1.Certificate
+	14, // 45: hufu.v1.EnableCertificateResponse.certificate:type_name -> hufu.v1.Certificate
+	16, // 46: hufu.v1.CertificateService.ListCertificateAuthorities:input_type -> hufu.v1.ListCertificateAuthoritiesRequest
+	18, // 47: hufu.v1.CertificateService.ApplyCertificate:input_type -> hufu.v1.ApplyCertificateRequest
+	20, // 48: hufu.v1.CertificateService.ListOrders:input_type -> hufu.v1.ListOrdersRequest
+	22, // 49: hufu.v1.CertificateService.GetOrder:input_type -> hufu.v1.GetOrderRequest
+	24, // 50: hufu.v1.CertificateService.PayOrder:input_type -> hufu.v1.PayOrderRequest
+	26, // 51: hufu.v1.CertificateService.CancelOrder:input_type -> hufu.v1.CancelOrderRequest
+	28, // 52: hufu.v1.CertificateService.ReorderDraft:input_type -> hufu.v1.ReorderDraftRequest
+	30, // 53: hufu.v1.CertificateService.ListCertificates:input_type -> hufu.v1.ListCertificatesRequest
+	32, // 54: hufu.v1.CertificateService.DownloadCertificate:input_type -> hufu.v1.DownloadCertificateRequest
+	34, // 55: hufu.v1.CertificateService.RenewCertificate:input_type -> hufu.v1.RenewCertificateRequest
+	36, // 56: hufu.v1.CertificateService.UpgradeCertificate:input_type -> hufu.v1.UpgradeCertificateRequest
+	38, // 57: hufu.v1.CertificateService.SetCertificateLabel:input_type -> hufu.v1.SetCertificateLabelRequest
+	40, // 58: hufu.v1.CertificateService.CheckCertificate:input_type -> hufu.v1.CheckCertificateRequest
+	43, // 59: hufu.v1.CertificateService.RevokeCertificate:input_type -> hufu.v1.RevokeCertificateRequest
+	58, // 60: hufu.v1.CertificateService.PreviewRevocation:input_type -> hufu.v1.PreviewRevocationRequest
+	45, // 61: hufu.v1.CertificateService.ListMessages:input_type -> hufu.v1.ListMessagesRequest
+	47, // 62: hufu.v1.ReviewService.ListReviews:input_type -> hufu.v1.ListReviewsRequest
+	49, // 63: hufu.v1.ReviewService.ApproveOrder:input_type -> hufu.v1.ApproveOrderRequest
+	51, // 64: hufu.v1.ReviewService.RejectOrder:input_type -> hufu.v1.RejectOrderRequest
+	53, // 65: hufu.v1.ReviewService.GetAuthorisationLetter:input_type -> hufu.v1.GetAuthorisationLetterRequest
+	55, // 66: hufu.v1.ReviewService.ListOrderAttachments:input_type -> hufu.v1.ListOrderAttachmentsRequest
+	60, // 67: hufu.v1.ReviewService.DisableCertificate:input_type -> hufu.v1.DisableCertificateRequest
+	62, // 68: hufu.v1.ReviewService.EnableCertificate:input_type -> hufu.v1.EnableCertificateRequest
+	17, // 69: hufu.v1.CertificateService.ListCertificateAuthorities:output_type -> hufu.v1.ListCertificateAuthoritiesResponse
+	19, // 70: hufu.v1.CertificateService.ApplyCertificate:output_type -> hufu.v1.ApplyCertificateResponse
+	21, // 71: hufu.v1.CertificateService.ListOrders:output_type -> hufu.v1.ListOrdersResponse
+	23, // 72: hufu.v1.CertificateService.GetOrder:output_type -> hufu.v1.GetOrderResponse
+	25, // 73: hufu.v1.CertificateService.PayOrder:output_type -> hufu.v1.PayOrderResponse
+	27, // 74: hufu.v1.CertificateService.CancelOrder:output_type -> hufu.v1.CancelOrderResponse
+	29, // 75: hufu.v1.CertificateService.ReorderDraft:output_type -> hufu.v1.ReorderDraftResponse
+	31, // 76: hufu.v1.CertificateService.ListCertificates:output_type -> hufu.v1.ListCertificatesResponse
+	33, // 77: hufu.v1.CertificateService.DownloadCertificate:output_type -> hufu.v1.DownloadCertificateResponse
+	35, // 78: hufu.v1.CertificateService.RenewCertificate:output_type -> hufu.v1.RenewCertificateResponse
+	37, // 79: hufu.v1.CertificateService.UpgradeCertificate:output_type -> hufu.v1.UpgradeCertificateResponse
+	39, // 80: hufu.v1.CertificateService.SetCertificateLabel:output_type -> hufu.v1.SetCertificateLabelResponse
+	42, // 81: hufu.v1.CertificateService.CheckCertificate:output_type -> hufu.v1.CheckCertificateResponse
+	44, // 82: hufu.v1.CertificateService.RevokeCertificate:output_type -> hufu.v1.RevokeCertificateResponse
+	59, // 83: hufu.v1.CertificateService.PreviewRevocation:output_type -> hufu.v1.PreviewRevocationResponse
+	46, // 84: hufu.v1.CertificateService.ListMessages:output_type -> hufu.v1.ListMessagesResponse
+	48, // 85: hufu.v1.ReviewService.ListReviews:output_type -> hufu.v1.ListReviewsResponse
+	50, // 86: hufu.v1.ReviewService.ApproveOrder:output_type -> hufu.v1.ApproveOrderResponse
+	52, // 87: hufu.v1.ReviewService.RejectOrder:output_type -> hufu.v1.RejectOrderResponse
+	54, // 88: hufu.v1.ReviewService.GetAuthorisationLetter:output_type -> hufu.v1.GetAuthorisationLetterResponse
+	57, // 89: hufu.v1.ReviewService.ListOrderAttachments:output_type -> hufu.v1.ListOrderAttachmentsResponse
+	61, // 90: hufu.v1.ReviewService.DisableCertificate:output_type -> hufu.v1.DisableCertificateResponse
+	63, // 91: hufu.v1.ReviewService.EnableCertificate:output_type -> hufu.v1.EnableCertificateResponse
+	69, // [69:92] is the sub-list for method output_type
+	46, // [46:69] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_certificate_proto_init() }
@@ -3989,8 +4448,8 @@ func file_hufu_v1_certificate_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_certificate_proto_rawDesc), len(file_hufu_v1_certificate_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   51,
+			NumEnums:      7,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -33,6 +33,7 @@ const (
 	CertificateService_SetCertificateLabel_FullMethodName        = "/hufu.v1.CertificateService/SetCertificateLabel"
 	CertificateService_CheckCertificate_FullMethodName           = "/hufu.v1.CertificateService/CheckCertificate"
 	CertificateService_RevokeCertificate_FullMethodName          = "/hufu.v1.CertificateService/RevokeCertificate"
+	CertificateService_PreviewRevocation_FullMethodName          = "/hufu.v1.CertificateService/PreviewRevocation"
 	CertificateService_ListMessages_FullMethodName               = "/hufu.v1.CertificateService/ListMessages"
 )
 
@@ -84,6 +85,10 @@ type CertificateServiceClient interface {
 	// share of its key is destroyed, so nothing ever encrypted to this certificate can be
 	// decrypted again, and the key can no longer sign. Confirmed with the PIN.
 	RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*RevokeCertificateResponse, error)
+	// PreviewRevocation lists every certificate that a revocation of serial revokes with it:
+	// all certificates of the same key (its server share is destroyed). Those the person can
+	// still use must be echoed in RevokeCertificateRequest.acknowledged_serials.
+	PreviewRevocation(ctx context.Context, in *PreviewRevocationRequest, opts ...grpc.CallOption) (*PreviewRevocationResponse, error)
 	// ListMessages lists the caller's messages (消息-CA证书), newest first.
 	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
 }
@@ -236,6 +241,16 @@ func (c *certificateServiceClient) RevokeCertificate(ctx context.Context, in *Re
 	return out, nil
 }
 
+func (c *certificateServiceClient) PreviewRevocation(ctx context.Context, in *PreviewRevocationRequest, opts ...grpc.CallOption) (*PreviewRevocationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreviewRevocationResponse)
+	err := c.cc.Invoke(ctx, CertificateService_PreviewRevocation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *certificateServiceClient) ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListMessagesResponse)
@@ -294,6 +309,10 @@ type CertificateServiceServer interface {
 	// share of its key is destroyed, so nothing ever encrypted to this certificate can be
 	// decrypted again, and the key can no longer sign. Confirmed with the PIN.
 	RevokeCertificate(context.Context, *RevokeCertificateRequest) (*RevokeCertificateResponse, error)
+	// PreviewRevocation lists every certificate that a revocation of serial revokes with it:
+	// all certificates of the same key (its server share is destroyed). Those the person can
+	// still use must be echoed in RevokeCertificateRequest.acknowledged_serials.
+	PreviewRevocation(context.Context, *PreviewRevocationRequest) (*PreviewRevocationResponse, error)
 	// ListMessages lists the caller's messages (消息-CA证书), newest first.
 	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
 	mustEmbedUnimplementedCertificateServiceServer()
@@ -347,6 +366,9 @@ func (UnimplementedCertificateServiceServer) CheckCertificate(context.Context, *
 }
 func (UnimplementedCertificateServiceServer) RevokeCertificate(context.Context, *RevokeCertificateRequest) (*RevokeCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeCertificate not implemented")
+}
+func (UnimplementedCertificateServiceServer) PreviewRevocation(context.Context, *PreviewRevocationRequest) (*PreviewRevocationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PreviewRevocation not implemented")
 }
 func (UnimplementedCertificateServiceServer) ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMessages not implemented")
@@ -624,6 +646,24 @@ func _CertificateService_RevokeCertificate_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CertificateService_PreviewRevocation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreviewRevocationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).PreviewRevocation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_PreviewRevocation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).PreviewRevocation(ctx, req.(*PreviewRevocationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CertificateService_ListMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListMessagesRequest)
 	if err := dec(in); err != nil {
@@ -706,6 +746,10 @@ var CertificateService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _CertificateService_RevokeCertificate_Handler,
 		},
 		{
+			MethodName: "PreviewRevocation",
+			Handler:    _CertificateService_PreviewRevocation_Handler,
+		},
+		{
 			MethodName: "ListMessages",
 			Handler:    _CertificateService_ListMessages_Handler,
 		},
@@ -720,6 +764,8 @@ const (
 	ReviewService_RejectOrder_FullMethodName            = "/hufu.v1.ReviewService/RejectOrder"
 	ReviewService_GetAuthorisationLetter_FullMethodName = "/hufu.v1.ReviewService/GetAuthorisationLetter"
 	ReviewService_ListOrderAttachments_FullMethodName   = "/hufu.v1.ReviewService/ListOrderAttachments"
+	ReviewService_DisableCertificate_FullMethodName     = "/hufu.v1.ReviewService/DisableCertificate"
+	ReviewService_EnableCertificate_FullMethodName      = "/hufu.v1.ReviewService/EnableCertificate"
 )
 
 // ReviewServiceClient is the client API for ReviewService service.
@@ -738,6 +784,12 @@ type ReviewServiceClient interface {
 	// ListOrderAttachments returns the other files of an application (an enterprise's
 	// business licence, the attachments its CA requires), with their content.
 	ListOrderAttachments(ctx context.Context, in *ListOrderAttachmentsRequest, opts ...grpc.CallOption) (*ListOrderAttachmentsResponse, error)
+	// DisableCertificate disables (禁用) an active certificate, with a reason recorded and sent
+	// to its holder: it can no longer sign or decrypt and is listed as no longer valid
+	// (已失效) until EnableCertificate. Disabling is not revocation: the CRL is unchanged.
+	DisableCertificate(ctx context.Context, in *DisableCertificateRequest, opts ...grpc.CallOption) (*DisableCertificateResponse, error)
+	// EnableCertificate re-enables a disabled certificate, with a reason sent to its holder.
+	EnableCertificate(ctx context.Context, in *EnableCertificateRequest, opts ...grpc.CallOption) (*EnableCertificateResponse, error)
 }
 
 type reviewServiceClient struct {
@@ -798,6 +850,26 @@ func (c *reviewServiceClient) ListOrderAttachments(ctx context.Context, in *List
 	return out, nil
 }
 
+func (c *reviewServiceClient) DisableCertificate(ctx context.Context, in *DisableCertificateRequest, opts ...grpc.CallOption) (*DisableCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisableCertificateResponse)
+	err := c.cc.Invoke(ctx, ReviewService_DisableCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reviewServiceClient) EnableCertificate(ctx context.Context, in *EnableCertificateRequest, opts ...grpc.CallOption) (*EnableCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnableCertificateResponse)
+	err := c.cc.Invoke(ctx, ReviewService_EnableCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReviewServiceServer is the server API for ReviewService service.
 // All implementations must embed UnimplementedReviewServiceServer
 // for forward compatibility.
@@ -814,6 +886,12 @@ type ReviewServiceServer interface {
 	// ListOrderAttachments returns the other files of an application (an enterprise's
 	// business licence, the attachments its CA requires), with their content.
 	ListOrderAttachments(context.Context, *ListOrderAttachmentsRequest) (*ListOrderAttachmentsResponse, error)
+	// DisableCertificate disables (禁用) an active certificate, with a reason recorded and sent
+	// to its holder: it can no longer sign or decrypt and is listed as no longer valid
+	// (已失效) until EnableCertificate. Disabling is not revocation: the CRL is unchanged.
+	DisableCertificate(context.Context, *DisableCertificateRequest) (*DisableCertificateResponse, error)
+	// EnableCertificate re-enables a disabled certificate, with a reason sent to its holder.
+	EnableCertificate(context.Context, *EnableCertificateRequest) (*EnableCertificateResponse, error)
 	mustEmbedUnimplementedReviewServiceServer()
 }
 
@@ -838,6 +916,12 @@ func (UnimplementedReviewServiceServer) GetAuthorisationLetter(context.Context, 
 }
 func (UnimplementedReviewServiceServer) ListOrderAttachments(context.Context, *ListOrderAttachmentsRequest) (*ListOrderAttachmentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOrderAttachments not implemented")
+}
+func (UnimplementedReviewServiceServer) DisableCertificate(context.Context, *DisableCertificateRequest) (*DisableCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisableCertificate not implemented")
+}
+func (UnimplementedReviewServiceServer) EnableCertificate(context.Context, *EnableCertificateRequest) (*EnableCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnableCertificate not implemented")
 }
 func (UnimplementedReviewServiceServer) mustEmbedUnimplementedReviewServiceServer() {}
 func (UnimplementedReviewServiceServer) testEmbeddedByValue()                       {}
@@ -950,6 +1034,42 @@ func _ReviewService_ListOrderAttachments_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReviewService_DisableCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisableCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReviewServiceServer).DisableCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReviewService_DisableCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReviewServiceServer).DisableCertificate(ctx, req.(*DisableCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReviewService_EnableCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnableCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReviewServiceServer).EnableCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReviewService_EnableCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReviewServiceServer).EnableCertificate(ctx, req.(*EnableCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReviewService_ServiceDesc is the grpc.ServiceDesc for ReviewService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -976,6 +1096,14 @@ var ReviewService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOrderAttachments",
 			Handler:    _ReviewService_ListOrderAttachments_Handler,
+		},
+		{
+			MethodName: "DisableCertificate",
+			Handler:    _ReviewService_DisableCertificate_Handler,
+		},
+		{
+			MethodName: "EnableCertificate",
+			Handler:    _ReviewService_EnableCertificate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

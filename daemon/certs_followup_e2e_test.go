@@ -1,11 +1,15 @@
 package daemon_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/rand"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/sm2"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/cosign"
 	"google.golang.org/grpc/codes"
 )
 
@@ -81,4 +85,67 @@ func (p *applicant) certificate(serial string) *hufuv1.Certificate {
 	}
 	p.t.Fatalf("certificate %s not listed", serial)
 	return nil
+}
+
+// TestDisabledCertificateCannotSignOrDecrypt: the review desk disables a certificate with a
+// reason; the holder is told, it lists under 已失效 and its key neither signs nor decrypts
+// until the desk enables it again.
+func TestDisabledCertificateCannotSignOrDecrypt(t *testing.T) {
+	a := certAppliance(t)
+	desk := a.desk()
+	p := newApplicant(t, a, phone, "device-0001", "key-disable-01")
+	serial := p.issue(desk)
+	cert, _, _, _ := p.download(serial)
+	ct, err := sm2.Encrypt(rand.Reader, cert.PublicKey.(*ecdsa.PublicKey), []byte("bid"), nil)
+	must(t, err)
+	sign := func() error {
+		_, err := p.key.signer().Sign(rand.Reader, []byte("msg"), &cosign.SignerOpts{})
+		return err
+	}
+	decrypt := func() error {
+		_, err := p.key.signer().Decrypt(nil, ct, nil)
+		return err
+	}
+	must(t, sign())
+	must(t, decrypt())
+
+	_, err = desk.DisableCertificate(bg, &hufuv1.DisableCertificateRequest{Serial: serial})
+	wantCode(t, err, codes.InvalidArgument, "reason")
+	d, err := desk.DisableCertificate(bg, &hufuv1.DisableCertificateRequest{Serial: serial, Reason: "持有人单位申请暂停使用"})
+	must(t, err)
+	if d.Certificate.Status != hufuv1.CertificateStatus_CERTIFICATE_STATUS_DISABLED || d.Certificate.DisabledReason != "持有人单位申请暂停使用" {
+		t.Fatalf("disabled: %v", d.Certificate)
+	}
+	_, err = desk.DisableCertificate(bg, &hufuv1.DisableCertificateRequest{Serial: serial, Reason: "again"})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	wantCode(t, sign(), codes.FailedPrecondition, "")
+	wantCode(t, decrypt(), codes.FailedPrecondition, "")
+	invalid, err := p.certs.ListCertificates(bg, &hufuv1.ListCertificatesRequest{View: hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_NO_LONGER_VALID})
+	must(t, err)
+	if len(invalid.Certificates) != 1 || invalid.Certificates[0].Status != hufuv1.CertificateStatus_CERTIFICATE_STATUS_DISABLED {
+		t.Fatalf("已失效 while disabled: %v", invalid.Certificates)
+	}
+	active, err := p.certs.ListCertificates(bg, &hufuv1.ListCertificatesRequest{View: hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE})
+	if err != nil || len(active.Certificates) != 0 {
+		t.Fatalf("生效中 while disabled: %v %v", active, err)
+	}
+	_, err = p.certs.RenewCertificate(bg, &hufuv1.RenewCertificateRequest{RequestId: "renew-disabled", Serial: serial, ValidityYears: 1})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	msgs, err := p.certs.ListMessages(bg, &hufuv1.ListMessagesRequest{})
+	must(t, err)
+	if m := msgs.Messages[0]; m.Kind != hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_DISABLED || m.Serial != serial || !strings.Contains(m.Body, "持有人单位申请暂停使用") {
+		t.Fatalf("newest message after disabling: %v", m)
+	}
+
+	_, err = desk.EnableCertificate(bg, &hufuv1.EnableCertificateRequest{Serial: serial, Reason: "恢复"})
+	must(t, err)
+	must(t, sign())
+	must(t, decrypt())
+	msgs, err = p.certs.ListMessages(bg, &hufuv1.ListMessagesRequest{})
+	must(t, err)
+	if m := msgs.Messages[0]; m.Kind != hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_ENABLED || !strings.Contains(m.Body, "恢复") {
+		t.Fatalf("newest message after enabling: %v", m)
+	}
+	_, err = desk.EnableCertificate(bg, &hufuv1.EnableCertificateRequest{Serial: serial, Reason: "again"})
+	wantCode(t, err, codes.FailedPrecondition, "")
 }

@@ -54,6 +54,7 @@ func (s *Service) certPB(c *storepb.Certificate) *hufuv1.Certificate {
 		Serial: c.Serial, KeyId: c.KeyId, CaId: c.CaId, NotBefore: hufuv1.Timestamp(c.NotBeforeUnixNano), NotAfter: hufuv1.Timestamp(c.NotAfterUnixNano),
 		Platforms: c.Platforms, Regions: c.Regions, Label: c.Label, Status: s.effective(c), RevokedAt: hufuv1.Timestamp(c.RevokedUnixNano),
 		OrderId: c.OrderId, SupersededBy: c.SupersededBy, Subject: subjectOf(c),
+		DisabledReason: c.DisabledReason, DisabledAt: hufuv1.Timestamp(c.DisabledUnixNano),
 	}
 }
 
@@ -256,4 +257,20 @@ func (r reviewServer) GetAuthorisationLetter(ctx context.Context, req *hufuv1.Ge
 	}
 	return &hufuv1.GetAuthorisationLetterResponse{Method: a.Method, FileName: a.FileName, MediaType: a.MediaType,
 		Content: a.Content, Signature: a.Signature, Sha256: a.Sha256, Sm3: a.Sm3, SealName: a.SealName, SealImage: a.SealImage}, nil
+}
+
+func (r reviewServer) DisableCertificate(ctx context.Context, req *hufuv1.DisableCertificateRequest) (*hufuv1.DisableCertificateResponse, error) {
+	c, err := r.s.Disable(ctx, authn.CallerFrom(ctx), req.GetSerial(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &hufuv1.DisableCertificateResponse{Certificate: r.s.certPB(c)}, nil
+}
+
+func (r reviewServer) EnableCertificate(ctx context.Context, req *hufuv1.EnableCertificateRequest) (*hufuv1.EnableCertificateResponse, error) {
+	c, err := r.s.Enable(ctx, authn.CallerFrom(ctx), req.GetSerial(), req.GetReason())
+	if err != nil {
+		return nil, err
+	}
+	return &hufuv1.EnableCertificateResponse{Certificate: r.s.certPB(c)}, nil
 }

@@ -149,3 +149,28 @@ func TestDisabledCertificateCannotSignOrDecrypt(t *testing.T) {
 	_, err = desk.EnableCertificate(bg, &hufuv1.EnableCertificateRequest{Serial: serial, Reason: "again"})
 	wantCode(t, err, codes.FailedPrecondition, "")
 }
+
+// TestCertificateListingMarksTheDevice: 生效中 is per device (§1.7.1): the listing tells the
+// device that holds the key's share from the person's other devices.
+func TestCertificateListingMarksTheDevice(t *testing.T) {
+	a := certAppliance(t)
+	desk := a.desk()
+	p := newApplicant(t, a, phone, "device-0001", "key-place-01")
+	serial := p.issue(desk)
+	other := a.dial("device-0002")
+	a.signIn(other, phone, "device-0002")
+	placement := func(certs hufuv1.CertificateServiceClient) hufuv1.KeyPlacement {
+		t.Helper()
+		r, err := certs.ListCertificates(bg, &hufuv1.ListCertificatesRequest{View: hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE})
+		if err != nil || len(r.Certificates) != 1 || r.Certificates[0].Serial != serial {
+			t.Fatalf("list: %v %v", r, err)
+		}
+		return r.Certificates[0].KeyPlacement
+	}
+	if got := placement(p.certs); got != hufuv1.KeyPlacement_KEY_PLACEMENT_THIS_DEVICE {
+		t.Fatalf("on the key's device: %v", got)
+	}
+	if got := placement(hufuv1.NewCertificateServiceClient(other.ClientConn())); got != hufuv1.KeyPlacement_KEY_PLACEMENT_OTHER_DEVICE {
+		t.Fatalf("on another device: %v", got)
+	}
+}

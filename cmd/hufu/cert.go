@@ -484,6 +484,15 @@ func (c *cli) printCert(ct *hufuv1.Certificate) {
 	if ct.Label != "" {
 		label = "  [" + ct.Label + "]"
 	}
+	switch ct.KeyPlacement {
+	case hufuv1.KeyPlacement_KEY_PLACEMENT_THIS_DEVICE:
+		label += "  (key on this device)"
+	case hufuv1.KeyPlacement_KEY_PLACEMENT_OTHER_DEVICE:
+		label += "  (key held on another device)"
+	}
+	if ct.DisabledReason != "" {
+		label += "  disabled: " + ct.DisabledReason
+	}
 	fmt.Fprintf(c.out, "%s  %-18s %s .. %s  key %s  %s%s\n", ct.Serial, certStatusText(ct.Status),
 		ct.NotBefore.AsTime().Local().Format(time.DateOnly), ct.NotAfter.AsTime().Local().Format(time.DateOnly),
 		ct.KeyId, strings.Join(ct.Platforms, ","), label)

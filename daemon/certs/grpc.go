@@ -132,9 +132,15 @@ func (c certServer) ListCertificates(ctx context.Context, req *hufuv1.ListCertif
 	if err != nil {
 		return nil, err
 	}
+	placed, err := c.s.KeyPlacements(ctx, authn.CallerFrom(ctx), cs)
+	if err != nil {
+		return nil, err
+	}
 	out := &hufuv1.ListCertificatesResponse{}
 	for _, cert := range cs {
-		out.Certificates = append(out.Certificates, c.s.certPB(cert))
+		pb := c.s.certPB(cert)
+		pb.KeyPlacement = placed[cert.KeyId]
+		out.Certificates = append(out.Certificates, pb)
 	}
 	return out, nil
 }

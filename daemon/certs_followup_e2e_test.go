@@ -174,3 +174,38 @@ func TestCertificateListingMarksTheDevice(t *testing.T) {
 		t.Fatalf("on another device: %v", got)
 	}
 }
+
+// TestCompletedOrderShowsDownloaded: a completed order offers 下载证书 until its certificate
+// is first downloaded (§1.8.1.1.3).
+func TestCompletedOrderShowsDownloaded(t *testing.T) {
+	a := certAppliance(t)
+	desk := a.desk()
+	p := newApplicant(t, a, phone, "device-0001", "key-download-1")
+	serial := p.issue(desk)
+	order := func() *hufuv1.Order {
+		t.Helper()
+		r, err := p.certs.ListOrders(bg, &hufuv1.ListOrdersRequest{Status: hufuv1.OrderStatus_ORDER_STATUS_COMPLETED})
+		if err != nil || len(r.Orders) != 1 {
+			t.Fatalf("completed orders: %v %v", r, err)
+		}
+		return r.Orders[0]
+	}
+	if o := order(); o.Downloaded || o.DownloadedAt != nil {
+		t.Fatalf("downloaded before any download: %v", o)
+	}
+	a.clock.Advance(time.Minute)
+	p.download(serial)
+	first := order()
+	if !first.Downloaded || !first.DownloadedAt.AsTime().Equal(a.clock.Now()) {
+		t.Fatalf("after the download: %v (now %v)", first, a.clock.Now())
+	}
+	a.clock.Advance(time.Minute)
+	p.download(serial)
+	if o := order(); !o.DownloadedAt.AsTime().Equal(first.DownloadedAt.AsTime()) {
+		t.Fatalf("a second download moved the first: %v", o.DownloadedAt.AsTime())
+	}
+	got, err := p.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: first.Id})
+	if err != nil || !got.Order.Downloaded {
+		t.Fatalf("GetOrder: %v %v", got, err)
+	}
+}

@@ -360,7 +360,11 @@ func (c *cli) printOrder(o *hufuv1.Order, detail bool) {
 		fmt.Fprintf(c.out, "  cancelled by %s: %s\n", o.CancelledBy, o.CancelReason)
 	}
 	if o.Serial != "" {
-		fmt.Fprintf(c.out, "  certificate %s\n", o.Serial)
+		downloaded := "not downloaded yet (hufu cert download)"
+		if o.Downloaded {
+			downloaded = "downloaded " + o.DownloadedAt.AsTime().Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(c.out, "  certificate %s, %s\n", o.Serial, downloaded)
 	}
 	fmt.Fprintln(c.out, "  progress (审核进度):")
 	for _, s := range o.Steps {

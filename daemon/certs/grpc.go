@@ -39,6 +39,7 @@ func (s *Service) OrderPB(o *storepb.Order) *hufuv1.Order {
 		AuthorisationMethod: o.GetAuthorisation().GetMethod(), AuthorisationSha256: o.GetAuthorisation().GetSha256(),
 		CancelReason: o.CancelReason, CancelledBy: o.CancelledBy, Serial: o.Serial, ReplacesSerial: o.ReplacesSerial,
 		ReorderedFrom: o.ReorderedFrom, EnterpriseUscc: o.EnterpriseUscc, CreatedAt: hufuv1.Timestamp(o.CreatedUnixNano), UpdatedAt: hufuv1.Timestamp(o.UpdatedUnixNano),
+		Downloaded: o.DownloadedUnixNano != 0, DownloadedAt: hufuv1.Timestamp(o.DownloadedUnixNano),
 	}
 	for _, st := range o.Steps {
 		out.Steps = append(out.Steps, &hufuv1.ReviewStep{Name: st.Name, Time: hufuv1.Timestamp(st.TimeUnixNano), Actor: st.Actor, Note: st.Note})

@@ -539,6 +539,9 @@ func (s *Service) Download(ctx context.Context, caller authn.Caller, serial stri
 			if err := certs.Put(tx, certID(caller.UserID, serial), cur); err != nil {
 				return err
 			}
+			if err := markOrderDownloaded(tx, cur); err != nil {
+				return err
+			}
 			return tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.download", Subject: certKey(caller.UserID, serial), Outcome: store.OutcomeOK})
 		})
 		if err != nil {

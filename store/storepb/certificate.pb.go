@@ -468,9 +468,11 @@ type Order struct {
 	RequestId string `protobuf:"bytes,28,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// An enterprise claim: the enterprise's USCC; subject_name is then the enterprise's name
 	// and subject_id_masked its USCC.
-	EnterpriseUscc string `protobuf:"bytes,29,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"` // Next field: 30
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	EnterpriseUscc string `protobuf:"bytes,29,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"`
+	// When the order's certificate was first downloaded (下载证书, §1.8.1.1.3); 0 if never.
+	DownloadedUnixNano int64 `protobuf:"varint,30,opt,name=downloaded_unix_nano,json=downloadedUnixNano,proto3" json:"downloaded_unix_nano,omitempty"` // Next field: 31
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Order) Reset() {
@@ -704,6 +706,13 @@ func (x *Order) GetEnterpriseUscc() string {
 		return x.EnterpriseUscc
 	}
 	return ""
+}
+
+func (x *Order) GetDownloadedUnixNano() int64 {
+	if x != nil {
+		return x.DownloadedUnixNano
+	}
+	return 0
 }
 
 // Attachment is the authorisation letter of an application.
@@ -1046,7 +1055,7 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\x0fdisabled_reason\x18\x13 \x01(\tR\x0edisabledReason\x12,\n" +
 	"\x12disabled_unix_nano\x18\x14 \x01(\x03R\x10disabledUnixNano\x12\x1f\n" +
 	"\vdisabled_by\x18\x15 \x01(\tR\n" +
-	"disabledBy\"\xda\a\n" +
+	"disabledBy\"\x8c\b\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -1079,7 +1088,8 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\x11updated_unix_nano\x18\x1b \x01(\x03R\x0fupdatedUnixNano\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x1c \x01(\tR\trequestId\x12'\n" +
-	"\x0fenterprise_uscc\x18\x1d \x01(\tR\x0eenterpriseUscc\"\x97\x02\n" +
+	"\x0fenterprise_uscc\x18\x1d \x01(\tR\x0eenterpriseUscc\x120\n" +
+	"\x14downloaded_unix_nano\x18\x1e \x01(\x03R\x12downloadedUnixNano\"\x97\x02\n" +
 	"\n" +
 	"Attachment\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1b\n" +

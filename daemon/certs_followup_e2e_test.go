@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"crypto/ecdsa"
 	"crypto/rand"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/config"
 	"google.golang.org/grpc/codes"
 )
 
@@ -207,5 +209,54 @@ func TestCompletedOrderShowsDownloaded(t *testing.T) {
 	got, err := p.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: first.Id})
 	if err != nil || !got.Order.Downloaded {
 		t.Fatalf("GetOrder: %v %v", got, err)
+	}
+}
+
+// TestRevocationNamesTheKeysOtherCertificates: a key certified by two CAs loses both
+// certificates when one is revoked; the preview names the other one and the revocation must
+// echo it.
+func TestRevocationNamesTheKeysOtherCertificates(t *testing.T) {
+	a := certAppliance(t, func(c *config.Config) {
+		second := c.Certificates.CAs[0]
+		second.ID, second.Name = "second-ca", "第二CA"
+		c.Certificates.CAs = append(c.Certificates.CAs, second)
+	})
+	desk := a.desk()
+	p := newApplicant(t, a, phone, "device-0001", "key-revoke-two")
+	first := p.issue(desk)
+	req := p.request()
+	req.CaId = "second-ca"
+	o, err := p.certs.ApplyCertificate(bg, req)
+	must(t, err)
+	_, err = desk.ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: o.Order.Id})
+	must(t, err)
+	paid, err := p.pay(o.Order.Id, "pay-second-ca")
+	must(t, err)
+	second := paid.Certificate.Serial
+
+	pre, err := p.certs.PreviewRevocation(bg, &hufuv1.PreviewRevocationRequest{Serial: first})
+	must(t, err)
+	var listed []string
+	for _, c := range pre.Certificates {
+		listed = append(listed, c.Serial)
+	}
+	if len(listed) != 2 || !slices.Contains(listed, first) || !slices.Contains(listed, second) || len(pre.Acknowledge) != 1 || pre.Acknowledge[0] != second {
+		t.Fatalf("preview: certificates %v, acknowledge %v", listed, pre.Acknowledge)
+	}
+	_, err = p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: first, Pin: "123456", ConfirmIrreversible: true})
+	wantCode(t, err, codes.InvalidArgument, "acknowledged_serials")
+	if !strings.Contains(errMessage(err), second) {
+		t.Fatalf("refusal %q does not name %s", errMessage(err), second)
+	}
+	// Nothing was revoked by the refusal.
+	if c := p.certificate(second); c.Status != hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE {
+		t.Fatalf("after the refusal: %v", c.Status)
+	}
+	_, err = p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: first, Pin: "123456", ConfirmIrreversible: true, AcknowledgedSerials: []string{second}})
+	must(t, err)
+	for _, s := range []string{first, second} {
+		if c := p.certificate(s); c.Status != hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED {
+			t.Fatalf("%s after revocation: %v", s, c.Status)
+		}
 	}
 }

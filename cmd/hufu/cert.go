@@ -630,8 +630,20 @@ func (c *cli) certRevokeCommand() *urfave.Command {
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	return c.command(verb{name: "revoke", usage: "revoke a certificate: irreversible, the server share is destroyed", args: "SERIAL", desc: certDesc("revoke"), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
+		pre, err := certs.PreviewRevocation(ctx, &hufuv1.PreviewRevocationRequest{Serial: pos[0]})
+		if err != nil {
+			return err
+		}
 		fmt.Fprintln(c.errOut, "注销证书不能恢复，无法解密原有文件。Revoking is irreversible: the appliance destroys its half of the key,")
 		fmt.Fprintln(c.errOut, "so nothing ever encrypted to this certificate can be decrypted again, and the key can no longer sign.")
+		if len(pre.Acknowledge) > 0 {
+			fmt.Fprintln(c.errOut, "These certificates of the same key are revoked with it:")
+			for _, ct := range pre.Certificates {
+				if ct.Serial != pos[0] {
+					fmt.Fprintf(c.errOut, "  %s  %s  %s\n", ct.Serial, certStatusText(ct.Status), ct.CaId)
+				}
+			}
+		}
 		if !*yes {
 			answer, err := c.prompt("type the serial to confirm: ")
 			if err != nil {
@@ -645,7 +657,8 @@ func (c *cli) certRevokeCommand() *urfave.Command {
 		if err != nil {
 			return err
 		}
-		resp, err := certs.RevokeCertificate(ctx, &hufuv1.RevokeCertificateRequest{Serial: pos[0], Pin: pin, Reason: *reason, ConfirmIrreversible: true})
+		resp, err := certs.RevokeCertificate(ctx, &hufuv1.RevokeCertificateRequest{Serial: pos[0], Pin: pin, Reason: *reason, ConfirmIrreversible: true,
+			AcknowledgedSerials: pre.Acknowledge})
 		if err != nil {
 			return err
 		}

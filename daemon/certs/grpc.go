@@ -191,6 +191,11 @@ func (c certServer) CheckCertificate(ctx context.Context, req *hufuv1.CheckCerti
 }
 
 func (c certServer) RevokeCertificate(ctx context.Context, req *hufuv1.RevokeCertificateRequest) (*hufuv1.RevokeCertificateResponse, error) {
+	if req.GetConfirmIrreversible() {
+		if err := c.s.CheckRevocationAcknowledged(ctx, authn.CallerFrom(ctx), req.GetSerial(), req.GetAcknowledgedSerials()); err != nil {
+			return nil, err
+		}
+	}
 	cert, err := c.s.Revoke(ctx, authn.CallerFrom(ctx), req.GetSerial(), req.GetPin(), req.GetReason(), req.GetConfirmIrreversible())
 	if err != nil {
 		return nil, err
@@ -280,4 +285,16 @@ func (r reviewServer) EnableCertificate(ctx context.Context, req *hufuv1.EnableC
 		return nil, err
 	}
 	return &hufuv1.EnableCertificateResponse{Certificate: r.s.certPB(c)}, nil
+}
+
+func (c certServer) PreviewRevocation(ctx context.Context, req *hufuv1.PreviewRevocationRequest) (*hufuv1.PreviewRevocationResponse, error) {
+	all, ack, err := c.s.RevocationPreview(ctx, authn.CallerFrom(ctx), req.GetSerial())
+	if err != nil {
+		return nil, err
+	}
+	out := &hufuv1.PreviewRevocationResponse{Acknowledge: ack}
+	for _, cert := range all {
+		out.Certificates = append(out.Certificates, c.s.certPB(cert))
+	}
+	return out, nil
 }

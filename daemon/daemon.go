@@ -270,7 +270,7 @@ func (d *Daemon) buildServices() error {
 		SMSMaxPerPhoneHour: a.SMSMaxPerPhoneHour, SMSMaxPerSourceHour: a.SMSMaxPerSourceHour,
 		CodeMaxAttempts: a.CodeMaxAttempts, CodeLockout: a.CodeLockout.Std(),
 		PasswordMaxAttempts: a.PasswordMaxAttempts, AccessTokenTTL: a.AccessTokenTTL.Std(),
-		RefreshTokenTTL: a.RefreshTokenTTL.Std(), Platforms: platforms,
+		RefreshTokenTTL: a.RefreshTokenTTL.Std(), Platforms: platforms, DefaultPlatform: a.DefaultPlatform,
 	}, accounts.Deps{
 		Store: d.store, Keyring: d.keyring, SMS: d.providers.sms, WeChat: d.providers.wechat, Carrier: d.providers.carrier,
 		Verifier: d.providers.verifier, Clock: d.opts.Clock, Log: d.opts.Log,

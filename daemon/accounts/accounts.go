@@ -48,6 +48,9 @@ type Options struct {
 	Password PasswordParams
 	// Platforms the operator configured.
 	Platforms []Platform
+	// DefaultPlatform is the id of the platform a new account starts on (seed §1.3); empty:
+	// the only platform if there is one, else none until the person chooses.
+	DefaultPlatform string
 }
 
 // Platform is a trading platform people can choose.
@@ -99,6 +102,12 @@ func New(opts Options, deps Deps) (*Service, error) {
 		argon: make(chan struct{}, runtime.GOMAXPROCS(0)), Deps: deps}
 	for _, p := range opts.Platforms {
 		s.platforms[p.ID] = p
+	}
+	if _, ok := s.platforms[opts.DefaultPlatform]; opts.DefaultPlatform != "" && !ok {
+		return nil, fmt.Errorf("accounts: default platform %q is not configured", opts.DefaultPlatform)
+	}
+	if opts.DefaultPlatform == "" && len(opts.Platforms) == 1 {
+		s.opts.DefaultPlatform = opts.Platforms[0].ID
 	}
 	return s, nil
 }

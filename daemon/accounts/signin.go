@@ -285,7 +285,9 @@ func (s *Service) findOrRegister(tx *store.Tx, phone, method string) (*storepb.U
 	if err == nil || !errors.Is(err, store.ErrNotFound) {
 		return user, false, err
 	}
-	user = &storepb.User{Id: store.RandomID(16), Phone: phone, CreatedUnixNano: nanos(tx.Now())}
+	// A new account starts on the default platform (seed §1.3: shown at once, changed by
+	// choosing another).
+	user = &storepb.User{Id: store.RandomID(16), Phone: phone, CreatedUnixNano: nanos(tx.Now()), CurrentPlatformId: s.opts.DefaultPlatform}
 	if err := tx.Claim(indexPhone, phone, userKey(user.Id)); err != nil {
 		return nil, false, err
 	}
@@ -293,7 +295,7 @@ func (s *Service) findOrRegister(tx *store.Tx, phone, method string) (*storepb.U
 		return nil, false, err
 	}
 	return user, true, tx.Audit(store.Event{Actor: "user:" + user.Id, Action: "account.register", Subject: userKey(user.Id),
-		Outcome: store.OutcomeOK, Details: map[string]string{"phone": identity.MaskPhone(phone), "method": method}})
+		Outcome: store.OutcomeOK, Details: map[string]string{"phone": identity.MaskPhone(phone), "method": method, "platform": user.CurrentPlatformId}})
 }
 
 func providerError(name string, err error) error {

@@ -139,6 +139,10 @@ type Account struct {
 	// DevOutbox is where the development SMS sender writes codes (default
 	// <data_dir>/dev-sms.jsonl).
 	DevOutbox string `yaml:"dev_outbox"`
+	// DefaultPlatform is the platform a new account starts on (seed §1.3: the app shows the
+	// chosen platform at once): a configured platform's id. Empty: the only platform when
+	// one is configured, else none until the person chooses.
+	DefaultPlatform string `yaml:"default_platform"`
 }
 
 type KeyPolicy struct {
@@ -653,6 +657,9 @@ func (c *Config) Validate() error {
 		if !regionRE.MatchString(p.Region) {
 			bad(path+".region", "%q: want a 6-digit region code", p.Region)
 		}
+	}
+	if d := c.Account.DefaultPlatform; d != "" && !seen[d] {
+		bad("account.default_platform", "%q is not a configured platform", d)
 	}
 	c.validateCertificates(bad)
 	c.validateEnterprises(bad)

@@ -262,3 +262,20 @@ func TestValidateInvoices(t *testing.T) {
 		})
 	}
 }
+
+func TestDefaultPlatformMustBeConfigured(t *testing.T) {
+	bad, err := Load("", Overrides{"development": "true", "account.default_platform": "nowhere"}, nil)
+	if err == nil {
+		err = bad.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), "account.default_platform") {
+		t.Fatalf("unknown default platform: %v", err)
+	}
+	c, err := Load("", Overrides{"development": "true", "account.default_platform": "demo"}, nil)
+	if err == nil {
+		err = c.Validate()
+	}
+	if err != nil || c.Account.DefaultPlatform != "demo" {
+		t.Fatalf("the development platform as default: %v %v", c.Account.DefaultPlatform, err)
+	}
+}

@@ -36,7 +36,37 @@ func (c *cli) reviewCommand() *urfave.Command {
 	return group("review", "the operators' review desk (a system client allowed hufu.v1.ReviewService)", "",
 		c.reviewListCommand(), c.reviewLetterCommand(),
 		c.reviewDecideCommand("approve", "approve an application (-reason: a note)"),
-		c.reviewDecideCommand("reject", "reject an application (-reason: shown to the applicant, required)"))
+		c.reviewDecideCommand("reject", "reject an application (-reason: shown to the applicant, required)"),
+		c.reviewDisableCommand("disable", "disable a certificate (已禁用): it cannot sign or decrypt until enabled; -reason is sent to its holder"),
+		c.reviewDisableCommand("enable", "re-enable a disabled certificate; -reason is sent to its holder"))
+}
+
+func (c *cli) reviewDisableCommand(sub, usage string) *urfave.Command {
+	fs := newFlags()
+	reason := fs.String("reason", "", "why (required): recorded and sent to the certificate's holder")
+	return c.command(verb{name: sub, usage: usage, args: "SERIAL", fs: fs, nargs: oneArg,
+		run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+			desk, err := c.reviewDesk(conn)
+			if err != nil {
+				return err
+			}
+			var ct *hufuv1.Certificate
+			if sub == "disable" {
+				resp, err := desk.DisableCertificate(ctx, &hufuv1.DisableCertificateRequest{Serial: pos[0], Reason: *reason})
+				if err != nil {
+					return err
+				}
+				ct = resp.Certificate
+			} else {
+				resp, err := desk.EnableCertificate(ctx, &hufuv1.EnableCertificateRequest{Serial: pos[0], Reason: *reason})
+				if err != nil {
+					return err
+				}
+				ct = resp.Certificate
+			}
+			c.printCert(ct)
+			return nil
+		}})
 }
 
 func (c *cli) reviewListCommand() *urfave.Command {

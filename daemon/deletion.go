@@ -8,6 +8,6 @@ import "github.com/hufu-hsm/hufu/daemon/accounts"
 func (d *Daemon) wireDeletion() {
 	d.accounts.SetDeletion(accounts.Deletion{
 		Cards: d.cards, Certificates: d.certs, Enterprises: d.enterprises,
-		Erasers: []accounts.Eraser{d.certs, d.invoices, d.enterprises},
+		Erasers: []accounts.Eraser{d.certs, d.invoices, d.enterprises, d.keys},
 	})
 }

@@ -9,7 +9,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/accounts"
+	"github.com/hufu-hsm/hufu/store/storepb"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestAccountDeletionEndToEnd: a person with a bank card, a certificate, an open order and
@@ -39,6 +41,8 @@ func TestAccountDeletionEndToEnd(t *testing.T) {
 	person := &member{applicant: p, userID: userID, device: device, phone: delPhone, ent: hufuv1.NewEnterpriseServiceClient(conn.ClientConn())}
 	serial := p.issue(desk)
 	open := p.apply()
+	// A key never certified: its server share must not outlive the account either.
+	createKey(t, conn, userID, "key-del-0002", "123456")
 	cards := hufuv1.NewBankCardServiceClient(conn.ClientConn())
 	bound, err := cards.BindBankCard(bg, &hufuv1.BindBankCardRequest{RequestId: "bind-del-00001", CardNumber: card, ReservedPhone: delPhone})
 	must(t, err)
@@ -118,6 +122,14 @@ func TestAccountDeletionEndToEnd(t *testing.T) {
 	if len(leaks) > 0 {
 		t.Fatalf("personal data left after deletion:\n%s", strings.Join(leaks, "\n"))
 	}
+	// Every key of the account is revoked, its server share gone.
+	for _, id := range []string{"key-del-0001", "key-del-0002"} {
+		var k storepb.SplitKey
+		readRecord(t, filepath.Join(a.cfg.DataDir, "store"), "k/"+id, &k)
+		if k.Status != 3 || len(k.ShareWrapped) != 0 {
+			t.Fatalf("key %s after deletion: status %d, share %d bytes", id, k.Status, len(k.ShareWrapped))
+		}
+	}
 	a.restart()
 
 	// The number registers again, as a new account with nothing of the old one.
@@ -159,4 +171,28 @@ func scanStore(t *testing.T, dir string, needles []string, exclude func(key stri
 		}
 	}
 	return out
+}
+
+// readRecord reads one record of a stopped appliance's store, unwrapping the store's
+// envelope (store/envelope.go): version, flags, optional expiry, type name, message.
+func readRecord(t *testing.T, dir, key string, m proto.Message) {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	v, closer, err := db.Get([]byte(key))
+	if err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	defer closer.Close()
+	off := 2
+	if v[1]&1 != 0 {
+		off += 8
+	}
+	off += 1 + int(v[off])
+	if err := proto.Unmarshal(v[off:], m); err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
 }

@@ -26,8 +26,9 @@ import (
 // hash, WeChat openid), frees the phone and WeChat index entries (the number may register
 // again, as a new account), revokes every session and its tokens, deletes the SMS codes and
 // counters kept under the number, runs each domain's Eraser (saved invoice titles, the
-// names and letters on orders, the inbox) and audits "account.delete" with the masked
-// phone only.
+// names and letters on orders, the inbox, the names on join applications, and the server
+// shares of the account's keys, which are revoked) and audits "account.delete" with the
+// masked phone only.
 //
 // Kept, because a law requires it and not as personal data in use: issued certificates
 // (the CA keeps them and their revocation status, 电子签名法 §24) and issued invoices (tax

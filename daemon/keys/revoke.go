@@ -34,38 +34,8 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, keyID, reason
 		if err != nil {
 			return err
 		}
-		if rec.Status != statusRevoked {
-			rec.Status = statusRevoked
-			clear(rec.ShareWrapped)
-			rec.ShareWrapped, rec.Pending = nil, nil
-			// Every member's pair goes with the key.
-			for _, ref := range rec.Delegates {
-				user, device, _ := strings.Cut(ref, "/")
-				id := delegateID(keyID, user, device)
-				del, err := delegates.Get(tx, id)
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				endPair(del, pairRecalled, tx.Now())
-				if err := delegates.Put(tx, id, del); err != nil {
-					return err
-				}
-			}
-			pairs := len(rec.Delegates)
-			rec.Delegates = nil
-			if err := splitKeys.Put(tx, keyID, rec); err != nil {
-				return err
-			}
-			if len(reason) > 200 {
-				reason = reason[:200]
-			}
-			details := map[string]string{"reason": reason, "delegated_pairs": strconv.Itoa(pairs)}
-			if err := s.recordTx(tx, caller, keyID, "revoke", nil, 1, "ok", details); err != nil {
-				return err
-			}
+		if err := s.revokeIn(tx, caller, rec, reason); err != nil {
+			return err
 		}
 		if with != nil {
 			return with(tx)
@@ -75,6 +45,44 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, keyID, reason
 	s.cache.invalidate(keyID)
 	s.tickets.revokeKey(keyID)
 	return err
+}
+
+// revokeIn revokes the key of rec inside tx (see Revoke); a revoked key is left as is.
+func (s *Service) revokeIn(tx *store.Tx, caller authn.Caller, rec *storepb.SplitKey, reason string) error {
+	if rec.Status != statusRevoked {
+		rec.Status = statusRevoked
+		clear(rec.ShareWrapped)
+		rec.ShareWrapped, rec.Pending = nil, nil
+		// Every member's pair goes with the key.
+		for _, ref := range rec.Delegates {
+			user, device, _ := strings.Cut(ref, "/")
+			id := delegateID(rec.Id, user, device)
+			del, err := delegates.Get(tx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			endPair(del, pairRecalled, tx.Now())
+			if err := delegates.Put(tx, id, del); err != nil {
+				return err
+			}
+		}
+		pairs := len(rec.Delegates)
+		rec.Delegates = nil
+		if err := splitKeys.Put(tx, rec.Id, rec); err != nil {
+			return err
+		}
+		if len(reason) > 200 {
+			reason = reason[:200]
+		}
+		details := map[string]string{"reason": reason, "delegated_pairs": strconv.Itoa(pairs)}
+		if err := s.recordTx(tx, caller, rec.Id, "revoke", nil, 1, "ok", details); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // VerifyKeyPIN checks the certificate PIN of a key used from the caller's device, with the

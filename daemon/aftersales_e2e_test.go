@@ -267,8 +267,20 @@ func TestAfterSalesSettleWithdrawAndInvoice(t *testing.T) {
 	if st := certStatus(t, p, o1.Serial); st != hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE {
 		t.Fatalf("certificate after settling: %v", st)
 	}
-	// Closed, the order may have a new case; withdrawn, that one is closed too.
+	// Closed, the order may have a new case; withdrawn, that one is closed too. While it is
+	// open, the account cannot be deleted, and the preview names the case.
 	c1b := applyFor(o1, "as-settle-0002")
+	pre, err := p.conn.Accounts.PreviewAccountDeletion(bg, &hufuv1.PreviewAccountDeletionRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := false
+	for _, b := range pre.Blockers {
+		blocked = blocked || (b.Precondition == "after_sales" && strings.Contains(b.Message, c1b.Id))
+	}
+	if !blocked {
+		t.Fatalf("account deletion preview with an open case: %v", pre.Blockers)
+	}
 	w, err := as.WithdrawAfterSales(bg, &hufuv1.WithdrawAfterSalesRequest{CaseId: c1b.Id})
 	if err != nil || w.Case.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_WITHDRAWN {
 		t.Fatalf("withdraw: %v %v", w, err)

@@ -53,17 +53,17 @@ type Memberships interface {
 	EnterprisesOf(ctx context.Context, userID string) ([]string, error)
 }
 
-// AfterSales answers whether a user has an open after-sales case (commerce/aftersales).
+// AfterSales lists a user's open after-sales cases (commerce/aftersales).
 type AfterSales interface {
-	OpenCases(ctx context.Context, userID string) (bool, error)
+	OpenCases(ctx context.Context, userID string) ([]string, error)
 }
 
 // NoAfterSales is the AfterSales of an appliance without an after-sales desk: nobody has an
-// open case. It is the default until the daemon wires commerce/aftersales.
+// open case.
 type NoAfterSales struct{}
 
 // OpenCases reports no open case.
-func (NoAfterSales) OpenCases(context.Context, string) (bool, error) { return false, nil }
+func (NoAfterSales) OpenCases(context.Context, string) ([]string, error) { return nil, nil }
 
 // Eraser erases or anonymises a domain's personal data of a deleted account. Prepare runs
 // before the deletion's transaction (it may read and list the store); the returned function
@@ -138,8 +138,8 @@ func (s *Service) DeletionBlockers(ctx context.Context, userID string) ([]Blocke
 	if err != nil {
 		return nil, err
 	}
-	if cases {
-		out = append(out, Blocker{"after_sales", "wait until your after-sales cases are closed"})
+	if len(cases) > 0 {
+		out = append(out, Blocker{"after_sales", fmt.Sprintf("wait until your after-sales cases are closed: %s", strings.Join(cases, ", "))})
 	}
 	return out, nil
 }

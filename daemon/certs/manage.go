@@ -850,36 +850,14 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, 
 	// Revoking destroys the key's server share, so every certificate of the key dies with it:
 	// the key's other certificates (another CA, a renewal's predecessor) go on their CRLs too.
 	// The CAs first: if the rest fails, the certificates are on the CRLs and a retry finishes.
-	siblings, err := s.keyCertificates(ctx, c.KeyId)
+	siblings, err := s.revokeAtCAs(ctx, c.KeyId)
 	if err != nil {
 		return nil, err
 	}
-	for _, sib := range siblings {
-		if sib.cert.Status == certRevoked {
-			continue
-		}
-		sibCA, err := s.ca("ca_id", sib.cert.CaId)
-		if err != nil {
-			return nil, err
-		}
-		if err := sibCA.Connector.Revoke(ctx, sib.cert.Serial, ca.ReasonCessation); err != nil {
-			return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not confirm the revocation; retry", Cause: err}
-		}
-	}
 	var out *storepb.Certificate
 	err = s.deps.Keys.Revoke(ctx, caller, c.KeyId, "certificate "+serial+" revoked", func(tx *store.Tx) error {
-		for _, sib := range siblings {
-			var cur storepb.Certificate
-			if err := tx.Get(sib.key, &cur); err != nil {
-				return err
-			}
-			if cur.Status == certRevoked {
-				continue
-			}
-			cur.Status, cur.RevokedUnixNano, cur.RevokeReason = certRevoked, tx.Now().UnixNano(), reason
-			if err := tx.Put(sib.key, &cur); err != nil {
-				return err
-			}
+		if _, err := markRevoked(tx, siblings, reason); err != nil {
+			return err
 		}
 		cur, err := certs.Get(tx, certID(caller.UserID, serial))
 		if err != nil {
@@ -898,6 +876,51 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, 
 		s.m.revoked.Inc()
 	}
 	return out, err
+}
+
+// revokeAtCAs puts every certificate of a key that is not revoked yet on its CA's CRL and
+// returns the key's certificates. Revoking destroys the key's server share, so every
+// certificate of the key dies with it (another CA's, a renewal's predecessor). The CAs come
+// first: if the store's part fails, the certificates are on the CRLs and a retry finishes.
+func (s *Service) revokeAtCAs(ctx context.Context, keyID string) ([]keyCertificate, error) {
+	siblings, err := s.keyCertificates(ctx, keyID)
+	if err != nil {
+		return nil, err
+	}
+	for _, sib := range siblings {
+		if sib.cert.Status == certRevoked {
+			continue
+		}
+		sibCA, err := s.ca("ca_id", sib.cert.CaId)
+		if err != nil {
+			return nil, err
+		}
+		if err := sibCA.Connector.Revoke(ctx, sib.cert.Serial, ca.ReasonCessation); err != nil {
+			return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not confirm the revocation; retry", Cause: err}
+		}
+	}
+	return siblings, nil
+}
+
+// markRevoked marks the certificates of siblings that are not revoked yet as revoked, in
+// tx, and returns them.
+func markRevoked(tx *store.Tx, siblings []keyCertificate, reason string) ([]*storepb.Certificate, error) {
+	var marked []*storepb.Certificate
+	for _, sib := range siblings {
+		cur := new(storepb.Certificate)
+		if err := tx.Get(sib.key, cur); err != nil {
+			return nil, err
+		}
+		if cur.Status == certRevoked {
+			continue
+		}
+		cur.Status, cur.RevokedUnixNano, cur.RevokeReason = certRevoked, tx.Now().UnixNano(), reason
+		if err := tx.Put(sib.key, cur); err != nil {
+			return nil, err
+		}
+		marked = append(marked, cur)
+	}
+	return marked, nil
 }
 
 // ListMessages lists the caller's inbox, newest first.

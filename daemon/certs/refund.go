@@ -9,7 +9,6 @@ import (
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
-	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -87,43 +86,23 @@ func (s *Service) RevokeForRefund(ctx context.Context, caller authn.Caller, seri
 	if err != nil {
 		return err
 	}
-	siblings, err := s.keyCertificates(ctx, c.KeyId)
+	siblings, err := s.revokeAtCAs(ctx, c.KeyId)
 	if err != nil {
 		return err
 	}
-	for _, sib := range siblings {
-		if sib.cert.Status == certRevoked {
-			continue
-		}
-		sibCA, err := s.ca("ca_id", sib.cert.CaId)
+	revoked := 0
+	err = s.deps.Keys.Revoke(ctx, caller, c.KeyId, "certificate "+serial+" revoked: "+reason, func(tx *store.Tx) error {
+		marked, err := markRevoked(tx, siblings, reason)
 		if err != nil {
 			return err
 		}
-		if err := sibCA.Connector.Revoke(ctx, sib.cert.Serial, ca.ReasonCessation); err != nil {
-			return &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not confirm the revocation; retry", Cause: err}
-		}
-	}
-	revoked := 0
-	err = s.deps.Keys.Revoke(ctx, caller, c.KeyId, "certificate "+serial+" revoked: "+reason, func(tx *store.Tx) error {
-		revoked = 0
-		for _, sib := range siblings {
-			var cur storepb.Certificate
-			if err := tx.Get(sib.key, &cur); err != nil {
-				return err
-			}
-			if cur.Status == certRevoked {
-				continue
-			}
-			cur.Status, cur.RevokedUnixNano, cur.RevokeReason = certRevoked, tx.Now().UnixNano(), reason
-			if err := tx.Put(sib.key, &cur); err != nil {
-				return err
-			}
-			revoked++
+		revoked = len(marked)
+		for _, cur := range marked {
 			if err := notify(tx, cur.UserId, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_REVOKED, "证书已注销",
 				fmt.Sprintf("证书 %s 因售后退款已注销，不能恢复，无法解密原有文件", cur.Serial), "", cur.Serial); err != nil {
 				return err
 			}
-			if err := tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: sib.key, Outcome: store.OutcomeOK,
+			if err := tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: certKey(cur.UserId, cur.Serial), Outcome: store.OutcomeOK,
 				Details: map[string]string{"key": cur.KeyId, "ca": cur.CaId, "reason": reason}}); err != nil {
 				return err
 			}

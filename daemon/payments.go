@@ -17,8 +17,8 @@ func (d *Daemon) buildPayments() error {
 		Store: d.store, Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry,
 		Platform: func(id string) bool { _, ok := d.accounts.Platform(id); return ok },
 	}
-	if d.cfg.Providers.Payment != nil {
-		deps.Gateway = d.providers.payments // the webhook gateway (providers.go)
+	if d.providers.payment != nil {
+		deps.Gateway = d.providers.payment // the webhook gateway (providers.go)
 	}
 	var err error
 	d.payments, err = payments.New(payments.Options{Methods: methods, Development: d.cfg.Development,

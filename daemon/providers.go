@@ -19,7 +19,9 @@ type providers struct {
 	wechat   accounts.WeChat
 	carrier  accounts.Carrier
 	verifier identity.Verifier
-	payments certs.Payments
+	// payment is the payment gateway (providers.payment), nil when none is configured; the
+	// development and offline providers are commerce/payments' own.
+	payment  certs.Payments
 	gateways []*webhook.Provider // closed with the daemon
 }
 
@@ -27,7 +29,7 @@ func (d *Daemon) buildProviders() (*providers, error) {
 	p := &providers{wechat: accounts.NotOffered{}, carrier: accounts.NotOffered{}}
 	if d.cfg.Development {
 		p.sms = &accounts.DevSender{Path: d.cfg.Account.DevOutbox}
-		p.wechat, p.carrier, p.verifier, p.payments = accounts.DevWeChat{}, accounts.DevCarrier{}, &identity.DevVerifier{}, certs.DevPayments{}
+		p.wechat, p.carrier, p.verifier = accounts.DevWeChat{}, accounts.DevCarrier{}, &identity.DevVerifier{}
 	}
 	var err error
 	d.cfg.Providers.Each(func(name string, o *webhook.Options) {
@@ -48,16 +50,16 @@ func (d *Daemon) buildProviders() (*providers, error) {
 		case "login":
 			p.wechat, p.carrier = gw, gw
 		case "payment":
-			p.payments = gw
+			p.payment = gw
 		}
 	})
 	if err != nil {
 		p.close()
 		return nil, err
 	}
-	if p.sms == nil || p.verifier == nil || p.payments == nil {
+	if p.sms == nil || p.verifier == nil {
 		p.close()
-		return nil, fmt.Errorf("no SMS, identity or payment provider: %w", config.Problems{{Path: "providers", Message: "sms, identity and payment must be set outside development"}})
+		return nil, fmt.Errorf("no SMS or identity provider: %w", config.Problems{{Path: "providers", Message: "sms and identity must be set outside development"}})
 	}
 	return p, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emmansun/gmsm/smx509"
@@ -364,5 +365,130 @@ func TestGrantingTheAfterSalesDeskNeedsASecondOfficer(t *testing.T) {
 	}
 	if d, err := sue.Approve(bg, reg.Approval.ID); err != nil || d.Approval.State != admin.ApprovalApproved {
 		t.Fatalf("approve: %+v %v", d, err)
+	}
+}
+
+// TestOfflineRefundIsPaidOutAtTheDesk: a refund of an order paid at the counter is owed
+// (待退款) until the payment desk pays it out and confirms with its reference; the ledger
+// holds the money as payable in between, and balances at every step.
+func TestOfflineRefundIsPaidOutAtTheDesk(t *testing.T) {
+	a, auditor := afterSalesAppliance(t)
+	review, desk, pdesk := a.desk(), a.afterSalesDesk(), a.payDesk()
+	p := newApplicant(t, a, phone, "device-or-01", "key-or-0001")
+	as := hufuv1.NewAfterSalesServiceClient(p.conn.ClientConn())
+	pay := hufuv1.NewPaymentServiceClient(p.conn.ClientConn())
+
+	o := p.approved(review)
+	if _, err := pay.PayOffline(bg, &hufuv1.PayOfflineRequest{OrderId: o.Id}); err != nil {
+		t.Fatal(err)
+	}
+	paid, err := pdesk.ConfirmOfflinePayment(bg, &hufuv1.ConfirmOfflinePaymentRequest{OrderId: o.Id, OperatorReference: "BANK-IN-0001", AmountFen: o.PriceFen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing is owed before a refund is agreed.
+	_, err = pdesk.ConfirmRefundPayout(bg, &hufuv1.ConfirmRefundPayoutRequest{OrderId: o.Id, OperatorReference: "BANK-OUT-0001", AmountFen: o.PriceFen})
+	wantCode(t, err, codes.FailedPrecondition, "")
+
+	pv, err := as.PreviewAfterSales(bg, &hufuv1.PreviewAfterSalesRequest{OrderId: o.Id})
+	if err != nil || !strings.Contains(strings.Join(pv.Consequences, ""), "付款台") {
+		t.Fatalf("the preview says how the money goes back: %v %v", pv, err)
+	}
+	applied, err := as.ApplyAfterSales(bg, &hufuv1.ApplyAfterSalesRequest{RequestId: "as-offline-01", OrderId: o.Id,
+		Reason: hufuv1.AfterSalesReason_AFTER_SALES_REASON_NOT_NEEDED, Acknowledgement: pv.Acknowledgement})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refunded, err := desk.RefundAfterSales(bg, &hufuv1.RefundAfterSalesRequest{CaseId: applied.Case.Id})
+	if err != nil || refunded.Case.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_REFUNDED {
+		t.Fatalf("refund: %v %v", refunded, err)
+	}
+	if st := certStatus(t, p, paid.Serial); st != hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED {
+		t.Fatalf("certificate after the refund: %v", st)
+	}
+
+	// The desk sees what it owes.
+	due, err := pdesk.ListRefundsDue(bg, &hufuv1.ListRefundsDueRequest{})
+	if err != nil || len(due.Payments) != 1 {
+		t.Fatalf("refunds due: %v %v", due, err)
+	}
+	d := due.Payments[0]
+	if d.OrderId != o.Id || d.State != hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_REFUND_DUE || d.AmountFen != o.PriceFen ||
+		d.RefundEntryId != refunded.Case.RefundEntryId || d.RefundDueAt == nil || d.UserId == "" || d.RefundedAt != nil {
+		t.Fatalf("refund due: %v", d)
+	}
+	_, err = pdesk.ListRefundsDue(bg, &hufuv1.ListRefundsDueRequest{PageSize: 101})
+	wantCode(t, err, codes.InvalidArgument, "page_size")
+
+	export := a.auditExport(auditor)
+	balances, _ := ledgerFromAudit(t, export)
+	if balances["clearing:offline"] != o.PriceFen || balances["payable:offline-refunds"] != -o.PriceFen || balances["revenue:certificates"] != 0 {
+		t.Fatalf("before the payout the counter holds the money and owes it: %v", balances)
+	}
+
+	// Refusals: a wrong amount (recorded), a bad reference, a reference already used.
+	_, err = pdesk.ConfirmRefundPayout(bg, &hufuv1.ConfirmRefundPayoutRequest{OrderId: o.Id, OperatorReference: "BANK-OUT-0001", AmountFen: o.PriceFen - 100})
+	wantCode(t, err, codes.InvalidArgument, "amount_fen")
+	_, err = pdesk.ConfirmRefundPayout(bg, &hufuv1.ConfirmRefundPayoutRequest{OrderId: o.Id, OperatorReference: "退款 1", AmountFen: o.PriceFen})
+	wantCode(t, err, codes.InvalidArgument, "operator_reference")
+	_, err = pdesk.ConfirmRefundPayout(bg, &hufuv1.ConfirmRefundPayoutRequest{OrderId: "0123456789abcdef012345", OperatorReference: "BANK-OUT-0001", AmountFen: o.PriceFen})
+	wantCode(t, err, codes.NotFound, "")
+
+	// Concurrent confirmations of one payout: one entry.
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	outs := make([]*hufuv1.OfflinePayment, n)
+	for i := range n {
+		wg.Go(func() {
+			r, err := pdesk.ConfirmRefundPayout(bg, &hufuv1.ConfirmRefundPayoutRequest{OrderId: o.Id, OperatorReference: "BANK-OUT-0001", AmountFen: o.PriceFen})
+			errs[i] = err
+			if err == nil {
+				outs[i] = r.Payment
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || outs[i].State != hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_REFUNDED || outs[i].PayoutReference != "BANK-OUT-0001" ||
+			outs[i].PayoutEntryId == "" || outs[i].PayoutEntryId != outs[0].PayoutEntryId || outs[i].RefundedAt == nil {
+			t.Fatalf("payout %d: %v %v", i, outs[i], errs[i])
+		}
+	}
+	_, err = pdesk.ConfirmRefundPayout(bg, &hufuv1.ConfirmRefundPayoutRequest{OrderId: o.Id, OperatorReference: "BANK-OUT-0002", AmountFen: o.PriceFen})
+	if statusCode(err) != codes.FailedPrecondition || !strings.Contains(errMessage(err), "BANK-OUT-0001") {
+		t.Fatalf("a second payout: %v", err)
+	}
+	if due, _ := pdesk.ListRefundsDue(bg, &hufuv1.ListRefundsDueRequest{}); len(due.Payments) != 0 {
+		t.Fatalf("still owed after the payout: %v", due.Payments)
+	}
+
+	// The person is told; the books are square; every step is in the audit log.
+	msgs, err := p.certs.ListMessages(bg, &hufuv1.ListMessagesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	told := false
+	for _, m := range msgs.Messages {
+		told = told || (m.Title == "退款已退回" && strings.Contains(m.Body, "BANK-OUT-0001"))
+	}
+	if !told {
+		t.Fatalf("no payout message: %v", msgs.Messages)
+	}
+	export = a.auditExport(auditor)
+	balances, lines := ledgerFromAudit(t, export)
+	for _, account := range []string{"clearing:offline", "payable:offline-refunds", "revenue:certificates"} {
+		if balances[account] != 0 {
+			t.Errorf("%s after the payout: %d", account, balances[account])
+		}
+	}
+	if es := entriesOf(lines, o.Id); len(es) != 3 || es[2].kind != "payout" || es[2].debit != "payable:offline-refunds" || es[2].credit != "clearing:offline" {
+		t.Fatalf("entries of the order: %+v", es)
+	}
+	for _, want := range []string{`"action":"payment.offline.refund-due"`, `"action":"payment.offline.payout","subject":"p/offline/` + o.Id + `","outcome":"ok"`,
+		`"action":"payment.offline.payout","subject":"p/offline/` + o.Id + `","outcome":"denied"`} {
+		if !strings.Contains(string(export), want) {
+			t.Errorf("the audit log lacks %s", want)
+		}
 	}
 }

@@ -25,7 +25,8 @@ func (c *cli) paymentCommands() []*urfave.Command {
 		group("payment", "payment methods and offline payment (bank transfer, cash) of your orders", "seed manual §1.8.1.1.2",
 			c.paymentMethodsCommand(), c.payOfflineCommand()),
 		group("payment-desk", "the operators' payment desk (a system client allowed hufu.v1.PaymentDeskService)", "",
-			c.deskPendingCommand(), c.deskConfirmCommand(), c.deskRejectCommand(), c.deskLedgerCheckCommand()),
+			c.deskPendingCommand(), c.deskConfirmCommand(), c.deskRejectCommand(), c.deskRefundsCommand(), c.deskPayoutCommand(),
+			c.deskLedgerCheckCommand()),
 	}
 }
 
@@ -70,6 +71,10 @@ func offlineStateName(s hufuv1.OfflinePaymentState) string {
 		return "未确认 rejected"
 	case hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_CANCELLED:
 		return "已取消 cancelled"
+	case hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_REFUND_DUE:
+		return "待退款 refund due"
+	case hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_REFUNDED:
+		return "已退款 refunded"
 	}
 	return s.String()
 }
@@ -84,6 +89,12 @@ func (c *cli) printOfflinePayment(p *hufuv1.OfflinePayment) {
 	}
 	if p.Reason != "" {
 		fmt.Fprintf(c.out, "  reason: %s\n", p.Reason)
+	}
+	if p.RefundEntryId != "" {
+		fmt.Fprintf(c.out, "  refund of %s owed since %s, ledger entry %s\n", fenText(p.AmountFen), p.RefundDueAt.AsTime().Local().Format("2006-01-02 15:04"), p.RefundEntryId)
+	}
+	if p.PayoutReference != "" {
+		fmt.Fprintf(c.out, "  paid out %s, operator reference %s, ledger entry %s\n", p.RefundedAt.AsTime().Local().Format("2006-01-02 15:04"), p.PayoutReference, p.PayoutEntryId)
 	}
 }
 
@@ -151,9 +162,27 @@ func (c *cli) payOfflineCommand() *urfave.Command {
 }
 
 func (c *cli) deskPendingCommand() *urfave.Command {
+	return c.offlineListCommand("pending", "offline payments awaiting confirmation", "no pending payments",
+		func(ctx context.Context, desk hufuv1.PaymentDeskServiceClient, token string) ([]*hufuv1.OfflinePayment, string, error) {
+			r, err := desk.ListPendingPayments(ctx, &hufuv1.ListPendingPaymentsRequest{PageSize: 100, PageToken: token})
+			return r.GetPayments(), r.GetNextPageToken(), err
+		})
+}
+
+func (c *cli) deskRefundsCommand() *urfave.Command {
+	return c.offlineListCommand("refunds", "refunds of offline payments owed and not yet paid out (待退款)", "no refunds due",
+		func(ctx context.Context, desk hufuv1.PaymentDeskServiceClient, token string) ([]*hufuv1.OfflinePayment, string, error) {
+			r, err := desk.ListRefundsDue(ctx, &hufuv1.ListRefundsDueRequest{PageSize: 100, PageToken: token})
+			return r.GetPayments(), r.GetNextPageToken(), err
+		})
+}
+
+// offlineListCommand lists every page of a desk listing of offline payments.
+func (c *cli) offlineListCommand(name, usage, none string,
+	page func(context.Context, hufuv1.PaymentDeskServiceClient, string) ([]*hufuv1.OfflinePayment, string, error)) *urfave.Command {
 	fs := newFlags()
 	o := outputFlag(fs)
-	return c.command(verb{name: "pending", usage: "offline payments awaiting confirmation", fs: fs, nargs: noArgs,
+	return c.command(verb{name: name, usage: usage, fs: fs, nargs: noArgs,
 		run: func(ctx context.Context, conn *client.Conn, _ []string) error {
 			desk, err := c.paymentDesk(conn)
 			if err != nil {
@@ -161,12 +190,12 @@ func (c *cli) deskPendingCommand() *urfave.Command {
 			}
 			all, token := &hufuv1.ListPendingPaymentsResponse{}, ""
 			for {
-				resp, err := desk.ListPendingPayments(ctx, &hufuv1.ListPendingPaymentsRequest{PageSize: 100, PageToken: token})
+				ps, next, err := page(ctx, desk, token)
 				if err != nil {
 					return err
 				}
-				all.Payments = append(all.Payments, resp.Payments...)
-				if token = resp.NextPageToken; token == "" {
+				all.Payments = append(all.Payments, ps...)
+				if token = next; token == "" {
 					break
 				}
 			}
@@ -175,7 +204,7 @@ func (c *cli) deskPendingCommand() *urfave.Command {
 					c.printOfflinePayment(p)
 				}
 				if len(all.Payments) == 0 {
-					fmt.Fprintln(c.out, "no pending payments")
+					fmt.Fprintln(c.out, none)
 				}
 				return nil
 			})
@@ -225,6 +254,35 @@ func (c *cli) deskRejectCommand() *urfave.Command {
 				return err
 			}
 			resp, err := desk.RejectOfflinePayment(ctx, &hufuv1.RejectOfflinePaymentRequest{OrderId: pos[0], Reason: *reason})
+			if err != nil {
+				return err
+			}
+			c.printOfflinePayment(resp.Payment)
+			return nil
+		}})
+}
+
+func (c *cli) deskPayoutCommand() *urfave.Command {
+	fs := newFlags()
+	ref := fs.String("reference", "", "the outgoing bank transaction number or the cash receipt number (required)")
+	amount := fs.String("amount", "", "the amount paid back, in yuan (required; must equal the refund)")
+	return c.command(verb{name: "payout", usage: "confirm that an owed refund of an offline payment was paid out", args: "ORDER", fs: fs, nargs: oneArg,
+		desc: "Pay the refund back by bank transfer or cash first (hufu payment-desk refunds lists what is owed), then confirm it\n" +
+			"with the transfer's or the receipt's number: the ledger moves the money out of the offline clearing account and\n" +
+			"the payer is told. Confirming again with the same reference answers as the first time and books nothing more.",
+		run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+			if *ref == "" || *amount == "" {
+				return usagef("-reference and -amount are required")
+			}
+			fen, err := yuanArg("amount", *amount)
+			if err != nil {
+				return err
+			}
+			desk, err := c.paymentDesk(conn)
+			if err != nil {
+				return err
+			}
+			resp, err := desk.ConfirmRefundPayout(ctx, &hufuv1.ConfirmRefundPayoutRequest{OrderId: pos[0], OperatorReference: *ref, AmountFen: fen})
 			if err != nil {
 				return err
 			}

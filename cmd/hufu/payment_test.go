@@ -19,7 +19,8 @@ import (
 // payment is rejected.
 func TestPaymentCommands(t *testing.T) {
 	d := daemontest.StartOnWallClock(t, func(c *config.Config) {
-		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.PaymentDeskService"}}}
+		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.PaymentDeskService",
+			"hufu.v1.AfterSalesDeskService"}}}
 	})
 	cfg, a := d.Config, d.Addr
 	home, work := t.TempDir(), t.TempDir()
@@ -132,6 +133,31 @@ func TestPaymentCommands(t *testing.T) {
 	}
 	if out := mustDesk("ledger-check"); !strings.Contains(out, "1 entries") || !strings.Contains(out, "the ledger balances") {
 		t.Fatalf("ledger-check: %q", out)
+	}
+
+	// A refund of the order paid at the counter is owed until the desk pays it out.
+	if out := mustDesk("refunds"); !strings.Contains(out, "no refunds due") {
+		t.Fatalf("refunds before any: %q", out)
+	}
+	if _, err := desk("payout", o, "-reference", "BANK-OUT-1", "-amount", price); exitCode(err) != exitConflict {
+		t.Fatalf("a payout nothing is owed for: %v", err)
+	}
+	if out := must("aftersales", "apply", o, "-reason", "not_needed", "-yes"); !strings.Contains(out, "付款台") {
+		t.Fatalf("apply does not say how the money goes back: %q", out)
+	}
+	caseID := regexp.MustCompile(`(?m)^([0-9a-f]{22})  `).FindStringSubmatch(must("aftersales", "list"))
+	if caseID == nil {
+		t.Fatal("no after-sales case listed")
+	}
+	must(append(append([]string{}, sys...), "aftersales-desk", "refund", caseID[1])...)
+	if out := mustDesk("refunds"); !strings.Contains(out, o) || !strings.Contains(out, "待退款") {
+		t.Fatalf("refunds due: %q", out)
+	}
+	if out := mustDesk("payout", o, "-reference", "BANK-OUT-1", "-amount", price); !strings.Contains(out, "已退款") || !strings.Contains(out, "BANK-OUT-1") {
+		t.Fatalf("payout printed %q", out)
+	}
+	if out := mustDesk("ledger-check"); !strings.Contains(out, "3 entries") || !strings.Contains(out, "the ledger balances") {
+		t.Fatalf("ledger-check after the payout: %q", out)
 	}
 }
 

@@ -318,9 +318,18 @@ type OfflinePayment struct {
 	// The ledger entry of the confirmed payment.
 	LedgerEntryId string `protobuf:"bytes,12,opt,name=ledger_entry_id,json=ledgerEntryId,proto3" json:"ledger_entry_id,omitempty"`
 	// "certificates" or "verification": the revenue account's category.
-	Category      string `protobuf:"bytes,13,opt,name=category,proto3" json:"category,omitempty"` // Next field: 14
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Category string `protobuf:"bytes,13,opt,name=category,proto3" json:"category,omitempty"`
+	// A refund agreed after-sales (states REFUND_DUE, REFUNDED): the ledger entry that booked
+	// it as owed (payable:offline-refunds) and when; once paid out, the operator's reference,
+	// who paid it, when, and the payout's ledger entry.
+	RefundEntryId     string `protobuf:"bytes,14,opt,name=refund_entry_id,json=refundEntryId,proto3" json:"refund_entry_id,omitempty"`
+	RefundDueUnixNano int64  `protobuf:"varint,15,opt,name=refund_due_unix_nano,json=refundDueUnixNano,proto3" json:"refund_due_unix_nano,omitempty"`
+	PayoutReference   string `protobuf:"bytes,16,opt,name=payout_reference,json=payoutReference,proto3" json:"payout_reference,omitempty"`
+	PayoutBy          string `protobuf:"bytes,17,opt,name=payout_by,json=payoutBy,proto3" json:"payout_by,omitempty"`
+	RefundedUnixNano  int64  `protobuf:"varint,18,opt,name=refunded_unix_nano,json=refundedUnixNano,proto3" json:"refunded_unix_nano,omitempty"`
+	PayoutEntryId     string `protobuf:"bytes,19,opt,name=payout_entry_id,json=payoutEntryId,proto3" json:"payout_entry_id,omitempty"` // Next field: 20
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *OfflinePayment) Reset() {
@@ -444,6 +453,48 @@ func (x *OfflinePayment) GetCategory() string {
 	return ""
 }
 
+func (x *OfflinePayment) GetRefundEntryId() string {
+	if x != nil {
+		return x.RefundEntryId
+	}
+	return ""
+}
+
+func (x *OfflinePayment) GetRefundDueUnixNano() int64 {
+	if x != nil {
+		return x.RefundDueUnixNano
+	}
+	return 0
+}
+
+func (x *OfflinePayment) GetPayoutReference() string {
+	if x != nil {
+		return x.PayoutReference
+	}
+	return ""
+}
+
+func (x *OfflinePayment) GetPayoutBy() string {
+	if x != nil {
+		return x.PayoutBy
+	}
+	return ""
+}
+
+func (x *OfflinePayment) GetRefundedUnixNano() int64 {
+	if x != nil {
+		return x.RefundedUnixNano
+	}
+	return 0
+}
+
+func (x *OfflinePayment) GetPayoutEntryId() string {
+	if x != nil {
+		return x.PayoutEntryId
+	}
+	return ""
+}
+
 var File_hufu_store_v1_payment_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_payment_proto_rawDesc = "" +
@@ -475,7 +526,7 @@ const file_hufu_store_v1_payment_proto_rawDesc = "" +
 	"\x0eLedgerReversal\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x1f\n" +
 	"\vreversal_id\x18\x02 \x01(\tR\n" +
-	"reversalId\"\xbc\x03\n" +
+	"reversalId\"\xb3\x05\n" +
 	"\x0eOfflinePayment\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
@@ -492,7 +543,13 @@ const file_hufu_store_v1_payment_proto_rawDesc = "" +
 	" \x01(\tR\tdecidedBy\x12\x16\n" +
 	"\x06reason\x18\v \x01(\tR\x06reason\x12&\n" +
 	"\x0fledger_entry_id\x18\f \x01(\tR\rledgerEntryId\x12\x1a\n" +
-	"\bcategory\x18\r \x01(\tR\bcategoryB(Z&github.com/hufu-hsm/hufu/store/storepbb\x06proto3"
+	"\bcategory\x18\r \x01(\tR\bcategory\x12&\n" +
+	"\x0frefund_entry_id\x18\x0e \x01(\tR\rrefundEntryId\x12/\n" +
+	"\x14refund_due_unix_nano\x18\x0f \x01(\x03R\x11refundDueUnixNano\x12)\n" +
+	"\x10payout_reference\x18\x10 \x01(\tR\x0fpayoutReference\x12\x1b\n" +
+	"\tpayout_by\x18\x11 \x01(\tR\bpayoutBy\x12,\n" +
+	"\x12refunded_unix_nano\x18\x12 \x01(\x03R\x10refundedUnixNano\x12&\n" +
+	"\x0fpayout_entry_id\x18\x13 \x01(\tR\rpayoutEntryIdB(Z&github.com/hufu-hsm/hufu/store/storepbb\x06proto3"
 
 var (
 	file_hufu_store_v1_payment_proto_rawDescOnce sync.Once

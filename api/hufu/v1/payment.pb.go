@@ -34,6 +34,10 @@ const (
 	OfflinePaymentState_OFFLINE_PAYMENT_STATE_REJECTED OfflinePaymentState = 3
 	// The order was cancelled before the desk confirmed.
 	OfflinePaymentState_OFFLINE_PAYMENT_STATE_CANCELLED OfflinePaymentState = 4
+	// 待退款: a refund was agreed (after-sales) and the desk owes the money back.
+	OfflinePaymentState_OFFLINE_PAYMENT_STATE_REFUND_DUE OfflinePaymentState = 5
+	// 已退款: the desk paid the refund out, with its reference.
+	OfflinePaymentState_OFFLINE_PAYMENT_STATE_REFUNDED OfflinePaymentState = 6
 )
 
 // Enum value maps for OfflinePaymentState.
@@ -44,6 +48,8 @@ var (
 		2: "OFFLINE_PAYMENT_STATE_CONFIRMED",
 		3: "OFFLINE_PAYMENT_STATE_REJECTED",
 		4: "OFFLINE_PAYMENT_STATE_CANCELLED",
+		5: "OFFLINE_PAYMENT_STATE_REFUND_DUE",
+		6: "OFFLINE_PAYMENT_STATE_REFUNDED",
 	}
 	OfflinePaymentState_value = map[string]int32{
 		"OFFLINE_PAYMENT_STATE_UNSPECIFIED": 0,
@@ -51,6 +57,8 @@ var (
 		"OFFLINE_PAYMENT_STATE_CONFIRMED":   2,
 		"OFFLINE_PAYMENT_STATE_REJECTED":    3,
 		"OFFLINE_PAYMENT_STATE_CANCELLED":   4,
+		"OFFLINE_PAYMENT_STATE_REFUND_DUE":  5,
+		"OFFLINE_PAYMENT_STATE_REFUNDED":    6,
 	}
 )
 
@@ -252,9 +260,17 @@ type OfflinePayment struct {
 	// The ledger entry of a confirmed payment.
 	LedgerEntryId string `protobuf:"bytes,12,opt,name=ledger_entry_id,json=ledgerEntryId,proto3" json:"ledger_entry_id,omitempty"`
 	// Instructions from the configuration (opening hours of the counter, say).
-	Note          string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"` // Next field: 14
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Note string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
+	// A refund (states REFUND_DUE and REFUNDED): the ledger entry that booked it as owed,
+	// when it was agreed, and once paid out the operator's reference, the time and the
+	// ledger entry of the payout.
+	RefundEntryId   string                 `protobuf:"bytes,14,opt,name=refund_entry_id,json=refundEntryId,proto3" json:"refund_entry_id,omitempty"`
+	RefundDueAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=refund_due_at,json=refundDueAt,proto3" json:"refund_due_at,omitempty"`
+	PayoutReference string                 `protobuf:"bytes,16,opt,name=payout_reference,json=payoutReference,proto3" json:"payout_reference,omitempty"`
+	RefundedAt      *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=refunded_at,json=refundedAt,proto3" json:"refunded_at,omitempty"`
+	PayoutEntryId   string                 `protobuf:"bytes,18,opt,name=payout_entry_id,json=payoutEntryId,proto3" json:"payout_entry_id,omitempty"` // Next field: 19
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *OfflinePayment) Reset() {
@@ -374,6 +390,41 @@ func (x *OfflinePayment) GetLedgerEntryId() string {
 func (x *OfflinePayment) GetNote() string {
 	if x != nil {
 		return x.Note
+	}
+	return ""
+}
+
+func (x *OfflinePayment) GetRefundEntryId() string {
+	if x != nil {
+		return x.RefundEntryId
+	}
+	return ""
+}
+
+func (x *OfflinePayment) GetRefundDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefundDueAt
+	}
+	return nil
+}
+
+func (x *OfflinePayment) GetPayoutReference() string {
+	if x != nil {
+		return x.PayoutReference
+	}
+	return ""
+}
+
+func (x *OfflinePayment) GetRefundedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefundedAt
+	}
+	return nil
+}
+
+func (x *OfflinePayment) GetPayoutEntryId() string {
+	if x != nil {
+		return x.PayoutEntryId
 	}
 	return ""
 }
@@ -783,6 +834,218 @@ func (x *RejectOfflinePaymentResponse) GetPayment() *OfflinePayment {
 	return nil
 }
 
+type ListRefundsDueRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 100; default 20.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // Next field: 3
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRefundsDueRequest) Reset() {
+	*x = ListRefundsDueRequest{}
+	mi := &file_hufu_v1_payment_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRefundsDueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRefundsDueRequest) ProtoMessage() {}
+
+func (x *ListRefundsDueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_payment_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRefundsDueRequest.ProtoReflect.Descriptor instead.
+func (*ListRefundsDueRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListRefundsDueRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRefundsDueRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListRefundsDueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payments      []*OfflinePayment      `protobuf:"bytes,1,rep,name=payments,proto3" json:"payments,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // Next field: 3
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRefundsDueResponse) Reset() {
+	*x = ListRefundsDueResponse{}
+	mi := &file_hufu_v1_payment_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRefundsDueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRefundsDueResponse) ProtoMessage() {}
+
+func (x *ListRefundsDueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_payment_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRefundsDueResponse.ProtoReflect.Descriptor instead.
+func (*ListRefundsDueResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListRefundsDueResponse) GetPayments() []*OfflinePayment {
+	if x != nil {
+		return x.Payments
+	}
+	return nil
+}
+
+func (x *ListRefundsDueResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ConfirmRefundPayoutRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OrderId string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// The outgoing bank transaction number or the cash receipt number: 1 to 64 of A-Z, a-z,
+	// 0-9, '-', '_'.
+	OperatorReference string `protobuf:"bytes,2,opt,name=operator_reference,json=operatorReference,proto3" json:"operator_reference,omitempty"`
+	// What was paid back, in fen: must equal the refund.
+	AmountFen     int64 `protobuf:"varint,3,opt,name=amount_fen,json=amountFen,proto3" json:"amount_fen,omitempty"` // Next field: 4
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmRefundPayoutRequest) Reset() {
+	*x = ConfirmRefundPayoutRequest{}
+	mi := &file_hufu_v1_payment_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmRefundPayoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmRefundPayoutRequest) ProtoMessage() {}
+
+func (x *ConfirmRefundPayoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_payment_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmRefundPayoutRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmRefundPayoutRequest) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ConfirmRefundPayoutRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *ConfirmRefundPayoutRequest) GetOperatorReference() string {
+	if x != nil {
+		return x.OperatorReference
+	}
+	return ""
+}
+
+func (x *ConfirmRefundPayoutRequest) GetAmountFen() int64 {
+	if x != nil {
+		return x.AmountFen
+	}
+	return 0
+}
+
+type ConfirmRefundPayoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payment       *OfflinePayment        `protobuf:"bytes,1,opt,name=payment,proto3" json:"payment,omitempty"` // Next field: 2
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmRefundPayoutResponse) Reset() {
+	*x = ConfirmRefundPayoutResponse{}
+	mi := &file_hufu_v1_payment_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmRefundPayoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmRefundPayoutResponse) ProtoMessage() {}
+
+func (x *ConfirmRefundPayoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_payment_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmRefundPayoutResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmRefundPayoutResponse) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ConfirmRefundPayoutResponse) GetPayment() *OfflinePayment {
+	if x != nil {
+		return x.Payment
+	}
+	return nil
+}
+
 type CheckLedgerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -791,7 +1054,7 @@ type CheckLedgerRequest struct {
 
 func (x *CheckLedgerRequest) Reset() {
 	*x = CheckLedgerRequest{}
-	mi := &file_hufu_v1_payment_proto_msgTypes[12]
+	mi := &file_hufu_v1_payment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +1066,7 @@ func (x *CheckLedgerRequest) String() string {
 func (*CheckLedgerRequest) ProtoMessage() {}
 
 func (x *CheckLedgerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_payment_proto_msgTypes[12]
+	mi := &file_hufu_v1_payment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +1079,7 @@ func (x *CheckLedgerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckLedgerRequest.ProtoReflect.Descriptor instead.
 func (*CheckLedgerRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{12}
+	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{16}
 }
 
 type CheckLedgerResponse struct {
@@ -834,7 +1097,7 @@ type CheckLedgerResponse struct {
 
 func (x *CheckLedgerResponse) Reset() {
 	*x = CheckLedgerResponse{}
-	mi := &file_hufu_v1_payment_proto_msgTypes[13]
+	mi := &file_hufu_v1_payment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +1109,7 @@ func (x *CheckLedgerResponse) String() string {
 func (*CheckLedgerResponse) ProtoMessage() {}
 
 func (x *CheckLedgerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_payment_proto_msgTypes[13]
+	mi := &file_hufu_v1_payment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +1122,7 @@ func (x *CheckLedgerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckLedgerResponse.ProtoReflect.Descriptor instead.
 func (*CheckLedgerResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{13}
+	return file_hufu_v1_payment_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckLedgerResponse) GetBalanced() bool {
@@ -916,7 +1179,7 @@ const file_hufu_v1_payment_proto_rawDesc = "" +
 	"\x19ListPaymentMethodsRequest\x12\x1a\n" +
 	"\bplatform\x18\x01 \x01(\tR\bplatform\"N\n" +
 	"\x1aListPaymentMethodsResponse\x120\n" +
-	"\amethods\x18\x01 \x03(\v2\x16.hufu.v1.PaymentMethodR\amethods\"\x86\x04\n" +
+	"\amethods\x18\x01 \x03(\v2\x16.hufu.v1.PaymentMethodR\amethods\"\xfe\x05\n" +
 	"\x0eOfflinePayment\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1d\n" +
 	"\n" +
@@ -934,7 +1197,13 @@ const file_hufu_v1_payment_proto_rawDesc = "" +
 	" \x01(\tR\x06reason\x12\x17\n" +
 	"\auser_id\x18\v \x01(\tR\x06userId\x12&\n" +
 	"\x0fledger_entry_id\x18\f \x01(\tR\rledgerEntryId\x12\x12\n" +
-	"\x04note\x18\r \x01(\tR\x04note\".\n" +
+	"\x04note\x18\r \x01(\tR\x04note\x12&\n" +
+	"\x0frefund_entry_id\x18\x0e \x01(\tR\rrefundEntryId\x12>\n" +
+	"\rrefund_due_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\vrefundDueAt\x12)\n" +
+	"\x10payout_reference\x18\x10 \x01(\tR\x0fpayoutReference\x12;\n" +
+	"\vrefunded_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"refundedAt\x12&\n" +
+	"\x0fpayout_entry_id\x18\x12 \x01(\tR\rpayoutEntryId\".\n" +
 	"\x11PayOfflineRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"G\n" +
 	"\x12PayOfflineResponse\x121\n" +
@@ -958,6 +1227,20 @@ const file_hufu_v1_payment_proto_rawDesc = "" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"Q\n" +
 	"\x1cRejectOfflinePaymentResponse\x121\n" +
+	"\apayment\x18\x01 \x01(\v2\x17.hufu.v1.OfflinePaymentR\apayment\"S\n" +
+	"\x15ListRefundsDueRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"u\n" +
+	"\x16ListRefundsDueResponse\x123\n" +
+	"\bpayments\x18\x01 \x03(\v2\x17.hufu.v1.OfflinePaymentR\bpayments\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x85\x01\n" +
+	"\x1aConfirmRefundPayoutRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12-\n" +
+	"\x12operator_reference\x18\x02 \x01(\tR\x11operatorReference\x12\x1d\n" +
+	"\n" +
+	"amount_fen\x18\x03 \x01(\x03R\tamountFen\"P\n" +
+	"\x1bConfirmRefundPayoutResponse\x121\n" +
 	"\apayment\x18\x01 \x01(\v2\x17.hufu.v1.OfflinePaymentR\apayment\"\x14\n" +
 	"\x12CheckLedgerRequest\"\xc3\x01\n" +
 	"\x13CheckLedgerResponse\x12\x1a\n" +
@@ -968,21 +1251,25 @@ const file_hufu_v1_payment_proto_rawDesc = "" +
 	"debits_fen\x18\x04 \x01(\x03R\tdebitsFen\x12\x1f\n" +
 	"\vcredits_fen\x18\x05 \x01(\x03R\n" +
 	"creditsFen\x12\x1a\n" +
-	"\bproblems\x18\x06 \x03(\tR\bproblems*\xcd\x01\n" +
+	"\bproblems\x18\x06 \x03(\tR\bproblems*\x97\x02\n" +
 	"\x13OfflinePaymentState\x12%\n" +
 	"!OFFLINE_PAYMENT_STATE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dOFFLINE_PAYMENT_STATE_PENDING\x10\x01\x12#\n" +
 	"\x1fOFFLINE_PAYMENT_STATE_CONFIRMED\x10\x02\x12\"\n" +
 	"\x1eOFFLINE_PAYMENT_STATE_REJECTED\x10\x03\x12#\n" +
-	"\x1fOFFLINE_PAYMENT_STATE_CANCELLED\x10\x042\xb6\x01\n" +
+	"\x1fOFFLINE_PAYMENT_STATE_CANCELLED\x10\x04\x12$\n" +
+	" OFFLINE_PAYMENT_STATE_REFUND_DUE\x10\x05\x12\"\n" +
+	"\x1eOFFLINE_PAYMENT_STATE_REFUNDED\x10\x062\xb6\x01\n" +
 	"\x0ePaymentService\x12]\n" +
 	"\x12ListPaymentMethods\x12\".hufu.v1.ListPaymentMethodsRequest\x1a#.hufu.v1.ListPaymentMethodsResponse\x12E\n" +
 	"\n" +
-	"PayOffline\x12\x1a.hufu.v1.PayOfflineRequest\x1a\x1b.hufu.v1.PayOfflineResponse2\x8d\x03\n" +
+	"PayOffline\x12\x1a.hufu.v1.PayOfflineRequest\x1a\x1b.hufu.v1.PayOfflineResponse2\xc2\x04\n" +
 	"\x12PaymentDeskService\x12`\n" +
 	"\x13ListPendingPayments\x12#.hufu.v1.ListPendingPaymentsRequest\x1a$.hufu.v1.ListPendingPaymentsResponse\x12f\n" +
 	"\x15ConfirmOfflinePayment\x12%.hufu.v1.ConfirmOfflinePaymentRequest\x1a&.hufu.v1.ConfirmOfflinePaymentResponse\x12c\n" +
-	"\x14RejectOfflinePayment\x12$.hufu.v1.RejectOfflinePaymentRequest\x1a%.hufu.v1.RejectOfflinePaymentResponse\x12H\n" +
+	"\x14RejectOfflinePayment\x12$.hufu.v1.RejectOfflinePaymentRequest\x1a%.hufu.v1.RejectOfflinePaymentResponse\x12Q\n" +
+	"\x0eListRefundsDue\x12\x1e.hufu.v1.ListRefundsDueRequest\x1a\x1f.hufu.v1.ListRefundsDueResponse\x12`\n" +
+	"\x13ConfirmRefundPayout\x12#.hufu.v1.ConfirmRefundPayoutRequest\x1a$.hufu.v1.ConfirmRefundPayoutResponse\x12H\n" +
 	"\vCheckLedger\x12\x1b.hufu.v1.CheckLedgerRequest\x1a\x1c.hufu.v1.CheckLedgerResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
@@ -998,7 +1285,7 @@ func file_hufu_v1_payment_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_payment_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hufu_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_hufu_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_hufu_v1_payment_proto_goTypes = []any{
 	(OfflinePaymentState)(0),              // 0: hufu.v1.OfflinePaymentState
 	(*PaymentMethod)(nil),                 // 1: hufu.v1.PaymentMethod
@@ -1013,38 +1300,50 @@ var file_hufu_v1_payment_proto_goTypes = []any{
 	(*ConfirmOfflinePaymentResponse)(nil), // 10: hufu.v1.ConfirmOfflinePaymentResponse
 	(*RejectOfflinePaymentRequest)(nil),   // 11: hufu.v1.RejectOfflinePaymentRequest
 	(*RejectOfflinePaymentResponse)(nil),  // 12: hufu.v1.RejectOfflinePaymentResponse
-	(*CheckLedgerRequest)(nil),            // 13: hufu.v1.CheckLedgerRequest
-	(*CheckLedgerResponse)(nil),           // 14: hufu.v1.CheckLedgerResponse
-	(*ReceivingAccount)(nil),              // 15: hufu.v1.ReceivingAccount
-	(*timestamppb.Timestamp)(nil),         // 16: google.protobuf.Timestamp
+	(*ListRefundsDueRequest)(nil),         // 13: hufu.v1.ListRefundsDueRequest
+	(*ListRefundsDueResponse)(nil),        // 14: hufu.v1.ListRefundsDueResponse
+	(*ConfirmRefundPayoutRequest)(nil),    // 15: hufu.v1.ConfirmRefundPayoutRequest
+	(*ConfirmRefundPayoutResponse)(nil),   // 16: hufu.v1.ConfirmRefundPayoutResponse
+	(*CheckLedgerRequest)(nil),            // 17: hufu.v1.CheckLedgerRequest
+	(*CheckLedgerResponse)(nil),           // 18: hufu.v1.CheckLedgerResponse
+	(*ReceivingAccount)(nil),              // 19: hufu.v1.ReceivingAccount
+	(*timestamppb.Timestamp)(nil),         // 20: google.protobuf.Timestamp
 }
 var file_hufu_v1_payment_proto_depIdxs = []int32{
 	1,  // 0: hufu.v1.ListPaymentMethodsResponse.methods:type_name -> hufu.v1.PaymentMethod
-	15, // 1: hufu.v1.OfflinePayment.account:type_name -> hufu.v1.ReceivingAccount
+	19, // 1: hufu.v1.OfflinePayment.account:type_name -> hufu.v1.ReceivingAccount
 	0,  // 2: hufu.v1.OfflinePayment.state:type_name -> hufu.v1.OfflinePaymentState
-	16, // 3: hufu.v1.OfflinePayment.created_at:type_name -> google.protobuf.Timestamp
-	16, // 4: hufu.v1.OfflinePayment.updated_at:type_name -> google.protobuf.Timestamp
-	4,  // 5: hufu.v1.PayOfflineResponse.payment:type_name -> hufu.v1.OfflinePayment
-	4,  // 6: hufu.v1.ListPendingPaymentsResponse.payments:type_name -> hufu.v1.OfflinePayment
-	4,  // 7: hufu.v1.ConfirmOfflinePaymentResponse.payment:type_name -> hufu.v1.OfflinePayment
-	4,  // 8: hufu.v1.RejectOfflinePaymentResponse.payment:type_name -> hufu.v1.OfflinePayment
-	2,  // 9: hufu.v1.PaymentService.ListPaymentMethods:input_type -> hufu.v1.ListPaymentMethodsRequest
-	5,  // 10: hufu.v1.PaymentService.PayOffline:input_type -> hufu.v1.PayOfflineRequest
-	7,  // 11: hufu.v1.PaymentDeskService.ListPendingPayments:input_type -> hufu.v1.ListPendingPaymentsRequest
-	9,  // 12: hufu.v1.PaymentDeskService.ConfirmOfflinePayment:input_type -> hufu.v1.ConfirmOfflinePaymentRequest
-	11, // 13: hufu.v1.PaymentDeskService.RejectOfflinePayment:input_type -> hufu.v1.RejectOfflinePaymentRequest
-	13, // 14: hufu.v1.PaymentDeskService.CheckLedger:input_type -> hufu.v1.CheckLedgerRequest
-	3,  // 15: hufu.v1.PaymentService.ListPaymentMethods:output_type -> hufu.v1.ListPaymentMethodsResponse
-	6,  // 16: hufu.v1.PaymentService.PayOffline:output_type -> hufu.v1.PayOfflineResponse
-	8,  // 17: hufu.v1.PaymentDeskService.ListPendingPayments:output_type -> hufu.v1.ListPendingPaymentsResponse
-	10, // 18: hufu.v1.PaymentDeskService.ConfirmOfflinePayment:output_type -> hufu.v1.ConfirmOfflinePaymentResponse
-	12, // 19: hufu.v1.PaymentDeskService.RejectOfflinePayment:output_type -> hufu.v1.RejectOfflinePaymentResponse
-	14, // 20: hufu.v1.PaymentDeskService.CheckLedger:output_type -> hufu.v1.CheckLedgerResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	20, // 3: hufu.v1.OfflinePayment.created_at:type_name -> google.protobuf.Timestamp
+	20, // 4: hufu.v1.OfflinePayment.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 5: hufu.v1.OfflinePayment.refund_due_at:type_name -> google.protobuf.Timestamp
+	20, // 6: hufu.v1.OfflinePayment.refunded_at:type_name -> google.protobuf.Timestamp
+	4,  // 7: hufu.v1.PayOfflineResponse.payment:type_name -> hufu.v1.OfflinePayment
+	4,  // 8: hufu.v1.ListPendingPaymentsResponse.payments:type_name -> hufu.v1.OfflinePayment
+	4,  // 9: hufu.v1.ConfirmOfflinePaymentResponse.payment:type_name -> hufu.v1.OfflinePayment
+	4,  // 10: hufu.v1.RejectOfflinePaymentResponse.payment:type_name -> hufu.v1.OfflinePayment
+	4,  // 11: hufu.v1.ListRefundsDueResponse.payments:type_name -> hufu.v1.OfflinePayment
+	4,  // 12: hufu.v1.ConfirmRefundPayoutResponse.payment:type_name -> hufu.v1.OfflinePayment
+	2,  // 13: hufu.v1.PaymentService.ListPaymentMethods:input_type -> hufu.v1.ListPaymentMethodsRequest
+	5,  // 14: hufu.v1.PaymentService.PayOffline:input_type -> hufu.v1.PayOfflineRequest
+	7,  // 15: hufu.v1.PaymentDeskService.ListPendingPayments:input_type -> hufu.v1.ListPendingPaymentsRequest
+	9,  // 16: hufu.v1.PaymentDeskService.ConfirmOfflinePayment:input_type -> hufu.v1.ConfirmOfflinePaymentRequest
+	11, // 17: hufu.v1.PaymentDeskService.RejectOfflinePayment:input_type -> hufu.v1.RejectOfflinePaymentRequest
+	13, // 18: hufu.v1.PaymentDeskService.ListRefundsDue:input_type -> hufu.v1.ListRefundsDueRequest
+	15, // 19: hufu.v1.PaymentDeskService.ConfirmRefundPayout:input_type -> hufu.v1.ConfirmRefundPayoutRequest
+	17, // 20: hufu.v1.PaymentDeskService.CheckLedger:input_type -> hufu.v1.CheckLedgerRequest
+	3,  // 21: hufu.v1.PaymentService.ListPaymentMethods:output_type -> hufu.v1.ListPaymentMethodsResponse
+	6,  // 22: hufu.v1.PaymentService.PayOffline:output_type -> hufu.v1.PayOfflineResponse
+	8,  // 23: hufu.v1.PaymentDeskService.ListPendingPayments:output_type -> hufu.v1.ListPendingPaymentsResponse
+	10, // 24: hufu.v1.PaymentDeskService.ConfirmOfflinePayment:output_type -> hufu.v1.ConfirmOfflinePaymentResponse
+	12, // 25: hufu.v1.PaymentDeskService.RejectOfflinePayment:output_type -> hufu.v1.RejectOfflinePaymentResponse
+	14, // 26: hufu.v1.PaymentDeskService.ListRefundsDue:output_type -> hufu.v1.ListRefundsDueResponse
+	16, // 27: hufu.v1.PaymentDeskService.ConfirmRefundPayout:output_type -> hufu.v1.ConfirmRefundPayoutResponse
+	18, // 28: hufu.v1.PaymentDeskService.CheckLedger:output_type -> hufu.v1.CheckLedgerResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_payment_proto_init() }
@@ -1059,7 +1358,7 @@ func file_hufu_v1_payment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_payment_proto_rawDesc), len(file_hufu_v1_payment_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -182,6 +182,8 @@ const (
 	PaymentDeskService_ListPendingPayments_FullMethodName   = "/hufu.v1.PaymentDeskService/ListPendingPayments"
 	PaymentDeskService_ConfirmOfflinePayment_FullMethodName = "/hufu.v1.PaymentDeskService/ConfirmOfflinePayment"
 	PaymentDeskService_RejectOfflinePayment_FullMethodName  = "/hufu.v1.PaymentDeskService/RejectOfflinePayment"
+	PaymentDeskService_ListRefundsDue_FullMethodName        = "/hufu.v1.PaymentDeskService/ListRefundsDue"
+	PaymentDeskService_ConfirmRefundPayout_FullMethodName   = "/hufu.v1.PaymentDeskService/ConfirmRefundPayout"
 	PaymentDeskService_CheckLedger_FullMethodName           = "/hufu.v1.PaymentDeskService/CheckLedger"
 )
 
@@ -205,6 +207,16 @@ type PaymentDeskServiceClient interface {
 	// did not arrive, or was returned), with a reason shown to the payer. The order stays
 	// awaiting payment.
 	RejectOfflinePayment(ctx context.Context, in *RejectOfflinePaymentRequest, opts ...grpc.CallOption) (*RejectOfflinePaymentResponse, error)
+	// ListRefundsDue lists refunds of offline payments that are owed and not yet paid out
+	// (待退款), by order, newest first: an after-sales refund of an order paid offline books
+	// the money as owed, and the desk pays it back by bank transfer or cash.
+	ListRefundsDue(ctx context.Context, in *ListRefundsDueRequest, opts ...grpc.CallOption) (*ListRefundsDueResponse, error)
+	// ConfirmRefundPayout records that an owed refund was paid out, with the operator's
+	// reference of the outgoing transfer or the cash receipt and the amount paid, which must
+	// equal the refund. The ledger moves the money out of the offline clearing account in
+	// the same transaction, and the payer is told. Confirming again with the same reference
+	// returns the same answer and writes nothing.
+	ConfirmRefundPayout(ctx context.Context, in *ConfirmRefundPayoutRequest, opts ...grpc.CallOption) (*ConfirmRefundPayoutResponse, error)
 	// CheckLedger proves the books: every entry well formed, the sum of debits equal to the
 	// sum of credits, every account's stored balance equal to the sum of its entries.
 	CheckLedger(ctx context.Context, in *CheckLedgerRequest, opts ...grpc.CallOption) (*CheckLedgerResponse, error)
@@ -248,6 +260,26 @@ func (c *paymentDeskServiceClient) RejectOfflinePayment(ctx context.Context, in 
 	return out, nil
 }
 
+func (c *paymentDeskServiceClient) ListRefundsDue(ctx context.Context, in *ListRefundsDueRequest, opts ...grpc.CallOption) (*ListRefundsDueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRefundsDueResponse)
+	err := c.cc.Invoke(ctx, PaymentDeskService_ListRefundsDue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *paymentDeskServiceClient) ConfirmRefundPayout(ctx context.Context, in *ConfirmRefundPayoutRequest, opts ...grpc.CallOption) (*ConfirmRefundPayoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmRefundPayoutResponse)
+	err := c.cc.Invoke(ctx, PaymentDeskService_ConfirmRefundPayout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *paymentDeskServiceClient) CheckLedger(ctx context.Context, in *CheckLedgerRequest, opts ...grpc.CallOption) (*CheckLedgerResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckLedgerResponse)
@@ -278,6 +310,16 @@ type PaymentDeskServiceServer interface {
 	// did not arrive, or was returned), with a reason shown to the payer. The order stays
 	// awaiting payment.
 	RejectOfflinePayment(context.Context, *RejectOfflinePaymentRequest) (*RejectOfflinePaymentResponse, error)
+	// ListRefundsDue lists refunds of offline payments that are owed and not yet paid out
+	// (待退款), by order, newest first: an after-sales refund of an order paid offline books
+	// the money as owed, and the desk pays it back by bank transfer or cash.
+	ListRefundsDue(context.Context, *ListRefundsDueRequest) (*ListRefundsDueResponse, error)
+	// ConfirmRefundPayout records that an owed refund was paid out, with the operator's
+	// reference of the outgoing transfer or the cash receipt and the amount paid, which must
+	// equal the refund. The ledger moves the money out of the offline clearing account in
+	// the same transaction, and the payer is told. Confirming again with the same reference
+	// returns the same answer and writes nothing.
+	ConfirmRefundPayout(context.Context, *ConfirmRefundPayoutRequest) (*ConfirmRefundPayoutResponse, error)
 	// CheckLedger proves the books: every entry well formed, the sum of debits equal to the
 	// sum of credits, every account's stored balance equal to the sum of its entries.
 	CheckLedger(context.Context, *CheckLedgerRequest) (*CheckLedgerResponse, error)
@@ -299,6 +341,12 @@ func (UnimplementedPaymentDeskServiceServer) ConfirmOfflinePayment(context.Conte
 }
 func (UnimplementedPaymentDeskServiceServer) RejectOfflinePayment(context.Context, *RejectOfflinePaymentRequest) (*RejectOfflinePaymentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RejectOfflinePayment not implemented")
+}
+func (UnimplementedPaymentDeskServiceServer) ListRefundsDue(context.Context, *ListRefundsDueRequest) (*ListRefundsDueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRefundsDue not implemented")
+}
+func (UnimplementedPaymentDeskServiceServer) ConfirmRefundPayout(context.Context, *ConfirmRefundPayoutRequest) (*ConfirmRefundPayoutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmRefundPayout not implemented")
 }
 func (UnimplementedPaymentDeskServiceServer) CheckLedger(context.Context, *CheckLedgerRequest) (*CheckLedgerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckLedger not implemented")
@@ -378,6 +426,42 @@ func _PaymentDeskService_RejectOfflinePayment_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PaymentDeskService_ListRefundsDue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRefundsDueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PaymentDeskServiceServer).ListRefundsDue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PaymentDeskService_ListRefundsDue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PaymentDeskServiceServer).ListRefundsDue(ctx, req.(*ListRefundsDueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PaymentDeskService_ConfirmRefundPayout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmRefundPayoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PaymentDeskServiceServer).ConfirmRefundPayout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PaymentDeskService_ConfirmRefundPayout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PaymentDeskServiceServer).ConfirmRefundPayout(ctx, req.(*ConfirmRefundPayoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _PaymentDeskService_CheckLedger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CheckLedgerRequest)
 	if err := dec(in); err != nil {
@@ -414,6 +498,14 @@ var PaymentDeskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RejectOfflinePayment",
 			Handler:    _PaymentDeskService_RejectOfflinePayment_Handler,
+		},
+		{
+			MethodName: "ListRefundsDue",
+			Handler:    _PaymentDeskService_ListRefundsDue_Handler,
+		},
+		{
+			MethodName: "ConfirmRefundPayout",
+			Handler:    _PaymentDeskService_ConfirmRefundPayout_Handler,
 		},
 		{
 			MethodName: "CheckLedger",

@@ -83,6 +83,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/attachments"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/certs"
+	"github.com/hufu-hsm/hufu/daemon/commerce/payments"
 	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
@@ -103,6 +104,15 @@ type Orders interface {
 	RefundStepIn(tx *store.Tx, userID, id, name, actor, note string) (*storepb.Order, error)
 	// RevokeForRefund revokes a certificate and its key for a refund, with with's writes.
 	RevokeForRefund(ctx context.Context, caller authn.Caller, serial, reason string, with func(tx *store.Tx) error) error
+}
+
+// refundRoute says how the money goes back: the way it came, or, for an order paid offline,
+// by the payment desk (payments.Service.ConfirmPayout), which tells the person once it has.
+func refundRoute(o *storepb.Order) string {
+	if payments.PaidOffline(o) {
+		return "将由付款台以银行转账或现金线下退回，退回后另行通知"
+	}
+	return "将原路退回"
 }
 
 // Payments gives an order's payment back (payments.Service).
@@ -343,7 +353,7 @@ func (s *Service) Preview(ctx context.Context, caller authn.Caller, orderID stri
 	}
 	p := &Preview{OrderID: o.Id, AmountFen: o.PriceFen, Serials: serials, InvoiceID: invoice,
 		Acknowledgement: acknowledgement(o.Id, o.PriceFen, serials)}
-	p.Consequences = append(p.Consequences, fmt.Sprintf("同意退款后，%s 元将原路退回。", yuan(o.PriceFen)))
+	p.Consequences = append(p.Consequences, fmt.Sprintf("同意退款后，%s 元%s。", yuan(o.PriceFen), refundRoute(o)))
 	if len(serials) > 0 {
 		p.Consequences = append(p.Consequences, fmt.Sprintf("退款将注销证书 %s：注销后不能恢复，用其加密的文件将无法解密。", strings.Join(serials, "、")))
 	}

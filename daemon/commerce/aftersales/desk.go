@@ -221,7 +221,7 @@ func (s *Service) Refund(ctx context.Context, desk authn.Caller, id string) (*st
 		if err := closeIn(tx, cur, stateRefunded); err != nil {
 			return err
 		}
-		body := fmt.Sprintf("订单 %s 的售后申请已同意退款，%s 元将原路退回。", cur.OrderId, yuan(cur.AmountFen))
+		body := fmt.Sprintf("订单 %s 的售后申请已同意退款，%s 元%s。", cur.OrderId, yuan(cur.AmountFen), refundRoute(o))
 		if len(cur.Serials) > 0 {
 			body += "证书 " + strings.Join(cur.Serials, "、") + " 已注销。"
 		}

@@ -13,6 +13,8 @@
 //	clearing:<provider>     money held at a payment provider: "dev", "gateway", "offline"
 //	                        (the receiving bank account or the counter's cash)
 //	revenue:<category>      what was sold: "certificates", "verification", "recognition", ...
+//	payable:<what>          money owed back and not yet paid out: "offline-refunds" (refunds
+//	                        of offline payments, paid out by hand at the payment desk)
 //	refunds                 money given back outside a reversal (goodwill, negotiated)
 //
 // A balance is debits minus credits: a clearing account is positive while it holds money, a
@@ -25,7 +27,9 @@
 // returns the first entry and writes nothing, posting it with other content (accounts,
 // amount, order, session, kind) is ErrConflict. A refund is a reversing entry (Reverse):
 // the same amount with debit and credit swapped, naming the entry it reverses; an entry is
-// reversed at most once.
+// reversed at most once. A reversal whose money cannot leave at once (an offline payment,
+// given back by hand) credits a payable account instead (ReverseVia), and the payout is a
+// later entry from the payable to the clearing account.
 //
 // # Records
 //
@@ -102,7 +106,7 @@ const (
 )
 
 var (
-	accountRE = regexp.MustCompile(`^(?:(?:user|receivable|clearing|revenue):[A-Za-z0-9._-]{1,64}|refunds)$`)
+	accountRE = regexp.MustCompile(`^(?:(?:user|receivable|clearing|revenue|payable):[A-Za-z0-9._-]{1,64}|refunds)$`)
 	kindRE    = regexp.MustCompile(`^[a-z][a-z-]{0,31}$`)
 	refRE     = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
 )
@@ -242,6 +246,21 @@ func addTo(tx *store.Tx, id string, debit, credit int64) error {
 // same idempotency key again returns the first reversal; reversing an entry twice (with
 // another key) is ErrReversed (FailedPrecondition).
 func Reverse(tx *store.Tx, id, kind, idempotencyKey, memo, actor string) (*storepb.LedgerEntry, bool, error) {
+	return reverse(tx, id, "", kind, idempotencyKey, memo, actor)
+}
+
+// ReverseVia is Reverse whose reversing entry credits via (a payable account) instead of
+// the entry's debit: the money is owed back from then on, and leaves the original debit
+// account only with the payout, a later entry debiting via. It counts as the entry's one
+// reversal.
+func ReverseVia(tx *store.Tx, id, via, kind, idempotencyKey, memo, actor string) (*storepb.LedgerEntry, bool, error) {
+	if !strings.HasPrefix(via, "payable:") || !ValidAccount(via) {
+		return nil, false, invalid("credit", "%q is not a payable account", via)
+	}
+	return reverse(tx, id, via, kind, idempotencyKey, memo, actor)
+}
+
+func reverse(tx *store.Tx, id, via, kind, idempotencyKey, memo, actor string) (*storepb.LedgerEntry, bool, error) {
 	orig, err := entries.Get(tx, "entry/"+id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, false, apierr.New(apierr.NotFound, "no ledger entry %q", id)
@@ -255,7 +274,11 @@ func Reverse(tx *store.Tx, id, kind, idempotencyKey, memo, actor string) (*store
 	if kind == "" {
 		kind = "refund"
 	}
-	e := Entry{Debit: orig.Credit, Credit: orig.Debit, AmountFen: orig.AmountFen, OrderID: orig.OrderId, SessionID: orig.SessionId,
+	credit := orig.Debit
+	if via != "" {
+		credit = via
+	}
+	e := Entry{Debit: orig.Credit, Credit: credit, AmountFen: orig.AmountFen, OrderID: orig.OrderId, SessionID: orig.SessionId,
 		IdempotencyKey: idempotencyKey, Kind: kind, Memo: memo, Actor: actor}
 	if r, err := reversals.Get(tx, "reversal/"+id); err == nil {
 		prior, err := entries.Get(tx, "entry/"+r.ReversalId)

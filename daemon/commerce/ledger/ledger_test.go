@@ -128,8 +128,7 @@ func TestPostRefusesBadEntriesNamingTheField(t *testing.T) {
 			e := payment("k-" + tc.name)
 			tc.edit(&e)
 			_, _, err := post(st, e)
-			var ae *apierr.Error
-			if !errors.As(err, &ae) || ae.Kind != apierr.InvalidArgument || ae.Field != tc.field {
+			if !isInvalid(err, tc.field) {
 				t.Fatalf("got %v, want InvalidArgument on %s", err, tc.field)
 			}
 		})
@@ -137,6 +136,11 @@ func TestPostRefusesBadEntriesNamingTheField(t *testing.T) {
 	if r := mustBalance(t, st); r.Entries != 0 {
 		t.Fatalf("a refused entry was written: %+v", r)
 	}
+}
+
+func isInvalid(err error, field string) bool {
+	var ae *apierr.Error
+	return errors.As(err, &ae) && ae.Kind == apierr.InvalidArgument && ae.Field == field
 }
 
 func TestReverseOnceAndTheEntriesOfAnOrder(t *testing.T) {
@@ -172,6 +176,53 @@ func TestReverseOnceAndTheEntriesOfAnOrder(t *testing.T) {
 	b, _ := ledger.Balance(bg, st, "clearing:dev")
 	if b.DebitsFen != b.CreditsFen || b.Entries != 2 {
 		t.Fatalf("after the refund the provider holds nothing: %+v", b)
+	}
+}
+
+// TestReverseViaAPayableAndThePayout: an offline payment's refund is owed (payable) until the
+// payout moves it out of the clearing account; it is the entry's one reversal.
+func TestReverseViaAPayableAndThePayout(t *testing.T) {
+	st := openStore(t)
+	pay := payment("pay-offline-1")
+	pay.Debit = "clearing:offline"
+	orig, _, err := post(st, pay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	via := func(account, idem string) (*storepb.LedgerEntry, error) {
+		var out *storepb.LedgerEntry
+		err := st.Update(bg, func(tx *store.Tx) error {
+			var err error
+			out, _, err = ledger.ReverseVia(tx, orig.Id, account, "refund", idem, "refund owed", "system:desk")
+			return err
+		})
+		return out, err
+	}
+	if _, err := via("clearing:dev", "refund-x"); !isInvalid(err, "credit") {
+		t.Fatalf("a reversal via a clearing account: %v", err)
+	}
+	due, err := via("payable:offline-refunds", "refund-1")
+	if err != nil || due.Debit != orig.Credit || due.Credit != "payable:offline-refunds" || due.Reverses != orig.Id {
+		t.Fatalf("refund owed: %+v %v", due, err)
+	}
+	if again, err := via("payable:offline-refunds", "refund-1"); err != nil || again.Id != due.Id {
+		t.Fatalf("repeated: %v %v", again, err)
+	}
+	if _, err := via("payable:offline-refunds", "refund-2"); !errors.Is(err, ledger.ErrReversed) {
+		t.Fatalf("a second reversal: %v", err)
+	}
+	held, _ := ledger.Balance(bg, st, "clearing:offline")
+	if held.DebitsFen-held.CreditsFen != orig.AmountFen {
+		t.Fatalf("before the payout the counter still holds the money: %+v", held)
+	}
+	if _, _, err := post(st, ledger.Entry{Debit: "payable:offline-refunds", Credit: "clearing:offline", AmountFen: orig.AmountFen,
+		OrderID: orig.OrderId, IdempotencyKey: "payout-1", Kind: "payout", Actor: "system:desk"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, account := range []string{"clearing:offline", "payable:offline-refunds", "revenue:certificates"} {
+		if b, _ := ledger.Balance(bg, st, account); b.DebitsFen != b.CreditsFen {
+			t.Errorf("%s after the payout: %+v", account, b)
+		}
 	}
 }
 

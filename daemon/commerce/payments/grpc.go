@@ -34,7 +34,14 @@ func (s *Service) offlinePB(p *storepb.OfflinePayment, desk bool) *hufuv1.Offlin
 	out := &hufuv1.OfflinePayment{OrderId: p.OrderId, AmountFen: p.AmountFen, Reference: p.Reference,
 		Account: &hufuv1.ReceivingAccount{AccountName: a.AccountName, Bank: a.Bank, AccountNumber: a.AccountNumber}, Note: a.Note,
 		State: hufuv1.OfflinePaymentState(p.State), CreatedAt: hufuv1.Timestamp(p.CreatedUnixNano), UpdatedAt: hufuv1.Timestamp(p.UpdatedUnixNano),
-		OperatorReference: p.OperatorReference, ReceivedFen: p.ReceivedFen, Reason: p.Reason, LedgerEntryId: p.LedgerEntryId}
+		OperatorReference: p.OperatorReference, ReceivedFen: p.ReceivedFen, Reason: p.Reason, LedgerEntryId: p.LedgerEntryId,
+		RefundEntryId: p.RefundEntryId, PayoutReference: p.PayoutReference, PayoutEntryId: p.PayoutEntryId}
+	if p.RefundDueUnixNano != 0 {
+		out.RefundDueAt = hufuv1.Timestamp(p.RefundDueUnixNano)
+	}
+	if p.RefundedUnixNano != 0 {
+		out.RefundedAt = hufuv1.Timestamp(p.RefundedUnixNano)
+	}
 	if desk {
 		out.UserId = p.UserId
 	}
@@ -87,6 +94,26 @@ func (g deskServer) RejectOfflinePayment(ctx context.Context, req *hufuv1.Reject
 		return nil, err
 	}
 	return &hufuv1.RejectOfflinePaymentResponse{Payment: g.s.offlinePB(p, true)}, nil
+}
+
+func (g deskServer) ListRefundsDue(ctx context.Context, req *hufuv1.ListRefundsDueRequest) (*hufuv1.ListRefundsDueResponse, error) {
+	ps, next, err := g.s.ListRefundsDue(ctx, int(req.GetPageSize()), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	out := &hufuv1.ListRefundsDueResponse{NextPageToken: next}
+	for _, p := range ps {
+		out.Payments = append(out.Payments, g.s.offlinePB(p, true))
+	}
+	return out, nil
+}
+
+func (g deskServer) ConfirmRefundPayout(ctx context.Context, req *hufuv1.ConfirmRefundPayoutRequest) (*hufuv1.ConfirmRefundPayoutResponse, error) {
+	p, err := g.s.ConfirmPayout(ctx, authn.CallerFrom(ctx), req.GetOrderId(), req.GetOperatorReference(), req.GetAmountFen())
+	if err != nil {
+		return nil, err
+	}
+	return &hufuv1.ConfirmRefundPayoutResponse{Payment: g.s.offlinePB(p, true)}, nil
 }
 
 func (g deskServer) CheckLedger(ctx context.Context, _ *hufuv1.CheckLedgerRequest) (*hufuv1.CheckLedgerResponse, error) {

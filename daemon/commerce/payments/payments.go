@@ -29,12 +29,25 @@
 // order, of a wrong amount, or with a reference already used for another payment is refused
 // and the refusal recorded in the audit log.
 //
+// # Offline refunds
+//
+// An order paid offline is refunded at the desk too (an after-sales refund, RefundOrder):
+// the reversing entry credits payable:offline-refunds instead of the offline clearing
+// account, since the money is still at the bank or the counter, and the offline payment
+// becomes 待退款 (REFUND_DUE). The desk lists the refunds owed (ListRefundsDue), pays the
+// money back by transfer or cash, and confirms the payout with its reference and the exact
+// amount (ConfirmPayout): the payout entry (payable:offline-refunds to clearing:offline),
+// the payment's state 已退款 (REFUNDED), the payer's message and the audit record commit in
+// one batch. One reference pays out one refund.
+//
 // # Records
 //
 //	p/offline/<order id>                 storepb.OfflinePayment
 //	x/offline-ref/<reference>            -> the payment the payer quotes (unique)
 //	x/offline-opref/<operator reference> -> the payment a bank transaction or receipt
 //	                                        confirmed (unique: one receipt pays one order)
+//	x/offline-payout-ref/<operator reference> -> the refund an outgoing transfer or cash
+//	                                        receipt paid out (unique)
 package payments
 
 import (
@@ -126,13 +139,16 @@ var (
 )
 
 const (
-	indexRef   = "offline-ref"
-	indexOpRef = "offline-opref"
+	indexRef       = "offline-ref"
+	indexOpRef     = "offline-opref"
+	indexPayoutRef = "offline-payout-ref"
 
 	statePending   = int32(hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_PENDING)
 	stateConfirmed = int32(hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_CONFIRMED)
 	stateRejected  = int32(hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_REJECTED)
 	stateCancelled = int32(hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_CANCELLED)
+	stateRefundDue = int32(hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_REFUND_DUE)
+	stateRefunded  = int32(hufuv1.OfflinePaymentState_OFFLINE_PAYMENT_STATE_REFUNDED)
 
 	orderAwaiting  = int32(hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT)
 	orderCancelled = int32(hufuv1.OrderStatus_ORDER_STATUS_CANCELLED)
@@ -306,9 +322,12 @@ func (s *Service) Returned(tx *store.Tx, o *storepb.Order, method, ref, actor st
 // RefundOrder gives back the payment of a completed order through its provider and books
 // the reversing entry inside one transaction with with (the caller's state change, which
 // audits it): after-sales refunds. Refunding again returns the same reversal. An order
-// without a booked payment (free) books nothing.
+// without a booked payment (free) books nothing. An order paid offline is not refunded
+// online: the reversal books the money as owed (payable:offline-refunds), the offline
+// payment becomes 待退款, and the payment desk pays it out (ConfirmPayout).
 func (s *Service) RefundOrder(ctx context.Context, o *storepb.Order, actor string, with func(tx *store.Tx) error) (*storepb.LedgerEntry, error) {
-	if o.PaymentRef != "" && o.PriceFen > 0 {
+	paidOffline := PaidOffline(o)
+	if o.PaymentRef != "" && o.PriceFen > 0 && !paidOffline {
 		if err := s.Refund(ctx, o.PaymentRef, o.PriceFen); err != nil {
 			return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the payment provider did not refund; try again later", Cause: err}
 		}
@@ -317,11 +336,16 @@ func (s *Service) RefundOrder(ctx context.Context, o *storepb.Order, actor strin
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		out = nil
 		paid, err := ledger.ByKey(tx, "pay:"+o.Id)
-		if err == nil {
+		switch {
+		case err == nil && paidOffline:
+			if out, err = s.refundDue(tx, o, paid, actor); err != nil {
+				return err
+			}
+		case err == nil:
 			if out, _, err = ledger.Reverse(tx, paid.Id, "refund", "refund:"+o.Id, "refund of a "+category(o)+" order", actor); err != nil {
 				return err
 			}
-		} else if !errors.Is(err, store.ErrNotFound) {
+		case !errors.Is(err, store.ErrNotFound):
 			return err
 		}
 		if with != nil {
@@ -334,6 +358,37 @@ func (s *Service) RefundOrder(ctx context.Context, o *storepb.Order, actor strin
 			Details: map[string]string{"order": o.Id, "amount_fen": fmt.Sprint(o.PriceFen), "entry": out.Id}})
 	})
 	return out, err
+}
+
+// PaidOffline reports whether an order was paid offline (its refund is paid out at the
+// desk, not by a provider).
+func PaidOffline(o *storepb.Order) bool { return strings.HasPrefix(o.PaymentRef, offlineRefPrefix) }
+
+// OfflineRefunds is the ledger account of offline refunds owed and not yet paid out.
+const OfflineRefunds = "payable:offline-refunds"
+
+// refundDue books, inside tx, the refund of an order paid offline as owed, and marks its
+// offline payment 待退款 for the desk. Again: the same entry, nothing written.
+func (s *Service) refundDue(tx *store.Tx, o *storepb.Order, paid *storepb.LedgerEntry, actor string) (*storepb.LedgerEntry, error) {
+	e, created, err := ledger.ReverseVia(tx, paid.Id, OfflineRefunds, "refund", "refund:"+o.Id, "refund of a "+category(o)+" order, owed at the payment desk", actor)
+	if err != nil || !created {
+		return e, err
+	}
+	rec, err := offline.Get(tx, "offline/"+o.Id)
+	if err != nil {
+		return nil, fmt.Errorf("payments: the offline payment of order %s: %w", o.Id, err)
+	}
+	if rec.State != stateConfirmed {
+		return nil, fmt.Errorf("payments: the offline payment of order %s is in state %d, not confirmed", o.Id, rec.State)
+	}
+	now := tx.Now().UnixNano()
+	rec.State, rec.RefundEntryId, rec.RefundDueUnixNano, rec.UpdatedUnixNano = stateRefundDue, e.Id, now, now
+	if err := offline.Put(tx, "offline/"+o.Id, rec); err != nil {
+		return nil, err
+	}
+	key, _ := offline.Key("offline/" + o.Id)
+	return e, tx.Audit(store.Event{Actor: actor, Action: "payment.offline.refund-due", Subject: key, Outcome: store.OutcomeOK,
+		Details: map[string]string{"order": o.Id, "amount_fen": fmt.Sprint(rec.AmountFen), "entry": e.Id}})
 }
 
 // --- offline payments -------------------------------------------------------------
@@ -398,6 +453,16 @@ func (s *Service) PayOffline(ctx context.Context, caller authn.Caller, orderID s
 
 // ListPending lists offline payments awaiting the desk, by order, newest first.
 func (s *Service) ListPending(ctx context.Context, size int, token string) ([]*storepb.OfflinePayment, string, error) {
+	return s.listInState(ctx, statePending, size, token)
+}
+
+// ListRefundsDue lists the refunds of offline payments the desk owes (待退款), by order,
+// newest first.
+func (s *Service) ListRefundsDue(ctx context.Context, size int, token string) ([]*storepb.OfflinePayment, string, error) {
+	return s.listInState(ctx, stateRefundDue, size, token)
+}
+
+func (s *Service) listInState(ctx context.Context, state int32, size int, token string) ([]*storepb.OfflinePayment, string, error) {
 	if size < 0 || size > 100 {
 		return nil, "", apierr.Invalidf("page_size", "want 0..100")
 	}
@@ -405,7 +470,7 @@ func (s *Service) ListPending(ctx context.Context, size int, token string) ([]*s
 		size = 20
 	}
 	page, err := offline.List(ctx, s.deps.Store, "offline/", store.ListOptions{Cursor: token, Limit: size},
-		func(_ string, p *storepb.OfflinePayment) bool { return p.State == statePending })
+		func(_ string, p *storepb.OfflinePayment) bool { return p.State == state })
 	if errors.Is(err, store.ErrBadCursor) {
 		return nil, "", apierr.Invalidf("page_token", "not a token from the previous page")
 	}
@@ -462,14 +527,23 @@ func (s *Service) refuse(ctx context.Context, desk authn.Caller, orderID, action
 	return err
 }
 
+// checkDeskEntry checks what an operator types at the desk: a bank transaction or receipt
+// number and an amount in fen.
+func checkDeskEntry(operatorRef string, amountFen int64) error {
+	if !operatorRefRE.MatchString(operatorRef) {
+		return apierr.Invalidf("operator_reference", "the bank transaction or receipt number: 1 to 64 of A-Z, a-z, 0-9, '-', '_'")
+	}
+	if amountFen <= 0 || amountFen > ledger.MaxAmountFen {
+		return apierr.Invalidf("amount_fen", "%d: want the amount in fen, 1..%d", amountFen, int64(ledger.MaxAmountFen))
+	}
+	return nil
+}
+
 // Confirm is the desk's confirmation that an offline payment arrived: operatorRef is the
 // bank transaction or receipt number, amountFen what was received.
 func (s *Service) Confirm(ctx context.Context, desk authn.Caller, orderID, operatorRef string, amountFen int64) (*storepb.OfflinePayment, string, error) {
-	if !operatorRefRE.MatchString(operatorRef) {
-		return nil, "", apierr.Invalidf("operator_reference", "the bank transaction or receipt number: 1 to 64 of A-Z, a-z, 0-9, '-', '_'")
-	}
-	if amountFen <= 0 || amountFen > ledger.MaxAmountFen {
-		return nil, "", apierr.Invalidf("amount_fen", "%d: want the amount received in fen, 1..%d", amountFen, int64(ledger.MaxAmountFen))
+	if err := checkDeskEntry(operatorRef, amountFen); err != nil {
+		return nil, "", err
 	}
 	// Only orders with an offline payment get a lock (one small mutex per such order).
 	if _, err := s.readOffline(ctx, orderID); err != nil {
@@ -595,6 +669,78 @@ func (s *Service) Reject(ctx context.Context, desk authn.Caller, orderID, reason
 	return out, err
 }
 
+// ConfirmPayout is the desk's record that an owed refund (待退款) was paid out: operatorRef
+// is the outgoing transfer's or the cash receipt's number, amountFen what was paid, which
+// must be the refund. The payout entry (payable:offline-refunds to clearing:offline), the
+// payment's new state, the payer's message and the audit record commit together. The same
+// reference and amount again answer as the first and write nothing.
+func (s *Service) ConfirmPayout(ctx context.Context, desk authn.Caller, orderID, operatorRef string, amountFen int64) (*storepb.OfflinePayment, error) {
+	if err := checkDeskEntry(operatorRef, amountFen); err != nil {
+		return nil, err
+	}
+	if _, err := s.readOffline(ctx, orderID); err != nil {
+		return nil, err
+	}
+	unlock := s.lockOrder(orderID)
+	defer unlock()
+	rec, err := s.readOffline(ctx, orderID)
+	if err != nil {
+		return nil, err
+	}
+	details := map[string]string{"order": orderID, "operator_reference": operatorRef, "paid_fen": fmt.Sprint(amountFen), "amount_fen": fmt.Sprint(rec.AmountFen)}
+	switch rec.State {
+	case stateRefunded:
+		if rec.PayoutReference == operatorRef && rec.AmountFen == amountFen {
+			return rec, nil
+		}
+		return nil, apierr.New(apierr.FailedPrecondition, "the refund was paid out already, with reference %s", rec.PayoutReference)
+	case stateRefundDue:
+	default:
+		return nil, apierr.New(apierr.FailedPrecondition, "no refund of this payment is owed: a refund is agreed after-sales first")
+	}
+	if amountFen != rec.AmountFen {
+		details["refused"] = "amount"
+		return nil, s.refuse(ctx, desk, orderID, "payment.offline.payout", details, 0,
+			apierr.Invalidf("amount_fen", "paid %s yuan, the refund is %s yuan: pay out and confirm the exact amount", yuan(amountFen), yuan(rec.AmountFen)))
+	}
+	var out *storepb.OfflinePayment
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		out = nil
+		cur, err := offline.Get(tx, "offline/"+orderID)
+		if err != nil {
+			return err
+		}
+		if cur.State != stateRefundDue {
+			return apierr.New(apierr.Aborted, "the payment changed meanwhile; retry")
+		}
+		key, _ := offline.Key("offline/" + orderID)
+		if err := tx.Claim(indexPayoutRef, operatorRef, key); errors.Is(err, store.ErrTaken) {
+			return apierr.New(apierr.FailedPrecondition, "reference %s confirmed another payout already", operatorRef)
+		} else if err != nil {
+			return err
+		}
+		e, _, err := ledger.Post(tx, ledger.Entry{Debit: OfflineRefunds, Credit: ClearingAccount(Offline), AmountFen: cur.AmountFen, OrderID: orderID,
+			IdempotencyKey: "payout:" + orderID, Kind: "payout", Memo: "an offline refund paid out at the payment desk", Actor: desk.Actor()})
+		if err != nil {
+			return err
+		}
+		now := tx.Now().UnixNano()
+		cur.State, cur.PayoutReference, cur.PayoutBy, cur.PayoutEntryId, cur.RefundedUnixNano, cur.UpdatedUnixNano =
+			stateRefunded, operatorRef, desk.Actor(), e.Id, now, now
+		if err := offline.Put(tx, "offline/"+orderID, cur); err != nil {
+			return err
+		}
+		if err := certs.Notify(tx, cur.UserId, hufuv1.MessageKind_MESSAGE_KIND_AFTER_SALES, "退款已退回",
+			fmt.Sprintf("订单 %s 的退款 %s 元已由付款台线下退回（凭证号 %s）。", orderID, yuan(cur.AmountFen), operatorRef)); err != nil {
+			return err
+		}
+		out = cur
+		details["entry"] = e.Id
+		return tx.Audit(store.Event{Actor: desk.Actor(), Action: "payment.offline.payout", Subject: key, Outcome: store.OutcomeOK, Details: details})
+	})
+	return out, err
+}
+
 // Account is the receiving account of offline payments.
 func (s *Service) Account() ReceivingAccount { return s.opts.Account }
 
@@ -605,11 +751,16 @@ func yuan(fen int64) string { return fmt.Sprintf("%d.%02d", fen/100, fen%100) }
 type collector struct{ s *store.Store }
 
 var (
-	entriesDesc = prometheus.NewDesc("hufu_ledger_entries_total", "Ledger entries written, by kind (payment, refund, ...).", []string{"kind"}, nil)
-	pendingDesc = prometheus.NewDesc("hufu_payments_offline_pending", "Offline payments awaiting the payment desk.", nil, nil)
+	entriesDesc    = prometheus.NewDesc("hufu_ledger_entries_total", "Ledger entries written, by kind (payment, refund, ...).", []string{"kind"}, nil)
+	pendingDesc    = prometheus.NewDesc("hufu_payments_offline_pending", "Offline payments awaiting the payment desk.", nil, nil)
+	refundsDueDesc = prometheus.NewDesc("hufu_payments_offline_refunds_due", "Refunds of offline payments agreed and not yet paid out at the payment desk (待退款).", nil, nil)
 )
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) { ch <- entriesDesc; ch <- pendingDesc }
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- entriesDesc
+	ch <- pendingDesc
+	ch <- refundsDueDesc
+}
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -619,19 +770,28 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.CounterValue, float64(n), k)
 		}
 	}
-	n, cursor := 0, ""
+	pending, due, cursor := 0, 0, ""
 	for range 100 {
 		page, err := offline.List(ctx, c.s, "offline/", store.ListOptions{Cursor: cursor, Limit: store.MaxListLimit},
-			func(_ string, p *storepb.OfflinePayment) bool { return p.State == statePending })
+			func(_ string, p *storepb.OfflinePayment) bool {
+				return p.State == statePending || p.State == stateRefundDue
+			})
 		if err != nil {
 			return
 		}
-		n += len(page.Items)
+		for _, it := range page.Items {
+			if it.Value.State == statePending {
+				pending++
+			} else {
+				due++
+			}
+		}
 		if cursor = page.Next; cursor == "" {
 			break
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(pending))
+	ch <- prometheus.MustNewConstMetric(refundsDueDesc, prometheus.GaugeValue, float64(due))
 }
 
 // CheckLedger runs ledger.Check and records who checked and what was found.

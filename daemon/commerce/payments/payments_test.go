@@ -131,11 +131,17 @@ func TestMethodsAndRouting(t *testing.T) {
 			}
 		})
 	}
-	for ref, want := range map[string]int{"dev-0011": 0, "offline:BANK-1": 0, "gw-pay-1": 1} {
+	for ref, want := range map[string]int{"dev-0011": 0, "gw-pay-1": 1} {
 		before := len(f.gw.refunds)
 		if err := f.s.Refund(bg, ref, 100); err != nil || len(f.gw.refunds)-before != want {
 			t.Fatalf("refund %s: %v, gateway refunds %d", ref, err, len(f.gw.refunds)-before)
 		}
+	}
+	// An offline payment goes back by hand: the desk confirms the payout (RefundOrder,
+	// ConfirmPayout), no provider refunds it.
+	var ae *apierr.Error
+	if err := f.s.Refund(bg, "offline:BANK-1", 100); !errors.As(err, &ae) || ae.Kind != apierr.FailedPrecondition || !strings.Contains(ae.Message, "payout") {
+		t.Fatalf("an offline refund through the provider: %v", err)
 	}
 }
 

@@ -58,9 +58,9 @@ func (g GatewayProvider) Refund(ctx context.Context, ref string, amountFen int64
 }
 
 // OfflineProvider is bank transfer or cash, confirmed by an operator at the payment desk:
-// nothing is charged online. Charge refuses and says how to pay offline; Refund succeeds,
-// because the money goes back by hand at the desk, instructed by the ledger's reversing
-// entry (clearing:offline is what the receiving account and the counter hold).
+// nothing is charged or refunded online. Charge refuses and says how to pay offline; Refund
+// refuses, because the money goes back by hand: Service.RefundOrder books it as owed and
+// the desk confirms the payout (Service.ConfirmPayout).
 type OfflineProvider struct{}
 
 // offlineRefPrefix marks the references of offline payments: "offline:<operator reference>".
@@ -71,7 +71,9 @@ func (OfflineProvider) Charge(context.Context, certs.Charge) (string, error) {
 	return "", apierr.New(apierr.FailedPrecondition,
 		"an offline payment is not charged online: ask for the instructions with PaymentService.PayOffline (hufu payment pay-offline), pay by bank transfer or at the counter, and the payment desk confirms it")
 }
-func (OfflineProvider) Refund(context.Context, string, int64) error { return nil }
+func (OfflineProvider) Refund(context.Context, string, int64) error {
+	return apierr.New(apierr.FailedPrecondition, "an offline payment is refunded at the payment desk: the refund is owed (ListRefundsDue) until the desk confirms the payout (ConfirmRefundPayout)")
+}
 
 // providerFor is the provider of a method id.
 func (s *Service) providerFor(method string) (Provider, error) {

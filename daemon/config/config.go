@@ -714,11 +714,15 @@ func (c *Config) validateProviders(bad func(path, format string, args ...any)) {
 		for _, r := range []struct {
 			name, what string
 			o          *webhook.Options
-		}{{"sms", "SMS gateway", c.Providers.SMS}, {"identity", "real-name verification service", c.Providers.Identity},
-			{"payment", "payment service", c.Providers.Payment}} {
+		}{{"sms", "SMS gateway", c.Providers.SMS}, {"identity", "real-name verification service", c.Providers.Identity}} {
 			if r.o == nil {
 				bad("providers."+r.name, "must be set outside development: the gateway to the trading centre's %s (docs/providers.md)", r.what)
 			}
+		}
+		// A centre that takes only offline payments needs no payment gateway; which methods
+		// need it is checked with payments.methods (validatePayments).
+		if c.Providers.Payment == nil && len(c.Payments.Methods) == 0 {
+			bad("providers.payment", "must be set outside development unless payments.methods lists only offline payment: the gateway to the trading centre's payment service (docs/providers.md)")
 		}
 	}
 	c.Providers.Each(func(name string, o *webhook.Options) {

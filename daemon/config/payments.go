@@ -85,6 +85,10 @@ func (c *Config) validatePayments(bad func(path, format string, args ...any)) {
 			}
 		}
 	}
+	if !c.Development && slices.ContainsFunc(p.Methods, func(pm PlatformMethods) bool { return slices.Contains(pm.Methods, "offline") }) &&
+		c.OfflineAccountOrTransfer().AccountNumber == "" {
+		bad("payments.offline.account_number", "offline payment is offered: set the receiving account (or enterprises.transfer's)")
+	}
 	a := p.Offline
 	for path, v := range map[string]string{"payments.offline.account_name": a.AccountName, "payments.offline.bank": a.Bank} {
 		if len(strings.TrimSpace(v)) != len(v) || len(v) > 128 {

@@ -68,3 +68,43 @@ func TestOfflineAccountDefaultsToTheTransferAccount(t *testing.T) {
 		t.Fatalf("%+v", a)
 	}
 }
+
+// TestProductionNeedsAPaymentGatewayOnlyForOnlineMethods: a centre that takes only offline
+// payments runs without providers.payment; one that lists a gateway method, or lists no
+// methods at all (every method goes to the gateway), needs it; offline needs an account.
+func TestProductionNeedsAPaymentGatewayOnlyForOnlineMethods(t *testing.T) {
+	problems := func(edit func(*Config)) map[string]bool {
+		t.Helper()
+		c := Development()
+		c.Development = false
+		edit(&c)
+		got := map[string]bool{}
+		var ps Problems
+		if errors.As(c.Validate(), &ps) {
+			for _, p := range ps {
+				got[p.Path] = true
+			}
+		}
+		return got
+	}
+	if got := problems(func(*Config) {}); !got["providers.payment"] {
+		t.Error("production with no methods listed and no gateway is accepted")
+	}
+	offlineOnly := func(c *Config) {
+		c.Payments.Methods = []PlatformMethods{{Platform: "*", Methods: []string{"offline"}}}
+	}
+	if got := problems(offlineOnly); got["providers.payment"] || got["payments.methods[0].methods[0]"] || got["payments.offline.account_number"] {
+		t.Errorf("offline only, with the transfer account: %v", got)
+	}
+	if got := problems(func(c *Config) {
+		offlineOnly(c)
+		c.Enterprises.Transfer.AccountNumber = ""
+	}); !got["payments.offline.account_number"] {
+		t.Errorf("offline without a receiving account: %v", got)
+	}
+	if got := problems(func(c *Config) {
+		c.Payments.Methods = []PlatformMethods{{Platform: "*", Methods: []string{"offline", "wechat"}}}
+	}); !got["payments.methods[0].methods[1]"] || got["providers.payment"] {
+		t.Errorf("a gateway method without a gateway: %v", got)
+	}
+}

@@ -133,6 +133,10 @@ type Options struct {
 	// no token, because relying parties must be able to fetch it. It returns an error
 	// matching ErrNoSuchCA for an unknown CA.
 	CRL func(ctx context.Context, caID string) ([]byte, error)
+	// Callbacks are the requests other services send to the appliance (a payment gateway's
+	// payment.notify), by path, served for POST without a token: each handler authenticates
+	// its sender itself (a signature under a key shared with that service).
+	Callbacks map[string]http.Handler
 	// BackupDir is the scratch directory for backups; it must be on the store's
 	// filesystem so that Pebble can hard-link (the daemon uses <data_dir>/backup-scratch).
 	BackupDir string
@@ -265,6 +269,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	if s.opts.CRL != nil {
 		s.mux.HandleFunc("GET /crl/{ca}", s.crl)
+	}
+	for path, h := range s.opts.Callbacks {
+		s.mux.Handle("POST "+path, h)
 	}
 	s.handle("GET /metrics", endpoint{action: "admin.metrics", roles: scrape, handle: s.metrics})
 	s.handle("GET /audit/export", endpoint{action: "admin.audit.export", roles: audit, audited: true, handle: s.auditExport})

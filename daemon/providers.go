@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net/http"
 
 	"github.com/hufu-hsm/hufu/daemon/accounts"
 	"github.com/hufu-hsm/hufu/daemon/certs"
@@ -21,8 +22,10 @@ type providers struct {
 	verifier identity.Verifier
 	// payment is the payment gateway (providers.payment), nil when none is configured; the
 	// development and offline providers are commerce/payments' own.
-	payment  certs.Payments
-	gateways []*webhook.Provider // closed with the daemon
+	payment certs.Payments
+	// paymentGateway is the same gateway as payment, for its notifications to hufu.
+	paymentGateway *webhook.Provider
+	gateways       []*webhook.Provider // closed with the daemon
 }
 
 func (d *Daemon) buildProviders() (*providers, error) {
@@ -50,7 +53,7 @@ func (d *Daemon) buildProviders() (*providers, error) {
 		case "login":
 			p.wechat, p.carrier = gw, gw
 		case "payment":
-			p.payment = gw
+			p.payment, p.paymentGateway = gw, gw
 		}
 	})
 	if err != nil {
@@ -62,6 +65,18 @@ func (d *Daemon) buildProviders() (*providers, error) {
 		return nil, fmt.Errorf("no SMS or identity provider: %w", config.Problems{{Path: "providers", Message: "sms and identity must be set outside development"}})
 	}
 	return p, nil
+}
+
+// providerCallbacks are the requests the gateways send to hufu, served on the admin
+// listener and authenticated by the gateway's signature (webhook.Provider.Inbound), not by
+// an admin token: the payment service's payment.notify.
+func (d *Daemon) providerCallbacks() map[string]http.Handler {
+	if d.providers.paymentGateway == nil {
+		return nil
+	}
+	return map[string]http.Handler{
+		"/providers/payment/" + webhook.OpPaymentNotify: d.providers.paymentGateway.Inbound(webhook.OpPaymentNotify, d.payments.NotifyHandler),
+	}
 }
 
 func (p *providers) close() {

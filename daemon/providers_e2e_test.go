@@ -1,11 +1,14 @@
 package daemon_test
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hufu-hsm/hufu/admin"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
@@ -116,5 +119,160 @@ func TestProductionProviders(t *testing.T) {
 	_, err = c.Accounts.SignInWithCarrier(bg, &hufuv1.SignInWithCarrierRequest{CarrierToken: "dev-13800000003", Device: &hufuv1.Device{Id: "device-prod-0003", Name: "p"}})
 	if statusCode(err) != codes.FailedPrecondition {
 		t.Errorf("carrier sign-in without a login provider: %v, want FailedPrecondition", err)
+	}
+}
+
+// TestPaymentNotifications: the payment gateway tells hufu of payments whose answer hufu
+// never received (payment.notify on the admin listener, signed as the contract says). A
+// notification pays its order once however often it comes; a payment that can no longer
+// pay its order (paid otherwise, cancelled) is refunded at the gateway and booked in and
+// out; forged, stale, replayed and malformed notifications change nothing.
+func TestPaymentNotifications(t *testing.T) {
+	gw := webhooktest.Start(t, webhooktest.Config{})
+	auditor, hash, err := admin.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := certAppliance(t, func(c *config.Config) {
+		o := gw.Options()
+		o.Circuit.FailureThreshold = 100 // every lost answer below is a failed attempt
+		c.Providers.Payment = &o
+		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.PaymentDeskService"}}}
+		c.Admin.Tokens = []config.AdminToken{{Name: "alice", Role: string(admin.Auditor), SHA256: hash}}
+	})
+	review, desk := a.desk(), a.payDesk()
+	t.Cleanup(func() {
+		if r, err := desk.CheckLedger(bg, &hufuv1.CheckLedgerRequest{}); err != nil || !r.Balanced {
+			t.Errorf("the ledger does not balance after the test: %v %v", r, err)
+		}
+	})
+	p := newApplicant(t, a, phone, "device-nt-01", "key-nt-0001")
+	url := a.live.AdminURL() + "/providers/payment/" + webhook.OpPaymentNotify
+	client := http.DefaultClient
+	// lostCharge pays an order through the gateway, which takes the money and loses every
+	// answer: the phone is told Unavailable, the gateway holds the payment.
+	lostCharge := func(o *hufuv1.Order, idem string) webhooktest.Notification {
+		t.Helper()
+		gw.Inject(webhook.OpPaymentCharge, webhooktest.LostAnswer, webhooktest.LostAnswer, webhooktest.LostAnswer)
+		_, err := p.certs.PayOrder(bg, &hufuv1.PayOrderRequest{OrderId: o.Id, Method: "wechat", IdempotencyKey: idem})
+		wantCode(t, err, codes.Unavailable, "")
+		ref, ok := gw.ChargeRef(o.Id, idem)
+		if !ok {
+			t.Fatal("the gateway took no charge")
+		}
+		return webhooktest.Notification{OrderID: o.Id, IdempotencyKey: idem, PaymentRef: ref, AmountFen: o.PriceFen, Method: "wechat"}
+	}
+	status := func(o *hufuv1.Order) *hufuv1.Order {
+		t.Helper()
+		got, err := p.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: o.Id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Order
+	}
+
+	// 1. A payment whose answer was lost: the notification pays the order.
+	o1 := p.approved(review)
+	n1 := lostCharge(o1, "pay-nt-0001")
+	if st := status(o1).Status; st != hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT {
+		t.Fatalf("after the lost answer the order is %v", st)
+	}
+	for _, spoil := range []webhooktest.Fault{webhooktest.BadSignature, webhooktest.StaleTimestamp} {
+		if ans, _ := gw.Notify(t, client, url, n1, spoil); ans.Status != http.StatusUnauthorized {
+			t.Fatalf("a notification spoiled by %v: %+v", spoil, ans)
+		}
+	}
+	if st := status(o1).Status; st != hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT {
+		t.Fatalf("a forged notification changed the order: %v", st)
+	}
+	ans, sent := gw.Notify(t, client, url, n1, 0)
+	if ans.Status != http.StatusOK || ans.Result != "ok" {
+		t.Fatalf("notification: %+v", ans)
+	}
+	paid := status(o1)
+	if paid.Status != hufuv1.OrderStatus_ORDER_STATUS_COMPLETED || paid.Serial == "" {
+		t.Fatalf("after the notification: %v", paid)
+	}
+	if again := gw.Replay(t, client, url, sent); again.Status != http.StatusUnauthorized {
+		t.Fatalf("a replayed notification: %+v", again)
+	}
+	if ans, _ := gw.Notify(t, client, url, n1, 0); ans.Result != "ok" {
+		t.Fatalf("the same payment notified again: %+v", ans)
+	}
+	if r, err := p.certs.PayOrder(bg, &hufuv1.PayOrderRequest{OrderId: o1.Id, Method: "wechat", IdempotencyKey: "pay-nt-0001"}); err != nil ||
+		r.Certificate.GetSerial() != paid.Serial {
+		t.Fatalf("the phone pays again with its key: %v %v", r, err)
+	}
+
+	// 2. Paid twice: the answer of the first charge was lost, the person paid again; the
+	// first payment, notified later, is refunded.
+	o2 := p.approved(review)
+	n2 := lostCharge(o2, "pay-nt-0002")
+	if _, err := p.certs.PayOrder(bg, &hufuv1.PayOrderRequest{OrderId: o2.Id, Method: "wechat", IdempotencyKey: "pay-nt-0003"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if ans, _ := gw.Notify(t, client, url, n2, 0); ans.Result != "returned" {
+			t.Fatalf("a second payment of a paid order: %+v", ans)
+		}
+	}
+	if amount, ok := gw.Refunded(n2.PaymentRef); !ok || amount != o2.PriceFen {
+		t.Fatalf("the second payment was not refunded at the gateway: %d %v", amount, ok)
+	}
+
+	// 3. Paid after the order was cancelled: refunded.
+	o3 := p.approved(review)
+	n3 := lostCharge(o3, "pay-nt-0004")
+	if _, err := p.certs.CancelOrder(bg, &hufuv1.CancelOrderRequest{OrderId: o3.Id, Reason: "改用其他方式"}); err != nil {
+		t.Fatal(err)
+	}
+	if ans, _ := gw.Notify(t, client, url, n3, 0); ans.Result != "returned" {
+		t.Fatalf("a payment of a cancelled order: %+v", ans)
+	}
+	if _, ok := gw.Refunded(n3.PaymentRef); !ok {
+		t.Fatal("the payment of a cancelled order was not refunded")
+	}
+
+	// 4. Nothing is paid by an unknown order, a wrong amount, or a malformed notification.
+	unknown := n1
+	unknown.OrderID = "0123456789abcdef012345"
+	if ans, _ := gw.Notify(t, client, url, unknown, 0); ans.Result != "unknown_order" {
+		t.Fatalf("an unknown order: %+v", ans)
+	}
+	o4 := p.approved(review)
+	short := webhooktest.Notification{OrderID: o4.Id, IdempotencyKey: "pay-nt-0005", PaymentRef: "wx:short-1", AmountFen: o4.PriceFen - 1, Method: "wechat"}
+	if ans, _ := gw.Notify(t, client, url, short, 0); ans.Result != "amount_mismatch" || status(o4).Status != hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT {
+		t.Fatalf("a wrong amount: %+v", ans)
+	}
+	for name, bad := range map[string]webhooktest.Notification{
+		"order id": {OrderID: "x", IdempotencyKey: "k-00000001", PaymentRef: "r", AmountFen: 1, Method: "wechat"},
+		"method":   {OrderID: o4.Id, IdempotencyKey: "k-00000001", PaymentRef: "r", AmountFen: 1, Method: "offline"},
+		"amount":   {OrderID: o4.Id, IdempotencyKey: "k-00000001", PaymentRef: "r", AmountFen: -5, Method: "wechat"},
+	} {
+		if ans, _ := gw.Notify(t, client, url, bad, 0); ans.Status != http.StatusBadRequest || !strings.Contains(ans.Text, name[:5]) {
+			t.Errorf("malformed %s: %+v", name, ans)
+		}
+	}
+
+	// The books: one payment per paid order, each refunded payment booked in and out.
+	export := a.auditExport(auditor)
+	balances, lines := ledgerFromAudit(t, export)
+	if n := len(entriesOf(lines, o1.Id)); n != 1 {
+		t.Errorf("%d entries for the notified order, want 1", n)
+	}
+	if es := entriesOf(lines, o2.Id); len(es) != 3 {
+		t.Errorf("entries for the order paid twice: %+v", es)
+	}
+	if es := entriesOf(lines, o3.Id); len(es) != 2 || es[1].reverses != es[0].entry {
+		t.Errorf("entries for the cancelled order: %+v", es)
+	}
+	if balances["clearing:gateway"] != o1.PriceFen+o2.PriceFen {
+		t.Errorf("the gateway holds %d, want %d", balances["clearing:gateway"], o1.PriceFen+o2.PriceFen)
+	}
+	for _, want := range []string{`"action":"payment.notify","subject":"o/order/0123456789abcdef012345","outcome":"denied"`,
+		`"result":"amount_mismatch"`, `"result":"returned"`} {
+		if !strings.Contains(string(export), want) {
+			t.Errorf("the audit log lacks %s", want)
+		}
 	}
 }

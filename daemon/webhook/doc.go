@@ -24,6 +24,9 @@
 // put in an error or used as a metric label; errors name the provider, the operation, the
 // request id and what failed.
 //
-// Inbound payment notifications (the payment service calling hufu) are not part of this
-// package: payments are outbound Charge and Refund only.
+// One operation goes the other way: the payment service tells hufu that a payment completed
+// (payment.notify: an asynchronous payment, or a charge whose answer hufu never received).
+// Provider.Inbound verifies such a request exactly as the contract has the gateway verify
+// hufu's (signature first, then timestamp and nonce) and signs the answer; what the request
+// means is the payment service's business (daemon/commerce/payments).
 package webhook

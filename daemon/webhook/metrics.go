@@ -15,6 +15,7 @@ type metrics struct {
 	attempts *prometheus.CounterVec   // provider, operation, result
 	duration *prometheus.HistogramVec // provider, operation
 	circuit  *prometheus.GaugeVec     // provider
+	inbound  *prometheus.CounterVec   // provider, operation, outcome (ok, failed)
 }
 
 // Outcomes of a call (hufu_provider_requests_total{outcome}).
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "hufu_provider_circuit_state",
 			Help: "Circuit breaker state of each webhook provider: 0 closed, 1 half-open (probing), 2 open (failing fast).",
 		}, []string{"provider"}),
+		inbound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hufu_provider_inbound_requests_total",
+			Help: "Requests webhook providers sent to hufu (payment.notify), by provider, operation and outcome (ok, failed: refused signature, timestamp or nonce, malformed, or not recorded).",
+		}, []string{"provider", "operation", "outcome"}),
 	}
 	var err error
 	if m.requests, err = register(reg, m.requests); err != nil {
@@ -72,6 +77,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.circuit, err = register(reg, m.circuit); err != nil {
+		return nil, err
+	}
+	if m.inbound, err = register(reg, m.inbound); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -36,6 +36,8 @@ type Provider struct {
 	breaker *breaker
 	m       *metrics
 	log     *slog.Logger
+	// inNonces are the nonces of inbound requests (Inbound) seen within twice the window.
+	inNonces inboundNonces
 }
 
 // ErrUnavailable: the gateway gave no usable answer within the attempts and the caller's

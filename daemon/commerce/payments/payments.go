@@ -29,6 +29,14 @@
 // order, of a wrong amount, or with a reference already used for another payment is refused
 // and the refusal recorded in the audit log.
 //
+// # Notifications
+//
+// The payment gateway reports payments hufu may not know of (payment.notify, Notify): the
+// person paid in the payment app after the phone gave up, or a charge's answer was lost. A
+// notification pays its order through certs.Settle, as PayOrder would have, once however
+// often it comes; a payment that can no longer pay its order (paid by another payment,
+// cancelled) is refunded through the gateway and booked as the charge and its reversal.
+//
 // # Offline refunds
 //
 // An order paid offline is refunded at the desk too (an after-sales refund, RefundOrder):

@@ -143,6 +143,7 @@ func hsmConfig(cfg config.Config, metrics hsm.Metrics) hsm.Config {
 		ModulePath: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, TokenSerial: cfg.HSM.TokenSerial,
 		PINFile: cfg.HSM.PINFile, KEKPrefix: cfg.HSM.KEKPrefix, MaxSessions: cfg.HSM.MaxSessions,
 		PoolWaitTimeout: cfg.HSM.PoolWaitTimeout.Std(), Metrics: metrics,
+		ReopenBackoff: cfg.HSM.ReopenBackoff.Std(), ReopenMaxBackoff: cfg.HSM.ReopenMaxBackoff.Std(),
 	}
 }
 

@@ -23,11 +23,18 @@ import (
 // the audit log's progress. Labels are fixed sets (operation names, outcomes), never user
 // data.
 
-// hsmMetrics implements hsm.Metrics and hsm.SessionMetrics: operations, and the keyring's
-// session pool (the keyring measures it; see hsm's sessionGate).
+// hsmMetrics implements hsm.Metrics, hsm.SessionMetrics and hsm.RecoveryMetrics:
+// operations, the keyring's session pool (the keyring measures it; see hsm's sessionGate),
+// and outages with the reopens that end them.
 type hsmMetrics struct {
 	ops      *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	outages prometheus.Counter
+	reopens *prometheus.CounterVec
+	// available reads whether the open keyring is available; nil until hsm.Open hands it
+	// over.
+	available atomic.Pointer[func() bool]
 
 	waits    prometheus.Histogram
 	timeouts prometheus.Counter
@@ -36,7 +43,10 @@ type hsmMetrics struct {
 	sessions atomic.Pointer[func() hsm.SessionStats]
 }
 
-var _ hsm.SessionMetrics = (*hsmMetrics)(nil)
+var (
+	_ hsm.SessionMetrics  = (*hsmMetrics)(nil)
+	_ hsm.RecoveryMetrics = (*hsmMetrics)(nil)
+)
 
 func newHSMMetrics(reg prometheus.Registerer) *hsmMetrics {
 	m := &hsmMetrics{
@@ -60,8 +70,43 @@ func newHSMMetrics(reg prometheus.Registerer) *hsmMetrics {
 		Name: "hufu_hsm_session_wait_timeouts_total",
 		Help: "HSM keyring operations that found no session free within the pool wait timeout and failed (ErrBusy).",
 	})
-	reg.MustRegister(m.ops, m.duration, m.waits, m.timeouts, sessionPoolCollector{m})
+	m.outages = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hufu_hsm_outages_total",
+		Help: "HSM outages: an operation found the token, the module or the session gone, and the keyring became unavailable until a reopen succeeded.",
+	})
+	m.reopens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hufu_hsm_reopens_total",
+		Help: "Attempts to reopen the HSM keyring after an outage (new PKCS#11 context, session pool and login), by outcome (ok, error).",
+	}, []string{"outcome"})
+	m.reopens.WithLabelValues("ok")
+	m.reopens.WithLabelValues("error")
+	available := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "hufu_hsm_available",
+		Help: "1 while the HSM keyring is available, 0 while it reconnects after an outage (requests needing the HSM fail with UNAVAILABLE).",
+	}, func() float64 {
+		read := m.available.Load()
+		if read == nil || !(*read)() {
+			return 0
+		}
+		return 1
+	})
+	reg.MustRegister(m.ops, m.duration, m.waits, m.timeouts, sessionPoolCollector{m}, m.outages, m.reopens, available)
 	return m
+}
+
+// WatchAvailability keeps the reader of the keyring that just opened.
+func (m *hsmMetrics) WatchAvailability(available func() bool) { m.available.Store(&available) }
+
+// ObserveOutage counts one outage.
+func (m *hsmMetrics) ObserveOutage() { m.outages.Inc() }
+
+// ObserveReopen counts one reopen attempt.
+func (m *hsmMetrics) ObserveReopen(ok bool) {
+	if ok {
+		m.reopens.WithLabelValues("ok").Inc()
+	} else {
+		m.reopens.WithLabelValues("error").Inc()
+	}
 }
 
 // Observe records one operation.

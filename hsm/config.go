@@ -21,6 +21,10 @@ const (
 	// DefaultPoolWaitTimeout bounds how long an operation waits for a free session before
 	// failing with ErrBusy, so a stuck HSM shows up as errors rather than piling requests.
 	DefaultPoolWaitTimeout = 2 * time.Second
+	// DefaultReopenBackoff is the first wait before reopening the keyring after an outage;
+	// each failed attempt doubles it, up to DefaultReopenMaxBackoff.
+	DefaultReopenBackoff    = 250 * time.Millisecond
+	DefaultReopenMaxBackoff = 30 * time.Second
 )
 
 // Config says which token to open and how. Exactly one of TokenLabel and TokenSerial
@@ -40,6 +44,12 @@ type Config struct {
 
 	MaxSessions     int           // default DefaultMaxSessions; 2..64
 	PoolWaitTimeout time.Duration // default DefaultPoolWaitTimeout
+
+	// ReopenBackoff is the first wait before reopening after an outage, doubled after each
+	// failed attempt up to ReopenMaxBackoff (recovery.go). Defaults DefaultReopenBackoff
+	// and DefaultReopenMaxBackoff.
+	ReopenBackoff    time.Duration
+	ReopenMaxBackoff time.Duration
 
 	Metrics Metrics // default NopMetrics
 }
@@ -62,6 +72,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PoolWaitTimeout == 0 {
 		c.PoolWaitTimeout = DefaultPoolWaitTimeout
+	}
+	if c.ReopenBackoff == 0 {
+		c.ReopenBackoff = DefaultReopenBackoff
+	}
+	if c.ReopenMaxBackoff == 0 {
+		c.ReopenMaxBackoff = max(DefaultReopenMaxBackoff, c.ReopenBackoff)
 	}
 	if c.Metrics == nil {
 		c.Metrics = NopMetrics{}
@@ -106,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.PoolWaitTimeout < 0 {
 		bad("pool wait timeout %v is negative", c.PoolWaitTimeout)
+	}
+	if c.ReopenBackoff < 0 || c.ReopenMaxBackoff < c.ReopenBackoff {
+		bad("reopen backoff %v..%v: want 0 < first <= max", c.ReopenBackoff, c.ReopenMaxBackoff)
 	}
 	return errors.Join(errs...)
 }

@@ -27,6 +27,13 @@
 // bounded by Config.PoolWaitTimeout (ErrBusy). Keyring.SessionStats and SessionMetrics
 // report the session pool.
 //
+// An error that says the token, the module or the session is gone (CKR_DEVICE_REMOVED,
+// CKR_SESSION_HANDLE_INVALID, …) makes the keyring unavailable: operations fail at once
+// with ErrUnavailable (and ErrHSM) while one background goroutine reopens the PKCS#11
+// context, pool and login with backoff (Config.ReopenBackoff); Health follows, and a
+// RecoveryMetrics counts outages and reopens. recovery.go says how it avoids a thundering
+// herd and races with operations in flight.
+//
 // # Blob format (version 1)
 //
 // Wrap returns a self-describing byte string; every multi-byte integer is big-endian:

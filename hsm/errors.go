@@ -30,6 +30,12 @@ var (
 	ErrClosed = errors.New("keyring is closed")
 	// ErrBusy means no HSM session became free within Config.PoolWaitTimeout.
 	ErrBusy = errors.New("no HSM session free within the pool wait timeout")
+	// ErrUnavailable means the token, its module or the keyring's sessions are gone (the
+	// token was removed, the module lost its state, the sessions were closed) and the
+	// keyring is reconnecting in the background; the operation was not attempted, or failed
+	// with the error that revealed the outage. Errors wrapping it wrap ErrHSM too. Retry
+	// later: Keyring.Health reports nil again once the keyring has reconnected.
+	ErrUnavailable = errors.New("HSM unavailable, reconnecting")
 	// ErrHSM means the HSM or the PKCS#11 library failed; the wrapped error says how.
 	ErrHSM = errors.New("HSM operation failed")
 	// ErrInvalidInput means an argument was rejected before reaching the HSM (a short salt,

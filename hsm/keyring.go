@@ -31,17 +31,29 @@ import (
 // concurrent use.
 type Keyring struct {
 	cfg     Config
-	c11     *crypto11.Context
+	module  string // the module's canonical path (connect)
 	metrics Metrics
 	gate    *sessionGate // admits operations to crypto11's session pool; see sessions.go
 	closed  atomic.Bool
+
+	// connMu guards the connection: c11 and the key handles below (keks included) belong
+	// to one crypto11 context. Operations hold it shared for their whole run; a reopen
+	// (recovery.go) holds it exclusively to swap the context and the handles, so it never
+	// races an operation in flight.
+	connMu sync.RWMutex
+	c11    *crypto11.Context // nil while a reopen has closed the old context and not yet opened the new one
+	// generation counts the contexts; an outage reported by an operation of an older one
+	// is ignored, the reopen has dealt with it.
+	generation uint64
+	recovery   recovery // outage state and the reconnecting goroutine; see recovery.go
 
 	// keks is replaced, never modified, so Wrap and Unwrap read it without a lock.
 	keks     atomic.Pointer[kekSet]
 	rotateMu sync.Mutex // serialises RotateKEK and DestroyKEK
 
-	pinKey *crypto11.SecretKey
-	audit  *AuditSigner
+	pinKey   *crypto11.SecretKey
+	auditKey crypto11.Signer
+	audit    *AuditSigner // one for the keyring's life: the store holds it across reopens
 }
 
 type kek struct {
@@ -82,6 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Keyring, error) {
 		k.c11.Close()
 		return nil, err
 	}
+	k.startRecovery()
 	return k, nil
 }
 
@@ -102,6 +115,7 @@ func Initialize(ctx context.Context, cfg Config) (*Keyring, error) {
 		k.c11.Close()
 		return nil, err
 	}
+	k.startRecovery()
 	return k, nil
 }
 
@@ -126,6 +140,29 @@ func connect(ctx context.Context, cfg Config) (*Keyring, error) {
 		}
 		return nil, fmt.Errorf("hsm: open: module %s: %w", cfg.ModulePath, err)
 	}
+	c11, err := configure(module, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The gate must be exactly as large as crypto11's pool (see sessionGate). If the
+	// token's own limit cannot be read, crypto11 read it a moment ago without trouble, so
+	// the lookup failing says more about the second handle than about the token: the
+	// configured size is used.
+	tokenMax, err := tokenMaxRwSessions(module, cfg)
+	if err != nil {
+		tokenMax = pkcs11.CK_UNAVAILABLE_INFORMATION
+	}
+	k := &Keyring{cfg: cfg, module: module, c11: c11, metrics: cfg.Metrics,
+		gate: newSessionGate(poolCapacity(cfg.MaxSessions, tokenMax), cfg.PoolWaitTimeout, cfg.Metrics)}
+	if m, ok := cfg.Metrics.(SessionMetrics); ok {
+		m.WatchSessions(k.SessionStats)
+	}
+	return k, nil
+}
+
+// configure reads the PIN and opens a crypto11 context on the token, logged in: at open
+// and at every reopen (the PIN file is read again, so a changed PIN is picked up).
+func configure(module string, cfg Config) (*crypto11.Context, error) {
 	pin, err := readPINFile(cfg.PINFile)
 	if err != nil {
 		return nil, err
@@ -144,20 +181,7 @@ func connect(ctx context.Context, cfg Config) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: open token %s: %w", tokenName(cfg), classifyOpenError(err))
 	}
-	// The gate must be exactly as large as crypto11's pool (see sessionGate). If the
-	// token's own limit cannot be read, crypto11 read it a moment ago without trouble, so
-	// the lookup failing says more about the second handle than about the token: the
-	// configured size is used.
-	tokenMax, err := tokenMaxRwSessions(module, cfg)
-	if err != nil {
-		tokenMax = pkcs11.CK_UNAVAILABLE_INFORMATION
-	}
-	k := &Keyring{cfg: cfg, c11: c11, metrics: cfg.Metrics,
-		gate: newSessionGate(poolCapacity(cfg.MaxSessions, tokenMax), cfg.PoolWaitTimeout, cfg.Metrics)}
-	if m, ok := cfg.Metrics.(SessionMetrics); ok {
-		m.WatchSessions(k.SessionStats)
-	}
-	return k, nil
+	return c11, nil
 }
 
 // SessionStats reads the keyring's HSM sessions: the pool's capacity, the operations
@@ -415,14 +439,29 @@ func (k *Keyring) loadKeys() error {
 	if err := k.checkProtected(pairs[0], k.cfg.AuditKeyLabel); err != nil {
 		return err
 	}
-	k.audit = &AuditSigner{k: k, signer: pairs[0], pub: pub}
+	if k.audit != nil && !k.audit.pub.Equal(pub) {
+		// A reopen found another key under the label (another token, or the key was
+		// replaced): checkpoints signed with it would not verify under the key auditors
+		// hold. Stay unavailable rather than sign with it.
+		return fmt.Errorf("hsm: reopen: audit-signing key %s is not the key the keyring opened with: %w", k.cfg.AuditKeyLabel, ErrKeyMissing)
+	}
+	k.auditKey = pairs[0]
+	if k.audit == nil {
+		k.audit = &AuditSigner{k: k, pub: pub}
+	}
 	return nil
 }
 
-// Close releases the sessions. It waits for operations in flight. Later calls return
-// ErrClosed. Close is idempotent.
+// Close stops a reconnection in progress and releases the sessions. It waits for
+// operations in flight. Later calls return ErrClosed. Close is idempotent.
 func (k *Keyring) Close() error {
 	if k.closed.Swap(true) {
+		return nil
+	}
+	k.stopRecovery()
+	k.connMu.Lock()
+	defer k.connMu.Unlock()
+	if k.c11 == nil {
 		return nil
 	}
 	if err := k.c11.Close(); err != nil {
@@ -431,11 +470,13 @@ func (k *Keyring) Close() error {
 	return nil
 }
 
-// do runs one operation: it refuses a closed keyring or a done context, waits for a session
-// (sessionGate), turns a crypto11 panic into ErrHSM, classifies the error and reports the
-// outcome to Metrics.
+// do runs one operation: it refuses a closed keyring, an unavailable HSM (recovery.go) or a
+// done context, waits for a session (sessionGate), turns a crypto11 panic into ErrHSM,
+// classifies the error, starts a reconnection if the error says the token or its sessions
+// are gone, and reports the outcome to Metrics.
 func (k *Keyring) do(ctx context.Context, op Op, f func() error) (err error) {
 	start := time.Now()
+	var generation uint64
 	defer func() {
 		if r := recover(); r != nil {
 			err = panicError(r)
@@ -446,6 +487,10 @@ func (k *Keyring) do(ctx context.Context, op Op, f func() error) (err error) {
 				// wait that ended in ErrBusy.
 				k.gate.observeWait(time.Since(start), true)
 			}
+			if generation != 0 && isOutage(err) {
+				k.outage(generation, err)
+				err = fmt.Errorf("%w: %w: %w", ErrHSM, ErrUnavailable, err)
+			}
 			err = k.classify(op, err)
 		}
 		k.metrics.Observe(op, outcome(err), time.Since(start))
@@ -453,6 +498,23 @@ func (k *Keyring) do(ctx context.Context, op Op, f func() error) (err error) {
 	if k.closed.Load() {
 		return ErrClosed
 	}
+	if err := k.unavailable(); err != nil {
+		return err
+	}
+	// A reopen holds the connection exclusively; an operation does not queue behind it (a
+	// reopen can take as long as the token takes to answer) but fails fast, as during the
+	// outage that caused it.
+	if !k.connMu.TryRLock() {
+		return k.unavailableNow()
+	}
+	defer k.connMu.RUnlock()
+	if k.closed.Load() {
+		return ErrClosed
+	}
+	if err := k.unavailable(); err != nil {
+		return err
+	}
+	generation = k.generation
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -750,29 +812,20 @@ func (k *Keyring) pinMAC(salt, keyContext, pin []byte) ([]byte, error) {
 }
 
 // Health is a cheap liveness probe for /readyz: it reads one attribute of the current KEK,
-// which needs a working session, a logged-in token and the key still present.
+// which needs a working session, a logged-in token and the key still present. While the
+// keyring reconnects after an outage it fails with ErrUnavailable (recovery.go).
 func (k *Keyring) Health(ctx context.Context) error {
-	return k.do(ctx, OpHealth, func() error {
-		cur := k.keks.Load().current
-		a, err := k.c11.GetAttribute(cur.key, crypto11.CkaLabel)
-		if err != nil {
-			return err
-		}
-		if a == nil || string(a.Value) != cur.label {
-			return fmt.Errorf("KEK %s changed on the token", cur.label)
-		}
-		return nil
-	})
+	return k.do(ctx, OpHealth, k.probe)
 }
 
 // AuditSigner returns the signer backed by the audit-signing key.
 func (k *Keyring) AuditSigner() *AuditSigner { return k.audit }
 
-// AuditSigner signs audit checkpoints with the HSM-resident ECDSA P-256 key.
+// AuditSigner signs audit checkpoints with the HSM-resident ECDSA P-256 key. It stays valid
+// across reopens: it signs with the keyring's current handle to the key.
 type AuditSigner struct {
-	k      *Keyring
-	signer crypto11.Signer
-	pub    *ecdsa.PublicKey
+	k   *Keyring
+	pub *ecdsa.PublicKey
 }
 
 // SignDigest returns an ASN.1 DER ECDSA P-256 signature over a 32-byte SHA-256 digest.
@@ -783,7 +836,7 @@ func (a *AuditSigner) SignDigest(ctx context.Context, digest []byte) ([]byte, er
 			return fmt.Errorf("digest of %d bytes, want %d: %w", len(digest), sha256.Size, ErrInvalidInput)
 		}
 		// crypto11 converts PKCS#11's raw r‖s into ASN.1 DER.
-		sig, err = a.signer.Sign(nil, digest, nil)
+		sig, err = a.k.auditKey.Sign(nil, digest, nil)
 		return err
 	})
 	return sig, err

@@ -635,10 +635,17 @@ func TestCancelledContext(t *testing.T) {
 
 // TestBrokenSessions closes every session of the process on the token behind the keyring's
 // back (C_CloseAllSessions, which also logs the token out). crypto11 then panics in
-// AEAD.Seal and fails elsewhere; every operation must come back as ErrHSM, and Close must
-// still return.
+// AEAD.Seal and fails elsewhere; the first failure makes the keyring unavailable, every
+// operation must then come back as ErrUnavailable (and ErrHSM), and Close must still return
+// while the keyring waits to reconnect. TestRecoversAfterClosedSessions covers the way back.
 func TestBrokenSessions(t *testing.T) {
-	k, tok := newKeyring(t)
+	tok := softhsmtest.New(t)
+	cfg := configFor(tok)
+	cfg.ReopenBackoff = time.Hour // the keyring stays unavailable for the test's length
+	k, err := hsm.Initialize(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	blob, err := k.Wrap(ctx, []byte("x"), nil)
 	if err != nil {
@@ -651,20 +658,23 @@ func TestBrokenSessions(t *testing.T) {
 	if err := p.CloseAllSessions(slot); err != nil {
 		t.Fatal(err)
 	}
-	checkAllFail(t, k, blob, hsm.ErrHSM)
-	// Wrap is the path where crypto11 panics (AEAD.Seal); make sure it was taken.
-	if _, err := k.Wrap(ctx, []byte("x"), nil); err == nil || !strings.Contains(err.Error(), "recovered panic") {
-		t.Errorf("Wrap on a broken session: %v; want a recovered crypto11 panic", err)
+	// Wrap is the path where crypto11 panics (AEAD.Seal); make sure it was taken and that
+	// the panic's PKCS#11 code was recognised as an outage.
+	if _, err := k.Wrap(ctx, []byte("x"), nil); err == nil || !strings.Contains(err.Error(), "recovered panic") || !errors.Is(err, hsm.ErrUnavailable) {
+		t.Errorf("Wrap on a broken session: %v; want a recovered crypto11 panic and ErrUnavailable", err)
 	} else {
 		t.Logf("Wrap: %v", err)
 	}
+	checkAllFail(t, k, blob, hsm.ErrUnavailable)
+	checkAllFail(t, k, blob, hsm.ErrHSM)
 	done := make(chan error, 1)
 	go func() { done <- k.Close() }()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		t.Fatal("Close hangs after broken sessions: a session leaked from the pool")
+		t.Fatal("Close hangs after broken sessions: a session leaked from the pool, or the reconnection does not stop")
 	}
+	checkAllFail(t, k, blob, hsm.ErrClosed)
 }
 
 // TestConcurrent wraps and unwraps from 32 goroutines (run with -race), more goroutines

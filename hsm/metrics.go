@@ -72,3 +72,18 @@ type SessionMetrics interface {
 	// did not wait.
 	ObserveSessionWait(wait time.Duration, timedOut bool)
 }
+
+// RecoveryMetrics is implemented by a Metrics that also follows outages (recovery.go). Open
+// and Initialize look for it in Config.Metrics.
+type RecoveryMetrics interface {
+	Metrics
+	// WatchAvailability is called once when a keyring opens, with a function that reports
+	// whether it is available (false while it reconnects after an outage); call it at
+	// scrape time.
+	WatchAvailability(available func() bool)
+	// ObserveOutage records one outage: an operation failed because the token, the module
+	// or the session was gone, and the keyring became unavailable.
+	ObserveOutage()
+	// ObserveReopen records one attempt to reopen the keyring and whether it succeeded.
+	ObserveReopen(ok bool)
+}

@@ -99,6 +99,11 @@ type HSM struct {
 	KEKPrefix       string   `yaml:"kek_prefix"`
 	MaxSessions     int      `yaml:"max_sessions"`
 	PoolWaitTimeout Duration `yaml:"pool_wait_timeout"`
+	// ReopenBackoff is the first wait before the keyring reconnects after an HSM outage
+	// (the token removed or reset, its sessions gone); each failed attempt doubles it up
+	// to ReopenMaxBackoff.
+	ReopenBackoff    Duration `yaml:"reopen_backoff"`
+	ReopenMaxBackoff Duration `yaml:"reopen_max_backoff"`
 }
 
 type GRPC struct {
@@ -341,6 +346,7 @@ func Default() Config {
 		HSM: HSM{
 			TokenLabel: "hufu", KEKPrefix: "hufu-kek",
 			MaxSessions: 8, PoolWaitTimeout: Duration(2 * time.Second),
+			ReopenBackoff: Duration(250 * time.Millisecond), ReopenMaxBackoff: Duration(30 * time.Second),
 		},
 		GRPC: GRPC{
 			MaxRecvBytes: 24 << 20,
@@ -597,8 +603,12 @@ func (c *Config) Validate() error {
 	if c.HSM.MaxSessions < 2 || c.HSM.MaxSessions > 64 {
 		bad("hsm.max_sessions", "%d: want 2..64", c.HSM.MaxSessions)
 	}
+	if c.HSM.ReopenMaxBackoff < c.HSM.ReopenBackoff {
+		bad("hsm.reopen_max_backoff", "%v is below hsm.reopen_backoff %v", c.HSM.ReopenMaxBackoff.Std(), c.HSM.ReopenBackoff.Std())
+	}
 	positive := map[string]Duration{
 		"hsm.pool_wait_timeout": c.HSM.PoolWaitTimeout, "grpc.max_deadline": c.GRPC.MaxDeadline,
+		"hsm.reopen_backoff": c.HSM.ReopenBackoff, "hsm.reopen_max_backoff": c.HSM.ReopenMaxBackoff,
 		"grpc.shutdown_grace": c.GRPC.ShutdownGrace, "audit.checkpoint_interval": c.Audit.CheckpointInterval,
 		"account.sms_code_ttl": c.Account.SMSCodeTTL, "account.sms_resend_interval": c.Account.SMSResendInterval,
 		"account.code_lockout": c.Account.CodeLockout, "account.access_token_ttl": c.Account.AccessTokenTTL,

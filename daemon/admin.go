@@ -156,7 +156,7 @@ func (m *tlsMaterial) serverOnlyConfig() *tls.Config {
 func (d *Daemon) listenAdmin() error {
 	l, err := net.Listen("tcp", d.cfg.Admin.Listen)
 	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
+		return fmt.Errorf("admin listener (admin.listen %s): %w", d.cfg.Admin.Listen, err)
 	}
 	if d.adm.tls != nil {
 		l = tls.NewListener(l, d.adm.tls.serverOnlyConfig())

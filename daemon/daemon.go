@@ -395,7 +395,7 @@ func (d *Daemon) Check(ctx context.Context) error {
 func (d *Daemon) Listen() (net.Addr, error) {
 	l, err := net.Listen("tcp", d.cfg.Listen.GRPC)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gRPC listener (listen.grpc %s): %w", d.cfg.Listen.GRPC, err)
 	}
 	if err := d.listenAdmin(); err != nil {
 		l.Close()
@@ -496,6 +496,14 @@ func (d *Daemon) monitor(ctx context.Context) {
 
 // ReloadTLS re-reads the certificate, key and client CA (SIGHUP).
 func (d *Daemon) ReloadTLS() error { return errors.Join(d.tls.reload(), d.reloadAdminTLS()) }
+
+// Close releases what Open acquired (the admin server, the store, the HSM keyring, the
+// providers) for a daemon that will not serve, such as one whose Listen failed. Serve
+// releases them itself when it returns: call one or the other.
+func (d *Daemon) Close() {
+	d.closeAdmin(context.Background())
+	d.close(context.Background())
+}
 
 func (d *Daemon) close(ctx context.Context) {
 	if d.store != nil {

@@ -56,8 +56,17 @@ func serve(cfg config.Config, envWarnings []config.EnvWarning, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	addr, err := d.Listen()
+	if err != nil {
+		// A port in use (another hufud?) or an address not on this host: release the store
+		// and the HSM before exiting, so nothing is left half open and nothing keeps the
+		// process from ending.
+		d.Close()
+		return fmt.Errorf("cannot listen: %w", err)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	defer func() { signal.Stop(hup); close(hup) }()
 	go func() {
 		for range hup {
 			if err := d.ReloadTLS(); err != nil {
@@ -67,10 +76,6 @@ func serve(cfg config.Config, envWarnings []config.EnvWarning, stderr io.Writer)
 			}
 		}
 	}()
-	addr, err := d.Listen()
-	if err != nil {
-		return err
-	}
 	go watchdog(ctx, d.Healthy, log)
 	go func() {
 		<-ctx.Done()

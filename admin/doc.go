@@ -73,7 +73,9 @@
 // GET /kek shows the KEK versions and the job's progress. POST /kek/finish, the explicit
 // final call, sweeps once more (a blob wrapped by a request that raced the rotation),
 // checks that no stored blob refers to an old KEK, and only then destroys the old KEK
-// versions in the HSM. Backups taken before the finish refer to the destroyed KEKs and
+// versions in the HSM, each recorded in the audit log before ("started") and after ("ok")
+// its destruction; if either record cannot be written the finish stops there (503, naming
+// what was destroyed) and destroys nothing more. Backups taken before the finish refer to the destroyed KEKs and
 // can no longer be opened: take a new backup after it.
 //
 // The rotation knows the stored blobs only through its Rewrappers (daemon/admin.go: split

@@ -266,16 +266,29 @@ func (rt *rotation) finish(w http.ResponseWriter, r *http.Request, who Token) {
 			fmt.Errorf("blobs under old KEKs remain: %v", remaining))
 		return
 	}
+	// Destroying a KEK cannot be undone, so each destruction is audited before it happens
+	// (no record, no destruction) and after it; an audit write that fails stops the finish
+	// there, and the answer says what was destroyed.
 	var destroyed []string
 	for _, k := range old {
+		if err := s.audit(r, who, "admin.kek.destroy", "started", map[string]string{"kek": k.Label}); err != nil {
+			fail(http.StatusServiceUnavailable, fmt.Sprintf("the audit log cannot be written; %s was not destroyed; destroyed so far: %v", k.Label, destroyed), err)
+			return
+		}
 		if err := s.opts.KEKs.DestroyKEK(r.Context(), k.Version); err != nil && !errors.Is(err, hsm.ErrUnknownKEK) {
 			fail(http.StatusServiceUnavailable, fmt.Sprintf("destroying %s failed; destroyed so far: %v", k.Label, destroyed), err)
 			return
 		}
 		destroyed = append(destroyed, k.Label)
-		_ = s.audit(r, who, "admin.kek.destroy", store.OutcomeOK, map[string]string{"kek": k.Label})
+		if err := s.audit(r, who, "admin.kek.destroy", store.OutcomeOK, map[string]string{"kek": k.Label}); err != nil {
+			fail(http.StatusServiceUnavailable, fmt.Sprintf("%s was destroyed but the audit log cannot record it; stopped; destroyed so far: %v", k.Label, destroyed), err)
+			return
+		}
 	}
-	_ = s.audit(r, who, "admin.kek.finish", store.OutcomeOK, map[string]string{"current_kek": current, "destroyed": strings.Join(destroyed, ",")})
+	if err := s.audit(r, who, "admin.kek.finish", store.OutcomeOK, map[string]string{"current_kek": current, "destroyed": strings.Join(destroyed, ",")}); err != nil {
+		fail(http.StatusServiceUnavailable, fmt.Sprintf("destroyed %v but the audit log cannot record the finish", destroyed), err)
+		return
+	}
 	outcome = StateFinished
 	writeJSON(w, http.StatusOK, struct {
 		Destroyed []string `json:"destroyed"`

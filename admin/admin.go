@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hufu-hsm/hufu/backup"
 	"github.com/hufu-hsm/hufu/store"
 )
 
@@ -99,7 +100,7 @@ type Check struct {
 	Probe func(ctx context.Context) error
 }
 
-// Options configure a Server. Store, AuditKeyPEM, Gatherer, KEKs and BackupDir are
+// Options configure a Server. Store, AuditKeyPEM, Gatherer, KEKs, BackupKey and BackupDir are
 // required.
 type Options struct {
 	// Tokens are the configuration's tokens (admin.tokens): the bootstrap, read-only here.
@@ -137,6 +138,9 @@ type Options struct {
 	// payment.notify), by path, served for POST without a token: each handler authenticates
 	// its sender itself (a signature under a key shared with that service).
 	Callbacks map[string]http.Handler
+	// BackupKey wraps each backup's data key (the HSM keyring): backups leave the
+	// appliance encrypted (package backup).
+	BackupKey backup.KeyWrapper
 	// BackupDir is the scratch directory for backups; it must be on the store's
 	// filesystem so that Pebble can hard-link (the daemon uses <data_dir>/backup-scratch).
 	BackupDir string
@@ -173,7 +177,7 @@ func (s *Server) SetMode(mode string) { s.mode = mode }
 
 // New returns the server; Serve it on a listener, Close it before the store closes.
 func New(opts Options) (*Server, error) {
-	if opts.Store == nil || opts.AuditKeyPEM == nil || opts.Gatherer == nil || opts.KEKs == nil || opts.BackupDir == "" {
+	if opts.Store == nil || opts.AuditKeyPEM == nil || opts.Gatherer == nil || opts.KEKs == nil || opts.BackupKey == nil || opts.BackupDir == "" {
 		return nil, errors.New("admin: missing dependency")
 	}
 	if opts.CheckTimeout <= 0 {

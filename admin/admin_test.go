@@ -64,7 +64,7 @@ func newServer(t *testing.T, checks []admin.Check, mutate ...func(*admin.Options
 	reg := prometheus.NewRegistry()
 	opts := admin.Options{
 		Tokens: configured, Store: st, AuditKeyPEM: kr.AuditSigner().PublicKeyPEM, Checks: checks,
-		Gatherer: reg, Registerer: reg, KEKs: kr, BackupDir: t.TempDir(),
+		Gatherer: reg, Registerer: reg, KEKs: kr, BackupKey: kr, BackupDir: t.TempDir(),
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	for _, m := range mutate {

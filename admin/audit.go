@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hufu-hsm/hufu/backup"
+	"github.com/hufu-hsm/hufu/hsm"
 	"github.com/hufu-hsm/hufu/store"
 )
 
@@ -139,9 +141,10 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // backup makes a Pebble checkpoint in the scratch directory and streams it as a tar
-// archive of store/<file> entries, then removes the scratch copy. The request is audited
-// with the caller's role before the copy (store.Backup adds its own "store.backup"
-// record, inside the snapshot); a failure while streaming is audited after it.
+// archive of store/<file> entries, encrypted under a fresh data key that the HSM wraps
+// (package backup), then removes the scratch copy. The request is audited with the
+// caller's role before the copy (store.Backup adds its own "store.backup" record, inside
+// the snapshot); a failure while streaming is audited after it.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request, who Token) {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
@@ -160,20 +163,50 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request, who Token) {
 		s.failBackup(w, r, who, name, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-tar")
-	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.tar"`)
-	if err := writeTar(w, dir, "store"); err != nil {
-		// The status is sent; the archive is cut short and tar will say so.
+	// The data key is wrapped before anything is sent, so an HSM that fails here still
+	// gets an error status.
+	bw, err := backup.NewWriter(r.Context(), &deferredHeaderWriter{w: w, name: name}, s.opts.BackupKey, name, s.opts.Clock.Now())
+	if err != nil {
+		s.failBackup(w, r, who, name, err)
+		return
+	}
+	err = writeTar(bw, dir, "store")
+	if err == nil {
+		err = bw.Close()
+	}
+	if err != nil {
 		s.opts.Log.Error("admin: streaming backup failed", "backup", name, "err", err)
+		// The status is sent; the archive lacks its last chunk, and hufu admin backup and
+		// restore say it is truncated.
 		_ = s.audit(r, who, "admin.backup", store.OutcomeFailed, map[string]string{"backup": name, "error": err.Error()})
 		return
 	}
 	_ = s.audit(r, who, "admin.backup", store.OutcomeOK, map[string]string{"backup": name})
 }
 
+// deferredHeaderWriter sets the archive's response headers at its first write.
+type deferredHeaderWriter struct {
+	w       http.ResponseWriter
+	name    string
+	started bool
+}
+
+func (d *deferredHeaderWriter) Write(p []byte) (int, error) {
+	if !d.started {
+		d.started = true
+		d.w.Header().Set("Content-Type", "application/octet-stream")
+		d.w.Header().Set("Content-Disposition", `attachment; filename="`+d.name+`.hufubak"`)
+	}
+	return d.w.Write(p)
+}
+
 func (s *Server) failBackup(w http.ResponseWriter, r *http.Request, who Token, name string, err error) {
 	s.opts.Log.Error("admin: backup failed", "backup", name, "err", err)
 	_ = s.audit(r, who, "admin.backup", store.OutcomeFailed, map[string]string{"backup": name, "error": err.Error()})
+	if errors.Is(err, hsm.ErrUnavailable) {
+		writeText(w, http.StatusServiceUnavailable, "backup failed: the HSM is unavailable; retry later\n")
+		return
+	}
 	writeText(w, http.StatusInternalServerError, "backup failed (see the daemon log)\n")
 }
 

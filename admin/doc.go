@@ -99,7 +99,8 @@
 //
 // POST /backup writes a Pebble checkpoint of the store (a consistent snapshot, with a
 // signed audit checkpoint over the whole log first) to a scratch directory next to the
-// store and streams it as a tar archive of "store/<file>" entries; the scratch copy is
-// removed afterwards. Restoring is extracting the archive into an empty data directory
-// (tar -xf backup.tar -C <data_dir>) and starting hufud with the same HSM token.
+// store and streams it as a tar archive of "store/<file>" entries, encrypted under a fresh
+// data key that the HSM wraps under the current KEK (package backup, format version 1); the
+// scratch copy is removed afterwards. Restoring is hufud restore on the appliance, offline,
+// with the same HSM token while that KEK is on it (docs/operations.md).
 package admin

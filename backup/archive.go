@@ -56,8 +56,6 @@ import (
 	"fmt"
 	"io"
 	"time"
-
-	"github.com/hufu-hsm/hufu/hsm"
 )
 
 // Format constants.
@@ -106,8 +104,6 @@ type KeyWrapper interface {
 	Wrap(ctx context.Context, plaintext, ad []byte) ([]byte, error)
 	Unwrap(ctx context.Context, blob, ad []byte) ([]byte, error)
 }
-
-var _ KeyWrapper = (*hsm.Keyring)(nil)
 
 // Header is a decoded archive header.
 type Header struct {
@@ -176,13 +172,37 @@ func DecodeHeader(r io.Reader) (*Header, error) {
 	if _, err := io.ReadFull(r, h.WrappedKey); err != nil {
 		return nil, short(err, "the wrapped data key")
 	}
-	blob, err := hsm.ParseBlob(h.WrappedKey)
-	if err != nil {
+	var err error
+	if h.KEK, err = blobKEK(h.WrappedKey); err != nil {
 		return nil, fmt.Errorf("%w: wrapped data key: %w", ErrMalformed, err)
 	}
-	h.KEK = blob.KEKLabel
 	h.raw = slicesConcat(fixed, rest, h.WrappedKey)
 	return h, nil
+}
+
+// blobKEK reads the KEK label from a blob in the hsm package's blob format (version 1:
+// "hW", version, label length, label, nonce, ciphertext and tag; see package hsm). It is
+// read here rather than with hsm.ParseBlob so that tools reading backup headers (hufu admin
+// backup) need not link the PKCS#11 libraries; the keyring parses the whole blob again when
+// it unwraps.
+func blobKEK(blob []byte) (string, error) {
+	if len(blob) < 4 || blob[0] != 'h' || blob[1] != 'W' {
+		return "", errors.New("not an HSM blob")
+	}
+	if blob[2] != 1 {
+		return "", fmt.Errorf("HSM blob format version %d", blob[2])
+	}
+	n := int(blob[3])
+	if n == 0 || len(blob) < 4+n+12+16 {
+		return "", errors.New("HSM blob too short")
+	}
+	label := blob[4 : 4+n]
+	for _, c := range label {
+		if c < 0x21 || c > 0x7e {
+			return "", errors.New("HSM blob's KEK label is not printable")
+		}
+	}
+	return string(label), nil
 }
 
 func short(err error, what string) error {

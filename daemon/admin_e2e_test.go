@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/hufu-hsm/hufu/admin"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/backup"
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon"
@@ -520,10 +520,27 @@ func TestBackupRestoresIntoAFreshDataDirectory(t *testing.T) {
 	}
 	a.stop()
 
-	// Restore: extract the archive into an empty data directory, start hufud there with
-	// the same HSM token.
+	// The archive is encrypted: no phone number, no store file name in clear.
+	if bytes.Contains(archive, []byte(phone)) || bytes.Contains(archive, []byte("MANIFEST")) {
+		t.Fatal("the backup shows its content in clear")
+	}
+	// Restore (what hufud restore runs): decrypt through the same HSM token into an empty
+	// data directory, start hufud there. An altered archive is refused first and leaves
+	// nothing behind.
 	fresh := t.TempDir()
-	extractTar(t, archive, fresh)
+	cfg := a.cfg
+	cfg.DataDir = fresh
+	altered := bytes.Clone(archive)
+	altered[len(altered)/2] ^= 1
+	if _, err := daemon.Restore(bg, cfg, bytes.NewReader(altered)); !errors.Is(err, backup.ErrTampered) {
+		t.Fatalf("restore of an altered backup: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "store")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused restore left a store: %v", err)
+	}
+	if st, err := daemon.Restore(bg, cfg, bytes.NewReader(archive)); err != nil || st.Files == 0 {
+		t.Fatalf("restore: %+v %v", st, err)
+	}
 	if scratch, _ := os.ReadDir(filepath.Join(a.cfg.DataDir, "backup-scratch")); len(scratch) != 0 {
 		t.Fatalf("the scratch copy of the backup was left behind: %v", scratch)
 	}
@@ -559,43 +576,6 @@ func TestBackupRestoresIntoAFreshDataDirectory(t *testing.T) {
 	}
 	if res.VerifiedThrough != res.To {
 		t.Fatalf("restored audit log verified through %d of %d", res.VerifiedThrough, res.To)
-	}
-}
-
-func extractTar(t *testing.T, archive []byte, dir string) {
-	t.Helper()
-	tr := tar.NewReader(bytes.NewReader(archive))
-	files := 0
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, filepath.FromSlash(h.Name))
-		if !strings.HasPrefix(p, dir+string(filepath.Separator)) {
-			t.Fatalf("archive entry %q escapes the directory", h.Name)
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o700); err != nil {
-				t.Fatal(err)
-			}
-		case tar.TypeReg:
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			files++
-		}
-	}
-	if files == 0 {
-		t.Fatal("empty backup archive")
 	}
 }
 

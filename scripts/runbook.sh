@@ -3,11 +3,11 @@
 # binaries against a real hufud: validate (a production configuration lacking its providers
 # is refused with exit 78), init, serve, health, readiness, admin tokens (online creation, a
 # metrics_reader scrape, revocation), a desk grant approved by a second security officer,
-# KEK rotation and finish, SIGHUP, a backup, a graceful stop, the offline restore into a
-# fresh data directory, and the audit log verified against the key kept from installation,
-# before and after the restore. The appliance is a development one (SoftHSM2 in the data
-# directory); everything else is as in production. make test runs it after `make bins`; it
-# needs bash and jq.
+# KEK rotation and finish, SIGHUP, an encrypted backup, a graceful stop, the offline restore
+# through the HSM (hufud restore) into a fresh data directory, and the audit log verified
+# against the key kept from installation, before and after the restore. The appliance is a
+# development one (SoftHSM2 in the data directory); everything else is as in production.
+# make test runs it after `make bins`; it needs bash and jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HUFUD=${HUFUD:-bin/hufud}
@@ -151,16 +151,18 @@ kill -HUP "$pid"
 for _ in $(seq 50); do grep -q 'TLS material reloaded' "$work/serve.log" && break; sleep 0.1; done
 grep -q 'TLS material reloaded' "$work/serve.log" || fail "no reload after SIGHUP"
 
-step "backup, after the finish (an older one would need the destroyed KEK)"
-admin sam backup -o "$work/backup.tar" >/dev/null
+step "backup, after the finish (an older one would need the destroyed KEK); encrypted, no phone number in clear"
+out=$(admin sam backup -o "$work/backup.hufubak")
+grep -q 'encrypted under a data key wrapped by hufu-kek-v2' <<<"$out" || fail "backup not encrypted under the current KEK: $out"
+! grep -q 13800138000 "$work/backup.hufubak" || fail "the backup shows a phone number in clear"
 admin alice audit verify -key "$work/audit.pem" >/dev/null || fail "audit verify before the restore"
 stop
 
 step "restore into a fresh data directory with the same HSM token and TLS material"
 mkdir -p "$work/restored"
 cp -a "$work/data/softhsm" "$work/data/tls" "$work/restored/"
-"$HUFU_BIN" admin restore -in "$work/backup.tar" -data-dir "$work/restored" >/dev/null
 write_config "$work/restored"
+"$HUFUD" restore -config "$work/hufu.yaml" -in "$work/backup.hufubak" >/dev/null
 start
 hufu whoami >/dev/null || fail "the session of before the backup does not work on the restored store"
 admin sam system-client list | grep -q review-desk || fail "the restored store lost review-desk"

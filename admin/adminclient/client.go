@@ -302,8 +302,8 @@ func (c *Client) AuditPublicKey(ctx context.Context) ([]byte, error) {
 	return c.getBytes(ctx, "/audit/public-key")
 }
 
-// Backup streams a backup (a tar archive of store/<file>; see docs/operations.md for the
-// restore) into w and returns the archive's file name as the server names it. If the
+// Backup streams a backup (an encrypted archive, package backup; see docs/operations.md
+// for the restore) into w and returns the archive's file name as the server names it. If the
 // stream is cut short after it began, the error says so and w holds a truncated archive.
 func (c *Client) Backup(ctx context.Context, w io.Writer) (string, error) {
 	resp, err := c.do(ctx, "POST", "/backup", nil, nil, true, http.StatusOK)
@@ -311,7 +311,7 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (string, error) {
 		return "", err
 	}
 	defer resp.Body.Close()
-	name := "hufu-backup.tar"
+	name := "hufu-backup.hufubak"
 	if _, params, err := mime.ParseMediaType(resp.Header.Get("Content-Disposition")); err == nil && params["filename"] != "" {
 		name = params["filename"]
 	}

@@ -8,7 +8,6 @@ package main
 // backup archive and a data directory.
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -20,7 +19,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,6 +31,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/hufu-hsm/hufu/admin/adminclient"
+	"github.com/hufu-hsm/hufu/backup"
 	"github.com/hufu-hsm/hufu/client"
 )
 
@@ -223,7 +222,6 @@ func (c *cli) adminGroup() *urfave.Command {
 		group("audit", "the audit log: export, checkpoints, public key, verify (auditor)", "",
 			c.adminAuditExportCommand(), c.adminAuditCheckpointsCommand(), c.adminAuditPublicKeyCommand(), c.adminAuditVerifyCommand()),
 		c.adminBackupCommand(),
-		c.adminRestoreCommand(),
 		group("kek", "key-encryption key rotation: status, rotate, finish (security officer)", "",
 			c.adminKEKStatusCommand(), c.adminKEKRotateCommand(), c.adminKEKFinishCommand()),
 		c.adminCRLCommand(),
@@ -821,9 +819,11 @@ func (c *cli) adminAuditVerifyCommand() *urfave.Command {
 func (c *cli) adminBackupCommand() *urfave.Command {
 	fs := newFlags()
 	out := fs.String("o", "", "write the archive to a new `FILE` (0600; never overwritten); - for standard output (required)")
-	return c.adminCommand(verb{name: "backup", usage: "take a backup of the store (a tar archive; security officer)", fs: fs, nargs: noArgs, noTimeout: true,
-		desc: "The archive holds phone numbers in clear and wrapped shares: keep it encrypted and off the\n" +
-			"appliance. It opens only with the same HSM token's KEKs. Restore it with hufu admin restore."}, true,
+	return c.adminCommand(verb{name: "backup", usage: "take an encrypted backup of the store (security officer)", fs: fs, nargs: noArgs, noTimeout: true,
+		desc: "The archive is encrypted under a data key that the appliance's HSM wraps under its current\n" +
+			"KEK: it opens only with that HSM token while that KEK is on it (take a new backup after\n" +
+			"hufu admin kek finish). The file is checked to be complete (not cut short). Restore it\n" +
+			"with hufud restore, on the appliance, with hufud stopped."}, true,
 		func(ctx context.Context, ac *adminclient.Client, _ []string) error {
 			if *out == "" {
 				return usagef("usage: hufu admin backup -o FILE")
@@ -841,229 +841,27 @@ func (c *cli) adminBackupCommand() *urfave.Command {
 				return nil
 			}
 			// A stream cut after the answer began can end cleanly: check the archive's end.
-			st, err := checkBackup(*out)
+			h, err := checkBackup(*out)
 			if err != nil {
 				os.Remove(*out)
 				return fmt.Errorf("the backup %s is not a complete archive, removed: %w", name, err)
 			}
-			fmt.Fprintf(c.out, "wrote %s: backup %s, %d files, %d bytes; keep it encrypted and off the appliance\n", *out, name, st.files, n)
+			fmt.Fprintf(c.out, "wrote %s: backup %s, %d bytes, encrypted under a data key wrapped by %s; restore it with hufud restore while %s is on the HSM\n",
+				*out, name, n, h.KEK, h.KEK)
 			return nil
 		})
 }
 
-// backupStats is what an archive holds.
-type backupStats struct {
-	files int
-	bytes int64
-}
-
-// backupEntry checks an archive entry's name and type: only directories and regular files
-// under "store/", no absolute path, no "." or ".." element, no link or device. It returns
-// the cleaned slash path.
-func backupEntry(h *tar.Header) (string, error) {
-	name := h.Name
-	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeDir:
-	default:
-		return "", fmt.Errorf("entry %q: type %q refused (only files and directories)", name, h.Typeflag)
-	}
-	trimmed := strings.TrimSuffix(name, "/")
-	if trimmed == "" || strings.HasPrefix(name, "/") || strings.Contains(name, `\`) || filepath.IsAbs(name) || path.Clean(trimmed) != trimmed {
-		return "", fmt.Errorf("entry %q: not a plain relative path", name)
-	}
-	parts := strings.Split(trimmed, "/")
-	if slices.Contains(parts, "..") || slices.Contains(parts, ".") {
-		return "", fmt.Errorf("entry %q: not a plain relative path", name)
-	}
-	if parts[0] != "store" || (len(parts) == 1 && h.Typeflag != tar.TypeDir) {
-		return "", fmt.Errorf("entry %q: outside store/", name)
-	}
-	return trimmed, nil
-}
-
-// readBackup reads an archive, checking every entry (backupEntry) and that the archive ends
-// with tar's end marker, and calls each for each entry, in order.
-func readBackup(r io.Reader, each func(h *tar.Header, clean string, body io.Reader) error) (backupStats, error) {
-	var st backupStats
-	tail := &tailReader{r: r}
-	tr := tar.NewReader(tail)
-	manifest := false
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return st, fmt.Errorf("reading the archive: %w", err)
-		}
-		clean, err := backupEntry(h)
-		if err != nil {
-			return st, err
-		}
-		if h.Typeflag == tar.TypeReg {
-			st.files++
-			st.bytes += h.Size
-			manifest = manifest || strings.HasPrefix(clean, "store/MANIFEST-")
-		}
-		if err := each(h, clean, tr); err != nil {
-			return st, err
-		}
-	}
-	if _, err := io.Copy(io.Discard, tail); err != nil {
-		return st, fmt.Errorf("reading the archive: %w", err)
-	}
-	if !tail.ended() {
-		return st, errors.New("the archive is cut short (no end-of-archive marker)")
-	}
-	if !manifest {
-		return st, errors.New("not a hufu backup: no store/MANIFEST-* file")
-	}
-	return st, nil
-}
-
-// tailReader keeps the last 1024 bytes it read: a complete tar archive ends with two zero
-// blocks, which a stream cut at an entry's boundary lacks.
-type tailReader struct {
-	r    io.Reader
-	n    int64
-	last [1024]byte
-}
-
-func (t *tailReader) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	for _, b := range p[:n] {
-		t.last[t.n%1024] = b
-		t.n++
-	}
-	return n, err
-}
-
-func (t *tailReader) ended() bool {
-	if t.n < 1024 || t.n%512 != 0 {
-		return false
-	}
-	for _, b := range t.last {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func checkBackup(name string) (backupStats, error) {
+// checkBackup checks, without the HSM, that the file is a complete backup archive: its
+// header, and chunks that end with the archive's short last chunk.
+func checkBackup(name string) (*backup.Header, error) {
 	f, err := os.Open(name)
 	if err != nil {
-		return backupStats{}, err
+		return nil, err
 	}
 	defer f.Close()
-	return readBackup(f, func(_ *tar.Header, _ string, body io.Reader) error {
-		_, err := io.Copy(io.Discard, body)
-		return err
-	})
-}
-
-func (c *cli) adminRestoreCommand() *urfave.Command {
-	fs := newFlags()
-	in := fs.String("in", "", "the backup archive `FILE` (hufu admin backup)")
-	dataDir := fs.String("data-dir", "", "the daemon's data `DIR`; its store/ must be absent or empty")
-	return c.command(verb{name: "restore", usage: "restore a backup into a data directory whose store is absent or empty (offline: hufud stopped)", fs: fs, nargs: noArgs, offline: true, noTimeout: true,
-		desc: "The archive is checked whole first: only directories and regular files under store/, no\n" +
-			"absolute path, no \"..\", no link, a Pebble manifest and tar's end marker. It is then\n" +
-			"extracted beside DIR/store and renamed into place. The data directory may hold the\n" +
-			"configuration and TLS material (they are not in a backup); an existing, non-empty\n" +
-			"DIR/store is refused: move it away first. Start hufud with the same HSM token, then check\n" +
-			"hufu admin ready and hufu admin audit verify.",
-		run: func(ctx context.Context, _ *client.Conn, _ []string) error {
-			if *in == "" || *dataDir == "" {
-				return usagef("usage: hufu admin restore -in BACKUP.tar -data-dir DIR")
-			}
-			st, err := restoreBackup(*in, *dataDir)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.out, "restored %d files (%d bytes) into %s; start hufud on it with the same HSM token and configuration, then: hufu admin ready; hufu admin audit verify -key AUDIT.pem\n",
-				st.files, st.bytes, filepath.Join(*dataDir, "store"))
-			return nil
-		}})
-}
-
-// restoreBackup extracts the archive in into dataDir/store: checked whole first, extracted
-// into a scratch directory in dataDir, renamed into place.
-func restoreBackup(in, dataDir string) (backupStats, error) {
-	target := filepath.Join(dataDir, "store")
-	empty := false
-	switch fi, err := os.Lstat(target); {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return backupStats{}, err
-	case !fi.IsDir():
-		return backupStats{}, fmt.Errorf("%s exists and is not a directory: refusing to restore", target)
-	default:
-		entries, err := os.ReadDir(target)
-		if err != nil {
-			return backupStats{}, err
-		}
-		if len(entries) != 0 {
-			return backupStats{}, fmt.Errorf("%s is not empty: refusing to restore over a store (stop hufud and move it away first)", target)
-		}
-		empty = true
-	}
-	if _, err := checkBackup(in); err != nil {
-		return backupStats{}, fmt.Errorf("%s: %w", in, err)
-	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return backupStats{}, err
-	}
-	scratch, err := os.MkdirTemp(dataDir, ".restore-*")
-	if err != nil {
-		return backupStats{}, err
-	}
-	defer os.RemoveAll(scratch)
-	f, err := os.Open(in)
-	if err != nil {
-		return backupStats{}, err
-	}
-	defer f.Close()
-	// The archive is read again: it was checked whole, but it is checked again as it is
-	// extracted, in case the file changed in between.
-	st, err := readBackup(f, func(h *tar.Header, clean string, body io.Reader) error {
-		p := filepath.Join(scratch, filepath.FromSlash(clean))
-		if h.Typeflag == tar.TypeDir {
-			return os.MkdirAll(p, 0o700)
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return err
-		}
-		out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return fmt.Errorf("entry %q: %w", h.Name, err)
-		}
-		if _, err := io.Copy(out, body); err != nil {
-			out.Close()
-			return err
-		}
-		if err := out.Sync(); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
-	if err != nil {
-		return st, fmt.Errorf("%s: %w", in, err)
-	}
-	if empty {
-		if err := os.Remove(target); err != nil {
-			return st, err
-		}
-	}
-	if err := os.Rename(filepath.Join(scratch, "store"), target); err != nil {
-		return st, err
-	}
-	if d, err := os.Open(dataDir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return st, nil
+	h, _, err := backup.CheckFraming(f)
+	return h, err
 }
 
 // KEK rotation.

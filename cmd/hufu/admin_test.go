@@ -1,13 +1,12 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/hufu-hsm/hufu/admin"
 	"github.com/hufu-hsm/hufu/admin/adminclient"
+	"github.com/hufu-hsm/hufu/backup"
+	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/daemontest"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
@@ -413,29 +414,30 @@ func checkIssued(t *testing.T, certFile, keyFile string) {
 	}
 }
 
-// TestAdminBackupAndRestore takes a backup with the CLI, restores it with admin restore into
-// a fresh data directory and opens the appliance on it: what was registered before is there
-// and the audit log verifies under the key kept before.
+// TestAdminBackupAndRestore takes a backup with the CLI (encrypted, checked complete),
+// restores it through the HSM (daemon.Restore, what hufud restore runs) into a fresh data
+// directory and opens the appliance on it: what was registered before is there and the
+// audit log verifies under the key kept before.
 func TestAdminBackupAndRestore(t *testing.T) {
 	f := startAdminFixture(t)
 	f.waitReady()
 	f.ok("sam", "system-client", "register", "platform-1", "-service", "ScanService", "-cert-out", f.path("p1.pem"), "-key-out", f.path("p1-key.pem"))
 	f.ok("alice", "audit", "public-key", "-o", f.path("audit.pem"))
 
-	backup := f.path("hufu.tar")
-	f.fails(exitAuth, "alice", "backup", "-o", backup)
-	if _, err := os.Stat(backup); !errors.Is(err, os.ErrNotExist) {
+	archive := f.path("hufu.hufubak")
+	f.fails(exitAuth, "alice", "backup", "-o", archive)
+	if _, err := os.Stat(archive); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a refused backup left a file: %v", err)
 	}
-	if out := f.ok("sam", "backup", "-o", backup); !regexp.MustCompile(`wrote .*hufu.tar: backup hufu-backup-\S+\.tar, \d+ files`).MatchString(out) {
+	if out := f.ok("sam", "backup", "-o", archive); !regexp.MustCompile(`wrote .*hufu.hufubak: backup hufu-backup-\S+, \d+ bytes, encrypted under a data key wrapped by hufu-kek-v1; restore it with hufud restore`).MatchString(out) {
 		t.Fatalf("backup: %q", out)
 	}
-	st, err := os.Stat(backup)
+	st, err := os.Stat(archive)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("backup file: %v %v", st, err)
 	}
-	f.fails(exitError, "sam", "backup", "-o", backup) // never overwritten
-	if st2, _ := os.Stat(backup); st2.Size() != st.Size() || !st2.ModTime().Equal(st.ModTime()) {
+	f.fails(exitError, "sam", "backup", "-o", archive) // never overwritten
+	if st2, _ := os.Stat(archive); st2.Size() != st.Size() || !st2.ModTime().Equal(st.ModTime()) {
 		t.Fatal("the existing backup was touched")
 	}
 	f.fails(exitUsage, "sam", "backup")
@@ -444,8 +446,12 @@ func TestAdminBackupAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("backup -o -: %v", err)
 	}
-	if st, err := readBackup(strings.NewReader(out), func(*tar.Header, string, io.Reader) error { return nil }); err != nil || st.files == 0 {
-		t.Fatalf("backup -o -: %v %+v", err, st)
+	if h, n, err := backup.CheckFraming(strings.NewReader(out)); err != nil || h.KEK != "hufu-kek-v1" || n != int64(len(out)) {
+		t.Fatalf("backup -o -: %v %+v", err, h)
+	}
+	// Cut short, it is refused, and by the CLI removed.
+	if _, _, err := backup.CheckFraming(strings.NewReader(out[:len(out)-len(out)%(backup.DefaultChunkSize+16)])); !errors.Is(err, backup.ErrTruncated) {
+		t.Fatalf("a backup cut at a chunk boundary: %v", err)
 	}
 	f.a.Stop()
 
@@ -455,9 +461,19 @@ func TestAdminBackupAndRestore(t *testing.T) {
 	if err := os.CopyFS(filepath.Join(fresh, "tls"), os.DirFS(filepath.Join(f.a.Config.DataDir, "tls"))); err != nil {
 		t.Fatal(err)
 	}
-	out = f.ok("", "restore", "-in", backup, "-data-dir", fresh)
-	if !strings.Contains(out, "restored") || !strings.Contains(out, filepath.Join(fresh, "store")) {
-		t.Fatalf("restore: %q", out)
+	restore := func() error {
+		in, err := os.Open(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		cfg := f.a.Config
+		cfg.DataDir = fresh
+		_, err = daemon.Restore(context.Background(), cfg, in)
+		return err
+	}
+	if err := restore(); err != nil {
+		t.Fatalf("restore: %v", err)
 	}
 	if st, err := os.Stat(filepath.Join(fresh, "store")); err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("restored store: %v %v", st, err)
@@ -465,8 +481,8 @@ func TestAdminBackupAndRestore(t *testing.T) {
 	if entries, _ := filepath.Glob(filepath.Join(fresh, ".restore-*")); len(entries) != 0 {
 		t.Fatalf("scratch left behind: %v", entries)
 	}
-	if msg := f.fails(exitError, "", "restore", "-in", backup, "-data-dir", fresh); !strings.Contains(msg, "not empty") {
-		t.Fatalf("restore over a store: %s", msg)
+	if err := restore(); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("restore over a store: %v", err)
 	}
 	f.a.Config.DataDir = fresh
 	f.a.Restart()
@@ -483,122 +499,6 @@ func TestAdminBackupAndRestore(t *testing.T) {
 	}
 	if out := f.ok("alice", "audit", "verify", "-key", f.path("audit.pem")); !strings.Contains(out, "audit log verifies: records 1..") {
 		t.Fatalf("restored audit log: %q", out)
-	}
-}
-
-// TestAdminRestoreRefuses: admin restore, offline, refuses a store that is there, and
-// archives with anything but plain files and directories under store/, or cut short; it
-// leaves nothing behind when it refuses.
-func TestAdminRestoreRefuses(t *testing.T) {
-	type entry struct {
-		name string
-		typ  byte
-		body string
-		link string
-	}
-	good := []entry{{"store/", tar.TypeDir, "", ""}, {"store/MANIFEST-000001", tar.TypeReg, "manifest", ""}, {"store/000002.sst", tar.TypeReg, "table", ""}}
-	archive := func(t *testing.T, entries []entry, cut bool) string {
-		t.Helper()
-		var buf bytes.Buffer
-		tw := tar.NewWriter(&buf)
-		for _, e := range entries {
-			h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o644, Size: int64(len(e.body)), Linkname: e.link}
-			if e.typ != tar.TypeReg {
-				h.Size = 0
-			}
-			if err := tw.WriteHeader(h); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tw.Write([]byte(e.body)); err != nil && e.typ == tar.TypeReg {
-				t.Fatal(err)
-			}
-		}
-		if err := tw.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		if !cut {
-			if err := tw.Close(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		p := filepath.Join(t.TempDir(), "b.tar")
-		if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	restore := func(in, dir string) (string, error) {
-		var out bytes.Buffer
-		err := run([]string{"-home", t.TempDir(), "admin", "restore", "-in", in, "-data-dir", dir}, strings.NewReader(""), &out, &out)
-		return out.String(), err
-	}
-
-	for _, c := range []struct {
-		name    string
-		entries []entry
-		cut     bool
-		want    string
-	}{
-		{"parent traversal", append(good, entry{"../evil", tar.TypeReg, "x", ""}), false, "not a plain relative path"},
-		{"traversal inside store", append(good, entry{"store/../../evil", tar.TypeReg, "x", ""}), false, "not a plain relative path"},
-		{"absolute path", append(good, entry{"/tmp/evil", tar.TypeReg, "x", ""}), false, "not a plain relative path"},
-		{"outside store", append(good, entry{"tls/ca.pem", tar.TypeReg, "x", ""}), false, "outside store/"},
-		{"store as a file", []entry{{"store", tar.TypeReg, "x", ""}}, false, "outside store/"},
-		{"symlink", append(good, entry{"store/link", tar.TypeSymlink, "", "/etc/passwd"}), false, "only files and directories"},
-		{"hard link", append(good, entry{"store/hard", tar.TypeLink, "", "store/000002.sst"}), false, "only files and directories"},
-		{"device", append(good, entry{"store/dev", tar.TypeChar, "", ""}), false, "only files and directories"},
-		{"no manifest", []entry{{"store/000002.sst", tar.TypeReg, "table", ""}}, false, "no store/MANIFEST"},
-		{"cut short", good, true, "cut short"},
-		{"duplicate entry", append(good, entry{"store/000002.sst", tar.TypeReg, "again", ""}), false, "file exists"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			parent := t.TempDir()
-			dir := filepath.Join(parent, "data")
-			out, err := restore(archive(t, c.entries, c.cut), dir)
-			if err == nil || !strings.Contains(err.Error(), c.want) || exitCode(err) != exitError {
-				t.Fatalf("restore: %v, want an error naming %q\n%s", err, c.want, out)
-			}
-			if _, err := os.Stat(filepath.Join(dir, "store")); !errors.Is(err, os.ErrNotExist) {
-				t.Fatalf("a refused restore left a store: %v", err)
-			}
-			if left, _ := filepath.Glob(filepath.Join(dir, ".restore-*")); len(left) != 0 {
-				t.Fatalf("scratch left behind: %v", left)
-			}
-			if _, err := os.Stat(filepath.Join(parent, "evil")); err == nil {
-				t.Fatal("an entry escaped the data directory")
-			}
-		})
-	}
-
-	// A good archive into a data directory holding other files (tls/) and an empty store/.
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(dir, "store"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	in := archive(t, good, false)
-	if out, err := restore(in, dir); err != nil || !strings.Contains(out, "restored 2 files (13 bytes)") {
-		t.Fatalf("restore: %v\n%s", err, out)
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "store", "000002.sst")); err != nil || string(b) != "table" {
-		t.Fatalf("restored file: %q %v", b, err)
-	}
-	if st, _ := os.Stat(filepath.Join(dir, "store", "MANIFEST-000001")); st.Mode().Perm() != 0o600 {
-		t.Fatalf("restored file mode %v, want 0600", st.Mode())
-	}
-	// A non-empty store, or a store that is a file: refused, untouched.
-	if _, err := restore(in, dir); err == nil || !strings.Contains(err.Error(), "not empty") {
-		t.Fatalf("restore over a store: %v", err)
-	}
-	fileStore := t.TempDir()
-	_ = os.WriteFile(filepath.Join(fileStore, "store"), []byte("x"), 0o600)
-	if _, err := restore(in, fileStore); err == nil || !strings.Contains(err.Error(), "not a directory") {
-		t.Fatalf("restore over a file: %v", err)
-	}
-	if _, err := restore("", dir); exitCode(err) != exitUsage {
-		t.Fatalf("restore without -in: %v", err)
 	}
 }
 
@@ -658,7 +558,7 @@ func TestAdminHelp(t *testing.T) {
 		"admin approval list", "admin approval approve", "admin approval reject",
 		"admin system-client list", "admin system-client register", "admin system-client remove",
 		"admin audit export", "admin audit checkpoints", "admin audit public-key", "admin audit verify",
-		"admin backup", "admin restore", "admin kek status", "admin kek rotate", "admin kek finish", "admin crl",
+		"admin backup", "admin kek status", "admin kek rotate", "admin kek finish", "admin crl",
 	} {
 		if !have[p] {
 			t.Errorf("%s is not in the command tree", p)

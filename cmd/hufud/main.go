@@ -4,6 +4,7 @@
 //	hufud validate    check the configuration and list what it lacks or gets wrong
 //	hufud config show print the effective configuration as YAML, secrets redacted
 //	hufud serve       run the daemon
+//	hufud restore     restore a backup into the data directory (offline, through the HSM)
 //	hufud admin-token make an admin bearer token and its configuration lines
 //	hufud health      ask a running hufud whether it is ready (a container HEALTHCHECK)
 //	hufud version     print the version, VCS revision and Go version
@@ -87,7 +88,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			initCommand(), validateCommand(), configCommand(), serveCommand(),
-			adminTokenCommand(), healthCommand(), versionCommand(), completionCommand(),
+			restoreCommand(), adminTokenCommand(), healthCommand(), versionCommand(), completionCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

@@ -98,6 +98,22 @@ func newShareCache(max int, ttl time.Duration, now func() time.Time, obs cacheOb
 		entries: map[string]*cacheEntry{}, lru: list.New(), loading: map[string]*loadCall{}, pairs: map[string]map[string]bool{}}
 }
 
+// acquireCached returns the snapshot under id if one is cached and fresh, nil otherwise; it
+// never loads. Release a returned entry when done.
+func (c *shareCache) acquireCached(id string) *cacheEntry {
+	c.mu.Lock()
+	e, ok := c.entries[id]
+	if !ok || c.now().Sub(e.loaded) >= c.ttl {
+		c.mu.Unlock()
+		return nil // acquire evicts an expired entry when it loads
+	}
+	e.refs++
+	c.lru.MoveToFront(e.elem)
+	c.mu.Unlock()
+	c.obs.hit()
+	return e
+}
+
 // acquire returns the key's snapshot, loading it on a miss; release it when done.
 func (c *shareCache) acquire(ctx context.Context, id string, load func(context.Context) (*loadedKey, error)) (*cacheEntry, error) {
 	for {

@@ -247,28 +247,61 @@ func (s *Service) unwrapPending(ctx context.Context, keyID string, p *storepb.Pe
 // the holder's device, or the caller's delegated pair (delegate.go) for a member on the
 // delegated device; the key not revoked, the pair not ended, the caller's PIN not locked.
 // Release the entry when done.
+//
+// Whose key it is, is decided before any HSM work: on a cache miss the record alone (a store
+// read) says whether the caller holds the primary pair, so a key id of another account never
+// costs an unwrap nor puts that account's share in the cache.
 func (s *Service) use(ctx context.Context, caller authn.Caller, keyID string) (*cacheEntry, error) {
 	if err := checkKeyID(keyID); err != nil {
 		return nil, err
 	}
-	e, err := s.cache.acquire(ctx, keyID, func(ctx context.Context) (*loadedKey, error) {
-		// Concurrent misses share this load: the first caller giving up must not fail the
-		// others, so the load has its own bound rather than the first caller's context.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
-		defer cancel()
-		return s.load(ctx, keyID)
-	})
-	if err != nil {
-		return nil, err
+	e := s.cache.acquireCached(keyID)
+	if e == nil {
+		rec, err := splitKeys.Read(ctx, s.deps.Store, keyID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, apierr.New(apierr.NotFound, "no key %q", keyID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !isHolder(caller, rec) {
+			return s.useAsMember(ctx, caller, keyID, s.checkUsable(caller, rec))
+		}
+		if err := s.checkUsable(caller, rec); err != nil {
+			return nil, err
+		}
+		if e, err = s.cache.acquire(ctx, keyID, func(ctx context.Context) (*loadedKey, error) {
+			// Concurrent misses share this load: the first caller giving up must not fail the
+			// others, so the load has its own bound rather than the first caller's context.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+			defer cancel()
+			return s.load(ctx, keyID)
+		}); err != nil {
+			return nil, err
+		}
 	}
+	// The snapshot may be newer than the record read above: check it again.
 	if !isHolder(caller, e.key.rec) {
 		notHolder := s.checkUsable(caller, e.key.rec)
 		s.cache.release(e)
-		if e, err = s.usePair(ctx, caller, keyID, notHolder); err != nil {
-			return nil, err
-		}
-	} else if err := s.checkUsable(caller, e.key.rec); err != nil {
+		return s.useAsMember(ctx, caller, keyID, notHolder)
+	}
+	if err := s.checkUsable(caller, e.key.rec); err != nil {
 		s.cache.release(e)
+		return nil, err
+	}
+	if err := s.CertificateUsable(ctx, keyID); err != nil {
+		s.cache.release(e)
+		return nil, err
+	}
+	return e, nil
+}
+
+// useAsMember is use for a caller who is not the key's holder: the caller's delegated pair,
+// or notHolder if there is none. loadPair reads the pair's record before it unwraps anything.
+func (s *Service) useAsMember(ctx context.Context, caller authn.Caller, keyID string, notHolder error) (*cacheEntry, error) {
+	e, err := s.usePair(ctx, caller, keyID, notHolder)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.CertificateUsable(ctx, keyID); err != nil {

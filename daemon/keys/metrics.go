@@ -9,6 +9,10 @@ type metrics struct {
 	cacheHits prometheus.Counter
 	cacheMiss prometheus.Counter
 	lockouts  prometheus.Counter
+	// superseded counts answers withheld because the share changed meanwhile (superseded.go).
+	superseded prometheus.Counter
+	// quotaRefusals counts key creations refused by the per-account key quota.
+	quotaRefusals prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,8 +35,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lockouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hufu_pin_lockouts_total", Help: "Keys locked after too many wrong certificate PINs.",
 		}),
+		superseded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hufu_cosign_superseded_answers_total",
+			Help: "Operation answers withheld because a share refresh, revocation or recall committed while they ran.",
+		}),
+		quotaRefusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hufu_keys_quota_refusals_total",
+			Help: "Key creations refused because the account holds the configured maximum of keys.",
+		}),
 	}
-	reg.MustRegister(m.ops, m.duration, m.cacheHits, m.cacheMiss, m.lockouts)
+	reg.MustRegister(m.ops, m.duration, m.cacheHits, m.cacheMiss, m.lockouts, m.superseded, m.quotaRefusals)
 	return m
 }
 

@@ -51,7 +51,7 @@ func (s *Service) Sign(ctx context.Context, caller authn.Caller, keyID string, c
 		if err := s.answeredChallenge(ctx, caller, keyID, resp.R[:]); err != nil {
 			return cosign.SignResponse{}, 0, err
 		}
-	} else if err := s.record(ctx, caller, keyID, "sign", [][]byte{req.E[:]}, 1, map[string]string{"digest": hex.EncodeToString(req.E[:])}); err != nil {
+	} else if err := s.record(ctx, caller, e.key, version, keyID, "sign", [][]byte{req.E[:]}, 1, map[string]string{"digest": hex.EncodeToString(req.E[:])}); err != nil {
 		return cosign.SignResponse{}, 0, err // fail closed: no answer without its records
 	}
 	s.observe("sign", 1, 0, start)
@@ -105,7 +105,7 @@ func (s *Service) SignBatch(ctx context.Context, caller authn.Caller, keyID stri
 		out[i].Result, _ = resp.MarshalBinary()
 		digests[i] = req.E[:]
 	})
-	if err := s.recordBatch(ctx, caller, keyID, "sign", digests, out); err != nil {
+	if err := s.recordBatch(ctx, caller, e.key, keyID, "sign", digests, out); err != nil {
 		return nil, 0, err
 	}
 	s.observe("sign", len(raws), countFailed(out), start)
@@ -138,7 +138,7 @@ func (s *Service) Decrypt(ctx context.Context, caller authn.Caller, keyID string
 	}
 	resp := e.key.state.Share.Decrypt(&cosign.DecryptRequest{C1: point})
 	h := sha256.Sum256(c1)
-	if err := s.record(ctx, caller, keyID, "decrypt", [][]byte{h[:]}, 1, map[string]string{"c1_sha256": hex.EncodeToString(h[:])}); err != nil {
+	if err := s.record(ctx, caller, e.key, e.key.state.Version, keyID, "decrypt", [][]byte{h[:]}, 1, map[string]string{"c1_sha256": hex.EncodeToString(h[:])}); err != nil {
 		return cosign.Point{}, err
 	}
 	s.observe("decrypt", 1, 0, start)
@@ -194,7 +194,7 @@ func (s *Service) DecryptBatch(ctx context.Context, caller authn.Caller, keyID s
 		h := sha256.Sum256(c1s[i])
 		digests[i] = h[:]
 	})
-	if err := s.recordBatch(ctx, caller, keyID, "decrypt", digests, out); err != nil {
+	if err := s.recordBatch(ctx, caller, e.key, keyID, "decrypt", digests, out); err != nil {
 		return nil, err
 	}
 	s.observe("decrypt", len(c1s), countFailed(out), start)
@@ -265,16 +265,37 @@ func (s *Service) observe(kind string, items, failed int, start time.Time) {
 }
 
 // record commits the usage record and the audit record of one operation, grouped with
-// those of concurrent operations (recorder.go).
-func (s *Service) record(ctx context.Context, caller authn.Caller, keyID, op string, digests [][]byte, n int, details map[string]string) error {
-	return s.recorder.record(ctx, func(tx *store.Tx) error {
+// those of concurrent operations (recorder.go), if version of k, the share the operation
+// used, is still the pair's share (superseded.go); else it commits the audit record of the
+// refusal and returns the refusal, and the operation must not answer.
+func (s *Service) record(ctx context.Context, caller authn.Caller, k *loadedKey, version uint32, keyID, op string, digests [][]byte, n int, details map[string]string) error {
+	var refused error
+	err := s.recorder.record(ctx, func(tx *store.Tx) error {
+		if refused = s.superseded(tx, k, version); refused != nil {
+			return s.auditSuperseded(tx, caller, keyID, op, version, refused)
+		}
 		return s.recordTx(tx, caller, keyID, op, digests, n, "ok", details)
 	})
+	if err != nil {
+		return err
+	}
+	if refused != nil {
+		s.metrics.superseded.Inc()
+	}
+	return refused
+}
+
+// auditSuperseded writes the audit record of an answer withheld because the share changed.
+func (s *Service) auditSuperseded(tx *store.Tx, caller authn.Caller, keyID, op string, version uint32, refused error) error {
+	return tx.Audit(store.Event{Actor: caller.Actor(), Action: "key." + op, Subject: "k/" + keyID, Outcome: "denied",
+		Details: map[string]string{"device": caller.DeviceID, "reason": "share superseded", "share_version": fmtVersion(version),
+			"error": refused.Error()}})
 }
 
 // recordBatch commits one usage record and one audit record for a batch: the count, each
 // item's digest, and the SHA-256 over the successful items' digests that ties the two.
-func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, keyID, op string, digests [][]byte, out []BatchResult) error {
+// Like record, it withholds the whole batch if the share changed meanwhile.
+func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, k *loadedKey, keyID, op string, digests [][]byte, out []BatchResult) error {
 	items := make([]string, len(digests))
 	all := sha256.New()
 	for i, d := range digests {
@@ -285,7 +306,11 @@ func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, keyID, o
 	}
 	sum := hex.EncodeToString(all.Sum(nil))
 	failed := countFailed(out)
-	return s.recorder.record(ctx, func(tx *store.Tx) error {
+	var refused error
+	err := s.recorder.record(ctx, func(tx *store.Tx) error {
+		if refused = s.superseded(tx, k, k.state.Version); refused != nil {
+			return s.auditSuperseded(tx, caller, keyID, op+"_batch", k.state.Version, refused)
+		}
 		now := tx.Now()
 		rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op + "_batch", Digest: sum, UserId: caller.UserID, DeviceId: caller.DeviceID,
 			Context: usageContext(caller), Count: uint32(len(out)), ItemDigests: items, Outcome: "ok"}
@@ -302,6 +327,13 @@ func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, keyID, o
 			},
 		})
 	})
+	if err != nil {
+		return err
+	}
+	if refused != nil {
+		s.metrics.superseded.Inc()
+	}
+	return refused
 }
 
 // recordTx writes a usage record and the audit record of an operation inside tx.

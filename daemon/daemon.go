@@ -283,7 +283,7 @@ func (d *Daemon) buildServices() error {
 	d.keys, err = keys.New(keys.Options{
 		PINMaxAttempts: k.PINMaxAttempts, PINLockout: k.PINLockout.Std(), TicketTTL: k.TicketTTL.Std(),
 		TicketUses: k.TicketUses, MaxBatch: k.MaxBatch, DecryptPerMinute: k.DecryptPerMinute,
-		CacheSize: k.CacheSize, CacheTTL: k.CacheTTL.Std(),
+		CacheSize: k.CacheSize, CacheTTL: k.CacheTTL.Std(), MaxKeysPerAccount: k.MaxKeysPerAccount,
 	}, keys.Deps{
 		Store: d.store, Keyring: d.keyring, Accounts: d.accounts, Clock: d.opts.Clock,
 		Registry: d.opts.Registry, Log: d.opts.Log,

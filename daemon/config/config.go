@@ -164,6 +164,9 @@ type KeyPolicy struct {
 	// Unwrapped shares kept in memory: how many keys, for how long.
 	CacheSize int      `yaml:"cache_size"`
 	CacheTTL  Duration `yaml:"cache_ttl"`
+	// MaxKeysPerAccount bounds the keys (not revoked) one account may hold, so that one
+	// account cannot fill the store and the share cache with keys.
+	MaxKeysPerAccount int `yaml:"max_keys_per_account"`
 }
 
 type Certificates struct {
@@ -366,6 +369,7 @@ func Default() Config {
 			PINMaxAttempts: 5, PINLockout: Duration(30 * time.Minute),
 			TicketTTL: Duration(5 * time.Minute), TicketUses: 1000, MaxBatch: 256,
 			DecryptPerMinute: 600, CacheSize: 10000, CacheTTL: Duration(10 * time.Minute),
+			MaxKeysPerAccount: 20,
 		},
 		Scan:        Scan{SessionTTL: Duration(3 * time.Minute), MaxSessionTTL: Duration(30 * time.Minute), SessionsPerMinute: 600},
 		Openings:    Openings{MaxEnvelopes: 20000, MaxWindow: Duration(7 * 24 * time.Hour), ReleaseChunk: 256},
@@ -625,6 +629,7 @@ func (c *Config) Validate() error {
 		"account.sms_max_per_source_hour": c.Account.SMSMaxPerSourceHour, "account.code_max_attempts": c.Account.CodeMaxAttempts,
 		"account.password_max_attempts": c.Account.PasswordMaxAttempts, "keys.pin_max_attempts": c.Keys.PINMaxAttempts,
 		"keys.ticket_uses": c.Keys.TicketUses, "keys.decrypt_per_minute": c.Keys.DecryptPerMinute, "keys.cache_size": c.Keys.CacheSize,
+		"keys.max_keys_per_account": c.Keys.MaxKeysPerAccount,
 	}
 	for path, n := range counts {
 		if n < 1 {

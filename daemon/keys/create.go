@@ -44,6 +44,11 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
+	// Before any HSM work; checked again under the account's lock in the transaction.
+	if err := s.checkQuota(ctx, nil, caller.UserID); err != nil {
+		s.countQuota(err)
+		return nil, err
+	}
 
 	share, resp, err := cosign.ServerKeygen(s.deps.Rand, cosign.KeygenContext(caller.UserID, keyID), &req)
 	if errors.Is(err, cosign.ErrProof) {
@@ -81,6 +86,9 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if err := s.checkQuota(ctx, tx, caller.UserID); err != nil {
+			return err
+		}
 		// Wrapped before the transaction: a KEK rotation may have begun since.
 		if rec.ShareWrapped, err = s.deps.Keyring.EnsureCurrent(ctx, rec.ShareWrapped, shareAD(keyID, 1)); err != nil {
 			return hsmError(err)
@@ -95,7 +103,15 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 		out = rec
 		return s.recordTx(tx, caller, keyID, "keygen", nil, 1, "ok", map[string]string{"public_key_sha256": sha256Hex(rec.PublicKey)})
 	})
+	s.countQuota(err)
 	return out, err
+}
+
+// countQuota counts a refusal by the key quota.
+func (s *Service) countQuota(err error) {
+	if errors.Is(err, errQuota) {
+		s.metrics.quotaRefusals.Inc()
+	}
 }
 
 // replayCreate answers a repeated CreateKey: the same account, device, request and PIN get

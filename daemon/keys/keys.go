@@ -63,6 +63,8 @@ type Options struct {
 	CacheTTL         time.Duration // how long an unwrapped share stays (default 10m)
 	// Parallelism bounds the goroutines a batch uses (default GOMAXPROCS).
 	Parallelism int
+	// MaxKeysPerAccount bounds the keys, not revoked, one account holds (default 20).
+	MaxKeysPerAccount int
 }
 
 func (o *Options) setDefaults() {
@@ -85,6 +87,7 @@ func (o *Options) setDefaults() {
 	def(&o.CacheSize, 10000)
 	defDur(&o.CacheTTL, 10*time.Minute)
 	def(&o.Parallelism, runtime.GOMAXPROCS(0))
+	def(&o.MaxKeysPerAccount, 20)
 }
 
 // Deps are the collaborators of the service.

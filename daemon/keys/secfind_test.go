@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,12 +38,7 @@ func TestForeignKeyIDCostsNoHSMWork(t *testing.T) {
 	public := createKey(t, e, owner, "111111")
 
 	counter := &unwrapCounter{Keyring: e.keyring}
-	svc, err := keys.New(keys.Options{}, keys.Deps{Store: e.st, Keyring: counter, Accounts: accountsStandIn{}, Clock: e.clock, Registry: prometheus.NewRegistry()})
-	must(t, "new service", err)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { svc.Run(runCtx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	svc := serviceOn(t, e, keys.Options{}, counter, prometheus.NewRegistry())
 
 	raw := signRequest(t, owner, public)
 	for _, tc := range []struct {
@@ -215,4 +212,87 @@ func TestRefreshCommitDuringSigning(t *testing.T) {
 		}
 	}
 	t.Logf("%d signatures by the old pair, all recorded before the refresh commit", len(valid))
+}
+
+// serviceOn starts another keys service on e's store, with opts and keyring, serving until
+// the test ends.
+func serviceOn(t *testing.T, e *env, opts keys.Options, keyring keys.Keyring, reg *prometheus.Registry) *keys.Service {
+	t.Helper()
+	svc, err := keys.New(opts, keys.Deps{Store: e.st, Keyring: keyring, Accounts: accountsStandIn{}, Clock: e.clock, Registry: reg})
+	must(t, "new service", err)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return svc
+}
+
+// keygen runs a whole key generation of id for p against svc.
+func keygen(svc *keys.Service, p *phone, id string) error {
+	_, req, err := cosign.StartKeygen(rand.Reader, cosign.KeygenContext(p.caller.UserID, id))
+	if err != nil {
+		return err
+	}
+	raw, _ := req.MarshalBinary()
+	_, err = svc.CreateKey(context.Background(), p.caller, id, raw, "111111", "")
+	return err
+}
+
+func TestKeyQuota(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	svc := serviceOn(t, e, keys.Options{MaxKeysPerAccount: 3}, e.keyring, reg)
+	alice := newPhone(t, e, "u-alice", "d-alice")
+	bob := newPhone(t, e, "u-bob", "d-bob")
+
+	// Concurrent creations by one account: exactly the quota succeeds.
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		wg.Go(func() { errs[i] = keygen(svc, alice, fmt.Sprintf("alice-key-%02d", i)) })
+	}
+	wg.Wait()
+	created, refused := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			created++
+		case code(err) == codes.ResourceExhausted:
+			if !strings.Contains(err.Error(), "keys.max_keys_per_account = 3") {
+				t.Fatalf("the refusal does not name the quota: %v", err)
+			}
+			refused++
+		default:
+			t.Fatalf("create: %v", err)
+		}
+	}
+	if created != 3 {
+		t.Fatalf("%d keys created concurrently under a quota of 3 (%d refused)", created, refused)
+	}
+	if err := keygen(svc, alice, "alice-key-99"); code(err) != codes.ResourceExhausted {
+		t.Fatalf("a fourth key: %v; want ResourceExhausted", err)
+	}
+	if got := counterValue(t, reg, "hufu_keys_quota_refusals_total"); got < 1 || int(got) != refused+1 {
+		t.Fatalf("hufu_keys_quota_refusals_total = %v; want %d", got, refused+1)
+	}
+	// Another account has its own quota.
+	must(t, "bob's first key", keygen(svc, bob, "bob-key-0001"))
+	// A revoked key does not count.
+	held, err := svc.ListKeys(ctx, alice.caller)
+	must(t, "list", err)
+	must(t, "revoke", svc.Revoke(ctx, alice.caller, held[0].Id, "no longer used", nil))
+	must(t, "a key after revoking one", keygen(svc, alice, "alice-key-99"))
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	must(t, "gather", err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }

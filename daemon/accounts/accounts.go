@@ -120,6 +120,7 @@ var (
 	counters   = store.NewCollection(store.KindVerify, func() *storepb.RateCounter { return new(storepb.RateCounter) })
 	bindings   = store.NewCollection(store.KindVerify, func() *storepb.PendingBinding { return new(storepb.PendingBinding) })
 	faceChecks = store.NewCollection(store.KindVerify, func() *storepb.PendingFace { return new(storepb.PendingFace) })
+	families   = store.NewCollection(store.KindVerify, func() *storepb.RefreshFamily { return new(storepb.RefreshFamily) })
 )
 
 const (
@@ -127,7 +128,10 @@ const (
 	indexWeChat       = "wechat"        // openid -> u/<id>
 	indexAccessToken  = "access-token"  // hex SHA-256 -> v/session/<id>
 	indexRefreshToken = "refresh-token" // hex SHA-256 -> v/session/<id>
-	indexUserSessions = "user-session"  // user id -> v/session/<id> (multi-valued)
+	// hex SHA-256 of a spent refresh token -> v/refresh-family/<id>, expiring with the
+	// refresh token that replaced it (refresh.go)
+	indexUsedRefreshToken = "used-refresh-token"
+	indexUserSessions     = "user-session" // user id -> v/session/<id> (multi-valued)
 )
 
 func (s *Service) now() time.Time { return s.Clock.Now() }

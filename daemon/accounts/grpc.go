@@ -8,6 +8,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/store/storepb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -107,7 +108,13 @@ func (a accountServer) SignInWithCarrier(ctx context.Context, req *hufuv1.SignIn
 }
 
 func (a accountServer) RefreshSession(ctx context.Context, req *hufuv1.RefreshSessionRequest) (*hufuv1.RefreshSessionResponse, error) {
-	sess, err := a.s.Refresh(ctx, req.GetRefreshToken())
+	// The device binding reads the same header every authenticated call carries.
+	md, _ := metadata.FromIncomingContext(ctx)
+	device := ""
+	if v := md.Get("hufu-device-id"); len(v) > 0 {
+		device = v[0]
+	}
+	sess, err := a.s.Refresh(ctx, req.GetRefreshToken(), device)
 	if err != nil {
 		return nil, err
 	}

@@ -65,10 +65,20 @@ func tokenIndexValue(token string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// openSession writes a new session for user on device inside tx.
+// openSession writes a new session for user on device inside tx: a sign-in, which starts a
+// refresh family of its own (refresh.go).
 func (s *Service) openSession(tx *store.Tx, userID string, d Device, method string) (Session, error) {
+	return s.openSessionIn(tx, userID, d, method, "")
+}
+
+// openSessionIn writes a new session of the refresh family familyID ("": a new family, whose
+// id is the session's) inside tx.
+func (s *Service) openSessionIn(tx *store.Tx, userID string, d Device, method, familyID string) (Session, error) {
 	now := tx.Now()
 	out := Session{ID: store.RandomID(16), AccessExpires: now.Add(s.opts.AccessTokenTTL), RefreshExpires: now.Add(s.opts.RefreshTokenTTL)}
+	if familyID == "" {
+		familyID = out.ID
+	}
 	var accessHash, refreshHash []byte
 	out.AccessToken, accessHash = newToken(accessPrefix)
 	out.RefreshToken, refreshHash = newToken(refreshPrefix)
@@ -76,7 +86,7 @@ func (s *Service) openSession(tx *store.Tx, userID string, d Device, method stri
 		Id: out.ID, UserId: userID, DeviceId: d.ID, DeviceName: d.Name,
 		AccessTokenHash: accessHash, AccessExpiresUnixNano: nanos(out.AccessExpires),
 		RefreshTokenHash: refreshHash, RefreshExpiresUnixNano: nanos(out.RefreshExpires),
-		CreatedUnixNano: nanos(now), Method: method,
+		CreatedUnixNano: nanos(now), Method: method, FamilyId: familyID,
 	}
 	id := "session/" + out.ID
 	key, err := sessions.Key(id)
@@ -156,38 +166,6 @@ func (s *Service) Authenticate(ctx context.Context, token, deviceID string) (aut
 		return authn.Caller{}, apierr.New(apierr.Unauthenticated, "this token was issued to another device")
 	}
 	return cached.caller, nil
-}
-
-// Refresh exchanges a refresh token for a new pair on the same device, revoking the old pair.
-func (s *Service) Refresh(ctx context.Context, refreshToken string) (Session, error) {
-	var out Session
-	if !strings.HasPrefix(refreshToken, refreshPrefix) || len(refreshToken) > 128 {
-		return out, apierr.Invalidf("refresh_token", "not a hufu refresh token")
-	}
-	var userID string
-	err := s.Store.Update(ctx, func(tx *store.Tx) error {
-		owner, err := tx.Lookup(indexRefreshToken, tokenIndexValue(refreshToken))
-		if errors.Is(err, store.ErrNotFound) {
-			return apierr.New(apierr.Unauthenticated, "refresh token is invalid, expired or revoked; sign in again")
-		}
-		if err != nil {
-			return err
-		}
-		rec, err := sessions.Get(tx, sessions.ID(owner))
-		if err != nil {
-			return err
-		}
-		if err := closeSession(tx, rec); err != nil {
-			return err
-		}
-		userID = rec.UserId
-		out, err = s.openSession(tx, rec.UserId, Device{ID: rec.DeviceId, Name: rec.DeviceName}, "refresh")
-		return err
-	})
-	if userID != "" {
-		s.resolved.forgetUser(userID)
-	}
-	return out, err
 }
 
 // SignOut revokes the caller's session.

@@ -243,7 +243,10 @@ type AuthSession struct {
 	RefreshExpiresUnixNano int64                  `protobuf:"varint,8,opt,name=refresh_expires_unix_nano,json=refreshExpiresUnixNano,proto3" json:"refresh_expires_unix_nano,omitempty"`
 	CreatedUnixNano        int64                  `protobuf:"varint,9,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	// How the session was opened: "sms", "password", "wechat", "carrier", "refresh".
-	Method        string `protobuf:"bytes,10,opt,name=method,proto3" json:"method,omitempty"` // Next field: 11
+	Method string `protobuf:"bytes,10,opt,name=method,proto3" json:"method,omitempty"`
+	// The sign-in this session descends from through refreshes (the id of its first
+	// session; v/refresh-family/<family_id>). Empty in sessions written before families.
+	FamilyId      string `protobuf:"bytes,11,opt,name=family_id,json=familyId,proto3" json:"family_id,omitempty"` // Next field: 12
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -348,6 +351,103 @@ func (x *AuthSession) GetMethod() string {
 	return ""
 }
 
+func (x *AuthSession) GetFamilyId() string {
+	if x != nil {
+		return x.FamilyId
+	}
+	return ""
+}
+
+// RefreshFamily is one sign-in and the sessions its refresh tokens were rotated into, at
+// v/refresh-family/<id>, expiring with the newest refresh token. Each refresh closes the
+// family's current session and opens the next, and claims the spent refresh token's hash in
+// the used-refresh-token index; a spent token presented again revokes the family.
+type RefreshFamily struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	UserId   string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	DeviceId string                 `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The family's one live session (every earlier one was closed by its refresh).
+	CurrentSessionId string `protobuf:"bytes,4,opt,name=current_session_id,json=currentSessionId,proto3" json:"current_session_id,omitempty"`
+	CreatedUnixNano  int64  `protobuf:"varint,5,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	// Set when a spent refresh token was presented: the family is closed for good.
+	RevokedUnixNano int64 `protobuf:"varint,6,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"` // Next field: 7
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RefreshFamily) Reset() {
+	*x = RefreshFamily{}
+	mi := &file_hufu_store_v1_account_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshFamily) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshFamily) ProtoMessage() {}
+
+func (x *RefreshFamily) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_store_v1_account_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshFamily.ProtoReflect.Descriptor instead.
+func (*RefreshFamily) Descriptor() ([]byte, []int) {
+	return file_hufu_store_v1_account_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RefreshFamily) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RefreshFamily) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *RefreshFamily) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *RefreshFamily) GetCurrentSessionId() string {
+	if x != nil {
+		return x.CurrentSessionId
+	}
+	return ""
+}
+
+func (x *RefreshFamily) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *RefreshFamily) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
+}
+
 // SmsCode is the outstanding code for one number and purpose, at
 // v/sms/<purpose>/<phone>, expiring with the code.
 type SmsCode struct {
@@ -365,7 +465,7 @@ type SmsCode struct {
 
 func (x *SmsCode) Reset() {
 	*x = SmsCode{}
-	mi := &file_hufu_store_v1_account_proto_msgTypes[3]
+	mi := &file_hufu_store_v1_account_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +477,7 @@ func (x *SmsCode) String() string {
 func (*SmsCode) ProtoMessage() {}
 
 func (x *SmsCode) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_store_v1_account_proto_msgTypes[3]
+	mi := &file_hufu_store_v1_account_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +490,7 @@ func (x *SmsCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SmsCode.ProtoReflect.Descriptor instead.
 func (*SmsCode) Descriptor() ([]byte, []int) {
-	return file_hufu_store_v1_account_proto_rawDescGZIP(), []int{3}
+	return file_hufu_store_v1_account_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SmsCode) GetVerifier() []byte {
@@ -440,7 +540,7 @@ type RateCounter struct {
 
 func (x *RateCounter) Reset() {
 	*x = RateCounter{}
-	mi := &file_hufu_store_v1_account_proto_msgTypes[4]
+	mi := &file_hufu_store_v1_account_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +552,7 @@ func (x *RateCounter) String() string {
 func (*RateCounter) ProtoMessage() {}
 
 func (x *RateCounter) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_store_v1_account_proto_msgTypes[4]
+	mi := &file_hufu_store_v1_account_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +565,7 @@ func (x *RateCounter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateCounter.ProtoReflect.Descriptor instead.
 func (*RateCounter) Descriptor() ([]byte, []int) {
-	return file_hufu_store_v1_account_proto_rawDescGZIP(), []int{4}
+	return file_hufu_store_v1_account_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RateCounter) GetCount() uint32 {
@@ -493,7 +593,7 @@ type PendingBinding struct {
 
 func (x *PendingBinding) Reset() {
 	*x = PendingBinding{}
-	mi := &file_hufu_store_v1_account_proto_msgTypes[5]
+	mi := &file_hufu_store_v1_account_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +605,7 @@ func (x *PendingBinding) String() string {
 func (*PendingBinding) ProtoMessage() {}
 
 func (x *PendingBinding) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_store_v1_account_proto_msgTypes[5]
+	mi := &file_hufu_store_v1_account_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +618,7 @@ func (x *PendingBinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingBinding.ProtoReflect.Descriptor instead.
 func (*PendingBinding) Descriptor() ([]byte, []int) {
-	return file_hufu_store_v1_account_proto_rawDescGZIP(), []int{5}
+	return file_hufu_store_v1_account_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PendingBinding) GetWechatOpenId() string {
@@ -538,7 +638,7 @@ type PendingFace struct {
 
 func (x *PendingFace) Reset() {
 	*x = PendingFace{}
-	mi := &file_hufu_store_v1_account_proto_msgTypes[6]
+	mi := &file_hufu_store_v1_account_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +650,7 @@ func (x *PendingFace) String() string {
 func (*PendingFace) ProtoMessage() {}
 
 func (x *PendingFace) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_store_v1_account_proto_msgTypes[6]
+	mi := &file_hufu_store_v1_account_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +663,7 @@ func (x *PendingFace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingFace.ProtoReflect.Descriptor instead.
 func (*PendingFace) Descriptor() ([]byte, []int) {
-	return file_hufu_store_v1_account_proto_rawDescGZIP(), []int{6}
+	return file_hufu_store_v1_account_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PendingFace) GetUserId() string {
@@ -595,7 +695,7 @@ const file_hufu_store_v1_account_proto_rawDesc = "" +
 	"\x10id_number_masked\x18\x04 \x01(\tR\x0eidNumberMasked\x12\x1f\n" +
 	"\vcard_masked\x18\x05 \x01(\tR\n" +
 	"cardMasked\x12,\n" +
-	"\x12verified_unix_nano\x18\x06 \x01(\x03R\x10verifiedUnixNano\"\x86\x03\n" +
+	"\x12verified_unix_nano\x18\x06 \x01(\x03R\x10verifiedUnixNano\"\xa3\x03\n" +
 	"\vAuthSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
@@ -608,7 +708,15 @@ const file_hufu_store_v1_account_proto_rawDesc = "" +
 	"\x19refresh_expires_unix_nano\x18\b \x01(\x03R\x16refreshExpiresUnixNano\x12*\n" +
 	"\x11created_unix_nano\x18\t \x01(\x03R\x0fcreatedUnixNano\x12\x16\n" +
 	"\x06method\x18\n" +
-	" \x01(\tR\x06method\"\xa7\x01\n" +
+	" \x01(\tR\x06method\x12\x1b\n" +
+	"\tfamily_id\x18\v \x01(\tR\bfamilyId\"\xdb\x01\n" +
+	"\rRefreshFamily\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12,\n" +
+	"\x12current_session_id\x18\x04 \x01(\tR\x10currentSessionId\x12*\n" +
+	"\x11created_unix_nano\x18\x05 \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
+	"\x11revoked_unix_nano\x18\x06 \x01(\x03R\x0frevokedUnixNano\"\xa7\x01\n" +
 	"\aSmsCode\x12\x1a\n" +
 	"\bverifier\x18\x01 \x01(\fR\bverifier\x12\x12\n" +
 	"\x04salt\x18\x02 \x01(\fR\x04salt\x12$\n" +
@@ -635,15 +743,16 @@ func file_hufu_store_v1_account_proto_rawDescGZIP() []byte {
 	return file_hufu_store_v1_account_proto_rawDescData
 }
 
-var file_hufu_store_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_hufu_store_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_hufu_store_v1_account_proto_goTypes = []any{
 	(*User)(nil),             // 0: hufu.store.v1.User
 	(*VerifiedIdentity)(nil), // 1: hufu.store.v1.VerifiedIdentity
 	(*AuthSession)(nil),      // 2: hufu.store.v1.AuthSession
-	(*SmsCode)(nil),          // 3: hufu.store.v1.SmsCode
-	(*RateCounter)(nil),      // 4: hufu.store.v1.RateCounter
-	(*PendingBinding)(nil),   // 5: hufu.store.v1.PendingBinding
-	(*PendingFace)(nil),      // 6: hufu.store.v1.PendingFace
+	(*RefreshFamily)(nil),    // 3: hufu.store.v1.RefreshFamily
+	(*SmsCode)(nil),          // 4: hufu.store.v1.SmsCode
+	(*RateCounter)(nil),      // 5: hufu.store.v1.RateCounter
+	(*PendingBinding)(nil),   // 6: hufu.store.v1.PendingBinding
+	(*PendingFace)(nil),      // 7: hufu.store.v1.PendingFace
 }
 var file_hufu_store_v1_account_proto_depIdxs = []int32{
 	1, // 0: hufu.store.v1.User.identity:type_name -> hufu.store.v1.VerifiedIdentity
@@ -665,7 +774,7 @@ func file_hufu_store_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_store_v1_account_proto_rawDesc), len(file_hufu_store_v1_account_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -61,6 +61,10 @@ type AccountServiceClient interface {
 	// SignInWithCarrier signs in with a carrier one-click login token (本机号码一键登录).
 	SignInWithCarrier(ctx context.Context, in *SignInWithCarrierRequest, opts ...grpc.CallOption) (*SignInWithCarrierResponse, error)
 	// RefreshSession exchanges a refresh token for a new token pair; the old pair is revoked.
+	// A refresh token works once, and only with the "hufu-device-id" metadata of the device it
+	// was issued to; keep the new refresh token before anything else. A spent refresh token
+	// presented again revokes every session descended from its sign-in (Unauthenticated:
+	// sign in again), since a copy of it may be in someone else's hands.
 	RefreshSession(ctx context.Context, in *RefreshSessionRequest, opts ...grpc.CallOption) (*RefreshSessionResponse, error)
 	// SignOut revokes the caller's session.
 	SignOut(ctx context.Context, in *SignOutRequest, opts ...grpc.CallOption) (*SignOutResponse, error)
@@ -261,6 +265,10 @@ type AccountServiceServer interface {
 	// SignInWithCarrier signs in with a carrier one-click login token (本机号码一键登录).
 	SignInWithCarrier(context.Context, *SignInWithCarrierRequest) (*SignInWithCarrierResponse, error)
 	// RefreshSession exchanges a refresh token for a new token pair; the old pair is revoked.
+	// A refresh token works once, and only with the "hufu-device-id" metadata of the device it
+	// was issued to; keep the new refresh token before anything else. A spent refresh token
+	// presented again revokes every session descended from its sign-in (Unauthenticated:
+	// sign in again), since a copy of it may be in someone else's hands.
 	RefreshSession(context.Context, *RefreshSessionRequest) (*RefreshSessionResponse, error)
 	// SignOut revokes the caller's session.
 	SignOut(context.Context, *SignOutRequest) (*SignOutResponse, error)

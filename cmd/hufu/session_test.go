@@ -96,3 +96,37 @@ func TestExpiredSessionIsRefreshed(t *testing.T) {
 		t.Fatalf("whoami with both tokens expired: %v\n%s", err, out)
 	}
 }
+
+// TestStaleCopyOfRotatedSession: the CLI keeps the rotated pair; a copy of the state taken
+// before the rotation (a stolen or restored file) holds a spent refresh token, and using it
+// revokes the whole sign-in, the kept pair included: both must sign in again.
+func TestStaleCopyOfRotatedSession(t *testing.T) {
+	a := daemontest.Start(t)
+	home, stale := t.TempDir(), t.TempDir()
+	hufu := cliRunner(t, a, home)
+	if out, err := hufu("login", "-phone", "13800138003"); err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	copied := &cli{home: home}
+	if err := copied.load(); err != nil {
+		t.Fatal(err)
+	}
+	copied.home = stale
+	if err := copied.save(); err != nil {
+		t.Fatal(err)
+	}
+
+	a.Clock.Advance(2*time.Hour + time.Minute)
+	if out, err := hufu("whoami"); err != nil {
+		t.Fatalf("whoami refreshing the session: %v\n%s", err, out)
+	}
+	// The client answers with the rejection of the access token (the refresh's refusal
+	// only ends the attempt).
+	out, err := cliRunner(t, a, stale)("whoami")
+	if err == nil || !strings.Contains(describe(err), "sign in again") {
+		t.Fatalf("whoami from the stale copy: %v\n%s", err, out)
+	}
+	if out, err := hufu("whoami"); err == nil || !strings.Contains(describe(err), "sign in again") {
+		t.Fatalf("whoami with the kept pair after the stale copy's refresh: %v\n%s", err, out)
+	}
+}

@@ -14,6 +14,8 @@ const (
 	DefaultKEKPrefix     = "hufu-kek"
 	DefaultPINKeyLabel   = "hufu-pin-hmac"
 	DefaultAuditKeyLabel = "hufu-audit"
+	// DefaultAnchorLabel labels the audit anchor, a data object (anchor.go).
+	DefaultAnchorLabel = "hufu-audit-anchor"
 	// DefaultMaxSessions is crypto11's session cap: one session stays logged in to hold
 	// the login, the others form the pool. Eight keeps a small HSM (and SoftHSM2 on a few
 	// cores) busy without queueing inside the token; see the package benchmarks.
@@ -41,6 +43,7 @@ type Config struct {
 	KEKPrefix     string // KEK labels are <KEKPrefix>-v<N>; default DefaultKEKPrefix
 	PINKeyLabel   string // default DefaultPINKeyLabel
 	AuditKeyLabel string // default DefaultAuditKeyLabel
+	AnchorLabel   string // the audit anchor's data object; default DefaultAnchorLabel
 
 	MaxSessions     int           // default DefaultMaxSessions; 2..64
 	PoolWaitTimeout time.Duration // default DefaultPoolWaitTimeout
@@ -66,6 +69,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AuditKeyLabel == "" {
 		c.AuditKeyLabel = DefaultAuditKeyLabel
+	}
+	if c.AnchorLabel == "" {
+		c.AnchorLabel = DefaultAnchorLabel
 	}
 	if c.MaxSessions == 0 {
 		c.MaxSessions = DefaultMaxSessions
@@ -106,7 +112,7 @@ func (c Config) Validate() error {
 	if !labelRE.MatchString(c.KEKPrefix) || len(c.KEKPrefix) > 64 {
 		bad("KEK prefix %q: want 1..64 of [A-Za-z0-9._-], starting with a letter or digit", c.KEKPrefix)
 	}
-	for _, l := range []string{c.PINKeyLabel, c.AuditKeyLabel} {
+	for _, l := range []string{c.PINKeyLabel, c.AuditKeyLabel, c.AnchorLabel} {
 		if !labelRE.MatchString(l) || len(l) > 64 {
 			bad("key label %q: want 1..64 of [A-Za-z0-9._-], starting with a letter or digit", l)
 		}
@@ -116,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.PINKeyLabel == c.AuditKeyLabel {
 		bad("PIN key and audit key share the label %q", c.PINKeyLabel)
+	}
+	if c.AnchorLabel == c.PINKeyLabel || c.AnchorLabel == c.AuditKeyLabel {
+		bad("the audit anchor shares the label %q with a key", c.AnchorLabel)
 	}
 	if c.MaxSessions < 2 || c.MaxSessions > 64 {
 		bad("max sessions %d: want 2..64", c.MaxSessions)

@@ -10,6 +10,10 @@
 //   - the audit-signing key, ECDSA P-256 (AuditSigner), which signs audit checkpoints that
 //     auditors verify offline with its exported public key.
 //
+// Beside the keys, the token holds the audit anchor (anchor_format.go): a data object with
+// the size and head hash of the newest signed audit checkpoint, which the store cannot roll
+// back, so the daemon detects a restored or rolled-back log at start.
+//
 // Initialize creates the keys on an empty token (hufud init); Open refuses a token on which
 // any of them is missing. All keys are created sensitive and non-extractable, and Open
 // checks that they still are.

@@ -51,6 +51,9 @@ var (
 	// ErrAuthFailed means the blob did not authenticate: wrong associated data, or the
 	// ciphertext, tag or nonce was altered.
 	ErrAuthFailed = errors.New("blob failed authentication")
+	// ErrAnchorConflict means RaiseAuditAnchor was given another head for the size the
+	// audit anchor already holds: two logs whose records are numbered alike.
+	ErrAnchorConflict = errors.New("audit anchor holds another head at that size")
 	// ErrCurrentKEK means DestroyKEK was asked to destroy the current KEK.
 	ErrCurrentKEK = errors.New("refusing to destroy the current KEK")
 )

@@ -54,6 +54,8 @@ type Keyring struct {
 	pinKey   *crypto11.SecretKey
 	auditKey crypto11.Signer
 	audit    *AuditSigner // one for the keyring's life: the store holds it across reopens
+
+	anchor anchorHandle // the audit anchor's own PKCS#11 handle (anchor.go)
 }
 
 type kek struct {
@@ -461,6 +463,7 @@ func (k *Keyring) Close() error {
 	k.stopRecovery()
 	k.connMu.Lock()
 	defer k.connMu.Unlock()
+	k.closeAnchor()
 	if k.c11 == nil {
 		return nil
 	}
@@ -537,7 +540,7 @@ func panicError(r any) error {
 // classify prefixes the operation and adds ErrHSM, ErrBusy or ErrClosed unless the error
 // already carries one of our sentinels.
 func (k *Keyring) classify(op Op, err error) error {
-	for _, s := range []error{ErrClosed, ErrHSM, ErrInvalidInput, ErrMalformedBlob, ErrUnsupportedVersion, ErrUnknownKEK, ErrAuthFailed, ErrCurrentKEK, ErrDuplicateKey, ErrWeakKey, context.Canceled, context.DeadlineExceeded} {
+	for _, s := range []error{ErrClosed, ErrHSM, ErrInvalidInput, ErrMalformedBlob, ErrUnsupportedVersion, ErrUnknownKEK, ErrAuthFailed, ErrCurrentKEK, ErrAnchorConflict, ErrDuplicateKey, ErrWeakKey, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, s) {
 			return fmt.Errorf("hsm: %s: %w", op, err)
 		}

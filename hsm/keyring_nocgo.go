@@ -52,3 +52,9 @@ func (k *Keyring) VerifyPIN(context.Context, []byte, []byte, []byte, []byte) (bo
 func (a *AuditSigner) SignDigest(context.Context, []byte) ([]byte, error) { return nil, ErrNoCgo }
 func (a *AuditSigner) PublicKey() *ecdsa.PublicKey                        { return nil }
 func (a *AuditSigner) PublicKeyPEM() ([]byte, error)                      { return nil, ErrNoCgo }
+
+func (k *Keyring) AuditAnchor(context.Context) (AuditAnchor, bool, error) {
+	return AuditAnchor{}, false, ErrNoCgo
+}
+func (k *Keyring) RaiseAuditAnchor(context.Context, uint64, [32]byte) error { return ErrNoCgo }
+func (k *Keyring) ResetAuditAnchor(context.Context, uint64, [32]byte) error { return ErrNoCgo }

@@ -15,6 +15,7 @@ const (
 	OpRotateKEK   Op = "rotate_kek"
 	OpDestroyKEK  Op = "destroy_kek"
 	OpHealth      Op = "health"
+	OpAuditAnchor Op = "audit_anchor"
 )
 
 // Outcome classifies how an operation ended, for counters.

@@ -235,6 +235,9 @@ func (k *Keyring) reopen() (err error) {
 		closeContext(k.c11, k.cfg.PoolWaitTimeout)
 		k.c11 = nil
 	}
+	// The anchor's handle belongs to the module instance just closed: the next anchor
+	// operation finds the token again on the new one.
+	k.closeAnchor()
 	c11, err := configure(k.module, k.cfg)
 	if err != nil {
 		return err

@@ -284,6 +284,8 @@ func (s *Store) checkpointLocked(ctx context.Context) (*Checkpoint, error) {
 	}
 	s.ckpt.last, s.ckpt.lastSize, s.ckpt.lastTime = c, c.Size, c.Time
 	s.ckpt.covered.Store(c.Size)
+	// Only now, with the checkpoint synced: the anchor must never be ahead of the store.
+	s.raiseAnchor(ctx, c)
 	return c, nil
 }
 

@@ -64,6 +64,9 @@ type Options struct {
 	// Signer signs audit checkpoints. Optional: without one no checkpoints are written and
 	// only the chain's internal consistency can be verified. The daemon always sets it.
 	Signer Signer
+	// Anchor, if set, is raised to every checkpoint once it is durable (anchor.go). The
+	// daemon sets the HSM keyring.
+	Anchor Anchor
 	// CheckpointEvery writes a checkpoint once this many records are uncovered.
 	// Default 1000.
 	CheckpointEvery int

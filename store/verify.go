@@ -11,6 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -37,7 +41,37 @@ const (
 	ReasonTruncated Reason = "truncated"
 	// ReasonUnanchored: no record is covered by a valid checkpoint, so nothing is proven.
 	ReasonUnanchored Reason = "unanchored"
+	// ReasonForked: a record pinned by a head the auditor saved earlier has another chain
+	// hash in the export: it is another log with the same numbering (restored, rolled back
+	// and written again, or replaced).
+	ReasonForked Reason = "forked"
 )
+
+// Head names a record of the log and its chain hash. An auditor saves the head a
+// verification prints ("N:HASH", hash in hex) and pins it in later verifications
+// (VerifyExportPinned): any log that passes then contains exactly that record N, and so
+// exactly the records 1..N seen before.
+type Head struct {
+	Seq  uint64
+	Hash [hashSize]byte
+}
+
+// String formats h as "N:HASH".
+func (h Head) String() string { return fmt.Sprintf("%d:%s", h.Seq, hex.EncodeToString(h.Hash[:])) }
+
+// ParseHead parses "N:HASH" (N ≥ 1, HASH 64 hex digits).
+func ParseHead(s string) (Head, error) {
+	n, hx, ok := strings.Cut(s, ":")
+	seq, err := strconv.ParseUint(n, 10, 64)
+	if !ok || err != nil || seq == 0 {
+		return Head{}, fmt.Errorf("head %q: want N:HASH with N a record number from 1", s)
+	}
+	hash, ok := decodeHash(strings.ToLower(hx))
+	if !ok {
+		return Head{}, fmt.Errorf("head %q: HASH must be %d hex digits", s, 2*hashSize)
+	}
+	return Head{Seq: seq, Hash: hash}, nil
+}
 
 // VerifyError names the first bad record (Seq; 0 if the problem is not one record) or
 // the line of the export where verification stopped.
@@ -61,6 +95,8 @@ type VerifyResult struct {
 	Records         int
 	Checkpoints     int    // valid checkpoints seen
 	VerifiedThrough uint64 // last record covered by a valid checkpoint; records after it are chained but unsigned
+	// SignedHead is record VerifiedThrough and its hash: the head to save and pin later.
+	SignedHead Head
 }
 
 // maxExportLine bounds one JSON line (a maximal record is well under this).
@@ -75,6 +111,7 @@ type verifier struct {
 	prev     [hashSize]byte
 	headerTo uint64
 	sc       *bufio.Scanner
+	pins     map[uint64][hashSize]byte // heads pinned by the caller, by record number
 }
 
 // VerifyExport checks an export (Store.ExportAudit) offline. With pub it also checks every
@@ -82,7 +119,21 @@ type verifier struct {
 // checks only the chain's internal consistency. The first problem is returned as a
 // *VerifyError naming the record and the reason.
 func VerifyExport(r io.Reader, pub *ecdsa.PublicKey) (VerifyResult, error) {
-	v := &verifier{pub: pub, sc: bufio.NewScanner(r)}
+	return VerifyExportPinned(r, pub)
+}
+
+// VerifyExportPinned is VerifyExport that also requires the export to contain every pinned
+// head: record Seq with exactly chain hash Hash (ReasonForked if it differs; a pinned
+// record after the export's end is ReasonTruncated, one before its start ReasonMissing).
+// Two logs numbered alike but different in a pinned record cannot both pass.
+func VerifyExportPinned(r io.Reader, pub *ecdsa.PublicKey, pins ...Head) (VerifyResult, error) {
+	v := &verifier{pub: pub, sc: bufio.NewScanner(r), pins: map[uint64][hashSize]byte{}}
+	for _, p := range pins {
+		if h, ok := v.pins[p.Seq]; ok && h != p.Hash {
+			return VerifyResult{}, fmt.Errorf("two different heads pinned for record %d", p.Seq)
+		}
+		v.pins[p.Seq] = p.Hash
+	}
 	v.sc.Buffer(make([]byte, 0, 64<<10), maxExportLine)
 	if pub != nil {
 		id, err := KeyID(pub)
@@ -160,6 +211,14 @@ func (v *verifier) run() (VerifyResult, error) {
 	if v.pub != nil && v.res.Records > 0 && v.res.Checkpoints == 0 {
 		return VerifyResult{}, v.fail(v.res.From, ReasonUnanchored, "no checkpoint covers any record of the export")
 	}
+	for _, seq := range slices.Sorted(maps.Keys(v.pins)) {
+		if seq > v.res.To {
+			return VerifyResult{}, v.fail(seq, ReasonTruncated,
+				"the export ends at record %d, before record %d of a head pinned earlier: the log was cut or rolled back", v.res.To, seq)
+		}
+		return VerifyResult{}, v.fail(seq, ReasonMissing,
+			"the export starts after record %d of a head pinned earlier: export from record %d or earlier", seq, seq)
+	}
 	return v.res, nil
 }
 
@@ -187,6 +246,13 @@ func (v *verifier) header() error {
 		return v.fail(1, ReasonEdited, "header: the chain starts from zeros, not %s", l.Prev)
 	}
 	v.expect, v.prev, v.headerTo = *l.From, prev, *l.To
+	if want, ok := v.pins[*l.From-1]; ok {
+		if prev != want {
+			return v.fail(*l.From-1, ReasonForked, "the export continues from record %d with hash %x…, but the head pinned for it is %x…: this is another log",
+				*l.From-1, prev[:8], want[:8])
+		}
+		delete(v.pins, *l.From-1)
+	}
 	return nil
 }
 
@@ -209,6 +275,13 @@ func (v *verifier) record(l *exportLine) error {
 	r := &Record{Seq: seq, Time: t, Actor: *l.Actor, Action: *l.Action, Subject: *l.Subject, Outcome: *l.Outcome, Details: l.Details}
 	if h := chainHash(v.prev, canonicalRecord(r)); h != stated {
 		return v.fail(seq, ReasonEdited, "record content does not match its hash")
+	}
+	if want, ok := v.pins[seq]; ok {
+		if stated != want {
+			return v.fail(seq, ReasonForked, "record %d has chain hash %x…, but the head pinned for it is %x…: this is another log with the same numbering",
+				seq, stated[:8], want[:8])
+		}
+		delete(v.pins, seq)
 	}
 	v.prev = stated
 	v.expect++
@@ -294,6 +367,7 @@ func (v *verifier) checkpoint(l *exportLine) error {
 	}
 	v.res.Checkpoints++
 	v.res.VerifiedThrough = c.Size
+	v.res.SignedHead = Head{Seq: c.Size, Hash: c.Head}
 	return nil
 }
 

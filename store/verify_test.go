@@ -140,7 +140,7 @@ func TestVerifyExportDetectsTampering(t *testing.T) {
 		wantRes *VerifyResult
 	}{
 		{"untouched", func(l []string) []string { return l }, pub, "", 0,
-			&VerifyResult{From: 1, To: 12, Records: 12, Checkpoints: 3, VerifiedThrough: 12}},
+			&VerifyResult{From: 1, To: 12, Records: 12, Checkpoints: 3, VerifiedThrough: 12, SignedHead: Head{12, recordHash(t, ts, 12)}}},
 		{"edited actor", func(l []string) []string {
 			i := lineOf(t, l, "record", 6)
 			l[i] = editLine(t, l[i], func(e *exportLine) { *e.Actor = "mallory" })
@@ -268,9 +268,9 @@ func TestExportRange(t *testing.T) {
 		from, to uint64
 		want     VerifyResult
 	}{
-		{"middle with a checkpoint", 5, 9, VerifyResult{From: 5, To: 9, Records: 5, Checkpoints: 1, VerifiedThrough: 8}},
-		{"one record at a checkpoint", 4, 4, VerifyResult{From: 4, To: 4, Records: 1, Checkpoints: 1, VerifiedThrough: 4}},
-		{"to the end", 11, 0, VerifyResult{From: 11, To: 12, Records: 2, Checkpoints: 1, VerifiedThrough: 12}},
+		{"middle with a checkpoint", 5, 9, VerifyResult{From: 5, To: 9, Records: 5, Checkpoints: 1, VerifiedThrough: 8, SignedHead: Head{8, recordHash(t, ts, 8)}}},
+		{"one record at a checkpoint", 4, 4, VerifyResult{From: 4, To: 4, Records: 1, Checkpoints: 1, VerifiedThrough: 4, SignedHead: Head{4, recordHash(t, ts, 4)}}},
+		{"to the end", 11, 0, VerifyResult{From: 11, To: 12, Records: 2, Checkpoints: 1, VerifiedThrough: 12, SignedHead: Head{12, recordHash(t, ts, 12)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

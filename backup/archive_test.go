@@ -211,7 +211,7 @@ func TestRestore(t *testing.T) {
 
 	dir := t.TempDir()
 	archive := seal(t, k, tarOf(t, good, false))
-	st, err := backup.Restore(bg, bytes.NewReader(archive), k, dir)
+	st, err := backup.Restore(bg, bytes.NewReader(archive), k, dir, nil)
 	if err != nil || st.Files != 2 || st.KEK != k.CurrentKEK() {
 		t.Fatalf("restore: %+v %v", st, err)
 	}
@@ -221,7 +221,7 @@ func TestRestore(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "store")); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("restored store: %v %v", fi, err)
 	}
-	if _, err := backup.Restore(bg, bytes.NewReader(archive), k, dir); err == nil || !strings.Contains(err.Error(), "not empty") {
+	if _, err := backup.Restore(bg, bytes.NewReader(archive), k, dir, nil); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("restore over a store: %v", err)
 	}
 
@@ -247,7 +247,7 @@ func TestRestore(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if _, err := backup.Restore(bg, bytes.NewReader(c.archive), k, dir); err == nil || !strings.Contains(err.Error(), c.want) {
+			if _, err := backup.Restore(bg, bytes.NewReader(c.archive), k, dir, nil); err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err %v; want %q", err, c.want)
 			}
 			if left, _ := os.ReadDir(dir); len(left) != 0 {

@@ -28,8 +28,10 @@ type Stats struct {
 // device), with a Pebble manifest and tar's end marker. Everything is extracted into a
 // scratch directory in dataDir first, with files 0600 and directories 0700, and renamed into
 // place only once the last chunk has authenticated: a truncated, tampered or refused archive
-// leaves nothing behind.
-func Restore(ctx context.Context, in io.Reader, keys KeyWrapper, dataDir string) (Stats, error) {
+// leaves nothing behind. record, if not nil, is given the extracted store while it is still
+// in the scratch directory (the daemon writes the restore into its audit log there): if it
+// fails, nothing is restored.
+func Restore(ctx context.Context, in io.Reader, keys KeyWrapper, dataDir string, record func(storeDir string, st Stats) error) (Stats, error) {
 	target := filepath.Join(dataDir, "store")
 	empty := false
 	switch fi, err := os.Lstat(target); {
@@ -86,6 +88,11 @@ func Restore(ctx context.Context, in io.Reader, keys KeyWrapper, dataDir string)
 	st.Files, st.Bytes = files, size
 	if err != nil {
 		return st, err
+	}
+	if record != nil {
+		if err := record(filepath.Join(scratch, "store"), st); err != nil {
+			return st, fmt.Errorf("recording the restore in the restored audit log (nothing restored): %w", err)
+		}
 	}
 	if empty {
 		if err := os.Remove(target); err != nil {

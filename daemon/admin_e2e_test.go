@@ -532,13 +532,13 @@ func TestBackupRestoresIntoAFreshDataDirectory(t *testing.T) {
 	cfg.DataDir = fresh
 	altered := bytes.Clone(archive)
 	altered[len(altered)/2] ^= 1
-	if _, err := daemon.Restore(bg, cfg, bytes.NewReader(altered)); !errors.Is(err, backup.ErrTampered) {
+	if _, err := daemon.Restore(bg, cfg, bytes.NewReader(altered), "operator:olga"); !errors.Is(err, backup.ErrTampered) {
 		t.Fatalf("restore of an altered backup: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(fresh, "store")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a refused restore left a store: %v", err)
 	}
-	if st, err := daemon.Restore(bg, cfg, bytes.NewReader(archive)); err != nil || st.Files == 0 {
+	if st, err := daemon.Restore(bg, cfg, bytes.NewReader(archive), "operator:olga"); err != nil || st.Files == 0 {
 		t.Fatalf("restore: %+v %v", st, err)
 	}
 	if scratch, _ := os.ReadDir(filepath.Join(a.cfg.DataDir, "backup-scratch")); len(scratch) != 0 {
@@ -549,6 +549,12 @@ func TestBackupRestoresIntoAFreshDataDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.cfg.DataDir = fresh
+	// The stop after the backup was audited and checkpointed, so the HSM's audit anchor is
+	// past the backup: the restore must be acknowledged before the daemon serves it.
+	ack, err := daemon.AcknowledgeRestore(context.Background(), a.cfg, "operator:olga")
+	if err != nil || !ack.Needed {
+		t.Fatalf("acknowledging the restore: %+v, %v", ack, err)
+	}
 	a.start()
 
 	conn2 := a.dial("device-0001")

@@ -85,6 +85,9 @@ type Daemon struct {
 	mu       sync.Mutex
 	listener net.Listener
 	draining atomic.Bool // set when a stop begins; the health monitor then stands down
+	// startRecorded: daemon.start is in the audit log, so close records daemon.stop
+	// (lifecycle.go).
+	startRecorded bool
 
 	adm       adminSurface // admin HTTP surface and daemon-level metrics (admin.go)
 	providers *providers   // SMS, identity, login and payment (providers.go)
@@ -234,8 +237,12 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 	d.store, err = store.Open(ctx, store.Options{
 		Dir: filepath.Join(cfg.DataDir, "store"), Clock: opts.Clock, Signer: d.keyring.AuditSigner(),
 		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval.Std(),
-		Logger: opts.Log, CommitObserver: d.adm.storeMetrics.observe,
+		Logger: opts.Log, CommitObserver: d.adm.storeMetrics.observe, Anchor: d.keyring,
 	})
+	if err != nil {
+		return nil, err
+	}
+	anchor, err := d.checkAuditAnchor(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -253,6 +260,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 		return nil, err
 	}
 	d.buildServer()
+	if err := d.recordStart(ctx, anchor); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -507,6 +517,7 @@ func (d *Daemon) Close() {
 
 func (d *Daemon) close(ctx context.Context) {
 	if d.store != nil {
+		d.recordStop(ctx)
 		if err := d.store.Close(ctx); err != nil {
 			d.opts.Log.Error("closing store", "err", err)
 		}

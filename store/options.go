@@ -73,6 +73,9 @@ type Options struct {
 	// CheckpointInterval writes a checkpoint at the first append this long after the last
 	// checkpoint (and MaybeCheckpoint writes one when idle). Default 60s.
 	CheckpointInterval time.Duration
+	// MustExist refuses a directory that holds no store, rather than creating one (an
+	// offline tool opening a store it restored).
+	MustExist bool
 	// CacheSize is Pebble's block cache in bytes. Default 64 MiB.
 	CacheSize int64
 	// FS is the filesystem under Pebble; tests inject faults through it. Default vfs.Default.

@@ -71,6 +71,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		Cache:              cache,
 		Logger:             pebbleLogger{opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
+		ErrorIfNotExists:   opts.MustExist,
 	}
 	db, err := pebble.Open(opts.Dir, popts)
 	if err != nil {

@@ -759,6 +759,8 @@ func (c *cli) adminAuditVerifyCommand() *urfave.Command {
 	to := fs.Uint64("to", 0, "verify up to this record (default: the head)")
 	atLeast := fs.Uint64("at-least", 0, "the log must be signed through at least this record (from a checkpoint kept earlier)")
 	keep := fs.String("export", "", "also keep the export in a new `FILE`")
+	var heads pinnedHeads
+	fs.Var(&heads, "head", "a head `N:HASH` printed by an earlier verify: the log must hold record N with exactly that hash (repeatable)")
 	return c.adminCommand(verb{name: "verify", usage: "export the audit log and verify it here, as hufu audit verify does", fs: fs, nargs: noArgs, noTimeout: true}, true,
 		func(ctx context.Context, ac *adminclient.Client, _ []string) (err error) {
 			var pub *ecdsa.PublicKey
@@ -805,7 +807,7 @@ func (c *cli) adminAuditVerifyCommand() *urfave.Command {
 				pw.CloseWithError(err) // nil: EOF
 				exported <- err
 			}()
-			verr := c.verifyAuditExport(pr, pub, *from > 1, *atLeast)
+			verr := c.verifyAuditExport(pr, pub, *from > 1, *atLeast, heads)
 			pr.CloseWithError(errors.New("verification ended"))
 			if err := <-exported; err != nil {
 				return err

@@ -469,7 +469,7 @@ func TestAdminBackupAndRestore(t *testing.T) {
 		defer in.Close()
 		cfg := f.a.Config
 		cfg.DataDir = fresh
-		_, err = daemon.Restore(context.Background(), cfg, in)
+		_, err = daemon.Restore(context.Background(), cfg, in, "operator:olga")
 		return err
 	}
 	if err := restore(); err != nil {
@@ -485,6 +485,12 @@ func TestAdminBackupAndRestore(t *testing.T) {
 		t.Fatalf("restore over a store: %v", err)
 	}
 	f.a.Config.DataDir = fresh
+	// The restore is in the restored log; the HSM's audit anchor is past the backup (the
+	// stop after it was checkpointed), so the daemon serves it only once acknowledged.
+	ack, err := daemon.AcknowledgeRestore(context.Background(), f.a.Config, "operator:olga")
+	if err != nil || !ack.Needed {
+		t.Fatalf("acknowledge the restore: %+v, %v", ack, err)
+	}
 	f.a.Restart()
 	f.url = f.a.AdminURL()
 	f.waitReady()
@@ -497,8 +503,16 @@ func TestAdminBackupAndRestore(t *testing.T) {
 	if !found {
 		t.Fatalf("the restored appliance lacks platform-1: %+v", cl)
 	}
-	if out := f.ok("alice", "audit", "verify", "-key", f.path("audit.pem")); !strings.Contains(out, "audit log verifies: records 1..") {
+	if out := f.ok("alice", "audit", "verify", "-key", f.path("audit.pem"), "-export", f.path("restored.jsonl")); !strings.Contains(out, "audit log verifies: records 1..") {
 		t.Fatalf("restored audit log: %q", out)
+	}
+	exported, err := os.ReadFile(f.path("restored.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := regexp.MustCompile(`"actor":"operator:olga","action":"store.restore","subject":"hufu-backup-[^"]+","outcome":"ok","details":\{[^}]*"restored_head":"(\d+)"`).FindSubmatch(exported)
+	if restored == nil || !bytes.Contains(exported, []byte(`"actor":"operator:olga","action":"store.restore.acknowledge"`)) {
+		t.Fatalf("the restored log lacks the restore or its acknowledgement:\n%s", exported)
 	}
 }
 

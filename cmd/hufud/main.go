@@ -6,6 +6,8 @@
 //	hufud serve       run the daemon
 //	hufud restore     restore a backup into the data directory (offline, through the HSM)
 //	hufud admin-token make an admin bearer token and its configuration lines
+//	hufud acknowledge-restore
+//	                  accept a store restored from a backup (audited), which serve refuses
 //	hufud health      ask a running hufud whether it is ready (a container HEALTHCHECK)
 //	hufud version     print the version, VCS revision and Go version
 //	hufud completion  print a bash or zsh completion script
@@ -15,9 +17,10 @@
 // override the file. A HUFU_* variable that is no key (nor one of config.OtherEnv) is warned
 // about, by name only.
 //
-// Exit codes: 0 success, 1 failure, 2 usage error (unknown command, flag or argument), 78
-// invalid configuration (EX_CONFIG: the systemd unit does not restart on it, a restart
-// cannot fix a configuration).
+// Exit codes: 0 success, 1 failure, 2 usage error (unknown command, flag or argument), 65
+// a store restored from a backup or rolled back, which serve refuses until hufud
+// acknowledge-restore (EX_DATAERR), 78 invalid configuration (EX_CONFIG). The systemd unit
+// restarts on neither 65 nor 78: a restart cannot fix them.
 package main
 
 import (
@@ -26,14 +29,16 @@ import (
 	"io"
 	"os"
 
+	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/urfave/cli/v2"
 )
 
 // Exit codes by class of failure, documented in the package comment and the README.
 const (
-	exitFailure = 1
-	exitUsage   = 2
-	exitConfig  = 78 // sysexits.h EX_CONFIG
+	exitFailure  = 1
+	exitUsage    = 2
+	exitRestored = 65 // sysexits.h EX_DATAERR: daemon.ErrRestoredStore
+	exitConfig   = 78 // sysexits.h EX_CONFIG
 )
 
 func main() {
@@ -57,6 +62,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &cfg):
 		return exitConfig
+	case errors.Is(err, daemon.ErrRestoredStore):
+		return exitRestored
 	}
 	return exitFailure
 }
@@ -82,13 +89,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"(hufud serve -h lists them); flags override HUFU_* environment variables, which override\n" +
 			"the -config file, which overrides the built-in defaults. The built-in defaults are a production\n" +
 			"appliance: development is asked for with -development (make run does).\n\n" +
-			"Exit codes: 0 success, 1 failure, 2 usage error, 78 invalid configuration.",
+			"Exit codes: 0 success, 1 failure, 2 usage error, 65 restored store refused (hufud acknowledge-restore),\n" +
+			"78 invalid configuration.",
 		Writer: stdout, ErrWriter: stderr,
 		HideVersion:          true,
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			initCommand(), validateCommand(), configCommand(), serveCommand(),
-			restoreCommand(), adminTokenCommand(), healthCommand(), versionCommand(), completionCommand(),
+			restoreCommand(), adminTokenCommand(), acknowledgeRestoreCommand(), healthCommand(), versionCommand(), completionCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

@@ -19,13 +19,15 @@ func restoreCommand() *cli.Command {
 			"and extracts it into <data_dir>/store: checked whole first (every chunk authenticated,\n" +
 			"only directories and regular files under store/, a Pebble manifest), extracted beside the\n" +
 			"store and renamed into place, so a truncated, altered or refused backup leaves nothing.\n" +
-			"Run it as the daemon's user with hufud stopped, then start hufud and check hufu admin ready\n" +
-			"and hufu admin audit verify.",
+			"The restore is recorded in the restored store's audit log (store.restore, by -operator).\n" +
+			"Run it as the daemon's user with hufud stopped. hufud then refuses the store (exit 65) if\n" +
+			"the HSM's audit anchor is past the backup: run hufud acknowledge-restore, start hufud, and\n" +
+			"check hufu admin ready and hufu admin audit verify.",
 	}, func(c *cli.Context, l loadedConfig) error {
 		l.printEnvWarnings(c)
 		in := c.String("in")
-		if in == "" {
-			return usageError{fmt.Errorf("usage: hufud restore -config FILE -in BACKUP")}
+		if in == "" || c.String("operator") == "" {
+			return usageError{fmt.Errorf("usage: hufud restore -config FILE -in BACKUP -operator NAME")}
 		}
 		if err := l.Validate(); err != nil {
 			return configError{err}
@@ -39,7 +41,7 @@ func restoreCommand() *cli.Command {
 			return err
 		}
 		defer f.Close()
-		st, err := daemon.Restore(context.Background(), cfg, f)
+		st, err := daemon.Restore(context.Background(), cfg, f, "operator:"+c.String("operator"))
 		if err != nil {
 			return fmt.Errorf("%s: %w", in, err)
 		}
@@ -47,6 +49,7 @@ func restoreCommand() *cli.Command {
 			st.Name, st.KEK, st.Files, st.Bytes, filepath.Join(cfg.DataDir, "store"))
 		return nil
 	})
-	cmd.Flags = append(cmd.Flags, &cli.StringFlag{Name: "in", Usage: "the backup `FILE` (hufu admin backup)"})
+	cmd.Flags = append(cmd.Flags, &cli.StringFlag{Name: "in", Usage: "the backup `FILE` (hufu admin backup)"},
+		&cli.StringFlag{Name: "operator", Usage: "who restores, for the audit record (`NAME`, required)"})
 	return cmd
 }

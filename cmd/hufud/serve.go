@@ -20,7 +20,7 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the daemon",
 		Description: "Serves gRPC (phones, business and bid-opening systems) and the admin HTTP surface. SIGTERM and\n" +
-			"SIGINT stop it gracefully, SIGHUP reloads the TLS material. It refuses a configuration that\n" +
+			"SIGINT stop it gracefully, SIGHUP reloads the TLS material (and audits which configuration keys changed). It refuses a configuration that\n" +
 			"hufud validate would reject, with exit code 78. Under systemd it sends READY=1 and STOPPING=1.",
 	}, func(c *cli.Context, l loadedConfig) error {
 		cfg, err := preflight(l.Config)
@@ -28,11 +28,20 @@ func serveCommand() *cli.Command {
 			l.printEnvWarnings(c) // serve logs them once its logger exists
 			return err
 		}
-		return serve(cfg, l.envWarnings, c.App.ErrWriter)
+		// SIGHUP reads the configuration again as it was read now (file, environment,
+		// flags), to record which keys changed.
+		reread := func() (config.Config, error) {
+			l, err := loadConfig(c)
+			if err != nil {
+				return config.Config{}, err
+			}
+			return preflight(l.Config)
+		}
+		return serve(cfg, l.envWarnings, reread, c.App.ErrWriter)
 	})
 }
 
-func serve(cfg config.Config, envWarnings []config.EnvWarning, stderr io.Writer) error {
+func serve(cfg config.Config, envWarnings []config.EnvWarning, reread func() (config.Config, error), stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	for _, w := range envWarnings {
 		// The name only: the value may be a secret.
@@ -69,10 +78,18 @@ func serve(cfg config.Config, envWarnings []config.EnvWarning, stderr io.Writer)
 	defer func() { signal.Stop(hup); close(hup) }()
 	go func() {
 		for range hup {
-			if err := d.ReloadTLS(); err != nil {
+			var next *config.Config
+			cfg, loadErr := reread()
+			if loadErr != nil {
+				log.Error("configuration could not be read again; nothing of it changes", "err", loadErr)
+			} else {
+				next = &cfg
+			}
+			// Reload records the reload in the audit log (lifecycle.go).
+			if err := d.Reload(ctx, next, loadErr); err != nil {
 				log.Error("TLS reload failed; keeping the previous material", "err", err)
 			} else {
-				log.Info("TLS material reloaded")
+				log.Info("TLS material reloaded; other configuration changes take effect at the next start")
 			}
 		}
 	}()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/hsm"
 	"github.com/hufu-hsm/hufu/store"
 )
 
@@ -85,6 +86,61 @@ func TestRestoredStoreIsRefusedUntilAcknowledged(t *testing.T) {
 	}
 }
 
+// TestAnchorBehindTheStoreIsCaughtUp: a crash between signing a checkpoint and raising the
+// anchor leaves the anchor behind the store (made here by putting back an older anchor, on
+// the real token); the next start must not refuse, and raises the anchor to the store's
+// newest checkpoint.
+func TestAnchorBehindTheStoreIsCaughtUp(t *testing.T) {
+	a := startAdminAppliance(t, nil)
+	ctx := context.Background()
+	a.stop()
+	older := readAnchor(t, a.cfg)
+	a.start()
+	conn, userID := a.verifiedUser(phone, "device-0001")
+	createKey(t, conn, userID, "key-anchor-1", "123456")
+	a.stop()
+	newer := readAnchor(t, a.cfg)
+	if newer.Size <= older.Size {
+		t.Fatalf("the anchor did not follow the checkpoints: %d then %d", older.Size, newer.Size)
+	}
+	kr, err := hsm.Open(ctx, hsm.Config{ModulePath: a.cfg.HSM.Module, TokenLabel: a.cfg.HSM.TokenLabel, PINFile: a.cfg.HSM.PINFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.ResetAuditAnchor(ctx, older.Size, older.Head); err != nil {
+		t.Fatal(err)
+	}
+	kr.Close()
+
+	a.start() // fails the test if refused
+	var starts []map[string]any
+	for _, r := range records(t, a.export()) {
+		if r["action"] == "daemon.start" {
+			starts = append(starts, r["details"].(map[string]any))
+		}
+	}
+	if len(starts) != 3 || starts[2]["audit_anchor"] != strconv.FormatUint(newer.Size, 10) {
+		t.Fatalf("start records %v: the last should report the anchor caught up to %d", starts, newer.Size)
+	}
+	if _, ok := starts[0]["audit_anchor_created"]; !ok {
+		t.Fatalf("the first start did not report creating the anchor: %v", starts[0])
+	}
+}
+
+func readAnchor(t *testing.T, cfg config.Config) hsm.AuditAnchor {
+	t.Helper()
+	kr, err := hsm.Open(context.Background(), hsm.Config{ModulePath: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, PINFile: cfg.HSM.PINFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kr.Close()
+	anchor, found, err := kr.AuditAnchor(context.Background())
+	if err != nil || !found {
+		t.Fatalf("audit anchor: found %v, %v", found, err)
+	}
+	return anchor
+}
+
 // TestLifecycleIsAudited: start, clean stop and a SIGHUP reload are audit records; the
 // reload names the configuration keys that changed, never their values.
 func TestLifecycleIsAudited(t *testing.T) {
@@ -122,6 +178,9 @@ func TestLifecycleIsAudited(t *testing.T) {
 	}
 	if bytes.Contains(a.export(), []byte(strings.Repeat("5a", 32))) {
 		t.Fatal("a token hash reached the audit log")
+	}
+	if _, ok := start["audit_anchor_created"]; ok {
+		t.Fatalf("the second start created the anchor again: %v", start)
 	}
 	if start["config_admin_tokens"] == nil || !bytes.Contains([]byte(start["config_admin_tokens"].(string)), []byte("alice:auditor")) {
 		t.Fatalf("start details %v: no configured admin tokens", start)

@@ -453,6 +453,11 @@ func TestAdminBackupAndRestore(t *testing.T) {
 	if _, _, err := backup.CheckFraming(strings.NewReader(out[:len(out)-len(out)%(backup.DefaultChunkSize+16)])); !errors.Is(err, backup.ErrTruncated) {
 		t.Fatalf("a backup cut at a chunk boundary: %v", err)
 	}
+	// The auditor's head after the backup: the restored log cannot match it.
+	headAfter := regexp.MustCompile(`(?m)^head (\d+:[0-9a-f]{64})$`).FindStringSubmatch(f.ok("alice", "audit", "verify", "-key", f.path("audit.pem")))
+	if headAfter == nil {
+		t.Fatal("admin audit verify printed no head")
+	}
 	f.a.Stop()
 
 	// Restore into a fresh data directory holding only the TLS material (configuration, not
@@ -505,6 +510,9 @@ func TestAdminBackupAndRestore(t *testing.T) {
 	}
 	if out := f.ok("alice", "audit", "verify", "-key", f.path("audit.pem"), "-export", f.path("restored.jsonl")); !strings.Contains(out, "audit log verifies: records 1..") {
 		t.Fatalf("restored audit log: %q", out)
+	}
+	if msg := f.fails(exitError, "alice", "audit", "verify", "-key", f.path("audit.pem"), "-head", headAfter[1]); !strings.Contains(msg, "does NOT verify") {
+		t.Fatalf("the restored log passed with a head saved after the backup: %s", msg)
 	}
 	exported, err := os.ReadFile(f.path("restored.jsonl"))
 	if err != nil {

@@ -4,7 +4,8 @@
 # is refused with exit 78), init, serve, health, readiness, admin tokens (online creation, a
 # metrics_reader scrape, revocation), a desk grant approved by a second security officer,
 # KEK rotation and finish, SIGHUP, an encrypted backup, a graceful stop, the offline restore
-# through the HSM (hufud restore) into a fresh data directory, and the audit log verified
+# through the HSM (hufud restore) into a fresh data directory, refused until acknowledged
+# (hufud acknowledge-restore), and the audit log verified
 # against the key kept from installation, before and after the restore. The appliance is a
 # development one (SoftHSM2 in the data directory); everything else is as in production.
 # make test runs it after `make bins`; it needs bash and jq.
@@ -162,10 +163,16 @@ step "restore into a fresh data directory with the same HSM token and TLS materi
 mkdir -p "$work/restored"
 cp -a "$work/data/softhsm" "$work/data/tls" "$work/restored/"
 write_config "$work/restored"
-"$HUFUD" restore -config "$work/hufu.yaml" -in "$work/backup.hufubak" >/dev/null
+"$HUFUD" restore -config "$work/hufu.yaml" -in "$work/backup.hufubak" -operator runbook >/dev/null
+# The HSM's audit anchor is past the backup (the stop checkpointed after it): refused with 65
+# until an operator acknowledges the restore.
+rc=0; "$HUFUD" serve -config "$work/hufu.yaml" -log.format text >>"$work/serve.log" 2>&1 || rc=$?
+[ "$rc" = 65 ] || fail "a restored store behind the HSM's anchor was served (exit $rc, want 65)"
+"$HUFUD" acknowledge-restore -config "$work/hufu.yaml" -operator runbook >/dev/null || fail "acknowledge-restore"
 start
 hufu whoami >/dev/null || fail "the session of before the backup does not work on the restored store"
 admin sam system-client list | grep -q review-desk || fail "the restored store lost review-desk"
-admin alice audit verify -key "$work/audit.pem" >/dev/null || fail "audit verify after the restore"
+admin alice audit verify -key "$work/audit.pem" -export "$work/restored.jsonl" >/dev/null || fail "audit verify after the restore"
+grep -q '"action":"store.restore.acknowledge"' "$work/restored.jsonl" || fail "the restored log lacks the acknowledgement"
 stop
 step "ok"

@@ -4,8 +4,8 @@ package main
 // through its Go client, admin/adminclient, so that operators, auditors and security
 // officers need no curl. Every verb that talks to the appliance takes the connection flags
 // of adminFlags; the token is read from a file or the environment, never from a flag value
-// (which would land in the shell history and in ps). admin restore works offline, on a
-// backup archive and a data directory.
+// (which would land in the shell history and in ps). A backup is restored offline by hufud
+// restore, which needs the HSM.
 
 import (
 	"bytes"

@@ -289,7 +289,7 @@ func (s *Store) checkpointLocked(ctx context.Context) (*Checkpoint, error) {
 	return c, nil
 }
 
-// setSync writes one bookkeeping key outside the audit chain (checkpoints only).
+// setSync writes one bookkeeping key outside the audit chain (checkpoints, sink cursors).
 func (s *Store) setSync(key string, v []byte) (err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -60,10 +60,13 @@ import (
 //	t/<expiry:16 hex>/<key>         expiry index: <key> expires at Unix-nano <expiry>
 //	a/r/<seq:16 hex>                audit record seq (AuditRecord), seq starts at 1
 //	a/c/<size:16 hex>               signed audit checkpoint over records 1..size
+//	q/<sink name>                   how far an audit sink has shipped the log (audit_stream.go):
+//	                                0x01, seq (8), h_seq (32), time written (8, Unix ns), big-endian
 //
 // Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, n, h, l, p, w, r, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
-// messages; t/ values are empty. An index name is used either as a unique index or as a
+// messages; q/ values are the fixed layout above, written outside the audit chain like
+// checkpoints; t/ values are empty. An index name is used either as a unique index or as a
 // multi-valued one, never both.
 
 // SchemaVersion is the version of this key layout and of the record envelope, stored in
@@ -100,6 +103,8 @@ const (
 	kindTTL   Kind = "t"
 	kindAudit Kind = "a"
 	kindMeta  Kind = "m"
+	// kindSinkCursor holds audit sinks' delivery cursors (audit_stream.go).
+	kindSinkCursor Kind = "q"
 
 	metaKey          = "m/meta"
 	auditRecordPfx   = "a/r/"

@@ -128,6 +128,8 @@ type Log struct {
 type Audit struct {
 	CheckpointEvery    int      `yaml:"checkpoint_every"`
 	CheckpointInterval Duration `yaml:"checkpoint_interval"`
+	// Sinks ship the audit log to SIEMs and archives as it grows (auditsinks.go).
+	Sinks []AuditSink `yaml:"sinks"`
 }
 
 type Account struct {
@@ -717,6 +719,7 @@ func (c *Config) Validate() error {
 	c.validatePayments(bad)
 	c.validateWallet(bad)
 	c.validateAfterSales(bad)
+	c.validateAuditSinks(bad)
 	if len(ps) == 0 {
 		return nil
 	}
@@ -894,6 +897,7 @@ func (c *Config) CheckFiles() error {
 			ps = append(ps, Problem{Path: p.Path, Message: p.Message})
 		}
 	})
+	ps = append(ps, c.checkAuditSinkFiles()...)
 	if len(ps) == 0 {
 		return nil
 	}

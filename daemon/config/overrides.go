@@ -147,6 +147,9 @@ func Load(path string, flags Overrides, environ []string) (Config, error) {
 		c.fillDevelopment()
 	}
 	c.Providers.Each(func(_ string, o *webhook.Options) { o.EnsureDefaults() })
+	for i := range c.Audit.Sinks {
+		c.Audit.Sinks[i] = c.Audit.Sinks[i].WithDefaults()
+	}
 	return c, nil
 }
 

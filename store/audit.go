@@ -100,6 +100,7 @@ func (s *Store) loadHead() error {
 		return fmt.Errorf("%w: audit head key %q holds record %d", ErrCorrupt, it.Key(), r.Seq)
 	}
 	s.headSeq, s.headHash = r.Seq, r.Hash
+	s.durableSeq.Store(r.Seq) // what Open finds is what the WAL kept
 	return nil
 }
 

@@ -19,12 +19,31 @@ import (
 // a receiver already has (receivers deduplicate by sequence number); it never changes the
 // log.
 
+// DurableHead is the sequence number of the last audit record known to be synced to the
+// WAL. Head may be ahead of it while a commit waits for its fsync: such a record is already
+// readable, but a crash could still take it back and give its sequence number to another
+// record, so nothing that leaves the process (a sink) may read past DurableHead.
+func (s *Store) DurableHead() uint64 { return s.durableSeq.Load() }
+
+// noteDurable records that the audit records up to seq are synced. The WAL is written in
+// sequence order and a sync covers everything written before it, so a commit whose sync
+// returns makes every earlier record durable too; commits finish out of order, hence the
+// maximum.
+func (s *Store) noteDurable(seq uint64) {
+	for {
+		d := s.durableSeq.Load()
+		if seq <= d || s.durableSeq.CompareAndSwap(d, seq) {
+			return
+		}
+	}
+}
+
 // MaxAuditRange bounds one AuditRecords read.
 const MaxAuditRange = 10000
 
-// AuditRecords returns up to limit audit records with sequence numbers from..head, oldest
-// first, read from one snapshot (fewer, or none, when the log ends sooner). from 0 means 1.
-// limit is 1..MaxAuditRange.
+// AuditRecords returns up to limit audit records with sequence numbers from..DurableHead,
+// oldest first (fewer, or none, when the durable log ends sooner). from 0 means 1. limit is
+// 1..MaxAuditRange.
 func (s *Store) AuditRecords(ctx context.Context, from uint64, limit int) ([]*Record, error) {
 	if limit < 1 || limit > MaxAuditRange {
 		return nil, fmt.Errorf("%w: limit %d outside 1..%d", ErrInvalidOptions, limit, MaxAuditRange)
@@ -36,8 +55,12 @@ func (s *Store) AuditRecords(ctx context.Context, from uint64, limit int) ([]*Re
 		return nil, err
 	}
 	defer s.leave()
+	durable := s.DurableHead()
+	if from > durable {
+		return nil, nil
+	}
 	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{
-		LowerBound: []byte(auditRecordKey(from)), UpperBound: prefixEnd(auditRecordPfx),
+		LowerBound: []byte(auditRecordKey(from)), UpperBound: []byte(auditRecordKey(durable + 1)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: audit records: %w", err)

@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 func TestAuditRecordsRange(t *testing.T) {
@@ -118,5 +122,59 @@ func TestSinkCursorPersists(t *testing.T) {
 		if err := ts.SetSinkCursor(ctx, bad, want); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("name %q: err = %v, want ErrInvalidKey", bad, err)
 		}
+	}
+}
+
+// syncGate holds WAL syncs while closed: a fault injector for the window between a record
+// becoming readable and becoming durable, which a real disk leaves too short to observe.
+type syncGate struct {
+	held    atomic.Bool
+	waiting chan struct{} // signalled when a sync is being held
+	release chan struct{}
+}
+
+func (g *syncGate) MaybeError(op errorfs.Op) error {
+	if g.held.Load() && strings.HasSuffix(op.Path, ".log") && isSync(op.Kind) {
+		select {
+		case g.waiting <- struct{}{}:
+		default:
+		}
+		<-g.release
+	}
+	return nil
+}
+
+func (g *syncGate) String() string { return "sync gate" }
+
+// TestAuditRecordsStopsAtTheDurableHead: a record whose WAL sync has not returned is not
+// handed to a sink, whose receiver would otherwise keep a record that a crash can take back.
+func TestAuditRecordsStopsAtTheDurableHead(t *testing.T) {
+	gate := &syncGate{waiting: make(chan struct{}, 1), release: make(chan struct{})}
+	ts := openTest(t, func(o *Options) { o.FS = errorfs.Wrap(vfs.Default, gate) })
+	ctx := context.Background()
+	if err := ts.Append(ctx, Event{Actor: "test", Action: "durable.test", Outcome: OutcomeOK}); err != nil {
+		t.Fatal(err)
+	}
+	gate.held.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- ts.Append(ctx, Event{Actor: "test", Action: "durable.test", Outcome: OutcomeOK}) }()
+	<-gate.waiting
+	if head, _ := ts.Head(); head != 2 || ts.DurableHead() != 1 {
+		t.Fatalf("while the sync is held: head %d, durable head %d; want 2 and 1", head, ts.DurableHead())
+	}
+	recs, err := ts.AuditRecords(ctx, 1, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("AuditRecords while record 2 is not durable: %d records, %v; want only record 1", len(recs), err)
+	}
+	gate.held.Store(false)
+	close(gate.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ts.DurableHead() != 2 {
+		t.Fatalf("durable head %d after the sync, want 2", ts.DurableHead())
+	}
+	if recs, err = ts.AuditRecords(ctx, 2, 10); err != nil || len(recs) != 1 || recs[0].Seq != 2 {
+		t.Fatalf("AuditRecords after the sync: %v, %v", recs, err)
 	}
 }

@@ -32,7 +32,10 @@ type Store struct {
 	auditMu  sync.Mutex
 	headSeq  uint64
 	headHash [hashSize]byte
-	failErr  error // first commit-pipeline failure; sticky
+	// durableSeq is the last audit record known to be synced to the WAL: readers that
+	// ship records out of the process read no further (audit_stream.go).
+	durableSeq atomic.Uint64
+	failErr    error // first commit-pipeline failure; sticky
 
 	failed atomic.Bool // mirrors failErr != nil for lock-free checks
 

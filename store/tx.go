@@ -515,6 +515,7 @@ func (s *Store) appendAndCommit(b *pebble.Batch, prepared []preparedEvent) error
 		s.auditMu.Unlock()
 		return fmt.Errorf("store: commit sync: %w", errors.Join(ErrFailed, err))
 	}
+	s.noteDurable(seq)
 	_ = b.Close()
 	return nil
 }

@@ -35,6 +35,7 @@ import (
 // Store is what a sink needs of the store.
 type Store interface {
 	Head() (uint64, [32]byte)
+	DurableHead() uint64
 	AuditRecord(ctx context.Context, seq uint64) (*store.Record, error)
 	AuditRecords(ctx context.Context, from uint64, limit int) ([]*store.Record, error)
 	SinkCursor(ctx context.Context, name string) (store.SinkCursor, error)
@@ -176,7 +177,9 @@ func (s *Sink) Run(ctx context.Context) {
 			}
 			replayAt, connFirst = 0, 0
 		}
-		head, _ := s.deps.Store.Head()
+		// Only durable records leave the process: a crash could still take back the others
+		// and give their sequence numbers to different records.
+		head := s.deps.Store.DurableHead()
 		if next > head {
 			select {
 			case <-s.t.lost():

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hufu-hsm/hufu/daemon/accounts"
 	"github.com/hufu-hsm/hufu/daemon/attachments"
+	"github.com/hufu-hsm/hufu/daemon/auditsink"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/commerce/aftersales"
@@ -78,6 +79,7 @@ type Daemon struct {
 	support     *support.Service    // support.go
 	wallet      *wallet.Service     // wallet.go
 	aftersales  *aftersales.Service // aftersales.go
+	auditSinks  []*auditsink.Sink   // auditsinks.go
 	tls         *tlsMaterial
 	server      *grpc.Server
 	health      *health.Server
@@ -250,6 +252,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 		return nil, err
 	}
 	if err := d.buildAdmin(); err != nil {
+		return nil, err
+	}
+	if err := d.buildAuditSinks(); err != nil {
 		return nil, err
 	}
 	d.adm.server.SetMode(mode(cfg))
@@ -444,6 +449,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	background.Go(func() { d.store.RunSweeper(bgCtx, time.Minute) })
 	background.Go(func() { d.store.RunCheckpointer(bgCtx, d.cfg.Audit.CheckpointInterval.Std()) })
 	background.Go(func() { d.keys.Run(bgCtx) })
+	d.runAuditSinks(bgCtx, &background)
 	closeAll := func() {
 		d.closeAdmin(context.Background())
 		stopBackground()

@@ -27,8 +27,8 @@ type syslogMessage struct {
 	Msg       []byte                       // without the BOM
 }
 
-// maxFrame bounds one frame, as a receiver must (rsyslog's default is 8 KiB; audit records
-// are at most about 20 KiB, so receivers should raise it, see docs/operations.md).
+// maxFrame bounds one frame, as a receiver must (docs/operations.md asks receivers for
+// 64 KiB: an audit record's fields hold up to 12 KiB of text before JSON escaping).
 const maxFrame = 64 << 10
 
 // readFrame reads one octet-counted frame (RFC 6587 §3.4.1): LEN SP MSG.

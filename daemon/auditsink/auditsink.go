@@ -4,7 +4,8 @@
 // (store.SinkCursor), reads at most MaxBuffered records at a time, and moves the cursor only
 // after the destination has them (written and flushed to the TLS connection; written and
 // fsynced to the file). A sink that is down falls behind and catches up from the store; it
-// never drops a record and never holds more than one batch in memory.
+// never drops a record and never holds more than one batch in memory. It reads only up to
+// store.DurableHead: a record a crash could still take back never leaves the process.
 //
 // # Delivery: at least once, exactly once after deduplication
 //

@@ -39,7 +39,9 @@ func (s *Service) authorize(ctx context.Context, caller authn.Caller, e *cacheEn
 // tickets are revoked, and the answer says for how long. The counter and the audit record of
 // a wrong PIN are committed with the refusal.
 func (s *Service) verifyPIN(ctx context.Context, caller authn.Caller, keyID, pin, field string) error {
-	if err := checkPIN(field, pin); err != nil {
+	// The key id first: an empty or malformed one is the caller's mistake (InvalidArgument),
+	// never a store error logged as internal with the raw id in it.
+	if err := firstError(checkKeyID(keyID), checkPIN(field, pin)); err != nil {
 		return err
 	}
 	locked, wrote := false, false
@@ -127,7 +129,7 @@ func (s *Service) OpenTicket(ctx context.Context, caller authn.Caller, keyID, pi
 
 // ChangePin replaces the PIN given the current one.
 func (s *Service) ChangePin(ctx context.Context, caller authn.Caller, keyID, current, next string) error {
-	if err := checkPIN("new_pin", next); err != nil {
+	if err := firstError(checkKeyID(keyID), checkPIN("new_pin", next)); err != nil {
 		return err
 	}
 	if err := s.verifyPIN(ctx, caller, keyID, current, "current_pin"); err != nil {

@@ -46,6 +46,9 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, _ Token) {
 	if err == nil && to != 0 && to < from {
 		err = fmt.Errorf("to %d is before from %d", to, from)
 	}
+	if err == nil {
+		err = checkExportRange(s.opts.Store, from, to)
+	}
 	if err != nil {
 		writeText(w, http.StatusBadRequest, err.Error()+"\n")
 		return
@@ -64,6 +67,22 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, _ Token) {
 		s.opts.Log.Error("admin: audit export", "err", err)
 		writeText(w, http.StatusInternalServerError, "export failed (see the daemon log)\n")
 	}
+}
+
+// checkExportRange refuses a range that reaches past the log, before anything is streamed:
+// such an export would start with a header promising records it cannot contain (to), or
+// fail reading the record before it (from), and the caller would get a truncated file or a
+// 500 instead of the reason. A checkpoint can lie beyond the last stored record (evidence of
+// deleted records), so only "to" 0 (up to the head) exports those.
+func checkExportRange(st *store.Store, from, to uint64) error {
+	head, _ := st.Head()
+	switch {
+	case from > head && from > 1:
+		return fmt.Errorf("from: %d is past the last audit record (%d)", from, head)
+	case to > head:
+		return fmt.Errorf("to: %d is past the last audit record (%d); omit to for an export up to the head", to, head)
+	}
+	return nil
 }
 
 // committedWriter remembers whether anything was written, so an export that fails before

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hufu-hsm/hufu/admin"
@@ -34,6 +35,10 @@ type systemClients struct {
 
 	mu         sync.RWMutex
 	registered map[string]map[string]bool // name -> service -> allowed
+
+	// afterCommit, if set (tests only), runs between a change's commit and the update of
+	// the gate's table, where a concurrent change can slip in.
+	afterCommit atomic.Pointer[func(name string)]
 }
 
 var _ admin.SystemClients = (*systemClients)(nil)
@@ -189,9 +194,7 @@ func (sc *systemClients) Register(ctx context.Context, c admin.SystemClient, by 
 	if err != nil {
 		return nil, err
 	}
-	sc.mu.Lock()
-	sc.registered[c.Name] = serviceSet(services)
-	sc.mu.Unlock()
+	sc.syncFromStore(ctx, c.Name)
 	return issued, nil
 }
 
@@ -213,10 +216,34 @@ func (sc *systemClients) Remove(ctx context.Context, name string, by admin.Actor
 	if err != nil {
 		return err
 	}
-	sc.mu.Lock()
-	delete(sc.registered, name)
-	sc.mu.Unlock()
+	sc.syncFromStore(ctx, name)
 	return nil
+}
+
+// syncFromStore sets the gate's entry for name to what the store holds now, after a change
+// committed. Setting the entry to what this change wrote would race: a registration and a
+// removal commit in one order and could update the table in the other, leaving a removed
+// client allowed (or a registered one refused) until a restart. Reading the store under mu
+// instead, the last sync to run sees the state the last commit left, whatever the order. If
+// the store cannot be read, the entry is dropped: a client is refused rather than allowed
+// on a guess (the next change or a restart restores it).
+func (sc *systemClients) syncFromStore(ctx context.Context, name string) {
+	if hook := sc.afterCommit.Load(); hook != nil {
+		(*hook)(name)
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	rec, err := systemClientRecords.Read(context.WithoutCancel(ctx), sc.d.store, name)
+	switch {
+	case err == nil:
+		sc.registered[name] = serviceSet(rec.Services)
+	case errors.Is(err, store.ErrNotFound):
+		delete(sc.registered, name)
+	default:
+		delete(sc.registered, name)
+		sc.d.opts.Log.Error("system clients: reading a client back after a change; refusing it until the next change or a restart",
+			"client", name, "err", err)
+	}
 }
 
 // issue makes a client certificate with the development CA of the data directory.

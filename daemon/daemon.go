@@ -264,7 +264,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 	if err := d.registerExpiryMetrics(ctx); err != nil {
 		return nil, err
 	}
-	d.buildServer()
+	if err := d.buildServer(); err != nil {
+		return nil, err
+	}
 	if err := d.recordStart(ctx, anchor); err != nil {
 		return nil, err
 	}
@@ -334,7 +336,7 @@ func (d *Daemon) buildServices() error {
 	return d.buildWallet()
 }
 
-func (d *Daemon) buildServer() {
+func (d *Daemon) buildServer() error {
 	systems := map[string]map[string]bool{}
 	for _, sc := range d.cfg.SystemClients {
 		systems[sc.Name] = map[string]bool{}
@@ -346,11 +348,14 @@ func (d *Daemon) buildServer() {
 		policy: authn.Policy{}, sessions: d.accounts, systems: systems, registered: d.adm.systems.allowed,
 		maxDeadline: d.cfg.GRPC.MaxDeadline.Std(), metrics: newRPCMetrics(d.opts.Registry), log: d.opts.Log,
 	}
+	failures := new(undecodable)
 	d.server = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(d.tls.config())),
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.MaxRecvMsgSize(d.cfg.GRPC.MaxRecvBytes),
+		// Undecodable requests are InvalidArgument naming the field (decoding.go).
+		grpc.ForceServerCodecV2(newRequestCodec(failures)),
 		// A fixed pool of stream workers keeps warm goroutine stacks: a fresh goroutine per
 		// call grows its stack through the curve arithmetic on every signature.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
@@ -359,28 +364,30 @@ func (d *Daemon) buildServer() {
 		grpc.WaitForHandlers(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
-	for _, policy := range []authn.Policy{d.accounts.Register(d.server), d.keys.Register(d.server), d.certs.Register(d.server),
-		d.enterprises.Register(d.server), d.seals.Register(d.server), d.scan.Register(d.server), d.openings.Register(d.server),
-		d.invoices.Register(d.server),
-		d.cards.Register(d.server), d.support.Register(d.server), d.payments.Register(d.server),
-		d.wallet.Register(d.server), d.aftersales.Register(d.server)} {
+	reg := newDecodingRegistrar(d.server, failures)
+	for _, policy := range []authn.Policy{d.accounts.Register(reg), d.keys.Register(reg), d.certs.Register(reg),
+		d.enterprises.Register(reg), d.seals.Register(reg), d.scan.Register(reg), d.openings.Register(reg),
+		d.invoices.Register(reg),
+		d.cards.Register(reg), d.support.Register(reg), d.payments.Register(reg),
+		d.wallet.Register(reg), d.aftersales.Register(reg)} {
 		for m, r := range policy {
 			g.policy[m] = r
 		}
 	}
 	d.systemServices = systemServicesOf(g.policy)
 	d.health = health.NewServer()
-	healthpb.RegisterHealthServer(d.server, d.health)
+	healthpb.RegisterHealthServer(reg, d.health)
 	for _, m := range []string{"Check", "Watch", "List"} {
 		g.policy["/grpc.health.v1.Health/"+m] = authn.Public
 	}
 	if d.cfg.GRPC.Reflection {
-		reflection.Register(d.server)
+		reflection.Register(reg)
 		for _, svc := range []string{"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} {
 			g.policy["/"+svc+"/ServerReflectionInfo"] = authn.Public
 		}
 	}
 	d.setServing(false)
+	return reg.checkAll()
 }
 
 // setServing sets the health of the whole server and of each service.

@@ -286,12 +286,12 @@ func (d *Daemon) buildServices() error {
 	d.accounts, err = accounts.New(accounts.Options{
 		SMSCodeTTL: a.SMSCodeTTL.Std(), SMSResendInterval: a.SMSResendInterval.Std(),
 		SMSMaxPerPhoneHour: a.SMSMaxPerPhoneHour, SMSMaxPerSourceHour: a.SMSMaxPerSourceHour,
-		CodeMaxAttempts: a.CodeMaxAttempts, CodeLockout: a.CodeLockout.Std(),
+		CodeMaxAttempts: a.CodeMaxAttempts, CodeFailureWindow: a.CodeFailureWindow.Std(), CodeLockout: a.CodeLockout.Std(),
 		PasswordMaxAttempts: a.PasswordMaxAttempts, AccessTokenTTL: a.AccessTokenTTL.Std(),
 		RefreshTokenTTL: a.RefreshTokenTTL.Std(), Platforms: platforms, DefaultPlatform: a.DefaultPlatform,
 	}, accounts.Deps{
 		Store: d.store, Keyring: d.keyring, SMS: d.providers.sms, WeChat: d.providers.wechat, Carrier: d.providers.carrier,
-		Verifier: d.providers.verifier, Clock: d.opts.Clock, Log: d.opts.Log,
+		Verifier: d.providers.verifier, Clock: d.opts.Clock, Log: d.opts.Log, Registry: d.opts.Registry,
 	})
 	if err != nil {
 		return err

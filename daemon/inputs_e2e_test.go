@@ -1,6 +1,10 @@
 package daemon_test
 
 import (
+	"fmt"
+	"time"
+
+	"github.com/hufu-hsm/hufu/daemon/accounts"
 	"net/http"
 	"strings"
 
@@ -56,5 +60,67 @@ func TestAuditExportRefusesARangePastTheLog(t *testing.T) {
 	}
 	if code, body := a.call("GET", "/audit/export?from=1&to=2", admin.Auditor); code != http.StatusOK || len(records(t, body)) != 2 {
 		t.Fatalf("an in-range export: %d %s", code, body)
+	}
+}
+
+// TestWrongCodesCountAcrossCodes: a fresh code does not give a fresh set of guesses; the
+// count per number runs for the failure window, the lockout is audited and counted.
+func TestWrongCodesCountAcrossCodes(t *testing.T) {
+	a := startAdminAppliance(t, nil)
+	conn := a.dial("device-0001")
+	dev := &hufuv1.Device{Id: "device-0001"}
+	send := func(purpose hufuv1.SmsPurpose) {
+		t.Helper()
+		if _, err := conn.Accounts.SendSmsCode(bg, &hufuv1.SendSmsCodeRequest{Phone: phone, Purpose: purpose}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	guess := func() error {
+		code := a.code(phone, accounts.PurposeSignIn)
+		wrong := "000000"
+		if wrong == code {
+			wrong = "000001"
+		}
+		_, err := conn.Accounts.SignInWithSmsCode(bg, &hufuv1.SignInWithSmsCodeRequest{Phone: phone, Code: wrong, Device: dev})
+		return err
+	}
+	max := a.cfg.Account.CodeMaxAttempts
+	// Guesses spread over fresh codes (each after the resend interval) still add up.
+	for i := 1; i < max; i++ {
+		send(hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN)
+		wantCode(t, guess(), codes.Unauthenticated, "")
+		a.clock.Advance(a.cfg.Account.SMSResendInterval.Std() + time.Second)
+		if i == 2 {
+			a.clock.Advance(time.Hour) // past the hourly sending limit, not the failure window
+		}
+	}
+	send(hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN)
+	wantCode(t, guess(), codes.ResourceExhausted, "")
+	// After the lockout, in the window, the next wrong code locks again at once.
+	a.clock.Advance(a.cfg.Account.CodeLockout.Std() + time.Second)
+	send(hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN)
+	wantCode(t, guess(), codes.ResourceExhausted, "")
+	// Past the window the count starts again, and a right code clears it.
+	a.clock.Advance(a.cfg.Account.CodeFailureWindow.Std() + time.Second)
+	send(hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN)
+	wantCode(t, guess(), codes.Unauthenticated, "")
+	if _, err := conn.Accounts.SignInWithSmsCode(bg, &hufuv1.SignInWithSmsCodeRequest{Phone: phone, Code: a.code(phone, accounts.PurposeSignIn), Device: dev}); err != nil {
+		t.Fatalf("the right code: %v", err)
+	}
+
+	var locked int
+	for _, r := range records(t, a.export()) {
+		d, _ := r["details"].(map[string]any)
+		if r["action"] == "account.sms_code.verify" && r["outcome"] == "locked" {
+			locked++
+			if d["locked_for"] != a.cfg.Account.CodeLockout.Std().String() || strings.Contains(fmt.Sprint(r), phone) {
+				t.Fatalf("lockout record: %v", r)
+			}
+		}
+	}
+	_, metrics := a.call("GET", "/metrics", admin.Operator)
+	if locked != 2 || !strings.Contains(string(metrics), "hufu_accounts_sms_code_lockouts_total 2\n") ||
+		!strings.Contains(string(metrics), fmt.Sprintf("hufu_accounts_sms_code_failures_total %d\n", max+2)) {
+		t.Fatalf("%d lockout records; metrics:\n%s", locked, grepLines(metrics, "hufu_accounts_sms_code"))
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Keyring is what accounts needs of the HSM: sealing ID numbers and keyed hashes of SMS codes.
@@ -38,7 +39,11 @@ type Options struct {
 	SMSResendInterval   time.Duration
 	SMSMaxPerPhoneHour  int
 	SMSMaxPerSourceHour int
+	// CodeMaxAttempts wrong SMS codes for one number within CodeFailureWindow (across codes
+	// and purposes; a new code does not reset the count) lock the number for CodeLockout,
+	// and so does each further wrong code in the window.
 	CodeMaxAttempts     int
+	CodeFailureWindow   time.Duration
 	CodeLockout         time.Duration
 	PasswordMaxAttempts int
 	PasswordLockout     time.Duration
@@ -66,6 +71,8 @@ type Deps struct {
 	Verifier identity.Verifier
 	Clock    Clock
 	Log      *slog.Logger
+	// Registry takes the package's metrics (a private one if nil).
+	Registry prometheus.Registerer
 }
 
 // Service implements the account, platform and identity APIs and resolves sessions for the
@@ -77,7 +84,27 @@ type Service struct {
 	argon     chan struct{} // bounds concurrent Argon2id password checks
 	// deletion is set once while wiring (SetDeletion), before serving.
 	deletion *Deletion
+	metrics  metrics
 	Deps
+}
+
+// metrics of the package: counts only, never a number or a user as a label.
+type metrics struct {
+	codeFailures prometheus.Counter
+	codeLockouts prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		codeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hufu_accounts_sms_code_failures_total", Help: "Wrong SMS codes entered.",
+		}),
+		codeLockouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hufu_accounts_sms_code_lockouts_total", Help: "Numbers locked after too many wrong SMS codes in the failure window.",
+		}),
+	}
+	reg.MustRegister(m.codeFailures, m.codeLockouts)
+	return m
 }
 
 // New checks the dependencies and returns the service.
@@ -92,13 +119,19 @@ func New(opts Options, deps Deps) (*Service, error) {
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
+	if deps.Registry == nil {
+		deps.Registry = prometheus.NewRegistry()
+	}
+	if opts.CodeFailureWindow <= 0 {
+		return nil, errors.New("accounts: the wrong-code window must be positive")
+	}
 	if opts.PasswordLockout == 0 {
 		opts.PasswordLockout = opts.CodeLockout
 	}
 	if opts.Password == (PasswordParams{}) {
 		opts.Password = DefaultPasswordParams
 	}
-	s := &Service{opts: opts, platforms: map[string]Platform{}, resolved: newSessionCache(),
+	s := &Service{opts: opts, platforms: map[string]Platform{}, resolved: newSessionCache(), metrics: newMetrics(deps.Registry),
 		argon: make(chan struct{}, runtime.GOMAXPROCS(0)), Deps: deps}
 	for _, p := range opts.Platforms {
 		s.platforms[p.ID] = p

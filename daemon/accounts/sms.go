@@ -170,9 +170,13 @@ func (s *Service) ConsumeCode(ctx context.Context, tx *store.Tx, phone string, p
 	return s.consumeCode(ctx, tx, phone, purpose, code)
 }
 
-// consumeCode checks a code inside tx and deletes it when right. A wrong code counts a
-// failure; at the configured maximum the code dies and the number is locked. Those writes
-// commit with the refusal.
+// consumeCode checks a code inside tx and deletes it when right. Wrong codes count per
+// number, across codes and purposes, in a window (Options.CodeFailureWindow) that a new
+// code does not reset: sending a fresh code after each few guesses would otherwise give
+// CodeMaxAttempts guesses per code, indefinitely. From the CodeMaxAttempts-th wrong code in
+// the window on, each wrong code kills the code and locks the number for CodeLockout, so a
+// number gets at most CodeMaxAttempts-1 + window/lockout guesses per window. A right code
+// clears the count. Those writes, and the audit record, commit with the refusal.
 func (s *Service) consumeCode(ctx context.Context, tx *store.Tx, phone string, purpose Purpose, code string) error {
 	if err := checkLock(tx, "code-lock", phone); err != nil {
 		return err
@@ -190,33 +194,62 @@ func (s *Service) consumeCode(ctx context.Context, tx *store.Tx, phone string, p
 		return &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable", Cause: err}
 	}
 	if ok {
+		if err := counters.Delete(tx, codeFailuresID(phone)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 		return smsCodes.Delete(tx, id)
 	}
 	rec.Failures++
+	s.metrics.codeFailures.Inc()
+	failures, err := countCodeFailure(tx, phone, s.opts.CodeFailureWindow)
+	if err != nil {
+		return err
+	}
 	event := store.Event{
 		Actor: "anonymous", Action: "account.sms_code.verify", Subject: "phone:" + identity.MaskPhone(phone),
-		Outcome: "denied", Details: map[string]string{"purpose": string(purpose), "failures": fmt.Sprint(rec.Failures)},
+		Outcome: "denied", Details: map[string]string{"purpose": string(purpose), "failures": fmt.Sprint(rec.Failures),
+			"failures_in_window": fmt.Sprint(failures)},
 	}
 	var denial error
-	if int(rec.Failures) >= s.opts.CodeMaxAttempts {
+	if failures >= s.opts.CodeMaxAttempts {
 		if err := smsCodes.Delete(tx, id); err != nil {
 			return err
 		}
 		if err := lock(tx, "code-lock", phone, s.opts.CodeLockout); err != nil {
 			return err
 		}
+		event.Outcome = "locked"
 		event.Details["locked_for"] = s.opts.CodeLockout.String()
 		denial = apierr.Exhausted(s.opts.CodeLockout, "too many wrong codes: this number is locked for %v", s.opts.CodeLockout)
+		// Counted when decided: a commit that then fails (the store fails closed) may leave
+		// one counted lockout that did not happen, never the reverse.
+		s.metrics.codeLockouts.Inc()
 	} else {
 		if err := smsCodes.Put(tx, id, rec, store.ExpiresAt(fromNanos(rec.ExpiresUnixNano))); err != nil {
 			return err
 		}
-		denial = apierr.New(apierr.Unauthenticated, "wrong code: %d attempts left", s.opts.CodeMaxAttempts-int(rec.Failures))
+		denial = apierr.New(apierr.Unauthenticated, "wrong code: %d attempts left", s.opts.CodeMaxAttempts-failures)
 	}
 	if err := tx.Audit(event); err != nil {
 		return err
 	}
 	return store.Refuse(denial)
+}
+
+func codeFailuresID(phone string) string { return "rate/code-fail/" + phone }
+
+// countCodeFailure counts one wrong code for the number in its failure window (which
+// starts at the first wrong code and is not moved by later ones) and returns the count.
+func countCodeFailure(tx *store.Tx, phone string, window time.Duration) (int, error) {
+	id := codeFailuresID(phone)
+	c, err := counters.Get(tx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		c = &storepb.RateCounter{WindowEndUnixNano: nanos(tx.Now().Add(window))}
+	} else if err != nil {
+		return 0, err
+	}
+	c.Count++
+	return int(c.Count), counters.Put(tx, id, c, store.ExpiresAt(fromNanos(c.WindowEndUnixNano)))
 }
 
 func codeID(phone string, purpose Purpose) string { return "sms/" + string(purpose) + "/" + phone }

@@ -137,8 +137,11 @@ type Account struct {
 	SMSResendInterval   Duration `yaml:"sms_resend_interval"`
 	SMSMaxPerPhoneHour  int      `yaml:"sms_max_per_phone_hour"`
 	SMSMaxPerSourceHour int      `yaml:"sms_max_per_source_hour"`
-	// CodeMaxAttempts wrong codes lock the number for CodeLockout.
+	// CodeMaxAttempts wrong codes for one number within CodeFailureWindow lock the number
+	// for CodeLockout, and so does each further wrong code in the window. The count is per
+	// number, across codes and purposes: sending a new code does not reset it.
 	CodeMaxAttempts     int      `yaml:"code_max_attempts"`
+	CodeFailureWindow   Duration `yaml:"code_failure_window"`
 	CodeLockout         Duration `yaml:"code_lockout"`
 	PasswordMaxAttempts int      `yaml:"password_max_attempts"`
 	AccessTokenTTL      Duration `yaml:"access_token_ttl"`
@@ -363,7 +366,7 @@ func Default() Config {
 		Account: Account{
 			SMSCodeTTL: Duration(5 * time.Minute), SMSResendInterval: Duration(time.Minute),
 			SMSMaxPerPhoneHour: 5, SMSMaxPerSourceHour: 50,
-			CodeMaxAttempts: 5, CodeLockout: Duration(15 * time.Minute),
+			CodeMaxAttempts: 5, CodeFailureWindow: Duration(24 * time.Hour), CodeLockout: Duration(15 * time.Minute),
 			PasswordMaxAttempts: 10,
 			AccessTokenTTL:      Duration(2 * time.Hour), RefreshTokenTTL: Duration(30 * 24 * time.Hour),
 		},
@@ -617,7 +620,7 @@ func (c *Config) Validate() error {
 		"hsm.reopen_backoff": c.HSM.ReopenBackoff, "hsm.reopen_max_backoff": c.HSM.ReopenMaxBackoff,
 		"grpc.shutdown_grace": c.GRPC.ShutdownGrace, "audit.checkpoint_interval": c.Audit.CheckpointInterval,
 		"account.sms_code_ttl": c.Account.SMSCodeTTL, "account.sms_resend_interval": c.Account.SMSResendInterval,
-		"account.code_lockout": c.Account.CodeLockout, "account.access_token_ttl": c.Account.AccessTokenTTL,
+		"account.code_lockout": c.Account.CodeLockout, "account.code_failure_window": c.Account.CodeFailureWindow, "account.access_token_ttl": c.Account.AccessTokenTTL,
 		"account.refresh_token_ttl": c.Account.RefreshTokenTTL, "keys.pin_lockout": c.Keys.PINLockout,
 		"keys.ticket_ttl": c.Keys.TicketTTL, "keys.cache_ttl": c.Keys.CacheTTL,
 	}

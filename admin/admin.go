@@ -144,8 +144,12 @@ type Options struct {
 	// BackupDir is the scratch directory for backups; it must be on the store's
 	// filesystem so that Pebble can hard-link (the daemon uses <data_dir>/backup-scratch).
 	BackupDir string
-	Clock     interface{ Now() time.Time }
-	Log       *slog.Logger
+	// AuthFailureWindow and AuthFailureLimit rate-limit requests without a valid token per
+	// source address (authfailures.go; defaults 1m and 10).
+	AuthFailureWindow time.Duration
+	AuthFailureLimit  int
+	Clock             interface{ Now() time.Time }
+	Log               *slog.Logger
 }
 
 // Server is the admin HTTP surface.
@@ -168,6 +172,8 @@ type Server struct {
 	http       *http.Server
 
 	mode string // SetMode
+
+	authFailures *authFailures
 }
 
 // SetMode names the appliance's mode ("development", "production") for /readyz?verbose,
@@ -198,7 +204,8 @@ func New(opts Options) (*Server, error) {
 	if opts.ApprovalTTL <= 0 {
 		opts.ApprovalTTL = 24 * time.Hour
 	}
-	s := &Server{opts: opts, tokens: map[[32]byte]Token{}, configNames: map[string]bool{}, mux: http.NewServeMux()}
+	s := &Server{opts: opts, tokens: map[[32]byte]Token{}, configNames: map[string]bool{}, mux: http.NewServeMux(),
+		authFailures: newAuthFailures(opts.AuthFailureWindow, opts.AuthFailureLimit)}
 	for _, t := range opts.Tokens {
 		if !validRole(t.Role) {
 			return nil, fmt.Errorf("admin: token %q: unknown role %q", t.Name, t.Role)
@@ -216,6 +223,9 @@ func New(opts Options) (*Server, error) {
 	s.rot = &rotation{s: s, state: RotationStatus{State: StateIdle}}
 	if opts.Registerer != nil {
 		if err := s.registerMetrics(opts.Registerer); err != nil {
+			return nil, err
+		}
+		if err := opts.Registerer.Register(s.authFailures.count); err != nil {
 			return nil, err
 		}
 	}
@@ -315,9 +325,7 @@ func (s *Server) handle(pattern string, e endpoint) {
 			setCaller(r, string(who.Role))
 		}
 		if !ok {
-			s.audit(r, who, e.action, store.OutcomeDenied, map[string]string{"reason": "no valid token"})
-			w.Header().Set("WWW-Authenticate", `Bearer realm="hufu-admin"`)
-			writeText(w, http.StatusUnauthorized, "a valid admin bearer token is required\n")
+			s.refuseUnauthenticated(w, r, e.action) // authfailures.go
 			return
 		}
 		if !allowed(who.Role, e.roles) {

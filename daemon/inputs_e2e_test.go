@@ -124,3 +124,55 @@ func TestWrongCodesCountAcrossCodes(t *testing.T) {
 		t.Fatalf("%d lockout records; metrics:\n%s", locked, grepLines(metrics, "hufu_accounts_sms_code"))
 	}
 }
+
+// TestAdminAuthFailuresAreLimited: requests without a valid token from one address cost one
+// audit record per window plus a summary, and are answered 429 past the limit, while a
+// valid token from the same address is still served.
+func TestAdminAuthFailuresAreLimited(t *testing.T) {
+	a := startAdminAppliance(t, nil)
+	const limit = 10 // admin.Options.AuthFailureLimit's default
+	for i := 1; i <= limit; i++ {
+		if code, body := a.call("GET", "/audit/checkpoints", "wrong"); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d %s", i, code, body)
+		}
+	}
+	req, _ := http.NewRequest("GET", a.adminURL+"/audit/checkpoints", nil)
+	resp, err := a.http.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("past the limit: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if code, body := a.call("GET", "/audit/checkpoints", admin.Auditor); code != http.StatusOK {
+		t.Fatalf("a valid token from the limited address: %d %s", code, body)
+	}
+	a.clock.Advance(time.Minute + time.Second)
+	if code, _ := a.call("GET", "/audit/checkpoints", "wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("the next window: %d", code)
+	}
+
+	var denied, summaries int
+	for _, r := range records(t, a.export()) {
+		d, _ := r["details"].(map[string]any)
+		switch {
+		case r["action"] == "admin.audit.checkpoints" && r["outcome"] == "denied":
+			denied++
+		case r["action"] == "admin.auth.failures":
+			summaries++
+			if d["unaudited_failures"] != fmt.Sprint(limit-1) || d["failures"] != fmt.Sprint(limit+1) || d["remote"] != "127.0.0.1" {
+				t.Fatalf("summary: %v", r)
+			}
+		}
+	}
+	_, metrics := a.call("GET", "/metrics", admin.Operator)
+	want := []string{`hufu_admin_auth_failures_total{handling="audited"} 2`, `hufu_admin_auth_failures_total{handling="counted"} 9`,
+		`hufu_admin_auth_failures_total{handling="limited"} 1`}
+	for _, w := range want {
+		if !strings.Contains(string(metrics), w+"\n") {
+			t.Fatalf("metrics lack %s:\n%s", w, grepLines(metrics, "hufu_admin_auth"))
+		}
+	}
+	if denied != 2 || summaries != 1 {
+		t.Fatalf("%d denial records (want 2: one per window), %d summaries (want 1)", denied, summaries)
+	}
+}

@@ -24,7 +24,7 @@ import (
 //     (which string field is not UTF-8, or that the body is not a protobuf encoding of the
 //     request message) under the message's address, and reports success;
 //   - decodingRegistrar registers every service with handlers that look the message up
-//     right after it is received: a unary call then reaches the gate with a handler that
+//     right after it is received (and check its enum fields, enums.go): a unary call then reaches the gate with a handler that
 //     answers the refusal instead of running the method (so it is authenticated, counted,
 //     logged and mapped by apierr like any other), and a stream's RecvMsg returns it.
 //
@@ -157,7 +157,9 @@ func (r *decodingRegistrar) unary(h grpc.MethodHandler) grpc.MethodHandler {
 			if err := dec(v); err != nil {
 				return err
 			}
-			refusal = r.failures.take(v)
+			if refusal = r.failures.take(v); refusal == nil {
+				refusal = undefinedEnum(v) // enums.go
+			}
 			return nil
 		}
 		gated := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -182,5 +184,8 @@ func (s decodingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return s.failures.take(m)
+	if err := s.failures.take(m); err != nil {
+		return err
+	}
+	return undefinedEnum(m)
 }

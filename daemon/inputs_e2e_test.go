@@ -176,3 +176,58 @@ func TestAdminAuthFailuresAreLimited(t *testing.T) {
 		t.Fatalf("%d denial records (want 2: one per window), %d summaries (want 1)", denied, summaries)
 	}
 }
+
+// TestUnknownEnumValuesAreRefused: an enum number the enum does not define (a state filter,
+// a purpose) is InvalidArgument naming the field, for any request.
+func TestUnknownEnumValuesAreRefused(t *testing.T) {
+	a := startAppliance(t, nil)
+	conn := a.dial("device-0001")
+	cases := []struct {
+		name  string
+		call  func() error
+		field string
+	}{
+		{"SMS purpose", func() error {
+			_, err := conn.Accounts.SendSmsCode(bg, &hufuv1.SendSmsCodeRequest{Phone: phone, Purpose: 99})
+			return err
+		}, "purpose"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { wantCode(t, c.call(), codes.InvalidArgument, c.field) })
+	}
+
+	a.signIn(conn, phone, "device-0001")
+	cc := conn.ClientConn()
+	userCases := []struct {
+		name  string
+		call  func() error
+		field string
+	}{
+		{"order status filter", func() error {
+			_, err := hufuv1.NewCertificateServiceClient(cc).ListOrders(bg, &hufuv1.ListOrdersRequest{Status: 99})
+			return err
+		}, "status"},
+		{"after-sales state filter", func() error {
+			_, err := hufuv1.NewAfterSalesServiceClient(cc).ListAfterSales(bg, &hufuv1.ListAfterSalesRequest{State: 99})
+			return err
+		}, "state"},
+		{"invoice state filter", func() error {
+			_, err := hufuv1.NewInvoiceServiceClient(cc).ListInvoices(bg, &hufuv1.ListInvoicesRequest{State: -1})
+			return err
+		}, "state"},
+		{"join application status filter", func() error {
+			_, err := conn.Enterprises.ListJoinApplications(bg, &hufuv1.ListJoinApplicationsRequest{Uscc: "91330000MA27U0XX1A", Status: 42})
+			return err
+		}, "status"},
+	}
+	for _, c := range userCases {
+		t.Run(c.name, func(t *testing.T) { wantCode(t, c.call(), codes.InvalidArgument, c.field) })
+	}
+	// The defined values, "unspecified" (no filter) included, pass.
+	if _, err := hufuv1.NewCertificateServiceClient(cc).ListOrders(bg, &hufuv1.ListOrdersRequest{}); err != nil {
+		t.Fatalf("no filter: %v", err)
+	}
+	if _, err := hufuv1.NewCertificateServiceClient(cc).ListOrders(bg, &hufuv1.ListOrdersRequest{Status: hufuv1.OrderStatus_ORDER_STATUS_COMPLETED}); err != nil {
+		t.Fatalf("a defined status: %v", err)
+	}
+}

@@ -231,3 +231,50 @@ func TestUnknownEnumValuesAreRefused(t *testing.T) {
 		t.Fatalf("a defined status: %v", err)
 	}
 }
+
+// TestFreeTextIsChecked: free text refuses control characters (line breaks only where the
+// field is multi-line), bidirectional overrides and oversize input, naming the field
+// (daemon/text; its unit test covers the characters one by one).
+func TestFreeTextIsChecked(t *testing.T) {
+	a := startAppliance(t, nil)
+	conn := a.dial("device-0001")
+	signIn := func(name string) error {
+		_, err := conn.Accounts.SignInWithSmsCode(bg, &hufuv1.SignInWithSmsCodeRequest{Phone: phone, Code: "123456",
+			Device: &hufuv1.Device{Id: "device-0001", Name: name}})
+		return err
+	}
+	wantCode(t, signIn("my phone\u202Eenohp"), codes.InvalidArgument, "device.name")
+	wantCode(t, signIn("line\nbreak"), codes.InvalidArgument, "device.name")
+
+	a.signIn(conn, phone, "device-0001")
+	cc := conn.ClientConn()
+	support := hufuv1.NewSupportServiceClient(cc)
+	invoices := hufuv1.NewInvoiceServiceClient(cc)
+	feedback := func(text string) error {
+		_, err := support.SubmitFeedback(bg, &hufuv1.SubmitFeedbackRequest{RequestId: "feedback-0001", Text: text})
+		return err
+	}
+	title := func(name, address string) error {
+		_, err := invoices.AddInvoiceTitle(bg, &hufuv1.AddInvoiceTitleRequest{RequestId: "title-00001", Title: &hufuv1.InvoiceTitle{
+			Kind: hufuv1.InvoiceTitleKind_INVOICE_TITLE_KIND_PERSONAL, Name: name, Address: address}})
+		return err
+	}
+	cases := []struct {
+		name  string
+		err   error
+		field string
+	}{
+		{"feedback with an escape sequence", feedback("hello \x1b[2J"), "text"},
+		{"feedback with a bidi override", feedback("see file \u202Efdp.exe"), "text"},
+		{"feedback too long", feedback(strings.Repeat("长", 100000)), "text"},
+		{"title name with a line break", title("张三\n李四", ""), "title.name"},
+		{"title address with an isolate", title("张三", "杭州\u2067市"), "title.address"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { wantCode(t, c.err, codes.InvalidArgument, c.field) })
+	}
+	// Multi-line fields keep their line breaks.
+	if err := feedback("第一行\n第二行"); err != nil {
+		t.Fatalf("multi-line feedback: %v", err)
+	}
+}

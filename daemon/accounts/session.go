@@ -14,6 +14,7 @@ import (
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -35,10 +36,8 @@ func checkDevice(d Device) error {
 	if !deviceIDRE.MatchString(d.ID) {
 		return apierr.Invalidf("device.id", "must be 8 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
 	}
-	if len([]rune(d.Name)) > 64 {
-		return apierr.Invalidf("device.name", "at most 64 characters")
-	}
-	return nil
+	_, err := text.Line("device.name", d.Name, 64, false)
+	return err
 }
 
 // Session is a token pair as handed to the client.

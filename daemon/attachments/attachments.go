@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"mime"
 	"path"
 	"regexp"
@@ -282,8 +283,8 @@ func cleanFileName(name string) (string, error) {
 		return "", fmt.Errorf("the file name is longer than %d characters", maxFileNameRunes)
 	}
 	for _, r := range name {
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			return "", errors.New("the file name contains control characters")
+		if unicode.IsControl(r) || r == utf8.RuneError || text.Bidi(r) {
+			return "", errors.New("the file name contains control or bidirectional-override characters")
 		}
 	}
 	return name, nil

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/sm3"
@@ -23,6 +22,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -674,14 +674,15 @@ func (s *Service) follow(ctx context.Context, caller authn.Caller, c *storepb.Ce
 
 // SetLabel sets or clears a certificate's label (标签).
 func (s *Service) SetLabel(ctx context.Context, caller authn.Caller, serial, label string) (*storepb.Certificate, error) {
-	if utf8.RuneCountInString(label) > 32 {
-		return nil, apierr.Invalidf("label", "at most 32 characters")
+	label, err := text.Line("label", label, 32, false)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := s.ownedCert(ctx, caller, serial); err != nil {
 		return nil, err
 	}
 	var out *storepb.Certificate
-	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		c, err := certs.Get(tx, certID(caller.UserID, serial))
 		if err != nil {
 			return err

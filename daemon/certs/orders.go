@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/sm3"
@@ -21,6 +20,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -377,8 +377,8 @@ func checkAuthorisation(a *hufuv1.Authorisation, pub *ecdsa.PublicKey) (*storepb
 		if !slices.Contains(letterTypes, sc.MediaType) {
 			return nil, apierr.Invalidf("authorisation.scan.media_type", "want one of %v", letterTypes)
 		}
-		if utf8.RuneCountInString(sc.FileName) > 128 {
-			return nil, apierr.Invalidf("authorisation.scan.file_name", "at most 128 characters")
+		if _, err := text.Line("authorisation.scan.file_name", sc.FileName, 128, false); err != nil {
+			return nil, err
 		}
 		return attachment("scan", sc.FileName, sc.MediaType, sc.Content, nil), nil
 	case a.GetOnline() != nil:
@@ -523,15 +523,9 @@ func statusName(st int32) string {
 	return "in an unknown state"
 }
 
+// checkReason checks a reason or note (multi-line free text).
 func checkReason(field, reason string, required bool) (string, error) {
-	reason = strings.TrimSpace(reason)
-	if required && reason == "" {
-		return "", apierr.Invalidf(field, "a reason is required")
-	}
-	if utf8.RuneCountInString(reason) > maxReasonRunes {
-		return "", apierr.Invalidf(field, "at most %d characters", maxReasonRunes)
-	}
-	return reason, nil
+	return text.Lines(field, reason, maxReasonRunes, required)
 }
 
 // Cancel cancels one of the caller's orders in review or awaiting payment, with a reason.

@@ -17,6 +17,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -52,8 +53,11 @@ func (s *Service) checkDetails(ctx context.Context, d *hufuv1.EnterpriseDetails)
 	if err != nil {
 		return nil, err
 	}
-	name := strings.TrimSpace(d.GetName())
-	if n := utf8.RuneCountInString(name); n < 2 || n > 100 || strings.ContainsFunc(name, unicode.IsControl) {
+	name, err := text.Line(f+"name", d.GetName(), 100, true)
+	if err != nil {
+		return nil, err
+	}
+	if utf8.RuneCountInString(name) < 2 {
 		return nil, apierr.Invalidf(f+"name", "the enterprise's registered name: 2 to 100 characters")
 	}
 	if err := identity.CheckName(d.GetLegalRepName()); err != nil {

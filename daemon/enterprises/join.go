@@ -10,12 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -283,9 +283,9 @@ func (s *Service) ApproveJoin(ctx context.Context, caller authn.Caller, id strin
 
 // ReturnJoin (administrator) returns (退回) an application with a reason.
 func (s *Service) ReturnJoin(ctx context.Context, caller authn.Caller, id, reason string) (*storepb.JoinApplication, error) {
-	reason = strings.TrimSpace(reason)
-	if reason == "" || utf8.RuneCountInString(reason) > 200 {
-		return nil, apierr.Invalidf("reason", "a reason of 1 to 200 characters is required")
+	reason, err := text.Lines("reason", reason, 200, true)
+	if err != nil {
+		return nil, err
 	}
 	return s.decide(ctx, caller, id, "join.return", func(tx *store.Tx, a *storepb.JoinApplication, e *storepb.Enterprise) error {
 		if err := adminDecision(caller, a, e, "return"); err != nil {

@@ -52,7 +52,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -60,6 +59,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/certs"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -450,9 +450,9 @@ func closeTransfer(tx *store.Tx, t *storepb.CorporateTransfer, state int32) erro
 
 // ConfirmTransfer is the desk's verification by hand, with the operator's note.
 func (s *Service) ConfirmTransfer(ctx context.Context, caller authn.Caller, id, note string) (*storepb.CorporateTransfer, error) {
-	note = strings.TrimSpace(note)
-	if note == "" || utf8.RuneCountInString(note) > 200 {
-		return nil, apierr.Invalidf("note", "say how the transfer was found: 1 to 200 characters")
+	note, err := text.Lines("note", note, 200, true)
+	if err != nil {
+		return nil, err
 	}
 	t, err := s.decideTransfer(ctx, id, func(tx *store.Tx, t *storepb.CorporateTransfer) error {
 		t.Note = note
@@ -466,9 +466,9 @@ func (s *Service) ConfirmTransfer(ctx context.Context, caller authn.Caller, id, 
 
 // RejectTransfer is the desk's rejection with a reason shown to the applicant.
 func (s *Service) RejectTransfer(ctx context.Context, caller authn.Caller, id, reason string) (*storepb.CorporateTransfer, error) {
-	reason = strings.TrimSpace(reason)
-	if reason == "" || utf8.RuneCountInString(reason) > 200 {
-		return nil, apierr.Invalidf("reason", "a reason of 1 to 200 characters is required")
+	reason, err := text.Lines("reason", reason, 200, true)
+	if err != nil {
+		return nil, err
 	}
 	t, err := s.decideTransfer(ctx, id, func(tx *store.Tx, t *storepb.CorporateTransfer) error {
 		t.Reason, t.DecidedBy = reason, caller.Actor()

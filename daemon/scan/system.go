@@ -13,12 +13,12 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -46,8 +46,8 @@ func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSe
 	if _, ok := s.deps.Accounts.Platform(req.GetPlatformId()); !ok && (req.GetKind() != hufuv1.SessionKind_SESSION_KIND_DECRYPT || req.GetPlatformId() != "") {
 		return nil, nil, apierr.Invalidf("platform_id", "no platform %q", req.GetPlatformId())
 	}
-	if n := utf8.RuneCountInString(ss.Reference); n > 64 || strings.ContainsFunc(ss.Reference, func(r rune) bool { return r < 0x20 }) {
-		return nil, nil, apierr.Invalidf("reference", "at most 64 characters, no control characters")
+	if _, err := text.Line("reference", ss.Reference, 64, false); err != nil {
+		return nil, nil, err
 	}
 	switch ss.Kind {
 	case kindBind:
@@ -61,8 +61,8 @@ func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSe
 			if err := identity.CheckUSCC(code); err != nil {
 				return nil, nil, apierr.Invalid("subject.uscc", err)
 			}
-			if strings.TrimSpace(sub.GetEnterpriseName()) == "" || utf8.RuneCountInString(sub.GetEnterpriseName()) > 100 {
-				return nil, nil, apierr.Invalidf("subject.enterprise_name", "the enterprise's registered name: 1 to 100 characters")
+			if _, err := text.Line("subject.enterprise_name", sub.GetEnterpriseName(), 100, true); err != nil {
+				return nil, nil, err
 			}
 			ss.SubjectUscc, ss.SubjectEnterpriseName = code, strings.TrimSpace(sub.GetEnterpriseName())
 		case sub.GetIdNumber() != "":
@@ -97,8 +97,8 @@ func (s *Service) checkCreate(req *hufuv1.CreateSessionRequest) (*storepb.ScanSe
 		}
 		for i, d := range docs {
 			name := strings.TrimSpace(d.GetName())
-			if name == "" || utf8.RuneCountInString(name) > 128 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 }) {
-				return nil, nil, apierr.Invalidf(fmt.Sprintf("documents[%d].name", i), "1 to 128 characters the person can read")
+			if _, err := text.Line(fmt.Sprintf("documents[%d].name", i), name, 128, true); err != nil {
+				return nil, nil, err
 			}
 			if len(d.GetSm3()) != 32 {
 				return nil, nil, apierr.Invalidf(fmt.Sprintf("documents[%d].sm3", i), "the SM3 digest is 32 bytes")

@@ -39,8 +39,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -48,6 +46,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -390,15 +389,9 @@ func (s *Service) checkCertificate(ctx context.Context, seal *storepb.Seal, seri
 }
 
 func checkName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	n := utf8.RuneCountInString(name)
-	if n == 0 || n > maxNameRunes || !utf8.ValidString(name) {
-		return "", apierr.Invalidf("name", "1 to %d characters", maxNameRunes)
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return "", apierr.Invalidf("name", "no control characters")
-		}
+	name, err := text.Line("name", name, maxNameRunes, true)
+	if err != nil {
+		return "", err
 	}
 	return name, nil
 }

@@ -73,7 +73,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,6 +84,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/commerce/payments"
 	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -269,21 +269,8 @@ func (s *Service) Limits() (text, files, bytes int) {
 
 // checkText trims text and checks it has at most max characters without control characters
 // other than line breaks and tabs; required refuses an empty one.
-func checkText(field, text string, max int, required bool) (string, error) {
-	text = strings.TrimSpace(text)
-	n := utf8.RuneCountInString(text)
-	if !utf8.ValidString(text) || n > max || (n == 0 && required) {
-		if required {
-			return "", apierr.Invalidf(field, "1 to %d characters", max)
-		}
-		return "", apierr.Invalidf(field, "at most %d characters", max)
-	}
-	for _, r := range text {
-		if unicode.IsControl(r) && r != '\n' && r != '\t' {
-			return "", apierr.Invalidf(field, "no control characters")
-		}
-	}
-	return text, nil
+func checkText(field, s string, max int, required bool) (string, error) {
+	return text.Lines(field, s, max, required)
 }
 
 // Preview is what a refund of an order would do.

@@ -54,15 +54,13 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -254,24 +252,10 @@ func (s *Service) Options() *hufuv1.GetInvoiceOptionsResponse {
 // HelpText is the invoicing help (开票帮助).
 func (s *Service) HelpText() string { return s.opts.HelpText }
 
-// checkText trims s and checks it has at most max characters and no control characters;
-// required refuses an empty one.
+// checkText checks a multi-line field (reasons, remarks) with the one check of free text;
+// the title's one-line fields use text.Line.
 func checkText(field, s string, max int, required bool) (string, error) {
-	s = strings.TrimSpace(s)
-	switch {
-	case s == "" && required:
-		return "", apierr.Invalidf(field, "required")
-	case !utf8.ValidString(s):
-		return "", apierr.Invalidf(field, "not UTF-8")
-	case utf8.RuneCountInString(s) > max:
-		return "", apierr.Invalidf(field, "at most %d characters", max)
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) && r != '\n' {
-			return "", apierr.Invalidf(field, "contains a control character")
-		}
-	}
-	return s, nil
+	return text.Lines(field, s, max, required)
 }
 
 // pageSize checks a page size (0: the default).

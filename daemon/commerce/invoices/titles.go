@@ -10,6 +10,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -27,13 +28,13 @@ func CheckTitle(field string, t *hufuv1.InvoiceTitle) (*storepb.InvoiceTitle, er
 	}
 	out := &storepb.InvoiceTitle{Kind: int32(t.GetKind())}
 	var err error
-	if out.Name, err = checkText(field+".name", t.GetName(), 100, true); err != nil {
+	if out.Name, err = text.Line(field+".name", t.GetName(), 100, true); err != nil {
 		return nil, err
 	}
-	if out.Address, err = checkText(field+".address", t.GetAddress(), 200, false); err != nil {
+	if out.Address, err = text.Line(field+".address", t.GetAddress(), 200, false); err != nil {
 		return nil, err
 	}
-	if out.Bank, err = checkText(field+".bank", t.GetBank(), 100, false); err != nil {
+	if out.Bank, err = text.Line(field+".bank", t.GetBank(), 100, false); err != nil {
 		return nil, err
 	}
 	if out.Telephone = strings.TrimSpace(t.GetTelephone()); out.Telephone != "" && !telephoneRE.MatchString(out.Telephone) {

@@ -69,13 +69,13 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/certs"
 	"github.com/hufu-hsm/hufu/daemon/commerce/ledger"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -640,9 +640,9 @@ func (s *Service) Confirm(ctx context.Context, desk authn.Caller, orderID, opera
 
 // Reject closes a pending offline payment with a reason shown to the payer.
 func (s *Service) Reject(ctx context.Context, desk authn.Caller, orderID, reason string) (*storepb.OfflinePayment, error) {
-	reason = strings.TrimSpace(reason)
-	if reason == "" || utf8.RuneCountInString(reason) > maxReasonRunes {
-		return nil, apierr.Invalidf("reason", "1 to %d characters, shown to the payer", maxReasonRunes)
+	reason, err := text.Lines("reason", reason, maxReasonRunes, true)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := s.readOffline(ctx, orderID); err != nil {
 		return nil, err
@@ -650,7 +650,7 @@ func (s *Service) Reject(ctx context.Context, desk authn.Caller, orderID, reason
 	unlock := s.lockOrder(orderID)
 	defer unlock()
 	var out *storepb.OfflinePayment
-	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		rec, err := offline.Get(tx, "offline/"+orderID)
 		if err != nil {
 			return err

@@ -34,7 +34,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +43,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/attachments"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/identity"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -198,18 +198,8 @@ func (s *Service) Contact() (phone, hours string, err error) {
 
 // checkText trims text and checks it is 1..max characters without control characters
 // other than line breaks and tabs.
-func checkText(field, text string, max int, optional bool) (string, error) {
-	text = strings.TrimSpace(text)
-	n := utf8.RuneCountInString(text)
-	if !utf8.ValidString(text) || n > max || (n == 0 && !optional) {
-		return "", apierr.Invalidf(field, "1 to %d characters", max)
-	}
-	for _, r := range text {
-		if unicode.IsControl(r) && r != '\n' && r != '\t' {
-			return "", apierr.Invalidf(field, "no control characters")
-		}
-	}
-	return text, nil
+func checkText(field, s string, max int, optional bool) (string, error) {
+	return text.Lines(field, s, max, !optional)
 }
 
 // NewAttachment is a file submitted with feedback.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/hufu-hsm/hufu/daemon/text"
 	"io"
 	"regexp"
 	"strconv"
@@ -246,6 +247,8 @@ func parseLine(line int, rec []string) (StatementLine, []LineError) {
 		bad(3, "want the payer's account name: 1 to 100 characters")
 	case strings.ContainsFunc(f[3], unicode.IsControl):
 		bad(3, "contains control characters")
+	case strings.ContainsFunc(f[3], text.Bidi):
+		bad(3, "contains bidirectional-override characters")
 	default:
 		l.PayerName = f[3]
 	}
@@ -254,6 +257,8 @@ func parseLine(line int, rec []string) (StatementLine, []LineError) {
 		bad(4, "longer than %d characters", maxRemarkRunes)
 	case strings.ContainsFunc(f[4], unicode.IsControl):
 		bad(4, "contains control characters")
+	case strings.ContainsFunc(f[4], text.Bidi):
+		bad(4, "contains bidirectional-override characters")
 	default:
 		l.Remark = f[4]
 	}

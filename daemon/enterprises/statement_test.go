@@ -63,7 +63,7 @@ func TestParseStatement(t *testing.T) {
 		{"field count", "2025-03-01,1,123456,y\n2025-03-01,1,123456,y,z,w\n", []string{"line 1: 4 fields", "line 2: 6 fields"}},
 		{"no payer name", "2025-03-01,1,123456,,y\n", []string{"line 1, column 4 (payer_name)"}},
 		{"control character", "2025-03-01,1,123456,某公司,\"a\x07b\"\n", []string{"line 1, column 5 (remark): contains control characters"}},
-		{"bidi override", "2025-03-01,1,123456,某‮司,y\n", []string{"line 1, column 4 (payer_name): contains bidirectional-override characters"}},
+		{"bidi override", "2025-03-01,1,123456,某\u202E司,y\n", []string{"line 1, column 4 (payer_name): contains bidirectional-override characters"}},
 		{"long remark", "2025-03-01,1,123456,某公司," + strings.Repeat("款", 141) + "\n", []string{"line 1, column 5 (remark): longer than 140"}},
 		{"bad quote", "2025-03-01,1,123456,某公司,\"open\n", []string{"line 1"}},
 		{"not UTF-8", "2025-03-01,1,123456,某公司,\xff\n", []string{"line 1, column 5 (remark): not UTF-8"}},

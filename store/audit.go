@@ -141,7 +141,9 @@ type ckptState struct {
 }
 
 func (s *Store) loadCheckpointState(ctx context.Context) error {
-	s.ckpt.mu = make(chan struct{}, 1)
+	if s.ckpt.mu == nil { // Recover reloads the state and keeps the lock it holds
+		s.ckpt.mu = make(chan struct{}, 1)
+	}
 	if s.opts.Signer != nil {
 		id, err := KeyID(s.opts.Signer.PublicKey())
 		if err != nil {
@@ -297,7 +299,11 @@ func (s *Store) setSync(key string, v []byte) (err error) {
 			err = fmt.Errorf("store: write %s: pebble: %v", key, r)
 		}
 	}()
+	if err := s.checkSpace(); err != nil {
+		return fmt.Errorf("store: write %s: %w", key, err)
+	}
 	if err := s.db.Set([]byte(key), v, pebble.Sync); err != nil {
+		err = markNoSpace(err)
 		s.auditMu.Lock()
 		s.failLocked(err)
 		s.auditMu.Unlock()

@@ -34,6 +34,12 @@ var (
 	// bytes reached the disk although the fsync reported an error) or wholly absent, so
 	// callers retry with an idempotency key rather than assume either.
 	ErrFailed = errors.New("store: failed, reopen required")
+	// ErrNoSpace: the filesystem under the store has less free space than
+	// Options.MinFreeBytes (the write is refused before it reaches Pebble and nothing
+	// changes), or a write failed with ENOSPC (then the error also wraps ErrFailed, and
+	// Recover reopens the store once space is freed). Open returns it too, at once, on a
+	// disk too full to open on. The daemon maps it to ResourceExhausted.
+	ErrNoSpace = errors.New("store: no space left on device")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
 	// ErrBadCursor: a listing cursor was not produced by a listing of the same prefix.
@@ -78,6 +84,12 @@ type Options struct {
 	MustExist bool
 	// CacheSize is Pebble's block cache in bytes. Default 64 MiB.
 	CacheSize int64
+	// MinFreeBytes is the free space the filesystem must keep: below it writes are refused
+	// with ErrNoSpace before they reach Pebble, health reports it, and Open and Recover
+	// refuse to start. Pebble cannot survive a real ENOSPC in its WAL in process, and a
+	// Pebble that opens on a full disk retries its first flush forever; the margin keeps
+	// both from happening. Default 64 MiB.
+	MinFreeBytes uint64
 	// FS is the filesystem under Pebble; tests inject faults through it. Default vfs.Default.
 	FS vfs.FS
 	// Logger receives background errors (failed checkpoints, Pebble events). Default
@@ -93,6 +105,7 @@ const (
 	defaultCheckpointEvery    = 1000
 	defaultCheckpointInterval = 60 * time.Second
 	defaultCacheSize          = 64 << 20
+	defaultMinFreeBytes       = 64 << 20
 )
 
 // withDefaults validates o and fills in defaults.
@@ -114,6 +127,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.CacheSize == 0 {
 		o.CacheSize = defaultCacheSize
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = defaultMinFreeBytes
 	}
 	if o.FS == nil {
 		o.FS = vfs.Default

@@ -40,6 +40,11 @@ type Store struct {
 	failed atomic.Bool // mirrors failErr != nil for lock-free checks
 
 	ckpt ckptState
+
+	// space is the free-space guard and Pebble's disk-full handling (diskspace.go).
+	space *spaceWatch
+	// dbClosed: Recover closed db after a failure and has not opened it again. Under ops.
+	dbClosed bool
 }
 
 // pebbleLogger routes Pebble's messages to slog. Pebble calls Fatalf when its commit
@@ -61,34 +66,27 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Errorf("pebble fatal: %s", msg))
 }
 
-// Open opens (creating if needed) the store in opts.Dir.
+// Open opens (creating if needed) the store in opts.Dir. On a disk with less free space
+// than opts.MinFreeBytes (plus what Pebble must flush from its WAL) it returns ErrNoSpace
+// at once, and it gives up when ctx ends: Pebble itself would retry its first flush on a
+// full disk forever.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	cache := pebble.NewCache(opts.CacheSize)
-	defer cache.Unref()
-	popts := &pebble.Options{
-		FS:                 opts.FS,
-		Cache:              cache,
-		Logger:             pebbleLogger{opts.Logger},
-		FormatMajorVersion: pebble.FormatNewest,
-		ErrorIfNotExists:   opts.MustExist,
-	}
-	db, err := pebble.Open(opts.Dir, popts)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", opts.Dir, err)
-	}
 	s := &Store{
 		opts:  opts,
-		db:    db,
 		clock: opts.Clock,
 		log:   opts.Logger,
 		locks: newLockTable(),
 	}
+	s.space = newSpaceWatch(opts)
+	if s.db, err = s.openPebble(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.init(ctx); err != nil {
-		_ = db.Close()
+		_ = s.db.Close()
 		return nil, err
 	}
 	return s, nil
@@ -158,6 +156,9 @@ func (s *Store) Close(ctx context.Context) error {
 			ckErr = fmt.Errorf("store: final checkpoint: %w", err)
 		}
 	}
+	if s.dbClosed {
+		return ckErr
+	}
 	err := s.closeDB()
 	return errors.Join(ckErr, err)
 }
@@ -190,6 +191,7 @@ func (s *Store) Failed() error {
 // fail records the first commit-pipeline failure. Caller holds auditMu.
 func (s *Store) failLocked(err error) {
 	if s.failErr == nil {
+		err = markNoSpace(err)
 		s.failErr = err
 		s.failed.Store(true)
 		s.log.Error("store failed; writes refused until reopen", "err", err)

@@ -458,6 +458,11 @@ func (s *Store) commit(tx *Tx) (err error) {
 	if len(tx.events) == 0 {
 		return ErrUnaudited
 	}
+	// Refused here, a write on a nearly full disk changes nothing; let through, its ENOSPC
+	// in the WAL would fail the store until Recover.
+	if err := s.checkSpace(); err != nil {
+		return err
+	}
 	prepared := make([]preparedEvent, len(tx.events))
 	for i := range tx.events {
 		prepared[i] = prepareEvent(&tx.events[i])
@@ -500,6 +505,7 @@ func (s *Store) appendAndCommit(b *pebble.Batch, prepared []preparedEvent) error
 	}
 	if err := s.applyNoSyncWait(b); err != nil {
 		// The batch may or may not be in the pipeline: refuse everything from now on.
+		err = markNoSpace(err)
 		s.failLocked(err)
 		s.auditMu.Unlock()
 		return fmt.Errorf("store: commit: %w", errors.Join(ErrFailed, err))
@@ -510,6 +516,7 @@ func (s *Store) appendAndCommit(b *pebble.Batch, prepared []preparedEvent) error
 	if err := b.SyncWait(); err != nil {
 		// The batch is in the memtable but not known to be durable, and Pebble's WAL
 		// keeps failing after an error: the only safe state is failed-until-reopen.
+		err = markNoSpace(err)
 		s.auditMu.Lock()
 		s.failLocked(err)
 		s.auditMu.Unlock()

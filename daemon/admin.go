@@ -14,6 +14,7 @@ import (
 	"github.com/hufu-hsm/hufu/admin"
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/store"
 	"github.com/prometheus/client_golang/prometheus"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -76,7 +77,8 @@ func (d *Daemon) buildAdmin() error {
 	// clears), so a probe racing a stop gets a "closed" error rather than a nil pointer.
 	a.healthy = []admin.Check{
 		{Name: "hsm", Probe: kr.Health},
-		{Name: "store", Probe: func(context.Context) error { return st.Failed() }},
+		// Failed, or short of its free-space margin (and so refusing writes).
+		{Name: "store", Probe: func(context.Context) error { return st.Health() }},
 	}
 	a.server, err = admin.New(admin.Options{
 		Tokens: tokens, Store: st, Registerer: d.opts.Registry, AuditKeyPEM: kr.AuditSigner().PublicKeyPEM, Gatherer: d.opts.Registry,
@@ -130,10 +132,16 @@ func (d *Daemon) buildAdmin() error {
 }
 
 // Healthy probes the HSM and the store, like readiness, and is safe to call while the
-// daemon stops (hufud's systemd watchdog uses it).
+// daemon stops (hufud's systemd watchdog uses it, so an error here gets the process
+// restarted). A store short of disk space is not reported: the process recovers from that
+// by itself once space is freed (the monitor reopens a failed store), while a restart
+// would fail on the full disk and take /metrics and the admin surface away meanwhile.
 func (d *Daemon) Healthy(ctx context.Context) error {
 	for _, c := range d.adm.healthy {
 		if err := c.Probe(ctx); err != nil {
+			if errors.Is(err, store.ErrNoSpace) {
+				continue
+			}
 			return fmt.Errorf("%s: %w", c.Name, err)
 		}
 	}

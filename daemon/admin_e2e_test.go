@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hufu-hsm/hufu/admin"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/backup"
@@ -49,9 +50,20 @@ type adminAppliance struct {
 	adminURL string
 	tokens   map[admin.Role]string
 	http     *http.Client
+	// storeFS, if set, is the filesystem under the store (daemon.Options.StoreFS).
+	storeFS vfs.FS
 }
 
 func startAdminAppliance(t *testing.T, mutate func(*config.Config)) *adminAppliance {
+	t.Helper()
+	a := newAdminAppliance(t, mutate)
+	a.start()
+	t.Cleanup(func() { a.stop() })
+	return a
+}
+
+// newAdminAppliance initialises an appliance (hufud init) without starting it.
+func newAdminAppliance(t *testing.T, mutate func(*config.Config)) *adminAppliance {
 	t.Helper()
 	tokens := map[admin.Role]string{}
 	var lines []config.AdminToken
@@ -94,8 +106,6 @@ func startAdminAppliance(t *testing.T, mutate func(*config.Config)) *adminApplia
 		appliance: &appliance{t: t, cfg: cfg, clock: daemontest.NewClock(time.Now().UTC().Truncate(time.Second))},
 		tokens:    tokens, http: &http.Client{Timeout: time.Minute},
 	}
-	a.start()
-	t.Cleanup(func() { a.stop() })
 	return a
 }
 
@@ -107,6 +117,7 @@ func (a *adminAppliance) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	d, err := daemon.Open(ctx, a.cfg, daemon.Options{
 		Clock: a.clock, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), HealthInterval: 20 * time.Millisecond,
+		StoreFS: a.storeFS,
 	})
 	if err != nil {
 		cancel()

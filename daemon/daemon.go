@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hufu-hsm/hufu/daemon/accounts"
 	"github.com/hufu-hsm/hufu/daemon/attachments"
 	"github.com/hufu-hsm/hufu/daemon/auditsink"
@@ -54,8 +55,12 @@ type Options struct {
 	Log      *slog.Logger
 	Registry *prometheus.Registry // private registry; a new one if nil
 	Clock    store.Clock          // the wall clock if nil
-	// HealthInterval is how often the HSM and the store are probed; default 5s.
+	// HealthInterval is how often the HSM and the store are probed (and a failed store
+	// reopened); default 5s.
 	HealthInterval time.Duration
+	// StoreFS is the filesystem under the store; tests inject faults through it. Default:
+	// the operating system's.
+	StoreFS vfs.FS
 }
 
 // Daemon is a configured, opened appliance ready to serve.
@@ -240,6 +245,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 		Dir: filepath.Join(cfg.DataDir, "store"), Clock: opts.Clock, Signer: d.keyring.AuditSigner(),
 		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval.Std(),
 		Logger: opts.Log, CommitObserver: d.adm.storeMetrics.observe, Anchor: d.keyring,
+		MinFreeBytes: uint64(cfg.Store.MinFreeMiB) << 20, FS: opts.StoreFS,
 	})
 	if err != nil {
 		return nil, err
@@ -407,7 +413,7 @@ func (d *Daemon) Check(ctx context.Context) error {
 	if err := d.keyring.Health(ctx); err != nil {
 		return fmt.Errorf("hsm: %w", err)
 	}
-	if err := d.store.Failed(); err != nil {
+	if err := d.store.Health(); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	return nil
@@ -491,6 +497,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 func (d *Daemon) monitor(ctx context.Context) {
 	serving := false
 	for {
+		d.recoverStore(ctx) // not bounded by the probe's timeout: reopening Pebble takes longer
 		probeCtx, cancel := context.WithTimeout(ctx, d.opts.HealthInterval)
 		err := d.Check(probeCtx)
 		cancel()
@@ -514,6 +521,17 @@ func (d *Daemon) monitor(ctx context.Context) {
 			return
 		case <-time.After(d.opts.HealthInterval):
 		}
+	}
+}
+
+// recoverStore reopens a store that failed (a WAL write met ENOSPC, say); while the cause
+// lasts it is retried every HealthInterval, and the failure is logged once, by monitor.
+func (d *Daemon) recoverStore(ctx context.Context) {
+	if d.store.Failed() == nil {
+		return
+	}
+	if err := d.store.Recover(ctx); err != nil {
+		d.opts.Log.Debug("store not recovered yet", "err", err)
 	}
 }
 

@@ -169,6 +169,12 @@ func (w *spaceWatch) guard() error {
 	if fresh {
 		return nil
 	}
+	return w.measure()
+}
+
+// measure is check(0), remembered for guard: a failing measurement (by Health, say)
+// makes the next write measure again.
+func (w *spaceWatch) measure() error {
 	err := w.check(0)
 	w.mu.Lock()
 	if err == nil {
@@ -247,7 +253,7 @@ func (s *Store) Health() error {
 	if s.failed.Load() {
 		return s.failedErr()
 	}
-	return s.space.check(0)
+	return s.space.measure()
 }
 
 // Recover brings a failed store back without restarting the process: it closes Pebble,

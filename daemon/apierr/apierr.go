@@ -13,6 +13,7 @@ import (
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/store"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -133,6 +134,9 @@ func Exhausted(retryAfter time.Duration, format string, args ...any) *Error {
 	return &Error{Kind: ResourceExhausted, Message: fmt.Sprintf(format, args...), RetryAfter: retryAfter}
 }
 
+// diskFull is what a caller sees of store.ErrNoSpace, in whatever error it arrives.
+var diskFull = &Error{Kind: ResourceExhausted, Message: store.ErrNoSpace.Error(), RetryAfter: time.Minute}
+
 // Status converts any error returned by a handler into the status sent to the caller, and
 // reports whether the error was internal (and so must be logged with its full text).
 func Status(err error) (st *status.Status, internal bool) {
@@ -143,6 +147,11 @@ func Status(err error) (st *status.Status, internal bool) {
 	switch {
 	case err == nil:
 		return status.New(codes.OK, ""), false
+	case errors.Is(err, store.ErrNoSpace):
+		// The appliance's disk is full: not the caller's fault nor a bug; it clears by itself
+		// when an operator frees space (docs/operations.md), and readiness says so meanwhile.
+		// Not logged per call: the store and readiness log it once.
+		return diskFull.GRPCStatus(), false
 	case errors.As(err, &apiErr):
 		return apiErr.GRPCStatus(), apiErr.Kind == Internal
 	case errors.As(err, &inputErr):

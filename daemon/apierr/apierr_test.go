@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/store"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -32,6 +33,10 @@ func TestStatus(t *testing.T) {
 		{"cosign input error", &cosign.InputError{Field: "sign_request.q1", Err: cosign.ErrNotOnCurve}, codes.InvalidArgument, "sign_request.q1: point is not on the curve", false, "sign_request.q1", 0},
 		{"deadline", fmt.Errorf("store: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "deadline exceeded", false, "", 0},
 		{"grpc status passes", status.Error(codes.NotFound, "no such key"), codes.NotFound, "no such key", false, "", 0},
+		{"store refused: disk below its margin", fmt.Errorf("accounts: %w", fmt.Errorf("%w: 1024 bytes free under /var/lib/hufu/store", store.ErrNoSpace)),
+			codes.ResourceExhausted, "store: no space left on device", false, "", time.Minute},
+		{"store failed on ENOSPC", fmt.Errorf("store: commit sync: %w", errors.Join(store.ErrFailed, fmt.Errorf("%w: write /var/lib/hufu/store/000007.log", store.ErrNoSpace))),
+			codes.ResourceExhausted, "store: no space left on device", false, "", time.Minute},
 		{"anything else is internal and hidden", secret, codes.Internal, "internal error", true, "", 0},
 		{"explicit internal", &Error{Kind: Internal, Message: "internal error", Cause: secret}, codes.Internal, "internal error", true, "", 0},
 	}

@@ -43,6 +43,7 @@ type Config struct {
 	GRPC    GRPC      `yaml:"grpc"`
 	Log     Log       `yaml:"log"`
 	Audit   Audit     `yaml:"audit"`
+	Store   Store     `yaml:"store"`
 	Account Account   `yaml:"account"`
 	Keys    KeyPolicy `yaml:"keys"`
 
@@ -130,6 +131,17 @@ type Audit struct {
 	CheckpointInterval Duration `yaml:"checkpoint_interval"`
 	// Sinks ship the audit log to SIEMs and archives as it grows (auditsinks.go).
 	Sinks []AuditSink `yaml:"sinks"`
+}
+
+// Store is the Pebble store under data_dir/store.
+type Store struct {
+	// MinFreeMiB is the free space the store's filesystem must keep. Below it every write
+	// is refused with ResourceExhausted ("store: no space left on device") before it
+	// reaches the disk, readiness fails, and hufud will not start; writes resume by
+	// themselves once space is freed. Pebble cannot survive running out of space inside a
+	// write, so this is a margin, not a quota: size it above what the appliance writes
+	// between two readiness probes, plus the WAL (64 MiB is plenty for one appliance).
+	MinFreeMiB int `yaml:"min_free_mib"`
 }
 
 type Account struct {
@@ -363,6 +375,7 @@ func Default() Config {
 		Log:   Log{Level: "info", Format: "json"},
 		Admin: Admin{Listen: "127.0.0.1:7080"},
 		Audit: Audit{CheckpointEvery: 1000, CheckpointInterval: Duration(time.Minute)},
+		Store: Store{MinFreeMiB: 64},
 		Account: Account{
 			SMSCodeTTL: Duration(5 * time.Minute), SMSResendInterval: Duration(time.Minute),
 			SMSMaxPerPhoneHour: 5, SMSMaxPerSourceHour: 50,
@@ -630,7 +643,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	counts := map[string]int{
-		"audit.checkpoint_every": c.Audit.CheckpointEvery, "account.sms_max_per_phone_hour": c.Account.SMSMaxPerPhoneHour,
+		"audit.checkpoint_every": c.Audit.CheckpointEvery, "store.min_free_mib": c.Store.MinFreeMiB, "account.sms_max_per_phone_hour": c.Account.SMSMaxPerPhoneHour,
 		"account.sms_max_per_source_hour": c.Account.SMSMaxPerSourceHour, "account.code_max_attempts": c.Account.CodeMaxAttempts,
 		"account.password_max_attempts": c.Account.PasswordMaxAttempts, "keys.pin_max_attempts": c.Keys.PINMaxAttempts,
 		"keys.ticket_uses": c.Keys.TicketUses, "keys.decrypt_per_minute": c.Keys.DecryptPerMinute, "keys.cache_size": c.Keys.CacheSize,

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -162,7 +161,7 @@ func hsmConfig(cfg config.Config, metrics hsm.Metrics) hsm.Config {
 // already has them it reports so and changes nothing. cfg must be resolved.
 func Init(ctx context.Context, cfg config.Config, now time.Time) ([]string, error) {
 	var done []string
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := privateDataDir(cfg.DataDir); err != nil {
 		return done, err
 	}
 	if usesDevSoftHSM(cfg) {
@@ -230,6 +229,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 			d.close(context.Background())
 		}
 	}()
+	if err := privateDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if usesDevSoftHSM(cfg) {
 		// Points SOFTHSM2_CONF at the data directory's token before the module loads.
 		if _, err := softhsm.Provision(softhsm.Options{Dir: softhsmDir(cfg), Label: cfg.HSM.TokenLabel, ModulePath: cfg.HSM.Module}); err != nil {

@@ -74,7 +74,7 @@ type spaceWatch struct {
 
 func newSpaceWatch(opts Options) *spaceWatch {
 	w := &spaceWatch{inner: opts.FS, dir: opts.Dir, min: opts.MinFreeBytes, log: opts.Logger, full: make(chan struct{}), recheck: spaceRecheck}
-	w.fs = vfs.OnDiskFull(opts.FS, w.onDiskFull)
+	w.fs = vfs.OnDiskFull(privateFS{opts.FS}, w.onDiskFull)
 	return w
 }
 

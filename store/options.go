@@ -91,6 +91,7 @@ type Options struct {
 	// both from happening. Default 64 MiB.
 	MinFreeBytes uint64
 	// FS is the filesystem under Pebble; tests inject faults through it. Default vfs.Default.
+	// Whatever it is, the store creates its files 0600 and directories 0700 on it.
 	FS vfs.FS
 	// Logger receives background errors (failed checkpoints, Pebble events). Default
 	// slog.Default().

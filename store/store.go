@@ -85,6 +85,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.db, err = s.openPebble(ctx); err != nil {
 		return nil, err
 	}
+	if err := tightenModes(opts.Dir); err != nil {
+		_ = s.db.Close()
+		return nil, fmt.Errorf("store: making %s private (0700, files 0600): %w", opts.Dir, err)
+	}
 	if err := s.init(ctx); err != nil {
 		_ = s.db.Close()
 		return nil, err

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/hufu-hsm/hufu/daemon"
 	"github.com/urfave/cli/v2"
@@ -42,6 +43,10 @@ const (
 )
 
 func main() {
+	// Everything hufud writes (the store, backups, the development token and TLS material,
+	// the development SMS outbox, whatever a PKCS#11 module writes in process) is for the
+	// hufu user alone; the store and the data directory also set their modes themselves.
+	syscall.Umask(0o077)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "hufud:", err)
 		os.Exit(exitCode(err))

@@ -138,7 +138,8 @@ func issue(certFile, keyFile string, tmpl, parent *x509.Certificate, parentKey *
 	if err := writePEM(keyFile, "PRIVATE KEY", keyDER, 0o600); err != nil {
 		return nil, nil, err
 	}
-	if err := writePEM(certFile, "CERTIFICATE", der, 0o644); err != nil {
+	// 0600 like everything in the data directory: the development CLI runs as the same user.
+	if err := writePEM(certFile, "CERTIFICATE", der, 0o600); err != nil {
 		return nil, nil, err
 	}
 	cert, err := x509.ParseCertificate(der)

@@ -147,6 +147,17 @@ func usesDevSoftHSM(cfg config.Config) bool {
 	return cfg.Development && filepath.Dir(cfg.HSM.PINFile) == softhsmDir(cfg)
 }
 
+// checkSystemSoftHSM: when the configured module is SoftHSM2 (a site without a hardware
+// HSM), its configuration must be readable and its token directory present and usable, or
+// hufud stops with an error naming the file instead of the module's CKR_GENERAL_ERROR.
+func checkSystemSoftHSM(cfg config.Config) error {
+	if !softhsm.IsModule(cfg.HSM.Module) {
+		return nil
+	}
+	_, err := softhsm.CheckSystemTokenDir()
+	return err
+}
+
 func hsmConfig(cfg config.Config, metrics hsm.Metrics) hsm.Config {
 	return hsm.Config{
 		ModulePath: cfg.HSM.Module, TokenLabel: cfg.HSM.TokenLabel, TokenSerial: cfg.HSM.TokenSerial,
@@ -172,6 +183,8 @@ func Init(ctx context.Context, cfg config.Config, now time.Time) ([]string, erro
 		if tok.Created {
 			done = append(done, "created SoftHSM2 token "+tok.Label+" in "+softhsmDir(cfg))
 		}
+	} else if err := checkSystemSoftHSM(cfg); err != nil {
+		return done, err
 	}
 	kr, err := hsm.Initialize(ctx, hsmConfig(cfg, nil))
 	switch {
@@ -233,10 +246,14 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 		return nil, err
 	}
 	if usesDevSoftHSM(cfg) {
-		// Points SOFTHSM2_CONF at the data directory's token before the module loads.
-		if _, err := softhsm.Provision(softhsm.Options{Dir: softhsmDir(cfg), Label: cfg.HSM.TokenLabel, ModulePath: cfg.HSM.Module}); err != nil {
+		// Points SOFTHSM2_CONF at the data directory's token before the module loads. The
+		// token must be there already: a lost token directory is an error naming it, not
+		// a fresh empty token (hufud init makes it).
+		if _, err := softhsm.Provision(softhsm.Options{Dir: softhsmDir(cfg), Label: cfg.HSM.TokenLabel, ModulePath: cfg.HSM.Module, Existing: true}); err != nil {
 			return nil, err
 		}
+	} else if err := checkSystemSoftHSM(cfg); err != nil {
+		return nil, err
 	}
 	d.adm.newMetrics(opts.Registry)
 	registerModeMetric(opts.Registry, cfg.Development)

@@ -42,6 +42,11 @@ func Provision(opts Options) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("softhsm: directory: %w", err)
 	}
+	if opts.Existing {
+		if err := checkTokenDir(filepath.Join(dir, "tokens"), filepath.Join(dir, "softhsm2.conf")); err != nil {
+			return nil, err
+		}
+	}
 	confPath, err := writeConfig(dir)
 	if err != nil {
 		return nil, err
@@ -98,6 +103,10 @@ func Provision(opts Options) (*Token, error) {
 		}
 		tok.Serial = info.SerialNumber
 		return tok, nil
+	}
+	if opts.Existing {
+		return nil, fmt.Errorf("%w: no token labelled %q in %s (restore the directory, or run hufud init for a new appliance)",
+			ErrTokenDir, opts.Label, filepath.Join(dir, "tokens"))
 	}
 
 	userPIN, err := loadOrCreatePIN(tok.PINFile)

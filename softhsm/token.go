@@ -31,6 +31,10 @@ type Options struct {
 	// ModulePath is passed to FindModule; empty means $HUFU_PKCS11_MODULE or the Debian
 	// locations.
 	ModulePath string
+	// Existing uses what an earlier Provision made and creates nothing: a missing token
+	// directory or token is an error naming it (ErrTokenDir), never a fresh, empty token
+	// that would silently stand in for the lost one. hufud serve sets it; hufud init not.
+	Existing bool
 }
 
 // Token describes a provisioned token: everything needed to open an hsm.Keyring on it.

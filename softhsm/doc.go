@@ -4,7 +4,9 @@
 // has to run softhsm2-util or touch /etc/softhsm.
 //
 // Production appliances use whatever PKCS#11 HSM the site owns; nothing outside
-// development and tests should import this package.
+// development and tests should provision with this package. The one production use is
+// CheckSystemTokenDir (system.go): where SoftHSM2 itself is the site's HSM, hufud checks
+// its configuration and token directory before loading the module.
 //
 // # One configuration per process
 //

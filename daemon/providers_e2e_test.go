@@ -254,6 +254,52 @@ func TestPaymentNotifications(t *testing.T) {
 		}
 	}
 
+	// 5. A wallet top-up whose answer was lost is credited once by its notification; a
+	// second payment of it is refunded.
+	wallet := hufuv1.NewWalletServiceClient(p.conn.ClientConn())
+	top, err := wallet.CreateTopUp(bg, &hufuv1.CreateTopUpRequest{RequestId: "topup-nt-0001", PlatformId: "hangzhou", AmountFen: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.Inject(webhook.OpPaymentCharge, webhooktest.LostAnswer, webhooktest.LostAnswer, webhooktest.LostAnswer)
+	_, err = wallet.PayWalletOrder(bg, &hufuv1.PayWalletOrderRequest{OrderId: top.Order.Id, Method: "wechat", IdempotencyKey: "pay-nt-0006"})
+	wantCode(t, err, codes.Unavailable, "")
+	ref, _ := gw.ChargeRef(top.Order.Id, "pay-nt-0006")
+	nw := webhooktest.Notification{OrderID: top.Order.Id, IdempotencyKey: "pay-nt-0006", PaymentRef: ref, AmountFen: 5000, Method: "wechat"}
+	for range 2 {
+		if ans, _ := gw.Notify(t, client, url, nw, 0); ans.Result != "ok" {
+			t.Fatalf("a top-up's notification: %+v", ans)
+		}
+	}
+	if b, err := wallet.GetWalletBalance(bg, &hufuv1.GetWalletBalanceRequest{}); err != nil || b.BalanceFen != 5000 {
+		t.Fatalf("balance after the notified top-up: %v %v", b, err)
+	}
+	gw.Inject(webhook.OpPaymentCharge, webhooktest.LostAnswer, webhooktest.LostAnswer, webhooktest.LostAnswer)
+	top2, err := wallet.CreateTopUp(bg, &hufuv1.CreateTopUpRequest{RequestId: "topup-nt-0002", PlatformId: "hangzhou", AmountFen: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = wallet.PayWalletOrder(bg, &hufuv1.PayWalletOrderRequest{OrderId: top2.Order.Id, Method: "wechat", IdempotencyKey: "pay-nt-0007"})
+	wantCode(t, err, codes.Unavailable, "")
+	lost, _ := gw.ChargeRef(top2.Order.Id, "pay-nt-0007")
+	if _, err := wallet.PayWalletOrder(bg, &hufuv1.PayWalletOrderRequest{OrderId: top2.Order.Id, Method: "wechat", IdempotencyKey: "pay-nt-0008"}); err != nil {
+		t.Fatal(err)
+	}
+	nw2 := webhooktest.Notification{OrderID: top2.Order.Id, IdempotencyKey: "pay-nt-0007", PaymentRef: lost, AmountFen: 5000, Method: "wechat"}
+	if ans, _ := gw.Notify(t, client, url, nw2, 0); ans.Result != "returned" {
+		t.Fatalf("a second payment of a top-up: %+v", ans)
+	}
+	if _, ok := gw.Refunded(lost); !ok {
+		t.Fatal("the second payment of the top-up was not refunded")
+	}
+	if b, _ := wallet.GetWalletBalance(bg, &hufuv1.GetWalletBalanceRequest{}); b.BalanceFen != 10000 {
+		t.Fatalf("balance after both top-ups: %d, want 10000", b.BalanceFen)
+	}
+	nw2.AmountFen = 4000
+	if ans, _ := gw.Notify(t, client, url, nw2, 0); ans.Result != "amount_mismatch" {
+		t.Fatalf("a top-up notified with another amount: %+v", ans)
+	}
+
 	// The books: one payment per paid order, each refunded payment booked in and out.
 	export := a.auditExport(auditor)
 	balances, lines := ledgerFromAudit(t, export)
@@ -266,8 +312,11 @@ func TestPaymentNotifications(t *testing.T) {
 	if es := entriesOf(lines, o3.Id); len(es) != 2 || es[1].reverses != es[0].entry {
 		t.Errorf("entries for the cancelled order: %+v", es)
 	}
-	if balances["clearing:gateway"] != o1.PriceFen+o2.PriceFen {
-		t.Errorf("the gateway holds %d, want %d", balances["clearing:gateway"], o1.PriceFen+o2.PriceFen)
+	if want := o1.PriceFen + o2.PriceFen + 10000; balances["clearing:gateway"] != want {
+		t.Errorf("the gateway holds %d, want %d", balances["clearing:gateway"], want)
+	}
+	if es := entriesOf(lines, top2.Order.Id); len(es) != 3 {
+		t.Errorf("entries for the top-up paid twice: %+v", es)
 	}
 	for _, want := range []string{`"action":"payment.notify","subject":"o/order/0123456789abcdef012345","outcome":"denied"`,
 		`"result":"amount_mismatch"`, `"result":"returned"`} {

@@ -40,5 +40,6 @@ func (d *Daemon) buildWallet() error {
 		return err
 	}
 	d.scan.SetRecognition(d.wallet)
+	d.payments.SetNotifiedOrders(d.wallet) // the gateway's notifications pay wallet orders too
 	return nil
 }

@@ -45,6 +45,19 @@ const (
 	NotifyAmountMismatch = "amount_mismatch"
 )
 
+// NotifiedOrders are the orders of another domain that notifications pay: the mutual-
+// recognition wallet's (wallet.Service). SettleNotified reports found false for an id
+// that is not one of its orders; otherwise it completes the order, or refunds and books a
+// payment of an order completed otherwise (returned), once however often it is asked; an
+// amount that is not the order's is InvalidArgument on amount_fen.
+type NotifiedOrders interface {
+	SettleNotified(ctx context.Context, orderID, method, ref, idem string, amountFen int64) (found, returned bool, err error)
+}
+
+// SetNotifiedOrders connects the other domains' orders (the wallet), which are built
+// after this service.
+func (s *Service) SetNotifiedOrders(o NotifiedOrders) { s.others = o }
+
 // gatewayCaller is the actor of what a notification does.
 var gatewayCaller = authn.Caller{System: "payment-gateway"}
 
@@ -89,7 +102,7 @@ func (s *Service) Notify(ctx context.Context, n Notification) (NotifyAnswer, err
 	o, err := s.orders.OrderByID(ctx, n.OrderID)
 	var ae *apierr.Error
 	if errors.As(err, &ae) && ae.Kind == apierr.NotFound {
-		return s.refuseNotification(ctx, n, "o/order/"+n.OrderID, NotifyUnknownOrder)
+		return s.notifyOther(ctx, n)
 	}
 	if err != nil {
 		return NotifyAnswer{}, err
@@ -119,6 +132,27 @@ func (s *Service) Notify(ctx context.Context, n Notification) (NotifyAnswer, err
 		return NotifyAnswer{}, err
 	}
 	return NotifyAnswer{Result: NotifyReturned}, nil
+}
+
+// notifyOther decides a notification for an order that is no certificate or verification
+// order: a wallet order, or none.
+func (s *Service) notifyOther(ctx context.Context, n Notification) (NotifyAnswer, error) {
+	if s.others == nil {
+		return s.refuseNotification(ctx, n, "o/order/"+n.OrderID, NotifyUnknownOrder)
+	}
+	found, returned, err := s.others.SettleNotified(ctx, n.OrderID, n.Method, n.PaymentRef, n.IdempotencyKey, n.AmountFen)
+	var ae *apierr.Error
+	switch {
+	case !found:
+		return s.refuseNotification(ctx, n, "o/order/"+n.OrderID, NotifyUnknownOrder)
+	case errors.As(err, &ae) && ae.Kind == apierr.InvalidArgument:
+		return s.refuseNotification(ctx, n, "w/order/"+n.OrderID, NotifyAmountMismatch)
+	case err != nil:
+		return NotifyAnswer{}, err
+	case returned:
+		return NotifyAnswer{Result: NotifyReturned}, nil
+	}
+	return NotifyAnswer{Result: NotifyOK}, nil
 }
 
 func orderSubject(o *storepb.Order) string { return "o/order/" + o.UserId + "/" + o.Id }

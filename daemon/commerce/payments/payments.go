@@ -127,6 +127,7 @@ type Service struct {
 	deps    Deps
 	gateway Provider
 	orders  Orders
+	others  NotifiedOrders // SetNotifiedOrders: the wallet's orders
 	// confirming serialises the desk's confirmations per order, so that concurrent
 	// confirmations make one CA request.
 	confirming sync.Map // order id -> *sync.Mutex

@@ -338,8 +338,21 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	if err != nil {
 		return nil, err
 	}
+	out, err := s.complete(ctx, caller, o, method, ref, idem)
+	var refused *apierr.Error
+	if errors.As(err, &refused) && refused.Kind == apierr.FailedPrecondition {
+		s.giveBack(ctx, caller, o, method, ref)
+	}
+	return out, err
+}
+
+// complete completes an order paid by the charge ref (method, idempotency key idem): the
+// wallet's credit or the pass's extension, the ledger entry and the audit record in one
+// batch. The same payment again returns the completed order; an order completed by another
+// payment is FailedPrecondition (the caller gives the charge back).
+func (s *Service) complete(ctx context.Context, caller authn.Caller, o *storepb.WalletOrder, method, ref, idem string) (*storepb.WalletOrder, error) {
 	var out *storepb.WalletOrder
-	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		out = nil
 		cur, err := orders.Get(tx, orderID(o.UserId, o.Id))
 		if err != nil {
@@ -396,11 +409,68 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	if errors.Is(err, errAlreadyPaid) {
 		return out, nil
 	}
-	var refused *apierr.Error
-	if errors.As(err, &refused) && refused.Kind == apierr.FailedPrecondition {
-		s.giveBack(ctx, caller, o, method, ref)
-	}
 	return out, err
+}
+
+// SettleNotified completes a wallet order with a payment the payment gateway reported
+// (payment.notify, payments.Service.Notify), as Pay completes it after its charge, once
+// however often it is reported. found is false for an id that is no wallet order. An order
+// completed by another payment gets the notified payment refunded through the provider and
+// booked in and out (returned). A notified amount that is not the order's is
+// InvalidArgument on amount_fen, and nothing is done.
+func (s *Service) SettleNotified(ctx context.Context, orderID, method, ref, idem string, amountFen int64) (found, returned bool, err error) {
+	if !orderIDRE.MatchString(orderID) {
+		return false, false, nil
+	}
+	key, err := s.deps.Store.Lookup(ctx, indexOrder, orderID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, false, nil
+	}
+	if err != nil {
+		return true, false, err
+	}
+	o := new(storepb.WalletOrder)
+	if err := s.deps.Store.Get(ctx, key, o); err != nil {
+		return true, false, err
+	}
+	if amountFen != o.AmountFen {
+		return true, false, apierr.Invalidf("amount_fen", "the notified amount is not the wallet order's")
+	}
+	unlock := s.lockOrder(o.Id)
+	defer unlock()
+	gateway := authn.Caller{System: "payment-gateway"}
+	_, err = s.complete(ctx, gateway, o, method, ref, idem)
+	var refused *apierr.Error
+	if !errors.As(err, &refused) || refused.Kind != apierr.FailedPrecondition {
+		return true, false, err
+	}
+	if err := s.deps.Payments.Refund(ctx, ref, o.AmountFen); err != nil {
+		return true, false, fmt.Errorf("wallet: refunding a notified payment of a paid order: %w", err)
+	}
+	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := s.Returned(tx, o, method, ref, gateway.Actor()); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: gateway.Actor(), Action: "payment.notify", Subject: key, Outcome: store.OutcomeOK,
+			Details: map[string]string{"order": o.Id, "payment": ref, "amount_fen": fmt.Sprint(o.AmountFen), "result": "returned"}})
+	})
+	return true, err == nil, err
+}
+
+// Returned books, inside tx, a charge of a wallet order that completed nothing and was
+// given back: the charge and its reversal, against the order's own account.
+func (s *Service) Returned(tx *store.Tx, o *storepb.WalletOrder, method, ref, actor string) error {
+	credit := Revenue
+	if o.Kind == kindTopUp {
+		credit = Account(o.UserId)
+	}
+	e, _, err := ledger.Post(tx, ledger.Entry{Debit: s.deps.Clearing(method), Credit: credit, AmountFen: o.AmountFen, OrderID: o.Id,
+		IdempotencyKey: "charge:" + ref, Kind: "payment", Memo: "a second charge of a mutual-recognition order", Actor: actor})
+	if err != nil {
+		return err
+	}
+	_, _, err = ledger.Reverse(tx, e.Id, "refund", "return:"+ref, "a second charge of a mutual-recognition order, given back", actor)
+	return err
 }
 
 // giveBack refunds a charge that completed no order and books it as the charge and its
@@ -411,17 +481,7 @@ func (s *Service) giveBack(ctx context.Context, caller authn.Caller, o *storepb.
 		return
 	}
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		credit := Revenue
-		if o.Kind == kindTopUp {
-			credit = Account(o.UserId)
-		}
-		e, _, err := ledger.Post(tx, ledger.Entry{Debit: s.deps.Clearing(method), Credit: credit, AmountFen: o.AmountFen, OrderID: o.Id,
-			IdempotencyKey: "charge:" + ref, Kind: "payment", Memo: "a second charge of a mutual-recognition order", Actor: caller.Actor()})
-		if err != nil {
-			return err
-		}
-		_, _, err = ledger.Reverse(tx, e.Id, "refund", "return:"+ref, "a second charge of a mutual-recognition order, given back", caller.Actor())
-		return err
+		return s.Returned(tx, o, method, ref, caller.Actor())
 	})
 	if err != nil {
 		s.deps.Log.Error("wallet: booking a returned charge", "order", o.Id, "payment", ref, "err", err)

@@ -83,12 +83,17 @@ func tightenModes(dir string) error {
 		if !e.Type().IsRegular() {
 			continue
 		}
+		// Pebble, already open, deletes obsolete files (an old OPTIONS file, say) in the
+		// background: a file gone between the listing and its chmod needs nothing.
 		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
 		if info.Mode().Perm()&^privateFileMode != 0 {
-			if err := os.Chmod(filepath.Join(dir, e.Name()), privateFileMode); err != nil {
+			if err := os.Chmod(filepath.Join(dir, e.Name()), privateFileMode); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}

@@ -108,18 +108,13 @@ func tokenMaxRwSessions(module string, cfg Config) (uint, error) {
 		return 0, fmt.Errorf("load %s", module)
 	}
 	defer p.Destroy()
-	slots, err := p.GetSlotList(true)
+	slot, err := findSlot(p, cfg)
 	if err != nil {
 		return 0, err
 	}
-	for _, s := range slots {
-		ti, err := p.GetTokenInfo(s)
-		if err != nil {
-			return 0, err
-		}
-		if (ti.SerialNumber != "" && ti.SerialNumber == cfg.TokenSerial) || (ti.Label != "" && ti.Label == cfg.TokenLabel) {
-			return ti.MaxRwSessionCount, nil
-		}
+	ti, err := p.GetTokenInfo(slot)
+	if err != nil {
+		return 0, err
 	}
-	return 0, errors.New("token not found")
+	return ti.MaxRwSessionCount, nil
 }

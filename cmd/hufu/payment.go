@@ -59,6 +59,15 @@ func yuanArg(flagName, s string) (int64, error) {
 	return w*100 + f, nil
 }
 
+// deskEntry checks what an operator gives the desk's confirmations: a reference and an
+// amount in yuan, which it returns in fen.
+func deskEntry(ref, amount string) (int64, error) {
+	if ref == "" || amount == "" {
+		return 0, usagef("-reference and -amount are required")
+	}
+	return yuanArg("amount", amount)
+}
+
 func fenText(fen int64) string { return fmt.Sprintf("¥%d.%02d", fen/100, fen%100) }
 
 func offlineStateName(s hufuv1.OfflinePaymentState) string {
@@ -218,10 +227,7 @@ func (c *cli) deskConfirmCommand() *urfave.Command {
 	return c.command(verb{name: "confirm", usage: "confirm that an offline payment arrived: the order is paid", args: "ORDER", fs: fs, nargs: oneArg,
 		desc: "Confirming again with the same reference answers as the first time and books nothing more.",
 		run: func(ctx context.Context, conn *client.Conn, pos []string) error {
-			if *ref == "" || *amount == "" {
-				return usagef("-reference and -amount are required")
-			}
-			fen, err := yuanArg("amount", *amount)
+			fen, err := deskEntry(*ref, *amount)
 			if err != nil {
 				return err
 			}
@@ -271,10 +277,7 @@ func (c *cli) deskPayoutCommand() *urfave.Command {
 			"with the transfer's or the receipt's number: the ledger moves the money out of the offline clearing account and\n" +
 			"the payer is told. Confirming again with the same reference answers as the first time and books nothing more.",
 		run: func(ctx context.Context, conn *client.Conn, pos []string) error {
-			if *ref == "" || *amount == "" {
-				return usagef("-reference and -amount are required")
-			}
-			fen, err := yuanArg("amount", *amount)
+			fen, err := deskEntry(*ref, *amount)
 			if err != nil {
 				return err
 			}

@@ -295,6 +295,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 	if err := d.recordStart(ctx, anchor); err != nil {
 		return nil, err
 	}
+	if err := d.migrateStore(ctx); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

@@ -39,7 +39,10 @@ import (
 //	p/offline/<order id>            offline payments awaiting a payment desk (daemon/commerce/payments)
 //	r/case/<user id>/<case id>      after-sales cases (AfterSalesCase), newest first; r/open/<case id>
 //	                                the desk's queue of open cases (daemon/commerce/aftersales)
-//	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets)
+//	v/<purpose>/<id>                short-lived verification records (SMS codes, tickets);
+//	                                those found by a phone number (SMS codes, per-number
+//	                                counters and lockouts) end in its HSM fingerprint
+//	                                (daemon/accounts/phoneindex.go), never the number
 //	i/inv/<user id>/<invoice id>    invoices (Invoice), newest first; i/titles/<user id> saved titles,
 //	                                i/doc/<invoice id> issued documents, i/queue/... the desk's queue
 //	                                (daemon/commerce/invoices)
@@ -63,6 +66,12 @@ import (
 //	q/<sink name>                   how far an audit sink has shipped the log (audit_stream.go):
 //	                                0x01, seq (8), h_seq (32), time written (8, Unix ns), big-endian
 //
+// No key holds a phone number or a card number in clear: keys end up in logs, error
+// messages and the expiry index (t/ names the record's key), and are readable by anyone
+// with a copy of the files. A record found by one is keyed by a fingerprint computed in the
+// HSM instead (x/phone/<fingerprint>, x/bank-card/<user>.<fingerprint>). Schema version 2
+// introduced this for phone numbers; daemon/accounts moves a version-1 store at start.
+//
 // Values of record kinds (u, e, k, c, o, s, b, v, y, z, i, n, h, l, p, w, r, x) are envelopes (envelope.go) around a
 // storage protobuf message; audit keys (a/) hold bare AuditRecord / AuditCheckpoint
 // messages; q/ values are the fixed layout above, written outside the audit chain like
@@ -70,8 +79,9 @@ import (
 // multi-valued one, never both.
 
 // SchemaVersion is the version of this key layout and of the record envelope, stored in
-// m/meta. Open refuses a store written with a newer version.
-const SchemaVersion = 1
+// m/meta (the versions are listed in schemaversion.go). Open refuses a store written with a
+// newer version.
+const SchemaVersion = 2
 
 // Kind is the first part of a key: what sort of record lives there.
 type Kind string

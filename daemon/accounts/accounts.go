@@ -3,7 +3,7 @@
 // and password changes; the choice of trading platform; and real-name verification (seed
 // manual §1.2–§1.4, §1.9). Every state change is written with its audit record in one store
 // transaction. Phone numbers reach the audit log only masked, ID numbers only masked or
-// HSM-wrapped.
+// HSM-wrapped, and store keys only as HSM fingerprints (phoneindex.go).
 package accounts
 
 import (
@@ -157,7 +157,7 @@ var (
 )
 
 const (
-	indexPhone        = "phone"         // phone -> u/<id>
+	indexPhone        = "phone"         // phone fingerprint (phoneindex.go) -> u/<id>
 	indexWeChat       = "wechat"        // openid -> u/<id>
 	indexAccessToken  = "access-token"  // hex SHA-256 -> v/session/<id>
 	indexRefreshToken = "refresh-token" // hex SHA-256 -> v/session/<id>

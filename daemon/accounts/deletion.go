@@ -196,11 +196,15 @@ func (s *Service) DeleteAccount(ctx context.Context, caller authn.Caller, code s
 		if err != nil {
 			return err
 		}
-		if err := s.consumeCode(ctx, tx, u.Phone, PurposeDeleteAccount, code); err != nil {
+		ref, err := s.phoneKey(ctx, u.Phone)
+		if err != nil {
+			return err
+		}
+		if err := s.consumeCode(ctx, tx, ref, PurposeDeleteAccount, code); err != nil {
 			return err
 		}
 		key := userKey(u.Id)
-		if err := tx.Unclaim(indexPhone, u.Phone, key); err != nil {
+		if err := tx.Unclaim(indexPhone, ref.fp, key); err != nil {
 			return err
 		}
 		if u.WechatOpenId != "" {
@@ -213,11 +217,11 @@ func (s *Service) DeleteAccount(ctx context.Context, caller authn.Caller, code s
 		}
 		// What is kept under the number itself: unused codes and the hourly SMS counter.
 		for _, p := range allPurposes {
-			if err := smsCodes.Delete(tx, codeID(u.Phone, p)); err != nil {
+			if err := smsCodes.Delete(tx, codeID(ref.fp, p)); err != nil {
 				return err
 			}
 		}
-		if err := counters.Delete(tx, "rate/sms-phone/"+u.Phone); err != nil {
+		if err := counters.Delete(tx, smsCounterID(ref.fp)); err != nil {
 			return err
 		}
 		for _, fn := range erase {

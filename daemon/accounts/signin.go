@@ -51,13 +51,17 @@ func (s *Service) SignInWithCode(ctx context.Context, phone, code string, d Devi
 	if err := firstError(checkPhone("phone", phone), checkCode(code), checkDevice(d)); err != nil {
 		return out, err
 	}
-	err := s.Store.Update(ctx, func(tx *store.Tx) error {
+	ref, err := s.phoneKey(ctx, phone)
+	if err != nil {
+		return out, err
+	}
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		out = SignIn{}
-		if err := s.consumeCode(ctx, tx, phone, PurposeSignIn, code); err != nil {
+		if err := s.consumeCode(ctx, tx, ref, PurposeSignIn, code); err != nil {
 			return err
 		}
 		var err error
-		if out.User, out.Registered, err = s.findOrRegister(tx, phone, "sms"); err != nil {
+		if out.User, out.Registered, err = s.findOrRegister(tx, ref, "sms"); err != nil {
 			return err
 		}
 		out.Session, err = s.openSession(tx, out.User.Id, d, "sms")
@@ -78,6 +82,11 @@ func (s *Service) SignInWithPassword(ctx context.Context, phone, password string
 		return out, apierr.Invalidf("password", "must be 1 to 256 bytes")
 	}
 	wrong := apierr.New(apierr.Unauthenticated, "wrong phone number or password")
+	// Fingerprinted whether or not the number has an account: the HSM call costs the same.
+	ref, err := s.phoneKey(ctx, phone)
+	if err != nil {
+		return out, err
+	}
 	// Argon2id takes 19 MiB a check: bound how many run at once, whoever asks.
 	select {
 	case s.argon <- struct{}{}:
@@ -85,12 +94,12 @@ func (s *Service) SignInWithPassword(ctx context.Context, phone, password string
 	case <-ctx.Done():
 		return out, ctx.Err()
 	}
-	err := s.Store.Update(ctx, func(tx *store.Tx) error {
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		out = SignIn{}
 		if err := bump(tx, "password-source", sourceHost(source), maxPasswordTriesPerSourceHour, time.Hour, "too many password sign-ins from this address"); err != nil {
 			return err
 		}
-		user, err := s.userByPhone(tx, phone)
+		user, err := s.userByPhone(tx, ref)
 		if errors.Is(err, store.ErrNotFound) {
 			// Spend the same work as a real check, so timing does not tell which numbers
 			// have accounts; the attempt counts against the source like any other.
@@ -203,7 +212,11 @@ func (s *Service) BindWeChatPhone(ctx context.Context, ticket, phone, code strin
 	}
 	h := sha256.Sum256([]byte(ticket))
 	bindingID := "wechat-binding/" + hex.EncodeToString(h[:])
-	err := s.Store.Update(ctx, func(tx *store.Tx) error {
+	ref, err := s.phoneKey(ctx, phone)
+	if err != nil {
+		return out, err
+	}
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		out = SignIn{}
 		binding, err := bindings.Get(tx, bindingID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -212,10 +225,10 @@ func (s *Service) BindWeChatPhone(ctx context.Context, ticket, phone, code strin
 		if err != nil {
 			return err
 		}
-		if err := s.consumeCode(ctx, tx, phone, PurposeBindWeChat, code); err != nil {
+		if err := s.consumeCode(ctx, tx, ref, PurposeBindWeChat, code); err != nil {
 			return err
 		}
-		if out.User, out.Registered, err = s.findOrRegister(tx, phone, "wechat"); err != nil {
+		if out.User, out.Registered, err = s.findOrRegister(tx, ref, "wechat"); err != nil {
 			return err
 		}
 		if out.User.WechatOpenId != "" && out.User.WechatOpenId != binding.WechatOpenId {
@@ -258,10 +271,14 @@ func (s *Service) SignInWithCarrier(ctx context.Context, token string, d Device)
 	if err != nil {
 		return out, providerError("carrier", err)
 	}
+	ref, err := s.phoneKey(ctx, phone)
+	if err != nil {
+		return out, err
+	}
 	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		out = SignIn{}
 		var err error
-		if out.User, out.Registered, err = s.findOrRegister(tx, phone, "carrier"); err != nil {
+		if out.User, out.Registered, err = s.findOrRegister(tx, ref, "carrier"); err != nil {
 			return err
 		}
 		out.Session, err = s.openSession(tx, out.User.Id, d, "carrier")
@@ -270,8 +287,8 @@ func (s *Service) SignInWithCarrier(ctx context.Context, token string, d Device)
 	return out, err
 }
 
-func (s *Service) userByPhone(tx *store.Tx, phone string) (*storepb.User, error) {
-	owner, err := tx.Lookup(indexPhone, phone)
+func (s *Service) userByPhone(tx *store.Tx, phone phoneRef) (*storepb.User, error) {
+	owner, err := tx.Lookup(indexPhone, phone.fp)
 	if err != nil {
 		return nil, err
 	}
@@ -280,22 +297,22 @@ func (s *Service) userByPhone(tx *store.Tx, phone string) (*storepb.User, error)
 
 // findOrRegister returns the account of phone, creating it if there is none. The phone index
 // is read under its key lock, so two first sign-ins of one number make one account.
-func (s *Service) findOrRegister(tx *store.Tx, phone, method string) (*storepb.User, bool, error) {
+func (s *Service) findOrRegister(tx *store.Tx, phone phoneRef, method string) (*storepb.User, bool, error) {
 	user, err := s.userByPhone(tx, phone)
 	if err == nil || !errors.Is(err, store.ErrNotFound) {
 		return user, false, err
 	}
 	// A new account starts on the default platform (seed §1.3: shown at once, changed by
 	// choosing another).
-	user = &storepb.User{Id: store.RandomID(16), Phone: phone, CreatedUnixNano: nanos(tx.Now()), CurrentPlatformId: s.opts.DefaultPlatform}
-	if err := tx.Claim(indexPhone, phone, userKey(user.Id)); err != nil {
+	user = &storepb.User{Id: store.RandomID(16), Phone: phone.number, CreatedUnixNano: nanos(tx.Now()), CurrentPlatformId: s.opts.DefaultPlatform}
+	if err := tx.Claim(indexPhone, phone.fp, userKey(user.Id)); err != nil {
 		return nil, false, err
 	}
 	if err := users.Put(tx, user.Id, user); err != nil {
 		return nil, false, err
 	}
 	return user, true, tx.Audit(store.Event{Actor: "user:" + user.Id, Action: "account.register", Subject: userKey(user.Id),
-		Outcome: store.OutcomeOK, Details: map[string]string{"phone": identity.MaskPhone(phone), "method": method, "platform": user.CurrentPlatformId}})
+		Outcome: store.OutcomeOK, Details: map[string]string{"phone": identity.MaskPhone(phone.number), "method": method, "platform": user.CurrentPlatformId}})
 }
 
 func providerError(name string, err error) error {

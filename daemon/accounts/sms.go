@@ -109,6 +109,10 @@ func (s *Service) SendCode(ctx context.Context, phone string, purpose Purpose, s
 	if err := identity.CheckMobile(phone); err != nil {
 		return expires, retryAfter, apierr.Invalid("phone", err)
 	}
+	ref, err := s.phoneKey(ctx, phone)
+	if err != nil {
+		return expires, retryAfter, err
+	}
 	code, err := randomDigits(codeDigits)
 	if err != nil {
 		return expires, retryAfter, err
@@ -121,17 +125,17 @@ func (s *Service) SendCode(ctx context.Context, phone string, purpose Purpose, s
 	}
 	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		now := tx.Now()
-		if err := checkLock(tx, "code-lock", phone); err != nil {
+		if err := checkLock(tx, "code-lock", ref.fp); err != nil {
 			return err
 		}
-		if prev, err := smsCodes.Get(tx, codeID(phone, purpose)); err == nil {
+		if prev, err := smsCodes.Get(tx, codeID(ref.fp, purpose)); err == nil {
 			if wait := fromNanos(prev.SentUnixNano).Add(s.opts.SMSResendInterval).Sub(now); wait > 0 {
 				return apierr.Exhausted(wait, "a code was sent less than %v ago; retry in %v", s.opts.SMSResendInterval, wait.Round(time.Second))
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if err := bump(tx, "sms-phone", phone, s.opts.SMSMaxPerPhoneHour, time.Hour, "too many codes for this number"); err != nil {
+		if err := bump(tx, "sms-phone", ref.fp, s.opts.SMSMaxPerPhoneHour, time.Hour, "too many codes for this number"); err != nil {
 			return err
 		}
 		if err := bump(tx, "sms-source", sourceHost(source), s.opts.SMSMaxPerSourceHour, time.Hour, "too many codes from this address"); err != nil {
@@ -140,7 +144,7 @@ func (s *Service) SendCode(ctx context.Context, phone string, purpose Purpose, s
 		expires = now.Add(s.opts.SMSCodeTTL)
 		retryAfter = now.Add(s.opts.SMSResendInterval)
 		rec := &storepb.SmsCode{Verifier: verifier, Salt: salt, SentUnixNano: nanos(now), ExpiresUnixNano: nanos(expires)}
-		if err := smsCodes.Put(tx, codeID(phone, purpose), rec, store.ExpiresAt(expires)); err != nil {
+		if err := smsCodes.Put(tx, codeID(ref.fp, purpose), rec, store.ExpiresAt(expires)); err != nil {
 			return err
 		}
 		return tx.Audit(store.Event{
@@ -167,7 +171,11 @@ func (s *Service) ConsumeCode(ctx context.Context, tx *store.Tx, phone string, p
 	if err := checkCode(code); err != nil {
 		return err
 	}
-	return s.consumeCode(ctx, tx, phone, purpose, code)
+	ref, err := s.phoneKey(ctx, phone)
+	if err != nil {
+		return err
+	}
+	return s.consumeCode(ctx, tx, ref, purpose, code)
 }
 
 // consumeCode checks a code inside tx and deletes it when right. Wrong codes count per
@@ -177,11 +185,11 @@ func (s *Service) ConsumeCode(ctx context.Context, tx *store.Tx, phone string, p
 // the window on, each wrong code kills the code and locks the number for CodeLockout, so a
 // number gets at most CodeMaxAttempts-1 + window/lockout guesses per window. A right code
 // clears the count. Those writes, and the audit record, commit with the refusal.
-func (s *Service) consumeCode(ctx context.Context, tx *store.Tx, phone string, purpose Purpose, code string) error {
-	if err := checkLock(tx, "code-lock", phone); err != nil {
+func (s *Service) consumeCode(ctx context.Context, tx *store.Tx, phone phoneRef, purpose Purpose, code string) error {
+	if err := checkLock(tx, "code-lock", phone.fp); err != nil {
 		return err
 	}
-	id := codeID(phone, purpose)
+	id := codeID(phone.fp, purpose)
 	rec, err := smsCodes.Get(tx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return apierr.New(apierr.Unauthenticated, "no valid code for this number: it expired, was used, or none was sent; request a new one")
@@ -189,24 +197,24 @@ func (s *Service) consumeCode(ctx context.Context, tx *store.Tx, phone string, p
 	if err != nil {
 		return err
 	}
-	ok, err := s.Keyring.VerifyPIN(ctx, rec.Verifier, rec.Salt, codeContext(phone, purpose), []byte(code))
+	ok, err := s.Keyring.VerifyPIN(ctx, rec.Verifier, rec.Salt, codeContext(phone.number, purpose), []byte(code))
 	if err != nil {
 		return &apierr.Error{Kind: apierr.Unavailable, Message: "HSM unavailable", Cause: err}
 	}
 	if ok {
-		if err := counters.Delete(tx, codeFailuresID(phone)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := counters.Delete(tx, codeFailuresID(phone.fp)); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		return smsCodes.Delete(tx, id)
 	}
 	rec.Failures++
 	s.metrics.codeFailures.Inc()
-	failures, err := countCodeFailure(tx, phone, s.opts.CodeFailureWindow)
+	failures, err := countCodeFailure(tx, phone.fp, s.opts.CodeFailureWindow)
 	if err != nil {
 		return err
 	}
 	event := store.Event{
-		Actor: "anonymous", Action: "account.sms_code.verify", Subject: "phone:" + identity.MaskPhone(phone),
+		Actor: "anonymous", Action: "account.sms_code.verify", Subject: "phone:" + identity.MaskPhone(phone.number),
 		Outcome: "denied", Details: map[string]string{"purpose": string(purpose), "failures": fmt.Sprint(rec.Failures),
 			"failures_in_window": fmt.Sprint(failures)},
 	}
@@ -215,7 +223,7 @@ func (s *Service) consumeCode(ctx context.Context, tx *store.Tx, phone string, p
 		if err := smsCodes.Delete(tx, id); err != nil {
 			return err
 		}
-		if err := lock(tx, "code-lock", phone, s.opts.CodeLockout); err != nil {
+		if err := lock(tx, "code-lock", phone.fp, s.opts.CodeLockout); err != nil {
 			return err
 		}
 		event.Outcome = "locked"
@@ -236,12 +244,14 @@ func (s *Service) consumeCode(ctx context.Context, tx *store.Tx, phone string, p
 	return store.Refuse(denial)
 }
 
-func codeFailuresID(phone string) string { return "rate/code-fail/" + phone }
+// The ids of records kept per number take the number's fingerprint (phoneindex.go), never
+// the number.
+func codeFailuresID(phoneFP string) string { return "rate/code-fail/" + phoneFP }
 
 // countCodeFailure counts one wrong code for the number in its failure window (which
 // starts at the first wrong code and is not moved by later ones) and returns the count.
-func countCodeFailure(tx *store.Tx, phone string, window time.Duration) (int, error) {
-	id := codeFailuresID(phone)
+func countCodeFailure(tx *store.Tx, phoneFP string, window time.Duration) (int, error) {
+	id := codeFailuresID(phoneFP)
 	c, err := counters.Get(tx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		c = &storepb.RateCounter{WindowEndUnixNano: nanos(tx.Now().Add(window))}
@@ -252,8 +262,13 @@ func countCodeFailure(tx *store.Tx, phone string, window time.Duration) (int, er
 	return int(c.Count), counters.Put(tx, id, c, store.ExpiresAt(fromNanos(c.WindowEndUnixNano)))
 }
 
-func codeID(phone string, purpose Purpose) string { return "sms/" + string(purpose) + "/" + phone }
+func codeID(phoneFP string, purpose Purpose) string { return "sms/" + string(purpose) + "/" + phoneFP }
 
+// smsCounterID is the hourly count of codes sent to a number (bump "sms-phone").
+func smsCounterID(phoneFP string) string { return "rate/sms-phone/" + phoneFP }
+
+// codeContext binds a code's verifier to the number and purpose; it is HMAC input, not a
+// key, so it names the number itself.
 func codeContext(phone string, purpose Purpose) []byte {
 	return []byte("hufu/accounts/v1 sms/" + string(purpose) + "/" + phone)
 }

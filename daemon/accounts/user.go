@@ -78,6 +78,10 @@ func (s *Service) ResetPassword(ctx context.Context, phone, code, next string) e
 	if err := firstError(checkPhone("phone", phone), checkCode(code), checkPasswordStrength("new_password", next)); err != nil {
 		return err
 	}
+	ref, err := s.phoneKey(ctx, phone)
+	if err != nil {
+		return err
+	}
 	hash := hashPassword(next, s.opts.Password)
 	var userID string
 	defer func() {
@@ -86,10 +90,10 @@ func (s *Service) ResetPassword(ctx context.Context, phone, code, next string) e
 		}
 	}()
 	return s.Store.Update(ctx, func(tx *store.Tx) error {
-		if err := s.consumeCode(ctx, tx, phone, PurposeResetPassword, code); err != nil {
+		if err := s.consumeCode(ctx, tx, ref, PurposeResetPassword, code); err != nil {
 			return err
 		}
-		u, err := s.userByPhone(tx, phone)
+		u, err := s.userByPhone(tx, ref)
 		if errors.Is(err, store.ErrNotFound) {
 			return apierr.New(apierr.NotFound, "no account uses this number")
 		}
@@ -119,9 +123,13 @@ func (s *Service) ChangePhone(ctx context.Context, caller authn.Caller, newPhone
 	if !codeRE.MatchString(currentCode) {
 		return nil, apierr.Invalidf("current_code", "must be the 6 digits of the SMS sent to the current number")
 	}
+	newRef, err := s.phoneKey(ctx, newPhone)
+	if err != nil {
+		return nil, err
+	}
 	var out *storepb.User
 	defer s.resolved.forgetUser(caller.UserID)
-	err := s.Store.Update(ctx, func(tx *store.Tx) error {
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		u, err := users.Get(tx, caller.UserID)
 		if err != nil {
 			return err
@@ -129,19 +137,23 @@ func (s *Service) ChangePhone(ctx context.Context, caller authn.Caller, newPhone
 		if u.Phone == newPhone {
 			return apierr.Invalidf("new_phone", "is already this account's number")
 		}
-		if err := s.consumeCode(ctx, tx, u.Phone, PurposeChangePhone, currentCode); err != nil {
+		oldRef, err := s.phoneKey(ctx, u.Phone)
+		if err != nil {
 			return err
 		}
-		if err := s.consumeCode(ctx, tx, newPhone, PurposeChangePhone, code); err != nil {
+		if err := s.consumeCode(ctx, tx, oldRef, PurposeChangePhone, currentCode); err != nil {
 			return err
 		}
-		if err := tx.Claim(indexPhone, newPhone, userKey(u.Id)); err != nil {
+		if err := s.consumeCode(ctx, tx, newRef, PurposeChangePhone, code); err != nil {
+			return err
+		}
+		if err := tx.Claim(indexPhone, newRef.fp, userKey(u.Id)); err != nil {
 			if errors.Is(err, store.ErrTaken) {
 				return apierr.New(apierr.AlreadyExists, "this number belongs to another account")
 			}
 			return err
 		}
-		if err := tx.Unclaim(indexPhone, u.Phone, userKey(u.Id)); err != nil {
+		if err := tx.Unclaim(indexPhone, oldRef.fp, userKey(u.Id)); err != nil {
 			return err
 		}
 		old := u.Phone

@@ -449,7 +449,7 @@ func (x *RefreshFamily) GetRevokedUnixNano() int64 {
 }
 
 // SmsCode is the outstanding code for one number and purpose, at
-// v/sms/<purpose>/<phone>, expiring with the code.
+// v/sms/<purpose>/<phone fingerprint>, expiring with the code.
 type SmsCode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// HMAC-SHA256 inside the HSM over (salt, "sms/<purpose>/<phone>", code).

@@ -211,7 +211,9 @@ func (v *verifier) run() (VerifyResult, error) {
 	if v.pub != nil && v.res.Records > 0 && v.res.Checkpoints == 0 {
 		return VerifyResult{}, v.fail(v.res.From, ReasonUnanchored, "no checkpoint covers any record of the export")
 	}
-	for _, seq := range slices.Sorted(maps.Keys(v.pins)) {
+	// A pinned head the export did not reach: the lowest one names the failure.
+	if len(v.pins) > 0 {
+		seq := slices.Min(slices.Collect(maps.Keys(v.pins)))
 		if seq > v.res.To {
 			return VerifyResult{}, v.fail(seq, ReasonTruncated,
 				"the export ends at record %d, before record %d of a head pinned earlier: the log was cut or rolled back", v.res.To, seq)

@@ -284,7 +284,7 @@ func TestSyslogSinkDeliversEveryRecordOnceAcrossRestarts(t *testing.T) {
 	// unread: what the sink wrote after them is lost in transit and must be sent again.
 	rcv.closeAfter.Store(2)
 	rcv.restart()
-	msgs = rcv.waitForSeq(14)
+	rcv.waitForSeq(14)
 	waitFor(t, "the sink to catch up", func() bool { return a.metric("hufu_auditsink_lag_records", "siem") == 0 })
 	msgs = rcv.messages()
 	dups := checkMessages(t, a.st, msgs, 14)

@@ -178,3 +178,15 @@ func TestAuditRecordsStopsAtTheDurableHead(t *testing.T) {
 		t.Fatalf("AuditRecords after the sync: %v, %v", recs, err)
 	}
 }
+
+// TestCreated: the Open that makes a store says so; a reopen of it does not.
+func TestCreated(t *testing.T) {
+	ts := openTest(t)
+	if !ts.Created() {
+		t.Fatal("a new store does not report that it was created")
+	}
+	ts.reopen(t)
+	if ts.Created() {
+		t.Fatal("a reopened store reports that it was created")
+	}
+}

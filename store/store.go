@@ -21,6 +21,8 @@ type Store struct {
 	clock Clock
 	log   *slog.Logger
 	locks *lockTable
+	// created: this Open made the store (there was none in the directory).
+	created bool
 
 	// ops is held shared by every operation and exclusively by Close, so Close waits for
 	// operations in flight and nothing starts after it.
@@ -96,6 +98,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// Created reports whether this Open made the store: the directory held none.
+func (s *Store) Created() bool { return s.created }
+
 func (s *Store) init(ctx context.Context) error {
 	var meta storepb.StoreMeta
 	v, closer, err := s.db.Get([]byte(metaKey))
@@ -110,6 +115,7 @@ func (s *Store) init(ctx context.Context) error {
 		if err := s.db.Set([]byte(metaKey), b, pebble.Sync); err != nil {
 			return fmt.Errorf("store: write meta: %w", err)
 		}
+		s.created = true
 	case err != nil:
 		return fmt.Errorf("store: read meta: %w", err)
 	default:

@@ -64,13 +64,15 @@ type Options struct {
 
 // Daemon is a configured, opened appliance ready to serve.
 type Daemon struct {
-	cfg      config.Config
-	opts     Options
-	keyring  *hsm.Keyring
-	store    *store.Store
-	accounts *accounts.Service
-	keys     *keys.Service
-	certs    *certs.Service
+	cfg  config.Config
+	opts Options
+	// undecodable holds the codec's notes of requests that did not decode (decoding.go).
+	undecodable *undecodable
+	keyring     *hsm.Keyring
+	store       *store.Store
+	accounts    *accounts.Service
+	keys        *keys.Service
+	certs       *certs.Service
 	// enterprises and seals are built with the certificates (certificates.go).
 	enterprises *enterprises.Service
 	seals       *seals.Service
@@ -377,6 +379,7 @@ func (d *Daemon) buildServer() error {
 		maxDeadline: d.cfg.GRPC.MaxDeadline.Std(), metrics: newRPCMetrics(d.opts.Registry), log: d.opts.Log,
 	}
 	failures := new(undecodable)
+	d.undecodable = failures
 	d.server = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(d.tls.config())),
 		grpc.ChainUnaryInterceptor(g.unary),

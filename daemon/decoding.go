@@ -181,11 +181,16 @@ type decodingStream struct {
 }
 
 func (s decodingStream) RecvMsg(m any) error {
-	if err := s.ServerStream.RecvMsg(m); err != nil {
+	// The note is taken whatever RecvMsg returns: grpc-go decodes a server stream's second
+	// message into m to refuse it (cardinality) after the codec noted it, and a note left
+	// behind would pin m in the map for ever — a leak any client could drive.
+	err := s.ServerStream.RecvMsg(m)
+	refusal := s.failures.take(m)
+	switch {
+	case err != nil:
 		return err
-	}
-	if err := s.failures.take(m); err != nil {
-		return err
+	case refusal != nil:
+		return refusal
 	}
 	return undefinedEnum(m)
 }

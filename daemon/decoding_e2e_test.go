@@ -68,6 +68,29 @@ func TestUndecodableRequests(t *testing.T) {
 		must(t, s.CloseSend())
 		wantCode(t, s.RecvMsg(new(rawBody)), codes.InvalidArgument, "service")
 	})
+	// A server stream given two messages, the first undecodable: grpc-go decodes the second
+	// into the same message to refuse it, and the note of the first must not stay behind
+	// (it would pin the message: a leak any client could drive, before authentication).
+	t.Run("stream with a second message", func(t *testing.T) {
+		// ClientStreams only so that this client sends twice; the server's method takes one.
+		desc := &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+		for range 3 {
+			s, err := conn.ClientConn().NewStream(bg, desc, "/grpc.health.v1.Health/Watch", grpc.ForceCodecV2(rawCodec{}))
+			must(t, err)
+			bad := rawBody(stringField(&healthpb.HealthCheckRequest{}, "service", notUTF8))
+			good := rawBody(stringField(&healthpb.HealthCheckRequest{}, "service", []byte("hufu")))
+			must(t, s.SendMsg(&bad))
+			must(t, s.SendMsg(&good))
+			must(t, s.CloseSend())
+			if err := s.RecvMsg(new(rawBody)); err == nil {
+				t.Fatal("two messages on a server stream were accepted")
+			}
+		}
+		if n := a.live.Daemon.UndecodableNotes(); n != 0 {
+			t.Fatalf("%d notes of undecodable requests left behind", n)
+		}
+	})
+
 	// A well-formed request still works after the refusals.
 	if _, err := conn.Accounts.SendSmsCode(bg, &hufuv1.SendSmsCodeRequest{Phone: phone, Purpose: hufuv1.SmsPurpose_SMS_PURPOSE_SIGN_IN}); err != nil {
 		t.Fatal(err)

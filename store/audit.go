@@ -80,8 +80,12 @@ func decodeCheckpoint(v []byte) (*Checkpoint, error) {
 	return checkpointFromPB(&p)
 }
 
-// loadHead finds the last audit record: the chain continues from it.
+// loadHead finds the last audit record: the chain continues from it. An empty log is head
+// 0, also on a reload (Recover) after an append that set the head in memory and never
+// reached the disk.
 func (s *Store) loadHead() error {
+	s.headSeq, s.headHash = 0, [hashSize]byte{}
+	s.durableSeq.Store(0)
 	it, err := s.db.NewIter(&pebble.IterOptions{
 		LowerBound: []byte(auditRecordPfx), UpperBound: prefixEnd(auditRecordPfx),
 	})

@@ -23,8 +23,8 @@ const (
 	// DefaultPoolWaitTimeout bounds how long an operation waits for a free session before
 	// failing with ErrBusy, so a stuck HSM shows up as errors rather than piling requests.
 	DefaultPoolWaitTimeout = 2 * time.Second
-	// DefaultReopenBackoff is the first wait before reopening the keyring after an outage;
-	// each failed attempt doubles it, up to DefaultReopenMaxBackoff.
+	// DefaultReopenBackoff is the wait after the first, immediate reopen of the keyring after
+	// an outage fails; each failed attempt doubles it, up to DefaultReopenMaxBackoff.
 	DefaultReopenBackoff    = 250 * time.Millisecond
 	DefaultReopenMaxBackoff = 30 * time.Second
 )
@@ -48,8 +48,8 @@ type Config struct {
 	MaxSessions     int           // default DefaultMaxSessions; 2..64
 	PoolWaitTimeout time.Duration // default DefaultPoolWaitTimeout
 
-	// ReopenBackoff is the first wait before reopening after an outage, doubled after each
-	// failed attempt up to ReopenMaxBackoff (recovery.go). Defaults DefaultReopenBackoff
+	// ReopenBackoff is the wait after the first reopen (which is immediate) fails, doubled
+	// after each failed attempt up to ReopenMaxBackoff (recovery.go). Defaults DefaultReopenBackoff
 	// and DefaultReopenMaxBackoff.
 	ReopenBackoff    time.Duration
 	ReopenMaxBackoff time.Duration

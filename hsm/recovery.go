@@ -182,9 +182,11 @@ func (k *Keyring) reconnect() {
 	r := &k.recovery
 	defer r.wg.Done()
 	backoff := k.cfg.ReopenBackoff
+	// The first attempt is at once: reopen probes the connection first, so an error that
+	// only looked like an outage (a key handle destroyed under an operation by DestroyKEK)
+	// costs one probe, not a backoff of refusals.
+	wait := time.Duration(0)
 	for {
-		// Full backoff halved, plus up to the other half at random.
-		wait := backoff/2 + rand.N(backoff/2+1)
 		t := time.NewTimer(wait)
 		select {
 		case <-r.stop:
@@ -211,6 +213,8 @@ func (k *Keyring) reconnect() {
 		if err == nil {
 			return
 		}
+		// Full backoff halved, plus up to the other half at random.
+		wait = backoff/2 + rand.N(backoff/2+1)
 		backoff = min(2*backoff, k.cfg.ReopenMaxBackoff)
 	}
 }

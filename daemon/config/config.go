@@ -100,9 +100,9 @@ type HSM struct {
 	KEKPrefix       string   `yaml:"kek_prefix"`
 	MaxSessions     int      `yaml:"max_sessions"`
 	PoolWaitTimeout Duration `yaml:"pool_wait_timeout"`
-	// ReopenBackoff is the first wait before the keyring reconnects after an HSM outage
-	// (the token removed or reset, its sessions gone); each failed attempt doubles it up
-	// to ReopenMaxBackoff.
+	// ReopenBackoff is the wait after the keyring's first, immediate attempt to reconnect
+	// after an HSM outage (the token removed or reset, its sessions gone) fails; each
+	// further failed attempt doubles it up to ReopenMaxBackoff.
 	ReopenBackoff    Duration `yaml:"reopen_backoff"`
 	ReopenMaxBackoff Duration `yaml:"reopen_max_backoff"`
 }

@@ -46,12 +46,12 @@ const (
 )
 
 // NotifiedOrders are the orders of another domain that notifications pay: the mutual-
-// recognition wallet's (wallet.Service). SettleNotified reports found false for an id
+// recognition wallet's (wallet.Service). SettleNotified, acting as gateway, reports found false for an id
 // that is not one of its orders; otherwise it completes the order, or refunds and books a
 // payment of an order completed otherwise (returned), once however often it is asked; an
 // amount that is not the order's is InvalidArgument on amount_fen.
 type NotifiedOrders interface {
-	SettleNotified(ctx context.Context, orderID, method, ref, idem string, amountFen int64) (found, returned bool, err error)
+	SettleNotified(ctx context.Context, gateway authn.Caller, orderID, method, ref, idem string, amountFen int64) (found, returned bool, err error)
 }
 
 // SetNotifiedOrders connects the other domains' orders (the wallet), which are built
@@ -140,7 +140,7 @@ func (s *Service) notifyOther(ctx context.Context, n Notification) (NotifyAnswer
 	if s.others == nil {
 		return s.refuseNotification(ctx, n, "o/order/"+n.OrderID, NotifyUnknownOrder)
 	}
-	found, returned, err := s.others.SettleNotified(ctx, n.OrderID, n.Method, n.PaymentRef, n.IdempotencyKey, n.AmountFen)
+	found, returned, err := s.others.SettleNotified(ctx, gatewayCaller, n.OrderID, n.Method, n.PaymentRef, n.IdempotencyKey, n.AmountFen)
 	var ae *apierr.Error
 	switch {
 	case !found:

@@ -363,7 +363,7 @@ func (s *Service) RefundOrder(ctx context.Context, o *storepb.Order, actor strin
 		if out == nil {
 			return nil
 		}
-		return tx.Audit(store.Event{Actor: actor, Action: "payment.refund", Subject: "o/order/" + o.UserId + "/" + o.Id, Outcome: store.OutcomeOK,
+		return tx.Audit(store.Event{Actor: actor, Action: "payment.refund", Subject: orderSubject(o), Outcome: store.OutcomeOK,
 			Details: map[string]string{"order": o.Id, "amount_fen": fmt.Sprint(o.PriceFen), "entry": out.Id}})
 	})
 	return out, err

@@ -413,12 +413,12 @@ func (s *Service) complete(ctx context.Context, caller authn.Caller, o *storepb.
 }
 
 // SettleNotified completes a wallet order with a payment the payment gateway reported
-// (payment.notify, payments.Service.Notify), as Pay completes it after its charge, once
-// however often it is reported. found is false for an id that is no wallet order. An order
-// completed by another payment gets the notified payment refunded through the provider and
-// booked in and out (returned). A notified amount that is not the order's is
-// InvalidArgument on amount_fen, and nothing is done.
-func (s *Service) SettleNotified(ctx context.Context, orderID, method, ref, idem string, amountFen int64) (found, returned bool, err error) {
+// (payment.notify, payments.Service.Notify, acting as gateway), as Pay completes it after
+// its charge, once however often it is reported. found is false for an id that is no
+// wallet order. An order completed by another payment gets the notified payment refunded
+// through the provider and booked in and out (returned). A notified amount that is not the
+// order's is InvalidArgument on amount_fen, and nothing is done.
+func (s *Service) SettleNotified(ctx context.Context, gateway authn.Caller, orderID, method, ref, idem string, amountFen int64) (found, returned bool, err error) {
 	if !orderIDRE.MatchString(orderID) {
 		return false, false, nil
 	}
@@ -438,7 +438,6 @@ func (s *Service) SettleNotified(ctx context.Context, orderID, method, ref, idem
 	}
 	unlock := s.lockOrder(o.Id)
 	defer unlock()
-	gateway := authn.Caller{System: "payment-gateway"}
 	_, err = s.complete(ctx, gateway, o, method, ref, idem)
 	var refused *apierr.Error
 	if !errors.As(err, &refused) || refused.Kind != apierr.FailedPrecondition {

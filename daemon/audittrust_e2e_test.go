@@ -122,8 +122,9 @@ func TestAnchorBehindTheStoreIsCaughtUp(t *testing.T) {
 	if len(starts) != 3 || starts[2]["audit_anchor"] != strconv.FormatUint(newer.Size, 10) {
 		t.Fatalf("start records %v: the last should report the anchor caught up to %d", starts, newer.Size)
 	}
-	if _, ok := starts[0]["audit_anchor_created"]; !ok {
-		t.Fatalf("the first start did not report creating the anchor: %v", starts[0])
+	// hufud init made the store and its anchor: even the first start found one.
+	if _, ok := starts[0]["audit_anchor_created"]; ok {
+		t.Fatalf("the first start created the anchor that init should have: %v", starts[0])
 	}
 }
 

@@ -39,7 +39,30 @@ func ensureCAs(ctx context.Context, cfg config.Config, kr *hsm.Keyring) ([]strin
 			done = append(done, "embedded CA "+c.ID+" already present; left unchanged")
 		}
 	}
-	return done, nil
+	return done, anchorNewStore(ctx, st, kr)
+}
+
+// anchorNewStore gives a store init has just made the HSM's audit anchor, at its newest
+// checkpoint, on a token that has none: a new installation's first start then finds its
+// anchor as every later start does, and the warning of a start without one stays for a
+// token that lost or never had it under a store already in use. A token that has an anchor
+// keeps it: a new store under it is refused at start until acknowledged.
+func anchorNewStore(ctx context.Context, st *store.Store, kr *hsm.Keyring) error {
+	if !st.Created() {
+		return nil
+	}
+	if _, found, err := kr.AuditAnchor(ctx); err != nil || found {
+		return err
+	}
+	var size uint64
+	var head [32]byte
+	if c := st.LastCheckpoint(); c != nil {
+		size, head = c.Size, c.Head
+	}
+	if err := kr.RaiseAuditAnchor(ctx, size, head); err != nil {
+		return fmt.Errorf("creating the audit anchor of the new store: %w", err)
+	}
+	return nil
 }
 
 // buildCertificates opens the configured CAs and builds the certificate service.

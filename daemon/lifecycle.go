@@ -77,11 +77,7 @@ func (d *Daemon) checkAuditAnchor(ctx context.Context) (anchorNote, error) {
 		}
 		note.size = size
 	}
-	switch {
-	case note.created && d.store.Created():
-		// A new installation: a new store on a token that has served no store yet.
-		d.opts.Log.Info("created the HSM's audit anchor for a new store", "anchor", size)
-	case note.created:
+	if note.created {
 		d.opts.Log.Warn("the HSM token had no audit anchor; created one at the store's last checkpoint (first start of this version, or a new token)", "anchor", size)
 	}
 	return note, nil

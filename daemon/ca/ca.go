@@ -111,9 +111,11 @@ type Application struct {
 	// USCC, for an enterprise certificate (企业证书): the enterprise's 统一社会信用代码,
 	// checked by the caller. The subject is then C=CN, O=<name>, CN=<name>,
 	// SERIALNUMBER=<USCC> (the USCC is public, unlike a person's ID number).
-	USCC          string
-	CSR           []byte // PKCS#10 DER; its signature has been checked
-	PublicKey     *ecdsa.PublicKey
+	USCC      string
+	CSR       []byte // PKCS#10 DER; its signature has been checked
+	PublicKey *ecdsa.PublicKey
+	// Usage selects the certificate's profile (signing or encryption).
+	Usage         Usage
 	ValidityYears int
 	// NotAfter, if set, overrides ValidityYears (an upgrade keeps the old expiry).
 	NotAfter  time.Time

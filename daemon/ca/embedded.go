@@ -362,20 +362,27 @@ func (e *Embedded) fresh(s *storepb.CAState) bool {
 
 // Revoked reports whether serial is on the CA's revocation list.
 func (e *Embedded) Revoked(ctx context.Context, serial string) (bool, error) {
+	_, revoked, err := e.Revocation(ctx, serial)
+	return revoked, err
+}
+
+// Revocation returns serial's entry on the CA's revocation list; revoked is false if it has
+// none.
+func (e *Embedded) Revocation(ctx context.Context, serial string) (r Revocation, revoked bool, err error) {
 	n, ok := ParseSerial(serial)
 	if !ok {
-		return false, fmt.Errorf("ca: bad serial %q", serial)
+		return r, false, fmt.Errorf("ca: bad serial %q", serial)
 	}
 	s, err := states.Read(ctx, e.st, stateID(e.id))
 	if err != nil {
-		return false, err
+		return r, false, err
 	}
-	for _, r := range s.Revoked {
-		if bytes.Equal(r.Serial, n.Bytes()) {
-			return true, nil
+	for _, entry := range s.Revoked {
+		if bytes.Equal(entry.Serial, n.Bytes()) {
+			return Revocation{At: time.Unix(0, entry.RevokedUnixNano).UTC(), Reason: int(entry.Reason)}, true, nil
 		}
 	}
-	return false, nil
+	return r, false, nil
 }
 
 // subjectOf names a person or, when the application carries a USCC, an enterprise.

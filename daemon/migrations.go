@@ -3,6 +3,9 @@ package daemon
 import (
 	"context"
 	"fmt"
+
+	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/store"
 )
 
 // migrateStore brings a store an older build wrote to this build's layout before serving
@@ -20,8 +23,13 @@ func (d *Daemon) migrateStore(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("moving phone numbers out of store keys (%d entries moved; the next start continues): %w", n, err)
 	}
-	if from < 2 || n > 0 {
-		d.opts.Log.Info("store migrated", "schema_from", from, "phone_key_entries_moved", n)
+	// Version 3: revocation entries and CRLs out of the CA records.
+	r, err := ca.MigrateRevocations(ctx, d.store)
+	if err != nil {
+		return fmt.Errorf("moving revocation entries out of the CA records (%d entries moved; the next start continues): %w", r, err)
+	}
+	if from < store.SchemaVersion || n > 0 || r > 0 {
+		d.opts.Log.Info("store migrated", "schema_from", from, "phone_key_entries_moved", n, "revocation_entries_moved", r)
 	}
 	return nil
 }

@@ -25,6 +25,12 @@ import (
 //	k/<key id>/delegate/<user id>/<device id>
 //	                                a member's delegated share pair of the key (DelegatedShare)
 //	c/ca/<ca id>                    embedded CAs (daemon/ca)
+//	c/revoked/<ca id>/<level>/<serial hex>
+//	                                one revocation entry (RevokedSerial) of a CA level ("issuing":
+//	                                leaves, "root": issuing CA certificates); c/revoked-count/<ca id>/<level>
+//	                                the level's entry count (RevocationCount), written with each
+//	                                entry; c/crl/<ca id>/<level> its current CRL (CRLRecord).
+//	                                Schema version 3 moved them out of c/ca/<ca id> (daemon/ca)
 //	c/cert/<user id>/<serial>       certificates (daemon/certs)
 //	c/seal/<owner>/<seal id>        seals; c/seal-image/<seal id>, c/seal-grant/... (daemon/seals)
 //	o/order/<user id>/<order id>    orders; o/inbox/<user id>/... messages; o/letter/... letters
@@ -81,7 +87,7 @@ import (
 // SchemaVersion is the version of this key layout and of the record envelope, stored in
 // m/meta (the versions are listed in schemaversion.go). Open refuses a store written with a
 // newer version.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // Kind is the first part of a key: what sort of record lives there.
 type Kind string

@@ -14,6 +14,9 @@ import (
 //	1  the first layout
 //	2  records found by a phone number are keyed by its HSM fingerprint, not the number
 //	   (daemon/accounts moves a version-1 store's entries at start)
+//	3  an embedded CA's revocation list is one record per entry (c/revoked/...) and its CRLs
+//	   are records of their own (c/crl/...), no longer inside c/ca/<ca id>
+//	   (daemon/ca.MigrateRevocations moves them at start)
 //
 // A version-1 store opens; whoever owns the layout change calls UpgradeSchema before it
 // writes the new layout, so that from then on an older build refuses the store (ErrSchema)

@@ -46,9 +46,14 @@
 //
 // # Revocation
 //
-// Revoke adds a serial to the CA's revocation list; CRL returns a CRL signed by the issuing
-// CA with a next-update of the configured interval, regenerated (with the next CRL number)
-// after every revocation and once half of its validity has passed.
+// Each level of the hierarchy has its own revocation list and CRL (see revocation.go for the
+// records): Revoke adds a leaf's serial to the issuing CA's list, RevokeIssuingCA the issuing
+// CA certificate to the root's. CRLAt returns a level's CRL signed by that level's key (the
+// root CRL is how a relying party checks the chain at depth 1), with thisUpdate, nextUpdate
+// (the configured interval later), a CRL number that only grows per level, and the signer's
+// key identifier as AKI; it is remade, with the next number, after an entry was added and
+// once half of its validity has passed. The CRL is encoded entry by entry from the store
+// (crlencode.go), so a list of 100,000 entries costs one buffer of the CRL's size.
 package ca
 
 import (

@@ -1,13 +1,12 @@
 package ca
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
@@ -128,6 +127,9 @@ type Embedded struct {
 	kr            Keyring
 	clock         Clock
 	crlNextUpdate time.Duration
+	// crlMu serialises the making of each level's CRL (by Level.index), so that callers
+	// arriving together wait for one new CRL instead of each signing their own.
+	crlMu         [2]sync.Mutex
 	root, issuing *smx509.Certificate
 	chain         [][]byte
 }
@@ -205,6 +207,11 @@ func (e *Embedded) signer(ctx context.Context) (*sm2.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, revoked, err := e.revocationAt(ctx, LevelRoot, e.issuing.SerialNumber); err != nil {
+		return nil, err
+	} else if revoked {
+		return nil, fmt.Errorf("ca: the issuing CA of %s is revoked", e.id)
+	}
 	return e.unwrapIssuing(ctx, s)
 }
 
@@ -274,115 +281,6 @@ func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issu
 		return nil, fmt.Errorf("ca: issuing: %w", err)
 	}
 	return &Issued{DER: der, Serial: serialHex(serial), NotBefore: notBefore, NotAfter: notAfter}, nil
-}
-
-// Revoke puts a serial on the revocation list; the next CRL carries it.
-func (e *Embedded) Revoke(ctx context.Context, serial string, reason int) error {
-	n, ok := ParseSerial(serial)
-	if !ok {
-		return fmt.Errorf("ca: bad serial %q", serial)
-	}
-	raw := n.Bytes()
-	return e.st.Update(ctx, func(tx *store.Tx) error {
-		s, err := states.Get(tx, stateID(e.id))
-		if err != nil {
-			return err
-		}
-		for _, r := range s.Revoked {
-			if bytes.Equal(r.Serial, raw) {
-				return nil
-			}
-		}
-		s.Revoked = append(s.Revoked, &storepb.RevokedSerial{Serial: raw, RevokedUnixNano: tx.Now().UnixNano(), Reason: int32(reason)})
-		s.Crl = nil // the next CRL call makes a new one
-		if err := states.Put(tx, stateID(e.id), s); err != nil {
-			return err
-		}
-		return tx.Audit(store.Event{Actor: "ca:" + e.id, Action: "ca.revoke", Subject: "c/" + stateID(e.id), Outcome: store.OutcomeOK,
-			Details: map[string]string{"serial": serial, "reason": fmt.Sprint(reason)}})
-	})
-}
-
-// CRL returns the current CRL, signed by the issuing CA, making a new one (with the next
-// CRL number) after a revocation or once half of the current one's validity has passed.
-// The admin listener serves it.
-func (e *Embedded) CRL(ctx context.Context) ([]byte, error) {
-	s, err := states.Read(ctx, e.st, stateID(e.id))
-	if err != nil {
-		return nil, err
-	}
-	if e.fresh(s) {
-		return s.Crl, nil
-	}
-	var out []byte
-	err = e.st.Update(ctx, func(tx *store.Tx) error {
-		s, err := states.Get(tx, stateID(e.id))
-		if err != nil {
-			return err
-		}
-		if e.fresh(s) {
-			out = s.Crl
-			return nil
-		}
-		key, err := e.unwrapIssuing(ctx, s)
-		if err != nil {
-			return err
-		}
-		now := tx.Now().UTC().Truncate(time.Second)
-		entries := make([]smx509.RevocationListEntry, len(s.Revoked))
-		for i, r := range s.Revoked {
-			entries[i] = smx509.RevocationListEntry{SerialNumber: new(big.Int).SetBytes(r.Serial),
-				RevocationTime: time.Unix(0, r.RevokedUnixNano).UTC(), ReasonCode: int(r.Reason)}
-		}
-		number := s.CrlNumber + 1
-		der, err := smx509.CreateRevocationList(nil, &smx509.RevocationList{
-			RevokedCertificateEntries: entries, Number: new(big.Int).SetUint64(number),
-			ThisUpdate: now, NextUpdate: now.Add(e.crlNextUpdate),
-		}, e.issuing, key)
-		if err != nil {
-			return fmt.Errorf("ca: signing the CRL: %w", err)
-		}
-		s.Crl, s.CrlNumber, s.CrlThisUpdateUnixNano = der, number, now.UnixNano()
-		if err := states.Put(tx, stateID(e.id), s); err != nil {
-			return err
-		}
-		out = der
-		return tx.Audit(store.Event{Actor: "ca:" + e.id, Action: "ca.crl", Subject: "c/" + stateID(e.id), Outcome: store.OutcomeOK,
-			Details: map[string]string{"number": fmt.Sprint(number), "entries": fmt.Sprint(len(entries))}})
-	})
-	return out, err
-}
-
-func (e *Embedded) fresh(s *storepb.CAState) bool {
-	if len(s.Crl) == 0 {
-		return false
-	}
-	return e.clock.Now().Sub(time.Unix(0, s.CrlThisUpdateUnixNano)) < e.crlNextUpdate/2
-}
-
-// Revoked reports whether serial is on the CA's revocation list.
-func (e *Embedded) Revoked(ctx context.Context, serial string) (bool, error) {
-	_, revoked, err := e.Revocation(ctx, serial)
-	return revoked, err
-}
-
-// Revocation returns serial's entry on the CA's revocation list; revoked is false if it has
-// none.
-func (e *Embedded) Revocation(ctx context.Context, serial string) (r Revocation, revoked bool, err error) {
-	n, ok := ParseSerial(serial)
-	if !ok {
-		return r, false, fmt.Errorf("ca: bad serial %q", serial)
-	}
-	s, err := states.Read(ctx, e.st, stateID(e.id))
-	if err != nil {
-		return r, false, err
-	}
-	for _, entry := range s.Revoked {
-		if bytes.Equal(entry.Serial, n.Bytes()) {
-			return Revocation{At: time.Unix(0, entry.RevokedUnixNano).UTC(), Reason: int(entry.Reason)}, true, nil
-		}
-	}
-	return r, false, nil
 }
 
 // subjectOf names a person or, when the application carries a USCC, an enterprise.

@@ -33,7 +33,7 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func setup(t *testing.T) (*store.Store, *hsm.Keyring, *clock) {
+func setup(t testing.TB) (*store.Store, *hsm.Keyring, *clock) {
 	t.Helper()
 	tok := softhsmtest.New(t)
 	kr, err := hsm.Initialize(context.Background(), hsm.Config{ModulePath: tok.ModulePath, TokenLabel: tok.Label, PINFile: tok.PINFile})

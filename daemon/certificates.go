@@ -74,6 +74,7 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%w (run hufud init after adding a CA)", err)
 		}
+		d.addEmbeddedCA(e)
 		prices := map[string]map[int]int64{}
 		for _, p := range c.Prices {
 			if prices[p.CertKind] == nil {

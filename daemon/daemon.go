@@ -98,6 +98,7 @@ type Daemon struct {
 	startRecorded bool
 
 	adm       adminSurface // admin HTTP surface and daemon-level metrics (admin.go)
+	pki       pkiSurface   // the public PKI listener (pki.go)
 	providers *providers   // SMS, identity, login and payment (providers.go)
 	// systemServices are the services with a method for system clients: only those may be
 	// granted to one (systems.go).
@@ -281,6 +282,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 	if err := d.buildAdmin(); err != nil {
 		return nil, err
 	}
+	if err := d.buildPKI(); err != nil {
+		return nil, err
+	}
 	if err := d.buildAuditSinks(); err != nil {
 		return nil, err
 	}
@@ -454,6 +458,11 @@ func (d *Daemon) Listen() (net.Addr, error) {
 		l.Close()
 		return nil, err
 	}
+	if err := d.listenPKI(); err != nil {
+		l.Close()
+		d.closeAdmin(context.Background())
+		return nil, err
+	}
 	d.mu.Lock()
 	d.listener = l
 	d.mu.Unlock()
@@ -476,6 +485,9 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	if err := d.serveAdmin(); err != nil {
 		return err
 	}
+	if err := d.servePKI(); err != nil {
+		return err
+	}
 	done := make(chan error, 1)
 	go func() { done <- d.server.Serve(l) }()
 	// Background work uses the store and the keyring; it must end before they close, and not
@@ -489,6 +501,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	background.Go(func() { d.keys.Run(bgCtx) })
 	d.runAuditSinks(bgCtx, &background)
 	closeAll := func() {
+		d.closePKI(context.Background())
 		d.closeAdmin(context.Background())
 		stopBackground()
 		background.Wait()
@@ -567,6 +580,7 @@ func (d *Daemon) ReloadTLS() error { return errors.Join(d.tls.reload(), d.reload
 // providers) for a daemon that will not serve, such as one whose Listen failed. Serve
 // releases them itself when it returns: call one or the other.
 func (d *Daemon) Close() {
+	d.closePKI(context.Background())
 	d.closeAdmin(context.Background())
 	d.close(context.Background())
 }

@@ -117,7 +117,7 @@ func TestMetricsExpiry(t *testing.T) {
 	}
 	crlGauge := func(fams map[string]*dto.MetricFamily, id string) time.Time {
 		t.Helper()
-		v, ok := sample(fams, "hufu_ca_crl_next_update_timestamp_seconds", map[string]string{"ca": id})
+		v, ok := sample(fams, "hufu_ca_crl_next_update_timestamp_seconds", map[string]string{"ca": id, "level": "issuing"})
 		if !ok {
 			t.Fatalf("no CRL nextUpdate for %s", id)
 		}

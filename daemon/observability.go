@@ -293,8 +293,8 @@ var (
 		"When a certificate hufud depends on expires (its NotAfter, unix seconds). use=\"tls\" with name grpc_server, admin_server (the certificates served now, after any reload) or client_ca (the first of the client CA file's certificates to expire); use=\"ca_root\" or \"ca_issuing\" with name the embedded CA's id.",
 		[]string{"use", "name"}, nil)
 	crlNextUpdateDesc = prometheus.NewDesc("hufu_ca_crl_next_update_timestamp_seconds",
-		"The nextUpdate of the CRL a relying party fetching it now receives (unix seconds), by CA id. hufud signs a new CRL when half of the current one's validity has passed; if it cannot, this stays at the old CRL's nextUpdate.",
-		[]string{"ca"}, nil)
+		"The nextUpdate of the CRL a relying party fetching it now receives (unix seconds), by CA id and level (issuing: the issuing CA's CRL; root: the root's, embedded CAs only). hufud signs a new CRL when half of the current one's validity has passed; if it cannot, this stays at the old CRL's nextUpdate.",
+		[]string{"ca", "level"}, nil)
 )
 
 // crlScrapeTimeout bounds the CRL a scrape may have to sign (an HSM unwrap and a store
@@ -316,17 +316,23 @@ type namedTLS struct {
 // expiryCollector reports certificate and CRL expiry at scrape time.
 type expiryCollector struct {
 	cas   []caExpiry
-	crlCA []string
+	crlCA []crlLevel
 	// crl returns a CA's current CRL as the admin /crl endpoint does: it signs a new one
 	// once half of the stored one's validity has passed. A scrape therefore reports what a
 	// relying party would get, and an idle appliance whose CRL nobody fetched does not look
 	// expired; when signing fails (the HSM cannot unwrap the CA key, the store refuses
 	// writes), the last CRL seen is reported and its nextUpdate passes: that is the alert.
-	crl func(ctx context.Context, caID string) ([]byte, error)
+	crl func(ctx context.Context, l crlLevel) ([]byte, error)
 	tls []namedTLS
 
 	mu      sync.Mutex
-	lastCRL map[string]time.Time
+	lastCRL map[crlLevel]time.Time
+}
+
+// crlLevel names one CRL: a CA and a level (ca.LevelIssuing or ca.LevelRoot).
+type crlLevel struct {
+	ca    string
+	level ca.Level
 }
 
 func (c *expiryCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -353,36 +359,51 @@ func (c *expiryCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, id := range c.crlCA {
-		if next, err := crlNextUpdate(ctx, c.crl, id); err == nil {
-			c.lastCRL[id] = next
+	for _, l := range c.crlCA {
+		if next, err := crlNextUpdate(ctx, c.crl, l); err == nil {
+			c.lastCRL[l] = next
 		}
 		// Without any CRL seen yet (the first one could not be signed) the series is
 		// absent rather than a made-up time.
-		if next, ok := c.lastCRL[id]; ok {
-			ch <- prometheus.MustNewConstMetric(crlNextUpdateDesc, prometheus.GaugeValue, float64(next.Unix()), id)
+		if next, ok := c.lastCRL[l]; ok {
+			ch <- prometheus.MustNewConstMetric(crlNextUpdateDesc, prometheus.GaugeValue, float64(next.Unix()), l.ca, string(l.level))
 		}
 	}
 }
 
-func crlNextUpdate(ctx context.Context, crl func(context.Context, string) ([]byte, error), caID string) (time.Time, error) {
-	der, err := crl(ctx, caID)
+func crlNextUpdate(ctx context.Context, crl func(context.Context, crlLevel) ([]byte, error), l crlLevel) (time.Time, error) {
+	der, err := crl(ctx, l)
 	if err != nil {
 		return time.Time{}, err
 	}
-	l, err := smx509.ParseRevocationList(der)
+	list, err := smx509.ParseRevocationList(der)
 	if err != nil {
 		return time.Time{}, err
 	}
-	return l.NextUpdate, nil
+	return list.NextUpdate, nil
 }
 
 // registerExpiryMetrics registers the expiry collector over the daemon's CAs and TLS
 // material; Open calls it once both exist. The collector keeps the pieces themselves, not
 // d's fields, which close clears.
 func (d *Daemon) registerExpiryMetrics(ctx context.Context) error {
-	c := &expiryCollector{crl: d.certs.CRL, crlCA: d.certs.CAIDs(), lastCRL: map[string]time.Time{}}
-	for _, id := range c.crlCA {
+	// The issuing CRL of every CA, as the admin /crl endpoint serves it; the root CRL of
+	// the embedded ones.
+	certs, embedded := d.certs, d.pki.cas
+	c := &expiryCollector{lastCRL: map[crlLevel]time.Time{}, crl: func(ctx context.Context, l crlLevel) ([]byte, error) {
+		if l.level == ca.LevelRoot {
+			crl, err := embedded[l.ca].CRLAt(ctx, ca.LevelRoot)
+			return crl.DER, err
+		}
+		return certs.CRL(ctx, l.ca)
+	}}
+	for _, id := range d.certs.CAIDs() {
+		c.crlCA = append(c.crlCA, crlLevel{id, ca.LevelIssuing})
+		if embedded[id] != nil {
+			c.crlCA = append(c.crlCA, crlLevel{id, ca.LevelRoot})
+		}
+	}
+	for _, id := range d.certs.CAIDs() {
 		root, issuing, err := ca.Certificates(ctx, d.store, id)
 		if errors.Is(err, ca.ErrNoCA) {
 			continue // not an embedded CA: its certificates are not ours to watch

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"github.com/hufu-hsm/hufu/daemon/ca"
 	"io"
 	"log/slog"
 	"math/big"
@@ -222,8 +223,8 @@ func TestCRLGaugeKeepsLastCRL(t *testing.T) {
 	failing := errors.New("HSM unavailable")
 	var answer error = failing
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&expiryCollector{crlCA: []string{"hufu-ca"}, lastCRL: map[string]time.Time{},
-		crl: func(_ context.Context, id string) ([]byte, error) {
+	reg.MustRegister(&expiryCollector{crlCA: []crlLevel{{"hufu-ca", ca.LevelIssuing}}, lastCRL: map[crlLevel]time.Time{},
+		crl: func(context.Context, crlLevel) ([]byte, error) {
 			if answer != nil {
 				return nil, answer
 			}

@@ -118,6 +118,9 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// SetOCSP mounts h as the OCSP handler (see Options.OCSP); call it before Serve.
+func (s *Server) SetOCSP(h http.Handler) { s.opts.OCSP = h }
+
 // Handler returns the HTTP handler, access log included (for tests and for embedding).
 func (s *Server) Handler() http.Handler { return s.root }
 

@@ -16,7 +16,7 @@ trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "
 bin/hufud init -development -data_dir "$dir" >/dev/null
 # Decryption is rate-limited per key and a ticket allows 1000 operations: the bench key needs
 # far more than a person does.
-bin/hufud serve -development -data_dir "$dir" -listen.grpc "127.0.0.1:$port" -admin.listen 127.0.0.1:0 -log.level warn \
+bin/hufud serve -development -data_dir "$dir" -listen.grpc "127.0.0.1:$port" -admin.listen 127.0.0.1:0 -listen.pki 127.0.0.1:0 -log.level warn \
   -keys.decrypt_per_minute 1000000000 -keys.ticket_uses 2000000000 -account.sms_max_per_source_hour 1000 &
 pid=$!
 for _ in $(seq 50); do

@@ -66,17 +66,19 @@ func TestServeExitsWhenAPortIsTaken(t *testing.T) {
 	defer taken.Close()
 	busy := taken.Addr().String()
 	common := []string{"-development", "-data_dir", data, "-log.format", "text"}
-	init := exec.Command(os.Args[0], append([]string{"init"}, append(common, "-listen.grpc", "127.0.0.1:0", "-admin.listen", "127.0.0.1:0")...)...)
+	init := exec.Command(os.Args[0], append([]string{"init"}, append(common, "-listen.grpc", "127.0.0.1:0", "-admin.listen", "127.0.0.1:0", "-listen.pki", "127.0.0.1:0")...)...)
 	init.Env = append(os.Environ(), "HUFUD_TEST_MAIN=1")
 	if out, err := init.CombinedOutput(); err != nil {
 		t.Fatalf("hufud init: %v\n%s", err, out)
 	}
-	for _, c := range []struct{ name, grpc, admin, want string }{
-		{"gRPC port taken", busy, "127.0.0.1:0", "hufud: cannot listen: gRPC listener (listen.grpc " + busy + "): listen tcp " + busy + ": bind: address already in use"},
-		{"admin port taken", "127.0.0.1:0", busy, "hufud: cannot listen: admin listener (admin.listen " + busy + "): listen tcp " + busy + ": bind: address already in use"},
+	free := "127.0.0.1:0"
+	for _, c := range []struct{ name, grpc, admin, pki, want string }{
+		{"gRPC port taken", busy, free, free, "hufud: cannot listen: gRPC listener (listen.grpc " + busy + "): listen tcp " + busy + ": bind: address already in use"},
+		{"admin port taken", free, busy, free, "hufud: cannot listen: admin listener (admin.listen " + busy + "): listen tcp " + busy + ": bind: address already in use"},
+		{"PKI port taken", free, free, busy, "hufud: cannot listen: PKI listener (listen.pki " + busy + "): listen tcp " + busy + ": bind: address already in use"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], append([]string{"serve"}, append(common, "-listen.grpc", c.grpc, "-admin.listen", c.admin)...)...)
+			cmd := exec.Command(os.Args[0], append([]string{"serve"}, append(common, "-listen.grpc", c.grpc, "-admin.listen", c.admin, "-listen.pki", c.pki)...)...)
 			cmd.Env = append(os.Environ(), "HUFUD_TEST_SERVE_THEN_OPEN="+data)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
@@ -117,7 +119,7 @@ func TestServeNotifiesSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	args := []string{"-development", "-data_dir", filepath.Join(dir, "data"), "-listen.grpc", "127.0.0.1:0", "-admin.listen", "127.0.0.1:0", "-log.format", "text"}
+	args := []string{"-development", "-data_dir", filepath.Join(dir, "data"), "-listen.grpc", "127.0.0.1:0", "-admin.listen", "127.0.0.1:0", "-listen.pki", "127.0.0.1:0", "-log.format", "text"}
 	hufud := func(cmd string) *exec.Cmd {
 		c := exec.Command(os.Args[0], append([]string{cmd}, args...)...)
 		c.Env = append(os.Environ(), "HUFUD_TEST_MAIN=1", "NOTIFY_SOCKET="+sock)

@@ -16,7 +16,7 @@ import (
 func TestServeRefusesMissingSoftHSMTokenDir(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	args := []string{"-development", "-data_dir", data, "-listen.grpc", "127.0.0.1:0", "-admin.listen", "127.0.0.1:0", "-log.format", "text"}
+	args := []string{"-development", "-data_dir", data, "-listen.grpc", "127.0.0.1:0", "-admin.listen", "127.0.0.1:0", "-listen.pki", "127.0.0.1:0", "-log.format", "text"}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	hufud := func(cmd string) *exec.Cmd {

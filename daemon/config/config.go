@@ -80,6 +80,9 @@ type Config struct {
 type Listen struct {
 	// GRPC is the address of the gRPC listener for phones and systems.
 	GRPC string `yaml:"grpc"`
+	// PKI is the address of the public PKI listener (plain HTTP: CRLs, CA certificates,
+	// OCSP; package pki); empty: off. Development fills in 127.0.0.1:7081.
+	PKI string `yaml:"pki"`
 }
 
 type TLS struct {
@@ -412,9 +415,12 @@ func Development() Config {
 
 // fillDevelopment gives a development configuration what it does not name: a demonstration
 // platform, the development CLI's certificate (devpki.CLIClientName) as a system client of
-// every desk and system service, and a demonstration receiving account. A list or account the
-// configuration names is kept as it is. Production configurations are never filled in.
+// every desk and system service, a demonstration receiving account, and the PKI listener on
+// 127.0.0.1:7081. A list, account or address the configuration names is kept as it is. Production configurations are never filled in.
 func (c *Config) fillDevelopment() {
+	if c.Listen.PKI == "" {
+		c.Listen.PKI = "127.0.0.1:7081"
+	}
 	if len(c.Platforms) == 0 {
 		c.Platforms = []Platform{{ID: "demo", Name: "示范公共资源交易平台", Region: "330000"}}
 	}
@@ -601,6 +607,11 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen.GRPC); err != nil {
 		bad("listen.grpc", "%q is not host:port", c.Listen.GRPC)
+	}
+	if c.Listen.PKI != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.PKI); err != nil {
+			bad("listen.pki", "%q is not host:port (leave it empty to turn the PKI listener off)", c.Listen.PKI)
+		}
 	}
 	for path, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile} {
 		if f == "" && !c.Development {

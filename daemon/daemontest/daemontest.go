@@ -86,7 +86,7 @@ func start(t testing.TB, clock *Clock, log *slog.Logger, mutate []func(*config.C
 	tok := softhsmtest.New(t)
 	cfg := config.Development()
 	cfg.DataDir = t.TempDir()
-	cfg.Listen.GRPC, cfg.Admin.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Listen.GRPC, cfg.Admin.Listen, cfg.Listen.PKI = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
 	for _, m := range mutate {
 		m(&cfg)

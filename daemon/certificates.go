@@ -29,7 +29,9 @@ func ensureCAs(ctx context.Context, cfg config.Config, kr *hsm.Keyring) ([]strin
 		if c.Type != "embedded" {
 			continue
 		}
-		created, err := ca.Ensure(ctx, st, kr, c.ID, c.Name, store.SystemClock{}.Now())
+		// The issuing CA's certificate points to the root's CRL and certificate under
+		// certificates.public_url; the identity key is not needed for that.
+		created, err := ca.Ensure(ctx, st, kr, c.ID, c.Name, store.SystemClock{}.Now(), ca.Options{PublicURL: cfg.Certificates.PublicURL})
 		if err != nil {
 			return done, fmt.Errorf("CA %s: %w", c.ID, err)
 		}
@@ -69,8 +71,12 @@ func anchorNewStore(ctx context.Context, st *store.Store, kr *hsm.Keyring) error
 func (d *Daemon) buildCertificates(ctx context.Context) error {
 	cc := d.cfg.Certificates
 	opts := certs.Options{ValidityYears: cc.ValidityYears}
+	caOpts, err := caOptions(d.cfg, d.opts.Log)
+	if err != nil {
+		return err
+	}
 	for _, c := range cc.CAs {
-		e, err := ca.Open(ctx, d.store, d.keyring, d.opts.Clock, c.ID, c.Name, cc.CRLNextUpdate.Std())
+		e, err := ca.Open(ctx, d.store, d.keyring, d.opts.Clock, c.ID, c.Name, caOpts)
 		if err != nil {
 			return fmt.Errorf("%w (run hufud init after adding a CA)", err)
 		}
@@ -84,7 +90,6 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 		}
 		opts.CAs = append(opts.CAs, certs.CA{Connector: e, Prices: prices, UpgradePriceFen: int64(c.UpgradePriceFen)})
 	}
-	var err error
 	if d.attachments, err = attachments.New(attachments.Options{}, d.store); err != nil {
 		return err
 	}

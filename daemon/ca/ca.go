@@ -112,10 +112,14 @@ type Application struct {
 	OrderID      string
 	UserID       string
 	Name         string // verified real name, or the enterprise's name
-	IDNumberMask string // masked resident ID number (a person)
+	IDNumberMask string // masked resident ID number (a person), for reviewers
+	// IDNumber is a person's full resident ID number, from which the embedded CA makes the
+	// subject's identity value under its policy (Options.SubjectIdentity). It is personal
+	// data: never logged, never in an error or audit record.
+	IDNumber string
 	// USCC, for an enterprise certificate (企业证书): the enterprise's 统一社会信用代码,
-	// checked by the caller. The subject is then C=CN, O=<name>, CN=<name>,
-	// SERIALNUMBER=<USCC> (the USCC is public, unlike a person's ID number).
+	// checked by the caller. The subject is then C=CN, O=<name>, SERIALNUMBER=<USCC>,
+	// CN=<name>.
 	USCC      string
 	CSR       []byte // PKCS#10 DER; its signature has been checked
 	PublicKey *ecdsa.PublicKey

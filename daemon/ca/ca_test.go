@@ -53,21 +53,21 @@ func setup(t testing.TB) (*store.Store, *hsm.Keyring, *clock) {
 func TestEmbeddedCA(t *testing.T) {
 	ctx := context.Background()
 	st, kr, c := setup(t)
-	if _, err := ca.Open(ctx, st, kr, c, "test-ca", "Test CA", time.Hour); !errors.Is(err, ca.ErrNoCA) {
+	if _, err := ca.Open(ctx, st, kr, c, "test-ca", "Test CA", ca.Options{CRLNextUpdate: time.Hour, SubjectIdentity: ca.IdentityFull}); !errors.Is(err, ca.ErrNoCA) {
 		t.Fatalf("open before init: %v", err)
 	}
 	for i, want := range []bool{true, false} {
-		created, err := ca.Ensure(ctx, st, kr, "test-ca", "Test CA", c.Now())
+		created, err := ca.Ensure(ctx, st, kr, "test-ca", "Test CA", c.Now(), ca.Options{})
 		if err != nil || created != want {
 			t.Fatalf("ensure #%d: created %v, %v", i, created, err)
 		}
 	}
-	e, err := ca.Open(ctx, st, kr, c, "test-ca", "Test CA", time.Hour)
+	e, err := ca.Open(ctx, st, kr, c, "test-ca", "Test CA", ca.Options{CRLNextUpdate: time.Hour, SubjectIdentity: ca.IdentityFull})
 	if err != nil {
 		t.Fatal(err)
 	}
 	holder, _ := sm2.GenerateKey(rand.Reader)
-	app := &ca.Application{OrderID: "o1", UserID: "u1", Name: "张三", IDNumberMask: "110105********002X",
+	app := &ca.Application{OrderID: "o1", UserID: "u1", Name: "张三", IDNumberMask: "110105********002X", IDNumber: "11010519491231002X", Usage: ca.UsageSigning,
 		PublicKey: &holder.PublicKey, ValidityYears: 2, Platforms: []string{"zj-ggzy"}, Regions: []string{"330000"}}
 	issued, err := e.Fetch(ctx, "o1", app)
 	if err != nil {
@@ -87,7 +87,7 @@ func TestEmbeddedCA(t *testing.T) {
 	if !cert.NotAfter.Equal(cert.NotBefore.AddDate(2, 0, 0)) || cert.Subject.CommonName != "张三" {
 		t.Fatalf("validity %v..%v subject %v", cert.NotBefore, cert.NotAfter, cert.Subject)
 	}
-	if cert.KeyUsage&smx509.KeyUsageDigitalSignature == 0 || cert.KeyUsage&smx509.KeyUsageDataEncipherment == 0 || cert.IsCA {
+	if cert.KeyUsage&smx509.KeyUsageDigitalSignature == 0 || cert.KeyUsage&smx509.KeyUsageContentCommitment == 0 || cert.IsCA {
 		t.Fatalf("key usage %b", cert.KeyUsage)
 	}
 	if !cert.PublicKey.(*ecdsa.PublicKey).Equal(&holder.PublicKey) {

@@ -24,10 +24,10 @@ import (
 func openCA(t testing.TB, st *store.Store, kr ca.Keyring, c ca.Clock, next time.Duration) *ca.Embedded {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := ca.Ensure(ctx, st, kr, "test-ca", "Test CA", c.Now()); err != nil {
+	if _, err := ca.Ensure(ctx, st, kr, "test-ca", "Test CA", c.Now(), ca.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	e, err := ca.Open(ctx, st, kr, c, "test-ca", "Test CA", next)
+	e, err := ca.Open(ctx, st, kr, c, "test-ca", "Test CA", ca.Options{CRLNextUpdate: next, SubjectIdentity: ca.IdentityFull})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,8 +38,11 @@ const (
 )
 
 // Ensure creates the embedded CA caID (root and issuing CA) unless it exists; it reports
-// whether it created it. Existing CAs are never changed.
-func Ensure(ctx context.Context, st *store.Store, kr Keyring, caID, name string, now time.Time) (bool, error) {
+// whether it created it. Existing CAs are never changed. With opts.PublicURL the issuing
+// CA's certificate points to the root's CRL and certificate (CRL distribution point,
+// authority information access); every certificate gets a Subject Key Identifier
+// (SubjectKeyID).
+func Ensure(ctx context.Context, st *store.Store, kr Keyring, caID, name string, now time.Time, opts Options) (bool, error) {
 	if _, err := states.Read(ctx, st, stateID(caID)); err == nil {
 		return false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -58,12 +61,21 @@ func Ensure(ctx context.Context, st *store.Store, kr Keyring, caID, name string,
 	if err != nil {
 		return false, err
 	}
+	rootSKI, err := SubjectKeyID(rootKey.Public())
+	if err != nil {
+		return false, err
+	}
+	issSKI, err := SubjectKeyID(issKey.Public())
+	if err != nil {
+		return false, err
+	}
 	root := &smx509.Certificate{
 		SerialNumber: rootSerial,
 		Subject:      pkix.Name{Country: []string{"CN"}, Organization: []string{name}, CommonName: name + " Root CA"},
 		NotBefore:    notBefore, NotAfter: notBefore.AddDate(rootYears, 0, 0),
 		KeyUsage:              smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign,
 		BasicConstraintsValid: true, IsCA: true, MaxPathLen: 1,
+		SubjectKeyId: rootSKI,
 	}
 	rootDER, err := smx509.CreateCertificate(nil, root, root, rootKey.Public(), rootKey)
 	if err != nil {
@@ -83,6 +95,11 @@ func Ensure(ctx context.Context, st *store.Store, kr Keyring, caID, name string,
 		NotBefore:    notBefore, NotAfter: notBefore.AddDate(issuingYears, 0, 0),
 		KeyUsage:              smx509.KeyUsageCertSign | smx509.KeyUsageCRLSign,
 		BasicConstraintsValid: true, IsCA: true, MaxPathLen: 0, MaxPathLenZero: true,
+		SubjectKeyId: issSKI,
+	}
+	if u := opts.publicURL(RootCRLPath(caID)); u != "" {
+		iss.CRLDistributionPoints = []string{u}
+		iss.IssuingCertificateURL = []string{opts.publicURL(RootCertPath(caID))}
 	}
 	issDER, err := smx509.CreateCertificate(nil, iss, rootCert, issKey.Public(), rootKey)
 	if err != nil {
@@ -130,6 +147,7 @@ type Embedded struct {
 	// crlMu serialises the making of each level's CRL (by Level.index), so that callers
 	// arriving together wait for one new CRL instead of each signing their own.
 	crlMu         [2]sync.Mutex
+	opts          Options
 	root, issuing *smx509.Certificate
 	chain         [][]byte
 }
@@ -137,15 +155,24 @@ type Embedded struct {
 var _ Connector = (*Embedded)(nil)
 
 // Open returns the embedded CA caID, which Ensure must have created (else ErrNoCA).
-func Open(ctx context.Context, st *store.Store, kr Keyring, clock Clock, caID, name string, crlNextUpdate time.Duration) (*Embedded, error) {
+func Open(ctx context.Context, st *store.Store, kr Keyring, clock Clock, caID, name string, opts Options) (*Embedded, error) {
 	s, root, iss, err := readCertificates(ctx, st, caID)
 	if err != nil {
 		return nil, err
 	}
-	if crlNextUpdate <= 0 {
-		crlNextUpdate = 24 * time.Hour
+	if opts.CRLNextUpdate <= 0 {
+		opts.CRLNextUpdate = 24 * time.Hour
 	}
-	return &Embedded{id: caID, name: name, st: st, kr: kr, clock: clock, crlNextUpdate: crlNextUpdate,
+	switch opts.SubjectIdentity {
+	case IdentityFull:
+	case IdentityKeyedHash:
+		if len(opts.SubjectIdentityKey) < MinIdentityKeyBytes {
+			return nil, fmt.Errorf("ca: the subject identity key has %d bytes, want at least %d", len(opts.SubjectIdentityKey), MinIdentityKeyBytes)
+		}
+	default:
+		return nil, fmt.Errorf("ca: unknown subject identity policy %q", opts.SubjectIdentity)
+	}
+	return &Embedded{id: caID, name: name, st: st, kr: kr, clock: clock, crlNextUpdate: opts.CRLNextUpdate, opts: opts,
 		root: root, issuing: iss, chain: [][]byte{s.IssuingCert, s.RootCert}}, nil
 }
 
@@ -231,12 +258,24 @@ func (e *Embedded) unwrapIssuing(ctx context.Context, s *storepb.CAState) (*sm2.
 	return key, nil
 }
 
-// Fetch issues the certificate of an approved, paid application (see the package
-// documentation for its profile). It writes nothing: the caller stores the certificate it
-// keeps, with its audit record.
+// Fetch issues the certificate of an approved, paid application, with the profile of its
+// holder and usage (ProfileOf; ErrNoUsage without a usage). It writes nothing: the caller
+// stores the certificate it keeps, with its audit record.
 func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issued, error) {
 	if app.PublicKey == nil || app.Name == "" {
 		return nil, errors.New("ca: incomplete application")
+	}
+	profile, err := ProfileOf(HolderOf(app), app.Usage)
+	if err != nil {
+		return nil, err
+	}
+	subject, err := e.subject(app, profile)
+	if err != nil {
+		return nil, err
+	}
+	ski, err := SubjectKeyID(app.PublicKey)
+	if err != nil {
+		return nil, err
 	}
 	if app.ValidityYears < 1 || app.ValidityYears > 3 {
 		if app.NotAfter.IsZero() {
@@ -264,13 +303,20 @@ func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issu
 	}
 	tmpl := &smx509.Certificate{
 		SerialNumber: serial,
-		Subject:      subjectOf(app),
+		RawSubject:   subject,
 		NotBefore:    notBefore, NotAfter: notAfter,
-		KeyUsage: smx509.KeyUsageDigitalSignature | smx509.KeyUsageContentCommitment |
-			smx509.KeyUsageKeyEncipherment | smx509.KeyUsageDataEncipherment,
-		ExtKeyUsage:           []smx509.ExtKeyUsage{smx509.ExtKeyUsageClientAuth, smx509.ExtKeyUsageEmailProtection},
+		KeyUsage:              profile.KeyUsage,
+		ExtKeyUsage:           profile.ExtKeyUsage,
 		BasicConstraintsValid: true, IsCA: false,
+		SubjectKeyId:    ski,
 		ExtraExtensions: []pkix.Extension{{Id: OIDPlatforms, Value: ext}},
+	}
+	if u := e.opts.publicURL(IssuingCRLPath(e.id)); u != "" {
+		tmpl.CRLDistributionPoints = []string{u}
+		tmpl.IssuingCertificateURL = []string{e.opts.publicURL(IssuingCertPath(e.id))}
+		if e.opts.OCSP {
+			tmpl.OCSPServer = []string{e.opts.publicURL(OCSPPath(e.id))}
+		}
 	}
 	key, err := e.signer(ctx)
 	if err != nil {
@@ -283,10 +329,32 @@ func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issu
 	return &Issued{DER: der, Serial: serialHex(serial), NotBefore: notBefore, NotAfter: notAfter}, nil
 }
 
-// subjectOf names a person or, when the application carries a USCC, an enterprise.
-func subjectOf(app *Application) pkix.Name {
-	if app.USCC != "" {
-		return pkix.Name{Country: []string{"CN"}, Organization: []string{app.Name}, CommonName: app.Name, SerialNumber: app.USCC}
+// subject encodes the subject of profile: a person's identity value under the CA's policy,
+// or the enterprise's USCC. Errors never quote the ID number.
+func (e *Embedded) subject(app *Application, profile Profile) ([]byte, error) {
+	org := profile.Organization
+	if org == "" {
+		org = app.Name
 	}
-	return pkix.Name{Country: []string{"CN"}, Organization: []string{"个人"}, CommonName: app.Name, SerialNumber: app.IDNumberMask}
+	var serial string
+	switch profile.SerialNumber {
+	case SerialUSCC:
+		serial = app.USCC
+		if len(serial) != 18 || !printable(serial) {
+			return nil, errors.New("ca: the USCC is not 18 PrintableString characters")
+		}
+	case SerialIdentity:
+		if app.IDNumber == "" {
+			return nil, ErrNoIDNumber
+		}
+		var err error
+		if serial, err = SubjectIdentity(e.opts.SubjectIdentity, e.opts.SubjectIdentityKey, app.IDNumber); err != nil {
+			return nil, err
+		}
+	}
+	return rawSubject(org, serial, app.Name)
 }
+
+// ErrNoIDNumber refuses a person's application that does not carry the ID number the
+// subject's identity value is made from.
+var ErrNoIDNumber = errors.New("ca: a person's application without the ID number")

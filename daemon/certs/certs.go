@@ -57,6 +57,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +76,9 @@ type Keys interface {
 // Accounts is what certs needs of the account domain.
 type Accounts interface {
 	VerifiedUser(ctx context.Context, userID string) (*storepb.User, error)
+	// VerifiedPerson opens a user's ID number in the HSM: a person's certificate carries
+	// an identity value made from it (subjectidentity.go).
+	VerifiedPerson(ctx context.Context, userID string) (identity.Person, error)
 	Platform(id string) (accounts.Platform, bool)
 }
 

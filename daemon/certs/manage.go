@@ -165,10 +165,13 @@ func (s *Service) prepareIssue(ctx context.Context, o *storepb.Order) (CA, *ca.A
 		return CA{}, nil, err
 	}
 	app := &ca.Application{OrderID: o.Id, UserID: o.UserId, Name: o.SubjectName, IDNumberMask: o.SubjectIdMasked, USCC: o.EnterpriseUscc, CSR: o.Csr,
-		PublicKey: pub, ValidityYears: int(o.ValidityYears), Platforms: o.Platforms, Regions: o.Regions,
+		PublicKey: pub, ValidityYears: int(o.ValidityYears), Platforms: o.Platforms, Regions: o.Regions, Usage: ca.UsageSigning,
 		AuthorisationSHA256: o.GetAuthorisation().GetSha256(), AuthorisationMethod: o.GetAuthorisation().GetMethod()}
 	if o.EnterpriseUscc != "" {
 		app.IDNumberMask = ""
+	}
+	if err := s.withIDNumber(ctx, app); err != nil {
+		return CA{}, nil, err
 	}
 	if isFollow(o) {
 		old, err := certs.Read(ctx, s.deps.Store, certID(o.UserId, o.ReplacesSerial))

@@ -22,6 +22,7 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/certs"
+	"github.com/hufu-hsm/hufu/daemon/identity"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -82,6 +83,9 @@ type fakeAccounts struct{}
 
 func (fakeAccounts) VerifiedUser(_ context.Context, id string) (*storepb.User, error) {
 	return &storepb.User{Id: id, Identity: &storepb.VerifiedIdentity{Name: "李四", IdNumberMasked: "110***********002X"}}, nil
+}
+func (fakeAccounts) VerifiedPerson(_ context.Context, id string) (identity.Person, error) {
+	return identity.Person{Name: "李四", IDNumber: "11010519491231002X"}, nil
 }
 func (fakeAccounts) Platform(id string) (accounts.Platform, bool) {
 	return accounts.Platform{ID: id, Name: "示范", Region: "330000"}, id == "demo"

@@ -196,6 +196,17 @@ type Certificates struct {
 	CRLNextUpdate Duration `yaml:"crl_next_update"`
 	// CAs are the certificate authorities an applicant may choose (勾选CA机构).
 	CAs []CertificateAuthority `yaml:"cas"`
+	// PublicURL is the base URL at which relying parties reach the appliance's PKI
+	// listener; certificates point to CRLs, CA certificates and OCSP under it. Required
+	// outside development (certprofile.go, docs/certificates.md).
+	PublicURL string `yaml:"public_url"`
+	// OCSP: whether the OCSP responder is on (its URL then goes in every leaf).
+	OCSP bool `yaml:"ocsp"`
+	// SubjectIdentity is what a person's certificate carries in its subject serialNumber:
+	// "keyed_hash" (default) or "full". SubjectIdentityKeyFile holds the HMAC-SM3 key of
+	// keyed_hash, hex.
+	SubjectIdentity        string `yaml:"subject_identity"`
+	SubjectIdentityKeyFile string `yaml:"subject_identity_key_file"`
 }
 
 type CertificateAuthority struct {
@@ -397,6 +408,7 @@ func Default() Config {
 		Enterprises: Enterprises{Transfer: CorporateTransfer{Validity: Duration(7 * 24 * time.Hour), MaxAmountFen: 99}},
 		Certificates: Certificates{
 			ValidityYears: []int{1, 2, 3}, CRLNextUpdate: Duration(24 * time.Hour),
+			SubjectIdentity: SubjectIdentityKeyedHash,
 			CAs: []CertificateAuthority{{ID: "hufu-ca", Name: "hufu 内置CA", Type: "embedded", UpgradePriceFen: 5000,
 				Prices: []Price{{"personal", 1, 20000}, {"personal", 2, 36000}, {"personal", 3, 50000},
 					{"enterprise", 1, 60000}, {"enterprise", 2, 110000}, {"enterprise", 3, 150000}}}},
@@ -436,6 +448,7 @@ func (c *Config) fillDevelopment() {
 	}
 	c.Support.fillDevelopment()
 	c.Wallet.fillDevelopment(c.Certificates.CAs)
+	c.Certificates.fillDevelopment()
 }
 
 // Parse strictly decodes a YAML document over c: unknown keys, duplicate keys and type
@@ -852,6 +865,7 @@ func (c *Config) validateCertificates(bad func(path, format string, args ...any)
 	if len(cc.CAs) == 0 {
 		bad("certificates.cas", "configure at least one CA")
 	}
+	cc.validateProfile(c.Development, bad)
 	ids := map[string]bool{}
 	for i, ca := range cc.CAs {
 		path := fmt.Sprintf("certificates.cas[%d]", i)
@@ -909,6 +923,7 @@ func (c *Config) CheckFiles() error {
 		{"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile},
 		{"tls.client_ca_file", c.TLS.ClientCAFile}, {"hsm.module", c.HSM.Module}, {"hsm.pin_file", c.HSM.PINFile},
 		{"admin.cert_file", c.Admin.CertFile}, {"admin.key_file", c.Admin.KeyFile},
+		{"certificates.subject_identity_key_file", c.Certificates.SubjectIdentityKeyFile},
 	} {
 		if f.file == "" {
 			continue

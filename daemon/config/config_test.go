@@ -43,7 +43,8 @@ func TestDefaultsAreProductionAndListWhatTheyLack(t *testing.T) {
 		got[p.Path] = true
 	}
 	for _, path := range []string{"tls.cert_file", "tls.key_file", "hsm.module", "hsm.pin_file", "platforms",
-		"scan.address", "enterprises.transfer.account_number", "providers.sms", "providers.identity", "providers.payment"} {
+		"scan.address", "enterprises.transfer.account_number", "providers.sms", "providers.identity", "providers.payment",
+		"certificates.public_url", "certificates.subject_identity_key_file"} {
 		if !got[path] {
 			t.Errorf("no problem reported for %s:\n%v", path, ps)
 		}
@@ -125,13 +126,14 @@ func TestValidateReportsEveryProblemWithItsPath(t *testing.T) {
 		"platforms[0].region", "platforms[2].id", "system_clients[0].services[0]", "scan.address",
 		"enterprises.transfer.account_name", "enterprises.transfer.account_number", "enterprises.transfer.bank",
 		"providers.sms", "providers.identity", "providers.payment",
+		"certificates.public_url", "certificates.subject_identity_key_file",
 	} {
 		if !got[path] {
 			t.Errorf("no problem reported for %s", path)
 		}
 	}
-	if len(ps) != 21 {
-		t.Errorf("%d problems, want 21:\n%v", len(ps), err)
+	if len(ps) != 23 {
+		t.Errorf("%d problems, want 23:\n%v", len(ps), err)
 	}
 }
 

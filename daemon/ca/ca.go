@@ -15,22 +15,36 @@
 //
 // # End-entity certificates
 //
-// Certificates for natural persons (个人证书) and enterprises (企业证书) on a split key:
+// A person (个人证书) or an enterprise (企业证书) holds a signing and an encryption
+// certificate, each on its own split key; the profile of each holder × usage is one row of
+// the table in profile.go (ProfileOf), written out for relying parties in
+// docs/certificates.md. Every end-entity certificate is:
 //
 //   - X.509 v3, SM2 public key, signature SM2-with-SM3 by the issuing CA;
 //
 //   - serial: 16 bytes from crypto/rand with the top bit cleared (127 random bits);
 //
-//   - subject: C=CN, O=个人 (natural person), CN=<verified name>, SERIALNUMBER=<masked
-//     resident ID number> — the certificate is a public document, so the ID number is never
-//     in it in clear; for an enterprise C=CN, O=<enterprise name>, CN=<enterprise name>,
-//     SERIALNUMBER=<USCC>;
+//   - subject: C=CN, O=个人 (a person) or O=<enterprise name>, SERIALNUMBER=<identity>,
+//     CN=<verified name or enterprise name>, serialNumber and C as PrintableString, O and CN
+//     as UTF8String. A person's identity is, per certificates.subject_identity, the resident
+//     ID number itself or its HMAC-SM3 under a key the platform shares with relying parties
+//     (SubjectIdentity), never a masked string; an enterprise's is its USCC;
 //
 //   - validity: chosen by the applicant, 1 to 3 years, never beyond the issuing CA;
 //
-//   - key usage (critical): digitalSignature, contentCommitment (non-repudiation: bid
-//     documents are signed with it), keyEncipherment, dataEncipherment (bid files are
-//     encrypted to it); extended key usage clientAuth and emailProtection; not a CA;
+//   - key usage (critical): signing certificates digitalSignature and contentCommitment
+//     (non-repudiation: bid documents are signed with them), encryption certificates
+//     keyEncipherment and dataEncipherment (bid files are encrypted to them); extended key
+//     usage clientAuth and emailProtection (signing) or emailProtection (encryption); basic
+//     constraints (critical) not a CA;
+//
+//   - Subject Key Identifier: SM3 of the public key, leftmost 160 bits (SubjectKeyID); the
+//     CA certificates hufud init makes have one too. Authority Key Identifier: the issuer's;
+//
+//   - with certificates.public_url set, a CRL distribution point (the issuing CA's CRL) and
+//     authority information access (the issuing CA's certificate, and the OCSP responder
+//     when certificates.ocsp is on), at the fixed paths of IssuingCRLPath and its
+//     neighbours; the issuing CA's certificate points to the root's CRL and certificate;
 //
 //   - the platforms and roaming regions (漫游区域) the certificate is valid for, in the
 //     non-critical extension OIDPlatforms:

@@ -38,7 +38,7 @@ func issue(t *testing.T, e *ca.Embedded, order string) *ca.Issued {
 	t.Helper()
 	holder, _ := sm2.GenerateKey(rand.Reader)
 	issued, err := e.Fetch(context.Background(), order, &ca.Application{OrderID: order, UserID: "u1", Name: "张三",
-		IDNumberMask: "110105********002X", PublicKey: &holder.PublicKey, ValidityYears: 1})
+		IDNumber: "11010519491231002X", Usage: ca.UsageSigning, PublicKey: &holder.PublicKey, ValidityYears: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestCRLPerLevel(t *testing.T) {
 		t.Fatalf("root CRL after revoking the issuing CA: %+v", root4.RevokedCertificateEntries)
 	}
 	holder, _ := sm2.GenerateKey(rand.Reader)
-	if _, err := e.Fetch(ctx, "od", &ca.Application{OrderID: "od", Name: "张三", PublicKey: &holder.PublicKey, ValidityYears: 1}); err == nil ||
+	if _, err := e.Fetch(ctx, "od", &ca.Application{OrderID: "od", Name: "张三", IDNumber: "11010519491231002X", Usage: ca.UsageSigning, PublicKey: &holder.PublicKey, ValidityYears: 1}); err == nil ||
 		!strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("issuing under a revoked issuing CA: %v", err)
 	}

@@ -58,7 +58,7 @@ func TestPKIListenerRelyingParty(t *testing.T) {
 		t.Fatal(err)
 	}
 	holder, _ := sm2.GenerateKey(rand.Reader)
-	issued, err := e.Fetch(ctx, "o-rp", &ca.Application{OrderID: "o-rp", Name: "张三", IDNumberMask: "110105********002X", PublicKey: &holder.PublicKey, ValidityYears: 1})
+	issued, err := e.Fetch(ctx, "o-rp", &ca.Application{OrderID: "o-rp", Name: "张三", IDNumber: "11010519491231002X", Usage: ca.UsageSigning, PublicKey: &holder.PublicKey, ValidityYears: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestPKIListenerRelyingParty(t *testing.T) {
 		t.Fatalf("a revoked leaf: depth %d, want 0", d)
 	}
 	// A fresh leaf under a revoked issuing CA fails at depth 1.
-	leafOK, err := e.Fetch(ctx, "o-rp2", &ca.Application{OrderID: "o-rp2", Name: "李四", PublicKey: &holder.PublicKey, ValidityYears: 1})
+	leafOK, err := e.Fetch(ctx, "o-rp2", &ca.Application{OrderID: "o-rp2", Name: "李四", IDNumber: "11010519491231002X", Usage: ca.UsageSigning, PublicKey: &holder.PublicKey, ValidityYears: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,6 +64,12 @@ const validity = 4 * time.Hour
 
 func newFixture(t *testing.T, cfg ocsp.Config) *fixture {
 	t.Helper()
+	return newFixtureAt(t, cfg, time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC))
+}
+
+// newFixtureAt starts the fixture's clock at start (the revocation is an hour later).
+func newFixtureAt(t *testing.T, cfg ocsp.Config, start time.Time) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	tok := softhsmtest.New(t)
 	kr, err := hsm.Initialize(ctx, hsm.Config{ModulePath: tok.ModulePath, TokenLabel: tok.Label, PINFile: tok.PINFile})
@@ -71,7 +77,7 @@ func newFixture(t *testing.T, cfg ocsp.Config) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kr.Close() })
-	f := &fixture{clock: &clock{now: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}, reg: prometheus.NewRegistry()}
+	f := &fixture{clock: &clock{now: start.UTC().Truncate(time.Second)}, reg: prometheus.NewRegistry()}
 	f.st, err = store.Open(ctx, store.Options{Dir: t.TempDir(), Clock: f.clock})
 	if err != nil {
 		t.Fatal(err)

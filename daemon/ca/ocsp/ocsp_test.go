@@ -260,6 +260,42 @@ func TestResponderAnswers(t *testing.T) {
 		}
 	})
 
+	t.Run("GET through a mux", func(t *testing.T) {
+		// Mounted as the PKI listener mounts it; standard base64 has '/' and '+', which a
+		// client URL-escapes (RFC 6960 appendix A) or not.
+		mux := http.NewServeMux()
+		mux.Handle("/ocsp/test-ca/", http.StripPrefix("/ocsp/test-ca", f.handler))
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		var req []byte
+		for i := 0; req == nil; i++ {
+			if i == 1<<16 {
+				t.Fatal("no request whose base64 has // and +")
+			}
+			r := f.request(t, ocsp.SHA1, []byte{byte(i), byte(i >> 8)}, f.good)
+			if b := base64.StdEncoding.EncodeToString(r); strings.Contains(b, "//") && strings.Contains(b, "+") {
+				req = r
+			}
+		}
+		for _, path := range []string{
+			url.PathEscape(base64.StdEncoding.EncodeToString(req)),
+			strings.ReplaceAll(base64.StdEncoding.EncodeToString(req), "//", "/%2F"),
+		} {
+			resp, err := http.Get(srv.URL + "/ocsp/test-ca/" + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			der, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: HTTP %d", path, resp.StatusCode)
+			}
+			if r := f.parse(t, der); r.Status != ocsp.Successful || r.Singles[0].Status.Status != ocsp.Good {
+				t.Fatalf("GET %s: %+v", path, r)
+			}
+		}
+	})
+
 	t.Run("signature by gmsm", func(t *testing.T) {
 		// Independently of ParseResponse: the tbsResponseData is signed with the default ID.
 		der := f.post(t, f.request(t, ocsp.SHA1, nil, f.good))

@@ -62,13 +62,13 @@ type fixture struct {
 
 const validity = 4 * time.Hour
 
-func newFixture(t *testing.T, cfg ocsp.Config) *fixture {
+func newFixture(t testing.TB, cfg ocsp.Config) *fixture {
 	t.Helper()
 	return newFixtureAt(t, cfg, time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC))
 }
 
 // newFixtureAt starts the fixture's clock at start (the revocation is an hour later).
-func newFixtureAt(t *testing.T, cfg ocsp.Config, start time.Time) *fixture {
+func newFixtureAt(t testing.TB, cfg ocsp.Config, start time.Time) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	tok := softhsmtest.New(t)
@@ -121,7 +121,7 @@ func newFixtureAt(t *testing.T, cfg ocsp.Config, start time.Time) *fixture {
 }
 
 // issue has the CA sign a certificate and, if recorded, claims its serial in the index.
-func (f *fixture) issue(t *testing.T, recorded bool) *smx509.Certificate {
+func (f *fixture) issue(t testing.TB, recorded bool) *smx509.Certificate {
 	t.Helper()
 	ctx := context.Background()
 	holder, _ := sm2.GenerateKey(rand.Reader)
@@ -149,7 +149,7 @@ func (f *fixture) issue(t *testing.T, recorded bool) *smx509.Certificate {
 
 func serialHex(c *smx509.Certificate) string { return strings.ToLower(c.SerialNumber.Text(16)) }
 
-func (f *fixture) request(t *testing.T, hash ocsp.HashAlgorithm, nonce []byte, certs ...*smx509.Certificate) []byte {
+func (f *fixture) request(t testing.TB, hash ocsp.HashAlgorithm, nonce []byte, certs ...*smx509.Certificate) []byte {
 	t.Helper()
 	var ids []ocsp.CertID
 	for _, c := range certs {

@@ -295,11 +295,13 @@ func (h *Handler) sign(ctx context.Context, tbs []byte) ([]byte, ResponseStatus)
 	return sig, Successful
 }
 
+// failureLabels are the status labels of unsuccessful responses.
+var failureLabels = map[ResponseStatus]string{MalformedRequest: "malformed", Unauthorized: "unauthorized",
+	TryLater: "try_later", InternalError: "error"}
+
 // fail counts and logs an unsuccessful response and returns it. Reasons name no serial.
 func (h *Handler) fail(s ResponseStatus, reason string) []byte {
-	label := map[ResponseStatus]string{MalformedRequest: "malformed", Unauthorized: "unauthorized",
-		TryLater: "try_later", InternalError: "error"}[s]
-	h.metrics.responses.WithLabelValues(h.cfg.CAID, label).Inc()
+	h.metrics.responses.WithLabelValues(h.cfg.CAID, failureLabels[s]).Inc()
 	switch s {
 	case InternalError:
 		h.log.Error("ocsp: cannot answer", "reason", reason)

@@ -507,7 +507,8 @@ func TestResponderBoundsSigning(t *testing.T) {
 	f := newFixture(t, ocsp.Config{Signer: signer, MaxSigning: 1, SigningWait: 50 * time.Millisecond})
 	signer.real = f.ca
 	done := make(chan []byte)
-	go func() { done <- f.handler.Respond(context.Background(), f.request(t, ocsp.SHA1, []byte{1}, f.good)) }()
+	first := f.request(t, ocsp.SHA1, []byte{1}, f.good)
+	go func() { done <- f.handler.Respond(context.Background(), first) }()
 	<-signer.entered
 	// The one slot is taken: a second nonced request is turned away, not queued.
 	if r := f.parse(t, f.post(t, f.request(t, ocsp.SHA1, []byte{2}, f.good))); r.Status != ocsp.TryLater {

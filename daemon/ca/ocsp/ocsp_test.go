@@ -532,3 +532,19 @@ func TestResponderStoreFailure(t *testing.T) {
 		t.Fatalf("with the store closed: %v", r.Status)
 	}
 }
+
+func TestResponderCacheBound(t *testing.T) {
+	f := newFixture(t, ocsp.Config{CacheEntries: 2})
+	reqs := [][]byte{f.request(t, ocsp.SHA1, nil, f.good), f.request(t, ocsp.SHA1, nil, f.revoked), f.request(t, ocsp.SHA1, nil, f.unknown)}
+	for _, r := range reqs {
+		f.post(t, r)
+	}
+	for _, r := range reqs {
+		f.post(t, r)
+	}
+	// Three answers, room for two: the second round finds at most two in the cache (an
+	// unbounded cache would serve all three).
+	if hits := f.counter(t, "hufu_ocsp_cache_hits_total", ""); hits > 2 {
+		t.Fatalf("cache hits %v with room for 2 answers", hits)
+	}
+}

@@ -2,20 +2,19 @@ package daemon
 
 import (
 	"fmt"
-	"net/http"
 
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/ca/ocsp"
 )
 
-// ocspHandlers builds the OCSP responder (daemon/ca/ocsp) of every embedded CA, by CA id,
-// for the public PKI listener to mount at /ocsp/<ca id>/ under http.StripPrefix. An
-// answer is valid as long as a CRL (certificates.crl_next_update), so the two never
-// disagree for longer than a CRL may be cached. Call it once per daemon: it registers the
-// responders' metrics.
-func (d *Daemon) ocspHandlers() (map[string]http.Handler, error) {
+// ocspResponder builds the OCSP responders (daemon/ca/ocsp) of every embedded CA behind
+// one handler for the public PKI listener's routes POST /ocsp/{ca} and
+// GET /ocsp/{ca}/{request...}. An answer is valid as long as a CRL
+// (certificates.crl_next_update), so the two never disagree for longer than a CRL may be
+// cached. Call it once per daemon: it registers the responders' metrics.
+func (d *Daemon) ocspResponder() (ocsp.ByCA, error) {
 	metrics := ocsp.NewMetrics(d.opts.Registry)
-	out := map[string]http.Handler{}
+	out := ocsp.ByCA{}
 	for _, c := range d.cfg.Certificates.CAs {
 		conn, ok := d.certs.Connector(c.ID)
 		if !ok {

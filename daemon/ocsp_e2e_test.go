@@ -23,14 +23,14 @@ func TestOCSPOverTheDaemon(t *testing.T) {
 	serial := p.issue(a.desk())
 	cert, _, _, issuing := p.download(serial)
 
-	handlers, err := a.live.Daemon.OCSPHandlers()
+	responder, err := a.live.Daemon.OCSPResponder()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The PKI listener's OCSP routes (package pki).
 	mux := http.NewServeMux()
-	for id, h := range handlers {
-		mux.Handle("/ocsp/"+id+"/", http.StripPrefix("/ocsp/"+id, h))
-	}
+	mux.Handle("POST /ocsp/{ca}", responder)
+	mux.Handle("GET /ocsp/{ca}/{request...}", responder)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
@@ -44,7 +44,7 @@ func TestOCSPOverTheDaemon(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.Post(srv.URL+"/ocsp/hufu-ca/", "application/ocsp-request", bytes.NewReader(req))
+		resp, err := http.Post(srv.URL+"/ocsp/hufu-ca", "application/ocsp-request", bytes.NewReader(req))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -60,8 +60,8 @@
 //
 // # HTTP
 //
-// Handler serves POST / (application/ocsp-request) and GET /<base64 of the DER>, in the
+// Handler serves POST (application/ocsp-request) and GET /<base64 of the DER>, in the
 // standard or URL alphabet, padded or not, URL-escaped (RFC 6960 appendix A), relative to
-// where it is mounted; the daemon mounts one per issuing CA at /ocsp/<ca id>/ on the
-// public PKI listener.
+// where it is mounted. ByCA puts the responders of all embedded CAs behind the PKI
+// listener's routes POST /ocsp/{ca} and GET /ocsp/{ca}/{request...}.
 package ocsp

@@ -155,9 +155,9 @@ func NewHandler(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// ServeHTTP answers POST / with an application/ocsp-request body and GET /<base64 of the
-// request DER> (RFC 6960 appendix A), relative to where the handler is mounted (mount it
-// with http.StripPrefix). Every OCSP answer, including malformedRequest, is HTTP 200 with
+// ServeHTTP answers a POST with an application/ocsp-request body and a GET of
+// /<base64 of the request DER> (RFC 6960 appendix A), relative to where the handler is
+// mounted: under a {request...} pattern wildcard (see ByCA) or http.StripPrefix. Every OCSP answer, including malformedRequest, is HTTP 200 with
 // application/ocsp-response; a wrong method or media type is an HTTP error.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var der []byte
@@ -175,7 +175,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case http.MethodGet, http.MethodHead:
 		var ok bool
-		if der, ok = decodeGETPath(r.URL); !ok {
+		if der, ok = decodeGETPath(r); !ok {
 			h.write(w, h.fail(MalformedRequest, "GET path is not base64 of a request"))
 			return
 		}
@@ -196,15 +196,24 @@ func (h *Handler) write(w http.ResponseWriter, der []byte) {
 	_, _ = w.Write(der)
 }
 
-// decodeGETPath reads the request from the escaped path: "/" then the URL-encoded base64
-// (standard or URL alphabet, padded or not) of the DER.
-func decodeGETPath(u *url.URL) ([]byte, bool) {
-	p := strings.TrimPrefix(u.EscapedPath(), "/")
-	if p == "" || len(p) > 3*MaxRequestBytes {
-		return nil, false
+// decodeGETPath reads the request of a GET: the base64 (standard or URL alphabet, padded
+// or not) of the DER, URL-escaped (RFC 6960 appendix A). Behind a ServeMux pattern with a
+// {request...} wildcard (the PKI listener: GET /ocsp/{ca}/{request...}) it is that
+// wildcard, which the mux has unescaped; else the escaped path after the mount point (an
+// http.StripPrefix mount), unescaped here.
+func decodeGETPath(r *http.Request) ([]byte, bool) {
+	s := r.PathValue("request")
+	if s == "" {
+		p := strings.TrimPrefix(r.URL.EscapedPath(), "/")
+		if len(p) > 3*MaxRequestBytes {
+			return nil, false
+		}
+		var err error
+		if s, err = url.PathUnescape(p); err != nil {
+			return nil, false
+		}
 	}
-	s, err := url.PathUnescape(p)
-	if err != nil {
+	if s == "" || len(s) > 2*MaxRequestBytes {
 		return nil, false
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
@@ -213,6 +222,25 @@ func decodeGETPath(u *url.URL) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+var (
+	_ http.Handler = (*Handler)(nil)
+	_ http.Handler = ByCA(nil)
+)
+
+// ByCA serves the responders of several CAs under one ServeMux pattern with a {ca}
+// wildcard, as the PKI listener mounts OCSP (POST /ocsp/{ca}, GET /ocsp/{ca}/{request...}):
+// the CA id picks the Handler, and an id without one is 404.
+type ByCA map[string]*Handler
+
+func (m ByCA) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, ok := m[r.PathValue("ca")]
+	if !ok {
+		http.Error(w, "no OCSP responder for this CA", http.StatusNotFound)
+		return
+	}
+	h.ServeHTTP(w, r)
 }
 
 // Respond answers one DER OCSPRequest with a DER OCSPResponse; it never fails: a bad

@@ -260,28 +260,53 @@ func TestResponderAnswers(t *testing.T) {
 		}
 	})
 
-	t.Run("GET through a mux", func(t *testing.T) {
-		// Mounted as the PKI listener mounts it; standard base64 has '/' and '+', which a
-		// client URL-escapes (RFC 6960 appendix A) or not.
+	t.Run("through a mux", func(t *testing.T) {
+		// Mounted as the PKI listener mounts it (one pattern for all CAs, ByCA picks the
+		// responder), and under a prefix; standard base64 has '/' and '+', which a client
+		// URL-escapes (RFC 6960 appendix A), or escapes only where it must.
 		mux := http.NewServeMux()
-		mux.Handle("/ocsp/test-ca/", http.StripPrefix("/ocsp/test-ca", f.handler))
+		byCA := ocsp.ByCA{"test-ca": f.handler}
+		mux.Handle("POST /ocsp/{ca}", byCA)
+		mux.Handle("GET /ocsp/{ca}/{request...}", byCA)
+		mux.Handle("/prefixed/", http.StripPrefix("/prefixed", f.handler))
 		srv := httptest.NewServer(mux)
 		defer srv.Close()
+		resp, err := http.Post(srv.URL+"/ocsp/test-ca", "application/ocsp-request", bytes.NewReader(f.request(t, ocsp.SHA1, nil, f.revoked)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if r := f.parse(t, der); r.Status != ocsp.Successful || r.Singles[0].Status.Status != ocsp.Revoked {
+			t.Fatalf("POST through ByCA: %+v", r)
+		}
+		resp, err = http.Post(srv.URL+"/ocsp/other-ca", "application/ocsp-request", bytes.NewReader(f.request(t, ocsp.SHA1, nil, f.revoked)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("a CA without a responder: HTTP %d", resp.StatusCode)
+		}
 		var req []byte
 		for i := 0; req == nil; i++ {
 			if i == 1<<16 {
 				t.Fatal("no request whose base64 has // and +")
 			}
-			r := f.request(t, ocsp.SHA1, []byte{byte(i), byte(i >> 8)}, f.good)
+			// Six 0xff octets are "////" in base64 at any alignment.
+			r := f.request(t, ocsp.SHA1, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, byte(i), byte(i >> 8)}, f.good)
 			if b := base64.StdEncoding.EncodeToString(r); strings.Contains(b, "//") && strings.Contains(b, "+") {
 				req = r
 			}
 		}
 		for _, path := range []string{
-			url.PathEscape(base64.StdEncoding.EncodeToString(req)),
-			strings.ReplaceAll(base64.StdEncoding.EncodeToString(req), "//", "/%2F"),
+			"/ocsp/test-ca/" + url.PathEscape(base64.StdEncoding.EncodeToString(req)),
+			"/ocsp/test-ca/" + strings.ReplaceAll(base64.StdEncoding.EncodeToString(req), "//", "/%2F"),
+			"/ocsp/test-ca/" + base64.RawURLEncoding.EncodeToString(req),
+			"/prefixed/" + url.PathEscape(base64.StdEncoding.EncodeToString(req)),
+			"/prefixed/" + strings.ReplaceAll(base64.StdEncoding.EncodeToString(req), "//", "/%2F"),
 		} {
-			resp, err := http.Get(srv.URL + "/ocsp/test-ca/" + path)
+			resp, err := http.Get(srv.URL + path)
 			if err != nil {
 				t.Fatal(err)
 			}

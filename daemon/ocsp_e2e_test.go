@@ -6,33 +6,28 @@ import (
 	"io"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/ca/ocsp"
+	"github.com/hufu-hsm/hufu/daemon/config"
 )
 
-// TestOCSPOverTheDaemon asks the daemon's OCSP responder, wired as the public PKI listener
-// mounts it, about a certificate the daemon issued (good), a serial it never issued
-// (unknown), and the same certificate once its holder revoked it (revoked, cessation).
+// TestOCSPOverTheDaemon asks the daemon's OCSP responder on the public PKI listener
+// (certificates.ocsp on) about a certificate the daemon issued (good), a serial it never
+// issued (unknown), and the same certificate once its holder revoked it (revoked,
+// cessation).
 func TestOCSPOverTheDaemon(t *testing.T) {
-	a := certAppliance(t)
+	a := certAppliance(t, func(c *config.Config) { c.Certificates.OCSP = true })
 	p := newApplicant(t, a, phone, "device-0001", "key-ocsp-0001")
 	serial := p.issue(a.desk())
 	cert, _, _, issuing := p.download(serial)
 
-	responder, err := a.live.Daemon.OCSPResponder()
-	if err != nil {
-		t.Fatal(err)
+	if a.live.Daemon.PKIAddr() == nil {
+		t.Fatal("no PKI listener")
 	}
-	// The PKI listener's OCSP routes (package pki).
-	mux := http.NewServeMux()
-	mux.Handle("POST /ocsp/{ca}", responder)
-	mux.Handle("GET /ocsp/{ca}/{request...}", responder)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	base := "http://" + a.live.Daemon.PKIAddr().String()
 
 	ask := func(n *big.Int) ocsp.SingleResponse {
 		t.Helper()
@@ -44,7 +39,7 @@ func TestOCSPOverTheDaemon(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.Post(srv.URL+"/ocsp/hufu-ca", "application/ocsp-request", bytes.NewReader(req))
+		resp, err := http.Post(base+"/ocsp/hufu-ca", "application/ocsp-request", bytes.NewReader(req))
 		if err != nil {
 			t.Fatal(err)
 		}

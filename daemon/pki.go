@@ -66,6 +66,13 @@ func (d *Daemon) buildPKI() error {
 		return err
 	}
 	d.pki.server = s
+	if d.cfg.Certificates.OCSP {
+		responder, err := d.ocspResponder()
+		if err != nil {
+			return err
+		}
+		d.SetOCSP(responder)
+	}
 	return nil
 }
 

@@ -83,10 +83,10 @@ func newFixtureAt(t testing.TB, cfg ocsp.Config, start time.Time) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.st.Close(context.Background()) })
-	if _, err := ca.Ensure(ctx, f.st, kr, "test-ca", "Test CA", f.clock.Now()); err != nil {
+	if _, err := ca.Ensure(ctx, f.st, kr, "test-ca", "Test CA", f.clock.Now(), ca.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if f.ca, err = ca.Open(ctx, f.st, kr, f.clock, "test-ca", "Test CA", validity); err != nil {
+	if f.ca, err = ca.Open(ctx, f.st, kr, f.clock, "test-ca", "Test CA", ca.Options{CRLNextUpdate: validity, SubjectIdentity: ca.IdentityFull}); err != nil {
 		t.Fatal(err)
 	}
 	f.good = f.issue(t, true)
@@ -126,6 +126,7 @@ func (f *fixture) issue(t testing.TB, recorded bool) *smx509.Certificate {
 	ctx := context.Background()
 	holder, _ := sm2.GenerateKey(rand.Reader)
 	issued, err := f.ca.Fetch(ctx, "o", &ca.Application{OrderID: "o", Name: "张三", IDNumberMask: "110105********002X",
+		IDNumber: "11010519491231002X", Usage: ca.UsageSigning,
 		PublicKey: &holder.PublicKey, ValidityYears: 1})
 	if err != nil {
 		t.Fatal(err)

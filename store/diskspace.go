@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -65,6 +66,9 @@ type spaceWatch struct {
 
 	recheck time.Duration // spaceRecheck; tests set 0
 
+	// noWALReuse makes Pebble's filesystem refuse to recycle a log file (CompactAll).
+	noWALReuse atomic.Bool
+
 	mu         sync.Mutex
 	passedAt   time.Time     // of the last passing guard measurement
 	full       chan struct{} // closed (and replaced) at each ENOSPC
@@ -74,7 +78,7 @@ type spaceWatch struct {
 
 func newSpaceWatch(opts Options) *spaceWatch {
 	w := &spaceWatch{inner: opts.FS, dir: opts.Dir, min: opts.MinFreeBytes, log: opts.Logger, full: make(chan struct{}), recheck: spaceRecheck}
-	w.fs = vfs.OnDiskFull(privateFS{opts.FS}, w.onDiskFull)
+	w.fs = vfs.OnDiskFull(privateFS{FS: opts.FS, noReuse: &w.noWALReuse}, w.onDiskFull)
 	return w
 }
 

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"golang.org/x/sys/unix"
@@ -20,8 +21,14 @@ const (
 	privateDirMode  fs.FileMode = 0o700
 )
 
-// privateFS creates files 0600 and directories 0700.
-type privateFS struct{ vfs.FS }
+// privateFS creates files 0600 and directories 0700. While noReuse is set it also declines
+// to recycle an old write-ahead log (Pebble renames an obsolete log and overwrites it from
+// the start, so its old tail, deleted values included, would stay on disk): it deletes the
+// old file and creates a new one, which vfs.FS allows (CompactAll).
+type privateFS struct {
+	vfs.FS
+	noReuse *atomic.Bool
+}
 
 func (p privateFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := p.FS.Create(name, category)
@@ -40,6 +47,12 @@ func (p privateFS) OpenReadWrite(name string, category vfs.DiskWriteCategory, op
 }
 
 func (p privateFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	if p.noReuse != nil && p.noReuse.Load() {
+		if err := p.FS.Remove(oldname); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return p.Create(newname, category)
+	}
 	f, err := p.FS.ReuseForWrite(oldname, newname, category)
 	if err != nil {
 		return nil, err

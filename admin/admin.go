@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -130,6 +131,9 @@ type Options struct {
 	SystemClients SystemClients
 	// Rewrappers find and rewrap the stored blobs of each domain during a KEK rotation.
 	Rewrappers []Rewrapper
+	// ErasureInterval is how often the KEK erasure runs (erasure.go; StartErasureSchedule),
+	// counted from the last one; 0 for none but the ones a security officer starts.
+	ErasureInterval time.Duration
 	// CRL, if set, serves each CA's current certificate revocation list at /crl/{ca}: public,
 	// no token, because relying parties must be able to fetch it. It returns an error
 	// matching ErrNoSuchCA for an unknown CA.
@@ -164,6 +168,9 @@ type Server struct {
 	mux      *http.ServeMux
 	root     http.Handler // mux behind the access log
 	rot      *rotation
+	// lastErasure is when the last KEK erasure finished, Unix seconds (0: never), for the
+	// metrics.
+	lastErasure atomic.Int64
 
 	// jobs is the lifetime of background work (the rotation job); Close ends it.
 	jobs       context.Context
@@ -221,6 +228,13 @@ func New(opts Options) (*Server, error) {
 	}
 	s.jobs, s.stopJobs = context.WithCancel(context.Background())
 	s.rot = &rotation{s: s, state: RotationStatus{State: StateIdle}}
+	last, err := s.LastErasure(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	if !last.IsZero() {
+		s.lastErasure.Store(last.Unix())
+	}
 	if opts.Registerer != nil {
 		if err := s.registerMetrics(opts.Registerer); err != nil {
 			return nil, err
@@ -296,6 +310,7 @@ func (s *Server) routes() {
 	s.handle("GET /kek", endpoint{action: "admin.kek.status", roles: so, audited: true, handle: s.rot.status})
 	s.handle("POST /kek/rotate", endpoint{action: "admin.kek.rotate", roles: so, audited: true, handle: s.rot.start})
 	s.handle("POST /kek/finish", endpoint{action: "admin.kek.finish", roles: so, audited: true, handle: s.rot.finish})
+	s.handle("POST /kek/erase", endpoint{action: "admin.kek.erase", roles: so, audited: true, handle: s.rot.eraseNow})
 	s.handle("GET /tokens", endpoint{action: "admin.tokens.list", roles: so, audited: true, handle: s.listTokens})
 	s.handle("POST /tokens", endpoint{action: "admin.tokens.create", roles: so, audited: true, handle: s.createToken})
 	s.handle("DELETE /tokens/{name}", endpoint{action: "admin.tokens.revoke", roles: so, audited: true, handle: s.revokeToken})
@@ -348,7 +363,7 @@ func (s *Server) handle(pattern string, e endpoint) {
 // batch as the change where there is one).
 func sideEffect(action string) bool {
 	switch action {
-	case "admin.backup", "admin.kek.rotate", "admin.kek.finish", "admin.system_clients.register", "admin.system_clients.remove",
+	case "admin.backup", "admin.kek.rotate", "admin.kek.finish", "admin.kek.erase", "admin.system_clients.register", "admin.system_clients.remove",
 		"admin.tokens.create", "admin.tokens.revoke", "admin.approvals.approve", "admin.approvals.reject":
 		return true
 	}

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,6 +18,9 @@ import (
 //	hufu_kek_rotation_running                1 while a rotation rewraps in the background
 //	hufu_kek_rotation_rewrapped_blobs{domain}   blobs moved to the new KEK by the last rotation
 //	hufu_kek_rotation_remaining_records{domain} records the last rotation has still to examine
+//	hufu_kek_last_erasure_timestamp_seconds  when the last KEK erasure finished (0: never; erasure.go)
+//	hufu_kek_erasure_due_timestamp_seconds   when the next scheduled erasure is due (0: no schedule);
+//	                                         the alert HufuKEKErasureOverdue fires a day after it
 //
 // Labels are check and domain names, never ids. The readiness probes run with the
 // configured CheckTimeout each, so a scrape of a hung HSM takes that long and reports 0.
@@ -28,6 +32,8 @@ var (
 	kekCountDesc   = prometheus.NewDesc("hufu_kek_versions", "KEK versions on the HSM token; more than 1 while a rotation is not finished.", nil, nil)
 	kekRunningDesc = prometheus.NewDesc("hufu_kek_rotation_running", "1 while a KEK rotation rewraps stored blobs in the background.", nil, nil)
 	kekRewrapDesc  = prometheus.NewDesc("hufu_kek_rotation_rewrapped_blobs", "Blobs moved to the new KEK by the last rotation since the daemon started, per domain.", []string{"domain"}, nil)
+	kekErasedDesc  = prometheus.NewDesc("hufu_kek_last_erasure_timestamp_seconds", "When the last KEK erasure finished (revoked shares unrecoverable from old files and backups up to then), Unix seconds; 0 if none has.", nil, nil)
+	kekDueDesc     = prometheus.NewDesc("hufu_kek_erasure_due_timestamp_seconds", "When the next scheduled KEK erasure is due (keys.erasure.interval after the last one, or after the store's creation), Unix seconds; 0 without a schedule.", nil, nil)
 	kekRemainDesc  = prometheus.NewDesc("hufu_kek_rotation_remaining_records", "Records the last rotation has still to examine, per domain (0 when it is done).", []string{"domain"}, nil)
 )
 
@@ -38,7 +44,7 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) error {
 }
 
 func (c adminCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{readyDesc, readyCheckDesc, kekCurrentDesc, kekCountDesc, kekRunningDesc, kekRewrapDesc, kekRemainDesc} {
+	for _, d := range []*prometheus.Desc{readyDesc, readyCheckDesc, kekCurrentDesc, kekCountDesc, kekRunningDesc, kekRewrapDesc, kekRemainDesc, kekErasedDesc, kekDueDesc} {
 		ch <- d
 	}
 }
@@ -69,6 +75,17 @@ func (c adminCollector) Collect(ch chan<- prometheus.Metric) {
 		running = 1
 	}
 	ch <- prometheus.MustNewConstMetric(kekRunningDesc, prometheus.GaugeValue, running)
+	last := s.lastErasure.Load()
+	ch <- prometheus.MustNewConstMetric(kekErasedDesc, prometheus.GaugeValue, float64(last))
+	due := 0.0
+	if s.opts.ErasureInterval > 0 {
+		base := time.Unix(last, 0)
+		if last == 0 {
+			base = s.opts.Store.CreatedAt()
+		}
+		due = float64(base.Add(s.opts.ErasureInterval).Unix())
+	}
+	ch <- prometheus.MustNewConstMetric(kekDueDesc, prometheus.GaugeValue, due)
 	for _, rw := range s.opts.Rewrappers {
 		var p Progress
 		if q := st.Progress[rw.Name]; q != nil {

@@ -64,6 +64,8 @@ import (
 //	                                only the token's SHA-256; kept after revocation until
 //	                                swept some time after its expiry)
 //	z/approval/<id>                 changes awaiting a second security officer (AdminApproval)
+//	z/erasure/last                  when the last KEK erasure finished (google.protobuf.Timestamp,
+//	                                admin/erasure.go)
 //	x/<index>/<value>               unique index entry -> IndexEntry{owner key}
 //	x/<index>/<value>/<owner key>   multi-valued index entry -> IndexEntry{owner key}
 //	t/<expiry:16 hex>/<key>         expiry index: <key> expires at Unix-nano <expiry>

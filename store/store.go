@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
@@ -23,6 +24,8 @@ type Store struct {
 	locks *lockTable
 	// created: this Open made the store (there was none in the directory).
 	created bool
+	// createdAt is when the store was created (m/meta; zero for a store that predates it).
+	createdAt time.Time
 
 	// ops is held shared by every operation and exclusively by Close, so Close waits for
 	// operations in flight and nothing starts after it.
@@ -101,6 +104,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // Created reports whether this Open made the store: the directory held none.
 func (s *Store) Created() bool { return s.created }
 
+// CreatedAt is when the store was created, by its clock (zero if it does not know).
+func (s *Store) CreatedAt() time.Time { return s.createdAt }
+
 func (s *Store) init(ctx context.Context) error {
 	var meta storepb.StoreMeta
 	v, closer, err := s.db.Get([]byte(metaKey))
@@ -127,6 +133,9 @@ func (s *Store) init(ctx context.Context) error {
 		if meta.SchemaVersion > SchemaVersion {
 			return fmt.Errorf("%w: store has %d, this build knows %d", ErrSchema, meta.SchemaVersion, SchemaVersion)
 		}
+	}
+	if meta.CreatedUnixNano != 0 {
+		s.createdAt = time.Unix(0, meta.CreatedUnixNano).UTC()
 	}
 	if err := s.loadHead(); err != nil {
 		return err

@@ -84,6 +84,22 @@ func (s *Server) LastErasure(ctx context.Context) (time.Time, error) {
 	return ts.AsTime(), nil
 }
 
+// erasureTimes returns, from memory, when the last erasure finished and when the next
+// scheduled one is due (each zero if none).
+func (s *Server) erasureTimes() (last, due time.Time) {
+	if u := s.lastErasure.Load(); u != 0 {
+		last = time.Unix(u, 0).UTC()
+	}
+	if s.opts.ErasureInterval > 0 {
+		base := last
+		if base.IsZero() {
+			base = s.opts.Store.CreatedAt()
+		}
+		due = base.Add(s.opts.ErasureInterval)
+	}
+	return last, due
+}
+
 // erasureDue is when the next scheduled erasure is due: the interval after the last one,
 // or after the store's creation if none has run; zero without a schedule.
 func (s *Server) erasureDue(ctx context.Context) (time.Time, error) {

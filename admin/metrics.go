@@ -75,17 +75,9 @@ func (c adminCollector) Collect(ch chan<- prometheus.Metric) {
 		running = 1
 	}
 	ch <- prometheus.MustNewConstMetric(kekRunningDesc, prometheus.GaugeValue, running)
-	last := s.lastErasure.Load()
-	ch <- prometheus.MustNewConstMetric(kekErasedDesc, prometheus.GaugeValue, float64(last))
-	due := 0.0
-	if s.opts.ErasureInterval > 0 {
-		base := time.Unix(last, 0)
-		if last == 0 {
-			base = s.opts.Store.CreatedAt()
-		}
-		due = float64(base.Add(s.opts.ErasureInterval).Unix())
-	}
-	ch <- prometheus.MustNewConstMetric(kekDueDesc, prometheus.GaugeValue, due)
+	last, due := s.erasureTimes()
+	ch <- prometheus.MustNewConstMetric(kekErasedDesc, prometheus.GaugeValue, unixOrZero(last))
+	ch <- prometheus.MustNewConstMetric(kekDueDesc, prometheus.GaugeValue, unixOrZero(due))
 	for _, rw := range s.opts.Rewrappers {
 		var p Progress
 		if q := st.Progress[rw.Name]; q != nil {
@@ -115,4 +107,11 @@ func (s *Server) runChecks(ctx context.Context) []checkResult {
 	}
 	wg.Wait()
 	return out
+}
+
+func unixOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.Unix())
 }

@@ -53,6 +53,10 @@ type RotationStatus struct {
 	Ended    *time.Time           `json:"ended,omitempty"`
 	Progress map[string]*Progress `json:"progress,omitempty"`
 	Error    string               `json:"error,omitempty"`
+	// LastErasure is when the last KEK erasure finished (erasure.go); ErasureDue when the
+	// next scheduled one is due (absent without keys.erasure.interval).
+	LastErasure *time.Time `json:"last_erasure,omitempty"`
+	ErasureDue  *time.Time `json:"erasure_due,omitempty"`
 }
 
 // KEK is one KEK version on the token.
@@ -88,6 +92,14 @@ func (rt *rotation) snapshot() RotationStatus {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	st := rt.state
+	if last, due := rt.s.erasureTimes(); !last.IsZero() || !due.IsZero() {
+		if !last.IsZero() {
+			st.LastErasure = &last
+		}
+		if !due.IsZero() {
+			st.ErasureDue = &due
+		}
+	}
 	st.Current = rt.s.opts.KEKs.CurrentKEK()
 	st.KEKs = []KEK{}
 	for _, k := range rt.s.opts.KEKs.KEKs() {

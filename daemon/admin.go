@@ -109,6 +109,7 @@ func (d *Daemon) buildAdmin() error {
 				return ca.CountStaleBlobs(ctx, st, stale)
 			}},
 		},
+		ErasureInterval: d.cfg.Keys.Erasure.Interval.Std(),
 		CRL: func(ctx context.Context, caID string) ([]byte, error) {
 			if !slices.Contains(d.CAIDs(), caID) {
 				return nil, admin.ErrNoSuchCA
@@ -199,6 +200,9 @@ func (d *Daemon) serveAdmin() error {
 		l = d.adm.listener
 	}
 	d.adm.done = make(chan error, 1)
+	// The erasure schedule (keys.erasure.interval) is the admin surface's background work:
+	// Close stops it with the rotation job, before the store and the keyring close.
+	d.adm.server.StartErasureSchedule()
 	go func() {
 		err := d.adm.server.Serve(l)
 		if err != nil {

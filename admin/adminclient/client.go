@@ -348,6 +348,10 @@ type KEKStatus struct {
 	Ended    *time.Time           `json:"ended,omitempty"`
 	Progress map[string]*Progress `json:"progress,omitempty"`
 	Error    string               `json:"error,omitempty"`
+	// LastErasure is when the last KEK erasure finished; ErasureDue when the next scheduled
+	// one is due (nil without a schedule).
+	LastErasure *time.Time `json:"last_erasure,omitempty"`
+	ErasureDue  *time.Time `json:"erasure_due,omitempty"`
 }
 
 // KEKStatus returns the KEK versions and the rotation's progress.
@@ -380,6 +384,29 @@ type KEKFinished struct {
 func (c *Client) FinishKEK(ctx context.Context) (*KEKFinished, error) {
 	var out KEKFinished
 	if _, err := c.getJSON(ctx, "POST", "/kek/finish", nil, nil, &out, http.StatusOK); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// KEKErasure is the answer of EraseKEK.
+type KEKErasure struct {
+	From      string    `json:"from_kek"`
+	Current   string    `json:"current_kek"`
+	Resumed   bool      `json:"resumed"`
+	Rewrapped int       `json:"rewrapped_blobs"`
+	Destroyed []string  `json:"destroyed"`
+	Finished  time.Time `json:"finished"`
+	Backups   string    `json:"backups,omitempty"`
+}
+
+// EraseKEK runs a KEK erasure now and returns when it has finished: a new KEK, every live
+// blob rewrapped, the store compacted, the old KEKs destroyed. Revoked shares are then
+// unrecoverable from old files and backups, and every backup taken before can no longer
+// be restored. A rotation, finish or erasure already running is an *Error with status 409.
+func (c *Client) EraseKEK(ctx context.Context) (*KEKErasure, error) {
+	var out KEKErasure
+	if _, err := c.getJSON(ctx, "POST", "/kek/erase", nil, nil, &out, http.StatusOK); err != nil {
 		return nil, err
 	}
 	return &out, nil

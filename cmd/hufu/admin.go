@@ -222,8 +222,8 @@ func (c *cli) adminGroup() *urfave.Command {
 		group("audit", "the audit log: export, checkpoints, public key, verify (auditor)", "",
 			c.adminAuditExportCommand(), c.adminAuditCheckpointsCommand(), c.adminAuditPublicKeyCommand(), c.adminAuditVerifyCommand()),
 		c.adminBackupCommand(),
-		group("kek", "key-encryption key rotation: status, rotate, finish (security officer)", "",
-			c.adminKEKStatusCommand(), c.adminKEKRotateCommand(), c.adminKEKFinishCommand()),
+		group("kek", "key-encryption keys: status, rotate, finish, erase (security officer)", "",
+			c.adminKEKStatusCommand(), c.adminKEKRotateCommand(), c.adminKEKFinishCommand(), c.adminKEKEraseCommand()),
 		c.adminCRLCommand(),
 	)
 }
@@ -892,6 +892,7 @@ func (c *cli) printKEK(st *adminclient.KEKStatus) {
 	if st.Error != "" {
 		fmt.Fprintf(c.out, "error    %s\n", st.Error)
 	}
+	fmt.Fprintf(c.out, "erasure  last %s, next due %s\n", fmtTime(st.LastErasure), fmtTime(st.ErasureDue))
 }
 
 func (c *cli) adminKEKStatusCommand() *urfave.Command {
@@ -978,6 +979,50 @@ func (c *cli) adminKEKFinishCommand() *urfave.Command {
 			return c.emitJSON(o, fin, func() error {
 				fmt.Fprintf(c.out, "destroyed %s; current %s\n", dash(strings.Join(fin.Destroyed, ", ")), fin.Current)
 				fmt.Fprintln(c.errOut, "hufu: back up the HSM token and take a new backup now: older backups can no longer be opened")
+				return nil
+			})
+		})
+}
+
+func (c *cli) adminKEKEraseCommand() *urfave.Command {
+	fs := newFlags()
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	o := adminOutput(fs)
+	return c.adminCommand(verb{name: "erase", usage: "make revocations final now: a new KEK, every live share rewrapped, the store compacted, the old KEKs DESTROYED (asks first unless -yes)", fs: fs, nargs: noArgs, noTimeout: true,
+		desc: "Revoking deletes a key's server share from the live store at once; its old wrapped copy stays in the store's old files and in backups until an erasure destroys the KEK that wraps it. Backups taken before the erasure can no longer be restored: take a new backup right after it."}, true,
+		func(ctx context.Context, ac *adminclient.Client, _ []string) error {
+			if !*yes {
+				st, err := ac.KEKStatus(ctx)
+				if err != nil {
+					return err
+				}
+				var kept []string
+				for _, k := range st.KEKs {
+					kept = append(kept, k.Label)
+				}
+				fmt.Fprintf(c.errOut, "This rewraps every live share under a new KEK and destroys %s in the HSM; store backups taken before can no longer be restored.\nType yes to go on: ",
+					dash(strings.Join(kept, ", ")))
+				line, err := c.in.ReadString('\n')
+				if strings.TrimSpace(line) != "yes" {
+					if err != nil && line == "" {
+						return usagef("not confirmed (no answer on standard input): nothing done; pass -yes to erase without asking")
+					}
+					return errors.New("not confirmed: nothing done")
+				}
+			}
+			e, err := ac.EraseKEK(ctx)
+			if err != nil {
+				return err
+			}
+			return c.emitJSON(o, e, func() error {
+				resumed := ""
+				if e.Resumed {
+					resumed = " (took over an unfinished rotation)"
+				}
+				fmt.Fprintf(c.out, "erased: %d blobs rewrapped under %s%s, store compacted, destroyed %s\n",
+					e.Rewrapped, e.Current, resumed, dash(strings.Join(e.Destroyed, ", ")))
+				fmt.Fprintln(c.out, "revoked shares are now unrecoverable from the store's old files and from backups")
+				fmt.Fprintf(c.errOut, "hufu: %s; back up the HSM token too\n", e.Backups)
 				return nil
 			})
 		})

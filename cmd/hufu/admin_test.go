@@ -390,6 +390,19 @@ func TestAdminCLI(t *testing.T) {
 	if out := f.ok("sam", "kek", "finish", "-yes"); !strings.Contains(out, "destroyed -;") { // nothing left to destroy
 		t.Fatalf("kek finish again: %q", out)
 	}
+	// The erasure: asks first, then v2 is destroyed and v3 current, and it says what that
+	// means for backups.
+	if _, _, err := f.run("sam", "no\n", "kek", "erase"); err == nil {
+		t.Fatal("kek erase not confirmed: no error")
+	}
+	out, errOut, err = f.run("sam", "yes\n", "kek", "erase")
+	if err != nil || !strings.Contains(out, "destroyed hufu-kek-v2") || !strings.Contains(out, "under hufu-kek-v3") ||
+		!strings.Contains(errOut, "backups taken before this erasure can no longer be restored") {
+		t.Fatalf("kek erase: %v\n%s%s", err, out, errOut)
+	}
+	if out := f.ok("sam", "kek", "status"); !strings.Contains(out, "erasure  last 20") {
+		t.Fatalf("kek status after an erasure: %q", out)
+	}
 
 	// Unreachable: exit 6.
 	f.url = "http://127.0.0.1:1"
@@ -580,7 +593,7 @@ func TestAdminHelp(t *testing.T) {
 		"admin approval list", "admin approval approve", "admin approval reject",
 		"admin system-client list", "admin system-client register", "admin system-client remove",
 		"admin audit export", "admin audit checkpoints", "admin audit public-key", "admin audit verify",
-		"admin backup", "admin kek status", "admin kek rotate", "admin kek finish", "admin crl",
+		"admin backup", "admin kek status", "admin kek rotate", "admin kek finish", "admin kek erase", "admin crl",
 	} {
 		if !have[p] {
 			t.Errorf("%s is not in the command tree", p)

@@ -187,6 +187,8 @@ type KeyPolicy struct {
 	// MaxKeysPerAccount bounds the keys (not revoked) one account may hold, so that one
 	// account cannot fill the store and the share cache with keys.
 	MaxKeysPerAccount int `yaml:"max_keys_per_account"`
+	// Erasure schedules the KEK erasure that makes revocations final (erasure.go).
+	Erasure KEKErasure `yaml:"erasure"`
 }
 
 type Certificates struct {
@@ -402,6 +404,7 @@ func Default() Config {
 			TicketTTL: Duration(5 * time.Minute), TicketUses: 1000, MaxBatch: 256,
 			DecryptPerMinute: 600, CacheSize: 10000, CacheTTL: Duration(10 * time.Minute),
 			MaxKeysPerAccount: 20,
+			Erasure:           KEKErasure{Interval: Duration(DefaultErasureInterval)},
 		},
 		Scan:        Scan{SessionTTL: Duration(3 * time.Minute), MaxSessionTTL: Duration(30 * time.Minute), SessionsPerMinute: 600},
 		Openings:    Openings{MaxEnvelopes: 20000, MaxWindow: Duration(7 * 24 * time.Hour), ReleaseChunk: 256},
@@ -421,6 +424,9 @@ func Default() Config {
 func Development() Config {
 	c := Default()
 	c.Development = true
+	// A development appliance erases only when told to (hufu admin kek erase): a scheduled
+	// erasure would make its backups unrestorable behind the developer's back.
+	c.Keys.Erasure.Interval = 0
 	c.fillDevelopment()
 	return c
 }
@@ -681,6 +687,7 @@ func (c *Config) Validate() error {
 	if c.GRPC.MaxRecvBytes < 4<<10 || c.GRPC.MaxRecvBytes > 64<<20 {
 		bad("grpc.max_recv_bytes", "%d: want 4 KiB..64 MiB", c.GRPC.MaxRecvBytes)
 	}
+	c.Keys.Erasure.validate(bad)
 	if c.Keys.MaxBatch < 1 || c.Keys.MaxBatch > 4096 {
 		bad("keys.max_batch", "%d: want 1..4096", c.Keys.MaxBatch)
 	}

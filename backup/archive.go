@@ -376,7 +376,10 @@ func NewReader(ctx context.Context, r io.Reader, keys KeyWrapper) (*Reader, erro
 	prefixLen := len(h.raw) - 2 - len(h.WrappedKey)
 	dataKey, err := keys.Unwrap(ctx, h.WrappedKey, keyAD(h.raw[:prefixLen]))
 	if err != nil {
-		return nil, fmt.Errorf("backup: the data key of backup %s (under %s): %w", h.Name, h.KEK, err)
+		// Most often the KEK is gone: a KEK erasure or a rotation's finish after the backup
+		// destroys it, and that is the point, not damage. The keyring's error says which.
+		return nil, fmt.Errorf("backup: the data key of backup %s is wrapped under %s and cannot be unwrapped (a KEK erasure or rotation finish after the backup destroys that KEK; backups taken before it cannot be restored): %w",
+			h.Name, h.KEK, err)
 	}
 	defer clear(dataKey)
 	if len(dataKey) != dataKeySize {

@@ -70,7 +70,7 @@ func anchorNewStore(ctx context.Context, st *store.Store, kr *hsm.Keyring) error
 // buildCertificates opens the configured CAs and builds the certificate service.
 func (d *Daemon) buildCertificates(ctx context.Context) error {
 	cc := d.cfg.Certificates
-	opts := certs.Options{ValidityYears: cc.ValidityYears}
+	opts := certs.Options{ValidityYears: cc.ValidityYears, ErasureInterval: d.cfg.Keys.Erasure.Interval.Std()}
 	caOpts, err := caOptions(d.cfg, d.opts.Log)
 	if err != nil {
 		return err

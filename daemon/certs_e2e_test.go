@@ -358,7 +358,7 @@ func TestCertificateLifecycleEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = p.key.signer().Decrypt(nil, ct, nil)
-	if statusCode(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "server share destroyed") {
+	if statusCode(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "server share deleted") {
 		t.Fatalf("decrypting after revocation: %v", err)
 	}
 	if _, err := p.key.signer().Sign(rand.Reader, msg, &cosign.SignerOpts{}); statusCode(err) != codes.FailedPrecondition {

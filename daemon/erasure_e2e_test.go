@@ -79,6 +79,19 @@ func TestKEKErasureMakesARevocationFinal(t *testing.T) {
 	if s, err := a.d.WrappedShare(bg, revoked.key.id); err != nil || s != nil {
 		t.Fatalf("after the revocation the live store still holds a share (%d bytes, %v)", len(s), err)
 	}
+	// The person is told what is true: deleted at once, unrecoverable after the next erasure.
+	msgs, err := revoked.certs.ListMessages(bg, &hufuv1.ListMessagesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	told := false
+	for _, m := range msgs.Messages {
+		told = told || (m.Kind == hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_REVOKED && strings.Contains(m.Body, "已立即从在用数据中删除") &&
+			strings.Contains(m.Body, "下一次密钥销毁后彻底无法恢复"))
+	}
+	if !told {
+		t.Fatalf("no revocation message saying when the share is unrecoverable: %v", msgs.Messages)
+	}
 	// What revocation alone leaves: the deleted share is still in the files.
 	if len(storeFilesHolding(t, storeDir, share)) == 0 {
 		t.Fatal("before the erasure no store file holds the revoked share: the test proves nothing")

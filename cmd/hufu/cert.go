@@ -628,14 +628,16 @@ func (c *cli) certRevokeCommand() *urfave.Command {
 	pinFlag := fs.String("pin", "", "certificate PIN (else HUFU_PIN, else asked)")
 	reason := fs.String("reason", "", "why")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	return c.command(verb{name: "revoke", usage: "revoke a certificate: irreversible, the server share is destroyed", args: "SERIAL", desc: certDesc("revoke"), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "revoke", usage: "revoke a certificate: irreversible, the server share is deleted (unrecoverable after the next KEK erasure)", args: "SERIAL", desc: certDesc("revoke"), nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		certs := hufuv1.NewCertificateServiceClient(conn.ClientConn())
 		pre, err := certs.PreviewRevocation(ctx, &hufuv1.PreviewRevocationRequest{Serial: pos[0]})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(c.errOut, "注销证书不能恢复，无法解密原有文件。Revoking is irreversible: the appliance destroys its half of the key,")
-		fmt.Fprintln(c.errOut, "so nothing ever encrypted to this certificate can be decrypted again, and the key can no longer sign.")
+		fmt.Fprintln(c.errOut, "注销证书不能恢复：平台立即删除在用的服务器端密钥分量，不再用它签名或解密；其加密副本在平台下一次密钥销毁后彻底无法恢复，此后无法解密原有文件。")
+		fmt.Fprintln(c.errOut, "Revoking is irreversible: the appliance deletes its half of the key from its live store at once and never signs or")
+		fmt.Fprintln(c.errOut, "decrypts with it again; a wrapped copy stays in its old files and backups until its next KEK erasure (scheduled by")
+		fmt.Fprintln(c.errOut, "the operator, weekly by default), after which nothing encrypted to this certificate can be decrypted by anyone.")
 		if len(pre.Acknowledge) > 0 {
 			fmt.Fprintln(c.errOut, "These certificates of the same key are revoked with it:")
 			for _, ct := range pre.Certificates {

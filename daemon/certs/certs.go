@@ -133,6 +133,8 @@ type CA struct {
 type Options struct {
 	ValidityYears []int
 	CAs           []CA
+	// ErasureInterval is keys.erasure.interval (0: no schedule), for the revocation notice.
+	ErasureInterval time.Duration
 }
 
 // Attachments reads the files linked to an application (daemon/attachments).

@@ -869,7 +869,7 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, 
 		}
 		out = cur
 		if err := notify(tx, caller.UserID, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_REVOKED, "证书已注销",
-			fmt.Sprintf("证书 %s 已注销，不能恢复，无法解密原有文件", serial), "", serial); err != nil {
+			s.revokedNotice(serial, ""), "", serial); err != nil {
 			return err
 		}
 		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: certKey(caller.UserID, serial), Outcome: store.OutcomeOK,

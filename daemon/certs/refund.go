@@ -99,7 +99,7 @@ func (s *Service) RevokeForRefund(ctx context.Context, caller authn.Caller, seri
 		revoked = len(marked)
 		for _, cur := range marked {
 			if err := notify(tx, cur.UserId, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_REVOKED, "证书已注销",
-				fmt.Sprintf("证书 %s 因售后退款已注销，不能恢复，无法解密原有文件", cur.Serial), "", cur.Serial); err != nil {
+				s.revokedNotice(cur.Serial, "因售后退款"), "", cur.Serial); err != nil {
 				return err
 			}
 			if err := tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: certKey(cur.UserId, cur.Serial), Outcome: store.OutcomeOK,

@@ -250,7 +250,7 @@ func (s *Service) checkHolding(caller authn.Caller, h holding) error {
 		return s.checkUsable(caller, h.key)
 	}
 	if h.key.Status == statusRevoked {
-		return apierr.New(apierr.FailedPrecondition, "the key is revoked and its server share destroyed")
+		return apierr.New(apierr.FailedPrecondition, "the key is revoked and its server share deleted")
 	}
 	if err := checkPairStatus(h.del); err != nil {
 		return err

@@ -322,7 +322,7 @@ func (s *Service) checkUsable(caller authn.Caller, rec *storepb.SplitKey) error 
 		return apierr.New(apierr.PermissionDenied, "this key belongs to another device of your account")
 	}
 	if rec.Status == statusRevoked {
-		return apierr.New(apierr.FailedPrecondition, "the key is revoked and its server share destroyed")
+		return apierr.New(apierr.FailedPrecondition, "the key is revoked and its server share deleted")
 	}
 	if until := time.Unix(0, rec.LockedUntilUnixNano); s.deps.Clock.Now().Before(until) {
 		wait := until.Sub(s.deps.Clock.Now())

@@ -82,11 +82,14 @@ type CertificateServiceClient interface {
 	// signature and decryption with the server's cooperation.
 	CheckCertificate(ctx context.Context, in *CheckCertificateRequest, opts ...grpc.CallOption) (*CheckCertificateResponse, error)
 	// RevokeCertificate (注销) is irreversible: the certificate goes on the CRL and the server
-	// share of its key is destroyed, so nothing ever encrypted to this certificate can be
-	// decrypted again, and the key can no longer sign. Confirmed with the PIN.
+	// share of its key is deleted from the live store at once, so hufu never signs or decrypts
+	// with it again. The deleted share stays, wrapped, in the store's old files and in backups
+	// until the next KEK erasure (keys.erasure.interval, weekly by default, or hufu admin kek
+	// erase) destroys the KEK that wraps it: only from then on is it unrecoverable, and nothing
+	// ever encrypted to this certificate can be decrypted by anyone. Confirmed with the PIN.
 	RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*RevokeCertificateResponse, error)
 	// PreviewRevocation lists every certificate that a revocation of serial revokes with it:
-	// all certificates of the same key (its server share is destroyed). Those the person can
+	// all certificates of the same key (its server share is deleted). Those the person can
 	// still use must be echoed in RevokeCertificateRequest.acknowledged_serials.
 	PreviewRevocation(ctx context.Context, in *PreviewRevocationRequest, opts ...grpc.CallOption) (*PreviewRevocationResponse, error)
 	// ListMessages lists the caller's messages (消息-CA证书), newest first.
@@ -306,11 +309,14 @@ type CertificateServiceServer interface {
 	// signature and decryption with the server's cooperation.
 	CheckCertificate(context.Context, *CheckCertificateRequest) (*CheckCertificateResponse, error)
 	// RevokeCertificate (注销) is irreversible: the certificate goes on the CRL and the server
-	// share of its key is destroyed, so nothing ever encrypted to this certificate can be
-	// decrypted again, and the key can no longer sign. Confirmed with the PIN.
+	// share of its key is deleted from the live store at once, so hufu never signs or decrypts
+	// with it again. The deleted share stays, wrapped, in the store's old files and in backups
+	// until the next KEK erasure (keys.erasure.interval, weekly by default, or hufu admin kek
+	// erase) destroys the KEK that wraps it: only from then on is it unrecoverable, and nothing
+	// ever encrypted to this certificate can be decrypted by anyone. Confirmed with the PIN.
 	RevokeCertificate(context.Context, *RevokeCertificateRequest) (*RevokeCertificateResponse, error)
 	// PreviewRevocation lists every certificate that a revocation of serial revokes with it:
-	// all certificates of the same key (its server share is destroyed). Those the person can
+	// all certificates of the same key (its server share is deleted). Those the person can
 	// still use must be echoed in RevokeCertificateRequest.acknowledged_serials.
 	PreviewRevocation(context.Context, *PreviewRevocationRequest) (*PreviewRevocationResponse, error)
 	// ListMessages lists the caller's messages (消息-CA证书), newest first.

@@ -19,6 +19,7 @@
 //	/kek                              GET     security_officer
 //	/kek/rotate                       POST    security_officer
 //	/kek/finish                       POST    security_officer
+//	/kek/erase                        POST    security_officer
 //	/system-clients                   GET     operator, security_officer
 //	/system-clients                   POST    security_officer (a desk service: + a second officer)
 //	/system-clients/{name}            DELETE  security_officer
@@ -58,7 +59,8 @@
 // With Options.Registerer the surface registers hufu_ready, hufu_readiness_check{check},
 // and the KEK gauges hufu_kek_current_version, hufu_kek_versions,
 // hufu_kek_rotation_running, hufu_kek_rotation_rewrapped_blobs{domain} and
-// hufu_kek_rotation_remaining_records{domain}, computed at each scrape (metrics.go).
+// hufu_kek_rotation_remaining_records{domain}, hufu_kek_last_erasure_timestamp_seconds and
+// hufu_kek_erasure_due_timestamp_seconds, computed at each scrape (metrics.go).
 //
 // Every admin action is audited with the role and the token's name: requests other than
 // probes and metric scrapes are recorded (actor "admin:<name>", details "role" and
@@ -82,6 +84,13 @@
 // key shares and refresh offers, sealed ID numbers, the embedded CAs' keys). Code that
 // stores a new kind of wrapped blob must add its Rewrapper, or finish would destroy the
 // KEK that blob needs.
+//
+// # KEK erasure
+//
+// POST /kek/erase (and the schedule, Options.ErasureInterval) runs rotate, rewrap, the
+// count, a compaction of the whole store and the destruction of the old KEKs as one audited
+// step, resumable from the token's state: it makes revoked shares unrecoverable from the
+// store's old files and from backups, and every earlier backup unrestorable (erasure.go).
 //
 // # System clients
 //

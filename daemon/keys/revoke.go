@@ -15,10 +15,12 @@ import (
 // The certificate domain's view of keys: revocation with the certificate, the PIN check
 // that confirms it, and the key record an application is checked against.
 
-// Revoke revokes a key for good: its status becomes revoked and its server share is deleted,
-// with any pending refresh share and every member's delegated share (those pairs become
-// recalled), so no signature can be made and nothing ever encrypted to its public key can be
-// decrypted again. with, if not nil, runs in the same transaction
+// Revoke revokes a key for good: its status becomes revoked and its server share is deleted
+// from the live store, with any pending refresh share and every member's delegated share
+// (those pairs become recalled), so hufu makes no signature and decrypts nothing with it
+// again. The deleted wrapped share stays in the store's old files and in backups until the
+// next KEK erasure (admin/erasure.go) destroys its KEK; only then is it unrecoverable, and
+// nothing ever encrypted to the public key decryptable by anyone. with, if not nil, runs in the same transaction
 // (the certificate's own records), so the key and its certificate change together or not at
 // all. Revoking a revoked key only runs with. Tickets and cached shares of the key are
 // dropped whatever the outcome.

@@ -272,6 +272,7 @@ func TestAdminRoleMatrix(t *testing.T) {
 		{"GET", "/kek", []admin.Role{admin.SecurityOfficer}},
 		{"POST", "/kek/rotate", []admin.Role{admin.SecurityOfficer}},
 		{"POST", "/kek/finish", []admin.Role{admin.SecurityOfficer}},
+		{"POST", "/kek/erase", []admin.Role{admin.SecurityOfficer}},
 		{"GET", "/debug/pprof/", []admin.Role{admin.SecurityOfficer}},
 		{"GET", "/debug/pprof/cmdline", []admin.Role{admin.SecurityOfficer}},
 	}

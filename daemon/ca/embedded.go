@@ -259,36 +259,35 @@ func (e *Embedded) unwrapIssuing(ctx context.Context, s *storepb.CAState) (*sm2.
 }
 
 // Fetch issues the certificate of an approved, paid application, with the profile of its
-// holder and usage (ProfileOf; ErrNoUsage without a usage). It writes nothing: the caller
-// stores the certificate it keeps, with its audit record.
+// holder and usage (ProfileOf; ErrNoUsage without a usage) and a new serial. It writes
+// nothing: the caller stores the certificate it keeps, with its audit record.
 func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issued, error) {
+	p, err := e.Plan(app)
+	if err != nil {
+		return nil, err
+	}
+	return e.IssuePlanned(ctx, app, p)
+}
+
+// Plan chooses the serial and the validity of app's certificate without signing anything:
+// a new random serial, not-before now (whole seconds), not-after ValidityYears later or
+// app.NotAfter, never beyond the issuing CA.
+func (e *Embedded) Plan(app *Application) (Planned, error) {
 	if app.PublicKey == nil || app.Name == "" {
-		return nil, errors.New("ca: incomplete application")
+		return Planned{}, errors.New("ca: incomplete application")
 	}
-	profile, err := ProfileOf(HolderOf(app), app.Usage)
-	if err != nil {
-		return nil, err
-	}
-	subject, err := e.subject(app, profile)
-	if err != nil {
-		return nil, err
-	}
-	ski, err := SubjectKeyID(app.PublicKey)
-	if err != nil {
-		return nil, err
+	// Refused here, before the caller reserves anything, what IssuePlanned would refuse.
+	if _, _, _, err := e.profiled(app); err != nil {
+		return Planned{}, err
 	}
 	if app.ValidityYears < 1 || app.ValidityYears > 3 {
 		if app.NotAfter.IsZero() {
-			return nil, fmt.Errorf("ca: validity of %d years outside 1..3", app.ValidityYears)
+			return Planned{}, fmt.Errorf("ca: validity of %d years outside 1..3", app.ValidityYears)
 		}
 	}
 	serial, err := newSerial()
 	if err != nil {
-		return nil, err
-	}
-	ext, err := MarshalPlatforms(Platforms{Platforms: app.Platforms, Regions: app.Regions})
-	if err != nil {
-		return nil, err
+		return Planned{}, err
 	}
 	notBefore := e.clock.Now().UTC().Truncate(time.Second)
 	notAfter := notBefore.AddDate(app.ValidityYears, 0, 0)
@@ -299,7 +298,33 @@ func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issu
 		notAfter = e.issuing.NotAfter
 	}
 	if !notAfter.After(notBefore) {
-		return nil, errors.New("ca: the certificate would already be expired")
+		return Planned{}, errors.New("ca: the certificate would already be expired")
+	}
+	return Planned{Serial: serialHex(serial), NotBefore: notBefore, NotAfter: notAfter}, nil
+}
+
+// IssuePlanned signs app's certificate with the serial and validity of p (from Plan, kept
+// by the caller meanwhile). Signing the same application and plan again gives a certificate
+// with the same content (SM2 signatures differ). It writes nothing.
+func (e *Embedded) IssuePlanned(ctx context.Context, app *Application, p Planned) (*Issued, error) {
+	if app.PublicKey == nil || app.Name == "" {
+		return nil, errors.New("ca: incomplete application")
+	}
+	serial, ok := ParseSerial(p.Serial)
+	if !ok {
+		return nil, fmt.Errorf("ca: bad planned serial %q", p.Serial)
+	}
+	notBefore, notAfter := p.NotBefore.UTC(), p.NotAfter.UTC()
+	if !notAfter.After(notBefore) || notAfter.After(e.issuing.NotAfter) {
+		return nil, errors.New("ca: the planned validity is empty or beyond the issuing CA")
+	}
+	profile, subject, ski, err := e.profiled(app)
+	if err != nil {
+		return nil, err
+	}
+	ext, err := MarshalPlatforms(Platforms{Platforms: app.Platforms, Regions: app.Regions})
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &smx509.Certificate{
 		SerialNumber: serial,
@@ -326,7 +351,19 @@ func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issu
 	if err != nil {
 		return nil, fmt.Errorf("ca: issuing: %w", err)
 	}
-	return &Issued{DER: der, Serial: serialHex(serial), NotBefore: notBefore, NotAfter: notAfter}, nil
+	return &Issued{DER: der, Serial: p.Serial, NotBefore: notBefore, NotAfter: notAfter}, nil
+}
+
+// profiled returns app's profile, its encoded subject and its subject key identifier.
+func (e *Embedded) profiled(app *Application) (profile Profile, subject, ski []byte, err error) {
+	if profile, err = ProfileOf(HolderOf(app), app.Usage); err != nil {
+		return profile, nil, nil, err
+	}
+	if subject, err = e.subject(app, profile); err != nil {
+		return profile, nil, nil, err
+	}
+	ski, err = SubjectKeyID(app.PublicKey)
+	return profile, subject, ski, err
 }
 
 // subject encodes the subject of profile: a person's identity value under the CA's policy,

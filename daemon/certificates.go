@@ -95,7 +95,7 @@ func (d *Daemon) buildCertificates(ctx context.Context) error {
 	}
 	d.certs, err = certs.New(opts, certs.Deps{
 		Store: d.store, Attachments: d.attachments, Keys: d.keys, Accounts: d.accounts, Payments: d.payments, Books: d.payments, Clock: d.opts.Clock, Log: d.opts.Log,
-		Registry: d.opts.Registry,
+		Registry: d.opts.Registry, FaultInjection: d.opts.IssuanceFault,
 	})
 	if err != nil {
 		return err

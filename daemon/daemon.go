@@ -60,6 +60,10 @@ type Options struct {
 	// StoreFS is the filesystem under the store; tests inject faults through it. Default:
 	// the operating system's.
 	StoreFS vfs.FS
+	// IssuanceFault, for tests only, is called at the fault-injection points of issuance
+	// (certs.FaultIssuingReserved, certs.FaultIssuingSigned), so a crash test can stop the
+	// process between reserving, signing and recording a certificate. Nil in production.
+	IssuanceFault func(point string)
 }
 
 // Daemon is a configured, opened appliance ready to serve.
@@ -304,6 +308,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 	if err := d.migrateStore(ctx); err != nil {
 		return nil, err
 	}
+	d.recoverIssuance(ctx)
 	return d, nil
 }
 
@@ -499,6 +504,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	background.Go(func() { d.store.RunSweeper(bgCtx, time.Minute) })
 	background.Go(func() { d.store.RunCheckpointer(bgCtx, d.cfg.Audit.CheckpointInterval.Std()) })
 	background.Go(func() { d.keys.Run(bgCtx) })
+	background.Go(func() { d.certs.RunRecovery(bgCtx, issuanceRecoveryInterval, issuanceRecoveryGrace) })
 	d.runAuditSinks(bgCtx, &background)
 	closeAll := func() {
 		d.closePKI(context.Background())

@@ -32,6 +32,9 @@ import (
 //	                                entry; c/crl/<ca id>/<level> its current CRL (CRLRecord).
 //	                                Schema version 3 moved them out of c/ca/<ca id> (daemon/ca)
 //	c/cert/<user id>/<serial>       certificates (daemon/certs)
+//	c/issuing/<order id>            a paid order's reserved serials and validity until its
+//	                                certificates are recorded or revoked (IssuingReservation,
+//	                                daemon/certs/issuing.go)
 //	c/seal/<owner>/<seal id>        seals; c/seal-image/<seal id>, c/seal-grant/... (daemon/seals)
 //	o/order/<user id>/<order id>    orders; o/inbox/<user id>/... messages; o/letter/... letters
 //	o/att/<sha256 hex>              application attachments, stored once per content

@@ -16,9 +16,11 @@
 //
 // Renewals and upgrades of an existing certificate start awaiting payment: the identity and
 // the key were reviewed with the original application. Payment issues the certificate in
-// the same transaction that completes the order, so an order has at most one certificate
-// however many payments race (the same idempotency key gets the same answer, another key
-// is refused).
+// two steps around the CA's signature (issuing.go: reserve, sign, record), so an order has
+// at most one certificate however many payments race (the same idempotency key gets the
+// same answer, another key is refused) and a crash between the steps leaves a reservation
+// that recovery completes or revokes. While issuing, an order is stored with the internal
+// status 5 and shown as awaiting payment.
 //
 // An enterprise-verification order (对公打款认证, §1.6.4) carries no certificate: the
 // enterprise domain makes it awaiting payment inside the transaction that verifies a
@@ -32,10 +34,15 @@
 //	o/letter/<user id>/<order id>   storepb.Attachment: the authorisation letter with its
 //	                                content (the order keeps only its hashes)
 //	c/cert/<user id>/<serial>       storepb.Certificate
+//	c/issuing/<order id>            storepb.IssuingReservation: the serials and validity
+//	                                reserved for a paid order until its certificates are
+//	                                recorded or revoked (issuing.go)
 //	x/order/<order id>              -> the order's key (unique)
 //	x/order-request/<user>.<req>    -> the order an application's request id made (unique)
 //	x/cert/<serial>                 -> the certificate's key (unique)
 //	x/key-cert/<key id>/<cert key>  the certificates of a key
+//	x/issuing-enterprise/<uscc>     -> the reservation of the enterprise claim being issued
+//	                                (unique; released with the reservation)
 //	x/key-subject/<key id>          -> "u/<user id>" or "e/<uscc>/info": the one subject a
 //	                                key certifies (unique; claimed by its first application)
 //
@@ -157,6 +164,10 @@ type Deps struct {
 	Log   *slog.Logger
 	// Registry receives the service's metrics; none are exported if nil.
 	Registry prometheus.Registerer
+	// FaultInjection, for tests only, is called at the named points of issuance
+	// (FaultIssuingReserved, FaultIssuingSigned) so a test can stop or kill the process
+	// there. Nil in production.
+	FaultInjection func(point string)
 }
 
 // Service implements CertificateService and ReviewService.
@@ -167,6 +178,9 @@ type Service struct {
 	order []string
 	gate  keyGate
 	m     *metrics
+	// claims serialises the signing and recording of one order's reservation between a
+	// payment and recovery (issuing.go).
+	claims issueClaims
 	// enterprises completes claims; seals stamp online letters. Both are set once while
 	// wiring (SetEnterprises, SetSeals), before serving: they are built after certs.
 	enterprises Enterprises
@@ -199,6 +213,7 @@ func New(opts Options, deps Deps) (*Service, error) {
 		return nil, errors.New("certs: no CA or no validity configured")
 	}
 	s := &Service{opts: opts, deps: deps, cas: map[string]CA{}, gate: keyGate{m: map[string]gateEntry{}}, m: newMetrics(deps.Registry)}
+	s.m.registerIssuing(deps.Registry, s)
 	for _, c := range opts.CAs {
 		s.cas[c.Connector.ID()] = c
 		s.order = append(s.order, c.Connector.ID())

@@ -56,10 +56,10 @@ func (s *Service) LiveCertificates(ctx context.Context, userID string) ([]string
 	return out, nil
 }
 
-// OpenOrders lists the ids of a user's orders in review or awaiting payment.
+// OpenOrders lists the ids of a user's orders in review, awaiting payment or issuing.
 func (s *Service) OpenOrders(ctx context.Context, userID string) ([]string, error) {
 	items, err := listAll(ctx, s.deps.Store, orders, "order/"+userID+"/", func(o *storepb.Order) bool {
-		return o.Status == statusInReview || o.Status == statusAwaiting
+		return o.Status == statusInReview || o.Status == statusAwaiting || o.Status == statusIssuing
 	})
 	if err != nil {
 		return nil, err

@@ -33,7 +33,7 @@ func (s *Service) OrderPB(o *storepb.Order) *hufuv1.Order {
 		name = c.Connector.Name()
 	}
 	out := &hufuv1.Order{
-		Id: o.Id, Kind: hufuv1.OrderKind(o.Kind), Status: hufuv1.OrderStatus(o.Status), CaId: o.CaId, CaName: name,
+		Id: o.Id, Kind: hufuv1.OrderKind(o.Kind), Status: apiStatus(o.Status), CaId: o.CaId, CaName: name,
 		CertKind: o.CertKind, ValidityYears: o.ValidityYears, Platforms: o.Platforms, Regions: o.Regions, PriceFen: o.PriceFen,
 		KeyId: o.KeyId, SubjectName: o.SubjectName, SubjectIdMasked: o.SubjectIdMasked,
 		AuthorisationMethod: o.GetAuthorisation().GetMethod(), AuthorisationSha256: o.GetAuthorisation().GetSha256(),

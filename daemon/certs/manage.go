@@ -45,8 +45,9 @@ func (DevPayments) Charge(_ context.Context, c Charge) (string, error) {
 func (DevPayments) Refund(context.Context, string, int64) error { return nil }
 
 // Pay takes the payment of an order awaiting payment, has the CA issue the certificate and
-// completes the order, all or nothing: the certificate is stored in the transaction that
-// completes the order, so concurrent payments leave exactly one certificate.
+// completes the order (settle): the payment's transaction reserves the certificate before
+// the CA signs, so concurrent payments leave exactly one certificate and a crash leaves a
+// reservation that recovery completes or revokes.
 func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem string) (*storepb.Order, *storepb.Certificate, error) {
 	if err := apierr.CheckRequestID("idempotency_key", idem); err != nil {
 		return nil, nil, err
@@ -57,6 +58,9 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	}
 	if done, c, err := s.paidAlready(ctx, o, idem); done || err != nil {
 		return o, c, err
+	}
+	if o.Status == statusIssuing {
+		return s.resumeIssue(ctx, caller, o, idem)
 	}
 	if o.Status != statusAwaiting {
 		return nil, nil, wrongState(o, "pay")
@@ -100,6 +104,9 @@ func (s *Service) Settle(ctx context.Context, caller authn.Caller, id string, st
 	}
 	if done, c, err := s.paidAlready(ctx, o, st.IdempotencyKey); done || err != nil {
 		return o, c, err
+	}
+	if o.Status == statusIssuing {
+		return s.resumeIssue(ctx, caller, o, st.IdempotencyKey)
 	}
 	if o.Status != statusAwaiting {
 		return nil, nil, wrongState(o, "pay")
@@ -197,114 +204,92 @@ func (s *Service) prepareIssue(ctx context.Context, o *storepb.Order) (CA, *ca.A
 	return c, app, nil
 }
 
-// settle has the CA issue the certificate of a paid order and completes the order in one
-// transaction with the certificate, the ledger entry and the audit records.
+// settle takes a paid order through issuance (issuing.go): the transaction that records
+// the payment moves the order to issuing and reserves its certificates' serials and
+// validity; then the CA signs; then one transaction records the certificates and completes
+// the order. A payment that finds the order moved already (cancelled, or paid with another
+// key) is refused, and a charge given back, before anything is signed.
 func (s *Service) settle(ctx context.Context, caller authn.Caller, o *storepb.Order, c CA, app *ca.Application, p payment) (*storepb.Order, *storepb.Certificate, error) {
-	id, ref, idem := o.Id, p.ref, p.idem
-	issued, err := c.Connector.Fetch(ctx, o.CaRef, app)
-	if err != nil {
-		return nil, nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not issue the certificate; pay again with the same idempotency key later", Cause: err}
-	}
-	var cert *storepb.Certificate
-	order, err := s.transition(ctx, caller, o.UserId, id, "order.pay", func(tx *store.Tx, o *storepb.Order) error {
-		cert = nil
-		if o.Status == statusCompleted && o.PaymentIdempotencyKey == idem {
-			var err error
-			if cert, err = certs.Get(tx, certID(o.UserId, o.Serial)); err != nil {
-				return err
-			}
-			return errAlreadyPaid
-		}
-		if o.Status != statusAwaiting {
-			return wrongState(o, "pay")
-		}
-		// Again under the key's lock: a revocation may have committed since the check above,
-		// and an active certificate must not be stored for a key whose share is gone.
-		revoked, err := s.deps.Keys.KeyRevokedIn(tx, o.KeyId)
-		if err != nil {
-			return err
-		}
-		if revoked {
-			return apierr.New(apierr.FailedPrecondition, "the order's key has been revoked; cancel the order")
-		}
-		cert = &storepb.Certificate{Serial: issued.Serial, UserId: o.UserId, KeyId: o.KeyId, CaId: o.CaId, OrderId: o.Id,
-			Der: issued.DER, NotBeforeUnixNano: issued.NotBefore.UnixNano(), NotAfterUnixNano: issued.NotAfter.UnixNano(),
-			Platforms: o.Platforms, Regions: o.Regions, Status: certActive, Replaces: o.ReplacesSerial, EnterpriseUscc: o.EnterpriseUscc}
-		ckey := certKey(o.UserId, issued.Serial)
-		if err := tx.Claim(indexCert, issued.Serial, ckey); err != nil {
-			return err
-		}
-		if err := tx.AddIndex(indexKeyCert, o.KeyId, ckey); err != nil {
-			return err
-		}
-		if o.ReplacesSerial != "" {
-			old, err := certs.Get(tx, certID(o.UserId, o.ReplacesSerial))
-			if err != nil {
-				return err
-			}
-			cert.Label = old.Label
-			if err := staleFollow(o, old); err != nil {
-				return err
-			}
-			if err := releaseFollow(tx, o); err != nil {
-				return err
-			}
-			if old.Status == certActive {
-				old.Status, old.SupersededBy = certSuperseded, issued.Serial
-				if err := certs.Put(tx, certID(o.UserId, old.Serial), old); err != nil {
-					return err
-				}
-			}
-		}
-		if err := certs.Put(tx, certID(o.UserId, issued.Serial), cert); err != nil {
-			return err
-		}
-		if o.EnterpriseUscc != "" {
-			// The enterprise learns of its certificate in this transaction: a claim makes the
-			// applicant its one administrator, or is refused (and the charge refunded below).
-			if s.enterprises == nil {
-				return errors.New("certs: enterprise certificates need the enterprise domain (SetEnterprises)")
-			}
-			if err := s.enterprises.EnterpriseCertificateIssued(tx, o, cert); err != nil {
-				return err
-			}
-		}
-		o.Status, o.Serial, o.PaymentRef, o.PaymentIdempotencyKey, o.PaidUnixNano = statusCompleted, issued.Serial, ref, idem, tx.Now().UnixNano()
-		o.Steps = append(o.Steps, step(tx, "paid", p.by, ref), step(tx, "issued", "ca:"+o.CaId, issued.Serial))
-		if err := s.book(tx, o, p, caller); err != nil {
-			return err
-		}
-		if err := tx.Audit(store.Event{Actor: "ca:" + o.CaId, Action: "cert.issue", Subject: ckey, Outcome: store.OutcomeOK,
-			Details: map[string]string{"order": o.Id, "key": o.KeyId, "not_after": issued.NotAfter.UTC().Format(time.RFC3339), "replaces": o.ReplacesSerial}}); err != nil {
-			return err
-		}
-		return notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_READY, "证书已签发",
-			fmt.Sprintf("订单 %s 已完成，证书 %s 可以下载", o.Id, issued.Serial), o.Id, issued.Serial)
-	}, map[string]string{"payment": ref, "amount_fen": fmt.Sprint(o.PriceFen), "method": p.method})
-	s.gate.forget(o.KeyId)
+	apps := issuance(o, app)
+	order, cert, err := s.reserve(ctx, caller, o, c, apps, p)
 	if errors.Is(err, errAlreadyPaid) {
-		o, err := orders.Read(ctx, s.deps.Store, orderID(o.UserId, id))
-		return o, cert, err
+		return order, cert, nil
+	}
+	if errors.Is(err, errReservedAlready) {
+		return s.issueReserved(ctx, caller, o, apps)
 	}
 	var refused *apierr.Error
-	if errors.As(err, &refused) && refused.Kind == apierr.FailedPrecondition {
-		// This payment completed nothing (the order was cancelled or paid with another key
-		// meanwhile, or another claim won the enterprise): give a charge back, and revoke at
-		// the CA the certificate issued for it, which no one will ever hold.
-		if p.charged {
-			s.giveBack(ctx, caller, o, p)
-		}
-		if rerr := c.Connector.Revoke(ctx, issued.Serial, ca.ReasonCessation); rerr != nil {
-			s.deps.Log.Error("revoking the certificate of a payment that completed no order", "order", o.Id, "serial", issued.Serial, "err", rerr)
-		}
+	if errors.As(err, &refused) && refused.Kind == apierr.FailedPrecondition && p.charged {
+		// This payment moved nothing (the order was cancelled or paid with another key
+		// meanwhile): give the charge back. Nothing was signed for it.
+		s.giveBack(ctx, caller, o, p)
 	}
 	if err != nil {
 		// Any other failure may have committed (store.ErrFailed): paying again with the same
 		// idempotency key finds out without charging twice.
 		return nil, nil, err
 	}
-	s.m.issued.Inc()
-	return order, cert, nil
+	s.fault(FaultIssuingReserved)
+	return s.issueReserved(ctx, caller, order, apps)
+}
+
+// recordIssued stores the certificate issued for order o inside the transaction that
+// completes it, supersedes the certificate a renewal or upgrade replaces, tells the
+// enterprise domain, and writes the audit record.
+func (s *Service) recordIssued(tx *store.Tx, o *storepb.Order, issued *ca.Issued) (*storepb.Certificate, error) {
+	// Again under the key's lock: a revocation may have committed since the reservation, and
+	// an active certificate must not be stored for a key whose share is gone.
+	revoked, err := s.deps.Keys.KeyRevokedIn(tx, o.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	if revoked {
+		return nil, apierr.New(apierr.FailedPrecondition, "the order's key has been revoked")
+	}
+	cert := &storepb.Certificate{Serial: issued.Serial, UserId: o.UserId, KeyId: o.KeyId, CaId: o.CaId, OrderId: o.Id,
+		Der: issued.DER, NotBeforeUnixNano: issued.NotBefore.UnixNano(), NotAfterUnixNano: issued.NotAfter.UnixNano(),
+		Platforms: o.Platforms, Regions: o.Regions, Status: certActive, Replaces: o.ReplacesSerial, EnterpriseUscc: o.EnterpriseUscc}
+	ckey := certKey(o.UserId, issued.Serial)
+	if err := tx.Claim(indexCert, issued.Serial, ckey); err != nil {
+		return nil, err
+	}
+	if err := tx.AddIndex(indexKeyCert, o.KeyId, ckey); err != nil {
+		return nil, err
+	}
+	if o.ReplacesSerial != "" {
+		old, err := certs.Get(tx, certID(o.UserId, o.ReplacesSerial))
+		if err != nil {
+			return nil, err
+		}
+		cert.Label = old.Label
+		if err := staleFollow(o, old); err != nil {
+			return nil, err
+		}
+		if err := releaseFollow(tx, o); err != nil {
+			return nil, err
+		}
+		if old.Status == certActive {
+			old.Status, old.SupersededBy = certSuperseded, issued.Serial
+			if err := certs.Put(tx, certID(o.UserId, old.Serial), old); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := certs.Put(tx, certID(o.UserId, issued.Serial), cert); err != nil {
+		return nil, err
+	}
+	if o.EnterpriseUscc != "" {
+		// The enterprise learns of its certificate in this transaction: a claim makes the
+		// applicant its one administrator, or is refused (and the reservation abandoned).
+		if s.enterprises == nil {
+			return nil, errors.New("certs: enterprise certificates need the enterprise domain (SetEnterprises)")
+		}
+		if err := s.enterprises.EnterpriseCertificateIssued(tx, o, cert); err != nil {
+			return nil, err
+		}
+	}
+	return cert, tx.Audit(store.Event{Actor: "ca:" + o.CaId, Action: "cert.issue", Subject: ckey, Outcome: store.OutcomeOK,
+		Details: map[string]string{"order": o.Id, "key": o.KeyId, "not_after": issued.NotAfter.UTC().Format(time.RFC3339), "replaces": o.ReplacesSerial}})
 }
 
 // book records the payment of o in the ledger inside the transaction that completes it.

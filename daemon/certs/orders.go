@@ -432,7 +432,7 @@ func (s *Service) listOrders(ctx context.Context, prefix string, status hufuv1.O
 		size = 20
 	}
 	page, err := orders.List(ctx, s.deps.Store, prefix, store.ListOptions{Cursor: token, Limit: size}, func(_ string, o *storepb.Order) bool {
-		if status != hufuv1.OrderStatus_ORDER_STATUS_UNSPECIFIED && o.Status != int32(status) {
+		if status != hufuv1.OrderStatus_ORDER_STATUS_UNSPECIFIED && apiStatus(o.Status) != status {
 			return false
 		}
 		return keyword == "" || matches(o, keyword)
@@ -452,7 +452,7 @@ func (s *Service) listOrders(ctx context.Context, prefix string, status hufuv1.O
 
 func matches(o *storepb.Order, kw string) bool {
 	fields := append([]string{o.Id, o.CaId, o.CertKind, o.Serial, o.ReplacesSerial, o.SubjectName, o.KeyId,
-		hufuv1.OrderStatus(o.Status).String()}, o.Platforms...)
+		apiStatus(o.Status).String()}, o.Platforms...)
 	for _, f := range fields {
 		if strings.Contains(strings.ToLower(f), kw) {
 			return true
@@ -519,6 +519,8 @@ func statusName(st int32) string {
 		return "completed (已完成)"
 	case statusCancelled:
 		return "cancelled (已取消)"
+	case statusIssuing:
+		return "paid, its certificate being issued (已支付，签发中)"
 	}
 	return "in an unknown state"
 }

@@ -53,8 +53,11 @@ type Appliance struct {
 	Daemon *daemon.Daemon
 	Addr   string
 	// Log receives the daemon's log, across restarts; nil discards it.
-	Log  *slog.Logger
-	stop func()
+	Log *slog.Logger
+	// IssuanceFault, if set before a Restart, is the daemon's fault-injection hook of
+	// issuance (daemon.Options.IssuanceFault).
+	IssuanceFault func(point string)
+	stop          func()
 }
 
 // Start initialises (hufud init) and serves an appliance on the embedded development
@@ -110,7 +113,7 @@ func start(t testing.TB, clock *Clock, log *slog.Logger, mutate []func(*config.C
 func (a *Appliance) serve() {
 	a.T.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	opts := daemon.Options{Log: a.Log, HealthInterval: 20 * time.Millisecond}
+	opts := daemon.Options{Log: a.Log, HealthInterval: 20 * time.Millisecond, IssuanceFault: a.IssuanceFault}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

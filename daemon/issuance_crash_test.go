@@ -472,7 +472,11 @@ func TestIssuanceRecoveryBesideALivePayment(t *testing.T) {
 		answers <- answer{resp.GetCertificate().GetSerial(), err}
 	}
 	go pay()
-	<-held
+	select {
+	case <-held:
+	case ans := <-answers:
+		t.Fatalf("the payment returned before it was held: %v", ans.err)
+	}
 	// Reserved and signed, not recorded: the order shows as awaiting payment, and another
 	// payment is refused before any charge.
 	got, err := p.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: o.Id})
@@ -499,5 +503,64 @@ func TestIssuanceRecoveryBesideALivePayment(t *testing.T) {
 	records := verifiedAudit(t, a, auditor)
 	if r, i := countActions(records, "cert.reserve", ""), countActions(records, "cert.issue", ""); r != 1 || i != 1 {
 		t.Fatalf("%d reservations, %d certificates issued", r, i)
+	}
+}
+
+// TestLivePaymentWhoseKeyIsRevokedMidIssue holds a renewal's payment after its reservation
+// while the holder revokes the key: the payment's own recording is refused, so it revokes the
+// reserved serial, cancels the order and gives the payment back, and says so.
+func TestLivePaymentWhoseKeyIsRevokedMidIssue(t *testing.T) {
+	a, auditor, operator := issuanceAppliance(t)
+	desk := a.desk()
+	p := newApplicant(t, a, "13800138501", "mid-dev-1", "mid-key-1")
+	first := p.issue(desk)
+	r, err := p.certs.RenewCertificate(bg, &hufuv1.RenewCertificateRequest{RequestId: "mid-renew", Serial: first, ValidityYears: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	a.live.IssuanceFault = func(point string) {
+		if point == certs.FaultIssuingReserved {
+			once.Do(func() { close(held); <-release })
+		}
+	}
+	a.restart()
+	paid := make(chan error, 1)
+	go func() { _, err := p.pay(r.Order.Id, "mid-renewal-pay"); paid <- err }()
+	select {
+	case <-held:
+	case err := <-paid:
+		t.Fatalf("the payment returned before its reservation was held: %v", err)
+	}
+	if _, err := p.certs.CancelOrder(bg, &hufuv1.CancelOrderRequest{OrderId: r.Order.Id, Reason: "too late"}); statusCode(err) != codes.FailedPrecondition {
+		t.Fatalf("cancelling an issuing order: %v", err)
+	}
+	if _, err := p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: first, Pin: "123456", Reason: "lost", ConfirmIrreversible: true}); err != nil {
+		t.Fatalf("revoking while the renewal is issuing: %v", err)
+	}
+	close(release)
+	err = <-paid
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(errMessage(err), "given back") {
+		t.Fatalf("the refusal does not say the payment is given back: %v", err)
+	}
+	got, err := p.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: r.Order.Id})
+	if err != nil || got.Order.Status != hufuv1.OrderStatus_ORDER_STATUS_CANCELLED {
+		t.Fatalf("order after the refused recording: %v %v", got, err)
+	}
+	records := verifiedAudit(t, a, auditor)
+	res := reserved(records, r.Order.Id)
+	if len(res) != 1 || !onCRL(t, a, res[0]) {
+		t.Fatalf("reserved %v: not on the CRL", res)
+	}
+	list, _ := p.certs.ListCertificates(bg, &hufuv1.ListCertificatesRequest{View: hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_NO_LONGER_VALID})
+	for _, c := range list.Certificates {
+		if c.Serial == res[0] {
+			t.Fatal("the revoked reservation became a certificate")
+		}
+	}
+	if pending, completed, revoked := issuanceMetrics(t, a, operator); pending != 0 || completed+revoked != 0 {
+		t.Fatalf("pending %v, recovered %v/%v: the payment resolved it itself", pending, completed, revoked)
 	}
 }

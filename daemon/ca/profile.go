@@ -96,6 +96,9 @@ var profiles = map[Holder]map[Usage]Profile{
 		UsageEncryption: {KeyUsage: encryptionKeyUsage,
 			ExtKeyUsage:  []smx509.ExtKeyUsage{smx509.ExtKeyUsageEmailProtection},
 			Organization: OrganizationPerson, SerialNumber: SerialIdentity},
+		UsageCombined: {KeyUsage: signingKeyUsage | encryptionKeyUsage,
+			ExtKeyUsage:  []smx509.ExtKeyUsage{smx509.ExtKeyUsageClientAuth, smx509.ExtKeyUsageEmailProtection},
+			Organization: OrganizationPerson, SerialNumber: SerialIdentity},
 	},
 	HolderEnterprise: {
 		UsageSigning: {KeyUsage: signingKeyUsage,
@@ -103,6 +106,9 @@ var profiles = map[Holder]map[Usage]Profile{
 			SerialNumber: SerialUSCC},
 		UsageEncryption: {KeyUsage: encryptionKeyUsage,
 			ExtKeyUsage:  []smx509.ExtKeyUsage{smx509.ExtKeyUsageEmailProtection},
+			SerialNumber: SerialUSCC},
+		UsageCombined: {KeyUsage: signingKeyUsage | encryptionKeyUsage,
+			ExtKeyUsage:  []smx509.ExtKeyUsage{smx509.ExtKeyUsageClientAuth, smx509.ExtKeyUsageEmailProtection},
 			SerialNumber: SerialUSCC},
 	},
 }
@@ -115,7 +121,7 @@ var ErrNoUsage = errors.New("ca: the application has no usage (want signing or e
 func ProfileOf(holder Holder, usage Usage) (Profile, error) {
 	p, ok := profiles[holder][usage]
 	if !ok {
-		if usage != UsageSigning && usage != UsageEncryption {
+		if usage != UsageSigning && usage != UsageEncryption && usage != UsageCombined {
 			return Profile{}, ErrNoUsage
 		}
 		return Profile{}, fmt.Errorf("ca: no profile for holder %v", holder)

@@ -11,8 +11,12 @@ type Usage int
 const (
 	// UsageSigning: digitalSignature and nonRepudiation (contentCommitment).
 	UsageSigning Usage = iota + 1
-	// UsageEncryption: keyEncipherment, dataEncipherment (and keyAgreement where needed).
+	// UsageEncryption: keyEncipherment and dataEncipherment.
 	UsageEncryption
+	// UsageCombined is the one certificate per key issued before pairs, for both uses. Only
+	// orders made before pairs are paid or renewed with it (their holder has one key); no new
+	// application asks for it.
+	UsageCombined
 )
 
 // String names the usage as it appears in records, logs and the CLI.
@@ -22,6 +26,8 @@ func (u Usage) String() string {
 		return "signing"
 	case UsageEncryption:
 		return "encryption"
+	case UsageCombined:
+		return "combined"
 	}
 	return "unspecified"
 }

@@ -75,7 +75,9 @@ type Keys interface {
 	OwnedKey(ctx context.Context, caller authn.Caller, keyID string) (*storepb.SplitKey, error)
 	VerifyKeyPIN(ctx context.Context, caller authn.Caller, keyID, pin, field string) error
 	OpenTicket(ctx context.Context, caller authn.Caller, keyID, pin string) (string, time.Time, int, error)
-	Revoke(ctx context.Context, caller authn.Caller, keyID, reason string, with func(tx *store.Tx) error) error
+	// RevokeKeys revokes keys (one, or a certificate pair's two) in one transaction with
+	// with's writes.
+	RevokeKeys(ctx context.Context, caller authn.Caller, keyIDs []string, reason string, with func(tx *store.Tx) error) error
 	// KeyRevokedIn reads the key's status inside tx (under the key's lock).
 	KeyRevokedIn(tx *store.Tx, keyID string) (bool, error)
 }

@@ -56,6 +56,7 @@ func (s *Service) certPB(c *storepb.Certificate) *hufuv1.Certificate {
 		Platforms: c.Platforms, Regions: c.Regions, Label: c.Label, Status: s.effective(c), RevokedAt: hufuv1.Timestamp(c.RevokedUnixNano),
 		OrderId: c.OrderId, SupersededBy: c.SupersededBy, Subject: subjectOf(c),
 		DisabledReason: c.DisabledReason, DisabledAt: hufuv1.Timestamp(c.DisabledUnixNano),
+		Usage: usagePB(c.Usage), PairSerial: c.PairSerial, PairKeyId: c.PairKeyId,
 	}
 }
 
@@ -138,7 +139,7 @@ func (c certServer) ListCertificates(ctx context.Context, req *hufuv1.ListCertif
 		return nil, err
 	}
 	out := &hufuv1.ListCertificatesResponse{}
-	for _, cert := range cs {
+	for _, cert := range listedAsOne(cs) {
 		pb := c.s.certPB(cert)
 		pb.KeyPlacement = placed[cert.KeyId]
 		out.Certificates = append(out.Certificates, pb)
@@ -151,7 +152,15 @@ func (c certServer) DownloadCertificate(ctx context.Context, req *hufuv1.Downloa
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.DownloadCertificateResponse{Certificate: c.s.certPB(cert), CertificateData: data, Chain: chain}, nil
+	out := &hufuv1.DownloadCertificateResponse{Certificate: c.s.certPB(cert), CertificateData: data, Chain: chain}
+	if cert.PairSerial != "" {
+		pair, pairData, err := c.s.DownloadPair(ctx, authn.CallerFrom(ctx), cert, req.GetFormat())
+		if err != nil {
+			return nil, err
+		}
+		out.PairCertificate, out.PairCertificateData = c.s.certPB(pair), pairData
+	}
+	return out, nil
 }
 
 func (c certServer) RenewCertificate(ctx context.Context, req *hufuv1.RenewCertificateRequest) (*hufuv1.RenewCertificateResponse, error) {
@@ -183,7 +192,8 @@ func (c certServer) CheckCertificate(ctx context.Context, req *hufuv1.CheckCerti
 	if err != nil {
 		return nil, err
 	}
-	out := &hufuv1.CheckCertificateResponse{TestMessage: r.Message, TestCiphertext: r.Ciphertext, TestPlaintextSm3: r.Digest, Ticket: r.Ticket}
+	out := &hufuv1.CheckCertificateResponse{TestMessage: r.Message, TestCiphertext: r.Ciphertext, TestPlaintextSm3: r.Digest, Ticket: r.Ticket,
+		SignKeyId: r.SignKeyID, DecryptKeyId: r.DecryptKeyID, DecryptTicket: r.DecryptTicket}
 	for _, st := range r.Steps {
 		out.Steps = append(out.Steps, &hufuv1.CheckStep{Name: st.Name, Ok: st.OK, Detail: st.Detail})
 	}

@@ -85,18 +85,17 @@ func apiStatus(st int32) hufuv1.OrderStatus {
 // idempotency key (a retry): the caller finishes that issuance.
 var errReservedAlready = errors.New("certs: the order is issuing for this payment already")
 
-// issuance lists the applications of the certificates order o issues, in the order of its
-// reservation's items; app is the application prepareIssue built. One certificate today.
-func issuance(o *storepb.Order, app *ca.Application) []*ca.Application {
-	return []*ca.Application{app}
-}
-
-// plan chooses the serial and validity of each certificate of apps (nothing when the CA
-// chooses its own serials) and returns the reservation's items.
+// plan chooses the serial and validity of each certificate of apps (prepareIssue's, in the
+// order of orderCertifies; nothing when the CA chooses its own serials) and returns the
+// reservation's items.
 func plan(c CA, o *storepb.Order, apps []*ca.Application) ([]*storepb.IssuingItem, error) {
+	what := orderCertifies(o)
+	if len(what) != len(apps) {
+		return nil, fmt.Errorf("certs: order %s certifies %d keys, %d applications", o.Id, len(what), len(apps))
+	}
 	items := make([]*storepb.IssuingItem, len(apps))
 	for i, app := range apps {
-		items[i] = &storepb.IssuingItem{Usage: int32(app.Usage), KeyId: o.KeyId}
+		items[i] = &storepb.IssuingItem{Usage: int32(app.Usage), KeyId: what[i].keyID}
 		if planner, ok := c.Connector.(ca.PlannedIssuer); ok {
 			p, err := planner.Plan(app)
 			if err != nil {
@@ -134,14 +133,10 @@ func (s *Service) reserve(ctx context.Context, caller authn.Caller, o *storepb.O
 		if o.Status != statusAwaiting {
 			return wrongState(o, "pay")
 		}
-		// Under the key's lock: a revocation may have committed since prepareIssue, and no
+		// Under the keys' locks: a revocation may have committed since prepareIssue, and no
 		// certificate may be reserved for a key whose share is gone.
-		revoked, err := s.deps.Keys.KeyRevokedIn(tx, o.KeyId)
-		if err != nil {
+		if err := s.keysLive(tx, o, "the order's key has been revoked; cancel the order"); err != nil {
 			return err
-		}
-		if revoked {
-			return apierr.New(apierr.FailedPrecondition, "the order's key has been revoked; cancel the order")
 		}
 		now := tx.Now().UnixNano()
 		res := &storepb.IssuingReservation{OrderId: o.Id, UserId: o.UserId, CaId: o.CaId, CaRef: o.CaRef, Items: items, ReservedUnixNano: now,
@@ -248,14 +243,13 @@ func (s *Service) completeClaimed(ctx context.Context, caller authn.Caller, user
 		return nil, nil, outcomeNone, fmt.Errorf("certs: reservation of order %s names CA %q, which is not configured", id, res.CaId)
 	}
 	if apps == nil {
-		_, app, err := s.prepareIssue(ctx, o)
+		_, apps, err = s.prepareIssue(ctx, o)
 		if reason, final := undeliverable(err); final {
 			return nil, nil, outcomeRevoked, s.abandon(ctx, caller, res, reason)
 		}
 		if err != nil {
 			return nil, nil, outcomeNone, err
 		}
-		apps = issuance(o, app)
 	}
 	if len(apps) != len(res.Items) {
 		return nil, nil, outcomeNone, fmt.Errorf("certs: order %s issues %d certificates, its reservation %d", id, len(apps), len(res.Items))
@@ -313,18 +307,27 @@ func (s *Service) record(ctx context.Context, caller authn.Caller, o *storepb.Or
 		if o.Status != statusIssuing {
 			return wrongState(o, "complete")
 		}
-		if cert, err = s.recordIssued(tx, o, issued[0]); err != nil {
+		recs, err := s.recordIssued(tx, o, issued)
+		if err != nil {
 			return err
 		}
-		o.Status, o.Serial = statusCompleted, issued[0].Serial
-		o.Steps = append(o.Steps, step(tx, "issued", "ca:"+o.CaId, issued[0].Serial))
+		cert = recs[0]
+		serials, body := cert.Serial, fmt.Sprintf("订单 %s 已完成，证书 %s 可以下载", o.Id, cert.Serial)
+		if len(recs) == 2 {
+			o.EncryptionSerial = recs[1].Serial
+			serials += " " + recs[1].Serial
+			body = fmt.Sprintf("订单 %s 已完成，签名证书 %s 和加密证书 %s 可以下载", o.Id, cert.Serial, recs[1].Serial)
+		}
+		o.Status, o.Serial = statusCompleted, cert.Serial
+		o.Steps = append(o.Steps, step(tx, "issued", "ca:"+o.CaId, serials))
 		if err := deleteReservation(tx, cur); err != nil {
 			return err
 		}
-		return notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_READY, "证书已签发",
-			fmt.Sprintf("订单 %s 已完成，证书 %s 可以下载", o.Id, issued[0].Serial), o.Id, issued[0].Serial)
+		return notify(tx, o.UserId, hufuv1.MessageKind_MESSAGE_KIND_CERTIFICATE_READY, "证书已签发", body, o.Id, cert.Serial)
 	}, map[string]string{"serials": reservationDetails(res)["serials"]})
-	s.gate.forget(o.KeyId)
+	for _, w := range orderCertifies(o) {
+		s.gate.forget(w.keyID)
+	}
 	return order, cert, err
 }
 

@@ -69,7 +69,7 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 		o, err := s.payVerification(ctx, caller, o, method, idem)
 		return o, nil, err
 	}
-	c, app, err := s.prepareIssue(ctx, o)
+	c, apps, err := s.prepareIssue(ctx, o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -77,7 +77,7 @@ func (s *Service) Pay(ctx context.Context, caller authn.Caller, id, method, idem
 	if err != nil {
 		return nil, nil, err
 	}
-	return s.settle(ctx, caller, o, c, app, payment{method: method, ref: ref, idem: idem, by: "user", charged: true})
+	return s.settle(ctx, caller, o, c, apps, payment{method: method, ref: ref, idem: idem, by: "user", charged: true})
 }
 
 // Settlement is a payment taken outside Pay: an offline payment (bank transfer, cash) that
@@ -116,11 +116,11 @@ func (s *Service) Settle(ctx context.Context, caller authn.Caller, id string, st
 		o, err := s.completeVerification(ctx, caller, o, p)
 		return o, nil, err
 	}
-	c, app, err := s.prepareIssue(ctx, o)
+	c, apps, err := s.prepareIssue(ctx, o)
 	if err != nil {
 		return nil, nil, err
 	}
-	return s.settle(ctx, caller, o, c, app, p)
+	return s.settle(ctx, caller, o, c, apps, p)
 }
 
 // OrderByID reads any user's order (for desks).
@@ -154,32 +154,14 @@ type payment struct {
 	with    func(tx *store.Tx, o *storepb.Order) error
 }
 
-// prepareIssue checks that the order's certificate can be issued and builds its application.
-func (s *Service) prepareIssue(ctx context.Context, o *storepb.Order) (CA, *ca.Application, error) {
+// prepareIssue checks that the order's certificates can be issued and builds their
+// applications, one per orderCertifies item, in its order.
+func (s *Service) prepareIssue(ctx context.Context, o *storepb.Order) (CA, []*ca.Application, error) {
 	c, err := s.ca("ca_id", o.CaId)
 	if err != nil {
 		return CA{}, nil, err
 	}
-	key, err := s.deps.Keys.OwnedKey(ctx, authn.Caller{UserID: o.UserId}, o.KeyId)
-	if err != nil {
-		return CA{}, nil, err
-	}
-	if keys.KeyRevoked(key) {
-		return CA{}, nil, apierr.New(apierr.FailedPrecondition, "the order's key has been revoked; cancel the order")
-	}
-	pub, err := publicKey(key.PublicKey)
-	if err != nil {
-		return CA{}, nil, err
-	}
-	app := &ca.Application{OrderID: o.Id, UserID: o.UserId, Name: o.SubjectName, IDNumberMask: o.SubjectIdMasked, USCC: o.EnterpriseUscc, CSR: o.Csr,
-		PublicKey: pub, ValidityYears: int(o.ValidityYears), Platforms: o.Platforms, Regions: o.Regions, Usage: ca.UsageSigning,
-		AuthorisationSHA256: o.GetAuthorisation().GetSha256(), AuthorisationMethod: o.GetAuthorisation().GetMethod()}
-	if o.EnterpriseUscc != "" {
-		app.IDNumberMask = ""
-	}
-	if err := s.withIDNumber(ctx, app); err != nil {
-		return CA{}, nil, err
-	}
+	var notAfter time.Time
 	if isFollow(o) {
 		old, err := certs.Read(ctx, s.deps.Store, certID(o.UserId, o.ReplacesSerial))
 		if err != nil {
@@ -189,10 +171,38 @@ func (s *Service) prepareIssue(ctx context.Context, o *storepb.Order) (CA, *ca.A
 			return CA{}, nil, err
 		}
 		if o.Kind == int32(hufuv1.OrderKind_ORDER_KIND_UPGRADE) {
-			app.NotAfter = time.Unix(0, old.NotAfterUnixNano)
+			notAfter = time.Unix(0, old.NotAfterUnixNano)
 		} else {
-			app.NotAfter = renewalNotAfter(old, int(o.ValidityYears), s.deps.Clock.Now())
+			notAfter = renewalNotAfter(old, int(o.ValidityYears), s.deps.Clock.Now())
 		}
+	}
+	var apps []*ca.Application
+	for _, what := range orderCertifies(o) {
+		key, err := s.deps.Keys.OwnedKey(ctx, authn.Caller{UserID: o.UserId}, what.keyID)
+		if err != nil {
+			return CA{}, nil, err
+		}
+		if keys.KeyRevoked(key) {
+			return CA{}, nil, apierr.New(apierr.FailedPrecondition, "the order's key has been revoked; cancel the order")
+		}
+		pub, err := publicKey(key.PublicKey)
+		if err != nil {
+			return CA{}, nil, err
+		}
+		app := &ca.Application{OrderID: o.Id, UserID: o.UserId, Name: o.SubjectName, IDNumberMask: o.SubjectIdMasked, USCC: o.EnterpriseUscc, CSR: what.csr,
+			PublicKey: pub, Usage: what.usage, ValidityYears: int(o.ValidityYears), NotAfter: notAfter, Platforms: o.Platforms, Regions: o.Regions,
+			AuthorisationSHA256: o.GetAuthorisation().GetSha256(), AuthorisationMethod: o.GetAuthorisation().GetMethod()}
+		if what.usage == 0 {
+			// An order made before pairs certifies its one key for both uses.
+			app.Usage = ca.UsageCombined
+		}
+		if o.EnterpriseUscc != "" {
+			app.IDNumberMask = ""
+		}
+		if err := s.withIDNumber(ctx, app); err != nil {
+			return CA{}, nil, err
+		}
+		apps = append(apps, app)
 	}
 	if o.Kind == int32(hufuv1.OrderKind_ORDER_KIND_ENTERPRISE_CLAIM) && s.enterprises != nil {
 		// Refused before the charge and the CA: a claim another administrator has overtaken
@@ -201,16 +211,17 @@ func (s *Service) prepareIssue(ctx context.Context, o *storepb.Order) (CA, *ca.A
 			return CA{}, nil, err
 		}
 	}
-	return c, app, nil
+	return c, apps, nil
 }
 
 // settle takes a paid order through issuance (issuing.go): the transaction that records
 // the payment moves the order to issuing and reserves its certificates' serials and
-// validity; then the CA signs; then one transaction records the certificates and completes
-// the order. A payment that finds the order moved already (cancelled, or paid with another
-// key) is refused, and a charge given back, before anything is signed.
-func (s *Service) settle(ctx context.Context, caller authn.Caller, o *storepb.Order, c CA, app *ca.Application, p payment) (*storepb.Order, *storepb.Certificate, error) {
-	apps := issuance(o, app)
+// validity (orderCertifies: a signing and an encryption certificate, or the one certificate
+// of an order made before pairs; apps in that order); then the CA signs; then one
+// transaction records the certificates and completes the order. A payment that finds the
+// order moved already (cancelled, or paid with another key) is refused, and a charge given
+// back, before anything is signed.
+func (s *Service) settle(ctx context.Context, caller authn.Caller, o *storepb.Order, c CA, apps []*ca.Application, p payment) (*storepb.Order, *storepb.Certificate, error) {
 	order, cert, err := s.reserve(ctx, caller, o, c, apps, p)
 	if errors.Is(err, errAlreadyPaid) {
 		return order, cert, nil
@@ -233,50 +244,91 @@ func (s *Service) settle(ctx context.Context, caller authn.Caller, o *storepb.Or
 	return s.issueReserved(ctx, caller, order, apps)
 }
 
-// recordIssued stores the certificate issued for order o inside the transaction that
-// completes it, supersedes the certificate a renewal or upgrade replaces, tells the
-// enterprise domain, and writes the audit record.
-func (s *Service) recordIssued(tx *store.Tx, o *storepb.Order, issued *ca.Issued) (*storepb.Certificate, error) {
-	// Again under the key's lock: a revocation may have committed since the reservation, and
-	// an active certificate must not be stored for a key whose share is gone.
-	revoked, err := s.deps.Keys.KeyRevokedIn(tx, o.KeyId)
-	if err != nil {
+// keysLive refuses, with refusal, an order one of whose keys has been revoked. It runs
+// under the keys' locks inside tx: a revocation may have committed since an earlier check,
+// and no certificate may be reserved or stored for a key whose share is gone.
+func (s *Service) keysLive(tx *store.Tx, o *storepb.Order, refusal string) error {
+	for _, w := range orderCertifies(o) {
+		revoked, err := s.deps.Keys.KeyRevokedIn(tx, w.keyID)
+		if err != nil {
+			return err
+		}
+		if revoked {
+			return apierr.New(apierr.FailedPrecondition, "%s", refusal)
+		}
+	}
+	return nil
+}
+
+// recordIssued stores the certificates issued for order o (in the order of orderCertifies:
+// the signing certificate first) inside the transaction that completes it, links a pair,
+// supersedes what a renewal or upgrade replaces (of a pair, each certificate its
+// predecessor of the same usage), tells the enterprise domain, and writes one audit record
+// per certificate.
+func (s *Service) recordIssued(tx *store.Tx, o *storepb.Order, issued []*ca.Issued) ([]*storepb.Certificate, error) {
+	if err := s.keysLive(tx, o, "the order's key has been revoked"); err != nil {
 		return nil, err
 	}
-	if revoked {
-		return nil, apierr.New(apierr.FailedPrecondition, "the order's key has been revoked")
+	what := orderCertifies(o)
+	if len(what) != len(issued) {
+		return nil, fmt.Errorf("certs: order %s certifies %d keys, %d certificates issued", o.Id, len(what), len(issued))
 	}
-	cert := &storepb.Certificate{Serial: issued.Serial, UserId: o.UserId, KeyId: o.KeyId, CaId: o.CaId, OrderId: o.Id,
-		Der: issued.DER, NotBeforeUnixNano: issued.NotBefore.UnixNano(), NotAfterUnixNano: issued.NotAfter.UnixNano(),
-		Platforms: o.Platforms, Regions: o.Regions, Status: certActive, Replaces: o.ReplacesSerial, EnterpriseUscc: o.EnterpriseUscc}
-	ckey := certKey(o.UserId, issued.Serial)
-	if err := tx.Claim(indexCert, issued.Serial, ckey); err != nil {
-		return nil, err
-	}
-	if err := tx.AddIndex(indexKeyCert, o.KeyId, ckey); err != nil {
-		return nil, err
-	}
+	var replaced []*storepb.Certificate
 	if o.ReplacesSerial != "" {
 		old, err := certs.Get(tx, certID(o.UserId, o.ReplacesSerial))
 		if err != nil {
 			return nil, err
 		}
-		cert.Label = old.Label
 		if err := staleFollow(o, old); err != nil {
 			return nil, err
 		}
 		if err := releaseFollow(tx, o); err != nil {
 			return nil, err
 		}
-		if old.Status == certActive {
-			old.Status, old.SupersededBy = certSuperseded, issued.Serial
-			if err := certs.Put(tx, certID(o.UserId, old.Serial), old); err != nil {
+		replaced = append(replaced, old)
+		if old.PairSerial != "" && len(issued) > 1 {
+			oldPair, err := certs.Get(tx, certID(o.UserId, old.PairSerial))
+			if err != nil {
 				return nil, err
 			}
+			replaced = append(replaced, oldPair)
 		}
 	}
-	if err := certs.Put(tx, certID(o.UserId, issued.Serial), cert); err != nil {
-		return nil, err
+	recs := make([]*storepb.Certificate, len(issued))
+	for i, is := range issued {
+		recs[i] = &storepb.Certificate{Serial: is.Serial, UserId: o.UserId, KeyId: what[i].keyID, CaId: o.CaId, OrderId: o.Id,
+			Der: is.DER, NotBeforeUnixNano: is.NotBefore.UnixNano(), NotAfterUnixNano: is.NotAfter.UnixNano(),
+			Platforms: o.Platforms, Regions: o.Regions, Status: certActive, EnterpriseUscc: o.EnterpriseUscc, Usage: int32(what[i].usage)}
+		if len(issued) == 2 {
+			recs[i].PairSerial, recs[i].PairKeyId = issued[1-i].Serial, what[1-i].keyID
+		}
+	}
+	for i, rec := range recs {
+		ckey := certKey(o.UserId, rec.Serial)
+		if err := tx.Claim(indexCert, rec.Serial, ckey); err != nil {
+			return nil, err
+		}
+		if err := tx.AddIndex(indexKeyCert, rec.KeyId, ckey); err != nil {
+			return nil, err
+		}
+		if i < len(replaced) {
+			old := replaced[i]
+			rec.Replaces, rec.Label = old.Serial, replaced[0].Label
+			if old.Status == certActive {
+				old.Status, old.SupersededBy = certSuperseded, rec.Serial
+				if err := certs.Put(tx, certID(o.UserId, old.Serial), old); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if err := certs.Put(tx, certID(o.UserId, rec.Serial), rec); err != nil {
+			return nil, err
+		}
+		if err := tx.Audit(store.Event{Actor: "ca:" + o.CaId, Action: "cert.issue", Subject: ckey, Outcome: store.OutcomeOK,
+			Details: map[string]string{"order": o.Id, "key": rec.KeyId, "not_after": time.Unix(0, rec.NotAfterUnixNano).UTC().Format(time.RFC3339),
+				"replaces": rec.Replaces, "usage": ca.Usage(rec.Usage).String(), "pair": rec.PairSerial}}); err != nil {
+			return nil, err
+		}
 	}
 	if o.EnterpriseUscc != "" {
 		// The enterprise learns of its certificate in this transaction: a claim makes the
@@ -284,12 +336,11 @@ func (s *Service) recordIssued(tx *store.Tx, o *storepb.Order, issued *ca.Issued
 		if s.enterprises == nil {
 			return nil, errors.New("certs: enterprise certificates need the enterprise domain (SetEnterprises)")
 		}
-		if err := s.enterprises.EnterpriseCertificateIssued(tx, o, cert); err != nil {
+		if err := s.enterprises.EnterpriseCertificateIssued(tx, o, recs[0]); err != nil {
 			return nil, err
 		}
 	}
-	return cert, tx.Audit(store.Event{Actor: "ca:" + o.CaId, Action: "cert.issue", Subject: ckey, Outcome: store.OutcomeOK,
-		Details: map[string]string{"order": o.Id, "key": o.KeyId, "not_after": issued.NotAfter.UTC().Format(time.RFC3339), "replaces": o.ReplacesSerial}})
+	return recs, nil
 }
 
 // book records the payment of o in the ledger inside the transaction that completes it.
@@ -555,6 +606,12 @@ func (s *Service) renewable(ctx context.Context, caller authn.Caller, serial str
 	if err != nil {
 		return nil, CA{}, err
 	}
+	if ca.Usage(c.Usage) == ca.UsageEncryption && c.PairSerial != "" {
+		// One order renews or upgrades the pair, made for its signing certificate.
+		if c, err = s.ownedCert(ctx, caller, c.PairSerial); err != nil {
+			return nil, CA{}, err
+		}
+	}
 	st := s.effective(c)
 	ok := st == hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE || (!upgrade && st == hufuv1.CertificateStatus_CERTIFICATE_STATUS_EXPIRED)
 	if !ok {
@@ -656,6 +713,8 @@ func (s *Service) follow(ctx context.Context, caller authn.Caller, c *storepb.Ce
 		CaId: c.CaId, CaRef: c.OrderId, KeyId: c.KeyId, ValidityYears: years, Platforms: platforms, Regions: regions,
 		CertKind: certKindOf(c), PriceFen: price, SubjectName: parsed.Subject.CommonName, SubjectIdMasked: mask,
 		ReplacesSerial: c.Serial, RequestId: requestID, EnterpriseUscc: c.EnterpriseUscc,
+		// A pair is renewed as a pair, on the same two keys (续期 and 升级 keep the keys).
+		EncryptionKeyId: c.PairKeyId,
 	}
 	return s.create(ctx, caller, o, "approved", "renewal or upgrade of "+c.Serial, claimFollow)
 }
@@ -692,75 +751,87 @@ type CheckStep struct {
 }
 
 // CheckResult is the server's part of a certificate check and the material for the phone's
-// two-party steps.
+// two-party steps: Message to sign with SignKeyID (Ticket), Ciphertext to decrypt with
+// DecryptKeyID (DecryptTicket). For a certificate of a pair the two keys differ.
 type CheckResult struct {
 	Steps                       []CheckStep
 	Ticket                      string
 	Message, Ciphertext, Digest []byte
+	SignKeyID, DecryptKeyID     string
+	DecryptTicket               string
 }
 
 // Check (证书检测) verifies the PIN (opening a ticket for the two-party steps), the chain,
 // the validity and the revocation status, and prepares a test signature and decryption.
-// Failed steps are reported, not returned as errors; a wrong PIN is an error (it counts).
+// A certificate of a pair is checked with its other certificate: the pair's steps too, the
+// PIN on both keys, the signature with the signing key and the decryption with the
+// encryption key. Failed steps are reported, not returned as errors; a wrong PIN is an
+// error (it counts).
 func (s *Service) Check(ctx context.Context, caller authn.Caller, serial, pin string) (*CheckResult, error) {
 	c, err := s.ownedCert(ctx, caller, serial)
 	if err != nil {
 		return nil, err
 	}
-	res := &CheckResult{}
+	var pair *storepb.Certificate
+	if c.PairSerial != "" {
+		if pair, err = s.ownedCert(ctx, caller, c.PairSerial); err != nil {
+			return nil, err
+		}
+	}
+	signing, encryption := c, c
+	if pair != nil {
+		if ca.Usage(c.Usage) == ca.UsageEncryption {
+			signing = pair
+		} else {
+			encryption = pair
+		}
+	}
+	res := &CheckResult{SignKeyID: signing.KeyId, DecryptKeyID: encryption.KeyId}
 	add := func(name string, ok bool, format string, args ...any) {
 		res.Steps = append(res.Steps, CheckStep{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
 	}
-	ticket, _, _, err := s.deps.Keys.OpenTicket(ctx, caller, c.KeyId, pin)
+	pinOK := false
+	ticket, _, _, err := s.deps.Keys.OpenTicket(ctx, caller, signing.KeyId, pin)
 	var ae *apierr.Error
 	switch {
 	case err == nil:
-		res.Ticket = ticket
+		res.Ticket, res.DecryptTicket, pinOK = ticket, ticket, true
 		add("pin", true, "the PIN is correct")
 	case errors.As(err, &ae) && ae.Kind == apierr.FailedPrecondition:
 		add("pin", false, "the key cannot be used: %s", ae.Message)
 	default:
 		return nil, err
 	}
-	cert, err := smx509.ParseCertificate(c.Der)
-	if err != nil {
-		return nil, fmt.Errorf("certs: stored certificate %s: %w", serial, err)
-	}
-	authority, err := s.ca("ca_id", c.CaId)
-	if err != nil {
-		return nil, err
+	if pinOK && encryption != signing {
+		// Both keys of a pair are made under the same PIN (hufu cert apply).
+		res.DecryptTicket, _, _, err = s.deps.Keys.OpenTicket(ctx, caller, encryption.KeyId, pin)
+		switch {
+		case err == nil:
+		case errors.As(err, &ae) && (ae.Kind == apierr.FailedPrecondition || ae.Kind == apierr.PermissionDenied):
+			add("pin", false, "the encryption key cannot be used: %s", ae.Message)
+		default:
+			return nil, err
+		}
 	}
 	now := s.deps.Clock.Now()
-	if err := verifyChain(ctx, authority.Connector, cert, now); err != nil {
-		add("chain", false, "%v", err)
-	} else {
-		add("chain", true, "issued by %s, chains to its root", cert.Issuer.CommonName)
+	if err := s.checkSteps(ctx, c, "", now, add); err != nil {
+		return nil, err
 	}
-	switch {
-	case now.Before(cert.NotBefore):
-		add("validity", false, "not valid before %s", cert.NotBefore.Format(time.DateOnly))
-	case !now.Before(cert.NotAfter):
-		add("validity", false, "expired on %s", cert.NotAfter.Format(time.DateOnly))
-	default:
-		add("validity", true, "valid until %s", cert.NotAfter.Format(time.DateOnly))
-	}
-	revoked, err := onCRL(ctx, authority.Connector, cert)
-	switch {
-	case err != nil:
-		add("revocation", false, "the CRL could not be checked: %v", err)
-	case revoked || c.Status == certRevoked:
-		add("revocation", false, "revoked")
-	case c.Status != certActive:
-		add("revocation", false, "%s", certStatusName(hufuv1.CertificateStatus(c.Status)))
-	default:
-		add("revocation", true, "not on the CA's current CRL")
+	if pair != nil {
+		if err := s.checkSteps(ctx, pair, "pair_", now, add); err != nil {
+			return nil, err
+		}
 	}
 	res.Message = []byte("hufu certificate check " + serial + " " + now.UTC().Format(time.RFC3339))
 	plain := make([]byte, 32)
 	_, _ = rand.Read(plain)
-	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	enc, err := smx509.ParseCertificate(encryption.Der)
+	if err != nil {
+		return nil, fmt.Errorf("certs: stored certificate %s: %w", encryption.Serial, err)
+	}
+	pub, ok := enc.PublicKey.(*ecdsa.PublicKey)
 	if !ok {
-		return nil, fmt.Errorf("certs: certificate %s has no SM2 key", serial)
+		return nil, fmt.Errorf("certs: certificate %s has no SM2 key", encryption.Serial)
 	}
 	if res.Ciphertext, err = sm2.Encrypt(rand.Reader, pub, plain, nil); err != nil {
 		return nil, err
@@ -768,6 +839,43 @@ func (s *Service) Check(ctx context.Context, caller authn.Caller, serial, pin st
 	d := sm3.Sum(plain)
 	res.Digest = d[:]
 	return res, nil
+}
+
+// checkSteps adds the chain, validity and revocation steps of c, their names prefixed.
+func (s *Service) checkSteps(ctx context.Context, c *storepb.Certificate, prefix string, now time.Time, add func(name string, ok bool, format string, args ...any)) error {
+	cert, err := smx509.ParseCertificate(c.Der)
+	if err != nil {
+		return fmt.Errorf("certs: stored certificate %s: %w", c.Serial, err)
+	}
+	authority, err := s.ca("ca_id", c.CaId)
+	if err != nil {
+		return err
+	}
+	if err := verifyChain(ctx, authority.Connector, cert, now); err != nil {
+		add(prefix+"chain", false, "%v", err)
+	} else {
+		add(prefix+"chain", true, "issued by %s, chains to its root", cert.Issuer.CommonName)
+	}
+	switch {
+	case now.Before(cert.NotBefore):
+		add(prefix+"validity", false, "not valid before %s", cert.NotBefore.Format(time.DateOnly))
+	case !now.Before(cert.NotAfter):
+		add(prefix+"validity", false, "expired on %s", cert.NotAfter.Format(time.DateOnly))
+	default:
+		add(prefix+"validity", true, "valid until %s", cert.NotAfter.Format(time.DateOnly))
+	}
+	revoked, err := onCRL(ctx, authority.Connector, cert)
+	switch {
+	case err != nil:
+		add(prefix+"revocation", false, "the CRL could not be checked: %v", err)
+	case revoked || c.Status == certRevoked:
+		add(prefix+"revocation", false, "revoked")
+	case c.Status != certActive:
+		add(prefix+"revocation", false, "%s", certStatusName(hufuv1.CertificateStatus(c.Status)))
+	default:
+		add(prefix+"revocation", true, "not on the CA's current CRL")
+	}
+	return nil
 }
 
 func verifyChain(ctx context.Context, conn ca.Connector, cert *smx509.Certificate, now time.Time) error {
@@ -837,14 +945,16 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, 
 		return nil, err
 	}
 	// Revoking destroys the key's server share, so every certificate of the key dies with it:
-	// the key's other certificates (another CA, a renewal's predecessor) go on their CRLs too.
+	// the key's other certificates (another CA, a renewal's predecessor) go on their CRLs too,
+	// and so does a pair's other certificate with its key.
 	// The CAs first: if the rest fails, the certificates are on the CRLs and a retry finishes.
-	siblings, err := s.revokeAtCAs(ctx, c.KeyId)
+	keyIDs := pairKeys(c)
+	siblings, err := s.revokeAtCAs(ctx, keyIDs...)
 	if err != nil {
 		return nil, err
 	}
 	var out *storepb.Certificate
-	err = s.deps.Keys.Revoke(ctx, caller, c.KeyId, "certificate "+serial+" revoked", func(tx *store.Tx) error {
+	err = s.deps.Keys.RevokeKeys(ctx, caller, keyIDs, "certificate "+serial+" revoked", func(tx *store.Tx) error {
 		if _, err := markRevoked(tx, siblings, reason); err != nil {
 			return err
 		}
@@ -857,10 +967,20 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, 
 			s.revokedNotice(serial, ""), "", serial); err != nil {
 			return err
 		}
-		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: certKey(caller.UserID, serial), Outcome: store.OutcomeOK,
-			Details: map[string]string{"key": cur.KeyId, "ca": cur.CaId}})
+		if err := tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: certKey(caller.UserID, serial), Outcome: store.OutcomeOK,
+			Details: map[string]string{"key": cur.KeyId, "ca": cur.CaId, "pair": cur.PairSerial}}); err != nil {
+			return err
+		}
+		if cur.PairSerial == "" {
+			return nil
+		}
+		// The pair's other certificate has its own record of the revocation.
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "cert.revoke", Subject: certKey(caller.UserID, cur.PairSerial), Outcome: store.OutcomeOK,
+			Details: map[string]string{"key": cur.PairKeyId, "ca": cur.CaId, "pair": serial}})
 	})
-	s.gate.forget(c.KeyId)
+	for _, k := range keyIDs {
+		s.gate.forget(k)
+	}
 	if err == nil {
 		s.m.revoked.Inc()
 	}
@@ -871,8 +991,8 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, serial, pin, 
 // returns the key's certificates. Revoking destroys the key's server share, so every
 // certificate of the key dies with it (another CA's, a renewal's predecessor). The CAs come
 // first: if the store's part fails, the certificates are on the CRLs and a retry finishes.
-func (s *Service) revokeAtCAs(ctx context.Context, keyID string) ([]keyCertificate, error) {
-	siblings, err := s.keyCertificates(ctx, keyID)
+func (s *Service) revokeAtCAs(ctx context.Context, keyIDs ...string) ([]keyCertificate, error) {
+	siblings, err := s.keyCertificates(ctx, keyIDs...)
 	if err != nil {
 		return nil, err
 	}
@@ -948,8 +1068,20 @@ type keyCertificate struct {
 	cert *storepb.Certificate
 }
 
-// keyCertificates lists every certificate issued for a key (the key-cert index).
-func (s *Service) keyCertificates(ctx context.Context, keyID string) ([]keyCertificate, error) {
+// keyCertificates lists every certificate issued for the keys (the key-cert index).
+func (s *Service) keyCertificates(ctx context.Context, keyIDs ...string) ([]keyCertificate, error) {
+	var out []keyCertificate
+	for _, keyID := range keyIDs {
+		of, err := s.certificatesOfKey(ctx, keyID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, of...)
+	}
+	return out, nil
+}
+
+func (s *Service) certificatesOfKey(ctx context.Context, keyID string) ([]keyCertificate, error) {
 	var out []keyCertificate
 	cursor := ""
 	for {

@@ -48,10 +48,14 @@ func (s *Service) Apply(ctx context.Context, caller authn.Caller, req *hufuv1.Ap
 			return nil, apierr.New(apierr.FailedPrecondition, "only a cancelled order can be re-ordered")
 		}
 	}
+	if err := requirePair(req); err != nil {
+		return nil, err
+	}
 	return s.apply(ctx, caller, application{
 		requestID: req.GetRequestId(), keyID: req.GetKeyId(), caID: req.GetCaId(), years: req.GetValidityYears(),
 		platforms: req.GetPlatforms(), csr: req.GetCsr(), authorisation: req.GetAuthorisation(),
 		kind: hufuv1.OrderKind_ORDER_KIND_NEW, certKind: certKindPersonal, reorderedFrom: req.GetReorderedFrom(),
+		encKeyID: req.GetEncryptionKeyId(), encCSR: req.GetEncryptionCsr(),
 	})
 }
 
@@ -93,6 +97,10 @@ type application struct {
 	kind                   hufuv1.OrderKind
 	certKind               string
 	reorderedFrom          string
+	// The encryption certificate's key and CSR of a pair application; empty for an
+	// enterprise claim, which still certifies one key.
+	encKeyID string
+	encCSR   []byte
 	// An enterprise's USCC and name; a person's subject is their verified identity.
 	uscc, subject string
 	with          func(*store.Tx, *storepb.Order) error
@@ -140,7 +148,7 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 	if err != nil {
 		return nil, fmt.Errorf("certs: stored public key of %s: %w", key.Id, err)
 	}
-	if err := checkCSR(a.csr, pub); err != nil {
+	if err := checkCSR("csr", a.csr, pub); err != nil {
 		return nil, err
 	}
 	letter, err := checkAuthorisation(a.authorisation, pub)
@@ -160,6 +168,14 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 	if err := s.keyCertifies(ctx, key.Id, subject); err != nil {
 		return nil, err
 	}
+	if err := s.checkUsageOf(ctx, "key_id", key.Id, ca.UsageSigning, a.encKeyID != ""); err != nil {
+		return nil, err
+	}
+	if a.encKeyID != "" {
+		if err := s.checkEncryptionKey(ctx, caller, a, subject); err != nil {
+			return nil, err
+		}
+	}
 	id := store.NewestFirstID(s.deps.Clock.Now())
 	app := &ca.Application{OrderID: id, UserID: caller.UserID, Name: user.Identity.GetName(), IDNumberMask: user.Identity.GetIdNumberMasked(),
 		CSR: a.csr, PublicKey: pub, ValidityYears: int(a.years), Platforms: platforms, Regions: regions,
@@ -178,6 +194,7 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 		Platforms: platforms, Regions: regions, CertKind: a.certKind, PriceFen: price,
 		SubjectName: app.Name, SubjectIdMasked: app.IDNumberMask, Authorisation: letter,
 		ReorderedFrom: a.reorderedFrom, RequestId: a.requestID, EnterpriseUscc: a.uscc,
+		EncryptionKeyId: a.encKeyID, EncryptionCsr: a.encCSR,
 	}
 	if a.uscc != "" {
 		o.SubjectIdMasked = a.uscc
@@ -185,10 +202,15 @@ func (s *Service) apply(ctx context.Context, caller authn.Caller, a application)
 	return s.create(ctx, caller, o, "submitted", "", func(tx *store.Tx, o *storepb.Order) error {
 		// A key certifies one subject: a person, or one enterprise. Otherwise a pair delegated
 		// for one enterprise would sign for another, or as its administrator personally.
-		if err := tx.Claim(indexKeySubject, o.KeyId, subject); errors.Is(err, store.ErrTaken) {
-			return errOtherSubject(o.KeyId)
-		} else if err != nil {
-			return err
+		for _, k := range []string{o.KeyId, o.EncryptionKeyId} {
+			if k == "" {
+				continue
+			}
+			if err := tx.Claim(indexKeySubject, k, subject); errors.Is(err, store.ErrTaken) {
+				return errOtherSubject(k)
+			} else if err != nil {
+				return err
+			}
 		}
 		if a.with != nil {
 			return a.with(tx, o)
@@ -273,7 +295,8 @@ func (s *Service) create(ctx context.Context, caller authn.Caller, o *storepb.Or
 		return tx.Audit(store.Event{Actor: caller.Actor(), Action: "order.create", Subject: key, Outcome: store.OutcomeOK,
 			Details: map[string]string{"kind": hufuv1.OrderKind(o.Kind).String(), "ca": o.CaId, "key": o.KeyId,
 				"validity_years": fmt.Sprint(o.ValidityYears), "platforms": strings.Join(o.Platforms, ","),
-				"authorisation_sha256": o.GetAuthorisation().GetSha256(), "replaces": o.ReplacesSerial, "reordered_from": o.ReorderedFrom}})
+				"authorisation_sha256": o.GetAuthorisation().GetSha256(), "replaces": o.ReplacesSerial, "reordered_from": o.ReorderedFrom,
+				"encryption_key": o.EncryptionKeyId}})
 	})
 	if err == nil {
 		s.m.orders.WithLabelValues("submitted").Inc()
@@ -322,20 +345,20 @@ func (s *Service) platforms(field string, ids []string) ([]string, []string, err
 
 // checkCSR checks that a CSR is signed by the key it names and that this is the split key:
 // proof that the applicant can use the key.
-func checkCSR(der []byte, pub *ecdsa.PublicKey) error {
+func checkCSR(field string, der []byte, pub *ecdsa.PublicKey) error {
 	if len(der) == 0 || len(der) > 8<<10 {
-		return apierr.Invalidf("csr", "a PKCS#10 request signed by the split key is required")
+		return apierr.Invalidf(field, "a PKCS#10 request signed by the split key is required")
 	}
 	csr, err := smx509.ParseCertificateRequest(der)
 	if err != nil {
-		return apierr.Invalid("csr", err)
+		return apierr.Invalid(field, err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return apierr.Invalidf("csr", "the request's signature does not verify")
+		return apierr.Invalidf(field, "the request's signature does not verify")
 	}
 	got, ok := csr.PublicKey.(*ecdsa.PublicKey)
 	if !ok || !got.Equal(pub) {
-		return apierr.Invalidf("csr", "the request is not for this key (it must be signed by the split key)")
+		return apierr.Invalidf(field, "the request is not for this key (it must be signed by the split key)")
 	}
 	return nil
 }
@@ -451,7 +474,7 @@ func (s *Service) listOrders(ctx context.Context, prefix string, status hufuv1.O
 }
 
 func matches(o *storepb.Order, kw string) bool {
-	fields := append([]string{o.Id, o.CaId, o.CertKind, o.Serial, o.ReplacesSerial, o.SubjectName, o.KeyId,
+	fields := append([]string{o.Id, o.CaId, o.CertKind, o.Serial, o.ReplacesSerial, o.SubjectName, o.KeyId, o.EncryptionSerial, o.EncryptionKeyId,
 		apiStatus(o.Status).String()}, o.Platforms...)
 	for _, f := range fields {
 		if strings.Contains(strings.ToLower(f), kw) {
@@ -608,7 +631,7 @@ func (s *Service) ReorderDraft(ctx context.Context, caller authn.Caller, id stri
 		return nil, apierr.New(apierr.FailedPrecondition, "renewals and upgrades are ordered again from the certificate")
 	}
 	return &hufuv1.ApplyCertificateRequest{KeyId: o.KeyId, CaId: o.CaId, ValidityYears: o.ValidityYears,
-		Platforms: o.Platforms, ReorderedFrom: o.Id}, nil
+		Platforms: o.Platforms, ReorderedFrom: o.Id, EncryptionKeyId: o.EncryptionKeyId}, nil
 }
 
 // OrderAttachment is a file of an application with its content.

@@ -74,7 +74,7 @@ func (fakeKeys) VerifyKeyPIN(context.Context, authn.Caller, string, string, stri
 func (fakeKeys) OpenTicket(context.Context, authn.Caller, string, string) (string, time.Time, int, error) {
 	return "", time.Time{}, 0, nil
 }
-func (fakeKeys) Revoke(context.Context, authn.Caller, string, string, func(*store.Tx) error) error {
+func (fakeKeys) RevokeKeys(context.Context, authn.Caller, []string, string, func(*store.Tx) error) error {
 	return nil
 }
 func (fakeKeys) KeyRevokedIn(*store.Tx, string) (bool, error) { return false, nil }

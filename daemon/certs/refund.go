@@ -36,7 +36,7 @@ func (s *Service) RefundRevokes(ctx context.Context, o *storepb.Order) ([]string
 	if err != nil {
 		return nil, err
 	}
-	sibs, err := s.keyCertificates(ctx, c.KeyId)
+	sibs, err := s.keyCertificates(ctx, pairKeys(c)...)
 	if err != nil {
 		return nil, err
 	}
@@ -86,12 +86,13 @@ func (s *Service) RevokeForRefund(ctx context.Context, caller authn.Caller, seri
 	if err != nil {
 		return err
 	}
-	siblings, err := s.revokeAtCAs(ctx, c.KeyId)
+	keyIDs := pairKeys(c)
+	siblings, err := s.revokeAtCAs(ctx, keyIDs...)
 	if err != nil {
 		return err
 	}
 	revoked := 0
-	err = s.deps.Keys.Revoke(ctx, caller, c.KeyId, "certificate "+serial+" revoked: "+reason, func(tx *store.Tx) error {
+	err = s.deps.Keys.RevokeKeys(ctx, caller, keyIDs, "certificate "+serial+" revoked: "+reason, func(tx *store.Tx) error {
 		marked, err := markRevoked(tx, siblings, reason)
 		if err != nil {
 			return err
@@ -112,7 +113,9 @@ func (s *Service) RevokeForRefund(ctx context.Context, caller authn.Caller, seri
 		}
 		return nil
 	})
-	s.gate.forget(c.KeyId)
+	for _, k := range keyIDs {
+		s.gate.forget(k)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return apierr.New(apierr.NotFound, "no certificate %q", serial)
 	}

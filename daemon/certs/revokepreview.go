@@ -25,7 +25,7 @@ func (s *Service) RevocationPreview(ctx context.Context, caller authn.Caller, se
 	if err != nil {
 		return nil, nil, err
 	}
-	siblings, err := s.keyCertificates(ctx, c.KeyId)
+	siblings, err := s.keyCertificates(ctx, pairKeys(c)...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -37,7 +37,8 @@ func (s *Service) RevocationPreview(ctx context.Context, caller authn.Caller, se
 		}
 		all = append(all, sib.cert)
 		st := s.effective(sib.cert)
-		if sib.cert.Serial != serial && (st == hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE || st == hufuv1.CertificateStatus_CERTIFICATE_STATUS_DISABLED) {
+		// A pair's other certificate goes with it unlisted: one certificate per application.
+		if sib.cert.Serial != serial && sib.cert.Serial != c.PairSerial && (st == hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE || st == hufuv1.CertificateStatus_CERTIFICATE_STATUS_DISABLED) {
 			ack = append(ack, sib.cert.Serial)
 		}
 	}

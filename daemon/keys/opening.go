@@ -42,5 +42,9 @@ func (s *Service) ReleaseShare(ctx context.Context, holder authn.Caller, keyID s
 		s.cache.release(e)
 		return nil, 0, nil, errAcceptFirst
 	}
+	if err := s.certificateDecrypts(ctx, keyID); err != nil {
+		s.cache.release(e)
+		return nil, 0, nil, err
+	}
 	return e.key.state.Share, e.key.state.Version, func() { s.cache.release(e) }, nil
 }

@@ -120,6 +120,9 @@ func (s *Service) Decrypt(ctx context.Context, caller authn.Caller, keyID string
 		return cosign.Point{}, err
 	}
 	defer s.cache.release(e)
+	if err := s.certificateDecrypts(ctx, keyID); err != nil {
+		return cosign.Point{}, err
+	}
 	point, err := cosign.ParsePoint(c1)
 	if err != nil {
 		return cosign.Point{}, apierr.Invalid("c1", err)
@@ -157,6 +160,9 @@ func (s *Service) DecryptBatch(ctx context.Context, caller authn.Caller, keyID s
 		return nil, err
 	}
 	defer s.cache.release(e)
+	if err := s.certificateDecrypts(ctx, keyID); err != nil {
+		return nil, err
+	}
 	if err := s.authorize(ctx, caller, e, cred, len(c1s)); err != nil {
 		return nil, err
 	}

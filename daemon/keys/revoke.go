@@ -25,27 +25,39 @@ import (
 // all. Revoking a revoked key only runs with. Tickets and cached shares of the key are
 // dropped whatever the outcome.
 func (s *Service) Revoke(ctx context.Context, caller authn.Caller, keyID, reason string, with func(tx *store.Tx) error) error {
-	if err := checkKeyID(keyID); err != nil {
-		return err
+	return s.RevokeKeys(ctx, caller, []string{keyID}, reason, with)
+}
+
+// RevokeKeys is Revoke for several keys of one holder in one transaction: the two keys of a
+// certificate pair, which are revoked together or not at all.
+func (s *Service) RevokeKeys(ctx context.Context, caller authn.Caller, keyIDs []string, reason string, with func(tx *store.Tx) error) error {
+	for _, keyID := range keyIDs {
+		if err := checkKeyID(keyID); err != nil {
+			return err
+		}
 	}
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		rec, err := splitKeys.Get(tx, keyID)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && rec.UserId != caller.UserID && caller.System == "") {
-			return apierr.New(apierr.NotFound, "no key %q", keyID)
-		}
-		if err != nil {
-			return err
-		}
-		if err := s.revokeIn(tx, caller, rec, reason); err != nil {
-			return err
+		for _, keyID := range keyIDs {
+			rec, err := splitKeys.Get(tx, keyID)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && rec.UserId != caller.UserID && caller.System == "") {
+				return apierr.New(apierr.NotFound, "no key %q", keyID)
+			}
+			if err != nil {
+				return err
+			}
+			if err := s.revokeIn(tx, caller, rec, reason); err != nil {
+				return err
+			}
 		}
 		if with != nil {
 			return with(tx)
 		}
 		return nil
 	})
-	s.cache.invalidate(keyID)
-	s.tickets.revokeKey(keyID)
+	for _, keyID := range keyIDs {
+		s.cache.invalidate(keyID)
+		s.tickets.revokeKey(keyID)
+	}
 	return err
 }
 
@@ -124,6 +136,21 @@ func KeyRevoked(rec *storepb.SplitKey) bool { return rec.GetStatus() == statusRe
 // revoked certificate's key is revoked itself). The certificate service implements it.
 type CertificateGate interface {
 	KeyUsable(ctx context.Context, keyID string) error
+}
+
+// DecryptionGate is the certificate domain's refusal of decryption by a key certified to
+// sign only (the signing key of a certificate pair). The certificate service implements it
+// with CertificateGate; Decrypt, DecryptBatch and ReleaseShare ask it.
+type DecryptionGate interface {
+	KeyDecrypts(ctx context.Context, keyID string) error
+}
+
+// certificateDecrypts runs the installed gate's decryption check; nil without one.
+func (s *Service) certificateDecrypts(ctx context.Context, keyID string) error {
+	if g, ok := s.certGate.(DecryptionGate); ok {
+		return g.KeyDecrypts(ctx, keyID)
+	}
+	return nil
 }
 
 // SetCertificateGate installs the certificate check for the service's keys. Call it while

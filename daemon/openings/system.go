@@ -19,6 +19,7 @@ import (
 	"github.com/hufu-hsm/hufu/bidopening"
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
+	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
@@ -228,6 +229,11 @@ func (s *Service) checkRegistration(ctx context.Context, o *storepb.Opening, i i
 	}
 	if !s.deps.Certs.Active(cert) {
 		return registration{}, apierr.Invalidf(field("certificate_serial"), "certificate %s is not active", r.GetCertificateSerial())
+	}
+	if ca.Usage(cert.Usage) == ca.UsageSigning && cert.PairSerial != "" {
+		// Envelopes are encrypted to a pair's encryption certificate; its signing key does
+		// not decrypt, so an envelope registered for it could never be opened.
+		return registration{}, apierr.Invalidf(field("certificate_serial"), "certificate %s is the signing certificate of a pair: envelope the bid to its encryption certificate %s and register that serial", cert.Serial, cert.PairSerial)
 	}
 	sum := sha256.Sum256(r.GetCiphertext())
 	c1 := sha256.Sum256(ct.C1[:])

@@ -82,6 +82,9 @@ func (s *Service) candidates(ctx context.Context, caller authn.Caller, ss *store
 				continue // only the certificates with envelopes in the opening are offered
 			}
 		} else {
+			if isPairEncryption(c) {
+				continue // a pair answers with its signing certificate; envelopes go to this one
+			}
 			cand.Recognition, cand.Refusal = s.admissible(c, ss)
 		}
 		out = append(out, cand)

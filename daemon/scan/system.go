@@ -454,6 +454,9 @@ func (s *Service) resultPB(ctx context.Context, ss *storepb.ScanSession) *hufuv1
 	if ss.CertificateSerial != "" {
 		if c, chain, err := s.deps.Certs.Certificate(ctx, ss.CertificateSerial); err == nil {
 			r.Certificate, r.Chain, r.Delegated = c.Der, chain, c.UserId != ss.ScannedByUser
+			if ss.Kind == kindGenerate {
+				r.EncryptionCertificate = s.envelopeCertificate(ctx, c)
+			}
 		}
 	}
 	switch ss.Kind {

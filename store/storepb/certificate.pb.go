@@ -241,9 +241,14 @@ type Certificate struct {
 	// A disabled certificate (status 3): the review desk's reason, when, and by whom.
 	DisabledReason   string `protobuf:"bytes,19,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
 	DisabledUnixNano int64  `protobuf:"varint,20,opt,name=disabled_unix_nano,json=disabledUnixNano,proto3" json:"disabled_unix_nano,omitempty"`
-	DisabledBy       string `protobuf:"bytes,21,opt,name=disabled_by,json=disabledBy,proto3" json:"disabled_by,omitempty"` // Next field: 22
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	DisabledBy       string `protobuf:"bytes,21,opt,name=disabled_by,json=disabledBy,proto3" json:"disabled_by,omitempty"`
+	// ca.Usage value: 1 signing, 2 encryption; 0 for a certificate issued before pairs (one
+	// key that signs and decrypts). A pair's certificates name each other and the other's key.
+	Usage         int32  `protobuf:"varint,22,opt,name=usage,proto3" json:"usage,omitempty"`
+	PairSerial    string `protobuf:"bytes,23,opt,name=pair_serial,json=pairSerial,proto3" json:"pair_serial,omitempty"`
+	PairKeyId     string `protobuf:"bytes,24,opt,name=pair_key_id,json=pairKeyId,proto3" json:"pair_key_id,omitempty"` // Next field: 25
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Certificate) Reset() {
@@ -423,6 +428,27 @@ func (x *Certificate) GetDisabledBy() string {
 	return ""
 }
 
+func (x *Certificate) GetUsage() int32 {
+	if x != nil {
+		return x.Usage
+	}
+	return 0
+}
+
+func (x *Certificate) GetPairSerial() string {
+	if x != nil {
+		return x.PairSerial
+	}
+	return ""
+}
+
+func (x *Certificate) GetPairKeyId() string {
+	if x != nil {
+		return x.PairKeyId
+	}
+	return ""
+}
+
 // Order is one certificate application and its payment, at o/order/<order id>; indexed
 // per user under x/user-order/<user id>/.
 type Order struct {
@@ -470,9 +496,15 @@ type Order struct {
 	// and subject_id_masked its USCC.
 	EnterpriseUscc string `protobuf:"bytes,29,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"`
 	// When the order's certificate was first downloaded (下载证书, §1.8.1.1.3); 0 if never.
-	DownloadedUnixNano int64 `protobuf:"varint,30,opt,name=downloaded_unix_nano,json=downloadedUnixNano,proto3" json:"downloaded_unix_nano,omitempty"` // Next field: 31
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	DownloadedUnixNano int64 `protobuf:"varint,30,opt,name=downloaded_unix_nano,json=downloadedUnixNano,proto3" json:"downloaded_unix_nano,omitempty"`
+	// A pair application: the encryption certificate's key and CSR (key_id and csr are the
+	// signing certificate's), and once completed the encryption certificate's serial. Empty
+	// on orders made before pairs, which issue one certificate on key_id.
+	EncryptionKeyId  string `protobuf:"bytes,31,opt,name=encryption_key_id,json=encryptionKeyId,proto3" json:"encryption_key_id,omitempty"`
+	EncryptionCsr    []byte `protobuf:"bytes,32,opt,name=encryption_csr,json=encryptionCsr,proto3" json:"encryption_csr,omitempty"`
+	EncryptionSerial string `protobuf:"bytes,33,opt,name=encryption_serial,json=encryptionSerial,proto3" json:"encryption_serial,omitempty"` // Next field: 34
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Order) Reset() {
@@ -713,6 +745,27 @@ func (x *Order) GetDownloadedUnixNano() int64 {
 		return x.DownloadedUnixNano
 	}
 	return 0
+}
+
+func (x *Order) GetEncryptionKeyId() string {
+	if x != nil {
+		return x.EncryptionKeyId
+	}
+	return ""
+}
+
+func (x *Order) GetEncryptionCsr() []byte {
+	if x != nil {
+		return x.EncryptionCsr
+	}
+	return nil
+}
+
+func (x *Order) GetEncryptionSerial() string {
+	if x != nil {
+		return x.EncryptionSerial
+	}
+	return ""
 }
 
 // Attachment is the authorisation letter of an application.
@@ -1031,7 +1084,7 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\rRevokedSerial\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\fR\x06serial\x12*\n" +
 	"\x11revoked_unix_nano\x18\x02 \x01(\x03R\x0frevokedUnixNano\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\x05R\x06reason\"\xc2\x05\n" +
+	"\x06reason\x18\x03 \x01(\x05R\x06reason\"\x99\x06\n" +
 	"\vCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x15\n" +
@@ -1055,7 +1108,11 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\x0fdisabled_reason\x18\x13 \x01(\tR\x0edisabledReason\x12,\n" +
 	"\x12disabled_unix_nano\x18\x14 \x01(\x03R\x10disabledUnixNano\x12\x1f\n" +
 	"\vdisabled_by\x18\x15 \x01(\tR\n" +
-	"disabledBy\"\x8c\b\n" +
+	"disabledBy\x12\x14\n" +
+	"\x05usage\x18\x16 \x01(\x05R\x05usage\x12\x1f\n" +
+	"\vpair_serial\x18\x17 \x01(\tR\n" +
+	"pairSerial\x12\x1e\n" +
+	"\vpair_key_id\x18\x18 \x01(\tR\tpairKeyId\"\x8c\t\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
@@ -1089,7 +1146,10 @@ const file_hufu_store_v1_certificate_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x1c \x01(\tR\trequestId\x12'\n" +
 	"\x0fenterprise_uscc\x18\x1d \x01(\tR\x0eenterpriseUscc\x120\n" +
-	"\x14downloaded_unix_nano\x18\x1e \x01(\x03R\x12downloadedUnixNano\"\x97\x02\n" +
+	"\x14downloaded_unix_nano\x18\x1e \x01(\x03R\x12downloadedUnixNano\x12*\n" +
+	"\x11encryption_key_id\x18\x1f \x01(\tR\x0fencryptionKeyId\x12%\n" +
+	"\x0eencryption_csr\x18  \x01(\fR\rencryptionCsr\x12+\n" +
+	"\x11encryption_serial\x18! \x01(\tR\x10encryptionSerial\"\x97\x02\n" +
 	"\n" +
 	"Attachment\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1b\n" +

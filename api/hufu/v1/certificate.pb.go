@@ -377,6 +377,60 @@ func (CertificateListView) EnumDescriptor() ([]byte, []int) {
 	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{5}
 }
 
+// CertificateUsage is what a certificate's key is for. An application issues a pair: a
+// signing certificate and an encryption certificate on two keys. Certificates issued before
+// pairs are UNSPECIFIED: one key that signs and decrypts, as before.
+type CertificateUsage int32
+
+const (
+	CertificateUsage_CERTIFICATE_USAGE_UNSPECIFIED CertificateUsage = 0
+	// digitalSignature, nonRepudiation: signatures, logins, consents.
+	CertificateUsage_CERTIFICATE_USAGE_SIGNING CertificateUsage = 1
+	// keyEncipherment, dataEncipherment: bid envelopes and other data are encrypted to it.
+	CertificateUsage_CERTIFICATE_USAGE_ENCRYPTION CertificateUsage = 2
+)
+
+// Enum value maps for CertificateUsage.
+var (
+	CertificateUsage_name = map[int32]string{
+		0: "CERTIFICATE_USAGE_UNSPECIFIED",
+		1: "CERTIFICATE_USAGE_SIGNING",
+		2: "CERTIFICATE_USAGE_ENCRYPTION",
+	}
+	CertificateUsage_value = map[string]int32{
+		"CERTIFICATE_USAGE_UNSPECIFIED": 0,
+		"CERTIFICATE_USAGE_SIGNING":     1,
+		"CERTIFICATE_USAGE_ENCRYPTION":  2,
+	}
+)
+
+func (x CertificateUsage) Enum() *CertificateUsage {
+	p := new(CertificateUsage)
+	*p = x
+	return p
+}
+
+func (x CertificateUsage) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CertificateUsage) Descriptor() protoreflect.EnumDescriptor {
+	return file_hufu_v1_certificate_proto_enumTypes[6].Descriptor()
+}
+
+func (CertificateUsage) Type() protoreflect.EnumType {
+	return &file_hufu_v1_certificate_proto_enumTypes[6]
+}
+
+func (x CertificateUsage) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CertificateUsage.Descriptor instead.
+func (CertificateUsage) EnumDescriptor() ([]byte, []int) {
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{6}
+}
+
 // KeyPlacement says whether a certificate's key is held on the calling device.
 type KeyPlacement int32
 
@@ -413,11 +467,11 @@ func (x KeyPlacement) String() string {
 }
 
 func (KeyPlacement) Descriptor() protoreflect.EnumDescriptor {
-	return file_hufu_v1_certificate_proto_enumTypes[6].Descriptor()
+	return file_hufu_v1_certificate_proto_enumTypes[7].Descriptor()
 }
 
 func (KeyPlacement) Type() protoreflect.EnumType {
-	return &file_hufu_v1_certificate_proto_enumTypes[6]
+	return &file_hufu_v1_certificate_proto_enumTypes[7]
 }
 
 func (x KeyPlacement) Number() protoreflect.EnumNumber {
@@ -426,7 +480,7 @@ func (x KeyPlacement) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use KeyPlacement.Descriptor instead.
 func (KeyPlacement) EnumDescriptor() ([]byte, []int) {
-	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{6}
+	return file_hufu_v1_certificate_proto_rawDescGZIP(), []int{7}
 }
 
 type CertificateAuthority struct {
@@ -862,10 +916,14 @@ type Order struct {
 	EnterpriseUscc string `protobuf:"bytes,24,opt,name=enterprise_uscc,json=enterpriseUscc,proto3" json:"enterprise_uscc,omitempty"`
 	// A completed order: whether and when its certificate was first downloaded (下载证书 is
 	// shown until then, §1.8.1.1.3).
-	Downloaded    bool                   `protobuf:"varint,25,opt,name=downloaded,proto3" json:"downloaded,omitempty"`
-	DownloadedAt  *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=downloaded_at,json=downloadedAt,proto3" json:"downloaded_at,omitempty"` // Next field: 27
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Downloaded   bool                   `protobuf:"varint,25,opt,name=downloaded,proto3" json:"downloaded,omitempty"`
+	DownloadedAt *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=downloaded_at,json=downloadedAt,proto3" json:"downloaded_at,omitempty"`
+	// The order's encryption key (a pair application; empty on orders made before pairs), and
+	// once completed the encryption certificate's serial (serial is the signing one).
+	EncryptionKeyId  string `protobuf:"bytes,27,opt,name=encryption_key_id,json=encryptionKeyId,proto3" json:"encryption_key_id,omitempty"`
+	EncryptionSerial string `protobuf:"bytes,28,opt,name=encryption_serial,json=encryptionSerial,proto3" json:"encryption_serial,omitempty"` // Next field: 29
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Order) Reset() {
@@ -1080,6 +1138,20 @@ func (x *Order) GetDownloadedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Order) GetEncryptionKeyId() string {
+	if x != nil {
+		return x.EncryptionKeyId
+	}
+	return ""
+}
+
+func (x *Order) GetEncryptionSerial() string {
+	if x != nil {
+		return x.EncryptionSerial
+	}
+	return ""
+}
+
 type Certificate struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Serial       string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
@@ -1100,9 +1172,16 @@ type Certificate struct {
 	KeyPlacement KeyPlacement `protobuf:"varint,14,opt,name=key_placement,json=keyPlacement,proto3,enum=hufu.v1.KeyPlacement" json:"key_placement,omitempty"`
 	// A disabled certificate: why, and when (set by the review desk).
 	DisabledReason string                 `protobuf:"bytes,15,opt,name=disabled_reason,json=disabledReason,proto3" json:"disabled_reason,omitempty"`
-	DisabledAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=disabled_at,json=disabledAt,proto3" json:"disabled_at,omitempty"` // Next field: 17
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	DisabledAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=disabled_at,json=disabledAt,proto3" json:"disabled_at,omitempty"`
+	// What the key is for, and the other certificate of the pair (its serial and key): a
+	// signing certificate names its encryption certificate and the other way round. Empty for
+	// a certificate of usage UNSPECIFIED. ListCertificates shows a pair as one entry, the
+	// signing certificate, as the app shows one certificate per application.
+	Usage         CertificateUsage `protobuf:"varint,17,opt,name=usage,proto3,enum=hufu.v1.CertificateUsage" json:"usage,omitempty"`
+	PairSerial    string           `protobuf:"bytes,18,opt,name=pair_serial,json=pairSerial,proto3" json:"pair_serial,omitempty"`
+	PairKeyId     string           `protobuf:"bytes,19,opt,name=pair_key_id,json=pairKeyId,proto3" json:"pair_key_id,omitempty"` // Next field: 20
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Certificate) Reset() {
@@ -1245,6 +1324,27 @@ func (x *Certificate) GetDisabledAt() *timestamppb.Timestamp {
 		return x.DisabledAt
 	}
 	return nil
+}
+
+func (x *Certificate) GetUsage() CertificateUsage {
+	if x != nil {
+		return x.Usage
+	}
+	return CertificateUsage_CERTIFICATE_USAGE_UNSPECIFIED
+}
+
+func (x *Certificate) GetPairSerial() string {
+	if x != nil {
+		return x.PairSerial
+	}
+	return ""
+}
+
+func (x *Certificate) GetPairKeyId() string {
+	if x != nil {
+		return x.PairKeyId
+	}
+	return ""
 }
 
 type Message struct {
@@ -1434,9 +1534,14 @@ type ApplyCertificateRequest struct {
 	Csr           []byte         `protobuf:"bytes,6,opt,name=csr,proto3" json:"csr,omitempty"`
 	Authorisation *Authorisation `protobuf:"bytes,7,opt,name=authorisation,proto3" json:"authorisation,omitempty"`
 	// The cancelled order this application re-orders, if any.
-	ReorderedFrom string `protobuf:"bytes,8,opt,name=reordered_from,json=reorderedFrom,proto3" json:"reordered_from,omitempty"` // Next field: 9
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReorderedFrom string `protobuf:"bytes,8,opt,name=reordered_from,json=reorderedFrom,proto3" json:"reordered_from,omitempty"`
+	// The key of the encryption certificate (a split key of the caller, made like key_id and
+	// distinct from it) and its PKCS#10 DER, signed by that key. Required: an application
+	// without it is refused (InvalidArgument naming encryption_key_id).
+	EncryptionKeyId string `protobuf:"bytes,9,opt,name=encryption_key_id,json=encryptionKeyId,proto3" json:"encryption_key_id,omitempty"`
+	EncryptionCsr   []byte `protobuf:"bytes,10,opt,name=encryption_csr,json=encryptionCsr,proto3" json:"encryption_csr,omitempty"` // Next field: 11
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ApplyCertificateRequest) Reset() {
@@ -1523,6 +1628,20 @@ func (x *ApplyCertificateRequest) GetReorderedFrom() string {
 		return x.ReorderedFrom
 	}
 	return ""
+}
+
+func (x *ApplyCertificateRequest) GetEncryptionKeyId() string {
+	if x != nil {
+		return x.EncryptionKeyId
+	}
+	return ""
+}
+
+func (x *ApplyCertificateRequest) GetEncryptionCsr() []byte {
+	if x != nil {
+		return x.EncryptionCsr
+	}
+	return nil
 }
 
 type ApplyCertificateResponse struct {
@@ -2224,9 +2343,13 @@ type DownloadCertificateResponse struct {
 	// The certificate (PEM: one block; DER: the bytes).
 	CertificateData []byte `protobuf:"bytes,2,opt,name=certificate_data,json=certificateData,proto3" json:"certificate_data,omitempty"`
 	// Issuing CA then root: one PEM text with both blocks, or one DER item each.
-	Chain         [][]byte `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"` // Next field: 4
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Chain [][]byte `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"`
+	// A certificate of a pair: the other certificate, in the same format (both share the
+	// chain).
+	PairCertificate     *Certificate `protobuf:"bytes,4,opt,name=pair_certificate,json=pairCertificate,proto3" json:"pair_certificate,omitempty"`
+	PairCertificateData []byte       `protobuf:"bytes,5,opt,name=pair_certificate_data,json=pairCertificateData,proto3" json:"pair_certificate_data,omitempty"` // Next field: 6
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *DownloadCertificateResponse) Reset() {
@@ -2276,6 +2399,20 @@ func (x *DownloadCertificateResponse) GetCertificateData() []byte {
 func (x *DownloadCertificateResponse) GetChain() [][]byte {
 	if x != nil {
 		return x.Chain
+	}
+	return nil
+}
+
+func (x *DownloadCertificateResponse) GetPairCertificate() *Certificate {
+	if x != nil {
+		return x.PairCertificate
+	}
+	return nil
+}
+
+func (x *DownloadCertificateResponse) GetPairCertificateData() []byte {
+	if x != nil {
+		return x.PairCertificateData
 	}
 	return nil
 }
@@ -2709,7 +2846,16 @@ type CheckCertificateResponse struct {
 	TestCiphertext   []byte `protobuf:"bytes,3,opt,name=test_ciphertext,json=testCiphertext,proto3" json:"test_ciphertext,omitempty"`
 	TestPlaintextSm3 []byte `protobuf:"bytes,4,opt,name=test_plaintext_sm3,json=testPlaintextSm3,proto3" json:"test_plaintext_sm3,omitempty"`
 	// A cosign ticket for the two steps, opened by the PIN check.
-	Ticket        string `protobuf:"bytes,5,opt,name=ticket,proto3" json:"ticket,omitempty"` // Next field: 6
+	Ticket string `protobuf:"bytes,5,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	// A certificate of a pair: the pair's certificate is checked too (steps "pair_chain",
+	// "pair_validity", "pair_revocation"); test_message is signed with the signing key and
+	// test_ciphertext is to the encryption certificate's key, decrypt_key_id, with
+	// decrypt_ticket opened by the same PIN. Otherwise decrypt_key_id is the certificate's
+	// key and decrypt_ticket equals ticket.
+	DecryptKeyId  string `protobuf:"bytes,6,opt,name=decrypt_key_id,json=decryptKeyId,proto3" json:"decrypt_key_id,omitempty"`
+	DecryptTicket string `protobuf:"bytes,7,opt,name=decrypt_ticket,json=decryptTicket,proto3" json:"decrypt_ticket,omitempty"`
+	// The signing key (sign_key_id) for test_message.
+	SignKeyId     string `protobuf:"bytes,8,opt,name=sign_key_id,json=signKeyId,proto3" json:"sign_key_id,omitempty"` // Next field: 9
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2779,6 +2925,27 @@ func (x *CheckCertificateResponse) GetTicket() string {
 	return ""
 }
 
+func (x *CheckCertificateResponse) GetDecryptKeyId() string {
+	if x != nil {
+		return x.DecryptKeyId
+	}
+	return ""
+}
+
+func (x *CheckCertificateResponse) GetDecryptTicket() string {
+	if x != nil {
+		return x.DecryptTicket
+	}
+	return ""
+}
+
+func (x *CheckCertificateResponse) GetSignKeyId() string {
+	if x != nil {
+		return x.SignKeyId
+	}
+	return ""
+}
+
 type RevokeCertificateRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Serial string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
@@ -2789,7 +2956,8 @@ type RevokeCertificateRequest struct {
 	// encrypted to the certificate can be decrypted afterwards.
 	ConfirmIrreversible bool `protobuf:"varint,4,opt,name=confirm_irreversible,json=confirmIrreversible,proto3" json:"confirm_irreversible,omitempty"`
 	// Every other certificate the person can still use that goes with this one (same key),
-	// as PreviewRevocation lists them: required when there are any.
+	// as PreviewRevocation lists them: required when there are any. The other certificate of
+	// a pair goes with it without being listed (one certificate per application).
 	AcknowledgedSerials []string `protobuf:"bytes,5,rep,name=acknowledged_serials,json=acknowledgedSerials,proto3" json:"acknowledged_serials,omitempty"` // Next field: 6
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
@@ -3960,7 +4128,7 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
 	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
-	"\x04note\x18\x04 \x01(\tR\x04note\"\xdb\a\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"\xb4\b\n" +
 	"\x05Order\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.hufu.v1.OrderKindR\x04kind\x12,\n" +
@@ -3992,7 +4160,9 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\n" +
 	"downloaded\x18\x19 \x01(\bR\n" +
 	"downloaded\x12?\n" +
-	"\rdownloaded_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\fdownloadedAt\"\xfe\x04\n" +
+	"\rdownloaded_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\fdownloadedAt\x12*\n" +
+	"\x11encryption_key_id\x18\x1b \x01(\tR\x0fencryptionKeyId\x12+\n" +
+	"\x11encryption_serial\x18\x1c \x01(\tR\x10encryptionSerial\"\xf0\x05\n" +
 	"\vCertificate\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x13\n" +
@@ -4013,7 +4183,11 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\rkey_placement\x18\x0e \x01(\x0e2\x15.hufu.v1.KeyPlacementR\fkeyPlacement\x12'\n" +
 	"\x0fdisabled_reason\x18\x0f \x01(\tR\x0edisabledReason\x12;\n" +
 	"\vdisabled_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"disabledAt\"\xd0\x01\n" +
+	"disabledAt\x12/\n" +
+	"\x05usage\x18\x11 \x01(\x0e2\x19.hufu.v1.CertificateUsageR\x05usage\x12\x1f\n" +
+	"\vpair_serial\x18\x12 \x01(\tR\n" +
+	"pairSerial\x12\x1e\n" +
+	"\vpair_key_id\x18\x13 \x01(\tR\tpairKeyId\"\xd0\x01\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.hufu.v1.MessageKindR\x04kind\x12\x14\n" +
@@ -4024,7 +4198,7 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"#\n" +
 	"!ListCertificateAuthoritiesRequest\"e\n" +
 	"\"ListCertificateAuthoritiesResponse\x12?\n" +
-	"\vauthorities\x18\x01 \x03(\v2\x1d.hufu.v1.CertificateAuthorityR\vauthorities\"\xa0\x02\n" +
+	"\vauthorities\x18\x01 \x03(\v2\x1d.hufu.v1.CertificateAuthorityR\vauthorities\"\xf3\x02\n" +
 	"\x17ApplyCertificateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x15\n" +
@@ -4034,7 +4208,10 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\tplatforms\x18\x05 \x03(\tR\tplatforms\x12\x10\n" +
 	"\x03csr\x18\x06 \x01(\fR\x03csr\x12<\n" +
 	"\rauthorisation\x18\a \x01(\v2\x16.hufu.v1.AuthorisationR\rauthorisation\x12%\n" +
-	"\x0ereordered_from\x18\b \x01(\tR\rreorderedFrom\"@\n" +
+	"\x0ereordered_from\x18\b \x01(\tR\rreorderedFrom\x12*\n" +
+	"\x11encryption_key_id\x18\t \x01(\tR\x0fencryptionKeyId\x12%\n" +
+	"\x0eencryption_csr\x18\n" +
+	" \x01(\fR\rencryptionCsr\"@\n" +
 	"\x18ApplyCertificateResponse\x12$\n" +
 	"\x05order\x18\x01 \x01(\v2\x0e.hufu.v1.OrderR\x05order\"\x97\x01\n" +
 	"\x11ListOrdersRequest\x12,\n" +
@@ -4072,11 +4249,13 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\fcertificates\x18\x01 \x03(\v2\x14.hufu.v1.CertificateR\fcertificates\"h\n" +
 	"\x1aDownloadCertificateRequest\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x122\n" +
-	"\x06format\x18\x02 \x01(\x0e2\x1a.hufu.v1.CertificateFormatR\x06format\"\x96\x01\n" +
+	"\x06format\x18\x02 \x01(\x0e2\x1a.hufu.v1.CertificateFormatR\x06format\"\x8b\x02\n" +
 	"\x1bDownloadCertificateResponse\x126\n" +
 	"\vcertificate\x18\x01 \x01(\v2\x14.hufu.v1.CertificateR\vcertificate\x12)\n" +
 	"\x10certificate_data\x18\x02 \x01(\fR\x0fcertificateData\x12\x14\n" +
-	"\x05chain\x18\x03 \x03(\fR\x05chain\"w\n" +
+	"\x05chain\x18\x03 \x03(\fR\x05chain\x12?\n" +
+	"\x10pair_certificate\x18\x04 \x01(\v2\x14.hufu.v1.CertificateR\x0fpairCertificate\x122\n" +
+	"\x15pair_certificate_data\x18\x05 \x01(\fR\x13pairCertificateData\"w\n" +
 	"\x17RenewCertificateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -4102,13 +4281,16 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\tCheckStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xd6\x01\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xc3\x02\n" +
 	"\x18CheckCertificateResponse\x12(\n" +
 	"\x05steps\x18\x01 \x03(\v2\x12.hufu.v1.CheckStepR\x05steps\x12!\n" +
 	"\ftest_message\x18\x02 \x01(\fR\vtestMessage\x12'\n" +
 	"\x0ftest_ciphertext\x18\x03 \x01(\fR\x0etestCiphertext\x12,\n" +
 	"\x12test_plaintext_sm3\x18\x04 \x01(\fR\x10testPlaintextSm3\x12\x16\n" +
-	"\x06ticket\x18\x05 \x01(\tR\x06ticket\"\xc2\x01\n" +
+	"\x06ticket\x18\x05 \x01(\tR\x06ticket\x12$\n" +
+	"\x0edecrypt_key_id\x18\x06 \x01(\tR\fdecryptKeyId\x12%\n" +
+	"\x0edecrypt_ticket\x18\a \x01(\tR\rdecryptTicket\x12\x1e\n" +
+	"\vsign_key_id\x18\b \x01(\tR\tsignKeyId\"\xc2\x01\n" +
 	"\x18RevokeCertificateRequest\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x10\n" +
 	"\x03pin\x18\x02 \x01(\tR\x03pin\x12\x16\n" +
@@ -4220,7 +4402,11 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\x13CertificateListView\x12%\n" +
 	"!CERTIFICATE_LIST_VIEW_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCERTIFICATE_LIST_VIEW_ACTIVE\x10\x01\x12)\n" +
-	"%CERTIFICATE_LIST_VIEW_NO_LONGER_VALID\x10\x02*l\n" +
+	"%CERTIFICATE_LIST_VIEW_NO_LONGER_VALID\x10\x02*v\n" +
+	"\x10CertificateUsage\x12!\n" +
+	"\x1dCERTIFICATE_USAGE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19CERTIFICATE_USAGE_SIGNING\x10\x01\x12 \n" +
+	"\x1cCERTIFICATE_USAGE_ENCRYPTION\x10\x02*l\n" +
 	"\fKeyPlacement\x12\x1d\n" +
 	"\x19KEY_PLACEMENT_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19KEY_PLACEMENT_THIS_DEVICE\x10\x01\x12\x1e\n" +
@@ -4265,7 +4451,7 @@ func file_hufu_v1_certificate_proto_rawDescGZIP() []byte {
 	return file_hufu_v1_certificate_proto_rawDescData
 }
 
-var file_hufu_v1_certificate_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_hufu_v1_certificate_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
 var file_hufu_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_hufu_v1_certificate_proto_goTypes = []any{
 	(OrderStatus)(0),                           // 0: hufu.v1.OrderStatus
@@ -4274,164 +4460,167 @@ var file_hufu_v1_certificate_proto_goTypes = []any{
 	(CertificateFormat)(0),                     // 3: hufu.v1.CertificateFormat
 	(MessageKind)(0),                           // 4: hufu.v1.MessageKind
 	(CertificateListView)(0),                   // 5: hufu.v1.CertificateListView
-	(KeyPlacement)(0),                          // 6: hufu.v1.KeyPlacement
-	(*CertificateAuthority)(nil),               // 7: hufu.v1.CertificateAuthority
-	(*Price)(nil),                              // 8: hufu.v1.Price
-	(*Authorisation)(nil),                      // 9: hufu.v1.Authorisation
-	(*ScannedLetter)(nil),                      // 10: hufu.v1.ScannedLetter
-	(*SignedLetter)(nil),                       // 11: hufu.v1.SignedLetter
-	(*ReviewStep)(nil),                         // 12: hufu.v1.ReviewStep
-	(*Order)(nil),                              // 13: hufu.v1.Order
-	(*Certificate)(nil),                        // 14: hufu.v1.Certificate
-	(*Message)(nil),                            // 15: hufu.v1.Message
-	(*ListCertificateAuthoritiesRequest)(nil),  // 16: hufu.v1.ListCertificateAuthoritiesRequest
-	(*ListCertificateAuthoritiesResponse)(nil), // 17: hufu.v1.ListCertificateAuthoritiesResponse
-	(*ApplyCertificateRequest)(nil),            // 18: hufu.v1.ApplyCertificateRequest
-	(*ApplyCertificateResponse)(nil),           // 19: hufu.v1.ApplyCertificateResponse
-	(*ListOrdersRequest)(nil),                  // 20: hufu.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),                 // 21: hufu.v1.ListOrdersResponse
-	(*GetOrderRequest)(nil),                    // 22: hufu.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),                   // 23: hufu.v1.GetOrderResponse
-	(*PayOrderRequest)(nil),                    // 24: hufu.v1.PayOrderRequest
-	(*PayOrderResponse)(nil),                   // 25: hufu.v1.PayOrderResponse
-	(*CancelOrderRequest)(nil),                 // 26: hufu.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),                // 27: hufu.v1.CancelOrderResponse
-	(*ReorderDraftRequest)(nil),                // 28: hufu.v1.ReorderDraftRequest
-	(*ReorderDraftResponse)(nil),               // 29: hufu.v1.ReorderDraftResponse
-	(*ListCertificatesRequest)(nil),            // 30: hufu.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil),           // 31: hufu.v1.ListCertificatesResponse
-	(*DownloadCertificateRequest)(nil),         // 32: hufu.v1.DownloadCertificateRequest
-	(*DownloadCertificateResponse)(nil),        // 33: hufu.v1.DownloadCertificateResponse
-	(*RenewCertificateRequest)(nil),            // 34: hufu.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil),           // 35: hufu.v1.RenewCertificateResponse
-	(*UpgradeCertificateRequest)(nil),          // 36: hufu.v1.UpgradeCertificateRequest
-	(*UpgradeCertificateResponse)(nil),         // 37: hufu.v1.UpgradeCertificateResponse
-	(*SetCertificateLabelRequest)(nil),         // 38: hufu.v1.SetCertificateLabelRequest
-	(*SetCertificateLabelResponse)(nil),        // 39: hufu.v1.SetCertificateLabelResponse
-	(*CheckCertificateRequest)(nil),            // 40: hufu.v1.CheckCertificateRequest
-	(*CheckStep)(nil),                          // 41: hufu.v1.CheckStep
-	(*CheckCertificateResponse)(nil),           // 42: hufu.v1.CheckCertificateResponse
-	(*RevokeCertificateRequest)(nil),           // 43: hufu.v1.RevokeCertificateRequest
-	(*RevokeCertificateResponse)(nil),          // 44: hufu.v1.RevokeCertificateResponse
-	(*ListMessagesRequest)(nil),                // 45: hufu.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),               // 46: hufu.v1.ListMessagesResponse
-	(*ListReviewsRequest)(nil),                 // 47: hufu.v1.ListReviewsRequest
-	(*ListReviewsResponse)(nil),                // 48: hufu.v1.ListReviewsResponse
-	(*ApproveOrderRequest)(nil),                // 49: hufu.v1.ApproveOrderRequest
-	(*ApproveOrderResponse)(nil),               // 50: hufu.v1.ApproveOrderResponse
-	(*RejectOrderRequest)(nil),                 // 51: hufu.v1.RejectOrderRequest
-	(*RejectOrderResponse)(nil),                // 52: hufu.v1.RejectOrderResponse
-	(*GetAuthorisationLetterRequest)(nil),      // 53: hufu.v1.GetAuthorisationLetterRequest
-	(*GetAuthorisationLetterResponse)(nil),     // 54: hufu.v1.GetAuthorisationLetterResponse
-	(*ListOrderAttachmentsRequest)(nil),        // 55: hufu.v1.ListOrderAttachmentsRequest
-	(*OrderAttachment)(nil),                    // 56: hufu.v1.OrderAttachment
-	(*ListOrderAttachmentsResponse)(nil),       // 57: hufu.v1.ListOrderAttachmentsResponse
-	(*PreviewRevocationRequest)(nil),           // 58: hufu.v1.PreviewRevocationRequest
-	(*PreviewRevocationResponse)(nil),          // 59: hufu.v1.PreviewRevocationResponse
-	(*DisableCertificateRequest)(nil),          // 60: hufu.v1.DisableCertificateRequest
-	(*DisableCertificateResponse)(nil),         // 61: hufu.v1.DisableCertificateResponse
-	(*EnableCertificateRequest)(nil),           // 62: hufu.v1.EnableCertificateRequest
-	(*EnableCertificateResponse)(nil),          // 63: hufu.v1.EnableCertificateResponse
-	(*timestamppb.Timestamp)(nil),              // 64: google.protobuf.Timestamp
+	(CertificateUsage)(0),                      // 6: hufu.v1.CertificateUsage
+	(KeyPlacement)(0),                          // 7: hufu.v1.KeyPlacement
+	(*CertificateAuthority)(nil),               // 8: hufu.v1.CertificateAuthority
+	(*Price)(nil),                              // 9: hufu.v1.Price
+	(*Authorisation)(nil),                      // 10: hufu.v1.Authorisation
+	(*ScannedLetter)(nil),                      // 11: hufu.v1.ScannedLetter
+	(*SignedLetter)(nil),                       // 12: hufu.v1.SignedLetter
+	(*ReviewStep)(nil),                         // 13: hufu.v1.ReviewStep
+	(*Order)(nil),                              // 14: hufu.v1.Order
+	(*Certificate)(nil),                        // 15: hufu.v1.Certificate
+	(*Message)(nil),                            // 16: hufu.v1.Message
+	(*ListCertificateAuthoritiesRequest)(nil),  // 17: hufu.v1.ListCertificateAuthoritiesRequest
+	(*ListCertificateAuthoritiesResponse)(nil), // 18: hufu.v1.ListCertificateAuthoritiesResponse
+	(*ApplyCertificateRequest)(nil),            // 19: hufu.v1.ApplyCertificateRequest
+	(*ApplyCertificateResponse)(nil),           // 20: hufu.v1.ApplyCertificateResponse
+	(*ListOrdersRequest)(nil),                  // 21: hufu.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),                 // 22: hufu.v1.ListOrdersResponse
+	(*GetOrderRequest)(nil),                    // 23: hufu.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),                   // 24: hufu.v1.GetOrderResponse
+	(*PayOrderRequest)(nil),                    // 25: hufu.v1.PayOrderRequest
+	(*PayOrderResponse)(nil),                   // 26: hufu.v1.PayOrderResponse
+	(*CancelOrderRequest)(nil),                 // 27: hufu.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),                // 28: hufu.v1.CancelOrderResponse
+	(*ReorderDraftRequest)(nil),                // 29: hufu.v1.ReorderDraftRequest
+	(*ReorderDraftResponse)(nil),               // 30: hufu.v1.ReorderDraftResponse
+	(*ListCertificatesRequest)(nil),            // 31: hufu.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil),           // 32: hufu.v1.ListCertificatesResponse
+	(*DownloadCertificateRequest)(nil),         // 33: hufu.v1.DownloadCertificateRequest
+	(*DownloadCertificateResponse)(nil),        // 34: hufu.v1.DownloadCertificateResponse
+	(*RenewCertificateRequest)(nil),            // 35: hufu.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil),           // 36: hufu.v1.RenewCertificateResponse
+	(*UpgradeCertificateRequest)(nil),          // 37: hufu.v1.UpgradeCertificateRequest
+	(*UpgradeCertificateResponse)(nil),         // 38: hufu.v1.UpgradeCertificateResponse
+	(*SetCertificateLabelRequest)(nil),         // 39: hufu.v1.SetCertificateLabelRequest
+	(*SetCertificateLabelResponse)(nil),        // 40: hufu.v1.SetCertificateLabelResponse
+	(*CheckCertificateRequest)(nil),            // 41: hufu.v1.CheckCertificateRequest
+	(*CheckStep)(nil),                          // 42: hufu.v1.CheckStep
+	(*CheckCertificateResponse)(nil),           // 43: hufu.v1.CheckCertificateResponse
+	(*RevokeCertificateRequest)(nil),           // 44: hufu.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),          // 45: hufu.v1.RevokeCertificateResponse
+	(*ListMessagesRequest)(nil),                // 46: hufu.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),               // 47: hufu.v1.ListMessagesResponse
+	(*ListReviewsRequest)(nil),                 // 48: hufu.v1.ListReviewsRequest
+	(*ListReviewsResponse)(nil),                // 49: hufu.v1.ListReviewsResponse
+	(*ApproveOrderRequest)(nil),                // 50: hufu.v1.ApproveOrderRequest
+	(*ApproveOrderResponse)(nil),               // 51: hufu.v1.ApproveOrderResponse
+	(*RejectOrderRequest)(nil),                 // 52: hufu.v1.RejectOrderRequest
+	(*RejectOrderResponse)(nil),                // 53: hufu.v1.RejectOrderResponse
+	(*GetAuthorisationLetterRequest)(nil),      // 54: hufu.v1.GetAuthorisationLetterRequest
+	(*GetAuthorisationLetterResponse)(nil),     // 55: hufu.v1.GetAuthorisationLetterResponse
+	(*ListOrderAttachmentsRequest)(nil),        // 56: hufu.v1.ListOrderAttachmentsRequest
+	(*OrderAttachment)(nil),                    // 57: hufu.v1.OrderAttachment
+	(*ListOrderAttachmentsResponse)(nil),       // 58: hufu.v1.ListOrderAttachmentsResponse
+	(*PreviewRevocationRequest)(nil),           // 59: hufu.v1.PreviewRevocationRequest
+	(*PreviewRevocationResponse)(nil),          // 60: hufu.v1.PreviewRevocationResponse
+	(*DisableCertificateRequest)(nil),          // 61: hufu.v1.DisableCertificateRequest
+	(*DisableCertificateResponse)(nil),         // 62: hufu.v1.DisableCertificateResponse
+	(*EnableCertificateRequest)(nil),           // 63: hufu.v1.EnableCertificateRequest
+	(*EnableCertificateResponse)(nil),          // 64: hufu.v1.EnableCertificateResponse
+	(*timestamppb.Timestamp)(nil),              // 65: google.protobuf.Timestamp
 }
 var file_hufu_v1_certificate_proto_depIdxs = []int32{
-	8,  // 0: hufu.v1.CertificateAuthority.prices:type_name -> hufu.v1.Price
-	10, // 1: hufu.v1.Authorisation.scan:type_name -> hufu.v1.ScannedLetter
-	11, // 2: hufu.v1.Authorisation.online:type_name -> hufu.v1.SignedLetter
-	64, // 3: hufu.v1.ReviewStep.time:type_name -> google.protobuf.Timestamp
+	9,  // 0: hufu.v1.CertificateAuthority.prices:type_name -> hufu.v1.Price
+	11, // 1: hufu.v1.Authorisation.scan:type_name -> hufu.v1.ScannedLetter
+	12, // 2: hufu.v1.Authorisation.online:type_name -> hufu.v1.SignedLetter
+	65, // 3: hufu.v1.ReviewStep.time:type_name -> google.protobuf.Timestamp
 	1,  // 4: hufu.v1.Order.kind:type_name -> hufu.v1.OrderKind
 	0,  // 5: hufu.v1.Order.status:type_name -> hufu.v1.OrderStatus
-	12, // 6: hufu.v1.Order.steps:type_name -> hufu.v1.ReviewStep
-	64, // 7: hufu.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	64, // 8: hufu.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
-	64, // 9: hufu.v1.Order.downloaded_at:type_name -> google.protobuf.Timestamp
-	64, // 10: hufu.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
-	64, // 11: hufu.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	13, // 6: hufu.v1.Order.steps:type_name -> hufu.v1.ReviewStep
+	65, // 7: hufu.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	65, // 8: hufu.v1.Order.updated_at:type_name -> google.protobuf.Timestamp
+	65, // 9: hufu.v1.Order.downloaded_at:type_name -> google.protobuf.Timestamp
+	65, // 10: hufu.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	65, // 11: hufu.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	2,  // 12: hufu.v1.Certificate.status:type_name -> hufu.v1.CertificateStatus
-	64, // 13: hufu.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
-	6,  // 14: hufu.v1.Certificate.key_placement:type_name -> hufu.v1.KeyPlacement
-	64, // 15: hufu.v1.Certificate.disabled_at:type_name -> google.protobuf.Timestamp
-	4,  // 16: hufu.v1.Message.kind:type_name -> hufu.v1.MessageKind
-	64, // 17: hufu.v1.Message.time:type_name -> google.protobuf.Timestamp
-	7,  // 18: hufu.v1.ListCertificateAuthoritiesResponse.authorities:type_name -> hufu.v1.CertificateAuthority
-	9,  // 19: hufu.v1.ApplyCertificateRequest.authorisation:type_name -> hufu.v1.Authorisation
-	13, // 20: hufu.v1.ApplyCertificateResponse.order:type_name -> hufu.v1.Order
-	0,  // 21: hufu.v1.ListOrdersRequest.status:type_name -> hufu.v1.OrderStatus
-	13, // 22: hufu.v1.ListOrdersResponse.orders:type_name -> hufu.v1.Order
-	13, // 23: hufu.v1.GetOrderResponse.order:type_name -> hufu.v1.Order
-	13, // 24: hufu.v1.PayOrderResponse.order:type_name -> hufu.v1.Order
-	14, // 25: hufu.v1.PayOrderResponse.certificate:type_name -> hufu.v1.Certificate
-	13, // 26: hufu.v1.CancelOrderResponse.order:type_name -> hufu.v1.Order
-	18, // 27: hufu.v1.ReorderDraftResponse.draft:type_name -> hufu.v1.ApplyCertificateRequest
-	5,  // 28: hufu.v1.ListCertificatesRequest.view:type_name -> hufu.v1.CertificateListView
-	14, // 29: hufu.v1.ListCertificatesResponse.certificates:type_name -> hufu.v1.Certificate
-	3,  // 30: hufu.v1.DownloadCertificateRequest.format:type_name -> hufu.v1.CertificateFormat
-	14, // 31: hufu.v1.DownloadCertificateResponse.certificate:type_name -> hufu.v1.Certificate
-	13, // 32: hufu.v1.RenewCertificateResponse.order:type_name -> hufu.v1.Order
-	13, // 33: hufu.v1.UpgradeCertificateResponse.order:type_name -> hufu.v1.Order
-	14, // 34: hufu.v1.SetCertificateLabelResponse.certificate:type_name -> hufu.v1.Certificate
-	41, // 35: hufu.v1.CheckCertificateResponse.steps:type_name -> hufu.v1.CheckStep
-	14, // 36: hufu.v1.RevokeCertificateResponse.certificate:type_name -> hufu.v1.Certificate
-	15, // 37: hufu.v1.ListMessagesResponse.messages:type_name -> hufu.v1.Message
-	0,  // 38: hufu.v1.ListReviewsRequest.status:type_name -> hufu.v1.OrderStatus
-	13, // 39: hufu.v1.ListReviewsResponse.orders:type_name -> hufu.v1.Order
-	13, // 40: hufu.v1.ApproveOrderResponse.order:type_name -> hufu.v1.Order
-	13, // 41: hufu.v1.RejectOrderResponse.order:type_name -> hufu.v1.Order
-	56, // 42: hufu.v1.ListOrderAttachmentsResponse.attachments:type_name -> hufu.v1.OrderAttachment
-	14, // 43: hufu.v1.PreviewRevocationResponse.certificates:type_name -> hufu.v1.Certificate
-	14, // 44: hufu.v1.DisableCertificateResponse.certificate:type_name -> hufu.v1.Certificate
-	14, // 45: hufu.v1.EnableCertificateResponse.certificate:type_name -> hufu.v1.Certificate
-	16, // 46: hufu.v1.CertificateService.ListCertificateAuthorities:input_type -> hufu.v1.ListCertificateAuthoritiesRequest
-	18, // 47: hufu.v1.CertificateService.ApplyCertificate:input_type -> hufu.v1.ApplyCertificateRequest
-	20, // 48: hufu.v1.CertificateService.ListOrders:input_type -> hufu.v1.ListOrdersRequest
-	22, // 49: hufu.v1.CertificateService.GetOrder:input_type -> hufu.v1.GetOrderRequest
-	24, // 50: hufu.v1.CertificateService.PayOrder:input_type -> hufu.v1.PayOrderRequest
-	26, // 51: hufu.v1.CertificateService.CancelOrder:input_type -> hufu.v1.CancelOrderRequest
-	28, // 52: hufu.v1.CertificateService.ReorderDraft:input_type -> hufu.v1.ReorderDraftRequest
-	30, // 53: hufu.v1.CertificateService.ListCertificates:input_type -> hufu.v1.ListCertificatesRequest
-	32, // 54: hufu.v1.CertificateService.DownloadCertificate:input_type -> hufu.v1.DownloadCertificateRequest
-	34, // 55: hufu.v1.CertificateService.RenewCertificate:input_type -> hufu.v1.RenewCertificateRequest
-	36, // 56: hufu.v1.CertificateService.UpgradeCertificate:input_type -> hufu.v1.UpgradeCertificateRequest
-	38, // 57: hufu.v1.CertificateService.SetCertificateLabel:input_type -> hufu.v1.SetCertificateLabelRequest
-	40, // 58: hufu.v1.CertificateService.CheckCertificate:input_type -> hufu.v1.CheckCertificateRequest
-	43, // 59: hufu.v1.CertificateService.RevokeCertificate:input_type -> hufu.v1.RevokeCertificateRequest
-	58, // 60: hufu.v1.CertificateService.PreviewRevocation:input_type -> hufu.v1.PreviewRevocationRequest
-	45, // 61: hufu.v1.CertificateService.ListMessages:input_type -> hufu.v1.ListMessagesRequest
-	47, // 62: hufu.v1.ReviewService.ListReviews:input_type -> hufu.v1.ListReviewsRequest
-	49, // 63: hufu.v1.ReviewService.ApproveOrder:input_type -> hufu.v1.ApproveOrderRequest
-	51, // 64: hufu.v1.ReviewService.RejectOrder:input_type -> hufu.v1.RejectOrderRequest
-	53, // 65: hufu.v1.ReviewService.GetAuthorisationLetter:input_type -> hufu.v1.GetAuthorisationLetterRequest
-	55, // 66: hufu.v1.ReviewService.ListOrderAttachments:input_type -> hufu.v1.ListOrderAttachmentsRequest
-	60, // 67: hufu.v1.ReviewService.DisableCertificate:input_type -> hufu.v1.DisableCertificateRequest
-	62, // 68: hufu.v1.ReviewService.EnableCertificate:input_type -> hufu.v1.EnableCertificateRequest
-	17, // 69: hufu.v1.CertificateService.ListCertificateAuthorities:output_type -> hufu.v1.ListCertificateAuthoritiesResponse
-	19, // 70: hufu.v1.CertificateService.ApplyCertificate:output_type -> hufu.v1.ApplyCertificateResponse
-	21, // 71: hufu.v1.CertificateService.ListOrders:output_type -> hufu.v1.ListOrdersResponse
-	23, // 72: hufu.v1.CertificateService.GetOrder:output_type -> hufu.v1.GetOrderResponse
-	25, // 73: hufu.v1.CertificateService.PayOrder:output_type -> hufu.v1.PayOrderResponse
-	27, // 74: hufu.v1.CertificateService.CancelOrder:output_type -> hufu.v1.CancelOrderResponse
-	29, // 75: hufu.v1.CertificateService.ReorderDraft:output_type -> hufu.v1.ReorderDraftResponse
-	31, // 76: hufu.v1.CertificateService.ListCertificates:output_type -> hufu.v1.ListCertificatesResponse
-	33, // 77: hufu.v1.CertificateService.DownloadCertificate:output_type -> hufu.v1.DownloadCertificateResponse
-	35, // 78: hufu.v1.CertificateService.RenewCertificate:output_type -> hufu.v1.RenewCertificateResponse
-	37, // 79: hufu.v1.CertificateService.UpgradeCertificate:output_type -> hufu.v1.UpgradeCertificateResponse
-	39, // 80: hufu.v1.CertificateService.SetCertificateLabel:output_type -> hufu.v1.SetCertificateLabelResponse
-	42, // 81: hufu.v1.CertificateService.CheckCertificate:output_type -> hufu.v1.CheckCertificateResponse
-	44, // 82: hufu.v1.CertificateService.RevokeCertificate:output_type -> hufu.v1.RevokeCertificateResponse
-	59, // 83: hufu.v1.CertificateService.PreviewRevocation:output_type -> hufu.v1.PreviewRevocationResponse
-	46, // 84: hufu.v1.CertificateService.ListMessages:output_type -> hufu.v1.ListMessagesResponse
-	48, // 85: hufu.v1.ReviewService.ListReviews:output_type -> hufu.v1.ListReviewsResponse
-	50, // 86: hufu.v1.ReviewService.ApproveOrder:output_type -> hufu.v1.ApproveOrderResponse
-	52, // 87: hufu.v1.ReviewService.RejectOrder:output_type -> hufu.v1.RejectOrderResponse
-	54, // 88: hufu.v1.ReviewService.GetAuthorisationLetter:output_type -> hufu.v1.GetAuthorisationLetterResponse
-	57, // 89: hufu.v1.ReviewService.ListOrderAttachments:output_type -> hufu.v1.ListOrderAttachmentsResponse
-	61, // 90: hufu.v1.ReviewService.DisableCertificate:output_type -> hufu.v1.DisableCertificateResponse
-	63, // 91: hufu.v1.ReviewService.EnableCertificate:output_type -> hufu.v1.EnableCertificateResponse
-	69, // [69:92] is the sub-list for method output_type
-	46, // [46:69] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	65, // 13: hufu.v1.Certificate.revoked_at:type_name -> google.protobuf.Timestamp
+	7,  // 14: hufu.v1.Certificate.key_placement:type_name -> hufu.v1.KeyPlacement
+	65, // 15: hufu.v1.Certificate.disabled_at:type_name -> google.protobuf.Timestamp
+	6,  // 16: hufu.v1.Certificate.usage:type_name -> hufu.v1.CertificateUsage
+	4,  // 17: hufu.v1.Message.kind:type_name -> hufu.v1.MessageKind
+	65, // 18: hufu.v1.Message.time:type_name -> google.protobuf.Timestamp
+	8,  // 19: hufu.v1.ListCertificateAuthoritiesResponse.authorities:type_name -> hufu.v1.CertificateAuthority
+	10, // 20: hufu.v1.ApplyCertificateRequest.authorisation:type_name -> hufu.v1.Authorisation
+	14, // 21: hufu.v1.ApplyCertificateResponse.order:type_name -> hufu.v1.Order
+	0,  // 22: hufu.v1.ListOrdersRequest.status:type_name -> hufu.v1.OrderStatus
+	14, // 23: hufu.v1.ListOrdersResponse.orders:type_name -> hufu.v1.Order
+	14, // 24: hufu.v1.GetOrderResponse.order:type_name -> hufu.v1.Order
+	14, // 25: hufu.v1.PayOrderResponse.order:type_name -> hufu.v1.Order
+	15, // 26: hufu.v1.PayOrderResponse.certificate:type_name -> hufu.v1.Certificate
+	14, // 27: hufu.v1.CancelOrderResponse.order:type_name -> hufu.v1.Order
+	19, // 28: hufu.v1.ReorderDraftResponse.draft:type_name -> hufu.v1.ApplyCertificateRequest
+	5,  // 29: hufu.v1.ListCertificatesRequest.view:type_name -> hufu.v1.CertificateListView
+	15, // 30: hufu.v1.ListCertificatesResponse.certificates:type_name -> hufu.v1.Certificate
+	3,  // 31: hufu.v1.DownloadCertificateRequest.format:type_name -> hufu.v1.CertificateFormat
+	15, // 32: hufu.v1.DownloadCertificateResponse.certificate:type_name -> hufu.v1.Certificate
+	15, // 33: hufu.v1.DownloadCertificateResponse.pair_certificate:type_name -> hufu.v1.Certificate
+	14, // 34: hufu.v1.RenewCertificateResponse.order:type_name -> hufu.v1.Order
+	14, // 35: hufu.v1.UpgradeCertificateResponse.order:type_name -> hufu.v1.Order
+	15, // 36: hufu.v1.SetCertificateLabelResponse.certificate:type_name -> hufu.v1.Certificate
+	42, // 37: hufu.v1.CheckCertificateResponse.steps:type_name -> hufu.v1.CheckStep
+	15, // 38: hufu.v1.RevokeCertificateResponse.certificate:type_name -> hufu.v1.Certificate
+	16, // 39: hufu.v1.ListMessagesResponse.messages:type_name -> hufu.v1.Message
+	0,  // 40: hufu.v1.ListReviewsRequest.status:type_name -> hufu.v1.OrderStatus
+	14, // 41: hufu.v1.ListReviewsResponse.orders:type_name -> hufu.v1.Order
+	14, // 42: hufu.v1.ApproveOrderResponse.order:type_name -> hufu.v1.Order
+	14, // 43: hufu.v1.RejectOrderResponse.order:type_name -> hufu.v1.Order
+	57, // 44: hufu.v1.ListOrderAttachmentsResponse.attachments:type_name -> hufu.v1.OrderAttachment
+	15, // 45: hufu.v1.PreviewRevocationResponse.certificates:type_name -> hufu.v1.Certificate
+	15, // 46: hufu.v1.DisableCertificateResponse.certificate:type_name -> hufu.v1.Certificate
+	15, // 47: hufu.v1.EnableCertificateResponse.certificate:type_name -> hufu.v1.Certificate
+	17, // 48: hufu.v1.CertificateService.ListCertificateAuthorities:input_type -> hufu.v1.ListCertificateAuthoritiesRequest
+	19, // 49: hufu.v1.CertificateService.ApplyCertificate:input_type -> hufu.v1.ApplyCertificateRequest
+	21, // 50: hufu.v1.CertificateService.ListOrders:input_type -> hufu.v1.ListOrdersRequest
+	23, // 51: hufu.v1.CertificateService.GetOrder:input_type -> hufu.v1.GetOrderRequest
+	25, // 52: hufu.v1.CertificateService.PayOrder:input_type -> hufu.v1.PayOrderRequest
+	27, // 53: hufu.v1.CertificateService.CancelOrder:input_type -> hufu.v1.CancelOrderRequest
+	29, // 54: hufu.v1.CertificateService.ReorderDraft:input_type -> hufu.v1.ReorderDraftRequest
+	31, // 55: hufu.v1.CertificateService.ListCertificates:input_type -> hufu.v1.ListCertificatesRequest
+	33, // 56: hufu.v1.CertificateService.DownloadCertificate:input_type -> hufu.v1.DownloadCertificateRequest
+	35, // 57: hufu.v1.CertificateService.RenewCertificate:input_type -> hufu.v1.RenewCertificateRequest
+	37, // 58: hufu.v1.CertificateService.UpgradeCertificate:input_type -> hufu.v1.UpgradeCertificateRequest
+	39, // 59: hufu.v1.CertificateService.SetCertificateLabel:input_type -> hufu.v1.SetCertificateLabelRequest
+	41, // 60: hufu.v1.CertificateService.CheckCertificate:input_type -> hufu.v1.CheckCertificateRequest
+	44, // 61: hufu.v1.CertificateService.RevokeCertificate:input_type -> hufu.v1.RevokeCertificateRequest
+	59, // 62: hufu.v1.CertificateService.PreviewRevocation:input_type -> hufu.v1.PreviewRevocationRequest
+	46, // 63: hufu.v1.CertificateService.ListMessages:input_type -> hufu.v1.ListMessagesRequest
+	48, // 64: hufu.v1.ReviewService.ListReviews:input_type -> hufu.v1.ListReviewsRequest
+	50, // 65: hufu.v1.ReviewService.ApproveOrder:input_type -> hufu.v1.ApproveOrderRequest
+	52, // 66: hufu.v1.ReviewService.RejectOrder:input_type -> hufu.v1.RejectOrderRequest
+	54, // 67: hufu.v1.ReviewService.GetAuthorisationLetter:input_type -> hufu.v1.GetAuthorisationLetterRequest
+	56, // 68: hufu.v1.ReviewService.ListOrderAttachments:input_type -> hufu.v1.ListOrderAttachmentsRequest
+	61, // 69: hufu.v1.ReviewService.DisableCertificate:input_type -> hufu.v1.DisableCertificateRequest
+	63, // 70: hufu.v1.ReviewService.EnableCertificate:input_type -> hufu.v1.EnableCertificateRequest
+	18, // 71: hufu.v1.CertificateService.ListCertificateAuthorities:output_type -> hufu.v1.ListCertificateAuthoritiesResponse
+	20, // 72: hufu.v1.CertificateService.ApplyCertificate:output_type -> hufu.v1.ApplyCertificateResponse
+	22, // 73: hufu.v1.CertificateService.ListOrders:output_type -> hufu.v1.ListOrdersResponse
+	24, // 74: hufu.v1.CertificateService.GetOrder:output_type -> hufu.v1.GetOrderResponse
+	26, // 75: hufu.v1.CertificateService.PayOrder:output_type -> hufu.v1.PayOrderResponse
+	28, // 76: hufu.v1.CertificateService.CancelOrder:output_type -> hufu.v1.CancelOrderResponse
+	30, // 77: hufu.v1.CertificateService.ReorderDraft:output_type -> hufu.v1.ReorderDraftResponse
+	32, // 78: hufu.v1.CertificateService.ListCertificates:output_type -> hufu.v1.ListCertificatesResponse
+	34, // 79: hufu.v1.CertificateService.DownloadCertificate:output_type -> hufu.v1.DownloadCertificateResponse
+	36, // 80: hufu.v1.CertificateService.RenewCertificate:output_type -> hufu.v1.RenewCertificateResponse
+	38, // 81: hufu.v1.CertificateService.UpgradeCertificate:output_type -> hufu.v1.UpgradeCertificateResponse
+	40, // 82: hufu.v1.CertificateService.SetCertificateLabel:output_type -> hufu.v1.SetCertificateLabelResponse
+	43, // 83: hufu.v1.CertificateService.CheckCertificate:output_type -> hufu.v1.CheckCertificateResponse
+	45, // 84: hufu.v1.CertificateService.RevokeCertificate:output_type -> hufu.v1.RevokeCertificateResponse
+	60, // 85: hufu.v1.CertificateService.PreviewRevocation:output_type -> hufu.v1.PreviewRevocationResponse
+	47, // 86: hufu.v1.CertificateService.ListMessages:output_type -> hufu.v1.ListMessagesResponse
+	49, // 87: hufu.v1.ReviewService.ListReviews:output_type -> hufu.v1.ListReviewsResponse
+	51, // 88: hufu.v1.ReviewService.ApproveOrder:output_type -> hufu.v1.ApproveOrderResponse
+	53, // 89: hufu.v1.ReviewService.RejectOrder:output_type -> hufu.v1.RejectOrderResponse
+	55, // 90: hufu.v1.ReviewService.GetAuthorisationLetter:output_type -> hufu.v1.GetAuthorisationLetterResponse
+	58, // 91: hufu.v1.ReviewService.ListOrderAttachments:output_type -> hufu.v1.ListOrderAttachmentsResponse
+	62, // 92: hufu.v1.ReviewService.DisableCertificate:output_type -> hufu.v1.DisableCertificateResponse
+	64, // 93: hufu.v1.ReviewService.EnableCertificate:output_type -> hufu.v1.EnableCertificateResponse
+	71, // [71:94] is the sub-list for method output_type
+	48, // [48:71] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_certificate_proto_init() }
@@ -4448,7 +4637,7 @@ func file_hufu_v1_certificate_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_certificate_proto_rawDesc), len(file_hufu_v1_certificate_proto_rawDesc)),
-			NumEnums:      7,
+			NumEnums:      8,
 			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   2,

@@ -50,9 +50,10 @@ type CertificateServiceClient interface {
 	// ListCertificateAuthorities lists the CAs an applicant may choose (勾选CA机构), with the
 	// validities and prices each offers.
 	ListCertificateAuthorities(ctx context.Context, in *ListCertificateAuthoritiesRequest, opts ...grpc.CallOption) (*ListCertificateAuthoritiesResponse, error)
-	// ApplyCertificate submits an application: the order starts in review (审核中). The CSR must
-	// be signed by the split key itself (proof of possession); request_id is the idempotency
-	// key.
+	// ApplyCertificate submits an application: the order starts in review (审核中). An
+	// application certifies a pair of split keys (GM practice, GM/T 0015): key_id for the
+	// signing certificate and encryption_key_id for the encryption certificate, each with a CSR
+	// signed by that key itself (proof of possession); request_id is the idempotency key.
 	ApplyCertificate(ctx context.Context, in *ApplyCertificateRequest, opts ...grpc.CallOption) (*ApplyCertificateResponse, error)
 	// ListOrders lists the caller's orders, newest first, with a status filter and a keyword.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
@@ -89,7 +90,8 @@ type CertificateServiceClient interface {
 	// ever encrypted to this certificate can be decrypted by anyone. Confirmed with the PIN.
 	RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*RevokeCertificateResponse, error)
 	// PreviewRevocation lists every certificate that a revocation of serial revokes with it:
-	// all certificates of the same key (its server share is deleted). Those the person can
+	// all certificates of the same key (its server share is deleted), and of a pair both
+	// keys. Those the person can
 	// still use must be echoed in RevokeCertificateRequest.acknowledged_serials.
 	PreviewRevocation(ctx context.Context, in *PreviewRevocationRequest, opts ...grpc.CallOption) (*PreviewRevocationResponse, error)
 	// ListMessages lists the caller's messages (消息-CA证书), newest first.
@@ -277,9 +279,10 @@ type CertificateServiceServer interface {
 	// ListCertificateAuthorities lists the CAs an applicant may choose (勾选CA机构), with the
 	// validities and prices each offers.
 	ListCertificateAuthorities(context.Context, *ListCertificateAuthoritiesRequest) (*ListCertificateAuthoritiesResponse, error)
-	// ApplyCertificate submits an application: the order starts in review (审核中). The CSR must
-	// be signed by the split key itself (proof of possession); request_id is the idempotency
-	// key.
+	// ApplyCertificate submits an application: the order starts in review (审核中). An
+	// application certifies a pair of split keys (GM practice, GM/T 0015): key_id for the
+	// signing certificate and encryption_key_id for the encryption certificate, each with a CSR
+	// signed by that key itself (proof of possession); request_id is the idempotency key.
 	ApplyCertificate(context.Context, *ApplyCertificateRequest) (*ApplyCertificateResponse, error)
 	// ListOrders lists the caller's orders, newest first, with a status filter and a keyword.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
@@ -316,7 +319,8 @@ type CertificateServiceServer interface {
 	// ever encrypted to this certificate can be decrypted by anyone. Confirmed with the PIN.
 	RevokeCertificate(context.Context, *RevokeCertificateRequest) (*RevokeCertificateResponse, error)
 	// PreviewRevocation lists every certificate that a revocation of serial revokes with it:
-	// all certificates of the same key (its server share is deleted). Those the person can
+	// all certificates of the same key (its server share is deleted), and of a pair both
+	// keys. Those the person can
 	// still use must be echoed in RevokeCertificateRequest.acknowledged_serials.
 	PreviewRevocation(context.Context, *PreviewRevocationRequest) (*PreviewRevocationResponse, error)
 	// ListMessages lists the caller's messages (消息-CA证书), newest first.

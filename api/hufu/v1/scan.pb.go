@@ -708,9 +708,13 @@ type SessionResult struct {
 	// the certificate's holder.
 	AnsweredByUser   string `protobuf:"bytes,10,opt,name=answered_by_user,json=answeredByUser,proto3" json:"answered_by_user,omitempty"`
 	AnsweredByDevice string `protobuf:"bytes,11,opt,name=answered_by_device,json=answeredByDevice,proto3" json:"answered_by_device,omitempty"`
-	Delegated        bool   `protobuf:"varint,12,opt,name=delegated,proto3" json:"delegated,omitempty"` // Next field: 13
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	Delegated        bool   `protobuf:"varint,12,opt,name=delegated,proto3" json:"delegated,omitempty"`
+	// GENERATE: the certificate to envelope the bid file to (DER): the encryption certificate
+	// of a pair, or the one certificate of a certificate made before pairs. Register the
+	// envelope at the opening with this certificate's serial.
+	EncryptionCertificate []byte `protobuf:"bytes,13,opt,name=encryption_certificate,json=encryptionCertificate,proto3" json:"encryption_certificate,omitempty"` // Next field: 14
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *SessionResult) Reset() {
@@ -825,6 +829,13 @@ func (x *SessionResult) GetDelegated() bool {
 		return x.Delegated
 	}
 	return false
+}
+
+func (x *SessionResult) GetEncryptionCertificate() []byte {
+	if x != nil {
+		return x.EncryptionCertificate
+	}
+	return nil
 }
 
 type SignedDocument struct {
@@ -2845,7 +2856,7 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"opening_id\x18\r \x01(\tR\topeningId\x12\x12\n" +
 	"\x04hall\x18\x0e \x01(\bR\x04hall\x12\x1b\n" +
 	"\tparent_id\x18\x0f \x01(\tR\bparentId\x12.\n" +
-	"\tsign_mode\x18\x10 \x01(\x0e2\x11.hufu.v1.SignModeR\bsignMode\"\xe9\x03\n" +
+	"\tsign_mode\x18\x10 \x01(\x0e2\x11.hufu.v1.SignModeR\bsignMode\"\xa0\x04\n" +
 	"\rSessionResult\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x14\n" +
 	"\x05chain\x18\x02 \x03(\fR\x05chain\x12\x1c\n" +
@@ -2861,7 +2872,8 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\x10answered_by_user\x18\n" +
 	" \x01(\tR\x0eansweredByUser\x12,\n" +
 	"\x12answered_by_device\x18\v \x01(\tR\x10answeredByDevice\x12\x1c\n" +
-	"\tdelegated\x18\f \x01(\bR\tdelegated\"\x93\x01\n" +
+	"\tdelegated\x18\f \x01(\bR\tdelegated\x125\n" +
+	"\x16encryption_certificate\x18\r \x01(\fR\x15encryptionCertificate\"\x93\x01\n" +
 	"\x0eSignedDocument\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03sm3\x18\x02 \x01(\fR\x03sm3\x12\x10\n" +

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"crypto/rand"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,18 +76,7 @@ func onCRL(t *testing.T, a *certAppl, serial string) bool {
 // certStatus finds one of the applicant's certificates in either list.
 func certStatus(t *testing.T, p *applicant, serial string) hufuv1.CertificateStatus {
 	t.Helper()
-	for _, view := range []hufuv1.CertificateListView{hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_ACTIVE, hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_NO_LONGER_VALID} {
-		r, err := p.certs.ListCertificates(bg, &hufuv1.ListCertificatesRequest{View: view})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range r.Certificates {
-			if c.Serial == serial {
-				return c.Status
-			}
-		}
-	}
-	return hufuv1.CertificateStatus_CERTIFICATE_STATUS_UNSPECIFIED
+	return p.certificate(serial).Status // both lists, and a pair's encryption certificate
 }
 
 func TestAfterSalesRefundEndToEnd(t *testing.T) {
@@ -107,9 +97,10 @@ func TestAfterSalesRefundEndToEnd(t *testing.T) {
 
 	order := p.paidOrder(review)
 	serial := order.Serial
-	// The preview names the certificate a refund revokes and the amount.
+	// The preview names the certificates a refund revokes (the pair) and the amount.
 	pv, err := as.PreviewAfterSales(bg, &hufuv1.PreviewAfterSalesRequest{OrderId: order.Id})
-	if err != nil || pv.RefundAmountFen != order.PriceFen || len(pv.RevokedSerials) != 1 || pv.RevokedSerials[0] != serial ||
+	if err != nil || pv.RefundAmountFen != order.PriceFen || len(pv.RevokedSerials) != 2 || !slices.Contains(pv.RevokedSerials, serial) ||
+		order.EncryptionSerial == "" || !slices.Contains(pv.RevokedSerials, order.EncryptionSerial) ||
 		pv.Acknowledgement == "" || !strings.Contains(strings.Join(pv.Consequences, ""), serial) {
 		t.Fatalf("preview: %v %v", pv, err)
 	}
@@ -180,7 +171,7 @@ func TestAfterSalesRefundEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := refunded.Case; r.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_REFUNDED || r.RefundEntryId == "" || len(r.Serials) != 1 || r.Serials[0] != serial {
+	if r := refunded.Case; r.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_REFUNDED || r.RefundEntryId == "" || len(r.Serials) != 2 || !slices.Contains(r.Serials, serial) || !slices.Contains(r.Serials, order.EncryptionSerial) {
 		t.Fatalf("refunded: %v", r)
 	}
 	// Again: the same answer, nothing more moves.
@@ -194,8 +185,14 @@ func TestAfterSalesRefundEndToEnd(t *testing.T) {
 	wantCode(t, err, codes.FailedPrecondition, "")
 
 	// The certificate is revoked, its key's share destroyed, its serial on the CRL.
-	if st := certStatus(t, p, serial); st != hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED {
-		t.Fatalf("certificate after the refund: %v", st)
+	// A refund revokes the pair: the encryption certificate and its key go too.
+	for _, sn := range []string{serial, order.EncryptionSerial} {
+		if st := certStatus(t, p, sn); st != hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED {
+			t.Fatalf("certificate %s after the refund: %v", sn, st)
+		}
+	}
+	if _, err := p.enc.signer().Decrypt(nil, mustEncrypt(t, p.enc.public.PublicKey()), nil); statusCode(err) != codes.FailedPrecondition {
+		t.Fatalf("decrypting with the encryption key after the refund: %v", err)
 	}
 	if _, err := p.key.signer().Sign(rand.Reader, []byte("bid"), &cosign.SignerOpts{}); statusCode(err) != codes.FailedPrecondition {
 		t.Fatalf("signing after the refund: %v", err)

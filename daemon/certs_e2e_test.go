@@ -78,24 +78,32 @@ func (a *appliance) desk() hufuv1.ReviewServiceClient {
 	return hufuv1.NewReviewServiceClient(conn.ClientConn())
 }
 
-// applicant is a verified person with a split key, applying for certificates.
+// applicant is a verified person with two split keys, applying for certificate pairs: key
+// for the signing certificates, enc for the encryption certificates.
 type applicant struct {
 	t     *testing.T
 	conn  *client.Conn
 	key   *phoneKey
+	enc   *phoneKey
 	certs hufuv1.CertificateServiceClient
 	n     int
+	// encSerial is the encryption certificate of the last pair issue made.
+	encSerial string
 }
 
 func newApplicant(t *testing.T, a *certAppl, phone, device, keyID string) *applicant {
 	conn, userID := a.verifiedUser(phone, device)
-	return &applicant{t: t, conn: conn, key: createKey(t, conn, userID, keyID, "123456"), certs: hufuv1.NewCertificateServiceClient(conn.ClientConn())}
+	return &applicant{t: t, conn: conn, key: createKey(t, conn, userID, keyID, "123456"), enc: createKey(t, conn, userID, keyID+"-enc", "123456"),
+		certs: hufuv1.NewCertificateServiceClient(conn.ClientConn())}
 }
 
-// csr is a PKCS#10 request signed by the split key through the daemon.
-func (p *applicant) csr() []byte {
+// csr is a PKCS#10 request signed by the signing split key through the daemon.
+func (p *applicant) csr() []byte { return p.csrOf(p.key) }
+
+// csrOf is a PKCS#10 request signed by k through the daemon.
+func (p *applicant) csrOf(k *phoneKey) []byte {
 	p.t.Helper()
-	der, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, p.key.signer())
+	der, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, k.signer())
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -115,7 +123,8 @@ func (p *applicant) letter() *hufuv1.Authorisation {
 func (p *applicant) request() *hufuv1.ApplyCertificateRequest {
 	p.n++
 	return &hufuv1.ApplyCertificateRequest{RequestId: fmt.Sprintf("apply-%s-%d", p.key.id, p.n), KeyId: p.key.id, CaId: "hufu-ca",
-		ValidityYears: 2, Platforms: []string{"demo"}, Csr: p.csr(), Authorisation: p.letter()}
+		ValidityYears: 2, Platforms: []string{"demo"}, Csr: p.csr(), Authorisation: p.letter(),
+		EncryptionKeyId: p.enc.id, EncryptionCsr: p.csrOf(p.enc)}
 }
 
 func (p *applicant) apply() *hufuv1.Order {
@@ -131,7 +140,8 @@ func (p *applicant) pay(orderID, idem string) (*hufuv1.PayOrderResponse, error) 
 	return p.certs.PayOrder(bg, &hufuv1.PayOrderRequest{OrderId: orderID, Method: "dev", IdempotencyKey: idem})
 }
 
-// issue takes a certificate through the whole flow and returns its serial.
+// issue takes a certificate pair through the whole flow and returns the signing
+// certificate's serial (p.encSerial is the encryption certificate's).
 func (p *applicant) issue(desk hufuv1.ReviewServiceClient) string {
 	p.t.Helper()
 	o := p.apply()
@@ -142,7 +152,16 @@ func (p *applicant) issue(desk hufuv1.ReviewServiceClient) string {
 	if err != nil {
 		p.t.Fatalf("pay: %v", err)
 	}
+	p.encSerial = paid.Order.EncryptionSerial
 	return paid.Certificate.Serial
+}
+
+// issueForEnvelopes takes a pair through the whole flow and returns what bid envelopes are
+// encrypted to: the encryption certificate's serial and its key.
+func (p *applicant) issueForEnvelopes(desk hufuv1.ReviewServiceClient) (string, *phoneKey) {
+	p.t.Helper()
+	p.issue(desk)
+	return p.encSerial, p.enc
 }
 
 func (p *applicant) download(serial string) (*smx509.Certificate, *smx509.CertPool, *smx509.CertPool, *smx509.Certificate) {
@@ -288,7 +307,10 @@ func TestCertificateLifecycleEndToEnd(t *testing.T) {
 			t.Fatalf("check step %s failed: %s", s.Name, s.Detail)
 		}
 	}
-	plain, err := p.key.signer().Decrypt(nil, check.TestCiphertext, nil)
+	if check.SignKeyId != p.key.id || check.DecryptKeyId != p.enc.id || check.DecryptTicket == "" {
+		t.Fatalf("check keys: sign %s, decrypt %s", check.SignKeyId, check.DecryptKeyId)
+	}
+	plain, err := p.enc.signer().Decrypt(nil, check.TestCiphertext, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,8 +318,9 @@ func TestCertificateLifecycleEndToEnd(t *testing.T) {
 		t.Fatal("the test decryption does not match")
 	}
 
-	// Renew keeps the key: a file encrypted to the old certificate still decrypts.
-	ct, err := sm2.Encrypt(rand.Reader, cert.PublicKey.(*ecdsa.PublicKey), []byte("old bid"), nil)
+	// Renew keeps the keys: a file encrypted to the old encryption certificate still decrypts.
+	encCert, _, _, _ := p.download(paid.Order.EncryptionSerial)
+	ct, err := sm2.Encrypt(rand.Reader, encCert.PublicKey.(*ecdsa.PublicKey), []byte("old bid"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +339,7 @@ func TestCertificateLifecycleEndToEnd(t *testing.T) {
 	if !newCert.PublicKey.(*ecdsa.PublicKey).Equal(cert.PublicKey) || renewed.Certificate.Label != "投标专用" {
 		t.Fatal("renewal changed the key or lost the label")
 	}
-	if pt, err := p.key.signer().Decrypt(nil, ct, nil); err != nil || string(pt) != "old bid" {
+	if pt, err := p.enc.signer().Decrypt(nil, ct, nil); err != nil || string(pt) != "old bid" {
 		t.Fatalf("old ciphertext after renewal: %v", err)
 	}
 	lists := func(view hufuv1.CertificateListView) []string {
@@ -528,7 +551,10 @@ func TestOrderTransitions(t *testing.T) {
 		t.Fatalf("draft %v", draft.Draft)
 	}
 	d := draft.Draft
-	d.RequestId, d.Csr, d.Authorisation = "reorder-0001", p.csr(), p.letter()
+	if d.EncryptionKeyId != p.enc.id {
+		t.Fatalf("draft's encryption key %q", d.EncryptionKeyId)
+	}
+	d.RequestId, d.Csr, d.Authorisation, d.EncryptionCsr = "reorder-0001", p.csr(), p.letter(), p.csrOf(p.enc)
 	re, err := p.certs.ApplyCertificate(bg, d)
 	if err != nil || re.Order.ReorderedFrom != cid || re.Order.Status != hufuv1.OrderStatus_ORDER_STATUS_IN_REVIEW {
 		t.Fatalf("reorder %v %v", re, err)

@@ -85,6 +85,17 @@ func (p *applicant) certificate(serial string) *hufuv1.Certificate {
 			return c
 		}
 	}
+	// A pair is listed as its signing certificate; the encryption certificate's record
+	// comes with the download.
+	for _, c := range r.Certificates {
+		if c.PairSerial == serial {
+			dl, err := p.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: c.Serial})
+			if err != nil {
+				p.t.Fatal(err)
+			}
+			return dl.PairCertificate
+		}
+	}
 	p.t.Fatalf("certificate %s not listed", serial)
 	return nil
 }
@@ -97,7 +108,8 @@ func TestDisabledCertificateCannotSignOrDecrypt(t *testing.T) {
 	desk := a.desk()
 	p := newApplicant(t, a, phone, "device-0001", "key-disable-01")
 	serial := p.issue(desk)
-	cert, _, _, _ := p.download(serial)
+	// Disabling the signing certificate disables the pair: neither key answers.
+	cert, _, _, _ := p.download(p.encSerial)
 	ct, err := sm2.Encrypt(rand.Reader, cert.PublicKey.(*ecdsa.PublicKey), []byte("bid"), nil)
 	must(t, err)
 	sign := func() error {
@@ -105,7 +117,7 @@ func TestDisabledCertificateCannotSignOrDecrypt(t *testing.T) {
 		return err
 	}
 	decrypt := func() error {
-		_, err := p.key.signer().Decrypt(nil, ct, nil)
+		_, err := p.enc.signer().Decrypt(nil, ct, nil)
 		return err
 	}
 	must(t, sign())
@@ -224,6 +236,7 @@ func TestRevocationNamesTheKeysOtherCertificates(t *testing.T) {
 	desk := a.desk()
 	p := newApplicant(t, a, phone, "device-0001", "key-revoke-two")
 	first := p.issue(desk)
+	firstEnc := p.encSerial
 	req := p.request()
 	req.CaId = "second-ca"
 	o, err := p.certs.ApplyCertificate(bg, req)
@@ -232,7 +245,7 @@ func TestRevocationNamesTheKeysOtherCertificates(t *testing.T) {
 	must(t, err)
 	paid, err := p.pay(o.Order.Id, "pay-second-ca")
 	must(t, err)
-	second := paid.Certificate.Serial
+	second, secondEnc := paid.Certificate.Serial, paid.Order.EncryptionSerial
 
 	pre, err := p.certs.PreviewRevocation(bg, &hufuv1.PreviewRevocationRequest{Serial: first})
 	must(t, err)
@@ -240,7 +253,12 @@ func TestRevocationNamesTheKeysOtherCertificates(t *testing.T) {
 	for _, c := range pre.Certificates {
 		listed = append(listed, c.Serial)
 	}
-	if len(listed) != 2 || !slices.Contains(listed, first) || !slices.Contains(listed, second) || len(pre.Acknowledge) != 1 || pre.Acknowledge[0] != second {
+	// Both pairs are on the same two keys: all four go; first's own pair needs no echo.
+	slices.Sort(pre.Acknowledge)
+	wantAck := []string{second, secondEnc}
+	slices.Sort(wantAck)
+	if len(listed) != 4 || !slices.Contains(listed, first) || !slices.Contains(listed, firstEnc) || !slices.Contains(listed, second) || !slices.Contains(listed, secondEnc) ||
+		!slices.Equal(pre.Acknowledge, wantAck) {
 		t.Fatalf("preview: certificates %v, acknowledge %v", listed, pre.Acknowledge)
 	}
 	_, err = p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: first, Pin: "123456", ConfirmIrreversible: true})
@@ -252,9 +270,9 @@ func TestRevocationNamesTheKeysOtherCertificates(t *testing.T) {
 	if c := p.certificate(second); c.Status != hufuv1.CertificateStatus_CERTIFICATE_STATUS_ACTIVE {
 		t.Fatalf("after the refusal: %v", c.Status)
 	}
-	_, err = p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: first, Pin: "123456", ConfirmIrreversible: true, AcknowledgedSerials: []string{second}})
+	_, err = p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: first, Pin: "123456", ConfirmIrreversible: true, AcknowledgedSerials: wantAck})
 	must(t, err)
-	for _, s := range []string{first, second} {
+	for _, s := range []string{first, firstEnc, second, secondEnc} {
 		if c := p.certificate(s); c.Status != hufuv1.CertificateStatus_CERTIFICATE_STATUS_REVOKED {
 			t.Fatalf("%s after revocation: %v", s, c.Status)
 		}

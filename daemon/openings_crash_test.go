@@ -129,9 +129,9 @@ func TestBidOpeningSurvivesSIGKILL(t *testing.T) {
 	var bidders []*bidder
 	for i := range 4 {
 		p := newApplicant(t, a, fmt.Sprintf("1380013809%d", i), fmt.Sprintf("crash-phone-%d", i), fmt.Sprintf("crash-key-%d", i))
-		serial := p.issue(desk)
+		serial, encKey := p.issueForEnvelopes(desk)
 		cert, _, _, _ := p.download(serial)
-		key := *p.key
+		key := *encKey
 		key.cred = client.PINCredential("123456")
 		bidders = append(bidders, &bidder{name: serial, phone: hufuv1.NewPhoneScanServiceClient(p.conn.ClientConn()), key: &key,
 			serial: serial, pub: cert.PublicKey.(*ecdsa.PublicKey), conn: p.conn})

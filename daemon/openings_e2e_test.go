@@ -158,9 +158,9 @@ func TestBidOpening(t *testing.T) {
 	var bidders []*bidder
 	for i, phone := range []string{"13800138071", "13800138072"} {
 		p := newApplicant(t, a, phone, "bid-phone-0"+string(rune('1'+i)), "bid-key-0"+string(rune('1'+i)))
-		serial := p.issue(desk)
+		serial, encKey := p.issueForEnvelopes(desk) // bids are enveloped to the encryption certificate
 		cert, _, _, _ := p.download(serial)
-		key := *p.key
+		key := *encKey
 		key.cred = client.PINCredential("123456") // the clock moves past any ticket's life
 		bidders = append(bidders, &bidder{name: phone, phone: hufuv1.NewPhoneScanServiceClient(p.conn.ClientConn()), key: &key,
 			serial: serial, pub: cert.PublicKey.(*ecdsa.PublicKey), conn: p.conn})
@@ -540,7 +540,7 @@ func TestBidOpeningWindowEnds(t *testing.T) {
 	})
 	sys, scans := a.openingSystem(devpki.CLIClientName)
 	p := newApplicant(t, a, "13800138075", "end-phone-01", "end-key-01")
-	serial := p.issue(a.desk())
+	serial, _ := p.issueForEnvelopes(a.desk())
 	cert, _, _, _ := p.download(serial)
 	now := a.clock.Now()
 	created, err := sys.CreateOpening(bg, &hufuv1.CreateOpeningRequest{RequestId: "ends-0001", ProjectCode: "END-1", ProjectName: "到期开标",
@@ -574,7 +574,7 @@ func TestBidOpeningWindowEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = p.key.cosign.Decrypt(bg, &hufuv1.DecryptRequest{KeyId: p.key.id, Credential: client.PINCredential("123456"), C1: parsed.C1[:]})
+	_, err = p.enc.cosign.Decrypt(bg, &hufuv1.DecryptRequest{KeyId: p.enc.id, Credential: client.PINCredential("123456"), C1: parsed.C1[:]})
 	wantCode(t, err, codes.FailedPrecondition, "")
 	keyResp, err := scans.GetScanKey(bg, &hufuv1.GetScanKeyRequest{})
 	if err != nil {

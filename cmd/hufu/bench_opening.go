@@ -457,10 +457,11 @@ func obRunNumber(run string) int {
 	return int(n)
 }
 
-// setupBidders makes each bidder's split key and takes its certificate through the real
-// order flow: ApplyCertificate with a CSR and an authorisation letter both signed by the
-// split key, the review desk's ApproveOrder, PayOrder with the development method, and the
-// download of the issued certificate, whose public key the envelopes are encrypted to.
+// setupBidders makes each bidder's two split keys and takes its certificate pair through the
+// real order flow: ApplyCertificate with a CSR per key signed by that key and an
+// authorisation letter signed by the signing key, the review desk's ApproveOrder, PayOrder
+// with the development method, and the download of the issued encryption certificate, whose
+// public key the envelopes are encrypted to (the bidder's key below is the encryption key).
 func (r *obRun) setupBidders(ctx context.Context) error {
 	r.bidders = make([]*obBidder, r.f.bidders)
 	var done atomic.Int64
@@ -468,25 +469,42 @@ func (r *obRun) setupBidders(ctx context.Context) error {
 	defer stop()
 	return obParallel(r.f.bidders, r.f.setupConcurrency, func(i int) error {
 		acct := r.accounts[i%len(r.accounts)]
-		b := &obBidder{acct: acct, keyID: fmt.Sprintf("bench-open-%s-%05d", r.run, i)}
-		phoneKG, req, err := cosign.StartKeygen(rand.Reader, cosign.KeygenContext(acct.userID, b.keyID))
+		signKeyID := fmt.Sprintf("bench-open-%s-%05d", r.run, i)
+		b := &obBidder{acct: acct, keyID: signKeyID + "-enc"}
+		makeKey := func(keyID string) (*cosign.Key, *cosign.PhoneShare, cosign.Point, error) {
+			phoneKG, req, err := cosign.StartKeygen(rand.Reader, cosign.KeygenContext(acct.userID, keyID))
+			if err != nil {
+				return nil, nil, cosign.Point{}, err
+			}
+			raw, _ := req.MarshalBinary()
+			resp, err := acct.conn.Keys.CreateKey(ctx, &hufuv1.CreateKeyRequest{KeyId: keyID, KeygenRequest: raw, Pin: r.pin, Label: "bench opening"})
+			if err != nil {
+				return nil, nil, cosign.Point{}, fmt.Errorf("create key: %w", err)
+			}
+			var kresp cosign.KeygenResponse
+			if err := kresp.UnmarshalBinary(resp.KeygenResponse); err != nil {
+				return nil, nil, cosign.Point{}, err
+			}
+			share, public, err := phoneKG.Finish(&kresp)
+			if err != nil {
+				return nil, nil, cosign.Point{}, err
+			}
+			return cosign.NewKey(public, share, &client.Remote{Conn: acct.conn, KeyID: keyID, Credential: client.PINCredential(r.pin)}), share, public, nil
+		}
+		signer, _, _, err := makeKey(signKeyID)
 		if err != nil {
 			return err
 		}
-		raw, _ := req.MarshalBinary()
-		resp, err := acct.conn.Keys.CreateKey(ctx, &hufuv1.CreateKeyRequest{KeyId: b.keyID, KeygenRequest: raw, Pin: r.pin, Label: "bench opening"})
+		encrypter, share, public, err := makeKey(b.keyID)
 		if err != nil {
-			return fmt.Errorf("create key: %w", err)
-		}
-		var kresp cosign.KeygenResponse
-		if err := kresp.UnmarshalBinary(resp.KeygenResponse); err != nil {
 			return err
 		}
-		if b.share, b.public, err = phoneKG.Finish(&kresp); err != nil {
-			return err
-		}
-		signer := cosign.NewKey(b.public, b.share, &client.Remote{Conn: acct.conn, KeyID: b.keyID, Credential: client.PINCredential(r.pin)})
+		b.share, b.public = share, public
 		csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, signer)
+		if err != nil {
+			return fmt.Errorf("CSR: %w", err)
+		}
+		encCSR, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, encrypter)
 		if err != nil {
 			return fmt.Errorf("CSR: %w", err)
 		}
@@ -496,8 +514,8 @@ func (r *obRun) setupBidders(ctx context.Context) error {
 			return fmt.Errorf("letter: %w", err)
 		}
 		certs := hufuv1.NewCertificateServiceClient(acct.conn.ClientConn())
-		applied, err := certs.ApplyCertificate(ctx, &hufuv1.ApplyCertificateRequest{RequestId: "apply-" + b.keyID, KeyId: b.keyID, CaId: r.caID,
-			ValidityYears: 1, Platforms: []string{r.platform}, Csr: csr,
+		applied, err := certs.ApplyCertificate(ctx, &hufuv1.ApplyCertificateRequest{RequestId: "apply-" + b.keyID, KeyId: signKeyID, CaId: r.caID,
+			ValidityYears: 1, Platforms: []string{r.platform}, Csr: csr, EncryptionKeyId: b.keyID, EncryptionCsr: encCSR,
 			Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Online{Online: &hufuv1.SignedLetter{Letter: letter, Signature: sig}}}})
 		if err != nil {
 			return fmt.Errorf("apply: %w", err)
@@ -509,7 +527,7 @@ func (r *obRun) setupBidders(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("pay: %w", err)
 		}
-		b.serial = paid.Certificate.Serial
+		b.serial = paid.Order.EncryptionSerial
 		dl, err := certs.DownloadCertificate(ctx, &hufuv1.DownloadCertificateRequest{Serial: b.serial, Format: hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER})
 		if err != nil {
 			return fmt.Errorf("download: %w", err)

@@ -101,11 +101,17 @@ func (c *cli) certMessagesCommand() *urfave.Command {
 		}})
 }
 
-// certApply submits an application: the CSR and (with -sign-letter) the authorisation letter
-// are signed by the split key, the phone half here and the appliance's half there.
+// certApply submits an application for a certificate pair: the signing certificate on -key
+// and the encryption certificate on a second split key, made here two-party exactly as
+// `hufu key create` makes one, under the same PIN (one PIN per application, as the app asks
+// for one; the appliance checks it per key, so each key still locks on its own), unless
+// -encryption-key names one. Each CSR is signed by its own key and (with -sign-letter) the
+// authorisation letter by the signing key, the phone half here and the appliance's half
+// there.
 func (c *cli) certApplyCommand(sub, usage, args string, n argCount) *urfave.Command {
 	fs := newFlags()
-	keyID := fs.String("key", "", "the split key to certify")
+	keyID := fs.String("key", "", "the split key of the signing certificate")
+	encKeyID := fs.String("encryption-key", "", "the split key of the encryption certificate (default: a new key made now under the same PIN)")
 	caID := fs.String("ca", "", "CA id (default: the first offered)")
 	years := fs.Uint("years", 0, "validity in years, 1 to 3")
 	platforms := fs.String("platforms", "", "comma-separated platform ids (default: the current platform)")
@@ -133,6 +139,9 @@ func (c *cli) certApplyCommand(sub, usage, args string, n argCount) *urfave.Comm
 			req = draft.Draft
 			if *keyID != "" {
 				req.KeyId = *keyID
+			}
+			if *encKeyID != "" || req.EncryptionKeyId == req.KeyId {
+				req.EncryptionKeyId = *encKeyID
 			}
 			if *caID != "" {
 				req.CaId = *caID
@@ -169,12 +178,44 @@ func (c *cli) certApplyCommand(sub, usage, args string, n argCount) *urfave.Comm
 				req.ValidityYears = 1
 			}
 		}
-		key, err := c.openKey(ctx, conn, req.KeyId, *pinFlag)
+		if *encKeyID != "" && reorder == "" {
+			req.EncryptionKeyId = *encKeyID
+		}
+		if req.KeyId == "" {
+			return usagef("-key is required")
+		}
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
+		if _, err := ks.Stat(req.KeyId); err != nil {
+			return err
+		}
+		pin, err := c.pin(*pinFlag, "certificate PIN: ")
+		if err != nil {
+			return err
+		}
+		key, err := client.OpenKey(ctx, conn, ks, req.KeyId, pin)
 		if err != nil {
 			return err
 		}
 		if req.Csr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key); err != nil {
 			return fmt.Errorf("signing the certificate request with the split key: %w", err)
+		}
+		if req.EncryptionKeyId == "" {
+			e, err := client.CreateKey(ctx, conn, ks, pin, "encryption key of "+req.KeyId)
+			if err != nil {
+				return fmt.Errorf("making the encryption key: %w", err)
+			}
+			req.EncryptionKeyId = e.ID
+			fmt.Fprintf(c.out, "created encryption key %s (same PIN as %s)\n", e.ID, req.KeyId)
+		}
+		encKey, err := client.OpenKey(ctx, conn, ks, req.EncryptionKeyId, pin)
+		if err != nil {
+			return err
+		}
+		if req.EncryptionCsr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, encKey); err != nil {
+			return fmt.Errorf("signing the encryption certificate's request with its split key: %w", err)
 		}
 		switch {
 		case *letter != "" && *signLetter != "":
@@ -353,6 +394,9 @@ func (c *cli) printOrder(o *hufuv1.Order, detail bool) {
 		return
 	}
 	fmt.Fprintf(c.out, "  key %s  subject %s %s  platforms %s\n", o.KeyId, o.SubjectName, o.SubjectIdMasked, strings.Join(o.Platforms, ","))
+	if o.EncryptionKeyId != "" {
+		fmt.Fprintf(c.out, "  encryption key %s\n", o.EncryptionKeyId)
+	}
 	if o.AuthorisationMethod != "" {
 		fmt.Fprintf(c.out, "  authorisation letter: %s, sha256 %s\n", o.AuthorisationMethod, o.AuthorisationSha256)
 	}
@@ -364,7 +408,11 @@ func (c *cli) printOrder(o *hufuv1.Order, detail bool) {
 		if o.Downloaded {
 			downloaded = "downloaded " + o.DownloadedAt.AsTime().Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(c.out, "  certificate %s, %s\n", o.Serial, downloaded)
+		if o.EncryptionSerial != "" {
+			fmt.Fprintf(c.out, "  signing certificate %s, encryption certificate %s, %s\n", o.Serial, o.EncryptionSerial, downloaded)
+		} else {
+			fmt.Fprintf(c.out, "  certificate %s, %s\n", o.Serial, downloaded)
+		}
 	}
 	fmt.Fprintln(c.out, "  progress (审核进度):")
 	for _, s := range o.Steps {
@@ -459,6 +507,17 @@ func (c *cli) certDownloadCommand() *urfave.Command {
 			}
 			files = append(files, name)
 		}
+		if resp.PairCertificate != nil {
+			// The pair's other certificate, beside the first: SERIAL-encryption.pem or
+			// SERIAL-signing.pem (same chain).
+			name := base + "-" + usageText(resp.PairCertificate.Usage) + ext
+			if err := os.WriteFile(name, resp.PairCertificateData, 0o644); err != nil {
+				return err
+			}
+			files = append(files, name)
+			fmt.Fprintf(c.out, "%s certificate %s, %s certificate %s\n", usageText(resp.Certificate.Usage), resp.Certificate.Serial,
+				usageText(resp.PairCertificate.Usage), resp.PairCertificate.Serial)
+		}
 		fmt.Fprintln(c.out, "wrote", strings.Join(files, ", "))
 		return nil
 	}})
@@ -500,6 +559,9 @@ func (c *cli) printCert(ct *hufuv1.Certificate) {
 	fmt.Fprintf(c.out, "%s  %-18s %s .. %s  key %s  %s%s\n", ct.Serial, certStatusText(ct.Status),
 		ct.NotBefore.AsTime().Local().Format(time.DateOnly), ct.NotAfter.AsTime().Local().Format(time.DateOnly),
 		ct.KeyId, strings.Join(ct.Platforms, ","), label)
+	if ct.PairSerial != "" {
+		fmt.Fprintf(c.out, "  %s certificate; its %s certificate: %s  key %s\n", usageText(ct.Usage), usageText(otherUsage(ct.Usage)), ct.PairSerial, ct.PairKeyId)
+	}
 }
 
 func (c *cli) certListCommand() *urfave.Command {
@@ -584,7 +646,18 @@ func (c *cli) certCheckCommand() *urfave.Command {
 		if err != nil {
 			return err
 		}
-		cert, err := smx509.ParseCertificate(dl.CertificateData)
+		// A pair is checked with both keys: the test message is signed with the signing key
+		// and verified under the signing certificate, the test ciphertext (to the encryption
+		// certificate) decrypted with the encryption key.
+		signDER, signKey := dl.CertificateData, dl.Certificate.KeyId
+		decryptKey, decryptTicket := dl.Certificate.KeyId, resp.Ticket
+		if resp.SignKeyId != "" {
+			signKey, decryptKey, decryptTicket = resp.SignKeyId, resp.DecryptKeyId, resp.DecryptTicket
+		}
+		if dl.PairCertificate != nil && dl.PairCertificate.KeyId == signKey {
+			signDER = dl.PairCertificateData
+		}
+		cert, err := smx509.ParseCertificate(signDER)
 		if err != nil {
 			return err
 		}
@@ -592,7 +665,11 @@ func (c *cli) certCheckCommand() *urfave.Command {
 		if err != nil {
 			return err
 		}
-		entry, err := ks.Load(dl.Certificate.KeyId)
+		pairNote := ""
+		if dl.PairCertificate != nil {
+			pairNote = " (signing key " + signKey + ")"
+		}
+		entry, err := ks.Load(signKey)
 		switch {
 		case err != nil:
 			report("sign", false, "this device does not hold the key's phone half: "+err.Error())
@@ -607,11 +684,23 @@ func (c *cli) certCheckCommand() *urfave.Command {
 			case cert.CheckSignature(smx509.SM2WithSM3, resp.TestMessage, sig) != nil:
 				report("sign", false, "the two-party signature does not verify under the certificate")
 			default:
-				report("sign", true, "two-party signature verifies under the certificate")
+				report("sign", true, "two-party signature verifies under the certificate"+pairNote)
 			}
+		}
+		if dl.PairCertificate != nil {
+			pairNote = " (encryption key " + decryptKey + ")"
+		}
+		entry, err = ks.Load(decryptKey)
+		switch {
+		case err != nil:
+			report("decrypt", false, "this device does not hold the key's phone half: "+err.Error())
+		case decryptTicket == "":
+			report("decrypt", false, "skipped: the key cannot be used")
+		default:
+			key := client.NewKey(conn, entry, client.TicketCredential(decryptTicket))
 			plain, err := key.Decrypt(nil, resp.TestCiphertext, nil)
 			if d := sm3.Sum(plain); err == nil && string(d[:]) == string(resp.TestPlaintextSm3) {
-				report("decrypt", true, "two-party decryption of a test ciphertext to the certificate")
+				report("decrypt", true, "two-party decryption of a test ciphertext to the certificate"+pairNote)
 			} else {
 				report("decrypt", false, fmt.Sprint("the test ciphertext did not decrypt: ", err))
 			}
@@ -667,4 +756,22 @@ func (c *cli) certRevokeCommand() *urfave.Command {
 		c.printCert(resp.Certificate)
 		return nil
 	}})
+}
+
+// usageText names a certificate's usage as the listing and download show it.
+func usageText(u hufuv1.CertificateUsage) string {
+	switch u {
+	case hufuv1.CertificateUsage_CERTIFICATE_USAGE_SIGNING:
+		return "signing"
+	case hufuv1.CertificateUsage_CERTIFICATE_USAGE_ENCRYPTION:
+		return "encryption"
+	}
+	return "single"
+}
+
+func otherUsage(u hufuv1.CertificateUsage) hufuv1.CertificateUsage {
+	if u == hufuv1.CertificateUsage_CERTIFICATE_USAGE_SIGNING {
+		return hufuv1.CertificateUsage_CERTIFICATE_USAGE_ENCRYPTION
+	}
+	return hufuv1.CertificateUsage_CERTIFICATE_USAGE_SIGNING
 }

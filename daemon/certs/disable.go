@@ -18,6 +18,8 @@ import (
 // and the key gate (KeyUsable) no longer counts it, so a key whose only certificate is
 // disabled can neither sign nor decrypt. A key with another active certificate (another CA)
 // stays usable through that one. The holder is told through the inbox, with the reason.
+// A certificate pair is disabled and enabled as one: the other certificate follows, with
+// its own audit record.
 
 // Disable disables an active certificate of any user, with a required reason.
 func (s *Service) Disable(ctx context.Context, caller authn.Caller, serial, reason string) (*storepb.Certificate, error) {
@@ -74,11 +76,36 @@ func (s *Service) setDisabled(ctx context.Context, caller authn.Caller, serial, 
 			return err
 		}
 		out = c
-		return tx.Audit(store.Event{Actor: caller.Actor(), Action: action, Subject: key, Outcome: store.OutcomeOK,
-			Details: map[string]string{"reason": reason, "key": c.KeyId}})
+		if err := tx.Audit(store.Event{Actor: caller.Actor(), Action: action, Subject: key, Outcome: store.OutcomeOK,
+			Details: map[string]string{"reason": reason, "key": c.KeyId}}); err != nil {
+			return err
+		}
+		if c.PairSerial == "" {
+			return nil
+		}
+		pairKey := certKey(c.UserId, c.PairSerial)
+		pair := new(storepb.Certificate)
+		if err := tx.Get(pairKey, pair); err != nil {
+			return err
+		}
+		switch {
+		case disable && pair.Status == certActive:
+			pair.Status, pair.DisabledReason, pair.DisabledUnixNano, pair.DisabledBy = certDisabled, reason, now.UnixNano(), caller.Actor()
+		case !disable && pair.Status == certDisabled:
+			pair.Status, pair.DisabledReason, pair.DisabledUnixNano, pair.DisabledBy = certActive, "", 0, ""
+		default:
+			return nil
+		}
+		if err := tx.Put(pairKey, pair); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: caller.Actor(), Action: action, Subject: pairKey, Outcome: store.OutcomeOK,
+			Details: map[string]string{"reason": reason, "key": pair.KeyId, "pair": serial}})
 	})
 	if out != nil {
-		s.gate.forget(out.KeyId)
+		for _, k := range pairKeys(out) {
+			s.gate.forget(k)
+		}
 	}
 	return out, err
 }

@@ -40,6 +40,7 @@ func (s *Service) OrderPB(o *storepb.Order) *hufuv1.Order {
 		CancelReason: o.CancelReason, CancelledBy: o.CancelledBy, Serial: o.Serial, ReplacesSerial: o.ReplacesSerial,
 		ReorderedFrom: o.ReorderedFrom, EnterpriseUscc: o.EnterpriseUscc, CreatedAt: hufuv1.Timestamp(o.CreatedUnixNano), UpdatedAt: hufuv1.Timestamp(o.UpdatedUnixNano),
 		Downloaded: o.DownloadedUnixNano != 0, DownloadedAt: hufuv1.Timestamp(o.DownloadedUnixNano),
+		EncryptionKeyId: o.EncryptionKeyId, EncryptionSerial: o.EncryptionSerial,
 	}
 	for _, st := range o.Steps {
 		out.Steps = append(out.Steps, &hufuv1.ReviewStep{Name: st.Name, Time: hufuv1.Timestamp(st.TimeUnixNano), Actor: st.Actor, Note: st.Note})

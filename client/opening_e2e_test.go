@@ -33,7 +33,14 @@ func TestOpeningSDK(t *testing.T) {
 	scans := hufuv1.NewScanServiceClient(sys.ClientConn())
 	p := a.newPhone("13800138050", "phone-bid-01")
 	entry := mustCreate(t, p, "bid")
-	serial, cert, _ := issueCertificate(t, p, sys, entry.ID)
+	// Bids are enveloped to the encryption certificate of the bidder's pair, and consented
+	// and decrypted with its key.
+	pair := issuePair(t, p, sys, entry.ID)
+	serial, cert := pair.encSerial, pair.encCert
+	entry, err := p.ks.Load(pair.encKeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	qrResp, err := hufuv1.NewPhoneScanServiceClient(p.conn.ClientConn()).GetQrKey(bg, &hufuv1.GetQrKeyRequest{})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,12 +41,32 @@ func (a *appliance) systemConn() *client.Conn {
 	return conn
 }
 
-// issueCertificate takes a certificate for key through application, review and payment with
-// the SDK and returns its serial, the certificate and the pool of its root.
+// issuedPair is a certificate pair issued with the SDK: the signing certificate on the key
+// the test made, the encryption certificate on a second key made for it under the same PIN.
+type issuedPair struct {
+	serial, encSerial, encKeyID string
+	cert, encCert               *smx509.Certificate
+	roots                       *smx509.CertPool
+}
+
+// issueCertificate takes a certificate pair for key (signing) and a new encryption key
+// through application, review and payment with the SDK and returns the signing serial, the
+// signing certificate and the pool of its root.
 func issueCertificate(t *testing.T, p *phone, sys *client.Conn, keyID string) (string, *smx509.Certificate, *smx509.CertPool) {
+	t.Helper()
+	pair := issuePair(t, p, sys, keyID)
+	return pair.serial, pair.cert, pair.roots
+}
+
+func issuePair(t *testing.T, p *phone, sys *client.Conn, keyID string) issuedPair {
 	t.Helper()
 	k := mustOpen(t, p, keyID)
 	csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encEntry := mustCreate(t, p, "encryption key of "+keyID)
+	encCSR, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, mustOpen(t, p, encEntry.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +77,7 @@ func issueCertificate(t *testing.T, p *phone, sys *client.Conn, keyID string) (s
 	}
 	certs := hufuv1.NewCertificateServiceClient(p.conn.ClientConn())
 	applied, err := certs.ApplyCertificate(bg, &hufuv1.ApplyCertificateRequest{RequestId: "apply-" + keyID, KeyId: keyID, CaId: "hufu-ca",
-		ValidityYears: 2, Platforms: []string{"demo"}, Csr: csr,
+		ValidityYears: 2, Platforms: []string{"demo"}, Csr: csr, EncryptionKeyId: encEntry.ID, EncryptionCsr: encCSR,
 		Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Online{Online: &hufuv1.SignedLetter{Letter: letter, Signature: sig}}}})
 	if err != nil {
 		t.Fatalf("apply: %v", err)
@@ -81,7 +103,11 @@ func issueCertificate(t *testing.T, p *phone, sys *client.Conn, keyID string) (s
 	}
 	roots := smx509.NewCertPool()
 	roots.AddCert(root)
-	return paid.Certificate.Serial, cert, roots
+	encCert, err := smx509.ParseCertificate(dl.PairCertificateData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return issuedPair{serial: paid.Certificate.Serial, cert: cert, roots: roots, encSerial: paid.Order.EncryptionSerial, encKeyID: encEntry.ID, encCert: encCert}
 }
 
 // TestScanSessionsSDK plays every kind of scan session with the SDK only: the business
@@ -92,7 +118,8 @@ func TestScanSessionsSDK(t *testing.T) {
 	rp := hufuv1.NewScanServiceClient(sys.ClientConn())
 	p := a.newPhone("13800138000", "phone-scan-01")
 	entry := mustCreate(t, p, "scan")
-	serial, cert, roots := issueCertificate(t, p, sys, entry.ID)
+	pair := issuePair(t, p, sys, entry.ID)
+	serial, cert, roots := pair.serial, pair.cert, pair.roots
 
 	qrResp, err := hufuv1.NewPhoneScanServiceClient(p.conn.ClientConn()).GetQrKey(bg, &hufuv1.GetQrKeyRequest{})
 	if err != nil {
@@ -234,16 +261,26 @@ func TestScanSessionsSDK(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env, c1, err := client.EnvelopeBidFile(bid, signer)
+		// The system envelopes the bid to the pair's encryption certificate, which the
+		// result names; the signing key cannot open it, the encryption key does.
+		to, err := smx509.ParseCertificate(done.Result.EncryptionCertificate)
+		if err != nil || signer.SerialNumber.Cmp(cert.SerialNumber) != 0 || to.SerialNumber.Cmp(pair.encCert.SerialNumber) != 0 {
+			t.Fatalf("GENERATE result: envelope certificate %v, signer %v", err, signer.SerialNumber)
+		}
+		env, c1, err := client.EnvelopeBidFile(bid, to)
 		if err != nil || len(c1) != cosign.PointSize || c1[0] != 4 {
 			t.Fatalf("envelope: %x %v", c1, err)
 		}
-		got, err := client.OpenBidFile(bg, p.conn, p.ks, entry.ID, pin, env)
+		if _, err := client.OpenBidFile(bg, p.conn, p.ks, entry.ID, pin, env); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("opening the bid file with the signing key: %v", err)
+		}
+		got, err := client.OpenBidFile(bg, p.conn, p.ks, pair.encKeyID, pin, env)
 		if err != nil || !bytes.Equal(got, bid) {
 			t.Fatalf("open bid file: %q %v", got, err)
 		}
-		// The decryption went through the appliance: its usage record carries C1's digest.
-		if !usageHas(t, p, entry.ID, "decrypt") {
+		// The decryption went through the appliance: the encryption key's usage record
+		// carries C1's digest.
+		if !usageHas(t, p, pair.encKeyID, "decrypt") {
 			t.Fatal("no decrypt usage recorded")
 		}
 	})

@@ -37,7 +37,7 @@ func TestAccountDeletionEndToEnd(t *testing.T) {
 	if _, err := conn.Identity.VerifyWithCfca(bg, &hufuv1.VerifyWithCfcaRequest{Name: delName, IdNumber: delID}); err != nil {
 		t.Fatal(err)
 	}
-	p := &applicant{t: t, conn: conn, key: createKey(t, conn, userID, "key-del-0001", "123456"), certs: hufuv1.NewCertificateServiceClient(conn.ClientConn())}
+	p := &applicant{t: t, conn: conn, key: createKey(t, conn, userID, "key-del-0001", "123456"), enc: createKey(t, conn, userID, "key-del-0001-enc", "123456"), certs: hufuv1.NewCertificateServiceClient(conn.ClientConn())}
 	person := &member{applicant: p, userID: userID, device: device, phone: delPhone, ent: hufuv1.NewEnterpriseServiceClient(conn.ClientConn())}
 	serial := p.issue(desk)
 	open := p.apply()

@@ -852,6 +852,7 @@ func TestEnterpriseSeals(t *testing.T) {
 	// It stamps the online-signed authorisation letter of a personal application, and the
 	// desk sees the stamp with the letter; someone else's seal is refused.
 	outsider.key = createKey(t, outsider.conn, outsider.userID, "key-stamped-letter", "123456")
+	outsider.enc = createKey(t, outsider.conn, outsider.userID, "key-stamped-letter-enc", "123456")
 	stamped := outsider.request()
 	stamped.Authorisation.GetOnline().SealId = official.Id
 	_, err = outsider.certs.ApplyCertificate(bg, stamped)

@@ -79,7 +79,7 @@ func TestProductionProviders(t *testing.T) {
 
 	// A certificate paid through the payment gateway, once.
 	p := &applicant{t: t, conn: conn, key: createKey(t, conn, resp.Account.Id, "key-prod-0001", "123456"),
-		certs: hufuv1.NewCertificateServiceClient(conn.ClientConn())}
+		enc: createKey(t, conn, resp.Account.Id, "key-prod-0001-enc", "123456"), certs: hufuv1.NewCertificateServiceClient(conn.ClientConn())}
 	if serial := p.issue(a.desk()); serial == "" {
 		t.Fatal("no certificate")
 	}

@@ -456,6 +456,9 @@ func (c *cli) certPayCommand() *urfave.Command {
 			return nil
 		}
 		c.printCert(resp.Certificate)
+		if pair := resp.Certificate.GetPairSerial(); pair != "" {
+			fmt.Fprintf(c.out, "issued the signing certificate %s and the encryption certificate %s\n", resp.Certificate.GetSerial(), pair)
+		}
 		fmt.Fprintf(c.out, "paid; download it with: hufu cert download %s\n", resp.Certificate.GetSerial())
 		return nil
 	}})

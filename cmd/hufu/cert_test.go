@@ -50,7 +50,15 @@ func TestCertCommands(t *testing.T) {
 	}
 
 	applied := hufu("cert", "apply", "-key", keyID, "-years", "2", "-platforms", "demo", "-sign-letter", letter)
-	orderID := regexp.MustCompile(`^([0-9a-f]{22}) +in review`).FindStringSubmatch(applied)
+	// The encryption key of the pair is made two-party under the same PIN.
+	encKey := regexp.MustCompile(`created encryption key (\S+) \(same PIN as ` + regexp.QuoteMeta(keyID) + `\)`).FindStringSubmatch(applied)
+	if encKey == nil || encKey[1] == keyID {
+		t.Fatalf("apply made no encryption key: %q", applied)
+	}
+	if keys := hufu("key", "list"); !strings.Contains(keys, encKey[1]) {
+		t.Fatalf("key list without the encryption key: %q", keys)
+	}
+	orderID := regexp.MustCompile(`(?m)^([0-9a-f]{22}) +in review`).FindStringSubmatch(applied)
 	if orderID == nil {
 		t.Fatalf("apply printed %q", applied)
 	}
@@ -70,7 +78,8 @@ func TestCertCommands(t *testing.T) {
 	}
 	paid := hufu("cert", "pay", orderID[1])
 	serial := regexp.MustCompile(`cert download ([0-9a-f]{32})`).FindStringSubmatch(paid)
-	if serial == nil {
+	encSerial := regexp.MustCompile(`the encryption certificate ([0-9a-f]{32})`).FindStringSubmatch(paid)
+	if serial == nil || encSerial == nil {
 		t.Fatalf("pay printed %q", paid)
 	}
 	if o := hufu("cert", "order", orderID[1]); !strings.Contains(o, "completed") || !strings.Contains(o, "issued") {
@@ -88,15 +97,28 @@ func TestCertCommands(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(work, "me-chain.pem")); err != nil {
 		t.Fatal(err)
 	}
+	// The pair's encryption certificate comes with it, on the encryption key.
+	encPEM, err := os.ReadFile(filepath.Join(work, "me-encryption.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	encCert, err := smx509.ParseCertificatePEM(encPEM)
+	if err != nil || encCert.SerialNumber.Text(16) != strings.TrimLeft(encSerial[1], "0") {
+		t.Fatalf("downloaded encryption certificate: %v", err)
+	}
 	hufu("cert", "label", serial[1], "投标")
-	if list := hufu("cert", "list"); !strings.Contains(list, serial[1]) || !strings.Contains(list, "[投标]") {
+	if list := hufu("cert", "list"); !strings.Contains(list, serial[1]) || !strings.Contains(list, "[投标]") ||
+		!strings.Contains(list, "signing certificate; its encryption certificate: "+encSerial[1]+"  key "+encKey[1]) {
 		t.Fatalf("cert list: %q", list)
 	}
 	check := hufu("cert", "check", serial[1])
-	for _, s := range []string{"pin", "chain", "validity", "revocation", "sign", "decrypt"} {
+	for _, s := range []string{"pin", "chain", "validity", "revocation", "pair_chain", "pair_validity", "pair_revocation", "sign", "decrypt"} {
 		if !regexp.MustCompile(`(?m)^ok +` + s + ` `).MatchString(check) {
 			t.Fatalf("check step %s not ok: %q", s, check)
 		}
+	}
+	if !strings.Contains(check, "(signing key "+keyID+")") || !strings.Contains(check, "(encryption key "+encKey[1]+")") {
+		t.Fatalf("check did not use both keys: %q", check)
 	}
 	// An upgrade keeps the certificate's validity: no "0年".
 	upgraded := hufu("cert", "upgrade", serial[1], "-platforms", "gz")
@@ -138,10 +160,10 @@ func TestCertCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The key's share is gone, so the renewal's predecessor (superseded, still unexpired)
-	// is revoked with it: both serials are on the CRL.
+	// Both keys' shares are gone, so the renewal's predecessor pair (superseded, still
+	// unexpired) is revoked with it: the four serials of the two pairs are on the CRL.
 	parsed, err := smx509.ParseRevocationList(crl)
-	if err != nil || len(parsed.RevokedCertificateEntries) != 2 {
+	if err != nil || len(parsed.RevokedCertificateEntries) != 4 {
 		t.Fatalf("CRL after revoke: %v, %d entries", err, len(parsed.RevokedCertificateEntries))
 	}
 }

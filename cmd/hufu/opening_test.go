@@ -107,9 +107,10 @@ func TestOpeningCommands(t *testing.T) {
 	bidder("verify-identity", "cfca", "-name", "张三", "-id", "11010519491231002X")
 	keyID := regexp.MustCompile(`created key (\S+)`).FindStringSubmatch(bidder("key", "new", "-pin", pin))[1]
 	letter := write("letter.txt", []byte("授权书"))
-	orderID := regexp.MustCompile(`^([0-9a-f]{22}) `).FindStringSubmatch(bidder("cert", "apply", "-key", keyID, "-platforms", "demo", "-sign-letter", letter, "-pin", pin))[1]
+	orderID := regexp.MustCompile(`(?m)^([0-9a-f]{22}) `).FindStringSubmatch(bidder("cert", "apply", "-key", keyID, "-platforms", "demo", "-sign-letter", letter, "-pin", pin))[1]
 	system("review", "approve", orderID)
-	serial := regexp.MustCompile(`cert download ([0-9a-f]{32})`).FindStringSubmatch(bidder("cert", "pay", orderID))[1]
+	// Bids are enveloped to the pair's encryption certificate: serial below is that one.
+	serial := regexp.MustCompile(`the encryption certificate ([0-9a-f]{32})`).FindStringSubmatch(bidder("cert", "pay", orderID))[1]
 	bidder("cert", "download", serial, "-o", path("bidder.pem"))
 	certPEM, err := os.ReadFile(path("bidder.pem"))
 	if err != nil {

@@ -65,7 +65,7 @@ func TestPaymentCommands(t *testing.T) {
 	order := func() string {
 		t.Helper()
 		applied := must("cert", "apply", "-key", keyID, "-years", "2", "-platforms", "demo", "-sign-letter", letter)
-		id := regexp.MustCompile(`^([0-9a-f]{22}) +in review`).FindStringSubmatch(applied)
+		id := regexp.MustCompile(`(?m)^([0-9a-f]{22}) +in review`).FindStringSubmatch(applied)
 		if id == nil {
 			t.Fatalf("apply printed %q", applied)
 		}

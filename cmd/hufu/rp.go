@@ -203,14 +203,26 @@ func (c *cli) rpSessionCommand(sub, usage string) *urfave.Command {
 				fmt.Fprintf(c.out, "seal %s (%s, %s), %d-byte image\n", seal.Name, seal.SealId, seal.Type, len(seal.Image))
 			}
 			if kind == hufuv1.SessionKind_SESSION_KIND_GENERATE {
-				env, c1, err := client.EnvelopeBidFile(contents[0], signer)
+				// The bid goes to the certificate the result names for envelopes: a pair's
+				// encryption certificate (an appliance before pairs names none: the signer's).
+				to, what := signer, "the signer's certificate"
+				if der := r.GetEncryptionCertificate(); len(der) > 0 {
+					if to, err = smx509.ParseCertificate(der); err != nil {
+						return fmt.Errorf("the result's encryption certificate: %w", err)
+					}
+					if _, err := to.Verify(smx509.VerifyOptions{Roots: roots, Intermediates: intermediatesOf(r), KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageAny}}); err != nil {
+						return fmt.Errorf("the result's encryption certificate does not chain to the CA: %w", err)
+					}
+					what = fmt.Sprintf("the encryption certificate %x", to.SerialNumber)
+				}
+				env, c1, err := client.EnvelopeBidFile(contents[0], to)
 				if err != nil {
 					return err
 				}
 				if err := os.WriteFile(files[0]+".env", env, 0o644); err != nil {
 					return err
 				}
-				fmt.Fprintf(c.out, "%s: enveloped to the signer's certificate, written to %s.env\nC1 %x\n", files[0], files[0], c1)
+				fmt.Fprintf(c.out, "%s: enveloped to %s, written to %s.env\nC1 %x\n", files[0], what, files[0], c1)
 			}
 		case hufuv1.SessionKind_SESSION_KIND_AUTH:
 			keyResp, err := rp.GetScanKey(ctx, &hufuv1.GetScanKeyRequest{})
@@ -351,4 +363,18 @@ func (c *cli) rpResolveCommand() *urfave.Command {
 			}
 			return c.emit(o, resp, func() error { c.printBinding(resp.Binding); return nil })
 		}})
+}
+
+// intermediatesOf pools a session result's chain but its last certificate (the root).
+func intermediatesOf(r *hufuv1.SessionResult) *smx509.CertPool {
+	pool := smx509.NewCertPool()
+	for i, der := range r.GetChain() {
+		if i == len(r.GetChain())-1 {
+			break
+		}
+		if c, err := smx509.ParseCertificate(der); err == nil {
+			pool.AddCert(c)
+		}
+	}
+	return pool
 }

@@ -43,7 +43,9 @@ func TestScanCommands(t *testing.T) {
 	if err := os.WriteFile(letter, []byte("授权书"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	orderID := regexp.MustCompile(`^([0-9a-f]{22}) `).FindStringSubmatch(hufu("cert", "apply", "-key", keyID, "-platforms", "demo", "-sign-letter", letter))[1]
+	applied := hufu("cert", "apply", "-key", keyID, "-platforms", "demo", "-sign-letter", letter)
+	orderID := regexp.MustCompile(`(?m)^([0-9a-f]{22}) `).FindStringSubmatch(applied)[1]
+	encKeyID := regexp.MustCompile(`created encryption key (\S+)`).FindStringSubmatch(applied)[1]
 	hufu(append(system, "review", "approve", orderID)...)
 	serial := regexp.MustCompile(`cert download ([0-9a-f]{32})`).FindStringSubmatch(hufu("cert", "pay", orderID))[1]
 
@@ -127,7 +129,7 @@ func TestScanCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	rpOut, scanOut, err = rpAndScan([]string{"generate", "-reference", "user-42", "-in", bid})
-	if err != nil || !strings.Contains(rpOut, "CMS verified") || !regexp.MustCompile(`(?m)^C1 04[0-9a-f]{128}$`).MatchString(rpOut) ||
+	if err != nil || !strings.Contains(rpOut, "CMS verified") || !strings.Contains(rpOut, "enveloped to the encryption certificate") || !regexp.MustCompile(`(?m)^C1 04[0-9a-f]{128}$`).MatchString(rpOut) ||
 		!strings.Contains(scanOut, "投标文件.txt  SM3 ") {
 		t.Fatalf("generate: %v\nrp: %s\nscan: %s", err, rpOut, scanOut)
 	}
@@ -136,8 +138,15 @@ func TestScanCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The bid was enveloped to the pair's encryption certificate: its key opens it, the
+	// signing key is refused.
 	opened := filepath.Join(work, "opened.txt")
-	hufu("open-bid", "-key", keyID, "-in", bid+".env", "-out", opened)
+	var refused bytes.Buffer
+	if err := run(append(global(home), "open-bid", "-key", keyID, "-in", bid+".env", "-out", opened), strings.NewReader(""), &refused, &refused); err == nil ||
+		!strings.Contains(describe(err), "signing key of a certificate pair") {
+		t.Fatalf("open-bid with the signing key: %v %s", err, refused.String())
+	}
+	hufu("open-bid", "-key", encKeyID, "-in", bid+".env", "-out", opened)
 	if got, err := os.ReadFile(opened); err != nil || string(got) != "投标文件：报价 1,000,000 元" {
 		t.Fatalf("opened bid file: %q %v", got, err)
 	}

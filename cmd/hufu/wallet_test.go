@@ -52,7 +52,7 @@ func TestWalletCommands(t *testing.T) {
 	if err := os.WriteFile(letter, []byte("授权书"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	orderID := regexp.MustCompile(`^([0-9a-f]{22}) `).FindStringSubmatch(hufu("cert", "apply", "-key", keyID, "-platforms", "demo", "-sign-letter", letter))[1]
+	orderID := regexp.MustCompile(`(?m)^([0-9a-f]{22}) `).FindStringSubmatch(hufu("cert", "apply", "-key", keyID, "-platforms", "demo", "-sign-letter", letter))[1]
 	hufu(append(system, "review", "approve", orderID)...)
 	serial := regexp.MustCompile(`cert download ([0-9a-f]{32})`).FindStringSubmatch(hufu("cert", "pay", orderID))[1]
 

@@ -6,14 +6,18 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/sm3"
 	"github.com/emmansun/gmsm/smx509"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/cosign"
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/devpki"
 )
 
 // TestCertificatePairEndToEnd: an application certifies two split keys; payment issues a
@@ -233,5 +237,36 @@ func TestCertificateIssuedBeforePairsKeepsWorking(t *testing.T) {
 	}
 	if pt, err := p.key.signer().Decrypt(nil, ct, nil); err != nil || string(pt) != "old bid" {
 		t.Fatalf("decrypting after the renewal: %v", err)
+	}
+}
+
+// TestOpeningTakesEnvelopesForThePairsEncryptionCertificate: an envelope registered under a
+// pair's signing certificate could never be opened (its key does not decrypt): refused,
+// naming the field and the encryption certificate; under the encryption certificate it is
+// taken.
+func TestOpeningTakesEnvelopesForThePairsEncryptionCertificate(t *testing.T) {
+	a := certAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{
+			{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}},
+		}
+	})
+	sys, _ := a.openingSystem(devpki.CLIClientName)
+	p := newApplicant(t, a, "13800138076", "pair-phone-01", "pair-key-01")
+	signSerial := p.issue(a.desk())
+	encCert, _, _, _ := p.download(p.encSerial)
+	now := a.clock.Now()
+	created, err := sys.CreateOpening(bg, &hufuv1.CreateOpeningRequest{RequestId: "pair-0001", ProjectCode: "PAIR-1", ProjectName: "加密证书开标",
+		PlatformId: "demo", WindowStart: timestamppb.New(now.Add(time.Hour)), WindowEnd: timestamppb.New(now.Add(2 * time.Hour))})
+	must(t, err)
+	ct := mustEncrypt(t, encCert.PublicKey.(*ecdsa.PublicKey))
+	_, err = sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: created.Opening.Id, Envelopes: []*hufuv1.EnvelopeRegistration{
+		{EnvelopeId: "bid-1", CertificateSerial: signSerial, Ciphertext: ct}}})
+	wantCode(t, err, codes.InvalidArgument, "envelopes[0].certificate_serial")
+	if !strings.Contains(errMessage(err), p.encSerial) {
+		t.Fatalf("refusal %q does not name the encryption certificate", errMessage(err))
+	}
+	if _, err := sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: created.Opening.Id, Envelopes: []*hufuv1.EnvelopeRegistration{
+		{EnvelopeId: "bid-1", CertificateSerial: p.encSerial, Ciphertext: ct}}}); err != nil {
+		t.Fatalf("registering under the encryption certificate: %v", err)
 	}
 }

@@ -62,13 +62,17 @@ func (e *externalCA) decide(ref string, d ca.Decision) {
 	e.mu.Unlock()
 }
 
-type fakeKeys struct{ key *storepb.SplitKey }
+// fakeKeys holds an application's two keys (signing, encryption).
+type fakeKeys struct{ key, enc *storepb.SplitKey }
 
 func (f fakeKeys) OwnedKey(_ context.Context, _ authn.Caller, id string) (*storepb.SplitKey, error) {
-	if id != f.key.Id {
-		return nil, apierr.New(apierr.NotFound, "no key")
+	switch id {
+	case f.key.Id:
+		return f.key, nil
+	case f.enc.Id:
+		return f.enc, nil
 	}
-	return f.key, nil
+	return nil, apierr.New(apierr.NotFound, "no key")
 }
 func (fakeKeys) VerifyKeyPIN(context.Context, authn.Caller, string, string, string) error { return nil }
 func (fakeKeys) OpenTicket(context.Context, authn.Caller, string, string) (string, time.Time, int, error) {
@@ -134,22 +138,26 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { _ = st.Close(ctx) })
 	priv, _ := sm2.GenerateKey(rand.Reader)
 	pub := append([]byte{4}, append(priv.X.FillBytes(make([]byte, 32)), priv.Y.FillBytes(make([]byte, 32))...)...)
+	encPriv, _ := sm2.GenerateKey(rand.Reader)
+	encPub := append([]byte{4}, append(encPriv.X.FillBytes(make([]byte, 32)), encPriv.Y.FillBytes(make([]byte, 32))...)...)
 	ext := &externalCA{decisions: map[string]ca.Decision{}}
 	pay := &countingPayments{charges: map[string]bool{}}
 	reg := prometheus.NewRegistry()
 	s, err := certs.New(certs.Options{ValidityYears: []int{1}, CAs: []certs.CA{{Connector: ext, Prices: map[string]map[int]int64{"personal": {1: 100}}}}},
-		certs.Deps{Store: st, Keys: fakeKeys{&storepb.SplitKey{Id: "key-0000001", UserId: "u1", PublicKey: pub, Status: 1}},
+		certs.Deps{Store: st, Keys: fakeKeys{&storepb.SplitKey{Id: "key-0000001", UserId: "u1", PublicKey: pub, Status: 1},
+			&storepb.SplitKey{Id: "key-0000002", UserId: "u1", PublicKey: encPub, Status: 1}},
 			Accounts: fakeAccounts{}, Payments: pay, Clock: clock{}, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	csr, _ := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, priv)
+	encCSR, _ := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, encPriv)
 	letter := []byte("letter")
 	sig, _ := priv.Sign(rand.Reader, letter, sm2.DefaultSM2SignerOpts)
 	caller := authn.Caller{UserID: "u1", DeviceID: "d1"}
 	apply := func(n string) *storepb.Order {
 		o, err := s.Apply(ctx, caller, &hufuv1.ApplyCertificateRequest{RequestId: "request-" + n, KeyId: "key-0000001", CaId: "ext-ca",
-			ValidityYears: 1, Platforms: []string{"demo"}, Csr: csr,
+			ValidityYears: 1, Platforms: []string{"demo"}, Csr: csr, EncryptionKeyId: "key-0000002", EncryptionCsr: encCSR,
 			Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Online{Online: &hufuv1.SignedLetter{Letter: letter, Signature: sig}}}})
 		if err != nil {
 			t.Fatal(err)
@@ -221,7 +229,8 @@ func TestPaymentsThatCompleteNothingAreRefunded(t *testing.T) {
 	if winners != 1 || len(f.pay.charges) != len(f.pay.refunds)+1 {
 		t.Fatalf("%d payments won, %d charges, %d refunds", winners, len(f.pay.charges), len(f.pay.refunds))
 	}
-	want := "# HELP hufu_certs_issued_total Certificates issued.\n# TYPE hufu_certs_issued_total counter\nhufu_certs_issued_total 1\n"
+	// The winner's pair: two certificates.
+	want := "# HELP hufu_certs_issued_total Certificates issued.\n# TYPE hufu_certs_issued_total counter\nhufu_certs_issued_total 2\n"
 	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(want), "hufu_certs_issued_total"); err != nil {
 		t.Fatal(err)
 	}

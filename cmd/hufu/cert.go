@@ -28,7 +28,7 @@ const certUsage = "cert apply|orders|order|pay|cancel|reorder|download|list|rene
 
 // certSynopsis is each subcommand's synopsis, for -h.
 var certSynopsis = map[string]string{
-	"apply":    "apply -key K [-years N] [-platforms P,...] [-ca ID] [-sign-letter FILE | -letter SCAN]",
+	"apply":    "apply -key K [-encryption-key K2] [-years N] [-platforms P,...] [-ca ID] [-sign-letter FILE | -letter SCAN]",
 	"reorder":  "reorder ORDER [apply flags]        apply again from a cancelled order",
 	"orders":   "orders [-status S] [-search WORDS] [-n N] [-page TOKEN]",
 	"order":    "order ORDER                        an order with its progress",

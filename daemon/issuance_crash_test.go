@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -219,7 +220,7 @@ func reserved(records []auditRecord, id string) []string {
 	var out []string
 	for _, r := range records {
 		if r.Action == "cert.reserve" && r.Details["order"] == id {
-			out = append(out, r.Details["serials"])
+			out = append(out, strings.Split(r.Details["serials"], ",")...)
 		}
 	}
 	return out
@@ -276,14 +277,16 @@ func TestIssuanceSurvivesSIGKILL(t *testing.T) {
 		}
 		records := verifiedAudit(t, a, auditor)
 		res := reserved(records, o.Id)
-		if got.Order.Status != hufuv1.OrderStatus_ORDER_STATUS_COMPLETED || len(list.Certificates) != 1 || len(res) != 1 || list.Certificates[0].Serial != res[0] || got.Order.Serial != res[0] {
+		if got.Order.Status != hufuv1.OrderStatus_ORDER_STATUS_COMPLETED || len(list.Certificates) != 1 || len(res) != 2 || list.Certificates[0].Serial != res[0] || got.Order.Serial != res[0] || got.Order.EncryptionSerial != res[1] {
 			t.Fatalf("killed at %s: order %v serial %q, %d certificates, reserved %v", point, got.Order.Status, got.Order.Serial, len(list.Certificates), res)
 		}
-		if n := countActions(records, "cert.issue", res[0]); n != 1 {
-			t.Fatalf("killed at %s: %d cert.issue records", point, n)
-		}
-		if onCRL(t, a, res[0]) {
-			t.Fatalf("killed at %s: the recovered certificate is on the CRL", point)
+		for _, serial := range res {
+			if n := countActions(records, "cert.issue", serial); n != 1 {
+				t.Fatalf("killed at %s: %d cert.issue records of %s", point, n, serial)
+			}
+			if onCRL(t, a, serial) {
+				t.Fatalf("killed at %s: the recovered certificate %s is on the CRL", point, serial)
+			}
 		}
 		if pending, completed, _ := issuanceMetrics(t, a, operator); pending != 0 || completed != 1 {
 			t.Fatalf("killed at %s: %v reservations pending, %v recovered (this process)", point, pending, completed)
@@ -323,10 +326,10 @@ func TestIssuanceSurvivesSIGKILL(t *testing.T) {
 	}
 	records := verifiedAudit(t, a, auditor)
 	res := reserved(records, r.Order.Id)
-	if got.Order.Status != hufuv1.OrderStatus_ORDER_STATUS_CANCELLED || got.Order.Serial != "" || len(res) != 1 {
+	if got.Order.Status != hufuv1.OrderStatus_ORDER_STATUS_CANCELLED || got.Order.Serial != "" || len(res) != 2 {
 		t.Fatalf("renewal of a revoked key: order %v serial %q, reserved %v", got.Order.Status, got.Order.Serial, res)
 	}
-	if !onCRL(t, a, res[0]) {
+	if !onCRL(t, a, res[0]) || !onCRL(t, a, res[1]) {
 		t.Fatal("the reserved serial of the undeliverable renewal is not on the CRL")
 	}
 	if _, err := p.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: res[0]}); statusCode(err) != codes.NotFound {
@@ -434,7 +437,7 @@ func TestConcurrentPaymentsAndCancelIssueOnce(t *testing.T) {
 	if c := countActions(records, "ca.revoke", ""); c != 0 {
 		t.Fatalf("%d serials revoked", c)
 	}
-	if r, i := countActions(records, "cert.reserve", ""), countActions(records, "cert.issue", ""); r != i {
+	if r, i := countActions(records, "cert.reserve", ""), countActions(records, "cert.issue", ""); 2*r != i {
 		t.Fatalf("%d reservations, %d certificates issued", r, i)
 	}
 	if pending, _, _ := issuanceMetrics(t, a, operator); pending != 0 {
@@ -501,7 +504,7 @@ func TestIssuanceRecoveryBesideALivePayment(t *testing.T) {
 		t.Fatalf("recovery after the payment: completed %d, revoked %d, %v", completed, revoked, err)
 	}
 	records := verifiedAudit(t, a, auditor)
-	if r, i := countActions(records, "cert.reserve", ""), countActions(records, "cert.issue", ""); r != 1 || i != 1 {
+	if r, i := countActions(records, "cert.reserve", ""), countActions(records, "cert.issue", ""); r != 1 || i != 2 {
 		t.Fatalf("%d reservations, %d certificates issued", r, i)
 	}
 }
@@ -551,12 +554,12 @@ func TestLivePaymentWhoseKeyIsRevokedMidIssue(t *testing.T) {
 	}
 	records := verifiedAudit(t, a, auditor)
 	res := reserved(records, r.Order.Id)
-	if len(res) != 1 || !onCRL(t, a, res[0]) {
+	if len(res) != 2 || !onCRL(t, a, res[0]) || !onCRL(t, a, res[1]) {
 		t.Fatalf("reserved %v: not on the CRL", res)
 	}
 	list, _ := p.certs.ListCertificates(bg, &hufuv1.ListCertificatesRequest{View: hufuv1.CertificateListView_CERTIFICATE_LIST_VIEW_NO_LONGER_VALID})
 	for _, c := range list.Certificates {
-		if c.Serial == res[0] {
+		if slices.Contains(res, c.Serial) {
 			t.Fatal("the revoked reservation became a certificate")
 		}
 	}

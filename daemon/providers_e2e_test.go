@@ -30,6 +30,11 @@ func productionAppliance(t *testing.T, gw *webhooktest.Server, login bool) *cert
 		}
 		c.TLS.CertFile, c.TLS.KeyFile, c.TLS.ClientCAFile = files.ServerCert, files.ServerKey, files.CACert
 		c.Scan.Address = "hufu.example.cn:7443"
+		// Production names the key of the subject identity's keyed hash (the default policy).
+		c.Certificates.SubjectIdentityKeyFile = filepath.Join(c.DataDir, "subject-identity.key")
+		if err := os.WriteFile(c.Certificates.SubjectIdentityKeyFile, []byte(strings.Repeat("5a", 32)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		opts := func() *webhook.Options { o := gw.Options(); return &o }
 		c.Providers = config.Providers{SMS: opts(), Identity: opts(), Payment: opts()}
 		if login {

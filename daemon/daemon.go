@@ -42,7 +42,6 @@ import (
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -103,6 +102,7 @@ type Daemon struct {
 
 	adm       adminSurface // admin HTTP surface and daemon-level metrics (admin.go)
 	pki       pkiSurface   // the public PKI listener (pki.go)
+	json      jsonSurface  // the JSON/HTTP gateway, if listen.json is set (json.go)
 	providers *providers   // SMS, identity, login and payment (providers.go)
 	// systemServices are the services with a method for system clients: only those may be
 	// granted to one (systems.go).
@@ -299,6 +299,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 	if err := d.registerExpiryMetrics(ctx); err != nil {
 		return nil, err
 	}
+	if err := d.buildJSON(); err != nil {
+		return nil, err
+	}
 	if err := d.buildServer(); err != nil {
 		return nil, err
 	}
@@ -390,7 +393,7 @@ func (d *Daemon) buildServer() error {
 	failures := new(undecodable)
 	d.undecodable = failures
 	d.server = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(d.tls.config())),
+		grpc.Creds(d.serverCredentials()), // TLS, and the JSON gateway's connections (json.go)
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.MaxRecvMsgSize(d.cfg.GRPC.MaxRecvBytes),
@@ -469,8 +472,13 @@ func (d *Daemon) Listen() (net.Addr, error) {
 		return nil, err
 	}
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.listenJSON(); err != nil {
+		l.Close()
+		d.closeAdmin(context.Background())
+		return nil, err
+	}
 	d.listener = l
-	d.mu.Unlock()
 	return l.Addr(), nil
 }
 
@@ -491,6 +499,12 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 		return err
 	}
 	if err := d.servePKI(); err != nil {
+		d.closeAdmin(context.Background())
+		return err
+	}
+	if err := d.serveJSON(); err != nil {
+		d.closePKI(context.Background())
+		d.closeAdmin(context.Background())
 		return err
 	}
 	done := make(chan error, 1)
@@ -507,6 +521,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	background.Go(func() { d.certs.RunRecovery(bgCtx, issuanceRecoveryInterval, issuanceRecoveryGrace) })
 	d.runAuditSinks(bgCtx, &background)
 	closeAll := func() {
+		d.stopJSON(0)
 		d.closePKI(context.Background())
 		d.closeAdmin(context.Background())
 		stopBackground()
@@ -526,6 +541,8 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 	d.draining.Store(true)
 	d.setServing(false)
 	stopped := make(chan struct{})
+	jsonStopped := make(chan struct{})
+	go func() { d.stopJSON(d.cfg.GRPC.ShutdownGrace.Std()); close(jsonStopped) }()
 	go func() { d.server.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
@@ -533,6 +550,7 @@ func (d *Daemon) Serve(ctx context.Context, ready func()) error {
 		d.server.Stop()
 	}
 	<-done
+	<-jsonStopped
 	closeAll()
 	return nil
 }

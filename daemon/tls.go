@@ -101,7 +101,11 @@ func firstExpiry(data []byte) time.Time {
 
 // config is the server's TLS configuration. Client certificates are verified when given
 // (systems present one, phones do not); which methods need one is the policy's business.
-func (m *tlsMaterial) config() *tls.Config {
+func (m *tlsMaterial) config() *tls.Config { return m.configFor("h2") }
+
+// configFor is config offering the application protocols protos (ALPN): the JSON gateway
+// takes HTTP/1.1 as well as HTTP/2, with the same certificate and client verification.
+func (m *tlsMaterial) configFor(protos ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion: m.minVersion,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -116,7 +120,7 @@ func (m *tlsMaterial) config() *tls.Config {
 				Certificates: []tls.Certificate{*m.cert},
 				ClientCAs:    m.cas,
 				ClientAuth:   clientAuth,
-				NextProtos:   []string{"h2"},
+				NextProtos:   protos,
 			}, nil
 		},
 	}

@@ -83,6 +83,11 @@ type Listen struct {
 	// PKI is the address of the public PKI listener (plain HTTP: CRLs, CA certificates,
 	// OCSP; package pki); empty: off. Development fills in 127.0.0.1:7081.
 	PKI string `yaml:"pki"`
+	// JSON is the address of the JSON/HTTP gateway (HTTPS with the gRPC listener's
+	// certificate and client-CA verification, the same services through the same gate, the
+	// OpenAPI document at /openapi.json); empty turns it off. Development serves it on
+	// 127.0.0.1:7444 unless it names another address.
+	JSON string `yaml:"json"`
 }
 
 type TLS struct {
@@ -431,11 +436,16 @@ func Development() Config {
 	return c
 }
 
-// fillDevelopment gives a development configuration what it does not name: a demonstration
-// platform, the development CLI's certificate (devpki.CLIClientName) as a system client of
-// every desk and system service, a demonstration receiving account, and the PKI listener on
-// 127.0.0.1:7081. A list, account or address the configuration names is kept as it is. Production configurations are never filled in.
+// fillDevelopment gives a development configuration what it does not name: the JSON
+// gateway's address (127.0.0.1:7444), a demonstration platform, the development CLI's
+// certificate (devpki.CLIClientName) as a system client of every desk and system service, a
+// demonstration receiving account, and the PKI listener on 127.0.0.1:7081. A list, account or
+// address the configuration names is kept as it is. Production configurations are never
+// filled in.
 func (c *Config) fillDevelopment() {
+	if c.Listen.JSON == "" {
+		c.Listen.JSON = "127.0.0.1:7444"
+	}
 	if c.Listen.PKI == "" {
 		c.Listen.PKI = "127.0.0.1:7081"
 	}
@@ -630,6 +640,11 @@ func (c *Config) Validate() error {
 	if c.Listen.PKI != "" {
 		if _, _, err := net.SplitHostPort(c.Listen.PKI); err != nil {
 			bad("listen.pki", "%q is not host:port (leave it empty to turn the PKI listener off)", c.Listen.PKI)
+		}
+	}
+	if c.Listen.JSON != "" {
+		if _, _, err := net.SplitHostPort(c.Listen.JSON); err != nil {
+			bad("listen.json", "%q is not host:port (or leave it empty to serve no JSON gateway)", c.Listen.JSON)
 		}
 	}
 	for path, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile} {

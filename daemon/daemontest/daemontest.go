@@ -89,7 +89,7 @@ func start(t testing.TB, clock *Clock, log *slog.Logger, mutate []func(*config.C
 	tok := softhsmtest.New(t)
 	cfg := config.Development()
 	cfg.DataDir = t.TempDir()
-	cfg.Listen.GRPC, cfg.Admin.Listen, cfg.Listen.PKI = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Listen.GRPC, cfg.Listen.JSON, cfg.Admin.Listen, cfg.Listen.PKI = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
 	for _, m := range mutate {
 		m(&cfg)
@@ -182,6 +182,15 @@ func SMSCode(t testing.TB, cfg config.Config, phone string, purpose accounts.Pur
 		t.Fatal(err)
 	}
 	return code
+}
+
+// JSONURL is the base URL of the JSON gateway (https://127.0.0.1:port), "" when it is off.
+func (a *Appliance) JSONURL() string {
+	addr := a.Daemon.JSONAddr()
+	if addr == nil {
+		return ""
+	}
+	return "https://" + addr.String()
 }
 
 // AdminURL is the base URL of the admin listener.

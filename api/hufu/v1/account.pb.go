@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1897,7 +1898,7 @@ var File_hufu_v1_account_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_account_proto_rawDesc = "" +
 	"\n" +
-	"\x15hufu/v1/account.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n" +
+	"\x15hufu/v1/account.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n" +
 	"\x12SendSmsCodeRequest\x12\x14\n" +
 	"\x05phone\x18\x01 \x01(\tR\x05phone\x12-\n" +
 	"\apurpose\x18\x02 \x01(\x0e2\x13.hufu.v1.SmsPurposeR\apurpose\"\x8d\x01\n" +
@@ -2022,23 +2023,23 @@ const file_hufu_v1_account_proto_rawDesc = "" +
 	"\x1bIDENTITY_METHOD_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14IDENTITY_METHOD_CFCA\x10\x01\x12\x1f\n" +
 	"\x1bIDENTITY_METHOD_ALIPAY_FACE\x10\x02\x12\x1d\n" +
-	"\x19IDENTITY_METHOD_BANK_CARD\x10\x032\x97\t\n" +
-	"\x0eAccountService\x12H\n" +
-	"\vSendSmsCode\x12\x1b.hufu.v1.SendSmsCodeRequest\x1a\x1c.hufu.v1.SendSmsCodeResponse\x12Z\n" +
-	"\x11SignInWithSmsCode\x12!.hufu.v1.SignInWithSmsCodeRequest\x1a\".hufu.v1.SignInWithSmsCodeResponse\x12]\n" +
-	"\x12SignInWithPassword\x12\".hufu.v1.SignInWithPasswordRequest\x1a#.hufu.v1.SignInWithPasswordResponse\x12W\n" +
-	"\x10SignInWithWechat\x12 .hufu.v1.SignInWithWechatRequest\x1a!.hufu.v1.SignInWithWechatResponse\x12T\n" +
-	"\x0fBindWechatPhone\x12\x1f.hufu.v1.BindWechatPhoneRequest\x1a .hufu.v1.BindWechatPhoneResponse\x12Z\n" +
-	"\x11SignInWithCarrier\x12!.hufu.v1.SignInWithCarrierRequest\x1a\".hufu.v1.SignInWithCarrierResponse\x12Q\n" +
-	"\x0eRefreshSession\x12\x1e.hufu.v1.RefreshSessionRequest\x1a\x1f.hufu.v1.RefreshSessionResponse\x12<\n" +
-	"\aSignOut\x12\x17.hufu.v1.SignOutRequest\x1a\x18.hufu.v1.SignOutResponse\x12E\n" +
+	"\x19IDENTITY_METHOD_BANK_CARD\x10\x032\xd4\r\n" +
+	"\x0eAccountService\x12n\n" +
+	"\vSendSmsCode\x12\x1b.hufu.v1.SendSmsCodeRequest\x1a\x1c.hufu.v1.SendSmsCodeResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/account/send-sms-code\x12\x88\x01\n" +
+	"\x11SignInWithSmsCode\x12!.hufu.v1.SignInWithSmsCodeRequest\x1a\".hufu.v1.SignInWithSmsCodeResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/account/sign-in-with-sms-code\x12\x8b\x01\n" +
+	"\x12SignInWithPassword\x12\".hufu.v1.SignInWithPasswordRequest\x1a#.hufu.v1.SignInWithPasswordResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/account/sign-in-with-password\x12\x83\x01\n" +
+	"\x10SignInWithWechat\x12 .hufu.v1.SignInWithWechatRequest\x1a!.hufu.v1.SignInWithWechatResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/account/sign-in-with-wechat\x12~\n" +
+	"\x0fBindWechatPhone\x12\x1f.hufu.v1.BindWechatPhoneRequest\x1a .hufu.v1.BindWechatPhoneResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/account/bind-wechat-phone\x12\x87\x01\n" +
+	"\x11SignInWithCarrier\x12!.hufu.v1.SignInWithCarrierRequest\x1a\".hufu.v1.SignInWithCarrierResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/account/sign-in-with-carrier\x12y\n" +
+	"\x0eRefreshSession\x12\x1e.hufu.v1.RefreshSessionRequest\x1a\x1f.hufu.v1.RefreshSessionResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/account/refresh-session\x12]\n" +
+	"\aSignOut\x12\x17.hufu.v1.SignOutRequest\x1a\x18.hufu.v1.SignOutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/account/sign-out\x12f\n" +
 	"\n" +
-	"GetAccount\x12\x1a.hufu.v1.GetAccountRequest\x1a\x1b.hufu.v1.GetAccountResponse\x12H\n" +
-	"\vSetPassword\x12\x1b.hufu.v1.SetPasswordRequest\x1a\x1c.hufu.v1.SetPasswordResponse\x12N\n" +
-	"\rResetPassword\x12\x1d.hufu.v1.ResetPasswordRequest\x1a\x1e.hufu.v1.ResetPasswordResponse\x12H\n" +
-	"\vChangePhone\x12\x1b.hufu.v1.ChangePhoneRequest\x1a\x1c.hufu.v1.ChangePhoneResponse\x12i\n" +
-	"\x16PreviewAccountDeletion\x12&.hufu.v1.PreviewAccountDeletionRequest\x1a'.hufu.v1.PreviewAccountDeletionResponse\x12N\n" +
-	"\rDeleteAccount\x12\x1d.hufu.v1.DeleteAccountRequest\x1a\x1e.hufu.v1.DeleteAccountResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"GetAccount\x12\x1a.hufu.v1.GetAccountRequest\x1a\x1b.hufu.v1.GetAccountResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/account/get-account\x12m\n" +
+	"\vSetPassword\x12\x1b.hufu.v1.SetPasswordRequest\x1a\x1c.hufu.v1.SetPasswordResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/account/set-password\x12u\n" +
+	"\rResetPassword\x12\x1d.hufu.v1.ResetPasswordRequest\x1a\x1e.hufu.v1.ResetPasswordResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/account/reset-password\x12m\n" +
+	"\vChangePhone\x12\x1b.hufu.v1.ChangePhoneRequest\x1a\x1c.hufu.v1.ChangePhoneResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/account/change-phone\x12\x9a\x01\n" +
+	"\x16PreviewAccountDeletion\x12&.hufu.v1.PreviewAccountDeletionRequest\x1a'.hufu.v1.PreviewAccountDeletionResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/account/preview-account-deletion\x12u\n" +
+	"\rDeleteAccount\x12\x1d.hufu.v1.DeleteAccountRequest\x1a\x1e.hufu.v1.DeleteAccountResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/account/delete-accountB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_account_proto_rawDescOnce sync.Once

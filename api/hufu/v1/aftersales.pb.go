@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1525,7 +1526,7 @@ var File_hufu_v1_aftersales_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_aftersales_proto_rawDesc = "" +
 	"\n" +
-	"\x18hufu/v1/aftersales.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15hufu/v1/support.proto\"\x84\x01\n" +
+	"\x18hufu/v1/aftersales.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15hufu/v1/support.proto\"\x84\x01\n" +
 	"\x14AfterSalesReasonInfo\x121\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x19.hufu.v1.AfterSalesReasonR\x06reason\x12\x14\n" +
 	"\x05label\x18\x02 \x01(\tR\x05label\x12#\n" +
@@ -1639,19 +1640,19 @@ const file_hufu_v1_aftersales_proto_rawDesc = "" +
 	"\x1bAFTER_SALES_STATE_REFUNDING\x10\x02\x12\x1e\n" +
 	"\x1aAFTER_SALES_STATE_REFUNDED\x10\x03\x12\x1d\n" +
 	"\x19AFTER_SALES_STATE_SETTLED\x10\x04\x12\x1f\n" +
-	"\x1bAFTER_SALES_STATE_WITHDRAWN\x10\x052\xaf\x04\n" +
-	"\x11AfterSalesService\x12f\n" +
-	"\x15ListAfterSalesReasons\x12%.hufu.v1.ListAfterSalesReasonsRequest\x1a&.hufu.v1.ListAfterSalesReasonsResponse\x12Z\n" +
-	"\x11PreviewAfterSales\x12!.hufu.v1.PreviewAfterSalesRequest\x1a\".hufu.v1.PreviewAfterSalesResponse\x12T\n" +
-	"\x0fApplyAfterSales\x12\x1f.hufu.v1.ApplyAfterSalesRequest\x1a .hufu.v1.ApplyAfterSalesResponse\x12Q\n" +
-	"\x0eListAfterSales\x12\x1e.hufu.v1.ListAfterSalesRequest\x1a\x1f.hufu.v1.ListAfterSalesResponse\x12N\n" +
-	"\rGetAfterSales\x12\x1d.hufu.v1.GetAfterSalesRequest\x1a\x1e.hufu.v1.GetAfterSalesResponse\x12]\n" +
-	"\x12WithdrawAfterSales\x12\".hufu.v1.WithdrawAfterSalesRequest\x1a#.hufu.v1.WithdrawAfterSalesResponse2\x96\x03\n" +
-	"\x15AfterSalesDeskService\x12]\n" +
-	"\x12ListOpenAfterSales\x12\".hufu.v1.ListOpenAfterSalesRequest\x1a#.hufu.v1.ListOpenAfterSalesResponse\x12W\n" +
-	"\x10RefundAfterSales\x12 .hufu.v1.RefundAfterSalesRequest\x1a!.hufu.v1.RefundAfterSalesResponse\x12W\n" +
-	"\x10SettleAfterSales\x12 .hufu.v1.SettleAfterSalesRequest\x1a!.hufu.v1.SettleAfterSalesResponse\x12l\n" +
-	"\x17GetAfterSalesAttachment\x12'.hufu.v1.GetAfterSalesAttachmentRequest\x1a(.hufu.v1.GetAfterSalesAttachmentResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\x1bAFTER_SALES_STATE_WITHDRAWN\x10\x052\xc7\x06\n" +
+	"\x11AfterSalesService\x12\x98\x01\n" +
+	"\x15ListAfterSalesReasons\x12%.hufu.v1.ListAfterSalesReasonsRequest\x1a&.hufu.v1.ListAfterSalesReasonsResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/after-sales/list-after-sales-reasons\x12\x8a\x01\n" +
+	"\x11PreviewAfterSales\x12!.hufu.v1.PreviewAfterSalesRequest\x1a\".hufu.v1.PreviewAfterSalesResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/after-sales/preview-after-sales\x12\x82\x01\n" +
+	"\x0fApplyAfterSales\x12\x1f.hufu.v1.ApplyAfterSalesRequest\x1a .hufu.v1.ApplyAfterSalesResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/after-sales/apply-after-sales\x12{\n" +
+	"\x0eListAfterSales\x12\x1e.hufu.v1.ListAfterSalesRequest\x1a\x1f.hufu.v1.ListAfterSalesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/after-sales/list-after-sales\x12w\n" +
+	"\rGetAfterSales\x12\x1d.hufu.v1.GetAfterSalesRequest\x1a\x1e.hufu.v1.GetAfterSalesResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/after-sales/get-after-sales\x12\x8e\x01\n" +
+	"\x12WithdrawAfterSales\x12\".hufu.v1.WithdrawAfterSalesRequest\x1a#.hufu.v1.WithdrawAfterSalesResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/after-sales/withdraw-after-sales2\xef\x04\n" +
+	"\x15AfterSalesDeskService\x12\x91\x01\n" +
+	"\x12ListOpenAfterSales\x12\".hufu.v1.ListOpenAfterSalesRequest\x1a#.hufu.v1.ListOpenAfterSalesResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/desk/after-sales/list-open-after-sales\x12\x8b\x01\n" +
+	"\x10RefundAfterSales\x12 .hufu.v1.RefundAfterSalesRequest\x1a!.hufu.v1.RefundAfterSalesResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/desk/after-sales/refund-after-sales\x12\x8b\x01\n" +
+	"\x10SettleAfterSales\x12 .hufu.v1.SettleAfterSalesRequest\x1a!.hufu.v1.SettleAfterSalesResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/desk/after-sales/settle-after-sales\x12\xa5\x01\n" +
+	"\x17GetAfterSalesAttachment\x12'.hufu.v1.GetAfterSalesAttachmentRequest\x1a(.hufu.v1.GetAfterSalesAttachmentResponse\"7\x82\xd3\xe4\x93\x021\x12//v1/desk/after-sales/get-after-sales-attachmentB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_aftersales_proto_rawDescOnce sync.Once

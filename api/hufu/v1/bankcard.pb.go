@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -381,7 +382,7 @@ var File_hufu_v1_bankcard_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_bankcard_proto_rawDesc = "" +
 	"\n" +
-	"\x16hufu/v1/bankcard.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n" +
+	"\x16hufu/v1/bankcard.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n" +
 	"\bBankCard\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tbank_name\x18\x02 \x01(\tR\bbankName\x12\x14\n" +
@@ -402,11 +403,11 @@ const file_hufu_v1_bankcard_proto_rawDesc = "" +
 	"\x05cards\x18\x01 \x03(\v2\x11.hufu.v1.BankCardR\x05cards\"0\n" +
 	"\x15UnbindBankCardRequest\x12\x17\n" +
 	"\acard_id\x18\x01 \x01(\tR\x06cardId\"\x18\n" +
-	"\x16UnbindBankCardResponse2\x81\x02\n" +
-	"\x0fBankCardService\x12K\n" +
-	"\fBindBankCard\x12\x1c.hufu.v1.BindBankCardRequest\x1a\x1d.hufu.v1.BindBankCardResponse\x12N\n" +
-	"\rListBankCards\x12\x1d.hufu.v1.ListBankCardsRequest\x1a\x1e.hufu.v1.ListBankCardsResponse\x12Q\n" +
-	"\x0eUnbindBankCard\x12\x1e.hufu.v1.UnbindBankCardRequest\x1a\x1f.hufu.v1.UnbindBankCardResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\x16UnbindBankCardResponse2\xff\x02\n" +
+	"\x0fBankCardService\x12u\n" +
+	"\fBindBankCard\x12\x1c.hufu.v1.BindBankCardRequest\x1a\x1d.hufu.v1.BindBankCardResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/bank-cards/bind-bank-card\x12v\n" +
+	"\rListBankCards\x12\x1d.hufu.v1.ListBankCardsRequest\x1a\x1e.hufu.v1.ListBankCardsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/bank-cards/list-bank-cards\x12}\n" +
+	"\x0eUnbindBankCard\x12\x1e.hufu.v1.UnbindBankCardRequest\x1a\x1f.hufu.v1.UnbindBankCardResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/bank-cards/unbind-bank-cardB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_bankcard_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -4100,7 +4101,7 @@ var File_hufu_v1_certificate_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\n" +
-	"\x19hufu/v1/certificate.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n" +
+	"\x19hufu/v1/certificate.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n" +
 	"\x14CertificateAuthority\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12&\n" +
@@ -4410,34 +4411,33 @@ const file_hufu_v1_certificate_proto_rawDesc = "" +
 	"\fKeyPlacement\x12\x1d\n" +
 	"\x19KEY_PLACEMENT_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19KEY_PLACEMENT_THIS_DEVICE\x10\x01\x12\x1e\n" +
-	"\x1aKEY_PLACEMENT_OTHER_DEVICE\x10\x022\xf7\n" +
+	"\x1aKEY_PLACEMENT_OTHER_DEVICE\x10\x022\xd5\x10\n" +
+	"\x12CertificateService\x12\xac\x01\n" +
+	"\x1aListCertificateAuthorities\x12*.hufu.v1.ListCertificateAuthoritiesRequest\x1a+.hufu.v1.ListCertificateAuthoritiesResponse\"5\x82\xd3\xe4\x93\x02/\x12-/v1/certificates/list-certificate-authorities\x12\x86\x01\n" +
+	"\x10ApplyCertificate\x12 .hufu.v1.ApplyCertificateRequest\x1a!.hufu.v1.ApplyCertificateResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/certificates/apply-certificate\x12k\n" +
 	"\n" +
-	"\x12CertificateService\x12u\n" +
-	"\x1aListCertificateAuthorities\x12*.hufu.v1.ListCertificateAuthoritiesRequest\x1a+.hufu.v1.ListCertificateAuthoritiesResponse\x12W\n" +
-	"\x10ApplyCertificate\x12 .hufu.v1.ApplyCertificateRequest\x1a!.hufu.v1.ApplyCertificateResponse\x12E\n" +
-	"\n" +
-	"ListOrders\x12\x1a.hufu.v1.ListOrdersRequest\x1a\x1b.hufu.v1.ListOrdersResponse\x12?\n" +
-	"\bGetOrder\x12\x18.hufu.v1.GetOrderRequest\x1a\x19.hufu.v1.GetOrderResponse\x12?\n" +
-	"\bPayOrder\x12\x18.hufu.v1.PayOrderRequest\x1a\x19.hufu.v1.PayOrderResponse\x12H\n" +
-	"\vCancelOrder\x12\x1b.hufu.v1.CancelOrderRequest\x1a\x1c.hufu.v1.CancelOrderResponse\x12K\n" +
-	"\fReorderDraft\x12\x1c.hufu.v1.ReorderDraftRequest\x1a\x1d.hufu.v1.ReorderDraftResponse\x12W\n" +
-	"\x10ListCertificates\x12 .hufu.v1.ListCertificatesRequest\x1a!.hufu.v1.ListCertificatesResponse\x12`\n" +
-	"\x13DownloadCertificate\x12#.hufu.v1.DownloadCertificateRequest\x1a$.hufu.v1.DownloadCertificateResponse\x12W\n" +
-	"\x10RenewCertificate\x12 .hufu.v1.RenewCertificateRequest\x1a!.hufu.v1.RenewCertificateResponse\x12]\n" +
-	"\x12UpgradeCertificate\x12\".hufu.v1.UpgradeCertificateRequest\x1a#.hufu.v1.UpgradeCertificateResponse\x12`\n" +
-	"\x13SetCertificateLabel\x12#.hufu.v1.SetCertificateLabelRequest\x1a$.hufu.v1.SetCertificateLabelResponse\x12W\n" +
-	"\x10CheckCertificate\x12 .hufu.v1.CheckCertificateRequest\x1a!.hufu.v1.CheckCertificateResponse\x12Z\n" +
-	"\x11RevokeCertificate\x12!.hufu.v1.RevokeCertificateRequest\x1a\".hufu.v1.RevokeCertificateResponse\x12Z\n" +
-	"\x11PreviewRevocation\x12!.hufu.v1.PreviewRevocationRequest\x1a\".hufu.v1.PreviewRevocationResponse\x12K\n" +
-	"\fListMessages\x12\x1c.hufu.v1.ListMessagesRequest\x1a\x1d.hufu.v1.ListMessagesResponse2\xfb\x04\n" +
-	"\rReviewService\x12H\n" +
-	"\vListReviews\x12\x1b.hufu.v1.ListReviewsRequest\x1a\x1c.hufu.v1.ListReviewsResponse\x12K\n" +
-	"\fApproveOrder\x12\x1c.hufu.v1.ApproveOrderRequest\x1a\x1d.hufu.v1.ApproveOrderResponse\x12H\n" +
-	"\vRejectOrder\x12\x1b.hufu.v1.RejectOrderRequest\x1a\x1c.hufu.v1.RejectOrderResponse\x12i\n" +
-	"\x16GetAuthorisationLetter\x12&.hufu.v1.GetAuthorisationLetterRequest\x1a'.hufu.v1.GetAuthorisationLetterResponse\x12c\n" +
-	"\x14ListOrderAttachments\x12$.hufu.v1.ListOrderAttachmentsRequest\x1a%.hufu.v1.ListOrderAttachmentsResponse\x12]\n" +
-	"\x12DisableCertificate\x12\".hufu.v1.DisableCertificateRequest\x1a#.hufu.v1.DisableCertificateResponse\x12Z\n" +
-	"\x11EnableCertificate\x12!.hufu.v1.EnableCertificateRequest\x1a\".hufu.v1.EnableCertificateResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"ListOrders\x12\x1a.hufu.v1.ListOrdersRequest\x1a\x1b.hufu.v1.ListOrdersResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/certificates/list-orders\x12c\n" +
+	"\bGetOrder\x12\x18.hufu.v1.GetOrderRequest\x1a\x19.hufu.v1.GetOrderResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/certificates/get-order\x12f\n" +
+	"\bPayOrder\x12\x18.hufu.v1.PayOrderRequest\x1a\x19.hufu.v1.PayOrderResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/certificates/pay-order\x12r\n" +
+	"\vCancelOrder\x12\x1b.hufu.v1.CancelOrderRequest\x1a\x1c.hufu.v1.CancelOrderResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/certificates/cancel-order\x12v\n" +
+	"\fReorderDraft\x12\x1c.hufu.v1.ReorderDraftRequest\x1a\x1d.hufu.v1.ReorderDraftResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/certificates/reorder-draft\x12\x83\x01\n" +
+	"\x10ListCertificates\x12 .hufu.v1.ListCertificatesRequest\x1a!.hufu.v1.ListCertificatesResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/certificates/list-certificates\x12\x92\x01\n" +
+	"\x13DownloadCertificate\x12#.hufu.v1.DownloadCertificateRequest\x1a$.hufu.v1.DownloadCertificateResponse\"0\x82\xd3\xe4\x93\x02*:\x01*\"%/v1/certificates/download-certificate\x12\x86\x01\n" +
+	"\x10RenewCertificate\x12 .hufu.v1.RenewCertificateRequest\x1a!.hufu.v1.RenewCertificateResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/certificates/renew-certificate\x12\x8e\x01\n" +
+	"\x12UpgradeCertificate\x12\".hufu.v1.UpgradeCertificateRequest\x1a#.hufu.v1.UpgradeCertificateResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/certificates/upgrade-certificate\x12\x93\x01\n" +
+	"\x13SetCertificateLabel\x12#.hufu.v1.SetCertificateLabelRequest\x1a$.hufu.v1.SetCertificateLabelResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/certificates/set-certificate-label\x12\x86\x01\n" +
+	"\x10CheckCertificate\x12 .hufu.v1.CheckCertificateRequest\x1a!.hufu.v1.CheckCertificateResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/certificates/check-certificate\x12\x8a\x01\n" +
+	"\x11RevokeCertificate\x12!.hufu.v1.RevokeCertificateRequest\x1a\".hufu.v1.RevokeCertificateResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/certificates/revoke-certificate\x12\x8a\x01\n" +
+	"\x11PreviewRevocation\x12!.hufu.v1.PreviewRevocationRequest\x1a\".hufu.v1.PreviewRevocationResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/certificates/preview-revocation\x12s\n" +
+	"\fListMessages\x12\x1c.hufu.v1.ListMessagesRequest\x1a\x1d.hufu.v1.ListMessagesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/certificates/list-messages2\xb9\a\n" +
+	"\rReviewService\x12n\n" +
+	"\vListReviews\x12\x1b.hufu.v1.ListReviewsRequest\x1a\x1c.hufu.v1.ListReviewsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/desk/review/list-reviews\x12u\n" +
+	"\fApproveOrder\x12\x1c.hufu.v1.ApproveOrderRequest\x1a\x1d.hufu.v1.ApproveOrderResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/desk/review/approve-order\x12q\n" +
+	"\vRejectOrder\x12\x1b.hufu.v1.RejectOrderRequest\x1a\x1c.hufu.v1.RejectOrderResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/desk/review/reject-order\x12\x9b\x01\n" +
+	"\x16GetAuthorisationLetter\x12&.hufu.v1.GetAuthorisationLetterRequest\x1a'.hufu.v1.GetAuthorisationLetterResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/desk/review/get-authorisation-letter\x12\x93\x01\n" +
+	"\x14ListOrderAttachments\x12$.hufu.v1.ListOrderAttachmentsRequest\x1a%.hufu.v1.ListOrderAttachmentsResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/desk/review/list-order-attachments\x12\x8d\x01\n" +
+	"\x12DisableCertificate\x12\".hufu.v1.DisableCertificateRequest\x1a#.hufu.v1.DisableCertificateResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/desk/review/disable-certificate\x12\x89\x01\n" +
+	"\x11EnableCertificate\x12!.hufu.v1.EnableCertificateRequest\x1a\".hufu.v1.EnableCertificateResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/desk/review/enable-certificateB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_certificate_proto_rawDescOnce sync.Once

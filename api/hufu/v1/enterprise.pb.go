@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -4085,7 +4086,7 @@ var File_hufu_v1_enterprise_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\n" +
-	"\x18hufu/v1/enterprise.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19hufu/v1/certificate.proto\x1a\x11hufu/v1/key.proto\"\x86\x03\n" +
+	"\x18hufu/v1/enterprise.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19hufu/v1/certificate.proto\x1a\x11hufu/v1/key.proto\"\x86\x03\n" +
 	"\x11EnterpriseDetails\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04uscc\x18\x02 \x01(\tR\x04uscc\x12$\n" +
@@ -4404,35 +4405,35 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	" TRANSFER_STATE_AWAITING_TRANSFER\x10\x01\x12\x1b\n" +
 	"\x17TRANSFER_STATE_VERIFIED\x10\x02\x12\x1a\n" +
 	"\x16TRANSFER_STATE_EXPIRED\x10\x03\x12\x1b\n" +
-	"\x17TRANSFER_STATE_REJECTED\x10\x042\x94\x12\n" +
-	"\x11EnterpriseService\x12Z\n" +
-	"\x11SearchEnterprises\x12!.hufu.v1.SearchEnterprisesRequest\x1a\".hufu.v1.SearchEnterprisesResponse\x12T\n" +
-	"\x0fClaimEnterprise\x12\x1f.hufu.v1.ClaimEnterpriseRequest\x1a .hufu.v1.ClaimEnterpriseResponse\x12N\n" +
-	"\rGetEnterprise\x12\x1d.hufu.v1.GetEnterpriseRequest\x1a\x1e.hufu.v1.GetEnterpriseResponse\x12o\n" +
-	"\x18GetEnterpriseCertificate\x12(.hufu.v1.GetEnterpriseCertificateRequest\x1a).hufu.v1.GetEnterpriseCertificateResponse\x12Z\n" +
-	"\x11ListMyEnterprises\x12!.hufu.v1.ListMyEnterprisesRequest\x1a\".hufu.v1.ListMyEnterprisesResponse\x12H\n" +
-	"\vListMembers\x12\x1b.hufu.v1.ListMembersRequest\x1a\x1c.hufu.v1.ListMembersResponse\x12K\n" +
-	"\fRemoveMember\x12\x1c.hufu.v1.RemoveMemberRequest\x1a\x1d.hufu.v1.RemoveMemberResponse\x12H\n" +
-	"\vApplyToJoin\x12\x1b.hufu.v1.ApplyToJoinRequest\x1a\x1c.hufu.v1.ApplyToJoinResponse\x12K\n" +
-	"\fWithdrawJoin\x12\x1c.hufu.v1.WithdrawJoinRequest\x1a\x1d.hufu.v1.WithdrawJoinResponse\x12c\n" +
-	"\x14ListJoinApplications\x12$.hufu.v1.ListJoinApplicationsRequest\x1a%.hufu.v1.ListJoinApplicationsResponse\x12H\n" +
-	"\vApproveJoin\x12\x1b.hufu.v1.ApproveJoinRequest\x1a\x1c.hufu.v1.ApproveJoinResponse\x12E\n" +
+	"\x17TRANSFER_STATE_REJECTED\x10\x042\xb6\x1b\n" +
+	"\x11EnterpriseService\x12\x86\x01\n" +
+	"\x11SearchEnterprises\x12!.hufu.v1.SearchEnterprisesRequest\x1a\".hufu.v1.SearchEnterprisesResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/enterprises/search-enterprises\x12\x81\x01\n" +
+	"\x0fClaimEnterprise\x12\x1f.hufu.v1.ClaimEnterpriseRequest\x1a .hufu.v1.ClaimEnterpriseResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/enterprises/claim-enterprise\x12v\n" +
+	"\rGetEnterprise\x12\x1d.hufu.v1.GetEnterpriseRequest\x1a\x1e.hufu.v1.GetEnterpriseResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/enterprises/get-enterprise\x12\xa3\x01\n" +
+	"\x18GetEnterpriseCertificate\x12(.hufu.v1.GetEnterpriseCertificateRequest\x1a).hufu.v1.GetEnterpriseCertificateResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/enterprises/get-enterprise-certificate\x12\x87\x01\n" +
+	"\x11ListMyEnterprises\x12!.hufu.v1.ListMyEnterprisesRequest\x1a\".hufu.v1.ListMyEnterprisesResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/enterprises/list-my-enterprises\x12n\n" +
+	"\vListMembers\x12\x1b.hufu.v1.ListMembersRequest\x1a\x1c.hufu.v1.ListMembersResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/enterprises/list-members\x12u\n" +
+	"\fRemoveMember\x12\x1c.hufu.v1.RemoveMemberRequest\x1a\x1d.hufu.v1.RemoveMemberResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/enterprises/remove-member\x12r\n" +
+	"\vApplyToJoin\x12\x1b.hufu.v1.ApplyToJoinRequest\x1a\x1c.hufu.v1.ApplyToJoinResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/enterprises/apply-to-join\x12u\n" +
+	"\fWithdrawJoin\x12\x1c.hufu.v1.WithdrawJoinRequest\x1a\x1d.hufu.v1.WithdrawJoinResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/enterprises/withdraw-join\x12\x93\x01\n" +
+	"\x14ListJoinApplications\x12$.hufu.v1.ListJoinApplicationsRequest\x1a%.hufu.v1.ListJoinApplicationsResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/enterprises/list-join-applications\x12q\n" +
+	"\vApproveJoin\x12\x1b.hufu.v1.ApproveJoinRequest\x1a\x1c.hufu.v1.ApproveJoinResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/enterprises/approve-join\x12m\n" +
 	"\n" +
-	"ReturnJoin\x12\x1a.hufu.v1.ReturnJoinRequest\x1a\x1b.hufu.v1.ReturnJoinResponse\x12K\n" +
-	"\fCreateInvite\x12\x1c.hufu.v1.CreateInviteRequest\x1a\x1d.hufu.v1.CreateInviteResponse\x12K\n" +
-	"\fRevokeInvite\x12\x1c.hufu.v1.RevokeInviteRequest\x1a\x1d.hufu.v1.RevokeInviteResponse\x12Q\n" +
-	"\x0eRegisterDevice\x12\x1e.hufu.v1.RegisterDeviceRequest\x1a\x1f.hufu.v1.RegisterDeviceResponse\x12T\n" +
-	"\x0fGrantDelegation\x12\x1f.hufu.v1.GrantDelegationRequest\x1a .hufu.v1.GrantDelegationResponse\x12]\n" +
-	"\x12GetDelegationOffer\x12\".hufu.v1.GetDelegationOfferRequest\x1a#.hufu.v1.GetDelegationOfferResponse\x12W\n" +
-	"\x10AcceptDelegation\x12 .hufu.v1.AcceptDelegationRequest\x1a!.hufu.v1.AcceptDelegationResponse\x12W\n" +
-	"\x10RecallDelegation\x12 .hufu.v1.RecallDelegationRequest\x1a!.hufu.v1.RecallDelegationResponse\x12o\n" +
-	"\x18ListAuthorisationRecords\x12(.hufu.v1.ListAuthorisationRecordsRequest\x1a).hufu.v1.ListAuthorisationRecordsResponse\x12N\n" +
-	"\rTransferAdmin\x12\x1d.hufu.v1.TransferAdminRequest\x1a\x1e.hufu.v1.TransferAdminResponse\x12`\n" +
-	"\x13AcceptAdminTransfer\x12#.hufu.v1.AcceptAdminTransferRequest\x1a$.hufu.v1.AcceptAdminTransferResponse\x12Z\n" +
-	"\x11GetLetterTemplate\x12!.hufu.v1.GetLetterTemplateRequest\x1a\".hufu.v1.GetLetterTemplateResponse\x12i\n" +
-	"\x16ApplyCorporateTransfer\x12&.hufu.v1.ApplyCorporateTransferRequest\x1a'.hufu.v1.ApplyCorporateTransferResponse\x12c\n" +
-	"\x14GetCorporateTransfer\x12$.hufu.v1.GetCorporateTransferRequest\x1a%.hufu.v1.GetCorporateTransferResponse\x12i\n" +
-	"\x16ListCorporateTransfers\x12&.hufu.v1.ListCorporateTransfersRequest\x1a'.hufu.v1.ListCorporateTransfersResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"ReturnJoin\x12\x1a.hufu.v1.ReturnJoinRequest\x1a\x1b.hufu.v1.ReturnJoinResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/enterprises/return-join\x12u\n" +
+	"\fCreateInvite\x12\x1c.hufu.v1.CreateInviteRequest\x1a\x1d.hufu.v1.CreateInviteResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/enterprises/create-invite\x12u\n" +
+	"\fRevokeInvite\x12\x1c.hufu.v1.RevokeInviteRequest\x1a\x1d.hufu.v1.RevokeInviteResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/enterprises/revoke-invite\x12}\n" +
+	"\x0eRegisterDevice\x12\x1e.hufu.v1.RegisterDeviceRequest\x1a\x1f.hufu.v1.RegisterDeviceResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/enterprises/register-device\x12\x81\x01\n" +
+	"\x0fGrantDelegation\x12\x1f.hufu.v1.GrantDelegationRequest\x1a .hufu.v1.GrantDelegationResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/enterprises/grant-delegation\x12\x8b\x01\n" +
+	"\x12GetDelegationOffer\x12\".hufu.v1.GetDelegationOfferRequest\x1a#.hufu.v1.GetDelegationOfferResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/enterprises/get-delegation-offer\x12\x85\x01\n" +
+	"\x10AcceptDelegation\x12 .hufu.v1.AcceptDelegationRequest\x1a!.hufu.v1.AcceptDelegationResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/enterprises/accept-delegation\x12\x85\x01\n" +
+	"\x10RecallDelegation\x12 .hufu.v1.RecallDelegationRequest\x1a!.hufu.v1.RecallDelegationResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/enterprises/recall-delegation\x12\xa3\x01\n" +
+	"\x18ListAuthorisationRecords\x12(.hufu.v1.ListAuthorisationRecordsRequest\x1a).hufu.v1.ListAuthorisationRecordsResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/enterprises/list-authorisation-records\x12y\n" +
+	"\rTransferAdmin\x12\x1d.hufu.v1.TransferAdminRequest\x1a\x1e.hufu.v1.TransferAdminResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/enterprises/transfer-admin\x12\x92\x01\n" +
+	"\x13AcceptAdminTransfer\x12#.hufu.v1.AcceptAdminTransferRequest\x1a$.hufu.v1.AcceptAdminTransferResponse\"0\x82\xd3\xe4\x93\x02*:\x01*\"%/v1/enterprises/accept-admin-transfer\x12\x87\x01\n" +
+	"\x11GetLetterTemplate\x12!.hufu.v1.GetLetterTemplateRequest\x1a\".hufu.v1.GetLetterTemplateResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/enterprises/get-letter-template\x12\x9e\x01\n" +
+	"\x16ApplyCorporateTransfer\x12&.hufu.v1.ApplyCorporateTransferRequest\x1a'.hufu.v1.ApplyCorporateTransferResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/enterprises/apply-corporate-transfer\x12\x93\x01\n" +
+	"\x14GetCorporateTransfer\x12$.hufu.v1.GetCorporateTransferRequest\x1a%.hufu.v1.GetCorporateTransferResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/enterprises/get-corporate-transfer\x12\x9b\x01\n" +
+	"\x16ListCorporateTransfers\x12&.hufu.v1.ListCorporateTransfersRequest\x1a'.hufu.v1.ListCorporateTransfersResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/enterprises/list-corporate-transfersB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_enterprise_proto_rawDescOnce sync.Once

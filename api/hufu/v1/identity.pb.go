@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -505,7 +506,7 @@ var File_hufu_v1_identity_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_identity_proto_rawDesc = "" +
 	"\n" +
-	"\x16hufu/v1/identity.proto\x12\ahufu.v1\x1a\x15hufu/v1/account.proto\"H\n" +
+	"\x16hufu/v1/identity.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x15hufu/v1/account.proto\"H\n" +
 	"\x15VerifyWithCfcaRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tid_number\x18\x02 \x01(\tR\bidNumber\"M\n" +
@@ -533,13 +534,13 @@ const file_hufu_v1_identity_proto_rawDesc = "" +
 	"\bidentity\x18\x01 \x01(\v2\x17.hufu.v1.IdentityStatusR\bidentity\"\x14\n" +
 	"\x12GetIdentityRequest\"J\n" +
 	"\x13GetIdentityResponse\x123\n" +
-	"\bidentity\x18\x01 \x01(\v2\x17.hufu.v1.IdentityStatusR\bidentity2\xe6\x03\n" +
-	"\x0fIdentityService\x12Q\n" +
-	"\x0eVerifyWithCfca\x12\x1e.hufu.v1.VerifyWithCfcaRequest\x1a\x1f.hufu.v1.VerifyWithCfcaResponse\x12f\n" +
-	"\x15StartFaceVerification\x12%.hufu.v1.StartFaceVerificationRequest\x1a&.hufu.v1.StartFaceVerificationResponse\x12o\n" +
-	"\x18CompleteFaceVerification\x12(.hufu.v1.CompleteFaceVerificationRequest\x1a).hufu.v1.CompleteFaceVerificationResponse\x12]\n" +
-	"\x12VerifyWithBankCard\x12\".hufu.v1.VerifyWithBankCardRequest\x1a#.hufu.v1.VerifyWithBankCardResponse\x12H\n" +
-	"\vGetIdentity\x12\x1b.hufu.v1.GetIdentityRequest\x1a\x1c.hufu.v1.GetIdentityResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\bidentity\x18\x01 \x01(\v2\x17.hufu.v1.IdentityStatusR\bidentity2\xca\x05\n" +
+	"\x0fIdentityService\x12{\n" +
+	"\x0eVerifyWithCfca\x12\x1e.hufu.v1.VerifyWithCfcaRequest\x1a\x1f.hufu.v1.VerifyWithCfcaResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/identity/verify-with-cfca\x12\x97\x01\n" +
+	"\x15StartFaceVerification\x12%.hufu.v1.StartFaceVerificationRequest\x1a&.hufu.v1.StartFaceVerificationResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/identity/start-face-verification\x12\xa3\x01\n" +
+	"\x18CompleteFaceVerification\x12(.hufu.v1.CompleteFaceVerificationRequest\x1a).hufu.v1.CompleteFaceVerificationResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/identity/complete-face-verification\x12\x8c\x01\n" +
+	"\x12VerifyWithBankCard\x12\".hufu.v1.VerifyWithBankCardRequest\x1a#.hufu.v1.VerifyWithBankCardResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/identity/verify-with-bank-card\x12k\n" +
+	"\vGetIdentity\x12\x1b.hufu.v1.GetIdentityRequest\x1a\x1c.hufu.v1.GetIdentityResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/identity/get-identityB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_identity_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -2208,7 +2209,7 @@ var File_hufu_v1_invoice_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_invoice_proto_rawDesc = "" +
 	"\n" +
-	"\x15hufu/v1/invoice.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n" +
+	"\x15hufu/v1/invoice.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n" +
 	"\vInvoiceType\x128\n" +
 	"\n" +
 	"title_kind\x18\x01 \x01(\x0e2\x19.hufu.v1.InvoiceTitleKindR\ttitleKind\x12(\n" +
@@ -2374,24 +2375,24 @@ const file_hufu_v1_invoice_proto_rawDesc = "" +
 	"\x19INVOICE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17INVOICE_STATE_SUBMITTED\x10\x01\x12\x18\n" +
 	"\x14INVOICE_STATE_ISSUED\x10\x02\x12\x1a\n" +
-	"\x16INVOICE_STATE_REJECTED\x10\x032\xd4\a\n" +
-	"\x0eInvoiceService\x12Z\n" +
-	"\x11GetInvoiceOptions\x12!.hufu.v1.GetInvoiceOptionsRequest\x1a\".hufu.v1.GetInvoiceOptionsResponse\x12W\n" +
-	"\x10GetInvoicingHelp\x12 .hufu.v1.GetInvoicingHelpRequest\x1a!.hufu.v1.GetInvoicingHelpResponse\x12f\n" +
-	"\x15ListInvoiceableOrders\x12%.hufu.v1.ListInvoiceableOrdersRequest\x1a&.hufu.v1.ListInvoiceableOrdersResponse\x12Q\n" +
-	"\x0eRequestInvoice\x12\x1e.hufu.v1.RequestInvoiceRequest\x1a\x1f.hufu.v1.RequestInvoiceResponse\x12K\n" +
-	"\fListInvoices\x12\x1c.hufu.v1.ListInvoicesRequest\x1a\x1d.hufu.v1.ListInvoicesResponse\x12E\n" +
+	"\x16INVOICE_STATE_REJECTED\x10\x032\xa3\v\n" +
+	"\x0eInvoiceService\x12\x84\x01\n" +
+	"\x11GetInvoiceOptions\x12!.hufu.v1.GetInvoiceOptionsRequest\x1a\".hufu.v1.GetInvoiceOptionsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/invoices/get-invoice-options\x12\x80\x01\n" +
+	"\x10GetInvoicingHelp\x12 .hufu.v1.GetInvoicingHelpRequest\x1a!.hufu.v1.GetInvoicingHelpResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/invoices/get-invoicing-help\x12\x94\x01\n" +
+	"\x15ListInvoiceableOrders\x12%.hufu.v1.ListInvoiceableOrdersRequest\x1a&.hufu.v1.ListInvoiceableOrdersResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/invoices/list-invoiceable-orders\x12z\n" +
+	"\x0eRequestInvoice\x12\x1e.hufu.v1.RequestInvoiceRequest\x1a\x1f.hufu.v1.RequestInvoiceResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/invoices/request-invoice\x12o\n" +
+	"\fListInvoices\x12\x1c.hufu.v1.ListInvoicesRequest\x1a\x1d.hufu.v1.ListInvoicesResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/invoices/list-invoices\x12g\n" +
 	"\n" +
-	"GetInvoice\x12\x1a.hufu.v1.GetInvoiceRequest\x1a\x1b.hufu.v1.GetInvoiceResponse\x12T\n" +
-	"\x0fDownloadInvoice\x12\x1f.hufu.v1.DownloadInvoiceRequest\x1a .hufu.v1.DownloadInvoiceResponse\x12Z\n" +
-	"\x11ListInvoiceTitles\x12!.hufu.v1.ListInvoiceTitlesRequest\x1a\".hufu.v1.ListInvoiceTitlesResponse\x12T\n" +
-	"\x0fAddInvoiceTitle\x12\x1f.hufu.v1.AddInvoiceTitleRequest\x1a .hufu.v1.AddInvoiceTitleResponse\x12W\n" +
-	"\x10EditInvoiceTitle\x12 .hufu.v1.EditInvoiceTitleRequest\x1a!.hufu.v1.EditInvoiceTitleResponse\x12]\n" +
-	"\x12DeleteInvoiceTitle\x12\".hufu.v1.DeleteInvoiceTitleRequest\x1a#.hufu.v1.DeleteInvoiceTitleResponse2\x99\x02\n" +
-	"\x12InvoiceDeskService\x12f\n" +
-	"\x15ListSubmittedInvoices\x12%.hufu.v1.ListSubmittedInvoicesRequest\x1a&.hufu.v1.ListSubmittedInvoicesResponse\x12K\n" +
-	"\fIssueInvoice\x12\x1c.hufu.v1.IssueInvoiceRequest\x1a\x1d.hufu.v1.IssueInvoiceResponse\x12N\n" +
-	"\rRejectInvoice\x12\x1d.hufu.v1.RejectInvoiceRequest\x1a\x1e.hufu.v1.RejectInvoiceResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"GetInvoice\x12\x1a.hufu.v1.GetInvoiceRequest\x1a\x1b.hufu.v1.GetInvoiceResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/invoices/get-invoice\x12~\n" +
+	"\x0fDownloadInvoice\x12\x1f.hufu.v1.DownloadInvoiceRequest\x1a .hufu.v1.DownloadInvoiceResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/invoices/download-invoice\x12\x84\x01\n" +
+	"\x11ListInvoiceTitles\x12!.hufu.v1.ListInvoiceTitlesRequest\x1a\".hufu.v1.ListInvoiceTitlesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/invoices/list-invoice-titles\x12\x7f\n" +
+	"\x0fAddInvoiceTitle\x12\x1f.hufu.v1.AddInvoiceTitleRequest\x1a .hufu.v1.AddInvoiceTitleResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/invoices/add-invoice-title\x12\x83\x01\n" +
+	"\x10EditInvoiceTitle\x12 .hufu.v1.EditInvoiceTitleRequest\x1a!.hufu.v1.EditInvoiceTitleResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/invoices/edit-invoice-title\x12\x8b\x01\n" +
+	"\x12DeleteInvoiceTitle\x12\".hufu.v1.DeleteInvoiceTitleRequest\x1a#.hufu.v1.DeleteInvoiceTitleResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/invoices/delete-invoice-title2\xa6\x03\n" +
+	"\x12InvoiceDeskService\x12\x99\x01\n" +
+	"\x15ListSubmittedInvoices\x12%.hufu.v1.ListSubmittedInvoicesRequest\x1a&.hufu.v1.ListSubmittedInvoicesResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/desk/invoices/list-submitted-invoices\x12w\n" +
+	"\fIssueInvoice\x12\x1c.hufu.v1.IssueInvoiceRequest\x1a\x1d.hufu.v1.IssueInvoiceResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/desk/invoices/issue-invoice\x12{\n" +
+	"\rRejectInvoice\x12\x1d.hufu.v1.RejectInvoiceRequest\x1a\x1e.hufu.v1.RejectInvoiceResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/desk/invoices/reject-invoiceB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_invoice_proto_rawDescOnce sync.Once

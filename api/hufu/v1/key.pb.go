@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1800,7 +1801,7 @@ var File_hufu_v1_key_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_key_proto_rawDesc = "" +
 	"\n" +
-	"\x11hufu/v1/key.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x02\n" +
+	"\x11hufu/v1/key.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x02\n" +
 	"\x03Key\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05label\x18\x02 \x01(\tR\x05label\x12\x1d\n" +
@@ -1926,24 +1927,24 @@ const file_hufu_v1_key_proto_rawDesc = "" +
 	"\x16KEY_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11KEY_STATUS_ACTIVE\x10\x01\x12\x15\n" +
 	"\x11KEY_STATUS_LOCKED\x10\x02\x12\x16\n" +
-	"\x12KEY_STATUS_REVOKED\x10\x032\xf9\x04\n" +
+	"\x12KEY_STATUS_REVOKED\x10\x032\x93\a\n" +
 	"\n" +
-	"KeyService\x12B\n" +
-	"\tCreateKey\x12\x19.hufu.v1.CreateKeyRequest\x1a\x1a.hufu.v1.CreateKeyResponse\x129\n" +
-	"\x06GetKey\x12\x16.hufu.v1.GetKeyRequest\x1a\x17.hufu.v1.GetKeyResponse\x12?\n" +
-	"\bListKeys\x12\x18.hufu.v1.ListKeysRequest\x1a\x19.hufu.v1.ListKeysResponse\x12E\n" +
+	"KeyService\x12b\n" +
+	"\tCreateKey\x12\x19.hufu.v1.CreateKeyRequest\x1a\x1a.hufu.v1.CreateKeyResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/keys/create-key\x12S\n" +
+	"\x06GetKey\x12\x16.hufu.v1.GetKeyRequest\x1a\x17.hufu.v1.GetKeyResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/keys/get-key\x12[\n" +
+	"\bListKeys\x12\x18.hufu.v1.ListKeysRequest\x1a\x19.hufu.v1.ListKeysResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/keys/list-keys\x12f\n" +
 	"\n" +
-	"OpenTicket\x12\x1a.hufu.v1.OpenTicketRequest\x1a\x1b.hufu.v1.OpenTicketResponse\x12B\n" +
-	"\tChangePin\x12\x19.hufu.v1.ChangePinRequest\x1a\x1a.hufu.v1.ChangePinResponse\x12?\n" +
-	"\bResetPin\x12\x18.hufu.v1.ResetPinRequest\x1a\x19.hufu.v1.ResetPinResponse\x12K\n" +
-	"\fBeginRefresh\x12\x1c.hufu.v1.BeginRefreshRequest\x1a\x1d.hufu.v1.BeginRefreshResponse\x12N\n" +
-	"\rCommitRefresh\x12\x1d.hufu.v1.CommitRefreshRequest\x1a\x1e.hufu.v1.CommitRefreshResponse\x12B\n" +
-	"\tListUsage\x12\x19.hufu.v1.ListUsageRequest\x1a\x1a.hufu.v1.ListUsageResponse2\x93\x02\n" +
-	"\rCosignService\x123\n" +
-	"\x04Sign\x12\x14.hufu.v1.SignRequest\x1a\x15.hufu.v1.SignResponse\x12B\n" +
-	"\tSignBatch\x12\x19.hufu.v1.SignBatchRequest\x1a\x1a.hufu.v1.SignBatchResponse\x12<\n" +
-	"\aDecrypt\x12\x17.hufu.v1.DecryptRequest\x1a\x18.hufu.v1.DecryptResponse\x12K\n" +
-	"\fDecryptBatch\x12\x1c.hufu.v1.DecryptBatchRequest\x1a\x1d.hufu.v1.DecryptBatchResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"OpenTicket\x12\x1a.hufu.v1.OpenTicketRequest\x1a\x1b.hufu.v1.OpenTicketResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/keys/open-ticket\x12b\n" +
+	"\tChangePin\x12\x19.hufu.v1.ChangePinRequest\x1a\x1a.hufu.v1.ChangePinResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/keys/change-pin\x12^\n" +
+	"\bResetPin\x12\x18.hufu.v1.ResetPinRequest\x1a\x19.hufu.v1.ResetPinResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/keys/reset-pin\x12n\n" +
+	"\fBeginRefresh\x12\x1c.hufu.v1.BeginRefreshRequest\x1a\x1d.hufu.v1.BeginRefreshResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/keys/begin-refresh\x12r\n" +
+	"\rCommitRefresh\x12\x1d.hufu.v1.CommitRefreshRequest\x1a\x1e.hufu.v1.CommitRefreshResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/keys/commit-refresh\x12_\n" +
+	"\tListUsage\x12\x19.hufu.v1.ListUsageRequest\x1a\x1a.hufu.v1.ListUsageResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/keys/list-usage2\x95\x03\n" +
+	"\rCosignService\x12O\n" +
+	"\x04Sign\x12\x14.hufu.v1.SignRequest\x1a\x15.hufu.v1.SignResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/cosign/sign\x12d\n" +
+	"\tSignBatch\x12\x19.hufu.v1.SignBatchRequest\x1a\x1a.hufu.v1.SignBatchResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/cosign/sign-batch\x12[\n" +
+	"\aDecrypt\x12\x17.hufu.v1.DecryptRequest\x1a\x18.hufu.v1.DecryptResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/cosign/decrypt\x12p\n" +
+	"\fDecryptBatch\x12\x1c.hufu.v1.DecryptBatchRequest\x1a\x1d.hufu.v1.DecryptBatchResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/cosign/decrypt-batchB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_key_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1520,7 +1521,7 @@ var File_hufu_v1_opening_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_opening_proto_rawDesc = "" +
 	"\n" +
-	"\x15hufu/v1/opening.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x05\n" +
+	"\x15hufu/v1/opening.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x05\n" +
 	"\aOpening\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fproject_code\x18\x02 \x01(\tR\vprojectCode\x12!\n" +
@@ -1644,19 +1645,19 @@ const file_hufu_v1_opening_proto_rawDesc = "" +
 	"\x19OPENING_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12OPENING_STATE_OPEN\x10\x01\x12\x18\n" +
 	"\x14OPENING_STATE_SEALED\x10\x02\x12\x18\n" +
-	"\x14OPENING_STATE_CLOSED\x10\x032\x90\x06\n" +
-	"\x0eOpeningService\x12N\n" +
-	"\rCreateOpening\x12\x1d.hufu.v1.CreateOpeningRequest\x1a\x1e.hufu.v1.CreateOpeningResponse\x12E\n" +
+	"\x14OPENING_STATE_CLOSED\x10\x032\xab\t\n" +
+	"\x0eOpeningService\x12g\n" +
+	"\rCreateOpening\x12\x1d.hufu.v1.CreateOpeningRequest\x1a\x1e.hufu.v1.CreateOpeningResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/openings\x12h\n" +
 	"\n" +
-	"GetOpening\x12\x1a.hufu.v1.GetOpeningRequest\x1a\x1b.hufu.v1.GetOpeningResponse\x12K\n" +
-	"\fListOpenings\x12\x1c.hufu.v1.ListOpeningsRequest\x1a\x1d.hufu.v1.ListOpeningsResponse\x12Z\n" +
-	"\x11RegisterEnvelopes\x12!.hufu.v1.RegisterEnvelopesRequest\x1a\".hufu.v1.RegisterEnvelopesResponse\x12Q\n" +
-	"\x0eRemoveEnvelope\x12\x1e.hufu.v1.RemoveEnvelopeRequest\x1a\x1f.hufu.v1.RemoveEnvelopeResponse\x12H\n" +
-	"\vSealOpening\x12\x1b.hufu.v1.SealOpeningRequest\x1a\x1c.hufu.v1.SealOpeningResponse\x12N\n" +
-	"\rListEnvelopes\x12\x1d.hufu.v1.ListEnvelopesRequest\x1a\x1e.hufu.v1.ListEnvelopesResponse\x12>\n" +
-	"\aRelease\x12\x17.hufu.v1.ReleaseRequest\x1a\x18.hufu.v1.ReleaseResponse0\x01\x12K\n" +
-	"\fCloseOpening\x12\x1c.hufu.v1.CloseOpeningRequest\x1a\x1d.hufu.v1.CloseOpeningResponse\x12D\n" +
-	"\tGetReport\x12\x19.hufu.v1.GetReportRequest\x1a\x1a.hufu.v1.GetReportResponse0\x01B-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"GetOpening\x12\x1a.hufu.v1.GetOpeningRequest\x1a\x1b.hufu.v1.GetOpeningResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/openings/{opening_id}\x12a\n" +
+	"\fListOpenings\x12\x1c.hufu.v1.ListOpeningsRequest\x1a\x1d.hufu.v1.ListOpeningsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/openings\x12\x8a\x01\n" +
+	"\x11RegisterEnvelopes\x12!.hufu.v1.RegisterEnvelopesRequest\x1a\".hufu.v1.RegisterEnvelopesResponse\".\x82\xd3\xe4\x93\x02(:\x01*\"#/v1/openings/{opening_id}/envelopes\x12\x8c\x01\n" +
+	"\x0eRemoveEnvelope\x12\x1e.hufu.v1.RemoveEnvelopeRequest\x1a\x1f.hufu.v1.RemoveEnvelopeResponse\"9\x82\xd3\xe4\x93\x023*1/v1/openings/{opening_id}/envelopes/{envelope_id}\x12s\n" +
+	"\vSealOpening\x12\x1b.hufu.v1.SealOpeningRequest\x1a\x1c.hufu.v1.SealOpeningResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/openings/{opening_id}/seal\x12{\n" +
+	"\rListEnvelopes\x12\x1d.hufu.v1.ListEnvelopesRequest\x1a\x1e.hufu.v1.ListEnvelopesResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/openings/{opening_id}/envelopes\x12l\n" +
+	"\aRelease\x12\x17.hufu.v1.ReleaseRequest\x1a\x18.hufu.v1.ReleaseResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/openings/{opening_id}/release0\x01\x12w\n" +
+	"\fCloseOpening\x12\x1c.hufu.v1.CloseOpeningRequest\x1a\x1d.hufu.v1.CloseOpeningResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/openings/{opening_id}/close\x12n\n" +
+	"\tGetReport\x12\x19.hufu.v1.GetReportRequest\x1a\x1a.hufu.v1.GetReportResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/openings/{opening_id}/report0\x01B-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_opening_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1171,7 +1172,7 @@ var File_hufu_v1_payment_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_payment_proto_rawDesc = "" +
 	"\n" +
-	"\x15hufu/v1/payment.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hufu/v1/enterprise.proto\"M\n" +
+	"\x15hufu/v1/payment.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hufu/v1/enterprise.proto\"M\n" +
 	"\rPaymentMethod\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1259,18 +1260,18 @@ const file_hufu_v1_payment_proto_rawDesc = "" +
 	"\x1eOFFLINE_PAYMENT_STATE_REJECTED\x10\x03\x12#\n" +
 	"\x1fOFFLINE_PAYMENT_STATE_CANCELLED\x10\x04\x12$\n" +
 	" OFFLINE_PAYMENT_STATE_REFUND_DUE\x10\x05\x12\"\n" +
-	"\x1eOFFLINE_PAYMENT_STATE_REFUNDED\x10\x062\xb6\x01\n" +
-	"\x0ePaymentService\x12]\n" +
-	"\x12ListPaymentMethods\x12\".hufu.v1.ListPaymentMethodsRequest\x1a#.hufu.v1.ListPaymentMethodsResponse\x12E\n" +
+	"\x1eOFFLINE_PAYMENT_STATE_REFUNDED\x10\x062\x87\x02\n" +
+	"\x0ePaymentService\x12\x88\x01\n" +
+	"\x12ListPaymentMethods\x12\".hufu.v1.ListPaymentMethodsRequest\x1a#.hufu.v1.ListPaymentMethodsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/payments/list-payment-methods\x12j\n" +
 	"\n" +
-	"PayOffline\x12\x1a.hufu.v1.PayOfflineRequest\x1a\x1b.hufu.v1.PayOfflineResponse2\xc2\x04\n" +
-	"\x12PaymentDeskService\x12`\n" +
-	"\x13ListPendingPayments\x12#.hufu.v1.ListPendingPaymentsRequest\x1a$.hufu.v1.ListPendingPaymentsResponse\x12f\n" +
-	"\x15ConfirmOfflinePayment\x12%.hufu.v1.ConfirmOfflinePaymentRequest\x1a&.hufu.v1.ConfirmOfflinePaymentResponse\x12c\n" +
-	"\x14RejectOfflinePayment\x12$.hufu.v1.RejectOfflinePaymentRequest\x1a%.hufu.v1.RejectOfflinePaymentResponse\x12Q\n" +
-	"\x0eListRefundsDue\x12\x1e.hufu.v1.ListRefundsDueRequest\x1a\x1f.hufu.v1.ListRefundsDueResponse\x12`\n" +
-	"\x13ConfirmRefundPayout\x12#.hufu.v1.ConfirmRefundPayoutRequest\x1a$.hufu.v1.ConfirmRefundPayoutResponse\x12H\n" +
-	"\vCheckLedger\x12\x1b.hufu.v1.CheckLedgerRequest\x1a\x1c.hufu.v1.CheckLedgerResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"PayOffline\x12\x1a.hufu.v1.PayOfflineRequest\x1a\x1b.hufu.v1.PayOfflineResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/payments/pay-offline2\xed\x06\n" +
+	"\x12PaymentDeskService\x12\x91\x01\n" +
+	"\x13ListPendingPayments\x12#.hufu.v1.ListPendingPaymentsRequest\x1a$.hufu.v1.ListPendingPaymentsResponse\"/\x82\xd3\xe4\x93\x02)\x12'/v1/desk/payments/list-pending-payments\x12\x9c\x01\n" +
+	"\x15ConfirmOfflinePayment\x12%.hufu.v1.ConfirmOfflinePaymentRequest\x1a&.hufu.v1.ConfirmOfflinePaymentResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/desk/payments/confirm-offline-payment\x12\x98\x01\n" +
+	"\x14RejectOfflinePayment\x12$.hufu.v1.RejectOfflinePaymentRequest\x1a%.hufu.v1.RejectOfflinePaymentResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/desk/payments/reject-offline-payment\x12}\n" +
+	"\x0eListRefundsDue\x12\x1e.hufu.v1.ListRefundsDueRequest\x1a\x1f.hufu.v1.ListRefundsDueResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/desk/payments/list-refunds-due\x12\x94\x01\n" +
+	"\x13ConfirmRefundPayout\x12#.hufu.v1.ConfirmRefundPayoutRequest\x1a$.hufu.v1.ConfirmRefundPayoutResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/desk/payments/confirm-refund-payout\x12s\n" +
+	"\vCheckLedger\x12\x1b.hufu.v1.CheckLedgerRequest\x1a\x1c.hufu.v1.CheckLedgerResponse\")\x82\xd3\xe4\x93\x02#:\x01*\"\x1e/v1/desk/payments/check-ledgerB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_payment_proto_rawDescOnce sync.Once

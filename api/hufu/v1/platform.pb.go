@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -336,7 +337,7 @@ var File_hufu_v1_platform_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_platform_proto_rawDesc = "" +
 	"\n" +
-	"\x16hufu/v1/platform.proto\x12\ahufu.v1\"F\n" +
+	"\x16hufu/v1/platform.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\"F\n" +
 	"\bPlatform\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -351,11 +352,11 @@ const file_hufu_v1_platform_proto_rawDesc = "" +
 	"\vplatform_id\x18\x01 \x01(\tR\n" +
 	"platformId\"G\n" +
 	"\x16SelectPlatformResponse\x12-\n" +
-	"\bplatform\x18\x01 \x01(\v2\x11.hufu.v1.PlatformR\bplatform2\x93\x02\n" +
-	"\x0fPlatformService\x12N\n" +
-	"\rListPlatforms\x12\x1d.hufu.v1.ListPlatformsRequest\x1a\x1e.hufu.v1.ListPlatformsResponse\x12]\n" +
-	"\x12GetCurrentPlatform\x12\".hufu.v1.GetCurrentPlatformRequest\x1a#.hufu.v1.GetCurrentPlatformResponse\x12Q\n" +
-	"\x0eSelectPlatform\x12\x1e.hufu.v1.SelectPlatformRequest\x1a\x1f.hufu.v1.SelectPlatformResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"\bplatform\x18\x01 \x01(\v2\x11.hufu.v1.PlatformR\bplatform2\x90\x03\n" +
+	"\x0fPlatformService\x12t\n" +
+	"\rListPlatforms\x12\x1d.hufu.v1.ListPlatformsRequest\x1a\x1e.hufu.v1.ListPlatformsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/platforms/list-platforms\x12\x89\x01\n" +
+	"\x12GetCurrentPlatform\x12\".hufu.v1.GetCurrentPlatformRequest\x1a#.hufu.v1.GetCurrentPlatformResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/platforms/get-current-platform\x12{\n" +
+	"\x0eSelectPlatform\x12\x1e.hufu.v1.SelectPlatformRequest\x1a\x1f.hufu.v1.SelectPlatformResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/platforms/select-platformB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_platform_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -612,7 +613,7 @@ var File_hufu_v1_reconciliation_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_reconciliation_proto_rawDesc = "" +
 	"\n" +
-	"\x1chufu/v1/reconciliation.proto\x12\ahufu.v1\x1a\x18hufu/v1/enterprise.proto\"\xfb\x01\n" +
+	"\x1chufu/v1/reconciliation.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18hufu/v1/enterprise.proto\"\xfb\x01\n" +
 	"\x13StatementLineResult\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\rR\x04line\x127\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x1d.hufu.v1.StatementLineOutcomeR\aoutcome\x12\x1f\n" +
@@ -659,12 +660,12 @@ const file_hufu_v1_reconciliation_proto_rawDesc = "" +
 	"\x1eSTATEMENT_LINE_OUTCOME_MATCHED\x10\x01\x12\"\n" +
 	"\x1eSTATEMENT_LINE_OUTCOME_PARTIAL\x10\x02\x12$\n" +
 	" STATEMENT_LINE_OUTCOME_UNMATCHED\x10\x03\x12$\n" +
-	" STATEMENT_LINE_OUTCOME_DUPLICATE\x10\x042\xe6\x02\n" +
-	"\x15ReconciliationService\x12T\n" +
-	"\x0fImportStatement\x12\x1f.hufu.v1.ImportStatementRequest\x1a .hufu.v1.ImportStatementResponse\x12N\n" +
-	"\rListTransfers\x12\x1d.hufu.v1.ListTransfersRequest\x1a\x1e.hufu.v1.ListTransfersResponse\x12T\n" +
-	"\x0fConfirmTransfer\x12\x1f.hufu.v1.ConfirmTransferRequest\x1a .hufu.v1.ConfirmTransferResponse\x12Q\n" +
-	"\x0eRejectTransfer\x12\x1e.hufu.v1.RejectTransferRequest\x1a\x1f.hufu.v1.RejectTransferResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	" STATEMENT_LINE_OUTCOME_DUPLICATE\x10\x042\xb7\x04\n" +
+	"\x15ReconciliationService\x12\x89\x01\n" +
+	"\x0fImportStatement\x12\x1f.hufu.v1.ImportStatementRequest\x1a .hufu.v1.ImportStatementResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/desk/reconciliation/import-statement\x12~\n" +
+	"\rListTransfers\x12\x1d.hufu.v1.ListTransfersRequest\x1a\x1e.hufu.v1.ListTransfersResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/desk/reconciliation/list-transfers\x12\x89\x01\n" +
+	"\x0fConfirmTransfer\x12\x1f.hufu.v1.ConfirmTransferRequest\x1a .hufu.v1.ConfirmTransferResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/desk/reconciliation/confirm-transfer\x12\x85\x01\n" +
+	"\x0eRejectTransfer\x12\x1e.hufu.v1.RejectTransferRequest\x1a\x1f.hufu.v1.RejectTransferResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/desk/reconciliation/reject-transferB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_reconciliation_proto_rawDescOnce sync.Once

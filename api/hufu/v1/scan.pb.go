@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -2805,7 +2806,7 @@ var File_hufu_v1_scan_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\n" +
-	"\x12hufu/v1/scan.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11hufu/v1/key.proto\"0\n" +
+	"\x12hufu/v1/scan.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x11hufu/v1/key.proto\"0\n" +
 	"\bDocument\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03sm3\x18\x02 \x01(\fR\x03sm3\"\x88\x01\n" +
@@ -3034,27 +3035,27 @@ const file_hufu_v1_scan_proto_rawDesc = "" +
 	"\bSignMode\x12\x19\n" +
 	"\x15SIGN_MODE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cSIGN_MODE_MUTUAL_RECOGNITION\x10\x01\x12\x12\n" +
-	"\x0eSIGN_MODE_SCAN\x10\x022\xb6\x04\n" +
-	"\vScanService\x12N\n" +
-	"\rCreateSession\x12\x1d.hufu.v1.CreateSessionRequest\x1a\x1e.hufu.v1.CreateSessionResponse\x12E\n" +
+	"\x0eSIGN_MODE_SCAN\x10\x022\xc0\x06\n" +
+	"\vScanService\x12l\n" +
+	"\rCreateSession\x12\x1d.hufu.v1.CreateSessionRequest\x1a\x1e.hufu.v1.CreateSessionResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/scan/sessions\x12m\n" +
 	"\n" +
-	"GetSession\x12\x1a.hufu.v1.GetSessionRequest\x1a\x1b.hufu.v1.GetSessionResponse\x12M\n" +
-	"\fWatchSession\x12\x1c.hufu.v1.WatchSessionRequest\x1a\x1d.hufu.v1.WatchSessionResponse0\x01\x12K\n" +
-	"\fListBindings\x12\x1c.hufu.v1.ListBindingsRequest\x1a\x1d.hufu.v1.ListBindingsResponse\x12N\n" +
-	"\rRemoveBinding\x12\x1d.hufu.v1.RemoveBindingRequest\x1a\x1e.hufu.v1.RemoveBindingResponse\x12]\n" +
-	"\x12ResolveCertificate\x12\".hufu.v1.ResolveCertificateRequest\x1a#.hufu.v1.ResolveCertificateResponse\x12E\n" +
+	"GetSession\x12\x1a.hufu.v1.GetSessionRequest\x1a\x1b.hufu.v1.GetSessionResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/scan/sessions/{session_id}\x12{\n" +
+	"\fWatchSession\x12\x1c.hufu.v1.WatchSessionRequest\x1a\x1d.hufu.v1.WatchSessionResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/scan/sessions/{session_id}/watch0\x01\x12f\n" +
+	"\fListBindings\x12\x1c.hufu.v1.ListBindingsRequest\x1a\x1d.hufu.v1.ListBindingsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/scan/bindings\x12v\n" +
+	"\rRemoveBinding\x12\x1d.hufu.v1.RemoveBindingRequest\x1a\x1e.hufu.v1.RemoveBindingResponse\"&\x82\xd3\xe4\x93\x02 *\x1e/v1/scan/bindings/{binding_id}\x12\x99\x01\n" +
+	"\x12ResolveCertificate\x12\".hufu.v1.ResolveCertificateRequest\x1a#.hufu.v1.ResolveCertificateResponse\":\x82\xd3\xe4\x93\x024\x122/v1/scan/certificates/{certificate_serial}/binding\x12[\n" +
 	"\n" +
-	"GetScanKey\x12\x1a.hufu.v1.GetScanKeyRequest\x1a\x1b.hufu.v1.GetScanKeyResponse2\xe4\x04\n" +
-	"\x10PhoneScanService\x123\n" +
-	"\x04Scan\x12\x14.hufu.v1.ScanRequest\x1a\x15.hufu.v1.ScanResponse\x129\n" +
-	"\x06Choose\x12\x16.hufu.v1.ChooseRequest\x1a\x17.hufu.v1.ChooseResponse\x129\n" +
-	"\x06Cosign\x12\x16.hufu.v1.CosignRequest\x1a\x17.hufu.v1.CosignResponse\x12?\n" +
-	"\bComplete\x12\x18.hufu.v1.CompleteRequest\x1a\x19.hufu.v1.CompleteResponse\x12<\n" +
-	"\aConsent\x12\x17.hufu.v1.ConsentRequest\x1a\x18.hufu.v1.ConsentResponse\x12<\n" +
-	"\aDecline\x12\x17.hufu.v1.DeclineRequest\x1a\x18.hufu.v1.DeclineResponse\x12?\n" +
-	"\bGetQrKey\x12\x18.hufu.v1.GetQrKeyRequest\x1a\x19.hufu.v1.GetQrKeyResponse\x12Q\n" +
-	"\x0eListMyBindings\x12\x1e.hufu.v1.ListMyBindingsRequest\x1a\x1f.hufu.v1.ListMyBindingsResponse\x12T\n" +
-	"\x0fRemoveMyBinding\x12\x1f.hufu.v1.RemoveMyBindingRequest\x1a .hufu.v1.RemoveMyBindingResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"GetScanKey\x12\x1a.hufu.v1.GetScanKeyRequest\x1a\x1b.hufu.v1.GetScanKeyResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/scan/key2\xac\a\n" +
+	"\x10PhoneScanService\x12S\n" +
+	"\x04Scan\x12\x14.hufu.v1.ScanRequest\x1a\x15.hufu.v1.ScanResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/phone/scan/scan\x12[\n" +
+	"\x06Choose\x12\x16.hufu.v1.ChooseRequest\x1a\x17.hufu.v1.ChooseResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/phone/scan/choose\x12[\n" +
+	"\x06Cosign\x12\x16.hufu.v1.CosignRequest\x1a\x17.hufu.v1.CosignResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/phone/scan/cosign\x12c\n" +
+	"\bComplete\x12\x18.hufu.v1.CompleteRequest\x1a\x19.hufu.v1.CompleteResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/phone/scan/complete\x12_\n" +
+	"\aConsent\x12\x17.hufu.v1.ConsentRequest\x1a\x18.hufu.v1.ConsentResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/phone/scan/consent\x12_\n" +
+	"\aDecline\x12\x17.hufu.v1.DeclineRequest\x1a\x18.hufu.v1.DeclineResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/phone/scan/decline\x12b\n" +
+	"\bGetQrKey\x12\x18.hufu.v1.GetQrKeyRequest\x1a\x19.hufu.v1.GetQrKeyResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/phone/scan/get-qr-key\x12z\n" +
+	"\x0eListMyBindings\x12\x1e.hufu.v1.ListMyBindingsRequest\x1a\x1f.hufu.v1.ListMyBindingsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/phone/scan/list-my-bindings\x12\x81\x01\n" +
+	"\x0fRemoveMyBinding\x12\x1f.hufu.v1.RemoveMyBindingRequest\x1a .hufu.v1.RemoveMyBindingResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/phone/scan/remove-my-bindingB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_scan_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -900,7 +901,7 @@ var File_hufu_v1_seal_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_seal_proto_rawDesc = "" +
 	"\n" +
-	"\x12hufu/v1/seal.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x04\n" +
+	"\x12hufu/v1/seal.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x04\n" +
 	"\x04Seal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fenterprise_uscc\x18\x02 \x01(\tR\x0eenterpriseUscc\x12\"\n" +
@@ -964,15 +965,15 @@ const file_hufu_v1_seal_proto_rawDesc = "" +
 	"\tSealState\x12\x1a\n" +
 	"\x16SEAL_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SEAL_STATE_ACTIVE\x10\x01\x12\x17\n" +
-	"\x13SEAL_STATE_DISABLED\x10\x022\xc9\x03\n" +
-	"\vSealService\x12E\n" +
+	"\x13SEAL_STATE_DISABLED\x10\x022\x96\x05\n" +
+	"\vSealService\x12g\n" +
 	"\n" +
-	"CreateSeal\x12\x1a.hufu.v1.CreateSealRequest\x1a\x1b.hufu.v1.CreateSealResponse\x12B\n" +
-	"\tListSeals\x12\x19.hufu.v1.ListSealsRequest\x1a\x1a.hufu.v1.ListSealsResponse\x12<\n" +
-	"\aGetSeal\x12\x17.hufu.v1.GetSealRequest\x1a\x18.hufu.v1.GetSealResponse\x12K\n" +
-	"\fSetSealState\x12\x1c.hufu.v1.SetSealStateRequest\x1a\x1d.hufu.v1.SetSealStateResponse\x12N\n" +
-	"\rAuthoriseSeal\x12\x1d.hufu.v1.AuthoriseSealRequest\x1a\x1e.hufu.v1.AuthoriseSealResponse\x12T\n" +
-	"\x0fUnauthoriseSeal\x12\x1f.hufu.v1.UnauthoriseSealRequest\x1a .hufu.v1.UnauthoriseSealResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"CreateSeal\x12\x1a.hufu.v1.CreateSealRequest\x1a\x1b.hufu.v1.CreateSealResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/seals/create-seal\x12`\n" +
+	"\tListSeals\x12\x19.hufu.v1.ListSealsRequest\x1a\x1a.hufu.v1.ListSealsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/seals/list-seals\x12X\n" +
+	"\aGetSeal\x12\x17.hufu.v1.GetSealRequest\x1a\x18.hufu.v1.GetSealResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/seals/get-seal\x12p\n" +
+	"\fSetSealState\x12\x1c.hufu.v1.SetSealStateRequest\x1a\x1d.hufu.v1.SetSealStateResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/seals/set-seal-state\x12s\n" +
+	"\rAuthoriseSeal\x12\x1d.hufu.v1.AuthoriseSealRequest\x1a\x1e.hufu.v1.AuthoriseSealResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/seals/authorise-seal\x12{\n" +
+	"\x0fUnauthoriseSeal\x12\x1f.hufu.v1.UnauthoriseSealRequest\x1a .hufu.v1.UnauthoriseSealResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/seals/unauthorise-sealB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_seal_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1733,7 +1734,7 @@ var File_hufu_v1_support_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_support_proto_rawDesc = "" +
 	"\n" +
-	"\x15hufu/v1/support.proto\x12\ahufu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n" +
+	"\x15hufu/v1/support.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n" +
 	"\vHelpArticle\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x1a\n" +
@@ -1859,21 +1860,21 @@ const file_hufu_v1_support_proto_rawDesc = "" +
 	"\x1aFEEDBACK_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18FEEDBACK_STATE_SUBMITTED\x10\x01\x12\x1a\n" +
 	"\x16FEEDBACK_STATE_REPLIED\x10\x02\x12\x19\n" +
-	"\x15FEEDBACK_STATE_CLOSED\x10\x032\xab\x04\n" +
-	"\x0eSupportService\x12W\n" +
-	"\x10ListHelpArticles\x12 .hufu.v1.ListHelpArticlesRequest\x1a!.hufu.v1.ListHelpArticlesResponse\x12K\n" +
-	"\fGetHelpEntry\x12\x1c.hufu.v1.GetHelpEntryRequest\x1a\x1d.hufu.v1.GetHelpEntryResponse\x12B\n" +
-	"\tSearchFaq\x12\x19.hufu.v1.SearchFaqRequest\x1a\x1a.hufu.v1.SearchFaqResponse\x12E\n" +
+	"\x15FEEDBACK_STATE_CLOSED\x10\x032\xa5\x06\n" +
+	"\x0eSupportService\x12\x7f\n" +
+	"\x10ListHelpArticles\x12 .hufu.v1.ListHelpArticlesRequest\x1a!.hufu.v1.ListHelpArticlesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/support/list-help-articles\x12o\n" +
+	"\fGetHelpEntry\x12\x1c.hufu.v1.GetHelpEntryRequest\x1a\x1d.hufu.v1.GetHelpEntryResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/support/get-help-entry\x12b\n" +
+	"\tSearchFaq\x12\x19.hufu.v1.SearchFaqRequest\x1a\x1a.hufu.v1.SearchFaqResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/support/search-faq\x12f\n" +
 	"\n" +
-	"GetContact\x12\x1a.hufu.v1.GetContactRequest\x1a\x1b.hufu.v1.GetContactResponse\x12Q\n" +
-	"\x0eSubmitFeedback\x12\x1e.hufu.v1.SubmitFeedbackRequest\x1a\x1f.hufu.v1.SubmitFeedbackResponse\x12K\n" +
-	"\fListFeedback\x12\x1c.hufu.v1.ListFeedbackRequest\x1a\x1d.hufu.v1.ListFeedbackResponse\x12H\n" +
-	"\vGetFeedback\x12\x1b.hufu.v1.GetFeedbackRequest\x1a\x1c.hufu.v1.GetFeedbackResponse2\xf5\x02\n" +
-	"\x12SupportDeskService\x12W\n" +
-	"\x10ListOpenFeedback\x12 .hufu.v1.ListOpenFeedbackRequest\x1a!.hufu.v1.ListOpenFeedbackResponse\x12N\n" +
-	"\rReplyFeedback\x12\x1d.hufu.v1.ReplyFeedbackRequest\x1a\x1e.hufu.v1.ReplyFeedbackResponse\x12N\n" +
-	"\rCloseFeedback\x12\x1d.hufu.v1.CloseFeedbackRequest\x1a\x1e.hufu.v1.CloseFeedbackResponse\x12f\n" +
-	"\x15GetFeedbackAttachment\x12%.hufu.v1.GetFeedbackAttachmentRequest\x1a&.hufu.v1.GetFeedbackAttachmentResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"GetContact\x12\x1a.hufu.v1.GetContactRequest\x1a\x1b.hufu.v1.GetContactResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/support/get-contact\x12y\n" +
+	"\x0eSubmitFeedback\x12\x1e.hufu.v1.SubmitFeedbackRequest\x1a\x1f.hufu.v1.SubmitFeedbackResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/support/submit-feedback\x12n\n" +
+	"\fListFeedback\x12\x1c.hufu.v1.ListFeedbackRequest\x1a\x1d.hufu.v1.ListFeedbackResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/support/list-feedback\x12j\n" +
+	"\vGetFeedback\x12\x1b.hufu.v1.GetFeedbackRequest\x1a\x1c.hufu.v1.GetFeedbackResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/support/get-feedback2\xae\x04\n" +
+	"\x12SupportDeskService\x12\x84\x01\n" +
+	"\x10ListOpenFeedback\x12 .hufu.v1.ListOpenFeedbackRequest\x1a!.hufu.v1.ListOpenFeedbackResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/desk/support/list-open-feedback\x12z\n" +
+	"\rReplyFeedback\x12\x1d.hufu.v1.ReplyFeedbackRequest\x1a\x1e.hufu.v1.ReplyFeedbackResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/desk/support/reply-feedback\x12z\n" +
+	"\rCloseFeedback\x12\x1d.hufu.v1.CloseFeedbackRequest\x1a\x1e.hufu.v1.CloseFeedbackResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/desk/support/close-feedback\x12\x98\x01\n" +
+	"\x15GetFeedbackAttachment\x12%.hufu.v1.GetFeedbackAttachmentRequest\x1a&.hufu.v1.GetFeedbackAttachmentResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/desk/support/get-feedback-attachmentB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_support_proto_rawDescOnce sync.Once

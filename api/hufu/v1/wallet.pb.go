@@ -7,6 +7,7 @@
 package hufuv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1382,7 +1383,7 @@ var File_hufu_v1_wallet_proto protoreflect.FileDescriptor
 
 const file_hufu_v1_wallet_proto_rawDesc = "" +
 	"\n" +
-	"\x14hufu/v1/wallet.proto\x12\ahufu.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n" +
+	"\x14hufu/v1/wallet.proto\x12\ahufu.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n" +
 	"\vDayPassPlan\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1494,17 +1495,17 @@ const file_hufu_v1_wallet_proto_rawDesc = "" +
 	"\x10WalletOrderState\x12\"\n" +
 	"\x1eWALLET_ORDER_STATE_UNSPECIFIED\x10\x00\x12'\n" +
 	"#WALLET_ORDER_STATE_AWAITING_PAYMENT\x10\x01\x12 \n" +
-	"\x1cWALLET_ORDER_STATE_COMPLETED\x10\x022\xa7\x05\n" +
-	"\rWalletService\x12]\n" +
-	"\x12GetWalletCatalogue\x12\".hufu.v1.GetWalletCatalogueRequest\x1a#.hufu.v1.GetWalletCatalogueResponse\x12W\n" +
-	"\x10GetWalletBalance\x12 .hufu.v1.GetWalletBalanceRequest\x1a!.hufu.v1.GetWalletBalanceResponse\x12H\n" +
-	"\vCreateTopUp\x12\x1b.hufu.v1.CreateTopUpRequest\x1a\x1c.hufu.v1.CreateTopUpResponse\x12E\n" +
+	"\x1cWALLET_ORDER_STATE_COMPLETED\x10\x022\xd9\a\n" +
+	"\rWalletService\x12\x86\x01\n" +
+	"\x12GetWalletCatalogue\x12\".hufu.v1.GetWalletCatalogueRequest\x1a#.hufu.v1.GetWalletCatalogueResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/wallet/get-wallet-catalogue\x12~\n" +
+	"\x10GetWalletBalance\x12 .hufu.v1.GetWalletBalanceRequest\x1a!.hufu.v1.GetWalletBalanceResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/wallet/get-wallet-balance\x12m\n" +
+	"\vCreateTopUp\x12\x1b.hufu.v1.CreateTopUpRequest\x1a\x1c.hufu.v1.CreateTopUpResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/wallet/create-top-up\x12i\n" +
 	"\n" +
-	"BuyDayPass\x12\x1a.hufu.v1.BuyDayPassRequest\x1a\x1b.hufu.v1.BuyDayPassResponse\x12Q\n" +
-	"\x0ePayWalletOrder\x12\x1e.hufu.v1.PayWalletOrderRequest\x1a\x1f.hufu.v1.PayWalletOrderResponse\x12W\n" +
-	"\x10ListWalletOrders\x12 .hufu.v1.ListWalletOrdersRequest\x1a!.hufu.v1.ListWalletOrdersResponse\x12Q\n" +
-	"\x0eListWalletUses\x12\x1e.hufu.v1.ListWalletUsesRequest\x1a\x1f.hufu.v1.ListWalletUsesResponse\x12N\n" +
-	"\rListDayPasses\x12\x1d.hufu.v1.ListDayPassesRequest\x1a\x1e.hufu.v1.ListDayPassesResponseB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
+	"BuyDayPass\x12\x1a.hufu.v1.BuyDayPassRequest\x1a\x1b.hufu.v1.BuyDayPassResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/wallet/buy-day-pass\x12y\n" +
+	"\x0ePayWalletOrder\x12\x1e.hufu.v1.PayWalletOrderRequest\x1a\x1f.hufu.v1.PayWalletOrderResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/wallet/pay-wallet-order\x12~\n" +
+	"\x10ListWalletOrders\x12 .hufu.v1.ListWalletOrdersRequest\x1a!.hufu.v1.ListWalletOrdersResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/wallet/list-wallet-orders\x12v\n" +
+	"\x0eListWalletUses\x12\x1e.hufu.v1.ListWalletUsesRequest\x1a\x1f.hufu.v1.ListWalletUsesResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/wallet/list-wallet-uses\x12r\n" +
+	"\rListDayPasses\x12\x1d.hufu.v1.ListDayPassesRequest\x1a\x1e.hufu.v1.ListDayPassesResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/wallet/list-day-passesB-Z+github.com/hufu-hsm/hufu/api/hufu/v1;hufuv1b\x06proto3"
 
 var (
 	file_hufu_v1_wallet_proto_rawDescOnce sync.Once

@@ -3,10 +3,14 @@ package daemon_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,8 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/sm2"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/bidopening"
+	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/daemon/accounts"
+	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/devpki"
 )
 
@@ -101,11 +109,23 @@ func (j *jsonAPI) ok(method, path string, body any, header ...string) map[string
 	return out
 }
 
-// stream opens a server-streaming call and returns its lines, decoded, on a channel that
-// closes at the end of the stream.
-func (j *jsonAPI) stream(path string) (<-chan map[string]any, *http.Response) {
+// stream opens a server-streaming call (GET, or POST with body if body is not nil) and
+// returns its lines, decoded, on a channel that closes at the end of the stream.
+func (j *jsonAPI) stream(path string, body any) (<-chan map[string]any, *http.Response) {
 	j.t.Helper()
-	resp, err := j.http.Get(j.base + path)
+	method, rd := "GET", io.Reader(nil)
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			j.t.Fatal(err)
+		}
+		method, rd = "POST", bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, j.base+path, rd)
+	if err != nil {
+		j.t.Fatal(err)
+	}
+	resp, err := j.http.Do(req)
 	if err != nil {
 		j.t.Fatal(err)
 	}
@@ -194,7 +214,7 @@ func TestJSONScanSession(t *testing.T) {
 	if id == "" || payload == "" || str(created, "session", "state") != "SESSION_STATE_CREATED" {
 		t.Fatalf("created: %v", created)
 	}
-	lines, wresp := sys.stream("/v1/scan/sessions/" + id + "/watch")
+	lines, wresp := sys.stream("/v1/scan/sessions/"+id+"/watch", nil)
 	if wresp.StatusCode != http.StatusOK {
 		t.Fatalf("watch: HTTP %d", wresp.StatusCode)
 	}
@@ -331,5 +351,129 @@ func TestJSONIdentity(t *testing.T) {
 	}
 	if code, _, _ := anonymous.do("POST", "/v1/scan/sessions", createBody, "Authorization", "Bearer "+token, "Hufu-Device-Id", device); code != http.StatusUnauthorized {
 		t.Fatalf("person on a system method: HTTP %d", code)
+	}
+}
+
+// TestJSONBidOpening runs an opening as a bid-opening system through the JSON gateway only:
+// create, register envelopes, seal, a DECRYPT code the bidder answers on the phone (gRPC),
+// the release as newline-delimited JSON whose keys open under the system's key, close, and
+// the signed report streamed in base64 chunks that verifies under the appliance's key.
+func TestJSONBidOpening(t *testing.T) {
+	a := certAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{{Name: devpki.CLIClientName,
+			Services: []string{"hufu.v1.ReviewService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}}}
+	})
+	p := newApplicant(t, a, "13800138091", "json-bid-01", "json-bid-key-01")
+	serial := p.issue(a.desk())
+	cert, _, _, _ := p.download(serial)
+	key := *p.key
+	key.cred = client.PINCredential("123456") // the clock moves past any ticket's life
+	b := &bidder{name: "json", phone: hufuv1.NewPhoneScanServiceClient(p.conn.ClientConn()), key: &key, serial: serial,
+		pub: cert.PublicKey.(*ecdsa.PublicKey), conn: p.conn}
+	sys := systemJSON(t, a.appliance)
+
+	resultKey, err := sm2.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := a.clock.Now()
+	create := map[string]any{"request_id": "json-open-0001", "project_code": "FZ-2026-119", "project_name": "示范桥梁工程",
+		"platform_id": "demo", "window_start": now.Add(time.Hour).Format(time.RFC3339), "window_end": now.Add(3 * time.Hour).Format(time.RFC3339),
+		"result_public_key": base64.StdEncoding.EncodeToString(elliptic(resultKey))}
+	bad := maps.Clone(create)
+	bad["request_id"], bad["window_end"] = "json-open-bad1", create["window_start"]
+	code, _, body := sys.do("POST", "/v1/openings", bad)
+	wantViolation(t, code, body, http.StatusBadRequest, "window_end")
+	o := str(sys.ok("POST", "/v1/openings", create), "opening", "id")
+	if o == "" {
+		t.Fatal("no opening id")
+	}
+
+	keys := map[string][]byte{}
+	var regs []any
+	for _, id := range []string{"bid-j-1", "bid-j-2"} {
+		sm4 := make([]byte, 16)
+		rand.Read(sm4)
+		ct, err := sm2.Encrypt(rand.Reader, b.pub, sm4, sm2.NewPlainEncrypterOpts(sm2.MarshalUncompressed, sm2.C1C3C2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[id] = sm4
+		regs = append(regs, map[string]any{"envelope_id": id, "certificate_serial": serial, "ciphertext": base64.StdEncoding.EncodeToString(ct)})
+	}
+	if r := sys.ok("POST", "/v1/openings/"+o+"/envelopes", map[string]any{"envelopes": regs}); r["envelopes"] != float64(2) {
+		t.Fatalf("register: %v", r)
+	}
+	// Before the window the release is refused: the stream's one line is a FailedPrecondition.
+	lines, resp := sys.stream("/v1/openings/"+o+"/release", map[string]any{})
+	early := 0
+	for l := range lines {
+		if field(l, "error", "code") != float64(9) {
+			t.Fatalf("early release: HTTP %d %v", resp.StatusCode, l)
+		}
+		early++
+	}
+	if early != 1 {
+		t.Fatalf("early release: %d error lines, want 1", early)
+	}
+	if s := sys.ok("POST", "/v1/openings/"+o+"/seal", map[string]any{}); str(s, "opening", "state") != "OPENING_STATE_SEALED" {
+		t.Fatalf("seal: %v", s)
+	}
+
+	a.clock.Advance(time.Hour + time.Minute)
+	decrypt := sys.ok("POST", "/v1/scan/sessions", map[string]any{"request_id": "json-decrypt-1", "kind": "SESSION_KIND_DECRYPT", "opening_id": o})
+	if err := b.consent(t, str(decrypt, "session", "qr_payload"), false); err != nil {
+		t.Fatalf("consent: %v", err)
+	}
+	lines, resp = sys.stream("/v1/openings/"+o+"/release", map[string]any{})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(strings.Join(resp.TransferEncoding, ","), "chunked") {
+		t.Fatalf("release: HTTP %d, transfer encoding %v", resp.StatusCode, resp.TransferEncoding)
+	}
+	released := 0
+	for l := range lines {
+		envs, _ := field(l, "result", "envelopes").([]any)
+		if len(envs) == 0 {
+			t.Fatalf("release line: %v", l)
+		}
+		for _, e := range envs {
+			enc, err := base64.StdEncoding.DecodeString(str(e, "encrypted_key"))
+			if err != nil || str(e, "error") != "" {
+				t.Fatalf("released envelope: %v (%v)", e, err)
+			}
+			plain, err := sm2.Decrypt(resultKey, enc)
+			if err != nil || !bytes.Equal(plain, keys[str(e, "envelope_id")]) {
+				t.Fatalf("envelope %s released %x (%v)", str(e, "envelope_id"), plain, err)
+			}
+			released++
+		}
+	}
+	if released != 2 {
+		t.Fatalf("released %d envelopes, want 2", released)
+	}
+	envs := sys.ok("GET", "/v1/openings/"+o+"/envelopes?page_size=10", nil)
+	if list, _ := envs["envelopes"].([]any); len(list) != 2 {
+		t.Fatalf("envelopes: %v", envs)
+	}
+
+	closed := sys.ok("POST", "/v1/openings/"+o+"/close", map[string]any{})
+	if str(closed, "opening", "state") != "OPENING_STATE_CLOSED" {
+		t.Fatalf("close: %v", closed)
+	}
+	var report []byte
+	lines, _ = sys.stream("/v1/openings/"+o+"/report", nil)
+	for l := range lines {
+		chunk, err := base64.StdEncoding.DecodeString(str(l, "result", "chunk"))
+		if err != nil || l["error"] != nil {
+			t.Fatalf("report line: %v (%v)", l, err)
+		}
+		report = append(report, chunk...)
+	}
+	scanKey := sys.ok("GET", "/v1/scan/key", nil)
+	rep, err := bidopening.Verify(report, parseECKey(t, str(scanKey, "public_key_pem")))
+	if err != nil {
+		t.Fatalf("the report does not verify: %v", err)
+	}
+	if len(rep.Consents) != 1 || len(rep.Envelopes) != 2 {
+		t.Fatalf("report: %d consents, %d envelopes", len(rep.Consents), len(rep.Envelopes))
 	}
 }

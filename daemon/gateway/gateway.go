@@ -87,80 +87,9 @@ func New(opts Options) (*Gateway, error) {
 		// X-HTTP-Method-Override would let a POST reach a GET route; nothing needs it.
 		runtime.WithDisableHTTPMethodOverride(),
 	)
-	var router grpc.ClientConnInterface = connRouter{}
 	ctx := context.Background()
-	for name, register := range map[string]func() error{
-		"AccountService": func() error {
-			return hufuv1.RegisterAccountServiceHandlerClient(ctx, mux, hufuv1.NewAccountServiceClient(router))
-		},
-		"AfterSalesService": func() error {
-			return hufuv1.RegisterAfterSalesServiceHandlerClient(ctx, mux, hufuv1.NewAfterSalesServiceClient(router))
-		},
-		"AfterSalesDeskService": func() error {
-			return hufuv1.RegisterAfterSalesDeskServiceHandlerClient(ctx, mux, hufuv1.NewAfterSalesDeskServiceClient(router))
-		},
-		"BankCardService": func() error {
-			return hufuv1.RegisterBankCardServiceHandlerClient(ctx, mux, hufuv1.NewBankCardServiceClient(router))
-		},
-		"CertificateService": func() error {
-			return hufuv1.RegisterCertificateServiceHandlerClient(ctx, mux, hufuv1.NewCertificateServiceClient(router))
-		},
-		"CosignService": func() error {
-			return hufuv1.RegisterCosignServiceHandlerClient(ctx, mux, hufuv1.NewCosignServiceClient(router))
-		},
-		"EnterpriseService": func() error {
-			return hufuv1.RegisterEnterpriseServiceHandlerClient(ctx, mux, hufuv1.NewEnterpriseServiceClient(router))
-		},
-		"IdentityService": func() error {
-			return hufuv1.RegisterIdentityServiceHandlerClient(ctx, mux, hufuv1.NewIdentityServiceClient(router))
-		},
-		"InvoiceService": func() error {
-			return hufuv1.RegisterInvoiceServiceHandlerClient(ctx, mux, hufuv1.NewInvoiceServiceClient(router))
-		},
-		"InvoiceDeskService": func() error {
-			return hufuv1.RegisterInvoiceDeskServiceHandlerClient(ctx, mux, hufuv1.NewInvoiceDeskServiceClient(router))
-		},
-		"KeyService": func() error {
-			return hufuv1.RegisterKeyServiceHandlerClient(ctx, mux, hufuv1.NewKeyServiceClient(router))
-		},
-		"OpeningService": func() error {
-			return hufuv1.RegisterOpeningServiceHandlerClient(ctx, mux, hufuv1.NewOpeningServiceClient(router))
-		},
-		"PaymentService": func() error {
-			return hufuv1.RegisterPaymentServiceHandlerClient(ctx, mux, hufuv1.NewPaymentServiceClient(router))
-		},
-		"PaymentDeskService": func() error {
-			return hufuv1.RegisterPaymentDeskServiceHandlerClient(ctx, mux, hufuv1.NewPaymentDeskServiceClient(router))
-		},
-		"PhoneScanService": func() error {
-			return hufuv1.RegisterPhoneScanServiceHandlerClient(ctx, mux, hufuv1.NewPhoneScanServiceClient(router))
-		},
-		"PlatformService": func() error {
-			return hufuv1.RegisterPlatformServiceHandlerClient(ctx, mux, hufuv1.NewPlatformServiceClient(router))
-		},
-		"ReconciliationService": func() error {
-			return hufuv1.RegisterReconciliationServiceHandlerClient(ctx, mux, hufuv1.NewReconciliationServiceClient(router))
-		},
-		"ReviewService": func() error {
-			return hufuv1.RegisterReviewServiceHandlerClient(ctx, mux, hufuv1.NewReviewServiceClient(router))
-		},
-		"ScanService": func() error {
-			return hufuv1.RegisterScanServiceHandlerClient(ctx, mux, hufuv1.NewScanServiceClient(router))
-		},
-		"SealService": func() error {
-			return hufuv1.RegisterSealServiceHandlerClient(ctx, mux, hufuv1.NewSealServiceClient(router))
-		},
-		"SupportService": func() error {
-			return hufuv1.RegisterSupportServiceHandlerClient(ctx, mux, hufuv1.NewSupportServiceClient(router))
-		},
-		"SupportDeskService": func() error {
-			return hufuv1.RegisterSupportDeskServiceHandlerClient(ctx, mux, hufuv1.NewSupportDeskServiceClient(router))
-		},
-		"WalletService": func() error {
-			return hufuv1.RegisterWalletServiceHandlerClient(ctx, mux, hufuv1.NewWalletServiceClient(router))
-		},
-	} {
-		if err := register(); err != nil {
+	for name, register := range registrations {
+		if err := register(ctx, mux, connRouter{}); err != nil {
 			return nil, fmt.Errorf("gateway: %s: %w", name, err)
 		}
 	}
@@ -172,6 +101,80 @@ func New(opts Options) (*Gateway, error) {
 	top.Handle("/", mux)
 	g.handler = g.withConnection(http.MaxBytesHandler(top, opts.MaxBodyBytes))
 	return g, nil
+}
+
+// registrations registers each service of hufu.v1 with the gateway's mux, by full name; a
+// test checks that none is missing.
+var registrations = map[string]func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
+	"hufu.v1.AccountService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterAccountServiceHandlerClient(ctx, mux, hufuv1.NewAccountServiceClient(cc))
+	},
+	"hufu.v1.AfterSalesService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterAfterSalesServiceHandlerClient(ctx, mux, hufuv1.NewAfterSalesServiceClient(cc))
+	},
+	"hufu.v1.AfterSalesDeskService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterAfterSalesDeskServiceHandlerClient(ctx, mux, hufuv1.NewAfterSalesDeskServiceClient(cc))
+	},
+	"hufu.v1.BankCardService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterBankCardServiceHandlerClient(ctx, mux, hufuv1.NewBankCardServiceClient(cc))
+	},
+	"hufu.v1.CertificateService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterCertificateServiceHandlerClient(ctx, mux, hufuv1.NewCertificateServiceClient(cc))
+	},
+	"hufu.v1.CosignService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterCosignServiceHandlerClient(ctx, mux, hufuv1.NewCosignServiceClient(cc))
+	},
+	"hufu.v1.EnterpriseService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterEnterpriseServiceHandlerClient(ctx, mux, hufuv1.NewEnterpriseServiceClient(cc))
+	},
+	"hufu.v1.IdentityService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterIdentityServiceHandlerClient(ctx, mux, hufuv1.NewIdentityServiceClient(cc))
+	},
+	"hufu.v1.InvoiceService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterInvoiceServiceHandlerClient(ctx, mux, hufuv1.NewInvoiceServiceClient(cc))
+	},
+	"hufu.v1.InvoiceDeskService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterInvoiceDeskServiceHandlerClient(ctx, mux, hufuv1.NewInvoiceDeskServiceClient(cc))
+	},
+	"hufu.v1.KeyService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterKeyServiceHandlerClient(ctx, mux, hufuv1.NewKeyServiceClient(cc))
+	},
+	"hufu.v1.OpeningService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterOpeningServiceHandlerClient(ctx, mux, hufuv1.NewOpeningServiceClient(cc))
+	},
+	"hufu.v1.PaymentService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterPaymentServiceHandlerClient(ctx, mux, hufuv1.NewPaymentServiceClient(cc))
+	},
+	"hufu.v1.PaymentDeskService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterPaymentDeskServiceHandlerClient(ctx, mux, hufuv1.NewPaymentDeskServiceClient(cc))
+	},
+	"hufu.v1.PhoneScanService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterPhoneScanServiceHandlerClient(ctx, mux, hufuv1.NewPhoneScanServiceClient(cc))
+	},
+	"hufu.v1.PlatformService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterPlatformServiceHandlerClient(ctx, mux, hufuv1.NewPlatformServiceClient(cc))
+	},
+	"hufu.v1.ReconciliationService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterReconciliationServiceHandlerClient(ctx, mux, hufuv1.NewReconciliationServiceClient(cc))
+	},
+	"hufu.v1.ReviewService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterReviewServiceHandlerClient(ctx, mux, hufuv1.NewReviewServiceClient(cc))
+	},
+	"hufu.v1.ScanService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterScanServiceHandlerClient(ctx, mux, hufuv1.NewScanServiceClient(cc))
+	},
+	"hufu.v1.SealService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterSealServiceHandlerClient(ctx, mux, hufuv1.NewSealServiceClient(cc))
+	},
+	"hufu.v1.SupportService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterSupportServiceHandlerClient(ctx, mux, hufuv1.NewSupportServiceClient(cc))
+	},
+	"hufu.v1.SupportDeskService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterSupportDeskServiceHandlerClient(ctx, mux, hufuv1.NewSupportDeskServiceClient(cc))
+	},
+	"hufu.v1.WalletService": func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+		return hufuv1.RegisterWalletServiceHandlerClient(ctx, mux, hufuv1.NewWalletServiceClient(cc))
+	},
 }
 
 // Listener is the in-memory listener the grpc.Server must also serve (grpc.Server.Serve):

@@ -201,6 +201,12 @@ func TestJSONScanSession(t *testing.T) {
 		t.Fatalf("error body: %v", body)
 	}
 
+	// A body that is not JSON of the request message is refused before any call.
+	code, _, body = sys.do("POST", "/v1/scan/sessions", map[string]any{"request_id": 42})
+	if code != http.StatusBadRequest || body["code"] != float64(3) {
+		t.Fatalf("undecodable body: HTTP %d %v", code, body)
+	}
+
 	// BIND, followed by a watch stream while the phone answers.
 	code, resp, created := sys.do("POST", "/v1/scan/sessions", map[string]any{"request_id": "json-bind-1", "kind": "SESSION_KIND_BIND",
 		"platform_id": "demo", "reference": "unit-42", "subject": map[string]any{"person_name": "张三", "id_number": "11010519491231002X"}})

@@ -46,6 +46,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -207,8 +208,9 @@ func outgoingHeaders(key string) (string, bool) {
 // (a body that is not JSON of the request): the gate logs every call that did.
 func (g *Gateway) errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if called, _ := r.Context().Value(calledKey{}).(*atomic.Bool); called == nil || !called.Load() {
+		// The code, not the message: a JSON decoding error quotes the body it choked on.
 		g.opts.Log.Info("json: request refused before the call", "method", r.Method, "path", r.URL.Path,
-			"peer", r.RemoteAddr, "err", err.Error())
+			"peer", r.RemoteAddr, "code", status.Code(err).String())
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

@@ -121,7 +121,7 @@ func TestValidateReportsEveryProblemWithItsPath(t *testing.T) {
 		got[p.Path] = true
 	}
 	for _, path := range []string{
-		"data_dir", "listen.grpc", "tls.cert_file", "tls.key_file", "tls.min_version", "hsm.module",
+		"data_dir", "listen.grpc", "listen.json", "tls.cert_file", "tls.key_file", "tls.min_version", "hsm.module",
 		"hsm.pin_file", "hsm.max_sessions", "log.level", "platforms[0].id", "platforms[0].name",
 		"platforms[0].region", "platforms[2].id", "system_clients[0].services[0]", "scan.address",
 		"enterprises.transfer.account_name", "enterprises.transfer.account_number", "enterprises.transfer.bank",
@@ -132,8 +132,8 @@ func TestValidateReportsEveryProblemWithItsPath(t *testing.T) {
 			t.Errorf("no problem reported for %s", path)
 		}
 	}
-	if len(ps) != 23 {
-		t.Errorf("%d problems, want 23:\n%v", len(ps), err)
+	if len(ps) != 24 {
+		t.Errorf("%d problems, want 24:\n%v", len(ps), err)
 	}
 }
 
@@ -279,5 +279,23 @@ func TestDefaultPlatformMustBeConfigured(t *testing.T) {
 	}
 	if err != nil || c.Account.DefaultPlatform != "demo" {
 		t.Fatalf("the development platform as default: %v %v", c.Account.DefaultPlatform, err)
+	}
+}
+
+// TestJSONListenerDefaults: production serves no JSON gateway unless listen.json names an
+// address; development serves it on loopback, or where the configuration says.
+func TestJSONListenerDefaults(t *testing.T) {
+	if got := Default().Listen.JSON; got != "" {
+		t.Errorf("production default listen.json = %q, want empty (off)", got)
+	}
+	if got := Development().Listen.JSON; got != "127.0.0.1:7444" {
+		t.Errorf("development default listen.json = %q", got)
+	}
+	c := Default()
+	c.Development = true
+	c.Listen.JSON = "0.0.0.0:9444"
+	c.fillDevelopment()
+	if c.Listen.JSON != "0.0.0.0:9444" {
+		t.Errorf("development replaced the configured listen.json with %q", c.Listen.JSON)
 	}
 }

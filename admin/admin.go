@@ -142,6 +142,10 @@ type Options struct {
 	// payment.notify), by path, served for POST without a token: each handler authenticates
 	// its sender itself (a signature under a key shared with that service).
 	Callbacks map[string]http.Handler
+	// Console, if set, builds the operator console (package admin/console) served under
+	// /console/; the console authenticates its sessions with this server's tokens and
+	// records through its audit (ConsoleHost).
+	Console func(host ConsoleHost) http.Handler
 	// BackupKey wraps each backup's data key (the HSM keyring): backups leave the
 	// appliance encrypted (package backup).
 	BackupKey backup.KeyWrapper
@@ -322,6 +326,9 @@ func (s *Server) routes() {
 		// Registering and removing grant and withdraw access: the security officer's.
 		s.handle("POST /system-clients", endpoint{action: "admin.system_clients.register", roles: so, audited: true, handle: s.registerSystem})
 		s.handle("DELETE /system-clients/{name}", endpoint{action: "admin.system_clients.remove", roles: so, audited: true, handle: s.removeSystem})
+	}
+	if s.opts.Console != nil {
+		s.mux.Handle("/console/", s.opts.Console(s))
 	}
 	pp := map[string]http.HandlerFunc{
 		"/debug/pprof/": pprof.Index, "/debug/pprof/cmdline": pprof.Cmdline, "/debug/pprof/profile": pprof.Profile,

@@ -123,6 +123,19 @@ func sourceHost(remoteAddr string) string {
 // refuseUnauthenticated answers a request without a valid token: audited, counted or
 // limited as above.
 func (s *Server) refuseUnauthenticated(w http.ResponseWriter, r *http.Request, action string) {
+	if retryAfter := s.countAuthFailure(r, action); retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter.Round(time.Second)/time.Second)+1))
+		writeText(w, http.StatusTooManyRequests, "too many requests without a valid admin token from this address; retry later\n")
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="hufu-admin"`)
+	writeText(w, http.StatusUnauthorized, "a valid admin bearer token is required\n")
+}
+
+// countAuthFailure records one failure from r's source (audited, counted or limited, as
+// above) and returns how long the source must wait, 0 when it is not limited. The console's
+// failed sign-ins count here too (ConsoleHost.RefuseSignIn).
+func (s *Server) countAuthFailure(r *http.Request, action string) time.Duration {
 	source := sourceHost(r.RemoteAddr)
 	d := s.authFailures.fail(source, s.opts.Clock.Now())
 	if d.summary != nil {
@@ -133,13 +146,10 @@ func (s *Server) refuseUnauthenticated(w http.ResponseWriter, r *http.Request, a
 				"window_start": d.summary.start.UTC().Format(time.RFC3339), "window_end": d.summary.end.UTC().Format(time.RFC3339)}})
 	}
 	if d.retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(d.retryAfter.Round(time.Second)/time.Second)+1))
-		writeText(w, http.StatusTooManyRequests, "too many requests without a valid admin token from this address; retry later\n")
-		return
+		return d.retryAfter
 	}
 	if d.audit {
 		s.audit(r, Token{}, action, store.OutcomeDenied, map[string]string{"reason": "no valid token"})
 	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="hufu-admin"`)
-	writeText(w, http.StatusUnauthorized, "a valid admin bearer token is required\n")
+	return 0
 }

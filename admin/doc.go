@@ -24,6 +24,7 @@
 //	/system-clients                   POST    security_officer (a desk service: + a second officer)
 //	/system-clients/{name}            DELETE  security_officer
 //	/debug/pprof/...                  GET     security_officer
+//	/console/...                      GET/POST the operator console (package admin/console): a session cookie
 //
 // Callers present "Authorization: Bearer <token>". A token comes from the configuration
 // (admin.tokens: only each token's SHA-256, its holder's name — the token id in audit

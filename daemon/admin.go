@@ -117,6 +117,7 @@ func (d *Daemon) buildAdmin() error {
 			return d.CRL(ctx, caID)
 		},
 		Callbacks: d.providerCallbacks(),
+		Console:   d.consoleBuilder(), // console.go
 		BackupKey: d.keyring,
 		BackupDir: filepath.Join(d.cfg.DataDir, "backup-scratch"),
 		Clock:     d.opts.Clock, Log: d.opts.Log.With("surface", "admin"),

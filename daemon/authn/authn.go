@@ -45,6 +45,10 @@ type Caller struct {
 	UserID, SessionID, DeviceID string
 	// For systems: the client's configured name (its certificate's common name).
 	System string
+	// For operators at the console (admin/console): the admin token's holder, signed in
+	// with a role that may use the desk being called. The desks treat them as they treat a
+	// desk system client, under their own name in the audit log.
+	Admin string
 	// Source is the peer address, for rate limits and audit.
 	Source string
 }
@@ -56,6 +60,8 @@ func (c Caller) Actor() string {
 		return "user:" + c.UserID
 	case c.System != "":
 		return "system:" + c.System
+	case c.Admin != "":
+		return "admin:" + c.Admin
 	}
 	return "anonymous"
 }

@@ -106,11 +106,17 @@ func (s *Service) Report(ctx context.Context, caller authn.Caller, id string) ([
 	if err != nil {
 		return nil, err
 	}
-	if o, err = s.advance(ctx, o); err != nil {
+	return s.reportOf(ctx, o)
+}
+
+// reportOf is Report of an opening read from the store.
+func (s *Service) reportOf(ctx context.Context, o *storepb.Opening) ([]byte, error) {
+	o, err := s.advance(ctx, o)
+	if err != nil {
 		return nil, err
 	}
 	if o.State != stateClosed {
-		return nil, apierr.New(apierr.FailedPrecondition, "opening %s has no report until it is closed", id)
+		return nil, apierr.New(apierr.FailedPrecondition, "opening %s has no report until it is closed", o.Id)
 	}
 	r, err := s.report(ctx, o)
 	if err != nil {

@@ -140,7 +140,14 @@ func (s *Service) Get(ctx context.Context, caller authn.Caller, id string) (*sto
 	if err != nil {
 		return nil, err
 	}
-	if o, err = s.advance(ctx, o); err != nil {
+	return s.current(ctx, o)
+}
+
+// current brings an opening read from the store up to date: its state by the clock, its
+// consent count while sealed.
+func (s *Service) current(ctx context.Context, o *storepb.Opening) (*storepb.Opening, error) {
+	o, err := s.advance(ctx, o)
+	if err != nil {
 		return nil, err
 	}
 	if o.State == stateSealed {

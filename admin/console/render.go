@@ -1,0 +1,123 @@
+package console
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// pageData is what every template gets; Data is the screen's own.
+type pageData struct {
+	Title   string
+	Message string // an error or notice, shown above the content
+	Notice  string
+	CSRF    string
+	Who     string
+	Role    string
+	Nav     []navItem
+	Data    any
+}
+
+type navItem struct {
+	Href, Label string
+	Current     bool
+}
+
+var funcs = template.FuncMap{
+	"time": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.Local().Format("2006-01-02 15:04:05")
+	},
+	"unixnano": func(n int64) string {
+		if n == 0 {
+			return "—"
+		}
+		return time.Unix(0, n).Local().Format("2006-01-02 15:04:05")
+	},
+}
+
+// parseTemplates parses each page with the layout.
+func (c *Console) parseTemplates() error {
+	c.pages = map[string]*template.Template{}
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		name := strings.TrimSuffix(path.Base(n), ".html")
+		if name == "layout" {
+			continue
+		}
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		if err != nil {
+			return fmt.Errorf("console: template %s: %w", name, err)
+		}
+		c.pages[name] = t
+	}
+	return nil
+}
+
+// nav lists the screens s's role may use.
+func (c *Console) nav(r *http.Request, s *session) []navItem {
+	var out []navItem
+	add := func(href, label string, ok bool) {
+		if !ok {
+			return
+		}
+		cur := r.URL.Path == href || (href != base && strings.HasPrefix(r.URL.Path, href))
+		out = append(out, navItem{Href: href, Label: label, Current: cur})
+	}
+	add(base, "首页", s.may(anyone))
+	add(base+"review", "证书审核", c.opts.Review != nil && s.may(desk))
+	add(base+"openings", "开标", c.opts.Openings != nil && s.may(desk))
+	add(base+"audit", "审计日志", s.may(auditors))
+	return out
+}
+
+// render writes page name with the layout; s may be nil (sign-in).
+func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, s *session, d pageData) {
+	if s != nil {
+		d.CSRF, d.Who, d.Role, d.Nav = s.csrf, s.who.Name, roleName(s.who.Role), c.nav(r, s)
+	}
+	var b bytes.Buffer
+	if err := c.pages[name].Execute(&b, d); err != nil {
+		c.opts.Log.Error("console: rendering", "page", name, "err", err)
+		http.Error(w, "rendering failed", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write(b.Bytes())
+}
+
+// failed shows a desk's refusal: its message for the caller's mistakes, a generic one for
+// an internal error (logged with the request's id, never shown).
+func (c *Console) failed(w http.ResponseWriter, r *http.Request, s *session, title string, err error) {
+	st := status.Convert(err)
+	code, msg := http.StatusBadRequest, st.Message()
+	switch st.Code() {
+	case codes.NotFound:
+		code = http.StatusNotFound
+	case codes.PermissionDenied:
+		code = http.StatusForbidden
+	case codes.FailedPrecondition, codes.Aborted, codes.AlreadyExists:
+		code = http.StatusConflict
+	case codes.ResourceExhausted, codes.Unavailable:
+		code = http.StatusServiceUnavailable
+	case codes.InvalidArgument, codes.OutOfRange:
+	default:
+		c.opts.Log.Error("console: desk call failed", "page", title, "err", err)
+		code, msg = http.StatusInternalServerError, "内部错误，详见守护进程日志。"
+	}
+	c.render(w, r, code, "error", s, pageData{Title: title, Message: msg})
+}

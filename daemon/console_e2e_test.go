@@ -532,3 +532,20 @@ func watchOpening(t *testing.T, a *adminAppliance, certs *certAppl, olga *person
 	}
 	olga.screenshot("console-opening")
 }
+
+// TestConsoleNeedsTLS: on an admin listener without TLS the console serves nothing, not
+// even the sign-in form (its Secure cookie would not come back, and a token would cross
+// the network in clear).
+func TestConsoleNeedsTLS(t *testing.T) {
+	a := startAdminAppliance(t, nil)
+	for _, path := range []string{"/console/", "/console/signin", "/console/static/console.js"} {
+		resp, err := a.http.Get(a.adminURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || len(resp.Header.Values("Set-Cookie")) != 0 {
+			t.Fatalf("GET %s over plain HTTP: %s, cookies %q", path, resp.Status, resp.Header.Values("Set-Cookie"))
+		}
+	}
+}

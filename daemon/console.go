@@ -29,9 +29,11 @@ func (d *Daemon) consoleBuilder() func(admin.ConsoleHost) http.Handler {
 	return func(host admin.ConsoleHost) http.Handler {
 		impls := serviceImpls{}
 		d.certs.Register(impls)
+		d.enterprises.Register(impls)
 		review, _ := impls[hufuv1.ReviewService_ServiceDesc.ServiceName].(hufuv1.ReviewServiceServer)
+		recon, _ := impls[hufuv1.ReconciliationService_ServiceDesc.ServiceName].(hufuv1.ReconciliationServiceServer)
 		c, err := console.New(console.Options{
-			Host: host, Store: d.store, Gatherer: d.opts.Registry, Review: review,
+			Host: host, Store: d.store, Gatherer: d.opts.Registry, Review: review, Reconciliation: recon,
 			Openings: consoleOpenings{d.openings},
 			Clock:    d.opts.Clock, Log: d.opts.Log.With("surface", "console"),
 		})

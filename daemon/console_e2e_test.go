@@ -365,6 +365,36 @@ func TestConsole(t *testing.T) {
 		watchOpening(t, a, certs, olga.in(t), base)
 	})
 
+	t.Run("reconciliation", func(t *testing.T) {
+		olga := olga.in(t)
+		const name = "福州控制台科技有限公司"
+		m := newMember(t, certs, "13800138321", "console-xfer-01")
+		tr, err := m.applyTransfer(usccA, name, "console-xfer-0001", "654321")
+		if err != nil {
+			t.Fatal(err)
+		}
+		olga.run(chromedp.Navigate(base+"/console/reconcile"), chromedp.WaitVisible(chromedp.CSS("#t-"+tr.Id)))
+		// The bank names the payer differently: a partial match, left to the desk.
+		line := a.today() + "," + yuanOf(tr.AmountFen) + ",6222000000654321,福州控制台科技," + "认证 " + tr.Reference + "\n"
+		olga.run(chromedp.SetValue(chromedp.CSS("#csv"), line), chromedp.Submit(chromedp.CSS("#csv")),
+			chromedp.WaitVisible(chromedp.CSS("#import-result")))
+		if got := olga.text("#import-result"); !strings.Contains(got, "部分匹配，待人工判断") || !strings.Contains(got, tr.Id) {
+			t.Fatalf("import result: %q", got)
+		}
+		olga.screenshot("console-reconcile")
+		row := "#t-" + tr.Id + " form.confirm"
+		olga.run(chromedp.SendKeys(chromedp.CSS(row+" input[name=note]"), "户名为简称，已电话核实"), chromedp.Submit(chromedp.CSS(row+" input[name=note]")),
+			chromedp.WaitVisible(chromedp.CSS(".notice")))
+		if got := olga.text(".notice"); !strings.Contains(got, tr.Id) {
+			t.Fatalf("notice: %q", got)
+		}
+		if !auditHas(t, a, func(actor, action, outcome string) bool {
+			return action == "enterprise.transfer.verify" && actor == "admin:olga" && outcome == store.OutcomeOK
+		}) {
+			t.Fatal("no enterprise.transfer.verify record by admin:olga")
+		}
+	})
+
 	t.Run("sign-out ends the session", func(t *testing.T) {
 		olga := olga.in(t)
 		cookie := olga.sessionCookie()

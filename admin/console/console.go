@@ -39,6 +39,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Review is the certificate review desk, the same server the gRPC server serves.
 	Review hufuv1.ReviewServiceServer
+	// Reconciliation is the corporate-transfer desk, the same server the gRPC server serves.
+	Reconciliation hufuv1.ReconciliationServiceServer
 	// Openings are the bid openings, read as an operator sees them.
 	Openings Openings
 	// SessionTTL bounds a session's life (default 8h); IdleTimeout ends a session left
@@ -143,6 +145,12 @@ func (c *Console) routes() {
 		c.page("GET /console/review/{id}/attachment/{n}", screen{"admin.console.review", desk, c.reviewAttachment})
 		c.page("POST /console/review/{id}/approve", screen{"admin.console.review.approve", desk, c.reviewApprove})
 		c.page("POST /console/review/{id}/reject", screen{"admin.console.review.reject", desk, c.reviewReject})
+	}
+	if c.opts.Reconciliation != nil {
+		c.page("GET /console/reconcile", screen{"admin.console.reconcile", desk, c.reconcile})
+		c.page("POST /console/reconcile/import", screen{"admin.console.reconcile.import", desk, c.reconcileImport})
+		c.page("POST /console/reconcile/{id}/confirm", screen{"admin.console.reconcile.confirm", desk, c.reconcileConfirm})
+		c.page("POST /console/reconcile/{id}/reject", screen{"admin.console.reconcile.reject", desk, c.reconcileReject})
 	}
 	c.page("GET /console/audit", screen{"admin.audit.browse", auditors, c.auditBrowse})
 	c.page("GET /console/audit/export", screen{"admin.audit.export", auditors, c.auditExport})

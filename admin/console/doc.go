@@ -24,6 +24,7 @@
 //	screen                        roles
 //	首页 home (health, metrics)     operator, auditor, security_officer
 //	证书审核 review desk            operator
+//	对公打款 reconciliation         operator
 //	开标 openings                   operator
 //	审计日志 audit log              auditor, security_officer
 //
@@ -31,9 +32,9 @@
 //
 // # Actions go through the desks
 //
-// The console holds no second path to the appliance's state: the review desk's actions are
-// calls of the same hufuv1.ReviewServiceServer the gRPC server serves to the desk system
-// clients, with an authn.Caller whose Admin is the signed-in operator, so each is checked
+// The console holds no second path to the appliance's state: the review and reconciliation
+// desks' actions are calls of the same hufuv1.ReviewServiceServer and
+// ReconciliationServiceServer the gRPC server serves to the desk system clients, with an authn.Caller whose Admin is the signed-in operator, so each is checked
 // and audited by the desk itself, under "admin:<name>". Sign-in, sign-out, audit browsing,
 // export and verification are audited by the console through the admin surface.
 package console

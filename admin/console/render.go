@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -32,6 +33,13 @@ type navItem struct {
 }
 
 var funcs = template.FuncMap{
+	"yuan": yuan,
+	"outcome": func(o hufuv1.StatementLineOutcome) string {
+		if s, ok := lineOutcomes[o]; ok {
+			return s
+		}
+		return o.String()
+	},
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -79,6 +87,7 @@ func (c *Console) nav(r *http.Request, s *session) []navItem {
 	}
 	add(base, "首页", s.may(anyone))
 	add(base+"review", "证书审核", c.opts.Review != nil && s.may(desk))
+	add(base+"reconcile", "对公打款", c.opts.Reconciliation != nil && s.may(desk))
 	add(base+"openings", "开标", c.opts.Openings != nil && s.may(desk))
 	add(base+"audit", "审计日志", s.may(auditors))
 	return out

@@ -29,6 +29,11 @@ type ConsoleHost interface {
 	Audit(r *http.Request, who Token, action, outcome string, details map[string]string) error
 	// AuditKeyPEM is the public key that verifies audit checkpoints.
 	AuditKeyPEM() ([]byte, error)
+	// Tokens lists the admin tokens as GET /tokens does.
+	Tokens(ctx context.Context) ([]TokenInfo, error)
+	// SystemClients lists the system clients as GET /system-clients does (nil without
+	// Options.SystemClients).
+	SystemClients(ctx context.Context) ([]SystemClient, error)
 }
 
 var _ ConsoleHost = (*Server)(nil)
@@ -76,3 +81,15 @@ func (s *Server) Audit(r *http.Request, who Token, action, outcome string, detai
 
 // AuditKeyPEM implements ConsoleHost.
 func (s *Server) AuditKeyPEM() ([]byte, error) { return s.opts.AuditKeyPEM() }
+
+// SystemClients implements ConsoleHost.
+func (s *Server) SystemClients(ctx context.Context) ([]SystemClient, error) {
+	if s.opts.SystemClients == nil {
+		return nil, nil
+	}
+	list, err := s.opts.SystemClients.List(ctx)
+	for i := range list {
+		list[i].Desks = DesksOf(list[i].Services)
+	}
+	return list, err
+}

@@ -179,33 +179,11 @@ func onlineInfo(t *storepb.AdminToken, now time.Time) TokenInfo {
 // listTokens lists the configuration's tokens, then the stored ones (also those the
 // configuration shadows), without secrets.
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, _ Token) {
-	now := s.opts.Clock.Now()
-	out := []TokenInfo{}
-	for _, t := range s.opts.Tokens {
-		out = append(out, TokenInfo{Name: t.Name, Role: t.Role, Source: "config", State: TokenActive})
+	out, err := s.Tokens(r.Context())
+	if err != nil {
+		s.writeError(w, "listing tokens", err)
+		return
 	}
-	opts := store.ListOptions{Limit: store.MaxListLimit}
-	for {
-		page, err := tokenRecords.List(r.Context(), s.opts.Store, tokenIDPrefix, opts, nil)
-		if err != nil {
-			s.writeError(w, "listing tokens", err)
-			return
-		}
-		for _, it := range page.Items {
-			info := onlineInfo(it.Value, now)
-			if s.configNames[info.Name] {
-				info.State = TokenShadowed
-			}
-			out = append(out, info)
-		}
-		if page.Next == "" {
-			break
-		}
-		opts.Cursor = page.Next
-	}
-	sort.SliceStable(out[len(s.opts.Tokens):], func(i, j int) bool {
-		return out[len(s.opts.Tokens)+i].Name < out[len(s.opts.Tokens)+j].Name
-	})
 	writeJSON(w, http.StatusOK, struct {
 		Tokens []TokenInfo `json:"tokens"`
 	}{out})
@@ -386,4 +364,36 @@ func safeName(name string) string {
 		return name
 	}
 	return "(invalid)"
+}
+
+// Tokens lists the configured tokens, then the online ones by name, with their state by
+// the clock (GET /tokens; the console's tokens screen).
+func (s *Server) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	now := s.opts.Clock.Now()
+	out := []TokenInfo{}
+	for _, t := range s.opts.Tokens {
+		out = append(out, TokenInfo{Name: t.Name, Role: t.Role, Source: "config", State: TokenActive})
+	}
+	opts := store.ListOptions{Limit: store.MaxListLimit}
+	for {
+		page, err := tokenRecords.List(ctx, s.opts.Store, tokenIDPrefix, opts, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range page.Items {
+			info := onlineInfo(it.Value, now)
+			if s.configNames[info.Name] {
+				info.State = TokenShadowed
+			}
+			out = append(out, info)
+		}
+		if page.Next == "" {
+			break
+		}
+		opts.Cursor = page.Next
+	}
+	sort.SliceStable(out[len(s.opts.Tokens):], func(i, j int) bool {
+		return out[len(s.opts.Tokens)+i].Name < out[len(s.opts.Tokens)+j].Name
+	})
+	return out, nil
 }

@@ -395,6 +395,39 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("access and a revoked token", func(t *testing.T) {
+		sam := b.person().in(t)
+		sam.signIn(base, a.tokens[admin.SecurityOfficer])
+		sam.run(chromedp.Navigate(base+"/console/access"), chromedp.WaitVisible(chromedp.CSS("#tokens")))
+		if got := sam.text("#tokens"); !strings.Contains(got, "olga") || !strings.Contains(got, "operator") {
+			t.Fatalf("tokens: %q", got)
+		}
+		if got := sam.text("#clients"); !strings.Contains(got, devpki.CLIClientName) {
+			t.Fatalf("system clients: %q", got)
+		}
+		sam.screenshot("console-access")
+		// An operator's token made online, then revoked: the session it opened ends at once.
+		body, _ := json.Marshal(admin.CreateTokenRequest{Name: "oscar", Role: admin.Operator, ExpiresIn: "24h"})
+		req, _ := http.NewRequest(http.MethodPost, base+"/tokens", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+a.tokens[admin.SecurityOfficer])
+		resp, err := a.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var made admin.CreatedToken
+		err = json.NewDecoder(resp.Body).Decode(&made)
+		resp.Body.Close()
+		if err != nil || made.Token == "" {
+			t.Fatalf("token: %s %v", resp.Status, err)
+		}
+		oscar := b.person().in(t)
+		oscar.signIn(base, made.Token)
+		if code, _ := a.call(http.MethodDelete, "/tokens/oscar", admin.SecurityOfficer); code != http.StatusOK && code != http.StatusNoContent {
+			t.Fatalf("revoke: %d", code)
+		}
+		oscar.run(chromedp.Navigate(base+"/console/review"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	})
+
 	t.Run("sign-out ends the session", func(t *testing.T) {
 		olga := olga.in(t)
 		cookie := olga.sessionCookie()

@@ -130,6 +130,7 @@ var (
 	anyone   = []admin.Role{admin.Operator, admin.Auditor, admin.SecurityOfficer}
 	desk     = []admin.Role{admin.Operator}
 	auditors = []admin.Role{admin.Auditor, admin.SecurityOfficer}
+	ops      = []admin.Role{admin.Operator, admin.SecurityOfficer}
 )
 
 func (c *Console) routes() {
@@ -152,6 +153,7 @@ func (c *Console) routes() {
 		c.page("POST /console/reconcile/{id}/confirm", screen{"admin.console.reconcile.confirm", desk, c.reconcileConfirm})
 		c.page("POST /console/reconcile/{id}/reject", screen{"admin.console.reconcile.reject", desk, c.reconcileReject})
 	}
+	c.page("GET /console/access", screen{"admin.console.access", ops, c.access})
 	c.page("GET /console/audit", screen{"admin.audit.browse", auditors, c.auditBrowse})
 	c.page("GET /console/audit/export", screen{"admin.audit.export", auditors, c.auditExport})
 	c.page("POST /console/audit/verify", screen{"admin.audit.verify", auditors, c.auditVerify})

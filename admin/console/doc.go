@@ -27,6 +27,7 @@
 //	对公打款 reconciliation         operator
 //	开标 openings                   operator
 //	审计日志 audit log              auditor, security_officer
+//	系统客户端与令牌 access          operator (system clients), security_officer (+ tokens)
 //
 // A screen a role may not use is not linked and is refused (403, audited as denied).
 //

@@ -46,6 +46,12 @@ var funcs = template.FuncMap{
 		}
 		return t.Local().Format("2006-01-02 15:04:05")
 	},
+	"ptime": func(t *time.Time) string {
+		if t == nil || t.IsZero() {
+			return "—"
+		}
+		return t.Local().Format("2006-01-02 15:04:05")
+	},
 	"unixnano": func(n int64) string {
 		if n == 0 {
 			return "—"
@@ -90,6 +96,7 @@ func (c *Console) nav(r *http.Request, s *session) []navItem {
 	add(base+"reconcile", "对公打款", c.opts.Reconciliation != nil && s.may(desk))
 	add(base+"openings", "开标", c.opts.Openings != nil && s.may(desk))
 	add(base+"audit", "审计日志", s.may(auditors))
+	add(base+"access", "系统客户端与令牌", s.may(ops))
 	return out
 }
 

@@ -129,7 +129,10 @@ func (p *person) text(sel string) string {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	// Read by script once the element is there: a DOM node chromedp resolved before a
+	// navigation finished can be gone by the time its text is asked for.
+	q, _ := json.Marshal(sel)
+	s, err := chromedp.Run(ctx, chromedp.Poll[string](`document.querySelector(`+string(q)+`)?.innerText`))
 	if err != nil {
 		p.t.Fatalf("text of %s: %v", sel, err)
 	}
@@ -295,6 +298,20 @@ func TestConsole(t *testing.T) {
 		}) {
 			t.Fatal("no order.approve record by admin:olga")
 		}
+	})
+
+	t.Run("attachments inline", func(t *testing.T) {
+		olga := olga.in(t)
+		// An enterprise claim: a scanned letter and the business licence, both images.
+		m := newMember(t, certs, "13800138331", "console-claim-01")
+		o, err := m.claim(usccB, "北京控制台建设有限公司", "console-claim-0001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		olga.run(chromedp.Navigate(base+"/console/review/"+o.Id), chromedp.WaitVisible(chromedp.CSS("#approve")),
+			// Every image loaded and decoded: served by the console, allowed by its CSP.
+			chromedp.Poll[chromedp.Void](`document.querySelectorAll("img.attachment").length >= 2 && Array.from(document.querySelectorAll("img.attachment")).every(i => i.complete && i.naturalWidth > 0)`))
+		olga.screenshot("console-review-claim")
 	})
 
 	t.Run("roles", func(t *testing.T) {

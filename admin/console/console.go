@@ -180,9 +180,13 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "控制台只通过 TLS 提供：请在配置中设置 admin.cert_file 与 admin.key_file。\nThe console is served over TLS only (admin.cert_file).", http.StatusForbidden)
 		return
 	}
-	if r.Method == http.MethodPost && !sameOrigin(r) {
-		http.Error(w, "cross-origin request refused", http.StatusForbidden)
-		return
+	if r.Method == http.MethodPost {
+		if !sameOrigin(r) {
+			http.Error(w, "cross-origin request refused", http.StatusForbidden)
+			return
+		}
+		// The largest form is a bank statement (maxStatement) with its multipart framing.
+		r.Body = http.MaxBytesReader(w, r.Body, maxStatement+64<<10)
 	}
 	c.mux.ServeHTTP(w, r)
 }

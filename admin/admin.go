@@ -175,6 +175,10 @@ type Server struct {
 	// lastErasure is when the last KEK erasure finished, Unix seconds (0: never), for the
 	// metrics.
 	lastErasure atomic.Int64
+	// erasureSince is when the erasure schedule first ran on this store without a finished
+	// erasure, Unix seconds (0: it has finished one, or has no schedule): the base of the
+	// first scheduled erasure (erasure.go).
+	erasureSince atomic.Int64
 
 	// jobs is the lifetime of background work (the rotation job); Close ends it.
 	jobs       context.Context
@@ -238,6 +242,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if !last.IsZero() {
 		s.lastErasure.Store(last.Unix())
+	} else if opts.ErasureInterval > 0 {
+		since, err := s.ensureErasureSince(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		s.erasureSince.Store(since.Unix())
 	}
 	if opts.Registerer != nil {
 		if err := s.registerMetrics(opts.Registerer); err != nil {

@@ -46,6 +46,13 @@ var erasureRecords = store.NewCollection(store.KindAdmin, func() *timestamppb.Ti
 // lastErasureID is the record of the last finished erasure (z/erasure/last).
 const lastErasureID = "erasure/last"
 
+// erasureSinceID records when the erasure schedule first ran on a store that has had no
+// erasure (z/erasure/since). The first scheduled erasure is due an interval after it, not
+// after the store's creation: otherwise the first start of a build with the schedule on an
+// older store would erase at once, and every backup taken before it would become
+// unrestorable without the operator having had a chance to plan for it.
+const erasureSinceID = "erasure/since"
+
 // ErasureActor is the audit actor of a scheduled erasure.
 const ErasureActor = "system:kek-erasure"
 
@@ -93,15 +100,42 @@ func (s *Server) erasureTimes() (last, due time.Time) {
 	if s.opts.ErasureInterval > 0 {
 		base := last
 		if base.IsZero() {
-			base = s.opts.Store.CreatedAt()
+			base = time.Unix(s.erasureSince.Load(), 0).UTC()
 		}
 		due = base.Add(s.opts.ErasureInterval)
 	}
 	return last, due
 }
 
+// ensureErasureSince returns when the schedule first ran on this store without a finished
+// erasure, recording now (audited) if this is that first run.
+func (s *Server) ensureErasureSince(ctx context.Context) (time.Time, error) {
+	var since time.Time
+	err := s.opts.Store.Update(ctx, func(tx *store.Tx) error {
+		ts, err := erasureRecords.Get(tx, erasureSinceID)
+		if err == nil {
+			since = ts.AsTime()
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		since = s.opts.Clock.Now().UTC().Truncate(time.Second)
+		if err := erasureRecords.Put(tx, erasureSinceID, timestamppb.New(since)); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: ErasureActor, Action: "admin.kek.erase.schedule", Subject: "z/" + erasureSinceID, Outcome: store.OutcomeOK,
+			Details: map[string]string{"interval": s.opts.ErasureInterval.String(), "first_due": since.Add(s.opts.ErasureInterval).Format(time.RFC3339)}})
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("admin: starting the erasure schedule: %w", err)
+	}
+	return since, nil
+}
+
 // erasureDue is when the next scheduled erasure is due: the interval after the last one,
-// or after the store's creation if none has run; zero without a schedule.
+// or, if none has run, after the schedule's first run on this store (erasureSinceID); zero
+// without a schedule.
 func (s *Server) erasureDue(ctx context.Context) (time.Time, error) {
 	if s.opts.ErasureInterval <= 0 {
 		return time.Time{}, nil
@@ -111,7 +145,9 @@ func (s *Server) erasureDue(ctx context.Context) (time.Time, error) {
 		return time.Time{}, err
 	}
 	if last.IsZero() {
-		last = s.opts.Store.CreatedAt()
+		if last, err = s.ensureErasureSince(ctx); err != nil {
+			return time.Time{}, err
+		}
 	}
 	return last.Add(s.opts.ErasureInterval), nil
 }

@@ -240,3 +240,56 @@ func TestKEKErasureSchedule(t *testing.T) {
 		t.Fatalf("last audit record %+v, %v", rec, err)
 	}
 }
+
+// TestKEKErasureFirstScheduleCountsFromItsFirstRun: on a store older than the interval that
+// has had no erasure (an upgrade to a build with the schedule), the first start does not
+// erase; the first erasure is due an interval after the schedule first ran, recorded and
+// audited once.
+func TestKEKErasureFirstScheduleCountsFromItsFirstRun(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Now().Add(30 * 24 * time.Hour)} // the store is a month old
+	var st *store.Store
+	var reg *prometheus.Registry
+	var kr admin.KEKs
+	s, _ := newServer(t, nil, func(o *admin.Options) {
+		o.Clock, o.ErasureInterval = clock, 24*time.Hour
+		st, kr = o.Store, o.KEKs
+		reg = prometheus.NewRegistry()
+		o.Registerer, o.Gatherer = reg, reg
+	})
+	first := clock.Now().Truncate(time.Second)
+	if v := gauge(t, reg, "hufu_kek_erasure_due_timestamp_seconds"); int64(v) != first.Add(24*time.Hour).Unix() {
+		t.Fatalf("due gauge %v, want %d (a day after the schedule's first run, not the store's creation %v)", v, first.Add(24*time.Hour).Unix(), st.CreatedAt())
+	}
+	if ran, err := s.EraseIfDue(ctx); ran || err != nil {
+		t.Fatalf("the first start on an old store erased: ran %v, %v", ran, err)
+	}
+	if got := kekLabels(kr); got != "hufu-kek-v1" {
+		t.Fatalf("KEKs after the first start: %s", got)
+	}
+	head, _ := st.Head()
+	var schedules int
+	for seq := uint64(1); seq <= head; seq++ {
+		rec, err := st.AuditRecord(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Action == "admin.kek.erase.schedule" {
+			schedules++
+			if rec.Details["first_due"] != first.Add(24*time.Hour).UTC().Format(time.RFC3339) {
+				t.Fatalf("schedule record %+v", rec)
+			}
+		}
+	}
+	if schedules != 1 {
+		t.Fatalf("%d admin.kek.erase.schedule records, want 1", schedules)
+	}
+	clock.advance(12 * time.Hour)
+	if ran, err := s.EraseIfDue(ctx); ran || err != nil {
+		t.Fatalf("erasure half an interval after the first run: ran %v, %v", ran, err)
+	}
+	clock.advance(13 * time.Hour)
+	if ran, err := s.EraseIfDue(ctx); !ran || err != nil {
+		t.Fatalf("the first due erasure: ran %v, %v", ran, err)
+	}
+}

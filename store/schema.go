@@ -68,7 +68,8 @@ import (
 //	                                swept some time after its expiry)
 //	z/approval/<id>                 changes awaiting a second security officer (AdminApproval)
 //	z/erasure/last                  when the last KEK erasure finished (google.protobuf.Timestamp,
-//	                                admin/erasure.go)
+//	                                admin/erasure.go); z/erasure/since when the schedule first ran
+//	                                on a store without one (the first erasure's base)
 //	x/<index>/<value>               unique index entry -> IndexEntry{owner key}
 //	x/<index>/<value>/<owner key>   multi-valued index entry -> IndexEntry{owner key}
 //	t/<expiry:16 hex>/<key>         expiry index: <key> expires at Unix-nano <expiry>

@@ -85,7 +85,7 @@ func newAdminAppliance(t *testing.T, mutate func(*config.Config)) *adminApplianc
 	tok := softhsmtest.New(t)
 	cfg := config.Development()
 	cfg.DataDir = t.TempDir()
-	cfg.Listen.GRPC, cfg.Admin.Listen, cfg.Listen.PKI = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Listen.GRPC, cfg.Admin.Listen, cfg.Listen.PKI, cfg.Listen.JSON = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Admin.Tokens = lines
 	cfg.HSM.Module, cfg.HSM.TokenLabel, cfg.HSM.PINFile = tok.ModulePath, tok.Label, tok.PINFile
 	cfg.Platforms = []config.Platform{{ID: "demo", Name: "示范平台", Region: "330000"}}

@@ -532,9 +532,9 @@ func watchOpening(t *testing.T, a *adminAppliance, certs *certAppl, olga *person
 	var bidders []*bidder
 	for i, phone := range []string{"13800138311", "13800138312"} {
 		p := newApplicant(t, certs, phone, fmt.Sprintf("console-bid-0%d", i+1), fmt.Sprintf("console-bid-key-0%d", i+1))
-		serial := p.issue(desk)
+		serial, encKey := p.issueForEnvelopes(desk) // bids are enveloped to the encryption certificate
 		cert, _, _, _ := p.download(serial)
-		key := *p.key
+		key := *encKey
 		key.cred = client.PINCredential("123456")
 		bidders = append(bidders, &bidder{name: phone, phone: hufuv1.NewPhoneScanServiceClient(p.conn.ClientConn()), key: &key,
 			serial: serial, pub: cert.PublicKey.(*ecdsa.PublicKey), conn: p.conn})

@@ -370,9 +370,9 @@ func TestJSONBidOpening(t *testing.T) {
 			Services: []string{"hufu.v1.ReviewService", "hufu.v1.ScanService", "hufu.v1.OpeningService"}}}
 	})
 	p := newApplicant(t, a, "13800138091", "json-bid-01", "json-bid-key-01")
-	serial := p.issue(a.desk())
+	serial, encKey := p.issueForEnvelopes(a.desk()) // bids are enveloped to the encryption certificate
 	cert, _, _, _ := p.download(serial)
-	key := *p.key
+	key := *encKey
 	key.cred = client.PINCredential("123456") // the clock moves past any ticket's life
 	b := &bidder{name: "json", phone: hufuv1.NewPhoneScanServiceClient(p.conn.ClientConn()), key: &key, serial: serial,
 		pub: cert.PublicKey.(*ecdsa.PublicKey), conn: p.conn}

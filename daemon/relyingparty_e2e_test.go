@@ -1,0 +1,451 @@
+package daemon_test
+
+import (
+	"bytes"
+	"encoding/asn1"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emmansun/gmsm/sm3"
+	"github.com/emmansun/gmsm/smx509"
+
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
+	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/daemon/ca/ocsp"
+	"github.com/hufu-hsm/hufu/daemon/config"
+)
+
+// TestRelyingParty is issue 17's relying-party suite on one appliance (certificates.ocsp on,
+// certificates.public_url the PKI listener on loopback). A person applies for a pair, the
+// desk approves, the person pays and downloads both certificates, and an enterprise is
+// claimed (one certificate: a claim certifies one key today); from then on the test knows
+// only what a relying party knows: the certificates and the root it trusts. From each
+// certificate it follows the CRL distribution point and the AIA caIssuers and OCSP URLs
+// over HTTP (no other paths), fetches the issuing CA and from its CDP and caIssuers the root
+// CRL and root, verifies the chain with gmsm and each signature with `openssl pkeyutl` (SM2
+// ID 1234567812345678), checks revocation at depth 0 (issuing CRL) and 1 (root CRL), asks
+// OCSP by POST with a nonce and by GET without, and checks the profile (key usage and its
+// criticality, EKU, basic constraints, SKI/AKI, subject serialNumber a PrintableString,
+// HufuPlatforms). The person then revokes the signing certificate: a fresh issuing CRL (its
+// number increased) lists both certificates of the pair with the reason, and OCSP says
+// revoked, with the time and reason, for both, by GET too (the cached good answer is not
+// reused), and the enterprise's certificate stays good. `openssl x509`, `openssl crl` and
+// `openssl ocsp -resp_text` parse everything. With HUFU_X509_TEXT_OUT set it writes there
+// the `openssl x509 -text` of the pair and of the enterprise certificate.
+func TestRelyingParty(t *testing.T) {
+	pki := freePort(t)
+	public := "http://" + pki
+	a := certAppliance(t, func(c *config.Config) {
+		c.Listen.PKI, c.Certificates.PublicURL, c.Certificates.OCSP = pki, public, true
+	})
+	if got := a.live.Daemon.PKIAddr(); got == nil || got.String() != pki {
+		t.Fatalf("PKI listener on %v, want %s", got, pki)
+	}
+	p := newApplicant(t, a, phone, "device-rp-01", "key-rp-0001")
+	signSerial := p.issue(a.desk())
+	dl, err := p.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: signSerial, Format: hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER})
+	must(t, err)
+	if len(dl.Chain) != 2 || len(dl.PairCertificateData) == 0 {
+		t.Fatalf("download: chain %d, pair certificate %d bytes", len(dl.Chain), len(dl.PairCertificateData))
+	}
+	// The trust anchor: the root as the person received it (out of band for a relying party).
+	anchor, err := smx509.ParseCertificate(dl.Chain[1])
+	must(t, err)
+	rp := &relyingParty{t: t, public: public, anchor: anchor, now: a.clock.Now, dir: t.TempDir()}
+	if _, err := exec.LookPath("openssl"); err != nil {
+		rp.noOpenSSL = true
+		t.Log("openssl not found: interoperability with OpenSSL not checked")
+	}
+	sign := rp.parse("signing", dl.CertificateData)
+	enc := rp.parse("encryption", dl.PairCertificateData)
+	_, signID := subjectSerialNumber(t, sign)
+	if _, encID := subjectSerialNumber(t, enc); signID != encID || sign.Subject.CommonName != enc.Subject.CommonName {
+		t.Fatalf("the pair names two holders: %q %q", sign.Subject, enc.Subject)
+	}
+	// An enterprise certificate: an enterprise claim certifies one key today, so one
+	// certificate with both usages.
+	const enterprise = "福州示范科技有限公司"
+	m := newMember(t, a, "13800138077", "device-rp-ent")
+	entDL, err := m.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: m.claimAndPay(a.desk(), usccA, enterprise),
+		Format: hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER})
+	must(t, err)
+	if len(entDL.PairCertificateData) != 0 {
+		t.Fatal("an enterprise claim issued a pair")
+	}
+	ent := rp.parse("enterprise", entDL.CertificateData)
+
+	signingKU, signingEKU := smx509.KeyUsageDigitalSignature|smx509.KeyUsageContentCommitment,
+		[]smx509.ExtKeyUsage{smx509.ExtKeyUsageClientAuth, smx509.ExtKeyUsageEmailProtection}
+	encryptionKU := smx509.KeyUsageKeyEncipherment | smx509.KeyUsageDataEncipherment
+	for _, c := range []struct {
+		cert          *smx509.Certificate
+		ku            smx509.KeyUsage
+		eku           []smx509.ExtKeyUsage
+		text          string
+		org, identity string
+	}{
+		{sign, signingKU, signingEKU, "Digital Signature, Non Repudiation", ca.OrganizationPerson, signID},
+		{enc, encryptionKU, []smx509.ExtKeyUsage{smx509.ExtKeyUsageEmailProtection}, "Key Encipherment, Data Encipherment", ca.OrganizationPerson, signID},
+		{ent, signingKU | encryptionKU, signingEKU, "Digital Signature, Non Repudiation, Key Encipherment, Data Encipherment", enterprise, usccA},
+	} {
+		rp.checkProfile(c.cert, c.ku, c.eku, c.text, c.org, c.identity)
+		path := rp.path(c.cert)
+		if rev := path.revokedAt(); rev != -1 {
+			t.Fatalf("%s: a new certificate fails revocation at depth %d", c.cert.SerialNumber.Text(16), rev)
+		}
+		for _, nonce := range [][]byte{[]byte("rp-nonce-0001"), nil} {
+			if s := rp.ocsp(path, nonce); s.Status.Status != ocsp.Good {
+				t.Fatalf("OCSP (nonce %q) of a new certificate: %v", nonce, s.Status.Status)
+			}
+		}
+	}
+	if sign.Issuer.String() != enc.Issuer.String() || !bytes.Equal(sign.AuthorityKeyId, enc.AuthorityKeyId) {
+		t.Fatal("the pair has two issuers")
+	}
+	before := rp.path(sign).crls[0].Number
+
+	// The person revokes the signing certificate: the pair goes.
+	_, err = p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: signSerial, Pin: "123456", ConfirmIrreversible: true, Reason: "不再使用"})
+	must(t, err)
+	var revokedAt time.Time
+	for _, c := range []*smx509.Certificate{sign, enc} {
+		path := rp.path(c) // fetched afresh
+		if rev := path.revokedAt(); rev != 0 {
+			t.Fatalf("%s after the pair's revocation: revoked at depth %d, want 0", c.SerialNumber.Text(16), rev)
+		}
+		crl := path.crls[0]
+		if crl.Number == nil || crl.Number.Cmp(before) <= 0 {
+			t.Fatalf("the issuing CRL after a revocation: number %v, before %v", crl.Number, before)
+		}
+		entry := crlEntry(crl, c.SerialNumber)
+		if entry.ReasonCode != ca.ReasonCessation || entry.RevocationTime.IsZero() {
+			t.Fatalf("CRL entry of %s: reason %d, time %v", c.SerialNumber.Text(16), entry.ReasonCode, entry.RevocationTime)
+		}
+		if revokedAt.IsZero() {
+			revokedAt = entry.RevocationTime
+		} else if !entry.RevocationTime.Equal(revokedAt) {
+			t.Fatalf("the pair's CRL entries differ in time: %v and %v", revokedAt, entry.RevocationTime)
+		}
+		for _, nonce := range [][]byte{[]byte("rp-nonce-0002"), nil} {
+			s := rp.ocsp(path, nonce)
+			if s.Status.Status != ocsp.Revoked || s.Status.Reason != ca.ReasonCessation || !s.Status.RevokedAt.Equal(entry.RevocationTime) {
+				t.Fatalf("OCSP (nonce %q) after the revocation: %+v, CRL says %v", nonce, s.Status, entry.RevocationTime)
+			}
+		}
+	}
+	// The enterprise's certificate is not the person's: still good.
+	if path := rp.path(ent); path.revokedAt() != -1 || rp.ocsp(path, nil).Status.Status != ocsp.Good {
+		t.Fatal("the enterprise certificate went with the person's pair")
+	}
+
+	if out := os.Getenv("HUFU_X509_TEXT_OUT"); out != "" {
+		var b strings.Builder
+		for _, c := range []struct {
+			title string
+			cert  *smx509.Certificate
+		}{{"Personal pair: signing certificate", sign}, {"Personal pair: encryption certificate", enc},
+			{"Enterprise certificate (an enterprise claim certifies one key today: one certificate, no pair)", ent}} {
+			fmt.Fprintf(&b, "===== %s =====\n%s\n", c.title, rp.openssl("x509", c.cert.Raw, "x509", "-text", "-noout", "-nameopt", "oneline,-esc_msb"))
+		}
+		must(t, os.WriteFile(out, []byte(b.String()), 0o644))
+	}
+}
+
+// relyingParty checks certificates with the URLs in them, a trust anchor and the clock.
+type relyingParty struct {
+	t      *testing.T
+	public string
+	anchor *smx509.Certificate
+	now    func() time.Time
+	dir    string
+	n      int
+	// noOpenSSL: there is no openssl to run; the OpenSSL checks are skipped.
+	noOpenSSL bool
+}
+
+// chainPath is a certificate with what its URLs led to: the issuing CA and the root, and
+// the CRLs at depth 0 (the issuing CA's) and 1 (the root's).
+type chainPath struct {
+	certs [3]*smx509.Certificate // leaf, issuing CA, root
+	crls  [2]*smx509.RevocationList
+	ocsp  string
+}
+
+// get fetches one URL, which must be under public_url, with the content type wanted.
+func (rp *relyingParty) get(u, contentType string) []byte {
+	rp.t.Helper()
+	if !strings.HasPrefix(u, rp.public+"/") {
+		rp.t.Fatalf("URL %q is not under certificates.public_url %s", u, rp.public)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		rp.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		rp.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != contentType {
+		rp.t.Fatalf("GET %s: %s %q, want 200 %q", u, resp.Status, resp.Header.Get("Content-Type"), contentType)
+	}
+	return b
+}
+
+// one returns the single URL of an extension.
+func (rp *relyingParty) one(what string, urls []string) string {
+	rp.t.Helper()
+	if len(urls) != 1 {
+		rp.t.Fatalf("%s: %v, want one URL", what, urls)
+	}
+	return urls[0]
+}
+
+// parse parses a certificate as downloaded, with gmsm and with `openssl x509`.
+func (rp *relyingParty) parse(name string, der []byte) *smx509.Certificate {
+	rp.t.Helper()
+	c, err := smx509.ParseCertificate(der)
+	if err != nil {
+		rp.t.Fatalf("%s certificate: %v", name, err)
+	}
+	rp.openssl("x509", der, "x509", "-noout", "-subject")
+	return c
+}
+
+// path follows leaf's URLs to its chain and CRLs, fetching each afresh, and verifies the
+// chain to the anchor and every signature on it.
+func (rp *relyingParty) path(leaf *smx509.Certificate) *chainPath {
+	rp.t.Helper()
+	p := &chainPath{ocsp: rp.one("leaf OCSP", leaf.OCSPServer)}
+	p.certs[0] = leaf
+	issuingDER := rp.get(rp.one("leaf caIssuers", leaf.IssuingCertificateURL), "application/pkix-cert")
+	issuing := rp.parse("issuing CA", issuingDER)
+	rootDER := rp.get(rp.one("issuing CA caIssuers", issuing.IssuingCertificateURL), "application/pkix-cert")
+	if !bytes.Equal(rootDER, rp.anchor.Raw) {
+		rp.t.Fatal("the root at the issuing CA's caIssuers URL is not the trusted root")
+	}
+	if len(issuing.OCSPServer) != 0 || len(rp.anchor.CRLDistributionPoints) != 0 {
+		rp.t.Fatalf("CA URLs: issuing CA OCSP %v, root CDP %v", issuing.OCSPServer, rp.anchor.CRLDistributionPoints)
+	}
+	p.certs[1], p.certs[2] = issuing, rp.anchor
+	roots, inter := smx509.NewCertPool(), smx509.NewCertPool()
+	roots.AddCert(rp.anchor)
+	inter.AddCert(issuing)
+	chains, err := leaf.Verify(smx509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: rp.now(),
+		KeyUsages: []smx509.ExtKeyUsage{smx509.ExtKeyUsageAny}})
+	if err != nil || len(chains) != 1 || len(chains[0]) != 3 {
+		rp.t.Fatalf("chain: %d %v", len(chains), err)
+	}
+	rp.pkeyutl("certificate", issuing, leaf.RawTBSCertificate, leaf.Signature)
+	rp.pkeyutl("issuing CA", rp.anchor, issuing.RawTBSCertificate, issuing.Signature)
+	for depth, u := range []string{rp.one("leaf CDP", leaf.CRLDistributionPoints), rp.one("issuing CA CDP", issuing.CRLDistributionPoints)} {
+		der := rp.get(u, "application/pkix-crl")
+		crl, err := smx509.ParseRevocationList(der)
+		if err != nil {
+			rp.t.Fatalf("CRL at %s: %v", u, err)
+		}
+		signer := p.certs[depth+1]
+		now := rp.now()
+		if err := crl.CheckSignatureFrom(signer); err != nil || !bytes.Equal(crl.RawIssuer, signer.RawSubject) ||
+			!bytes.Equal(crl.AuthorityKeyId, signer.SubjectKeyId) || crl.Number == nil || crl.ThisUpdate.After(now) || !now.Before(crl.NextUpdate) {
+			rp.t.Fatalf("CRL at %s: signature %v, issuer %v, AKI %x, number %v, this update %v, next update %v (now %v)",
+				u, err, crl.Issuer, crl.AuthorityKeyId, crl.Number, crl.ThisUpdate, crl.NextUpdate, now)
+		}
+		rp.pkeyutl("CRL", signer, crl.RawTBSRevocationList, crl.Signature)
+		text := rp.openssl("crl", der, "crl", "-text", "-noout")
+		for _, e := range crl.RevokedCertificateEntries {
+			if text != "" && (!strings.Contains(text, "Serial Number: "+strings.ToUpper(e.SerialNumber.Text(16))) ||
+				e.ReasonCode == ca.ReasonCessation && !strings.Contains(text, "Cessation Of Operation")) {
+				rp.t.Fatalf("openssl crl does not list %s:\n%s", e.SerialNumber.Text(16), text)
+			}
+		}
+		p.crls[depth] = crl
+	}
+	return p
+}
+
+// revokedAt is the depth at which the path's CRLs revoke it, or -1.
+func (p *chainPath) revokedAt() int {
+	for depth, crl := range p.crls {
+		for _, e := range crl.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(p.certs[depth].SerialNumber) == 0 {
+				return depth
+			}
+		}
+	}
+	return -1
+}
+
+func crlEntry(crl *smx509.RevocationList, serial *big.Int) smx509.RevocationListEntry {
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(serial) == 0 {
+			return e
+		}
+	}
+	return smx509.RevocationListEntry{}
+}
+
+// ocsp asks the leaf's OCSP URL about it: POST with the nonce, or GET without one. The
+// response must be signed by the issuing CA (gmsm), name the certificate, echo the nonce and
+// be current; `openssl ocsp -resp_text` must read the same status.
+func (rp *relyingParty) ocsp(p *chainPath, nonce []byte) ocsp.SingleResponse {
+	rp.t.Helper()
+	leaf, issuing := p.certs[0], p.certs[1]
+	id, err := ocsp.NewCertID(ocsp.SHA1, issuing, leaf.SerialNumber)
+	if err != nil {
+		rp.t.Fatal(err)
+	}
+	req, err := ocsp.MarshalRequest([]ocsp.CertID{id}, nonce)
+	if err != nil {
+		rp.t.Fatal(err)
+	}
+	var resp *http.Response
+	if nonce != nil {
+		resp, err = http.Post(p.ocsp, "application/ocsp-request", bytes.NewReader(req))
+	} else {
+		resp, err = http.Get(p.ocsp + "/" + url.PathEscape(base64.StdEncoding.EncodeToString(req)))
+	}
+	if err != nil {
+		rp.t.Fatal(err)
+	}
+	der, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/ocsp-response" {
+		rp.t.Fatalf("OCSP %s: %s %q %v", resp.Request.Method, resp.Status, resp.Header.Get("Content-Type"), err)
+	}
+	r, err := ocsp.ParseResponse(der, issuing)
+	if err != nil || r.Status != ocsp.Successful || len(r.Singles) != 1 {
+		rp.t.Fatalf("OCSP response: %+v %v", r, err)
+	}
+	s := r.Singles[0]
+	now := rp.now()
+	if s.CertID.Serial.Cmp(leaf.SerialNumber) != 0 || !bytes.Equal(s.CertID.IssuerKeyHash, id.IssuerKeyHash) ||
+		!bytes.Equal(s.CertID.IssuerNameHash, id.IssuerNameHash) {
+		rp.t.Fatalf("OCSP answers about %v", s.CertID)
+	}
+	if s.ThisUpdate.After(now) || !now.Before(s.NextUpdate) || r.ProducedAt.After(now) {
+		rp.t.Fatalf("OCSP: this update %v, next update %v, produced %v (now %v)", s.ThisUpdate, s.NextUpdate, r.ProducedAt, now)
+	}
+	if echo, _ := asn1Octets(r.Nonce); !bytes.Equal(echo, nonce) {
+		rp.t.Fatalf("OCSP nonce %x, sent %x", r.Nonce, nonce)
+	}
+	text := rp.openssl("ocsp", der, "ocsp", "-respin", rp.file("resp", der), "-resp_text", "-noverify")
+	if text != "" && (!strings.Contains(text, "Cert Status: "+strings.ToLower(s.Status.Status.String())) ||
+		nonce != nil && !strings.Contains(text, "OCSP Nonce") ||
+		s.Status.Reason == ca.ReasonCessation && !strings.Contains(text, "Revocation Reason: cessationOfOperation")) {
+		rp.t.Fatalf("openssl ocsp -resp_text (status %v, nonce %q):\n%s", s.Status.Status, nonce, text)
+	}
+	return s
+}
+
+// asn1Octets unwraps the OCTET STRING of a nonce extension's value ("" when there is none).
+func asn1Octets(v []byte) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var b []byte
+	_, err := asn1.Unmarshal(v, &b)
+	return b, err
+}
+
+// checkProfile checks an end-entity certificate against docs/certificates.md's table.
+func (rp *relyingParty) checkProfile(c *smx509.Certificate, ku smx509.KeyUsage, eku []smx509.ExtKeyUsage, kuText, org, identity string) {
+	rp.t.Helper()
+	name := c.SerialNumber.Text(16)
+	critical := map[string]bool{}
+	for _, e := range c.Extensions {
+		critical[e.Id.String()] = e.Critical
+	}
+	if c.KeyUsage != ku || !critical["2.5.29.15"] || !slices.Equal(c.ExtKeyUsage, eku) || critical["2.5.29.37"] {
+		rp.t.Fatalf("%s: key usage %b (critical %v), EKU %v (critical %v)", name, c.KeyUsage, critical["2.5.29.15"], c.ExtKeyUsage, critical["2.5.29.37"])
+	}
+	if !c.BasicConstraintsValid || c.IsCA || !critical["2.5.29.19"] {
+		rp.t.Fatalf("%s: basic constraints %v CA %v critical %v", name, c.BasicConstraintsValid, c.IsCA, critical["2.5.29.19"])
+	}
+	var spki struct {
+		Algorithm asn1.RawValue
+		Key       asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(c.RawSubjectPublicKeyInfo, &spki); err != nil {
+		rp.t.Fatal(err)
+	}
+	ski := sm3.Sum(spki.Key.Bytes)
+	if !bytes.Equal(c.SubjectKeyId, ski[:20]) || len(c.AuthorityKeyId) == 0 {
+		rp.t.Fatalf("%s: SKI %x, want %x; AKI %x", name, c.SubjectKeyId, ski[:20], c.AuthorityKeyId)
+	}
+	if tag, got := subjectSerialNumber(rp.t, c); tag != asn1.TagPrintableString || got != identity || got == "" {
+		rp.t.Fatalf("%s: subject serialNumber %q (tag %d), want %q as PrintableString", name, got, tag, identity)
+	}
+	if !slices.Equal(c.Subject.Organization, []string{org}) || !slices.Equal(c.Subject.Country, []string{"CN"}) || c.Subject.CommonName == "" {
+		rp.t.Fatalf("%s: subject %v", name, c.Subject)
+	}
+	if c.SignatureAlgorithm != smx509.SM2WithSM3 || c.Version != 3 {
+		rp.t.Fatalf("%s: signature algorithm %v, version %d", name, c.SignatureAlgorithm, c.Version)
+	}
+	if v, ok := critical[ca.OIDPlatforms.String()]; !ok || v {
+		rp.t.Fatalf("%s: HufuPlatforms present %v, critical %v", name, ok, v)
+	}
+	text := rp.openssl("x509", c.Raw, "x509", "-text", "-noout")
+	for _, want := range []string{"X509v3 Key Usage: critical", kuText, "X509v3 Basic Constraints: critical", "CA:FALSE",
+		"CA Issuers - URI:" + c.IssuingCertificateURL[0], "OCSP - URI:" + c.OCSPServer[0], "URI:" + c.CRLDistributionPoints[0],
+		"X509v3 Subject Key Identifier", "X509v3 Authority Key Identifier", "SM2-with-SM3"} {
+		if text != "" && !strings.Contains(text, want) {
+			rp.t.Fatalf("openssl x509 -text of %s lacks %q:\n%s", name, want, text)
+		}
+	}
+}
+
+// file writes b to a new file in the test's directory and returns its path.
+func (rp *relyingParty) file(name string, b []byte) string {
+	rp.t.Helper()
+	rp.n++
+	path := filepath.Join(rp.dir, fmt.Sprintf("%03d-%s", rp.n, name))
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		rp.t.Fatal(err)
+	}
+	return path
+}
+
+// openssl runs openssl on der (x509 and crl read it from -in) and returns what it printed;
+// it fails the test if openssl does. Without openssl it returns "", and the callers skip
+// their checks of the text.
+func (rp *relyingParty) openssl(name string, der []byte, args ...string) string {
+	rp.t.Helper()
+	if rp.noOpenSSL {
+		return ""
+	}
+	if args[0] != "ocsp" {
+		args = append(args, "-inform", "DER", "-in", rp.file(name, der))
+	}
+	out, err := exec.Command("openssl", args...).CombinedOutput()
+	if err != nil {
+		rp.t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// pkeyutl verifies an SM2-with-SM3 signature under signer's key with OpenSSL, given the
+// default SM2 ID (OpenSSL 3.0's verify and ocsp cannot be given it).
+func (rp *relyingParty) pkeyutl(what string, signer *smx509.Certificate, tbs, sig []byte) {
+	rp.t.Helper()
+	if rp.noOpenSSL {
+		return
+	}
+	cert := rp.file("signer.pem", []byte(pemOf("CERTIFICATE", signer.Raw)))
+	out, err := exec.Command("openssl", "pkeyutl", "-verify", "-certin", "-inkey", cert, "-rawin", "-digest", "sm3",
+		"-in", rp.file("tbs", tbs), "-sigfile", rp.file("sig", sig), "-pkeyopt", "distid:1234567812345678").CombinedOutput()
+	if err != nil {
+		rp.t.Fatalf("openssl pkeyutl -verify of the %s's signature: %v\n%s", what, err, out)
+	}
+}

@@ -94,12 +94,16 @@ func TestRelyingParty(t *testing.T) {
 		eku           []smx509.ExtKeyUsage
 		text          string
 		org, identity string
+		years         int // as applied for
 	}{
-		{sign, signingKU, signingEKU, "Digital Signature, Non Repudiation", ca.OrganizationPerson, signID},
-		{enc, encryptionKU, []smx509.ExtKeyUsage{smx509.ExtKeyUsageEmailProtection}, "Key Encipherment, Data Encipherment", ca.OrganizationPerson, signID},
-		{ent, signingKU | encryptionKU, signingEKU, "Digital Signature, Non Repudiation, Key Encipherment, Data Encipherment", enterprise, usccA},
+		{sign, signingKU, signingEKU, "Digital Signature, Non Repudiation", ca.OrganizationPerson, signID, 2},
+		{enc, encryptionKU, []smx509.ExtKeyUsage{smx509.ExtKeyUsageEmailProtection}, "Key Encipherment, Data Encipherment", ca.OrganizationPerson, signID, 2},
+		{ent, signingKU | encryptionKU, signingEKU, "Digital Signature, Non Repudiation, Key Encipherment, Data Encipherment", enterprise, usccA, 1},
 	} {
 		rp.checkProfile(c.cert, c.ku, c.eku, c.text, c.org, c.identity)
+		if !c.cert.NotAfter.Equal(c.cert.NotBefore.AddDate(c.years, 0, 0)) {
+			t.Fatalf("%s: valid %v to %v, applied for %d years", c.cert.Subject, c.cert.NotBefore, c.cert.NotAfter, c.years)
+		}
 		path := rp.path(c.cert)
 		if rev := path.revokedAt(); rev != -1 {
 			t.Fatalf("%s: a new certificate fails revocation at depth %d", c.cert.SerialNumber.Text(16), rev)
@@ -239,6 +243,12 @@ func (rp *relyingParty) path(leaf *smx509.Certificate) *chainPath {
 		rp.t.Fatalf("CA URLs: issuing CA OCSP %v, root CDP %v", issuing.OCSPServer, rp.anchor.CRLDistributionPoints)
 	}
 	p.certs[1], p.certs[2] = issuing, rp.anchor
+	rp.checkCA(rp.anchor, rp.anchor, 1)
+	rp.checkCA(issuing, rp.anchor, 0)
+	if !bytes.Equal(leaf.AuthorityKeyId, issuing.SubjectKeyId) || leaf.NotAfter.After(issuing.NotAfter) {
+		rp.t.Fatalf("leaf AKI %x, issuing CA's SKI %x; not after %v, the issuing CA's %v", leaf.AuthorityKeyId, issuing.SubjectKeyId,
+			leaf.NotAfter, issuing.NotAfter)
+	}
 	roots, inter := smx509.NewCertPool(), smx509.NewCertPool()
 	roots.AddCert(rp.anchor)
 	inter.AddCert(issuing)
@@ -373,16 +383,11 @@ func (rp *relyingParty) checkProfile(c *smx509.Certificate, ku smx509.KeyUsage, 
 	if !c.BasicConstraintsValid || c.IsCA || !critical["2.5.29.19"] {
 		rp.t.Fatalf("%s: basic constraints %v CA %v critical %v", name, c.BasicConstraintsValid, c.IsCA, critical["2.5.29.19"])
 	}
-	var spki struct {
-		Algorithm asn1.RawValue
-		Key       asn1.BitString
+	if ski := rp.sm3KeyID(c); !bytes.Equal(c.SubjectKeyId, ski) || len(c.AuthorityKeyId) == 0 {
+		rp.t.Fatalf("%s: SKI %x, want %x; AKI %x", name, c.SubjectKeyId, ski, c.AuthorityKeyId)
 	}
-	if _, err := asn1.Unmarshal(c.RawSubjectPublicKeyInfo, &spki); err != nil {
-		rp.t.Fatal(err)
-	}
-	ski := sm3.Sum(spki.Key.Bytes)
-	if !bytes.Equal(c.SubjectKeyId, ski[:20]) || len(c.AuthorityKeyId) == 0 {
-		rp.t.Fatalf("%s: SKI %x, want %x; AKI %x", name, c.SubjectKeyId, ski[:20], c.AuthorityKeyId)
+	if c.SerialNumber.Sign() <= 0 || c.SerialNumber.BitLen() > 127 || c.SerialNumber.BitLen() < 100 {
+		rp.t.Fatalf("serial %s: %d bits, want 16 random bytes (127 bits)", name, c.SerialNumber.BitLen())
 	}
 	if tag, got := subjectSerialNumber(rp.t, c); tag != asn1.TagPrintableString || got != identity || got == "" {
 		rp.t.Fatalf("%s: subject serialNumber %q (tag %d), want %q as PrintableString", name, got, tag, identity)
@@ -403,6 +408,42 @@ func (rp *relyingParty) checkProfile(c *smx509.Certificate, ku smx509.KeyUsage, 
 		if text != "" && !strings.Contains(text, want) {
 			rp.t.Fatalf("openssl x509 -text of %s lacks %q:\n%s", name, want, text)
 		}
+	}
+}
+
+// sm3KeyID is the key identifier of docs/certificates.md: the leftmost 160 bits of the SM3
+// of the subjectPublicKey bits.
+func (rp *relyingParty) sm3KeyID(c *smx509.Certificate) []byte {
+	rp.t.Helper()
+	var spki struct {
+		Algorithm asn1.RawValue
+		Key       asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(c.RawSubjectPublicKeyInfo, &spki); err != nil {
+		rp.t.Fatal(err)
+	}
+	sum := sm3.Sum(spki.Key.Bytes)
+	return sum[:20]
+}
+
+// checkCA checks a CA certificate of the hierarchy: CA with its path length, keyCertSign
+// and cRLSign (critical), an SM3 key identifier, and the issuer's key identifier as AKI.
+func (rp *relyingParty) checkCA(c, issuer *smx509.Certificate, pathLen int) {
+	rp.t.Helper()
+	critical := map[string]bool{}
+	for _, e := range c.Extensions {
+		critical[e.Id.String()] = e.Critical
+	}
+	if !c.IsCA || !c.BasicConstraintsValid || !critical["2.5.29.19"] || c.MaxPathLen != pathLen || pathLen == 0 && !c.MaxPathLenZero ||
+		c.KeyUsage != smx509.KeyUsageCertSign|smx509.KeyUsageCRLSign || !critical["2.5.29.15"] {
+		rp.t.Fatalf("CA %s: CA %v path length %d (zero %v), key usage %b (critical %v)", c.Subject, c.IsCA, c.MaxPathLen, c.MaxPathLenZero,
+			c.KeyUsage, critical["2.5.29.15"])
+	}
+	if !bytes.Equal(c.SubjectKeyId, rp.sm3KeyID(c)) || c != issuer && !bytes.Equal(c.AuthorityKeyId, issuer.SubjectKeyId) {
+		rp.t.Fatalf("CA %s: SKI %x, AKI %x (issuer's SKI %x)", c.Subject, c.SubjectKeyId, c.AuthorityKeyId, issuer.SubjectKeyId)
+	}
+	if c.NotAfter.After(issuer.NotAfter) {
+		rp.t.Fatalf("CA %s outlives its issuer", c.Subject)
 	}
 }
 

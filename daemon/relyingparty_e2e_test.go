@@ -62,7 +62,7 @@ func TestRelyingParty(t *testing.T) {
 	// The trust anchor: the root as the person received it (out of band for a relying party).
 	anchor, err := smx509.ParseCertificate(dl.Chain[1])
 	must(t, err)
-	rp := &relyingParty{t: t, public: public, anchor: anchor, now: a.clock.Now, dir: t.TempDir()}
+	rp := &relyingParty{t: t, public: public, anchor: anchor, now: a.clock.Now, dir: t.TempDir(), validity: a.cfg.Certificates.CRLNextUpdate.Std()}
 	if _, err := exec.LookPath("openssl"); err != nil {
 		rp.noOpenSSL = true
 		t.Log("openssl not found: interoperability with OpenSSL not checked")
@@ -118,10 +118,17 @@ func TestRelyingParty(t *testing.T) {
 		t.Fatal("the pair has two issuers")
 	}
 	before := rp.path(sign).crls[0].Number
+	issuingCRL := sign.CRLDistributionPoints[0]
+	if !rp.notModified(issuingCRL) {
+		t.Fatal("a conditional GET of the unchanged issuing CRL is not answered 304")
+	}
 
 	// The person revokes the signing certificate: the pair goes.
 	_, err = p.certs.RevokeCertificate(bg, &hufuv1.RevokeCertificateRequest{Serial: signSerial, Pin: "123456", ConfirmIrreversible: true, Reason: "不再使用"})
 	must(t, err)
+	if rp.notModified(issuingCRL) {
+		t.Fatal("a conditional GET of the issuing CRL with the ETag from before the revocation is answered 304")
+	}
 	var revokedAt time.Time
 	for _, c := range []*smx509.Certificate{sign, enc} {
 		path := rp.path(c) // fetched afresh
@@ -174,6 +181,9 @@ type relyingParty struct {
 	now    func() time.Time
 	dir    string
 	n      int
+	etags  map[string]string // by URL, of the last get
+	// validity is certificates.crl_next_update, the span of CRLs and OCSP answers.
+	validity time.Duration
 	// noOpenSSL: there is no openssl to run; the OpenSSL checks are skipped.
 	noOpenSSL bool
 }
@@ -186,8 +196,55 @@ type chainPath struct {
 	ocsp  string
 }
 
-// get fetches one URL, which must be under public_url, with the content type wanted.
+// get fetches one URL, which must be under public_url, with the content type wanted and
+// the caching headers of docs/operations.md: an ETag, Cache-Control public with a max-age,
+// for a CRL at most five minutes and never beyond its nextUpdate, and Last-Modified its
+// thisUpdate. It remembers the ETag (rp.etags).
 func (rp *relyingParty) get(u, contentType string) []byte {
+	rp.t.Helper()
+	b, h := rp.fetch(u, contentType)
+	var maxAge int
+	if _, err := fmt.Sscanf(h.Get("Cache-Control"), "public, no-transform, max-age=%d", &maxAge); err != nil || h.Get("ETag") == "" {
+		rp.t.Fatalf("GET %s: Cache-Control %q (%v), ETag %q", u, h.Get("Cache-Control"), err, h.Get("ETag"))
+	}
+	if rp.etags == nil {
+		rp.etags = map[string]string{}
+	}
+	rp.etags[u] = h.Get("ETag")
+	if contentType == "application/pkix-crl" {
+		crl, err := smx509.ParseRevocationList(b)
+		if err != nil {
+			rp.t.Fatalf("CRL at %s: %v", u, err)
+		}
+		modified, err := http.ParseTime(h.Get("Last-Modified"))
+		if err != nil || !modified.Equal(crl.ThisUpdate.Truncate(time.Second)) || maxAge <= 0 || maxAge > 300 ||
+			rp.now().Add(time.Duration(maxAge)*time.Second).After(crl.NextUpdate) {
+			rp.t.Fatalf("GET %s: Last-Modified %q (thisUpdate %v), max-age %d (nextUpdate %v)", u, h.Get("Last-Modified"), crl.ThisUpdate,
+				maxAge, crl.NextUpdate)
+		}
+	}
+	return b
+}
+
+// notModified reports whether a conditional GET of u with the ETag of its last fetch is
+// answered 304 Not Modified (else it must be 200).
+func (rp *relyingParty) notModified(u string) bool {
+	rp.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("If-None-Match", rp.etags[u])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		rp.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotModified && resp.StatusCode != http.StatusOK {
+		rp.t.Fatalf("conditional GET %s: %s", u, resp.Status)
+	}
+	return resp.StatusCode == http.StatusNotModified
+}
+
+// fetch is get without the header checks.
+func (rp *relyingParty) fetch(u, contentType string) ([]byte, http.Header) {
 	rp.t.Helper()
 	if !strings.HasPrefix(u, rp.public+"/") {
 		rp.t.Fatalf("URL %q is not under certificates.public_url %s", u, rp.public)
@@ -204,7 +261,7 @@ func (rp *relyingParty) get(u, contentType string) []byte {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != contentType {
 		rp.t.Fatalf("GET %s: %s %q, want 200 %q", u, resp.Status, resp.Header.Get("Content-Type"), contentType)
 	}
-	return b
+	return b, resp.Header
 }
 
 // one returns the single URL of an extension.
@@ -268,7 +325,8 @@ func (rp *relyingParty) path(leaf *smx509.Certificate) *chainPath {
 		signer := p.certs[depth+1]
 		now := rp.now()
 		if err := crl.CheckSignatureFrom(signer); err != nil || !bytes.Equal(crl.RawIssuer, signer.RawSubject) ||
-			!bytes.Equal(crl.AuthorityKeyId, signer.SubjectKeyId) || crl.Number == nil || crl.ThisUpdate.After(now) || !now.Before(crl.NextUpdate) {
+			!bytes.Equal(crl.AuthorityKeyId, signer.SubjectKeyId) || crl.Number == nil || crl.ThisUpdate.After(now) || !now.Before(crl.NextUpdate) ||
+			crl.NextUpdate.Sub(crl.ThisUpdate) != rp.validity {
 			rp.t.Fatalf("CRL at %s: signature %v, issuer %v, AKI %x, number %v, this update %v, next update %v (now %v)",
 				u, err, crl.Issuer, crl.AuthorityKeyId, crl.Number, crl.ThisUpdate, crl.NextUpdate, now)
 		}
@@ -344,7 +402,10 @@ func (rp *relyingParty) ocsp(p *chainPath, nonce []byte) ocsp.SingleResponse {
 		!bytes.Equal(s.CertID.IssuerNameHash, id.IssuerNameHash) {
 		rp.t.Fatalf("OCSP answers about %v", s.CertID)
 	}
-	if s.ThisUpdate.After(now) || !now.Before(s.NextUpdate) || r.ProducedAt.After(now) {
+	if len(r.Certs) != 1 || !bytes.Equal(r.Certs[0].Raw, issuing.Raw) {
+		rp.t.Fatalf("OCSP response carries %d certificates, want the issuing CA's", len(r.Certs))
+	}
+	if s.ThisUpdate.After(now) || !now.Before(s.NextUpdate) || s.NextUpdate.Sub(s.ThisUpdate) != rp.validity || r.ProducedAt.After(now) {
 		rp.t.Fatalf("OCSP: this update %v, next update %v, produced %v (now %v)", s.ThisUpdate, s.NextUpdate, r.ProducedAt, now)
 	}
 	if echo, _ := asn1Octets(r.Nonce); !bytes.Equal(echo, nonce) {

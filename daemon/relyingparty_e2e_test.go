@@ -95,12 +95,19 @@ func TestRelyingParty(t *testing.T) {
 		text          string
 		org, identity string
 		years         int // as applied for
+		regions       []string
 	}{
-		{sign, signingKU, signingEKU, "Digital Signature, Non Repudiation", ca.OrganizationPerson, signID, 2},
-		{enc, encryptionKU, []smx509.ExtKeyUsage{smx509.ExtKeyUsageEmailProtection}, "Key Encipherment, Data Encipherment", ca.OrganizationPerson, signID, 2},
-		{ent, signingKU | encryptionKU, signingEKU, "Digital Signature, Non Repudiation, Key Encipherment, Data Encipherment", enterprise, usccA, 1},
+		{sign, signingKU, signingEKU, "Digital Signature, Non Repudiation", ca.OrganizationPerson, signID, 2, []string{"330000"}},
+		{enc, encryptionKU, []smx509.ExtKeyUsage{smx509.ExtKeyUsageEmailProtection}, "Key Encipherment, Data Encipherment", ca.OrganizationPerson, signID, 2,
+			[]string{"330000"}},
+		// The claim roams to 110000 besides the demo platform's region.
+		{ent, signingKU | encryptionKU, signingEKU, "Digital Signature, Non Repudiation, Key Encipherment, Data Encipherment", enterprise, usccA, 1,
+			[]string{"330000", "110000"}},
 	} {
 		rp.checkProfile(c.cert, c.ku, c.eku, c.text, c.org, c.identity)
+		if pl, ok, err := ca.PlatformsOf(c.cert); err != nil || !ok || !slices.Equal(pl.Platforms, []string{"demo"}) || !slices.Equal(pl.Regions, c.regions) {
+			t.Fatalf("%s: HufuPlatforms %+v (present %v, %v), want demo in %v", c.cert.Subject, pl, ok, err, c.regions)
+		}
 		if !c.cert.NotAfter.Equal(c.cert.NotBefore.AddDate(c.years, 0, 0)) {
 			t.Fatalf("%s: valid %v to %v, applied for %d years", c.cert.Subject, c.cert.NotBefore, c.cert.NotAfter, c.years)
 		}
@@ -113,6 +120,7 @@ func TestRelyingParty(t *testing.T) {
 				t.Fatalf("OCSP (nonce %q) of a new certificate: %v", nonce, s.Status.Status)
 			}
 		}
+		rp.opensslOCSP(path, "good")
 	}
 	if sign.Issuer.String() != enc.Issuer.String() || !bytes.Equal(sign.AuthorityKeyId, enc.AuthorityKeyId) {
 		t.Fatal("the pair has two issuers")
@@ -154,6 +162,7 @@ func TestRelyingParty(t *testing.T) {
 				t.Fatalf("OCSP (nonce %q) after the revocation: %+v, CRL says %v", nonce, s.Status, entry.RevocationTime)
 			}
 		}
+		rp.opensslOCSP(path, "revoked")
 	}
 	// The enterprise's certificate is not the person's: still good.
 	if path := rp.path(ent); path.revokedAt() != -1 || rp.ocsp(path, nil).Status.Status != ocsp.Good {
@@ -418,6 +427,35 @@ func (rp *relyingParty) ocsp(p *chainPath, nonce []byte) ocsp.SingleResponse {
 		rp.t.Fatalf("openssl ocsp -resp_text (status %v, nonce %q):\n%s", s.Status.Status, nonce, text)
 	}
 	return s
+}
+
+// opensslOCSP asks the leaf's OCSP URL with `openssl ocsp` (its own request, with a nonce)
+// and wants status in its report. OpenSSL 3.0 cannot be given the SM2 ID, so the response's
+// signature is the only complaint allowed (see daemon/ca/ocsp's TestOpenSSLRelyingParty).
+func (rp *relyingParty) opensslOCSP(p *chainPath, status string) {
+	rp.t.Helper()
+	if rp.noOpenSSL {
+		return
+	}
+	pemFile := func(name string, c *smx509.Certificate) string {
+		return rp.file(name+".pem", []byte(pemOf("CERTIFICATE", c.Raw)))
+	}
+	leaf := pemFile("leaf", p.certs[0])
+	out, _ := exec.Command("openssl", "ocsp", "-issuer", pemFile("issuing", p.certs[1]), "-cert", leaf, "-url", p.ocsp,
+		"-CAfile", pemFile("root", p.certs[2]), "-resp_text").CombinedOutput()
+	text := string(out)
+	for _, want := range []string{leaf + ": " + status, "This Update:", "Next Update:", "OCSP Nonce:", "Signature Algorithm: SM2-with-SM3"} {
+		if !strings.Contains(text, want) {
+			rp.t.Fatalf("openssl ocsp -url %s lacks %q:\n%s", p.ocsp, want, text)
+		}
+	}
+	if status == "revoked" && !strings.Contains(text, "Reason: cessationOfOperation") {
+		rp.t.Fatalf("openssl ocsp gives no reason:\n%s", text)
+	}
+	if strings.Contains(text, "WARNING") || strings.Contains(text, "Nonce Verify error") ||
+		!strings.Contains(text, "Response verify OK") && !strings.Contains(text, "ocsp_verify:signature failure") {
+		rp.t.Fatalf("openssl ocsp complains of more than the SM2 ID:\n%s", text)
+	}
 }
 
 // asn1Octets unwraps the OCTET STRING of a nonce extension's value ("" when there is none).

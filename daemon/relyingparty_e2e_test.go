@@ -472,10 +472,7 @@ func asn1Octets(v []byte) ([]byte, error) {
 func (rp *relyingParty) checkProfile(c *smx509.Certificate, ku smx509.KeyUsage, eku []smx509.ExtKeyUsage, kuText, org, identity string) {
 	rp.t.Helper()
 	name := c.SerialNumber.Text(16)
-	critical := map[string]bool{}
-	for _, e := range c.Extensions {
-		critical[e.Id.String()] = e.Critical
-	}
+	critical := rp.extensions(c, leafExtensions)
 	if c.KeyUsage != ku || !critical["2.5.29.15"] || !slices.Equal(c.ExtKeyUsage, eku) || critical["2.5.29.37"] {
 		rp.t.Fatalf("%s: key usage %b (critical %v), EKU %v (critical %v)", name, c.KeyUsage, critical["2.5.29.15"], c.ExtKeyUsage, critical["2.5.29.37"])
 	}
@@ -510,6 +507,33 @@ func (rp *relyingParty) checkProfile(c *smx509.Certificate, ku smx509.KeyUsage, 
 	}
 }
 
+// The extensions each certificate of the hierarchy has, exactly (docs/certificates.md):
+// basic constraints, key usage, SKI, AKI, EKU, AIA, CRL distribution points, HufuPlatforms.
+var (
+	leafExtensions = []string{"2.5.29.19", "2.5.29.15", "2.5.29.14", "2.5.29.35", "2.5.29.37", "1.3.6.1.5.5.7.1.1", "2.5.29.31",
+		ca.OIDPlatforms.String()}
+	issuingExtensions = []string{"2.5.29.19", "2.5.29.15", "2.5.29.14", "2.5.29.35", "1.3.6.1.5.5.7.1.1", "2.5.29.31"}
+	rootExtensions    = []string{"2.5.29.19", "2.5.29.15", "2.5.29.14"}
+)
+
+// extensions checks that c has exactly the extensions want, each once, and returns their
+// criticality by OID.
+func (rp *relyingParty) extensions(c *smx509.Certificate, want []string) map[string]bool {
+	rp.t.Helper()
+	critical := map[string]bool{}
+	var got []string
+	for _, e := range c.Extensions {
+		critical[e.Id.String()] = e.Critical
+		got = append(got, e.Id.String())
+	}
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(got, want) {
+		rp.t.Fatalf("%s (%s): extensions %v, want %v", c.Subject, c.SerialNumber.Text(16), got, want)
+	}
+	return critical
+}
+
 // sm3KeyID is the key identifier of docs/certificates.md: the leftmost 160 bits of the SM3
 // of the subjectPublicKey bits.
 func (rp *relyingParty) sm3KeyID(c *smx509.Certificate) []byte {
@@ -529,10 +553,11 @@ func (rp *relyingParty) sm3KeyID(c *smx509.Certificate) []byte {
 // and cRLSign (critical), an SM3 key identifier, and the issuer's key identifier as AKI.
 func (rp *relyingParty) checkCA(c, issuer *smx509.Certificate, pathLen int) {
 	rp.t.Helper()
-	critical := map[string]bool{}
-	for _, e := range c.Extensions {
-		critical[e.Id.String()] = e.Critical
+	want := rootExtensions
+	if c != issuer {
+		want = issuingExtensions
 	}
+	critical := rp.extensions(c, want)
 	if !c.IsCA || !c.BasicConstraintsValid || !critical["2.5.29.19"] || c.MaxPathLen != pathLen || pathLen == 0 && !c.MaxPathLenZero ||
 		c.KeyUsage != smx509.KeyUsageCertSign|smx509.KeyUsageCRLSign || !critical["2.5.29.15"] {
 		rp.t.Fatalf("CA %s: CA %v path length %d (zero %v), key usage %b (critical %v)", c.Subject, c.IsCA, c.MaxPathLen, c.MaxPathLenZero,

@@ -40,7 +40,8 @@ import (
 // HufuPlatforms). The person then revokes the signing certificate: a fresh issuing CRL (its
 // number increased) lists both certificates of the pair with the reason, and OCSP says
 // revoked, with the time and reason, for both, by GET too (the cached good answer is not
-// reused), and the enterprise's certificate stays good. `openssl x509`, `openssl crl` and
+// reused), and the enterprise's certificate stays good until the issuing CA is revoked,
+// when the fresh root CRL fails its chain at depth 1. `openssl x509`, `openssl crl` and
 // `openssl ocsp -resp_text` parse everything. With HUFU_X509_TEXT_OUT set it writes there
 // the `openssl x509 -text` of the pair and of the enterprise certificate.
 func TestRelyingParty(t *testing.T) {
@@ -179,6 +180,16 @@ func TestRelyingParty(t *testing.T) {
 			fmt.Fprintf(&b, "===== %s =====\n%s\n", c.title, rp.openssl("x509", c.cert.Raw, "x509", "-text", "-noout", "-nameopt", "oneline,-esc_msb"))
 		}
 		must(t, os.WriteFile(out, []byte(b.String()), 0o644))
+	}
+
+	// Depth 1: with the issuing CA revoked (no operator surface does this yet; the CA's own
+	// call), a fresh root CRL from the issuing CA's CDP fails the enterprise's chain there.
+	rootCRL := rp.path(ent).crls[1]
+	must(t, a.live.Daemon.EmbeddedCA("hufu-ca").RevokeIssuingCA(bg, ca.ReasonKeyCompromise))
+	path := rp.path(ent)
+	if d := path.revokedAt(); d != 1 || path.crls[1].Number.Cmp(rootCRL.Number) <= 0 ||
+		crlEntry(path.crls[1], path.certs[1].SerialNumber).ReasonCode != ca.ReasonKeyCompromise {
+		t.Fatalf("under a revoked issuing CA: depth %d, root CRL number %v (before %v)", d, path.crls[1].Number, rootCRL.Number)
 	}
 }
 

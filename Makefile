@@ -30,7 +30,9 @@ bins:
 # softhsm.FindModule (HUFU_PKCS11_MODULE or the Debian locations). Then the alert rules in
 # deploy/prometheus are checked and unit-tested with promtool, and the Grafana dashboard must
 # be JSON (jq); a missing tool fails the target rather than skipping the check. Last, the
-# operator's runbook (scripts/runbook.sh) runs against the built binaries.
+# operator's runbook (scripts/runbook.sh) and the README's JSON walk-through
+# (scripts/json-walkthrough.sh: its curl commands as written, checked with jq) run against
+# the built binaries.
 test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	scripts/proto.sh check
@@ -41,6 +43,7 @@ test:
 	jq empty deploy/grafana/hufu-dashboard.json
 	$(MAKE) --no-print-directory bins
 	scripts/runbook.sh
+	scripts/json-walkthrough.sh
 
 # Regenerate the Go code of every .proto (buf and the plugins are pinned in tools/go.mod).
 proto:

@@ -33,6 +33,10 @@ port() {
 }
 grpc_port=$(port)
 admin_port=$(port)
+# The JSON gateway and the PKI listener too, or development's 7444 and 7081 would clash with
+# a `make run` on the same machine.
+json_port=$(port)
+pki_port=$(port)
 admin_url="http://127.0.0.1:$admin_port"
 
 # Install: bootstrap tokens for two security officers and an auditor (hufud admin-token).
@@ -51,6 +55,8 @@ development: true
 data_dir: $1
 listen:
   grpc: 127.0.0.1:$grpc_port
+  json: 127.0.0.1:$json_port
+  pki: 127.0.0.1:$pki_port
 admin:
   listen: 127.0.0.1:$admin_port
   tokens:

@@ -66,6 +66,25 @@ func (c Caller) Actor() string {
 	return "anonymous"
 }
 
+// AtDesk reports whether the caller may work an operators' desk (payments, after-sales,
+// invoices, support): a system client the gRPC policy granted the desk service, or an
+// operator at the console whose role the console checked. A user never is.
+func (c Caller) AtDesk() bool {
+	return c.UserID == "" && (c.System != "" || c.Admin != "")
+}
+
+// Desk names a desk caller in the records it decides (a case's decider, a reply's desk):
+// the system client's name, or admin:<name> for an operator at the console.
+func (c Caller) Desk() string {
+	if c.System != "" {
+		return c.System
+	}
+	if c.Admin != "" {
+		return "admin:" + c.Admin
+	}
+	return ""
+}
+
 type callerKey struct{}
 
 // WithCaller returns ctx carrying c.

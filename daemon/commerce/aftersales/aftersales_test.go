@@ -376,3 +376,29 @@ func TestOneOpenCasePerOrder(t *testing.T) {
 		t.Fatalf("cases: %v %v", list, err)
 	}
 }
+
+// TestDeskCallers: the desk's decisions are a desk system client's or a console operator's
+// (caller.Admin), recorded under their name; a person, even one who is also named an admin,
+// is refused and changes nothing.
+func TestDeskCallers(t *testing.T) {
+	x := newFixture(t)
+	s := x.service(t)
+	ctx := context.Background()
+	c := x.apply(t, s, "apply-desk-01")
+	for _, who := range []authn.Caller{person, {UserID: user1, Admin: "olga"}, {}} {
+		if _, err := s.Settle(ctx, who, c.Id, "协商解决"); kindOf(err) != apierr.PermissionDenied {
+			t.Fatalf("settle by %+v: %v", who, err)
+		}
+		if _, err := s.Refund(ctx, who, c.Id); kindOf(err) != apierr.PermissionDenied {
+			t.Fatalf("refund by %+v: %v", who, err)
+		}
+	}
+	if got, _ := s.Get(ctx, person, c.Id); got.State != stateInReview {
+		t.Fatalf("a refused caller changed the case: %v", got.State)
+	}
+	olga := authn.Caller{Admin: "olga"}
+	got, err := s.Settle(ctx, olga, c.Id, "协商解决")
+	if err != nil || got.DecidedBy != "admin:olga" {
+		t.Fatalf("settled by an operator: %v %v", got, err)
+	}
+}

@@ -76,8 +76,8 @@ func getIn(tx *store.Tx, id string) (*storepb.AfterSalesCase, error) {
 }
 
 func isDesk(caller authn.Caller) error {
-	if caller.System == "" {
-		return apierr.New(apierr.PermissionDenied, "the after-sales desk is a system client's")
+	if !caller.AtDesk() {
+		return apierr.New(apierr.PermissionDenied, "the after-sales desk is a desk system client's or a console operator's")
 	}
 	return nil
 }
@@ -153,7 +153,7 @@ func (s *Service) Refund(ctx context.Context, desk authn.Caller, id string) (*st
 				}
 				return err
 			}
-			cur.State, cur.Serials, cur.DecidedBy, cur.UpdatedUnixNano = stateRefunding, serials, desk.System, tx.Now().UnixNano()
+			cur.State, cur.Serials, cur.DecidedBy, cur.UpdatedUnixNano = stateRefunding, serials, desk.Desk(), tx.Now().UnixNano()
 			if err := cases.Put(tx, caseID(cur.UserId, cur.Id), cur); err != nil {
 				return err
 			}
@@ -270,7 +270,7 @@ func (s *Service) Settle(ctx context.Context, desk authn.Caller, id, outcome str
 		case c.State != stateInReview:
 			return apierr.New(apierr.FailedPrecondition, "the case is %s already", stateName(c.State))
 		}
-		c.Outcome, c.DecidedBy = outcome, desk.System
+		c.Outcome, c.DecidedBy = outcome, desk.Desk()
 		if err := closeIn(tx, c, stateSettled); err != nil {
 			return err
 		}

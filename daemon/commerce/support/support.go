@@ -414,8 +414,8 @@ func (s *Service) ListOpen(ctx context.Context, size int, token string, unreplie
 
 // change applies fn to feedback found by id inside one transaction and audits it.
 func (s *Service) change(ctx context.Context, caller authn.Caller, id, action string, fn func(tx *store.Tx, fb *storepb.Feedback) (map[string]string, error)) (*storepb.Feedback, error) {
-	if caller.System == "" {
-		return nil, apierr.New(apierr.PermissionDenied, "the support desk is a system client's")
+	if !caller.AtDesk() {
+		return nil, apierr.New(apierr.PermissionDenied, "the support desk is a desk system client's or a console operator's")
 	}
 	if !feedbackIDRE.MatchString(id) {
 		return nil, apierr.Invalidf("feedback_id", "not a feedback id (22 hex digits)")
@@ -473,7 +473,7 @@ func (s *Service) Reply(ctx context.Context, caller authn.Caller, id, text strin
 		if len(fb.Replies) >= MaxReplies {
 			return nil, apierr.New(apierr.FailedPrecondition, "the feedback has %d replies, the most allowed; close it", MaxReplies)
 		}
-		fb.Replies = append(fb.Replies, &storepb.FeedbackReply{Desk: caller.System, Text: text, CreatedUnixNano: tx.Now().UnixNano()})
+		fb.Replies = append(fb.Replies, &storepb.FeedbackReply{Desk: caller.Desk(), Text: text, CreatedUnixNano: tx.Now().UnixNano()})
 		fb.State = stateReplied
 		return map[string]string{"reply_chars": strconv.Itoa(utf8.RuneCountInString(text)), "replies": strconv.Itoa(len(fb.Replies))}, nil
 	})
@@ -486,7 +486,7 @@ func (s *Service) Close(ctx context.Context, caller authn.Caller, id, note strin
 		return nil, err
 	}
 	return s.change(ctx, caller, id, "close", func(_ *store.Tx, fb *storepb.Feedback) (map[string]string, error) {
-		fb.State, fb.ClosedBy, fb.CloseNote = stateClosed, caller.System, note
+		fb.State, fb.ClosedBy, fb.CloseNote = stateClosed, caller.Desk(), note
 		return map[string]string{"note_chars": strconv.Itoa(utf8.RuneCountInString(note))}, nil
 	})
 }

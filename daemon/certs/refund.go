@@ -73,13 +73,14 @@ func (s *Service) RefundStepIn(tx *store.Tx, userID, id, name, actor, note strin
 }
 
 // RevokeForRefund revokes the certificate with serial, and with it its key, for an
-// after-sales refund decided by a desk (caller, a system client): as Revoke does after the
+// after-sales refund decided by a desk (caller, a desk system client or an operator at the
+// console: caller.AtDesk): as Revoke does after the
 // PIN, the CAs put every certificate of the key on their CRLs first, then one transaction
 // destroys the key's server share, marks the certificates revoked, tells the holder and
 // writes the audit records, with with's writes. A certificate revoked already (by its holder,
 // or by an earlier attempt) revokes nothing and only runs with, in its own transaction.
 func (s *Service) RevokeForRefund(ctx context.Context, caller authn.Caller, serial, reason string, with func(tx *store.Tx) error) error {
-	if caller.System == "" {
+	if !caller.AtDesk() {
 		return apierr.New(apierr.PermissionDenied, "only a desk revokes for a refund")
 	}
 	c, _, err := s.Certificate(ctx, serial)

@@ -381,6 +381,9 @@ func usageContext(caller authn.Caller) string {
 	if caller.System != "" {
 		return "system:" + caller.System
 	}
+	if caller.Admin != "" {
+		return "admin:" + caller.Admin
+	}
 	return "phone"
 }
 

@@ -29,7 +29,9 @@ func (s *Service) Revoke(ctx context.Context, caller authn.Caller, keyID, reason
 }
 
 // RevokeKeys is Revoke for several keys of one holder in one transaction: the two keys of a
-// certificate pair, which are revoked together or not at all.
+// certificate pair, which are revoked together or not at all. A user revokes their own keys;
+// a desk (caller.AtDesk: a system client, or an operator at the console refunding an order)
+// any key.
 func (s *Service) RevokeKeys(ctx context.Context, caller authn.Caller, keyIDs []string, reason string, with func(tx *store.Tx) error) error {
 	for _, keyID := range keyIDs {
 		if err := checkKeyID(keyID); err != nil {
@@ -39,7 +41,7 @@ func (s *Service) RevokeKeys(ctx context.Context, caller authn.Caller, keyIDs []
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		for _, keyID := range keyIDs {
 			rec, err := splitKeys.Get(tx, keyID)
-			if errors.Is(err, store.ErrNotFound) || (err == nil && rec.UserId != caller.UserID && caller.System == "") {
+			if errors.Is(err, store.ErrNotFound) || (err == nil && rec.UserId != caller.UserID && !caller.AtDesk()) {
 				return apierr.New(apierr.NotFound, "no key %q", keyID)
 			}
 			if err != nil {

@@ -30,10 +30,19 @@ func (d *Daemon) consoleBuilder() func(admin.ConsoleHost) http.Handler {
 		impls := serviceImpls{}
 		d.certs.Register(impls)
 		d.enterprises.Register(impls)
+		d.payments.Register(impls)
+		d.aftersales.Register(impls)
+		d.invoices.Register(impls)
+		d.support.Register(impls)
 		review, _ := impls[hufuv1.ReviewService_ServiceDesc.ServiceName].(hufuv1.ReviewServiceServer)
 		recon, _ := impls[hufuv1.ReconciliationService_ServiceDesc.ServiceName].(hufuv1.ReconciliationServiceServer)
+		payments, _ := impls[hufuv1.PaymentDeskService_ServiceDesc.ServiceName].(hufuv1.PaymentDeskServiceServer)
+		aftersales, _ := impls[hufuv1.AfterSalesDeskService_ServiceDesc.ServiceName].(hufuv1.AfterSalesDeskServiceServer)
+		invoices, _ := impls[hufuv1.InvoiceDeskService_ServiceDesc.ServiceName].(hufuv1.InvoiceDeskServiceServer)
+		support, _ := impls[hufuv1.SupportDeskService_ServiceDesc.ServiceName].(hufuv1.SupportDeskServiceServer)
 		c, err := console.New(console.Options{
 			Host: host, Store: d.store, Gatherer: d.opts.Registry, Review: review, Reconciliation: recon,
+			Payments: payments, AfterSales: aftersales, Invoices: invoices, Support: support,
 			Openings: consoleOpenings{d.openings},
 			Clock:    d.opts.Clock, Log: d.opts.Log.With("surface", "console"),
 		})

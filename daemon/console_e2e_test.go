@@ -318,7 +318,7 @@ func TestConsole(t *testing.T) {
 		olga := olga.in(t)
 		alice := b.person().in(t)
 		alice.signIn(base, a.tokens[admin.Auditor])
-		if nav := alice.text("header nav"); strings.Contains(nav, "证书审核") || !strings.Contains(nav, "审计日志") {
+		if nav := alice.text("header nav"); strings.Contains(nav, "证书审核") || strings.Contains(nav, "线下付款") || !strings.Contains(nav, "审计日志") {
 			t.Fatalf("the auditor's navigation: %q", nav)
 		}
 		alice.run(chromedp.Navigate(base+"/console/review"), chromedp.WaitVisible(chromedp.CSS("main h1")))
@@ -410,6 +410,153 @@ func TestConsole(t *testing.T) {
 		}) {
 			t.Fatal("no enterprise.transfer.verify record by admin:olga")
 		}
+	})
+
+	// The desks' fixtures: an applicant who pays one order offline (confirmed at the
+	// console: the certificate is issued), pays the reviewed order online and asks for its
+	// invoice (issued at the console), writes feedback (answered at the console), and at last
+	// asks for the offline order's refund (agreed at the console, which revokes the key: the
+	// money is then owed and paid out at the console).
+	deskAudited := func(t *testing.T, action string) {
+		t.Helper()
+		if !auditHas(t, a, func(actor, act, outcome string) bool {
+			return act == action && actor == "admin:olga" && outcome == store.OutcomeOK
+		}) {
+			t.Fatalf("no %s record by admin:olga", action)
+		}
+	}
+	offline := p.approved(a.desk())
+	if _, err := hufuv1.NewPaymentServiceClient(p.conn.ClientConn()).PayOffline(bg, &hufuv1.PayOfflineRequest{OrderId: offline.Id}); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("offline payment desk", func(t *testing.T) {
+		olga := olga.in(t)
+		olga.run(chromedp.Navigate(base+"/console/payments"), chromedp.WaitVisible(chromedp.CSS("#p-"+offline.Id)))
+		olga.screenshot("console-payments")
+		olga.run(chromedp.Navigate(base+"/console/payments/"+offline.Id), chromedp.WaitVisible(chromedp.CSS("#confirm")))
+		if got := olga.text("#payment"); !strings.Contains(got, yuanOf(offline.PriceFen)) {
+			t.Fatalf("the payment page: %q", got)
+		}
+		// An amount that is not yuan is refused before the desk; a wrong amount by the desk.
+		for amount, want := range map[string]string{"三百": "金额须以元计", "0.01": "amount_fen"} {
+			olga.run(chromedp.Navigate(base+"/console/payments/"+offline.Id), chromedp.WaitVisible(chromedp.CSS("#confirm")),
+				chromedp.SendKeys(chromedp.CSS("#confirm #reference"), "BANK-IN-7001"), chromedp.SetValue(chromedp.CSS("#confirm #amount"), amount),
+				chromedp.Submit(chromedp.CSS("#confirm")), chromedp.WaitVisible(chromedp.CSS(".error")))
+			if got := olga.text(".error"); !strings.Contains(got, want) {
+				t.Fatalf("amount %s: %q", amount, got)
+			}
+		}
+		if o := certs.orderStatus(t, p, offline.Id); o != hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT {
+			t.Fatalf("a refused confirmation changed the order: %v", o)
+		}
+		olga.run(chromedp.Navigate(base+"/console/payments/"+offline.Id), chromedp.WaitVisible(chromedp.CSS("#confirm")))
+		olga.screenshot("console-payment")
+		olga.run(chromedp.SendKeys(chromedp.CSS("#confirm #reference"), "BANK-IN-7001"), chromedp.Submit(chromedp.CSS("#confirm")),
+			chromedp.WaitVisible(chromedp.CSS(".notice")))
+		if got := olga.text(".notice"); !strings.Contains(got, offline.Id) || !strings.Contains(got, "已签发证书") {
+			t.Fatalf("notice: %q", got)
+		}
+		if o := certs.orderStatus(t, p, offline.Id); o != hufuv1.OrderStatus_ORDER_STATUS_COMPLETED {
+			t.Fatalf("after the confirmation the order is %v", o)
+		}
+		deskAudited(t, "payment.offline.confirm")
+	})
+
+	t.Run("invoicing desk", func(t *testing.T) {
+		olga := olga.in(t)
+		if _, err := p.pay(order.Id, "pay-"+order.Id); err != nil {
+			t.Fatal(err)
+		}
+		inv := hufuv1.NewInvoiceServiceClient(p.conn.ClientConn())
+		req, err := inv.RequestInvoice(bg, &hufuv1.RequestInvoiceRequest{RequestId: "console-inv-01", Kind: hufuv1.InvoiceKind_INVOICE_KIND_ORDINARY,
+			Title: enterpriseTitle(), OrderIds: []string{order.Id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := req.Invoice.Id
+		olga.run(chromedp.Navigate(base+"/console/invoices"), chromedp.WaitVisible(chromedp.CSS("#i-"+id)))
+		olga.screenshot("console-invoices")
+		olga.run(chromedp.Navigate(base+"/console/invoices/"+id), chromedp.WaitVisible(chromedp.CSS("#issue")))
+		if got := olga.text("main"); !strings.Contains(got, "福州示范科技有限公司") || !strings.Contains(got, order.Id) {
+			t.Fatalf("the invoice page: %q", got)
+		}
+		olga.screenshot("console-invoice")
+		doc := filepath.Join(t.TempDir(), "invoice.pdf")
+		if err := os.WriteFile(doc, testPDF, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		olga.run(chromedp.SendKeys(chromedp.CSS("#number"), "24332000000012345678"), chromedp.SetUploadFiles(chromedp.CSS("#document"), []string{doc}),
+			chromedp.Submit(chromedp.CSS("#issue")), chromedp.WaitVisible(chromedp.CSS(".notice")))
+		got, err := inv.DownloadInvoice(bg, &hufuv1.DownloadInvoiceRequest{InvoiceId: id})
+		if err != nil || !bytes.Equal(got.Content, testPDF) {
+			t.Fatalf("the person's invoice: %v", err)
+		}
+		deskAudited(t, "invoice.issue")
+	})
+
+	t.Run("support desk", func(t *testing.T) {
+		olga := olga.in(t)
+		help := hufuv1.NewSupportServiceClient(p.conn.ClientConn())
+		fb, err := help.SubmitFeedback(bg, &hufuv1.SubmitFeedbackRequest{RequestId: "console-fb-01", Text: "发票什么时候能开出来？", OrderId: order.Id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fb.Feedback.Id
+		olga.run(chromedp.Navigate(base+"/console/feedback?unreplied=1"), chromedp.WaitVisible(chromedp.CSS("#f-"+id)))
+		olga.screenshot("console-feedback")
+		const reply = "您好，发票已开具，可在 App 的发票页下载。"
+		olga.run(chromedp.Navigate(base+"/console/feedback/"+id), chromedp.WaitVisible(chromedp.CSS("#reply")),
+			chromedp.SendKeys(chromedp.CSS("#text"), reply), chromedp.Submit(chromedp.CSS("#reply")), chromedp.WaitVisible(chromedp.CSS(".notice")))
+		if got := olga.text("#replies"); !strings.Contains(got, reply) {
+			t.Fatalf("the replies on the page: %q", got)
+		}
+		olga.screenshot("console-feedback-item")
+		mine, err := help.GetFeedback(bg, &hufuv1.GetFeedbackRequest{FeedbackId: id})
+		if err != nil || mine.Feedback.State != hufuv1.FeedbackState_FEEDBACK_STATE_REPLIED || len(mine.Feedback.Replies) != 1 || mine.Feedback.Replies[0].Text != reply {
+			t.Fatalf("the person's feedback: %v %v", mine, err)
+		}
+		deskAudited(t, "feedback.reply")
+	})
+
+	t.Run("after-sales desk", func(t *testing.T) {
+		olga := olga.in(t)
+		as := hufuv1.NewAfterSalesServiceClient(p.conn.ClientConn())
+		pv, err := as.PreviewAfterSales(bg, &hufuv1.PreviewAfterSalesRequest{OrderId: offline.Id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied, err := as.ApplyAfterSales(bg, &hufuv1.ApplyAfterSalesRequest{RequestId: "console-as-01", OrderId: offline.Id,
+			Reason: hufuv1.AfterSalesReason_AFTER_SALES_REASON_NOT_NEEDED, Text: "项目取消，不再需要证书", Acknowledgement: pv.Acknowledgement})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := applied.Case.Id
+		olga.run(chromedp.Navigate(base+"/console/aftersales"), chromedp.WaitVisible(chromedp.CSS("#c-"+id)))
+		olga.screenshot("console-aftersales")
+		olga.run(chromedp.Navigate(base+"/console/aftersales/"+id), chromedp.WaitVisible(chromedp.CSS("#refund")))
+		if got := olga.text("main"); !strings.Contains(got, "项目取消，不再需要证书") || strings.Contains(got, "13800138301") {
+			t.Fatalf("the case page (the text, the phone only masked): %q", got)
+		}
+		olga.screenshot("console-aftersales-case")
+		olga.run(chromedp.Submit(chromedp.CSS("#refund")), chromedp.WaitVisible(chromedp.CSS(".notice")))
+		if got := olga.text(".notice"); !strings.Contains(got, id) {
+			t.Fatalf("notice: %q", got)
+		}
+		c, err := as.GetAfterSales(bg, &hufuv1.GetAfterSalesRequest{CaseId: id})
+		if err != nil || c.Case.State != hufuv1.AfterSalesState_AFTER_SALES_STATE_REFUNDED {
+			t.Fatalf("the person's case after the refund: %v %v", c, err)
+		}
+		deskAudited(t, "aftersales.refund")
+
+		// Paid offline, the money is now owed: the payment desk pays it out.
+		olga.run(chromedp.Navigate(base+"/console/payments"), chromedp.WaitVisible(chromedp.CSS("#r-"+offline.Id)),
+			chromedp.Navigate(base+"/console/payments/"+offline.Id), chromedp.WaitVisible(chromedp.CSS("#payout")),
+			chromedp.SendKeys(chromedp.CSS("#payout #reference"), "BANK-OUT-7001"), chromedp.Submit(chromedp.CSS("#payout")),
+			chromedp.WaitVisible(chromedp.CSS(".notice")))
+		if got := olga.text("main"); !strings.Contains(got, "已登记退款打款") || strings.Contains(got, "r-"+offline.Id) {
+			t.Fatalf("after the payout: %q", got)
+		}
+		deskAudited(t, "payment.offline.payout")
 	})
 
 	t.Run("access and a revoked token", func(t *testing.T) {

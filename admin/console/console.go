@@ -41,6 +41,12 @@ type Options struct {
 	Review hufuv1.ReviewServiceServer
 	// Reconciliation is the corporate-transfer desk, the same server the gRPC server serves.
 	Reconciliation hufuv1.ReconciliationServiceServer
+	// Payments, AfterSales, Invoices and Support are the offline payment, after-sales,
+	// invoicing and support desks, the same servers the gRPC server serves.
+	Payments   hufuv1.PaymentDeskServiceServer
+	AfterSales hufuv1.AfterSalesDeskServiceServer
+	Invoices   hufuv1.InvoiceDeskServiceServer
+	Support    hufuv1.SupportDeskServiceServer
 	// Openings are the bid openings, read as an operator sees them.
 	Openings Openings
 	// SessionTTL bounds a session's life (default 8h); IdleTimeout ends a session left
@@ -153,6 +159,33 @@ func (c *Console) routes() {
 		c.page("POST /console/reconcile/{id}/confirm", screen{"admin.console.reconcile.confirm", desk, c.reconcileConfirm})
 		c.page("POST /console/reconcile/{id}/reject", screen{"admin.console.reconcile.reject", desk, c.reconcileReject})
 	}
+	if c.opts.Payments != nil {
+		c.page("GET /console/payments", screen{"admin.console.payments", desk, c.paymentsList})
+		c.page("GET /console/payments/{id}", screen{"admin.console.payments", desk, c.paymentPage})
+		c.page("POST /console/payments/{id}/confirm", screen{"admin.console.payments.confirm", desk, c.paymentConfirm})
+		c.page("POST /console/payments/{id}/reject", screen{"admin.console.payments.reject", desk, c.paymentReject})
+		c.page("POST /console/payments/{id}/payout", screen{"admin.console.payments.payout", desk, c.paymentPayout})
+	}
+	if c.opts.AfterSales != nil {
+		c.page("GET /console/aftersales", screen{"admin.console.aftersales", desk, c.afterSalesList})
+		c.page("GET /console/aftersales/{id}", screen{"admin.console.aftersales", desk, c.afterSalesCase})
+		c.page("GET /console/aftersales/{id}/attachment/{att}", screen{"admin.console.aftersales", desk, c.afterSalesAttachment})
+		c.page("POST /console/aftersales/{id}/refund", screen{"admin.console.aftersales.refund", desk, c.afterSalesRefund})
+		c.page("POST /console/aftersales/{id}/settle", screen{"admin.console.aftersales.settle", desk, c.afterSalesSettle})
+	}
+	if c.opts.Invoices != nil {
+		c.page("GET /console/invoices", screen{"admin.console.invoices", desk, c.invoicesList})
+		c.page("GET /console/invoices/{id}", screen{"admin.console.invoices", desk, c.invoicePage})
+		c.page("POST /console/invoices/{id}/issue", screen{"admin.console.invoices.issue", desk, c.invoiceIssue})
+		c.page("POST /console/invoices/{id}/reject", screen{"admin.console.invoices.reject", desk, c.invoiceReject})
+	}
+	if c.opts.Support != nil {
+		c.page("GET /console/feedback", screen{"admin.console.feedback", desk, c.feedbackList})
+		c.page("GET /console/feedback/{id}", screen{"admin.console.feedback", desk, c.feedbackPage})
+		c.page("GET /console/feedback/{id}/attachment/{att}", screen{"admin.console.feedback", desk, c.feedbackAttachment})
+		c.page("POST /console/feedback/{id}/reply", screen{"admin.console.feedback.reply", desk, c.feedbackReply})
+		c.page("POST /console/feedback/{id}/close", screen{"admin.console.feedback.close", desk, c.feedbackClose})
+	}
 	c.page("GET /console/access", screen{"admin.console.access", ops, c.access})
 	c.page("GET /console/audit", screen{"admin.audit.browse", auditors, c.auditBrowse})
 	c.page("GET /console/audit/export", screen{"admin.audit.export", auditors, c.auditExport})
@@ -185,8 +218,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "cross-origin request refused", http.StatusForbidden)
 			return
 		}
-		// The largest form is a bank statement (maxStatement) with its multipart framing.
-		r.Body = http.MaxBytesReader(w, r.Body, maxStatement+64<<10)
+		// The largest forms are an invoice document (maxInvoiceDocument) and a bank
+		// statement (maxStatement), with their multipart framing.
+		r.Body = http.MaxBytesReader(w, r.Body, max(maxStatement, maxInvoiceDocument)+64<<10)
 	}
 	c.mux.ServeHTTP(w, r)
 }

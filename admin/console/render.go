@@ -13,6 +13,7 @@ import (
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // pageData is what every template gets; Data is the screen's own.
@@ -40,6 +41,17 @@ var funcs = template.FuncMap{
 		}
 		return o.String()
 	},
+	"paymentState":    func(x hufuv1.OfflinePaymentState) string { return label(paymentStates, x) },
+	"afterSalesState": func(x hufuv1.AfterSalesState) string { return label(afterSalesStates, x) },
+	"invoiceKind":     func(x hufuv1.InvoiceKind) string { return label(invoiceKinds, x) },
+	"titleKind":       func(x hufuv1.InvoiceTitleKind) string { return label(titleKinds, x) },
+	"feedbackState":   func(x hufuv1.FeedbackState) string { return label(feedbackStates, x) },
+	"ts": func(t *timestamppb.Timestamp) string {
+		if t == nil {
+			return "—"
+		}
+		return t.AsTime().Local().Format("2006-01-02 15:04:05")
+	},
 	"time": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -58,6 +70,17 @@ var funcs = template.FuncMap{
 		}
 		return time.Unix(0, n).Local().Format("2006-01-02 15:04:05")
 	},
+}
+
+// label is an enum's Chinese name, or its API name if it has none.
+func label[E interface {
+	comparable
+	String() string
+}](names map[E]string, x E) string {
+	if s, ok := names[x]; ok {
+		return s
+	}
+	return x.String()
 }
 
 // parseTemplates parses each page with the layout.
@@ -94,6 +117,10 @@ func (c *Console) nav(r *http.Request, s *session) []navItem {
 	add(base, "首页", s.may(anyone))
 	add(base+"review", "证书审核", c.opts.Review != nil && s.may(desk))
 	add(base+"reconcile", "对公打款", c.opts.Reconciliation != nil && s.may(desk))
+	add(base+"payments", "线下付款", c.opts.Payments != nil && s.may(desk))
+	add(base+"aftersales", "售后", c.opts.AfterSales != nil && s.may(desk))
+	add(base+"invoices", "发票", c.opts.Invoices != nil && s.may(desk))
+	add(base+"feedback", "用户反馈", c.opts.Support != nil && s.may(desk))
 	add(base+"openings", "开标", c.opts.Openings != nil && s.may(desk))
 	add(base+"audit", "审计日志", s.may(auditors))
 	add(base+"access", "系统客户端与令牌", s.may(ops))

@@ -158,6 +158,12 @@ func (c *Console) reviewAttachment(w http.ResponseWriter, r *http.Request, s *se
 		a := atts.Attachments[i]
 		name, mediaType, content = a.FileName, a.MediaType, a.Content
 	}
+	serveAttachment(w, name, mediaType, content)
+}
+
+// serveAttachment serves a desk's attachment: images and PDFs inline, anything else as a
+// download, never as a page of this origin.
+func serveAttachment(w http.ResponseWriter, name, mediaType string, content []byte) {
 	disposition := "attachment"
 	if inlineImage(mediaType) || mediaType == "application/pdf" {
 		disposition = "inline"

@@ -448,6 +448,16 @@ func TestConsole(t *testing.T) {
 				t.Fatalf("amount %s: %q", amount, got)
 			}
 		}
+		// Without the CSRF token the session's POST is refused.
+		resp, err := a.consoleClient(olga.sessionCookie()).PostForm(base+"/console/payments/"+offline.Id+"/confirm",
+			url.Values{"reference": {"BANK-IN-7001"}, "amount": {yuanOf(offline.PriceFen)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("a confirmation without the CSRF token: %s", resp.Status)
+		}
 		if o := certs.orderStatus(t, p, offline.Id); o != hufuv1.OrderStatus_ORDER_STATUS_AWAITING_PAYMENT {
 			t.Fatalf("a refused confirmation changed the order: %v", o)
 		}

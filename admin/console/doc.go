@@ -25,6 +25,10 @@
 //	首页 home (health, metrics)     operator, auditor, security_officer
 //	证书审核 review desk            operator
 //	对公打款 reconciliation         operator
+//	线下付款 offline payment desk   operator
+//	售后 after-sales desk           operator
+//	发票 invoicing desk             operator
+//	用户反馈 support desk           operator
 //	开标 openings                   operator
 //	审计日志 audit log              auditor, security_officer
 //	系统客户端与令牌 access          operator (system clients), security_officer (+ tokens)
@@ -33,9 +37,11 @@
 //
 // # Actions go through the desks
 //
-// The console holds no second path to the appliance's state: the review and reconciliation
-// desks' actions are calls of the same hufuv1.ReviewServiceServer and
-// ReconciliationServiceServer the gRPC server serves to the desk system clients, with an authn.Caller whose Admin is the signed-in operator, so each is checked
-// and audited by the desk itself, under "admin:<name>". Sign-in, sign-out, audit browsing,
+// The console holds no second path to the appliance's state: the desks' actions (review,
+// reconciliation, offline payments, after-sales, invoicing, support) are calls of the same
+// hufuv1.*ServiceServer the gRPC server serves to the desk system clients, with an
+// authn.Caller whose Admin is the signed-in operator (a desk caller: authn.Caller.AtDesk), so
+// each is checked and audited by the desk itself, under "admin:<name>". A desk has no call
+// for one item, so an item's page finds it in the desk's own listing. Sign-in, sign-out, audit browsing,
 // export and verification are audited by the console through the admin surface.
 package console

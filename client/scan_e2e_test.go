@@ -49,15 +49,6 @@ type issuedPair struct {
 	roots                       *smx509.CertPool
 }
 
-// issueCertificate takes a certificate pair for key (signing) and a new encryption key
-// through application, review and payment with the SDK and returns the signing serial, the
-// signing certificate and the pool of its root.
-func issueCertificate(t *testing.T, p *phone, sys *client.Conn, keyID string) (string, *smx509.Certificate, *smx509.CertPool) {
-	t.Helper()
-	pair := issuePair(t, p, sys, keyID)
-	return pair.serial, pair.cert, pair.roots
-}
-
 func issuePair(t *testing.T, p *phone, sys *client.Conn, keyID string) issuedPair {
 	t.Helper()
 	k := mustOpen(t, p, keyID)

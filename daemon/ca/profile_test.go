@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"github.com/hufu-hsm/hufu/cosign"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,9 +51,11 @@ var (
 // sm3KeyID recomputes the documented Subject Key Identifier from the key itself: SM3 of the
 // uncompressed point, leftmost 20 bytes.
 func sm3KeyID(pub *ecdsa.PublicKey) []byte {
-	point := append([]byte{4}, pub.X.FillBytes(make([]byte, 32))...)
-	point = append(point, pub.Y.FillBytes(make([]byte, 32))...)
-	h := sm3.Sum(point)
+	point, err := cosign.PointFromPublicKey(pub)
+	if err != nil {
+		panic(err)
+	}
+	h := sm3.Sum(point[:])
 	return h[:20]
 }
 

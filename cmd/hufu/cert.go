@@ -20,6 +20,7 @@ import (
 
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
+	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cosign"
 	urfave "github.com/urfave/cli/v2"
 )
@@ -99,6 +100,29 @@ func (c *cli) certMessagesCommand() *urfave.Command {
 				return nil
 			})
 		}})
+}
+
+// encryptionKey returns the key of a pair's encryption certificate and its CSR, signed by
+// that key: encKeyID, or when empty a new split key made here two-party exactly as `hufu key
+// create` makes one, under pin (the signing key keyID's PIN: one PIN per application).
+func (c *cli) encryptionKey(ctx context.Context, conn *client.Conn, ks *keystore.Store, pin, keyID, encKeyID string) (string, []byte, error) {
+	if encKeyID == "" {
+		e, err := client.CreateKey(ctx, conn, ks, pin, "encryption key of "+keyID)
+		if err != nil {
+			return "", nil, fmt.Errorf("making the encryption key: %w", err)
+		}
+		encKeyID = e.ID
+		fmt.Fprintf(c.out, "created encryption key %s (same PIN as %s)\n", e.ID, keyID)
+	}
+	encKey, err := client.OpenKey(ctx, conn, ks, encKeyID, pin)
+	if err != nil {
+		return "", nil, err
+	}
+	csr, err := smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, encKey)
+	if err != nil {
+		return "", nil, fmt.Errorf("signing the encryption certificate's request with its split key: %w", err)
+	}
+	return encKeyID, csr, nil
 }
 
 // certApply submits an application for a certificate pair: the signing certificate on -key
@@ -202,20 +226,8 @@ func (c *cli) certApplyCommand(sub, usage, args string, n argCount) *urfave.Comm
 		if req.Csr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key); err != nil {
 			return fmt.Errorf("signing the certificate request with the split key: %w", err)
 		}
-		if req.EncryptionKeyId == "" {
-			e, err := client.CreateKey(ctx, conn, ks, pin, "encryption key of "+req.KeyId)
-			if err != nil {
-				return fmt.Errorf("making the encryption key: %w", err)
-			}
-			req.EncryptionKeyId = e.ID
-			fmt.Fprintf(c.out, "created encryption key %s (same PIN as %s)\n", e.ID, req.KeyId)
-		}
-		encKey, err := client.OpenKey(ctx, conn, ks, req.EncryptionKeyId, pin)
-		if err != nil {
+		if req.EncryptionKeyId, req.EncryptionCsr, err = c.encryptionKey(ctx, conn, ks, pin, req.KeyId, req.EncryptionKeyId); err != nil {
 			return err
-		}
-		if req.EncryptionCsr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, encKey); err != nil {
-			return fmt.Errorf("signing the encryption certificate's request with its split key: %w", err)
 		}
 		switch {
 		case *letter != "" && *signLetter != "":

@@ -248,6 +248,8 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.erasureSince.Store(since.Unix())
+	} else if err := s.forgetErasureSince(context.Background()); err != nil {
+		return nil, err
 	}
 	if opts.Registerer != nil {
 		if err := s.registerMetrics(opts.Registerer); err != nil {

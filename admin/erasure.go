@@ -107,6 +107,28 @@ func (s *Server) erasureTimes() (last, due time.Time) {
 	return last, due
 }
 
+// forgetErasureSince drops the schedule's first-run record when the daemon starts without a
+// schedule, so that turning it on again months later counts the first erasure from then, not
+// from a run long past (which would erase at once, unannounced).
+func (s *Server) forgetErasureSince(ctx context.Context) error {
+	err := s.opts.Store.Update(ctx, func(tx *store.Tx) error {
+		if _, err := erasureRecords.Get(tx, erasureSinceID); errors.Is(err, store.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if err := erasureRecords.Delete(tx, erasureSinceID); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: ErasureActor, Action: "admin.kek.erase.schedule", Subject: "z/" + erasureSinceID, Outcome: store.OutcomeOK,
+			Details: map[string]string{"interval": "0s"}})
+	})
+	if err != nil {
+		return fmt.Errorf("admin: stopping the erasure schedule: %w", err)
+	}
+	return nil
+}
+
 // ensureErasureSince returns when the schedule first ran on this store without a finished
 // erasure, recording now (audited) if this is that first run.
 func (s *Server) ensureErasureSince(ctx context.Context) (time.Time, error) {

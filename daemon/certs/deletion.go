@@ -98,7 +98,7 @@ func (s *Service) PrepareErasure(ctx context.Context, userID string) (func(tx *s
 			if o.EnterpriseUscc == "" {
 				o.SubjectName = identity.MaskName(o.SubjectName)
 			}
-			o.Csr = nil
+			o.Csr, o.EncryptionCsr = nil, nil
 			if a := o.Authorisation; a != nil {
 				a.Content, a.Signature, a.SealImage = nil, nil, nil
 			}

@@ -99,7 +99,10 @@ func plan(c CA, o *storepb.Order, apps []*ca.Application) ([]*storepb.IssuingIte
 		if planner, ok := c.Connector.(ca.PlannedIssuer); ok {
 			p, err := planner.Plan(app)
 			if err != nil {
-				return nil, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA cannot issue the certificate now; retry later", Cause: err}
+				// Plan reads nothing that changes (no store, no HSM): what it refuses, such as an
+				// upgrade whose certificate has expired meanwhile, it refuses at every retry. So the
+				// payment is refused as FailedPrecondition, and settle gives a charge back.
+				return nil, &apierr.Error{Kind: apierr.FailedPrecondition, Message: "the CA cannot issue this certificate (" + err.Error() + "); the payment is given back", Cause: err}
 			}
 			items[i].Serial, items[i].NotBeforeUnixNano, items[i].NotAfterUnixNano = p.Serial, p.NotBefore.UnixNano(), p.NotAfter.UnixNano()
 		}

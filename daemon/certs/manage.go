@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
@@ -260,6 +261,15 @@ func (s *Service) keysLive(tx *store.Tx, o *storepb.Order, refusal string) error
 	return nil
 }
 
+// issuedUsage is the CA profile a stored certificate was issued with: its usage, or for a
+// certificate of an order made before pairs (usage 0) the combined one.
+func issuedUsage(c *storepb.Certificate) ca.Usage {
+	if c.Usage == 0 {
+		return ca.UsageCombined
+	}
+	return ca.Usage(c.Usage)
+}
+
 // recordIssued stores the certificates issued for order o (in the order of orderCertifies:
 // the signing certificate first) inside the transaction that completes it, links a pair,
 // supersedes what a renewal or upgrade replaces (of a pair, each certificate its
@@ -326,7 +336,7 @@ func (s *Service) recordIssued(tx *store.Tx, o *storepb.Order, issued []*ca.Issu
 		}
 		if err := tx.Audit(store.Event{Actor: "ca:" + o.CaId, Action: "cert.issue", Subject: ckey, Outcome: store.OutcomeOK,
 			Details: map[string]string{"order": o.Id, "key": rec.KeyId, "not_after": time.Unix(0, rec.NotAfterUnixNano).UTC().Format(time.RFC3339),
-				"replaces": rec.Replaces, "usage": ca.Usage(rec.Usage).String(), "pair": rec.PairSerial}}); err != nil {
+				"replaces": rec.Replaces, "usage": issuedUsage(rec).String(), "pair": rec.PairSerial}}); err != nil {
 			return nil, err
 		}
 	}
@@ -704,9 +714,15 @@ func (s *Service) follow(ctx context.Context, caller authn.Caller, c *storepb.Ce
 	if err != nil {
 		return nil, fmt.Errorf("certs: stored certificate %s: %w", c.Serial, err)
 	}
-	mask := ""
-	if len(parsed.Subject.SerialNumber) > 0 {
-		mask = parsed.Subject.SerialNumber
+	mask := parsed.Subject.SerialNumber
+	if c.EnterpriseUscc == "" && !strings.Contains(mask, "*") {
+		// Since the profile table a person's certificate names the full ID number or its
+		// keyed hash, neither of which an order may show: the order carries the mask of the
+		// order that issued the certificate.
+		mask = ""
+		if prev, err := orders.Read(ctx, s.deps.Store, orderID(c.UserId, c.OrderId)); err == nil {
+			mask = prev.SubjectIdMasked
+		}
 	}
 	o := &storepb.Order{
 		Id: store.NewestFirstID(s.deps.Clock.Now()), UserId: caller.UserID, Kind: int32(kind), Status: statusAwaiting,
@@ -1014,6 +1030,10 @@ func (s *Service) revokeAtCAs(ctx context.Context, keyIDs ...string) ([]keyCerti
 // markRevoked marks the certificates of siblings that are not revoked yet as revoked, in
 // tx, and returns them.
 func markRevoked(tx *store.Tx, siblings []keyCertificate, reason string) ([]*storepb.Certificate, error) {
+	listed := make(map[string]bool, len(siblings))
+	for _, sib := range siblings {
+		listed[sib.cert.Serial] = true
+	}
 	var marked []*storepb.Certificate
 	for _, sib := range siblings {
 		cur := new(storepb.Certificate)
@@ -1022,6 +1042,12 @@ func markRevoked(tx *store.Tx, siblings []keyCertificate, reason string) ([]*sto
 		}
 		if cur.Status == certRevoked {
 			continue
+		}
+		if cur.Status == certSuperseded && cur.SupersededBy != "" && !listed[cur.SupersededBy] {
+			// A renewal or upgrade recorded its certificates after siblings were listed (and
+			// revoked at the CA): revoking now would leave those active, off the CRL, on keys
+			// whose shares this revocation deletes. The caller lists again.
+			return nil, apierr.New(apierr.Aborted, "a renewal of %s was issued meanwhile; revoke again", cur.Serial)
 		}
 		cur.Status, cur.RevokedUnixNano, cur.RevokeReason = certRevoked, tx.Now().UnixNano(), reason
 		if err := tx.Put(sib.key, cur); err != nil {

@@ -278,3 +278,35 @@ func TestRevocationNamesTheKeysOtherCertificates(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradePaidAfterExpiryIsRefusedAndGivenBack: an upgrade keeps the old expiry, so one
+// ordered while the certificate was valid and paid after it expired cannot be issued. The
+// payment is refused as FailedPrecondition saying the money goes back (the CA's plan refuses
+// before anything is reserved or signed), every time, never Unavailable ("retry later")
+// with the charge kept. The upgrade order shows the ID number masked, never the full number
+// or the keyed hash the certificate's subject now carries.
+func TestUpgradePaidAfterExpiryIsRefusedAndGivenBack(t *testing.T) {
+	a := certAppliance(t)
+	desk := a.desk()
+	p := newApplicant(t, a, phone, "device-0001", "key-upgrade-late")
+	serial := p.issue(desk)
+	up, err := p.certs.UpgradeCertificate(bg, &hufuv1.UpgradeCertificateRequest{RequestId: "upgrade-late-1", Serial: serial, Platforms: []string{"hangzhou"}})
+	must(t, err)
+	if m := up.Order.SubjectIdMasked; !strings.Contains(m, "*") || strings.Contains(m, "11010519491231002X") {
+		t.Fatalf("the upgrade order shows the subject identity %q, want the mask", m)
+	}
+
+	a.clock.Advance(4 * 366 * 24 * time.Hour) // past the certificate's end
+	a.signIn(p.conn, phone, "device-0001")
+	for _, idem := range []string{"pay-upgrade-late-1", "pay-upgrade-late-2"} {
+		_, err = p.pay(up.Order.Id, idem)
+		wantCode(t, err, codes.FailedPrecondition, "")
+		if !strings.Contains(errMessage(err), "given back") {
+			t.Fatalf("the refusal does not say the payment is given back: %v", err)
+		}
+	}
+	got, err := p.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: up.Order.Id})
+	if err != nil || got.Order.Status == hufuv1.OrderStatus_ORDER_STATUS_COMPLETED || got.Order.Serial != "" {
+		t.Fatalf("order after the refused payments: %v %v", got, err)
+	}
+}

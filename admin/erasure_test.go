@@ -212,9 +212,9 @@ func TestKEKErasureSchedule(t *testing.T) {
 		reg = prometheus.NewRegistry()
 		o.Registerer, o.Gatherer = reg, reg
 	})
-	due := st.CreatedAt().Add(24 * time.Hour).Unix()
+	due := clock.Now().Truncate(time.Second).Add(24 * time.Hour).Unix()
 	if v := gauge(t, reg, "hufu_kek_erasure_due_timestamp_seconds"); int64(v) != due {
-		t.Fatalf("due gauge %v, want %d (a day after the store's creation)", v, due)
+		t.Fatalf("due gauge %v, want %d (a day after the schedule's first run)", v, due)
 	}
 	if ran, err := s.EraseIfDue(ctx); ran || err != nil {
 		t.Fatalf("erasure before it is due: ran %v, %v", ran, err)

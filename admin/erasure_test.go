@@ -197,21 +197,28 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// scheduledServer is an admin server on clock with a daily erasure schedule, its store, KEKs
+// and metrics registry.
+func scheduledServer(t *testing.T, clock *fakeClock) (*admin.Server, *store.Store, admin.KEKs, *prometheus.Registry) {
+	t.Helper()
+	var st *store.Store
+	var kr admin.KEKs
+	reg := prometheus.NewRegistry()
+	s, _ := newServer(t, nil, func(o *admin.Options) {
+		o.Clock, o.ErasureInterval = clock, 24*time.Hour
+		st, kr = o.Store, o.KEKs
+		o.Registerer, o.Gatherer = reg, reg
+	})
+	return s, st, kr, reg
+}
+
 // TestKEKErasureSchedule: the scheduled erasure is not due before keys.erasure.interval has
-// passed since the store's creation, runs once it has (destroying the old KEK, actor
+// passed since the schedule's first run, runs once it has (destroying the old KEK, actor
 // system:kek-erasure), and is next due an interval after it; the due-time gauge says so.
 func TestKEKErasureSchedule(t *testing.T) {
 	ctx := context.Background()
 	clock := &fakeClock{now: time.Now()}
-	var st *store.Store
-	var reg *prometheus.Registry
-	var kr admin.KEKs
-	s, _ := newServer(t, nil, func(o *admin.Options) {
-		o.Clock, o.ErasureInterval = clock, 24*time.Hour
-		st, kr = o.Store, o.KEKs
-		reg = prometheus.NewRegistry()
-		o.Registerer, o.Gatherer = reg, reg
-	})
+	s, st, kr, reg := scheduledServer(t, clock)
 	due := clock.Now().Truncate(time.Second).Add(24 * time.Hour).Unix()
 	if v := gauge(t, reg, "hufu_kek_erasure_due_timestamp_seconds"); int64(v) != due {
 		t.Fatalf("due gauge %v, want %d (a day after the schedule's first run)", v, due)
@@ -248,15 +255,7 @@ func TestKEKErasureSchedule(t *testing.T) {
 func TestKEKErasureFirstScheduleCountsFromItsFirstRun(t *testing.T) {
 	ctx := context.Background()
 	clock := &fakeClock{now: time.Now().Add(30 * 24 * time.Hour)} // the store is a month old
-	var st *store.Store
-	var reg *prometheus.Registry
-	var kr admin.KEKs
-	s, _ := newServer(t, nil, func(o *admin.Options) {
-		o.Clock, o.ErasureInterval = clock, 24*time.Hour
-		st, kr = o.Store, o.KEKs
-		reg = prometheus.NewRegistry()
-		o.Registerer, o.Gatherer = reg, reg
-	})
+	s, st, kr, reg := scheduledServer(t, clock)
 	first := clock.Now().Truncate(time.Second)
 	if v := gauge(t, reg, "hufu_kek_erasure_due_timestamp_seconds"); int64(v) != first.Add(24*time.Hour).Unix() {
 		t.Fatalf("due gauge %v, want %d (a day after the schedule's first run, not the store's creation %v)", v, first.Add(24*time.Hour).Unix(), st.CreatedAt())

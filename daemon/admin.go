@@ -64,6 +64,7 @@ func (d *Daemon) buildAdmin() error {
 		return err
 	}
 	registerAuditMetrics(d.opts.Registry, d.store, d.opts.Clock)
+	d.opts.Registry.MustRegister(walSyncCollector{d.store})
 	a.systems = &systemClients{d: d}
 	if err := a.systems.load(context.Background()); err != nil {
 		return err

@@ -374,7 +374,8 @@ func TestAdminMetricsAfterTraffic(t *testing.T) {
 		"hufu_build_info", "hufu_grpc_requests_total", "hufu_grpc_request_duration_seconds",
 		"hufu_cosign_operations_total", "hufu_cosign_operation_duration_seconds",
 		"hufu_hsm_operations_total", "hufu_hsm_operation_duration_seconds",
-		"hufu_store_commit_duration_seconds", "hufu_share_cache_hits_total", "hufu_share_cache_misses_total",
+		"hufu_store_commit_duration_seconds", "hufu_store_wal_syncs_total", "hufu_store_wal_sync_seconds_total",
+		"hufu_share_cache_hits_total", "hufu_share_cache_misses_total",
 		"hufu_pin_lockouts_total", "hufu_audit_sequence", "hufu_audit_last_checkpoint_age_seconds",
 		"hufu_ready", "hufu_readiness_check", "hufu_kek_current_version", "hufu_kek_versions",
 		"hufu_kek_rotation_running", "hufu_kek_rotation_rewrapped_blobs", "hufu_kek_rotation_remaining_records",
@@ -386,6 +387,9 @@ func TestAdminMetricsAfterTraffic(t *testing.T) {
 	}
 	if v := families["hufu_pin_lockouts_total"].GetMetric()[0].GetCounter().GetValue(); v < 1 {
 		t.Errorf("hufu_pin_lockouts_total = %v after a lockout", v)
+	}
+	if v := families["hufu_store_wal_syncs_total"].GetMetric()[0].GetCounter().GetValue(); v < 5 {
+		t.Errorf("hufu_store_wal_syncs_total = %v after traffic", v)
 	}
 	if v := families["hufu_audit_sequence"].GetMetric()[0].GetGauge().GetValue(); v < 5 {
 		t.Errorf("hufu_audit_sequence = %v after traffic", v)

@@ -411,7 +411,9 @@ func TestCallerDeadline(t *testing.T) {
 		// the gateway's failure (the circuit counts it), not the caller giving up.
 		f := start(t, func(o *webhook.Options) { o.Timeout, o.MaxAttempts = webhook.Duration(time.Minute), 1 })
 		f.gw.Inject(webhook.OpPaymentCharge, webhooktest.Hang)
-		c, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		// 2 s leaves the attempt's timer (nine tenths of the time left) a 200 ms margin to
+		// return before the caller's deadline, enough on a loaded CI machine; 200 ms was not.
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_, err := f.p.Charge(c, certs.Charge{OrderID: "o", UserID: "u", Method: "wechat", IdempotencyKey: "pay-0000001", AmountFen: 1})
 		if st, _ := apierr.Status(err); st.Code() != codes.Unavailable || c.Err() != nil {

@@ -1,12 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	urfave "github.com/urfave/cli/v2"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,14 +19,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	urfave "github.com/urfave/cli/v2"
+
+	"github.com/hufu-hsm/hufu/admin/adminclient"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/accounts"
 )
 
-// benchReport is what `hufu bench` prints as JSON: the load, the latency of calls, and the
-// daemon's CPU per item beside the raw server step measured in the same run (design §6).
+// benchReport is what `hufu bench` prints as JSON for one load point: the load, the latency
+// of calls, and the daemon's CPU per item beside the raw server step measured in the same run
+// (design §6). A sweep (-c 1,4,16,64) prints a table and writes an array of them.
 type benchReport struct {
 	Operation        string  `json:"operation"`
 	Batch            int     `json:"batch"`
@@ -42,10 +49,22 @@ type benchReport struct {
 	LatencyMaxMs     float64 `json:"latency_max_ms"`
 	DaemonCPUSeconds float64 `json:"daemon_cpu_seconds,omitempty"`
 	DaemonCPUPerItem float64 `json:"daemon_cpu_us_per_item,omitempty"`
-	// The kernel's share of it: syscalls, fsync, scheduling (large on virtual machines).
-	DaemonSysPerItem float64 `json:"daemon_sys_us_per_item,omitempty"`
-	RawStepCPU       float64 `json:"raw_step_cpu_us"`
-	Ratio            float64 `json:"ratio_to_raw_step,omitempty"`
+	// DaemonCPUPerItem split: user (Go code, crypto) and the kernel's share (syscalls, fsync,
+	// scheduling; large on virtual machines).
+	DaemonUserPerItem float64 `json:"daemon_user_us_per_item,omitempty"`
+	DaemonSysPerItem  float64 `json:"daemon_sys_us_per_item,omitempty"`
+	RawStepCPU        float64 `json:"raw_step_cpu_us"`
+	Ratio             float64 `json:"ratio_to_raw_step,omitempty"`
+	// From the daemon's /metrics (with an admin token): WAL syncs, of which each call pays
+	// its share, and the daemon's heap allocations per item.
+	SyncsPerSecond float64 `json:"wal_syncs_per_second,omitempty"`
+	SyncsPerItem   float64 `json:"wal_syncs_per_item,omitempty"`
+	AllocsPerItem  float64 `json:"daemon_allocs_per_item,omitempty"`
+	// SyncCPU is the CPU one 4 KiB write and fdatasync costs on the daemon's file system,
+	// measured by the bench in the same run; OverheadPerItem is the per-call overhead of
+	// issue 18: CPU per item − raw step − SyncCPU × syncs per item.
+	SyncCPU         float64 `json:"wal_sync_cpu_us,omitempty"`
+	OverheadPerItem float64 `json:"overhead_us_per_item,omitempty"`
 }
 
 // bench drives a running development daemon with two-party operations and reports
@@ -56,13 +75,14 @@ func (c *cli) benchCommand() *urfave.Command {
 	fs := newFlags()
 	op := fs.String("op", "sign", "sign, sign-batch, decrypt, decrypt-batch, or opening (a whole bid opening: -bidders, -envelopes, -concurrency, -lead)")
 	batch := fs.Int("batch", 32, "items per batch call")
-	concurrency := fs.Int("c", 2*runtime.NumCPU(), "calls in flight")
+	concurrency := fs.String("c", strconv.Itoa(2*runtime.NumCPU()), "calls in flight; a list (1,4,16,64) runs a sweep, one point after another")
 	conns := fs.Int("conns", 4, "TLS connections")
-	duration := fs.Duration("d", 10*time.Second, "how long to run")
+	duration := fs.Duration("d", 10*time.Second, "how long to run each point")
 	rate := fs.Float64("rate", 0, "calls per second (0: as fast as possible)")
 	pid := fs.Int("daemon-pid", 0, "pid of hufud, to read its CPU time (Linux /proc)")
 	fs.IntVar(pid, "pid", 0, "same as -daemon-pid")
 	jsonOut := fs.String("json", "", "also write the report to this file")
+	adm := addAdminFlags(fs)
 	opening := addOpeningFlags(fs)
 	return c.command(verb{name: "bench", usage: "load a development daemon and report items/s, latency and the daemon's CPU per item", desc: benchDesc, nargs: noArgs, offline: true, noTimeout: true, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if *op == "opening" {
@@ -71,9 +91,21 @@ func (c *cli) benchCommand() *urfave.Command {
 		if *op != "sign" && *op != "sign-batch" && *op != "decrypt" && *op != "decrypt-batch" {
 			return fmt.Errorf("unknown -op %q", *op)
 		}
+		points, err := parseConcurrencies(*concurrency)
+		if err != nil {
+			return usagef("-c: %w", err)
+		}
 		items := 1
 		if strings.HasSuffix(*op, "-batch") {
 			items = *batch
+		}
+		probe := &daemonProbe{pid: *pid}
+		if tok, err := c.adminToken(adm.tokenFile); err != nil {
+			return err
+		} else if tok != "" {
+			if probe.admin, err = c.adminClient(adm, true); err != nil {
+				return err
+			}
 		}
 
 		fmt.Fprintln(c.errOut, "setting up a bench account and an ephemeral split key ...")
@@ -90,106 +122,193 @@ func (c *cli) benchCommand() *urfave.Command {
 			defer conn.Close()
 			clients[i] = hufuv1.NewCosignServiceClient(conn.ClientConn())
 		}
-		call := key.caller(*op, items)
-
-		var (
-			calls, errs atomic.Int64
-			latMu       sync.Mutex
-			lats        []time.Duration
-			firstErr    atomic.Value
-		)
-		runCtx, stop := context.WithTimeout(ctx, *duration)
-		defer stop()
-		var tick <-chan time.Time
-		if *rate > 0 {
-			t := time.NewTicker(time.Duration(float64(time.Second) / *rate))
-			defer t.Stop()
-			tick = t.C
-		}
-		cpu0, sys0, _ := processCPU(*pid)
-		start := time.Now()
-		var wg sync.WaitGroup
-		for w := range *concurrency {
-			wg.Go(func() {
-				cl := clients[w%len(clients)]
-				var mine []time.Duration
-				for runCtx.Err() == nil {
-					if tick != nil {
-						select {
-						case <-tick:
-						case <-runCtx.Done():
-							continue
-						}
-					}
-					t0 := time.Now()
-					err := call(runCtx, cl)
-					if deadline, _ := runCtx.Deadline(); runCtx.Err() != nil || !time.Now().Before(deadline) {
-						break // cut short by the end of the run: neither a result nor an error
-					}
-					mine = append(mine, time.Since(t0))
-					calls.Add(1)
-					if err != nil {
-						errs.Add(1)
-						firstErr.CompareAndSwap(nil, err.Error())
-					}
-				}
-				latMu.Lock()
-				lats = append(lats, mine...)
-				latMu.Unlock()
-			})
-		}
-		done := make(chan struct{})
-		go func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			var last int64
-			for {
-				select {
-				case <-done:
-					fmt.Fprintln(c.errOut)
-					return
-				case <-t.C:
-					n := calls.Load()
-					fmt.Fprintf(c.errOut, "\r%5.0fs  %8d calls  %9.0f items/s  %d errors   ", time.Since(start).Seconds(), n, float64((n-last)*int64(items)), errs.Load())
-					last = n
-				}
+		load := benchLoad{op: *op, items: items, rate: *rate, duration: *duration, clients: clients, call: key.caller(*op, items)}
+		raw := rawStepCPU(*op, key)
+		var syncCPU float64
+		if probe.admin != nil {
+			if syncCPU, err = measureSyncCPU(c.daemonDir); err != nil {
+				fmt.Fprintf(c.errOut, "hufu bench: not measuring the cost of a sync: %v\n", err)
 			}
-		}()
-		wg.Wait()
-		elapsed := time.Since(start)
-		close(done)
-		cpu1, sys1, cpuErr := processCPU(*pid)
-
-		sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-		pct := func(p float64) float64 {
-			if len(lats) == 0 {
-				return 0
+		}
+		var reports []benchReport
+		for _, n := range points {
+			if len(points) > 1 {
+				fmt.Fprintf(c.errOut, "-c %d\n", n)
 			}
-			return float64(lats[min(len(lats)-1, int(p*float64(len(lats))))].Microseconds()) / 1000
+			r, err := c.benchPoint(ctx, load, n, probe)
+			if err != nil {
+				return err
+			}
+			r.RawStepCPU, r.SyncCPU = raw, syncCPU
+			r.derive()
+			reports = append(reports, r)
 		}
-		r := benchReport{
-			Operation: *op, Batch: items, Concurrency: *concurrency, TargetRate: *rate, Seconds: elapsed.Seconds(),
-			Calls: calls.Load(), Items: (calls.Load() - errs.Load()) * int64(items), Errors: errs.Load(),
-			LatencyP50Ms: pct(.50), LatencyP90Ms: pct(.90), LatencyP99Ms: pct(.99), LatencyMaxMs: pct(1),
-			RawStepCPU: rawStepCPU(*op, key),
+		var out []byte
+		if len(reports) == 1 {
+			out, _ = json.MarshalIndent(reports[0], "", "  ")
+			fmt.Fprintln(c.out, string(out))
+		} else {
+			out, _ = json.MarshalIndent(reports, "", "  ")
+			printBenchTable(c.out, reports)
 		}
-		r.ItemsPerSecond = float64(r.Items) / r.Seconds
-		if *pid != 0 && cpuErr == nil && r.Items > 0 {
-			r.DaemonCPUSeconds = cpu1 - cpu0
-			r.DaemonCPUPerItem = r.DaemonCPUSeconds / float64(r.Items) * 1e6
-			r.DaemonSysPerItem = (sys1 - sys0) / float64(r.Items) * 1e6
-			r.Ratio = r.DaemonCPUPerItem / r.RawStepCPU
-		}
-		if e := firstErr.Load(); e != nil {
-			fmt.Fprintf(c.errOut, "first error: %s\n", e)
-		}
-		out, _ := json.MarshalIndent(r, "", "  ")
-		fmt.Fprintln(c.out, string(out))
 		if *jsonOut != "" {
 			return os.WriteFile(*jsonOut, append(out, '\n'), 0o644)
 		}
 		return nil
 	}})
+}
+
+// parseConcurrencies reads -c: one number or a comma-separated list, each 1 to 4096.
+func parseConcurrencies(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 4096 {
+			return nil, fmt.Errorf("%q: want calls in flight, 1 to 4096, or a list of them (1,4,16,64)", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// benchLoad is what every point of a run sends: the operation, its prepared call, the pace.
+type benchLoad struct {
+	op       string
+	items    int
+	rate     float64
+	duration time.Duration
+	clients  []hufuv1.CosignServiceClient
+	call     func(context.Context, hufuv1.CosignServiceClient) error
+}
+
+// benchPoint runs load at one concurrency and reports it, without the figures derive adds.
+func (c *cli) benchPoint(ctx context.Context, load benchLoad, concurrency int, probe *daemonProbe) (benchReport, error) {
+	var (
+		calls, errs atomic.Int64
+		latMu       sync.Mutex
+		lats        []time.Duration
+		firstErr    atomic.Value
+	)
+	runCtx, stop := context.WithTimeout(ctx, load.duration)
+	defer stop()
+	var tick <-chan time.Time
+	if load.rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / load.rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	before, err := probe.sample(ctx)
+	if err != nil {
+		return benchReport{}, err
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range concurrency {
+		wg.Go(func() {
+			cl := load.clients[w%len(load.clients)]
+			var mine []time.Duration
+			for runCtx.Err() == nil {
+				if tick != nil {
+					select {
+					case <-tick:
+					case <-runCtx.Done():
+						continue
+					}
+				}
+				t0 := time.Now()
+				err := load.call(runCtx, cl)
+				if deadline, _ := runCtx.Deadline(); runCtx.Err() != nil || !time.Now().Before(deadline) {
+					break // cut short by the end of the run: neither a result nor an error
+				}
+				mine = append(mine, time.Since(t0))
+				calls.Add(1)
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+			latMu.Lock()
+			lats = append(lats, mine...)
+			latMu.Unlock()
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				fmt.Fprintln(c.errOut)
+				return
+			case <-t.C:
+				n := calls.Load()
+				fmt.Fprintf(c.errOut, "\r%5.0fs  %8d calls  %9.0f items/s  %d errors   ", time.Since(start).Seconds(), n, float64((n-last)*int64(load.items)), errs.Load())
+				last = n
+			}
+		}
+	}()
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(done)
+	after, err := probe.sample(ctx)
+	if err != nil {
+		return benchReport{}, err
+	}
+
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	pct := func(p float64) float64 {
+		if len(lats) == 0 {
+			return 0
+		}
+		return float64(lats[min(len(lats)-1, int(p*float64(len(lats))))].Microseconds()) / 1000
+	}
+	r := benchReport{
+		Operation: load.op, Batch: load.items, Concurrency: concurrency, TargetRate: load.rate, Seconds: elapsed.Seconds(),
+		Calls: calls.Load(), Items: (calls.Load() - errs.Load()) * int64(load.items), Errors: errs.Load(),
+		LatencyP50Ms: pct(.50), LatencyP90Ms: pct(.90), LatencyP99Ms: pct(.99), LatencyMaxMs: pct(1),
+	}
+	r.ItemsPerSecond = float64(r.Items) / r.Seconds
+	if r.Items > 0 {
+		per := func(d float64) float64 { return d / float64(r.Items) }
+		if before.cpuOK && after.cpuOK {
+			r.DaemonCPUSeconds = after.user + after.sys - before.user - before.sys
+			r.DaemonCPUPerItem = per(r.DaemonCPUSeconds) * 1e6
+			r.DaemonUserPerItem = per(after.user-before.user) * 1e6
+			r.DaemonSysPerItem = per(after.sys-before.sys) * 1e6
+		}
+		if before.metricsOK && after.metricsOK {
+			r.SyncsPerSecond = (after.syncs - before.syncs) / r.Seconds
+			r.SyncsPerItem = per(after.syncs - before.syncs)
+			r.AllocsPerItem = per(after.mallocs - before.mallocs)
+		}
+	}
+	if e := firstErr.Load(); e != nil {
+		fmt.Fprintf(c.errOut, "first error: %s\n", e)
+	}
+	return r, nil
+}
+
+// derive fills in the ratio to the raw step and the per-call overhead.
+func (r *benchReport) derive() {
+	if r.DaemonCPUPerItem == 0 || r.RawStepCPU == 0 {
+		return
+	}
+	r.Ratio = r.DaemonCPUPerItem / r.RawStepCPU
+	if r.SyncCPU > 0 && r.SyncsPerItem > 0 {
+		r.OverheadPerItem = r.DaemonCPUPerItem - r.RawStepCPU - r.SyncCPU*r.SyncsPerItem
+	}
+}
+
+func printBenchTable(w io.Writer, reports []benchReport) {
+	fmt.Fprintf(w, "%-14s %5s %10s %9s %9s %9s %7s %7s %9s %9s %9s %8s %8s\n",
+		"op", "c", "items/s", "cpu µs", "user µs", "sys µs", "raw µs", "ratio", "syncs/it", "overhead", "allocs/it", "p50 ms", "p99 ms")
+	for _, r := range reports {
+		fmt.Fprintf(w, "%-14s %5d %10.0f %9.1f %9.1f %9.1f %7.1f %7.2f %9.3f %9.1f %9.0f %8.2f %8.2f\n",
+			r.Operation, r.Concurrency, r.ItemsPerSecond, r.DaemonCPUPerItem, r.DaemonUserPerItem, r.DaemonSysPerItem,
+			r.RawStepCPU, r.Ratio, r.SyncsPerItem, r.OverheadPerItem, r.AllocsPerItem, r.LatencyP50Ms, r.LatencyP99Ms)
+	}
 }
 
 // benchKey is the bench's split key: the phone share in memory, the server share in the
@@ -373,4 +492,89 @@ func processCPU(pid int) (total, sys float64, err error) {
 	}
 	const clockTicks = 100 // USER_HZ on Linux
 	return (utime + stime) / clockTicks, stime / clockTicks, nil
+}
+
+// daemonProbe reads the daemon's counters around a load point: its CPU from /proc, given its
+// pid, and, given an admin token, its WAL syncs and heap allocations from /metrics.
+type daemonProbe struct {
+	pid   int
+	admin *adminclient.Client
+}
+
+type daemonSample struct {
+	user, sys      float64 // CPU seconds
+	cpuOK          bool
+	syncs, mallocs float64
+	metricsOK      bool
+}
+
+func (p *daemonProbe) sample(ctx context.Context) (daemonSample, error) {
+	var s daemonSample
+	if p.pid != 0 {
+		if total, sys, err := processCPU(p.pid); err == nil {
+			s.user, s.sys, s.cpuOK = total-sys, sys, true
+		}
+	}
+	if p.admin == nil {
+		return s, nil
+	}
+	body, err := p.admin.Metrics(ctx)
+	if err != nil {
+		return s, fmt.Errorf("reading the daemon's metrics: %w", err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return s, fmt.Errorf("reading the daemon's metrics: %w", err)
+	}
+	counter := func(name string) (float64, bool) {
+		f := families[name]
+		if f == nil || len(f.GetMetric()) != 1 {
+			return 0, false
+		}
+		m := f.GetMetric()[0]
+		if m.GetCounter() != nil {
+			return m.GetCounter().GetValue(), true
+		}
+		return m.GetUntyped().GetValue(), m.GetUntyped() != nil
+	}
+	var ok1, ok2 bool
+	s.syncs, ok1 = counter("hufu_store_wal_syncs_total")
+	s.mallocs, ok2 = counter("go_memstats_mallocs_total")
+	s.metricsOK = ok1 && ok2
+	return s, nil
+}
+
+// measureSyncCPU is the CPU, in microseconds, that one 4 KiB append and fdatasync costs this
+// process on one locked thread, in a scratch file in dir (the daemon's data directory: the
+// same file system as its WAL). It stands for the CPU one WAL sync costs the daemon.
+func measureSyncCPU(dir string) (float64, error) {
+	f, err := os.CreateTemp(dir, "hufu-bench-sync-*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	block := make([]byte, 4096)
+	step := func() error {
+		if _, err := f.Write(block); err != nil {
+			return err
+		}
+		return syscall.Fdatasync(int(f.Fd()))
+	}
+	for range 20 {
+		if err := step(); err != nil {
+			return 0, err
+		}
+	}
+	const n = 200
+	t0 := threadCPU()
+	for range n {
+		if err := step(); err != nil {
+			return 0, err
+		}
+	}
+	return (threadCPU() - t0) / n * 1e6, nil
 }

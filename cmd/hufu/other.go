@@ -11,11 +11,14 @@ import (
 	"github.com/hufu-hsm/hufu/cmd/internal/completion"
 )
 
-const benchDesc = `bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] [-c N] [-d DURATION]
-      [-rate CALLS/S] [-daemon-pid PID] [-json FILE]
+const benchDesc = `bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] [-c N|N,N,...] [-d DURATION]
+      [-rate CALLS/S] [-daemon-pid PID] [-admin-url URL -token-file FILE] [-json FILE]
   loads a development daemon with an ephemeral key; reports items/s, latency percentiles and
-  the daemon's CPU per item beside the raw server step (scripts/bench.sh runs the standard
-  scenario)
+  the daemon's CPU per item (user and system) beside the raw server step. A list after -c
+  runs a sweep and prints a table. With an admin token (metrics_reader is enough) it also
+  reads WAL syncs and allocations per item from /metrics, measures the CPU of one sync, and
+  reports the per-call overhead: CPU − raw step − sync CPU × syncs per item
+  (scripts/bench.sh runs the standard scenario)
 bench -op opening -bidders N -envelopes M [-concurrency C] [-pid PID] [-json FILE]
   a whole bid opening: N certified bidders, N×M envelopes, consent through the hall code
   (C at once), one release checked key by key against the raw ServerShare.Release, the

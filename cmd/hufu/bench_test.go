@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hufu-hsm/hufu/daemon/config"
+	"github.com/hufu-hsm/hufu/daemon/daemontest"
+)
+
+// TestBenchSweep runs `hufu bench -c 1,2` briefly against an appliance in this process, with a
+// metrics token: one report per point, each with the daemon's CPU split, WAL syncs and
+// allocations per item read from /metrics, the measured sync cost and the overhead derived
+// from them. The figures are not checked against any time (design §6), only that they were
+// measured.
+func TestBenchSweep(t *testing.T) {
+	const token = "hufu_admin_benchsweeptesttokenbenchsweeptesttoken0000"
+	sum := sha256.Sum256([]byte(token))
+	d := daemontest.StartOnWallClock(t, func(c *config.Config) {
+		c.Admin.Tokens = append(c.Admin.Tokens, config.AdminToken{Name: "bench", Role: config.RoleMetricsReader, SHA256: hex.EncodeToString(sum[:])})
+		c.Keys.TicketUses = 1 << 30
+	})
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "sweep.json")
+	var stdout, errOut bytes.Buffer
+	args := []string{"-addr", d.Addr, "-daemon-dir", d.Config.DataDir, "-home", t.TempDir(),
+		"bench", "-op", "sign", "-c", "1,2", "-d", "1s", "-conns", "1", "-pid", strconv.Itoa(os.Getpid()),
+		"-admin-url", d.AdminURL(), "-token-file", tokenFile, "-json", out}
+	if err := run(args, strings.NewReader(""), &stdout, &errOut); err != nil {
+		t.Fatalf("bench: %s\n%s", describe(err), errOut.String())
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reports []benchReport
+	if err := json.Unmarshal(raw, &reports); err != nil {
+		t.Fatalf("%v: %s", err, raw)
+	}
+	if len(reports) != 2 || reports[0].Concurrency != 1 || reports[1].Concurrency != 2 {
+		t.Fatalf("want points at -c 1 and 2:\n%s", raw)
+	}
+	for _, r := range reports {
+		if r.Errors != 0 || r.Items == 0 || r.DaemonCPUPerItem <= 0 || r.DaemonUserPerItem <= 0 || r.RawStepCPU <= 0 ||
+			r.SyncsPerItem <= 0 || r.AllocsPerItem <= 0 || r.SyncCPU <= 0 || r.OverheadPerItem == 0 {
+			t.Fatalf("a point lacks a measurement:\n%s\n%s", raw, errOut.String())
+		}
+	}
+	if !strings.Contains(stdout.String(), "overhead") || strings.Count(stdout.String(), "\nsign ") != 2 {
+		t.Fatalf("the sweep's table:\n%s", stdout.String())
+	}
+}
+
+func TestParseConcurrencies(t *testing.T) {
+	if got, err := parseConcurrencies("1, 4,16,64"); err != nil || len(got) != 4 || got[3] != 64 {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "0", "1,,2", "x", "5000"} {
+		if _, err := parseConcurrencies(bad); err == nil {
+			t.Errorf("parseConcurrencies(%q) accepted", bad)
+		}
+	}
+}

@@ -134,8 +134,9 @@ func New(opts Options, deps Deps) (*Service, error) {
 	return s, nil
 }
 
-// Run commits the records of operations (recorder.go) until ctx ends. The daemon runs it
-// for as long as it serves, and stops it only after the last call has finished.
+// Run waits for ctx to end, then refuses the records of new operations (recorder.go): the
+// daemon runs it for as long as it serves, and stops it only after the last call has
+// finished. Records are committed by the operations' own goroutines.
 func (s *Service) Run(ctx context.Context) { s.recorder.run(ctx) }
 
 var (

@@ -204,12 +204,21 @@ type Connector interface {
 
 // CRL reason codes (RFC 5280 §5.3.1) used by hufu.
 const (
-	ReasonUnspecified    = 0
-	ReasonKeyCompromise  = 1
-	ReasonSuperseded     = 4
-	ReasonCessation      = 5 // cessationOfOperation: the holder gave it up (注销)
-	ReasonPrivilegeWidth = 9
+	ReasonUnspecified        = 0
+	ReasonKeyCompromise      = 1
+	ReasonCACompromise       = 2
+	ReasonAffiliationChanged = 3
+	ReasonSuperseded         = 4
+	ReasonCessation          = 5 // cessationOfOperation: the holder gave it up (注销)
+	ReasonPrivilegeWidth     = 9
 )
+
+// IssuingCAReason reports whether reason is one the root revokes an issuing CA certificate
+// for (RevokeIssuingCAApproved): keyCompromise, cACompromise, affiliationChanged,
+// superseded or cessationOfOperation.
+func IssuingCAReason(reason int) bool {
+	return reason >= ReasonKeyCompromise && reason <= ReasonCessation
+}
 
 // ErrNoCA is returned when a configured embedded CA has not been created by `hufud init`.
 var ErrNoCA = errors.New("ca: the CA does not exist yet (run hufud init)")

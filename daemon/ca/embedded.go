@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
@@ -150,6 +151,10 @@ type Embedded struct {
 	opts          Options
 	root, issuing *smx509.Certificate
 	chain         [][]byte
+	// issuingRevoked is set once the issuing CA is known to be on the root's list (at Open,
+	// or by a revocation through this value), so that Plan refuses without a store read;
+	// signer reads the store itself, whoever revoked it.
+	issuingRevoked atomic.Bool
 }
 
 var _ Connector = (*Embedded)(nil)
@@ -172,8 +177,14 @@ func Open(ctx context.Context, st *store.Store, kr Keyring, clock Clock, caID, n
 	default:
 		return nil, fmt.Errorf("ca: unknown subject identity policy %q", opts.SubjectIdentity)
 	}
-	return &Embedded{id: caID, name: name, st: st, kr: kr, clock: clock, crlNextUpdate: opts.CRLNextUpdate, opts: opts,
-		root: root, issuing: iss, chain: [][]byte{s.IssuingCert, s.RootCert}}, nil
+	e := &Embedded{id: caID, name: name, st: st, kr: kr, clock: clock, crlNextUpdate: opts.CRLNextUpdate, opts: opts,
+		root: root, issuing: iss, chain: [][]byte{s.IssuingCert, s.RootCert}}
+	if _, revoked, err := e.IssuingCARevocation(ctx); err != nil {
+		return nil, err
+	} else if revoked {
+		e.issuingRevoked.Store(true)
+	}
+	return e, nil
 }
 
 // Certificates returns the root and issuing certificates of the embedded CA caID, which
@@ -237,7 +248,8 @@ func (e *Embedded) signer(ctx context.Context) (*sm2.PrivateKey, error) {
 	if _, revoked, err := e.revocationAt(ctx, LevelRoot, e.issuing.SerialNumber); err != nil {
 		return nil, err
 	} else if revoked {
-		return nil, fmt.Errorf("ca: the issuing CA of %s is revoked", e.id)
+		e.issuingRevoked.Store(true)
+		return nil, e.issuingRevokedError()
 	}
 	return e.unwrapIssuing(ctx, s)
 }
@@ -271,10 +283,15 @@ func (e *Embedded) Fetch(ctx context.Context, _ string, app *Application) (*Issu
 
 // Plan chooses the serial and the validity of app's certificate without signing anything:
 // a new random serial, not-before now (whole seconds), not-after ValidityYears later or
-// app.NotAfter, never beyond the issuing CA.
+// app.NotAfter, never beyond the issuing CA. Under an issuing CA known to be revoked it
+// refuses (ErrIssuingCARevoked, FailedPrecondition): that refusal is final, as the
+// revocation is.
 func (e *Embedded) Plan(app *Application) (Planned, error) {
 	if app.PublicKey == nil || app.Name == "" {
 		return Planned{}, errors.New("ca: incomplete application")
+	}
+	if e.issuingRevoked.Load() {
+		return Planned{}, e.issuingRevokedError()
 	}
 	// Refused here, before the caller reserves anything, what IssuePlanned would refuse.
 	if _, _, _, err := e.profiled(app); err != nil {

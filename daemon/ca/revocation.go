@@ -11,6 +11,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -91,10 +92,67 @@ func (e *Embedded) Revoke(ctx context.Context, serial string, reason int) error 
 
 // RevokeIssuingCA puts the issuing CA's certificate on the root's revocation list (the
 // root CRL then lists it, and a relying party checking the chain refuses every certificate
-// under it); from then on this CA issues nothing. It is the response to a compromised
-// issuing key: hufu has no issuing CA rollover, so the CA is replaced by a new one.
+// under it); from then on this CA issues nothing (ErrIssuingCARevoked). It is the response
+// to a compromised issuing key: hufu has no issuing CA rollover, so the CA is replaced by a
+// new one. Revoking it again changes nothing and is not an error.
 func (e *Embedded) RevokeIssuingCA(ctx context.Context, reason int) error {
-	return e.revoke(ctx, LevelRoot, e.issuing.SerialNumber, reason)
+	return e.revokeIssuing(ctx, reason, "ca:"+e.id, nil, false)
+}
+
+// RevokeIssuingCAApproved is RevokeIssuingCA for the admin surface's dual control: inTx (the
+// approval's decision with its audit record) runs first in the same batch as the entry and
+// its audit record, whose actor is actor; reason must be one a CA certificate may carry
+// (IssuingCAReason); and an issuing CA revoked already is refused (ErrIssuingCARevoked, a
+// FailedPrecondition) instead of passed over, so the approving officer learns their approval
+// changed nothing. The caller publishes the new root CRL (CRLAt(LevelRoot)) after it returns.
+func (e *Embedded) RevokeIssuingCAApproved(ctx context.Context, reason int, actor string, inTx func(tx *store.Tx) error) error {
+	if !IssuingCAReason(reason) {
+		return fmt.Errorf("ca: reason %d is not one an issuing CA certificate is revoked for", reason)
+	}
+	return e.revokeIssuing(ctx, reason, actor, inTx, true)
+}
+
+func (e *Embedded) revokeIssuing(ctx context.Context, reason int, actor string, inTx func(tx *store.Tx) error, refuseAgain bool) error {
+	n := e.issuing.SerialNumber
+	err := e.st.Update(ctx, func(tx *store.Tx) error {
+		if inTx != nil {
+			if err := inTx(tx); err != nil {
+				return err
+			}
+		}
+		added, err := addRevoked(tx, e.id, LevelRoot, n, tx.Now(), reason)
+		if err != nil {
+			return err
+		}
+		if !added {
+			if refuseAgain {
+				return e.issuingRevokedError()
+			}
+			return nil
+		}
+		return tx.Audit(revocationEvent(actor, e.id, LevelRoot, n, reason))
+	})
+	if err == nil {
+		e.issuingRevoked.Store(true)
+	}
+	return err
+}
+
+// IssuingCARevocation returns the issuing CA's entry on the root's revocation list (one
+// store read); revoked is false if it has none.
+func (e *Embedded) IssuingCARevocation(ctx context.Context) (r Revocation, revoked bool, err error) {
+	return e.revocationAt(ctx, LevelRoot, e.issuing.SerialNumber)
+}
+
+// ErrIssuingCARevoked is the cause of every refusal to sign under a revoked issuing CA, and
+// of a second revocation through RevokeIssuingCAApproved. The error returned is an
+// apierr.Error of kind FailedPrecondition wrapping it: the state will not change, so a
+// caller must not retry.
+var ErrIssuingCARevoked = errors.New("ca: the issuing CA is revoked")
+
+func (e *Embedded) issuingRevokedError() error {
+	return &apierr.Error{Kind: apierr.FailedPrecondition, Cause: ErrIssuingCARevoked,
+		Message: "the issuing CA of " + e.id + " is revoked: it signs nothing more; a new CA must replace it"}
 }
 
 func (e *Embedded) revoke(ctx context.Context, l Level, n *big.Int, reason int) error {
@@ -103,9 +161,13 @@ func (e *Embedded) revoke(ctx context.Context, l Level, n *big.Int, reason int) 
 		if err != nil || !added {
 			return err
 		}
-		return tx.Audit(store.Event{Actor: "ca:" + e.id, Action: "ca.revoke", Subject: "c/" + revokedID(e.id, l, n), Outcome: store.OutcomeOK,
-			Details: map[string]string{"serial": serialHex(n), "reason": strconv.Itoa(reason), "level": string(l)}})
+		return tx.Audit(revocationEvent("ca:"+e.id, e.id, l, n, reason))
 	})
+}
+
+func revocationEvent(actor, caID string, l Level, n *big.Int, reason int) store.Event {
+	return store.Event{Actor: actor, Action: "ca.revoke", Subject: "c/" + revokedID(caID, l, n), Outcome: store.OutcomeOK,
+		Details: map[string]string{"serial": serialHex(n), "reason": strconv.Itoa(reason), "level": string(l)}}
 }
 
 // Revoked reports whether serial is on the issuing CA's revocation list.

@@ -260,6 +260,11 @@ func (s *Service) completeClaimed(ctx context.Context, caller authn.Caller, user
 	issued := make([]*ca.Issued, len(res.Items))
 	for i, it := range res.Items {
 		if issued[i], err = sign(ctx, c, res, it, apps[i]); err != nil {
+			// A CA refusing for good (its issuing CA revoked since the payment was taken)
+			// will refuse at every retry: abandon, which gives the payment back.
+			if reason, final := undeliverable(err); final {
+				return nil, nil, outcomeRevoked, s.abandon(ctx, caller, res, reason)
+			}
 			return nil, nil, outcomeNone, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not issue the certificate; pay again with the same idempotency key later", Cause: err}
 		}
 	}

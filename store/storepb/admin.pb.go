@@ -211,11 +211,12 @@ func (x *AdminToken) GetPrincipal() string {
 }
 
 // AdminApproval is a change that needs a second security officer, at z/approval/<id>: the
-// grant of a desk permission to a system client, or a new security_officer token.
+// grant of a desk permission to a system client, a new security_officer token, or the
+// revocation of an embedded CA's issuing CA.
 type AdminApproval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// "system_client.register" or "token.create".
+	// "system_client.register", "token.create" or "ca.revoke_issuing".
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// The admin token name and role that asked.
 	RequestedBy       string `protobuf:"bytes,3,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
@@ -231,9 +232,11 @@ type AdminApproval struct {
 	// The desks the request grants (e.g. "review"), for the deciding officer to read.
 	Desks []string `protobuf:"bytes,11,rep,name=desks,proto3" json:"desks,omitempty"`
 	// The token waiting for this approval (kind token.create): its name.
-	TokenName     string `protobuf:"bytes,12,opt,name=token_name,json=tokenName,proto3" json:"token_name,omitempty"` // Next field: 13
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TokenName string `protobuf:"bytes,12,opt,name=token_name,json=tokenName,proto3" json:"token_name,omitempty"`
+	// The issuing CA to revoke (kind ca.revoke_issuing).
+	IssuingCaRevocation *IssuingCARevocation `protobuf:"bytes,13,opt,name=issuing_ca_revocation,json=issuingCaRevocation,proto3" json:"issuing_ca_revocation,omitempty"` // Next field: 14
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *AdminApproval) Reset() {
@@ -350,6 +353,69 @@ func (x *AdminApproval) GetTokenName() string {
 	return ""
 }
 
+func (x *AdminApproval) GetIssuingCaRevocation() *IssuingCARevocation {
+	if x != nil {
+		return x.IssuingCaRevocation
+	}
+	return nil
+}
+
+// IssuingCARevocation is what a ca.revoke_issuing request asks for: put the issuing CA of
+// the embedded CA ca_id on its root's revocation list with an RFC 5280 reason code
+// (1 keyCompromise, 2 cACompromise, 3 affiliationChanged, 4 superseded,
+// 5 cessationOfOperation).
+type IssuingCARevocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CaId          string                 `protobuf:"bytes,1,opt,name=ca_id,json=caId,proto3" json:"ca_id,omitempty"`
+	Reason        int32                  `protobuf:"varint,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssuingCARevocation) Reset() {
+	*x = IssuingCARevocation{}
+	mi := &file_hufu_store_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssuingCARevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssuingCARevocation) ProtoMessage() {}
+
+func (x *IssuingCARevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_store_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssuingCARevocation.ProtoReflect.Descriptor instead.
+func (*IssuingCARevocation) Descriptor() ([]byte, []int) {
+	return file_hufu_store_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *IssuingCARevocation) GetCaId() string {
+	if x != nil {
+		return x.CaId
+	}
+	return ""
+}
+
+func (x *IssuingCARevocation) GetReason() int32 {
+	if x != nil {
+		return x.Reason
+	}
+	return 0
+}
+
 var File_hufu_store_v1_admin_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_admin_proto_rawDesc = "" +
@@ -370,7 +436,7 @@ const file_hufu_store_v1_admin_proto_rawDesc = "" +
 	"\vapproval_id\x18\t \x01(\tR\n" +
 	"approvalId\x12\x1c\n" +
 	"\tprincipal\x18\n" +
-	" \x01(\tR\tprincipal\"\xcf\x03\n" +
+	" \x01(\tR\tprincipal\"\xa7\x04\n" +
 	"\rAdminApproval\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n" +
@@ -386,7 +452,11 @@ const file_hufu_store_v1_admin_proto_rawDesc = "" +
 	" \x01(\v2\x1b.hufu.store.v1.SystemClientR\fsystemClient\x12\x14\n" +
 	"\x05desks\x18\v \x03(\tR\x05desks\x12\x1d\n" +
 	"\n" +
-	"token_name\x18\f \x01(\tR\ttokenName*\x85\x01\n" +
+	"token_name\x18\f \x01(\tR\ttokenName\x12V\n" +
+	"\x15issuing_ca_revocation\x18\r \x01(\v2\".hufu.store.v1.IssuingCARevocationR\x13issuingCaRevocation\"B\n" +
+	"\x13IssuingCARevocation\x12\x13\n" +
+	"\x05ca_id\x18\x01 \x01(\tR\x04caId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\x05R\x06reason*\x85\x01\n" +
 	"\rApprovalState\x12\x1e\n" +
 	"\x1aAPPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16APPROVAL_STATE_PENDING\x10\x01\x12\x1b\n" +
@@ -406,21 +476,23 @@ func file_hufu_store_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_store_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hufu_store_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_hufu_store_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_hufu_store_v1_admin_proto_goTypes = []any{
-	(ApprovalState)(0),    // 0: hufu.store.v1.ApprovalState
-	(*AdminToken)(nil),    // 1: hufu.store.v1.AdminToken
-	(*AdminApproval)(nil), // 2: hufu.store.v1.AdminApproval
-	(*SystemClient)(nil),  // 3: hufu.store.v1.SystemClient
+	(ApprovalState)(0),          // 0: hufu.store.v1.ApprovalState
+	(*AdminToken)(nil),          // 1: hufu.store.v1.AdminToken
+	(*AdminApproval)(nil),       // 2: hufu.store.v1.AdminApproval
+	(*IssuingCARevocation)(nil), // 3: hufu.store.v1.IssuingCARevocation
+	(*SystemClient)(nil),        // 4: hufu.store.v1.SystemClient
 }
 var file_hufu_store_v1_admin_proto_depIdxs = []int32{
 	0, // 0: hufu.store.v1.AdminApproval.state:type_name -> hufu.store.v1.ApprovalState
-	3, // 1: hufu.store.v1.AdminApproval.system_client:type_name -> hufu.store.v1.SystemClient
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 1: hufu.store.v1.AdminApproval.system_client:type_name -> hufu.store.v1.SystemClient
+	3, // 2: hufu.store.v1.AdminApproval.issuing_ca_revocation:type_name -> hufu.store.v1.IssuingCARevocation
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_hufu_store_v1_admin_proto_init() }
@@ -435,7 +507,7 @@ func file_hufu_store_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_store_v1_admin_proto_rawDesc), len(file_hufu_store_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -129,6 +129,8 @@ type Options struct {
 	KEKs         KEKs
 	// SystemClients, if set, serves /system-clients.
 	SystemClients SystemClients
+	// IssuingCAs, if set, serves POST /ca/revoke-issuing (carevoke.go).
+	IssuingCAs IssuingCAs
 	// Rewrappers find and rewrap the stored blobs of each domain during a KEK rotation.
 	Rewrappers []Rewrapper
 	// ErasureInterval is how often the KEK erasure runs (erasure.go; StartErasureSchedule),
@@ -339,6 +341,11 @@ func (s *Server) routes() {
 		s.handle("POST /system-clients", endpoint{action: "admin.system_clients.register", roles: so, audited: true, handle: s.registerSystem})
 		s.handle("DELETE /system-clients/{name}", endpoint{action: "admin.system_clients.remove", roles: so, audited: true, handle: s.removeSystem})
 	}
+	if s.opts.IssuingCAs != nil {
+		// Irreversible, and every certificate under the CA stops verifying: asked by one
+		// security officer, made when a second approves (carevoke.go).
+		s.handle("POST /ca/revoke-issuing", endpoint{action: "admin.ca.revoke_issuing", roles: so, audited: true, handle: s.requestIssuingCARevocation})
+	}
 	if s.opts.Console != nil {
 		s.mux.Handle("/console/", s.opts.Console(s))
 	}
@@ -383,7 +390,7 @@ func (s *Server) handle(pattern string, e endpoint) {
 func sideEffect(action string) bool {
 	switch action {
 	case "admin.backup", "admin.kek.rotate", "admin.kek.finish", "admin.kek.erase", "admin.system_clients.register", "admin.system_clients.remove",
-		"admin.tokens.create", "admin.tokens.revoke", "admin.approvals.approve", "admin.approvals.reject":
+		"admin.tokens.create", "admin.tokens.revoke", "admin.approvals.approve", "admin.approvals.reject", "admin.ca.revoke_issuing":
 		return true
 	}
 	return false

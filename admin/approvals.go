@@ -13,8 +13,8 @@ import (
 )
 
 // Approvals: the changes one security officer may ask for but not make alone. The grant of
-// a desk permission to a system client (DeskOf) and a new security_officer token are
-// stored as a request at z/approval/<id>, audited in the batch that stores it; a different
+// a desk permission to a system client (DeskOf), a new security_officer token and the
+// revocation of an issuing CA (carevoke.go) are stored as a request at z/approval/<id>, audited in the batch that stores it; a different
 // security officer approves it (the change and the decision are one batch, with their
 // audit records) or any officer rejects it (the asker withdraws, the second refuses).
 // Requests expire after Options.ApprovalTTL; an expired request can no longer be decided.
@@ -61,6 +61,8 @@ type Approval struct {
 	SystemClient  *SystemClient `json:"system_client,omitempty"`
 	Desks         []string      `json:"desks,omitempty"`
 	TokenName     string        `json:"token_name,omitempty"`
+	// IssuingCARevocation is the issuing CA a ca.revoke_issuing request revokes.
+	IssuingCARevocation *IssuingCARevocation `json:"issuing_ca_revocation,omitempty"`
 }
 
 // Decision is the answer to POST /approvals/{id}/approve or /reject: the request as
@@ -70,6 +72,8 @@ type Decision struct {
 	Client      *SystemClient      `json:"client,omitempty"`
 	Certificate *IssuedCertificate `json:"certificate,omitempty"`
 	Token       *TokenInfo         `json:"token,omitempty"`
+	// IssuingCARevoked is what an approved ca.revoke_issuing request did.
+	IssuingCARevoked *IssuingCARevoked `json:"issuing_ca_revoked,omitempty"`
 }
 
 func approvalState(a *storepb.AdminApproval, now time.Time) string {
@@ -93,6 +97,9 @@ func approvalJSON(a *storepb.AdminApproval, now time.Time) Approval {
 	}
 	if c := a.SystemClient; c != nil {
 		out.SystemClient = &SystemClient{Name: c.Name, Services: c.Services, Desks: a.Desks}
+	}
+	if c := a.IssuingCaRevocation; c != nil {
+		out.IssuingCARevocation = &IssuingCARevocation{CA: c.CaId, Reason: issuingCAReasonName(c.Reason)}
 	}
 	return out
 }
@@ -253,6 +260,9 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, who Token, appro
 		if a.TokenName != "" {
 			d["name"] = a.TokenName
 		}
+		if c := a.IssuingCaRevocation; c != nil {
+			d["ca"], d["reason"] = c.CaId, issuingCAReasonName(c.Reason)
+		}
 		decided = a
 		return tx.Audit(store.Event{Actor: "admin:" + who.Name, Action: action, Subject: "z/approval/" + id, Outcome: store.OutcomeOK, Details: d})
 	}
@@ -302,6 +312,13 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, who Token, appro
 			info := onlineInfo(tok, s.opts.Clock.Now())
 			out.Token = &info
 		}
+	case pending.Kind == ApprovalIssuingCARevocation && approve:
+		c := pending.IssuingCaRevocation
+		if s.opts.IssuingCAs == nil || c == nil {
+			err = Conflict("approval request %s: this daemon revokes no issuing CAs", id)
+			break
+		}
+		out.IssuingCARevoked, err = s.opts.IssuingCAs.RevokeIssuing(r.Context(), c.CaId, int(c.Reason), Actor{Name: who.Name, Role: who.Role}, decideInTx)
 	default:
 		err = s.opts.Store.Update(r.Context(), decideInTx)
 	}

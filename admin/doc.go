@@ -23,6 +23,7 @@
 //	/system-clients                   GET     operator, security_officer
 //	/system-clients                   POST    security_officer (a desk service: + a second officer)
 //	/system-clients/{name}            DELETE  security_officer
+//	/ca/revoke-issuing                POST    security_officer, + a second officer
 //	/debug/pprof/...                  GET     security_officer
 //	/console/...                      GET/POST the operator console (package admin/console): a session cookie
 //

@@ -64,7 +64,12 @@ func (d *Daemon) buildAdmin() error {
 		return err
 	}
 	registerAuditMetrics(d.opts.Registry, d.store, d.opts.Clock)
-	d.opts.Registry.MustRegister(walSyncCollector{d.store})
+	if err := d.opts.Registry.Register(walSyncCollector{d.store}); err != nil {
+		return err
+	}
+	if err := d.opts.Registry.Register(issuingCAs{d}); err != nil {
+		return err
+	}
 	a.systems = &systemClients{d: d}
 	if err := a.systems.load(context.Background()); err != nil {
 		return err
@@ -97,7 +102,7 @@ func (d *Daemon) buildAdmin() error {
 				return nil
 			}},
 		),
-		KEKs: kr, SystemClients: a.systems,
+		KEKs: kr, SystemClients: a.systems, IssuingCAs: issuingCAs{d},
 		Rewrappers: []admin.Rewrapper{
 			{Name: "keys", RewrapAll: d.keys.RewrapAll, CountStale: d.keys.CountStaleBlobs},
 			{Name: "accounts", RewrapAll: d.accounts.RewrapAll, CountStale: d.accounts.CountStaleBlobs},

@@ -144,6 +144,10 @@ func (e *Embedded) IssuingCARevocation(ctx context.Context) (r Revocation, revok
 	return e.revocationAt(ctx, LevelRoot, e.issuing.SerialNumber)
 }
 
+// IssuingRevoked reports whether the issuing CA is known to be revoked (at Open, or since, by
+// a revocation or a refused signing through this value); no store read, for metrics.
+func (e *Embedded) IssuingRevoked() bool { return e.issuingRevoked.Load() }
+
 // ErrIssuingCARevoked is the cause of every refusal to sign under a revoked issuing CA, and
 // of a second revocation through RevokeIssuingCAApproved. The error returned is an
 // apierr.Error of kind FailedPrecondition wrapping it: the state will not change, so a

@@ -469,7 +469,7 @@ func (c *Client) RevokeToken(ctx context.Context, name string) error {
 // Approval is a request that waits for a second security officer.
 type Approval struct {
 	ID            string        `json:"id"`
-	Kind          string        `json:"kind"`  // system_client.register or token.create
+	Kind          string        `json:"kind"`  // system_client.register, token.create or ca.revoke_issuing
 	State         string        `json:"state"` // pending, approved, rejected, expired
 	RequestedBy   string        `json:"requested_by"`
 	RequestedRole string        `json:"requested_role"`
@@ -480,6 +480,8 @@ type Approval struct {
 	SystemClient  *SystemClient `json:"system_client,omitempty"`
 	Desks         []string      `json:"desks,omitempty"`
 	TokenName     string        `json:"token_name,omitempty"`
+	// IssuingCARevocation is the issuing CA a ca.revoke_issuing request revokes.
+	IssuingCARevocation *IssuingCARevocation `json:"issuing_ca_revocation,omitempty"`
 }
 
 // Decision is the answer to Approve or Reject.
@@ -488,6 +490,42 @@ type Decision struct {
 	Client      *SystemClient      `json:"client,omitempty"`
 	Certificate *IssuedCertificate `json:"certificate,omitempty"`
 	Token       *TokenInfo         `json:"token,omitempty"`
+	// IssuingCARevoked is what an approved ca.revoke_issuing request did.
+	IssuingCARevoked *IssuingCARevoked `json:"issuing_ca_revoked,omitempty"`
+}
+
+// IssuingCARevocation is an embedded CA's issuing CA to revoke and the RFC 5280 reason:
+// keyCompromise, cACompromise, affiliationChanged, superseded or cessationOfOperation.
+type IssuingCARevocation struct {
+	CA     string `json:"ca"`
+	Reason string `json:"reason"`
+}
+
+// IssuingCARevoked is what an approved revocation of an issuing CA did.
+type IssuingCARevoked struct {
+	CA            string    `json:"ca"`
+	IssuingSerial string    `json:"issuing_serial"`
+	Reason        string    `json:"reason"`
+	Revoked       time.Time `json:"revoked"`
+	RootCRLNumber uint64    `json:"root_crl_number,omitempty"`
+	RootCRLError  string    `json:"root_crl_error,omitempty"`
+}
+
+// RequestedApproval is the answer to a request that waits for a second security officer.
+type RequestedApproval struct {
+	Approval Approval `json:"approval"`
+	Note     string   `json:"note"`
+}
+
+// RevokeIssuingCA asks to revoke the issuing CA of embedded CA caID for reason; a second
+// security officer makes it happen by approving the returned request (Approve).
+func (c *Client) RevokeIssuingCA(ctx context.Context, caID, reason string) (*RequestedApproval, error) {
+	var out RequestedApproval
+	body := IssuingCARevocation{CA: caID, Reason: reason}
+	if _, err := c.getJSON(ctx, "POST", "/ca/revoke-issuing", nil, body, &out, http.StatusAccepted); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // Approvals lists approval requests; state ("" for all) filters them.

@@ -211,7 +211,7 @@ func dash(s string) string {
 
 // adminGroup is hufu admin.
 func (c *cli) adminGroup() *urfave.Command {
-	return group("admin", "the admin surface: readiness, metrics, tokens, approvals, system clients, audit, backups, KEK rotation, CRLs", adminDesc,
+	return group("admin", "the admin surface: readiness, metrics, tokens, approvals, system clients, audit, backups, KEK rotation, CRLs, CA revocation", adminDesc,
 		c.adminReadyCommand(),
 		c.adminMetricsCommand(),
 		group("token", "admin tokens: list, create, revoke (security officer)", "", c.adminTokenListCommand(), c.adminTokenCreateCommand(), c.adminTokenRevokeCommand()),
@@ -225,6 +225,7 @@ func (c *cli) adminGroup() *urfave.Command {
 		group("kek", "key-encryption keys: status, rotate, finish, erase (security officer)", "",
 			c.adminKEKStatusCommand(), c.adminKEKRotateCommand(), c.adminKEKFinishCommand(), c.adminKEKEraseCommand()),
 		c.adminCRLCommand(),
+		group("ca", "the embedded CAs: revoke an issuing CA (security officer, + a second officer)", "", c.adminCARevokeCommand()),
 	)
 }
 
@@ -404,6 +405,8 @@ func approvalSubject(a adminclient.Approval) string {
 		return "system client " + a.SystemClient.Name + " (" + strings.Join(a.SystemClient.Services, ",") + ")"
 	case a.TokenName != "":
 		return "token " + a.TokenName
+	case a.IssuingCARevocation != nil:
+		return "revoke the issuing CA of " + a.IssuingCARevocation.CA + " (" + a.IssuingCARevocation.Reason + ")"
 	}
 	return "-"
 }
@@ -456,6 +459,14 @@ func (c *cli) adminApprovalDecideCommand(sub string) *urfave.Command {
 					fmt.Fprintf(c.out, "system client %s registered for %s\n", d.Client.Name, strings.Join(d.Client.Services, ", "))
 				case d.Token != nil:
 					fmt.Fprintf(c.out, "token %s: %s\n", d.Token.Name, d.Token.State)
+				case d.IssuingCARevoked != nil:
+					r := d.IssuingCARevoked
+					fmt.Fprintf(c.out, "revoked the issuing CA of %s (serial %s, %s) at %s\n", r.CA, r.IssuingSerial, r.Reason, fmtTime(&r.Revoked))
+					if r.RootCRLError != "" {
+						fmt.Fprintf(c.out, "the root CRL: %s\n", r.RootCRLError)
+					} else {
+						fmt.Fprintf(c.out, "published root CRL number %d; every certificate under this issuing CA now fails a relying party's chain check\n", r.RootCRLNumber)
+					}
 				}
 				if saved != "" {
 					fmt.Fprintln(c.out, saved)
@@ -1023,6 +1034,34 @@ func (c *cli) adminKEKEraseCommand() *urfave.Command {
 					e.Rewrapped, e.Current, resumed, dash(strings.Join(e.Destroyed, ", ")))
 				fmt.Fprintln(c.out, "revoked shares are now unrecoverable from the store's old files and from backups")
 				fmt.Fprintf(c.errOut, "hufu: %s; back up the HSM token too\n", e.Backups)
+				return nil
+			})
+		})
+}
+
+// CA revocation.
+
+func (c *cli) adminCARevokeCommand() *urfave.Command {
+	fs := newFlags()
+	caID := fs.String("ca", "", "the embedded CA `ID` whose issuing CA to revoke (required)")
+	reason := fs.String("reason", "", "the RFC 5280 `REASON`: keyCompromise, cACompromise, affiliationChanged, superseded or cessationOfOperation (required)")
+	o := adminOutput(fs)
+	return c.adminCommand(verb{name: "revoke", usage: "ask to revoke an embedded CA's issuing CA; a second security officer approves", fs: fs, nargs: noArgs,
+		desc: "This puts the issuing CA certificate on its root's CRL once a second security officer\n" +
+			"approves (hufu admin approval approve ID). It cannot be undone: every certificate the\n" +
+			"issuing CA signed then fails a relying party's chain check at depth 1, and the appliance\n" +
+			"issues nothing more under it. See docs/operations.md (Revoking an issuing CA) first."}, true,
+		func(ctx context.Context, ac *adminclient.Client, _ []string) error {
+			if *caID == "" || *reason == "" {
+				return usagef("usage: hufu admin ca revoke -ca ID -reason REASON")
+			}
+			req, err := ac.RevokeIssuingCA(ctx, *caID, *reason)
+			if err != nil {
+				return err
+			}
+			return c.emitJSON(o, req, func() error {
+				fmt.Fprintf(c.out, "pending: request %s to revoke the issuing CA of %s (%s) waits for a second security officer (hufu admin approval approve %s), until %s\n",
+					req.Approval.ID, *caID, *reason, req.Approval.ID, fmtTime(&req.Approval.Expires))
 				return nil
 			})
 		})

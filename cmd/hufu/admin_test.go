@@ -427,6 +427,35 @@ func checkIssued(t *testing.T, certFile, keyFile string) {
 	}
 }
 
+// TestAdminCARevokeCLI: hufu admin ca revoke asks, the approval verbs list and decide it,
+// refusals exit by their class.
+func TestAdminCARevokeCLI(t *testing.T) {
+	f := startAdminFixture(t)
+	f.waitReady()
+	f.fails(exitUsage, "sam", "ca", "revoke", "-ca", "hufu-ca")
+	f.fails(exitUsage, "sam", "ca", "revoke", "-reason", "keyCompromise")
+	if msg := f.fails(exitInvalid, "sam", "ca", "revoke", "-ca", "hufu-ca", "-reason", "compromised"); !strings.Contains(msg, "reason: want keyCompromise") {
+		t.Fatalf("a bad reason: %s", msg)
+	}
+	f.fails(exitNotFound, "sam", "ca", "revoke", "-ca", "no-such-ca", "-reason", "keyCompromise")
+	f.fails(exitAuth, "olga", "ca", "revoke", "-ca", "hufu-ca", "-reason", "keyCompromise")
+	out := f.ok("sam", "ca", "revoke", "-ca", "hufu-ca", "-reason", "keyCompromise")
+	m := regexp.MustCompile(`pending: request (\S+) to revoke the issuing CA of hufu-ca \(keyCompromise\) waits for a second security officer`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("ca revoke: %q", out)
+	}
+	if out := f.ok("sue", "approval", "list", "-state", "pending"); !strings.Contains(out, m[1]) || !strings.Contains(out, "revoke the issuing CA of hufu-ca (keyCompromise)") {
+		t.Fatalf("approval list: %q", out)
+	}
+	if msg := f.fails(exitAuth, "sam", "approval", "approve", m[1]); !strings.Contains(msg, "second security officer") {
+		t.Fatalf("approved by the asker: %s", msg)
+	}
+	if out := f.ok("sue", "approval", "approve", m[1]); !strings.Contains(out, "revoked the issuing CA of hufu-ca") || !strings.Contains(out, "published root CRL number") {
+		t.Fatalf("approve: %q", out)
+	}
+	f.fails(exitConflict, "sam", "ca", "revoke", "-ca", "hufu-ca", "-reason", "superseded")
+}
+
 // TestAdminBackupAndRestore takes a backup with the CLI (encrypted, checked complete),
 // restores it through the HSM (daemon.Restore, what hufud restore runs) into a fresh data
 // directory and opens the appliance on it: what was registered before is there and the
@@ -594,6 +623,7 @@ func TestAdminHelp(t *testing.T) {
 		"admin system-client list", "admin system-client register", "admin system-client remove",
 		"admin audit export", "admin audit checkpoints", "admin audit public-key", "admin audit verify",
 		"admin backup", "admin kek status", "admin kek rotate", "admin kek finish", "admin kek erase", "admin crl",
+		"admin ca revoke",
 	} {
 		if !have[p] {
 			t.Errorf("%s is not in the command tree", p)

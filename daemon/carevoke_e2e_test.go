@@ -6,14 +6,19 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/hufu-hsm/hufu/admin"
+	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/ca"
+	"github.com/hufu-hsm/hufu/daemon/certs"
 )
 
 // TestAdminRevokeIssuingCA walks the operator's revocation of an embedded CA's issuing CA
@@ -140,5 +145,66 @@ func TestAdminRevokeIssuingCA(t *testing.T) {
 	}
 	if !asked || !approved || !revoked || !refusedUnknown {
 		t.Fatalf("audit: asked %v, approved %v, revoked %v, unknown CA refused %v", asked, approved, revoked, refusedUnknown)
+	}
+}
+
+// TestIssuanceUnderARevokedIssuingCA: through the phone's gRPC calls, an order whose payment
+// was reserved before the issuing CA was revoked is abandoned when the CA refuses to sign
+// (FailedPrecondition, the payment given back, the order cancelled), and a payment after the
+// revocation is refused the same way before anything is reserved; neither leaves a
+// certificate.
+func TestIssuanceUnderARevokedIssuingCA(t *testing.T) {
+	a, _, _ := issuanceAppliance(t)
+	desk := a.desk()
+	p := newApplicant(t, a, "13800138601", "carevoke-dev-1", "carevoke-key-1")
+	first := p.issue(desk)
+	renew := func(id string) string {
+		t.Helper()
+		r, err := p.certs.RenewCertificate(bg, &hufuv1.RenewCertificateRequest{RequestId: id, Serial: first, ValidityYears: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Order.Id
+	}
+	during := renew("carevoke-renew-1")
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	a.live.IssuanceFault = func(point string) {
+		if point == certs.FaultIssuingReserved {
+			once.Do(func() { close(held); <-release })
+		}
+	}
+	a.restart()
+	paid := make(chan error, 1)
+	go func() { _, err := p.pay(during, "carevoke-pay-1"); paid <- err }()
+	select {
+	case <-held:
+	case err := <-paid:
+		t.Fatalf("the payment returned before its reservation was held: %v", err)
+	}
+	if err := a.live.Daemon.EmbeddedCA("hufu-ca").RevokeIssuingCA(bg, ca.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	refusedForGood := func(what string, err error) {
+		t.Helper()
+		wantCode(t, err, codes.FailedPrecondition, "")
+		if msg := errMessage(err); !strings.Contains(msg, "issuing CA of hufu-ca is revoked") || !strings.Contains(msg, "given back") {
+			t.Fatalf("%s: the refusal does not say the issuing CA is revoked and the payment given back: %v", what, err)
+		}
+	}
+	refusedForGood("reserved before the revocation", <-paid)
+	after := renew("carevoke-renew-2")
+	_, err := p.pay(after, "carevoke-pay-2")
+	refusedForGood("paid after the revocation", err)
+	for _, id := range []string{during, after} {
+		got, err := p.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: id})
+		if err != nil || got.Order.Status == hufuv1.OrderStatus_ORDER_STATUS_COMPLETED {
+			t.Fatalf("order %s after the refusal: %v %v", id, got, err)
+		}
+	}
+	got, err := p.certs.GetOrder(bg, &hufuv1.GetOrderRequest{OrderId: during})
+	if err != nil || got.Order.Status != hufuv1.OrderStatus_ORDER_STATUS_CANCELLED {
+		t.Fatalf("the order reserved before the revocation: %v %v", got, err)
 	}
 }

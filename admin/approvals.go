@@ -99,7 +99,7 @@ func approvalJSON(a *storepb.AdminApproval, now time.Time) Approval {
 		out.SystemClient = &SystemClient{Name: c.Name, Services: c.Services, Desks: a.Desks}
 	}
 	if c := a.IssuingCaRevocation; c != nil {
-		out.IssuingCARevocation = &IssuingCARevocation{CA: c.CaId, Reason: issuingCAReasonName(c.Reason)}
+		out.IssuingCARevocation = &IssuingCARevocation{CA: c.CaId, Reason: IssuingCAReasonName(c.Reason)}
 	}
 	return out
 }
@@ -261,7 +261,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, who Token, appro
 			d["name"] = a.TokenName
 		}
 		if c := a.IssuingCaRevocation; c != nil {
-			d["ca"], d["reason"] = c.CaId, issuingCAReasonName(c.Reason)
+			d["ca"], d["reason"] = c.CaId, IssuingCAReasonName(c.Reason)
 		}
 		decided = a
 		return tx.Audit(store.Event{Actor: "admin:" + who.Name, Action: action, Subject: "z/approval/" + id, Outcome: store.OutcomeOK, Details: d})

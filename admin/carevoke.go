@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -32,11 +33,16 @@ var IssuingCAReasons = map[string]int{
 	"cessationOfOperation": 5,
 }
 
+// caIDRE is the form of a configured CA id (certificates.cas[].id), checked before the id
+// goes into a lookup, an error or an audit record.
+var caIDRE = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+
 // issuingCAReasonList is IssuingCAReasons' names in code order, for error messages and help.
 const issuingCAReasonList = "keyCompromise, cACompromise, affiliationChanged, superseded or cessationOfOperation"
 
-// issuingCAReasonName is the name of an issuing CA revocation reason code.
-func issuingCAReasonName(code int32) string {
+// IssuingCAReasonName is the IssuingCAReasons name of a reason code (the number itself if
+// it has none).
+func IssuingCAReasonName(code int32) string {
 	for name, c := range IssuingCAReasons {
 		if int32(c) == code {
 			return name
@@ -85,14 +91,20 @@ func (s *Server) requestIssuingCARevocation(w http.ResponseWriter, r *http.Reque
 	reason, known := IssuingCAReasons[req.Reason]
 	switch {
 	case err != nil:
-	case req.CA == "":
-		err = Invalid("ca: want the id of an embedded CA")
+	case !caIDRE.MatchString(req.CA):
+		err = Invalid("ca: want the id of an embedded CA (certificates.cas[].id: 1..32 of [a-z0-9-])")
 	case !known:
 		err = Invalid("reason: want %s (RFC 5280 reasons for a CA certificate)", issuingCAReasonList)
 	default:
 		err = s.opts.IssuingCAs.CheckRevocable(r.Context(), req.CA)
 	}
-	details := map[string]string{"ca": safeName(req.CA), "reason": safeName(req.Reason)}
+	details := map[string]string{"ca": "(invalid)", "reason": "(invalid)"}
+	if caIDRE.MatchString(req.CA) {
+		details["ca"] = req.CA
+	}
+	if known {
+		details["reason"] = req.Reason
+	}
 	if err != nil {
 		s.refuse(w, r, who, action, details, what, err)
 		return

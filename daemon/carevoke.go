@@ -71,12 +71,8 @@ func (c issuingCAs) RevokeIssuing(ctx context.Context, caID string, reason int, 
 	if err != nil {
 		return nil, err
 	}
-	out := &admin.IssuingCARevoked{CA: caID, IssuingSerial: fmt.Sprintf("%032x", e.Issuing().SerialNumber), Revoked: r.At}
-	for name, code := range admin.IssuingCAReasons {
-		if code == reason {
-			out.Reason = name
-		}
-	}
+	out := &admin.IssuingCARevoked{CA: caID, IssuingSerial: fmt.Sprintf("%032x", e.Issuing().SerialNumber), Revoked: r.At,
+		Reason: admin.IssuingCAReasonName(int32(reason))}
 	// The entry is committed: a CRL that cannot be signed now (the HSM busy, the store
 	// refusing writes) is signed at the next fetch, which finds the entry count ahead of the
 	// stored CRL. The answer says so instead of failing an approval that took effect.

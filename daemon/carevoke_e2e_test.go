@@ -48,6 +48,7 @@ func TestAdminRevokeIssuingCA(t *testing.T) {
 		msg              string
 	}{
 		{"no CA", "", "keyCompromise", http.StatusBadRequest, "ca:"},
+		{"not a CA id", "Hufu CA", "keyCompromise", http.StatusBadRequest, "ca: want the id"},
 		{"no reason", "hufu-ca", "", http.StatusBadRequest, "reason:"},
 		{"a leaf's reason", "hufu-ca", "privilegeWithdrawn", http.StatusBadRequest, "reason: want keyCompromise"},
 		{"reason by number", "hufu-ca", "1", http.StatusBadRequest, "reason:"},

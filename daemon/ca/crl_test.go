@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/ca"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
@@ -288,5 +290,56 @@ func auditCount(t *testing.T, st *store.Store, action string) int {
 			}
 		}
 		from = recs[len(recs)-1].Seq + 1
+	}
+}
+
+// TestRevokeIssuingCAApproved: the admin surface's revocation refuses a reason a CA
+// certificate is not revoked for, revokes nothing when the approval's part of the batch
+// fails, writes the approval's part with the entry and its audit record, refuses a second
+// revocation as FailedPrecondition, and a CA opened afterwards refuses to plan.
+func TestRevokeIssuingCAApproved(t *testing.T) {
+	ctx := context.Background()
+	st, kr, c := setup(t)
+	e := openCA(t, st, kr, c, time.Hour)
+	revoked := func() bool {
+		t.Helper()
+		_, r, err := e.IssuingCARevocation(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for _, reason := range []int{ca.ReasonUnspecified, 6, ca.ReasonPrivilegeWidth, 10} {
+		if err := e.RevokeIssuingCAApproved(ctx, reason, "admin:sue", nil); err == nil || revoked() {
+			t.Fatalf("reason %d: %v", reason, err)
+		}
+	}
+	decisionFailed := errors.New("the approval expired meanwhile")
+	if err := e.RevokeIssuingCAApproved(ctx, ca.ReasonCACompromise, "admin:sue", func(*store.Tx) error { return decisionFailed }); !errors.Is(err, decisionFailed) || revoked() || e.IssuingRevoked() {
+		t.Fatalf("a failed decision: %v, revoked %v", err, revoked())
+	}
+	before := auditCount(t, st, "test.decision")
+	err := e.RevokeIssuingCAApproved(ctx, ca.ReasonCACompromise, "admin:sue", func(tx *store.Tx) error {
+		return tx.Audit(store.Event{Actor: "admin:sue", Action: "test.decision", Subject: "z/approval/x", Outcome: store.OutcomeOK})
+	})
+	if err != nil || !revoked() || !e.IssuingRevoked() || auditCount(t, st, "test.decision") != before+1 {
+		t.Fatalf("approved: %v, revoked %v", err, revoked())
+	}
+	root := levelCRL(t, e, ca.LevelRoot, time.Hour)
+	if len(root.RevokedCertificateEntries) != 1 || root.RevokedCertificateEntries[0].ReasonCode != ca.ReasonCACompromise {
+		t.Fatalf("root CRL: %+v", root.RevokedCertificateEntries)
+	}
+	var refused *apierr.Error
+	err = e.RevokeIssuingCAApproved(ctx, ca.ReasonKeyCompromise, "admin:sue", nil)
+	if !errors.Is(err, ca.ErrIssuingCARevoked) || !errors.As(err, &refused) || refused.Kind != apierr.FailedPrecondition {
+		t.Fatalf("revoking again: %v", err)
+	}
+	if err := e.RevokeIssuingCA(ctx, ca.ReasonKeyCompromise); err != nil {
+		t.Fatalf("RevokeIssuingCA stays idempotent: %v", err)
+	}
+	reopened := openCA(t, st, kr, c, time.Hour)
+	holder, _ := sm2.GenerateKey(rand.Reader)
+	if _, err := reopened.Plan(&ca.Application{OrderID: "op", Name: "张三", IDNumber: "11010519491231002X", Usage: ca.UsageSigning, PublicKey: &holder.PublicKey, ValidityYears: 1}); !errors.Is(err, ca.ErrIssuingCARevoked) || !reopened.IssuingRevoked() {
+		t.Fatalf("planning with a CA opened after the revocation: %v", err)
 	}
 }

@@ -14,9 +14,10 @@ import (
 
 // Approvals: the changes one security officer may ask for but not make alone. The grant of
 // a desk permission to a system client (DeskOf), a new security_officer token and the
-// revocation of an issuing CA (carevoke.go) are stored as a request at z/approval/<id>, audited in the batch that stores it; a different
-// security officer approves it (the change and the decision are one batch, with their
-// audit records) or any officer rejects it (the asker withdraws, the second refuses).
+// revocation of an issuing CA (carevoke.go) are stored as a request at z/approval/<id>,
+// audited in the batch that stores it; a different security officer approves it (the
+// change and the decision are one batch, with their audit records) or any officer rejects
+// it (the asker withdraws, the second refuses).
 // Requests expire after Options.ApprovalTTL; an expired request can no longer be decided.
 //
 // "Different" means another token holder whose token the asker did not create: an officer

@@ -417,120 +417,217 @@ func checkScope(scope []string) error {
 	return nil
 }
 
-// GrantDelegation is the appliance's step of a delegation: the caller, the key's holder on
-// its device with its PIN or a ticket, gives the member's device a pair of its own. grant is
-// the cosign DelegationGrant (ρ); envelope the cosign delegation envelope for the member
-// (opaque here, at most 1 KiB), kept for the member to fetch with DelegationOffer. The new
-// pair is pending until the member accepts; scope is stored as given. with, if not nil,
-// runs in the same transaction. It returns the pair's record (without secrets) and P2′,
-// which the member checks its share against.
+// Several keys at once. A domain whose subject holds more than one key (an enterprise's
+// signing and encryption keys) delegates, accepts, recalls and promotes the member's pairs of
+// all of them together: each operation below takes a slice, checks and prepares every key's
+// part outside the store (PINs, HSM wrapping), then commits every key's records, their audit
+// records and the domain's own (with) in ONE store transaction, so a member never holds a
+// pair of one key and not of the other. Each key keeps its own ρ, envelope, P2′, challenge,
+// confirmation, PIN and credential. The single-key forms are the same code with one item.
+
+// KeyGrant is one key's part of a delegation: the holder's credential for the key, the cosign
+// DelegationGrant (ρ) for the appliance, and the delegation envelope for the member (opaque
+// here, at most 1 KiB). Field prefixes the names of the request fields the part came from in
+// errors: "" for the request's own fields, "encryption." for a nested part.
+type KeyGrant struct {
+	KeyID           string
+	Cred            Credential
+	Grant, Envelope []byte
+	Field           string
+}
+
+// preparedGrant is one key's grant, checked and its new share wrapped, ready to commit.
+type preparedGrant struct {
+	rec          *storepb.DelegatedShare
+	wrapped, ad  []byte
+	shareVersion uint32 // the holder's share version the grant was made from
+}
+
+// prefixField names an InvalidArgument error after a nested request field.
+func prefixField(err error, prefix string) error {
+	var ae *apierr.Error
+	if prefix == "" || !errors.As(err, &ae) || ae.Field == "" {
+		return err
+	}
+	out := *ae
+	out.Field = prefix + ae.Field
+	return &out
+}
+
+// GrantDelegation is GrantDelegations for one key; it returns the pair's record and P2′.
+func (s *Service) GrantDelegation(ctx context.Context, caller authn.Caller, keyID string, cred Credential, memberUserID, memberDeviceID string, grant, envelope []byte, scope []string, with func(tx *store.Tx) error) (*storepb.DelegatedShare, []byte, error) {
+	recs, err := s.GrantDelegations(ctx, caller, memberUserID, memberDeviceID,
+		[]KeyGrant{{KeyID: keyID, Cred: cred, Grant: grant, Envelope: envelope}}, scope, with)
+	if err != nil {
+		return nil, nil, err
+	}
+	return recs[0], recs[0].P2, nil
+}
+
+// GrantDelegations is the appliance's step of a delegation: the caller, the holder of every
+// key in grants on its device with its PIN or a ticket for each, gives the member's device a
+// pair of each key. The new pairs are pending until the member accepts; scope is stored as
+// given. with, if not nil, runs in the same transaction. It returns the pairs' records
+// (without secrets; P2 is P2′, which the member checks its share against), in the order of
+// grants.
 //
-// Refused: a member who already has a pending or active pair of the key on that device
+// Refused: a member who already has a pending or active pair of a key on that device
 // (FailedPrecondition: recall it first), the holder's own device, a key with a share refresh
 // pending, a caller who is not the holder.
-func (s *Service) GrantDelegation(ctx context.Context, caller authn.Caller, keyID string, cred Credential, memberUserID, memberDeviceID string, grant, envelope []byte, scope []string, with func(tx *store.Tx) error) (*storepb.DelegatedShare, []byte, error) {
-	if err := firstError(checkKeyID(keyID), checkMember("member", memberUserID, memberDeviceID), checkScope(scope)); err != nil {
-		return nil, nil, err
-	}
-	if len(envelope) == 0 || len(envelope) > maxEnvelope {
-		return nil, nil, apierr.Invalidf("envelope", "a delegation envelope of 1 to %d bytes is required, not %d", maxEnvelope, len(envelope))
+func (s *Service) GrantDelegations(ctx context.Context, caller authn.Caller, memberUserID, memberDeviceID string, grants []KeyGrant, scope []string, with func(tx *store.Tx) error) ([]*storepb.DelegatedShare, error) {
+	if err := firstError(checkMember("member", memberUserID, memberDeviceID), checkScope(scope), checkDistinct(len(grants), func(i int) (string, string) { return grants[i].KeyID, grants[i].Field })); err != nil {
+		return nil, err
 	}
 	if memberUserID == caller.UserID && memberDeviceID == caller.DeviceID {
-		return nil, nil, apierr.Invalidf("member_device_id", "the key's own device already holds its primary pair")
+		return nil, apierr.Invalidf("member_device_id", "the key's own device already holds its primary pair")
 	}
-	var g cosign.DelegationGrant
-	if err := g.UnmarshalBinary(grant); err != nil {
-		return nil, nil, renameInput(err, "grant")
-	}
-	defer clear(g.Rho[:])
-	e, err := s.use(ctx, caller, keyID)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer s.cache.release(e)
-	if e.key.del != nil {
-		return nil, nil, apierr.New(apierr.PermissionDenied, "only the key's holder can delegate it")
-	}
-	if e.key.state.Pending != nil {
-		return nil, nil, apierr.New(apierr.FailedPrecondition, "a share refresh of the key is pending; finish it first")
-	}
-	if err := s.authorize(ctx, caller, e, cred, 1); err != nil {
-		return nil, nil, err
-	}
-	share, p2, err := e.key.state.Share.Delegate(&g)
-	if err != nil {
-		return nil, nil, renameInput(err, "grant")
-	}
-	defer share.Destroy()
-	id := delegateID(keyID, memberUserID, memberDeviceID)
-	version := uint32(1)
-	if prev, err := delegates.Read(ctx, s.deps.Store, id); err == nil {
-		version = prev.ShareVersion + 1
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, nil, err
-	}
-	nonce := make([]byte, cosign.ScalarSize)
-	if _, err := io.ReadFull(s.deps.Rand, nonce); err != nil {
-		return nil, nil, fmt.Errorf("keys: challenge nonce: %w", err)
-	}
-	ad := delegateAD(keyID, memberUserID, memberDeviceID, version)
-	raw, _ := share.MarshalBinary()
-	wrapped, err := s.deps.Keyring.Wrap(ctx, raw, ad)
-	clear(raw)
-	if err != nil {
-		return nil, nil, hsmError(err)
-	}
-	rec := &storepb.DelegatedShare{
-		KeyId: keyID, MemberUserId: memberUserID, MemberDeviceId: memberDeviceID, Status: pairPending,
-		ShareVersion: version, ShareWrapped: wrapped, P2: p2[:], Envelope: envelope, ChallengeNonce: nonce,
-		GrantedBy: caller.UserID, GrantedUnixNano: s.deps.Clock.Now().UnixNano(), Scope: scope,
-	}
-	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		key, err := splitKeys.Get(tx, keyID)
+	prepared := make([]*preparedGrant, len(grants))
+	for i, g := range grants {
+		p, err := s.prepareGrant(ctx, caller, memberUserID, memberDeviceID, g, scope)
 		if err != nil {
-			return err
+			return nil, prefixField(err, g.Field)
 		}
-		if key.Status == statusRevoked {
-			return apierr.New(apierr.FailedPrecondition, "the key is revoked")
-		}
-		if !isHolder(caller, key) || key.ShareVersion != e.key.state.Version || key.Pending != nil {
-			return apierr.New(apierr.Aborted, "the key changed meanwhile; retry")
-		}
-		old, err := delegates.Get(tx, id)
-		switch {
-		case err == nil && holdsShare(old):
-			return apierr.New(apierr.FailedPrecondition, "the member already has a %s delegated pair of this key on that device; recall it first",
-				map[storepb.DelegationStatus]string{pairPending: "pending", pairActive: "active"}[old.Status])
-		case err == nil && old.ShareVersion >= version:
-			return apierr.New(apierr.Aborted, "the delegation changed meanwhile; retry")
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-		// Wrapped before the transaction: a KEK rotation may have begun since.
-		if rec.ShareWrapped, err = s.deps.Keyring.EnsureCurrent(ctx, wrapped, ad); err != nil {
-			return hsmError(err)
-		}
-		rec.GrantedUnixNano = tx.Now().UnixNano()
-		if err := delegates.Put(tx, id, rec); err != nil {
-			return err
-		}
-		key.Delegates = append(removeRef(key.Delegates, memberRef(memberUserID, memberDeviceID)), memberRef(memberUserID, memberDeviceID))
-		if err := splitKeys.Put(tx, keyID, key); err != nil {
-			return err
-		}
-		if err := s.recordTx(tx, caller, keyID, "delegate.grant", nil, 1, "ok", pairDetails(rec)); err != nil {
-			return err
+		prepared[i] = p
+	}
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		for _, p := range prepared {
+			if err := s.commitGrant(ctx, tx, caller, p); err != nil {
+				return err
+			}
 		}
 		if with != nil {
 			return with(tx)
 		}
 		return nil
 	})
-	s.cache.invalidate(keyID)
-	if err != nil {
-		return nil, nil, err
+	out := make([]*storepb.DelegatedShare, len(prepared))
+	for i, p := range prepared {
+		s.cache.invalidate(p.rec.KeyId)
+		out[i] = withoutSecrets(p.rec)
 	}
-	return withoutSecrets(rec), rec.P2, nil
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkDistinct refuses a batch that names a key twice.
+func checkDistinct(n int, item func(i int) (keyID, field string)) error {
+	if n == 0 {
+		return apierr.Invalidf("key_id", "name at least one key")
+	}
+	seen := make(map[string]bool, n)
+	for i := range n {
+		id, field := item(i)
+		if seen[id] {
+			return apierr.Invalidf(field+"key_id", "key %q is named twice", id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+// prepareGrant checks one key's grant outside the store: the caller holds the key and
+// authorises its use, ρ makes d2′ = ρ⁻¹·d2, which is wrapped for the member's pair. Errors
+// name the fields of the part (the caller prefixes them).
+func (s *Service) prepareGrant(ctx context.Context, caller authn.Caller, memberUserID, memberDeviceID string, kg KeyGrant, scope []string) (*preparedGrant, error) {
+	if err := checkKeyID(kg.KeyID); err != nil {
+		return nil, err
+	}
+	if len(kg.Envelope) == 0 || len(kg.Envelope) > maxEnvelope {
+		return nil, apierr.Invalidf("envelope", "a delegation envelope of 1 to %d bytes is required, not %d", maxEnvelope, len(kg.Envelope))
+	}
+	var g cosign.DelegationGrant
+	if err := g.UnmarshalBinary(kg.Grant); err != nil {
+		return nil, renameInput(err, "grant")
+	}
+	defer clear(g.Rho[:])
+	e, err := s.use(ctx, caller, kg.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	defer s.cache.release(e)
+	if e.key.del != nil {
+		return nil, apierr.New(apierr.PermissionDenied, "only the key's holder can delegate it")
+	}
+	if e.key.state.Pending != nil {
+		return nil, apierr.New(apierr.FailedPrecondition, "a share refresh of key %s is pending; finish it first", kg.KeyID)
+	}
+	if err := s.authorize(ctx, caller, e, kg.Cred, 1); err != nil {
+		return nil, err
+	}
+	share, p2, err := e.key.state.Share.Delegate(&g)
+	if err != nil {
+		return nil, renameInput(err, "grant")
+	}
+	defer share.Destroy()
+	id := delegateID(kg.KeyID, memberUserID, memberDeviceID)
+	version := uint32(1)
+	if prev, err := delegates.Read(ctx, s.deps.Store, id); err == nil {
+		version = prev.ShareVersion + 1
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	nonce := make([]byte, cosign.ScalarSize)
+	if _, err := io.ReadFull(s.deps.Rand, nonce); err != nil {
+		return nil, fmt.Errorf("keys: challenge nonce: %w", err)
+	}
+	ad := delegateAD(kg.KeyID, memberUserID, memberDeviceID, version)
+	raw, _ := share.MarshalBinary()
+	wrapped, err := s.deps.Keyring.Wrap(ctx, raw, ad)
+	clear(raw)
+	if err != nil {
+		return nil, hsmError(err)
+	}
+	return &preparedGrant{
+		rec: &storepb.DelegatedShare{
+			KeyId: kg.KeyID, MemberUserId: memberUserID, MemberDeviceId: memberDeviceID, Status: pairPending,
+			ShareVersion: version, P2: p2[:], Envelope: kg.Envelope, ChallengeNonce: nonce,
+			GrantedBy: caller.UserID, Scope: scope,
+		},
+		wrapped: wrapped, ad: ad, shareVersion: e.key.state.Version,
+	}, nil
+}
+
+// commitGrant stores one prepared grant inside tx, with its audit record, if the key and the
+// member's pair are as they were when it was prepared.
+func (s *Service) commitGrant(ctx context.Context, tx *store.Tx, caller authn.Caller, p *preparedGrant) error {
+	rec := p.rec
+	keyID, id := rec.KeyId, delegateID(rec.KeyId, rec.MemberUserId, rec.MemberDeviceId)
+	key, err := splitKeys.Get(tx, keyID)
+	if err != nil {
+		return err
+	}
+	if key.Status == statusRevoked {
+		return apierr.New(apierr.FailedPrecondition, "key %s is revoked", keyID)
+	}
+	if !isHolder(caller, key) || key.ShareVersion != p.shareVersion || key.Pending != nil {
+		return apierr.New(apierr.Aborted, "key %s changed meanwhile; retry", keyID)
+	}
+	old, err := delegates.Get(tx, id)
+	switch {
+	case err == nil && holdsShare(old):
+		return apierr.New(apierr.FailedPrecondition, "the member already has a %s delegated pair of key %s on that device; recall it first",
+			map[storepb.DelegationStatus]string{pairPending: "pending", pairActive: "active"}[old.Status], keyID)
+	case err == nil && old.ShareVersion >= rec.ShareVersion:
+		return apierr.New(apierr.Aborted, "the delegation changed meanwhile; retry")
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	// Wrapped before the transaction: a KEK rotation may have begun since.
+	if rec.ShareWrapped, err = s.deps.Keyring.EnsureCurrent(ctx, p.wrapped, p.ad); err != nil {
+		return hsmError(err)
+	}
+	rec.GrantedUnixNano = tx.Now().UnixNano()
+	if err := delegates.Put(tx, id, rec); err != nil {
+		return err
+	}
+	ref := memberRef(rec.MemberUserId, rec.MemberDeviceId)
+	key.Delegates = append(removeRef(key.Delegates, ref), ref)
+	if err := splitKeys.Put(tx, keyID, key); err != nil {
+		return err
+	}
+	return s.recordTx(tx, caller, keyID, "delegate.grant", nil, 1, "ok", pairDetails(rec))
 }
 
 func pairDetails(d *storepb.DelegatedShare) map[string]string {
@@ -580,132 +677,163 @@ func (s *Service) DelegationOffer(ctx context.Context, caller authn.Caller, keyI
 	return withoutSecrets(del), rec.PublicKey, del.P2, challenge[:], nil
 }
 
-// AcceptDelegation activates the caller's pending pair: confirmation must be a signature
-// (cosign.Signature, 64 bytes r ‖ s) under the key's public key on the pair's challenge,
-// which only the new pair can have made (the pending pair answers nothing else), and pin
-// becomes the member's own certificate PIN for the pair. The envelope is dropped. with, if
-// not nil, runs in the same transaction.
+// KeyAcceptance is one key's part of an acceptance: the member's new certificate PIN for its
+// pair of the key, and the confirmation, a signature (cosign.Signature, 64 bytes r ‖ s) under
+// the key's public key on the pair's challenge made with the new pair. Field prefixes the
+// part's field names in errors, as KeyGrant.Field.
+type KeyAcceptance struct {
+	KeyID, PIN   string
+	Confirmation []byte
+	Field        string
+}
+
+// preparedAcceptance is one key's acceptance with its PIN verifier made.
+type preparedAcceptance struct {
+	keyID, field   string
+	sig            cosign.Signature
+	verifier, salt []byte
+}
+
+// AcceptDelegation is AcceptDelegations for one key.
 func (s *Service) AcceptDelegation(ctx context.Context, caller authn.Caller, keyID, pin string, confirmation []byte, with func(tx *store.Tx) error) error {
-	if err := firstError(checkKeyID(keyID), checkPIN("pin", pin)); err != nil {
+	return s.AcceptDelegations(ctx, caller, []KeyAcceptance{{KeyID: keyID, PIN: pin, Confirmation: confirmation}}, with)
+}
+
+// AcceptDelegations activates the caller's pending pairs of the keys in accepts, in one
+// transaction: each confirmation must be a signature under its key's public key on its pair's
+// challenge, which only the new pair can have made (the pending pair answers nothing else),
+// and each PIN becomes the member's own certificate PIN for that pair. The envelopes are
+// dropped. with, if not nil, runs in the same transaction.
+func (s *Service) AcceptDelegations(ctx context.Context, caller authn.Caller, accepts []KeyAcceptance, with func(tx *store.Tx) error) error {
+	if err := checkDistinct(len(accepts), func(i int) (string, string) { return accepts[i].KeyID, accepts[i].Field }); err != nil {
 		return err
 	}
-	var sig cosign.Signature
-	if err := sig.UnmarshalBinary(confirmation); err != nil {
-		return renameInput(err, "confirmation")
-	}
-	if caller.UserID == "" || caller.DeviceID == "" || store.ValidPart(caller.UserID) != nil || store.ValidPart(caller.DeviceID) != nil {
-		return apierr.New(apierr.NotFound, "no delegation of key %q for this device", keyID)
-	}
-	salt := make([]byte, 16)
-	if _, err := io.ReadFull(s.deps.Rand, salt); err != nil {
-		return fmt.Errorf("keys: PIN salt: %w", err)
-	}
-	verifier, err := s.deps.Keyring.PINVerifier(ctx, salt, delegatePINContext(keyID, caller.UserID, caller.DeviceID), []byte(pin))
-	if err != nil {
-		return hsmError(err)
-	}
-	id := delegateID(keyID, caller.UserID, caller.DeviceID)
-	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		rec, err := splitKeys.Get(tx, keyID)
-		if errors.Is(err, store.ErrNotFound) {
-			return apierr.New(apierr.NotFound, "no delegation of key %q for this device", keyID)
-		}
+	prepared := make([]*preparedAcceptance, len(accepts))
+	for i, a := range accepts {
+		p, err := s.prepareAcceptance(ctx, caller, a)
 		if err != nil {
-			return err
+			return prefixField(err, a.Field)
 		}
-		del, err := delegates.Get(tx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return apierr.New(apierr.NotFound, "no delegation of key %q for this device", keyID)
-		}
-		if err != nil {
-			return err
-		}
-		if rec.Status == statusRevoked {
-			return apierr.New(apierr.FailedPrecondition, "the key is revoked")
-		}
-		if err := checkPairStatus(del); err != nil {
-			return err
-		}
-		if del.Status != pairPending {
-			return apierr.New(apierr.FailedPrecondition, "the delegation was accepted already")
-		}
-		public, err := cosign.ParsePoint(rec.PublicKey)
-		if err != nil {
-			return fmt.Errorf("keys: stored public key of %s: %w", keyID, err)
-		}
-		nonce, ok := nonceOf(del)
-		if !ok {
-			return fmt.Errorf("keys: stored delegation of %s: bad challenge nonce", keyID)
-		}
-		challenge := cosign.DelegationChallenge(cosign.DelegationContext(keyID, caller.UserID, caller.DeviceID), &nonce)
-		if !cosign.Verify(&public, &challenge, &sig) {
-			return apierr.Invalidf("confirmation", "does not verify as a signature under the key on this delegation's challenge")
-		}
-		if len(del.ChallengeR) == 0 {
-			return apierr.New(apierr.FailedPrecondition, "sign the challenge with the new pair first (CosignService.Sign)")
-		}
-		if subtle.ConstantTimeCompare(del.ChallengeR, sig.R[:]) != 1 {
-			// A signature under P by another pair of the key (the holder's, another device's):
-			// it proves nothing about this device's share.
-			return apierr.Invalidf("confirmation", "not the signature the new pair made on the challenge")
-		}
-		del.Status, del.AcceptedUnixNano = pairActive, tx.Now().UnixNano()
-		del.PinVerifier, del.PinSalt, del.PinFailures, del.LockedUntilUnixNano = verifier, salt, 0, 0
-		del.Envelope, del.ChallengeNonce, del.ChallengeR = nil, nil, nil
-		if err := delegates.Put(tx, id, del); err != nil {
-			return err
-		}
-		if err := s.recordTx(tx, caller, keyID, "delegate.accept", nil, 1, "ok", pairDetails(del)); err != nil {
-			return err
+		prepared[i] = p
+	}
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		for _, p := range prepared {
+			if err := s.commitAcceptance(tx, caller, p); err != nil {
+				return prefixField(err, p.field)
+			}
 		}
 		if with != nil {
 			return with(tx)
 		}
 		return nil
 	})
-	s.cache.invalidateEntry(pairCacheID(keyID, caller.UserID, caller.DeviceID))
+	for _, p := range prepared {
+		s.cache.invalidateEntry(pairCacheID(p.keyID, caller.UserID, caller.DeviceID))
+	}
 	return err
 }
 
-// RecallDelegation ends a member's pair: its share, envelope and PIN are erased, its cached
-// share dropped at once and its tickets revoked, so the member's next call is refused
-// (PermissionDenied, "the delegation was recalled"); the holder and other members are not
-// affected. Recalling a recalled pair only runs with. actor is who recalls (audited); whether
-// it may is the caller's decision. with, if not nil, runs in the same transaction.
-func (s *Service) RecallDelegation(ctx context.Context, actor authn.Caller, keyID, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
-	if err := firstError(checkKeyID(keyID), checkMember("member", memberUserID, memberDeviceID)); err != nil {
+func (s *Service) prepareAcceptance(ctx context.Context, caller authn.Caller, a KeyAcceptance) (*preparedAcceptance, error) {
+	if err := firstError(checkKeyID(a.KeyID), checkPIN("pin", a.PIN)); err != nil {
+		return nil, err
+	}
+	p := &preparedAcceptance{keyID: a.KeyID, field: a.Field}
+	if err := p.sig.UnmarshalBinary(a.Confirmation); err != nil {
+		return nil, renameInput(err, "confirmation")
+	}
+	if caller.UserID == "" || caller.DeviceID == "" || store.ValidPart(caller.UserID) != nil || store.ValidPart(caller.DeviceID) != nil {
+		return nil, apierr.New(apierr.NotFound, "no delegation of key %q for this device", a.KeyID)
+	}
+	p.salt = make([]byte, 16)
+	if _, err := io.ReadFull(s.deps.Rand, p.salt); err != nil {
+		return nil, fmt.Errorf("keys: PIN salt: %w", err)
+	}
+	var err error
+	if p.verifier, err = s.deps.Keyring.PINVerifier(ctx, p.salt, delegatePINContext(a.KeyID, caller.UserID, caller.DeviceID), []byte(a.PIN)); err != nil {
+		return nil, hsmError(err)
+	}
+	return p, nil
+}
+
+// commitAcceptance activates one pair inside tx, with its audit record.
+func (s *Service) commitAcceptance(tx *store.Tx, caller authn.Caller, p *preparedAcceptance) error {
+	keyID := p.keyID
+	id := delegateID(keyID, caller.UserID, caller.DeviceID)
+	rec, err := splitKeys.Get(tx, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return apierr.New(apierr.NotFound, "no delegation of key %q for this device", keyID)
+	}
+	if err != nil {
 		return err
 	}
-	id := delegateID(keyID, memberUserID, memberDeviceID)
+	del, err := delegates.Get(tx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return apierr.New(apierr.NotFound, "no delegation of key %q for this device", keyID)
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Status == statusRevoked {
+		return apierr.New(apierr.FailedPrecondition, "key %s is revoked", keyID)
+	}
+	if err := checkPairStatus(del); err != nil {
+		return err
+	}
+	if del.Status != pairPending {
+		return apierr.New(apierr.FailedPrecondition, "the delegation of key %s was accepted already", keyID)
+	}
+	public, err := cosign.ParsePoint(rec.PublicKey)
+	if err != nil {
+		return fmt.Errorf("keys: stored public key of %s: %w", keyID, err)
+	}
+	nonce, ok := nonceOf(del)
+	if !ok {
+		return fmt.Errorf("keys: stored delegation of %s: bad challenge nonce", keyID)
+	}
+	challenge := cosign.DelegationChallenge(cosign.DelegationContext(keyID, caller.UserID, caller.DeviceID), &nonce)
+	if !cosign.Verify(&public, &challenge, &p.sig) {
+		return apierr.Invalidf("confirmation", "does not verify as a signature under key %s on this delegation's challenge", keyID)
+	}
+	if len(del.ChallengeR) == 0 {
+		return apierr.New(apierr.FailedPrecondition, "sign the challenge of key %s with the new pair first (CosignService.Sign)", keyID)
+	}
+	if subtle.ConstantTimeCompare(del.ChallengeR, p.sig.R[:]) != 1 {
+		// A signature under P by another pair of the key (the holder's, another device's):
+		// it proves nothing about this device's share.
+		return apierr.Invalidf("confirmation", "not the signature the new pair made on the challenge")
+	}
+	del.Status, del.AcceptedUnixNano = pairActive, tx.Now().UnixNano()
+	del.PinVerifier, del.PinSalt, del.PinFailures, del.LockedUntilUnixNano = p.verifier, p.salt, 0, 0
+	del.Envelope, del.ChallengeNonce, del.ChallengeR = nil, nil, nil
+	if err := delegates.Put(tx, id, del); err != nil {
+		return err
+	}
+	return s.recordTx(tx, caller, keyID, "delegate.accept", nil, 1, "ok", pairDetails(del))
+}
+
+// RecallDelegation is RecallDelegations for one key.
+func (s *Service) RecallDelegation(ctx context.Context, actor authn.Caller, keyID, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
+	return s.RecallDelegations(ctx, actor, []string{keyID}, memberUserID, memberDeviceID, with)
+}
+
+// RecallDelegations ends a member device's pairs of the keys, in one transaction: their
+// shares, envelopes and PINs are erased, their cached shares dropped at once and their
+// tickets revoked, so the member's next call with any of the keys is refused
+// (PermissionDenied, "the delegation was recalled"); the holder and other members are not
+// affected. Recalling a recalled pair does nothing. actor is who recalls (audited); whether
+// it may is the caller's decision. with, if not nil, runs in the same transaction.
+func (s *Service) RecallDelegations(ctx context.Context, actor authn.Caller, keyIDs []string, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
+	if err := firstError(checkDistinct(len(keyIDs), func(i int) (string, string) { return keyIDs[i], "" }), checkMember("member", memberUserID, memberDeviceID)); err != nil {
+		return err
+	}
+	for _, keyID := range keyIDs {
+		if err := checkKeyID(keyID); err != nil {
+			return err
+		}
+	}
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		rec, err := splitKeys.Get(tx, keyID)
-		if errors.Is(err, store.ErrNotFound) {
-			return apierr.New(apierr.NotFound, "no key %q", keyID)
-		}
-		if err != nil {
-			return err
-		}
-		del, err := delegates.Get(tx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return apierr.New(apierr.NotFound, "no delegation of key %q for that member and device", keyID)
-		}
-		if err != nil {
-			return err
-		}
-		switch del.Status {
-		case pairRecalled:
-		case pairPromoted:
-			return apierr.New(apierr.FailedPrecondition, "that pair is the key's primary pair now")
-		default:
-			endPair(del, pairRecalled, tx.Now())
-			rec.Delegates = removeRef(rec.Delegates, memberRef(memberUserID, memberDeviceID))
-			if err := delegates.Put(tx, id, del); err != nil {
-				return err
-			}
-			if err := splitKeys.Put(tx, keyID, rec); err != nil {
-				return err
-			}
-			if err := s.recordTx(tx, actor, keyID, "delegate.recall", nil, 1, "ok", pairDetails(del)); err != nil {
+		for _, keyID := range keyIDs {
+			if err := s.recallIn(tx, actor, keyID, memberUserID, memberDeviceID); err != nil {
 				return err
 			}
 		}
@@ -714,9 +842,45 @@ func (s *Service) RecallDelegation(ctx context.Context, actor authn.Caller, keyI
 		}
 		return nil
 	})
-	s.cache.invalidate(keyID)
-	s.tickets.revokeHolder(keyID, memberUserID, memberDeviceID)
+	for _, keyID := range keyIDs {
+		s.cache.invalidate(keyID)
+		s.tickets.revokeHolder(keyID, memberUserID, memberDeviceID)
+	}
 	return err
+}
+
+// recallIn ends one pair inside tx, with its audit record.
+func (s *Service) recallIn(tx *store.Tx, actor authn.Caller, keyID, memberUserID, memberDeviceID string) error {
+	id := delegateID(keyID, memberUserID, memberDeviceID)
+	rec, err := splitKeys.Get(tx, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return apierr.New(apierr.NotFound, "no key %q", keyID)
+	}
+	if err != nil {
+		return err
+	}
+	del, err := delegates.Get(tx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return apierr.New(apierr.NotFound, "no delegation of key %q for that member and device", keyID)
+	}
+	if err != nil {
+		return err
+	}
+	switch del.Status {
+	case pairRecalled:
+		return nil
+	case pairPromoted:
+		return apierr.New(apierr.FailedPrecondition, "that pair of key %s is the key's primary pair now", keyID)
+	}
+	endPair(del, pairRecalled, tx.Now())
+	rec.Delegates = removeRef(rec.Delegates, memberRef(memberUserID, memberDeviceID))
+	if err := delegates.Put(tx, id, del); err != nil {
+		return err
+	}
+	if err := splitKeys.Put(tx, keyID, rec); err != nil {
+		return err
+	}
+	return s.recordTx(tx, actor, keyID, "delegate.recall", nil, 1, "ok", pairDetails(del))
 }
 
 // errPromotePending: the pair to promote has a share refresh pending. Its pending share and
@@ -724,151 +888,195 @@ func (s *Service) RecallDelegation(ctx context.Context, actor authn.Caller, keyI
 // moment, so it is not carried over: the member finishes (or resumes) the refresh first.
 var errPromotePending = apierr.New(apierr.FailedPrecondition, "the member's pair has a share refresh pending; the member finishes it first (client.RefreshKey), then promote")
 
-// PromoteDelegation makes a member's active pair the key's primary pair (a transfer of the
-// key): the key's holder, device, PIN (the member's) and share become the member's, under a
-// new share version with the share rewrapped as a primary share; the previous holder's share
-// is destroyed, a pending refresh of it dropped, and the pair's record marked promoted. Every
-// other member's pair is recalled in the same transaction: the previous holder's device made
-// their phone shares (d1·ρ) and still knows them, so the new holder grants them anew (and
-// refreshes its own pair, which that device made too). A pair with a share refresh of its own
-// pending is refused
-// (errPromotePending). actor is who promotes (audited); whether it may is the caller's
-// decision. with, if not nil, runs in the same transaction.
+// preparedPromotion is one key's promotion with the member's share rewrapped as a primary
+// share of the next version.
+type preparedPromotion struct {
+	keyID       string
+	pairVersion uint32 // the member's pair's share version it was rewrapped from
+	version     uint32 // the key's new share version
+	wrapped     []byte
+	before      *storepb.SplitKey // the key as it was, once committed
+	recalled    [][2]string       // members whose pairs the promotion recalled
+}
+
+// PromoteDelegation is PromoteDelegations for one key.
 func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, keyID, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
-	if err := firstError(checkKeyID(keyID), checkMember("member", memberUserID, memberDeviceID)); err != nil {
+	return s.PromoteDelegations(ctx, actor, []string{keyID}, memberUserID, memberDeviceID, with)
+}
+
+// PromoteDelegations makes a member device's active pairs of the keys the keys' primary
+// pairs (a transfer of the keys), in one transaction: each key's holder, device, PIN (the
+// member's of that pair) and share become the member's, under a new share version with the
+// share rewrapped as a primary share; the previous holder's share is destroyed, a pending
+// refresh of it dropped, and the pair's record marked promoted. Every other member's pair of
+// each key is recalled in the same transaction: the previous holder's device made their phone
+// shares (d1·ρ) and still knows them, so the new holder grants them anew (and refreshes its
+// own pairs, which that device made too). A pair with a share refresh of its own pending is
+// refused (errPromotePending). actor is who promotes (audited); whether it may is the
+// caller's decision. with, if not nil, runs in the same transaction.
+func (s *Service) PromoteDelegations(ctx context.Context, actor authn.Caller, keyIDs []string, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
+	if err := firstError(checkDistinct(len(keyIDs), func(i int) (string, string) { return keyIDs[i], "" }), checkMember("member", memberUserID, memberDeviceID)); err != nil {
 		return err
 	}
-	id := delegateID(keyID, memberUserID, memberDeviceID)
-	rec, err := splitKeys.Read(ctx, s.deps.Store, keyID)
-	if errors.Is(err, store.ErrNotFound) {
-		return apierr.New(apierr.NotFound, "no key %q", keyID)
-	}
-	if err != nil {
-		return err
-	}
-	del, err := delegates.Read(ctx, s.deps.Store, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return apierr.New(apierr.NotFound, "no delegation of key %q for that member and device", keyID)
-	}
-	if err != nil {
-		return err
-	}
-	if rec.Status == statusRevoked {
-		return apierr.New(apierr.FailedPrecondition, "the key is revoked")
-	}
-	if del.Status != pairActive {
-		return apierr.New(apierr.FailedPrecondition, "only an accepted (active) delegated pair can be promoted")
-	}
-	if del.Pending != nil {
-		return errPromotePending
-	}
-	version := max(rec.ShareVersion, rec.GetPending().GetVersion()) + 1
-	raw, err := s.deps.Keyring.Unwrap(ctx, del.ShareWrapped, delegateAD(keyID, memberUserID, memberDeviceID, del.ShareVersion))
-	if err != nil {
-		return hsmError(err)
-	}
-	share, err := cosign.ParseServerShare(raw)
-	if err != nil {
-		clear(raw)
-		return fmt.Errorf("keys: stored delegated share of %s: %w", keyID, err)
-	}
-	share.Destroy()
-	wrapped, err := s.deps.Keyring.Wrap(ctx, raw, shareAD(keyID, version))
-	clear(raw)
-	if err != nil {
-		return hsmError(err)
-	}
-	var before holding
-	var recalled [][2]string // members whose pairs the promotion recalled
-	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		key, err := splitKeys.Get(tx, keyID)
+	prepared := make([]*preparedPromotion, len(keyIDs))
+	for i, keyID := range keyIDs {
+		p, err := s.preparePromotion(ctx, keyID, memberUserID, memberDeviceID)
 		if err != nil {
 			return err
 		}
-		pair, err := delegates.Get(tx, id)
-		if err != nil {
-			return err
-		}
-		if pair.Pending != nil {
-			return errPromotePending
-		}
-		if key.Status == statusRevoked || pair.Status != pairActive || pair.ShareVersion != del.ShareVersion ||
-			max(key.ShareVersion, key.GetPending().GetVersion())+1 != version {
-			return apierr.New(apierr.Aborted, "the key changed meanwhile; retry")
-		}
-		if wrapped, err = s.deps.Keyring.EnsureCurrent(ctx, wrapped, shareAD(keyID, version)); err != nil {
-			return hsmError(err)
-		}
-		before = holding{key: proto.Clone(key).(*storepb.SplitKey)}
-		clear(key.ShareWrapped)
-		if key.Pending != nil {
-			clear(key.Pending.ShareWrapped)
-			clear(key.Pending.OfferWrapped)
-		}
-		key.UserId, key.DeviceId = memberUserID, memberDeviceID
-		key.ShareVersion, key.ShareWrapped, key.Pending = version, wrapped, nil
-		key.PinVerifier, key.PinSalt, key.PinContext = pair.PinVerifier, pair.PinSalt, delegatePINContext(keyID, memberUserID, memberDeviceID)
-		key.PinFailures, key.LockedUntilUnixNano = pair.PinFailures, pair.LockedUntilUnixNano
-		key.Delegates = removeRef(key.Delegates, memberRef(memberUserID, memberDeviceID))
-		endPair(pair, pairPromoted, tx.Now())
-		recalled = recalled[:0]
-		for _, ref := range key.Delegates {
-			user, device, _ := strings.Cut(ref, "/")
-			other, err := delegates.Get(tx, delegateID(keyID, user, device))
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
+		prepared[i] = p
+	}
+	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		for _, p := range prepared {
+			if err := s.commitPromotion(ctx, tx, actor, p, memberUserID, memberDeviceID); err != nil {
 				return err
 			}
-			endPair(other, pairRecalled, tx.Now())
-			if err := delegates.Put(tx, delegateID(keyID, user, device), other); err != nil {
-				return err
-			}
-			d := pairDetails(other)
-			d["reason"] = "the key's holder changed"
-			if err := s.recordTx(tx, actor, keyID, "delegate.recall", nil, 1, "ok", d); err != nil {
-				return err
-			}
-			recalled = append(recalled, [2]string{user, device})
-		}
-		key.Delegates = nil
-		if err := splitKeys.Put(tx, keyID, key); err != nil {
-			return err
-		}
-		if err := delegates.Put(tx, id, pair); err != nil {
-			return err
-		}
-		if before.key.UserId != memberUserID {
-			k, _ := splitKeys.Key(keyID)
-			if err := tx.RemoveIndex(indexUserKeys, before.key.UserId, k); err != nil {
-				return err
-			}
-			if err := tx.AddIndex(indexUserKeys, memberUserID, k); err != nil {
-				return err
-			}
-		}
-		details := map[string]string{
-			"member_user": memberUserID, "member_device": memberDeviceID, "version": fmtVersion(version),
-			"previous_user": before.key.UserId, "previous_device": before.key.DeviceId,
-		}
-		if err := s.recordTx(tx, actor, keyID, "delegate.promote", nil, 1, "ok", details); err != nil {
-			return err
 		}
 		if with != nil {
 			return with(tx)
 		}
 		return nil
 	})
-	s.cache.invalidate(keyID)
-	if before.key != nil {
-		s.tickets.revokeHolder(keyID, before.key.UserId, before.key.DeviceId)
-	}
-	s.tickets.revokeHolder(keyID, memberUserID, memberDeviceID)
-	for _, m := range recalled {
-		s.tickets.revokeHolder(keyID, m[0], m[1])
+	for _, p := range prepared {
+		s.cache.invalidate(p.keyID)
+		if p.before != nil {
+			s.tickets.revokeHolder(p.keyID, p.before.UserId, p.before.DeviceId)
+		}
+		s.tickets.revokeHolder(p.keyID, memberUserID, memberDeviceID)
+		for _, m := range p.recalled {
+			s.tickets.revokeHolder(p.keyID, m[0], m[1])
+		}
 	}
 	return err
+}
+
+// preparePromotion checks one key's pair and rewraps its share as the key's next primary
+// share, outside the store.
+func (s *Service) preparePromotion(ctx context.Context, keyID, memberUserID, memberDeviceID string) (*preparedPromotion, error) {
+	if err := checkKeyID(keyID); err != nil {
+		return nil, err
+	}
+	rec, err := splitKeys.Read(ctx, s.deps.Store, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierr.New(apierr.NotFound, "no key %q", keyID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	del, err := delegates.Read(ctx, s.deps.Store, delegateID(keyID, memberUserID, memberDeviceID))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierr.New(apierr.NotFound, "no delegation of key %q for that member and device", keyID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.Status == statusRevoked {
+		return nil, apierr.New(apierr.FailedPrecondition, "key %s is revoked", keyID)
+	}
+	if del.Status != pairActive {
+		return nil, apierr.New(apierr.FailedPrecondition, "only an accepted (active) delegated pair can be promoted (key %s)", keyID)
+	}
+	if del.Pending != nil {
+		return nil, errPromotePending
+	}
+	version := max(rec.ShareVersion, rec.GetPending().GetVersion()) + 1
+	raw, err := s.deps.Keyring.Unwrap(ctx, del.ShareWrapped, delegateAD(keyID, memberUserID, memberDeviceID, del.ShareVersion))
+	if err != nil {
+		return nil, hsmError(err)
+	}
+	share, err := cosign.ParseServerShare(raw)
+	if err != nil {
+		clear(raw)
+		return nil, fmt.Errorf("keys: stored delegated share of %s: %w", keyID, err)
+	}
+	share.Destroy()
+	wrapped, err := s.deps.Keyring.Wrap(ctx, raw, shareAD(keyID, version))
+	clear(raw)
+	if err != nil {
+		return nil, hsmError(err)
+	}
+	return &preparedPromotion{keyID: keyID, pairVersion: del.ShareVersion, version: version, wrapped: wrapped}, nil
+}
+
+// commitPromotion promotes one pair inside tx, recalling the key's other pairs, with the
+// audit records.
+func (s *Service) commitPromotion(ctx context.Context, tx *store.Tx, actor authn.Caller, p *preparedPromotion, memberUserID, memberDeviceID string) error {
+	keyID, version := p.keyID, p.version
+	id := delegateID(keyID, memberUserID, memberDeviceID)
+	key, err := splitKeys.Get(tx, keyID)
+	if err != nil {
+		return err
+	}
+	pair, err := delegates.Get(tx, id)
+	if err != nil {
+		return err
+	}
+	if pair.Pending != nil {
+		return errPromotePending
+	}
+	if key.Status == statusRevoked || pair.Status != pairActive || pair.ShareVersion != p.pairVersion ||
+		max(key.ShareVersion, key.GetPending().GetVersion())+1 != version {
+		return apierr.New(apierr.Aborted, "key %s changed meanwhile; retry", keyID)
+	}
+	wrapped, err := s.deps.Keyring.EnsureCurrent(ctx, p.wrapped, shareAD(keyID, version))
+	if err != nil {
+		return hsmError(err)
+	}
+	before := proto.Clone(key).(*storepb.SplitKey)
+	clear(key.ShareWrapped)
+	if key.Pending != nil {
+		clear(key.Pending.ShareWrapped)
+		clear(key.Pending.OfferWrapped)
+	}
+	key.UserId, key.DeviceId = memberUserID, memberDeviceID
+	key.ShareVersion, key.ShareWrapped, key.Pending = version, wrapped, nil
+	key.PinVerifier, key.PinSalt, key.PinContext = pair.PinVerifier, pair.PinSalt, delegatePINContext(keyID, memberUserID, memberDeviceID)
+	key.PinFailures, key.LockedUntilUnixNano = pair.PinFailures, pair.LockedUntilUnixNano
+	key.Delegates = removeRef(key.Delegates, memberRef(memberUserID, memberDeviceID))
+	endPair(pair, pairPromoted, tx.Now())
+	p.recalled = p.recalled[:0]
+	for _, ref := range key.Delegates {
+		user, device, _ := strings.Cut(ref, "/")
+		other, err := delegates.Get(tx, delegateID(keyID, user, device))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		endPair(other, pairRecalled, tx.Now())
+		if err := delegates.Put(tx, delegateID(keyID, user, device), other); err != nil {
+			return err
+		}
+		d := pairDetails(other)
+		d["reason"] = "the key's holder changed"
+		if err := s.recordTx(tx, actor, keyID, "delegate.recall", nil, 1, "ok", d); err != nil {
+			return err
+		}
+		p.recalled = append(p.recalled, [2]string{user, device})
+	}
+	key.Delegates = nil
+	if err := splitKeys.Put(tx, keyID, key); err != nil {
+		return err
+	}
+	if err := delegates.Put(tx, id, pair); err != nil {
+		return err
+	}
+	if before.UserId != memberUserID {
+		k, _ := splitKeys.Key(keyID)
+		if err := tx.RemoveIndex(indexUserKeys, before.UserId, k); err != nil {
+			return err
+		}
+		if err := tx.AddIndex(indexUserKeys, memberUserID, k); err != nil {
+			return err
+		}
+	}
+	p.before = before
+	details := map[string]string{
+		"member_user": memberUserID, "member_device": memberDeviceID, "version": fmtVersion(version),
+		"previous_user": before.UserId, "previous_device": before.DeviceId,
+	}
+	return s.recordTx(tx, actor, keyID, "delegate.promote", nil, 1, "ok", details)
 }
 
 // answeredChallenge records, with its audit record, the r of a pending pair's answer to its

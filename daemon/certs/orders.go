@@ -48,7 +48,7 @@ func (s *Service) Apply(ctx context.Context, caller authn.Caller, req *hufuv1.Ap
 			return nil, apierr.New(apierr.FailedPrecondition, "only a cancelled order can be re-ordered")
 		}
 	}
-	if err := requirePair(req); err != nil {
+	if err := requirePair(req.GetKeyId(), req.GetEncryptionKeyId()); err != nil {
 		return nil, err
 	}
 	return s.apply(ctx, caller, application{
@@ -69,6 +69,10 @@ type EnterpriseApplication struct {
 	Regions       []string
 	CSR           []byte
 	Authorisation *hufuv1.Authorisation
+	// The encryption certificate's key and CSR: a claim issues a pair, as a person's
+	// application does (ApplyCertificateRequest.encryption_key_id).
+	EncryptionKeyID string
+	EncryptionCSR   []byte
 	// The enterprise: its checked USCC and name.
 	USCC, Name string
 	// With writes the claim's own records in the transaction that creates the order.
@@ -76,10 +80,15 @@ type EnterpriseApplication struct {
 }
 
 // ApplyEnterprise submits an enterprise certificate application: an order of kind
-// ENTERPRISE_CLAIM in review, whose payment issues the certificate to the enterprise (O and
-// CN its name, SERIALNUMBER its USCC) and completes the claim (SetEnterpriseClaims).
+// ENTERPRISE_CLAIM in review, whose payment issues the certificate pair to the enterprise (O
+// and CN its name, SERIALNUMBER its USCC) and completes the claim (SetEnterpriseClaims). The
+// pair is checked as a person's (requirePair, checkEncryptionKey).
 func (s *Service) ApplyEnterprise(ctx context.Context, caller authn.Caller, a EnterpriseApplication) (*storepb.Order, error) {
+	if err := requirePair(a.KeyID, a.EncryptionKeyID); err != nil {
+		return nil, err
+	}
 	return s.apply(ctx, caller, application{
+		encKeyID: a.EncryptionKeyID, encCSR: a.EncryptionCSR,
 		requestID: a.RequestID, keyID: a.KeyID, caID: a.CAID, years: a.ValidityYears, platforms: a.Platforms,
 		extraRegions: a.Regions, csr: a.CSR, authorisation: a.Authorisation, kind: hufuv1.OrderKind_ORDER_KIND_ENTERPRISE_CLAIM,
 		certKind: certKindEnterprise, uscc: a.USCC, subject: a.Name, with: a.With,
@@ -97,8 +106,7 @@ type application struct {
 	kind                   hufuv1.OrderKind
 	certKind               string
 	reorderedFrom          string
-	// The encryption certificate's key and CSR of a pair application; empty for an
-	// enterprise claim, which still certifies one key.
+	// The encryption certificate's key and CSR of a pair application.
 	encKeyID string
 	encCSR   []byte
 	// An enterprise's USCC and name; a person's subject is their verified identity.

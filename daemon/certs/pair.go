@@ -31,7 +31,8 @@ type certified struct {
 }
 
 // orderCertifies lists what an order certifies, signing first: the pair of a pair
-// application, or the one key of an order made before pairs (and of an enterprise claim).
+// application (a person's or an enterprise claim), or the one key of an order made before
+// pairs.
 func orderCertifies(o *storepb.Order) []certified {
 	if o.EncryptionKeyId == "" {
 		return []certified{{keyID: o.KeyId, csr: o.Csr}}
@@ -43,13 +44,13 @@ func orderCertifies(o *storepb.Order) []certified {
 }
 
 // requirePair refuses an application that does not name its encryption key: every new
-// application issues a pair. A client made before pairs gets this error, not a single
-// certificate it would then use for both.
-func requirePair(req *hufuv1.ApplyCertificateRequest) error {
+// application, a person's or an enterprise claim, issues a pair. A client made before pairs
+// gets this error, not a single certificate it would then use for both.
+func requirePair(keyID, encKeyID string) error {
 	switch {
-	case req.GetEncryptionKeyId() == "":
+	case encKeyID == "":
 		return apierr.Invalidf("encryption_key_id", "an application certifies a pair of split keys: key_id for the signing certificate and a second key, made the same way, for the encryption certificate, with its CSR (encryption_csr); clients made before certificate pairs must be updated")
-	case req.GetEncryptionKeyId() == req.GetKeyId():
+	case encKeyID == keyID:
 		return apierr.Invalidf("encryption_key_id", "must be a key other than key_id: the signing and the encryption certificate are on two distinct keys")
 	}
 	return nil

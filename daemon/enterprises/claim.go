@@ -205,6 +205,7 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *hufuv1.Cl
 	o, err := s.deps.Certs.ApplyEnterprise(ctx, caller, certs.EnterpriseApplication{
 		RequestID: req.GetRequestId(), KeyID: req.GetKeyId(), CAID: req.GetCaId(), ValidityYears: req.GetValidityYears(),
 		Platforms: req.GetPlatforms(), Regions: req.GetRoamingRegions(), CSR: req.GetCsr(), Authorisation: req.GetAuthorisation(),
+		EncryptionKeyID: req.GetEncryptionKeyId(), EncryptionCSR: req.GetEncryptionCsr(),
 		USCC: e.Uscc, Name: e.Name,
 		With: func(tx *store.Tx, o *storepb.Order) error {
 			if err := s.ensureCurrent(ctx, e); err != nil {
@@ -228,7 +229,7 @@ func (s *Service) Claim(ctx context.Context, caller authn.Caller, req *hufuv1.Cl
 			if err := fileSealed(tx, claimID(e.Uscc, o.Id)); err != nil {
 				return err
 			}
-			return audit(tx, caller, "claim.submit", e.Uscc, map[string]string{"order": o.Id, "key": o.KeyId, "licence_sha256": id})
+			return audit(tx, caller, "claim.submit", e.Uscc, map[string]string{"order": o.Id, "key": o.KeyId, "encryption_key": o.EncryptionKeyId, "licence_sha256": id})
 		},
 	})
 	if err == nil {
@@ -375,6 +376,9 @@ func (s *Service) EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c 
 	}
 	e = cl.Enterprise
 	e.AdminUserId, e.AdminClaimed, e.KeyId, e.CertSerial, e.UpdatedUnixNano = o.UserId, true, o.KeyId, c.Serial, tx.Now().UnixNano()
+	// The pair's encryption key ("" for an order made before pairs): bid files are encrypted
+	// to its certificate, and delegation covers it with the signing key.
+	e.EncryptionKeyId = o.EncryptionKeyId
 	if err := enterprises.Put(tx, infoID(e.Uscc), e); err != nil {
 		return err
 	}
@@ -404,7 +408,8 @@ func (s *Service) EnterpriseCertificateIssued(tx *store.Tx, o *storepb.Order, c 
 		return err
 	}
 	return tx.Audit(store.Event{Actor: "user:" + o.UserId, Action: "enterprise.claim", Subject: key(infoID(e.Uscc)), Outcome: store.OutcomeOK,
-		Details: map[string]string{"order": o.Id, "key": o.KeyId, "serial": c.Serial, "admin": o.UserId}})
+		Details: map[string]string{"order": o.Id, "key": o.KeyId, "encryption_key": o.EncryptionKeyId, "serial": c.Serial,
+			"encryption_serial": c.PairSerial, "admin": o.UserId}})
 }
 
 var _ certs.Enterprises = (*Service)(nil)

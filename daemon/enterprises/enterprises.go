@@ -93,14 +93,16 @@ type Certs interface {
 // pairs.
 type Keys interface {
 	OwnedKey(ctx context.Context, caller authn.Caller, keyID string) (*storepb.SplitKey, error)
-	GrantDelegation(ctx context.Context, caller authn.Caller, keyID string, cred keys.Credential, memberUserID, memberDeviceID string,
-		grant, envelope []byte, scope []string, with func(tx *store.Tx) error) (*storepb.DelegatedShare, []byte, error)
+	// The delegation operations take every enterprise key (signing, then encryption) and
+	// commit them in one transaction with the enterprise's records (with).
+	GrantDelegations(ctx context.Context, caller authn.Caller, memberUserID, memberDeviceID string, grants []keys.KeyGrant,
+		scope []string, with func(tx *store.Tx) error) ([]*storepb.DelegatedShare, error)
 	// DelegationOffer returns the caller device's pending pair, the key's public key, P2′
 	// and the challenge.
 	DelegationOffer(ctx context.Context, caller authn.Caller, keyID string) (*storepb.DelegatedShare, []byte, []byte, []byte, error)
-	AcceptDelegation(ctx context.Context, caller authn.Caller, keyID, pin string, confirmation []byte, with func(tx *store.Tx) error) error
-	RecallDelegation(ctx context.Context, actor authn.Caller, keyID, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error
-	PromoteDelegation(ctx context.Context, actor authn.Caller, keyID, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error
+	AcceptDelegations(ctx context.Context, caller authn.Caller, accepts []keys.KeyAcceptance, with func(tx *store.Tx) error) error
+	RecallDelegations(ctx context.Context, actor authn.Caller, keyIDs []string, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error
+	PromoteDelegations(ctx context.Context, actor authn.Caller, keyIDs []string, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error
 	ListDelegations(ctx context.Context, keyID string) ([]*storepb.DelegatedShare, error)
 }
 

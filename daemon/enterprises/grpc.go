@@ -38,7 +38,7 @@ func (s *Service) enterprisePB(ctx context.Context, e *storepb.Enterprise) *hufu
 		LegalRepIdType: hufuv1.IdType(e.GetLegalRep().GetIdType()), LegalRepIdMasked: e.GetLegalRep().GetIdNumberMasked(),
 		LegalRepPhoneMasked: e.GetLegalRep().GetPhoneMasked(), LicenceValidUntil: hufuv1.Timestamp(e.LicenceValidUntilUnixNano),
 		LicenceSha256: e.LicenceAttachment, Platforms: e.Platforms, AdminClaimed: e.AdminClaimed, KeyId: e.KeyId,
-		CertSerial: e.CertSerial, CreatedAt: hufuv1.Timestamp(e.CreatedUnixNano),
+		CertSerial: e.CertSerial, CreatedAt: hufuv1.Timestamp(e.CreatedUnixNano), EncryptionKeyId: e.EncryptionKeyId,
 	}
 	if u, err := s.deps.Accounts.VerifiedUser(ctx, e.AdminUserId); err == nil {
 		out.AdminName = u.Identity.GetName()
@@ -68,7 +68,7 @@ func recordPB(r *storepb.AuthorisationRecord) *hufuv1.AuthorisationRecord {
 		return nil
 	}
 	return &hufuv1.AuthorisationRecord{Id: r.Id, Action: r.Action, ByUserId: r.ByUserId, MemberUserId: r.MemberUserId,
-		MemberDeviceId: r.MemberDeviceId, Scope: r.Scope, KeyId: r.KeyId, Time: hufuv1.Timestamp(r.TimeUnixNano)}
+		MemberDeviceId: r.MemberDeviceId, Scope: r.Scope, KeyId: r.KeyId, EncryptionKeyId: r.EncryptionKeyId, Time: hufuv1.Timestamp(r.TimeUnixNano)}
 }
 
 func (v server) SearchEnterprises(ctx context.Context, req *hufuv1.SearchEnterprisesRequest) (*hufuv1.SearchEnterprisesResponse, error) {
@@ -236,12 +236,20 @@ func (v server) RegisterDevice(ctx context.Context, req *hufuv1.RegisterDeviceRe
 }
 
 func (v server) GrantDelegation(ctx context.Context, req *hufuv1.GrantDelegationRequest) (*hufuv1.GrantDelegationResponse, error) {
-	cred := keys.Credential{Ticket: req.GetCredential().GetTicket(), PIN: req.GetCredential().GetPin()}
-	r, err := v.s.Grant(ctx, authn.CallerFrom(ctx), req.GetUscc(), req.GetMemberUserId(), cred, req.GetGrant(), req.GetEnvelope(), req.GetScope())
+	sign := keys.KeyGrant{Cred: credential(req.GetCredential()), Grant: req.GetGrant(), Envelope: req.GetEnvelope()}
+	var encryption *keys.KeyGrant
+	if enc := req.GetEncryption(); enc != nil {
+		encryption = &keys.KeyGrant{Cred: credential(enc.GetCredential()), Grant: enc.GetGrant(), Envelope: enc.GetEnvelope()}
+	}
+	r, err := v.s.Grant(ctx, authn.CallerFrom(ctx), req.GetUscc(), req.GetMemberUserId(), sign, encryption, req.GetScope())
 	if err != nil {
 		return nil, err
 	}
 	return &hufuv1.GrantDelegationResponse{Record: recordPB(r)}, nil
+}
+
+func credential(c *hufuv1.Credential) keys.Credential {
+	return keys.Credential{Ticket: c.GetTicket(), PIN: c.GetPin()}
 }
 
 func (v server) GetDelegationOffer(ctx context.Context, req *hufuv1.GetDelegationOfferRequest) (*hufuv1.GetDelegationOfferResponse, error) {
@@ -250,13 +258,19 @@ func (v server) GetDelegationOffer(ctx context.Context, req *hufuv1.GetDelegatio
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.GetDelegationOfferResponse{KeyId: o.KeyID, PublicKey: o.PublicKey, P2: o.P2, Challenge: o.Challenge,
+	out := &hufuv1.GetDelegationOfferResponse{KeyId: o.KeyID, PublicKey: o.PublicKey, P2: o.P2, Challenge: o.Challenge,
 		Envelope: o.Pair.GetEnvelope(), Context: cosign.DelegationContext(o.KeyID, caller.UserID, caller.DeviceID),
-		ShareVersion: o.Pair.GetShareVersion()}, nil
+		ShareVersion: o.Pair.GetShareVersion()}
+	if enc := o.Encryption; enc != nil {
+		out.Encryption = &hufuv1.DelegationKeyOffer{KeyId: enc.KeyID, PublicKey: enc.PublicKey, P2: enc.P2, Challenge: enc.Challenge,
+			Envelope: enc.Pair.GetEnvelope(), Context: cosign.DelegationContext(enc.KeyID, caller.UserID, caller.DeviceID),
+			ShareVersion: enc.Pair.GetShareVersion()}
+	}
+	return out, nil
 }
 
 func (v server) AcceptDelegation(ctx context.Context, req *hufuv1.AcceptDelegationRequest) (*hufuv1.AcceptDelegationResponse, error) {
-	r, err := v.s.Accept(ctx, authn.CallerFrom(ctx), req.GetUscc(), req.GetPin(), req.GetConfirmation())
+	r, err := v.s.Accept(ctx, authn.CallerFrom(ctx), req.GetUscc(), req.GetPin(), req.GetConfirmation(), req.GetEncryptionPin(), req.GetEncryptionConfirmation())
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +315,15 @@ func (v server) AcceptAdminTransfer(ctx context.Context, req *hufuv1.AcceptAdmin
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.AcceptAdminTransferResponse{Enterprise: v.s.enterprisePB(ctx, e), ShareVersion: key.ShareVersion}, nil
+	out := &hufuv1.AcceptAdminTransferResponse{Enterprise: v.s.enterprisePB(ctx, e), ShareVersion: key.ShareVersion}
+	if e.EncryptionKeyId != "" {
+		enc, err := v.s.deps.Keys.OwnedKey(ctx, caller, e.EncryptionKeyId)
+		if err != nil {
+			return nil, err
+		}
+		out.EncryptionShareVersion = enc.ShareVersion
+	}
+	return out, nil
 }
 
 //go:embed templates

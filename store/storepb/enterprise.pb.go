@@ -54,9 +54,13 @@ type Enterprise struct {
 	// How the administrator became one: "claim" or "transfer".
 	AdminVia string `protobuf:"bytes,15,opt,name=admin_via,json=adminVia,proto3" json:"admin_via,omitempty"`
 	// The enterprise key's public key (65-byte point), once claimed.
-	PublicKey     []byte `protobuf:"bytes,16,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"` // Next field: 17
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PublicKey []byte `protobuf:"bytes,16,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The key of the enterprise's encryption certificate, the second key of the certificate
+	// pair a claim issues (key_id certifies signing); "" for an enterprise claimed before
+	// certificate pairs, whose one key signs and decrypts.
+	EncryptionKeyId string `protobuf:"bytes,17,opt,name=encryption_key_id,json=encryptionKeyId,proto3" json:"encryption_key_id,omitempty"` // Next field: 18
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Enterprise) Reset() {
@@ -199,6 +203,13 @@ func (x *Enterprise) GetPublicKey() []byte {
 		return x.PublicKey
 	}
 	return nil
+}
+
+func (x *Enterprise) GetEncryptionKeyId() string {
+	if x != nil {
+		return x.EncryptionKeyId
+	}
+	return ""
 }
 
 // LegalRepresentative is the enterprise's 法定代表人. The ID number and phone number are
@@ -718,11 +729,14 @@ type AuthorisationRecord struct {
 	MemberUserId   string `protobuf:"bytes,5,opt,name=member_user_id,json=memberUserId,proto3" json:"member_user_id,omitempty"`
 	MemberDeviceId string `protobuf:"bytes,6,opt,name=member_device_id,json=memberDeviceId,proto3" json:"member_device_id,omitempty"`
 	// "certificate" and/or "seal:<seal id>".
-	Scope         []string `protobuf:"bytes,7,rep,name=scope,proto3" json:"scope,omitempty"`
-	KeyId         string   `protobuf:"bytes,8,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	TimeUnixNano  int64    `protobuf:"varint,9,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"` // Next field: 10
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Scope        []string `protobuf:"bytes,7,rep,name=scope,proto3" json:"scope,omitempty"`
+	KeyId        string   `protobuf:"bytes,8,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	TimeUnixNano int64    `protobuf:"varint,9,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	// The enterprise's encryption key, whose pair the action covered with key_id's; "" for an
+	// enterprise with one key.
+	EncryptionKeyId string `protobuf:"bytes,10,opt,name=encryption_key_id,json=encryptionKeyId,proto3" json:"encryption_key_id,omitempty"` // Next field: 11
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AuthorisationRecord) Reset() {
@@ -818,6 +832,13 @@ func (x *AuthorisationRecord) GetTimeUnixNano() int64 {
 	return 0
 }
 
+func (x *AuthorisationRecord) GetEncryptionKeyId() string {
+	if x != nil {
+		return x.EncryptionKeyId
+	}
+	return ""
+}
+
 // AdminTransfer is an administrator transfer (转移) waiting for the new administrator's
 // consent, at e/<uscc>/admin-transfer.
 type AdminTransfer struct {
@@ -900,7 +921,7 @@ var File_hufu_store_v1_enterprise_proto protoreflect.FileDescriptor
 
 const file_hufu_store_v1_enterprise_proto_rawDesc = "" +
 	"\n" +
-	"\x1ehufu/store/v1/enterprise.proto\x12\rhufu.store.v1\"\xca\x04\n" +
+	"\x1ehufu/store/v1/enterprise.proto\x12\rhufu.store.v1\"\xf6\x04\n" +
 	"\n" +
 	"Enterprise\x12\x12\n" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\x12\x12\n" +
@@ -921,7 +942,8 @@ const file_hufu_store_v1_enterprise_proto_rawDesc = "" +
 	"\x11updated_unix_nano\x18\x0e \x01(\x03R\x0fupdatedUnixNano\x12\x1b\n" +
 	"\tadmin_via\x18\x0f \x01(\tR\badminVia\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x10 \x01(\fR\tpublicKey\"\xe0\x01\n" +
+	"public_key\x18\x10 \x01(\fR\tpublicKey\x12*\n" +
+	"\x11encryption_key_id\x18\x11 \x01(\tR\x0fencryptionKeyId\"\xe0\x01\n" +
 	"\x13LegalRepresentative\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
 	"\aid_type\x18\x02 \x01(\x05R\x06idType\x12*\n" +
@@ -970,7 +992,7 @@ const file_hufu_store_v1_enterprise_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12*\n" +
 	"\x11expires_unix_nano\x18\x05 \x01(\x03R\x0fexpiresUnixNano\x12\x18\n" +
 	"\arevoked\x18\x06 \x01(\bR\arevoked\x12\x12\n" +
-	"\x04uses\x18\a \x01(\rR\x04uses\"\x92\x02\n" +
+	"\x04uses\x18\a \x01(\rR\x04uses\"\xbe\x02\n" +
 	"\x13AuthorisationRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04uscc\x18\x02 \x01(\tR\x04uscc\x12\x16\n" +
@@ -981,7 +1003,9 @@ const file_hufu_store_v1_enterprise_proto_rawDesc = "" +
 	"\x10member_device_id\x18\x06 \x01(\tR\x0ememberDeviceId\x12\x14\n" +
 	"\x05scope\x18\a \x03(\tR\x05scope\x12\x15\n" +
 	"\x06key_id\x18\b \x01(\tR\x05keyId\x12$\n" +
-	"\x0etime_unix_nano\x18\t \x01(\x03R\ftimeUnixNano\"\xbb\x01\n" +
+	"\x0etime_unix_nano\x18\t \x01(\x03R\ftimeUnixNano\x12*\n" +
+	"\x11encryption_key_id\x18\n" +
+	" \x01(\tR\x0fencryptionKeyId\"\xbb\x01\n" +
 	"\rAdminTransfer\x12\x12\n" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\x12 \n" +
 	"\ffrom_user_id\x18\x02 \x01(\tR\n" +

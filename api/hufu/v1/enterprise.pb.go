@@ -479,10 +479,15 @@ type Enterprise struct {
 	KeyId        string `protobuf:"bytes,13,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	CertSerial   string `protobuf:"bytes,14,opt,name=cert_serial,json=certSerial,proto3" json:"cert_serial,omitempty"`
 	// The enterprise's public key (65-byte point), once claimed.
-	PublicKey     []byte                 `protobuf:"bytes,15,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"` // Next field: 17
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PublicKey []byte                 `protobuf:"bytes,15,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The key of the enterprise's encryption certificate: a claim issues a pair, a signing
+	// certificate on key_id (cert_serial) and an encryption certificate on this key, which
+	// bid files are encrypted to. "" for an enterprise claimed before certificate pairs,
+	// whose one key signs and decrypts.
+	EncryptionKeyId string `protobuf:"bytes,17,opt,name=encryption_key_id,json=encryptionKeyId,proto3" json:"encryption_key_id,omitempty"` // Next field: 18
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Enterprise) Reset() {
@@ -625,6 +630,13 @@ func (x *Enterprise) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *Enterprise) GetEncryptionKeyId() string {
+	if x != nil {
+		return x.EncryptionKeyId
+	}
+	return ""
 }
 
 type Member struct {
@@ -925,9 +937,15 @@ type ClaimEnterpriseRequest struct {
 	Join bool `protobuf:"varint,10,opt,name=join,proto3" json:"join,omitempty"`
 	// The attachments the CA requires beyond the letter (GetLetterTemplate lists their
 	// names): each PNG, JPEG or PDF, at most 5 MiB.
-	Attachments   []*NamedAttachment `protobuf:"bytes,11,rep,name=attachments,proto3" json:"attachments,omitempty"` // Next field: 12
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attachments []*NamedAttachment `protobuf:"bytes,11,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	// The claim certifies a pair, as a person's application (ApplyCertificateRequest): key_id
+	// for the signing certificate and this second split key, made on this device the same
+	// way and distinct from key_id, for the encryption certificate, with a CSR it signed.
+	// Both are required.
+	EncryptionKeyId string `protobuf:"bytes,12,opt,name=encryption_key_id,json=encryptionKeyId,proto3" json:"encryption_key_id,omitempty"`
+	EncryptionCsr   []byte `protobuf:"bytes,13,opt,name=encryption_csr,json=encryptionCsr,proto3" json:"encryption_csr,omitempty"` // Next field: 14
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ClaimEnterpriseRequest) Reset() {
@@ -1033,6 +1051,20 @@ func (x *ClaimEnterpriseRequest) GetJoin() bool {
 func (x *ClaimEnterpriseRequest) GetAttachments() []*NamedAttachment {
 	if x != nil {
 		return x.Attachments
+	}
+	return nil
+}
+
+func (x *ClaimEnterpriseRequest) GetEncryptionKeyId() string {
+	if x != nil {
+		return x.EncryptionKeyId
+	}
+	return ""
+}
+
+func (x *ClaimEnterpriseRequest) GetEncryptionCsr() []byte {
+	if x != nil {
+		return x.EncryptionCsr
 	}
 	return nil
 }
@@ -2578,8 +2610,13 @@ type GrantDelegationRequest struct {
 	Grant []byte `protobuf:"bytes,4,opt,name=grant,proto3" json:"grant,omitempty"`
 	// cosign delegation envelope: d1·ρ sealed to the member's registered device key.
 	Envelope []byte `protobuf:"bytes,5,opt,name=envelope,proto3" json:"envelope,omitempty"`
-	// What the member may use: "certificate" (sign and decrypt with the enterprise key).
-	Scope         []string `protobuf:"bytes,6,rep,name=scope,proto3" json:"scope,omitempty"` // Next field: 7
+	// What the member may use: "certificate" (sign with the enterprise signing key, decrypt
+	// with its encryption key).
+	Scope []string `protobuf:"bytes,6,rep,name=scope,proto3" json:"scope,omitempty"`
+	// The same for the enterprise's encryption key (Enterprise.encryption_key_id), with its
+	// own ρ, envelope and credential: required when the enterprise has an encryption key,
+	// refused when it has none. Both pairs are granted in one transaction or neither.
+	Encryption    *DelegationKeyGrant `protobuf:"bytes,7,opt,name=encryption,proto3" json:"encryption,omitempty"` // Next field: 8
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2656,6 +2693,79 @@ func (x *GrantDelegationRequest) GetScope() []string {
 	return nil
 }
 
+func (x *GrantDelegationRequest) GetEncryption() *DelegationKeyGrant {
+	if x != nil {
+		return x.Encryption
+	}
+	return nil
+}
+
+// DelegationKeyGrant is the grant of one more enterprise key, made as the request's own
+// grant, envelope and credential are for the signing key.
+type DelegationKeyGrant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's credential of the administrator's device (normally the same PIN, but each
+	// key has its own).
+	Credential *Credential `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	// cosign delegation grant (ρ) for the appliance: a ρ of its own, never the signing key's.
+	Grant []byte `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	// cosign delegation envelope: that key's d1·ρ sealed to the member's registered device key.
+	Envelope      []byte `protobuf:"bytes,3,opt,name=envelope,proto3" json:"envelope,omitempty"` // Next field: 4
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelegationKeyGrant) Reset() {
+	*x = DelegationKeyGrant{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelegationKeyGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelegationKeyGrant) ProtoMessage() {}
+
+func (x *DelegationKeyGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelegationKeyGrant.ProtoReflect.Descriptor instead.
+func (*DelegationKeyGrant) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DelegationKeyGrant) GetCredential() *Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
+func (x *DelegationKeyGrant) GetGrant() []byte {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *DelegationKeyGrant) GetEnvelope() []byte {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
 type GrantDelegationResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Record        *AuthorisationRecord   `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"` // Next field: 2
@@ -2665,7 +2775,7 @@ type GrantDelegationResponse struct {
 
 func (x *GrantDelegationResponse) Reset() {
 	*x = GrantDelegationResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2787,7 @@ func (x *GrantDelegationResponse) String() string {
 func (*GrantDelegationResponse) ProtoMessage() {}
 
 func (x *GrantDelegationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[38]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2800,7 @@ func (x *GrantDelegationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantDelegationResponse.ProtoReflect.Descriptor instead.
 func (*GrantDelegationResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{38}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GrantDelegationResponse) GetRecord() *AuthorisationRecord {
@@ -2709,7 +2819,7 @@ type GetDelegationOfferRequest struct {
 
 func (x *GetDelegationOfferRequest) Reset() {
 	*x = GetDelegationOfferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +2831,7 @@ func (x *GetDelegationOfferRequest) String() string {
 func (*GetDelegationOfferRequest) ProtoMessage() {}
 
 func (x *GetDelegationOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[39]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +2844,7 @@ func (x *GetDelegationOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDelegationOfferRequest.ProtoReflect.Descriptor instead.
 func (*GetDelegationOfferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{39}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetDelegationOfferRequest) GetUscc() string {
@@ -2757,14 +2867,17 @@ type GetDelegationOfferResponse struct {
 	// computes its own and must not trust this one.
 	Context []byte `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"`
 	// The version of the pair's server share (SignResponse.share_version answers with it).
-	ShareVersion  uint32 `protobuf:"varint,7,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"` // Next field: 8
+	ShareVersion uint32 `protobuf:"varint,7,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"`
+	// The pending pair of the enterprise's encryption key, to accept with this one; unset for
+	// an enterprise with one key.
+	Encryption    *DelegationKeyOffer `protobuf:"bytes,8,opt,name=encryption,proto3" json:"encryption,omitempty"` // Next field: 9
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetDelegationOfferResponse) Reset() {
 	*x = GetDelegationOfferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +2889,7 @@ func (x *GetDelegationOfferResponse) String() string {
 func (*GetDelegationOfferResponse) ProtoMessage() {}
 
 func (x *GetDelegationOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[40]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +2902,7 @@ func (x *GetDelegationOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDelegationOfferResponse.ProtoReflect.Descriptor instead.
 func (*GetDelegationOfferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{40}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetDelegationOfferResponse) GetKeyId() string {
@@ -2841,20 +2954,131 @@ func (x *GetDelegationOfferResponse) GetShareVersion() uint32 {
 	return 0
 }
 
+func (x *GetDelegationOfferResponse) GetEncryption() *DelegationKeyOffer {
+	if x != nil {
+		return x.Encryption
+	}
+	return nil
+}
+
+// DelegationKeyOffer is the offer of one more enterprise key's pair, as the response's own
+// fields are for the signing key.
+type DelegationKeyOffer struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	KeyId     string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	PublicKey []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// P2′ = d2′⁻¹·G of this key's pair.
+	P2 []byte `protobuf:"bytes,3,opt,name=p2,proto3" json:"p2,omitempty"`
+	// The digest to sign with this key's new pair.
+	Challenge []byte `protobuf:"bytes,4,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	Envelope  []byte `protobuf:"bytes,5,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// cosign.DelegationContext of this key: recompute, do not trust.
+	Context       []byte `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"`
+	ShareVersion  uint32 `protobuf:"varint,7,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"` // Next field: 8
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelegationKeyOffer) Reset() {
+	*x = DelegationKeyOffer{}
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelegationKeyOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelegationKeyOffer) ProtoMessage() {}
+
+func (x *DelegationKeyOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelegationKeyOffer.ProtoReflect.Descriptor instead.
+func (*DelegationKeyOffer) Descriptor() ([]byte, []int) {
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *DelegationKeyOffer) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *DelegationKeyOffer) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *DelegationKeyOffer) GetP2() []byte {
+	if x != nil {
+		return x.P2
+	}
+	return nil
+}
+
+func (x *DelegationKeyOffer) GetChallenge() []byte {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
+}
+
+func (x *DelegationKeyOffer) GetEnvelope() []byte {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *DelegationKeyOffer) GetContext() []byte {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+func (x *DelegationKeyOffer) GetShareVersion() uint32 {
+	if x != nil {
+		return x.ShareVersion
+	}
+	return 0
+}
+
 type AcceptDelegationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Uscc  string                 `protobuf:"bytes,1,opt,name=uscc,proto3" json:"uscc,omitempty"`
 	// The member's own certificate PIN for this pair: 6 digits.
 	Pin string `protobuf:"bytes,2,opt,name=pin,proto3" json:"pin,omitempty"`
 	// cosign Signature (64 bytes r ‖ s) on the challenge, made with the new pair.
-	Confirmation  []byte `protobuf:"bytes,3,opt,name=confirmation,proto3" json:"confirmation,omitempty"` // Next field: 4
+	Confirmation []byte `protobuf:"bytes,3,opt,name=confirmation,proto3" json:"confirmation,omitempty"`
+	// The signature on the encryption key's challenge made with its new pair: required when
+	// the offer has an encryption part. Both pairs are accepted in one transaction.
+	EncryptionConfirmation []byte `protobuf:"bytes,4,opt,name=encryption_confirmation,json=encryptionConfirmation,proto3" json:"encryption_confirmation,omitempty"`
+	// The member's PIN for the encryption key's pair; empty means the same PIN as pin (the
+	// usual case: one PIN for the enterprise certificate pair). Each pair keeps its own
+	// verifier and lockout either way.
+	EncryptionPin string `protobuf:"bytes,5,opt,name=encryption_pin,json=encryptionPin,proto3" json:"encryption_pin,omitempty"` // Next field: 6
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AcceptDelegationRequest) Reset() {
 	*x = AcceptDelegationRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +3090,7 @@ func (x *AcceptDelegationRequest) String() string {
 func (*AcceptDelegationRequest) ProtoMessage() {}
 
 func (x *AcceptDelegationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[41]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +3103,7 @@ func (x *AcceptDelegationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptDelegationRequest.ProtoReflect.Descriptor instead.
 func (*AcceptDelegationRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{41}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AcceptDelegationRequest) GetUscc() string {
@@ -2903,6 +3127,20 @@ func (x *AcceptDelegationRequest) GetConfirmation() []byte {
 	return nil
 }
 
+func (x *AcceptDelegationRequest) GetEncryptionConfirmation() []byte {
+	if x != nil {
+		return x.EncryptionConfirmation
+	}
+	return nil
+}
+
+func (x *AcceptDelegationRequest) GetEncryptionPin() string {
+	if x != nil {
+		return x.EncryptionPin
+	}
+	return ""
+}
+
 type AcceptDelegationResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Record        *AuthorisationRecord   `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"` // Next field: 2
@@ -2912,7 +3150,7 @@ type AcceptDelegationResponse struct {
 
 func (x *AcceptDelegationResponse) Reset() {
 	*x = AcceptDelegationResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2924,7 +3162,7 @@ func (x *AcceptDelegationResponse) String() string {
 func (*AcceptDelegationResponse) ProtoMessage() {}
 
 func (x *AcceptDelegationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[42]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2937,7 +3175,7 @@ func (x *AcceptDelegationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptDelegationResponse.ProtoReflect.Descriptor instead.
 func (*AcceptDelegationResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{42}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AcceptDelegationResponse) GetRecord() *AuthorisationRecord {
@@ -2957,7 +3195,7 @@ type RecallDelegationRequest struct {
 
 func (x *RecallDelegationRequest) Reset() {
 	*x = RecallDelegationRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3207,7 @@ func (x *RecallDelegationRequest) String() string {
 func (*RecallDelegationRequest) ProtoMessage() {}
 
 func (x *RecallDelegationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[43]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3220,7 @@ func (x *RecallDelegationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallDelegationRequest.ProtoReflect.Descriptor instead.
 func (*RecallDelegationRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{43}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RecallDelegationRequest) GetUscc() string {
@@ -3008,7 +3246,7 @@ type RecallDelegationResponse struct {
 
 func (x *RecallDelegationResponse) Reset() {
 	*x = RecallDelegationResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3020,7 +3258,7 @@ func (x *RecallDelegationResponse) String() string {
 func (*RecallDelegationResponse) ProtoMessage() {}
 
 func (x *RecallDelegationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[44]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3033,7 +3271,7 @@ func (x *RecallDelegationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallDelegationResponse.ProtoReflect.Descriptor instead.
 func (*RecallDelegationResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{44}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RecallDelegationResponse) GetRecord() *AuthorisationRecord {
@@ -3053,14 +3291,17 @@ type AuthorisationRecord struct {
 	MemberDeviceId string                 `protobuf:"bytes,5,opt,name=member_device_id,json=memberDeviceId,proto3" json:"member_device_id,omitempty"`
 	Scope          []string               `protobuf:"bytes,6,rep,name=scope,proto3" json:"scope,omitempty"`
 	KeyId          string                 `protobuf:"bytes,7,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	Time           *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"` // Next field: 9
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Time           *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	// The enterprise's encryption key, whose pair the action covered with key_id's; "" for an
+	// enterprise with one key.
+	EncryptionKeyId string `protobuf:"bytes,9,opt,name=encryption_key_id,json=encryptionKeyId,proto3" json:"encryption_key_id,omitempty"` // Next field: 10
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AuthorisationRecord) Reset() {
 	*x = AuthorisationRecord{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3313,7 @@ func (x *AuthorisationRecord) String() string {
 func (*AuthorisationRecord) ProtoMessage() {}
 
 func (x *AuthorisationRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[45]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3326,7 @@ func (x *AuthorisationRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorisationRecord.ProtoReflect.Descriptor instead.
 func (*AuthorisationRecord) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{45}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AuthorisationRecord) GetId() string {
@@ -3144,6 +3385,13 @@ func (x *AuthorisationRecord) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AuthorisationRecord) GetEncryptionKeyId() string {
+	if x != nil {
+		return x.EncryptionKeyId
+	}
+	return ""
+}
+
 type ListAuthorisationRecordsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Uscc          string                 `protobuf:"bytes,1,opt,name=uscc,proto3" json:"uscc,omitempty"` // Next field: 2
@@ -3153,7 +3401,7 @@ type ListAuthorisationRecordsRequest struct {
 
 func (x *ListAuthorisationRecordsRequest) Reset() {
 	*x = ListAuthorisationRecordsRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3165,7 +3413,7 @@ func (x *ListAuthorisationRecordsRequest) String() string {
 func (*ListAuthorisationRecordsRequest) ProtoMessage() {}
 
 func (x *ListAuthorisationRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[46]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3178,7 +3426,7 @@ func (x *ListAuthorisationRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorisationRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthorisationRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{46}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListAuthorisationRecordsRequest) GetUscc() string {
@@ -3197,7 +3445,7 @@ type ListAuthorisationRecordsResponse struct {
 
 func (x *ListAuthorisationRecordsResponse) Reset() {
 	*x = ListAuthorisationRecordsResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3457,7 @@ func (x *ListAuthorisationRecordsResponse) String() string {
 func (*ListAuthorisationRecordsResponse) ProtoMessage() {}
 
 func (x *ListAuthorisationRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[47]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3470,7 @@ func (x *ListAuthorisationRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorisationRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthorisationRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{47}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListAuthorisationRecordsResponse) GetRecords() []*AuthorisationRecord {
@@ -3242,7 +3490,7 @@ type TransferAdminRequest struct {
 
 func (x *TransferAdminRequest) Reset() {
 	*x = TransferAdminRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3254,7 +3502,7 @@ func (x *TransferAdminRequest) String() string {
 func (*TransferAdminRequest) ProtoMessage() {}
 
 func (x *TransferAdminRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[48]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3267,7 +3515,7 @@ func (x *TransferAdminRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAdminRequest.ProtoReflect.Descriptor instead.
 func (*TransferAdminRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{48}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TransferAdminRequest) GetUscc() string {
@@ -3293,7 +3541,7 @@ type TransferAdminResponse struct {
 
 func (x *TransferAdminResponse) Reset() {
 	*x = TransferAdminResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3553,7 @@ func (x *TransferAdminResponse) String() string {
 func (*TransferAdminResponse) ProtoMessage() {}
 
 func (x *TransferAdminResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[49]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3566,7 @@ func (x *TransferAdminResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferAdminResponse.ProtoReflect.Descriptor instead.
 func (*TransferAdminResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{49}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TransferAdminResponse) GetExpiresAt() *timestamppb.Timestamp {
@@ -3337,7 +3585,7 @@ type AcceptAdminTransferRequest struct {
 
 func (x *AcceptAdminTransferRequest) Reset() {
 	*x = AcceptAdminTransferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3349,7 +3597,7 @@ func (x *AcceptAdminTransferRequest) String() string {
 func (*AcceptAdminTransferRequest) ProtoMessage() {}
 
 func (x *AcceptAdminTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[50]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3362,7 +3610,7 @@ func (x *AcceptAdminTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptAdminTransferRequest.ProtoReflect.Descriptor instead.
 func (*AcceptAdminTransferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{50}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AcceptAdminTransferRequest) GetUscc() string {
@@ -3377,14 +3625,17 @@ type AcceptAdminTransferResponse struct {
 	Enterprise *Enterprise            `protobuf:"bytes,1,opt,name=enterprise,proto3" json:"enterprise,omitempty"`
 	// The share version of the new administrator's pair, now the key's primary pair (the
 	// phone records it: SignResponse.share_version answers with it).
-	ShareVersion  uint32 `protobuf:"varint,2,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"` // Next field: 3
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ShareVersion uint32 `protobuf:"varint,2,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"`
+	// The same for the new administrator's pair of the encryption key, promoted in the same
+	// transaction; 0 for an enterprise with one key.
+	EncryptionShareVersion uint32 `protobuf:"varint,3,opt,name=encryption_share_version,json=encryptionShareVersion,proto3" json:"encryption_share_version,omitempty"` // Next field: 4
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *AcceptAdminTransferResponse) Reset() {
 	*x = AcceptAdminTransferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3396,7 +3647,7 @@ func (x *AcceptAdminTransferResponse) String() string {
 func (*AcceptAdminTransferResponse) ProtoMessage() {}
 
 func (x *AcceptAdminTransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[51]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3409,7 +3660,7 @@ func (x *AcceptAdminTransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptAdminTransferResponse.ProtoReflect.Descriptor instead.
 func (*AcceptAdminTransferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{51}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AcceptAdminTransferResponse) GetEnterprise() *Enterprise {
@@ -3426,6 +3677,13 @@ func (x *AcceptAdminTransferResponse) GetShareVersion() uint32 {
 	return 0
 }
 
+func (x *AcceptAdminTransferResponse) GetEncryptionShareVersion() uint32 {
+	if x != nil {
+		return x.EncryptionShareVersion
+	}
+	return 0
+}
+
 type GetLetterTemplateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	CaId  string                 `protobuf:"bytes,1,opt,name=ca_id,json=caId,proto3" json:"ca_id,omitempty"`
@@ -3437,7 +3695,7 @@ type GetLetterTemplateRequest struct {
 
 func (x *GetLetterTemplateRequest) Reset() {
 	*x = GetLetterTemplateRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3707,7 @@ func (x *GetLetterTemplateRequest) String() string {
 func (*GetLetterTemplateRequest) ProtoMessage() {}
 
 func (x *GetLetterTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[52]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3720,7 @@ func (x *GetLetterTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLetterTemplateRequest.ProtoReflect.Descriptor instead.
 func (*GetLetterTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{52}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetLetterTemplateRequest) GetCaId() string {
@@ -3492,7 +3750,7 @@ type GetLetterTemplateResponse struct {
 
 func (x *GetLetterTemplateResponse) Reset() {
 	*x = GetLetterTemplateResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3504,7 +3762,7 @@ func (x *GetLetterTemplateResponse) String() string {
 func (*GetLetterTemplateResponse) ProtoMessage() {}
 
 func (x *GetLetterTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[53]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3517,7 +3775,7 @@ func (x *GetLetterTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLetterTemplateResponse.ProtoReflect.Descriptor instead.
 func (*GetLetterTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{53}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetLetterTemplateResponse) GetFileName() string {
@@ -3560,7 +3818,7 @@ type ReceivingAccount struct {
 
 func (x *ReceivingAccount) Reset() {
 	*x = ReceivingAccount{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3572,7 +3830,7 @@ func (x *ReceivingAccount) String() string {
 func (*ReceivingAccount) ProtoMessage() {}
 
 func (x *ReceivingAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[54]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3585,7 +3843,7 @@ func (x *ReceivingAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceivingAccount.ProtoReflect.Descriptor instead.
 func (*ReceivingAccount) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{54}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReceivingAccount) GetAccountName() string {
@@ -3644,7 +3902,7 @@ type CorporateTransfer struct {
 
 func (x *CorporateTransfer) Reset() {
 	*x = CorporateTransfer{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +3914,7 @@ func (x *CorporateTransfer) String() string {
 func (*CorporateTransfer) ProtoMessage() {}
 
 func (x *CorporateTransfer) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[55]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +3927,7 @@ func (x *CorporateTransfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CorporateTransfer.ProtoReflect.Descriptor instead.
 func (*CorporateTransfer) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{55}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CorporateTransfer) GetId() string {
@@ -3814,7 +4072,7 @@ type ApplyCorporateTransferRequest struct {
 
 func (x *ApplyCorporateTransferRequest) Reset() {
 	*x = ApplyCorporateTransferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3826,7 +4084,7 @@ func (x *ApplyCorporateTransferRequest) String() string {
 func (*ApplyCorporateTransferRequest) ProtoMessage() {}
 
 func (x *ApplyCorporateTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[56]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3839,7 +4097,7 @@ func (x *ApplyCorporateTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCorporateTransferRequest.ProtoReflect.Descriptor instead.
 func (*ApplyCorporateTransferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{56}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ApplyCorporateTransferRequest) GetRequestId() string {
@@ -3879,7 +4137,7 @@ type ApplyCorporateTransferResponse struct {
 
 func (x *ApplyCorporateTransferResponse) Reset() {
 	*x = ApplyCorporateTransferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3891,7 +4149,7 @@ func (x *ApplyCorporateTransferResponse) String() string {
 func (*ApplyCorporateTransferResponse) ProtoMessage() {}
 
 func (x *ApplyCorporateTransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[57]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3904,7 +4162,7 @@ func (x *ApplyCorporateTransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyCorporateTransferResponse.ProtoReflect.Descriptor instead.
 func (*ApplyCorporateTransferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{57}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ApplyCorporateTransferResponse) GetTransfer() *CorporateTransfer {
@@ -3923,7 +4181,7 @@ type GetCorporateTransferRequest struct {
 
 func (x *GetCorporateTransferRequest) Reset() {
 	*x = GetCorporateTransferRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3935,7 +4193,7 @@ func (x *GetCorporateTransferRequest) String() string {
 func (*GetCorporateTransferRequest) ProtoMessage() {}
 
 func (x *GetCorporateTransferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[58]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3948,7 +4206,7 @@ func (x *GetCorporateTransferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCorporateTransferRequest.ProtoReflect.Descriptor instead.
 func (*GetCorporateTransferRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{58}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetCorporateTransferRequest) GetTransferId() string {
@@ -3967,7 +4225,7 @@ type GetCorporateTransferResponse struct {
 
 func (x *GetCorporateTransferResponse) Reset() {
 	*x = GetCorporateTransferResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3979,7 +4237,7 @@ func (x *GetCorporateTransferResponse) String() string {
 func (*GetCorporateTransferResponse) ProtoMessage() {}
 
 func (x *GetCorporateTransferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[59]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3992,7 +4250,7 @@ func (x *GetCorporateTransferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCorporateTransferResponse.ProtoReflect.Descriptor instead.
 func (*GetCorporateTransferResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{59}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetCorporateTransferResponse) GetTransfer() *CorporateTransfer {
@@ -4010,7 +4268,7 @@ type ListCorporateTransfersRequest struct {
 
 func (x *ListCorporateTransfersRequest) Reset() {
 	*x = ListCorporateTransfersRequest{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[60]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4022,7 +4280,7 @@ func (x *ListCorporateTransfersRequest) String() string {
 func (*ListCorporateTransfersRequest) ProtoMessage() {}
 
 func (x *ListCorporateTransfersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[60]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4035,7 +4293,7 @@ func (x *ListCorporateTransfersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCorporateTransfersRequest.ProtoReflect.Descriptor instead.
 func (*ListCorporateTransfersRequest) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{60}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{62}
 }
 
 type ListCorporateTransfersResponse struct {
@@ -4047,7 +4305,7 @@ type ListCorporateTransfersResponse struct {
 
 func (x *ListCorporateTransfersResponse) Reset() {
 	*x = ListCorporateTransfersResponse{}
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[61]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4059,7 +4317,7 @@ func (x *ListCorporateTransfersResponse) String() string {
 func (*ListCorporateTransfersResponse) ProtoMessage() {}
 
 func (x *ListCorporateTransfersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_v1_enterprise_proto_msgTypes[61]
+	mi := &file_hufu_v1_enterprise_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4072,7 +4330,7 @@ func (x *ListCorporateTransfersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCorporateTransfersResponse.ProtoReflect.Descriptor instead.
 func (*ListCorporateTransfersResponse) Descriptor() ([]byte, []int) {
-	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{61}
+	return file_hufu_v1_enterprise_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListCorporateTransfersResponse) GetTransfers() []*CorporateTransfer {
@@ -4096,7 +4354,7 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x0flegal_rep_phone\x18\x06 \x01(\tR\rlegalRepPhone\x12J\n" +
 	"\x13licence_valid_until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x11licenceValidUntil\x12\x18\n" +
 	"\alicence\x18\b \x01(\fR\alicence\x12*\n" +
-	"\x11licence_file_name\x18\t \x01(\tR\x0flicenceFileName\"\x91\x05\n" +
+	"\x11licence_file_name\x18\t \x01(\tR\x0flicenceFileName\"\xbd\x05\n" +
 	"\n" +
 	"Enterprise\x12\x12\n" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\x12\x12\n" +
@@ -4119,7 +4377,8 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x0f \x01(\fR\tpublicKey\x129\n" +
 	"\n" +
-	"created_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xe2\x02\n" +
+	"created_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12*\n" +
+	"\x11encryption_key_id\x18\x11 \x01(\tR\x0fencryptionKeyId\"\xe2\x02\n" +
 	"\x06Member\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
@@ -4143,7 +4402,7 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x18SearchEnterprisesRequest\x12\x14\n" +
 	"\x05query\x18\x01 \x01(\tR\x05query\"L\n" +
 	"\x19SearchEnterprisesResponse\x12/\n" +
-	"\aresults\x18\x01 \x03(\v2\x15.hufu.v1.SearchResultR\aresults\"\xad\x03\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.hufu.v1.SearchResultR\aresults\"\x80\x04\n" +
 	"\x16ClaimEnterpriseRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12:\n" +
@@ -4159,7 +4418,9 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\rauthorisation\x18\t \x01(\v2\x16.hufu.v1.AuthorisationR\rauthorisation\x12\x12\n" +
 	"\x04join\x18\n" +
 	" \x01(\bR\x04join\x12:\n" +
-	"\vattachments\x18\v \x03(\v2\x18.hufu.v1.NamedAttachmentR\vattachments\"\\\n" +
+	"\vattachments\x18\v \x03(\v2\x18.hufu.v1.NamedAttachmentR\vattachments\x12*\n" +
+	"\x11encryption_key_id\x18\f \x01(\tR\x0fencryptionKeyId\x12%\n" +
+	"\x0eencryption_csr\x18\r \x01(\fR\rencryptionCsr\"\\\n" +
 	"\x0fNamedAttachment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tfile_name\x18\x02 \x01(\tR\bfileName\x12\x18\n" +
@@ -4257,7 +4518,7 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\x12*\n" +
 	"\x11device_public_key\x18\x02 \x01(\fR\x0fdevicePublicKey\"A\n" +
 	"\x16RegisterDeviceResponse\x12'\n" +
-	"\x06member\x18\x01 \x01(\v2\x0f.hufu.v1.MemberR\x06member\"\xcf\x01\n" +
+	"\x06member\x18\x01 \x01(\v2\x0f.hufu.v1.MemberR\x06member\"\x8c\x02\n" +
 	"\x16GrantDelegationRequest\x12\x12\n" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\x12$\n" +
 	"\x0emember_user_id\x18\x02 \x01(\tR\fmemberUserId\x123\n" +
@@ -4266,11 +4527,20 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"credential\x12\x14\n" +
 	"\x05grant\x18\x04 \x01(\fR\x05grant\x12\x1a\n" +
 	"\benvelope\x18\x05 \x01(\fR\benvelope\x12\x14\n" +
-	"\x05scope\x18\x06 \x03(\tR\x05scope\"O\n" +
+	"\x05scope\x18\x06 \x03(\tR\x05scope\x12;\n" +
+	"\n" +
+	"encryption\x18\a \x01(\v2\x1b.hufu.v1.DelegationKeyGrantR\n" +
+	"encryption\"{\n" +
+	"\x12DelegationKeyGrant\x123\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x13.hufu.v1.CredentialR\n" +
+	"credential\x12\x14\n" +
+	"\x05grant\x18\x02 \x01(\fR\x05grant\x12\x1a\n" +
+	"\benvelope\x18\x03 \x01(\fR\benvelope\"O\n" +
 	"\x17GrantDelegationResponse\x124\n" +
 	"\x06record\x18\x01 \x01(\v2\x1c.hufu.v1.AuthorisationRecordR\x06record\"/\n" +
 	"\x19GetDelegationOfferRequest\x12\x12\n" +
-	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"\xdb\x01\n" +
+	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"\x98\x02\n" +
 	"\x1aGetDelegationOfferResponse\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
@@ -4279,18 +4549,32 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\tchallenge\x18\x04 \x01(\fR\tchallenge\x12\x1a\n" +
 	"\benvelope\x18\x05 \x01(\fR\benvelope\x12\x18\n" +
 	"\acontext\x18\x06 \x01(\fR\acontext\x12#\n" +
-	"\rshare_version\x18\a \x01(\rR\fshareVersion\"c\n" +
+	"\rshare_version\x18\a \x01(\rR\fshareVersion\x12;\n" +
+	"\n" +
+	"encryption\x18\b \x01(\v2\x1b.hufu.v1.DelegationKeyOfferR\n" +
+	"encryption\"\xd3\x01\n" +
+	"\x12DelegationKeyOffer\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x0e\n" +
+	"\x02p2\x18\x03 \x01(\fR\x02p2\x12\x1c\n" +
+	"\tchallenge\x18\x04 \x01(\fR\tchallenge\x12\x1a\n" +
+	"\benvelope\x18\x05 \x01(\fR\benvelope\x12\x18\n" +
+	"\acontext\x18\x06 \x01(\fR\acontext\x12#\n" +
+	"\rshare_version\x18\a \x01(\rR\fshareVersion\"\xc3\x01\n" +
 	"\x17AcceptDelegationRequest\x12\x12\n" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\x12\x10\n" +
 	"\x03pin\x18\x02 \x01(\tR\x03pin\x12\"\n" +
-	"\fconfirmation\x18\x03 \x01(\fR\fconfirmation\"P\n" +
+	"\fconfirmation\x18\x03 \x01(\fR\fconfirmation\x127\n" +
+	"\x17encryption_confirmation\x18\x04 \x01(\fR\x16encryptionConfirmation\x12%\n" +
+	"\x0eencryption_pin\x18\x05 \x01(\tR\rencryptionPin\"P\n" +
 	"\x18AcceptDelegationResponse\x124\n" +
 	"\x06record\x18\x01 \x01(\v2\x1c.hufu.v1.AuthorisationRecordR\x06record\"S\n" +
 	"\x17RecallDelegationRequest\x12\x12\n" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\x12$\n" +
 	"\x0emember_user_id\x18\x02 \x01(\tR\fmemberUserId\"P\n" +
 	"\x18RecallDelegationResponse\x124\n" +
-	"\x06record\x18\x01 \x01(\v2\x1c.hufu.v1.AuthorisationRecordR\x06record\"\x88\x02\n" +
+	"\x06record\x18\x01 \x01(\v2\x1c.hufu.v1.AuthorisationRecordR\x06record\"\xb4\x02\n" +
 	"\x13AuthorisationRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x1c\n" +
@@ -4300,7 +4584,8 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\x10member_device_id\x18\x05 \x01(\tR\x0ememberDeviceId\x12\x14\n" +
 	"\x05scope\x18\x06 \x03(\tR\x05scope\x12\x15\n" +
 	"\x06key_id\x18\a \x01(\tR\x05keyId\x12.\n" +
-	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"5\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12*\n" +
+	"\x11encryption_key_id\x18\t \x01(\tR\x0fencryptionKeyId\"5\n" +
 	"\x1fListAuthorisationRecordsRequest\x12\x12\n" +
 	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"Z\n" +
 	" ListAuthorisationRecordsResponse\x126\n" +
@@ -4313,12 +4598,13 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"0\n" +
 	"\x1aAcceptAdminTransferRequest\x12\x12\n" +
-	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"w\n" +
+	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"\xb1\x01\n" +
 	"\x1bAcceptAdminTransferResponse\x123\n" +
 	"\n" +
 	"enterprise\x18\x01 \x01(\v2\x13.hufu.v1.EnterpriseR\n" +
 	"enterprise\x12#\n" +
-	"\rshare_version\x18\x02 \x01(\rR\fshareVersion\"C\n" +
+	"\rshare_version\x18\x02 \x01(\rR\fshareVersion\x128\n" +
+	"\x18encryption_share_version\x18\x03 \x01(\rR\x16encryptionShareVersion\"C\n" +
 	"\x18GetLetterTemplateRequest\x12\x13\n" +
 	"\x05ca_id\x18\x01 \x01(\tR\x04caId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\"\xa4\x01\n" +
@@ -4448,7 +4734,7 @@ func file_hufu_v1_enterprise_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_v1_enterprise_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_hufu_v1_enterprise_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_hufu_v1_enterprise_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_hufu_v1_enterprise_proto_goTypes = []any{
 	(EnterpriseState)(0),                     // 0: hufu.v1.EnterpriseState
 	(MemberRole)(0),                          // 1: hufu.v1.MemberRole
@@ -4494,51 +4780,53 @@ var file_hufu_v1_enterprise_proto_goTypes = []any{
 	(*RegisterDeviceRequest)(nil),            // 41: hufu.v1.RegisterDeviceRequest
 	(*RegisterDeviceResponse)(nil),           // 42: hufu.v1.RegisterDeviceResponse
 	(*GrantDelegationRequest)(nil),           // 43: hufu.v1.GrantDelegationRequest
-	(*GrantDelegationResponse)(nil),          // 44: hufu.v1.GrantDelegationResponse
-	(*GetDelegationOfferRequest)(nil),        // 45: hufu.v1.GetDelegationOfferRequest
-	(*GetDelegationOfferResponse)(nil),       // 46: hufu.v1.GetDelegationOfferResponse
-	(*AcceptDelegationRequest)(nil),          // 47: hufu.v1.AcceptDelegationRequest
-	(*AcceptDelegationResponse)(nil),         // 48: hufu.v1.AcceptDelegationResponse
-	(*RecallDelegationRequest)(nil),          // 49: hufu.v1.RecallDelegationRequest
-	(*RecallDelegationResponse)(nil),         // 50: hufu.v1.RecallDelegationResponse
-	(*AuthorisationRecord)(nil),              // 51: hufu.v1.AuthorisationRecord
-	(*ListAuthorisationRecordsRequest)(nil),  // 52: hufu.v1.ListAuthorisationRecordsRequest
-	(*ListAuthorisationRecordsResponse)(nil), // 53: hufu.v1.ListAuthorisationRecordsResponse
-	(*TransferAdminRequest)(nil),             // 54: hufu.v1.TransferAdminRequest
-	(*TransferAdminResponse)(nil),            // 55: hufu.v1.TransferAdminResponse
-	(*AcceptAdminTransferRequest)(nil),       // 56: hufu.v1.AcceptAdminTransferRequest
-	(*AcceptAdminTransferResponse)(nil),      // 57: hufu.v1.AcceptAdminTransferResponse
-	(*GetLetterTemplateRequest)(nil),         // 58: hufu.v1.GetLetterTemplateRequest
-	(*GetLetterTemplateResponse)(nil),        // 59: hufu.v1.GetLetterTemplateResponse
-	(*ReceivingAccount)(nil),                 // 60: hufu.v1.ReceivingAccount
-	(*CorporateTransfer)(nil),                // 61: hufu.v1.CorporateTransfer
-	(*ApplyCorporateTransferRequest)(nil),    // 62: hufu.v1.ApplyCorporateTransferRequest
-	(*ApplyCorporateTransferResponse)(nil),   // 63: hufu.v1.ApplyCorporateTransferResponse
-	(*GetCorporateTransferRequest)(nil),      // 64: hufu.v1.GetCorporateTransferRequest
-	(*GetCorporateTransferResponse)(nil),     // 65: hufu.v1.GetCorporateTransferResponse
-	(*ListCorporateTransfersRequest)(nil),    // 66: hufu.v1.ListCorporateTransfersRequest
-	(*ListCorporateTransfersResponse)(nil),   // 67: hufu.v1.ListCorporateTransfersResponse
-	(*timestamppb.Timestamp)(nil),            // 68: google.protobuf.Timestamp
-	(*Authorisation)(nil),                    // 69: hufu.v1.Authorisation
-	(*Order)(nil),                            // 70: hufu.v1.Order
-	(*Credential)(nil),                       // 71: hufu.v1.Credential
-	(*ScannedLetter)(nil),                    // 72: hufu.v1.ScannedLetter
+	(*DelegationKeyGrant)(nil),               // 44: hufu.v1.DelegationKeyGrant
+	(*GrantDelegationResponse)(nil),          // 45: hufu.v1.GrantDelegationResponse
+	(*GetDelegationOfferRequest)(nil),        // 46: hufu.v1.GetDelegationOfferRequest
+	(*GetDelegationOfferResponse)(nil),       // 47: hufu.v1.GetDelegationOfferResponse
+	(*DelegationKeyOffer)(nil),               // 48: hufu.v1.DelegationKeyOffer
+	(*AcceptDelegationRequest)(nil),          // 49: hufu.v1.AcceptDelegationRequest
+	(*AcceptDelegationResponse)(nil),         // 50: hufu.v1.AcceptDelegationResponse
+	(*RecallDelegationRequest)(nil),          // 51: hufu.v1.RecallDelegationRequest
+	(*RecallDelegationResponse)(nil),         // 52: hufu.v1.RecallDelegationResponse
+	(*AuthorisationRecord)(nil),              // 53: hufu.v1.AuthorisationRecord
+	(*ListAuthorisationRecordsRequest)(nil),  // 54: hufu.v1.ListAuthorisationRecordsRequest
+	(*ListAuthorisationRecordsResponse)(nil), // 55: hufu.v1.ListAuthorisationRecordsResponse
+	(*TransferAdminRequest)(nil),             // 56: hufu.v1.TransferAdminRequest
+	(*TransferAdminResponse)(nil),            // 57: hufu.v1.TransferAdminResponse
+	(*AcceptAdminTransferRequest)(nil),       // 58: hufu.v1.AcceptAdminTransferRequest
+	(*AcceptAdminTransferResponse)(nil),      // 59: hufu.v1.AcceptAdminTransferResponse
+	(*GetLetterTemplateRequest)(nil),         // 60: hufu.v1.GetLetterTemplateRequest
+	(*GetLetterTemplateResponse)(nil),        // 61: hufu.v1.GetLetterTemplateResponse
+	(*ReceivingAccount)(nil),                 // 62: hufu.v1.ReceivingAccount
+	(*CorporateTransfer)(nil),                // 63: hufu.v1.CorporateTransfer
+	(*ApplyCorporateTransferRequest)(nil),    // 64: hufu.v1.ApplyCorporateTransferRequest
+	(*ApplyCorporateTransferResponse)(nil),   // 65: hufu.v1.ApplyCorporateTransferResponse
+	(*GetCorporateTransferRequest)(nil),      // 66: hufu.v1.GetCorporateTransferRequest
+	(*GetCorporateTransferResponse)(nil),     // 67: hufu.v1.GetCorporateTransferResponse
+	(*ListCorporateTransfersRequest)(nil),    // 68: hufu.v1.ListCorporateTransfersRequest
+	(*ListCorporateTransfersResponse)(nil),   // 69: hufu.v1.ListCorporateTransfersResponse
+	(*timestamppb.Timestamp)(nil),            // 70: google.protobuf.Timestamp
+	(*Authorisation)(nil),                    // 71: hufu.v1.Authorisation
+	(*Order)(nil),                            // 72: hufu.v1.Order
+	(*Credential)(nil),                       // 73: hufu.v1.Credential
+	(*ScannedLetter)(nil),                    // 74: hufu.v1.ScannedLetter
 }
 var file_hufu_v1_enterprise_proto_depIdxs = []int32{
 	2,  // 0: hufu.v1.EnterpriseDetails.legal_rep_id_type:type_name -> hufu.v1.IdType
-	68, // 1: hufu.v1.EnterpriseDetails.licence_valid_until:type_name -> google.protobuf.Timestamp
+	70, // 1: hufu.v1.EnterpriseDetails.licence_valid_until:type_name -> google.protobuf.Timestamp
 	0,  // 2: hufu.v1.Enterprise.state:type_name -> hufu.v1.EnterpriseState
 	2,  // 3: hufu.v1.Enterprise.legal_rep_id_type:type_name -> hufu.v1.IdType
-	68, // 4: hufu.v1.Enterprise.licence_valid_until:type_name -> google.protobuf.Timestamp
-	68, // 5: hufu.v1.Enterprise.created_at:type_name -> google.protobuf.Timestamp
+	70, // 4: hufu.v1.Enterprise.licence_valid_until:type_name -> google.protobuf.Timestamp
+	70, // 5: hufu.v1.Enterprise.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 6: hufu.v1.Member.role:type_name -> hufu.v1.MemberRole
-	68, // 7: hufu.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	70, // 7: hufu.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
 	3,  // 8: hufu.v1.SearchResult.next_steps:type_name -> hufu.v1.NextStep
 	9,  // 9: hufu.v1.SearchEnterprisesResponse.results:type_name -> hufu.v1.SearchResult
 	6,  // 10: hufu.v1.ClaimEnterpriseRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
-	69, // 11: hufu.v1.ClaimEnterpriseRequest.authorisation:type_name -> hufu.v1.Authorisation
+	71, // 11: hufu.v1.ClaimEnterpriseRequest.authorisation:type_name -> hufu.v1.Authorisation
 	13, // 12: hufu.v1.ClaimEnterpriseRequest.attachments:type_name -> hufu.v1.NamedAttachment
-	70, // 13: hufu.v1.ClaimEnterpriseResponse.order:type_name -> hufu.v1.Order
+	72, // 13: hufu.v1.ClaimEnterpriseResponse.order:type_name -> hufu.v1.Order
 	7,  // 14: hufu.v1.GetEnterpriseResponse.enterprise:type_name -> hufu.v1.Enterprise
 	1,  // 15: hufu.v1.GetEnterpriseResponse.role:type_name -> hufu.v1.MemberRole
 	7,  // 16: hufu.v1.MyEnterprise.enterprise:type_name -> hufu.v1.Enterprise
@@ -4546,92 +4834,95 @@ var file_hufu_v1_enterprise_proto_depIdxs = []int32{
 	20, // 18: hufu.v1.ListMyEnterprisesResponse.enterprises:type_name -> hufu.v1.MyEnterprise
 	8,  // 19: hufu.v1.ListMembersResponse.members:type_name -> hufu.v1.Member
 	4,  // 20: hufu.v1.JoinApplication.status:type_name -> hufu.v1.JoinStatus
-	68, // 21: hufu.v1.JoinApplication.created_at:type_name -> google.protobuf.Timestamp
-	68, // 22: hufu.v1.JoinApplication.updated_at:type_name -> google.protobuf.Timestamp
+	70, // 21: hufu.v1.JoinApplication.created_at:type_name -> google.protobuf.Timestamp
+	70, // 22: hufu.v1.JoinApplication.updated_at:type_name -> google.protobuf.Timestamp
 	26, // 23: hufu.v1.ApplyToJoinResponse.application:type_name -> hufu.v1.JoinApplication
 	26, // 24: hufu.v1.WithdrawJoinResponse.application:type_name -> hufu.v1.JoinApplication
 	4,  // 25: hufu.v1.ListJoinApplicationsRequest.status:type_name -> hufu.v1.JoinStatus
 	26, // 26: hufu.v1.ListJoinApplicationsResponse.applications:type_name -> hufu.v1.JoinApplication
 	26, // 27: hufu.v1.ApproveJoinResponse.application:type_name -> hufu.v1.JoinApplication
 	26, // 28: hufu.v1.ReturnJoinResponse.application:type_name -> hufu.v1.JoinApplication
-	68, // 29: hufu.v1.CreateInviteResponse.expires_at:type_name -> google.protobuf.Timestamp
+	70, // 29: hufu.v1.CreateInviteResponse.expires_at:type_name -> google.protobuf.Timestamp
 	8,  // 30: hufu.v1.RegisterDeviceResponse.member:type_name -> hufu.v1.Member
-	71, // 31: hufu.v1.GrantDelegationRequest.credential:type_name -> hufu.v1.Credential
-	51, // 32: hufu.v1.GrantDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	51, // 33: hufu.v1.AcceptDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	51, // 34: hufu.v1.RecallDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
-	68, // 35: hufu.v1.AuthorisationRecord.time:type_name -> google.protobuf.Timestamp
-	51, // 36: hufu.v1.ListAuthorisationRecordsResponse.records:type_name -> hufu.v1.AuthorisationRecord
-	68, // 37: hufu.v1.TransferAdminResponse.expires_at:type_name -> google.protobuf.Timestamp
-	7,  // 38: hufu.v1.AcceptAdminTransferResponse.enterprise:type_name -> hufu.v1.Enterprise
-	5,  // 39: hufu.v1.CorporateTransfer.state:type_name -> hufu.v1.TransferState
-	60, // 40: hufu.v1.CorporateTransfer.receiving_account:type_name -> hufu.v1.ReceivingAccount
-	68, // 41: hufu.v1.CorporateTransfer.created_at:type_name -> google.protobuf.Timestamp
-	68, // 42: hufu.v1.CorporateTransfer.expires_at:type_name -> google.protobuf.Timestamp
-	68, // 43: hufu.v1.CorporateTransfer.decided_at:type_name -> google.protobuf.Timestamp
-	1,  // 44: hufu.v1.CorporateTransfer.role:type_name -> hufu.v1.MemberRole
-	6,  // 45: hufu.v1.ApplyCorporateTransferRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
-	72, // 46: hufu.v1.ApplyCorporateTransferRequest.letter:type_name -> hufu.v1.ScannedLetter
-	61, // 47: hufu.v1.ApplyCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
-	61, // 48: hufu.v1.GetCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
-	61, // 49: hufu.v1.ListCorporateTransfersResponse.transfers:type_name -> hufu.v1.CorporateTransfer
-	10, // 50: hufu.v1.EnterpriseService.SearchEnterprises:input_type -> hufu.v1.SearchEnterprisesRequest
-	12, // 51: hufu.v1.EnterpriseService.ClaimEnterprise:input_type -> hufu.v1.ClaimEnterpriseRequest
-	15, // 52: hufu.v1.EnterpriseService.GetEnterprise:input_type -> hufu.v1.GetEnterpriseRequest
-	17, // 53: hufu.v1.EnterpriseService.GetEnterpriseCertificate:input_type -> hufu.v1.GetEnterpriseCertificateRequest
-	19, // 54: hufu.v1.EnterpriseService.ListMyEnterprises:input_type -> hufu.v1.ListMyEnterprisesRequest
-	22, // 55: hufu.v1.EnterpriseService.ListMembers:input_type -> hufu.v1.ListMembersRequest
-	24, // 56: hufu.v1.EnterpriseService.RemoveMember:input_type -> hufu.v1.RemoveMemberRequest
-	27, // 57: hufu.v1.EnterpriseService.ApplyToJoin:input_type -> hufu.v1.ApplyToJoinRequest
-	29, // 58: hufu.v1.EnterpriseService.WithdrawJoin:input_type -> hufu.v1.WithdrawJoinRequest
-	31, // 59: hufu.v1.EnterpriseService.ListJoinApplications:input_type -> hufu.v1.ListJoinApplicationsRequest
-	33, // 60: hufu.v1.EnterpriseService.ApproveJoin:input_type -> hufu.v1.ApproveJoinRequest
-	35, // 61: hufu.v1.EnterpriseService.ReturnJoin:input_type -> hufu.v1.ReturnJoinRequest
-	37, // 62: hufu.v1.EnterpriseService.CreateInvite:input_type -> hufu.v1.CreateInviteRequest
-	39, // 63: hufu.v1.EnterpriseService.RevokeInvite:input_type -> hufu.v1.RevokeInviteRequest
-	41, // 64: hufu.v1.EnterpriseService.RegisterDevice:input_type -> hufu.v1.RegisterDeviceRequest
-	43, // 65: hufu.v1.EnterpriseService.GrantDelegation:input_type -> hufu.v1.GrantDelegationRequest
-	45, // 66: hufu.v1.EnterpriseService.GetDelegationOffer:input_type -> hufu.v1.GetDelegationOfferRequest
-	47, // 67: hufu.v1.EnterpriseService.AcceptDelegation:input_type -> hufu.v1.AcceptDelegationRequest
-	49, // 68: hufu.v1.EnterpriseService.RecallDelegation:input_type -> hufu.v1.RecallDelegationRequest
-	52, // 69: hufu.v1.EnterpriseService.ListAuthorisationRecords:input_type -> hufu.v1.ListAuthorisationRecordsRequest
-	54, // 70: hufu.v1.EnterpriseService.TransferAdmin:input_type -> hufu.v1.TransferAdminRequest
-	56, // 71: hufu.v1.EnterpriseService.AcceptAdminTransfer:input_type -> hufu.v1.AcceptAdminTransferRequest
-	58, // 72: hufu.v1.EnterpriseService.GetLetterTemplate:input_type -> hufu.v1.GetLetterTemplateRequest
-	62, // 73: hufu.v1.EnterpriseService.ApplyCorporateTransfer:input_type -> hufu.v1.ApplyCorporateTransferRequest
-	64, // 74: hufu.v1.EnterpriseService.GetCorporateTransfer:input_type -> hufu.v1.GetCorporateTransferRequest
-	66, // 75: hufu.v1.EnterpriseService.ListCorporateTransfers:input_type -> hufu.v1.ListCorporateTransfersRequest
-	11, // 76: hufu.v1.EnterpriseService.SearchEnterprises:output_type -> hufu.v1.SearchEnterprisesResponse
-	14, // 77: hufu.v1.EnterpriseService.ClaimEnterprise:output_type -> hufu.v1.ClaimEnterpriseResponse
-	16, // 78: hufu.v1.EnterpriseService.GetEnterprise:output_type -> hufu.v1.GetEnterpriseResponse
-	18, // 79: hufu.v1.EnterpriseService.GetEnterpriseCertificate:output_type -> hufu.v1.GetEnterpriseCertificateResponse
-	21, // 80: hufu.v1.EnterpriseService.ListMyEnterprises:output_type -> hufu.v1.ListMyEnterprisesResponse
-	23, // 81: hufu.v1.EnterpriseService.ListMembers:output_type -> hufu.v1.ListMembersResponse
-	25, // 82: hufu.v1.EnterpriseService.RemoveMember:output_type -> hufu.v1.RemoveMemberResponse
-	28, // 83: hufu.v1.EnterpriseService.ApplyToJoin:output_type -> hufu.v1.ApplyToJoinResponse
-	30, // 84: hufu.v1.EnterpriseService.WithdrawJoin:output_type -> hufu.v1.WithdrawJoinResponse
-	32, // 85: hufu.v1.EnterpriseService.ListJoinApplications:output_type -> hufu.v1.ListJoinApplicationsResponse
-	34, // 86: hufu.v1.EnterpriseService.ApproveJoin:output_type -> hufu.v1.ApproveJoinResponse
-	36, // 87: hufu.v1.EnterpriseService.ReturnJoin:output_type -> hufu.v1.ReturnJoinResponse
-	38, // 88: hufu.v1.EnterpriseService.CreateInvite:output_type -> hufu.v1.CreateInviteResponse
-	40, // 89: hufu.v1.EnterpriseService.RevokeInvite:output_type -> hufu.v1.RevokeInviteResponse
-	42, // 90: hufu.v1.EnterpriseService.RegisterDevice:output_type -> hufu.v1.RegisterDeviceResponse
-	44, // 91: hufu.v1.EnterpriseService.GrantDelegation:output_type -> hufu.v1.GrantDelegationResponse
-	46, // 92: hufu.v1.EnterpriseService.GetDelegationOffer:output_type -> hufu.v1.GetDelegationOfferResponse
-	48, // 93: hufu.v1.EnterpriseService.AcceptDelegation:output_type -> hufu.v1.AcceptDelegationResponse
-	50, // 94: hufu.v1.EnterpriseService.RecallDelegation:output_type -> hufu.v1.RecallDelegationResponse
-	53, // 95: hufu.v1.EnterpriseService.ListAuthorisationRecords:output_type -> hufu.v1.ListAuthorisationRecordsResponse
-	55, // 96: hufu.v1.EnterpriseService.TransferAdmin:output_type -> hufu.v1.TransferAdminResponse
-	57, // 97: hufu.v1.EnterpriseService.AcceptAdminTransfer:output_type -> hufu.v1.AcceptAdminTransferResponse
-	59, // 98: hufu.v1.EnterpriseService.GetLetterTemplate:output_type -> hufu.v1.GetLetterTemplateResponse
-	63, // 99: hufu.v1.EnterpriseService.ApplyCorporateTransfer:output_type -> hufu.v1.ApplyCorporateTransferResponse
-	65, // 100: hufu.v1.EnterpriseService.GetCorporateTransfer:output_type -> hufu.v1.GetCorporateTransferResponse
-	67, // 101: hufu.v1.EnterpriseService.ListCorporateTransfers:output_type -> hufu.v1.ListCorporateTransfersResponse
-	76, // [76:102] is the sub-list for method output_type
-	50, // [50:76] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	73, // 31: hufu.v1.GrantDelegationRequest.credential:type_name -> hufu.v1.Credential
+	44, // 32: hufu.v1.GrantDelegationRequest.encryption:type_name -> hufu.v1.DelegationKeyGrant
+	73, // 33: hufu.v1.DelegationKeyGrant.credential:type_name -> hufu.v1.Credential
+	53, // 34: hufu.v1.GrantDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	48, // 35: hufu.v1.GetDelegationOfferResponse.encryption:type_name -> hufu.v1.DelegationKeyOffer
+	53, // 36: hufu.v1.AcceptDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	53, // 37: hufu.v1.RecallDelegationResponse.record:type_name -> hufu.v1.AuthorisationRecord
+	70, // 38: hufu.v1.AuthorisationRecord.time:type_name -> google.protobuf.Timestamp
+	53, // 39: hufu.v1.ListAuthorisationRecordsResponse.records:type_name -> hufu.v1.AuthorisationRecord
+	70, // 40: hufu.v1.TransferAdminResponse.expires_at:type_name -> google.protobuf.Timestamp
+	7,  // 41: hufu.v1.AcceptAdminTransferResponse.enterprise:type_name -> hufu.v1.Enterprise
+	5,  // 42: hufu.v1.CorporateTransfer.state:type_name -> hufu.v1.TransferState
+	62, // 43: hufu.v1.CorporateTransfer.receiving_account:type_name -> hufu.v1.ReceivingAccount
+	70, // 44: hufu.v1.CorporateTransfer.created_at:type_name -> google.protobuf.Timestamp
+	70, // 45: hufu.v1.CorporateTransfer.expires_at:type_name -> google.protobuf.Timestamp
+	70, // 46: hufu.v1.CorporateTransfer.decided_at:type_name -> google.protobuf.Timestamp
+	1,  // 47: hufu.v1.CorporateTransfer.role:type_name -> hufu.v1.MemberRole
+	6,  // 48: hufu.v1.ApplyCorporateTransferRequest.enterprise:type_name -> hufu.v1.EnterpriseDetails
+	74, // 49: hufu.v1.ApplyCorporateTransferRequest.letter:type_name -> hufu.v1.ScannedLetter
+	63, // 50: hufu.v1.ApplyCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
+	63, // 51: hufu.v1.GetCorporateTransferResponse.transfer:type_name -> hufu.v1.CorporateTransfer
+	63, // 52: hufu.v1.ListCorporateTransfersResponse.transfers:type_name -> hufu.v1.CorporateTransfer
+	10, // 53: hufu.v1.EnterpriseService.SearchEnterprises:input_type -> hufu.v1.SearchEnterprisesRequest
+	12, // 54: hufu.v1.EnterpriseService.ClaimEnterprise:input_type -> hufu.v1.ClaimEnterpriseRequest
+	15, // 55: hufu.v1.EnterpriseService.GetEnterprise:input_type -> hufu.v1.GetEnterpriseRequest
+	17, // 56: hufu.v1.EnterpriseService.GetEnterpriseCertificate:input_type -> hufu.v1.GetEnterpriseCertificateRequest
+	19, // 57: hufu.v1.EnterpriseService.ListMyEnterprises:input_type -> hufu.v1.ListMyEnterprisesRequest
+	22, // 58: hufu.v1.EnterpriseService.ListMembers:input_type -> hufu.v1.ListMembersRequest
+	24, // 59: hufu.v1.EnterpriseService.RemoveMember:input_type -> hufu.v1.RemoveMemberRequest
+	27, // 60: hufu.v1.EnterpriseService.ApplyToJoin:input_type -> hufu.v1.ApplyToJoinRequest
+	29, // 61: hufu.v1.EnterpriseService.WithdrawJoin:input_type -> hufu.v1.WithdrawJoinRequest
+	31, // 62: hufu.v1.EnterpriseService.ListJoinApplications:input_type -> hufu.v1.ListJoinApplicationsRequest
+	33, // 63: hufu.v1.EnterpriseService.ApproveJoin:input_type -> hufu.v1.ApproveJoinRequest
+	35, // 64: hufu.v1.EnterpriseService.ReturnJoin:input_type -> hufu.v1.ReturnJoinRequest
+	37, // 65: hufu.v1.EnterpriseService.CreateInvite:input_type -> hufu.v1.CreateInviteRequest
+	39, // 66: hufu.v1.EnterpriseService.RevokeInvite:input_type -> hufu.v1.RevokeInviteRequest
+	41, // 67: hufu.v1.EnterpriseService.RegisterDevice:input_type -> hufu.v1.RegisterDeviceRequest
+	43, // 68: hufu.v1.EnterpriseService.GrantDelegation:input_type -> hufu.v1.GrantDelegationRequest
+	46, // 69: hufu.v1.EnterpriseService.GetDelegationOffer:input_type -> hufu.v1.GetDelegationOfferRequest
+	49, // 70: hufu.v1.EnterpriseService.AcceptDelegation:input_type -> hufu.v1.AcceptDelegationRequest
+	51, // 71: hufu.v1.EnterpriseService.RecallDelegation:input_type -> hufu.v1.RecallDelegationRequest
+	54, // 72: hufu.v1.EnterpriseService.ListAuthorisationRecords:input_type -> hufu.v1.ListAuthorisationRecordsRequest
+	56, // 73: hufu.v1.EnterpriseService.TransferAdmin:input_type -> hufu.v1.TransferAdminRequest
+	58, // 74: hufu.v1.EnterpriseService.AcceptAdminTransfer:input_type -> hufu.v1.AcceptAdminTransferRequest
+	60, // 75: hufu.v1.EnterpriseService.GetLetterTemplate:input_type -> hufu.v1.GetLetterTemplateRequest
+	64, // 76: hufu.v1.EnterpriseService.ApplyCorporateTransfer:input_type -> hufu.v1.ApplyCorporateTransferRequest
+	66, // 77: hufu.v1.EnterpriseService.GetCorporateTransfer:input_type -> hufu.v1.GetCorporateTransferRequest
+	68, // 78: hufu.v1.EnterpriseService.ListCorporateTransfers:input_type -> hufu.v1.ListCorporateTransfersRequest
+	11, // 79: hufu.v1.EnterpriseService.SearchEnterprises:output_type -> hufu.v1.SearchEnterprisesResponse
+	14, // 80: hufu.v1.EnterpriseService.ClaimEnterprise:output_type -> hufu.v1.ClaimEnterpriseResponse
+	16, // 81: hufu.v1.EnterpriseService.GetEnterprise:output_type -> hufu.v1.GetEnterpriseResponse
+	18, // 82: hufu.v1.EnterpriseService.GetEnterpriseCertificate:output_type -> hufu.v1.GetEnterpriseCertificateResponse
+	21, // 83: hufu.v1.EnterpriseService.ListMyEnterprises:output_type -> hufu.v1.ListMyEnterprisesResponse
+	23, // 84: hufu.v1.EnterpriseService.ListMembers:output_type -> hufu.v1.ListMembersResponse
+	25, // 85: hufu.v1.EnterpriseService.RemoveMember:output_type -> hufu.v1.RemoveMemberResponse
+	28, // 86: hufu.v1.EnterpriseService.ApplyToJoin:output_type -> hufu.v1.ApplyToJoinResponse
+	30, // 87: hufu.v1.EnterpriseService.WithdrawJoin:output_type -> hufu.v1.WithdrawJoinResponse
+	32, // 88: hufu.v1.EnterpriseService.ListJoinApplications:output_type -> hufu.v1.ListJoinApplicationsResponse
+	34, // 89: hufu.v1.EnterpriseService.ApproveJoin:output_type -> hufu.v1.ApproveJoinResponse
+	36, // 90: hufu.v1.EnterpriseService.ReturnJoin:output_type -> hufu.v1.ReturnJoinResponse
+	38, // 91: hufu.v1.EnterpriseService.CreateInvite:output_type -> hufu.v1.CreateInviteResponse
+	40, // 92: hufu.v1.EnterpriseService.RevokeInvite:output_type -> hufu.v1.RevokeInviteResponse
+	42, // 93: hufu.v1.EnterpriseService.RegisterDevice:output_type -> hufu.v1.RegisterDeviceResponse
+	45, // 94: hufu.v1.EnterpriseService.GrantDelegation:output_type -> hufu.v1.GrantDelegationResponse
+	47, // 95: hufu.v1.EnterpriseService.GetDelegationOffer:output_type -> hufu.v1.GetDelegationOfferResponse
+	50, // 96: hufu.v1.EnterpriseService.AcceptDelegation:output_type -> hufu.v1.AcceptDelegationResponse
+	52, // 97: hufu.v1.EnterpriseService.RecallDelegation:output_type -> hufu.v1.RecallDelegationResponse
+	55, // 98: hufu.v1.EnterpriseService.ListAuthorisationRecords:output_type -> hufu.v1.ListAuthorisationRecordsResponse
+	57, // 99: hufu.v1.EnterpriseService.TransferAdmin:output_type -> hufu.v1.TransferAdminResponse
+	59, // 100: hufu.v1.EnterpriseService.AcceptAdminTransfer:output_type -> hufu.v1.AcceptAdminTransferResponse
+	61, // 101: hufu.v1.EnterpriseService.GetLetterTemplate:output_type -> hufu.v1.GetLetterTemplateResponse
+	65, // 102: hufu.v1.EnterpriseService.ApplyCorporateTransfer:output_type -> hufu.v1.ApplyCorporateTransferResponse
+	67, // 103: hufu.v1.EnterpriseService.GetCorporateTransfer:output_type -> hufu.v1.GetCorporateTransferResponse
+	69, // 104: hufu.v1.EnterpriseService.ListCorporateTransfers:output_type -> hufu.v1.ListCorporateTransfersResponse
+	79, // [79:105] is the sub-list for method output_type
+	53, // [53:79] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_hufu_v1_enterprise_proto_init() }
@@ -4647,7 +4938,7 @@ func file_hufu_v1_enterprise_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_v1_enterprise_proto_rawDesc), len(file_hufu_v1_enterprise_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   62,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

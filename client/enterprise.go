@@ -121,15 +121,18 @@ func RegisterDelegationDevice(ctx context.Context, conn *Conn, ks *keystore.Stor
 }
 
 // GrantDelegation is the administrator's device granting a staff member's registered device
-// a pair of the enterprise key held in ks: ρ goes to the appliance, d1·ρ sealed to the
-// member's device — only if that device's key has the fingerprint the member read from
-// their phone (ThisDeviceFingerprint there). cred is the enterprise key's credential.
+// a pair of each enterprise key held in ks — the signing key and, for an enterprise with a
+// certificate pair, the encryption key, each with its own ρ and envelope, granted in one
+// request (the appliance commits both or neither): ρ goes to the appliance, d1·ρ sealed to
+// the member's device — only if that device's key has the fingerprint the member read from
+// their phone (ThisDeviceFingerprint there). cred is the administrator's credential for both
+// keys: normally the PIN of the pair (a ticket opens one key only; the request itself takes a
+// credential per key).
 func GrantDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc, memberUserID, fingerprint string, cred *hufuv1.Credential) (*hufuv1.AuthorisationRecord, error) {
 	ent, err := conn.Enterprises.GetEnterprise(ctx, &hufuv1.GetEnterpriseRequest{Uscc: uscc})
 	if err != nil {
 		return nil, fmt.Errorf("client: grant: %w", err)
 	}
-	keyID := ent.GetEnterprise().GetKeyId()
 	ms, err := conn.Enterprises.ListMembers(ctx, &hufuv1.ListMembersRequest{Uscc: uscc})
 	if err != nil {
 		return nil, fmt.Errorf("client: grant: %w", err)
@@ -153,32 +156,100 @@ func GrantDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc, 
 	if err != nil {
 		return nil, fmt.Errorf("client: grant: the member's device key: %w", err)
 	}
-	e, err := ks.Load(keyID)
-	if err != nil {
-		return nil, fmt.Errorf("client: grant: the enterprise key %s is not on this device: %w", keyID, err)
-	}
-	defer e.Share.Destroy()
-	if !bytes.Equal(e.Public[:], ent.GetEnterprise().GetPublicKey()) {
-		return nil, fmt.Errorf("client: grant: %w: the enterprise's public key is not the key held here", ErrBadAnswer)
-	}
-	grant, envelope, err := e.Share.Delegate(rand.Reader, &device, cosign.DelegationContext(keyID, memberUserID, m.GetDeviceId()))
-	if err != nil {
+	req := &hufuv1.GrantDelegationRequest{Uscc: uscc, MemberUserId: memberUserID, Credential: cred}
+	if req.Grant, req.Envelope, err = delegateKey(ks, ent.GetEnterprise().GetKeyId(), ent.GetEnterprise().GetPublicKey(), &device, memberUserID, m.GetDeviceId()); err != nil {
 		return nil, fmt.Errorf("client: grant: %w", err)
 	}
-	rawGrant, _ := grant.MarshalBinary()
-	defer clear(rawGrant)
-	resp, err := conn.Enterprises.GrantDelegation(ctx, &hufuv1.GrantDelegationRequest{Uscc: uscc, MemberUserId: memberUserID,
-		Credential: cred, Grant: rawGrant, Envelope: envelope})
+	defer clear(req.Grant)
+	if encKeyID := ent.GetEnterprise().GetEncryptionKeyId(); encKeyID != "" {
+		enc := &hufuv1.DelegationKeyGrant{Credential: cred}
+		if enc.Grant, enc.Envelope, err = delegateKey(ks, encKeyID, nil, &device, memberUserID, m.GetDeviceId()); err != nil {
+			return nil, fmt.Errorf("client: grant: the encryption key: %w", err)
+		}
+		defer clear(enc.Grant)
+		req.Encryption = enc
+	}
+	resp, err := conn.Enterprises.GrantDelegation(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("client: grant: %w", err)
 	}
 	return resp.GetRecord(), nil
 }
 
-// AcceptDelegation is the staff member's device accepting its pending grant: it opens the
-// envelope with the device key, checks P + G = d1′⁻¹·P2′ against the enterprise's public key,
-// signs the appliance's challenge with the new pair to prove it, sets pin as its own
-// certificate PIN for the pair, and saves the share in ks under the enterprise key's id.
+// delegateKey makes the grant (ρ) and the envelope for a member's device of one key held in
+// ks; wantPublic, if given, is the public key the appliance says the key has.
+func delegateKey(ks *keystore.Store, keyID string, wantPublic []byte, device *cosign.Point, memberUserID, memberDeviceID string) ([]byte, []byte, error) {
+	e, err := ks.Load(keyID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the enterprise key %s is not on this device: %w", keyID, err)
+	}
+	defer e.Share.Destroy()
+	if wantPublic != nil && !bytes.Equal(e.Public[:], wantPublic) {
+		return nil, nil, fmt.Errorf("%w: the enterprise's public key is not the key held here", ErrBadAnswer)
+	}
+	grant, envelope, err := e.Share.Delegate(rand.Reader, device, cosign.DelegationContext(keyID, memberUserID, memberDeviceID))
+	if err != nil {
+		return nil, nil, err
+	}
+	rawGrant, _ := grant.MarshalBinary()
+	return rawGrant, envelope, nil
+}
+
+// keyOffer is one key's part of a delegation offer.
+type keyOffer struct {
+	keyID                              string
+	publicKey, p2, challenge, envelope []byte
+	shareVersion                       uint32
+}
+
+// acceptedPair is a new pair opened and proven, not yet accepted by the appliance.
+type acceptedPair struct {
+	keyID        string
+	public       cosign.Point
+	share        *cosign.PhoneShare
+	version      uint32
+	confirmation []byte
+}
+
+// openOffer opens one key's envelope with the device key, checks P + G = d1′⁻¹·P2′ against
+// public, and signs the appliance's challenge with the new pair to prove it.
+func openOffer(ctx context.Context, conn *Conn, sk *sm2.PrivateKey, accountID string, o keyOffer, public cosign.Point) (*acceptedPair, error) {
+	if !bytes.Equal(o.publicKey, public[:]) {
+		return nil, fmt.Errorf("%w: the offer of key %s is not for the enterprise's key", ErrBadAnswer, o.keyID)
+	}
+	p2, err := cosign.ParsePoint(o.p2)
+	if err != nil {
+		return nil, fmt.Errorf("%w: P2′: %w", ErrBadAnswer, err)
+	}
+	// The context is ours, not the appliance's: an envelope sealed for another key, member
+	// or device does not open.
+	share, err := cosign.AcceptDelegation(sk, o.envelope, cosign.DelegationContext(o.keyID, accountID, conn.DeviceID()), &public, &p2)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.challenge) != cosign.ScalarSize {
+		share.Destroy()
+		return nil, fmt.Errorf("%w: challenge of %d bytes", ErrBadAnswer, len(o.challenge))
+	}
+	var challenge [cosign.ScalarSize]byte
+	copy(challenge[:], o.challenge)
+	// The pending pair answers only this challenge, without a credential.
+	key := cosign.NewKey(public, share, &Remote{Conn: conn, KeyID: o.keyID, Credential: &hufuv1.Credential{}})
+	sig, err := key.SignDigest(ctx, rand.Reader, &challenge)
+	if err != nil {
+		share.Destroy()
+		return nil, fmt.Errorf("proving the new pair of key %s: %w", o.keyID, err)
+	}
+	raw, _ := sig.MarshalBinary()
+	return &acceptedPair{keyID: o.keyID, public: public, share: share, version: o.shareVersion, confirmation: raw}, nil
+}
+
+// AcceptDelegation is the staff member's device accepting its pending grant: for each
+// enterprise key offered (the signing key and, of a certificate pair, the encryption key) it
+// opens the envelope with the device key, checks P + G = d1′⁻¹·P2′ against the key's public
+// key, signs the appliance's challenge with the new pair to prove it; the appliance accepts
+// both pairs in one transaction with pin as the member's own certificate PIN of each. The
+// shares are saved in ks under the keys' ids; it returns the signing key's entry.
 func AcceptDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc, pin string) (*keystore.Entry, error) {
 	acct, err := conn.Accounts.GetAccount(ctx, &hufuv1.GetAccountRequest{})
 	if err != nil {
@@ -192,59 +263,78 @@ func AcceptDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc,
 	if err != nil {
 		return nil, fmt.Errorf("client: accept: %w", err)
 	}
-	keyID := offer.GetKeyId()
 	public, err := cosign.ParsePoint(ent.GetEnterprise().GetPublicKey())
-	if err != nil || !bytes.Equal(offer.GetPublicKey(), public[:]) || keyID != ent.GetEnterprise().GetKeyId() {
+	if err != nil || offer.GetKeyId() != ent.GetEnterprise().GetKeyId() {
 		return nil, fmt.Errorf("client: accept: %w: the offer is not for the enterprise's key", ErrBadAnswer)
 	}
-	p2, err := cosign.ParsePoint(offer.GetP2())
-	if err != nil {
-		return nil, fmt.Errorf("client: accept: %w: P2′: %w", ErrBadAnswer, err)
+	offers := []keyOffer{{keyID: offer.GetKeyId(), publicKey: offer.GetPublicKey(), p2: offer.GetP2(), challenge: offer.GetChallenge(),
+		envelope: offer.GetEnvelope(), shareVersion: offer.GetShareVersion()}}
+	publics := []cosign.Point{public}
+	switch enc, encKeyID := offer.GetEncryption(), ent.GetEnterprise().GetEncryptionKeyId(); {
+	case (enc == nil) != (encKeyID == "") || (enc != nil && enc.GetKeyId() != encKeyID):
+		return nil, fmt.Errorf("client: accept: %w: the offer does not cover the enterprise's encryption key", ErrBadAnswer)
+	case enc != nil:
+		// The encryption key's public key is the one its certificate (the pair of the
+		// enterprise certificate) carries; the pair check below binds the share to it.
+		encPublic, err := cosign.ParsePoint(enc.GetPublicKey())
+		if err != nil {
+			return nil, fmt.Errorf("client: accept: %w: the encryption key's public key: %w", ErrBadAnswer, err)
+		}
+		offers = append(offers, keyOffer{keyID: enc.GetKeyId(), publicKey: enc.GetPublicKey(), p2: enc.GetP2(), challenge: enc.GetChallenge(),
+			envelope: enc.GetEnvelope(), shareVersion: enc.GetShareVersion()})
+		publics = append(publics, encPublic)
 	}
 	sk, err := DelegationDeviceKey(ks)
 	if err != nil {
 		return nil, err
 	}
-	// The context is ours, not the appliance's: an envelope sealed for another key, member
-	// or device does not open.
-	context := cosign.DelegationContext(keyID, acct.GetAccount().GetId(), conn.DeviceID())
-	share, err := cosign.AcceptDelegation(sk, offer.GetEnvelope(), context, &public, &p2)
-	if err != nil {
+	var pairs []*acceptedPair
+	defer func() {
+		for _, p := range pairs {
+			p.share.Destroy()
+		}
+	}()
+	for i, o := range offers {
+		p, err := openOffer(ctx, conn, sk, acct.GetAccount().GetId(), o, publics[i])
+		if err != nil {
+			return nil, fmt.Errorf("client: accept: %w", err)
+		}
+		pairs = append(pairs, p)
+	}
+	req := &hufuv1.AcceptDelegationRequest{Uscc: uscc, Pin: pin, Confirmation: pairs[0].confirmation}
+	if len(pairs) > 1 {
+		req.EncryptionConfirmation = pairs[1].confirmation // and the same PIN (encryption_pin empty)
+	}
+	if _, err := conn.Enterprises.AcceptDelegation(ctx, req); err != nil {
 		return nil, fmt.Errorf("client: accept: %w", err)
 	}
-	if len(offer.GetChallenge()) != cosign.ScalarSize {
-		share.Destroy()
-		return nil, fmt.Errorf("client: accept: %w: challenge of %d bytes", ErrBadAnswer, len(offer.GetChallenge()))
+	var first *keystore.Entry
+	for i, p := range pairs {
+		label := ent.GetEnterprise().GetName()
+		if i > 0 {
+			label += " (encryption)"
+		}
+		e := &keystore.Entry{ID: p.keyID, Label: label, AccountID: acct.GetAccount().GetId(),
+			PhoneKey: cosign.PhoneKey{Public: p.public, Version: p.version, Share: p.share}}
+		if err := ks.Save(e); err != nil {
+			return nil, fmt.Errorf("client: accept: the pairs are active but this device did not save the share of %s: %w", p.keyID, err)
+		}
+		if first == nil {
+			first = e
+		}
 	}
-	var challenge [cosign.ScalarSize]byte
-	copy(challenge[:], offer.GetChallenge())
-	// The pending pair answers only this challenge, without a credential.
-	key := cosign.NewKey(public, share, &Remote{Conn: conn, KeyID: keyID, Credential: &hufuv1.Credential{}})
-	sig, err := key.SignDigest(ctx, rand.Reader, &challenge)
-	if err != nil {
-		share.Destroy()
-		return nil, fmt.Errorf("client: accept: proving the new pair: %w", err)
-	}
-	raw, _ := sig.MarshalBinary()
-	if _, err := conn.Enterprises.AcceptDelegation(ctx, &hufuv1.AcceptDelegationRequest{Uscc: uscc, Pin: pin, Confirmation: raw}); err != nil {
-		share.Destroy()
-		return nil, fmt.Errorf("client: accept: %w", err)
-	}
-	e := &keystore.Entry{ID: keyID, Label: ent.GetEnterprise().GetName(), AccountID: acct.GetAccount().GetId(),
-		PhoneKey: cosign.PhoneKey{Public: public, Version: offer.GetShareVersion(), Share: share}}
-	if err := ks.Save(e); err != nil {
-		return nil, fmt.Errorf("client: accept: the pair is active but this device did not save its share: %w", err)
-	}
-	return e, nil
+	pairs = nil // saved: the entries own the shares now
+	return first, nil
 }
 
 // AcceptAdminTransfer completes an administrator transfer (转移) offered to this account, from
-// the device that holds its pair of the enterprise key: the pair becomes the key's primary
-// pair, under a new share version that the keystore entry records, and is then refreshed
-// (the old administrator's device made this phone share and still knows it). cred is this
-// device's credential for the pair (its PIN).
+// the device that holds its pairs of the enterprise keys: the pairs (of the signing key and,
+// of a certificate pair, the encryption key) become the keys' primary pairs, under new share
+// versions that the keystore entries record, and are then refreshed (the old administrator's
+// device made these phone shares and still knows them). cred is this device's credential for
+// the pairs (its PIN, the same for both as AcceptDelegation sets it).
 //
-// A share refresh of this device's pair left pending (in the keystore or on the appliance)
+// A share refresh of this device's pairs left pending (in the keystore or on the appliance)
 // is finished first: the appliance does not promote a pair with a refresh pending, and the
 // version recorded after the promotion must belong to the share this device then uses.
 func AcceptAdminTransfer(ctx context.Context, conn *Conn, ks *keystore.Store, uscc string, cred *hufuv1.Credential) (*hufuv1.Enterprise, error) {
@@ -252,21 +342,36 @@ func AcceptAdminTransfer(ctx context.Context, conn *Conn, ks *keystore.Store, us
 	if err != nil {
 		return nil, fmt.Errorf("client: accept transfer: %w", err)
 	}
-	if err := finishPairRefresh(ctx, conn, ks, ent.GetEnterprise().GetKeyId(), cred); err != nil {
-		return nil, fmt.Errorf("client: accept transfer: finishing the pending share refresh of this device's pair: %w", err)
+	for _, keyID := range enterpriseKeyIDs(ent.GetEnterprise()) {
+		if err := finishPairRefresh(ctx, conn, ks, keyID, cred); err != nil {
+			return nil, fmt.Errorf("client: accept transfer: finishing the pending share refresh of this device's pair of %s: %w", keyID, err)
+		}
 	}
 	resp, err := conn.Enterprises.AcceptAdminTransfer(ctx, &hufuv1.AcceptAdminTransferRequest{Uscc: uscc})
 	if err != nil {
 		return nil, fmt.Errorf("client: accept transfer: %w", err)
 	}
-	keyID := resp.GetEnterprise().GetKeyId()
-	if err := recordVersion(ks, keyID, resp.GetShareVersion()); err != nil {
-		return nil, fmt.Errorf("client: accept transfer: the role moved but this device did not record the share version: %w", err)
+	versions := []uint32{resp.GetShareVersion(), resp.GetEncryptionShareVersion()}
+	keyIDs := enterpriseKeyIDs(resp.GetEnterprise())
+	for i, keyID := range keyIDs {
+		if err := recordVersion(ks, keyID, versions[i]); err != nil {
+			return nil, fmt.Errorf("client: accept transfer: the role moved but this device did not record the share version of %s: %w", keyID, err)
+		}
 	}
-	if _, err := RefreshKey(ctx, conn, ks, keyID, cred, nil); err != nil {
-		return resp.GetEnterprise(), fmt.Errorf("client: accept transfer: the role moved but the share refresh did not finish (run it again: hufu key refresh %s): %w", keyID, err)
+	for _, keyID := range keyIDs {
+		if _, err := RefreshKey(ctx, conn, ks, keyID, cred, nil); err != nil {
+			return resp.GetEnterprise(), fmt.Errorf("client: accept transfer: the role moved but the share refresh did not finish (run it again: hufu key refresh %s): %w", keyID, err)
+		}
 	}
 	return resp.GetEnterprise(), nil
+}
+
+// enterpriseKeyIDs lists an enterprise's keys, signing first.
+func enterpriseKeyIDs(e *hufuv1.Enterprise) []string {
+	if e.GetEncryptionKeyId() == "" {
+		return []string{e.GetKeyId()}
+	}
+	return []string{e.GetKeyId(), e.GetEncryptionKeyId()}
 }
 
 // finishPairRefresh runs RefreshKey on a key held in ks if a refresh of it is pending in the

@@ -61,14 +61,20 @@ func (s *Service) candidates(ctx context.Context, caller authn.Caller, ss *store
 		if m.Enterprise.KeyId == "" || m.Enterprise.CertSerial == "" || slices.ContainsFunc(certs, func(c *storepb.Certificate) bool { return c.KeyId == m.Enterprise.KeyId }) {
 			continue
 		}
-		if !s.holdsPair(ctx, caller, m) {
-			continue
-		}
 		c, _, err := s.deps.Certs.Certificate(ctx, m.Enterprise.CertSerial)
-		if err != nil || !s.deps.Certs.Active(c) {
+		if err != nil || !s.deps.Certs.Active(c) || !s.holdsPair(ctx, caller, c.KeyId) {
 			continue
 		}
 		certs = append(certs, c)
+		// The encryption certificate of the enterprise's pair, which bids are enveloped to,
+		// answers DECRYPT sessions with the member's pair of the encryption key (granted with
+		// the signing key's: enterprises.Grant).
+		if c.PairSerial != "" {
+			enc, _, err := s.deps.Certs.Certificate(ctx, c.PairSerial)
+			if err == nil && s.deps.Certs.Active(enc) && s.holdsPair(ctx, caller, enc.KeyId) {
+				certs = append(certs, enc)
+			}
+		}
 	}
 	out := make([]Candidate, 0, len(certs))
 	for _, c := range certs {
@@ -112,8 +118,9 @@ func (s *Service) admissible(c *storepb.Certificate, ss *storepb.ScanSession) (r
 	return false, fmt.Sprintf("not valid for platform %s, and not a certificate of the national mutual-recognition system (全国CA互认) that the platform admits", ss.PlatformId)
 }
 
-func (s *Service) holdsPair(ctx context.Context, caller authn.Caller, m enterprises.Membership) bool {
-	pairs, err := s.deps.Keys.ListDelegations(ctx, m.Enterprise.KeyId)
+// holdsPair reports whether the caller's device holds an accepted delegated pair of keyID.
+func (s *Service) holdsPair(ctx context.Context, caller authn.Caller, keyID string) bool {
+	pairs, err := s.deps.Keys.ListDelegations(ctx, keyID)
 	if err != nil {
 		return false
 	}

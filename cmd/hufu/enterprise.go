@@ -107,6 +107,9 @@ func (c *cli) entShowCommand() *urfave.Command {
 		fmt.Fprintf(c.out, "%s  %s\n  you: %s\n  legal representative: %s (%s, %s)\n  administrator: %s (claimed: %v)\n  key: %s  certificate: %s\n",
 			e.Uscc, e.Name, roleName(resp.Role), e.LegalRepName, e.LegalRepIdMasked, e.LegalRepPhoneMasked, e.AdminName,
 			e.AdminClaimed, orNone(e.KeyId), orNone(e.CertSerial))
+		if e.EncryptionKeyId != "" {
+			fmt.Fprintf(c.out, "  encryption key: %s\n", e.EncryptionKeyId)
+		}
 		return nil
 	}})
 }
@@ -284,8 +287,8 @@ func (c *cli) entRegisterDeviceCommand() *urfave.Command {
 
 func (c *cli) entAcceptCommand() *urfave.Command {
 	fs := newFlags()
-	pinFlag := fs.String("pin", "", "your own certificate PIN for the enterprise key (6 digits)")
-	return c.command(verb{name: "accept", usage: "accept a grant of the enterprise key on this device, with your own PIN", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	pinFlag := fs.String("pin", "", "your own certificate PIN for the enterprise keys' pairs, one for both (6 digits)")
+	return c.command(verb{name: "accept", usage: "accept a grant of the enterprise keys (signing and encryption) on this device, with your own PIN", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		pin, err := c.newPIN(*pinFlag)
 		if err != nil {
 			return err
@@ -299,13 +302,16 @@ func (c *cli) entAcceptCommand() *urfave.Command {
 			return err
 		}
 		fmt.Fprintf(c.out, "accepted: this device holds a pair of the enterprise key %s; sign with: hufu sign -key %s -in FILE\n", e.ID, e.ID)
+		if got, err := conn.Enterprises.GetEnterprise(ctx, &hufuv1.GetEnterpriseRequest{Uscc: pos[0]}); err == nil && got.GetEnterprise().GetEncryptionKeyId() != "" {
+			fmt.Fprintf(c.out, "and a pair of its encryption key %s, which opens the bids enveloped to the enterprise\n", got.GetEnterprise().GetEncryptionKeyId())
+		}
 		return nil
 	}})
 }
 
 func (c *cli) entRecallCommand() *urfave.Command {
 	fs := newFlags()
-	return c.command(verb{name: "recall", usage: "收回: destroy a member's pair of the enterprise key at once", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
+	return c.command(verb{name: "recall", usage: "收回: destroy a member's pairs of the enterprise keys (signing and encryption) at once", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, args []string) error {
 		ent := conn.Enterprises
 		uscc, user := args[0], args[1]
 		resp, err := ent.RecallDelegation(ctx, &hufuv1.RecallDelegationRequest{Uscc: uscc, MemberUserId: user})
@@ -354,8 +360,8 @@ func (c *cli) entTransferCommand() *urfave.Command {
 
 func (c *cli) entAcceptTransferCommand() *urfave.Command {
 	fs := newFlags()
-	pinFlag := fs.String("pin", "", "your PIN of the enterprise key's pair (else HUFU_PIN, else asked): the pair is refreshed")
-	return c.command(verb{name: "accept-transfer", usage: "accept the administrator role (refreshes your pair)", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	pinFlag := fs.String("pin", "", "your PIN of the enterprise keys' pairs (else HUFU_PIN, else asked): the pairs are refreshed")
+	return c.command(verb{name: "accept-transfer", usage: "accept the administrator role (refreshes your pairs of both enterprise keys)", args: "USCC", nargs: oneArg, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		uscc := pos[0]
 		pin, err := c.pin(*pinFlag, "your certificate PIN of the enterprise key: ")
 		if err != nil {
@@ -469,19 +475,22 @@ func (f *enterpriseForm) read() (*hufuv1.EnterpriseDetails, *hufuv1.ScannedLette
 	return f.d, &hufuv1.ScannedLetter{FileName: filepath.Base(*f.letter), MediaType: media, Content: scan}, nil
 }
 
-// enterpriseClaim submits a claim: the enterprise key is this device's (made now unless
-// -key names one) and the CSR is signed with it.
+// enterpriseClaim submits a claim for an enterprise certificate pair: the signing key is this
+// device's (made now unless -key names one), the encryption key a second one made here under
+// the same PIN (unless -encryption-key names one) as `hufu cert apply` makes it
+// (cli.encryptionKey), and each CSR is signed with its own key.
 func (c *cli) enterpriseClaimCommand() *urfave.Command {
 	fs := newFlags()
 	form := enterpriseFlags(fs, "`hufu enterprise letter` gives the template")
-	keyID := fs.String("key", "", "the enterprise key on this device (default: make one)")
-	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
+	keyID := fs.String("key", "", "the enterprise signing key on this device (default: make one)")
+	encKeyID := fs.String("encryption-key", "", "the split key of the enterprise encryption certificate (default: a new key made now under the same PIN)")
+	pinFlag := fs.String("pin", "", "the enterprise keys' certificate PIN (else HUFU_PIN, else asked)")
 	years := fs.Uint("years", 1, "validity in years, 1 to 3")
 	platforms := fs.String("platforms", "", "comma-separated platform ids (default: the current platform)")
 	regions := fs.String("regions", "", "roaming regions (漫游区域): comma-separated 6-digit codes")
 	caID := fs.String("ca", "hufu-ca", "CA id")
 	join := fs.Bool("join", false, "buy a certificate of a registered enterprise to join it as staff (购买证书加入企业)")
-	return c.command(verb{name: "claim", usage: "claim (认领) an enterprise: an enterprise certificate order; -join buys one to join a registered enterprise", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "claim", usage: "claim (认领) an enterprise: an order for its signing and encryption certificates; -join buys them to join a registered enterprise", nargs: noArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		d, letter, err := form.read()
 		if err != nil {
 			return err
@@ -504,11 +513,11 @@ func (c *cli) enterpriseClaimCommand() *urfave.Command {
 		if err != nil {
 			return err
 		}
+		ks, err := c.keystore()
+		if err != nil {
+			return err
+		}
 		if *keyID == "" {
-			ks, err := c.keystore()
-			if err != nil {
-				return err
-			}
 			e, err := client.CreateKey(ctx, conn, ks, pin, d.Name)
 			if err != nil {
 				return err
@@ -524,27 +533,31 @@ func (c *cli) enterpriseClaimCommand() *urfave.Command {
 		if req.Csr, err = smx509.CreateCertificateRequest(rand.Reader, &smx509.CertificateRequest{}, key); err != nil {
 			return fmt.Errorf("signing the certificate request with the enterprise key: %w", err)
 		}
+		if req.EncryptionKeyId, req.EncryptionCsr, err = c.encryptionKey(ctx, conn, ks, pin, *keyID, *encKeyID); err != nil {
+			return err
+		}
 		resp, err := conn.Enterprises.ClaimEnterprise(ctx, req)
 		if err != nil {
 			return err
 		}
 		c.printOrder(resp.Order, false)
-		fmt.Fprintln(c.out, "submitted for CA review; once approved, `hufu cert pay ORDER` issues the enterprise certificate and makes you its administrator")
+		fmt.Fprintf(c.out, "signing key %s, encryption key %s\n", req.KeyId, req.EncryptionKeyId)
+		fmt.Fprintln(c.out, "submitted for CA review; once approved, `hufu cert pay ORDER` issues the enterprise certificate pair and makes you its administrator")
 		return nil
 	}})
 }
 
 // enterpriseGrant is the administrator's device granting a member's registered device a
-// pair of the enterprise key held here.
+// pair of each enterprise key held here (signing and, of a certificate pair, encryption).
 func (c *cli) enterpriseGrantCommand() *urfave.Command {
 	fs := newFlags()
-	pinFlag := fs.String("pin", "", "the enterprise key's certificate PIN (else HUFU_PIN, else asked)")
+	pinFlag := fs.String("pin", "", "the enterprise keys' certificate PIN, used for both keys (else HUFU_PIN, else asked)")
 	fingerprint := fs.String("fingerprint", "", "the member device's fingerprint `FP`, as hufu enterprise register-device showed it on the member's phone")
-	return c.command(verb{name: "grant", usage: "授权: a pair of the enterprise key for a member's registered device", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
+	return c.command(verb{name: "grant", usage: "授权: pairs of the enterprise keys (signing and encryption) for a member's registered device", args: "USCC USER", nargs: twoArgs, fs: fs, run: func(ctx context.Context, conn *client.Conn, pos []string) error {
 		if *fingerprint == "" {
 			return usagef("%s", errors.New("enterprise grant USCC USER -fingerprint FP [-pin P] (FP: read it from the member's phone)").Error())
 		}
-		pin, err := c.pin(*pinFlag, "the enterprise key's certificate PIN: ")
+		pin, err := c.pin(*pinFlag, "the enterprise keys' certificate PIN: ")
 		if err != nil {
 			return err
 		}

@@ -74,7 +74,8 @@ func details(t testing.TB, uscc, name string) *hufuv1.EnterpriseDetails {
 		LegalRepIdNumber: "11010519491231002X", LegalRepPhone: "13900139000", Licence: pngBytes(t), LicenceFileName: "licence.png"}
 }
 
-// claim makes the member's enterprise key (if it has none) and submits a claim.
+// claim makes the member's enterprise keys (signing and encryption, if it has none) and
+// submits a claim for the certificate pair.
 func (m *member) claim(uscc, name, requestID string) (*hufuv1.Order, error) {
 	return m.claimOrJoin(uscc, name, requestID, false)
 }
@@ -85,9 +86,12 @@ func (m *member) claimOrJoin(uscc, name, requestID string, join bool) (*hufuv1.O
 	if m.key == nil {
 		m.key = createKey(m.t, m.conn, m.userID, "ent-key-"+m.device, "654321")
 	}
+	if m.enc == nil {
+		m.enc = createKey(m.t, m.conn, m.userID, "ent-enc-"+m.device, "654321")
+	}
 	resp, err := m.ent.ClaimEnterprise(bg, &hufuv1.ClaimEnterpriseRequest{RequestId: requestID, Enterprise: details(m.t, uscc, name),
 		KeyId: m.key.id, Csr: m.csr(), CaId: "hufu-ca", ValidityYears: 1, Platforms: []string{"demo"},
-		RoamingRegions: []string{"110000"}, Join: join,
+		RoamingRegions: []string{"110000"}, Join: join, EncryptionKeyId: m.enc.id, EncryptionCsr: m.csrOf(m.enc),
 		Authorisation: &hufuv1.Authorisation{Kind: &hufuv1.Authorisation_Scan{Scan: &hufuv1.ScannedLetter{
 			FileName: "letter.png", MediaType: "image/png", Content: pngBytes(m.t)}}}})
 	if err != nil {
@@ -97,7 +101,8 @@ func (m *member) claimOrJoin(uscc, name, requestID string, join bool) (*hufuv1.O
 }
 
 // claimAndPay claims an enterprise through review and payment: the member becomes its
-// administrator. It returns the enterprise certificate's serial.
+// administrator. It returns the enterprise signing certificate's serial (m.encSerial is the
+// encryption certificate's).
 func (m *member) claimAndPay(desk hufuv1.ReviewServiceClient, uscc, name string) string {
 	m.t.Helper()
 	o, err := m.claim(uscc, name, "claim-"+m.device)
@@ -111,7 +116,42 @@ func (m *member) claimAndPay(desk hufuv1.ReviewServiceClient, uscc, name string)
 	if err != nil {
 		m.t.Fatalf("pay: %v", err)
 	}
+	if paid.Order.EncryptionSerial == "" {
+		m.t.Fatalf("an enterprise claim issued no encryption certificate: %v", paid.Order)
+	}
+	m.encSerial = paid.Order.EncryptionSerial
 	return paid.Certificate.Serial
+}
+
+// keystoreEnterpriseKeys makes a member's enterprise keys (signing and encryption, one PIN)
+// in its keystore, as `hufu enterprise claim` does, for a claim and the SDK's grants.
+func keystoreEnterpriseKeys(t *testing.T, m *member, ks *keystore.Store, pin string) {
+	t.Helper()
+	for _, k := range []**phoneKey{&m.key, &m.enc} {
+		entry, err := client.CreateKey(bg, m.conn, ks, pin, "enterprise")
+		if err != nil {
+			t.Fatal(err)
+		}
+		*k = &phoneKey{id: entry.ID, public: entry.Public, share: entry.Share, keys: m.conn.Keys, cosign: m.conn.Cosign,
+			cred: client.PINCredential(pin)}
+	}
+}
+
+// saveEnterpriseKeys puts a member's enterprise keys, held by the test's phoneKeys, in a
+// keystore for the SDK's grant.
+func saveEnterpriseKeys(t *testing.T, m *member) *keystore.Store {
+	t.Helper()
+	ks, err := keystore.Open(t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*phoneKey{m.key, m.enc} {
+		if err := ks.Save(&keystore.Entry{ID: k.id, AccountID: m.userID,
+			PhoneKey: cosign.PhoneKey{Public: k.public, Version: 1, Share: k.share}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ks
 }
 
 func (m *member) join(req *hufuv1.ApplyToJoinRequest) (*hufuv1.JoinApplication, error) {
@@ -397,6 +437,13 @@ func TestEnterpriseClaimRace(t *testing.T) {
 // nil when OpenSSL is missing.
 func verifyWithOpenSSL(t *testing.T, certDER, msg, sig []byte) []byte {
 	t.Helper()
+	return verifyAndEncryptWithOpenSSL(t, certDER, certDER, msg, sig)
+}
+
+// verifyAndEncryptWithOpenSSL checks sig on msg under certDER with OpenSSL and returns msg
+// encrypted by OpenSSL to encCertDER (nil without openssl).
+func verifyAndEncryptWithOpenSSL(t *testing.T, certDER, encCertDER, msg, sig []byte) []byte {
+	t.Helper()
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Log("openssl not found: interoperability with OpenSSL not checked")
 		return nil
@@ -405,6 +452,7 @@ func verifyWithOpenSSL(t *testing.T, certDER, msg, sig []byte) []byte {
 	path := func(name string) string { return filepath.Join(dir, name) }
 	for name, b := range map[string][]byte{
 		"cert.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), "msg": msg, "msg.sig": sig,
+		"enc.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: encCertDER}),
 	} {
 		if err := os.WriteFile(path(name), b, 0o600); err != nil {
 			t.Fatal(err)
@@ -415,11 +463,20 @@ func verifyWithOpenSSL(t *testing.T, certDER, msg, sig []byte) []byte {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("openssl verify under the enterprise certificate: %v\n%s", err, out)
 	}
-	cmd = exec.Command("openssl", "pkeyutl", "-encrypt", "-certin", "-inkey", path("cert.pem"), "-in", path("msg"), "-out", path("msg.enc"))
+	cmd = exec.Command("openssl", "pkeyutl", "-encrypt", "-certin", "-inkey", path("enc.pem"), "-in", path("msg"), "-out", path("msg.enc"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("openssl encrypt: %v\n%s", err, out)
 	}
 	ct, err := os.ReadFile(path("msg.enc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
+func mustEncryptMsg(t *testing.T, pub *ecdsa.PublicKey, msg []byte) []byte {
+	t.Helper()
+	ct, err := sm2.Encrypt(rand.Reader, pub, msg, sm2.ASN1EncrypterOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,15 +519,15 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	other, otherKS := keystoreMember(t, a, "13800138023", "deleg-other-01")
 
 	const adminPIN, staffPIN, otherPIN = "246810", "135791", "112233"
-	entry, err := client.CreateKey(bg, boss.conn, adminKS, adminPIN, "enterprise")
-	if err != nil {
-		t.Fatal(err)
-	}
-	boss.key = &phoneKey{id: entry.ID, public: entry.Public, share: entry.Share, keys: boss.conn.Keys, cosign: boss.conn.Cosign,
-		cred: client.PINCredential(adminPIN)}
+	keystoreEnterpriseKeys(t, boss, adminKS, adminPIN)
 	serial := boss.claimAndPay(desk, usccA, "福州示范科技有限公司")
 	cert, _, _, _ := boss.download(serial)
-	keyID := entry.ID
+	encCert, _, _, _ := boss.download(boss.encSerial)
+	keyID, encKeyID := boss.key.id, boss.enc.id
+	if ent, err := boss.ent.GetEnterprise(bg, &hufuv1.GetEnterpriseRequest{Uscc: usccA}); err != nil ||
+		ent.Enterprise.KeyId != keyID || ent.Enterprise.EncryptionKeyId != encKeyID || ent.Enterprise.CertSerial != serial {
+		t.Fatalf("the enterprise after its claim of a pair: %v %v", ent, err)
+	}
 
 	// Two staff members join by invite and register their devices.
 	inv, err := boss.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA})
@@ -521,6 +578,11 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	wantCode(t, err, codes.PermissionDenied, "")
 	_, err = staff.ent.GrantDelegation(bg, &hufuv1.GrantDelegationRequest{Uscc: usccA, MemberUserId: other.userID, Scope: []string{"everything"}})
 	wantCode(t, err, codes.InvalidArgument, "scope[0]")
+	// The enterprise has an encryption key: a grant of the signing key alone is refused,
+	// naming the missing part.
+	_, err = boss.ent.GrantDelegation(bg, &hufuv1.GrantDelegationRequest{Uscc: usccA, MemberUserId: staff.userID,
+		Credential: client.PINCredential(adminPIN), Grant: make([]byte, 32), Envelope: []byte{1}})
+	wantCode(t, err, codes.InvalidArgument, "encryption")
 
 	for _, p := range []struct {
 		m   *member
@@ -555,22 +617,31 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 		t.Fatal("an anonymous caller downloaded the enterprise certificate")
 	}
 
-	// The staff member signs with its own pair and PIN; OpenSSL verifies the signature under
-	// the enterprise certificate, and the staff pair decrypts what OpenSSL encrypted to it.
+	// The staff member signs with its own pair of the signing key and PIN; OpenSSL verifies
+	// the signature under the enterprise signing certificate, and the staff pair of the
+	// encryption key decrypts what OpenSSL (or gmsm) encrypted to the enterprise encryption
+	// certificate. The staff pair of the signing key does not decrypt.
 	msg := []byte("投标文件：福州示范科技有限公司")
 	sig, err := signWith(t, staff.conn, staffKS, keyID, staffPIN, msg)
 	if err != nil {
 		t.Fatalf("staff sign: %v", err)
 	}
-	if ct := verifyWithOpenSSL(t, cert.Raw, msg, sig); ct != nil {
+	ct := verifyAndEncryptWithOpenSSL(t, cert.Raw, encCert.Raw, msg, sig)
+	if ct == nil {
+		ct = mustEncryptMsg(t, encCert.PublicKey.(*ecdsa.PublicKey), msg)
+	}
+	staffDecrypt := func(keyID string) ([]byte, error) {
 		k, err := client.OpenKey(bg, staff.conn, staffKS, keyID, staffPIN)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		got, err := k.Decrypt(nil, ct, nil)
-		if err != nil || !bytes.Equal(got, msg) {
-			t.Fatalf("staff decrypt: %q %v", got, err)
-		}
+		return k.Decrypt(nil, ct, nil)
+	}
+	if got, err := staffDecrypt(encKeyID); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("staff decrypt with its pair of the enterprise encryption key: %q %v", got, err)
+	}
+	if _, err := staffDecrypt(keyID); statusCode(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "does not decrypt") {
+		t.Fatalf("the staff pair of the enterprise signing key decrypted: %v", err)
 	}
 	pub := cert.PublicKey.(*ecdsa.PublicKey)
 	if !sm2.VerifyASN1WithSM2(pub, nil, msg, sig) {
@@ -594,6 +665,10 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	}
 	_, err = signWith(t, staff.conn, staffKS, keyID, staffPIN, msg)
 	wantCode(t, err, codes.PermissionDenied, "")
+	// The recall destroyed the staff pair of the encryption key with it.
+	if _, err := staffDecrypt(encKeyID); statusCode(err) != codes.PermissionDenied {
+		t.Fatalf("the staff pair of the encryption key after the recall: %v", err)
+	}
 	if _, err := signWith(t, boss.conn, adminKS, keyID, adminPIN, msg); err != nil {
 		t.Fatalf("administrator after recall: %v", err)
 	}
@@ -607,6 +682,11 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	recs, err := boss.ent.ListAuthorisationRecords(bg, &hufuv1.ListAuthorisationRecordsRequest{Uscc: usccA})
 	if err != nil || len(recs.Records) != 5 || recs.Records[0].Action != "recall" {
 		t.Fatalf("records: %v %v", recs, err)
+	}
+	for _, r := range recs.Records {
+		if r.KeyId != keyID || r.EncryptionKeyId != encKeyID {
+			t.Fatalf("an authorisation record does not name both enterprise keys: %v", r)
+		}
 	}
 	own, err := other.ent.ListAuthorisationRecords(bg, &hufuv1.ListAuthorisationRecordsRequest{Uscc: usccA})
 	if err != nil || len(own.Records) != 2 {
@@ -646,6 +726,27 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	}
 	_, err = boss.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: serial})
 	wantCode(t, err, codes.NotFound, "")
+	// The encryption certificate moved with it, and the new administrator's pair of the
+	// encryption key, promoted and refreshed with the signing key's, decrypts; the old
+	// administrator's does not.
+	if _, err := other.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: boss.encSerial}); err != nil {
+		t.Fatalf("the new administrator downloads the enterprise encryption certificate: %v", err)
+	}
+	_, err = boss.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: boss.encSerial})
+	wantCode(t, err, codes.NotFound, "")
+	if ek, err := otherKS.Load(encKeyID); err != nil || ek.Version < 3 {
+		t.Fatalf("the new administrator's pair of the encryption key after the transfer: version %v, %v", ek, err)
+	}
+	if k, err := client.OpenKey(bg, other.conn, otherKS, encKeyID, otherPIN); err != nil {
+		t.Fatal(err)
+	} else if got, err := k.Decrypt(nil, ct, nil); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("the new administrator decrypts with the enterprise encryption key: %q %v", got, err)
+	}
+	if k, err := client.OpenKey(bg, boss.conn, adminKS, encKeyID, adminPIN); err == nil {
+		if _, err := k.Decrypt(nil, ct, nil); err == nil {
+			t.Fatal("the old administrator's pair of the encryption key still decrypts after the transfer")
+		}
+	}
 	// The new administrator's pair was refreshed: the old administrator's copy of it is useless.
 	k, err := otherKS.Load(keyID)
 	if err != nil || k.Version < 3 {
@@ -655,7 +756,8 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	holder := &applicant{t: t, key: &phoneKey{id: keyID, public: k.Public, share: k.Share, keys: other.conn.Keys,
 		cosign: other.conn.Cosign, cred: client.PINCredential(otherPIN)}}
 	_, err = other.ent.ClaimEnterprise(bg, &hufuv1.ClaimEnterpriseRequest{RequestId: "claim-other-ent", Enterprise: details(t, usccB, "北京竞速建设有限公司"),
-		KeyId: keyID, Csr: holder.csr(), CaId: "hufu-ca", ValidityYears: 1, Platforms: []string{"demo"}, Authorisation: holder.letter()})
+		KeyId: keyID, Csr: holder.csr(), CaId: "hufu-ca", ValidityYears: 1, Platforms: []string{"demo"}, Authorisation: holder.letter(),
+		EncryptionKeyId: encKeyID})
 	wantCode(t, err, codes.FailedPrecondition, "")
 	// The new administrator manages staff: removing the old one.
 	if _, err := other.ent.RemoveMember(bg, &hufuv1.RemoveMemberRequest{Uscc: usccA, UserId: boss.userID}); err != nil {
@@ -891,10 +993,11 @@ func TestEnterpriseLetterTemplates(t *testing.T) {
 	// A claim carries exactly the attachments the CA requires; the desk sees them with the
 	// business licence.
 	m.key = createKey(t, m.conn, m.userID, "ent-key-attachments", "654321")
+	m.enc = createKey(t, m.conn, m.userID, "ent-enc-attachments", "654321")
 	req := func(atts ...*hufuv1.NamedAttachment) *hufuv1.ClaimEnterpriseRequest {
 		return &hufuv1.ClaimEnterpriseRequest{RequestId: fmt.Sprintf("claim-att-%d", len(atts)), Enterprise: details(t, usccA, "福州示范科技有限公司"),
 			KeyId: m.key.id, Csr: m.csr(), CaId: "hufu-ca", ValidityYears: 1, Platforms: []string{"demo"}, Authorisation: m.letter(),
-			Attachments: atts}
+			Attachments: atts, EncryptionKeyId: m.enc.id, EncryptionCsr: m.csrOf(m.enc)}
 	}
 	_, err = m.ent.ClaimEnterprise(bg, req())
 	wantCode(t, err, codes.InvalidArgument, "attachments")

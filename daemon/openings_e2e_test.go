@@ -483,13 +483,15 @@ func mustEncrypt(t *testing.T, pub *ecdsa.PublicKey) []byte {
 	return ct
 }
 
-// enterpriseStaffBidder sets up an enterprise certificate and a staff member holding a
-// delegated pair of its key on their phone.
+// enterpriseStaffBidder sets up an enterprise certificate pair and a staff member holding
+// delegated pairs of both its keys on their phone; bids are enveloped to the enterprise's
+// encryption certificate and opened with the member's pair of its key.
 func enterpriseStaffBidder(t *testing.T, a *certAppl, desk hufuv1.ReviewServiceClient) *bidder {
 	t.Helper()
 	boss := newMember(t, a, "13800138081", "bid-admin-01")
 	staff, staffKS := keystoreMember(t, a, "13800138082", "bid-staff-01")
-	serial := boss.claimAndPay(desk, usccA, "福州示范科技有限公司")
+	boss.claimAndPay(desk, usccA, "福州示范科技有限公司")
+	serial := boss.encSerial
 	cert, _, _, _ := boss.download(serial)
 	inv, err := boss.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA})
 	if err != nil {
@@ -505,14 +507,7 @@ func enterpriseStaffBidder(t *testing.T, a *certAppl, desk hufuv1.ReviewServiceC
 	if _, err := client.RegisterDelegationDevice(bg, staff.conn, staffKS, usccA); err != nil {
 		t.Fatal(err)
 	}
-	bossKS, err := keystore.Open(t.TempDir(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bossKS.Save(&keystore.Entry{ID: boss.key.id, AccountID: boss.userID,
-		PhoneKey: cosign.PhoneKey{Public: boss.key.public, Version: 1, Share: boss.key.share}}); err != nil {
-		t.Fatal(err)
-	}
+	bossKS := saveEnterpriseKeys(t, boss)
 	fp, err := client.ThisDeviceFingerprint(staffKS)
 	if err != nil {
 		t.Fatal(err)
@@ -520,9 +515,12 @@ func enterpriseStaffBidder(t *testing.T, a *certAppl, desk hufuv1.ReviewServiceC
 	if _, err := client.GrantDelegation(bg, boss.conn, bossKS, usccA, staff.userID, fp, client.PINCredential("654321")); err != nil {
 		t.Fatalf("grant: %v", err)
 	}
-	entry, err := client.AcceptDelegation(bg, staff.conn, staffKS, usccA, "135791")
-	if err != nil {
+	if _, err := client.AcceptDelegation(bg, staff.conn, staffKS, usccA, "135791"); err != nil {
 		t.Fatalf("accept: %v", err)
+	}
+	entry, err := staffKS.Load(boss.enc.id)
+	if err != nil {
+		t.Fatalf("the staff member's pair of the enterprise encryption key: %v", err)
 	}
 	key := &phoneKey{id: entry.ID, public: entry.Public, share: entry.Share, cred: client.PINCredential("135791"),
 		cosign: hufuv1.NewCosignServiceClient(staff.conn.ClientConn())}

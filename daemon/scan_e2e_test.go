@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
@@ -17,7 +18,6 @@ import (
 	"github.com/emmansun/gmsm/smx509"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
 	"github.com/hufu-hsm/hufu/client"
-	"github.com/hufu-hsm/hufu/client/keystore"
 	"github.com/hufu-hsm/hufu/cms"
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/config"
@@ -431,16 +431,9 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 	if _, err := client.RegisterDelegationDevice(bg, staff.conn, staffKS, usccA); err != nil {
 		t.Fatal(err)
 	}
-	// The administrator's device holds the key's primary share in the test's phoneKey; put
-	// it in a keystore for the SDK's grant.
-	bossKS, err := keystore.Open(t.TempDir(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bossKS.Save(&keystore.Entry{ID: boss.key.id, AccountID: boss.userID,
-		PhoneKey: cosign.PhoneKey{Public: boss.key.public, Version: 1, Share: boss.key.share}}); err != nil {
-		t.Fatal(err)
-	}
+	// The administrator's device holds the keys' primary shares in the test's phoneKeys; put
+	// them in a keystore for the SDK's grant.
+	bossKS := saveEnterpriseKeys(t, boss)
 	fp, err := client.ThisDeviceFingerprint(staffKS)
 	if err != nil {
 		t.Fatal(err)
@@ -538,8 +531,10 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 		t.Fatalf("seal appearance: %v", r.Seal)
 	}
 
-	// GENERATE: the system envelopes the bid file to the certificate it got; the staff pair
-	// opens it through two-party decryption; C1 is what a bid opening will register.
+	// GENERATE: the system envelopes the bid file to the enterprise's encryption certificate,
+	// the pair of the signing certificate that answered; the staff member's pair of the
+	// encryption key opens it through two-party decryption; C1 is what a bid opening will
+	// register. The staff pair of the signing key does not decrypt.
 	gen, _, chosen := scanAndChoose(&hufuv1.CreateSessionRequest{RequestId: "gen-ent-1", Kind: hufuv1.SessionKind_SESSION_KIND_GENERATE,
 		PlatformId: "demo", Reference: "unit-7", Documents: []*hufuv1.Document{{Name: "投标文件.pdf", Sm3: h[:]}}}, "")
 	e, err = cms.Digest(entCert.PublicKey.(*ecdsa.PublicKey), chosen.SignedAttributes[0])
@@ -547,7 +542,11 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = finish(gen, [][cosign.ScalarSize]byte{e})
-	to, err := smx509.ParseCertificate(r.Certificate)
+	encCert, _, _, _ := boss.download(boss.encSerial)
+	if !bytes.Equal(r.Certificate, entCert.Raw) || !bytes.Equal(r.EncryptionCertificate, encCert.Raw) {
+		t.Fatal("GENERATE answered with the enterprise signing certificate but did not give its encryption certificate to envelope to")
+	}
+	to, err := smx509.ParseCertificate(r.EncryptionCertificate)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -558,9 +557,19 @@ func TestScanEnterpriseStaffSealAndBidFile(t *testing.T) {
 	if _, _, err := cms.KeyTransportC1(enveloped, to); err != nil {
 		t.Fatal(err)
 	}
-	key, err := client.OpenKey(bg, staff.conn, staffKS, entry.ID, "135791")
+	signingPair, err := client.OpenKey(bg, staff.conn, staffKS, entry.ID, "135791")
 	if err != nil {
 		t.Fatal(err)
+	}
+	_, err = cms.OpenEnvelope(enveloped, to, func(kt []byte) ([]byte, error) {
+		return signingPair.Decrypt(nil, kt, &cosign.DecrypterOpts{Encoding: cosign.ASN1})
+	})
+	if statusCode(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "does not decrypt") {
+		t.Fatalf("the staff pair of the enterprise signing key decrypted: %v", err)
+	}
+	key, err := client.OpenKey(bg, staff.conn, staffKS, boss.enc.id, "135791")
+	if err != nil {
+		t.Fatalf("the staff member's pair of the enterprise encryption key: %v", err)
 	}
 	opened, err := cms.OpenEnvelope(enveloped, to, func(kt []byte) ([]byte, error) {
 		return key.Decrypt(nil, kt, &cosign.DecrypterOpts{Encoding: cosign.ASN1})

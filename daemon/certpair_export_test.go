@@ -39,3 +39,24 @@ func (d *Daemon) UnpairForTest(ctx context.Context, userID, signingSerial string
 		return tx.Audit(store.Event{Actor: "test", Action: "test.unpair", Subject: "c/cert/" + userID + "/" + signingSerial, Outcome: store.OutcomeOK})
 	})
 }
+
+// UnpairEnterpriseForTest rewrites an enterprise claimed with a certificate pair as one
+// claimed before pairs: its certificates and order as UnpairForTest does, and the enterprise
+// record without its encryption key, so that a test can check that such an enterprise still
+// delegates, signs and decrypts with its one key. Restart the daemon afterwards.
+func (d *Daemon) UnpairEnterpriseForTest(ctx context.Context, adminUserID, signingSerial, uscc string) error {
+	if err := d.UnpairForTest(ctx, adminUserID, signingSerial); err != nil {
+		return err
+	}
+	return d.store.Update(ctx, func(tx *store.Tx) error {
+		e := new(storepb.Enterprise)
+		if err := tx.Get("e/"+uscc+"/info", e); err != nil {
+			return err
+		}
+		e.EncryptionKeyId = ""
+		if err := tx.Put("e/"+uscc+"/info", e); err != nil {
+			return err
+		}
+		return tx.Audit(store.Event{Actor: "test", Action: "test.unpair", Subject: "e/" + uscc + "/info", Outcome: store.OutcomeOK})
+	})
+}

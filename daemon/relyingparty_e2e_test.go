@@ -74,17 +74,21 @@ func TestRelyingParty(t *testing.T) {
 	if _, encID := subjectSerialNumber(t, enc); signID != encID || sign.Subject.CommonName != enc.Subject.CommonName {
 		t.Fatalf("the pair names two holders: %q %q", sign.Subject, enc.Subject)
 	}
-	// An enterprise certificate: an enterprise claim certifies one key today, so one
-	// certificate with both usages.
+	// An enterprise's certificate pair: a claim certifies two keys, a signing and an
+	// encryption certificate naming the enterprise alike (docs/certificates.md).
 	const enterprise = "福州示范科技有限公司"
 	m := newMember(t, a, "13800138077", "device-rp-ent")
 	entDL, err := m.certs.DownloadCertificate(bg, &hufuv1.DownloadCertificateRequest{Serial: m.claimAndPay(a.desk(), usccA, enterprise),
 		Format: hufuv1.CertificateFormat_CERTIFICATE_FORMAT_DER})
 	must(t, err)
-	if len(entDL.PairCertificateData) != 0 {
-		t.Fatal("an enterprise claim issued a pair")
+	if len(entDL.PairCertificateData) == 0 || entDL.PairCertificate.GetSerial() != m.encSerial {
+		t.Fatalf("an enterprise claim issued no pair: pair certificate %v", entDL.PairCertificate)
 	}
 	ent := rp.parse("enterprise", entDL.CertificateData)
+	entEnc := rp.parse("enterprise-encryption", entDL.PairCertificateData)
+	if ent.Subject.String() != entEnc.Subject.String() {
+		t.Fatalf("the enterprise pair names two holders: %q %q", ent.Subject, entEnc.Subject)
+	}
 
 	signingKU, signingEKU := smx509.KeyUsageDigitalSignature|smx509.KeyUsageContentCommitment,
 		[]smx509.ExtKeyUsage{smx509.ExtKeyUsageClientAuth, smx509.ExtKeyUsageEmailProtection}
@@ -102,7 +106,8 @@ func TestRelyingParty(t *testing.T) {
 		{enc, encryptionKU, []smx509.ExtKeyUsage{smx509.ExtKeyUsageEmailProtection}, "Key Encipherment, Data Encipherment", ca.OrganizationPerson, signID, 2,
 			[]string{"330000"}},
 		// The claim roams to 110000 besides the demo platform's region.
-		{ent, signingKU | encryptionKU, signingEKU, "Digital Signature, Non Repudiation, Key Encipherment, Data Encipherment", enterprise, usccA, 1,
+		{ent, signingKU, signingEKU, "Digital Signature, Non Repudiation", enterprise, usccA, 1, []string{"330000", "110000"}},
+		{entEnc, encryptionKU, []smx509.ExtKeyUsage{smx509.ExtKeyUsageEmailProtection}, "Key Encipherment, Data Encipherment", enterprise, usccA, 1,
 			[]string{"330000", "110000"}},
 	} {
 		rp.checkProfile(c.cert, c.ku, c.eku, c.text, c.org, c.identity)
@@ -165,9 +170,11 @@ func TestRelyingParty(t *testing.T) {
 		}
 		rp.opensslOCSP(path, "revoked")
 	}
-	// The enterprise's certificate is not the person's: still good.
-	if path := rp.path(ent); path.revokedAt() != -1 || rp.ocsp(path, nil).Status.Status != ocsp.Good {
-		t.Fatal("the enterprise certificate went with the person's pair")
+	// The enterprise's certificates are not the person's: still good.
+	for _, c := range []*smx509.Certificate{ent, entEnc} {
+		if path := rp.path(c); path.revokedAt() != -1 || rp.ocsp(path, nil).Status.Status != ocsp.Good {
+			t.Fatal("an enterprise certificate went with the person's pair")
+		}
 	}
 
 	if out := os.Getenv("HUFU_X509_TEXT_OUT"); out != "" {
@@ -176,7 +183,7 @@ func TestRelyingParty(t *testing.T) {
 			title string
 			cert  *smx509.Certificate
 		}{{"Personal pair: signing certificate", sign}, {"Personal pair: encryption certificate", enc},
-			{"Enterprise certificate (an enterprise claim certifies one key today: one certificate, no pair)", ent}} {
+			{"Enterprise pair: signing certificate", ent}, {"Enterprise pair: encryption certificate", entEnc}} {
 			fmt.Fprintf(&b, "===== %s =====\n%s\n", c.title, rp.openssl("x509", c.cert.Raw, "x509", "-text", "-noout", "-nameopt", "oneline,-esc_msb"))
 		}
 		must(t, os.WriteFile(out, []byte(b.String()), 0o644))

@@ -30,16 +30,11 @@ func TestEnterpriseDelegatedPairRefresh(t *testing.T) {
 	other, otherKS := keystoreMember(t, a, "13800138033", "prf-other-01")
 	const adminPIN, staffPIN, otherPIN = "246810", "135791", "112233"
 
-	entry, err := client.CreateKey(bg, boss.conn, adminKS, adminPIN, "enterprise")
-	if err != nil {
-		t.Fatal(err)
-	}
-	boss.key = &phoneKey{id: entry.ID, public: entry.Public, share: entry.Share, keys: boss.conn.Keys, cosign: boss.conn.Cosign,
-		cred: client.PINCredential(adminPIN)}
+	keystoreEnterpriseKeys(t, boss, adminKS, adminPIN)
 	serial := boss.claimAndPay(desk, usccA, "福州示范科技有限公司")
 	cert, _, _, _ := boss.download(serial)
 	pub := cert.PublicKey.(*ecdsa.PublicKey)
-	keyID := entry.ID
+	keyID := boss.key.id
 
 	inv, err := boss.ent.CreateInvite(bg, &hufuv1.CreateInviteRequest{Uscc: usccA})
 	if err != nil {
@@ -139,8 +134,11 @@ func TestEnterpriseDelegatedPairRefresh(t *testing.T) {
 
 	// A pair with a refresh pending is not promoted; the SDK's AcceptAdminTransfer finishes
 	// the refresh first, then the pair becomes the key's primary pair (and is refreshed).
-	if _, err := staff.conn.Keys.BeginRefresh(bg, &hufuv1.BeginRefreshRequest{KeyId: keyID, Credential: client.PINCredential(staffPIN)}); err != nil {
-		t.Fatal(err)
+	// The same for the member's pair of the enterprise encryption key, promoted with it.
+	for _, id := range []string{keyID, boss.enc.id} {
+		if _, err := staff.conn.Keys.BeginRefresh(bg, &hufuv1.BeginRefreshRequest{KeyId: id, Credential: client.PINCredential(staffPIN)}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := boss.ent.TransferAdmin(bg, &hufuv1.TransferAdminRequest{Uscc: usccA, ToUserId: staff.userID}); err != nil {
 		t.Fatalf("transfer: %v", err)
@@ -150,12 +148,14 @@ func TestEnterpriseDelegatedPairRefresh(t *testing.T) {
 	if _, err := client.AcceptAdminTransfer(bg, staff.conn, staffKS, usccA, client.PINCredential(staffPIN)); err != nil {
 		t.Fatalf("accept transfer with a pending pair refresh: %v", err)
 	}
-	held, err = staff.conn.Keys.GetKey(bg, &hufuv1.GetKeyRequest{KeyId: keyID})
-	if err != nil || held.Key.DeviceId != staff.device {
-		t.Fatalf("the key after the transfer: %v, %v", held, err)
-	}
-	if e, err := staffKS.Load(keyID); err != nil || e.Version != held.Key.ShareVersion || e.Pending != nil {
-		t.Fatalf("the new holder's keystore: %v, appliance at %d", err, held.Key.ShareVersion)
+	for _, id := range []string{keyID, boss.enc.id} {
+		held, err = staff.conn.Keys.GetKey(bg, &hufuv1.GetKeyRequest{KeyId: id})
+		if err != nil || held.Key.DeviceId != staff.device || held.Key.PendingVersion != 0 {
+			t.Fatalf("key %s after the transfer: %v, %v", id, held, err)
+		}
+		if e, err := staffKS.Load(id); err != nil || e.Version != held.Key.ShareVersion || e.Pending != nil {
+			t.Fatalf("the new holder's keystore of %s: %v, appliance at %d", id, err, held.Key.ShareVersion)
+		}
 	}
 	signsUnderCert("new administrator", staff.conn, staffKS, staffPIN)
 	if _, err := signWith(t, boss.conn, adminKS, keyID, adminPIN, msg); err == nil {

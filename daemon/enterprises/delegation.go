@@ -209,8 +209,10 @@ func (s *Service) Accept(ctx context.Context, caller authn.Caller, uscc, pin str
 	switch {
 	case e.EncryptionKeyId != "" && len(encryptionConfirmation) == 0:
 		return nil, apierr.Invalidf("encryption_confirmation", "the enterprise has an encryption certificate: sign its key's challenge with the new pair of that key too")
-	case e.EncryptionKeyId == "" && (len(encryptionConfirmation) > 0 || encryptionPIN != ""):
+	case e.EncryptionKeyId == "" && len(encryptionConfirmation) > 0:
 		return nil, apierr.Invalidf("encryption_confirmation", "the enterprise has one key (claimed before certificate pairs): accept it alone")
+	case e.EncryptionKeyId == "" && encryptionPIN != "":
+		return nil, apierr.Invalidf("encryption_pin", "the enterprise has one key (claimed before certificate pairs): its pair takes pin alone")
 	case e.EncryptionKeyId != "":
 		if encryptionPIN == "" {
 			encryptionPIN = pin

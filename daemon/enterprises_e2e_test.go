@@ -763,6 +763,25 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	if _, err := other.ent.RemoveMember(bg, &hufuv1.RemoveMemberRequest{Uscc: usccA, UserId: boss.userID}); err != nil {
 		t.Fatalf("remove the old administrator: %v", err)
 	}
+	// The new administrator grants the recalled staff member anew, from its own keystore;
+	// removing the member destroys its pairs of both keys.
+	if _, err := client.GrantDelegation(bg, other.conn, otherKS, usccA, staff.userID, fingerprint(staffKS), client.PINCredential(otherPIN)); err != nil {
+		t.Fatalf("the new administrator grants: %v", err)
+	}
+	if _, err := client.AcceptDelegation(bg, staff.conn, staffKS, usccA, staffPIN); err != nil {
+		t.Fatalf("accept the new administrator's grant: %v", err)
+	}
+	if got, err := staffDecrypt(encKeyID); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("staff decrypt after the new grant: %q %v", got, err)
+	}
+	if _, err := other.ent.RemoveMember(bg, &hufuv1.RemoveMemberRequest{Uscc: usccA, UserId: staff.userID}); err != nil {
+		t.Fatalf("remove the staff member: %v", err)
+	}
+	_, err = signWith(t, staff.conn, staffKS, keyID, staffPIN, msg)
+	wantCode(t, err, codes.PermissionDenied, "")
+	if _, err := staffDecrypt(encKeyID); statusCode(err) != codes.PermissionDenied {
+		t.Fatalf("the removed member's pair of the encryption key: %v", err)
+	}
 
 	// Every step is in the audit log, and no name, ID number or phone number is.
 	req, _ := http.NewRequest("GET", a.live.AdminURL()+"/audit/export", nil)

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -195,6 +196,23 @@ func delegateKey(ks *keystore.Store, keyID string, wantPublic []byte, device *co
 	return rawGrant, envelope, nil
 }
 
+// encryptionCertificateKey is the public key of an enterprise's encryption certificate.
+func encryptionCertificateKey(ctx context.Context, conn *Conn, uscc string) (cosign.Point, error) {
+	ec, err := conn.Enterprises.GetEnterpriseCertificate(ctx, &hufuv1.GetEnterpriseCertificateRequest{Uscc: uscc})
+	if err != nil {
+		return cosign.Point{}, err
+	}
+	cert, err := smx509.ParseCertificate(ec.GetEncryptionCertificate())
+	if err != nil {
+		return cosign.Point{}, fmt.Errorf("%w: the enterprise encryption certificate: %w", ErrBadAnswer, err)
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return cosign.Point{}, fmt.Errorf("%w: the enterprise encryption certificate has no SM2 key", ErrBadAnswer)
+	}
+	return cosign.PointFromPublicKey(pub)
+}
+
 // keyOffer is one key's part of a delegation offer.
 type keyOffer struct {
 	keyID                              string
@@ -274,11 +292,11 @@ func AcceptDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc,
 	case (enc == nil) != (encKeyID == "") || (enc != nil && enc.GetKeyId() != encKeyID):
 		return nil, fmt.Errorf("client: accept: %w: the offer does not cover the enterprise's encryption key", ErrBadAnswer)
 	case enc != nil:
-		// The encryption key's public key is the one its certificate (the pair of the
-		// enterprise certificate) carries; the pair check below binds the share to it.
-		encPublic, err := cosign.ParsePoint(enc.GetPublicKey())
+		// The encryption key's public key is the one the enterprise's encryption certificate
+		// carries; the pair check in openOffer binds the share to it.
+		encPublic, err := encryptionCertificateKey(ctx, conn, uscc)
 		if err != nil {
-			return nil, fmt.Errorf("client: accept: %w: the encryption key's public key: %w", ErrBadAnswer, err)
+			return nil, fmt.Errorf("client: accept: %w", err)
 		}
 		offers = append(offers, keyOffer{keyID: enc.GetKeyId(), publicKey: enc.GetPublicKey(), p2: enc.GetP2(), challenge: enc.GetChallenge(),
 			envelope: enc.GetEnvelope(), shareVersion: enc.GetShareVersion()})

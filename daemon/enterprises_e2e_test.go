@@ -609,8 +609,9 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 
 	// Members download the enterprise certificate they sign under.
 	ec, err := staff.ent.GetEnterpriseCertificate(bg, &hufuv1.GetEnterpriseCertificateRequest{Uscc: usccA})
-	if err != nil || !bytes.Equal(ec.Certificate, cert.Raw) || len(ec.Chain) != 2 {
-		t.Fatalf("staff downloads the enterprise certificate: %v", err)
+	if err != nil || !bytes.Equal(ec.Certificate, cert.Raw) || len(ec.Chain) != 2 ||
+		ec.EncryptionSerial != boss.encSerial || !bytes.Equal(ec.EncryptionCertificate, encCert.Raw) {
+		t.Fatalf("staff downloads the enterprise certificate pair: %v", err)
 	}
 	_, err = hufuv1.NewEnterpriseServiceClient(a.dial("deleg-outside-01").ClientConn()).GetEnterpriseCertificate(bg, &hufuv1.GetEnterpriseCertificateRequest{Uscc: usccA})
 	if statusCode(err) == codes.OK {

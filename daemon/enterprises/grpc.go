@@ -111,7 +111,15 @@ func (v server) GetEnterpriseCertificate(ctx context.Context, req *hufuv1.GetEnt
 	if err != nil {
 		return nil, err
 	}
-	return &hufuv1.GetEnterpriseCertificateResponse{Serial: c.Serial, Certificate: c.Der, Chain: chain}, nil
+	out := &hufuv1.GetEnterpriseCertificateResponse{Serial: c.Serial, Certificate: c.Der, Chain: chain}
+	if c.PairSerial != "" {
+		enc, _, err := v.s.deps.Certs.Certificate(ctx, c.PairSerial)
+		if err != nil {
+			return nil, err
+		}
+		out.EncryptionSerial, out.EncryptionCertificate = enc.Serial, enc.Der
+	}
+	return out, nil
 }
 
 func (v server) ListMyEnterprises(ctx context.Context, _ *hufuv1.ListMyEnterprisesRequest) (*hufuv1.ListMyEnterprisesResponse, error) {

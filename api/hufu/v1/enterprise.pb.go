@@ -1316,13 +1316,19 @@ func (x *GetEnterpriseCertificateRequest) GetUscc() string {
 }
 
 type GetEnterpriseCertificateResponse struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Serial      string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
-	Certificate []byte                 `protobuf:"bytes,2,opt,name=certificate,proto3" json:"certificate,omitempty"`
-	// The issuing CA, then the root.
-	Chain         [][]byte `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"` // Next field: 4
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The enterprise's signing certificate (or the one combined certificate of an enterprise
+	// claimed before certificate pairs).
+	Serial      string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Certificate []byte `protobuf:"bytes,2,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// The issuing CA, then the root (one CA issues both certificates of a pair).
+	Chain [][]byte `protobuf:"bytes,3,rep,name=chain,proto3" json:"chain,omitempty"`
+	// The enterprise's encryption certificate, on Enterprise.encryption_key_id, which bids are
+	// enveloped to; empty for an enterprise claimed before certificate pairs.
+	EncryptionSerial      string `protobuf:"bytes,4,opt,name=encryption_serial,json=encryptionSerial,proto3" json:"encryption_serial,omitempty"`
+	EncryptionCertificate []byte `protobuf:"bytes,5,opt,name=encryption_certificate,json=encryptionCertificate,proto3" json:"encryption_certificate,omitempty"` // Next field: 6
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *GetEnterpriseCertificateResponse) Reset() {
@@ -1372,6 +1378,20 @@ func (x *GetEnterpriseCertificateResponse) GetCertificate() []byte {
 func (x *GetEnterpriseCertificateResponse) GetChain() [][]byte {
 	if x != nil {
 		return x.Chain
+	}
+	return nil
+}
+
+func (x *GetEnterpriseCertificateResponse) GetEncryptionSerial() string {
+	if x != nil {
+		return x.EncryptionSerial
+	}
+	return ""
+}
+
+func (x *GetEnterpriseCertificateResponse) GetEncryptionCertificate() []byte {
+	if x != nil {
+		return x.EncryptionCertificate
 	}
 	return nil
 }
@@ -4435,11 +4455,13 @@ const file_hufu_v1_enterprise_proto_rawDesc = "" +
 	"enterprise\x12'\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x13.hufu.v1.MemberRoleR\x04role\"5\n" +
 	"\x1fGetEnterpriseCertificateRequest\x12\x12\n" +
-	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"r\n" +
+	"\x04uscc\x18\x01 \x01(\tR\x04uscc\"\xd6\x01\n" +
 	" GetEnterpriseCertificateResponse\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12 \n" +
 	"\vcertificate\x18\x02 \x01(\fR\vcertificate\x12\x14\n" +
-	"\x05chain\x18\x03 \x03(\fR\x05chain\"\x1a\n" +
+	"\x05chain\x18\x03 \x03(\fR\x05chain\x12+\n" +
+	"\x11encryption_serial\x18\x04 \x01(\tR\x10encryptionSerial\x125\n" +
+	"\x16encryption_certificate\x18\x05 \x01(\fR\x15encryptionCertificate\"\x1a\n" +
 	"\x18ListMyEnterprisesRequest\"l\n" +
 	"\fMyEnterprise\x123\n" +
 	"\n" +

@@ -57,8 +57,10 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
-	err := s.update(ctx, fn)
-	s.leave()
+	err := func() error {
+		defer s.leave() // also if fn panics: Close must not wait for it forever
+		return s.update(ctx, fn)
+	}()
 	if err == nil {
 		s.maybeCheckpointAfterAppend(ctx)
 	}
@@ -78,7 +80,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) error {
 		for _, k := range keys {
 			tx.held[k] = true
 		}
-		err := fn(tx)
+		err := runHoldingLocks(tx, fn)
 		if tx.retry != "" {
 			keys = append(tx.release(), tx.retry)
 			sort.Strings(keys)
@@ -96,6 +98,21 @@ func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) error {
 		tx.release()
 		return err
 	}
+}
+
+// runHoldingLocks calls fn; if fn panics, the transaction's key locks are released before
+// the panic goes on up (to the gRPC recovery interceptor, say), so that one broken request
+// does not wedge every later transaction on the same keys.
+func runHoldingLocks(tx *Tx, fn func(tx *Tx) error) error {
+	returned := false
+	defer func() {
+		if !returned {
+			tx.release()
+		}
+	}()
+	err := fn(tx)
+	returned = true
+	return err
 }
 
 // Refuse wraps a denial so that Update commits the transaction's writes — typically a

@@ -48,3 +48,29 @@ func TestRefuseNothingIsSuccess(t *testing.T) {
 		t.Fatal("Refuse(nil) must be nil")
 	}
 }
+
+// TestUpdateSurvivesAPanickingTransaction: a transaction function that panics (a bug, or an
+// HSM binding that panics, caught further up by the gRPC recovery interceptor) releases its
+// key locks and the store's operation lock: the next transaction on the same key commits,
+// and Close does not hang.
+func TestUpdateSurvivesAPanickingTransaction(t *testing.T) {
+	ts := openTest(t)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the transaction did not panic")
+			}
+		}()
+		_ = ts.Update(t.Context(), func(tx *Tx) error {
+			if err := examples.Put(tx, "panicky", &storepb.Example{Name: "never"}); err != nil {
+				return err
+			}
+			panic("injected: a transaction that panics while holding its key")
+		})
+	}()
+	putExample(t, ts.Store, "panicky", &storepb.Example{Name: "after"})
+	if err := ts.Store.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ts.Store = nil
+}

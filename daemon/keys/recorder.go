@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/hufu-hsm/hufu/daemon/apierr"
@@ -87,7 +88,8 @@ func (r *recorder) follow(p *pendingRecord) {
 
 // commitNext commits the oldest queued records, at most maxGroup, in one transaction; then
 // answers their callers and hands the lead to the oldest record still queued, or gives it up.
-// Only the leader calls it.
+// Only the leader calls it. The commit does not end with the leader's context (the group
+// holds other callers' records), so a leader may answer up to one commit after its deadline.
 func (r *recorder) commitNext() {
 	r.mu.Lock()
 	n := min(len(r.pending), maxGroup)
@@ -95,8 +97,12 @@ func (r *recorder) commitNext() {
 	r.pending = append([]*pendingRecord(nil), r.pending[n:]...)
 	r.mu.Unlock()
 
-	// Not the leader's context: the group holds other callers' records.
-	err := r.store.Update(context.Background(), func(tx *store.Tx) error {
+	err := errors.New("keys: the record's commit panicked")
+	// Whatever happens in the commit, the group is answered and the lead passed on: a panic
+	// (the gRPC recovery interceptor catches it on a caller's goroutine) must not leave every
+	// later call queued behind a leader that is gone.
+	defer r.finish(group, &err)
+	err = r.store.Update(context.Background(), func(tx *store.Tx) error {
 		for _, p := range group {
 			if err := p.write(tx); err != nil {
 				return err
@@ -104,7 +110,11 @@ func (r *recorder) commitNext() {
 		}
 		return nil
 	})
+}
 
+// finish answers a committed (or failed) group and hands the lead to the oldest record still
+// queued, or gives it up.
+func (r *recorder) finish(group []*pendingRecord, err *error) {
 	r.mu.Lock()
 	var next *pendingRecord
 	if len(r.pending) > 0 {
@@ -114,7 +124,7 @@ func (r *recorder) commitNext() {
 	}
 	r.mu.Unlock()
 	for _, p := range group {
-		p.done <- recordResult{err: err}
+		p.done <- recordResult{err: *err}
 	}
 	if next != nil {
 		next.done <- recordResult{lead: true}

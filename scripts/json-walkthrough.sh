@@ -36,14 +36,8 @@ for tool in curl jq; do
   command -v "$tool" >/dev/null || fail "$tool not found; the walk-through uses it (apt-get install $tool)"
 done
 
-# A port nothing listens on (a connection to it is refused).
-port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
+# shellcheck source=scripts/port.sh
+. scripts/port.sh # the scripts run from the repository root (cd above)
 
 # The README's sh blocks under "### The same over JSON/HTTP", up to the next heading.
 readme=$(awk '/^### The same over JSON\/HTTP/ { on = 1; next }

@@ -23,14 +23,8 @@ trap cleanup EXIT
 fail() { echo "runbook: FAIL: $*" >&2; [ -f "$work/serve.log" ] && tail -20 "$work/serve.log" >&2; exit 1; }
 step() { echo "runbook: $*"; }
 
-# A port nothing listens on (a connection to it is refused).
-port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
+# shellcheck source=scripts/port.sh
+. scripts/port.sh # the scripts run from the repository root (cd above)
 grpc_port=$(port)
 admin_port=$(port)
 # The JSON gateway and the PKI listener too, or development's 7444 and 7081 would clash with

@@ -12,9 +12,11 @@ import (
 	"github.com/hufu-hsm/hufu/daemon/authn"
 	"github.com/hufu-hsm/hufu/store"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 )
 
 // gate is the one interceptor every call goes through: it caps the deadline, authenticates
@@ -50,8 +52,7 @@ type callerRequestIDKey struct{}
 // (store.WithRequestID); the caller's own x-request-id, if well-formed, goes along for the
 // access log line.
 func withRequestID(ctx context.Context) (context.Context, metadata.MD) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	id, callerID := admin.RequestIDs(first(md, requestIDHeader))
+	id, callerID := admin.RequestIDs(incoming(ctx, requestIDHeader))
 	ctx = store.WithRequestID(ctx, id)
 	if callerID != "" {
 		ctx = context.WithValue(ctx, callerRequestIDKey{}, callerID)
@@ -117,18 +118,35 @@ func (g *gate) capDeadline(ctx context.Context) (context.Context, context.Cancel
 
 func (g *gate) finish(ctx context.Context, method string, start time.Time, err error) error {
 	elapsed := time.Since(start)
-	st, internal := apierr.Status(err)
-	id := store.RequestIDFrom(ctx)
-	if internal {
-		g.log.ErrorContext(ctx, "internal error", "method", method, "actor", authn.CallerFrom(ctx).Actor(), "request_id", id, "err", err)
+	code := codes.OK
+	var st *status.Status
+	if err != nil { // no status to build for a success (issue 18: the gate's per-call cost)
+		var internal bool
+		st, internal = apierr.Status(err)
+		code = st.Code()
+		if internal {
+			g.log.ErrorContext(ctx, "internal error", "method", method, "actor", authn.CallerFrom(ctx).Actor(), "request_id", store.RequestIDFrom(ctx), "err", err)
+		}
 	}
-	g.metrics.requests.WithLabelValues(method, st.Code().String()).Inc()
+	g.metrics.requests.WithLabelValues(method, code.String()).Inc()
 	g.metrics.duration.WithLabelValues(method).Observe(elapsed.Seconds())
+	if g.log.Enabled(ctx, slog.LevelInfo) {
+		g.accessLog(ctx, method, code, elapsed)
+	}
+	if err == nil {
+		return nil
+	}
+	return st.Err()
+}
+
+// accessLog writes the call's access log line.
+func (g *gate) accessLog(ctx context.Context, method string, code codes.Code, elapsed time.Duration) {
+	id := store.RequestIDFrom(ctx)
 	peerAddr := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		peerAddr = p.Addr.String()
 	}
-	attrs := []slog.Attr{slog.String("method", method), slog.String("code", st.Code().String()),
+	attrs := []slog.Attr{slog.String("method", method), slog.String("code", code.String()),
 		slog.String("duration", elapsed.Round(time.Microsecond).String()),
 		slog.String("caller", callerKind(authn.CallerFrom(ctx))), slog.String("peer", peerAddr),
 		slog.String("request_id", id)}
@@ -136,10 +154,6 @@ func (g *gate) finish(ctx context.Context, method string, start time.Time, err e
 		attrs = append(attrs, slog.String("caller_request_id", callerID))
 	}
 	g.log.LogAttrs(ctx, slog.LevelInfo, "rpc", attrs...)
-	if err == nil {
-		return nil
-	}
-	return st.Err()
 }
 
 func (g *gate) authenticate(ctx context.Context, method string) (context.Context, error) {
@@ -151,12 +165,11 @@ func (g *gate) authenticate(ctx context.Context, method string) (context.Context
 	switch g.policy[method] {
 	case authn.Public:
 	case authn.User:
-		md, _ := metadata.FromIncomingContext(ctx)
-		token, ok := strings.CutPrefix(first(md, "authorization"), "Bearer ")
+		token, ok := strings.CutPrefix(incoming(ctx, "authorization"), "Bearer ")
 		if !ok || token == "" {
 			return ctx, apierr.New(apierr.Unauthenticated, "sign in first: no access token")
 		}
-		device := first(md, "hufu-device-id")
+		device := incoming(ctx, "hufu-device-id")
 		if device == "" {
 			return ctx, apierr.New(apierr.Unauthenticated, "the hufu-device-id header is missing")
 		}
@@ -205,8 +218,11 @@ func systemName(p *peer.Peer) string {
 	return info.State.VerifiedChains[0][0].Subject.CommonName
 }
 
-func first(md metadata.MD, key string) string {
-	if v := md.Get(key); len(v) > 0 {
+// incoming is the first value of an incoming metadata key (lower case). Unlike
+// metadata.FromIncomingContext it copies only that key's values, not the whole map: the
+// gate reads three keys on every call (issue 18).
+func incoming(ctx context.Context, key string) string {
+	if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
 		return v[0]
 	}
 	return ""

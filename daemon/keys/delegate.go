@@ -601,7 +601,16 @@ func (s *Service) commitGrant(ctx context.Context, tx *store.Tx, caller authn.Ca
 	if key.Status == statusRevoked {
 		return apierr.New(apierr.FailedPrecondition, "key %s is revoked", keyID)
 	}
-	if !isHolder(caller, key) || key.ShareVersion != p.shareVersion || key.Pending != nil {
+	// Aborted only for what a retry prepares anew (the holder's share version moved): a caller
+	// who lost the key (an administrator's transfer) or a refresh begun meanwhile is answered
+	// as prepareGrant would answer the retry.
+	if !isHolder(caller, key) {
+		return apierr.New(apierr.PermissionDenied, "only the key's holder can delegate it: key %s changed hands meanwhile", keyID)
+	}
+	if key.Pending != nil {
+		return apierr.New(apierr.FailedPrecondition, "a share refresh of key %s is pending; finish it first", keyID)
+	}
+	if key.ShareVersion != p.shareVersion {
 		return apierr.New(apierr.Aborted, "key %s changed meanwhile; retry", keyID)
 	}
 	old, err := delegates.Get(tx, id)
@@ -913,7 +922,10 @@ func (s *Service) PromoteDelegation(ctx context.Context, actor authn.Caller, key
 // shares (d1·ρ) and still knows them, so the new holder grants them anew (and refreshes its
 // own pairs, which that device made too). A pair with a share refresh of its own pending is
 // refused (errPromotePending). actor is who promotes (audited); whether it may is the
-// caller's decision. with, if not nil, runs in the same transaction.
+// caller's decision. with, if not nil, runs in the same transaction; an error from it undoes
+// the promotion of every key, and nobody's tickets are revoked. with must not return a
+// store.Refuse: the promotion would commit but Update's error hides that, so the tickets of
+// the previous holders and of the recalled members would stay open.
 func (s *Service) PromoteDelegations(ctx context.Context, actor authn.Caller, keyIDs []string, memberUserID, memberDeviceID string, with func(tx *store.Tx) error) error {
 	if err := firstError(checkDistinct(len(keyIDs), func(i int) (string, string) { return keyIDs[i], "" }), checkMember("member", memberUserID, memberDeviceID)); err != nil {
 		return err
@@ -927,6 +939,11 @@ func (s *Service) PromoteDelegations(ctx context.Context, actor authn.Caller, ke
 		prepared[i] = p
 	}
 	err := s.deps.Store.Update(ctx, func(tx *store.Tx) error {
+		// The store may run this more than once: only the last attempt's previous holders
+		// and recalled members are the ones committed.
+		for _, p := range prepared {
+			p.before, p.recalled = nil, nil
+		}
 		for _, p := range prepared {
 			if err := s.commitPromotion(ctx, tx, actor, p, memberUserID, memberDeviceID); err != nil {
 				return err
@@ -939,15 +956,19 @@ func (s *Service) PromoteDelegations(ctx context.Context, actor authn.Caller, ke
 	})
 	for _, p := range prepared {
 		s.cache.invalidate(p.keyID)
-		if p.before != nil {
-			s.tickets.revokeHolder(p.keyID, p.before.UserId, p.before.DeviceId)
-		}
+	}
+	if err != nil {
+		// Nothing changed: the previous holders and the other members keep their tickets.
+		return err
+	}
+	for _, p := range prepared {
+		s.tickets.revokeHolder(p.keyID, p.before.UserId, p.before.DeviceId)
 		s.tickets.revokeHolder(p.keyID, memberUserID, memberDeviceID)
 		for _, m := range p.recalled {
 			s.tickets.revokeHolder(p.keyID, m[0], m[1])
 		}
 	}
-	return err
+	return nil
 }
 
 // preparePromotion checks one key's pair and rewraps its share as the key's next primary
@@ -1014,8 +1035,21 @@ func (s *Service) commitPromotion(ctx context.Context, tx *store.Tx, actor authn
 	if pair.Pending != nil {
 		return errPromotePending
 	}
-	if key.Status == statusRevoked || pair.Status != pairActive || pair.ShareVersion != p.pairVersion ||
-		max(key.ShareVersion, key.GetPending().GetVersion())+1 != version {
+	// Aborted only for what a retry prepares anew (a share version moved); a revoked key or an
+	// ended pair stays so, and a client must not retry it forever.
+	if key.Status == statusRevoked {
+		return apierr.New(apierr.FailedPrecondition, "key %s was revoked meanwhile", keyID)
+	}
+	switch pair.Status {
+	case pairActive:
+	case pairRecalled:
+		return apierr.New(apierr.FailedPrecondition, "the member's pair of key %s was recalled meanwhile", keyID)
+	case pairPromoted:
+		return apierr.New(apierr.FailedPrecondition, "the member's pair of key %s became the key's primary pair meanwhile", keyID)
+	default:
+		return apierr.New(apierr.FailedPrecondition, "only an accepted (active) delegated pair can be promoted (key %s)", keyID)
+	}
+	if pair.ShareVersion != p.pairVersion || max(key.ShareVersion, key.GetPending().GetVersion())+1 != version {
 		return apierr.New(apierr.Aborted, "key %s changed meanwhile; retry", keyID)
 	}
 	wrapped, err := s.deps.Keyring.EnsureCurrent(ctx, p.wrapped, shareAD(keyID, version))
@@ -1034,7 +1068,7 @@ func (s *Service) commitPromotion(ctx context.Context, tx *store.Tx, actor authn
 	key.PinFailures, key.LockedUntilUnixNano = pair.PinFailures, pair.LockedUntilUnixNano
 	key.Delegates = removeRef(key.Delegates, memberRef(memberUserID, memberDeviceID))
 	endPair(pair, pairPromoted, tx.Now())
-	p.recalled = p.recalled[:0]
+	p.recalled = nil
 	for _, ref := range key.Delegates {
 		user, device, _ := strings.Cut(ref, "/")
 		other, err := delegates.Get(tx, delegateID(keyID, user, device))

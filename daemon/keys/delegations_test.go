@@ -3,12 +3,14 @@ package keys_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/keys"
+	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
 
@@ -69,6 +71,21 @@ func TestDelegationsOfSeveralKeysCommitTogether(t *testing.T) {
 	_, err = grantBoth("111111", func(g *keys.KeyGrant) { g.KeyID = keyID })
 	wantInvalid(t, err, "encryption.key_id")
 
+	// A refusal inside the one transaction: the member already holds a pending pair of the
+	// encryption key (granted alone), which only commitGrant finds; the signing key's part,
+	// committed first in the same transaction, must be undone with it.
+	encOnly := part(encKeyID, encShare, "111111", "")
+	_, err = e.svc.GrantDelegations(ctx, admin.caller, member.caller.UserID, member.caller.DeviceID, []keys.KeyGrant{encOnly}, nil, nil)
+	must(t, "grant the encryption key alone", err)
+	_, err = grantBoth("111111", nil)
+	if code(err) != codes.FailedPrecondition {
+		t.Fatalf("a second pair of the encryption key: %v", err)
+	}
+	if pairs, err := e.svc.ListDelegations(ctx, keyID); err != nil || len(pairs) != 0 {
+		t.Fatalf("the signing key after a grant refused in the transaction: %v %v", pairs, err)
+	}
+	must(t, "recall the encryption key's pair", e.svc.RecallDelegation(ctx, admin.caller, encKeyID, member.caller.UserID, member.caller.DeviceID, nil))
+
 	recs, err := grantBoth("111111", nil)
 	if err != nil || len(recs) != 2 || recs[0].KeyId != keyID || recs[1].KeyId != encKeyID || len(recs[1].P2) != cosign.PointSize {
 		t.Fatalf("grant of both keys: %v %v", recs, err)
@@ -76,8 +93,63 @@ func TestDelegationsOfSeveralKeysCommitTogether(t *testing.T) {
 	must(t, "recall both", e.svc.RecallDelegations(ctx, admin.caller, []string{keyID, encKeyID}, member.caller.UserID, member.caller.DeviceID, nil))
 	for _, id := range []string{keyID, encKeyID} {
 		pairs, err := e.svc.ListDelegations(ctx, id)
-		if err != nil || len(pairs) != 1 || pairs[0].Status != storepb.DelegationStatus_DELEGATION_STATUS_RECALLED {
+		if err != nil || len(pairs) == 0 {
 			t.Fatalf("key %s after the recall: %v %v", id, pairs, err)
 		}
+		for _, p := range pairs {
+			if p.Status != storepb.DelegationStatus_DELEGATION_STATUS_RECALLED {
+				t.Fatalf("key %s after the recall: %v", id, pairs)
+			}
+		}
+	}
+}
+
+// TestPromotionUndoneByWithKeepsTickets: a promotion that the domain's with refuses changes
+// nothing — the holder keeps the key, the member its pair, and nobody's tickets are revoked
+// (the previous holder's, the member's, or those of the members the promotion would recall).
+func TestPromotionUndoneByWithKeepsTickets(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	admin := newPhone(t, e, "u-admin", "d-admin")
+	staff1 := newPhone(t, e, "u-staff1", "d-staff1")
+	staff2 := newPhone(t, e, "u-staff2", "d-staff2")
+	public := createKey(t, e, admin, "111111")
+	grant(t, e, admin, staff1, nil)
+	accept(t, e, staff1, "222222")
+	grant(t, e, admin, staff2, nil)
+	accept(t, e, staff2, "333333")
+	tickets := map[*phone]string{}
+	for p, pin := range map[*phone]string{admin: "111111", staff1: "222222", staff2: "333333"} {
+		ticket, _, _, err := e.svc.OpenTicket(ctx, p.caller, keyID, pin)
+		must(t, "open a ticket", err)
+		tickets[p] = ticket
+	}
+
+	refused := errors.New("the enterprise refuses the transfer")
+	ran := 0
+	err := e.svc.PromoteDelegation(ctx, admin.caller, keyID, staff1.caller.UserID, staff1.caller.DeviceID, func(*store.Tx) error { ran++; return refused })
+	if !errors.Is(err, refused) || ran == 0 {
+		t.Fatalf("promotion refused by with: %v (with ran %d times)", err, ran)
+	}
+	rec, err := e.svc.GetKey(ctx, admin.caller, keyID)
+	if err != nil || rec.UserId != admin.caller.UserID || rec.ShareVersion != 1 || len(rec.Delegates) != 2 {
+		t.Fatalf("the key after a promotion undone: %v %v", rec, err)
+	}
+	pairs, err := e.svc.ListDelegations(ctx, keyID)
+	must(t, "list", err)
+	for _, p := range pairs {
+		if p.Status != storepb.DelegationStatus_DELEGATION_STATUS_ACTIVE {
+			t.Fatalf("pair of %s after a promotion undone: %v", p.MemberUserId, p.Status)
+		}
+	}
+	for _, p := range []*phone{admin, staff1, staff2} {
+		if _, _, err := e.svc.Sign(ctx, p.caller, keyID, keys.Credential{Ticket: tickets[p]}, signRequest(t, p, public)); err != nil {
+			t.Fatalf("%s's ticket after a promotion undone: %v", p.caller.UserID, err)
+		}
+	}
+
+	must(t, "promote", e.svc.PromoteDelegation(ctx, admin.caller, keyID, staff1.caller.UserID, staff1.caller.DeviceID, nil))
+	if _, _, err := e.svc.Sign(ctx, staff1.caller, keyID, keys.Credential{Ticket: tickets[staff1]}, signRequest(t, staff1, public)); code(err) != codes.Unauthenticated {
+		t.Fatalf("the member's ticket of its pair, used as the new holder (revoked with the promotion): %v", err)
 	}
 }

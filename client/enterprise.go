@@ -163,8 +163,15 @@ func GrantDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc, 
 	}
 	defer clear(req.Grant)
 	if encKeyID := ent.GetEnterprise().GetEncryptionKeyId(); encKeyID != "" {
+		// The encryption key held here must be the one the enterprise's encryption certificate
+		// carries (as the member's device checks the offer): otherwise this device would hand
+		// the member a pair of some other key.
+		encPublic, err := encryptionCertificateKey(ctx, conn, uscc)
+		if err != nil {
+			return nil, fmt.Errorf("client: grant: %w", err)
+		}
 		enc := &hufuv1.DelegationKeyGrant{Credential: cred}
-		if enc.Grant, enc.Envelope, err = delegateKey(ks, encKeyID, nil, &device, memberUserID, m.GetDeviceId()); err != nil {
+		if enc.Grant, enc.Envelope, err = delegateKey(ks, encKeyID, encPublic[:], &device, memberUserID, m.GetDeviceId()); err != nil {
 			return nil, fmt.Errorf("client: grant: the encryption key: %w", err)
 		}
 		defer clear(enc.Grant)
@@ -178,21 +185,25 @@ func GrantDelegation(ctx context.Context, conn *Conn, ks *keystore.Store, uscc, 
 }
 
 // delegateKey makes the grant (ρ) and the envelope for a member's device of one key held in
-// ks; wantPublic, if given, is the public key the appliance says the key has.
+// ks, which must have the public key wantPublic (what the appliance or the enterprise's
+// certificate says the key is). The grant carries ρ: the caller clears it once sent.
 func delegateKey(ks *keystore.Store, keyID string, wantPublic []byte, device *cosign.Point, memberUserID, memberDeviceID string) ([]byte, []byte, error) {
 	e, err := ks.Load(keyID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the enterprise key %s is not on this device: %w", keyID, err)
 	}
 	defer e.Share.Destroy()
-	if wantPublic != nil && !bytes.Equal(e.Public[:], wantPublic) {
-		return nil, nil, fmt.Errorf("%w: the enterprise's public key is not the key held here", ErrBadAnswer)
+	if !bytes.Equal(e.Public[:], wantPublic) {
+		return nil, nil, fmt.Errorf("%w: the enterprise's public key of key %s is not the key held here", ErrBadAnswer, keyID)
 	}
 	grant, envelope, err := e.Share.Delegate(rand.Reader, device, cosign.DelegationContext(keyID, memberUserID, memberDeviceID))
 	if err != nil {
 		return nil, nil, err
 	}
+	// ρ with the member's d1·ρ is the member's phone share: it leaves this device only in
+	// the grant, which the caller clears once sent.
 	rawGrant, _ := grant.MarshalBinary()
+	clear(grant.Rho[:])
 	return rawGrant, envelope, nil
 }
 

@@ -583,6 +583,25 @@ func TestEnterpriseDelegatedKey(t *testing.T) {
 	_, err = boss.ent.GrantDelegation(bg, &hufuv1.GrantDelegationRequest{Uscc: usccA, MemberUserId: staff.userID,
 		Credential: client.PINCredential(adminPIN), Grant: make([]byte, 32), Envelope: []byte{1}})
 	wantCode(t, err, codes.InvalidArgument, "encryption")
+	// The administrator's device grants the encryption key only if the key it holds under
+	// that id is the one the enterprise's encryption certificate carries: here the entry holds
+	// the signing key's share, and nothing is sent.
+	encEntry, err := adminKS.Load(encKeyID)
+	must(t, err)
+	signEntry, err := adminKS.Load(keyID)
+	must(t, err)
+	must(t, adminKS.Save(&keystore.Entry{ID: encKeyID, Label: encEntry.Label, AccountID: encEntry.AccountID, PhoneKey: signEntry.PhoneKey}))
+	_, err = client.GrantDelegation(bg, boss.conn, adminKS, usccA, staff.userID, fingerprint(staffKS), client.PINCredential(adminPIN))
+	if !errors.Is(err, client.ErrBadAnswer) {
+		t.Fatalf("grant of an encryption key that is not the certificate's: %v", err)
+	}
+	must(t, adminKS.Save(encEntry))
+	encEntry.Share.Destroy()
+	signEntry.Share.Destroy()
+	if ms, err := boss.ent.ListMembers(bg, &hufuv1.ListMembersRequest{Uscc: usccA}); err != nil ||
+		slices.ContainsFunc(ms.Members, func(x *hufuv1.Member) bool { return x.DelegationPending }) {
+		t.Fatalf("members after a grant refused on the device: %v %v", ms, err)
+	}
 
 	for _, p := range []struct {
 		m   *member

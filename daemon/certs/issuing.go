@@ -261,8 +261,10 @@ func (s *Service) completeClaimed(ctx context.Context, caller authn.Caller, user
 	for i, it := range res.Items {
 		if issued[i], err = sign(ctx, c, res, it, apps[i]); err != nil {
 			// A CA refusing for good (its issuing CA revoked since the payment was taken)
-			// will refuse at every retry: abandon, which gives the payment back.
-			if reason, final := undeliverable(err); final {
+			// will refuse at every retry: abandon, which gives the payment back. Any other
+			// refusal, whatever its kind (a connector's NotFound or FailedPrecondition may
+			// be passing), keeps the reservation for a retry.
+			if reason, final := issuingCARevoked(err); final {
 				return nil, nil, outcomeRevoked, s.abandon(ctx, caller, res, reason)
 			}
 			return nil, nil, outcomeNone, &apierr.Error{Kind: apierr.Unavailable, Message: "the CA did not issue the certificate; pay again with the same idempotency key later", Cause: err}
@@ -280,7 +282,23 @@ func (s *Service) completeClaimed(ctx context.Context, caller authn.Caller, user
 	return order, cert, outcomeCompleted, nil
 }
 
-// undeliverable reports whether err says a reservation can no longer complete, and why.
+// issuingCARevoked reports whether the CA refused to sign because its issuing CA is
+// revoked (ca.ErrIssuingCARevoked), the one refusal of a CA's signing that is final, and
+// the reason to give the payer.
+func issuingCARevoked(err error) (string, bool) {
+	if !errors.Is(err, ca.ErrIssuingCARevoked) {
+		return "", false
+	}
+	var refused *apierr.Error
+	if errors.As(err, &refused) && refused.Message != "" {
+		return refused.Message, true
+	}
+	return ca.ErrIssuingCARevoked.Error(), true
+}
+
+// undeliverable reports whether err, from hufu's own preparing or recording of an order,
+// says a reservation can no longer complete, and why. It is not for the CA's errors
+// (issuingCARevoked is).
 func undeliverable(err error) (string, bool) {
 	var refused *apierr.Error
 	if errors.As(err, &refused) && (refused.Kind == apierr.FailedPrecondition || refused.Kind == apierr.NotFound) {

@@ -319,6 +319,8 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, who Token, appro
 			err = Conflict("approval request %s: this daemon revokes no issuing CAs", id)
 			break
 		}
+		// An error here means nothing was committed (RevokeIssuing's contract), so refusing
+		// below never contradicts an approval the log already holds.
 		out.IssuingCARevoked, err = s.opts.IssuingCAs.RevokeIssuing(r.Context(), c.CaId, int(c.Reason), Actor{Name: who.Name, Role: who.Role}, decideInTx)
 	default:
 		err = s.opts.Store.Update(r.Context(), decideInTx)

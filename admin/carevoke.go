@@ -60,6 +60,9 @@ type IssuingCAs interface {
 	// IssuingCAReasons code), auditing it as by; inTx (the approval's decision) runs first
 	// in the same batch and its error aborts the revocation. After the commit it publishes
 	// a new root CRL. It refuses what CheckRevocable refuses, checked again in the batch.
+	// It returns an error only if the batch did not commit: once the revocation (and with
+	// it the approval) is committed it answers, Revoked being the batch's time, whatever
+	// happens after (a root CRL not signed now is RootCRLError, not an error).
 	RevokeIssuing(ctx context.Context, caID string, reason int, by Actor, inTx func(tx *store.Tx) error) (*IssuingCARevoked, error)
 }
 

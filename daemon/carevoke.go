@@ -61,21 +61,22 @@ func (c issuingCAs) RevokeIssuing(ctx context.Context, caID string, reason int, 
 	if err != nil {
 		return nil, err
 	}
-	if err := e.RevokeIssuingCAApproved(ctx, reason, "admin:"+by.Name, inTx); err != nil {
+	at, err := e.RevokeIssuingCAApproved(ctx, reason, "admin:"+by.Name, inTx)
+	if err != nil {
 		if errors.Is(err, ca.ErrIssuingCARevoked) {
 			return nil, admin.Conflict("ca: the issuing CA of %s was revoked already", caID)
 		}
 		return nil, err
 	}
-	r, _, err := e.IssuingCARevocation(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := &admin.IssuingCARevoked{CA: caID, IssuingSerial: fmt.Sprintf("%032x", e.Issuing().SerialNumber), Revoked: r.At,
+	// From here the revocation and the approval are committed: nothing below may return an
+	// error (the admin surface would audit a refusal of an approval that took effect), and
+	// nothing below stops because the officer's client went away.
+	ctx = context.WithoutCancel(ctx)
+	out := &admin.IssuingCARevoked{CA: caID, IssuingSerial: fmt.Sprintf("%032x", e.Issuing().SerialNumber), Revoked: at,
 		Reason: admin.IssuingCAReasonName(int32(reason))}
-	// The entry is committed: a CRL that cannot be signed now (the HSM busy, the store
-	// refusing writes) is signed at the next fetch, which finds the entry count ahead of the
-	// stored CRL. The answer says so instead of failing an approval that took effect.
+	// A CRL that cannot be signed now (the HSM busy, the store refusing writes) is signed at
+	// the next fetch, which finds the entry count ahead of the stored CRL. The answer says so
+	// instead of failing an approval that took effect.
 	crl, err := e.CRLAt(ctx, ca.LevelRoot)
 	if err != nil {
 		c.d.opts.Log.Error("publishing the root CRL after revoking the issuing CA", "ca", caID, "err", err)

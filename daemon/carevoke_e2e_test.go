@@ -87,6 +87,11 @@ func TestAdminRevokeIssuingCA(t *testing.T) {
 		got.IssuingSerial != strings.Repeat("0", 32-len(serial.Text(16)))+serial.Text(16) || got.RootCRLNumber == 0 || got.RootCRLError != "" {
 		t.Fatalf("decision: %+v %+v", d.Approval, d.IssuingCARevoked)
 	}
+	// The answer's time is the batch's, as the entry stores it (nothing reads it back after
+	// the commit, where a failure would report a revocation that took effect as refused).
+	if r, _, err := e.IssuingCARevocation(bg); err != nil || !r.At.Equal(d.IssuingCARevoked.Revoked) || r.Reason != ca.ReasonCACompromise {
+		t.Fatalf("answered revoked at %v, the entry says %+v (%v)", d.IssuingCARevoked.Revoked, r, err)
+	}
 
 	// A relying party fetching the root CRL from the PKI listener now finds the issuing CA.
 	resp, err := http.Get("http://" + a.d.PKIAddr().String() + "/ca/hufu-ca/root.crl")

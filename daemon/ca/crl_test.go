@@ -310,27 +310,32 @@ func TestRevokeIssuingCAApproved(t *testing.T) {
 		return r
 	}
 	for _, reason := range []int{ca.ReasonUnspecified, 6, ca.ReasonPrivilegeWidth, 10} {
-		if err := e.RevokeIssuingCAApproved(ctx, reason, "admin:sue", nil); err == nil || revoked() {
+		if _, err := e.RevokeIssuingCAApproved(ctx, reason, "admin:sue", nil); err == nil || revoked() {
 			t.Fatalf("reason %d: %v", reason, err)
 		}
 	}
 	decisionFailed := errors.New("the approval expired meanwhile")
-	if err := e.RevokeIssuingCAApproved(ctx, ca.ReasonCACompromise, "admin:sue", func(*store.Tx) error { return decisionFailed }); !errors.Is(err, decisionFailed) || revoked() || e.IssuingRevoked() {
+	if _, err := e.RevokeIssuingCAApproved(ctx, ca.ReasonCACompromise, "admin:sue", func(*store.Tx) error { return decisionFailed }); !errors.Is(err, decisionFailed) || revoked() || e.IssuingRevoked() {
 		t.Fatalf("a failed decision: %v, revoked %v", err, revoked())
 	}
 	before := auditCount(t, st, "test.decision")
-	err := e.RevokeIssuingCAApproved(ctx, ca.ReasonCACompromise, "admin:sue", func(tx *store.Tx) error {
+	at, err := e.RevokeIssuingCAApproved(ctx, ca.ReasonCACompromise, "admin:sue", func(tx *store.Tx) error {
 		return tx.Audit(store.Event{Actor: "admin:sue", Action: "test.decision", Subject: "z/approval/x", Outcome: store.OutcomeOK})
 	})
 	if err != nil || !revoked() || !e.IssuingRevoked() || auditCount(t, st, "test.decision") != before+1 {
 		t.Fatalf("approved: %v, revoked %v", err, revoked())
+	}
+	// The time returned is the batch's, exactly as the entry stores it: the caller answers
+	// with it instead of reading the entry back after the commit.
+	if r, _, err := e.IssuingCARevocation(ctx); err != nil || !r.At.Equal(at) || at.Location() != time.UTC || !at.Equal(time.Unix(0, c.Now().UnixNano())) {
+		t.Fatalf("revocation time returned %v, stored %v (%v), clock %v", at, r.At, err, c.Now())
 	}
 	root := levelCRL(t, e, ca.LevelRoot, time.Hour)
 	if len(root.RevokedCertificateEntries) != 1 || root.RevokedCertificateEntries[0].ReasonCode != ca.ReasonCACompromise {
 		t.Fatalf("root CRL: %+v", root.RevokedCertificateEntries)
 	}
 	var refused *apierr.Error
-	err = e.RevokeIssuingCAApproved(ctx, ca.ReasonKeyCompromise, "admin:sue", nil)
+	_, err = e.RevokeIssuingCAApproved(ctx, ca.ReasonKeyCompromise, "admin:sue", nil)
 	if !errors.Is(err, ca.ErrIssuingCARevoked) || !errors.As(err, &refused) || refused.Kind != apierr.FailedPrecondition {
 		t.Fatalf("revoking again: %v", err)
 	}

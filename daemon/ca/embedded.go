@@ -155,6 +155,12 @@ type Embedded struct {
 	// or by a revocation through this value), so that Plan refuses without a store read;
 	// signer reads the store itself, whoever revoked it.
 	issuingRevoked atomic.Bool
+	// signing orders certificate signing against the issuing CA's revocation: a signing
+	// holds the read side from its check of the root's list to its signature, the
+	// revocation the write side across its commit, so no certificate is signed after the
+	// revocation committed. The daemon has one Embedded per CA, so this is per CA. CRLs and
+	// OCSP responses do not take it: they go on being signed after the revocation.
+	signing sync.RWMutex
 }
 
 var _ Connector = (*Embedded)(nil)
@@ -240,16 +246,26 @@ func (e *Embedded) Review(context.Context, string) (Decision, error) {
 // Chain returns the issuing CA's and the root's certificates, DER.
 func (e *Embedded) Chain(context.Context) ([][]byte, error) { return slices.Clone(e.chain), nil }
 
-func (e *Embedded) signer(ctx context.Context) (*sm2.PrivateKey, error) {
-	s, err := states.Read(ctx, e.st, stateID(e.id))
-	if err != nil {
-		return nil, err
-	}
+// certificateSigner returns the issuing key for signing a certificate, refusing
+// (ErrIssuingCARevoked) once the issuing CA is on the root's list. The caller holds
+// e.signing's read side from this call to its signature.
+func (e *Embedded) certificateSigner(ctx context.Context) (*sm2.PrivateKey, error) {
 	if _, revoked, err := e.revocationAt(ctx, LevelRoot, e.issuing.SerialNumber); err != nil {
 		return nil, err
 	} else if revoked {
 		e.issuingRevoked.Store(true)
 		return nil, e.issuingRevokedError()
+	}
+	return e.issuingKey(ctx)
+}
+
+// issuingKey returns the issuing key whether or not the issuing CA is revoked: for its CRL
+// and OCSP responses, which go on being signed after the revocation (docs/certificates.md,
+// "A revoked issuing CA").
+func (e *Embedded) issuingKey(ctx context.Context) (*sm2.PrivateKey, error) {
+	s, err := states.Read(ctx, e.st, stateID(e.id))
+	if err != nil {
+		return nil, err
 	}
 	return e.unwrapIssuing(ctx, s)
 }
@@ -360,10 +376,13 @@ func (e *Embedded) IssuePlanned(ctx context.Context, app *Application, p Planned
 			tmpl.OCSPServer = []string{e.opts.publicURL(OCSPPath(e.id))}
 		}
 	}
-	key, err := e.signer(ctx)
+	e.signing.RLock()
+	defer e.signing.RUnlock()
+	key, err := e.certificateSigner(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(key.D.Bits())
 	der, err := smx509.CreateCertificate(nil, tmpl, e.issuing, app.PublicKey, key)
 	if err != nil {
 		return nil, fmt.Errorf("ca: issuing: %w", err)

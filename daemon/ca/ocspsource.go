@@ -30,7 +30,10 @@ var (
 
 // OCSPSource returns the status source of the CA's OCSP responder: revoked if the serial
 // is on the revocation list (which is authoritative, whatever the index says), else good
-// if issued reports the CA issued it, else unknown.
+// if issued reports the CA issued it, else unknown. Once the issuing CA is on the root's
+// list, every certificate it issued is answered revoked (RFC 6960 §2.7), at the issuing
+// CA's revocation time unless its own entry is earlier, so that a relying party asking
+// OCSP about a leaf alone never hears "good" under a revoked CA.
 func (e *Embedded) OCSPSource(issued IssuedFunc) ocsp.Source {
 	return ocspSource{ca: e, issued: issued}
 }
@@ -41,24 +44,45 @@ func (s ocspSource) Status(ctx context.Context, serial *big.Int) (ocsp.Status, e
 	if err != nil {
 		return ocsp.Status{}, err
 	}
-	if revoked {
+	caR, caRevoked, err := s.ca.IssuingCARevocation(ctx)
+	if err != nil {
+		return ocsp.Status{}, err
+	}
+	if revoked && (!caRevoked || !caR.At.Before(r.At)) {
 		return ocsp.Status{Status: ocsp.Revoked, RevokedAt: r.At, Reason: r.Reason}, nil
 	}
-	issued, err := s.issued(ctx, hex)
-	if err != nil {
-		return ocsp.Status{}, fmt.Errorf("ca: is it issued: %w", err)
-	}
+	issued := revoked // a serial on the list was issued, whatever the index says
 	if !issued {
+		if issued, err = s.issued(ctx, hex); err != nil {
+			return ocsp.Status{}, fmt.Errorf("ca: is it issued: %w", err)
+		}
+	}
+	switch {
+	case !issued:
 		return ocsp.Status{Status: ocsp.Unknown}, nil
+	case caRevoked:
+		return ocsp.Status{Status: ocsp.Revoked, RevokedAt: caR.At, Reason: LeafReasonUnderRevokedCA(caR.Reason)}, nil
 	}
 	return ocsp.Status{Status: ocsp.Good}, nil
 }
 
+// LeafReasonUnderRevokedCA is the reason OCSP gives for a certificate revoked because its
+// issuing CA was revoked for caReason: cACompromise for a compromised issuing key (the
+// leaf's own key is not known to be compromised), else the CA's reason.
+func LeafReasonUnderRevokedCA(caReason int) int {
+	if caReason == ReasonKeyCompromise {
+		return ReasonCACompromise
+	}
+	return caReason
+}
+
 // SignOCSP signs an OCSP response's tbsResponseData with the issuing key (SM2 with SM3 and
-// the default ID). The key is unwrapped through the HSM for this one signature and its
-// scalar cleared after; the responder caches signed responses, never the key.
+// the default ID), also after the issuing CA was revoked: the responder is the issuing CA,
+// so no other key can sign its answers. The key is unwrapped through the HSM for this one
+// signature and its scalar cleared after; the responder caches signed responses, never the
+// key.
 func (e *Embedded) SignOCSP(ctx context.Context, tbs []byte) ([]byte, error) {
-	key, err := e.signer(ctx)
+	key, err := e.issuingKey(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -96,7 +96,8 @@ func (e *Embedded) Revoke(ctx context.Context, serial string, reason int) error 
 // to a compromised issuing key: hufu has no issuing CA rollover, so the CA is replaced by a
 // new one. Revoking it again changes nothing and is not an error.
 func (e *Embedded) RevokeIssuingCA(ctx context.Context, reason int) error {
-	return e.revokeIssuing(ctx, reason, "ca:"+e.id, nil, false)
+	_, err := e.revokeIssuing(ctx, reason, "ca:"+e.id, nil, false)
+	return err
 }
 
 // RevokeIssuingCAApproved is RevokeIssuingCA for the admin surface's dual control: inTx (the
@@ -104,23 +105,35 @@ func (e *Embedded) RevokeIssuingCA(ctx context.Context, reason int) error {
 // its audit record, whose actor is actor; reason must be one a CA certificate may carry
 // (IssuingCAReason); and an issuing CA revoked already is refused (ErrIssuingCARevoked, a
 // FailedPrecondition) instead of passed over, so the approving officer learns their approval
-// changed nothing. The caller publishes the new root CRL (CRLAt(LevelRoot)) after it returns.
-func (e *Embedded) RevokeIssuingCAApproved(ctx context.Context, reason int, actor string, inTx func(tx *store.Tx) error) error {
+// changed nothing. It returns the revocation time the entry carries (the batch's time), so
+// that the caller answers without reading the entry back: once it returns nil the
+// revocation is committed, and nothing after it may turn it into a failure. The caller
+// publishes the new root CRL (CRLAt(LevelRoot)) after it returns.
+func (e *Embedded) RevokeIssuingCAApproved(ctx context.Context, reason int, actor string, inTx func(tx *store.Tx) error) (time.Time, error) {
 	if !IssuingCAReason(reason) {
-		return fmt.Errorf("ca: reason %d is not one an issuing CA certificate is revoked for", reason)
+		return time.Time{}, fmt.Errorf("ca: reason %d is not one an issuing CA certificate is revoked for", reason)
 	}
 	return e.revokeIssuing(ctx, reason, actor, inTx, true)
 }
 
-func (e *Embedded) revokeIssuing(ctx context.Context, reason int, actor string, inTx func(tx *store.Tx) error, refuseAgain bool) error {
+// revokeIssuing commits the issuing CA's entry on the root's list and returns its time
+// (zero if it was on the list already and refuseAgain is false). It holds the write side of
+// signing across the commit: a certificate signing that checked the list before the commit
+// has finished signing before it, and one that checks after finds the entry.
+func (e *Embedded) revokeIssuing(ctx context.Context, reason int, actor string, inTx func(tx *store.Tx) error, refuseAgain bool) (time.Time, error) {
 	n := e.issuing.SerialNumber
+	e.signing.Lock()
+	defer e.signing.Unlock()
+	var at time.Time
 	err := e.st.Update(ctx, func(tx *store.Tx) error {
+		at = time.Time{} // fn may run again
 		if inTx != nil {
 			if err := inTx(tx); err != nil {
 				return err
 			}
 		}
-		added, err := addRevoked(tx, e.id, LevelRoot, n, tx.Now(), reason)
+		now := tx.Now()
+		added, err := addRevoked(tx, e.id, LevelRoot, n, now, reason)
 		if err != nil {
 			return err
 		}
@@ -130,12 +143,14 @@ func (e *Embedded) revokeIssuing(ctx context.Context, reason int, actor string, 
 			}
 			return nil
 		}
+		at = time.Unix(0, now.UnixNano()).UTC() // as the entry stores it and IssuingCARevocation reads it
 		return tx.Audit(revocationEvent(actor, e.id, LevelRoot, n, reason))
 	})
-	if err == nil {
-		e.issuingRevoked.Store(true)
+	if err != nil {
+		return time.Time{}, err
 	}
-	return err
+	e.issuingRevoked.Store(true)
+	return at, nil
 }
 
 // IssuingCARevocation returns the issuing CA's entry on the root's revocation list (one
@@ -218,18 +233,20 @@ func (e *Embedded) unwrapRoot(ctx context.Context, s *storepb.CAState) (*sm2.Pri
 	return key, nil
 }
 
-// levelSigner returns the certificate and key that sign level's CRL.
+// levelSigner returns the certificate and key that sign level's CRL. The issuing CA's CRL
+// goes on being signed after the issuing CA is revoked (docs/certificates.md, "A revoked
+// issuing CA").
 func (e *Embedded) levelSigner(ctx context.Context, l Level) (*smx509.Certificate, *sm2.PrivateKey, error) {
+	if l == LevelIssuing {
+		key, err := e.issuingKey(ctx)
+		return e.issuing, key, err
+	}
 	s, err := states.Read(ctx, e.st, stateID(e.id))
 	if err != nil {
 		return nil, nil, err
 	}
-	if l == LevelRoot {
-		key, err := e.unwrapRoot(ctx, s)
-		return e.root, key, err
-	}
-	key, err := e.unwrapIssuing(ctx, s)
-	return e.issuing, key, err
+	key, err := e.unwrapRoot(ctx, s)
+	return e.root, key, err
 }
 
 // migrationBatch bounds the entries one migration batch moves: the batch also rewrites the

@@ -126,7 +126,7 @@ func TestRelyingParty(t *testing.T) {
 				t.Fatalf("OCSP (nonce %q) of a new certificate: %v", nonce, s.Status.Status)
 			}
 		}
-		rp.opensslOCSP(path, "good")
+		rp.opensslOCSP(path, "good", "")
 	}
 	if sign.Issuer.String() != enc.Issuer.String() || !bytes.Equal(sign.AuthorityKeyId, enc.AuthorityKeyId) {
 		t.Fatal("the pair has two issuers")
@@ -168,7 +168,7 @@ func TestRelyingParty(t *testing.T) {
 				t.Fatalf("OCSP (nonce %q) after the revocation: %+v, CRL says %v", nonce, s.Status, entry.RevocationTime)
 			}
 		}
-		rp.opensslOCSP(path, "revoked")
+		rp.opensslOCSP(path, "revoked", "cessationOfOperation")
 	}
 	// The enterprise's certificates are not the person's: still good.
 	for _, c := range []*smx509.Certificate{ent, entEnc} {
@@ -198,6 +198,16 @@ func TestRelyingParty(t *testing.T) {
 		crlEntry(path.crls[1], path.certs[1].SerialNumber).ReasonCode != ca.ReasonKeyCompromise {
 		t.Fatalf("under a revoked issuing CA: depth %d, root CRL number %v (before %v)", d, path.crls[1].Number, rootCRL.Number)
 	}
+	// The issuing CA's OCSP goes on answering, signed by the issuing key (rp.ocsp checks the
+	// signature): revoked, at the issuing CA's revocation time, for a certificate that was
+	// good, with cACompromise for the issuing CA's keyCompromise.
+	caEntry := crlEntry(path.crls[1], path.certs[1].SerialNumber)
+	for _, nonce := range [][]byte{nil, []byte("after the CA")} {
+		if s := rp.ocsp(path, nonce); s.Status.Status != ocsp.Revoked || s.Status.Reason != ca.ReasonCACompromise || !s.Status.RevokedAt.Equal(caEntry.RevocationTime) {
+			t.Fatalf("OCSP (nonce %q) under a revoked issuing CA: %+v, the root CRL says %v", nonce, s.Status, caEntry.RevocationTime)
+		}
+	}
+	rp.opensslOCSP(path, "revoked", "cACompromise")
 }
 
 // relyingParty checks certificates with the URLs in them, a trust anchor and the clock.
@@ -448,9 +458,10 @@ func (rp *relyingParty) ocsp(p *chainPath, nonce []byte) ocsp.SingleResponse {
 }
 
 // opensslOCSP asks the leaf's OCSP URL with `openssl ocsp` (its own request, with a nonce)
-// and wants status in its report. OpenSSL 3.0 cannot be given the SM2 ID, so the response's
-// signature is the only complaint allowed (see daemon/ca/ocsp's TestOpenSSLRelyingParty).
-func (rp *relyingParty) opensslOCSP(p *chainPath, status string) {
+// and wants status in its report, with reason (its OpenSSL name) unless empty. OpenSSL 3.0
+// cannot be given the SM2 ID, so the response's signature is the only complaint allowed
+// (see daemon/ca/ocsp's TestOpenSSLRelyingParty).
+func (rp *relyingParty) opensslOCSP(p *chainPath, status, reason string) {
 	rp.t.Helper()
 	if rp.noOpenSSL {
 		return
@@ -467,8 +478,8 @@ func (rp *relyingParty) opensslOCSP(p *chainPath, status string) {
 			rp.t.Fatalf("openssl ocsp -url %s lacks %q:\n%s", p.ocsp, want, text)
 		}
 	}
-	if status == "revoked" && !strings.Contains(text, "Reason: cessationOfOperation") {
-		rp.t.Fatalf("openssl ocsp gives no reason:\n%s", text)
+	if reason != "" && !strings.Contains(text, "Reason: "+reason) {
+		rp.t.Fatalf("openssl ocsp gives no reason %s:\n%s", reason, text)
 	}
 	if strings.Contains(text, "WARNING") || strings.Contains(text, "Nonce Verify error") ||
 		!strings.Contains(text, "Response verify OK") && !strings.Contains(text, "ocsp_verify:signature failure") {

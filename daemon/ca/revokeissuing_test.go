@@ -56,7 +56,10 @@ func TestSigningOrderedAgainstIssuingCARevocation(t *testing.T) {
 	<-gk.reached // checked the list (not revoked), now unwrapping the key to sign
 
 	revoked := make(chan error, 1)
-	go func() { _, err := e.RevokeIssuingCAApproved(ctx, ca.ReasonKeyCompromise, "admin:sue", nil); revoked <- err }()
+	go func() {
+		_, err := e.RevokeIssuingCAApproved(ctx, ca.ReasonKeyCompromise, "admin:sue", nil)
+		revoked <- err
+	}()
 	select {
 	case err := <-revoked:
 		t.Fatalf("the revocation committed while a signing that checked before it was signing: %v", err)

@@ -31,6 +31,7 @@ import (
 type externalCA struct {
 	mu        sync.Mutex
 	decisions map[string]ca.Decision
+	fetchErr  error // the CA's answer to Fetch while set
 }
 
 func (e *externalCA) ID() string       { return "ext-ca" }
@@ -47,6 +48,12 @@ func (e *externalCA) Review(_ context.Context, ref string) (ca.Decision, error) 
 func (e *externalCA) Fetch(_ context.Context, ref string, app *ca.Application) (*ca.Issued, error) {
 	if app.PublicKey == nil {
 		return nil, errors.New("no key")
+	}
+	e.mu.Lock()
+	err := e.fetchErr
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
@@ -241,5 +248,60 @@ func TestPaymentsThatCompleteNothingAreRefunded(t *testing.T) {
 	}
 	if _, _, err := f.s.Pay(ctx, f.caller, o2.Id, "dev", "payment-key-x"); err == nil || f.pay.charges["payment-key-x"] {
 		t.Fatalf("paid a cancelled order: %v", err)
+	}
+}
+
+// TestOnlyARevokedIssuingCAAbandonsAPaidOrder: a CA refusing to sign with a FailedPrecondition
+// or NotFound of its own keeps the paid order's reservation (Unavailable, no refund), and the
+// same payment completes once the CA signs again; only ca.ErrIssuingCARevoked abandons the
+// order and gives the payment back.
+func TestOnlyARevokedIssuingCAAbandonsAPaidOrder(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	setFetchErr := func(err error) {
+		f.ext.mu.Lock()
+		f.ext.fetchErr = err
+		f.ext.mu.Unlock()
+	}
+	approved := func(n string) *storepb.Order {
+		o := f.apply(n)
+		f.ext.decide(o.CaRef, ca.Decision{State: ca.Approved})
+		if _, err := f.s.PollReviews(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+
+	o := approved("1")
+	for i, passing := range []error{
+		apierr.New(apierr.FailedPrecondition, "the CA's signing service is in maintenance"),
+		apierr.New(apierr.NotFound, "the CA has not indexed the application yet"),
+	} {
+		setFetchErr(passing)
+		_, _, err := f.s.Pay(ctx, f.caller, o.Id, "dev", "payment-key-1")
+		var refused *apierr.Error
+		if !errors.As(err, &refused) || refused.Kind != apierr.Unavailable || len(f.pay.refunds) != 0 {
+			t.Fatalf("refusal %d (%v): %v, %d refunds", i, passing, err, len(f.pay.refunds))
+		}
+		got, err := f.s.GetOrder(ctx, f.caller, o.Id)
+		if err != nil || hufuv1.OrderStatus(got.Status) == hufuv1.OrderStatus_ORDER_STATUS_CANCELLED {
+			t.Fatalf("refusal %d: the order was abandoned: %v %v", i, hufuv1.OrderStatus(got.GetStatus()), err)
+		}
+	}
+	setFetchErr(nil)
+	if _, _, err := f.s.Pay(ctx, f.caller, o.Id, "dev", "payment-key-1"); err != nil || len(f.pay.refunds) != 0 {
+		t.Fatalf("the same payment once the CA signs again: %v, %d refunds", err, len(f.pay.refunds))
+	}
+
+	o2 := approved("2")
+	setFetchErr(&apierr.Error{Kind: apierr.FailedPrecondition, Cause: ca.ErrIssuingCARevoked, Message: "the issuing CA of ext-ca is revoked"})
+	_, _, err := f.s.Pay(ctx, f.caller, o2.Id, "dev", "payment-key-2")
+	var refused *apierr.Error
+	if !errors.As(err, &refused) || refused.Kind != apierr.FailedPrecondition || len(f.pay.refunds) != 1 {
+		t.Fatalf("under a revoked issuing CA: %v, %d refunds", err, len(f.pay.refunds))
+	}
+	got, err := f.s.GetOrder(ctx, f.caller, o2.Id)
+	if err != nil || hufuv1.OrderStatus(got.Status) != hufuv1.OrderStatus_ORDER_STATUS_CANCELLED {
+		t.Fatalf("the order under a revoked issuing CA: %v %v", hufuv1.OrderStatus(got.GetStatus()), err)
 	}
 }

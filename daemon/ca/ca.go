@@ -63,8 +63,10 @@
 // Each level of the hierarchy has its own revocation list and CRL (see revocation.go for the
 // records): Revoke adds a leaf's serial to the issuing CA's list, RevokeIssuingCA the issuing
 // CA certificate to the root's (RevokeIssuingCAApproved inside the batch of a second security
-// officer's approval, the admin surface's route); from then on the CA signs nothing
-// (ErrIssuingCARevoked, FailedPrecondition). CRLAt returns a level's CRL signed by that level's key (the
+// officer's approval, the admin surface's route); from then on the CA signs no certificate
+// (ErrIssuingCARevoked, FailedPrecondition), while its issuing key goes on signing the
+// issuing CA's CRL and OCSP responses, which answer revoked for every certificate it issued.
+// CRLAt returns a level's CRL signed by that level's key (the
 // root CRL is how a relying party checks the chain at depth 1), with thisUpdate, nextUpdate
 // (the configured interval later), a CRL number that only grows per level, and the signer's
 // key identifier as AKI; it is remade, with the next number, after an entry was added and

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -173,14 +172,7 @@ func TestIssuanceUnderARevokedIssuingCA(t *testing.T) {
 		return r.Order.Id
 	}
 	during := renew("carevoke-renew-1")
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	a.live.IssuanceFault = func(point string) {
-		if point == certs.FaultIssuingReserved {
-			once.Do(func() { close(held); <-release })
-		}
-	}
-	a.restart()
+	held, release := holdIssuanceAt(a, certs.FaultIssuingReserved)
 	paid := make(chan error, 1)
 	go func() { _, err := p.pay(during, "carevoke-pay-1"); paid <- err }()
 	select {

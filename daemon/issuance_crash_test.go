@@ -457,14 +457,7 @@ func TestIssuanceRecoveryBesideALivePayment(t *testing.T) {
 	if _, err := desk.ApproveOrder(bg, &hufuv1.ApproveOrderRequest{OrderId: o.Id}); err != nil {
 		t.Fatal(err)
 	}
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	a.live.IssuanceFault = func(point string) {
-		if point == certs.FaultIssuingSigned {
-			once.Do(func() { close(held); <-release })
-		}
-	}
-	a.restart()
+	held, release := holdIssuanceAt(a, certs.FaultIssuingSigned)
 	type answer struct {
 		serial string
 		err    error
@@ -521,14 +514,7 @@ func TestLivePaymentWhoseKeyIsRevokedMidIssue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	a.live.IssuanceFault = func(point string) {
-		if point == certs.FaultIssuingReserved {
-			once.Do(func() { close(held); <-release })
-		}
-	}
-	a.restart()
+	held, release := holdIssuanceAt(a, certs.FaultIssuingReserved)
 	paid := make(chan error, 1)
 	go func() { _, err := p.pay(r.Order.Id, "mid-renewal-pay"); paid <- err }()
 	select {
@@ -566,4 +552,18 @@ func TestLivePaymentWhoseKeyIsRevokedMidIssue(t *testing.T) {
 	if pending, completed, revoked := issuanceMetrics(t, a, operator); pending != 0 || completed+revoked != 0 {
 		t.Fatalf("pending %v, recovered %v/%v: the payment resolved it itself", pending, completed, revoked)
 	}
+}
+
+// holdIssuanceAt restarts the appliance with a fault hook that stops the first payment to
+// reach point there until release is closed; held closes when it gets there.
+func holdIssuanceAt(a *certAppl, point string) (held, release chan struct{}) {
+	held, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	a.live.IssuanceFault = func(p string) {
+		if p == point {
+			once.Do(func() { close(held); <-release })
+		}
+	}
+	a.restart()
+	return held, release
 }

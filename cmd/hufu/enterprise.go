@@ -419,8 +419,12 @@ func (c *cli) printApplication(a *hufuv1.JoinApplication) {
 }
 
 func (c *cli) printRecord(r *hufuv1.AuthorisationRecord) {
-	fmt.Fprintf(c.out, "%s  %-8s by %s  member %s  device %s  scope %s\n", r.Time.AsTime().Local().Format(time.DateTime), r.Action,
-		r.ByUserId, r.MemberUserId, orNone(r.MemberDeviceId), strings.Join(r.Scope, ","))
+	keys := r.KeyId
+	if r.EncryptionKeyId != "" {
+		keys += "," + r.EncryptionKeyId // the pair: both keys were granted, recalled or moved together
+	}
+	fmt.Fprintf(c.out, "%s  %-8s by %s  member %s  device %s  scope %s  keys %s\n", r.Time.AsTime().Local().Format(time.DateTime), r.Action,
+		r.ByUserId, r.MemberUserId, orNone(r.MemberDeviceId), strings.Join(r.Scope, ","), orNone(keys))
 }
 
 var idTypes = map[string]hufuv1.IdType{

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -70,8 +71,9 @@ func TestSignaturesVerifyWithGmsm(t *testing.T) {
 }
 
 func TestGmsmCiphertextsDecrypt(t *testing.T) {
-	key, _ := newPair(t, "interop-decrypt")
+	key, server := newPair(t, "interop-decrypt")
 	pub := key.Public().(*ecdsaPublicKey)
+	joint := jointPrivateKey(t, key, server)
 	cases := []struct {
 		name string
 		opts *sm2.EncrypterOpts
@@ -96,6 +98,11 @@ func TestGmsmCiphertextsDecrypt(t *testing.T) {
 					opts = c.dec
 				}
 				got, err := key.Decrypt(nil, ct, opts)
+				if err != nil && size == 1 && gmsmRefuses(joint, ct, c.dec) {
+					// gmsm v0.44.0 cannot decrypt about one in 256 of its own ciphertexts of a
+					// one-byte message (with the whole key either); ours refuses the same.
+					t.Skipf("gmsm v0.44.0 cannot decrypt this ciphertext of its own either: %v", err)
+				}
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -105,6 +112,34 @@ func TestGmsmCiphertextsDecrypt(t *testing.T) {
 			})
 		}
 	}
+}
+
+// jointPrivateKey is the whole key d = (d1·d2)⁻¹ − 1 of a local pair, for checking what gmsm
+// itself makes of a ciphertext; only tests ever hold it.
+func jointPrivateKey(t *testing.T, key *Key, server *LocalServer) *sm2.PrivateKey {
+	t.Helper()
+	n := sm2.P256().Params().N
+	d := new(big.Int).Mul(new(big.Int).SetBytes(key.share.d[:]), new(big.Int).SetBytes(server.Share.d[:]))
+	d.ModInverse(d.Mod(d, n), n)
+	d.Mod(d.Sub(d, big.NewInt(1)), n)
+	priv, err := sm2.NewPrivateKey(d.FillBytes(make([]byte, ScalarSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !priv.PublicKey.Equal(key.Public()) {
+		t.Fatal("the joint private key does not match the pair's public key")
+	}
+	return priv
+}
+
+// gmsmRefuses reports whether gmsm's own decryption with the whole key refuses ct.
+func gmsmRefuses(priv *sm2.PrivateKey, ct []byte, dec *DecrypterOpts) bool {
+	opts := sm2.NewPlainDecrypterOpts(sm2.C1C3C2)
+	if dec != nil && dec.Encoding == C1C2C3 {
+		opts = sm2.NewPlainDecrypterOpts(sm2.C1C2C3)
+	}
+	_, err := priv.Decrypt(nil, ct, opts)
+	return err != nil
 }
 
 func TestCSRSignedByTwoPartyKeyVerifies(t *testing.T) {

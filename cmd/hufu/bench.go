@@ -232,8 +232,9 @@ func (c *cli) benchPoint(ctx context.Context, load benchLoad, concurrency int, p
 			latMu.Unlock()
 		})
 	}
-	done := make(chan struct{})
+	done, progressDone := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(progressDone)
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		var last int64
@@ -252,6 +253,7 @@ func (c *cli) benchPoint(ctx context.Context, load benchLoad, concurrency int, p
 	wg.Wait()
 	elapsed := time.Since(start)
 	close(done)
+	<-progressDone // its last line is written before anything else of the next point is
 	after, err := probe.sample(ctx)
 	if err != nil {
 		return benchReport{}, err

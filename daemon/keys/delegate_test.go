@@ -173,6 +173,21 @@ func createKey(t *testing.T, e *env, admin *phone, pin string) cosign.Point {
 }
 
 // grant runs the grantor's side: the delegation from grantor's phone to member's device.
+// keyWithTwoStaffPairs makes u-admin's key (PIN 111111) with accepted pairs on u-staff1's
+// (PIN 222222) and u-staff2's (PIN 333333) devices.
+func keyWithTwoStaffPairs(t *testing.T, e *env) (admin, staff1, staff2 *phone, public cosign.Point) {
+	t.Helper()
+	admin = newPhone(t, e, "u-admin", "d-admin")
+	staff1 = newPhone(t, e, "u-staff1", "d-staff1")
+	staff2 = newPhone(t, e, "u-staff2", "d-staff2")
+	public = createKey(t, e, admin, "111111")
+	grant(t, e, admin, staff1, nil)
+	accept(t, e, staff1, "222222")
+	grant(t, e, admin, staff2, nil)
+	accept(t, e, staff2, "333333")
+	return admin, staff1, staff2, public
+}
+
 func grant(t *testing.T, e *env, grantor, member *phone, with func(*store.Tx) error) *storepb.DelegatedShare {
 	t.Helper()
 	ctx := cosign.DelegationContext(keyID, member.caller.UserID, member.caller.DeviceID)

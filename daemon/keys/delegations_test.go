@@ -110,14 +110,7 @@ func TestDelegationsOfSeveralKeysCommitTogether(t *testing.T) {
 func TestPromotionUndoneByWithKeepsTickets(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
-	admin := newPhone(t, e, "u-admin", "d-admin")
-	staff1 := newPhone(t, e, "u-staff1", "d-staff1")
-	staff2 := newPhone(t, e, "u-staff2", "d-staff2")
-	public := createKey(t, e, admin, "111111")
-	grant(t, e, admin, staff1, nil)
-	accept(t, e, staff1, "222222")
-	grant(t, e, admin, staff2, nil)
-	accept(t, e, staff2, "333333")
+	admin, staff1, staff2, public := keyWithTwoStaffPairs(t, e)
 	tickets := map[*phone]string{}
 	for p, pin := range map[*phone]string{admin: "111111", staff1: "222222", staff2: "333333"} {
 		ticket, _, _, err := e.svc.OpenTicket(ctx, p.caller, keyID, pin)

@@ -95,14 +95,7 @@ func storedPair(t *testing.T, e *env, user, device string) *storepb.DelegatedSha
 func TestDelegatedPairRefresh(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	admin := newPhone(t, e, "u-admin", "d-admin")
-	staff1 := newPhone(t, e, "u-staff1", "d-staff1")
-	staff2 := newPhone(t, e, "u-staff2", "d-staff2")
-	public := createKey(t, e, admin, "111111")
-	grant(t, e, admin, staff1, nil)
-	accept(t, e, staff1, "222222")
-	grant(t, e, admin, staff2, nil)
-	accept(t, e, staff2, "333333")
+	admin, staff1, staff2, public := keyWithTwoStaffPairs(t, e)
 	everyoneSigns := func(t *testing.T, who ...*phone) {
 		t.Helper()
 		for _, p := range who {

@@ -306,6 +306,7 @@ func (s *Store) setSync(key string, v []byte) (err error) {
 	if err := s.checkSpace(); err != nil {
 		return fmt.Errorf("store: write %s: %w", key, err)
 	}
+	s.reads.drop([]string{key}) // not a record key, but the cache must never outlive a write
 	if err := s.db.Set([]byte(key), v, pebble.Sync); err != nil {
 		err = markNoSpace(err)
 		s.auditMu.Lock()

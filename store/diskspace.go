@@ -293,6 +293,9 @@ func (s *Store) Recover(ctx context.Context) error {
 	s.ckpt.mu <- struct{}{}
 	s.auditMu.Lock()
 	s.db = db
+	// A transaction that ran while the store was failing may have cached a value of the
+	// batch whose sync failed, which the reopened store may not hold. None runs now (ops).
+	s.reads.clear()
 	err = s.init(ctx)
 	if err == nil {
 		s.failErr = nil

@@ -22,6 +22,8 @@ type Store struct {
 	clock Clock
 	log   *slog.Logger
 	locks *lockTable
+	// reads caches records read under their locks (readcache.go).
+	reads *lockedReads
 	// created: this Open made the store (there was none in the directory).
 	created bool
 	// createdAt is when the store was created (m/meta; zero for a store that predates it).
@@ -85,6 +87,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		clock: opts.Clock,
 		log:   opts.Logger,
 		locks: newLockTable(),
+		reads: newLockedReads(defaultLockedReads),
 	}
 	s.space = newSpaceWatch(opts)
 	if s.db, err = s.openPebble(ctx); err != nil {
@@ -213,6 +216,7 @@ func (s *Store) failLocked(err error) {
 		err = markNoSpace(err)
 		s.failErr = err
 		s.failed.Store(true)
+		s.reads.clear()
 		s.log.Error("store failed; writes refused until reopen", "err", err)
 	}
 }

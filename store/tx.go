@@ -90,8 +90,11 @@ func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) error {
 		switch {
 		case err == nil:
 			err = s.commit(tx)
+			s.reads.drop(tx.order) // before the locks go (readcache.go)
 		case errors.As(err, &refused):
-			if err = s.commit(tx); err == nil {
+			err = s.commit(tx)
+			s.reads.drop(tx.order)
+			if err == nil {
 				err = refused.err
 			}
 		}
@@ -173,7 +176,14 @@ func (tx *Tx) read(key string) ([]byte, bool, error) {
 	if v, ok := tx.writes[key]; ok {
 		return v, v != nil, nil
 	}
-	return tx.s.getRaw(key)
+	if v, ok := tx.s.reads.get(key); ok {
+		return v, true, nil
+	}
+	v, ok, err := tx.s.getRaw(key)
+	if err == nil && ok {
+		tx.s.reads.put(key, v) // under the key's lock: the committed value
+	}
+	return v, ok, err
 }
 
 func (tx *Tx) write(key string, v []byte) {

@@ -14,7 +14,9 @@ import (
 // afresh after any later commit that changed it, whichever way the commit changed it.
 func TestLockedReadsFollowCommits(t *testing.T) {
 	ctx := context.Background()
-	audit := func(tx *Tx) error { return tx.Audit(Event{Actor: "t", Action: "example.change", Subject: "a", Outcome: OutcomeOK}) }
+	audit := func(tx *Tx) error {
+		return tx.Audit(Event{Actor: "t", Action: "example.change", Subject: "a", Outcome: OutcomeOK})
+	}
 	tests := []struct {
 		name    string
 		change  func(tx *Tx) error

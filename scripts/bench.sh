@@ -53,11 +53,11 @@ half=$(python3 -c "import json;print(max(r['items_per_second'] for r in json.loa
 hufu bench -op sign -rate "$half" -c 16 -d "$duration" -json "$out/sign-half-rate.json" >/dev/null
 
 echo
-printf '%-16s %10s %9s %8s %7s %9s %9s %8s\n' run items/s "cpu µs" "raw µs" ratio overhead "allocs" "p99 ms"
+printf '%-16s %10s %9s %8s %7s %8s %9s %9s %8s\n' run items/s "cpu µs" "raw µs" ratio ratio·all overhead "allocs" "p99 ms"
 for f in sign-batch-32 decrypt-batch-32 sign-half-rate; do
   python3 - "$out/$f.json" "$f" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"{sys.argv[2]:<16} {r['items_per_second']:10.0f} {r.get('daemon_cpu_us_per_item', 0):9.1f} {r['raw_step_cpu_us']:8.1f} {r.get('ratio_to_raw_step', 0):7.2f} {r.get('overhead_us_per_item', 0):9.1f} {r.get('daemon_allocs_per_item', 0):8.0f} {r['latency_p99_ms']:8.2f}")
+print(f"{sys.argv[2]:<16} {r['items_per_second']:10.0f} {r.get('daemon_cpu_us_per_item', 0):9.1f} {r['raw_step_cpu_us']:8.1f} {r.get('ratio_to_raw_step', 0):7.2f} {r.get('ratio_to_raw_step_all_cores', 0):8.2f} {r.get('overhead_us_per_item', 0):9.1f} {r.get('daemon_allocs_per_item', 0):8.0f} {r['latency_p99_ms']:8.2f}")
 PY
 done

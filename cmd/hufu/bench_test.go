@@ -51,7 +51,7 @@ func TestBenchSweep(t *testing.T) {
 		t.Fatalf("want points at -c 1 and 2:\n%s", raw)
 	}
 	for _, r := range reports {
-		if r.Errors != 0 || r.Items == 0 || r.DaemonCPUPerItem <= 0 || r.DaemonUserPerItem <= 0 || r.RawStepCPU <= 0 ||
+		if r.Errors != 0 || r.Items == 0 || r.DaemonCPUPerItem <= 0 || r.DaemonUserPerItem <= 0 || r.RawStepCPU <= 0 || r.RawStepAllCoresCPU <= 0 || r.RatioAllCores <= 0 ||
 			r.SyncsPerItem <= 0 || r.AllocsPerItem <= 0 || r.SyncCPU <= 0 || r.OverheadPerItem == 0 {
 			t.Fatalf("a point lacks a measurement:\n%s\n%s", raw, errOut.String())
 		}

@@ -14,7 +14,8 @@ import (
 const benchDesc = `bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] [-c N|N,N,...] [-d DURATION]
       [-rate CALLS/S] [-daemon-pid PID] [-admin-url URL -token-file FILE] [-json FILE]
   loads a development daemon with an ephemeral key; reports items/s, latency percentiles and
-  the daemon's CPU per item (user and system) beside the raw server step. A list after -c
+  the daemon's CPU per item (user and system) beside the raw server step, measured alone
+  and with every core computing it at once (raw·all, the bound under load). A list after -c
   runs a sweep and prints a table. With an admin token (metrics_reader is enough) it also
   reads WAL syncs and allocations per item from /metrics, measures the CPU of one sync, and
   reports the per-call overhead: CPU − raw step − sync CPU × syncs per item

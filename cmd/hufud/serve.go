@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/hufu-hsm/hufu/daemon"
@@ -41,6 +42,9 @@ func serveCommand() *cli.Command {
 	})
 }
 
+// defaultGCPercent is the collector's target when GOGC is not set (see serve).
+const defaultGCPercent = 400
+
 func serve(cfg config.Config, envWarnings []config.EnvWarning, reread func() (config.Config, error), stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	for _, w := range envWarnings {
@@ -58,6 +62,12 @@ func serve(cfg config.Config, envWarnings []config.EnvWarning, reread func() (co
 	}
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("marking the process not dumpable: %w", err)
+	}
+	if os.Getenv("GOGC") == "" {
+		// The appliance trades memory for CPU: at Go's default (100) the collector took 5 %
+		// of the daemon's CPU at 16 calls in flight, at 400 under 1 % (pprof, issue 18); the
+		// peak RSS at 64 in flight rose from 90 to 156 MiB. GOGC in the environment decides.
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -57,7 +57,7 @@ func withRequestID(ctx context.Context) (context.Context, metadata.MD) {
 	if callerID != "" {
 		ctx = context.WithValue(ctx, callerRequestIDKey{}, callerID)
 	}
-	return ctx, metadata.Pairs(requestIDHeader, id)
+	return ctx, metadata.MD{requestIDHeader: {id}} // requestIDHeader is lower case, as MD keys must be
 }
 
 func (g *gate) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
@@ -159,8 +159,8 @@ func (g *gate) accessLog(ctx context.Context, method string, code codes.Code, el
 func (g *gate) authenticate(ctx context.Context, method string) (context.Context, error) {
 	caller := authn.Caller{}
 	p, _ := peer.FromContext(ctx)
-	if p != nil && p.Addr != nil {
-		caller.Source = p.Addr.String()
+	if p != nil {
+		caller.Peer = p.Addr
 	}
 	switch g.policy[method] {
 	case authn.Public:
@@ -177,7 +177,7 @@ func (g *gate) authenticate(ctx context.Context, method string) (context.Context
 		if err != nil {
 			return ctx, err
 		}
-		session.Source = caller.Source
+		session.Peer = caller.Peer
 		caller = session
 	case authn.System:
 		name := systemName(p)

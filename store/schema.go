@@ -177,16 +177,35 @@ func Key(kind Kind, parts ...string) (string, error) {
 	if len(parts) == 0 {
 		return "", fmt.Errorf("%w: record key without parts", ErrInvalidKey)
 	}
-	var b strings.Builder
-	b.WriteString(string(kind))
+	size := len(kind)
 	for _, p := range parts {
 		if err := ValidPart(p); err != nil {
 			return "", err
 		}
+		size += 1 + len(p)
+	}
+	var b strings.Builder
+	b.Grow(size) // one allocation: keys are built on every read and write
+	b.WriteString(string(kind))
+	for _, p := range parts {
 		b.WriteByte('/')
 		b.WriteString(p)
 	}
 	return b.String(), nil
+}
+
+// validParts checks each '/'-separated part of path, without splitting it.
+func validParts(path string) error {
+	for {
+		part, rest, more := strings.Cut(path, "/")
+		if err := ValidPart(part); err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+		path = rest
+	}
 }
 
 // checkRecordKey accepts keys that Key could have built.
@@ -195,12 +214,7 @@ func checkRecordKey(key string) error {
 	if !ok || !recordKinds[Kind(kind)] {
 		return fmt.Errorf("%w: %q is not a record key", ErrInvalidKey, key)
 	}
-	for _, p := range strings.Split(rest, "/") {
-		if err := ValidPart(p); err != nil {
-			return err
-		}
-	}
-	return nil
+	return validParts(rest)
 }
 
 func uniqueIndexKey(index, value string) (string, error) {

@@ -29,7 +29,13 @@ func NewCollection[M proto.Message](kind Kind, newM func() M) Collection[M] {
 
 // Key returns the record key of id.
 func (c Collection[M]) Key(id string) (string, error) {
-	return Key(c.kind, strings.Split(id, "/")...)
+	if !recordKinds[c.kind] {
+		return "", fmt.Errorf("%w: unknown record kind %q", ErrInvalidKey, c.kind)
+	}
+	if err := validParts(id); err != nil {
+		return "", err
+	}
+	return string(c.kind) + "/" + id, nil // what Key(c.kind, parts of id...) builds
 }
 
 // ID returns the id part of a key of this collection.

@@ -11,7 +11,9 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -396,7 +398,11 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
 
 // caller is the operator as the desks see them.
 func caller(r *http.Request, s *session) authn.Caller {
-	return authn.Caller{Admin: s.who.Name, Source: r.RemoteAddr}
+	c := authn.Caller{Admin: s.who.Name}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		c.Peer = net.TCPAddrFromAddrPort(ap)
+	}
+	return c
 }
 
 func roleName(r admin.Role) string {

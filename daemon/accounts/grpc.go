@@ -55,7 +55,7 @@ func (a accountServer) SendSmsCode(ctx context.Context, req *hufuv1.SendSmsCodeR
 	if !ok {
 		return nil, invalidPurpose()
 	}
-	expires, retry, err := a.s.SendCode(ctx, req.GetPhone(), purpose, authn.CallerFrom(ctx).Source)
+	expires, retry, err := a.s.SendCode(ctx, req.GetPhone(), purpose, authn.CallerFrom(ctx).Source())
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func (a accountServer) SignInWithSmsCode(ctx context.Context, req *hufuv1.SignIn
 }
 
 func (a accountServer) SignInWithPassword(ctx context.Context, req *hufuv1.SignInWithPasswordRequest) (*hufuv1.SignInWithPasswordResponse, error) {
-	in, err := a.s.SignInWithPassword(ctx, req.GetPhone(), req.GetPassword(), device(req.GetDevice()), authn.CallerFrom(ctx).Source)
+	in, err := a.s.SignInWithPassword(ctx, req.GetPhone(), req.GetPassword(), device(req.GetDevice()), authn.CallerFrom(ctx).Source())
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ package authn
 
 import (
 	"context"
+	"net"
 
 	"google.golang.org/grpc"
 )
@@ -49,8 +50,17 @@ type Caller struct {
 	// with a role that may use the desk being called. The desks treat them as they treat a
 	// desk system client, under their own name in the audit log.
 	Admin string
-	// Source is the peer address, for rate limits and audit.
-	Source string
+	// Peer is the peer's address, for rate limits and audit (Source formats it).
+	Peer net.Addr
+}
+
+// Source is the peer's address as text, "" if unknown. It is formatted on demand: only
+// sign-in's rate limits read it, and formatting it on every call cost allocations (issue 18).
+func (c Caller) Source() string {
+	if c.Peer == nil {
+		return ""
+	}
+	return c.Peer.String()
 }
 
 // Actor is how the caller appears in the audit log.

@@ -371,10 +371,18 @@ var usageSeq atomic.Uint64
 // usageID orders usage records newest first under the key: time and sequence are inverted.
 // The random part keeps two daemons (or a restart within a nanosecond) from colliding.
 func usageID(keyID string, t time.Time) string {
-	var r [2]byte
-	rand.Read(r[:])
-	return fmt.Sprintf("%s/usage/%016x-%016x-%04x", keyID, uint64(math.MaxInt64-t.UnixNano()),
-		math.MaxUint64-usageSeq.Add(1), binary.BigEndian.Uint16(r[:]))
+	var raw [18]byte
+	binary.BigEndian.PutUint64(raw[0:], uint64(math.MaxInt64-t.UnixNano()))
+	binary.BigEndian.PutUint64(raw[8:], math.MaxUint64-usageSeq.Add(1))
+	rand.Read(raw[16:])
+	// keyID/usage/%016x-%016x-%04x, built with one allocation: it runs on every operation.
+	var h [2*len(raw) + 2]byte
+	hex.Encode(h[0:16], raw[0:8])
+	h[16] = '-'
+	hex.Encode(h[17:33], raw[8:16])
+	h[33] = '-'
+	hex.Encode(h[34:], raw[16:])
+	return keyID + "/usage/" + string(h[:])
 }
 
 func usageContext(caller authn.Caller) string {

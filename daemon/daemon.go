@@ -271,6 +271,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Daemon, err 
 		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval.Std(),
 		Logger: opts.Log, CommitObserver: d.adm.storeMetrics.observe, Anchor: d.keyring,
 		MinFreeBytes: uint64(cfg.Store.MinFreeMiB) << 20, FS: opts.StoreFS,
+		// Not on the path of the signature whose record made it due (issue 18).
+		CheckpointInBackground: true,
 	})
 	if err != nil {
 		return nil, err

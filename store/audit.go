@@ -196,20 +196,33 @@ func (s *Store) maybeCheckpointAfterAppend(ctx context.Context) {
 	if err := s.enter(); err != nil {
 		return
 	}
-	defer s.leave()
 	select {
 	case s.ckpt.mu <- struct{}{}:
 	default:
+		s.leave()
 		return
 	}
-	defer func() { <-s.ckpt.mu }()
 	size, _ := s.Head()
 	if !s.ckptDue(size, s.clock.Now().UnixNano(), s.ckpt.lastSize, s.ckpt.lastTime) {
+		<-s.ckpt.mu
+		s.leave()
 		return
 	}
-	if _, err := s.checkpointLocked(ctx); err != nil && !errors.Is(err, errNothingToCheckpoint) {
-		s.log.Error("audit checkpoint failed", "err", err)
+	write := func() {
+		defer s.leave()
+		defer func() { <-s.ckpt.mu }()
+		if _, err := s.checkpointLocked(ctx); err != nil && !errors.Is(err, errNothingToCheckpoint) {
+			s.log.Error("audit checkpoint failed", "err", err)
+		}
 	}
+	if s.opts.CheckpointInBackground {
+		// It holds ckpt.mu and its share of ops from here: the next due Update skips, and
+		// Close waits for it.
+		ctx = context.WithoutCancel(ctx)
+		go write()
+		return
+	}
+	write()
 }
 
 // MaybeCheckpoint writes a checkpoint if one is due by count or by time; the daemon calls

@@ -109,9 +109,21 @@ func TestCanonicalEncodingIsInjective(t *testing.T) {
 	}
 }
 
+// TestCheckpointTriggers, with the checkpoint written inside Update and in the background
+// (LastCheckpoint waits for one being written, so the same assertions hold).
 func TestCheckpointTriggers(t *testing.T) {
+	for _, background := range []bool{false, true} {
+		t.Run(fmt.Sprintf("background=%v", background), func(t *testing.T) { testCheckpointTriggers(t, background) })
+	}
+}
+
+func testCheckpointTriggers(t *testing.T, background bool) {
 	ctx := context.Background()
-	ts := openTest(t, func(o *Options) { o.CheckpointEvery = 5; o.CheckpointInterval = time.Minute })
+	ts := openTest(t, func(o *Options) {
+		o.CheckpointEvery = 5
+		o.CheckpointInterval = time.Minute
+		o.CheckpointInBackground = background
+	})
 	appendN := func(n int) {
 		for range n {
 			if err := ts.Append(ctx, Event{Actor: "t", Action: "tick", Outcome: OutcomeOK}); err != nil {

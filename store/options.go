@@ -100,6 +100,12 @@ type Options struct {
 	// audit append and WAL sync) and its error; the daemon feeds a latency histogram. It
 	// runs on the commit path and must be cheap.
 	CommitObserver func(elapsed time.Duration, err error)
+	// CheckpointInBackground writes a checkpoint that an Update makes due on a goroutine of
+	// its own, after Update returns, instead of inside Update. Signing, syncing and raising
+	// the HSM anchor take milliseconds, and a caller that groups other callers' records
+	// (daemon/keys' recorder) would hold all of them for as long. Close still waits for it.
+	// The daemon sets it; by default Update returns with the checkpoint written.
+	CheckpointInBackground bool
 }
 
 const (

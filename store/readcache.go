@@ -14,17 +14,23 @@ import "sync"
 // commit and the drop. Reads outside transactions (Store.Get, listings) hold no lock and
 // neither use nor fill it. Keys written outside transactions (setSync) are dropped too.
 type lockedReads struct {
-	max int
+	maxBytes int
 
 	mu      sync.Mutex
 	entries map[string][]byte // present records only; the slices are never modified
+	bytes   int               // of keys and values in entries
 }
 
-// defaultLockedReads bounds the cache: a few thousand records of well under a KiB each.
-const defaultLockedReads = 4096
+const (
+	// defaultLockedReadBytes bounds the cache: thousands of key records (a KiB or two each).
+	defaultLockedReadBytes = 8 << 20
+	// maxLockedRead is the largest record the cache keeps: the hot ones are small, and one
+	// large record (an attachment) must not push them all out.
+	maxLockedRead = 16 << 10
+)
 
-func newLockedReads(max int) *lockedReads {
-	return &lockedReads{max: max, entries: make(map[string][]byte)}
+func newLockedReads(maxBytes int) *lockedReads {
+	return &lockedReads{maxBytes: maxBytes, entries: make(map[string][]byte)}
 }
 
 func (c *lockedReads) get(key string) ([]byte, bool) {
@@ -34,17 +40,23 @@ func (c *lockedReads) get(key string) ([]byte, bool) {
 	return v, ok
 }
 
-// put remembers v, the committed value of key, read under its lock. A full cache drops an
-// arbitrary entry: the hot records are read again at once and come back.
+// put remembers v, the committed value of key, read under its lock. A full cache drops
+// arbitrary entries: the hot records are read again at once and come back.
 func (c *lockedReads) put(key string, v []byte) {
+	size := len(key) + len(v)
+	if len(v) > maxLockedRead || size > c.maxBytes {
+		return
+	}
 	c.mu.Lock()
-	if len(c.entries) >= c.max {
-		for k := range c.entries {
-			delete(c.entries, k)
+	c.dropLocked(key)
+	for k := range c.entries {
+		if c.bytes+size <= c.maxBytes {
 			break
 		}
+		c.dropLocked(k)
 	}
 	c.entries[key] = v
+	c.bytes += size
 	c.mu.Unlock()
 }
 
@@ -52,14 +64,22 @@ func (c *lockedReads) put(key string, v []byte) {
 func (c *lockedReads) drop(keys []string) {
 	c.mu.Lock()
 	for _, k := range keys {
-		delete(c.entries, k)
+		c.dropLocked(k)
 	}
 	c.mu.Unlock()
+}
+
+func (c *lockedReads) dropLocked(key string) {
+	if v, ok := c.entries[key]; ok {
+		delete(c.entries, key)
+		c.bytes -= len(key) + len(v)
+	}
 }
 
 // clear forgets everything: the store failed, or Pebble was reopened.
 func (c *lockedReads) clear() {
 	c.mu.Lock()
 	clear(c.entries)
+	c.bytes = 0
 	c.mu.Unlock()
 }

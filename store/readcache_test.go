@@ -98,24 +98,34 @@ func TestLockedReadsFollowCommits(t *testing.T) {
 	}
 }
 
-// TestLockedReadsBounded: a full cache drops an entry for each new one.
+// TestLockedReadsBounded: the cache keeps within its byte budget, dropping entries for new
+// ones, and keeps no record larger than maxLockedRead.
 func TestLockedReadsBounded(t *testing.T) {
-	c := newLockedReads(3)
+	c := newLockedReads(30) // three entries of a 1-byte key and a 9-byte value
 	for i := range 10 {
-		c.put(fmt.Sprint(i), []byte{byte(i)})
-		if n := len(c.entries); n > 3 {
-			t.Fatalf("after %d puts the cache holds %d entries, bound 3", i+1, n)
+		c.put(fmt.Sprint(i), make([]byte, 9))
+		if c.bytes > 30 || len(c.entries) > 3 {
+			t.Fatalf("after %d puts the cache holds %d entries, %d bytes; budget 30", i+1, len(c.entries), c.bytes)
 		}
 	}
-	if v, ok := c.get("9"); !ok || v[0] != 9 {
-		t.Fatalf("the newest entry is missing: %v %v", v, ok)
+	if _, ok := c.get("9"); !ok {
+		t.Fatal("the newest entry is missing")
+	}
+	c.put("9", make([]byte, 4)) // replacing an entry counts it once
+	if want := 2*10 + 5; c.bytes != want {
+		t.Fatalf("after replacing an entry the cache counts %d bytes, want %d", c.bytes, want)
 	}
 	c.drop([]string{"9"})
-	if _, ok := c.get("9"); ok {
-		t.Fatal("a dropped entry is still there")
+	if _, ok := c.get("9"); ok || c.bytes != 20 {
+		t.Fatalf("a dropped entry is still there, or still counted (%d bytes)", c.bytes)
+	}
+	big := newLockedReads(1 << 30)
+	big.put("big", make([]byte, maxLockedRead+1))
+	if _, ok := big.get("big"); ok {
+		t.Fatal("a record larger than maxLockedRead was cached")
 	}
 	c.clear()
-	if len(c.entries) != 0 {
+	if len(c.entries) != 0 || c.bytes != 0 {
 		t.Fatal("clear left entries")
 	}
 }

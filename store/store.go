@@ -87,7 +87,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		clock: opts.Clock,
 		log:   opts.Logger,
 		locks: newLockTable(),
-		reads: newLockedReads(defaultLockedReads),
+		reads: newLockedReads(defaultLockedReadBytes),
 	}
 	s.space = newSpaceWatch(opts)
 	if s.db, err = s.openPebble(ctx); err != nil {

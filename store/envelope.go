@@ -105,12 +105,17 @@ func (e envelope) live(nowUnixNano int64) bool {
 
 // into unmarshals the payload into m after checking the type name.
 func (e envelope) into(m proto.Message) error {
-	want := string(m.ProtoReflect().Descriptor().FullName())
-	if e.typeName != want {
-		return fmt.Errorf("%w: stored %s, read as %s", ErrCorrupt, e.typeName, want)
+	return e.intoAs(m.ProtoReflect().Descriptor().FullName(), m, proto.UnmarshalOptions{})
+}
+
+// intoAs decodes the payload, which must be a stored message, into m with opts: m is that
+// message, or a view of it (Collection.View).
+func (e envelope) intoAs(stored protoreflect.FullName, m proto.Message, opts proto.UnmarshalOptions) error {
+	if e.typeName != string(stored) {
+		return fmt.Errorf("%w: stored %s, read as %s", ErrCorrupt, e.typeName, stored)
 	}
-	if err := proto.Unmarshal(e.payload, m); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, want, err)
+	if err := opts.Unmarshal(e.payload, m); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, stored, err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -198,6 +199,11 @@ func (tx *Tx) write(key string, v []byte) {
 
 // Get reads the live record at key into m. ErrNotFound if it is absent or expired.
 func (tx *Tx) Get(key string, m proto.Message) error {
+	return tx.get(key, m.ProtoReflect().Descriptor().FullName(), m, proto.UnmarshalOptions{})
+}
+
+// get reads the live record at key, which must hold a stored message, into m with opts.
+func (tx *Tx) get(key string, stored protoreflect.FullName, m proto.Message, opts proto.UnmarshalOptions) error {
 	v, ok, err := tx.read(key)
 	if err != nil {
 		return err
@@ -212,7 +218,7 @@ func (tx *Tx) Get(key string, m proto.Message) error {
 	if !env.live(tx.now.UnixNano()) {
 		return fmt.Errorf("%w: %s (expired)", ErrNotFound, key)
 	}
-	if err := env.into(m); err != nil {
+	if err := env.intoAs(stored, m, opts); err != nil {
 		return fmt.Errorf("%s: %w", key, err)
 	}
 	return nil

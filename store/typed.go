@@ -53,6 +53,20 @@ func (c Collection[M]) Get(tx *Tx, id string) (M, error) {
 	return m, tx.Get(k, m)
 }
 
+// View reads id inside a transaction (locking it, as Get does) into view: a message that
+// declares some of M's fields under the same numbers and types. Only those are decoded, the
+// rest skipped, so a hot check that needs a few numbers of a large record does not pay for
+// decoding all of it (daemon/keys superseded.go). ErrNotFound if absent or expired;
+// ErrCorrupt if the record is not an M.
+func (c Collection[M]) View(tx *Tx, id string, view proto.Message) error {
+	k, err := c.Key(id)
+	if err != nil {
+		return err
+	}
+	var m M // a nil message still has its descriptor
+	return tx.get(k, m.ProtoReflect().Descriptor().FullName(), view, proto.UnmarshalOptions{DiscardUnknown: true})
+}
+
 // Read reads id from the latest committed state without locking.
 func (c Collection[M]) Read(ctx context.Context, s *Store, id string) (M, error) {
 	m := c.newM()

@@ -99,7 +99,11 @@ func keyPINContext(rec *storepb.SplitKey) []byte {
 
 // holdsShare reports a pair whose share exists (pending or active).
 func holdsShare(d *storepb.DelegatedShare) bool {
-	return d.Status == pairPending || d.Status == pairActive
+	return statusHoldsShare(d.Status)
+}
+
+func statusHoldsShare(s storepb.DelegationStatus) bool {
+	return s == pairPending || s == pairActive
 }
 
 // isHolder reports whether caller uses the key's primary pair.

@@ -570,6 +570,176 @@ func (x *PendingRefresh) GetOfferWrapped() []byte {
 	return nil
 }
 
+// SplitKeyShareState is a view of a SplitKey record (store Collection.View): the fields that
+// order an operation's answer against a share refresh or a revocation (daemon/keys
+// superseded.go), under SplitKey's own numbers, so that check decodes three numbers rather
+// than the whole record. Never stored.
+type SplitKeyShareState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        int32                  `protobuf:"varint,6,opt,name=status,proto3" json:"status,omitempty"`
+	ShareVersion  uint32                 `protobuf:"varint,7,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"`
+	Pending       *PendingRefreshVersion `protobuf:"bytes,16,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitKeyShareState) Reset() {
+	*x = SplitKeyShareState{}
+	mi := &file_hufu_store_v1_key_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitKeyShareState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitKeyShareState) ProtoMessage() {}
+
+func (x *SplitKeyShareState) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_store_v1_key_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitKeyShareState.ProtoReflect.Descriptor instead.
+func (*SplitKeyShareState) Descriptor() ([]byte, []int) {
+	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SplitKeyShareState) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *SplitKeyShareState) GetShareVersion() uint32 {
+	if x != nil {
+		return x.ShareVersion
+	}
+	return 0
+}
+
+func (x *SplitKeyShareState) GetPending() *PendingRefreshVersion {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+// DelegatedShareState is the same view of a DelegatedShare record. Never stored.
+type DelegatedShareState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        DelegationStatus       `protobuf:"varint,4,opt,name=status,proto3,enum=hufu.store.v1.DelegationStatus" json:"status,omitempty"`
+	ShareVersion  uint32                 `protobuf:"varint,5,opt,name=share_version,json=shareVersion,proto3" json:"share_version,omitempty"`
+	Pending       *PendingRefreshVersion `protobuf:"bytes,19,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelegatedShareState) Reset() {
+	*x = DelegatedShareState{}
+	mi := &file_hufu_store_v1_key_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelegatedShareState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelegatedShareState) ProtoMessage() {}
+
+func (x *DelegatedShareState) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_store_v1_key_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelegatedShareState.ProtoReflect.Descriptor instead.
+func (*DelegatedShareState) Descriptor() ([]byte, []int) {
+	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DelegatedShareState) GetStatus() DelegationStatus {
+	if x != nil {
+		return x.Status
+	}
+	return DelegationStatus_DELEGATION_STATUS_UNSPECIFIED
+}
+
+func (x *DelegatedShareState) GetShareVersion() uint32 {
+	if x != nil {
+		return x.ShareVersion
+	}
+	return 0
+}
+
+func (x *DelegatedShareState) GetPending() *PendingRefreshVersion {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+// PendingRefreshVersion is a view of PendingRefresh: its version alone. Never stored.
+type PendingRefreshVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingRefreshVersion) Reset() {
+	*x = PendingRefreshVersion{}
+	mi := &file_hufu_store_v1_key_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingRefreshVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingRefreshVersion) ProtoMessage() {}
+
+func (x *PendingRefreshVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_hufu_store_v1_key_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingRefreshVersion.ProtoReflect.Descriptor instead.
+func (*PendingRefreshVersion) Descriptor() ([]byte, []int) {
+	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PendingRefreshVersion) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 // UsageRecord is one operation with a key, at k/<key id>/usage/<inverted time>-<random>, so
 // that a prefix listing returns the newest first.
 type UsageRecord struct {
@@ -593,7 +763,7 @@ type UsageRecord struct {
 
 func (x *UsageRecord) Reset() {
 	*x = UsageRecord{}
-	mi := &file_hufu_store_v1_key_proto_msgTypes[3]
+	mi := &file_hufu_store_v1_key_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +775,7 @@ func (x *UsageRecord) String() string {
 func (*UsageRecord) ProtoMessage() {}
 
 func (x *UsageRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_hufu_store_v1_key_proto_msgTypes[3]
+	mi := &file_hufu_store_v1_key_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +788,7 @@ func (x *UsageRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecord.ProtoReflect.Descriptor instead.
 func (*UsageRecord) Descriptor() ([]byte, []int) {
-	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{3}
+	return file_hufu_store_v1_key_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UsageRecord) GetTimeUnixNano() int64 {
@@ -738,7 +908,17 @@ const file_hufu_store_v1_key_proto_rawDesc = "" +
 	"\x0ePendingRefresh\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12#\n" +
 	"\rshare_wrapped\x18\x02 \x01(\fR\fshareWrapped\x12#\n" +
-	"\roffer_wrapped\x18\x03 \x01(\fR\fofferWrapped\"\x8c\x02\n" +
+	"\roffer_wrapped\x18\x03 \x01(\fR\fofferWrapped\"\x91\x01\n" +
+	"\x12SplitKeyShareState\x12\x16\n" +
+	"\x06status\x18\x06 \x01(\x05R\x06status\x12#\n" +
+	"\rshare_version\x18\a \x01(\rR\fshareVersion\x12>\n" +
+	"\apending\x18\x10 \x01(\v2$.hufu.store.v1.PendingRefreshVersionR\apending\"\xb3\x01\n" +
+	"\x13DelegatedShareState\x127\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x1f.hufu.store.v1.DelegationStatusR\x06status\x12#\n" +
+	"\rshare_version\x18\x05 \x01(\rR\fshareVersion\x12>\n" +
+	"\apending\x18\x13 \x01(\v2$.hufu.store.v1.PendingRefreshVersionR\apending\"1\n" +
+	"\x15PendingRefreshVersion\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\"\x8c\x02\n" +
 	"\vUsageRecord\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x1c\n" +
 	"\toperation\x18\x02 \x01(\tR\toperation\x12\x16\n" +
@@ -769,23 +949,29 @@ func file_hufu_store_v1_key_proto_rawDescGZIP() []byte {
 }
 
 var file_hufu_store_v1_key_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hufu_store_v1_key_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_hufu_store_v1_key_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_hufu_store_v1_key_proto_goTypes = []any{
-	(DelegationStatus)(0),  // 0: hufu.store.v1.DelegationStatus
-	(*SplitKey)(nil),       // 1: hufu.store.v1.SplitKey
-	(*DelegatedShare)(nil), // 2: hufu.store.v1.DelegatedShare
-	(*PendingRefresh)(nil), // 3: hufu.store.v1.PendingRefresh
-	(*UsageRecord)(nil),    // 4: hufu.store.v1.UsageRecord
+	(DelegationStatus)(0),         // 0: hufu.store.v1.DelegationStatus
+	(*SplitKey)(nil),              // 1: hufu.store.v1.SplitKey
+	(*DelegatedShare)(nil),        // 2: hufu.store.v1.DelegatedShare
+	(*PendingRefresh)(nil),        // 3: hufu.store.v1.PendingRefresh
+	(*SplitKeyShareState)(nil),    // 4: hufu.store.v1.SplitKeyShareState
+	(*DelegatedShareState)(nil),   // 5: hufu.store.v1.DelegatedShareState
+	(*PendingRefreshVersion)(nil), // 6: hufu.store.v1.PendingRefreshVersion
+	(*UsageRecord)(nil),           // 7: hufu.store.v1.UsageRecord
 }
 var file_hufu_store_v1_key_proto_depIdxs = []int32{
 	3, // 0: hufu.store.v1.SplitKey.pending:type_name -> hufu.store.v1.PendingRefresh
 	0, // 1: hufu.store.v1.DelegatedShare.status:type_name -> hufu.store.v1.DelegationStatus
 	3, // 2: hufu.store.v1.DelegatedShare.pending:type_name -> hufu.store.v1.PendingRefresh
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	6, // 3: hufu.store.v1.SplitKeyShareState.pending:type_name -> hufu.store.v1.PendingRefreshVersion
+	0, // 4: hufu.store.v1.DelegatedShareState.status:type_name -> hufu.store.v1.DelegationStatus
+	6, // 5: hufu.store.v1.DelegatedShareState.pending:type_name -> hufu.store.v1.PendingRefreshVersion
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_hufu_store_v1_key_proto_init() }
@@ -799,7 +985,7 @@ func file_hufu_store_v1_key_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hufu_store_v1_key_proto_rawDesc), len(file_hufu_store_v1_key_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -91,14 +91,14 @@ func (s *Store) update(ctx context.Context, fn func(tx *Tx) error) error {
 		switch {
 		case err == nil:
 			err = s.commit(tx)
-			s.reads.drop(tx.order) // before the locks go (readcache.go)
 		case errors.As(err, &refused):
-			err = s.commit(tx)
-			s.reads.drop(tx.order)
-			if err == nil {
+			if err = s.commit(tx); err == nil {
 				err = refused.err
 			}
 		}
+		// Before the locks go (readcache.go). After a failed fn nothing was written, and
+		// dropping its keys costs only their cache entries.
+		s.reads.drop(tx.order)
 		tx.release()
 		return err
 	}

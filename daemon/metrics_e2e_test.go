@@ -151,6 +151,10 @@ func TestMetricsExpiry(t *testing.T) {
 	}
 
 	// Pool gauges: the configured sessions minus the login session, idle between requests.
+	// The CRL signed afresh above was audited, and the checkpoint that made due signs with
+	// an HSM session in the background: wait for it, then look again.
+	a.d.AwaitCheckpoint()
+	fams = a.scrapeMetrics()
 	if v, ok := sample(fams, "hufu_hsm_session_pool_capacity", nil); !ok || int(v) != a.cfg.HSM.MaxSessions-1 {
 		t.Errorf("hufu_hsm_session_pool_capacity = %v (present %v), want %d", v, ok, a.cfg.HSM.MaxSessions-1)
 	}

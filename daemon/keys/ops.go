@@ -10,13 +10,13 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/fanout"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -215,29 +215,7 @@ func (s *Service) checkBatch(field string, n int) error {
 }
 
 // parallel runs fn(0..n-1) on at most Parallelism goroutines.
-func (s *Service) parallel(n int, fn func(i int)) {
-	workers := min(s.opts.Parallelism, n)
-	if workers <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	work := func() {
-		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-			fn(i)
-		}
-	}
-	// The calling goroutine is one of the workers: its stack has grown through the curve
-	// arithmetic already, where a fresh goroutine's grows on every batch (issue 18).
-	var wg sync.WaitGroup
-	for range workers - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
-}
+func (s *Service) parallel(n int, fn func(i int)) { fanout.Run(n, s.opts.Parallelism, fn) }
 
 // itemError names the batch item in a decoding error: "sign_request.q1" of item 5 becomes
 // "sign_requests[5].q1".

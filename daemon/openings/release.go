@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
@@ -18,6 +16,7 @@ import (
 	"github.com/hufu-hsm/hufu/cosign"
 	"github.com/hufu-hsm/hufu/daemon/apierr"
 	"github.com/hufu-hsm/hufu/daemon/authn"
+	"github.com/hufu-hsm/hufu/daemon/fanout"
 	"github.com/hufu-hsm/hufu/store"
 	"github.com/hufu-hsm/hufu/store/storepb"
 )
@@ -381,16 +380,4 @@ func (s *Service) commitChunk(ctx context.Context, caller authn.Caller, o *store
 }
 
 // parallel runs fn(0..n-1) on at most Parallelism goroutines.
-func (s *Service) parallel(n int, fn func(i int)) {
-	workers := min(s.opts.Parallelism, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				fn(i)
-			}
-		})
-	}
-	wg.Wait()
-}
+func (s *Service) parallel(n int, fn func(i int)) { fanout.Run(n, s.opts.Parallelism, fn) }

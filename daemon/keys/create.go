@@ -101,7 +101,7 @@ func (s *Service) CreateKey(ctx context.Context, caller authn.Caller, keyID stri
 			return err
 		}
 		out = rec
-		return s.recordTx(tx, caller, keyID, "keygen", nil, 1, "ok", map[string]string{"public_key_sha256": sha256Hex(rec.PublicKey)})
+		return s.recordTx(tx, caller, keyID, "keygen", "", "ok", map[string]string{"public_key_sha256": sha256Hex(rec.PublicKey)})
 	})
 	s.countQuota(err)
 	return out, err

@@ -640,7 +640,7 @@ func (s *Service) commitGrant(ctx context.Context, tx *store.Tx, caller authn.Ca
 	if err := splitKeys.Put(tx, keyID, key); err != nil {
 		return err
 	}
-	return s.recordTx(tx, caller, keyID, "delegate.grant", nil, 1, "ok", pairDetails(rec))
+	return s.recordTx(tx, caller, keyID, "delegate.grant", "", "ok", pairDetails(rec))
 }
 
 func pairDetails(d *storepb.DelegatedShare) map[string]string {
@@ -821,7 +821,7 @@ func (s *Service) commitAcceptance(tx *store.Tx, caller authn.Caller, p *prepare
 	if err := delegates.Put(tx, id, del); err != nil {
 		return err
 	}
-	return s.recordTx(tx, caller, keyID, "delegate.accept", nil, 1, "ok", pairDetails(del))
+	return s.recordTx(tx, caller, keyID, "delegate.accept", "", "ok", pairDetails(del))
 }
 
 // RecallDelegation is RecallDelegations for one key.
@@ -893,7 +893,7 @@ func (s *Service) recallIn(tx *store.Tx, actor authn.Caller, keyID, memberUserID
 	if err := splitKeys.Put(tx, keyID, rec); err != nil {
 		return err
 	}
-	return s.recordTx(tx, actor, keyID, "delegate.recall", nil, 1, "ok", pairDetails(del))
+	return s.recordTx(tx, actor, keyID, "delegate.recall", "", "ok", pairDetails(del))
 }
 
 // errPromotePending: the pair to promote has a share refresh pending. Its pending share and
@@ -1088,7 +1088,7 @@ func (s *Service) commitPromotion(ctx context.Context, tx *store.Tx, actor authn
 		}
 		d := pairDetails(other)
 		d["reason"] = "the key's holder changed"
-		if err := s.recordTx(tx, actor, keyID, "delegate.recall", nil, 1, "ok", d); err != nil {
+		if err := s.recordTx(tx, actor, keyID, "delegate.recall", "", "ok", d); err != nil {
 			return err
 		}
 		p.recalled = append(p.recalled, [2]string{user, device})
@@ -1114,7 +1114,7 @@ func (s *Service) commitPromotion(ctx context.Context, tx *store.Tx, actor authn
 		"member_user": memberUserID, "member_device": memberDeviceID, "version": fmtVersion(version),
 		"previous_user": before.UserId, "previous_device": before.DeviceId,
 	}
-	return s.recordTx(tx, actor, keyID, "delegate.promote", nil, 1, "ok", details)
+	return s.recordTx(tx, actor, keyID, "delegate.promote", "", "ok", details)
 }
 
 // answeredChallenge records, with its audit record, the r of a pending pair's answer to its
@@ -1133,7 +1133,7 @@ func (s *Service) answeredChallenge(ctx context.Context, caller authn.Caller, ke
 		if err := delegates.Put(tx, id, del); err != nil {
 			return err
 		}
-		return s.recordTx(tx, caller, keyID, "delegate.challenge", nil, 1, "ok", pairDetails(del))
+		return s.recordTx(tx, caller, keyID, "delegate.challenge", "", "ok", pairDetails(del))
 	})
 }
 

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"strings"
 
 	"github.com/hufu-hsm/hufu/daemon/authn"
 )
@@ -17,7 +18,7 @@ func (s *Service) HoldSnapshot(ctx context.Context, caller authn.Caller, keyID s
 	}
 	return func() error {
 		defer s.cache.release(e)
-		return s.record(ctx, caller, e.key, e.key.state.Version, keyID, "sign", [][]byte{make([]byte, 32)}, 1, nil)
+		return s.record(ctx, caller, e.key, e.key.state.Version, keyID, "sign", strings.Repeat("00", 32), nil)
 	}, nil
 }
 

@@ -51,8 +51,11 @@ func (s *Service) Sign(ctx context.Context, caller authn.Caller, keyID string, c
 		if err := s.answeredChallenge(ctx, caller, keyID, resp.R[:]); err != nil {
 			return cosign.SignResponse{}, 0, err
 		}
-	} else if err := s.record(ctx, caller, e.key, version, keyID, "sign", [][]byte{req.E[:]}, 1, map[string]string{"digest": hex.EncodeToString(req.E[:])}); err != nil {
-		return cosign.SignResponse{}, 0, err // fail closed: no answer without its records
+	} else {
+		digest := hex.EncodeToString(req.E[:])
+		if err := s.record(ctx, caller, e.key, version, keyID, "sign", digest, map[string]string{"digest": digest}); err != nil {
+			return cosign.SignResponse{}, 0, err // fail closed: no answer without its records
+		}
 	}
 	s.observe("sign", 1, 0, start)
 	return resp, version, nil
@@ -141,7 +144,8 @@ func (s *Service) Decrypt(ctx context.Context, caller authn.Caller, keyID string
 	}
 	resp := e.key.state.Share.Decrypt(&cosign.DecryptRequest{C1: point})
 	h := sha256.Sum256(c1)
-	if err := s.record(ctx, caller, e.key, e.key.state.Version, keyID, "decrypt", [][]byte{h[:]}, 1, map[string]string{"c1_sha256": hex.EncodeToString(h[:])}); err != nil {
+	digest := hex.EncodeToString(h[:])
+	if err := s.record(ctx, caller, e.key, e.key.state.Version, keyID, "decrypt", digest, map[string]string{"c1_sha256": digest}); err != nil {
 		return cosign.Point{}, err
 	}
 	s.observe("decrypt", 1, 0, start)
@@ -256,13 +260,13 @@ func (s *Service) observe(kind string, items, failed int, start time.Time) {
 // those of concurrent operations (recorder.go), if version of k, the share the operation
 // used, is still the pair's share (superseded.go); else it commits the audit record of the
 // refusal and returns the refusal, and the operation must not answer.
-func (s *Service) record(ctx context.Context, caller authn.Caller, k *loadedKey, version uint32, keyID, op string, digests [][]byte, n int, details map[string]string) error {
+func (s *Service) record(ctx context.Context, caller authn.Caller, k *loadedKey, version uint32, keyID, op, digest string, details map[string]string) error {
 	var refused error
 	err := s.recorder.record(ctx, func(tx *store.Tx) error {
 		if refused = s.superseded(tx, k, version); refused != nil {
 			return s.auditSuperseded(tx, caller, keyID, op, version, refused)
 		}
-		return s.recordTx(tx, caller, keyID, op, digests, n, "ok", details)
+		return s.recordTx(tx, caller, keyID, op, digest, "ok", details)
 	})
 	if err != nil {
 		return err
@@ -324,14 +328,12 @@ func (s *Service) recordBatch(ctx context.Context, caller authn.Caller, k *loade
 	return refused
 }
 
-// recordTx writes a usage record and the audit record of an operation inside tx.
-func (s *Service) recordTx(tx *store.Tx, caller authn.Caller, keyID, op string, digests [][]byte, n int, outcome string, details map[string]string) error {
+// recordTx writes the usage record and the audit record of one operation inside tx; digest
+// is the hex of what it signed or decrypted ("" for none).
+func (s *Service) recordTx(tx *store.Tx, caller authn.Caller, keyID, op, digest, outcome string, details map[string]string) error {
 	now := tx.Now()
 	rec := &storepb.UsageRecord{TimeUnixNano: now.UnixNano(), Operation: op, UserId: caller.UserID, DeviceId: caller.DeviceID,
-		Context: usageContext(caller), Count: uint32(n), Outcome: outcome}
-	if len(digests) == 1 {
-		rec.Digest = hex.EncodeToString(digests[0])
-	}
+		Context: usageContext(caller), Count: 1, Digest: digest, Outcome: outcome}
 	if err := usage.Put(tx, usageID(keyID, now), rec); err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func (s *Service) verifyPIN(ctx context.Context, caller authn.Caller, keyID, pin
 			if err := h.put(tx); err != nil {
 				return err
 			}
-			return s.recordTx(tx, caller, keyID, "pin.verify", nil, 1, "ok", nil)
+			return s.recordTx(tx, caller, keyID, "pin.verify", "", "ok", nil)
 		}
 		wrote = true
 		*p.failures++
@@ -90,7 +90,7 @@ func (s *Service) verifyPIN(ctx context.Context, caller authn.Caller, keyID, pin
 		if err := h.put(tx); err != nil {
 			return err
 		}
-		if err := s.recordTx(tx, caller, keyID, "pin.verify", nil, 1, outcome, nil); err != nil {
+		if err := s.recordTx(tx, caller, keyID, "pin.verify", "", outcome, nil); err != nil {
 			return err
 		}
 		return store.Refuse(denial)
@@ -118,7 +118,7 @@ func (s *Service) OpenTicket(ctx context.Context, caller authn.Caller, keyID, pi
 	}
 	token, expires := s.tickets.open(keyID, caller.UserID, caller.DeviceID, s.opts.TicketTTL, s.opts.TicketUses)
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
-		return s.recordTx(tx, caller, keyID, "ticket", nil, 1, "ok", map[string]string{"uses": fmt.Sprint(s.opts.TicketUses)})
+		return s.recordTx(tx, caller, keyID, "ticket", "", "ok", map[string]string{"uses": fmt.Sprint(s.opts.TicketUses)})
 	})
 	if err != nil {
 		s.tickets.revokeHolder(keyID, caller.UserID, caller.DeviceID)
@@ -203,7 +203,7 @@ func (s *Service) setPIN(ctx context.Context, caller authn.Caller, keyID, pin, o
 		if err := h.put(tx); err != nil {
 			return err
 		}
-		return s.recordTx(tx, caller, keyID, op, nil, 1, "ok", nil)
+		return s.recordTx(tx, caller, keyID, op, "", "ok", nil)
 	})
 	if h.key != nil {
 		s.cache.invalidateEntry(h.cacheID())

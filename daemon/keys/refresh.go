@@ -151,7 +151,7 @@ func (s *Service) BeginRefresh(ctx context.Context, caller authn.Caller, keyID s
 		if err := h.put(tx); err != nil {
 			return err
 		}
-		return s.recordTx(tx, caller, keyID, "refresh.begin", nil, 1, "ok", h.refreshDetails(offer.Version))
+		return s.recordTx(tx, caller, keyID, "refresh.begin", "", "ok", h.refreshDetails(offer.Version))
 	})
 	s.invalidatePair(e.key)
 	if err != nil {
@@ -196,7 +196,7 @@ func (s *Service) CommitRefresh(ctx context.Context, caller authn.Caller, keyID 
 			return err
 		}
 		out = h.view()
-		return s.recordTx(tx, caller, keyID, "refresh.commit", nil, 1, "ok", h.refreshDetails(h.shareVersion()))
+		return s.recordTx(tx, caller, keyID, "refresh.commit", "", "ok", h.refreshDetails(h.shareVersion()))
 	})
 	s.invalidatePair(e.key)
 	return out, err

@@ -94,7 +94,7 @@ func (s *Service) revokeIn(tx *store.Tx, caller authn.Caller, rec *storepb.Split
 			reason = reason[:200]
 		}
 		details := map[string]string{"reason": reason, "delegated_pairs": strconv.Itoa(pairs)}
-		if err := s.recordTx(tx, caller, rec.Id, "revoke", nil, 1, "ok", details); err != nil {
+		if err := s.recordTx(tx, caller, rec.Id, "revoke", "", "ok", details); err != nil {
 			return err
 		}
 	}

@@ -593,3 +593,71 @@ func TestBidOpeningWindowEnds(t *testing.T) {
 		t.Fatalf("registering a closed opening's bid again: %v", err)
 	}
 }
+
+// TestDecryptGuardAcrossRestart: a key decrypts freely until an envelope of it is registered,
+// then nothing until its opening's window, and still nothing after a restart, when the
+// guard's set of keys with envelopes comes from the store rather than from the registration.
+// A key with no envelope decrypts throughout.
+func TestDecryptGuardAcrossRestart(t *testing.T) {
+	a := certAppliance(t, func(c *config.Config) {
+		c.SystemClients = []config.SystemClient{
+			{Name: devpki.CLIClientName, Services: []string{"hufu.v1.ReviewService", "hufu.v1.OpeningService"}},
+		}
+	})
+	const phone, device = "13800138076", "guard-phone-01"
+	p := newApplicant(t, a, phone, device, "guard-key-01")
+	serial, enc := p.issueForEnvelopes(a.desk())
+	cert, _, _, _ := p.download(serial)
+	pub := cert.PublicKey.(*ecdsa.PublicKey)
+	acct, err := p.conn.Accounts.GetAccount(bg, &hufuv1.GetAccountRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := createKey(t, p.conn, acct.Account.Id, "guard-free-01", "123456")
+	decrypt := func(cs hufuv1.CosignServiceClient, keyID string, pub *ecdsa.PublicKey) error {
+		t.Helper()
+		raw := mustEncrypt(t, pub)
+		ct, err := cosign.ParseCiphertext(raw, cosign.DetectEncoding(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cs.Decrypt(bg, &hufuv1.DecryptRequest{KeyId: keyID, Credential: client.PINCredential("123456"), C1: ct.C1[:]})
+		return err
+	}
+	freePub := free.public.PublicKey()
+	cs := enc.cosign
+	if err := decrypt(cs, enc.id, pub); err != nil {
+		t.Fatalf("a key with no envelope: %v", err)
+	}
+
+	sys, _ := a.openingSystem(devpki.CLIClientName)
+	start := a.clock.Now().Add(time.Hour)
+	created, err := sys.CreateOpening(bg, &hufuv1.CreateOpeningRequest{RequestId: "guard-0001", ProjectCode: "GUARD-1", ProjectName: "重启开标",
+		PlatformId: "demo", WindowStart: timestamppb.New(start), WindowEnd: timestamppb.New(start.Add(time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sys.RegisterEnvelopes(bg, &hufuv1.RegisterEnvelopesRequest{OpeningId: created.Opening.Id, Envelopes: []*hufuv1.EnvelopeRegistration{
+		{EnvelopeId: "only", CertificateSerial: serial, Ciphertext: mustEncrypt(t, pub)}}}); err != nil {
+		t.Fatal(err)
+	}
+	openingTime := start.UTC().Format(time.RFC3339)
+	check := func(when string, cs hufuv1.CosignServiceClient) {
+		t.Helper()
+		// The free key first: after a restart its decryption loads the set.
+		if err := decrypt(cs, free.id, freePub); err != nil {
+			t.Fatalf("%s: a key with no envelope: %v", when, err)
+		}
+		err := decrypt(cs, enc.id, pub) // any ciphertext, not only the envelope: blinding is no way round
+		wantCode(t, err, codes.FailedPrecondition, "")
+		if !strings.Contains(errMessage(err), openingTime) {
+			t.Fatalf("%s: the refusal does not name the opening time %s: %v", when, openingTime, err)
+		}
+	}
+	check("after the registration", cs)
+
+	a.restart()
+	conn := a.dial(device)
+	a.signIn(conn, phone, device)
+	check("after a restart", hufuv1.NewCosignServiceClient(conn.ClientConn()))
+}

@@ -258,3 +258,52 @@ func TestExpiringClaim(t *testing.T) {
 		t.Fatalf("Lookup = %q %v", owner, err)
 	}
 }
+
+func TestIndexValues(t *testing.T) {
+	ctx := context.Background()
+	ts := openTest(t)
+	index := func(index, value, owner string, add bool) {
+		t.Helper()
+		err := ts.Update(ctx, func(tx *Tx) error {
+			var err error
+			if add {
+				err = tx.AddIndex(index, value, owner)
+			} else {
+				err = tx.RemoveIndex(index, value, owner)
+			}
+			if err != nil {
+				return err
+			}
+			return tx.Audit(Event{Action: "index", Outcome: OutcomeOK})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range []string{"o/o1", "o/o2", "o/o3"} {
+		index("orders-by-user", "alice", o, true)
+	}
+	index("orders-by-user", "bob", "o/o4", true)
+	index("orders-by-user", "carol", "o/o5", true)
+	index("orders-by-user", "carol", "o/o5", false) // carol has no owner left
+	index("orders-by-user", "dave", "o/o6", true)
+	index("orders-by-userx", "eve", "o/o7", true) // another index sharing the name's prefix
+	index("orders-by-use", "fay", "o/o8", true)
+
+	var got []string
+	if err := ts.IndexValues(ctx, "orders-by-user", func(v string) error { got = append(got, v); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"alice", "bob", "dave"}; !slices.Equal(got, want) {
+		t.Fatalf("IndexValues = %v, want %v: each value with an owner, once", got, want)
+	}
+	stop := errors.New("stop")
+	got = nil
+	err := ts.IndexValues(ctx, "orders-by-user", func(v string) error { got = append(got, v); return stop })
+	if !errors.Is(err, stop) || len(got) != 1 {
+		t.Fatalf("fn's error: %v after %v, want it returned after the first value", err, got)
+	}
+	if err := ts.IndexValues(ctx, "bad/index", func(string) error { return nil }); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("an invalid index name: %v, want ErrInvalidKey", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hufu-hsm/hufu/store/storepb"
@@ -122,4 +123,47 @@ func (s *Store) ListIndex(ctx context.Context, index, value string, opts ListOpt
 		owners[i] = it.Value.GetOwner()
 	}
 	return owners, page.Next, nil
+}
+
+// IndexValues calls fn once for each value filed in a multi-valued index that has a live
+// owner, in key order, from one consistent snapshot, without decoding the owners. It is for a
+// domain that keeps the set of an index's values in memory (daemon/openings envelopeKeys);
+// fn's error stops the walk and is returned.
+func (s *Store) IndexValues(ctx context.Context, index string, fn func(value string) error) error {
+	if err := ValidPart(index); err != nil {
+		return err
+	}
+	prefix := indexPfx + index + "/"
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("store: index %s: %w", index, err)
+	}
+	defer it.Close()
+	now := s.clock.Now().UnixNano()
+	for ok := it.First(); ok; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		value, _, _ := strings.Cut(string(it.Key()[len(prefix):]), "/")
+		env, err := decodeEnvelope(it.Value())
+		if err != nil {
+			return fmt.Errorf("%s: %w", it.Key(), err)
+		}
+		if !env.live(now) {
+			ok = it.Next()
+			continue
+		}
+		if err := fn(value); err != nil {
+			return err
+		}
+		ok = it.SeekGE(prefixEnd(prefix + value + "/")) // past the value's other owners
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("store: index %s: %w", index, err)
+	}
+	return nil
 }

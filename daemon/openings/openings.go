@@ -147,6 +147,8 @@ type Service struct {
 
 	gatesMu sync.Mutex
 	gates   map[string]*sync.RWMutex // see gate
+
+	withEnvelopes *envelopeKeys // the keys the decryption guard must look up
 }
 
 // New returns the service.
@@ -156,7 +158,8 @@ func New(opts Options, deps Deps) (*Service, error) {
 		return nil, errors.New("openings: missing dependency")
 	}
 	opts.setDefaults()
-	return &Service{opts: opts, deps: deps, m: newMetrics(deps.Registry), gates: map[string]*sync.RWMutex{}}, nil
+	return &Service{opts: opts, deps: deps, m: newMetrics(deps.Registry), gates: map[string]*sync.RWMutex{},
+		withEnvelopes: newEnvelopeKeys(maxEnvelopeKeys)}, nil
 }
 
 var (

@@ -284,6 +284,9 @@ func (s *Service) RegisterEnvelopes(ctx context.Context, caller authn.Caller, id
 			return 0, 0, apierr.Invalidf("envelopes", "certificate %s would have more than %d envelopes in the opening", serial, maxPerCertificate)
 		}
 	}
+	for _, c := range checked {
+		s.withEnvelopes.add(c.rec.KeyId) // before the commit that files it: see envelopeKeys
+	}
 	err = s.deps.Store.Update(ctx, func(tx *store.Tx) error {
 		added = 0
 		o, err := s.get(tx, caller, id)

@@ -22,8 +22,10 @@ func serveCommand() *cli.Command {
 		Usage: "run the daemon",
 		Description: "Serves gRPC (phones, business and bid-opening systems) and the admin HTTP surface. SIGTERM and\n" +
 			"SIGINT stop it gracefully, SIGHUP reloads the TLS material (and audits which configuration keys changed). It refuses a configuration that\n" +
-			"hufud validate would reject, with exit code 78. Under systemd it sends READY=1 and STOPPING=1.",
+			"hufud validate would reject, with exit code 78. Under systemd it sends READY=1 and STOPPING=1. It first starts\n" +
+			"itself again in place with GODEBUG=schedtrace=2147483647 unless GODEBUG sets schedtrace (docs/operations.md).",
 	}, func(c *cli.Context, l loadedConfig) error {
+		execErr := execWithSysmonAwake() // first: on success this process starts again
 		cfg, err := preflight(l.Config)
 		if err != nil {
 			l.printEnvWarnings(c) // serve logs them once its logger exists
@@ -38,15 +40,19 @@ func serveCommand() *cli.Command {
 			}
 			return preflight(l.Config)
 		}
-		return serve(cfg, l.envWarnings, reread, c.App.ErrWriter)
+		return serve(cfg, l.envWarnings, execErr, reread, c.App.ErrWriter)
 	})
 }
 
 // defaultGCPercent is the collector's target when GOGC is not set (see serve).
 const defaultGCPercent = 400
 
-func serve(cfg config.Config, envWarnings []config.EnvWarning, reread func() (config.Config, error), stderr io.Writer) error {
+// serve runs the daemon; execErr is why execWithSysmonAwake could not exec, if it tried.
+func serve(cfg config.Config, envWarnings []config.EnvWarning, execErr error, reread func() (config.Config, error), stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
+	if execErr != nil {
+		log.Warn("could not start again with GODEBUG="+sysmonGODEBUG+"; serving without it", "err", execErr)
+	}
 	for _, w := range envWarnings {
 		// The name only: the value may be a secret.
 		attrs := []any{"variable", w.Name}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,6 +150,13 @@ func TestServeNotifiesSystemd(t *testing.T) {
 		}
 	}
 	expect("READY=1")
+	// The process that serves started itself again, in place, with sysmon kept awake.
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", serve.Process.Pid))
+	if err != nil || !slices.ContainsFunc(strings.Split(string(environ), "\x00"), func(kv string) bool {
+		return strings.HasPrefix(kv, "GODEBUG=") && strings.HasSuffix(kv, sysmonGODEBUG)
+	}) {
+		t.Fatalf("the serving process's GODEBUG does not have %s (%v)\nlogs:\n%s", sysmonGODEBUG, err, showLogs())
+	}
 	if err := serve.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	urfave "github.com/urfave/cli/v2"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/hufu-hsm/hufu/admin/adminclient"
 	hufuv1 "github.com/hufu-hsm/hufu/api/hufu/v1"
@@ -77,7 +78,7 @@ type benchReport struct {
 // ephemeral split key, so it needs a daemon with development: true.
 func (c *cli) benchCommand() *urfave.Command {
 	fs := newFlags()
-	op := fs.String("op", "sign", "sign, sign-batch, decrypt, decrypt-batch, or opening (a whole bid opening: -bidders, -envelopes, -concurrency, -lead)")
+	op := fs.String("op", "sign", "sign, sign-batch, decrypt, decrypt-batch, health (the floor: a call with no work), or opening (a whole bid opening: -bidders, -envelopes, -concurrency, -lead)")
 	batch := fs.Int("batch", 32, "items per batch call")
 	concurrency := fs.String("c", strconv.Itoa(2*runtime.NumCPU()), "calls in flight; a list (1,4,16,64) runs a sweep, one point after another")
 	conns := fs.Int("conns", 4, "TLS connections")
@@ -92,7 +93,7 @@ func (c *cli) benchCommand() *urfave.Command {
 		if *op == "opening" {
 			return c.benchOpening(ctx, opening, *pid, *jsonOut)
 		}
-		if *op != "sign" && *op != "sign-batch" && *op != "decrypt" && *op != "decrypt-batch" {
+		if *op != "sign" && *op != "sign-batch" && *op != "decrypt" && *op != "decrypt-batch" && *op != "health" {
 			return fmt.Errorf("unknown -op %q", *op)
 		}
 		points, err := parseConcurrencies(*concurrency)
@@ -117,17 +118,20 @@ func (c *cli) benchCommand() *urfave.Command {
 		if err != nil {
 			return err
 		}
-		clients := make([]hufuv1.CosignServiceClient, *conns)
+		clients := make([]benchClient, *conns)
 		for i := range clients {
 			conn, err := dial()
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			clients[i] = hufuv1.NewCosignServiceClient(conn.ClientConn())
+			clients[i] = benchClient{cosign: hufuv1.NewCosignServiceClient(conn.ClientConn()), health: conn.Health}
 		}
 		load := benchLoad{op: *op, items: items, rate: *rate, duration: *duration, clients: clients, call: key.caller(*op, items)}
-		raw, rawAllCores := rawStepCPU(*op, key, 1), rawStepCPU(*op, key, runtime.NumCPU())
+		var raw, rawAllCores float64
+		if *op != "health" { // a health check has no step: its cost is the floor of every call
+			raw, rawAllCores = rawStepCPU(*op, key, 1), rawStepCPU(*op, key, runtime.NumCPU())
+		}
 		var syncCPU float64
 		if probe.admin != nil {
 			if syncCPU, err = measureSyncCPU(c.daemonDir); err != nil {
@@ -181,8 +185,14 @@ type benchLoad struct {
 	items    int
 	rate     float64
 	duration time.Duration
-	clients  []hufuv1.CosignServiceClient
-	call     func(context.Context, hufuv1.CosignServiceClient) error
+	clients  []benchClient
+	call     func(context.Context, benchClient) error
+}
+
+// benchClient is one connection's stubs.
+type benchClient struct {
+	cosign hufuv1.CosignServiceClient
+	health healthpb.HealthClient
 }
 
 // benchPoint runs load at one concurrency and reports it, without the figures derive adds.
@@ -298,14 +308,16 @@ func (c *cli) benchPoint(ctx context.Context, load benchLoad, concurrency int, p
 
 // derive fills in the ratio to the raw step and the per-call overhead.
 func (r *benchReport) derive() {
-	if r.DaemonCPUPerItem == 0 || r.RawStepCPU == 0 {
+	if r.DaemonCPUPerItem == 0 {
 		return
 	}
-	r.Ratio = r.DaemonCPUPerItem / r.RawStepCPU
+	if r.RawStepCPU > 0 {
+		r.Ratio = r.DaemonCPUPerItem / r.RawStepCPU
+	}
 	if r.RawStepAllCoresCPU > 0 {
 		r.RatioAllCores = r.DaemonCPUPerItem / r.RawStepAllCoresCPU
 	}
-	if r.SyncCPU > 0 && r.SyncsPerItem > 0 {
+	if r.SyncCPU > 0 {
 		r.OverheadPerItem = r.DaemonCPUPerItem - r.RawStepCPU - r.SyncCPU*r.SyncsPerItem
 	}
 }
@@ -401,7 +413,7 @@ func (c *cli) benchKey(ctx context.Context) (*benchKey, func() (*client.Conn, er
 
 // caller returns one bench call. Requests are prepared once: the daemon's cost does not
 // depend on their values, and the bench must not measure its own phone steps.
-func (k *benchKey) caller(op string, items int) func(context.Context, hufuv1.CosignServiceClient) error {
+func (k *benchKey) caller(op string, items int) func(context.Context, benchClient) error {
 	e := [cosign.ScalarSize]byte{1}
 	_, sreq, _ := k.share.StartSign(rand.Reader, &k.public, &e)
 	signRaw, _ := sreq.MarshalBinary()
@@ -422,32 +434,37 @@ func (k *benchKey) caller(op string, items int) func(context.Context, hufuv1.Cos
 		return nil
 	}
 	switch op {
+	case "health":
+		return func(ctx context.Context, cl benchClient) error {
+			_, err := cl.health.Check(ctx, &healthpb.HealthCheckRequest{})
+			return err
+		}
 	case "sign-batch":
 		reqs := batch(signRaw)
-		return func(ctx context.Context, cl hufuv1.CosignServiceClient) error {
-			r, err := cl.SignBatch(ctx, &hufuv1.SignBatchRequest{KeyId: k.id, Credential: k.cred, SignRequests: reqs})
+		return func(ctx context.Context, cl benchClient) error {
+			r, err := cl.cosign.SignBatch(ctx, &hufuv1.SignBatchRequest{KeyId: k.id, Credential: k.cred, SignRequests: reqs})
 			if err != nil {
 				return err
 			}
 			return checkItems(r.Items)
 		}
 	case "decrypt":
-		return func(ctx context.Context, cl hufuv1.CosignServiceClient) error {
-			_, err := cl.Decrypt(ctx, &hufuv1.DecryptRequest{KeyId: k.id, Credential: k.cred, C1: c1[:]})
+		return func(ctx context.Context, cl benchClient) error {
+			_, err := cl.cosign.Decrypt(ctx, &hufuv1.DecryptRequest{KeyId: k.id, Credential: k.cred, C1: c1[:]})
 			return err
 		}
 	case "decrypt-batch":
 		reqs := batch(c1[:])
-		return func(ctx context.Context, cl hufuv1.CosignServiceClient) error {
-			r, err := cl.DecryptBatch(ctx, &hufuv1.DecryptBatchRequest{KeyId: k.id, Credential: k.cred, C1S: reqs})
+		return func(ctx context.Context, cl benchClient) error {
+			r, err := cl.cosign.DecryptBatch(ctx, &hufuv1.DecryptBatchRequest{KeyId: k.id, Credential: k.cred, C1S: reqs})
 			if err != nil {
 				return err
 			}
 			return checkItems(r.Items)
 		}
 	}
-	return func(ctx context.Context, cl hufuv1.CosignServiceClient) error {
-		_, err := cl.Sign(ctx, &hufuv1.SignRequest{KeyId: k.id, Credential: k.cred, SignRequest: signRaw})
+	return func(ctx context.Context, cl benchClient) error {
+		_, err := cl.cosign.Sign(ctx, &hufuv1.SignRequest{KeyId: k.id, Credential: k.cred, SignRequest: signRaw})
 		return err
 	}
 }

@@ -61,6 +61,38 @@ func TestBenchSweep(t *testing.T) {
 	}
 }
 
+// TestBenchHealthFloor runs `hufu bench -op health`: the daemon's CPU for a call that does no
+// work and writes nothing, all of it overhead, with no raw step beside it.
+func TestBenchHealthFloor(t *testing.T) {
+	const token = "hufu_admin_benchfloortesttokenbenchfloortesttoken000000"
+	sum := sha256.Sum256([]byte(token))
+	d := daemontest.StartOnWallClock(t, func(c *config.Config) {
+		c.Admin.Tokens = append(c.Admin.Tokens, config.AdminToken{Name: "bench", Role: config.RoleMetricsReader, SHA256: hex.EncodeToString(sum[:])})
+	})
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, errOut bytes.Buffer
+	args := []string{"-addr", d.Addr, "-daemon-dir", d.Config.DataDir, "-home", t.TempDir(),
+		"bench", "-op", "health", "-c", "2", "-d", "1s", "-conns", "1", "-pid", strconv.Itoa(os.Getpid()),
+		"-admin-url", d.AdminURL(), "-token-file", tokenFile}
+	if err := run(args, strings.NewReader(""), &stdout, &errOut); err != nil {
+		t.Fatalf("bench: %s\n%s", describe(err), errOut.String())
+	}
+	var r benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	if r.Operation != "health" || r.Errors != 0 || r.Items == 0 || r.DaemonCPUPerItem <= 0 || r.AllocsPerItem <= 0 {
+		t.Fatalf("a measurement is missing:\n%s\n%s", stdout.String(), errOut.String())
+	}
+	// The appliance's own background writes may sync now and then, never once per call.
+	if r.RawStepCPU != 0 || r.Ratio != 0 || r.SyncsPerItem > 0.01 || r.OverheadPerItem < 0.9*r.DaemonCPUPerItem {
+		t.Fatalf("a health check has no step and writes nothing: its CPU is all overhead:\n%s", stdout.String())
+	}
+}
+
 func TestParseConcurrencies(t *testing.T) {
 	if got, err := parseConcurrencies("1, 4,16,64"); err != nil || len(got) != 4 || got[3] != 64 {
 		t.Fatalf("got %v, %v", got, err)

@@ -11,7 +11,7 @@ import (
 	"github.com/hufu-hsm/hufu/cmd/internal/completion"
 )
 
-const benchDesc = `bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] [-c N|N,N,...] [-d DURATION]
+const benchDesc = `bench [-op sign|sign-batch|decrypt|decrypt-batch|health] [-batch N] [-c N|N,N,...] [-d DURATION]
       [-rate CALLS/S] [-daemon-pid PID] [-admin-url URL -token-file FILE] [-json FILE]
   loads a development daemon with an ephemeral key; reports items/s, latency percentiles and
   the daemon's CPU per item (user and system) beside the raw server step, measured alone
@@ -19,7 +19,8 @@ const benchDesc = `bench [-op sign|sign-batch|decrypt|decrypt-batch] [-batch N] 
   runs a sweep and prints a table. With an admin token (metrics_reader is enough) it also
   reads WAL syncs and allocations per item from /metrics, measures the CPU of one sync, and
   reports the per-call overhead: CPU − raw step − sync CPU × syncs per item
-  (scripts/bench.sh runs the standard scenario)
+  (scripts/bench.sh runs the standard scenario). -op health measures the floor under that:
+  a gRPC health check, the same TLS, HTTP/2 and interceptors with no work and no write
 bench -op opening -bidders N -envelopes M [-concurrency C] [-pid PID] [-json FILE]
   a whole bid opening: N certified bidders, N×M envelopes, consent through the hall code
   (C at once), one release checked key by key against the raw ServerShare.Release, the

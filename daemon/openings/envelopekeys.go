@@ -44,7 +44,7 @@ func (k *envelopeKeys) add(keyIDs ...string) {
 	defer k.mu.Unlock()
 	for _, id := range keyIDs {
 		if k.overflow {
-			return
+			break
 		}
 		k.keys[id] = struct{}{}
 		k.overflow = len(k.keys) > k.limit

@@ -17,12 +17,12 @@ func TestEnvelopeKeysOverflow(t *testing.T) {
 			t.Fatalf("within the limit, mayHave(%s) = %v, want %v", id, got, want)
 		}
 	}
-	k.add("key-c")
+	k.add("key-c", "key-d", "key-e") // past the limit in the middle of one registration
 	if !k.overflow || k.keys != nil {
 		t.Fatalf("past the limit: overflow %v with %d keys kept", k.overflow, len(k.keys))
 	}
-	k.add("key-d")
-	for _, id := range []string{"key-a", "key-d", "key-z"} {
+	k.add("key-f")
+	for _, id := range []string{"key-a", "key-f", "key-z"} {
 		if !k.mayHave(ctx, nil, id) {
 			t.Fatalf("after overflowing, mayHave(%s) = false: a key would skip the store", id)
 		}

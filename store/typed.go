@@ -151,7 +151,7 @@ func (s *Store) IndexValues(ctx context.Context, index string, fn func(value str
 		value, _, _ := strings.Cut(string(it.Key()[len(prefix):]), "/")
 		env, err := decodeEnvelope(it.Value())
 		if err != nil {
-			return fmt.Errorf("%s: %w", it.Key(), err)
+			return fmt.Errorf("store: index %s: %w", index, err) // not the key: values may be personal
 		}
 		if !env.live(now) {
 			ok = it.Next()

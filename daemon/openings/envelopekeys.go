@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/hufu-hsm/hufu/store"
 )
@@ -14,6 +15,10 @@ const maxEnvelopeKeys = 1 << 20
 
 var errTooManyEnvelopeKeys = errors.New("openings: more keys with envelopes than the set holds")
 
+// envelopeKeysRetry spaces the loads after one fails (a store that cannot be read), so that
+// every Decrypt does not walk the whole index again.
+const envelopeKeysRetry = 30 * time.Second
+
 // envelopeKeys is the set of keys with an envelope in some opening, kept so that the
 // decryption guard answers a key with none (any key outside bid openings) without scanning
 // the opening-key index on every Decrypt.
@@ -22,10 +27,11 @@ var errTooManyEnvelopeKeys = errors.New("openings: more keys with envelopes than
 // adds its keys before its transaction commits, whether or not that commits, and nothing
 // is ever taken out (the index is only added to). So a key the loaded set lacks has no
 // envelope, and a key it holds is checked in the store as before. Until the set is loaded
-// (the first Decrypt loads it; a failed load is tried again by the next), or once it has
-// overflowed, every key is checked in the store.
+// (the first Decrypt loads it; after a failed load, one tries again envelopeKeysRetry
+// later), or once it has overflowed, every key is checked in the store.
 type envelopeKeys struct {
-	loading sync.Mutex // one load at a time
+	loading sync.Mutex // one load at a time; a Decrypt that finds one under way does not wait
+	retryAt time.Time  // under loading: no load before, after one failed
 
 	limit    int
 	mu       sync.RWMutex
@@ -55,15 +61,15 @@ func (k *envelopeKeys) add(keyIDs ...string) {
 }
 
 // mayHave tells whether keyID may have envelopes, so that the guard must look in the store:
-// false only when the loaded set proves it has none. It loads the set first if need be;
-// if that fails, the answer is true and the next call tries again.
-func (k *envelopeKeys) mayHave(ctx context.Context, st *store.Store, keyID string) bool {
+// false only when the loaded set proves it has none. Until the set is loaded the answer is
+// true, and this call loads it unless another is loading it or a load failed lately.
+func (k *envelopeKeys) mayHave(ctx context.Context, st *store.Store, now time.Time, keyID string) bool {
 	k.mu.RLock()
 	loaded, overflow := k.loaded, k.overflow
 	_, in := k.keys[keyID]
 	k.mu.RUnlock()
 	if !loaded {
-		k.load(ctx, st)
+		k.load(ctx, st, now)
 		return true
 	}
 	return in || overflow
@@ -71,13 +77,15 @@ func (k *envelopeKeys) mayHave(ctx context.Context, st *store.Store, keyID strin
 
 // load reads every key of the opening-key index into the set, merging with the keys added
 // meanwhile: a registration that commits after the load's snapshot added its keys before.
-func (k *envelopeKeys) load(ctx context.Context, st *store.Store) {
-	k.loading.Lock()
+func (k *envelopeKeys) load(ctx context.Context, st *store.Store, now time.Time) {
+	if !k.loading.TryLock() {
+		return
+	}
 	defer k.loading.Unlock()
 	k.mu.RLock()
 	loaded := k.loaded
 	k.mu.RUnlock()
-	if loaded {
+	if loaded || now.Before(k.retryAt) {
 		return
 	}
 	var filed []string
@@ -88,7 +96,8 @@ func (k *envelopeKeys) load(ctx context.Context, st *store.Store) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errTooManyEnvelopeKeys) {
-		return // not loaded: every key is looked up in the store until a load succeeds
+		k.retryAt = now.Add(envelopeKeysRetry) // until a load succeeds, every key is looked up
+		return
 	}
 	k.add(filed...)
 	k.mu.Lock()

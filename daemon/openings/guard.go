@@ -56,7 +56,7 @@ func (s *Service) CheckDecrypt(ctx context.Context, caller authn.Caller, keyID s
 	// A key with no envelope anywhere is free, and has no C1 to look up: a C1 registered
 	// for another key decrypts to nothing under this one. The set in memory answers for
 	// most such keys without reading the store.
-	if !s.withEnvelopes.mayHave(ctx, s.deps.Store, keyID) {
+	if !s.withEnvelopes.mayHave(ctx, s.deps.Store, now, keyID) {
 		return refusals, nil
 	}
 	bound, hasOpenings, err := s.boundOpening(ctx, keyID, now)

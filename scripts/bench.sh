@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The standard load scenario (issues 6 and 18): a development hufud in a temporary directory,
 # then `hufu bench`: single Sign and Decrypt swept over concurrency 1, 4, 16, 64 (SWEEP), the
-# same sweep of a health check (the floor of any call), SignBatch and DecryptBatch of 32, and single Sign at half the measured maximum (for its
-# p99). Reports land in bench/out/*.json; each gives the daemon's CPU per item (read from
-# /proc) beside the raw server step measured in the same run, its WAL syncs and allocations
-# per item (from /metrics) and the per-call overhead. DURATION (default 10s) sets the length
-# of each run.
+# same sweep of a health check (the floor of any call), SignBatch and DecryptBatch of 32, and
+# single Sign at half the measured maximum (for its p99). Reports land in bench/out/*.json;
+# each gives the daemon's CPU per item (read from /proc) beside the raw server step measured
+# in the same run, its WAL syncs and allocations per item (from /metrics) and the per-call
+# overhead. DURATION (default 10s) sets the length of each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10s}
@@ -47,8 +47,9 @@ hufu() {
 sweep=${SWEEP:-1,4,16,64}
 hufu bench -op sign -c "$sweep" -d "$duration" -json "$out/sign.json"
 hufu bench -op decrypt -c "$sweep" -d "$duration" -json "$out/decrypt.json"
-# The floor under both: a health check crosses the same TLS, HTTP/2 and interceptors and
-# does no work; what a call costs above it and above its step and sync is ours.
+# The floor under both: a health check crosses the same TLS, HTTP/2 and interceptors, with
+# no caller to authenticate and no work; what a call costs above it, its step and its sync
+# is ours.
 hufu bench -op health -c "$sweep" -d "$duration" -json "$out/health.json"
 hufu bench -op sign-batch -batch 32 -c 4 -d "$duration" -json "$out/sign-batch-32.json" >/dev/null
 hufu bench -op decrypt-batch -batch 32 -c 4 -d "$duration" -json "$out/decrypt-batch-32.json" >/dev/null

@@ -70,6 +70,8 @@ type benchReport struct {
 	// issue 18: CPU per item − raw step − SyncCPU × syncs per item.
 	SyncCPU         float64 `json:"wal_sync_cpu_us,omitempty"`
 	OverheadPerItem float64 `json:"overhead_us_per_item,omitempty"`
+
+	metrics bool // the syncs were read from /metrics before and after: the overhead can be derived
 }
 
 // bench drives a running development daemon with two-party operations and reports
@@ -78,7 +80,7 @@ type benchReport struct {
 // ephemeral split key, so it needs a daemon with development: true.
 func (c *cli) benchCommand() *urfave.Command {
 	fs := newFlags()
-	op := fs.String("op", "sign", "sign, sign-batch, decrypt, decrypt-batch, health (the floor: a call with no work), or opening (a whole bid opening: -bidders, -envelopes, -concurrency, -lead)")
+	op := fs.String("op", "sign", "sign, sign-batch, decrypt, decrypt-batch, health (the floor: a call with no work and no caller to authenticate), or opening (a whole bid opening: -bidders, -envelopes, -concurrency, -lead)")
 	batch := fs.Int("batch", 32, "items per batch call")
 	concurrency := fs.String("c", strconv.Itoa(2*runtime.NumCPU()), "calls in flight; a list (1,4,16,64) runs a sweep, one point after another")
 	conns := fs.Int("conns", 4, "TLS connections")
@@ -295,6 +297,7 @@ func (c *cli) benchPoint(ctx context.Context, load benchLoad, concurrency int, p
 			r.DaemonSysPerItem = per(after.sys-before.sys) * 1e6
 		}
 		if before.metricsOK && after.metricsOK {
+			r.metrics = true
 			r.SyncsPerSecond = (after.syncs - before.syncs) / r.Seconds
 			r.SyncsPerItem = per(after.syncs - before.syncs)
 			r.AllocsPerItem = per(after.mallocs - before.mallocs)
@@ -317,7 +320,7 @@ func (r *benchReport) derive() {
 	if r.RawStepAllCoresCPU > 0 {
 		r.RatioAllCores = r.DaemonCPUPerItem / r.RawStepAllCoresCPU
 	}
-	if r.SyncCPU > 0 {
+	if r.SyncCPU > 0 && r.metrics {
 		r.OverheadPerItem = r.DaemonCPUPerItem - r.RawStepCPU - r.SyncCPU*r.SyncsPerItem
 	}
 }

@@ -93,6 +93,26 @@ func TestBenchHealthFloor(t *testing.T) {
 	}
 }
 
+// TestDerive: the ratios need a raw step, the overhead needs the syncs read from /metrics
+// (without them it would leave the sync's cost in).
+func TestDerive(t *testing.T) {
+	for _, c := range []struct {
+		name                   string
+		r                      benchReport
+		ratio, ratioAll, extra float64
+	}{
+		{"sign", benchReport{DaemonCPUPerItem: 300, RawStepCPU: 75, RawStepAllCoresCPU: 100, SyncCPU: 150, SyncsPerItem: 0.5, metrics: true}, 4, 3, 150},
+		{"no /metrics", benchReport{DaemonCPUPerItem: 300, RawStepCPU: 75, SyncCPU: 150}, 4, 0, 0},
+		{"health: no step", benchReport{DaemonCPUPerItem: 40, SyncCPU: 150, metrics: true}, 0, 0, 40},
+		{"no CPU", benchReport{RawStepCPU: 75, SyncCPU: 150, metrics: true}, 0, 0, 0},
+	} {
+		c.r.derive()
+		if c.r.Ratio != c.ratio || c.r.RatioAllCores != c.ratioAll || c.r.OverheadPerItem != c.extra {
+			t.Errorf("%s: ratio %v, ratio·all %v, overhead %v; want %v, %v, %v", c.name, c.r.Ratio, c.r.RatioAllCores, c.r.OverheadPerItem, c.ratio, c.ratioAll, c.extra)
+		}
+	}
+}
+
 func TestParseConcurrencies(t *testing.T) {
 	if got, err := parseConcurrencies("1, 4,16,64"); err != nil || len(got) != 4 || got[3] != 64 {
 		t.Fatalf("got %v, %v", got, err)

@@ -20,7 +20,8 @@ const benchDesc = `bench [-op sign|sign-batch|decrypt|decrypt-batch|health] [-ba
   reads WAL syncs and allocations per item from /metrics, measures the CPU of one sync, and
   reports the per-call overhead: CPU − raw step − sync CPU × syncs per item
   (scripts/bench.sh runs the standard scenario). -op health measures the floor under that:
-  a gRPC health check, the same TLS, HTTP/2 and interceptors with no work and no write
+  a gRPC health check, the same TLS, HTTP/2 and interceptors with no caller to authenticate,
+  no work and no write
 bench -op opening -bidders N -envelopes M [-concurrency C] [-pid PID] [-json FILE]
   a whole bid opening: N certified bidders, N×M envelopes, consent through the hall code
   (C at once), one release checked key by key against the raw ServerShare.Release, the

@@ -17,7 +17,8 @@ import (
 )
 
 func serveCommand() *cli.Command {
-	return configuredCommand(&cli.Command{
+	var execErr error // why execWithSysmonAwake could not exec, if it tried
+	cmd := configuredCommand(&cli.Command{
 		Name:  "serve",
 		Usage: "run the daemon",
 		Description: "Serves gRPC (phones, business and bid-opening systems) and the admin HTTP surface. SIGTERM and\n" +
@@ -25,7 +26,6 @@ func serveCommand() *cli.Command {
 			"hufud validate would reject, with exit code 78. Under systemd it sends READY=1 and STOPPING=1. It first starts\n" +
 			"itself again in place with GODEBUG=schedtrace=2147483647 unless GODEBUG sets schedtrace (docs/operations.md).",
 	}, func(c *cli.Context, l loadedConfig) error {
-		execErr := execWithSysmonAwake() // first: on success this process starts again
 		cfg, err := preflight(l.Config)
 		if err != nil {
 			l.printEnvWarnings(c) // serve logs them once its logger exists
@@ -42,6 +42,17 @@ func serveCommand() *cli.Command {
 		}
 		return serve(cfg, l.envWarnings, execErr, reread, c.App.ErrWriter)
 	})
+	// Start again before the configuration is read: a -config that is a pipe can be read
+	// only once.
+	checkArgs := cmd.Before
+	cmd.Before = func(c *cli.Context) error {
+		if err := checkArgs(c); err != nil {
+			return err
+		}
+		execErr = execWithSysmonAwake() // on success this process starts again
+		return nil
+	}
+	return cmd
 }
 
 // defaultGCPercent is the collector's target when GOGC is not set (see serve).

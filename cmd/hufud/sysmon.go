@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -34,22 +35,26 @@ func execWithSysmonAwake() error {
 
 // sysmonEnv is environ with sysmonGODEBUG added to GODEBUG, and false if GODEBUG sets
 // schedtrace already: the restarted process goes on, and an operator who sets it
-// (schedtrace=0 turns this off) decides, as with GOGC.
+// (schedtrace=0 turns this off) decides, as with GOGC. It reads GODEBUG as the runtime does:
+// the first GODEBUG variable, even an empty one, its settings untrimmed, and a schedtrace
+// that is not an int32 ignored (then the one added, being later, applies).
 func sysmonEnv(environ []string) ([]string, bool) {
-	godebug := ""
+	godebug, found := "", false
 	env := make([]string, 0, len(environ)+1)
 	for _, kv := range environ {
 		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
-			if godebug == "" { // the runtime reads the first
-				godebug = v
+			if !found {
+				godebug, found = v, true
 			}
 			continue
 		}
 		env = append(env, kv)
 	}
 	for _, setting := range strings.Split(godebug, ",") {
-		if strings.HasPrefix(strings.TrimSpace(setting), "schedtrace=") {
-			return environ, false
+		if v, ok := strings.CutPrefix(setting, "schedtrace="); ok {
+			if _, err := strconv.ParseInt(v, 10, 32); err == nil {
+				return environ, false
+			}
 		}
 	}
 	if godebug != "" {

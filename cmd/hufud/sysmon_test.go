@@ -18,7 +18,11 @@ func TestSysmonEnv(t *testing.T) {
 		{"only the first GODEBUG counts, as for the runtime", []string{"GODEBUG=a=1", "GODEBUG=schedtrace=0"}, []string{"GODEBUG=a=1," + sysmonGODEBUG}, true},
 		{"the restarted process", []string{"PATH=/bin", "GODEBUG=" + sysmonGODEBUG}, []string{"PATH=/bin", "GODEBUG=" + sysmonGODEBUG}, false},
 		{"the operator turned it off", []string{"GODEBUG=schedtrace=0"}, []string{"GODEBUG=schedtrace=0"}, false},
-		{"the operator's own schedtrace", []string{"GODEBUG=gctrace=1, schedtrace=1000"}, []string{"GODEBUG=gctrace=1, schedtrace=1000"}, false},
+		{"the operator's own schedtrace", []string{"GODEBUG=gctrace=1,schedtrace=1000"}, []string{"GODEBUG=gctrace=1,schedtrace=1000"}, false},
+		// The runtime ignores these settings, so ours is added after them and applies.
+		{"a schedtrace after a space", []string{"GODEBUG=gctrace=1, schedtrace=1000"}, []string{"GODEBUG=gctrace=1, schedtrace=1000," + sysmonGODEBUG}, true},
+		{"a schedtrace that is not a number", []string{"GODEBUG=schedtrace=x"}, []string{"GODEBUG=schedtrace=x," + sysmonGODEBUG}, true},
+		{"the first GODEBUG is empty", []string{"GODEBUG=", "GODEBUG=schedtrace=0"}, []string{"GODEBUG=" + sysmonGODEBUG}, true},
 	} {
 		got, exec := sysmonEnv(c.environ)
 		if exec != c.wantExec || !slices.Equal(got, c.want) {

@@ -60,6 +60,17 @@ func (k *envelopeKeys) add(keyIDs ...string) {
 	}
 }
 
+// size is the number of keys held, or -1 while every key is looked up in the store (the set
+// not loaded, or overflowed): the gauge hufu_opening_guard_keys.
+func (k *envelopeKeys) size() float64 {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if !k.loaded || k.overflow {
+		return -1
+	}
+	return float64(len(k.keys))
+}
+
 // mayHave tells whether keyID may have envelopes, so that the guard must look in the store:
 // false only when the loaded set proves it has none. Until the set is loaded the answer is
 // true, and this call loads it unless another is loading it or a load failed lately.

@@ -21,8 +21,8 @@ func TestEnvelopeKeysOverflow(t *testing.T) {
 		}
 	}
 	k.add("key-c", "key-d", "key-e") // past the limit in the middle of one registration
-	if !k.overflow || k.keys != nil {
-		t.Fatalf("past the limit: overflow %v with %d keys kept", k.overflow, len(k.keys))
+	if !k.overflow || k.keys != nil || k.size() != -1 {
+		t.Fatalf("past the limit: overflow %v with %d keys kept, gauge %v", k.overflow, len(k.keys), k.size())
 	}
 	k.add("key-f")
 	for _, id := range []string{"key-a", "key-f", "key-z"} {
@@ -54,8 +54,14 @@ func TestEnvelopeKeysLoad(t *testing.T) {
 
 	k := newEnvelopeKeys(maxEnvelopeKeys)
 	k.add("key-adding") // a registration under way while the set loads
+	if k.size() != -1 {
+		t.Fatalf("before the set is loaded, its gauge reads %v, want -1", k.size())
+	}
 	if !k.mayHave(ctx, st, t0, "key-free") {
 		t.Fatal("before the set is loaded, a key is answered free")
+	}
+	if k.size() != 2 {
+		t.Fatalf("loaded with one key filed and one being added, the gauge reads %v", k.size())
 	}
 	for id, want := range map[string]bool{"key-filed": true, "key-adding": true, "key-free": false} {
 		if got := k.mayHave(ctx, st, t0, id); got != want {

@@ -10,7 +10,7 @@ type metrics struct {
 	chunk     prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, guard *envelopeKeys) *metrics {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hufu_opening_events_total",
 			Help: "Bid opening state changes, by event (create, seal, close)."}, []string{"event"}),
@@ -23,8 +23,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		chunk: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "hufu_opening_release_chunk_duration_seconds",
 			Help: "Time to compute one release chunk.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
+	guardKeys := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hufu_opening_guard_keys",
+		Help: "Keys the decryption guard holds in memory as having envelopes; -1 while it looks every key up in the store (before the first Decrypt, after a failed load, or past 2^20 keys)."},
+		guard.size)
 	if reg != nil {
-		reg.MustRegister(m.events, m.early, m.envelopes, m.released, m.chunk)
+		reg.MustRegister(m.events, m.early, m.envelopes, m.released, m.chunk, guardKeys)
 	}
 	return m
 }

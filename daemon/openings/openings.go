@@ -158,8 +158,9 @@ func New(opts Options, deps Deps) (*Service, error) {
 		return nil, errors.New("openings: missing dependency")
 	}
 	opts.setDefaults()
-	return &Service{opts: opts, deps: deps, m: newMetrics(deps.Registry), gates: map[string]*sync.RWMutex{},
-		withEnvelopes: newEnvelopeKeys(maxEnvelopeKeys)}, nil
+	withEnvelopes := newEnvelopeKeys(maxEnvelopeKeys)
+	return &Service{opts: opts, deps: deps, m: newMetrics(deps.Registry, withEnvelopes), gates: map[string]*sync.RWMutex{},
+		withEnvelopes: withEnvelopes}, nil
 }
 
 var (

@@ -207,11 +207,9 @@ func (c *cli) benchPoint(ctx context.Context, load benchLoad, concurrency int, p
 	)
 	runCtx, stop := context.WithTimeout(ctx, load.duration)
 	defer stop()
-	var tick <-chan time.Time
+	var tick <-chan struct{}
 	if load.rate > 0 {
-		t := time.NewTicker(time.Duration(float64(time.Second) / load.rate))
-		defer t.Stop()
-		tick = t.C
+		tick = pace(runCtx, load.rate, concurrency)
 	}
 	before, err := probe.sample(ctx)
 	if err != nil {
@@ -307,6 +305,32 @@ func (c *cli) benchPoint(ctx context.Context, load benchLoad, concurrency int, p
 		fmt.Fprintf(c.errOut, "first error: %s\n", e)
 	}
 	return r, nil
+}
+
+// pace offers rate calls a second until ctx ends: one token per call, due at start + i/rate,
+// queued up to concurrency deep. A time.Ticker drops the ticks its one-deep channel cannot
+// hold, so on a busy machine 16 workers drew 2,124 calls/s from a ticker set to 2,796.
+func pace(ctx context.Context, rate float64, concurrency int) <-chan struct{} {
+	tokens := make(chan struct{}, concurrency)
+	period := time.Duration(float64(time.Second) / rate)
+	go func() {
+		start := time.Now()
+		for i := time.Duration(1); ; i++ {
+			t := time.NewTimer(time.Until(start.Add(i * period)))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			select {
+			case tokens <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return tokens
 }
 
 // derive fills in the ratio to the raw step and the per-call overhead.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hufu-hsm/hufu/daemon/config"
 	"github.com/hufu-hsm/hufu/daemon/daemontest"
@@ -109,6 +111,20 @@ func TestDerive(t *testing.T) {
 		c.r.derive()
 		if c.r.Ratio != c.ratio || c.r.RatioAllCores != c.ratioAll || c.r.OverheadPerItem != c.extra {
 			t.Errorf("%s: ratio %v, ratio·all %v, overhead %v; want %v, %v, %v", c.name, c.r.Ratio, c.r.RatioAllCores, c.r.OverheadPerItem, c.ratio, c.ratioAll, c.extra)
+		}
+	}
+}
+
+// TestPaceQueues: calls due while every worker is busy wait for one, up to concurrency of
+// them, instead of being dropped as a time.Ticker drops its ticks (which held the half-rate
+// point to three quarters of its rate).
+func TestPaceQueues(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tokens := pace(ctx, 100000, 8)
+	for deadline := time.Now().Add(10 * time.Second); len(tokens) < 8; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued for busy workers, want 8", len(tokens))
 		}
 	}
 }
